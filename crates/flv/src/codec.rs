@@ -1,0 +1,485 @@
+//! Decoder configuration records (the payload of sequence-start tags), parsed for stream
+//! statistics: codec, resolution, profile and level; sample rate and channels.
+
+use crate::bits::{rbsp, BitReader};
+use crate::tag::{AudioCodec, VideoCodec};
+use crate::FlvError;
+
+/// What a video sequence header says about the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoParams {
+    /// Codec.
+    pub codec: VideoCodec,
+    /// Display width in pixels (after cropping); 0 if the record carries no sequence header
+    /// (possible only for AV1).
+    pub width: u32,
+    /// Display height in pixels (after cropping); 0 if unknown, as for `width`.
+    pub height: u32,
+    /// `profile_idc` (AVC), `general_profile_idc` (HEVC) or `seq_profile` (AV1).
+    pub profile: u8,
+    /// `level_idc` (AVC, level x 10), `general_level_idc` (HEVC, level x 30) or
+    /// `seq_level_idx` (AV1).
+    pub level: u8,
+}
+
+impl VideoParams {
+    /// The profile's name, e.g. "High", "Main 10"; "unknown" for values without one.
+    pub fn profile_name(&self) -> &'static str {
+        match (self.codec, self.profile) {
+            (VideoCodec::Avc, 66) => "Baseline",
+            (VideoCodec::Avc, 77) => "Main",
+            (VideoCodec::Avc, 88) => "Extended",
+            (VideoCodec::Avc, 100) => "High",
+            (VideoCodec::Avc, 110) => "High 10",
+            (VideoCodec::Avc, 122) => "High 4:2:2",
+            (VideoCodec::Avc, 244) => "High 4:4:4",
+            (VideoCodec::Hevc, 1) => "Main",
+            (VideoCodec::Hevc, 2) => "Main 10",
+            (VideoCodec::Hevc, 3) => "Main Still Picture",
+            (VideoCodec::Hevc, 4) => "Rext",
+            (VideoCodec::Av1, 0) => "Main",
+            (VideoCodec::Av1, 1) => "High",
+            (VideoCodec::Av1, 2) => "Professional",
+            _ => "unknown",
+        }
+    }
+
+    /// The level as usually written, e.g. "3.1" (AVC `level_idc` 31, HEVC 93, AV1 idx 5).
+    pub fn level_name(&self) -> String {
+        match self.codec {
+            VideoCodec::Avc => format!("{}.{}", self.level / 10, self.level % 10),
+            VideoCodec::Hevc => {
+                let tenths = u32::from(self.level) * 10 / 30;
+                format!("{}.{}", tenths / 10, tenths % 10)
+            }
+            VideoCodec::Av1 => format!("{}.{}", 2 + self.level / 4, self.level % 4),
+            _ => self.level.to_string(),
+        }
+    }
+}
+
+/// What an audio sequence header says about the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioParams {
+    /// Codec.
+    pub codec: AudioCodec,
+    /// Sample rate in Hz (for HE-AAC with explicit signalling, the SBR output rate).
+    pub sample_rate: u32,
+    /// Channel count; 0 if the config leaves it to the stream (AAC channelConfiguration 0).
+    pub channels: u8,
+    /// AAC audioObjectType (2 = LC, 5 = HE-AAC/SBR, 29 = HE-AAC v2/PS); 0 for other codecs.
+    pub object_type: u8,
+}
+
+/// Parses the configuration record of a video sequence header for the codecs this crate knows
+/// (AVC, HEVC, AV1). `Ok(None)` for other codecs.
+pub fn parse_video_config(
+    codec: VideoCodec,
+    config: &[u8],
+) -> Result<Option<VideoParams>, FlvError> {
+    match codec {
+        VideoCodec::Avc => parse_avc_config(config).map(Some),
+        VideoCodec::Hevc => parse_hevc_config(config).map(Some),
+        VideoCodec::Av1 => parse_av1_config(config).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Parses the configuration of an audio sequence header for the codecs this crate knows
+/// (AAC AudioSpecificConfig, Opus `OpusHead`). `Ok(None)` for other codecs.
+pub fn parse_audio_config(
+    codec: AudioCodec,
+    config: &[u8],
+) -> Result<Option<AudioParams>, FlvError> {
+    match codec {
+        AudioCodec::Aac => parse_aac_config(config).map(Some),
+        AudioCodec::Opus => parse_opus_head(config).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn get<'a>(data: &'a [u8], start: usize, len: usize, what: &'static str) -> Result<&'a [u8], FlvError> {
+    start
+        .checked_add(len)
+        .and_then(|end| data.get(start..end))
+        .ok_or(FlvError::Truncated(what))
+}
+
+fn to_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Parses an `AVCDecoderConfigurationRecord` and its first SPS.
+/// Defined by: ISO/IEC 14496-15, 5.3.3.1.
+pub fn parse_avc_config(data: &[u8]) -> Result<VideoParams, FlvError> {
+    const WHAT: &str = "AVCDecoderConfigurationRecord";
+    let head = get(data, 0, 6, WHAT)?;
+    if head[0] != 1 {
+        return Err(FlvError::Invalid("AVCDecoderConfigurationRecord version"));
+    }
+    if head[5] & 0x1F == 0 {
+        return Err(FlvError::MissingParameterSet("SPS"));
+    }
+    let len = get(data, 6, 2, WHAT)?;
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    parse_avc_sps(get(data, 8, len, WHAT)?)
+}
+
+/// Parses an H.264 SPS NAL unit (with its NAL header byte).
+/// Defined by: ISO/IEC 14496-10, 7.3.2.1.1; cropping from 7.4.2.1.1.
+pub fn parse_avc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
+    let data = rbsp(nal);
+    if data.first().map(|b| b & 0x1F) != Some(7) {
+        return Err(FlvError::Invalid("SPS NAL unit type"));
+    }
+    let mut r = BitReader::new(&data[1..], "SPS");
+    let profile = r.bits(8)? as u8;
+    r.skip(8)?; // constraint_set flags + reserved
+    let level = r.bits(8)? as u8;
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    let mut separate_colour_plane = false;
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc == 3 {
+            separate_colour_plane = r.bit()?;
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bit()?; // qpprime_y_zero_transform_bypass_flag
+        if r.bit()? {
+            // seq_scaling_matrix_present_flag
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bit()? {
+                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            r.bit()?; // delta_pic_order_always_zero_flag
+            r.se()?; // offset_for_non_ref_pic
+            r.se()?; // offset_for_top_to_bottom_field
+            let cycle = r.ue()?;
+            if cycle > 255 {
+                return Err(FlvError::Invalid("num_ref_frames_in_pic_order_cnt_cycle"));
+            }
+            for _ in 0..cycle {
+                r.se()?;
+            }
+        }
+        _ => {}
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = u64::from(r.ue()?) + 1;
+    let height_map_units = u64::from(r.ue()?) + 1;
+    let frame_mbs_only = r.bit()?;
+    if !frame_mbs_only {
+        r.bit()?; // mb_adaptive_frame_field_flag
+    }
+    r.bit()?; // direct_8x8_inference_flag
+    let (mut crop_l, mut crop_r, mut crop_t, mut crop_b) = (0u64, 0u64, 0u64, 0u64);
+    if r.bit()? {
+        crop_l = r.ue()?.into();
+        crop_r = r.ue()?.into();
+        crop_t = r.ue()?.into();
+        crop_b = r.ue()?.into();
+    }
+    let field_factor = if frame_mbs_only { 1 } else { 2 };
+    let chroma_array_type = if separate_colour_plane {
+        0
+    } else {
+        chroma_format_idc
+    };
+    let (crop_x, crop_y) = match chroma_array_type {
+        0 => (1, field_factor),
+        1 => (2, 2 * field_factor),
+        2 => (2, field_factor),
+        _ => (1, field_factor),
+    };
+    let width = (width_mbs * 16).saturating_sub(crop_x * (crop_l + crop_r));
+    let height = (height_map_units * 16 * field_factor).saturating_sub(crop_y * (crop_t + crop_b));
+    Ok(VideoParams {
+        codec: VideoCodec::Avc,
+        width: to_u32(width),
+        height: to_u32(height),
+        profile,
+        level,
+    })
+}
+
+/// `scaling_list()`. Defined by: ISO/IEC 14496-10, 7.3.2.1.1.1.
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), FlvError> {
+    let (mut last, mut next) = (8i32, 8i32);
+    for _ in 0..size {
+        if next != 0 {
+            let delta = r.se()?;
+            next = (last + delta).rem_euclid(256);
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Ok(())
+}
+
+/// Parses an `HEVCDecoderConfigurationRecord` and the first SPS in its arrays.
+/// Defined by: ISO/IEC 14496-15, 8.3.3.1.
+pub fn parse_hevc_config(data: &[u8]) -> Result<VideoParams, FlvError> {
+    const WHAT: &str = "HEVCDecoderConfigurationRecord";
+    const SPS_NUT: u8 = 33;
+    let head = get(data, 0, 23, WHAT)?;
+    if head[0] != 1 {
+        return Err(FlvError::Invalid("HEVCDecoderConfigurationRecord version"));
+    }
+    let num_arrays = head[22];
+    let mut pos = 23;
+    for _ in 0..num_arrays {
+        let a = get(data, pos, 3, WHAT)?;
+        let nal_type = a[0] & 0x3F;
+        let count = u16::from_be_bytes([a[1], a[2]]);
+        pos += 3;
+        for _ in 0..count {
+            let l = get(data, pos, 2, WHAT)?;
+            let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+            let nal = get(data, pos + 2, len, WHAT)?;
+            if nal_type == SPS_NUT {
+                return parse_hevc_sps(nal);
+            }
+            pos += 2 + len;
+        }
+    }
+    Err(FlvError::MissingParameterSet("SPS"))
+}
+
+/// Parses an H.265 SPS NAL unit (with its 2-byte NAL header).
+/// Defined by: ITU-T H.265, 7.3.2.2.1 and 7.3.3 (`profile_tier_level`).
+pub fn parse_hevc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
+    let data = rbsp(nal);
+    if data.len() < 2 || (data[0] >> 1) & 0x3F != 33 {
+        return Err(FlvError::Invalid("SPS NAL unit type"));
+    }
+    let mut r = BitReader::new(&data[2..], "SPS");
+    r.skip(4)?; // sps_video_parameter_set_id
+    let max_sub_layers_minus1 = r.bits(3)? as usize;
+    r.skip(1)?; // sps_temporal_id_nesting_flag
+    // profile_tier_level(1, sps_max_sub_layers_minus1)
+    r.skip(3)?; // general_profile_space, general_tier_flag
+    let profile = r.bits(5)? as u8;
+    r.skip(32 + 4 + 43 + 1)?;
+    let level = r.bits(8)? as u8;
+    let mut sub_layer_flags = [(false, false); 8];
+    for flags in sub_layer_flags.iter_mut().take(max_sub_layers_minus1) {
+        *flags = (r.bit()?, r.bit()?);
+    }
+    if max_sub_layers_minus1 > 0 {
+        r.skip(2 * (8 - max_sub_layers_minus1))?; // reserved_zero_2bits
+    }
+    for &(profile_present, level_present) in sub_layer_flags.iter().take(max_sub_layers_minus1) {
+        if profile_present {
+            r.skip(88)?;
+        }
+        if level_present {
+            r.skip(8)?;
+        }
+    }
+    r.ue()?; // sps_seq_parameter_set_id
+    let chroma_format_idc = r.ue()?;
+    let mut separate_colour_plane = false;
+    if chroma_format_idc == 3 {
+        separate_colour_plane = r.bit()?;
+    }
+    let width = u64::from(r.ue()?);
+    let height = u64::from(r.ue()?);
+    let (mut crop_l, mut crop_r, mut crop_t, mut crop_b) = (0u64, 0u64, 0u64, 0u64);
+    if r.bit()? {
+        crop_l = r.ue()?.into();
+        crop_r = r.ue()?.into();
+        crop_t = r.ue()?.into();
+        crop_b = r.ue()?.into();
+    }
+    // SubWidthC / SubHeightC, Table 6-1.
+    let (sub_w, sub_h) = match (chroma_format_idc, separate_colour_plane) {
+        (1, _) => (2, 2),
+        (2, _) => (2, 1),
+        _ => (1, 1),
+    };
+    Ok(VideoParams {
+        codec: VideoCodec::Hevc,
+        width: to_u32(width.saturating_sub(sub_w * (crop_l + crop_r))),
+        height: to_u32(height.saturating_sub(sub_h * (crop_t + crop_b))),
+        profile,
+        level,
+    })
+}
+
+/// Parses an `AV1CodecConfigurationRecord` (av1C) and, if its configOBUs hold one, the
+/// sequence header OBU. Defined by: AV1 Codec ISO Media File Format Binding, 2.3.3; sequence
+/// header from the AV1 spec, 5.5.
+pub fn parse_av1_config(data: &[u8]) -> Result<VideoParams, FlvError> {
+    const WHAT: &str = "AV1CodecConfigurationRecord";
+    let head = get(data, 0, 4, WHAT)?;
+    if head[0] != 0x81 {
+        return Err(FlvError::Invalid("av1C marker/version"));
+    }
+    let mut params = VideoParams {
+        codec: VideoCodec::Av1,
+        width: 0,
+        height: 0,
+        profile: head[1] >> 5,
+        level: head[1] & 0x1F,
+    };
+    let mut obus = &data[4..];
+    while let Some((&header, rest)) = obus.split_first() {
+        let obu_type = (header >> 3) & 0x0F;
+        let has_extension = header & 0x04 != 0;
+        let has_size = header & 0x02 != 0;
+        let mut rest = rest;
+        if has_extension {
+            rest = rest.get(1..).ok_or(FlvError::Truncated("OBU header"))?;
+        }
+        let size = if has_size {
+            let (size, n) = leb128(rest)?;
+            rest = &rest[n..];
+            usize::try_from(size).unwrap_or(usize::MAX)
+        } else {
+            rest.len()
+        };
+        let payload = rest.get(..size).ok_or(FlvError::Truncated("OBU"))?;
+        const OBU_SEQUENCE_HEADER: u8 = 1;
+        if obu_type == OBU_SEQUENCE_HEADER {
+            let (w, h) = parse_av1_sequence_header(payload)?;
+            params.width = w;
+            params.height = h;
+            break;
+        }
+        obus = &rest[size..];
+    }
+    Ok(params)
+}
+
+/// `leb128()`: returns the value and the bytes it took. Defined by: AV1 spec, 4.10.5.
+fn leb128(data: &[u8]) -> Result<(u64, usize), FlvError> {
+    let mut value = 0u64;
+    for i in 0..8 {
+        let b = *data.get(i).ok_or(FlvError::Truncated("leb128"))?;
+        value |= u64::from(b & 0x7F) << (i * 7);
+        if b & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    Err(FlvError::Invalid("leb128 longer than 8 bytes"))
+}
+
+/// Returns `max_frame_width_minus_1 + 1` and `max_frame_height_minus_1 + 1`.
+/// Defined by: AV1 spec, 5.5.1 (`sequence_header_obu`).
+fn parse_av1_sequence_header(payload: &[u8]) -> Result<(u32, u32), FlvError> {
+    let mut r = BitReader::new(payload, "sequence header OBU");
+    r.skip(3)?; // seq_profile
+    r.skip(1)?; // still_picture
+    let reduced_still_picture_header = r.bit()?;
+    if reduced_still_picture_header {
+        r.skip(5)?; // seq_level_idx[0]
+    } else {
+        let timing_info_present = r.bit()?;
+        let mut decoder_model_info_present = false;
+        let mut buffer_delay_length = 0;
+        if timing_info_present {
+            r.skip(32 + 32)?; // num_units_in_display_tick, time_scale
+            if r.bit()? {
+                // equal_picture_interval
+                r.uvlc()?; // num_ticks_per_picture_minus_1
+            }
+            decoder_model_info_present = r.bit()?;
+            if decoder_model_info_present {
+                buffer_delay_length = r.bits(5)? as usize + 1;
+                r.skip(32 + 5 + 5)?;
+            }
+        }
+        let initial_display_delay_present = r.bit()?;
+        let operating_points = r.bits(5)? + 1;
+        for _ in 0..operating_points {
+            r.skip(12)?; // operating_point_idc
+            let seq_level_idx = r.bits(5)?;
+            if seq_level_idx > 7 {
+                r.skip(1)?; // seq_tier
+            }
+            if decoder_model_info_present && r.bit()? {
+                // operating_parameters_info()
+                r.skip(2 * buffer_delay_length + 1)?;
+            }
+            if initial_display_delay_present && r.bit()? {
+                r.skip(4)?; // initial_display_delay_minus_1
+            }
+        }
+    }
+    let width_bits = r.bits(4)? + 1;
+    let height_bits = r.bits(4)? + 1;
+    let width = r.bits(width_bits)? + 1;
+    let height = r.bits(height_bits)? + 1;
+    Ok((width, height))
+}
+
+/// Parses an AAC `AudioSpecificConfig`. Defined by: ISO/IEC 14496-3, 1.6.2.1.
+pub fn parse_aac_config(data: &[u8]) -> Result<AudioParams, FlvError> {
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    let mut r = BitReader::new(data, "AudioSpecificConfig");
+    let object_type = |r: &mut BitReader<'_>| -> Result<u8, FlvError> {
+        let t = r.bits(5)?;
+        Ok(if t == 31 { 32 + r.bits(6)? } else { t } as u8)
+    };
+    let rate = |r: &mut BitReader<'_>| -> Result<u32, FlvError> {
+        match r.bits(4)? {
+            0xF => r.bits(24),
+            i => RATES
+                .get(i as usize)
+                .copied()
+                .ok_or(FlvError::Invalid("samplingFrequencyIndex")),
+        }
+    };
+    let aot = object_type(&mut r)?;
+    let mut sample_rate = rate(&mut r)?;
+    let channel_config = r.bits(4)? as u8;
+    // Explicit SBR/PS signalling: the extension rate is what a decoder outputs.
+    if aot == 5 || aot == 29 {
+        sample_rate = rate(&mut r)?;
+    }
+    let channels = match channel_config {
+        1 if aot == 29 => 2,
+        7 => 8,
+        c => c,
+    };
+    Ok(AudioParams {
+        codec: AudioCodec::Aac,
+        sample_rate,
+        channels,
+        object_type: aot,
+    })
+}
+
+/// Parses an Opus identification header (`OpusHead`), the Enhanced RTMP Opus sequence start.
+/// Defined by: RFC 7845, 5.1. Reports 48 kHz, the rate Opus always decodes at.
+pub fn parse_opus_head(data: &[u8]) -> Result<AudioParams, FlvError> {
+    let head = get(data, 0, 19, "OpusHead")?;
+    if &head[..8] != b"OpusHead" {
+        return Err(FlvError::Invalid("OpusHead magic"));
+    }
+    Ok(AudioParams {
+        codec: AudioCodec::Opus,
+        sample_rate: 48000,
+        channels: head[9],
+        object_type: 0,
+    })
+}

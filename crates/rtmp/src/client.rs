@@ -1,0 +1,282 @@
+//! The client side of an RTMP connection as a state machine, used by sluice's tests, its load
+//! tool and (later) relays. It drives connect → createStream → publish/play by itself.
+//!
+//! Call [`ClientSession::start`] once, then [`ClientSession::feed`] with socket input; write
+//! [`ClientSession::take_output`] to the socket after each call.
+
+use amf0::Value;
+use bytes::{Bytes, BytesMut};
+
+use crate::chunk::{encode_message, ChunkDecoder, RawMessage, DEFAULT_CHUNK_SIZE};
+use crate::command::{decode_values, Command};
+use crate::handshake::{ClientHandshake, HandshakeStatus};
+use crate::message::{self, csid, type_id, user_control, UserControl};
+use crate::server::{MediaKind, SessionError};
+
+/// What the client will do once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Publish a live stream with this name (may carry `?args`).
+    Publish(String),
+    /// Play this stream name.
+    Play(String),
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Application to connect to.
+    pub app: String,
+    /// `tcUrl` to announce.
+    pub tc_url: String,
+    /// Publish or play.
+    pub role: Role,
+    /// Use the digest handshake.
+    pub complex_handshake: bool,
+    /// Chunk size to send with (announced with Set Chunk Size after connect).
+    pub chunk_size: u32,
+    /// Buffer length to announce when playing, in milliseconds.
+    pub buffer_ms: u32,
+}
+
+/// What happened on the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// `connect` succeeded.
+    Connected,
+    /// The stream was created; publish or play has been sent.
+    StreamCreated(u32),
+    /// An `onStatus` (or connect `_error`) arrived.
+    Status {
+        /// `status`, `warning` or `error`.
+        level: String,
+        /// For example `NetStream.Play.Start`.
+        code: String,
+        /// Human-readable text.
+        description: String,
+    },
+    /// Audio, video or data on the played stream.
+    Media {
+        /// What it is.
+        kind: MediaKind,
+        /// Timestamp in milliseconds.
+        timestamp: u32,
+        /// Body.
+        payload: Bytes,
+    },
+    /// A User Control Stream Begin/EOF/Dry event.
+    StreamControl(u16, u32),
+}
+
+enum State {
+    Handshake(Box<ClientHandshake>),
+    Connecting,
+    CreatingStream,
+    Ready(u32),
+}
+
+/// The client half of one RTMP connection.
+pub struct ClientSession {
+    config: ClientConfig,
+    state: State,
+    decoder: ChunkDecoder,
+    out: BytesMut,
+    scratch: Vec<u8>,
+    received: u64,
+    acked: u64,
+    peer_window: u32,
+    next_txn: f64,
+}
+
+impl ClientSession {
+    /// A client that has not sent anything yet.
+    pub fn new(config: ClientConfig, epoch_ms: u32, rng: &mut impl rand::RngCore) -> Self {
+        let hs = ClientHandshake::new(config.complex_handshake, epoch_ms, rng);
+        Self {
+            config,
+            state: State::Handshake(Box::new(hs)),
+            decoder: ChunkDecoder::new(64 << 20, 1024),
+            out: BytesMut::with_capacity(4096),
+            scratch: Vec::new(),
+            received: 0,
+            acked: 0,
+            peer_window: 0,
+            next_txn: 1.0,
+        }
+    }
+
+    /// Write C0 and C1.
+    pub fn start(&mut self) {
+        if let State::Handshake(hs) = &mut self.state {
+            self.scratch.clear();
+            hs.start(&mut self.scratch);
+            self.out.extend_from_slice(&self.scratch);
+        }
+    }
+
+    /// Take the bytes to write to the socket.
+    pub fn take_output(&mut self) -> Bytes {
+        self.out.split().freeze()
+    }
+
+    /// The stream id once publish/play has been sent.
+    pub fn stream_id(&self) -> Option<u32> {
+        match self.state {
+            State::Ready(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Feed socket input, collecting events.
+    pub fn feed(&mut self, input: &mut BytesMut, events: &mut Vec<ClientEvent>) -> Result<(), SessionError> {
+        self.received += input.len() as u64;
+        if let State::Handshake(hs) = &mut self.state {
+            self.scratch.clear();
+            let status = hs.feed(input, &mut self.scratch)?;
+            self.out.extend_from_slice(&self.scratch);
+            if status != HandshakeStatus::Done {
+                return Ok(());
+            }
+            self.send_connect();
+        }
+        while let Some(msg) = self.decoder.read(input)? {
+            self.handle_message(msg, events)?;
+        }
+        if self.peer_window > 0 && self.received - self.acked >= self.peer_window as u64 {
+            self.acked = self.received;
+            message::ack(&mut self.out, self.received as u32);
+        }
+        Ok(())
+    }
+
+    /// Send a media message on the published stream (encoded with our chunk size).
+    pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, payload: &[u8]) {
+        let stream_id = self.stream_id().unwrap_or(1);
+        let body_type = kind.type_id();
+        encode_message(&mut self.out, self.config.chunk_size, kind.csid(), timestamp, body_type, stream_id, payload);
+    }
+
+    /// Send `@setDataFrame onMetaData {..}`.
+    pub fn send_metadata(&mut self, metadata: Value) {
+        let body = crate::command::encode_values(&[
+            Value::String("@setDataFrame".into()),
+            Value::String("onMetaData".into()),
+            metadata,
+        ]);
+        self.send_media(MediaKind::Data, 0, &body);
+    }
+
+    /// Send `FCUnpublish` and `deleteStream`, as FFmpeg does when it ends a publish.
+    pub fn close_stream(&mut self) {
+        if let (State::Ready(id), Role::Publish(name)) = (&self.state, &self.config.role) {
+            let (id, name) = (*id, name.clone());
+            self.command(0, "FCUnpublish", Value::Null, vec![Value::String(name)]);
+            self.command(0, "deleteStream", Value::Null, vec![Value::Number(id as f64)]);
+        }
+    }
+
+    fn command(&mut self, stream_id: u32, name: &str, object: Value, args: Vec<Value>) {
+        let cmd = Command { name: name.into(), transaction_id: self.next_txn, object, args };
+        self.next_txn += 1.0;
+        let chunk_size = self.out_chunk_size();
+        encode_message(&mut self.out, chunk_size, csid::COMMAND, 0, type_id::COMMAND_AMF0, stream_id, &cmd.encode());
+    }
+
+    fn out_chunk_size(&self) -> u32 {
+        match self.state {
+            State::Handshake(_) | State::Connecting => DEFAULT_CHUNK_SIZE,
+            _ => self.config.chunk_size,
+        }
+    }
+
+    fn send_connect(&mut self) {
+        self.state = State::Connecting;
+        let obj = Value::Object(vec![
+            ("app".into(), Value::String(self.config.app.clone())),
+            ("flashVer".into(), Value::String("FMLE/3.0 (compatible; sluice)".into())),
+            ("tcUrl".into(), Value::String(self.config.tc_url.clone())),
+            ("fpad".into(), Value::Boolean(false)),
+            ("capabilities".into(), Value::Number(15.0)),
+            ("audioCodecs".into(), Value::Number(4071.0)),
+            ("videoCodecs".into(), Value::Number(252.0)),
+            ("videoFunction".into(), Value::Number(1.0)),
+            (
+                "fourCcList".into(),
+                Value::StrictArray(["av01", "vp09", "hvc1", "avc1"].iter().map(|s| Value::String((*s).into())).collect()),
+            ),
+        ]);
+        self.command(0, "connect", obj, vec![]);
+    }
+
+    fn handle_message(&mut self, msg: RawMessage, events: &mut Vec<ClientEvent>) -> Result<(), SessionError> {
+        match msg.type_id {
+            type_id::SET_CHUNK_SIZE => {
+                if let Some(size) = message::parse_u32(&msg.payload) {
+                    self.decoder.set_chunk_size(size)?;
+                }
+            }
+            type_id::WINDOW_ACK_SIZE => self.peer_window = message::parse_u32(&msg.payload).unwrap_or(0),
+            type_id::USER_CONTROL => match UserControl::parse(&msg.payload) {
+                Some(UserControl::PingRequest(t)) => message::user_control(&mut self.out, user_control::PING_RESPONSE, t),
+                Some(UserControl::Stream(e, id)) => events.push(ClientEvent::StreamControl(e, id)),
+                _ => {}
+            },
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 => {
+                let kind = match msg.type_id {
+                    type_id::AUDIO => MediaKind::Audio,
+                    type_id::VIDEO => MediaKind::Video,
+                    _ => MediaKind::Data,
+                };
+                events.push(ClientEvent::Media { kind, timestamp: msg.timestamp, payload: msg.payload });
+            }
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+                let cmd = Command::parse(msg.type_id, &msg.payload)?;
+                self.handle_command(cmd, events);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, cmd: Command, events: &mut Vec<ClientEvent>) {
+        match (cmd.name.as_str(), &self.state) {
+            ("_result", State::Connecting) => {
+                events.push(ClientEvent::Connected);
+                if self.config.chunk_size != DEFAULT_CHUNK_SIZE {
+                    message::set_chunk_size(&mut self.out, self.config.chunk_size);
+                }
+                self.state = State::CreatingStream;
+                if let Role::Publish(name) = self.config.role.clone() {
+                    self.command(0, "releaseStream", Value::Null, vec![Value::String(name.clone())]);
+                    self.command(0, "FCPublish", Value::Null, vec![Value::String(name)]);
+                }
+                self.command(0, "createStream", Value::Null, vec![]);
+            }
+            ("_result", State::CreatingStream) => {
+                let id = cmd.arg(0).and_then(Value::as_f64).unwrap_or(1.0) as u32;
+                self.state = State::Ready(id);
+                events.push(ClientEvent::StreamCreated(id));
+                match self.config.role.clone() {
+                    Role::Publish(name) => {
+                        self.command(id, "publish", Value::Null, vec![Value::String(name), Value::String("live".into())])
+                    }
+                    Role::Play(name) => {
+                        message::set_buffer_length(&mut self.out, id, self.config.buffer_ms);
+                        self.command(id, "play", Value::Null, vec![Value::String(name), Value::Number(-2.0)]);
+                    }
+                }
+            }
+            ("onStatus", _) | ("_error", _) => {
+                let info = cmd.args.first().unwrap_or(&Value::Null);
+                let get = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                events.push(ClientEvent::Status { level: get("level"), code: get("code"), description: get("description") });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decode a data message body (for example `onMetaData`) into AMF values.
+pub fn decode_data(payload: &[u8]) -> Result<Vec<Value>, SessionError> {
+    Ok(decode_values(type_id::DATA_AMF0, payload, "data message")?)
+}

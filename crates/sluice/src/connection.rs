@@ -1,0 +1,408 @@
+//! One RTMP connection: the tokio glue around `rtmp::ServerSession`. It reads the socket, feeds
+//! the session, turns its events into hub operations (publish, play) and writes replies and
+//! media. A connection publishes at most one stream and plays at most one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtmp::message::user_control;
+use rtmp::{ConnectInfo, MediaKind, ServerConfig, ServerEvent, ServerSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use crate::config::AppConf;
+use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
+use crate::live::{self, PlayerGate};
+use crate::server::ServerCtx;
+
+/// Most ring entries a player takes per write: bounds the batch a single writev carries.
+const MAX_BATCH: usize = 64;
+/// How often timers (ping, idle publisher) are checked.
+const TICK: Duration = Duration::from_millis(500);
+
+struct Publishing {
+    publisher: Publisher,
+    stream_id: u32,
+    name: String,
+    last_media: Instant,
+}
+
+struct Playing {
+    sub: Subscriber,
+    stream_id: u32,
+    name: String,
+    gate: PlayerGate,
+}
+
+struct Conn {
+    ctx: Arc<ServerCtx>,
+    peer: SocketAddr,
+    session: ServerSession,
+    app: Option<AppConf>,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    /// Bytes to write, in order: session replies, then media.
+    pending: Vec<Bytes>,
+    last_recv: Instant,
+    ping_sent: Option<Instant>,
+    closing: bool,
+}
+
+/// Why the connection ended, for the log line.
+type Outcome = anyhow::Result<&'static str>;
+
+/// Serve one client until it leaves, errs, or the server shuts down.
+pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+    let _ = socket.set_nodelay(true);
+    let core = &ctx.conf.core;
+    let config = ServerConfig {
+        chunk_size: core.chunk_size,
+        ack_window: core.ack_window,
+        max_message: core.max_message,
+        max_streams: core.max_streams as usize,
+    };
+    let epoch = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
+    let session = ServerSession::new(config, epoch, &mut rand::thread_rng());
+    let mut conn = Conn {
+        ctx,
+        peer,
+        session,
+        app: None,
+        publishing: None,
+        playing: None,
+        pending: Vec::new(),
+        last_recv: Instant::now(),
+        ping_sent: None,
+        closing: false,
+    };
+    let (mut reader, mut writer) = socket.into_split();
+    let outcome = conn.serve(&mut reader, &mut writer).await;
+    conn.finish(&mut writer).await;
+    let app = conn.app.as_ref().map_or("", |a| a.name.as_str());
+    match outcome {
+        Ok(why) => tracing::info!(client = %peer, app, bytes_in = conn.session.bytes_received(), "disconnect: {why}"),
+        Err(e) => tracing::info!(client = %peer, app, bytes_in = conn.session.bytes_received(), "disconnect: {e:#}"),
+    }
+}
+
+impl Conn {
+    async fn serve(&mut self, reader: &mut OwnedReadHalf, writer: &mut OwnedWriteHalf) -> Outcome {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut events = Vec::new();
+        let mut tick = tokio::time::interval(TICK);
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            self.flush(writer).await?;
+            if self.closing {
+                return Ok("closed by server");
+            }
+            tokio::select! {
+                n = reader.read_buf(&mut buf) => {
+                    if n? == 0 {
+                        return Ok("closed by client");
+                    }
+                    self.last_recv = Instant::now();
+                    self.ping_sent = None;
+                    self.session.feed(&mut buf, &mut events)?;
+                    for ev in events.drain(..) {
+                        self.handle(ev);
+                    }
+                    if buf.capacity() - buf.len() < 4096 {
+                        buf.reserve(64 * 1024);
+                    }
+                }
+                batch = next_batch(&mut self.playing) => self.send_batch(batch),
+                _ = tick.tick() => self.on_tick()?,
+                _ = shutdown.cancelled() => return Ok("server shutting down"),
+            }
+        }
+    }
+
+    /// Write everything pending, giving up on a peer that accepts nothing for `timeout`.
+    async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
+        if self.session.has_output() {
+            self.pending.insert(0, self.session.take_output());
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.ctx.conf.core.timeout;
+        match tokio::time::timeout(timeout, write_all_vectored(writer, &mut self.pending)).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(_) => anyhow::bail!("write timed out after {timeout:?}"),
+        }
+    }
+
+    fn handle(&mut self, ev: ServerEvent) {
+        match ev {
+            ServerEvent::Connect(info) => self.on_connect(info),
+            ServerEvent::Publish { stream_id, name, args, kind } => self.on_publish(stream_id, name, args, kind),
+            ServerEvent::Play { stream_id, name, args, reset, .. } => self.on_play(stream_id, name, args, reset),
+            ServerEvent::Media { kind, timestamp, payload, .. } => self.on_media(kind, timestamp, payload),
+            ServerEvent::Pause { stream_id, paused } => self.on_pause(stream_id, paused),
+            ServerEvent::CloseStream { stream_id } => self.on_close_stream(stream_id),
+            ServerEvent::PingResponse(_) => {}
+        }
+    }
+
+    fn on_connect(&mut self, info: ConnectInfo) {
+        let app = self.ctx.conf.apps.iter().find(|a| a.name == info.app).cloned();
+        match app {
+            Some(app) => {
+                tracing::info!(client = %self.peer, app = %info.app, tc_url = %info.tc_url, flash_ver = %info.flash_ver, "connect");
+                self.app = Some(app);
+                self.session.accept_connect();
+            }
+            None => {
+                tracing::info!(client = %self.peer, app = %info.app, "connect refused: no such application");
+                self.session.reject_connect(&format!("application \"{}\" not found", info.app));
+                self.closing = true;
+            }
+        }
+    }
+
+    fn stream_options(&self) -> StreamOptions {
+        let gop_cache = self.app.as_ref().is_some_and(|a| a.live.gop_cache);
+        StreamOptions { ring_len: self.ctx.conf.core.out_queue, gop_cache }
+    }
+
+    fn on_publish(&mut self, stream_id: u32, name: String, args: String, kind: String) {
+        let Some(app) = self.app.clone() else { return };
+        if self.publishing.is_some() {
+            self.session.send_status(stream_id, "error", "NetStream.Publish.BadName", "Already publishing on this connection.");
+            return;
+        }
+        let key = StreamKey { app: app.name.clone(), name: name.clone() };
+        match self.ctx.hub.publish(key, self.stream_options()) {
+            Ok(publisher) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, kind = %kind, "publish");
+                self.session.accept_publish(stream_id, &name);
+                self.publishing = Some(Publishing { publisher, stream_id, name, last_media: Instant::now() });
+            }
+            Err(e @ (PublishError::AlreadyPublishing(_) | PublishError::TooManyStreams)) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, "publish refused: {e}");
+                self.session.send_status(stream_id, "error", "NetStream.Publish.BadName", &e.to_string());
+                self.closing = true;
+            }
+        }
+    }
+
+    fn on_play(&mut self, stream_id: u32, name: String, args: String, reset: bool) {
+        let Some(app) = self.app.clone() else { return };
+        let key = StreamKey { app: app.name.clone(), name: name.clone() };
+        let create = (app.live.live && app.live.idle_streams).then(|| self.stream_options());
+        let stream = if app.live.live { self.ctx.hub.get(&key, create) } else { None };
+        let stream = match stream {
+            Some(s) if s.is_live() || app.live.idle_streams => s,
+            _ => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, "play refused: stream not found");
+                self.session.send_status(stream_id, "error", "NetStream.Play.StreamNotFound", &format!("No such stream: {name}"));
+                self.closing = true;
+                return;
+            }
+        };
+        tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, "play");
+        self.session.accept_play(stream_id, &name, reset);
+        let (pack, sub) = stream.subscribe();
+        let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live) };
+        if pack.live {
+            self.send_start_pack(&mut playing, &pack);
+        }
+        self.playing = Some(playing);
+    }
+
+    fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
+        let (Some(app), Some(p)) = (&self.app, &mut self.publishing) else { return };
+        p.last_media = Instant::now();
+        if let Some(frame) = live::ingest(&app.live, kind, timestamp, payload) {
+            if frame.sequence_header {
+                log_codec(&self.peer, &p.name, &frame);
+            }
+            p.publisher.stream().push(frame);
+        }
+    }
+
+    fn on_pause(&mut self, stream_id: u32, paused: bool) {
+        if let Some(p) = &mut self.playing {
+            p.gate.set_paused(paused);
+            let code = if paused { "NetStream.Pause.Notify" } else { "NetStream.Unpause.Notify" };
+            self.session.send_status(stream_id, "status", code, if paused { "Paused live" } else { "Unpaused live" });
+        }
+    }
+
+    fn on_close_stream(&mut self, stream_id: u32) {
+        if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+            if let Some(p) = self.publishing.take() {
+                tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
+                self.session.send_status(stream_id, "status", "NetStream.Unpublish.Success", &format!("{} is now unpublished.", p.name));
+            }
+        }
+        if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+            if let Some(p) = self.playing.take() {
+                tracing::info!(client = %self.peer, stream = %p.name, "play done");
+                let stream = p.sub.stream().clone();
+                drop(p);
+                self.ctx.hub.release(&stream);
+            }
+        }
+    }
+
+    /// Metadata, sequence headers and the cached GOP: what lets a player start at once.
+    fn send_start_pack(&mut self, playing: &mut Playing, pack: &StartPack) {
+        let has_video = pack.video_header.is_some();
+        let frames = pack.metadata.iter().chain(&pack.video_header).chain(&pack.audio_header).chain(&pack.gop);
+        for f in frames {
+            if playing.gate.admit(f, has_video) {
+                self.pending.push(self.chunks(f, playing.stream_id));
+            }
+        }
+    }
+
+    fn chunks(&self, frame: &Frame, stream_id: u32) -> Bytes {
+        let interleave = self.app.as_ref().is_some_and(|a| a.live.interleave);
+        let csid = if interleave { MediaKind::Video.csid() } else { frame.kind.csid() };
+        let chunk_size = self.session.chunk_size();
+        if stream_id == 1 {
+            return frame.rtmp_chunks(chunk_size, csid);
+        }
+        let mut out = BytesMut::new();
+        rtmp::chunk::encode_message(&mut out, chunk_size, csid, frame.timestamp, frame.kind.type_id(), stream_id, &frame.payload);
+        out.freeze()
+    }
+
+    fn send_batch(&mut self, batch: crate::hub::Batch) {
+        let Some(mut playing) = self.playing.take() else { return };
+        if batch.skipped > 0 {
+            // Fell behind: resend headers so the resume point (a keyframe) decodes.
+            tracing::debug!(client = %self.peer, stream = %playing.name, skipped = batch.skipped, "player lagging, skipped to keyframe");
+            playing.gate.restart();
+            let mut pack = playing.sub.stream().start_pack();
+            pack.gop.clear();
+            self.send_start_pack(&mut playing, &pack);
+        }
+        let has_video = playing.sub.stream().has_video();
+        for entry in batch.entries {
+            match entry {
+                Entry::Frame(f) => {
+                    if playing.gate.admit(&f, has_video) {
+                        self.pending.push(self.chunks(&f, playing.stream_id));
+                    }
+                }
+                Entry::Published => self.on_stream_published(&mut playing),
+                Entry::Unpublished => self.on_stream_unpublished(&playing),
+            }
+        }
+        self.playing = Some(playing);
+    }
+
+    fn on_stream_published(&mut self, playing: &mut Playing) {
+        let Some(app) = &self.app else { return };
+        let (notify, restart) = (app.live.publish_notify, app.live.play_restart);
+        playing.gate.restart();
+        if notify {
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.PublishNotify", &format!("{} is now published.", playing.name));
+        }
+        if restart {
+            self.session.send_user_control(user_control::STREAM_BEGIN, playing.stream_id);
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.Start", &format!("Started playing {}.", playing.name));
+        }
+    }
+
+    fn on_stream_unpublished(&mut self, playing: &Playing) {
+        let restart = self.app.as_ref().is_some_and(|a| a.live.play_restart);
+        if restart {
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.Stop", "Stopped live.");
+        }
+        self.session.send_status(playing.stream_id, "status", "NetStream.Play.UnpublishNotify", &format!("{} is now unpublished.", playing.name));
+        self.session.send_user_control(user_control::STREAM_EOF, playing.stream_id);
+    }
+
+    /// Ping silent peers (`ping`/`ping_timeout`) and drop idle publishers (`drop_idle_publisher`).
+    fn on_tick(&mut self) -> anyhow::Result<()> {
+        let core = &self.ctx.conf.core;
+        let now = Instant::now();
+        if let Some(sent) = self.ping_sent {
+            if now.duration_since(sent) >= core.ping_timeout {
+                anyhow::bail!("no reply to ping within {:?}", core.ping_timeout);
+            }
+        } else if !core.ping.is_zero() && now.duration_since(self.last_recv) >= core.ping {
+            let stamp = now.elapsed().as_millis() as u32;
+            self.session.send_user_control(user_control::PING_REQUEST, stamp);
+            self.ping_sent = Some(now);
+        }
+        let idle_limit = self.app.as_ref().and_then(|a| a.live.drop_idle_publisher);
+        if let (Some(limit), Some(p)) = (idle_limit, &self.publishing) {
+            if now.duration_since(p.last_media) >= limit {
+                anyhow::bail!("publisher idle for {limit:?} (drop_idle_publisher)");
+            }
+        }
+        Ok(())
+    }
+
+    /// End cleanly: publishers' streams are unpublished (players get UnpublishNotify), players
+    /// are told the stream ended, then the socket is shut down.
+    async fn finish(&mut self, writer: &mut OwnedWriteHalf) {
+        if let Some(p) = self.publishing.take() {
+            tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
+            self.session.send_status(p.stream_id, "status", "NetStream.Unpublish.Success", &format!("{} is now unpublished.", p.name));
+        }
+        if let Some(p) = self.playing.take() {
+            if self.ctx.shutdown.is_cancelled() {
+                self.on_stream_unpublished(&p);
+            }
+            let stream = p.sub.stream().clone();
+            drop(p);
+            self.ctx.hub.release(&stream);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush(writer)).await;
+        let _ = writer.shutdown().await;
+    }
+}
+
+async fn next_batch(playing: &mut Option<Playing>) -> crate::hub::Batch {
+    match playing {
+        Some(p) => p.sub.next_batch(MAX_BATCH).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_codec(peer: &SocketAddr, name: &str, frame: &Frame) {
+    match frame.kind {
+        MediaKind::Video => match flv::codec::video_params_from_tag(&frame.payload) {
+            Ok(p) => tracing::info!(client = %peer, stream = %name, "video: {p}"),
+            Err(e) => tracing::debug!(client = %peer, stream = %name, "video sequence header not parsed: {e}"),
+        },
+        MediaKind::Audio => match flv::codec::audio_params_from_tag(&frame.payload) {
+            Ok(p) => tracing::info!(client = %peer, stream = %name, "audio: {p}"),
+            Err(e) => tracing::debug!(client = %peer, stream = %name, "audio sequence header not parsed: {e}"),
+        },
+        MediaKind::Data => {}
+    }
+}
+
+/// Write all buffers with vectored writes, dropping each as it is fully written.
+async fn write_all_vectored(writer: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    let mut first = 0;
+    while first < bufs.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = bufs[first..].iter().take(64).map(|b| std::io::IoSlice::new(b)).collect();
+        let mut n = writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let b = &mut bufs[first];
+            let take = n.min(b.len());
+            b.advance(take);
+            n -= take;
+            if b.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    bufs.clear();
+    Ok(())
+}

@@ -1,0 +1,506 @@
+//! The stream hub: a registry of live streams keyed by (application, name), and the fan-out from
+//! one publisher to every subscriber (RTMP players today; HLS, recorders, relays later).
+//!
+//! Each stream owns a bounded ring of shared [`Entry`]s. The publisher appends and wakes waiting
+//! subscribers; it never waits for one. Each subscriber keeps its own read position: one that falls
+//! more than the ring's length behind skips to the next keyframe and counts the frames it lost.
+//! The ring also carries publish/unpublish events, so subscribers see them in order with media.
+//!
+//! **Invariant:** nothing here awaits a subscriber; the publisher's cost per frame is one ring slot
+//! write and one wake-up, whatever the number of players.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use rtmp::MediaKind;
+use tokio::sync::Notify;
+
+/// Most frames the GOP cache keeps: a stream with no keyframe for this long stops being cached
+/// until the next keyframe, so a broken encoder cannot grow memory.
+const MAX_GOP_FRAMES: usize = 4096;
+/// Most bytes the GOP cache keeps, for the same reason.
+const MAX_GOP_BYTES: usize = 64 << 20;
+
+/// One media message from a publisher, stored once and shared by every subscriber.
+#[derive(Debug)]
+pub struct Frame {
+    /// Audio, video or metadata.
+    pub kind: MediaKind,
+    /// Publisher timestamp in milliseconds.
+    pub timestamp: u32,
+    /// The FLV tag body (RTMP message payload).
+    pub payload: Bytes,
+    /// A video keyframe (players may start here).
+    pub keyframe: bool,
+    /// An AVC/HEVC/AV1 sequence header or AAC config, to be resent to each new player.
+    pub sequence_header: bool,
+    /// The frame chunked for RTMP once, for the first chunk size asked for.
+    chunked: OnceLock<(u32, Bytes)>,
+}
+
+impl Frame {
+    /// A frame; `keyframe` and `sequence_header` come from parsing the tag header.
+    pub fn new(kind: MediaKind, timestamp: u32, payload: Bytes, keyframe: bool, sequence_header: bool) -> Self {
+        Self { kind, timestamp, payload, keyframe, sequence_header, chunked: OnceLock::new() }
+    }
+
+    /// The RTMP chunks of this frame for message stream 1 and `chunk_size`: built once and shared
+    /// by every player with that chunk size; other sizes are built per call.
+    pub fn rtmp_chunks(&self, chunk_size: u32, csid: u32) -> Bytes {
+        let build = || {
+            let mut out = BytesMut::new();
+            let ty = self.kind.type_id();
+            rtmp::chunk::encode_message(&mut out, chunk_size, csid, self.timestamp, ty, 1, &self.payload);
+            out.freeze()
+        };
+        let (size, bytes) = self.chunked.get_or_init(|| (chunk_size, build()));
+        if *size == chunk_size {
+            bytes.clone()
+        } else {
+            build()
+        }
+    }
+}
+
+/// What a subscriber reads from the ring, in order.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A media frame.
+    Frame(Arc<Frame>),
+    /// A publisher started (or restarted) the stream.
+    Published,
+    /// The publisher went away.
+    Unpublished,
+}
+
+/// Registry key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    /// Application name.
+    pub app: String,
+    /// Stream name (without query).
+    pub name: String,
+}
+
+/// What a new subscriber needs to start at once: metadata, sequence headers and the frames since
+/// the last keyframe.
+#[derive(Debug, Default, Clone)]
+pub struct StartPack {
+    /// Whether a publisher is live now.
+    pub live: bool,
+    /// `onMetaData` as the publisher sent it.
+    pub metadata: Option<Arc<Frame>>,
+    /// Video sequence header.
+    pub video_header: Option<Arc<Frame>>,
+    /// Audio sequence header.
+    pub audio_header: Option<Arc<Frame>>,
+    /// Frames since the last keyframe (empty when the GOP cache is off).
+    pub gop: Vec<Arc<Frame>>,
+}
+
+struct Ring {
+    slots: Vec<Option<Entry>>,
+    /// Sequence number of the next entry to write.
+    head: u64,
+}
+
+struct State {
+    ring: Ring,
+    start: StartPack,
+    gop_bytes: usize,
+    has_video: bool,
+    publisher: Option<u64>,
+}
+
+/// One live stream.
+pub struct Stream {
+    /// Its key.
+    pub key: StreamKey,
+    state: RwLock<State>,
+    notify: Notify,
+    gop_cache: bool,
+    subscribers: AtomicU64,
+    /// Frames skipped by lagging subscribers, for stats.
+    pub dropped: AtomicU64,
+    /// Frames published.
+    pub frames_in: AtomicU64,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// Someone already publishes this name.
+    #[error("stream \"{0}\" is already being published")]
+    AlreadyPublishing(String),
+    /// `max_streams`-style limit on the number of live streams.
+    #[error("too many streams")]
+    TooManyStreams,
+}
+
+impl Stream {
+    fn new(key: StreamKey, ring_len: usize, gop_cache: bool) -> Self {
+        let len = ring_len.max(16).next_power_of_two();
+        Self {
+            key,
+            state: RwLock::new(State {
+                ring: Ring { slots: vec![None; len], head: 0 },
+                start: StartPack::default(),
+                gop_bytes: 0,
+                has_video: false,
+                publisher: None,
+            }),
+            notify: Notify::new(),
+            gop_cache,
+            subscribers: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a publisher is live.
+    pub fn is_live(&self) -> bool {
+        self.read().publisher.is_some()
+    }
+
+    /// Number of subscribers attached.
+    pub fn subscriber_count(&self) -> u64 {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Append a frame from the publisher and wake subscribers. Never blocks on a subscriber.
+    pub fn push(&self, frame: Frame) {
+        let frame = Arc::new(frame);
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut st = self.write();
+            self.remember(&mut st, &frame);
+            push_entry(&mut st.ring, Entry::Frame(frame));
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Keep what a new subscriber will need: metadata, sequence headers, the current GOP.
+    fn remember(&self, st: &mut State, frame: &Arc<Frame>) {
+        match (frame.kind, frame.sequence_header) {
+            (MediaKind::Data, _) => st.start.metadata = Some(frame.clone()),
+            (MediaKind::Video, true) => {
+                st.has_video = true;
+                st.start.video_header = Some(frame.clone());
+            }
+            (MediaKind::Audio, true) => st.start.audio_header = Some(frame.clone()),
+            _ if !self.gop_cache => {}
+            (MediaKind::Video, false) if frame.keyframe => {
+                st.has_video = true;
+                st.start.gop.clear();
+                st.gop_bytes = 0;
+                cache_frame(st, frame);
+            }
+            // Before the first keyframe (or after an overflow) there is no GOP to start from.
+            _ if st.start.gop.is_empty() && st.has_video => {}
+            _ => cache_frame(st, frame),
+        }
+    }
+
+    /// Subscribe: returns what to send first and a cursor positioned right after it.
+    pub fn subscribe(self: &Arc<Self>) -> (StartPack, Subscriber) {
+        let st = self.read();
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        let mut pack = st.start.clone();
+        pack.live = st.publisher.is_some();
+        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head };
+        (pack, sub)
+    }
+
+    /// Whether the stream carries video (audio is then held back by `wait_video`).
+    pub fn has_video(&self) -> bool {
+        self.read().has_video
+    }
+
+    /// Current start pack (used after a subscriber skipped ahead, to resend headers).
+    pub fn start_pack(&self) -> StartPack {
+        self.read().start.clone()
+    }
+}
+
+fn cache_frame(st: &mut State, frame: &Arc<Frame>) {
+    if st.start.gop.len() >= MAX_GOP_FRAMES || st.gop_bytes + frame.payload.len() > MAX_GOP_BYTES {
+        st.start.gop.clear();
+        st.gop_bytes = 0;
+        return;
+    }
+    st.gop_bytes += frame.payload.len();
+    st.start.gop.push(frame.clone());
+}
+
+fn push_entry(ring: &mut Ring, entry: Entry) {
+    let mask = ring.slots.len() as u64 - 1;
+    ring.slots[(ring.head & mask) as usize] = Some(entry);
+    ring.head += 1;
+}
+
+/// A subscriber's read position in a stream's ring.
+pub struct Subscriber {
+    stream: Arc<Stream>,
+    cursor: u64,
+}
+
+/// The result of one read.
+pub struct Batch {
+    /// Entries, oldest first.
+    pub entries: Vec<Entry>,
+    /// Frames skipped because this subscriber fell behind.
+    pub skipped: u64,
+}
+
+impl Subscriber {
+    /// The stream subscribed to.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Wait until entries are available, then take up to `max` of them. A subscriber that fell
+    /// more than the ring behind resumes at the oldest keyframe (or publish event) still in the ring.
+    pub async fn next_batch(&mut self, max: usize) -> Batch {
+        let stream = self.stream.clone();
+        loop {
+            let notified = stream.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let batch = self.try_batch(max);
+            if !batch.entries.is_empty() || batch.skipped > 0 {
+                return batch;
+            }
+            notified.await;
+        }
+    }
+
+    /// Take what is available now without waiting.
+    pub fn try_batch(&mut self, max: usize) -> Batch {
+        let st = self.stream.read();
+        let ring = &st.ring;
+        let len = ring.slots.len() as u64;
+        let mut skipped = 0;
+        if ring.head - self.cursor > len {
+            let oldest = ring.head - len;
+            let resume = (oldest..ring.head).find(|&seq| is_resume_point(&ring.slots[(seq % len) as usize], st.has_video));
+            let resume = resume.unwrap_or(ring.head);
+            skipped = resume - self.cursor;
+            self.cursor = resume;
+        }
+        let end = ring.head.min(self.cursor + max as u64);
+        let entries = (self.cursor..end).filter_map(|seq| ring.slots[(seq % len) as usize].clone()).collect();
+        self.cursor = end;
+        drop(st);
+        if skipped > 0 {
+            self.stream.dropped.fetch_add(skipped, Ordering::Relaxed);
+        }
+        Batch { entries, skipped }
+    }
+}
+
+fn is_resume_point(slot: &Option<Entry>, has_video: bool) -> bool {
+    match slot {
+        Some(Entry::Frame(f)) => !has_video || (f.kind == MediaKind::Video && f.keyframe),
+        Some(_) => true,
+        None => false,
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stream.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The registry of streams.
+#[derive(Default)]
+pub struct Hub {
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    next_publisher: AtomicU64,
+}
+
+/// Settings a stream is created with.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// Ring length in entries (`out_queue`-derived).
+    pub ring_len: usize,
+    /// Keep the current GOP for new players (`gop_cache`).
+    pub gop_cache: bool,
+}
+
+/// Proof of being a stream's publisher; unpublishes when dropped.
+pub struct Publisher {
+    stream: Arc<Stream>,
+    hub: Arc<Hub>,
+    id: u64,
+}
+
+impl Publisher {
+    /// The stream published to.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut st = self.stream.write();
+            if st.publisher != Some(self.id) {
+                return;
+            }
+            st.publisher = None;
+            st.start = StartPack::default();
+            st.gop_bytes = 0;
+            st.has_video = false;
+            push_entry(&mut st.ring, Entry::Unpublished);
+        }
+        self.stream.notify.notify_waiters();
+        self.hub.release(&self.stream);
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Arc<Stream>>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Become the publisher of `key`, creating the stream if needed.
+    pub fn publish(self: &Arc<Self>, key: StreamKey, opts: StreamOptions) -> Result<Publisher, PublishError> {
+        let stream = self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache))).clone();
+        let id = self.next_publisher.fetch_add(1, Ordering::Relaxed) + 1;
+        {
+            let mut st = stream.write();
+            if st.publisher.is_some() {
+                return Err(PublishError::AlreadyPublishing(key.name));
+            }
+            st.publisher = Some(id);
+            push_entry(&mut st.ring, Entry::Published);
+        }
+        stream.notify.notify_waiters();
+        Ok(Publisher { stream, hub: self.clone(), id })
+    }
+
+    /// The stream for `key`; with `create`, an idle one is made for players that wait for a
+    /// publisher (`idle_streams on`).
+    pub fn get(&self, key: &StreamKey, create: Option<StreamOptions>) -> Option<Arc<Stream>> {
+        let mut map = self.lock();
+        if let Some(s) = map.get(key) {
+            return Some(s.clone());
+        }
+        let opts = create?;
+        let stream = Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache));
+        map.insert(key.clone(), stream.clone());
+        Some(stream)
+    }
+
+    /// Forget a stream nobody uses any more.
+    pub fn release(&self, stream: &Arc<Stream>) {
+        let mut map = self.lock();
+        let idle = !stream.is_live() && stream.subscriber_count() == 0;
+        if idle && map.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            map.remove(&stream.key);
+        }
+    }
+
+    /// All streams, for stats and shutdown.
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> StreamKey {
+        StreamKey { app: "live".into(), name: name.into() }
+    }
+
+    const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
+
+    fn video(ts: u32, key: bool) -> Frame {
+        Frame::new(MediaKind::Video, ts, Bytes::from(vec![0u8; 10]), key, false)
+    }
+
+    #[test]
+    fn second_publisher_is_refused_and_first_keeps_stream() {
+        let hub = Hub::new();
+        let p1 = hub.publish(key("a"), OPTS).unwrap();
+        assert!(matches!(hub.publish(key("a"), OPTS), Err(PublishError::AlreadyPublishing(_))));
+        assert!(p1.stream().is_live());
+        drop(p1);
+        assert!(hub.get(&key("a"), None).is_none(), "idle stream is released");
+        assert!(hub.publish(key("a"), OPTS).is_ok());
+    }
+
+    #[test]
+    fn new_subscriber_gets_gop_from_last_keyframe() {
+        let hub = Hub::new();
+        let p = hub.publish(key("a"), OPTS).unwrap();
+        let s = p.stream();
+        s.push(Frame::new(MediaKind::Video, 0, Bytes::from_static(b"hdr"), true, true));
+        s.push(video(0, true));
+        s.push(video(33, false));
+        s.push(video(66, true));
+        s.push(video(100, false));
+        let (pack, _sub) = s.subscribe();
+        assert!(pack.video_header.is_some());
+        let ts: Vec<u32> = pack.gop.iter().map(|f| f.timestamp).collect();
+        assert_eq!(ts, vec![66, 100]);
+    }
+
+    #[test]
+    fn lagging_subscriber_skips_to_keyframe_and_counts_drops() {
+        let hub = Hub::new();
+        let p = hub.publish(key("a"), OPTS).unwrap();
+        let s = p.stream().clone();
+        let (_, mut sub) = s.subscribe();
+        for i in 0..40u32 {
+            s.push(video(i * 10, i % 10 == 0));
+        }
+        let batch = sub.try_batch(100);
+        assert!(batch.skipped > 0);
+        match &batch.entries[0] {
+            Entry::Frame(f) => assert!(f.keyframe && f.timestamp == 300),
+            other => panic!("expected a keyframe, got {other:?}"),
+        }
+        assert_eq!(s.dropped.load(Ordering::Relaxed), batch.skipped);
+    }
+
+    #[test]
+    fn unpublish_reaches_subscribers_in_order() {
+        let hub = Hub::new();
+        let p = hub.publish(key("a"), OPTS).unwrap();
+        let s = p.stream().clone();
+        let (_, mut sub) = s.subscribe();
+        s.push(video(0, true));
+        drop(p);
+        let b = sub.try_batch(10);
+        assert!(matches!(b.entries[..], [Entry::Frame(_), Entry::Unpublished]));
+    }
+
+    #[test]
+    fn chunks_are_built_once_per_chunk_size() {
+        let f = Frame::new(MediaKind::Video, 5, Bytes::from(vec![1u8; 5000]), true, false);
+        let a = f.rtmp_chunks(4096, 7);
+        let b = f.rtmp_chunks(4096, 7);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not rebuilt");
+        assert_ne!(f.rtmp_chunks(128, 7).len(), a.len());
+    }
+}

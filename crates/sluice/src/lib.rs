@@ -1,0 +1,12 @@
+//! sluice: a live video streaming server that reads nginx-rtmp's configuration.
+//!
+//! Media flows one way: ingest (`connection`, RTMP publish) → [`hub`] → outputs (`connection`,
+//! RTMP play; later HLS, recording, relays). See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod hub;
+pub mod live;
+pub mod server;

@@ -1,0 +1,178 @@
+//! nginx-rtmp's live module: what a publisher's messages become in the hub, and which of the
+//! hub's frames a player is sent. The directive table (`live`, `meta`, `wait_key`, `wait_video`,
+//! `publish_notify`, `play_restart`, `idle_streams`, `drop_idle_publisher`, `gop_cache`, `sync`,
+//! `interleave`) lives in `config::live`; this module applies it.
+//!
+//! Pure logic, no I/O: the connection task calls it.
+
+use amf0::Value;
+use bytes::Bytes;
+use rtmp::MediaKind;
+
+use crate::config::{LiveConf, MetaMode};
+use crate::hub::Frame;
+
+/// Metadata fields kept by `meta on` (nginx-rtmp rebuilds metadata from what it parsed).
+const META_ON_FIELDS: &[&str] = &[
+    "width",
+    "height",
+    "displayWidth",
+    "displayHeight",
+    "duration",
+    "framerate",
+    "fps",
+    "videodatarate",
+    "videocodecid",
+    "audiodatarate",
+    "audiocodecid",
+    "audiosamplerate",
+    "audiosamplesize",
+    "audiochannels",
+    "stereo",
+    "profile",
+    "level",
+];
+
+/// Turn one message from a publisher into a hub frame; `None` means it is not forwarded.
+pub fn ingest(conf: &LiveConf, kind: MediaKind, timestamp: u32, payload: Bytes) -> Option<Frame> {
+    match kind {
+        MediaKind::Video => {
+            let h = flv::tag::parse_video(&payload).ok()?;
+            Some(Frame::new(kind, timestamp, payload, h.is_keyframe(), h.is_sequence_header()))
+        }
+        MediaKind::Audio => {
+            let seq = flv::tag::parse_audio(&payload).map(|h| h.is_sequence_header()).unwrap_or(false);
+            Some(Frame::new(kind, timestamp, payload, false, seq))
+        }
+        MediaKind::Data => {
+            let payload = metadata(conf.meta, payload)?;
+            Some(Frame::new(kind, 0, payload, false, false))
+        }
+    }
+}
+
+/// Apply `meta on|copy|off` to an `onMetaData` message. Other data messages pass unchanged.
+fn metadata(mode: MetaMode, payload: Bytes) -> Option<Bytes> {
+    let values = amf0::decode_all(&payload).ok()?;
+    if values.first().and_then(Value::as_str) != Some("onMetaData") {
+        return Some(payload);
+    }
+    match mode {
+        MetaMode::Off => None,
+        MetaMode::Copy => Some(payload),
+        MetaMode::On => {
+            let props = values.get(1).and_then(Value::properties).unwrap_or(&[]);
+            let kept: Vec<(String, Value)> =
+                props.iter().filter(|(k, _)| META_ON_FIELDS.contains(&k.as_str())).cloned().collect();
+            let mut out = Vec::new();
+            amf0::encode(&Value::String("onMetaData".into()), &mut out);
+            amf0::encode(&Value::EcmaArray(kept), &mut out);
+            Some(out.into())
+        }
+    }
+}
+
+/// Per-player gate: decides which frames a player receives (wait_key, wait_video, pause).
+#[derive(Debug, Clone)]
+pub struct PlayerGate {
+    wait_key: bool,
+    wait_video: bool,
+    /// Waiting for a video keyframe before sending video.
+    need_key: bool,
+    /// A video frame has been sent since (re)start.
+    sent_video: bool,
+    paused: bool,
+}
+
+impl PlayerGate {
+    /// A gate for a player starting now.
+    pub fn new(conf: &LiveConf) -> Self {
+        Self { wait_key: conf.wait_key, wait_video: conf.wait_video, need_key: conf.wait_key, sent_video: false, paused: false }
+    }
+
+    /// Start over (new publisher, resume after pause, skip after lag): wait for a keyframe again.
+    pub fn restart(&mut self) {
+        self.need_key = true;
+        self.sent_video = false;
+    }
+
+    /// Pause or resume.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        if !paused {
+            self.restart();
+        }
+    }
+
+    /// Whether the player is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Should `frame` be sent to this player?
+    pub fn admit(&mut self, frame: &Frame, stream_has_video: bool) -> bool {
+        if self.paused {
+            return false;
+        }
+        match frame.kind {
+            MediaKind::Data => true,
+            _ if frame.sequence_header => true,
+            MediaKind::Video => {
+                if self.need_key && !frame.keyframe {
+                    return !self.wait_key && self.sent_video;
+                }
+                self.need_key = false;
+                self.sent_video = true;
+                true
+            }
+            MediaKind::Audio => !(self.wait_video && stream_has_video && !self.sent_video),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf() -> LiveConf {
+        crate::config::Config::default_config().servers[0].apps[0].live.clone()
+    }
+
+    fn meta_payload() -> Bytes {
+        let mut out = Vec::new();
+        amf0::encode(&Value::String("onMetaData".into()), &mut out);
+        amf0::encode(
+            &Value::EcmaArray(vec![("width".into(), Value::Number(1280.0)), ("encoder".into(), Value::String("Lavf".into()))]),
+            &mut out,
+        );
+        out.into()
+    }
+
+    #[test]
+    fn meta_modes() {
+        let copied = metadata(MetaMode::Copy, meta_payload()).unwrap();
+        assert_eq!(copied, meta_payload());
+        assert!(metadata(MetaMode::Off, meta_payload()).is_none());
+        let rebuilt = amf0::decode_all(&metadata(MetaMode::On, meta_payload()).unwrap()).unwrap();
+        assert_eq!(rebuilt[1].get("width").and_then(Value::as_f64), Some(1280.0));
+        assert!(rebuilt[1].get("encoder").is_none(), "meta on keeps only known fields");
+    }
+
+    #[test]
+    fn wait_key_holds_video_until_keyframe_and_wait_video_holds_audio() {
+        let mut c = conf();
+        c.wait_key = true;
+        c.wait_video = true;
+        let mut gate = PlayerGate::new(&c);
+        let inter = Frame::new(MediaKind::Video, 0, Bytes::new(), false, false);
+        let key = Frame::new(MediaKind::Video, 0, Bytes::new(), true, false);
+        let audio = Frame::new(MediaKind::Audio, 0, Bytes::new(), false, false);
+        assert!(!gate.admit(&audio, true));
+        assert!(!gate.admit(&inter, true));
+        assert!(gate.admit(&key, true));
+        assert!(gate.admit(&inter, true));
+        assert!(gate.admit(&audio, true));
+        gate.set_paused(true);
+        assert!(!gate.admit(&key, true));
+    }
+}

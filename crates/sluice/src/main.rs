@@ -1,0 +1,123 @@
+//! `sluice [-c FILE] [-t]`: the command line, like nginx's.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sluice::config::Config;
+use tokio_util::sync::CancellationToken;
+
+const USAGE: &str = "\
+Usage: sluice [-c FILE] [-t] [-h] [-V] [--print-default-config]
+
+Options:
+  -c FILE                  read the nginx-style configuration from FILE
+                           (default: the embedded configuration: RTMP on 1935, HTTP on 8080)
+  -t                       check the configuration and exit (0 when valid)
+  --print-default-config   print the embedded default configuration and exit
+  -V, --version            print the version and exit
+  -h, --help               print this help and exit
+
+Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
+
+struct Args {
+    config: Option<PathBuf>,
+    test: bool,
+}
+
+enum Cli {
+    Run(Args),
+    Exit(ExitCode),
+}
+
+fn parse_args() -> Cli {
+    let mut args = Args { config: None, test: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-c" => match it.next() {
+                Some(f) => args.config = Some(f.into()),
+                None => return usage_error("option \"-c\" requires a file name"),
+            },
+            "-t" => args.test = true,
+            "-h" | "--help" | "-?" => {
+                println!("{USAGE}");
+                return Cli::Exit(ExitCode::SUCCESS);
+            }
+            "-V" | "-v" | "--version" => {
+                println!("sluice {}", env!("CARGO_PKG_VERSION"));
+                return Cli::Exit(ExitCode::SUCCESS);
+            }
+            "--print-default-config" => {
+                print!("{}", Config::default_text());
+                return Cli::Exit(ExitCode::SUCCESS);
+            }
+            other => return usage_error(&format!("invalid option: \"{other}\"")),
+        }
+    }
+    Cli::Run(args)
+}
+
+fn usage_error(msg: &str) -> Cli {
+    eprintln!("sluice: {msg}\n\n{USAGE}");
+    Cli::Exit(ExitCode::from(2))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Cli::Run(a) => a,
+        Cli::Exit(code) => return code,
+    };
+    init_logging();
+    let (config, name) = match &args.config {
+        Some(path) => (Config::load(path), path.display().to_string()),
+        None => (Ok(Config::default_config()), "embedded default configuration".to_string()),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            if args.test {
+                eprintln!("sluice: configuration file {name} test failed");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.test {
+        eprintln!("sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful");
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            token.cancel();
+        });
+        sluice::app::run(config, shutdown).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail at start-up");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

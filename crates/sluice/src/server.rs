@@ -1,0 +1,60 @@
+//! The RTMP listener: accepts connections and runs one task per connection (see `connection`),
+//! stopping them all on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConf;
+use crate::connection;
+use crate::hub::Hub;
+
+/// Everything a connection task shares with the rest of the server.
+pub struct ServerCtx {
+    /// The `server {}` block this listener belongs to.
+    pub conf: ServerConf,
+    /// The stream registry.
+    pub hub: Arc<Hub>,
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+}
+
+/// Bind every `listen` address of a server block.
+pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for addr in &conf.listen {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (rtmp)"))?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// Accept connections until shutdown; connection tasks are tracked so shutdown can wait for them.
+pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let ctx = ctx.clone();
+                tracker.spawn(connection::run(socket, peer, ctx));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: log, back off briefly, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The addresses a listener actually bound (port 0 resolved).
+pub fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+}
