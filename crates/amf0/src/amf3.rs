@@ -334,7 +334,10 @@ mod tests {
         assert_eq!(dec(&[0x04, 0x05]), Ok(Value::Number(5.0)));
         assert_eq!(dec(&[0x04, 0x81, 0x00]), Ok(Value::Number(128.0)));
         // -1 is 0x1FFFFFFF in 29 bits.
-        assert_eq!(dec(&[0x04, 0xFF, 0xFF, 0xFF, 0xFF]), Ok(Value::Number(-1.0)));
+        assert_eq!(
+            dec(&[0x04, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Ok(Value::Number(-1.0))
+        );
         // Largest positive: 0x0FFFFFFF.
         assert_eq!(
             dec(&[0x04, 0xBF, 0xFF, 0xFF, 0xFF]),
@@ -382,7 +385,10 @@ mod tests {
             class_name: "C".into(),
             properties: vec![("x".into(), n.into())],
         };
-        assert_eq!(dec(&bytes), Ok(Value::StrictArray(vec![obj(7.0), obj(8.0)])));
+        assert_eq!(
+            dec(&bytes),
+            Ok(Value::StrictArray(vec![obj(7.0), obj(8.0)]))
+        );
     }
 
     #[test]
@@ -390,7 +396,10 @@ mod tests {
         // [ {}, ref to object 1 ]: object 0 is the array itself, object 1 the empty object.
         let bytes = [0x09, 0x05, 0x01, 0x0A, 0x0B, 0x01, 0x01, 0x0A, 0x02];
         let empty = Value::Object(vec![]);
-        assert_eq!(dec(&bytes), Ok(Value::StrictArray(vec![empty.clone(), empty])));
+        assert_eq!(
+            dec(&bytes),
+            Ok(Value::StrictArray(vec![empty.clone(), empty]))
+        );
         // An array containing a reference to itself.
         assert_eq!(
             dec(&[0x09, 0x03, 0x01, 0x09, 0x00]),
@@ -407,10 +416,7 @@ mod tests {
         let bytes = [0x09, 0x03, 0x03, b'k', 0x03, 0x01, 0x01];
         assert_eq!(
             dec(&bytes),
-            Ok(Value::ecma_array([
-                ("k", true.into()),
-                ("0", Value::Null)
-            ]))
+            Ok(Value::ecma_array([("k", true.into()), ("0", Value::Null)]))
         );
     }
 
@@ -434,7 +440,16 @@ mod tests {
 
     #[test]
     fn u29_forms() {
-        for n in [0, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1F_FFFF, 0x20_0000, 0x1FFF_FFFF] {
+        for n in [
+            0,
+            0x7F,
+            0x80,
+            0x3FFF,
+            0x4000,
+            0x1F_FFFF,
+            0x20_0000,
+            0x1FFF_FFFF,
+        ] {
             let mut bytes = Vec::new();
             u29(n, &mut bytes);
             let mut b = &bytes[..];
@@ -460,7 +475,10 @@ mod tests {
 
     #[test]
     fn unsupported_and_externalizable() {
-        assert_eq!(dec(&[0x0C, 0x01]), Err(Amf0Error::UnsupportedAmf3Marker(0x0C)));
+        assert_eq!(
+            dec(&[0x0C, 0x01]),
+            Err(Amf0Error::UnsupportedAmf3Marker(0x0C))
+        );
         assert_eq!(
             dec(&[0x0A, 0x07, 0x03, b'E']),
             Err(Amf0Error::Externalizable("E".into()))

@@ -115,7 +115,8 @@ mod tests {
     #[test]
     fn ecma_array_count_is_only_a_hint() {
         // onMetaData-style ECMA array whose count says 0 but holds one property.
-        let bytes = b"\x08\x00\x00\x00\x00\x00\x05width\x00\x40\x94\x00\x00\x00\x00\x00\x00\x00\x00\x09";
+        let bytes =
+            b"\x08\x00\x00\x00\x00\x00\x05width\x00\x40\x94\x00\x00\x00\x00\x00\x00\x00\x00\x09";
         let v = decode_all(bytes).unwrap();
         assert_eq!(v, vec![Value::ecma_array([("width", 1280.0.into())])]);
     }
@@ -137,7 +138,10 @@ mod tests {
         );
         assert_eq!(decode_all(&[0x04]), Err(Amf0Error::UnknownMarker(0x04)));
         assert_eq!(decode_all(&[0x12]), Err(Amf0Error::UnknownMarker(0x12)));
-        assert_eq!(decode_all(&[0x07, 0x00, 0x01]), Err(Amf0Error::Reference(1)));
+        assert_eq!(
+            decode_all(&[0x07, 0x00, 0x01]),
+            Err(Amf0Error::Reference(1))
+        );
         // Object without its end marker.
         assert!(matches!(
             decode_all(&[0x03, 0x00, 0x01, b'a', 0x05]),
@@ -189,7 +193,10 @@ mod tests {
             ".{0,20}".prop_map(Value::String),
             Just(Value::Null),
             Just(Value::Undefined),
-            (any::<f64>().prop_filter("not NaN", |n| !n.is_nan()), any::<i16>())
+            (
+                any::<f64>().prop_filter("not NaN", |n| !n.is_nan()),
+                any::<i16>()
+            )
                 .prop_map(|(millis, tz)| Value::Date { millis, tz }),
             ".{0,20}".prop_map(Value::XmlDocument),
         ];

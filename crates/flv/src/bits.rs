@@ -106,11 +106,11 @@ mod tests {
         let mut r = BitReader::new(&data, "test");
         let got: Vec<u32> = (0..5).map(|_| r.ue().unwrap()).collect();
         assert_eq!(got, [0, 1, 2, 3, 4]);
-        let data = [0b0100_1100, 0b1000_0000];
+        let data = [0b0100_1100];
         let mut r = BitReader::new(&data, "test");
         assert_eq!(r.se().unwrap(), 1);
         assert_eq!(r.se().unwrap(), -1);
-        assert!(r.ue().is_err());
+        assert_eq!(r.ue(), Err(FlvError::Truncated("test")));
     }
 
     #[test]

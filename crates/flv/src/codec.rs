@@ -98,7 +98,12 @@ pub fn parse_audio_config(
     }
 }
 
-fn get<'a>(data: &'a [u8], start: usize, len: usize, what: &'static str) -> Result<&'a [u8], FlvError> {
+fn get<'a>(
+    data: &'a [u8],
+    start: usize,
+    len: usize,
+    what: &'static str,
+) -> Result<&'a [u8], FlvError> {
     start
         .checked_add(len)
         .and_then(|end| data.get(start..end))
@@ -273,7 +278,7 @@ pub fn parse_hevc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
     r.skip(4)?; // sps_video_parameter_set_id
     let max_sub_layers_minus1 = r.bits(3)? as usize;
     r.skip(1)?; // sps_temporal_id_nesting_flag
-    // profile_tier_level(1, sps_max_sub_layers_minus1)
+                // profile_tier_level(1, sps_max_sub_layers_minus1)
     r.skip(3)?; // general_profile_space, general_tier_flag
     let profile = r.bits(5)? as u8;
     r.skip(32 + 4 + 43 + 1)?;
@@ -482,4 +487,151 @@ pub fn parse_opus_head(data: &[u8]) -> Result<AudioParams, FlvError> {
         channels: head[9],
         object_type: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// AVCDecoderConfigurationRecord from libx264, 1280x720 High@3.1.
+    const AVC_720P: &str = "0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+    /// Same encoder at 1278x718: coded as 1280x720 with frame cropping.
+    const AVC_CROPPED: &str = "0164001fffe1001b6764001facd9405005beab0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+    /// HEVCDecoderConfigurationRecord from libx265 at 1278x718 (VPS, SPS, PPS; SEI dropped).
+    const HEVC_CROPPED: &str = "0101600000009000000000005df000fcfdf8f800000f03200001001840010c01ffff01600000030090000003000003005d959809210001002c42010101600000030090000003000003005da00280802d1d565959a4932bc05a020000030002000003003c1022000100074401c172b46240";
+    /// av1C from libaom at 640x360, with its sequence header OBU.
+    const AV1_360P: &str = "81010c000a0b0000000cc4ff6736be4010";
+
+    #[test]
+    fn avc() {
+        let p = parse_avc_config(&hex(AVC_720P)).unwrap();
+        assert_eq!((p.codec, p.width, p.height), (VideoCodec::Avc, 1280, 720));
+        assert_eq!((p.profile, p.level), (100, 31));
+        assert_eq!((p.profile_name(), p.level_name().as_str()), ("High", "3.1"));
+        let p = parse_avc_config(&hex(AVC_CROPPED)).unwrap();
+        assert_eq!((p.width, p.height), (1278, 718));
+        // The tag-level helper reaches the same result.
+        let body = hex(crate::tag::tests::AVC_SEQUENCE_HEADER_TAG);
+        let h = crate::parse_video(&body).unwrap();
+        let p = parse_video_config(h.codec, h.payload(&body))
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.width, p.height), (1280, 720));
+    }
+
+    #[test]
+    fn avc_errors() {
+        let mut rec = hex(AVC_720P);
+        rec[5] = 0xE0;
+        assert_eq!(
+            parse_avc_config(&rec),
+            Err(FlvError::MissingParameterSet("SPS"))
+        );
+        let rec = hex(AVC_720P);
+        assert_eq!(
+            parse_avc_config(&rec[..20]),
+            Err(FlvError::Truncated("AVCDecoderConfigurationRecord"))
+        );
+        assert_eq!(
+            parse_avc_config(&[2, 0, 0, 0, 0, 0]),
+            Err(FlvError::Invalid("AVCDecoderConfigurationRecord version"))
+        );
+    }
+
+    #[test]
+    fn avc_baseline_minimal_sps() {
+        // Baseline 176x144 (11x9 macroblocks), level 1.0, POC type 2.
+        // profile 66, flags 0, level 10; ue(0) sps id, ue(0) log2_max_frame_num,
+        // ue(2) poc type, ue(1) refs, gaps 0, ue(10) width-1, ue(8) height-1, frame_mbs_only 1,
+        // direct8x8 1, cropping 0, vui 0.
+        let mut w = Vec::new();
+        for bits in [
+            "1", "1", "011", "010", "0", "0001011", "0001001", "1", "1", "0", "0",
+        ] {
+            w.extend(bits.chars().map(|c| c == '1'));
+        }
+        while w.len() % 8 != 0 {
+            w.push(false);
+        }
+        let mut nal = vec![0x67, 66, 0, 10];
+        nal.extend(
+            w.chunks(8)
+                .map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | u8::from(b))),
+        );
+        let p = parse_avc_sps(&nal).unwrap();
+        assert_eq!((p.width, p.height, p.profile, p.level), (176, 144, 66, 10));
+        assert_eq!(p.profile_name(), "Baseline");
+    }
+
+    #[test]
+    fn hevc() {
+        let p = parse_hevc_config(&hex(HEVC_CROPPED)).unwrap();
+        assert_eq!((p.codec, p.width, p.height), (VideoCodec::Hevc, 1278, 718));
+        assert_eq!((p.profile, p.level), (1, 93));
+        assert_eq!((p.profile_name(), p.level_name().as_str()), ("Main", "3.1"));
+        let mut no_sps = hex(HEVC_CROPPED);
+        no_sps[22] = 1; // only the VPS array
+        assert_eq!(
+            parse_hevc_config(&no_sps),
+            Err(FlvError::MissingParameterSet("SPS"))
+        );
+    }
+
+    #[test]
+    fn av1() {
+        let p = parse_av1_config(&hex(AV1_360P)).unwrap();
+        assert_eq!((p.codec, p.width, p.height), (VideoCodec::Av1, 640, 360));
+        assert_eq!((p.profile, p.level), (0, 1));
+        assert_eq!((p.profile_name(), p.level_name().as_str()), ("Main", "2.1"));
+        // Without configOBUs the resolution is unknown.
+        let p = parse_av1_config(&hex("81010c00")).unwrap();
+        assert_eq!((p.width, p.height), (0, 0));
+        assert_eq!(
+            parse_av1_config(&hex("01010c00")),
+            Err(FlvError::Invalid("av1C marker/version"))
+        );
+    }
+
+    #[test]
+    fn aac() {
+        let p = parse_aac_config(&[0x12, 0x10]).unwrap();
+        assert_eq!(
+            (p.codec, p.object_type, p.sample_rate, p.channels),
+            (AudioCodec::Aac, 2, 44100, 2)
+        );
+        // LC 48 kHz 6 channels.
+        let p = parse_aac_config(&[0x11, 0xb0]).unwrap();
+        assert_eq!((p.sample_rate, p.channels), (48000, 6));
+        // HE-AAC explicit: AOT 5, core 24 kHz, stereo, extension 48 kHz, then AOT 2.
+        // 00101 0110 0010 0011 00010 => 0x2b 0x11 0x88 (padded).
+        let p = parse_aac_config(&[0x2b, 0x11, 0x88]).unwrap();
+        assert_eq!((p.object_type, p.sample_rate, p.channels), (5, 48000, 2));
+        assert_eq!(
+            parse_aac_config(&[0x16, 0x80]),
+            Err(FlvError::Invalid("samplingFrequencyIndex"))
+        );
+        assert_eq!(
+            parse_aac_config(&[0x12]),
+            Err(FlvError::Truncated("AudioSpecificConfig"))
+        );
+    }
+
+    #[test]
+    fn opus() {
+        let mut head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00".to_vec();
+        let p = parse_audio_config(AudioCodec::Opus, &head)
+            .unwrap()
+            .unwrap();
+        assert_eq!((p.sample_rate, p.channels), (48000, 2));
+        head[0] = b'X';
+        assert!(parse_opus_head(&head).is_err());
+        assert_eq!(parse_audio_config(AudioCodec::Mp3, &head), Ok(None));
+    }
 }

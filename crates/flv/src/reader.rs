@@ -113,3 +113,138 @@ impl Iterator for FlvReader {
         Some(tag)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{file_header, write_tag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+
+    fn sample_file() -> Vec<u8> {
+        let mut out = file_header(true, true).to_vec();
+        write_tag(&mut out, TAG_SCRIPT, 0, b"\x02\x00\x0aonMetaData").unwrap();
+        write_tag(&mut out, TAG_VIDEO, 0, &[0x17, 0, 0, 0, 0, 1]).unwrap();
+        write_tag(&mut out, TAG_AUDIO, 23, &[0xaf, 1, 0x21]).unwrap();
+        // Beyond 24 bits: uses TimestampExtended.
+        write_tag(&mut out, TAG_VIDEO, 0x1234_5678, &[0x27, 1, 0, 0, 0]).unwrap();
+        write_tag(&mut out, TAG_AUDIO, 7, &[]).unwrap();
+        out
+    }
+
+    #[test]
+    fn header_bytes() {
+        assert_eq!(
+            file_header(true, true),
+            *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
+        );
+        assert_eq!(file_header(false, true)[4], 1);
+        assert_eq!(file_header(true, false)[4], 4);
+        let mut out = Vec::new();
+        write_tag(&mut out, TAG_VIDEO, 0x0102_0304, &[0xaa]).unwrap();
+        assert_eq!(out, [9, 0, 0, 1, 2, 3, 4, 1, 0, 0, 0, 0xaa, 0, 0, 0, 12]);
+    }
+
+    #[test]
+    fn round_trip() {
+        let data = Bytes::from(sample_file());
+        let reader = FlvReader::new(data.clone()).unwrap();
+        assert_eq!(
+            reader.header(),
+            FileHeader {
+                version: 1,
+                has_audio: true,
+                has_video: true
+            }
+        );
+        let tags: Vec<Tag> = reader.collect::<Result<_, _>>().unwrap();
+        let summary: Vec<(u8, u32, usize)> = tags
+            .iter()
+            .map(|t| (t.tag_type, t.timestamp, t.body.len()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (18, 0, 13),
+                (9, 0, 6),
+                (8, 23, 3),
+                (9, 0x1234_5678, 5),
+                (8, 7, 0)
+            ]
+        );
+        assert_eq!(&tags[2].body[..], [0xaf, 1, 0x21]);
+        // Zero copy: the body points into the original buffer.
+        let start = data.as_ptr() as usize;
+        let body = tags[1].body.as_ptr() as usize;
+        assert!(body > start && body < start + data.len());
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            FlvReader::new(Bytes::from_static(b"FLX\x01\x05\x00\x00\x00\x09")).unwrap_err(),
+            FlvError::BadSignature(*b"FLX")
+        );
+        assert_eq!(
+            FlvReader::new(Bytes::from_static(b"FLV\x01")).unwrap_err(),
+            FlvError::Truncated("FLV header")
+        );
+        assert_eq!(
+            FlvReader::new(Bytes::from_static(b"FLV\x01\x05\x00\x00\x00\x02")).unwrap_err(),
+            FlvError::BadHeaderSize(2)
+        );
+        // Cut inside the last tag: the earlier tags come out, then one error, then nothing.
+        let mut file = sample_file();
+        file.truncate(file.len() - 21);
+        let results: Vec<_> = FlvReader::new(Bytes::from(file)).unwrap().collect();
+        assert_eq!(results.len(), 4);
+        assert!(results[..3].iter().all(Result::is_ok));
+        assert_eq!(results[3], Err(FlvError::Truncated("FLV tag body")));
+        // Missing final PreviousTagSize is fine.
+        let mut file = sample_file();
+        file.truncate(file.len() - 4);
+        assert_eq!(
+            FlvReader::new(Bytes::from(file))
+                .unwrap()
+                .filter(Result::is_ok)
+                .count(),
+            5
+        );
+    }
+
+    #[test]
+    fn too_large_tag() {
+        let big = vec![0; crate::writer::MAX_TAG_BODY + 1];
+        assert_eq!(
+            write_tag(&mut Vec::new(), TAG_VIDEO, 0, &big),
+            Err(FlvError::TagTooLarge(big.len()))
+        );
+    }
+
+    #[test]
+    fn ffmpeg_style_file_parses_end_to_end() {
+        // Parse every tag of a written file with the tag parsers.
+        let mut out = file_header(true, true).to_vec();
+        let seq: Vec<u8> = (0..crate::tag::tests::AVC_SEQUENCE_HEADER_TAG.len())
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(&crate::tag::tests::AVC_SEQUENCE_HEADER_TAG[i..i + 2], 16)
+                    .unwrap()
+            })
+            .collect();
+        write_tag(&mut out, TAG_VIDEO, 0, &seq).unwrap();
+        write_tag(&mut out, TAG_AUDIO, 0, &[0xaf, 0, 0x12, 0x10]).unwrap();
+        let mut video = None;
+        let mut audio = None;
+        for tag in FlvReader::new(Bytes::from(out)).unwrap() {
+            let tag = tag.unwrap();
+            if tag.tag_type == TAG_VIDEO {
+                let h = crate::parse_video(&tag.body).unwrap();
+                video = crate::parse_video_config(h.codec, h.payload(&tag.body)).unwrap();
+            } else {
+                let h = crate::parse_audio(&tag.body).unwrap();
+                audio = crate::parse_audio_config(h.codec, h.payload(&tag.body)).unwrap();
+            }
+        }
+        assert_eq!(video.map(|v| (v.width, v.height)), Some((1280, 720)));
+        assert_eq!(audio.map(|a| (a.sample_rate, a.channels)), Some((44100, 2)));
+    }
+}

@@ -193,7 +193,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FlvError> {
-        let end = self.pos.checked_add(n).ok_or(FlvError::Truncated(self.what))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(FlvError::Truncated(self.what))?;
         let s = self
             .body
             .get(self.pos..end)
@@ -577,4 +580,210 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioHeader, FlvError> {
     };
     header.payload_offset = c.pos;
     Ok(header)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// First video tag of `ffmpeg -f lavfi -i testsrc=size=1280x720 -c:v libx264 -f flv`.
+    pub(crate) const AVC_SEQUENCE_HEADER_TAG: &str = "17000000000164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+
+    #[test]
+    fn legacy_avc_sequence_header() {
+        let body = hex(AVC_SEQUENCE_HEADER_TAG);
+        let h = parse_video(&body).unwrap();
+        assert_eq!(h.frame_type, FrameType::Key);
+        assert_eq!(h.codec, VideoCodec::Avc);
+        assert_eq!(h.packet, VideoPacket::SequenceStart);
+        assert!(h.is_keyframe() && h.is_sequence_header());
+        assert!(!h.enhanced);
+        assert_eq!(h.payload_offset, 5);
+        assert_eq!(h.payload(&body)[0], 1); // configurationVersion
+    }
+
+    #[test]
+    fn legacy_avc_frames_with_composition_time() {
+        let h = parse_video(&hex("1701000043000002ae")).unwrap();
+        assert_eq!((h.packet, h.composition_time), (VideoPacket::Coded, 67));
+        assert!(h.is_keyframe() && !h.is_sequence_header());
+        let h = parse_video(&hex("27010000a6000003a5")).unwrap();
+        assert_eq!(h.frame_type, FrameType::Inter);
+        assert_eq!(h.composition_time, 166);
+        // Negative composition time.
+        let h = parse_video(&hex("2701ffffff00")).unwrap();
+        assert_eq!(h.composition_time, -1);
+        // End of sequence.
+        assert_eq!(
+            parse_video(&hex("1702000000")).unwrap().packet,
+            VideoPacket::SequenceEnd
+        );
+    }
+
+    #[test]
+    fn legacy_hevc_codec_12() {
+        let h = parse_video(&hex("1c00000000")).unwrap();
+        assert_eq!(h.codec, VideoCodec::Hevc);
+        assert!(h.is_sequence_header());
+    }
+
+    #[test]
+    fn legacy_other_codecs() {
+        let h = parse_video(&[0x22, 0xAA]).unwrap(); // Sorenson H.263 inter frame
+        assert_eq!(h.codec, VideoCodec::Legacy(2));
+        assert_eq!(h.codec.name(), "H263");
+        assert_eq!((h.packet, h.payload_offset), (VideoPacket::Coded, 1));
+        assert_eq!(
+            parse_video(&[]),
+            Err(FlvError::Truncated("video tag header"))
+        );
+        assert_eq!(
+            parse_video(&[0x17, 0x01]),
+            Err(FlvError::Truncated("video tag header"))
+        );
+    }
+
+    #[test]
+    fn enhanced_video() {
+        // KeyFrame | SequenceStart, hvc1.
+        let h = parse_video(b"\x90hvc1\x01\x02").unwrap();
+        assert!(h.enhanced && h.is_sequence_header() && h.is_keyframe());
+        assert_eq!((h.codec, h.payload_offset), (VideoCodec::Hevc, 5));
+        // InterFrame | CodedFrames, hvc1: SI24 composition time follows.
+        let h = parse_video(b"\xa1hvc1\xff\xff\xfe\x00").unwrap();
+        assert_eq!(h.frame_type, FrameType::Inter);
+        assert_eq!(
+            (h.packet, h.composition_time, h.payload_offset),
+            (VideoPacket::Coded, -2, 8)
+        );
+        // KeyFrame | CodedFramesX, avc1: no composition time.
+        let h = parse_video(b"\x93avc1\x00").unwrap();
+        assert_eq!(
+            (h.codec, h.packet, h.payload_offset),
+            (VideoCodec::Avc, VideoPacket::Coded, 5)
+        );
+        // AV1 CodedFrames has no composition time.
+        let h = parse_video(b"\x91av01\x12\x00").unwrap();
+        assert_eq!((h.codec, h.payload_offset), (VideoCodec::Av1, 5));
+        let h = parse_video(b"\x92vp09").unwrap();
+        assert_eq!(
+            (h.codec, h.packet),
+            (VideoCodec::Vp9, VideoPacket::SequenceEnd)
+        );
+        let h = parse_video(b"\x94av01\x02").unwrap();
+        assert_eq!(h.packet, VideoPacket::Metadata);
+        let h = parse_video(b"\x90xyz1").unwrap();
+        assert_eq!(h.codec, VideoCodec::Unknown(*b"xyz1"));
+        assert_eq!(
+            parse_video(b"\x90hv"),
+            Err(FlvError::Truncated("video tag header"))
+        );
+    }
+
+    #[test]
+    fn enhanced_command_frame() {
+        let h = parse_video(b"\xd0\x01").unwrap();
+        assert_eq!(h.frame_type, FrameType::Command);
+        assert_eq!(h.codec, VideoCodec::Unknown([0; 4]));
+        assert!(!h.is_sequence_header());
+        assert_eq!(h.payload(b"\xd0\x01"), b"\x01");
+    }
+
+    #[test]
+    fn enhanced_mod_ex() {
+        // ModEx with 3 bytes of nanosecond offset, then CodedFrames for hvc1.
+        let body = b"\x97\x02\x00\x01\x00\x01hvc1\x00\x00\x05\xaa";
+        let h = parse_video(body).unwrap();
+        assert_eq!(
+            (h.codec, h.packet, h.composition_time),
+            (VideoCodec::Hevc, VideoPacket::Coded, 5)
+        );
+        assert_eq!(h.payload(body), b"\xaa");
+        let mut bomb = vec![0x97];
+        for _ in 0..20 {
+            bomb.extend_from_slice(&[0x00, 0x00, 0x07]);
+        }
+        assert_eq!(parse_video(&bomb), Err(FlvError::TooManyModEx));
+    }
+
+    #[test]
+    fn enhanced_multitrack() {
+        // OneTrack, CodedFramesX, av01, track 3.
+        let body = b"\x96\x03av01\x03\xbb";
+        let h = parse_video(body).unwrap();
+        assert_eq!(h.multitrack, Some(MultitrackKind::OneTrack));
+        assert_eq!(
+            (h.codec, h.packet, h.track_id),
+            (VideoCodec::Av1, VideoPacket::Coded, 3)
+        );
+        assert_eq!(h.payload(body), b"\xbb");
+        // ManyTracks, CodedFrames, avc1: track 0 of size 5 (cts 1 + 2 bytes), then track 1.
+        let body = b"\x96\x11avc1\x00\x00\x00\x05\x00\x00\x01\xcc\xdd\x01\x00\x00\x04";
+        let h = parse_video(body).unwrap();
+        assert_eq!(h.multitrack, Some(MultitrackKind::ManyTracks));
+        assert_eq!(h.composition_time, 1);
+        assert_eq!(h.payload(body), b"\xcc\xdd");
+        // ManyTracksManyCodecs, SequenceStart: first track hvc1.
+        let body = b"\x96\x20hvc1\x07\x00\x00\x01\x01";
+        let h = parse_video(body).unwrap();
+        assert_eq!((h.codec, h.track_id), (VideoCodec::Hevc, 7));
+        assert!(h.is_sequence_header());
+        // Track size beyond the body.
+        assert!(parse_video(b"\x96\x11avc1\x00\x00\x00\x09\x00").is_err());
+    }
+
+    #[test]
+    fn legacy_audio() {
+        let body = hex("af001210");
+        let h = parse_audio(&body).unwrap();
+        assert_eq!(h.codec, AudioCodec::Aac);
+        assert!(h.is_sequence_header());
+        assert_eq!((h.sound_rate, h.sound_size, h.channels), (44100, 16, 2));
+        assert_eq!(h.payload(&body), [0x12, 0x10]);
+        let h = parse_audio(&hex("af01de02")).unwrap();
+        assert_eq!((h.packet, h.payload_offset), (AudioPacket::Coded, 2));
+        let h = parse_audio(&[0x2e, 0xff]).unwrap(); // MP3 44 kHz 16-bit mono
+        assert_eq!(
+            (h.codec, h.channels, h.payload_offset),
+            (AudioCodec::Mp3, 1, 1)
+        );
+        assert_eq!(parse_audio(&[0x72]).unwrap().codec, AudioCodec::G711A);
+        assert_eq!(parse_audio(&[0x82]).unwrap().codec, AudioCodec::G711U);
+        assert_eq!(parse_audio(&[0xb6]).unwrap().codec, AudioCodec::Speex);
+        assert_eq!(parse_audio(&[0x66]).unwrap().codec, AudioCodec::Nellymoser);
+        assert!(parse_audio(&[0xaf]).is_err());
+    }
+
+    #[test]
+    fn enhanced_audio() {
+        let h = parse_audio(b"\x90Opus\x01").unwrap();
+        assert!(h.enhanced && h.is_sequence_header());
+        assert_eq!((h.codec, h.payload_offset), (AudioCodec::Opus, 5));
+        for (fourcc, codec) in [
+            (b"mp4a", AudioCodec::Aac),
+            (b"fLaC", AudioCodec::Flac),
+            (b"ac-3", AudioCodec::Ac3),
+            (b"ec-3", AudioCodec::Eac3),
+            (b".mp3", AudioCodec::Mp3),
+        ] {
+            let mut body = vec![0x91];
+            body.extend_from_slice(fourcc);
+            let h = parse_audio(&body).unwrap();
+            assert_eq!((h.codec, h.packet), (codec, AudioPacket::Coded));
+        }
+        let h = parse_audio(b"\x95\x11Opus\x02\x00\x00\x01\xaa\x03\x00\x00\x00").unwrap();
+        assert_eq!(h.multitrack, Some(MultitrackKind::ManyTracks));
+        assert_eq!((h.track_id, h.payload_offset, h.payload_end), (2, 10, 11));
+        assert_eq!(
+            parse_audio(b"\x94mp4a").unwrap().packet,
+            AudioPacket::MultichannelConfig
+        );
+    }
 }

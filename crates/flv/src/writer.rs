@@ -21,7 +21,19 @@ pub const MAX_TAG_BODY: usize = 0xFF_FFFF;
 pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
     let flags = (u8::from(has_audio) << 2) | u8::from(has_video);
     [
-        b'F', b'L', b'V', 1, flags, 0, 0, 0, HEADER_SIZE as u8, 0, 0, 0, 0,
+        b'F',
+        b'L',
+        b'V',
+        1,
+        flags,
+        0,
+        0,
+        0,
+        HEADER_SIZE as u8,
+        0,
+        0,
+        0,
+        0,
     ]
 }
 

@@ -370,16 +370,10 @@ async fn next_batch(playing: &mut Option<Playing>) -> crate::hub::Batch {
 }
 
 fn log_codec(peer: &SocketAddr, name: &str, frame: &Frame) {
-    match frame.kind {
-        MediaKind::Video => match flv::codec::video_params_from_tag(&frame.payload) {
-            Ok(p) => tracing::info!(client = %peer, stream = %name, "video: {p}"),
-            Err(e) => tracing::debug!(client = %peer, stream = %name, "video sequence header not parsed: {e}"),
-        },
-        MediaKind::Audio => match flv::codec::audio_params_from_tag(&frame.payload) {
-            Ok(p) => tracing::info!(client = %peer, stream = %name, "audio: {p}"),
-            Err(e) => tracing::debug!(client = %peer, stream = %name, "audio sequence header not parsed: {e}"),
-        },
-        MediaKind::Data => {}
+    match live::describe_sequence_header(frame) {
+        Ok(Some(desc)) => tracing::info!(client = %peer, stream = %name, "{desc}"),
+        Ok(None) => {}
+        Err(e) => tracing::debug!(client = %peer, stream = %name, "sequence header not parsed: {e}"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! RTMP play; later HLS, recording, relays). See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod http;

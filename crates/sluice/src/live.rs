@@ -72,6 +72,25 @@ fn metadata(mode: MetaMode, payload: Bytes) -> Option<Bytes> {
     }
 }
 
+/// A one-line description of a sequence header ("video: H.264 High 3.1 1280x720"), for logs
+/// and stats; `Ok(None)` for codecs whose configuration is not parsed.
+pub fn describe_sequence_header(frame: &Frame) -> Result<Option<String>, flv::FlvError> {
+    match frame.kind {
+        MediaKind::Video => {
+            let h = flv::tag::parse_video(&frame.payload)?;
+            let Some(p) = flv::codec::parse_video_config(h.codec, h.payload(&frame.payload))? else { return Ok(None) };
+            let (codec, profile, level) = (p.codec.name(), p.profile_name(), p.level_name());
+            Ok(Some(format!("video: {codec} {profile} {level} {}x{}", p.width, p.height)))
+        }
+        MediaKind::Audio => {
+            let h = flv::tag::parse_audio(&frame.payload)?;
+            let Some(p) = flv::codec::parse_audio_config(h.codec, h.payload(&frame.payload))? else { return Ok(None) };
+            Ok(Some(format!("audio: {} {} Hz {} ch", p.codec.name(), p.sample_rate, p.channels)))
+        }
+        MediaKind::Data => Ok(None),
+    }
+}
+
 /// Per-player gate: decides which frames a player receives (wait_key, wait_video, pause).
 #[derive(Debug, Clone)]
 pub struct PlayerGate {

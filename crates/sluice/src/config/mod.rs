@@ -1,15 +1,41 @@
 //! The configuration model: nginx-style text (parsed by the `nginx-conf` crate) turned into typed,
 //! validated, merged settings (rtmp → server → application, as nginx-rtmp merges them).
 //!
-//! Each capability keeps its directive table in its own module (`core`, `live`, `record`, `hls`, ...);
-//! this module walks the syntax tree, dispatches each directive to the table that owns it, and
-//! reports `FILE:LINE:COL: message` errors.
+//! Each capability keeps its directive table in its own module (`core`, `live`, `record`, `hls`,
+//! and `later` for accepted-but-unimplemented ones); this module walks the syntax tree, checks
+//! each directive against the table that owns it, and reports `FILE:LINE:COL: message` errors.
+//!
+//! Strictness follows where the text came from: inside `rtmp { }` every directive must be known
+//! and valid, because sluice owns that block; outside it (`events`, `http`, `user`, ...) unknown
+//! content is skipped with a debug log, because it belongs to nginx and is none of our business.
+//! From `http { }` only `server { listen ...; }` is read.
+
+mod core;
+mod hls;
+mod later;
+mod live;
+mod record;
+mod value;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::Path;
+
+use nginx_conf::{Directive, Span};
+
+pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
+pub use self::hls::{HlsConf, HlsNaming, HlsSlicing, HlsType, HlsVariant};
+pub use self::live::{LiveConf, MetaMode};
+pub use self::record::{RecordConf, RecordMode, Recorder};
+pub use self::value::{ctx, parse_size, parse_time, Args, DirectiveSpec, Kind};
+
+use self::core::CoreLayer;
+use self::hls::HlsLayer;
+use self::live::LiveLayer;
+use self::record::RecordLayer;
+use self::value::{check_shape, edit_distance, Fail};
 
 /// The whole configuration file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `rtmp { server { ... } }` blocks, one per listening server.
     pub servers: Vec<ServerConf>,
@@ -17,73 +43,419 @@ pub struct Config {
     pub http: Option<HttpConf>,
 }
 
-#[derive(Debug, Clone)]
+/// What sluice takes from `http { }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConf {
+    /// The `listen` addresses of all `http { server { } }` blocks, in file order, without
+    /// duplicates (a server without `listen` means port 80, as in nginx).
     pub listen: Vec<SocketAddr>,
 }
 
 /// One `rtmp { server { } }` block.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConf {
+    /// Where to accept RTMP connections (0.0.0.0:1935 when the block has no `listen`).
     pub listen: Vec<SocketAddr>,
+    /// Connection-level settings, merged from rtmp and server level.
     pub core: CoreConf,
+    /// The server's applications, in file order.
     pub apps: Vec<AppConf>,
-}
-
-/// Connection-level settings (nginx-rtmp's core module); rtmp/server level.
-#[derive(Debug, Clone)]
-pub struct CoreConf {
-    pub timeout: Duration,      // 60s
-    pub ping: Duration,         // 60s (0 = off)
-    pub ping_timeout: Duration, // 30s
-    pub max_streams: u32,       // 32
-    pub ack_window: u32,        // 5000000
-    pub chunk_size: u32,        // 4096
-    pub max_message: u32,       // 1M
-    pub out_queue: usize,       // 256
-    pub buflen: Duration,       // 1000ms
+    /// Not yet implemented directives set at rtmp and server level (rtmp first), raw.
+    pub extra: Vec<(String, Vec<String>)>,
 }
 
 /// One `application NAME { }` block, with everything inherited from rtmp and server merged in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConf {
+    /// The application name (the path segment clients connect to).
     pub name: String,
+    /// Live streaming settings.
     pub live: LiveConf,
+    /// Recording settings (and named recorders).
     pub record: RecordConf,
+    /// HLS settings.
     pub hls: HlsConf,
+    /// Not yet implemented directives (on_publish, push, allow, exec, ...) as raw words:
+    /// rtmp level first, then server, then application, each in file order. The feature that
+    /// implements one decides how levels combine.
+    pub extra: Vec<(String, Vec<String>)>,
 }
 
-/// nginx-rtmp's live module.
-#[derive(Debug, Clone)]
-pub struct LiveConf {
-    pub live: bool,                          // off
-    pub meta: MetaMode,                      // on
-    pub sync: Duration,                      // 300ms
-    pub interleave: bool,                    // off
-    pub wait_key: bool,                      // off
-    pub wait_video: bool,                    // off
-    pub publish_notify: bool,                // off
-    pub play_restart: bool,                  // off
-    pub idle_streams: bool,                  // on
-    pub drop_idle_publisher: Option<Duration>, // off
-    pub gop_cache: bool,                     // on (sluice extension)
+/// A configuration that cannot be used. `Display` is `FILE:LINE:COL: message`, or
+/// `FILE: cannot read: ERROR` when the file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not valid.
+    #[error("{file}:{line}:{col}: {message}")]
+    Invalid {
+        /// The file name as given.
+        file: String,
+        /// 1-based line.
+        line: u32,
+        /// 1-based column.
+        col: u32,
+        /// nginx-style description.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file name as given.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
+impl ConfigError {
+    fn invalid(file: &str, span: Span, message: String) -> Self {
+        ConfigError::Invalid { file: file.to_owned(), line: span.line, col: span.col, message }
+    }
+}
+
+const DEFAULT_TEXT: &str = include_str!("default.conf");
+
+impl Config {
+    /// Parses and validates config text; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let tree = nginx_conf::parse(text)
+            .map_err(|e| ConfigError::invalid(file, e.span, e.kind.to_string()))?;
+        build(&tree).map_err(|f| ConfigError::invalid(file, f.span, f.message))
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Config::parse(&text, &file)
+    }
+
+    /// The built-in configuration used when no file is given (nginx syntax, with comments).
+    pub fn default_text() -> &'static str {
+        DEFAULT_TEXT
+    }
+
+    /// [`Config::default_text`], parsed.
+    pub fn default_config() -> Config {
+        Config::parse(DEFAULT_TEXT, "<built-in>").expect("the built-in config is valid")
+    }
+}
+
+/// Every directive sluice knows inside `rtmp { }`, with the name of the table (module) that
+/// owns it: for documentation and `--help`-style listings.
+pub fn directives() -> impl Iterator<Item = (&'static str, &'static DirectiveSpec)> {
+    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (group.name(), s)))
+}
+
+/// Which module owns a directive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetaMode {
-    On,
-    Copy,
-    Off,
+enum Group {
+    Core,
+    Live,
+    Record,
+    Hls,
+    Later,
 }
 
-/// nginx-rtmp's record module (carried; recording itself is a later issue).
-#[derive(Debug, Clone, Default)]
-pub struct RecordConf {
-    // filled by the config helper
+impl Group {
+    fn name(self) -> &'static str {
+        match self {
+            Group::Core => "core",
+            Group::Live => "live",
+            Group::Record => "record",
+            Group::Hls => "hls",
+            Group::Later => "later",
+        }
+    }
 }
 
-/// nginx-rtmp's hls module (carried; HLS itself is a later issue).
-#[derive(Debug, Clone, Default)]
-pub struct HlsConf {
-    // filled by the config helper
+const TABLES: &[(Group, &[DirectiveSpec])] = &[
+    (Group::Core, self::core::DIRECTIVES),
+    (Group::Live, live::DIRECTIVES),
+    (Group::Record, record::DIRECTIVES),
+    (Group::Hls, hls::DIRECTIVES),
+    (Group::Later, later::DIRECTIVES),
+];
+
+fn lookup(name: &str) -> Option<(Group, &'static DirectiveSpec)> {
+    directives_with_group().find(|(_, s)| s.name == name)
 }
+
+fn directives_with_group() -> impl Iterator<Item = (Group, &'static DirectiveSpec)> {
+    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (*group, s)))
+}
+
+/// Finds a directive's table row and checks that it may appear in `context` with this shape.
+fn check(d: &Directive, context: u8) -> Result<Group, Fail> {
+    if d.name == "include" {
+        let msg = "\"include\" is not supported inside \"rtmp\" yet; paste the file's content instead";
+        return Err(Fail::new(d.span, msg));
+    }
+    let Some((group, spec)) = lookup(&d.name) else {
+        return Err(unknown(d));
+    };
+    if spec.contexts & context == 0 {
+        return Err(Fail::new(d.span, format!("\"{}\" directive is not allowed here", d.name)));
+    }
+    check_shape(spec, d)?;
+    Ok(group)
+}
+
+/// `unknown directive "x"`, with the closest known name when one is close enough to be a typo.
+fn unknown(d: &Directive) -> Fail {
+    let rtmp = ctx::RSAR;
+    let best = directives_with_group()
+        .filter(|(_, s)| s.contexts & rtmp != 0)
+        .map(|(_, s)| (edit_distance(&d.name, s.name), s.name))
+        .min();
+    let limit = if d.name.chars().count() <= 4 { 1 } else { 2 };
+    let hint = match best {
+        Some((dist, name)) if dist <= limit => format!(" (did you mean \"{name}\"?)"),
+        _ => String::new(),
+    };
+    Fail::new(d.name_span, format!("unknown directive \"{}\"{hint}", d.name))
+}
+
+/// The settings written at one level (rtmp, server, application), before merging.
+#[derive(Debug, Clone, Default)]
+struct Layer {
+    core: CoreLayer,
+    live: LiveLayer,
+    record: RecordLayer,
+    hls: HlsLayer,
+    extra: Vec<(String, Vec<String>)>,
+}
+
+impl Layer {
+    fn set(&mut self, group: Group, d: &Directive) -> Result<(), Fail> {
+        match group {
+            Group::Core => self.core.set(d),
+            Group::Live => self.live.set(d),
+            Group::Record => self.record.set(d),
+            Group::Hls => self.hls.set(d),
+            Group::Later => {
+                self.extra.push(later::accept(d));
+                Ok(())
+            }
+        }
+    }
+
+    /// This level's settings with unset ones taken from `outer`; extras accumulate outer first.
+    fn inherit(&self, outer: &Layer) -> Layer {
+        Layer {
+            core: self.core.inherit(&outer.core),
+            live: self.live.inherit(&outer.live),
+            record: self.record.inherit(&outer.record),
+            hls: self.hls.inherit(&outer.hls),
+            extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
+        }
+    }
+}
+
+/// A `server { }` block as written.
+struct RawServer {
+    layer: Layer,
+    listen: Vec<(SocketAddr, Span)>,
+    apps: Vec<RawApp>,
+}
+
+/// An `application NAME { }` block as written.
+struct RawApp {
+    name: String,
+    layer: Layer,
+    recorders: Vec<RawRecorder>,
+}
+
+/// A `recorder NAME { }` block as written.
+struct RawRecorder {
+    name: String,
+    record: RecordLayer,
+    extra: Vec<(String, Vec<String>)>,
+}
+
+fn build(tree: &[Directive]) -> Result<Config, Fail> {
+    let mut rtmp: Option<&Directive> = None;
+    let mut http = Vec::new();
+    for d in tree {
+        match d.name.as_str() {
+            "rtmp" => {
+                if rtmp.is_some() {
+                    return Err(Fail::new(d.span, "\"rtmp\" directive is duplicate"));
+                }
+                rtmp = Some(d);
+            }
+            "http" => read_http(d, &mut http),
+            "include" => {
+                tracing::warn!(line = d.span.line, "top-level \"include\" is not supported; ignored")
+            }
+            other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
+        }
+    }
+    let servers = match rtmp {
+        Some(d) => read_rtmp(d)?,
+        None => {
+            tracing::warn!("the configuration has no \"rtmp\" block: no RTMP server will listen");
+            Vec::new()
+        }
+    };
+    let http = (!http.is_empty()).then_some(HttpConf { listen: http });
+    Ok(Config { servers, http })
+}
+
+/// The children of a block directive; nginx's wording when it has none.
+fn block(d: &Directive) -> Result<&[Directive], Fail> {
+    d.block
+        .as_deref()
+        .ok_or_else(|| Fail::new(d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
+}
+
+fn read_rtmp(d: &Directive) -> Result<Vec<ServerConf>, Fail> {
+    if !d.args.is_empty() {
+        return Err(Fail::new(d.span, "invalid number of arguments in \"rtmp\" directive"));
+    }
+    let mut top = Layer::default();
+    let mut servers = Vec::new();
+    for c in block(d)? {
+        let group = check(c, ctx::RTMP)?;
+        match c.name.as_str() {
+            "server" => servers.push(read_server(c)?),
+            _ => top.set(group, c)?,
+        }
+    }
+    check_listen_unique(&servers)?;
+    Ok(servers.iter().map(|s| resolve_server(s, &top)).collect())
+}
+
+fn read_server(d: &Directive) -> Result<RawServer, Fail> {
+    let mut s = RawServer { layer: Layer::default(), listen: Vec::new(), apps: Vec::new() };
+    for c in block(d)? {
+        let group = check(c, ctx::SERVER)?;
+        match c.name.as_str() {
+            "listen" => s.listen.push((self::core::listen(c)?, c.span)),
+            "application" => {
+                let app = read_app(c, &mut s.layer.core)?;
+                if s.apps.iter().any(|a| a.name == app.name) {
+                    return Err(Fail::new(c.span, format!("duplicate application \"{}\"", app.name)));
+                }
+                s.apps.push(app);
+            }
+            _ => s.layer.set(group, c)?,
+        }
+    }
+    Ok(s)
+}
+
+/// Reads an application. `server_core` receives the core directives nginx-rtmp allows in an
+/// application (`play_time_fix`, `publish_time_fix`), which there set the whole server.
+fn read_app(d: &Directive, server_core: &mut CoreLayer) -> Result<RawApp, Fail> {
+    let name = d.args[0].value.clone();
+    let mut app = RawApp { name, layer: Layer::default(), recorders: Vec::new() };
+    for c in block(d)? {
+        let group = check(c, ctx::APP)?;
+        match (group, c.name.as_str()) {
+            (_, "recorder") => {
+                let rec = read_recorder(c)?;
+                if app.recorders.iter().any(|r| r.name == rec.name) {
+                    return Err(Fail::new(c.span, format!("duplicate recorder \"{}\"", rec.name)));
+                }
+                app.recorders.push(rec);
+            }
+            (Group::Core, _) => server_core.set(c)?,
+            _ => app.layer.set(group, c)?,
+        }
+    }
+    Ok(app)
+}
+
+fn read_recorder(d: &Directive) -> Result<RawRecorder, Fail> {
+    let name = d.args[0].value.clone();
+    let mut layer = Layer::default();
+    for c in block(d)? {
+        let group = check(c, ctx::RECORDER)?;
+        layer.set(group, c)?;
+    }
+    Ok(RawRecorder { name, record: layer.record, extra: layer.extra })
+}
+
+/// Two servers (or two `listen`s) on one address would fail at bind time; say so now.
+fn check_listen_unique(servers: &[RawServer]) -> Result<(), Fail> {
+    let mut seen: Vec<SocketAddr> = Vec::new();
+    for (addr, span) in servers.iter().flat_map(|s| &s.listen) {
+        if seen.contains(addr) {
+            return Err(Fail::new(*span, format!("duplicate \"{addr}\" address and port pair")));
+        }
+        seen.push(*addr);
+    }
+    Ok(())
+}
+
+fn resolve_server(s: &RawServer, top: &Layer) -> ServerConf {
+    let merged = s.layer.inherit(top);
+    let mut listen: Vec<SocketAddr> = s.listen.iter().map(|(a, _)| *a).collect();
+    if listen.is_empty() {
+        listen.push(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
+    }
+    ServerConf {
+        listen,
+        core: merged.core.build(),
+        apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect(),
+        extra: merged.extra,
+    }
+}
+
+fn resolve_app(a: &RawApp, server: &Layer) -> AppConf {
+    let merged = a.layer.inherit(server);
+    let mut record = merged.record.build();
+    record.recorders = a
+        .recorders
+        .iter()
+        .map(|r| Recorder {
+            name: r.name.clone(),
+            conf: r.record.inherit(&merged.record).build(),
+            extra: merged.extra.iter().chain(&r.extra).cloned().collect(),
+        })
+        .collect();
+    AppConf {
+        name: a.name.clone(),
+        live: merged.live.build(),
+        record,
+        hls: merged.hls.build(),
+        extra: merged.extra,
+    }
+}
+
+/// Collects `listen` addresses from `http { server { } }`; everything else there is nginx's
+/// business and skipped. Never fails: a listen sluice cannot use is logged and skipped.
+fn read_http(d: &Directive, out: &mut Vec<SocketAddr>) {
+    let Some(children) = &d.block else {
+        tracing::debug!(line = d.span.line, "\"http\" without a block; ignored");
+        return;
+    };
+    for c in children {
+        match (&c.block, c.name.as_str()) {
+            (Some(server), "server") => read_http_server(server, c.span, out),
+            _ => tracing::debug!(directive = %c.name, line = c.span.line, "ignored in http"),
+        }
+    }
+}
+
+fn read_http_server(server: &[Directive], span: Span, out: &mut Vec<SocketAddr>) {
+    let mut found = false;
+    for l in server.iter().filter(|l| l.name == "listen" && l.block.is_none()) {
+        found = true;
+        match l.args.first().and_then(|a| parse_addr(&a.value, 80)) {
+            Some(addr) if !out.contains(&addr) => out.push(addr),
+            Some(_) => {}
+            None => tracing::debug!(line = l.span.line, "http listen sluice cannot use; ignored"),
+        }
+    }
+    let port_80 = SocketAddr::from(([0, 0, 0, 0], 80));
+    if !found && !out.contains(&port_80) {
+        tracing::debug!(line = span.line, "http server without listen: port 80, as in nginx");
+        out.push(port_80);
+    }
+}
+
+#[cfg(test)]
+mod tests;

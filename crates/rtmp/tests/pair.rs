@@ -1,0 +1,170 @@
+//! Client and server sessions wired together in memory: no sockets, no sleeps.
+
+use bytes::BytesMut;
+use rtmp::message::user_control;
+use rtmp::{ClientConfig, ClientEvent, ClientSession, MediaKind, Role, ServerConfig, ServerEvent, ServerSession};
+
+struct Pair {
+    client: ClientSession,
+    server: ServerSession,
+    to_server: BytesMut,
+    to_client: BytesMut,
+    client_events: Vec<ClientEvent>,
+    server_events: Vec<ServerEvent>,
+}
+
+impl Pair {
+    fn new(role: Role, complex: bool) -> Self {
+        let mut rng = rand::thread_rng();
+        let cfg = ClientConfig {
+            app: "live".into(),
+            tc_url: "rtmp://localhost/live".into(),
+            role,
+            complex_handshake: complex,
+            chunk_size: 4096,
+            buffer_ms: 1000,
+        };
+        let mut client = ClientSession::new(cfg, 0, &mut rng);
+        client.start();
+        let server = ServerSession::new(ServerConfig::default(), 0, &mut rng);
+        Pair { client, server, to_server: BytesMut::new(), to_client: BytesMut::new(), client_events: vec![], server_events: vec![] }
+    }
+
+    /// Move bytes both ways until quiet, letting `decide` answer server events.
+    fn run(&mut self, mut decide: impl FnMut(&mut ServerSession, &ServerEvent)) {
+        for _ in 0..50 {
+            self.to_server.extend_from_slice(&self.client.take_output());
+            let mut events = Vec::new();
+            self.server.feed(&mut self.to_server, &mut events).unwrap();
+            for e in &events {
+                decide(&mut self.server, e);
+            }
+            self.server_events.extend(events);
+            let out = self.server.take_output();
+            if out.is_empty() && self.to_server.is_empty() && !self.client_has_output() {
+                return;
+            }
+            self.to_client.extend_from_slice(&out);
+            self.client.feed(&mut self.to_client, &mut self.client_events).unwrap();
+        }
+    }
+
+    fn client_has_output(&mut self) -> bool {
+        let out = self.client.take_output();
+        let has = !out.is_empty();
+        self.to_server.extend_from_slice(&out);
+        has
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.client_events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Status { code, .. } => Some(code.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn answer(server: &mut ServerSession, ev: &ServerEvent) {
+    match ev {
+        ServerEvent::Connect(_) => server.accept_connect(),
+        ServerEvent::Publish { stream_id, name, .. } => server.accept_publish(*stream_id, name),
+        ServerEvent::Play { stream_id, name, reset, .. } => server.accept_play(*stream_id, name, *reset),
+        _ => {}
+    }
+}
+
+#[test]
+fn publish_flow_reaches_publish_start_and_media() {
+    for complex in [false, true] {
+        let mut p = Pair::new(Role::Publish("cam?key=abc".into()), complex);
+        p.run(answer);
+        assert!(p.client_events.contains(&ClientEvent::Connected));
+        assert!(p.statuses().contains(&"NetStream.Publish.Start".to_string()), "{:?}", p.client_events);
+        let publish = p.server_events.iter().find_map(|e| match e {
+            ServerEvent::Publish { name, args, kind, .. } => Some((name.clone(), args.clone(), kind.clone())),
+            _ => None,
+        });
+        assert_eq!(publish, Some(("cam".into(), "key=abc".into(), "live".into())));
+        // Media larger than the chunk size arrives whole, with its timestamp.
+        let frame = vec![0x17u8; 10_000];
+        p.client.send_media(MediaKind::Video, 40, &frame);
+        p.client.send_metadata(amf0::Value::EcmaArray(vec![("width".into(), amf0::Value::Number(640.0))]));
+        p.run(answer);
+        let media: Vec<_> = p
+            .server_events
+            .iter()
+            .filter_map(|e| match e {
+                ServerEvent::Media { kind, timestamp, payload, .. } => Some((*kind, *timestamp, payload.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(media[0], (MediaKind::Video, 40, 10_000));
+        assert_eq!(media[1].0, MediaKind::Data);
+    }
+}
+
+#[test]
+fn metadata_loses_set_data_frame() {
+    let mut p = Pair::new(Role::Publish("s".into()), false);
+    p.run(answer);
+    p.client.send_metadata(amf0::Value::EcmaArray(vec![("width".into(), amf0::Value::Number(640.0))]));
+    p.run(answer);
+    let payload = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::Media { kind: MediaKind::Data, payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let values = amf0::decode_all(&payload).unwrap();
+    assert_eq!(values[0].as_str(), Some("onMetaData"));
+    assert_eq!(values[1].get("width").and_then(amf0::Value::as_f64), Some(640.0));
+}
+
+#[test]
+fn play_flow_gets_reset_and_start() {
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.run(|s, e| {
+        if let ServerEvent::Play { stream_id, name, .. } = e {
+            s.accept_play(*stream_id, name, true);
+        } else {
+            answer(s, e)
+        }
+    });
+    assert_eq!(p.statuses(), vec!["NetStream.Play.Reset".to_string(), "NetStream.Play.Start".to_string()]);
+    assert!(p.client_events.contains(&ClientEvent::StreamControl(user_control::STREAM_BEGIN, 1)));
+}
+
+#[test]
+fn rejected_connect_reports_error_status() {
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.run(|s, e| {
+        if let ServerEvent::Connect(_) = e {
+            s.reject_connect("no such app")
+        }
+    });
+    assert_eq!(p.statuses(), vec!["NetConnection.Connect.Rejected".to_string()]);
+}
+
+#[test]
+fn server_acknowledges_after_window() {
+    let mut p = Pair::new(Role::Publish("s".into()), false);
+    p.run(answer);
+    // The client sends no Window Ack Size here, so tell the server one by hand.
+    let mut out = BytesMut::new();
+    rtmp::message::window_ack_size(&mut out, 1000);
+    p.to_server.extend_from_slice(&out);
+    p.client.send_media(MediaKind::Audio, 0, &[0xAF; 3000]);
+    p.to_server.extend_from_slice(&p.client.take_output());
+    let mut events = Vec::new();
+    p.server.feed(&mut p.to_server, &mut events).unwrap();
+    let reply = p.server.take_output();
+    let mut dec = rtmp::ChunkDecoder::new(1 << 20, 32);
+    let mut buf = BytesMut::from(&reply[..]);
+    let msg = dec.read(&mut buf).unwrap().unwrap();
+    assert_eq!(msg.type_id, rtmp::message::type_id::ACK);
+}

@@ -1,0 +1,284 @@
+//! nginx-rtmp's HLS module (`hls/ngx_rtmp_hls_module.c`): all 22 `hls_*` directives and their
+//! defaults from `ngx_rtmp_hls_merge_app_conf`. HLS is active when `hls on` and `hls_path` set.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nginx_conf::Directive;
+
+use super::value::{
+    ctx::RSA, first, flag, number, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail,
+    Kind,
+};
+
+const ONE: Args = Args::Exactly(1);
+
+/// The HLS directive table.
+pub const DIRECTIVES: &[DirectiveSpec] = &[
+    spec("hls", RSA, ONE, Kind::Flag, "off"),
+    spec("hls_path", RSA, ONE, Kind::Text, ""),
+    spec("hls_fragment", RSA, ONE, Kind::Time, "5s"),
+    spec("hls_max_fragment", RSA, ONE, Kind::Time, "50s"),
+    spec("hls_playlist_length", RSA, ONE, Kind::Time, "30s"),
+    spec("hls_muxdelay", RSA, ONE, Kind::Time, "700ms"),
+    spec("hls_sync", RSA, ONE, Kind::Time, "2ms"),
+    spec("hls_continuous", RSA, ONE, Kind::Flag, "on"),
+    spec("hls_nested", RSA, ONE, Kind::Flag, "off"),
+    spec("hls_fragment_naming", RSA, ONE, Kind::OneOf(NAMING), "sequential"),
+    spec("hls_fragment_naming_granularity", RSA, ONE, Kind::Number, "0"),
+    spec("hls_fragment_slicing", RSA, ONE, Kind::OneOf(SLICING), "plain"),
+    spec("hls_type", RSA, ONE, Kind::OneOf(TYPES), "live"),
+    spec("hls_max_audio_delay", RSA, ONE, Kind::Time, "300ms"),
+    spec("hls_audio_buffer_size", RSA, ONE, Kind::Size, "1m"),
+    spec("hls_cleanup", RSA, ONE, Kind::Flag, "on"),
+    spec("hls_variant", RSA, Args::AtLeast(1), Kind::Text, ""),
+    spec("hls_base_url", RSA, ONE, Kind::Text, ""),
+    spec("hls_keys", RSA, ONE, Kind::Flag, "off"),
+    spec("hls_key_path", RSA, ONE, Kind::Text, ""),
+    spec("hls_key_url", RSA, ONE, Kind::Text, ""),
+    spec("hls_fragments_per_key", RSA, ONE, Kind::Number, "0"),
+];
+
+const NAMING: &[&str] = &["sequential", "timestamp", "system"];
+const SLICING: &[&str] = &["plain", "aligned"];
+const TYPES: &[&str] = &["live", "event"];
+
+/// How fragment files are named (`hls_fragment_naming`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsNaming {
+    /// 1.ts, 2.ts, ...
+    Sequential,
+    /// The stream timestamp.
+    Timestamp,
+    /// The system clock.
+    System,
+}
+
+/// Where fragments are cut (`hls_fragment_slicing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsSlicing {
+    /// At the first keyframe after `hls_fragment`.
+    Plain,
+    /// On timestamp boundaries, so several encoders cut alike.
+    Aligned,
+}
+
+/// The playlist's type (`hls_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsType {
+    /// A sliding window.
+    Live,
+    /// `#EXT-X-PLAYLIST-TYPE: EVENT`: fragments are never removed from the playlist.
+    Event,
+}
+
+/// One `hls_variant SUFFIX [PARAM...]` line of a master playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsVariant {
+    /// The stream name suffix that selects this variant (`_hi`).
+    pub suffix: String,
+    /// `#EXT-X-STREAM-INF` parameters, e.g. `BANDWIDTH=640000`.
+    pub params: Vec<String>,
+}
+
+/// nginx-rtmp's hls module settings, merged for one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsConf {
+    /// `hls`: write HLS (off).
+    pub enabled: bool,
+    /// `hls_path`: directory for playlists and fragments (none: HLS cannot run).
+    pub path: Option<PathBuf>,
+    /// `hls_fragment`: target fragment length (5s).
+    pub fragment: Duration,
+    /// `hls_max_fragment`: force a cut after this long (10 × `hls_fragment`).
+    pub max_fragment: Duration,
+    /// `hls_playlist_length`: playlist window (30s).
+    pub playlist_length: Duration,
+    /// `hls_muxdelay`: MPEG-TS mux delay (700ms).
+    pub muxdelay: Duration,
+    /// `hls_sync`: timestamp jitter below this is smoothed (2ms).
+    pub sync: Duration,
+    /// `hls_continuous`: continue numbering from an existing playlist (on).
+    pub continuous: bool,
+    /// `hls_nested`: one directory per stream (off).
+    pub nested: bool,
+    /// `hls_fragment_naming` (sequential).
+    pub fragment_naming: HlsNaming,
+    /// `hls_fragment_naming_granularity`: round timestamp names to this many ms (0).
+    pub fragment_naming_granularity: u64,
+    /// `hls_fragment_slicing` (plain).
+    pub fragment_slicing: HlsSlicing,
+    /// `hls_type` (live).
+    pub playlist_type: HlsType,
+    /// `hls_max_audio_delay`: flush buffered audio after this long (300ms).
+    pub max_audio_delay: Duration,
+    /// `hls_audio_buffer_size`: audio buffered per fragment (1M).
+    pub audio_buffer_size: u64,
+    /// `hls_cleanup`: delete old fragments and playlists (on).
+    pub cleanup: bool,
+    /// `hls_variant` lines (none: no master playlist). Not merged per line: an inner level
+    /// with any `hls_variant` replaces the outer list, as in nginx-rtmp.
+    pub variants: Vec<HlsVariant>,
+    /// `hls_base_url`: prefix for fragment URLs in playlists ("").
+    pub base_url: String,
+    /// `hls_keys`: AES-128 encrypt fragments (off).
+    pub keys: bool,
+    /// `hls_key_path`: directory for keys (none: `hls_path`).
+    pub key_path: Option<PathBuf>,
+    /// `hls_key_url`: prefix for key URLs in playlists ("").
+    pub key_url: String,
+    /// `hls_fragments_per_key`: rotate the key after this many fragments (0: never).
+    pub fragments_per_key: u64,
+}
+
+/// HLS settings as written at one level; `None` means "not set here".
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HlsLayer {
+    enabled: Option<bool>,
+    path: Option<PathBuf>,
+    fragment: Option<Duration>,
+    max_fragment: Option<Duration>,
+    playlist_length: Option<Duration>,
+    muxdelay: Option<Duration>,
+    sync: Option<Duration>,
+    continuous: Option<bool>,
+    nested: Option<bool>,
+    fragment_naming: Option<HlsNaming>,
+    fragment_naming_granularity: Option<u64>,
+    fragment_slicing: Option<HlsSlicing>,
+    playlist_type: Option<HlsType>,
+    max_audio_delay: Option<Duration>,
+    audio_buffer_size: Option<u64>,
+    cleanup: Option<bool>,
+    variants: Option<Vec<HlsVariant>>,
+    base_url: Option<String>,
+    keys: Option<bool>,
+    key_path: Option<PathBuf>,
+    key_url: Option<String>,
+    fragments_per_key: Option<u64>,
+}
+
+impl HlsLayer {
+    /// Applies one directive from [`DIRECTIVES`] (already checked for context and shape).
+    pub(crate) fn set(&mut self, d: &Directive) -> Result<(), Fail> {
+        match d.name.as_str() {
+            "hls" => put(&mut self.enabled, flag(d)?, d),
+            "hls_path" => put(&mut self.path, PathBuf::from(text(d)?), d),
+            "hls_fragment" => put(&mut self.fragment, time(d)?, d),
+            "hls_max_fragment" => put(&mut self.max_fragment, time(d)?, d),
+            "hls_playlist_length" => put(&mut self.playlist_length, time(d)?, d),
+            "hls_muxdelay" => put(&mut self.muxdelay, time(d)?, d),
+            "hls_sync" => put(&mut self.sync, time(d)?, d),
+            "hls_continuous" => put(&mut self.continuous, flag(d)?, d),
+            "hls_nested" => put(&mut self.nested, flag(d)?, d),
+            "hls_fragment_naming" => put(&mut self.fragment_naming, naming(d)?, d),
+            "hls_fragment_naming_granularity" => {
+                put(&mut self.fragment_naming_granularity, number(d)?, d)
+            }
+            "hls_fragment_slicing" => put(&mut self.fragment_slicing, slicing(d)?, d),
+            "hls_type" => put(&mut self.playlist_type, playlist_type(d)?, d),
+            "hls_max_audio_delay" => put(&mut self.max_audio_delay, time(d)?, d),
+            "hls_audio_buffer_size" => put(&mut self.audio_buffer_size, size(d)?, d),
+            "hls_cleanup" => put(&mut self.cleanup, flag(d)?, d),
+            "hls_variant" => {
+                self.variants.get_or_insert_with(Vec::new).push(variant(d)?);
+                Ok(())
+            }
+            "hls_base_url" => put(&mut self.base_url, text(d)?, d),
+            "hls_keys" => put(&mut self.keys, flag(d)?, d),
+            "hls_key_path" => put(&mut self.key_path, PathBuf::from(text(d)?), d),
+            "hls_key_url" => put(&mut self.key_url, text(d)?, d),
+            "hls_fragments_per_key" => put(&mut self.fragments_per_key, number(d)?, d),
+            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by hls"))),
+        }
+    }
+
+    /// Fills what this level leaves unset from the enclosing level (nginx's merge).
+    pub(crate) fn inherit(&self, outer: &Self) -> Self {
+        HlsLayer {
+            enabled: self.enabled.or(outer.enabled),
+            path: self.path.clone().or_else(|| outer.path.clone()),
+            fragment: self.fragment.or(outer.fragment),
+            max_fragment: self.max_fragment.or(outer.max_fragment),
+            playlist_length: self.playlist_length.or(outer.playlist_length),
+            muxdelay: self.muxdelay.or(outer.muxdelay),
+            sync: self.sync.or(outer.sync),
+            continuous: self.continuous.or(outer.continuous),
+            nested: self.nested.or(outer.nested),
+            fragment_naming: self.fragment_naming.or(outer.fragment_naming),
+            fragment_naming_granularity: self
+                .fragment_naming_granularity
+                .or(outer.fragment_naming_granularity),
+            fragment_slicing: self.fragment_slicing.or(outer.fragment_slicing),
+            playlist_type: self.playlist_type.or(outer.playlist_type),
+            max_audio_delay: self.max_audio_delay.or(outer.max_audio_delay),
+            audio_buffer_size: self.audio_buffer_size.or(outer.audio_buffer_size),
+            cleanup: self.cleanup.or(outer.cleanup),
+            variants: self.variants.clone().or_else(|| outer.variants.clone()),
+            base_url: self.base_url.clone().or_else(|| outer.base_url.clone()),
+            keys: self.keys.or(outer.keys),
+            key_path: self.key_path.clone().or_else(|| outer.key_path.clone()),
+            key_url: self.key_url.clone().or_else(|| outer.key_url.clone()),
+            fragments_per_key: self.fragments_per_key.or(outer.fragments_per_key),
+        }
+    }
+
+    /// Applies the defaults (nginx-rtmp's `ngx_rtmp_hls_merge_app_conf`).
+    pub(crate) fn build(&self) -> HlsConf {
+        let fragment = self.fragment.unwrap_or(Duration::from_secs(5));
+        let non_empty = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        HlsConf {
+            enabled: self.enabled.unwrap_or(false),
+            path: non_empty(&self.path),
+            fragment,
+            max_fragment: self.max_fragment.unwrap_or(fragment * 10),
+            playlist_length: self.playlist_length.unwrap_or(Duration::from_secs(30)),
+            muxdelay: self.muxdelay.unwrap_or(Duration::from_millis(700)),
+            sync: self.sync.unwrap_or(Duration::from_millis(2)),
+            continuous: self.continuous.unwrap_or(true),
+            nested: self.nested.unwrap_or(false),
+            fragment_naming: self.fragment_naming.unwrap_or(HlsNaming::Sequential),
+            fragment_naming_granularity: self.fragment_naming_granularity.unwrap_or(0),
+            fragment_slicing: self.fragment_slicing.unwrap_or(HlsSlicing::Plain),
+            playlist_type: self.playlist_type.unwrap_or(HlsType::Live),
+            max_audio_delay: self.max_audio_delay.unwrap_or(Duration::from_millis(300)),
+            audio_buffer_size: self.audio_buffer_size.unwrap_or(1024 * 1024),
+            cleanup: self.cleanup.unwrap_or(true),
+            variants: self.variants.clone().unwrap_or_default(),
+            base_url: self.base_url.clone().unwrap_or_default(),
+            keys: self.keys.unwrap_or(false),
+            key_path: non_empty(&self.key_path),
+            key_url: self.key_url.clone().unwrap_or_default(),
+            fragments_per_key: self.fragments_per_key.unwrap_or(0),
+        }
+    }
+}
+
+impl Default for HlsConf {
+    fn default() -> Self {
+        HlsLayer::default().build()
+    }
+}
+
+fn naming(d: &Directive) -> Result<HlsNaming, Fail> {
+    let options = [
+        ("sequential", HlsNaming::Sequential),
+        ("timestamp", HlsNaming::Timestamp),
+        ("system", HlsNaming::System),
+    ];
+    one_of(d, first(d)?, &options)
+}
+
+fn slicing(d: &Directive) -> Result<HlsSlicing, Fail> {
+    one_of(d, first(d)?, &[("plain", HlsSlicing::Plain), ("aligned", HlsSlicing::Aligned)])
+}
+
+fn playlist_type(d: &Directive) -> Result<HlsType, Fail> {
+    one_of(d, first(d)?, &[("live", HlsType::Live), ("event", HlsType::Event)])
+}
+
+fn variant(d: &Directive) -> Result<HlsVariant, Fail> {
+    let suffix = first(d)?.value.clone();
+    let params = d.args[1..].iter().map(|a| a.value.clone()).collect();
+    Ok(HlsVariant { suffix, params })
+}

@@ -1,0 +1,212 @@
+//! Test harness: start the real `sluice` binary on free ports and drive real clients.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sluice-test-{tag}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running sluice process.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub http_port: u16,
+    pub dir: TempDir,
+}
+
+pub fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+impl Server {
+    /// Start sluice with `app_body` inside `application live { ... }`.
+    pub fn start(app_body: &str) -> Self {
+        Self::start_with("", &format!("application live {{ live on; {app_body} }}"))
+    }
+
+    /// Start sluice with `server_extra` directives and `apps` inside the rtmp server block.
+    pub fn start_with(server_extra: &str, apps: &str) -> Self {
+        let port = free_port();
+        let http_port = free_port();
+        let dir = TempDir::new("srv");
+        let conf = format!(
+            "rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    {server_extra}\n    {apps}\n  }}\n}}\nhttp {{ server {{ listen 127.0.0.1:{http_port}; }} }}\n"
+        );
+        let path = dir.path("sluice.conf");
+        std::fs::File::create(&path).unwrap().write_all(conf.as_bytes()).unwrap();
+        let log = std::fs::File::create(dir.path("sluice.log")).unwrap();
+        let child = Command::new(sluice_bin())
+            .arg("-c")
+            .arg(&path)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice");
+        let server = Server { child, port, http_port, dir };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sluice did not listen on {}; log:\n{}", self.port, self.log());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{name}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("sluice.log")).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        wait_timeout(&mut self.child, Duration::from_secs(10)).expect("sluice exits after SIGTERM")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// Wait for a child with a deadline; kills it on timeout.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Run a command to completion with a deadline.
+pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let out = std::thread::scope(|s| {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let so = s.spawn(move || read_all(stdout));
+        let se = s.spawn(move || read_all(stderr));
+        let status = wait_timeout(&mut child, limit);
+        (status, so.join().unwrap(), se.join().unwrap())
+    });
+    let (status, stdout, stderr) = out;
+    let status = status.unwrap_or_else(|| panic!("{cmd:?} timed out after {limit:?}; stderr:\n{}", String::from_utf8_lossy(&stderr)));
+    Output { status, stdout, stderr }
+}
+
+fn read_all<R: std::io::Read>(r: Option<R>) -> Vec<u8> {
+    let mut v = Vec::new();
+    if let Some(mut r) = r {
+        let _ = r.read_to_end(&mut v);
+    }
+    v
+}
+
+/// Start ffmpeg publishing a synthetic 640x360 H.264 + AAC stream for `secs` seconds in real time.
+pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &secs.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+        .args(["-g", &gop.to_string(), "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg is installed (scripts/test installs it)")
+}
+
+/// ffprobe a URL or file; returns "codec_name,width,height" per stream, sorted.
+pub fn ffprobe_streams(input: &str) -> Vec<String> {
+    let out = run_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "15000000",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+            input,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "ffprobe {input} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end_matches(',').to_string()).filter(|l| !l.is_empty()).collect();
+    lines.sort();
+    lines
+}
+
+/// Wait until `url` is being published (ffprobe sees it).
+pub fn wait_published(server: &Server, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let log = server.log();
+        if log.lines().any(|l| l.contains(": publish ") && l.contains(&format!("stream={name} "))) {
+            // Give the encoder a moment to send its sequence headers and first keyframe.
+            std::thread::sleep(Duration::from_millis(500));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{name} was never published; log:\n{}", server.log());
+}
+
+pub fn file_exists_nonempty(p: &Path) -> bool {
+    std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
+}

@@ -1,0 +1,216 @@
+//! Live behaviour observed through our own RTMP client (crate `rtmp` + `sluice::client`): what a
+//! subprocess can't show, such as time to first frame, slow players and byte-exact pass-through.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use rtmp::message::user_control;
+use rtmp::{ClientEvent, MediaKind, Role};
+use sluice::client::RtmpClient;
+
+const AVC_SEQ: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02, 0x68, 0xee];
+const AAC_SEQ: &[u8] = &[0xAF, 0x00, 0x12, 0x10];
+
+fn avc_frame(key: bool, seq: u32, size: usize) -> Vec<u8> {
+    let mut v = vec![if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.resize(size.max(9), 0xAB);
+    v
+}
+
+async fn publisher(server: &Server, name: &str) -> RtmpClient {
+    let mut c = RtmpClient::connect(server.addr(), "live", Role::Publish(name.into())).await.unwrap();
+    assert_eq!(c.next_status().await.unwrap(), "NetStream.Publish.Start");
+    c
+}
+
+async fn player(server: &Server, name: &str) -> RtmpClient {
+    let mut c = RtmpClient::connect(server.addr(), "live", Role::Play(name.into())).await.unwrap();
+    assert_eq!(c.next_status().await.unwrap(), "NetStream.Play.Start");
+    c
+}
+
+/// Publish `frames` video frames at 25 fps with a keyframe every `gop` frames.
+async fn publish_frames(c: &mut RtmpClient, frames: u32, gop: u32, size: usize) {
+    c.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    c.send_media(MediaKind::Audio, 0, AAC_SEQ).await.unwrap();
+    let start = Instant::now();
+    for i in 0..frames {
+        let due = start + Duration::from_millis(40 * i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        c.send_media(MediaKind::Video, i * 40, &avc_frame(i % gop == 0, i, size)).await.unwrap();
+    }
+}
+
+async fn next_media(c: &mut RtmpClient) -> (MediaKind, u32, Bytes) {
+    loop {
+        if let ClientEvent::Media { kind, timestamp, payload } = c.next_event().await.unwrap() {
+            return (kind, timestamp, payload);
+        }
+    }
+}
+
+/// First video messages a player receives: sequence header, then a keyframe, fast.
+async fn first_video(c: &mut RtmpClient) -> (Duration, Vec<Bytes>) {
+    let start = Instant::now();
+    let mut videos = Vec::new();
+    while videos.len() < 2 {
+        let (kind, _, payload) = next_media(c).await;
+        if kind == MediaKind::Video {
+            videos.push(payload);
+        }
+    }
+    (start.elapsed(), videos)
+}
+
+#[tokio::test]
+async fn gop_cache_starts_players_at_once_with_a_keyframe() {
+    let server = Server::start("");
+    let mut publ = publisher(&server, "gop").await;
+    // One keyframe every 5 s: without the cache a player would wait up to 5 s.
+    let feed = tokio::spawn(async move {
+        publish_frames(&mut publ, 100, 125, 2000).await;
+        publ
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let connect = Instant::now();
+    let mut p = player(&server, "gop").await;
+    let (_, videos) = first_video(&mut p).await;
+    let elapsed = connect.elapsed();
+    assert_eq!(&videos[0][..], AVC_SEQ, "sequence header first");
+    assert_eq!(videos[1][0], 0x17, "then the cached keyframe");
+    assert_eq!(&videos[1][5..9], &0u32.to_be_bytes(), "the GOP's keyframe, frame 0");
+    assert!(elapsed < Duration::from_millis(1000), "first keyframe after {elapsed:?}");
+    drop(feed);
+}
+
+#[tokio::test]
+async fn gop_cache_off_sends_no_cached_frames() {
+    let server = Server::start("gop_cache off;");
+    let mut publ = publisher(&server, "nogop").await;
+    let feed = tokio::spawn(async move { publish_frames(&mut publ, 100, 125, 2000).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut p = player(&server, "nogop").await;
+    let (_, videos) = first_video(&mut p).await;
+    assert_eq!(&videos[0][..], AVC_SEQ);
+    assert_eq!(videos[1][0], 0x27, "live frames, not the cached keyframe");
+    feed.abort();
+}
+
+#[tokio::test]
+async fn second_publisher_gets_bad_name_and_first_keeps_streaming() {
+    let server = Server::start("");
+    let mut first = publisher(&server, "taken").await;
+    let mut second = RtmpClient::connect(server.addr(), "live", Role::Publish("taken".into())).await.unwrap();
+    assert_eq!(second.next_status().await.unwrap(), "NetStream.Publish.BadName");
+    assert!(second.next_event().await.is_err(), "refused publisher is disconnected");
+    let mut p = player(&server, "taken").await;
+    first.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    first.send_media(MediaKind::Video, 0, &avc_frame(true, 7, 100)).await.unwrap();
+    let (_, videos) = first_video(&mut p).await;
+    assert_eq!(&videos[1][5..9], &7u32.to_be_bytes());
+}
+
+#[tokio::test]
+async fn slow_player_does_not_delay_publisher_or_fast_player() {
+    let server = Server::start("");
+    let mut publ = publisher(&server, "slow").await;
+    // A player that plays and then never reads again.
+    let stalled = player(&server, "slow").await.into_socket();
+    let mut fast = player(&server, "slow").await;
+    let frames = 100u32;
+    let feed = tokio::spawn(async move {
+        let start = Instant::now();
+        // 64 KiB per frame at 25 fps (13 Mbit/s) fills the stalled player's socket quickly.
+        publish_frames(&mut publ, frames, 25, 64 * 1024).await;
+        (start.elapsed(), publ)
+    });
+    let mut last_seq = 0;
+    let mut got = 0;
+    while last_seq + 1 < frames {
+        let (kind, _, payload) = tokio::time::timeout(Duration::from_secs(5), next_media(&mut fast)).await.expect("fast player kept receiving");
+        if kind == MediaKind::Video && payload[1] == 1 {
+            last_seq = u32::from_be_bytes([payload[5], payload[6], payload[7], payload[8]]);
+            got += 1;
+        }
+    }
+    let (publish_time, _publ) = feed.await.unwrap();
+    assert_eq!(got, frames, "fast player lost no frame");
+    assert!(publish_time < Duration::from_millis(40 * frames as u64 + 1500), "publisher was slowed: {publish_time:?}");
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn hevc_enhanced_rtmp_passes_through_byte_exact() {
+    let server = Server::start("");
+    let mut publ = publisher(&server, "hevc").await;
+    let mut p = player(&server, "hevc").await;
+    // ExVideoTagHeader: IsExHeader | FrameType << 4 | PacketType, FourCC "hvc1".
+    let seq_start: Vec<u8> = [&[0x90u8][..], b"hvc1", &[0x01, 0x01, 0x60, 0x00, 0x00, 0x00]].concat();
+    let coded_key: Vec<u8> = [&[0x91u8][..], b"hvc1", &[0, 0, 0], &[0x26, 0x01, 0xAA, 0xBB]].concat();
+    let coded_x: Vec<u8> = [&[0xA3u8][..], b"hvc1", &[0x02, 0x01, 0xCC]].concat();
+    publ.send_media(MediaKind::Video, 0, &seq_start).await.unwrap();
+    publ.send_media(MediaKind::Video, 0, &coded_key).await.unwrap();
+    publ.send_media(MediaKind::Video, 40, &coded_x).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let (kind, ts, payload) = next_media(&mut p).await;
+        if kind == MediaKind::Video {
+            got.push((ts, payload.to_vec()));
+        }
+    }
+    assert_eq!(got, vec![(0, seq_start), (0, coded_key), (40, coded_x)]);
+}
+
+#[tokio::test]
+async fn player_waits_for_late_publisher() {
+    let server = Server::start("");
+    let mut p = player(&server, "late").await;
+    let mut publ = publisher(&server, "late").await;
+    publ.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    publ.send_media(MediaKind::Video, 0, &avc_frame(true, 1, 100)).await.unwrap();
+    let (_, videos) = tokio::time::timeout(Duration::from_secs(5), first_video(&mut p)).await.unwrap();
+    assert_eq!(videos[1][0], 0x17);
+}
+
+#[tokio::test]
+async fn idle_streams_off_refuses_unknown_stream() {
+    let server = Server::start("idle_streams off;");
+    let mut c = RtmpClient::connect(server.addr(), "live", Role::Play("nothing".into())).await.unwrap();
+    assert_eq!(c.next_status().await.unwrap(), "NetStream.Play.StreamNotFound");
+}
+
+#[tokio::test]
+async fn unknown_application_is_rejected() {
+    let server = Server::start("");
+    let mut c = RtmpClient::connect(server.addr(), "nope", Role::Play("x".into())).await.unwrap();
+    assert_eq!(c.next_status().await.unwrap(), "NetConnection.Connect.Rejected");
+}
+
+#[tokio::test]
+async fn unpublish_notifies_players_with_stream_eof() {
+    let server = Server::start("");
+    let publ = publisher(&server, "bye").await;
+    let mut p = player(&server, "bye").await;
+    drop(publ);
+    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.UnpublishNotify");
+    loop {
+        if let ClientEvent::StreamControl(ev, _) = p.next_event().await.unwrap() {
+            assert_eq!(ev, user_control::STREAM_EOF);
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_streams_cleanly() {
+    let mut server = Server::start("");
+    let _publ = publisher(&server, "term").await;
+    let mut p = player(&server, "term").await;
+    let status = tokio::task::block_in_place(|| server.terminate());
+    assert!(status.success(), "sluice exits 0 on SIGTERM: {status:?}");
+    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.UnpublishNotify");
+}
