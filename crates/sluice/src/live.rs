@@ -38,7 +38,8 @@ pub fn ingest(conf: &LiveConf, kind: MediaKind, timestamp: u32, payload: Bytes) 
     match kind {
         MediaKind::Video => {
             let h = flv::tag::parse_video(&payload).ok()?;
-            Some(Frame::new(kind, timestamp, payload, h.is_keyframe(), h.is_sequence_header()))
+            let seq = h.is_sequence_header();
+            Some(Frame::new(kind, timestamp, payload, h.is_keyframe() && !seq, seq))
         }
         MediaKind::Audio => {
             let seq = flv::tag::parse_audio(&payload).map(|h| h.is_sequence_header()).unwrap_or(false);

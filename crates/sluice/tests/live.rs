@@ -88,15 +88,17 @@ async fn gop_cache_starts_players_at_once_with_a_keyframe() {
 }
 
 #[tokio::test]
-async fn gop_cache_off_sends_no_cached_frames() {
+async fn gop_cache_off_makes_players_wait_for_the_next_keyframe() {
     let server = Server::start("gop_cache off;");
     let mut publ = publisher(&server, "nogop").await;
-    let feed = tokio::spawn(async move { publish_frames(&mut publ, 100, 125, 2000).await });
+    let feed = tokio::spawn(async move { publish_frames(&mut publ, 100, 50, 2000).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut p = player(&server, "nogop").await;
     let (_, videos) = first_video(&mut p).await;
     assert_eq!(&videos[0][..], AVC_SEQ);
-    assert_eq!(videos[1][0], 0x27, "live frames, not the cached keyframe");
+    // wait_key (on by default) holds video until a keyframe: the next live one, not cached frame 0.
+    assert_eq!(videos[1][0], 0x17);
+    assert_eq!(&videos[1][5..9], &50u32.to_be_bytes());
     feed.abort();
 }
 

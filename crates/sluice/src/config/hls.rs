@@ -14,7 +14,7 @@ use super::value::{
 const ONE: Args = Args::Exactly(1);
 
 /// The HLS directive table.
-pub const DIRECTIVES: &[DirectiveSpec] = &[
+pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("hls", RSA, ONE, Kind::Flag, "off"),
     spec("hls_path", RSA, ONE, Kind::Text, ""),
     spec("hls_fragment", RSA, ONE, Kind::Time, "5s"),
@@ -24,9 +24,27 @@ pub const DIRECTIVES: &[DirectiveSpec] = &[
     spec("hls_sync", RSA, ONE, Kind::Time, "2ms"),
     spec("hls_continuous", RSA, ONE, Kind::Flag, "on"),
     spec("hls_nested", RSA, ONE, Kind::Flag, "off"),
-    spec("hls_fragment_naming", RSA, ONE, Kind::OneOf(NAMING), "sequential"),
-    spec("hls_fragment_naming_granularity", RSA, ONE, Kind::Number, "0"),
-    spec("hls_fragment_slicing", RSA, ONE, Kind::OneOf(SLICING), "plain"),
+    spec(
+        "hls_fragment_naming",
+        RSA,
+        ONE,
+        Kind::OneOf(NAMING),
+        "sequential",
+    ),
+    spec(
+        "hls_fragment_naming_granularity",
+        RSA,
+        ONE,
+        Kind::Number,
+        "0",
+    ),
+    spec(
+        "hls_fragment_slicing",
+        RSA,
+        ONE,
+        Kind::OneOf(SLICING),
+        "plain",
+    ),
     spec("hls_type", RSA, ONE, Kind::OneOf(TYPES), "live"),
     spec("hls_max_audio_delay", RSA, ONE, Kind::Time, "300ms"),
     spec("hls_audio_buffer_size", RSA, ONE, Kind::Size, "1m"),
@@ -189,7 +207,10 @@ impl HlsLayer {
             "hls_key_path" => put(&mut self.key_path, PathBuf::from(text(d)?), d),
             "hls_key_url" => put(&mut self.key_url, text(d)?, d),
             "hls_fragments_per_key" => put(&mut self.fragments_per_key, number(d)?, d),
-            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by hls"))),
+            other => Err(Fail::new(
+                d.span,
+                format!("directive \"{other}\" is not handled by hls"),
+            )),
         }
     }
 
@@ -270,11 +291,22 @@ fn naming(d: &Directive) -> Result<HlsNaming, Fail> {
 }
 
 fn slicing(d: &Directive) -> Result<HlsSlicing, Fail> {
-    one_of(d, first(d)?, &[("plain", HlsSlicing::Plain), ("aligned", HlsSlicing::Aligned)])
+    one_of(
+        d,
+        first(d)?,
+        &[
+            ("plain", HlsSlicing::Plain),
+            ("aligned", HlsSlicing::Aligned),
+        ],
+    )
 }
 
 fn playlist_type(d: &Directive) -> Result<HlsType, Fail> {
-    one_of(d, first(d)?, &[("live", HlsType::Live), ("event", HlsType::Event)])
+    one_of(
+        d,
+        first(d)?,
+        &[("live", HlsType::Live), ("event", HlsType::Event)],
+    )
 }
 
 fn variant(d: &Directive) -> Result<HlsVariant, Fail> {

@@ -17,7 +17,7 @@ const ONE: Args = Args::Exactly(1);
 const ONE_UP: Args = Args::AtLeast(1);
 
 /// Not yet implemented directives, accepted and carried in `extra`.
-pub const DIRECTIVES: &[DirectiveSpec] = &[
+pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     // access, limit
     spec("allow", RSA, Args::Between(1, 2), Kind::Raw, ""),
     spec("deny", RSA, Args::Between(1, 2), Kind::Raw, ""),
@@ -98,5 +98,8 @@ pub(crate) fn accept(d: &Directive) -> (String, Vec<String>) {
         line = d.span.line,
         "directive is accepted but not implemented yet; it has no effect"
     );
-    (d.name.clone(), d.args.iter().map(|a| a.value.clone()).collect())
+    (
+        d.name.clone(),
+        d.args.iter().map(|a| a.value.clone()).collect(),
+    )
 }

@@ -13,7 +13,7 @@ const ONE: Args = Args::Exactly(1);
 const META: &[&str] = &["on", "copy", "off"];
 
 /// The live directive table.
-pub const DIRECTIVES: &[DirectiveSpec] = &[
+pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("live", RSA, ONE, Kind::Flag, "off"),
     spec("meta", RSA, ONE, Kind::OneOf(META), "on"),
     spec("sync", RSA, ONE, Kind::Time, "300ms"),
@@ -104,7 +104,10 @@ impl LiveLayer {
             "gop_cache" => put(&mut self.gop_cache, flag(d)?, d),
             "stream_buckets" => put(&mut self.stream_buckets, number(d)?, d),
             "buffer" => put(&mut self.buffer, time(d)?, d),
-            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by live"))),
+            other => Err(Fail::new(
+                d.span,
+                format!("directive \"{other}\" is not handled by live"),
+            )),
         }
     }
 
@@ -153,6 +156,10 @@ impl Default for LiveConf {
 }
 
 fn meta(d: &Directive) -> Result<MetaMode, Fail> {
-    let options = [("on", MetaMode::On), ("copy", MetaMode::Copy), ("off", MetaMode::Off)];
+    let options = [
+        ("on", MetaMode::On),
+        ("copy", MetaMode::Copy),
+        ("off", MetaMode::Off),
+    ];
     one_of(d, first(d)?, &options)
 }

@@ -26,7 +26,7 @@ pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
 pub use self::hls::{HlsConf, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::live::{LiveConf, MetaMode};
 pub use self::record::{RecordConf, RecordMode, Recorder};
-pub use self::value::{ctx, parse_size, parse_time, Args, DirectiveSpec, Kind};
+pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, DirectiveSpec, Kind};
 
 use self::core::CoreLayer;
 use self::hls::HlsLayer;
@@ -109,7 +109,12 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(file: &str, span: Span, message: String) -> Self {
-        ConfigError::Invalid { file: file.to_owned(), line: span.line, col: span.col, message }
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            line: span.line,
+            col: span.col,
+            message,
+        }
     }
 }
 
@@ -126,8 +131,10 @@ impl Config {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         Config::parse(&text, &file)
     }
 
@@ -145,7 +152,9 @@ impl Config {
 /// Every directive sluice knows inside `rtmp { }`, with the name of the table (module) that
 /// owns it: for documentation and `--help`-style listings.
 pub fn directives() -> impl Iterator<Item = (&'static str, &'static DirectiveSpec)> {
-    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (group.name(), s)))
+    TABLES
+        .iter()
+        .flat_map(|(group, table)| table.iter().map(move |s| (group.name(), s)))
 }
 
 /// Which module owns a directive.
@@ -183,20 +192,26 @@ fn lookup(name: &str) -> Option<(Group, &'static DirectiveSpec)> {
 }
 
 fn directives_with_group() -> impl Iterator<Item = (Group, &'static DirectiveSpec)> {
-    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (*group, s)))
+    TABLES
+        .iter()
+        .flat_map(|(group, table)| table.iter().map(move |s| (*group, s)))
 }
 
 /// Finds a directive's table row and checks that it may appear in `context` with this shape.
 fn check(d: &Directive, context: u8) -> Result<Group, Fail> {
     if d.name == "include" {
-        let msg = "\"include\" is not supported inside \"rtmp\" yet; paste the file's content instead";
+        let msg =
+            "\"include\" is not supported inside \"rtmp\" yet; paste the file's content instead";
         return Err(Fail::new(d.span, msg));
     }
     let Some((group, spec)) = lookup(&d.name) else {
         return Err(unknown(d));
     };
     if spec.contexts & context == 0 {
-        return Err(Fail::new(d.span, format!("\"{}\" directive is not allowed here", d.name)));
+        return Err(Fail::new(
+            d.span,
+            format!("\"{}\" directive is not allowed here", d.name),
+        ));
     }
     check_shape(spec, d)?;
     Ok(group)
@@ -214,7 +229,10 @@ fn unknown(d: &Directive) -> Fail {
         Some((dist, name)) if dist <= limit => format!(" (did you mean \"{name}\"?)"),
         _ => String::new(),
     };
-    Fail::new(d.name_span, format!("unknown directive \"{}\"{hint}", d.name))
+    Fail::new(
+        d.name_span,
+        format!("unknown directive \"{}\"{hint}", d.name),
+    )
 }
 
 /// The settings written at one level (rtmp, server, application), before merging.
@@ -287,7 +305,10 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
             }
             "http" => read_http(d, &mut http),
             "include" => {
-                tracing::warn!(line = d.span.line, "top-level \"include\" is not supported; ignored")
+                tracing::warn!(
+                    line = d.span.line,
+                    "top-level \"include\" is not supported; ignored"
+                )
             }
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
@@ -305,14 +326,20 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
 
 /// The children of a block directive; nginx's wording when it has none.
 fn block(d: &Directive) -> Result<&[Directive], Fail> {
-    d.block
-        .as_deref()
-        .ok_or_else(|| Fail::new(d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
+    d.block.as_deref().ok_or_else(|| {
+        Fail::new(
+            d.span,
+            format!("directive \"{}\" has no opening \"{{\"", d.name),
+        )
+    })
 }
 
 fn read_rtmp(d: &Directive) -> Result<Vec<ServerConf>, Fail> {
     if !d.args.is_empty() {
-        return Err(Fail::new(d.span, "invalid number of arguments in \"rtmp\" directive"));
+        return Err(Fail::new(
+            d.span,
+            "invalid number of arguments in \"rtmp\" directive",
+        ));
     }
     let mut top = Layer::default();
     let mut servers = Vec::new();
@@ -328,7 +355,11 @@ fn read_rtmp(d: &Directive) -> Result<Vec<ServerConf>, Fail> {
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
-    let mut s = RawServer { layer: Layer::default(), listen: Vec::new(), apps: Vec::new() };
+    let mut s = RawServer {
+        layer: Layer::default(),
+        listen: Vec::new(),
+        apps: Vec::new(),
+    };
     for c in block(d)? {
         let group = check(c, ctx::SERVER)?;
         match c.name.as_str() {
@@ -336,12 +367,19 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
             "application" => {
                 let app = read_app(c, &mut s.layer.core)?;
                 if s.apps.iter().any(|a| a.name == app.name) {
-                    return Err(Fail::new(c.span, format!("duplicate application \"{}\"", app.name)));
+                    return Err(Fail::new(
+                        c.span,
+                        format!("duplicate application \"{}\"", app.name),
+                    ));
                 }
                 s.apps.push(app);
             }
             _ => s.layer.set(group, c)?,
         }
+    }
+    if s.listen.is_empty() {
+        s.listen
+            .push((SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)), d.span));
     }
     Ok(s)
 }
@@ -350,14 +388,21 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
 /// application (`play_time_fix`, `publish_time_fix`), which there set the whole server.
 fn read_app(d: &Directive, server_core: &mut CoreLayer) -> Result<RawApp, Fail> {
     let name = d.args[0].value.clone();
-    let mut app = RawApp { name, layer: Layer::default(), recorders: Vec::new() };
+    let mut app = RawApp {
+        name,
+        layer: Layer::default(),
+        recorders: Vec::new(),
+    };
     for c in block(d)? {
         let group = check(c, ctx::APP)?;
         match (group, c.name.as_str()) {
             (_, "recorder") => {
                 let rec = read_recorder(c)?;
                 if app.recorders.iter().any(|r| r.name == rec.name) {
-                    return Err(Fail::new(c.span, format!("duplicate recorder \"{}\"", rec.name)));
+                    return Err(Fail::new(
+                        c.span,
+                        format!("duplicate recorder \"{}\"", rec.name),
+                    ));
                 }
                 app.recorders.push(rec);
             }
@@ -375,7 +420,11 @@ fn read_recorder(d: &Directive) -> Result<RawRecorder, Fail> {
         let group = check(c, ctx::RECORDER)?;
         layer.set(group, c)?;
     }
-    Ok(RawRecorder { name, record: layer.record, extra: layer.extra })
+    Ok(RawRecorder {
+        name,
+        record: layer.record,
+        extra: layer.extra,
+    })
 }
 
 /// Two servers (or two `listen`s) on one address would fail at bind time; say so now.
@@ -383,7 +432,10 @@ fn check_listen_unique(servers: &[RawServer]) -> Result<(), Fail> {
     let mut seen: Vec<SocketAddr> = Vec::new();
     for (addr, span) in servers.iter().flat_map(|s| &s.listen) {
         if seen.contains(addr) {
-            return Err(Fail::new(*span, format!("duplicate \"{addr}\" address and port pair")));
+            return Err(Fail::new(
+                *span,
+                format!("duplicate \"{addr}\" address and port pair"),
+            ));
         }
         seen.push(*addr);
     }
@@ -392,12 +444,8 @@ fn check_listen_unique(servers: &[RawServer]) -> Result<(), Fail> {
 
 fn resolve_server(s: &RawServer, top: &Layer) -> ServerConf {
     let merged = s.layer.inherit(top);
-    let mut listen: Vec<SocketAddr> = s.listen.iter().map(|(a, _)| *a).collect();
-    if listen.is_empty() {
-        listen.push(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
-    }
     ServerConf {
-        listen,
+        listen: s.listen.iter().map(|(a, _)| *a).collect(),
         core: merged.core.build(),
         apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect(),
         extra: merged.extra,
@@ -442,7 +490,10 @@ fn read_http(d: &Directive, out: &mut Vec<SocketAddr>) {
 
 fn read_http_server(server: &[Directive], span: Span, out: &mut Vec<SocketAddr>) {
     let mut found = false;
-    for l in server.iter().filter(|l| l.name == "listen" && l.block.is_none()) {
+    for l in server
+        .iter()
+        .filter(|l| l.name == "listen" && l.block.is_none())
+    {
         found = true;
         match l.args.first().and_then(|a| parse_addr(&a.value, 80)) {
             Some(addr) if !out.contains(&addr) => out.push(addr),
@@ -452,7 +503,10 @@ fn read_http_server(server: &[Directive], span: Span, out: &mut Vec<SocketAddr>)
     }
     let port_80 = SocketAddr::from(([0, 0, 0, 0], 80));
     if !found && !out.contains(&port_80) {
-        tracing::debug!(line = span.line, "http server without listen: port 80, as in nginx");
+        tracing::debug!(
+            line = span.line,
+            "http server without listen: port 80, as in nginx"
+        );
         out.push(port_80);
     }
 }

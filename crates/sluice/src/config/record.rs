@@ -16,7 +16,7 @@ const ONE: Args = Args::Exactly(1);
 const MODES: &[&str] = &["off", "all", "audio", "video", "keyframes", "manual"];
 
 /// The record directive table.
-pub const DIRECTIVES: &[DirectiveSpec] = &[
+pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("record", RSAR, Args::AtLeast(1), Kind::SomeOf(MODES), "off"),
     spec("record_path", RSAR, ONE, Kind::Text, ""),
     spec("record_suffix", RSAR, ONE, Kind::Text, ".flv"),
@@ -109,7 +109,13 @@ impl RecordLayer {
     /// `recorder` blocks are handled by the walker.
     pub(crate) fn set(&mut self, d: &Directive) -> Result<(), Fail> {
         match d.name.as_str() {
-            "record" => put(&mut self.mode, mode(d)?, d),
+            // nginx keeps `record` as a bitmask that later lines extend rather than a
+            // duplicate error; seed configs say `record off;` and then `record all;`, so the last
+            // line at a level decides.
+            "record" => {
+                self.mode = Some(mode(d)?);
+                Ok(())
+            }
             "record_path" => put(&mut self.path, PathBuf::from(text(d)?), d),
             "record_suffix" => put(&mut self.suffix, text(d)?, d),
             "record_unique" => put(&mut self.unique, flag(d)?, d),
@@ -119,7 +125,10 @@ impl RecordLayer {
             "record_max_frames" => put(&mut self.max_frames, size(d)?, d),
             "record_interval" => put(&mut self.interval, time(d)?, d),
             "record_notify" => put(&mut self.notify, flag(d)?, d),
-            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by record"))),
+            other => Err(Fail::new(
+                d.span,
+                format!("directive \"{other}\" is not handled by record"),
+            )),
         }
     }
 
