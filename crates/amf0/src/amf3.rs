@@ -89,10 +89,7 @@ fn weight(v: &Value) -> usize {
     1 + match v {
         Value::String(s) | Value::XmlDocument(s) => s.len(),
         Value::Object(p) | Value::EcmaArray(p) => props_weight(p),
-        Value::TypedObject {
-            class_name,
-            properties,
-        } => class_name.len() + props_weight(properties),
+        Value::TypedObject { class_name, properties } => class_name.len() + props_weight(properties),
         Value::StrictArray(items) => items.iter().map(weight).sum(),
         _ => 0,
     }
@@ -140,10 +137,7 @@ impl Context {
                 if let Some(v) = self.object_ref(header)? {
                     return Ok(v);
                 }
-                let v = Value::Date {
-                    millis: read_f64(buf)?,
-                    tz: 0,
-                };
+                let v = Value::Date { millis: read_f64(buf)?, tz: 0 };
                 self.remember(v.clone())?;
                 v
             }
@@ -158,14 +152,7 @@ impl Context {
         let header = read_u29(buf)?;
         let index = (header >> 1) as usize;
         if header & 1 == 0 {
-            let s = self
-                .strings
-                .get(index)
-                .ok_or(Amf0Error::BadAmf3Reference {
-                    table: "string",
-                    index,
-                })?
-                .clone();
+            let s = self.strings.get(index).ok_or(Amf0Error::BadAmf3Reference { table: "string", index })?.clone();
             self.charge(s.len() + 1)?;
             return Ok(s);
         }
@@ -186,10 +173,7 @@ impl Context {
             .objects
             .get(index)
             .and_then(Option::as_ref)
-            .ok_or(Amf0Error::BadAmf3Reference {
-                table: "object",
-                index,
-            })?
+            .ok_or(Amf0Error::BadAmf3Reference { table: "object", index })?
             .clone();
         self.charge(weight(&v))?;
         Ok(Some(v))
@@ -237,12 +221,7 @@ impl Context {
         let v = if assoc.is_empty() {
             Value::StrictArray(dense)
         } else {
-            assoc.extend(
-                dense
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| (i.to_string(), v)),
-            );
+            assoc.extend(dense.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)));
             Value::EcmaArray(assoc)
         };
         self.fill(slot, &v)?;
@@ -259,10 +238,7 @@ impl Context {
         let slot = self.reserve();
         let traits_index = if header & 0b10 == 0 {
             let index = (header >> 2) as usize;
-            let t = self.traits.get(index).ok_or(Amf0Error::BadAmf3Reference {
-                table: "traits",
-                index,
-            })?;
+            let t = self.traits.get(index).ok_or(Amf0Error::BadAmf3Reference { table: "traits", index })?;
             let cost = t.class_name.len() + t.members.iter().map(|m| m.len() + 1).sum::<usize>();
             self.charge(cost)?;
             index
@@ -277,11 +253,7 @@ impl Context {
             for _ in 0..count {
                 members.push(self.string(buf)?);
             }
-            self.traits.push(Traits {
-                class_name,
-                dynamic,
-                members,
-            });
+            self.traits.push(Traits { class_name, dynamic, members });
             self.traits.len() - 1
         };
         let member_count = self.traits[traits_index].members.len();
@@ -304,10 +276,7 @@ impl Context {
         let v = if class_name.is_empty() {
             Value::Object(props)
         } else {
-            Value::TypedObject {
-                class_name: class_name.clone(),
-                properties: props,
-            }
+            Value::TypedObject { class_name: class_name.clone(), properties: props }
         };
         self.fill(slot, &v)?;
         Ok(v)
@@ -334,15 +303,9 @@ mod tests {
         assert_eq!(dec(&[0x04, 0x05]), Ok(Value::Number(5.0)));
         assert_eq!(dec(&[0x04, 0x81, 0x00]), Ok(Value::Number(128.0)));
         // -1 is 0x1FFFFFFF in 29 bits.
-        assert_eq!(
-            dec(&[0x04, 0xFF, 0xFF, 0xFF, 0xFF]),
-            Ok(Value::Number(-1.0))
-        );
+        assert_eq!(dec(&[0x04, 0xFF, 0xFF, 0xFF, 0xFF]), Ok(Value::Number(-1.0)));
         // Largest positive: 0x0FFFFFFF.
-        assert_eq!(
-            dec(&[0x04, 0xBF, 0xFF, 0xFF, 0xFF]),
-            Ok(Value::Number(268_435_455.0))
-        );
+        assert_eq!(dec(&[0x04, 0xBF, 0xFF, 0xFF, 0xFF]), Ok(Value::Number(268_435_455.0)));
         let mut d = vec![0x05];
         d.extend_from_slice(&1.5f64.to_be_bytes());
         assert_eq!(dec(&d), Ok(Value::Number(1.5)));
@@ -352,17 +315,8 @@ mod tests {
     fn string_references() {
         // Array [ "ab", ref 0 ]: dense length 2, no assoc part.
         let bytes = [0x09, 0x05, 0x01, 0x06, 0x05, b'a', b'b', 0x06, 0x00];
-        assert_eq!(
-            dec(&bytes),
-            Ok(Value::StrictArray(vec!["ab".into(), "ab".into()]))
-        );
-        assert_eq!(
-            dec(&[0x06, 0x02]),
-            Err(Amf0Error::BadAmf3Reference {
-                table: "string",
-                index: 1
-            })
-        );
+        assert_eq!(dec(&bytes), Ok(Value::StrictArray(vec!["ab".into(), "ab".into()])));
+        assert_eq!(dec(&[0x06, 0x02]), Err(Amf0Error::BadAmf3Reference { table: "string", index: 1 }));
     }
 
     #[test]
@@ -381,14 +335,8 @@ mod tests {
             0x0A, 0x13, 0x03, b'C', 0x03, b'x', 0x04, 0x07, // {x: 7}, 1 sealed, not dynamic
             0x0A, 0x01, 0x04, 0x08, // traits ref 0: header 0b0001 => index 0, {x: 8}
         ];
-        let obj = |n: f64| Value::TypedObject {
-            class_name: "C".into(),
-            properties: vec![("x".into(), n.into())],
-        };
-        assert_eq!(
-            dec(&bytes),
-            Ok(Value::StrictArray(vec![obj(7.0), obj(8.0)]))
-        );
+        let obj = |n: f64| Value::TypedObject { class_name: "C".into(), properties: vec![("x".into(), n.into())] };
+        assert_eq!(dec(&bytes), Ok(Value::StrictArray(vec![obj(7.0), obj(8.0)])));
     }
 
     #[test]
@@ -396,17 +344,11 @@ mod tests {
         // [ {}, ref to object 1 ]: object 0 is the array itself, object 1 the empty object.
         let bytes = [0x09, 0x05, 0x01, 0x0A, 0x0B, 0x01, 0x01, 0x0A, 0x02];
         let empty = Value::Object(vec![]);
-        assert_eq!(
-            dec(&bytes),
-            Ok(Value::StrictArray(vec![empty.clone(), empty]))
-        );
+        assert_eq!(dec(&bytes), Ok(Value::StrictArray(vec![empty.clone(), empty])));
         // An array containing a reference to itself.
         assert_eq!(
             dec(&[0x09, 0x03, 0x01, 0x09, 0x00]),
-            Err(Amf0Error::BadAmf3Reference {
-                table: "object",
-                index: 0
-            })
+            Err(Amf0Error::BadAmf3Reference { table: "object", index: 0 })
         );
     }
 
@@ -414,21 +356,16 @@ mod tests {
     fn mixed_array() {
         // assoc "k" => true, dense [null]
         let bytes = [0x09, 0x03, 0x03, b'k', 0x03, 0x01, 0x01];
-        assert_eq!(
-            dec(&bytes),
-            Ok(Value::ecma_array([("k", true.into()), ("0", Value::Null)]))
-        );
+        assert_eq!(dec(&bytes), Ok(Value::ecma_array([("k", true.into()), ("0", Value::Null)])));
     }
 
     fn u29(n: u32, out: &mut Vec<u8>) {
         match n {
             0..=0x7F => out.push(n as u8),
             0x80..=0x3FFF => out.extend_from_slice(&[0x80 | (n >> 7) as u8, (n & 0x7F) as u8]),
-            0x4000..=0x1F_FFFF => out.extend_from_slice(&[
-                0x80 | (n >> 14) as u8,
-                0x80 | ((n >> 7) & 0x7F) as u8,
-                (n & 0x7F) as u8,
-            ]),
+            0x4000..=0x1F_FFFF => {
+                out.extend_from_slice(&[0x80 | (n >> 14) as u8, 0x80 | ((n >> 7) & 0x7F) as u8, (n & 0x7F) as u8])
+            }
             _ => out.extend_from_slice(&[
                 0x80 | (n >> 22) as u8,
                 0x80 | ((n >> 15) & 0x7F) as u8,
@@ -440,16 +377,7 @@ mod tests {
 
     #[test]
     fn u29_forms() {
-        for n in [
-            0,
-            0x7F,
-            0x80,
-            0x3FFF,
-            0x4000,
-            0x1F_FFFF,
-            0x20_0000,
-            0x1FFF_FFFF,
-        ] {
+        for n in [0, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1F_FFFF, 0x20_0000, 0x1FFF_FFFF] {
             let mut bytes = Vec::new();
             u29(n, &mut bytes);
             let mut b = &bytes[..];
@@ -475,26 +403,13 @@ mod tests {
 
     #[test]
     fn unsupported_and_externalizable() {
-        assert_eq!(
-            dec(&[0x0C, 0x01]),
-            Err(Amf0Error::UnsupportedAmf3Marker(0x0C))
-        );
-        assert_eq!(
-            dec(&[0x0A, 0x07, 0x03, b'E']),
-            Err(Amf0Error::Externalizable("E".into()))
-        );
+        assert_eq!(dec(&[0x0C, 0x01]), Err(Amf0Error::UnsupportedAmf3Marker(0x0C)));
+        assert_eq!(dec(&[0x0A, 0x07, 0x03, b'E']), Err(Amf0Error::Externalizable("E".into())));
     }
 
     #[test]
     fn deep_nesting_is_an_error() {
-        let bytes: Vec<u8> = std::iter::repeat_n([0x09u8, 0x03, 0x01], 10_000)
-            .flatten()
-            .collect();
-        assert_eq!(
-            dec(&bytes),
-            Err(Amf0Error::TooDeep {
-                limit: crate::MAX_DEPTH
-            })
-        );
+        let bytes: Vec<u8> = std::iter::repeat_n([0x09u8, 0x03, 0x01], 10_000).flatten().collect();
+        assert_eq!(dec(&bytes), Err(Amf0Error::TooDeep { limit: crate::MAX_DEPTH }));
     }
 }

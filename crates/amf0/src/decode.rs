@@ -22,9 +22,7 @@ pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Value>, Amf0Error> {
 
 pub(crate) fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], Amf0Error> {
     if buf.len() < n {
-        return Err(Amf0Error::UnexpectedEof {
-            needed: n - buf.len(),
-        });
+        return Err(Amf0Error::UnexpectedEof { needed: n - buf.len() });
     }
     let (head, tail) = buf.split_at(n);
     *buf = tail;
@@ -120,10 +118,7 @@ fn decode_value(buf: &mut &[u8], depth: usize) -> Result<Value, Amf0Error> {
             check_depth(depth)?;
             let class_name = read_utf8(buf)?;
             let properties = read_properties(buf, depth + 1)?;
-            Value::TypedObject {
-                class_name,
-                properties,
-            }
+            Value::TypedObject { class_name, properties }
         }
         marker::AVMPLUS_OBJECT => amf3::decode_at_depth(buf, depth)?,
         other => return Err(Amf0Error::UnknownMarker(other)),

@@ -54,10 +54,7 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
             out.push(marker::XML_DOCUMENT);
             write_utf8_long(s, out);
         }
-        Value::TypedObject {
-            class_name,
-            properties,
-        } => {
+        Value::TypedObject { class_name, properties } => {
             out.push(marker::TYPED_OBJECT);
             write_utf8(class_name, out);
             write_properties(properties, out);

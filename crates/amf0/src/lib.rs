@@ -115,8 +115,7 @@ mod tests {
     #[test]
     fn ecma_array_count_is_only_a_hint() {
         // onMetaData-style ECMA array whose count says 0 but holds one property.
-        let bytes =
-            b"\x08\x00\x00\x00\x00\x00\x05width\x00\x40\x94\x00\x00\x00\x00\x00\x00\x00\x00\x09";
+        let bytes = b"\x08\x00\x00\x00\x00\x00\x05width\x00\x40\x94\x00\x00\x00\x00\x00\x00\x00\x00\x09";
         let v = decode_all(bytes).unwrap();
         assert_eq!(v, vec![Value::ecma_array([("width", 1280.0.into())])]);
     }
@@ -132,26 +131,14 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            decode_all(&[0x02, 0x00, 0x05, b'a']),
-            Err(Amf0Error::UnexpectedEof { needed: 4 })
-        );
+        assert_eq!(decode_all(&[0x02, 0x00, 0x05, b'a']), Err(Amf0Error::UnexpectedEof { needed: 4 }));
         assert_eq!(decode_all(&[0x04]), Err(Amf0Error::UnknownMarker(0x04)));
         assert_eq!(decode_all(&[0x12]), Err(Amf0Error::UnknownMarker(0x12)));
-        assert_eq!(
-            decode_all(&[0x07, 0x00, 0x01]),
-            Err(Amf0Error::Reference(1))
-        );
+        assert_eq!(decode_all(&[0x07, 0x00, 0x01]), Err(Amf0Error::Reference(1)));
         // Object without its end marker.
-        assert!(matches!(
-            decode_all(&[0x03, 0x00, 0x01, b'a', 0x05]),
-            Err(Amf0Error::UnexpectedEof { .. })
-        ));
+        assert!(matches!(decode_all(&[0x03, 0x00, 0x01, b'a', 0x05]), Err(Amf0Error::UnexpectedEof { .. })));
         // Huge strict array count with no data must not allocate or panic.
-        assert!(matches!(
-            decode_all(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF]),
-            Err(Amf0Error::UnexpectedEof { .. })
-        ));
+        assert!(matches!(decode_all(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF]), Err(Amf0Error::UnexpectedEof { .. })));
     }
 
     #[test]
@@ -160,10 +147,7 @@ mod tests {
         for _ in 0..100_000 {
             bytes.extend_from_slice(&[0x0A, 0, 0, 0, 1]);
         }
-        assert_eq!(
-            decode_all(&bytes),
-            Err(Amf0Error::TooDeep { limit: MAX_DEPTH })
-        );
+        assert_eq!(decode_all(&bytes), Err(Amf0Error::TooDeep { limit: MAX_DEPTH }));
         // Exactly MAX_DEPTH levels are fine.
         let mut v = Value::Null;
         for _ in 0..MAX_DEPTH {
@@ -186,17 +170,12 @@ mod tests {
     fn arb_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             // NaN != NaN would break equality; every other double round-trips bit for bit.
-            any::<f64>()
-                .prop_filter("not NaN", |n| !n.is_nan())
-                .prop_map(Value::Number),
+            any::<f64>().prop_filter("not NaN", |n| !n.is_nan()).prop_map(Value::Number),
             any::<bool>().prop_map(Value::Boolean),
             ".{0,20}".prop_map(Value::String),
             Just(Value::Null),
             Just(Value::Undefined),
-            (
-                any::<f64>().prop_filter("not NaN", |n| !n.is_nan()),
-                any::<i16>()
-            )
+            (any::<f64>().prop_filter("not NaN", |n| !n.is_nan()), any::<i16>())
                 .prop_map(|(millis, tz)| Value::Date { millis, tz }),
             ".{0,20}".prop_map(Value::XmlDocument),
         ];
@@ -206,10 +185,7 @@ mod tests {
                 props.clone().prop_map(Value::Object),
                 props.clone().prop_map(Value::EcmaArray),
                 prop::collection::vec(inner, 0..8).prop_map(Value::StrictArray),
-                (".{0,10}", props).prop_map(|(class_name, properties)| Value::TypedObject {
-                    class_name,
-                    properties
-                }),
+                (".{0,10}", props).prop_map(|(class_name, properties)| Value::TypedObject { class_name, properties }),
             ]
         })
     }

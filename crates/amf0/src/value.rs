@@ -105,10 +105,7 @@ impl Value {
 
     /// The first property named `key` of an object-like value (see [`Value::properties`]).
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.properties()?
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.properties()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// True for [`Value::Null`] and [`Value::Undefined`].

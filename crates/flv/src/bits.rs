@@ -17,10 +17,7 @@ impl<'a> BitReader<'a> {
     }
 
     pub(crate) fn bit(&mut self) -> Result<bool, FlvError> {
-        let byte = self
-            .data
-            .get(self.pos / 8)
-            .ok_or(FlvError::Truncated(self.what))?;
+        let byte = self.data.get(self.pos / 8).ok_or(FlvError::Truncated(self.what))?;
         let bit = (byte >> (7 - self.pos % 8)) & 1;
         self.pos += 1;
         Ok(bit == 1)

@@ -73,10 +73,7 @@ pub struct AudioParams {
 
 /// Parses the configuration record of a video sequence header for the codecs this crate knows
 /// (AVC, HEVC, AV1). `Ok(None)` for other codecs.
-pub fn parse_video_config(
-    codec: VideoCodec,
-    config: &[u8],
-) -> Result<Option<VideoParams>, FlvError> {
+pub fn parse_video_config(codec: VideoCodec, config: &[u8]) -> Result<Option<VideoParams>, FlvError> {
     match codec {
         VideoCodec::Avc => parse_avc_config(config).map(Some),
         VideoCodec::Hevc => parse_hevc_config(config).map(Some),
@@ -87,10 +84,7 @@ pub fn parse_video_config(
 
 /// Parses the configuration of an audio sequence header for the codecs this crate knows
 /// (AAC AudioSpecificConfig, Opus `OpusHead`). `Ok(None)` for other codecs.
-pub fn parse_audio_config(
-    codec: AudioCodec,
-    config: &[u8],
-) -> Result<Option<AudioParams>, FlvError> {
+pub fn parse_audio_config(codec: AudioCodec, config: &[u8]) -> Result<Option<AudioParams>, FlvError> {
     match codec {
         AudioCodec::Aac => parse_aac_config(config).map(Some),
         AudioCodec::Opus => parse_opus_head(config).map(Some),
@@ -98,16 +92,8 @@ pub fn parse_audio_config(
     }
 }
 
-fn get<'a>(
-    data: &'a [u8],
-    start: usize,
-    len: usize,
-    what: &'static str,
-) -> Result<&'a [u8], FlvError> {
-    start
-        .checked_add(len)
-        .and_then(|end| data.get(start..end))
-        .ok_or(FlvError::Truncated(what))
+fn get<'a>(data: &'a [u8], start: usize, len: usize, what: &'static str) -> Result<&'a [u8], FlvError> {
+    start.checked_add(len).and_then(|end| data.get(start..end)).ok_or(FlvError::Truncated(what))
 }
 
 fn to_u32(v: u64) -> u32 {
@@ -144,10 +130,7 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
-    if matches!(
-        profile,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
+    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
         chroma_format_idc = r.ue()?;
         if chroma_format_idc == 3 {
             separate_colour_plane = r.bit()?;
@@ -201,11 +184,7 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
         crop_b = r.ue()?.into();
     }
     let field_factor = if frame_mbs_only { 1 } else { 2 };
-    let chroma_array_type = if separate_colour_plane {
-        0
-    } else {
-        chroma_format_idc
-    };
+    let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
     let (crop_x, crop_y) = match chroma_array_type {
         0 => (1, field_factor),
         1 => (2, 2 * field_factor),
@@ -214,13 +193,7 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
     };
     let width = (width_mbs * 16).saturating_sub(crop_x * (crop_l + crop_r));
     let height = (height_map_units * 16 * field_factor).saturating_sub(crop_y * (crop_t + crop_b));
-    Ok(VideoParams {
-        codec: VideoCodec::Avc,
-        width: to_u32(width),
-        height: to_u32(height),
-        profile,
-        level,
-    })
+    Ok(VideoParams { codec: VideoCodec::Avc, width: to_u32(width), height: to_u32(height), profile, level })
 }
 
 /// `scaling_list()`. Defined by: ISO/IEC 14496-10, 7.3.2.1.1.1.
@@ -337,13 +310,8 @@ pub fn parse_av1_config(data: &[u8]) -> Result<VideoParams, FlvError> {
     if head[0] != 0x81 {
         return Err(FlvError::Invalid("av1C marker/version"));
     }
-    let mut params = VideoParams {
-        codec: VideoCodec::Av1,
-        width: 0,
-        height: 0,
-        profile: head[1] >> 5,
-        level: head[1] & 0x1F,
-    };
+    let mut params =
+        VideoParams { codec: VideoCodec::Av1, width: 0, height: 0, profile: head[1] >> 5, level: head[1] & 0x1F };
     let mut obus = &data[4..];
     while let Some((&header, rest)) = obus.split_first() {
         let obu_type = (header >> 3) & 0x0F;
@@ -437,9 +405,7 @@ fn parse_av1_sequence_header(payload: &[u8]) -> Result<(u32, u32), FlvError> {
 
 /// Parses an AAC `AudioSpecificConfig`. Defined by: ISO/IEC 14496-3, 1.6.2.1.
 pub fn parse_aac_config(data: &[u8]) -> Result<AudioParams, FlvError> {
-    const RATES: [u32; 13] = [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ];
+    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
     let mut r = BitReader::new(data, "AudioSpecificConfig");
     let object_type = |r: &mut BitReader<'_>| -> Result<u8, FlvError> {
         let t = r.bits(5)?;
@@ -448,10 +414,7 @@ pub fn parse_aac_config(data: &[u8]) -> Result<AudioParams, FlvError> {
     let rate = |r: &mut BitReader<'_>| -> Result<u32, FlvError> {
         match r.bits(4)? {
             0xF => r.bits(24),
-            i => RATES
-                .get(i as usize)
-                .copied()
-                .ok_or(FlvError::Invalid("samplingFrequencyIndex")),
+            i => RATES.get(i as usize).copied().ok_or(FlvError::Invalid("samplingFrequencyIndex")),
         }
     };
     let aot = object_type(&mut r)?;
@@ -466,12 +429,7 @@ pub fn parse_aac_config(data: &[u8]) -> Result<AudioParams, FlvError> {
         7 => 8,
         c => c,
     };
-    Ok(AudioParams {
-        codec: AudioCodec::Aac,
-        sample_rate,
-        channels,
-        object_type: aot,
-    })
+    Ok(AudioParams { codec: AudioCodec::Aac, sample_rate, channels, object_type: aot })
 }
 
 /// Parses an Opus identification header (`OpusHead`), the Enhanced RTMP Opus sequence start.
@@ -481,12 +439,7 @@ pub fn parse_opus_head(data: &[u8]) -> Result<AudioParams, FlvError> {
     if &head[..8] != b"OpusHead" {
         return Err(FlvError::Invalid("OpusHead magic"));
     }
-    Ok(AudioParams {
-        codec: AudioCodec::Opus,
-        sample_rate: 48000,
-        channels: head[9],
-        object_type: 0,
-    })
+    Ok(AudioParams { codec: AudioCodec::Opus, sample_rate: 48000, channels: head[9], object_type: 0 })
 }
 
 #[cfg(test)]
@@ -494,16 +447,15 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     /// AVCDecoderConfigurationRecord from libx264, 1280x720 High@3.1.
-    const AVC_720P: &str = "0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+    const AVC_720P: &str =
+        "0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
     /// Same encoder at 1278x718: coded as 1280x720 with frame cropping.
-    const AVC_CROPPED: &str = "0164001fffe1001b6764001facd9405005beab0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+    const AVC_CROPPED: &str =
+        "0164001fffe1001b6764001facd9405005beab0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
     /// HEVCDecoderConfigurationRecord from libx265 at 1278x718 (VPS, SPS, PPS; SEI dropped).
     const HEVC_CROPPED: &str = "0101600000009000000000005df000fcfdf8f800000f03200001001840010c01ffff01600000030090000003000003005d959809210001002c42010101600000030090000003000003005da00280802d1d565959a4932bc05a020000030002000003003c1022000100074401c172b46240";
     /// av1C from libaom at 640x360, with its sequence header OBU.
@@ -520,9 +472,7 @@ mod tests {
         // The tag-level helper reaches the same result.
         let body = hex(crate::tag::tests::AVC_SEQUENCE_HEADER_TAG);
         let h = crate::parse_video(&body).unwrap();
-        let p = parse_video_config(h.codec, h.payload(&body))
-            .unwrap()
-            .unwrap();
+        let p = parse_video_config(h.codec, h.payload(&body)).unwrap().unwrap();
         assert_eq!((p.width, p.height), (1280, 720));
     }
 
@@ -530,15 +480,9 @@ mod tests {
     fn avc_errors() {
         let mut rec = hex(AVC_720P);
         rec[5] = 0xE0;
-        assert_eq!(
-            parse_avc_config(&rec),
-            Err(FlvError::MissingParameterSet("SPS"))
-        );
+        assert_eq!(parse_avc_config(&rec), Err(FlvError::MissingParameterSet("SPS")));
         let rec = hex(AVC_720P);
-        assert_eq!(
-            parse_avc_config(&rec[..20]),
-            Err(FlvError::Truncated("AVCDecoderConfigurationRecord"))
-        );
+        assert_eq!(parse_avc_config(&rec[..20]), Err(FlvError::Truncated("AVCDecoderConfigurationRecord")));
         assert_eq!(
             parse_avc_config(&[2, 0, 0, 0, 0, 0]),
             Err(FlvError::Invalid("AVCDecoderConfigurationRecord version"))
@@ -552,19 +496,14 @@ mod tests {
         // ue(2) poc type, ue(1) refs, gaps 0, ue(10) width-1, ue(8) height-1, frame_mbs_only 1,
         // direct8x8 1, cropping 0, vui 0.
         let mut w = Vec::new();
-        for bits in [
-            "1", "1", "011", "010", "0", "0001011", "0001001", "1", "1", "0", "0",
-        ] {
+        for bits in ["1", "1", "011", "010", "0", "0001011", "0001001", "1", "1", "0", "0"] {
             w.extend(bits.chars().map(|c| c == '1'));
         }
         while w.len() % 8 != 0 {
             w.push(false);
         }
         let mut nal = vec![0x67, 66, 0, 10];
-        nal.extend(
-            w.chunks(8)
-                .map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | u8::from(b))),
-        );
+        nal.extend(w.chunks(8).map(|c| c.iter().fold(0u8, |a, &b| (a << 1) | u8::from(b))));
         let p = parse_avc_sps(&nal).unwrap();
         assert_eq!((p.width, p.height, p.profile, p.level), (176, 144, 66, 10));
         assert_eq!(p.profile_name(), "Baseline");
@@ -578,10 +517,7 @@ mod tests {
         assert_eq!((p.profile_name(), p.level_name().as_str()), ("Main", "3.1"));
         let mut no_sps = hex(HEVC_CROPPED);
         no_sps[22] = 1; // only the VPS array
-        assert_eq!(
-            parse_hevc_config(&no_sps),
-            Err(FlvError::MissingParameterSet("SPS"))
-        );
+        assert_eq!(parse_hevc_config(&no_sps), Err(FlvError::MissingParameterSet("SPS")));
     }
 
     #[test]
@@ -593,19 +529,13 @@ mod tests {
         // Without configOBUs the resolution is unknown.
         let p = parse_av1_config(&hex("81010c00")).unwrap();
         assert_eq!((p.width, p.height), (0, 0));
-        assert_eq!(
-            parse_av1_config(&hex("01010c00")),
-            Err(FlvError::Invalid("av1C marker/version"))
-        );
+        assert_eq!(parse_av1_config(&hex("01010c00")), Err(FlvError::Invalid("av1C marker/version")));
     }
 
     #[test]
     fn aac() {
         let p = parse_aac_config(&[0x12, 0x10]).unwrap();
-        assert_eq!(
-            (p.codec, p.object_type, p.sample_rate, p.channels),
-            (AudioCodec::Aac, 2, 44100, 2)
-        );
+        assert_eq!((p.codec, p.object_type, p.sample_rate, p.channels), (AudioCodec::Aac, 2, 44100, 2));
         // LC 48 kHz 6 channels.
         let p = parse_aac_config(&[0x11, 0xb0]).unwrap();
         assert_eq!((p.sample_rate, p.channels), (48000, 6));
@@ -613,22 +543,14 @@ mod tests {
         // 00101 0110 0010 0011 00010 => 0x2b 0x11 0x88 (padded).
         let p = parse_aac_config(&[0x2b, 0x11, 0x88]).unwrap();
         assert_eq!((p.object_type, p.sample_rate, p.channels), (5, 48000, 2));
-        assert_eq!(
-            parse_aac_config(&[0x16, 0x80]),
-            Err(FlvError::Invalid("samplingFrequencyIndex"))
-        );
-        assert_eq!(
-            parse_aac_config(&[0x12]),
-            Err(FlvError::Truncated("AudioSpecificConfig"))
-        );
+        assert_eq!(parse_aac_config(&[0x16, 0x80]), Err(FlvError::Invalid("samplingFrequencyIndex")));
+        assert_eq!(parse_aac_config(&[0x12]), Err(FlvError::Truncated("AudioSpecificConfig")));
     }
 
     #[test]
     fn opus() {
         let mut head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00".to_vec();
-        let p = parse_audio_config(AudioCodec::Opus, &head)
-            .unwrap()
-            .unwrap();
+        let p = parse_audio_config(AudioCodec::Opus, &head).unwrap().unwrap();
         assert_eq!((p.sample_rate, p.channels), (48000, 2));
         head[0] = b'X';
         assert!(parse_opus_head(&head).is_err());

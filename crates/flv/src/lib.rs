@@ -24,14 +24,14 @@ pub mod tag;
 pub mod writer;
 
 pub use codec::{
-    parse_aac_config, parse_audio_config, parse_av1_config, parse_avc_config, parse_hevc_config,
-    parse_video_config, AudioParams, VideoParams,
+    parse_aac_config, parse_audio_config, parse_av1_config, parse_avc_config, parse_hevc_config, parse_video_config,
+    AudioParams, VideoParams,
 };
 pub use error::FlvError;
 pub use reader::{FileHeader, FlvReader, Tag};
 pub use tag::{
-    parse_audio, parse_video, AudioCodec, AudioHeader, AudioPacket, FourCc, FrameType,
-    MultitrackKind, VideoCodec, VideoHeader, VideoPacket,
+    parse_audio, parse_video, AudioCodec, AudioHeader, AudioPacket, FourCc, FrameType, MultitrackKind, VideoCodec,
+    VideoHeader, VideoPacket,
 };
 pub use writer::{file_header, write_tag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 

@@ -52,23 +52,14 @@ impl FlvReader {
         if &data[..3] != b"FLV" {
             return Err(FlvError::BadSignature([data[0], data[1], data[2]]));
         }
-        let header = FileHeader {
-            version: data[3],
-            has_audio: data[4] & 0x04 != 0,
-            has_video: data[4] & 0x01 != 0,
-        };
+        let header = FileHeader { version: data[3], has_audio: data[4] & 0x04 != 0, has_video: data[4] & 0x01 != 0 };
         let offset = u32::from_be_bytes([data[5], data[6], data[7], data[8]]);
         if (offset as usize) < HEADER_SIZE {
             return Err(FlvError::BadHeaderSize(offset));
         }
         // Skip the rest of the header and PreviousTagSize0.
         let pos = (offset as usize).saturating_add(4);
-        Ok(FlvReader {
-            data,
-            pos,
-            header,
-            failed: false,
-        })
+        Ok(FlvReader { data, pos, header, failed: false })
     }
 
     /// The file header.
@@ -77,10 +68,7 @@ impl FlvReader {
     }
 
     fn next_tag(&mut self) -> Result<Tag, FlvError> {
-        let h = self
-            .data
-            .get(self.pos..self.pos + TAG_HEADER_SIZE)
-            .ok_or(FlvError::Truncated("FLV tag header"))?;
+        let h = self.data.get(self.pos..self.pos + TAG_HEADER_SIZE).ok_or(FlvError::Truncated("FLV tag header"))?;
         let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
         let tag = Tag {
             tag_type: h[0] & 0x1F,
@@ -94,10 +82,7 @@ impl FlvReader {
             return Err(FlvError::Truncated("FLV tag body"));
         }
         self.pos = end.saturating_add(4).min(self.data.len());
-        Ok(Tag {
-            body: self.data.slice(start..end),
-            ..tag
-        })
+        Ok(Tag { body: self.data.slice(start..end), ..tag })
     }
 }
 
@@ -132,10 +117,7 @@ mod tests {
 
     #[test]
     fn header_bytes() {
-        assert_eq!(
-            file_header(true, true),
-            *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
-        );
+        assert_eq!(file_header(true, true), *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
         assert_eq!(file_header(false, true)[4], 1);
         assert_eq!(file_header(true, false)[4], 4);
         let mut out = Vec::new();
@@ -147,29 +129,10 @@ mod tests {
     fn round_trip() {
         let data = Bytes::from(sample_file());
         let reader = FlvReader::new(data.clone()).unwrap();
-        assert_eq!(
-            reader.header(),
-            FileHeader {
-                version: 1,
-                has_audio: true,
-                has_video: true
-            }
-        );
+        assert_eq!(reader.header(), FileHeader { version: 1, has_audio: true, has_video: true });
         let tags: Vec<Tag> = reader.collect::<Result<_, _>>().unwrap();
-        let summary: Vec<(u8, u32, usize)> = tags
-            .iter()
-            .map(|t| (t.tag_type, t.timestamp, t.body.len()))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (18, 0, 13),
-                (9, 0, 6),
-                (8, 23, 3),
-                (9, 0x1234_5678, 5),
-                (8, 7, 0)
-            ]
-        );
+        let summary: Vec<(u8, u32, usize)> = tags.iter().map(|t| (t.tag_type, t.timestamp, t.body.len())).collect();
+        assert_eq!(summary, [(18, 0, 13), (9, 0, 6), (8, 23, 3), (9, 0x1234_5678, 5), (8, 7, 0)]);
         assert_eq!(&tags[2].body[..], [0xaf, 1, 0x21]);
         // Zero copy: the body points into the original buffer.
         let start = data.as_ptr() as usize;
@@ -183,10 +146,7 @@ mod tests {
             FlvReader::new(Bytes::from_static(b"FLX\x01\x05\x00\x00\x00\x09")).unwrap_err(),
             FlvError::BadSignature(*b"FLX")
         );
-        assert_eq!(
-            FlvReader::new(Bytes::from_static(b"FLV\x01")).unwrap_err(),
-            FlvError::Truncated("FLV header")
-        );
+        assert_eq!(FlvReader::new(Bytes::from_static(b"FLV\x01")).unwrap_err(), FlvError::Truncated("FLV header"));
         assert_eq!(
             FlvReader::new(Bytes::from_static(b"FLV\x01\x05\x00\x00\x00\x02")).unwrap_err(),
             FlvError::BadHeaderSize(2)
@@ -201,22 +161,13 @@ mod tests {
         // Missing final PreviousTagSize is fine.
         let mut file = sample_file();
         file.truncate(file.len() - 4);
-        assert_eq!(
-            FlvReader::new(Bytes::from(file))
-                .unwrap()
-                .filter(Result::is_ok)
-                .count(),
-            5
-        );
+        assert_eq!(FlvReader::new(Bytes::from(file)).unwrap().filter(Result::is_ok).count(), 5);
     }
 
     #[test]
     fn too_large_tag() {
         let big = vec![0; crate::writer::MAX_TAG_BODY + 1];
-        assert_eq!(
-            write_tag(&mut Vec::new(), TAG_VIDEO, 0, &big),
-            Err(FlvError::TagTooLarge(big.len()))
-        );
+        assert_eq!(write_tag(&mut Vec::new(), TAG_VIDEO, 0, &big), Err(FlvError::TagTooLarge(big.len())));
     }
 
     #[test]
@@ -225,10 +176,7 @@ mod tests {
         let mut out = file_header(true, true).to_vec();
         let seq: Vec<u8> = (0..crate::tag::tests::AVC_SEQUENCE_HEADER_TAG.len())
             .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(&crate::tag::tests::AVC_SEQUENCE_HEADER_TAG[i..i + 2], 16)
-                    .unwrap()
-            })
+            .map(|i| u8::from_str_radix(&crate::tag::tests::AVC_SEQUENCE_HEADER_TAG[i..i + 2], 16).unwrap())
             .collect();
         write_tag(&mut out, TAG_VIDEO, 0, &seq).unwrap();
         write_tag(&mut out, TAG_AUDIO, 0, &[0xaf, 0, 0x12, 0x10]).unwrap();

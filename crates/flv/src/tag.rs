@@ -179,8 +179,7 @@ impl VideoHeader {
 
     /// The codec payload of `body`, the same body this header was parsed from.
     pub fn payload<'a>(&self, body: &'a [u8]) -> &'a [u8] {
-        body.get(self.payload_offset..self.payload_end)
-            .unwrap_or_default()
+        body.get(self.payload_offset..self.payload_end).unwrap_or_default()
     }
 }
 
@@ -193,14 +192,8 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FlvError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or(FlvError::Truncated(self.what))?;
-        let s = self
-            .body
-            .get(self.pos..end)
-            .ok_or(FlvError::Truncated(self.what))?;
+        let end = self.pos.checked_add(n).ok_or(FlvError::Truncated(self.what))?;
+        let s = self.body.get(self.pos..end).ok_or(FlvError::Truncated(self.what))?;
         self.pos = end;
         Ok(s)
     }
@@ -280,11 +273,7 @@ impl<'a> Cursor<'a> {
 /// `AVCPacketType` and a 24-bit composition time; other codecs with just the first byte) and
 /// Enhanced RTMP `ExVideoTagHeader`s, including ModEx prefixes and multitrack.
 pub fn parse_video(body: &[u8]) -> Result<VideoHeader, FlvError> {
-    let mut c = Cursor {
-        body,
-        pos: 0,
-        what: "video tag header",
-    };
+    let mut c = Cursor { body, pos: 0, what: "video tag header" };
     let b0 = c.u8()?;
     if b0 & 0x80 == 0 {
         return parse_legacy_video(b0, &mut c);
@@ -354,11 +343,7 @@ fn parse_legacy_video(b0: u8, c: &mut Cursor<'_>) -> Result<VideoHeader, FlvErro
         payload_end: c.body.len(),
     };
     if codec_id == 7 || codec_id == 12 {
-        header.codec = if codec_id == 7 {
-            VideoCodec::Avc
-        } else {
-            VideoCodec::Hevc
-        };
+        header.codec = if codec_id == 7 { VideoCodec::Avc } else { VideoCodec::Hevc };
         header.packet = match c.u8()? {
             0 => VideoPacket::SequenceStart,
             1 => VideoPacket::Coded,
@@ -506,8 +491,7 @@ impl AudioHeader {
 
     /// The codec payload of `body`, the same body this header was parsed from.
     pub fn payload<'a>(&self, body: &'a [u8]) -> &'a [u8] {
-        body.get(self.payload_offset..self.payload_end)
-            .unwrap_or_default()
+        body.get(self.payload_offset..self.payload_end).unwrap_or_default()
     }
 }
 
@@ -516,11 +500,7 @@ impl AudioHeader {
 /// Handles the legacy `AudioTagHeader` (with `AACPacketType` for AAC) and the Enhanced RTMP
 /// `ExAudioTagHeader` (SoundFormat 9), including ModEx prefixes and multitrack.
 pub fn parse_audio(body: &[u8]) -> Result<AudioHeader, FlvError> {
-    let mut c = Cursor {
-        body,
-        pos: 0,
-        what: "audio tag header",
-    };
+    let mut c = Cursor { body, pos: 0, what: "audio tag header" };
     let b0 = c.u8()?;
     let sound_format = b0 >> 4;
     const EX_HEADER: u8 = 9;
@@ -587,14 +567,12 @@ pub(crate) mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     /// First video tag of `ffmpeg -f lavfi -i testsrc=size=1280x720 -c:v libx264 -f flv`.
-    pub(crate) const AVC_SEQUENCE_HEADER_TAG: &str = "17000000000164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+    pub(crate) const AVC_SEQUENCE_HEADER_TAG: &str =
+        "17000000000164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
 
     #[test]
     fn legacy_avc_sequence_header() {
@@ -621,10 +599,7 @@ pub(crate) mod tests {
         let h = parse_video(&hex("2701ffffff00")).unwrap();
         assert_eq!(h.composition_time, -1);
         // End of sequence.
-        assert_eq!(
-            parse_video(&hex("1702000000")).unwrap().packet,
-            VideoPacket::SequenceEnd
-        );
+        assert_eq!(parse_video(&hex("1702000000")).unwrap().packet, VideoPacket::SequenceEnd);
     }
 
     #[test]
@@ -640,14 +615,8 @@ pub(crate) mod tests {
         assert_eq!(h.codec, VideoCodec::Legacy(2));
         assert_eq!(h.codec.name(), "H263");
         assert_eq!((h.packet, h.payload_offset), (VideoPacket::Coded, 1));
-        assert_eq!(
-            parse_video(&[]),
-            Err(FlvError::Truncated("video tag header"))
-        );
-        assert_eq!(
-            parse_video(&[0x17, 0x01]),
-            Err(FlvError::Truncated("video tag header"))
-        );
+        assert_eq!(parse_video(&[]), Err(FlvError::Truncated("video tag header")));
+        assert_eq!(parse_video(&[0x17, 0x01]), Err(FlvError::Truncated("video tag header")));
     }
 
     #[test]
@@ -659,32 +628,20 @@ pub(crate) mod tests {
         // InterFrame | CodedFrames, hvc1: SI24 composition time follows.
         let h = parse_video(b"\xa1hvc1\xff\xff\xfe\x00").unwrap();
         assert_eq!(h.frame_type, FrameType::Inter);
-        assert_eq!(
-            (h.packet, h.composition_time, h.payload_offset),
-            (VideoPacket::Coded, -2, 8)
-        );
+        assert_eq!((h.packet, h.composition_time, h.payload_offset), (VideoPacket::Coded, -2, 8));
         // KeyFrame | CodedFramesX, avc1: no composition time.
         let h = parse_video(b"\x93avc1\x00").unwrap();
-        assert_eq!(
-            (h.codec, h.packet, h.payload_offset),
-            (VideoCodec::Avc, VideoPacket::Coded, 5)
-        );
+        assert_eq!((h.codec, h.packet, h.payload_offset), (VideoCodec::Avc, VideoPacket::Coded, 5));
         // AV1 CodedFrames has no composition time.
         let h = parse_video(b"\x91av01\x12\x00").unwrap();
         assert_eq!((h.codec, h.payload_offset), (VideoCodec::Av1, 5));
         let h = parse_video(b"\x92vp09").unwrap();
-        assert_eq!(
-            (h.codec, h.packet),
-            (VideoCodec::Vp9, VideoPacket::SequenceEnd)
-        );
+        assert_eq!((h.codec, h.packet), (VideoCodec::Vp9, VideoPacket::SequenceEnd));
         let h = parse_video(b"\x94av01\x02").unwrap();
         assert_eq!(h.packet, VideoPacket::Metadata);
         let h = parse_video(b"\x90xyz1").unwrap();
         assert_eq!(h.codec, VideoCodec::Unknown(*b"xyz1"));
-        assert_eq!(
-            parse_video(b"\x90hv"),
-            Err(FlvError::Truncated("video tag header"))
-        );
+        assert_eq!(parse_video(b"\x90hv"), Err(FlvError::Truncated("video tag header")));
     }
 
     #[test]
@@ -701,10 +658,7 @@ pub(crate) mod tests {
         // ModEx with 3 bytes of nanosecond offset, then CodedFrames for hvc1.
         let body = b"\x97\x02\x00\x01\x00\x01hvc1\x00\x00\x05\xaa";
         let h = parse_video(body).unwrap();
-        assert_eq!(
-            (h.codec, h.packet, h.composition_time),
-            (VideoCodec::Hevc, VideoPacket::Coded, 5)
-        );
+        assert_eq!((h.codec, h.packet, h.composition_time), (VideoCodec::Hevc, VideoPacket::Coded, 5));
         assert_eq!(h.payload(body), b"\xaa");
         let mut bomb = vec![0x97];
         for _ in 0..20 {
@@ -719,10 +673,7 @@ pub(crate) mod tests {
         let body = b"\x96\x03av01\x03\xbb";
         let h = parse_video(body).unwrap();
         assert_eq!(h.multitrack, Some(MultitrackKind::OneTrack));
-        assert_eq!(
-            (h.codec, h.packet, h.track_id),
-            (VideoCodec::Av1, VideoPacket::Coded, 3)
-        );
+        assert_eq!((h.codec, h.packet, h.track_id), (VideoCodec::Av1, VideoPacket::Coded, 3));
         assert_eq!(h.payload(body), b"\xbb");
         // ManyTracks, CodedFrames, avc1: track 0 of size 5 (cts 1 + 2 bytes), then track 1.
         let body = b"\x96\x11avc1\x00\x00\x00\x05\x00\x00\x01\xcc\xdd\x01\x00\x00\x04";
@@ -750,10 +701,7 @@ pub(crate) mod tests {
         let h = parse_audio(&hex("af01de02")).unwrap();
         assert_eq!((h.packet, h.payload_offset), (AudioPacket::Coded, 2));
         let h = parse_audio(&[0x2e, 0xff]).unwrap(); // MP3 44 kHz 16-bit mono
-        assert_eq!(
-            (h.codec, h.channels, h.payload_offset),
-            (AudioCodec::Mp3, 1, 1)
-        );
+        assert_eq!((h.codec, h.channels, h.payload_offset), (AudioCodec::Mp3, 1, 1));
         assert_eq!(parse_audio(&[0x72]).unwrap().codec, AudioCodec::G711A);
         assert_eq!(parse_audio(&[0x82]).unwrap().codec, AudioCodec::G711U);
         assert_eq!(parse_audio(&[0xb6]).unwrap().codec, AudioCodec::Speex);
@@ -781,9 +729,6 @@ pub(crate) mod tests {
         let h = parse_audio(b"\x95\x11Opus\x02\x00\x00\x01\xaa\x03\x00\x00\x00").unwrap();
         assert_eq!(h.multitrack, Some(MultitrackKind::ManyTracks));
         assert_eq!((h.track_id, h.payload_offset, h.payload_end), (2, 10, 11));
-        assert_eq!(
-            parse_audio(b"\x94mp4a").unwrap().packet,
-            AudioPacket::MultichannelConfig
-        );
+        assert_eq!(parse_audio(b"\x94mp4a").unwrap().packet, AudioPacket::MultichannelConfig);
     }
 }

@@ -20,21 +20,7 @@ pub const MAX_TAG_BODY: usize = 0xFF_FFFF;
 /// The FLV file header followed by PreviousTagSize0 (0): the first 13 bytes of every FLV file.
 pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
     let flags = (u8::from(has_audio) << 2) | u8::from(has_video);
-    [
-        b'F',
-        b'L',
-        b'V',
-        1,
-        flags,
-        0,
-        0,
-        0,
-        HEADER_SIZE as u8,
-        0,
-        0,
-        0,
-        0,
-    ]
+    [b'F', b'L', b'V', 1, flags, 0, 0, 0, HEADER_SIZE as u8, 0, 0, 0, 0]
 }
 
 /// Appends one tag (header, `body`, PreviousTagSize) to `out`.
@@ -42,12 +28,7 @@ pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
 /// `timestamp_ms` is split into the 24-bit Timestamp and the TimestampExtended byte, so the
 /// full 32 bits survive. StreamID is always 0. Fails only if `body` is longer than
 /// [`MAX_TAG_BODY`] (which an RTMP message cannot be, its length being 24 bits too).
-pub fn write_tag(
-    out: &mut Vec<u8>,
-    tag_type: u8,
-    timestamp_ms: u32,
-    body: &[u8],
-) -> Result<(), FlvError> {
+pub fn write_tag(out: &mut Vec<u8>, tag_type: u8, timestamp_ms: u32, body: &[u8]) -> Result<(), FlvError> {
     if body.len() > MAX_TAG_BODY {
         return Err(FlvError::TagTooLarge(body.len()));
     }

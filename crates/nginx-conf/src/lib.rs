@@ -197,18 +197,11 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn new(text: &'a str) -> Self {
-        Lexer {
-            chars: text.chars().peekable(),
-            line: 1,
-            col: 1,
-        }
+        Lexer { chars: text.chars().peekable(), line: 1, col: 1 }
     }
 
     fn pos(&self) -> Span {
-        Span {
-            line: self.line,
-            col: self.col,
-        }
+        Span { line: self.line, col: self.col }
     }
 
     fn bump(&mut self) -> Option<char> {
@@ -256,18 +249,13 @@ impl<'a> Lexer<'a> {
     }
 
     fn quoted(&mut self, quote: char, span: Span) -> Result<Arg, ParseError> {
-        let unterminated = ParseError {
-            span,
-            kind: ErrorKind::UnterminatedString,
-        };
+        let unterminated = ParseError { span, kind: ErrorKind::UnterminatedString };
         self.bump();
         let mut value = String::new();
         loop {
             match self.bump() {
                 None => return Err(unterminated),
-                Some('\\') => {
-                    push_escape(&mut value, self.bump().ok_or_else(|| unterminated.clone())?)
-                }
+                Some('\\') => push_escape(&mut value, self.bump().ok_or_else(|| unterminated.clone())?),
                 Some(c) if c == quote => break,
                 Some(c) => value.push(c),
             }
@@ -281,10 +269,7 @@ impl<'a> Lexer<'a> {
                 self.bump();
             }
             Some(&c) => {
-                return Err(ParseError {
-                    span: self.pos(),
-                    kind: ErrorKind::Unexpected(c),
-                });
+                return Err(ParseError { span: self.pos(), kind: ErrorKind::Unexpected(c) });
             }
         }
         Ok(Arg { value, span })
@@ -329,15 +314,8 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Self {
-        let root = Frame {
-            header: None,
-            directives: Vec::new(),
-        };
-        Parser {
-            lexer: Lexer::new(text),
-            stack: vec![root],
-            words: Vec::new(),
-        }
+        let root = Frame { header: None, directives: Vec::new() };
+        Parser { lexer: Lexer::new(text), stack: vec![root], words: Vec::new() }
     }
 
     fn run(mut self) -> Result<Vec<Directive>, ParseError> {
@@ -350,10 +328,7 @@ impl<'a> Parser<'a> {
                 }
                 Token::Open(span) => {
                     let words = self.take_words(span, '{')?;
-                    self.stack.push(Frame {
-                        header: Some(words),
-                        directives: Vec::new(),
-                    });
+                    self.stack.push(Frame { header: Some(words), directives: Vec::new() });
                 }
                 Token::Close(span) => self.close(span)?,
                 Token::Eof(span) => return self.finish(span),
@@ -364,10 +339,7 @@ impl<'a> Parser<'a> {
     /// Takes the words of the directive that `c` ends; a directive needs at least a name.
     fn take_words(&mut self, span: Span, c: char) -> Result<Vec<Arg>, ParseError> {
         if self.words.is_empty() {
-            return Err(ParseError {
-                span,
-                kind: ErrorKind::Unexpected(c),
-            });
+            return Err(ParseError { span, kind: ErrorKind::Unexpected(c) });
         }
         Ok(std::mem::take(&mut self.words))
     }
@@ -382,21 +354,12 @@ impl<'a> Parser<'a> {
     fn close(&mut self, span: Span) -> Result<(), ParseError> {
         if let Some(first) = self.words.first() {
             let kind = ErrorKind::MissingSemicolon(first.value.clone());
-            return Err(ParseError {
-                span: first.span,
-                kind,
-            });
+            return Err(ParseError { span: first.span, kind });
         }
         if self.stack.len() == 1 {
-            return Err(ParseError {
-                span,
-                kind: ErrorKind::Unexpected('}'),
-            });
+            return Err(ParseError { span, kind: ErrorKind::Unexpected('}') });
         }
-        let frame = self
-            .stack
-            .pop()
-            .expect("stack holds a block frame above the root");
+        let frame = self.stack.pop().expect("stack holds a block frame above the root");
         let header = frame.header.expect("only the root frame has no header");
         self.push(directive(header, Some(frame.directives)));
         Ok(())
@@ -404,16 +367,10 @@ impl<'a> Parser<'a> {
 
     fn finish(mut self, span: Span) -> Result<Vec<Directive>, ParseError> {
         if !self.words.is_empty() {
-            return Err(ParseError {
-                span,
-                kind: ErrorKind::EofInDirective,
-            });
+            return Err(ParseError { span, kind: ErrorKind::EofInDirective });
         }
         if self.stack.len() > 1 {
-            return Err(ParseError {
-                span,
-                kind: ErrorKind::EofInBlock,
-            });
+            return Err(ParseError { span, kind: ErrorKind::EofInBlock });
         }
         Ok(self.stack.pop().map(|f| f.directives).unwrap_or_default())
     }
@@ -422,13 +379,7 @@ impl<'a> Parser<'a> {
 /// Builds a directive from its words (at least one: the name).
 fn directive(mut words: Vec<Arg>, block: Option<Vec<Directive>>) -> Directive {
     let name = words.remove(0);
-    Directive {
-        name: name.value,
-        name_span: name.span,
-        args: words,
-        block,
-        span: name.span,
-    }
+    Directive { name: name.value, name_span: name.span, args: words, block, span: name.span }
 }
 
 #[cfg(test)]

@@ -39,22 +39,13 @@ fn nested_blocks_with_positions() {
     assert_eq!(server.name_span, sp(2, 5));
     let listen = &server.block.as_ref().unwrap()[0];
     assert_eq!(listen.name, "listen");
-    assert_eq!(
-        listen.args[0],
-        Arg {
-            value: "1935".into(),
-            span: sp(3, 16)
-        }
-    );
+    assert_eq!(listen.args[0], Arg { value: "1935".into(), span: sp(3, 16) });
     assert_eq!(listen.block, None);
 }
 
 #[test]
 fn urls_and_variables_are_single_words() {
-    let tree = parse(
-        "push rtmp://host/$app/$name;\non_publish http://x/auth?a=b&c=d;\nexec ${name}x \\;y;",
-    )
-    .unwrap();
+    let tree = parse("push rtmp://host/$app/$name;\non_publish http://x/auth?a=b&c=d;\nexec ${name}x \\;y;").unwrap();
     assert_eq!(tree[0].arg_values(), ["rtmp://host/$app/$name"]);
     assert_eq!(tree[1].arg_values(), ["http://x/auth?a=b&c=d"]);
     assert_eq!(tree[2].arg_values(), ["${name}x", "\\;y"]);
@@ -66,10 +57,7 @@ fn quotes_and_escapes() {
     let e = parse(r#"a 'it''s';"#).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unexpected('\''));
     let tree = parse(r#"a "x y" 'it\'s' "q\"\\\t\n\z" "" 'a;{}#' ("b");"#).unwrap();
-    assert_eq!(
-        tree[0].arg_values(),
-        ["x y", "it's", "q\"\\\t\n\\z", "", "a;{}#", "(\"b\")"]
-    );
+    assert_eq!(tree[0].arg_values(), ["x y", "it's", "q\"\\\t\n\\z", "", "a;{}#", "(\"b\")"]);
 }
 
 #[test]
@@ -124,10 +112,7 @@ fn error_unexpected_semicolon_and_open() {
 
 #[test]
 fn error_unterminated_string() {
-    assert_eq!(
-        err("a\n  \"abc;\n"),
-        ("unterminated string".into(), sp(2, 3))
-    );
+    assert_eq!(err("a\n  \"abc;\n"), ("unterminated string".into(), sp(2, 3)));
     assert_eq!(err("a 'x\\"), ("unterminated string".into(), sp(1, 3)));
 }
 
@@ -135,18 +120,12 @@ fn error_unterminated_string() {
 fn error_eof() {
     let msg = "unexpected end of file, expecting \";\" or \"}\"";
     assert_eq!(err("a b"), (msg.into(), sp(1, 4)));
-    assert_eq!(
-        err("x {\n a;\n"),
-        ("unexpected end of file, expecting \"}\"".into(), sp(3, 1))
-    );
+    assert_eq!(err("x {\n a;\n"), ("unexpected end of file, expecting \"}\"".into(), sp(3, 1)));
 }
 
 #[test]
 fn error_missing_semicolon() {
-    assert_eq!(
-        err("x {\n  live on\n}"),
-        ("directive \"live\" has no \";\"".into(), sp(2, 3))
-    );
+    assert_eq!(err("x {\n  live on\n}"), ("directive \"live\" has no \";\"".into(), sp(2, 3)));
 }
 
 #[test]
@@ -176,22 +155,10 @@ fn word() -> impl Strategy<Value = String> {
 }
 
 fn tree() -> impl Strategy<Value = Vec<Shape>> {
-    let leaf = (word(), prop::collection::vec(word(), 0..4)).prop_map(|(name, args)| Shape {
-        name,
-        args,
-        block: None,
-    });
+    let leaf = (word(), prop::collection::vec(word(), 0..4)).prop_map(|(name, args)| Shape { name, args, block: None });
     let node = leaf.prop_recursive(4, 40, 5, |inner| {
-        (
-            word(),
-            prop::collection::vec(word(), 0..3),
-            prop::collection::vec(inner, 0..5),
-        )
-            .prop_map(|(name, args, children)| Shape {
-                name,
-                args,
-                block: Some(children),
-            })
+        (word(), prop::collection::vec(word(), 0..3), prop::collection::vec(inner, 0..5))
+            .prop_map(|(name, args, children)| Shape { name, args, block: Some(children) })
     });
     prop::collection::vec(node, 0..6)
 }
@@ -216,15 +183,7 @@ fn tokens(shapes: &[Shape], out: &mut Vec<Tok>) {
     }
 }
 
-const SEPARATORS: &[&str] = &[
-    " ",
-    "\n",
-    "\t",
-    "  ",
-    "\r\n",
-    " # a comment ; { }\n",
-    "\n#\n",
-];
+const SEPARATORS: &[&str] = &[" ", "\n", "\t", "  ", "\r\n", " # a comment ; { }\n", "\n#\n"];
 
 /// Lays tokens out with the given separators; a separator may be empty only where nginx's
 /// lexer does not need one (after `;`, `{` or `}`).

@@ -196,7 +196,8 @@ fn peek_header(buf: &[u8], streams: &HashMap<u32, ChunkStream>) -> Result<Option
     }
     let h = &buf[pos..pos + header_len];
     pos += header_len;
-    let mut header = Header { csid, fmt, size: 0, ts_field: 0, extended: false, length: None, type_id: None, stream_id: None };
+    let mut header =
+        Header { csid, fmt, size: 0, ts_field: 0, extended: false, length: None, type_id: None, stream_id: None };
     if fmt <= 2 {
         header.ts_field = be24(&h[0..3]);
         header.extended = header.ts_field == EXTENDED_TS;
@@ -310,7 +311,16 @@ mod tests {
         let mut out = BytesMut::new();
         encode_message(&mut out, 128, 3, 1000, 20, 1, b"hello");
         let msgs = decode_all(&mut ChunkDecoder::new(1 << 20, 32), &out);
-        assert_eq!(msgs, vec![RawMessage { csid: 3, timestamp: 1000, type_id: 20, stream_id: 1, payload: Bytes::from_static(b"hello") }]);
+        assert_eq!(
+            msgs,
+            vec![RawMessage {
+                csid: 3,
+                timestamp: 1000,
+                type_id: 20,
+                stream_id: 1,
+                payload: Bytes::from_static(b"hello")
+            }]
+        );
     }
 
     #[test]
@@ -342,7 +352,8 @@ mod tests {
         bytes.put_slice(b"y");
         bytes.put_u8(3 << 6 | 4); // type 3: same delta again
         bytes.put_slice(b"z");
-        let ts: Vec<u32> = decode_all(&mut ChunkDecoder::new(1 << 20, 32), &bytes).iter().map(|m| m.timestamp).collect();
+        let ts: Vec<u32> =
+            decode_all(&mut ChunkDecoder::new(1 << 20, 32), &bytes).iter().map(|m| m.timestamp).collect();
         assert_eq!(ts, vec![100, 140, 180]);
     }
 
@@ -367,7 +378,10 @@ mod tests {
     #[test]
     fn continuation_without_header_is_refused() {
         let mut buf = BytesMut::from(&[0xC5u8, 1, 2][..]);
-        assert_eq!(ChunkDecoder::new(1000, 32).read(&mut buf).unwrap_err(), ChunkError::NoPreviousHeader { csid: 5, fmt: 3 });
+        assert_eq!(
+            ChunkDecoder::new(1000, 32).read(&mut buf).unwrap_err(),
+            ChunkError::NoPreviousHeader { csid: 5, fmt: 3 }
+        );
     }
 
     #[test]

@@ -202,7 +202,9 @@ impl ClientSession {
             ("videoFunction".into(), Value::Number(1.0)),
             (
                 "fourCcList".into(),
-                Value::StrictArray(["av01", "vp09", "hvc1", "avc1"].iter().map(|s| Value::String((*s).into())).collect()),
+                Value::StrictArray(
+                    ["av01", "vp09", "hvc1", "avc1"].iter().map(|s| Value::String((*s).into())).collect(),
+                ),
             ),
         ]);
         self.command(0, "connect", obj, vec![]);
@@ -217,7 +219,9 @@ impl ClientSession {
             }
             type_id::WINDOW_ACK_SIZE => self.peer_window = message::parse_u32(&msg.payload).unwrap_or(0),
             type_id::USER_CONTROL => match UserControl::parse(&msg.payload) {
-                Some(UserControl::PingRequest(t)) => message::user_control(&mut self.out, user_control::PING_RESPONSE, t),
+                Some(UserControl::PingRequest(t)) => {
+                    message::user_control(&mut self.out, user_control::PING_RESPONSE, t)
+                }
                 Some(UserControl::Stream(e, id)) => events.push(ClientEvent::StreamControl(e, id)),
                 _ => {}
             },
@@ -257,9 +261,12 @@ impl ClientSession {
                 self.state = State::Ready(id);
                 events.push(ClientEvent::StreamCreated(id));
                 match self.config.role.clone() {
-                    Role::Publish(name) => {
-                        self.command(id, "publish", Value::Null, vec![Value::String(name), Value::String("live".into())])
-                    }
+                    Role::Publish(name) => self.command(
+                        id,
+                        "publish",
+                        Value::Null,
+                        vec![Value::String(name), Value::String("live".into())],
+                    ),
                     Role::Play(name) => {
                         message::set_buffer_length(&mut self.out, id, self.config.buffer_ms);
                         self.command(id, "play", Value::Null, vec![Value::String(name), Value::Number(-2.0)]);
@@ -269,7 +276,11 @@ impl ClientSession {
             ("onStatus", _) | ("_error", _) => {
                 let info = cmd.args.first().unwrap_or(&Value::Null);
                 let get = |k: &str| info.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                events.push(ClientEvent::Status { level: get("level"), code: get("code"), description: get("description") });
+                events.push(ClientEvent::Status {
+                    level: get("level"),
+                    code: get("code"),
+                    description: get("description"),
+                });
             }
             _ => {}
         }

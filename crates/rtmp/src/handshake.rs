@@ -158,26 +158,16 @@ fn block_digest(block: &[u8; HANDSHAKE_SIZE], offset: usize, key: &[u8]) -> [u8;
 }
 
 /// Checks the C1/S1 digest under `scheme`; returns its offset if valid.
-fn verify_block_digest(
-    block: &[u8; HANDSHAKE_SIZE],
-    scheme: DigestScheme,
-    key: &[u8],
-) -> Option<usize> {
+fn verify_block_digest(block: &[u8; HANDSHAKE_SIZE], scheme: DigestScheme, key: &[u8]) -> Option<usize> {
     let offset = scheme.digest_offset(block);
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(&block[..offset]);
     mac.update(&block[offset + DIGEST_LEN..]);
-    mac.verify_slice(&block[offset..offset + DIGEST_LEN])
-        .ok()
-        .map(|()| offset)
+    mac.verify_slice(&block[offset..offset + DIGEST_LEN]).ok().map(|()| offset)
 }
 
 /// Writes the C1/S1 digest for `scheme` into `block` and returns its offset.
-fn imprint_block_digest(
-    block: &mut [u8; HANDSHAKE_SIZE],
-    scheme: DigestScheme,
-    key: &[u8],
-) -> usize {
+fn imprint_block_digest(block: &mut [u8; HANDSHAKE_SIZE], scheme: DigestScheme, key: &[u8]) -> usize {
     let offset = scheme.digest_offset(block);
     let digest = block_digest(block, offset, key);
     block[offset..offset + DIGEST_LEN].copy_from_slice(&digest);
@@ -193,11 +183,7 @@ fn signature_key(full_key: &[u8], peer_digest: &[u8]) -> HmacSha256 {
 }
 
 /// Signature over the first 1504 bytes of a C2/S2 block.
-fn block_signature(
-    block: &[u8; HANDSHAKE_SIZE],
-    full_key: &[u8],
-    peer_digest: &[u8],
-) -> [u8; DIGEST_LEN] {
+fn block_signature(block: &[u8; HANDSHAKE_SIZE], full_key: &[u8], peer_digest: &[u8]) -> [u8; DIGEST_LEN] {
     let mut mac = signature_key(full_key, peer_digest);
     mac.update(&block[..SIGNATURE_OFFSET]);
     mac.finalize().into_bytes().into()
@@ -275,11 +261,7 @@ impl ServerHandshake {
     ///
     /// C0 is checked as soon as its single byte arrives so that non-RTMP
     /// peers are rejected without waiting for 1536 more bytes.
-    pub fn feed(
-        &mut self,
-        input: &mut BytesMut,
-        out: &mut Vec<u8>,
-    ) -> Result<HandshakeStatus, HandshakeError> {
+    pub fn feed(&mut self, input: &mut BytesMut, out: &mut Vec<u8>) -> Result<HandshakeStatus, HandshakeError> {
         loop {
             match self.state {
                 ServerState::AwaitC0C1 => {
@@ -341,9 +323,7 @@ impl ServerHandshake {
         let found = if client_version == 0 {
             None
         } else {
-            DigestScheme::ALL
-                .into_iter()
-                .find_map(|s| verify_block_digest(c1, s, fp_partial).map(|off| (s, off)))
+            DigestScheme::ALL.into_iter().find_map(|s| verify_block_digest(c1, s, fp_partial).map(|off| (s, off)))
         };
         self.scheme = found.map(|(s, _)| s);
 
@@ -441,8 +421,7 @@ impl ClientHandshake {
         c1[0..4].copy_from_slice(&self.epoch_ms.to_be_bytes());
         if self.complex {
             c1[4..8].copy_from_slice(&CLIENT_VERSION.to_be_bytes());
-            self.c1_digest_offset =
-                imprint_block_digest(c1, self.scheme, &FLASH_PLAYER_KEY[..FP_PARTIAL_KEY_LEN]);
+            self.c1_digest_offset = imprint_block_digest(c1, self.scheme, &FLASH_PLAYER_KEY[..FP_PARTIAL_KEY_LEN]);
         } else {
             c1[4..8].fill(0);
         }
@@ -458,11 +437,7 @@ impl ClientHandshake {
     /// client may start sending chunks right behind C2. Bytes after S2 are
     /// left in `input`. If [`start`](Self::start) has not been called yet,
     /// C0+C1 are written first.
-    pub fn feed(
-        &mut self,
-        input: &mut BytesMut,
-        out: &mut Vec<u8>,
-    ) -> Result<HandshakeStatus, HandshakeError> {
+    pub fn feed(&mut self, input: &mut BytesMut, out: &mut Vec<u8>) -> Result<HandshakeStatus, HandshakeError> {
         loop {
             match self.state {
                 ClientState::Initial => self.start(out),
@@ -610,10 +585,7 @@ mod tests {
     #[test]
     fn keys_are_exact() {
         assert_eq!(&FLASH_PLAYER_KEY[..30], b"Genuine Adobe Flash Player 001");
-        assert_eq!(
-            &FLASH_MEDIA_SERVER_KEY[..36],
-            b"Genuine Adobe Flash Media Server 001"
-        );
+        assert_eq!(&FLASH_MEDIA_SERVER_KEY[..36], b"Genuine Adobe Flash Media Server 001");
         assert_eq!(FLASH_PLAYER_KEY[30..], FLASH_MEDIA_SERVER_KEY[36..]);
         assert_eq!(&FLASH_PLAYER_KEY[30..34], &[0xF0, 0xEE, 0xC2, 0x4A]);
         assert_eq!(&FLASH_PLAYER_KEY[58..], &[0xCF, 0xEB, 0x31, 0xAE]);
@@ -671,10 +643,7 @@ mod tests {
             client.start(&mut c0c1);
             let mut input = BytesMut::from(&c0c1[..]);
             let mut s = Vec::new();
-            assert_eq!(
-                server.feed(&mut input, &mut s).unwrap(),
-                HandshakeStatus::InProgress
-            );
+            assert_eq!(server.feed(&mut input, &mut s).unwrap(), HandshakeStatus::InProgress);
             assert!(server.is_complex());
             assert_eq!(server.digest_scheme(), Some(scheme));
             // S1 is signed in the client's scheme.
@@ -683,10 +652,7 @@ mod tests {
 
             let mut input = BytesMut::from(&s[..]);
             let mut c2 = Vec::new();
-            assert_eq!(
-                client.feed(&mut input, &mut c2).unwrap(),
-                HandshakeStatus::Done
-            );
+            assert_eq!(client.feed(&mut input, &mut c2).unwrap(), HandshakeStatus::Done);
             assert!(client.is_complex());
             assert!(client.server_digests_verified());
 
@@ -698,10 +664,7 @@ mod tests {
 
             let mut input = BytesMut::from(&c2[..]);
             input.extend_from_slice(b"tail");
-            assert_eq!(
-                server.feed(&mut input, &mut s).unwrap(),
-                HandshakeStatus::Done
-            );
+            assert_eq!(server.feed(&mut input, &mut s).unwrap(), HandshakeStatus::Done);
             assert_eq!(&input[..], b"tail");
         }
     }
@@ -730,10 +693,7 @@ mod tests {
         s.extend_from_slice(&c0c1[1..]);
         let mut input = BytesMut::from(&s[..]);
         let mut c2 = Vec::new();
-        assert_eq!(
-            client.feed(&mut input, &mut c2).unwrap(),
-            HandshakeStatus::Done
-        );
+        assert_eq!(client.feed(&mut input, &mut c2).unwrap(), HandshakeStatus::Done);
         assert!(!client.is_complex());
         assert!(!client.server_digests_verified());
         assert_eq!(&c2[..], &s[1..1 + HANDSHAKE_SIZE]);
@@ -767,20 +727,11 @@ mod tests {
         assert_eq!((off0, off1), (290, 942));
         let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let d0 = block_digest(&block, off0, &FLASH_PLAYER_KEY[..30]);
-        assert_eq!(
-            hex(&d0),
-            "36d27b365b84e5e55f376e2f24f3a7dd6b8b5e9b002f035f99366c07e43b8d41"
-        );
+        assert_eq!(hex(&d0), "36d27b365b84e5e55f376e2f24f3a7dd6b8b5e9b002f035f99366c07e43b8d41");
         let d1 = block_digest(&block, off1, &FLASH_MEDIA_SERVER_KEY[..36]);
-        assert_eq!(
-            hex(&d1),
-            "01d1722f262d0920a2fd6c2cff614d034585bbacbc28b5c77a88ca2fc0c3b984"
-        );
+        assert_eq!(hex(&d1), "01d1722f262d0920a2fd6c2cff614d034585bbacbc28b5c77a88ca2fc0c3b984");
         let sig = block_signature(&block, &FLASH_MEDIA_SERVER_KEY, &d0);
-        assert_eq!(
-            hex(&sig),
-            "772fa88ea2f1725a5aaf4012f46e06c449901b7afae690f60982a347dbd77d24"
-        );
+        assert_eq!(hex(&sig), "772fa88ea2f1725a5aaf4012f46e06c449901b7afae690f60982a347dbd77d24");
     }
 
     #[test]
@@ -793,10 +744,7 @@ mod tests {
         c0c1.extend((0..HANDSHAKE_SIZE - 8).map(|i| (i * 13) as u8)); // no digest
         let mut input = BytesMut::from(&c0c1[..]);
         let mut s = Vec::new();
-        assert_eq!(
-            server.feed(&mut input, &mut s).unwrap(),
-            HandshakeStatus::InProgress
-        );
+        assert_eq!(server.feed(&mut input, &mut s).unwrap(), HandshakeStatus::InProgress);
         assert!(!server.is_complex());
         assert_eq!(&s[5..9], &[0, 0, 0, 0], "simple S1 has a zero version");
         assert_eq!(&s[1 + HANDSHAKE_SIZE..], &c0c1[1..], "S2 echoes C1");
@@ -810,9 +758,7 @@ mod tests {
         let mut out = Vec::new();
         let err = server.feed(&mut input, &mut out).unwrap_err();
         assert_eq!(err, HandshakeError::EncryptedNotSupported(6));
-        assert!(err
-            .to_string()
-            .contains("encrypted RTMP (RTMPE) is not supported"));
+        assert!(err.to_string().contains("encrypted RTMP (RTMPE) is not supported"));
         assert!(out.is_empty());
 
         let mut server = ServerHandshake::new(0, &mut r);
@@ -827,10 +773,7 @@ mod tests {
         client.start(&mut out);
         let mut input = BytesMut::from(&b"HTTP/1.1"[..]);
         let mut c2 = Vec::new();
-        assert_eq!(
-            client.feed(&mut input, &mut c2).unwrap_err(),
-            HandshakeError::UnsupportedVersion(b'H')
-        );
+        assert_eq!(client.feed(&mut input, &mut c2).unwrap_err(), HandshakeError::UnsupportedVersion(b'H'));
         assert!(c2.is_empty());
     }
 
@@ -848,30 +791,18 @@ mod tests {
         s.extend_from_slice(b"server-chunks");
         let mut input = BytesMut::from(&s[..]);
         let mut c2 = Vec::new();
-        assert_eq!(
-            client.feed(&mut input, &mut c2).unwrap(),
-            HandshakeStatus::Done
-        );
+        assert_eq!(client.feed(&mut input, &mut c2).unwrap(), HandshakeStatus::Done);
         assert_eq!(&input[..], b"server-chunks");
         // Feeding again after Done does not consume anything.
-        assert_eq!(
-            client.feed(&mut input, &mut c2).unwrap(),
-            HandshakeStatus::Done
-        );
+        assert_eq!(client.feed(&mut input, &mut c2).unwrap(), HandshakeStatus::Done);
         assert_eq!(&input[..], b"server-chunks");
         assert_eq!(c2.len(), HANDSHAKE_SIZE);
 
         c2.extend_from_slice(b"connect");
         let mut input = BytesMut::from(&c2[..]);
         let mut none = Vec::new();
-        assert_eq!(
-            server.feed(&mut input, &mut none).unwrap(),
-            HandshakeStatus::Done
-        );
-        assert_eq!(
-            server.feed(&mut input, &mut none).unwrap(),
-            HandshakeStatus::Done
-        );
+        assert_eq!(server.feed(&mut input, &mut none).unwrap(), HandshakeStatus::Done);
+        assert_eq!(server.feed(&mut input, &mut none).unwrap(), HandshakeStatus::Done);
         assert_eq!(&input[..], b"connect");
         assert!(none.is_empty());
     }
@@ -882,10 +813,7 @@ mod tests {
         let mut client = ClientHandshake::new(true, 0, &mut r);
         let mut out = Vec::new();
         let mut input = BytesMut::new();
-        assert_eq!(
-            client.feed(&mut input, &mut out).unwrap(),
-            HandshakeStatus::InProgress
-        );
+        assert_eq!(client.feed(&mut input, &mut out).unwrap(), HandshakeStatus::InProgress);
         assert_eq!(out.len(), 1 + HANDSHAKE_SIZE);
         client.start(&mut out);
         assert_eq!(out.len(), 1 + HANDSHAKE_SIZE, "start is idempotent");

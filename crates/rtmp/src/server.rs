@@ -297,7 +297,12 @@ impl ServerSession {
             Some(_) if msg.type_id == type_id::DATA_AMF0 => msg.payload,
             Some(_) => encode_values(&values),
         };
-        events.push(ServerEvent::Media { stream_id: msg.stream_id, kind: MediaKind::Data, timestamp: msg.timestamp, payload });
+        events.push(ServerEvent::Media {
+            stream_id: msg.stream_id,
+            kind: MediaKind::Data,
+            timestamp: msg.timestamp,
+            payload,
+        });
         Ok(())
     }
 
@@ -329,7 +334,12 @@ impl ServerSession {
         }
     }
 
-    fn handle_command(&mut self, stream_id: u32, cmd: Command, events: &mut Vec<ServerEvent>) -> Result<(), SessionError> {
+    fn handle_command(
+        &mut self,
+        stream_id: u32,
+        cmd: Command,
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), SessionError> {
         if cmd.name != "connect" && !self.connected {
             return Err(SessionError::NotConnected(cmd.name));
         }
@@ -372,7 +382,8 @@ impl ServerSession {
             }
             "seek" => {
                 // Live streams cannot seek: acknowledge so clients don't hang, and keep playing.
-                let info = status_object("status", "NetStream.Seek.Notify", "Seeking is not possible in a live stream.");
+                let info =
+                    status_object("status", "NetStream.Seek.Notify", "Seeking is not possible in a live stream.");
                 self.send_command(stream_id, "onStatus", 0.0, Value::Null, vec![info]);
             }
             "deleteStream" => {
@@ -413,7 +424,8 @@ impl ServerSession {
             ("fmsVer".into(), Value::String("FMS/3,0,1,123".into())),
             ("capabilities".into(), Value::Number(31.0)),
         ]);
-        let Value::Object(mut info) = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.") else {
+        let Value::Object(mut info) = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.")
+        else {
             unreachable!("status_object builds an object")
         };
         info.push(("objectEncoding".into(), Value::Number(self.object_encoding)));
@@ -445,7 +457,8 @@ impl ServerSession {
             self.send_status(stream_id, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
         }
         self.send_status(stream_id, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
-        let access = encode_values(&[Value::String("|RtmpSampleAccess".into()), Value::Boolean(true), Value::Boolean(true)]);
+        let access =
+            encode_values(&[Value::String("|RtmpSampleAccess".into()), Value::Boolean(true), Value::Boolean(true)]);
         encode_message(&mut self.out, self.config.chunk_size, csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);
     }
 
@@ -457,7 +470,15 @@ impl ServerSession {
     /// Send an arbitrary command.
     pub fn send_command(&mut self, stream_id: u32, name: &str, txn: f64, object: Value, args: Vec<Value>) {
         let cmd = Command { name: name.into(), transaction_id: txn, object, args };
-        encode_message(&mut self.out, self.config.chunk_size, csid::COMMAND, 0, type_id::COMMAND_AMF0, stream_id, &cmd.encode());
+        encode_message(
+            &mut self.out,
+            self.config.chunk_size,
+            csid::COMMAND,
+            0,
+            type_id::COMMAND_AMF0,
+            stream_id,
+            &cmd.encode(),
+        );
     }
 }
 

@@ -27,7 +27,14 @@ impl Pair {
         let mut client = ClientSession::new(cfg, 0, &mut rng);
         client.start();
         let server = ServerSession::new(ServerConfig::default(), 0, &mut rng);
-        Pair { client, server, to_server: BytesMut::new(), to_client: BytesMut::new(), client_events: vec![], server_events: vec![] }
+        Pair {
+            client,
+            server,
+            to_server: BytesMut::new(),
+            to_client: BytesMut::new(),
+            client_events: vec![],
+            server_events: vec![],
+        }
     }
 
     /// Move bytes both ways until quiet, letting `decide` answer server events.

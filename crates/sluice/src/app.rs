@@ -32,7 +32,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut http_addrs = Vec::new();
     if let Some(http_conf) = &config.http {
         for addr in &http_conf.listen {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
             http_addrs.push(l.local_addr()?);
             let state = HttpState { hub: hub.clone() };
             let token = shutdown.clone();

@@ -22,6 +22,17 @@ impl RtmpClient {
     /// Connect to `addr`, handshake and start `role` on application `app`. Returns once the
     /// connection is set up; call [`RtmpClient::next_event`] for the statuses.
     pub async fn connect(addr: SocketAddr, app: &str, role: Role) -> anyhow::Result<Self> {
+        Self::connect_with(addr, app, role, None).await
+    }
+
+    /// [`RtmpClient::connect`] with a given socket receive buffer size (a small one makes a slow
+    /// reader, for tests and the load tool).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        app: &str,
+        role: Role,
+        recv_buffer: Option<u32>,
+    ) -> anyhow::Result<Self> {
         let config = ClientConfig {
             app: app.into(),
             tc_url: format!("rtmp://{addr}/{app}"),
@@ -30,7 +41,11 @@ impl RtmpClient {
             chunk_size: 4096,
             buffer_ms: 1000,
         };
-        let socket = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        if let Some(size) = recv_buffer {
+            sock.set_recv_buffer_size(size)?;
+        }
+        let socket = sock.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         socket.set_nodelay(true)?;
         let mut session = ClientSession::new(config, 0, &mut rand::thread_rng());
         session.start();

@@ -64,7 +64,8 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         max_message: core.max_message,
         max_streams: core.max_streams as usize,
     };
-    let epoch = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
+    let epoch =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
     let session = ServerSession::new(config, epoch, &mut rand::thread_rng());
     let mut conn = Conn {
         ctx,
@@ -172,7 +173,12 @@ impl Conn {
     fn on_publish(&mut self, stream_id: u32, name: String, args: String, kind: String) {
         let Some(app) = self.app.clone() else { return };
         if self.publishing.is_some() {
-            self.session.send_status(stream_id, "error", "NetStream.Publish.BadName", "Already publishing on this connection.");
+            self.session.send_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "Already publishing on this connection.",
+            );
             return;
         }
         let key = StreamKey { app: app.name.clone(), name: name.clone() };
@@ -199,7 +205,12 @@ impl Conn {
             Some(s) if s.is_live() || app.live.idle_streams => s,
             _ => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, "play refused: stream not found");
-                self.session.send_status(stream_id, "error", "NetStream.Play.StreamNotFound", &format!("No such stream: {name}"));
+                self.session.send_status(
+                    stream_id,
+                    "error",
+                    "NetStream.Play.StreamNotFound",
+                    &format!("No such stream: {name}"),
+                );
                 self.closing = true;
                 return;
             }
@@ -237,7 +248,12 @@ impl Conn {
         if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
             if let Some(p) = self.publishing.take() {
                 tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
-                self.session.send_status(stream_id, "status", "NetStream.Unpublish.Success", &format!("{} is now unpublished.", p.name));
+                self.session.send_status(
+                    stream_id,
+                    "status",
+                    "NetStream.Unpublish.Success",
+                    &format!("{} is now unpublished.", p.name),
+                );
             }
         }
         if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
@@ -269,7 +285,15 @@ impl Conn {
             return frame.rtmp_chunks(chunk_size, csid);
         }
         let mut out = BytesMut::new();
-        rtmp::chunk::encode_message(&mut out, chunk_size, csid, frame.timestamp, frame.kind.type_id(), stream_id, &frame.payload);
+        rtmp::chunk::encode_message(
+            &mut out,
+            chunk_size,
+            csid,
+            frame.timestamp,
+            frame.kind.type_id(),
+            stream_id,
+            &frame.payload,
+        );
         out.freeze()
     }
 
@@ -303,11 +327,21 @@ impl Conn {
         let (notify, restart) = (app.live.publish_notify, app.live.play_restart);
         playing.gate.restart();
         if notify {
-            self.session.send_status(playing.stream_id, "status", "NetStream.Play.PublishNotify", &format!("{} is now published.", playing.name));
+            self.session.send_status(
+                playing.stream_id,
+                "status",
+                "NetStream.Play.PublishNotify",
+                &format!("{} is now published.", playing.name),
+            );
         }
         if restart {
             self.session.send_user_control(user_control::STREAM_BEGIN, playing.stream_id);
-            self.session.send_status(playing.stream_id, "status", "NetStream.Play.Start", &format!("Started playing {}.", playing.name));
+            self.session.send_status(
+                playing.stream_id,
+                "status",
+                "NetStream.Play.Start",
+                &format!("Started playing {}.", playing.name),
+            );
         }
     }
 
@@ -316,7 +350,12 @@ impl Conn {
         if restart {
             self.session.send_status(playing.stream_id, "status", "NetStream.Play.Stop", "Stopped live.");
         }
-        self.session.send_status(playing.stream_id, "status", "NetStream.Play.UnpublishNotify", &format!("{} is now unpublished.", playing.name));
+        self.session.send_status(
+            playing.stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            &format!("{} is now unpublished.", playing.name),
+        );
         self.session.send_user_control(user_control::STREAM_EOF, playing.stream_id);
     }
 
@@ -347,7 +386,12 @@ impl Conn {
     async fn finish(&mut self, writer: &mut OwnedWriteHalf) {
         if let Some(p) = self.publishing.take() {
             tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
-            self.session.send_status(p.stream_id, "status", "NetStream.Unpublish.Success", &format!("{} is now unpublished.", p.name));
+            self.session.send_status(
+                p.stream_id,
+                "status",
+                "NetStream.Unpublish.Success",
+                &format!("{} is now unpublished.", p.name),
+            );
         }
         if let Some(p) = self.playing.take() {
             if self.ctx.shutdown.is_cancelled() {
@@ -382,7 +426,8 @@ async fn write_all_vectored(writer: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) 
     use bytes::Buf;
     let mut first = 0;
     while first < bufs.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = bufs[first..].iter().take(64).map(|b| std::io::IoSlice::new(b)).collect();
+        let slices: Vec<std::io::IoSlice<'_>> =
+            bufs[first..].iter().take(64).map(|b| std::io::IoSlice::new(b)).collect();
         let mut n = writer.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());

@@ -292,7 +292,8 @@ impl Subscriber {
         let mut skipped = 0;
         if ring.head - self.cursor > len {
             let oldest = ring.head - len;
-            let resume = (oldest..ring.head).find(|&seq| is_resume_point(&ring.slots[(seq % len) as usize], st.has_video));
+            let resume =
+                (oldest..ring.head).find(|&seq| is_resume_point(&ring.slots[(seq % len) as usize], st.has_video));
             let resume = resume.unwrap_or(ring.head);
             skipped = resume - self.cursor;
             self.cursor = resume;
@@ -382,7 +383,11 @@ impl Hub {
 
     /// Become the publisher of `key`, creating the stream if needed.
     pub fn publish(self: &Arc<Self>, key: StreamKey, opts: StreamOptions) -> Result<Publisher, PublishError> {
-        let stream = self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache))).clone();
+        let stream = self
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache)))
+            .clone();
         let id = self.next_publisher.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut st = stream.write();

@@ -107,7 +107,13 @@ pub struct PlayerGate {
 impl PlayerGate {
     /// A gate for a player starting now.
     pub fn new(conf: &LiveConf) -> Self {
-        Self { wait_key: conf.wait_key, wait_video: conf.wait_video, need_key: conf.wait_key, sent_video: false, paused: false }
+        Self {
+            wait_key: conf.wait_key,
+            wait_video: conf.wait_video,
+            need_key: conf.wait_key,
+            sent_video: false,
+            paused: false,
+        }
     }
 
     /// Start over (new publisher, resume after pause, skip after lag): wait for a keyframe again.
@@ -162,7 +168,10 @@ mod tests {
         let mut out = Vec::new();
         amf0::encode(&Value::String("onMetaData".into()), &mut out);
         amf0::encode(
-            &Value::EcmaArray(vec![("width".into(), Value::Number(1280.0)), ("encoder".into(), Value::String("Lavf".into()))]),
+            &Value::EcmaArray(vec![
+                ("width".into(), Value::Number(1280.0)),
+                ("encoder".into(), Value::String("Lavf".into())),
+            ]),
             &mut out,
         );
         out.into()

@@ -83,7 +83,9 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
-        eprintln!("sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful");
+        eprintln!(
+            "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"
+        );
         return ExitCode::SUCCESS;
     }
     match run(config) {

@@ -11,17 +11,16 @@ use common::*;
 #[test]
 fn ffmpeg_publish_ffprobe_play() {
     let server = Server::start("");
-    let mut publisher = ffmpeg_publish(&server.url("cam"), 20, 50);
+    let _publisher = ffmpeg_publish(&server.url("cam"), 20, 50);
     wait_published(&server, "cam");
     let streams = ffprobe_streams(&server.url("cam"));
     assert_eq!(streams, vec!["aac".to_string(), "h264,640,360".to_string()], "log:\n{}", server.log());
-    let _ = publisher.kill();
 }
 
 #[test]
 fn rtmpdump_records_playable_flv() {
     let server = Server::start("");
-    let mut publisher = ffmpeg_publish(&server.url("dump"), 20, 25);
+    let _publisher = ffmpeg_publish(&server.url("dump"), 20, 25);
     wait_published(&server, "dump");
     let out = server.dir.path("out.flv");
     let dump = run_timeout(
@@ -31,12 +30,11 @@ fn rtmpdump_records_playable_flv() {
     assert!(file_exists_nonempty(&out), "rtmpdump wrote nothing: {}", String::from_utf8_lossy(&dump.stderr));
     let streams = ffprobe_streams(out.to_str().unwrap());
     assert_eq!(streams, vec!["aac".to_string(), "h264,640,360".to_string()]);
-    let _ = publisher.kill();
 }
 
 fn gstreamer_play(element: &str) {
     let server = Server::start("");
-    let mut publisher = ffmpeg_publish(&server.url("gst"), 20, 25);
+    let _publisher = ffmpeg_publish(&server.url("gst"), 20, 25);
     wait_published(&server, "gst");
     let out = server.dir.path("gst.flv");
     let location = match element {
@@ -53,7 +51,6 @@ fn gstreamer_play(element: &str) {
     assert!(run.status.success(), "{element} failed: {}", String::from_utf8_lossy(&run.stderr));
     let streams = ffprobe_streams(out.to_str().unwrap());
     assert!(streams.contains(&"h264,640,360".to_string()), "{element} got {streams:?}");
-    let _ = publisher.kill();
 }
 
 #[test]
@@ -69,27 +66,42 @@ fn gstreamer_rtmpsrc_plays() {
 #[test]
 fn ffmpeg_relay_to_second_name_and_two_streams_at_once() {
     let server = Server::start("");
-    let mut a = ffmpeg_publish(&server.url("a"), 25, 25);
+    let _a = ffmpeg_publish(&server.url("a"), 25, 25);
     wait_published(&server, "a");
-    let mut relay = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i", &server.url("a"), "-c", "copy", "-f", "flv", &server.url("copy")])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let _relay = Proc(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-i",
+                &server.url("a"),
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                &server.url("copy"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_published(&server, "copy");
     let streams = ffprobe_streams(&server.url("copy"));
     assert_eq!(streams, vec!["aac".to_string(), "h264,640,360".to_string()]);
     // The original keeps playing beside its copy.
     assert_eq!(ffprobe_streams(&server.url("a")), streams);
-    let _ = relay.kill();
-    let _ = a.kill();
 }
 
 #[test]
 fn seed_configs_pass_config_test() {
     let dir = TempDir::new("seed");
     let base = "worker_processes  auto;\nevents {\n    worker_connections  1024;\n}\n\nrtmp {\n    server {\n        listen 1935;\n        chunk_size 4096;\n\n        application live {\n            live on;\n            record off;\n            EXTRA\n        }\n    }\n}\n";
-    for extra in ["", "hls on; hls_path /tmp/hls; hls_fragment 3s;", "record all; record_path /tmp/recordings; record_unique on;"] {
+    for extra in [
+        "",
+        "hls on; hls_path /tmp/hls; hls_fragment 3s;",
+        "record all; record_path /tmp/recordings; record_unique on;",
+    ] {
         let path = dir.path("nginx.conf");
         std::fs::write(&path, base.replace("EXTRA", extra)).unwrap();
         let out = run_timeout(Command::new(sluice_bin()).arg("-t").arg("-c").arg(&path), Duration::from_secs(10));

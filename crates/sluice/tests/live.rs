@@ -11,7 +11,10 @@ use rtmp::message::user_control;
 use rtmp::{ClientEvent, MediaKind, Role};
 use sluice::client::RtmpClient;
 
-const AVC_SEQ: &[u8] = &[0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02, 0x68, 0xee];
+const AVC_SEQ: &[u8] = &[
+    0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
+    0x68, 0xee,
+];
 const AAC_SEQ: &[u8] = &[0xAF, 0x00, 0x12, 0x10];
 
 fn avc_frame(key: bool, seq: u32, size: usize) -> Vec<u8> {
@@ -116,33 +119,60 @@ async fn second_publisher_gets_bad_name_and_first_keeps_streaming() {
     assert_eq!(&videos[1][5..9], &7u32.to_be_bytes());
 }
 
+fn frame_seq(payload: &[u8]) -> Option<u32> {
+    (payload.len() >= 9 && payload[1] == 1)
+        .then(|| u32::from_be_bytes([payload[5], payload[6], payload[7], payload[8]]))
+}
+
 #[tokio::test]
-async fn slow_player_does_not_delay_publisher_or_fast_player() {
-    let server = Server::start("");
+async fn slow_player_skips_to_keyframe_without_delaying_publisher_or_fast_player() {
+    // A short ring (out_queue 32) so the slow player falls a whole ring behind within the test.
+    let server = Server::start_with("out_queue 32;", "application live { live on; }");
     let mut publ = publisher(&server, "slow").await;
-    // A player that plays and then never reads again.
-    let stalled = player(&server, "slow").await.into_socket();
+    // A player that stops reading for 5 s (longer than kernel socket buffers can hide at this
+    // rate), then reads as fast as it can.
+    let mut slow =
+        RtmpClient::connect_with(server.addr(), "live", Role::Play("slow".into()), Some(8192)).await.unwrap();
+    assert_eq!(slow.next_status().await.unwrap(), "NetStream.Play.Start");
     let mut fast = player(&server, "slow").await;
-    let frames = 100u32;
+    let frames = 200u32;
     let feed = tokio::spawn(async move {
         let start = Instant::now();
-        // 64 KiB per frame at 25 fps (13 Mbit/s) fills the stalled player's socket quickly.
+        // 64 KiB per frame at 25 fps (13 Mbit/s), a keyframe every 25 frames.
         publish_frames(&mut publ, frames, 25, 64 * 1024).await;
         (start.elapsed(), publ)
+    });
+    let slow_reader = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut seqs: Vec<(u32, bool)> = Vec::new();
+        while seqs.last().is_none_or(|s| s.0 + 1 < frames) {
+            match tokio::time::timeout(Duration::from_secs(3), next_media(&mut slow)).await {
+                Ok((MediaKind::Video, _, p)) => seqs.extend(frame_seq(&p).map(|s| (s, p[0] == 0x17))),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        seqs
     });
     let mut last_seq = 0;
     let mut got = 0;
     while last_seq + 1 < frames {
-        let (kind, _, payload) = tokio::time::timeout(Duration::from_secs(5), next_media(&mut fast)).await.expect("fast player kept receiving");
-        if kind == MediaKind::Video && payload[1] == 1 {
-            last_seq = u32::from_be_bytes([payload[5], payload[6], payload[7], payload[8]]);
+        let (_, _, payload) = tokio::time::timeout(Duration::from_secs(5), next_media(&mut fast))
+            .await
+            .expect("fast player kept receiving");
+        if let Some(seq) = frame_seq(&payload) {
+            last_seq = seq;
             got += 1;
         }
     }
     let (publish_time, _publ) = feed.await.unwrap();
     assert_eq!(got, frames, "fast player lost no frame");
     assert!(publish_time < Duration::from_millis(40 * frames as u64 + 1500), "publisher was slowed: {publish_time:?}");
-    drop(stalled);
+    let seqs = slow_reader.await.unwrap();
+    let gap = seqs.windows(2).find(|w| w[1].0 > w[0].0 + 1);
+    let resumed = gap.unwrap_or_else(|| panic!("slow player never skipped: {seqs:?}"))[1];
+    assert!(resumed.1, "after a skip the slow player resumes at a keyframe: {seqs:?}");
+    assert!(server.log().contains("player lagging, skipped to keyframe"));
 }
 
 #[tokio::test]

@@ -106,11 +106,7 @@ impl CoreLayer {
             "ping_timeout" => put(&mut self.ping_timeout, time(d)?, d),
             "max_streams" => put(&mut self.max_streams, number_in(d, 1, 0xFFFF)?, d),
             "ack_window" => put(&mut self.ack_window, number_in(d, 1, u32_max)?, d),
-            "chunk_size" => put(
-                &mut self.chunk_size,
-                number_in(d, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)?,
-                d,
-            ),
+            "chunk_size" => put(&mut self.chunk_size, number_in(d, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)?, d),
             "max_message" => put(&mut self.max_message, size_in(d, 1, u32_max)?, d),
             "out_queue" => put(&mut self.out_queue, queue_len(d, 1)?, d),
             "out_cork" => put(&mut self.out_cork, queue_len(d, 0)?, d),
@@ -119,10 +115,7 @@ impl CoreLayer {
             "play_time_fix" => put(&mut self.play_time_fix, flag(d)?, d),
             "publish_time_fix" => put(&mut self.publish_time_fix, flag(d)?, d),
             "so_keepalive" => put(&mut self.so_keepalive, flag(d)?, d),
-            other => Err(Fail::new(
-                d.span,
-                format!("directive \"{other}\" is not handled by core"),
-            )),
+            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by core"))),
         }
     }
 
@@ -181,42 +174,22 @@ fn queue_len(d: &Directive, min: u64) -> Result<usize, Fail> {
 }
 
 /// Listen flags nginx accepts after the address; sluice accepts them and uses none yet.
-const LISTEN_OPTIONS: &[&str] = &[
-    "bind",
-    "reuseport",
-    "proxy_protocol",
-    "deferred",
-    "ipv6only",
-    "so_keepalive",
-    "backlog",
-    "rcvbuf",
-    "sndbuf",
-];
+const LISTEN_OPTIONS: &[&str] =
+    &["bind", "reuseport", "proxy_protocol", "deferred", "ipv6only", "so_keepalive", "backlog", "rcvbuf", "sndbuf"];
 
 /// `listen ADDR [options];` inside `rtmp { server { } }`.
 pub(crate) fn listen(d: &Directive) -> Result<SocketAddr, Fail> {
     let arg = first(d)?;
-    let addr = parse_addr(&arg.value, DEFAULT_PORT).ok_or_else(|| {
-        invalid(
-            d,
-            arg,
-            "a port or address like 1935, 127.0.0.1:1935 or [::1]:1935",
-        )
-    })?;
+    let addr = parse_addr(&arg.value, DEFAULT_PORT)
+        .ok_or_else(|| invalid(d, arg, "a port or address like 1935, 127.0.0.1:1935 or [::1]:1935"))?;
     for opt in &d.args[1..] {
         let key = opt.value.split('=').next().unwrap_or_default();
         if !LISTEN_OPTIONS.contains(&key) {
-            let msg = format!(
-                "invalid parameter \"{}\" in \"listen\" directive",
-                opt.value
-            );
+            let msg = format!("invalid parameter \"{}\" in \"listen\" directive", opt.value);
             return Err(Fail::new(opt.span, msg));
         }
         if key == "proxy_protocol" {
-            tracing::warn!(
-                line = opt.span.line,
-                "listen: proxy_protocol is not implemented yet"
-            );
+            tracing::warn!(line = opt.span.line, "listen: proxy_protocol is not implemented yet");
         }
     }
     Ok(addr)
@@ -241,11 +214,7 @@ pub fn parse_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
     let ip = match host {
         "*" => any,
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        h => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()?,
+        h => h.trim_start_matches('[').trim_end_matches(']').parse().ok()?,
     };
     Some(SocketAddr::new(ip, port))
 }
@@ -281,15 +250,7 @@ mod tests {
         assert_eq!(a("[::1]:1935").as_deref(), Some("[::1]:1935"));
         assert_eq!(a("[::]").as_deref(), Some("[::]:1935"));
         assert_eq!(a("localhost:8080").as_deref(), Some("127.0.0.1:8080"));
-        for bad in [
-            "",
-            "65536",
-            "example.com:1935",
-            "1.2.3.4:x",
-            "[::1",
-            "[::1]x",
-            "unix:/tmp/s",
-        ] {
+        for bad in ["", "65536", "example.com:1935", "1.2.3.4:x", "[::1", "[::1]x", "unix:/tmp/s"] {
             assert_eq!(a(bad), None, "{bad:?}");
         }
     }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use nginx_conf::Directive;
 
 use super::value::{
-    ctx::RSA, first, flag, number, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail,
-    Kind,
+    ctx::RSA, first, flag, number, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail, Kind,
 };
 
 const ONE: Args = Args::Exactly(1);
@@ -24,27 +23,9 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("hls_sync", RSA, ONE, Kind::Time, "2ms"),
     spec("hls_continuous", RSA, ONE, Kind::Flag, "on"),
     spec("hls_nested", RSA, ONE, Kind::Flag, "off"),
-    spec(
-        "hls_fragment_naming",
-        RSA,
-        ONE,
-        Kind::OneOf(NAMING),
-        "sequential",
-    ),
-    spec(
-        "hls_fragment_naming_granularity",
-        RSA,
-        ONE,
-        Kind::Number,
-        "0",
-    ),
-    spec(
-        "hls_fragment_slicing",
-        RSA,
-        ONE,
-        Kind::OneOf(SLICING),
-        "plain",
-    ),
+    spec("hls_fragment_naming", RSA, ONE, Kind::OneOf(NAMING), "sequential"),
+    spec("hls_fragment_naming_granularity", RSA, ONE, Kind::Number, "0"),
+    spec("hls_fragment_slicing", RSA, ONE, Kind::OneOf(SLICING), "plain"),
     spec("hls_type", RSA, ONE, Kind::OneOf(TYPES), "live"),
     spec("hls_max_audio_delay", RSA, ONE, Kind::Time, "300ms"),
     spec("hls_audio_buffer_size", RSA, ONE, Kind::Size, "1m"),
@@ -190,9 +171,7 @@ impl HlsLayer {
             "hls_continuous" => put(&mut self.continuous, flag(d)?, d),
             "hls_nested" => put(&mut self.nested, flag(d)?, d),
             "hls_fragment_naming" => put(&mut self.fragment_naming, naming(d)?, d),
-            "hls_fragment_naming_granularity" => {
-                put(&mut self.fragment_naming_granularity, number(d)?, d)
-            }
+            "hls_fragment_naming_granularity" => put(&mut self.fragment_naming_granularity, number(d)?, d),
             "hls_fragment_slicing" => put(&mut self.fragment_slicing, slicing(d)?, d),
             "hls_type" => put(&mut self.playlist_type, playlist_type(d)?, d),
             "hls_max_audio_delay" => put(&mut self.max_audio_delay, time(d)?, d),
@@ -207,10 +186,7 @@ impl HlsLayer {
             "hls_key_path" => put(&mut self.key_path, PathBuf::from(text(d)?), d),
             "hls_key_url" => put(&mut self.key_url, text(d)?, d),
             "hls_fragments_per_key" => put(&mut self.fragments_per_key, number(d)?, d),
-            other => Err(Fail::new(
-                d.span,
-                format!("directive \"{other}\" is not handled by hls"),
-            )),
+            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by hls"))),
         }
     }
 
@@ -227,9 +203,7 @@ impl HlsLayer {
             continuous: self.continuous.or(outer.continuous),
             nested: self.nested.or(outer.nested),
             fragment_naming: self.fragment_naming.or(outer.fragment_naming),
-            fragment_naming_granularity: self
-                .fragment_naming_granularity
-                .or(outer.fragment_naming_granularity),
+            fragment_naming_granularity: self.fragment_naming_granularity.or(outer.fragment_naming_granularity),
             fragment_slicing: self.fragment_slicing.or(outer.fragment_slicing),
             playlist_type: self.playlist_type.or(outer.playlist_type),
             max_audio_delay: self.max_audio_delay.or(outer.max_audio_delay),
@@ -282,31 +256,17 @@ impl Default for HlsConf {
 }
 
 fn naming(d: &Directive) -> Result<HlsNaming, Fail> {
-    let options = [
-        ("sequential", HlsNaming::Sequential),
-        ("timestamp", HlsNaming::Timestamp),
-        ("system", HlsNaming::System),
-    ];
+    let options =
+        [("sequential", HlsNaming::Sequential), ("timestamp", HlsNaming::Timestamp), ("system", HlsNaming::System)];
     one_of(d, first(d)?, &options)
 }
 
 fn slicing(d: &Directive) -> Result<HlsSlicing, Fail> {
-    one_of(
-        d,
-        first(d)?,
-        &[
-            ("plain", HlsSlicing::Plain),
-            ("aligned", HlsSlicing::Aligned),
-        ],
-    )
+    one_of(d, first(d)?, &[("plain", HlsSlicing::Plain), ("aligned", HlsSlicing::Aligned)])
 }
 
 fn playlist_type(d: &Directive) -> Result<HlsType, Fail> {
-    one_of(
-        d,
-        first(d)?,
-        &[("live", HlsType::Live), ("event", HlsType::Event)],
-    )
+    one_of(d, first(d)?, &[("live", HlsType::Live), ("event", HlsType::Event)])
 }
 
 fn variant(d: &Directive) -> Result<HlsVariant, Fail> {

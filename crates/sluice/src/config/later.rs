@@ -98,8 +98,5 @@ pub(crate) fn accept(d: &Directive) -> (String, Vec<String>) {
         line = d.span.line,
         "directive is accepted but not implemented yet; it has no effect"
     );
-    (
-        d.name.clone(),
-        d.args.iter().map(|a| a.value.clone()).collect(),
-    )
+    (d.name.clone(), d.args.iter().map(|a| a.value.clone()).collect())
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use nginx_conf::Directive;
 
-use super::value::{
-    ctx::RSA, first, flag, number, one_of, put, spec, time, Args, DirectiveSpec, Fail, Kind,
-};
+use super::value::{ctx::RSA, first, flag, number, one_of, put, spec, time, Args, DirectiveSpec, Fail, Kind};
 
 const ONE: Args = Args::Exactly(1);
 const META: &[&str] = &["on", "copy", "off"];
@@ -104,10 +102,7 @@ impl LiveLayer {
             "gop_cache" => put(&mut self.gop_cache, flag(d)?, d),
             "stream_buckets" => put(&mut self.stream_buckets, number(d)?, d),
             "buffer" => put(&mut self.buffer, time(d)?, d),
-            other => Err(Fail::new(
-                d.span,
-                format!("directive \"{other}\" is not handled by live"),
-            )),
+            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by live"))),
         }
     }
 
@@ -156,10 +151,6 @@ impl Default for LiveConf {
 }
 
 fn meta(d: &Directive) -> Result<MetaMode, Fail> {
-    let options = [
-        ("on", MetaMode::On),
-        ("copy", MetaMode::Copy),
-        ("off", MetaMode::Off),
-    ];
+    let options = [("on", MetaMode::On), ("copy", MetaMode::Copy), ("off", MetaMode::Off)];
     one_of(d, first(d)?, &options)
 }

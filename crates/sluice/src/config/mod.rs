@@ -109,12 +109,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(file: &str, span: Span, message: String) -> Self {
-        ConfigError::Invalid {
-            file: file.to_owned(),
-            line: span.line,
-            col: span.col,
-            message,
-        }
+        ConfigError::Invalid { file: file.to_owned(), line: span.line, col: span.col, message }
     }
 }
 
@@ -123,18 +118,14 @@ const DEFAULT_TEXT: &str = include_str!("default.conf");
 impl Config {
     /// Parses and validates config text; `file` names it in error messages.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let tree = nginx_conf::parse(text)
-            .map_err(|e| ConfigError::invalid(file, e.span, e.kind.to_string()))?;
+        let tree = nginx_conf::parse(text).map_err(|e| ConfigError::invalid(file, e.span, e.kind.to_string()))?;
         build(&tree).map_err(|f| ConfigError::invalid(file, f.span, f.message))
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
         Config::parse(&text, &file)
     }
 
@@ -152,9 +143,7 @@ impl Config {
 /// Every directive sluice knows inside `rtmp { }`, with the name of the table (module) that
 /// owns it: for documentation and `--help`-style listings.
 pub fn directives() -> impl Iterator<Item = (&'static str, &'static DirectiveSpec)> {
-    TABLES
-        .iter()
-        .flat_map(|(group, table)| table.iter().map(move |s| (group.name(), s)))
+    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (group.name(), s)))
 }
 
 /// Which module owns a directive.
@@ -192,26 +181,20 @@ fn lookup(name: &str) -> Option<(Group, &'static DirectiveSpec)> {
 }
 
 fn directives_with_group() -> impl Iterator<Item = (Group, &'static DirectiveSpec)> {
-    TABLES
-        .iter()
-        .flat_map(|(group, table)| table.iter().map(move |s| (*group, s)))
+    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (*group, s)))
 }
 
 /// Finds a directive's table row and checks that it may appear in `context` with this shape.
 fn check(d: &Directive, context: u8) -> Result<Group, Fail> {
     if d.name == "include" {
-        let msg =
-            "\"include\" is not supported inside \"rtmp\" yet; paste the file's content instead";
+        let msg = "\"include\" is not supported inside \"rtmp\" yet; paste the file's content instead";
         return Err(Fail::new(d.span, msg));
     }
     let Some((group, spec)) = lookup(&d.name) else {
         return Err(unknown(d));
     };
     if spec.contexts & context == 0 {
-        return Err(Fail::new(
-            d.span,
-            format!("\"{}\" directive is not allowed here", d.name),
-        ));
+        return Err(Fail::new(d.span, format!("\"{}\" directive is not allowed here", d.name)));
     }
     check_shape(spec, d)?;
     Ok(group)
@@ -229,10 +212,7 @@ fn unknown(d: &Directive) -> Fail {
         Some((dist, name)) if dist <= limit => format!(" (did you mean \"{name}\"?)"),
         _ => String::new(),
     };
-    Fail::new(
-        d.name_span,
-        format!("unknown directive \"{}\"{hint}", d.name),
-    )
+    Fail::new(d.name_span, format!("unknown directive \"{}\"{hint}", d.name))
 }
 
 /// The settings written at one level (rtmp, server, application), before merging.
@@ -305,10 +285,7 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
             }
             "http" => read_http(d, &mut http),
             "include" => {
-                tracing::warn!(
-                    line = d.span.line,
-                    "top-level \"include\" is not supported; ignored"
-                )
+                tracing::warn!(line = d.span.line, "top-level \"include\" is not supported; ignored")
             }
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
@@ -326,20 +303,12 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
 
 /// The children of a block directive; nginx's wording when it has none.
 fn block(d: &Directive) -> Result<&[Directive], Fail> {
-    d.block.as_deref().ok_or_else(|| {
-        Fail::new(
-            d.span,
-            format!("directive \"{}\" has no opening \"{{\"", d.name),
-        )
-    })
+    d.block.as_deref().ok_or_else(|| Fail::new(d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
 }
 
 fn read_rtmp(d: &Directive) -> Result<Vec<ServerConf>, Fail> {
     if !d.args.is_empty() {
-        return Err(Fail::new(
-            d.span,
-            "invalid number of arguments in \"rtmp\" directive",
-        ));
+        return Err(Fail::new(d.span, "invalid number of arguments in \"rtmp\" directive"));
     }
     let mut top = Layer::default();
     let mut servers = Vec::new();
@@ -355,11 +324,7 @@ fn read_rtmp(d: &Directive) -> Result<Vec<ServerConf>, Fail> {
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
-    let mut s = RawServer {
-        layer: Layer::default(),
-        listen: Vec::new(),
-        apps: Vec::new(),
-    };
+    let mut s = RawServer { layer: Layer::default(), listen: Vec::new(), apps: Vec::new() };
     for c in block(d)? {
         let group = check(c, ctx::SERVER)?;
         match c.name.as_str() {
@@ -367,10 +332,7 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
             "application" => {
                 let app = read_app(c, &mut s.layer.core)?;
                 if s.apps.iter().any(|a| a.name == app.name) {
-                    return Err(Fail::new(
-                        c.span,
-                        format!("duplicate application \"{}\"", app.name),
-                    ));
+                    return Err(Fail::new(c.span, format!("duplicate application \"{}\"", app.name)));
                 }
                 s.apps.push(app);
             }
@@ -378,8 +340,7 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
         }
     }
     if s.listen.is_empty() {
-        s.listen
-            .push((SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)), d.span));
+        s.listen.push((SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)), d.span));
     }
     Ok(s)
 }
@@ -388,21 +349,14 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
 /// application (`play_time_fix`, `publish_time_fix`), which there set the whole server.
 fn read_app(d: &Directive, server_core: &mut CoreLayer) -> Result<RawApp, Fail> {
     let name = d.args[0].value.clone();
-    let mut app = RawApp {
-        name,
-        layer: Layer::default(),
-        recorders: Vec::new(),
-    };
+    let mut app = RawApp { name, layer: Layer::default(), recorders: Vec::new() };
     for c in block(d)? {
         let group = check(c, ctx::APP)?;
         match (group, c.name.as_str()) {
             (_, "recorder") => {
                 let rec = read_recorder(c)?;
                 if app.recorders.iter().any(|r| r.name == rec.name) {
-                    return Err(Fail::new(
-                        c.span,
-                        format!("duplicate recorder \"{}\"", rec.name),
-                    ));
+                    return Err(Fail::new(c.span, format!("duplicate recorder \"{}\"", rec.name)));
                 }
                 app.recorders.push(rec);
             }
@@ -420,11 +374,7 @@ fn read_recorder(d: &Directive) -> Result<RawRecorder, Fail> {
         let group = check(c, ctx::RECORDER)?;
         layer.set(group, c)?;
     }
-    Ok(RawRecorder {
-        name,
-        record: layer.record,
-        extra: layer.extra,
-    })
+    Ok(RawRecorder { name, record: layer.record, extra: layer.extra })
 }
 
 /// Two servers (or two `listen`s) on one address would fail at bind time; say so now.
@@ -432,10 +382,7 @@ fn check_listen_unique(servers: &[RawServer]) -> Result<(), Fail> {
     let mut seen: Vec<SocketAddr> = Vec::new();
     for (addr, span) in servers.iter().flat_map(|s| &s.listen) {
         if seen.contains(addr) {
-            return Err(Fail::new(
-                *span,
-                format!("duplicate \"{addr}\" address and port pair"),
-            ));
+            return Err(Fail::new(*span, format!("duplicate \"{addr}\" address and port pair")));
         }
         seen.push(*addr);
     }
@@ -464,13 +411,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> AppConf {
             extra: merged.extra.iter().chain(&r.extra).cloned().collect(),
         })
         .collect();
-    AppConf {
-        name: a.name.clone(),
-        live: merged.live.build(),
-        record,
-        hls: merged.hls.build(),
-        extra: merged.extra,
-    }
+    AppConf { name: a.name.clone(), live: merged.live.build(), record, hls: merged.hls.build(), extra: merged.extra }
 }
 
 /// Collects `listen` addresses from `http { server { } }`; everything else there is nginx's
@@ -490,10 +431,7 @@ fn read_http(d: &Directive, out: &mut Vec<SocketAddr>) {
 
 fn read_http_server(server: &[Directive], span: Span, out: &mut Vec<SocketAddr>) {
     let mut found = false;
-    for l in server
-        .iter()
-        .filter(|l| l.name == "listen" && l.block.is_none())
-    {
+    for l in server.iter().filter(|l| l.name == "listen" && l.block.is_none()) {
         found = true;
         match l.args.first().and_then(|a| parse_addr(&a.value, 80)) {
             Some(addr) if !out.contains(&addr) => out.push(addr),
@@ -503,10 +441,7 @@ fn read_http_server(server: &[Directive], span: Span, out: &mut Vec<SocketAddr>)
     }
     let port_80 = SocketAddr::from(([0, 0, 0, 0], 80));
     if !found && !out.contains(&port_80) {
-        tracing::debug!(
-            line = span.line,
-            "http server without listen: port 80, as in nginx"
-        );
+        tracing::debug!(line = span.line, "http server without listen: port 80, as in nginx");
         out.push(port_80);
     }
 }

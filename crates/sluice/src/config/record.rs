@@ -125,10 +125,7 @@ impl RecordLayer {
             "record_max_frames" => put(&mut self.max_frames, size(d)?, d),
             "record_interval" => put(&mut self.interval, time(d)?, d),
             "record_notify" => put(&mut self.notify, flag(d)?, d),
-            other => Err(Fail::new(
-                d.span,
-                format!("directive \"{other}\" is not handled by record"),
-            )),
+            other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by record"))),
         }
     }
 

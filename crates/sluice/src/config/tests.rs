@@ -27,9 +27,7 @@ fn parse(text: &str) -> Config {
 }
 
 fn error(text: &str) -> String {
-    Config::parse(text, "test.conf")
-        .expect_err("config should be rejected")
-        .to_string()
+    Config::parse(text, "test.conf").expect_err("config should be rejected").to_string()
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -58,10 +56,7 @@ fn seed_file_parses() {
 
 #[test]
 fn seed_file_with_hls() {
-    let text = SEED.replace(
-        "record off;",
-        "record off;\nhls on; hls_path /tmp/hls; hls_fragment 3s;",
-    );
+    let text = SEED.replace("record off;", "record off;\nhls on; hls_path /tmp/hls; hls_fragment 3s;");
     let hls = &parse(&text).servers[0].apps[0].hls;
     assert!(hls.enabled);
     assert_eq!(hls.path, Some(PathBuf::from("/tmp/hls")));
@@ -73,10 +68,7 @@ fn seed_file_with_hls() {
 
 #[test]
 fn seed_file_with_record() {
-    let text = SEED.replace(
-        "record off;",
-        "record all; record_path /tmp/recordings; record_unique on;",
-    );
+    let text = SEED.replace("record off;", "record all; record_path /tmp/recordings; record_unique on;");
     let record = &parse(&text).servers[0].apps[0].record;
     assert!(record.mode.audio && record.mode.video && !record.mode.keyframes);
     assert_eq!(record.path, Some(PathBuf::from("/tmp/recordings")));
@@ -86,10 +78,8 @@ fn seed_file_with_record() {
 
 #[test]
 fn seed_file_with_record_added_after_record_off() {
-    let text = SEED.replace(
-        "record off;",
-        "record off;\n            record all; record_path /tmp/recordings; record_unique on;",
-    );
+    let text = SEED
+        .replace("record off;", "record off;\n            record all; record_path /tmp/recordings; record_unique on;");
     let record = &parse(&text).servers[0].apps[0].record;
     assert!(record.mode.audio && record.mode.video, "the last record line wins");
 }
@@ -102,28 +92,14 @@ fn default_config_parses() {
     let app = &c.servers[0].apps[0];
     assert_eq!(app.name, "live");
     assert!(app.live.live);
-    assert_eq!(
-        c.http,
-        Some(HttpConf {
-            listen: vec![addr("0.0.0.0:8080")]
-        })
-    );
-    assert!(
-        Config::default_text().contains('#'),
-        "the default text guides users"
-    );
+    assert_eq!(c.http, Some(HttpConf { listen: vec![addr("0.0.0.0:8080")] }));
+    assert!(Config::default_text().contains('#'), "the default text guides users");
 }
 
 #[test]
 fn defaults_match_nginx_rtmp() {
-    let s = parse("rtmp { server { application a {} } }")
-        .servers
-        .remove(0);
-    assert_eq!(
-        s.listen,
-        [addr("0.0.0.0:1935")],
-        "missing listen means 1935"
-    );
+    let s = parse("rtmp { server { application a {} } }").servers.remove(0);
+    assert_eq!(s.listen, [addr("0.0.0.0:1935")], "missing listen means 1935");
     let core = &s.core;
     assert_eq!(core.timeout, Duration::from_secs(60));
     assert_eq!(core.ping, Duration::from_secs(60));
@@ -173,11 +149,7 @@ fn table_defaults_are_the_real_defaults() {
         let parsed = Config::parse(&with, "t").unwrap_or_else(|e| panic!("{group}: {with}: {e}"));
         let without = parse(&wrap(spec, ""));
         if spec.kind != Kind::Raw && spec.name != "hls_variant" && spec.name != "recorder" {
-            assert_eq!(
-                parsed, without,
-                "{group}: default of {} is not {:?}",
-                spec.name, spec.default
-            );
+            assert_eq!(parsed, without, "{group}: default of {} is not {:?}", spec.name, spec.default);
         }
     }
 }
@@ -193,9 +165,7 @@ fn directive_names_are_unique() {
 
 #[test]
 fn rtmp_level_core_reaches_servers() {
-    let c = parse(
-        "rtmp { chunk_size 8192; server { listen 1935; } server { listen 1936; chunk_size 256; } }",
-    );
+    let c = parse("rtmp { chunk_size 8192; server { listen 1935; } server { listen 1936; chunk_size 256; } }");
     assert_eq!(c.servers[0].core.chunk_size, 8192);
     assert_eq!(c.servers[1].core.chunk_size, 256);
 }
@@ -241,27 +211,14 @@ fn hls_variants_replace_outer_lists() {
     let apps = &c.servers[0].apps;
     assert_eq!(apps[0].hls.variants.len(), 1);
     assert_eq!(apps[0].hls.variants[0].params, ["BANDWIDTH=160000"]);
-    let suffixes: Vec<_> = apps[1]
-        .hls
-        .variants
-        .iter()
-        .map(|v| v.suffix.as_str())
-        .collect();
+    let suffixes: Vec<_> = apps[1].hls.variants.iter().map(|v| v.suffix.as_str()).collect();
     assert_eq!(suffixes, ["_hi", "_mid"]);
 }
 
 #[test]
 fn record_flags_combine() {
     let r = app_conf("record audio keyframes manual;").record;
-    assert_eq!(
-        r.mode,
-        RecordMode {
-            audio: true,
-            video: false,
-            keyframes: true,
-            manual: true
-        }
-    );
+    assert_eq!(r.mode, RecordMode { audio: true, video: false, keyframes: true, manual: true });
     assert!(app_conf("record all off;").record.mode.is_off());
 }
 
@@ -300,18 +257,7 @@ fn later_directives_are_kept_raw() {
     assert_eq!(s.extra.len(), 2);
     let extra = &s.apps[0].extra;
     let names: Vec<_> = extra.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "notify_method",
-            "on_connect",
-            "push",
-            "on_publish",
-            "allow",
-            "deny",
-            "exec"
-        ]
-    );
+    assert_eq!(names, ["notify_method", "on_connect", "push", "on_publish", "allow", "deny", "exec"]);
     assert_eq!(extra[2].1, ["rtmp://host/$app/$name"]);
     assert_eq!(extra[3].1, ["http://x/auth?a=b"]);
     assert_eq!(extra[6].1.len(), 8);
@@ -323,10 +269,7 @@ fn listen_forms() {
         "rtmp { server { listen 127.0.0.1:1935; listen [::1]:1935 ipv6only=on; }
                 server { listen *:1936 so_keepalive=on reuseport; } }",
     );
-    assert_eq!(
-        c.servers[0].listen,
-        [addr("127.0.0.1:1935"), addr("[::1]:1935")]
-    );
+    assert_eq!(c.servers[0].listen, [addr("127.0.0.1:1935"), addr("[::1]:1935")]);
     assert_eq!(c.servers[1].listen, [addr("0.0.0.0:1936")]);
 }
 
@@ -353,10 +296,7 @@ fn outside_rtmp_anything_goes() {
     );
     assert_eq!(c.servers.len(), 1);
     let http = c.http.expect("http block read");
-    assert_eq!(
-        http.listen,
-        [addr("0.0.0.0:8080"), addr("[::]:8081"), addr("0.0.0.0:80")]
-    );
+    assert_eq!(http.listen, [addr("0.0.0.0:8080"), addr("[::]:8081"), addr("0.0.0.0:80")]);
 }
 
 #[test]
@@ -370,10 +310,7 @@ fn no_rtmp_block_means_no_servers() {
 #[test]
 fn error_syntax() {
     assert_eq!(error("rtmp {\n}\n}"), "test.conf:3:1: unexpected \"}\"");
-    assert_eq!(
-        error("rtmp {\n  server {\n"),
-        "test.conf:3:1: unexpected end of file, expecting \"}\""
-    );
+    assert_eq!(error("rtmp {\n  server {\n"), "test.conf:3:1: unexpected end of file, expecting \"}\"");
 }
 
 #[test]
@@ -386,10 +323,7 @@ fn error_unknown_directive_with_hint() {
         error("rtmp { server { application a { recrod all; } } }"),
         "test.conf:1:33: unknown directive \"recrod\" (did you mean \"record\"?)"
     );
-    assert_eq!(
-        error("rtmp { frobnicate on; }"),
-        "test.conf:1:8: unknown directive \"frobnicate\""
-    );
+    assert_eq!(error("rtmp { frobnicate on; }"), "test.conf:1:8: unknown directive \"frobnicate\"");
 }
 
 #[test]
@@ -438,10 +372,7 @@ fn error_bad_values() {
 
 #[test]
 fn error_not_allowed_here() {
-    assert_eq!(
-        error("rtmp { listen 1935; }"),
-        "test.conf:1:8: \"listen\" directive is not allowed here"
-    );
+    assert_eq!(error("rtmp { listen 1935; }"), "test.conf:1:8: \"listen\" directive is not allowed here");
     assert_eq!(
         error("rtmp { server { application a { chunk_size 4096; } } }"),
         "test.conf:1:33: \"chunk_size\" directive is not allowed here"
@@ -450,30 +381,15 @@ fn error_not_allowed_here() {
         error("rtmp { server { application a { recorder r { live on; } } } }"),
         "test.conf:1:46: \"live\" directive is not allowed here"
     );
-    assert_eq!(
-        error("rtmp { application a { } }"),
-        "test.conf:1:8: \"application\" directive is not allowed here"
-    );
-    assert_eq!(
-        error("rtmp { rtmp_stat all; }"),
-        "test.conf:1:8: \"rtmp_stat\" directive is not allowed here"
-    );
+    assert_eq!(error("rtmp { application a { } }"), "test.conf:1:8: \"application\" directive is not allowed here");
+    assert_eq!(error("rtmp { rtmp_stat all; }"), "test.conf:1:8: \"rtmp_stat\" directive is not allowed here");
 }
 
 #[test]
 fn error_block_shape() {
-    assert_eq!(
-        error("rtmp { server; }"),
-        "test.conf:1:8: directive \"server\" has no opening \"{\""
-    );
-    assert_eq!(
-        error("rtmp { live on { } }"),
-        "test.conf:1:8: directive \"live\" is not terminated by \";\""
-    );
-    assert_eq!(
-        error("rtmp;"),
-        "test.conf:1:1: directive \"rtmp\" has no opening \"{\""
-    );
+    assert_eq!(error("rtmp { server; }"), "test.conf:1:8: directive \"server\" has no opening \"{\"");
+    assert_eq!(error("rtmp { live on { } }"), "test.conf:1:8: directive \"live\" is not terminated by \";\"");
+    assert_eq!(error("rtmp;"), "test.conf:1:1: directive \"rtmp\" has no opening \"{\"");
 }
 
 #[test]
@@ -482,14 +398,8 @@ fn error_duplicates() {
         error("rtmp { server {\n application live { }\n application live { } } }"),
         "test.conf:3:2: duplicate application \"live\""
     );
-    assert_eq!(
-        error("rtmp { live on; live off; }"),
-        "test.conf:1:17: \"live\" directive is duplicate"
-    );
-    assert_eq!(
-        error("rtmp { }\nrtmp { }"),
-        "test.conf:2:1: \"rtmp\" directive is duplicate"
-    );
+    assert_eq!(error("rtmp { live on; live off; }"), "test.conf:1:17: \"live\" directive is duplicate");
+    assert_eq!(error("rtmp { }\nrtmp { }"), "test.conf:2:1: \"rtmp\" directive is duplicate");
     assert_eq!(
         error("rtmp { server { listen 1935; } server { } }"),
         "test.conf:1:32: duplicate \"0.0.0.0:1935\" address and port pair"
@@ -510,13 +420,8 @@ fn error_include_inside_rtmp() {
 
 #[test]
 fn load_reports_unreadable_files() {
-    let err = Config::load(Path::new("/nonexistent/sluice.conf"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("/nonexistent/sluice.conf: cannot read: "),
-        "{err}"
-    );
+    let err = Config::load(Path::new("/nonexistent/sluice.conf")).unwrap_err().to_string();
+    assert!(err.starts_with("/nonexistent/sluice.conf: cannot read: "), "{err}");
 }
 
 #[test]

@@ -97,13 +97,7 @@ pub(crate) const fn spec(
     kind: Kind,
     default: &'static str,
 ) -> DirectiveSpec {
-    DirectiveSpec {
-        name,
-        contexts,
-        args,
-        kind,
-        default,
-    }
+    DirectiveSpec { name, contexts, args, kind, default }
 }
 
 /// A config error before the file name is known: where, and nginx-style wording.
@@ -115,10 +109,7 @@ pub(crate) struct Fail {
 
 impl Fail {
     pub(crate) fn new(span: Span, message: impl Into<String>) -> Self {
-        Fail {
-            span,
-            message: message.into(),
-        }
+        Fail { span, message: message.into() }
     }
 }
 
@@ -127,10 +118,7 @@ pub(crate) fn check_shape(spec: &DirectiveSpec, d: &Directive) -> Result<(), Fai
     let name = &d.name;
     match (spec.kind == Kind::Block, d.block.is_some()) {
         (true, false) => {
-            return Err(Fail::new(
-                d.span,
-                format!("directive \"{name}\" has no opening \"{{\""),
-            ));
+            return Err(Fail::new(d.span, format!("directive \"{name}\" has no opening \"{{\"")));
         }
         (false, true) => {
             let msg = format!("directive \"{name}\" is not terminated by \";\"");
@@ -148,10 +136,7 @@ pub(crate) fn check_shape(spec: &DirectiveSpec, d: &Directive) -> Result<(), Fai
 /// Stores a single-valued setting, refusing a second one at the same level as nginx does.
 pub(crate) fn put<T>(slot: &mut Option<T>, value: T, d: &Directive) -> Result<(), Fail> {
     if slot.is_some() {
-        return Err(Fail::new(
-            d.span,
-            format!("\"{}\" directive is duplicate", d.name),
-        ));
+        return Err(Fail::new(d.span, format!("\"{}\" directive is duplicate", d.name)));
     }
     *slot = Some(value);
     Ok(())
@@ -159,21 +144,13 @@ pub(crate) fn put<T>(slot: &mut Option<T>, value: T, d: &Directive) -> Result<()
 
 /// `invalid value "X" in "NAME" directive, it must be ...`, pointing at the argument.
 pub(crate) fn invalid(d: &Directive, arg: &Arg, must: &str) -> Fail {
-    let msg = format!(
-        "invalid value \"{}\" in \"{}\" directive, it must be {must}",
-        arg.value, d.name
-    );
+    let msg = format!("invalid value \"{}\" in \"{}\" directive, it must be {must}", arg.value, d.name);
     Fail::new(arg.span, msg)
 }
 
 /// The first argument (tables guarantee it exists before setters run).
 pub(crate) fn first(d: &Directive) -> Result<&Arg, Fail> {
-    d.args.first().ok_or_else(|| {
-        Fail::new(
-            d.span,
-            format!("invalid number of arguments in \"{}\" directive", d.name),
-        )
-    })
+    d.args.first().ok_or_else(|| Fail::new(d.span, format!("invalid number of arguments in \"{}\" directive", d.name)))
 }
 
 /// `on` / `off` (case-insensitive, like nginx's flag slot).
@@ -231,12 +208,8 @@ pub(crate) fn text(d: &Directive) -> Result<String, Fail> {
 
 /// One of a fixed set of words (nginx's enum slot); the error lists them.
 pub(crate) fn one_of<T: Copy>(d: &Directive, arg: &Arg, options: &[(&str, T)]) -> Result<T, Fail> {
-    let found = options
-        .iter()
-        .find(|(word, _)| arg.value.eq_ignore_ascii_case(word));
-    found
-        .map(|&(_, v)| v)
-        .ok_or_else(|| invalid(d, arg, &list_words(options.iter().map(|o| o.0))))
+    let found = options.iter().find(|(word, _)| arg.value.eq_ignore_ascii_case(word));
+    found.map(|&(_, v)| v).ok_or_else(|| invalid(d, arg, &list_words(options.iter().map(|o| o.0))))
 }
 
 /// `"a", "b" or "c"`.
@@ -330,9 +303,7 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -369,19 +340,7 @@ mod tests {
 
     #[test]
     fn bad_times_are_rejected() {
-        for bad in [
-            "",
-            "s",
-            "ms",
-            "1x",
-            "1s1m",
-            "1s1s",
-            "1y",
-            "1M",
-            "-1s",
-            "1.5s",
-            "99999999999999999999",
-        ] {
+        for bad in ["", "s", "ms", "1x", "1s1m", "1s1s", "1y", "1M", "-1s", "1.5s", "99999999999999999999"] {
             assert_eq!(parse_time(bad), None, "{bad:?}");
         }
     }
@@ -415,10 +374,7 @@ mod tests {
 
     #[test]
     fn word_lists_read_naturally() {
-        assert_eq!(
-            list_words(["on", "copy", "off"].into_iter()),
-            "\"on\", \"copy\" or \"off\""
-        );
+        assert_eq!(list_words(["on", "copy", "off"].into_iter()), "\"on\", \"copy\" or \"off\"");
         assert_eq!(list_words(["a"].into_iter()), "\"a\"");
     }
 }

@@ -141,7 +141,8 @@ pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Output {
         (status, so.join().unwrap(), se.join().unwrap())
     });
     let (status, stdout, stderr) = out;
-    let status = status.unwrap_or_else(|| panic!("{cmd:?} timed out after {limit:?}; stderr:\n{}", String::from_utf8_lossy(&stderr)));
+    let status = status
+        .unwrap_or_else(|| panic!("{cmd:?} timed out after {limit:?}; stderr:\n{}", String::from_utf8_lossy(&stderr)));
     Output { status, stdout, stderr }
 }
 
@@ -153,9 +154,19 @@ fn read_all<R: std::io::Read>(r: Option<R>) -> Vec<u8> {
     v
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start ffmpeg publishing a synthetic 640x360 H.264 + AAC stream for `secs` seconds in real time.
-pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Child {
-    Command::new("ffmpeg")
+pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Proc {
+    let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
@@ -166,7 +177,8 @@ pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("ffmpeg is installed (scripts/test installs it)")
+        .expect("ffmpeg is installed (scripts/test installs it)");
+    Proc(child)
 }
 
 /// ffprobe a URL or file; returns "codec_name,width,height" per stream, sorted.
@@ -186,8 +198,11 @@ pub fn ffprobe_streams(input: &str) -> Vec<String> {
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "ffprobe {input} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut lines: Vec<String> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim_end_matches(',').to_string()).filter(|l| !l.is_empty()).collect();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
     lines.sort();
     lines
 }
