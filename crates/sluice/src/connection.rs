@@ -230,7 +230,7 @@ impl Conn {
         p.last_media = Instant::now();
         if let Some(frame) = live::ingest(&app.live, kind, timestamp, payload) {
             if frame.sequence_header {
-                log_codec(&self.peer, &p.name, &frame);
+                record_codec(&self.peer, p, &frame);
             }
             p.publisher.stream().push(frame);
         }
@@ -413,11 +413,15 @@ async fn next_batch(playing: &mut Option<Playing>) -> crate::hub::Batch {
     }
 }
 
-fn log_codec(peer: &SocketAddr, name: &str, frame: &Frame) {
+/// Log a new sequence header's codec and keep it on the stream for stats.
+fn record_codec(peer: &SocketAddr, p: &Publishing, frame: &Frame) {
     match live::describe_sequence_header(frame) {
-        Ok(Some(desc)) => tracing::info!(client = %peer, stream = %name, "{desc}"),
+        Ok(Some(desc)) => {
+            tracing::info!(client = %peer, stream = %p.name, "{desc}");
+            p.publisher.stream().set_codec_info(frame.kind, desc);
+        }
         Ok(None) => {}
-        Err(e) => tracing::debug!(client = %peer, stream = %name, "sequence header not parsed: {e}"),
+        Err(e) => tracing::debug!(client = %peer, stream = %p.name, "sequence header not parsed: {e}"),
     }
 }
 

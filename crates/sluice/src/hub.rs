@@ -112,6 +112,16 @@ struct State {
     gop_bytes: usize,
     has_video: bool,
     publisher: Option<u64>,
+    codecs: CodecInfo,
+}
+
+/// What the sequence headers said, for logs and stats.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CodecInfo {
+    /// For example "video: H264 High 3.1 1280x720".
+    pub video: Option<String>,
+    /// For example "audio: AAC 44100 Hz 2 ch".
+    pub audio: Option<String>,
 }
 
 /// One live stream.
@@ -150,6 +160,7 @@ impl Stream {
                 gop_bytes: 0,
                 has_video: false,
                 publisher: None,
+                codecs: CodecInfo::default(),
             }),
             notify: Notify::new(),
             gop_cache,
@@ -224,6 +235,21 @@ impl Stream {
     /// Whether the stream carries video (audio is then held back by `wait_video`).
     pub fn has_video(&self) -> bool {
         self.read().has_video
+    }
+
+    /// Record what a sequence header said about the stream's codecs.
+    pub fn set_codec_info(&self, kind: MediaKind, description: String) {
+        let mut st = self.write();
+        match kind {
+            MediaKind::Video => st.codecs.video = Some(description),
+            MediaKind::Audio => st.codecs.audio = Some(description),
+            MediaKind::Data => {}
+        }
+    }
+
+    /// Codecs of the live stream.
+    pub fn codec_info(&self) -> CodecInfo {
+        self.read().codecs.clone()
     }
 
     /// Current start pack (used after a subscriber skipped ahead, to resend headers).
@@ -364,6 +390,7 @@ impl Drop for Publisher {
             st.start = StartPack::default();
             st.gop_bytes = 0;
             st.has_video = false;
+            st.codecs = CodecInfo::default();
             push_entry(&mut st.ring, Entry::Unpublished);
         }
         self.stream.notify.notify_waiters();

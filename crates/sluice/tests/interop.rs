@@ -15,6 +15,9 @@ fn ffmpeg_publish_ffprobe_play() {
     wait_published(&server, "cam");
     let streams = ffprobe_streams(&server.url("cam"));
     assert_eq!(streams, vec!["aac".to_string(), "h264,640,360".to_string()], "log:\n{}", server.log());
+    // The sequence headers were parsed for stats and logs.
+    let log = server.log();
+    assert!(log.contains("video: H264") && log.contains("640x360") && log.contains("audio: AAC 44100 Hz"), "{log}");
 }
 
 #[test]

@@ -246,3 +246,52 @@ async fn sigterm_ends_streams_cleanly() {
     assert!(status.success(), "sluice exits 0 on SIGTERM: {status:?}");
     assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.UnpublishNotify");
 }
+
+#[tokio::test]
+async fn applications_are_separate_namespaces() {
+    let server = Server::start_with("", "application live { live on; } application other { live on; }");
+    let mut a = publisher(&server, "same").await;
+    let mut b = RtmpClient::connect(server.addr(), "other", Role::Publish("same".into())).await.unwrap();
+    assert_eq!(b.next_status().await.unwrap(), "NetStream.Publish.Start", "same name in another app is free");
+    let mut p = RtmpClient::connect(server.addr(), "other", Role::Play("same".into())).await.unwrap();
+    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.Start");
+    a.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    a.send_media(MediaKind::Video, 0, &avc_frame(true, 1, 100)).await.unwrap();
+    b.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    b.send_media(MediaKind::Video, 0, &avc_frame(true, 2, 100)).await.unwrap();
+    let (_, videos) = first_video(&mut p).await;
+    assert_eq!(&videos[1][5..9], &2u32.to_be_bytes(), "player of other/same gets other's frames");
+}
+
+#[tokio::test]
+async fn malformed_input_closes_only_that_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start("");
+    let mut publ = publisher(&server, "ok").await;
+    let mut p = player(&server, "ok").await;
+    // A client that completes a simple handshake, then sends a continuation chunk with no header.
+    let mut bad = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut hello = vec![3u8];
+    hello.extend_from_slice(&[0u8; 1536]);
+    bad.write_all(&hello).await.unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    bad.read_exact(&mut s0s1s2).await.unwrap();
+    bad.write_all(&[0u8; 1536]).await.unwrap();
+    bad.write_all(&[0xC9, 1, 2, 3, 4]).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "server closes the malformed connection");
+    // And an HTTP request on the RTMP port.
+    let mut http = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), http.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "server closes a non-RTMP connection");
+    // Everyone else is unaffected.
+    publ.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    publ.send_media(MediaKind::Video, 0, &avc_frame(true, 3, 100)).await.unwrap();
+    let (_, videos) = first_video(&mut p).await;
+    assert_eq!(&videos[1][5..9], &3u32.to_be_bytes());
+    let log = server.log();
+    assert!(log.contains("chunk stream 9 has no previous header"), "error names what was wrong:\n{log}");
+    assert!(log.contains("unsupported RTMP handshake version 71"), "{log}");
+}
