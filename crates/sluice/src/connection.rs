@@ -46,6 +46,7 @@ struct Conn {
     playing: Option<Playing>,
     /// Bytes to write, in order: session replies, then media.
     pending: Vec<Bytes>,
+    started: Instant,
     last_recv: Instant,
     ping_sent: Option<Instant>,
     closing: bool,
@@ -75,6 +76,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         publishing: None,
         playing: None,
         pending: Vec::new(),
+        started: Instant::now(),
         last_recv: Instant::now(),
         ping_sent: None,
         closing: false,
@@ -124,9 +126,7 @@ impl Conn {
 
     /// Write everything pending, giving up on a peer that accepts nothing for `timeout`.
     async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
-        if self.session.has_output() {
-            self.pending.insert(0, self.session.take_output());
-        }
+        self.drain_session();
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -135,6 +135,20 @@ impl Conn {
             Ok(r) => r.map_err(Into::into),
             Err(_) => anyhow::bail!("write timed out after {timeout:?}"),
         }
+    }
+
+    /// Move the session's replies into the write queue, keeping them in order with media.
+    fn drain_session(&mut self) {
+        if self.session.has_output() {
+            self.pending.push(self.session.take_output());
+        }
+    }
+
+    /// Queue a media frame for the player, after any replies queued before it.
+    fn push_media(&mut self, frame: &Frame, stream_id: u32) {
+        self.drain_session();
+        let chunks = self.chunks(frame, stream_id);
+        self.pending.push(chunks);
     }
 
     fn handle(&mut self, ev: ServerEvent) {
@@ -272,7 +286,7 @@ impl Conn {
         let frames = pack.metadata.iter().chain(&pack.video_header).chain(&pack.audio_header).chain(&pack.gop);
         for f in frames {
             if playing.gate.admit(f, has_video) {
-                self.pending.push(self.chunks(f, playing.stream_id));
+                self.push_media(f, playing.stream_id);
             }
         }
     }
@@ -312,7 +326,7 @@ impl Conn {
             match entry {
                 Entry::Frame(f) => {
                     if playing.gate.admit(&f, has_video) {
-                        self.pending.push(self.chunks(&f, playing.stream_id));
+                        self.push_media(&f, playing.stream_id);
                     }
                 }
                 Entry::Published => self.on_stream_published(&mut playing),
@@ -363,6 +377,13 @@ impl Conn {
     fn on_tick(&mut self) -> anyhow::Result<()> {
         let core = &self.ctx.conf.core;
         let now = Instant::now();
+        if self.app.is_none() {
+            // No pings before connect (the handshake may not even be done): just a deadline.
+            if now.duration_since(self.started) >= core.timeout {
+                anyhow::bail!("no connect within {:?} (timeout)", core.timeout);
+            }
+            return Ok(());
+        }
         if let Some(sent) = self.ping_sent {
             if now.duration_since(sent) >= core.ping_timeout {
                 anyhow::bail!("no reply to ping within {:?}", core.ping_timeout);

@@ -295,3 +295,21 @@ async fn malformed_input_closes_only_that_connection() {
     assert!(log.contains("chunk stream 9 has no previous header"), "error names what was wrong:\n{log}");
     assert!(log.contains("unsupported RTMP handshake version 71"), "{log}");
 }
+
+#[tokio::test]
+async fn silent_clients_are_dropped_by_timeout_and_ping() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start_with("timeout 1s; ping 1s; ping_timeout 1s;", "application live { live on; }");
+    // Connects and never says anything: dropped after `timeout`.
+    let mut mute = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    // Plays, then never reads or answers pings again: dropped after `ping` + `ping_timeout`.
+    let mut deaf = player(&server, "quiet").await.into_socket();
+    let start = Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(6), mute.read_to_end(&mut sink)).await.expect("mute client dropped").ok();
+    tokio::time::timeout(Duration::from_secs(6), deaf.read_to_end(&mut sink)).await.expect("deaf client dropped").ok();
+    assert!(start.elapsed() >= Duration::from_millis(900), "not before the timeout: {:?}", start.elapsed());
+    let log = server.log();
+    assert!(log.contains("no connect within 1s"), "{log}");
+    assert!(log.contains("no reply to ping within 1s"), "{log}");
+}
