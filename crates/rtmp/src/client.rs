@@ -129,7 +129,15 @@ impl ClientSession {
 
     /// Feed socket input, collecting events.
     pub fn feed(&mut self, input: &mut BytesMut, events: &mut Vec<ClientEvent>) -> Result<(), SessionError> {
-        self.received += input.len() as u64;
+        let before = input.len();
+        let result = self.feed_inner(input, events);
+        // Count what was consumed: bytes left in `input` arrive again with the next call.
+        self.received += (before - input.len()) as u64;
+        self.maybe_ack();
+        result
+    }
+
+    fn feed_inner(&mut self, input: &mut BytesMut, events: &mut Vec<ClientEvent>) -> Result<(), SessionError> {
         if let State::Handshake(hs) = &mut self.state {
             self.scratch.clear();
             let status = hs.feed(input, &mut self.scratch)?;
@@ -142,11 +150,26 @@ impl ClientSession {
         while let Some(msg) = self.decoder.read(input)? {
             self.handle_message(msg, events)?;
         }
+        Ok(())
+    }
+
+    /// Count `n` bytes received but discarded unparsed (a drain-only load-test player), still
+    /// acknowledging them as the protocol requires.
+    pub fn skip_received(&mut self, n: usize) {
+        self.received += n as u64;
+        self.maybe_ack();
+    }
+
+    /// Bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received
+    }
+
+    fn maybe_ack(&mut self) {
         if self.peer_window > 0 && self.received - self.acked >= self.peer_window as u64 {
             self.acked = self.received;
             message::ack(&mut self.out, self.received as u32);
         }
-        Ok(())
     }
 
     /// Send a media message on the published stream (encoded with our chunk size).

@@ -223,7 +223,15 @@ impl ServerSession {
 
     /// Feed bytes from the socket: `input` is consumed as far as complete chunks allow.
     pub fn feed(&mut self, input: &mut BytesMut, events: &mut Vec<ServerEvent>) -> Result<(), SessionError> {
-        self.received += input.len() as u64;
+        let before = input.len();
+        let result = self.feed_inner(input, events);
+        // Count what was consumed: bytes left in `input` arrive again with the next call.
+        self.received += (before - input.len()) as u64;
+        self.maybe_ack();
+        result
+    }
+
+    fn feed_inner(&mut self, input: &mut BytesMut, events: &mut Vec<ServerEvent>) -> Result<(), SessionError> {
         if let State::Handshake(hs) = &mut self.state {
             self.scratch.clear();
             let status = hs.feed(input, &mut self.scratch)?;
@@ -236,7 +244,6 @@ impl ServerSession {
         while let Some(msg) = self.decoder.read(input)? {
             self.handle_message(msg, events)?;
         }
-        self.maybe_ack();
         Ok(())
     }
 

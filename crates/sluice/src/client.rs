@@ -100,6 +100,14 @@ impl RtmpClient {
         self.flush().await
     }
 
+    /// Take the socket and session apart, e.g. to drain media without parsing it. Bytes already
+    /// read but not yet parsed are counted as received.
+    pub fn into_parts(mut self) -> (TcpStream, ClientSession) {
+        let leftover = self.buf.len();
+        self.session.skip_received(leftover);
+        (self.socket, self.session)
+    }
+
     /// The raw socket, e.g. to stop reading in a slow-player test.
     pub fn into_socket(self) -> TcpStream {
         self.socket

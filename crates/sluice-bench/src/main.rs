@@ -1,0 +1,331 @@
+//! `sluice-bench [OPTIONS] URL`: see `--help`.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sluice_bench::players::{self, state, PlayerStats, ProbeResult, PublishStats, Target};
+use sluice_bench::procstat::{rss_kib, CpuMeter};
+use sluice_bench::report::{self, Latency, Report, Step, Ttff};
+use sluice_bench::source::{FlvSource, Source, SyntheticSource};
+
+const USAGE: &str = "\
+Usage: sluice-bench [OPTIONS] rtmp://HOST[:PORT]/APP/STREAM
+
+Publishes a stream to URL and plays it with many players; reports how many kept up.
+
+Options:
+  --flv FILE             replay this FLV in real time, looping (default: synthetic stream)
+  --bitrate BPS          synthetic stream bitrate, e.g. 2500k (default 2500k)
+  --fps N                synthetic frame rate (default 30)
+  --gop SECS             synthetic keyframe interval (default 2)
+  --players N            one step with N players (default 100)
+  --ramp START,STEP,MAX  add STEP players per step from START until a step fails or MAX
+  --step-secs S          seconds each step is measured after its players joined (default 20)
+  --join-secs S          seconds over which a step's new players connect (default 5)
+  --probes N             fully parsing probe players per step (default 20)
+  --server-pid PID       report the server's CPU % and RSS from /proc/PID
+  --label NAME           name in the report (default: the URL)
+  --json FILE            also write the report as JSON
+  --no-publish           only play; someone else publishes (keep-up is then judged against the probes)
+  -h, --help             this help";
+
+struct Options {
+    target: Target,
+    url: String,
+    flv: Option<PathBuf>,
+    bitrate: u64,
+    fps: u32,
+    gop_secs: f64,
+    steps: Vec<usize>,
+    step_secs: u64,
+    join_secs: f64,
+    probes: usize,
+    server_pid: Option<String>,
+    label: Option<String>,
+    json: Option<PathBuf>,
+    publish: bool,
+}
+
+fn parse_rate(s: &str) -> anyhow::Result<u64> {
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (s, 1),
+    };
+    Ok(num.parse::<f64>().with_context(|| format!("bad rate \"{s}\""))? as u64 * mult)
+}
+
+fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let rest = url.strip_prefix("rtmp://").with_context(|| format!("URL must start with rtmp://: {url}"))?;
+    let mut parts = rest.splitn(3, '/');
+    let host = parts.next().unwrap_or_default();
+    let app = parts.next().filter(|a| !a.is_empty()).with_context(|| format!("URL has no application: {url}"))?;
+    let stream = parts.next().filter(|s| !s.is_empty()).with_context(|| format!("URL has no stream name: {url}"))?;
+    let host = if host.contains(':') && !host.ends_with(']') { host.to_string() } else { format!("{host}:1935") };
+    let addr = host.to_socket_addrs()?.next().with_context(|| format!("cannot resolve {host}"))?;
+    Ok(Target { addr, app: app.into(), stream: stream.into() })
+}
+
+fn parse_ramp(s: &str) -> anyhow::Result<Vec<usize>> {
+    let v: Vec<usize> = s.split(',').map(str::parse).collect::<Result<_, _>>().context("--ramp START,STEP,MAX")?;
+    let [start, step, max] = v[..] else { bail!("--ramp takes START,STEP,MAX") };
+    if start == 0 || step == 0 || max < start {
+        bail!("--ramp needs START > 0, STEP > 0, MAX >= START");
+    }
+    Ok((0..).map(|i| start + i * step).take_while(|&n| n <= max).collect())
+}
+
+fn parse_args() -> anyhow::Result<Option<Options>> {
+    let mut args = std::env::args().skip(1);
+    let mut url = None;
+    let mut o = Options {
+        target: Target { addr: ([127, 0, 0, 1], 1935).into(), app: String::new(), stream: String::new() },
+        url: String::new(),
+        flv: None,
+        bitrate: 2_500_000,
+        fps: 30,
+        gop_secs: 2.0,
+        steps: vec![100],
+        step_secs: 20,
+        join_secs: 5.0,
+        probes: 20,
+        server_pid: None,
+        label: None,
+        json: None,
+        publish: true,
+    };
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "--flv" => o.flv = Some(value()?.into()),
+            "--bitrate" => o.bitrate = parse_rate(&value()?)?,
+            "--fps" => o.fps = value()?.parse()?,
+            "--gop" => o.gop_secs = value()?.parse()?,
+            "--players" => o.steps = vec![value()?.parse()?],
+            "--ramp" => o.steps = parse_ramp(&value()?)?,
+            "--step-secs" => o.step_secs = value()?.parse()?,
+            "--join-secs" => o.join_secs = value()?.parse()?,
+            "--probes" => o.probes = value()?.parse()?,
+            "--server-pid" => o.server_pid = Some(value()?),
+            "--label" => o.label = Some(value()?),
+            "--json" => o.json = Some(value()?.into()),
+            "--no-publish" => o.publish = false,
+            other if other.starts_with("rtmp://") => url = Some(other.to_string()),
+            other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
+        }
+    }
+    let url = url.with_context(|| format!("no URL given\n\n{USAGE}"))?;
+    o.target = parse_url(&url)?;
+    o.url = url;
+    Ok(Some(o))
+}
+
+fn main() {
+    match parse_args() {
+        Ok(Some(o)) => {
+            if let Err(e) = run(o) {
+                eprintln!("sluice-bench: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("sluice-bench: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Allow as many sockets as the hard limit permits.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn run(o: Options) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let source: Box<dyn Source + Send> = match &o.flv {
+        Some(path) => Box::new(FlvSource::open(path)?),
+        None => Box::new(SyntheticSource::new(o.bitrate, o.fps, (o.gop_secs * o.fps as f64).round().max(1.0) as u32)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pub_stats = Arc::new(PublishStats::default());
+    let publisher =
+        o.publish.then(|| players::spawn_publisher(o.target.clone(), source, pub_stats.clone(), stop.clone()));
+    let report = rt.block_on(ramp(&o, &pub_stats));
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = publisher {
+        let _ = p.join();
+    }
+    let report = report?;
+    print!("{}", report::table(&report));
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Report> {
+    if o.publish {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pub_stats.live.load(Ordering::Relaxed) {
+            if let Some(e) = pub_stats.error.lock().unwrap().clone() {
+                bail!("publisher: {e}");
+            }
+            if Instant::now() > deadline {
+                bail!("publisher did not start within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let the GOP cache fill so players can start at once.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let mut report = Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), ..Report::default() };
+    let mut players: Vec<Arc<PlayerStats>> = Vec::new();
+    for &n in &o.steps {
+        join_players(o, &mut players, n).await;
+        let step = measure(o, &players, pub_stats).await?;
+        eprintln!(
+            "step {n}: connected {} failed {} kept up {} -> {}",
+            step.connected,
+            step.failed,
+            step.kept_up,
+            if step.passed { "pass" } else { "FAIL" }
+        );
+        let passed = step.passed;
+        if passed {
+            report.max_passed = n;
+        }
+        report.steps.push(step);
+        if !passed {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize) {
+    let new = n.saturating_sub(players.len());
+    if new == 0 {
+        return;
+    }
+    let gap = Duration::from_secs_f64(o.join_secs / new as f64);
+    let start = Instant::now();
+    for i in 0..new {
+        let stats = Arc::new(PlayerStats::default());
+        tokio::spawn(players::bulk_player(o.target.clone(), stats.clone()));
+        players.push(stats);
+        tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
+    }
+    eprintln!("joined {new} players ({} in all) in {:.1} s", players.len(), start.elapsed().as_secs_f64());
+    // Give the last ones time to start playing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+async fn measure(o: &Options, players: &[Arc<PlayerStats>], pub_stats: &PublishStats) -> anyhow::Result<Step> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes: Vec<Arc<Mutex<ProbeResult>>> = (0..o.probes).map(|_| Arc::default()).collect();
+    for p in &probes {
+        tokio::spawn(players::probe_player(o.target.clone(), p.clone(), stop.clone()));
+    }
+    let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
+    let mut tool_cpu = CpuMeter::new("self");
+    let mut published = Vec::new();
+    let mut received: Vec<Vec<u64>> = vec![Vec::new(); players.len()];
+    let mut probe_bytes = Vec::new();
+    let start = Instant::now();
+    for sec in 0..=o.step_secs {
+        tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
+        published.push(pub_stats.bytes.load(Ordering::Relaxed));
+        probe_bytes.push(probes.first().map_or(0, |p| p.lock().unwrap().bytes));
+        for (r, p) in received.iter_mut().zip(players) {
+            r.push(p.bytes.load(Ordering::Relaxed));
+        }
+        if sec > 0 && sec % 5 == 0 {
+            let playing = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::PLAYING).count();
+            eprintln!("  {}s: {playing}/{} playing", sec, players.len());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reference = if o.publish { &published } else { &probe_bytes };
+    let failed = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::FAILED).count();
+    let connected = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::PLAYING).count();
+    let kept_up = received.iter().filter(|r| report::kept_up(r, reference)).count();
+    let secs = o.step_secs.max(1) as f64;
+    let delta = |v: &[u64]| v.last().copied().unwrap_or(0).saturating_sub(v.first().copied().unwrap_or(0));
+    let publish_mbps = delta(reference) as f64 * 8.0 / secs / 1e6;
+    let player_mbps = if received.is_empty() {
+        0.0
+    } else {
+        received.iter().map(|r| delta(r)).sum::<u64>() as f64 * 8.0 / secs / 1e6 / received.len() as f64
+    };
+    let mut step = Step {
+        players: players.len(),
+        connected,
+        failed,
+        kept_up,
+        publish_mbps,
+        player_mbps,
+        server_cpu_pct: server_cpu.as_mut().and_then(CpuMeter::lap),
+        server_rss_kb: o.server_pid.as_deref().and_then(rss_kib),
+        tool_cpu_pct: tool_cpu.lap(),
+        ..Step::default()
+    };
+    summarize_probes(&mut step, &probes);
+    if let Some(e) = pub_stats_error(pub_stats) {
+        bail!("publisher: {e}");
+    }
+    step.passed = kept_up as f64 >= players.len() as f64 * report::PASS_SHARE
+        && step.latency_ms.p99 <= report::PASS_P99_MS
+        && step.probes_headers_first > 0;
+    Ok(step)
+}
+
+fn pub_stats_error(s: &PublishStats) -> Option<String> {
+    s.error.lock().unwrap().clone()
+}
+
+fn summarize_probes(step: &mut Step, probes: &[Arc<Mutex<ProbeResult>>]) {
+    let results: Vec<ProbeResult> = probes.iter().map(|p| p.lock().unwrap().clone()).collect();
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let mut lat: Vec<f64> = results.iter().flat_map(|r| r.latencies_us.iter().map(|&u| u as f64 / 1000.0)).collect();
+    let mut video: Vec<f64> = results.iter().filter_map(|r| ms(r.first_video)).collect();
+    let mut key: Vec<f64> = results.iter().filter_map(|r| ms(r.first_key)).collect();
+    for v in [&mut lat, &mut video, &mut key] {
+        v.sort_by(f64::total_cmp);
+    }
+    step.latency_ms = Latency {
+        p50: report::quantile(&lat, 0.5),
+        p99: report::quantile(&lat, 0.99),
+        max: lat.last().copied().unwrap_or(0.0),
+    };
+    step.ttff_ms = Ttff {
+        video_p50: report::quantile(&video, 0.5),
+        video_p99: report::quantile(&video, 0.99),
+        key_p50: report::quantile(&key, 0.5),
+        key_p99: report::quantile(&key, 0.99),
+    };
+    step.probes = results.len();
+    step.probes_headers_first = results.iter().filter(|r| r.headers_first && r.error.is_none()).count();
+    step.stalls = results.iter().map(|r| r.stalls).sum();
+    for r in results.iter().filter_map(|r| r.error.as_ref()) {
+        eprintln!("  probe failed: {r}");
+    }
+}

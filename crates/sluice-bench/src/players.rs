@@ -1,0 +1,271 @@
+//! The load: one publisher on its own thread, bulk players that only drain and count bytes, and
+//! probe players that parse everything to measure time to first frame and latency.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rtmp::{ClientEvent, MediaKind, Role};
+use sluice::client::RtmpClient;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+use crate::sei;
+use crate::source::Source;
+
+/// Bytes a bulk player's socket must hold before it wakes up: fewer wake-ups keep the tool light.
+const RCVLOWAT: libc::c_int = 64 * 1024;
+/// A gap between video messages longer than this counts as a stall.
+const STALL: Duration = Duration::from_millis(500);
+/// How long a player may take to get `NetStream.Play.Start`.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where to publish and play.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// Application.
+    pub app: String,
+    /// Stream name.
+    pub stream: String,
+}
+
+/// Wall-clock microseconds since the Unix epoch (the clock SEI stamps use).
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
+}
+
+/// What the publisher has sent.
+#[derive(Default)]
+pub struct PublishStats {
+    /// Payload bytes sent.
+    pub bytes: AtomicU64,
+    /// Frames sent.
+    pub frames: AtomicU64,
+    /// Publish.Start received.
+    pub live: AtomicBool,
+    /// Why publishing failed.
+    pub error: Mutex<Option<String>>,
+}
+
+/// Run the publisher on its own thread (so thousands of player tasks never delay it) until `stop`.
+pub fn spawn_publisher(
+    target: Target,
+    mut source: Box<dyn Source + Send>,
+    stats: Arc<PublishStats>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        if let Err(e) = rt.block_on(publish(target, source.as_mut(), &stats, &stop)) {
+            *stats.error.lock().unwrap() = Some(format!("{e:#}"));
+        }
+    })
+}
+
+async fn publish(
+    target: Target,
+    source: &mut dyn Source,
+    stats: &PublishStats,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut c = RtmpClient::connect(target.addr, &target.app, Role::Publish(target.stream.clone())).await?;
+    let code = c.next_status().await?;
+    anyhow::ensure!(code == "NetStream.Publish.Start", "publish refused: {code}");
+    stats.live.store(true, Ordering::Relaxed);
+    let mut nal_len = 4;
+    for h in source.headers() {
+        if h.kind == MediaKind::Video {
+            nal_len = sei::nal_length_size(&h.payload).unwrap_or(4);
+        }
+        c.send_media(h.kind, h.timestamp, &h.payload).await?;
+    }
+    let start = Instant::now();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let f = source.next_frame();
+        tokio::time::sleep_until((start + Duration::from_millis(f.timestamp as u64)).into()).await;
+        let payload = match f.kind {
+            MediaKind::Video if !f.header => {
+                seq += 1;
+                sei::stamp_avc(&f.payload, nal_len, now_us(), seq).unwrap_or(f.payload)
+            }
+            _ => f.payload,
+        };
+        c.send_media(f.kind, f.timestamp, &payload).await?;
+        stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        stats.frames.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Player states.
+pub mod state {
+    /// Handshake/connect/play in progress.
+    pub const JOINING: u8 = 0;
+    /// Receiving media.
+    pub const PLAYING: u8 = 1;
+    /// Could not start, or was disconnected.
+    pub const FAILED: u8 = 2;
+}
+
+/// A player's counters, read by the sampler.
+#[derive(Default)]
+pub struct PlayerStats {
+    /// Bytes received.
+    pub bytes: AtomicU64,
+    /// One of [`state`].
+    pub state: AtomicU8,
+}
+
+/// A bulk player: handshake and play with the real client, then drain with `recv(MSG_TRUNC)` so
+/// the kernel discards the data without copying it, still sending Acknowledgements.
+pub async fn bulk_player(target: Target, stats: Arc<PlayerStats>) {
+    if let Err(_e) = drain(target, &stats).await {
+        stats.state.store(state::FAILED, Ordering::Relaxed);
+    }
+}
+
+async fn start_play(target: &Target) -> anyhow::Result<RtmpClient> {
+    let mut c = RtmpClient::connect(target.addr, &target.app, Role::Play(target.stream.clone())).await?;
+    let started = tokio::time::timeout(START_TIMEOUT, async {
+        loop {
+            match c.next_event().await? {
+                ClientEvent::Status { code, .. } if code == "NetStream.Play.Start" => return Ok(()),
+                ClientEvent::Status { level, code, .. } if level == "error" => anyhow::bail!("{code}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    started.map_err(|_| anyhow::anyhow!("no NetStream.Play.Start within {START_TIMEOUT:?}"))??;
+    Ok(c)
+}
+
+async fn drain(target: Target, stats: &PlayerStats) -> anyhow::Result<()> {
+    let c = start_play(&target).await?;
+    let (mut socket, mut session) = c.into_parts();
+    set_rcvlowat(&socket);
+    stats.state.store(state::PLAYING, Ordering::Relaxed);
+    stats.bytes.store(session.bytes_received(), Ordering::Relaxed);
+    loop {
+        socket.readable().await?;
+        let n = match socket.try_io(Interest::READABLE, || recv_discard(&socket)) {
+            Ok(0) => anyhow::bail!("closed by server"),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        };
+        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        session.skip_received(n);
+        let out = session.take_output();
+        if !out.is_empty() {
+            socket.write_all(&out).await?;
+        }
+    }
+}
+
+fn set_rcvlowat(socket: &TcpStream) {
+    let fd = socket.as_raw_fd();
+    // SAFETY: setsockopt on a valid socket fd with a pointer to a live c_int of the stated size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            &RCVLOWAT as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Discard up to 1 MiB of queued data; returns how much there was.
+fn recv_discard(socket: &TcpStream) -> std::io::Result<usize> {
+    // SAFETY: with MSG_TRUNC on TCP, Linux discards the data and never writes to the (null) buffer.
+    let n =
+        unsafe { libc::recv(socket.as_raw_fd(), std::ptr::null_mut(), 1 << 20, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// What a probe player observed.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeResult {
+    /// Connect → first video message.
+    pub first_video: Option<Duration>,
+    /// Connect → first video keyframe (coded, not the sequence header).
+    pub first_key: Option<Duration>,
+    /// The first video message was a sequence header and the first coded frame a keyframe.
+    pub headers_first: bool,
+    /// Publish-to-play latencies from SEI stamps, in microseconds.
+    pub latencies_us: Vec<u64>,
+    /// Gaps between video messages longer than [`STALL`].
+    pub stalls: u32,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A probe player: parses everything until `stop`, recording into `out`.
+pub async fn probe_player(target: Target, out: Arc<Mutex<ProbeResult>>, stop: Arc<AtomicBool>) {
+    if let Err(e) = probe(target, &out, &stop).await {
+        out.lock().unwrap().error = Some(format!("{e:#}"));
+    }
+}
+
+async fn probe(target: Target, out: &Mutex<ProbeResult>, stop: &AtomicBool) -> anyhow::Result<()> {
+    let connect = Instant::now();
+    let joined_us = now_us();
+    let mut c = start_play(&target).await?;
+    let mut nal_len = 4;
+    let mut last_video: Option<Instant> = None;
+    let mut seen_video = false;
+    let mut seen_coded = false;
+    while !stop.load(Ordering::Relaxed) {
+        let ev = match tokio::time::timeout(Duration::from_millis(200), c.next_event()).await {
+            Ok(ev) => ev?,
+            Err(_) => continue,
+        };
+        let ClientEvent::Media { kind: MediaKind::Video, payload, .. } = ev else { continue };
+        let now = Instant::now();
+        let mut r = out.lock().unwrap();
+        r.bytes += payload.len() as u64;
+        let header = flv::parse_video(&payload).ok();
+        let is_seq = header.as_ref().is_some_and(|h| h.is_sequence_header());
+        let is_key = header.as_ref().is_some_and(|h| h.is_keyframe()) && !is_seq;
+        if !seen_video {
+            seen_video = true;
+            r.first_video = Some(now - connect);
+            r.headers_first = is_seq;
+        }
+        if is_seq {
+            nal_len = sei::nal_length_size(&payload).unwrap_or(4);
+            continue;
+        }
+        if !seen_coded {
+            seen_coded = true;
+            r.headers_first &= is_key;
+        }
+        if is_key && r.first_key.is_none() {
+            r.first_key = Some(now - connect);
+        }
+        if last_video.is_some_and(|t| now - t > STALL) {
+            r.stalls += 1;
+        }
+        last_video = Some(now);
+        if let Some((sent_us, _seq)) = sei::read_avc(&payload, nal_len) {
+            // Frames from the GOP cache were sent before this probe joined: not latency.
+            if sent_us >= joined_us {
+                r.latencies_us.push(now_us().saturating_sub(sent_us));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Turning samples into a per-step verdict and a report (table and JSON).
+
+use serde::Serialize;
+
+/// A player kept up when it received at least this share of what was published over the step...
+pub const KEEP_UP_TOTAL: f64 = 0.97;
+/// ...and at least this share in its worst window of [`WINDOW_SECS`].
+pub const KEEP_UP_WINDOW: f64 = 0.90;
+/// Window length for the worst-window check, in samples (one a second).
+pub const WINDOW_SECS: usize = 5;
+/// A step passes when at least this share of players kept up...
+pub const PASS_SHARE: f64 = 0.99;
+/// ...and probe latency p99 stays under this many milliseconds.
+pub const PASS_P99_MS: f64 = 1000.0;
+
+/// Percentiles in milliseconds.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// Time to first frame in milliseconds.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Ttff {
+    /// Connect → first video message, median.
+    pub video_p50: f64,
+    /// Connect → first video message, 99th percentile.
+    pub video_p99: f64,
+    /// Connect → first keyframe, median.
+    pub key_p50: f64,
+    /// Connect → first keyframe, 99th percentile.
+    pub key_p99: f64,
+}
+
+/// One step of a ramp.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Step {
+    /// Players asked for.
+    pub players: usize,
+    /// Players playing at the end of the step.
+    pub connected: usize,
+    /// Players that failed to start or were disconnected.
+    pub failed: usize,
+    /// Players that kept up.
+    pub kept_up: usize,
+    /// The verdict.
+    pub passed: bool,
+    /// Publish-to-play latency seen by the probes.
+    pub latency_ms: Latency,
+    /// Time to first frame seen by the probes.
+    pub ttff_ms: Ttff,
+    /// Probes whose first video was the sequence header followed by a keyframe.
+    pub probes_headers_first: usize,
+    /// Probes that ran.
+    pub probes: usize,
+    /// Stalls (video gaps > 500 ms) seen by the probes.
+    pub stalls: u32,
+    /// Published rate over the step, Mbit/s.
+    pub publish_mbps: f64,
+    /// Mean received rate per player, Mbit/s.
+    pub player_mbps: f64,
+    /// Server CPU, % of one core.
+    pub server_cpu_pct: Option<f64>,
+    /// Server resident memory, KiB.
+    pub server_rss_kb: Option<u64>,
+    /// This tool's CPU, % of one core.
+    pub tool_cpu_pct: Option<f64>,
+}
+
+/// The whole run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    /// Name given with `--label`.
+    pub label: String,
+    /// Largest player count of a passed step (0 if none passed).
+    pub max_passed: usize,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+}
+
+/// Did one player keep up? `player` and `published` are cumulative byte counts sampled once a
+/// second over the step.
+pub fn kept_up(player: &[u64], published: &[u64]) -> bool {
+    let n = player.len().min(published.len());
+    if n < 2 {
+        return false;
+    }
+    let share = |a: usize, b: usize| {
+        let p = published[b].saturating_sub(published[a]) as f64;
+        if p == 0.0 {
+            1.0
+        } else {
+            player[b].saturating_sub(player[a]) as f64 / p
+        }
+    };
+    if share(0, n - 1) < KEEP_UP_TOTAL {
+        return false;
+    }
+    let w = WINDOW_SECS.min(n - 1);
+    (0..n - w).all(|i| share(i, i + w) >= KEEP_UP_WINDOW)
+}
+
+/// The `q` quantile (0..=1) of sorted values; 0 when empty.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Render the report as a text table.
+pub fn table(report: &Report) -> String {
+    let mut out = format!("sluice-bench report: {}\n", report.label);
+    out += "players  connected  failed  kept_up  pass  lat_p50  lat_p99  lat_max  ttff_v50  ttff_k50  ttff_k99  srv_cpu%  srv_rss_MiB  tool_cpu%  Mbit/s/player\n";
+    for s in &report.steps {
+        let cpu = s.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}"));
+        let rss = s.server_rss_kb.map_or("-".into(), |r| format!("{:.1}", r as f64 / 1024.0));
+        let tool = s.tool_cpu_pct.map_or("-".into(), |c| format!("{c:.0}"));
+        out += &format!(
+            "{:>7}  {:>9}  {:>6}  {:>7}  {:>4}  {:>7.1}  {:>7.1}  {:>7.1}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8}  {:>11}  {:>9}  {:>13.2}\n",
+            s.players,
+            s.connected,
+            s.failed,
+            s.kept_up,
+            if s.passed { "yes" } else { "NO" },
+            s.latency_ms.p50,
+            s.latency_ms.p99,
+            s.latency_ms.max,
+            s.ttff_ms.video_p50,
+            s.ttff_ms.key_p50,
+            s.ttff_ms.key_p99,
+            cpu,
+            rss,
+            tool,
+            s.player_mbps,
+        );
+    }
+    out += &format!("max players kept up: {}\n", report.max_passed);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_up_needs_total_and_every_window() {
+        let published: Vec<u64> = (0..=20).map(|i| i * 1000).collect();
+        assert!(kept_up(&published, &published));
+        let behind: Vec<u64> = published.iter().map(|b| b * 95 / 100).collect();
+        assert!(!kept_up(&behind, &published), "95% total is not enough");
+        // All bytes in the end, but nothing for 6 s in the middle: a stall.
+        let mut stalled = published.clone();
+        for s in stalled.iter_mut().take(14).skip(6) {
+            *s = 5000;
+        }
+        *stalled.last_mut().unwrap() = 20_000;
+        assert!(!kept_up(&stalled, &published));
+    }
+
+    #[test]
+    fn quantiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 51.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+}

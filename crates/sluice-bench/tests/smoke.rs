@@ -1,0 +1,47 @@
+//! The 20-second smoke run of the load tool against an in-process sluice: 200 players must all
+//! get the stream. It checks the tool and the fan-out for correctness, not speed.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sluice::config::Config;
+use tokio_util::sync::CancellationToken;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn two_hundred_players_all_keep_up() {
+    let port = free_port();
+    let conf = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+    let config = Config::parse(&conf, "smoke.conf").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = rt.spawn(sluice::app::run(config, shutdown.clone()));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let json = std::env::temp_dir().join(format!("sluice-bench-smoke-{port}.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["--players", "200", "--step-secs", "10", "--join-secs", "3", "--probes", "5", "--bitrate", "800k"])
+        .args(["--label", "smoke", "--json"])
+        .arg(&json)
+        .arg(format!("rtmp://127.0.0.1:{port}/live/smoke"))
+        .output()
+        .unwrap();
+    shutdown.cancel();
+    let _ = rt.block_on(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sluice-bench failed:\n{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let step = &report["steps"][0];
+    assert_eq!(step["players"], 200, "{stdout}");
+    assert_eq!(step["failed"], 0, "{stdout}\n{stderr}");
+    assert_eq!(step["kept_up"], 200, "every player got the whole stream:\n{stdout}\n{stderr}");
+    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{stdout}");
+    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{stdout}");
+    assert!(step["publish_mbps"].as_f64().unwrap() > 0.6, "{stdout}");
+    assert_eq!(report["max_passed"], 200);
+}
