@@ -84,25 +84,35 @@ pub struct Report {
 }
 
 /// Did one player keep up? `player` and `published` are cumulative byte counts sampled once a
-/// second over the step.
+/// second over the step. A player is compared with what was published over the same window or the
+/// window one sample earlier, whichever it matches better: a keyframe published just before a
+/// sample is still in flight at that instant, and must not count as falling behind.
 pub fn kept_up(player: &[u64], published: &[u64]) -> bool {
     let n = player.len().min(published.len());
     if n < 2 {
         return false;
     }
     let share = |a: usize, b: usize| {
-        let p = published[b].saturating_sub(published[a]) as f64;
-        if p == 0.0 {
-            1.0
-        } else {
-            player[b].saturating_sub(player[a]) as f64 / p
-        }
+        let got = player[b].saturating_sub(player[a]) as f64;
+        let lags = if a >= 1 { &[0, 1][..] } else { &[0][..] };
+        lags.iter()
+            .map(|&lag| {
+                let p = published[b - lag].saturating_sub(published[a - lag]) as f64;
+                if p == 0.0 {
+                    1.0
+                } else {
+                    got / p
+                }
+            })
+            .fold(0.0, f64::max)
     };
-    if share(0, n - 1) < KEEP_UP_TOTAL {
+    // The first sample is the reference point: windows start at 1 so the lagged comparison exists.
+    let first = if n > 2 { 1 } else { 0 };
+    if share(first, n - 1) < KEEP_UP_TOTAL {
         return false;
     }
-    let w = WINDOW_SECS.min(n - 1);
-    (0..n - w).all(|i| share(i, i + w) >= KEEP_UP_WINDOW)
+    let w = WINDOW_SECS.min(n - 1 - first);
+    (first..n - w).all(|i| share(i, i + w) >= KEEP_UP_WINDOW)
 }
 
 /// The `q` quantile (0..=1) of sorted values; 0 when empty.
@@ -162,6 +172,23 @@ mod tests {
         }
         *stalled.last_mut().unwrap() = 20_000;
         assert!(!kept_up(&stalled, &published));
+    }
+
+    #[test]
+    fn keyframe_in_flight_at_a_sample_is_not_falling_behind() {
+        // 100 KB a second, with a 300 KB keyframe published just before sample 10 that the
+        // player receives just after it.
+        let mut published = vec![0u64];
+        let mut player = vec![0u64];
+        for i in 1..=20u64 {
+            let burst = if i >= 10 { 300_000 } else { 0 };
+            published.push(i * 100_000 + burst);
+            player.push(i * 100_000 + if i >= 11 { 300_000 } else { 0 });
+        }
+        assert!(kept_up(&player, &published));
+        // A player that never gets the keyframe does fall behind.
+        let lost: Vec<u64> = (0..=20u64).map(|i| i * 100_000).collect();
+        assert!(!kept_up(&lost, &published));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rtmp::MediaKind;
@@ -22,6 +23,9 @@ use tokio::sync::Notify;
 const MAX_GOP_FRAMES: usize = 4096;
 /// Most bytes the GOP cache keeps, for the same reason.
 const MAX_GOP_BYTES: usize = 64 << 20;
+
+/// Longest an audio frame waits for a video frame to wake subscribers together.
+const MAX_AUDIO_HOLD: Duration = Duration::from_millis(50);
 
 /// One media message from a publisher, stored once and shared by every subscriber.
 #[derive(Debug)]
@@ -113,6 +117,7 @@ struct State {
     has_video: bool,
     publisher: Option<u64>,
     codecs: CodecInfo,
+    last_wake: Instant,
 }
 
 /// What the sequence headers said, for logs and stats.
@@ -161,6 +166,7 @@ impl Stream {
                 has_video: false,
                 publisher: None,
                 codecs: CodecInfo::default(),
+                last_wake: Instant::now(),
             }),
             notify: Notify::new(),
             gop_cache,
@@ -192,12 +198,21 @@ impl Stream {
     pub fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
-        {
+        let now = Instant::now();
+        let wake = {
             let mut st = self.write();
             self.remember(&mut st, &frame);
+            let kind = frame.kind;
             push_entry(&mut st.ring, Entry::Frame(frame));
+            let wake = should_wake(kind, st.has_video, now.saturating_duration_since(st.last_wake));
+            if wake {
+                st.last_wake = now;
+            }
+            wake
+        };
+        if wake {
+            self.notify.notify_waiters();
         }
-        self.notify.notify_waiters();
     }
 
     /// Keep what a new subscriber will need: metadata, sequence headers, the current GOP.
@@ -256,6 +271,14 @@ impl Stream {
     pub fn start_pack(&self) -> StartPack {
         self.read().start.clone()
     }
+}
+
+/// Whether a newly pushed frame wakes the subscribers. Video frames always do. In a stream with
+/// video, audio frames ride along with the next video frame (or wake after [`MAX_AUDIO_HOLD`]):
+/// each player then writes once per video frame instead of once per message, which halves the
+/// system calls of the fan-out without delaying video at all.
+fn should_wake(kind: MediaKind, has_video: bool, since_last_wake: Duration) -> bool {
+    kind != MediaKind::Audio || !has_video || since_last_wake >= MAX_AUDIO_HOLD
 }
 
 fn cache_frame(st: &mut State, frame: &Arc<Frame>) {
@@ -525,6 +548,16 @@ mod tests {
         drop(p);
         let b = sub.try_batch(10);
         assert!(matches!(b.entries[..], [Entry::Frame(_), Entry::Unpublished]));
+    }
+
+    #[test]
+    fn audio_waits_for_video_to_wake_players_but_not_for_long() {
+        let short = Duration::from_millis(10);
+        assert!(should_wake(MediaKind::Video, true, short));
+        assert!(!should_wake(MediaKind::Audio, true, short));
+        assert!(should_wake(MediaKind::Audio, true, MAX_AUDIO_HOLD));
+        assert!(should_wake(MediaKind::Audio, false, short), "audio-only streams wake on audio");
+        assert!(should_wake(MediaKind::Data, true, short));
     }
 
     #[test]
