@@ -24,7 +24,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     for conf in &config.servers {
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
-        let ctx = Arc::new(ServerCtx { conf: conf.clone(), hub: hub.clone(), shutdown: shutdown.clone() });
+        let ctx = Arc::new(ServerCtx::new(conf.clone(), hub.clone(), shutdown.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }

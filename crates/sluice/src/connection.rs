@@ -20,6 +20,10 @@ use crate::server::ServerCtx;
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
 const MAX_BATCH: usize = 64;
+/// Read buffer of a connection that is not publishing (handshake, commands, acks).
+const READ_SMALL: usize = 4096;
+/// Read buffer of a publisher.
+const READ_LARGE: usize = 64 * 1024;
 /// How often timers (ping, idle publisher) are checked.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -41,7 +45,7 @@ struct Conn {
     ctx: Arc<ServerCtx>,
     peer: SocketAddr,
     session: ServerSession,
-    app: Option<AppConf>,
+    app: Option<Arc<AppConf>>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     /// Bytes to write, in order: session replies, then media.
@@ -93,7 +97,8 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
 
 impl Conn {
     async fn serve(&mut self, reader: &mut OwnedReadHalf, writer: &mut OwnedWriteHalf) -> Outcome {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // Players send little: start small and grow only for a publisher's media.
+        let mut buf = BytesMut::with_capacity(READ_SMALL);
         let mut events = Vec::new();
         let mut tick = tokio::time::interval(TICK);
         let shutdown = self.ctx.shutdown.clone();
@@ -113,8 +118,9 @@ impl Conn {
                     for ev in events.drain(..) {
                         self.handle(ev);
                     }
-                    if buf.capacity() - buf.len() < 4096 {
-                        buf.reserve(64 * 1024);
+                    let want = if self.publishing.is_some() { READ_LARGE } else { READ_SMALL };
+                    if buf.capacity() - buf.len() < want / 4 {
+                        buf.reserve(want);
                     }
                 }
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
@@ -164,7 +170,7 @@ impl Conn {
     }
 
     fn on_connect(&mut self, info: ConnectInfo) {
-        let app = self.ctx.conf.apps.iter().find(|a| a.name == info.app).cloned();
+        let app = self.ctx.apps.iter().find(|a| a.name == info.app).cloned();
         match app {
             Some(app) => {
                 tracing::info!(client = %self.peer, app = %info.app, tc_url = %info.tc_url, flash_ver = %info.flash_ver, "connect");

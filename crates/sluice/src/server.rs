@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ServerConf;
+use crate::config::{AppConf, ServerConf};
 use crate::connection;
 use crate::hub::Hub;
 
@@ -17,10 +17,20 @@ use crate::hub::Hub;
 pub struct ServerCtx {
     /// The `server {}` block this listener belongs to.
     pub conf: ServerConf,
+    /// Its applications, shared by every connection instead of copied into each.
+    pub apps: Vec<Arc<AppConf>>,
     /// The stream registry.
     pub hub: Arc<Hub>,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
+}
+
+impl ServerCtx {
+    /// The context of one server block.
+    pub fn new(conf: ServerConf, hub: Arc<Hub>, shutdown: CancellationToken) -> Self {
+        let apps = conf.apps.iter().cloned().map(Arc::new).collect();
+        Self { conf, apps, hub, shutdown }
+    }
 }
 
 /// Bind every `listen` address of a server block.
