@@ -31,6 +31,8 @@ Options:
   --label NAME           name in the report (default: the URL)
   --json FILE            also write the report as JSON
   --no-publish           only play; someone else publishes (keep-up is then judged against the probes)
+  --publishers N         instead of players: N synthetic publishers on STREAM-0..N-1, each at --bitrate;
+                         reports how many kept real time (never over 1 s behind schedule)
   -h, --help             this help";
 
 struct Options {
@@ -48,6 +50,7 @@ struct Options {
     label: Option<String>,
     json: Option<PathBuf>,
     publish: bool,
+    publishers: Option<usize>,
 }
 
 fn parse_rate(s: &str) -> anyhow::Result<u64> {
@@ -97,6 +100,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         label: None,
         json: None,
         publish: true,
+        publishers: None,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -118,6 +122,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--label" => o.label = Some(value()?),
             "--json" => o.json = Some(value()?.into()),
             "--no-publish" => o.publish = false,
+            "--publishers" => o.publishers = Some(value()?.parse()?),
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -158,6 +163,9 @@ fn raise_fd_limit() {
 
 fn run(o: Options) -> anyhow::Result<()> {
     raise_fd_limit();
+    if let Some(n) = o.publishers {
+        return run_publishers(&o, n);
+    }
     let source: Box<dyn Source + Send> = match &o.flv {
         Some(path) => Box::new(FlvSource::open(path)?),
         None => Box::new(SyntheticSource::new(o.bitrate, o.fps, (o.gop_secs * o.fps as f64).round().max(1.0) as u32)),
@@ -173,6 +181,70 @@ fn run(o: Options) -> anyhow::Result<()> {
         let _ = p.join();
     }
     let report = report?;
+    print!("{}", report::table(&report));
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// A publisher that never fell further behind its schedule than this kept real time.
+const PUBLISHER_MAX_LAG: Duration = Duration::from_secs(1);
+
+fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let gop = (o.gop_secs * o.fps as f64).round().max(1.0) as u32;
+    let stats: Vec<Arc<PublishStats>> = (0..n).map(|_| Arc::default()).collect();
+    let report = rt.block_on(async {
+        let join_start = Instant::now();
+        for (i, s) in stats.iter().enumerate() {
+            let target = Target { stream: format!("{}-{i}", o.target.stream), ..o.target.clone() };
+            let source = Box::new(SyntheticSource::new(o.bitrate, o.fps, gop));
+            tokio::spawn(players::publisher(target, source, s.clone(), stop.clone(), false));
+            tokio::time::sleep_until(
+                (join_start + Duration::from_secs_f64(o.join_secs * (i + 1) as f64 / n as f64)).into(),
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Only lag from here on counts: connecting hundreds of publishers is not streaming.
+        for s in &stats {
+            s.max_lag_us.store(0, Ordering::Relaxed);
+        }
+        let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
+        let mut tool_cpu = CpuMeter::new("self");
+        let bytes0: u64 = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
+        tokio::time::sleep(Duration::from_secs(o.step_secs)).await;
+        let bytes1: u64 = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
+        let live = stats.iter().filter(|s| s.live.load(Ordering::Relaxed)).count();
+        let max_lag = PUBLISHER_MAX_LAG.as_micros() as u64;
+        let kept_up = stats
+            .iter()
+            .filter(|s| s.live.load(Ordering::Relaxed) && s.max_lag_us.load(Ordering::Relaxed) <= max_lag)
+            .count();
+        for e in stats.iter().filter_map(|s| s.error.lock().unwrap().clone()).take(3) {
+            eprintln!("  publisher failed: {e}");
+        }
+        let publishers = report::Publishers {
+            publishers: n,
+            live,
+            kept_up,
+            total_mbps: (bytes1 - bytes0) as f64 * 8.0 / o.step_secs.max(1) as f64 / 1e6,
+        };
+        let step = Step {
+            passed: kept_up == n,
+            server_cpu_pct: server_cpu.as_mut().and_then(CpuMeter::lap),
+            server_rss_kb: o.server_pid.as_deref().and_then(rss_kib),
+            tool_cpu_pct: tool_cpu.lap(),
+            publishers: Some(publishers),
+            ..Step::default()
+        };
+        Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), max_passed: 0, steps: vec![step] }
+    });
+    stop.store(true, Ordering::Relaxed);
     print!("{}", report::table(&report));
     if let Some(path) = &o.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -200,8 +272,11 @@ async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Repo
     let mut report = Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), ..Report::default() };
     let mut players: Vec<Arc<PlayerStats>> = Vec::new();
     for &n in &o.steps {
+        let first_new = players.len();
+        let join_start = Instant::now();
         join_players(o, &mut players, n).await;
-        let step = measure(o, &players, pub_stats).await?;
+        let mut step = measure(o, &players, pub_stats).await?;
+        step.join = join_stats(&players[first_new..], o.join_secs, join_start.elapsed());
         eprintln!(
             "step {n}: connected {} failed {} kept up {} -> {}",
             step.connected,
@@ -296,6 +371,28 @@ async fn measure(o: &Options, players: &[Arc<PlayerStats>], pub_stats: &PublishS
         && step.latency_ms.p99 <= report::PASS_P99_MS
         && step.probes_headers_first > 0;
     Ok(step)
+}
+
+/// Start times of the players that joined in a step; players that never started count with the
+/// whole time waited.
+fn join_stats(new: &[Arc<PlayerStats>], secs: f64, waited: Duration) -> report::Join {
+    let waited_ms = waited.as_secs_f64() * 1000.0;
+    let mut starts: Vec<f64> = new
+        .iter()
+        .map(|p| match p.start_us.load(Ordering::Relaxed) {
+            0 => waited_ms,
+            us => us as f64 / 1000.0,
+        })
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    report::Join {
+        players: new.len(),
+        secs,
+        start_p50: report::quantile(&starts, 0.5),
+        start_p99: report::quantile(&starts, 0.99),
+        start_max: starts.last().copied().unwrap_or(0.0),
+        within_1s: starts.iter().filter(|&&ms| ms <= 1000.0).count(),
+    }
 }
 
 fn pub_stats_error(s: &PublishStats) -> Option<String> {

@@ -47,6 +47,8 @@ pub struct PublishStats {
     pub frames: AtomicU64,
     /// Publish.Start received.
     pub live: AtomicBool,
+    /// Largest delay behind the real-time schedule seen, microseconds.
+    pub max_lag_us: AtomicU64,
     /// Why publishing failed.
     pub error: Mutex<Option<String>>,
 }
@@ -54,23 +56,36 @@ pub struct PublishStats {
 /// Run the publisher on its own thread (so thousands of player tasks never delay it) until `stop`.
 pub fn spawn_publisher(
     target: Target,
-    mut source: Box<dyn Source + Send>,
+    source: Box<dyn Source + Send>,
     stats: Arc<PublishStats>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        if let Err(e) = rt.block_on(publish(target, source.as_mut(), &stats, &stop)) {
-            *stats.error.lock().unwrap() = Some(format!("{e:#}"));
-        }
+        rt.block_on(publisher(target, source, stats, stop, true));
     })
+}
+
+/// Publish `source` in real time until `stop`, stamping video with SEI send times when `stamp`.
+pub async fn publisher(
+    target: Target,
+    mut source: Box<dyn Source + Send>,
+    stats: Arc<PublishStats>,
+    stop: Arc<AtomicBool>,
+    stamp: bool,
+) {
+    if let Err(e) = publish(target, source.as_mut(), &stats, &stop, stamp).await {
+        stats.live.store(false, Ordering::Relaxed);
+        *stats.error.lock().unwrap() = Some(format!("{e:#}"));
+    }
 }
 
 async fn publish(
     target: Target,
-    source: &mut dyn Source,
+    source: &mut (dyn Source + Send),
     stats: &PublishStats,
     stop: &AtomicBool,
+    stamp: bool,
 ) -> anyhow::Result<()> {
     let mut c = RtmpClient::connect(target.addr, &target.app, Role::Publish(target.stream.clone())).await?;
     let code = c.next_status().await?;
@@ -87,15 +102,18 @@ async fn publish(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let f = source.next_frame();
-        tokio::time::sleep_until((start + Duration::from_millis(f.timestamp as u64)).into()).await;
+        let due = start + Duration::from_millis(f.timestamp as u64);
+        tokio::time::sleep_until(due.into()).await;
         let payload = match f.kind {
-            MediaKind::Video if !f.header => {
+            MediaKind::Video if stamp && !f.header => {
                 seq += 1;
                 sei::stamp_avc(&f.payload, nal_len, now_us(), seq).unwrap_or(f.payload)
             }
             _ => f.payload,
         };
         c.send_media(f.kind, f.timestamp, &payload).await?;
+        let lag = Instant::now().saturating_duration_since(due).as_micros() as u64;
+        stats.max_lag_us.fetch_max(lag, Ordering::Relaxed);
         stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
         stats.frames.fetch_add(1, Ordering::Relaxed);
     }
@@ -119,6 +137,9 @@ pub struct PlayerStats {
     pub bytes: AtomicU64,
     /// One of [`state`].
     pub state: AtomicU8,
+    /// Microseconds from connect to the first media bytes after `NetStream.Play.Start`
+    /// (0 until then).
+    pub start_us: AtomicU64,
 }
 
 /// A bulk player: handshake and play with the real client, then drain with `recv(MSG_TRUNC)` so
@@ -146,11 +167,18 @@ async fn start_play(target: &Target) -> anyhow::Result<RtmpClient> {
 }
 
 async fn drain(target: Target, stats: &PlayerStats) -> anyhow::Result<()> {
+    let connect = Instant::now();
     let c = start_play(&target).await?;
-    let (mut socket, mut session) = c.into_parts();
-    set_rcvlowat(&socket);
+    let (mut socket, mut session, leftover) = c.into_parts();
     stats.state.store(state::PLAYING, Ordering::Relaxed);
     stats.bytes.store(session.bytes_received(), Ordering::Relaxed);
+    // Media may have come in the same read as Play.Start; otherwise wait for it without the
+    // low-water mark, so the start time is exact, then let the kernel batch wake-ups.
+    if leftover == 0 {
+        socket.readable().await?;
+    }
+    stats.start_us.store(connect.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
+    set_rcvlowat(&socket);
     loop {
         socket.readable().await?;
         let n = match socket.try_io(Interest::READABLE, || recv_discard(&socket)) {

@@ -37,6 +37,36 @@ pub struct Ttff {
     pub key_p99: f64,
 }
 
+/// How the players that joined in a step started: connect → first media bytes, milliseconds.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Join {
+    /// Players that joined in this step.
+    pub players: usize,
+    /// Seconds over which they connected.
+    pub secs: f64,
+    /// Median start time.
+    pub start_p50: f64,
+    /// 99th percentile start time.
+    pub start_p99: f64,
+    /// Slowest start (or the time waited, for players that never started).
+    pub start_max: f64,
+    /// Players that started within one second of connecting.
+    pub within_1s: usize,
+}
+
+/// Publishers in `--publishers` mode.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Publishers {
+    /// Publishers asked for.
+    pub publishers: usize,
+    /// Publishers that got `NetStream.Publish.Start` and are still sending.
+    pub live: usize,
+    /// Publishers that never fell more than a second behind their real-time schedule.
+    pub kept_up: usize,
+    /// Total publish rate, Mbit/s.
+    pub total_mbps: f64,
+}
+
 /// One step of a ramp.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Step {
@@ -64,6 +94,10 @@ pub struct Step {
     pub publish_mbps: f64,
     /// Mean received rate per player, Mbit/s.
     pub player_mbps: f64,
+    /// How this step's new players started.
+    pub join: Join,
+    /// Publisher counts, in `--publishers` mode.
+    pub publishers: Option<Publishers>,
     /// Server CPU, % of one core.
     pub server_cpu_pct: Option<f64>,
     /// Server resident memory, KiB.
@@ -149,6 +183,19 @@ pub fn table(report: &Report) -> String {
             rss,
             tool,
             s.player_mbps,
+        );
+    }
+    for s in report.steps.iter().filter(|s| s.join.players > 0) {
+        let j = &s.join;
+        out += &format!(
+            "join at {}: {} players in {:.1} s started p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} within 1 s\n",
+            s.players, j.players, j.secs, j.start_p50, j.start_p99, j.start_max, j.within_1s
+        );
+    }
+    for p in report.steps.iter().filter_map(|s| s.publishers.as_ref()) {
+        out += &format!(
+            "publishers: {} asked, {} live, {} kept real time, {:.1} Mbit/s in all\n",
+            p.publishers, p.live, p.kept_up, p.total_mbps
         );
     }
     out += &format!("max players kept up: {}\n", report.max_passed);

@@ -101,11 +101,11 @@ impl RtmpClient {
     }
 
     /// Take the socket and session apart, e.g. to drain media without parsing it. Bytes already
-    /// read but not yet parsed are counted as received.
-    pub fn into_parts(mut self) -> (TcpStream, ClientSession) {
+    /// read but not yet parsed are counted as received; their number is returned too.
+    pub fn into_parts(mut self) -> (TcpStream, ClientSession, usize) {
         let leftover = self.buf.len();
         self.session.skip_received(leftover);
-        (self.socket, self.session)
+        (self.socket, self.session, leftover)
     }
 
     /// The raw socket, e.g. to stop reading in a slow-player test.

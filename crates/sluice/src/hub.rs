@@ -203,7 +203,11 @@ impl Stream {
             let mut st = self.write();
             self.remember(&mut st, &frame);
             let kind = frame.kind;
-            push_entry(&mut st.ring, Entry::Frame(frame));
+            // Nobody reads the ring: new subscribers start from the start pack and the head, so
+            // keeping frames here would only hold memory (seconds of media per idle stream).
+            if self.subscribers.load(Ordering::Relaxed) > 0 {
+                push_entry(&mut st.ring, Entry::Frame(frame));
+            }
             let wake = should_wake(kind, st.has_video, now.saturating_duration_since(st.last_wake));
             if wake {
                 st.last_wake = now;
