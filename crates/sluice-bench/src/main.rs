@@ -30,9 +30,13 @@ Options:
   --server-pid PID       report the server's CPU % and RSS from /proc/PID
   --label NAME           name in the report (default: the URL)
   --json FILE            also write the report as JSON
-  --no-publish           only play; someone else publishes (keep-up is then judged against the probes)
+  --no-publish           only play; someone else publishes at --bitrate (keep-up is then judged
+                         against the probes)
   --publishers N         instead of players: N synthetic publishers on STREAM-0..N-1, each at --bitrate;
                          reports how many kept real time (never over 1 s behind schedule)
+  --idle N               instead of players: N connections that play STREAM while nobody publishes
+                         it, held for --step-secs; reports how many stayed and the server's RSS per
+                         connection (with --server-pid)
   -h, --help             this help";
 
 struct Options {
@@ -51,6 +55,9 @@ struct Options {
     json: Option<PathBuf>,
     publish: bool,
     publishers: Option<usize>,
+    idle: Option<usize>,
+    /// Bulk players' socket low-water mark, from the stream's rate.
+    rcvlowat: u32,
 }
 
 fn parse_rate(s: &str) -> anyhow::Result<u64> {
@@ -101,6 +108,8 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         json: None,
         publish: true,
         publishers: None,
+        idle: None,
+        rcvlowat: 0,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -123,6 +132,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--json" => o.json = Some(value()?.into()),
             "--no-publish" => o.publish = false,
             "--publishers" => o.publishers = Some(value()?.parse()?),
+            "--idle" => o.idle = Some(value()?.parse()?),
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -161,15 +171,22 @@ fn raise_fd_limit() {
     }
 }
 
-fn run(o: Options) -> anyhow::Result<()> {
+fn run(mut o: Options) -> anyhow::Result<()> {
     raise_fd_limit();
     if let Some(n) = o.publishers {
         return run_publishers(&o, n);
+    }
+    if let Some(n) = o.idle {
+        o.rcvlowat = players::rcvlowat_for(0);
+        return run_idle(&o, n);
     }
     let source: Box<dyn Source + Send> = match &o.flv {
         Some(path) => Box::new(FlvSource::open(path)?),
         None => Box::new(SyntheticSource::new(o.bitrate, o.fps, (o.gop_secs * o.fps as f64).round().max(1.0) as u32)),
     };
+    // Without our publisher, --bitrate says what rate to expect.
+    let rate = if o.publish { source.bytes_per_second() } else { o.bitrate / 8 };
+    o.rcvlowat = players::rcvlowat_for(rate);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let pub_stats = Arc::new(PublishStats::default());
@@ -254,6 +271,51 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Hold `n` players of a stream nobody publishes: what an idle connection costs the server.
+fn run_idle(o: &Options, n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(async {
+        let rss_before = o.server_pid.as_deref().and_then(rss_kib);
+        let mut players = Vec::new();
+        join_players(o, &mut players, n).await;
+        let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
+        let mut tool_cpu = CpuMeter::new("self");
+        for sec in (5..=o.step_secs).step_by(5) {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let held = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::PLAYING).count();
+            eprintln!("  {sec}s: {held}/{n} held");
+        }
+        let held = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::PLAYING).count();
+        let failed = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::FAILED).count();
+        let rss = o.server_pid.as_deref().and_then(rss_kib);
+        let per = match (rss, rss_before) {
+            (Some(after), Some(before)) if held > 0 => Some(after.saturating_sub(before) as f64 / held as f64),
+            _ => None,
+        };
+        let idle =
+            report::Idle { connections: n, held, failed, server_rss_before_kb: rss_before, rss_per_connection_kb: per };
+        let step = Step {
+            players: n,
+            connected: held,
+            failed,
+            passed: held == n,
+            server_cpu_pct: server_cpu.as_mut().and_then(CpuMeter::lap),
+            server_rss_kb: rss,
+            tool_cpu_pct: tool_cpu.lap(),
+            idle: Some(idle),
+            ..Step::default()
+        };
+        Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), max_passed: 0, steps: vec![step] }
+    });
+    print!("{}", report::table(&report));
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
 async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Report> {
     if o.publish {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -305,7 +367,7 @@ async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize
     let start = Instant::now();
     for i in 0..new {
         let stats = Arc::new(PlayerStats::default());
-        tokio::spawn(players::bulk_player(o.target.clone(), stats.clone()));
+        tokio::spawn(players::bulk_player(o.target.clone(), stats.clone(), o.rcvlowat));
         players.push(stats);
         tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
     }

@@ -15,8 +15,19 @@ use tokio::net::TcpStream;
 use crate::sei;
 use crate::source::Source;
 
-/// Bytes a bulk player's socket must hold before it wakes up: fewer wake-ups keep the tool light.
-const RCVLOWAT: libc::c_int = 64 * 1024;
+/// Most bytes a bulk player's socket must hold before it wakes up: fewer wake-ups keep the tool
+/// light.
+const MAX_RCVLOWAT: u64 = 64 * 1024;
+/// Least low-water mark.
+const MIN_RCVLOWAT: u64 = 2048;
+
+/// The low-water mark for a stream of `bytes_per_second`: at most a fifth of a second of media,
+/// so byte counts compared over 5-second windows are never off by more than a few percent, even
+/// for a slow stream. (On loopback the server's CPU runs the receiver's wake-ups too: a lower mark
+/// would charge the server for the tool's wake-ups.)
+pub fn rcvlowat_for(bytes_per_second: u64) -> u32 {
+    (bytes_per_second / 5).clamp(MIN_RCVLOWAT, MAX_RCVLOWAT) as u32
+}
 /// A gap between video messages longer than this counts as a stall.
 const STALL: Duration = Duration::from_millis(500);
 /// How long a player may take to get `NetStream.Play.Start`.
@@ -144,8 +155,9 @@ pub struct PlayerStats {
 
 /// A bulk player: handshake and play with the real client, then drain with `recv(MSG_TRUNC)` so
 /// the kernel discards the data without copying it, still sending Acknowledgements.
-pub async fn bulk_player(target: Target, stats: Arc<PlayerStats>) {
-    if let Err(_e) = drain(target, &stats).await {
+/// `rcvlowat` is the socket's low-water mark (see [`rcvlowat_for`]).
+pub async fn bulk_player(target: Target, stats: Arc<PlayerStats>, rcvlowat: u32) {
+    if let Err(_e) = drain(target, &stats, rcvlowat).await {
         stats.state.store(state::FAILED, Ordering::Relaxed);
     }
 }
@@ -166,7 +178,7 @@ async fn start_play(target: &Target) -> anyhow::Result<RtmpClient> {
     Ok(c)
 }
 
-async fn drain(target: Target, stats: &PlayerStats) -> anyhow::Result<()> {
+async fn drain(target: Target, stats: &PlayerStats, rcvlowat: u32) -> anyhow::Result<()> {
     let connect = Instant::now();
     let c = start_play(&target).await?;
     let (mut socket, mut session, leftover) = c.into_parts();
@@ -178,7 +190,7 @@ async fn drain(target: Target, stats: &PlayerStats) -> anyhow::Result<()> {
         socket.readable().await?;
     }
     stats.start_us.store(connect.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
-    set_rcvlowat(&socket);
+    set_rcvlowat(&socket, rcvlowat);
     loop {
         socket.readable().await?;
         let n = match socket.try_io(Interest::READABLE, || recv_discard(&socket)) {
@@ -196,15 +208,16 @@ async fn drain(target: Target, stats: &PlayerStats) -> anyhow::Result<()> {
     }
 }
 
-fn set_rcvlowat(socket: &TcpStream) {
+fn set_rcvlowat(socket: &TcpStream, bytes: u32) {
     let fd = socket.as_raw_fd();
+    let bytes = bytes as libc::c_int;
     // SAFETY: setsockopt on a valid socket fd with a pointer to a live c_int of the stated size.
     unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_RCVLOWAT,
-            &RCVLOWAT as *const libc::c_int as *const libc::c_void,
+            &bytes as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }

@@ -67,6 +67,21 @@ pub struct Publishers {
     pub total_mbps: f64,
 }
 
+/// Idle connections in `--idle` mode: players of a stream nobody publishes.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Idle {
+    /// Connections asked for.
+    pub connections: usize,
+    /// Connections that got `NetStream.Play.Start` and were still open at the end.
+    pub held: usize,
+    /// Connections refused or closed.
+    pub failed: usize,
+    /// Server RSS before the connections were made, KiB.
+    pub server_rss_before_kb: Option<u64>,
+    /// Server RSS growth per held connection, KiB.
+    pub rss_per_connection_kb: Option<f64>,
+}
+
 /// One step of a ramp.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Step {
@@ -98,6 +113,8 @@ pub struct Step {
     pub join: Join,
     /// Publisher counts, in `--publishers` mode.
     pub publishers: Option<Publishers>,
+    /// Idle connection counts, in `--idle` mode.
+    pub idle: Option<Idle>,
     /// Server CPU, % of one core.
     pub server_cpu_pct: Option<f64>,
     /// Server resident memory, KiB.
@@ -196,6 +213,13 @@ pub fn table(report: &Report) -> String {
         out += &format!(
             "publishers: {} asked, {} live, {} kept real time, {:.1} Mbit/s in all\n",
             p.publishers, p.live, p.kept_up, p.total_mbps
+        );
+    }
+    for i in report.steps.iter().filter_map(|s| s.idle.as_ref()) {
+        let per = i.rss_per_connection_kb.map_or("-".into(), |k| format!("{k:.1} KiB"));
+        out += &format!(
+            "idle connections: {} asked, {} held, {} failed; server RSS per connection {per}\n",
+            i.connections, i.held, i.failed
         );
     }
     out += &format!("max players kept up: {}\n", report.max_passed);

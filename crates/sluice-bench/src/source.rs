@@ -30,6 +30,8 @@ pub trait Source {
     fn next_frame(&mut self) -> MediaFrame;
     /// Frames to send first on every (re)connect: metadata, sequence headers.
     fn headers(&self) -> Vec<MediaFrame>;
+    /// Average payload bytes per second of media time.
+    fn bytes_per_second(&self) -> u64;
 }
 
 /// Frame interval assumed for a file with a single video frame.
@@ -171,6 +173,11 @@ impl Source for FlvSource {
 
     fn headers(&self) -> Vec<MediaFrame> {
         self.headers.clone()
+    }
+
+    fn bytes_per_second(&self) -> u64 {
+        let bytes: u64 = self.media.iter().map(|f| f.payload.len() as u64).sum();
+        bytes * 1000 / u64::from(self.period.max(1))
     }
 }
 
@@ -356,6 +363,10 @@ impl Source for SyntheticSource {
             header(MediaKind::Video, Bytes::from_static(&SYNTHETIC_AVC_SEQUENCE_HEADER)),
             header(MediaKind::Audio, Bytes::from_static(&SYNTHETIC_AAC_SEQUENCE_HEADER)),
         ]
+    }
+
+    fn bytes_per_second(&self) -> u64 {
+        (self.video_bps + self.audio_bps) / 8
     }
 }
 

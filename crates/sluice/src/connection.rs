@@ -61,8 +61,8 @@ type Outcome = anyhow::Result<&'static str>;
 
 /// Serve one client until it leaves, errs, or the server shuts down.
 pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
-    let _ = socket.set_nodelay(true);
     let core = &ctx.conf.core;
+    let _ = socket.set_nodelay(core.tcp_nodelay);
     let config = ServerConfig {
         chunk_size: core.chunk_size,
         ack_window: core.ack_window,
@@ -134,6 +134,10 @@ impl Conn {
     async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
         self.drain_session();
         if self.pending.is_empty() {
+            return Ok(());
+        }
+        // Usually the socket takes everything at once: no timer needed for that.
+        if try_write_vectored(writer, &mut self.pending)? {
             return Ok(());
         }
         let timeout = self.ctx.conf.core.timeout;
@@ -452,27 +456,52 @@ fn record_codec(peer: &SocketAddr, p: &Publishing, frame: &Frame) {
     }
 }
 
-/// Write all buffers with vectored writes, dropping each as it is fully written.
-async fn write_all_vectored(writer: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
-    use bytes::Buf;
-    let mut first = 0;
-    while first < bufs.len() {
+/// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).
+const MAX_IOVECS: usize = 64;
+
+/// Write what the socket takes now without waiting; true when everything was written.
+fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<bool> {
+    loop {
         let slices: Vec<std::io::IoSlice<'_>> =
-            bufs[first..].iter().take(64).map(|b| std::io::IoSlice::new(b)).collect();
-        let mut n = writer.write_vectored(&slices).await?;
+            bufs.iter().take(MAX_IOVECS).map(|b| std::io::IoSlice::new(b)).collect();
+        match writer.try_write_vectored(&slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => consume(bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if bufs.is_empty() {
+            return Ok(true);
+        }
+    }
+}
+
+/// Write all buffers with vectored writes, waiting for the socket as needed.
+async fn write_all_vectored(writer: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> =
+            bufs.iter().take(MAX_IOVECS).map(|b| std::io::IoSlice::new(b)).collect();
+        let n = writer.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while n > 0 {
-            let b = &mut bufs[first];
-            let take = n.min(b.len());
-            b.advance(take);
-            n -= take;
-            if b.is_empty() {
-                first += 1;
-            }
+        consume(bufs, n);
+    }
+    Ok(())
+}
+
+/// Drop the first `n` written bytes from `bufs`.
+fn consume(bufs: &mut Vec<Bytes>, mut n: usize) {
+    use bytes::Buf;
+    let mut done = 0;
+    while n > 0 {
+        let b = &mut bufs[done];
+        let take = n.min(b.len());
+        b.advance(take);
+        n -= take;
+        if b.is_empty() {
+            done += 1;
         }
     }
-    bufs.clear();
-    Ok(())
+    bufs.drain(..done);
 }

@@ -12,11 +12,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rtmp::MediaKind;
-use tokio::sync::Notify;
 
 /// Most frames the GOP cache keeps: a stream with no keyframe for this long stops being cached
 /// until the next keyframe, so a broken encoder cannot grow memory.
@@ -129,12 +129,54 @@ pub struct CodecInfo {
     pub audio: Option<String>,
 }
 
+/// The subscribers waiting for new entries. Cheaper than `tokio::sync::Notify` with thousands of
+/// waiters: a subscriber registers its waker once per wake-up round (one lock, one push) and is
+/// never unlinked; the publisher takes the whole list at once.
+#[derive(Default)]
+struct WaitList {
+    waiting: Mutex<Waiting>,
+    /// The previous round's list, kept for its capacity (only the publisher's wake-up uses it).
+    spare: Mutex<Vec<Waker>>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    /// Wake-up rounds so far; a subscriber registered in the current round is not added again.
+    round: u64,
+    wakers: Vec<Waker>,
+}
+
+impl WaitList {
+    /// Register `waker` for the next wake-up unless it already is (`registered` is the round the
+    /// caller last registered in).
+    fn register(&self, waker: &Waker, registered: &mut Option<u64>) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if *registered != Some(w.round) {
+            w.wakers.push(waker.clone());
+            *registered = Some(w.round);
+        }
+    }
+
+    /// Wake everyone registered and start a new round.
+    fn wake_all(&self) {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            w.round += 1;
+            std::mem::swap(&mut w.wakers, &mut spare);
+        }
+        for waker in spare.drain(..) {
+            waker.wake();
+        }
+    }
+}
+
 /// One live stream.
 pub struct Stream {
     /// Its key.
     pub key: StreamKey,
     state: RwLock<State>,
-    notify: Notify,
+    waiters: WaitList,
     gop_cache: bool,
     subscribers: AtomicU64,
     /// Frames skipped by lagging subscribers, for stats.
@@ -168,7 +210,7 @@ impl Stream {
                 codecs: CodecInfo::default(),
                 last_wake: Instant::now(),
             }),
-            notify: Notify::new(),
+            waiters: WaitList::default(),
             gop_cache,
             subscribers: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -215,7 +257,7 @@ impl Stream {
             wake
         };
         if wake {
-            self.notify.notify_waiters();
+            self.waiters.wake_all();
         }
     }
 
@@ -247,7 +289,7 @@ impl Stream {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let mut pack = st.start.clone();
         pack.live = st.publisher.is_some();
-        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head };
+        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None };
         (pack, sub)
     }
 
@@ -305,6 +347,8 @@ fn push_entry(ring: &mut Ring, entry: Entry) {
 pub struct Subscriber {
     stream: Arc<Stream>,
     cursor: u64,
+    /// The wake-up round this subscriber's waker is registered in.
+    registered: Option<u64>,
 }
 
 /// The result of one read.
@@ -313,6 +357,12 @@ pub struct Batch {
     pub entries: Vec<Entry>,
     /// Frames skipped because this subscriber fell behind.
     pub skipped: u64,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.skipped == 0
+    }
 }
 
 impl Subscriber {
@@ -324,17 +374,21 @@ impl Subscriber {
     /// Wait until entries are available, then take up to `max` of them. A subscriber that fell
     /// more than the ring behind resumes at the oldest keyframe (or publish event) still in the ring.
     pub async fn next_batch(&mut self, max: usize) -> Batch {
-        let stream = self.stream.clone();
-        loop {
-            let notified = stream.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+        std::future::poll_fn(|cx| {
             let batch = self.try_batch(max);
-            if !batch.entries.is_empty() || batch.skipped > 0 {
-                return batch;
+            if !batch.is_empty() {
+                return Poll::Ready(batch);
             }
-            notified.await;
-        }
+            self.stream.waiters.register(cx.waker(), &mut self.registered);
+            // An entry pushed between the first look and registering woke nobody: look again.
+            let batch = self.try_batch(max);
+            if batch.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(batch)
+            }
+        })
+        .await
     }
 
     /// Take what is available now without waiting.
@@ -420,7 +474,7 @@ impl Drop for Publisher {
             st.codecs = CodecInfo::default();
             push_entry(&mut st.ring, Entry::Unpublished);
         }
-        self.stream.notify.notify_waiters();
+        self.stream.waiters.wake_all();
         self.hub.release(&self.stream);
     }
 }
@@ -451,7 +505,7 @@ impl Hub {
             st.publisher = Some(id);
             push_entry(&mut st.ring, Entry::Published);
         }
-        stream.notify.notify_waiters();
+        stream.waiters.wake_all();
         Ok(Publisher { stream, hub: self.clone(), id })
     }
 
@@ -562,6 +616,34 @@ mod tests {
         assert!(should_wake(MediaKind::Audio, true, MAX_AUDIO_HOLD));
         assert!(should_wake(MediaKind::Audio, false, short), "audio-only streams wake on audio");
         assert!(should_wake(MediaKind::Data, true, short));
+    }
+
+    #[tokio::test]
+    async fn waiting_subscribers_wake_once_per_round() {
+        let hub = Hub::new();
+        let p = hub.publish(key("a"), OPTS).unwrap();
+        let s = p.stream().clone();
+        let (_, mut sub) = s.subscribe();
+        let _ = sub.try_batch(10); // the Published event
+        let waiting = tokio::spawn(async move {
+            let b = sub.next_batch(10).await;
+            b.entries.len()
+        });
+        tokio::task::yield_now().await;
+        while s.waiters.waiting.lock().unwrap().wakers.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        s.push(video(0, true));
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
+        assert_eq!(got, 1);
+        assert!(s.waiters.waiting.lock().unwrap().wakers.is_empty(), "the round's list was taken");
+
+        // Registering twice in one round keeps one waker.
+        let waker = Waker::noop().clone();
+        let mut registered = None;
+        s.waiters.register(&waker, &mut registered);
+        s.waiters.register(&waker, &mut registered);
+        assert_eq!(s.waiters.waiting.lock().unwrap().wakers.len(), 1);
     }
 
     #[test]

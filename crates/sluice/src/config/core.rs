@@ -34,6 +34,7 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("play_time_fix", RS | APP, ONE, Kind::Flag, "on"),
     spec("publish_time_fix", RS | APP, ONE, Kind::Flag, "on"),
     spec("so_keepalive", RS, ONE, Kind::Flag, "off"),
+    spec("tcp_nodelay", RS, ONE, Kind::Flag, "off"),
 ];
 
 /// The RTMP port when `listen` gives none, or a server has no `listen` at all.
@@ -75,6 +76,10 @@ pub struct CoreConf {
     pub publish_time_fix: bool,
     /// `so_keepalive`: TCP keepalive on accepted sockets (off).
     pub so_keepalive: bool,
+    /// `tcp_nodelay` (sluice extension, nginx's http name): send every write at once instead
+    /// of letting Nagle's algorithm merge small writes while data is unacknowledged (off, as
+    /// nginx-rtmp: fewer, fuller packets to players at the cost of up to one round trip).
+    pub tcp_nodelay: bool,
 }
 
 /// Core settings as written at one level; `None` means "not set here".
@@ -94,6 +99,7 @@ pub(crate) struct CoreLayer {
     play_time_fix: Option<bool>,
     publish_time_fix: Option<bool>,
     so_keepalive: Option<bool>,
+    tcp_nodelay: Option<bool>,
 }
 
 impl CoreLayer {
@@ -115,6 +121,7 @@ impl CoreLayer {
             "play_time_fix" => put(&mut self.play_time_fix, flag(d)?, d),
             "publish_time_fix" => put(&mut self.publish_time_fix, flag(d)?, d),
             "so_keepalive" => put(&mut self.so_keepalive, flag(d)?, d),
+            "tcp_nodelay" => put(&mut self.tcp_nodelay, flag(d)?, d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by core"))),
         }
     }
@@ -136,6 +143,7 @@ impl CoreLayer {
             play_time_fix: self.play_time_fix.or(outer.play_time_fix),
             publish_time_fix: self.publish_time_fix.or(outer.publish_time_fix),
             so_keepalive: self.so_keepalive.or(outer.so_keepalive),
+            tcp_nodelay: self.tcp_nodelay.or(outer.tcp_nodelay),
         }
     }
 
@@ -157,6 +165,7 @@ impl CoreLayer {
             play_time_fix: self.play_time_fix.unwrap_or(true),
             publish_time_fix: self.publish_time_fix.unwrap_or(true),
             so_keepalive: self.so_keepalive.unwrap_or(false),
+            tcp_nodelay: self.tcp_nodelay.unwrap_or(false),
         }
     }
 }

@@ -108,6 +108,7 @@ fn defaults_match_nginx_rtmp() {
     assert_eq!((core.chunk_size, core.max_message), (4096, 1 << 20));
     assert_eq!((core.out_queue, core.out_cork), (256, 32));
     assert_eq!(core.buflen, Duration::from_millis(1000));
+    assert!(!core.tcp_nodelay, "Nagle on, as nginx-rtmp leaves it");
     let live = &s.apps[0].live;
     assert!(!live.live && live.idle_streams && live.gop_cache && live.wait_key);
     assert_eq!(live.meta, MetaMode::On);
