@@ -47,7 +47,7 @@ impl Done {
 }
 
 fn frame(i: usize) -> Frame {
-    Frame::new(MediaKind::Video, i as u32 * 33, Bytes::from(vec![0u8; PAYLOAD]), i % 60 == 0, false)
+    Frame::new(MediaKind::Video, i as u32 * 33, Bytes::from(vec![0u8; PAYLOAD]), i.is_multiple_of(60), false)
 }
 
 fn hub_ring(workers: usize, subscribers: usize) -> Duration {
