@@ -14,7 +14,8 @@ fn free_port() -> u16 {
 #[test]
 fn two_hundred_players_all_keep_up() {
     let port = free_port();
-    let conf = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+    let conf =
+        format!("rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
     let config = Config::parse(&conf, "smoke.conf").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let shutdown = CancellationToken::new();

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpState, LiveContent};
 use crate::hub::Hub;
 use crate::server::{self, ServerCtx};
 
@@ -19,32 +19,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Run until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hub = Hub::new();
+    let hls = crate::hls::HlsStore::new();
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
     for conf in &config.servers {
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
-        let ctx = Arc::new(ServerCtx::new(conf.clone(), hub.clone(), shutdown.clone()));
+        let ctx = Arc::new(ServerCtx::new(conf.clone(), hub.clone(), hls.clone(), shutdown.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }
     }
-    let mut http_addrs = Vec::new();
-    if let Some(http_conf) = &config.http {
-        for addr in &http_conf.listen {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
-            http_addrs.push(l.local_addr()?);
-            let state = HttpState { hub: hub.clone() };
-            let token = shutdown.clone();
-            tracker.spawn(async move {
-                if let Err(e) = http::serve(l, state, token).await {
-                    tracing::error!("http server failed: {e}");
-                }
-            });
-        }
-    }
+    // Live HLS playlists and segments are served from memory before the disk.
+    let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
+    let http_addrs = start_http(&config, &hub, &live, &shutdown, &tracker)?;
     announce(&config, &rtmp_addrs, &http_addrs);
     shutdown.cancelled().await;
     tracing::info!("shutting down");
@@ -53,6 +41,66 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
     Ok(())
+}
+
+/// Binds every HTTP server's addresses and serves them; returns the bound addresses.
+fn start_http(
+    config: &Config,
+    hub: &Arc<Hub>,
+    live: &[Arc<dyn LiveContent>],
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut addrs = Vec::new();
+    for site in config.http.servers() {
+        let state = HttpState { hub: hub.clone(), live: live.to_vec(), site: Arc::new(site) };
+        for addr in &state.site.listen {
+            let l = bind_http(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
+            addrs.push(l.local_addr()?);
+            let (state, token) = (state.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                if let Err(e) = http::serve(l, state, token).await {
+                    tracing::error!("http server failed: {e}");
+                }
+            });
+        }
+    }
+    Ok(addrs)
+}
+
+/// nginx's listen backlog.
+const HTTP_BACKLOG: u32 = 511;
+
+/// Binds like nginx: `SO_REUSEADDR`, and IPv6 wildcard sockets `IPV6_V6ONLY` so that `listen
+/// 80; listen [::]:80;` can both bind.
+fn bind_http(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+    socket.set_reuseaddr(true)?;
+    if addr.is_ipv6() {
+        set_v6only(&socket)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(HTTP_BACKLOG)
+}
+
+fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Print where to publish and play, as a newcomer needs it.

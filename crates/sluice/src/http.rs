@@ -1,32 +1,270 @@
-//! The built-in HTTP server (`http { server { listen ...; } }`): `/healthz` now; HLS, stats,
-//! the JSON API and the dashboard plug in here in later issues.
+//! The HTTP server: `/healthz`, content sluice produces itself ([`LiveContent`]: live HLS
+//! playlists and segments, tried first), and static files from the configured locations
+//! (`http { server { location { root|alias } } }` and the implicit `hls_path` locations).
+//!
+//! | Spec | Where |
+//! | --- | --- |
+//! | RFC 9110, 9.3.1–9.3.2 (GET, HEAD), 15.5.6 (405 and `Allow`) | [`router`] |
+//! | RFC 9110, 14 (Range requests: `Range`, `Content-Range`, `If-Range`, 206, 416) | `range`, `files` |
+//! | RFC 9110, 13.1.2 and 13.1.3 (`If-None-Match`, `If-Modified-Since`, 304), 8.8 (`ETag`, `Last-Modified`) | `files` |
+//! | RFC 9110, 5.6.7 (IMF-fixdate) | `date` |
+//! | RFC 3986, 2.1 (percent-encoding) | `path` |
+//! | Fetch standard, CORS protocol (`Access-Control-*`, preflight) | [`router`] |
+//! | nginx `ngx_http_core_module` (location matching, `root`/`alias`, `index`, `types`), `ngx_http_headers_module` (`add_header`) | `config::http`, `files`, [`router`] |
+//!
+//! Every response carries `Access-Control-Allow-Origin: *` unless `add_header` sets it, so
+//! browser players on other origins can fetch playlists and segments.
 
+mod date;
+mod files;
+mod mime;
+mod path;
+mod range;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{HttpServerConf, Location};
 use crate::hub::Hub;
 
-/// Shared state of HTTP handlers.
+/// What `OPTIONS` preflight answers allow.
+const ALLOW_METHODS: &str = "GET, HEAD, OPTIONS";
+/// Request headers preflight allows (players ask for byte ranges).
+const ALLOW_HEADERS: &str = "Range";
+/// How long browsers may cache a preflight answer, in seconds.
+const PREFLIGHT_MAX_AGE: &str = "86400";
+/// `Cache-Control` of playlists, keys and errors in implicit hls locations.
+const NO_CACHE: &str = "no-cache";
+/// `Cache-Control` of segments in implicit hls locations: their names are never reused while
+/// they are listed.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Segment extensions that get [`IMMUTABLE`].
+const SEGMENT_EXTENSIONS: &[&str] = &["ts", "m4s", "mp4", "m4a", "aac"];
+/// Extensions that get [`NO_CACHE`]: playlists change, keys rotate.
+const FRESH_EXTENSIONS: &[&str] = &["m3u8", "key"];
+/// Statuses nginx adds `add_header` headers to without `always`.
+const ADD_HEADER_STATUSES: &[u16] = &[200, 201, 204, 206, 301, 302, 303, 304, 307, 308];
+
+/// Content produced by sluice itself (live HLS playlists and segments), tried before files.
+pub trait LiveContent: Send + Sync + 'static {
+    /// `file` is the file the request's location maps the URL to (root or alias + path), so live
+    /// content is found under whatever URL serves its directory; `query` is the raw query
+    /// string. `None` falls through to the file on disk.
+    fn get<'a>(
+        &'a self,
+        file: &'a Path,
+        query: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = Option<Response>> + Send + 'a>>;
+}
+
+/// Shared state of HTTP handlers (one per server: each has its own locations).
 #[derive(Clone)]
 pub struct HttpState {
     /// The stream registry.
     pub hub: Arc<Hub>,
+    /// Live content providers, asked in order before the locations (GET and HEAD only).
+    pub live: Vec<Arc<dyn LiveContent>>,
+    /// The server's locations.
+    pub site: Arc<HttpServerConf>,
 }
 
-/// The routes.
+impl HttpState {
+    /// A state serving `/healthz` only: no live content, no locations.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        HttpState { hub, live: Vec::new(), site: Arc::new(HttpServerConf::default()) }
+    }
+}
+
+/// The routes: `/healthz`, then live content and files for everything else.
 pub fn router(state: HttpState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
-}
-
-async fn healthz(axum::extract::State(state): axum::extract::State<HttpState>) -> String {
-    format!("ok\nstreams {}\n", state.hub.streams().len())
+    Router::new()
+        .route("/healthz", get(healthz).options(|| async { preflight() }))
+        .fallback(handle)
+        .layer(axum::middleware::map_response(allow_any_origin))
+        .with_state(state)
 }
 
 /// Serve HTTP on `listener` until shutdown.
 pub async fn serve(listener: TcpListener, state: HttpState, shutdown: CancellationToken) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+async fn healthz(State(state): State<HttpState>) -> String {
+    format!("ok\nstreams {}\n", state.hub.streams().len())
+}
+
+/// Everything but `/healthz`: the method decides, then live content, then locations.
+async fn handle(State(state): State<HttpState>, req: Request) -> Response {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        Method::OPTIONS => {
+            let loc = path::normalize(req.uri().path()).ok().map(|p| (state.site.location(&p), p));
+            let res = preflight();
+            return match loc {
+                Some((loc, path)) => decorate(loc, &path, res),
+                None => res,
+            };
+        }
+        _ => {
+            let mut res = status_response(StatusCode::METHOD_NOT_ALLOWED);
+            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+            return res;
+        }
+    };
+    let path = match path::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => return status_response(e.status()),
+    };
+    let query = req.uri().query();
+    let loc = state.site.location(&path);
+    if let Ok(Some(file)) = path::file_path(loc, &path) {
+        for live in &state.live {
+            if let Some(res) = live.get(&file, query).await {
+                let res = decorate(loc, &path, res);
+                return if head { strip_body(res) } else { res };
+            }
+        }
+    }
+    let res = files::serve(loc, &path, req.uri(), req.headers(), head).await;
+    decorate(loc, &path, res)
+}
+
+/// The CORS preflight answer (RFC-less, per the Fetch standard).
+fn preflight() -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOW_METHODS));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(PREFLIGHT_MAX_AGE));
+    res
+}
+
+/// Every response may be read by any origin, unless `add_header` said otherwise.
+async fn allow_any_origin(mut res: Response) -> Response {
+    res.headers_mut().entry(header::ACCESS_CONTROL_ALLOW_ORIGIN).or_insert(HeaderValue::from_static("*"));
+    res
+}
+
+/// A HEAD answer from a GET one: same headers (with the length the body would have had), no body.
+fn strip_body(res: Response) -> Response {
+    let (mut parts, body) = res.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        parts.headers.entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(len));
+    }
+    Response::from_parts(parts, Body::empty())
+}
+
+/// A short plain-text answer for errors and redirects: `404 Not Found`.
+pub(crate) fn status_response(status: StatusCode) -> Response {
+    let text = format!("{} {}\n", status.as_str(), status.canonical_reason().unwrap_or_default());
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response()
+}
+
+/// Adds the location's headers: sluice's caching rules in implicit hls locations, then
+/// `add_header` lines (the first line of a name replaces what sluice set, later ones add).
+fn decorate(loc: &Location, path: &str, mut res: Response) -> Response {
+    if loc.hls {
+        if let Some(value) = hls_cache_control(path, res.status()) {
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+    }
+    let status = res.status().as_u16();
+    let mut added: Vec<&str> = Vec::new();
+    for h in loc.headers.iter().filter(|h| !h.value.is_empty() && (h.always || ADD_HEADER_STATUSES.contains(&status))) {
+        // Config parsing checked both; a failure here would be a bug, so skip rather than fail.
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(h.name.as_str()), HeaderValue::try_from(h.value.as_str()))
+        else {
+            continue;
+        };
+        if added.iter().any(|a| a.eq_ignore_ascii_case(&h.name)) {
+            res.headers_mut().append(name, value);
+        } else {
+            res.headers_mut().insert(name, value);
+            added.push(&h.name);
+        }
+    }
+    res
+}
+
+/// `Cache-Control` for a file of an implicit hls location: errors and playlists are never
+/// cached, segments forever.
+fn hls_cache_control(path: &str, status: StatusCode) -> Option<&'static str> {
+    if status.is_client_error() || status.is_server_error() {
+        return Some(NO_CACHE);
+    }
+    let ext = mime::extension(path)?;
+    if FRESH_EXTENSIONS.contains(&ext.as_str()) {
+        Some(NO_CACHE)
+    } else if SEGMENT_EXTENSIONS.contains(&ext.as_str()) {
+        Some(IMMUTABLE)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AddHeader;
+
+    #[test]
+    fn hls_cache_rules() {
+        assert_eq!(hls_cache_control("/hls/a.m3u8", StatusCode::OK), Some(NO_CACHE));
+        assert_eq!(hls_cache_control("/hls/a.KEY", StatusCode::OK), Some(NO_CACHE));
+        for seg in ["/hls/1.ts", "/hls/s/2.m4s", "/hls/init.mp4", "/hls/a.m4a", "/hls/a.aac"] {
+            assert_eq!(hls_cache_control(seg, StatusCode::PARTIAL_CONTENT), Some(IMMUTABLE), "{seg}");
+        }
+        assert_eq!(hls_cache_control("/hls/1.ts", StatusCode::NOT_FOUND), Some(NO_CACHE), "a 404 is not forever");
+        assert_eq!(hls_cache_control("/hls/readme", StatusCode::OK), None);
+    }
+
+    fn location(headers: &[(&str, &str, bool)]) -> Location {
+        let mut loc = HttpServerConf::default().fallback;
+        loc.headers = headers
+            .iter()
+            .map(|&(name, value, always)| AddHeader { name: name.into(), value: value.into(), always })
+            .collect();
+        loc
+    }
+
+    #[test]
+    fn add_header_follows_nginx_status_rule() {
+        let loc = location(&[("X-A", "1", false), ("X-B", "2", true), ("X-A", "3", false), ("X-Empty", "", true)]);
+        let ok = decorate(&loc, "/x", StatusCode::OK.into_response());
+        let values: Vec<_> = ok.headers().get_all("x-a").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(values, ["1", "3"], "repeated names add");
+        assert_eq!(ok.headers()["x-b"], "2");
+        assert!(ok.headers().get("x-empty").is_none(), "an empty value adds nothing");
+        let missing = decorate(&loc, "/x", StatusCode::NOT_FOUND.into_response());
+        assert!(missing.headers().get("x-a").is_none(), "only 2xx/3xx without always");
+        assert_eq!(missing.headers()["x-b"], "2");
+    }
+
+    #[test]
+    fn add_header_replaces_what_sluice_set() {
+        let loc = location(&[("Content-Type", "text/x-test", false)]);
+        let res = decorate(&loc, "/x", status_response(StatusCode::OK));
+        let values: Vec<_> = res.headers().get_all(header::CONTENT_TYPE).iter().collect();
+        assert_eq!(values, ["text/x-test"]);
+    }
+
+    #[test]
+    fn head_keeps_the_length_of_the_body_it_drops() {
+        let res = strip_body(Response::new(Body::from("hello")));
+        assert_eq!(res.headers()[header::CONTENT_LENGTH], "5");
+        assert_eq!(res.body().size_hint().exact(), Some(0));
+    }
 }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod live;

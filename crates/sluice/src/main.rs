@@ -1,18 +1,22 @@
-//! `sluice [-c FILE] [-t]`: the command line, like nginx's.
+//! `sluice [-c FILE] [-t] [--http-listen ADDR|off]`: the command line, like nginx's.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sluice::config::Config;
+use sluice::config::{parse_http_listen, Config};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
-Usage: sluice [-c FILE] [-t] [-h] [-V] [--print-default-config]
+Usage: sluice [-c FILE] [-t] [--http-listen ADDR|off] [-h] [-V] [--print-default-config]
 
 Options:
   -c FILE                  read the nginx-style configuration from FILE
                            (default: the embedded configuration: RTMP on 1935, HTTP on 8080)
   -t                       check the configuration and exit (0 when valid)
+  --http-listen ADDR|off   the built-in HTTP server's address (8080, 127.0.0.1:8080,
+                           [::1]:8080), or off; overrides http_listen. Unused when the
+                           configuration has an http {} block
   --print-default-config   print the embedded default configuration and exit
   -V, --version            print the version and exit
   -h, --help               print this help and exit
@@ -22,6 +26,8 @@ Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
 struct Args {
     config: Option<PathBuf>,
     test: bool,
+    /// `--http-listen`: `Some(None)` is `off`.
+    http_listen: Option<Option<SocketAddr>>,
 }
 
 enum Cli {
@@ -30,7 +36,7 @@ enum Cli {
 }
 
 fn parse_args() -> Cli {
-    let mut args = Args { config: None, test: false };
+    let mut args = Args { config: None, test: false, http_listen: None };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -39,6 +45,17 @@ fn parse_args() -> Cli {
                 None => return usage_error("option \"-c\" requires a file name"),
             },
             "-t" => args.test = true,
+            "--http-listen" => {
+                let Some(v) = it.next() else {
+                    return usage_error("option \"--http-listen\" requires an address");
+                };
+                match parse_http_listen(&v) {
+                    Some(addr) => args.http_listen = Some(addr),
+                    None => return usage_error(&format!(
+                        "invalid value \"{v}\" for \"--http-listen\", it must be \"off\" or an address like 8080, 127.0.0.1:8080 or [::1]:8080"
+                    )),
+                }
+            }
             "-h" | "--help" | "-?" => {
                 println!("{USAGE}");
                 return Cli::Exit(ExitCode::SUCCESS);
@@ -72,7 +89,7 @@ fn main() -> ExitCode {
         Some(path) => (Config::load(path), path.display().to_string()),
         None => (Ok(Config::default_config()), "embedded default configuration".to_string()),
     };
-    let config = match config {
+    let mut config = match config {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sluice: {e}");
@@ -82,6 +99,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = args.http_listen {
+        if config.http.block.is_some() {
+            tracing::warn!("--http-listen has no effect: the configuration's \"http\" block says where to listen");
+        }
+        config.http.builtin_listen = addr;
+    }
     if args.test {
         eprintln!(
             "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, ServerConf};
 use crate::connection;
+use crate::hls::HlsStore;
 use crate::hub::Hub;
 
 /// Everything a connection task shares with the rest of the server.
@@ -21,15 +22,17 @@ pub struct ServerCtx {
     pub apps: Vec<Arc<AppConf>>,
     /// The stream registry.
     pub hub: Arc<Hub>,
+    /// Live HLS content, shared with the HTTP server.
+    pub hls: Arc<HlsStore>,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
 }
 
 impl ServerCtx {
     /// The context of one server block.
-    pub fn new(conf: ServerConf, hub: Arc<Hub>, shutdown: CancellationToken) -> Self {
+    pub fn new(conf: ServerConf, hub: Arc<Hub>, hls: Arc<HlsStore>, shutdown: CancellationToken) -> Self {
         let apps = conf.apps.iter().cloned().map(Arc::new).collect();
-        Self { conf, apps, hub, shutdown }
+        Self { conf, apps, hub, hls, shutdown }
     }
 }
 

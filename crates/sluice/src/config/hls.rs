@@ -7,7 +7,7 @@ use std::time::Duration;
 use nginx_conf::Directive;
 
 use super::value::{
-    ctx::RSA, first, flag, number, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail, Kind,
+    ctx::RSA, first, flag, invalid, number, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail, Kind,
 };
 
 const ONE: Args = Args::Exactly(1);
@@ -36,11 +36,25 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("hls_key_path", RSA, ONE, Kind::Text, ""),
     spec("hls_key_url", RSA, ONE, Kind::Text, ""),
     spec("hls_fragments_per_key", RSA, ONE, Kind::Number, "0"),
+    // sluice extensions
+    spec("hls_fragment_type", RSA, ONE, Kind::OneOf(FRAGMENT_TYPES), "mpegts"),
+    spec("hls_low_latency", RSA, ONE, Kind::Flag, "off"),
+    spec("hls_part_duration", RSA, ONE, Kind::Time, "200ms"),
 ];
 
 const NAMING: &[&str] = &["sequential", "timestamp", "system"];
 const SLICING: &[&str] = &["plain", "aligned"];
 const TYPES: &[&str] = &["live", "event"];
+const FRAGMENT_TYPES: &[&str] = &["mpegts", "fmp4"];
+
+/// Segment container (`hls_fragment_type`, a sluice extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsFragmentType {
+    /// MPEG-TS `.ts` segments, as nginx-rtmp writes.
+    Mpegts,
+    /// CMAF fMP4 `.m4s` segments with an init segment: carries HEVC and AV1 too.
+    Fmp4,
+}
 
 /// How fragment files are named (`hls_fragment_naming`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +142,13 @@ pub struct HlsConf {
     pub key_url: String,
     /// `hls_fragments_per_key`: rotate the key after this many fragments (0: never).
     pub fragments_per_key: u64,
+    /// `hls_fragment_type` (mpegts; sluice extension).
+    pub fragment_type: HlsFragmentType,
+    /// `hls_low_latency`: low-latency HLS parts and blocking playlist reload (off; sluice
+    /// extension).
+    pub low_latency: bool,
+    /// `hls_part_duration`: low-latency part target (200ms; sluice extension).
+    pub part_duration: Duration,
 }
 
 /// HLS settings as written at one level; `None` means "not set here".
@@ -155,6 +176,9 @@ pub(crate) struct HlsLayer {
     key_path: Option<PathBuf>,
     key_url: Option<String>,
     fragments_per_key: Option<u64>,
+    fragment_type: Option<HlsFragmentType>,
+    low_latency: Option<bool>,
+    part_duration: Option<Duration>,
 }
 
 impl HlsLayer {
@@ -186,6 +210,9 @@ impl HlsLayer {
             "hls_key_path" => put(&mut self.key_path, PathBuf::from(text(d)?), d),
             "hls_key_url" => put(&mut self.key_url, text(d)?, d),
             "hls_fragments_per_key" => put(&mut self.fragments_per_key, number(d)?, d),
+            "hls_fragment_type" => put(&mut self.fragment_type, fragment_type(d)?, d),
+            "hls_low_latency" => put(&mut self.low_latency, flag(d)?, d),
+            "hls_part_duration" => put(&mut self.part_duration, part_duration(d)?, d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by hls"))),
         }
     }
@@ -215,6 +242,9 @@ impl HlsLayer {
             key_path: self.key_path.clone().or_else(|| outer.key_path.clone()),
             key_url: self.key_url.clone().or_else(|| outer.key_url.clone()),
             fragments_per_key: self.fragments_per_key.or(outer.fragments_per_key),
+            fragment_type: self.fragment_type.or(outer.fragment_type),
+            low_latency: self.low_latency.or(outer.low_latency),
+            part_duration: self.part_duration.or(outer.part_duration),
         }
     }
 
@@ -245,6 +275,9 @@ impl HlsLayer {
             key_path: non_empty(&self.key_path),
             key_url: self.key_url.clone().unwrap_or_default(),
             fragments_per_key: self.fragments_per_key.unwrap_or(0),
+            fragment_type: self.fragment_type.unwrap_or(HlsFragmentType::Mpegts),
+            low_latency: self.low_latency.unwrap_or(false),
+            part_duration: self.part_duration.unwrap_or(Duration::from_millis(200)),
         }
     }
 }
@@ -267,6 +300,20 @@ fn slicing(d: &Directive) -> Result<HlsSlicing, Fail> {
 
 fn playlist_type(d: &Directive) -> Result<HlsType, Fail> {
     one_of(d, first(d)?, &[("live", HlsType::Live), ("event", HlsType::Event)])
+}
+
+fn fragment_type(d: &Directive) -> Result<HlsFragmentType, Fail> {
+    one_of(d, first(d)?, &[("mpegts", HlsFragmentType::Mpegts), ("fmp4", HlsFragmentType::Fmp4)])
+}
+
+/// Parts shorter than a frame or longer than a typical segment make no sense.
+fn part_duration(d: &Directive) -> Result<Duration, Fail> {
+    let t = time(d)?;
+    if !(Duration::from_millis(50)..=Duration::from_secs(5)).contains(&t) {
+        let arg = first(d)?;
+        return Err(invalid(d, arg, "a part duration from 50ms to 5s"));
+    }
+    Ok(t)
 }
 
 fn variant(d: &Directive) -> Result<HlsVariant, Fail> {

@@ -6,12 +6,14 @@
 //! each directive against the table that owns it, and reports `FILE:LINE:COL: message` errors.
 //!
 //! Strictness follows where the text came from: inside `rtmp { }` every directive must be known
-//! and valid, because sluice owns that block; outside it (`events`, `http`, `user`, ...) unknown
-//! content is skipped with a debug log, because it belongs to nginx and is none of our business.
-//! From `http { }` only `server { listen ...; }` is read.
+//! and valid, because sluice owns that block; so must those inside `http { }`, which sluice
+//! serves (see `http`: what stock nginx.conf files carry and sluice has no use for is accepted
+//! with a warning). Outside both (`events`, `user`, ...) unknown content is skipped with a debug
+//! log, because it belongs to nginx and is none of our business.
 
 mod core;
 mod hls;
+mod http;
 mod later;
 mod live;
 mod record;
@@ -23,7 +25,8 @@ use std::path::Path;
 use nginx_conf::{Directive, Span};
 
 pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
-pub use self::hls::{HlsConf, HlsNaming, HlsSlicing, HlsType, HlsVariant};
+pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
+pub use self::http::{parse_http_listen, AddHeader, Files, HttpConf, HttpServerConf, Location, DEFAULT_HTTP_PORT};
 pub use self::live::{LiveConf, MetaMode};
 pub use self::record::{RecordConf, RecordMode, Recorder};
 pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, DirectiveSpec, Kind};
@@ -39,16 +42,9 @@ use self::value::{check_shape, edit_distance, Fail};
 pub struct Config {
     /// `rtmp { server { ... } }` blocks, one per listening server.
     pub servers: Vec<ServerConf>,
-    /// `http { server { listen ...; } }`: where the built-in HTTP server listens (None: no HTTP).
-    pub http: Option<HttpConf>,
-}
-
-/// What sluice takes from `http { }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpConf {
-    /// The `listen` addresses of all `http { server { } }` blocks, in file order, without
-    /// duplicates (a server without `listen` means port 80, as in nginx).
-    pub listen: Vec<SocketAddr>,
+    /// The HTTP side: `http { }` servers or the built-in server (`http_listen`), and the
+    /// `hls_path` directories they serve.
+    pub http: HttpConf,
 }
 
 /// One `rtmp { server { } }` block.
@@ -153,6 +149,7 @@ enum Group {
     Live,
     Record,
     Hls,
+    Http,
     Later,
 }
 
@@ -163,6 +160,7 @@ impl Group {
             Group::Live => "live",
             Group::Record => "record",
             Group::Hls => "hls",
+            Group::Http => "http",
             Group::Later => "later",
         }
     }
@@ -173,6 +171,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Live, live::DIRECTIVES),
     (Group::Record, record::DIRECTIVES),
     (Group::Hls, hls::DIRECTIVES),
+    (Group::Http, http::RTMP_DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -232,6 +231,8 @@ impl Layer {
             Group::Live => self.live.set(d),
             Group::Record => self.record.set(d),
             Group::Hls => self.hls.set(d),
+            // `http_listen`, read by `read_rtmp` itself: it sets no application.
+            Group::Http => Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name))),
             Group::Later => {
                 self.extra.push(later::accept(d));
                 Ok(())
@@ -274,7 +275,7 @@ struct RawRecorder {
 
 fn build(tree: &[Directive]) -> Result<Config, Fail> {
     let mut rtmp: Option<&Directive> = None;
-    let mut http = Vec::new();
+    let mut http_block: Option<&Directive> = None;
     for d in tree {
         match d.name.as_str() {
             "rtmp" => {
@@ -283,21 +284,35 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
                 }
                 rtmp = Some(d);
             }
-            "http" => read_http(d, &mut http),
+            "http" => {
+                if http_block.is_some() {
+                    return Err(Fail::new(d.span, "\"http\" directive is duplicate"));
+                }
+                http_block = Some(d);
+            }
             "include" => {
                 tracing::warn!(line = d.span.line, "top-level \"include\" is not supported; ignored")
             }
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
     }
-    let servers = match rtmp {
+    let (servers, http_listen) = match rtmp {
         Some(d) => read_rtmp(d)?,
         None => {
             tracing::warn!("the configuration has no \"rtmp\" block: no RTMP server will listen");
-            Vec::new()
+            (Vec::new(), None)
         }
     };
-    let http = (!http.is_empty()).then_some(HttpConf { listen: http });
+    let block = http_block.map(http::read_http).transpose()?;
+    if let (Some(span), Some(_)) = (http_listen.map(|(_, span)| span), &block) {
+        tracing::warn!(line = span.line, "\"http_listen\" has no effect: the \"http\" block's servers listen instead");
+    }
+    let default_listen = Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)));
+    let http = HttpConf {
+        builtin_listen: http_listen.map_or(default_listen, |(addr, _)| addr),
+        block,
+        hls: http::hls_locations(&servers, rtmp)?,
+    };
     Ok(Config { servers, http })
 }
 
@@ -306,21 +321,26 @@ fn block(d: &Directive) -> Result<&[Directive], Fail> {
     d.block.as_deref().ok_or_else(|| Fail::new(d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
 }
 
-fn read_rtmp(d: &Directive) -> Result<Vec<ServerConf>, Fail> {
+/// The rtmp block's servers, and `http_listen` with where it is written when set.
+type RtmpBlock = (Vec<ServerConf>, Option<(Option<SocketAddr>, Span)>);
+
+fn read_rtmp(d: &Directive) -> Result<RtmpBlock, Fail> {
     if !d.args.is_empty() {
         return Err(Fail::new(d.span, "invalid number of arguments in \"rtmp\" directive"));
     }
     let mut top = Layer::default();
     let mut servers = Vec::new();
+    let mut http_listen = None;
     for c in block(d)? {
         let group = check(c, ctx::RTMP)?;
         match c.name.as_str() {
             "server" => servers.push(read_server(c)?),
+            "http_listen" => value::put(&mut http_listen, (http::http_listen(c)?, c.span), c)?,
             _ => top.set(group, c)?,
         }
     }
     check_listen_unique(&servers)?;
-    Ok(servers.iter().map(|s| resolve_server(s, &top)).collect())
+    Ok((servers.iter().map(|s| resolve_server(s, &top)).collect(), http_listen))
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
@@ -412,38 +432,6 @@ fn resolve_app(a: &RawApp, server: &Layer) -> AppConf {
         })
         .collect();
     AppConf { name: a.name.clone(), live: merged.live.build(), record, hls: merged.hls.build(), extra: merged.extra }
-}
-
-/// Collects `listen` addresses from `http { server { } }`; everything else there is nginx's
-/// business and skipped. Never fails: a listen sluice cannot use is logged and skipped.
-fn read_http(d: &Directive, out: &mut Vec<SocketAddr>) {
-    let Some(children) = &d.block else {
-        tracing::debug!(line = d.span.line, "\"http\" without a block; ignored");
-        return;
-    };
-    for c in children {
-        match (&c.block, c.name.as_str()) {
-            (Some(server), "server") => read_http_server(server, c.span, out),
-            _ => tracing::debug!(directive = %c.name, line = c.span.line, "ignored in http"),
-        }
-    }
-}
-
-fn read_http_server(server: &[Directive], span: Span, out: &mut Vec<SocketAddr>) {
-    let mut found = false;
-    for l in server.iter().filter(|l| l.name == "listen" && l.block.is_none()) {
-        found = true;
-        match l.args.first().and_then(|a| parse_addr(&a.value, 80)) {
-            Some(addr) if !out.contains(&addr) => out.push(addr),
-            Some(_) => {}
-            None => tracing::debug!(line = l.span.line, "http listen sluice cannot use; ignored"),
-        }
-    }
-    let port_80 = SocketAddr::from(([0, 0, 0, 0], 80));
-    if !found && !out.contains(&port_80) {
-        tracing::debug!(line = span.line, "http server without listen: port 80, as in nginx");
-        out.push(port_80);
-    }
 }
 
 #[cfg(test)]

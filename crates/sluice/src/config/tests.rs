@@ -51,7 +51,8 @@ fn seed_file_parses() {
     assert_eq!(s.apps[0].name, "live");
     assert!(s.apps[0].live.live);
     assert!(s.apps[0].record.mode.is_off());
-    assert_eq!(c.http, None);
+    assert_eq!(c.http.block, None);
+    assert_eq!(c.http.builtin_listen, Some(addr("0.0.0.0:8080")), "the built-in HTTP server runs by default");
 }
 
 #[test]
@@ -92,7 +93,9 @@ fn default_config_parses() {
     let app = &c.servers[0].apps[0];
     assert_eq!(app.name, "live");
     assert!(app.live.live);
-    assert_eq!(c.http, Some(HttpConf { listen: vec![addr("0.0.0.0:8080")] }));
+    let http = c.http.servers();
+    assert_eq!(http.len(), 1);
+    assert_eq!(http[0].listen, [addr("0.0.0.0:8080")]);
     assert!(Config::default_text().contains('#'), "the default text guides users");
 }
 
@@ -285,25 +288,25 @@ fn outside_rtmp_anything_goes() {
         http {
             include mime.types; sendfile on;
             server {
-                listen 8080; listen 8080 default_server; listen [::]:8081 ipv6only=on;
+                listen 8080 default_server; listen [::]:8081 ipv6only=on;
                 location /stat { rtmp_stat all; rtmp_stat_stylesheet stat.xsl; }
                 location /hls { types { application/vnd.apple.mpegurl m3u8; } root /tmp; add_header Cache-Control no-cache; }
                 if ($request_method = "POST") { return 405; }
             }
-            server { listen unix:/tmp/sock; }
             server { server_name example.com; }
         }
         rtmp { server { application live { live on; } } }"#,
     );
     assert_eq!(c.servers.len(), 1);
-    let http = c.http.expect("http block read");
-    assert_eq!(http.listen, [addr("0.0.0.0:8080"), addr("[::]:8081"), addr("0.0.0.0:80")]);
+    let http = c.http.block.expect("http block read");
+    let listens: Vec<_> = http.iter().map(|s| s.listen.clone()).collect();
+    assert_eq!(listens, [vec![addr("0.0.0.0:8080"), addr("[::]:8081")], vec![addr("0.0.0.0:80")]]);
 }
 
 #[test]
 fn no_rtmp_block_means_no_servers() {
     let c = parse("events {}");
-    assert!(c.servers.is_empty() && c.http.is_none());
+    assert!(c.servers.is_empty() && c.http.block.is_none());
 }
 
 // ---- errors: exact FILE:LINE:COL prefixes ----
@@ -432,4 +435,425 @@ fn load_reads_files() {
     let loaded = Config::load(&path);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.unwrap(), parse(SEED));
+}
+
+// ---- http: the `http { }` subset, the built-in server, implicit hls locations ----
+
+/// The http block of the HLS task, as nginx users write it.
+const HLS_HTTP: &str = "http {
+    server {
+        listen 8080;
+        location /hls {
+            types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+            root /tmp;
+            add_header Cache-Control no-cache;
+            add_header Access-Control-Allow-Origin *;
+        }
+    }
+}
+rtmp { server { application live { live on; hls on; hls_path /tmp/hls; } } }
+";
+
+/// Debian's stock /etc/nginx/nginx.conf with its default site pasted in.
+const DEBIAN_NGINX_CONF: &str = r#"user www-data;
+worker_processes auto;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log;
+include /etc/nginx/modules-enabled/*.conf;
+
+events {
+	worker_connections 768;
+	# multi_accept on;
+}
+
+http {
+
+	##
+	# Basic Settings
+	##
+
+	sendfile on;
+	tcp_nopush on;
+	types_hash_max_size 2048;
+	# server_tokens off;
+
+	# server_names_hash_bucket_size 64;
+	# server_name_in_redirect off;
+
+	include /etc/nginx/mime.types;
+	default_type application/octet-stream;
+
+	##
+	# SSL Settings
+	##
+
+	ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3; # Dropping SSLv3, ref: POODLE
+	ssl_prefer_server_ciphers on;
+
+	##
+	# Logging Settings
+	##
+
+	access_log /var/log/nginx/access.log;
+
+	##
+	# Gzip Settings
+	##
+
+	gzip on;
+
+	# gzip_vary on;
+	# gzip_proxied any;
+	gzip_comp_level 6;
+	gzip_types text/plain text/css application/json application/javascript text/xml application/xml application/xml+rss text/javascript;
+
+	##
+	# Virtual Host Configs
+	##
+
+	include /etc/nginx/conf.d/*.conf;
+	include /etc/nginx/sites-enabled/*;
+
+	server {
+		listen 80 default_server;
+		listen [::]:80 default_server;
+		root /var/www/html;
+		index index.html index.htm index.nginx-debian.html;
+		server_name _;
+		location / {
+			try_files $uri $uri/ =404;
+		}
+	}
+}
+"#;
+
+/// The one server of an http block.
+fn http_server(text: &str) -> HttpServerConf {
+    let mut servers = parse(text).http.servers();
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    servers.remove(0)
+}
+
+fn root(p: &str) -> Option<Files> {
+    Some(Files::Root(PathBuf::from(p)))
+}
+
+#[test]
+fn http_block_for_hls() {
+    let c = parse(HLS_HTTP);
+    let block = c.http.block.as_ref().expect("block read");
+    assert_eq!(block.len(), 1);
+    let s = &block[0];
+    assert_eq!(s.listen, [addr("0.0.0.0:8080")]);
+    assert_eq!(s.locations.len(), 1);
+    let hls = &s.locations[0];
+    assert_eq!((hls.uri.as_str(), hls.exact, hls.hls), ("/hls", false, false));
+    assert_eq!(hls.files, root("/tmp"));
+    let types = hls.types.as_ref().expect("types set");
+    assert_eq!(types.get("m3u8").map(String::as_str), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(types.get("ts").map(String::as_str), Some("video/mp2t"));
+    assert_eq!(types.len(), 2);
+    let headers: Vec<_> = hls.headers.iter().map(|h| (h.name.as_str(), h.value.as_str(), h.always)).collect();
+    assert_eq!(headers, [("Cache-Control", "no-cache", false), ("Access-Control-Allow-Origin", "*", false)]);
+    assert_eq!(hls.default_type, "text/plain");
+    assert_eq!(hls.index, ["index.html"]);
+    // The user's /hls location shadows the implicit one: it is not added on top.
+    let served = &c.http.servers()[0];
+    assert_eq!(served.locations.len(), 1);
+    assert_eq!(served.location("/hls/stream.m3u8").files, root("/tmp"));
+}
+
+#[test]
+fn debian_stock_nginx_conf_is_accepted() {
+    let c = parse(&format!("{DEBIAN_NGINX_CONF}\nrtmp {{ server {{ application live {{ live on; }} }} }}"));
+    let s = &c.http.servers()[0];
+    assert_eq!(s.listen, [addr("0.0.0.0:80"), addr("[::]:80")]);
+    assert_eq!(s.fallback.files, root("/var/www/html"));
+    assert_eq!(s.fallback.default_type, "application/octet-stream");
+    let slash = s.location("/index.html");
+    assert_eq!(slash.uri, "/");
+    assert_eq!(slash.files, root("/var/www/html"), "root inherits into the location");
+    assert_eq!(slash.index, ["index.html", "index.htm", "index.nginx-debian.html"]);
+    assert_eq!(slash.default_type, "application/octet-stream");
+    assert!(slash.types.is_none(), "include mime.types is not read: the built-in map answers");
+}
+
+#[test]
+fn http_inheritance_follows_nginx() {
+    let s = http_server(
+        "http {
+            root /srv; default_type application/x-outer; types { text/x-a a; }
+            add_header X-Http 1;
+            server {
+                listen 8081;
+                add_header X-Server 2; add_header X-Server2 3 always;
+                location /inherit { }
+                location /own { root /own; default_type text/x-own; types { text/x-b b; } add_header X-Loc 4; index i.htm; }
+                location /nested {
+                    alias /data/nested/;
+                    location /nested/inner { add_header X-Inner 5; }
+                }
+            }
+        }",
+    );
+    let names = |l: &Location| l.headers.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+    let inherit = s.location("/inherit/x");
+    assert_eq!(inherit.files, root("/srv"));
+    assert_eq!(inherit.default_type, "application/x-outer");
+    assert_eq!(inherit.types.as_ref().unwrap().get("a").map(String::as_str), Some("text/x-a"));
+    assert_eq!(names(inherit), ["X-Server", "X-Server2"], "the server's add_header list replaces http's");
+    assert!(inherit.headers[1].always);
+    let own = s.location("/own/x");
+    assert_eq!(own.files, root("/own"));
+    assert_eq!(own.default_type, "text/x-own");
+    assert_eq!(own.types.as_ref().unwrap().len(), 1, "types replaces the outer map");
+    assert_eq!(names(own), ["X-Loc"], "a level with add_header inherits none");
+    assert_eq!(own.index, ["i.htm"]);
+    let inner = s.location("/nested/inner/x");
+    assert_eq!(inner.uri, "/nested/inner");
+    let alias = Some(Files::Alias { dir: PathBuf::from("/data/nested/"), prefix: "/nested".into() });
+    assert_eq!(inner.files, alias, "a nested location keeps its parent's alias and prefix");
+    assert_eq!(names(inner), ["X-Inner"]);
+    assert_eq!(s.fallback.files, root("/srv"));
+    assert_eq!(names(&s.fallback), ["X-Server", "X-Server2"]);
+}
+
+#[test]
+fn http_location_matching() {
+    let s = http_server(
+        "http { server { listen 8081; root /r;
+            location / { root /slash; }
+            location /hls { root /a; }
+            location /hls/live { root /b; }
+            location = /hls/x.m3u8 { root /exact; }
+            location ^~ /img { root /img; }
+            location =/exact2 { root /exact2; }
+        } }",
+    );
+    let pick = |p: &str| s.location(p).files.clone();
+    assert_eq!(pick("/hls/a.ts"), root("/a"));
+    assert_eq!(pick("/hls/live/a.ts"), root("/b"), "the longest prefix wins");
+    assert_eq!(pick("/hls/x.m3u8"), root("/exact"), "exact first");
+    assert_eq!(pick("/hls/x.m3u8.bak"), root("/a"));
+    assert_eq!(pick("/hlsfoo"), root("/a"), "prefixes are plain string prefixes, as in nginx");
+    assert_eq!(pick("/img/a.png"), root("/img"));
+    assert_eq!(pick("/exact2"), root("/exact2"));
+    assert_eq!(pick("/other"), root("/slash"));
+    let s = http_server("http { server { listen 8081; root /r; location /a { } } }");
+    assert_eq!(s.location("/b").uri, "", "no match: the server's own settings");
+    assert_eq!(s.location("/b").files, root("/r"));
+}
+
+#[test]
+fn http_servers_share_addresses_like_nginx_default_servers() {
+    let c = parse(
+        "http {
+            server { listen 8081; root /first; }
+            server { listen 8081 default_server; listen 8082; root /second; }
+            server { listen 443 ssl; listen 8083 reuseport backlog=100; }
+            server { server_name no.listen; }
+        }",
+    );
+    let servers = c.http.servers();
+    let listens: Vec<_> = servers.iter().map(|s| s.listen.clone()).collect();
+    assert_eq!(
+        listens,
+        [
+            vec![],
+            vec![addr("0.0.0.0:8081"), addr("0.0.0.0:8082")],
+            vec![addr("0.0.0.0:8083")],
+            vec![addr("0.0.0.0:80")]
+        ],
+        "default_server takes the address; TLS addresses are skipped; no listen means 80"
+    );
+}
+
+#[test]
+fn http_ignores_what_means_nothing_to_sluice() {
+    let s = http_server(
+        r#"http {
+            include mime.types; sendfile on; tcp_nopush on; tcp_nodelay on; keepalive_timeout 65 60;
+            access_log off; error_log stderr; charset utf-8; gzip on; gzip_types text/plain;
+            client_max_body_size 1m; log_format main '$remote_addr'; types_hash_max_size 2048;
+            server_tokens off; ssl_certificate /x.pem; ssl_protocols TLSv1.3;
+            server {
+                listen 8081; server_name example.com www.example.com; error_page 404 /404.html;
+                location /hls {
+                    root /tmp; expires -1; autoindex on; try_files $uri =404;
+                    if ($request_method = 'OPTIONS') { add_header Access-Control-Max-Age 1728000; return 204; }
+                    types { include more.types; video/mp2t ts; }
+                }
+                location /stat { rtmp_stat all; rtmp_stat_stylesheet stat.xsl; }
+                location @named { return 404; }
+            }
+        }"#,
+    );
+    assert_eq!(s.locations.len(), 2);
+    assert_eq!(s.location("/hls/x").types.as_ref().unwrap().len(), 1);
+    assert!(s.location("/hls/x").headers.is_empty(), "add_header inside an ignored if is not read");
+}
+
+#[test]
+fn http_errors() {
+    let cases = [
+        (
+            "http {\n  server {\n    lcation /hls { }\n  }\n}",
+            "test.conf:3:5: unknown directive \"lcation\" (did you mean \"location\"?)",
+        ),
+        ("http { server { listen 8081; frobnicate on; } }", "test.conf:1:30: unknown directive \"frobnicate\""),
+        ("http { sendfil on; }", "test.conf:1:8: unknown directive \"sendfil\" (did you mean \"sendfile\"?)"),
+        (
+            "http {\n  server {\n    location ~ \\.m3u8$ { root /tmp; }\n  }\n}",
+            "test.conf:3:14: regex locations are not supported: \"location ~ \\.m3u8$\"; use a prefix location such as \"location /hls\"",
+        ),
+        (
+            "http { server { location ~* /HLS { } } }",
+            "test.conf:1:26: regex locations are not supported: \"location ~* /HLS\"; use a prefix location such as \"location /hls\"",
+        ),
+        (
+            "http { server { location ~/x { } } }",
+            "test.conf:1:26: regex locations are not supported: \"location ~/x\"; use a prefix location such as \"location /hls\"",
+        ),
+        ("http {\n  root /a /b;\n}", "test.conf:2:3: invalid number of arguments in \"root\" directive"),
+        ("http { server { alias /tmp; } }", "test.conf:1:17: \"alias\" directive is not allowed here"),
+        ("http { location / { } }", "test.conf:1:8: \"location\" directive is not allowed here"),
+        ("http { server { location /a { listen 80; } } }", "test.conf:1:31: \"listen\" directive is not allowed here"),
+        ("http { server { location /a { root /x; root /y; } } }", "test.conf:1:40: \"root\" directive is duplicate"),
+        (
+            "http { server { location /a { root /x; alias /y; } } }",
+            "test.conf:1:40: \"alias\" directive is duplicate, \"root\" directive was specified earlier",
+        ),
+        ("http { server { location /a { } location /a { } } }", "test.conf:1:33: duplicate location \"/a\""),
+        ("http { server { location /a { location /b { } } } }", "test.conf:1:31: location \"/b\" is outside location \"/a\""),
+        ("http { server { location x /a { } } }", "test.conf:1:26: invalid location modifier \"x\""),
+        ("http { server { listen unix:/run/s.sock; } }", "test.conf:1:24: unix sockets are not supported in \"listen\""),
+        ("http { server { listen 8081 fast; } }", "test.conf:1:29: invalid parameter \"fast\" in \"listen\" directive"),
+        (
+            "http { server { listen example.com:80; } }",
+            "test.conf:1:24: invalid value \"example.com:80\" in \"listen\" directive, it must be a port or address like 8080, 127.0.0.1:8080 or [::1]:8080",
+        ),
+        ("http { server { listen 80; listen *:80; } }", "test.conf:1:28: duplicate \"0.0.0.0:80\" address and port pair"),
+        (
+            "http { server { listen 80 default_server; } server { listen 80 default_server; } }",
+            "test.conf:1:54: a duplicate default server for 0.0.0.0:80",
+        ),
+        ("http { add_header X-A 1 sometimes; }", "test.conf:1:25: invalid parameter \"sometimes\" in \"add_header\" directive"),
+        (
+            "http { add_header \"X A\" 1; }",
+            "test.conf:1:19: invalid value \"X A\" in \"add_header\" directive, it must be a header name (letters, digits and - _ . ! # $ % & ' * + ^ ` | ~)",
+        ),
+        ("http { types { video/mp2t; } }", "test.conf:1:16: invalid \"types\" line \"video/mp2t\", it must be like \"video/mp2t ts;\""),
+        ("http { index ../x; }", "test.conf:1:14: invalid value \"../x\" in \"index\" directive, it must be a file name such as index.html"),
+        ("http { server; }", "test.conf:1:8: directive \"server\" has no opening \"{\""),
+        ("http;", "test.conf:1:1: directive \"http\" has no opening \"{\""),
+        ("http { }\nhttp { }", "test.conf:2:1: \"http\" directive is duplicate"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(error(text), want, "{text}");
+    }
+}
+
+#[test]
+fn http_listen_directive() {
+    let c = parse("rtmp { http_listen 127.0.0.1:9090; server { } }");
+    assert_eq!(c.http.builtin_listen, Some(addr("127.0.0.1:9090")));
+    assert_eq!(c.http.servers()[0].listen, [addr("127.0.0.1:9090")]);
+    assert_eq!(parse("rtmp { http_listen 9091; }").http.builtin_listen, Some(addr("0.0.0.0:9091")));
+    assert_eq!(parse("rtmp { http_listen [::1]; }").http.builtin_listen, Some(addr("[::1]:8080")));
+    let off = parse("rtmp { http_listen off; }");
+    assert_eq!(off.http.builtin_listen, None);
+    assert!(off.http.servers().is_empty(), "off: no HTTP server at all");
+    let block = parse("rtmp { http_listen off; } http { server { listen 8081; } }");
+    assert_eq!(block.http.servers().len(), 1, "off leaves the http block's servers alone");
+    let block = parse("rtmp { http_listen 9092; } http { server { listen 8081; } }");
+    let listens: Vec<_> = block.http.servers().iter().flat_map(|s| s.listen.clone()).collect();
+    assert_eq!(listens, [addr("0.0.0.0:8081")], "with an http block the built-in server does not run");
+    assert_eq!(parse_http_listen("off"), Some(None));
+    assert_eq!(parse_http_listen("x:y"), None);
+}
+
+#[test]
+fn http_listen_errors() {
+    assert_eq!(
+        error("rtmp {\n  http_listen everywhere;\n}"),
+        "test.conf:2:15: invalid value \"everywhere\" in \"http_listen\" directive, it must be \"off\" or an address like 8080, 127.0.0.1:8080 or [::1]:8080"
+    );
+    assert_eq!(
+        error("rtmp { server { http_listen 8080; } }"),
+        "test.conf:1:17: \"http_listen\" directive is not allowed here"
+    );
+    assert_eq!(
+        error("rtmp { http_listen 1; http_listen 2; }"),
+        "test.conf:1:23: \"http_listen\" directive is duplicate"
+    );
+    assert_eq!(
+        error("rtmp { http_listen; }"),
+        "test.conf:1:8: invalid number of arguments in \"http_listen\" directive"
+    );
+    assert_eq!(
+        error("rtmp { http_lisen 8080; }"),
+        "test.conf:1:8: unknown directive \"http_lisen\" (did you mean \"http_listen\"?)"
+    );
+}
+
+#[test]
+fn implicit_hls_locations_without_http_block() {
+    let c = parse(
+        "rtmp { http_listen 127.0.0.1:9090; server {
+            application live { live on; hls on; hls_path /tmp/hls; }
+            application nested { hls on; hls_path /var/lib/sluice/hls-nested/; hls_nested on; }
+            application same_dir { hls on; hls_path /tmp/hls; }
+            application off { hls off; hls_path /tmp/unused; }
+            application no_path { hls on; }
+        } }",
+    );
+    let s = &c.http.servers()[0];
+    assert_eq!(s.listen, [addr("127.0.0.1:9090")]);
+    let uris: Vec<_> = s.locations.iter().map(|l| l.uri.as_str()).collect();
+    assert_eq!(uris, ["/hls/", "/hls-nested/"], "one per directory; hls off or without hls_path: none");
+    let live = s.location("/hls/stream.m3u8");
+    assert!(live.hls);
+    assert_eq!(live.files, Some(Files::Alias { dir: PathBuf::from("/tmp/hls"), prefix: "/hls/".into() }));
+    let nested = s.location("/hls-nested/stream/index.m3u8");
+    assert_eq!(
+        nested.files,
+        Some(Files::Alias { dir: PathBuf::from("/var/lib/sluice/hls-nested/"), prefix: "/hls-nested/".into() })
+    );
+    assert_eq!(s.location("/other").files, None, "nothing else is served");
+}
+
+#[test]
+fn implicit_hls_locations_join_http_block_servers() {
+    let c = parse(
+        "rtmp { server { application a { hls on; hls_path /tmp/a; } application b { hls on; hls_path /tmp/b; } } }
+         http { server { listen 8081; location / { root /www; } location /b/ { root /mine; } } }",
+    );
+    let s = &c.http.servers()[0];
+    assert!(s.location("/a/x.ts").hls, "added next to the user's locations, longer than /");
+    assert_eq!(s.location("/b/x.ts").files, root("/mine"), "the user's own /b/ wins");
+    assert_eq!(s.location("/index.html").files, root("/www"));
+}
+
+#[test]
+fn implicit_hls_locations_must_not_clash() {
+    assert_eq!(
+        error("rtmp {\n  server {\n    application a { hls on; hls_path /data/a/hls; }\n    application b { hls on; hls_path /data/b/hls/; }\n  }\n}"),
+        "test.conf:4:5: applications \"a\" (hls_path /data/a/hls) and \"b\" (hls_path /data/b/hls/) would both be served at \"/hls/\"; give their hls_path directories different names"
+    );
+    // hls_path set once at server level, shared by two applications: one directory, fine.
+    let c = parse("rtmp { server { hls on; hls_path /tmp/hls; application a { } application b { } } }");
+    assert_eq!(c.http.hls.len(), 1);
+    // Across servers too.
+    let err = error("rtmp { server { listen 1; application a { hls on; hls_path /x/hls; } }\nserver { listen 2; application c { hls on; hls_path /y/hls; } } }");
+    assert!(
+        err.starts_with("test.conf:2:20: applications \"a\" (hls_path /x/hls) and \"c\" (hls_path /y/hls)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sluice_t_style_check_of_the_task_block() {
+    // The block users paste, with and without the rtmp side: both load.
+    parse(HLS_HTTP);
+    parse(&HLS_HTTP.replace("rtmp { server { application live { live on; hls on; hls_path /tmp/hls; } } }", ""));
 }

@@ -1,0 +1,270 @@
+//! Listing the boxes of a buffer, for tests and for cutting a crashed recording back to its last
+//! complete fragment. Defined by: ISO/IEC 14496-12, 4.2 (box header: `size`, `type`,
+//! `largesize`, `usertype`).
+
+use crate::{Fmp4Error, FourCc};
+
+/// Size of the plain box header: 32-bit size and type.
+const HEADER_SIZE: usize = 8;
+/// Size of the 64-bit `largesize` that follows the type when `size` is 1.
+const LARGESIZE_SIZE: usize = 8;
+/// Size of the `usertype` that follows the type of `uuid` boxes.
+const USERTYPE_SIZE: usize = 16;
+
+/// Where one box lies in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxRef {
+    /// Box type (`moof`, `mdat`, ...).
+    pub kind: FourCc,
+    /// Offset of the box's first byte in the buffer that was listed.
+    pub offset: usize,
+    /// Size of the whole box, header included. A box whose size field is 0 ("to the end")
+    /// gets the size left in the buffer.
+    pub size: usize,
+    /// Size of the header: 8, 16 with `largesize`, 16 more for a `uuid` box's `usertype`.
+    pub header_size: usize,
+}
+
+impl BoxRef {
+    /// Offset just past the box.
+    pub fn end(&self) -> usize {
+        self.offset + self.size
+    }
+
+    /// The box body (after the header) in `data`, the buffer that was listed; the children of a
+    /// container box can be listed with [`boxes`] on it.
+    pub fn payload<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        data.get(self.offset + self.header_size..self.end()).unwrap_or_default()
+    }
+}
+
+/// Lists the boxes of `data` in order, without looking inside them.
+///
+/// Yields an error once, for a box header or body that does not fit in `data` or a size field
+/// smaller than the header, and then stops: everything before it is sound.
+pub fn boxes(data: &[u8]) -> Boxes<'_> {
+    Boxes { data, pos: 0, failed: false }
+}
+
+/// The iterator [`boxes`] returns.
+#[derive(Debug, Clone)]
+pub struct Boxes<'a> {
+    data: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl Boxes<'_> {
+    fn read_box(&self) -> Result<BoxRef, Fmp4Error> {
+        let offset = self.pos;
+        let rest = &self.data[offset..];
+        let truncated = Fmp4Error::TruncatedHeader { offset };
+        let head = rest.get(..HEADER_SIZE).ok_or(truncated.clone())?;
+        let size32 = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let kind: FourCc = [head[4], head[5], head[6], head[7]];
+        let (size, mut header_size) = match size32 {
+            0 => (rest.len() as u64, HEADER_SIZE),
+            1 => {
+                let large = rest.get(HEADER_SIZE..HEADER_SIZE + LARGESIZE_SIZE).ok_or(truncated.clone())?;
+                let mut bytes = [0; 8];
+                bytes.copy_from_slice(large);
+                (u64::from_be_bytes(bytes), HEADER_SIZE + LARGESIZE_SIZE)
+            }
+            n => (u64::from(n), HEADER_SIZE),
+        };
+        if &kind == b"uuid" {
+            header_size += USERTYPE_SIZE;
+            if rest.len() < header_size {
+                return Err(truncated);
+            }
+        }
+        if size < header_size as u64 {
+            return Err(Fmp4Error::BadBoxSize { kind, offset, size });
+        }
+        let available = rest.len() as u64;
+        if size > available {
+            return Err(Fmp4Error::TruncatedBox { kind, offset, size, available });
+        }
+        // size <= rest.len(), so it fits in usize.
+        Ok(BoxRef { kind, offset, size: size as usize, header_size })
+    }
+}
+
+impl Iterator for Boxes<'_> {
+    type Item = Result<BoxRef, Fmp4Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.data.len() {
+            return None;
+        }
+        match self.read_box() {
+            Ok(b) => {
+                self.pos = b.end();
+                Some(Ok(b))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The first box of type `kind` among the boxes of `data` (not looking inside them), if any
+/// comes before the first malformed one.
+pub fn find(data: &[u8], kind: &FourCc) -> Option<BoxRef> {
+    boxes(data).map_while(Result::ok).find(|b| &b.kind == kind)
+}
+
+/// How many leading bytes of a fragmented MP4 file are sound: the prefix up to the end of the
+/// last complete `moof` + `mdat` pair, or of the last complete box that is neither (`ftyp`,
+/// `moov`, `styp`, ...). A recording cut short by a crash is repaired by truncating it to
+/// this length.
+///
+/// A `moof` counts only once the `mdat` right after it is complete, as its samples are useless
+/// without their data. A box whose size field is 0 runs to the end of `data` by definition, so
+/// a truncated one cannot be recognised; this crate's writer never writes one.
+pub fn complete_len(data: &[u8]) -> usize {
+    let mut sound = 0;
+    let mut pending_moof = false;
+    for b in boxes(data) {
+        let Ok(b) = b else { break };
+        match &b.kind {
+            b"moof" => pending_moof = true,
+            b"mdat" if pending_moof => {
+                pending_moof = false;
+                sound = b.end();
+            }
+            _ if pending_moof => break,
+            _ => sound = b.end(),
+        }
+    }
+    sound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn lists_boxes_with_offsets() {
+        let data = [bx(b"ftyp", b"iso6"), bx(b"moov", &[]), bx(b"free", &[1, 2, 3])].concat();
+        let list: Vec<_> = boxes(&data).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            list,
+            [
+                BoxRef { kind: *b"ftyp", offset: 0, size: 12, header_size: 8 },
+                BoxRef { kind: *b"moov", offset: 12, size: 8, header_size: 8 },
+                BoxRef { kind: *b"free", offset: 20, size: 11, header_size: 8 },
+            ]
+        );
+        assert_eq!(list[2].payload(&data), [1, 2, 3]);
+        assert_eq!(find(&data, b"free"), Some(list[2]));
+        assert_eq!(find(&data, b"mdat"), None);
+    }
+
+    #[test]
+    fn largesize_zero_size_and_uuid() {
+        let mut large = vec![0, 0, 0, 1];
+        large.extend_from_slice(b"mdat");
+        large.extend_from_slice(&19u64.to_be_bytes());
+        large.extend_from_slice(&[7, 7, 7]);
+        let b = boxes(&large).next().unwrap().unwrap();
+        assert_eq!((b.size, b.header_size, b.payload(&large)), (19, 16, &[7u8, 7, 7][..]));
+
+        let mut to_end = bx(b"ftyp", &[]);
+        to_end.extend_from_slice(&[0, 0, 0, 0, b'm', b'd', b'a', b't', 1, 2]);
+        let list: Vec<_> = boxes(&to_end).map(|b| b.unwrap()).collect();
+        assert_eq!((list[1].offset, list[1].size), (8, 10));
+
+        let uuid = bx(b"uuid", &[0xAA; 17]);
+        let b = boxes(&uuid).next().unwrap().unwrap();
+        assert_eq!((b.header_size, b.payload(&uuid)), (24, &[0xAA][..]));
+    }
+
+    #[test]
+    fn errors_name_the_box_and_stop() {
+        let mut data = bx(b"ftyp", b"iso6");
+        data.extend_from_slice(&bx(b"mdat", &[0; 10])[..12]);
+        let list: Vec<_> = boxes(&data).collect();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1], Err(Fmp4Error::TruncatedBox { kind: *b"mdat", offset: 12, size: 18, available: 12 }));
+
+        let small = [0, 0, 0, 7, b'f', b'r', b'e', b'e', 0, 0, 0, 9];
+        assert_eq!(
+            boxes(&small).collect::<Vec<_>>(),
+            [Err(Fmp4Error::BadBoxSize { kind: *b"free", offset: 0, size: 7 })]
+        );
+        assert_eq!(boxes(&[0, 0, 0]).collect::<Vec<_>>(), [Err(Fmp4Error::TruncatedHeader { offset: 0 })]);
+        let large = [0, 0, 0, 1, b'm', b'd', b'a', b't', 0, 0];
+        assert_eq!(boxes(&large).collect::<Vec<_>>(), [Err(Fmp4Error::TruncatedHeader { offset: 0 })]);
+        let uuid = [0, 0, 0, 30, b'u', b'u', b'i', b'd', 0, 0];
+        assert_eq!(boxes(&uuid).collect::<Vec<_>>(), [Err(Fmp4Error::TruncatedHeader { offset: 0 })]);
+        assert!(Fmp4Error::BadBoxSize { kind: [b'a', 0, b'b', b'c'], offset: 3, size: 1 }
+            .to_string()
+            .contains("a\\x00bc"));
+    }
+
+    #[test]
+    fn complete_len_cuts_at_the_last_whole_fragment() {
+        let init = [bx(b"ftyp", b"iso6"), bx(b"moov", &[0; 20])].concat();
+        let frag = [bx(b"moof", &[1; 30]), bx(b"mdat", &[2; 50])].concat();
+        let whole = [init.clone(), frag.clone(), frag.clone()].concat();
+        assert_eq!(complete_len(&whole), whole.len());
+        let one = init.len() + frag.len();
+        // Cut inside the second mdat, right after the second moof, inside the second moof.
+        for cut in [whole.len() - 1, one + 38, one + 20, one + 3, one] {
+            assert_eq!(complete_len(&whole[..cut]), one, "cut at {cut}");
+        }
+        assert_eq!(complete_len(&whole[..init.len() + 5]), init.len());
+        assert_eq!(complete_len(&whole[..10]), 0);
+        // A moof followed by something other than its mdat ends the sound part.
+        let odd = [init.clone(), bx(b"moof", &[]), bx(b"free", &[]), frag.clone()].concat();
+        assert_eq!(complete_len(&odd), init.len());
+        // styp before a fragment is fine.
+        let styp = [init.clone(), bx(b"styp", b"msdh"), frag].concat();
+        assert_eq!(complete_len(&styp), styp.len());
+    }
+
+    proptest! {
+        #[test]
+        fn malformed_input_never_panics(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut end = 0;
+            for b in boxes(&data) {
+                let Ok(b) = b else { break };
+                prop_assert!(b.offset == end && b.header_size <= b.size && b.end() <= data.len());
+                end = b.end();
+                // Walk one level down too, as the tests do.
+                for c in boxes(b.payload(&data)) {
+                    let Ok(c) = c else { break };
+                    prop_assert!(c.end() <= b.payload(&data).len());
+                }
+            }
+            prop_assert!(complete_len(&data) <= data.len());
+        }
+
+        #[test]
+        fn box_like_input_never_panics(
+            size in prop::sample::select(vec![0u32, 1, 7, 8, 9, 16, 24, 100, u32::MAX]),
+            kind in prop::sample::select(vec![*b"moof", *b"mdat", *b"uuid", *b"moov"]),
+            rest in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut data = size.to_be_bytes().to_vec();
+            data.extend_from_slice(&kind);
+            data.extend_from_slice(&rest);
+            for b in boxes(&data) {
+                let Ok(b) = b else { break };
+                prop_assert!(b.end() <= data.len());
+            }
+            prop_assert!(complete_len(&data) <= data.len());
+        }
+    }
+}

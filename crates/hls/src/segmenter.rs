@@ -1,0 +1,1094 @@
+//! The segmenter: one publisher's RTMP messages in, segments, parts, keys and playlists out.
+//!
+//! Cutting follows nginx-rtmp (`ngx_rtmp_hls_update_fragment`): a stream with video is cut at a
+//! keyframe once the segment is `hls_fragment` long (`plain`) or when the keyframe falls in the
+//! next `hls_fragment` slot of the timeline (`aligned`); a stream without video is cut on audio;
+//! a segment longer than `hls_max_fragment`, or a timestamp going back more than a second, forces
+//! a cut marked as a discontinuity. Audio for MPEG-TS is gathered into one PES until
+//! `hls_audio_buffer_size` fills or `hls_max_audio_delay` passes, and its timestamps are smoothed
+//! by sample counting within `hls_sync`.
+//!
+//! Call [`Segmenter::push`] for every message, then drain [`Segmenter::poll_event`]; the caller
+//! writes files, serves them and renders [`Segmenter::playlist`] when told it changed.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flv::{AudioCodec, VideoCodec};
+use mpegts::es::{self, AacConfig, ParameterSets};
+use mpegts::{AudioType, Muxer, Pes, Track, VideoType};
+
+use crate::crypt;
+use crate::playlist::{KeyRef, LowLatency, MediaPlaylist, PartEntry, PlaylistType, Restored, SegmentEntry};
+
+/// 90 kHz: MPEG-TS time and our internal timeline.
+const HZ: u64 = 90_000;
+/// A timestamp this far behind the segment start is a discontinuity, not jitter (nginx-rtmp).
+const BACKWARDS_LIMIT: u64 = HZ;
+/// AAC frames carry 1024 samples (960-sample AAC is not used by RTMP encoders).
+const AAC_FRAME_SAMPLES: u64 = 1024;
+/// The largest single audio frame the TS audio buffer takes (an ADTS frame is at most 8191 bytes).
+const MAX_ADTS_FRAME: usize = 8191;
+
+/// Segment container (`hls_fragment_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// MPEG-TS `.ts` segments (H.264, HEVC; AAC, MP3).
+    Ts,
+    /// CMAF fMP4 `.m4s` segments with an init segment (H.264, HEVC, AV1; AAC, Opus).
+    Fmp4,
+}
+
+/// Where segments are cut (`hls_fragment_slicing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slicing {
+    /// At the first keyframe once the segment is long enough.
+    Plain,
+    /// At the first keyframe of each `hls_fragment` slot of the timeline.
+    Aligned,
+}
+
+/// How segment files are named (`hls_fragment_naming`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// By media sequence number.
+    Sequential,
+    /// By the segment's first timestamp, in 90 kHz units, as nginx-rtmp.
+    Timestamp,
+    /// By the wall clock in milliseconds when the segment starts.
+    System,
+}
+
+/// AES-128 encryption (`hls_keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySettings {
+    /// A new key every this many segments; 0: one key for the whole publish.
+    pub fragments_per_key: u64,
+    /// Prefix of key URIs in the playlist (`hls_key_url`).
+    pub key_url: String,
+}
+
+/// What the segmenter needs from the application's `hls_*` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `hls_fragment`.
+    pub fragment: Duration,
+    /// `hls_max_fragment`.
+    pub max_fragment: Duration,
+    /// `hls_playlist_length`.
+    pub playlist_length: Duration,
+    /// `hls_sync`.
+    pub sync: Duration,
+    /// `hls_muxdelay`: how far MPEG-TS timestamps run ahead of the PCR.
+    pub muxdelay: Duration,
+    /// `hls_fragment_slicing`.
+    pub slicing: Slicing,
+    /// `hls_fragment_naming`.
+    pub naming: Naming,
+    /// `hls_fragment_naming_granularity`: ids rounded down to a multiple of this (0: off).
+    pub naming_granularity: u64,
+    /// `hls_type`.
+    pub playlist_type: PlaylistType,
+    /// `hls_max_audio_delay`.
+    pub max_audio_delay: Duration,
+    /// `hls_audio_buffer_size`.
+    pub audio_buffer_size: usize,
+    /// `hls_base_url`.
+    pub base_url: String,
+    /// `hls_nested`.
+    pub nested: bool,
+    /// `hls_fragment_type`.
+    pub container: Container,
+    /// `hls_part_duration` when `hls_low_latency on`.
+    pub part_target: Option<Duration>,
+    /// `hls_keys` with its settings.
+    pub keys: Option<KeySettings>,
+}
+
+impl Default for Settings {
+    /// nginx-rtmp's defaults.
+    fn default() -> Self {
+        Settings {
+            fragment: Duration::from_secs(5),
+            max_fragment: Duration::from_secs(50),
+            playlist_length: Duration::from_secs(30),
+            sync: Duration::from_millis(2),
+            muxdelay: Duration::from_millis(700),
+            slicing: Slicing::Plain,
+            naming: Naming::Sequential,
+            naming_granularity: 0,
+            playlist_type: PlaylistType::Live,
+            max_audio_delay: Duration::from_millis(300),
+            audio_buffer_size: 1 << 20,
+            base_url: String::new(),
+            nested: false,
+            container: Container::Ts,
+            part_target: None,
+            keys: None,
+        }
+    }
+}
+
+/// Settings that cannot work together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    /// Low-latency parts are served in the clear; encrypted parts are not supported.
+    #[error("hls_keys cannot be combined with hls_low_latency")]
+    KeysWithLowLatency,
+    /// A zero `hls_fragment` would cut at every keyframe of a zero-length slot.
+    #[error("hls_fragment must be above zero")]
+    ZeroFragment,
+}
+
+/// What the segmenter produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The fMP4 initialisation segment; `file` is relative to `hls_path`.
+    Init {
+        /// File name.
+        file: String,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// A low-latency partial segment, served from memory only.
+    Part {
+        /// Segment it belongs to.
+        msn: u64,
+        /// Its index within the segment.
+        index: u32,
+        /// Name (relative to `hls_path`) it is requested by.
+        file: String,
+        /// Its bytes.
+        data: Bytes,
+    },
+    /// A complete segment (encrypted when `hls_keys` is on).
+    Segment {
+        /// Media sequence number.
+        msn: u64,
+        /// File name relative to `hls_path`.
+        file: String,
+        /// Its bytes.
+        data: Bytes,
+        /// Seconds.
+        duration: f64,
+    },
+    /// A new AES-128 key; `file` is relative to `hls_key_path`.
+    Key {
+        /// File name.
+        file: String,
+        /// The key.
+        key: [u8; 16],
+    },
+    /// A segment left the playlist window; its file may be removed later (`hls_cleanup`).
+    Expired {
+        /// File name relative to `hls_path`.
+        file: String,
+    },
+    /// The playlist changed: render [`Segmenter::playlist`].
+    Playlist,
+    /// Something in the stream that HLS cannot carry; said once per kind.
+    Warning(String),
+}
+
+/// How far a playlist has come: which segments and parts exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The segment being written and how many parts it has.
+    pub open: Option<(u64, u32)>,
+    /// The last complete segment.
+    pub last_complete: Option<u64>,
+    /// The stream ended.
+    pub ended: bool,
+    /// `#EXT-X-TARGETDURATION`, seconds.
+    pub target_duration: u64,
+}
+
+impl Position {
+    /// Whether the playlist already holds part `part` of segment `msn` (`_HLS_msn`/`_HLS_part`,
+    /// RFC 8216bis §6.2.5.2): a later segment has started, or that segment has that many parts
+    /// (without `part`: the segment is complete).
+    pub fn has(&self, msn: u64, part: Option<u32>) -> bool {
+        if self.ended {
+            return true;
+        }
+        match self.open {
+            Some((open, parts)) if msn == open => part.is_some_and(|p| p < parts),
+            Some((open, _)) => msn < open,
+            None => self.last_complete.is_some_and(|last| msn <= last),
+        }
+    }
+}
+
+/// A video track's setup.
+#[derive(Debug, Clone)]
+struct VideoTrack {
+    codec: VideoCodec,
+    config: Bytes,
+    params: Option<ParameterSets>,
+    width: u16,
+    height: u16,
+}
+
+#[derive(Debug, Clone)]
+struct AudioTrack {
+    codec: AudioCodec,
+    config: Bytes,
+    aac: Option<AacConfig>,
+    sample_rate: u32,
+    channels: u16,
+}
+
+/// A segment being written.
+#[derive(Debug)]
+struct OpenSegment {
+    msn: u64,
+    id: u64,
+    start: u64,
+    discontinuity: bool,
+    key: Option<(KeyRef, [u8; 16])>,
+    program_date_time_ms: u64,
+    data: Vec<u8>,
+    parts: Vec<PartEntry>,
+    part_start: u64,
+    part_offset: usize,
+    part_independent: bool,
+}
+
+/// A segment in the playlist window.
+#[derive(Debug, Clone)]
+struct Listed {
+    entry: SegmentEntry,
+    file: String,
+}
+
+/// MPEG-TS muxing state.
+struct TsState {
+    muxer: Muxer,
+    /// ADTS/MP3 frames waiting to be written as one PES.
+    audio: Vec<u8>,
+    audio_pts: u64,
+    audio_base: u64,
+    audio_frames: u64,
+}
+
+/// fMP4 muxing state.
+#[derive(Default)]
+struct Fmp4State {
+    init_written: bool,
+    sequence: u32,
+    video: Vec<fmp4::Sample>,
+    video_base: Option<u64>,
+    /// The last video frame, waiting for the next one to know its duration: (dts, sample).
+    held_video: Option<(u64, fmp4::Sample)>,
+    audio: Vec<fmp4::Sample>,
+    audio_base: Option<u64>,
+    held_audio: Option<(u64, fmp4::Sample)>,
+}
+
+/// RTMP timestamps are 32-bit milliseconds that wrap after 49.7 days; this extends them.
+#[derive(Debug, Default)]
+struct Unwrap {
+    last: Option<u32>,
+    epochs: u64,
+}
+
+impl Unwrap {
+    fn ms(&mut self, ts: u32) -> u64 {
+        if let Some(last) = self.last {
+            // A big step backwards is the 2^32 wrap, not a rewind.
+            if ts < last && last - ts > u32::MAX / 2 {
+                self.epochs += 1;
+            } else if ts > last && ts - last > u32::MAX / 2 && self.epochs > 0 {
+                // A late message from before the wrap: `last` stays after the wrap.
+                return (self.epochs - 1) << 32 | u64::from(ts);
+            }
+        }
+        self.last = Some(ts);
+        self.epochs << 32 | u64::from(ts)
+    }
+}
+
+/// One stream's HLS segmenter.
+pub struct Segmenter {
+    s: Settings,
+    name: String,
+    clock: Unwrap,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    ts: Option<TsState>,
+    mp4: Fmp4State,
+    open: Option<OpenSegment>,
+    window: VecDeque<Listed>,
+    next_msn: u64,
+    discontinuity_sequence: u64,
+    /// The next segment opened starts a discontinuity (a resumed playlist).
+    resume_discontinuity: bool,
+    /// Timeline position the `aligned` slicing counts from, before the first segment opens.
+    frag_ts: u64,
+    /// The last media timestamp seen (90 kHz) and the last video frame interval.
+    last_ts: u64,
+    video_interval: u64,
+    ended: bool,
+    key: Option<CurrentKey>,
+    new_key: Box<dyn FnMut() -> [u8; 16] + Send>,
+    events: VecDeque<Event>,
+    warned: Vec<String>,
+}
+
+struct CurrentKey {
+    id: u64,
+    key: [u8; 16],
+    uses_left: u64,
+}
+
+impl Segmenter {
+    /// A segmenter for stream `name`. `new_key` makes AES keys (`hls_keys`): pass a source of
+    /// cryptographic randomness.
+    pub fn new(
+        settings: Settings,
+        name: &str,
+        new_key: Box<dyn FnMut() -> [u8; 16] + Send>,
+    ) -> Result<Self, SettingsError> {
+        if settings.keys.is_some() && settings.part_target.is_some() {
+            return Err(SettingsError::KeysWithLowLatency);
+        }
+        if settings.fragment.is_zero() {
+            return Err(SettingsError::ZeroFragment);
+        }
+        Ok(Segmenter {
+            s: settings,
+            name: name.to_string(),
+            clock: Unwrap::default(),
+            video: None,
+            audio: None,
+            ts: None,
+            mp4: Fmp4State::default(),
+            open: None,
+            window: VecDeque::new(),
+            next_msn: 0,
+            discontinuity_sequence: 0,
+            resume_discontinuity: false,
+            frag_ts: 0,
+            last_ts: 0,
+            video_interval: HZ / 30,
+            ended: false,
+            key: None,
+            new_key,
+            events: VecDeque::new(),
+            warned: Vec::new(),
+        })
+    }
+
+    /// Continue a playlist left by an earlier publish (`hls_continuous`): its segments stay
+    /// listed, numbering goes on, and the first new segment is marked as a discontinuity.
+    pub fn resume(&mut self, previous: Restored) {
+        self.discontinuity_sequence = previous.discontinuity_sequence;
+        self.next_msn = previous.next_msn(0);
+        for entry in previous.segments {
+            let file = self.file_from_uri(&entry.uri);
+            self.window.push_back(Listed { entry, file });
+        }
+        self.resume_discontinuity = !self.window.is_empty();
+        self.trim_window();
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether the stream ended ([`Segmenter::finish`] was called).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The playlist's file name relative to `hls_path`: `NAME.m3u8`, or `NAME/index.m3u8` nested.
+    pub fn playlist_file(&self) -> String {
+        if self.s.nested {
+            format!("{}/index.m3u8", self.name)
+        } else {
+            format!("{}.m3u8", self.name)
+        }
+    }
+
+    /// Whether part `part` of segment `msn` exists yet (for blocking playlist reload).
+    pub fn has_part(&self, msn: u64, part: Option<u32>) -> bool {
+        self.position().has(msn, part)
+    }
+
+    /// How far the playlist has come, as a copyable value for request handlers elsewhere.
+    pub fn position(&self) -> Position {
+        Position {
+            open: self.open.as_ref().map(|o| (o.msn, o.parts.len() as u32)),
+            last_complete: self.window.back().map(|l| l.entry.msn),
+            ended: self.ended,
+            target_duration: self
+                .window
+                .iter()
+                .map(|l| l.entry.duration.round() as u64)
+                .max()
+                .unwrap_or(0)
+                .max(self.s.fragment.as_secs())
+                .max(1),
+        }
+    }
+
+    /// The media playlist text now.
+    pub fn playlist(&self) -> String {
+        let segments: Vec<SegmentEntry> = self.window.iter().map(|l| l.entry.clone()).collect();
+        let hint = self.preload_hint();
+        let open_parts = self.open.as_ref().map_or(&[][..], |o| &o.parts[..]);
+        let map = self.map_uri();
+        let p = MediaPlaylist {
+            min_target_duration: self.s.fragment.as_secs(),
+            discontinuity_sequence: self.discontinuity_sequence,
+            playlist_type: self.s.playlist_type,
+            map_uri: map.as_deref(),
+            low_latency: self.s.part_target.map(|t| LowLatency {
+                part_target: t.as_secs_f64(),
+                open_parts,
+                preload_hint: hint.as_deref(),
+            }),
+            segments: &segments,
+            ended: self.ended,
+        };
+        p.render()
+    }
+
+    /// Feed one message: `video` tells audio from video, `timestamp` is the RTMP timestamp in
+    /// milliseconds, `body` the FLV tag body; `now_ms` is the wall clock (Unix ms) for
+    /// `hls_fragment_naming system` and program date-times.
+    pub fn push(&mut self, video: bool, timestamp: u32, body: &Bytes, now_ms: u64) {
+        if self.ended {
+            return;
+        }
+        let ts = self.clock.ms(timestamp) * (HZ / 1000);
+        if video {
+            self.push_video(ts, body, now_ms);
+        } else {
+            self.push_audio(ts, body, now_ms);
+        }
+    }
+
+    /// The publisher left: close the open segment and end the playlist (`#EXT-X-ENDLIST`).
+    pub fn finish(&mut self) {
+        if self.ended {
+            return;
+        }
+        let end = self.last_ts + self.video_interval;
+        self.finish_video_sample(end);
+        self.finish_audio_sample(end);
+        self.close_segment(end);
+        self.ended = true;
+        self.events.push_back(Event::Playlist);
+    }
+
+    fn push_video(&mut self, ts: u64, body: &Bytes, now_ms: u64) {
+        let Ok(h) = flv::parse_video(body) else {
+            return self.warn("a video message could not be parsed; skipped");
+        };
+        if h.is_sequence_header() {
+            return self.set_video(h.codec, Bytes::copy_from_slice(h.payload(body)));
+        }
+        if h.packet != flv::VideoPacket::Coded || self.video.is_none() {
+            return;
+        }
+        let key = h.is_keyframe();
+        let pts = (ts as i64 + i64::from(h.composition_time) * (HZ / 1000) as i64).max(0) as u64;
+        let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
+        if ts > self.last_ts && ts - self.last_ts < HZ {
+            self.video_interval = ts - self.last_ts;
+        }
+        self.finish_video_sample(ts);
+        self.update_segment(ts, key, 1, now_ms);
+        self.update_part(ts, key);
+        self.last_ts = self.last_ts.max(ts);
+        if self.open.is_some() {
+            self.write_video(ts, pts, key, data);
+        }
+    }
+
+    fn push_audio(&mut self, ts: u64, body: &Bytes, now_ms: u64) {
+        let Ok(h) = flv::parse_audio(body) else {
+            return self.warn("an audio message could not be parsed; skipped");
+        };
+        if h.is_sequence_header() {
+            return self.set_audio(h.codec, Bytes::copy_from_slice(h.payload(body)), h.sound_rate, h.channels);
+        }
+        if h.packet != flv::AudioPacket::Coded {
+            return;
+        }
+        if self.audio.is_none() && h.codec == AudioCodec::Mp3 {
+            self.set_audio(AudioCodec::Mp3, Bytes::new(), h.sound_rate, h.channels);
+        }
+        if self.audio.is_none() {
+            return;
+        }
+        let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
+        self.finish_audio_sample(ts);
+        let audio_only = self.video.is_none();
+        self.update_segment(ts, audio_only, 2, now_ms);
+        if audio_only {
+            self.update_part(ts, true);
+        }
+        self.last_ts = self.last_ts.max(ts);
+        self.write_audio(ts, data);
+    }
+
+    fn set_video(&mut self, codec: VideoCodec, config: Bytes) {
+        let supported = matches!(
+            (self.s.container, codec),
+            (_, VideoCodec::Avc | VideoCodec::Hevc) | (Container::Fmp4, VideoCodec::Av1)
+        );
+        if !supported {
+            let hint = if codec == VideoCodec::Av1 { " (use hls_fragment_type fmp4)" } else { "" };
+            return self
+                .warn(&format!("video codec {} cannot be carried in this HLS{hint}; video skipped", codec.name()));
+        }
+        let params = match codec {
+            VideoCodec::Avc => es::avc_parameter_sets(&config).ok(),
+            VideoCodec::Hevc => es::hevc_parameter_sets(&config).ok(),
+            _ => None,
+        };
+        if self.s.container == Container::Ts && params.is_none() {
+            return self.warn("the video sequence header could not be parsed; video skipped");
+        }
+        let dims = flv::codec::parse_video_config(codec, &config).ok().flatten();
+        let (width, height) = dims.map_or((0, 0), |p| (p.width as u16, p.height as u16));
+        if self.mp4.init_written && self.video.as_ref().is_some_and(|v| v.config != config) {
+            self.warn("the video configuration changed mid-stream; fMP4 players may need to reload");
+        }
+        self.video = Some(VideoTrack { codec, config, params, width, height });
+    }
+
+    fn set_audio(&mut self, codec: AudioCodec, config: Bytes, sound_rate: u32, channels: u8) {
+        let supported = matches!(
+            (self.s.container, codec),
+            (_, AudioCodec::Aac) | (Container::Ts, AudioCodec::Mp3) | (Container::Fmp4, AudioCodec::Opus)
+        );
+        if !supported {
+            return self.warn(&format!("audio codec {} cannot be carried in this HLS; audio skipped", codec.name()));
+        }
+        let mut track = AudioTrack { codec, config, aac: None, sample_rate: sound_rate, channels: u16::from(channels) };
+        match codec {
+            AudioCodec::Aac => match es::parse_audio_specific_config(&track.config) {
+                Ok(cfg) => {
+                    track.sample_rate = cfg.sample_rate;
+                    track.channels = u16::from(cfg.channels);
+                    track.aac = Some(cfg);
+                }
+                Err(_) => return self.warn("the AAC sequence header could not be parsed; audio skipped"),
+            },
+            AudioCodec::Opus => {
+                if let Ok(p) = flv::codec::parse_opus_head(&track.config) {
+                    track.channels = u16::from(p.channels);
+                }
+                track.sample_rate = 48_000;
+            }
+            _ => {}
+        }
+        self.audio = Some(track);
+    }
+
+    /// nginx-rtmp's `ngx_rtmp_hls_update_fragment`: maybe close the segment and open the next.
+    fn update_segment(&mut self, ts: u64, mut boundary: bool, flush_rate: u64, now_ms: u64) {
+        let mut force = false;
+        let mut discontinuity = true;
+        let mut duration = None;
+        if let Some(o) = &self.open {
+            if ts > o.start + duration_90k(self.s.max_fragment) || ts + BACKWARDS_LIMIT < o.start {
+                force = true;
+            } else {
+                duration = Some(ts.saturating_sub(o.start));
+                discontinuity = false;
+            }
+        }
+        let fraglen = duration_90k(self.s.fragment).max(1);
+        match self.s.slicing {
+            Slicing::Plain => {
+                if duration.is_some_and(|d| d < fraglen) {
+                    boundary = false;
+                }
+            }
+            Slicing::Aligned => {
+                let start = self.open.as_ref().map_or(self.frag_ts, |o| o.start);
+                let same_slot = start / fraglen == ts / fraglen;
+                if self.open.is_some() && same_slot {
+                    boundary = false;
+                }
+                if self.open.is_none() && (self.frag_ts == 0 || same_slot) {
+                    self.frag_ts = ts;
+                    boundary = false;
+                }
+            }
+        }
+        if boundary || force {
+            self.close_segment(ts);
+            self.open_segment(ts, discontinuity, now_ms);
+        }
+        self.maybe_flush_ts_audio(ts, flush_rate);
+    }
+
+    /// Low-latency HLS: close the current part before a frame that would make it longer than
+    /// `PART-TARGET`.
+    fn update_part(&mut self, ts: u64, independent: bool) {
+        let Some(target) = self.s.part_target.map(duration_90k) else { return };
+        let interval = if self.video.is_some() { self.video_interval } else { 0 };
+        let Some(o) = &self.open else { return };
+        if o.start == ts || ts.saturating_sub(o.part_start) + interval <= target {
+            return;
+        }
+        self.close_part(ts);
+        if let Some(o) = &mut self.open {
+            o.part_independent = independent;
+        }
+    }
+
+    fn open_segment(&mut self, ts: u64, discontinuity: bool, now_ms: u64) {
+        if self.video.is_none() && self.audio.is_none() {
+            return;
+        }
+        let msn = self.next_msn;
+        let mut id = match self.s.naming {
+            Naming::Sequential => msn,
+            Naming::Timestamp => ts,
+            Naming::System => now_ms,
+        };
+        if let Some(slot) = id.checked_div(self.s.naming_granularity) {
+            id = slot * self.s.naming_granularity;
+        }
+        let key = self.s.keys.is_some().then(|| self.key_for(id));
+        let discontinuity =
+            (discontinuity && !self.window.is_empty()) || std::mem::take(&mut self.resume_discontinuity);
+        let mut seg = OpenSegment {
+            msn,
+            id,
+            start: ts,
+            discontinuity,
+            key,
+            program_date_time_ms: now_ms,
+            data: Vec::with_capacity(256 * 1024),
+            parts: Vec::new(),
+            part_start: ts,
+            part_offset: 0,
+            part_independent: true,
+        };
+        match self.s.container {
+            Container::Ts => {
+                let ts_state = self.ts.get_or_insert_with(|| new_ts_state(self.video.as_ref(), self.audio.as_ref()));
+                ts_state.muxer.write_tables(&mut seg.data);
+            }
+            Container::Fmp4 => {
+                self.write_init();
+                seg.data.extend_from_slice(&fmp4::segment_type());
+            }
+        }
+        self.open = Some(seg);
+        // "start fragment with audio to make iPhone happy" (nginx-rtmp)
+        self.flush_ts_audio();
+    }
+
+    fn key_for(&mut self, id: u64) -> (KeyRef, [u8; 16]) {
+        let per = self.s.keys.as_ref().map_or(0, |k| k.fragments_per_key);
+        let rotate = match &mut self.key {
+            Some(_) if per == 0 => false,
+            Some(k) if k.uses_left > 0 => {
+                k.uses_left -= 1;
+                false
+            }
+            _ => true,
+        };
+        if rotate {
+            let key = (self.new_key)();
+            self.key = Some(CurrentKey { id, key, uses_left: per.saturating_sub(1) });
+            self.events.push_back(Event::Key { file: self.key_file(id), key });
+        }
+        let k = self.key.as_ref().expect("a key was just made");
+        (KeyRef { uri: self.key_uri(k.id), iv: u128::from(k.id) }, k.key)
+    }
+
+    fn close_segment(&mut self, end: u64) {
+        if self.open.is_none() {
+            return;
+        }
+        self.flush_ts_audio();
+        self.flush_fragment();
+        self.close_part(end);
+        let Some(mut o) = self.open.take() else { return };
+        let duration = end.saturating_sub(o.start) as f64 / HZ as f64;
+        let key = o.key.take();
+        if let Some((k, bytes)) = &key {
+            crypt::encrypt_segment(bytes, k.iv, &mut o.data);
+        }
+        let file = self.segment_file(o.id);
+        let entry = SegmentEntry {
+            msn: o.msn,
+            duration,
+            uri: self.segment_uri(o.id),
+            discontinuity: o.discontinuity,
+            key: key.map(|(k, _)| k),
+            program_date_time_ms: self.s.part_target.map(|_| o.program_date_time_ms),
+            parts: o.parts,
+        };
+        self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data: Bytes::from(o.data), duration });
+        self.window.push_back(Listed { entry, file });
+        self.next_msn = o.msn + 1;
+        self.trim_window();
+        self.events.push_back(Event::Playlist);
+    }
+
+    /// Close the current part (low-latency HLS only): its bytes are what was written since the
+    /// last part.
+    fn close_part(&mut self, end: u64) {
+        if self.s.part_target.is_none() {
+            return;
+        }
+        if self.s.container == Container::Fmp4 {
+            self.flush_fragment();
+        } else {
+            self.flush_ts_audio();
+        }
+        let ext = self.extension();
+        let Some(o) = &mut self.open else { return };
+        if o.data.len() == o.part_offset {
+            return;
+        }
+        let index = o.parts.len() as u32;
+        let file = part_name(&self.name, self.s.nested, o.id, index, ext, false, &self.s.base_url);
+        let uri = part_name(&self.name, self.s.nested, o.id, index, ext, true, &self.s.base_url);
+        let data = Bytes::copy_from_slice(&o.data[o.part_offset..]);
+        o.parts.push(PartEntry {
+            duration: end.saturating_sub(o.part_start) as f64 / HZ as f64,
+            uri,
+            independent: o.part_independent,
+        });
+        o.part_start = end;
+        o.part_offset = o.data.len();
+        let msn = o.msn;
+        self.events.push_back(Event::Part { msn, index, file, data });
+        self.events.push_back(Event::Playlist);
+    }
+
+    fn trim_window(&mut self) {
+        if self.s.playlist_type == PlaylistType::Event {
+            return;
+        }
+        let limit = self.s.playlist_length.as_secs_f64();
+        let mut total: f64 = self.window.iter().map(|l| l.entry.duration).sum();
+        while self.window.len() > 1 && total - self.window[0].entry.duration >= limit {
+            let gone = self.window.pop_front().expect("window has segments");
+            total -= gone.entry.duration;
+            if self.window.front().is_some_and(|l| l.entry.discontinuity) {
+                self.discontinuity_sequence += 1;
+            }
+            self.events.push_back(Event::Expired { file: gone.file });
+        }
+    }
+
+    fn write_video(&mut self, dts: u64, pts: u64, key: bool, data: Bytes) {
+        let Some(v) = &self.video else { return };
+        match self.s.container {
+            Container::Ts => {
+                let codec = if v.codec == VideoCodec::Hevc { VideoType::H265 } else { VideoType::H264 };
+                let Some(params) = &v.params else { return };
+                let mut es_data = Vec::with_capacity(data.len() + 256);
+                if es::to_annex_b(codec, params, &data, key, &mut es_data).is_err() {
+                    return self.warn("a video frame had malformed NAL units; skipped");
+                }
+                let delay = duration_90k(self.s.muxdelay);
+                let (Some(ts), Some(o)) = (&mut self.ts, &mut self.open) else { return };
+                start_ts_part(ts, o);
+                let pes = Pes {
+                    pts: pts + delay,
+                    dts: Some(dts + delay),
+                    pcr: Some(dts),
+                    random_access: key,
+                    data: &es_data,
+                };
+                if ts.muxer.write_pes(Track::Video, &pes, &mut o.data).is_err() {
+                    self.warn("a video frame could not be muxed; skipped");
+                }
+            }
+            Container::Fmp4 => {
+                let cts = pts as i64 - dts as i64;
+                let sample = fmp4::Sample { duration: 0, keyframe: key, cts_offset: cts as i32, data };
+                if self.mp4.video.is_empty() && self.mp4.held_video.is_none() {
+                    self.mp4.video_base = Some(dts);
+                }
+                self.mp4.held_video = Some((dts, sample));
+            }
+        }
+    }
+
+    /// The held fMP4 video sample's duration is known once the next frame (or the end) comes.
+    fn finish_video_sample(&mut self, next_dts: u64) {
+        if let Some((dts, mut s)) = self.mp4.held_video.take() {
+            let d = next_dts.saturating_sub(dts);
+            s.duration = if d == 0 || d > HZ { self.video_interval as u32 } else { d as u32 };
+            self.mp4.video.push(s);
+        }
+    }
+
+    fn finish_audio_sample(&mut self, next_ts: u64) {
+        let Some(rate) = self.audio.as_ref().map(|a| u64::from(a.sample_rate.max(1))) else { return };
+        if let Some((ts, mut s)) = self.mp4.held_audio.take() {
+            let d = next_ts.saturating_sub(ts) * rate / HZ;
+            if s.duration == 0 {
+                s.duration = if d == 0 || d > rate { (rate / 50) as u32 } else { d as u32 };
+            }
+            self.mp4.audio.push(s);
+        }
+    }
+
+    fn write_audio(&mut self, ts: u64, data: Bytes) {
+        let Some(a) = &self.audio else { return };
+        match self.s.container {
+            Container::Ts => self.write_ts_audio(ts, &data),
+            Container::Fmp4 => {
+                let rate = u64::from(a.sample_rate.max(1));
+                // AAC frames are exactly 1024 samples; Opus durations come from timestamps.
+                let duration = if a.codec == AudioCodec::Aac { AAC_FRAME_SAMPLES as u32 } else { 0 };
+                let sample = fmp4::Sample { duration, keyframe: true, cts_offset: 0, data };
+                if self.mp4.audio.is_empty() && self.mp4.held_audio.is_none() {
+                    self.mp4.audio_base = Some(ts * rate / HZ);
+                }
+                if duration > 0 {
+                    self.mp4.audio.push(sample);
+                } else {
+                    self.mp4.held_audio = Some((ts, sample));
+                }
+            }
+        }
+    }
+
+    /// nginx-rtmp's `ngx_rtmp_hls_audio`: ADTS frames gathered into one PES, timestamps smoothed
+    /// by counting samples while they stay within `hls_sync` of the real ones.
+    fn write_ts_audio(&mut self, pts: u64, raw: &[u8]) {
+        let Some(a) = &self.audio else { return };
+        let header = match &a.aac {
+            Some(cfg) => match es::adts_header(cfg, raw.len()) {
+                Ok(h) => Some(h),
+                Err(_) => return self.warn("an AAC frame is too large for ADTS; skipped"),
+            },
+            None => None,
+        };
+        let sample_rate = u64::from(a.sample_rate);
+        let buffer_size = self.s.audio_buffer_size.max(MAX_ADTS_FRAME);
+        let sync = duration_90k(self.s.sync);
+        let size = raw.len() + header.map_or(0, |h| h.len());
+        if self.ts.as_ref().is_some_and(|t| t.audio.len() + size > buffer_size) {
+            self.flush_ts_audio();
+        }
+        let ts = self.ts.get_or_insert_with(|| new_ts_state(self.video.as_ref(), self.audio.as_ref()));
+        if ts.audio.is_empty() {
+            ts.audio_pts = pts;
+            if sync > 0 && sample_rate > 0 {
+                let estimate = ts.audio_base + ts.audio_frames * HZ * AAC_FRAME_SAMPLES / sample_rate;
+                if estimate.abs_diff(pts) <= sync {
+                    ts.audio_pts = estimate;
+                    ts.audio_frames += 1;
+                } else {
+                    ts.audio_base = pts;
+                    ts.audio_frames = 1;
+                }
+            }
+        } else {
+            ts.audio_frames += 1;
+        }
+        if let Some(h) = header {
+            ts.audio.extend_from_slice(&h);
+        }
+        ts.audio.extend_from_slice(raw);
+    }
+
+    fn maybe_flush_ts_audio(&mut self, ts_now: u64, flush_rate: u64) {
+        let delay = duration_90k(self.s.max_audio_delay) / flush_rate.max(1);
+        let due = self.ts.as_ref().is_some_and(|t| !t.audio.is_empty() && t.audio_pts + delay < ts_now);
+        if due && self.open.is_some() {
+            self.flush_ts_audio();
+        }
+    }
+
+    fn flush_ts_audio(&mut self) {
+        let video = self.video.is_some();
+        let delay = duration_90k(self.s.muxdelay);
+        let (Some(ts), Some(o)) = (&mut self.ts, &mut self.open) else { return };
+        if ts.audio.is_empty() {
+            return;
+        }
+        start_ts_part(ts, o);
+        let pts = ts.audio_pts;
+        let pes =
+            Pes { pts: pts + delay, dts: None, pcr: (!video).then_some(pts), random_access: !video, data: &ts.audio };
+        let written = ts.muxer.write_pes(Track::Audio, &pes, &mut o.data);
+        ts.audio.clear();
+        if written.is_err() {
+            self.warn("audio could not be muxed; skipped");
+        }
+    }
+
+    fn write_init(&mut self) {
+        if self.mp4.init_written {
+            return;
+        }
+        let mut tracks = Vec::new();
+        if let Some(v) = &self.video {
+            let codec = match v.codec {
+                VideoCodec::Hevc => fmp4::Codec::Hevc { hvcc: v.config.clone(), width: v.width, height: v.height },
+                VideoCodec::Av1 => fmp4::Codec::Av1 { av1c: v.config.clone(), width: v.width, height: v.height },
+                _ => fmp4::Codec::Avc { avcc: v.config.clone(), width: v.width, height: v.height },
+            };
+            tracks.push(fmp4::TrackInfo { id: VIDEO_TRACK, timescale: HZ as u32, codec });
+        }
+        if let Some(a) = &self.audio {
+            let codec = match a.codec {
+                AudioCodec::Opus => {
+                    fmp4::Codec::Opus { channels: a.channels, pre_skip: 312, input_sample_rate: 48_000 }
+                }
+                _ => fmp4::Codec::Aac { asc: a.config.clone(), sample_rate: a.sample_rate, channels: a.channels },
+            };
+            tracks.push(fmp4::TrackInfo { id: AUDIO_TRACK, timescale: a.sample_rate.max(1), codec });
+        }
+        self.mp4.init_written = true;
+        match fmp4::init_segment(&tracks) {
+            Ok(data) => self.events.push_back(Event::Init { file: self.init_file(), data: Bytes::from(data) }),
+            Err(e) => self.warn(&format!("the fMP4 init segment could not be written: {e}")),
+        }
+    }
+
+    /// Write the fMP4 samples gathered so far as one fragment (moof + mdat).
+    fn flush_fragment(&mut self) {
+        if self.s.container != Container::Fmp4 || self.open.is_none() {
+            return;
+        }
+        let m = &mut self.mp4;
+        if m.video.is_empty() && m.audio.is_empty() {
+            return;
+        }
+        let mut runs = Vec::new();
+        let video = std::mem::take(&mut m.video);
+        let audio = std::mem::take(&mut m.audio);
+        let video_base = m.video_base.unwrap_or(0);
+        let audio_base = m.audio_base.unwrap_or(0);
+        if !video.is_empty() {
+            runs.push(fmp4::TrackRun { track_id: VIDEO_TRACK, base_decode_time: video_base, samples: &video });
+        }
+        if !audio.is_empty() {
+            runs.push(fmp4::TrackRun { track_id: AUDIO_TRACK, base_decode_time: audio_base, samples: &audio });
+        }
+        m.sequence += 1;
+        let bytes = fmp4::fragment(m.sequence, &runs);
+        m.video_base = Some(video_base + video.iter().map(|s| u64::from(s.duration)).sum::<u64>());
+        m.audio_base = Some(audio_base + audio.iter().map(|s| u64::from(s.duration)).sum::<u64>());
+        match (bytes, &mut self.open) {
+            (Ok(bytes), Some(o)) => o.data.extend_from_slice(&bytes),
+            (Err(e), _) => self.warn(&format!("an fMP4 fragment could not be written: {e}")),
+            _ => {}
+        }
+    }
+
+    fn warn(&mut self, what: &str) {
+        if !self.warned.iter().any(|w| w == what) {
+            self.warned.push(what.to_string());
+            self.events.push_back(Event::Warning(what.to_string()));
+        }
+    }
+
+    fn extension(&self) -> &'static str {
+        match self.s.container {
+            Container::Ts => "ts",
+            Container::Fmp4 => "m4s",
+        }
+    }
+
+    /// nginx-rtmp's names: `NAME-ID.ts`, or `NAME/ID.ts` nested.
+    fn segment_file(&self, id: u64) -> String {
+        let sep = if self.s.nested { '/' } else { '-' };
+        format!("{}{sep}{id}.{}", self.name, self.extension())
+    }
+
+    /// The playlist's URI for a segment: relative to the playlist, or under `hls_base_url`.
+    fn segment_uri(&self, id: u64) -> String {
+        format!("{}{}.{}", self.uri_prefix(&self.s.base_url), id, self.extension())
+    }
+
+    /// nginx-rtmp's `hls_base_url` + name + separator logic (`ngx_rtmp_hls_write_playlist`).
+    fn uri_prefix(&self, base: &str) -> String {
+        match (self.s.nested, base.is_empty()) {
+            (false, _) => format!("{base}{}-", self.name),
+            (true, true) => String::new(),
+            (true, false) => format!("{base}{}/", self.name),
+        }
+    }
+
+    fn file_from_uri(&self, uri: &str) -> String {
+        let name = uri.rsplit('/').next().unwrap_or(uri);
+        if self.s.nested {
+            format!("{}/{name}", self.name)
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn init_file(&self) -> String {
+        let sep = if self.s.nested { '/' } else { '-' };
+        format!("{}{sep}init.mp4", self.name)
+    }
+
+    fn map_uri(&self) -> Option<String> {
+        (self.s.container == Container::Fmp4).then(|| format!("{}init.mp4", self.uri_prefix(&self.s.base_url)))
+    }
+
+    fn key_file(&self, id: u64) -> String {
+        let sep = if self.s.nested { '/' } else { '-' };
+        format!("{}{sep}{id}.key", self.name)
+    }
+
+    fn key_uri(&self, id: u64) -> String {
+        let url = self.s.keys.as_ref().map_or("", |k| k.key_url.as_str());
+        format!("{}{id}.key", self.uri_prefix(url))
+    }
+
+    fn preload_hint(&self) -> Option<String> {
+        self.s.part_target?;
+        let o = self.open.as_ref()?;
+        Some(part_name(&self.name, self.s.nested, o.id, o.parts.len() as u32, self.extension(), true, &self.s.base_url))
+    }
+}
+
+/// Each low-latency TS part after the first starts with PAT/PMT so it parses on its own.
+fn start_ts_part(ts: &mut TsState, o: &mut OpenSegment) {
+    if o.data.len() == o.part_offset && !o.parts.is_empty() {
+        ts.muxer.write_tables(&mut o.data);
+    }
+}
+
+const VIDEO_TRACK: u32 = 1;
+const AUDIO_TRACK: u32 = 2;
+
+fn new_ts_state(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> TsState {
+    let v = video.map(|v| if v.codec == VideoCodec::Hevc { VideoType::H265 } else { VideoType::H264 });
+    let a = audio.map(|a| if a.codec == AudioCodec::Mp3 { AudioType::Mp3 } else { AudioType::Aac });
+    TsState { muxer: Muxer::new(v, a), audio: Vec::new(), audio_pts: 0, audio_base: 0, audio_frames: 0 }
+}
+
+/// A part's file name (relative to `hls_path`) or URI (relative to the playlist):
+/// `NAME-ID.INDEX.ts`, nested `NAME/ID.INDEX.ts`.
+fn part_name(name: &str, nested: bool, id: u64, index: u32, ext: &str, uri: bool, base: &str) -> String {
+    match (nested, uri) {
+        (false, false) => format!("{name}-{id}.{index}.{ext}"),
+        (false, true) => format!("{base}{name}-{id}.{index}.{ext}"),
+        (true, false) => format!("{name}/{id}.{index}.{ext}"),
+        (true, true) if base.is_empty() => format!("{id}.{index}.{ext}"),
+        (true, true) => format!("{base}{name}/{id}.{index}.{ext}"),
+    }
+}
+
+fn duration_90k(d: Duration) -> u64 {
+    (d.as_micros() as u64).saturating_mul(HZ) / 1_000_000
+}
+
+#[cfg(test)]
+#[path = "segmenter_tests.rs"]
+mod tests;

@@ -1,0 +1,302 @@
+use super::*;
+use crate::playlist;
+
+/// An AVC sequence header (FLV tag body) for 1280x720 High profile.
+const AVC_HEADER: [u8; 52] = [
+    0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9,
+    0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19,
+    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
+];
+/// AAC LC, 44100 Hz, stereo.
+const AAC_HEADER: [u8; 4] = [0xAF, 0x00, 0x12, 0x10];
+
+fn video_frame(key: bool) -> Bytes {
+    let nal: &[u8] = if key { &[0x65, 0x88, 0x84, 0x00, 0x10] } else { &[0x41, 0x9a, 0x02, 0x03] };
+    let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    b.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+    b.extend_from_slice(nal);
+    Bytes::from(b)
+}
+
+fn audio_frame() -> Bytes {
+    Bytes::from_static(&[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c])
+}
+
+fn settings(fragment_secs: u64) -> Settings {
+    Settings { fragment: Duration::from_secs(fragment_secs), ..Settings::default() }
+}
+
+fn segmenter(s: Settings) -> Segmenter {
+    let mut n = 0u8;
+    Segmenter::new(
+        s,
+        "stream",
+        Box::new(move || {
+            n += 1;
+            [n; 16]
+        }),
+    )
+    .unwrap()
+}
+
+/// Feed `secs` seconds of 25 fps video with a keyframe every `gop` frames, plus AAC audio
+/// (about 43 frames a second), starting at `start_ms`; returns the events.
+fn feed(seg: &mut Segmenter, start_ms: u32, secs: u32, gop: u32, audio: bool) -> Vec<Event> {
+    let mut audio_ms = f64::from(start_ms);
+    for i in 0..secs * 25 {
+        let ts = start_ms + i * 40;
+        while audio && audio_ms < f64::from(ts) {
+            seg.push(false, audio_ms as u32, &audio_frame(), 1000 + audio_ms as u64);
+            audio_ms += 1024.0 * 1000.0 / 44100.0;
+        }
+        seg.push(true, ts, &video_frame(i % gop == 0), 1000 + u64::from(ts));
+    }
+    std::iter::from_fn(|| seg.poll_event()).collect()
+}
+
+fn started(s: Settings, audio: bool) -> Segmenter {
+    let mut seg = segmenter(s);
+    seg.push(true, 0, &Bytes::from_static(&AVC_HEADER), 0);
+    if audio {
+        seg.push(false, 0, &Bytes::from_static(&AAC_HEADER), 0);
+    }
+    seg
+}
+
+fn segments(events: &[Event]) -> Vec<(u64, String, f64, Bytes)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Segment { msn, file, duration, data } => Some((*msn, file.clone(), *duration, data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn assert_ts_packets(data: &[u8]) {
+    assert_eq!(data.len() % 188, 0, "whole TS packets");
+    assert!(data.chunks(188).all(|p| p[0] == 0x47), "every packet starts with the sync byte");
+}
+
+#[test]
+fn plain_slicing_cuts_at_the_first_keyframe_after_the_fragment_length() {
+    let mut seg = started(settings(3), true);
+    let events = feed(&mut seg, 0, 12, 25, true);
+    let segs = segments(&events);
+    let durations: Vec<f64> = segs.iter().map(|s| s.2).collect();
+    assert_eq!(durations, vec![3.0, 3.0, 3.0], "keyframes every second, 3 s fragments");
+    assert_eq!(segs[0].1, "stream-0.ts");
+    assert_eq!(segs.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    for s in &segs {
+        assert_ts_packets(&s.3);
+        assert_eq!(&s.3[..3], &[0x47, 0x40, 0x00], "a segment starts with the PAT");
+    }
+    let text = seg.playlist();
+    assert!(text.contains("#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:3.000,\nstream-0.ts\n"), "{text}");
+    assert!(!text.contains("ENDLIST"));
+    seg.finish();
+    let text = seg.playlist();
+    assert!(text.ends_with("stream-3.ts\n#EXT-X-ENDLIST\n"), "the open segment is closed at the end: {text}");
+}
+
+#[test]
+fn a_long_gop_is_cut_at_max_fragment_as_a_discontinuity() {
+    let s = Settings { max_fragment: Duration::from_secs(4), ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 10, 1000, false);
+    let segs = segments(&events);
+    assert!(!segs.is_empty(), "forced cuts without keyframes");
+    assert!(segs.iter().all(|s| s.2 <= 4.05), "{:?}", segs.iter().map(|s| s.2).collect::<Vec<_>>());
+    assert!(seg.playlist().contains("#EXT-X-DISCONTINUITY"));
+}
+
+#[test]
+fn aligned_slicing_cuts_on_timeline_slots() {
+    let s = Settings { slicing: Slicing::Aligned, ..settings(2) };
+    let mut seg = started(s, false);
+    // Keyframes every 0.4 s starting at 1.2 s: slots are [0,2), [2,4), ...
+    let events = feed(&mut seg, 1200, 7, 10, false);
+    let segs = segments(&events);
+    // The first segment opens at the first keyframe of the next slot (2.0 s), then one per slot.
+    assert!(segs.len() >= 2);
+    assert!(segs.iter().all(|s| (s.2 - 2.0).abs() < 1e-9), "{:?}", segs.iter().map(|s| s.2).collect::<Vec<_>>());
+}
+
+#[test]
+fn audio_only_streams_are_cut_on_audio() {
+    let mut seg = segmenter(settings(2));
+    seg.push(false, 0, &Bytes::from_static(&AAC_HEADER), 0);
+    let mut t = 0.0;
+    while t < 7000.0 {
+        seg.push(false, t as u32, &audio_frame(), 0);
+        t += 1024.0 * 1000.0 / 44100.0;
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| seg.poll_event()).collect();
+    let segs = segments(&events);
+    assert_eq!(segs.len(), 3);
+    assert!(segs.iter().all(|s| (2.0..2.1).contains(&s.2)));
+    for s in &segs {
+        assert_ts_packets(&s.3);
+    }
+}
+
+#[test]
+fn the_window_slides_and_expired_segments_are_reported() {
+    let s = Settings { playlist_length: Duration::from_secs(6), ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 20, 50, false);
+    let expired: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::Expired { .. })).collect();
+    assert!(matches!(expired.first(), Some(Event::Expired { file }) if file == "stream-0.ts"));
+    let text = seg.playlist();
+    assert_eq!(text.matches("#EXTINF").count(), 3, "6 s of 2 s segments: {text}");
+
+    let s = Settings { playlist_length: Duration::from_secs(6), playlist_type: PlaylistType::Event, ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 20, 50, false);
+    assert!(!events.iter().any(|e| matches!(e, Event::Expired { .. })), "event playlists keep everything");
+    assert!(seg.playlist().contains("#EXT-X-PLAYLIST-TYPE:EVENT"));
+}
+
+#[test]
+fn keys_rotate_and_segments_are_encrypted() {
+    let s = Settings { keys: Some(KeySettings { fragments_per_key: 2, key_url: String::new() }), ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 11, 50, false);
+    let keys: Vec<&String> =
+        events.iter().filter_map(|e| if let Event::Key { file, .. } = e { Some(file) } else { None }).collect();
+    assert_eq!(keys, ["stream-0.key", "stream-2.key", "stream-4.key"]);
+    for s in segments(&events) {
+        assert_eq!(s.3.len() % 16, 0, "AES-CBC output");
+        assert_ne!(s.3[0], 0x47, "not plain TS");
+    }
+    let text = seg.playlist();
+    assert!(text.contains("#EXT-X-KEY:METHOD=AES-128,URI=\"stream-2.key\",IV=0x00000000000000000000000000000002\n"));
+}
+
+#[test]
+fn naming_nested_and_base_url() {
+    let s = Settings { nested: true, ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 5, 50, false);
+    assert_eq!(segments(&events)[0].1, "stream/0.ts");
+    assert_eq!(seg.playlist_file(), "stream/index.m3u8");
+    assert!(seg.playlist().contains("\n0.ts\n"));
+
+    let s = Settings { nested: true, base_url: "http://cdn/hls/".into(), ..settings(2) };
+    let mut seg = started(s, false);
+    feed(&mut seg, 0, 5, 50, false);
+    assert!(seg.playlist().contains("\nhttp://cdn/hls/stream/0.ts\n"));
+
+    let s = Settings { naming: Naming::Timestamp, naming_granularity: 90_000, ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 4000, 5, 50, false);
+    assert_eq!(segments(&events)[0].1, "stream-360000.ts", "90 kHz stream time, rounded down");
+
+    let s = Settings { naming: Naming::System, ..settings(2) };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 5, 50, false);
+    assert_eq!(segments(&events)[0].1, "stream-1000.ts", "wall clock ms at the cut");
+}
+
+#[test]
+fn resumed_playlists_continue_numbering_after_a_discontinuity() {
+    let mut first = started(settings(2), false);
+    feed(&mut first, 0, 5, 50, false);
+    first.finish();
+    let restored = playlist::parse_media_playlist(&first.playlist()).unwrap();
+    let mut second = started(settings(2), false);
+    second.resume(restored);
+    let events = feed(&mut second, 0, 5, 50, false);
+    let segs = segments(&events);
+    assert_eq!(segs[0].0, 3, "numbering continues");
+    let text = second.playlist();
+    assert!(text.contains("stream-2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nstream-3.ts\n"), "{text}");
+    assert!(!text.contains("ENDLIST"));
+}
+
+#[test]
+fn low_latency_parts_make_up_each_segment() {
+    let s = Settings { part_target: Some(Duration::from_millis(200)), ..settings(2) };
+    let mut seg = started(s, true);
+    let events = feed(&mut seg, 0, 5, 50, true);
+    let segs = segments(&events);
+    assert_eq!(segs.len(), 2);
+    for (msn, _, _, data) in &segs {
+        let parts: Vec<&Bytes> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Part { msn: m, data, .. } if m == msn => Some(data),
+                _ => None,
+            })
+            .collect();
+        assert!(parts.len() >= 9, "2 s in parts of at most 0.2 s: {}", parts.len());
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(&joined, data, "the segment is its parts");
+        for p in parts {
+            assert_ts_packets(p);
+            assert_eq!(&p[..3], &[0x47, 0x40, 0x00], "each part starts with the PAT");
+        }
+    }
+    let text = seg.playlist();
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.200\n"));
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"));
+    for line in text.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+        let d: f64 = line["#EXT-X-PART:DURATION=".len()..].split(',').next().unwrap().parse().unwrap();
+        assert!(d <= 0.2 + 1e-9, "{line}");
+    }
+    assert!(text.contains("#EXT-X-PART:DURATION=0.200,URI=\"stream-0.0.ts\",INDEPENDENT=YES\n"), "{text}");
+    assert!(text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"stream-2."), "{text}");
+    assert!(seg.has_part(1, Some(3)) && seg.has_part(2, Some(0)));
+    assert!(!seg.has_part(2, Some(100)) && !seg.has_part(3, None));
+}
+
+#[test]
+fn fmp4_writes_an_init_segment_then_styp_moof_mdat_segments() {
+    let s = Settings { container: Container::Fmp4, part_target: Some(Duration::from_millis(500)), ..settings(2) };
+    let mut seg = started(s, true);
+    let events = feed(&mut seg, 0, 5, 50, true);
+    let Some(Event::Init { file, data }) = events.iter().find(|e| matches!(e, Event::Init { .. })) else {
+        panic!("no init segment: {events:?}")
+    };
+    assert_eq!(file, "stream-init.mp4");
+    assert_eq!(&data[4..8], b"ftyp");
+    let segs = segments(&events);
+    assert_eq!(segs[0].1, "stream-0.m4s");
+    assert_eq!(&segs[0].3[4..8], b"styp");
+    let boxes: Vec<String> =
+        fmp4::boxes(&segs[0].3).map(|b| String::from_utf8_lossy(&b.unwrap().kind[..]).into_owned()).collect();
+    assert_eq!(boxes.first().map(String::as_str), Some("styp"));
+    assert!(boxes.windows(2).filter(|w| w[0] == "moof" && w[1] == "mdat").count() >= 4, "{boxes:?}");
+    assert!(seg.playlist().contains("#EXT-X-MAP:URI=\"stream-init.mp4\"\n"));
+}
+
+#[test]
+fn unsupported_codecs_warn_once() {
+    let mut seg = segmenter(settings(2));
+    // AV1 sequence start (Enhanced RTMP) in MPEG-TS.
+    let av1 = Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 0x81, 0x00, 0x0c, 0x00]);
+    seg.push(true, 0, &av1, 0);
+    seg.push(true, 40, &av1, 0);
+    let warnings: Vec<Event> = std::iter::from_fn(|| seg.poll_event()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(matches!(&warnings[0], Event::Warning(w) if w.contains("hls_fragment_type fmp4")));
+}
+
+#[test]
+fn rtmp_timestamps_wrap_at_2_pow_32() {
+    let mut u = Unwrap::default();
+    assert_eq!(u.ms(u32::MAX - 10), u64::from(u32::MAX - 10));
+    assert_eq!(u.ms(5), (1 << 32) + 5);
+    assert_eq!(u.ms(u32::MAX - 2), u64::from(u32::MAX - 2), "a late message from before the wrap");
+    assert_eq!(u.ms(20), (1 << 32) + 20);
+}
+
+#[test]
+fn keys_and_low_latency_do_not_mix() {
+    let s = Settings {
+        keys: Some(KeySettings { fragments_per_key: 0, key_url: String::new() }),
+        part_target: Some(Duration::from_millis(200)),
+        ..Settings::default()
+    };
+    assert!(matches!(Segmenter::new(s, "x", Box::new(|| [0; 16])), Err(SettingsError::KeysWithLowLatency)));
+}

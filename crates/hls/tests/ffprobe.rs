@@ -1,0 +1,149 @@
+//! The segmenter's output read by the real ffmpeg/ffprobe: an FLV made by ffmpeg is segmented to
+//! MPEG-TS and to fMP4 and written to a directory as sluice would; every segment and the playlist
+//! must probe without warnings, and `ffmpeg -i stream.m3u8 -c copy` must give the whole duration.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hls::{Container, Event, Segmenter, Settings};
+
+const SECONDS: u32 = 8;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hls-ffprobe-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// An H.264 + AAC FLV, 2 s GOP, made by ffmpeg.
+fn make_flv(dir: &Path, audio: bool, video: bool) -> Bytes {
+    let out = dir.join("in.flv");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y"]);
+    if video {
+        cmd.args(["-f", "lavfi", "-i", &format!("testsrc=size=320x240:rate=25:duration={SECONDS}")]);
+    }
+    if audio {
+        cmd.args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=44100:duration={SECONDS}")]);
+    }
+    if video {
+        cmd.args(["-c:v", "libx264", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-bf", "2"]);
+        cmd.args(["-pix_fmt", "yuv420p"]);
+    }
+    if audio {
+        cmd.args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    let status = cmd.arg(&out).status().expect("ffmpeg runs");
+    assert!(status.success());
+    Bytes::from(std::fs::read(out).unwrap())
+}
+
+/// Run the segmenter over the file and write what it produces, as sluice's hls module does.
+fn segment(flv: Bytes, s: Settings, dir: &Path) -> usize {
+    let mut seg = Segmenter::new(s, "stream", Box::new(|| [7; 16])).unwrap();
+    let mut segments = 0;
+    let mut drain = |seg: &mut Segmenter| {
+        while let Some(ev) = seg.poll_event() {
+            match ev {
+                Event::Init { file, data } | Event::Segment { file, data, .. } => {
+                    segments += usize::from(file.ends_with(".ts") || file.ends_with(".m4s"));
+                    std::fs::write(dir.join(file), data).unwrap();
+                }
+                Event::Warning(w) => panic!("warning: {w}"),
+                _ => {}
+            }
+        }
+        std::fs::write(dir.join(seg.playlist_file()), seg.playlist()).unwrap();
+    };
+    for tag in flv::FlvReader::new(flv).unwrap() {
+        let tag = tag.unwrap();
+        if tag.tag_type == flv::TAG_VIDEO || tag.tag_type == flv::TAG_AUDIO {
+            seg.push(tag.tag_type == flv::TAG_VIDEO, tag.timestamp, &tag.body, 0);
+            drain(&mut seg);
+        }
+    }
+    seg.finish();
+    drain(&mut seg);
+    segments
+}
+
+fn probe(path: &Path) -> (String, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "warning", "-show_entries", "stream=codec_name,nb_read_frames:format=duration", "-count_frames"])
+        .args(["-of", "default=nw=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn copy_duration(playlist: &Path, dir: &Path) -> f64 {
+    let out_mp4 = dir.join("out.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "warning", "-y", "-allowed_extensions", "ALL", "-i"])
+        .arg(playlist)
+        .args(["-c", "copy"])
+        .arg(&out_mp4)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "ffmpeg -c copy: {stderr}");
+    let (info, _) = probe(&out_mp4);
+    info.lines().find_map(|l| l.strip_prefix("duration=")).unwrap().parse().unwrap()
+}
+
+fn check(container: Container, audio: bool, video: bool) {
+    let tag = format!("{container:?}-{audio}-{video}");
+    let dir = temp_dir(&tag);
+    let flv = make_flv(&dir, audio, video);
+    let s = Settings { container, fragment: Duration::from_secs(2), ..Settings::default() };
+    let n = segment(flv, s, &dir);
+    assert!(n >= 3, "{tag}: {n} segments");
+    let ext = if container == Container::Ts { "ts" } else { "m4s" };
+    for i in 0..n {
+        let path = dir.join(format!("stream-{i}.{ext}"));
+        let path = if container == Container::Fmp4 {
+            // A media segment plays with its init segment in front of it.
+            let mut joined = std::fs::read(dir.join("stream-init.mp4")).unwrap();
+            joined.extend(std::fs::read(&path).unwrap());
+            let p = dir.join(format!("joined-{i}.mp4"));
+            std::fs::write(&p, joined).unwrap();
+            p
+        } else {
+            path
+        };
+        let (info, warnings) = probe(&path);
+        assert!(warnings.trim().is_empty(), "{tag} segment {i}: {warnings}");
+        assert_eq!(info.contains("codec_name=h264"), video, "{tag}: {info}");
+        assert_eq!(info.contains("codec_name=aac"), audio, "{tag}: {info}");
+    }
+    let duration = copy_duration(&dir.join("stream.m3u8"), &dir);
+    assert!((duration - f64::from(SECONDS)).abs() < 0.5, "{tag}: copied {duration} s of {SECONDS}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mpegts_segments_probe_clean_and_copy_whole() {
+    check(Container::Ts, true, true);
+}
+
+#[test]
+fn mpegts_audio_only_and_video_only() {
+    check(Container::Ts, true, false);
+    check(Container::Ts, false, true);
+}
+
+#[test]
+fn fmp4_segments_probe_clean_and_copy_whole() {
+    check(Container::Fmp4, true, true);
+}
+
+#[test]
+fn fmp4_audio_only_and_video_only() {
+    check(Container::Fmp4, true, false);
+    check(Container::Fmp4, false, true);
+}

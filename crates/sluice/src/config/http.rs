@@ -1,0 +1,767 @@
+//! The HTTP side of the configuration: the subset of nginx's `http { }` block sluice serves
+//! (static files, for HLS first), and the built-in HTTP server that runs without one.
+//!
+//! | directive | context | meaning |
+//! |---|---|---|
+//! | `http_listen ADDR\|off` | rtmp | sluice extension: the built-in server's address when the file has no `http { }` block (`8080`); `--http-listen` overrides it |
+//! | `server { }` | http | one virtual server (`server_name` is not read: one server per address) |
+//! | `listen ADDR [flags]` | server | address to serve (`80` when a server has none); flags are accepted and ignored, `ssl`/`quic` addresses are skipped |
+//! | `location [=\|^~] URI { }` | server, location | prefix (longest wins) or exact (`=`) match; regex (`~`, `~*`) is an error |
+//! | `root PATH` | http, server, location | file = root + URI |
+//! | `alias PATH` | location | file = alias + URI without the location's prefix |
+//! | `types { MIME EXT...; }` | http, server, location | extension → Content-Type; the built-in map answers what it lacks, `types { }` (empty) turns that off |
+//! | `default_type MIME` | http, server, location | Content-Type of unknown extensions (`text/plain`) |
+//! | `add_header NAME VALUE [always]` | http, server, location | extra response header (2xx/3xx only unless `always`) |
+//! | `index FILE...` | http, server, location | files tried for a URI ending in `/` (`index.html`) |
+//!
+//! Inheritance is nginx's: `root`/`alias`, `types`, `default_type` and `index` inherit
+//! http → server → location → nested location; `add_header` lists inherit only into a level
+//! that has none. Directives common in stock nginx.conf files that mean nothing to sluice
+//! (`sendfile`, `gzip`, `access_log`, `include`, ...) are accepted with a warning; anything
+//! else is an error naming the file, line and column.
+//!
+//! Besides what the file says, sluice serves each application's `hls_path` directory at
+//! `/<last path component>/` (the "implicit hls locations"), on the built-in server and on
+//! every `http { server { } }` that has no location of that prefix itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+
+use nginx_conf::{Arg, Directive, Span};
+
+use super::core::parse_addr;
+use super::value::{check_shape, ctx, edit_distance, first, invalid, put, spec, Args, DirectiveSpec, Fail, Kind};
+use super::ServerConf;
+
+/// The built-in HTTP server's port when `http_listen` is not set.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// nginx's port for an `http { server { } }` without `listen` (when started as root).
+const NGINX_DEFAULT_PORT: u16 = 80;
+
+/// nginx's `default_type` when none is set.
+const DEFAULT_TYPE: &str = "text/plain";
+
+/// nginx's `index` when none is set.
+const DEFAULT_INDEX: &str = "index.html";
+
+/// Directives of this module that live inside `rtmp { }` (added to the rtmp tables).
+pub(crate) const RTMP_DIRECTIVES: &[DirectiveSpec] =
+    &[spec("http_listen", ctx::RTMP, Args::Exactly(1), Kind::Listen, "8080")];
+
+/// Where a directive may appear inside `http { }` (bits of [`DirectiveSpec::contexts`] in
+/// [`DIRECTIVES`], a table of its own, separate from the rtmp contexts).
+mod hctx {
+    /// Directly inside `http { }`.
+    pub(super) const MAIN: u8 = 1;
+    /// Inside `http { server { } }`.
+    pub(super) const SRV: u8 = 2;
+    /// Inside `location { }`.
+    pub(super) const LOC: u8 = 4;
+    /// Anywhere in the http block.
+    pub(super) const ANY: u8 = MAIN | SRV | LOC;
+}
+
+const ONE: Args = Args::Exactly(1);
+
+/// The `http { }` directives sluice implements.
+pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
+    spec("server", hctx::MAIN, Args::Exactly(0), Kind::Block, ""),
+    spec("listen", hctx::SRV, Args::AtLeast(1), Kind::Listen, "80"),
+    spec("location", hctx::SRV | hctx::LOC, Args::Between(1, 2), Kind::Block, ""),
+    spec("root", hctx::ANY, ONE, Kind::Text, ""),
+    spec("alias", hctx::LOC, ONE, Kind::Text, ""),
+    spec("types", hctx::ANY, Args::Exactly(0), Kind::Block, ""),
+    spec("default_type", hctx::ANY, ONE, Kind::Text, DEFAULT_TYPE),
+    spec("add_header", hctx::ANY, Args::Between(2, 3), Kind::Text, ""),
+    spec("index", hctx::ANY, Args::AtLeast(1), Kind::Text, DEFAULT_INDEX),
+    // nginx-rtmp's http-side directives: accepted, not implemented yet.
+    spec("rtmp_stat", hctx::LOC, ONE, Kind::Raw, ""),
+    spec("rtmp_stat_stylesheet", hctx::LOC, ONE, Kind::Raw, ""),
+    spec("rtmp_stat_format", hctx::LOC, ONE, Kind::Raw, ""),
+    spec("rtmp_control", hctx::LOC, ONE, Kind::Raw, ""),
+];
+
+/// Directives of stock nginx.conf files that mean nothing to sluice: accepted anywhere in
+/// `http { }` with any arguments, and logged as ignored. Names starting with `gzip` or `ssl_`
+/// are ignored too (see [`is_ignored`]).
+const IGNORED: &[&str] = &[
+    "include",
+    "sendfile",
+    "tcp_nopush",
+    "tcp_nodelay",
+    "keepalive_timeout",
+    "keepalive_requests",
+    "server_name",
+    "server_name_in_redirect",
+    "server_names_hash_bucket_size",
+    "server_names_hash_max_size",
+    "access_log",
+    "error_log",
+    "charset",
+    "gzip",
+    "error_page",
+    "client_max_body_size",
+    "expires",
+    "autoindex",
+    "log_format",
+    "types_hash_max_size",
+    "types_hash_bucket_size",
+    "server_tokens",
+    "try_files",
+    "send_timeout",
+    "if",
+];
+
+/// Prefixes of ignored directive families.
+const IGNORED_PREFIXES: &[&str] = &["gzip_", "ssl_"];
+
+/// `listen` flags nginx's http module accepts; sluice ignores them (`ssl` and `quic` make it
+/// skip the address, see [`UNSERVED_FLAGS`]).
+const LISTEN_FLAGS: &[&str] = &[
+    "default_server",
+    "default",
+    "ssl",
+    "http2",
+    "quic",
+    "proxy_protocol",
+    "setfib",
+    "fastopen",
+    "backlog",
+    "rcvbuf",
+    "sndbuf",
+    "accept_filter",
+    "deferred",
+    "bind",
+    "ipv6only",
+    "reuseport",
+    "so_keepalive",
+];
+
+/// `listen` flags that ask for something sluice cannot speak on that address (TLS, QUIC).
+const UNSERVED_FLAGS: &[&str] = &["ssl", "quic"];
+
+/// What sluice serves over HTTP: the `http { }` block's servers, or the built-in server, plus
+/// the implicit hls locations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConf {
+    /// `http_listen` (rtmp level; `--http-listen` overrides it): where the built-in server
+    /// listens when the file has no `http { }` block. `None` is `off`.
+    pub builtin_listen: Option<SocketAddr>,
+    /// The servers of the `http { }` block, in file order; `None` when the file has no block.
+    pub block: Option<Vec<HttpServerConf>>,
+    /// One location per distinct `hls_path` directory of applications with `hls on`.
+    pub hls: Vec<Location>,
+}
+
+impl HttpConf {
+    /// The servers to run: the block's servers, each with the implicit hls locations it does
+    /// not shadow, or (without a block) the built-in server at `builtin_listen`.
+    pub fn servers(&self) -> Vec<HttpServerConf> {
+        match &self.block {
+            Some(servers) => servers.iter().map(|s| self.with_hls(s.clone())).collect(),
+            None => self.builtin_listen.map(|addr| self.with_hls(HttpServerConf::builtin(addr))).into_iter().collect(),
+        }
+    }
+
+    /// Adds the implicit hls locations the server has no location of its own for.
+    fn with_hls(&self, mut server: HttpServerConf) -> HttpServerConf {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        for loc in &self.hls {
+            if !server.locations.iter().any(|l| !l.exact && same(&l.uri, &loc.uri)) {
+                server.locations.push(loc.clone());
+            }
+        }
+        server
+    }
+}
+
+/// One HTTP server: where it listens and what it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpServerConf {
+    /// The addresses this server answers on. An address several servers list belongs to the
+    /// one marked `default_server`, else the first (sluice does not read `server_name`).
+    pub listen: Vec<SocketAddr>,
+    /// Its locations (nested ones flattened, each with its inherited settings).
+    pub locations: Vec<Location>,
+    /// The server-level settings, used for URIs no location matches.
+    pub fallback: Location,
+}
+
+impl Default for HttpServerConf {
+    /// A server with no addresses and no locations: nothing but `/healthz` and live content.
+    fn default() -> Self {
+        HttpServerConf { listen: Vec::new(), locations: Vec::new(), fallback: HttpLayer::default().build("", false) }
+    }
+}
+
+impl HttpServerConf {
+    /// The built-in server: no locations of its own, nothing served outside them.
+    pub fn builtin(addr: SocketAddr) -> Self {
+        HttpServerConf { listen: vec![addr], ..Default::default() }
+    }
+
+    /// The location serving `path` (percent-decoded, normalised), as nginx chooses it: an
+    /// exact (`=`) match, else the longest matching prefix, else the server's own settings.
+    pub fn location(&self, path: &str) -> &Location {
+        if let Some(exact) = self.locations.iter().find(|l| l.exact && l.uri == path) {
+            return exact;
+        }
+        self.locations
+            .iter()
+            .filter(|l| !l.exact && path.starts_with(l.uri.as_str()))
+            .max_by_key(|l| l.uri.len())
+            .unwrap_or(&self.fallback)
+    }
+}
+
+/// Where a location's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Files {
+    /// `root DIR`: the file is DIR + the whole URI.
+    Root(PathBuf),
+    /// `alias DIR` set in the location `prefix`: the file is DIR + the URI after `prefix`.
+    Alias {
+        /// The directory.
+        dir: PathBuf,
+        /// The URI of the location that set it (nested locations inherit both).
+        prefix: String,
+    },
+}
+
+/// One `add_header NAME VALUE [always];`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHeader {
+    /// The header name.
+    pub name: String,
+    /// Its value (an empty value adds nothing, as in nginx).
+    pub value: String,
+    /// `always`: on every response, not only 2xx/3xx ones.
+    pub always: bool,
+}
+
+/// A `location` with every setting resolved (inherited ones included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The URI prefix, or the exact URI when `exact`.
+    pub uri: String,
+    /// `location = URI`: matches that URI only.
+    pub exact: bool,
+    /// `root` or `alias` (None: nothing to serve, every file is 404).
+    pub files: Option<Files>,
+    /// `types { }` in effect: lower-case extension → MIME type. `None`: the built-in map only.
+    pub types: Option<BTreeMap<String, String>>,
+    /// `default_type`: the type of extensions neither map knows.
+    pub default_type: String,
+    /// `add_header` lines in effect.
+    pub headers: Vec<AddHeader>,
+    /// `index` file names, tried in order for URIs ending in `/`.
+    pub index: Vec<String>,
+    /// An implicit hls location: sluice sets `Cache-Control` per file type (playlists and keys
+    /// `no-cache`, segments cached for a year).
+    pub hls: bool,
+}
+
+/// Settings written at one level of the http block; `None` means "not set here".
+#[derive(Debug, Clone, Default)]
+struct HttpLayer {
+    files: Option<Files>,
+    types: Option<BTreeMap<String, String>>,
+    default_type: Option<String>,
+    headers: Option<Vec<AddHeader>>,
+    index: Option<Vec<String>>,
+}
+
+impl HttpLayer {
+    /// This level's settings with unset ones taken from `outer` (nginx's merge).
+    fn inherit(&self, outer: &HttpLayer) -> HttpLayer {
+        HttpLayer {
+            files: self.files.clone().or_else(|| outer.files.clone()),
+            types: self.types.clone().or_else(|| outer.types.clone()),
+            default_type: self.default_type.clone().or_else(|| outer.default_type.clone()),
+            headers: self.headers.clone().or_else(|| outer.headers.clone()),
+            index: self.index.clone().or_else(|| outer.index.clone()),
+        }
+    }
+
+    /// Applies the defaults.
+    fn build(&self, uri: &str, exact: bool) -> Location {
+        Location {
+            uri: uri.to_owned(),
+            exact,
+            files: self.files.clone(),
+            types: self.types.clone(),
+            default_type: self.default_type.clone().unwrap_or_else(|| DEFAULT_TYPE.to_owned()),
+            headers: self.headers.clone().unwrap_or_default(),
+            index: self.index.clone().unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()]),
+            hls: false,
+        }
+    }
+
+    /// Applies `root`, `alias`, `types`, `default_type`, `add_header` or `index`; `location`
+    /// is the enclosing location's URI (for `alias`).
+    fn set(&mut self, d: &Directive, location: Option<&str>) -> Result<(), Fail> {
+        match d.name.as_str() {
+            "root" => {
+                self.set_files(d, Files::Root(PathBuf::from(non_empty(d)?)))?;
+            }
+            "alias" => {
+                let prefix = location.unwrap_or_default().to_owned();
+                self.set_files(d, Files::Alias { dir: PathBuf::from(non_empty(d)?), prefix })?;
+            }
+            "types" => read_types(d, self.types.get_or_insert_with(BTreeMap::new))?,
+            "default_type" => put(&mut self.default_type, non_empty(d)?, d)?,
+            "add_header" => self.headers.get_or_insert_with(Vec::new).push(add_header(d)?),
+            "index" => self.index.get_or_insert_with(Vec::new).extend(index(d)?),
+            other => return Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by http"))),
+        }
+        Ok(())
+    }
+
+    /// `root` and `alias` share one slot, as in nginx.
+    fn set_files(&mut self, d: &Directive, files: Files) -> Result<(), Fail> {
+        match &self.files {
+            None => {
+                self.files = Some(files);
+                Ok(())
+            }
+            Some(previous) => {
+                let earlier = match previous {
+                    Files::Root(_) => "root",
+                    Files::Alias { .. } => "alias",
+                };
+                let msg = if earlier == d.name {
+                    format!("\"{}\" directive is duplicate", d.name)
+                } else {
+                    format!("\"{}\" directive is duplicate, \"{earlier}\" directive was specified earlier", d.name)
+                };
+                Err(Fail::new(d.span, msg))
+            }
+        }
+    }
+}
+
+/// A `server { }` of the http block as written.
+struct RawServer {
+    layer: HttpLayer,
+    /// Address, `default_server`, where.
+    listen: Vec<(SocketAddr, bool, Span)>,
+    locations: Vec<RawLocation>,
+    span: Span,
+}
+
+/// A `location { }` as written.
+struct RawLocation {
+    uri: String,
+    exact: bool,
+    layer: HttpLayer,
+    nested: Vec<RawLocation>,
+}
+
+/// Reads `http_listen ADDR|off;` (already checked for context and shape).
+pub(crate) fn http_listen(d: &Directive) -> Result<Option<SocketAddr>, Fail> {
+    let arg = first(d)?;
+    parse_http_listen(&arg.value)
+        .ok_or_else(|| invalid(d, arg, "\"off\" or an address like 8080, 127.0.0.1:8080 or [::1]:8080"))
+}
+
+/// `off` → `Some(None)`; an address (port alone: every interface) → `Some(Some(addr))`;
+/// anything else → `None`. For `http_listen` and `--http-listen`.
+pub fn parse_http_listen(s: &str) -> Option<Option<SocketAddr>> {
+    if s == "off" {
+        return Some(None);
+    }
+    parse_addr(s, DEFAULT_HTTP_PORT).map(Some)
+}
+
+/// Reads an `http { }` block into its servers.
+pub(crate) fn read_http(d: &Directive) -> Result<Vec<HttpServerConf>, Fail> {
+    if !d.args.is_empty() {
+        return Err(Fail::new(d.span, "invalid number of arguments in \"http\" directive"));
+    }
+    let children = d.block.as_deref().ok_or_else(|| Fail::new(d.span, "directive \"http\" has no opening \"{\""))?;
+    let mut main = HttpLayer::default();
+    let mut servers = Vec::new();
+    for c in children {
+        if !accept(c, hctx::MAIN)? {
+            continue;
+        }
+        match c.name.as_str() {
+            "server" => servers.push(read_server(c)?),
+            _ => main.set(c, None)?,
+        }
+    }
+    let owners = assign_listens(&servers)?;
+    Ok(servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let merged = s.layer.inherit(&main);
+            let mut locations = Vec::new();
+            for loc in &s.locations {
+                flatten(loc, &merged, &mut locations);
+            }
+            let listen = owners.iter().filter(|(_, owner)| *owner == i).map(|(addr, _)| *addr).collect();
+            HttpServerConf { listen, locations, fallback: merged.build("", false) }
+        })
+        .collect())
+}
+
+/// Checks a directive inside `http { }` at `context`: `Ok(true)` when the caller handles it,
+/// `Ok(false)` when it is accepted and ignored (already logged), an error when unknown,
+/// misplaced or of the wrong shape.
+fn accept(d: &Directive, context: u8) -> Result<bool, Fail> {
+    if is_ignored(&d.name) {
+        warn_ignored(d);
+        return Ok(false);
+    }
+    let Some(spec) = DIRECTIVES.iter().find(|s| s.name == d.name) else {
+        return Err(unknown(d));
+    };
+    if spec.contexts & context == 0 {
+        return Err(Fail::new(d.span, format!("\"{}\" directive is not allowed here", d.name)));
+    }
+    check_shape(spec, d)?;
+    if spec.kind == Kind::Raw {
+        tracing::warn!(directive = %d.name, line = d.span.line, "accepted but not implemented yet; ignored");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn is_ignored(name: &str) -> bool {
+    IGNORED.contains(&name) || IGNORED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// One warning line per ignored directive, saying why where it matters.
+fn warn_ignored(d: &Directive) {
+    let line = d.span.line;
+    let name = d.name.as_str();
+    let arg = d.args.first().map(|a| a.value.as_str()).unwrap_or_default();
+    if name == "include" && arg.ends_with("mime.types") {
+        tracing::warn!(line, "\"include {arg}\" ignored: sluice has a built-in MIME type map");
+    } else if name == "include" {
+        tracing::warn!(line, "\"include {arg}\" ignored: sluice does not read included files; copy what it needs here");
+    } else if name.starts_with("ssl_") {
+        tracing::warn!(line, directive = name, "ignored: TLS is not supported yet");
+    } else if name == "if" {
+        tracing::warn!(line, "\"if\" block ignored (sluice answers CORS preflight requests itself)");
+    } else {
+        tracing::warn!(line, directive = name, "ignored: it means nothing to sluice");
+    }
+}
+
+/// `unknown directive "x"`, with the closest http directive when it looks like a typo.
+fn unknown(d: &Directive) -> Fail {
+    let names = DIRECTIVES.iter().map(|s| s.name).chain(IGNORED.iter().copied());
+    let best = names.map(|name| (edit_distance(&d.name, name), name)).min();
+    let limit = if d.name.chars().count() <= 4 { 1 } else { 2 };
+    let hint = match best {
+        Some((dist, name)) if dist <= limit => format!(" (did you mean \"{name}\"?)"),
+        _ => String::new(),
+    };
+    Fail::new(d.name_span, format!("unknown directive \"{}\"{hint}", d.name))
+}
+
+fn read_server(d: &Directive) -> Result<RawServer, Fail> {
+    let mut s = RawServer { layer: HttpLayer::default(), listen: Vec::new(), locations: Vec::new(), span: d.span };
+    for c in d.block.as_deref().unwrap_or_default() {
+        if !accept(c, hctx::SRV)? {
+            continue;
+        }
+        match c.name.as_str() {
+            "listen" => {
+                if let Some((addr, default)) = listen(c)? {
+                    if s.listen.iter().any(|(a, _, _)| *a == addr) {
+                        return Err(Fail::new(c.span, format!("duplicate \"{addr}\" address and port pair")));
+                    }
+                    s.listen.push((addr, default, c.span));
+                }
+            }
+            "location" => {
+                if let Some(loc) = read_location(c, None)? {
+                    push_location(&mut s.locations, loc, c.span)?;
+                }
+            }
+            _ => s.layer.set(c, None)?,
+        }
+    }
+    if s.listen.is_empty() && !d.block.as_deref().unwrap_or_default().iter().any(|c| c.name == "listen") {
+        tracing::debug!(line = d.span.line, "http server without listen: port 80, as in nginx");
+        s.listen.push((SocketAddr::from(([0, 0, 0, 0], NGINX_DEFAULT_PORT)), false, d.span));
+    }
+    Ok(s)
+}
+
+/// `listen ADDR [flags];` in an http server: the address and whether it is `default_server`,
+/// or `None` for an address sluice cannot serve (TLS, QUIC), with a warning.
+fn listen(d: &Directive) -> Result<Option<(SocketAddr, bool)>, Fail> {
+    let arg = first(d)?;
+    if arg.value.starts_with("unix:") {
+        return Err(Fail::new(arg.span, "unix sockets are not supported in \"listen\""));
+    }
+    let addr = parse_addr(&arg.value, NGINX_DEFAULT_PORT)
+        .ok_or_else(|| invalid(d, arg, "a port or address like 8080, 127.0.0.1:8080 or [::1]:8080"))?;
+    let mut default = false;
+    for opt in &d.args[1..] {
+        let key = opt.value.split('=').next().unwrap_or_default();
+        if !LISTEN_FLAGS.contains(&key) {
+            let msg = format!("invalid parameter \"{}\" in \"listen\" directive", opt.value);
+            return Err(Fail::new(opt.span, msg));
+        }
+        if UNSERVED_FLAGS.contains(&key) {
+            tracing::warn!(line = d.span.line, %addr, "listen ... {key}: TLS and QUIC are not supported yet; address ignored");
+            return Ok(None);
+        }
+        default |= key == "default_server" || key == "default";
+    }
+    Ok(Some((addr, default)))
+}
+
+/// Reads `location [MODIFIER] URI { }`; `parent` is the enclosing location (URI, exact).
+/// `None` for a named location (`@name`), which sluice ignores with `try_files` and
+/// `error_page`.
+fn read_location(d: &Directive, parent: Option<(&str, bool)>) -> Result<Option<RawLocation>, Fail> {
+    let Some((uri, exact)) = location_uri(d)? else {
+        return Ok(None);
+    };
+    if let Some((outer, outer_exact)) = parent {
+        if outer_exact {
+            let msg = format!("location \"{uri}\" cannot be inside the exact location \"{outer}\"");
+            return Err(Fail::new(d.span, msg));
+        }
+        if !uri.starts_with(outer) {
+            return Err(Fail::new(d.span, format!("location \"{uri}\" is outside location \"{outer}\"")));
+        }
+    }
+    let mut loc = RawLocation { uri, exact, layer: HttpLayer::default(), nested: Vec::new() };
+    for c in d.block.as_deref().unwrap_or_default() {
+        if !accept(c, hctx::LOC)? {
+            continue;
+        }
+        match c.name.as_str() {
+            "location" => {
+                if let Some(inner) = read_location(c, Some((&loc.uri, loc.exact)))? {
+                    push_location(&mut loc.nested, inner, c.span)?;
+                }
+            }
+            _ => loc.layer.set(c, Some(&loc.uri))?,
+        }
+    }
+    Ok(Some(loc))
+}
+
+/// The URI and exactness of a location; `None` for a named one. Regex locations are errors.
+fn location_uri(d: &Directive) -> Result<Option<(String, bool)>, Fail> {
+    let regex = |arg: &Arg| {
+        let words: Vec<&str> = d.args.iter().map(|a| a.value.as_str()).collect();
+        let msg = format!(
+            "regex locations are not supported: \"location {}\"; use a prefix location such as \"location /hls\"",
+            words.join(" ")
+        );
+        Fail::new(arg.span, msg)
+    };
+    let (modifier, uri) = match d.args.as_slice() {
+        [one] => match one.value.as_str() {
+            v if v.starts_with('~') => return Err(regex(one)),
+            v if v.starts_with('@') => {
+                tracing::warn!(line = d.span.line, "named location \"{v}\" ignored");
+                return Ok(None);
+            }
+            v if v.len() > 2 && v.starts_with("^~") => ("^~", &v[2..]),
+            v if v.len() > 1 && v.starts_with('=') => ("=", &v[1..]),
+            "=" | "^~" => return Err(Fail::new(d.span, "invalid number of arguments in \"location\" directive")),
+            v => ("", v),
+        },
+        [m, uri] => match m.value.as_str() {
+            "~" | "~*" => return Err(regex(m)),
+            "=" | "^~" => (m.value.as_str(), uri.value.as_str()),
+            other => return Err(Fail::new(m.span, format!("invalid location modifier \"{other}\""))),
+        },
+        _ => return Err(Fail::new(d.span, "invalid number of arguments in \"location\" directive")),
+    };
+    Ok(Some((uri.to_owned(), modifier == "=")))
+}
+
+/// Adds a location, refusing a second one with the same URI and kind (as nginx does).
+fn push_location(list: &mut Vec<RawLocation>, loc: RawLocation, span: Span) -> Result<(), Fail> {
+    if list.iter().any(|l| l.uri == loc.uri && l.exact == loc.exact) {
+        return Err(Fail::new(span, format!("duplicate location \"{}\"", loc.uri)));
+    }
+    list.push(loc);
+    Ok(())
+}
+
+/// Resolves a location and its nested ones into `out`, inner ones inheriting from outer.
+fn flatten(loc: &RawLocation, outer: &HttpLayer, out: &mut Vec<Location>) {
+    let merged = loc.layer.inherit(outer);
+    out.push(merged.build(&loc.uri, loc.exact));
+    for inner in &loc.nested {
+        flatten(inner, &merged, out);
+    }
+}
+
+/// Gives every listen address to one server: the one marked `default_server`, else the first
+/// that lists it. sluice does not read `server_name`, so the others never see requests there.
+fn assign_listens(servers: &[RawServer]) -> Result<Vec<(SocketAddr, usize)>, Fail> {
+    let mut owners: Vec<(SocketAddr, usize, bool)> = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        for &(addr, default, span) in &s.listen {
+            match owners.iter_mut().find(|(a, _, _)| *a == addr) {
+                None => owners.push((addr, i, default)),
+                Some((_, _, true)) if default => {
+                    return Err(Fail::new(span, format!("a duplicate default server for {addr}")));
+                }
+                Some(owner) => {
+                    if default {
+                        *owner = (addr, i, true);
+                    }
+                }
+            }
+        }
+    }
+    for (i, s) in servers.iter().enumerate() {
+        for (addr, _, _) in s.listen.iter().filter(|(a, _, _)| owners.iter().any(|o| o.0 == *a && o.1 != i)) {
+            tracing::warn!(
+                line = s.span.line,
+                %addr,
+                "another server answers on this address (sluice does not read server_name); this server gets none of its requests"
+            );
+        }
+    }
+    Ok(owners.into_iter().map(|(addr, i, _)| (addr, i)).collect())
+}
+
+/// `types { MIME EXT...; }`: each line maps its extensions to its MIME type.
+fn read_types(d: &Directive, map: &mut BTreeMap<String, String>) -> Result<(), Fail> {
+    for line in d.block.as_deref().unwrap_or_default() {
+        if line.name == "include" {
+            warn_ignored(line);
+            continue;
+        }
+        if line.block.is_some() || line.args.is_empty() {
+            let msg = format!("invalid \"types\" line \"{}\", it must be like \"video/mp2t ts;\"", line.name);
+            return Err(Fail::new(line.span, msg));
+        }
+        for ext in &line.args {
+            let ext = ext.value.to_ascii_lowercase();
+            if let Some(previous) = map.insert(ext.clone(), line.name.clone()) {
+                if previous != line.name {
+                    tracing::warn!(
+                        line = line.span.line,
+                        "duplicate extension \"{ext}\": \"{}\" replaces \"{previous}\"",
+                        line.name
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `add_header NAME VALUE [always];`, with the name and value checked now rather than at the
+/// first response.
+fn add_header(d: &Directive) -> Result<AddHeader, Fail> {
+    let (name, value) = (&d.args[0], &d.args[1]);
+    if !is_token(&name.value) {
+        return Err(invalid(d, name, "a header name (letters, digits and - _ . ! # $ % & ' * + ^ ` | ~)"));
+    }
+    if value.value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(invalid(d, value, "a header value without control characters"));
+    }
+    let always = match d.args.get(2) {
+        None => false,
+        Some(a) if a.value == "always" => true,
+        Some(a) => {
+            return Err(Fail::new(a.span, format!("invalid parameter \"{}\" in \"add_header\" directive", a.value)))
+        }
+    };
+    Ok(AddHeader { name: name.value.clone(), value: value.value.clone(), always })
+}
+
+/// An HTTP token (RFC 9110, 5.6.2): what a header name may be made of.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `index FILE...;`: plain file names (nginx's other forms, absolute paths and variables, are
+/// refused rather than misread).
+fn index(d: &Directive) -> Result<Vec<String>, Fail> {
+    d.args
+        .iter()
+        .map(|a| {
+            if a.value.is_empty() || a.value.contains('/') || a.value.contains('$') || a.value == ".." {
+                Err(invalid(d, a, "a file name such as index.html"))
+            } else {
+                Ok(a.value.clone())
+            }
+        })
+        .collect()
+}
+
+/// The first argument, which must not be empty.
+fn non_empty(d: &Directive) -> Result<String, Fail> {
+    let arg = first(d)?;
+    if arg.value.is_empty() {
+        return Err(invalid(d, arg, "not empty"));
+    }
+    Ok(arg.value.clone())
+}
+
+/// The implicit locations serving each `hls_path` directory at `/<last component>/`. Two
+/// applications whose different directories share a last component would fight over one
+/// URL: an error at the second one's `application` line (found in `rtmp`).
+pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) -> Result<Vec<Location>, Fail> {
+    let mut seen: Vec<(String, &Path, &str)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        for app in server.apps.iter().filter(|a| a.hls.enabled) {
+            let Some(path) = app.hls.path.as_deref() else { continue };
+            let Some(name) = served_name(path) else {
+                tracing::warn!(app = %app.name, "hls_path \"{}\" has no directory name to serve it under; not served over HTTP", path.display());
+                continue;
+            };
+            let uri = format!("/{name}/");
+            match seen.iter().find(|(u, _, _)| *u == uri) {
+                Some((_, other_path, _)) if *other_path == path => continue,
+                Some((_, other_path, other_app)) => {
+                    let msg = format!(
+                        "applications \"{other_app}\" (hls_path {}) and \"{}\" (hls_path {}) would both be served at \"{uri}\"; give their hls_path directories different names",
+                        other_path.display(),
+                        app.name,
+                        path.display()
+                    );
+                    return Err(Fail::new(app_span(rtmp, i, &app.name), msg));
+                }
+                None => {}
+            }
+            seen.push((uri.clone(), path, &app.name));
+            let mut loc = HttpLayer::default().build(&uri, false);
+            loc.files = Some(Files::Alias { dir: path.to_path_buf(), prefix: uri });
+            loc.hls = true;
+            out.push(loc);
+        }
+    }
+    Ok(out)
+}
+
+/// The last component of an `hls_path`, when it is a plain, URL-safe name.
+fn served_name(path: &Path) -> Option<&str> {
+    match path.components().next_back()? {
+        Component::Normal(name) => name.to_str().filter(|n| !n.contains(['%', '?', '#'])),
+        _ => None,
+    }
+}
+
+/// Where `application NAME` of the `server`-th rtmp server block is written.
+fn app_span(rtmp: Option<&Directive>, server: usize, name: &str) -> Span {
+    let Some(rtmp) = rtmp else { return Span::default() };
+    let server_block = rtmp.block.as_deref().unwrap_or_default().iter().filter(|d| d.name == "server").nth(server);
+    server_block
+        .and_then(|s| s.block.as_deref())
+        .and_then(|apps| {
+            apps.iter().find(|a| a.name == "application" && a.args.first().is_some_and(|n| n.value == name))
+        })
+        .map_or(rtmp.span, |a| a.span)
+}

@@ -1,0 +1,625 @@
+//! nginx-rtmp's `hls` module: every published stream of an application with `hls on` gets a task
+//! that subscribes to it in the hub, cuts it into segments (the `hls` crate) and writes the
+//! playlist and segments to `hls_path` as nginx-rtmp names them. Live playlists, recent segments,
+//! low-latency parts and init segments are also kept in memory and served from there by the
+//! HTTP server, with blocking playlist reload for low-latency HLS.
+//!
+//! | directive | meaning |
+//! |---|---|
+//! | `hls`, `hls_path` | write HLS for every stream of the application into this directory |
+//! | `hls_fragment`, `hls_max_fragment`, `hls_fragment_slicing` | where segments are cut |
+//! | `hls_playlist_length`, `hls_type` | the playlist window; `event` keeps everything |
+//! | `hls_continuous`, `hls_nested`, `hls_base_url`, `hls_fragment_naming[_granularity]` | names and numbering |
+//! | `hls_cleanup` | remove segments that left the window, and everything after the stream ends |
+//! | `hls_sync`, `hls_muxdelay`, `hls_max_audio_delay`, `hls_audio_buffer_size` | MPEG-TS timing |
+//! | `hls_keys`, `hls_key_path`, `hls_key_url`, `hls_fragments_per_key` | AES-128 encryption |
+//! | `hls_fragment_type mpegts\|fmp4`, `hls_low_latency`, `hls_part_duration` | sluice extensions |
+//!
+//! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
+//! sans-IO `hls` crate.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hls::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, Slicing};
+use rtmp::MediaKind;
+use tokio::sync::watch;
+
+use crate::config::{AppConf, HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType};
+use crate::hub::{Entry, Stream};
+
+/// Ring entries the HLS task takes at a time.
+const MAX_BATCH: usize = 256;
+/// Segments whose parts stay in memory (the playlist lists parts for about three target
+/// durations).
+const PART_SEGMENTS: u64 = 4;
+/// Most blocking requests wait before `503` (RFC 8216bis §6.2.5.2 suggests three target
+/// durations; this caps it).
+const MAX_BLOCK: Duration = Duration::from_secs(15);
+
+/// Live HLS content in memory, keyed by the absolute path it has on disk, so any HTTP location
+/// that maps a URL to that file (a `root`, an `alias`, or the implicit `hls_path` location) serves
+/// it from memory first.
+#[derive(Default)]
+pub struct HlsStore {
+    files: Mutex<HashMap<PathBuf, Stored>>,
+    /// Live playlists by their path.
+    playlists: Mutex<HashMap<PathBuf, Arc<LivePlaylist>>>,
+}
+
+#[derive(Clone)]
+struct Stored {
+    data: Bytes,
+    kind: StoredKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StoredKind {
+    Segment,
+    Part,
+    Init,
+    Key,
+}
+
+/// One stream's playlist as HTTP sees it.
+pub struct LivePlaylist {
+    state: Mutex<PlaylistState>,
+    /// Bumped on every change; blocked requests wait on it.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default, Clone)]
+struct PlaylistState {
+    text: String,
+    position: Position,
+    part_target: Option<Duration>,
+    live: bool,
+}
+
+/// What an HTTP request for a live HLS file gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// `Cache-Control`.
+    pub cache_control: &'static str,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HlsStore {
+    /// An empty store.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Stored>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn playlists(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<LivePlaylist>>> {
+        self.playlists.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answer a request for `path` (the file the URL maps to) from memory, or `None` to let the
+    /// HTTP server read the disk. `query` carries `_HLS_msn`/`_HLS_part` for blocking reload.
+    pub async fn get(&self, path: &Path, query: Option<&str>) -> Option<Reply> {
+        let playlist = self.playlists().get(path).cloned();
+        if let Some(p) = playlist {
+            return Some(p.reply(query).await);
+        }
+        if let Some(s) = self.files().get(path).cloned() {
+            return Some(stored_reply(path, &s));
+        }
+        // A low-latency client asks for the part its preload hint names before it exists.
+        let owner = self.part_owner(path)?;
+        let target = owner.state().part_target?;
+        let mut rx = owner.changed.subscribe();
+        let wait = (target * 3).clamp(Duration::from_secs(1), MAX_BLOCK);
+        let found = tokio::time::timeout(wait, async {
+            loop {
+                if let Some(s) = self.files().get(path).cloned() {
+                    return Some(s);
+                }
+                if !owner.state().live || rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some(s)) => Some(stored_reply(path, &s)),
+            _ => None,
+        }
+    }
+
+    /// The live playlist a part file name (`NAME-ID.K.ext`, nested `NAME/ID.K.ext`) belongs to.
+    fn part_owner(&self, path: &Path) -> Option<Arc<LivePlaylist>> {
+        let file = path.file_name()?.to_str()?;
+        let dir = path.parent()?;
+        let mut pieces = file.rsplitn(3, '.');
+        let (_ext, _part, stem) = (pieces.next()?, pieces.next()?, pieces.next()?);
+        let playlists = self.playlists();
+        if let Some(p) = playlists.get(&dir.join("index.m3u8")) {
+            return Some(p.clone());
+        }
+        let name = stem.rsplit_once('-')?.0;
+        playlists.get(&dir.join(format!("{name}.m3u8"))).cloned()
+    }
+
+    fn put(&self, path: PathBuf, data: Bytes, kind: StoredKind) {
+        self.files().insert(path, Stored { data, kind });
+    }
+
+    fn remove(&self, path: &Path) {
+        self.files().remove(path);
+    }
+}
+
+impl crate::http::LiveContent for HlsStore {
+    fn get<'a>(
+        &'a self,
+        file: &'a Path,
+        query: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<axum::response::Response>> + Send + 'a>> {
+        Box::pin(async move { self.get(file, query).await.map(Reply::into_response) })
+    }
+}
+
+impl Reply {
+    fn into_response(self) -> axum::response::Response {
+        use axum::http::{header, HeaderValue, StatusCode};
+        let mut res = axum::response::Response::new(axum::body::Body::from(self.body));
+        *res.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(self.cache_control));
+        res
+    }
+}
+
+fn stored_reply(path: &Path, s: &Stored) -> Reply {
+    let cache_control = match s.kind {
+        StoredKind::Key => "no-cache",
+        _ => "public, max-age=31536000, immutable",
+    };
+    Reply { status: 200, content_type: content_type(path), cache_control, body: s.data.clone() }
+}
+
+/// MIME types of what HLS writes.
+pub fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("ts") => "video/mp2t",
+        Some("m4s") => "video/iso.segment",
+        Some("mp4") => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+impl LivePlaylist {
+    fn state(&self) -> PlaylistState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, text: String, position: Position, live: bool) {
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.text = text;
+            st.position = position;
+            st.live = live;
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// The playlist, after waiting for the segment/part a low-latency client asked for.
+    async fn reply(&self, query: Option<&str>) -> Reply {
+        let st = self.state();
+        let ok = |text: String| Reply {
+            status: 200,
+            content_type: "application/vnd.apple.mpegurl",
+            cache_control: "no-cache",
+            body: Bytes::from(text),
+        };
+        let Some((msn, part)) = st.part_target.and(blocking_request(query)) else { return ok(st.text) };
+        // RFC 8216bis §6.2.5.2: a request more than two segments ahead is a client error.
+        let next = st.position.open.map_or(st.position.last_complete.map_or(0, |m| m + 1), |(m, _)| m);
+        if msn > next + 2 {
+            return Reply {
+                status: 400,
+                content_type: "text/plain",
+                cache_control: "no-cache",
+                body: Bytes::from_static(b"_HLS_msn is too far ahead\n"),
+            };
+        }
+        let wait = Duration::from_secs(st.position.target_duration * 3).min(MAX_BLOCK);
+        let mut rx = self.changed.subscribe();
+        let ready = tokio::time::timeout(wait, async {
+            loop {
+                let st = self.state();
+                if st.position.has(msn, part) || !st.live {
+                    return st.text;
+                }
+                if rx.changed().await.is_err() {
+                    return st.text;
+                }
+            }
+        })
+        .await;
+        match ready {
+            Ok(text) => ok(text),
+            Err(_) => Reply {
+                status: 503,
+                content_type: "text/plain",
+                cache_control: "no-cache",
+                body: Bytes::from_static(b"the requested part did not come in time\n"),
+            },
+        }
+    }
+}
+
+/// `_HLS_msn=N[&_HLS_part=M]` from a query string.
+fn blocking_request(query: Option<&str>) -> Option<(u64, Option<u32>)> {
+    let mut msn = None;
+    let mut part = None;
+    for pair in query?.split('&') {
+        match pair.split_once('=') {
+            Some(("_HLS_msn", v)) => msn = v.parse().ok(),
+            Some(("_HLS_part", v)) => part = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((msn?, part))
+}
+
+/// The segmenter settings for an application.
+pub fn settings(conf: &HlsConf) -> Settings {
+    Settings {
+        fragment: conf.fragment,
+        max_fragment: conf.max_fragment,
+        playlist_length: conf.playlist_length,
+        sync: conf.sync,
+        muxdelay: conf.muxdelay,
+        slicing: match conf.fragment_slicing {
+            HlsSlicing::Plain => Slicing::Plain,
+            HlsSlicing::Aligned => Slicing::Aligned,
+        },
+        naming: match conf.fragment_naming {
+            HlsNaming::Sequential => Naming::Sequential,
+            HlsNaming::Timestamp => Naming::Timestamp,
+            HlsNaming::System => Naming::System,
+        },
+        naming_granularity: conf.fragment_naming_granularity,
+        playlist_type: match conf.playlist_type {
+            HlsType::Live => hls::PlaylistType::Live,
+            HlsType::Event => hls::PlaylistType::Event,
+        },
+        max_audio_delay: conf.max_audio_delay,
+        audio_buffer_size: conf.audio_buffer_size as usize,
+        base_url: conf.base_url.clone(),
+        nested: conf.nested,
+        container: match conf.fragment_type {
+            HlsFragmentType::Mpegts => Container::Ts,
+            HlsFragmentType::Fmp4 => Container::Fmp4,
+        },
+        part_target: conf.low_latency.then_some(conf.part_duration),
+        keys: conf
+            .keys
+            .then(|| KeySettings { fragments_per_key: conf.fragments_per_key, key_url: conf.key_url.clone() }),
+    }
+}
+
+/// Start HLS for a stream just published, if the application has it on.
+pub fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
+    let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
+    let (_, sub) = stream.subscribe();
+    match HlsTask::new(store.clone(), app.clone(), dir, name.to_string()) {
+        Ok(mut task) => {
+            tokio::spawn(async move { task.run(sub).await });
+        }
+        Err(e) => tracing::error!(app = %app.name, stream = %name, "hls: {e:#}"),
+    }
+}
+
+/// One stream's HLS writer.
+struct HlsTask {
+    store: Arc<HlsStore>,
+    app: Arc<AppConf>,
+    dir: PathBuf,
+    key_dir: PathBuf,
+    name: String,
+    seg: Segmenter,
+    playlist_path: PathBuf,
+    live: Arc<LivePlaylist>,
+    /// Parts in memory, by segment.
+    parts: VecDeque<(u64, PathBuf)>,
+    /// What was written, for the final cleanup.
+    written: Vec<PathBuf>,
+    /// Errors already logged (disk full and the like are said once).
+    logged: Vec<String>,
+}
+
+impl HlsTask {
+    fn new(store: Arc<HlsStore>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
+        let s = settings(&app.hls);
+        let mut seg = Segmenter::new(s, &name, Box::new(random_key))?;
+        let playlist_path = dir.join(seg.playlist_file());
+        if app.hls.continuous {
+            if let Some(previous) = previous_playlist(&store, &playlist_path) {
+                seg.resume(previous);
+            }
+        }
+        let live = Arc::new(LivePlaylist {
+            state: Mutex::new(PlaylistState {
+                text: seg.playlist(),
+                position: seg.position(),
+                part_target: app.hls.low_latency.then_some(app.hls.part_duration),
+                live: true,
+            }),
+            changed: watch::channel(0).0,
+        });
+        store.playlists().insert(playlist_path.clone(), live.clone());
+        let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
+        Ok(HlsTask {
+            store,
+            app,
+            dir,
+            key_dir,
+            name,
+            seg,
+            playlist_path,
+            live,
+            parts: VecDeque::new(),
+            written: Vec::new(),
+            logged: Vec::new(),
+        })
+    }
+
+    async fn run(&mut self, mut sub: crate::hub::Subscriber) {
+        tracing::info!(app = %self.app.name, stream = %self.name, path = %self.playlist_path.display(), "hls: start");
+        if let Err(e) = tokio::fs::create_dir_all(self.playlist_path.parent().unwrap_or(&self.dir)).await {
+            self.log_once(format!("cannot create {}: {e}", self.dir.display()));
+        }
+        loop {
+            let batch = sub.next_batch(MAX_BATCH).await;
+            if batch.skipped > 0 {
+                tracing::warn!(app = %self.app.name, stream = %self.name, skipped = batch.skipped, "hls: fell behind the stream; frames skipped");
+            }
+            for entry in batch.entries {
+                match entry {
+                    Entry::Frame(f) if f.kind != MediaKind::Data => {
+                        self.seg.push(f.kind == MediaKind::Video, f.timestamp, &f.payload, unix_ms());
+                    }
+                    Entry::Frame(_) | Entry::Published => {}
+                    Entry::Unpublished => {
+                        self.seg.finish();
+                        self.apply_events().await;
+                        return self.ended(sub).await;
+                    }
+                }
+            }
+            self.apply_events().await;
+        }
+    }
+
+    /// The publisher left: the playlist says so; with `hls_cleanup` everything goes after
+    /// `hls_playlist_length`, unless the stream is published again first.
+    async fn ended(&mut self, sub: crate::hub::Subscriber) {
+        drop(sub);
+        tracing::info!(app = %self.app.name, stream = %self.name, "hls: end of stream");
+        self.live.update(self.seg.playlist(), self.seg.position(), false);
+        let linger = self.app.hls.playlist_length.max(Duration::from_secs(1));
+        tokio::time::sleep(linger).await;
+        let replaced = self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live));
+        if !replaced {
+            self.store.playlists().remove(&self.playlist_path);
+        }
+        for path in self.written.drain(..) {
+            self.store.remove(&path);
+        }
+        for (_, path) in self.parts.drain(..) {
+            self.store.remove(&path);
+        }
+        if self.app.hls.cleanup && !replaced {
+            let mut files: Vec<PathBuf> =
+                self.seg_files_on_disk().into_iter().chain([self.playlist_path.clone()]).collect();
+            files.sort();
+            files.dedup();
+            for f in files {
+                let _ = tokio::fs::remove_file(&f).await;
+            }
+            tracing::info!(app = %self.app.name, stream = %self.name, "hls: cleaned up");
+        }
+    }
+
+    /// Segment, init and key files the playlist still names (the rest were removed as they
+    /// expired).
+    fn seg_files_on_disk(&self) -> Vec<PathBuf> {
+        let text = self.seg.playlist();
+        let Some(list) = hls::playlist::parse_media_playlist(&text) else { return Vec::new() };
+        let base = self.playlist_path.parent().unwrap_or(&self.dir);
+        let mut files: Vec<PathBuf> =
+            list.segments.iter().map(|s| base.join(s.uri.rsplit('/').next().unwrap_or(&s.uri))).collect();
+        if self.app.hls.fragment_type == HlsFragmentType::Fmp4 {
+            let sep = if self.app.hls.nested { "/" } else { "-" };
+            files.push(self.dir.join(format!("{}{sep}init.mp4", self.name)));
+        }
+        files
+    }
+
+    async fn apply_events(&mut self) {
+        let mut playlist_changed = false;
+        while let Some(ev) = self.seg.poll_event() {
+            match ev {
+                Event::Init { file, data } => {
+                    let path = self.dir.join(file);
+                    self.store.put(path.clone(), data.clone(), StoredKind::Init);
+                    self.write_file(&path, &data).await;
+                }
+                Event::Part { msn, file, data, .. } => {
+                    let path = self.dir.join(file);
+                    self.store.put(path.clone(), data, StoredKind::Part);
+                    self.parts.push_back((msn, path));
+                    // A part must be fetchable the moment the playlist names it.
+                    self.publish_playlist_in_memory();
+                }
+                Event::Segment { msn, file, data, .. } => {
+                    let path = self.dir.join(file);
+                    self.store.put(path.clone(), data.clone(), StoredKind::Segment);
+                    self.write_file(&path, &data).await;
+                    self.written.push(path);
+                    self.forget_parts_before(msn.saturating_sub(PART_SEGMENTS));
+                }
+                Event::Key { file, key } => {
+                    let path = self.key_dir.join(file);
+                    self.store.put(path.clone(), Bytes::copy_from_slice(&key), StoredKind::Key);
+                    self.write_file(&path, &key).await;
+                }
+                Event::Expired { file } => {
+                    let path = self.dir.join(file);
+                    self.store.remove(&path);
+                    self.written.retain(|p| *p != path);
+                    if self.app.hls.cleanup {
+                        schedule_removal(path, self.app.hls.playlist_length);
+                    }
+                }
+                Event::Playlist => playlist_changed = true,
+                Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "hls: {w}"),
+            }
+        }
+        if playlist_changed {
+            self.publish_playlist_in_memory();
+            let text = self.seg.playlist();
+            self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
+        }
+    }
+
+    fn publish_playlist_in_memory(&self) {
+        self.live.update(self.seg.playlist(), self.seg.position(), !self.seg.ended());
+    }
+
+    fn forget_parts_before(&mut self, msn: u64) {
+        while self.parts.front().is_some_and(|(m, _)| *m < msn) {
+            if let Some((_, path)) = self.parts.pop_front() {
+                self.store.remove(&path);
+            }
+        }
+    }
+
+    /// Write atomically: a temporary file renamed over the target, so readers of the directory
+    /// (nginx, a CDN, scripts) never see half a file.
+    async fn write_file(&mut self, path: &Path, data: &[u8]) {
+        let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
+        let result = async {
+            if let Some(parent) = path.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::write(&tmp, data).await?;
+            tokio::fs::rename(&tmp, path).await
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            self.log_once(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+
+    fn log_once(&mut self, what: String) {
+        let kind = what.split(':').next_back().unwrap_or_default().to_string();
+        if !self.logged.contains(&kind) {
+            tracing::error!(app = %self.app.name, stream = %self.name, "hls: {what} (further errors like this are not logged; the stream goes on)");
+            self.logged.push(kind);
+        }
+    }
+}
+
+/// The playlist of an earlier publish of the same stream: still in memory (it ended moments
+/// ago), or on disk (before a restart), as `hls_continuous` asks.
+fn previous_playlist(store: &HlsStore, path: &Path) -> Option<hls::playlist::Restored> {
+    let in_memory = store.playlists().get(path).map(|p| p.state().text);
+    let text = in_memory.or_else(|| std::fs::read_to_string(path).ok())?;
+    hls::playlist::parse_media_playlist(&text)
+}
+
+fn schedule_removal(path: PathBuf, after: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = tokio::fs::remove_file(&path).await;
+    });
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+fn random_key() -> [u8; 16] {
+    use rand::RngCore;
+    let mut key = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_query() {
+        assert_eq!(blocking_request(Some("_HLS_msn=12&_HLS_part=3")), Some((12, Some(3))));
+        assert_eq!(blocking_request(Some("_HLS_msn=12")), Some((12, None)));
+        assert_eq!(blocking_request(Some("_HLS_part=3")), None);
+        assert_eq!(blocking_request(None), None);
+    }
+
+    #[tokio::test]
+    async fn parts_named_by_a_preload_hint_wait_for_their_bytes() {
+        let store = HlsStore::new();
+        let live = Arc::new(LivePlaylist {
+            state: Mutex::new(PlaylistState {
+                part_target: Some(Duration::from_millis(200)),
+                live: true,
+                ..PlaylistState::default()
+            }),
+            changed: watch::channel(0).0,
+        });
+        store.playlists().insert(PathBuf::from("/hls/stream.m3u8"), live.clone());
+        let part = PathBuf::from("/hls/stream-3.1.ts");
+        let waiter = {
+            let store = store.clone();
+            let part = part.clone();
+            tokio::spawn(async move { store.get(&part, None).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.put(part.clone(), Bytes::from_static(b"part"), StoredKind::Part);
+        live.update(String::new(), Position::default(), true);
+        let reply = waiter.await.unwrap().expect("served once it exists");
+        assert_eq!((reply.status, &reply.body[..]), (200, &b"part"[..]));
+        assert_eq!(reply.content_type, "video/mp2t");
+        assert!(store.get(Path::new("/hls/other-3.1.ts"), None).await.is_none(), "no such stream");
+    }
+
+    #[tokio::test]
+    async fn blocking_reload_waits_for_the_part_then_times_out() {
+        let live = LivePlaylist {
+            state: Mutex::new(PlaylistState {
+                text: "#EXTM3U\n".into(),
+                part_target: Some(Duration::from_millis(200)),
+                live: true,
+                position: Position { open: Some((5, 2)), last_complete: Some(4), ended: false, target_duration: 1 },
+            }),
+            changed: watch::channel(0).0,
+        };
+        let r = live.reply(Some("_HLS_msn=5&_HLS_part=1")).await;
+        assert_eq!(r.status, 200, "part 1 of 5 exists");
+        assert_eq!(live.reply(Some("_HLS_msn=9")).await.status, 400, "too far ahead");
+        let started = std::time::Instant::now();
+        let r = live.reply(Some("_HLS_msn=5&_HLS_part=2")).await;
+        assert_eq!(r.status, 503);
+        assert!(started.elapsed() >= Duration::from_secs(3), "held for three target durations");
+    }
+}
