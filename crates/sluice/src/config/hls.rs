@@ -282,6 +282,25 @@ impl HlsLayer {
     }
 }
 
+impl HlsConf {
+    /// Settings that cannot work together, once merged for an application.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.path.is_none() {
+            return Err("\"hls on\" needs \"hls_path\"".into());
+        }
+        if self.keys && self.low_latency {
+            return Err("\"hls_keys\" cannot be combined with \"hls_low_latency\" (parts are not encrypted)".into());
+        }
+        if self.fragment.is_zero() {
+            return Err("\"hls_fragment\" must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for HlsConf {
     fn default() -> Self {
         HlsLayer::default().build()

@@ -262,6 +262,8 @@ struct RawServer {
 /// An `application NAME { }` block as written.
 struct RawApp {
     name: String,
+    /// Where the `application` directive is, for errors about the merged result.
+    span: Span,
     layer: Layer,
     recorders: Vec<RawRecorder>,
 }
@@ -340,7 +342,8 @@ fn read_rtmp(d: &Directive) -> Result<RtmpBlock, Fail> {
         }
     }
     check_listen_unique(&servers)?;
-    Ok((servers.iter().map(|s| resolve_server(s, &top)).collect(), http_listen))
+    let servers = servers.iter().map(|s| resolve_server(s, &top)).collect::<Result<_, _>>()?;
+    Ok((servers, http_listen))
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
@@ -369,7 +372,7 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
 /// application (`play_time_fix`, `publish_time_fix`), which there set the whole server.
 fn read_app(d: &Directive, server_core: &mut CoreLayer) -> Result<RawApp, Fail> {
     let name = d.args[0].value.clone();
-    let mut app = RawApp { name, layer: Layer::default(), recorders: Vec::new() };
+    let mut app = RawApp { name, span: d.span, layer: Layer::default(), recorders: Vec::new() };
     for c in block(d)? {
         let group = check(c, ctx::APP)?;
         match (group, c.name.as_str()) {
@@ -409,17 +412,17 @@ fn check_listen_unique(servers: &[RawServer]) -> Result<(), Fail> {
     Ok(())
 }
 
-fn resolve_server(s: &RawServer, top: &Layer) -> ServerConf {
+fn resolve_server(s: &RawServer, top: &Layer) -> Result<ServerConf, Fail> {
     let merged = s.layer.inherit(top);
-    ServerConf {
+    Ok(ServerConf {
         listen: s.listen.iter().map(|(a, _)| *a).collect(),
         core: merged.core.build(),
-        apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect(),
+        apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect::<Result<_, _>>()?,
         extra: merged.extra,
-    }
+    })
 }
 
-fn resolve_app(a: &RawApp, server: &Layer) -> AppConf {
+fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     let merged = a.layer.inherit(server);
     let mut record = merged.record.build();
     record.recorders = a
@@ -431,7 +434,9 @@ fn resolve_app(a: &RawApp, server: &Layer) -> AppConf {
             extra: merged.extra.iter().chain(&r.extra).cloned().collect(),
         })
         .collect();
-    AppConf { name: a.name.clone(), live: merged.live.build(), record, hls: merged.hls.build(), extra: merged.extra }
+    let hls = merged.hls.build();
+    hls.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
+    Ok(AppConf { name: a.name.clone(), live: merged.live.build(), record, hls, extra: merged.extra })
 }
 
 #[cfg(test)]

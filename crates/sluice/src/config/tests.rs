@@ -804,13 +804,12 @@ fn implicit_hls_locations_without_http_block() {
             application nested { hls on; hls_path /var/lib/sluice/hls-nested/; hls_nested on; }
             application same_dir { hls on; hls_path /tmp/hls; }
             application off { hls off; hls_path /tmp/unused; }
-            application no_path { hls on; }
         } }",
     );
     let s = &c.http.servers()[0];
     assert_eq!(s.listen, [addr("127.0.0.1:9090")]);
     let uris: Vec<_> = s.locations.iter().map(|l| l.uri.as_str()).collect();
-    assert_eq!(uris, ["/hls/", "/hls-nested/"], "one per directory; hls off or without hls_path: none");
+    assert_eq!(uris, ["/hls/", "/hls-nested/"], "one per directory; hls off: none");
     let live = s.location("/hls/stream.m3u8");
     assert!(live.hls);
     assert_eq!(live.files, Some(Files::Alias { dir: PathBuf::from("/tmp/hls"), prefix: "/hls/".into() }));
@@ -856,4 +855,21 @@ fn sluice_t_style_check_of_the_task_block() {
     // The block users paste, with and without the rtmp side: both load.
     parse(HLS_HTTP);
     parse(&HLS_HTTP.replace("rtmp { server { application live { live on; hls on; hls_path /tmp/hls; } } }", ""));
+}
+
+#[test]
+fn hls_settings_that_cannot_work_are_errors() {
+    let err = |text: &str| Config::parse(text, "t.conf").unwrap_err().to_string();
+    let e = err("rtmp { server { application no_path { hls on; } } }");
+    assert_eq!(e, "t.conf:1:17: application \"no_path\": \"hls on\" needs \"hls_path\"");
+    let e = err("rtmp { server {\n application a { hls on; hls_path /x; hls_keys on; hls_low_latency on; } } }");
+    assert!(e.starts_with("t.conf:2:2: application \"a\": \"hls_keys\" cannot be combined"), "{e}");
+    let e = err("rtmp { server { application a { hls_part_duration 10ms; } } }");
+    assert!(e.contains("a part duration from 50ms to 5s"), "{e}");
+    let ok = Config::parse("rtmp { server { application a { hls on; hls_path /x; hls_fragment_type fmp4; hls_low_latency on; hls_part_duration 300ms; } } }", "t.conf").unwrap();
+    let h = &ok.servers[0].apps[0].hls;
+    assert_eq!(
+        (h.fragment_type, h.low_latency, h.part_duration),
+        (HlsFragmentType::Fmp4, true, Duration::from_millis(300))
+    );
 }
