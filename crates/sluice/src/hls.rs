@@ -364,6 +364,9 @@ impl HlsTask {
             changed: watch::channel(0).0,
         });
         store.playlists().insert(playlist_path.clone(), live.clone());
+        if !app.hls.variants.is_empty() {
+            tracing::warn!(app = %app.name, stream = %name, "hls: hls_variant is not implemented yet; no master playlist");
+        }
         let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
         Ok(HlsTask {
             store,

@@ -133,13 +133,43 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
     if let Ok(Some(file)) = path::file_path(loc, &path) {
         for live in &state.live {
             if let Some(res) = live.get(&file, query).await {
-                let res = decorate(loc, &path, res);
+                let res = decorate(loc, &path, live_range(req.headers(), res).await);
                 return if head { strip_body(res) } else { res };
             }
         }
     }
     let res = files::serve(loc, &path, req.uri(), req.headers(), head).await;
     decorate(loc, &path, res)
+}
+
+/// Live content is whole in memory: a `Range` request gets its slice (206) or 416.
+async fn live_range(headers: &axum::http::HeaderMap, res: Response) -> Response {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return res };
+    if res.status() != StatusCode::OK {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return status_response(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let len = bytes.len() as u64;
+    parts.headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    match range::parse(value, len) {
+        range::RangeRequest::Full => Response::from_parts(parts, Body::from(bytes)),
+        range::RangeRequest::Part { start, end } => {
+            parts.status = StatusCode::PARTIAL_CONTENT;
+            let content_range = format!("bytes {start}-{end}/{len}");
+            parts.headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&content_range).expect("ASCII"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(bytes.slice(start as usize..=end as usize)))
+        }
+        range::RangeRequest::Unsatisfiable => {
+            let mut res = status_response(StatusCode::RANGE_NOT_SATISFIABLE);
+            let content_range = format!("bytes */{len}");
+            res.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&content_range).expect("ASCII"));
+            res
+        }
+    }
 }
 
 /// The CORS preflight answer (RFC-less, per the Fetch standard).

@@ -31,9 +31,14 @@ impl Reply {
 
 /// A plain HTTP/1.1 GET (the server closes after answering `Connection: close`).
 fn get(port: u16, path: &str) -> Reply {
+    request(port, "GET", path, "")
+}
+
+/// Any request; `headers` are extra header lines, each ending in CRLF.
+fn request(port: u16, method: &str, path: &str, headers: &str) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("http port");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n").unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
@@ -117,6 +122,17 @@ fn mpegts_hls_is_served_probed_and_ended() {
     assert_eq!((seg.status, seg.header("content-type")), (200, "video/mp2t"));
     assert!(seg.header("cache-control").contains("immutable"));
     assert_eq!(seg.body[0], 0x47);
+    // Served from memory, with HEAD and Range as from disk.
+    let seg_path = format!("/hls/{}", uris(&text)[0]);
+    let range = request(server.http_port, "GET", &seg_path, "Range: bytes=188-375\r\n");
+    assert_eq!(
+        (range.status, range.header("content-range")),
+        (206, format!("bytes 188-375/{}", seg.body.len()).as_str())
+    );
+    assert_eq!(range.body, seg.body[188..376]);
+    let head = request(server.http_port, "HEAD", &seg_path, "");
+    assert_eq!((head.status, head.header("content-length")), (200, seg.body.len().to_string().as_str()));
+    assert!(head.body.is_empty());
     let url = format!("http://127.0.0.1:{}/hls/stream.m3u8", server.http_port);
     assert_eq!(hls_streams(&url), vec!["aac".to_string(), "h264,640,360".to_string()]);
 
@@ -337,4 +353,33 @@ fn hevc_from_enhanced_rtmp_in_fmp4_and_mpegts() {
         assert!(info.contains("hevc") && info.contains("640,360") && info.contains(tag), "{loc}: {info}");
         assert!(info.contains("aac"), "{loc}: {info}");
     }
+}
+
+#[test]
+fn nginx_style_http_block_serves_live_hls_through_its_location() {
+    let dir = TempDir::new("hls-http-block");
+    let root = dir.path("www");
+    let server = Server::start_conf(&format!(
+        "worker_processes auto;
+         events {{ worker_connections 1024; }}
+         rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; chunk_size 4096;
+             application live {{ live on; hls on; hls_path {root}/hls; hls_fragment 1s; hls_low_latency on; hls_fragment_type fmp4; }} }} }}
+         http {{ sendfile off; server {{ listen 127.0.0.1:{{http}};
+             location /hls {{
+                 types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; }}
+                 root {root};
+                 add_header Cache-Control no-cache;
+             }} }} }}",
+        root = root.display()
+    ));
+    let _publisher = ffmpeg_publish(&server.url("s"), 8, 25);
+    let text = playlist_with(&server, "/hls/s.m3u8", 2);
+    // Through the user's `root` location: still the live, in-memory playlist (blocking reload
+    // works), with the location's headers.
+    let (msn, parts) = live_edge(&text);
+    let r = get(server.http_port, &format!("/hls/s.m3u8?_HLS_msn={msn}&_HLS_part={}", parts + 1));
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("#EXT-X-PART-INF"), "{}", r.text());
+    assert_eq!(r.header("cache-control"), "no-cache");
+    assert_eq!(r.header("content-type"), "application/vnd.apple.mpegurl");
 }

@@ -52,12 +52,17 @@ impl Server {
 
     /// Start sluice with `server_extra` directives and `apps` inside the rtmp server block.
     pub fn start_with(server_extra: &str, apps: &str) -> Self {
+        Self::start_conf(&format!(
+            "rtmp {{\n  server {{\n    listen 127.0.0.1:{{rtmp}};\n    {server_extra}\n    {apps}\n  }}\n}}\nhttp {{ server {{ listen 127.0.0.1:{{http}}; }} }}\n"
+        ))
+    }
+
+    /// Start sluice with a whole configuration; `{rtmp}` and `{http}` become free ports.
+    pub fn start_conf(template: &str) -> Self {
         let port = free_port();
         let http_port = free_port();
         let dir = TempDir::new("srv");
-        let conf = format!(
-            "rtmp {{\n  server {{\n    listen 127.0.0.1:{port};\n    {server_extra}\n    {apps}\n  }}\n}}\nhttp {{ server {{ listen 127.0.0.1:{http_port}; }} }}\n"
-        );
+        let conf = template.replace("{rtmp}", &port.to_string()).replace("{http}", &http_port.to_string());
         let path = dir.path("sluice.conf");
         std::fs::File::create(&path).unwrap().write_all(conf.as_bytes()).unwrap();
         let log = std::fs::File::create(dir.path("sluice.log")).unwrap();
