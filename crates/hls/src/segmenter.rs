@@ -721,6 +721,8 @@ impl Segmenter {
         if let Some((k, bytes)) = &key {
             crypt::encrypt_segment(bytes, k.iv, &mut o.data);
         }
+        // Segments are held for a while (memory, disk writes): without its growth slack.
+        o.data.shrink_to_fit();
         let file = self.segment_file(o.id);
         let entry = SegmentEntry {
             msn: o.msn,

@@ -19,7 +19,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Run until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hub = Hub::new();
-    let hls = crate::hls::HlsStore::new();
+    let hls = crate::hls::HlsStore::new(shutdown.clone());
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
     for conf in &config.servers {
@@ -40,6 +40,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
+    hls.drain(SHUTDOWN_GRACE).await;
     Ok(())
 }
 

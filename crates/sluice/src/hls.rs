@@ -27,6 +27,8 @@ use bytes::Bytes;
 use hls::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, Slicing};
 use rtmp::MediaKind;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType};
 use crate::hub::{Entry, Stream};
@@ -36,6 +38,9 @@ const MAX_BATCH: usize = 256;
 /// Segments whose parts stay in memory (the playlist lists parts for about three target
 /// durations).
 const PART_SEGMENTS: u64 = 4;
+/// Complete segments kept in memory per stream: players fetch the newest; older ones are read
+/// from disk. (The whole window would be hundreds of MiB for a few hundred streams.)
+const MEMORY_SEGMENTS: usize = 3;
 /// Most blocking requests wait before `503` (RFC 8216bis §6.2.5.2 suggests three target
 /// durations; this caps it).
 const MAX_BLOCK: Duration = Duration::from_secs(15);
@@ -48,6 +53,10 @@ pub struct HlsStore {
     files: Mutex<HashMap<PathBuf, Stored>>,
     /// Live playlists by their path.
     playlists: Mutex<HashMap<PathBuf, Arc<LivePlaylist>>>,
+    /// The HLS tasks, so shutdown lets them write their last playlist.
+    tasks: TaskTracker,
+    /// Server shutdown: ended streams then skip waiting for their cleanup.
+    shutdown: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -93,9 +102,17 @@ pub struct Reply {
 }
 
 impl HlsStore {
-    /// An empty store.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// An empty store; `shutdown` is the server's.
+    pub fn new(shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self { shutdown, ..Self::default() })
+    }
+
+    /// Wait (up to `grace`) for the HLS tasks to finish their playlists after shutdown.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some HLS writers did not finish within {grace:?}");
+        }
     }
 
     fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Stored>> {
@@ -320,7 +337,7 @@ pub fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream
     let (_, sub) = stream.subscribe();
     match HlsTask::new(store.clone(), app.clone(), dir, name.to_string()) {
         Ok(mut task) => {
-            tokio::spawn(async move { task.run(sub).await });
+            store.tasks.spawn(async move { task.run(sub).await });
         }
         Err(e) => tracing::error!(app = %app.name, stream = %name, "hls: {e:#}"),
     }
@@ -338,8 +355,8 @@ struct HlsTask {
     live: Arc<LivePlaylist>,
     /// Parts in memory, by segment.
     parts: VecDeque<(u64, PathBuf)>,
-    /// What was written, for the final cleanup.
-    written: Vec<PathBuf>,
+    /// Complete segments held in memory, oldest first.
+    in_memory: VecDeque<PathBuf>,
     /// Errors already logged (disk full and the like are said once).
     logged: Vec<String>,
 }
@@ -378,7 +395,7 @@ impl HlsTask {
             playlist_path,
             live,
             parts: VecDeque::new(),
-            written: Vec::new(),
+            in_memory: VecDeque::new(),
             logged: Vec::new(),
         })
     }
@@ -417,12 +434,17 @@ impl HlsTask {
         tracing::info!(app = %self.app.name, stream = %self.name, "hls: end of stream");
         self.live.update(self.seg.playlist(), self.seg.position(), false);
         let linger = self.app.hls.playlist_length.max(Duration::from_secs(1));
-        tokio::time::sleep(linger).await;
+        let shutdown = self.store.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            // Files stay for `hls_continuous` after the restart.
+            _ = shutdown.cancelled() => return,
+        }
         let replaced = self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live));
         if !replaced {
             self.store.playlists().remove(&self.playlist_path);
         }
-        for path in self.written.drain(..) {
+        for path in self.in_memory.drain(..) {
             self.store.remove(&path);
         }
         for (_, path) in self.parts.drain(..) {
@@ -475,7 +497,12 @@ impl HlsTask {
                     let path = self.dir.join(file);
                     self.store.put(path.clone(), data.clone(), StoredKind::Segment);
                     self.write_file(&path, &data).await;
-                    self.written.push(path);
+                    self.in_memory.push_back(path);
+                    while self.in_memory.len() > MEMORY_SEGMENTS {
+                        if let Some(old) = self.in_memory.pop_front() {
+                            self.store.remove(&old);
+                        }
+                    }
                     self.forget_parts_before(msn.saturating_sub(PART_SEGMENTS));
                 }
                 Event::Key { file, key } => {
@@ -486,7 +513,7 @@ impl HlsTask {
                 Event::Expired { file } => {
                     let path = self.dir.join(file);
                     self.store.remove(&path);
-                    self.written.retain(|p| *p != path);
+                    self.in_memory.retain(|p| *p != path);
                     if self.app.hls.cleanup {
                         schedule_removal(path, self.app.hls.playlist_length);
                     }
@@ -581,7 +608,7 @@ mod tests {
 
     #[tokio::test]
     async fn parts_named_by_a_preload_hint_wait_for_their_bytes() {
-        let store = HlsStore::new();
+        let store = HlsStore::new(CancellationToken::new());
         let live = Arc::new(LivePlaylist {
             state: Mutex::new(PlaylistState {
                 part_target: Some(Duration::from_millis(200)),

@@ -176,6 +176,13 @@ fn fmp4_hls_with_init_segment() {
     assert_eq!(&seg.body[4..8], b"styp");
     let url = format!("http://127.0.0.1:{}/hls/stream.m3u8", server.http_port);
     assert_eq!(hls_streams(&url), vec!["aac".to_string(), "h264,640,360".to_string()]);
+
+    // Stopping the server mid-stream ends the playlist on disk and keeps the files.
+    let mut server = server;
+    assert!(server.terminate().success());
+    let on_disk = std::fs::read_to_string(dir.path("hls/stream.m3u8")).unwrap();
+    assert!(on_disk.ends_with("#EXT-X-ENDLIST\n"), "{on_disk}");
+    assert!(file_exists_nonempty(&dir.path("hls/stream-init.mp4")));
 }
 
 /// `(msn, parts)` of the segment being written, from a low-latency playlist.
