@@ -210,7 +210,7 @@ impl Conn {
             Ok(publisher) => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, kind = %kind, "publish");
                 self.session.accept_publish(stream_id, &name);
-                crate::hls::on_publish(&self.ctx.hls, &app, publisher.stream(), &name);
+                crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, &app, publisher.stream(), &name);
                 self.publishing = Some(Publishing { publisher, stream_id, name, last_media: Instant::now() });
             }
             Err(e @ (PublishError::AlreadyPublishing(_) | PublishError::TooManyStreams)) => {

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType};
-use crate::hub::{Entry, Stream};
+use crate::hub::{Entry, Hub, Stream};
 
 /// Ring entries the HLS task takes at a time.
 const MAX_BATCH: usize = 256;
@@ -332,10 +332,10 @@ pub fn settings(conf: &HlsConf) -> Settings {
 }
 
 /// Start HLS for a stream just published, if the application has it on.
-pub fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
+pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
     let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
     let (_, sub) = stream.subscribe();
-    match HlsTask::new(store.clone(), app.clone(), dir, name.to_string()) {
+    match HlsTask::new(store.clone(), hub.clone(), app.clone(), dir, name.to_string()) {
         Ok(mut task) => {
             store.tasks.spawn(async move { task.run(sub).await });
         }
@@ -346,6 +346,7 @@ pub fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream
 /// One stream's HLS writer.
 struct HlsTask {
     store: Arc<HlsStore>,
+    hub: Arc<Hub>,
     app: Arc<AppConf>,
     dir: PathBuf,
     key_dir: PathBuf,
@@ -362,7 +363,7 @@ struct HlsTask {
 }
 
 impl HlsTask {
-    fn new(store: Arc<HlsStore>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
+    fn new(store: Arc<HlsStore>, hub: Arc<Hub>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
         let s = settings(&app.hls);
         let mut seg = Segmenter::new(s, &name, Box::new(random_key))?;
         let playlist_path = dir.join(seg.playlist_file());
@@ -387,6 +388,7 @@ impl HlsTask {
         let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
         Ok(HlsTask {
             store,
+            hub,
             app,
             dir,
             key_dir,
@@ -430,7 +432,10 @@ impl HlsTask {
     /// The publisher left: the playlist says so; with `hls_cleanup` everything goes after
     /// `hls_playlist_length`, unless the stream is published again first.
     async fn ended(&mut self, sub: crate::hub::Subscriber) {
+        // Like a player that stops: the hub may forget the stream now.
+        let stream = sub.stream().clone();
         drop(sub);
+        self.hub.release(&stream);
         tracing::info!(app = %self.app.name, stream = %self.name, "hls: end of stream");
         self.live.update(self.seg.playlist(), self.seg.position(), false);
         let linger = self.app.hls.playlist_length.max(Duration::from_secs(1));

@@ -259,6 +259,12 @@ fn nested_continuous_playlists_and_cleanup() {
         left.is_empty().then_some(())
     });
     assert_eq!(get(server.http_port, "/hls/cam/index.m3u8").status, 404);
+    // The HLS writer let go of the stream: the hub forgot it.
+    assert!(
+        get(server.http_port, "/healthz").text().contains("streams 0"),
+        "{}",
+        get(server.http_port, "/healthz").text()
+    );
 }
 
 #[test]
