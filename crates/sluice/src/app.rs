@@ -20,12 +20,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hub = Hub::new();
     let hls = crate::hls::HlsStore::new(shutdown.clone());
+    let shared = server::Shared { hub: hub.clone(), hls: hls.clone(), notices: Default::default() };
+    crate::record::repair_on_start(&config);
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
     for conf in &config.servers {
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
-        let ctx = Arc::new(ServerCtx::new(conf.clone(), hub.clone(), hls.clone(), shutdown.clone()));
+        let ctx = Arc::new(ServerCtx::new(conf.clone(), &shared, shutdown.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }

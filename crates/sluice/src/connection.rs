@@ -14,6 +14,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::config::AppConf;
+use crate::events::ClientInfo;
 use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
 use crate::live::{self, PlayerGate};
 use crate::server::ServerCtx;
@@ -46,6 +47,8 @@ struct Conn {
     peer: SocketAddr,
     session: ServerSession,
     app: Option<Arc<AppConf>>,
+    /// Who the client is, once it connected (for callbacks and recordings).
+    client: Option<ClientInfo>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     /// Bytes to write, in order: session replies, then media.
@@ -77,6 +80,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         peer,
         session,
         app: None,
+        client: None,
         publishing: None,
         playing: None,
         pending: Vec::new(),
@@ -178,6 +182,15 @@ impl Conn {
         match app {
             Some(app) => {
                 tracing::info!(client = %self.peer, app = %info.app, tc_url = %info.tc_url, flash_ver = %info.flash_ver, "connect");
+                self.client = Some(ClientInfo {
+                    id: crate::events::next_client_id(),
+                    addr: self.peer,
+                    app: info.app.clone(),
+                    flash_ver: info.flash_ver.clone(),
+                    swf_url: info.swf_url.clone(),
+                    tc_url: info.tc_url.clone(),
+                    page_url: info.page_url.clone(),
+                });
                 self.app = Some(app);
                 self.session.accept_connect();
             }
@@ -211,6 +224,9 @@ impl Conn {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, kind = %kind, "publish");
                 self.session.accept_publish(stream_id, &name);
                 crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, &app, publisher.stream(), &name);
+                if let Some(client) = &self.client {
+                    crate::record::on_publish(&self.ctx, &app, publisher.stream(), &name, &args, client);
+                }
                 self.publishing = Some(Publishing { publisher, stream_id, name, last_media: Instant::now() });
             }
             Err(e @ (PublishError::AlreadyPublishing(_) | PublishError::TooManyStreams)) => {

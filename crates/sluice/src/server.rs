@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, ServerConf};
 use crate::connection;
+use crate::events::Notices;
 use crate::hls::HlsStore;
 use crate::hub::Hub;
 
@@ -24,16 +25,28 @@ pub struct ServerCtx {
     pub hub: Arc<Hub>,
     /// Live HLS content, shared with the HTTP server.
     pub hls: Arc<HlsStore>,
+    /// Server-wide notices (recordings done, ...) for notify callbacks and stats.
+    pub notices: Arc<Notices>,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
 }
 
 impl ServerCtx {
     /// The context of one server block.
-    pub fn new(conf: ServerConf, hub: Arc<Hub>, hls: Arc<HlsStore>, shutdown: CancellationToken) -> Self {
+    pub fn new(conf: ServerConf, shared: &Shared, shutdown: CancellationToken) -> Self {
         let apps = conf.apps.iter().cloned().map(Arc::new).collect();
-        Self { conf, apps, hub, hls, shutdown }
+        Self { conf, apps, hub: shared.hub.clone(), hls: shared.hls.clone(), notices: shared.notices.clone(), shutdown }
     }
+}
+
+/// What every server block shares: the stream registry and the outputs' shared state.
+pub struct Shared {
+    /// The stream registry.
+    pub hub: Arc<Hub>,
+    /// Live HLS content.
+    pub hls: Arc<HlsStore>,
+    /// Server-wide notices.
+    pub notices: Arc<Notices>,
 }
 
 /// Bind every `listen` address of a server block.
