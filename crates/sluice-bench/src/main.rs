@@ -171,6 +171,16 @@ fn raise_fd_limit() {
     }
 }
 
+/// Print the report, and write it as JSON with `--json`.
+fn output(o: &Options, report: &Report) -> anyhow::Result<()> {
+    print!("{}", report::table(report));
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn run(mut o: Options) -> anyhow::Result<()> {
     raise_fd_limit();
     if let Some(n) = o.publishers {
@@ -198,11 +208,7 @@ fn run(mut o: Options) -> anyhow::Result<()> {
         let _ = p.join();
     }
     let report = report?;
-    print!("{}", report::table(&report));
-    if let Some(path) = &o.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    output(&o, &report)?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
@@ -262,11 +268,7 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
         Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), max_passed: 0, steps: vec![step] }
     });
     stop.store(true, Ordering::Relaxed);
-    print!("{}", report::table(&report));
-    if let Some(path) = &o.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    output(o, &report)?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
@@ -307,11 +309,7 @@ fn run_idle(o: &Options, n: usize) -> anyhow::Result<()> {
         };
         Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), max_passed: 0, steps: vec![step] }
     });
-    print!("{}", report::table(&report));
-    if let Some(path) = &o.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    output(o, &report)?;
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
