@@ -24,4 +24,12 @@ pub enum FlvError {
     /// A tag body longer than the 24-bit DataSize field can describe.
     #[error("tag body of {0} bytes does not fit in 24 bits")]
     TagTooLarge(usize),
+    /// A recording's `onMetaData` needs more bytes than were reserved for it.
+    #[error("onMetaData needs {needed} bytes, only {reserved} are reserved")]
+    MetadataTooLarge {
+        /// Bytes the properties need.
+        needed: usize,
+        /// Bytes reserved in the file.
+        reserved: usize,
+    },
 }

@@ -4,6 +4,7 @@
 //! | Spec | Module |
 //! | --- | --- |
 //! | Adobe Flash Video File Format Specification v10.1, Annex E (FLV header, tags, `VideoTagHeader`, `AudioTagHeader`) | [`tag`], [`reader`], [`writer`] |
+//! | FLV spec v10.1, E.5 (`onMetaData`); the yamdi/flvtool2 `keyframes` index | [`meta`] |
 //! | Enhanced RTMP v1 and v2 (veovera): `ExVideoTagHeader`, `ExAudioTagHeader`, FourCCs, ModEx, multitrack | [`tag`] |
 //! | ISO/IEC 14496-15: `AVCDecoderConfigurationRecord` (5.3.3.1), `HEVCDecoderConfigurationRecord` (8.3.3.1) | [`codec`] |
 //! | ISO/IEC 14496-10, 7.3.2.1 (H.264 SPS); ITU-T H.265, 7.3.2.2 (H.265 SPS) | [`codec`] |
@@ -19,6 +20,7 @@
 mod bits;
 pub mod codec;
 mod error;
+pub mod meta;
 pub mod reader;
 pub mod tag;
 pub mod writer;
@@ -28,12 +30,13 @@ pub use codec::{
     AudioParams, VideoParams,
 };
 pub use error::FlvError;
-pub use reader::{FileHeader, FlvReader, Tag};
+pub use meta::{Keyframe, RecordingMeta};
+pub use reader::{parse_file_header, FileHeader, FlvReader, Tag, TagHeader};
 pub use tag::{
     parse_audio, parse_video, AudioCodec, AudioHeader, AudioPacket, FourCc, FrameType, MultitrackKind, VideoCodec,
     VideoHeader, VideoPacket,
 };
-pub use writer::{file_header, write_tag, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+pub use writer::{file_header, write_tag, FileWriter, MetaSlot, Patch, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
 
 #[cfg(test)]
 mod tests {
@@ -52,6 +55,9 @@ mod tests {
             let _ = codec::parse_opus_head(&data);
             let _ = codec::parse_avc_sps(&data);
             let _ = codec::parse_hevc_sps(&data);
+            let _ = RecordingMeta::decode(&data);
+            let _ = TagHeader::parse(&data);
+            let _ = parse_file_header(&data);
             if let Ok(r) = FlvReader::new(bytes::Bytes::from(data.clone())) {
                 for _ in r {}
             }

@@ -43,22 +43,60 @@ pub struct FlvReader {
     failed: bool,
 }
 
+/// A tag header: the 11 bytes before each tag body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagHeader {
+    /// TagType, with the Filter and reserved bits masked off.
+    pub tag_type: u8,
+    /// DataSize: the body's length.
+    pub size: u32,
+    /// Timestamp in milliseconds, with TimestampExtended as the high byte.
+    pub timestamp: u32,
+    /// StreamID.
+    pub stream_id: u32,
+}
+
+impl TagHeader {
+    /// Parses the first [`TAG_HEADER_SIZE`] bytes of `data`.
+    pub fn parse(data: &[u8]) -> Result<TagHeader, FlvError> {
+        let h = data.get(..TAG_HEADER_SIZE).ok_or(FlvError::Truncated("FLV tag header"))?;
+        Ok(TagHeader {
+            tag_type: h[0] & 0x1F,
+            size: u32::from_be_bytes([0, h[1], h[2], h[3]]),
+            timestamp: u32::from_be_bytes([h[7], h[4], h[5], h[6]]),
+            stream_id: u32::from_be_bytes([0, h[8], h[9], h[10]]),
+        })
+    }
+
+    /// The whole tag's length in a file: header, body and the PreviousTagSize after it.
+    pub fn tag_len(&self) -> u64 {
+        TAG_HEADER_SIZE as u64 + u64::from(self.size) + 4
+    }
+}
+
+/// Checks the 13 bytes an FLV file starts with (header and PreviousTagSize0) and returns the
+/// header and where the first tag starts.
+pub fn parse_file_header(data: &[u8]) -> Result<(FileHeader, u64), FlvError> {
+    if data.len() < HEADER_SIZE {
+        return Err(FlvError::Truncated("FLV header"));
+    }
+    if &data[..3] != b"FLV" {
+        return Err(FlvError::BadSignature([data[0], data[1], data[2]]));
+    }
+    let header = FileHeader { version: data[3], has_audio: data[4] & 0x04 != 0, has_video: data[4] & 0x01 != 0 };
+    let offset = u32::from_be_bytes([data[5], data[6], data[7], data[8]]);
+    if (offset as usize) < HEADER_SIZE {
+        return Err(FlvError::BadHeaderSize(offset));
+    }
+    Ok((header, u64::from(offset) + 4))
+}
+
 impl FlvReader {
     /// Checks the file header and positions the reader at the first tag.
     pub fn new(data: Bytes) -> Result<FlvReader, FlvError> {
-        if data.len() < HEADER_SIZE {
-            return Err(FlvError::Truncated("FLV header"));
-        }
-        if &data[..3] != b"FLV" {
-            return Err(FlvError::BadSignature([data[0], data[1], data[2]]));
-        }
-        let header = FileHeader { version: data[3], has_audio: data[4] & 0x04 != 0, has_video: data[4] & 0x01 != 0 };
-        let offset = u32::from_be_bytes([data[5], data[6], data[7], data[8]]);
-        if (offset as usize) < HEADER_SIZE {
-            return Err(FlvError::BadHeaderSize(offset));
-        }
+        let (header, first_tag) = parse_file_header(&data)?;
         // Skip the rest of the header and PreviousTagSize0.
-        let pos = (offset as usize).saturating_add(4);
+        let pos = usize::try_from(first_tag).unwrap_or(usize::MAX);
         Ok(FlvReader { data, pos, header, failed: false })
     }
 
@@ -68,14 +106,9 @@ impl FlvReader {
     }
 
     fn next_tag(&mut self) -> Result<Tag, FlvError> {
-        let h = self.data.get(self.pos..self.pos + TAG_HEADER_SIZE).ok_or(FlvError::Truncated("FLV tag header"))?;
-        let size = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
-        let tag = Tag {
-            tag_type: h[0] & 0x1F,
-            timestamp: u32::from_be_bytes([h[7], h[4], h[5], h[6]]),
-            stream_id: u32::from_be_bytes([0, h[8], h[9], h[10]]),
-            body: Bytes::new(),
-        };
+        let h = TagHeader::parse(self.data.get(self.pos..).unwrap_or_default())?;
+        let size = h.size as usize;
+        let tag = Tag { tag_type: h.tag_type, timestamp: h.timestamp, stream_id: h.stream_id, body: Bytes::new() };
         let start = self.pos + TAG_HEADER_SIZE;
         let end = start + size;
         if end > self.data.len() {

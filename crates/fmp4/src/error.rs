@@ -52,6 +52,21 @@ pub enum Fmp4Error {
         /// The size the fragment would have had.
         size: u64,
     },
+    /// A box that this crate reads back is missing, too short, or holds impossible values.
+    #[error("{what} is malformed")]
+    Malformed {
+        /// The box or field, e.g. `"trun"`, `"moov: no mvhd"`.
+        what: &'static str,
+    },
+    /// A valid box feature that this crate does not read, e.g. explicit base data offsets.
+    #[error("{what} is not supported")]
+    Unsupported {
+        /// The feature.
+        what: &'static str,
+    },
+    /// Sample tables for a track the initialization segment does not have.
+    #[error("no track {0} in the initialization segment")]
+    UnknownTrack(u32),
     /// Fewer than 8 bytes were left where a box header should start.
     #[error("box header at offset {offset} is truncated")]
     TruncatedHeader {

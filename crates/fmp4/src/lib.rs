@@ -10,11 +10,14 @@
 //! | Encapsulation of Opus in ISOBMFF v0.8: 4.3 `Opus` sample entry, `dOps` | [`init`] |
 //! | ISO/IEC 23000-19 (CMAF): 7.2 header brands (`cmfc`), 7.3 fragments | [`init`], [`mod@fragment`] |
 //! | Apple HLS Authoring Specification, fMP4: `tfdt` in every fragment, `hvc1` for HEVC | [`init`], [`mod@fragment`] |
+//! | ISO/IEC 14496-12, 8.6.1-8.7.5 sample tables (`stts`, `ctts`, `stss`, `stsz`, `stsc`, `co64`); reading `moof`/`traf`/`trun` back | [`progressive`], [`reader`] |
 //!
 //! An output writes [`init_segment`] once, then one [`fragment()`] per segment or part (HLS may
 //! open each segment with [`segment_type`]). Sample data goes in as RTMP carries it: AVC and
 //! HEVC in length-prefixed (AVCC) form, AV1 as OBUs, AAC and Opus as raw frames. A recording
-//! cut short is repaired by truncating it to [`complete_len`].
+//! cut short is repaired by truncating it to [`complete_len`]; a finished one can be rewritten
+//! as a progressive MP4 with `moov` first ([`progressive_head`] with tables gathered from the
+//! `moof`s by a [`TableBuilder`]).
 //!
 //! ```
 //! use bytes::Bytes;
@@ -37,13 +40,15 @@
 mod error;
 pub mod fragment;
 pub mod init;
+pub mod progressive;
 pub mod reader;
 mod writer;
 
 pub use error::Fmp4Error;
 pub use fragment::{fragment, segment_type, Sample, TrackRun};
 pub use init::{init_segment, Codec, TrackInfo};
-pub use reader::{boxes, complete_len, find, BoxRef, Boxes};
+pub use progressive::{progressive_head, Chunk, TableBuilder, TrackTable};
+pub use reader::{boxes, complete_len, find, parse_moof, BoxRef, Boxes, SampleInfo, TrackRunInfo};
 
 /// A box type or brand: four bytes, usually ASCII.
 pub type FourCc = [u8; 4];

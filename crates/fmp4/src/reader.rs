@@ -142,6 +142,204 @@ pub fn complete_len(data: &[u8]) -> usize {
     sound
 }
 
+/// `tfhd` flags (ISO/IEC 14496-12, 8.8.7.1).
+const TFHD_BASE_DATA_OFFSET: u32 = 0x00_0001;
+const TFHD_DESCRIPTION_INDEX: u32 = 0x00_0002;
+const TFHD_DEFAULT_DURATION: u32 = 0x00_0008;
+const TFHD_DEFAULT_SIZE: u32 = 0x00_0010;
+const TFHD_DEFAULT_FLAGS: u32 = 0x00_0020;
+/// `trun` flags (ISO/IEC 14496-12, 8.8.8.1).
+const TRUN_DATA_OFFSET: u32 = 0x00_0001;
+const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x00_0004;
+const TRUN_DURATION: u32 = 0x00_0100;
+const TRUN_SIZE: u32 = 0x00_0200;
+const TRUN_FLAGS: u32 = 0x00_0400;
+const TRUN_CTS: u32 = 0x00_0800;
+/// `sample_is_non_sync_sample` in sample flags.
+const NON_SYNC_BIT: u32 = 0x0001_0000;
+
+/// One sample as a `trun` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleInfo {
+    /// Duration in the track's timescale.
+    pub duration: u32,
+    /// Size in bytes.
+    pub size: u32,
+    /// Sample flags (ISO/IEC 14496-12, 8.8.3.1).
+    pub flags: u32,
+    /// Composition time minus decode time.
+    pub cts_offset: i32,
+}
+
+impl SampleInfo {
+    /// A sync sample (a keyframe, or any audio sample).
+    pub fn is_sync(&self) -> bool {
+        self.flags & NON_SYNC_BIT == 0
+    }
+}
+
+/// One `trun` of a `moof`: samples of one track stored one after another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackRunInfo {
+    /// The track.
+    pub track_id: u32,
+    /// `tfdt` of the `traf`, for its first run; `None` for later runs of a `traf` (they
+    /// continue the earlier ones) or a `traf` without `tfdt`.
+    pub base_decode_time: Option<u64>,
+    /// Where the first sample's data starts, counted from the first byte of the `moof`.
+    pub data_offset: u64,
+    /// The samples, in decode order.
+    pub samples: Vec<SampleInfo>,
+}
+
+/// Reads the sample runs of a `moof` box (`moof` is the whole box, header included), as
+/// written by [`crate::fragment()`] and by other writers that state every sample's size,
+/// either per sample or as a default in `tfhd`.
+///
+/// Data offsets count from the start of the `moof` (`default-base-is-moof`, or no base at
+/// all, which for the first `traf` is the same). Fails with [`Fmp4Error::Unsupported`] for
+/// explicit base data offsets and for samples whose size or duration only the `moov`'s `trex`
+/// knows, and with [`Fmp4Error::Malformed`] when a box is cut short.
+pub fn parse_moof(moof: &[u8]) -> Result<Vec<TrackRunInfo>, Fmp4Error> {
+    let top = boxes(moof).next().ok_or(Fmp4Error::Malformed { what: "moof" })??;
+    if &top.kind != b"moof" {
+        return Err(Fmp4Error::Malformed { what: "moof: not a moof box" });
+    }
+    let body = top.payload(moof);
+    let mut runs = Vec::new();
+    for b in boxes(body) {
+        let b = b?;
+        if &b.kind == b"traf" {
+            parse_traf(b.payload(body), &mut runs)?;
+        }
+    }
+    Ok(runs)
+}
+
+/// Defaults a `tfhd` gives the samples of its `traf`.
+#[derive(Default)]
+struct TrackDefaults {
+    track_id: u32,
+    duration: Option<u32>,
+    size: Option<u32>,
+    flags: Option<u32>,
+}
+
+fn parse_traf(traf: &[u8], runs: &mut Vec<TrackRunInfo>) -> Result<(), Fmp4Error> {
+    let tfhd = find(traf, b"tfhd").ok_or(Fmp4Error::Malformed { what: "traf: no tfhd" })?;
+    let defaults = parse_tfhd(tfhd.payload(traf))?;
+    let mut base_decode_time = match find(traf, b"tfdt") {
+        Some(t) => Some(parse_tfdt(t.payload(traf))?),
+        None => None,
+    };
+    for b in boxes(traf) {
+        let b = b?;
+        if &b.kind == b"trun" {
+            let (data_offset, samples) = parse_trun(b.payload(traf), &defaults)?;
+            runs.push(TrackRunInfo { track_id: defaults.track_id, base_decode_time, data_offset, samples });
+            base_decode_time = None;
+        }
+    }
+    Ok(())
+}
+
+fn parse_tfhd(p: &[u8]) -> Result<TrackDefaults, Fmp4Error> {
+    let mut c = Fields { data: p, pos: 0, what: "tfhd" };
+    let flags = c.u32()? & 0x00FF_FFFF;
+    let mut d = TrackDefaults { track_id: c.u32()?, ..TrackDefaults::default() };
+    if flags & TFHD_BASE_DATA_OFFSET != 0 {
+        return Err(Fmp4Error::Unsupported { what: "tfhd base-data-offset" });
+    }
+    if flags & TFHD_DESCRIPTION_INDEX != 0 {
+        c.u32()?;
+    }
+    if flags & TFHD_DEFAULT_DURATION != 0 {
+        d.duration = Some(c.u32()?);
+    }
+    if flags & TFHD_DEFAULT_SIZE != 0 {
+        d.size = Some(c.u32()?);
+    }
+    if flags & TFHD_DEFAULT_FLAGS != 0 {
+        d.flags = Some(c.u32()?);
+    }
+    Ok(d)
+}
+
+fn parse_tfdt(p: &[u8]) -> Result<u64, Fmp4Error> {
+    let mut c = Fields { data: p, pos: 0, what: "tfdt" };
+    let version = c.u32()? >> 24;
+    if version == 1 {
+        c.u64()
+    } else {
+        c.u32().map(u64::from)
+    }
+}
+
+fn parse_trun(p: &[u8], d: &TrackDefaults) -> Result<(u64, Vec<SampleInfo>), Fmp4Error> {
+    let mut c = Fields { data: p, pos: 0, what: "trun" };
+    let head = c.u32()?;
+    let (version, flags) = (head >> 24, head & 0x00FF_FFFF);
+    let count = c.u32()? as usize;
+    let offset = if flags & TRUN_DATA_OFFSET != 0 { c.u32()? as i32 } else { 0 };
+    let data_offset =
+        u64::try_from(offset).map_err(|_| Fmp4Error::Unsupported { what: "trun negative data offset" })?;
+    let first_flags = if flags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(c.u32()?) } else { None };
+    let per_sample = [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTS].iter().filter(|&&f| flags & f != 0).count();
+    // Every entry has to be there: refuse counts the box cannot hold before allocating.
+    if count.saturating_mul(per_sample * 4) > p.len().saturating_sub(c.pos) {
+        return Err(Fmp4Error::Malformed { what: "trun: more samples than entries" });
+    }
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let duration = if flags & TRUN_DURATION != 0 { Some(c.u32()?) } else { d.duration };
+        let size = if flags & TRUN_SIZE != 0 { Some(c.u32()?) } else { d.size };
+        let sample_flags =
+            if flags & TRUN_FLAGS != 0 { c.u32()? } else { first_flags.filter(|_| i == 0).or(d.flags).unwrap_or(0) };
+        let cts_offset = if flags & TRUN_CTS != 0 {
+            let v = c.u32()?;
+            // Version 0 offsets are unsigned; writers that need negative ones use version 1.
+            if version == 0 {
+                i32::try_from(v).unwrap_or(i32::MAX)
+            } else {
+                v as i32
+            }
+        } else {
+            0
+        };
+        let (Some(duration), Some(size)) = (duration, size) else {
+            return Err(Fmp4Error::Unsupported { what: "samples sized only by trex defaults" });
+        };
+        samples.push(SampleInfo { duration, size, flags: sample_flags, cts_offset });
+    }
+    Ok((data_offset, samples))
+}
+
+/// Big-endian fields of a box body, cut-short bodies reported as [`Fmp4Error::Malformed`].
+struct Fields<'a> {
+    data: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl Fields<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], Fmp4Error> {
+        let end = self.pos + N;
+        let bytes = self.data.get(self.pos..end).ok_or(Fmp4Error::Malformed { what: self.what })?;
+        self.pos = end;
+        let mut out = [0; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, Fmp4Error> {
+        self.take().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, Fmp4Error> {
+        self.take().map(u64::from_be_bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +432,41 @@ mod tests {
         assert_eq!(complete_len(&styp), styp.len());
     }
 
+    #[test]
+    fn moof_runs_read_back_what_fragment_wrote() {
+        use crate::fragment::{fragment, Sample, TrackRun};
+        use bytes::Bytes;
+        let s = |duration, keyframe, cts_offset, n: usize| Sample {
+            duration,
+            keyframe,
+            cts_offset,
+            data: Bytes::from(vec![7; n]),
+        };
+        let video = [s(40, true, 80, 100), s(40, false, -40, 30)];
+        let audio = [s(1024, true, 0, 9), s(1024, true, 0, 11)];
+        let runs = [
+            TrackRun { track_id: 1, base_decode_time: 4000, samples: &video },
+            TrackRun { track_id: 2, base_decode_time: 88_200, samples: &audio },
+        ];
+        let frag = fragment(5, &runs).unwrap();
+        let moof = boxes(&frag).next().unwrap().unwrap();
+        let read = parse_moof(&frag[..moof.end()]).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!((read[0].track_id, read[0].base_decode_time), (1, Some(4000)));
+        assert_eq!(read[0].data_offset as usize, moof.end() + 8, "right after the mdat header");
+        assert_eq!(read[1].data_offset as usize, moof.end() + 8 + 130);
+        let v: Vec<_> = read[0].samples.iter().map(|x| (x.duration, x.size, x.is_sync(), x.cts_offset)).collect();
+        assert_eq!(v, [(40, 100, true, 80), (40, 30, false, -40)]);
+        assert!(read[1].samples.iter().all(SampleInfo::is_sync));
+        assert_eq!(read[1].samples[1].size, 11);
+        // Cut anywhere inside, it fails rather than inventing samples.
+        for cut in 8..moof.end() {
+            let mut broken = frag[..cut].to_vec();
+            broken[..4].copy_from_slice(&(cut as u32).to_be_bytes());
+            assert!(parse_moof(&broken).map_or(true, |r| r.iter().map(|t| t.samples.len()).sum::<usize>() < 4));
+        }
+    }
+
     proptest! {
         #[test]
         fn malformed_input_never_panics(data in prop::collection::vec(any::<u8>(), 0..300)) {
@@ -249,6 +482,7 @@ mod tests {
                 }
             }
             prop_assert!(complete_len(&data) <= data.len());
+            let _ = parse_moof(&data);
         }
 
         #[test]

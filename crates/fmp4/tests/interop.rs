@@ -137,3 +137,35 @@ fn truncated_recording_is_repaired() {
     assert_eq!(frames[0], 25, "the first GOP");
     assert!(frames[1] > 40 && frames[1] < tracks[1].samples.len(), "about 1 s of audio: {}", frames[1]);
 }
+
+/// A finished recording rewritten as progressive MP4 (`moov` first, full sample tables) plays
+/// the same: codecs, frame and keyframe counts, durations; its tables give back the samples.
+#[test]
+fn faststart_rewrite_of_real_output() {
+    let dir = TempDir::new("faststart");
+    let tracks = flv_tracks(&dir, &[]);
+    let fragmented = write_fmp4(&tracks);
+    let list: Vec<_> = fmp4::boxes(&fragmented).map(Result::unwrap).collect();
+    let mut builder = fmp4::TableBuilder::new();
+    let mut payload = Vec::new();
+    let init_end = list.iter().take_while(|b| &b.kind != b"moof").last().unwrap().end();
+    for pair in list.windows(2).filter(|w| &w[0].kind == b"moof") {
+        let (moof, mdat) = (pair[0], pair[1]);
+        let header = mdat.header_size as u64;
+        builder.add_fragment(&fragmented[moof.offset..moof.end()], header, (mdat.size as u64) - header).unwrap();
+        payload.extend_from_slice(mdat.payload(&fragmented));
+    }
+    let (tables, len) = builder.finish();
+    let mut out = fmp4::progressive_head(&fragmented[..init_end], &tables, len).unwrap();
+    out.extend_from_slice(&payload);
+    let kinds: Vec<_> = fmp4::boxes(&out).map(|b| b.unwrap().kind).collect();
+    assert_eq!(kinds, [*b"ftyp", *b"moov", *b"mdat"]);
+
+    let path = dir.path("faststart.mp4");
+    std::fs::write(&path, &out).unwrap();
+    check(&path, &[Expect::track("h264", &tracks[0], CLIP), Expect::track("aac", &tracks[1], CLIP)]);
+    let back = tracks_from_mp4(&path);
+    for (a, b) in back.iter().zip(&tracks) {
+        assert_eq!(a.samples, b.samples, "track {}", b.info.id);
+    }
+}

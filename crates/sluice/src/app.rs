@@ -20,7 +20,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hub = Hub::new();
     let hls = crate::hls::HlsStore::new(shutdown.clone());
-    let shared = server::Shared { hub: hub.clone(), hls: hls.clone(), notices: Default::default() };
+    let shared = server::Shared {
+        hub: hub.clone(),
+        hls: hls.clone(),
+        notices: Default::default(),
+        records: crate::record::Recorders::new(config.servers.len()),
+        access: Default::default(),
+        notifier: Default::default(),
+    };
     crate::record::repair_on_start(&config);
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
@@ -28,13 +35,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
         let ctx = Arc::new(ServerCtx::new(conf.clone(), &shared, shutdown.clone()));
+        tracker.spawn(crate::notify::record_done_listener(ctx.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }
     }
     // Live HLS playlists and segments are served from memory before the disk.
     let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
-    let http_addrs = start_http(&config, &hub, &live, &shutdown, &tracker)?;
+    let http_addrs = start_http(&config, &hub, &live, &shared.records, &shutdown, &tracker)?;
     announce(&config, &rtmp_addrs, &http_addrs);
     shutdown.cancelled().await;
     tracing::info!("shutting down");
@@ -43,6 +51,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
     }
     hls.drain(SHUTDOWN_GRACE).await;
+    shared.records.drain(SHUTDOWN_GRACE).await;
     Ok(())
 }
 
@@ -51,12 +60,13 @@ fn start_http(
     config: &Config,
     hub: &Arc<Hub>,
     live: &[Arc<dyn LiveContent>],
+    records: &Arc<crate::record::Recorders>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Vec<SocketAddr>> {
     let mut addrs = Vec::new();
     for site in config.http.servers() {
-        let state = HttpState { hub: hub.clone(), live: live.to_vec(), site: Arc::new(site) };
+        let state = HttpState { hub: hub.clone(), live: live.to_vec(), site: Arc::new(site), records: records.clone() };
         for addr in &state.site.listen {
             let l = bind_http(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
             addrs.push(l.local_addr()?);

@@ -1,8 +1,17 @@
 //! One RTMP connection: the tokio glue around `rtmp::ServerSession`. It reads the socket, feeds
 //! the session, turns its events into hub operations (publish, play) and writes replies and
 //! media. A connection publishes at most one stream and plays at most one.
+//!
+//! Access control runs here in this order: `max_connections` and `on_connect` at connect;
+//! `allow`/`deny` rules, signed keys ([`crate::auth`]) and then `on_publish`/`on_play` before a
+//! stream is claimed or played. A callback is a future the connection waits on in its own
+//! `select!` loop (nginx-rtmp suspends the session the same way): meanwhile it reads nothing
+//! more from its client, keeps writing what it owes, and nothing else waits for it.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +22,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use crate::config::AppConf;
+use crate::access::{self, ConnectionPermit, Refusal, RuleVerdict, Stage};
+use crate::auth::{self, AuthOk};
+use crate::config::{Action, AppConf};
 use crate::events::ClientInfo;
 use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
 use crate::live::{self, PlayerGate};
+use crate::notify::{self, Call, CallError, Reply};
 use crate::server::ServerCtx;
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
@@ -42,6 +54,38 @@ struct Playing {
     gate: PlayerGate,
 }
 
+/// A callback's reply, once it comes.
+type ReplyFuture = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+
+/// A decision the connection waits for before it reads on.
+struct Waiting {
+    reply: ReplyFuture,
+    /// The callback's URL, for logs.
+    url: String,
+    then: Resume,
+}
+
+/// What was asked, to carry on with once the callback answers.
+enum Resume {
+    Connect { app: Arc<AppConf> },
+    Publish { stream_id: u32, name: String, args: String, kind: String },
+    Play { stream_id: u32, name: String, args: String, reset: bool },
+}
+
+/// A stream as the client asked for it: callbacks after the first report this name, as
+/// nginx-rtmp does, even when `on_publish`/`on_play` redirected it.
+struct Asked {
+    name: String,
+    args: String,
+}
+
+/// `on_update` calls while publishing or playing.
+struct Updates {
+    started: Instant,
+    due: Instant,
+    in_flight: Option<ReplyFuture>,
+}
+
 struct Conn {
     ctx: Arc<ServerCtx>,
     peer: SocketAddr,
@@ -49,6 +93,24 @@ struct Conn {
     app: Option<Arc<AppConf>>,
     /// Who the client is, once it connected (for callbacks and recordings).
     client: Option<ClientInfo>,
+    /// The application named at connect (even while `on_connect` decides): its callbacks.
+    connect_app: Option<Arc<AppConf>>,
+    /// The application's query string from connect (credentials and callbacks).
+    app_args: String,
+    /// The session's epoch (ms), nginx-rtmp's `epoch` field of `on_connect`.
+    epoch: u32,
+    /// Our place under `max_connections`; `None` when the server was full.
+    permit: Option<ConnectionPermit>,
+    /// A callback being waited for: the client's next messages wait in the socket.
+    waiting: Option<Waiting>,
+    /// Events that arrived together with the one being decided.
+    deferred: VecDeque<ServerEvent>,
+    /// The published and played streams as asked, for `*_done` and `on_update`.
+    asked_publish: Option<Asked>,
+    asked_play: Option<Asked>,
+    updates: Option<Updates>,
+    /// Timestamp of the last media message received or sent (`on_update`'s `timestamp`).
+    last_timestamp: u32,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     /// Bytes to write, in order: session replies, then media.
@@ -75,12 +137,23 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
     let epoch =
         (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
     let session = ServerSession::new(config, epoch, &mut rand::thread_rng());
+    let permit = ctx.limit.try_acquire();
     let mut conn = Conn {
         ctx,
         peer,
         session,
         app: None,
         client: None,
+        connect_app: None,
+        app_args: String::new(),
+        epoch,
+        permit,
+        waiting: None,
+        deferred: VecDeque::new(),
+        asked_publish: None,
+        asked_play: None,
+        updates: None,
+        last_timestamp: 0,
         publishing: None,
         playing: None,
         pending: Vec::new(),
@@ -112,7 +185,8 @@ impl Conn {
                 return Ok("closed by server");
             }
             tokio::select! {
-                n = reader.read_buf(&mut buf) => {
+                // While a callback decides, the client's next messages wait in the socket.
+                n = reader.read_buf(&mut buf), if self.waiting.is_none() => {
                     if n? == 0 {
                         return Ok("closed by client");
                     }
@@ -120,13 +194,19 @@ impl Conn {
                     self.ping_sent = None;
                     self.session.feed(&mut buf, &mut events)?;
                     for ev in events.drain(..) {
-                        self.handle(ev);
+                        if self.waiting.is_some() {
+                            self.deferred.push_back(ev);
+                        } else {
+                            self.handle(ev);
+                        }
                     }
                     let want = if self.publishing.is_some() { READ_LARGE } else { READ_SMALL };
                     if buf.capacity() - buf.len() < want / 4 {
                         buf.reserve(want);
                     }
                 }
+                reply = decided(&mut self.waiting) => self.on_decided(reply),
+                reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
                 _ = tick.tick() => self.on_tick()?,
                 _ = shutdown.cancelled() => return Ok("server shutting down"),
@@ -160,6 +240,7 @@ impl Conn {
 
     /// Queue a media frame for the player, after any replies queued before it.
     fn push_media(&mut self, frame: &Frame, stream_id: u32) {
+        self.last_timestamp = frame.timestamp;
         self.drain_session();
         let chunks = self.chunks(frame, stream_id);
         self.pending.push(chunks);
@@ -169,7 +250,9 @@ impl Conn {
         match ev {
             ServerEvent::Connect(info) => self.on_connect(info),
             ServerEvent::Publish { stream_id, name, args, kind } => self.on_publish(stream_id, name, args, kind),
-            ServerEvent::Play { stream_id, name, args, reset, .. } => self.on_play(stream_id, name, args, reset),
+            ServerEvent::Play { stream_id, name, args, start, duration, reset } => {
+                self.on_play(stream_id, name, args, start, duration, reset)
+            }
             ServerEvent::Media { kind, timestamp, payload, .. } => self.on_media(kind, timestamp, payload),
             ServerEvent::Pause { stream_id, paused } => self.on_pause(stream_id, paused),
             ServerEvent::CloseStream { stream_id } => self.on_close_stream(stream_id),
@@ -178,28 +261,49 @@ impl Conn {
     }
 
     fn on_connect(&mut self, info: ConnectInfo) {
-        let app = self.ctx.apps.iter().find(|a| a.name == info.app).cloned();
-        match app {
-            Some(app) => {
-                tracing::info!(client = %self.peer, app = %info.app, tc_url = %info.tc_url, flash_ver = %info.flash_ver, "connect");
-                self.client = Some(ClientInfo {
-                    id: crate::events::next_client_id(),
-                    addr: self.peer,
-                    app: info.app.clone(),
-                    flash_ver: info.flash_ver.clone(),
-                    swf_url: info.swf_url.clone(),
-                    tc_url: info.tc_url.clone(),
-                    page_url: info.page_url.clone(),
-                });
-                self.app = Some(app);
-                self.session.accept_connect();
-            }
-            None => {
-                tracing::info!(client = %self.peer, app = %info.app, "connect refused: no such application");
-                self.session.reject_connect(&format!("application \"{}\" not found", info.app));
-                self.closing = true;
-            }
+        if self.permit.is_none() {
+            let max = self.ctx.limit.max().unwrap_or_default();
+            self.ctx.access.refuse(Refusal::MaxConnections);
+            tracing::info!(client = %self.peer, app = %info.app, reason = %Refusal::MaxConnections.as_str(), "connect refused: {max} clients connected (max_connections)");
+            self.session.reject_connect("Too many connections.");
+            self.closing = true;
+            return;
         }
+        let Some(app) = self.ctx.apps.iter().find(|a| a.name == info.app).cloned() else {
+            tracing::info!(client = %self.peer, app = %info.app, "connect refused: no such application");
+            self.session.reject_connect(&format!("application \"{}\" not found", info.app));
+            self.closing = true;
+            return;
+        };
+        let client = ClientInfo {
+            id: crate::events::next_client_id(),
+            addr: self.peer,
+            app: info.app.clone(),
+            flash_ver: info.flash_ver.clone(),
+            swf_url: info.swf_url.clone(),
+            tc_url: info.tc_url.clone(),
+            page_url: info.page_url.clone(),
+        };
+        self.app_args = info.app_args.clone();
+        self.connect_app = Some(app.clone());
+        if let Some(url) = &app.notify.on_connect {
+            let form = notify::connect_form(&client, self.epoch, &info.app_args);
+            self.client = Some(client);
+            let call = Call::new(&app.notify, "connect", url, form);
+            self.wait_for(call, Resume::Connect { app: app.clone() });
+            return;
+        }
+        self.client = Some(client);
+        self.accept_connect(app);
+    }
+
+    fn accept_connect(&mut self, app: Arc<AppConf>) {
+        if let Some(c) = &self.client {
+            tracing::info!(client = %self.peer, app = %app.name, tc_url = %c.tc_url, flash_ver = %c.flash_ver, "connect");
+        }
+        self.ctx.access.accept(Stage::Connect);
+        self.app = Some(app);
+        self.session.accept_connect();
     }
 
     fn stream_options(&self) -> StreamOptions {
@@ -218,16 +322,36 @@ impl Conn {
             );
             return;
         }
+        if !self.check_access(&app, Action::Publish, stream_id, &name, &args) {
+            return;
+        }
+        if let (Some(url), Some(client)) = (&app.notify.on_publish, &self.client) {
+            let form = notify::publish_form(client, &name, &kind, &args);
+            let call = Call::new(&app.notify, "publish", url, form);
+            self.wait_for(call, Resume::Publish { stream_id, name, args, kind });
+            return;
+        }
+        let asked = Asked { name: name.clone(), args: args.clone() };
+        self.start_publish(&app, stream_id, name, asked, kind);
+    }
+
+    /// Claim the stream in the hub and start its outputs. `name` is where it lands (the
+    /// callback may have renamed it), `asked` what the client asked for.
+    fn start_publish(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, kind: String) {
         let key = StreamKey { app: app.name.clone(), name: name.clone() };
         match self.ctx.hub.publish(key, self.stream_options()) {
             Ok(publisher) => {
+                let args = asked.args.clone();
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, kind = %kind, "publish");
+                self.ctx.access.accept(Stage::Publish);
                 self.session.accept_publish(stream_id, &name);
-                crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, &app, publisher.stream(), &name);
+                crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, app, publisher.stream(), &name);
                 if let Some(client) = &self.client {
-                    crate::record::on_publish(&self.ctx, &app, publisher.stream(), &name, &args, client);
+                    crate::record::on_publish(&self.ctx, app, publisher.stream(), &name, &args, client);
                 }
                 self.publishing = Some(Publishing { publisher, stream_id, name, last_media: Instant::now() });
+                self.asked_publish = Some(asked);
+                self.start_updates(app);
             }
             Err(e @ (PublishError::AlreadyPublishing(_) | PublishError::TooManyStreams)) => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, "publish refused: {e}");
@@ -237,8 +361,26 @@ impl Conn {
         }
     }
 
-    fn on_play(&mut self, stream_id: u32, name: String, args: String, reset: bool) {
+    fn on_play(&mut self, stream_id: u32, name: String, args: String, start: f64, duration: f64, reset: bool) {
         let Some(app) = self.app.clone() else { return };
+        if !self.check_access(&app, Action::Play, stream_id, &name, &args) {
+            return;
+        }
+        if let (Some(url), Some(client)) = (&app.notify.on_play, &self.client) {
+            // The rtmp crate reports an absent start as -2 and an absent duration as -1;
+            // nginx-rtmp reports absent ones as 0.
+            let start = if start == -2.0 { 0.0 } else { start };
+            let duration = if duration == -1.0 { 0.0 } else { duration };
+            let form = notify::play_form(client, &name, start, duration, reset, &args);
+            let call = Call::new(&app.notify, "play", url, form);
+            self.wait_for(call, Resume::Play { stream_id, name, args, reset });
+            return;
+        }
+        let asked = Asked { name: name.clone(), args };
+        self.start_play(&app, stream_id, name, asked, reset);
+    }
+
+    fn start_play(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, reset: bool) {
         let key = StreamKey { app: app.name.clone(), name: name.clone() };
         let create = (app.live.live && app.live.idle_streams).then(|| self.stream_options());
         let stream = if app.live.live { self.ctx.hub.get(&key, create) } else { None };
@@ -256,7 +398,8 @@ impl Conn {
                 return;
             }
         };
-        tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, "play");
+        tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %asked.args, "play");
+        self.ctx.access.accept(Stage::Play);
         self.session.accept_play(stream_id, &name, reset);
         let (pack, sub) = stream.subscribe();
         let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live) };
@@ -264,11 +407,305 @@ impl Conn {
             self.send_start_pack(&mut playing, &pack);
         }
         self.playing = Some(playing);
+        self.asked_play = Some(asked);
+        self.start_updates(app);
+    }
+
+    /// `allow`/`deny` rules, then signed keys and publish keys. Refuses (and returns false)
+    /// when the client may not do `action`.
+    fn check_access(&mut self, app: &AppConf, action: Action, stream_id: u32, name: &str, args: &str) -> bool {
+        match access::check_rules(&app.access.rules, action, self.peer.ip()) {
+            RuleVerdict::Denied(rule) => {
+                let why = format!("denied by rule \"{}\" (line {})", rule.text, rule.line);
+                self.refuse(action.into(), stream_id, name, Refusal::Rule, &why);
+                return false;
+            }
+            RuleVerdict::Allowed(rule) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, rule = %rule.text, line = rule.line, "{} allowed by rule", action.as_str());
+            }
+            RuleVerdict::NoMatch => {}
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        match auth::authorize(&app.access, action, &app.name, name, args, &self.app_args, now) {
+            Ok(AuthOk::NotRequired) => true,
+            Ok(how) => {
+                let by = if how == AuthOk::Token { "signed token" } else { "publish key" };
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, "{} allowed by {by}", action.as_str());
+                true
+            }
+            Err(e) => {
+                let reason = if e.is_token() { Refusal::Token } else { Refusal::PublishKey };
+                self.refuse(action.into(), stream_id, name, reason, &e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Refuse a connect, publish or play: count it, log why, tell the client with the status
+    /// nginx-rtmp clients expect, and close.
+    fn refuse(&mut self, stage: Stage, stream_id: u32, name: &str, reason: Refusal, why: &str) {
+        self.ctx.access.refuse(reason);
+        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
+        tracing::info!(client = %self.peer, app = %app, stream = %name, reason = %reason.as_str(), "{} refused: {why}", stage.as_str());
+        self.tell_refused(stage, stream_id, why);
+    }
+
+    /// The status a refused client gets, then the connection closes.
+    fn tell_refused(&mut self, stage: Stage, stream_id: u32, why: &str) {
+        match stage {
+            // Before the connect is accepted the client still reads 128-byte chunks while the
+            // session writes `chunk_size` ones: the reply must fit one small chunk.
+            Stage::Connect => self.session.reject_connect("Rejected by on_connect."),
+            Stage::Publish => self.session.send_status(stream_id, "error", "NetStream.Publish.BadName", why),
+            Stage::Play => self.session.send_status(stream_id, "error", "NetStream.Play.Failed", why),
+            Stage::Update => {}
+        }
+        self.closing = true;
+    }
+
+    /// Start a callback and stop reading until it answers.
+    fn wait_for(&mut self, call: Call, then: Resume) {
+        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
+        tracing::debug!(client = %self.peer, app = %app, url = %call.url, "notify {}: waiting", call.call);
+        let url = call.url.clone();
+        let notifier = self.ctx.notifier.clone();
+        let reply = Box::pin(async move { notifier.call(&call).await });
+        self.waiting = Some(Waiting { reply, url, then });
+    }
+
+    /// A callback answered: carry on with what was asked, or refuse. Then handle what the
+    /// client sent meanwhile.
+    fn on_decided(&mut self, reply: Result<Reply, CallError>) {
+        let Some(Waiting { url, then, .. }) = self.waiting.take() else { return };
+        match then {
+            Resume::Connect { app } => self.resume_connect(app, &url, reply),
+            Resume::Publish { stream_id, name, args, kind } => {
+                self.resume_publish(stream_id, name, args, kind, &url, reply)
+            }
+            Resume::Play { stream_id, name, args, reset } => {
+                self.resume_play(stream_id, name, args, reset, &url, reply)
+            }
+        }
+        while self.waiting.is_none() && !self.closing {
+            let Some(ev) = self.deferred.pop_front() else { break };
+            self.handle(ev);
+        }
+    }
+
+    /// Refuse because the callback said no or could not be asked.
+    fn refuse_by_callback(
+        &mut self,
+        stage: Stage,
+        stream_id: u32,
+        name: &str,
+        url: &str,
+        reply: Result<Reply, CallError>,
+    ) {
+        let call = format!("on_{}", stage.as_str());
+        // What went wrong, without the callback's URL (the log has it; clients need not).
+        let (reason, what) = match &reply {
+            Ok(Reply::Refuse(status)) => (Refusal::CallbackStatus, format!("answered {status}")),
+            Ok(Reply::Relay(to)) => {
+                (Refusal::CallbackRelay, format!("redirected to {to}: relays (pull/push) are not implemented yet"))
+            }
+            Ok(Reply::Redirect(to)) => (Refusal::CallbackRedirect, format!("redirected to unknown \"{to}\"")),
+            Ok(Reply::Allow) => (Refusal::CallbackStatus, "unexpected reply".to_owned()),
+            Err(CallError::Timeout(t)) => (Refusal::CallbackTimeout, format!("no reply within {t:?} (notify_timeout)")),
+            Err(CallError::Unreachable(_)) => (Refusal::CallbackUnreachable, "callback server unreachable".to_owned()),
+        };
+        let detail = match &reply {
+            Err(e @ CallError::Unreachable(_)) => e.to_string(),
+            _ => what.clone(),
+        };
+        self.ctx.access.refuse(reason);
+        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
+        tracing::info!(client = %self.peer, app = %app, stream = %name, reason = %reason.as_str(), "{} refused: {call} {url} {detail}", stage.as_str());
+        self.tell_refused(stage, stream_id, &format!("{call} {what}"));
+    }
+
+    fn resume_connect(&mut self, app: Arc<AppConf>, url: &str, reply: Result<Reply, CallError>) {
+        match reply {
+            Ok(Reply::Allow) => {
+                tracing::info!(client = %self.peer, app = %app.name, url = %url, "connect allowed by on_connect");
+                self.accept_connect(app);
+            }
+            // nginx-rtmp: a redirected connect goes to the application `Location` names.
+            Ok(Reply::Redirect(to)) if self.ctx.apps.iter().any(|a| a.name == to) => {
+                let target = self.ctx.apps.iter().find(|a| a.name == to).cloned().expect("checked above");
+                tracing::info!(client = %self.peer, app = %app.name, url = %url, "connect redirected by on_connect to application \"{to}\"");
+                if let Some(c) = &mut self.client {
+                    c.app = to;
+                }
+                self.connect_app = Some(target.clone());
+                self.accept_connect(target);
+            }
+            other => self.refuse_by_callback(Stage::Connect, 0, "", url, other),
+        }
+    }
+
+    fn resume_publish(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        args: String,
+        kind: String,
+        url: &str,
+        reply: Result<Reply, CallError>,
+    ) {
+        let Some(app) = self.app.clone() else { return };
+        let asked = Asked { name: name.clone(), args };
+        match reply {
+            Ok(Reply::Allow) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "publish allowed by on_publish");
+                self.start_publish(&app, stream_id, name, asked, kind);
+            }
+            Ok(Reply::Redirect(to)) => {
+                let to = redirect_name(&to);
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "publish renamed by on_publish to \"{to}\"");
+                self.start_publish(&app, stream_id, to, asked, kind);
+            }
+            other => self.refuse_by_callback(Stage::Publish, stream_id, &name, url, other),
+        }
+    }
+
+    fn resume_play(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        args: String,
+        reset: bool,
+        url: &str,
+        reply: Result<Reply, CallError>,
+    ) {
+        let Some(app) = self.app.clone() else { return };
+        let asked = Asked { name: name.clone(), args };
+        match reply {
+            Ok(Reply::Allow) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "play allowed by on_play");
+                self.start_play(&app, stream_id, name, asked, reset);
+            }
+            Ok(Reply::Redirect(to)) => {
+                let to = redirect_name(&to);
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "play redirected by on_play to \"{to}\"");
+                self.start_play(&app, stream_id, to, asked, reset);
+            }
+            other => self.refuse_by_callback(Stage::Play, stream_id, &name, url, other),
+        }
+    }
+
+    /// Arm `on_update` when the application has one (once per connection, like nginx-rtmp).
+    fn start_updates(&mut self, app: &AppConf) {
+        let n = &app.notify;
+        if self.updates.is_some() || n.on_update.is_none() || n.update_timeout.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        self.updates = Some(Updates { started: now, due: now + n.update_timeout, in_flight: None });
+    }
+
+    /// Send `on_update` when it is due and none is in flight.
+    fn maybe_update(&mut self, now: Instant) {
+        let (Some(app), Some(client)) = (&self.app, &self.client) else { return };
+        let Some(url) = &app.notify.on_update else { return };
+        let Some(u) = &mut self.updates else { return };
+        if u.in_flight.is_some() || now < u.due {
+            return;
+        }
+        let (publishing, asked) = match (&self.asked_publish, &self.asked_play) {
+            (Some(a), _) => (true, a),
+            (None, Some(a)) => (false, a),
+            (None, None) => return,
+        };
+        let time = now.duration_since(u.started).as_secs();
+        let form = notify::update_form(client, publishing, time, self.last_timestamp, &asked.name, &asked.args);
+        let call = Call::new(&app.notify, "update", url, form);
+        tracing::debug!(client = %self.peer, app = %app.name, stream = %asked.name, url = %call.url, "notify update");
+        let notifier = self.ctx.notifier.clone();
+        u.in_flight = Some(Box::pin(async move { notifier.call(&call).await }));
+    }
+
+    /// nginx-rtmp's rule: a 4xx/5xx answer drops the client; with `notify_update_strict on`
+    /// so does any other failure (3xx, timeout, no connection).
+    fn on_update_reply(&mut self, reply: Result<Reply, CallError>) -> anyhow::Result<()> {
+        let Some(app) = self.app.clone() else { return Ok(()) };
+        let strict = app.notify.update_strict;
+        let url = app.notify.on_update.clone().unwrap_or_default();
+        let stream =
+            self.asked_publish.as_ref().or(self.asked_play.as_ref()).map_or("", |a| a.name.as_str()).to_owned();
+        let failure = match &reply {
+            Ok(Reply::Allow) => None,
+            Ok(Reply::Refuse(status)) => Some((Refusal::CallbackStatus, format!("answered {status}"), true)),
+            Ok(other) => Some((Refusal::CallbackStatus, format!("answered a redirect ({other:?})"), strict)),
+            Err(e @ CallError::Timeout(_)) => Some((Refusal::CallbackTimeout, e.to_string(), strict)),
+            Err(e @ CallError::Unreachable(_)) => Some((Refusal::CallbackUnreachable, e.to_string(), strict)),
+        };
+        if let Some(u) = &mut self.updates {
+            u.in_flight = None;
+            u.due = Instant::now() + app.notify.update_timeout;
+        }
+        match failure {
+            None => {
+                self.ctx.access.accept(Stage::Update);
+                Ok(())
+            }
+            Some((reason, why, true)) => {
+                self.ctx.access.refuse(reason);
+                tracing::info!(client = %self.peer, app = %app.name, stream = %stream, reason = %reason.as_str(), "update refused: on_update {url} {why}");
+                anyhow::bail!("dropped by on_update ({why})")
+            }
+            Some((_, why, false)) => {
+                tracing::warn!(client = %self.peer, app = %app.name, stream = %stream, "on_update {url} failed: {why}; keeping the client (notify_update_strict off)");
+                Ok(())
+            }
+        }
+    }
+
+    /// `on_publish_done`/`on_play_done` and `on_done` for a stream that ended.
+    fn notify_done(&mut self, publishing: bool) {
+        let calls = self.done_calls(publishing);
+        if !calls.is_empty() {
+            self.ctx.notifier.spawn_all(calls, self.peer.to_string());
+        }
+    }
+
+    /// The calls that report a stream's end; the updates stop when nothing is left.
+    fn done_calls(&mut self, publishing: bool) -> Vec<Call> {
+        let asked = if publishing { self.asked_publish.take() } else { self.asked_play.take() };
+        if self.asked_publish.is_none() && self.asked_play.is_none() {
+            self.updates = None;
+        }
+        let (Some(asked), Some(app), Some(client)) = (asked, &self.app, &self.client) else { return Vec::new() };
+        let n = &app.notify;
+        let (call, url) =
+            if publishing { ("publish_done", &n.on_publish_done) } else { ("play_done", &n.on_play_done) };
+        let mut calls = Vec::new();
+        for (call, url) in [(call, url), ("done", &n.on_done)] {
+            if let Some(url) = url {
+                let form = notify::done_form(client, call, &asked.name, &asked.args);
+                calls.push(Call::new(n, call, url, form));
+            }
+        }
+        calls
+    }
+
+    /// The calls a connection's end makes: what it still published or played ended, then
+    /// `on_disconnect` (for every client that got as far as `connect`, as nginx-rtmp does).
+    fn final_calls(&mut self) -> Vec<Call> {
+        let mut calls = self.done_calls(true);
+        calls.extend(self.done_calls(false));
+        if let (Some(app), Some(client)) = (&self.connect_app, &self.client) {
+            if let Some(url) = &app.notify.on_disconnect {
+                let form = notify::disconnect_form(client, &self.app_args);
+                calls.push(Call::new(&app.notify, "disconnect", url, form));
+            }
+        }
+        calls
     }
 
     fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
         let (Some(app), Some(p)) = (&self.app, &mut self.publishing) else { return };
         p.last_media = Instant::now();
+        self.last_timestamp = timestamp;
         if let Some(frame) = live::ingest(&app.live, kind, timestamp, payload) {
             if frame.sequence_header {
                 record_codec(&self.peer, p, &frame);
@@ -295,6 +732,8 @@ impl Conn {
                     "NetStream.Unpublish.Success",
                     &format!("{} is now unpublished.", p.name),
                 );
+                drop(p);
+                self.notify_done(true);
             }
         }
         if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
@@ -303,6 +742,7 @@ impl Conn {
                 let stream = p.sub.stream().clone();
                 drop(p);
                 self.ctx.hub.release(&stream);
+                self.notify_done(false);
             }
         }
     }
@@ -420,6 +860,7 @@ impl Conn {
             self.session.send_user_control(user_control::PING_REQUEST, stamp);
             self.ping_sent = Some(now);
         }
+        self.maybe_update(now);
         let idle_limit = self.app.as_ref().and_then(|a| a.live.drop_idle_publisher);
         if let (Some(limit), Some(p)) = (idle_limit, &self.publishing) {
             if now.duration_since(p.last_media) >= limit {
@@ -449,9 +890,34 @@ impl Conn {
             drop(p);
             self.ctx.hub.release(&stream);
         }
+        let calls = self.final_calls();
+        if !calls.is_empty() {
+            self.ctx.notifier.spawn_all(calls, self.peer.to_string());
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush(writer)).await;
         let _ = writer.shutdown().await;
     }
+}
+
+/// The reply of the callback being waited for; never, when none is.
+async fn decided(waiting: &mut Option<Waiting>) -> Result<Reply, CallError> {
+    match waiting {
+        Some(w) => w.reply.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The reply of the `on_update` call in flight; never, when none is.
+async fn update_answered(updates: &mut Option<Updates>) -> Result<Reply, CallError> {
+    match updates.as_mut().and_then(|u| u.in_flight.as_mut()) {
+        Some(f) => f.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A redirect's `Location` as a stream name: a query it carries is not part of the name.
+fn redirect_name(location: &str) -> String {
+    location.split_once('?').map_or(location, |(name, _)| name).to_owned()
 }
 
 async fn next_batch(playing: &mut Option<Playing>) -> crate::hub::Batch {

@@ -11,6 +11,7 @@
 //! | RFC 3986, 2.1 (percent-encoding) | `path` |
 //! | Fetch standard, CORS protocol (`Access-Control-*`, preflight) | [`router`] |
 //! | nginx `ngx_http_core_module` (location matching, `root`/`alias`, `index`, `types`), `ngx_http_headers_module` (`add_header`) | `config::http`, `files`, [`router`] |
+//! | nginx-rtmp `ngx_rtmp_control_module` (`rtmp_control`: `/control/record/start\|stop`) | `record::control` |
 //!
 //! Every response carries `Access-Control-Allow-Origin: *` unless `add_header` sets it, so
 //! browser players on other origins can fetch playlists and segments.
@@ -78,12 +79,14 @@ pub struct HttpState {
     pub live: Vec<Arc<dyn LiveContent>>,
     /// The server's locations.
     pub site: Arc<HttpServerConf>,
+    /// The recorder registry, for `rtmp_control` locations.
+    pub records: Arc<crate::record::Recorders>,
 }
 
 impl HttpState {
     /// A state serving `/healthz` only: no live content, no locations.
     pub fn new(hub: Arc<Hub>) -> Self {
-        HttpState { hub, live: Vec::new(), site: Arc::new(HttpServerConf::default()) }
+        HttpState { hub, live: Vec::new(), site: Arc::new(HttpServerConf::default()), records: Default::default() }
     }
 }
 
@@ -130,6 +133,11 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
     };
     let query = req.uri().query();
     let loc = state.site.location(&path);
+    if loc.rtmp_control.any() && !head {
+        if let Some(res) = crate::record::control::respond(&state.records, loc.rtmp_control, &path, query).await {
+            return decorate(loc, &path, res);
+        }
+    }
     if let Ok(Some(file)) = path::file_path(loc, &path) {
         for live in &state.live {
             if let Some(res) = live.get(&file, query).await {

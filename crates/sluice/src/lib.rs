@@ -3,7 +3,9 @@
 //! Media flows one way: ingest (`connection`, RTMP publish) → [`hub`] → outputs (`connection`,
 //! RTMP play; later HLS, recording, relays). See ARCHITECTURE.md for the map.
 
+pub mod access;
 pub mod app;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod connection;
@@ -12,5 +14,6 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod live;
+pub mod notify;
 pub mod record;
 pub mod server;

@@ -1,14 +1,16 @@
-//! `sluice [-c FILE] [-t] [--http-listen ADDR|off]`: the command line, like nginx's.
+//! `sluice [-c FILE] [-t] [--http-listen ADDR|off]`: the command line, like nginx's; and
+//! `sluice token ...`, which prints a signed publish URL.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sluice::config::{parse_http_listen, Config};
+use sluice::config::{parse_http_listen, parse_time, Config};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
 Usage: sluice [-c FILE] [-t] [--http-listen ADDR|off] [-h] [-V] [--print-default-config]
+       sluice token --secret S --app APP --name STREAM [--ttl T] [--url rtmp://HOST[:PORT]]
 
 Options:
   -c FILE                  read the nginx-style configuration from FILE
@@ -20,6 +22,10 @@ Options:
   --print-default-config   print the embedded default configuration and exit
   -V, --version            print the version and exit
   -h, --help               print this help and exit
+
+sluice token prints a URL signed for an application with auth_secret S, valid for T
+(nginx time: 30m, 1h, 7d; a bare number is seconds; default 1h), on rtmp://localhost
+unless --url says otherwise.
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
 
@@ -37,7 +43,11 @@ enum Cli {
 
 fn parse_args() -> Cli {
     let mut args = Args { config: None, test: false, http_listen: None };
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
+    if it.peek().map(String::as_str) == Some("token") {
+        it.next();
+        return token(it);
+    }
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" => match it.next() {
@@ -72,6 +82,41 @@ fn parse_args() -> Cli {
         }
     }
     Cli::Run(args)
+}
+
+/// The default lifetime of `sluice token` URLs.
+const TOKEN_TTL_SECS: u64 = 3600;
+
+/// `sluice token`: print `URL/APP/NAME?expires=..&token=..`.
+fn token(mut it: impl Iterator<Item = String>) -> Cli {
+    let (mut secret, mut app, mut name, mut ttl, mut url) =
+        (None, None, None, TOKEN_TTL_SECS, "rtmp://localhost".to_string());
+    while let Some(a) = it.next() {
+        let Some(value) = it.next() else {
+            return usage_error(&format!("option \"{a}\" of \"token\" requires a value"));
+        };
+        match a.as_str() {
+            "--secret" => secret = Some(value),
+            "--app" => app = Some(value),
+            "--name" => name = Some(value),
+            "--url" => url = value.trim_end_matches('/').to_string(),
+            "--ttl" => match parse_time(&value) {
+                Some(t) if t.as_secs() > 0 => ttl = t.as_secs(),
+                _ => {
+                    return usage_error(&format!(
+                        "invalid value \"{value}\" for \"--ttl\", it must be a time like 30m, 1h or 7d"
+                    ))
+                }
+            },
+            other => return usage_error(&format!("invalid option of \"token\": \"{other}\"")),
+        }
+    }
+    let (Some(secret), Some(app), Some(name)) = (secret, app, name) else {
+        return usage_error("\"token\" needs --secret, --app and --name");
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    println!("{url}/{app}/{name}?{}", sluice::auth::token_query(&secret, &app, &name, now + ttl));
+    Cli::Exit(ExitCode::SUCCESS)
 }
 
 fn usage_error(msg: &str) -> Cli {

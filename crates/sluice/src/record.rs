@@ -1,23 +1,458 @@
-//! nginx-rtmp's `record` module (to be written: issue "Recording"). The connection calls
-//! [`on_publish`] when a stream starts; start-up calls [`repair_on_start`].
+//! nginx-rtmp's `record` module: published streams written to files, FLV as nginx-rtmp writes
+//! them or fragmented MP4, that survive a crash.
+//!
+//! | directive | meaning |
+//! |---|---|
+//! | `record off\|all\|audio\|video\|keyframes\|manual` | what to record; words combine (`record audio keyframes;`); `manual` files open only through the control API |
+//! | `record_path`, `record_suffix`, `record_unique` | file names: `record_path/NAME[-UNIXTIME]SUFFIX`, strftime patterns in the suffix |
+//! | `record_append` | continue an existing FLV file after its last whole tag, timestamps running on |
+//! | `record_lock` | fcntl write lock on the file while it is written |
+//! | `record_max_size`, `record_max_frames` | close the file at this size or frame count; the next keyframe opens the next (the same name without `record_unique`) |
+//! | `record_interval` | close the file and open the next every interval, at a keyframe (the same name, replaced, without `record_unique`) |
+//! | `record_notify` | `NetStream.Record.Start`/`Stop`/`Failed` to the publisher |
+//! | `recorder NAME { }` | more recorders per stream, each with its own settings |
+//! | `record_format flv\|mp4`, `record_mp4_faststart` | sluice extensions: fragmented MP4 (H.264, HEVC, AV1, AAC, Opus), rewritten with `moov` first when closed |
+//!
+//! The directives are parsed in `config::record`. Every stream with recorders gets a task
+//! (`task`) that subscribes to it in the hub and writes each recorder's file; a recorder
+//! never slows the publisher or players. Files are whole at every moment: FLV tags and MP4
+//! fragments go out at least every second and are synced; a file a crash left unfinished is
+//! finished at the next start (`repair`). When a file is closed, [`Notice::RecordDone`] goes
+//! to the notify module (`on_record_done`) and others. The control API starts and stops
+//! recorders ([`Recorders::start`], [`Recorders::stop`]; HTTP in `control`).
+//!
+//! [`Notice::RecordDone`]: crate::events::Notice::RecordDone
 
-use std::sync::Arc;
+pub mod control;
+mod file;
+mod mp4_file;
+mod naming;
+pub mod repair;
+mod task;
+mod timeline;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, Config};
 use crate::events::ClientInfo;
-use crate::hub::Stream;
+use crate::hub::{Stream, StreamKey};
 use crate::server::ServerCtx;
 
-/// A stream was just published: start its recorders.
-pub fn on_publish(
-    _ctx: &ServerCtx,
-    _app: &Arc<AppConf>,
-    _stream: &Arc<Stream>,
-    _name: &str,
-    _args: &str,
-    _client: &ClientInfo,
-) {
+pub use file::is_locked;
+pub use naming::file_path;
+
+/// Control requests a stream's recorder task may have queued.
+const COMMAND_QUEUE: usize = 16;
+
+/// Why a control request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// No publisher of this stream has recorders.
+    #[error("no recorded stream \"{name}\" in application \"{app}\"")]
+    NotPublished {
+        /// Application.
+        app: String,
+        /// Stream name.
+        name: String,
+    },
+    /// The application has no recorder of this name (`""` is the application's own).
+    #[error("recorder \"{0}\" not found")]
+    UnknownRecorder(String),
+    /// The recorder's file is open already.
+    #[error("already recording to {}", .0.display())]
+    AlreadyRecording(PathBuf),
+    /// The recorder has no file open.
+    #[error("not recording")]
+    NotRecording,
+    /// Opening the file failed.
+    #[error("recorder error: {0}")]
+    Failed(String),
 }
 
-/// Before serving: repair recordings a crash left unfinished.
-pub fn repair_on_start(_config: &Config) {}
+/// An `onStatus` for the publisher (`record_notify`): `NetStream.Record.Start`, `.Stop`,
+/// `.Failed`, with the recorder's name as description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStatus {
+    /// `status` or `error`.
+    pub level: &'static str,
+    /// The code.
+    pub code: &'static str,
+    /// The recorder (`"default"` for the application's own).
+    pub description: String,
+}
+
+/// A stream being recorded, as the registry knows it.
+struct Registered {
+    client: ClientInfo,
+    commands: mpsc::Sender<task::Command>,
+}
+
+/// The recorder registry: which streams have recorders, for the control API; and the
+/// recorder tasks, so shutdown can let them finish their files.
+#[derive(Default)]
+pub struct Recorders {
+    streams: Mutex<HashMap<StreamKey, Registered>>,
+    tasks: TaskTracker,
+    /// How many rtmp `server` blocks there are (the control API's `srv`).
+    servers: usize,
+}
+
+impl Recorders {
+    /// An empty registry for a configuration with `rtmp_servers` server blocks.
+    pub fn new(rtmp_servers: usize) -> Arc<Self> {
+        Arc::new(Recorders { servers: rtmp_servers, ..Self::default() })
+    }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Registered>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens recorder `recorder` (`""`: the application's own) of the stream `app`/`name`;
+    /// returns the file's path. Recording starts at the next keyframe.
+    pub async fn start(&self, app: &str, name: &str, recorder: &str) -> Result<PathBuf, RecordError> {
+        self.request(app, name, |reply| task::Command::Start { recorder: recorder.to_owned(), reply }).await
+    }
+
+    /// Closes that recorder's file; returns its path.
+    pub async fn stop(&self, app: &str, name: &str, recorder: &str) -> Result<PathBuf, RecordError> {
+        self.request(app, name, |reply| task::Command::Stop { recorder: recorder.to_owned(), reply }).await
+    }
+
+    async fn request(
+        &self,
+        app: &str,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<Result<PathBuf, RecordError>>) -> task::Command,
+    ) -> Result<PathBuf, RecordError> {
+        let not_published = || RecordError::NotPublished { app: app.to_owned(), name: name.to_owned() };
+        let key = StreamKey { app: app.to_owned(), name: name.to_owned() };
+        let commands = self.streams().get(&key).map(|r| r.commands.clone()).ok_or_else(not_published)?;
+        let (tx, rx) = oneshot::channel();
+        commands.send(make(tx)).await.map_err(|_| not_published())?;
+        rx.await.unwrap_or_else(|_| Err(not_published()))
+    }
+
+    /// The recorded streams (and their publishers) of `app` and `name`, each `None` for any.
+    pub fn publishers(&self, app: Option<&str>, name: Option<&str>) -> Vec<(StreamKey, ClientInfo)> {
+        let mut out: Vec<_> = self
+            .streams()
+            .iter()
+            .filter(|(k, _)| app.is_none_or(|a| a == k.app) && name.is_none_or(|n| n == k.name))
+            .map(|(k, r)| (k.clone(), r.client.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.0.app, &a.0.name).cmp(&(&b.0.app, &b.0.name)));
+        out
+    }
+
+    fn unregister(&self, app: &str, name: &str, client: &ClientInfo) {
+        let key = StreamKey { app: app.to_owned(), name: name.to_owned() };
+        let mut streams = self.streams();
+        if streams.get(&key).is_some_and(|r| r.client.id == client.id) {
+            streams.remove(&key);
+        }
+    }
+
+    /// Waits (up to `grace`) for recorders to finish their files after shutdown.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some recordings were not finished within {grace:?}; start-up repair finishes them");
+        }
+    }
+}
+
+/// A stream was just published: start its recorders. Returns a channel of `onStatus`
+/// messages for the publisher when a recorder has `record_notify` (the connection sends them).
+pub fn on_publish(
+    ctx: &ServerCtx,
+    app: &Arc<AppConf>,
+    stream: &Arc<Stream>,
+    name: &str,
+    args: &str,
+    client: &ClientInfo,
+) -> Option<mpsc::UnboundedReceiver<RecordStatus>> {
+    let slots = task::slots_of(app);
+    if slots.is_empty() {
+        return None;
+    }
+    let (status_tx, status_rx) = if slots.iter().any(|(_, c)| c.notify) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let registry = ctx.records.clone();
+    let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
+    registry.streams().insert(key, Registered { client: client.clone(), commands: tx });
+    // Subscribed now, before the publisher's first frame.
+    let (_, sub) = stream.subscribe();
+    let task = task::StreamTask::new(
+        registry.clone(),
+        ctx.hub.clone(),
+        ctx.notices.clone(),
+        app,
+        name,
+        args,
+        client,
+        status_tx,
+    );
+    registry.tasks.spawn(task.run(sub, rx));
+    status_rx
+}
+
+/// Before serving: finish recordings a crash left unfinished in every `record_path`, and
+/// log what was done.
+pub fn repair_on_start(config: &Config) {
+    for dir in record_dirs(config) {
+        for line in repair::repair_dir(&dir) {
+            match line {
+                Ok(what) => tracing::warn!("record: repaired {what}"),
+                Err(e) => tracing::error!("record: {e}"),
+            }
+        }
+    }
+}
+
+/// Every `record_path` of every application and recorder, once.
+fn record_dirs(config: &Config) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let confs = config
+        .servers
+        .iter()
+        .flat_map(|s| &s.apps)
+        .flat_map(|a| std::iter::once(&a.record).chain(a.record.recorders.iter().map(|r| &r.conf)));
+    for c in confs {
+        if let Some(p) = c.path.as_deref() {
+            if !dirs.iter().any(|d| d == p) {
+                dirs.push(p.to_path_buf());
+            }
+        }
+    }
+    dirs
+}
+
+/// Whether `path` is a recording still being written (its metadata or mark says so).
+pub fn is_unfinished(path: &Path) -> std::io::Result<bool> {
+    let file = std::fs::File::open(path)?;
+    if let Some(scan) = repair::scan_flv(&file)? {
+        return Ok(scan.in_progress);
+    }
+    Ok(repair::mp4_layout(&file)?
+        .and_then(|l| l.mark)
+        .is_some_and(|(_, m)| &m == mp4_file::MARK_RECORDING || &m == mp4_file::MARK_RECORDING_FASTSTART))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Notices;
+    use crate::hub::{Frame, Hub, StreamOptions};
+    use bytes::Bytes;
+    use rtmp::MediaKind;
+
+    const AVC_HEADER: &[u8] =
+        &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+    const AAC_HEADER: &[u8] = &[0xAF, 0, 0x12, 0x10];
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-record-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn app(body: &str) -> Arc<AppConf> {
+        let text = format!("rtmp {{ server {{ application live {{ live on; {body} }} }} }}");
+        Arc::new(Config::parse(&text, "test").unwrap().servers.remove(0).apps.remove(0))
+    }
+
+    fn client() -> ClientInfo {
+        ClientInfo {
+            id: 7,
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            app: "live".into(),
+            flash_ver: String::new(),
+            swf_url: String::new(),
+            tc_url: String::new(),
+            page_url: String::new(),
+        }
+    }
+
+    /// Publishes `app`'s stream "s" in memory: `frames` go through the hub to a recorder task,
+    /// `control` runs while it records; returns the notices sent.
+    async fn record(
+        app: Arc<AppConf>,
+        frames: Vec<Frame>,
+        control: impl AsyncFnOnce(&Recorders),
+    ) -> Vec<crate::events::Notice> {
+        let hub = Hub::new();
+        let recorders = Recorders::new(1);
+        let notices = Arc::new(Notices::default());
+        let mut rx = notices.subscribe();
+        let key = StreamKey { app: "live".into(), name: "s".into() };
+        let publisher = hub.publish(key.clone(), StreamOptions { ring_len: 8192, gop_cache: true }).unwrap();
+        let (_, sub) = publisher.stream().subscribe();
+        let (tx, commands) = mpsc::channel(4);
+        recorders.streams().insert(key, Registered { client: client(), commands: tx });
+        let task =
+            task::StreamTask::new(recorders.clone(), hub.clone(), notices.clone(), &app, "s", "k=v", &client(), None);
+        let running = tokio::spawn(task.run(sub, commands));
+        tokio::task::yield_now().await;
+        let (first, rest) = frames.split_at(frames.len() / 2);
+        for f in first {
+            publisher.stream().push(Frame::new(f.kind, f.timestamp, f.payload.clone(), f.keyframe, f.sequence_header));
+        }
+        control(&recorders).await;
+        for f in rest {
+            publisher.stream().push(Frame::new(f.kind, f.timestamp, f.payload.clone(), f.keyframe, f.sequence_header));
+        }
+        drop(publisher);
+        running.await.unwrap();
+        recorders.drain(Duration::from_secs(5)).await;
+        let mut out = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            out.push(n);
+        }
+        out
+    }
+
+    /// 4 s at 25 fps (a keyframe a second) with AAC every ~23 ms; the publisher's clock
+    /// starts at 100 s and jumps back to 0 after 2 s.
+    fn stream() -> Vec<Frame> {
+        let mut f = vec![
+            Frame::new(MediaKind::Video, 100_000, Bytes::from_static(AVC_HEADER), false, true),
+            Frame::new(MediaKind::Audio, 100_000, Bytes::from_static(AAC_HEADER), false, true),
+        ];
+        for i in 0..100u32 {
+            let base = if i < 50 { 100_000 } else { 0 };
+            let ts = base + (i % 50) * 40;
+            let key = i % 25 == 0;
+            let v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+            f.push(Frame::new(MediaKind::Video, ts, Bytes::from(v), key, false));
+            for a in 0..2 {
+                f.push(Frame::new(
+                    MediaKind::Audio,
+                    ts + 3 + a * 20,
+                    Bytes::from_static(&[0xAF, 1, 0x21, 0x10]),
+                    false,
+                    false,
+                ));
+            }
+        }
+        f
+    }
+
+    fn tags(path: &Path) -> Vec<flv::Tag> {
+        let data = Bytes::from(std::fs::read(path).unwrap());
+        flv::FlvReader::new(data).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    fn done(notices: &[crate::events::Notice], recorder: &str) -> Vec<PathBuf> {
+        notices
+            .iter()
+            .filter_map(|n| match n {
+                crate::events::Notice::RecordDone { recorder: r, path, name, args, client } if r == recorder => {
+                    assert_eq!((name.as_str(), args.as_str(), client.id), ("s", "k=v", 7));
+                    Some(path.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_recording_starts_at_zero_runs_through_jumps_and_is_announced() {
+        let dir = temp("flv");
+        let app = app(&format!(
+            "record all; record_path {0};
+             recorder k {{ record keyframes; record_suffix .k.flv; record_max_frames 2; }}
+             recorder m {{ record audio manual; record_suffix .m.flv; }}",
+            dir.display()
+        ));
+        let notices = record(app, stream(), async |r: &Recorders| {
+            let path = r.start("live", "s", "m").await.unwrap();
+            assert_eq!(path, dir.join("s.m.flv"));
+            assert_eq!(r.start("live", "s", "m").await, Err(RecordError::AlreadyRecording(path)));
+            assert_eq!(r.start("live", "s", "x").await, Err(RecordError::UnknownRecorder("x".into())));
+            assert!(matches!(r.stop("live", "t", "m").await, Err(RecordError::NotPublished { .. })));
+        })
+        .await;
+        assert_eq!(done(&notices, ""), [dir.join("s.flv")]);
+        let main = tags(&dir.join("s.flv"));
+        let meta = flv::RecordingMeta::decode(&main[0].body).unwrap();
+        assert!(!meta.in_progress);
+        assert_eq!(meta.duration_ms, 4006, "the last audio frame (3986) and its 20 ms");
+        assert_eq!(meta.keyframes.iter().map(|k| k.time_ms).collect::<Vec<_>>(), [0, 1000, 2003, 3003]);
+        let video: Vec<u32> = main.iter().filter(|t| t.tag_type == flv::TAG_VIDEO).map(|t| t.timestamp).collect();
+        assert_eq!(video.len(), 101, "the sequence header and every frame");
+        assert!(video.windows(2).skip(1).all(|w| w[1] > w[0] && w[1] - w[0] <= 60), "no jump: {video:?}");
+        // Two keyframes per file, the same name each time: the last file holds the last two.
+        assert_eq!(done(&notices, "k").len(), 2);
+        let k: Vec<u32> = tags(&dir.join("s.k.flv")).iter().skip(2).map(|t| t.timestamp).collect();
+        assert_eq!(k, [0, 1000]);
+        // The manual recorder ran from its start (the next frame: audio only) to the end.
+        assert_eq!(done(&notices, "m"), [dir.join("s.m.flv")]);
+        let m = tags(&dir.join("s.m.flv"));
+        assert!(m.iter().skip(1).all(|t| t.tag_type == flv::TAG_AUDIO));
+        assert_eq!(m[2].timestamp, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_path_fails_once_and_retries_at_keyframes() {
+        let dir = temp("unwritable");
+        std::fs::write(dir.join("blocker"), "a file where the directory should be").unwrap();
+        let app = app(&format!("record video; record_path {};", dir.join("blocker/rec").display()));
+        let notices = record(app.clone(), stream(), async |_: &Recorders| {}).await;
+        assert!(notices.is_empty(), "nothing was recorded: {notices:?}");
+        std::fs::remove_file(dir.join("blocker")).unwrap();
+        let notices = record(app, stream(), async |_: &Recorders| {}).await;
+        assert_eq!(done(&notices, ""), [dir.join("blocker/rec/s.flv")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_loses_frames_not_the_file() {
+        // /dev/full takes no byte: every write fails with ENOSPC.
+        let app = app("record all; record_path /dev; record_suffix \"\";");
+        let hub_frames: Vec<Frame> = stream();
+        let notices = {
+            let hub = Hub::new();
+            let recorders = Recorders::new(1);
+            let notices = Arc::new(Notices::default());
+            let mut rx = notices.subscribe();
+            let key = StreamKey { app: "live".into(), name: "full".into() };
+            let publisher = hub.publish(key, StreamOptions { ring_len: 8192, gop_cache: true }).unwrap();
+            let (_, sub) = publisher.stream().subscribe();
+            let (_tx, commands) = mpsc::channel(4);
+            let task =
+                task::StreamTask::new(recorders.clone(), hub, notices.clone(), &app, "full", "", &client(), None);
+            let running = tokio::spawn(task.run(sub, commands));
+            for f in hub_frames {
+                publisher.stream().push(f);
+            }
+            drop(publisher);
+            running.await.unwrap();
+            rx.try_recv().ok()
+        };
+        assert!(
+            matches!(notices, Some(crate::events::Notice::RecordDone { .. })),
+            "the file is still closed and announced"
+        );
+    }
+
+    #[test]
+    fn recorders_in_nginx_order() {
+        let a = app("record all manual; recorder x { record audio; } recorder off { record off; }");
+        let names: Vec<_> = task::slots_of(&a).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["x", ""]);
+        assert!(task::slots_of(&app("record off;")).is_empty());
+    }
+}

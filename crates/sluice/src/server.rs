@@ -27,6 +27,14 @@ pub struct ServerCtx {
     pub hls: Arc<HlsStore>,
     /// Server-wide notices (recordings done, ...) for notify callbacks and stats.
     pub notices: Arc<Notices>,
+    /// The recorder registry (control API, shutdown).
+    pub records: Arc<crate::record::Recorders>,
+    /// Access decisions counted server-wide (accepted, refused by reason).
+    pub access: Arc<crate::access::Counters>,
+    /// HTTP callbacks: pooled clients, bounded calls in flight.
+    pub notifier: Arc<crate::notify::Notifier>,
+    /// This server block's `max_connections` count.
+    pub limit: crate::access::ConnectionLimit,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
 }
@@ -35,7 +43,19 @@ impl ServerCtx {
     /// The context of one server block.
     pub fn new(conf: ServerConf, shared: &Shared, shutdown: CancellationToken) -> Self {
         let apps = conf.apps.iter().cloned().map(Arc::new).collect();
-        Self { conf, apps, hub: shared.hub.clone(), hls: shared.hls.clone(), notices: shared.notices.clone(), shutdown }
+        let limit = crate::access::ConnectionLimit::new(conf.max_connections);
+        Self {
+            conf,
+            apps,
+            hub: shared.hub.clone(),
+            hls: shared.hls.clone(),
+            notices: shared.notices.clone(),
+            records: shared.records.clone(),
+            access: shared.access.clone(),
+            notifier: shared.notifier.clone(),
+            limit,
+            shutdown,
+        }
     }
 }
 
@@ -47,6 +67,12 @@ pub struct Shared {
     pub hls: Arc<HlsStore>,
     /// Server-wide notices.
     pub notices: Arc<Notices>,
+    /// The recorder registry.
+    pub records: Arc<crate::record::Recorders>,
+    /// Access decisions counted.
+    pub access: Arc<crate::access::Counters>,
+    /// HTTP callbacks.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// Bind every `listen` address of a server block.

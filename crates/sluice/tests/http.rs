@@ -468,6 +468,7 @@ fn live_content_comes_before_files() {
         hub: sluice::hub::Hub::new(),
         live: vec![Arc::new(live_hook::Memory(dir.0.join("hls")))],
         site: Arc::new(site),
+        records: Default::default(),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = rt.spawn(sluice::http::serve(listener, state, shutdown.clone()));

@@ -13,6 +13,7 @@
 //! | `default_type MIME` | http, server, location | Content-Type of unknown extensions (`text/plain`) |
 //! | `add_header NAME VALUE [always]` | http, server, location | extra response header (2xx/3xx only unless `always`) |
 //! | `index FILE...` | http, server, location | files tried for a URI ending in `/` (`index.html`) |
+//! | `rtmp_control all\|record\|drop\|redirect...` | http, server, location | nginx-rtmp's control API in this location (`.../record/start?app=&name=&rec=`) |
 //!
 //! Inheritance is nginx's: `root`/`alias`, `types`, `default_type` and `index` inherit
 //! http → server → location → nested location; `add_header` lists inherit only into a level
@@ -22,7 +23,8 @@
 //!
 //! Besides what the file says, sluice serves each application's `hls_path` directory at
 //! `/<last path component>/` (the "implicit hls locations"), on the built-in server and on
-//! every `http { server { } }` that has no location of that prefix itself.
+//! every `http { server { } }` that has no location of that prefix itself. The built-in server
+//! also answers the control API at `/control/` (`rtmp_control all`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,8 +82,14 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("rtmp_stat", hctx::LOC, ONE, Kind::Raw, ""),
     spec("rtmp_stat_stylesheet", hctx::LOC, ONE, Kind::Raw, ""),
     spec("rtmp_stat_format", hctx::LOC, ONE, Kind::Raw, ""),
-    spec("rtmp_control", hctx::LOC, ONE, Kind::Raw, ""),
+    spec("rtmp_control", hctx::ANY, Args::AtLeast(1), Kind::SomeOf(CONTROL_SECTIONS), ""),
 ];
+
+/// `rtmp_control` values.
+const CONTROL_SECTIONS: &[&str] = &["all", "record", "drop", "redirect"];
+
+/// Where the built-in server answers the control API.
+const BUILTIN_CONTROL_URI: &str = "/control/";
 
 /// Directives of stock nginx.conf files that mean nothing to sluice: accepted anywhere in
 /// `http { }` with any arguments, and logged as ignored. Names starting with `gzip` or `ssl_`
@@ -161,7 +169,17 @@ impl HttpConf {
     pub fn servers(&self) -> Vec<HttpServerConf> {
         match &self.block {
             Some(servers) => servers.iter().map(|s| self.with_hls(s.clone())).collect(),
-            None => self.builtin_listen.map(|addr| self.with_hls(HttpServerConf::builtin(addr))).into_iter().collect(),
+            None => self
+                .builtin_listen
+                .map(|addr| {
+                    let mut server = self.with_hls(HttpServerConf::builtin(addr));
+                    let mut control = HttpLayer::default().build(BUILTIN_CONTROL_URI, false);
+                    control.rtmp_control = RtmpControl::ALL;
+                    server.control = Some(control);
+                    server
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -187,12 +205,20 @@ pub struct HttpServerConf {
     pub locations: Vec<Location>,
     /// The server-level settings, used for URIs no location matches.
     pub fallback: Location,
+    /// The built-in server's `/control/` location (`rtmp_control all`), matched like the
+    /// others; `None` in `http { }` servers, which say where the control API is themselves.
+    pub control: Option<Location>,
 }
 
 impl Default for HttpServerConf {
     /// A server with no addresses and no locations: nothing but `/healthz` and live content.
     fn default() -> Self {
-        HttpServerConf { listen: Vec::new(), locations: Vec::new(), fallback: HttpLayer::default().build("", false) }
+        HttpServerConf {
+            listen: Vec::new(),
+            locations: Vec::new(),
+            fallback: HttpLayer::default().build("", false),
+            control: None,
+        }
     }
 }
 
@@ -210,6 +236,7 @@ impl HttpServerConf {
         }
         self.locations
             .iter()
+            .chain(&self.control)
             .filter(|l| !l.exact && path.starts_with(l.uri.as_str()))
             .max_by_key(|l| l.uri.len())
             .unwrap_or(&self.fallback)
@@ -241,6 +268,27 @@ pub struct AddHeader {
     pub always: bool,
 }
 
+/// Which sections of nginx-rtmp's control API (`rtmp_control`) a location answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtmpControl {
+    /// `record`: start and stop recorders.
+    pub record: bool,
+    /// `drop`: disconnect publishers and players (not implemented yet: `501`).
+    pub drop: bool,
+    /// `redirect`: move clients to another stream (not implemented yet: `501`).
+    pub redirect: bool,
+}
+
+impl RtmpControl {
+    /// `rtmp_control all`.
+    pub const ALL: RtmpControl = RtmpControl { record: true, drop: true, redirect: true };
+
+    /// Whether any section is on.
+    pub fn any(&self) -> bool {
+        self.record || self.drop || self.redirect
+    }
+}
+
 /// A `location` with every setting resolved (inherited ones included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -261,6 +309,8 @@ pub struct Location {
     /// An implicit hls location: sluice sets `Cache-Control` per file type (playlists and keys
     /// `no-cache`, segments cached for a year).
     pub hls: bool,
+    /// `rtmp_control`: the control API sections answered here (none by default).
+    pub rtmp_control: RtmpControl,
 }
 
 /// Settings written at one level of the http block; `None` means "not set here".
@@ -271,6 +321,7 @@ struct HttpLayer {
     default_type: Option<String>,
     headers: Option<Vec<AddHeader>>,
     index: Option<Vec<String>>,
+    rtmp_control: Option<RtmpControl>,
 }
 
 impl HttpLayer {
@@ -282,6 +333,7 @@ impl HttpLayer {
             default_type: self.default_type.clone().or_else(|| outer.default_type.clone()),
             headers: self.headers.clone().or_else(|| outer.headers.clone()),
             index: self.index.clone().or_else(|| outer.index.clone()),
+            rtmp_control: self.rtmp_control.or(outer.rtmp_control),
         }
     }
 
@@ -296,6 +348,7 @@ impl HttpLayer {
             headers: self.headers.clone().unwrap_or_default(),
             index: self.index.clone().unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()]),
             hls: false,
+            rtmp_control: self.rtmp_control.unwrap_or_default(),
         }
     }
 
@@ -314,6 +367,7 @@ impl HttpLayer {
             "default_type" => put(&mut self.default_type, non_empty(d)?, d)?,
             "add_header" => self.headers.get_or_insert_with(Vec::new).push(add_header(d)?),
             "index" => self.index.get_or_insert_with(Vec::new).extend(index(d)?),
+            "rtmp_control" => put(&mut self.rtmp_control, rtmp_control(d)?, d)?,
             other => return Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by http"))),
         }
         Ok(())
@@ -403,7 +457,7 @@ pub(crate) fn read_http(d: &Directive) -> Result<Vec<HttpServerConf>, Fail> {
                 flatten(loc, &merged, &mut locations);
             }
             let listen = owners.iter().filter(|(_, owner)| *owner == i).map(|(addr, _)| *addr).collect();
-            HttpServerConf { listen, locations, fallback: merged.build("", false) }
+            HttpServerConf { listen, locations, fallback: merged.build("", false), control: None }
         })
         .collect())
 }
@@ -698,6 +752,21 @@ fn index(d: &Directive) -> Result<Vec<String>, Fail> {
             }
         })
         .collect()
+}
+
+/// `rtmp_control all|record|drop|redirect...`: the sections add up.
+fn rtmp_control(d: &Directive) -> Result<RtmpControl, Fail> {
+    let mut c = RtmpControl::default();
+    for arg in &d.args {
+        match arg.value.as_str() {
+            "all" => c = RtmpControl::ALL,
+            "record" => c.record = true,
+            "drop" => c.drop = true,
+            "redirect" => c.redirect = true,
+            _ => return Err(invalid(d, arg, "\"all\", \"record\", \"drop\" or \"redirect\"")),
+        }
+    }
+    Ok(c)
 }
 
 /// The first argument, which must not be empty.

@@ -1,6 +1,6 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (access, limit, notify,
-//! exec, relay, VOD play, DASH, logging). They are accepted, so existing configs keep loading,
-//! kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
+//! Directives of nginx-rtmp features sluice does not implement yet (exec, relay, VOD play,
+//! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
+//! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later, and logged as a warning. Argument counts are checked loosely
 //! (nginx-rtmp's own counts, widened where forks add arguments).
 //!
@@ -18,24 +18,7 @@ const ONE_UP: Args = Args::AtLeast(1);
 
 /// Not yet implemented directives, accepted and carried in `extra`.
 pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
-    // access, limit
-    spec("allow", RSA, Args::Between(1, 2), Kind::Raw, ""),
-    spec("deny", RSA, Args::Between(1, 2), Kind::Raw, ""),
-    spec("max_connections", RSA, ONE, Kind::Raw, ""),
-    // notify
-    spec("on_connect", RSA, ONE, Kind::Raw, ""),
-    spec("on_disconnect", RSA, ONE, Kind::Raw, ""),
-    spec("on_publish", RSA, ONE, Kind::Raw, ""),
-    spec("on_play", RSA, ONE, Kind::Raw, ""),
-    spec("on_publish_done", RSA, ONE, Kind::Raw, ""),
-    spec("on_play_done", RSA, ONE, Kind::Raw, ""),
-    spec("on_done", RSA, ONE, Kind::Raw, ""),
-    spec("on_record_done", RSAR, ONE, Kind::Raw, ""),
-    spec("on_update", RSA, ONE, Kind::Raw, ""),
-    spec("notify_method", RSA, ONE, Kind::Raw, "post"),
-    spec("notify_update_timeout", RSA, ONE, Kind::Raw, "30s"),
-    spec("notify_update_strict", RSA, ONE, Kind::Raw, "off"),
-    spec("notify_relay_redirect", RSA, ONE, Kind::Raw, "off"),
+    // notify (a fork's directive: answer redirects to the client instead of following them)
     spec("notify_send_redirect", RSA, ONE, Kind::Raw, "off"),
     // exec
     spec("exec", RSA, ONE_UP, Kind::Raw, ""),

@@ -11,11 +11,13 @@
 //! with a warning). Outside both (`events`, `user`, ...) unknown content is skipped with a debug
 //! log, because it belongs to nginx and is none of our business.
 
+mod access;
 mod core;
 mod hls;
 mod http;
 mod later;
 mod live;
+mod notify;
 mod record;
 mod value;
 
@@ -24,16 +26,22 @@ use std::path::Path;
 
 use nginx_conf::{Directive, Span};
 
+pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
-pub use self::http::{parse_http_listen, AddHeader, Files, HttpConf, HttpServerConf, Location, DEFAULT_HTTP_PORT};
+pub use self::http::{
+    parse_http_listen, AddHeader, Files, HttpConf, HttpServerConf, Location, RtmpControl, DEFAULT_HTTP_PORT,
+};
 pub use self::live::{LiveConf, MetaMode};
-pub use self::record::{RecordConf, RecordMode, Recorder};
+pub use self::notify::{NotifyConf, NotifyMethod};
+pub use self::record::{RecordConf, RecordFormat, RecordMode, Recorder};
 pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, DirectiveSpec, Kind};
 
+use self::access::AccessLayer;
 use self::core::CoreLayer;
 use self::hls::HlsLayer;
 use self::live::LiveLayer;
+use self::notify::NotifyLayer;
 use self::record::RecordLayer;
 use self::value::{check_shape, edit_distance, Fail};
 
@@ -54,6 +62,8 @@ pub struct ServerConf {
     pub listen: Vec<SocketAddr>,
     /// Connection-level settings, merged from rtmp and server level.
     pub core: CoreConf,
+    /// `max_connections`: most clients connected to this server block at once (none: no limit).
+    pub max_connections: Option<u32>,
     /// The server's applications, in file order.
     pub apps: Vec<AppConf>,
     /// Not yet implemented directives set at rtmp and server level (rtmp first), raw.
@@ -71,6 +81,10 @@ pub struct AppConf {
     pub record: RecordConf,
     /// HLS settings.
     pub hls: HlsConf,
+    /// Who may publish and play: IP rules, signed stream keys, publish keys.
+    pub access: AccessConf,
+    /// HTTP callbacks (`on_publish`, ...), with the server's `on_connect`/`on_disconnect`.
+    pub notify: NotifyConf,
     /// Not yet implemented directives (on_publish, push, allow, exec, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
@@ -150,6 +164,8 @@ enum Group {
     Record,
     Hls,
     Http,
+    Access,
+    Notify,
     Later,
 }
 
@@ -161,6 +177,8 @@ impl Group {
             Group::Record => "record",
             Group::Hls => "hls",
             Group::Http => "http",
+            Group::Access => "access",
+            Group::Notify => "notify",
             Group::Later => "later",
         }
     }
@@ -172,6 +190,8 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Record, record::DIRECTIVES),
     (Group::Hls, hls::DIRECTIVES),
     (Group::Http, http::RTMP_DIRECTIVES),
+    (Group::Access, access::DIRECTIVES),
+    (Group::Notify, notify::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -221,6 +241,8 @@ struct Layer {
     live: LiveLayer,
     record: RecordLayer,
     hls: HlsLayer,
+    access: AccessLayer,
+    notify: NotifyLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -231,6 +253,8 @@ impl Layer {
             Group::Live => self.live.set(d),
             Group::Record => self.record.set(d),
             Group::Hls => self.hls.set(d),
+            Group::Access => self.access.set(d),
+            Group::Notify => self.notify.set(d),
             // `http_listen`, read by `read_rtmp` itself: it sets no application.
             Group::Http => Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name))),
             Group::Later => {
@@ -247,6 +271,8 @@ impl Layer {
             live: self.live.inherit(&outer.live),
             record: self.record.inherit(&outer.record),
             hls: self.hls.inherit(&outer.hls),
+            access: self.access.inherit(&outer.access),
+            notify: self.notify.inherit(&outer.notify),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -272,6 +298,8 @@ struct RawApp {
 struct RawRecorder {
     name: String,
     record: RecordLayer,
+    /// The recorder's own `on_record_done`.
+    notify: NotifyLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -397,7 +425,7 @@ fn read_recorder(d: &Directive) -> Result<RawRecorder, Fail> {
         let group = check(c, ctx::RECORDER)?;
         layer.set(group, c)?;
     }
-    Ok(RawRecorder { name, record: layer.record, extra: layer.extra })
+    Ok(RawRecorder { name, record: layer.record, notify: layer.notify, extra: layer.extra })
 }
 
 /// Two servers (or two `listen`s) on one address would fail at bind time; say so now.
@@ -417,6 +445,7 @@ fn resolve_server(s: &RawServer, top: &Layer) -> Result<ServerConf, Fail> {
     Ok(ServerConf {
         listen: s.listen.iter().map(|(a, _)| *a).collect(),
         core: merged.core.build(),
+        max_connections: merged.access.max_connections(),
         apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect::<Result<_, _>>()?,
         extra: merged.extra,
     })
@@ -436,7 +465,12 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
         .collect();
     let hls = merged.hls.build();
     hls.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
-    Ok(AppConf { name: a.name.clone(), live: merged.live.build(), record, hls, extra: merged.extra })
+    merged.access.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
+    let access = merged.access.build();
+    let mut notify = merged.notify.build();
+    notify.recorder_record_done =
+        a.recorders.iter().filter_map(|r| Some((r.name.clone(), r.notify.on_record_done()?.to_owned()))).collect();
+    Ok(AppConf { name: a.name.clone(), live: merged.live.build(), record, hls, access, notify, extra: merged.extra })
 }
 
 #[cfg(test)]

@@ -1,6 +1,22 @@
 //! nginx-rtmp's record module (`ngx_rtmp_record_module.c`): writing streams to FLV files.
 //! Settings made in an application form its default recorder; each `recorder NAME { }` block
 //! adds another recorder that starts from the application's settings.
+//!
+//! | directive | default | meaning |
+//! |---|---|---|
+//! | `record off\|all\|audio\|video\|keyframes\|manual...` | `off` | what to record; words combine |
+//! | `record_path DIR` | — | where files go |
+//! | `record_suffix S` | `.flv` | file name suffix, strftime patterns allowed |
+//! | `record_unique on\|off` | `off` | add `-UNIXTIME` to file names |
+//! | `record_append on\|off` | `off` | continue an existing file instead of replacing it |
+//! | `record_lock on\|off` | `off` | hold an fcntl write lock on the file while writing |
+//! | `record_max_size SIZE` | `0` | close the file at this size (the next keyframe opens another) |
+//! | `record_max_frames N` | `0` | close the file after this many frames |
+//! | `record_interval T` | `0` | close and reopen the file every `T` |
+//! | `record_notify on\|off` | `off` | `NetStream.Record.Start/Stop` to the publisher |
+//! | `record_format flv\|mp4` | `flv` | sluice extension: FLV, or fragmented MP4 |
+//! | `record_mp4_faststart on\|off` | `off` | sluice extension: rewrite MP4 files with `moov` first when closed |
+//! | `recorder NAME { }` | — | another recorder of the application |
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,11 +25,12 @@ use nginx_conf::Directive;
 
 use super::value::{
     ctx::{APP, RSAR},
-    flag, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail, Kind,
+    first, flag, one_of, put, size, spec, text, time, Args, DirectiveSpec, Fail, Kind,
 };
 
 const ONE: Args = Args::Exactly(1);
 const MODES: &[&str] = &["off", "all", "audio", "video", "keyframes", "manual"];
+const FORMATS: &[&str] = &["flv", "mp4"];
 
 /// The record directive table.
 pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
@@ -27,6 +44,8 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("record_max_frames", RSAR, ONE, Kind::Size, "0"),
     spec("record_interval", RSAR, ONE, Kind::Time, "0"),
     spec("record_notify", RSAR, ONE, Kind::Flag, "off"),
+    spec("record_format", RSAR, ONE, Kind::OneOf(FORMATS), "flv"),
+    spec("record_mp4_faststart", RSAR, ONE, Kind::Flag, "off"),
     spec("recorder", APP, ONE, Kind::Block, ""),
 ];
 
@@ -50,6 +69,27 @@ impl RecordMode {
     }
 }
 
+/// The container recordings are written in (`record_format`, a sluice extension).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// FLV, as nginx-rtmp writes (default).
+    #[default]
+    Flv,
+    /// Fragmented MP4, one fragment per second at most, so a crash loses at most a second;
+    /// carries H.264, HEVC, AV1, AAC and Opus.
+    Mp4,
+}
+
+impl RecordFormat {
+    /// The file name suffix `record_suffix` defaults to.
+    pub fn default_suffix(self) -> &'static str {
+        match self {
+            RecordFormat::Flv => ".flv",
+            RecordFormat::Mp4 => ".mp4",
+        }
+    }
+}
+
 /// nginx-rtmp's record module settings, merged for one application or recorder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordConf {
@@ -57,7 +97,8 @@ pub struct RecordConf {
     pub mode: RecordMode,
     /// `record_path`: directory for recordings (none: recording cannot start).
     pub path: Option<PathBuf>,
-    /// `record_suffix`: file name suffix, may hold strftime patterns (".flv").
+    /// `record_suffix`: file name suffix, may hold strftime patterns (".flv"; ".mp4" with
+    /// `record_format mp4`).
     pub suffix: String,
     /// `record_unique`: add a timestamp to file names (off).
     pub unique: bool,
@@ -73,6 +114,11 @@ pub struct RecordConf {
     pub interval: Option<Duration>,
     /// `record_notify`: send NetStream.Record.Start/Stop to the publisher (off).
     pub notify: bool,
+    /// `record_format`: FLV or fragmented MP4 (flv; sluice extension).
+    pub format: RecordFormat,
+    /// `record_mp4_faststart`: rewrite closed MP4 files as progressive MP4 with `moov` first
+    /// (off; sluice extension).
+    pub mp4_faststart: bool,
     /// `recorder NAME { }` blocks of the application (always empty inside a recorder).
     pub recorders: Vec<Recorder>,
 }
@@ -102,6 +148,8 @@ pub(crate) struct RecordLayer {
     max_frames: Option<u64>,
     interval: Option<Duration>,
     notify: Option<bool>,
+    format: Option<RecordFormat>,
+    mp4_faststart: Option<bool>,
 }
 
 impl RecordLayer {
@@ -125,6 +173,8 @@ impl RecordLayer {
             "record_max_frames" => put(&mut self.max_frames, size(d)?, d),
             "record_interval" => put(&mut self.interval, time(d)?, d),
             "record_notify" => put(&mut self.notify, flag(d)?, d),
+            "record_format" => put(&mut self.format, format(d)?, d),
+            "record_mp4_faststart" => put(&mut self.mp4_faststart, flag(d)?, d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by record"))),
         }
     }
@@ -142,15 +192,18 @@ impl RecordLayer {
             max_frames: self.max_frames.or(outer.max_frames),
             interval: self.interval.or(outer.interval),
             notify: self.notify.or(outer.notify),
+            format: self.format.or(outer.format),
+            mp4_faststart: self.mp4_faststart.or(outer.mp4_faststart),
         }
     }
 
     /// Applies the defaults (nginx-rtmp's `ngx_rtmp_record_merge_app_conf`).
     pub(crate) fn build(&self) -> RecordConf {
+        let format = self.format.unwrap_or_default();
         RecordConf {
             mode: self.mode.unwrap_or_default(),
             path: self.path.clone().filter(|p| !p.as_os_str().is_empty()),
-            suffix: self.suffix.clone().unwrap_or_else(|| ".flv".to_owned()),
+            suffix: self.suffix.clone().unwrap_or_else(|| format.default_suffix().to_owned()),
             unique: self.unique.unwrap_or(false),
             append: self.append.unwrap_or(false),
             lock: self.lock.unwrap_or(false),
@@ -159,6 +212,8 @@ impl RecordLayer {
             // nginx-rtmp treats 0 as "no interval".
             interval: self.interval.filter(|t| !t.is_zero()),
             notify: self.notify.unwrap_or(false),
+            format,
+            mp4_faststart: self.mp4_faststart.unwrap_or(false),
             recorders: Vec::new(),
         }
     }
@@ -168,6 +223,10 @@ impl Default for RecordConf {
     fn default() -> Self {
         RecordLayer::default().build()
     }
+}
+
+fn format(d: &Directive) -> Result<RecordFormat, Fail> {
+    one_of(d, first(d)?, &[("flv", RecordFormat::Flv), ("mp4", RecordFormat::Mp4)])
 }
 
 /// `record FLAG...`: flags add up; `off` anywhere wins, so `record off;` always disables.

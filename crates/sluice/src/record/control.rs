@@ -1,0 +1,162 @@
+//! nginx-rtmp's control API for recorders (`ngx_rtmp_control_module.c`), served in HTTP
+//! locations with `rtmp_control`: `.../record/start?app=APP&name=NAME&rec=REC` opens a
+//! recorder's file, `.../record/stop?...` closes it.
+//!
+//! As in nginx-rtmp: `app` and `name` narrow the streams (all when left out), `rec` names the
+//! recorder (the application's own when left out), `addr` and `clientid` narrow the
+//! publishers, `srv` is the rtmp server's index. The answer is `200` with the path of the
+//! file (of the last stream acted on), `204` when no stream was recorded or the recorder was
+//! already started or stopped, and `500` with nginx-rtmp's message (`Recorder not found`,
+//! `Undefined method`, `Recorder error`, `Server index out of range`) otherwise. The
+//! `drop` and `redirect` sections answer `501` until they are implemented.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::{RecordError, Recorders};
+use crate::config::RtmpControl;
+
+/// Answers a request for `path` in a location with `rtmp_control`; `None` when the path is no
+/// control request (the location's files are served then).
+pub async fn respond(
+    recorders: &Recorders,
+    sections: RtmpControl,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Response> {
+    let mut parts = path.trim_end_matches('/').rsplit('/');
+    let (method, section) = (parts.next()?, parts.next()?);
+    match section {
+        "record" if sections.record => Some(record(recorders, method, &Args::parse(query)).await),
+        "drop" if sections.drop => Some(text(StatusCode::NOT_IMPLEMENTED, "rtmp_control drop is not implemented yet")),
+        "redirect" if sections.redirect => {
+            Some(text(StatusCode::NOT_IMPLEMENTED, "rtmp_control redirect is not implemented yet"))
+        }
+        _ => None,
+    }
+}
+
+async fn record(recorders: &Recorders, method: &str, args: &Args) -> Response {
+    let start = match method {
+        "start" => true,
+        "stop" => false,
+        _ => return error("Undefined method"),
+    };
+    let srv = args.get("srv").map_or(Some(0), |s| s.parse::<usize>().ok());
+    if srv.is_none_or(|n| n >= recorders.servers.max(1)) {
+        return error("Server index out of range");
+    }
+    let recorder = args.get("rec").unwrap_or_default();
+    let mut path = None;
+    for (key, client) in recorders.publishers(args.get("app"), args.get("name")) {
+        if args.get("addr").is_some_and(|a| a != client.addr.ip().to_string()) {
+            continue;
+        }
+        if args.get("clientid").is_some_and(|id| id != client.id.to_string()) {
+            continue;
+        }
+        let result = if start {
+            recorders.start(&key.app, &key.name, recorder).await
+        } else {
+            recorders.stop(&key.app, &key.name, recorder).await
+        };
+        match result {
+            Ok(p) => path = Some(p),
+            // nginx-rtmp: already open or closed is no error, and no path.
+            Err(RecordError::AlreadyRecording(_) | RecordError::NotRecording | RecordError::NotPublished { .. }) => {}
+            Err(RecordError::UnknownRecorder(_)) => return error("Recorder not found"),
+            Err(e @ RecordError::Failed(_)) => return error(&format!("Recorder error: {e}")),
+        }
+    }
+    match path {
+        Some(p) => text(StatusCode::OK, &p.display().to_string()),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// nginx-rtmp answers errors with 500; the body says which.
+fn error(msg: &str) -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, msg)
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], body.to_owned())
+        .into_response()
+}
+
+/// Query arguments, percent-decoded (`+` is a space, as in forms).
+struct Args(Vec<(String, String)>);
+
+impl Args {
+    fn parse(query: Option<&str>) -> Self {
+        let pairs = query.unwrap_or_default().split('&').filter(|p| !p.is_empty());
+        Args(
+            pairs
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (decode(k), decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_arguments() {
+        let a = Args::parse(Some("app=live&name=cam%201&rec=&x&name=second&q=a+b&bad=%zz%4"));
+        assert_eq!(a.get("app"), Some("live"));
+        assert_eq!(a.get("name"), Some("cam 1"), "the first value wins");
+        assert_eq!(a.get("rec"), Some(""));
+        assert_eq!(a.get("x"), Some(""));
+        assert_eq!(a.get("q"), Some("a b"));
+        assert_eq!(a.get("bad"), Some("%zz%4"));
+        assert_eq!(a.get("missing"), None);
+        assert_eq!(Args::parse(None).get("app"), None);
+    }
+
+    #[tokio::test]
+    async fn nginx_answers() {
+        let r = Recorders::new(1);
+        let all = RtmpControl { record: true, drop: true, redirect: false };
+        let status = |res: Option<Response>| res.map(|r| r.status().as_u16());
+        assert_eq!(status(respond(&r, all, "/control/record/start", Some("app=live&name=x")).await), Some(204));
+        assert_eq!(status(respond(&r, all, "/control/record/pause", None).await), Some(500));
+        assert_eq!(status(respond(&r, all, "/control/record/start", Some("srv=1")).await), Some(500));
+        assert_eq!(status(respond(&r, all, "/control/drop/publisher", None).await), Some(501));
+        assert_eq!(status(respond(&r, all, "/control/redirect/publisher", None).await), None, "not enabled");
+        assert_eq!(status(respond(&r, all, "/control/other/x", None).await), None);
+        assert_eq!(status(respond(&r, all, "/", None).await), None);
+    }
+}

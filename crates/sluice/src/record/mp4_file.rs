@@ -1,0 +1,528 @@
+//! MP4 recordings (`record_format mp4`): fragmented MP4 written as the stream goes, one
+//! `moof` + `mdat` at least every second, so a file cut by a crash plays up to its last
+//! fragment. Carries H.264, HEVC and AV1 (Enhanced RTMP) video and AAC and Opus audio.
+//!
+//! The file is `ftyp` + `moov` (the `fmp4` crate's initialization segment), a 24-byte `free`
+//! box whose text says whether the file is still being written ([`MARK_RECORDING`],
+//! [`MARK_RECORDING_FASTSTART`]) or finished ([`MARK_FINISHED`]), then the fragments.
+//! Start-up repair looks for that mark.
+//!
+//! Pure logic, no I/O: frames in (FLV tag bodies with recording timestamps), bytes out.
+
+use bytes::Bytes;
+use flv::{AudioCodec, AudioPacket, VideoCodec, VideoPacket};
+
+/// Text of the mark box while the file is written.
+pub const MARK_RECORDING: &[u8; 16] = b"sluice recording";
+/// The same, when the file is to be rewritten with `moov` first once finished.
+pub const MARK_RECORDING_FASTSTART: &[u8; 16] = b"sluice rec+fast ";
+/// Text of the mark box of a finished file.
+pub const MARK_FINISHED: &[u8; 16] = b"sluice finished ";
+/// Size of the mark box: header and text.
+pub const MARK_BOX_SIZE: u64 = 24;
+/// A fragment is written once its samples span this much.
+const FRAGMENT_MS: u64 = 1000;
+/// Track ids: video first.
+const VIDEO_TRACK: u32 = 1;
+const AUDIO_TRACK: u32 = 2;
+/// Video times are RTMP's milliseconds.
+const VIDEO_TIMESCALE: u32 = 1000;
+/// A gap between two frames longer than this is not a frame duration (the timeline already
+/// takes out jumps; this guards a stalled encoder).
+const MAX_VIDEO_DURATION_MS: u64 = 60_000;
+/// Duration of a video frame when nothing better is known (25 fps).
+const DEFAULT_VIDEO_DURATION_MS: u32 = 40;
+/// Opus: decoder delay the encoder leaves at the start (libopus's usual value; RTMP does not
+/// carry it).
+const OPUS_PRE_SKIP: u16 = 312;
+/// Opus always decodes at 48 kHz.
+const OPUS_RATE: u32 = 48_000;
+
+/// One track's samples waiting for the next fragment.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Decode time (track timescale) of `samples[0]`, or of the held sample when empty.
+    start: Option<u64>,
+    samples: Vec<fmp4::Sample>,
+    /// The newest sample, waiting for the next one to know its duration: (decode time,
+    /// sample).
+    held: Option<(u64, fmp4::Sample)>,
+    /// Decode time right after the last sample given a duration.
+    end: Option<u64>,
+}
+
+impl Pending {
+    /// Gives the held sample its duration and queues it; `d` is the next sample's decode
+    /// time minus the held one's.
+    fn settle(&mut self, duration: u32) {
+        if let Some((dts, mut s)) = self.held.take() {
+            s.duration = duration;
+            if self.samples.is_empty() {
+                self.start = Some(dts);
+            }
+            self.end = Some(dts + u64::from(duration));
+            self.samples.push(s);
+        }
+    }
+
+    fn hold(&mut self, dts: u64, sample: fmp4::Sample) {
+        if self.samples.is_empty() && self.held.is_none() {
+            self.start = Some(dts);
+        }
+        self.held = Some((dts, sample));
+    }
+}
+
+#[derive(Debug)]
+struct Video {
+    config: Bytes,
+    codec: fmp4::Codec,
+    pending: Pending,
+    /// The last frame interval, for the last frame's duration.
+    interval: u32,
+}
+
+#[derive(Debug)]
+struct Audio {
+    config: Bytes,
+    codec: fmp4::Codec,
+    timescale: u32,
+    /// Samples per frame when fixed (AAC); 0 when durations come from timestamps (Opus).
+    frame: u32,
+    pending: Pending,
+}
+
+/// Writes one MP4 recording.
+#[derive(Debug)]
+pub struct Mp4Mux {
+    video: Option<Video>,
+    audio: Option<Audio>,
+    faststart: bool,
+    started: bool,
+    sequence: u32,
+    len: u64,
+    mark_offset: u64,
+    /// Newest decode time pushed, in milliseconds.
+    newest_ms: u64,
+    warnings: Vec<String>,
+}
+
+impl Mp4Mux {
+    /// A recording of the tracks these sequence headers (FLV tag bodies) describe; a codec MP4
+    /// recording cannot carry is left out with a warning ([`Self::take_warnings`]).
+    /// `faststart` is recorded in the mark, for repair after a crash.
+    pub fn new(video_header: Option<&[u8]>, audio_header: Option<&[u8]>, faststart: bool) -> Self {
+        let mut m = Mp4Mux {
+            video: None,
+            audio: None,
+            faststart,
+            started: false,
+            sequence: 0,
+            len: 0,
+            mark_offset: 0,
+            newest_ms: 0,
+            warnings: Vec::new(),
+        };
+        if let Some(body) = video_header {
+            m.video = m.video_track(body);
+        }
+        if let Some(body) = audio_header {
+            m.audio = m.audio_track(body);
+        }
+        m
+    }
+
+    fn warn(&mut self, what: String) {
+        if !self.warnings.contains(&what) {
+            self.warnings.push(what);
+        }
+    }
+
+    /// Warnings since the last call, each said once.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Whether there is anything to record.
+    pub fn has_tracks(&self) -> bool {
+        self.video.is_some() || self.audio.is_some()
+    }
+
+    /// Bytes produced so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// How long the recording is so far, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        let v = self.video.as_ref().and_then(|v| v.pending.end).unwrap_or(0);
+        let a = self.audio.as_ref().and_then(|a| a.pending.end.map(|e| e * 1000 / u64::from(a.timescale))).unwrap_or(0);
+        v.max(a)
+    }
+
+    fn video_track(&mut self, body: &[u8]) -> Option<Video> {
+        let h = flv::parse_video(body).ok()?;
+        let config = Bytes::copy_from_slice(h.payload(body));
+        let dims = flv::codec::parse_video_config(h.codec, &config).ok().flatten();
+        let (width, height) = dims.map_or((0, 0), |p| (p.width as u16, p.height as u16));
+        let codec = match h.codec {
+            VideoCodec::Avc => fmp4::Codec::Avc { avcc: config.clone(), width, height },
+            VideoCodec::Hevc => fmp4::Codec::Hevc { hvcc: config.clone(), width, height },
+            VideoCodec::Av1 => fmp4::Codec::Av1 { av1c: config.clone(), width, height },
+            other => {
+                self.warn(format!("video codec {} cannot be recorded in MP4; video left out", other.name()));
+                return None;
+            }
+        };
+        Some(Video { config, codec, pending: Pending::default(), interval: DEFAULT_VIDEO_DURATION_MS })
+    }
+
+    fn audio_track(&mut self, body: &[u8]) -> Option<Audio> {
+        let h = flv::parse_audio(body).ok()?;
+        let config = Bytes::copy_from_slice(h.payload(body));
+        let (codec, timescale, frame) = match h.codec {
+            AudioCodec::Aac => {
+                let Ok(p) = flv::parse_aac_config(&config) else {
+                    self.warn("the AAC sequence header could not be parsed; audio left out".into());
+                    return None;
+                };
+                // HE-AAC signalled explicitly runs at the SBR rate: 2048 output samples a frame.
+                let frame = if matches!(p.object_type, 5 | 29) { 2048 } else { 1024 };
+                let channels = u16::from(p.channels.max(1));
+                (fmp4::Codec::Aac { asc: config.clone(), sample_rate: p.sample_rate, channels }, p.sample_rate, frame)
+            }
+            AudioCodec::Opus => {
+                let channels = flv::codec::parse_opus_head(&config).map_or(2, |p| u16::from(p.channels));
+                let codec = fmp4::Codec::Opus { channels, pre_skip: OPUS_PRE_SKIP, input_sample_rate: OPUS_RATE };
+                (codec, OPUS_RATE, 0)
+            }
+            other => {
+                self.warn(format!("audio codec {} cannot be recorded in MP4; audio left out", other.name()));
+                return None;
+            }
+        };
+        if timescale == 0 {
+            self.warn("the audio sequence header says 0 Hz; audio left out".into());
+            return None;
+        }
+        Some(Audio { config, codec, timescale, frame, pending: Pending::default() })
+    }
+
+    /// Adds a video tag body at decode time `ms`; bytes to append go to `out`.
+    pub fn push_video(&mut self, ms: u64, body: &[u8], out: &mut Vec<u8>) {
+        let Ok(h) = flv::parse_video(body) else { return };
+        if h.is_sequence_header() {
+            if self.video.as_ref().is_some_and(|v| v.config[..] != *h.payload(body)) {
+                self.warn(
+                    "the video configuration changed mid-recording; MP4 players may not decode what follows".into(),
+                );
+            }
+            return;
+        }
+        let Some(v) = &mut self.video else { return };
+        if h.packet != VideoPacket::Coded {
+            return;
+        }
+        if let Some((held, _)) = &v.pending.held {
+            let d = ms.saturating_sub(*held);
+            if d > 0 && d <= MAX_VIDEO_DURATION_MS {
+                v.interval = d as u32;
+            }
+            // A frame with the same decode time as the one before still needs a duration.
+            let d = if d == 0 || d > MAX_VIDEO_DURATION_MS { u64::from(v.interval) } else { d };
+            v.pending.settle(d as u32);
+        }
+        // Decode times run on from the durations (the same unless one was clamped).
+        let dts = v.pending.end.unwrap_or(ms);
+        let data = Bytes::copy_from_slice(h.payload(body));
+        let sample = fmp4::Sample { duration: 0, keyframe: h.is_keyframe(), cts_offset: h.composition_time, data };
+        v.pending.hold(dts, sample);
+        self.newest_ms = self.newest_ms.max(ms);
+        self.ensure_started(out);
+        self.maybe_fragment(out);
+    }
+
+    /// Adds an audio tag body at decode time `ms`.
+    pub fn push_audio(&mut self, ms: u64, body: &[u8], out: &mut Vec<u8>) {
+        let Ok(h) = flv::parse_audio(body) else { return };
+        if h.is_sequence_header() {
+            if self.audio.as_ref().is_some_and(|a| a.config[..] != *h.payload(body)) {
+                self.warn(
+                    "the audio configuration changed mid-recording; MP4 players may not decode what follows".into(),
+                );
+            }
+            return;
+        }
+        let Some(a) = &mut self.audio else { return };
+        if h.packet != AudioPacket::Coded {
+            return;
+        }
+        let actual = ms * u64::from(a.timescale) / 1000;
+        let mut dts = actual;
+        if let Some((held, _)) = &a.pending.held {
+            let held = *held;
+            let gap = actual as i64 - held as i64;
+            let frame = i64::from(a.frame);
+            // Fixed-size frames keep their exact duration while the timestamps (rounded to
+            // milliseconds) stay within half a frame; a real gap or drift resynchronises.
+            let d = if frame > 0 && (gap - frame).abs() <= frame / 2 {
+                frame
+            } else if gap > 0 {
+                gap
+            } else {
+                frame.max(1)
+            };
+            a.pending.settle(d as u32);
+            dts = held + d as u64;
+        }
+        let data = Bytes::copy_from_slice(h.payload(body));
+        let sample = fmp4::Sample { duration: 0, keyframe: true, cts_offset: 0, data };
+        a.pending.hold(dts, sample);
+        self.newest_ms = self.newest_ms.max(ms);
+        self.ensure_started(out);
+        self.maybe_fragment(out);
+    }
+
+    /// The initialization segment and the mark, before the first fragment.
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        let mut tracks = Vec::new();
+        if let Some(v) = &self.video {
+            tracks.push(fmp4::TrackInfo { id: VIDEO_TRACK, timescale: VIDEO_TIMESCALE, codec: v.codec.clone() });
+        }
+        if let Some(a) = &self.audio {
+            tracks.push(fmp4::TrackInfo { id: AUDIO_TRACK, timescale: a.timescale, codec: a.codec.clone() });
+        }
+        match fmp4::init_segment(&tracks) {
+            Ok(init) => {
+                self.started = true;
+                self.len += init.len() as u64;
+                out.extend_from_slice(&init);
+                self.mark_offset = self.len + 8;
+                let mark = if self.faststart { MARK_RECORDING_FASTSTART } else { MARK_RECORDING };
+                out.extend_from_slice(&(MARK_BOX_SIZE as u32).to_be_bytes());
+                out.extend_from_slice(b"free");
+                out.extend_from_slice(mark);
+                self.len += MARK_BOX_SIZE;
+            }
+            Err(e) => {
+                self.warn(format!("the MP4 header could not be written: {e}; nothing recorded"));
+                self.video = None;
+                self.audio = None;
+            }
+        }
+    }
+
+    /// Writes a fragment once the oldest waiting sample is [`FRAGMENT_MS`] old.
+    fn maybe_fragment(&mut self, out: &mut Vec<u8>) {
+        let v = self.video.as_ref().and_then(|v| v.pending.samples.first().and(v.pending.start));
+        let a = self
+            .audio
+            .as_ref()
+            .and_then(|a| a.pending.samples.first().and(a.pending.start).map(|s| s * 1000 / u64::from(a.timescale)));
+        let oldest = match (v, a) {
+            (Some(v), Some(a)) => v.min(a),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return,
+        };
+        if self.newest_ms >= oldest + FRAGMENT_MS {
+            self.flush(out);
+        }
+    }
+
+    /// Writes everything that has a duration as one fragment.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            return;
+        }
+        let video = self.video.as_mut().map(|v| (std::mem::take(&mut v.pending.samples), v.pending.start));
+        let audio = self.audio.as_mut().map(|a| (std::mem::take(&mut a.pending.samples), a.pending.start));
+        let mut runs = Vec::new();
+        if let Some((samples, Some(start))) = &video {
+            if !samples.is_empty() {
+                runs.push(fmp4::TrackRun { track_id: VIDEO_TRACK, base_decode_time: *start, samples });
+            }
+        }
+        if let Some((samples, Some(start))) = &audio {
+            if !samples.is_empty() {
+                runs.push(fmp4::TrackRun { track_id: AUDIO_TRACK, base_decode_time: *start, samples });
+            }
+        }
+        // The held samples start the next fragment.
+        for p in [self.video.as_mut().map(|v| &mut v.pending), self.audio.as_mut().map(|a| &mut a.pending)]
+            .into_iter()
+            .flatten()
+        {
+            p.start = p.held.as_ref().map(|(dts, _)| *dts);
+        }
+        if runs.is_empty() {
+            return;
+        }
+        self.sequence += 1;
+        match fmp4::fragment(self.sequence, &runs) {
+            Ok(bytes) => {
+                self.len += bytes.len() as u64;
+                out.extend_from_slice(&bytes);
+            }
+            Err(e) => self.warn(format!("an MP4 fragment could not be written: {e}; its frames are lost")),
+        }
+    }
+
+    /// Ends the file: the last samples (the held ones with the last known durations) go out
+    /// in a final fragment; returns the mark patch (offset, bytes) to write over the mark, if
+    /// the file was started.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Option<(u64, Vec<u8>)> {
+        if let Some(v) = &mut self.video {
+            v.pending.settle(v.interval);
+        }
+        if let Some(a) = &mut self.audio {
+            let last = if a.frame > 0 { a.frame } else { a.timescale / 50 };
+            a.pending.settle(last);
+        }
+        self.flush(out);
+        self.started.then(|| (self.mark_offset, MARK_FINISHED.to_vec()))
+    }
+
+    /// Forgets bytes after `len` (a write failed and the file was cut back): the samples in
+    /// them are lost; the next fragment continues the timeline. A file cut before its
+    /// header gets the header again.
+    pub fn rewind(&mut self, len: u64) {
+        self.len = self.len.min(len);
+        if self.len < self.mark_offset + MARK_BOX_SIZE - 8 {
+            self.started = false;
+            self.len = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AVC sequence header tag body with a 64x48 SPS.
+    fn avc_header() -> Vec<u8> {
+        let sps = [
+            0x67, 0x42, 0xC0, 0x0A, 0xD9, 0x07, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0C, 0x83,
+            0xC4, 0x89, 0x92,
+        ];
+        let mut b = vec![0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1];
+        b.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        b.extend_from_slice(&sps);
+        b.extend_from_slice(&[1, 0, 4, 0x68, 0xCE, 0x3C, 0x80]);
+        b
+    }
+
+    fn aac_header() -> Vec<u8> {
+        vec![0xAF, 0, 0x12, 0x10]
+    }
+
+    fn video(key: bool, cts: u8) -> Vec<u8> {
+        vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, cts, 0, 0, 0, 2, 0x65, 0x88]
+    }
+
+    fn audio() -> Vec<u8> {
+        vec![0xAF, 1, 0x21, 0x10, 0x04]
+    }
+
+    /// (track, base decode time, durations) of every run in `file`'s fragments.
+    fn runs(file: &[u8]) -> Vec<(u32, u64, Vec<u32>)> {
+        let mut out = Vec::new();
+        for b in fmp4::boxes(file).map(Result::unwrap).filter(|b| &b.kind == b"moof") {
+            for r in fmp4::parse_moof(&file[b.offset..b.end()]).unwrap() {
+                out.push((r.track_id, r.base_decode_time.unwrap(), r.samples.iter().map(|s| s.duration).collect()));
+            }
+        }
+        out
+    }
+
+    /// 3 s of 25 fps video and AAC at 44.1 kHz with millisecond timestamps.
+    fn record(m: &mut Mp4Mux) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (mut v, mut a) = (0u64, 0u64);
+        let mut frames = 0u64;
+        while v < 3000 {
+            let a_ms = a * 1024 * 1000 / 44_100;
+            if a_ms <= v {
+                m.push_audio(a_ms, &audio(), &mut out);
+                a += 1;
+            } else {
+                m.push_video(v, &video(frames.is_multiple_of(25), 80), &mut out);
+                frames += 1;
+                v += 40;
+            }
+        }
+        if let Some((at, mark)) = m.finish(&mut out) {
+            out[at as usize..at as usize + 16].copy_from_slice(&mark);
+        }
+        out
+    }
+
+    #[test]
+    fn fragments_every_second_with_continuous_decode_times() {
+        let mut m = Mp4Mux::new(Some(&avc_header()), Some(&aac_header()), false);
+        let file = record(&mut m);
+        let kinds: Vec<_> = fmp4::boxes(&file).map(|b| b.unwrap().kind).collect();
+        assert_eq!(&kinds[..3], [*b"ftyp", *b"moov", *b"free"]);
+        assert!(file.windows(16).any(|w| w == MARK_FINISHED));
+        let runs = runs(&file);
+        let video: Vec<_> = runs.iter().filter(|r| r.0 == VIDEO_TRACK).collect();
+        assert_eq!(video.len(), 3, "one fragment a second");
+        let mut next = 0;
+        for (_, base, durations) in &video {
+            assert_eq!(*base, next, "no gap, no overlap");
+            assert!(durations.iter().all(|&d| d == 40));
+            next = base + durations.iter().map(|&d| u64::from(d)).sum::<u64>();
+        }
+        assert_eq!(next, 3000);
+        let audio: Vec<_> = runs.iter().filter(|r| r.0 == AUDIO_TRACK).collect();
+        let mut next = 0;
+        for (_, base, durations) in &audio {
+            assert_eq!(*base, next);
+            assert!(durations.iter().all(|&d| d == 1024), "millisecond rounding does not leak in");
+            next = base + durations.iter().map(|&d| u64::from(d)).sum::<u64>();
+        }
+        assert_eq!(m.duration_ms(), 3000, "the last video frame ends at 3000 ms");
+        assert!(m.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn an_audio_gap_is_kept_not_squeezed() {
+        let mut m = Mp4Mux::new(None, Some(&aac_header()), false);
+        let mut out = Vec::new();
+        for ms in [0, 23, 46, 500, 523] {
+            m.push_audio(ms, &audio(), &mut out);
+        }
+        m.finish(&mut out);
+        let durations: Vec<u32> = runs(&out).into_iter().flat_map(|r| r.2).collect();
+        assert_eq!(durations, [1024, 1024, 20_002, 1024, 1024]);
+    }
+
+    #[test]
+    fn unsupported_codecs_are_left_out_with_a_warning() {
+        let vp6 = [0x14, 0, 1, 2];
+        let mp3 = [0x2F, 0xFF];
+        let mut m = Mp4Mux::new(Some(&vp6), Some(&mp3), false);
+        assert!(!m.has_tracks());
+        let w = m.take_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("VP6") && w[1].contains("MP3"), "{w:?}");
+        let mut out = Vec::new();
+        m.push_video(0, &video(true, 0), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn rewinding_before_the_header_writes_it_again() {
+        let mut m = Mp4Mux::new(Some(&avc_header()), None, true);
+        let mut out = Vec::new();
+        m.push_video(0, &video(true, 0), &mut out);
+        assert!(out.windows(16).any(|w| w == MARK_RECORDING_FASTSTART));
+        m.rewind(0);
+        let mut again = Vec::new();
+        m.push_video(40, &video(false, 0), &mut again);
+        assert_eq!(&again[4..8], b"ftyp");
+        assert_eq!(m.len(), again.len() as u64);
+    }
+}
