@@ -173,6 +173,8 @@ pub struct ServerSession {
     out: BytesMut,
     scratch: Vec<u8>,
     connected: bool,
+    /// The chunk size the peer expects from us: RTMP's 128 until our Set Chunk Size.
+    out_chunk_size: u32,
     next_stream_id: u32,
     received: u64,
     acked: u64,
@@ -192,6 +194,7 @@ impl ServerSession {
             out: BytesMut::with_capacity(4096),
             scratch: Vec::new(),
             connected: false,
+            out_chunk_size: crate::chunk::DEFAULT_CHUNK_SIZE,
             next_stream_id: 1,
             received: 0,
             acked: 0,
@@ -203,7 +206,7 @@ impl ServerSession {
 
     /// The outgoing chunk size this session announces.
     pub fn chunk_size(&self) -> u32 {
-        self.config.chunk_size
+        self.out_chunk_size
     }
 
     /// Bytes waiting to be written to the socket.
@@ -427,6 +430,7 @@ impl ServerSession {
         message::window_ack_size(&mut self.out, self.config.ack_window);
         message::set_peer_bandwidth(&mut self.out, self.config.ack_window);
         message::set_chunk_size(&mut self.out, self.config.chunk_size);
+        self.out_chunk_size = self.config.chunk_size;
         let props = Value::Object(vec![
             ("fmsVer".into(), Value::String("FMS/3,0,1,123".into())),
             ("capabilities".into(), Value::Number(31.0)),
@@ -466,7 +470,7 @@ impl ServerSession {
         self.send_status(stream_id, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
         let access =
             encode_values(&[Value::String("|RtmpSampleAccess".into()), Value::Boolean(true), Value::Boolean(true)]);
-        encode_message(&mut self.out, self.config.chunk_size, csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);
+        encode_message(&mut self.out, self.out_chunk_size, csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);
     }
 
     /// Send a User Control event (Stream Begin/EOF/Dry, ping request).
@@ -479,7 +483,7 @@ impl ServerSession {
         let cmd = Command { name: name.into(), transaction_id: txn, object, args };
         encode_message(
             &mut self.out,
-            self.config.chunk_size,
+            self.out_chunk_size,
             csid::COMMAND,
             0,
             type_id::COMMAND_AMF0,

@@ -158,6 +158,19 @@ fn rejected_connect_reports_error_status() {
 }
 
 #[test]
+fn a_long_rejection_uses_the_default_chunk_size() {
+    // Before connect is accepted no Set Chunk Size was sent: the peer reads 128-byte chunks.
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    let why = "x".repeat(400);
+    p.run(|s, e| {
+        if let ServerEvent::Connect(_) = e {
+            s.reject_connect(&why)
+        }
+    });
+    assert_eq!(p.statuses(), vec!["NetConnection.Connect.Rejected".to_string()]);
+}
+
+#[test]
 fn server_acknowledges_after_window() {
     let mut p = Pair::new(Role::Publish("s".into()), false);
     p.run(answer);

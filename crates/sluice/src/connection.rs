@@ -45,6 +45,8 @@ struct Publishing {
     stream_id: u32,
     name: String,
     last_media: Instant,
+    /// `record_notify`: recorders' `NetStream.Record.*` statuses for this publisher.
+    record_status: Option<tokio::sync::mpsc::UnboundedReceiver<crate::record::RecordStatus>>,
 }
 
 struct Playing {
@@ -178,7 +180,11 @@ impl Conn {
         let mut buf = BytesMut::with_capacity(READ_SMALL);
         let mut events = Vec::new();
         let mut tick = tokio::time::interval(TICK);
+        // Built once: a fresh `cancelled()` per loop turn registers and unregisters a waiter
+        // every message.
         let shutdown = self.ctx.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             self.flush(writer).await?;
             if self.closing {
@@ -208,8 +214,9 @@ impl Conn {
                 reply = decided(&mut self.waiting) => self.on_decided(reply),
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
+                status = record_status(&mut self.publishing) => self.on_record_status(status),
                 _ = tick.tick() => self.on_tick()?,
-                _ = shutdown.cancelled() => return Ok("server shutting down"),
+                _ = &mut cancelled => return Ok("server shutting down"),
             }
         }
     }
@@ -346,10 +353,11 @@ impl Conn {
                 self.ctx.access.accept(Stage::Publish);
                 self.session.accept_publish(stream_id, &name);
                 crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, app, publisher.stream(), &name);
-                if let Some(client) = &self.client {
-                    crate::record::on_publish(&self.ctx, app, publisher.stream(), &name, &args, client);
-                }
-                self.publishing = Some(Publishing { publisher, stream_id, name, last_media: Instant::now() });
+                let record_status = self.client.as_ref().and_then(|client| {
+                    crate::record::on_publish(&self.ctx, app, publisher.stream(), &name, &args, client)
+                });
+                self.publishing =
+                    Some(Publishing { publisher, stream_id, name, last_media: Instant::now(), record_status });
                 self.asked_publish = Some(asked);
                 self.start_updates(app);
             }
@@ -803,6 +811,16 @@ impl Conn {
         self.playing = Some(playing);
     }
 
+    /// `record_notify`: tell the publisher a recorder started or stopped.
+    fn on_record_status(&mut self, status: Option<crate::record::RecordStatus>) {
+        let Some(p) = &mut self.publishing else { return };
+        match status {
+            Some(st) => self.session.send_status(p.stream_id, st.level, st.code, &st.description),
+            // Every recorder is done: stop listening.
+            None => p.record_status = None,
+        }
+    }
+
     fn on_stream_published(&mut self, playing: &mut Playing) {
         let Some(app) = &self.app else { return };
         let (notify, restart) = (app.live.publish_notify, app.live.play_restart);
@@ -918,6 +936,14 @@ async fn update_answered(updates: &mut Option<Updates>) -> Result<Reply, CallErr
 /// A redirect's `Location` as a stream name: a query it carries is not part of the name.
 fn redirect_name(location: &str) -> String {
     location.split_once('?').map_or(location, |(name, _)| name).to_owned()
+}
+
+/// The next `record_notify` status for the publisher, if it has recorders that report.
+async fn record_status(publishing: &mut Option<Publishing>) -> Option<crate::record::RecordStatus> {
+    match publishing.as_mut().and_then(|p| p.record_status.as_mut()) {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_batch(playing: &mut Option<Playing>) -> crate::hub::Batch {

@@ -321,3 +321,23 @@ async fn silent_clients_are_dropped_by_timeout_and_ping() {
     assert!(log.contains("no connect within 1s"), "{log}");
     assert!(log.contains("no reply to ping within 1s"), "{log}");
 }
+
+#[tokio::test]
+async fn record_notify_tells_the_publisher_when_recording_starts_and_stops() {
+    let dir = TempDir::new("record-notify");
+    let server = Server::start(&format!("record all; record_path {}; record_notify on;", dir.0.display()));
+    let mut publ = publisher(&server, "rec").await;
+    publish_frames(&mut publ, 10, 5, 200).await;
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let ClientEvent::Status { code, .. } = publ.next_event().await.unwrap() {
+                if code.starts_with("NetStream.Record.") {
+                    return code;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a NetStream.Record status");
+    assert_eq!(started, "NetStream.Record.Start", "log:\n{}", server.log());
+}
