@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod events;
+pub mod form;
 pub mod hls;
 pub mod http;
 pub mod hub;

@@ -174,8 +174,8 @@ fn addr_text(ip: IpAddr) -> String {
     ip.to_string()
 }
 
-/// The fields every call after connect starts with.
-pub fn session_form(c: &ClientInfo) -> Form {
+/// The client's fields, in nginx-rtmp's order.
+fn client_fields(c: &ClientInfo) -> Form {
     Form::default()
         .field("app", &c.app)
         .field("flashver", flashver(&c.flash_ver))
@@ -183,23 +183,17 @@ pub fn session_form(c: &ClientInfo) -> Form {
         .field("tcurl", &c.tc_url)
         .field("pageurl", &c.page_url)
         .field("addr", &addr_text(c.addr.ip()))
-        .number("clientid", c.id)
+}
+
+/// The fields every call after connect starts with.
+pub fn session_form(c: &ClientInfo) -> Form {
+    client_fields(c).number("clientid", c.id)
 }
 
 /// `on_connect`: the session is not set up yet, so nginx-rtmp sends `epoch` (the session's
 /// start in ms) instead of `clientid`, and the application's query string last.
 pub fn connect_form(c: &ClientInfo, epoch: u32, app_args: &str) -> String {
-    Form::default()
-        .field("app", &c.app)
-        .field("flashver", flashver(&c.flash_ver))
-        .field("swfurl", &c.swf_url)
-        .field("tcurl", &c.tc_url)
-        .field("pageurl", &c.page_url)
-        .field("addr", &addr_text(c.addr.ip()))
-        .number("epoch", epoch)
-        .field("call", "connect")
-        .raw(app_args)
-        .finish()
+    client_fields(c).number("epoch", epoch).field("call", "connect").raw(app_args).finish()
 }
 
 /// `on_publish`.

@@ -306,21 +306,6 @@ fn naming_by_system_time_and_hls_config_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hls_keys"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// An ffmpeg that speaks Enhanced RTMP (HEVC, AV1): the static FFmpeg of the PyPI package
-/// imageio-ffmpeg, which `scripts/test` installs into `target/py/venv` (Debian's 5.1 predates it).
-fn enhanced_ffmpeg() -> String {
-    if let Some(p) = std::env::var_os("SLUICE_FFMPEG_ENHANCED") {
-        return p.to_string_lossy().into_owned();
-    }
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/py/venv/bin/python");
-    let out = Command::new(&python)
-        .args(["-c", "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())"])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/test, which installs imageio-ffmpeg", python.display()));
-    assert!(out.status.success(), "imageio-ffmpeg missing: run scripts/test");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn publish_enhanced(url: &str, codec_args: &[&str], secs: u32) -> Proc {
     let child = Command::new(enhanced_ffmpeg())
         .args(["-hide_banner", "-loglevel", "error", "-re"])

@@ -362,20 +362,6 @@ fn hevc_from_enhanced_rtmp_records_to_mp4() {
     decodes_cleanly(&path);
 }
 
-/// The Enhanced RTMP ffmpeg of PyPI's imageio-ffmpeg, which scripts/test installs.
-fn enhanced_ffmpeg() -> String {
-    if let Some(p) = std::env::var_os("SLUICE_FFMPEG_ENHANCED") {
-        return p.to_string_lossy().into_owned();
-    }
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/py/venv/bin/python");
-    let out = Command::new(&python)
-        .args(["-c", "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())"])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/test, which installs imageio-ffmpeg", python.display()));
-    assert!(out.status.success(), "imageio-ffmpeg missing: run scripts/test");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// `record ... manual`: nothing is written until the control API starts a recorder, on the
 /// built-in HTTP server's `/control/`; the answers are nginx-rtmp's. `record_lock` holds a
 /// write lock while the file is written.

@@ -230,3 +230,18 @@ pub fn wait_published(server: &Server, name: &str) {
 pub fn file_exists_nonempty(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)
 }
+
+/// An ffmpeg that speaks Enhanced RTMP (HEVC, AV1): the static FFmpeg of the PyPI package
+/// imageio-ffmpeg, which `scripts/test` installs into `target/py/venv` (Debian's 5.1 predates it).
+pub fn enhanced_ffmpeg() -> String {
+    if let Some(p) = std::env::var_os("SLUICE_FFMPEG_ENHANCED") {
+        return p.to_string_lossy().into_owned();
+    }
+    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/py/venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import imageio_ffmpeg as f; print(f.get_ffmpeg_exe())"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/test, which installs imageio-ffmpeg", python.display()));
+    assert!(out.status.success(), "imageio-ffmpeg missing: run scripts/test");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
