@@ -391,7 +391,7 @@ async fn measure(o: &Options, players: &[Arc<PlayerStats>], pub_stats: &PublishS
         published.push(pub_stats.bytes.load(Ordering::Relaxed));
         probe_bytes.push(probes.first().map_or(0, |p| p.lock().unwrap().bytes));
         for (r, p) in received.iter_mut().zip(players) {
-            r.push(p.bytes.load(Ordering::Relaxed));
+            r.push(p.received());
         }
         if sec > 0 && sec % 5 == 0 {
             let playing = players.iter().filter(|p| p.state.load(Ordering::Relaxed) == state::PLAYING).count();

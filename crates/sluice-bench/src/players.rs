@@ -15,18 +15,39 @@ use tokio::net::TcpStream;
 use crate::sei;
 use crate::source::Source;
 
-/// Most bytes a bulk player's socket must hold before it wakes up: fewer wake-ups keep the tool
-/// light.
+/// Most bytes a bulk player's socket must hold before it wakes up. On loopback the receiver's
+/// wake-ups run on the sender's CPU (the server's), so fewer wake-ups keep the tool from
+/// charging the server for itself; but data waiting in the socket shrinks the TCP window the
+/// server may send into (256 KiB made players fall behind at 9000), so not more than this.
 const MAX_RCVLOWAT: u64 = 64 * 1024;
 /// Least low-water mark.
 const MIN_RCVLOWAT: u64 = 2048;
 
-/// The low-water mark for a stream of `bytes_per_second`: at most a fifth of a second of media,
-/// so byte counts compared over 5-second windows are never off by more than a few percent, even
-/// for a slow stream. (On loopback the server's CPU runs the receiver's wake-ups too: a lower mark
-/// would charge the server for the tool's wake-ups.)
+/// The low-water mark for a stream of `bytes_per_second`: at most a fifth of a second of media.
+/// (Byte counts do not depend on it: the sampler adds what is queued.)
 pub fn rcvlowat_for(bytes_per_second: u64) -> u32 {
     (bytes_per_second / 5).clamp(MIN_RCVLOWAT, MAX_RCVLOWAT) as u32
+}
+
+impl PlayerStats {
+    /// Bytes received so far: read, plus queued in the socket (`FIONREAD`), so the count does
+    /// not depend on when the low-water mark last woke the player.
+    pub fn received(&self) -> u64 {
+        let read = self.bytes.load(Ordering::Relaxed);
+        let fd = self.fd.load(Ordering::Relaxed);
+        if fd <= 0 {
+            return read;
+        }
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int; a stale fd at worst reads another socket's queue
+        // once, in a bench tool.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+        if rc == 0 && queued > 0 {
+            read + queued as u64
+        } else {
+            read
+        }
+    }
 }
 /// A gap between video messages longer than this counts as a stall.
 const STALL: Duration = Duration::from_millis(500);
@@ -144,8 +165,11 @@ pub mod state {
 /// A player's counters, read by the sampler.
 #[derive(Default)]
 pub struct PlayerStats {
-    /// Bytes received.
+    /// Bytes received (read from the socket).
     pub bytes: AtomicU64,
+    /// The socket while draining, so the sampler can add what is queued but not yet read
+    /// (-1 otherwise).
+    pub fd: std::sync::atomic::AtomicI32,
     /// One of [`state`].
     pub state: AtomicU8,
     /// Microseconds from connect to the first media bytes after `NetStream.Play.Start`
@@ -191,9 +215,20 @@ async fn drain(target: Target, stats: &PlayerStats, rcvlowat: u32) -> anyhow::Re
     }
     stats.start_us.store(connect.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
     set_rcvlowat(&socket, rcvlowat);
+    stats.fd.store(socket.as_raw_fd(), Ordering::Relaxed);
+    let result = drain_loop(&mut socket, &mut session, stats).await;
+    stats.fd.store(-1, Ordering::Relaxed);
+    result
+}
+
+async fn drain_loop(
+    socket: &mut TcpStream,
+    session: &mut rtmp::ClientSession,
+    stats: &PlayerStats,
+) -> anyhow::Result<()> {
     loop {
         socket.readable().await?;
-        let n = match socket.try_io(Interest::READABLE, || recv_discard(&socket)) {
+        let n = match socket.try_io(Interest::READABLE, || recv_discard(socket)) {
             Ok(0) => anyhow::bail!("closed by server"),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
