@@ -183,16 +183,19 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<VideoParams, FlvError> {
         crop_t = r.ue()?.into();
         crop_b = r.ue()?.into();
     }
-    let field_factor = if frame_mbs_only { 1 } else { 2 };
+    let field_factor: u64 = if frame_mbs_only { 1 } else { 2 };
     let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
-    let (crop_x, crop_y) = match chroma_array_type {
+    let (crop_x, crop_y): (u64, u64) = match chroma_array_type {
         0 => (1, field_factor),
         1 => (2, 2 * field_factor),
         2 => (2, field_factor),
         _ => (1, field_factor),
     };
-    let width = (width_mbs * 16).saturating_sub(crop_x * (crop_l + crop_r));
-    let height = (height_map_units * 16 * field_factor).saturating_sub(crop_y * (crop_t + crop_b));
+    let width = width_mbs.saturating_mul(16).saturating_sub(crop_x.saturating_mul(crop_l.saturating_add(crop_r)));
+    let height = height_map_units
+        .saturating_mul(16)
+        .saturating_mul(field_factor)
+        .saturating_sub(crop_y.saturating_mul(crop_t.saturating_add(crop_b)));
     Ok(VideoParams { codec: VideoCodec::Avc, width: to_u32(width), height: to_u32(height), profile, level })
 }
 
@@ -202,7 +205,8 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), FlvError>
     for _ in 0..size {
         if next != 0 {
             let delta = r.se()?;
-            next = (last + delta).rem_euclid(256);
+            // A corrupt delta can be near the i32 range: add wide.
+            next = (i64::from(last) + i64::from(delta)).rem_euclid(256) as i32;
         }
         if next != 0 {
             last = next;
@@ -474,6 +478,19 @@ mod tests {
         let h = crate::parse_video(&body).unwrap();
         let p = parse_video_config(h.codec, h.payload(&body)).unwrap().unwrap();
         assert_eq!((p.width, p.height), (1280, 720));
+    }
+
+    #[test]
+    fn corrupt_sps_fields_do_not_overflow() {
+        // Found by `cargo fuzz run flv`: a scaling-list delta near i32::MAX.
+        let body = [
+            0x77, 0x10, 0x01, 0x7a, 0x17, 0x01, 0x52, 0x00, 0x18, 0x16, 0x1f, 0x00, 0x17, 0x07, 0x87, 0x07, 0xfe, 0xff,
+            0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01, 0xff, 0xff, 0xff, 0xf9, 0x00, 0x77, 0xff, 0xff, 0xff, 0xff, 0xb9,
+            0xb9, 0xb9, 0x18, 0x00, 0x00, 0x00, 0xb9, 0xb9, 0x77, 0x10, 0x00, 0x90,
+        ];
+        if let Ok(h) = crate::parse_video(&body) {
+            let _ = parse_video_config(h.codec, h.payload(&body));
+        }
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub enum ChunkError {
     /// Set Chunk Size with zero or the top bit set.
     #[error("invalid chunk size {0}")]
     InvalidChunkSize(u32),
+    /// A chunk with a new message header (type 0, 1 or 2) while a message was half read on the
+    /// same chunk stream (continuations are type 3).
+    #[error("chunk stream {csid}: a new message header (type {fmt}) arrived with {received} of {length} bytes of the previous message read")]
+    InterruptedMessage { csid: u32, fmt: u8, received: u32, length: u32 },
 }
 
 /// A whole message read from the chunk stream, before its type is interpreted.
@@ -113,6 +117,10 @@ impl ChunkDecoder {
             }
             let stream = self.streams.entry(header.csid).or_default();
             let starting = stream.partial.is_none();
+            if let (Some(partial), 0..=2) = (&stream.partial, header.fmt) {
+                let (received, length) = (partial.len() as u32, stream.length);
+                return Err(ChunkError::InterruptedMessage { csid: header.csid, fmt: header.fmt, received, length });
+            }
             let length = header.length.unwrap_or(stream.length);
             if starting && length > self.max_message {
                 return Err(ChunkError::MessageTooLarge { csid: header.csid, len: length, max: self.max_message });
@@ -382,6 +390,26 @@ mod tests {
             ChunkDecoder::new(1000, 32).read(&mut buf).unwrap_err(),
             ChunkError::NoPreviousHeader { csid: 5, fmt: 3 }
         );
+    }
+
+    #[test]
+    fn a_new_header_in_the_middle_of_a_message_is_an_error() {
+        let mut dec = ChunkDecoder::new(1 << 20, 8);
+        let mut bytes = BytesMut::new();
+        // 300-byte message in 128-byte chunks: send only the first chunk...
+        let mut whole = BytesMut::new();
+        encode_message(&mut whole, 128, 4, 0, 9, 1, &[7u8; 300]);
+        bytes.extend_from_slice(&whole[..12 + 128]);
+        // ...then a type 0 header with a shorter length on the same chunk stream.
+        encode_message(&mut bytes, 128, 4, 0, 9, 1, &[1u8; 10]);
+        let err = loop {
+            match dec.read(&mut bytes) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("no error"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, ChunkError::InterruptedMessage { csid: 4, fmt: 0, received: 128, length: 300 }), "{err}");
     }
 
     #[test]
