@@ -18,3 +18,4 @@ pub mod live;
 pub mod notify;
 pub mod record;
 pub mod server;
+pub mod untrusted;
