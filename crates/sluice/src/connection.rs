@@ -30,6 +30,7 @@ use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamKey, St
 use crate::live::{self, PlayerGate};
 use crate::notify::{self, Call, CallError, Reply};
 use crate::server::ServerCtx;
+use crate::untrusted::{self, for_log, redact_query};
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
 const MAX_BATCH: usize = 64;
@@ -186,7 +187,12 @@ impl Conn {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
-            self.flush(writer).await?;
+            // A peer that reads nothing must not hold the connection past shutdown: the write
+            // gives up when the server stops.
+            tokio::select! {
+                r = self.flush(writer) => r?,
+                _ = &mut cancelled => return Ok("server shutting down"),
+            }
             if self.closing {
                 return Ok("closed by server");
             }
@@ -271,14 +277,14 @@ impl Conn {
         if self.permit.is_none() {
             let max = self.ctx.limit.max().unwrap_or_default();
             self.ctx.access.refuse(Refusal::MaxConnections);
-            tracing::info!(client = %self.peer, app = %info.app, reason = %Refusal::MaxConnections.as_str(), "connect refused: {max} clients connected (max_connections)");
+            tracing::info!(client = %self.peer, app = %for_log(&info.app), reason = %Refusal::MaxConnections.as_str(), "connect refused: {max} clients connected (max_connections)");
             self.session.reject_connect("Too many connections.");
             self.closing = true;
             return;
         }
         let Some(app) = self.ctx.apps.iter().find(|a| a.name == info.app).cloned() else {
-            tracing::info!(client = %self.peer, app = %info.app, "connect refused: no such application");
-            self.session.reject_connect(&format!("application \"{}\" not found", info.app));
+            tracing::info!(client = %self.peer, app = %for_log(&info.app), "connect refused: no such application");
+            self.session.reject_connect(&format!("application \"{}\" not found", for_log(&info.app)));
             self.closing = true;
             return;
         };
@@ -306,7 +312,7 @@ impl Conn {
 
     fn accept_connect(&mut self, app: Arc<AppConf>) {
         if let Some(c) = &self.client {
-            tracing::info!(client = %self.peer, app = %app.name, tc_url = %c.tc_url, flash_ver = %c.flash_ver, "connect");
+            tracing::info!(client = %self.peer, app = %app.name, tc_url = %for_log(&c.tc_url), flash_ver = %for_log(&c.flash_ver), "connect");
         }
         self.ctx.access.accept(Stage::Connect);
         self.app = Some(app);
@@ -329,7 +335,9 @@ impl Conn {
             );
             return;
         }
-        if !self.check_access(&app, Action::Publish, stream_id, &name, &args) {
+        if !self.valid_name(Stage::Publish, stream_id, &name)
+            || !self.check_access(&app, Action::Publish, stream_id, &name, &args)
+        {
             return;
         }
         if let (Some(url), Some(client)) = (&app.notify.on_publish, &self.client) {
@@ -345,11 +353,15 @@ impl Conn {
     /// Claim the stream in the hub and start its outputs. `name` is where it lands (the
     /// callback may have renamed it), `asked` what the client asked for.
     fn start_publish(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, kind: String) {
+        // Again here: `on_publish` may have renamed the stream.
+        if !self.valid_name(Stage::Publish, stream_id, &name) {
+            return;
+        }
         let key = StreamKey { app: app.name.clone(), name: name.clone() };
         match self.ctx.hub.publish(key, self.stream_options()) {
             Ok(publisher) => {
                 let args = asked.args.clone();
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %args, kind = %kind, "publish");
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&args), kind = %for_log(&kind), "publish");
                 self.ctx.access.accept(Stage::Publish);
                 self.session.accept_publish(stream_id, &name);
                 crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, app, publisher.stream(), &name);
@@ -371,7 +383,9 @@ impl Conn {
 
     fn on_play(&mut self, stream_id: u32, name: String, args: String, start: f64, duration: f64, reset: bool) {
         let Some(app) = self.app.clone() else { return };
-        if !self.check_access(&app, Action::Play, stream_id, &name, &args) {
+        if !self.valid_name(Stage::Play, stream_id, &name)
+            || !self.check_access(&app, Action::Play, stream_id, &name, &args)
+        {
             return;
         }
         if let (Some(url), Some(client)) = (&app.notify.on_play, &self.client) {
@@ -389,12 +403,24 @@ impl Conn {
     }
 
     fn start_play(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, reset: bool) {
+        // Again here: `on_play` may have redirected the stream.
+        if !self.valid_name(Stage::Play, stream_id, &name) {
+            return;
+        }
+        // One play per connection, as nginx-rtmp's live module: a new `play` ends the old one,
+        // so repeated plays cannot pile up idle streams in the hub.
+        self.stop_playing();
         let key = StreamKey { app: app.name.clone(), name: name.clone() };
         let create = (app.live.live && app.live.idle_streams).then(|| self.stream_options());
-        let stream = if app.live.live { self.ctx.hub.get(&key, create) } else { None };
-        let stream = match stream {
-            Some(s) if s.is_live() || app.live.idle_streams => s,
-            _ => {
+        let found = if app.live.live { self.ctx.hub.subscribe(&key, create) } else { None };
+        let (pack, sub) = match found {
+            Some((pack, sub)) if pack.live || app.live.idle_streams => (pack, sub),
+            other => {
+                if let Some((_, sub)) = other {
+                    let stream = sub.stream().clone();
+                    drop(sub);
+                    self.ctx.hub.release(&stream);
+                }
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, "play refused: stream not found");
                 self.session.send_status(
                     stream_id,
@@ -406,10 +432,9 @@ impl Conn {
                 return;
             }
         };
-        tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %asked.args, "play");
+        tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), "play");
         self.ctx.access.accept(Stage::Play);
         self.session.accept_play(stream_id, &name, reset);
-        let (pack, sub) = stream.subscribe();
         let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live) };
         if pack.live {
             self.send_start_pack(&mut playing, &pack);
@@ -417,6 +442,27 @@ impl Conn {
         self.playing = Some(playing);
         self.asked_play = Some(asked);
         self.start_updates(app);
+    }
+
+    /// End the current play, if any: leave the stream (the hub forgets it when nobody is left)
+    /// and report `on_play_done`.
+    fn stop_playing(&mut self) {
+        let Some(p) = self.playing.take() else { return };
+        tracing::info!(client = %self.peer, stream = %p.name, "play done");
+        let stream = p.sub.stream().clone();
+        drop(p);
+        self.ctx.hub.release(&stream);
+        self.notify_done(false);
+    }
+
+    /// The one check of a stream name before it is used (hub key, file names of outputs):
+    /// [`untrusted::stream_name`]. Refuses the client and returns false when it fails.
+    fn valid_name(&mut self, stage: Stage, stream_id: u32, name: &str) -> bool {
+        let Err(e) = untrusted::stream_name(name) else { return true };
+        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
+        tracing::info!(client = %self.peer, app = %app, stream = %for_log(name), "{} refused: {e}", stage.as_str());
+        self.tell_refused(stage, stream_id, &format!("Bad stream name: {e}."));
+        false
     }
 
     /// `allow`/`deny` rules, then signed keys and publish keys. Refuses (and returns false)
@@ -569,7 +615,7 @@ impl Conn {
             }
             Ok(Reply::Redirect(to)) => {
                 let to = redirect_name(&to);
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "publish renamed by on_publish to \"{to}\"");
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "publish renamed by on_publish to \"{}\"", for_log(&to));
                 self.start_publish(&app, stream_id, to, asked, kind);
             }
             other => self.refuse_by_callback(Stage::Publish, stream_id, &name, url, other),
@@ -594,7 +640,7 @@ impl Conn {
             }
             Ok(Reply::Redirect(to)) => {
                 let to = redirect_name(&to);
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "play redirected by on_play to \"{to}\"");
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "play redirected by on_play to \"{}\"", for_log(&to));
                 self.start_play(&app, stream_id, to, asked, reset);
             }
             other => self.refuse_by_callback(Stage::Play, stream_id, &name, url, other),
@@ -745,13 +791,7 @@ impl Conn {
             }
         }
         if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
-            if let Some(p) = self.playing.take() {
-                tracing::info!(client = %self.peer, stream = %p.name, "play done");
-                let stream = p.sub.stream().clone();
-                drop(p);
-                self.ctx.hub.release(&stream);
-                self.notify_done(false);
-            }
+            self.stop_playing();
         }
     }
 

@@ -10,7 +10,7 @@
 //! write and one wake-up, whatever the number of players.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -264,7 +264,10 @@ impl Stream {
     /// Keep what a new subscriber will need: metadata, sequence headers, the current GOP.
     fn remember(&self, st: &mut State, frame: &Arc<Frame>) {
         match (frame.kind, frame.sequence_header) {
-            (MediaKind::Data, _) => st.start.metadata = Some(frame.clone()),
+            // Only `onMetaData` (flagged as the data stream's header by `live::ingest`) is what
+            // a new player needs; cue points and other data messages are not kept.
+            (MediaKind::Data, true) => st.start.metadata = Some(frame.clone()),
+            (MediaKind::Data, false) => {}
             (MediaKind::Video, true) => {
                 st.has_video = true;
                 st.start.video_header = Some(frame.clone());
@@ -430,11 +433,24 @@ impl Drop for Subscriber {
     }
 }
 
+/// Most streams the registry holds, live or idle (players waiting under `idle_streams on`).
+/// Each connection plays at most one stream, so idle streams are bounded by connections too;
+/// this caps the server as a whole (an idle stream costs a few KiB).
+pub const MAX_STREAMS: usize = 65_536;
+
 /// The registry of streams.
-#[derive(Default)]
 pub struct Hub {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     next_publisher: AtomicU64,
+    max_streams: usize,
+    /// Whether "registry full" was logged (once per episode).
+    full_logged: AtomicBool,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::with_limit(MAX_STREAMS)
+    }
 }
 
 /// Settings a stream is created with.
@@ -485,38 +501,81 @@ impl Hub {
         Arc::new(Self::default())
     }
 
+    /// An empty hub holding at most `max_streams` streams.
+    pub fn with_limit(max_streams: usize) -> Self {
+        Self {
+            streams: Mutex::default(),
+            next_publisher: AtomicU64::new(0),
+            max_streams,
+            full_logged: AtomicBool::new(false),
+        }
+    }
+
+    /// Number of streams in the registry, live or idle.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the registry is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Arc<Stream>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Become the publisher of `key`, creating the stream if needed.
+    /// Become the publisher of `key`, creating the stream if needed. The claim happens under
+    /// the registry lock, so a stream that [`Hub::release`] is removing cannot be claimed (it
+    /// would be live but unreachable for players).
     pub fn publish(self: &Arc<Self>, key: StreamKey, opts: StreamOptions) -> Result<Publisher, PublishError> {
-        let stream = self
-            .lock()
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache)))
-            .clone();
         let id = self.next_publisher.fetch_add(1, Ordering::Relaxed) + 1;
-        {
+        let stream = {
+            let mut map = self.lock();
+            let stream = match map.get(&key) {
+                Some(s) => s.clone(),
+                None => self.insert_new(&mut map, &key, opts).ok_or(PublishError::TooManyStreams)?,
+            };
             let mut st = stream.write();
             if st.publisher.is_some() {
                 return Err(PublishError::AlreadyPublishing(key.name));
             }
             st.publisher = Some(id);
             push_entry(&mut st.ring, Entry::Published);
-        }
+            drop(st);
+            stream
+        };
         stream.waiters.wake_all();
         Ok(Publisher { stream, hub: self.clone(), id })
     }
 
-    /// The stream for `key`; with `create`, an idle one is made for players that wait for a
-    /// publisher (`idle_streams on`).
-    pub fn get(&self, key: &StreamKey, create: Option<StreamOptions>) -> Option<Arc<Stream>> {
+    /// Subscribe to `key`. With `create`, a stream nobody publishes yet is made for players
+    /// that wait for a publisher (`idle_streams on`), unless the hub is full. Lookup and
+    /// subscription happen under the registry lock, so [`Hub::release`] cannot remove the
+    /// stream in between.
+    pub fn subscribe(&self, key: &StreamKey, create: Option<StreamOptions>) -> Option<(StartPack, Subscriber)> {
         let mut map = self.lock();
-        if let Some(s) = map.get(key) {
-            return Some(s.clone());
+        let stream = match (map.get(key), create) {
+            (Some(s), _) => s.clone(),
+            (None, Some(opts)) => self.insert_new(&mut map, key, opts)?,
+            (None, None) => return None,
+        };
+        Some(stream.subscribe())
+    }
+
+    /// Add a stream unless the registry holds `max_streams` already.
+    fn insert_new(
+        &self,
+        map: &mut HashMap<StreamKey, Arc<Stream>>,
+        key: &StreamKey,
+        opts: StreamOptions,
+    ) -> Option<Arc<Stream>> {
+        if map.len() >= self.max_streams {
+            if !self.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(app = %key.app, "stream registry full ({} streams): new streams refused", self.max_streams);
+            }
+            return None;
         }
-        let opts = create?;
         let stream = Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache));
         map.insert(key.clone(), stream.clone());
         Some(stream)
@@ -528,6 +587,9 @@ impl Hub {
         let idle = !stream.is_live() && stream.subscriber_count() == 0;
         if idle && map.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
             map.remove(&stream.key);
+            if map.len() < self.max_streams {
+                self.full_logged.store(false, Ordering::Relaxed);
+            }
         }
     }
 
@@ -558,8 +620,66 @@ mod tests {
         assert!(matches!(hub.publish(key("a"), OPTS), Err(PublishError::AlreadyPublishing(_))));
         assert!(p1.stream().is_live());
         drop(p1);
-        assert!(hub.get(&key("a"), None).is_none(), "idle stream is released");
+        assert!(hub.subscribe(&key("a"), None).is_none(), "idle stream is released");
         assert!(hub.publish(key("a"), OPTS).is_ok());
+    }
+
+    #[test]
+    fn the_registry_is_bounded_for_idle_and_live_streams() {
+        let hub = Arc::new(Hub::with_limit(2));
+        let (_, a) = hub.subscribe(&key("a"), Some(OPTS)).expect("idle stream a");
+        let _b = hub.subscribe(&key("b"), Some(OPTS)).expect("idle stream b");
+        assert!(hub.subscribe(&key("c"), Some(OPTS)).is_none(), "a third idle stream is refused");
+        assert_eq!(hub.publish(key("c"), OPTS).err(), Some(PublishError::TooManyStreams));
+        // Existing streams stay reachable when the registry is full.
+        let _live = hub.publish(key("a"), OPTS).expect("existing stream");
+        let stream = a.stream().clone();
+        drop(a);
+        hub.release(&stream);
+        assert_eq!(hub.len(), 2, "a is live, so it stays");
+    }
+
+    #[test]
+    fn a_player_leaving_releases_its_idle_stream() {
+        let hub = Hub::new();
+        for i in 0..1000 {
+            let (_, sub) = hub.subscribe(&key(&format!("a{i}")), Some(OPTS)).unwrap();
+            let stream = sub.stream().clone();
+            drop(sub);
+            hub.release(&stream);
+        }
+        assert!(hub.is_empty());
+    }
+
+    #[test]
+    fn a_new_publisher_never_claims_a_stream_being_released() {
+        // One thread unpublishes while another publishes the same name: whoever wins, a live
+        // stream must be the one players find.
+        let hub = Hub::new();
+        for _ in 0..500 {
+            let old = hub.publish(key("a"), OPTS).unwrap();
+            let h = hub.clone();
+            let t = std::thread::spawn(move || loop {
+                if let Ok(p) = h.publish(key("a"), OPTS) {
+                    return p;
+                }
+            });
+            drop(old);
+            let new = t.join().unwrap();
+            let (pack, _sub) = hub.subscribe(&key("a"), None).expect("the live stream is in the registry");
+            assert!(pack.live);
+            assert!(Arc::ptr_eq(new.stream(), _sub.stream()));
+        }
+    }
+
+    #[test]
+    fn cue_points_do_not_replace_cached_metadata() {
+        let hub = Hub::new();
+        let p = hub.publish(key("a"), OPTS).unwrap();
+        p.stream().push(Frame::new(MediaKind::Data, 0, Bytes::from_static(b"meta"), false, true));
+        p.stream().push(Frame::new(MediaKind::Data, 0, Bytes::from_static(b"cue"), false, false));
+        let (pack, _) = p.stream().subscribe();
+        assert_eq!(&pack.metadata.unwrap().payload[..], b"meta");
     }
 
     #[test]

@@ -45,20 +45,23 @@ pub fn ingest(conf: &LiveConf, kind: MediaKind, timestamp: u32, payload: Bytes) 
             let seq = flv::tag::parse_audio(&payload).map(|h| h.is_sequence_header()).unwrap_or(false);
             Some(Frame::new(kind, timestamp, payload, false, seq))
         }
+        // `onMetaData` is flagged as the data stream's "sequence header": the one data message
+        // kept for new players and recordings. Cue points and the rest only pass through.
         MediaKind::Data => {
-            let payload = metadata(conf.meta, payload)?;
-            Some(Frame::new(kind, 0, payload, false, false))
+            let (payload, is_metadata) = metadata(conf.meta, payload)?;
+            Some(Frame::new(kind, 0, payload, false, is_metadata))
         }
     }
 }
 
-/// Apply `meta on|copy|off` to an `onMetaData` message. Other data messages pass unchanged.
-fn metadata(mode: MetaMode, payload: Bytes) -> Option<Bytes> {
+/// Apply `meta on|copy|off` to an `onMetaData` message (returned with `true`). Other data
+/// messages pass unchanged (with `false`).
+fn metadata(mode: MetaMode, payload: Bytes) -> Option<(Bytes, bool)> {
     let values = amf0::decode_all(&payload).ok()?;
     if values.first().and_then(Value::as_str) != Some("onMetaData") {
-        return Some(payload);
+        return Some((payload, false));
     }
-    match mode {
+    let payload = match mode {
         MetaMode::Off => None,
         MetaMode::Copy => Some(payload),
         MetaMode::On => {
@@ -70,7 +73,8 @@ fn metadata(mode: MetaMode, payload: Bytes) -> Option<Bytes> {
             amf0::encode(&Value::EcmaArray(kept), &mut out);
             Some(out.into())
         }
-    }
+    }?;
+    Some((payload, true))
 }
 
 /// A one-line description of a sequence header ("video: H.264 High 3.1 1280x720"), for logs
@@ -180,11 +184,22 @@ mod tests {
     #[test]
     fn meta_modes() {
         let copied = metadata(MetaMode::Copy, meta_payload()).unwrap();
-        assert_eq!(copied, meta_payload());
+        assert_eq!(copied, (meta_payload(), true));
         assert!(metadata(MetaMode::Off, meta_payload()).is_none());
-        let rebuilt = amf0::decode_all(&metadata(MetaMode::On, meta_payload()).unwrap()).unwrap();
+        let rebuilt = amf0::decode_all(&metadata(MetaMode::On, meta_payload()).unwrap().0).unwrap();
         assert_eq!(rebuilt[1].get("width").and_then(Value::as_f64), Some(1280.0));
         assert!(rebuilt[1].get("encoder").is_none(), "meta on keeps only known fields");
+    }
+
+    #[test]
+    fn only_on_metadata_is_flagged_as_the_data_header() {
+        let meta = ingest(&conf(), MediaKind::Data, 0, meta_payload()).unwrap();
+        assert!(meta.sequence_header);
+        let mut cue = Vec::new();
+        amf0::encode(&Value::String("onCuePoint".into()), &mut cue);
+        amf0::encode(&Value::EcmaArray(vec![("name".into(), Value::String("ad".into()))]), &mut cue);
+        let cue = ingest(&conf(), MediaKind::Data, 0, cue.into()).unwrap();
+        assert!(!cue.sequence_header, "a cue point passes through but is not kept as metadata");
     }
 
     #[test]

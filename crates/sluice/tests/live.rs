@@ -341,3 +341,107 @@ async fn record_notify_tells_the_publisher_when_recording_starts_and_stops() {
     .expect("a NetStream.Record status");
     assert_eq!(started, "NetStream.Record.Start", "log:\n{}", server.log());
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[tokio::test]
+async fn names_that_would_become_paths_outside_hls_path_are_refused() {
+    let base = TempDir::new("names");
+    let hls = base.path("hls");
+    let outside = base.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let server = Server::start_with(
+        "",
+        &format!(
+            "application live {{ live on; hls on; hls_path {0}; hls_cleanup on; }}
+             application nested {{ live on; hls on; hls_path {0}n; hls_nested on; }}",
+            hls.display()
+        ),
+    );
+    let escape = format!("../outside/x{}", "");
+    let absolute = format!("{}/abs", outside.display());
+    let long = "n".repeat(sluice::untrusted::MAX_STREAM_NAME + 1);
+    let bad = [escape.as_str(), absolute.as_str(), ".", "..", "./victim", "a\nINFO forged", "a\\b", &long];
+    for (app, name) in bad.iter().map(|n| ("live", *n)).chain([("nested", "")]) {
+        let mut c = RtmpClient::connect(server.addr(), app, Role::Publish(name.into())).await.unwrap();
+        let status = c.next_status().await.unwrap();
+        assert_eq!(status, "NetStream.Publish.BadName", "{app}/{name:?}");
+        assert!(c.next_event().await.is_err(), "{name:?}: refused publisher is disconnected");
+    }
+    assert!(files_under(&outside).is_empty(), "files outside hls_path: {:?}", files_under(&outside));
+    let log = server.log();
+    assert!(log.contains("publish refused: stream name contains \"/\""), "{log}");
+    assert!(!log.contains("\nINFO forged"), "a name cannot forge a log line:\n{log}");
+    assert!(log.contains("a\\nINFO forged"), "{log}");
+    // A proper name still publishes, and playing a bad name is refused too.
+    let _ok = publisher(&server, "fine").await;
+    let mut p = RtmpClient::connect(server.addr(), "live", Role::Play("../fine".into())).await.unwrap();
+    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.Failed");
+}
+
+#[tokio::test]
+async fn a_new_play_on_one_connection_releases_the_previous_stream() {
+    use tokio::io::AsyncWriteExt;
+    let server = Server::start("");
+    let p = player(&server, "a0").await;
+    let (mut socket, _, _) = p.into_parts();
+    // `play a1` ... `play a300` on stream 1 of the same connection, as raw commands.
+    let mut out = bytes::BytesMut::new();
+    for i in 1..=300 {
+        let mut payload = Vec::new();
+        for v in [
+            amf0::Value::String("play".into()),
+            amf0::Value::Number(0.0),
+            amf0::Value::Null,
+            amf0::Value::String(format!("a{i}")),
+        ] {
+            amf0::encode(&v, &mut payload);
+        }
+        rtmp::chunk::encode_message(&mut out, 4096, 8, 0, 20, 1, &payload);
+    }
+    socket.write_all(&out).await.unwrap();
+    // Each play ends the one before it: 300 "play done" lines, so at most one idle stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = server.log().matches("play done").count();
+        if done >= 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {done} plays released:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(socket);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_that_reads_nothing_does_not_hold_shutdown_past_its_grace() {
+    let mut server = Server::start_with("timeout 60s;", "application live { live on; }");
+    let mut publ = publisher(&server, "stuck").await;
+    let stuck = RtmpClient::connect_with(server.addr(), "live", Role::Play("stuck".into()), Some(4096)).await.unwrap();
+    let _socket = stuck.into_socket();
+    // Enough media to fill both socket buffers, so the server's write to this player blocks.
+    publ.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    for i in 0..400u32 {
+        publ.send_media(MediaKind::Video, i * 40, &avc_frame(i % 100 == 0, i, 64 * 1024)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let status = tokio::task::block_in_place(|| server.terminate());
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    let log = server.log();
+    assert!(!log.contains("did not close within"), "a blocked write held shutdown:\n{log}");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+}
