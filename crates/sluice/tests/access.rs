@@ -519,11 +519,12 @@ async fn max_connections_rejects_the_one_too_many() {
     drop(b);
 }
 
-/// `sluice token` as a user runs it.
-fn token_url(server: &Server, secret: &str, name: &str, ttl: &str) -> String {
+/// `sluice token` as a user runs it; `flags` picks the action (`--play`; none: publish).
+fn token_url(server: &Server, secret: &str, name: &str, ttl: &str, flags: &[&str]) -> String {
     let out = run_timeout(
         Command::new(sluice_bin())
             .args(["token", "--secret", secret, "--app", "live", "--name", name, "--ttl", ttl])
+            .args(flags)
             .args(["--url", &format!("rtmp://127.0.0.1:{}", server.port)]),
         Duration::from_secs(10),
     );
@@ -534,18 +535,21 @@ fn token_url(server: &Server, secret: &str, name: &str, ttl: &str) -> String {
 #[test]
 fn signed_tokens_let_ffmpeg_in_and_keep_others_out() {
     let server = server("application live { live on; auth_secret s3cret; auth both; }");
-    let url = token_url(&server, "s3cret", "cam", "1h");
+    let url = token_url(&server, "s3cret", "cam", "1h", &[]);
     assert!(url.starts_with(&format!("rtmp://127.0.0.1:{}/live/cam?expires=", server.port)), "{url}");
     let _publisher = ffmpeg_publish(&url, 20, 25);
     wait_published(&server, "cam");
     wait_log(&server, &["publish allowed by signed token", "stream=cam"]);
     // Players need their own token too (auth both).
-    let play_url = token_url(&server, "s3cret", "cam", "60");
+    let play_url = token_url(&server, "s3cret", "cam", "60", &["--play"]);
     assert_eq!(ffprobe_streams(&play_url), vec!["aac".to_string(), "h264,640,360".to_string()]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let expired = format!("cam2?{}", sluice::auth::token_query("s3cret", "live", "cam2", now - 10));
-    let wrong_secret = format!("cam2?{}", sluice::auth::token_query("guess", "live", "cam2", now + 60));
+    let publish_query = |secret: &str, expires: u64| {
+        sluice::auth::token_query(secret, sluice::config::Action::Publish, "live", "cam2", expires)
+    };
+    let expired = format!("cam2?{}", publish_query("s3cret", now - 10));
+    let wrong_secret = format!("cam2?{}", publish_query("guess", now + 60));
     let other_stream = format!("cam2?{}", url.split_once('?').unwrap().1);
     for (name, why) in [
         ("cam2".to_string(), "no token"),
@@ -560,6 +564,42 @@ fn signed_tokens_let_ffmpeg_in_and_keep_others_out() {
     let (code, _) = rt.block_on(first_status(&server, "live", play("cam")));
     assert_eq!(code, "NetStream.Play.Failed");
     wait_log(&server, &["publish refused: token expired", "reason=token"]);
+}
+
+/// Issue #9, defect 9: with `auth both`, a viewer's play token also published.
+#[test]
+fn a_play_token_does_not_publish_and_a_publish_token_does_not_play() {
+    let server = server("application live { live on; auth_secret s3cret; auth both; }");
+    let play_url = token_url(&server, "s3cret", "cam", "1h", &["--play"]);
+    let publish_url = token_url(&server, "s3cret", "cam", "1h", &["--publish"]);
+    assert_ne!(play_url, publish_url);
+    // ffmpeg with the viewer's URL is refused and gives up.
+    let out = run_timeout(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-f", "flv", &play_url]),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success(), "ffmpeg published with a play token; log:\n{}", server.log());
+    wait_log(&server, &["publish refused: token is for play, not publish", "reason=token", "stream=cam"]);
+    assert!(!server.log().contains("publish allowed"), "{}", server.log());
+    // The publisher's own URL publishes; ffprobe with it cannot play, with the viewer's it can.
+    let _publisher = ffmpeg_publish(&publish_url, 20, 25);
+    wait_published(&server, "cam");
+    let probe = run_timeout(
+        Command::new("ffprobe").args(["-v", "error", "-rw_timeout", "15000000", "-show_streams", &publish_url]),
+        Duration::from_secs(30),
+    );
+    assert!(!probe.status.success(), "ffprobe played with a publish token");
+    wait_log(&server, &["play refused: token is for publish, not play", "reason=token"]);
+    assert_eq!(ffprobe_streams(&play_url), vec!["aac".to_string(), "h264,640,360".to_string()]);
+    // `token` refuses to sign both at once.
+    let both = run_timeout(
+        Command::new(sluice_bin()).args(["token", "--secret", "s", "--app", "a", "--name", "n", "--publish", "--play"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("--publish or --play, not both"));
 }
 
 #[test]
