@@ -644,3 +644,114 @@ fn on_record_done_reports_each_closed_recording() {
     assert!(file_exists_nonempty(std::path::Path::new(path)), "{path}");
     assert!(hit.form.starts_with("app=live&flashver="), "{}", hit.form);
 }
+
+/// A callback backend that accepts connections and never answers (hung), counting them.
+struct HungBackend {
+    addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HungBackend {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            // Held open, never read from or answered, until the test process ends.
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        HungBackend { addr, accepted }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Wait until `n` connections are held, i.e. that many calls hang in sluice.
+    async fn wait_accepted(&self, n: usize, server: &Server) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.accepted.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} calls reached the hung backend; log:\n{}",
+                self.accepted.load(std::sync::atomic::Ordering::SeqCst),
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Clients enough to fill the old server-wide pool of 64 callback slots.
+const CROWD: usize = 80;
+
+/// A publish to `live` whose `on_publish` backend is healthy: allowed, and without waiting for
+/// the hung backend (the old shared pool made it wait for a slot until `notify_timeout`).
+async fn publish_promptly(server: &Server, healthy: &Backend) {
+    let started = Instant::now();
+    let (code, why) = first_status(server, "live", publish("cam")).await;
+    let waited = started.elapsed();
+    assert_eq!(code, "NetStream.Publish.Start", "{why}; waited {waited:?}; log:\n{}", server.log());
+    assert!(waited < Duration::from_secs(8), "the healthy callback waited {waited:?}");
+    assert!(healthy.hits().iter().any(|h| h.field("call") == Some("publish") && h.field("name") == Some("cam")));
+}
+
+/// Issue #9, defect 11: with one application's backend hung, other applications' callbacks
+/// took 3-5 s or were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_backend_holds_only_its_own_applications_clients() {
+    let hung = HungBackend::start();
+    let healthy = Backend::start();
+    let server = server(&format!(
+        "application stuck {{ live on; on_publish {}; notify_timeout 60s; }}
+         application live {{ live on; on_publish {}; notify_timeout 10s; }}",
+        hung.url("/publish"),
+        healthy.url("/ok/publish"),
+    ));
+    let mut waiting = Vec::new();
+    for i in 0..CROWD {
+        let addr = server.addr();
+        waiting.push(tokio::spawn(async move {
+            let mut c = RtmpClient::connect(addr, "stuck", publish(&format!("s{i}"))).await.unwrap();
+            c.next_status().await
+        }));
+    }
+    hung.wait_accepted(64, &server).await;
+    publish_promptly(&server, &healthy).await;
+    // The stuck ones are still waiting for their backend.
+    assert!(waiting.iter().all(|t| !t.is_finished()));
+    waiting.iter().for_each(|t| t.abort());
+}
+
+/// Issue #9, defect 11: a mass disconnect's fire-and-forget calls (`on_play_done`, `on_done`)
+/// to a hung backend made new publishers time out and be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_and_forget_calls_to_a_hung_backend_do_not_delay_a_blocking_call() {
+    let hung = HungBackend::start();
+    let healthy = Backend::start();
+    let server = server(&format!(
+        "application busy {{ live on; on_play_done {}; on_done {}; notify_timeout 60s; }}
+         application live {{ live on; on_publish {}; notify_timeout 10s; }}",
+        hung.url("/play_done"),
+        hung.url("/done"),
+        healthy.url("/ok/publish"),
+    ));
+    let mut players = Vec::new();
+    for _ in 0..CROWD {
+        let mut c = RtmpClient::connect(server.addr(), "busy", play("nobody-yet")).await.unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(15), c.next_status()).await.expect("a status").unwrap();
+        assert_eq!(code, "NetStream.Play.Start");
+        players.push(c);
+    }
+    // All leave at once: CROWD play_done + done calls to the hung backend.
+    drop(players);
+    hung.wait_accepted(32, &server).await;
+    // Let the rest of the burst reach whatever bound holds it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publish_promptly(&server, &healthy).await;
+}
