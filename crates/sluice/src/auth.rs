@@ -29,6 +29,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{AccessConf, Action};
+use crate::untrusted::for_log;
 
 /// Query argument carrying the expiry time.
 pub const EXPIRES_ARG: &str = "expires";
@@ -123,7 +124,8 @@ pub fn verify_token(
     };
     let expires_at: u64 = match expires.parse() {
         Ok(n) if expires.bytes().all(|b| b.is_ascii_digit()) => n,
-        _ => return Err(AuthError::BadExpires(expires)),
+        // The client's text goes into the refusal's log line: escaped and capped.
+        _ => return Err(AuthError::BadExpires(for_log(&expires).into_owned())),
     };
     let Some(sig) = base64url_decode(&token) else { return Err(AuthError::BadToken) };
     // `verify_slice` compares in constant time.
@@ -170,8 +172,8 @@ pub fn authorize(
     if let Some(expected) = key {
         match query_arg(pick(KEY_ARG), KEY_ARG) {
             Some(given) if ct_eq(given.as_bytes(), expected.as_bytes()) => return Ok(AuthOk::PublishKey),
-            Some(_) => first_error = Some(AuthError::BadKey(name.to_owned())),
-            None => first_error = Some(AuthError::MissingKey(name.to_owned())),
+            Some(_) => first_error = Some(AuthError::BadKey(for_log(name).into_owned())),
+            None => first_error = Some(AuthError::MissingKey(for_log(name).into_owned())),
         }
     }
     if let Some(secret) = secret {
@@ -349,6 +351,10 @@ mod tests {
             check("s3cret", "live", "cam", &format!("expires=-1&token={token}")),
             Err(AuthError::BadExpires("-1".into()))
         );
+        // What the client sent reaches the log line of the refusal escaped and capped.
+        let long = format!("expires=1\n{}&token={token}", "9".repeat(100_000));
+        let Err(AuthError::BadExpires(shown)) = check("s3cret", "live", "cam", &long) else { panic!() };
+        assert!(shown.starts_with("1\\n99") && shown.len() < 300, "{} bytes", shown.len());
         assert_eq!(check("s3cret", "live", "cam", "key=x"), Err(AuthError::MissingToken));
         assert_eq!(check("s3cret", "live", "cam", &format!("token={token}")), Err(AuthError::MissingToken));
     }

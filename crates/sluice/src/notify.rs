@@ -678,6 +678,16 @@ mod tests {
         assert_eq!(log_url("http://h/a\nb?key=k"), "http://h/a\\nb?key=***");
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn failed_calls_do_not_carry_the_clients_query_into_logs() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut conf = NotifyConf::default();
+        conf.method = NotifyMethod::Get;
+        let call = Call::new(&conf, "publish", &format!("http://127.0.0.1:{port}/auth"), "key=s3cret".into());
+        let Err(CallError::Unreachable(why)) = Notifier::default().call(&call).await else { panic!() };
+        assert!(!why.contains("s3cret") && !why.contains("/auth"), "{why}");
+    }
+
     #[test]
     fn backends_are_host_and_port() {
         assert_eq!(backend_key("http://auth.example:8080/on_publish?x=1"), "auth.example:8080");
