@@ -681,8 +681,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn failed_calls_do_not_carry_the_clients_query_into_logs() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut conf = NotifyConf::default();
-        conf.method = NotifyMethod::Get;
+        let conf = NotifyConf { method: NotifyMethod::Get, ..Default::default() };
         let call = Call::new(&conf, "publish", &format!("http://127.0.0.1:{port}/auth"), "key=s3cret".into());
         let Err(CallError::Unreachable(why)) = Notifier::default().call(&call).await else { panic!() };
         assert!(!why.contains("s3cret") && !why.contains("/auth"), "{why}");
