@@ -411,7 +411,7 @@ impl Backend {
             Err(mpsc::error::TrySendError::Full(batch)) => {
                 if self.dropped.fetch_add(calls, Ordering::Relaxed) == 0 {
                     let what = batch.calls.iter().map(|c| c.call).collect::<Vec<_>>().join(",");
-                    tracing::warn!(backend = %self.name, client = %batch.client, "notify: {BACKGROUND_QUEUE} fire-and-forget calls already wait for this backend; dropping {what} and more until it catches up");
+                    tracing::warn!(backend = %self.name, client = %batch.client, "notify: fire-and-forget queue full ({BACKGROUND_QUEUE} connections' calls wait for this backend); dropping {what} and more until it drains");
                 }
             }
             // The worker is gone: the runtime is shutting down.
