@@ -755,3 +755,23 @@ async fn fire_and_forget_calls_to_a_hung_backend_do_not_delay_a_blocking_call() 
     tokio::time::sleep(Duration::from_secs(1)).await;
     publish_promptly(&server, &healthy).await;
 }
+
+/// Issue #9, defect 13: a refused GET callback logged reqwest's error, whose URL carried the
+/// client's `key=`; callback URLs with secrets in their query were logged as written.
+#[tokio::test]
+async fn callback_logs_carry_no_secrets() {
+    let backend = Backend::start();
+    let nobody = format!("http://127.0.0.1:{}/auth?secret=hunter2", free_port());
+    let server = server(&format!(
+        "application live {{ live on; notify_method get; on_play {nobody}; on_publish {}; }}",
+        backend.url("/status/403?secret=hunter2"),
+    ));
+    let (code, _) = first_status(&server, "live", play("cam?key=k3y")).await;
+    assert_eq!(code, "NetStream.Play.Failed");
+    let (code, _) = first_status(&server, "live", publish("cam?key=k3y")).await;
+    assert_eq!(code, "NetStream.Publish.BadName");
+    wait_log(&server, &["play refused", "reason=callback_unreachable", "secret=***"]);
+    wait_log(&server, &["publish refused", "answered 403", "secret=***"]);
+    let log = server.log();
+    assert!(!log.contains("hunter2") && !log.contains("k3y"), "{log}");
+}
