@@ -276,6 +276,40 @@ mod tests {
         assert_eq!(verdict(&r, Action::Publish, "2001:db8::1"), Some((false, "deny publish all".into())));
     }
 
+    /// Issue #9, defect 13: a rule written IPv4-mapped (`::ffff:10.0.0.0/104`) never matched,
+    /// because peers are compared as IPv4.
+    #[test]
+    fn ipv4_mapped_rules_match_ipv4_peers_either_way() {
+        let r = rules(
+            "rtmp { server { application a {
+                allow publish ::ffff:127.0.0.1;
+                allow publish ::ffff:10.0.0.0/104;
+                deny publish ::ffff:0:0/96;
+                allow play ::/0;
+                deny play all;
+            } } }",
+            "a",
+        );
+        assert_eq!(r[0].addr, crate::config::AddrMatch::V4 { addr: 0x7F00_0001, mask: u32::MAX });
+        assert_eq!(r[1].addr, crate::config::AddrMatch::V4 { addr: 0x0A00_0000, mask: 0xFF00_0000 });
+        assert_eq!(r[2].addr, crate::config::AddrMatch::V4 { addr: 0, mask: 0 });
+        for peer in ["127.0.0.1", "::ffff:127.0.0.1"] {
+            assert_eq!(verdict(&r, Action::Publish, peer).map(|v| v.0), Some(true), "{peer}");
+        }
+        for peer in ["10.20.30.40", "::ffff:10.20.30.40"] {
+            assert_eq!(verdict(&r, Action::Publish, peer), Some((true, "allow publish ::ffff:10.0.0.0/104".into())));
+        }
+        for peer in ["192.0.2.1", "::ffff:192.0.2.1"] {
+            assert_eq!(verdict(&r, Action::Publish, peer), Some((false, "deny publish ::ffff:0:0/96".into())));
+        }
+        // A real IPv6 peer is not covered by the mapped range.
+        assert_eq!(verdict(&r, Action::Publish, "2001:db8::1"), None);
+        // `::/0` is an IPv6 rule: IPv4 peers (mapped or not) fall through to `deny play all`.
+        assert_eq!(verdict(&r, Action::Play, "2001:db8::1").map(|v| v.0), Some(true));
+        assert_eq!(verdict(&r, Action::Play, "::ffff:192.0.2.1").map(|v| v.0), Some(false));
+        assert_eq!(verdict(&r, Action::Play, "192.0.2.1").map(|v| v.0), Some(false));
+    }
+
     #[test]
     fn rule_without_action_covers_both() {
         let r = rules("rtmp { server { application a { deny 10.0.0.0/8; } } }", "a");

@@ -11,13 +11,16 @@
 //! expiry time in seconds since 1970 and
 //!
 //! ```text
-//! T = base64url_nopad(HMAC-SHA256(SECRET, "APP/NAME:UNIX"))
+//! T = base64url_nopad(HMAC-SHA256(SECRET, "ACTION\nAPP\nNAME\nUNIX"))
 //! ```
 //!
-//! with `APP` the application and `NAME` the stream name without its query
-//! (`live/stream:1767225600`). `sluice token` prints such URLs. Tokens and keys are compared in
-//! constant time. The query may also come with the application (`rtmp://host/live?key=...`),
-//! where some tools put it.
+//! with `ACTION` `publish` or `play`, `APP` the application and `NAME` the stream name without
+//! its query, joined by newlines (`publish\nlive\nstream\n1767225600`). The action is signed so
+//! that a viewer's play token cannot publish (and a publisher's key handed to players cannot
+//! be reused to publish elsewhere); newlines cannot occur in any of the parts, so no two
+//! different requests share a signed string. `sluice token` prints such URLs. Tokens and keys
+//! are compared in constant time. The query may also come with the application
+//! (`rtmp://host/live?key=...`), where some tools put it.
 //!
 //! When a stream needs a token or has a `publish_key`, either one that is valid lets it in.
 
@@ -26,6 +29,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::{AccessConf, Action};
+use crate::untrusted::for_log;
 
 /// Query argument carrying the expiry time.
 pub const EXPIRES_ARG: &str = "expires";
@@ -49,6 +53,14 @@ pub enum AuthError {
     /// The signature does not match (wrong secret, other stream or tampered expiry).
     #[error("wrong token")]
     BadToken,
+    /// A valid token, but signed for the other action (a play token used to publish).
+    #[error("token is for {signed}, not {asked}")]
+    WrongAction {
+        /// What the token was signed for.
+        signed: &'static str,
+        /// What the client asked to do.
+        asked: &'static str,
+    },
     /// The stream has a `publish_key` and no key was given.
     #[error("no publish key: publish to {0}?{KEY_ARG}=SECRET")]
     MissingKey(String),
@@ -75,40 +87,60 @@ pub enum AuthOk {
     PublishKey,
 }
 
-/// The signed string: `APP/NAME:EXPIRES`.
-pub fn signed_string(app: &str, name: &str, expires: u64) -> String {
-    format!("{app}/{name}:{expires}")
+/// The signed string: `ACTION\nAPP\nNAME\nEXPIRES`.
+pub fn signed_string(action: Action, app: &str, name: &str, expires: u64) -> String {
+    format!("{}\n{app}\n{name}\n{expires}", action.as_str())
 }
 
-/// The token for `app/name` valid until `expires` (seconds since 1970).
-pub fn sign(secret: &str, app: &str, name: &str, expires: u64) -> String {
-    base64url(&mac(secret, app, name, expires).finalize().into_bytes())
+/// The token allowing `action` on `app/name` until `expires` (seconds since 1970).
+pub fn sign(secret: &str, action: Action, app: &str, name: &str, expires: u64) -> String {
+    base64url(&mac(secret, action, app, name, expires).finalize().into_bytes())
 }
 
-fn mac(secret: &str, app: &str, name: &str, expires: u64) -> Hmac<Sha256> {
+fn mac(secret: &str, action: Action, app: &str, name: &str, expires: u64) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(signed_string(app, name, expires).as_bytes());
+    mac.update(signed_string(action, app, name, expires).as_bytes());
     mac
 }
 
 /// The query to append to a stream name: `expires=..&token=..`.
-pub fn token_query(secret: &str, app: &str, name: &str, expires: u64) -> String {
-    format!("{EXPIRES_ARG}={expires}&{TOKEN_ARG}={}", sign(secret, app, name, expires))
+pub fn token_query(secret: &str, action: Action, app: &str, name: &str, expires: u64) -> String {
+    format!("{EXPIRES_ARG}={expires}&{TOKEN_ARG}={}", sign(secret, action, app, name, expires))
 }
 
-/// Checks `?expires=..&token=..` in `args` for `app/name` at time `now` (seconds since 1970).
-pub fn verify_token(secret: &str, app: &str, name: &str, args: &str, now: u64) -> Result<(), AuthError> {
+/// Checks `?expires=..&token=..` in `args` for `action` on `app/name` at time `now` (seconds
+/// since 1970).
+pub fn verify_token(
+    secret: &str,
+    action: Action,
+    app: &str,
+    name: &str,
+    args: &str,
+    now: u64,
+) -> Result<(), AuthError> {
     let (Some(expires), Some(token)) = (query_arg(args, EXPIRES_ARG), query_arg(args, TOKEN_ARG)) else {
         return Err(AuthError::MissingToken);
     };
     let expires_at: u64 = match expires.parse() {
         Ok(n) if expires.bytes().all(|b| b.is_ascii_digit()) => n,
-        _ => return Err(AuthError::BadExpires(expires)),
+        // The client's text goes into the refusal's log line: escaped and capped.
+        _ => return Err(AuthError::BadExpires(for_log(&expires).into_owned())),
     };
     let Some(sig) = base64url_decode(&token) else { return Err(AuthError::BadToken) };
     // `verify_slice` compares in constant time.
-    mac(secret, app, name, expires_at).verify_slice(&sig).map_err(|_| AuthError::BadToken)?;
+    if mac(secret, action, app, name, expires_at).verify_slice(&sig).is_err() {
+        // Only to say why: the client holds this token already, so naming its action tells
+        // it nothing new, and saves a user hours of "wrong token".
+        let other = match action {
+            Action::Publish => Action::Play,
+            Action::Play => Action::Publish,
+        };
+        return match mac(secret, other, app, name, expires_at).verify_slice(&sig) {
+            Ok(()) => Err(AuthError::WrongAction { signed: other.as_str(), asked: action.as_str() }),
+            Err(_) => Err(AuthError::BadToken),
+        };
+    }
     if now > expires_at {
         return Err(AuthError::Expired(now - expires_at));
     }
@@ -140,12 +172,12 @@ pub fn authorize(
     if let Some(expected) = key {
         match query_arg(pick(KEY_ARG), KEY_ARG) {
             Some(given) if ct_eq(given.as_bytes(), expected.as_bytes()) => return Ok(AuthOk::PublishKey),
-            Some(_) => first_error = Some(AuthError::BadKey(name.to_owned())),
-            None => first_error = Some(AuthError::MissingKey(name.to_owned())),
+            Some(_) => first_error = Some(AuthError::BadKey(for_log(name).into_owned())),
+            None => first_error = Some(AuthError::MissingKey(for_log(name).into_owned())),
         }
     }
     if let Some(secret) = secret {
-        match verify_token(secret, app, name, pick(TOKEN_ARG), now) {
+        match verify_token(secret, action, app, name, pick(TOKEN_ARG), now) {
             Ok(()) => return Ok(AuthOk::Token),
             // A key that was given but wrong says more than a token that was not given.
             Err(AuthError::MissingToken) if matches!(first_error, Some(AuthError::BadKey(_))) => {}
@@ -237,29 +269,67 @@ mod tests {
     }
 
     #[test]
-    fn token_is_hmac_sha256_of_app_name_expires() {
-        // Computed independently: printf 'live/stream:1767225600' | openssl dgst -sha256
-        // -hmac s3cret -binary | basenc --base64url | tr -d '='
-        assert_eq!(signed_string("live", "stream", NOW), "live/stream:1767225600");
-        assert_eq!(sign("s3cret", "live", "stream", NOW), "X0TrTOLK6XT1Ff97XZb03u3S2qFAJkpQIp-PihrAWb4");
-        assert_eq!(sign("s3cret", "live", "stream", NOW).len(), 43);
+    fn token_is_hmac_sha256_of_action_app_name_expires() {
+        // Computed independently, as README shows: printf 'publish\nlive\nstream\n1767225600'
+        // | openssl dgst -sha256 -hmac s3cret -binary | basenc --base64url | tr -d '='
+        assert_eq!(signed_string(Action::Publish, "live", "stream", NOW), "publish\nlive\nstream\n1767225600");
+        assert_eq!(signed_string(Action::Play, "live", "stream", NOW), "play\nlive\nstream\n1767225600");
+        assert_eq!(
+            sign("s3cret", Action::Publish, "live", "stream", NOW),
+            "jYdDkE56-b6JQ7RRaOVhgw86utE-_Ikkee8zvu7_K_w"
+        );
+        assert_eq!(sign("s3cret", Action::Play, "live", "stream", NOW), "U3DwaYMZ1Kf1z4XQr9UO81C43rIBB8setF4oa1SNWQA");
     }
 
     #[test]
     fn valid_tokens_pass_until_they_expire() {
-        let q = token_query("s3cret", "live", "cam", NOW + 60);
-        assert_eq!(verify_token("s3cret", "live", "cam", &q, NOW), Ok(()));
-        assert_eq!(verify_token("s3cret", "live", "cam", &q, NOW + 60), Ok(()));
-        assert_eq!(verify_token("s3cret", "live", "cam", &q, NOW + 61), Err(AuthError::Expired(1)));
+        let q = token_query("s3cret", Action::Publish, "live", "cam", NOW + 60);
+        let check = |args: &str, now: u64| verify_token("s3cret", Action::Publish, "live", "cam", args, now);
+        assert_eq!(check(&q, NOW), Ok(()));
+        assert_eq!(check(&q, NOW + 60), Ok(()));
+        assert_eq!(check(&q, NOW + 61), Err(AuthError::Expired(1)));
         // Other query arguments around it do not matter.
-        assert_eq!(verify_token("s3cret", "live", "cam", &format!("a=1&{q}&b=2"), NOW), Ok(()));
+        assert_eq!(check(&format!("a=1&{q}&b=2"), NOW), Ok(()));
+    }
+
+    #[test]
+    fn tokens_are_bound_to_their_action() {
+        let play = token_query("s3cret", Action::Play, "live", "cam", NOW + 60);
+        let publish = token_query("s3cret", Action::Publish, "live", "cam", NOW + 60);
+        let verify = |action, args: &str| verify_token("s3cret", action, "live", "cam", args, NOW);
+        assert_eq!(verify(Action::Play, &play), Ok(()));
+        assert_eq!(verify(Action::Publish, &publish), Ok(()));
+        assert_eq!(verify(Action::Publish, &play), Err(AuthError::WrongAction { signed: "play", asked: "publish" }));
+        assert_eq!(verify(Action::Play, &publish), Err(AuthError::WrongAction { signed: "publish", asked: "play" }));
+        assert_eq!(
+            AuthError::WrongAction { signed: "play", asked: "publish" }.to_string(),
+            "token is for play, not publish"
+        );
+        // The old scheme's string ("live/cam:UNIX") signs neither action.
+        let old = base64url(&{
+            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(b"s3cret").unwrap();
+            m.update(format!("live/cam:{}", NOW + 60).as_bytes());
+            m.finalize().into_bytes()
+        });
+        let old = format!("expires={}&token={old}", NOW + 60);
+        assert_eq!(verify(Action::Publish, &old), Err(AuthError::BadToken));
+        assert_eq!(verify(Action::Play, &old), Err(AuthError::BadToken));
+        // With `auth both`, a viewer's token lets it watch and nothing more.
+        let c = conf("auth_secret s3cret; auth both;");
+        assert_eq!(authorize(&c, Action::Play, "live", "cam", &play, "", NOW), Ok(AuthOk::Token));
+        let refused = authorize(&c, Action::Publish, "live", "cam", &play, "", NOW);
+        assert_eq!(refused, Err(AuthError::WrongAction { signed: "play", asked: "publish" }));
+        assert!(refused.unwrap_err().is_token());
+        assert_eq!(authorize(&c, Action::Publish, "live", "cam", "", &play, NOW).map_err(|e| e.is_token()), Err(true));
     }
 
     #[test]
     fn tampered_tokens_fail() {
         let expires = NOW + 60;
-        let token = sign("s3cret", "live", "cam", expires);
-        let check = |secret: &str, app: &str, name: &str, args: &str| verify_token(secret, app, name, args, NOW);
+        let token = sign("s3cret", Action::Publish, "live", "cam", expires);
+        let check = |secret: &str, app: &str, name: &str, args: &str| {
+            verify_token(secret, Action::Publish, app, name, args, NOW)
+        };
         let good = format!("expires={expires}&token={token}");
         assert_eq!(check("other", "live", "cam", &good), Err(AuthError::BadToken));
         assert_eq!(check("s3cret", "live", "cam2", &good), Err(AuthError::BadToken));
@@ -281,6 +351,10 @@ mod tests {
             check("s3cret", "live", "cam", &format!("expires=-1&token={token}")),
             Err(AuthError::BadExpires("-1".into()))
         );
+        // What the client sent reaches the log line of the refusal escaped and capped.
+        let long = format!("expires=1\n{}&token={token}", "9".repeat(100_000));
+        let Err(AuthError::BadExpires(shown)) = check("s3cret", "live", "cam", &long) else { panic!() };
+        assert!(shown.starts_with("1\\n99") && shown.len() < 300, "{} bytes", shown.len());
         assert_eq!(check("s3cret", "live", "cam", "key=x"), Err(AuthError::MissingToken));
         assert_eq!(check("s3cret", "live", "cam", &format!("token={token}")), Err(AuthError::MissingToken));
     }
@@ -309,7 +383,7 @@ mod tests {
         assert_eq!(authorize(&c, Action::Play, "live", "x", "", "", NOW), Ok(AuthOk::NotRequired));
         let c = conf("auth_secret s3cret; auth both;");
         assert_eq!(authorize(&c, Action::Play, "live", "x", "", "", NOW), Err(AuthError::MissingToken));
-        let q = token_query("s3cret", "live", "x", NOW + 5);
+        let q = token_query("s3cret", Action::Play, "live", "x", NOW + 5);
         assert_eq!(authorize(&c, Action::Play, "live", "x", &q, "", NOW), Ok(AuthOk::Token));
         // The token may come with the application instead (`rtmp://host/live?expires=..`).
         assert_eq!(authorize(&c, Action::Play, "live", "x", "", &q, NOW), Ok(AuthOk::Token));
@@ -346,14 +420,14 @@ mod tests {
     #[test]
     fn key_or_token_either_is_enough() {
         let c = conf("auth_secret s3cret; publish_key studio hunter2;");
-        let token = token_query("s3cret", "live", "studio", NOW + 5);
+        let token = token_query("s3cret", Action::Publish, "live", "studio", NOW + 5);
         assert_eq!(authorize(&c, Action::Publish, "live", "studio", &token, "", NOW), Ok(AuthOk::Token));
         assert_eq!(authorize(&c, Action::Publish, "live", "studio", "key=hunter2", "", NOW), Ok(AuthOk::PublishKey));
         assert_eq!(
             authorize(&c, Action::Publish, "live", "studio", "key=bad", "", NOW),
             Err(AuthError::BadKey("studio".into()))
         );
-        let expired = token_query("s3cret", "live", "studio", NOW - 5);
+        let expired = token_query("s3cret", Action::Publish, "live", "studio", NOW - 5);
         assert_eq!(authorize(&c, Action::Publish, "live", "studio", &expired, "", NOW), Err(AuthError::Expired(5)));
     }
 }

@@ -520,8 +520,8 @@ impl Conn {
     /// Start a callback and stop reading until it answers.
     fn wait_for(&mut self, call: Call, then: Resume) {
         let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
-        tracing::debug!(client = %self.peer, app = %app, url = %call.url, "notify {}: waiting", call.call);
-        let url = call.url.clone();
+        tracing::debug!(client = %self.peer, app = %app, url = %notify::log_url(&call.url), "notify {}: waiting", call.call);
+        let url = notify::log_url(&call.url);
         let notifier = self.ctx.notifier.clone();
         let reply = Box::pin(async move { notifier.call(&call).await });
         self.waiting = Some(Waiting { reply, url, then });
@@ -673,7 +673,7 @@ impl Conn {
         let time = now.duration_since(u.started).as_secs();
         let form = notify::update_form(client, publishing, time, self.last_timestamp, &asked.name, &asked.args);
         let call = Call::new(&app.notify, "update", url, form);
-        tracing::debug!(client = %self.peer, app = %app.name, stream = %asked.name, url = %call.url, "notify update");
+        tracing::debug!(client = %self.peer, app = %app.name, stream = %asked.name, url = %notify::log_url(&call.url), "notify update");
         let notifier = self.ctx.notifier.clone();
         u.in_flight = Some(Box::pin(async move { notifier.call(&call).await }));
     }
@@ -683,7 +683,7 @@ impl Conn {
     fn on_update_reply(&mut self, reply: Result<Reply, CallError>) -> anyhow::Result<()> {
         let Some(app) = self.app.clone() else { return Ok(()) };
         let strict = app.notify.update_strict;
-        let url = app.notify.on_update.clone().unwrap_or_default();
+        let url = notify::log_url(app.notify.on_update.as_deref().unwrap_or_default());
         let stream =
             self.asked_publish.as_ref().or(self.asked_play.as_ref()).map_or("", |a| a.name.as_str()).to_owned();
         let failure = match &reply {

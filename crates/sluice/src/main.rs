@@ -1,16 +1,17 @@
 //! `sluice [-c FILE] [-t] [--http-listen ADDR|off]`: the command line, like nginx's; and
-//! `sluice token ...`, which prints a signed publish URL.
+//! `sluice token ...`, which prints a signed publish or play URL.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sluice::config::{parse_http_listen, parse_time, Config};
+use sluice::config::{parse_http_listen, parse_time, Action, Config};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
 Usage: sluice [-c FILE] [-t] [--http-listen ADDR|off] [-h] [-V] [--print-default-config]
-       sluice token --secret S --app APP --name STREAM [--ttl T] [--url rtmp://HOST[:PORT]]
+       sluice token --secret S --app APP --name STREAM [--publish|--play] [--ttl T]
+                    [--url rtmp://HOST[:PORT]]
 
 Options:
   -c FILE                  read the nginx-style configuration from FILE
@@ -25,7 +26,8 @@ Options:
 
 sluice token prints a URL signed for an application with auth_secret S, valid for T
 (nginx time: 30m, 1h, 7d; a bare number is seconds; default 1h), on rtmp://localhost
-unless --url says otherwise.
+unless --url says otherwise. The URL publishes (--publish, the default) or plays (--play),
+never both.
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
 
@@ -87,11 +89,25 @@ fn parse_args() -> Cli {
 /// The default lifetime of `sluice token` URLs.
 const TOKEN_TTL_SECS: u64 = 3600;
 
-/// `sluice token`: print `URL/APP/NAME?expires=..&token=..`.
+/// `sluice token`: print `URL/APP/NAME?expires=..&token=..` for publishing (the default, as
+/// `auth`'s default scope is publishing) or playing.
 fn token(mut it: impl Iterator<Item = String>) -> Cli {
     let (mut secret, mut app, mut name, mut ttl, mut url) =
         (None, None, None, TOKEN_TTL_SECS, "rtmp://localhost".to_string());
+    let mut action = None;
     while let Some(a) = it.next() {
+        let flag = match a.as_str() {
+            "--publish" => Some(Action::Publish),
+            "--play" => Some(Action::Play),
+            _ => None,
+        };
+        if let Some(asked) = flag {
+            if action.is_some_and(|had| had != asked) {
+                return usage_error("\"token\" takes --publish or --play, not both");
+            }
+            action = Some(asked);
+            continue;
+        }
         let Some(value) = it.next() else {
             return usage_error(&format!("option \"{a}\" of \"token\" requires a value"));
         };
@@ -114,8 +130,9 @@ fn token(mut it: impl Iterator<Item = String>) -> Cli {
     let (Some(secret), Some(app), Some(name)) = (secret, app, name) else {
         return usage_error("\"token\" needs --secret, --app and --name");
     };
+    let action = action.unwrap_or(Action::Publish);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    println!("{url}/{app}/{name}?{}", sluice::auth::token_query(&secret, &app, &name, now + ttl));
+    println!("{url}/{app}/{name}?{}", sluice::auth::token_query(&secret, action, &app, &name, now + ttl));
     Cli::Exit(ExitCode::SUCCESS)
 }
 

@@ -30,21 +30,40 @@
 //! Reply rules: 2xx allows; 3xx with `Location` renames/redirects (an `rtmp://` location would
 //! be a relay, which sluice does not have yet: refused, and logged so); anything else, no reply
 //! within `notify_timeout` or no connection refuses (fail closed). Calls run on the connection's
-//! task without blocking anything else; at most [`MAX_IN_FLIGHT`] run at once server-wide, on
-//! pooled keep-alive connections.
+//! task without blocking anything else, on pooled keep-alive connections.
+//!
+//! One backend (`host:port`) cannot starve another, and calls nobody waits for cannot starve
+//! calls a client waits for: each backend has its own bound on blocking calls in flight
+//! ([`MAX_BLOCKING_PER_BACKEND`]: connect, publish, play, update) and its own bounded queue of
+//! fire-and-forget calls (`*_done`, `disconnect`, `record_done`; [`BACKGROUND_QUEUE`] batches,
+//! [`BACKGROUND_PER_BACKEND`] in flight), which never waits: when full, calls are dropped with
+//! one log line. URLs reach logs through [`log_url`] (secret query values masked), and
+//! reqwest's errors without their URL (a GET's carries the client's `key=`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::config::{NotifyConf, NotifyMethod};
 use crate::events::{ClientInfo, Notice};
 use crate::server::ServerCtx;
+use crate::untrusted::{for_log, redact_query};
 
-/// Most callbacks in flight at once, server-wide; more wait for a slot (within their timeout).
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Most calls a client waits for (connect, publish, play, update) in flight at once to one
+/// backend; more wait for a slot (within their timeout).
+pub const MAX_BLOCKING_PER_BACKEND: usize = 64;
+/// Most fire-and-forget batches (one connection's `*_done`, `disconnect`, `record_done`) in
+/// flight at once to one backend.
+pub const BACKGROUND_PER_BACKEND: usize = 32;
+/// Fire-and-forget batches waiting per backend; more are dropped (and logged).
+pub const BACKGROUND_QUEUE: usize = 1024;
+/// Most callback backends (`host:port`) with bounds of their own; a config naming more shares
+/// one set of bounds among the rest.
+pub const MAX_BACKENDS: usize = 256;
 /// Idle keep-alive connections kept per callback host.
 const MAX_IDLE_PER_HOST: usize = 16;
 /// How long an idle callback connection is kept.
@@ -169,9 +188,11 @@ fn flashver(s: &str) -> &str {
     &s[..end]
 }
 
-/// The peer address as nginx-rtmp writes `addr`.
+/// The peer address as nginx-rtmp writes `addr`. An IPv4 client of a dual-stack listener
+/// (`::ffff:10.0.0.1`) is written as IPv4 (`10.0.0.1`), as nginx's IPv4 listener reports it,
+/// so backends checking addresses see one form.
 fn addr_text(ip: IpAddr) -> String {
-    ip.to_string()
+    ip.to_canonical().to_string()
 }
 
 /// The client's fields, in nginx-rtmp's order.
@@ -286,59 +307,201 @@ impl Call {
     }
 }
 
-/// Makes callbacks: pooled HTTP(S) clients and the server-wide bound on calls in flight.
-pub struct Notifier {
-    permits: Semaphore,
+/// The pooled HTTP(S) clients, one per `notify_tls_verify` setting, built on first use (so a
+/// server without callbacks never loads the system's certificates).
+#[derive(Default)]
+struct Clients {
     verified: OnceLock<Result<reqwest::Client, String>>,
     unverified: OnceLock<Result<reqwest::Client, String>>,
 }
 
-impl Default for Notifier {
-    fn default() -> Self {
-        Notifier { permits: Semaphore::new(MAX_IN_FLIGHT), verified: OnceLock::new(), unverified: OnceLock::new() }
-    }
-}
-
-impl std::fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier").field("free_slots", &self.permits.available_permits()).finish()
-    }
-}
-
-impl Notifier {
-    /// The client for `tls_verify`, built on first use (so a server without callbacks never
-    /// loads the system's certificates).
+impl Clients {
     fn client(&self, tls_verify: bool) -> Result<reqwest::Client, CallError> {
         let cell = if tls_verify { &self.verified } else { &self.unverified };
         let built = cell.get_or_init(|| build_client(tls_verify).map_err(|e| error_chain(&e)));
         built.clone().map_err(|e| CallError::Unreachable(format!("HTTP client setup failed: {e}")))
     }
 
-    /// Make the call and interpret the reply. Waiting for a slot counts towards the timeout.
-    pub async fn call(&self, call: &Call) -> Result<Reply, CallError> {
-        let attempt = async {
-            let _slot = self.permits.acquire().await.map_err(|_| CallError::Unreachable("shutting down".into()))?;
-            let client = self.client(call.tls_verify)?;
-            let request = match call.method {
-                NotifyMethod::Get => client.get(call.get_url()),
-                NotifyMethod::Post => client
-                    .post(&call.url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(call.form.clone()),
-            };
-            let mut response = request.send().await.map_err(|e| CallError::Unreachable(error_chain(&e)))?;
-            let status = response.status().as_u16();
-            let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
-            let reply = interpret(status, location);
-            // Read a small body to the end so the connection goes back to the pool.
-            let mut read = 0;
-            while let Ok(Some(chunk)) = response.chunk().await {
-                read += chunk.len();
-                if read > MAX_BODY {
-                    break;
+    /// Send the request and interpret the reply (no timeout here: callers set it).
+    async fn exchange(&self, call: &Call) -> Result<Reply, CallError> {
+        let client = self.client(call.tls_verify)?;
+        let request = match call.method {
+            NotifyMethod::Get => client.get(call.get_url()),
+            NotifyMethod::Post => client
+                .post(&call.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(call.form.clone()),
+        };
+        // reqwest's errors name the URL, which with GET carries the client's query (`key=`):
+        // never let it reach a log.
+        let mut response = request.send().await.map_err(|e| CallError::Unreachable(error_chain(&e.without_url())))?;
+        let status = response.status().as_u16();
+        let location = response.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
+        let reply = interpret(status, location);
+        // Read a small body to the end so the connection goes back to the pool.
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > MAX_BODY {
+                break;
+            }
+        }
+        Ok(reply)
+    }
+
+    /// One fire-and-forget call with its own `notify_timeout`; the outcome is only logged.
+    async fn report(&self, call: &Call, client: &str) {
+        let url = log_url(&call.url);
+        match tokio::time::timeout(call.timeout, self.exchange(call)).await {
+            Ok(Ok(reply)) => tracing::debug!(client = %client, url = %url, "notify {}: {reply:?}", call.call),
+            Ok(Err(e)) => tracing::warn!(client = %client, url = %url, "notify {} failed: {e}", call.call),
+            Err(_) => {
+                let e = CallError::Timeout(call.timeout);
+                tracing::warn!(client = %client, url = %url, "notify {} failed: {e}", call.call)
+            }
+        }
+    }
+}
+
+/// Fire-and-forget calls of one connection for one backend, made in order.
+struct Batch {
+    calls: Vec<Call>,
+    client: String,
+}
+
+/// One callback server (`host:port`): its own bound on blocking calls, and its own queue and
+/// bound for fire-and-forget calls, so a hung backend holds only its own clients.
+struct Backend {
+    /// `host:port`, for logs.
+    name: String,
+    /// Blocking calls (connect, publish, play, update) in flight to this backend.
+    blocking: Semaphore,
+    /// Fire-and-forget batches waiting; the worker draining it starts on first use.
+    queue: OnceLock<mpsc::Sender<Batch>>,
+    /// Calls dropped since the queue was last found with room (0: not dropping now).
+    dropped: AtomicU64,
+}
+
+impl Backend {
+    fn new(name: String) -> Self {
+        Backend {
+            name,
+            blocking: Semaphore::new(MAX_BLOCKING_PER_BACKEND),
+            queue: OnceLock::new(),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queue `batch` without waiting; when the queue is full it is dropped, with one log line
+    /// per episode (when dropping starts, and when it stops with the count).
+    fn enqueue(&self, batch: Batch, clients: &Arc<Clients>) {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(BACKGROUND_QUEUE);
+            tokio::spawn(drain(clients.clone(), rx));
+            tx
+        });
+        let calls = batch.calls.len() as u64;
+        match queue.try_send(batch) {
+            Ok(()) => {
+                let dropped = self.dropped.swap(0, Ordering::Relaxed);
+                if dropped > 0 {
+                    tracing::warn!(backend = %self.name, "notify: queue has room again; {dropped} fire-and-forget calls were dropped");
                 }
             }
-            Ok(reply)
+            Err(mpsc::error::TrySendError::Full(batch)) => {
+                if self.dropped.fetch_add(calls, Ordering::Relaxed) == 0 {
+                    let what = batch.calls.iter().map(|c| c.call).collect::<Vec<_>>().join(",");
+                    tracing::warn!(backend = %self.name, client = %batch.client, "notify: fire-and-forget queue full ({BACKGROUND_QUEUE} connections' calls wait for this backend); dropping {what} and more until it drains");
+                }
+            }
+            // The worker is gone: the runtime is shutting down.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Makes one backend's fire-and-forget batches, at most [`BACKGROUND_PER_BACKEND`] at once.
+async fn drain(clients: Arc<Clients>, mut queue: mpsc::Receiver<Batch>) {
+    let slots = Arc::new(Semaphore::new(BACKGROUND_PER_BACKEND));
+    while let Some(batch) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            for call in &batch.calls {
+                clients.report(call, &batch.client).await;
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The backend a URL's calls count against: `host:port` (default port by scheme).
+pub fn backend_key(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)),
+        // Config URLs were parsed when the config was read; this is not reached.
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// A callback URL as logs show it: values of secret query parameters (`?secret=..`) masked.
+pub fn log_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, query)) => format!("{}?{}", for_log(base), redact_query(query)),
+        None => for_log(url).into_owned(),
+    }
+}
+
+/// Makes callbacks: pooled HTTP(S) clients, and per backend a bound on blocking calls in
+/// flight and a bounded queue of fire-and-forget calls.
+///
+/// Backends are keyed by `host:port` of callback URLs, which come only from the config
+/// (replies' `Location` is never followed), so the map holds at most one entry per distinct
+/// backend in the config; [`MAX_BACKENDS`] caps it anyway, further backends sharing one entry.
+#[derive(Default)]
+pub struct Notifier {
+    clients: Arc<Clients>,
+    backends: Mutex<HashMap<String, Arc<Backend>>>,
+    /// Shared by backends past [`MAX_BACKENDS`].
+    overflow: OnceLock<Arc<Backend>>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backends = self.backends.lock().map_or(0, |b| b.len());
+        f.debug_struct("Notifier").field("backends", &backends).finish()
+    }
+}
+
+impl Notifier {
+    /// The backend of `url`, created on first use.
+    fn backend(&self, url: &str) -> Arc<Backend> {
+        let key = backend_key(url);
+        let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = backends.get(&key) {
+            return b.clone();
+        }
+        if backends.len() >= MAX_BACKENDS {
+            return self
+                .overflow
+                .get_or_init(|| {
+                    tracing::warn!(
+                        "notify: more than {MAX_BACKENDS} callback backends; the rest share one set of bounds"
+                    );
+                    Arc::new(Backend::new("(others)".into()))
+                })
+                .clone();
+        }
+        backends.entry(key.clone()).or_insert_with(|| Arc::new(Backend::new(key))).clone()
+    }
+
+    /// Make a call a client waits for (connect, publish, play, update) and interpret the
+    /// reply. Waiting for one of the backend's slots counts towards the timeout.
+    pub async fn call(&self, call: &Call) -> Result<Reply, CallError> {
+        let backend = self.backend(&call.url);
+        let attempt = async {
+            let _slot = backend.blocking.acquire().await.map_err(|_| CallError::Unreachable("shutting down".into()))?;
+            self.clients.exchange(call).await
         };
         match tokio::time::timeout(call.timeout, attempt).await {
             Ok(result) => result,
@@ -346,18 +509,22 @@ impl Notifier {
         }
     }
 
-    /// Make calls nobody waits for (`*_done`, `disconnect`, `record_done`), one after the
-    /// other in the background; outcomes are only logged.
+    /// Make calls nobody waits for (`*_done`, `disconnect`, `record_done`) in the background:
+    /// in order per backend, queued per backend (never waiting; dropped when the queue is
+    /// full), so they can neither delay calls clients wait for nor other backends' calls.
+    /// Outcomes are only logged.
     pub fn spawn_all(self: &Arc<Self>, calls: Vec<Call>, client: String) {
-        let notifier = self.clone();
-        tokio::spawn(async move {
-            for call in calls {
-                match notifier.call(&call).await {
-                    Ok(reply) => tracing::debug!(client = %client, url = %call.url, "notify {}: {reply:?}", call.call),
-                    Err(e) => tracing::warn!(client = %client, url = %call.url, "notify {} failed: {e}", call.call),
-                }
+        let mut batches: Vec<(Arc<Backend>, Vec<Call>)> = Vec::new();
+        for call in calls {
+            let backend = self.backend(&call.url);
+            match batches.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &backend)) {
+                Some((_, calls)) => calls.push(call),
+                None => batches.push((backend, vec![call])),
             }
-        });
+        }
+        for (backend, calls) in batches {
+            backend.enqueue(Batch { calls, client: client.clone() }, &self.clients);
+        }
     }
 }
 
@@ -427,7 +594,7 @@ fn on_notice(ctx: &ServerCtx, notice: Notice) {
     let Some(app) = ctx.apps.iter().find(|a| a.name == client.app) else { return };
     let Some(url) = app.notify.record_done_url(&recorder) else { return };
     let path = path.to_string_lossy();
-    tracing::info!(client = %client.addr, app = %app.name, stream = %name, recorder = %recorder, path = %path, "notify record_done {url}");
+    tracing::info!(client = %client.addr, app = %app.name, stream = %name, recorder = %recorder, path = %path, "notify record_done {}", log_url(url));
     let form = record_done_form(&client, &recorder, &name, &path, &args);
     let call = Call::new(&app.notify, "record_done", url, form);
     ctx.notifier.spawn_all(vec![call], client.addr.to_string());
@@ -493,6 +660,72 @@ mod tests {
             connect_form(&c, 5941406, "x=1"),
             "app=live&flashver=FMLE/3.0%20(compatible%3B%20Lavf59.27&swfurl=&tcurl=rtmp://127.0.0.1:19350/live&pageurl=&addr=127.0.0.1&epoch=5941406&call=connect&x=1"
         );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_are_reported_as_ipv4() {
+        let mut c = client();
+        c.addr = "[::ffff:10.1.2.3]:5000".parse().unwrap();
+        assert!(session_form(&c).finish().contains("&addr=10.1.2.3&"));
+        c.addr = "[2001:db8::1]:5000".parse().unwrap();
+        assert!(session_form(&c).finish().contains("&addr=2001:db8::1&"));
+    }
+
+    #[test]
+    fn urls_in_logs_hide_secrets() {
+        assert_eq!(log_url("http://h/auth"), "http://h/auth");
+        assert_eq!(log_url("http://h/auth?site=2&secret=abc&token=t"), "http://h/auth?site=2&secret=***&token=***");
+        assert_eq!(log_url("http://h/a\nb?key=k"), "http://h/a\\nb?key=***");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failed_calls_do_not_carry_the_clients_query_into_logs() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = NotifyConf { method: NotifyMethod::Get, ..Default::default() };
+        let call = Call::new(&conf, "publish", &format!("http://127.0.0.1:{port}/auth"), "key=s3cret".into());
+        let Err(CallError::Unreachable(why)) = Notifier::default().call(&call).await else { panic!() };
+        assert!(!why.contains("s3cret") && !why.contains("/auth"), "{why}");
+    }
+
+    #[test]
+    fn backends_are_host_and_port() {
+        assert_eq!(backend_key("http://auth.example:8080/on_publish?x=1"), "auth.example:8080");
+        assert_eq!(backend_key("http://auth.example/p"), "auth.example:80");
+        assert_eq!(backend_key("https://auth.example/p"), "auth.example:443");
+        assert_eq!(backend_key("http://[::1]:9/p"), "[::1]:9");
+        let n = Notifier::default();
+        assert!(Arc::ptr_eq(&n.backend("http://a:1/x"), &n.backend("http://a:1/y?z")));
+        assert!(!Arc::ptr_eq(&n.backend("http://a:1/x"), &n.backend("http://a:2/x")));
+    }
+
+    #[test]
+    fn the_backend_map_is_bounded() {
+        let n = Notifier::default();
+        let first = n.backend("http://h0:1/");
+        let last = (1..MAX_BACKENDS + 50).map(|i| n.backend(&format!("http://h{i}:1/"))).last().unwrap();
+        assert_eq!(n.backends.lock().unwrap().len(), MAX_BACKENDS);
+        assert_eq!(last.name, "(others)");
+        assert!(Arc::ptr_eq(&first, &n.backend("http://h0:1/")), "known backends keep their own bounds");
+    }
+
+    /// Issue #9, defect 11: fire-and-forget calls to a hung backend queue up to a bound and are
+    /// then dropped, and never take the slots of calls a client waits for.
+    #[tokio::test(flavor = "current_thread")]
+    async fn fire_and_forget_calls_are_queued_per_backend_and_dropped_when_full() {
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/done", hung.local_addr().unwrap());
+        let n = Arc::new(Notifier::default());
+        let conf = NotifyConf::default();
+        let batch =
+            || vec![Call::new(&conf, "done", &url, "a=1".into()), Call::new(&conf, "disconnect", &url, "b=2".into())];
+        // The worker cannot run until this test yields, so exactly BACKGROUND_QUEUE fit.
+        for i in 0..BACKGROUND_QUEUE + 10 {
+            n.spawn_all(batch(), format!("127.0.0.1:{i}"));
+        }
+        let backend = n.backend(&url);
+        assert_eq!(backend.dropped.load(Ordering::Relaxed), 20);
+        assert_eq!(backend.blocking.available_permits(), MAX_BLOCKING_PER_BACKEND);
+        assert_eq!(n.backends.lock().unwrap().len(), 1);
     }
 
     #[test]

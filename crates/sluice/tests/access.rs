@@ -519,11 +519,12 @@ async fn max_connections_rejects_the_one_too_many() {
     drop(b);
 }
 
-/// `sluice token` as a user runs it.
-fn token_url(server: &Server, secret: &str, name: &str, ttl: &str) -> String {
+/// `sluice token` as a user runs it; `flags` picks the action (`--play`; none: publish).
+fn token_url(server: &Server, secret: &str, name: &str, ttl: &str, flags: &[&str]) -> String {
     let out = run_timeout(
         Command::new(sluice_bin())
             .args(["token", "--secret", secret, "--app", "live", "--name", name, "--ttl", ttl])
+            .args(flags)
             .args(["--url", &format!("rtmp://127.0.0.1:{}", server.port)]),
         Duration::from_secs(10),
     );
@@ -534,18 +535,21 @@ fn token_url(server: &Server, secret: &str, name: &str, ttl: &str) -> String {
 #[test]
 fn signed_tokens_let_ffmpeg_in_and_keep_others_out() {
     let server = server("application live { live on; auth_secret s3cret; auth both; }");
-    let url = token_url(&server, "s3cret", "cam", "1h");
+    let url = token_url(&server, "s3cret", "cam", "1h", &[]);
     assert!(url.starts_with(&format!("rtmp://127.0.0.1:{}/live/cam?expires=", server.port)), "{url}");
     let _publisher = ffmpeg_publish(&url, 20, 25);
     wait_published(&server, "cam");
     wait_log(&server, &["publish allowed by signed token", "stream=cam"]);
     // Players need their own token too (auth both).
-    let play_url = token_url(&server, "s3cret", "cam", "60");
+    let play_url = token_url(&server, "s3cret", "cam", "60", &["--play"]);
     assert_eq!(ffprobe_streams(&play_url), vec!["aac".to_string(), "h264,640,360".to_string()]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let expired = format!("cam2?{}", sluice::auth::token_query("s3cret", "live", "cam2", now - 10));
-    let wrong_secret = format!("cam2?{}", sluice::auth::token_query("guess", "live", "cam2", now + 60));
+    let publish_query = |secret: &str, expires: u64| {
+        sluice::auth::token_query(secret, sluice::config::Action::Publish, "live", "cam2", expires)
+    };
+    let expired = format!("cam2?{}", publish_query("s3cret", now - 10));
+    let wrong_secret = format!("cam2?{}", publish_query("guess", now + 60));
     let other_stream = format!("cam2?{}", url.split_once('?').unwrap().1);
     for (name, why) in [
         ("cam2".to_string(), "no token"),
@@ -560,6 +564,42 @@ fn signed_tokens_let_ffmpeg_in_and_keep_others_out() {
     let (code, _) = rt.block_on(first_status(&server, "live", play("cam")));
     assert_eq!(code, "NetStream.Play.Failed");
     wait_log(&server, &["publish refused: token expired", "reason=token"]);
+}
+
+/// Issue #9, defect 9: with `auth both`, a viewer's play token also published.
+#[test]
+fn a_play_token_does_not_publish_and_a_publish_token_does_not_play() {
+    let server = server("application live { live on; auth_secret s3cret; auth both; }");
+    let play_url = token_url(&server, "s3cret", "cam", "1h", &["--play"]);
+    let publish_url = token_url(&server, "s3cret", "cam", "1h", &["--publish"]);
+    assert_ne!(play_url, publish_url);
+    // ffmpeg with the viewer's URL is refused and gives up.
+    let out = run_timeout(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-f", "flv", &play_url]),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success(), "ffmpeg published with a play token; log:\n{}", server.log());
+    wait_log(&server, &["publish refused: token is for play, not publish", "reason=token", "stream=cam"]);
+    assert!(!server.log().contains("publish allowed"), "{}", server.log());
+    // The publisher's own URL publishes; ffprobe with it cannot play, with the viewer's it can.
+    let _publisher = ffmpeg_publish(&publish_url, 20, 25);
+    wait_published(&server, "cam");
+    let probe = run_timeout(
+        Command::new("ffprobe").args(["-v", "error", "-rw_timeout", "15000000", "-show_streams", &publish_url]),
+        Duration::from_secs(30),
+    );
+    assert!(!probe.status.success(), "ffprobe played with a publish token");
+    wait_log(&server, &["play refused: token is for publish, not play", "reason=token"]);
+    assert_eq!(ffprobe_streams(&play_url), vec!["aac".to_string(), "h264,640,360".to_string()]);
+    // `token` refuses to sign both at once.
+    let both = run_timeout(
+        Command::new(sluice_bin()).args(["token", "--secret", "s", "--app", "a", "--name", "n", "--publish", "--play"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("--publish or --play, not both"));
 }
 
 #[test]
@@ -603,4 +643,135 @@ fn on_record_done_reports_each_closed_recording() {
     assert!(path.starts_with(&dir.0.display().to_string()) && path.ends_with(".flv"), "{path}");
     assert!(file_exists_nonempty(std::path::Path::new(path)), "{path}");
     assert!(hit.form.starts_with("app=live&flashver="), "{}", hit.form);
+}
+
+/// A callback backend that accepts connections and never answers (hung), counting them.
+struct HungBackend {
+    addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HungBackend {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            // Held open, never read from or answered, until the test process ends.
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        HungBackend { addr, accepted }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Wait until `n` connections are held, i.e. that many calls hang in sluice.
+    async fn wait_accepted(&self, n: usize, server: &Server) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.accepted.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} calls reached the hung backend; log:\n{}",
+                self.accepted.load(std::sync::atomic::Ordering::SeqCst),
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Clients enough to fill the old server-wide pool of 64 callback slots.
+const CROWD: usize = 80;
+
+/// A publish to `live` whose `on_publish` backend is healthy: allowed, and without waiting for
+/// the hung backend (the old shared pool made it wait for a slot until `notify_timeout`).
+async fn publish_promptly(server: &Server, healthy: &Backend) {
+    let started = Instant::now();
+    let (code, why) = first_status(server, "live", publish("cam")).await;
+    let waited = started.elapsed();
+    assert_eq!(code, "NetStream.Publish.Start", "{why}; waited {waited:?}; log:\n{}", server.log());
+    assert!(waited < Duration::from_secs(8), "the healthy callback waited {waited:?}");
+    assert!(healthy.hits().iter().any(|h| h.field("call") == Some("publish") && h.field("name") == Some("cam")));
+}
+
+/// Issue #9, defect 11: with one application's backend hung, other applications' callbacks
+/// took 3-5 s or were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_backend_holds_only_its_own_applications_clients() {
+    let hung = HungBackend::start();
+    let healthy = Backend::start();
+    let server = server(&format!(
+        "application stuck {{ live on; on_publish {}; notify_timeout 60s; }}
+         application live {{ live on; on_publish {}; notify_timeout 10s; }}",
+        hung.url("/publish"),
+        healthy.url("/ok/publish"),
+    ));
+    let mut waiting = Vec::new();
+    for i in 0..CROWD {
+        let addr = server.addr();
+        waiting.push(tokio::spawn(async move {
+            let mut c = RtmpClient::connect(addr, "stuck", publish(&format!("s{i}"))).await.unwrap();
+            c.next_status().await
+        }));
+    }
+    hung.wait_accepted(64, &server).await;
+    publish_promptly(&server, &healthy).await;
+    // The stuck ones are still waiting for their backend.
+    assert!(waiting.iter().all(|t| !t.is_finished()));
+    waiting.iter().for_each(|t| t.abort());
+}
+
+/// Issue #9, defect 11: a mass disconnect's fire-and-forget calls (`on_play_done`, `on_done`)
+/// to a hung backend made new publishers time out and be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_and_forget_calls_to_a_hung_backend_do_not_delay_a_blocking_call() {
+    let hung = HungBackend::start();
+    let healthy = Backend::start();
+    let server = server(&format!(
+        "application busy {{ live on; on_play_done {}; on_done {}; notify_timeout 60s; }}
+         application live {{ live on; on_publish {}; notify_timeout 10s; }}",
+        hung.url("/play_done"),
+        hung.url("/done"),
+        healthy.url("/ok/publish"),
+    ));
+    let mut players = Vec::new();
+    for _ in 0..CROWD {
+        let mut c = RtmpClient::connect(server.addr(), "busy", play("nobody-yet")).await.unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(15), c.next_status()).await.expect("a status").unwrap();
+        assert_eq!(code, "NetStream.Play.Start");
+        players.push(c);
+    }
+    // All leave at once: CROWD play_done + done calls to the hung backend.
+    drop(players);
+    hung.wait_accepted(32, &server).await;
+    // Let the rest of the burst reach whatever bound holds it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publish_promptly(&server, &healthy).await;
+}
+
+/// Issue #9, defect 13: a refused GET callback logged reqwest's error, whose URL carried the
+/// client's `key=`; callback URLs with secrets in their query were logged as written.
+#[tokio::test]
+async fn callback_logs_carry_no_secrets() {
+    let backend = Backend::start();
+    let nobody = format!("http://127.0.0.1:{}/auth?secret=hunter2", free_port());
+    let server = server(&format!(
+        "application live {{ live on; notify_method get; on_play {nobody}; on_publish {}; }}",
+        backend.url("/status/403?secret=hunter2"),
+    ));
+    let (code, _) = first_status(&server, "live", play("cam?key=k3y")).await;
+    assert_eq!(code, "NetStream.Play.Failed");
+    let (code, _) = first_status(&server, "live", publish("cam?key=k3y")).await;
+    assert_eq!(code, "NetStream.Publish.BadName");
+    wait_log(&server, &["play refused", "reason=callback_unreachable", "secret=***"]);
+    wait_log(&server, &["publish refused", "answered 403", "secret=***"]);
+    let log = server.log();
+    assert!(!log.contains("hunter2") && !log.contains("k3y"), "{log}");
 }

@@ -72,13 +72,10 @@ pub enum AddrMatch {
 
 impl AddrMatch {
     /// True when `ip` is inside. IPv4-mapped IPv6 peers (`::ffff:10.0.0.1`, what a dual-stack
-    /// listener reports) are matched as IPv4, as nginx-rtmp does.
+    /// listener reports) are matched as IPv4, as nginx-rtmp does; rules written that way were
+    /// made IPv4 rules when the config was read (see [`addr_match`]).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        match (*self, ip) {
+        match (*self, ip.to_canonical()) {
             (AddrMatch::All, _) => true,
             (AddrMatch::V4 { addr, mask }, IpAddr::V4(ip)) => u32::from(ip) & mask == addr,
             (AddrMatch::V6 { addr, mask }, IpAddr::V6(ip)) => u128::from(ip) & mask == addr,
@@ -271,6 +268,15 @@ fn addr_match(d: &Directive, arg: &Arg) -> Result<AddrMatch, Fail> {
             _ => return Err(invalid(d, arg, MUST)),
         },
         None => max,
+    };
+    // `::ffff:10.0.0.0/104` is `10.0.0.0/8` written for IPv6: peers are compared as IPv4, so the
+    // rule must be too, or it never matches. A shorter prefix also covers real IPv6 addresses
+    // and stays an IPv6 rule (as in nginx, IPv4 peers never match it).
+    let (ip, bits) = match ip {
+        IpAddr::V6(v6) if bits >= 96 && v6.to_ipv4_mapped().is_some() => {
+            (IpAddr::V4(v6.to_ipv4_mapped().expect("checked")), bits - 96)
+        }
+        other => (other, bits),
     };
     let m = match ip {
         IpAddr::V4(v4) => {
