@@ -464,12 +464,12 @@ fn live_content_comes_before_files() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let state = sluice::http::HttpState {
-        hub: sluice::hub::Hub::new(),
-        live: vec![Arc::new(live_hook::Memory(dir.0.join("hls")))],
-        site: Arc::new(site),
-        records: Default::default(),
-    };
+    let state = sluice::http::HttpState::for_site(
+        sluice::hub::Hub::new(),
+        vec![Arc::new(live_hook::Memory(dir.0.join("hls")))],
+        site,
+        Default::default(),
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = rt.spawn(sluice::http::serve(listener, state, shutdown.clone()));
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
