@@ -191,9 +191,9 @@ fn check_access(loc: &Location, req: &Request, path: &str) -> Option<Response> {
 /// A browser request made by a page of another site (`Sec-Fetch-Site`, sent by every current
 /// browser; clients such as curl send none).
 fn is_cross_site(req: &Request) -> bool {
-    req.headers()
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site") || v.as_bytes().eq_ignore_ascii_case(b"same-site"))
+    req.headers().get("sec-fetch-site").is_some_and(|v| {
+        v.as_bytes().eq_ignore_ascii_case(b"cross-site") || v.as_bytes().eq_ignore_ascii_case(b"same-site")
+    })
 }
 
 /// The client's address, as the connection reported it.

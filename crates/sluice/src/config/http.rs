@@ -730,7 +730,10 @@ fn read_location(d: &Directive, parent: Option<(&str, bool)>) -> Result<Option<R
             }
             "keepalive_timeout" => {
                 time(c)?;
-                tracing::warn!(line = c.span.line, "\"keepalive_timeout\" in a location ignored: sluice reads it in http and server");
+                tracing::warn!(
+                    line = c.span.line,
+                    "\"keepalive_timeout\" in a location ignored: sluice reads it in http and server"
+                );
             }
             _ => loc.layer.set(c, Some(&loc.uri))?,
         }
@@ -1026,4 +1029,110 @@ fn app_span(rtmp: Option<&Directive>, server: usize, name: &str) -> Span {
             apps.iter().find(|a| a.name == "application" && a.args.first().is_some_and(|n| n.value == name))
         })
         .map_or(rtmp.span, |a| a.span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn servers(text: &str) -> Vec<HttpServerConf> {
+        Config::parse(text, "t.conf").unwrap().http.servers()
+    }
+
+    fn error(text: &str) -> String {
+        Config::parse(text, "t.conf").unwrap_err().to_string()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The rule that denies `addr` in the location serving `path`, as written.
+    fn denied(s: &HttpServerConf, path: &str, addr: &str) -> Option<String> {
+        s.location(path).denied_by(ip(addr)).map(|r| r.text.clone())
+    }
+
+    #[test]
+    fn builtin_control_is_loopback_only() {
+        let s = servers("rtmp { server { application live { live on; } } }").remove(0);
+        for allowed in ["127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(denied(&s, "/control/record/start", allowed), None, "{allowed}");
+        }
+        for refused in ["10.0.0.1", "192.168.1.2", "::2", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert_eq!(denied(&s, "/control/record/start", refused).as_deref(), Some("deny all"), "{refused}");
+        }
+        assert_eq!(denied(&s, "/healthz", "10.0.0.1"), None, "only /control/ is restricted");
+        assert_eq!(s.limits, HttpLimits::default());
+    }
+
+    #[test]
+    fn rules_inherit_like_nginx_access_module() {
+        let s = servers(
+            "http { allow 10.0.0.0/8; deny all; server { listen 8081; deny 192.0.2.1;
+                location /a { } location /b { allow all; location /b/c { } } location /d { } }
+                server { listen 8082; location /e { } } }",
+        );
+        assert_eq!(denied(&s[0], "/a/x", "192.0.2.1").as_deref(), Some("deny 192.0.2.1"));
+        assert_eq!(denied(&s[0], "/a/x", "10.1.1.1"), None, "the server's rules replace the http block's");
+        assert_eq!(denied(&s[0], "/b/c/x", "192.0.2.1"), None, "a location's own rules replace the server's");
+        assert_eq!(denied(&s[0], "/elsewhere", "192.0.2.1").as_deref(), Some("deny 192.0.2.1"));
+        assert_eq!(denied(&s[1], "/e", "192.0.2.1").as_deref(), Some("deny all"));
+        assert_eq!(denied(&s[1], "/e", "10.2.3.4"), None, "first match wins");
+    }
+
+    #[test]
+    fn implicit_hls_locations_take_the_servers_rules() {
+        let s = servers(
+            "rtmp { server { application a { hls on; hls_path /tmp/hls; } } }
+             http { server { listen 8081; allow 127.0.0.1; deny all; } }",
+        );
+        assert_eq!(denied(&s[0], "/hls/a.m3u8", "10.0.0.1").as_deref(), Some("deny all"));
+        assert_eq!(denied(&s[0], "/hls/a.m3u8", "127.0.0.1"), None);
+    }
+
+    #[test]
+    fn addresses_networks_and_mapped_ipv4() {
+        assert_eq!(addr_match("all"), Some(AddrMatch::All));
+        assert_eq!(addr_match("10.1.2.3/8"), Some(AddrMatch::V4 { addr: 0x0A00_0000, mask: 0xFF00_0000 }));
+        assert_eq!(addr_match("::ffff:10.0.0.0/104"), addr_match("10.0.0.0/8"), "mapped networks are IPv4");
+        assert_eq!(addr_match("::ffff:127.0.0.1"), addr_match("127.0.0.1"));
+        assert_eq!(addr_match("0.0.0.0/0"), Some(AddrMatch::V4 { addr: 0, mask: 0 }));
+        assert!(addr_match("2001:db8::/32").unwrap().contains(ip("2001:db8:1::1")));
+        for bad in ["10.0.0.0/33", "::1/129", "10.0.0/8", "nothing", "10.0.0.0/+8", "10.0.0.0/", "unix:", ""] {
+            assert_eq!(addr_match(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_config_errors() {
+        let e = error("http { server {\n  location /c { allow 10.0.0.0/33; } } }");
+        assert!(e.starts_with("t.conf:2:23: invalid value \"10.0.0.0/33\" in \"allow\" directive"), "{e}");
+        let e = error("http { server { deny publish all; } }");
+        assert!(e.contains("invalid number of arguments in \"deny\" directive"), "{e}");
+        let e = error("http { server { allow; } }");
+        assert!(e.contains("invalid number of arguments in \"allow\" directive"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_and_connection_limit() {
+        let s = servers(
+            "http { client_header_timeout 2s; server { listen 8081; keepalive_timeout 1s 1s; send_timeout 3s;
+                max_connections 4; location /x { keepalive_timeout 9s; } } server { listen 8082; keepalive_timeout 0; } }",
+        );
+        let want = HttpLimits {
+            header_timeout: Duration::from_secs(2),
+            keepalive_timeout: Some(Duration::from_secs(1)),
+            send_timeout: Duration::from_secs(3),
+            max_connections: 4,
+        };
+        assert_eq!(s[0].limits, want);
+        assert_eq!(s[0].limits.head_timeout(), Duration::from_secs(1), "a shorter keep-alive shortens the wait");
+        assert_eq!(s[1].limits.keepalive_timeout, None, "0 turns keep-alive off");
+        assert_eq!(s[1].limits.head_timeout(), Duration::from_secs(2));
+        assert!(error("http { client_header_timeout 0; }").contains("a time longer than 0"));
+        assert!(error("http { server { max_connections 0; } }").contains("between 1 and"));
+        assert!(error("http { server { location / { max_connections 3; } } }").contains("not allowed here"));
+        assert!(error("http { server { send_timeout soon; } }").contains("invalid value \"soon\""));
+    }
 }
