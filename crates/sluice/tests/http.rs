@@ -614,6 +614,7 @@ fn connection_limit_closes_extra_connections_and_spares_rtmp() {
     assert_eq!(closed, 1, "a connection past max_connections is closed at once: {}", s.log());
     // A flood of idle connections: the fifth and later are closed, RTMP keeps answering.
     held.extend((0..80).filter_map(|_| TcpStream::connect(("127.0.0.1", s.http_port)).ok()));
+    std::thread::sleep(Duration::from_millis(500));
     assert!(rtmp_answers(s.rtmp_port), "RTMP must not starve behind HTTP: {}", s.log());
     let log = s.log();
     assert_eq!(log.matches("http connection limit reached").count(), 1, "logged once per episode: {log}");
