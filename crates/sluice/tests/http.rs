@@ -636,6 +636,32 @@ fn connection_limit_closes_extra_connections_and_spares_rtmp() {
     assert!(held.len() > 60);
 }
 
+#[test]
+fn send_timeout_drops_a_client_that_stops_reading() {
+    let dir = TempDir::new("http-send");
+    let big = 32 << 20;
+    std::fs::create_dir_all(dir.path("www")).unwrap();
+    std::fs::write(dir.path("www/big.bin"), pattern(big)).unwrap();
+    let conf = "rtmp { server { listen 127.0.0.1:{rtmp}; } }
+http { server { listen 127.0.0.1:{http}; send_timeout 1s; root {dir}; } }";
+    let s = Sluice::start(&dir, conf, &[]);
+    s.wait_port(s.http_port);
+    let mut c = TcpStream::connect(("127.0.0.1", s.http_port)).unwrap();
+    c.write_all(b"GET /www/big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Read nothing for a while: the socket buffers fill and the server's writes wait.
+    std::thread::sleep(Duration::from_secs(4));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got > 0 && got < big, "the server gave up on a client that read nothing for 1 s: got {got} of {big} bytes");
+}
+
 // ---- process signals (defect 7) ----
 
 #[test]
