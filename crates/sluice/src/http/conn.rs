@@ -38,7 +38,7 @@ pub(super) async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let mut full = false;
+    let mut refusals = RefusalLog::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -53,26 +53,42 @@ pub(super) async fn accept_loop(
             }
         };
         let Some(permit) = connections.try_acquire() else {
-            // Once per episode, not per connection: a flood would otherwise flood the log.
-            if !full {
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    client = %peer,
-                    "http connection limit reached; closing new connections until some end"
-                );
-                full = true;
-            }
+            refusals.refused(peer, limits.max_connections);
             drop(socket);
             continue;
         };
-        if full {
-            tracing::info!(open = connections.current(), "http connections accepted again");
-            full = false;
-        }
         tracker.spawn(serve_connection(socket, peer, limits, permit, router.clone(), shutdown.clone()));
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// How often the connection limit is logged while connections are being refused.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Logs refusals at the connection limit once, then at most once per
+/// [`REFUSAL_LOG_INTERVAL`] with the count since: a flood must not flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, max: u32) {
+        self.since += 1;
+        if self.last.is_some_and(|t| t.elapsed() < REFUSAL_LOG_INTERVAL) {
+            return;
+        }
+        tracing::warn!(
+            max_connections = max,
+            client = %peer,
+            refused = self.since,
+            "http connection limit reached; new connections are closed until some end"
+        );
+        self.last = Some(tokio::time::Instant::now());
+        self.since = 0;
+    }
 }
 
 /// One connection, until the client or a timeout closes it; on shutdown, the request in
