@@ -16,7 +16,8 @@
 //! Every response carries `Access-Control-Allow-Origin: *` unless `add_header` sets it, so
 //! browser players on other origins can fetch playlists and segments; responses of control
 //! locations (`rtmp_control`) do not, and the control API refuses cross-site browser
-//! requests (`Sec-Fetch-Site`), since its GETs change state.
+//! requests (`Sec-Fetch-Site`), since its GETs change state, unless the location sets
+//! `Access-Control-Allow-Origin` with `add_header`.
 //!
 //! Each location's `allow`/`deny` rules (nginx's `ngx_http_access_module`) are checked first:
 //! a denied client gets `403`. Connections are served by hyper with `client_header_timeout`,
@@ -180,12 +181,18 @@ fn check_access(loc: &Location, req: &Request, path: &str) -> Option<Response> {
             return forbidden();
         }
     }
-    if loc.rtmp_control.any() && is_cross_site(req) {
+    if loc.rtmp_control.any() && is_cross_site(req) && !opts_into_cors(loc) {
         let client = peer_ip(req).map(|ip| ip.to_string()).unwrap_or_default();
         tracing::info!(%client, path = %for_log(path), "control request from a cross-site browser context refused");
         return forbidden();
     }
     None
+}
+
+/// Whether the location names, with `add_header`, origins that may read its answers: the
+/// operator's choice to let another site's page (a dashboard) use the control API.
+fn opts_into_cors(loc: &Location) -> bool {
+    loc.headers.iter().any(|h| h.name.eq_ignore_ascii_case(header::ACCESS_CONTROL_ALLOW_ORIGIN.as_str()))
 }
 
 /// A browser request made by a page of another site (`Sec-Fetch-Site`, sent by every current

@@ -495,6 +495,7 @@ http { server {
     location /closed { rtmp_control all; deny all; }
     location /others { rtmp_control all; allow 10.0.0.0/8; allow ::1; deny all; }
     location /mine { rtmp_control all; allow 10.0.0.1; allow 127.0.0.1; deny all; }
+    location /dash { rtmp_control all; add_header Access-Control-Allow-Origin https://dash.example; }
     location /www { alias {dir}/www; deny 127.0.0.0/8; }
     location /www/sub { alias {dir}/www/sub; }
 } }";
@@ -508,6 +509,11 @@ http { server {
     let mine = curl(&s.url(&format!("/mine/{q}")), &[]);
     assert_eq!(mine.status, 204, "{}", s.log());
     assert_eq!(mine.header("access-control-allow-origin"), None);
+    let cross = ["-H", "Sec-Fetch-Site: cross-site"];
+    assert_eq!(curl(&s.url(&format!("/mine/{q}")), &cross).status, 403);
+    let dash = curl(&s.url(&format!("/dash/{q}")), &cross);
+    assert_eq!(dash.status, 204, "a location naming an origin lets that page in");
+    assert_eq!(dash.header("access-control-allow-origin"), Some("https://dash.example"));
     assert_eq!(curl(&s.url("/www/index.html"), &[]).status, 403, "rules cover files too");
     assert_eq!(curl(&s.url("/www/sub/page.txt"), &[]).text(), "page", "a location with no rules of its own");
     let log = s.log();
