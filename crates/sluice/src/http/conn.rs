@@ -23,6 +23,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::{ConnectionLimit, ConnectionPermit};
 use crate::config::HttpLimits;
+use crate::server::{LogEvery, ACCEPT_ERROR_LOG_INTERVAL};
+
+/// How often refusals at the connection limit are logged while they go on.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Pause after a failed `accept` (out of file descriptors and the like).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -38,7 +42,9 @@ pub(super) async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
-    let mut refusals = RefusalLog::default();
+    // Floods must not flood the log: the first refusal or failure, then one line a minute.
+    let mut refusals = LogEvery::new(REFUSAL_LOG_INTERVAL);
+    let mut failures = LogEvery::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -47,13 +53,22 @@ pub(super) async fn accept_loop(
         let (socket, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "http accept failed");
+                if let Some(failed) = failures.hit() {
+                    tracing::warn!(error = %e, failed, "http accept failed");
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let Some(permit) = connections.try_acquire() else {
-            refusals.refused(peer, limits.max_connections);
+            if let Some(refused) = refusals.hit() {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    client = %peer,
+                    refused,
+                    "http connection limit reached; new connections are closed until some end"
+                );
+            }
             drop(socket);
             continue;
         };
@@ -61,34 +76,6 @@ pub(super) async fn accept_loop(
     }
     tracker.close();
     tracker.wait().await;
-}
-
-/// How often the connection limit is logged while connections are being refused.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Logs refusals at the connection limit once, then at most once per
-/// [`REFUSAL_LOG_INTERVAL`] with the count since: a flood must not flood the log.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<tokio::time::Instant>,
-    since: u64,
-}
-
-impl RefusalLog {
-    fn refused(&mut self, peer: SocketAddr, max: u32) {
-        self.since += 1;
-        if self.last.is_some_and(|t| t.elapsed() < REFUSAL_LOG_INTERVAL) {
-            return;
-        }
-        tracing::warn!(
-            max_connections = max,
-            client = %peer,
-            refused = self.since,
-            "http connection limit reached; new connections are closed until some end"
-        );
-        self.last = Some(tokio::time::Instant::now());
-        self.since = 0;
-    }
 }
 
 /// One connection, until the client or a timeout closes it; on shutdown, the request in
