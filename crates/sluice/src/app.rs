@@ -66,7 +66,7 @@ fn start_http(
 ) -> anyhow::Result<Vec<SocketAddr>> {
     let mut addrs = Vec::new();
     for site in config.http.servers() {
-        let state = HttpState { hub: hub.clone(), live: live.to_vec(), site: Arc::new(site), records: records.clone() };
+        let state = HttpState::for_site(hub.clone(), live.to_vec(), site, records.clone());
         for addr in &state.site.listen {
             let l = bind_http(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
             addrs.push(l.local_addr()?);

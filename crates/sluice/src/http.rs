@@ -14,8 +14,17 @@
 //! | nginx-rtmp `ngx_rtmp_control_module` (`rtmp_control`: `/control/record/start\|stop`) | `record::control` |
 //!
 //! Every response carries `Access-Control-Allow-Origin: *` unless `add_header` sets it, so
-//! browser players on other origins can fetch playlists and segments.
+//! browser players on other origins can fetch playlists and segments; responses of control
+//! locations (`rtmp_control`) do not, and the control API refuses cross-site browser
+//! requests (`Sec-Fetch-Site`), since its GETs change state, unless the location sets
+//! `Access-Control-Allow-Origin` with `add_header`.
+//!
+//! Each location's `allow`/`deny` rules (nginx's `ngx_http_access_module`) are checked first:
+//! a denied client gets `403`. Connections are served by hyper with `client_header_timeout`,
+//! `keepalive_timeout` and `send_timeout`, at most `max_connections` at once per server (more
+//! are closed as soon as they are accepted).
 
+mod conn;
 mod date;
 mod files;
 mod mime;
@@ -23,12 +32,13 @@ mod path;
 mod range;
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,8 +47,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::ConnectionLimit;
 use crate::config::{HttpServerConf, Location};
 use crate::hub::Hub;
+use crate::untrusted::for_log;
 
 /// What `OPTIONS` preflight answers allow.
 const ALLOW_METHODS: &str = "GET, HEAD, OPTIONS";
@@ -81,14 +93,31 @@ pub struct HttpState {
     pub site: Arc<HttpServerConf>,
     /// The recorder registry, for `rtmp_control` locations.
     pub records: Arc<crate::record::Recorders>,
+    /// The server's open connections, against its `max_connections` (shared by its addresses).
+    pub connections: Arc<ConnectionLimit>,
 }
 
 impl HttpState {
     /// A state serving `/healthz` only: no live content, no locations.
     pub fn new(hub: Arc<Hub>) -> Self {
-        HttpState { hub, live: Vec::new(), site: Arc::new(HttpServerConf::default()), records: Default::default() }
+        Self::for_site(hub, Vec::new(), HttpServerConf::default(), Default::default())
+    }
+
+    /// The state of one server, with its connection count.
+    pub fn for_site(
+        hub: Arc<Hub>,
+        live: Vec<Arc<dyn LiveContent>>,
+        site: HttpServerConf,
+        records: Arc<crate::record::Recorders>,
+    ) -> Self {
+        let connections = Arc::new(ConnectionLimit::new(Some(site.limits.max_connections)));
+        HttpState { hub, live, site: Arc::new(site), records, connections }
     }
 }
+
+/// Marks a response that must not get `Access-Control-Allow-Origin: *`.
+#[derive(Debug, Clone, Copy)]
+struct NoCors;
 
 /// The routes: `/healthz`, then live content and files for everything else.
 pub fn router(state: HttpState) -> Router {
@@ -99,55 +128,129 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serve HTTP on `listener` until shutdown.
+/// Serve HTTP on `listener` until shutdown, then let open connections finish their request.
 pub async fn serve(listener: TcpListener, state: HttpState, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    conn::accept_loop(listener, state.site.limits, state.connections.clone(), router(state), shutdown).await;
+    Ok(())
 }
 
-async fn healthz(State(state): State<HttpState>) -> String {
-    format!("ok\nstreams {}\n", state.hub.streams().len())
+async fn healthz(State(state): State<HttpState>, req: Request) -> Response {
+    if let Some(res) = check_access(state.site.location("/healthz"), &req, "/healthz") {
+        return res;
+    }
+    format!("ok\nstreams {}\n", state.hub.streams().len()).into_response()
 }
 
-/// Everything but `/healthz`: the method decides, then live content, then locations.
+/// Everything but `/healthz`: the location's access rules, then the method decides, then
+/// live content, then files.
 async fn handle(State(state): State<HttpState>, req: Request) -> Response {
+    let path = match path::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            return match *req.method() {
+                Method::GET | Method::HEAD => status_response(e.status()),
+                Method::OPTIONS => preflight(),
+                _ => method_not_allowed(),
+            }
+        }
+    };
+    let loc = state.site.location(&path);
+    let res = match check_access(loc, &req, &path) {
+        Some(refused) => refused,
+        None => respond(&state, loc, &path, req).await,
+    };
+    if loc.rtmp_control.any() {
+        private(res)
+    } else {
+        res
+    }
+}
+
+/// `403` when the location's rules deny the client, or when a browser sends a cross-site
+/// request to the control API (an `<img>` on any page could otherwise stop recordings of a
+/// server that only the browser's machine may reach).
+fn check_access(loc: &Location, req: &Request, path: &str) -> Option<Response> {
+    let forbidden = || Some(decorate(loc, path, status_response(StatusCode::FORBIDDEN)));
+    if !loc.access.is_empty() {
+        let Some(ip) = peer_ip(req) else {
+            tracing::warn!(path = %for_log(path), "http access: no client address to check the rules against");
+            return forbidden();
+        };
+        if let Some(rule) = loc.denied_by(ip) {
+            tracing::info!(client = %ip, path = %for_log(path), rule = %rule.text, "http access forbidden by rule");
+            return forbidden();
+        }
+    }
+    if loc.rtmp_control.any() && is_cross_site(req) && !opts_into_cors(loc) {
+        let client = peer_ip(req).map(|ip| ip.to_string()).unwrap_or_default();
+        tracing::info!(%client, path = %for_log(path), "control request from a cross-site browser context refused");
+        return forbidden();
+    }
+    None
+}
+
+/// Whether the location names, with `add_header`, origins that may read its answers: the
+/// operator's choice to let another site's page (a dashboard) use the control API.
+fn opts_into_cors(loc: &Location) -> bool {
+    loc.headers.iter().any(|h| h.name.eq_ignore_ascii_case(header::ACCESS_CONTROL_ALLOW_ORIGIN.as_str()))
+}
+
+/// A browser request made by a page of another site (`Sec-Fetch-Site`, sent by every current
+/// browser; clients such as curl send none).
+fn is_cross_site(req: &Request) -> bool {
+    req.headers().get("sec-fetch-site").is_some_and(|v| {
+        v.as_bytes().eq_ignore_ascii_case(b"cross-site") || v.as_bytes().eq_ignore_ascii_case(b"same-site")
+    })
+}
+
+/// The client's address, as the connection reported it.
+fn peer_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// A response other origins may not read (no `Access-Control-Allow-Origin: *`).
+fn private(mut res: Response) -> Response {
+    res.extensions_mut().insert(NoCors);
+    res
+}
+
+fn method_not_allowed() -> Response {
+    let mut res = status_response(StatusCode::METHOD_NOT_ALLOWED);
+    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
+    res
+}
+
+/// The answer of an allowed request: the method decides, then the control API, live content
+/// and files.
+async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
-        Method::OPTIONS => {
-            let loc = path::normalize(req.uri().path()).ok().map(|p| (state.site.location(&p), p));
-            let res = preflight();
-            return match loc {
-                Some((loc, path)) => decorate(loc, &path, res),
-                None => res,
-            };
-        }
-        _ => {
-            let mut res = status_response(StatusCode::METHOD_NOT_ALLOWED);
+        // Control locations answer no CORS preflight: their GETs change state.
+        Method::OPTIONS if loc.rtmp_control.any() => {
+            let mut res = StatusCode::NO_CONTENT.into_response();
             res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW_METHODS));
-            return res;
+            return decorate(loc, path, res);
         }
-    };
-    let path = match path::normalize(req.uri().path()) {
-        Ok(p) => p,
-        Err(e) => return status_response(e.status()),
+        Method::OPTIONS => return decorate(loc, path, preflight()),
+        _ => return method_not_allowed(),
     };
     let query = req.uri().query();
-    let loc = state.site.location(&path);
     if loc.rtmp_control.any() && !head {
-        if let Some(res) = crate::record::control::respond(&state.records, loc.rtmp_control, &path, query).await {
-            return decorate(loc, &path, res);
+        if let Some(res) = crate::record::control::respond(&state.records, loc.rtmp_control, path, query).await {
+            return decorate(loc, path, res);
         }
     }
-    if let Ok(Some(file)) = path::file_path(loc, &path) {
+    if let Ok(Some(file)) = path::file_path(loc, path) {
         for live in &state.live {
             if let Some(res) = live.get(&file, query).await {
-                let res = decorate(loc, &path, live_range(req.headers(), res).await);
+                let res = decorate(loc, path, live_range(req.headers(), res).await);
                 return if head { strip_body(res) } else { res };
             }
         }
     }
-    let res = files::serve(loc, &path, req.uri(), req.headers(), head).await;
-    decorate(loc, &path, res)
+    let res = files::serve(loc, path, req.uri(), req.headers(), head).await;
+    decorate(loc, path, res)
 }
 
 /// Live content is whole in memory: a `Range` request gets its slice (206) or 416.
@@ -190,9 +293,12 @@ fn preflight() -> Response {
     res
 }
 
-/// Every response may be read by any origin, unless `add_header` said otherwise.
+/// Every response may be read by any origin, unless `add_header` said otherwise or it is the
+/// control API's.
 async fn allow_any_origin(mut res: Response) -> Response {
-    res.headers_mut().entry(header::ACCESS_CONTROL_ALLOW_ORIGIN).or_insert(HeaderValue::from_static("*"));
+    if res.extensions().get::<NoCors>().is_none() {
+        res.headers_mut().entry(header::ACCESS_CONTROL_ALLOW_ORIGIN).or_insert(HeaderValue::from_static("*"));
+    }
     res
 }
 

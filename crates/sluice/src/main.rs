@@ -221,11 +221,33 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// Waits for a signal that ends the process (SIGTERM, SIGINT, SIGQUIT: a graceful shutdown),
+/// answering the others nginx's users send on the way: SIGHUP (reload), SIGUSR1 (reopen log
+/// files, what logrotate sends) and SIGUSR2 (binary upgrade) are logged and the server keeps
+/// running, where the default action would kill it with nothing finalised.
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail at start-up");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let install = |kind: SignalKind| signal(kind).expect("installing a signal handler cannot fail at start-up");
+    let mut int = install(SignalKind::interrupt());
+    let mut term = install(SignalKind::terminate());
+    let mut quit = install(SignalKind::quit());
+    let mut hup = install(SignalKind::hangup());
+    let mut usr1 = install(SignalKind::user_defined1());
+    let mut usr2 = install(SignalKind::user_defined2());
+    loop {
+        tokio::select! {
+            _ = int.recv() => return tracing::info!(signal = "SIGINT", "shutting down gracefully"),
+            _ = term.recv() => return tracing::info!(signal = "SIGTERM", "shutting down gracefully"),
+            _ = quit.recv() => return tracing::info!(signal = "SIGQUIT", "shutting down gracefully"),
+            _ = hup.recv() => {
+                tracing::warn!(signal = "SIGHUP", "configuration reload is not supported yet; still running with the configuration read at start")
+            }
+            _ = usr1.recv() => {
+                tracing::info!(signal = "SIGUSR1", "no log files to reopen: sluice logs to stderr; still running")
+            }
+            _ = usr2.recv() => {
+                tracing::warn!(signal = "SIGUSR2", "binary upgrade is not supported; still running")
+            }
+        }
     }
 }

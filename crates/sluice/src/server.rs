@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -85,8 +86,38 @@ pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// How often a recurring accept failure (out of file descriptors, ...) is logged.
+pub(crate) const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counts a recurring event and says when to log it: the first time, then at most once per
+/// interval with the count since, so that a flood of them cannot flood the log.
+#[derive(Debug)]
+pub(crate) struct LogEvery {
+    every: Duration,
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl LogEvery {
+    pub(crate) const fn new(every: Duration) -> Self {
+        LogEvery { every, last: None, since: 0 }
+    }
+
+    /// Counts one event; `Some(events since the last log line, this one included)` when this
+    /// one is to be logged.
+    pub(crate) fn hit(&mut self) -> Option<u64> {
+        self.since += 1;
+        if self.last.is_some_and(|t| t.elapsed() < self.every) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.since))
+    }
+}
+
 /// Accept connections until shutdown; connection tasks are tracked so shutdown can wait for them.
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTracker) {
+    let mut failures = LogEvery::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -99,7 +130,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTrac
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, keep serving.
-                tracing::warn!(error = %e, "accept failed");
+                if let Some(failed) = failures.hit() {
+                    tracing::warn!(error = %e, failed, "rtmp accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
@@ -109,4 +142,18 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTrac
 /// The addresses a listener actually bound (port 0 resolved).
 pub fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
     listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_every_logs_the_first_then_counts() {
+        let mut log = LogEvery::new(Duration::from_secs(3600));
+        assert_eq!(log.hit(), Some(1));
+        assert_eq!((0..5).filter_map(|_| log.hit()).count(), 0, "quiet within the interval");
+        let mut always = LogEvery::new(Duration::ZERO);
+        assert_eq!((always.hit(), always.hit()), (Some(1), Some(1)));
+    }
 }

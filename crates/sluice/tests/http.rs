@@ -1,10 +1,13 @@
 //! The HTTP side against a real client (curl): the built-in server with the implicit hls
 //! locations, nginx-style `http { }` blocks (root, alias, types, add_header, index), ranges,
-//! HEAD, CORS, errors, `http_listen`/`--http-listen`, and the `LiveContent` hook.
+//! HEAD, CORS, errors, `http_listen`/`--http-listen`, and the `LiveContent` hook; `allow`/`deny`
+//! and the loopback-only built-in `/control/`; header, keep-alive and connection limits against
+//! slow clients; process signals.
 
 mod common;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
@@ -83,7 +86,7 @@ fn media_dir() -> TempDir {
 
 /// A running sluice binary (killed on drop).
 struct Sluice {
-    _proc: Proc,
+    proc: Proc,
     rtmp_port: u16,
     http_port: u16,
     log: std::path::PathBuf,
@@ -93,6 +96,11 @@ impl Sluice {
     /// Starts sluice on `conf`, where `{rtmp}` and `{http}` stand for two free ports and
     /// `{dir}` for `dir`; `args` are extra command-line arguments (also with `{http}`).
     fn start(dir: &TempDir, conf: &str, args: &[&str]) -> Sluice {
+        Self::start_limited(dir, conf, args, None)
+    }
+
+    /// [`Sluice::start`] with at most `nofile` open files (soft and hard limit), when given.
+    fn start_limited(dir: &TempDir, conf: &str, args: &[&str], nofile: Option<u32>) -> Sluice {
         let (rtmp_port, http_port) = (free_port(), free_port());
         let fill = |s: &str| {
             s.replace("{rtmp}", &rtmp_port.to_string())
@@ -102,7 +110,16 @@ impl Sluice {
         let path = dir.path(&format!("sluice-{rtmp_port}.conf"));
         std::fs::write(&path, fill(conf)).unwrap();
         let log = dir.path(&format!("sluice-{rtmp_port}.log"));
-        let child = Command::new(sluice_bin())
+        let mut cmd = match nofile {
+            // `exec` keeps the pid, so the child is sluice itself.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), sluice_bin()]);
+                c
+            }
+            None => Command::new(sluice_bin()),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&path)
             .args(args.iter().map(|a| fill(a)))
@@ -111,7 +128,7 @@ impl Sluice {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start sluice");
-        let s = Sluice { _proc: Proc(child), rtmp_port, http_port, log };
+        let s = Sluice { proc: Proc(child), rtmp_port, http_port, log };
         s.wait_port(rtmp_port);
         s
     }
@@ -427,6 +444,278 @@ rtmp { server { application live { live on; } } }
     assert!(String::from_utf8_lossy(&help.stdout).contains("--http-listen ADDR|off"));
 }
 
+// ---- access rules and the control API (defect 6) ----
+
+const CONTROL: &str = "/control/record/start?app=live&name=nobody";
+
+#[test]
+fn builtin_control_is_loopback_only_and_not_cross_origin() {
+    let dir = TempDir::new("http-ctl");
+    let s = Sluice::start(&dir, RTMP_HLS, &["--http-listen", "0.0.0.0:{http}"]);
+    s.wait_port(s.http_port);
+
+    let local = curl(&s.url(CONTROL), &[]);
+    assert_eq!(local.status, 204, "loopback may use the control API: {}", s.log());
+    assert_eq!(local.header("access-control-allow-origin"), None, "no CORS on state-changing calls");
+    let pre = curl(&s.url(CONTROL), &["-X", "OPTIONS", "-H", "Origin: https://evil.example"]);
+    assert_eq!(pre.header("access-control-allow-origin"), None, "no CORS preflight either");
+    assert_eq!(pre.header("access-control-allow-methods"), None);
+    let cross = curl(&s.url(CONTROL), &["-H", "Sec-Fetch-Site: cross-site"]);
+    assert_eq!(cross.status, 403, "a page of another site cannot drive the API through the browser");
+    assert_eq!(curl(&s.url(CONTROL), &["-H", "Sec-Fetch-Site: same-origin"]).status, 204);
+    assert_eq!(curl(&s.url("/healthz"), &[]).header("access-control-allow-origin"), Some("*"), "the rest keeps CORS");
+
+    // From this machine's own non-loopback address (when it has one), the default refuses.
+    match non_loopback_ip() {
+        Some(ip) => {
+            let remote = curl(&format!("http://{ip}:{}{CONTROL}", s.http_port), &[]);
+            assert_eq!(remote.status, 403, "{ip}: {}", s.log());
+            assert_eq!(remote.header("access-control-allow-origin"), None);
+            assert!(s.log().contains("http access forbidden by rule"), "{}", s.log());
+            assert_eq!(curl(&format!("http://{ip}:{}/healthz", s.http_port), &[]).status, 200);
+        }
+        None => eprintln!("no non-loopback address: the remote half of this test was skipped"),
+    }
+}
+
+/// An address of this machine other than loopback, if it has one.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.1:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[test]
+fn allow_and_deny_in_http_locations() {
+    let dir = media_dir();
+    let conf = "rtmp { server { listen 127.0.0.1:{rtmp}; application live { live on; } } }
+http { server {
+    listen 127.0.0.1:{http};
+    location /closed { rtmp_control all; deny all; }
+    location /others { rtmp_control all; allow 10.0.0.0/8; allow ::1; deny all; }
+    location /mine { rtmp_control all; allow 10.0.0.1; allow 127.0.0.1; deny all; }
+    location /dash { rtmp_control all; add_header Access-Control-Allow-Origin https://dash.example; }
+    location /www { alias {dir}/www; deny 127.0.0.0/8; }
+    location /www/sub { alias {dir}/www/sub; }
+} }";
+    let s = Sluice::start(&dir, conf, &[]);
+    s.wait_port(s.http_port);
+    let q = "record/start?app=live&name=nobody";
+    let closed = curl(&s.url(&format!("/closed/{q}")), &[]);
+    assert_eq!(closed.status, 403, "{}", s.log());
+    assert_eq!(closed.header("access-control-allow-origin"), None);
+    assert_eq!(curl(&s.url(&format!("/others/{q}")), &[]).status, 403);
+    let mine = curl(&s.url(&format!("/mine/{q}")), &[]);
+    assert_eq!(mine.status, 204, "{}", s.log());
+    assert_eq!(mine.header("access-control-allow-origin"), None);
+    let cross = ["-H", "Sec-Fetch-Site: cross-site"];
+    assert_eq!(curl(&s.url(&format!("/mine/{q}")), &cross).status, 403);
+    let dash = curl(&s.url(&format!("/dash/{q}")), &cross);
+    assert_eq!(dash.status, 204, "a location naming an origin lets that page in");
+    assert_eq!(dash.header("access-control-allow-origin"), Some("https://dash.example"));
+    assert_eq!(curl(&s.url("/www/index.html"), &[]).status, 403, "rules cover files too");
+    assert_eq!(curl(&s.url("/www/sub/page.txt"), &[]).text(), "page", "a location with no rules of its own");
+    let log = s.log();
+    assert!(log.contains("http access forbidden by rule") && log.contains("rule=deny all"), "{log}");
+}
+
+#[test]
+fn sluice_t_checks_allow_and_deny() {
+    let dir = TempDir::new("http-t-access");
+    let ok = "http { allow 127.0.0.1; server { listen 8080; deny all; location /c { allow ::1; allow 10.0.0.0/8; allow ::ffff:192.0.2.0/120; deny all; } } }";
+    let (code, stderr) = check(&dir, "ok.conf", ok, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    for (conf, want) in [
+        (
+            "http { server {\n location /c { allow 10.0.0.0/33; } } }",
+            ":2:22: invalid value \"10.0.0.0/33\" in \"allow\"",
+        ),
+        ("http { server { deny publish all; } }", "invalid number of arguments in \"deny\" directive"),
+        ("http { server { deny nobody; } }", "invalid value \"nobody\" in \"deny\""),
+        ("http { client_header_timeout 0; }", "invalid value \"0\" in \"client_header_timeout\""),
+        ("http { server { location / { max_connections 2; } } }", "\"max_connections\" directive is not allowed here"),
+    ] {
+        let (code, stderr) = check(&dir, "bad.conf", conf, &[]);
+        assert_eq!(code, 1, "{conf}: {stderr}");
+        assert!(stderr.contains(want), "{conf}: {stderr}");
+    }
+}
+
+// ---- slow clients and the connection limit (defect 8) ----
+
+/// Reads until the server closes the connection; `None` if it is still open after `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        stream.set_read_timeout(Some(limit.saturating_sub(start.elapsed()).max(Duration::from_millis(10)))).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// Whether the server has closed `stream` (without waiting).
+fn is_closed(mut stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let closed = !matches!(stream.read(&mut [0u8; 64]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// An RTMP handshake (C0 C1, then S0 S1 read back): the RTMP listener still accepts.
+fn rtmp_answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut c0c1 = vec![0u8; 1537];
+    c0c1[0] = 3;
+    let mut s0s1 = vec![0u8; 1537];
+    s.write_all(&c0c1).is_ok() && s.read_exact(&mut s0s1).is_ok() && s0s1[0] == 3
+}
+
+const SLOW_CONF: &str = "rtmp { server { listen 127.0.0.1:{rtmp}; application live { live on; } } }
+http { server { listen 127.0.0.1:{http}; client_header_timeout 3s; max_connections 4; } }";
+
+#[test]
+fn slow_headers_are_cut_by_client_header_timeout() {
+    let dir = TempDir::new("http-slowloris");
+    let s = Sluice::start(&dir, SLOW_CONF, &[]);
+    s.wait_port(s.http_port);
+    let mut slow = TcpStream::connect(("127.0.0.1", s.http_port)).unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    // One byte every 200 ms of a head that never ends: each byte would reset a per-read timer.
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET /healthz HTTP/1.1\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a')) {
+            if writer.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let took = closed_within(&mut slow, Duration::from_secs(10));
+    assert!(took.is_some_and(|t| t >= Duration::from_secs(2)), "closed after {took:?} (timeout 3 s): {}", s.log());
+    drop(slow);
+    trickle.join().unwrap();
+    assert_eq!(curl(&s.url("/healthz"), &[]).status, 200);
+}
+
+#[test]
+fn connection_limit_closes_extra_connections_and_spares_rtmp() {
+    let dir = TempDir::new("http-limit");
+    // Few file descriptors, as near the limit in production: without an HTTP limit, idle
+    // connections take them all and RTMP accepts fail.
+    let s = Sluice::start_limited(&dir, SLOW_CONF, &[], Some(64));
+    s.wait_port(s.http_port);
+    // Let the server see the readiness probe go, so that it counts no more.
+    std::thread::sleep(Duration::from_millis(500));
+    // Five idle connections: one is closed at once, long before client_header_timeout (3 s).
+    let mut held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(("127.0.0.1", s.http_port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(1200));
+    let closed = held.iter().filter(|c| is_closed(c)).count();
+    assert_eq!(closed, 1, "a connection past max_connections is closed at once: {}", s.log());
+    // A flood of idle connections: the fifth and later are closed, RTMP keeps answering.
+    held.extend((0..80).filter_map(|_| TcpStream::connect(("127.0.0.1", s.http_port)).ok()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rtmp_answers(s.rtmp_port), "RTMP must not starve behind HTTP: {}", s.log());
+    let log = s.log();
+    assert_eq!(log.matches("http connection limit reached").count(), 1, "logged once per episode: {log}");
+    // The four idle ones time out (client_header_timeout), and /healthz answers again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut healthy = false;
+    while !healthy && Instant::now() < deadline {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2"])
+            .arg(s.url("/healthz"))
+            .output()
+            .unwrap();
+        healthy = out.stdout == b"200";
+        if !healthy {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(healthy, "/healthz answers once the idle connections time out: {}", s.log());
+    assert!(held.len() > 60);
+}
+
+#[test]
+fn send_timeout_drops_a_client_that_stops_reading() {
+    let dir = TempDir::new("http-send");
+    let big = 32 << 20;
+    std::fs::create_dir_all(dir.path("www")).unwrap();
+    std::fs::write(dir.path("www/big.bin"), pattern(big)).unwrap();
+    let conf = "rtmp { server { listen 127.0.0.1:{rtmp}; } }
+http { server { listen 127.0.0.1:{http}; send_timeout 1s; root {dir}; } }";
+    let s = Sluice::start(&dir, conf, &[]);
+    s.wait_port(s.http_port);
+    let mut c = TcpStream::connect(("127.0.0.1", s.http_port)).unwrap();
+    c.write_all(b"GET /www/big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Read nothing for a while: the socket buffers fill and the server's writes wait.
+    std::thread::sleep(Duration::from_secs(4));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got > 0 && got < big, "the server gave up on a client that read nothing for 1 s: got {got} of {big} bytes");
+}
+
+// ---- process signals (defect 7) ----
+
+#[test]
+fn signals_keep_the_server_running_and_sigquit_finalises() {
+    let dir = TempDir::new("http-signals");
+    let conf = "rtmp { server { listen 127.0.0.1:{rtmp}; application live { live on; hls on; hls_path {dir}/hls; hls_fragment 1s; } } }
+http { server { listen 127.0.0.1:{http}; } }";
+    let mut s = Sluice::start(&dir, conf, &[]);
+    s.wait_port(s.http_port);
+    let _publisher = ffmpeg_publish(&format!("rtmp://127.0.0.1:{}/live/sig", s.rtmp_port), 60, 25);
+    let playlist = s.url("/hls/sig.m3u8");
+    wait_until(&s, Duration::from_secs(20), "a segment", || {
+        let r = curl(&playlist, &[]);
+        r.status == 200 && r.text().contains("#EXTINF")
+    });
+    let pid = s.proc.0.id().to_string();
+    for (signal, line) in [
+        ("HUP", "configuration reload is not supported yet"),
+        ("USR1", "no log files to reopen"),
+        ("USR2", "binary upgrade is not supported"),
+    ] {
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+        wait_until(&s, Duration::from_secs(10), line, || s.log().contains(line));
+        assert!(s.proc.0.try_wait().unwrap().is_none(), "SIG{signal} ended sluice: {}", s.log());
+        let health = curl(&s.url("/healthz"), &[]);
+        assert_eq!((health.status, health.text().contains("streams 1")), (200, true), "after SIG{signal}");
+        assert!(rtmp_answers(s.rtmp_port), "after SIG{signal}");
+    }
+    assert!(Command::new("kill").args(["-QUIT", &pid]).status().unwrap().success());
+    let status = wait_timeout(&mut s.proc.0, Duration::from_secs(15)).expect("sluice exits after SIGQUIT");
+    assert!(status.success(), "{status:?}: {}", s.log());
+    assert!(s.log().contains("signal=\"SIGQUIT\"") || s.log().contains("SIGQUIT"), "{}", s.log());
+    let on_disk = std::fs::read_to_string(dir.path("hls/sig.m3u8")).unwrap();
+    assert!(on_disk.ends_with("#EXT-X-ENDLIST\n"), "a graceful shutdown ends the playlist: {on_disk}");
+}
+
+/// Polls `ready` until it holds; panics with the log after `limit`.
+fn wait_until(s: &Sluice, limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no {what} within {limit:?}; log:\n{}", s.log());
+}
+
 // ---- the LiveContent hook, in process ----
 
 mod live_hook {
@@ -464,12 +753,12 @@ fn live_content_comes_before_files() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let state = sluice::http::HttpState {
-        hub: sluice::hub::Hub::new(),
-        live: vec![Arc::new(live_hook::Memory(dir.0.join("hls")))],
-        site: Arc::new(site),
-        records: Default::default(),
-    };
+    let state = sluice::http::HttpState::for_site(
+        sluice::hub::Hub::new(),
+        vec![Arc::new(live_hook::Memory(dir.0.join("hls")))],
+        site,
+        Default::default(),
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = rt.spawn(sluice::http::serve(listener, state, shutdown.clone()));
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");

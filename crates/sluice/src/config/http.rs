@@ -14,6 +14,11 @@
 //! | `add_header NAME VALUE [always]` | http, server, location | extra response header (2xx/3xx only unless `always`) |
 //! | `index FILE...` | http, server, location | files tried for a URI ending in `/` (`index.html`) |
 //! | `rtmp_control all\|record\|drop\|redirect...` | http, server, location | nginx-rtmp's control API in this location (`.../record/start?app=&name=&rec=`) |
+//! | `allow ADDR\|CIDR\|all`, `deny ...` | http, server, location | nginx's access module: the first matching rule decides, a denied client gets `403`; a level without rules inherits the enclosing level's |
+//! | `client_header_timeout T` | http, server | time to receive a request head, from the connection's start or the end of the previous response (`10s`) |
+//! | `keepalive_timeout T [T]` | http, server, location | `0` turns keep-alive off; a shorter time than `client_header_timeout` closes idle connections sooner (`75s`; the second value and location-level lines are ignored) |
+//! | `send_timeout T` | http, server | a client that reads nothing of a response for T is disconnected (`60s`) |
+//! | `max_connections N` | http, server | sluice extension: HTTP connections open at once per server; more are closed at once (`1024`) |
 //!
 //! Inheritance is nginx's: `root`/`alias`, `types`, `default_type` and `index` inherit
 //! http → server → location → nested location; `add_header` lists inherit only into a level
@@ -23,18 +28,22 @@
 //!
 //! Besides what the file says, sluice serves each application's `hls_path` directory at
 //! `/<last path component>/` (the "implicit hls locations"), on the built-in server and on
-//! every `http { server { } }` that has no location of that prefix itself. The built-in server
-//! also answers the control API at `/control/` (`rtmp_control all`).
+//! every `http { server { } }` that has no location of that prefix itself (they take the
+//! server's `allow`/`deny` rules). The built-in server also answers the control API at
+//! `/control/` (`rtmp_control all`), to loopback clients only.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use nginx_conf::{Arg, Directive, Span};
 
 use super::core::parse_addr;
-use super::value::{check_shape, ctx, edit_distance, first, invalid, put, spec, Args, DirectiveSpec, Fail, Kind};
-use super::ServerConf;
+use super::value::{
+    check_shape, ctx, edit_distance, first, invalid, number_in, put, spec, time, Args, DirectiveSpec, Fail, Kind,
+};
+use super::{AddrMatch, ServerConf};
 
 /// The built-in HTTP server's port when `http_listen` is not set.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
@@ -47,6 +56,19 @@ const DEFAULT_TYPE: &str = "text/plain";
 
 /// nginx's `index` when none is set.
 const DEFAULT_INDEX: &str = "index.html";
+
+/// `client_header_timeout` when none is set (nginx's is 60s: shorter, so that slow clients
+/// cannot hold connections long).
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// nginx's `keepalive_timeout` when none is set.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// nginx's `send_timeout` when none is set.
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `max_connections` of an http server when none is set.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 1024;
 
 /// Directives of this module that live inside `rtmp { }` (added to the rtmp tables).
 pub(crate) const RTMP_DIRECTIVES: &[DirectiveSpec] =
@@ -83,6 +105,12 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("rtmp_stat_stylesheet", hctx::LOC, ONE, Kind::Raw, ""),
     spec("rtmp_stat_format", hctx::LOC, ONE, Kind::Raw, ""),
     spec("rtmp_control", hctx::ANY, Args::AtLeast(1), Kind::SomeOf(CONTROL_SECTIONS), ""),
+    spec("allow", hctx::ANY, ONE, Kind::Text, ""),
+    spec("deny", hctx::ANY, ONE, Kind::Text, ""),
+    spec("client_header_timeout", hctx::MAIN | hctx::SRV, ONE, Kind::Time, "10s"),
+    spec("keepalive_timeout", hctx::ANY, Args::Between(1, 2), Kind::Time, "75s"),
+    spec("send_timeout", hctx::MAIN | hctx::SRV, ONE, Kind::Time, "60s"),
+    spec("max_connections", hctx::MAIN | hctx::SRV, ONE, Kind::Number, "1024"),
 ];
 
 /// `rtmp_control` values.
@@ -90,6 +118,10 @@ const CONTROL_SECTIONS: &[&str] = &["all", "record", "drop", "redirect"];
 
 /// Where the built-in server answers the control API.
 const BUILTIN_CONTROL_URI: &str = "/control/";
+
+/// Who may use the built-in server's control API: loopback clients only (IPv4-mapped
+/// loopback peers match the IPv4 rule, see [`AddrMatch::contains`]).
+const BUILTIN_CONTROL_RULES: &[&str] = &["allow 127.0.0.0/8", "allow ::1", "deny all"];
 
 /// Directives of stock nginx.conf files that mean nothing to sluice: accepted anywhere in
 /// `http { }` with any arguments, and logged as ignored. Names starting with `gzip` or `ssl_`
@@ -99,7 +131,6 @@ const IGNORED: &[&str] = &[
     "sendfile",
     "tcp_nopush",
     "tcp_nodelay",
-    "keepalive_timeout",
     "keepalive_requests",
     "server_name",
     "server_name_in_redirect",
@@ -118,7 +149,6 @@ const IGNORED: &[&str] = &[
     "types_hash_bucket_size",
     "server_tokens",
     "try_files",
-    "send_timeout",
     "if",
 ];
 
@@ -175,6 +205,7 @@ impl HttpConf {
                     let mut server = self.with_hls(HttpServerConf::builtin(addr));
                     let mut control = HttpLayer::default().build(BUILTIN_CONTROL_URI, false);
                     control.rtmp_control = RtmpControl::ALL;
+                    control.access = builtin_control_rules();
                     server.control = Some(control);
                     server
                 })
@@ -183,12 +214,15 @@ impl HttpConf {
         }
     }
 
-    /// Adds the implicit hls locations the server has no location of its own for.
+    /// Adds the implicit hls locations the server has no location of its own for; they take
+    /// the server's `allow`/`deny` rules, as a location written there would.
     fn with_hls(&self, mut server: HttpServerConf) -> HttpServerConf {
         let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
         for loc in &self.hls {
             if !server.locations.iter().any(|l| !l.exact && same(&l.uri, &loc.uri)) {
-                server.locations.push(loc.clone());
+                let mut loc = loc.clone();
+                loc.access = server.fallback.access.clone();
+                server.locations.push(loc);
             }
         }
         server
@@ -205,9 +239,56 @@ pub struct HttpServerConf {
     pub locations: Vec<Location>,
     /// The server-level settings, used for URIs no location matches.
     pub fallback: Location,
-    /// The built-in server's `/control/` location (`rtmp_control all`), matched like the
-    /// others; `None` in `http { }` servers, which say where the control API is themselves.
+    /// The built-in server's `/control/` location (`rtmp_control all`, loopback only), matched
+    /// like the others; `None` in `http { }` servers, which say where the control API is
+    /// themselves.
     pub control: Option<Location>,
+    /// Timeouts and the connection limit.
+    pub limits: HttpLimits,
+}
+
+/// How long an HTTP client may take, and how many may be connected at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `client_header_timeout`: a request head must arrive within this time of the connection's
+    /// start or of the end of the previous response.
+    pub header_timeout: Duration,
+    /// `keepalive_timeout`: `None` is `0` (keep-alive off).
+    pub keepalive_timeout: Option<Duration>,
+    /// `send_timeout`: the longest a response may wait for the client to read.
+    pub send_timeout: Duration,
+    /// `max_connections`: connections open at once; more are closed when accepted.
+    pub max_connections: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keepalive_timeout: Some(DEFAULT_KEEPALIVE_TIMEOUT),
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// How long hyper waits for a request head: the header timeout, shortened by a shorter
+    /// `keepalive_timeout` (hyper counts the wait for the next request in the head's time).
+    pub fn head_timeout(&self) -> Duration {
+        self.keepalive_timeout.map_or(self.header_timeout, |k| k.min(self.header_timeout))
+    }
+}
+
+/// One `allow`/`deny` line of an http level (nginx's `ngx_http_access_module`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAccessRule {
+    /// `allow` (true) or `deny`.
+    pub allow: bool,
+    /// The addresses covered.
+    pub addr: AddrMatch,
+    /// The line as written (`deny all`), for logs.
+    pub text: String,
 }
 
 impl Default for HttpServerConf {
@@ -218,6 +299,7 @@ impl Default for HttpServerConf {
             locations: Vec::new(),
             fallback: HttpLayer::default().build("", false),
             control: None,
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -311,6 +393,16 @@ pub struct Location {
     pub hls: bool,
     /// `rtmp_control`: the control API sections answered here (none by default).
     pub rtmp_control: RtmpControl,
+    /// `allow`/`deny` rules in effect, in order (none: everyone is allowed).
+    pub access: Vec<HttpAccessRule>,
+}
+
+impl Location {
+    /// The rule that refuses `ip`, when the first rule matching it is a `deny` (nginx's
+    /// access module: no matching rule allows).
+    pub fn denied_by(&self, ip: IpAddr) -> Option<&HttpAccessRule> {
+        self.access.iter().find(|r| r.addr.contains(ip)).filter(|r| !r.allow)
+    }
 }
 
 /// Settings written at one level of the http block; `None` means "not set here".
@@ -322,6 +414,11 @@ struct HttpLayer {
     headers: Option<Vec<AddHeader>>,
     index: Option<Vec<String>>,
     rtmp_control: Option<RtmpControl>,
+    access: Option<Vec<HttpAccessRule>>,
+    header_timeout: Option<Duration>,
+    keepalive_timeout: Option<Option<Duration>>,
+    send_timeout: Option<Duration>,
+    max_connections: Option<u32>,
 }
 
 impl HttpLayer {
@@ -334,6 +431,22 @@ impl HttpLayer {
             headers: self.headers.clone().or_else(|| outer.headers.clone()),
             index: self.index.clone().or_else(|| outer.index.clone()),
             rtmp_control: self.rtmp_control.or(outer.rtmp_control),
+            access: self.access.clone().or_else(|| outer.access.clone()),
+            header_timeout: self.header_timeout.or(outer.header_timeout),
+            keepalive_timeout: self.keepalive_timeout.or(outer.keepalive_timeout),
+            send_timeout: self.send_timeout.or(outer.send_timeout),
+            max_connections: self.max_connections.or(outer.max_connections),
+        }
+    }
+
+    /// The server-level limits, with defaults.
+    fn limits(&self) -> HttpLimits {
+        let d = HttpLimits::default();
+        HttpLimits {
+            header_timeout: self.header_timeout.unwrap_or(d.header_timeout),
+            keepalive_timeout: self.keepalive_timeout.unwrap_or(d.keepalive_timeout),
+            send_timeout: self.send_timeout.unwrap_or(d.send_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
         }
     }
 
@@ -349,6 +462,7 @@ impl HttpLayer {
             index: self.index.clone().unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()]),
             hls: false,
             rtmp_control: self.rtmp_control.unwrap_or_default(),
+            access: self.access.clone().unwrap_or_default(),
         }
     }
 
@@ -368,6 +482,14 @@ impl HttpLayer {
             "add_header" => self.headers.get_or_insert_with(Vec::new).push(add_header(d)?),
             "index" => self.index.get_or_insert_with(Vec::new).extend(index(d)?),
             "rtmp_control" => put(&mut self.rtmp_control, rtmp_control(d)?, d)?,
+            "allow" | "deny" => self.access.get_or_insert_with(Vec::new).push(access_rule(d)?),
+            "client_header_timeout" => put(&mut self.header_timeout, positive_time(d)?, d)?,
+            "keepalive_timeout" => {
+                let t = time(d)?;
+                put(&mut self.keepalive_timeout, (!t.is_zero()).then_some(t), d)?;
+            }
+            "send_timeout" => put(&mut self.send_timeout, positive_time(d)?, d)?,
+            "max_connections" => put(&mut self.max_connections, number_in(d, 1, u64::from(u32::MAX))?, d)?,
             other => return Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by http"))),
         }
         Ok(())
@@ -457,7 +579,13 @@ pub(crate) fn read_http(d: &Directive) -> Result<Vec<HttpServerConf>, Fail> {
                 flatten(loc, &merged, &mut locations);
             }
             let listen = owners.iter().filter(|(_, owner)| *owner == i).map(|(addr, _)| *addr).collect();
-            HttpServerConf { listen, locations, fallback: merged.build("", false), control: None }
+            HttpServerConf {
+                listen,
+                locations,
+                fallback: merged.build("", false),
+                control: None,
+                limits: merged.limits(),
+            }
         })
         .collect())
 }
@@ -599,6 +727,13 @@ fn read_location(d: &Directive, parent: Option<(&str, bool)>) -> Result<Option<R
                 if let Some(inner) = read_location(c, Some((&loc.uri, loc.exact)))? {
                     push_location(&mut loc.nested, inner, c.span)?;
                 }
+            }
+            "keepalive_timeout" => {
+                time(c)?;
+                tracing::warn!(
+                    line = c.span.line,
+                    "\"keepalive_timeout\" in a location ignored: sluice reads it in http and server"
+                );
             }
             _ => loc.layer.set(c, Some(&loc.uri))?,
         }
@@ -769,6 +904,67 @@ fn rtmp_control(d: &Directive) -> Result<RtmpControl, Fail> {
     Ok(c)
 }
 
+/// `allow|deny ADDR|CIDR|all;` in an http level.
+fn access_rule(d: &Directive) -> Result<HttpAccessRule, Fail> {
+    let arg = first(d)?;
+    let addr = addr_match(&arg.value).ok_or_else(|| {
+        invalid(d, arg, "\"all\", an IPv4 or IPv6 address, or a network like 10.0.0.0/8 or 2001:db8::/32")
+    })?;
+    Ok(HttpAccessRule { allow: d.name == "allow", addr, text: format!("{} {}", d.name, arg.value) })
+}
+
+/// `all`, `ADDR` or `ADDR/BITS`, with host bits cleared as nginx does. An IPv4-mapped IPv6
+/// network (`::ffff:10.0.0.0/104`) becomes the IPv4 one: peers are matched in that form.
+fn addr_match(s: &str) -> Option<AddrMatch> {
+    if s == "all" {
+        return Some(AddrMatch::All);
+    }
+    let (ip, bits) = match s.split_once('/') {
+        Some((ip, bits)) if !bits.starts_with('+') => (ip.parse::<IpAddr>().ok()?, Some(bits.parse::<u32>().ok()?)),
+        Some(_) => return None,
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let (ip, bits) = match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && bits.is_none_or(|b| (96..=128).contains(&b)) => {
+            (IpAddr::V4(v6.to_ipv4_mapped()?), bits.map(|b| b - 96))
+        }
+        ip => (ip, bits),
+    };
+    Some(match ip {
+        IpAddr::V4(v4) => {
+            let bits = bits.unwrap_or(32);
+            let mask = u32::MAX.checked_shl(32u32.checked_sub(bits)?).unwrap_or(0);
+            AddrMatch::V4 { addr: u32::from(v4) & mask, mask }
+        }
+        IpAddr::V6(v6) => {
+            let bits = bits.unwrap_or(128);
+            let mask = u128::MAX.checked_shl(128u32.checked_sub(bits)?).unwrap_or(0);
+            AddrMatch::V6 { addr: u128::from(v6) & mask, mask }
+        }
+    })
+}
+
+/// The built-in `/control/` location's rules.
+fn builtin_control_rules() -> Vec<HttpAccessRule> {
+    BUILTIN_CONTROL_RULES
+        .iter()
+        .map(|line| {
+            let (verb, target) = line.split_once(' ').expect("a verb and an address");
+            let addr = addr_match(target).expect("the built-in rules parse");
+            HttpAccessRule { allow: verb == "allow", addr, text: (*line).to_owned() }
+        })
+        .collect()
+}
+
+/// A time that is not zero (a zero timeout would close every connection at once).
+fn positive_time(d: &Directive) -> Result<Duration, Fail> {
+    let t = time(d)?;
+    if t.is_zero() {
+        return Err(invalid(d, first(d)?, "a time longer than 0, like 10s"));
+    }
+    Ok(t)
+}
+
 /// The first argument, which must not be empty.
 fn non_empty(d: &Directive) -> Result<String, Fail> {
     let arg = first(d)?;
@@ -833,4 +1029,110 @@ fn app_span(rtmp: Option<&Directive>, server: usize, name: &str) -> Span {
             apps.iter().find(|a| a.name == "application" && a.args.first().is_some_and(|n| n.value == name))
         })
         .map_or(rtmp.span, |a| a.span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn servers(text: &str) -> Vec<HttpServerConf> {
+        Config::parse(text, "t.conf").unwrap().http.servers()
+    }
+
+    fn error(text: &str) -> String {
+        Config::parse(text, "t.conf").unwrap_err().to_string()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The rule that denies `addr` in the location serving `path`, as written.
+    fn denied(s: &HttpServerConf, path: &str, addr: &str) -> Option<String> {
+        s.location(path).denied_by(ip(addr)).map(|r| r.text.clone())
+    }
+
+    #[test]
+    fn builtin_control_is_loopback_only() {
+        let s = servers("rtmp { server { application live { live on; } } }").remove(0);
+        for allowed in ["127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(denied(&s, "/control/record/start", allowed), None, "{allowed}");
+        }
+        for refused in ["10.0.0.1", "192.168.1.2", "::2", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert_eq!(denied(&s, "/control/record/start", refused).as_deref(), Some("deny all"), "{refused}");
+        }
+        assert_eq!(denied(&s, "/healthz", "10.0.0.1"), None, "only /control/ is restricted");
+        assert_eq!(s.limits, HttpLimits::default());
+    }
+
+    #[test]
+    fn rules_inherit_like_nginx_access_module() {
+        let s = servers(
+            "http { allow 10.0.0.0/8; deny all; server { listen 8081; deny 192.0.2.1;
+                location /a { } location /b { allow all; location /b/c { } } location /d { } }
+                server { listen 8082; location /e { } } }",
+        );
+        assert_eq!(denied(&s[0], "/a/x", "192.0.2.1").as_deref(), Some("deny 192.0.2.1"));
+        assert_eq!(denied(&s[0], "/a/x", "10.1.1.1"), None, "the server's rules replace the http block's");
+        assert_eq!(denied(&s[0], "/b/c/x", "192.0.2.1"), None, "a location's own rules replace the server's");
+        assert_eq!(denied(&s[0], "/elsewhere", "192.0.2.1").as_deref(), Some("deny 192.0.2.1"));
+        assert_eq!(denied(&s[1], "/e", "192.0.2.1").as_deref(), Some("deny all"));
+        assert_eq!(denied(&s[1], "/e", "10.2.3.4"), None, "first match wins");
+    }
+
+    #[test]
+    fn implicit_hls_locations_take_the_servers_rules() {
+        let s = servers(
+            "rtmp { server { application a { hls on; hls_path /tmp/hls; } } }
+             http { server { listen 8081; allow 127.0.0.1; deny all; } }",
+        );
+        assert_eq!(denied(&s[0], "/hls/a.m3u8", "10.0.0.1").as_deref(), Some("deny all"));
+        assert_eq!(denied(&s[0], "/hls/a.m3u8", "127.0.0.1"), None);
+    }
+
+    #[test]
+    fn addresses_networks_and_mapped_ipv4() {
+        assert_eq!(addr_match("all"), Some(AddrMatch::All));
+        assert_eq!(addr_match("10.1.2.3/8"), Some(AddrMatch::V4 { addr: 0x0A00_0000, mask: 0xFF00_0000 }));
+        assert_eq!(addr_match("::ffff:10.0.0.0/104"), addr_match("10.0.0.0/8"), "mapped networks are IPv4");
+        assert_eq!(addr_match("::ffff:127.0.0.1"), addr_match("127.0.0.1"));
+        assert_eq!(addr_match("0.0.0.0/0"), Some(AddrMatch::V4 { addr: 0, mask: 0 }));
+        assert!(addr_match("2001:db8::/32").unwrap().contains(ip("2001:db8:1::1")));
+        for bad in ["10.0.0.0/33", "::1/129", "10.0.0/8", "nothing", "10.0.0.0/+8", "10.0.0.0/", "unix:", ""] {
+            assert_eq!(addr_match(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_config_errors() {
+        let e = error("http { server {\n  location /c { allow 10.0.0.0/33; } } }");
+        assert!(e.starts_with("t.conf:2:23: invalid value \"10.0.0.0/33\" in \"allow\" directive"), "{e}");
+        let e = error("http { server { deny publish all; } }");
+        assert!(e.contains("invalid number of arguments in \"deny\" directive"), "{e}");
+        let e = error("http { server { allow; } }");
+        assert!(e.contains("invalid number of arguments in \"allow\" directive"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_and_connection_limit() {
+        let s = servers(
+            "http { client_header_timeout 2s; server { listen 8081; keepalive_timeout 1s 1s; send_timeout 3s;
+                max_connections 4; location /x { keepalive_timeout 9s; } } server { listen 8082; keepalive_timeout 0; } }",
+        );
+        let want = HttpLimits {
+            header_timeout: Duration::from_secs(2),
+            keepalive_timeout: Some(Duration::from_secs(1)),
+            send_timeout: Duration::from_secs(3),
+            max_connections: 4,
+        };
+        assert_eq!(s[0].limits, want);
+        assert_eq!(s[0].limits.head_timeout(), Duration::from_secs(1), "a shorter keep-alive shortens the wait");
+        assert_eq!(s[1].limits.keepalive_timeout, None, "0 turns keep-alive off");
+        assert_eq!(s[1].limits.head_timeout(), Duration::from_secs(2));
+        assert!(error("http { client_header_timeout 0; }").contains("a time longer than 0"));
+        assert!(error("http { server { max_connections 0; } }").contains("between 1 and"));
+        assert!(error("http { server { location / { max_connections 3; } } }").contains("not allowed here"));
+        assert!(error("http { server { send_timeout soon; } }").contains("invalid value \"soon\""));
+    }
 }

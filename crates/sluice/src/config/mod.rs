@@ -30,7 +30,8 @@ pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
-    parse_http_listen, AddHeader, Files, HttpConf, HttpServerConf, Location, RtmpControl, DEFAULT_HTTP_PORT,
+    parse_http_listen, AddHeader, Files, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf, Location, RtmpControl,
+    DEFAULT_HTTP_PORT,
 };
 pub use self::live::{LiveConf, MetaMode};
 pub use self::notify::{NotifyConf, NotifyMethod};

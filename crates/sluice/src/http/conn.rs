@@ -1,0 +1,177 @@
+//! HTTP connections: accepting them within `max_connections`, and serving each with hyper's
+//! HTTP/1 server under `client_header_timeout`, `keepalive_timeout` and `send_timeout`, so that
+//! a slow or silent client cannot hold a connection (and its file descriptor) for long.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::{ConnectionLimit, ConnectionPermit};
+use crate::config::HttpLimits;
+use crate::server::{LogEvery, ACCEPT_ERROR_LOG_INTERVAL};
+
+/// How often refusals at the connection limit are logged while they go on.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Pause after a failed `accept` (out of file descriptors and the like).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts connections until `shutdown`, then waits for the open ones to finish their request.
+/// Past `max_connections` a new connection is closed at once: it never waits in the backlog
+/// for a place, and the RTMP listeners do not share this count.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    limits: HttpLimits,
+    connections: Arc<ConnectionLimit>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    // Floods must not flood the log: the first refusal or failure, then one line a minute.
+    let mut refusals = LogEvery::new(REFUSAL_LOG_INTERVAL);
+    let mut failures = LogEvery::new(ACCEPT_ERROR_LOG_INTERVAL);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(failed) = failures.hit() {
+                    tracing::warn!(error = %e, failed, "http accept failed");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Some(permit) = connections.try_acquire() else {
+            if let Some(refused) = refusals.hit() {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    client = %peer,
+                    refused,
+                    "http connection limit reached; new connections are closed until some end"
+                );
+            }
+            drop(socket);
+            continue;
+        };
+        tracker.spawn(serve_connection(socket, peer, limits, permit, router.clone(), shutdown.clone()));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// One connection, until the client or a timeout closes it; on shutdown, the request in
+/// progress finishes and the connection closes.
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    limits: HttpLimits,
+    _permit: ConnectionPermit,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let io = TokioIo::new(SendTimeout::new(socket, limits.send_timeout));
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        tower_service::Service::call(&mut router, req.map(Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout())
+        .keep_alive(limits.keepalive_timeout.is_some());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Timeouts and resets are routine (and a client can cause them at will): debug only.
+        tracing::debug!(client = %peer, error = %e, "http connection ended");
+    }
+}
+
+/// A socket whose writes fail once the client has taken nothing for `limit` (nginx's
+/// `send_timeout`): a client that stops reading a response cannot hold the connection.
+struct SendTimeout {
+    inner: TcpStream,
+    limit: Duration,
+    /// Running while a write waits for the client.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendTimeout {
+    fn new(inner: TcpStream, limit: Duration) -> Self {
+        SendTimeout { inner, limit, stalled: None }
+    }
+
+    /// Tracks a write's outcome: progress resets the clock, waiting runs it.
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "send_timeout: the client read nothing")))
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.track(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.track(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.track(cx, poll)
+    }
+}
