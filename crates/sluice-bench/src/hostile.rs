@@ -42,9 +42,9 @@ use crate::source::{Source, SyntheticSource};
 pub const HARD_RSS_CAP_KIB: u64 = 2 << 20;
 /// Address space the server may reserve (`RLIMIT_AS`), a second guard behind the watchdog.
 const SERVER_ADDRESS_SPACE: u64 = 8 << 30;
-/// The server's open-files limit (soft and hard): low enough that slowloris reaches it with a
-/// thousand connections, as an exposed server with 2000 would at a limit of 2048.
-pub const SERVER_NOFILE: u64 = 1024;
+/// The server's open-files limit (soft and hard), as in the report behind issue #9: 2100
+/// slowloris connections at this limit blocked every new RTMP player and `/healthz`.
+pub const SERVER_NOFILE: u64 = 2048;
 /// The legitimate player may go this long without a video frame.
 const MAX_PLAYER_GAP: Duration = Duration::from_secs(3);
 /// Longest log line accepted: client text is escaped and cut (`untrusted::for_log`).
@@ -90,7 +90,7 @@ impl Scale {
             play_flood: 3000,
             frozen_bytes: 96 << 20,
             attack_rate: 24 << 20,
-            slowloris: 1100,
+            slowloris: 2100,
             slowloris_hold: Duration::from_secs(3),
             slowloris_closed_within: None,
             rss_bound_kib: 300 << 10,
@@ -108,7 +108,7 @@ impl Scale {
             frozen_bytes: 400 << 20,
             attack_rate: 64 << 20,
             slowloris: 2100,
-            slowloris_hold: Duration::from_secs(10),
+            slowloris_hold: Duration::from_secs(15),
             slowloris_closed_within: Some(Duration::from_secs(90)),
             rss_bound_kib: 400 << 10,
             rounds: rounds.max(1),
@@ -125,6 +125,14 @@ pub struct HostileOptions {
     pub scale: Scale,
     /// Keep the temporary directory (config, log, outputs) for inspection.
     pub keep: bool,
+    /// Phases left out (`protocol`, `media`, `slowloris`, `signals`), to measure one alone.
+    pub skip: Vec<String>,
+}
+
+impl HostileOptions {
+    fn runs(&self, phase: &str) -> bool {
+        !self.skip.iter().any(|s| s == phase)
+    }
 }
 
 /// One named check's outcome.
@@ -228,7 +236,8 @@ const OWN_FILES: &[&str] = &["sluice.conf", "sluice.log"];
 
 impl Sandbox {
     fn new(keep: bool) -> anyhow::Result<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         let mark = format!("hx{}n{}", std::process::id(), nanos % 100_000);
         let root = std::env::temp_dir().join(format!("sluice-hostile-{mark}"));
         let srv = root.join("srv");
@@ -318,7 +327,8 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let up = std::net::TcpStream::connect(server.rtmp).is_ok() && std::net::TcpStream::connect(server.http).is_ok();
+            let up =
+                std::net::TcpStream::connect(server.rtmp).is_ok() && std::net::TcpStream::connect(server.http).is_ok();
             if up {
                 return Ok(server);
             }
@@ -397,7 +407,8 @@ struct Watchdog {
 impl Watchdog {
     fn start(pid: i32) -> Self {
         let (stop, peak, killed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::default());
-        let (s, p, k): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicBool>) = (stop.clone(), peak.clone(), Arc::clone(&killed));
+        let (s, p, k): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicBool>) =
+            (stop.clone(), peak.clone(), Arc::clone(&killed));
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let Some(rss) = read_status_kib(pid, "VmRSS:") else { break };
@@ -481,14 +492,22 @@ async fn attack(
 
     for round in 0..o.scale.rounds {
         let last = round + 1 == o.scale.rounds;
-        protocol_phase(o, server, watchdog, mark, checks, last).await;
-        watchdog.mark("protocol");
-        media_phase(o, sandbox, server, checks, last).await;
-        watchdog.mark("media");
+        if o.runs("protocol") {
+            protocol_phase(o, server, watchdog, mark, checks, last).await;
+            watchdog.mark("protocol");
+        }
+        if o.runs("media") {
+            media_phase(o, sandbox, server, checks, last).await;
+            watchdog.mark("media");
+        }
     }
-    slowloris_phase(o, server, checks).await;
-    watchdog.mark("slowloris");
-    signal_phase(server, checks).await;
+    if o.runs("slowloris") {
+        slowloris_phase(o, server, checks).await;
+        watchdog.mark("slowloris");
+    }
+    if o.runs("signals") {
+        signal_phase(server, checks).await;
+    }
 
     // The end: the server still serves, and the legitimate pair is still going.
     let health = http_get(server.http, "/healthz", Duration::from_secs(5)).await;
@@ -501,7 +520,12 @@ async fn attack(
             Err(e) => format!("{e:#}"),
         },
     );
-    let streams = healthz_streams(server.http).await;
+    let mut streams = healthz_streams(server.http).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while streams.is_some_and(|n| n > baseline_streams) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        streams = healthz_streams(server.http).await;
+    }
     checks.add(
         "streams-released",
         streams.is_some_and(|n| n <= baseline_streams),
@@ -527,7 +551,11 @@ async fn attack(
     checks.add(
         "publisher-connected",
         pub_stats.live.load(Ordering::Relaxed) && err.is_none(),
-        format!("{} frames sent{}", pub_stats.frames.load(Ordering::Relaxed), err.map(|e| format!("; {e}")).unwrap_or_default()),
+        format!(
+            "{} frames sent{}",
+            pub_stats.frames.load(Ordering::Relaxed),
+            err.map(|e| format!("; {e}")).unwrap_or_default()
+        ),
     );
     stop.store(true, Ordering::Relaxed);
     Ok(())
@@ -574,7 +602,14 @@ async fn legit_player(target: Target, log: Arc<Mutex<PlayerLog>>, stop: Arc<Atom
 // Phase 1: protocol attacks (AMF bombs, names, long fields, garbage, HTTP)
 // ---------------------------------------------------------------------------------------------
 
-async fn protocol_phase(o: &HostileOptions, server: &Server, watchdog: &Watchdog, mark: &str, checks: &Checks, report: bool) {
+async fn protocol_phase(
+    o: &HostileOptions,
+    server: &Server,
+    watchdog: &Watchdog,
+    mark: &str,
+    checks: &Checks,
+    report: bool,
+) {
     let addr = server.rtmp;
     let amf = async {
         // One bomb at a time, and none after the bound is passed: the check has failed already.
@@ -880,7 +915,14 @@ async fn http_attacks(http: SocketAddr, mark: &str) -> ((bool, String), (bool, S
     let cors = match &control {
         Ok(r) => {
             let any = r.header("access-control-allow-origin").is_some_and(|v| v.trim() == "*");
-            (!any, format!("GET /control/record/stop -> {}{}", r.status, if any { ", Access-Control-Allow-Origin: *" } else { "" }))
+            (
+                !any,
+                format!(
+                    "GET /control/record/stop -> {}{}",
+                    r.status,
+                    if any { ", Access-Control-Allow-Origin: *" } else { "" }
+                ),
+            )
         }
         // A closed connection or refusal is not permissive.
         Err(e) => (true, format!("GET /control/record/stop -> {e:#}")),
@@ -934,8 +976,13 @@ impl Reply {
 async fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> anyhow::Result<Reply> {
     tokio::time::timeout(limit, async {
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
         let mut buf = Vec::new();
         s.take(1 << 20).read_to_end(&mut buf).await?;
         let split = buf.windows(4).position(|w| w == b"\r\n\r\n").context("no header end")?;
@@ -1121,10 +1168,8 @@ async fn timestamp_jumps(server: &Server, srv: &Path, mark: &str) -> (bool, Stri
 pub fn judge_playlist(playlist: &str) -> (bool, String) {
     let target: Option<u64> =
         playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")?.trim().parse().ok());
-    let durations: Vec<f64> = playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:")?.split(',').next()?.trim().parse().ok())
-        .collect();
+    let durations: Vec<f64> =
+        playlist.lines().filter_map(|l| l.strip_prefix("#EXTINF:")?.split(',').next()?.trim().parse().ok()).collect();
     let zero = durations.iter().filter(|&&d| d < 0.001).count();
     let detail = format!("{} segments, target duration {target:?}, {zero} of zero length", durations.len());
     match target {
@@ -1180,7 +1225,7 @@ async fn play_flood(server: &Server, mark: &str, n: usize) -> (bool, String) {
         drain.abort();
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut after = healthz_streams(server.http).await;
-        while after.is_some_and(|a| a > before) && Instant::now() < deadline {
+        while after.is_some_and(|a| a > before + 3) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
             after = healthz_streams(server.http).await;
         }
@@ -1189,8 +1234,9 @@ async fn play_flood(server: &Server, mark: &str, n: usize) -> (bool, String) {
     .await;
     match result {
         Ok((during, after)) => {
+            // The buffer and timestamp publishers of this phase come and go meanwhile: 3 more.
             let held = during.map(|d| d.saturating_sub(before));
-            let ok = held.is_some_and(|h| h <= 16) && after.is_some_and(|a| a <= before);
+            let ok = held.is_some_and(|h| h <= 16) && after.is_some_and(|a| a <= before + 3);
             (ok, format!("{n} plays on one stream: {held:?} extra streams held, {after:?} streams after close ({before} before)"))
         }
         Err(e) => (false, format!("{e:#}")),
@@ -1214,13 +1260,13 @@ async fn slowloris_phase(o: &HostileOptions, server: &Server, checks: &Checks) {
             };
             opened.fetch_add(1, Ordering::Relaxed);
             let mut ok = s.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").await.is_ok();
-            // A header byte every two seconds, staggered; reading notices a close.
-            tokio::time::sleep(Duration::from_millis((i % 20) as u64 * 100)).await;
+            // A header byte every five seconds, staggered; reading notices a close.
+            tokio::time::sleep(Duration::from_millis((i % 50) as u64 * 100)).await;
             let mut scratch = [0u8; 512];
             while ok && !stop.load(Ordering::Relaxed) {
                 tokio::select! {
                     r = s.read(&mut scratch) => ok = matches!(r, Ok(n) if n > 0),
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => ok = s.write_all(b"a").await.is_ok(),
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => ok = s.write_all(b"a").await.is_ok(),
                 }
             }
             if !ok {
@@ -1304,9 +1350,10 @@ fn escape_checks(checks: &Checks, sandbox: &Sandbox, root_before: &BTreeSet<Stri
     let mut entries = Vec::new();
     walk(&sandbox.root, 100_000, &mut entries);
     let allowed = |p: &Path| {
-        let Ok(rel) = p.strip_prefix(&sandbox.srv) else { return p == sandbox.srv };
-        let first = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
-        ALLOWED_DIRS.contains(&first.as_str()) || OWN_FILES.contains(&first.as_str())
+        let Ok(rel) = p.strip_prefix(&sandbox.srv) else { return false };
+        let Some(first) = rel.components().next() else { return true };
+        let first = first.as_os_str().to_string_lossy();
+        ALLOWED_DIRS.contains(&first.as_ref()) || OWN_FILES.contains(&first.as_ref())
     };
     let mut outside: Vec<String> = entries
         .iter()
@@ -1322,7 +1369,10 @@ fn escape_checks(checks: &Checks, sandbox: &Sandbox, root_before: &BTreeSet<Stri
     let tmp = std::env::temp_dir();
     let own = sandbox.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     outside.extend(
-        top_level_names(&tmp).into_iter().filter(|n| n.contains(&sandbox.mark) && *n != own).map(|n| tmp.join(n).display().to_string()),
+        top_level_names(&tmp)
+            .into_iter()
+            .filter(|n| n.contains(&sandbox.mark) && *n != own)
+            .map(|n| tmp.join(n).display().to_string()),
     );
     let detail = if outside.is_empty() {
         format!("{} entries, all in {}", entries.len(), ALLOWED_DIRS.join(", "))
@@ -1357,7 +1407,11 @@ fn log_checks(checks: &Checks, log: &str, mark: &str) {
         format!("{injected} log lines start with client text (names and flashVer with newlines)"),
     );
     let longest = log.lines().map(str::len).max().unwrap_or(0);
-    checks.add("log-line-length", longest <= MAX_LOG_LINE, format!("longest line {longest} bytes (bound {MAX_LOG_LINE})"));
+    checks.add(
+        "log-line-length",
+        longest <= MAX_LOG_LINE,
+        format!("longest line {longest} bytes (bound {MAX_LOG_LINE})"),
+    );
     let leaked = log.matches(&format!("{mark}SECRET")).count();
     checks.add("log-secrets", leaked == 0, format!("{leaked} occurrences of key=/token= values in the log"));
 }
@@ -1375,15 +1429,23 @@ mod tests {
     fn reference_bomb_decodes_to_millions_of_values_per_value() {
         let body = amf3_reference_bomb(1);
         assert!(body.len() < 8 * 1024, "{} bytes", body.len());
-        // Today's decoder expands it (the point of the attack) or refuses it; either way it
-        // must be well-formed up to the budget: decoding fails only with the budget error.
+        // An unbounded decoder expands it (the point of the attack); a bounded one refuses it.
         match amf0::decode_all(&body) {
             Ok(values) => {
                 let Value::StrictArray(outer) = &values[2] else { panic!("{:?}", values[2]) };
                 assert_eq!(outer.len(), 2001);
                 assert!(matches!(&outer[2000], Value::StrictArray(inner) if inner.len() == 1000));
             }
-            Err(e) => assert!(e.to_string().to_lowercase().contains("budget") || e.to_string().contains("expan"), "{e}"),
+            // A decoding budget may refuse it, but it must not be malformed.
+            Err(e) => assert!(
+                !matches!(
+                    e,
+                    amf0::Amf0Error::UnexpectedEof { .. }
+                        | amf0::Amf0Error::BadAmf3Reference { .. }
+                        | amf0::Amf0Error::UnsupportedAmf3Marker(_)
+                ),
+                "{e}"
+            ),
         }
     }
 

@@ -15,7 +15,7 @@ use sluice_bench::source::{FlvSource, Source, SyntheticSource};
 
 const USAGE: &str = "\
 Usage: sluice-bench [OPTIONS] rtmp://HOST[:PORT]/APP/STREAM
-       sluice-bench hostile [--short] [--sluice PATH] [--rounds N] [--keep]
+       sluice-bench hostile [--short] [--sluice PATH] [--rounds N] [--keep] [--skip LIST]
 
 Publishes a stream to URL and plays it with many players; reports how many kept up.
 
@@ -47,7 +47,8 @@ attacks the server the ways issue #9 lists; prints a pass/FAIL table and exits 1
   --short                the ~25 s form the tests run
   --sluice PATH          the server binary to attack
   --rounds N             repeat the protocol and media attacks N times (long form; default 3)
-  --keep                 keep the temporary directory (config, log, outputs)";
+  --keep                 keep the temporary directory (config, log, outputs)
+  --skip LIST            leave out phases: protocol,media,slowloris,signals (to measure one alone)";
 
 struct Options {
     target: Target,
@@ -516,13 +517,14 @@ fn hostile_main() -> i32 {
 
 fn parse_hostile_args() -> anyhow::Result<hostile::HostileOptions> {
     let mut args = std::env::args().skip(2);
-    let (mut short, mut sluice, mut rounds, mut keep) = (false, None, 3, false);
+    let (mut short, mut sluice, mut rounds, mut keep, mut skip) = (false, None, 3, false, Vec::new());
     while let Some(a) = args.next() {
         match a.as_str() {
             "--short" => short = true,
             "--sluice" => sluice = Some(PathBuf::from(args.next().context("--sluice needs a path")?)),
             "--rounds" => rounds = args.next().context("--rounds needs a number")?.parse()?,
             "--keep" => keep = true,
+            "--skip" => skip = args.next().context("--skip needs a list")?.split(',').map(String::from).collect(),
             "-h" | "--help" => bail!("{USAGE}"),
             other => bail!("unknown option \"{other}\" of hostile\n\n{USAGE}"),
         }
@@ -532,5 +534,5 @@ fn parse_hostile_args() -> anyhow::Result<hostile::HostileOptions> {
         None => std::env::current_exe()?.parent().context("no directory for this program")?.join("sluice"),
     };
     let scale = if short { hostile::Scale::short() } else { hostile::Scale::long(rounds) };
-    Ok(hostile::HostileOptions { sluice, scale, keep })
+    Ok(hostile::HostileOptions { sluice, scale, keep, skip })
 }
