@@ -212,7 +212,13 @@ pub fn run(o: &HostileOptions) -> anyhow::Result<Vec<Check>> {
     }
     server.stop();
     rt.shutdown_timeout(Duration::from_secs(1));
-    eprintln!("hostile: {:.1} s; files in {}", started.elapsed().as_secs_f64(), sandbox.root.display());
+    eprintln!(
+        "hostile: {:.1} s; CPU: server {:.1} s, this tool {:.1} s; files in {}",
+        started.elapsed().as_secs_f64(),
+        watchdog.cpu_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        crate::procstat::cpu_seconds("self").unwrap_or(0.0),
+        sandbox.root.display()
+    );
     Ok(checks.0.into_inner().unwrap())
 }
 
@@ -400,6 +406,8 @@ struct Watchdog {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     killed: Arc<AtomicBool>,
+    /// The server's CPU time so far, milliseconds.
+    cpu_ms: Arc<AtomicU64>,
     marks: Mutex<Vec<(String, u64)>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -409,11 +417,16 @@ impl Watchdog {
         let (stop, peak, killed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::default());
         let (s, p, k): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicBool>) =
             (stop.clone(), peak.clone(), Arc::clone(&killed));
+        let cpu_ms = Arc::new(AtomicU64::new(0));
+        let c = cpu_ms.clone();
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let Some(rss) = read_status_kib(pid, "VmRSS:") else { break };
                 let hwm = read_status_kib(pid, "VmHWM:").unwrap_or(rss);
                 p.fetch_max(rss.max(hwm), Ordering::Relaxed);
+                if let Some(secs) = crate::procstat::cpu_seconds(&pid.to_string()) {
+                    c.store((secs * 1000.0) as u64, Ordering::Relaxed);
+                }
                 if rss > HARD_RSS_CAP_KIB && !k.swap(true, Ordering::Relaxed) {
                     eprintln!("hostile: server resident {} MiB: killing it", rss >> 10);
                     // SAFETY: kill(2) on the child's pid while /proc still shows it running.
@@ -422,7 +435,7 @@ impl Watchdog {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        Watchdog { pid, stop, peak, killed, marks: Mutex::default(), thread: Mutex::new(Some(thread)) }
+        Watchdog { pid, stop, peak, killed, cpu_ms, marks: Mutex::default(), thread: Mutex::new(Some(thread)) }
     }
 
     fn peak_kib(&self) -> u64 {
@@ -914,15 +927,12 @@ async fn http_attacks(http: SocketAddr, mark: &str) -> ((bool, String), (bool, S
     let control = http_get(http, "/control/record/stop?app=live&name=legit", Duration::from_secs(5)).await;
     let cors = match &control {
         Ok(r) => {
-            let any = r.header("access-control-allow-origin").is_some_and(|v| v.trim() == "*");
-            (
-                !any,
-                format!(
-                    "GET /control/record/stop -> {}{}",
-                    r.status,
-                    if any { ", Access-Control-Allow-Origin: *" } else { "" }
-                ),
-            )
+            // `*`, or the foreign Origin the request carried echoed back, lets any page read it.
+            let allowed = r.header("access-control-allow-origin").map(str::trim).unwrap_or_default();
+            let permissive = allowed == "*" || allowed.contains(FOREIGN_ORIGIN);
+            let shown =
+                if allowed.is_empty() { String::new() } else { format!(", Access-Control-Allow-Origin: {allowed}") };
+            (!permissive, format!("GET /control/record/stop from Origin {FOREIGN_ORIGIN} -> {}{shown}", r.status))
         }
         // A closed connection or refusal is not permissive.
         Err(e) => (true, format!("GET /control/record/stop -> {e:#}")),
@@ -956,6 +966,9 @@ async fn http_attacks(http: SocketAddr, mark: &str) -> ((bool, String), (bool, S
     (cors, traversal)
 }
 
+/// The `Origin` every request of the tool carries: a web page on another site.
+const FOREIGN_ORIGIN: &str = "http://evil.example";
+
 /// An HTTP answer.
 struct Reply {
     status: u16,
@@ -977,10 +990,8 @@ async fn http_get(addr: SocketAddr, path: &str, limit: Duration) -> anyhow::Resu
     tokio::time::timeout(limit, async {
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {FOREIGN_ORIGIN}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await?;
         let mut buf = Vec::new();
@@ -1309,7 +1320,7 @@ async fn slowloris_phase(o: &HostileOptions, server: &Server, checks: &Checks) {
         let (open, gone) = (opened.load(Ordering::Relaxed), closed.load(Ordering::Relaxed));
         checks.add(
             "slowloris-closed",
-            gone >= open,
+            gone >= open && server.alive(),
             format!("{gone} of {open} closed by the server within {:.0} s", start.elapsed().as_secs_f64()),
         );
     }

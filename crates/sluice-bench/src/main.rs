@@ -503,6 +503,8 @@ fn summarize_probes(step: &mut Step, probes: &[Arc<Mutex<ProbeResult>>]) {
 
 /// `sluice-bench hostile ...`: the exit code (0 all checks passed, 1 one failed, 2 usage).
 fn hostile_main() -> i32 {
+    // 2100 slowloris connections and the rest need more than the usual 1024.
+    raise_fd_limit();
     match parse_hostile_args().and_then(|o| Ok((hostile::run(&o)?, o))) {
         Ok((checks, _)) => {
             print!("{}", hostile::table(&checks));
