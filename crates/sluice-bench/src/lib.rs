@@ -4,6 +4,7 @@
 //! `recv(MSG_TRUNC)`); a few probe players parse everything to measure time to first frame and
 //! publish-to-play latency. The report says how many players kept up, per step of a ramp.
 
+pub mod hostile;
 pub mod players;
 pub mod procstat;
 pub mod report;

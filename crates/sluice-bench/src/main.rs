@@ -1,4 +1,4 @@
-//! `sluice-bench [OPTIONS] URL`: see `--help`.
+//! `sluice-bench [OPTIONS] URL` and `sluice-bench hostile [OPTIONS]`: see `--help`.
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use sluice_bench::hostile;
 use sluice_bench::players::{self, state, PlayerStats, ProbeResult, PublishStats, Target};
 use sluice_bench::procstat::{rss_kib, CpuMeter};
 use sluice_bench::report::{self, Latency, Report, Step, Ttff};
@@ -14,6 +15,7 @@ use sluice_bench::source::{FlvSource, Source, SyntheticSource};
 
 const USAGE: &str = "\
 Usage: sluice-bench [OPTIONS] rtmp://HOST[:PORT]/APP/STREAM
+       sluice-bench hostile [--short] [--sluice PATH] [--rounds N] [--keep] [--skip LIST]
 
 Publishes a stream to URL and plays it with many players; reports how many kept up.
 
@@ -37,7 +39,16 @@ Options:
   --idle N               instead of players: N connections that play STREAM while nobody publishes
                          it, held for --step-secs; reports how many stayed and the server's RSS per
                          connection (with --server-pid)
-  -h, --help             this help";
+  -h, --help             this help
+
+sluice-bench hostile starts a sluice binary (default: the `sluice` next to this program) on free
+127.0.0.1 ports with HLS, recording and HTTP on, keeps a legitimate publisher and player going and
+attacks the server the ways issue #9 lists; prints a pass/FAIL table and exits 1 if a check fails.
+  --short                the ~25 s form the tests run
+  --sluice PATH          the server binary to attack
+  --rounds N             repeat the protocol and media attacks N times (long form; default 3)
+  --keep                 keep the temporary directory (config, log, outputs)
+  --skip LIST            leave out phases: protocol,media,slowloris,signals (to measure one alone)";
 
 struct Options {
     target: Target,
@@ -144,6 +155,9 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("hostile") {
+        std::process::exit(hostile_main());
+    }
     match parse_args() {
         Ok(Some(o)) => {
             if let Err(e) = run(o) {
@@ -485,4 +499,42 @@ fn summarize_probes(step: &mut Step, probes: &[Arc<Mutex<ProbeResult>>]) {
     for r in results.iter().filter_map(|r| r.error.as_ref()) {
         eprintln!("  probe failed: {r}");
     }
+}
+
+/// `sluice-bench hostile ...`: the exit code (0 all checks passed, 1 one failed, 2 usage).
+fn hostile_main() -> i32 {
+    // 2100 slowloris connections and the rest need more than the usual 1024.
+    raise_fd_limit();
+    match parse_hostile_args().and_then(|o| Ok((hostile::run(&o)?, o))) {
+        Ok((checks, _)) => {
+            print!("{}", hostile::table(&checks));
+            i32::from(checks.iter().any(|c| !c.passed))
+        }
+        Err(e) => {
+            eprintln!("sluice-bench hostile: {e:#}");
+            2
+        }
+    }
+}
+
+fn parse_hostile_args() -> anyhow::Result<hostile::HostileOptions> {
+    let mut args = std::env::args().skip(2);
+    let (mut short, mut sluice, mut rounds, mut keep, mut skip) = (false, None, 3, false, Vec::new());
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--short" => short = true,
+            "--sluice" => sluice = Some(PathBuf::from(args.next().context("--sluice needs a path")?)),
+            "--rounds" => rounds = args.next().context("--rounds needs a number")?.parse()?,
+            "--keep" => keep = true,
+            "--skip" => skip = args.next().context("--skip needs a list")?.split(',').map(String::from).collect(),
+            "-h" | "--help" => bail!("{USAGE}"),
+            other => bail!("unknown option \"{other}\" of hostile\n\n{USAGE}"),
+        }
+    }
+    let sluice = match sluice {
+        Some(p) => p,
+        None => std::env::current_exe()?.parent().context("no directory for this program")?.join("sluice"),
+    };
+    let scale = if short { hostile::Scale::short() } else { hostile::Scale::long(rounds) };
+    Ok(hostile::HostileOptions { sluice, scale, keep, skip })
 }
