@@ -249,63 +249,58 @@ fn rule(d: &Directive) -> Result<AccessRule, Fail> {
     Ok(AccessRule { allow: d.name == "allow", publish, play, addr, text: text.join(" "), line: d.span.line })
 }
 
-/// `all`, an address, or an address with a prefix length. Host bits under the prefix are
-/// cleared (nginx warns that they are meaningless; so do we).
+/// `all`, an address, or an address with a prefix length ([`parse_addr`]), with a warning when
+/// host bits under the prefix were set (nginx warns that they are meaningless; so do we).
 fn addr_match(d: &Directive, arg: &Arg) -> Result<AddrMatch, Fail> {
     const MUST: &str = "\"all\", an IPv4 or IPv6 address, or a network like 10.0.0.0/8 or 2001:db8::/32";
-    if arg.value == "all" {
-        return Ok(AddrMatch::All);
-    }
-    let (ip, prefix) = match arg.value.split_once('/') {
-        Some((ip, bits)) => (ip, Some(bits)),
-        None => (arg.value.as_str(), None),
-    };
-    let ip: IpAddr = ip.parse().map_err(|_| invalid(d, arg, MUST))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let bits = match prefix {
-        Some(b) => match b.parse::<u32>() {
-            Ok(n) if n <= max && !b.starts_with('+') => n,
-            _ => return Err(invalid(d, arg, MUST)),
-        },
-        None => max,
-    };
-    // `::ffff:10.0.0.0/104` is `10.0.0.0/8` written for IPv6: peers are compared as IPv4, so the
-    // rule must be too, or it never matches. A shorter prefix also covers real IPv6 addresses
-    // and stays an IPv6 rule (as in nginx, IPv4 peers never match it).
-    let (ip, bits) = match ip {
-        IpAddr::V6(v6) if bits >= 96 && v6.to_ipv4_mapped().is_some() => {
-            (IpAddr::V4(v6.to_ipv4_mapped().expect("checked")), bits - 96)
-        }
-        other => (other, bits),
-    };
-    let m = match ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            AddrMatch::V4 { addr: u32::from(v4) & mask, mask }
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            AddrMatch::V6 { addr: u128::from(v6) & mask, mask }
-        }
-    };
-    let cleared = match (m, ip) {
-        (AddrMatch::V4 { addr, .. }, IpAddr::V4(v4)) => addr != u32::from(v4),
-        (AddrMatch::V6 { addr, .. }, IpAddr::V6(v6)) => addr != u128::from(v6),
+    let m = parse_addr(&arg.value).ok_or_else(|| invalid(d, arg, MUST))?;
+    let host = arg.value.split_once('/').and_then(|(ip, _)| parse_addr(ip));
+    let cleared = match (m, host) {
+        (AddrMatch::V4 { addr, .. }, Some(AddrMatch::V4 { addr: full, .. })) => addr != full,
+        (AddrMatch::V6 { addr, .. }, Some(AddrMatch::V6 { addr: full, .. })) => addr != full,
         _ => false,
     };
     if cleared {
         let net = match m {
-            AddrMatch::V4 { addr, .. } => IpAddr::V4(Ipv4Addr::from(addr)),
-            AddrMatch::V6 { addr, .. } => IpAddr::V6(Ipv6Addr::from(addr)),
-            AddrMatch::All => ip,
+            AddrMatch::V4 { addr, .. } => IpAddr::V4(Ipv4Addr::from(addr)).to_string(),
+            AddrMatch::V6 { addr, .. } => IpAddr::V6(Ipv6Addr::from(addr)).to_string(),
+            AddrMatch::All => String::new(),
         };
-        tracing::warn!(
-            line = arg.span.line,
-            "low address bits of {} are meaningless (network {net}/{bits})",
-            arg.value
-        );
+        tracing::warn!(line = arg.span.line, "low address bits of {} are meaningless (network {net})", arg.value);
     }
     Ok(m)
+}
+
+/// `all`, `ADDR` or `ADDR/BITS`, with host bits cleared as nginx does: the one parser of
+/// `allow`/`deny` addresses, for rtmp and http alike. An IPv4-mapped IPv6
+/// network (`::ffff:10.0.0.0/104`) becomes the IPv4 one: peers are matched in that form.
+pub(crate) fn parse_addr(s: &str) -> Option<AddrMatch> {
+    if s == "all" {
+        return Some(AddrMatch::All);
+    }
+    let (ip, bits) = match s.split_once('/') {
+        Some((ip, bits)) if !bits.starts_with('+') => (ip.parse::<IpAddr>().ok()?, Some(bits.parse::<u32>().ok()?)),
+        Some(_) => return None,
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let (ip, bits) = match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && bits.is_none_or(|b| (96..=128).contains(&b)) => {
+            (IpAddr::V4(v6.to_ipv4_mapped()?), bits.map(|b| b - 96))
+        }
+        ip => (ip, bits),
+    };
+    Some(match ip {
+        IpAddr::V4(v4) => {
+            let bits = bits.unwrap_or(32);
+            let mask = u32::MAX.checked_shl(32u32.checked_sub(bits)?).unwrap_or(0);
+            AddrMatch::V4 { addr: u32::from(v4) & mask, mask }
+        }
+        IpAddr::V6(v6) => {
+            let bits = bits.unwrap_or(128);
+            let mask = u128::MAX.checked_shl(128u32.checked_sub(bits)?).unwrap_or(0);
+            AddrMatch::V6 { addr: u128::from(v6) & mask, mask }
+        }
+    })
 }
 
 fn secret(d: &Directive) -> Result<String, Fail> {

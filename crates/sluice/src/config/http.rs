@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use nginx_conf::{Arg, Directive, Span};
 
+use super::access::parse_addr as addr_match;
 use super::core::parse_addr;
 use super::value::{
     check_shape, ctx, edit_distance, first, invalid, number_in, put, spec, time, Args, DirectiveSpec, Fail, Kind,
@@ -911,37 +912,6 @@ fn access_rule(d: &Directive) -> Result<HttpAccessRule, Fail> {
         invalid(d, arg, "\"all\", an IPv4 or IPv6 address, or a network like 10.0.0.0/8 or 2001:db8::/32")
     })?;
     Ok(HttpAccessRule { allow: d.name == "allow", addr, text: format!("{} {}", d.name, arg.value) })
-}
-
-/// `all`, `ADDR` or `ADDR/BITS`, with host bits cleared as nginx does. An IPv4-mapped IPv6
-/// network (`::ffff:10.0.0.0/104`) becomes the IPv4 one: peers are matched in that form.
-fn addr_match(s: &str) -> Option<AddrMatch> {
-    if s == "all" {
-        return Some(AddrMatch::All);
-    }
-    let (ip, bits) = match s.split_once('/') {
-        Some((ip, bits)) if !bits.starts_with('+') => (ip.parse::<IpAddr>().ok()?, Some(bits.parse::<u32>().ok()?)),
-        Some(_) => return None,
-        None => (s.parse::<IpAddr>().ok()?, None),
-    };
-    let (ip, bits) = match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && bits.is_none_or(|b| (96..=128).contains(&b)) => {
-            (IpAddr::V4(v6.to_ipv4_mapped()?), bits.map(|b| b - 96))
-        }
-        ip => (ip, bits),
-    };
-    Some(match ip {
-        IpAddr::V4(v4) => {
-            let bits = bits.unwrap_or(32);
-            let mask = u32::MAX.checked_shl(32u32.checked_sub(bits)?).unwrap_or(0);
-            AddrMatch::V4 { addr: u32::from(v4) & mask, mask }
-        }
-        IpAddr::V6(v6) => {
-            let bits = bits.unwrap_or(128);
-            let mask = u128::MAX.checked_shl(128u32.checked_sub(bits)?).unwrap_or(0);
-            AddrMatch::V6 { addr: u128::from(v6) & mask, mask }
-        }
-    })
 }
 
 /// The built-in `/control/` location's rules.
