@@ -31,7 +31,7 @@ pub mod repair;
 mod task;
 mod timeline;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +101,23 @@ pub struct Recorders {
     tasks: TaskTracker,
     /// How many rtmp `server` blocks there are (the control API's `srv`).
     servers: usize,
+    /// Recording files in use: open by a recorder, or being rewritten with `moov` first. A
+    /// recorder never opens one of them (it takes another name), so two recordings never
+    /// share a file.
+    files: Mutex<HashSet<PathBuf>>,
+}
+
+/// A recording file's path, held while the file is written or rewritten; given back when
+/// dropped.
+pub(crate) struct FileClaim {
+    recorders: Arc<Recorders>,
+    path: PathBuf,
+}
+
+impl Drop for FileClaim {
+    fn drop(&mut self) {
+        self.recorders.files().remove(&self.path);
+    }
 }
 
 impl Recorders {
@@ -111,6 +128,15 @@ impl Recorders {
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Registered>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `path` for one recording; `None` while another recording holds it.
+    fn claim(self: &Arc<Self>, path: &Path) -> Option<FileClaim> {
+        self.files().insert(path.to_path_buf()).then(|| FileClaim { recorders: self.clone(), path: path.to_path_buf() })
     }
 
     /// Opens recorder `recorder` (`""`: the application's own) of the stream `app`/`name`;
