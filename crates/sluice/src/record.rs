@@ -474,6 +474,78 @@ mod tests {
         );
     }
 
+    /// VP6 video and MP3 audio: nothing MP4 carries.
+    fn unsupported_stream() -> Vec<Frame> {
+        let mut f = Vec::new();
+        for i in 0..50u32 {
+            let key = i % 25 == 0;
+            let v = vec![if key { 0x14 } else { 0x24 }, 0, 1, 2, 3];
+            f.push(Frame::new(MediaKind::Video, i * 40, Bytes::from(v), key, false));
+            f.push(Frame::new(MediaKind::Audio, i * 40 + 3, Bytes::from_static(&[0x2F, 0xFF, 0xFB]), false, false));
+        }
+        f
+    }
+
+    #[tokio::test]
+    async fn a_stream_mp4_cannot_carry_leaves_no_file() {
+        let dir = temp("mp4-nothing");
+        let app = app(&format!("record all; record_path {}; record_format mp4;", dir.display()));
+        let notices = record(app, unsupported_stream(), async |_: &Recorders| {}).await;
+        assert!(done(&notices, "").is_empty(), "nothing recorded, nothing announced: {notices:?}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "no empty .mp4 left behind: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Whether `path` is a whole progressive MP4 (`ftyp`, `moov`, `mdat`) with samples.
+    fn progressive_samples(path: &Path) -> usize {
+        let data = std::fs::read(path).unwrap();
+        let kinds: Vec<_> = fmp4::boxes(&data).map(|b| b.unwrap().kind).collect();
+        assert_eq!(kinds, [*b"ftyp", *b"moov", *b"mdat"], "{}", path.display());
+        let moov = fmp4::find(&data, b"moov").unwrap().payload(&data);
+        let mut samples = 0;
+        for trak in fmp4::boxes(moov).map(Result::unwrap).filter(|b| &b.kind == b"trak") {
+            let mut cur = trak.payload(moov);
+            for kind in [b"mdia", b"minf", b"stbl", b"stsz"] {
+                cur = fmp4::find(cur, kind).unwrap().payload(cur);
+            }
+            samples += u32::from_be_bytes(cur[8..12].try_into().unwrap()) as usize;
+        }
+        samples
+    }
+
+    /// Faststart with splits and without `record_unique`: every file is rewritten under its
+    /// own name; none is reopened (and emptied) while its rewrite runs. Before, each split
+    /// reopened the same path the rewrite was working on, and only one file was left.
+    #[tokio::test]
+    async fn faststart_splits_keep_every_file() {
+        let dir = temp("mp4-split");
+        let app = app(&format!(
+            "record all; record_path {0}; record_format mp4; record_mp4_faststart on; record_max_frames 75;",
+            dir.display()
+        ));
+        let frames = stream();
+        let total = frames.iter().filter(|f| !f.sequence_header).count();
+        let notices = record(app, frames, async |_: &Recorders| {}).await;
+        let paths = done(&notices, "");
+        assert_eq!(paths.len(), 4, "a file a second (75 frames, then a keyframe): {paths:?}");
+        // Announced as their rewrites finish, in any order.
+        let mut distinct = paths.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), paths.len(), "no name reused: {paths:?}");
+        assert!(paths.contains(&dir.join("s.mp4")), "the first file has nginx-rtmp's name: {paths:?}");
+        for p in paths.iter().filter(|p| **p != dir.join("s.mp4")) {
+            let name = p.file_name().unwrap().to_string_lossy();
+            assert!(name.starts_with("s-") && name.ends_with(".mp4"), "NAME-UNIXTIME[-N].mp4: {name}");
+        }
+        let recorded: usize = paths.iter().map(|p| progressive_samples(p)).sum();
+        assert_eq!(recorded, total, "every frame is in one of the files");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(left.len(), paths.len(), "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn recorders_in_nginx_order() {
         let a = app("record all manual; recorder x { record audio; } recorder off { record off; }");

@@ -604,13 +604,15 @@ mod tests {
         let frame_len = 256 * 1024;
         let mut body = video(true, 0);
         body.resize(9 + frame_len, 0x88);
-        let mut most = 0;
+        let (mut most, mut fragments) = (0, 0);
         for _ in 0..3 * (MAX_PENDING_BYTES / frame_len) {
             m.push_video(0, &body, &mut out);
             most = most.max(m.pending().1);
+            fragments += fragment_sizes(&out).len();
             out.clear();
         }
         assert!(most <= MAX_PENDING_BYTES + frame_len, "{most} bytes waiting");
+        assert!(fragments >= 2, "cut by size: {fragments} fragments");
         assert_eq!(m.take_warnings().len(), 1);
     }
 
