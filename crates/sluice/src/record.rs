@@ -11,7 +11,7 @@
 //! | `record_interval` | close the file and open the next every interval, at a keyframe (the same name, replaced, without `record_unique`) |
 //! | `record_notify` | `NetStream.Record.Start`/`Stop`/`Failed` to the publisher |
 //! | `recorder NAME { }` | more recorders per stream, each with its own settings |
-//! | `record_format flv\|mp4`, `record_mp4_faststart` | sluice extensions: fragmented MP4 (H.264, HEVC, AV1, AAC, Opus), rewritten with `moov` first when closed |
+//! | `record_format flv\|mp4`, `record_mp4_faststart` | sluice extensions: fragmented MP4 (H.264, HEVC, AV1, AAC, Opus), rewritten with `moov` first when closed (files after a publish's first then named `NAME-UNIXTIME[-N]SUFFIX`, so none is reopened mid-rewrite) |
 //!
 //! The directives are parsed in `config::record`. Every stream with recorders gets a task
 //! (`task`) that subscribes to it in the hub and writes each recorder's file; a recorder
@@ -25,11 +25,11 @@
 
 pub mod control;
 mod file;
-mod mp4_file;
+pub mod mp4_file;
 mod naming;
 pub mod repair;
 mod task;
-mod timeline;
+pub mod timeline;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

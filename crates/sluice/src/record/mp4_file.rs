@@ -174,6 +174,11 @@ impl Mp4Mux {
         self.len
     }
 
+    /// Whether nothing was produced yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// How long the recording is so far, in milliseconds.
     pub fn duration_ms(&self) -> u64 {
         let v = self.video.as_ref().and_then(|v| v.pending.end).unwrap_or(0);

@@ -547,7 +547,9 @@ impl StreamTask {
         slot.last_open = Some(now);
         let (path, claim) = match self.claim_name(i, unix) {
             Ok(Some(named)) => named,
-            Ok(None) => return Err(self.open_failed(i, now, "every file name for this recording is in use".to_owned())),
+            Ok(None) => {
+                return Err(self.open_failed(i, now, "every file name for this recording is in use".to_owned()))
+            }
             Err(NamingError::BadName(e)) => return Err(self.refuse(i, &e.to_string())),
             Err(e) => return Err(self.open_failed(i, now, e.to_string())),
         };
