@@ -546,6 +546,35 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A name that is no file name never becomes a recording, whatever reached the recorder
+    /// (the publish check refuses such names first).
+    #[tokio::test]
+    async fn names_that_are_no_file_names_are_not_recorded() {
+        let dir = temp("badname");
+        let app = app(&format!("record all; record_path {};", dir.join("rec").display()));
+        for name in ["../x", "/abs/x", "", "..", "a\nb"] {
+            let hub = Hub::new();
+            let recorders = Recorders::new(1);
+            let notices = Arc::new(Notices::default());
+            let mut rx = notices.subscribe();
+            let key = StreamKey { app: "live".into(), name: name.into() };
+            let publisher = hub.publish(key, StreamOptions { ring_len: 8192, gop_cache: true }).unwrap();
+            let (_, sub) = publisher.stream().subscribe();
+            let (_tx, commands) = mpsc::channel(4);
+            let task = task::StreamTask::new(recorders.clone(), hub, notices.clone(), &app, name, "", &client(), None);
+            let running = tokio::spawn(task.run(sub, commands));
+            for f in stream() {
+                publisher.stream().push(f);
+            }
+            drop(publisher);
+            running.await.unwrap();
+            assert!(rx.try_recv().is_err(), "{name:?}: nothing announced");
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "no file, no directory: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn recorders_in_nginx_order() {
         let a = app("record all manual; recorder x { record audio; } recorder off { record off; }");

@@ -125,6 +125,9 @@ struct Slot {
     error_logged: bool,
     /// Files opened during this publish.
     files_opened: u32,
+    /// The last `NAME-UNIXTIME[-N]` name taken: (UNIXTIME, N), so a faststart recorder never
+    /// takes a name of this publish again, even once its rewrite is over.
+    last_unique: Option<(i64, u32)>,
     /// The stream name cannot be a file name: the recorder never opens (said once).
     refused: bool,
 }
@@ -210,6 +213,7 @@ impl StreamTask {
                 retry_at: None,
                 error_logged: false,
                 files_opened: 0,
+                last_unique: None,
                 refused: false,
             })
             .collect();
@@ -546,7 +550,12 @@ impl StreamTask {
         }
         slot.last_open = Some(now);
         let (path, claim) = match self.claim_name(i, unix) {
-            Ok(Some(named)) => named,
+            Ok(Some((path, claim, unique))) => {
+                if unique.is_some() {
+                    self.slots[i].last_unique = unique;
+                }
+                (path, claim)
+            }
             Ok(None) => {
                 return Err(self.open_failed(i, now, "every file name for this recording is in use".to_owned()))
             }
@@ -565,23 +574,29 @@ impl StreamTask {
     /// it (this recorder's last file while its `moov`-first rewrite runs, a quick republish
     /// still finishing, another recorder with the same name) or it is an MP4 recorder with
     /// `record_mp4_faststart` past its first file of this publish: then the `record_unique`
-    /// form, `NAME-UNIXTIME[-N]SUFFIX`. A faststart file is finished (and announced) only
-    /// after its rewrite, so reusing its name would replace it before anyone saw it.
+    /// form, `NAME-UNIXTIME[-N]SUFFIX`, never one this recorder took before. A faststart file
+    /// is finished (and announced) only after its rewrite, so reusing its name would replace
+    /// it before anyone saw it. Also returns (UNIXTIME, N) when the unique form was taken;
     /// `Ok(None)`: every name tried is in use.
-    fn claim_name(&self, i: usize, unix: i64) -> Result<Option<(PathBuf, FileClaim)>, NamingError> {
+    #[allow(clippy::type_complexity)]
+    fn claim_name(&self, i: usize, unix: i64) -> Result<Option<(PathBuf, FileClaim, Option<(i64, u32)>)>, NamingError> {
         let slot = &self.slots[i];
         let conf = &slot.conf;
         let nginx = naming::file_path(conf, &self.name, unix)?;
-        let keeps_name = !(slot.is_mp4() && conf.mp4_faststart && !conf.unique && slot.files_opened > 0);
-        if keeps_name {
+        let fresh_names = slot.is_mp4() && conf.mp4_faststart && slot.files_opened > 0;
+        if !fresh_names {
             if let Some(claim) = self.recorders.claim(&nginx) {
-                return Ok(Some((nginx, claim)));
+                return Ok(Some((nginx, claim, None)));
             }
         }
-        for n in 1..=MAX_NAME_TRIES {
+        let first = match slot.last_unique {
+            Some((t, n)) if fresh_names && t == unix => n + 1,
+            _ => 1,
+        };
+        for n in first..first + MAX_NAME_TRIES {
             let path = naming::unique_path(conf, &self.name, unix, n)?;
             if let Some(claim) = self.recorders.claim(&path) {
-                return Ok(Some((path, claim)));
+                return Ok(Some((path, claim, Some((unix, n)))));
             }
         }
         Ok(None)
