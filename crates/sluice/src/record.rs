@@ -11,7 +11,7 @@
 //! | `record_interval` | close the file and open the next every interval, at a keyframe (the same name, replaced, without `record_unique`) |
 //! | `record_notify` | `NetStream.Record.Start`/`Stop`/`Failed` to the publisher |
 //! | `recorder NAME { }` | more recorders per stream, each with its own settings |
-//! | `record_format flv\|mp4`, `record_mp4_faststart` | sluice extensions: fragmented MP4 (H.264, HEVC, AV1, AAC, Opus), rewritten with `moov` first when closed |
+//! | `record_format flv\|mp4`, `record_mp4_faststart` | sluice extensions: fragmented MP4 (H.264, HEVC, AV1, AAC, Opus), rewritten with `moov` first when closed (files after a publish's first then named `NAME-UNIXTIME[-N]SUFFIX`, so none is reopened mid-rewrite) |
 //!
 //! The directives are parsed in `config::record`. Every stream with recorders gets a task
 //! (`task`) that subscribes to it in the hub and writes each recorder's file; a recorder
@@ -25,13 +25,13 @@
 
 pub mod control;
 mod file;
-mod mp4_file;
+pub mod mp4_file;
 mod naming;
 pub mod repair;
 mod task;
-mod timeline;
+pub mod timeline;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +101,23 @@ pub struct Recorders {
     tasks: TaskTracker,
     /// How many rtmp `server` blocks there are (the control API's `srv`).
     servers: usize,
+    /// Recording files in use: open by a recorder, or being rewritten with `moov` first. A
+    /// recorder never opens one of them (it takes another name), so two recordings never
+    /// share a file.
+    files: Mutex<HashSet<PathBuf>>,
+}
+
+/// A recording file's path, held while the file is written or rewritten; given back when
+/// dropped.
+pub(crate) struct FileClaim {
+    recorders: Arc<Recorders>,
+    path: PathBuf,
+}
+
+impl Drop for FileClaim {
+    fn drop(&mut self) {
+        self.recorders.files().remove(&self.path);
+    }
 }
 
 impl Recorders {
@@ -111,6 +128,15 @@ impl Recorders {
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Registered>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `path` for one recording; `None` while another recording holds it.
+    fn claim(self: &Arc<Self>, path: &Path) -> Option<FileClaim> {
+        self.files().insert(path.to_path_buf()).then(|| FileClaim { recorders: self.clone(), path: path.to_path_buf() })
     }
 
     /// Opens recorder `recorder` (`""`: the application's own) of the stream `app`/`name`;
@@ -446,6 +472,107 @@ mod tests {
             matches!(notices, Some(crate::events::Notice::RecordDone { .. })),
             "the file is still closed and announced"
         );
+    }
+
+    /// VP6 video and MP3 audio: nothing MP4 carries.
+    fn unsupported_stream() -> Vec<Frame> {
+        let mut f = Vec::new();
+        for i in 0..50u32 {
+            let key = i % 25 == 0;
+            let v = vec![if key { 0x14 } else { 0x24 }, 0, 1, 2, 3];
+            f.push(Frame::new(MediaKind::Video, i * 40, Bytes::from(v), key, false));
+            f.push(Frame::new(MediaKind::Audio, i * 40 + 3, Bytes::from_static(&[0x2F, 0xFF, 0xFB]), false, false));
+        }
+        f
+    }
+
+    #[tokio::test]
+    async fn a_stream_mp4_cannot_carry_leaves_no_file() {
+        let dir = temp("mp4-nothing");
+        let app = app(&format!("record all; record_path {}; record_format mp4;", dir.display()));
+        let notices = record(app, unsupported_stream(), async |_: &Recorders| {}).await;
+        assert!(done(&notices, "").is_empty(), "nothing recorded, nothing announced: {notices:?}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "no empty .mp4 left behind: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Whether `path` is a whole progressive MP4 (`ftyp`, `moov`, `mdat`) with samples.
+    fn progressive_samples(path: &Path) -> usize {
+        let data = std::fs::read(path).unwrap();
+        let kinds: Vec<_> = fmp4::boxes(&data).map(|b| b.unwrap().kind).collect();
+        assert_eq!(kinds, [*b"ftyp", *b"moov", *b"mdat"], "{}", path.display());
+        let moov = fmp4::find(&data, b"moov").unwrap().payload(&data);
+        let mut samples = 0;
+        for trak in fmp4::boxes(moov).map(Result::unwrap).filter(|b| &b.kind == b"trak") {
+            let mut cur = trak.payload(moov);
+            for kind in [b"mdia", b"minf", b"stbl", b"stsz"] {
+                cur = fmp4::find(cur, kind).unwrap().payload(cur);
+            }
+            samples += u32::from_be_bytes(cur[8..12].try_into().unwrap()) as usize;
+        }
+        samples
+    }
+
+    /// Faststart with splits and without `record_unique`: every file is rewritten under its
+    /// own name; none is reopened (and emptied) while its rewrite runs. Before, each split
+    /// reopened the same path the rewrite was working on, and only one file was left.
+    #[tokio::test]
+    async fn faststart_splits_keep_every_file() {
+        let dir = temp("mp4-split");
+        let app = app(&format!(
+            "record all; record_path {0}; record_format mp4; record_mp4_faststart on; record_max_frames 75;",
+            dir.display()
+        ));
+        let frames = stream();
+        let total = frames.iter().filter(|f| !f.sequence_header).count();
+        let notices = record(app, frames, async |_: &Recorders| {}).await;
+        let paths = done(&notices, "");
+        assert_eq!(paths.len(), 4, "a file a second (75 frames, then a keyframe): {paths:?}");
+        // Announced as their rewrites finish, in any order.
+        let mut distinct = paths.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), paths.len(), "no name reused: {paths:?}");
+        assert!(paths.contains(&dir.join("s.mp4")), "the first file has nginx-rtmp's name: {paths:?}");
+        for p in paths.iter().filter(|p| **p != dir.join("s.mp4")) {
+            let name = p.file_name().unwrap().to_string_lossy();
+            assert!(name.starts_with("s-") && name.ends_with(".mp4"), "NAME-UNIXTIME[-N].mp4: {name}");
+        }
+        let recorded: usize = paths.iter().map(|p| progressive_samples(p)).sum();
+        assert_eq!(recorded, total, "every frame is in one of the files");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(left.len(), paths.len(), "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A name that is no file name never becomes a recording, whatever reached the recorder
+    /// (the publish check refuses such names first).
+    #[tokio::test]
+    async fn names_that_are_no_file_names_are_not_recorded() {
+        let dir = temp("badname");
+        let app = app(&format!("record all; record_path {};", dir.join("rec").display()));
+        for name in ["../x", "/abs/x", "", "..", "a\nb"] {
+            let hub = Hub::new();
+            let recorders = Recorders::new(1);
+            let notices = Arc::new(Notices::default());
+            let mut rx = notices.subscribe();
+            let key = StreamKey { app: "live".into(), name: name.into() };
+            let publisher = hub.publish(key, StreamOptions { ring_len: 8192, gop_cache: true }).unwrap();
+            let (_, sub) = publisher.stream().subscribe();
+            let (_tx, commands) = mpsc::channel(4);
+            let task = task::StreamTask::new(recorders.clone(), hub, notices.clone(), &app, name, "", &client(), None);
+            let running = tokio::spawn(task.run(sub, commands));
+            for f in stream() {
+                publisher.stream().push(f);
+            }
+            drop(publisher);
+            running.await.unwrap();
+            assert!(rx.try_recv().is_err(), "{name:?}: nothing announced");
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.is_empty(), "no file, no directory: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -439,3 +439,158 @@ fn disk_trouble_spares_players_and_is_logged_once() {
     assert!(p.duration > 2.0 && p.duration < 6.5, "recorded from a keyframe after the directory could be made: {p:?}");
     decodes_cleanly(&blocked.join("full.flv"));
 }
+
+/// Waits until every closed MP4 file of a faststart recorder was rewritten: as many
+/// "rewritten with moov first" lines as "record: done" lines, and no temporary file left.
+fn wait_rewrites(server: &Server, dir: &Path, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let log = server.log();
+        let done = log.lines().filter(|l| l.contains("record: done")).count();
+        let rewritten = log.lines().filter(|l| l.contains("rewritten with moov first")).count();
+        let temps = files(dir).iter().any(|p| name(p).contains("sluice-tmp"));
+        if done >= at_least && rewritten == done && !temps {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("rewrites did not finish; files {:?}; log:\n{}", files(dir), server.log());
+}
+
+/// `record_mp4_faststart` with splits (`record_interval`, `record_max_size`) and without
+/// `record_unique`: each finished file is rewritten with `moov` first under its own name and
+/// the next one goes to `NAME-UNIXTIME[-N].mp4`, so none is reopened mid-rewrite. Before, the
+/// next file truncated the path the rewrite was reading and the rename then replaced the file
+/// being written: one recording was lost each split.
+#[test]
+fn faststart_with_splits_keeps_every_file_whole() {
+    let dir = TempDir::new("rec-fast-split");
+    let server = Server::start(&format!(
+        "record all; record_path {0}; record_format mp4; record_mp4_faststart on; record_interval 2s;
+         recorder size {{ record all; record_format mp4; record_mp4_faststart on; record_interval 0;
+                          record_max_size 90K; record_suffix .s.mp4; }}",
+        dir.0.display()
+    ));
+    finish(ffmpeg_publish(&server.url("stream"), 7, 25));
+    wait_done(&server, "default", 3);
+    wait_done(&server, "size", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    wait_rewrites(&server, &dir.0, 5);
+
+    let log = server.log();
+    let done = |recorder: &str| {
+        log.lines().filter(|l| l.contains("record: done") && l.contains(&format!(" recorder={recorder} "))).count()
+    };
+    let all = files(&dir.0);
+    for (recorder, suffix) in [("default", ".mp4"), ("size", ".s.mp4")] {
+        let ours: Vec<&PathBuf> = all
+            .iter()
+            .filter(|p| name(p).ends_with(suffix) && (suffix != ".mp4" || !name(p).ends_with(".s.mp4")))
+            .collect();
+        assert_eq!(ours.len(), done(recorder), "one file per recording, none lost: {all:?}");
+        assert!(ours.contains(&&dir.path(&format!("stream{suffix}"))), "the first keeps its name: {all:?}");
+        for p in ours.iter().filter(|p| name(p) != format!("stream{suffix}")) {
+            let stamp = name(p).trim_start_matches("stream-").trim_end_matches(suffix).to_owned();
+            assert!(stamp.split('-').all(|n| n.parse::<u64>().is_ok()), "stream-UNIXTIME[-N]{suffix}: {}", name(p));
+        }
+        let mut total = 0.0;
+        for p in &ours {
+            assert_eq!(boxes(p), ["ftyp", "moov", "mdat"], "{} rewritten whole", p.display());
+            let pr = probe(p);
+            assert_eq!(pr.codecs(), ["h264", "aac"], "{}", p.display());
+            assert!(pr.keyframes("h264") >= 1, "{}: {pr:?}", p.display());
+            decodes_cleanly(p);
+            total += pr.duration;
+        }
+        // record_interval loses nothing; record_max_size drops up to a GOP (1 s) before each
+        // next file's keyframe, as nginx-rtmp does.
+        let lost = if recorder == "size" { 1.05 * (ours.len() - 1) as f64 } else { 0.0 };
+        assert!(total > 7.0 - lost - 0.5 && total < 7.5, "{recorder}: {total} s in {} files", ours.len());
+    }
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `None` (the test is skipped) unless this runs as root and can mount.
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes a file until the filesystem is full.
+fn fill(path: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// The disk fills, frees, fills again and frees again while a stream is recorded: each
+/// failure episode is logged once when it starts and once when recording works again.
+/// Before, the first episode's recovery was silent, and so was the second episode.
+#[test]
+fn each_disk_full_episode_and_its_recovery_are_logged_once() {
+    let dir = TempDir::new("rec-tmpfs");
+    let Some(_tmpfs) = Tmpfs::mount(&dir.0, "16m") else {
+        eprintln!("SKIPPED each_disk_full_episode_and_its_recovery_are_logged_once: mounting a tmpfs needs root");
+        return;
+    };
+    let server = Server::start(&format!("record all; record_path {};", dir.path("rec").display()));
+    let publisher = ffmpeg_publish(&server.url("stream"), 20, 25);
+    wait_log(&server, "record: start", 1, Duration::from_secs(10));
+    let filler = dir.path("filler");
+    for episode in 1..=2 {
+        fill(&filler);
+        wait_log(&server, "record: cannot write", episode, Duration::from_secs(10));
+        std::fs::remove_file(&filler).unwrap();
+        wait_log(&server, "record: recording again", episode, Duration::from_secs(10));
+    }
+    finish(publisher);
+    wait_done(&server, "default", 1);
+    let log = server.log();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("record: cannot write"), 2, "{log}");
+    assert_eq!(count("record: recording again"), 2, "{log}");
+    let p = dir.path("rec/stream.flv");
+    let pr = probe(&p);
+    assert_eq!(pr.codecs(), ["h264", "aac"]);
+    decodes_cleanly(&p);
+}
+
+/// A stream with nothing MP4 carries (FLV's Sorenson H.263 and MP3 here) leaves no empty
+/// `.mp4` behind; before, a 0-byte file was created with the first frame.
+#[test]
+fn mp4_recording_of_a_stream_mp4_cannot_carry_leaves_no_file() {
+    let dir = TempDir::new("rec-mp4-nothing");
+    let server = Server::start(&format!("record all; record_path {}; record_format mp4;", dir.0.display()));
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", "3", "-c:v", "flv", "-g", "25", "-c:a", "libmp3lame", "-f", "flv", &server.url("old")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    finish(Proc(child));
+    wait_log(&server, "nothing this recorder records can go into MP4", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(files(&dir.0).is_empty(), "{:?}", files(&dir.0));
+    assert!(!server.log().contains("record: done"), "nothing to announce");
+}

@@ -30,6 +30,15 @@ const VIDEO_TIMESCALE: u32 = 1000;
 /// A gap between two frames longer than this is not a frame duration (the timeline already
 /// takes out jumps; this guards a stalled encoder).
 const MAX_VIDEO_DURATION_MS: u64 = 60_000;
+/// The same for audio, in seconds of the track's timescale.
+const MAX_AUDIO_GAP_S: u64 = 60;
+/// Most bytes of samples waiting for the next fragment. Fragments close by time; a publisher
+/// whose timestamps stand still would otherwise grow them without limit, so at this bound the
+/// fragment is cut early. Far above a second of any real stream (50 Mbit/s video: ~6 MiB).
+pub const MAX_PENDING_BYTES: usize = 16 << 20;
+/// Most samples waiting for the next fragment (a second of 240 fps video with 48 kHz AAC is
+/// under 300).
+pub const MAX_PENDING_SAMPLES: usize = 4096;
 /// Duration of a video frame when nothing better is known (25 fps).
 const DEFAULT_VIDEO_DURATION_MS: u32 = 40;
 /// Opus: decoder delay the encoder leaves at the start (libopus's usual value; RTMP does not
@@ -49,6 +58,8 @@ struct Pending {
     held: Option<(u64, fmp4::Sample)>,
     /// Decode time right after the last sample given a duration.
     end: Option<u64>,
+    /// Bytes of sample data in `samples`.
+    bytes: usize,
 }
 
 impl Pending {
@@ -60,9 +71,16 @@ impl Pending {
             if self.samples.is_empty() {
                 self.start = Some(dts);
             }
-            self.end = Some(dts + u64::from(duration));
+            self.end = Some(dts.saturating_add(u64::from(duration)));
+            self.bytes += s.data.len();
             self.samples.push(s);
         }
+    }
+
+    /// The samples queued for the next fragment; the held one stays.
+    fn take(&mut self) -> Vec<fmp4::Sample> {
+        self.bytes = 0;
+        std::mem::take(&mut self.samples)
     }
 
     fn hold(&mut self, dts: u64, sample: fmp4::Sample) {
@@ -105,6 +123,8 @@ pub struct Mp4Mux {
     /// Newest decode time pushed, in milliseconds.
     newest_ms: u64,
     warnings: Vec<String>,
+    /// A fragment was cut at [`MAX_PENDING_BYTES`] or [`MAX_PENDING_SAMPLES`] (said once).
+    bounded: bool,
 }
 
 impl Mp4Mux {
@@ -122,6 +142,7 @@ impl Mp4Mux {
             mark_offset: 0,
             newest_ms: 0,
             warnings: Vec::new(),
+            bounded: false,
         };
         if let Some(body) = video_header {
             m.video = m.video_track(body);
@@ -153,11 +174,23 @@ impl Mp4Mux {
         self.len
     }
 
+    /// Whether nothing was produced yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// How long the recording is so far, in milliseconds.
     pub fn duration_ms(&self) -> u64 {
         let v = self.video.as_ref().and_then(|v| v.pending.end).unwrap_or(0);
-        let a = self.audio.as_ref().and_then(|a| a.pending.end.map(|e| e * 1000 / u64::from(a.timescale))).unwrap_or(0);
+        let a = self.audio.as_ref().and_then(|a| a.pending.end.map(|e| to_ms(e, a.timescale))).unwrap_or(0);
         v.max(a)
+    }
+
+    /// Samples and bytes waiting for the next fragment (at most [`MAX_PENDING_SAMPLES`] and
+    /// about [`MAX_PENDING_BYTES`] plus one frame).
+    pub fn pending(&self) -> (usize, usize) {
+        let tracks = [self.video.as_ref().map(|v| &v.pending), self.audio.as_ref().map(|a| &a.pending)];
+        tracks.into_iter().flatten().fold((0, 0), |(n, b), p| (n + p.samples.len(), b + p.bytes))
     }
 
     fn video_track(&mut self, body: &[u8]) -> Option<Video> {
@@ -257,23 +290,22 @@ impl Mp4Mux {
         if h.packet != AudioPacket::Coded {
             return;
         }
-        let actual = ms * u64::from(a.timescale) / 1000;
+        let actual = from_ms(ms, a.timescale);
         let mut dts = actual;
         if let Some((held, _)) = &a.pending.held {
             let held = *held;
-            let gap = actual as i64 - held as i64;
-            let frame = i64::from(a.frame);
+            let frame = u64::from(a.frame);
+            let max_gap = (MAX_AUDIO_GAP_S * u64::from(a.timescale)).min(u64::from(u32::MAX));
             // Fixed-size frames keep their exact duration while the timestamps (rounded to
-            // milliseconds) stay within half a frame; a real gap or drift resynchronises.
-            let d = if frame > 0 && (gap - frame).abs() <= frame / 2 {
-                frame
-            } else if gap > 0 {
-                gap
-            } else {
-                frame.max(1)
+            // milliseconds) stay within half a frame; a real gap or drift resynchronises. A
+            // step back, or a gap no pause explains, is one frame.
+            let d = match actual.checked_sub(held) {
+                Some(gap) if frame > 0 && gap.abs_diff(frame) <= frame / 2 => frame,
+                Some(gap) if gap > 0 && gap <= max_gap => gap,
+                _ => frame.max(1),
             };
             a.pending.settle(d as u32);
-            dts = held + d as u64;
+            dts = held.saturating_add(d);
         }
         let data = Bytes::copy_from_slice(h.payload(body));
         let sample = fmp4::Sample { duration: 0, keyframe: true, cts_offset: 0, data };
@@ -321,13 +353,24 @@ impl Mp4Mux {
         let a = self
             .audio
             .as_ref()
-            .and_then(|a| a.pending.samples.first().and(a.pending.start).map(|s| s * 1000 / u64::from(a.timescale)));
+            .and_then(|a| a.pending.samples.first().and(a.pending.start).map(|s| to_ms(s, a.timescale)));
         let oldest = match (v, a) {
             (Some(v), Some(a)) => v.min(a),
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => return,
         };
-        if self.newest_ms >= oldest + FRAGMENT_MS {
+        if self.newest_ms >= oldest.saturating_add(FRAGMENT_MS) {
+            return self.flush(out);
+        }
+        let (samples, bytes) = self.pending();
+        if samples >= MAX_PENDING_SAMPLES || bytes >= MAX_PENDING_BYTES {
+            if !self.bounded {
+                self.bounded = true;
+                self.warn(format!(
+                    "a fragment reached {samples} samples / {bytes} bytes without a second passing on the publisher's clock (timestamps standing still?); fragments are cut at {MAX_PENDING_SAMPLES} samples or {} MiB",
+                    MAX_PENDING_BYTES >> 20
+                ));
+            }
             self.flush(out);
         }
     }
@@ -337,8 +380,8 @@ impl Mp4Mux {
         if !self.started {
             return;
         }
-        let video = self.video.as_mut().map(|v| (std::mem::take(&mut v.pending.samples), v.pending.start));
-        let audio = self.audio.as_mut().map(|a| (std::mem::take(&mut a.pending.samples), a.pending.start));
+        let video = self.video.as_mut().map(|v| (v.pending.take(), v.pending.start));
+        let audio = self.audio.as_mut().map(|a| (a.pending.take(), a.pending.start));
         let mut runs = Vec::new();
         if let Some((samples, Some(start))) = &video {
             if !samples.is_empty() {
@@ -395,6 +438,16 @@ impl Mp4Mux {
             self.len = 0;
         }
     }
+}
+
+/// Track time in milliseconds.
+fn to_ms(t: u64, timescale: u32) -> u64 {
+    (u128::from(t) * 1000 / u128::from(timescale.max(1))).min(u128::from(u64::MAX)) as u64
+}
+
+/// Milliseconds in track time.
+fn from_ms(ms: u64, timescale: u32) -> u64 {
+    (u128::from(ms) * u128::from(timescale) / 1000).min(u128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]
@@ -511,6 +564,76 @@ mod tests {
         let mut out = Vec::new();
         m.push_video(0, &video(true, 0), &mut out);
         assert!(out.is_empty());
+    }
+
+    /// Samples per fragment in `file`.
+    fn fragment_sizes(file: &[u8]) -> Vec<usize> {
+        fmp4::boxes(file)
+            .map(Result::unwrap)
+            .filter(|b| &b.kind == b"moof")
+            .map(|b| fmp4::parse_moof(&file[b.offset..b.end()]).unwrap().iter().map(|r| r.samples.len()).sum())
+            .collect()
+    }
+
+    /// Timestamps standing still: fragments close by time, so before the bound nothing was
+    /// ever written and every frame stayed in memory. Video and audio, video alone, and audio
+    /// alone in a recording that also has a video track (no keyframe ever comes).
+    #[test]
+    fn frozen_timestamps_cut_fragments_at_the_sample_bound() {
+        for (has_video, push_video) in [(true, true), (true, false), (false, false)] {
+            let vh = avc_header();
+            let mut m = Mp4Mux::new(has_video.then_some(&vh[..]), Some(&aac_header()), false);
+            let mut out = Vec::new();
+            let mut most = 0;
+            for n in 0..3 * MAX_PENDING_SAMPLES {
+                if push_video {
+                    m.push_video(7000, &video(n % 50 == 0, 0), &mut out);
+                }
+                m.push_audio(7000, &audio(), &mut out);
+                most = most.max(m.pending().0);
+            }
+            assert!(most <= MAX_PENDING_SAMPLES, "{most} samples waiting");
+            let sizes = fragment_sizes(&out);
+            assert!(sizes.len() >= 2, "fragments cut without time passing: {sizes:?}");
+            assert!(sizes.iter().all(|&n| n <= MAX_PENDING_SAMPLES), "{sizes:?}");
+            let w = m.take_warnings();
+            assert_eq!(w.len(), 1, "said once per recording: {w:?}");
+            assert!(w[0].contains("standing still"), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn frozen_timestamps_cut_fragments_at_the_byte_bound() {
+        let mut m = Mp4Mux::new(Some(&avc_header()), None, false);
+        let mut out = Vec::new();
+        let frame_len = 256 * 1024;
+        let mut body = video(true, 0);
+        body.resize(9 + frame_len, 0x88);
+        let (mut most, mut fragments) = (0, 0);
+        for _ in 0..3 * (MAX_PENDING_BYTES / frame_len) {
+            m.push_video(0, &body, &mut out);
+            most = most.max(m.pending().1);
+            fragments += fragment_sizes(&out).len();
+            out.clear();
+        }
+        assert!(most <= MAX_PENDING_BYTES + frame_len, "{most} bytes waiting");
+        assert!(fragments >= 2, "cut by size: {fragments} fragments");
+        assert_eq!(m.take_warnings().len(), 1);
+    }
+
+    /// Timestamps from the far end of the range: no overflow, no panic, and the file goes on.
+    #[test]
+    fn huge_timestamps_do_not_overflow() {
+        let mut m = Mp4Mux::new(Some(&avc_header()), Some(&aac_header()), true);
+        let mut out = Vec::new();
+        for ms in [0, u64::MAX, u64::MAX - 1, 3, u64::MAX / 44_100, u64::MAX, 0, u64::MAX] {
+            m.push_video(ms, &video(true, 0), &mut out);
+            m.push_audio(ms, &audio(), &mut out);
+        }
+        m.flush(&mut out);
+        let _ = m.duration_ms();
+        assert!(m.finish(&mut out).is_some());
+        assert!(!runs(&out).is_empty());
     }
 
     #[test]

@@ -2,29 +2,58 @@
 //! `record_path/NAME[-UNIXTIME]SUFFIX`, the stream name escaped as a URI component (so a name
 //! holding `/` or `..` stays one file in `record_path`), `-UNIXTIME` with `record_unique`, and
 //! the suffix run through strftime(3) in local time when it holds a `%`.
+//!
+//! The name is first checked by [`crate::untrusted::stream_name`], the one gate for names
+//! that become paths: the publish check refuses bad names before any output sees them; this
+//! is the second wall, so a recorder never builds a path from a name that did not pass.
 
 use std::ffi::CString;
 use std::path::PathBuf;
 
 use crate::config::RecordConf;
+use crate::untrusted::{self, NameError};
 
 /// Longest file name strftime may produce; nginx-rtmp's limit is its path buffer.
 const MAX_SUFFIX: usize = 1024;
 
-/// The file `conf` records stream `name` into when opened at `unix_time` (seconds); `None`
-/// without `record_path`.
-pub fn file_path(conf: &RecordConf, name: &str, unix_time: i64) -> Option<PathBuf> {
-    let dir = conf.path.as_ref()?;
+/// Why a recorder has no file name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamingError {
+    /// The recorder has no `record_path`.
+    #[error("no record_path is set")]
+    NoRecordPath,
+    /// The stream name may not become a file name.
+    #[error("the stream name is refused as a file name: {0}")]
+    BadName(#[from] NameError),
+}
+
+/// The file `conf` records stream `name` into when opened at `unix_time` (seconds), as
+/// nginx-rtmp names it.
+pub fn file_path(conf: &RecordConf, name: &str, unix_time: i64) -> Result<PathBuf, NamingError> {
+    make(conf, name, unix_time, conf.unique.then_some(1))
+}
+
+/// The `record_unique` form of the name, `NAME-UNIXTIME[-N]SUFFIX` (`-N` only from 2 on),
+/// whatever `record_unique` says: for a file whose nginx-rtmp name is taken.
+pub fn unique_path(conf: &RecordConf, name: &str, unix_time: i64, n: u32) -> Result<PathBuf, NamingError> {
+    make(conf, name, unix_time, Some(n))
+}
+
+fn make(conf: &RecordConf, name: &str, unix_time: i64, unique: Option<u32>) -> Result<PathBuf, NamingError> {
+    let name = untrusted::stream_name(name)?;
+    let dir = conf.path.as_ref().ok_or(NamingError::NoRecordPath)?;
     let mut file = escape(name);
-    if conf.unique {
-        file.push_str(&format!("-{unix_time}"));
+    match unique {
+        Some(n) if n >= 2 => file.push_str(&format!("-{unix_time}-{n}")),
+        Some(_) => file.push_str(&format!("-{unix_time}")),
+        None => {}
     }
     if conf.suffix.contains('%') {
         file.push_str(&strftime(&conf.suffix, unix_time).unwrap_or_else(|| conf.suffix.clone()));
     } else {
         file.push_str(&conf.suffix);
     }
-    Some(dir.join(file))
+    Ok(dir.join(file))
 }
 
 /// nginx's `NGX_ESCAPE_URI_COMPONENT`: everything but unreserved characters and a few safe
@@ -74,9 +103,30 @@ mod tests {
 
     #[test]
     fn nginx_names() {
-        assert_eq!(file_path(&conf(false, ".flv"), "stream", 1_700_000_000), Some("/rec/stream.flv".into()));
-        assert_eq!(file_path(&conf(true, ".flv"), "stream", 1_700_000_000), Some("/rec/stream-1700000000.flv".into()));
-        assert_eq!(file_path(&RecordConf::default(), "stream", 0), None, "no record_path");
+        assert_eq!(file_path(&conf(false, ".flv"), "stream", 1_700_000_000), Ok("/rec/stream.flv".into()));
+        assert_eq!(file_path(&conf(true, ".flv"), "stream", 1_700_000_000), Ok("/rec/stream-1700000000.flv".into()));
+        assert_eq!(file_path(&RecordConf::default(), "stream", 0), Err(NamingError::NoRecordPath));
+    }
+
+    #[test]
+    fn unique_forms_for_names_in_use() {
+        let c = conf(false, ".mp4");
+        assert_eq!(unique_path(&c, "s", 1_700_000_000, 1), Ok("/rec/s-1700000000.mp4".into()));
+        assert_eq!(unique_path(&c, "s", 1_700_000_000, 2), Ok("/rec/s-1700000000-2.mp4".into()));
+        assert_eq!(unique_path(&conf(true, ".mp4"), "s", 5, 1), file_path(&conf(true, ".mp4"), "s", 5));
+    }
+
+    #[test]
+    fn names_that_are_no_file_names_are_refused() {
+        for bad in ["../x", "/abs/x", "", ".", "..", "a\\b", "a\nb", "a\0b"] {
+            for c in [conf(false, ".flv"), conf(true, "-%Y.flv")] {
+                let refused = file_path(&c, bad, 0);
+                assert!(matches!(refused, Err(NamingError::BadName(_))), "{bad:?}: {refused:?}");
+                assert!(matches!(unique_path(&c, bad, 0, 2), Err(NamingError::BadName(_))), "{bad:?}");
+            }
+        }
+        let long = "x".repeat(crate::untrusted::MAX_STREAM_NAME + 1);
+        assert_eq!(file_path(&conf(false, ".flv"), &long, 0), Err(NamingError::BadName(NameError::TooLong)));
     }
 
     #[test]
@@ -84,8 +134,8 @@ mod tests {
         assert_eq!(escape("a/../../etc/passwd"), "a%2F..%2F..%2Fetc%2Fpasswd");
         assert_eq!(escape("cam 1?x=%"), "cam%201%3Fx%3D%25");
         assert_eq!(escape("ü"), "%C3%BC");
-        let p = file_path(&conf(false, ".flv"), "../x", 0).unwrap();
-        assert_eq!(p.parent(), Some(std::path::Path::new("/rec")));
+        let p = file_path(&conf(false, ".flv"), "..x", 0).unwrap();
+        assert_eq!(p, std::path::Path::new("/rec/..x.flv"));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::file::{blocking, RecFile};
 use super::mp4_file::Mp4Mux;
+use super::naming::{self, NamingError};
 use super::timeline::Timeline;
-use super::{naming, repair, RecordError, RecordStatus, Recorders};
+use super::{repair, FileClaim, RecordError, RecordStatus, Recorders};
 use crate::config::{AppConf, RecordConf, RecordFormat};
 use crate::events::{ClientInfo, Notice, Notices};
 use crate::hub::{Entry, Frame, Hub, Subscriber};
@@ -28,6 +29,8 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Keyframe index entries reserved in FLV metadata (18 bytes each); more are thinned out.
 const KEYFRAME_INDEX: usize = 1024;
+/// Most `NAME-UNIXTIME-N` names tried when the file name is in use.
+const MAX_NAME_TRIES: u32 = 1000;
 
 /// A request from the control API.
 pub enum Command {
@@ -55,11 +58,14 @@ enum Mux {
     Mp4(Box<Mp4Mux>),
 }
 
-/// A recorder's open file. The file itself is created with the first frame written, so a
-/// recorder opened again (`record_max_size`, `record_interval`) does not empty the file
-/// just finished before it has something to put in its place.
+/// A recorder's open file. The file itself is created with the first frame written (MP4:
+/// with the first bytes, so a stream with nothing MP4 carries leaves no file), so a recorder
+/// opened again (`record_max_size`, `record_interval`) does not empty the file just
+/// finished before it has something to put in its place.
 struct Open {
     path: PathBuf,
+    /// The path is this recording's until the file is closed (and rewritten).
+    claim: FileClaim,
     file: Option<RecFile>,
     mux: Mux,
     /// Where the first frame goes on the recording's timeline (0, or the end of an appended
@@ -79,9 +85,10 @@ struct Open {
 }
 
 impl Open {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, claim: FileClaim) -> Self {
         Open {
             path,
+            claim,
             file: None,
             mux: Mux::None,
             start_ms: 0,
@@ -113,8 +120,16 @@ struct Slot {
     last_open: Option<Instant>,
     /// After a failure, no new attempt before this.
     retry_at: Option<Instant>,
-    /// An error was logged and nothing worked since: further ones are not logged.
+    /// A failure was logged and nothing worked since: further ones are not logged; the next
+    /// success is ("recording again").
     error_logged: bool,
+    /// Files opened during this publish.
+    files_opened: u32,
+    /// The last `NAME-UNIXTIME[-N]` name taken: (UNIXTIME, N), so a faststart recorder never
+    /// takes a name of this publish again, even once its rewrite is over.
+    last_unique: Option<(i64, u32)>,
+    /// The stream name cannot be a file name: the recorder never opens (said once).
+    refused: bool,
 }
 
 impl Slot {
@@ -124,7 +139,11 @@ impl Slot {
 
     /// Starts with the stream, and at keyframes after closing (not `manual`).
     fn auto(&self) -> bool {
-        !self.conf.mode.manual && !self.conf.mode.is_off()
+        !self.conf.mode.manual && !self.conf.mode.is_off() && !self.refused
+    }
+
+    fn is_mp4(&self) -> bool {
+        self.conf.format == RecordFormat::Mp4
     }
 
     fn label(&self) -> &str {
@@ -186,7 +205,17 @@ impl StreamTask {
     ) -> Self {
         let slots = slots_of(app)
             .into_iter()
-            .map(|(name, conf)| Slot { name, conf, open: None, last_open: None, retry_at: None, error_logged: false })
+            .map(|(name, conf)| Slot {
+                name,
+                conf,
+                open: None,
+                last_open: None,
+                retry_at: None,
+                error_logged: false,
+                files_opened: 0,
+                last_unique: None,
+                refused: false,
+            })
             .collect();
         StreamTask {
             recorders,
@@ -297,6 +326,7 @@ impl StreamTask {
         let has_video = self.headers.video.is_some();
         let slot = &mut self.slots[i];
         let records_video = slot.records_video();
+        let mp4 = slot.is_mp4();
         let Some(open) = slot.open.as_mut() else { return };
         if open.blocked_until.is_some_and(|t| now < t) {
             return;
@@ -320,7 +350,8 @@ impl StreamTask {
             if records_video && has_video && !keyframe {
                 return;
             }
-            if open.file.is_none() && !self.create_file(i, now).await {
+            // MP4 files are created by write_pending, with their first bytes.
+            if !mp4 && open.file.is_none() && !self.create_file(i, now).await {
                 return;
             }
             self.start_file(i, frame);
@@ -441,14 +472,32 @@ impl StreamTask {
         }
     }
 
-    /// Writes what the recorder has pending. A failed write is cut back off the file, so the
-    /// file stays whole; the recorder drops frames for a second and goes on at a keyframe.
+    /// Writes what the recorder has pending, creating an MP4 file with its first bytes. A
+    /// failed write is cut back off the file, so the file stays whole; the recorder drops
+    /// frames for a second and goes on at a keyframe.
     async fn write_pending(&mut self, i: usize) {
+        let Some(open) = self.slots[i].open.as_ref() else { return };
+        if open.pending.is_empty() {
+            return;
+        }
+        if open.file.is_none() && !self.create_file(i, Instant::now()).await {
+            return;
+        }
         let Some(open) = self.slots[i].open.as_mut() else { return };
-        let Some(file) = open.file.as_mut().filter(|_| !open.pending.is_empty()) else { return };
+        let Some(file) = open.file.as_mut() else { return };
         let data = std::mem::take(&mut open.pending);
-        if let Err(e) = file.append(data).await {
-            self.write_failed(i, e).await;
+        match file.append(data).await {
+            Ok(()) => self.worked(i),
+            Err(e) => self.write_failed(i, e).await,
+        }
+    }
+
+    /// A write or an open worked: ends a failure episode (said once, as its start was), so
+    /// the next failure is logged again.
+    fn worked(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if std::mem::take(&mut slot.error_logged) {
+            tracing::info!(app = %self.app, stream = %self.name, recorder = %slot.label(), "record: recording again");
         }
     }
 
@@ -482,7 +531,7 @@ impl StreamTask {
         let path = open.path.display().to_string();
         if !slot.error_logged {
             slot.error_logged = true;
-            tracing::error!(app = %app, stream = %name, recorder = %slot.label(), "record: cannot write {path}: {e}; the stream goes on, recording retries at a keyframe (further errors are not logged)");
+            tracing::error!(app = %app, stream = %name, recorder = %slot.label(), "record: cannot write {path}: {e}; the stream goes on, recording retries at a keyframe (further errors are not logged until it works again)");
         }
         let label = slot.label().to_owned();
         self.status(i, "error", "NetStream.Record.Failed", &label);
@@ -496,14 +545,75 @@ impl StreamTask {
         if let Some(open) = &slot.open {
             return Err(RecordError::AlreadyRecording(open.path.clone()));
         }
+        if slot.refused {
+            return Err(RecordError::Failed("the stream name cannot be a file name".to_owned()));
+        }
         slot.last_open = Some(now);
-        let Some(path) = naming::file_path(&slot.conf, &self.name, unix) else {
-            return Err(self.open_failed(i, now, "no record_path is set".to_owned()));
+        let (path, claim) = match self.claim_name(i, unix) {
+            Ok(Some((path, claim, unique))) => {
+                if unique.is_some() {
+                    self.slots[i].last_unique = unique;
+                }
+                (path, claim)
+            }
+            Ok(None) => {
+                return Err(self.open_failed(i, now, "every file name for this recording is in use".to_owned()))
+            }
+            Err(NamingError::BadName(e)) => return Err(self.refuse(i, &e.to_string())),
+            Err(e) => return Err(self.open_failed(i, now, e.to_string())),
         };
-        slot.open = Some(Open::new(path.clone()));
+        let slot = &mut self.slots[i];
+        slot.files_opened += 1;
+        slot.open = Some(Open::new(path.clone(), claim));
         let label = slot.label().to_owned();
         self.status(i, "status", "NetStream.Record.Start", &label);
         Ok(path)
+    }
+
+    /// The recorder's next file name, claimed: nginx-rtmp's, unless another recording holds
+    /// it (this recorder's last file while its `moov`-first rewrite runs, a quick republish
+    /// still finishing, another recorder with the same name) or it is an MP4 recorder with
+    /// `record_mp4_faststart` past its first file of this publish: then the `record_unique`
+    /// form, `NAME-UNIXTIME[-N]SUFFIX`, never one this recorder took before. A faststart file
+    /// is finished (and announced) only after its rewrite, so reusing its name would replace
+    /// it before anyone saw it. Also returns (UNIXTIME, N) when the unique form was taken;
+    /// `Ok(None)`: every name tried is in use.
+    #[allow(clippy::type_complexity)]
+    fn claim_name(&self, i: usize, unix: i64) -> Result<Option<(PathBuf, FileClaim, Option<(i64, u32)>)>, NamingError> {
+        let slot = &self.slots[i];
+        let conf = &slot.conf;
+        let nginx = naming::file_path(conf, &self.name, unix)?;
+        let fresh_names = slot.is_mp4() && conf.mp4_faststart && slot.files_opened > 0;
+        if !fresh_names {
+            if let Some(claim) = self.recorders.claim(&nginx) {
+                return Ok(Some((nginx, claim, None)));
+            }
+        }
+        let first = match slot.last_unique {
+            Some((t, n)) if fresh_names && t == unix => n + 1,
+            _ => 1,
+        };
+        for n in first..first + MAX_NAME_TRIES {
+            let path = naming::unique_path(conf, &self.name, unix, n)?;
+            if let Some(claim) = self.recorders.claim(&path) {
+                return Ok(Some((path, claim, Some((unix, n)))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The stream name may not become a file name: the recorder stays closed for this
+    /// publish, said once. (The publish check refuses such names first; this is the second
+    /// wall.)
+    fn refuse(&mut self, i: usize, why: &str) -> RecordError {
+        let slot = &mut self.slots[i];
+        if !slot.refused {
+            slot.refused = true;
+            tracing::error!(app = %self.app, stream = %crate::untrusted::for_log(&self.name), recorder = %slot.label(), "record: {why}; not recording this stream");
+        }
+        let label = slot.label().to_owned();
+        self.status(i, "error", "NetStream.Record.Failed", &label);
+        RecordError::Failed(why.to_owned())
     }
 
     /// Creates (or, with `record_append`, continues) the recorder's file; false when that
@@ -524,15 +634,16 @@ impl StreamTask {
         };
         match created {
             Ok((file, mux, start_ms)) => {
-                if std::mem::take(&mut slot.error_logged) {
-                    tracing::info!(app = %app, stream = %name, recorder = %label, "record: recording again");
-                }
                 slot.retry_at = None;
                 tracing::info!(app = %app, stream = %name, recorder = %label, path = %path.display(), "record: start");
                 let Some(open) = slot.open.as_mut() else { return false };
                 open.file = Some(file);
-                open.mux = mux;
-                open.start_ms = start_ms;
+                // An MP4 recording has its writer already; an FLV one gets it here.
+                if !matches!(mux, Mux::None) {
+                    open.mux = mux;
+                    open.start_ms = start_ms;
+                }
+                self.worked(i);
                 true
             }
             Err(e) => {
@@ -556,8 +667,19 @@ impl StreamTask {
     }
 
     /// Closes the recorder's file (nginx-rtmp's `ngx_rtmp_record_node_close`): the last
-    /// bytes, the final metadata, a sync; then `record_done`.
+    /// bytes, the final metadata, a sync; then `record_done`. With `record_mp4_faststart`
+    /// the file is rewritten first, still claimed, so no recorder opens it meanwhile; the
+    /// announcement follows the rewrite.
     async fn close(&mut self, i: usize) -> Option<PathBuf> {
+        let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
+        let open = self.slots[i].open.as_mut()?;
+        if let Mux::Mp4(m) = &mut open.mux {
+            patches.extend(m.finish(&mut open.pending));
+        }
+        if open.file.is_none() && !open.pending.is_empty() {
+            // An MP4 recording whose first bytes come with its last fragment.
+            self.create_file(i, Instant::now()).await;
+        }
         let (app, name) = (self.app.clone(), self.name.clone());
         let slot = &mut self.slots[i];
         let mut open = slot.open.take()?;
@@ -568,17 +690,12 @@ impl StreamTask {
             self.status(i, "status", "NetStream.Record.Stop", &label);
             return Some(path);
         };
-        let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut problem = None;
-        match &mut open.mux {
-            Mux::Flv(w) => match w.finish() {
+        if let Mux::Flv(w) = &mut open.mux {
+            match w.finish() {
                 Ok(p) => patches.extend(p.into_iter().map(|p| (p.offset, p.data))),
                 Err(e) => problem = Some(e.to_string()),
-            },
-            Mux::Mp4(m) => {
-                patches.extend(m.finish(&mut open.pending));
             }
-            Mux::None => {}
         }
         let data = std::mem::take(&mut open.pending);
         let written = async {
@@ -602,7 +719,7 @@ impl StreamTask {
             Mux::None => 0,
         };
         let (bytes, frames) = (file.len(), open.frames);
-        drop((open, file));
+        drop(file);
         tracing::info!(app = %app, stream = %name, recorder = %label, path = %path.display(), duration_ms, bytes, frames, "record: done");
         self.status(i, "status", "NetStream.Record.Stop", &label);
         let notice = Notice::RecordDone {
@@ -612,6 +729,7 @@ impl StreamTask {
             recorder: self.slots[i].name.clone(),
             path: path.clone(),
         };
+        let claim = open.claim;
         if faststart {
             let notices = self.notices.clone();
             let p = path.clone();
@@ -621,9 +739,11 @@ impl StreamTask {
                     Ok(()) => tracing::info!(path = %p.display(), "record: rewritten with moov first"),
                     Err(e) => tracing::error!(path = %p.display(), "record: moov-first rewrite failed: {e}; the fragmented file is kept"),
                 }
+                drop(claim);
                 notices.send(notice);
             });
         } else {
+            drop(claim);
             self.notices.send(notice);
         }
         Some(path)
