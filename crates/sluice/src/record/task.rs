@@ -290,10 +290,13 @@ impl StreamTask {
 
     async fn on_frame(&mut self, frame: &Arc<Frame>) {
         match (frame.kind, frame.sequence_header) {
-            (MediaKind::Data, _) => {
+            (MediaKind::Data, true) => {
                 self.headers.meta = Some(frame.clone());
                 return;
             }
+            // Cue points and other data messages are not recorded (as nginx-rtmp) and never
+            // replace the metadata a new file starts with.
+            (MediaKind::Data, false) => return,
             (MediaKind::Video, true) => self.headers.video = Some(frame.clone()),
             (MediaKind::Audio, true) => self.headers.audio = Some(frame.clone()),
             _ => {}
