@@ -215,9 +215,13 @@ impl Context<'_> {
             let v = self.value(buf, depth + 1)?;
             assoc.push((key, v));
         }
-        let mut dense = Vec::with_capacity(self.budget.capacity(dense_len, buf.len(), VALUE));
-        for _ in 0..dense_len {
+        let capacity = self.budget.reserve(dense_len, buf.len(), VALUE);
+        let mut dense = Vec::with_capacity(capacity);
+        for i in 0..dense_len {
             dense.push(self.value(buf, depth + 1)?);
+            if i < capacity {
+                self.budget.refund(VALUE);
+            }
         }
         let v = if assoc.is_empty() {
             Value::StrictArray(dense)
@@ -251,13 +255,16 @@ impl Context<'_> {
             self.inline_traits(header, buf)?
         };
         let member_count = self.traits[traits_index].members.len();
-        let cap = self.budget.capacity(member_count, buf.len(), KEY + VALUE);
-        let mut props = Vec::with_capacity(cap);
+        let capacity = self.budget.reserve(member_count, buf.len(), KEY + VALUE);
+        let mut props = Vec::with_capacity(capacity);
         for i in 0..member_count {
             let v = self.value(buf, depth + 1)?;
             let key = &self.traits[traits_index].members[i];
             self.budget.charge(KEY + key.len())?;
             props.push((key.clone(), v));
+            if i < capacity {
+                self.budget.refund(KEY + VALUE);
+            }
         }
         if self.traits[traits_index].dynamic {
             loop {
@@ -286,9 +293,13 @@ impl Context<'_> {
         let count = (header >> 4) as usize;
         self.charge(size_of::<Traits>())?;
         let class_name = self.string(buf)?;
-        let mut members = Vec::with_capacity(self.budget.capacity(count, buf.len(), KEY));
-        for _ in 0..count {
+        let capacity = self.budget.reserve(count, buf.len(), KEY);
+        let mut members = Vec::with_capacity(capacity);
+        for i in 0..count {
             members.push(self.key(buf)?);
+            if i < capacity {
+                self.budget.refund(KEY);
+            }
         }
         self.traits.push(Traits { class_name, dynamic, members });
         Ok(self.traits.len() - 1)

@@ -51,11 +51,20 @@ impl Budget {
         Ok(())
     }
 
-    /// How many elements of `size` bytes a container may reserve up front: no more than
-    /// `count`, than `input_left` (every element takes at least one input byte) or than the
-    /// budget could ever pay for.
-    pub(crate) fn capacity(&self, count: usize, input_left: usize, size: usize) -> usize {
-        count.min(input_left).min(self.remaining() / size.max(1))
+    /// Room for a container of `count` elements of `size` bytes to reserve up front: no more
+    /// than `count`, than `input_left` (every element takes at least one input byte) or than
+    /// the budget can pay for. The reservation is charged now, since it is allocated now; each
+    /// element is charged again as it is decoded, so [`Budget::refund`] `size` for each of the
+    /// first `capacity` elements once it is in its slot.
+    pub(crate) fn reserve(&mut self, count: usize, input_left: usize, size: usize) -> usize {
+        let capacity = count.min(input_left).min(self.remaining() / size.max(1));
+        self.used += capacity * size;
+        capacity
+    }
+
+    /// Gives back the reservation of one slot whose element was charged on its own.
+    pub(crate) fn refund(&mut self, bytes: usize) {
+        self.used -= bytes;
     }
 }
 
@@ -93,9 +102,11 @@ mod tests {
         assert_eq!(b.charge(60), Ok(()));
         assert_eq!(b.charge(41), Err(Amf0Error::BudgetExceeded { limit: 100 }));
         assert_eq!((b.used(), b.remaining()), (60, 40));
-        assert_eq!(b.capacity(1000, 1000, 8), 5);
-        assert_eq!(b.capacity(3, 1000, 8), 3);
-        assert_eq!(b.capacity(1000, 2, 8), 2);
+        assert_eq!(b.reserve(3, 1000, 8), 3);
+        assert_eq!(b.reserve(1000, 2, 8), 2);
+        assert_eq!(b.reserve(1000, 1000, 8), 0);
+        b.refund(40);
+        assert_eq!(b.reserve(1000, 1000, 8), 5);
     }
 
     #[test]

@@ -122,9 +122,13 @@ fn decode_value(buf: &mut &[u8], depth: usize, budget: &mut Budget) -> Result<Va
             check_depth(depth)?;
             let count = read_u32(buf)?;
             let count = usize::try_from(count).unwrap_or(usize::MAX);
-            let mut items = Vec::with_capacity(budget.capacity(count, buf.len(), VALUE));
-            for _ in 0..count {
+            let capacity = budget.reserve(count, buf.len(), VALUE);
+            let mut items = Vec::with_capacity(capacity);
+            for i in 0..count {
                 items.push(decode_value(buf, depth + 1, budget)?);
+                if i < capacity {
+                    budget.refund(VALUE);
+                }
             }
             Value::StrictArray(items)
         }

@@ -144,3 +144,28 @@ fn what_decodes_fits_the_budget_and_the_allocation() {
     assert_eq!(outer.len(), 51);
     assert_eq!(outer[50], amf0::Value::StrictArray(vec![amf0::Value::Null; 100]));
 }
+
+#[test]
+fn nested_reservations_are_charged() {
+    // Found by fuzz/fuzz_targets/amf3_refs.rs: every nested array reserved room for as many
+    // elements as input was left, charging none of it until the elements arrived, so 60 levels
+    // allocated ~60 times the budget. Reservations are charged now.
+    let budget_limit = 64 << 10;
+    let mut bytes = Vec::new();
+    for _ in 0..60 {
+        bytes.push(amf0::marker::STRICT_ARRAY);
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+    }
+    bytes.extend(std::iter::repeat_n(amf0::marker::NULL, 1000));
+    let mut amf3_bytes = vec![amf0::marker::AVMPLUS_OBJECT];
+    for _ in 0..60 {
+        amf3_bytes.extend_from_slice(&[amf3::marker::ARRAY, 0xFF, 0xFF, 0x7F, 0x01]);
+    }
+    amf3_bytes.extend(std::iter::repeat_n(amf3::marker::NULL, 1000));
+    for input in [bytes, amf3_bytes] {
+        let mut budget = Budget::new(budget_limit);
+        let (result, peak) = peak_during(|| decode_all_with_budget(&input, &mut budget));
+        assert!(result.is_err());
+        assert!(peak <= 2 * budget_limit + 4096, "allocated {peak} bytes for a {budget_limit}-byte budget");
+    }
+}
