@@ -116,7 +116,7 @@ fn one_amf3_value_with_references_is_bounded_too() {
 
 #[test]
 fn amf0_strict_array_of_nulls_is_bounded() {
-    // 64 KB of one-byte nulls would decode to ~56x that.
+    // 64 KB of one-byte nulls would decode to ~48x that.
     let mut bytes = vec![amf0::marker::STRICT_ARRAY];
     bytes.extend_from_slice(&65_000u32.to_be_bytes());
     bytes.extend(std::iter::repeat_n(amf0::marker::NULL, 65_000));

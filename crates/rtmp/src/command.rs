@@ -21,7 +21,7 @@ pub const MAX_DATA_SIZE: u32 = 1 << 20;
 /// Bytes of decoded values one command message may produce.
 pub const COMMAND_BUDGET: usize = 1 << 20;
 /// Bytes of decoded values one data message may produce: room for [`MAX_DATA_SIZE`] bytes of
-/// numbers (9 wire bytes each become a 56-byte value).
+/// numbers (9 wire bytes each become a 48-byte value on 64-bit targets).
 pub const DATA_BUDGET: usize = 8 << 20;
 
 /// The size limit of a message type that carries AMF, `None` for the others (media, which only
