@@ -6,9 +6,12 @@
 //! are rejected. Values map onto the AMF0 [`Value`] as described there.
 //!
 //! Each call of [`decode`] starts with empty reference tables. References copy the value they
-//! point at; [`MAX_REFERENCE_EXPANSION`] bounds how much copying one call may do, so a few bytes
-//! of references cannot expand into gigabytes.
+//! point at, and each copy is charged to the message's [`Budget`] again (so are the copies the
+//! reference tables keep), so a few bytes of references cannot expand into gigabytes.
 
+use std::mem::size_of;
+
+use crate::budget::{decoded_size, Budget, DEFAULT_BUDGET, KEY, VALUE};
 use crate::decode::{check_depth, read_f64, read_u8, take, utf8};
 use crate::{Amf0Error, Value};
 
@@ -42,17 +45,19 @@ pub mod marker {
     pub const BYTE_ARRAY: u8 = 0x0C;
 }
 
-/// Upper bound on the work one [`decode`] call spends copying values for references and for its
-/// object reference table, counted as values plus string bytes.
-pub const MAX_REFERENCE_EXPANSION: usize = 4 << 20;
-
-/// Decodes one AMF3 value from the front of `buf` and advances `buf` past it.
+/// Decodes one AMF3 value from the front of `buf` and advances `buf` past it, within
+/// [`DEFAULT_BUDGET`] bytes of decoded values.
 pub fn decode(buf: &mut &[u8]) -> Result<Value, Amf0Error> {
-    decode_at_depth(buf, 0)
+    decode_with_budget(buf, &mut Budget::new(DEFAULT_BUDGET))
 }
 
-pub(crate) fn decode_at_depth(buf: &mut &[u8], depth: usize) -> Result<Value, Amf0Error> {
-    let mut ctx = Context::default();
+/// Decodes one AMF3 value like [`decode`], charging what it decodes to `budget`.
+pub fn decode_with_budget(buf: &mut &[u8], budget: &mut Budget) -> Result<Value, Amf0Error> {
+    decode_at_depth(buf, 0, budget)
+}
+
+pub(crate) fn decode_at_depth(buf: &mut &[u8], depth: usize, budget: &mut Budget) -> Result<Value, Amf0Error> {
+    let mut ctx = Context { strings: Vec::new(), objects: Vec::new(), traits: Vec::new(), budget };
     ctx.value(buf, depth)
 }
 
@@ -62,13 +67,15 @@ struct Traits {
     members: Vec<String>,
 }
 
-#[derive(Default)]
-struct Context {
+/// An object table entry: the value and its [`decoded_size`], charged again for every copy.
+/// `None` while the object is still being decoded: a reference to it would be a cycle.
+type Slot = Option<(Value, usize)>;
+
+struct Context<'b> {
     strings: Vec<String>,
-    /// `None` while the object is still being decoded: a reference to it would be a cycle.
-    objects: Vec<Option<Value>>,
+    objects: Vec<Slot>,
     traits: Vec<Traits>,
-    budget_used: usize,
+    budget: &'b mut Budget,
 }
 
 /// `U29`: 1 to 4 bytes, 7 bits each except the 4th which gives 8. Defined by: AMF 3 spec, 1.3.1.
@@ -85,31 +92,14 @@ fn read_u29(buf: &mut &[u8]) -> Result<u32, Amf0Error> {
     Ok((value << 8) | u32::from(b))
 }
 
-fn weight(v: &Value) -> usize {
-    1 + match v {
-        Value::String(s) | Value::XmlDocument(s) => s.len(),
-        Value::Object(p) | Value::EcmaArray(p) => props_weight(p),
-        Value::TypedObject { class_name, properties } => class_name.len() + props_weight(properties),
-        Value::StrictArray(items) => items.iter().map(weight).sum(),
-        _ => 0,
-    }
-}
-
-fn props_weight(p: &[(String, Value)]) -> usize {
-    p.iter().map(|(k, v)| k.len() + weight(v)).sum()
-}
-
-impl Context {
+impl Context<'_> {
     fn charge(&mut self, amount: usize) -> Result<(), Amf0Error> {
-        self.budget_used = self.budget_used.saturating_add(amount);
-        if self.budget_used > MAX_REFERENCE_EXPANSION {
-            return Err(Amf0Error::ReferenceExpansion);
-        }
-        Ok(())
+        self.budget.charge(amount)
     }
 
     fn value(&mut self, buf: &mut &[u8], depth: usize) -> Result<Value, Amf0Error> {
         let m = read_u8(buf)?;
+        self.charge(VALUE)?;
         Ok(match m {
             marker::UNDEFINED => Value::Undefined,
             marker::NULL => Value::Null,
@@ -128,8 +118,8 @@ impl Context {
                 if let Some(v) = self.object_ref(header)? {
                     return Ok(v);
                 }
-                let v = Value::XmlDocument(utf8(take(buf, (header >> 1) as usize)?));
-                self.remember(v.clone())?;
+                let v = Value::XmlDocument(utf8(take(buf, (header >> 1) as usize)?, self.budget)?);
+                self.remember(&v)?;
                 v
             }
             marker::DATE => {
@@ -138,7 +128,7 @@ impl Context {
                     return Ok(v);
                 }
                 let v = Value::Date { millis: read_f64(buf)?, tz: 0 };
-                self.remember(v.clone())?;
+                self.remember(&v)?;
                 v
             }
             marker::ARRAY => self.array(buf, depth)?,
@@ -152,15 +142,24 @@ impl Context {
         let header = read_u29(buf)?;
         let index = (header >> 1) as usize;
         if header & 1 == 0 {
-            let s = self.strings.get(index).ok_or(Amf0Error::BadAmf3Reference { table: "string", index })?.clone();
-            self.charge(s.len() + 1)?;
-            return Ok(s);
+            let s = self.strings.get(index).ok_or(Amf0Error::BadAmf3Reference { table: "string", index })?;
+            self.budget.charge(s.len())?;
+            return Ok(s.clone());
         }
-        let s = utf8(take(buf, index)?);
+        let s = utf8(take(buf, index)?, self.budget)?;
         if !s.is_empty() {
+            // The table keeps its own copy.
+            self.charge(KEY + s.len())?;
             self.strings.push(s.clone());
         }
         Ok(s)
+    }
+
+    /// A string that becomes a property key: the key's inline part is charged too.
+    fn key(&mut self, buf: &mut &[u8]) -> Result<String, Amf0Error> {
+        let key = self.string(buf)?;
+        self.charge(KEY)?;
+        Ok(key)
     }
 
     /// Resolves `header` as an object reference if its low bit is 0.
@@ -169,30 +168,32 @@ impl Context {
             return Ok(None);
         }
         let index = (header >> 1) as usize;
-        let v = self
+        let (v, size) = self
             .objects
             .get(index)
             .and_then(Option::as_ref)
-            .ok_or(Amf0Error::BadAmf3Reference { table: "object", index })?
-            .clone();
-        self.charge(weight(&v))?;
-        Ok(Some(v))
+            .ok_or(Amf0Error::BadAmf3Reference { table: "object", index })?;
+        // The value's inline part was charged when its marker was read.
+        self.budget.charge(size - VALUE)?;
+        Ok(Some(v.clone()))
     }
 
-    fn remember(&mut self, v: Value) -> Result<(), Amf0Error> {
-        self.charge(weight(&v))?;
-        self.objects.push(Some(v));
-        Ok(())
+    fn remember(&mut self, v: &Value) -> Result<(), Amf0Error> {
+        let slot = self.reserve()?;
+        self.fill(slot, v)
     }
 
-    fn reserve(&mut self) -> usize {
+    fn reserve(&mut self) -> Result<usize, Amf0Error> {
+        self.charge(size_of::<Slot>())?;
         self.objects.push(None);
-        self.objects.len() - 1
+        Ok(self.objects.len() - 1)
     }
 
+    /// Stores the table's copy of `v`, charged in full.
     fn fill(&mut self, slot: usize, v: &Value) -> Result<(), Amf0Error> {
-        self.charge(weight(v))?;
-        self.objects[slot] = Some(v.clone());
+        let size = decoded_size(v);
+        self.charge(size)?;
+        self.objects[slot] = Some((v.clone(), size));
         Ok(())
     }
 
@@ -203,24 +204,31 @@ impl Context {
             return Ok(v);
         }
         check_depth(depth)?;
-        let slot = self.reserve();
+        let slot = self.reserve()?;
         let dense_len = (header >> 1) as usize;
         let mut assoc = Vec::new();
         loop {
-            let key = self.string(buf)?;
+            let key = self.key(buf)?;
             if key.is_empty() {
                 break;
             }
             let v = self.value(buf, depth + 1)?;
             assoc.push((key, v));
         }
-        let mut dense = Vec::with_capacity(dense_len.min(buf.len()));
-        for _ in 0..dense_len {
+        let capacity = self.budget.reserve(dense_len, buf.len(), VALUE);
+        let mut dense = Vec::with_capacity(capacity);
+        for i in 0..dense_len {
             dense.push(self.value(buf, depth + 1)?);
+            if i < capacity {
+                self.budget.refund(VALUE);
+            }
         }
         let v = if assoc.is_empty() {
             Value::StrictArray(dense)
         } else {
+            // Dense entries get keys "0", "1", ...: new strings, charged.
+            let keys: usize = (0..dense.len()).map(|i| KEY + decimal_len(i)).sum();
+            self.charge(keys)?;
             assoc.extend(dense.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)));
             Value::EcmaArray(assoc)
         };
@@ -235,36 +243,32 @@ impl Context {
             return Ok(v);
         }
         check_depth(depth)?;
-        let slot = self.reserve();
+        let slot = self.reserve()?;
         let traits_index = if header & 0b10 == 0 {
             let index = (header >> 2) as usize;
-            let t = self.traits.get(index).ok_or(Amf0Error::BadAmf3Reference { table: "traits", index })?;
-            let cost = t.class_name.len() + t.members.iter().map(|m| m.len() + 1).sum::<usize>();
-            self.charge(cost)?;
+            self.traits.get(index).ok_or(Amf0Error::BadAmf3Reference { table: "traits", index })?;
             index
         } else if header & 0b100 != 0 {
             let class_name = self.string(buf)?;
             return Err(Amf0Error::Externalizable(class_name));
         } else {
-            let dynamic = header & 0b1000 != 0;
-            let count = (header >> 4) as usize;
-            let class_name = self.string(buf)?;
-            let mut members = Vec::with_capacity(count.min(buf.len()));
-            for _ in 0..count {
-                members.push(self.string(buf)?);
-            }
-            self.traits.push(Traits { class_name, dynamic, members });
-            self.traits.len() - 1
+            self.inline_traits(header, buf)?
         };
         let member_count = self.traits[traits_index].members.len();
-        let mut props = Vec::with_capacity(member_count.min(buf.len()));
+        let capacity = self.budget.reserve(member_count, buf.len(), KEY + VALUE);
+        let mut props = Vec::with_capacity(capacity);
         for i in 0..member_count {
             let v = self.value(buf, depth + 1)?;
-            props.push((self.traits[traits_index].members[i].clone(), v));
+            let key = &self.traits[traits_index].members[i];
+            self.budget.charge(KEY + key.len())?;
+            props.push((key.clone(), v));
+            if i < capacity {
+                self.budget.refund(KEY + VALUE);
+            }
         }
         if self.traits[traits_index].dynamic {
             loop {
-                let key = self.string(buf)?;
+                let key = self.key(buf)?;
                 if key.is_empty() {
                     break;
                 }
@@ -276,11 +280,35 @@ impl Context {
         let v = if class_name.is_empty() {
             Value::Object(props)
         } else {
+            self.budget.charge(class_name.len())?;
             Value::TypedObject { class_name: class_name.clone(), properties: props }
         };
         self.fill(slot, &v)?;
         Ok(v)
     }
+
+    /// Reads inline traits (class name, sealed member names) into the traits table.
+    fn inline_traits(&mut self, header: u32, buf: &mut &[u8]) -> Result<usize, Amf0Error> {
+        let dynamic = header & 0b1000 != 0;
+        let count = (header >> 4) as usize;
+        self.charge(size_of::<Traits>())?;
+        let class_name = self.string(buf)?;
+        let capacity = self.budget.reserve(count, buf.len(), KEY);
+        let mut members = Vec::with_capacity(capacity);
+        for i in 0..count {
+            members.push(self.key(buf)?);
+            if i < capacity {
+                self.budget.refund(KEY);
+            }
+        }
+        self.traits.push(Traits { class_name, dynamic, members });
+        Ok(self.traits.len() - 1)
+    }
+}
+
+/// Digits of `n` in decimal.
+fn decimal_len(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 #[cfg(test)]
@@ -398,7 +426,7 @@ mod tests {
         for _ in 0..(1 << 20) {
             bytes.extend_from_slice(&[marker::STRING, 0x00]);
         }
-        assert_eq!(dec(&bytes), Err(Amf0Error::ReferenceExpansion));
+        assert_eq!(dec(&bytes), Err(Amf0Error::BudgetExceeded { limit: DEFAULT_BUDGET }));
     }
 
     #[test]

@@ -34,9 +34,13 @@ pub enum Amf0Error {
         /// The index that was out of range.
         index: usize,
     },
-    /// AMF3 references would copy more than [`crate::amf3::MAX_REFERENCE_EXPANSION`] items.
-    #[error("AMF3 references expand beyond the limit")]
-    ReferenceExpansion,
+    /// The decoded values (with the copies AMF3 references make) would take more than the
+    /// [`crate::Budget`] allows.
+    #[error("decoded AMF values exceed the budget of {limit} bytes")]
+    BudgetExceeded {
+        /// The budget's limit in bytes.
+        limit: usize,
+    },
     /// An AMF3 externalizable object; its body format is private to the class.
     #[error("AMF3 externalizable objects are not supported (class {0:?})")]
     Externalizable(String),

@@ -7,7 +7,9 @@
 //! | RTMP spec 1.0, 7.1.1 (command messages 20 and 17) | what the decoded values carry |
 //!
 //! Every function works on byte slices and never panics on malformed input: truncation, unknown
-//! markers and too deep nesting ([`MAX_DEPTH`]) all become an [`Amf0Error`].
+//! markers and too deep nesting ([`MAX_DEPTH`]) all become an [`Amf0Error`]. Memory is bounded
+//! too: all values of one message share one [`Budget`] of decoded bytes ([`decoded_size`]),
+//! AMF3 reference copies included, and exceeding it is [`Amf0Error::BudgetExceeded`].
 //!
 //! RTMP AMF3 command messages (message type 17) carry one format byte (0x00) and then ordinary
 //! AMF0 values, some of which may switch to AMF3 with marker 0x11; skip the first byte and call
@@ -15,12 +17,14 @@
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 
 pub mod amf3;
+mod budget;
 mod decode;
 mod encode;
 mod error;
 mod value;
 
-pub use decode::{decode, decode_all, MAX_DEPTH};
+pub use budget::{decoded_size, Budget, DEFAULT_BUDGET};
+pub use decode::{decode, decode_all, decode_all_with_budget, decode_with_budget, MAX_DEPTH};
 pub use encode::{encode, encode_all};
 pub use error::Amf0Error;
 pub use value::Value;

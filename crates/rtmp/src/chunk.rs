@@ -18,6 +18,10 @@ pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 pub const MAX_CSID: u32 = 65599;
 /// Timestamp field value that announces an extended timestamp (section 5.3.1.3).
 const EXTENDED_TS: u32 = 0xFF_FFFF;
+/// Smallest buffer started for a message that spans chunks. Buffers grow with what arrives
+/// (doubling, up to the announced length), never to the announced length up front: a peer
+/// announcing `max_message` on every chunk stream must send those bytes to make us hold them.
+const MIN_PARTIAL: usize = 256;
 
 /// Why a byte stream is not valid RTMP chunking.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,6 +29,10 @@ pub enum ChunkError {
     /// A message announced a length over the configured `max_message`.
     #[error("message of {len} bytes on chunk stream {csid} exceeds max_message {max}")]
     MessageTooLarge { csid: u32, len: u32, max: u32 },
+    /// A command, shared-object or data message announced a length over its own limit
+    /// ([`crate::command::size_limit`]), far above what real peers send.
+    #[error("message of type {type_id} and {len} bytes on chunk stream {csid} exceeds its limit of {max}")]
+    AmfMessageTooLarge { csid: u32, type_id: u8, len: u32, max: u32 },
     /// A type 1, 2 or 3 chunk on a chunk stream that never had a type 0 chunk.
     #[error("chunk of type {fmt} on chunk stream {csid} has no previous header to extend")]
     NoPreviousHeader { csid: u32, fmt: u8 },
@@ -122,8 +130,8 @@ impl ChunkDecoder {
                 return Err(ChunkError::InterruptedMessage { csid: header.csid, fmt: header.fmt, received, length });
             }
             let length = header.length.unwrap_or(stream.length);
-            if starting && length > self.max_message {
-                return Err(ChunkError::MessageTooLarge { csid: header.csid, len: length, max: self.max_message });
+            if starting {
+                check_length(header.csid, header.type_id.unwrap_or(stream.type_id), length, self.max_message)?;
             }
             let received = stream.partial.as_ref().map_or(0, |p| p.len() as u32);
             let body_len = (length - received).min(self.chunk_size) as usize;
@@ -139,7 +147,8 @@ impl ChunkDecoder {
                 let payload = buf.split_to(body_len).freeze();
                 return Ok(Some(message(header.csid, stream, payload)));
             }
-            let partial = stream.partial.get_or_insert_with(|| BytesMut::with_capacity(length as usize));
+            let partial = stream.partial.get_or_insert_with(BytesMut::new);
+            grow(partial, body_len, length as usize);
             partial.extend_from_slice(&buf[..body_len]);
             buf.advance(body_len);
             if partial.len() as u32 == length {
@@ -148,6 +157,31 @@ impl ChunkDecoder {
             }
         }
     }
+}
+
+/// Refuse a message longer than `max_message`, or than the limit of its type.
+fn check_length(csid: u32, type_id: u8, len: u32, max_message: u32) -> Result<(), ChunkError> {
+    if len > max_message {
+        return Err(ChunkError::MessageTooLarge { csid, len, max: max_message });
+    }
+    match crate::command::size_limit(type_id) {
+        Some(max) if len > max => Err(ChunkError::AmfMessageTooLarge { csid, type_id, len, max }),
+        _ => Ok(()),
+    }
+}
+
+/// Make room for `more` bytes in a message buffer of final size `length`: at least double the
+/// capacity (so copies stay linear in the message size) but never past `length` (so the
+/// finished payload carries no spare capacity).
+fn grow(partial: &mut BytesMut, more: usize, length: usize) {
+    let needed = partial.len() + more;
+    if needed <= partial.capacity() {
+        return;
+    }
+    let target = needed.max(partial.capacity() * 2).max(MIN_PARTIAL).min(length);
+    let mut grown = BytesMut::with_capacity(target);
+    grown.extend_from_slice(partial);
+    *partial = grown;
 }
 
 fn message(csid: u32, stream: &ChunkStream, payload: Bytes) -> RawMessage {
@@ -381,6 +415,55 @@ mod tests {
         encode_message(&mut out, 128, 3, 0, 9, 1, &[0; 2000]);
         let err = ChunkDecoder::new(1000, 32).read(&mut out).unwrap_err();
         assert_eq!(err, ChunkError::MessageTooLarge { csid: 3, len: 2000, max: 1000 });
+    }
+
+    #[test]
+    fn oversized_command_is_refused_at_its_first_chunk() {
+        let mut out = BytesMut::new();
+        let len = crate::command::MAX_COMMAND_SIZE as usize + 1;
+        encode_message(&mut out, 128, 3, 0, crate::message::type_id::COMMAND_AMF0, 0, &vec![0; len]);
+        let mut first = out.split_to(12 + 128);
+        let err = ChunkDecoder::new(1 << 20, 32).read(&mut first).unwrap_err();
+        let max = crate::command::MAX_COMMAND_SIZE;
+        assert_eq!(err, ChunkError::AmfMessageTooLarge { csid: 3, type_id: 20, len: len as u32, max });
+        // Media of that size is fine; data messages have their own, larger limit.
+        let mut media = BytesMut::new();
+        encode_message(&mut media, 128, 6, 0, crate::message::type_id::VIDEO, 1, &vec![0; len]);
+        encode_message(&mut media, 128, 5, 0, crate::message::type_id::DATA_AMF0, 1, &vec![0; len]);
+        assert_eq!(decode_all(&mut ChunkDecoder::new(1 << 20, 32), &media).len(), 2);
+    }
+
+    #[test]
+    fn buffers_grow_with_what_arrives_not_with_what_is_announced() {
+        // 32 chunk streams each announce a 16 MiB message and send one 128-byte chunk.
+        let mut dec = ChunkDecoder::new(16 << 20, 32);
+        let mut bytes = BytesMut::new();
+        let mut received = 0;
+        for csid in 3..35 {
+            bytes.put_u8(csid as u8);
+            bytes.put_uint(0, 3);
+            bytes.put_uint(0xFF_FFFF, 3);
+            bytes.put_u8(9);
+            bytes.put_u32_le(1);
+            bytes.put_slice(&[0x17; 128]);
+            received += 128;
+        }
+        assert_eq!(dec.read(&mut bytes), Ok(None));
+        assert!(bytes.is_empty());
+        let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
+        assert!(held <= 2 * received + 32 * MIN_PARTIAL, "{held} bytes reserved for {received} received");
+        // A finished message carries no spare capacity.
+        let mut whole = BytesMut::new();
+        encode_message(&mut whole, 128, 40, 0, 9, 1, &[1; 1000]);
+        let mut dec = ChunkDecoder::new(1 << 20, 32);
+        let msg = decode_all(&mut dec, &whole).remove(0);
+        assert_eq!(msg.payload.len(), 1000);
+        let mut partial = BytesMut::new();
+        for _ in 0..8 {
+            grow(&mut partial, 128, 1000);
+            partial.extend_from_slice(&[0; 128][..128.min(1000 - partial.len())]);
+            assert!(partial.capacity() <= 1000);
+        }
     }
 
     #[test]

@@ -1,10 +1,48 @@
 //! Command and data messages (RTMP spec 1.0 section 7.1.1 and 7.2): AMF-encoded name,
 //! transaction id, command object and arguments.
+//!
+//! Limits: command and shared-object messages larger than [`MAX_COMMAND_SIZE`] and data
+//! messages larger than [`MAX_DATA_SIZE`] are refused by the chunk decoder before they are
+//! buffered whole ([`size_limit`]); decoding one message may produce at most
+//! [`COMMAND_BUDGET`] (commands) or [`DATA_BUDGET`] (data) bytes of values, AMF3 reference
+//! copies included ([`amf0::Budget`]).
 
-use amf0::Value;
+use amf0::{Budget, Value};
 use bytes::Bytes;
 
 use crate::message::type_id;
+
+/// Largest command (types 20, 17) or shared-object message (19, 16) accepted, in bytes. Real
+/// commands are a few hundred bytes (`connect` with every optional field is under 1 KiB).
+pub const MAX_COMMAND_SIZE: u32 = 64 << 10;
+/// Largest data message (types 18, 15: `@setDataFrame`/`onMetaData`, `onCuePoint`, ...)
+/// accepted, in bytes. Metadata may carry keyframe tables, so this is larger than for commands.
+pub const MAX_DATA_SIZE: u32 = 1 << 20;
+/// Bytes of decoded values one command message may produce.
+pub const COMMAND_BUDGET: usize = 1 << 20;
+/// Bytes of decoded values one data message may produce: room for [`MAX_DATA_SIZE`] bytes of
+/// numbers (9 wire bytes each become a 48-byte value on 64-bit targets).
+pub const DATA_BUDGET: usize = 8 << 20;
+
+/// The size limit of a message type that carries AMF, `None` for the others (media, which only
+/// `max_message` limits, and protocol control).
+pub fn size_limit(type_id: u8) -> Option<u32> {
+    match type_id {
+        type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => Some(MAX_COMMAND_SIZE),
+        type_id::SHARED_OBJECT_AMF0 | type_id::SHARED_OBJECT_AMF3 => Some(MAX_COMMAND_SIZE),
+        type_id::DATA_AMF0 | type_id::DATA_AMF3 => Some(MAX_DATA_SIZE),
+        _ => None,
+    }
+}
+
+/// The decode budget of one message of this type: [`DATA_BUDGET`] for data messages,
+/// [`COMMAND_BUDGET`] for everything else.
+fn budget_for(type_id: u8) -> Budget {
+    match type_id {
+        type_id::DATA_AMF0 | type_id::DATA_AMF3 => Budget::new(DATA_BUDGET),
+        _ => Budget::new(COMMAND_BUDGET),
+    }
+}
 
 /// A decoded command message.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +75,8 @@ pub enum CommandError {
 }
 
 impl Command {
-    /// Decode an AMF0 (type 20) or AMF3 (type 17) command message body.
+    /// Decode an AMF0 (type 20) or AMF3 (type 17) command message body, within
+    /// [`COMMAND_BUDGET`].
     pub fn parse(type_id: u8, body: &[u8]) -> Result<Self, CommandError> {
         let values = decode_values(type_id, body, "command")?;
         let mut it = values.into_iter();
@@ -68,14 +107,15 @@ impl Command {
     }
 }
 
-/// Decode the AMF values of a command or data message. AMF3 messages (types 15 and 17) start
-/// with one format byte and then carry AMF0 values that may switch to AMF3 per value.
+/// Decode the AMF values of a command or data message, all of them within the one budget of
+/// its type ([`COMMAND_BUDGET`] or [`DATA_BUDGET`]). AMF3 messages (types 15 and 17) start with
+/// one format byte and then carry AMF0 values that may switch to AMF3 per value.
 pub fn decode_values(type_id: u8, body: &[u8], what: &'static str) -> Result<Vec<Value>, CommandError> {
-    let body = match type_id {
+    let amf = match type_id {
         type_id::COMMAND_AMF3 | type_id::DATA_AMF3 if body.first() == Some(&0) => &body[1..],
         _ => body,
     };
-    amf0::decode_all(body).map_err(|source| CommandError::Amf { what, source })
+    amf0::decode_all_with_budget(amf, &mut budget_for(type_id)).map_err(|source| CommandError::Amf { what, source })
 }
 
 /// Encode AMF0 values back to back.

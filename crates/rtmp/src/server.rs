@@ -6,6 +6,13 @@
 //! The caller answers those with the `accept_*`/`reject_*`/`send_*` methods, then writes
 //! [`ServerSession::take_output`] to the socket. Media for players is not encoded here: the hub
 //! shares pre-chunked frames between players (see [`crate::chunk::encode_message`]).
+//!
+//! Clients may pipeline commands behind `connect` without waiting for its `_result`
+//! (nginx-rtmp handles them in order). Until the caller accepts or rejects the connect, the
+//! session still handles what follows, but holds its replies (at most [`MAX_HELD_REPLIES`]):
+//! [`ServerSession::accept_connect`] sends them after the connect's `_result`,
+//! [`ServerSession::reject_connect`] drops them. Events such as `Publish` are returned as usual,
+//! in order, after the `Connect` event: the caller handles them once it accepted the connect.
 
 use amf0::Value;
 use bytes::{Bytes, BytesMut};
@@ -158,6 +165,38 @@ pub enum SessionError {
     /// A command arrived before `connect`.
     #[error("\"{0}\" before connect")]
     NotConnected(String),
+    /// A second `connect` arrived while the first was still being decided.
+    #[error("\"connect\" again while the first connect is being decided")]
+    ConnectPending,
+    /// More replies than [`MAX_HELD_REPLIES`] would wait for the connect to be decided.
+    #[error("more than {limit} commands pipelined behind connect")]
+    TooManyPipelined {
+        /// [`MAX_HELD_REPLIES`].
+        limit: usize,
+    },
+}
+
+/// Replies to commands pipelined behind `connect` that wait for it to be decided; beyond this
+/// the client is disconnected (real clients pipeline a handful: releaseStream, FCPublish,
+/// createStream).
+pub const MAX_HELD_REPLIES: usize = 16;
+
+/// Where the client's `connect` stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connect {
+    /// Not received yet (or rejected): other commands are refused.
+    Awaited,
+    /// Received and handed to the caller, who has not answered yet: replies are held.
+    Deciding,
+    /// Accepted.
+    Accepted,
+}
+
+/// A reply held back until the connect is decided. Encoded only when sent, with the chunk
+/// size in force then (accepting the connect changes it).
+struct HeldReply {
+    stream_id: u32,
+    command: Command,
 }
 
 enum State {
@@ -172,7 +211,8 @@ pub struct ServerSession {
     decoder: ChunkDecoder,
     out: BytesMut,
     scratch: Vec<u8>,
-    connected: bool,
+    connect: Connect,
+    held: Vec<HeldReply>,
     /// The chunk size the peer expects from us: RTMP's 128 until our Set Chunk Size.
     out_chunk_size: u32,
     next_stream_id: u32,
@@ -193,7 +233,8 @@ impl ServerSession {
             decoder,
             out: BytesMut::with_capacity(4096),
             scratch: Vec::new(),
-            connected: false,
+            connect: Connect::Awaited,
+            held: Vec::new(),
             out_chunk_size: crate::chunk::DEFAULT_CHUNK_SIZE,
             next_stream_id: 1,
             received: 0,
@@ -350,30 +391,33 @@ impl ServerSession {
         cmd: Command,
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), SessionError> {
-        if cmd.name != "connect" && !self.connected {
-            return Err(SessionError::NotConnected(cmd.name));
+        match (self.connect, cmd.name.as_str()) {
+            (Connect::Awaited, "connect") => self.connect = Connect::Deciding,
+            (Connect::Awaited, _) => return Err(SessionError::NotConnected(cmd.name)),
+            (Connect::Deciding, "connect") => return Err(SessionError::ConnectPending),
+            _ => {}
         }
         let txn = cmd.transaction_id;
         match cmd.name.as_str() {
             "connect" => events.push(ServerEvent::Connect(self.connect_info(&cmd))),
             "createStream" => {
                 let id = self.next_stream_id;
-                self.next_stream_id += 1;
-                self.send_command(0, "_result", txn, Value::Null, vec![Value::Number(id as f64)]);
+                self.next_stream_id = self.next_stream_id.saturating_add(1);
+                self.reply(0, "_result", txn, vec![Value::Number(id as f64)])?;
             }
             "releaseStream" | "getStreamLength" => {
                 let result = if cmd.name == "getStreamLength" { Value::Number(0.0) } else { Value::Undefined };
-                self.send_command(0, "_result", txn, Value::Null, vec![result]);
+                self.reply(0, "_result", txn, vec![result])?;
             }
             "FCPublish" => {
                 let name = string_arg(&cmd, 0);
                 let info = status_object("status", "NetStream.Publish.Start", &name);
-                self.send_command(0, "onFCPublish", 0.0, Value::Null, vec![info]);
+                self.reply(0, "onFCPublish", 0.0, vec![info])?;
             }
             "FCUnpublish" => {
                 let name = string_arg(&cmd, 0);
                 let info = status_object("status", "NetStream.Unpublish.Success", &name);
-                self.send_command(0, "onFCUnpublish", 0.0, Value::Null, vec![info]);
+                self.reply(0, "onFCUnpublish", 0.0, vec![info])?;
             }
             "publish" => {
                 let (name, args) = split_stream_name(&string_arg(&cmd, 0));
@@ -394,7 +438,7 @@ impl ServerSession {
                 // Live streams cannot seek: acknowledge so clients don't hang, and keep playing.
                 let info =
                     status_object("status", "NetStream.Seek.Notify", "Seeking is not possible in a live stream.");
-                self.send_command(stream_id, "onStatus", 0.0, Value::Null, vec![info]);
+                self.reply(stream_id, "onStatus", 0.0, vec![info])?;
             }
             "deleteStream" => {
                 let id = cmd.arg(0).and_then(Value::as_f64).map_or(stream_id, |n| n as u32);
@@ -404,6 +448,21 @@ impl ServerSession {
             // _checkbw, receiveAudio/receiveVideo, _result of our own calls and unknown commands need no answer.
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Answer a command the session handles itself: now, or once the connect is accepted when
+    /// it is still being decided.
+    fn reply(&mut self, stream_id: u32, name: &str, txn: f64, args: Vec<Value>) -> Result<(), SessionError> {
+        let command = Command { name: name.into(), transaction_id: txn, object: Value::Null, args };
+        if self.connect != Connect::Deciding {
+            self.send(stream_id, &command);
+            return Ok(());
+        }
+        if self.held.len() >= MAX_HELD_REPLIES {
+            return Err(SessionError::TooManyPipelined { limit: MAX_HELD_REPLIES });
+        }
+        self.held.push(HeldReply { stream_id, command });
         Ok(())
     }
 
@@ -424,9 +483,9 @@ impl ServerSession {
     }
 
     /// Accept the connect: announce window, bandwidth and chunk size, then `_result`, in the order
-    /// nginx-rtmp uses.
+    /// nginx-rtmp uses; then the replies to commands pipelined behind the connect.
     pub fn accept_connect(&mut self) {
-        self.connected = true;
+        self.connect = Connect::Accepted;
         message::window_ack_size(&mut self.out, self.config.ack_window);
         message::set_peer_bandwidth(&mut self.out, self.config.ack_window);
         message::set_chunk_size(&mut self.out, self.config.chunk_size);
@@ -441,10 +500,16 @@ impl ServerSession {
         };
         info.push(("objectEncoding".into(), Value::Number(self.object_encoding)));
         self.send_command(0, "_result", self.connect_transaction, props, vec![Value::Object(info)]);
+        for held in std::mem::take(&mut self.held) {
+            self.send(held.stream_id, &held.command);
+        }
     }
 
-    /// Refuse the connect with `NetConnection.Connect.Rejected`; close the connection after flushing.
+    /// Refuse the connect with `NetConnection.Connect.Rejected`; close the connection after
+    /// flushing. Replies to commands pipelined behind it are dropped.
     pub fn reject_connect(&mut self, description: &str) {
+        self.connect = Connect::Awaited;
+        self.held.clear();
         let info = status_object("error", "NetConnection.Connect.Rejected", description);
         self.send_command(0, "_error", self.connect_transaction, Value::Null, vec![info]);
     }
@@ -478,9 +543,20 @@ impl ServerSession {
         message::user_control(&mut self.out, event, value);
     }
 
+    /// Send a Ping Request carrying `now_ms`, the caller's clock in milliseconds (any clock:
+    /// the client echoes it back in its Ping Response, [`ServerEvent::PingResponse`]; nginx-rtmp
+    /// sends its millisecond clock the same way). It wraps at 2^32 like RTMP timestamps.
+    pub fn send_ping(&mut self, now_ms: u32) {
+        message::user_control(&mut self.out, user_control::PING_REQUEST, now_ms);
+    }
+
     /// Send an arbitrary command.
     pub fn send_command(&mut self, stream_id: u32, name: &str, txn: f64, object: Value, args: Vec<Value>) {
         let cmd = Command { name: name.into(), transaction_id: txn, object, args };
+        self.send(stream_id, &cmd);
+    }
+
+    fn send(&mut self, stream_id: u32, cmd: &Command) {
         encode_message(
             &mut self.out,
             self.out_chunk_size,

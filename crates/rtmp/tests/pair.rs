@@ -188,3 +188,127 @@ fn server_acknowledges_after_window() {
     let msg = dec.read(&mut buf).unwrap().unwrap();
     assert_eq!(msg.type_id, rtmp::message::type_id::ACK);
 }
+
+#[test]
+fn ping_carries_the_callers_time() {
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.run(answer);
+    p.server.send_ping(123_456);
+    p.run(answer);
+    assert!(p.server_events.contains(&ServerEvent::PingResponse(123_456)), "{:?}", p.server_events);
+}
+
+/// A server past the handshake with a hand-driven client, which can then pipeline commands.
+fn handshaken_server() -> ServerSession {
+    let mut rng = rand::thread_rng();
+    let mut server = ServerSession::new(ServerConfig::default(), 0, &mut rng);
+    let mut client = rtmp::handshake::ClientHandshake::new(false, 0, &mut rng);
+    let mut c0c1 = Vec::new();
+    client.start(&mut c0c1);
+    let mut events = Vec::new();
+    server.feed(&mut BytesMut::from(&c0c1[..]), &mut events).unwrap();
+    let mut c2 = Vec::new();
+    client.feed(&mut BytesMut::from(&server.take_output()[..]), &mut c2).unwrap();
+    server.feed(&mut BytesMut::from(&c2[..]), &mut events).unwrap();
+    assert!(events.is_empty());
+    server
+}
+
+/// Append an AMF0 command on chunk stream 3 with the default chunk size.
+fn command(out: &mut BytesMut, stream_id: u32, name: &str, txn: f64, args: Vec<amf0::Value>) {
+    let object = if name == "connect" {
+        amf0::Value::object([("app", "live".into()), ("tcUrl", "rtmp://localhost/live".into())])
+    } else {
+        amf0::Value::Null
+    };
+    let cmd = rtmp::command::Command { name: name.into(), transaction_id: txn, object, args };
+    rtmp::chunk::encode_message(out, 128, 3, 0, rtmp::message::type_id::COMMAND_AMF0, stream_id, &cmd.encode());
+}
+
+/// The commands in `bytes` of server output as (name, transaction id, first argument's code
+/// or number), following the server's Set Chunk Size as a client does.
+fn replies(bytes: &[u8]) -> Vec<(String, f64, String)> {
+    let mut dec = rtmp::ChunkDecoder::new(1 << 20, 32);
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(msg) = dec.read(&mut buf).unwrap() {
+        match msg.type_id {
+            rtmp::message::type_id::SET_CHUNK_SIZE => {
+                dec.set_chunk_size(rtmp::message::parse_u32(&msg.payload).unwrap()).unwrap()
+            }
+            rtmp::message::type_id::COMMAND_AMF0 => {
+                let cmd = rtmp::command::Command::parse(msg.type_id, &msg.payload).unwrap();
+                let arg = match cmd.arg(0) {
+                    Some(amf0::Value::Number(n)) => n.to_string(),
+                    Some(v) => v.get("code").and_then(amf0::Value::as_str).unwrap_or("").to_string(),
+                    None => String::new(),
+                };
+                out.push((cmd.name, cmd.transaction_id, arg));
+            }
+            _ => {}
+        }
+    }
+    assert!(buf.is_empty(), "{} bytes of a partial chunk", buf.len());
+    out
+}
+
+#[test]
+fn commands_pipelined_behind_connect_are_answered_in_order() {
+    let mut server = handshaken_server();
+    // A name long enough that onFCPublish spans 128-byte chunks: held replies must be chunked
+    // with the size announced by the accepted connect.
+    let name = "c".repeat(300);
+    let mut bytes = BytesMut::new();
+    command(&mut bytes, 0, "connect", 1.0, vec![]);
+    command(&mut bytes, 0, "releaseStream", 2.0, vec![name.as_str().into()]);
+    command(&mut bytes, 0, "FCPublish", 3.0, vec![name.as_str().into()]);
+    command(&mut bytes, 0, "createStream", 4.0, vec![]);
+    command(&mut bytes, 1, "publish", 5.0, vec![name.as_str().into(), "live".into()]);
+    let mut events = Vec::new();
+    server.feed(&mut bytes, &mut events).unwrap();
+    assert!(matches!(&events[..], [ServerEvent::Connect(_), ServerEvent::Publish { stream_id: 1, .. }]), "{events:?}");
+    // Nothing is answered while the connect is being decided (an on_connect callback).
+    assert!(!server.has_output());
+    server.accept_connect();
+    server.accept_publish(1, &name);
+    let got = replies(&server.take_output());
+    let want = [
+        ("_result", 1.0, "NetConnection.Connect.Success"),
+        ("_result", 2.0, ""),
+        ("onFCPublish", 0.0, "NetStream.Publish.Start"),
+        ("_result", 4.0, "1"),
+        ("onStatus", 0.0, "NetStream.Publish.Start"),
+    ];
+    let want: Vec<_> = want.iter().map(|(n, t, a)| (n.to_string(), *t, a.to_string())).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_rejected_connect_drops_pipelined_replies() {
+    let mut server = handshaken_server();
+    let mut bytes = BytesMut::new();
+    command(&mut bytes, 0, "connect", 1.0, vec![]);
+    command(&mut bytes, 0, "createStream", 2.0, vec![]);
+    let mut events = Vec::new();
+    server.feed(&mut bytes, &mut events).unwrap();
+    server.reject_connect("no");
+    let got = replies(&server.take_output());
+    assert_eq!(got, vec![("_error".to_string(), 1.0, "NetConnection.Connect.Rejected".to_string())]);
+}
+
+#[test]
+fn pipelining_is_bounded_and_commands_before_connect_are_refused() {
+    let mut server = handshaken_server();
+    let mut bytes = BytesMut::new();
+    command(&mut bytes, 0, "connect", 1.0, vec![]);
+    for txn in 0..=rtmp::server::MAX_HELD_REPLIES {
+        command(&mut bytes, 0, "createStream", 2.0 + txn as f64, vec![]);
+    }
+    let err = server.feed(&mut bytes, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, rtmp::SessionError::TooManyPipelined { .. }), "{err}");
+    let mut server = handshaken_server();
+    let mut bytes = BytesMut::new();
+    command(&mut bytes, 0, "createStream", 1.0, vec![]);
+    let err = server.feed(&mut bytes, &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, rtmp::SessionError::NotConnected(_)), "{err}");
+}

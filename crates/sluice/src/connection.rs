@@ -914,8 +914,8 @@ impl Conn {
                 anyhow::bail!("no reply to ping within {:?}", core.ping_timeout);
             }
         } else if !core.ping.is_zero() && now.duration_since(self.last_recv) >= core.ping {
-            let stamp = now.elapsed().as_millis() as u32;
-            self.session.send_user_control(user_control::PING_REQUEST, stamp);
+            // The client echoes this back: milliseconds since the connection started.
+            self.session.send_ping(now.duration_since(self.started).as_millis() as u32);
             self.ping_sent = Some(now);
         }
         self.maybe_update(now);
