@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod crypt;
+mod timeline;
 pub mod playlist;
 pub mod segmenter;
 
