@@ -513,7 +513,12 @@ impl Segmenter {
         if self.ended {
             return;
         }
-        let (ms, jumped) = self.clock.map(timestamp);
+        let resume_at = if video {
+            self.video_clock.last().map(|t| (t + self.video_interval) / (HZ / 1000))
+        } else {
+            self.audio_clock.last().map(|t| (t + self.audio_interval()) / (HZ / 1000))
+        };
+        let (ms, jumped) = self.clock.map(timestamp, resume_at);
         if jumped {
             self.jump_pending = true;
         }
@@ -558,13 +563,14 @@ impl Segmenter {
         let cts = (i64::from(h.composition_time) * (HZ / 1000) as i64).clamp(0, MAX_CTS);
         let pts = ts + cts as u64;
         let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
+        // The previous frame ends here, in the segment it belongs to.
+        self.finish_video_sample(ts);
         self.update_segment(ts, key, 1, now_ms);
         self.update_part(ts, key);
         self.last_ts = self.last_ts.max(ts);
         if self.video_needs_key && !key {
             return;
         }
-        self.finish_video_sample(ts);
         if self.open.is_some() {
             self.video_needs_key = false;
             self.write_video(ts, pts, key, data);
@@ -1113,10 +1119,10 @@ impl Segmenter {
         format!("{}{}.{}", self.uri_prefix(&self.s.base_url), self.stem(id), self.extension())
     }
 
-    /// What every file name of this publish starts with, relative to `hls_path`.
+    /// `NAME-`, nested `NAME/`: what file names start with, relative to `hls_path`.
     fn file_prefix(&self) -> String {
         let sep = if self.s.nested { '/' } else { '-' };
-        format!("{}{sep}{}", self.name, self.session_prefix())
+        format!("{}{sep}", self.name)
     }
 
     fn session_prefix(&self) -> String {
@@ -1148,7 +1154,7 @@ impl Segmenter {
 
     /// The fMP4 initialisation segment's file name relative to `hls_path` (`None` for MPEG-TS).
     pub fn init_file(&self) -> Option<String> {
-        (self.s.container == Container::Fmp4).then(|| format!("{}init.mp4", self.file_prefix()))
+        (self.s.container == Container::Fmp4).then(|| format!("{}{}init.mp4", self.file_prefix(), self.session_prefix()))
     }
 
     fn map_uri(&self) -> Option<String> {
@@ -1157,7 +1163,7 @@ impl Segmenter {
     }
 
     fn key_file(&self, id: u64) -> String {
-        format!("{}{id}.key", self.file_prefix())
+        format!("{}{}.key", self.file_prefix(), self.stem(id))
     }
 
     fn key_uri(&self, id: u64) -> String {

@@ -24,14 +24,17 @@ pub(crate) struct Timeline {
 
 impl Timeline {
     /// The timeline's millisecond for a frame stamped `ts`, and whether a jump was taken out
-    /// just now.
-    pub(crate) fn map(&mut self, ts: u32) -> (u64, bool) {
+    /// just now. `resume_at` is where a jump puts this frame: one frame after its track's last
+    /// (so a GOP's spacing, and its B-frames' order, survive a publisher stamping garbage); by
+    /// default just after the latest frame.
+    pub(crate) fn map(&mut self, ts: u32, resume_at: Option<u64>) -> (u64, bool) {
         let t = self.clock.ms(ts) as i64;
         let mut out = t + self.offset;
         let mut jumped = false;
         if let Some(latest) = self.latest {
             if out < latest - MAX_BACKWARDS_MS || out > latest + MAX_FORWARDS_MS {
-                out = latest + JUMP_STEP_MS;
+                let resume = resume_at.map_or(latest + JUMP_STEP_MS, |r| r as i64);
+                out = resume.clamp(latest - MAX_BACKWARDS_MS, latest + MAX_FORWARDS_MS);
                 self.offset = out - t;
                 jumped = true;
             }
@@ -100,16 +103,31 @@ mod tests {
         assert_eq!(u.ms(20), (1 << 32) + 20);
     }
 
+    impl Timeline {
+        fn map_default(&mut self, ts: u32) -> (u64, bool) {
+            self.map(ts, None)
+        }
+    }
+
+    #[test]
+    fn a_jump_resumes_where_the_track_asks() {
+        let mut t = Timeline::default();
+        t.map(1000, None);
+        t.map(1040, Some(1040));
+        assert_eq!(t.map(900_000, Some(1080)), (1080, true));
+        assert_eq!(t.map(900_040, Some(1120)), (1120, false));
+    }
+
     #[test]
     fn jumps_are_taken_out_and_reported() {
         let mut t = Timeline::default();
-        assert_eq!(t.map(4000), (4000, false), "starts where the publisher does");
-        assert_eq!(t.map(4040), (4040, false));
-        assert_eq!(t.map(3500), (3500, false), "interleaving within a second is not a jump");
-        assert_eq!(t.map(4040 + 36_000_000), (4060, true), "+10 h");
-        assert_eq!(t.map(4080 + 36_000_000), (4100, false), "spacing kept after the jump");
-        assert_eq!(t.map(0), (4120, true), "reset to 0");
-        assert_eq!(t.map(40), (4160, false));
+        assert_eq!(t.map_default(4000), (4000, false), "starts where the publisher does");
+        assert_eq!(t.map_default(4040), (4040, false));
+        assert_eq!(t.map_default(3500), (3500, false), "interleaving within a second is not a jump");
+        assert_eq!(t.map_default(4040 + 36_000_000), (4060, true), "+10 h");
+        assert_eq!(t.map_default(4080 + 36_000_000), (4100, false), "spacing kept after the jump");
+        assert_eq!(t.map_default(0), (4120, true), "reset to 0");
+        assert_eq!(t.map_default(40), (4160, false));
     }
 
     #[test]

@@ -147,3 +147,72 @@ fn fmp4_audio_only_and_video_only() {
     check(Container::Fmp4, true, false);
     check(Container::Fmp4, false, true);
 }
+
+/// Decode a file whole; ffmpeg's complaints (`-v error`) come back.
+fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(path)
+        // Timestamps as they are (no frame-rate grid): decoding is what is checked.
+        .args(["-fps_mode", "passthrough", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let mut errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        errors.push_str(" (exit status)");
+    }
+    errors
+}
+
+/// The publisher's clock misbehaves: +10 h, back to 0, then a stretch of random timestamps.
+/// Each segment on its own must decode without an error (nginx-rtmp's rules left most of them
+/// starting mid-GOP, or with timestamps going back).
+#[test]
+fn mpegts_segments_decode_after_timestamp_jumps() {
+    let dir = temp_dir("jumps");
+    let flv = make_flv(&dir, true, true);
+    let s = Settings { fragment: Duration::from_secs(1), ..Settings::default() };
+    let mut seg = Segmenter::new(s, "stream", Box::new(|| [7; 16])).unwrap();
+    let mut files = Vec::new();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut drain = |seg: &mut Segmenter| {
+        while let Some(ev) = seg.poll_event() {
+            if let Event::Segment { file, data, .. } = ev {
+                std::fs::write(dir.join(&file), data).unwrap();
+                files.push(file);
+            }
+        }
+    };
+    for tag in flv::FlvReader::new(flv).unwrap() {
+        let tag = tag.unwrap();
+        if tag.tag_type != flv::TAG_VIDEO && tag.tag_type != flv::TAG_AUDIO {
+            continue;
+        }
+        let t = tag.timestamp;
+        let stamped = match t {
+            0..2000 => t,
+            2000..4000 => t + 36_000_000,
+            4000..6000 => t - 4000,
+            _ => {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u32
+            }
+        };
+        seg.push(tag.tag_type == flv::TAG_VIDEO, stamped, &tag.body, 0);
+        drain(&mut seg);
+    }
+    seg.finish();
+    drain(&mut seg);
+    let text = seg.playlist();
+    let target: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap();
+    assert!(target <= 7, "{text}");
+    assert!(!text.contains("#EXTINF:0.000"), "{text}");
+    assert!(files.len() >= 4, "{files:?}");
+    for f in &files {
+        let errors = decode_errors(&dir.join(f));
+        assert!(errors.trim().is_empty(), "{f}: {errors}\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
