@@ -14,9 +14,9 @@
 #![deny(missing_docs)]
 
 mod crypt;
-mod timeline;
 pub mod playlist;
 pub mod segmenter;
+mod timeline;
 
 pub use playlist::PlaylistType;
 pub use segmenter::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, SettingsError, Slicing};

@@ -26,8 +26,8 @@ use mpegts::es::{self, AacConfig, ParameterSets};
 use mpegts::{AudioType, Muxer, Pes, Track, VideoType};
 
 use crate::crypt;
-use crate::timeline::{Timeline, TrackClock};
 use crate::playlist::{KeyRef, LowLatency, MediaPlaylist, PartEntry, PlaylistType, Restored, SegmentEntry};
+use crate::timeline::{Timeline, TrackClock};
 
 /// 90 kHz: MPEG-TS time and our internal timeline.
 const HZ: u64 = 90_000;
@@ -675,7 +675,9 @@ impl Segmenter {
             if too_long || too_big {
                 force = true;
                 if too_big {
-                    self.warn("a segment reached its size limit (timestamps not advancing, or no keyframes); cut early");
+                    self.warn(
+                        "a segment reached its size limit (timestamps not advancing, or no keyframes); cut early",
+                    );
                 }
             } else {
                 duration = Some(length);
@@ -1154,7 +1156,8 @@ impl Segmenter {
 
     /// The fMP4 initialisation segment's file name relative to `hls_path` (`None` for MPEG-TS).
     pub fn init_file(&self) -> Option<String> {
-        (self.s.container == Container::Fmp4).then(|| format!("{}{}init.mp4", self.file_prefix(), self.session_prefix()))
+        (self.s.container == Container::Fmp4)
+            .then(|| format!("{}{}init.mp4", self.file_prefix(), self.session_prefix()))
     }
 
     fn map_uri(&self) -> Option<String> {
@@ -1175,7 +1178,15 @@ impl Segmenter {
         self.s.part_target?;
         let o = self.open.as_ref()?;
         let stem = self.stem(o.id);
-        Some(part_name(&self.name, self.s.nested, &stem, o.parts.len() as u32, self.extension(), true, &self.s.base_url))
+        Some(part_name(
+            &self.name,
+            self.s.nested,
+            &stem,
+            o.parts.len() as u32,
+            self.extension(),
+            true,
+            &self.s.base_url,
+        ))
     }
 }
 

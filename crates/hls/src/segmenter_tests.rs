@@ -328,7 +328,11 @@ fn check_ts_timeline(data: &[u8]) -> Result<(), String> {
 }
 
 fn extinfs(playlist: &str) -> Vec<f64> {
-    playlist.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).map(|d| d.trim_end_matches(',').parse().unwrap()).collect()
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse().unwrap())
+        .collect()
 }
 
 fn target_duration(playlist: &str) -> u64 {

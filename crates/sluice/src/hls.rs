@@ -391,7 +391,9 @@ pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, str
         Ok(mut task) => {
             store.tasks.spawn(async move { task.run(sub).await });
         }
-        Err(e) => tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "hls: {e:#}; no HLS for this stream"),
+        Err(e) => {
+            tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "hls: {e:#}; no HLS for this stream")
+        }
     }
 }
 

@@ -287,7 +287,9 @@ fn aes_128_keys_encrypt_segments_that_ffmpeg_decrypts() {
     let _publisher = ffmpeg_publish(&server.url("secret"), 8, 25);
     let text = playlist_with(&server, "/hls/secret.m3u8", 3);
     let key_uri = uri_attr(&text, "#EXT-X-KEY:");
-    assert!(text.contains(&format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{key_uri}\",IV=0x00000000000000000000000000000000\n")));
+    assert!(
+        text.contains(&format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{key_uri}\",IV=0x00000000000000000000000000000000\n"))
+    );
     assert!(key_uri.starts_with("secret-") && key_uri.ends_with("-0.key"), "{key_uri}");
     let key = get(server.http_port, &format!("/hls/{key_uri}"));
     assert_eq!((key.status, key.body.len()), (200, 16));
@@ -564,10 +566,13 @@ async fn timestamp_jumps_give_segments_that_all_decode() {
     for s in &segments {
         let path = dir.path("hls").join(s);
         let out = run_timeout(
-            Command::new("ffmpeg")
-                .args(["-v", "error", "-xerror", "-i"])
-                .arg(&path)
-                .args(["-fps_mode", "passthrough", "-f", "null", "-"]),
+            Command::new("ffmpeg").args(["-v", "error", "-xerror", "-i"]).arg(&path).args([
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "null",
+                "-",
+            ]),
             Duration::from_secs(60),
         );
         let errors = String::from_utf8_lossy(&out.stderr);
