@@ -103,8 +103,7 @@ fuzz_target!(|data: &[u8]| {
         seg.finish();
         check(&mut seg);
         let text = seg.playlist();
-        let target: u64 =
-            text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap();
+        let target: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap();
         // max_fragment (4 s) + the largest step the timeline lets through (5 s) + a frame.
         assert!(target <= 11, "{text}");
         assert!(!text.contains("#EXTINF:0.000"), "{text}");

@@ -802,6 +802,9 @@ impl Segmenter {
             return;
         }
         self.flush_ts_audio();
+        // A cut on audio (forced) would otherwise carry the held last frame of this GOP into
+        // the next segment, ahead of its keyframe.
+        self.finish_video_sample(end);
         self.flush_fragment();
         self.close_part(end);
         let Some(mut o) = self.open.take() else { return };
