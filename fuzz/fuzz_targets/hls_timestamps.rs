@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         seg.push(false, 0, &Bytes::from_static(&AAC_HEADER), 0);
         let limit = seg.max_segment_bytes();
         let mut ts = 0u32;
-        let mut check = |seg: &mut hls::Segmenter| {
+        let check = |seg: &mut hls::Segmenter| {
             while let Some(ev) = seg.poll_event() {
                 if let hls::Event::Segment { data, duration, .. } = ev {
                     assert!(duration > 0.0005 && duration <= 11.0, "segment of {duration} s");
