@@ -491,6 +491,15 @@ fn playlists_left_open_by_a_crash_are_finished_at_start() {
     let repaired = std::fs::read_to_string(dir.path("hls/cam/index.m3u8")).unwrap();
     assert_eq!(repaired, format!("{on_disk}#EXT-X-ENDLIST\n"));
     assert!(server.log().contains("finished a playlist a crash left open"), "{}", server.log());
+
+    // hls_continuous (on by default) reads the repaired playlist back from disk and goes on.
+    let _again = ffmpeg_publish(&server.url("cam"), 3, 25);
+    let text = wait_for(&server, Duration::from_secs(30), "the playlist continued", || {
+        let t = get(server.http_port, "/hls/cam/index.m3u8").text();
+        (t.contains("#EXT-X-DISCONTINUITY") && !t.contains("#EXT-X-ENDLIST")).then_some(t)
+    });
+    let before = uris(&on_disk);
+    assert_eq!(&uris(&text)[..before.len()], &before[..], "{text}");
 }
 
 /// Publish `flv`'s audio and video through sluice's own RTMP client, with timestamps rewritten
