@@ -2,8 +2,8 @@
 //! the recorder finishes its files (`record::repair`). A live playlist without
 //! `#EXT-X-ENDLIST` tells players the stream goes on; after a crash it does not.
 //!
-//! Only media playlists where sluice writes them are touched: `NAME.m3u8` and `NAME/index.m3u8`
-//! directly in each `hls_path`. Blocking I/O: run before serving.
+//! Only media playlists with segments where sluice writes them are touched: `NAME.m3u8` and
+//! `NAME/index.m3u8` directly in each `hls_path`. Blocking I/O: run before serving.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,8 @@ fn finish(path: &Path) -> io::Result<bool> {
         return Ok(false);
     }
     let text = std::fs::read_to_string(path)?;
-    let media = text.starts_with("#EXTM3U") && text.contains("#EXT-X-TARGETDURATION:");
+    // A media playlist with segments, as the HLS writer leaves them (other files are not ours).
+    let media = text.starts_with("#EXTM3U") && text.contains("#EXT-X-TARGETDURATION:") && text.contains("#EXTINF:");
     if !media || text.contains("#EXT-X-ENDLIST") {
         return Ok(false);
     }
@@ -89,6 +90,8 @@ mod tests {
         let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n";
         std::fs::write(dir.path().join("master.m3u8"), master).unwrap();
         std::fs::write(dir.path().join("a-0.ts"), b"not a playlist").unwrap();
+        let empty = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n";
+        std::fs::write(dir.path().join("empty.m3u8"), empty).unwrap();
 
         let mut done: Vec<PathBuf> = repair_dir(dir.path()).into_iter().map(Result::unwrap).collect();
         done.sort();
@@ -97,6 +100,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("b/index.m3u8")).unwrap(), ended);
         assert_eq!(std::fs::read_to_string(dir.path().join("c.m3u8")).unwrap(), ended);
         assert_eq!(std::fs::read_to_string(dir.path().join("master.m3u8")).unwrap(), master);
+        assert_eq!(std::fs::read_to_string(dir.path().join("empty.m3u8")).unwrap(), empty);
         assert!(repair_dir(dir.path()).is_empty(), "a second start has nothing to do");
         assert!(repair_dir(&dir.path().join("missing")).is_empty());
     }
