@@ -824,6 +824,7 @@ impl Segmenter {
             key: key.map(|(k, _)| k),
             program_date_time_ms: self.s.part_target.map(|_| o.program_date_time_ms),
             parts: o.parts,
+            map: self.map_uri(),
         };
         self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data: Bytes::from(o.data), duration });
         self.window.push_back(Listed { entry, file });
@@ -878,6 +879,13 @@ impl Segmenter {
                 self.discontinuity_sequence += 1;
             }
             self.events.push_back(Event::Expired { msn: gone.entry.msn, file: gone.file });
+            // The last segment of an earlier publish (`hls_continuous`) takes its init segment.
+            let current = self.map_uri();
+            let next = self.window.front().and_then(|l| l.entry.map.clone());
+            if let Some(map) = gone.entry.map.filter(|m| Some(m) != current.as_ref() && Some(m) != next.as_ref()) {
+                let file = self.file_from_uri(&map);
+                self.events.push_back(Event::Expired { msn: gone.entry.msn, file });
+            }
         }
     }
 

@@ -541,3 +541,31 @@ fn sessions_make_every_name_unique_to_a_publish() {
     let text = seg.playlist();
     assert!(text.contains("#EXT-X-MAP:URI=\"7-init.mp4\"") && text.contains("\n7-0.m4s\n"), "{text}");
 }
+
+#[test]
+fn a_resumed_fmp4_playlist_keeps_each_publish_with_its_init_segment() {
+    let fmp4 = |session| Settings { container: Container::Fmp4, session: Some(session), ..settings(2) };
+    let mut first = started(fmp4(1), false);
+    feed(&mut first, 0, 5, 50, false);
+    first.finish();
+    let restored = playlist::parse_media_playlist(&first.playlist()).unwrap();
+    assert_eq!(restored.segments[0].map.as_deref(), Some("stream-1-init.mp4"));
+    let mut second = started(fmp4(2), false);
+    second.resume(restored);
+    feed(&mut second, 0, 5, 50, false);
+    let text = second.playlist();
+    assert!(text.contains("#EXT-X-MAP:URI=\"stream-1-init.mp4\"\n#EXTINF:2.000,\nstream-1-0.m4s\n"), "{text}");
+    assert!(
+        text.contains("stream-1-2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"stream-2-init.mp4\"\n#EXTINF:2.000,\nstream-2-3.m4s\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("#EXT-X-MAP").count(), 2, "{text}");
+    // Once the first publish's segments leave the window, its init segment goes with them.
+    let events = feed(&mut second, 5000, 40, 50, false);
+    let expired: Vec<&str> = events
+        .iter()
+        .filter_map(|e| if let Event::Expired { file, .. } = e { Some(file.as_str()) } else { None })
+        .collect();
+    assert_eq!(expired.iter().filter(|f| f.ends_with("init.mp4")).collect::<Vec<_>>(), [&"stream-1-init.mp4"]);
+    assert_eq!(second.playlist().matches("#EXT-X-MAP").count(), 1);
+}

@@ -544,14 +544,15 @@ impl HlsTask {
         }
     }
 
-    /// Segment, init and key files the playlist still names (the rest were removed as they
+    /// Segment and init files the playlist still names (the rest were removed as they
     /// expired).
     fn seg_files_on_disk(&self) -> Vec<PathBuf> {
         let text = self.seg.playlist();
         let Some(list) = hls::playlist::parse_media_playlist(&text) else { return Vec::new() };
         let base = self.playlist_path.parent().unwrap_or(&self.dir);
-        let mut files: Vec<PathBuf> =
-            list.segments.iter().map(|s| base.join(s.uri.rsplit('/').next().unwrap_or(&s.uri))).collect();
+        // Segments, and the init segment of each publish they come from (`hls_continuous`).
+        let uris = list.segments.iter().flat_map(|s| std::iter::once(&s.uri).chain(&s.map));
+        let mut files: Vec<PathBuf> = uris.map(|u| base.join(u.rsplit('/').next().unwrap_or(u))).collect();
         files.extend(self.seg.init_file().map(|f| self.dir.join(f)));
         files
     }

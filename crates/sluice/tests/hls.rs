@@ -242,11 +242,23 @@ fn low_latency_hls_parts_and_blocking_reload() {
 
 #[test]
 fn nested_continuous_playlists_and_cleanup() {
-    let dir = TempDir::new("hls-nested");
-    let server = hls_server(&dir, "hls_nested on; hls_continuous on; hls_cleanup on; hls_playlist_length 3s;");
+    continuous_then_cleanup("hls-nested", "", "ts");
+}
+
+/// fMP4: each publish's segments keep their own init segment (`#EXT-X-MAP` again after the
+/// discontinuity), and cleanup removes both.
+#[test]
+fn nested_continuous_fmp4_keeps_each_init_segment() {
+    continuous_then_cleanup("hls-nested-fmp4", "hls_fragment_type fmp4;", "m4s");
+}
+
+fn continuous_then_cleanup(tag: &str, extra: &str, ext: &str) {
+    let dir = TempDir::new(tag);
+    let server =
+        hls_server(&dir, &format!("hls_nested on; hls_continuous on; hls_cleanup on; hls_playlist_length 3s; {extra}"));
     let mut first = ffmpeg_publish(&server.url("cam"), 3, 25);
     let text = playlist_with(&server, "/hls/cam/index.m3u8", 1);
-    assert!(uris(&text).iter().all(|u| !u.contains('/') && u.ends_with(".ts")), "nested: relative names {text}");
+    assert!(uris(&text).iter().all(|u| !u.contains('/') && u.ends_with(ext)), "nested: relative names {text}");
     let _ = first.0.wait();
     let ended = wait_for(&server, Duration::from_secs(10), "end", || {
         let t = get(server.http_port, "/hls/cam/index.m3u8").text();
@@ -264,6 +276,10 @@ fn nested_continuous_playlists_and_cleanup() {
     let after = text.split("#EXT-X-DISCONTINUITY").nth(1).unwrap();
     let first_new = segment_id(&uris(after)[0]);
     assert_eq!(first_new, last_before + 1, "{text}");
+    if ext == "m4s" {
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "{text}");
+        assert!(after.starts_with("\n#EXT-X-MAP:"), "{text}");
+    }
     let _ = second.0.wait();
 
     // hls_cleanup: everything goes hls_playlist_length after the end.
