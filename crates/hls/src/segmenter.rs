@@ -568,6 +568,10 @@ impl Segmenter {
         self.update_segment(ts, key, 1, now_ms);
         self.update_part(ts, key);
         self.last_ts = self.last_ts.max(ts);
+        if self.full() {
+            // Video resumes at a keyframe: what follows would refer to this frame.
+            self.video_needs_key = true;
+        }
         if self.video_needs_key && !key {
             return;
         }
@@ -602,7 +606,19 @@ impl Segmenter {
             self.update_part(ts, true);
         }
         self.last_ts = self.last_ts.max(ts);
-        self.write_audio(ts, data);
+        if !self.full() {
+            self.write_audio(ts, data);
+        }
+    }
+
+    /// The open segment is at its size limit and could not be cut (frames stamped within
+    /// `MIN_SEGMENT` of its start): this frame is dropped.
+    fn full(&mut self) -> bool {
+        let full = self.open.is_some() && self.held_bytes() >= self.max_segment_bytes();
+        if full {
+            self.warn("a segment at its size limit could not be cut (timestamps not advancing); frames dropped");
+        }
+        full
     }
 
     fn set_video(&mut self, codec: VideoCodec, config: Bytes) {

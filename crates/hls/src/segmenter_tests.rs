@@ -569,3 +569,20 @@ fn a_resumed_fmp4_playlist_keeps_each_publish_with_its_init_segment() {
     assert_eq!(expired.iter().filter(|f| f.ends_with("init.mp4")).collect::<Vec<_>>(), [&"stream-1-init.mp4"]);
     assert_eq!(second.playlist().matches("#EXT-X-MAP").count(), 1);
 }
+
+#[test]
+fn frames_stamped_before_the_segment_start_cannot_grow_it() {
+    let mut seg = started(Settings { container: Container::Fmp4, ..settings(2) }, true);
+    let limit = seg.max_segment_bytes();
+    seg.push(true, 10_000, &video_frame(true), 0);
+    // Big audio frames creeping up by a millisecond from just under a second before the start:
+    // no jump, no frozen clock, and no cut possible (it would be a segment of no length).
+    let mut big = audio_frame().to_vec();
+    big.resize(1 << 20, 0x11);
+    let big = Bytes::from(big);
+    for i in 0..limit / (1 << 20) * 2 {
+        seg.push(false, 9_100 + i as u32 % 800, &big, 0);
+        while seg.poll_event().is_some() {}
+        assert!(seg.held_bytes() <= limit + (1 << 20), "{} held", seg.held_bytes());
+    }
+}
