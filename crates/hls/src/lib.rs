@@ -16,6 +16,7 @@
 mod crypt;
 pub mod playlist;
 pub mod segmenter;
+mod timeline;
 
 pub use playlist::PlaylistType;
 pub use segmenter::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, SettingsError, Slicing};

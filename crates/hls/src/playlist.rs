@@ -41,6 +41,9 @@ pub struct SegmentEntry {
     pub program_date_time_ms: Option<u64>,
     /// Its partial segments (low-latency HLS; empty otherwise).
     pub parts: Vec<PartEntry>,
+    /// Its fMP4 initialisation segment (`#EXT-X-MAP`), when not the playlist's current one (a
+    /// segment of an earlier publish, kept by `hls_continuous`).
+    pub map: Option<String>,
 }
 
 /// `#EXT-X-PLAYLIST-TYPE`.
@@ -99,7 +102,7 @@ impl MediaPlaylist<'_> {
     /// `#EXT-X-VERSION`: 3 for decimal durations, 6 once `#EXT-X-MAP` is used without
     /// I-frames-only (RFC 8216 §7).
     pub fn version(&self) -> u8 {
-        if self.map_uri.is_some() {
+        if self.map_uri.is_some() || self.segments.iter().any(|s| s.map.is_some()) {
             6
         } else {
             3
@@ -126,8 +129,17 @@ impl MediaPlaylist<'_> {
         if self.playlist_type == PlaylistType::Event {
             out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
         }
-        if let Some(map) = self.map_uri {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
+        // Each publish has its own init segment: a map applies until the next one (RFC 8216
+        // §4.3.2.5).
+        let mut map: Option<String> = None;
+        let mut write_map = |out: &mut String, m: Option<&str>| {
+            if let Some(m) = m.filter(|m| map.as_deref() != Some(*m)) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{m}\"");
+                map = Some(m.to_string());
+            }
+        };
+        if self.segments.is_empty() {
+            write_map(&mut out, self.map_uri);
         }
         let part_horizon = self.part_horizon(target);
         let mut key: Option<&KeyRef> = None;
@@ -136,6 +148,7 @@ impl MediaPlaylist<'_> {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            write_map(&mut out, s.map.as_deref().or(self.map_uri));
             if s.key.as_ref() != key {
                 if let Some(k) = &s.key {
                     let _ = writeln!(out, "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{:032X}", k.uri, k.iv);
@@ -154,6 +167,7 @@ impl MediaPlaylist<'_> {
             let _ = writeln!(out, "#EXTINF:{:.3},\n{}", s.duration, s.uri);
         }
         if let Some(ll) = &self.low_latency {
+            write_map(&mut out, self.map_uri);
             write_parts(&mut out, ll.open_parts);
             if let Some(hint) = ll.preload_hint {
                 let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
@@ -237,6 +251,7 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
     let mut duration: Option<f64> = None;
     let mut discontinuity = false;
     let mut key: Option<KeyRef> = None;
+    let mut map: Option<String> = None;
     for line in lines {
         if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             msn = v.trim().parse().ok()?;
@@ -248,6 +263,8 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
             r.ended = true;
         } else if let Some(v) = line.strip_prefix("#EXT-X-KEY:") {
             key = parse_key(v);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
+            map = attribute(v, "URI").map(str::to_string);
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
             duration = v.split(',').next().and_then(|d| d.trim().parse().ok());
         } else if !line.starts_with('#') {
@@ -260,6 +277,7 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
                 key: key.clone(),
                 program_date_time_ms: None,
                 parts: Vec::new(),
+                map: map.clone(),
             });
             msn += 1;
         }
@@ -267,15 +285,18 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
     Some(r)
 }
 
+/// An attribute's value from an attribute list (`A=1,URI="x"`), quotes taken off.
+fn attribute<'t>(attrs: &'t str, name: &str) -> Option<&'t str> {
+    let start = attrs.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &attrs[start..];
+    Some(match rest.strip_prefix('"') {
+        Some(q) => &q[..q.find('"')?],
+        None => rest.split(',').next()?,
+    })
+}
+
 fn parse_key(attrs: &str) -> Option<KeyRef> {
-    let attr = |name: &str| {
-        let start = attrs.find(&format!("{name}="))? + name.len() + 1;
-        let rest = &attrs[start..];
-        Some(match rest.strip_prefix('"') {
-            Some(q) => &q[..q.find('"')?],
-            None => rest.split(',').next()?,
-        })
-    };
+    let attr = |name: &str| attribute(attrs, name);
     if attr("METHOD")? != "AES-128" {
         return None;
     }
@@ -297,6 +318,7 @@ mod tests {
             key: None,
             program_date_time_ms: None,
             parts: Vec::new(),
+            map: None,
         }
     }
 

@@ -3,10 +3,16 @@
 //! Cutting follows nginx-rtmp (`ngx_rtmp_hls_update_fragment`): a stream with video is cut at a
 //! keyframe once the segment is `hls_fragment` long (`plain`) or when the keyframe falls in the
 //! next `hls_fragment` slot of the timeline (`aligned`); a stream without video is cut on audio;
-//! a segment longer than `hls_max_fragment`, or a timestamp going back more than a second, forces
-//! a cut marked as a discontinuity. Audio for MPEG-TS is gathered into one PES until
+//! a segment longer than `hls_max_fragment`, or larger than [`Segmenter::max_segment_bytes`],
+//! forces a cut marked as a discontinuity, and video is then skipped up to the next keyframe, so a
+//! segment never starts mid-GOP. Audio for MPEG-TS is gathered into one PES until
 //! `hls_audio_buffer_size` fills or `hls_max_audio_delay` passes, and its timestamps are smoothed
 //! by sample counting within `hls_sync`.
+//!
+//! Publishers' clocks are not trusted: jumps (an encoder restart, wall-clock stamps, garbage)
+//! are taken out of the timeline (see `timeline`) and the next segment, cut at a keyframe, is
+//! marked `#EXT-X-DISCONTINUITY`; each track's timestamps are made strictly increasing, so
+//! segment durations stay near `hls_fragment` and DTS never goes back within a track.
 //!
 //! Call [`Segmenter::push`] for every message, then drain [`Segmenter::poll_event`]; the caller
 //! writes files, serves them and renders [`Segmenter::playlist`] when told it changed.
@@ -21,11 +27,23 @@ use mpegts::{AudioType, Muxer, Pes, Track, VideoType};
 
 use crate::crypt;
 use crate::playlist::{KeyRef, LowLatency, MediaPlaylist, PartEntry, PlaylistType, Restored, SegmentEntry};
+use crate::timeline::{Timeline, TrackClock};
 
 /// 90 kHz: MPEG-TS time and our internal timeline.
 const HZ: u64 = 90_000;
-/// A timestamp this far behind the segment start is a discontinuity, not jitter (nginx-rtmp).
-const BACKWARDS_LIMIT: u64 = HZ;
+/// The shortest segment cut anywhere but at the end of the stream (`#EXTINF` never says 0.000).
+const MIN_SEGMENT: u64 = HZ / 100;
+/// After a timestamp jump the next keyframe starts a segment, if the open one is this long.
+const MIN_JUMP_SEGMENT: u64 = HZ / 2;
+/// Largest composition time offset (PTS - DTS) taken from a publisher.
+const MAX_CTS: i64 = 10 * HZ as i64;
+/// Bytes a second a segment is allowed for [`Segmenter::max_segment_bytes`] (64 MiB/s is beyond
+/// any RTMP ingest).
+const MAX_SEGMENT_RATE: u64 = 8 << 20;
+/// Bounds of [`Segmenter::max_segment_bytes`]: above the largest RTMP message (16 MiB) with
+/// muxing overhead, below what a few hundred streams can hold at once.
+const MIN_SEGMENT_BYTES: usize = 32 << 20;
+const MAX_SEGMENT_BYTES: usize = 256 << 20;
 /// AAC frames carry 1024 samples (960-sample AAC is not used by RTMP encoders).
 const AAC_FRAME_SAMPLES: u64 = 1024;
 /// The largest single audio frame the TS audio buffer takes (an ADTS frame is at most 8191 bytes).
@@ -104,6 +122,10 @@ pub struct Settings {
     pub part_target: Option<Duration>,
     /// `hls_keys` with its settings.
     pub keys: Option<KeySettings>,
+    /// A number unique to this publish (sluice uses its start in Unix ms), put in every segment,
+    /// part, init and key name (`NAME-SESSION-ID.ts`) so that a later publish of the same name
+    /// never reuses a URL for other bytes. `None`: nginx-rtmp's names (`NAME-ID.ts`).
+    pub session: Option<u64>,
 }
 
 impl Default for Settings {
@@ -126,6 +148,7 @@ impl Default for Settings {
             container: Container::Ts,
             part_target: None,
             keys: None,
+            session: None,
         }
     }
 }
@@ -182,6 +205,8 @@ pub enum Event {
     },
     /// A segment left the playlist window; its file may be removed later (`hls_cleanup`).
     Expired {
+        /// Its media sequence number: the window now starts after it.
+        msn: u64,
         /// File name relative to `hls_path`.
         file: String,
     },
@@ -270,6 +295,8 @@ struct TsState {
     audio_pts: u64,
     audio_base: u64,
     audio_frames: u64,
+    /// The last audio PES timestamp written: the next is later.
+    last_audio_pts: Option<u64>,
 }
 
 /// fMP4 muxing state.
@@ -286,26 +313,11 @@ struct Fmp4State {
     held_audio: Option<(u64, fmp4::Sample)>,
 }
 
-/// RTMP timestamps are 32-bit milliseconds that wrap after 49.7 days; this extends them.
-#[derive(Debug, Default)]
-struct Unwrap {
-    last: Option<u32>,
-    epochs: u64,
-}
-
-impl Unwrap {
-    fn ms(&mut self, ts: u32) -> u64 {
-        if let Some(last) = self.last {
-            // A big step backwards is the 2^32 wrap, not a rewind.
-            if ts < last && last - ts > u32::MAX / 2 {
-                self.epochs += 1;
-            } else if ts > last && ts - last > u32::MAX / 2 && self.epochs > 0 {
-                // A late message from before the wrap: `last` stays after the wrap.
-                return (self.epochs - 1) << 32 | u64::from(ts);
-            }
-        }
-        self.last = Some(ts);
-        self.epochs << 32 | u64::from(ts)
+impl Fmp4State {
+    /// Sample bytes gathered and not yet written as a fragment.
+    fn pending_bytes(&self) -> usize {
+        let held = [&self.held_video, &self.held_audio].into_iter().flatten().map(|(_, s)| s.data.len());
+        self.video.iter().chain(&self.audio).map(|s| s.data.len()).chain(held).sum()
     }
 }
 
@@ -313,7 +325,13 @@ impl Unwrap {
 pub struct Segmenter {
     s: Settings,
     name: String,
-    clock: Unwrap,
+    clock: Timeline,
+    video_clock: TrackClock,
+    audio_clock: TrackClock,
+    /// A jump was taken out of the timeline: the next cut is a discontinuity.
+    jump_pending: bool,
+    /// Video is skipped up to the next keyframe (a segment was cut without one).
+    video_needs_key: bool,
     video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
     ts: Option<TsState>,
@@ -359,7 +377,11 @@ impl Segmenter {
         Ok(Segmenter {
             s: settings,
             name: name.to_string(),
-            clock: Unwrap::default(),
+            clock: Timeline::default(),
+            video_clock: TrackClock::default(),
+            audio_clock: TrackClock::default(),
+            jump_pending: false,
+            video_needs_key: true,
             video: None,
             audio: None,
             ts: None,
@@ -434,6 +456,34 @@ impl Segmenter {
         }
     }
 
+    /// Media bytes held for the open segment: written, and waiting to be written (buffered
+    /// MPEG-TS audio, fMP4 samples). Stays below [`Segmenter::max_segment_bytes`] plus one frame,
+    /// and below the audio buffer limit while no segment is open.
+    pub fn held_bytes(&self) -> usize {
+        let open = self.open.as_ref().map_or(0, |o| o.data.len());
+        let audio = self.ts.as_ref().map_or(0, |t| t.audio.len());
+        open + audio + self.mp4.pending_bytes()
+    }
+
+    /// A segment holding this many bytes is cut at the next frame, keyframe or not: twice
+    /// `hls_fragment` at 64 MiB/s, within 32..256 MiB. Only timestamps that stop advancing,
+    /// missing keyframes or a publisher sending faster than real time get there.
+    pub fn max_segment_bytes(&self) -> usize {
+        let bytes = (self.s.fragment.as_millis() as u64).saturating_mul(2 * MAX_SEGMENT_RATE) / 1000;
+        (bytes.min(MAX_SEGMENT_BYTES as u64) as usize).max(MIN_SEGMENT_BYTES)
+    }
+
+    /// Audio held while no segment is open (`hls_audio_buffer_size`, at least one ADTS frame).
+    fn audio_buffer_limit(&self) -> usize {
+        self.s.audio_buffer_size.max(MAX_ADTS_FRAME)
+    }
+
+    /// One audio frame's duration, 90 kHz: what a frozen audio clock advances by.
+    fn audio_interval(&self) -> u64 {
+        let rate = self.audio.as_ref().map_or(44_100, |a| u64::from(a.sample_rate.max(1)));
+        (HZ * AAC_FRAME_SAMPLES / rate).clamp(1, HZ / 4)
+    }
+
     /// The media playlist text now.
     pub fn playlist(&self) -> String {
         let segments: Vec<SegmentEntry> = self.window.iter().map(|l| l.entry.clone()).collect();
@@ -463,7 +513,16 @@ impl Segmenter {
         if self.ended {
             return;
         }
-        let ts = self.clock.ms(timestamp) * (HZ / 1000);
+        let resume_at = if video {
+            self.video_clock.last().map(|t| (t + self.video_interval) / (HZ / 1000))
+        } else {
+            self.audio_clock.last().map(|t| (t + self.audio_interval()) / (HZ / 1000))
+        };
+        let (ms, jumped) = self.clock.map(timestamp, resume_at);
+        if jumped {
+            self.jump_pending = true;
+        }
+        let ts = ms * (HZ / 1000);
         if video {
             self.push_video(ts, body, now_ms);
         } else {
@@ -476,7 +535,8 @@ impl Segmenter {
         if self.ended {
             return;
         }
-        let end = self.last_ts + self.video_interval;
+        let start = self.open.as_ref().map_or(0, |o| o.start);
+        let end = (self.last_ts + self.video_interval).max(start + MIN_SEGMENT);
         self.finish_video_sample(end);
         self.finish_audio_sample(end);
         self.close_segment(end);
@@ -495,16 +555,28 @@ impl Segmenter {
             return;
         }
         let key = h.is_keyframe();
-        let pts = (ts as i64 + i64::from(h.composition_time) * (HZ / 1000) as i64).max(0) as u64;
-        let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
-        if ts > self.last_ts && ts - self.last_ts < HZ {
-            self.video_interval = ts - self.last_ts;
+        let previous = self.video_clock.last();
+        let ts = self.video_clock.next(ts, self.video_interval);
+        if let Some(d) = previous.map(|p| ts - p).filter(|d| (HZ / 1000..HZ).contains(d)) {
+            self.video_interval = d;
         }
+        let cts = (i64::from(h.composition_time) * (HZ / 1000) as i64).clamp(0, MAX_CTS);
+        let pts = ts + cts as u64;
+        let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
+        // The previous frame ends here, in the segment it belongs to.
         self.finish_video_sample(ts);
         self.update_segment(ts, key, 1, now_ms);
         self.update_part(ts, key);
         self.last_ts = self.last_ts.max(ts);
+        if self.full() {
+            // Video resumes at a keyframe: what follows would refer to this frame.
+            self.video_needs_key = true;
+        }
+        if self.video_needs_key && !key {
+            return;
+        }
         if self.open.is_some() {
+            self.video_needs_key = false;
             self.write_video(ts, pts, key, data);
         }
     }
@@ -526,6 +598,7 @@ impl Segmenter {
             return;
         }
         let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
+        let ts = self.audio_clock.next(ts, self.audio_interval());
         self.finish_audio_sample(ts);
         let audio_only = self.video.is_none();
         self.update_segment(ts, audio_only, 2, now_ms);
@@ -533,7 +606,19 @@ impl Segmenter {
             self.update_part(ts, true);
         }
         self.last_ts = self.last_ts.max(ts);
-        self.write_audio(ts, data);
+        if !self.full() {
+            self.write_audio(ts, data);
+        }
+    }
+
+    /// The open segment is at its size limit and could not be cut (frames stamped within
+    /// `MIN_SEGMENT` of its start): this frame is dropped.
+    fn full(&mut self) -> bool {
+        let full = self.open.is_some() && self.held_bytes() >= self.max_segment_bytes();
+        if full {
+            self.warn("a segment at its size limit could not be cut (timestamps not advancing); frames dropped");
+        }
+        full
     }
 
     fn set_video(&mut self, codec: VideoCodec, config: Bytes) {
@@ -592,29 +677,41 @@ impl Segmenter {
     }
 
     /// nginx-rtmp's `ngx_rtmp_hls_update_fragment`: maybe close the segment and open the next.
+    /// `boundary` says whether a segment may start at this frame (a keyframe, or any frame of an
+    /// audio-only stream).
     fn update_segment(&mut self, ts: u64, mut boundary: bool, flush_rate: u64, now_ms: u64) {
         let mut force = false;
         let mut discontinuity = true;
         let mut duration = None;
         if let Some(o) = &self.open {
-            if ts > o.start + duration_90k(self.s.max_fragment) || ts + BACKWARDS_LIMIT < o.start {
+            let length = ts.saturating_sub(o.start);
+            let too_long = length > duration_90k(self.s.max_fragment);
+            // Checked before this frame is written: the frame goes into the next segment.
+            let too_big = length >= MIN_SEGMENT && self.held_bytes() >= self.max_segment_bytes();
+            if too_long || too_big {
                 force = true;
+                if too_big {
+                    self.warn(
+                        "a segment reached its size limit (timestamps not advancing, or no keyframes); cut early",
+                    );
+                }
             } else {
-                duration = Some(ts.saturating_sub(o.start));
+                duration = Some(length);
                 discontinuity = false;
             }
         }
         let fraglen = duration_90k(self.s.fragment).max(1);
+        let jump_cut = self.jump_pending && duration.is_some_and(|d| d >= fraglen.min(MIN_JUMP_SEGMENT));
         match self.s.slicing {
             Slicing::Plain => {
-                if duration.is_some_and(|d| d < fraglen) {
+                if duration.is_some_and(|d| d < fraglen) && !jump_cut {
                     boundary = false;
                 }
             }
             Slicing::Aligned => {
                 let start = self.open.as_ref().map_or(self.frag_ts, |o| o.start);
                 let same_slot = start / fraglen == ts / fraglen;
-                if self.open.is_some() && same_slot {
+                if self.open.is_some() && same_slot && !jump_cut {
                     boundary = false;
                 }
                 if self.open.is_none() && (self.frag_ts == 0 || same_slot) {
@@ -623,9 +720,17 @@ impl Segmenter {
                 }
             }
         }
+        // Never a zero-length segment (a frame stamped before the open segment's start).
+        if duration.is_some_and(|d| d < MIN_SEGMENT) {
+            boundary = false;
+        }
         if boundary || force {
             self.close_segment(ts);
-            self.open_segment(ts, discontinuity, now_ms);
+            let jumped = std::mem::take(&mut self.jump_pending);
+            self.open_segment(ts, discontinuity || jumped, now_ms);
+            if !boundary && self.video.is_some() {
+                self.video_needs_key = true;
+            }
         }
         self.maybe_flush_ts_audio(ts, flush_rate);
     }
@@ -713,6 +818,9 @@ impl Segmenter {
             return;
         }
         self.flush_ts_audio();
+        // A cut on audio (forced) would otherwise carry the held last frame of this GOP into
+        // the next segment, ahead of its keyframe.
+        self.finish_video_sample(end);
         self.flush_fragment();
         self.close_part(end);
         let Some(mut o) = self.open.take() else { return };
@@ -732,6 +840,7 @@ impl Segmenter {
             key: key.map(|(k, _)| k),
             program_date_time_ms: self.s.part_target.map(|_| o.program_date_time_ms),
             parts: o.parts,
+            map: self.map_uri(),
         };
         self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data: Bytes::from(o.data), duration });
         self.window.push_back(Listed { entry, file });
@@ -757,8 +866,9 @@ impl Segmenter {
             return;
         }
         let index = o.parts.len() as u32;
-        let file = part_name(&self.name, self.s.nested, o.id, index, ext, false, &self.s.base_url);
-        let uri = part_name(&self.name, self.s.nested, o.id, index, ext, true, &self.s.base_url);
+        let stem = self.s.session.map_or_else(|| o.id.to_string(), |s| format!("{s}-{}", o.id));
+        let file = part_name(&self.name, self.s.nested, &stem, index, ext, false, &self.s.base_url);
+        let uri = part_name(&self.name, self.s.nested, &stem, index, ext, true, &self.s.base_url);
         let data = Bytes::copy_from_slice(&o.data[o.part_offset..]);
         o.parts.push(PartEntry {
             duration: end.saturating_sub(o.part_start) as f64 / HZ as f64,
@@ -784,7 +894,14 @@ impl Segmenter {
             if self.window.front().is_some_and(|l| l.entry.discontinuity) {
                 self.discontinuity_sequence += 1;
             }
-            self.events.push_back(Event::Expired { file: gone.file });
+            self.events.push_back(Event::Expired { msn: gone.entry.msn, file: gone.file });
+            // The last segment of an earlier publish (`hls_continuous`) takes its init segment.
+            let current = self.map_uri();
+            let next = self.window.front().and_then(|l| l.entry.map.clone());
+            if let Some(map) = gone.entry.map.filter(|m| Some(m) != current.as_ref() && Some(m) != next.as_ref()) {
+                let file = self.file_from_uri(&map);
+                self.events.push_back(Event::Expired { msn: gone.entry.msn, file });
+            }
         }
     }
 
@@ -852,6 +969,12 @@ impl Segmenter {
                 // AAC frames are exactly 1024 samples; Opus durations come from timestamps.
                 let duration = if a.codec == AudioCodec::Aac { AAC_FRAME_SAMPLES as u32 } else { 0 };
                 let sample = fmp4::Sample { duration, keyframe: true, cts_offset: 0, data };
+                if self.open.is_none() && self.mp4.pending_bytes() + sample.data.len() > self.audio_buffer_limit() {
+                    // No segment to write into (no keyframe yet): the oldest audio goes.
+                    self.mp4.audio.clear();
+                    self.mp4.held_audio = None;
+                    self.warn("audio is waiting for a video keyframe that does not come; buffered audio dropped");
+                }
                 if self.mp4.audio.is_empty() && self.mp4.held_audio.is_none() {
                     self.mp4.audio_base = Some(ts * rate / HZ);
                 }
@@ -876,11 +999,16 @@ impl Segmenter {
             None => None,
         };
         let sample_rate = u64::from(a.sample_rate);
-        let buffer_size = self.s.audio_buffer_size.max(MAX_ADTS_FRAME);
+        let buffer_size = self.audio_buffer_limit();
         let sync = duration_90k(self.s.sync);
         let size = raw.len() + header.map_or(0, |h| h.len());
         if self.ts.as_ref().is_some_and(|t| t.audio.len() + size > buffer_size) {
             self.flush_ts_audio();
+            // No segment to flush into (no keyframe yet): the oldest audio goes.
+            if let Some(t) = self.ts.as_mut().filter(|t| !t.audio.is_empty()) {
+                t.audio.clear();
+                self.warn("audio is waiting for a video keyframe that does not come; buffered audio dropped");
+            }
         }
         let ts = self.ts.get_or_insert_with(|| new_ts_state(self.video.as_ref(), self.audio.as_ref()));
         if ts.audio.is_empty() {
@@ -920,7 +1048,9 @@ impl Segmenter {
             return;
         }
         start_ts_part(ts, o);
-        let pts = ts.audio_pts;
+        // Sample counting may run a little ahead of the next PES's own timestamp.
+        let pts = ts.last_audio_pts.map_or(ts.audio_pts, |last| ts.audio_pts.max(last + 1));
+        ts.last_audio_pts = Some(pts);
         let pes =
             Pes { pts: pts + delay, dts: None, pcr: (!video).then_some(pts), random_access: !video, data: &ts.audio };
         let written = ts.muxer.write_pes(Track::Audio, &pes, &mut o.data);
@@ -954,7 +1084,10 @@ impl Segmenter {
         }
         self.mp4.init_written = true;
         match fmp4::init_segment(&tracks) {
-            Ok(data) => self.events.push_back(Event::Init { file: self.init_file(), data: Bytes::from(data) }),
+            Ok(data) => {
+                let file = self.init_file().unwrap_or_default();
+                self.events.push_back(Event::Init { file, data: Bytes::from(data) });
+            }
             Err(e) => self.warn(&format!("the fMP4 init segment could not be written: {e}")),
         }
     }
@@ -1004,15 +1137,30 @@ impl Segmenter {
         }
     }
 
-    /// nginx-rtmp's names: `NAME-ID.ts`, or `NAME/ID.ts` nested.
+    /// nginx-rtmp's names: `NAME-ID.ts`, or `NAME/ID.ts` nested; with a session,
+    /// `NAME-SESSION-ID.ts`, nested `NAME/SESSION-ID.ts`.
     fn segment_file(&self, id: u64) -> String {
-        let sep = if self.s.nested { '/' } else { '-' };
-        format!("{}{sep}{id}.{}", self.name, self.extension())
+        format!("{}{}.{}", self.file_prefix(), self.stem(id), self.extension())
     }
 
     /// The playlist's URI for a segment: relative to the playlist, or under `hls_base_url`.
     fn segment_uri(&self, id: u64) -> String {
-        format!("{}{}.{}", self.uri_prefix(&self.s.base_url), id, self.extension())
+        format!("{}{}.{}", self.uri_prefix(&self.s.base_url), self.stem(id), self.extension())
+    }
+
+    /// `NAME-`, nested `NAME/`: what file names start with, relative to `hls_path`.
+    fn file_prefix(&self) -> String {
+        let sep = if self.s.nested { '/' } else { '-' };
+        format!("{}{sep}", self.name)
+    }
+
+    fn session_prefix(&self) -> String {
+        self.s.session.map_or_else(String::new, |s| format!("{s}-"))
+    }
+
+    /// A segment's (or its parts' or key's) name without directory, stream name or extension.
+    fn stem(&self, id: u64) -> String {
+        format!("{}{id}", self.session_prefix())
     }
 
     /// nginx-rtmp's `hls_base_url` + name + separator logic (`ngx_rtmp_hls_write_playlist`).
@@ -1033,29 +1181,39 @@ impl Segmenter {
         }
     }
 
-    fn init_file(&self) -> String {
-        let sep = if self.s.nested { '/' } else { '-' };
-        format!("{}{sep}init.mp4", self.name)
+    /// The fMP4 initialisation segment's file name relative to `hls_path` (`None` for MPEG-TS).
+    pub fn init_file(&self) -> Option<String> {
+        (self.s.container == Container::Fmp4)
+            .then(|| format!("{}{}init.mp4", self.file_prefix(), self.session_prefix()))
     }
 
     fn map_uri(&self) -> Option<String> {
-        (self.s.container == Container::Fmp4).then(|| format!("{}init.mp4", self.uri_prefix(&self.s.base_url)))
+        (self.s.container == Container::Fmp4)
+            .then(|| format!("{}{}init.mp4", self.uri_prefix(&self.s.base_url), self.session_prefix()))
     }
 
     fn key_file(&self, id: u64) -> String {
-        let sep = if self.s.nested { '/' } else { '-' };
-        format!("{}{sep}{id}.key", self.name)
+        format!("{}{}.key", self.file_prefix(), self.stem(id))
     }
 
     fn key_uri(&self, id: u64) -> String {
         let url = self.s.keys.as_ref().map_or("", |k| k.key_url.as_str());
-        format!("{}{id}.key", self.uri_prefix(url))
+        format!("{}{}.key", self.uri_prefix(url), self.stem(id))
     }
 
     fn preload_hint(&self) -> Option<String> {
         self.s.part_target?;
         let o = self.open.as_ref()?;
-        Some(part_name(&self.name, self.s.nested, o.id, o.parts.len() as u32, self.extension(), true, &self.s.base_url))
+        let stem = self.stem(o.id);
+        Some(part_name(
+            &self.name,
+            self.s.nested,
+            &stem,
+            o.parts.len() as u32,
+            self.extension(),
+            true,
+            &self.s.base_url,
+        ))
     }
 }
 
@@ -1072,12 +1230,19 @@ const AUDIO_TRACK: u32 = 2;
 fn new_ts_state(video: Option<&VideoTrack>, audio: Option<&AudioTrack>) -> TsState {
     let v = video.map(|v| if v.codec == VideoCodec::Hevc { VideoType::H265 } else { VideoType::H264 });
     let a = audio.map(|a| if a.codec == AudioCodec::Mp3 { AudioType::Mp3 } else { AudioType::Aac });
-    TsState { muxer: Muxer::new(v, a), audio: Vec::new(), audio_pts: 0, audio_base: 0, audio_frames: 0 }
+    TsState {
+        muxer: Muxer::new(v, a),
+        audio: Vec::new(),
+        audio_pts: 0,
+        audio_base: 0,
+        audio_frames: 0,
+        last_audio_pts: None,
+    }
 }
 
 /// A part's file name (relative to `hls_path`) or URI (relative to the playlist):
-/// `NAME-ID.INDEX.ts`, nested `NAME/ID.INDEX.ts`.
-fn part_name(name: &str, nested: bool, id: u64, index: u32, ext: &str, uri: bool, base: &str) -> String {
+/// `NAME-ID.INDEX.ts`, nested `NAME/ID.INDEX.ts` (`ID` with its session, if any).
+fn part_name(name: &str, nested: bool, id: &str, index: u32, ext: &str, uri: bool, base: &str) -> String {
     match (nested, uri) {
         (false, false) => format!("{name}-{id}.{index}.{ext}"),
         (false, true) => format!("{base}{name}-{id}.{index}.{ext}"),

@@ -146,7 +146,7 @@ fn the_window_slides_and_expired_segments_are_reported() {
     let mut seg = started(s, false);
     let events = feed(&mut seg, 0, 20, 50, false);
     let expired: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::Expired { .. })).collect();
-    assert!(matches!(expired.first(), Some(Event::Expired { file }) if file == "stream-0.ts"));
+    assert!(matches!(expired.first(), Some(Event::Expired { file, .. }) if file == "stream-0.ts"));
     let text = seg.playlist();
     assert_eq!(text.matches("#EXTINF").count(), 3, "6 s of 2 s segments: {text}");
 
@@ -283,15 +283,6 @@ fn unsupported_codecs_warn_once() {
 }
 
 #[test]
-fn rtmp_timestamps_wrap_at_2_pow_32() {
-    let mut u = Unwrap::default();
-    assert_eq!(u.ms(u32::MAX - 10), u64::from(u32::MAX - 10));
-    assert_eq!(u.ms(5), (1 << 32) + 5);
-    assert_eq!(u.ms(u32::MAX - 2), u64::from(u32::MAX - 2), "a late message from before the wrap");
-    assert_eq!(u.ms(20), (1 << 32) + 20);
-}
-
-#[test]
 fn keys_and_low_latency_do_not_mix() {
     let s = Settings {
         keys: Some(KeySettings { fragments_per_key: 0, key_url: String::new() }),
@@ -299,4 +290,299 @@ fn keys_and_low_latency_do_not_mix() {
         ..Settings::default()
     };
     assert!(matches!(Segmenter::new(s, "x", Box::new(|| [0; 16])), Err(SettingsError::KeysWithLowLatency)));
+}
+
+/// Video PID and audio PID as the muxer writes them.
+const VIDEO_PID: u16 = 0x100;
+const AUDIO_PID: u16 = 0x101;
+
+/// 33-bit timestamps: `b` comes after `a` when the forward distance is under half the range.
+fn after(a: u64, b: u64) -> bool {
+    let d = b.wrapping_sub(a) & ((1 << 33) - 1);
+    d != 0 && d < 1 << 32
+}
+
+/// A segment's timeline: video DTS strictly increasing with PTS >= DTS, audio PTS strictly
+/// increasing, and the first video PES a keyframe.
+fn check_ts_timeline(data: &[u8]) -> Result<(), String> {
+    let starts = mpegts::read::pes_starts(data);
+    let video: Vec<_> = starts.iter().filter(|p| p.pid == VIDEO_PID).collect();
+    if let Some(first) = video.first() {
+        if !first.random_access {
+            return Err(format!("starts mid-GOP: {first:?}"));
+        }
+    }
+    for v in &video {
+        let (pts, dts) = (v.pts.ok_or("no PTS")?, v.dts.ok_or("no DTS")?);
+        if pts != dts && !after(dts, pts) {
+            return Err(format!("PTS before DTS: {v:?}"));
+        }
+    }
+    for pid in [VIDEO_PID, AUDIO_PID] {
+        let dts: Vec<u64> = starts.iter().filter(|p| p.pid == pid).filter_map(|p| p.dts).collect();
+        if let Some(w) = dts.windows(2).find(|w| !after(w[0], w[1])) {
+            return Err(format!("pid {pid:#x}: {} then {}", w[0], w[1]));
+        }
+    }
+    Ok(())
+}
+
+fn extinfs(playlist: &str) -> Vec<f64> {
+    playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse().unwrap())
+        .collect()
+}
+
+fn target_duration(playlist: &str) -> u64 {
+    playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap()
+}
+
+/// Every segment in `events` has a sane timeline; returns how many there were.
+fn assert_segments_sane(events: &[Event]) -> usize {
+    let segs = segments(events);
+    for (msn, file, duration, data) in &segs {
+        assert!(*duration >= 0.001, "{file}: {duration}");
+        if let Err(e) = check_ts_timeline(data) {
+            panic!("segment {msn} ({file}): {e}");
+        }
+    }
+    segs.len()
+}
+
+#[test]
+fn a_10_hour_jump_keeps_durations_and_marks_a_discontinuity() {
+    let mut seg = started(settings(2), true);
+    let mut events = feed(&mut seg, 0, 7, 25, true);
+    // The publisher's clock jumps 10 hours ahead, mid-GOP.
+    events.extend(feed(&mut seg, 36_000_000 + 7_000, 7, 25, true));
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    let text = seg.playlist();
+    assert!(target_duration(&text) <= 3, "{text}");
+    assert!(extinfs(&text).iter().all(|&d| (0.5..=3.0).contains(&d)), "{text}");
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    assert!(assert_segments_sane(&events) >= 6);
+}
+
+#[test]
+fn a_reset_to_zero_gives_no_empty_segment() {
+    let mut seg = started(settings(2), true);
+    let mut events = feed(&mut seg, 100_000, 5, 25, true);
+    // The encoder restarts: its clock starts over at 0, with a keyframe.
+    events.extend(feed(&mut seg, 0, 5, 25, true));
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    let text = seg.playlist();
+    assert!(!text.contains("#EXTINF:0.000"), "{text}");
+    assert!(extinfs(&text).iter().all(|&d| d >= 0.5), "{text}");
+    assert!(target_duration(&text) <= 3, "{text}");
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    assert_segments_sane(&events);
+    // The timeline went on: the first segment after the reset starts where the last ended.
+    let names: Vec<u64> = segments(&events).iter().map(|s| s.0).collect();
+    assert_eq!(names, (0..names.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_forced_cut_waits_for_the_next_keyframe() {
+    // GOPs of 6 s with max_fragment 4 s: the cut at 4 s opens a segment that skips video until
+    // the keyframe at 6 s.
+    let s = Settings { max_fragment: Duration::from_secs(4), ..settings(2) };
+    let mut seg = started(s, true);
+    let mut events = feed(&mut seg, 0, 13, 150, true);
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    assert!(assert_segments_sane(&events) >= 3);
+}
+
+/// One message of a hostile publisher: which track, and how its timestamp moves.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A normal step forward, in ms.
+    Forward(u16),
+    /// The same timestamp again.
+    Frozen,
+    /// Back by up to 2^16 ms.
+    Back(u16),
+    /// Anywhere at all.
+    Anywhere(u32),
+}
+
+fn hostile_run(container: Container, steps: &[(bool, bool, Step)]) -> (Segmenter, Vec<Event>) {
+    let s = Settings { container, max_fragment: Duration::from_secs(6), ..settings(1) };
+    let mut seg = started(s, true);
+    let mut ts = 0u32;
+    let mut events = Vec::new();
+    for (video, key, step) in steps {
+        ts = match step {
+            Step::Forward(d) => ts.wrapping_add(u32::from(*d)),
+            Step::Frozen => ts,
+            Step::Back(d) => ts.wrapping_sub(u32::from(*d)),
+            Step::Anywhere(t) => *t,
+        };
+        let body = if *video { video_frame(*key) } else { audio_frame() };
+        seg.push(*video, ts, &body, 0);
+        events.extend(std::iter::from_fn(|| seg.poll_event()));
+    }
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    (seg, events)
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (0u16..100).prop_map(Step::Forward),
+        1 => Just(Step::Frozen),
+        1 => any::<u16>().prop_map(Step::Back),
+        1 => any::<u32>().prop_map(Step::Anywhere),
+        1 => (1000u16..u16::MAX).prop_map(Step::Forward),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn hostile_timestamps_keep_the_playlist_and_segments_sane(
+        steps in proptest::collection::vec((proptest::bool::weighted(0.6), proptest::bool::weighted(0.1), step()), 1..1500),
+    ) {
+        for container in [Container::Ts, Container::Fmp4] {
+            let (seg, events) = hostile_run(container, &steps);
+            let text = seg.playlist();
+            // max_fragment (6 s) + the largest step the timeline lets through (5 s) + a frame.
+            proptest::prop_assert!(target_duration(&text) <= 12, "{}", text);
+            proptest::prop_assert!(!text.contains("#EXTINF:0.000"), "{}", text);
+            if container == Container::Ts {
+                for (msn, _, _, data) in segments(&events) {
+                    let checked = check_ts_timeline(&data);
+                    proptest::prop_assert!(checked.is_ok(), "segment {}: {:?}", msn, checked);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn frozen_timestamps_cannot_grow_the_open_segment() {
+    for container in [Container::Ts, Container::Fmp4] {
+        let mut seg = started(Settings { container, ..settings(2) }, false);
+        let limit = seg.max_segment_bytes();
+        // 1 MiB frames, all stamped 5000 ms: 2 s of frames are far more than the limit.
+        let big = |key: bool| {
+            let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+            b.extend_from_slice(&((1u32 << 20) - 9).to_be_bytes());
+            b.push(if key { 0x65 } else { 0x41 });
+            b.resize(1 << 20, 0x55);
+            Bytes::from(b)
+        };
+        let (key, delta) = (big(true), big(false));
+        let mut cuts = 0;
+        for i in 0..limit / (1 << 20) * 3 {
+            let body = if i % 10 == 0 { key.clone() } else { delta.clone() };
+            seg.push(true, 5000, &body, 0);
+            cuts += std::iter::from_fn(|| seg.poll_event()).filter(|e| matches!(e, Event::Segment { .. })).count();
+            assert!(seg.held_bytes() <= limit + (2 << 20), "{container:?}: {} held", seg.held_bytes());
+        }
+        assert!(cuts >= 2, "{container:?}: cut at the size limit ({cuts})");
+    }
+}
+
+#[test]
+fn audio_without_a_keyframe_is_bounded() {
+    for container in [Container::Ts, Container::Fmp4] {
+        let s = Settings { container, audio_buffer_size: 64 << 10, ..settings(2) };
+        let mut seg = started(s, true);
+        let mut t = 0.0;
+        let mut warnings = 0;
+        // Ten minutes of audio and non-key video: no segment ever opens.
+        while t < 600_000.0 {
+            seg.push(false, t as u32, &audio_frame(), 0);
+            if (t as u32) % 40 < 23 {
+                seg.push(true, t as u32, &video_frame(false), 0);
+            }
+            t += 1024.0 * 1000.0 / 44100.0;
+            warnings += std::iter::from_fn(|| seg.poll_event()).filter(|e| matches!(e, Event::Warning(_))).count();
+            assert!(seg.held_bytes() <= 64 << 10, "{container:?}: {} held", seg.held_bytes());
+        }
+        assert_eq!(warnings, 1, "{container:?}: said once");
+    }
+}
+
+#[test]
+fn sessions_make_every_name_unique_to_a_publish() {
+    let s = Settings {
+        session: Some(1_765_000_000_123),
+        keys: Some(KeySettings { fragments_per_key: 0, key_url: String::new() }),
+        ..settings(2)
+    };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 5, 50, false);
+    assert_eq!(segments(&events)[0].1, "stream-1765000000123-0.ts");
+    assert!(events.iter().any(|e| matches!(e, Event::Key { file, .. } if file == "stream-1765000000123-0.key")));
+    let text = seg.playlist();
+    assert!(text.contains("URI=\"stream-1765000000123-0.key\"") && text.contains("\nstream-1765000000123-1.ts\n"));
+
+    let s = Settings {
+        session: Some(7),
+        nested: true,
+        container: Container::Fmp4,
+        part_target: Some(Duration::from_millis(500)),
+        ..settings(2)
+    };
+    let mut seg = started(s, false);
+    let events = feed(&mut seg, 0, 5, 50, false);
+    assert_eq!(seg.init_file().as_deref(), Some("stream/7-init.mp4"));
+    assert!(events.iter().any(|e| matches!(e, Event::Init { file, .. } if file == "stream/7-init.mp4")));
+    assert!(events.iter().any(|e| matches!(e, Event::Part { file, .. } if file == "stream/7-0.0.m4s")));
+    assert_eq!(segments(&events)[0].1, "stream/7-0.m4s");
+    let text = seg.playlist();
+    assert!(text.contains("#EXT-X-MAP:URI=\"7-init.mp4\"") && text.contains("\n7-0.m4s\n"), "{text}");
+}
+
+#[test]
+fn a_resumed_fmp4_playlist_keeps_each_publish_with_its_init_segment() {
+    let fmp4 = |session| Settings { container: Container::Fmp4, session: Some(session), ..settings(2) };
+    let mut first = started(fmp4(1), false);
+    feed(&mut first, 0, 5, 50, false);
+    first.finish();
+    let restored = playlist::parse_media_playlist(&first.playlist()).unwrap();
+    assert_eq!(restored.segments[0].map.as_deref(), Some("stream-1-init.mp4"));
+    let mut second = started(fmp4(2), false);
+    second.resume(restored);
+    feed(&mut second, 0, 5, 50, false);
+    let text = second.playlist();
+    assert!(text.contains("#EXT-X-MAP:URI=\"stream-1-init.mp4\"\n#EXTINF:2.000,\nstream-1-0.m4s\n"), "{text}");
+    assert!(
+        text.contains("stream-1-2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"stream-2-init.mp4\"\n#EXTINF:2.000,\nstream-2-3.m4s\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("#EXT-X-MAP").count(), 2, "{text}");
+    // Once the first publish's segments leave the window, its init segment goes with them.
+    let events = feed(&mut second, 5000, 40, 50, false);
+    let expired: Vec<&str> = events
+        .iter()
+        .filter_map(|e| if let Event::Expired { file, .. } = e { Some(file.as_str()) } else { None })
+        .collect();
+    assert_eq!(expired.iter().filter(|f| f.ends_with("init.mp4")).collect::<Vec<_>>(), [&"stream-1-init.mp4"]);
+    assert_eq!(second.playlist().matches("#EXT-X-MAP").count(), 1);
+}
+
+#[test]
+fn frames_stamped_before_the_segment_start_cannot_grow_it() {
+    let mut seg = started(Settings { container: Container::Fmp4, ..settings(2) }, true);
+    let limit = seg.max_segment_bytes();
+    seg.push(true, 10_000, &video_frame(true), 0);
+    // Big audio frames creeping up by a millisecond from just under a second before the start:
+    // no jump, no frozen clock, and no cut possible (it would be a segment of no length).
+    let mut big = audio_frame().to_vec();
+    big.resize(1 << 20, 0x11);
+    let big = Bytes::from(big);
+    for i in 0..limit / (1 << 20) * 2 {
+        seg.push(false, 9_100 + i as u32 % 800, &big, 0);
+        while seg.poll_event().is_some() {}
+        assert!(seg.held_bytes() <= limit + (1 << 20), "{} held", seg.held_bytes());
+    }
 }

@@ -147,3 +147,123 @@ fn fmp4_audio_only_and_video_only() {
     check(Container::Fmp4, true, false);
     check(Container::Fmp4, false, true);
 }
+
+/// Decode a file whole; ffmpeg's complaints (`-v error`) come back.
+fn decode_errors(path: &Path, extra: &[&str]) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(path)
+        .args(extra)
+        // Timestamps as they are (no frame-rate grid): decoding is what is checked.
+        .args(["-fps_mode", "passthrough", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let mut errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        errors.push_str(" (exit status)");
+    }
+    errors
+}
+
+/// Segment `flv` with its timestamps rewritten by `stamp`; every segment on its own (fMP4: after
+/// its init segment) must decode without an error. Returns the playlist.
+fn decode_each_segment(tag: &str, s: Settings, stamp: impl FnMut(u32) -> u32) -> String {
+    let dir = temp_dir(tag);
+    let flv = make_flv(&dir, true, true);
+    let container = s.container;
+    let mut seg = Segmenter::new(s, "stream", Box::new(|| [7; 16])).unwrap();
+    let mut stamp = stamp;
+    let mut files = Vec::new();
+    let mut init = Vec::new();
+    let mut drain = |seg: &mut Segmenter| {
+        while let Some(ev) = seg.poll_event() {
+            match ev {
+                Event::Init { data, .. } => init = data.to_vec(),
+                Event::Segment { file, data, .. } => {
+                    let mut whole = init.clone();
+                    whole.extend_from_slice(&data);
+                    let name = if container == Container::Fmp4 { format!("{file}.mp4") } else { file };
+                    std::fs::write(dir.join(&name), whole).unwrap();
+                    files.push(name);
+                }
+                _ => {}
+            }
+        }
+    };
+    for tag in flv::FlvReader::new(flv).unwrap() {
+        let tag = tag.unwrap();
+        if tag.tag_type == flv::TAG_VIDEO || tag.tag_type == flv::TAG_AUDIO {
+            seg.push(tag.tag_type == flv::TAG_VIDEO, stamp(tag.timestamp), &tag.body, 0);
+            drain(&mut seg);
+        }
+    }
+    seg.finish();
+    drain(&mut seg);
+    let text = seg.playlist();
+    assert!(files.len() >= 4, "{tag}: {files:?}");
+    for f in &files {
+        let path = dir.join(f);
+        let mut errors = decode_errors(&path, &[]);
+        // A segment cut without a keyframe whose GOP outlasts it holds no video at all: an
+        // fMP4 file with an empty video track, which ffmpeg will not open alone. Its audio
+        // must still decode.
+        if container == Container::Fmp4 && video_packets(&path) == 0 {
+            errors = decode_errors(&path, &["-vn"]);
+        }
+        assert!(errors.trim().is_empty(), "{tag} {f}: {errors}\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    text
+}
+
+fn video_packets(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-count_packets", "-show_entries", "stream=nb_read_packets"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+/// The publisher's clock misbehaves: +10 h, back to 0, then a stretch of random timestamps.
+/// Each segment on its own must decode without an error (nginx-rtmp's rules left most of them
+/// starting mid-GOP, or with timestamps going back), in both containers.
+#[test]
+fn segments_decode_after_timestamp_jumps() {
+    for container in [Container::Ts, Container::Fmp4] {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let stamp = move |t: u32| match t {
+            0..2000 => t,
+            2000..4000 => t + 36_000_000,
+            4000..6000 => t - 4000,
+            _ => {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u32
+            }
+        };
+        let s = Settings { container, fragment: Duration::from_secs(1), ..Settings::default() };
+        let text = decode_each_segment(&format!("jumps-{container:?}"), s, stamp);
+        let target: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap();
+        assert!(target <= 7, "{text}");
+        assert!(!text.contains("#EXTINF:0.000"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+    }
+}
+
+/// GOPs (2 s) longer than `hls_max_fragment` (1.5 s): forced cuts, and video in the segment after
+/// each resumes at the next keyframe, so every segment decodes on its own.
+#[test]
+fn segments_cut_without_a_keyframe_still_decode() {
+    for container in [Container::Ts, Container::Fmp4] {
+        let s = Settings {
+            container,
+            fragment: Duration::from_secs(1),
+            max_fragment: Duration::from_millis(1500),
+            ..Settings::default()
+        };
+        decode_each_segment(&format!("forced-{container:?}"), s, |t| t);
+    }
+}

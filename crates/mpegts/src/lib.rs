@@ -8,6 +8,7 @@
 //! | ITU-T H.222.0 Amd. 3: HEVC in MPEG-2 TS (stream_type 0x24) | [`mux`], [`psi`] |
 //! | ISO/IEC 14496-15, 5.3.3.1 and 8.3.3.1 (AVC and HEVC decoder configuration records) | [`es`] |
 //! | ISO/IEC 14496-10 and ITU-T H.265, Annex B (byte stream), access unit delimiters | [`es`] |
+//! | ISO/IEC 13818-1, 2.4.3.6–2.4.3.7 (PES header timestamps, read back for checks) | [`read`] |
 //! | ISO/IEC 14496-3, 1.6.2.1 (`AudioSpecificConfig`), 1.A.2.2 (ADTS) | [`es`] |
 //!
 //! PIDs and table layout follow nginx-rtmp's HLS module and ffmpeg's defaults, so segments look
@@ -30,6 +31,7 @@ mod error;
 pub mod es;
 pub mod mux;
 pub mod psi;
+pub mod read;
 
 pub use error::{EsError, MuxError};
 pub use es::{

@@ -29,6 +29,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         notifier: Default::default(),
     };
     crate::record::repair_on_start(&config);
+    crate::hls::repair_on_start(&config);
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
     for conf in &config.servers {

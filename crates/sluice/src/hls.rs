@@ -17,9 +17,15 @@
 //!
 //! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
 //! sans-IO `hls` crate.
+//!
+//! Every publish gets a session number (its start in Unix ms, unique within the process) that
+//! every segment, part, init and key name carries (`NAME-SESSION-ID.ts`): files are served as
+//! immutable, so a later publish of the same name must never reuse a URL. Stream names are
+//! checked again here (`untrusted::stream_name`) before they become paths.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +38,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType};
 use crate::hub::{Entry, Hub, Stream};
+use crate::untrusted::{self, NameError};
+
+mod repair;
 
 /// Ring entries the HLS task takes at a time.
 const MAX_BATCH: usize = 256;
@@ -41,6 +50,11 @@ const PART_SEGMENTS: u64 = 4;
 /// Complete segments kept in memory per stream: players fetch the newest; older ones are read
 /// from disk. (The whole window would be hundreds of MiB for a few hundred streams.)
 const MEMORY_SEGMENTS: usize = 3;
+/// Keys kept in memory per stream besides those the playlist still uses (older ones are read
+/// from `hls_key_path` on disk).
+const MEMORY_KEYS: usize = 2;
+/// Largest playlist `hls_continuous` reads back from disk.
+const MAX_PREVIOUS_PLAYLIST: u64 = 4 << 20;
 /// Most blocking requests wait before `503` (RFC 8216bis §6.2.5.2 suggests three target
 /// durations; this caps it).
 const MAX_BLOCK: Duration = Duration::from_secs(15);
@@ -165,7 +179,8 @@ impl HlsStore {
         if let Some(p) = playlists.get(&dir.join("index.m3u8")) {
             return Some(p.clone());
         }
-        let name = stem.rsplit_once('-')?.0;
+        // `NAME-SESSION-ID`: the name may hold dashes itself.
+        let name = stem.rsplitn(3, '-').nth(2)?;
         playlists.get(&dir.join(format!("{name}.m3u8"))).cloned()
     }
 
@@ -328,6 +343,43 @@ pub fn settings(conf: &HlsConf) -> Settings {
         keys: conf
             .keys
             .then(|| KeySettings { fragments_per_key: conf.fragments_per_key, key_url: conf.key_url.clone() }),
+        session: None,
+    }
+}
+
+/// The last session number given out.
+static LAST_SESSION: AtomicU64 = AtomicU64::new(0);
+
+/// A publish's session number: the Unix time in ms, and above every earlier one of this
+/// process (two publishes in the same millisecond, a clock stepped back).
+fn new_session(now_ms: u64) -> u64 {
+    let next = |last: u64| now_ms.max(last + 1);
+    let last = LAST_SESSION.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(next(l))).unwrap_or_default();
+    next(last)
+}
+
+/// Where a stream's playlist goes, relative names refused: `stream_name` was checked when the
+/// stream was published, and is checked again here, where the name becomes a path.
+fn playlist_path(dir: &Path, name: &str, nested: bool) -> Result<PathBuf, NameError> {
+    let name = untrusted::stream_name(name)?;
+    Ok(if nested { dir.join(name).join("index.m3u8") } else { dir.join(format!("{name}.m3u8")) })
+}
+
+/// Before serving: finish the playlists a crash left open in every `hls_path`.
+pub fn repair_on_start(config: &crate::config::Config) {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for app in config.servers.iter().flat_map(|s| &s.apps).filter(|a| a.hls.enabled) {
+        if let Some(dir) = app.hls.path.as_deref().filter(|d| !dirs.contains(d)) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        for line in repair::repair_dir(dir) {
+            match line {
+                Ok(path) => tracing::warn!(path = %path.display(), "hls: finished a playlist a crash left open"),
+                Err(e) => tracing::error!("hls: {e}"),
+            }
+        }
     }
 }
 
@@ -339,7 +391,9 @@ pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, str
         Ok(mut task) => {
             store.tasks.spawn(async move { task.run(sub).await });
         }
-        Err(e) => tracing::error!(app = %app.name, stream = %name, "hls: {e:#}"),
+        Err(e) => {
+            tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "hls: {e:#}; no HLS for this stream")
+        }
     }
 }
 
@@ -358,18 +412,29 @@ struct HlsTask {
     parts: VecDeque<(u64, PathBuf)>,
     /// Complete segments held in memory, oldest first.
     in_memory: VecDeque<PathBuf>,
+    /// The init segment in memory.
+    init: Option<PathBuf>,
+    /// Keys in memory, oldest first, with the first segment that uses each (known once that
+    /// segment is complete).
+    keys: VecDeque<(Option<u64>, PathBuf)>,
+    /// `hls_continuous`: the previous publish's playlist is still to be read from disk.
+    resume_from_disk: bool,
     /// Errors already logged (disk full and the like are said once).
     logged: Vec<String>,
 }
 
 impl HlsTask {
     fn new(store: Arc<HlsStore>, hub: Arc<Hub>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
-        let s = settings(&app.hls);
+        let playlist_path = playlist_path(&dir, &name, app.hls.nested)?;
+        let s = Settings { session: Some(new_session(unix_ms())), ..settings(&app.hls) };
         let mut seg = Segmenter::new(s, &name, Box::new(random_key))?;
-        let playlist_path = dir.join(seg.playlist_file());
+        let mut resume_from_disk = false;
         if app.hls.continuous {
-            if let Some(previous) = previous_playlist(&store, &playlist_path) {
-                seg.resume(previous);
+            // The playlist of a publish that ended moments ago is in memory; one from before a
+            // restart is read from disk in `run`, off the runtime's threads.
+            match previous_in_memory(&store, &playlist_path) {
+                Some(previous) => seg.resume(previous),
+                None => resume_from_disk = true,
             }
         }
         let live = Arc::new(LivePlaylist {
@@ -398,12 +463,21 @@ impl HlsTask {
             live,
             parts: VecDeque::new(),
             in_memory: VecDeque::new(),
+            init: None,
+            keys: VecDeque::new(),
+            resume_from_disk,
             logged: Vec::new(),
         })
     }
 
     async fn run(&mut self, mut sub: crate::hub::Subscriber) {
         tracing::info!(app = %self.app.name, stream = %self.name, path = %self.playlist_path.display(), "hls: start");
+        if std::mem::take(&mut self.resume_from_disk) {
+            if let Some(previous) = previous_on_disk(&self.playlist_path).await {
+                self.seg.resume(previous);
+                self.publish_playlist_in_memory();
+            }
+        }
         if let Err(e) = tokio::fs::create_dir_all(self.playlist_path.parent().unwrap_or(&self.dir)).await {
             self.log_once(format!("cannot create {}: {e}", self.dir.display()));
         }
@@ -455,6 +529,9 @@ impl HlsTask {
         for (_, path) in self.parts.drain(..) {
             self.store.remove(&path);
         }
+        for path in self.init.take().into_iter().chain(self.keys.drain(..).map(|(_, p)| p)) {
+            self.store.remove(&path);
+        }
         if self.app.hls.cleanup && !replaced {
             let mut files: Vec<PathBuf> =
                 self.seg_files_on_disk().into_iter().chain([self.playlist_path.clone()]).collect();
@@ -467,18 +544,16 @@ impl HlsTask {
         }
     }
 
-    /// Segment, init and key files the playlist still names (the rest were removed as they
+    /// Segment and init files the playlist still names (the rest were removed as they
     /// expired).
     fn seg_files_on_disk(&self) -> Vec<PathBuf> {
         let text = self.seg.playlist();
         let Some(list) = hls::playlist::parse_media_playlist(&text) else { return Vec::new() };
         let base = self.playlist_path.parent().unwrap_or(&self.dir);
-        let mut files: Vec<PathBuf> =
-            list.segments.iter().map(|s| base.join(s.uri.rsplit('/').next().unwrap_or(&s.uri))).collect();
-        if self.app.hls.fragment_type == HlsFragmentType::Fmp4 {
-            let sep = if self.app.hls.nested { "/" } else { "-" };
-            files.push(self.dir.join(format!("{}{sep}init.mp4", self.name)));
-        }
+        // Segments, and the init segment of each publish they come from (`hls_continuous`).
+        let uris = list.segments.iter().flat_map(|s| std::iter::once(&s.uri).chain(&s.map));
+        let mut files: Vec<PathBuf> = uris.map(|u| base.join(u.rsplit('/').next().unwrap_or(u))).collect();
+        files.extend(self.seg.init_file().map(|f| self.dir.join(f)));
         files
     }
 
@@ -490,6 +565,8 @@ impl HlsTask {
                     let path = self.dir.join(file);
                     self.store.put(path.clone(), data.clone(), StoredKind::Init);
                     self.write_file(&path, &data).await;
+                    // One per publish: its name carries the session.
+                    self.init = Some(path);
                 }
                 Event::Part { msn, file, data, .. } => {
                     let path = self.dir.join(file);
@@ -509,13 +586,18 @@ impl HlsTask {
                         }
                     }
                     self.forget_parts_before(msn.saturating_sub(PART_SEGMENTS));
+                    for key in self.keys.iter_mut().filter(|k| k.0.is_none()) {
+                        key.0 = Some(msn);
+                    }
                 }
                 Event::Key { file, key } => {
                     let path = self.key_dir.join(file);
                     self.store.put(path.clone(), Bytes::copy_from_slice(&key), StoredKind::Key);
                     self.write_file(&path, &key).await;
+                    self.keys.push_back((None, path));
                 }
-                Event::Expired { file } => {
+                Event::Expired { msn, file } => {
+                    self.forget_keys_before(msn + 1);
                     let path = self.dir.join(file);
                     self.store.remove(&path);
                     self.in_memory.retain(|p| *p != path);
@@ -536,6 +618,16 @@ impl HlsTask {
 
     fn publish_playlist_in_memory(&self) {
         self.live.update(self.seg.playlist(), self.seg.position(), !self.seg.ended());
+    }
+
+    /// Keys only segments before `msn` used leave memory (a few stay for players behind the
+    /// live edge); their files stay on disk.
+    fn forget_keys_before(&mut self, msn: u64) {
+        while self.keys.len() > MEMORY_KEYS && self.keys[1].0.is_some_and(|first| first <= msn) {
+            if let Some((_, path)) = self.keys.pop_front() {
+                self.store.remove(&path);
+            }
+        }
     }
 
     fn forget_parts_before(&mut self, msn: u64) {
@@ -573,11 +665,20 @@ impl HlsTask {
     }
 }
 
-/// The playlist of an earlier publish of the same stream: still in memory (it ended moments
-/// ago), or on disk (before a restart), as `hls_continuous` asks.
-fn previous_playlist(store: &HlsStore, path: &Path) -> Option<hls::playlist::Restored> {
-    let in_memory = store.playlists().get(path).map(|p| p.state().text);
-    let text = in_memory.or_else(|| std::fs::read_to_string(path).ok())?;
+/// The playlist of an earlier publish of the same stream still in memory (it ended moments
+/// ago), as `hls_continuous` asks.
+fn previous_in_memory(store: &HlsStore, path: &Path) -> Option<hls::playlist::Restored> {
+    let text = store.playlists().get(path).map(|p| p.state().text)?;
+    hls::playlist::parse_media_playlist(&text)
+}
+
+/// The playlist of an earlier publish on disk (before a restart), read on the blocking pool.
+async fn previous_on_disk(path: &Path) -> Option<hls::playlist::Restored> {
+    let len = tokio::fs::metadata(path).await.ok()?.len();
+    if len > MAX_PREVIOUS_PLAYLIST {
+        return None;
+    }
+    let text = tokio::fs::read_to_string(path).await.ok()?;
     hls::playlist::parse_media_playlist(&text)
 }
 
@@ -611,6 +712,28 @@ mod tests {
         assert_eq!(blocking_request(None), None);
     }
 
+    #[test]
+    fn names_that_would_leave_hls_path_get_no_path() {
+        let dir = Path::new("/srv/hls");
+        for nested in [false, true] {
+            for bad in ["../x", "/abs", "", "..", "a/b", "a\\b", "a\nb"] {
+                assert!(playlist_path(dir, bad, nested).is_err(), "{bad:?} nested={nested}");
+            }
+        }
+        assert_eq!(playlist_path(dir, "cam.1", false).unwrap(), Path::new("/srv/hls/cam.1.m3u8"));
+        assert_eq!(playlist_path(dir, "cam", true).unwrap(), Path::new("/srv/hls/cam/index.m3u8"));
+    }
+
+    #[test]
+    fn sessions_are_unique_and_follow_the_clock() {
+        let a = new_session(1_000);
+        let b = new_session(1_000);
+        let c = new_session(5);
+        assert!(a >= 1_000 && b > a && c > b, "{a} {b} {c}");
+        let later = new_session(u64::from(u32::MAX) * 1000);
+        assert_eq!(later, u64::from(u32::MAX) * 1000);
+    }
+
     #[tokio::test]
     async fn parts_named_by_a_preload_hint_wait_for_their_bytes() {
         let store = HlsStore::new(CancellationToken::new());
@@ -623,7 +746,7 @@ mod tests {
             changed: watch::channel(0).0,
         });
         store.playlists().insert(PathBuf::from("/hls/stream.m3u8"), live.clone());
-        let part = PathBuf::from("/hls/stream-3.1.ts");
+        let part = PathBuf::from("/hls/stream-1765000000000-3.1.ts");
         let waiter = {
             let store = store.clone();
             let part = part.clone();
@@ -635,7 +758,7 @@ mod tests {
         let reply = waiter.await.unwrap().expect("served once it exists");
         assert_eq!((reply.status, &reply.body[..]), (200, &b"part"[..]));
         assert_eq!(reply.content_type, "video/mp2t");
-        assert!(store.get(Path::new("/hls/other-3.1.ts"), None).await.is_none(), "no such stream");
+        assert!(store.get(Path::new("/hls/other-1-3.1.ts"), None).await.is_none(), "no such stream");
     }
 
     #[tokio::test]

@@ -106,6 +106,18 @@ fn uris(playlist: &str) -> Vec<String> {
     playlist.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
 }
 
+/// The id at the end of a segment name: `NAME-SESSION-ID.ts` or nested `SESSION-ID.ts`.
+fn segment_id(uri: &str) -> u64 {
+    let stem = uri.rsplit_once('.').map_or(uri, |(s, _)| s);
+    stem.rsplit('-').next().unwrap().parse().unwrap_or_else(|_| panic!("no id in {uri}"))
+}
+
+/// A quoted `URI="..."` attribute of the first line starting with `tag`.
+fn uri_attr(playlist: &str, tag: &str) -> String {
+    let line = playlist.lines().find(|l| l.starts_with(tag)).unwrap_or_else(|| panic!("no {tag} in {playlist}"));
+    line.split("URI=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
 #[test]
 fn mpegts_hls_is_served_probed_and_ended() {
     let dir = TempDir::new("hls-ts");
@@ -167,8 +179,9 @@ fn fmp4_hls_with_init_segment() {
     let server = hls_server(&dir, "hls_fragment_type fmp4;");
     let _publisher = ffmpeg_publish(&server.url("stream"), 8, 25);
     let text = playlist_with(&server, "/hls/stream.m3u8", 2);
-    assert!(text.contains("#EXT-X-VERSION:6\n") && text.contains("#EXT-X-MAP:URI=\"stream-init.mp4\"\n"), "{text}");
-    let init = get(server.http_port, "/hls/stream-init.mp4");
+    let map = uri_attr(&text, "#EXT-X-MAP:");
+    assert!(text.contains("#EXT-X-VERSION:6\n") && map.starts_with("stream-") && map.ends_with("-init.mp4"), "{text}");
+    let init = get(server.http_port, &format!("/hls/{map}"));
     assert_eq!((init.status, init.header("content-type")), (200, "video/mp4"));
     assert_eq!(&init.body[4..8], b"ftyp");
     let seg = get(server.http_port, &format!("/hls/{}", uris(&text)[0]));
@@ -182,7 +195,7 @@ fn fmp4_hls_with_init_segment() {
     assert!(server.terminate().success());
     let on_disk = std::fs::read_to_string(dir.path("hls/stream.m3u8")).unwrap();
     assert!(on_disk.ends_with("#EXT-X-ENDLIST\n"), "{on_disk}");
-    assert!(file_exists_nonempty(&dir.path("hls/stream-init.mp4")));
+    assert!(file_exists_nonempty(&dir.path("hls").join(&map)));
 }
 
 /// `(msn, parts)` of the segment being written, from a low-latency playlist.
@@ -229,17 +242,29 @@ fn low_latency_hls_parts_and_blocking_reload() {
 
 #[test]
 fn nested_continuous_playlists_and_cleanup() {
-    let dir = TempDir::new("hls-nested");
-    let server = hls_server(&dir, "hls_nested on; hls_continuous on; hls_cleanup on; hls_playlist_length 3s;");
+    continuous_then_cleanup("hls-nested", "", "ts");
+}
+
+/// fMP4: each publish's segments keep their own init segment (`#EXT-X-MAP` again after the
+/// discontinuity), and cleanup removes both.
+#[test]
+fn nested_continuous_fmp4_keeps_each_init_segment() {
+    continuous_then_cleanup("hls-nested-fmp4", "hls_fragment_type fmp4;", "m4s");
+}
+
+fn continuous_then_cleanup(tag: &str, extra: &str, ext: &str) {
+    let dir = TempDir::new(tag);
+    let server =
+        hls_server(&dir, &format!("hls_nested on; hls_continuous on; hls_cleanup on; hls_playlist_length 3s; {extra}"));
     let mut first = ffmpeg_publish(&server.url("cam"), 3, 25);
     let text = playlist_with(&server, "/hls/cam/index.m3u8", 1);
-    assert!(uris(&text).iter().all(|u| !u.contains('/') && u.ends_with(".ts")), "nested: relative names {text}");
+    assert!(uris(&text).iter().all(|u| !u.contains('/') && u.ends_with(ext)), "nested: relative names {text}");
     let _ = first.0.wait();
     let ended = wait_for(&server, Duration::from_secs(10), "end", || {
         let t = get(server.http_port, "/hls/cam/index.m3u8").text();
         t.contains("#EXT-X-ENDLIST").then_some(t)
     });
-    let last_before = uris(&ended).last().unwrap().trim_end_matches(".ts").parse::<u64>().unwrap();
+    let last_before = segment_id(uris(&ended).last().unwrap());
     assert!(dir.path("hls/cam/index.m3u8").exists());
 
     // Publish again at once: numbering continues after a discontinuity.
@@ -249,8 +274,12 @@ fn nested_continuous_playlists_and_cleanup() {
         (!t.contains("ENDLIST") && t.contains("#EXT-X-DISCONTINUITY")).then_some(t)
     });
     let after = text.split("#EXT-X-DISCONTINUITY").nth(1).unwrap();
-    let first_new = uris(after)[0].trim_end_matches(".ts").parse::<u64>().unwrap();
+    let first_new = segment_id(&uris(after)[0]);
     assert_eq!(first_new, last_before + 1, "{text}");
+    if ext == "m4s" {
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "{text}");
+        assert!(after.starts_with("\n#EXT-X-MAP:"), "{text}");
+    }
     let _ = second.0.wait();
 
     // hls_cleanup: everything goes hls_playlist_length after the end.
@@ -273,10 +302,14 @@ fn aes_128_keys_encrypt_segments_that_ffmpeg_decrypts() {
     let server = hls_server(&dir, "hls_keys on; hls_fragments_per_key 2;");
     let _publisher = ffmpeg_publish(&server.url("secret"), 8, 25);
     let text = playlist_with(&server, "/hls/secret.m3u8", 3);
-    assert!(text.contains("#EXT-X-KEY:METHOD=AES-128,URI=\"secret-0.key\",IV=0x00000000000000000000000000000000\n"));
-    let key = get(server.http_port, "/hls/secret-0.key");
+    let key_uri = uri_attr(&text, "#EXT-X-KEY:");
+    assert!(
+        text.contains(&format!("#EXT-X-KEY:METHOD=AES-128,URI=\"{key_uri}\",IV=0x00000000000000000000000000000000\n"))
+    );
+    assert!(key_uri.starts_with("secret-") && key_uri.ends_with("-0.key"), "{key_uri}");
+    let key = get(server.http_port, &format!("/hls/{key_uri}"));
     assert_eq!((key.status, key.body.len()), (200, 16));
-    assert_eq!(std::fs::read(dir.path("hls/secret-0.key")).unwrap(), key.body);
+    assert_eq!(std::fs::read(dir.path("hls").join(&key_uri)).unwrap(), key.body);
     let seg = get(server.http_port, &format!("/hls/{}", uris(&text)[0]));
     assert_eq!(seg.body.len() % 16, 0);
     assert_ne!(seg.body[0], 0x47, "encrypted");
@@ -291,7 +324,7 @@ fn naming_by_system_time_and_hls_config_errors() {
     let _publisher = ffmpeg_publish(&server.url("t"), 5, 25);
     let text = playlist_with(&server, "/hls/t.m3u8", 1);
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let id: u64 = uris(&text)[0].trim_start_matches("t-").trim_end_matches(".ts").parse().unwrap();
+    let id = segment_id(&uris(&text)[0]);
     assert!(now_ms.abs_diff(id) < 60_000, "wall-clock ms names: {id}");
 
     // Settings that cannot work are refused by `sluice -t`.
@@ -380,4 +413,194 @@ fn nginx_style_http_block_serves_live_hls_through_its_location() {
     assert!(r.text().contains("#EXT-X-PART-INF"), "{}", r.text());
     assert_eq!(r.header("cache-control"), "no-cache");
     assert_eq!(r.header("content-type"), "application/vnd.apple.mpegurl");
+}
+
+/// Every URL a finished playlist names (segments, init segment, keys), with its bytes.
+fn urls_with_bytes(server: &Server, loc: &str) -> (String, Vec<(String, Vec<u8>)>) {
+    let text = wait_for(server, Duration::from_secs(30), &format!("{loc} ended"), || {
+        let t = get(server.http_port, loc).text();
+        t.contains("#EXT-X-ENDLIST").then_some(t)
+    });
+    let dir = loc.rsplit_once('/').unwrap().0;
+    let mut names = uris(&text);
+    for tag in ["#EXT-X-MAP:", "#EXT-X-KEY:"] {
+        if text.contains(tag) {
+            names.push(uri_attr(&text, tag));
+        }
+    }
+    names.sort();
+    names.dedup();
+    let fetched = names
+        .into_iter()
+        .map(|n| {
+            let url = format!("{dir}/{n}");
+            let r = get(server.http_port, &url);
+            assert_eq!(r.status, 200, "{url} while the playlist names it");
+            (url, r.body)
+        })
+        .collect();
+    (text, fetched)
+}
+
+/// Defect 10: after `hls_cleanup`, a republished stream must not serve other bytes under a URL
+/// of the first publish (they are served `immutable`); its init segment and keys included. And
+/// (defect 13) the first publish's init segment and keys leave memory with it.
+#[test]
+fn republishing_never_reuses_a_url() {
+    let dir = TempDir::new("hls-republish");
+    let hls = dir.path("hls");
+    let server = Server::start_with(
+        "",
+        &format!(
+            "application ts {{ live on; hls on; hls_path {0}/t; hls_fragment 1s; hls_cleanup on; hls_playlist_length 2s; }}
+             application mp4 {{ live on; hls on; hls_path {0}/f; hls_fragment 1s; hls_cleanup on; hls_playlist_length 2s;
+                 hls_fragment_type fmp4; hls_keys on; hls_nested on; }}",
+            hls.display()
+        ),
+    );
+    let url = |app: &str| format!("rtmp://127.0.0.1:{}/{app}/s", server.port);
+    let sessions: Vec<Vec<(String, Vec<u8>)>> = (0..2)
+        .map(|round| {
+            let mut a = ffmpeg_publish(&url("ts"), 3, 25);
+            let mut b = ffmpeg_publish(&url("mp4"), 3, 25);
+            let _ = (a.0.wait(), b.0.wait());
+            let (_, mut files) = urls_with_bytes(&server, "/t/s.m3u8");
+            let (text, more) = urls_with_bytes(&server, "/f/s/index.m3u8");
+            assert!(text.contains("#EXT-X-MAP:") && text.contains("#EXT-X-KEY:"), "round {round}: {text}");
+            files.extend(more);
+            // hls_cleanup: the playlists go hls_playlist_length after the end.
+            for loc in ["/t/s.m3u8", "/f/s/index.m3u8"] {
+                wait_for(&server, Duration::from_secs(20), &format!("{loc} cleaned up"), || {
+                    (get(server.http_port, loc).status == 404).then_some(())
+                });
+            }
+            files
+        })
+        .collect();
+    let first: HashMap<&String, &Vec<u8>> = sessions[0].iter().map(|(u, b)| (u, b)).collect();
+    assert!(first.len() >= 6, "{:?}", first.keys());
+    for (url, bytes) in &sessions[1] {
+        assert!(first.get(url).is_none_or(|b| *b == bytes), "{url} served other bytes in the second publish");
+        assert!(!first.contains_key(url), "{url} named again by the second publish");
+    }
+    // Nothing of the first publish is still served from memory: removed from disk (keys are
+    // not cleaned up), they are gone.
+    for (url, _) in sessions[0].iter().filter(|(u, _)| u.ends_with(".key") || u.ends_with(".mp4")) {
+        let _ = std::fs::remove_file(format!("{}{url}", hls.display()));
+        assert_eq!(get(server.http_port, url).status, 404, "{url} still in memory");
+    }
+}
+
+/// A crash (SIGKILL) leaves the playlist without `#EXT-X-ENDLIST`; the next start finishes it.
+#[test]
+fn playlists_left_open_by_a_crash_are_finished_at_start() {
+    let dir = TempDir::new("hls-crash");
+    let mut server = hls_server(&dir, "hls_nested on;");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 20, 25);
+    playlist_with(&server, "/hls/cam/index.m3u8", 2);
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let on_disk = std::fs::read_to_string(dir.path("hls/cam/index.m3u8")).unwrap();
+    assert!(on_disk.contains("#EXTINF") && !on_disk.contains("#EXT-X-ENDLIST"), "{on_disk}");
+
+    let server = hls_server(&dir, "hls_nested on;");
+    let repaired = std::fs::read_to_string(dir.path("hls/cam/index.m3u8")).unwrap();
+    assert_eq!(repaired, format!("{on_disk}#EXT-X-ENDLIST\n"));
+    assert!(server.log().contains("finished a playlist a crash left open"), "{}", server.log());
+
+    // hls_continuous (on by default) reads the repaired playlist back from disk and goes on.
+    let _again = ffmpeg_publish(&server.url("cam"), 3, 25);
+    let text = wait_for(&server, Duration::from_secs(30), "the playlist continued", || {
+        let t = get(server.http_port, "/hls/cam/index.m3u8").text();
+        (t.contains("#EXT-X-DISCONTINUITY") && !t.contains("#EXT-X-ENDLIST")).then_some(t)
+    });
+    let before = uris(&on_disk);
+    assert_eq!(&uris(&text)[..before.len()], &before[..], "{text}");
+}
+
+/// Publish `flv`'s audio and video through sluice's own RTMP client, with timestamps rewritten
+/// by `stamp` (from the file's timestamp).
+async fn publish_restamped(server: &Server, name: &str, flv: bytes::Bytes, stamp: impl Fn(u32) -> u32) {
+    use rtmp::{MediaKind, Role};
+    let mut c = sluice::client::RtmpClient::connect(server.addr(), "live", Role::Publish(name.into())).await.unwrap();
+    assert_eq!(c.next_status().await.unwrap(), "NetStream.Publish.Start");
+    let start = Instant::now();
+    for tag in flv::FlvReader::new(flv).unwrap() {
+        let tag = tag.unwrap();
+        let kind = match tag.tag_type {
+            flv::TAG_VIDEO => MediaKind::Video,
+            flv::TAG_AUDIO => MediaKind::Audio,
+            _ => continue,
+        };
+        // Real time, so the HLS writer keeps up as with a camera.
+        tokio::time::sleep_until((start + Duration::from_millis(u64::from(tag.timestamp))).into()).await;
+        c.send_media(kind, stamp(tag.timestamp), &tag.body).await.unwrap();
+    }
+    c.flush().await.unwrap();
+}
+
+/// Defect 4 end to end: a publisher whose clock jumps 10 hours ahead, then back to 0, then
+/// stamps garbage. The playlist keeps sane durations, marks the discontinuity, and ffmpeg
+/// decodes every segment without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_jumps_give_segments_that_all_decode() {
+    let dir = TempDir::new("hls-jumps");
+    let server = hls_server(&dir, "hls_playlist_length 60s;");
+    let src = dir.path("in.flv");
+    let made = run_timeout(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=10"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=10"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-b:a", "64k"])
+            .arg(&src),
+        Duration::from_secs(60),
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let flv = bytes::Bytes::from(std::fs::read(&src).unwrap());
+    let stamp = |t: u32| match t {
+        0..3000 => t,
+        3000..5000 => t + 36_000_000,
+        5000..7000 => t - 5000,
+        // Garbage: a hash of the timestamp.
+        _ => t.wrapping_mul(2_654_435_761).rotate_left(7),
+    };
+    publish_restamped(&server, "j", flv, stamp).await;
+    let text = tokio::task::spawn_blocking({
+        let port = server.http_port;
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let t = get(port, "/hls/j.m3u8").text();
+                if t.contains("#EXT-X-ENDLIST") || Instant::now() > deadline {
+                    return t;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}\n{}", server.log());
+    let target: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).unwrap().parse().unwrap();
+    assert!(target <= 7, "{text}");
+    assert!(!text.contains("#EXTINF:0.000"), "{text}");
+    assert!(text.contains("#EXT-X-DISCONTINUITY"), "{text}");
+    let segments = uris(&text);
+    assert!(segments.len() >= 5, "{text}");
+    for s in &segments {
+        let path = dir.path("hls").join(s);
+        let out = run_timeout(
+            Command::new("ffmpeg").args(["-v", "error", "-xerror", "-i"]).arg(&path).args([
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "null",
+                "-",
+            ]),
+            Duration::from_secs(60),
+        );
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && errors.trim().is_empty(), "{s}: {errors}\n{text}");
+    }
 }
