@@ -421,6 +421,8 @@ struct HlsTask {
     resume_from_disk: bool,
     /// Errors already logged (disk full and the like are said once).
     logged: Vec<String>,
+    /// Removes expired segment files after their grace (`hls_cleanup`); started when needed.
+    reaper: Option<Reaper>,
 }
 
 impl HlsTask {
@@ -467,6 +469,7 @@ impl HlsTask {
             keys: VecDeque::new(),
             resume_from_disk,
             logged: Vec::new(),
+            reaper: None,
         })
     }
 
@@ -602,7 +605,8 @@ impl HlsTask {
                     self.store.remove(&path);
                     self.in_memory.retain(|p| *p != path);
                     if self.app.hls.cleanup {
-                        schedule_removal(path, self.app.hls.playlist_length);
+                        let after = self.app.hls.playlist_length;
+                        self.reaper.get_or_insert_with(Reaper::start).schedule(path, after).await;
                     }
                 }
                 Event::Playlist => playlist_changed = true,
@@ -682,11 +686,41 @@ async fn previous_on_disk(path: &Path) -> Option<hls::playlist::Restored> {
     hls::playlist::parse_media_playlist(&text)
 }
 
-fn schedule_removal(path: PathBuf, after: Duration) {
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        let _ = tokio::fs::remove_file(&path).await;
-    });
+/// Most expired files one stream's [`Reaper`] holds; past that a file is removed at once.
+const MAX_PENDING_REMOVALS: usize = 4096;
+
+/// Expired segment files stay `hls_playlist_length` after they leave the playlist (a player that
+/// read it just before may still fetch them), then one task per stream removes them in order.
+/// The queue is bounded, so a publisher cutting segments very fast cannot pile up tasks or
+/// memory; the task ends once the stream has ended and the queue is empty.
+struct Reaper {
+    tx: tokio::sync::mpsc::Sender<(tokio::time::Instant, PathBuf)>,
+}
+
+impl Reaper {
+    fn start() -> Self {
+        Self::with_capacity(MAX_PENDING_REMOVALS)
+    }
+
+    fn with_capacity(capacity: usize) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, PathBuf)>(capacity);
+        tokio::spawn(async move {
+            // Every file waits the same grace, so the queue is in due order.
+            while let Some((due, path)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+        });
+        Reaper { tx }
+    }
+
+    async fn schedule(&self, path: PathBuf, after: Duration) {
+        let due = tokio::time::Instant::now() + after;
+        if let Err(e) = self.tx.try_send((due, path)) {
+            let (_, path) = e.into_inner();
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -703,6 +737,28 @@ fn random_key() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn expired_files_wait_their_grace_and_the_removal_queue_is_bounded() {
+        let dir = std::env::temp_dir().join(format!("sluice-reaper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files: Vec<PathBuf> = (0..4).map(|i| dir.join(format!("s{i}.ts"))).collect();
+        for f in &files {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let reaper = Reaper::with_capacity(1);
+        reaper.schedule(files[0].clone(), Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // the task holds the first one
+        reaper.schedule(files[1].clone(), Duration::from_millis(300)).await;
+        reaper.schedule(files[2].clone(), Duration::from_millis(300)).await;
+        assert!(files[0].exists() && files[1].exists(), "files wait their grace");
+        assert!(!files[2].exists(), "a full queue removes at once instead of growing");
+        drop(reaper);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(!files[0].exists() && !files[1].exists(), "queued files are removed after the stream ends");
+        assert!(files[3].exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn blocking_query() {
