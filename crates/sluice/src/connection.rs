@@ -190,6 +190,8 @@ impl Conn {
             // A peer that reads nothing must not hold the connection past shutdown: the write
             // gives up when the server stops.
             tokio::select! {
+                // The write first: it almost always completes at once (no random draw per loop).
+                biased;
                 r = self.flush(writer) => r?,
                 _ = &mut cancelled => return Ok("server shutting down"),
             }
