@@ -426,17 +426,38 @@ async fn a_new_play_on_one_connection_releases_the_previous_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_player_that_reads_nothing_does_not_hold_shutdown_past_its_grace() {
+async fn a_publisher_that_reads_nothing_does_not_hold_shutdown_past_its_grace() {
+    use tokio::io::AsyncWriteExt;
     let mut server = Server::start_with("timeout 60s;", "application live { live on; }");
-    let mut publ = publisher(&server, "stuck").await;
-    let stuck = RtmpClient::connect_with(server.addr(), "live", Role::Play("stuck".into()), Some(4096)).await.unwrap();
-    let _socket = stuck.into_socket();
-    // Enough media to fill both socket buffers, so the server's write to this player blocks.
-    publ.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
-    for i in 0..400u32 {
-        publ.send_media(MediaKind::Video, i * 40, &avc_frame(i % 100 == 0, i, 64 * 1024)).await.unwrap();
+    let mut publ =
+        RtmpClient::connect_with(server.addr(), "live", Role::Publish("stuck".into()), Some(4096)).await.unwrap();
+    assert_eq!(publ.next_status().await.unwrap(), "NetStream.Publish.Start");
+    let (mut socket, _, _) = publ.into_parts();
+    // Commands whose replies it never reads: once both socket buffers are full, the server's
+    // write to it blocks (for up to `timeout`).
+    let mut payload = Vec::new();
+    for v in [
+        amf0::Value::String("FCPublish".into()),
+        amf0::Value::Number(5.0),
+        amf0::Value::Null,
+        amf0::Value::String("stuck".into()),
+    ] {
+        amf0::encode(&v, &mut payload);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut out = bytes::BytesMut::new();
+    for _ in 0..20_000 {
+        rtmp::chunk::encode_message(&mut out, 4096, 3, 0, 20, 0, &payload);
+    }
+    let flood = tokio::spawn(async move {
+        for _ in 0..10 {
+            if socket.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+        socket
+    });
+    // Wait until the server stops reading (its writes are blocked), then stop it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let started = Instant::now();
     let status = tokio::task::block_in_place(|| server.terminate());
     let took = started.elapsed();
@@ -444,4 +465,5 @@ async fn a_player_that_reads_nothing_does_not_hold_shutdown_past_its_grace() {
     let log = server.log();
     assert!(!log.contains("did not close within"), "a blocked write held shutdown:\n{log}");
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    flood.abort();
 }
