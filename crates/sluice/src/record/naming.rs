@@ -25,7 +25,15 @@ pub enum NamingError {
     /// The stream name may not become a file name.
     #[error("the stream name is refused as a file name: {0}")]
     BadName(#[from] NameError),
+    /// The escaped name with its suffix is longer than a file name may be.
+    #[error("the file name would be {0} bytes once escaped (at most {MAX_FILE_NAME})")]
+    TooLong(usize),
 }
+
+/// Longest file name common filesystems take (ext4, xfs, btrfs: 255 bytes). A name within
+/// [`untrusted::MAX_STREAM_NAME`] can still exceed it once non-ASCII bytes are escaped
+/// (`%XX`, three bytes each).
+const MAX_FILE_NAME: usize = 255;
 
 /// The file `conf` records stream `name` into when opened at `unix_time` (seconds), as
 /// nginx-rtmp names it.
@@ -52,6 +60,9 @@ fn make(conf: &RecordConf, name: &str, unix_time: i64, unique: Option<u32>) -> R
         file.push_str(&strftime(&conf.suffix, unix_time).unwrap_or_else(|| conf.suffix.clone()));
     } else {
         file.push_str(&conf.suffix);
+    }
+    if file.len() > MAX_FILE_NAME {
+        return Err(NamingError::TooLong(file.len()));
     }
     Ok(dir.join(file))
 }
@@ -127,6 +138,14 @@ mod tests {
         }
         let long = "x".repeat(crate::untrusted::MAX_STREAM_NAME + 1);
         assert_eq!(file_path(&conf(false, ".flv"), &long, 0), Err(NamingError::BadName(NameError::TooLong)));
+    }
+
+    #[test]
+    fn names_too_long_once_escaped_are_refused_with_their_length() {
+        // 64 two-byte characters: 128 bytes, a valid stream name, 384 bytes escaped.
+        let name = "é".repeat(64);
+        assert_eq!(file_path(&conf(false, ".flv"), &name, 0), Err(NamingError::TooLong(388)));
+        assert!(file_path(&conf(false, ".flv"), &"é".repeat(40), 0).is_ok());
     }
 
     #[test]

@@ -562,7 +562,7 @@ impl StreamTask {
             Ok(None) => {
                 return Err(self.open_failed(i, now, "every file name for this recording is in use".to_owned()))
             }
-            Err(NamingError::BadName(e)) => return Err(self.refuse(i, &e.to_string())),
+            Err(e @ (NamingError::BadName(_) | NamingError::TooLong(_))) => return Err(self.refuse(i, &e.to_string())),
             Err(e) => return Err(self.open_failed(i, now, e.to_string())),
         };
         let slot = &mut self.slots[i];
