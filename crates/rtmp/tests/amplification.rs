@@ -1,70 +1,17 @@
 //! A command that amplifies on decoding, sent before `connect`: the session fails with the
 //! budget error after allocating about its budget, not gigabytes (a counting allocator checks).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+#[path = "../../amf0/tests/common/counting.rs"]
+mod counting;
 
 use bytes::BytesMut;
+use common::handshaken_server;
+use counting::peak_during;
 use rtmp::chunk::{encode_message, ChunkError};
 use rtmp::command::{CommandError, COMMAND_BUDGET, MAX_COMMAND_SIZE};
 use rtmp::message::type_id;
-use rtmp::{ServerConfig, ServerSession, SessionError};
-
-/// Counts this thread's live heap bytes and their peak (tests run on several threads).
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-fn track(grow: usize, shrink: usize) {
-    let _ = LIVE.try_with(|live| {
-        let now = (live.get() + grow).saturating_sub(shrink);
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        track(layout.size(), 0);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        track(0, layout.size());
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        track(new_size, layout.size());
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Peak heap bytes allocated on this thread while `f` runs, above what was live before.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let out = f();
-    (out, PEAK.with(Cell::get) - base)
-}
-
-fn handshaken_server() -> ServerSession {
-    let mut rng = rand::thread_rng();
-    let mut server = ServerSession::new(ServerConfig::default(), 0, &mut rng);
-    let mut client = rtmp::handshake::ClientHandshake::new(false, 0, &mut rng);
-    let mut c0c1 = Vec::new();
-    client.start(&mut c0c1);
-    let mut events = Vec::new();
-    server.feed(&mut BytesMut::from(&c0c1[..]), &mut events).unwrap();
-    let mut c2 = Vec::new();
-    client.feed(&mut BytesMut::from(&server.take_output()[..]), &mut c2).unwrap();
-    server.feed(&mut BytesMut::from(&c2[..]), &mut events).unwrap();
-    server
-}
+use rtmp::SessionError;
 
 /// `U29` of AMF3 (AMF 3 spec 1.3.1), for values below 2^14.
 fn u29(n: u32, out: &mut Vec<u8>) {

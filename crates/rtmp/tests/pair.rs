@@ -1,6 +1,9 @@
 //! Client and server sessions wired together in memory: no sockets, no sleeps.
 
+mod common;
+
 use bytes::BytesMut;
+use common::handshaken_server;
 use rtmp::message::user_control;
 use rtmp::{ClientConfig, ClientEvent, ClientSession, MediaKind, Role, ServerConfig, ServerEvent, ServerSession};
 
@@ -196,22 +199,6 @@ fn ping_carries_the_callers_time() {
     p.server.send_ping(123_456);
     p.run(answer);
     assert!(p.server_events.contains(&ServerEvent::PingResponse(123_456)), "{:?}", p.server_events);
-}
-
-/// A server past the handshake with a hand-driven client, which can then pipeline commands.
-fn handshaken_server() -> ServerSession {
-    let mut rng = rand::thread_rng();
-    let mut server = ServerSession::new(ServerConfig::default(), 0, &mut rng);
-    let mut client = rtmp::handshake::ClientHandshake::new(false, 0, &mut rng);
-    let mut c0c1 = Vec::new();
-    client.start(&mut c0c1);
-    let mut events = Vec::new();
-    server.feed(&mut BytesMut::from(&c0c1[..]), &mut events).unwrap();
-    let mut c2 = Vec::new();
-    client.feed(&mut BytesMut::from(&server.take_output()[..]), &mut c2).unwrap();
-    server.feed(&mut BytesMut::from(&c2[..]), &mut events).unwrap();
-    assert!(events.is_empty());
-    server
 }
 
 /// Append an AMF0 command on chunk stream 3 with the default chunk size.
