@@ -360,6 +360,16 @@ struct CurrentKey {
     uses_left: u64,
 }
 
+/// The media playlist's file name for stream `name`, relative to `hls_path`: `NAME.m3u8`, or
+/// `NAME/index.m3u8` with `hls_nested`.
+pub fn playlist_file(name: &str, nested: bool) -> String {
+    if nested {
+        format!("{name}/index.m3u8")
+    } else {
+        format!("{name}.m3u8")
+    }
+}
+
 impl Segmenter {
     /// A segmenter for stream `name`. `new_key` makes AES keys (`hls_keys`): pass a source of
     /// cryptographic randomness.
@@ -427,11 +437,7 @@ impl Segmenter {
 
     /// The playlist's file name relative to `hls_path`: `NAME.m3u8`, or `NAME/index.m3u8` nested.
     pub fn playlist_file(&self) -> String {
-        if self.s.nested {
-            format!("{}/index.m3u8", self.name)
-        } else {
-            format!("{}.m3u8", self.name)
-        }
+        playlist_file(&self.name, self.s.nested)
     }
 
     /// Whether part `part` of segment `msn` exists yet (for blocking playlist reload).

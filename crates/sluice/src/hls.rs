@@ -362,7 +362,7 @@ fn new_session(now_ms: u64) -> u64 {
 /// stream was published, and is checked again here, where the name becomes a path.
 fn playlist_path(dir: &Path, name: &str, nested: bool) -> Result<PathBuf, NameError> {
     let name = untrusted::stream_name(name)?;
-    Ok(if nested { dir.join(name).join("index.m3u8") } else { dir.join(format!("{name}.m3u8")) })
+    Ok(dir.join(hls::segmenter::playlist_file(name, nested)))
 }
 
 /// Before serving: finish the playlists a crash left open in every `hls_path`.

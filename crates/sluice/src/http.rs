@@ -138,7 +138,7 @@ async fn healthz(State(state): State<HttpState>, req: Request) -> Response {
     if let Some(res) = check_access(state.site.location("/healthz"), &req, "/healthz") {
         return res;
     }
-    format!("ok\nstreams {}\n", state.hub.streams().len()).into_response()
+    format!("ok\nstreams {}\n", state.hub.len()).into_response()
 }
 
 /// Everything but `/healthz`: the location's access rules, then the method decides, then

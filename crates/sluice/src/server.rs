@@ -86,6 +86,9 @@ pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// Pause after a failed `accept` (out of file descriptors and the like), RTMP and HTTP alike.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// How often a recurring accept failure (out of file descriptors, ...) is logged.
 pub(crate) const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -133,7 +136,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTrac
                 if let Some(failed) = failures.hit() {
                     tracing::warn!(error = %e, failed, "rtmp accept failed");
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }

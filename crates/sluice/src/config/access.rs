@@ -249,11 +249,13 @@ fn rule(d: &Directive) -> Result<AccessRule, Fail> {
     Ok(AccessRule { allow: d.name == "allow", publish, play, addr, text: text.join(" "), line: d.span.line })
 }
 
+/// What an `allow`/`deny` address must be, for the error of one that is not (rtmp and http).
+pub(crate) const ADDR_MUST: &str = "\"all\", an IPv4 or IPv6 address, or a network like 10.0.0.0/8 or 2001:db8::/32";
+
 /// `all`, an address, or an address with a prefix length ([`parse_addr`]), with a warning when
 /// host bits under the prefix were set (nginx warns that they are meaningless; so do we).
 fn addr_match(d: &Directive, arg: &Arg) -> Result<AddrMatch, Fail> {
-    const MUST: &str = "\"all\", an IPv4 or IPv6 address, or a network like 10.0.0.0/8 or 2001:db8::/32";
-    let m = parse_addr(&arg.value).ok_or_else(|| invalid(d, arg, MUST))?;
+    let m = parse_addr(&arg.value).ok_or_else(|| invalid(d, arg, ADDR_MUST))?;
     let host = arg.value.split_once('/').and_then(|(ip, _)| parse_addr(ip));
     let cleared = match (m, host) {
         (AddrMatch::V4 { addr, .. }, Some(AddrMatch::V4 { addr: full, .. })) => addr != full,

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use nginx_conf::{Arg, Directive, Span};
 
-use super::access::parse_addr as addr_match;
+use super::access::{parse_addr as addr_match, ADDR_MUST};
 use super::core::parse_addr;
 use super::value::{
     check_shape, ctx, edit_distance, first, invalid, number_in, put, spec, time, Args, DirectiveSpec, Fail, Kind,
@@ -908,9 +908,7 @@ fn rtmp_control(d: &Directive) -> Result<RtmpControl, Fail> {
 /// `allow|deny ADDR|CIDR|all;` in an http level.
 fn access_rule(d: &Directive) -> Result<HttpAccessRule, Fail> {
     let arg = first(d)?;
-    let addr = addr_match(&arg.value).ok_or_else(|| {
-        invalid(d, arg, "\"all\", an IPv4 or IPv6 address, or a network like 10.0.0.0/8 or 2001:db8::/32")
-    })?;
+    let addr = addr_match(&arg.value).ok_or_else(|| invalid(d, arg, ADDR_MUST))?;
     Ok(HttpAccessRule { allow: d.name == "allow", addr, text: format!("{} {}", d.name, arg.value) })
 }
 

@@ -23,13 +23,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::{ConnectionLimit, ConnectionPermit};
 use crate::config::HttpLimits;
-use crate::server::{LogEvery, ACCEPT_ERROR_LOG_INTERVAL};
+use crate::server::{LogEvery, ACCEPT_BACKOFF, ACCEPT_ERROR_LOG_INTERVAL};
 
 /// How often refusals at the connection limit are logged while they go on.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Pause after a failed `accept` (out of file descriptors and the like).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Accepts connections until `shutdown`, then waits for the open ones to finish their request.
 /// Past `max_connections` a new connection is closed at once: it never waits in the backlog

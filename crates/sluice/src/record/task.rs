@@ -626,7 +626,7 @@ impl StreamTask {
         let slot = &mut self.slots[i];
         let label = slot.label().to_owned();
         let Some(path) = slot.open.as_ref().map(|o| o.path.clone()) else { return false };
-        let mp4 = slot.conf.format == RecordFormat::Mp4;
+        let mp4 = slot.is_mp4();
         if slot.conf.append && mp4 {
             tracing::warn!(app = %app, stream = %name, recorder = %label, "record: record_append is not supported with record_format mp4; {} is replaced", path.display());
         }
