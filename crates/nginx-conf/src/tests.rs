@@ -2,7 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 fn sp(line: u32, col: u32) -> Span {
-    Span { line, col }
+    Span::new(line, col)
 }
 
 /// The tree without positions, for comparing parses of differently laid-out text.
@@ -228,4 +228,120 @@ proptest! {
             prop_assert_eq!(shape(&parse(&render(&tree)).unwrap()), shape(&tree));
         }
     }
+}
+
+/// Files in memory; a pattern ending in `*` matches every name with its prefix, in order.
+struct Files(Vec<(&'static str, &'static str)>);
+
+impl Loader for Files {
+    fn load(&mut self, pattern: &str) -> Result<Vec<Source>, String> {
+        let source = |(name, text): &(&str, &str)| Source {
+            name: name.to_string(),
+            key: name.to_string(),
+            text: text.to_string(),
+        };
+        if let Some(prefix) = pattern.strip_suffix('*') {
+            return Ok(self.0.iter().filter(|(n, _)| n.starts_with(prefix)).map(source).collect());
+        }
+        self.0
+            .iter()
+            .find(|(n, _)| *n == pattern)
+            .map(|f| vec![source(f)])
+            .ok_or_else(|| format!("open() \"{pattern}\" failed"))
+    }
+}
+
+fn main_file(text: &str) -> Source {
+    Source { name: "main.conf".into(), key: "main.conf".into(), text: text.into() }
+}
+
+#[test]
+fn include_takes_the_place_of_the_directive_anywhere() {
+    let mut files = Files(vec![
+        ("d/a.conf", "application a {\n    live on;\n}\n"),
+        ("d/b.conf", "application b { include inner.conf; }"),
+        ("inner.conf", "record all;"),
+        ("top.conf", "rtmp { server { include d/*; } }"),
+    ]);
+    let parsed = parse_files(main_file("user x;\ninclude top.conf;\nhttp { }"), &mut files).unwrap();
+    assert_eq!(parsed.files, ["main.conf", "top.conf", "d/a.conf", "d/b.conf", "inner.conf"]);
+    let names: Vec<_> = parsed.directives.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["user", "rtmp", "http"]);
+    let server = &parsed.directives[1].block.as_ref().unwrap()[0];
+    let apps = server.block.as_ref().unwrap();
+    assert_eq!(apps.iter().map(|a| a.args[0].value.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    let live = &apps[0].block.as_ref().unwrap()[0];
+    assert_eq!(live.span, Span { line: 2, col: 5, file: 2 }, "positions say which file");
+    let record = &apps[1].block.as_ref().unwrap()[0];
+    assert_eq!((record.name.as_str(), record.span.file), ("record", 4));
+    assert_eq!(parsed.directives[2].span, Span::new(3, 1));
+}
+
+#[test]
+fn include_errors_name_the_file() {
+    let err = |main: &str, files: Vec<(&'static str, &'static str)>| {
+        parse_files(main_file(main), &mut Files(files)).unwrap_err().to_string()
+    };
+    assert_eq!(err("\n include nope.conf;", vec![]), "main.conf:2:2: open() \"nope.conf\" failed");
+    assert!(
+        parse_files(main_file("include d/*;"), &mut Files(vec![])).unwrap().directives.is_empty(),
+        "a glob may match nothing"
+    );
+    assert_eq!(
+        err("include a.conf;", vec![("a.conf", "x {\n")]),
+        "a.conf:2:1: unexpected end of file, expecting \"}\""
+    );
+    assert_eq!(
+        err("x { include a.conf; }", vec![("a.conf", "}")]),
+        "a.conf:1:1: unexpected \"}\"",
+        "a file's blocks are its own"
+    );
+    assert_eq!(
+        err("include a.conf;", vec![("a.conf", "x y")]),
+        "a.conf:1:4: unexpected end of file, expecting \";\" or \"}\""
+    );
+    assert_eq!(err("include a b;", vec![]), "main.conf:1:1: invalid number of arguments in \"include\" directive");
+    assert_eq!(err("include a { }", vec![]), "main.conf:1:1: directive \"include\" is not terminated by \";\"");
+}
+
+#[test]
+fn include_cycles_and_depth_are_errors() {
+    let files = vec![("a.conf", "include b.conf;"), ("b.conf", "\n\ninclude a.conf;")];
+    let e = parse_files(main_file("include a.conf;"), &mut Files(files)).unwrap_err();
+    assert_eq!(e.to_string(), "b.conf:3:1: include cycle: \"a.conf\" is already being read");
+    let e = parse_files(main_file("include main.conf;"), &mut Files(vec![("main.conf", "")])).unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::IncludeCycle("main.conf".into()));
+    // Sequential includes of one file are fine (nginx allows them).
+    let twice = parse_files(main_file("include a.conf; include a.conf;"), &mut Files(vec![("a.conf", "x;")])).unwrap();
+    assert_eq!(twice.directives.len(), 2);
+
+    /// An endless chain of distinct files: 0.conf includes 1.conf includes 2.conf ...
+    struct Chain;
+    impl Loader for Chain {
+        fn load(&mut self, pattern: &str) -> Result<Vec<Source>, String> {
+            let n: u32 = pattern.trim_end_matches(".conf").parse().unwrap();
+            let text = format!("include {}.conf;", n + 1);
+            Ok(vec![Source { name: pattern.into(), key: pattern.into(), text }])
+        }
+    }
+    let e = parse_files(main_file("include 0.conf;"), &mut Chain).unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::IncludeTooDeep(MAX_INCLUDE_DEPTH));
+
+    /// A glob that matches more files than allowed.
+    struct Many;
+    impl Loader for Many {
+        fn load(&mut self, _: &str) -> Result<Vec<Source>, String> {
+            Ok((0..MAX_FILES)
+                .map(|i| Source { name: i.to_string(), key: i.to_string(), text: String::new() })
+                .collect())
+        }
+    }
+    let e = parse_files(main_file("include *;"), &mut Many).unwrap_err();
+    assert_eq!(e.error.kind, ErrorKind::TooManyFiles(MAX_FILES));
+}
+
+#[test]
+fn plain_parse_keeps_include_as_a_directive() {
+    let tree = parse("include a.conf;").unwrap();
+    assert_eq!((tree[0].name.as_str(), tree[0].arg_values()), ("include", vec!["a.conf"]));
 }
