@@ -182,7 +182,9 @@ fn queue_len(d: &Directive, min: u64) -> Result<usize, Fail> {
     Ok(n as usize)
 }
 
-/// Listen flags nginx accepts after the address; sluice accepts them and uses none yet.
+/// Listen flags nginx accepts after the address; sluice accepts them and uses none yet
+/// (`later::INERT_LISTEN_OPTIONS` says why for each; `bind` needs nothing: every address is
+/// bound on its own anyway).
 const LISTEN_OPTIONS: &[&str] =
     &["bind", "reuseport", "proxy_protocol", "deferred", "ipv6only", "so_keepalive", "backlog", "rcvbuf", "sndbuf"];
 
@@ -196,9 +198,6 @@ pub(crate) fn listen(d: &Directive) -> Result<SocketAddr, Fail> {
         if !LISTEN_OPTIONS.contains(&key) {
             let msg = format!("invalid parameter \"{}\" in \"listen\" directive", opt.value);
             return Err(Fail::new(opt.span, msg));
-        }
-        if key == "proxy_protocol" {
-            tracing::warn!(line = opt.span.line, "listen: proxy_protocol is not implemented yet");
         }
     }
     Ok(addr)

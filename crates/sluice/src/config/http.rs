@@ -23,7 +23,7 @@
 //! Inheritance is nginx's: `root`/`alias`, `types`, `default_type` and `index` inherit
 //! http → server → location → nested location; `add_header` lists inherit only into a level
 //! that has none. Directives common in stock nginx.conf files that mean nothing to sluice
-//! (`sendfile`, `gzip`, `access_log`, `include`, ...) are accepted with a warning; anything
+//! (`sendfile`, `gzip`, `access_log`, ...) are accepted with a warning; anything
 //! else is an error naming the file, line and column.
 //!
 //! Besides what the file says, sluice serves each application's `hls_path` directory at
@@ -128,7 +128,6 @@ const BUILTIN_CONTROL_RULES: &[&str] = &["allow 127.0.0.0/8", "allow ::1", "deny
 /// `http { }` with any arguments, and logged as ignored. Names starting with `gzip` or `ssl_`
 /// are ignored too (see [`is_ignored`]).
 const IGNORED: &[&str] = &[
-    "include",
     "sendfile",
     "tcp_nopush",
     "tcp_nodelay",
@@ -621,12 +620,7 @@ fn is_ignored(name: &str) -> bool {
 fn warn_ignored(d: &Directive) {
     let line = d.span.line;
     let name = d.name.as_str();
-    let arg = d.args.first().map(|a| a.value.as_str()).unwrap_or_default();
-    if name == "include" && arg.ends_with("mime.types") {
-        tracing::warn!(line, "\"include {arg}\" ignored: sluice has a built-in MIME type map");
-    } else if name == "include" {
-        tracing::warn!(line, "\"include {arg}\" ignored: sluice does not read included files; copy what it needs here");
-    } else if name.starts_with("ssl_") {
+    if name.starts_with("ssl_") {
         tracing::warn!(line, directive = name, "ignored: TLS is not supported yet");
     } else if name == "if" {
         tracing::warn!(line, "\"if\" block ignored (sluice answers CORS preflight requests itself)");
@@ -826,10 +820,6 @@ fn assign_listens(servers: &[RawServer]) -> Result<Vec<(SocketAddr, usize)>, Fai
 /// `types { MIME EXT...; }`: each line maps its extensions to its MIME type.
 fn read_types(d: &Directive, map: &mut BTreeMap<String, String>) -> Result<(), Fail> {
     for line in d.block.as_deref().unwrap_or_default() {
-        if line.name == "include" {
-            warn_ignored(line);
-            continue;
-        }
         if line.block.is_some() || line.args.is_empty() {
             let msg = format!("invalid \"types\" line \"{}\", it must be like \"video/mp2t ts;\"", line.name);
             return Err(Fail::new(line.span, msg));
@@ -980,7 +970,7 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
 }
 
 /// The last component of an `hls_path`, when it is a plain, URL-safe name.
-fn served_name(path: &Path) -> Option<&str> {
+pub(crate) fn served_name(path: &Path) -> Option<&str> {
     match path.components().next_back()? {
         Component::Normal(name) => name.to_str().filter(|n| !n.contains(['%', '?', '#'])),
         _ => None,

@@ -1,10 +1,17 @@
 //! Directives of nginx-rtmp features sluice does not implement yet (exec, relay, VOD play,
 //! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
-//! that implements them later, and logged as a warning. Argument counts are checked loosely
-//! (nginx-rtmp's own counts, widened where forks add arguments).
+//! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
+//! widened where forks add arguments).
 //!
-//! When a feature is implemented, move its rows to its own module with a typed field.
+//! This module is also the registry of everything accepted that has no effect (the "inert"
+//! directives): every row of [`DIRECTIVES`], plus the rows of [`INERT`] (directives parsed into
+//! typed fields that nothing reads yet) and the `listen` options in [`INERT_LISTEN_OPTIONS`].
+//! `-t` and start-up warn about each occurrence ([`find_inert`], [`report`]); a player whose
+//! stream a missing feature would have served is told so ([`PLAY_SOURCES`]).
+//!
+//! When a feature is implemented, move its rows to its own module with a typed field (and
+//! drop its [`PLAY_SOURCES`] row); when a typed directive starts acting, delete its [`INERT`] row.
 
 use nginx_conf::Directive;
 
@@ -74,12 +81,161 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("rtmp_socket_dir", TOP, ONE, Kind::Raw, ""),
 ];
 
-/// Records a not-yet-implemented directive: a warning now, raw words for later.
+/// Records a not-yet-implemented directive's raw words for later (the warning comes from
+/// [`find_inert`], with the file it is in).
 pub(crate) fn accept(d: &Directive) -> (String, Vec<String>) {
-    tracing::warn!(
-        directive = %d.name,
-        line = d.span.line,
-        "directive is accepted but not implemented yet; it has no effect"
-    );
     (d.name.clone(), d.args.iter().map(|a| a.value.clone()).collect())
+}
+
+/// Directives inside `rtmp { }` that other modules parse into typed settings nothing acts on
+/// yet, and why. One row each: delete a row when its directive starts acting, add one when a
+/// directive is accepted but ignored.
+const INERT: &[(&str, &str)] = &[
+    ("hls_variant", "no master playlist is written yet"),
+    ("out_cork", "sluice batches its writes by itself"),
+    ("busy", "sluice sets no process title"),
+];
+
+/// `listen` options (nginx's) that sluice accepts and does not apply, and why.
+const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
+    ("reuseport", "sluice runs one process and binds each address once"),
+    ("proxy_protocol", "the PROXY protocol is not implemented yet"),
+    ("deferred", "sluice does not set TCP_DEFER_ACCEPT"),
+    ("ipv6only", "sluice binds IPv6 addresses with the system's default"),
+    ("so_keepalive", "use the \"so_keepalive\" directive of the server block"),
+    ("backlog", "sluice uses the system's default backlog"),
+    ("rcvbuf", "sluice uses the system's default buffer sizes"),
+    ("sndbuf", "sluice uses the system's default buffer sizes"),
+];
+
+/// Features whose directives would serve a player a stream that nobody publishes here (in
+/// `extra` of its application), and what to tell that player: refused at once rather than
+/// left waiting for a publisher that will not come.
+pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[
+    ("pull", "pulling streams from other servers (\"pull\") is not implemented yet"),
+    ("play", "playing files (VOD, \"play\") is not implemented yet"),
+];
+
+/// Why a [`DIRECTIVES`] row has no effect.
+fn why_later(name: &str) -> &'static str {
+    match name {
+        n if n.starts_with("exec") || n.starts_with("respawn") => "running programs (exec) is not implemented yet",
+        "push" | "pull" | "push_reconnect" | "pull_reconnect" | "relay_buffer" | "session_relay" => {
+            "relays (push, pull) are not implemented yet"
+        }
+        "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
+        n if n.starts_with("dash") => "DASH is not implemented yet",
+        "access_log" | "log_format" | "log_interval" | "log_size" => {
+            "the RTMP access log is not implemented yet (sluice logs each event to stderr)"
+        }
+        "netcall_timeout" | "netcall_buffer" => "callbacks (on_publish, ...) use sluice's own limits",
+        "notify_send_redirect" => "sending callback redirects to the client is not implemented yet",
+        n if n.starts_with("rtmp_auto_push") || n == "rtmp_socket_dir" => {
+            "sluice runs one process: there are no workers to push streams between"
+        }
+        n if n.starts_with("rtmp_stat") => "the statistics page (rtmp_stat) is not implemented yet",
+        _ => "it is not implemented yet",
+    }
+}
+
+/// One occurrence of a directive that is accepted and has no effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inert {
+    /// The directive (`push`), or `listen OPTION` for a `listen` option.
+    pub directive: String,
+    /// The file it is written in.
+    pub file: String,
+    /// Whether that is the main configuration file (the summary then says just the line).
+    pub main_file: bool,
+    /// Its line.
+    pub line: u32,
+    /// Why it has no effect.
+    pub why: &'static str,
+}
+
+/// Which part of the configuration a directive is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Top,
+    Rtmp,
+    Http,
+    /// Blocks that belong to nginx (`events`, ...): none of sluice's business.
+    Other,
+}
+
+/// Every inert directive in `tree` (a configuration [`super::build`] accepted), in file order.
+pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
+    let mut found = Vec::new();
+    // Iterative, as the parser: a deeply nested file cannot overflow the stack.
+    let mut todo: Vec<(&Directive, Part)> = tree.iter().rev().map(|d| (d, Part::Top)).collect();
+    while let Some((d, part)) = todo.pop() {
+        let mut note = |directive: String, at: nginx_conf::Span, why| {
+            let file = files.get(at.file as usize).cloned().unwrap_or_default();
+            found.push(Inert { directive, file, main_file: at.file == 0, line: at.line, why });
+        };
+        match part {
+            Part::Rtmp if d.name == "listen" => {
+                for opt in d.args.iter().skip(1) {
+                    let key = opt.value.split('=').next().unwrap_or_default();
+                    if let Some((_, why)) = INERT_LISTEN_OPTIONS.iter().find(|(k, _)| *k == key) {
+                        note(format!("listen {key}"), opt.span, why);
+                    }
+                }
+            }
+            Part::Rtmp | Part::Top | Part::Http => {
+                if let Some(why) = inert_why(part, &d.name) {
+                    note(d.name.clone(), d.span, why);
+                }
+            }
+            Part::Other => {}
+        }
+        let inner = match (part, d.name.as_str()) {
+            (Part::Top, "rtmp") => Part::Rtmp,
+            (Part::Top, "http") => Part::Http,
+            (Part::Top, _) => Part::Other,
+            (other, _) => other,
+        };
+        for c in d.block.iter().flatten().rev() {
+            todo.push((c, inner));
+        }
+    }
+    found
+}
+
+/// Why directive `name` written in `part` has no effect, when it has none.
+fn inert_why(part: Part, name: &str) -> Option<&'static str> {
+    let later = DIRECTIVES.iter().find(|s| s.name == name);
+    match part {
+        Part::Rtmp => {
+            let typed = INERT.iter().find(|(n, _)| *n == name).map(|(_, why)| *why);
+            typed.or_else(|| later.filter(|s| s.contexts & RSAR != 0).map(|s| why_later(s.name)))
+        }
+        Part::Top => later.filter(|s| s.contexts & TOP != 0).map(|s| why_later(s.name)),
+        Part::Http => name.starts_with("rtmp_stat").then(|| why_later(name)),
+        Part::Other => None,
+    }
+}
+
+/// The lines `-t` and start-up print for `inert` (see [`super::Config::inert_report`]).
+pub(crate) fn report(inert: &[Inert]) -> Vec<String> {
+    if inert.is_empty() {
+        return Vec::new();
+    }
+    let mut lines: Vec<String> = inert
+        .iter()
+        .map(|i| format!("sluice: [warn] \"{}\" has no effect: {}, in {}:{}", i.directive, i.why, i.file, i.line))
+        .collect();
+    let names: Vec<String> = inert
+        .iter()
+        .map(|i| match i.main_file {
+            true => format!("{} (line {})", i.directive, i.line),
+            false => format!("{} ({}:{})", i.directive, i.file, i.line),
+        })
+        .collect();
+    let count = match inert.len() {
+        1 => "1 directive has".to_string(),
+        n => format!("{n} directives have"),
+    };
+    lines.push(format!("sluice: {count} no effect yet: {}", names.join(", ")));
+    lines
 }

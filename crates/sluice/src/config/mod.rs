@@ -15,6 +15,7 @@ mod access;
 mod core;
 mod hls;
 mod http;
+mod include;
 mod later;
 mod live;
 mod notify;
@@ -24,7 +25,7 @@ mod value;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use nginx_conf::{Directive, Span};
+use nginx_conf::{Directive, Loader, Source, Span};
 
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
@@ -46,6 +47,8 @@ use self::notify::NotifyLayer;
 use self::record::RecordLayer;
 use self::value::{check_shape, edit_distance, Fail};
 
+pub use self::later::Inert;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -54,6 +57,8 @@ pub struct Config {
     /// The HTTP side: `http { }` servers or the built-in server (`http_listen`), and the
     /// `hls_path` directories they serve.
     pub http: HttpConf,
+    /// Every accepted directive that has no effect yet, in file order (see [`Config::inert_report`]).
+    pub inert: Vec<Inert>,
 }
 
 /// One `rtmp { server { } }` block.
@@ -92,6 +97,23 @@ pub struct AppConf {
     pub extra: Vec<(String, Vec<String>)>,
 }
 
+impl AppConf {
+    /// Why a player of a stream that nobody publishes here is refused instead of waiting: a
+    /// feature configured for this application would have served it, and is not implemented
+    /// yet (a `pull` relay, VOD `play`). `None` when no such feature is configured.
+    pub fn unserved_play(&self) -> Option<&'static str> {
+        let configured = |name: &str| self.extra.iter().any(|(n, _)| n == name);
+        later::PLAY_SOURCES.iter().find(|(name, _)| configured(name)).map(|(_, why)| *why)
+    }
+
+    /// The HTTP path of stream `name`'s HLS playlist (`/hls/NAME.m3u8`, `/hls/NAME/index.m3u8`
+    /// with `hls_nested`), when this application writes HLS that sluice serves.
+    pub fn hls_url_path(&self, name: &str) -> Option<String> {
+        let dir = http::served_name(self.hls.path.as_deref().filter(|_| self.hls.enabled)?)?;
+        Some(format!("/{dir}/{}", ::hls::segmenter::playlist_file(name, self.hls.nested)))
+    }
+}
+
 /// A configuration that cannot be used. `Display` is `FILE:LINE:COL: message`, or
 /// `FILE: cannot read: ERROR` when the file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -127,17 +149,37 @@ impl ConfigError {
 const DEFAULT_TEXT: &str = include_str!("default.conf");
 
 impl Config {
-    /// Parses and validates config text; `file` names it in error messages.
+    /// Parses and validates config text; `file` names it in error messages. Not being a file,
+    /// it includes nothing: `include` directives are skipped with a warning.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let tree = nginx_conf::parse(text).map_err(|e| ConfigError::invalid(file, e.span, e.kind.to_string()))?;
-        build(&tree).map_err(|f| ConfigError::invalid(file, f.span, f.message))
+        let main = Source { name: file.to_owned(), key: file.to_owned(), text: text.to_owned() };
+        Config::from_files(main, &mut include::NoFiles)
     }
 
-    /// Reads and parses a config file.
+    /// Reads and parses a config file and the files it includes (relative `include` paths
+    /// resolve against the file's directory, as nginx's conf prefix for `nginx -c FILE`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
-        Config::parse(&text, &file)
+        let key = std::fs::canonicalize(path).map_or_else(|_| file.clone(), |p| p.display().to_string());
+        Config::from_files(Source { name: file, key, text }, &mut include::FsLoader::for_main(path))
+    }
+
+    fn from_files(main: Source, loader: &mut dyn Loader) -> Result<Config, ConfigError> {
+        let parsed = nginx_conf::parse_files(main, loader)
+            .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
+        let file_of = |span: Span| parsed.files.get(span.file as usize).cloned().unwrap_or_default();
+        let mut config =
+            build(&parsed.directives).map_err(|f| ConfigError::invalid(&file_of(f.span), f.span, f.message))?;
+        config.inert = later::find_inert(&parsed.directives, &parsed.files);
+        Ok(config)
+    }
+
+    /// What `-t` and start-up print about directives that have no effect yet: one warning
+    /// line per occurrence (`FILE:LINE`), then a summary line naming them all; nothing when
+    /// every directive acts.
+    pub fn inert_report(&self) -> Vec<String> {
+        later::report(&self.inert)
     }
 
     /// The built-in configuration used when no file is given (nginx syntax, with comments).
@@ -206,10 +248,6 @@ fn directives_with_group() -> impl Iterator<Item = (Group, &'static DirectiveSpe
 
 /// Finds a directive's table row and checks that it may appear in `context` with this shape.
 fn check(d: &Directive, context: u8) -> Result<Group, Fail> {
-    if d.name == "include" {
-        let msg = "\"include\" is not supported inside \"rtmp\" yet; paste the file's content instead";
-        return Err(Fail::new(d.span, msg));
-    }
     let Some((group, spec)) = lookup(&d.name) else {
         return Err(unknown(d));
     };
@@ -321,9 +359,6 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
                 }
                 http_block = Some(d);
             }
-            "include" => {
-                tracing::warn!(line = d.span.line, "top-level \"include\" is not supported; ignored")
-            }
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
     }
@@ -344,7 +379,7 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
         block,
         hls: http::hls_locations(&servers, rtmp)?,
     };
-    Ok(Config { servers, http })
+    Ok(Config { servers, http, inert: Vec::new() })
 }
 
 /// The children of a block directive; nginx's wording when it has none.
@@ -464,6 +499,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
             extra: merged.extra.iter().chain(&r.extra).cloned().collect(),
         })
         .collect();
+    check_record_path(&record, a)?;
     let hls = merged.hls.build();
     hls.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
     merged.access.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
@@ -472,6 +508,23 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     notify.recorder_record_done =
         a.recorders.iter().filter_map(|r| Some((r.name.clone(), r.notify.on_record_done()?.to_owned()))).collect();
     Ok(AppConf { name: a.name.clone(), live: merged.live.build(), record, hls, access, notify, extra: merged.extra })
+}
+
+/// Recording without `record_path` could only fail at the first publish: refuse it now.
+fn check_record_path(record: &RecordConf, a: &RawApp) -> Result<(), Fail> {
+    let needs = |conf: &RecordConf| !conf.mode.is_off() && conf.path.is_none();
+    if needs(record) {
+        let msg = format!("application \"{}\": \"record\" records but \"record_path\" is not set", a.name);
+        return Err(Fail::new(a.span, msg));
+    }
+    match record.recorders.iter().find(|r| needs(&r.conf)) {
+        Some(r) => {
+            let msg =
+                format!("application \"{}\": recorder \"{}\" records but \"record_path\" is not set", a.name, r.name);
+            Err(Fail::new(a.span, msg))
+        }
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

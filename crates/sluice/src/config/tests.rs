@@ -160,7 +160,8 @@ fn table_defaults_are_the_real_defaults() {
             (_, default) => nginx_conf::quote(default),
         };
         let with = wrap(spec, &format!("{} {value};", spec.name));
-        let parsed = Config::parse(&with, "t").unwrap_or_else(|e| panic!("{group}: {with}: {e}"));
+        let mut parsed = Config::parse(&with, "t").unwrap_or_else(|e| panic!("{group}: {with}: {e}"));
+        parsed.inert.clear();
         let without = parse(&wrap(spec, ""));
         if spec.kind != Kind::Raw && spec.name != "hls_variant" && spec.name != "recorder" && sample.is_none() {
             assert_eq!(parsed, without, "{group}: default of {} is not {:?}", spec.name, spec.default);
@@ -231,7 +232,7 @@ fn hls_variants_replace_outer_lists() {
 
 #[test]
 fn record_flags_combine() {
-    let r = app_conf("record audio keyframes manual;").record;
+    let r = app_conf("record audio keyframes manual; record_path /r;").record;
     assert_eq!(r.mode, RecordMode { audio: true, video: false, keyframes: true, manual: true });
     assert!(app_conf("record all off;").record.mode.is_off());
 }
@@ -422,12 +423,168 @@ fn error_duplicates() {
     );
 }
 
+/// A directory under the system's temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("sluice-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Debian's layout: `rtmp {}` in a file included at top level by a glob, applications in
+/// files included inside `server {}`, relative paths resolved against the main file's
+/// directory (nginx's conf prefix), `include mime.types` read for real when it exists.
 #[test]
-fn error_include_inside_rtmp() {
-    assert_eq!(
-        error("rtmp { include rtmp.d/*.conf; }"),
-        "test.conf:1:8: \"include\" is not supported inside \"rtmp\" yet; paste the file's content instead"
+fn includes_follow_the_debian_layout() {
+    let dir = TempDir::new("debian");
+    dir.write("modules-enabled/50-mod-rtmp.conf", "load_module modules/ngx_rtmp_module.so;\n");
+    dir.write("modules-enabled/README", "not a .conf: not included\n");
+    dir.write("modules-enabled/.hidden.conf", "this would not parse {");
+    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    push rtmp://elsewhere/live;\n}\n");
+    dir.write("rtmp.d/tv.conf", "application tv { live on; }\n");
+    dir.write(
+        "conf.d/rtmp.conf",
+        "rtmp {\n    server {\n        listen 19350;\n        include rtmp.d/*.conf;\n    }\n}\n",
     );
+    dir.write("mime.types", "types {\n    text/x-test tst;\n}\n");
+    let main = dir.write(
+        "nginx.conf",
+        "user www-data;\ninclude modules-enabled/*.conf;\nevents { }\ninclude conf.d/*.conf;\nhttp {\n    include mime.types;\n    server { listen 18080; }\n}\n",
+    );
+    let c = Config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.servers.len(), 1, "the rtmp block of the included file is read");
+    assert_eq!(c.servers[0].listen, [addr("0.0.0.0:19350")]);
+    let apps: Vec<_> = c.servers[0].apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(apps, ["live", "tv"], "glob matches in sorted order");
+    let http = c.http.block.as_ref().unwrap();
+    let types = http[0].locations.first().and_then(|l| l.types.as_ref()).or(http[0].fallback.types.as_ref());
+    assert_eq!(types.and_then(|t| t.get("tst")).map(String::as_str), Some("text/x-test"), "mime.types is read");
+    let live = dir.0.join("rtmp.d/live.conf").display().to_string();
+    assert_eq!(
+        c.inert,
+        [Inert {
+            directive: "push".into(),
+            file: live.clone(),
+            main_file: false,
+            line: 3,
+            why: "relays (push, pull) are not implemented yet"
+        }]
+    );
+    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: push ({live}:3)"));
+
+    // Errors name the included file and its line.
+    dir.write("rtmp.d/tv.conf", "application tv {\n    lve on;\n}\n");
+    let e = Config::load(&main).unwrap_err().to_string();
+    let tv = dir.0.join("rtmp.d/tv.conf").display().to_string();
+    assert_eq!(e, format!("{tv}:2:5: unknown directive \"lve\" (did you mean \"live\"?)"));
+}
+
+#[test]
+fn include_errors() {
+    let dir = TempDir::new("include-errors");
+    let main = dir.write("main.conf", "rtmp {\n    include missing.conf;\n}\n");
+    let e = Config::load(&main).unwrap_err().to_string();
+    let missing = dir.0.join("missing.conf").display().to_string();
+    assert!(e.starts_with(&format!("{}:2:5: open() \"{missing}\" failed (", main.display())), "{e}");
+
+    dir.write("a.conf", "include b.conf;\n");
+    dir.write("b.conf", "\ninclude a.conf;\n");
+    let main = dir.write("cycle.conf", "include a.conf;\n");
+    let e = Config::load(&main).unwrap_err().to_string();
+    let a = dir.0.join("a.conf").display().to_string();
+    let b = dir.0.join("b.conf").display().to_string();
+    assert_eq!(e, format!("{b}:2:1: include cycle: \"{a}\" is already being read"));
+
+    let main = dir.write("self.conf", "include self.conf;\n");
+    assert!(Config::load(&main).unwrap_err().to_string().contains("include cycle"));
+
+    // A glob matching nothing is fine (nginx's rule); so is a missing mime.types (sluice's
+    // built-in map answers), and text given without a file includes nothing.
+    let main = dir.write("empty-glob.conf", "include none.d/*.conf;\nhttp { include mime.types; }\nrtmp { }\n");
+    assert!(Config::load(&main).is_ok());
+    assert!(Config::parse("rtmp { include rtmp.d/*.conf; }", "t").is_ok());
+}
+
+#[test]
+fn inert_directives_are_reported_with_file_and_line() {
+    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind;\n    application a {\n      live on;\n      exec ffmpeg -i x;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done x; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
+    let c = parse(text);
+    let seen: Vec<(&str, u32)> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("rtmp_auto_push", 1),
+            ("out_cork", 3),
+            ("listen backlog", 5),
+            ("exec", 8),
+            ("hls_variant", 10),
+            ("exec_record_done", 11),
+            ("rtmp_stat", 15)
+        ]
+    );
+    let report = c.inert_report();
+    assert_eq!(report.len(), seen.len() + 1);
+    assert_eq!(
+        report[1],
+        "sluice: [warn] \"out_cork\" has no effect: sluice batches its writes by itself, in test.conf:3"
+    );
+    assert_eq!(
+        report.last().unwrap(),
+        "sluice: 7 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), exec (line 8), hls_variant (line 10), exec_record_done (line 11), rtmp_stat (line 15)"
+    );
+    assert!(parse(SEED).inert_report().is_empty(), "nothing to say when every directive acts");
+}
+
+#[test]
+fn players_are_told_which_feature_is_missing() {
+    assert_eq!(app_conf("live on;").unserved_play(), None);
+    let vod = app_conf("play /var/vod;");
+    assert_eq!(vod.unserved_play(), Some("playing files (VOD, \"play\") is not implemented yet"));
+    let pull = app_conf("live on; pull rtmp://origin/live;");
+    assert_eq!(pull.unserved_play(), Some("pulling streams from other servers (\"pull\") is not implemented yet"));
+    let server_level = parse("rtmp { server { pull rtmp://origin/live; application a { live on; } } }");
+    assert!(server_level.servers[0].apps[0].unserved_play().is_some(), "inherited from the server");
+}
+
+#[test]
+fn recording_needs_record_path() {
+    assert_eq!(
+        error("rtmp { server {\n application a { record all; } } }"),
+        "test.conf:2:2: application \"a\": \"record\" records but \"record_path\" is not set"
+    );
+    assert_eq!(
+        error("rtmp { server {\n application a { recorder r { record video; } } } }"),
+        "test.conf:2:2: application \"a\": recorder \"r\" records but \"record_path\" is not set"
+    );
+    // Inherited paths count; `record off` and recorders that record nothing need none.
+    parse("rtmp { record_path /r; server { application a { record all; recorder r { record video; } } } }");
+    parse("rtmp { server { application a { record off; recorder r { record off; } } } }");
+}
+
+#[test]
+fn hls_url_paths() {
+    let app = app_conf("hls on; hls_path /tmp/hls;");
+    assert_eq!(app.hls_url_path("cam").as_deref(), Some("/hls/cam.m3u8"));
+    let app = app_conf("hls on; hls_path /tmp/hls; hls_nested on;");
+    assert_eq!(app.hls_url_path("cam").as_deref(), Some("/hls/cam/index.m3u8"));
+    assert_eq!(app_conf("hls off; hls_path /tmp/hls;").hls_url_path("cam"), None);
 }
 
 #[test]
