@@ -132,6 +132,15 @@ fn announce(config: &Config, rtmp: &[SocketAddr], http: &[SocketAddr]) {
         eprintln!("sluice is ready.\n  publish: ffmpeg -re -i input.mp4 -c copy -f flv {url}\n  play:    ffplay {url}");
     }
     if let Some(addr) = http.first() {
+        let apps = config.servers.iter().flat_map(|s| &s.apps);
+        if let Some((app, path)) = apps.filter_map(|a| Some((a, a.hls_url_path("STREAM")?))).next() {
+            eprintln!(
+                "  hls:     http://{}:{}{path} (publish to application \"{}\")",
+                host(addr),
+                addr.port(),
+                app.name
+            );
+        }
         eprintln!("  health:  http://{}:{}/healthz", host(addr), addr.port());
     }
 }

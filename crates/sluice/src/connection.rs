@@ -415,21 +415,23 @@ impl Conn {
         let key = StreamKey { app: app.name.clone(), name: name.clone() };
         let create = (app.live.live && app.live.idle_streams).then(|| self.stream_options());
         let found = if app.live.live { self.ctx.hub.subscribe(&key, create) } else { None };
+        // A feature configured to serve this name but not implemented (pull, VOD): say so
+        // rather than wait for a publisher or answer "No such stream".
+        let unserved = app.unserved_play();
         let (pack, sub) = match found {
-            Some((pack, sub)) if pack.live || app.live.idle_streams => (pack, sub),
+            Some((pack, sub)) if pack.live || (app.live.idle_streams && unserved.is_none()) => (pack, sub),
             other => {
                 if let Some((_, sub)) = other {
                     let stream = sub.stream().clone();
                     drop(sub);
                     self.ctx.hub.release(&stream);
                 }
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, "play refused: stream not found");
-                self.session.send_status(
-                    stream_id,
-                    "error",
-                    "NetStream.Play.StreamNotFound",
-                    &format!("No such stream: {name}"),
+                let why = unserved.map_or_else(
+                    || format!("No such stream: {name}"),
+                    |why| format!("Stream {name} is not published here, and {why}"),
                 );
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, "play refused: {why}");
+                self.session.send_status(stream_id, "error", "NetStream.Play.StreamNotFound", &why);
                 self.closing = true;
                 return;
             }

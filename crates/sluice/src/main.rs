@@ -167,6 +167,10 @@ fn main() -> ExitCode {
         }
         config.http.builtin_listen = addr;
     }
+    // As nginx's `[warn]` lines: on stderr whatever RUST_LOG says, with `-t` and at start-up.
+    for line in config.inert_report() {
+        eprintln!("{line}");
+    }
     if args.test {
         eprintln!(
             "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"

@@ -128,6 +128,9 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTrac
         };
         match accepted {
             Ok((socket, peer)) => {
+                if let Err(e) = prepare(&socket, &ctx.conf.core) {
+                    tracing::warn!(client = %peer, error = %e, "cannot set socket options");
+                }
                 let ctx = ctx.clone();
                 tracker.spawn(connection::run(socket, peer, ctx));
             }
@@ -142,6 +145,34 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTrac
     }
 }
 
+/// Applies the server block's socket options to an accepted connection: `so_keepalive`
+/// (SO_KEEPALIVE, so that the kernel notices peers that vanished without a FIN).
+pub(crate) fn prepare(socket: &tokio::net::TcpStream, core: &crate::config::CoreConf) -> std::io::Result<()> {
+    if core.so_keepalive {
+        set_keepalive(socket, true)?;
+    }
+    Ok(())
+}
+
+fn set_keepalive(socket: &impl std::os::fd::AsRawFd, on: bool) -> std::io::Result<()> {
+    let value = libc::c_int::from(on);
+    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The addresses a listener actually bound (port 0 resolved).
 pub fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
     listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
@@ -150,6 +181,37 @@ pub fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SO_KEEPALIVE as the kernel reports it.
+    fn keepalive(socket: &impl std::os::fd::AsRawFd) -> bool {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid socket descriptor, and a c_int with its size for the result.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_KEEPALIVE,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        value != 0
+    }
+
+    #[tokio::test]
+    async fn so_keepalive_sets_keepalive_on_accepted_sockets() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (text, want) in [("so_keepalive on;", true), ("", false)] {
+            let conf = crate::config::Config::parse(&format!("rtmp {{ {text} server {{ }} }}"), "t").unwrap();
+            let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (accepted, _) = listener.accept().await.unwrap();
+            prepare(&accepted, &conf.servers[0].core).unwrap();
+            assert_eq!(keepalive(&accepted), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn log_every_logs_the_first_then_counts() {
