@@ -577,7 +577,7 @@ mod tests {
 
     #[test]
     fn recorders_in_nginx_order() {
-        let a = app("record all manual; recorder x { record audio; } recorder off { record off; }");
+        let a = app("record all manual; record_path /r; recorder x { record audio; } recorder off { record off; }");
         let names: Vec<_> = task::slots_of(&a).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["x", ""]);
         assert!(task::slots_of(&app("record off;")).is_empty());
