@@ -66,9 +66,8 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let (code, stderr) = check(&main);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains(&format!(
-            "{apps}:1:1: application \"live\": \"record\" records but \"record_path\" is not set"
-        )),
+        stderr
+            .contains(&format!("{apps}:1:1: application \"live\": \"record\" records but \"record_path\" is not set")),
         "recording without record_path is a -t error: {stderr}"
     );
     assert!(stderr.contains("test failed"), "{stderr}");

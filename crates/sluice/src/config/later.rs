@@ -94,6 +94,11 @@ const INERT: &[(&str, &str)] = &[
     ("hls_variant", "no master playlist is written yet"),
     ("out_cork", "sluice batches its writes by itself"),
     ("busy", "sluice sets no process title"),
+    ("buflen", "sluice keeps no per-player buffer to size"),
+    ("sync", "sluice forwards timestamps unchanged, so players have nothing to resync"),
+    ("notify_relay_redirect", "relays are not implemented yet"),
+    ("stream_buckets", "sluice's stream table needs no bucket count"),
+    ("buffer", "it is deprecated (nginx-rtmp ignores it too)"),
 ];
 
 /// `listen` options (nginx's) that sluice accepts and does not apply, and why.
@@ -128,7 +133,7 @@ fn why_later(name: &str) -> &'static str {
         "access_log" | "log_format" | "log_interval" | "log_size" => {
             "the RTMP access log is not implemented yet (sluice logs each event to stderr)"
         }
-        "netcall_timeout" | "netcall_buffer" => "callbacks (on_publish, ...) use sluice's own limits",
+        "netcall_timeout" | "netcall_buffer" => "callbacks use notify_timeout and sluice's own limits",
         "notify_send_redirect" => "sending callback redirects to the client is not implemented yet",
         n if n.starts_with("rtmp_auto_push") || n == "rtmp_socket_dir" => {
             "sluice runs one process: there are no workers to push streams between"
