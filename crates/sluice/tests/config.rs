@@ -105,21 +105,33 @@ async fn first_status(server: &Server, app: &str, role: Role) -> (String, String
     }
 }
 
-#[tokio::test]
-async fn start_up_warns_and_players_of_missing_features_are_told() {
-    let hls_dir = TempDir::new("conf-hls");
+/// sluice with an HLS application, a VOD application and a pull application.
+fn server_with_missing_features(hls_dir: &TempDir) -> Server {
     let apps = format!(
         "application live {{ live on; hls on; hls_path {}; }}
          application vod {{ play /var/videos; }}
          application relay {{ live on; pull rtmp://origin.example/live; }}",
         hls_dir.path("hls").display()
     );
-    let server = Server::start_with("", &apps);
+    Server::start_with("", &apps)
+}
+
+#[test]
+fn start_up_warns_about_inert_directives_and_prints_the_hls_url() {
+    let hls_dir = TempDir::new("conf-hls");
+    let server = server_with_missing_features(&hls_dir);
     let log = wait_for_log(&server, "health:");
+    assert!(log.contains("sluice: [warn] \"play\" has no effect: "), "{log}");
     assert!(log.contains("sluice: 2 directives have no effect yet: play (line "), "{log}");
     let hls = format!("  hls:     http://127.0.0.1:{}/hls/STREAM.m3u8", server.http_port);
     assert!(log.contains(&hls), "the banner gives the HLS URL: {log}");
+}
 
+#[tokio::test]
+async fn players_of_missing_features_are_told() {
+    let hls_dir = TempDir::new("conf-hls");
+    let server = server_with_missing_features(&hls_dir);
+    // Before: "No such stream: movie.mp4".
     let (code, description) = first_status(&server, "vod", Role::Play("movie.mp4".into())).await;
     assert_eq!(code, "NetStream.Play.StreamNotFound");
     assert!(description.contains("VOD") && description.contains("not implemented"), "{description}");
