@@ -771,8 +771,7 @@ impl Segmenter {
         }
         let key = self.s.keys.is_some().then(|| self.key_for(id));
         // Not `||`: the flag is spent by the first segment even when it is a discontinuity anyway.
-        let discontinuity =
-            std::mem::take(&mut self.resume_discontinuity) | (discontinuity && !self.window.is_empty());
+        let discontinuity = std::mem::take(&mut self.resume_discontinuity) | (discontinuity && !self.window.is_empty());
         let mut seg = OpenSegment {
             msn,
             id,

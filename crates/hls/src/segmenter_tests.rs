@@ -605,10 +605,7 @@ fn an_interrupted_playlist_goes_on_with_a_discontinuity_and_new_names() {
     assert!(events.iter().any(|e| matches!(e, Event::Init { file, .. } if file == "stream-2-init.mp4")));
     assert_eq!(segments(&events)[0].1, "stream-2-3.m4s", "numbering goes on under the new session");
     let text = seg.playlist();
-    assert!(
-        text.contains("stream-1-2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"stream-2-init.mp4\"\n"),
-        "{text}"
-    );
+    assert!(text.contains("stream-1-2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"stream-2-init.mp4\"\n"), "{text}");
     assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
     seg.finish();
     assert!(seg.playlist().ends_with("#EXT-X-ENDLIST\n"));

@@ -18,10 +18,16 @@
 //! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
 //! sans-IO `hls` crate.
 //!
-//! Every publish gets a session number (its start in Unix ms, unique within the process) that
-//! every segment, part, init and key name carries (`NAME-SESSION-ID.ts`): files are served as
-//! immutable, so a later publish of the same name must never reuse a URL. Stream names are
+//! Every publish gets a session number (from the Unix clock in ms, unique within the process)
+//! that every segment, part, init and key name carries (`NAME-SESSION-ID.ts`): files are served
+//! as immutable, so a later publish of the same name must never reuse a URL. Stream names are
 //! checked again here (`untrusted::stream_name`) before they become paths.
+//!
+//! A publisher that leaves does not end the playlist at once: the task keeps its subscription
+//! (the hub keeps the stream) for `hls_playlist_length`, and if the name is published again
+//! meanwhile the same playlist goes on after `#EXT-X-DISCONTINUITY` under a new session
+//! (`Segmenter::interrupt`); `on_publish` then starts no second task. Otherwise, or at shutdown,
+//! the playlist ends (`#EXT-X-ENDLIST`) and is cleaned up as before.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};

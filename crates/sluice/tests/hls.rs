@@ -772,10 +772,7 @@ fn republish_within_the_window_continues_fmp4_playlists() {
 
 #[test]
 fn republish_within_the_window_continues_low_latency_playlists() {
-    republish_within_the_window(
-        "hls-repub-ll",
-        "hls_fragment_type fmp4; hls_low_latency on; hls_part_duration 200ms;",
-    );
+    republish_within_the_window("hls-repub-ll", "hls_fragment_type fmp4; hls_low_latency on; hls_part_duration 200ms;");
 }
 
 /// Past `hls_playlist_length` the playlist ends; a later publish starts afresh as before (here
