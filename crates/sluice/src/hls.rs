@@ -888,6 +888,7 @@ mod tests {
             state: Mutex::new(PlaylistState {
                 part_target: Some(Duration::from_millis(200)),
                 live: true,
+                position: Position { open: Some((3, 1)), ..Position::default() },
                 ..PlaylistState::default()
             }),
             changed: watch::channel(0).0,
@@ -901,11 +902,30 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         store.put(part.clone(), Bytes::from_static(b"part"), StoredKind::Part);
-        live.update(String::new(), Position::default(), true);
+        live.update(String::new(), Position { open: Some((3, 2)), ..Position::default() }, true);
         let reply = waiter.await.unwrap().expect("served once it exists");
         assert_eq!((reply.status, &reply.body[..]), (200, &b"part"[..]));
         assert_eq!(reply.content_type, "video/mp2t");
         assert!(store.get(Path::new("/hls/other-1-3.1.ts"), None).await.is_none(), "no such stream");
+    }
+
+    #[tokio::test]
+    async fn parts_hinted_before_the_publisher_left_are_not_waited_for() {
+        let store = HlsStore::new(CancellationToken::new());
+        // Still live (the publisher may come back), no segment open: held, this would take 15 s.
+        let live = Arc::new(LivePlaylist {
+            state: Mutex::new(PlaylistState {
+                part_target: Some(Duration::from_secs(5)),
+                live: true,
+                position: Position { last_complete: Some(3), ..Position::default() },
+                ..PlaylistState::default()
+            }),
+            changed: watch::channel(0).0,
+        });
+        store.playlists().insert(PathBuf::from("/hls/stream.m3u8"), live);
+        let asked = std::time::Instant::now();
+        assert!(store.get(Path::new("/hls/stream-1765000000000-3.2.ts"), None).await.is_none());
+        assert!(asked.elapsed() < Duration::from_secs(10), "answered without waiting");
     }
 
     #[tokio::test]
