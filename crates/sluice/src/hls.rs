@@ -610,7 +610,7 @@ impl HlsTask {
             // Files stay for `hls_continuous` after the restart.
             _ = shutdown.cancelled() => return,
         }
-        let replaced = self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live));
+        let replaced = self.replaced();
         if !replaced {
             self.store.playlists().remove(&self.playlist_path);
         }
@@ -704,11 +704,18 @@ impl HlsTask {
                 Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "hls: {w}"),
             }
         }
-        if playlist_changed {
+        // A task that gave up waiting for its publisher just as the name was published again
+        // ends its playlist after the next task took the path over: the file is the new one's.
+        if playlist_changed && !self.replaced() {
             self.publish_playlist_in_memory();
             let text = self.seg.playlist();
             self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
         }
+    }
+
+    /// Another task (a later publish) writes this playlist now.
+    fn replaced(&self) -> bool {
+        self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live))
     }
 
     fn publish_playlist_in_memory(&self) {

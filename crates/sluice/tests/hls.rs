@@ -698,6 +698,10 @@ fn republish_within_the_window(tag: &str, extra: &str) {
     stop.store(true, Ordering::Relaxed);
     let seen = poller.join().unwrap();
 
+    // One writer all along: the second publish was taken by the waiting task.
+    let log = server.log();
+    assert_eq!(log.matches("hls: start").count(), 1, "{log}");
+    assert!(log.contains("hls: publisher back"), "{log}");
     // Never ended while the publisher was away.
     let in_gap = seen.iter().filter(|(at, _)| *at > first_left && *at < second_came).count();
     assert!(in_gap >= 10, "the playlist was read during the gap ({in_gap} times)");
