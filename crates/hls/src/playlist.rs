@@ -167,7 +167,10 @@ impl MediaPlaylist<'_> {
             let _ = writeln!(out, "#EXTINF:{:.3},\n{}", s.duration, s.uri);
         }
         if let Some(ll) = &self.low_latency {
-            write_map(&mut out, self.map_uri);
+            // Only for parts to come: between publishers the next init segment does not exist.
+            if !ll.open_parts.is_empty() || ll.preload_hint.is_some() {
+                write_map(&mut out, self.map_uri);
+            }
             write_parts(&mut out, ll.open_parts);
             if let Some(hint) = ll.preload_hint {
                 let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");

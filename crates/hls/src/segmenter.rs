@@ -770,8 +770,8 @@ impl Segmenter {
             id = slot * self.s.naming_granularity;
         }
         let key = self.s.keys.is_some().then(|| self.key_for(id));
-        let discontinuity =
-            (discontinuity && !self.window.is_empty()) || std::mem::take(&mut self.resume_discontinuity);
+        // Not `||`: the flag is spent by the first segment even when it is a discontinuity anyway.
+        let discontinuity = std::mem::take(&mut self.resume_discontinuity) | (discontinuity && !self.window.is_empty());
         let mut seg = OpenSegment {
             msn,
             id,
@@ -1220,6 +1220,27 @@ impl Segmenter {
             true,
             &self.s.base_url,
         ))
+    }
+
+    /// The publisher left, and the same stream may be published again while players still
+    /// read the playlist: close the open segment without ending the playlist, and start over as
+    /// a new publish would (codec configuration, timeline, keys and init segment all new) under
+    /// `session`, so no URL is reused. The listed segments, their numbering and the discontinuity
+    /// sequence stay; the next segment starts with `#EXT-X-DISCONTINUITY`. Events not yet polled
+    /// (the closed segment among them) are kept. [`Segmenter::finish`] ends the playlist if
+    /// nobody comes back.
+    pub fn interrupt(&mut self, session: Option<u64>) -> Result<(), SettingsError> {
+        self.finish();
+        let unused: Box<dyn FnMut() -> [u8; 16] + Send> = Box::new(|| [0; 16]);
+        let mut next = Segmenter::new(Settings { session, ..self.s.clone() }, &self.name, unused)?;
+        std::mem::swap(&mut next.new_key, &mut self.new_key);
+        next.window = std::mem::take(&mut self.window);
+        next.next_msn = self.next_msn;
+        next.discontinuity_sequence = self.discontinuity_sequence;
+        // No `resume_discontinuity`: a stream's first segment after listed ones is one anyway.
+        next.events = std::mem::take(&mut self.events);
+        *self = next;
+        Ok(())
     }
 }
 

@@ -586,3 +586,39 @@ fn frames_stamped_before_the_segment_start_cannot_grow_it() {
         assert!(seg.held_bytes() <= limit + (1 << 20), "{} held", seg.held_bytes());
     }
 }
+
+#[test]
+fn an_interrupted_playlist_goes_on_with_a_discontinuity_and_new_names() {
+    let parts = Some(Duration::from_millis(500));
+    let fmp4 = Settings { container: Container::Fmp4, session: Some(1), part_target: parts, ..settings(2) };
+    let mut seg = started(fmp4, false);
+    feed(&mut seg, 0, 5, 50, false);
+    seg.interrupt(Some(2)).unwrap();
+    let closed = segments(&std::iter::from_fn(|| seg.poll_event()).collect::<Vec<_>>());
+    assert_eq!(closed.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(), ["stream-1-2.m4s"], "the open one closed");
+    let gap = seg.playlist();
+    assert!(!gap.contains("ENDLIST") && !gap.contains("DISCONTINUITY"), "{gap}");
+    assert!(gap.ends_with("stream-1-2.m4s\n"), "no hint, no init segment that does not exist yet: {gap}");
+    // The next publisher starts its clock at 0 again, with its own sequence headers.
+    seg.push(true, 0, &Bytes::from_static(&AVC_HEADER), 0);
+    let events = feed(&mut seg, 0, 5, 50, false);
+    assert!(events.iter().any(|e| matches!(e, Event::Init { file, .. } if file == "stream-2-init.mp4")));
+    assert_eq!(segments(&events)[0].1, "stream-2-3.m4s", "numbering goes on under the new session");
+    let text = seg.playlist();
+    assert!(text.contains("stream-1-2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"stream-2-init.mp4\"\n"), "{text}");
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    seg.finish();
+    assert!(seg.playlist().ends_with("#EXT-X-ENDLIST\n"));
+}
+
+#[test]
+fn a_resumed_playlist_has_one_discontinuity() {
+    let mut first = started(settings(2), false);
+    feed(&mut first, 0, 5, 50, false);
+    first.finish();
+    let mut second = started(settings(2), false);
+    second.resume(playlist::parse_media_playlist(&first.playlist()).unwrap());
+    feed(&mut second, 0, 7, 50, false);
+    let text = second.playlist();
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+}

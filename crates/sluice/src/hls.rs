@@ -18,10 +18,16 @@
 //! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
 //! sans-IO `hls` crate.
 //!
-//! Every publish gets a session number (its start in Unix ms, unique within the process) that
-//! every segment, part, init and key name carries (`NAME-SESSION-ID.ts`): files are served as
-//! immutable, so a later publish of the same name must never reuse a URL. Stream names are
+//! Every publish gets a session number (from the Unix clock in ms, unique within the process)
+//! that every segment, part, init and key name carries (`NAME-SESSION-ID.ts`): files are served
+//! as immutable, so a later publish of the same name must never reuse a URL. Stream names are
 //! checked again here (`untrusted::stream_name`) before they become paths.
+//!
+//! A publisher that leaves does not end the playlist at once: the task keeps its subscription
+//! (the hub keeps the stream) for `hls_playlist_length`, and if the name is published again
+//! meanwhile the same playlist goes on after `#EXT-X-DISCONTINUITY` under a new session
+//! (`Segmenter::interrupt`); `on_publish` then starts no second task. Otherwise, or at shutdown,
+//! the playlist ends (`#EXT-X-ENDLIST`) and is cleaned up as before.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -69,6 +75,9 @@ pub struct HlsStore {
     playlists: Mutex<HashMap<PathBuf, Arc<LivePlaylist>>>,
     /// The HLS tasks, so shutdown lets them write their last playlist.
     tasks: TaskTracker,
+    /// The stream each playlist's task writes, while it would take a new publish of it (live,
+    /// or waiting for its publisher to come back): [`on_publish`] starts no second task then.
+    writers: Mutex<HashMap<PathBuf, Arc<Stream>>>,
     /// Server shutdown: ended streams then skip waiting for their cleanup.
     shutdown: CancellationToken,
 }
@@ -157,7 +166,10 @@ impl HlsStore {
                 if let Some(s) = self.files().get(path).cloned() {
                     return Some(s);
                 }
-                if !owner.state().live || rx.changed().await.is_err() {
+                // Between publishers no segment is open, and the part a hint named before the
+                // publisher left never comes (the next publish names its parts anew).
+                let st = owner.state();
+                if !st.live || st.position.open.is_none() || rx.changed().await.is_err() {
                     return None;
                 }
             }
@@ -182,6 +194,10 @@ impl HlsStore {
         // `NAME-SESSION-ID`: the name may hold dashes itself.
         let name = stem.rsplitn(3, '-').nth(2)?;
         playlists.get(&dir.join(format!("{name}.m3u8"))).cloned()
+    }
+
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<Stream>>> {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn put(&self, path: PathBuf, data: Bytes, kind: StoredKind) {
@@ -383,12 +399,23 @@ pub fn repair_on_start(config: &crate::config::Config) {
     }
 }
 
-/// Start HLS for a stream just published, if the application has it on.
+/// Start HLS for a stream just published, if the application has it on. A stream whose
+/// publisher came back while its task still waits keeps that task: it reads the new publish from
+/// the stream and continues the playlist.
 pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
     let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
+    // Held until the new task is registered; a waiting task gives up under it too.
+    let mut writers = store.writers();
+    let path = playlist_path(&dir, name, app.hls.nested).ok();
+    if path.as_ref().and_then(|p| writers.get(p)).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+        tracing::debug!(app = %app.name, stream = %untrusted::for_log(name), "hls: the waiting playlist continues");
+        return;
+    }
     let (_, sub) = stream.subscribe();
     match HlsTask::new(store.clone(), hub.clone(), app.clone(), dir, name.to_string()) {
         Ok(mut task) => {
+            writers.insert(task.playlist_path.clone(), stream.clone());
+            drop(writers);
             store.tasks.spawn(async move { task.run(sub).await });
         }
         Err(e) => {
@@ -484,8 +511,16 @@ impl HlsTask {
         if let Err(e) = tokio::fs::create_dir_all(self.playlist_path.parent().unwrap_or(&self.dir)).await {
             self.log_once(format!("cannot create {}: {e}", self.dir.display()));
         }
+        // While the publisher is away: when the playlist ends unless it comes back.
+        let mut gap: Option<tokio::time::Instant> = None;
         loop {
-            let batch = sub.next_batch(MAX_BATCH).await;
+            let batch = match gap {
+                None => sub.next_batch(MAX_BATCH).await,
+                Some(deadline) => match self.wait_for_publisher(&mut sub, deadline).await {
+                    Some(batch) => batch,
+                    None => return self.finish(sub).await,
+                },
+            };
             if batch.skipped > 0 {
                 tracing::warn!(app = %self.app.name, stream = %self.name, skipped = batch.skipped, "hls: fell behind the stream; frames skipped");
             }
@@ -494,20 +529,73 @@ impl HlsTask {
                     Entry::Frame(f) if f.kind != MediaKind::Data => {
                         self.seg.push(f.kind == MediaKind::Video, f.timestamp, &f.payload, unix_ms());
                     }
-                    Entry::Frame(_) | Entry::Published => {}
-                    Entry::Unpublished => {
-                        self.seg.finish();
-                        self.apply_events().await;
-                        return self.ended(sub).await;
+                    Entry::Frame(_) => {}
+                    Entry::Published => {
+                        if gap.take().is_some() {
+                            tracing::info!(app = %self.app.name, stream = %self.name, "hls: publisher back; the playlist continues after a discontinuity");
+                        }
                     }
+                    Entry::Unpublished if self.store.shutdown.is_cancelled() => return self.finish(sub).await,
+                    Entry::Unpublished => match self.seg.interrupt(Some(new_session(unix_ms()))) {
+                        Ok(()) => gap = Some(tokio::time::Instant::now() + self.reconnect_window()),
+                        Err(e) => {
+                            tracing::error!(app = %self.app.name, stream = %self.name, "hls: {e}");
+                            return self.finish(sub).await;
+                        }
+                    },
                 }
             }
             self.apply_events().await;
         }
     }
 
-    /// The publisher left: the playlist says so; with `hls_cleanup` everything goes after
-    /// `hls_playlist_length`, unless the stream is published again first.
+    /// How long a playlist waits for its publisher to come back before it ends: its length.
+    /// A player is then still playing what it holds (it is that far behind the live edge at
+    /// most), and `hls_cleanup` keeps files that long after they leave the playlist too.
+    fn reconnect_window(&self) -> Duration {
+        self.app.hls.playlist_length.max(Duration::from_secs(1))
+    }
+
+    /// The publisher is away: the next entries of the stream (a new publish), or `None` once
+    /// `deadline` or shutdown came first. The task then stops taking publishes, under the
+    /// `writers` lock: a publish either reaches this task or starts a new one.
+    async fn wait_for_publisher(
+        &mut self,
+        sub: &mut crate::hub::Subscriber,
+        deadline: tokio::time::Instant,
+    ) -> Option<crate::hub::Batch> {
+        let shutdown = self.store.shutdown.clone();
+        tokio::select! {
+            batch = sub.next_batch(MAX_BATCH) => return Some(batch),
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        let mut writers = self.store.writers();
+        let batch = sub.try_batch(MAX_BATCH);
+        if !batch.entries.is_empty() && !shutdown.is_cancelled() {
+            return Some(batch);
+        }
+        if writers.get(&self.playlist_path).is_some_and(|s| Arc::ptr_eq(s, sub.stream())) {
+            writers.remove(&self.playlist_path);
+        }
+        None
+    }
+
+    /// End the playlist (`#EXT-X-ENDLIST`), then linger and clean up.
+    async fn finish(&mut self, sub: crate::hub::Subscriber) {
+        {
+            let mut writers = self.store.writers();
+            if writers.get(&self.playlist_path).is_some_and(|s| Arc::ptr_eq(s, sub.stream())) {
+                writers.remove(&self.playlist_path);
+            }
+        }
+        self.seg.finish();
+        self.apply_events().await;
+        self.ended(sub).await
+    }
+
+    /// The playlist ended: with `hls_cleanup` everything goes after `hls_playlist_length`,
+    /// unless the stream is published again first.
     async fn ended(&mut self, sub: crate::hub::Subscriber) {
         // Like a player that stops: the hub may forget the stream now.
         let stream = sub.stream().clone();
@@ -522,7 +610,7 @@ impl HlsTask {
             // Files stay for `hls_continuous` after the restart.
             _ = shutdown.cancelled() => return,
         }
-        let replaced = self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live));
+        let replaced = self.replaced();
         if !replaced {
             self.store.playlists().remove(&self.playlist_path);
         }
@@ -568,8 +656,11 @@ impl HlsTask {
                     let path = self.dir.join(file);
                     self.store.put(path.clone(), data.clone(), StoredKind::Init);
                     self.write_file(&path, &data).await;
-                    // One per publish: its name carries the session.
-                    self.init = Some(path);
+                    // One per publish: its name carries the session. Segments of an earlier
+                    // publish still listed find theirs on disk.
+                    if let Some(old) = self.init.replace(path.clone()).filter(|old| *old != path) {
+                        self.store.remove(&old);
+                    }
                 }
                 Event::Part { msn, file, data, .. } => {
                     let path = self.dir.join(file);
@@ -613,11 +704,18 @@ impl HlsTask {
                 Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "hls: {w}"),
             }
         }
-        if playlist_changed {
+        // A task that gave up waiting for its publisher just as the name was published again
+        // ends its playlist after the next task took the path over: the file is the new one's.
+        if playlist_changed && !self.replaced() {
             self.publish_playlist_in_memory();
             let text = self.seg.playlist();
             self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
         }
+    }
+
+    /// Another task (a later publish) writes this playlist now.
+    fn replaced(&self) -> bool {
+        self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live))
     }
 
     fn publish_playlist_in_memory(&self) {
@@ -797,6 +895,7 @@ mod tests {
             state: Mutex::new(PlaylistState {
                 part_target: Some(Duration::from_millis(200)),
                 live: true,
+                position: Position { open: Some((3, 1)), ..Position::default() },
                 ..PlaylistState::default()
             }),
             changed: watch::channel(0).0,
@@ -810,11 +909,30 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         store.put(part.clone(), Bytes::from_static(b"part"), StoredKind::Part);
-        live.update(String::new(), Position::default(), true);
+        live.update(String::new(), Position { open: Some((3, 2)), ..Position::default() }, true);
         let reply = waiter.await.unwrap().expect("served once it exists");
         assert_eq!((reply.status, &reply.body[..]), (200, &b"part"[..]));
         assert_eq!(reply.content_type, "video/mp2t");
         assert!(store.get(Path::new("/hls/other-1-3.1.ts"), None).await.is_none(), "no such stream");
+    }
+
+    #[tokio::test]
+    async fn parts_hinted_before_the_publisher_left_are_not_waited_for() {
+        let store = HlsStore::new(CancellationToken::new());
+        // Still live (the publisher may come back), no segment open: held, this would take 15 s.
+        let live = Arc::new(LivePlaylist {
+            state: Mutex::new(PlaylistState {
+                part_target: Some(Duration::from_secs(5)),
+                live: true,
+                position: Position { last_complete: Some(3), ..Position::default() },
+                ..PlaylistState::default()
+            }),
+            changed: watch::channel(0).0,
+        });
+        store.playlists().insert(PathBuf::from("/hls/stream.m3u8"), live);
+        let asked = std::time::Instant::now();
+        assert!(store.get(Path::new("/hls/stream-1765000000000-3.2.ts"), None).await.is_none());
+        assert!(asked.elapsed() < Duration::from_secs(10), "answered without waiting");
     }
 
     #[tokio::test]

@@ -121,7 +121,8 @@ fn uri_attr(playlist: &str, tag: &str) -> String {
 #[test]
 fn mpegts_hls_is_served_probed_and_ended() {
     let dir = TempDir::new("hls-ts");
-    let server = hls_server(&dir, "hls_playlist_length 30s;");
+    // The whole stream stays listed; the playlist ends that long after the publisher leaves.
+    let server = hls_server(&dir, "hls_playlist_length 8s;");
     let mut publisher = ffmpeg_publish(&server.url("stream"), 6, 25);
 
     let text = playlist_with(&server, "/hls/stream.m3u8", 2);
@@ -148,9 +149,10 @@ fn mpegts_hls_is_served_probed_and_ended() {
     let url = format!("http://127.0.0.1:{}/hls/stream.m3u8", server.http_port);
     assert_eq!(hls_streams(&url), vec!["aac".to_string(), "h264,640,360".to_string()]);
 
-    // The publisher stops: the playlist ends, and the files are as nginx-rtmp names them.
+    // The publisher stops and does not come back: the playlist ends, and the files are as
+    // nginx-rtmp names them.
     let _ = publisher.0.wait();
-    let text = wait_for(&server, Duration::from_secs(10), "#EXT-X-ENDLIST", || {
+    let text = wait_for(&server, Duration::from_secs(30), "#EXT-X-ENDLIST", || {
         let t = get(server.http_port, "/hls/stream.m3u8").text();
         t.contains("#EXT-X-ENDLIST").then_some(t)
     });
@@ -545,7 +547,7 @@ async fn publish_restamped(server: &Server, name: &str, flv: bytes::Bytes, stamp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timestamp_jumps_give_segments_that_all_decode() {
     let dir = TempDir::new("hls-jumps");
-    let server = hls_server(&dir, "hls_playlist_length 60s;");
+    let server = hls_server(&dir, "hls_playlist_length 15s;");
     let src = dir.path("in.flv");
     let made = run_timeout(
         Command::new("ffmpeg")
@@ -569,7 +571,7 @@ async fn timestamp_jumps_give_segments_that_all_decode() {
     let text = tokio::task::spawn_blocking({
         let port = server.http_port;
         move || {
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let t = get(port, "/hls/j.m3u8").text();
                 if t.contains("#EXT-X-ENDLIST") || Instant::now() > deadline {
@@ -603,4 +605,217 @@ async fn timestamp_jumps_give_segments_that_all_decode() {
         let errors = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && errors.trim().is_empty(), "{s}: {errors}\n{text}");
     }
+}
+
+/// The playlist's segments as (media sequence number, URI), and its `#EXT-X-MAP` URIs.
+fn numbered(playlist: &str) -> (Vec<(u64, String)>, Vec<String>) {
+    let first: u64 =
+        playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).map_or(0, |v| v.parse().unwrap());
+    let segs = uris(playlist).into_iter().enumerate().map(|(i, u)| (first + i as u64, u)).collect();
+    let maps = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MAP:"))
+        .map(|l| l.split("URI=\"").nth(1).unwrap().split('"').next().unwrap().to_string())
+        .collect();
+    (segs, maps)
+}
+
+/// The session in a segment name (`NAME-SESSION-ID.ext`).
+fn session_of(uri: &str) -> &str {
+    uri.rsplit('-').nth(1).unwrap_or_else(|| panic!("no session in {uri}"))
+}
+
+/// Fetch the playlist every 100 ms from a thread until `stop`, keeping (when, text).
+fn poll_playlist(
+    port: u16,
+    loc: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(Instant, String)>> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = get(port, loc);
+            if r.status == 200 {
+                seen.push((Instant::now(), r.text()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen
+    })
+}
+
+/// Issue 10: a publisher that comes back within `hls_playlist_length` continues the same
+/// playlist: no `#EXT-X-ENDLIST` in between, one `#EXT-X-DISCONTINUITY`, numbering goes on, every
+/// URL is new (init segments too), every segment decodes, and ffmpeg reading the playlist over
+/// HTTP gets the frames of both publishers.
+fn republish_within_the_window(tag: &str, extra: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = TempDir::new(tag);
+    let server = hls_server(&dir, &format!("hls_playlist_length 10s; {extra}"));
+    const LOC: &str = "/hls/s.m3u8";
+    let url = format!("http://127.0.0.1:{}{LOC}", server.http_port);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let poller = poll_playlist(server.http_port, LOC, stop.clone());
+
+    let mut first = ffmpeg_publish(&server.url("s"), 4, 25);
+    playlist_with(&server, LOC, 1);
+    let frames = dir.path("frames.crc");
+    let mut reader = Proc(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-rw_timeout", "30000000", "-i", &url, "-map", "0:v:0", "-f", "framecrc"])
+            .arg(&frames)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _ = first.0.wait();
+    let first_left = Instant::now();
+    // The publisher is away: the playlist has no preload hint of a part to come, and what a
+    // low-latency client asks for answers (no request hangs).
+    let gap = wait_for(&server, Duration::from_secs(10), "the first publisher's last segment", || {
+        let t = get(server.http_port, LOC).text();
+        (!t.contains("#EXT-X-PRELOAD-HINT")).then_some(t)
+    });
+    assert!(!gap.contains("#EXT-X-ENDLIST"), "{gap}");
+    let blocked = extra.contains("hls_low_latency on").then(|| {
+        let next = numbered(&gap).0.last().unwrap().0 + 1;
+        let port = server.http_port;
+        std::thread::spawn(move || get(port, &format!("{LOC}?_HLS_msn={next}&_HLS_part=0")).status)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let second_came = Instant::now();
+    let mut second = ffmpeg_publish(&server.url("s"), 4, 25);
+    if let Some(b) = blocked {
+        let status = b.join().unwrap();
+        assert!(status == 200 || status == 503, "a blocking reload across the gap: {status}");
+    }
+    let _ = second.0.wait();
+    let ended = wait_for(&server, Duration::from_secs(40), "the end of the playlist", || {
+        let t = get(server.http_port, LOC).text();
+        t.contains("#EXT-X-ENDLIST").then_some(t)
+    });
+    stop.store(true, Ordering::Relaxed);
+    let seen = poller.join().unwrap();
+
+    // One writer all along: the second publish was taken by the waiting task.
+    let log = server.log();
+    assert_eq!(log.matches("hls: start").count(), 1, "{log}");
+    assert!(log.contains("hls: publisher back"), "{log}");
+    // Never ended while the publisher was away.
+    let in_gap = seen.iter().filter(|(at, _)| *at > first_left && *at < second_came).count();
+    assert!(in_gap >= 10, "the playlist was read during the gap ({in_gap} times)");
+    let ended_early = seen.iter().find(|(_, t)| t.contains("#EXT-X-ENDLIST") && !t.contains("#EXT-X-DISCONTINUITY"));
+    assert!(ended_early.is_none(), "ended before the publisher came back: {}", ended_early.unwrap().1);
+
+    // One playlist: one discontinuity, the numbering goes on, a new session after it.
+    let (segs, maps) = numbered(&ended);
+    assert_eq!(ended.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{ended}");
+    let (before, after) = ended.split_once("#EXT-X-DISCONTINUITY\n").unwrap();
+    let (old, new) = (uris(before), uris(after));
+    assert!(old.len() >= 3 && new.len() >= 3, "{ended}");
+    assert_eq!(segment_id(&new[0]), segment_id(old.last().unwrap()) + 1, "{ended}");
+    assert!(segs.iter().all(|(msn, u)| segment_id(u) == *msn), "sequential names are numbers: {ended}");
+    let (s1, s2) = (session_of(&old[0]), session_of(&new[0]));
+    assert!(s1 != s2 && old.iter().all(|u| session_of(u) == s1) && new.iter().all(|u| session_of(u) == s2));
+    if extra.contains("fmp4") {
+        assert_eq!(maps.len(), 2, "{ended}");
+        assert!(maps[0] != maps[1] && maps[1].contains(s2) && after.starts_with("#EXT-X-MAP:"), "{ended}");
+    }
+    // No URL ever named two things, in any playlist served along the way.
+    let mut by_uri: HashMap<String, u64> = HashMap::new();
+    let mut by_msn: HashMap<u64, String> = HashMap::new();
+    for (_, t) in &seen {
+        for (msn, u) in numbered(t).0 {
+            assert_eq!(*by_uri.entry(u.clone()).or_insert(msn), msn, "{u} named twice");
+            assert_eq!(*by_msn.entry(msn).or_insert(u.clone()), u, "segment {msn} renamed");
+        }
+    }
+    for part in seen.iter().flat_map(|(_, t)| t.lines()).filter_map(|l| l.strip_prefix("#EXT-X-PART:")) {
+        assert!(part.contains(s1) || part.contains(s2), "{part}");
+    }
+
+    // Every segment decodes on its own (fMP4 after its init segment).
+    for (i, (_, u)) in segs.iter().enumerate() {
+        let mut bytes = Vec::new();
+        if !maps.is_empty() {
+            let map = if old.contains(u) { &maps[0] } else { &maps[1] };
+            bytes = get(server.http_port, &format!("/hls/{map}")).body;
+        }
+        let seg = get(server.http_port, &format!("/hls/{u}"));
+        assert_eq!(seg.status, 200, "{u}");
+        bytes.extend(seg.body);
+        let file = dir.path(&format!("seg{i}.{}", if maps.is_empty() { "ts" } else { "mp4" }));
+        std::fs::write(&file, bytes).unwrap();
+        let out = run_timeout(
+            Command::new("ffmpeg").args(["-v", "error", "-xerror", "-i"]).arg(&file).args(["-f", "null", "-"]),
+            Duration::from_secs(60),
+        );
+        let errors = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && errors.trim().is_empty(), "{u}: {errors}\n{ended}");
+        assert!(duration_of(&file) > 0.5, "{u}");
+    }
+
+    // The HTTP reader went on to the end: frames of both publishers (4 s at 25 fps each).
+    let status = wait_timeout(&mut reader.0, Duration::from_secs(60)).expect("ffmpeg reads up to #EXT-X-ENDLIST");
+    let crc = std::fs::read_to_string(&frames).unwrap_or_default();
+    let n = crc.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(status.success() && n >= 160, "ffmpeg read {n} frames ({status:?}) of {ended}");
+}
+
+#[test]
+fn republish_within_the_window_continues_mpegts_playlists() {
+    // Without `hls_continuous` too: the playlist never ended, so it goes on.
+    republish_within_the_window("hls-repub-ts", "hls_continuous off;");
+}
+
+#[test]
+fn republish_within_the_window_continues_fmp4_playlists() {
+    republish_within_the_window("hls-repub-fmp4", "hls_fragment_type fmp4;");
+}
+
+#[test]
+fn republish_within_the_window_continues_low_latency_playlists() {
+    republish_within_the_window("hls-repub-ll", "hls_fragment_type fmp4; hls_low_latency on; hls_part_duration 200ms;");
+}
+
+/// Past `hls_playlist_length` the playlist ends; a later publish starts afresh as before (here
+/// without `hls_continuous`: numbering from 0, new URLs).
+#[test]
+fn republish_after_the_window_starts_a_new_playlist() {
+    let dir = TempDir::new("hls-repub-late");
+    let server = hls_server(&dir, "hls_playlist_length 2s; hls_continuous off;");
+    let mut first = ffmpeg_publish(&server.url("s"), 3, 25);
+    playlist_with(&server, "/hls/s.m3u8", 1);
+    let _ = first.0.wait();
+    let left = Instant::now();
+    let ended = wait_for(&server, Duration::from_secs(20), "#EXT-X-ENDLIST", || {
+        let t = get(server.http_port, "/hls/s.m3u8").text();
+        t.contains("#EXT-X-ENDLIST").then_some(t)
+    });
+    assert!(left.elapsed() >= Duration::from_millis(1500), "ended before the window passed");
+    let _second = ffmpeg_publish(&server.url("s"), 4, 25);
+    let fresh = wait_for(&server, Duration::from_secs(20), "a new playlist", || {
+        let t = get(server.http_port, "/hls/s.m3u8").text();
+        (!t.contains("#EXT-X-ENDLIST") && t.contains("#EXTINF")).then_some(t)
+    });
+    assert!(fresh.contains("#EXT-X-MEDIA-SEQUENCE:0\n") && !fresh.contains("#EXT-X-DISCONTINUITY"), "{fresh}");
+    let old = uris(&ended);
+    assert!(uris(&fresh).iter().all(|u| !old.contains(u)), "{ended}\n{fresh}");
+}
+
+/// Shutdown while the publisher is away ends the playlist at once, as with a publisher.
+#[test]
+fn shutdown_during_the_gap_ends_the_playlist() {
+    let dir = TempDir::new("hls-repub-stop");
+    let mut server = hls_server(&dir, "hls_playlist_length 30s;");
+    let mut first = ffmpeg_publish(&server.url("s"), 3, 25);
+    playlist_with(&server, "/hls/s.m3u8", 1);
+    let _ = first.0.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    let gap = get(server.http_port, "/hls/s.m3u8").text();
+    assert!(gap.contains("#EXTINF") && !gap.contains("#EXT-X-ENDLIST"), "{gap}");
+    assert!(server.terminate().success());
+    let on_disk = std::fs::read_to_string(dir.path("hls/s.m3u8")).unwrap();
+    assert!(on_disk.ends_with("#EXT-X-ENDLIST\n"), "{on_disk}");
 }
