@@ -395,6 +395,8 @@ fn check(dir: &TempDir, name: &str, conf: &str, args: &[&str]) -> (i32, String) 
 #[test]
 fn sluice_t_checks_http_blocks() {
     let dir = TempDir::new("http-t");
+    // The stock Debian file, with its include paths moved under a directory that does not
+    // exist, so the test does not read the machine's own /etc/nginx.
     let stock = "include /etc/nginx/modules-enabled/*.conf;
 http {
     sendfile on;
@@ -415,8 +417,9 @@ http {
     }
 }
 rtmp { server { application live { live on; } } }
-";
-    let (code, stderr) = check(&dir, "stock.conf", stock, &[]);
+"
+    .replace("/etc/nginx/", &format!("{}/", dir.path("absent-etc-nginx").display()));
+    let (code, stderr) = check(&dir, "stock.conf", &stock, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("test is successful"), "{stderr}");
     for ignored in ["sendfile", "ssl_protocols", "mime.types", "sites-enabled", "try_files", "gzip"] {
