@@ -436,7 +436,10 @@ impl Conn {
         };
         tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), "play");
         self.ctx.access.accept(Stage::Play);
-        self.session.accept_play(stream_id, &name, reset);
+        // With `play_restart`, nginx-rtmp sends Play.Start when the stream starts, not before.
+        if pack.live || !app.live.play_restart {
+            self.session.accept_play(stream_id, &name, reset);
+        }
         let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live) };
         if pack.live {
             self.on_joined_live(app, &playing);
@@ -932,7 +935,8 @@ impl Conn {
     /// `|RtmpSampleAccess(true, true)`, the data message nginx-rtmp sends with Play.Start.
     fn send_sample_access(&mut self, stream_id: u32) {
         let mut payload = Vec::new();
-        for v in [amf0::Value::String("|RtmpSampleAccess".into()), amf0::Value::Boolean(true), amf0::Value::Boolean(true)]
+        for v in
+            [amf0::Value::String("|RtmpSampleAccess".into()), amf0::Value::Boolean(true), amf0::Value::Boolean(true)]
         {
             amf0::encode(&v, &mut payload);
         }

@@ -174,12 +174,59 @@ async fn play_restart_sends_play_stop_then_play_start_as_nginx_rtmp() {
 }
 
 #[tokio::test]
+async fn play_restart_starts_a_waiting_player_only_when_the_publisher_comes() {
+    let server = Server::start("play_restart on;");
+    let mut p = RtmpClient::connect(server.addr(), "live", Role::Play("later".into())).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(ev) = p.next_event().await {
+            let ev = describe(&ev);
+            if !ev.starts_with("control") && !ev.starts_with("Connected") && !ev.starts_with("StreamCreated") {
+                let _ = tx.send(ev);
+            }
+        }
+    });
+    let played = async {
+        while !server.log().lines().any(|l| l.contains(": play client") && l.contains("stream=later")) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), played).await.expect("the play");
+    let _publisher = second_publisher(&server, "later").await;
+    let mut got = Vec::new();
+    let until_last_frame = async {
+        while let Some(ev) = rx.recv().await {
+            let last = ev == "inter @40";
+            got.push(ev);
+            if last {
+                return;
+            }
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(10), until_last_frame).await;
+    assert!(finished.is_ok(), "the publisher's frames; got {got:?}");
+    assert_eq!(
+        got,
+        [
+            "begin",
+            "status NetStream.Play.Start (Start live)",
+            "data |RtmpSampleAccess",
+            "data onMetaData",
+            "new header @0",
+            "key @0",
+            "inter @40"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn publish_notify_tells_a_player_joining_a_live_stream() {
     let server = Server::start("publish_notify on;");
     let _first = first_publisher(&server, "live").await;
     let mut p = RtmpClient::connect(server.addr(), "live", Role::Play("live".into())).await.unwrap();
-    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.Start");
-    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.PublishNotify");
+    let statuses = async { [p.next_status().await.unwrap(), p.next_status().await.unwrap()] };
+    let got = tokio::time::timeout(Duration::from_secs(10), statuses).await.expect("two statuses");
+    assert_eq!(got, ["NetStream.Play.Start", "NetStream.Play.PublishNotify"]);
 }
 
 #[tokio::test]
@@ -232,11 +279,9 @@ fn player(program: &str, args: &[&str], log: &Path) -> Proc {
 /// Decoded video frames of an FLV file by size ("320x240" → count).
 fn frame_sizes(file: &Path) -> HashMap<String, usize> {
     let out = run_timeout(
-        Command::new("ffprobe").args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=width,height"]).args([
-            "-of",
-            "csv=p=0",
-            file.to_str().unwrap(),
-        ]),
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v", "-show_entries", "frame=width,height"])
+            .args(["-of", "csv=p=0", file.to_str().unwrap()]),
         Duration::from_secs(60),
     );
     let mut sizes = HashMap::new();
@@ -286,12 +331,18 @@ fn real_players_play_both_publishers_across_a_reconnect() {
 
     let (ff_log, rd_file, gst_file, gst2_file) =
         (dir.path("ffmpeg.log"), dir.path("rtmpdump.flv"), dir.path("rtmpsrc.flv"), dir.path("rtmp2src.flv"));
-    let ffmpeg = player("ffmpeg", &["-nostdin", "-hide_banner", "-i", &url, "-vf", "showinfo", "-f", "null", "-"], &ff_log);
-    let rtmpdump = player("rtmpdump", &["-q", "--live", "-r", &url, "-o", rd_file.to_str().unwrap()], &dir.path("rd.log"));
+    let ffmpeg =
+        player("ffmpeg", &["-nostdin", "-hide_banner", "-i", &url, "-vf", "showinfo", "-f", "null", "-"], &ff_log);
+    let rtmpdump =
+        player("rtmpdump", &["-q", "--live", "-r", &url, "-o", rd_file.to_str().unwrap()], &dir.path("rd.log"));
     let rtmpsrc_location = format!("location={url} live=1");
     let gst_sink = format!("location={}", gst_file.to_str().unwrap());
-    let rtmpsrc =
-        player("gst-launch-1.0", &["-e", "rtmpsrc", &rtmpsrc_location, "!", "filesink", &gst_sink], &dir.path("gst.log"));
+    // Unbuffered: what arrived is on disk when the process is killed.
+    let rtmpsrc = player(
+        "gst-launch-1.0",
+        &["rtmpsrc", &rtmpsrc_location, "!", "filesink", "buffer-mode=unbuffered", &gst_sink],
+        &dir.path("gst.log"),
+    );
     let gst2_sink = format!("location={}", gst2_file.to_str().unwrap());
     let mut rtmp2src = player(
         "gst-launch-1.0",
@@ -319,13 +370,12 @@ fn real_players_play_both_publishers_across_a_reconnect() {
     let status = wait_timeout(&mut rtmp2src.0, Duration::from_secs(1));
     assert!(status.is_some_and(|s| s.success()), "rtmp2src ends cleanly at Stream EOF");
 
-    // Let the file writers finish cleanly: gst-launch -e turns SIGINT into EOS.
-    signal(&rtmpsrc, "INT");
+    // ffmpeg's log and rtmpsrc's unbuffered file are complete already (both ignore signals
+    // while they wait for data); rtmpdump closes its file on SIGTERM.
+    drop((ffmpeg, rtmpsrc));
     signal(&rtmpdump, "TERM");
-    signal(&ffmpeg, "INT");
-    for mut p in [rtmpsrc, rtmpdump, ffmpeg] {
-        wait_timeout(&mut p.0, Duration::from_secs(15));
-    }
+    let mut rtmpdump = rtmpdump;
+    wait_timeout(&mut rtmpdump.0, Duration::from_secs(15));
 
     let ff = showinfo_sizes(&ff_log);
     let rd = frame_sizes(&rd_file);
