@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use rtmp::message::user_control;
 use rtmp::{ClientEvent, MediaKind, Role};
 use sluice::client::RtmpClient;
 
