@@ -851,7 +851,13 @@ impl Conn {
                     }
                 }
                 Entry::Published => self.on_stream_published(&mut playing),
-                Entry::Unpublished => self.on_stream_unpublished(&playing),
+                Entry::Unpublished => {
+                    self.on_stream_unpublished(&playing);
+                    // `idle_streams off`: nothing more for a player being closed.
+                    if self.closing {
+                        break;
+                    }
+                }
             }
         }
         self.playing = Some(playing);
@@ -896,9 +902,10 @@ impl Conn {
         }
     }
 
-    /// The publisher left: nginx-rtmp's `ngx_rtmp_live_stop`. Stream EOF always (players such
-    /// as ffmpeg, rtmpdump and GStreamer keep reading after it); `play_restart` adds Play.Stop
-    /// and `publish_notify` adds UnpublishNotify, which make those players end. With
+    /// The publisher left: nginx-rtmp's `ngx_rtmp_live_stop`. Stream EOF always (ffmpeg,
+    /// rtmpdump and GStreamer's `rtmpsrc` read on after it; `rtmp2src` ends); `play_restart` adds
+    /// Play.Stop and `publish_notify` adds UnpublishNotify, either of which ends ffmpeg and
+    /// rtmpdump. With
     /// `idle_streams off` nginx-rtmp closes every player instead of keeping it for the next
     /// publisher.
     fn on_stream_unpublished(&mut self, playing: &Playing) {
