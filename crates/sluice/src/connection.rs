@@ -438,9 +438,13 @@ impl Conn {
         };
         tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), "play");
         self.ctx.access.accept(Stage::Play);
-        self.session.accept_play(stream_id, &name, reset);
+        // With `play_restart`, nginx-rtmp sends Play.Start when the stream starts, not before.
+        if pack.live || !app.live.play_restart {
+            self.session.accept_play(stream_id, &name, reset);
+        }
         let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live) };
         if pack.live {
+            self.on_joined_live(app, &playing);
             self.send_start_pack(&mut playing, &pack);
         }
         self.playing = Some(playing);
@@ -849,7 +853,13 @@ impl Conn {
                     }
                 }
                 Entry::Published => self.on_stream_published(&mut playing),
-                Entry::Unpublished => self.on_stream_unpublished(&playing),
+                Entry::Unpublished => {
+                    self.on_stream_unpublished(&playing);
+                    // `idle_streams off`: nothing more for a player being closed.
+                    if self.closing {
+                        break;
+                    }
+                }
             }
         }
         self.playing = Some(playing);
@@ -865,34 +875,63 @@ impl Conn {
         }
     }
 
+    /// A player joined a stream that is being published: nginx-rtmp runs `ngx_rtmp_live_start`
+    /// for it, so `publish_notify` sends PublishNotify now too (Stream Begin, Play.Start and
+    /// `|RtmpSampleAccess` went with the play reply).
+    fn on_joined_live(&mut self, app: &AppConf, playing: &Playing) {
+        if app.live.publish_notify {
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.PublishNotify", "Start publishing");
+        }
+    }
+
+    /// A publisher (re)started the stream: nginx-rtmp's `ngx_rtmp_live_start`. Stream Begin
+    /// always; `play_restart` adds Play.Start and `|RtmpSampleAccess`, `publish_notify` adds
+    /// PublishNotify (codes, levels and texts as nginx-rtmp sends them). The player stays
+    /// subscribed and gets the new publisher's metadata and sequence headers from the ring
+    /// before its frames; its gate waits for a keyframe again.
     fn on_stream_published(&mut self, playing: &mut Playing) {
         let Some(app) = &self.app else { return };
         let (notify, restart) = (app.live.publish_notify, app.live.play_restart);
         playing.gate.restart();
-        if notify {
-            self.session.send_status(
-                playing.stream_id,
-                "status",
-                "NetStream.Play.PublishNotify",
-                &format!("{} is now published.", playing.name),
-            );
-        }
+        tracing::debug!(client = %self.peer, stream = %playing.name, "player: stream published");
+        self.session.send_user_control(user_control::STREAM_BEGIN, playing.stream_id);
         if restart {
-            self.session.send_user_control(user_control::STREAM_BEGIN, playing.stream_id);
-            self.session.send_status(
-                playing.stream_id,
-                "status",
-                "NetStream.Play.Start",
-                &format!("Started playing {}.", playing.name),
-            );
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.Start", "Start live");
+            self.send_sample_access(playing.stream_id);
+        }
+        if notify {
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.PublishNotify", "Start publishing");
         }
     }
 
+    /// The publisher left: nginx-rtmp's `ngx_rtmp_live_stop`. Stream EOF always (ffmpeg,
+    /// rtmpdump and GStreamer's `rtmpsrc` read on after it; `rtmp2src` ends); `play_restart` adds
+    /// Play.Stop and `publish_notify` adds UnpublishNotify, either of which ends ffmpeg and
+    /// rtmpdump. With
+    /// `idle_streams off` nginx-rtmp closes every player instead of keeping it for the next
+    /// publisher.
     fn on_stream_unpublished(&mut self, playing: &Playing) {
-        let restart = self.app.as_ref().is_some_and(|a| a.live.play_restart);
+        let Some(app) = &self.app else { return };
+        let (notify, restart, idle_streams) = (app.live.publish_notify, app.live.play_restart, app.live.idle_streams);
+        self.session.send_user_control(user_control::STREAM_EOF, playing.stream_id);
         if restart {
-            self.session.send_status(playing.stream_id, "status", "NetStream.Play.Stop", "Stopped live.");
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.Stop", "Stop live");
         }
+        if notify {
+            // nginx-rtmp says "Start publishing" here too (a copy slip); clients go by the code.
+            self.session.send_status(playing.stream_id, "status", "NetStream.Play.UnpublishNotify", "Stop publishing");
+        }
+        if idle_streams {
+            tracing::debug!(client = %self.peer, stream = %playing.name, "player: stream unpublished, waiting for a publisher");
+        } else {
+            tracing::info!(client = %self.peer, stream = %playing.name, "player closed: publisher left (idle_streams off)");
+            self.closing = true;
+        }
+    }
+
+    /// The server is going away: tell a player its stream ended for good, whatever the
+    /// application's notify settings, so it exits cleanly rather than on a reset connection.
+    fn on_server_shutdown(&mut self, playing: &Playing) {
         self.session.send_status(
             playing.stream_id,
             "status",
@@ -900,6 +939,21 @@ impl Conn {
             &format!("{} is now unpublished.", playing.name),
         );
         self.session.send_user_control(user_control::STREAM_EOF, playing.stream_id);
+    }
+
+    /// `|RtmpSampleAccess(true, true)`, the data message nginx-rtmp sends with Play.Start.
+    fn send_sample_access(&mut self, stream_id: u32) {
+        let mut payload = Vec::new();
+        for v in
+            [amf0::Value::String("|RtmpSampleAccess".into()), amf0::Value::Boolean(true), amf0::Value::Boolean(true)]
+        {
+            amf0::encode(&v, &mut payload);
+        }
+        self.drain_session();
+        let mut out = BytesMut::new();
+        let (csid, ty) = (MediaKind::Data.csid(), MediaKind::Data.type_id());
+        rtmp::chunk::encode_message(&mut out, self.session.chunk_size(), csid, 0, ty, stream_id, &payload);
+        self.pending.push(out.freeze());
     }
 
     /// Ping silent peers (`ping`/`ping_timeout`) and drop idle publishers (`drop_idle_publisher`).
@@ -946,7 +1000,7 @@ impl Conn {
         }
         if let Some(p) = self.playing.take() {
             if self.ctx.shutdown.is_cancelled() {
-                self.on_stream_unpublished(&p);
+                self.on_server_shutdown(&p);
             }
             let stream = p.sub.stream().clone();
             drop(p);

@@ -5,6 +5,9 @@
 //! subscribers; it never waits for one. Each subscriber keeps its own read position: one that falls
 //! more than the ring's length behind skips to the next keyframe and counts the frames it lost.
 //! The ring also carries publish/unpublish events, so subscribers see them in order with media.
+//! A stream outlives its publisher while it has subscribers: a publisher that reconnects under
+//! the same name finds the same stream, and its players read on (the connection decides what
+//! they are told, and closes them with `idle_streams off`).
 //!
 //! **Invariant:** nothing here awaits a subscriber; the publisher's cost per frame is one ring slot
 //! write and one wake-up, whatever the number of players.
@@ -73,9 +76,10 @@ impl Frame {
 pub enum Entry {
     /// A media frame.
     Frame(Arc<Frame>),
-    /// A publisher started (or restarted) the stream.
+    /// A publisher started (or restarted) the stream; its metadata and sequence headers follow
+    /// as frames.
     Published,
-    /// The publisher went away.
+    /// The publisher went away; subscribers stay attached for the next one.
     Unpublished,
 }
 

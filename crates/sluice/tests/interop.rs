@@ -27,8 +27,10 @@ fn rtmpdump_records_playable_flv() {
     wait_published(&server, "dump");
     let out = server.dir.path("out.flv");
     let dump = run_timeout(
-        Command::new("rtmpdump").args(["-v", "-r", &server.url("dump"), "-B", "3", "-o"]).arg(&out),
-        Duration::from_secs(30),
+        // The player stays subscribed after the publisher ends (as with nginx-rtmp): rtmpdump
+        // stops when nothing arrived for 3 s (-m).
+        Command::new("rtmpdump").args(["-v", "-r", &server.url("dump"), "-B", "3", "-m", "3", "-o"]).arg(&out),
+        Duration::from_secs(45),
     );
     assert!(file_exists_nonempty(&out), "rtmpdump wrote nothing: {}", String::from_utf8_lossy(&dump.stderr));
     let streams = ffprobe_streams(out.to_str().unwrap());

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use rtmp::message::user_control;
 use rtmp::{ClientEvent, MediaKind, Role};
 use sluice::client::RtmpClient;
 
@@ -220,21 +219,6 @@ async fn unknown_application_is_rejected() {
     let server = Server::start("");
     let mut c = RtmpClient::connect(server.addr(), "nope", Role::Play("x".into())).await.unwrap();
     assert_eq!(c.next_status().await.unwrap(), "NetConnection.Connect.Rejected");
-}
-
-#[tokio::test]
-async fn unpublish_notifies_players_with_stream_eof() {
-    let server = Server::start("");
-    let publ = publisher(&server, "bye").await;
-    let mut p = player(&server, "bye").await;
-    drop(publ);
-    assert_eq!(p.next_status().await.unwrap(), "NetStream.Play.UnpublishNotify");
-    loop {
-        if let ClientEvent::StreamControl(ev, _) = p.next_event().await.unwrap() {
-            assert_eq!(ev, user_control::STREAM_EOF);
-            break;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
