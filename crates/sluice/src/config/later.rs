@@ -101,6 +101,12 @@ const INERT: &[(&str, &str)] = &[
     ("buffer", "it is deprecated (nginx-rtmp ignores it too)"),
 ];
 
+/// Flags sluice always acts on as nginx-rtmp's default `on`: written `off`, they have no effect.
+const INERT_WHEN_OFF: &[(&str, &str)] = &[
+    ("play_time_fix", "sluice always repeats extended timestamps in continuation chunks it sends (\"on\")"),
+    ("publish_time_fix", "sluice always reads extended timestamps in continuation chunks it receives (\"on\")"),
+];
+
 /// `listen` options (nginx's) that sluice accepts and does not apply, and why.
 const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
     ("reuseport", "sluice runs one process and binds each address once"),
@@ -187,6 +193,9 @@ pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
                     }
                 }
             }
+            Part::Rtmp if d.args.first().is_some_and(|a| a.value == "off") && inert_when_off(&d.name).is_some() => {
+                note(format!("{} off", d.name), d.span, inert_when_off(&d.name).unwrap_or_default());
+            }
             Part::Rtmp | Part::Top | Part::Http => {
                 if let Some(why) = inert_why(part, &d.name) {
                     note(d.name.clone(), d.span, why);
@@ -205,6 +214,11 @@ pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
         }
     }
     found
+}
+
+/// Why flag `name` has no effect when it is `off`, if that is so.
+fn inert_when_off(name: &str) -> Option<&'static str> {
+    INERT_WHEN_OFF.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
 }
 
 /// Why directive `name` written in `part` has no effect, when it has none.

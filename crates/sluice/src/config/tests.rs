@@ -553,6 +553,13 @@ fn inert_directives_are_reported_with_file_and_line() {
 }
 
 #[test]
+fn time_fix_off_is_reported_inert_and_on_is_not() {
+    let c = parse("rtmp { server { play_time_fix on; publish_time_fix off; } server { listen 1936; application a { play_time_fix off; } } }");
+    let seen: Vec<&str> = c.inert.iter().map(|i| i.directive.as_str()).collect();
+    assert_eq!(seen, ["publish_time_fix off", "play_time_fix off"]);
+}
+
+#[test]
 fn players_are_told_which_feature_is_missing() {
     assert_eq!(app_conf("live on;").unserved_play(), None);
     let vod = app_conf("play /var/vod;");
