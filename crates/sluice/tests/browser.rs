@@ -148,7 +148,7 @@ fn shaka_low_latency_mode_plays_ts_fmp4_and_ll_hls_for_a_minute_without_gaps() {
             hls_dir,
             stream: "stream",
             page: "shaka.html",
-            query: format!("secs={}", std::env::var("SHAKA_SECS").unwrap_or(SECS.to_string())),
+            query: format!("secs={SECS}&settle=5"),
         })
         .collect();
     let verdicts = play_pages(&pages, Duration::from_secs(u64::from(SECS) + 40));
