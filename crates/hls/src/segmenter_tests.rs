@@ -695,6 +695,25 @@ fn check_fmp4_continuity(segments: &[Bytes]) -> Result<(), String> {
     Ok(())
 }
 
+/// MPEG-TS audio PES timestamps (AAC, 44.1 kHz) are the first one plus whole AAC frames, to the
+/// 90 kHz tick (`hls_sync` smoothing), not RTMP's milliseconds.
+fn check_ts_audio_counts_samples(segments: &[Bytes]) -> Result<(), String> {
+    let pts: Vec<u64> = segments
+        .iter()
+        .flat_map(|d| mpegts::read::pes_starts(d))
+        .filter(|p| p.pid == AUDIO_PID)
+        .filter_map(|p| p.pts)
+        .collect();
+    let frame = 90_000.0 * 1024.0 / 44_100.0;
+    for &p in &pts {
+        let frames = ((p - pts[0]) as f64 / frame).round();
+        if ((p - pts[0]) as f64 - frames * frame).abs() > 1.0 {
+            return Err(format!("audio PES at {p} is not a whole number of frames after {}", pts[0]));
+        }
+    }
+    Ok(())
+}
+
 /// A tiny deterministic generator for arrival jitter.
 struct Lcg(u64);
 
@@ -778,6 +797,8 @@ proptest::proptest! {
             if let Err(e) = check_fmp4_continuity(&segment_data(&events)) {
                 proptest::prop_assert!(false, "{}", e);
             }
+        } else if let Err(e) = check_ts_audio_counts_samples(&segment_data(&events)) {
+            proptest::prop_assert!(false, "{}", e);
         }
     }
 }
