@@ -996,11 +996,18 @@ impl Segmenter {
     }
 
     /// The held fMP4 video sample's duration is known once the next frame (or the end) comes.
+    /// After a pause in video over a second the frame lasts one frame interval and the fragment
+    /// ends with it, so the next one starts at the next frame's own decode time: video stays in
+    /// step with audio and the playlist instead of closing the pause.
     fn finish_video_sample(&mut self, next_dts: u64) {
         if let Some((dts, mut s)) = self.mp4.held_video.take() {
             let d = next_dts.saturating_sub(dts);
-            s.duration = if d == 0 || d > HZ { self.video_interval as u32 } else { d as u32 };
+            let pause = d > HZ;
+            s.duration = if d == 0 || pause { self.video_interval as u32 } else { d as u32 };
             self.mp4.video.push(s);
+            if pause {
+                self.flush_fragment();
+            }
         }
     }
 

@@ -882,3 +882,29 @@ fn opus_packets_say_their_sample_count() {
     assert_eq!(opus_packet_samples(&[0x83]), None);
     assert_eq!(opus_packet_samples(&[]), None);
 }
+
+#[test]
+fn fmp4_video_after_a_pause_keeps_its_own_decode_time() {
+    let s = Settings { container: Container::Fmp4, ..settings(1) };
+    let mut seg = started(s, true);
+    let mut events = Vec::new();
+    // 25 fps with AAC; video pauses for 2 s at 3 s (audio goes on), then resumes mid-GOP.
+    let mut audio_frames = 0u64;
+    for ms in (0..8000u32).step_by(40) {
+        while audio_frames * 1024 * 1000 / 44_100 <= u64::from(ms) {
+            seg.push(false, (audio_frames * 1024 * 1000 / 44_100) as u32, &audio_frame(), 0);
+            audio_frames += 1;
+        }
+        if !(3000..4960).contains(&ms) {
+            seg.push(true, ms, &video_frame(ms % 1000 == 0), 0);
+        }
+        events.extend(std::iter::from_fn(|| seg.poll_event()));
+    }
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    let runs = fmp4_runs(&segment_data(&events));
+    let video = &runs[&VIDEO_TRACK];
+    let resumed = video.iter().find(|r| r.0 > 3000 * 90).expect("video after the pause");
+    assert_eq!(resumed.0, 4960 * 90, "{video:?}");
+    assert_eq!(video[0].0, 0);
+}
