@@ -46,6 +46,15 @@ const MIN_SEGMENT_BYTES: usize = 32 << 20;
 const MAX_SEGMENT_BYTES: usize = 256 << 20;
 /// AAC frames carry 1024 samples (960-sample AAC is not used by RTMP encoders).
 const AAC_FRAME_SAMPLES: u64 = 1024;
+/// MPEG-1 Layer III frames carry 1152 samples; MPEG-2/2.5 (below 32 kHz) 576.
+const MP3_FRAME_SAMPLES: u64 = 1152;
+/// Opus at 48 kHz when a packet's TOC byte cannot be read: 20 ms, what encoders send.
+const OPUS_DEFAULT_SAMPLES: u64 = 960;
+/// fMP4 audio decode times count samples; a publisher's timestamp further than this many frames
+/// from the count is a real gap or jump, and the count starts again from it.
+const AUDIO_RESYNC_FRAMES: u64 = 2;
+/// 90 kHz ticks a millisecond: playlist times are whole milliseconds of the timeline.
+const TICKS_PER_MS: u64 = HZ / 1000;
 /// The largest single audio frame the TS audio buffer takes (an ADTS frame is at most 8191 bytes).
 const MAX_ADTS_FRAME: usize = 8191;
 
@@ -272,6 +281,7 @@ struct OpenSegment {
     start: u64,
     discontinuity: bool,
     key: Option<(KeyRef, [u8; 16])>,
+    /// Wall clock of `start` (Unix ms), from the stream's anchor.
     program_date_time_ms: u64,
     data: Vec<u8>,
     parts: Vec<PartEntry>,
@@ -309,14 +319,16 @@ struct Fmp4State {
     /// The last video frame, waiting for the next one to know its duration: (dts, sample).
     held_video: Option<(u64, fmp4::Sample)>,
     audio: Vec<fmp4::Sample>,
+    /// Decode time (track timescale) of the first sample in `audio`.
     audio_base: Option<u64>,
-    held_audio: Option<(u64, fmp4::Sample)>,
+    /// Decode time of the next audio sample: the previous one's plus its sample count.
+    audio_next: Option<u64>,
 }
 
 impl Fmp4State {
     /// Sample bytes gathered and not yet written as a fragment.
     fn pending_bytes(&self) -> usize {
-        let held = [&self.held_video, &self.held_audio].into_iter().flatten().map(|(_, s)| s.data.len());
+        let held = self.held_video.iter().map(|(_, s)| s.data.len());
         self.video.iter().chain(&self.audio).map(|s| s.data.len()).chain(held).sum()
     }
 }
@@ -342,6 +354,18 @@ pub struct Segmenter {
     discontinuity_sequence: u64,
     /// The next segment opened starts a discontinuity (a resumed playlist).
     resume_discontinuity: bool,
+    /// `#EXT-X-PROGRAM-DATE-TIME` anchor: (wall clock in Unix ms, timeline ms) of the first
+    /// segment's start; later segments are dated by media time from it, so each date-time is the
+    /// previous one plus the previous `#EXTINF` exactly. `None` re-anchors at the next segment
+    /// (a discontinuity: timeline jump, resumed playlist, new publisher).
+    pdt_anchor: Option<(u64, u64)>,
+    /// Where the last closed segment ends in wall-clock time: a re-anchored date-time never goes
+    /// back before it.
+    pdt_end: Option<u64>,
+    /// `#EXT-X-TARGETDURATION` so far: it never goes down (RFC 8216 §6.2.1: it must not change).
+    target_duration: u64,
+    /// The longest part so far, ms: `PART-TARGET` says at least this.
+    longest_part_ms: u64,
     /// Timeline position the `aligned` slicing counts from, before the first segment opens.
     frag_ts: u64,
     /// The last media timestamp seen (90 kHz) and the last video frame interval.
@@ -385,6 +409,7 @@ impl Segmenter {
             return Err(SettingsError::ZeroFragment);
         }
         Ok(Segmenter {
+            target_duration: settings_target(&settings),
             s: settings,
             name: name.to_string(),
             clock: Timeline::default(),
@@ -401,6 +426,9 @@ impl Segmenter {
             next_msn: 0,
             discontinuity_sequence: 0,
             resume_discontinuity: false,
+            pdt_anchor: None,
+            pdt_end: None,
+            longest_part_ms: 0,
             frag_ts: 0,
             last_ts: 0,
             video_interval: HZ / 30,
@@ -418,6 +446,7 @@ impl Segmenter {
         self.discontinuity_sequence = previous.discontinuity_sequence;
         self.next_msn = previous.next_msn(0);
         for entry in previous.segments {
+            self.target_duration = self.target_duration.max(rounded_seconds(duration_ms(entry.duration)));
             let file = self.file_from_uri(&entry.uri);
             self.window.push_back(Listed { entry, file });
         }
@@ -451,14 +480,7 @@ impl Segmenter {
             open: self.open.as_ref().map(|o| (o.msn, o.parts.len() as u32)),
             last_complete: self.window.back().map(|l| l.entry.msn),
             ended: self.ended,
-            target_duration: self
-                .window
-                .iter()
-                .map(|l| l.entry.duration.round() as u64)
-                .max()
-                .unwrap_or(0)
-                .max(self.s.fragment.as_secs())
-                .max(1),
+            target_duration: self.target_duration,
         }
     }
 
@@ -486,8 +508,11 @@ impl Segmenter {
 
     /// One audio frame's duration, 90 kHz: what a frozen audio clock advances by.
     fn audio_interval(&self) -> u64 {
-        let rate = self.audio.as_ref().map_or(44_100, |a| u64::from(a.sample_rate.max(1)));
-        (HZ * AAC_FRAME_SAMPLES / rate).clamp(1, HZ / 4)
+        let (rate, samples) = self
+            .audio
+            .as_ref()
+            .map_or((44_100, AAC_FRAME_SAMPLES), |a| (u64::from(a.sample_rate.max(1)), audio_frame_samples(a)));
+        (HZ * samples / rate).clamp(1, HZ / 4)
     }
 
     /// The media playlist text now.
@@ -496,13 +521,14 @@ impl Segmenter {
         let hint = self.preload_hint();
         let open_parts = self.open.as_ref().map_or(&[][..], |o| &o.parts[..]);
         let map = self.map_uri();
+        let part_target_ms = self.s.part_target.map(|t| (t.as_millis() as u64).max(self.longest_part_ms));
         let p = MediaPlaylist {
-            min_target_duration: self.s.fragment.as_secs(),
+            min_target_duration: self.target_duration,
             discontinuity_sequence: self.discontinuity_sequence,
             playlist_type: self.s.playlist_type,
             map_uri: map.as_deref(),
-            low_latency: self.s.part_target.map(|t| LowLatency {
-                part_target: t.as_secs_f64(),
+            low_latency: part_target_ms.map(|t| LowLatency {
+                part_target: t as f64 / 1000.0,
                 open_parts,
                 preload_hint: hint.as_deref(),
             }),
@@ -544,7 +570,6 @@ impl Segmenter {
         let start = self.open.as_ref().map_or(0, |o| o.start);
         let end = (self.last_ts + self.video_interval).max(start + MIN_SEGMENT);
         self.finish_video_sample(end);
-        self.finish_audio_sample(end);
         self.close_segment(end);
         self.ended = true;
         self.events.push_back(Event::Playlist);
@@ -605,7 +630,6 @@ impl Segmenter {
         }
         let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
         let ts = self.audio_clock.next(ts, self.audio_interval());
-        self.finish_audio_sample(ts);
         let audio_only = self.video.is_none();
         self.update_segment(ts, audio_only, 2, now_ms);
         if audio_only {
@@ -733,6 +757,10 @@ impl Segmenter {
         if boundary || force {
             self.close_segment(ts);
             let jumped = std::mem::take(&mut self.jump_pending);
+            if jumped {
+                // The timeline took the jump out; the wall clock did not stop meanwhile.
+                self.pdt_anchor = None;
+            }
             self.open_segment(ts, discontinuity || jumped, now_ms);
             if !boundary && self.video.is_some() {
                 self.video_needs_key = true;
@@ -745,7 +773,7 @@ impl Segmenter {
     /// `PART-TARGET`.
     fn update_part(&mut self, ts: u64, independent: bool) {
         let Some(target) = self.s.part_target.map(duration_90k) else { return };
-        let interval = if self.video.is_some() { self.video_interval } else { 0 };
+        let interval = if self.video.is_some() { self.video_interval } else { self.audio_interval() };
         let Some(o) = &self.open else { return };
         if o.start == ts || ts.saturating_sub(o.part_start) + interval <= target {
             return;
@@ -771,14 +799,19 @@ impl Segmenter {
         }
         let key = self.s.keys.is_some().then(|| self.key_for(id));
         // Not `||`: the flag is spent by the first segment even when it is a discontinuity anyway.
-        let discontinuity = std::mem::take(&mut self.resume_discontinuity) | (discontinuity && !self.window.is_empty());
+        let resumed = std::mem::take(&mut self.resume_discontinuity);
+        if resumed {
+            self.pdt_anchor = None;
+        }
+        let discontinuity = resumed | (discontinuity && !self.window.is_empty());
+        let program_date_time_ms = self.program_date_time(ts, now_ms);
         let mut seg = OpenSegment {
             msn,
             id,
             start: ts,
             discontinuity,
             key,
-            program_date_time_ms: now_ms,
+            program_date_time_ms,
             data: Vec::with_capacity(256 * 1024),
             parts: Vec::new(),
             part_start: ts,
@@ -798,6 +831,21 @@ impl Segmenter {
         self.open = Some(seg);
         // "start fragment with audio to make iPhone happy" (nginx-rtmp)
         self.flush_ts_audio();
+    }
+
+    /// The wall-clock time (Unix ms) of a segment starting at `ts`: the anchor plus media time
+    /// since it. Without an anchor (the first segment, or after a discontinuity) the segment is
+    /// dated `now_ms`, the arrival of its first frame, but never before the previous segment's end.
+    fn program_date_time(&mut self, ts: u64, now_ms: u64) -> u64 {
+        let start = ts / TICKS_PER_MS;
+        match self.pdt_anchor {
+            Some((wall, media)) if start >= media => wall + (start - media),
+            _ => {
+                let wall = now_ms.max(self.pdt_end.unwrap_or(0));
+                self.pdt_anchor = Some((wall, start));
+                wall
+            }
+        }
     }
 
     fn key_for(&mut self, id: u64) -> (KeyRef, [u8; 16]) {
@@ -830,7 +878,10 @@ impl Segmenter {
         self.flush_fragment();
         self.close_part(end);
         let Some(mut o) = self.open.take() else { return };
-        let duration = end.saturating_sub(o.start) as f64 / HZ as f64;
+        let ms = span_ms(o.start, end);
+        let duration = ms as f64 / 1000.0;
+        self.target_duration = self.target_duration.max(rounded_seconds(ms));
+        self.pdt_end = Some(o.program_date_time_ms + ms);
         let key = o.key.take();
         if let Some((k, bytes)) = &key {
             crypt::encrypt_segment(bytes, k.iv, &mut o.data);
@@ -876,11 +927,10 @@ impl Segmenter {
         let file = part_name(&self.name, self.s.nested, &stem, index, ext, false, &self.s.base_url);
         let uri = part_name(&self.name, self.s.nested, &stem, index, ext, true, &self.s.base_url);
         let data = Bytes::copy_from_slice(&o.data[o.part_offset..]);
-        o.parts.push(PartEntry {
-            duration: end.saturating_sub(o.part_start) as f64 / HZ as f64,
-            uri,
-            independent: o.part_independent,
-        });
+        // Whole milliseconds of the timeline, so that the parts add up to the segment exactly.
+        let ms = span_ms(o.part_start, end);
+        self.longest_part_ms = self.longest_part_ms.max(ms);
+        o.parts.push(PartEntry { duration: ms as f64 / 1000.0, uri, independent: o.part_independent });
         o.part_start = end;
         o.part_offset = o.data.len();
         let msn = o.msn;
@@ -947,22 +997,18 @@ impl Segmenter {
     }
 
     /// The held fMP4 video sample's duration is known once the next frame (or the end) comes.
+    /// After a pause in video over a second the frame lasts one frame interval and the fragment
+    /// ends with it, so the next one starts at the next frame's own decode time: video stays in
+    /// step with audio and the playlist instead of closing the pause.
     fn finish_video_sample(&mut self, next_dts: u64) {
         if let Some((dts, mut s)) = self.mp4.held_video.take() {
             let d = next_dts.saturating_sub(dts);
-            s.duration = if d == 0 || d > HZ { self.video_interval as u32 } else { d as u32 };
+            let pause = d > HZ;
+            s.duration = if d == 0 || pause { self.video_interval as u32 } else { d as u32 };
             self.mp4.video.push(s);
-        }
-    }
-
-    fn finish_audio_sample(&mut self, next_ts: u64) {
-        let Some(rate) = self.audio.as_ref().map(|a| u64::from(a.sample_rate.max(1))) else { return };
-        if let Some((ts, mut s)) = self.mp4.held_audio.take() {
-            let d = next_ts.saturating_sub(ts) * rate / HZ;
-            if s.duration == 0 {
-                s.duration = if d == 0 || d > rate { (rate / 50) as u32 } else { d as u32 };
+            if pause {
+                self.flush_fragment();
             }
-            self.mp4.audio.push(s);
         }
     }
 
@@ -971,26 +1017,43 @@ impl Segmenter {
         match self.s.container {
             Container::Ts => self.write_ts_audio(ts, &data),
             Container::Fmp4 => {
-                let rate = u64::from(a.sample_rate.max(1));
-                // AAC frames are exactly 1024 samples; Opus durations come from timestamps.
-                let duration = if a.codec == AudioCodec::Aac { AAC_FRAME_SAMPLES as u32 } else { 0 };
-                let sample = fmp4::Sample { duration, keyframe: true, cts_offset: 0, data };
+                let samples = match a.codec {
+                    AudioCodec::Opus => opus_packet_samples(&data).unwrap_or(OPUS_DEFAULT_SAMPLES),
+                    _ => AAC_FRAME_SAMPLES,
+                };
+                let at = ts * u64::from(a.sample_rate.max(1)) / HZ;
+                let sample = fmp4::Sample { duration: samples as u32, keyframe: true, cts_offset: 0, data };
                 if self.open.is_none() && self.mp4.pending_bytes() + sample.data.len() > self.audio_buffer_limit() {
                     // No segment to write into (no keyframe yet): the oldest audio goes.
                     self.mp4.audio.clear();
-                    self.mp4.held_audio = None;
                     self.warn("audio is waiting for a video keyframe that does not come; buffered audio dropped");
                 }
-                if self.mp4.audio.is_empty() && self.mp4.held_audio.is_none() {
-                    self.mp4.audio_base = Some(ts * rate / HZ);
-                }
-                if duration > 0 {
-                    self.mp4.audio.push(sample);
-                } else {
-                    self.mp4.held_audio = Some((ts, sample));
-                }
+                self.count_audio_samples(at, samples);
+                self.mp4.audio.push(sample);
             }
         }
+    }
+
+    /// fMP4 audio decode times follow the sample count from the first frame's timestamp, so
+    /// fragments neither overlap nor leave gaps (RTMP's milliseconds would, by up to 1 ms). A
+    /// frame stamped more than [`AUDIO_RESYNC_FRAMES`] frames away from the count is a real gap
+    /// or jump: what is buffered is written (or, before the first segment, dropped) and the count
+    /// starts again at the frame's own time `at` (track timescale).
+    fn count_audio_samples(&mut self, at: u64, samples: u64) {
+        let tolerance = AUDIO_RESYNC_FRAMES * samples;
+        let next = self.mp4.audio_next.filter(|n| n.abs_diff(at) <= tolerance);
+        if next.is_none() && !self.mp4.audio.is_empty() {
+            if self.open.is_some() {
+                self.flush_fragment();
+            } else {
+                self.mp4.audio.clear();
+            }
+        }
+        let next = next.unwrap_or(at);
+        if self.mp4.audio.is_empty() {
+            self.mp4.audio_base = Some(next);
+        }
+        self.mp4.audio_next = Some(next + samples);
     }
 
     /// nginx-rtmp's `ngx_rtmp_hls_audio`: ADTS frames gathered into one PES, timestamps smoothed
@@ -1005,6 +1068,7 @@ impl Segmenter {
             None => None,
         };
         let sample_rate = u64::from(a.sample_rate);
+        let frame_samples = audio_frame_samples(a);
         let buffer_size = self.audio_buffer_limit();
         let sync = duration_90k(self.s.sync);
         let size = raw.len() + header.map_or(0, |h| h.len());
@@ -1020,7 +1084,7 @@ impl Segmenter {
         if ts.audio.is_empty() {
             ts.audio_pts = pts;
             if sync > 0 && sample_rate > 0 {
-                let estimate = ts.audio_base + ts.audio_frames * HZ * AAC_FRAME_SAMPLES / sample_rate;
+                let estimate = ts.audio_base + ts.audio_frames * HZ * frame_samples / sample_rate;
                 if estimate.abs_diff(pts) <= sync {
                     ts.audio_pts = estimate;
                     ts.audio_frames += 1;
@@ -1237,6 +1301,11 @@ impl Segmenter {
         next.window = std::mem::take(&mut self.window);
         next.next_msn = self.next_msn;
         next.discontinuity_sequence = self.discontinuity_sequence;
+        // What the listed segments already made the playlist say stays true of them: the target
+        // never goes down, and the new publisher's dates start after the old ones end.
+        next.target_duration = self.target_duration;
+        next.longest_part_ms = self.longest_part_ms;
+        next.pdt_end = self.pdt_end;
         // No `resume_discontinuity`: a stream's first segment after listed ones is one anyway.
         next.events = std::mem::take(&mut self.events);
         *self = next;
@@ -1248,6 +1317,16 @@ impl Segmenter {
 fn start_ts_part(ts: &mut TsState, o: &mut OpenSegment) {
     if o.data.len() == o.part_offset && !o.parts.is_empty() {
         ts.muxer.write_tables(&mut o.data);
+    }
+}
+
+/// Samples in one frame of the track's codec (Opus: its usual 20 ms; packets say their own).
+fn audio_frame_samples(a: &AudioTrack) -> u64 {
+    match a.codec {
+        AudioCodec::Mp3 if a.sample_rate < 32_000 => MP3_FRAME_SAMPLES / 2,
+        AudioCodec::Mp3 => MP3_FRAME_SAMPLES,
+        AudioCodec::Opus => OPUS_DEFAULT_SAMPLES,
+        _ => AAC_FRAME_SAMPLES,
     }
 }
 
@@ -1277,6 +1356,49 @@ fn part_name(name: &str, nested: bool, id: &str, index: u32, ext: &str, uri: boo
         (true, true) if base.is_empty() => format!("{id}.{index}.{ext}"),
         (true, true) => format!("{base}{name}/{id}.{index}.{ext}"),
     }
+}
+
+/// Whole milliseconds of the timeline from `start` to `end` (90 kHz). Playlist durations are
+/// these differences of truncated times, so consecutive spans add up to their sum exactly and
+/// print exactly with three decimals.
+fn span_ms(start: u64, end: u64) -> u64 {
+    (end / TICKS_PER_MS).saturating_sub(start / TICKS_PER_MS)
+}
+
+/// A duration read from a playlist, in whole milliseconds as it was printed.
+fn duration_ms(seconds: f64) -> u64 {
+    (seconds.max(0.0) * 1000.0).round() as u64
+}
+
+/// Milliseconds rounded to the nearest whole second, as RFC 8216 §4.3.3.1 compares `#EXTINF`
+/// with `#EXT-X-TARGETDURATION` (half a second rounds up).
+fn rounded_seconds(ms: u64) -> u64 {
+    ms.saturating_add(500) / 1000
+}
+
+/// The target duration before any segment: `hls_fragment` rounded, at least 1 s.
+fn settings_target(s: &Settings) -> u64 {
+    rounded_seconds(s.fragment.as_millis() as u64).max(1)
+}
+
+/// Samples in one Opus packet at 48 kHz, from its TOC byte (RFC 6716 §3.1).
+fn opus_packet_samples(packet: &[u8]) -> Option<u64> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // Frame sizes in units of 2.5 ms (120 samples).
+    let units: u64 = match config {
+        0..=11 => [4, 8, 16, 24][usize::from(config % 4)],
+        12..=15 => [4, 8][usize::from(config % 2)],
+        _ => [1, 2, 4, 8][usize::from(config % 4)],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u64::from(*packet.get(1)? & 0x3f),
+    };
+    let samples = units * 120 * frames;
+    // RFC 6716: a packet holds at most 120 ms.
+    (1..=5760).contains(&samples).then_some(samples)
 }
 
 fn duration_90k(d: Duration) -> u64 {

@@ -622,3 +622,345 @@ fn a_resumed_playlist_has_one_discontinuity() {
     let text = second.playlist();
     assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
 }
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2026-11-27T16:05:16.123Z` to Unix ms.
+fn parse_pdt(text: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| text[r].parse::<i64>().unwrap();
+    let days = days_from_civil(n(0..4), n(5..7), n(8..10));
+    let ms = ((days * 24 + n(11..13)) * 60 + n(14..16)) * 60_000 + n(17..19) * 1000 + n(20..23);
+    ms as u64
+}
+
+/// A decimal playlist duration as whole milliseconds; it must have been printed exactly.
+fn printed_ms(text: &str) -> u64 {
+    let (s, ms) = text.split_once('.').unwrap();
+    assert_eq!(ms.len(), 3, "three decimals: {text}");
+    s.parse::<u64>().unwrap() * 1000 + ms.parse::<u64>().unwrap()
+}
+
+/// One segment as a playlist lists it: date-time, discontinuity, parts (ms), `#EXTINF` (ms).
+#[derive(Debug, Default)]
+struct Listed {
+    pdt: Option<u64>,
+    discontinuity: bool,
+    parts: Vec<u64>,
+    extinf: Option<u64>,
+}
+
+/// RFC 8216 timing rules a playlist must keep: each `#EXTINF` rounded is at most the target
+/// duration, listed parts add up to their segment's `#EXTINF` and none is above `PART-TARGET`,
+/// and each date-time is the previous one plus the previous `#EXTINF` (across no discontinuity).
+fn check_playlist_times(text: &str) -> Result<(), String> {
+    let target = target_duration(text);
+    let part_target = text.lines().find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET=")).map(printed_ms);
+    let mut listed = vec![Listed::default()];
+    for line in text.lines() {
+        let cur = listed.last_mut().unwrap();
+        if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            cur.pdt = Some(parse_pdt(v));
+        } else if line == "#EXT-X-DISCONTINUITY" {
+            cur.discontinuity = true;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PART:DURATION=") {
+            cur.parts.push(printed_ms(v.split(',').next().unwrap()));
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            cur.extinf = Some(printed_ms(v.trim_end_matches(',')));
+            listed.push(Listed::default());
+        }
+    }
+    for (i, s) in listed.iter().enumerate() {
+        for &p in &s.parts {
+            let limit = part_target.ok_or("parts without PART-TARGET")?;
+            if p > limit {
+                return Err(format!("segment {i}: part of {p} ms above PART-TARGET {limit} ms"));
+            }
+        }
+        let Some(extinf) = s.extinf else { continue };
+        if (extinf + 500) / 1000 > target {
+            return Err(format!("segment {i}: EXTINF {extinf} ms above TARGETDURATION {target}"));
+        }
+        if !s.parts.is_empty() && s.parts.iter().sum::<u64>() != extinf {
+            return Err(format!("segment {i}: parts {:?} do not add up to EXTINF {extinf} ms", s.parts));
+        }
+        let next = &listed[i + 1];
+        if let (Some(a), Some(b), false) = (s.pdt, next.pdt, next.discontinuity) {
+            if b != a + extinf {
+                return Err(format!("segment {i}: PDT {a} + EXTINF {extinf} ms != next PDT {b}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// fMP4 decode times: each fragment of a track starts where the previous one ended (tfdt plus
+/// its samples' durations), across segments; returns per track the (tfdt, duration) of each run.
+fn fmp4_runs(segments: &[Bytes]) -> std::collections::BTreeMap<u32, Vec<(u64, u64)>> {
+    let mut runs = std::collections::BTreeMap::<u32, Vec<(u64, u64)>>::new();
+    for data in segments {
+        for b in fmp4::boxes(data) {
+            let b = b.unwrap();
+            if &b.kind != b"moof" {
+                continue;
+            }
+            for run in fmp4::parse_moof(&data[b.offset..b.end()]).unwrap() {
+                let duration = run.samples.iter().map(|s| u64::from(s.duration)).sum();
+                runs.entry(run.track_id).or_default().push((run.base_decode_time.unwrap(), duration));
+            }
+        }
+    }
+    runs
+}
+
+fn check_fmp4_continuity(segments: &[Bytes]) -> Result<(), String> {
+    for (track, runs) in fmp4_runs(segments) {
+        for w in runs.windows(2) {
+            if w[1].0 != w[0].0 + w[0].1 {
+                return Err(format!("track {track}: fragment at {} + {} then one at {}", w[0].0, w[0].1, w[1].0));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// MPEG-TS audio PES timestamps (AAC, 44.1 kHz) are the first one plus whole AAC frames, to the
+/// 90 kHz tick (`hls_sync` smoothing), not RTMP's milliseconds.
+fn check_ts_audio_counts_samples(segments: &[Bytes]) -> Result<(), String> {
+    let pts: Vec<u64> = segments
+        .iter()
+        .flat_map(|d| mpegts::read::pes_starts(d))
+        .filter(|p| p.pid == AUDIO_PID)
+        .filter_map(|p| p.pts)
+        .collect();
+    let frame = 90_000.0 * 1024.0 / 44_100.0;
+    for &p in &pts {
+        let frames = ((p - pts[0]) as f64 / frame).round();
+        if ((p - pts[0]) as f64 - frames * frame).abs() > 1.0 {
+            return Err(format!("audio PES at {p} is not a whole number of frames after {}", pts[0]));
+        }
+    }
+    Ok(())
+}
+
+/// A tiny deterministic generator for arrival jitter.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Feed `secs` of video at `fps` (RTMP milliseconds, as an encoder rounds them) with a keyframe
+/// every `gop` frames and AAC at 44.1 kHz, starting at `start_ms`; each message arrives at
+/// `wall_ms` plus its media time plus up to `jitter_ms` of network delay.
+#[allow(clippy::too_many_arguments)]
+fn feed_live(
+    seg: &mut Segmenter,
+    start_ms: u32,
+    secs: u32,
+    fps: u32,
+    gop: u32,
+    wall_ms: u64,
+    jitter_ms: u64,
+    rng: &mut Lcg,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut audio_frames = 0u64;
+    for i in 0..secs * fps {
+        let media = u64::from(i) * 1000 / u64::from(fps);
+        loop {
+            let audio_media = audio_frames * 1024 * 1000 / 44_100;
+            if audio_media > media {
+                break;
+            }
+            let now = wall_ms + audio_media + rng.below(jitter_ms);
+            seg.push(false, start_ms + audio_media as u32, &audio_frame(), now);
+            audio_frames += 1;
+        }
+        let now = wall_ms + media + rng.below(jitter_ms);
+        seg.push(true, start_ms + media as u32, &video_frame(i % gop == 0), now);
+        events.extend(std::iter::from_fn(|| seg.poll_event()));
+    }
+    events
+}
+
+fn segment_data(events: &[Event]) -> Vec<Bytes> {
+    segments(events).into_iter().map(|s| s.3).collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Program date-times advance by `#EXTINF` exactly whatever the arrival jitter, parts add
+    /// up to their segments, no duration is above its target, and fMP4 fragments of each track
+    /// follow each other without gap or overlap.
+    #[test]
+    fn playlist_times_and_decode_times_are_exact(
+        fmp4 in proptest::bool::ANY,
+        fps in proptest::sample::select(vec![24u32, 25, 30, 50, 60]),
+        gop_secs in 1u32..4,
+        fragment in 1u64..4,
+        part_ms in 100u64..1000,
+        jitter_ms in 0u64..200,
+        seed in proptest::num::u64::ANY,
+        start_ms in 0u32..100_000,
+    ) {
+        let s = Settings {
+            container: if fmp4 { Container::Fmp4 } else { Container::Ts },
+            part_target: Some(Duration::from_millis(part_ms)),
+            playlist_length: Duration::from_secs(60),
+            ..settings(fragment)
+        };
+        let mut seg = started(s, true);
+        let mut rng = Lcg(seed);
+        let events = feed_live(&mut seg, start_ms, 20, fps, gop_secs * fps, 1_796_000_000_000, jitter_ms, &mut rng);
+        let text = seg.playlist();
+        proptest::prop_assert!(text.matches("#EXTINF").count() >= 3, "{}", text);
+        if let Err(e) = check_playlist_times(&text) {
+            proptest::prop_assert!(false, "{}\n{}", e, text);
+        }
+        if fmp4 {
+            if let Err(e) = check_fmp4_continuity(&segment_data(&events)) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        } else if let Err(e) = check_ts_audio_counts_samples(&segment_data(&events)) {
+            proptest::prop_assert!(false, "{}", e);
+        }
+    }
+}
+
+#[test]
+fn program_date_time_is_anchored_once_and_again_after_a_jump() {
+    let s = Settings { part_target: Some(Duration::from_millis(500)), ..settings(2) };
+    let mut seg = started(s, true);
+    let mut rng = Lcg(7);
+    let wall = 1_796_000_000_000;
+    feed_live(&mut seg, 0, 10, 30, 60, wall, 120, &mut rng);
+    let before = seg.playlist();
+    check_playlist_times(&before).unwrap();
+    // The first segment is dated by the arrival of its first frame.
+    let first = before.lines().find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).unwrap();
+    assert!((wall..wall + 120).contains(&parse_pdt(first)), "{before}");
+    // The encoder restarts 10 s later (wall clock) with its clock at 0: the timeline takes the
+    // jump out, the playlist marks it, and the first segment after it is dated by its arrival.
+    let restart = wall + 20_000;
+    feed_live(&mut seg, 0, 10, 30, 60, restart, 0, &mut rng);
+    let text = seg.playlist();
+    check_playlist_times(&text).unwrap();
+    let after: Vec<&str> = text.split("#EXT-X-DISCONTINUITY\n").collect();
+    assert_eq!(after.len(), 2, "{text}");
+    let pdt = after[1].lines().find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).unwrap();
+    assert!((restart..restart + 100).contains(&parse_pdt(pdt)), "re-anchored at {pdt}: {text}");
+}
+
+#[test]
+fn fmp4_audio_decode_times_count_samples_and_resync_after_a_gap() {
+    let s = Settings { container: Container::Fmp4, ..settings(1) };
+    let mut seg = started(s, true);
+    let mut rng = Lcg(1);
+    let mut events = feed_live(&mut seg, 1000, 5, 25, 25, 0, 0, &mut rng);
+    let data = segment_data(&events);
+    check_fmp4_continuity(&data).unwrap();
+    let audio = &fmp4_runs(&data)[&AUDIO_TRACK];
+    assert_eq!(audio[0].0, 44_100, "anchored at the first timestamp (1 s)");
+    assert!(audio.iter().all(|r| r.1 % 1024 == 0), "{audio:?}");
+    // One second of audio lost (video goes on): the count starts again from the next frame.
+    for i in 0..50u32 {
+        let ts = 6000 + i * 40;
+        if i >= 25 {
+            let a = 6000 + 25 * 40 + (i - 25) * 40;
+            seg.push(false, a, &audio_frame(), 0);
+        }
+        seg.push(true, ts, &video_frame(i % 25 == 0), 0);
+    }
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    let runs = fmp4_runs(&segment_data(&events));
+    let audio = &runs[&AUDIO_TRACK];
+    let resumed = audio.iter().find(|r| r.0 >= 7000 * 44_100 / 1000 - 1024).expect("audio after the gap");
+    assert_eq!(resumed.0, 7000 * 44_100 / 1000, "{audio:?}");
+}
+
+#[test]
+fn target_duration_never_goes_down_and_counts_what_is_printed() {
+    let s = Settings { playlist_length: Duration::from_secs(6), ..settings(1) };
+    let mut seg = started(s, false);
+    // 2.5 s GOPs: EXTINF 2.500 rounds to 3.
+    feed(&mut seg, 0, 10, 62, false);
+    feed(&mut seg, 10_000, 1, 25, false);
+    assert!(seg.playlist().contains("#EXTINF:2.480,") || seg.playlist().contains("#EXTINF:2.500,"));
+    let first = target_duration(&seg.playlist());
+    // 1 s GOPs until the long segments have left the window: the target stays.
+    feed(&mut seg, 11_000, 20, 25, false);
+    let text = seg.playlist();
+    assert!(!text.contains("#EXTINF:2.4") && !text.contains("#EXTINF:2.5"), "{text}");
+    assert_eq!(target_duration(&text), first, "{text}");
+    assert_eq!(seg.position().target_duration, first);
+}
+
+#[test]
+fn opus_packets_say_their_sample_count() {
+    // CELT 20 ms, one frame; SILK 60 ms; two CELT 10 ms frames; code 3 with 6 frames of 2.5 ms.
+    assert_eq!(opus_packet_samples(&[0xF8, 0xFF]), Some(960));
+    assert_eq!(opus_packet_samples(&[0x18]), Some(2880));
+    assert_eq!(opus_packet_samples(&[0xF1]), Some(960));
+    assert_eq!(opus_packet_samples(&[0x83, 0x06]), Some(720));
+    assert_eq!(opus_packet_samples(&[0x83]), None);
+    assert_eq!(opus_packet_samples(&[]), None);
+}
+
+#[test]
+fn fmp4_video_after_a_pause_keeps_its_own_decode_time() {
+    let s = Settings { container: Container::Fmp4, ..settings(1) };
+    let mut seg = started(s, true);
+    let mut events = Vec::new();
+    // 25 fps with AAC; video pauses for 2 s at 3 s (audio goes on), then resumes mid-GOP.
+    let mut audio_frames = 0u64;
+    for ms in (0..8000u32).step_by(40) {
+        while audio_frames * 1024 * 1000 / 44_100 <= u64::from(ms) {
+            seg.push(false, (audio_frames * 1024 * 1000 / 44_100) as u32, &audio_frame(), 0);
+            audio_frames += 1;
+        }
+        if !(3000..4960).contains(&ms) {
+            seg.push(true, ms, &video_frame(ms % 1000 == 0), 0);
+        }
+        events.extend(std::iter::from_fn(|| seg.poll_event()));
+    }
+    seg.finish();
+    events.extend(std::iter::from_fn(|| seg.poll_event()));
+    let runs = fmp4_runs(&segment_data(&events));
+    let video = &runs[&VIDEO_TRACK];
+    let resumed = video.iter().find(|r| r.0 > 3000 * 90).expect("video after the pause");
+    assert_eq!(resumed.0, 4960 * 90, "{video:?}");
+    assert_eq!(video[0].0, 0);
+}
+
+#[test]
+fn an_interrupted_playlist_keeps_its_target_duration_and_date_times() {
+    // Low-latency playlists carry the date-times.
+    let ll = Settings { part_target: Some(Duration::from_millis(500)), ..settings(2) };
+    let mut seg = started(ll, false);
+    feed(&mut seg, 0, 16, 125, false);
+    let before = target_duration(&seg.playlist());
+    assert!(before >= 5, "{before}");
+    seg.interrupt(Some(2)).unwrap();
+    // The next publisher's segments are shorter (the listed ones still need the old target) and
+    // its wall clock, as the test passes it, restarts too.
+    seg.push(true, 0, &Bytes::from_static(&AVC_HEADER), 0);
+    feed(&mut seg, 0, 7, 50, false);
+    let text = seg.playlist();
+    assert_eq!(target_duration(&text), before, "{text}");
+    let dates: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).collect();
+    assert!(dates.len() > 5, "{text}");
+    assert!(dates.windows(2).all(|w| w[0] < w[1]), "date-times never go back: {text}");
+}
