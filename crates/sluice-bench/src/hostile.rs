@@ -270,16 +270,16 @@ impl Sandbox {
              \x20       listen 127.0.0.1:{rtmp};\n\
              \x20       application live {{\n\
              \x20           live on;\n\
-             \x20           hls on; hls_path {srv}/hls; hls_fragment 1s; hls_cleanup on;\n\
+             \x20           hls on; hls_path {srv}/hls; hls_fragment 1s; hls_playlist_length 3s; hls_cleanup on;\n\
              \x20           record all; record_path {srv}/rec;\n\
              \x20       }}\n\
              \x20       application nested {{\n\
              \x20           live on;\n\
-             \x20           hls on; hls_path {srv}/hls-nested; hls_nested on; hls_fragment 1s; hls_cleanup on;\n\
+             \x20           hls on; hls_path {srv}/hls-nested; hls_nested on; hls_fragment 1s; hls_playlist_length 3s; hls_cleanup on;\n\
              \x20       }}\n\
              \x20       application buffers {{\n\
              \x20           live on;\n\
-             \x20           hls on; hls_path {srv}/hls-buf; hls_fragment 1s; hls_cleanup on;\n\
+             \x20           hls on; hls_path {srv}/hls-buf; hls_fragment 1s; hls_playlist_length 3s; hls_cleanup on;\n\
              \x20           record_path {srv}/rec-buf;\n\
              \x20           recorder mp4 {{ record all; record_format mp4; }}\n\
              \x20       }}\n\
@@ -542,7 +542,9 @@ async fn attack(
         },
     );
     let mut streams = healthz_streams(server.http).await;
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // An HLS stream whose publisher left is kept for `hls_playlist_length` (3 s here), waiting
+    // for the publisher to come back.
+    let deadline = Instant::now() + Duration::from_secs(8);
     while streams.is_some_and(|n| n > baseline_streams) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
         streams = healthz_streams(server.http).await;
