@@ -98,23 +98,7 @@ fn bind_http(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::server::set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
 }
 
 /// Print where to publish and play, as a newcomer needs it.

@@ -155,13 +155,22 @@ pub(crate) fn prepare(socket: &tokio::net::TcpStream, core: &crate::config::Core
 }
 
 fn set_keepalive(socket: &impl std::os::fd::AsRawFd, on: bool) -> std::io::Result<()> {
-    let value = libc::c_int::from(on);
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_KEEPALIVE, libc::c_int::from(on))
+}
+
+/// `setsockopt` with an `int` value (the options std and tokio have no setter for).
+pub(crate) fn set_int_option(
+    socket: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
     // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
+            level,
+            name,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
