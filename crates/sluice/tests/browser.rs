@@ -126,16 +126,15 @@ fn hlsjs_low_latency_mode_plays_fmp4_parts_close_to_live() {
 /// without a gap or a stall (Shaka placed parts by program date-times that drifted against the
 /// media, and left holes). The three play at once in one browser to keep the suite short.
 ///
-/// Shaka itself jumps small gaps while it starts: once to reach the first buffered frame, and in
-/// low-latency mode about once a segment while the stream is younger than ~10 s, though the
-/// playlists and fragments are continuous (checked in `hls_timing.rs` and the segmenter's
-/// tests). So the page opens once 10 segments (10 s) are listed, and its first 2 s of playback
-/// are reported ("settling"), not judged.
+/// Judged from the first frame played. The page works around a bug of Shaka 5.2 that drops
+/// low-latency parts not starting with a keyframe after a needless `abort()`, at random and more
+/// often under load (shaka-project/shaka-player#10589; see `shaka.html`): it made holes in this
+/// test for any server's live LL-HLS, and its verdict says whether the workaround was applied
+/// (`offsetFix`).
 #[test]
 fn shaka_low_latency_mode_plays_ts_fmp4_and_ll_hls_for_a_minute_without_gaps() {
     const SECS: u32 = 60;
-    const SETTLE_SECS: u32 = 2;
-    const MIN_SEGMENTS: usize = 10;
+    const MIN_SEGMENTS: usize = 3;
     let dir = TempDir::new("browser-shaka");
     let kinds = [
         ("ts", "hls_fragment 1s;"),
@@ -158,7 +157,7 @@ fn shaka_low_latency_mode_plays_ts_fmp4_and_ll_hls_for_a_minute_without_gaps() {
             hls_dir,
             stream: "stream",
             page: "shaka.html",
-            query: format!("secs={SECS}&settle={SETTLE_SECS}"),
+            query: format!("secs={SECS}"),
             min_segments: MIN_SEGMENTS,
         })
         .collect();
