@@ -649,12 +649,18 @@ impl HlsTask {
     }
 
     async fn apply_events(&mut self) {
+        let events: Vec<Event> = std::iter::from_fn(|| self.seg.poll_event()).collect();
+        // The playlist is rendered from the segmenter's state after ALL these events, so what
+        // it names must be in memory before it is published, not only up to the current event.
+        if self.stage_in_memory(&events) {
+            // A part must be fetchable the moment the playlist names it; disk writes come after.
+            self.publish_playlist_in_memory();
+        }
         let mut playlist_changed = false;
-        while let Some(ev) = self.seg.poll_event() {
+        for ev in events {
             match ev {
                 Event::Init { file, data } => {
                     let path = self.dir.join(file);
-                    self.store.put(path.clone(), data.clone(), StoredKind::Init);
                     self.write_file(&path, &data).await;
                     // One per publish: its name carries the session. Segments of an earlier
                     // publish still listed find theirs on disk.
@@ -662,16 +668,9 @@ impl HlsTask {
                         self.store.remove(&old);
                     }
                 }
-                Event::Part { msn, file, data, .. } => {
-                    let path = self.dir.join(file);
-                    self.store.put(path.clone(), data, StoredKind::Part);
-                    self.parts.push_back((msn, path));
-                    // A part must be fetchable the moment the playlist names it.
-                    self.publish_playlist_in_memory();
-                }
+                Event::Part { msn, file, .. } => self.parts.push_back((msn, self.dir.join(file))),
                 Event::Segment { msn, file, data, .. } => {
                     let path = self.dir.join(file);
-                    self.store.put(path.clone(), data.clone(), StoredKind::Segment);
                     self.write_file(&path, &data).await;
                     self.in_memory.push_back(path);
                     while self.in_memory.len() > MEMORY_SEGMENTS {
@@ -686,7 +685,6 @@ impl HlsTask {
                 }
                 Event::Key { file, key } => {
                     let path = self.key_dir.join(file);
-                    self.store.put(path.clone(), Bytes::copy_from_slice(&key), StoredKind::Key);
                     self.write_file(&path, &key).await;
                     self.keys.push_back((None, path));
                 }
@@ -711,6 +709,26 @@ impl HlsTask {
             let text = self.seg.playlist();
             self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
         }
+    }
+
+    /// Puts what `events` bring (init segments, parts, segments, keys) into memory; whether a
+    /// part came, so the playlist is to be published at once.
+    fn stage_in_memory(&self, events: &[Event]) -> bool {
+        let mut part = false;
+        for ev in events {
+            let (path, data, kind) = match ev {
+                Event::Init { file, data } => (self.dir.join(file), data.clone(), StoredKind::Init),
+                Event::Part { file, data, .. } => {
+                    part = true;
+                    (self.dir.join(file), data.clone(), StoredKind::Part)
+                }
+                Event::Segment { file, data, .. } => (self.dir.join(file), data.clone(), StoredKind::Segment),
+                Event::Key { file, key } => (self.key_dir.join(file), Bytes::copy_from_slice(key), StoredKind::Key),
+                _ => continue,
+            };
+            self.store.put(path, data, kind);
+        }
+        part
     }
 
     /// Another task (a later publish) writes this playlist now.
@@ -855,6 +873,48 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(!files[0].exists() && !files[1].exists(), "queued files are removed after the stream ends");
         assert!(files[3].exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A task that fell behind gets many events at once; the playlist it publishes (rendered
+    /// from the segmenter's state after all of them) must name only what is in memory.
+    #[tokio::test]
+    async fn a_published_playlist_names_only_what_is_in_memory() {
+        const AVC_HEADER: &[u8] =
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+        let dir = std::env::temp_dir().join(format!("sluice-hls-stage-{}", std::process::id()));
+        let text = format!(
+            "rtmp {{ server {{ application live {{ live on; hls on; hls_path {}; hls_fragment 1s; \
+             hls_low_latency on; hls_part_duration 200ms; }} }} }}",
+            dir.display()
+        );
+        let config = crate::config::Config::parse(&text, "test.conf").unwrap();
+        let app = Arc::new(config.servers[0].apps[0].clone());
+        let store = HlsStore::new(CancellationToken::new());
+        let mut task = HlsTask::new(store.clone(), Hub::new(), app, dir.clone(), "s".into()).unwrap();
+        task.seg.push(true, 0, &Bytes::from_static(AVC_HEADER), 0);
+        for i in 0..100u32 {
+            let (tag, nal): (u8, &[u8]) =
+                if i % 25 == 0 { (0x17, &[0x65, 0x88, 0x84]) } else { (0x27, &[0x41, 0x9a, 0x02]) };
+            let mut frame = vec![tag, 1, 0, 0, 0, 0, 0, 0, nal.len() as u8];
+            frame.extend_from_slice(nal);
+            task.seg.push(true, i * 40, &Bytes::from(frame), u64::from(i * 40));
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| task.seg.poll_event()).collect();
+        assert!(events.iter().filter(|e| matches!(e, Event::Part { .. })).count() > 10, "a burst of parts");
+        assert!(task.stage_in_memory(&events));
+        let playlist = task.seg.playlist();
+        let named: Vec<&str> = playlist
+            .lines()
+            .filter_map(|l| match l.strip_prefix("#EXT-X-PART:") {
+                Some(attrs) => attrs.split("URI=\"").nth(1).and_then(|u| u.split('"').next()),
+                None => (!l.starts_with('#') && !l.is_empty()).then_some(l),
+            })
+            .collect();
+        assert!(named.len() > 10, "{playlist}");
+        for uri in named {
+            assert!(store.files().contains_key(&dir.join(uri)), "{uri} is named before it is stored:\n{playlist}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
