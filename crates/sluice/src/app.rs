@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::http::{self, HttpState, LiveContent};
 use crate::hub::Hub;
+use crate::modules::Module;
 use crate::server::{self, ServerCtx};
 
 /// How long shutdown waits for connections to say goodbye.
@@ -18,16 +19,27 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Run until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_modules(config, shutdown, Vec::new()).await
+}
+
+/// [`run`] with `extra` output modules after the registered ones (tests add theirs here).
+pub async fn run_with_modules(
+    config: Config,
+    shutdown: CancellationToken,
+    extra: Vec<Arc<dyn Module>>,
+) -> anyhow::Result<()> {
     let hub = Hub::new();
     let hls = crate::hls::HlsStore::new(shutdown.clone());
-    let shared = server::Shared {
+    let mut shared = server::Shared {
         hub: hub.clone(),
         hls: hls.clone(),
         notices: Default::default(),
         records: crate::record::Recorders::new(config.servers.len()),
         access: Default::default(),
         notifier: Default::default(),
+        modules: Arc::new([]),
     };
+    shared.modules = crate::modules::registered(&shared).into_iter().chain(extra).collect();
     crate::record::repair_on_start(&config);
     crate::hls::repair_on_start(&config);
     let tracker = TaskTracker::new();

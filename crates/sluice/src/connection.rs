@@ -1,6 +1,7 @@
 //! One RTMP connection: the tokio glue around `rtmp::ServerSession`. It reads the socket, feeds
-//! the session, turns its events into hub operations (publish, play) and writes replies and
-//! media. A connection publishes at most one stream and plays at most one.
+//! the session, turns its events into [`crate::streams`] calls (publish, play) and writes
+//! replies and media. A connection publishes at most one stream and plays at most one; it
+//! names no output module (they are [`crate::modules`]).
 //!
 //! Access control runs here in this order: `max_connections` and `on_connect` at connect;
 //! `allow`/`deny` rules, signed keys ([`crate::auth`]) and then `on_publish`/`on_play` before a
@@ -26,10 +27,12 @@ use crate::access::{self, ConnectionPermit, Refusal, RuleVerdict, Stage};
 use crate::auth::{self, AuthOk};
 use crate::config::{Action, AppConf};
 use crate::events::ClientInfo;
-use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
+use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamOptions, Subscriber};
 use crate::live::{self, PlayerGate};
+use crate::modules::{Status, StatusReceiver};
 use crate::notify::{self, Call, CallError, Reply};
 use crate::server::ServerCtx;
+use crate::streams::{self, Published};
 use crate::untrusted::{self, for_log, redact_query};
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
@@ -46,8 +49,9 @@ struct Publishing {
     stream_id: u32,
     name: String,
     last_media: Instant,
-    /// `record_notify`: recorders' `NetStream.Record.*` statuses for this publisher.
-    record_status: Option<tokio::sync::mpsc::UnboundedReceiver<crate::record::RecordStatus>>,
+    /// Statuses the output modules have for this publisher (`record_notify`'s
+    /// `NetStream.Record.*`); `None` once they have nothing more to say.
+    status: Option<StatusReceiver>,
 }
 
 struct Playing {
@@ -222,7 +226,7 @@ impl Conn {
                 reply = decided(&mut self.waiting) => self.on_decided(reply),
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
-                status = record_status(&mut self.publishing) => self.on_record_status(status),
+                status = module_status(&mut self.publishing) => self.on_module_status(status),
                 _ = tick.tick() => self.on_tick()?,
                 _ = &mut cancelled => return Ok("server shutting down"),
             }
@@ -359,19 +363,14 @@ impl Conn {
         if !self.valid_name(Stage::Publish, stream_id, &name) {
             return;
         }
-        let key = StreamKey { app: app.name.clone(), name: name.clone() };
-        match self.ctx.hub.publish(key, self.stream_options()) {
-            Ok(publisher) => {
-                let args = asked.args.clone();
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&args), kind = %for_log(&kind), "publish");
+        let source = streams::Source { app, name: &name, args: &asked.args, client: self.client.as_ref() };
+        match streams::publish(&self.ctx.hub, &self.ctx.modules, &source, self.stream_options()) {
+            Ok(Published { publisher, status }) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
                 self.ctx.access.accept(Stage::Publish);
                 self.session.accept_publish(stream_id, &name);
-                crate::hls::on_publish(&self.ctx.hls, &self.ctx.hub, app, publisher.stream(), &name);
-                let record_status = self.client.as_ref().and_then(|client| {
-                    crate::record::on_publish(&self.ctx, app, publisher.stream(), &name, &args, client)
-                });
                 self.publishing =
-                    Some(Publishing { publisher, stream_id, name, last_media: Instant::now(), record_status });
+                    Some(Publishing { publisher, stream_id, name, last_media: Instant::now(), status: Some(status) });
                 self.asked_publish = Some(asked);
                 self.start_updates(app);
             }
@@ -412,20 +411,15 @@ impl Conn {
         // One play per connection, as nginx-rtmp's live module: a new `play` ends the old one,
         // so repeated plays cannot pile up idle streams in the hub.
         self.stop_playing();
-        let key = StreamKey { app: app.name.clone(), name: name.clone() };
-        let create = (app.live.live && app.live.idle_streams).then(|| self.stream_options());
-        let found = if app.live.live { self.ctx.hub.subscribe(&key, create) } else { None };
+        let found = streams::play(&self.ctx.hub, app, &name, self.stream_options());
         // A feature configured to serve this name but not implemented (pull, VOD): say so
         // rather than wait for a publisher or answer "No such stream".
         let unserved = app.unserved_play();
         let (pack, sub) = match found {
             Some((pack, sub)) if pack.live || (app.live.idle_streams && unserved.is_none()) => (pack, sub),
             other => {
-                if let Some((_, sub)) = other {
-                    let stream = sub.stream().clone();
-                    drop(sub);
-                    self.ctx.hub.release(&stream);
-                }
+                // A stream made for this player alone goes with it.
+                drop(other);
                 let why = unserved.map_or_else(
                     || format!("No such stream: {name}"),
                     |why| format!("Stream {name} is not published here, and {why}"),
@@ -457,9 +451,7 @@ impl Conn {
     fn stop_playing(&mut self) {
         let Some(p) = self.playing.take() else { return };
         tracing::info!(client = %self.peer, stream = %p.name, "play done");
-        let stream = p.sub.stream().clone();
         drop(p);
-        self.ctx.hub.release(&stream);
         self.notify_done(false);
     }
 
@@ -865,13 +857,13 @@ impl Conn {
         self.playing = Some(playing);
     }
 
-    /// `record_notify`: tell the publisher a recorder started or stopped.
-    fn on_record_status(&mut self, status: Option<crate::record::RecordStatus>) {
+    /// A module's status for the publisher (`record_notify`: a recorder started or stopped).
+    fn on_module_status(&mut self, status: Option<Status>) {
         let Some(p) = &mut self.publishing else { return };
         match status {
             Some(st) => self.session.send_status(p.stream_id, st.level, st.code, &st.description),
-            // Every recorder is done: stop listening.
-            None => p.record_status = None,
+            // Every module is done reporting: stop listening.
+            None => p.status = None,
         }
     }
 
@@ -1002,9 +994,6 @@ impl Conn {
             if self.ctx.shutdown.is_cancelled() {
                 self.on_server_shutdown(&p);
             }
-            let stream = p.sub.stream().clone();
-            drop(p);
-            self.ctx.hub.release(&stream);
         }
         let calls = self.final_calls();
         if !calls.is_empty() {
@@ -1036,9 +1025,9 @@ fn redirect_name(location: &str) -> String {
     location.split_once('?').map_or(location, |(name, _)| name).to_owned()
 }
 
-/// The next `record_notify` status for the publisher, if it has recorders that report.
-async fn record_status(publishing: &mut Option<Publishing>) -> Option<crate::record::RecordStatus> {
-    match publishing.as_mut().and_then(|p| p.record_status.as_mut()) {
+/// The next module status for the publisher, while modules may still send some.
+async fn module_status(publishing: &mut Option<Publishing>) -> Option<Status> {
+    match publishing.as_mut().and_then(|p| p.status.as_mut()) {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{AppConf, HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType};
-use crate::hub::{Entry, Hub, Stream};
+use crate::hub::{Entry, Stream};
 use crate::untrusted::{self, NameError};
 
 mod repair;
@@ -76,7 +76,7 @@ pub struct HlsStore {
     /// The HLS tasks, so shutdown lets them write their last playlist.
     tasks: TaskTracker,
     /// The stream each playlist's task writes, while it would take a new publish of it (live,
-    /// or waiting for its publisher to come back): [`on_publish`] starts no second task then.
+    /// or waiting for its publisher to come back): `on_publish` starts no second task then.
     writers: Mutex<HashMap<PathBuf, Arc<Stream>>>,
     /// Server shutdown: ended streams then skip waiting for their cleanup.
     shutdown: CancellationToken,
@@ -399,10 +399,32 @@ pub fn repair_on_start(config: &crate::config::Config) {
     }
 }
 
+/// The HLS output module.
+pub struct Output {
+    store: Arc<HlsStore>,
+}
+
+impl Output {
+    /// The module, writing into `store` (shared with the HTTP server).
+    pub fn new(store: Arc<HlsStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl crate::modules::Module for Output {
+    fn name(&self) -> &'static str {
+        "hls"
+    }
+
+    fn on_publish(&self, ctx: &crate::modules::PublishCtx<'_>) {
+        on_publish(&self.store, ctx.app, ctx.stream, ctx.name);
+    }
+}
+
 /// Start HLS for a stream just published, if the application has it on. A stream whose
 /// publisher came back while its task still waits keeps that task: it reads the new publish from
 /// the stream and continues the playlist.
-pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
+fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
     let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
     // Held until the new task is registered; a waiting task gives up under it too.
     let mut writers = store.writers();
@@ -412,7 +434,7 @@ pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, str
         return;
     }
     let (_, sub) = stream.subscribe();
-    match HlsTask::new(store.clone(), hub.clone(), app.clone(), dir, name.to_string()) {
+    match HlsTask::new(store.clone(), app.clone(), dir, name.to_string()) {
         Ok(mut task) => {
             writers.insert(task.playlist_path.clone(), stream.clone());
             drop(writers);
@@ -427,7 +449,6 @@ pub fn on_publish(store: &Arc<HlsStore>, hub: &Arc<Hub>, app: &Arc<AppConf>, str
 /// One stream's HLS writer.
 struct HlsTask {
     store: Arc<HlsStore>,
-    hub: Arc<Hub>,
     app: Arc<AppConf>,
     dir: PathBuf,
     key_dir: PathBuf,
@@ -453,7 +474,7 @@ struct HlsTask {
 }
 
 impl HlsTask {
-    fn new(store: Arc<HlsStore>, hub: Arc<Hub>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
+    fn new(store: Arc<HlsStore>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
         let playlist_path = playlist_path(&dir, &name, app.hls.nested)?;
         let s = Settings { session: Some(new_session(unix_ms())), ..settings(&app.hls) };
         let mut seg = Segmenter::new(s, &name, Box::new(random_key))?;
@@ -482,7 +503,6 @@ impl HlsTask {
         let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
         Ok(HlsTask {
             store,
-            hub,
             app,
             dir,
             key_dir,
@@ -598,9 +618,7 @@ impl HlsTask {
     /// unless the stream is published again first.
     async fn ended(&mut self, sub: crate::hub::Subscriber) {
         // Like a player that stops: the hub may forget the stream now.
-        let stream = sub.stream().clone();
         drop(sub);
-        self.hub.release(&stream);
         tracing::info!(app = %self.app.name, stream = %self.name, "hls: end of stream");
         self.live.update(self.seg.playlist(), self.seg.position(), false);
         let linger = self.app.hls.playlist_length.max(Duration::from_secs(1));
@@ -891,7 +909,7 @@ mod tests {
         let config = crate::config::Config::parse(&text, "test.conf").unwrap();
         let app = Arc::new(config.servers[0].apps[0].clone());
         let store = HlsStore::new(CancellationToken::new());
-        let mut task = HlsTask::new(store.clone(), Hub::new(), app, dir.clone(), "s".into()).unwrap();
+        let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into()).unwrap();
         task.seg.push(true, 0, &Bytes::from_static(AVC_HEADER), 0);
         for i in 0..100u32 {
             let (tag, nal): (u8, &[u8]) =

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -183,6 +183,8 @@ pub struct Stream {
     waiters: WaitList,
     gop_cache: bool,
     subscribers: AtomicU64,
+    /// The registry holding it, which the last subscriber to leave an idle stream tells.
+    hub: Weak<Hub>,
     /// Frames skipped by lagging subscribers, for stats.
     pub dropped: AtomicU64,
     /// Frames published.
@@ -201,7 +203,7 @@ pub enum PublishError {
 }
 
 impl Stream {
-    fn new(key: StreamKey, ring_len: usize, gop_cache: bool) -> Self {
+    fn new(key: StreamKey, ring_len: usize, gop_cache: bool, hub: Weak<Hub>) -> Self {
         let len = ring_len.max(16).next_power_of_two();
         Self {
             key,
@@ -217,6 +219,7 @@ impl Stream {
             waiters: WaitList::default(),
             gop_cache,
             subscribers: AtomicU64::new(0),
+            hub,
             dropped: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
         }
@@ -431,9 +434,16 @@ fn is_resume_point(slot: &Option<Entry>, has_video: bool) -> bool {
     }
 }
 
+/// The last subscriber to leave releases the stream: the hub forgets it if nobody publishes
+/// either. Only a drop costs the registry lock, and only the last one; reading costs nothing.
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.stream.subscribers.fetch_sub(1, Ordering::Relaxed);
+        let before = self.stream.subscribers.fetch_sub(1, Ordering::Relaxed);
+        if before == 1 {
+            if let Some(hub) = self.stream.hub.upgrade() {
+                hub.release(&self.stream);
+            }
+        }
     }
 }
 
@@ -557,7 +567,11 @@ impl Hub {
     /// that wait for a publisher (`idle_streams on`), unless the hub is full. Lookup and
     /// subscription happen under the registry lock, so [`Hub::release`] cannot remove the
     /// stream in between.
-    pub fn subscribe(&self, key: &StreamKey, create: Option<StreamOptions>) -> Option<(StartPack, Subscriber)> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        create: Option<StreamOptions>,
+    ) -> Option<(StartPack, Subscriber)> {
         let mut map = self.lock();
         let stream = match (map.get(key), create) {
             (Some(s), _) => s.clone(),
@@ -569,7 +583,7 @@ impl Hub {
 
     /// Add a stream unless the registry holds `max_streams` already.
     fn insert_new(
-        &self,
+        self: &Arc<Self>,
         map: &mut HashMap<StreamKey, Arc<Stream>>,
         key: &StreamKey,
         opts: StreamOptions,
@@ -580,13 +594,14 @@ impl Hub {
             }
             return None;
         }
-        let stream = Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache));
+        let stream = Arc::new(Stream::new(key.clone(), opts.ring_len, opts.gop_cache, Arc::downgrade(self)));
         map.insert(key.clone(), stream.clone());
         Some(stream)
     }
 
-    /// Forget a stream nobody uses any more.
-    pub fn release(&self, stream: &Arc<Stream>) {
+    /// Forget a stream nobody uses any more: called by the last [`Subscriber`] and the
+    /// [`Publisher`] as they go, never by hand.
+    fn release(&self, stream: &Arc<Stream>) {
         let mut map = self.lock();
         let idle = !stream.is_live() && stream.subscriber_count() == 0;
         if idle && map.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
@@ -637,9 +652,7 @@ mod tests {
         assert_eq!(hub.publish(key("c"), OPTS).err(), Some(PublishError::TooManyStreams));
         // Existing streams stay reachable when the registry is full.
         let _live = hub.publish(key("a"), OPTS).expect("existing stream");
-        let stream = a.stream().clone();
         drop(a);
-        hub.release(&stream);
         assert_eq!(hub.len(), 2, "a is live, so it stays");
     }
 
@@ -648,10 +661,25 @@ mod tests {
         let hub = Hub::new();
         for i in 0..1000 {
             let (_, sub) = hub.subscribe(&key(&format!("a{i}")), Some(OPTS)).unwrap();
-            let stream = sub.stream().clone();
             drop(sub);
-            hub.release(&stream);
         }
+        assert!(hub.is_empty());
+    }
+
+    #[test]
+    fn dropping_the_last_subscriber_of_an_idle_stream_removes_it() {
+        let hub = Hub::new();
+        let (_, first) = hub.subscribe(&key("a"), Some(OPTS)).unwrap();
+        let (_, second) = first.stream().subscribe();
+        drop(first);
+        assert_eq!(hub.len(), 1, "a subscriber is left");
+        drop(second);
+        assert!(hub.is_empty(), "nobody publishes or plays: the stream is gone");
+        // A live stream stays when its last subscriber leaves, and goes with its publisher.
+        let publisher = hub.publish(key("b"), OPTS).unwrap();
+        drop(publisher.stream().subscribe());
+        assert_eq!(hub.len(), 1);
+        drop(publisher);
         assert!(hub.is_empty());
     }
 

@@ -1,7 +1,8 @@
 //! sluice: a live video streaming server that reads nginx-rtmp's configuration.
 //!
-//! Media flows one way: ingest (`connection`, RTMP publish) → [`hub`] → outputs (`connection`,
-//! RTMP play; later HLS, recording, relays). See ARCHITECTURE.md for the map.
+//! Media flows one way: sources (`connection`, RTMP publish) → [`streams`] (one publish and one
+//! play entry for every source) → [`hub`] → outputs: players (`connection`, RTMP play) and the
+//! output [`modules`] (HLS, recording). See ARCHITECTURE.md for the map.
 
 pub mod access;
 pub mod app;
@@ -15,7 +16,9 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod live;
+pub mod modules;
 pub mod notify;
 pub mod record;
 pub mod server;
+pub mod streams;
 pub mod untrusted;

@@ -39,10 +39,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::config::{AppConf, Config};
+use crate::config::Config;
 use crate::events::ClientInfo;
-use crate::hub::{Stream, StreamKey};
-use crate::server::ServerCtx;
+use crate::events::Notices;
+use crate::hub::StreamKey;
+use crate::modules::PublishCtx;
 
 pub use file::is_locked;
 pub use naming::file_path;
@@ -77,15 +78,7 @@ pub enum RecordError {
 
 /// An `onStatus` for the publisher (`record_notify`): `NetStream.Record.Start`, `.Stop`,
 /// `.Failed`, with the recorder's name as description.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordStatus {
-    /// `status` or `error`.
-    pub level: &'static str,
-    /// The code.
-    pub code: &'static str,
-    /// The recorder (`"default"` for the application's own).
-    pub description: String,
-}
+pub type RecordStatus = crate::modules::Status;
 
 /// A stream being recorded, as the registry knows it.
 struct Registered {
@@ -193,44 +186,50 @@ impl Recorders {
     }
 }
 
-/// A stream was just published: start its recorders. Returns a channel of `onStatus`
-/// messages for the publisher when a recorder has `record_notify` (the connection sends them).
-pub fn on_publish(
-    ctx: &ServerCtx,
-    app: &Arc<AppConf>,
-    stream: &Arc<Stream>,
-    name: &str,
-    args: &str,
-    client: &ClientInfo,
-) -> Option<mpsc::UnboundedReceiver<RecordStatus>> {
-    let slots = task::slots_of(app);
-    if slots.is_empty() {
-        return None;
+/// The recording output module: one task per published stream with recorders.
+pub struct Output {
+    records: Arc<Recorders>,
+    notices: Arc<Notices>,
+}
+
+impl Output {
+    /// The module, over the recorder registry and the notices recordings report to.
+    pub fn new(records: Arc<Recorders>, notices: Arc<Notices>) -> Self {
+        Self { records, notices }
     }
-    let (status_tx, status_rx) = if slots.iter().any(|(_, c)| c.notify) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
-    };
-    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let registry = ctx.records.clone();
-    let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
-    registry.streams().insert(key, Registered { client: client.clone(), commands: tx });
-    // Subscribed now, before the publisher's first frame.
-    let (_, sub) = stream.subscribe();
-    let task = task::StreamTask::new(
-        registry.clone(),
-        ctx.hub.clone(),
-        ctx.notices.clone(),
-        app,
-        name,
-        args,
-        client,
-        status_tx,
-    );
-    registry.tasks.spawn(task.run(sub, rx));
-    status_rx
+}
+
+impl crate::modules::Module for Output {
+    fn name(&self) -> &'static str {
+        "record"
+    }
+
+    /// Start the stream's recorders, if its application has any and a client publishes it
+    /// (recordings and their callbacks name the client). Recorders with `record_notify` report
+    /// to the publisher through `ctx.status`.
+    fn on_publish(&self, ctx: &PublishCtx<'_>) {
+        let Some(client) = ctx.client else { return };
+        let slots = task::slots_of(ctx.app);
+        if slots.is_empty() {
+            return;
+        }
+        let status_tx = slots.iter().any(|(_, c)| c.notify).then(|| ctx.status.clone());
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let key = StreamKey { app: ctx.app.name.clone(), name: ctx.name.to_owned() };
+        self.records.streams().insert(key, Registered { client: client.clone(), commands: tx });
+        // Subscribed now, before the publisher's first frame.
+        let (_, sub) = ctx.stream.subscribe();
+        let task = task::StreamTask::new(
+            self.records.clone(),
+            self.notices.clone(),
+            ctx.app,
+            ctx.name,
+            ctx.args,
+            client,
+            status_tx,
+        );
+        self.records.tasks.spawn(task.run(sub, rx));
+    }
 }
 
 /// Before serving: finish recordings a crash left unfinished in every `record_path`, and
@@ -278,7 +277,7 @@ pub fn is_unfinished(path: &Path) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Notices;
+    use crate::config::AppConf;
     use crate::hub::{Frame, Hub, StreamOptions};
     use bytes::Bytes;
     use rtmp::MediaKind;
@@ -327,8 +326,7 @@ mod tests {
         let (_, sub) = publisher.stream().subscribe();
         let (tx, commands) = mpsc::channel(4);
         recorders.streams().insert(key, Registered { client: client(), commands: tx });
-        let task =
-            task::StreamTask::new(recorders.clone(), hub.clone(), notices.clone(), &app, "s", "k=v", &client(), None);
+        let task = task::StreamTask::new(recorders.clone(), notices.clone(), &app, "s", "k=v", &client(), None);
         let running = tokio::spawn(task.run(sub, commands));
         tokio::task::yield_now().await;
         let (first, rest) = frames.split_at(frames.len() / 2);
@@ -458,8 +456,7 @@ mod tests {
             let publisher = hub.publish(key, StreamOptions { ring_len: 8192, gop_cache: true }).unwrap();
             let (_, sub) = publisher.stream().subscribe();
             let (_tx, commands) = mpsc::channel(4);
-            let task =
-                task::StreamTask::new(recorders.clone(), hub, notices.clone(), &app, "full", "", &client(), None);
+            let task = task::StreamTask::new(recorders.clone(), notices.clone(), &app, "full", "", &client(), None);
             let running = tokio::spawn(task.run(sub, commands));
             for f in hub_frames {
                 publisher.stream().push(f);
@@ -561,7 +558,7 @@ mod tests {
             let publisher = hub.publish(key, StreamOptions { ring_len: 8192, gop_cache: true }).unwrap();
             let (_, sub) = publisher.stream().subscribe();
             let (_tx, commands) = mpsc::channel(4);
-            let task = task::StreamTask::new(recorders.clone(), hub, notices.clone(), &app, name, "", &client(), None);
+            let task = task::StreamTask::new(recorders.clone(), notices.clone(), &app, name, "", &client(), None);
             let running = tokio::spawn(task.run(sub, commands));
             for f in stream() {
                 publisher.stream().push(f);

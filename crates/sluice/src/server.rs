@@ -15,6 +15,7 @@ use crate::connection;
 use crate::events::Notices;
 use crate::hls::HlsStore;
 use crate::hub::Hub;
+use crate::modules::Modules;
 
 /// Everything a connection task shares with the rest of the server.
 pub struct ServerCtx {
@@ -34,6 +35,8 @@ pub struct ServerCtx {
     pub access: Arc<crate::access::Counters>,
     /// HTTP callbacks: pooled clients, bounded calls in flight.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// The output modules every published stream starts.
+    pub modules: Modules,
     /// This server block's `max_connections` count.
     pub limit: crate::access::ConnectionLimit,
     /// Cancelled on SIGTERM/SIGINT.
@@ -54,6 +57,7 @@ impl ServerCtx {
             records: shared.records.clone(),
             access: shared.access.clone(),
             notifier: shared.notifier.clone(),
+            modules: shared.modules.clone(),
             limit,
             shutdown,
         }
@@ -74,6 +78,8 @@ pub struct Shared {
     pub access: Arc<crate::access::Counters>,
     /// HTTP callbacks.
     pub notifier: Arc<crate::notify::Notifier>,
+    /// The output modules ([`crate::modules::registered`]).
+    pub modules: Modules,
 }
 
 /// Bind every `listen` address of a server block.

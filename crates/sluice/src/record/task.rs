@@ -18,7 +18,7 @@ use super::timeline::Timeline;
 use super::{repair, FileClaim, RecordError, RecordStatus, Recorders};
 use crate::config::{AppConf, RecordConf, RecordFormat};
 use crate::events::{ClientInfo, Notice, Notices};
-use crate::hub::{Entry, Frame, Hub, Subscriber};
+use crate::hub::{Entry, Frame, Subscriber};
 
 /// Ring entries taken at a time.
 const MAX_BATCH: usize = 256;
@@ -166,7 +166,6 @@ struct Headers {
 /// The recorders of one published stream.
 pub struct StreamTask {
     recorders: Arc<Recorders>,
-    hub: Arc<Hub>,
     notices: Arc<Notices>,
     app: String,
     name: String,
@@ -192,10 +191,8 @@ pub fn slots_of(app: &AppConf) -> Vec<(String, RecordConf)> {
 impl StreamTask {
     /// The task for a stream just published; `status` gets `NetStream.Record.*` for
     /// recorders with `record_notify`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         recorders: Arc<Recorders>,
-        hub: Arc<Hub>,
         notices: Arc<Notices>,
         app: &AppConf,
         name: &str,
@@ -219,7 +216,6 @@ impl StreamTask {
             .collect();
         StreamTask {
             recorders,
-            hub,
             notices,
             app: app.name.clone(),
             name: name.to_owned(),
@@ -257,9 +253,7 @@ impl StreamTask {
             self.close(i).await;
         }
         // Like a player that stops: the hub may forget the stream now.
-        let stream = sub.stream().clone();
         drop(sub);
-        self.hub.release(&stream);
         self.recorders.unregister(&self.app, &self.name, &self.client);
     }
 
