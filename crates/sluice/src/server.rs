@@ -25,12 +25,8 @@ pub struct ServerCtx {
     pub apps: Vec<Arc<AppConf>>,
     /// The stream registry.
     pub hub: Arc<Hub>,
-    /// Live HLS content, shared with the HTTP server.
-    pub hls: Arc<HlsStore>,
     /// Server-wide notices (recordings done, ...) for notify callbacks and stats.
     pub notices: Arc<Notices>,
-    /// The recorder registry (control API, shutdown).
-    pub records: Arc<crate::record::Recorders>,
     /// Access decisions counted server-wide (accepted, refused by reason).
     pub access: Arc<crate::access::Counters>,
     /// HTTP callbacks: pooled clients, bounded calls in flight.
@@ -52,9 +48,7 @@ impl ServerCtx {
             conf,
             apps,
             hub: shared.hub.clone(),
-            hls: shared.hls.clone(),
             notices: shared.notices.clone(),
-            records: shared.records.clone(),
             access: shared.access.clone(),
             notifier: shared.notifier.clone(),
             modules: shared.modules.clone(),
