@@ -38,6 +38,7 @@ pub async fn run_with_modules(
         access: Default::default(),
         notifier: Default::default(),
         modules: Arc::new([]),
+        clients: Default::default(),
     };
     shared.modules = crate::modules::registered(&shared).into_iter().chain(extra).collect();
     crate::record::repair_on_start(&config);

@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::access::{self, ConnectionPermit, Refusal, RuleVerdict, Stage};
 use crate::auth::{self, AuthOk};
+use crate::clients::{ClientHandle, Kind, Role};
 use crate::config::{Action, AppConf};
 use crate::events::ClientInfo;
 use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamOptions, Subscriber};
@@ -96,6 +97,8 @@ struct Updates {
 struct Conn {
     ctx: Arc<ServerCtx>,
     peer: SocketAddr,
+    /// Our entry in the clients registry: app, stream, role, bytes; control drops us through it.
+    handle: ClientHandle,
     session: ServerSession,
     app: Option<Arc<AppConf>>,
     /// Who the client is, once it connected (for callbacks and recordings).
@@ -144,10 +147,13 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
     let epoch =
         (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
     let session = ServerSession::new(config, epoch, &mut rand::thread_rng());
+    // Over the registry's bound the connection is closed at once (the registry logs it).
+    let Some(handle) = ctx.clients.register(peer, Kind::Rtmp) else { return };
     let permit = ctx.limit.try_acquire();
     let mut conn = Conn {
         ctx,
         peer,
+        handle,
         session,
         app: None,
         client: None,
@@ -190,6 +196,8 @@ impl Conn {
         let shutdown = self.ctx.shutdown.clone();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        let dropped = self.handle.dropped();
+        tokio::pin!(dropped);
         loop {
             // A peer that reads nothing must not hold the connection past shutdown: the write
             // gives up when the server stops.
@@ -198,6 +206,7 @@ impl Conn {
                 biased;
                 r = self.flush(writer) => r?,
                 _ = &mut cancelled => return Ok("server shutting down"),
+                _ = &mut dropped => return Ok("dropped by control"),
             }
             if self.closing {
                 return Ok("closed by server");
@@ -205,9 +214,11 @@ impl Conn {
             tokio::select! {
                 // While a callback decides, the client's next messages wait in the socket.
                 n = reader.read_buf(&mut buf), if self.waiting.is_none() => {
-                    if n? == 0 {
+                    let n = n?;
+                    if n == 0 {
                         return Ok("closed by client");
                     }
+                    self.handle.add_in(n);
                     self.last_recv = Instant::now();
                     self.ping_sent = None;
                     self.session.feed(&mut buf, &mut events)?;
@@ -229,6 +240,7 @@ impl Conn {
                 status = module_status(&mut self.publishing) => self.on_module_status(status),
                 _ = tick.tick() => self.on_tick()?,
                 _ = &mut cancelled => return Ok("server shutting down"),
+                _ = &mut dropped => return Ok("dropped by control"),
             }
         }
     }
@@ -239,6 +251,14 @@ impl Conn {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // Counted once per flush, whatever part of it was written, not per write.
+        let before = pending_len(&self.pending);
+        let written = self.write_pending(writer).await;
+        self.handle.add_out(before - pending_len(&self.pending));
+        written
+    }
+
+    async fn write_pending(&mut self, writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
         // Usually the socket takes everything at once: no timer needed for that.
         if try_write_vectored(writer, &mut self.pending)? {
             return Ok(());
@@ -295,7 +315,7 @@ impl Conn {
             return;
         };
         let client = ClientInfo {
-            id: crate::events::next_client_id(),
+            id: self.handle.id(),
             addr: self.peer,
             app: info.app.clone(),
             flash_ver: info.flash_ver.clone(),
@@ -321,6 +341,7 @@ impl Conn {
             tracing::info!(client = %self.peer, app = %app.name, tc_url = %for_log(&c.tc_url), flash_ver = %for_log(&c.flash_ver), "connect");
         }
         self.ctx.access.accept(Stage::Connect);
+        self.handle.set_app(&app.name);
         self.app = Some(app);
         self.session.accept_connect();
     }
@@ -369,6 +390,7 @@ impl Conn {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
                 self.ctx.access.accept(Stage::Publish);
                 self.session.accept_publish(stream_id, &name);
+                self.handle.set_stream(&name, Role::Publisher);
                 self.publishing =
                     Some(Publishing { publisher, stream_id, name, last_media: Instant::now(), status: Some(status) });
                 self.asked_publish = Some(asked);
@@ -432,6 +454,7 @@ impl Conn {
         };
         tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), "play");
         self.ctx.access.accept(Stage::Play);
+        self.handle.set_stream(&name, Role::Player);
         // With `play_restart`, nginx-rtmp sends Play.Start when the stream starts, not before.
         if pack.live || !app.live.play_restart {
             self.session.accept_play(stream_id, &name, reset);
@@ -450,6 +473,7 @@ impl Conn {
     /// and report `on_play_done`.
     fn stop_playing(&mut self) {
         let Some(p) = self.playing.take() else { return };
+        self.handle.clear_stream(Role::Player);
         tracing::info!(client = %self.peer, stream = %p.name, "play done");
         drop(p);
         self.notify_done(false);
@@ -779,6 +803,7 @@ impl Conn {
     fn on_close_stream(&mut self, stream_id: u32) {
         if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
             if let Some(p) = self.publishing.take() {
+                self.handle.clear_stream(Role::Publisher);
                 tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
                 self.session.send_status(
                     stream_id,
@@ -1050,6 +1075,11 @@ fn record_codec(peer: &SocketAddr, p: &Publishing, frame: &Frame) {
         Ok(None) => {}
         Err(e) => tracing::debug!(client = %peer, stream = %p.name, "sequence header not parsed: {e}"),
     }
+}
+
+/// Bytes not yet written.
+fn pending_len(bufs: &[Bytes]) -> usize {
+    bufs.iter().map(Bytes::len).sum()
 }
 
 /// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).

@@ -8,6 +8,7 @@ pub mod access;
 pub mod app;
 pub mod auth;
 pub mod client;
+pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod events;

@@ -33,6 +33,8 @@ pub struct ServerCtx {
     pub notifier: Arc<crate::notify::Notifier>,
     /// The output modules every published stream starts.
     pub modules: Modules,
+    /// Every connected client, server-wide (control, stats).
+    pub clients: Arc<crate::clients::Clients>,
     /// This server block's `max_connections` count.
     pub limit: crate::access::ConnectionLimit,
     /// Cancelled on SIGTERM/SIGINT.
@@ -52,6 +54,7 @@ impl ServerCtx {
             access: shared.access.clone(),
             notifier: shared.notifier.clone(),
             modules: shared.modules.clone(),
+            clients: shared.clients.clone(),
             limit,
             shutdown,
         }
@@ -74,6 +77,8 @@ pub struct Shared {
     pub notifier: Arc<crate::notify::Notifier>,
     /// The output modules ([`crate::modules::registered`]).
     pub modules: Modules,
+    /// Every connected client ([`crate::clients`]): what control and stats act on.
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 /// Bind every `listen` address of a server block.

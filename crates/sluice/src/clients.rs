@@ -1,0 +1,501 @@
+//! The clients registry: every client (RTMP now; relay legs and HTTP players later) with its
+//! id, address, application, stream, role, byte counts, start time and a handle to drop it.
+//! The control API (`/control/drop/...`), stats and reload read it through [`Clients`], which
+//! lives in [`crate::server::Shared`].
+//!
+//! A client registers when it is accepted and gets a [`ClientHandle`]; dropping the handle
+//! unregisters it. The hot path (bytes read and written) only touches two relaxed atomics
+//! per read or write batch; the map's lock is taken at register, unregister, on the rare
+//! app/stream changes, and by readers of the registry.
+//!
+//! Bounded: at most [`DEFAULT_MAX`] clients (or the count given to [`Clients::new`]) at once,
+//! whatever `max_connections` says (it may be unset); a client over the bound is not
+//! registered and its connection is closed at once, logged at most every 10 s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::server::LogEvery;
+
+/// Most clients registered at once by default: far above what one process serves, but a
+/// bound all the same.
+pub const DEFAULT_MAX: usize = 1 << 16;
+
+/// How a client reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An RTMP connection accepted by a listener.
+    Rtmp,
+    /// An outgoing relay leg (push or pull).
+    Relay,
+    /// An HTTP player (HTTP-FLV and the like).
+    Http,
+}
+
+/// What a client does with its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Connected, neither publishing nor playing.
+    None,
+    /// Publishing `name`.
+    Publisher,
+    /// Playing `name` (nginx-rtmp's "subscriber").
+    Player,
+}
+
+/// What changes seldom: behind a lock taken only at connect, publish, play and stop.
+#[derive(Debug, Clone)]
+struct Meta {
+    app: String,
+    name: String,
+    role: Role,
+}
+
+struct Entry {
+    id: u64,
+    addr: SocketAddr,
+    kind: Kind,
+    started: SystemTime,
+    since: Instant,
+    meta: Mutex<Meta>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    drop: CancellationToken,
+}
+
+impl Entry {
+    fn snapshot(&self) -> ClientSnapshot {
+        let meta = lock(&self.meta).clone();
+        ClientSnapshot {
+            id: self.id,
+            addr: self.addr,
+            kind: self.kind,
+            app: meta.app,
+            name: meta.name,
+            role: meta.role,
+            started: self.started,
+            uptime: self.since.elapsed(),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One client as it was when [`Clients::list`] or [`Clients::get`] looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSnapshot {
+    /// nginx-rtmp's `clientid`: the same number the callbacks report.
+    pub id: u64,
+    /// The peer address.
+    pub addr: SocketAddr,
+    /// How the client reached us.
+    pub kind: Kind,
+    /// The application connected to; empty before `connect` is accepted.
+    pub app: String,
+    /// The stream published or played; empty with [`Role::None`].
+    pub name: String,
+    /// What it does with `name`.
+    pub role: Role,
+    /// When it was accepted (wall clock, for display).
+    pub started: SystemTime,
+    /// How long it has been connected.
+    pub uptime: Duration,
+    /// Bytes read from it.
+    pub bytes_in: u64,
+    /// Bytes written to it.
+    pub bytes_out: u64,
+}
+
+/// Which sessions nginx-rtmp's control `drop`/`redirect` method addresses: the path's last
+/// segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `/control/drop/publisher`.
+    Publisher,
+    /// `/control/drop/subscriber`.
+    Subscriber,
+    /// `/control/drop/client`: publishers and subscribers alike.
+    Client,
+}
+
+/// nginx-rtmp's control filters (`?app=&name=&addr=&clientid=`), each an exact match when
+/// given. As in nginx-rtmp only clients in a live stream (publishing or playing) match:
+/// a client that is only connected is never dropped by control. `srv` (the server block's
+/// index) is for the control endpoint to check; every server shares this registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// publisher, subscriber or client.
+    pub method: Method,
+    /// `app=`: the application name.
+    pub app: Option<String>,
+    /// `name=`: the stream name.
+    pub name: Option<String>,
+    /// `addr=`: the client's IP address as text (nginx's `addr_text`, no port).
+    pub addr: Option<String>,
+    /// `clientid=`: the client's id.
+    pub clientid: Option<u64>,
+}
+
+impl Filter {
+    /// Every client of `method`, before any `app=`/`name=`/... narrows it.
+    pub fn new(method: Method) -> Self {
+        Filter { method, app: None, name: None, addr: None, clientid: None }
+    }
+
+    fn matches(&self, e: &Entry) -> bool {
+        let meta = lock(&e.meta);
+        let role_ok = match self.method {
+            Method::Publisher => meta.role == Role::Publisher,
+            Method::Subscriber => meta.role == Role::Player,
+            Method::Client => meta.role != Role::None,
+        };
+        role_ok
+            && self.app.as_ref().is_none_or(|a| *a == meta.app)
+            && self.name.as_ref().is_none_or(|n| *n == meta.name)
+            && self.addr.as_ref().is_none_or(|a| *a == e.addr.ip().to_string())
+            && self.clientid.is_none_or(|id| id == e.id)
+    }
+}
+
+/// The registry of connected clients, shared by every server block.
+pub struct Clients {
+    max: usize,
+    map: Mutex<HashMap<u64, Arc<Entry>>>,
+    full: Mutex<LogEvery>,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX)
+    }
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").field("max", &self.max).field("len", &self.len()).finish()
+    }
+}
+
+impl Clients {
+    /// A registry holding at most `max` clients at once.
+    pub fn new(max: usize) -> Self {
+        Clients { max, map: Mutex::new(HashMap::new()), full: Mutex::new(LogEvery::new(Duration::from_secs(10))) }
+    }
+
+    /// Register a new client; `None` when the registry is full (the caller closes it).
+    pub fn register(self: &Arc<Self>, addr: SocketAddr, kind: Kind) -> Option<ClientHandle> {
+        let entry = Arc::new(Entry {
+            id: crate::events::next_client_id(),
+            addr,
+            kind,
+            started: SystemTime::now(),
+            since: Instant::now(),
+            meta: Mutex::new(Meta { app: String::new(), name: String::new(), role: Role::None }),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            drop: CancellationToken::new(),
+        });
+        {
+            let mut map = lock(&self.map);
+            if map.len() >= self.max {
+                drop(map);
+                if let Some(refused) = lock(&self.full).hit() {
+                    tracing::warn!(client = %addr, max = self.max, refused, "client refused: the clients registry is full");
+                }
+                return None;
+            }
+            map.insert(entry.id, entry.clone());
+        }
+        Some(ClientHandle { clients: self.clone(), entry })
+    }
+
+    /// Every registered client, in no particular order.
+    pub fn list(&self) -> Vec<ClientSnapshot> {
+        let entries: Vec<Arc<Entry>> = lock(&self.map).values().cloned().collect();
+        entries.iter().map(|e| e.snapshot()).collect()
+    }
+
+    /// The client with this id, if it is still connected.
+    pub fn get(&self, id: u64) -> Option<ClientSnapshot> {
+        let entry = lock(&self.map).get(&id).cloned();
+        entry.map(|e| e.snapshot())
+    }
+
+    /// Tell every client `filter` matches to close; returns how many (nginx-rtmp's
+    /// `/control/drop` reply). They close on their own tasks, soon after.
+    pub fn drop_where(&self, filter: &Filter) -> usize {
+        let entries: Vec<Arc<Entry>> = lock(&self.map).values().cloned().collect();
+        let mut count = 0;
+        for e in entries.iter().filter(|e| filter.matches(e)) {
+            e.drop.cancel();
+            count += 1;
+        }
+        count
+    }
+
+    /// Clients registered now.
+    pub fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    /// True when no client is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A client's place in the registry, held by its connection; unregisters it when dropped.
+pub struct ClientHandle {
+    clients: Arc<Clients>,
+    entry: Arc<Entry>,
+}
+
+impl std::fmt::Debug for ClientHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandle").field("id", &self.entry.id).finish()
+    }
+}
+
+impl ClientHandle {
+    /// The client's id (nginx-rtmp's `clientid`).
+    pub fn id(&self) -> u64 {
+        self.entry.id
+    }
+
+    /// The application, once `connect` is accepted.
+    pub fn set_app(&self, app: &str) {
+        lock(&self.entry.meta).app = app.to_owned();
+    }
+
+    /// The stream published or played (a name already checked by `untrusted::stream_name`).
+    pub fn set_stream(&self, name: &str, role: Role) {
+        let mut meta = lock(&self.entry.meta);
+        meta.name = name.to_owned();
+        meta.role = role;
+    }
+
+    /// The client stopped being `role` (unpublish, play done); a no-op if it is not.
+    pub fn clear_stream(&self, role: Role) {
+        let mut meta = lock(&self.entry.meta);
+        if meta.role == role {
+            meta.name.clear();
+            meta.role = Role::None;
+        }
+    }
+
+    /// Count bytes read from the client (once per read).
+    pub fn add_in(&self, n: usize) {
+        self.entry.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count bytes written to the client (once per write batch).
+    pub fn add_out(&self, n: usize) {
+        self.entry.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves when control asked to drop this client; the connection then closes.
+    pub fn dropped(&self) -> WaitForCancellationFutureOwned {
+        self.entry.drop.clone().cancelled_owned()
+    }
+
+    /// True once control asked to drop this client.
+    pub fn is_dropped(&self) -> bool {
+        self.entry.drop.is_cancelled()
+    }
+}
+
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        lock(&self.clients.map).remove(&self.entry.id);
+    }
+}
+
+/// The registry's locks guard plain data that no panic leaves half-written: a poisoned lock
+/// is still good to use.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(last: u8, port: u16) -> SocketAddr {
+        ([10, 0, 0, last], port).into()
+    }
+
+    #[test]
+    fn register_lists_and_unregisters_on_drop() {
+        let clients = Arc::new(Clients::new(8));
+        let a = clients.register(addr(1, 1000), Kind::Rtmp).unwrap();
+        let b = clients.register(addr(2, 1000), Kind::Rtmp).unwrap();
+        assert_ne!(a.id(), b.id());
+        a.set_app("live");
+        a.set_stream("cam", Role::Publisher);
+        a.add_in(100);
+        a.add_in(23);
+        a.add_out(7);
+        let got = clients.get(a.id()).unwrap();
+        assert_eq!((got.app.as_str(), got.name.as_str(), got.role), ("live", "cam", Role::Publisher));
+        assert_eq!((got.bytes_in, got.bytes_out, got.addr, got.kind), (123, 7, addr(1, 1000), Kind::Rtmp));
+        assert_eq!(clients.list().len(), 2);
+        a.clear_stream(Role::Player);
+        assert_eq!(clients.get(a.id()).unwrap().role, Role::Publisher, "clearing another role keeps this one");
+        a.clear_stream(Role::Publisher);
+        let got = clients.get(a.id()).unwrap();
+        assert_eq!((got.name.as_str(), got.role), ("", Role::None));
+        let id = a.id();
+        drop(a);
+        assert!(clients.get(id).is_none());
+        assert_eq!(clients.list().into_iter().map(|c| c.id).collect::<Vec<_>>(), [b.id()]);
+        drop(b);
+        assert!(clients.is_empty());
+    }
+
+    #[test]
+    fn the_registry_is_bounded() {
+        let clients = Arc::new(Clients::new(2));
+        let a = clients.register(addr(1, 1), Kind::Rtmp).unwrap();
+        let _b = clients.register(addr(1, 2), Kind::Rtmp).unwrap();
+        assert!(clients.register(addr(1, 3), Kind::Rtmp).is_none(), "full");
+        assert_eq!(clients.len(), 2);
+        drop(a);
+        assert!(clients.register(addr(1, 4), Kind::Rtmp).is_some(), "room again once one left");
+    }
+
+    #[test]
+    fn drop_where_signals_only_the_matching_clients() {
+        let clients = Arc::new(Clients::new(16));
+        let publisher = clients.register(addr(1, 1), Kind::Rtmp).unwrap();
+        publisher.set_app("live");
+        publisher.set_stream("cam", Role::Publisher);
+        let player = clients.register(addr(2, 1), Kind::Rtmp).unwrap();
+        player.set_app("live");
+        player.set_stream("cam", Role::Player);
+        let other = clients.register(addr(2, 2), Kind::Rtmp).unwrap();
+        other.set_app("tv");
+        other.set_stream("news", Role::Player);
+        let idle = clients.register(addr(1, 2), Kind::Rtmp).unwrap();
+        idle.set_app("live");
+        let all = [&publisher, &player, &other, &idle];
+        let dropped = |hs: &[&ClientHandle]| hs.iter().map(|h| h.is_dropped()).collect::<Vec<_>>();
+
+        let f = |m| Filter::new(m);
+        assert_eq!(clients.drop_where(&Filter { name: Some("nope".into()), ..f(Method::Client) }), 0);
+        assert_eq!(clients.drop_where(&Filter { addr: Some("10.0.0.9".into()), ..f(Method::Client) }), 0);
+        assert_eq!(dropped(&all), [false; 4]);
+
+        assert_eq!(clients.drop_where(&Filter { app: Some("live".into()), ..f(Method::Subscriber) }), 1);
+        assert_eq!(dropped(&all), [false, true, false, false]);
+        assert_eq!(clients.drop_where(&Filter { addr: Some("10.0.0.1".into()), ..f(Method::Publisher) }), 1);
+        assert_eq!(dropped(&all), [true, true, false, false]);
+        assert_eq!(clients.drop_where(&Filter { clientid: Some(other.id()), ..f(Method::Client) }), 1);
+        assert_eq!(dropped(&all), [true, true, true, false], "a client in no stream is never matched");
+        assert_eq!(clients.drop_where(&f(Method::Client)), 3, "drop counts whom it told, again");
+        assert!(!idle.is_dropped());
+    }
+
+    #[tokio::test]
+    async fn dropped_resolves_once_drop_where_matched() {
+        let clients = Arc::new(Clients::new(4));
+        let h = clients.register(addr(1, 1), Kind::Rtmp).unwrap();
+        h.set_stream("cam", Role::Publisher);
+        let wait = h.dropped();
+        assert_eq!(clients.drop_where(&Filter::new(Method::Publisher)), 1);
+        tokio::time::timeout(Duration::from_secs(5), wait).await.expect("dropped resolves");
+    }
+
+    /// Polls the registry until `ok` holds for its list; the list it saw last otherwise.
+    async fn until(clients: &Clients, ok: impl Fn(&[ClientSnapshot]) -> bool) -> Vec<ClientSnapshot> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = clients.list();
+            if ok(&list) || Instant::now() > deadline {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn find(list: &[ClientSnapshot], role: Role) -> Option<&ClientSnapshot> {
+        list.iter().find(|c| c.role == role)
+    }
+
+    /// A real RTMP publisher and player (sluice's own client) show in the registry with their
+    /// app, stream and role and growing byte counts; dropping the publisher closes it.
+    #[tokio::test]
+    async fn rtmp_clients_are_listed_counted_and_dropped() {
+        use crate::client::RtmpClient;
+        use rtmp::{MediaKind, Role as RtmpRole};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = crate::config::Config::parse("rtmp { server { application live { live on; } } }", "t").unwrap();
+        let shutdown = CancellationToken::new();
+        let shared = crate::server::Shared {
+            hub: crate::hub::Hub::new(),
+            hls: crate::hls::HlsStore::new(shutdown.clone()),
+            notices: Default::default(),
+            records: crate::record::Recorders::new(1),
+            access: Default::default(),
+            notifier: Default::default(),
+            modules: Arc::new([]),
+            clients: Default::default(),
+        };
+        let clients = shared.clients.clone();
+        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), &shared, shutdown.clone()));
+        let tracker = tokio_util::task::TaskTracker::new();
+        tracker.spawn(crate::server::serve(listener, ctx, tracker.clone()));
+
+        let mut publisher = RtmpClient::connect(addr, "live", RtmpRole::Publish("cam".into())).await.unwrap();
+        assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let avc_seq: &[u8] = &[
+            0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00,
+            0x02, 0x68, 0xee,
+        ];
+        publisher.send_media(MediaKind::Video, 0, avc_seq).await.unwrap();
+        let mut player = RtmpClient::connect(addr, "live", RtmpRole::Play("cam".into())).await.unwrap();
+        assert_eq!(player.next_status().await.unwrap(), "NetStream.Play.Start");
+
+        let both = |l: &[ClientSnapshot]| find(l, Role::Publisher).is_some() && find(l, Role::Player).is_some();
+        let list = until(&clients, both).await;
+        assert_eq!(list.len(), 2, "{list:?}");
+        let (p, s) = (find(&list, Role::Publisher).unwrap().clone(), find(&list, Role::Player).unwrap().clone());
+        for c in [&p, &s] {
+            assert_eq!((c.app.as_str(), c.name.as_str(), c.kind), ("live", "cam", Kind::Rtmp), "{c:?}");
+            assert_eq!(c.addr.ip(), addr.ip());
+            assert!(c.bytes_in > 0 && c.bytes_out > 0, "handshake and commands counted: {c:?}");
+        }
+
+        // Media in from the publisher, out to the player.
+        for i in 0..20u32 {
+            let mut frame = vec![if i == 0 { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+            frame.resize(2000, 0xAB);
+            publisher.send_media(MediaKind::Video, i * 40, &frame).await.unwrap();
+        }
+        let grown = |l: &[ClientSnapshot]| {
+            l.iter().find(|c| c.id == p.id).is_some_and(|c| c.bytes_in >= p.bytes_in + 20 * 2000)
+                && l.iter().find(|c| c.id == s.id).is_some_and(|c| c.bytes_out >= s.bytes_out + 19 * 2000)
+        };
+        let list = until(&clients, grown).await;
+        assert!(grown(&list), "bytes grew: before {p:?} {s:?}, now {list:?}");
+
+        let filter = Filter { app: Some("live".into()), name: Some("cam".into()), ..Filter::new(Method::Publisher) };
+        assert_eq!(clients.drop_where(&filter), 1);
+        let closed = async { while publisher.next_event().await.is_ok() {} };
+        tokio::time::timeout(Duration::from_secs(20), closed).await.expect("the dropped publisher's connection closes");
+        let list = until(&clients, |l| l.len() == 1).await;
+        assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [s.id], "only the player is left");
+
+        drop(player);
+        shutdown.cancel();
+        tracker.close();
+        tokio::time::timeout(Duration::from_secs(20), tracker.wait()).await.expect("server stops");
+        assert!(clients.is_empty());
+    }
+}
