@@ -41,7 +41,13 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { chunk_size: 4096, ack_window: 5_000_000, max_message: 1 << 20, max_streams: 32, timeouts: Timeouts::default() }
+        Self {
+            chunk_size: 4096,
+            ack_window: 5_000_000,
+            max_message: 1 << 20,
+            max_streams: 32,
+            timeouts: Timeouts::default(),
+        }
     }
 }
 
