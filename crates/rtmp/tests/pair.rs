@@ -236,6 +236,29 @@ fn session_timers_connect_timeout() {
     assert!(matches!(err, SessionError::Timeout(TimeoutError::Connect(_))), "{err}");
 }
 
+#[test]
+fn client_timers_ping_the_server_after_connect() {
+    use rtmp::{SessionError, TimeoutError, Timeouts};
+    use std::time::Duration;
+    let secs = Duration::from_secs;
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.client.set_timeouts(Timeouts { connect: Some(secs(5)), ping: Some(secs(10)), ping_timeout: secs(3) });
+    assert_eq!(p.client.poll_timeout(), Some(secs(5)));
+    p.run(answer);
+    assert_eq!(p.client.poll_timeout(), Some(secs(10)), "connected: ping after silence");
+    p.client.handle_timeout(secs(10)).unwrap();
+    let mut events = Vec::new();
+    p.server.feed(&mut BytesMut::from(&p.client.take_output()[..]), &mut events).unwrap();
+    // The server answers with a Ping Response: input for the client, which clears the ping.
+    let mut reply = BytesMut::from(&p.server.take_output()[..]);
+    assert!(!reply.is_empty(), "the server answered the ping");
+    p.client.handle_input(&mut reply, &mut p.client_events, secs(11)).unwrap();
+    assert_eq!(p.client.poll_timeout(), Some(secs(21)));
+    p.client.handle_timeout(secs(21)).unwrap();
+    let err = p.client.handle_timeout(secs(24)).unwrap_err();
+    assert!(matches!(err, SessionError::Timeout(TimeoutError::Ping(_))), "{err}");
+}
+
 /// Append an AMF0 command on chunk stream 3 with the default chunk size.
 fn command(out: &mut BytesMut, stream_id: u32, name: &str, txn: f64, args: Vec<amf0::Value>) {
     let object = if name == "connect" {
