@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 
 fuzz_target!(|data: &[u8]| {
-    let config = rtmp::ServerConfig { chunk_size: 4096, ack_window: 5_000_000, max_message: 1 << 20, max_streams: 32 };
+    let config = rtmp::ServerConfig::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut server = rtmp::ServerSession::new(config, 0, &mut rng);
     let mut client = rtmp::handshake::ClientHandshake::new(false, 0, &mut rng);

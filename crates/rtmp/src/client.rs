@@ -12,6 +12,8 @@ use crate::command::{decode_values, Command};
 use crate::handshake::{ClientHandshake, HandshakeStatus};
 use crate::message::{self, csid, type_id, user_control, UserControl};
 use crate::server::{MediaKind, SessionError};
+use crate::timer::{Timeouts, Timers};
+use std::time::Duration;
 
 /// What the client will do once connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,7 @@ pub struct ClientSession {
     acked: u64,
     peer_window: u32,
     next_txn: f64,
+    timers: Timers,
 }
 
 impl ClientSession {
@@ -102,6 +105,7 @@ impl ClientSession {
             acked: 0,
             peer_window: 0,
             next_txn: 1.0,
+            timers: Timers::new(Timeouts::default()),
         }
     }
 
@@ -112,6 +116,38 @@ impl ClientSession {
             hs.start(&mut self.scratch);
             self.out.extend_from_slice(&self.scratch);
         }
+    }
+
+    /// Turn on the connect timeout and pings (off by default), as [`crate::ServerConfig::timeouts`]
+    /// does for a server: a relay drops a silent or never-connecting server the same way.
+    /// Time counts from the session's creation.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timers = Timers::new(timeouts);
+    }
+
+    /// [`ClientSession::feed`] for input that arrived at `now` (time since the session started).
+    pub fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        events: &mut Vec<ClientEvent>,
+        now: Duration,
+    ) -> Result<(), SessionError> {
+        self.timers.on_input(now);
+        self.feed(input, events)
+    }
+
+    /// When the caller must call [`ClientSession::handle_timeout`]; `None`: not before more input.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.poll_timeout()
+    }
+
+    /// Fire the timers due at `now`: queue a ping to a silent server, or fail with
+    /// [`SessionError::Timeout`] when the connect or a ping went unanswered.
+    pub fn handle_timeout(&mut self, now: Duration) -> Result<(), SessionError> {
+        if let Some(value) = self.timers.handle_timeout(now)? {
+            message::user_control(&mut self.out, user_control::PING_REQUEST, value);
+        }
+        Ok(())
     }
 
     /// Take the bytes to write to the socket.
@@ -268,6 +304,7 @@ impl ClientSession {
     fn handle_command(&mut self, cmd: Command, events: &mut Vec<ClientEvent>) {
         match (cmd.name.as_str(), &self.state) {
             ("_result", State::Connecting) => {
+                self.timers.on_connected();
                 events.push(ClientEvent::Connected);
                 if self.config.chunk_size != DEFAULT_CHUNK_SIZE {
                     message::set_chunk_size(&mut self.out, self.config.chunk_size);

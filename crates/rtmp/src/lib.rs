@@ -8,6 +8,7 @@
 //! | [`command`] | §7.1.1/§7.2 AMF0/AMF3 command and data messages |
 //! | [`server`] | the server side of a connection: connect, createStream, publish, play, ... |
 //! | [`client`] | the client side, used by tests and the load tool |
+//! | [`timer`] | ping and timeouts, as a `poll_timeout`/`handle_timeout` pair with time passed in |
 //!
 //! The tokio glue lives in the `sluice` crate; this crate does no I/O and reads no clock
 //! (time arrives as arguments), so every part is unit-tested and fuzzed alone.
@@ -18,7 +19,9 @@ pub mod command;
 pub mod handshake;
 pub mod message;
 pub mod server;
+pub mod timer;
 
 pub use chunk::{ChunkDecoder, ChunkError, RawMessage};
 pub use client::{ClientConfig, ClientEvent, ClientSession, Role};
 pub use server::{ConnectInfo, MediaKind, ServerConfig, ServerEvent, ServerSession, SessionError};
+pub use timer::{TimeoutError, Timeouts, Timers};

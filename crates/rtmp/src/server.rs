@@ -21,6 +21,8 @@ use crate::chunk::{encode_message, ChunkDecoder, ChunkError, RawMessage};
 use crate::command::{decode_values, encode_values, split_stream_name, status_object, Command, CommandError};
 use crate::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use crate::message::{self, csid, type_id, user_control, UserControl};
+use crate::timer::{TimeoutError, Timeouts, Timers};
+use std::time::Duration;
 
 /// Limits and settings of a server connection (nginx-rtmp core directives).
 #[derive(Debug, Clone)]
@@ -33,11 +35,19 @@ pub struct ServerConfig {
     pub max_message: u32,
     /// Most chunk streams in use at once (`max_streams`).
     pub max_streams: usize,
+    /// Connect timeout and pings (`timeout`, `ping`, `ping_timeout`); off by default.
+    pub timeouts: Timeouts,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { chunk_size: 4096, ack_window: 5_000_000, max_message: 1 << 20, max_streams: 32 }
+        Self {
+            chunk_size: 4096,
+            ack_window: 5_000_000,
+            max_message: 1 << 20,
+            max_streams: 32,
+            timeouts: Timeouts::default(),
+        }
     }
 }
 
@@ -174,6 +184,9 @@ pub enum SessionError {
         /// [`MAX_HELD_REPLIES`].
         limit: usize,
     },
+    /// The connect or a ping went unanswered too long.
+    #[error(transparent)]
+    Timeout(#[from] TimeoutError),
 }
 
 /// Replies to commands pipelined behind `connect` that wait for it to be decided; beyond this
@@ -221,6 +234,7 @@ pub struct ServerSession {
     peer_window: u32,
     connect_transaction: f64,
     object_encoding: f64,
+    timers: Timers,
 }
 
 impl ServerSession {
@@ -228,6 +242,7 @@ impl ServerSession {
     pub fn new(config: ServerConfig, epoch_ms: u32, rng: &mut impl rand::RngCore) -> Self {
         let decoder = ChunkDecoder::new(config.max_message, config.max_streams);
         Self {
+            timers: Timers::new(config.timeouts),
             config,
             state: State::Handshake(Box::new(ServerHandshake::new(epoch_ms, rng))),
             decoder,
@@ -273,6 +288,34 @@ impl ServerSession {
         self.received += (before - input.len()) as u64;
         self.maybe_ack();
         result
+    }
+
+    /// [`ServerSession::feed`] for input that arrived at `now` (time since the session started):
+    /// the input counts as the peer's sign of life for pings.
+    pub fn handle_input(
+        &mut self,
+        input: &mut BytesMut,
+        events: &mut Vec<ServerEvent>,
+        now: Duration,
+    ) -> Result<(), SessionError> {
+        self.timers.on_input(now);
+        self.feed(input, events)
+    }
+
+    /// When the caller must call [`ServerSession::handle_timeout`] (time since the session
+    /// started); `None`: not before more input. Waking earlier is harmless.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.poll_timeout()
+    }
+
+    /// Fire the timers due at `now`: queue a ping to a silent peer (written with
+    /// [`ServerSession::take_output`]), or fail with [`SessionError::Timeout`] for a connect
+    /// or ping that went unanswered; the caller then closes the connection.
+    pub fn handle_timeout(&mut self, now: Duration) -> Result<(), SessionError> {
+        if let Some(value) = self.timers.handle_timeout(now)? {
+            self.send_ping(value);
+        }
+        Ok(())
     }
 
     fn feed_inner(&mut self, input: &mut BytesMut, events: &mut Vec<ServerEvent>) -> Result<(), SessionError> {
@@ -486,6 +529,7 @@ impl ServerSession {
     /// nginx-rtmp uses; then the replies to commands pipelined behind the connect.
     pub fn accept_connect(&mut self) {
         self.connect = Connect::Accepted;
+        self.timers.on_connected();
         message::window_ack_size(&mut self.out, self.config.ack_window);
         message::set_peer_bandwidth(&mut self.out, self.config.ack_window);
         message::set_chunk_size(&mut self.out, self.config.chunk_size);

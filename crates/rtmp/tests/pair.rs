@@ -201,6 +201,64 @@ fn ping_carries_the_callers_time() {
     assert!(p.server_events.contains(&ServerEvent::PingResponse(123_456)), "{:?}", p.server_events);
 }
 
+#[test]
+fn session_timers_ping_a_silent_peer_and_time_out() {
+    use rtmp::{SessionError, TimeoutError, Timeouts};
+    use std::time::Duration;
+    let secs = Duration::from_secs;
+    let timeouts = Timeouts { connect: Some(secs(5)), ping: Some(secs(10)), ping_timeout: secs(3) };
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.server = ServerSession::new(ServerConfig { timeouts, ..ServerConfig::default() }, 0, &mut rand::thread_rng());
+    assert_eq!(p.server.poll_timeout(), Some(secs(5)), "the connect deadline runs first");
+    p.run(answer);
+    assert_eq!(p.server.poll_timeout(), Some(secs(10)), "connected: ping after silence");
+    p.server.handle_timeout(secs(10)).unwrap();
+    assert!(p.server.has_output(), "the ping is queued as output bytes");
+    p.run(answer);
+    assert!(p.server_events.contains(&ServerEvent::PingResponse(10_000)), "{:?}", p.server_events);
+    // `run` feeds without time; a silent peer now fails the ping timeout.
+    assert_eq!(p.server.poll_timeout(), Some(secs(13)));
+    let err = p.server.handle_timeout(secs(13)).unwrap_err();
+    assert!(matches!(err, SessionError::Timeout(TimeoutError::Ping(_))), "{err}");
+}
+
+#[test]
+fn session_timers_connect_timeout() {
+    use rtmp::{SessionError, TimeoutError, Timeouts};
+    use std::time::Duration;
+    let timeouts = Timeouts { connect: Some(Duration::from_secs(5)), ping: None, ping_timeout: Duration::ZERO };
+    let mut server =
+        ServerSession::new(ServerConfig { timeouts, ..ServerConfig::default() }, 0, &mut rand::thread_rng());
+    let mut events = Vec::new();
+    server.handle_input(&mut BytesMut::from(&[3u8][..]), &mut events, Duration::from_secs(4)).unwrap();
+    server.handle_timeout(Duration::from_secs(4)).unwrap();
+    let err = server.handle_timeout(Duration::from_secs(5)).unwrap_err();
+    assert!(matches!(err, SessionError::Timeout(TimeoutError::Connect(_))), "{err}");
+}
+
+#[test]
+fn client_timers_ping_the_server_after_connect() {
+    use rtmp::{SessionError, TimeoutError, Timeouts};
+    use std::time::Duration;
+    let secs = Duration::from_secs;
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.client.set_timeouts(Timeouts { connect: Some(secs(5)), ping: Some(secs(10)), ping_timeout: secs(3) });
+    assert_eq!(p.client.poll_timeout(), Some(secs(5)));
+    p.run(answer);
+    assert_eq!(p.client.poll_timeout(), Some(secs(10)), "connected: ping after silence");
+    p.client.handle_timeout(secs(10)).unwrap();
+    let mut events = Vec::new();
+    p.server.feed(&mut BytesMut::from(&p.client.take_output()[..]), &mut events).unwrap();
+    // The server answers with a Ping Response: input for the client, which clears the ping.
+    let mut reply = BytesMut::from(&p.server.take_output()[..]);
+    assert!(!reply.is_empty(), "the server answered the ping");
+    p.client.handle_input(&mut reply, &mut p.client_events, secs(11)).unwrap();
+    assert_eq!(p.client.poll_timeout(), Some(secs(21)));
+    p.client.handle_timeout(secs(21)).unwrap();
+    let err = p.client.handle_timeout(secs(24)).unwrap_err();
+    assert!(matches!(err, SessionError::Timeout(TimeoutError::Ping(_))), "{err}");
+}
+
 /// Append an AMF0 command on chunk stream 3 with the default chunk size.
 fn command(out: &mut BytesMut, stream_id: u32, name: &str, txn: f64, args: Vec<amf0::Value>) {
     let object = if name == "connect" {

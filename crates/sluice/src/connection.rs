@@ -42,8 +42,6 @@ const MAX_BATCH: usize = 64;
 const READ_SMALL: usize = 4096;
 /// Read buffer of a publisher.
 const READ_LARGE: usize = 64 * 1024;
-/// How often timers (ping, idle publisher) are checked.
-const TICK: Duration = Duration::from_millis(500);
 
 struct Publishing {
     publisher: Publisher,
@@ -125,9 +123,8 @@ struct Conn {
     playing: Option<Playing>,
     /// Bytes to write, in order: session replies, then media.
     pending: Vec<Bytes>,
+    /// When the session started: its timers (ping, connect timeout) count from here.
     started: Instant,
-    last_recv: Instant,
-    ping_sent: Option<Instant>,
     closing: bool,
 }
 
@@ -143,6 +140,11 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         ack_window: core.ack_window,
         max_message: core.max_message,
         max_streams: core.max_streams as usize,
+        timeouts: rtmp::Timeouts {
+            connect: Some(core.timeout),
+            ping: (!core.ping.is_zero()).then_some(core.ping),
+            ping_timeout: core.ping_timeout,
+        },
     };
     let epoch =
         (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
@@ -171,8 +173,6 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         playing: None,
         pending: Vec::new(),
         started: Instant::now(),
-        last_recv: Instant::now(),
-        ping_sent: None,
         closing: false,
     };
     let (mut reader, mut writer) = socket.into_split();
@@ -190,7 +190,12 @@ impl Conn {
         // Players send little: start small and grow only for a publisher's media.
         let mut buf = BytesMut::with_capacity(READ_SMALL);
         let mut events = Vec::new();
-        let mut tick = tokio::time::interval(TICK);
+        // One timer for every deadline (ping, timeouts, on_update, idle publisher), moved only
+        // earlier: a later deadline waits for this one to fire (a harmless early wake), so a
+        // publisher's every message does not re-register a timer.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         // Built once: a fresh `cancelled()` per loop turn registers and unregisters a waiter
         // every message.
         let shutdown = self.ctx.shutdown.clone();
@@ -211,6 +216,12 @@ impl Conn {
             if self.closing {
                 return Ok("closed by server");
             }
+            if let Some(due) = self.next_deadline() {
+                if armed.is_none_or(|a| due < a) {
+                    timer.as_mut().reset(due.into());
+                    armed = Some(due);
+                }
+            }
             tokio::select! {
                 // While a callback decides, the client's next messages wait in the socket.
                 n = reader.read_buf(&mut buf), if self.waiting.is_none() => {
@@ -219,9 +230,7 @@ impl Conn {
                         return Ok("closed by client");
                     }
                     self.handle.add_in(n);
-                    self.last_recv = Instant::now();
-                    self.ping_sent = None;
-                    self.session.feed(&mut buf, &mut events)?;
+                    self.session.handle_input(&mut buf, &mut events, self.started.elapsed())?;
                     for ev in events.drain(..) {
                         if self.waiting.is_some() {
                             self.deferred.push_back(ev);
@@ -238,7 +247,10 @@ impl Conn {
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
                 status = module_status(&mut self.publishing) => self.on_module_status(status),
-                _ = tick.tick() => self.on_tick()?,
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.on_timer()?;
+                }
                 _ = &mut cancelled => return Ok("server shutting down"),
                 _ = &mut dropped => return Ok("dropped by control"),
             }
@@ -973,26 +985,30 @@ impl Conn {
         self.pending.push(out.freeze());
     }
 
-    /// Ping silent peers (`ping`/`ping_timeout`) and drop idle publishers (`drop_idle_publisher`).
-    fn on_tick(&mut self) -> anyhow::Result<()> {
-        let core = &self.ctx.conf.core;
+    /// The earliest of the session's timers (ping, connect timeout), the next `on_update` and
+    /// `drop_idle_publisher`; `None` when nothing is pending.
+    fn next_deadline(&self) -> Option<Instant> {
+        let session = self.session.poll_timeout().map(|d| self.started + d);
+        let update = self.update_due();
+        let idle_limit = self.app.as_ref().and_then(|a| a.live.drop_idle_publisher);
+        let idle = idle_limit.zip(self.publishing.as_ref()).map(|(limit, p)| p.last_media + limit);
+        [session, update, idle].into_iter().flatten().min()
+    }
+
+    /// When [`Conn::maybe_update`] will call `on_update` (so a due update never spins the loop).
+    fn update_due(&self) -> Option<Instant> {
+        let u = self.updates.as_ref()?;
+        let asked = self.asked_publish.is_some() || self.asked_play.is_some();
+        let ready = self.client.is_some() && self.app.as_ref().is_some_and(|a| a.notify.on_update.is_some());
+        (u.in_flight.is_none() && asked && ready).then_some(u.due)
+    }
+
+    /// Fire what is due: the session pings a silent peer or fails on a missed connect/ping
+    /// (`timeout`, `ping`, `ping_timeout`); `on_update`; `drop_idle_publisher` (policy of the
+    /// application, so it stays here).
+    fn on_timer(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
-        if self.app.is_none() {
-            // No pings before connect (the handshake may not even be done): just a deadline.
-            if now.duration_since(self.started) >= core.timeout {
-                anyhow::bail!("no connect within {:?} (timeout)", core.timeout);
-            }
-            return Ok(());
-        }
-        if let Some(sent) = self.ping_sent {
-            if now.duration_since(sent) >= core.ping_timeout {
-                anyhow::bail!("no reply to ping within {:?}", core.ping_timeout);
-            }
-        } else if !core.ping.is_zero() && now.duration_since(self.last_recv) >= core.ping {
-            // The client echoes this back: milliseconds since the connection started.
-            self.session.send_ping(now.duration_since(self.started).as_millis() as u32);
-            self.ping_sent = Some(now);
-        }
+        self.session.handle_timeout(now.duration_since(self.started))?;
         self.maybe_update(now);
         let idle_limit = self.app.as_ref().and_then(|a| a.live.drop_idle_publisher);
         if let (Some(limit), Some(p)) = (idle_limit, &self.publishing) {

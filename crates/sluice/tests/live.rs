@@ -451,3 +451,26 @@ async fn a_publisher_that_reads_nothing_does_not_hold_shutdown_past_its_grace() 
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     flood.abort();
 }
+
+#[tokio::test]
+async fn an_idle_publisher_is_dropped_after_drop_idle_publisher() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start_with("", "application live { live on; drop_idle_publisher 1s; }");
+    let mut c = publisher(&server, "idle").await;
+    publish_frames(&mut c, 3, 1, 64).await;
+    // Stays connected but sends nothing: the connection's timer (no periodic tick) drops it.
+    let mut socket = c.into_socket();
+    let start = Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(8), socket.read_to_end(&mut sink))
+        .await
+        .expect("idle publisher dropped")
+        .ok();
+    assert!(start.elapsed() >= Duration::from_millis(800), "not before the limit: {:?}", start.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.log().contains("drop_idle_publisher") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = server.log();
+    assert!(log.contains("publisher idle for 1s (drop_idle_publisher)"), "{log}");
+}
