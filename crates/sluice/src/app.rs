@@ -45,10 +45,10 @@ pub async fn run_with_modules(
     crate::hls::repair_on_start(&config);
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
-    for conf in &config.servers {
+    for (index, conf) in config.servers.iter().enumerate() {
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
-        let ctx = Arc::new(ServerCtx::new(conf.clone(), &shared, shutdown.clone()));
+        let ctx = Arc::new(ServerCtx::new(conf.clone(), index, &shared, shutdown.clone()));
         tracker.spawn(crate::notify::record_done_listener(ctx.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
@@ -56,7 +56,7 @@ pub async fn run_with_modules(
     }
     // Live HLS playlists and segments are served from memory before the disk.
     let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
-    let http_addrs = start_http(&config, &hub, &live, &shared.records, &shutdown, &tracker)?;
+    let http_addrs = start_http(&config, &hub, &live, &shared, &shutdown, &tracker)?;
     announce(&config, &rtmp_addrs, &http_addrs);
     shutdown.cancelled().await;
     tracing::info!("shutting down");
@@ -74,13 +74,14 @@ fn start_http(
     config: &Config,
     hub: &Arc<Hub>,
     live: &[Arc<dyn LiveContent>],
-    records: &Arc<crate::record::Recorders>,
+    shared: &crate::server::Shared,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Vec<SocketAddr>> {
     let mut addrs = Vec::new();
     for site in config.http.servers() {
-        let state = HttpState::for_site(hub.clone(), live.to_vec(), site, records.clone());
+        let state = HttpState::for_site(hub.clone(), live.to_vec(), site, shared.records.clone())
+            .with_clients(shared.clients.clone());
         for addr in &state.site.listen {
             let l = bind_http(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
             addrs.push(l.local_addr()?);

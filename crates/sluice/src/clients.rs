@@ -60,6 +60,7 @@ struct Entry {
     id: u64,
     addr: SocketAddr,
     kind: Kind,
+    srv: usize,
     started: SystemTime,
     since: Instant,
     meta: Mutex<Meta>,
@@ -125,12 +126,14 @@ pub enum Method {
 
 /// nginx-rtmp's control filters (`?app=&name=&addr=&clientid=`), each an exact match when
 /// given. As in nginx-rtmp only clients in a live stream (publishing or playing) match:
-/// a client that is only connected is never dropped by control. `srv` (the server block's
-/// index) is for the control endpoint to check; every server shares this registry.
+/// a client that is only connected is never dropped by control, and only clients of one
+/// `rtmp { server {} }` block (`srv=`, the first by default) are walked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
     /// publisher, subscriber or client.
     pub method: Method,
+    /// `srv=`: the index of the server block the client connected to.
+    pub srv: usize,
     /// `app=`: the application name.
     pub app: Option<String>,
     /// `name=`: the stream name.
@@ -144,7 +147,7 @@ pub struct Filter {
 impl Filter {
     /// Every client of `method`, before any `app=`/`name=`/... narrows it.
     pub fn new(method: Method) -> Self {
-        Filter { method, app: None, name: None, addr: None, clientid: None }
+        Filter { method, srv: 0, app: None, name: None, addr: None, clientid: None }
     }
 
     fn matches(&self, e: &Entry) -> bool {
@@ -155,6 +158,7 @@ impl Filter {
             Method::Client => meta.role != Role::None,
         };
         role_ok
+            && self.srv == e.srv
             && self.app.as_ref().is_none_or(|a| *a == meta.app)
             && self.name.as_ref().is_none_or(|n| *n == meta.name)
             && self.addr.as_ref().is_none_or(|a| *a == e.addr.ip().to_string())
@@ -187,12 +191,14 @@ impl Clients {
         Clients { max, map: Mutex::new(HashMap::new()), full: Mutex::new(LogEvery::new(Duration::from_secs(10))) }
     }
 
-    /// Register a new client; `None` when the registry is full (the caller closes it).
-    pub fn register(self: &Arc<Self>, addr: SocketAddr, kind: Kind) -> Option<ClientHandle> {
+    /// Register a new client of the server block with index `srv`; `None` when the registry
+    /// is full (the caller closes it).
+    pub fn register(self: &Arc<Self>, addr: SocketAddr, kind: Kind, srv: usize) -> Option<ClientHandle> {
         let entry = Arc::new(Entry {
             id: crate::events::next_client_id(),
             addr,
             kind,
+            srv,
             started: SystemTime::now(),
             since: Instant::now(),
             meta: Mutex::new(Meta { app: String::new(), name: String::new(), role: Role::None }),
@@ -332,8 +338,8 @@ mod tests {
     #[test]
     fn register_lists_and_unregisters_on_drop() {
         let clients = Arc::new(Clients::new(8));
-        let a = clients.register(addr(1, 1000), Kind::Rtmp).unwrap();
-        let b = clients.register(addr(2, 1000), Kind::Rtmp).unwrap();
+        let a = clients.register(addr(1, 1000), Kind::Rtmp, 0).unwrap();
+        let b = clients.register(addr(2, 1000), Kind::Rtmp, 0).unwrap();
         assert_ne!(a.id(), b.id());
         a.set_app("live");
         a.set_stream("cam", Role::Publisher);
@@ -360,27 +366,27 @@ mod tests {
     #[test]
     fn the_registry_is_bounded() {
         let clients = Arc::new(Clients::new(2));
-        let a = clients.register(addr(1, 1), Kind::Rtmp).unwrap();
-        let _b = clients.register(addr(1, 2), Kind::Rtmp).unwrap();
-        assert!(clients.register(addr(1, 3), Kind::Rtmp).is_none(), "full");
+        let a = clients.register(addr(1, 1), Kind::Rtmp, 0).unwrap();
+        let _b = clients.register(addr(1, 2), Kind::Rtmp, 0).unwrap();
+        assert!(clients.register(addr(1, 3), Kind::Rtmp, 0).is_none(), "full");
         assert_eq!(clients.len(), 2);
         drop(a);
-        assert!(clients.register(addr(1, 4), Kind::Rtmp).is_some(), "room again once one left");
+        assert!(clients.register(addr(1, 4), Kind::Rtmp, 0).is_some(), "room again once one left");
     }
 
     #[test]
     fn drop_where_signals_only_the_matching_clients() {
         let clients = Arc::new(Clients::new(16));
-        let publisher = clients.register(addr(1, 1), Kind::Rtmp).unwrap();
+        let publisher = clients.register(addr(1, 1), Kind::Rtmp, 0).unwrap();
         publisher.set_app("live");
         publisher.set_stream("cam", Role::Publisher);
-        let player = clients.register(addr(2, 1), Kind::Rtmp).unwrap();
+        let player = clients.register(addr(2, 1), Kind::Rtmp, 0).unwrap();
         player.set_app("live");
         player.set_stream("cam", Role::Player);
-        let other = clients.register(addr(2, 2), Kind::Rtmp).unwrap();
+        let other = clients.register(addr(2, 2), Kind::Rtmp, 0).unwrap();
         other.set_app("tv");
         other.set_stream("news", Role::Player);
-        let idle = clients.register(addr(1, 2), Kind::Rtmp).unwrap();
+        let idle = clients.register(addr(1, 2), Kind::Rtmp, 0).unwrap();
         idle.set_app("live");
         let all = [&publisher, &player, &other, &idle];
         let dropped = |hs: &[&ClientHandle]| hs.iter().map(|h| h.is_dropped()).collect::<Vec<_>>();
@@ -396,14 +402,19 @@ mod tests {
         assert_eq!(dropped(&all), [true, true, false, false]);
         assert_eq!(clients.drop_where(&Filter { clientid: Some(other.id()), ..f(Method::Client) }), 1);
         assert_eq!(dropped(&all), [true, true, true, false], "a client in no stream is never matched");
+        assert_eq!(clients.drop_where(&Filter { srv: 1, ..f(Method::Client) }), 0, "another server block's");
         assert_eq!(clients.drop_where(&f(Method::Client)), 3, "drop counts whom it told, again");
         assert!(!idle.is_dropped());
+        let second = clients.register(addr(3, 1), Kind::Rtmp, 1).unwrap();
+        second.set_stream("cam", Role::Player);
+        assert_eq!(clients.drop_where(&Filter { srv: 1, ..f(Method::Subscriber) }), 1);
+        assert!(second.is_dropped());
     }
 
     #[tokio::test]
     async fn dropped_resolves_once_drop_where_matched() {
         let clients = Arc::new(Clients::new(4));
-        let h = clients.register(addr(1, 1), Kind::Rtmp).unwrap();
+        let h = clients.register(addr(1, 1), Kind::Rtmp, 0).unwrap();
         h.set_stream("cam", Role::Publisher);
         let wait = h.dropped();
         assert_eq!(clients.drop_where(&Filter::new(Method::Publisher)), 1);
@@ -448,7 +459,7 @@ mod tests {
             clients: Default::default(),
         };
         let clients = shared.clients.clone();
-        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), &shared, shutdown.clone()));
+        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), 0, &shared, shutdown.clone()));
         let tracker = tokio_util::task::TaskTracker::new();
         tracker.spawn(crate::server::serve(listener, ctx, tracker.clone()));
 

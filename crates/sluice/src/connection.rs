@@ -150,7 +150,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
     let session = ServerSession::new(config, epoch, &mut rand::thread_rng());
     // Over the registry's bound the connection is closed at once (the registry logs it).
-    let Some(handle) = ctx.clients.register(peer, Kind::Rtmp) else { return };
+    let Some(handle) = ctx.clients.register(peer, Kind::Rtmp, ctx.index) else { return };
     let permit = ctx.limit.try_acquire();
     let mut conn = Conn {
         ctx,

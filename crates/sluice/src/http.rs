@@ -11,7 +11,7 @@
 //! | RFC 3986, 2.1 (percent-encoding) | `path` |
 //! | Fetch standard, CORS protocol (`Access-Control-*`, preflight) | [`router`] |
 //! | nginx `ngx_http_core_module` (location matching, `root`/`alias`, `index`, `types`), `ngx_http_headers_module` (`add_header`) | `config::http`, `files`, [`router`] |
-//! | nginx-rtmp `ngx_rtmp_control_module` (`rtmp_control`: `/control/record/start\|stop`) | `record::control` |
+//! | nginx-rtmp `ngx_rtmp_control_module` (`rtmp_control`: `/control/record/start\|stop`, `/control/drop/...`) | `record::control` |
 //!
 //! Every response carries `Access-Control-Allow-Origin: *` unless `add_header` sets it, so
 //! browser players on other origins can fetch playlists and segments; responses of control
@@ -95,6 +95,8 @@ pub struct HttpState {
     pub records: Arc<crate::record::Recorders>,
     /// The server's open connections, against its `max_connections` (shared by its addresses).
     pub connections: Arc<ConnectionLimit>,
+    /// The clients registry, for `rtmp_control` locations' `drop`.
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 impl HttpState {
@@ -111,7 +113,13 @@ impl HttpState {
         records: Arc<crate::record::Recorders>,
     ) -> Self {
         let connections = Arc::new(ConnectionLimit::new(Some(site.limits.max_connections)));
-        HttpState { hub, live, site: Arc::new(site), records, connections }
+        HttpState { hub, live, site: Arc::new(site), records, connections, clients: Default::default() }
+    }
+
+    /// The same state acting on this clients registry (the running server's).
+    pub fn with_clients(mut self, clients: Arc<crate::clients::Clients>) -> Self {
+        self.clients = clients;
+        self
     }
 }
 
@@ -237,7 +245,9 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
     };
     let query = req.uri().query();
     if loc.rtmp_control.any() && !head {
-        if let Some(res) = crate::record::control::respond(&state.records, loc.rtmp_control, path, query).await {
+        if let Some(res) =
+            crate::record::control::respond(&state.records, &state.clients, loc.rtmp_control, path, query).await
+        {
             return decorate(loc, path, res);
         }
     }

@@ -21,6 +21,8 @@ use crate::modules::Modules;
 pub struct ServerCtx {
     /// The `server {}` block this listener belongs to.
     pub conf: ServerConf,
+    /// Its index among the `rtmp { server {} }` blocks (the control API's `srv=`).
+    pub index: usize,
     /// Its applications, shared by every connection instead of copied into each.
     pub apps: Vec<Arc<AppConf>>,
     /// The stream registry.
@@ -42,12 +44,13 @@ pub struct ServerCtx {
 }
 
 impl ServerCtx {
-    /// The context of one server block.
-    pub fn new(conf: ServerConf, shared: &Shared, shutdown: CancellationToken) -> Self {
+    /// The context of the server block with index `index`.
+    pub fn new(conf: ServerConf, index: usize, shared: &Shared, shutdown: CancellationToken) -> Self {
         let apps = conf.apps.iter().cloned().map(Arc::new).collect();
         let limit = crate::access::ConnectionLimit::new(conf.max_connections);
         Self {
             conf,
+            index,
             apps,
             hub: shared.hub.clone(),
             notices: shared.notices.clone(),

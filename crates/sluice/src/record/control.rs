@@ -7,20 +7,28 @@
 //! publishers, `srv` is the rtmp server's index. The answer is `200` with the path of the
 //! file (of the last stream acted on), `204` when no stream was recorded or the recorder was
 //! already started or stopped, and `500` with nginx-rtmp's message (`Recorder not found`,
-//! `Undefined method`, `Recorder error`, `Server index out of range`) otherwise. The
-//! `drop` and `redirect` sections answer `501` until they are implemented.
+//! `Undefined method`, `Recorder error`, `Server index out of range`) otherwise.
+//!
+//! `.../drop/publisher|subscriber|client?srv=&app=&name=&addr=&clientid=` closes the matching
+//! publishers, players or both (exact matches, clients in a live stream of server block `srv`
+//! only) through the clients registry, and answers `200` with how many as a decimal number;
+//! `500 Undefined filter` for another method. The `redirect` section answers `501` until it is
+//! implemented.
 
 use crate::form::percent_decode;
+use crate::untrusted::for_log;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{RecordError, Recorders};
+use crate::clients::{Clients, Filter, Method};
 use crate::config::RtmpControl;
 
 /// Answers a request for `path` in a location with `rtmp_control`; `None` when the path is no
 /// control request (the location's files are served then).
 pub async fn respond(
     recorders: &Recorders,
+    clients: &Clients,
     sections: RtmpControl,
     path: &str,
     query: Option<&str>,
@@ -29,7 +37,7 @@ pub async fn respond(
     let (method, section) = (parts.next()?, parts.next()?);
     match section {
         "record" if sections.record => Some(record(recorders, method, &Args::parse(query)).await),
-        "drop" if sections.drop => Some(text(StatusCode::NOT_IMPLEMENTED, "rtmp_control drop is not implemented yet")),
+        "drop" if sections.drop => Some(drop(clients, recorders.servers, method, &Args::parse(query))),
         "redirect" if sections.redirect => {
             Some(text(StatusCode::NOT_IMPLEMENTED, "rtmp_control redirect is not implemented yet"))
         }
@@ -43,8 +51,7 @@ async fn record(recorders: &Recorders, method: &str, args: &Args) -> Response {
         "stop" => false,
         _ => return error("Undefined method"),
     };
-    let srv = args.get("srv").map_or(Some(0), |s| s.parse::<usize>().ok());
-    if srv.is_none_or(|n| n >= recorders.servers.max(1)) {
+    if server_index(args, recorders.servers).is_none() {
         return error("Server index out of range");
     }
     let recorder = args.get("rec").unwrap_or_default();
@@ -73,6 +80,42 @@ async fn record(recorders: &Recorders, method: &str, args: &Args) -> Response {
         Some(p) => text(StatusCode::OK, &p.display().to_string()),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// `srv=` (0 when left out) when it names one of the `servers` rtmp server blocks.
+fn server_index(args: &Args, servers: usize) -> Option<usize> {
+    let srv = args.get("srv").map_or(Some(0), |s| s.parse::<usize>().ok())?;
+    (srv < servers.max(1)).then_some(srv)
+}
+
+/// nginx-rtmp's `drop`: tell the matching clients to close, answer how many.
+fn drop(clients: &Clients, servers: usize, method: &str, args: &Args) -> Response {
+    let method = match method {
+        "publisher" => Method::Publisher,
+        "subscriber" => Method::Subscriber,
+        "client" => Method::Client,
+        _ => return error("Undefined filter"),
+    };
+    let Some(srv) = server_index(args, servers) else { return error("Server index out of range") };
+    let clientid = match args.get("clientid") {
+        // nginx-rtmp compares with ngx_atoi's result: a number that is no id matches no one.
+        Some(id) => match id.parse::<u64>() {
+            Ok(id) => Some(id),
+            Err(_) => return text(StatusCode::OK, "0"),
+        },
+        None => None,
+    };
+    let filter = Filter {
+        method,
+        srv,
+        app: args.get("app").map(str::to_owned),
+        name: args.get("name").map(str::to_owned),
+        addr: args.get("addr").map(str::to_owned),
+        clientid,
+    };
+    let count = clients.drop_where(&filter);
+    tracing::info!(?method, srv, app = ?filter.app.as_deref().map(for_log), name = ?filter.name.as_deref().map(for_log), count, "control drop");
+    text(StatusCode::OK, &count.to_string())
 }
 
 /// nginx-rtmp answers errors with 500; the body says which.
@@ -127,14 +170,19 @@ mod tests {
     #[tokio::test]
     async fn nginx_answers() {
         let r = Recorders::new(1);
+        let c = Clients::default();
         let all = RtmpControl { record: true, drop: true, redirect: false };
+        let respond = |path, query| respond(&r, &c, all, path, query);
         let status = |res: Option<Response>| res.map(|r| r.status().as_u16());
-        assert_eq!(status(respond(&r, all, "/control/record/start", Some("app=live&name=x")).await), Some(204));
-        assert_eq!(status(respond(&r, all, "/control/record/pause", None).await), Some(500));
-        assert_eq!(status(respond(&r, all, "/control/record/start", Some("srv=1")).await), Some(500));
-        assert_eq!(status(respond(&r, all, "/control/drop/publisher", None).await), Some(501));
-        assert_eq!(status(respond(&r, all, "/control/redirect/publisher", None).await), None, "not enabled");
-        assert_eq!(status(respond(&r, all, "/control/other/x", None).await), None);
-        assert_eq!(status(respond(&r, all, "/", None).await), None);
+        assert_eq!(status(respond("/control/record/start", Some("app=live&name=x")).await), Some(204));
+        assert_eq!(status(respond("/control/record/pause", None).await), Some(500));
+        assert_eq!(status(respond("/control/record/start", Some("srv=1")).await), Some(500));
+        assert_eq!(status(respond("/control/drop/publisher", None).await), Some(200));
+        assert_eq!(status(respond("/control/drop/player", None).await), Some(500), "Undefined filter");
+        assert_eq!(status(respond("/control/drop/client", Some("srv=1")).await), Some(500));
+        assert_eq!(status(respond("/control/drop/client", Some("srv=x")).await), Some(500));
+        assert_eq!(status(respond("/control/redirect/publisher", None).await), None, "not enabled");
+        assert_eq!(status(respond("/control/other/x", None).await), None);
+        assert_eq!(status(respond("/", None).await), None);
     }
 }
