@@ -355,7 +355,7 @@ pub struct AddHeader {
 pub struct RtmpControl {
     /// `record`: start and stop recorders.
     pub record: bool,
-    /// `drop`: disconnect publishers and players (not implemented yet: `501`).
+    /// `drop`: disconnect publishers and players.
     pub drop: bool,
     /// `redirect`: move clients to another stream (not implemented yet: `501`).
     pub redirect: bool,
