@@ -37,7 +37,7 @@ pub async fn respond(
     let (method, section) = (parts.next()?, parts.next()?);
     match section {
         "record" if sections.record => Some(record(recorders, method, &Args::parse(query)).await),
-        "drop" if sections.drop => Some(drop(clients, recorders.servers, method, &Args::parse(query))),
+        "drop" if sections.drop => Some(drop_clients(clients, recorders.servers, method, &Args::parse(query))),
         "redirect" if sections.redirect => {
             Some(text(StatusCode::NOT_IMPLEMENTED, "rtmp_control redirect is not implemented yet"))
         }
@@ -89,7 +89,7 @@ fn server_index(args: &Args, servers: usize) -> Option<usize> {
 }
 
 /// nginx-rtmp's `drop`: tell the matching clients to close, answer how many.
-fn drop(clients: &Clients, servers: usize, method: &str, args: &Args) -> Response {
+fn drop_clients(clients: &Clients, servers: usize, method: &str, args: &Args) -> Response {
     let method = match method {
         "publisher" => Method::Publisher,
         "subscriber" => Method::Subscriber,
