@@ -577,6 +577,12 @@ impl ServerSession {
             self.send_status(stream_id, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
         }
         self.send_status(stream_id, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
+        self.send_sample_access(stream_id);
+    }
+
+    /// `|RtmpSampleAccess(true, true)`: the data message that goes with Play.Start (it lets
+    /// Flash players read the stream's samples).
+    pub fn send_sample_access(&mut self, stream_id: u32) {
         let access =
             encode_values(&[Value::String("|RtmpSampleAccess".into()), Value::Boolean(true), Value::Boolean(true)]);
         encode_message(&mut self.out, self.out_chunk_size, csid::DATA, 0, type_id::DATA_AMF0, stream_id, &access);

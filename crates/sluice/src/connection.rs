@@ -909,8 +909,13 @@ impl Conn {
     /// `|RtmpSampleAccess` went with the play reply).
     fn on_joined_live(&mut self, app: &AppConf, playing: &Playing) {
         if app.live.publish_notify {
-            self.session.send_status(playing.stream_id, "status", "NetStream.Play.PublishNotify", "Start publishing");
+            self.send_publish_notify(playing.stream_id);
         }
+    }
+
+    /// `publish_notify`'s status, as nginx-rtmp words it.
+    fn send_publish_notify(&mut self, stream_id: u32) {
+        self.session.send_status(stream_id, "status", "NetStream.Play.PublishNotify", "Start publishing");
     }
 
     /// A publisher (re)started the stream: nginx-rtmp's `ngx_rtmp_live_start`. Stream Begin
@@ -926,19 +931,18 @@ impl Conn {
         self.session.send_user_control(user_control::STREAM_BEGIN, playing.stream_id);
         if restart {
             self.session.send_status(playing.stream_id, "status", "NetStream.Play.Start", "Start live");
-            self.send_sample_access(playing.stream_id);
+            self.session.send_sample_access(playing.stream_id);
         }
         if notify {
-            self.session.send_status(playing.stream_id, "status", "NetStream.Play.PublishNotify", "Start publishing");
+            self.send_publish_notify(playing.stream_id);
         }
     }
 
     /// The publisher left: nginx-rtmp's `ngx_rtmp_live_stop`. Stream EOF always (ffmpeg,
     /// rtmpdump and GStreamer's `rtmpsrc` read on after it; `rtmp2src` ends); `play_restart` adds
     /// Play.Stop and `publish_notify` adds UnpublishNotify, either of which ends ffmpeg and
-    /// rtmpdump. With
-    /// `idle_streams off` nginx-rtmp closes every player instead of keeping it for the next
-    /// publisher.
+    /// rtmpdump. With `idle_streams off` nginx-rtmp closes every player instead of keeping it
+    /// for the next publisher.
     fn on_stream_unpublished(&mut self, playing: &Playing) {
         let Some(app) = &self.app else { return };
         let (notify, restart, idle_streams) = (app.live.publish_notify, app.live.play_restart, app.live.idle_streams);
@@ -947,7 +951,6 @@ impl Conn {
             self.session.send_status(playing.stream_id, "status", "NetStream.Play.Stop", "Stop live");
         }
         if notify {
-            // nginx-rtmp says "Start publishing" here too (a copy slip); clients go by the code.
             self.session.send_status(playing.stream_id, "status", "NetStream.Play.UnpublishNotify", "Stop publishing");
         }
         if idle_streams {
@@ -968,21 +971,6 @@ impl Conn {
             &format!("{} is now unpublished.", playing.name),
         );
         self.session.send_user_control(user_control::STREAM_EOF, playing.stream_id);
-    }
-
-    /// `|RtmpSampleAccess(true, true)`, the data message nginx-rtmp sends with Play.Start.
-    fn send_sample_access(&mut self, stream_id: u32) {
-        let mut payload = Vec::new();
-        for v in
-            [amf0::Value::String("|RtmpSampleAccess".into()), amf0::Value::Boolean(true), amf0::Value::Boolean(true)]
-        {
-            amf0::encode(&v, &mut payload);
-        }
-        self.drain_session();
-        let mut out = BytesMut::new();
-        let (csid, ty) = (MediaKind::Data.csid(), MediaKind::Data.type_id());
-        rtmp::chunk::encode_message(&mut out, self.session.chunk_size(), csid, 0, ty, stream_id, &payload);
-        self.pending.push(out.freeze());
     }
 
     /// The earliest of the session's timers (ping, connect timeout), the next `on_update` and
