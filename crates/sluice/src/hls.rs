@@ -901,13 +901,10 @@ mod tests {
         const AVC_HEADER: &[u8] =
             &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
         let dir = std::env::temp_dir().join(format!("sluice-hls-stage-{}", std::process::id()));
-        let text = format!(
-            "rtmp {{ server {{ application live {{ live on; hls on; hls_path {}; hls_fragment 1s; \
-             hls_low_latency on; hls_part_duration 200ms; }} }} }}",
+        let app = crate::config::test_app(&format!(
+            "live on; hls on; hls_path {}; hls_fragment 1s; hls_low_latency on; hls_part_duration 200ms;",
             dir.display()
-        );
-        let config = crate::config::Config::parse(&text, "test.conf").unwrap();
-        let app = Arc::new(config.servers[0].apps[0].clone());
+        ));
         let store = HlsStore::new(CancellationToken::new());
         let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into()).unwrap();
         task.seg.push(true, 0, &Bytes::from_static(AVC_HEADER), 0);

@@ -294,8 +294,7 @@ mod tests {
     }
 
     fn app(body: &str) -> Arc<AppConf> {
-        let text = format!("rtmp {{ server {{ application live {{ live on; {body} }} }} }}");
-        Arc::new(Config::parse(&text, "test").unwrap().servers.remove(0).apps.remove(0))
+        crate::config::test_app(&format!("live on; {body}"))
     }
 
     fn client() -> ClientInfo {

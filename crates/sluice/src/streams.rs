@@ -79,6 +79,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use crate::config::test_app as app;
     use crate::modules::Status;
 
     const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
@@ -104,12 +105,6 @@ mod tests {
             let hello = Status { level: "status", code: "NetStream.Dummy.Hello", description: ctx.name.to_owned() };
             let _ = ctx.status.send(hello);
         }
-    }
-
-    fn app(body: &str) -> Arc<AppConf> {
-        let conf = crate::config::Config::parse(&format!("rtmp {{ server {{ application live {{ {body} }} }} }}"), "t")
-            .unwrap();
-        Arc::new(conf.servers[0].apps[0].clone())
     }
 
     #[tokio::test]

@@ -148,6 +148,15 @@ impl ConfigError {
 
 const DEFAULT_TEXT: &str = include_str!("default.conf");
 
+/// Application `live` of a one-server configuration with `body` as its directives, for the
+/// server's unit tests.
+#[cfg(test)]
+pub(crate) fn test_app(body: &str) -> std::sync::Arc<AppConf> {
+    let text = format!("rtmp {{ server {{ application live {{ {body} }} }} }}");
+    let mut config = Config::parse(&text, "test.conf").unwrap_or_else(|e| panic!("{e}"));
+    std::sync::Arc::new(config.servers.remove(0).apps.remove(0))
+}
+
 impl Config {
     /// Parses and validates config text; `file` names it in error messages. Not being a file,
     /// it includes nothing: `include` directives are skipped with a warning.
