@@ -27,7 +27,7 @@
 //! (the hub keeps the stream) for `hls_playlist_length`, and if the name is published again
 //! meanwhile the same playlist goes on after `#EXT-X-DISCONTINUITY` under a new session
 //! (`Segmenter::interrupt`); `on_publish` then starts no second task. Otherwise, or at shutdown,
-//! the playlist ends (`#EXT-X-ENDLIST`) and is cleaned up as before.
+//! the playlist ends (`#EXT-X-ENDLIST`) and, with `hls_cleanup`, its files go.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -595,20 +595,21 @@ impl HlsTask {
         if !batch.entries.is_empty() && !shutdown.is_cancelled() {
             return Some(batch);
         }
-        if writers.get(&self.playlist_path).is_some_and(|s| Arc::ptr_eq(s, sub.stream())) {
+        self.stop_writing(&mut writers, sub.stream());
+        None
+    }
+
+    /// This task takes no more publishes of its stream (unless a newer task already took the
+    /// playlist over: then that one's entry stays).
+    fn stop_writing(&self, writers: &mut HashMap<PathBuf, Arc<Stream>>, stream: &Arc<Stream>) {
+        if writers.get(&self.playlist_path).is_some_and(|s| Arc::ptr_eq(s, stream)) {
             writers.remove(&self.playlist_path);
         }
-        None
     }
 
     /// End the playlist (`#EXT-X-ENDLIST`), then linger and clean up.
     async fn finish(&mut self, sub: crate::hub::Subscriber) {
-        {
-            let mut writers = self.store.writers();
-            if writers.get(&self.playlist_path).is_some_and(|s| Arc::ptr_eq(s, sub.stream())) {
-                writers.remove(&self.playlist_path);
-            }
-        }
+        self.stop_writing(&mut self.store.writers(), sub.stream());
         self.seg.finish();
         self.apply_events().await;
         self.ended(sub).await
