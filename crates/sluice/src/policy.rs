@@ -443,3 +443,296 @@ fn connected(p: &Policy<'_>, app: Arc<AppConf>, client: ClientInfo) -> ConnectOk
     p.counters.accept(Stage::Connect);
     ConnectOk { app, client }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The policy driven with no connection at all: plain data in, decisions out, callbacks
+    //! answered by a small HTTP server.
+
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::{test_app, Config};
+
+    fn client() -> ClientInfo {
+        ClientInfo {
+            id: 7,
+            addr: "127.0.0.1:50000".parse().unwrap(),
+            app: "live".into(),
+            flash_ver: "FMLE/3.0".into(),
+            swf_url: String::new(),
+            tc_url: "rtmp://127.0.0.1/live".into(),
+            page_url: String::new(),
+        }
+    }
+
+    /// The server's shared parts a policy borrows.
+    struct Server {
+        notifier: Arc<Notifier>,
+        counters: Counters,
+    }
+
+    impl Server {
+        fn new() -> Self {
+            Server { notifier: Arc::new(Notifier::default()), counters: Counters::default() }
+        }
+
+        fn policy(&self, relays: bool) -> Policy<'_> {
+            Policy { notifier: &self.notifier, counters: &self.counters, relays }
+        }
+    }
+
+    /// A callback server answering every request with `status` (and `Location: location`);
+    /// it keeps each request's text.
+    struct Backend {
+        url: String,
+        requests: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Backend {
+        async fn start(status: u16, location: Option<&str>) -> Backend {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/cb", listener.local_addr().unwrap());
+            let requests = Arc::new(Mutex::new(Vec::new()));
+            let seen = requests.clone();
+            let location = location.map_or(String::new(), |l| format!("Location: {l}\r\n"));
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let text = read_request(&mut socket).await;
+                    seen.lock().unwrap().push(text);
+                    let reply =
+                        format!("HTTP/1.1 {status} X\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                }
+            });
+            Backend { url, requests }
+        }
+
+        fn requests(&self) -> Vec<String> {
+            self.requests.lock().unwrap().clone()
+        }
+    }
+
+    /// Head and body of one request (the body by its `Content-Length`).
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Ok(n) = socket.read(&mut chunk).await else { break };
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return text;
+                }
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The applications (`live`, `other`) of a one-server configuration with `server` as its
+    /// server-level directives (`on_connect`, `on_disconnect`).
+    fn apps(server: &str) -> Vec<Arc<AppConf>> {
+        let text = format!("rtmp {{ server {{ {server} application live {{ live on; }} application other {{ }} }} }}");
+        Config::parse(&text, "t").unwrap().servers.remove(0).apps.into_iter().map(Arc::new).collect()
+    }
+
+    fn ask<'a>(client: &'a ClientInfo, app: &'a AppConf, name: &'a str, args: &'a str) -> Ask<'a> {
+        Ask { client, app, app_args: "", name, args }
+    }
+
+    const PLAY: PlayArgs = PlayArgs { start: 0.0, duration: 0.0, reset: false };
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn rules_refuse_before_keys_and_callbacks() {
+        let backend = Backend::start(200, None).await;
+        let app = test_app(&format!("live on; deny publish all; auth_secret s3cret; on_publish {};", backend.url));
+        let s = Server::new();
+        let c = client();
+        let refused = publish(&s.policy(false), &ask(&c, &app, "cam", ""), "live").await.unwrap_err();
+        assert_eq!(refused.stage, Stage::Publish);
+        assert_eq!(refused.reason, Some(Refusal::Rule));
+        assert!(refused.text.starts_with("denied by rule \"deny publish all\""), "{}", refused.text);
+        assert_eq!(s.counters.snapshot().refused(Refusal::Rule), 1);
+        assert_eq!(s.counters.snapshot().accepted(Stage::Publish), 0);
+        assert!(backend.requests().is_empty(), "the callback is not asked after a rule refused");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_signed_key_allows_and_its_absence_refuses() {
+        let app = test_app("live on; auth_secret s3cret;");
+        let s = Server::new();
+        let c = client();
+        let p = s.policy(false);
+        let refused = publish(&p, &ask(&c, &app, "cam", ""), "live").await.unwrap_err();
+        assert_eq!(refused.reason, Some(Refusal::Token));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let token = auth::token_query("s3cret", Action::Publish, "live", "cam", now + 60);
+        let admit = publish(&p, &ask(&c, &app, "cam", &token), "live").await.unwrap();
+        assert_eq!(admit, Admit::Local { name: "cam".into() });
+        // Playing is not covered by `auth publish` (the default).
+        assert_eq!(play(&p, &ask(&c, &app, "cam", ""), PLAY).await.unwrap(), Admit::Local { name: "cam".into() });
+        let counts = s.counters.snapshot();
+        assert_eq!(
+            (counts.accepted(Stage::Publish), counts.accepted(Stage::Play), counts.refused(Refusal::Token)),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn bad_names_are_refused_before_anything_else() {
+        let app = test_app("live on; deny publish all;");
+        let s = Server::new();
+        let c = client();
+        let refused = publish(&s.policy(false), &ask(&c, &app, "../etc", ""), "live").await.unwrap_err();
+        assert_eq!(refused.reason, None);
+        assert!(refused.text.starts_with("Bad stream name: "), "{}", refused.text);
+        assert_eq!(s.counters.snapshot().refused(Refusal::Rule), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_publish_renames_and_callbacks_see_the_asked_name() {
+        let backend = Backend::start(302, Some("renamed?ignored=1")).await;
+        let app = test_app(&format!("live on; on_publish {};", backend.url));
+        let s = Server::new();
+        let c = client();
+        let admit = publish(&s.policy(false), &ask(&c, &app, "orig", "k=v"), "live").await.unwrap();
+        assert_eq!(admit, Admit::Local { name: "renamed".into() });
+        let requests = backend.requests();
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0].contains("call=publish&name=orig&type=live&k=v"), "{}", requests[0]);
+        // A rename to a name that would become a path outside a directory is refused.
+        let backend = Backend::start(302, Some("../x")).await;
+        let app = test_app(&format!("live on; on_publish {};", backend.url));
+        let refused = publish(&s.policy(false), &ask(&c, &app, "orig", ""), "live").await.unwrap_err();
+        assert_eq!((refused.stage, refused.reason), (Stage::Publish, None));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_play_redirect_to_rtmp_is_a_relay_named_by_md5() {
+        let location = "rtmp://origin.example/live/x";
+        let backend = Backend::start(302, Some(location)).await;
+        let s = Server::new();
+        let c = client();
+        // `notify_relay_redirect on`: the local stream is named by the location's MD5 (computed
+        // with `printf %s rtmp://origin.example/live/x | md5sum`).
+        let app = test_app(&format!("live on; on_play {}; notify_relay_redirect on;", backend.url));
+        let admit = play(&s.policy(true), &ask(&c, &app, "x", ""), PLAY).await.unwrap();
+        let md5 = "b2af26389bf3b414b81d4ae4f7743976";
+        assert_eq!(admit, Admit::Relay { url: location.into(), local_name: md5.into() });
+        // Off (the default): the asked name.
+        let app = test_app(&format!("live on; on_play {};", backend.url));
+        let admit = play(&s.policy(true), &ask(&c, &app, "x", ""), PLAY).await.unwrap();
+        assert_eq!(admit, Admit::Relay { url: location.into(), local_name: "x".into() });
+        assert_eq!(s.counters.snapshot().accepted(Stage::Play), 2);
+        // A caller that cannot relay gets the refusal nginx-rtmp users saw so far.
+        let refused = play(&s.policy(false), &ask(&c, &app, "x", ""), PLAY).await.unwrap_err();
+        assert_eq!(refused.reason, Some(Refusal::CallbackRelay));
+        assert_eq!(
+            refused.text,
+            format!("on_play redirected to {location}: relays (pull/push) are not implemented yet")
+        );
+        assert!(!refused.text.contains(&backend.url) && refused.detail.contains(&backend.url));
+    }
+
+    #[test]
+    fn relay_names_are_the_md5_of_the_location_as_nginx_rtmp_names_them() {
+        let on = NotifyConf { relay_redirect: true, ..Default::default() };
+        // `printf %s 'rtmp://127.0.0.1/live/cam?k=1' | md5sum`: the whole location, query too.
+        assert_eq!(relay_local_name(&on, "rtmp://127.0.0.1/live/cam?k=1", "cam"), "e2678bdb08f1d8d7b0ce7dddb5f04c37");
+        assert_eq!(relay_local_name(&NotifyConf::default(), "rtmp://127.0.0.1/live/cam?k=1", "cam"), "cam");
+        let name = relay_local_name(&on, "rtmp://h/a", "cam");
+        assert!(name.len() == 32 && untrusted::stream_name(&name).is_ok(), "{name}");
+    }
+
+    #[test]
+    fn notify_relay_redirect_is_parsed_and_not_reported_inert() {
+        let text = "rtmp { notify_relay_redirect on; server { application a { } application b { notify_relay_redirect off; } } }";
+        let c = Config::parse(text, "t").unwrap();
+        let apps = &c.servers[0].apps;
+        assert!(apps[0].notify.relay_redirect && !apps[1].notify.relay_redirect);
+        assert!(c.inert.iter().all(|i| i.directive != "notify_relay_redirect"), "{:?}", c.inert);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn callbacks_refuse_with_nginx_rtmp_texts() {
+        let backend = Backend::start(403, None).await;
+        let app = test_app(&format!("live on; on_publish {};", backend.url));
+        let s = Server::new();
+        let c = client();
+        let refused = publish(&s.policy(false), &ask(&c, &app, "cam", ""), "live").await.unwrap_err();
+        assert_eq!(refused.reason, Some(Refusal::CallbackStatus));
+        assert_eq!(refused.text, "on_publish answered 403");
+        // Connect: a redirect to an application the server does not have refuses, and the client
+        // is told only what fits one small chunk.
+        let backend = Backend::start(302, Some("nowhere")).await;
+        let apps = apps(&format!("on_connect {};", backend.url));
+        let refused = connect(&s.policy(false), &apps, apps[0].clone(), c.clone(), "", 0).await.unwrap_err();
+        assert_eq!(
+            (refused.reason, refused.text.as_str()),
+            (Some(Refusal::CallbackRedirect), "Rejected by on_connect.")
+        );
+        assert!(backend.requests()[0].contains("epoch=0&call=connect"), "{:?}", backend.requests());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_connect_moves_the_client_to_the_application_it_names() {
+        let backend = Backend::start(302, Some("other")).await;
+        let apps = apps(&format!("on_connect {};", backend.url));
+        let s = Server::new();
+        let p = s.policy(false);
+        let app = application(&p, &apps, &client()).unwrap();
+        let ok = connect(&p, &apps, app, client(), "", 0).await.unwrap();
+        assert_eq!((ok.app.name.as_str(), ok.client.app.as_str()), ("other", "other"));
+        let mut lost = client();
+        lost.app = "nope".into();
+        assert_eq!(application(&p, &apps, &lost).unwrap_err().text, "application \"nope\" not found");
+        assert_eq!(s.counters.snapshot().accepted(Stage::Connect), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_update_drops_on_4xx_and_on_any_failure_only_when_strict() {
+        let s = Server::new();
+        let c = client();
+        let refusing = Backend::start(403, None).await;
+        let app = test_app(&format!("live on; on_update {};", refusing.url));
+        let refused = update(&s.policy(false), &ask(&c, &app, "cam", ""), true, 30, 1000).await.unwrap_err();
+        assert_eq!((refused.stage, refused.text.as_str()), (Stage::Update, "answered 403"));
+        assert!(refusing.requests()[0].contains("call=update_publish&time=30&timestamp=1000&name=cam"));
+        let redirecting = Backend::start(302, Some("x")).await;
+        let app = test_app(&format!("live on; on_update {};", redirecting.url));
+        assert!(update(&s.policy(false), &ask(&c, &app, "cam", ""), false, 30, 0).await.is_ok());
+        let app = test_app(&format!("live on; on_update {}; notify_update_strict on;", redirecting.url));
+        assert!(update(&s.policy(false), &ask(&c, &app, "cam", ""), false, 30, 0).await.is_err());
+    }
+
+    #[test]
+    fn done_calls_follow_nginx_rtmp_order() {
+        let apps = apps(
+            "on_publish_done http://h/pd; on_play_done http://h/yd; on_done http://h/d; on_disconnect http://h/x;",
+        );
+        let app = &apps[0];
+        let ended = [
+            Ended::Publish { name: "cam", args: "a=1" },
+            Ended::Play { name: "other", args: "" },
+            Ended::Disconnect { app_args: "k=2" },
+        ];
+        let calls = done_calls(&app.notify, &client(), &ended);
+        let names: Vec<_> = calls.iter().map(|c| c.call).collect();
+        assert_eq!(names, ["publish_done", "done", "play_done", "done", "disconnect"]);
+        assert!(calls[1].form.ends_with("call=done&name=cam&a=1"), "{}", calls[1].form);
+        assert!(calls[4].form.ends_with("call=disconnect&app=live&k=2"), "{}", calls[4].form);
+        assert!(done_calls(&test_app("live on;").notify, &client(), &ended).is_empty());
+    }
+}
