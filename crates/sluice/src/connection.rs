@@ -3,11 +3,12 @@
 //! replies and media. A connection publishes at most one stream and plays at most one; it
 //! names no output module (they are [`crate::modules`]).
 //!
-//! Access control runs here in this order: `max_connections` and `on_connect` at connect;
-//! `allow`/`deny` rules, signed keys ([`crate::auth`]) and then `on_publish`/`on_play` before a
-//! stream is claimed or played. A callback is a future the connection waits on in its own
-//! `select!` loop (nginx-rtmp suspends the session the same way): meanwhile it reads nothing
-//! more from its client, keeps writing what it owes, and nothing else waits for it.
+//! Who may connect, publish and play is decided by [`crate::policy`] (rules, signed keys,
+//! callbacks), which counts and logs each decision; the connection only tells its client. A
+//! decision is a future the connection holds in its own `select!` loop (nginx-rtmp suspends the
+//! session the same way): while a callback decides, it reads nothing more from its client
+//! (events already read wait in `deferred`), keeps writing what it owes and keeps its timers,
+//! and nothing else waits for it. A decision that needs no callback is acted on at once.
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -520,11 +520,7 @@ mod tests {
     async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
-        loop {
-            let Ok(n) = socket.read(&mut chunk).await else { break };
-            if n == 0 {
-                break;
-            }
+        while let Ok(n @ 1..) = socket.read(&mut chunk).await {
             buf.extend_from_slice(&chunk[..n]);
             let text = String::from_utf8_lossy(&buf).into_owned();
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
