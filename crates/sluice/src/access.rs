@@ -9,7 +9,8 @@
 //!
 //! With no rule matching, the client is allowed (as in nginx-rtmp), so a rule list meant to
 //! restrict ends with `deny ... all`. Signed keys are in [`crate::auth`], callbacks in
-//! [`crate::notify`]; the config side is `config/access.rs`.
+//! [`crate::notify`], and [`crate::policy`] applies them in order and counts each decision;
+//! the config side is `config/access.rs`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -133,7 +134,8 @@ pub enum Refusal {
     CallbackTimeout,
     /// The callback server could not be reached (or TLS failed).
     CallbackUnreachable,
-    /// The callback redirected to an `rtmp://` URL: relays are not implemented yet.
+    /// The callback redirected to an `rtmp://` URL and the source cannot relay
+    /// ([`crate::policy::Policy::relays`]).
     CallbackRelay,
     /// The callback redirected to something that cannot be used (no such application).
     CallbackRedirect,

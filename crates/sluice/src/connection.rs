@@ -3,17 +3,19 @@
 //! replies and media. A connection publishes at most one stream and plays at most one; it
 //! names no output module (they are [`crate::modules`]).
 //!
-//! Access control runs here in this order: `max_connections` and `on_connect` at connect;
-//! `allow`/`deny` rules, signed keys ([`crate::auth`]) and then `on_publish`/`on_play` before a
-//! stream is claimed or played. A callback is a future the connection waits on in its own
-//! `select!` loop (nginx-rtmp suspends the session the same way): meanwhile it reads nothing
-//! more from its client, keeps writing what it owes, and nothing else waits for it.
+//! Who may connect, publish and play is decided by [`crate::policy`] (rules, signed keys,
+//! callbacks), which counts and logs each decision; the connection only tells its client. A
+//! decision is a future the connection holds in its own `select!` loop (nginx-rtmp suspends the
+//! session the same way): while a callback decides, it reads nothing more from its client
+//! (events already read wait in `deferred`), keeps writing what it owes and keeps its timers,
+//! and nothing else waits for it. A decision that needs no callback is acted on at once.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -23,15 +25,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use crate::access::{self, ConnectionPermit, Refusal, RuleVerdict, Stage};
-use crate::auth::{self, AuthOk};
+use crate::access::{ConnectionPermit, Stage};
 use crate::clients::{ClientHandle, Kind, Role};
-use crate::config::{Action, AppConf};
+use crate::config::AppConf;
 use crate::events::ClientInfo;
 use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamOptions, Subscriber};
 use crate::live::{self, PlayerGate};
 use crate::modules::{Status, StatusReceiver};
-use crate::notify::{self, Call, CallError, Reply};
+use crate::notify;
+use crate::policy::{self, Admit, Ask, ConnectOk, Ended, PlayArgs, Policy, Refused};
 use crate::server::ServerCtx;
 use crate::streams::{self, Published};
 use crate::untrusted::{self, for_log, redact_query};
@@ -60,22 +62,29 @@ struct Playing {
     gate: PlayerGate,
 }
 
-/// A callback's reply, once it comes.
-type ReplyFuture = Pin<Box<dyn Future<Output = Result<Reply, CallError>> + Send>>;
+/// A policy decision, once it is made.
+enum Decided {
+    Connect(Result<ConnectOk, Refused>),
+    Stream(Result<Admit, Refused>),
+}
+
+/// A policy decision being made (a callback may be asked).
+type DecisionFuture = Pin<Box<dyn Future<Output = Decided> + Send>>;
+
+/// An `on_update` being asked; `Err` drops the client.
+type UpdateFuture = Pin<Box<dyn Future<Output = Result<(), Refused>> + Send>>;
 
 /// A decision the connection waits for before it reads on.
 struct Waiting {
-    reply: ReplyFuture,
-    /// The callback's URL, for logs.
-    url: String,
+    decision: DecisionFuture,
     then: Resume,
 }
 
-/// What was asked, to carry on with once the callback answers.
+/// What was asked, to carry on with once the policy decides.
 enum Resume {
-    Connect { app: Arc<AppConf> },
-    Publish { stream_id: u32, name: String, args: String, kind: String },
-    Play { stream_id: u32, name: String, args: String, reset: bool },
+    Connect,
+    Publish { stream_id: u32, asked: Asked, kind: String },
+    Play { stream_id: u32, asked: Asked, reset: bool },
 }
 
 /// A stream as the client asked for it: callbacks after the first report this name, as
@@ -89,7 +98,7 @@ struct Asked {
 struct Updates {
     started: Instant,
     due: Instant,
-    in_flight: Option<ReplyFuture>,
+    in_flight: Option<UpdateFuture>,
 }
 
 struct Conn {
@@ -312,20 +321,13 @@ impl Conn {
     }
 
     fn on_connect(&mut self, info: ConnectInfo) {
+        let policy = Policy::of(&self.ctx);
         if self.permit.is_none() {
             let max = self.ctx.limit.max().unwrap_or_default();
-            self.ctx.access.refuse(Refusal::MaxConnections);
-            tracing::info!(client = %self.peer, app = %for_log(&info.app), reason = %Refusal::MaxConnections.as_str(), "connect refused: {max} clients connected (max_connections)");
-            self.session.reject_connect("Too many connections.");
-            self.closing = true;
+            let refused = policy::too_many(&policy, self.peer, &info.app, max);
+            self.tell_refused(Stage::Connect, 0, &refused.text);
             return;
         }
-        let Some(app) = self.ctx.apps.iter().find(|a| a.name == info.app).cloned() else {
-            tracing::info!(client = %self.peer, app = %for_log(&info.app), "connect refused: no such application");
-            self.session.reject_connect(&format!("application \"{}\" not found", for_log(&info.app)));
-            self.closing = true;
-            return;
-        };
         let client = ClientInfo {
             id: self.handle.id(),
             addr: self.peer,
@@ -335,26 +337,29 @@ impl Conn {
             tc_url: info.tc_url.clone(),
             page_url: info.page_url.clone(),
         };
-        self.app_args = info.app_args.clone();
+        let app = match policy::application(&policy, &self.ctx.apps, &client) {
+            Ok(app) => app,
+            Err(refused) => {
+                self.tell_refused(Stage::Connect, 0, &refused.text);
+                return;
+            }
+        };
+        self.app_args = info.app_args;
+        // Known from here on (even if `on_connect` refuses): `on_disconnect` reports it.
         self.connect_app = Some(app.clone());
-        if let Some(url) = &app.notify.on_connect {
-            let form = notify::connect_form(&client, self.epoch, &info.app_args);
-            self.client = Some(client);
-            let call = Call::new(&app.notify, "connect", url, form);
-            self.wait_for(call, Resume::Connect { app: app.clone() });
-            return;
-        }
-        self.client = Some(client);
-        self.accept_connect(app);
+        self.client = Some(client.clone());
+        let (ctx, app_args, epoch) = (self.ctx.clone(), self.app_args.clone(), self.epoch);
+        let decision = async move {
+            Decided::Connect(policy::connect(&Policy::of(&ctx), &ctx.apps, app, client, &app_args, epoch).await)
+        };
+        self.decide(Box::pin(decision), Resume::Connect);
     }
 
-    fn accept_connect(&mut self, app: Arc<AppConf>) {
-        if let Some(c) = &self.client {
-            tracing::info!(client = %self.peer, app = %app.name, tc_url = %for_log(&c.tc_url), flash_ver = %for_log(&c.flash_ver), "connect");
-        }
-        self.ctx.access.accept(Stage::Connect);
-        self.handle.set_app(&app.name);
-        self.app = Some(app);
+    fn accept_connect(&mut self, ok: ConnectOk) {
+        self.handle.set_app(&ok.app.name);
+        self.connect_app = Some(ok.app.clone());
+        self.client = Some(ok.client);
+        self.app = Some(ok.app);
         self.session.accept_connect();
     }
 
@@ -364,7 +369,7 @@ impl Conn {
     }
 
     fn on_publish(&mut self, stream_id: u32, name: String, args: String, kind: String) {
-        let Some(app) = self.app.clone() else { return };
+        let (Some(app), Some(client)) = (self.app.clone(), self.client.clone()) else { return };
         if self.publishing.is_some() {
             self.session.send_status(
                 stream_id,
@@ -374,19 +379,13 @@ impl Conn {
             );
             return;
         }
-        if !self.valid_name(Stage::Publish, stream_id, &name)
-            || !self.check_access(&app, Action::Publish, stream_id, &name, &args)
-        {
-            return;
-        }
-        if let (Some(url), Some(client)) = (&app.notify.on_publish, &self.client) {
-            let form = notify::publish_form(client, &name, &kind, &args);
-            let call = Call::new(&app.notify, "publish", url, form);
-            self.wait_for(call, Resume::Publish { stream_id, name, args, kind });
-            return;
-        }
-        let asked = Asked { name: name.clone(), args: args.clone() };
-        self.start_publish(&app, stream_id, name, asked, kind);
+        let (ctx, app_args) = (self.ctx.clone(), self.app_args.clone());
+        let (n, a, k) = (name.clone(), args.clone(), kind.clone());
+        let decision = async move {
+            let ask = Ask { client: &client, app: &app, app_args: &app_args, name: &n, args: &a };
+            Decided::Stream(policy::publish(&Policy::of(&ctx), &ask, &k).await)
+        };
+        self.decide(Box::pin(decision), Resume::Publish { stream_id, asked: Asked { name, args }, kind });
     }
 
     /// Claim the stream in the hub and start its outputs. `name` is where it lands (the
@@ -400,7 +399,6 @@ impl Conn {
         match streams::publish(&self.ctx.hub, &self.ctx.modules, &source, self.stream_options()) {
             Ok(Published { publisher, status }) => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
-                self.ctx.access.accept(Stage::Publish);
                 self.session.accept_publish(stream_id, &name);
                 self.handle.set_stream(&name, Role::Publisher);
                 self.publishing =
@@ -417,24 +415,19 @@ impl Conn {
     }
 
     fn on_play(&mut self, stream_id: u32, name: String, args: String, start: f64, duration: f64, reset: bool) {
-        let Some(app) = self.app.clone() else { return };
-        if !self.valid_name(Stage::Play, stream_id, &name)
-            || !self.check_access(&app, Action::Play, stream_id, &name, &args)
-        {
-            return;
-        }
-        if let (Some(url), Some(client)) = (&app.notify.on_play, &self.client) {
-            // The rtmp crate reports an absent start as -2 and an absent duration as -1;
-            // nginx-rtmp reports absent ones as 0.
-            let start = if start == -2.0 { 0.0 } else { start };
-            let duration = if duration == -1.0 { 0.0 } else { duration };
-            let form = notify::play_form(client, &name, start, duration, reset, &args);
-            let call = Call::new(&app.notify, "play", url, form);
-            self.wait_for(call, Resume::Play { stream_id, name, args, reset });
-            return;
-        }
-        let asked = Asked { name: name.clone(), args };
-        self.start_play(&app, stream_id, name, asked, reset);
+        let (Some(app), Some(client)) = (self.app.clone(), self.client.clone()) else { return };
+        // The rtmp crate reports an absent start as -2 and an absent duration as -1;
+        // nginx-rtmp reports absent ones as 0.
+        let start = if start == -2.0 { 0.0 } else { start };
+        let duration = if duration == -1.0 { 0.0 } else { duration };
+        let play = PlayArgs { start, duration, reset };
+        let (ctx, app_args) = (self.ctx.clone(), self.app_args.clone());
+        let (n, a) = (name.clone(), args.clone());
+        let decision = async move {
+            let ask = Ask { client: &client, app: &app, app_args: &app_args, name: &n, args: &a };
+            Decided::Stream(policy::play(&Policy::of(&ctx), &ask, play).await)
+        };
+        self.decide(Box::pin(decision), Resume::Play { stream_id, asked: Asked { name, args }, reset });
     }
 
     fn start_play(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, reset: bool) {
@@ -465,7 +458,6 @@ impl Conn {
             }
         };
         tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), "play");
-        self.ctx.access.accept(Stage::Play);
         self.handle.set_stream(&name, Role::Player);
         // With `play_restart`, nginx-rtmp sends Play.Start when the stream starts, not before.
         if pack.live || !app.live.play_restart {
@@ -501,51 +493,10 @@ impl Conn {
         false
     }
 
-    /// `allow`/`deny` rules, then signed keys and publish keys. Refuses (and returns false)
-    /// when the client may not do `action`.
-    fn check_access(&mut self, app: &AppConf, action: Action, stream_id: u32, name: &str, args: &str) -> bool {
-        match access::check_rules(&app.access.rules, action, self.peer.ip()) {
-            RuleVerdict::Denied(rule) => {
-                let why = format!("denied by rule \"{}\" (line {})", rule.text, rule.line);
-                self.refuse(action.into(), stream_id, name, Refusal::Rule, &why);
-                return false;
-            }
-            RuleVerdict::Allowed(rule) => {
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, rule = %rule.text, line = rule.line, "{} allowed by rule", action.as_str());
-            }
-            RuleVerdict::NoMatch => {}
-        }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        match auth::authorize(&app.access, action, &app.name, name, args, &self.app_args, now) {
-            Ok(AuthOk::NotRequired) => true,
-            Ok(how) => {
-                let by = if how == AuthOk::Token { "signed token" } else { "publish key" };
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, "{} allowed by {by}", action.as_str());
-                true
-            }
-            Err(e) => {
-                let reason = if e.is_token() { Refusal::Token } else { Refusal::PublishKey };
-                self.refuse(action.into(), stream_id, name, reason, &e.to_string());
-                false
-            }
-        }
-    }
-
-    /// Refuse a connect, publish or play: count it, log why, tell the client with the status
-    /// nginx-rtmp clients expect, and close.
-    fn refuse(&mut self, stage: Stage, stream_id: u32, name: &str, reason: Refusal, why: &str) {
-        self.ctx.access.refuse(reason);
-        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
-        tracing::info!(client = %self.peer, app = %app, stream = %name, reason = %reason.as_str(), "{} refused: {why}", stage.as_str());
-        self.tell_refused(stage, stream_id, why);
-    }
-
     /// The status a refused client gets, then the connection closes.
     fn tell_refused(&mut self, stage: Stage, stream_id: u32, why: &str) {
         match stage {
-            // Before the connect is accepted the client still reads 128-byte chunks while the
-            // session writes `chunk_size` ones: the reply must fit one small chunk.
-            Stage::Connect => self.session.reject_connect("Rejected by on_connect."),
+            Stage::Connect => self.session.reject_connect(why),
             Stage::Publish => self.session.send_status(stream_id, "error", "NetStream.Publish.BadName", why),
             Stage::Play => self.session.send_status(stream_id, "error", "NetStream.Play.Failed", why),
             Stage::Update => {}
@@ -553,133 +504,56 @@ impl Conn {
         self.closing = true;
     }
 
-    /// Start a callback and stop reading until it answers.
-    fn wait_for(&mut self, call: Call, then: Resume) {
-        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
-        tracing::debug!(client = %self.peer, app = %app, url = %notify::log_url(&call.url), "notify {}: waiting", call.call);
-        let url = notify::log_url(&call.url);
-        let notifier = self.ctx.notifier.clone();
-        let reply = Box::pin(async move { notifier.call(&call).await });
-        self.waiting = Some(Waiting { reply, url, then });
+    /// Act on a policy decision. Most need no callback and are made at the first poll: those
+    /// act at once, as if synchronous; otherwise stop reading until the decision comes.
+    fn decide(&mut self, mut decision: DecisionFuture, then: Resume) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match decision.as_mut().poll(&mut cx) {
+            // The `select!` loop polls it next, with its own waker.
+            Poll::Pending => self.waiting = Some(Waiting { decision, then }),
+            Poll::Ready(decided) => self.resume(then, decided),
+        }
     }
 
-    /// A callback answered: carry on with what was asked, or refuse. Then handle what the
-    /// client sent meanwhile.
-    fn on_decided(&mut self, reply: Result<Reply, CallError>) {
-        let Some(Waiting { url, then, .. }) = self.waiting.take() else { return };
-        match then {
-            Resume::Connect { app } => self.resume_connect(app, &url, reply),
-            Resume::Publish { stream_id, name, args, kind } => {
-                self.resume_publish(stream_id, name, args, kind, &url, reply)
-            }
-            Resume::Play { stream_id, name, args, reset } => {
-                self.resume_play(stream_id, name, args, reset, &url, reply)
-            }
-        }
+    /// A decision that waited for a callback came: act on it, then handle what the client
+    /// sent meanwhile.
+    fn on_decided(&mut self, decided: Decided) {
+        let Some(Waiting { then, .. }) = self.waiting.take() else { return };
+        self.resume(then, decided);
         while self.waiting.is_none() && !self.closing {
             let Some(ev) = self.deferred.pop_front() else { break };
             self.handle(ev);
         }
     }
 
-    /// Refuse because the callback said no or could not be asked.
-    fn refuse_by_callback(
-        &mut self,
-        stage: Stage,
-        stream_id: u32,
-        name: &str,
-        url: &str,
-        reply: Result<Reply, CallError>,
-    ) {
-        let call = format!("on_{}", stage.as_str());
-        // What went wrong, without the callback's URL (the log has it; clients need not).
-        let (reason, what) = match &reply {
-            Ok(Reply::Refuse(status)) => (Refusal::CallbackStatus, format!("answered {status}")),
-            Ok(Reply::Relay(to)) => {
-                (Refusal::CallbackRelay, format!("redirected to {to}: relays (pull/push) are not implemented yet"))
-            }
-            Ok(Reply::Redirect(to)) => (Refusal::CallbackRedirect, format!("redirected to unknown \"{to}\"")),
-            Ok(Reply::Allow) => (Refusal::CallbackStatus, "unexpected reply".to_owned()),
-            Err(CallError::Timeout(t)) => (Refusal::CallbackTimeout, format!("no reply within {t:?} (notify_timeout)")),
-            Err(CallError::Unreachable(_)) => (Refusal::CallbackUnreachable, "callback server unreachable".to_owned()),
+    /// Carry on with what was asked, or tell the client it was refused.
+    fn resume(&mut self, then: Resume, decided: Decided) {
+        let (stage, stream_id) = match &then {
+            Resume::Connect => (Stage::Connect, 0),
+            Resume::Publish { stream_id, .. } => (Stage::Publish, *stream_id),
+            Resume::Play { stream_id, .. } => (Stage::Play, *stream_id),
         };
-        let detail = match &reply {
-            Err(e @ CallError::Unreachable(_)) => e.to_string(),
-            _ => what.clone(),
+        let admitted = match decided {
+            Decided::Connect(Ok(ok)) => return self.accept_connect(ok),
+            Decided::Stream(Ok(admit)) => admit,
+            Decided::Connect(Err(refused)) | Decided::Stream(Err(refused)) => {
+                return self.tell_refused(stage, stream_id, &refused.text);
+            }
         };
-        self.ctx.access.refuse(reason);
-        let app = self.connect_app.as_ref().map_or("", |a| a.name.as_str());
-        tracing::info!(client = %self.peer, app = %app, stream = %name, reason = %reason.as_str(), "{} refused: {call} {url} {detail}", stage.as_str());
-        self.tell_refused(stage, stream_id, &format!("{call} {what}"));
-    }
-
-    fn resume_connect(&mut self, app: Arc<AppConf>, url: &str, reply: Result<Reply, CallError>) {
-        match reply {
-            Ok(Reply::Allow) => {
-                tracing::info!(client = %self.peer, app = %app.name, url = %url, "connect allowed by on_connect");
-                self.accept_connect(app);
-            }
-            // nginx-rtmp: a redirected connect goes to the application `Location` names.
-            Ok(Reply::Redirect(to)) if self.ctx.apps.iter().any(|a| a.name == to) => {
-                let target = self.ctx.apps.iter().find(|a| a.name == to).cloned().expect("checked above");
-                tracing::info!(client = %self.peer, app = %app.name, url = %url, "connect redirected by on_connect to application \"{to}\"");
-                if let Some(c) = &mut self.client {
-                    c.app = to;
-                }
-                self.connect_app = Some(target.clone());
-                self.accept_connect(target);
-            }
-            other => self.refuse_by_callback(Stage::Connect, 0, "", url, other),
-        }
-    }
-
-    fn resume_publish(
-        &mut self,
-        stream_id: u32,
-        name: String,
-        args: String,
-        kind: String,
-        url: &str,
-        reply: Result<Reply, CallError>,
-    ) {
         let Some(app) = self.app.clone() else { return };
-        let asked = Asked { name: name.clone(), args };
-        match reply {
-            Ok(Reply::Allow) => {
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "publish allowed by on_publish");
-                self.start_publish(&app, stream_id, name, asked, kind);
+        match (then, admitted) {
+            (Resume::Publish { stream_id, asked, kind }, Admit::Local { name }) => {
+                self.start_publish(&app, stream_id, name, asked, kind)
             }
-            Ok(Reply::Redirect(to)) => {
-                let to = redirect_name(&to);
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "publish renamed by on_publish to \"{}\"", for_log(&to));
-                self.start_publish(&app, stream_id, to, asked, kind);
+            (Resume::Play { stream_id, asked, reset }, Admit::Local { name }) => {
+                self.start_play(&app, stream_id, name, asked, reset)
             }
-            other => self.refuse_by_callback(Stage::Publish, stream_id, &name, url, other),
-        }
-    }
-
-    fn resume_play(
-        &mut self,
-        stream_id: u32,
-        name: String,
-        args: String,
-        reset: bool,
-        url: &str,
-        reply: Result<Reply, CallError>,
-    ) {
-        let Some(app) = self.app.clone() else { return };
-        let asked = Asked { name: name.clone(), args };
-        match reply {
-            Ok(Reply::Allow) => {
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "play allowed by on_play");
-                self.start_play(&app, stream_id, name, asked, reset);
+            // `Policy::of` does not ask for relays yet, so the policy refused this already.
+            (_, Admit::Relay { url, .. }) => {
+                tracing::info!(client = %self.peer, app = %app.name, url = %notify::log_url(&url), "{} refused: relays are not wired", stage.as_str());
+                self.tell_refused(stage, stream_id, "Relays (pull/push) are not implemented yet.");
             }
-            Ok(Reply::Redirect(to)) => {
-                let to = redirect_name(&to);
-                tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %url, "play redirected by on_play to \"{}\"", for_log(&to));
-                self.start_play(&app, stream_id, to, asked, reset);
-            }
-            other => self.refuse_by_callback(Stage::Play, stream_id, &name, url, other),
+            (Resume::Connect, _) => {}
         }
     }
 
@@ -693,10 +567,12 @@ impl Conn {
         self.updates = Some(Updates { started: now, due: now + n.update_timeout, in_flight: None });
     }
 
-    /// Send `on_update` when it is due and none is in flight.
+    /// Ask the policy's `on_update` when it is due and none is in flight.
     fn maybe_update(&mut self, now: Instant) {
         let (Some(app), Some(client)) = (&self.app, &self.client) else { return };
-        let Some(url) = &app.notify.on_update else { return };
+        if app.notify.on_update.is_none() {
+            return;
+        }
         let Some(u) = &mut self.updates else { return };
         if u.in_flight.is_some() || now < u.due {
             return;
@@ -707,89 +583,53 @@ impl Conn {
             (None, None) => return,
         };
         let time = now.duration_since(u.started).as_secs();
-        let form = notify::update_form(client, publishing, time, self.last_timestamp, &asked.name, &asked.args);
-        let call = Call::new(&app.notify, "update", url, form);
-        tracing::debug!(client = %self.peer, app = %app.name, stream = %asked.name, url = %notify::log_url(&call.url), "notify update");
-        let notifier = self.ctx.notifier.clone();
-        u.in_flight = Some(Box::pin(async move { notifier.call(&call).await }));
+        let timestamp = self.last_timestamp;
+        let (ctx, app, client, app_args) = (self.ctx.clone(), app.clone(), client.clone(), self.app_args.clone());
+        let (name, args) = (asked.name.clone(), asked.args.clone());
+        u.in_flight = Some(Box::pin(async move {
+            let ask = Ask { client: &client, app: &app, app_args: &app_args, name: &name, args: &args };
+            policy::update(&Policy::of(&ctx), &ask, publishing, time, timestamp).await
+        }));
     }
 
-    /// nginx-rtmp's rule: a 4xx/5xx answer drops the client; with `notify_update_strict on`
-    /// so does any other failure (3xx, timeout, no connection).
-    fn on_update_reply(&mut self, reply: Result<Reply, CallError>) -> anyhow::Result<()> {
-        let Some(app) = self.app.clone() else { return Ok(()) };
-        let strict = app.notify.update_strict;
-        let url = notify::log_url(app.notify.on_update.as_deref().unwrap_or_default());
-        let stream =
-            self.asked_publish.as_ref().or(self.asked_play.as_ref()).map_or("", |a| a.name.as_str()).to_owned();
-        let failure = match &reply {
-            Ok(Reply::Allow) => None,
-            Ok(Reply::Refuse(status)) => Some((Refusal::CallbackStatus, format!("answered {status}"), true)),
-            Ok(other) => Some((Refusal::CallbackStatus, format!("answered a redirect ({other:?})"), strict)),
-            Err(e @ CallError::Timeout(_)) => Some((Refusal::CallbackTimeout, e.to_string(), strict)),
-            Err(e @ CallError::Unreachable(_)) => Some((Refusal::CallbackUnreachable, e.to_string(), strict)),
-        };
-        if let Some(u) = &mut self.updates {
+    /// `on_update` answered: the next one is due `notify_update_timeout` from now, unless the
+    /// policy drops the client.
+    fn on_update_reply(&mut self, reply: Result<(), Refused>) -> anyhow::Result<()> {
+        if let (Some(u), Some(app)) = (&mut self.updates, &self.app) {
             u.in_flight = None;
             u.due = Instant::now() + app.notify.update_timeout;
         }
-        match failure {
-            None => {
-                self.ctx.access.accept(Stage::Update);
-                Ok(())
-            }
-            Some((reason, why, true)) => {
-                self.ctx.access.refuse(reason);
-                tracing::info!(client = %self.peer, app = %app.name, stream = %stream, reason = %reason.as_str(), "update refused: on_update {url} {why}");
-                anyhow::bail!("dropped by on_update ({why})")
-            }
-            Some((_, why, false)) => {
-                tracing::warn!(client = %self.peer, app = %app.name, stream = %stream, "on_update {url} failed: {why}; keeping the client (notify_update_strict off)");
-                Ok(())
-            }
-        }
+        reply.map_err(|refused| anyhow::anyhow!("dropped by on_update ({})", refused.text))
     }
 
-    /// `on_publish_done`/`on_play_done` and `on_done` for a stream that ended.
+    /// Report a stream that ended (`on_publish_done`/`on_play_done`, `on_done`); the updates
+    /// stop when nothing is left.
     fn notify_done(&mut self, publishing: bool) {
-        let calls = self.done_calls(publishing);
-        if !calls.is_empty() {
-            self.ctx.notifier.spawn_all(calls, self.peer.to_string());
-        }
-    }
-
-    /// The calls that report a stream's end; the updates stop when nothing is left.
-    fn done_calls(&mut self, publishing: bool) -> Vec<Call> {
         let asked = if publishing { self.asked_publish.take() } else { self.asked_play.take() };
         if self.asked_publish.is_none() && self.asked_play.is_none() {
             self.updates = None;
         }
-        let (Some(asked), Some(app), Some(client)) = (asked, &self.app, &self.client) else { return Vec::new() };
-        let n = &app.notify;
-        let (call, url) =
-            if publishing { ("publish_done", &n.on_publish_done) } else { ("play_done", &n.on_play_done) };
-        let mut calls = Vec::new();
-        for (call, url) in [(call, url), ("done", &n.on_done)] {
-            if let Some(url) = url {
-                let form = notify::done_form(client, call, &asked.name, &asked.args);
-                calls.push(Call::new(n, call, url, form));
-            }
-        }
-        calls
+        let (Some(a), Some(app), Some(client)) = (asked, &self.app, &self.client) else { return };
+        let (name, args) = (a.name.as_str(), a.args.as_str());
+        let ended = if publishing { Ended::Publish { name, args } } else { Ended::Play { name, args } };
+        policy::done(&Policy::of(&self.ctx), client, app, &[ended]);
     }
 
-    /// The calls a connection's end makes: what it still published or played ended, then
-    /// `on_disconnect` (for every client that got as far as `connect`, as nginx-rtmp does).
-    fn final_calls(&mut self) -> Vec<Call> {
-        let mut calls = self.done_calls(true);
-        calls.extend(self.done_calls(false));
-        if let (Some(app), Some(client)) = (&self.connect_app, &self.client) {
-            if let Some(url) = &app.notify.on_disconnect {
-                let form = notify::disconnect_form(client, &self.app_args);
-                calls.push(Call::new(&app.notify, "disconnect", url, form));
-            }
+    /// The connection ends: what it still published or played ended, then `on_disconnect`
+    /// (for every client that got as far as `connect`, as nginx-rtmp does), in that order.
+    fn notify_end(&mut self) {
+        let (publish, play) = (self.asked_publish.take(), self.asked_play.take());
+        self.updates = None;
+        let (Some(app), Some(client)) = (&self.connect_app, &self.client) else { return };
+        let mut ended = Vec::with_capacity(3);
+        if let Some(a) = &publish {
+            ended.push(Ended::Publish { name: &a.name, args: &a.args });
         }
-        calls
+        if let Some(a) = &play {
+            ended.push(Ended::Play { name: &a.name, args: &a.args });
+        }
+        ended.push(Ended::Disconnect { app_args: &self.app_args });
+        policy::done(&Policy::of(&self.ctx), client, app, &ended);
     }
 
     fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
@@ -1024,34 +864,26 @@ impl Conn {
                 self.on_server_shutdown(&p);
             }
         }
-        let calls = self.final_calls();
-        if !calls.is_empty() {
-            self.ctx.notifier.spawn_all(calls, self.peer.to_string());
-        }
+        self.notify_end();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush(writer)).await;
         let _ = writer.shutdown().await;
     }
 }
 
-/// The reply of the callback being waited for; never, when none is.
-async fn decided(waiting: &mut Option<Waiting>) -> Result<Reply, CallError> {
+/// The decision being waited for; never, when none is.
+async fn decided(waiting: &mut Option<Waiting>) -> Decided {
     match waiting {
-        Some(w) => w.reply.as_mut().await,
+        Some(w) => w.decision.as_mut().await,
         None => std::future::pending().await,
     }
 }
 
 /// The reply of the `on_update` call in flight; never, when none is.
-async fn update_answered(updates: &mut Option<Updates>) -> Result<Reply, CallError> {
+async fn update_answered(updates: &mut Option<Updates>) -> Result<(), Refused> {
     match updates.as_mut().and_then(|u| u.in_flight.as_mut()) {
         Some(f) => f.as_mut().await,
         None => std::future::pending().await,
     }
-}
-
-/// A redirect's `Location` as a stream name: a query it carries is not part of the name.
-fn redirect_name(location: &str) -> String {
-    location.split_once('?').map_or(location, |(name, _)| name).to_owned()
 }
 
 /// The next module status for the publisher, while modules may still send some.

@@ -19,6 +19,7 @@ pub mod hub;
 pub mod live;
 pub mod modules;
 pub mod notify;
+pub mod policy;
 pub mod record;
 pub mod server;
 pub mod streams;

@@ -15,7 +15,7 @@
 //! | `notify_method get\|post` | rtmp, server, application | fields in the query or as a form body (post) | |
 //! | `notify_update_timeout T` | rtmp, server, application | `on_update` interval (30s) | |
 //! | `notify_update_strict on\|off` | rtmp, server, application | see `on_update` (off) | |
-//! | `notify_relay_redirect on\|off` | rtmp, server, application | accepted; for relays (off) | |
+//! | `notify_relay_redirect on\|off` | rtmp, server, application | an `rtmp://` 3xx names the local stream by the location's MD5 (off) | |
 //! | `notify_timeout T` | rtmp, server, application | sluice: a callback without a reply this soon refuses (5s) | |
 //! | `notify_tls_verify on\|off` | rtmp, server, application | sluice: check `https://` certificates against the system's roots (on) | |
 //!
@@ -27,10 +27,11 @@
 //! `ngx_escape_uri(NGX_ESCAPE_ARGS)` does. One deliberate difference: with `notify_method get`
 //! and a URL that has a query already, fields are joined with `&` (nginx-rtmp adds a second `?`).
 //!
-//! Reply rules: 2xx allows; 3xx with `Location` renames/redirects (an `rtmp://` location would
-//! be a relay, which sluice does not have yet: refused, and logged so); anything else, no reply
-//! within `notify_timeout` or no connection refuses (fail closed). Calls run on the connection's
-//! task without blocking anything else, on pooled keep-alive connections.
+//! Reply rules ([`interpret`]): 2xx allows; 3xx with `Location` renames/redirects, an `rtmp://`
+//! location is a relay ([`Reply::Relay`]); anything else, no reply within `notify_timeout` or no
+//! connection refuses (fail closed). What each answer means for a client is decided in
+//! [`crate::policy`]. Calls run on the caller's task without blocking anything else, on pooled
+//! keep-alive connections.
 //!
 //! One backend (`host:port`) cannot starve another, and calls nobody waits for cannot starve
 //! calls a client waits for: each backend has its own bound on blocking calls in flight
@@ -80,7 +81,7 @@ pub enum Reply {
     Allow,
     /// 3xx with `Location: NAME`: use that name instead.
     Redirect(String),
-    /// 3xx with `Location: rtmp://...`: nginx-rtmp would relay; sluice has no relays yet.
+    /// 3xx with `Location: rtmp://...`: relay (push for `on_publish`, pull for `on_play`).
     Relay(String),
     /// Any other status: refused.
     Refuse(u16),

@@ -96,7 +96,6 @@ const INERT: &[(&str, &str)] = &[
     ("busy", "sluice sets no process title"),
     ("buflen", "sluice keeps no per-player buffer to size"),
     ("sync", "sluice forwards timestamps unchanged, so players have nothing to resync"),
-    ("notify_relay_redirect", "relays are not implemented yet"),
     ("stream_buckets", "sluice's stream table needs no bucket count"),
     ("buffer", "it is deprecated (nginx-rtmp ignores it too)"),
 ];

@@ -29,7 +29,7 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("notify_method", RSA, ONE, Kind::OneOf(METHODS), "post"),
     spec("notify_update_timeout", RSA, ONE, Kind::Time, "30s"),
     spec("notify_update_strict", RSA, ONE, Kind::Flag, "off"),
-    // Names a relayed stream after the redirect URL; relays do not exist yet.
+    // Names the local stream of an `rtmp://` redirect by the MD5 of the URL (policy.rs).
     spec("notify_relay_redirect", RSA, ONE, Kind::Flag, "off"),
     // sluice extensions
     spec("notify_timeout", RSA, ONE, Kind::Time, "5s"),
@@ -80,7 +80,8 @@ pub struct NotifyConf {
     pub update_timeout: Duration,
     /// `notify_update_strict`: a failed `on_update` call of any kind drops the client (off).
     pub update_strict: bool,
-    /// `notify_relay_redirect` (off; for relays, not implemented yet).
+    /// `notify_relay_redirect`: an `rtmp://` redirect's local stream is named by the MD5 of
+    /// the location, not the asked name (off; [`crate::policy::relay_local_name`]).
     pub relay_redirect: bool,
     /// `notify_timeout`: a callback without a reply this soon denies (5s; sluice extension).
     pub timeout: Duration,
