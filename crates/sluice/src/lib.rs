@@ -22,4 +22,6 @@ pub mod notify;
 pub mod record;
 pub mod server;
 pub mod streams;
+pub mod tls;
+pub mod transport;
 pub mod untrusted;
