@@ -77,8 +77,11 @@ impl TlsError {
 pub fn load(conf: &TlsConf) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = read_chain(conf)?;
     let key = read_key(conf)?;
-    let unusable =
-        |source| TlsError::Unusable { certificate: conf.certificate.clone(), key: conf.certificate_key.clone(), source };
+    let unusable = |source| TlsError::Unusable {
+        certificate: conf.certificate.clone(),
+        key: conf.certificate_key.clone(),
+        source,
+    };
     // ring explicitly, not the process default, so that nothing depends on who installed what.
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()

@@ -203,7 +203,10 @@ impl CoreLayer {
             return Err(Fail::new(ssl_at, msg));
         };
         let Some((key, key_at)) = &self.ssl_certificate_key else {
-            return Err(Fail::new(*cert_at, format!("no \"ssl_certificate_key\" is defined for certificate \"{cert}\"")));
+            return Err(Fail::new(
+                *cert_at,
+                format!("no \"ssl_certificate_key\" is defined for certificate \"{cert}\""),
+            ));
         };
         let conf = TlsConf { certificate: base.join(cert), certificate_key: base.join(key) };
         match crate::tls::load(&conf) {
