@@ -108,14 +108,22 @@ impl Writer {
         }
     }
 
-    /// Close the writing side: a FIN, after a TLS close_notify on RTMPS.
+    /// Close the writing side: a FIN, after a TLS close_notify on RTMPS. Never waits long:
+    /// the close_notify waits for room in the socket, which a peer that reads nothing never
+    /// makes (a plain FIN needs none).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.shutdown().await,
-            Writer::Tls(w) => w.shutdown().await,
+            Writer::Tls(w) => match tokio::time::timeout(CLOSE_NOTIFY_GRACE, w.shutdown()).await {
+                Ok(r) => r,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            },
         }
     }
 }
+
+/// How long a TLS close_notify may wait for the peer to make room for it.
+const CLOSE_NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 64;

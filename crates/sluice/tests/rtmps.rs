@@ -128,6 +128,104 @@ fn a_silent_peer_on_the_ssl_port_is_closed_after_timeout() {
     assert!(line.contains("timeout"), "{line}");
 }
 
+/// A TLS connection to the `ssl` port that trusts only the test's certificate (so it also
+/// checks that the server presents it), with a small receive buffer.
+async fn tls_connect(certs: &TempDir, port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.path("cert.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.expect("handshake with our certificate")
+}
+
+/// Play `name` over `tls` with the rtmp crate's client, until `NetStream.Play.Start`.
+async fn play_until_started(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, port: u16, name: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = rtmp::ClientConfig {
+        app: "live".into(),
+        tc_url: format!("rtmps://127.0.0.1:{port}/live"),
+        role: rtmp::Role::Play(name.into()),
+        complex_handshake: true,
+        chunk_size: 4096,
+        buffer_ms: 1000,
+    };
+    let mut session = rtmp::ClientSession::new(config, 0, &mut rand::thread_rng());
+    session.start();
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    loop {
+        let out = session.take_output();
+        if !out.is_empty() {
+            tls.write_all(&out).await.unwrap();
+            tls.flush().await.unwrap();
+        }
+        assert!(tls.read_buf(&mut buf).await.unwrap() > 0, "closed before Play.Start");
+        let mut events = Vec::new();
+        session.feed(&mut buf, &mut events).unwrap();
+        let started = |e: &rtmp::ClientEvent| matches!(e, rtmp::ClientEvent::Status { code, .. } if code == "NetStream.Play.Start");
+        if events.iter().any(started) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_player_that_reads_nothing_does_not_hold_shutdown() {
+    let certs = TempDir::new("rtmps-stuck");
+    let ssl_port = free_port();
+    let mut server = start_rtmps(&certs, ssl_port, "timeout 60s;");
+    let _publisher = ffmpeg_publish(&server.url("x"), 60, 25);
+    tokio::task::block_in_place(|| wait_published(&server, "x"));
+    let mut tls = tls_connect(&certs, ssl_port).await;
+    play_until_started(&mut tls, ssl_port, "x").await;
+    // It reads nothing more, and sends commands whose replies it never reads: once the socket's
+    // buffers and rustls's are full, the server's write to it waits (for up to `timeout`), and
+    // so would its TLS close_notify.
+    let mut payload = Vec::new();
+    for v in [
+        amf0::Value::String("FCPublish".into()),
+        amf0::Value::Number(5.0),
+        amf0::Value::Null,
+        amf0::Value::String("x".into()),
+    ] {
+        amf0::encode(&v, &mut payload);
+    }
+    let mut out = bytes::BytesMut::new();
+    for _ in 0..20_000 {
+        rtmp::chunk::encode_message(&mut out, 4096, 3, 0, 20, 0, &payload);
+    }
+    let flood = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..10 {
+            if tls.write_all(&out).await.is_err() || tls.flush().await.is_err() {
+                break;
+            }
+        }
+        tls
+    });
+    // Until the server stops reading (its writes are blocked).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
+    let status = tokio::task::block_in_place(|| server.terminate());
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    let log = server.log();
+    assert!(!log.contains("did not close within"), "a blocked TLS player held shutdown:\n{log}");
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    flood.abort();
+}
+
 /// `sluice -t -c CONF` with `conf` written next to a fresh certificate; (success, stderr).
 fn check_config(dir: &TempDir, conf: &str) -> (bool, String) {
     let path = dir.path("sluice.conf");
