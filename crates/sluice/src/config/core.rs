@@ -304,6 +304,32 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
 mod tests {
     use super::*;
 
+    /// `ssl` marks its own listen; the certificate may come from `rtmp` level and is read only
+    /// by a server that has an `ssl` listen.
+    #[test]
+    fn tls_ssl_listens_take_the_inherited_certificate() {
+        let dir = std::env::temp_dir().join(format!("sluice-core-ssl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+        let text = format!(
+            "rtmp {{ ssl_certificate {0}/cert.pem; ssl_certificate_key {0}/key.pem;
+                server {{ listen 1935; listen 1936 ssl; }}
+                server {{ listen 1937; ssl_certificate_key /nonexistent.pem; }} }}",
+            dir.display()
+        );
+        let parsed = super::super::Config::parse(&text, "t");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let servers = parsed.unwrap().servers;
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(servers[0].listen, [addr("0.0.0.0:1935"), addr("0.0.0.0:1936")]);
+        assert_eq!(servers[0].ssl_listen, [addr("0.0.0.0:1936")]);
+        let tls = servers[0].tls.as_ref().expect("inherited from rtmp level");
+        assert_eq!(tls.certificate, dir.join("cert.pem"));
+        assert_eq!((servers[1].ssl_listen.len(), &servers[1].tls), (0, &None), "no ssl: the files are not read");
+    }
+
     #[test]
     fn listen_addresses() {
         let a = |s: &str| parse_addr(s, 1935).map(|a| a.to_string());
