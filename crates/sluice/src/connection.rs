@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rtmp::message::user_control;
 use rtmp::{ConnectInfo, MediaKind, ServerConfig, ServerEvent, ServerSession};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::access::{ConnectionPermit, Stage};
 use crate::clients::{ClientHandle, Kind, Role};
@@ -36,6 +36,7 @@ use crate::notify;
 use crate::policy::{self, Admit, Ask, ConnectOk, Ended, PlayArgs, Policy, Refused};
 use crate::server::ServerCtx;
 use crate::streams::{self, Published};
+use crate::transport::{Reader, Writer};
 use crate::untrusted::{self, for_log, redact_query};
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
@@ -140,8 +141,9 @@ struct Conn {
 /// Why the connection ended, for the log line.
 type Outcome = anyhow::Result<&'static str>;
 
-/// Serve one client until it leaves, errs, or the server shuts down.
-pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
+/// Serve one client until it leaves, errs, or the server shuts down; with `tls` (an `ssl`
+/// listener), after the TLS handshake.
+pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: Option<TlsAcceptor>) {
     let core = &ctx.conf.core;
     let _ = socket.set_nodelay(core.tcp_nodelay);
     let config = ServerConfig {
@@ -161,6 +163,10 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
     // Over the registry's bound the connection is closed at once (the registry logs it).
     let Some(handle) = ctx.clients.register(peer, Kind::Rtmp, ctx.index) else { return };
     let permit = ctx.limit.try_acquire();
+    // Registered first: a connection in its TLS handshake counts against the registry's bound.
+    let Some((mut reader, mut writer)) = crate::transport::open(socket, peer, tls.as_ref(), &ctx, &handle).await else {
+        return;
+    };
     let mut conn = Conn {
         ctx,
         peer,
@@ -184,7 +190,6 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
         started: Instant::now(),
         closing: false,
     };
-    let (mut reader, mut writer) = socket.into_split();
     let outcome = conn.serve(&mut reader, &mut writer).await;
     conn.finish(&mut writer).await;
     let app = conn.app.as_ref().map_or("", |a| a.name.as_str());
@@ -195,7 +200,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>) {
 }
 
 impl Conn {
-    async fn serve(&mut self, reader: &mut OwnedReadHalf, writer: &mut OwnedWriteHalf) -> Outcome {
+    async fn serve(&mut self, reader: &mut Reader, writer: &mut Writer) -> Outcome {
         // Players send little: start small and grow only for a publisher's media.
         let mut buf = BytesMut::with_capacity(READ_SMALL);
         let mut events = Vec::new();
@@ -267,7 +272,7 @@ impl Conn {
     }
 
     /// Write everything pending, giving up on a peer that accepts nothing for `timeout`.
-    async fn flush(&mut self, writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
+    async fn flush(&mut self, writer: &mut Writer) -> anyhow::Result<()> {
         self.drain_session();
         if self.pending.is_empty() {
             return Ok(());
@@ -279,13 +284,13 @@ impl Conn {
         written
     }
 
-    async fn write_pending(&mut self, writer: &mut OwnedWriteHalf) -> anyhow::Result<()> {
+    async fn write_pending(&mut self, writer: &mut Writer) -> anyhow::Result<()> {
         // Usually the socket takes everything at once: no timer needed for that.
-        if try_write_vectored(writer, &mut self.pending)? {
+        if writer.try_write_vectored(&mut self.pending)? {
             return Ok(());
         }
         let timeout = self.ctx.conf.core.timeout;
-        match tokio::time::timeout(timeout, write_all_vectored(writer, &mut self.pending)).await {
+        match tokio::time::timeout(timeout, writer.write_all_vectored(&mut self.pending)).await {
             Ok(r) => r.map_err(Into::into),
             Err(_) => anyhow::bail!("write timed out after {timeout:?}"),
         }
@@ -849,7 +854,7 @@ impl Conn {
 
     /// End cleanly: publishers' streams are unpublished (players get UnpublishNotify), players
     /// are told the stream ended, then the socket is shut down.
-    async fn finish(&mut self, writer: &mut OwnedWriteHalf) {
+    async fn finish(&mut self, writer: &mut Writer) {
         if let Some(p) = self.publishing.take() {
             tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
             self.session.send_status(
@@ -916,75 +921,4 @@ fn record_codec(peer: &SocketAddr, p: &Publishing, frame: &Frame) {
 /// Bytes not yet written.
 fn pending_len(bufs: &[Bytes]) -> usize {
     bufs.iter().map(Bytes::len).sum()
-}
-
-/// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).
-const MAX_IOVECS: usize = 64;
-
-/// Write what the socket takes now without waiting; true when everything was written.
-fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<bool> {
-    let stream: &TcpStream = writer.as_ref();
-    loop {
-        let slices: Vec<std::io::IoSlice<'_>> =
-            bufs.iter().take(MAX_IOVECS).map(|b| std::io::IoSlice::new(b)).collect();
-        match stream.try_io(tokio::io::Interest::WRITABLE, || send_vectored(stream, &slices)) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => consume(bufs, n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        if bufs.is_empty() {
-            return Ok(true);
-        }
-    }
-}
-
-/// `sendmsg` rather than `writev`: the same gathered write without the file layer
-/// (`vfs_writev`, `fdget_pos`), which showed in the fan-out profile; `MSG_NOSIGNAL` so a peer
-/// that left gives an error, not SIGPIPE.
-fn send_vectored(stream: &TcpStream, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees it); the msghdr
-    // points at `slices`, which outlive the call; no name or control data.
-    let n = unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = slices.len() as _;
-        libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
-    };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// Write all buffers with vectored writes, waiting for the socket as needed.
-async fn write_all_vectored(writer: &mut OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
-    while !bufs.is_empty() {
-        let slices: Vec<std::io::IoSlice<'_>> =
-            bufs.iter().take(MAX_IOVECS).map(|b| std::io::IoSlice::new(b)).collect();
-        let n = writer.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        consume(bufs, n);
-    }
-    Ok(())
-}
-
-/// Drop the first `n` written bytes from `bufs`.
-fn consume(bufs: &mut Vec<Bytes>, mut n: usize) {
-    use bytes::Buf;
-    let mut done = 0;
-    while n > 0 {
-        let b = &mut bufs[done];
-        let take = n.min(b.len());
-        b.advance(take);
-        n -= take;
-        if b.is_empty() {
-            done += 1;
-        }
-    }
-    bufs.drain(..done);
 }

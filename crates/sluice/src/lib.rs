@@ -23,4 +23,6 @@ pub mod policy;
 pub mod record;
 pub mod server;
 pub mod streams;
+pub mod tls;
+pub mod transport;
 pub mod untrusted;

@@ -1,5 +1,7 @@
-//! The RTMP listener: accepts connections and runs one task per connection (see `connection`),
-//! stopping them all on shutdown.
+//! The RTMP listeners: accept connections and run one task per connection (see `connection`),
+//! stopping them all on shutdown. A `listen ... ssl` listener hands its connections the
+//! server's TLS acceptor ([`crate::tls`]); the connection's task does the handshake, so a slow
+//! one holds no accept and counts against the clients registry's bound like any client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,12 +87,45 @@ pub struct Shared {
     pub clients: Arc<crate::clients::Clients>,
 }
 
-/// Bind every `listen` address of a server block.
-pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<TcpListener>> {
+/// A bound `listen` address: plain RTMP, or RTMPS (`ssl`) with the server's certificate.
+pub struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl From<TcpListener> for Listener {
+    /// A plain RTMP listener.
+    fn from(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None }
+    }
+}
+
+impl Listener {
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Bind every `listen` address of a server block; `ssl` ones with the block's certificate.
+pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<Listener>> {
+    let acceptor = match &conf.tls {
+        // Loaded once per block; the configuration checked it already (`sluice -t`), this
+        // read can fail only if the files changed since.
+        Some(tls) if !conf.ssl_listen.is_empty() => Some(crate::tls::acceptor(tls)?),
+        _ => None,
+    };
     let mut listeners = Vec::new();
     for addr in &conf.listen {
-        let l = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (rtmp)"))?;
-        listeners.push(l);
+        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (rtmp)"))?;
+        let tls = if conf.ssl_listen.contains(addr) {
+            let acceptor = acceptor.clone().with_context(|| format!("listen {addr} ssl: no ssl_certificate"))?;
+            tracing::debug!(%addr, "rtmps: TLS on this address");
+            Some(acceptor)
+        } else {
+            None
+        };
+        listeners.push(Listener { tcp, tls });
     }
     Ok(listeners)
 }
@@ -127,11 +163,12 @@ impl LogEvery {
 }
 
 /// Accept connections until shutdown; connection tasks are tracked so shutdown can wait for them.
-pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTracker) {
+pub async fn serve(listener: impl Into<Listener>, ctx: Arc<ServerCtx>, tracker: TaskTracker) {
+    let listener = listener.into();
     let mut failures = LogEvery::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = listener.tcp.accept() => a,
             _ = ctx.shutdown.cancelled() => return,
         };
         match accepted {
@@ -140,7 +177,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>, tracker: TaskTrac
                     tracing::warn!(client = %peer, error = %e, "cannot set socket options");
                 }
                 let ctx = ctx.clone();
-                tracker.spawn(connection::run(socket, peer, ctx));
+                tracker.spawn(connection::run(socket, peer, ctx, listener.tls.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, keep serving.
@@ -191,7 +228,7 @@ pub(crate) fn set_int_option(
 }
 
 /// The addresses a listener actually bound (port 0 resolved).
-pub fn local_addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+pub fn local_addrs(listeners: &[Listener]) -> Vec<SocketAddr> {
     listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
 }
 

@@ -4,13 +4,14 @@
 //! whole server).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nginx_conf::Directive;
+use nginx_conf::{Directive, Span};
 
 use super::value::{
     ctx::{APP, RS, RTMP, SERVER},
-    first, flag, invalid, number_in, put, size_in, spec, time, Args, DirectiveSpec, Fail, Kind,
+    first, flag, invalid, number_in, put, size_in, spec, text, time, Args, DirectiveSpec, Fail, Kind,
 };
 
 const ONE: Args = Args::Exactly(1);
@@ -35,6 +36,8 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("publish_time_fix", RS | APP, ONE, Kind::Flag, "on"),
     spec("so_keepalive", RS, ONE, Kind::Flag, "off"),
     spec("tcp_nodelay", RS, ONE, Kind::Flag, "off"),
+    spec("ssl_certificate", RS, ONE, Kind::Text, ""),
+    spec("ssl_certificate_key", RS, ONE, Kind::Text, ""),
 ];
 
 /// The RTMP port when `listen` gives none, or a server has no `listen` at all.
@@ -100,6 +103,9 @@ pub(crate) struct CoreLayer {
     publish_time_fix: Option<bool>,
     so_keepalive: Option<bool>,
     tcp_nodelay: Option<bool>,
+    /// `ssl_certificate` as written, and where (`-t` names the line of a file it cannot use).
+    ssl_certificate: Option<(String, Span)>,
+    ssl_certificate_key: Option<(String, Span)>,
 }
 
 impl CoreLayer {
@@ -122,6 +128,8 @@ impl CoreLayer {
             "publish_time_fix" => put(&mut self.publish_time_fix, flag(d)?, d),
             "so_keepalive" => put(&mut self.so_keepalive, flag(d)?, d),
             "tcp_nodelay" => put(&mut self.tcp_nodelay, flag(d)?, d),
+            "ssl_certificate" => put(&mut self.ssl_certificate, (text(d)?, d.span), d),
+            "ssl_certificate_key" => put(&mut self.ssl_certificate_key, (text(d)?, d.span), d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by core"))),
         }
     }
@@ -144,6 +152,8 @@ impl CoreLayer {
             publish_time_fix: self.publish_time_fix.or(outer.publish_time_fix),
             so_keepalive: self.so_keepalive.or(outer.so_keepalive),
             tcp_nodelay: self.tcp_nodelay.or(outer.tcp_nodelay),
+            ssl_certificate: self.ssl_certificate.clone().or_else(|| outer.ssl_certificate.clone()),
+            ssl_certificate_key: self.ssl_certificate_key.clone().or_else(|| outer.ssl_certificate_key.clone()),
         }
     }
 
@@ -170,6 +180,42 @@ impl CoreLayer {
     }
 }
 
+/// `ssl_certificate` and `ssl_certificate_key` (nginx's names and meaning): what a server's
+/// `listen ... ssl` addresses (RTMPS) present to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConf {
+    /// PEM certificate chain, the server's certificate first.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); may be the certificate's file.
+    pub certificate_key: PathBuf,
+}
+
+impl CoreLayer {
+    /// The certificate and key of a server whose first `listen ... ssl` is at `ssl_at`,
+    /// checked as nginx checks them: the listen needs a certificate, the certificate a key;
+    /// both are read and must go together. Relative paths resolve against `base`, the main
+    /// configuration file's directory (nginx's conf prefix with `-c FILE`). `None` for a
+    /// server without `ssl`, whose certificate, if any, nothing would use.
+    pub(crate) fn tls(&self, ssl_at: Option<Span>, base: &Path) -> Result<Option<TlsConf>, Fail> {
+        let Some(ssl_at) = ssl_at else { return Ok(None) };
+        let Some((cert, cert_at)) = &self.ssl_certificate else {
+            let msg = "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive";
+            return Err(Fail::new(ssl_at, msg));
+        };
+        let Some((key, key_at)) = &self.ssl_certificate_key else {
+            return Err(Fail::new(
+                *cert_at,
+                format!("no \"ssl_certificate_key\" is defined for certificate \"{cert}\""),
+            ));
+        };
+        let conf = TlsConf { certificate: base.join(cert), certificate_key: base.join(key) };
+        match crate::tls::load(&conf) {
+            Ok(_) => Ok(Some(conf)),
+            Err(e) => Err(Fail::new(if e.is_key() { *key_at } else { *cert_at }, e.to_string())),
+        }
+    }
+}
+
 impl Default for CoreConf {
     fn default() -> Self {
         CoreLayer::default().build()
@@ -182,14 +228,24 @@ fn queue_len(d: &Directive, min: u64) -> Result<usize, Fail> {
     Ok(n as usize)
 }
 
-/// Listen flags nginx accepts after the address; sluice accepts them and uses none yet
-/// (`later::INERT_LISTEN_OPTIONS` says why for each; `bind` needs nothing: every address is
-/// bound on its own anyway).
-const LISTEN_OPTIONS: &[&str] =
-    &["bind", "reuseport", "proxy_protocol", "deferred", "ipv6only", "so_keepalive", "backlog", "rcvbuf", "sndbuf"];
+/// Listen flags nginx accepts after the address. `ssl` makes the address speak RTMPS; sluice
+/// uses none of the others yet (`later::INERT_LISTEN_OPTIONS` says why for each; `bind` needs
+/// nothing: every address is bound on its own anyway).
+const LISTEN_OPTIONS: &[&str] = &[
+    "ssl",
+    "bind",
+    "reuseport",
+    "proxy_protocol",
+    "deferred",
+    "ipv6only",
+    "so_keepalive",
+    "backlog",
+    "rcvbuf",
+    "sndbuf",
+];
 
-/// `listen ADDR [options];` inside `rtmp { server { } }`.
-pub(crate) fn listen(d: &Directive) -> Result<SocketAddr, Fail> {
+/// `listen ADDR [options];` inside `rtmp { server { } }`: the address, and whether it has `ssl`.
+pub(crate) fn listen(d: &Directive) -> Result<(SocketAddr, bool), Fail> {
     let arg = first(d)?;
     let addr = parse_addr(&arg.value, DEFAULT_PORT)
         .ok_or_else(|| invalid(d, arg, "a port or address like 1935, 127.0.0.1:1935 or [::1]:1935"))?;
@@ -200,7 +256,7 @@ pub(crate) fn listen(d: &Directive) -> Result<SocketAddr, Fail> {
             return Err(Fail::new(opt.span, msg));
         }
     }
-    Ok(addr)
+    Ok((addr, d.args[1..].iter().any(|opt| opt.value == "ssl")))
 }
 
 /// Parses nginx listen addresses: `1935`, `*:1935`, `127.0.0.1:1935`, `[::1]:1935`,
@@ -247,6 +303,32 @@ fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ssl` marks its own listen; the certificate may come from `rtmp` level and is read only
+    /// by a server that has an `ssl` listen.
+    #[test]
+    fn tls_ssl_listens_take_the_inherited_certificate() {
+        let dir = std::env::temp_dir().join(format!("sluice-core-ssl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+        let text = format!(
+            "rtmp {{ ssl_certificate {0}/cert.pem; ssl_certificate_key {0}/key.pem;
+                server {{ listen 1935; listen 1936 ssl; }}
+                server {{ listen 1937; ssl_certificate_key /nonexistent.pem; }} }}",
+            dir.display()
+        );
+        let parsed = super::super::Config::parse(&text, "t");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let servers = parsed.unwrap().servers;
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(servers[0].listen, [addr("0.0.0.0:1935"), addr("0.0.0.0:1936")]);
+        assert_eq!(servers[0].ssl_listen, [addr("0.0.0.0:1936")]);
+        let tls = servers[0].tls.as_ref().expect("inherited from rtmp level");
+        assert_eq!(tls.certificate, dir.join("cert.pem"));
+        assert_eq!((servers[1].ssl_listen.len(), &servers[1].tls), (0, &None), "no ssl: the files are not read");
+    }
 
     #[test]
     fn listen_addresses() {

@@ -28,7 +28,7 @@ use std::path::Path;
 use nginx_conf::{Directive, Loader, Source, Span};
 
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
-pub use self::core::{parse_addr, CoreConf, DEFAULT_PORT};
+pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
     parse_http_listen, AddHeader, Files, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf, Location, RtmpControl,
@@ -66,6 +66,11 @@ pub struct Config {
 pub struct ServerConf {
     /// Where to accept RTMP connections (0.0.0.0:1935 when the block has no `listen`).
     pub listen: Vec<SocketAddr>,
+    /// Those of `listen` written with `ssl`: they speak RTMPS, presenting `tls`.
+    pub ssl_listen: Vec<SocketAddr>,
+    /// `ssl_certificate` and `ssl_certificate_key`, read and checked (set whenever `ssl_listen`
+    /// is not empty).
+    pub tls: Option<TlsConf>,
     /// Connection-level settings, merged from rtmp and server level.
     pub core: CoreConf,
     /// `max_connections`: most clients connected to this server block at once (none: no limit).
@@ -159,27 +164,31 @@ pub(crate) fn test_app(body: &str) -> std::sync::Arc<AppConf> {
 
 impl Config {
     /// Parses and validates config text; `file` names it in error messages. Not being a file,
-    /// it includes nothing: `include` directives are skipped with a warning.
+    /// it includes nothing: `include` directives are skipped with a warning. Relative
+    /// `ssl_certificate` paths are relative to the current directory.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let main = Source { name: file.to_owned(), key: file.to_owned(), text: text.to_owned() };
-        Config::from_files(main, &mut include::NoFiles)
+        Config::from_files(main, &mut include::NoFiles, Path::new(""))
     }
 
     /// Reads and parses a config file and the files it includes (relative `include` paths
-    /// resolve against the file's directory, as nginx's conf prefix for `nginx -c FILE`).
+    /// resolve against the file's directory, as nginx's conf prefix for `nginx -c FILE`; so do
+    /// relative `ssl_certificate` and `ssl_certificate_key` paths, wherever they are written).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
         let key = std::fs::canonicalize(path).map_or_else(|_| file.clone(), |p| p.display().to_string());
-        Config::from_files(Source { name: file, key, text }, &mut include::FsLoader::for_main(path))
+        let base = path.parent().unwrap_or(Path::new(""));
+        Config::from_files(Source { name: file, key, text }, &mut include::FsLoader::for_main(path), base)
     }
 
-    fn from_files(main: Source, loader: &mut dyn Loader) -> Result<Config, ConfigError> {
+    /// `base`: where relative certificate paths start (the main file's directory).
+    fn from_files(main: Source, loader: &mut dyn Loader, base: &Path) -> Result<Config, ConfigError> {
         let parsed = nginx_conf::parse_files(main, loader)
             .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
         let file_of = |span: Span| parsed.files.get(span.file as usize).cloned().unwrap_or_default();
         let mut config =
-            build(&parsed.directives).map_err(|f| ConfigError::invalid(&file_of(f.span), f.span, f.message))?;
+            build(&parsed.directives, base).map_err(|f| ConfigError::invalid(&file_of(f.span), f.span, f.message))?;
         config.inert = later::find_inert(&parsed.directives, &parsed.files);
         Ok(config)
     }
@@ -330,6 +339,8 @@ impl Layer {
 struct RawServer {
     layer: Layer,
     listen: Vec<(SocketAddr, Span)>,
+    /// The `listen ... ssl` ones.
+    ssl: Vec<(SocketAddr, Span)>,
     apps: Vec<RawApp>,
 }
 
@@ -351,7 +362,7 @@ struct RawRecorder {
     extra: Vec<(String, Vec<String>)>,
 }
 
-fn build(tree: &[Directive]) -> Result<Config, Fail> {
+fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
     let mut rtmp: Option<&Directive> = None;
     let mut http_block: Option<&Directive> = None;
     for d in tree {
@@ -372,7 +383,7 @@ fn build(tree: &[Directive]) -> Result<Config, Fail> {
         }
     }
     let (servers, http_listen) = match rtmp {
-        Some(d) => read_rtmp(d)?,
+        Some(d) => read_rtmp(d, base)?,
         None => {
             tracing::warn!("the configuration has no \"rtmp\" block: no RTMP server will listen");
             (Vec::new(), None)
@@ -399,7 +410,7 @@ fn block(d: &Directive) -> Result<&[Directive], Fail> {
 /// The rtmp block's servers, and `http_listen` with where it is written when set.
 type RtmpBlock = (Vec<ServerConf>, Option<(Option<SocketAddr>, Span)>);
 
-fn read_rtmp(d: &Directive) -> Result<RtmpBlock, Fail> {
+fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     if !d.args.is_empty() {
         return Err(Fail::new(d.span, "invalid number of arguments in \"rtmp\" directive"));
     }
@@ -415,16 +426,22 @@ fn read_rtmp(d: &Directive) -> Result<RtmpBlock, Fail> {
         }
     }
     check_listen_unique(&servers)?;
-    let servers = servers.iter().map(|s| resolve_server(s, &top)).collect::<Result<_, _>>()?;
+    let servers = servers.iter().map(|s| resolve_server(s, &top, base)).collect::<Result<_, _>>()?;
     Ok((servers, http_listen))
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
-    let mut s = RawServer { layer: Layer::default(), listen: Vec::new(), apps: Vec::new() };
+    let mut s = RawServer { layer: Layer::default(), listen: Vec::new(), ssl: Vec::new(), apps: Vec::new() };
     for c in block(d)? {
         let group = check(c, ctx::SERVER)?;
         match c.name.as_str() {
-            "listen" => s.listen.push((self::core::listen(c)?, c.span)),
+            "listen" => {
+                let (addr, ssl) = self::core::listen(c)?;
+                s.listen.push((addr, c.span));
+                if ssl {
+                    s.ssl.push((addr, c.span));
+                }
+            }
             "application" => {
                 let app = read_app(c, &mut s.layer.core)?;
                 if s.apps.iter().any(|a| a.name == app.name) {
@@ -485,10 +502,12 @@ fn check_listen_unique(servers: &[RawServer]) -> Result<(), Fail> {
     Ok(())
 }
 
-fn resolve_server(s: &RawServer, top: &Layer) -> Result<ServerConf, Fail> {
+fn resolve_server(s: &RawServer, top: &Layer, base: &Path) -> Result<ServerConf, Fail> {
     let merged = s.layer.inherit(top);
     Ok(ServerConf {
         listen: s.listen.iter().map(|(a, _)| *a).collect(),
+        ssl_listen: s.ssl.iter().map(|(a, _)| *a).collect(),
+        tls: merged.core.tls(s.ssl.first().map(|(_, span)| *span), base)?,
         core: merged.core.build(),
         max_connections: merged.access.max_connections(),
         apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect::<Result<_, _>>()?,
