@@ -532,32 +532,10 @@ mod tests {
         use crate::client::RtmpClient;
         use rtmp::{MediaKind, Role as RtmpRole};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = crate::config::Config::parse("rtmp { server { application live { live on; } } }", "t").unwrap();
-        let shutdown = CancellationToken::new();
-        let shared = crate::server::Shared {
-            hub: crate::hub::Hub::new(),
-            hls: crate::hls::HlsStore::new(shutdown.clone()),
-            notices: Default::default(),
-            records: crate::record::Recorders::new(1),
-            access: Default::default(),
-            notifier: Default::default(),
-            modules: Arc::new([]),
-            clients: Default::default(),
-        };
-        let clients = shared.clients.clone();
-        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), 0, &shared, shutdown.clone()));
-        let tracker = tokio_util::task::TaskTracker::new();
-        tracker.spawn(crate::server::serve(listener, ctx, tracker.clone()));
-
+        let (addr, clients, stop) = start_server().await;
         let mut publisher = RtmpClient::connect(addr, "live", RtmpRole::Publish("cam".into())).await.unwrap();
         assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
-        let avc_seq: &[u8] = &[
-            0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00,
-            0x02, 0x68, 0xee,
-        ];
-        publisher.send_media(MediaKind::Video, 0, avc_seq).await.unwrap();
+        publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
         let mut player = RtmpClient::connect(addr, "live", RtmpRole::Play("cam".into())).await.unwrap();
         assert_eq!(player.next_status().await.unwrap(), "NetStream.Play.Start");
 
@@ -592,9 +570,139 @@ mod tests {
         assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [s.id], "only the player is left");
 
         drop(player);
-        shutdown.cancel();
-        tracker.close();
-        tokio::time::timeout(Duration::from_secs(20), tracker.wait()).await.expect("server stops");
+        stop.await;
         assert!(clients.is_empty());
+    }
+
+    /// An H.264 sequence header (FLV video tag body).
+    const AVC_SEQ: &[u8] = &[
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
+        0x68, 0xee,
+    ];
+
+    /// A server with `application live { live on; }` on a free port: its address, its clients
+    /// registry and a future that stops it.
+    async fn start_server() -> (SocketAddr, Arc<Clients>, impl std::future::Future<Output = ()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = crate::config::Config::parse("rtmp { server { application live { live on; } } }", "t").unwrap();
+        let shutdown = CancellationToken::new();
+        let shared = crate::server::Shared {
+            hub: crate::hub::Hub::new(),
+            hls: crate::hls::HlsStore::new(shutdown.clone()),
+            notices: Default::default(),
+            records: crate::record::Recorders::new(1),
+            access: Default::default(),
+            notifier: Default::default(),
+            modules: Arc::new([]),
+            clients: Default::default(),
+        };
+        let clients = shared.clients.clone();
+        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), 0, &shared, shutdown.clone()));
+        let tracker = tokio_util::task::TaskTracker::new();
+        tracker.spawn(crate::server::serve(listener, ctx, tracker.clone()));
+        let stop = async move {
+            shutdown.cancel();
+            tracker.close();
+            tokio::time::timeout(Duration::from_secs(20), tracker.wait()).await.expect("server stops");
+        };
+        (addr, clients, stop)
+    }
+
+    /// The events up to and including the next `onStatus` with `code`, media left out.
+    async fn events_until(c: &mut crate::client::RtmpClient, code: &str) -> Vec<rtmp::ClientEvent> {
+        let mut seen = Vec::new();
+        let wait = async {
+            loop {
+                let ev = c.next_event().await.expect("connection open");
+                let done = matches!(&ev, rtmp::ClientEvent::Status { code: c, .. } if c == code);
+                if !matches!(ev, rtmp::ClientEvent::Media { .. }) {
+                    seen.push(ev);
+                }
+                if done {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.unwrap_or_else(|_| panic!("no {code}"));
+        seen
+    }
+
+    /// The next video payload the client gets.
+    async fn next_video(c: &mut crate::client::RtmpClient) -> bytes::Bytes {
+        let wait = async {
+            loop {
+                if let rtmp::ClientEvent::Media { kind: rtmp::MediaKind::Video, payload, .. } =
+                    c.next_event().await.expect("connection open")
+                {
+                    return payload;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("a video message")
+    }
+
+    /// What nginx-rtmp's redirect puts on the wire, with sluice's own client: a player gets the
+    /// old stream's Stream EOF, then the new play's Stream Begin and Play.Start and the new
+    /// stream's sequence header and frames; a publisher gets Unpublish.Success then
+    /// Publish.Start, and its sequence header and next frames land in the new stream.
+    #[tokio::test]
+    async fn redirect_on_the_wire() {
+        use crate::client::RtmpClient;
+        use rtmp::message::user_control::{STREAM_BEGIN, STREAM_EOF};
+        use rtmp::{ClientEvent, MediaKind, Role as RtmpRole};
+
+        let (addr, clients, stop) = start_server().await;
+        let mut cam = RtmpClient::connect(addr, "live", RtmpRole::Publish("cam".into())).await.unwrap();
+        assert_eq!(cam.next_status().await.unwrap(), "NetStream.Publish.Start");
+        cam.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+        let mut news = RtmpClient::connect(addr, "live", RtmpRole::Publish("news".into())).await.unwrap();
+        assert_eq!(news.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let news_seq = [AVC_SEQ, &[0xAA]].concat();
+        news.send_media(MediaKind::Video, 0, &news_seq).await.unwrap();
+        let mut player = RtmpClient::connect(addr, "live", RtmpRole::Play("cam".into())).await.unwrap();
+        assert_eq!(player.next_status().await.unwrap(), "NetStream.Play.Start");
+        let playing = |l: &[ClientSnapshot]| l.iter().any(|c| c.role == Role::Player);
+        assert!(playing(&until(&clients, playing).await));
+
+        let subscriber = Filter { name: Some("cam".into()), ..Filter::new(Method::Subscriber) };
+        assert_eq!(clients.redirect_where(&subscriber, "news", ""), 1);
+        let seen = events_until(&mut player, "NetStream.Play.Start").await;
+        let sid = 1;
+        let status = |code: &str, description: &str| ClientEvent::Status {
+            level: "status".into(),
+            code: code.into(),
+            description: description.into(),
+        };
+        assert_eq!(
+            seen,
+            [
+                ClientEvent::StreamControl(STREAM_EOF, sid),
+                ClientEvent::StreamControl(STREAM_BEGIN, sid),
+                status("NetStream.Play.Start", "Started playing news.")
+            ]
+        );
+        assert_eq!(next_video(&mut player).await, news_seq, "news' sequence header first");
+        let frame = [&[0x17u8, 0x01, 0, 0, 0][..], &[0xBB; 100]].concat();
+        news.send_media(MediaKind::Video, 40, &frame).await.unwrap();
+        assert_eq!(next_video(&mut player).await, frame, "then news' frames");
+
+        let publisher = Filter { name: Some("cam".into()), ..Filter::new(Method::Publisher) };
+        assert_eq!(clients.redirect_where(&publisher, "cam2", ""), 1);
+        let seen = events_until(&mut cam, "NetStream.Publish.Start").await;
+        let codes: Vec<&str> = seen
+            .iter()
+            .filter_map(|e| if let ClientEvent::Status { code, .. } = e { Some(code.as_str()) } else { None })
+            .collect();
+        assert_eq!(codes, ["NetStream.Unpublish.Success", "NetStream.Publish.Start"]);
+        let mut viewer = RtmpClient::connect(addr, "live", RtmpRole::Play("cam2".into())).await.unwrap();
+        assert_eq!(viewer.next_status().await.unwrap(), "NetStream.Play.Start");
+        assert_eq!(next_video(&mut viewer).await, AVC_SEQ, "cam's sequence header came along");
+        cam.send_media(MediaKind::Video, 40, &frame).await.unwrap();
+        assert_eq!(next_video(&mut viewer).await, frame, "cam's frames land in cam2");
+        assert!(clients.list().iter().all(|c| c.name != "cam"), "cam is gone");
+
+        drop((cam, news, player, viewer));
+        stop.await;
     }
 }

@@ -97,7 +97,7 @@ fn drop_clients(clients: &Clients, servers: usize, method: &str, args: &Args) ->
     let filter = match filter(servers, method, args) {
         Ok(Some(f)) => f,
         Ok(None) => return text(StatusCode::OK, "0"),
-        Err(e) => return e,
+        Err(msg) => return error(msg),
     };
     let count = clients.drop_where(&filter);
     tracing::info!(method = ?filter.method, srv = filter.srv, app = ?filter.app.as_deref().map(for_log), name = ?filter.name.as_deref().map(for_log), count, "control drop");
@@ -112,7 +112,7 @@ const MAX_NEWNAME_ARGS: usize = 512;
 fn redirect(clients: &Clients, servers: usize, method: &str, args: &Args) -> Response {
     let filter = match filter(servers, method, args) {
         Ok(f) => f,
-        Err(e) => return e,
+        Err(msg) => return error(msg),
     };
     // Checked before any client is looked at (nginx-rtmp only notices a missing one when
     // some client matched): a bad request is a 500 whoever is connected.
@@ -145,15 +145,15 @@ fn split_newname(newname: &str) -> Result<(&str, &str), String> {
 
 /// The filter of a `drop` or `redirect` request: `Ok(None)` when it can match no one (a
 /// `clientid` that is no number: nginx-rtmp compares with `ngx_atoi`'s error value), `Err`
-/// with nginx-rtmp's 500 for an unknown method or server.
-fn filter(servers: usize, method: &str, args: &Args) -> Result<Option<Filter>, Response> {
+/// with nginx-rtmp's message (a 500) for an unknown method or server.
+fn filter(servers: usize, method: &str, args: &Args) -> Result<Option<Filter>, &'static str> {
     let method = match method {
         "publisher" => Method::Publisher,
         "subscriber" => Method::Subscriber,
         "client" => Method::Client,
-        _ => return Err(error("Undefined filter")),
+        _ => return Err("Undefined filter"),
     };
-    let Some(srv) = server_index(args, servers) else { return Err(error("Server index out of range")) };
+    let Some(srv) = server_index(args, servers) else { return Err("Server index out of range") };
     let clientid = match args.get("clientid").map(str::parse::<u64>) {
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => return Ok(None),
