@@ -231,7 +231,7 @@ fn redirect_publisher_moves_its_stream() {
     assert_eq!(get(&s, "/control/redirect/publisher?app=live&name=x&newname=y%3Fk%3Dv"), (200, "1".to_owned()));
     wait_published(&s, "y");
     backend.wait_form(&["call=publish_done", "name=x"]);
-    backend.wait_form(&["call=publish", "name=y", "k=v"]);
+    backend.wait_form(&["call=publish", "name=y", "type=", "k=v"]);
     assert!(s.log().contains("publish redirected by control"), "{}", s.log());
 
     assert!(plays_frames(&s.url("y"), 30), "a player of the new name gets frames; log:\n{}", s.log());
