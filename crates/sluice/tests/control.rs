@@ -157,7 +157,7 @@ fn plays_frames(url: &str, frames: u32) -> bool {
     out.status.success()
 }
 
-/// An `on_publish`/`on_publish_done` backend: records each form, refuses (403) the stream
+/// An `on_publish`/`on_play` (and their `_done`) backend: records each form, refuses (403) the stream
 /// named `banned`.
 struct Backend {
     port: u16,
@@ -249,10 +249,17 @@ fn redirect_publisher_moves_its_stream() {
 /// A redirected player plays the other stream on the same connection: ffmpeg gets the old
 /// stream's Stream EOF, then Stream Begin and Play.Start of the new one, and goes on decoding
 /// its frames (it reads on after Stream EOF, as with nginx-rtmp's defaults, `play_restart` and
-/// `publish_notify` off), after the old stream's publisher is gone too.
+/// `publish_notify` off; checked against nginx-rtmp 1.2 by hand), after the old stream's
+/// publisher is gone too. `on_play_done` reports the old name, `on_play` the new one.
 #[test]
 fn redirect_subscriber_plays_the_other_stream() {
-    let s = Server::start_conf(CONF);
+    let backend = Backend::start();
+    let hook = format!("http://127.0.0.1:{}/hook", backend.port);
+    let conf = CONF.replace(
+        "application live { live on; }",
+        &format!("application live {{ live on; on_play {hook}; on_play_done {hook}; }}"),
+    );
+    let s = Server::start_conf(&conf);
     let mut a = ffmpeg_publish(&s.url("a"), 60, 25);
     let mut b = ffmpeg_publish(&s.url("b"), 60, 25);
     wait_published(&s, "a");
@@ -266,6 +273,8 @@ fn redirect_subscriber_plays_the_other_stream() {
     assert_eq!(get(&s, "/control/redirect/subscriber?app=live&name=a&newname=b"), (200, "1".to_owned()));
     wait_log(&s, &["play redirected by control", "stream=a", "to=b"]);
     wait_log(&s, &[": play ", "stream=b "]);
+    backend.wait_form(&["call=play_done", "name=a"]);
+    backend.wait_form(&["call=play", "name=b", "start=0", "duration=0", "reset=0"]);
     let before = frames_played(&progress);
     a.0.kill().unwrap();
     let _ = a.0.wait();
