@@ -1,7 +1,7 @@
 //! The clients registry: every client (RTMP now; relay legs and HTTP players later) with its
 //! id, address, application, stream, role, byte counts, start time and a handle to drop it.
-//! The control API (`/control/drop/...`), stats and reload read it through [`Clients`], which
-//! lives in [`crate::server::Shared`].
+//! The control API (`/control/drop/...`, `/control/redirect/...`), stats and reload read it
+//! through [`Clients`], which lives in [`crate::server::Shared`].
 //!
 //! A client registers when it is accepted and gets a [`ClientHandle`]; dropping the handle
 //! unregisters it. The hot path (bytes read and written) only touches two relaxed atomics
@@ -10,7 +10,9 @@
 //!
 //! Bounded: at most [`DEFAULT_MAX`] clients (or the count given to [`Clients::new`]) at once,
 //! whatever `max_connections` says (it may be unset); a client over the bound is not
-//! registered and its connection is closed at once, logged at most every 10 s.
+//! registered and its connection is closed at once, logged at most every 10 s. Each client
+//! has one redirect slot: a redirect that arrives before the connection took the last one
+//! replaces it, so control cannot queue work on a connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::server::LogEvery;
@@ -67,6 +70,8 @@ struct Entry {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     drop: CancellationToken,
+    /// The last redirect control asked for; the connection's handle watches it.
+    redirect: watch::Sender<Option<Redirect>>,
 }
 
 impl Entry {
@@ -112,6 +117,20 @@ pub struct ClientSnapshot {
     pub bytes_out: u64,
 }
 
+/// What control's `/control/redirect` asks a client to do: end the publish or play it had when
+/// it matched (`role`) and start it again as `name` (already checked by
+/// `untrusted::stream_name`) with `args` (the part of `newname` after `?`, as nginx-rtmp splits
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// [`Role::Publisher`] or [`Role::Player`]: which of the client's streams moves.
+    pub role: Role,
+    /// The new stream name.
+    pub name: String,
+    /// The new stream's query string (for access checks and callbacks).
+    pub args: String,
+}
+
 /// Which sessions nginx-rtmp's control `drop`/`redirect` method addresses: the path's last
 /// segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,19 +169,21 @@ impl Filter {
         Filter { method, srv: 0, app: None, name: None, addr: None, clientid: None }
     }
 
-    fn matches(&self, e: &Entry) -> bool {
+    /// The role the client has now when it matches.
+    fn matching_role(&self, e: &Entry) -> Option<Role> {
         let meta = lock(&e.meta);
         let role_ok = match self.method {
             Method::Publisher => meta.role == Role::Publisher,
             Method::Subscriber => meta.role == Role::Player,
             Method::Client => meta.role != Role::None,
         };
-        role_ok
+        let ok = role_ok
             && self.srv == e.srv
             && self.app.as_ref().is_none_or(|a| *a == meta.app)
             && self.name.as_ref().is_none_or(|n| *n == meta.name)
             && self.addr.as_ref().is_none_or(|a| *a == e.addr.ip().to_string())
-            && self.clientid.is_none_or(|id| id == e.id)
+            && self.clientid.is_none_or(|id| id == e.id);
+        ok.then_some(meta.role)
     }
 }
 
@@ -205,6 +226,7 @@ impl Clients {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             drop: CancellationToken::new(),
+            redirect: watch::Sender::new(None),
         });
         {
             let mut map = lock(&self.map);
@@ -217,7 +239,8 @@ impl Clients {
             }
             map.insert(entry.id, entry.clone());
         }
-        Some(ClientHandle { clients: self.clone(), entry })
+        let redirect = entry.redirect.subscribe();
+        Some(ClientHandle { clients: self.clone(), entry, redirect })
     }
 
     /// Every registered client, in no particular order.
@@ -237,8 +260,22 @@ impl Clients {
     pub fn drop_where(&self, filter: &Filter) -> usize {
         let entries: Vec<Arc<Entry>> = lock(&self.map).values().cloned().collect();
         let mut count = 0;
-        for e in entries.iter().filter(|e| filter.matches(e)) {
+        for e in entries.iter().filter(|e| filter.matching_role(e).is_some()) {
             e.drop.cancel();
+            count += 1;
+        }
+        count
+    }
+
+    /// Ask every client `filter` matches to move its publish or play to `name` with `args`
+    /// (nginx-rtmp's `/control/redirect`); returns how many. Each does it on its own task,
+    /// soon after; one that has not yet taken an earlier redirect takes this one instead.
+    pub fn redirect_where(&self, filter: &Filter, name: &str, args: &str) -> usize {
+        let entries: Vec<Arc<Entry>> = lock(&self.map).values().cloned().collect();
+        let mut count = 0;
+        for e in &entries {
+            let Some(role) = filter.matching_role(e) else { continue };
+            e.redirect.send_replace(Some(Redirect { role, name: name.to_owned(), args: args.to_owned() }));
             count += 1;
         }
         count
@@ -259,6 +296,7 @@ impl Clients {
 pub struct ClientHandle {
     clients: Arc<Clients>,
     entry: Arc<Entry>,
+    redirect: watch::Receiver<Option<Redirect>>,
 }
 
 impl std::fmt::Debug for ClientHandle {
@@ -312,6 +350,20 @@ impl ClientHandle {
     /// True once control asked to drop this client.
     pub fn is_dropped(&self) -> bool {
         self.entry.drop.is_cancelled()
+    }
+
+    /// Resolves with the next redirect control asks for (cancel-safe: one that is not taken
+    /// stays in the slot).
+    pub async fn redirected(&mut self) -> Redirect {
+        loop {
+            // The sender lives in our own entry, so the channel never closes.
+            if self.redirect.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if let Some(r) = self.redirect.borrow_and_update().clone() {
+                return r;
+            }
+        }
     }
 }
 
@@ -421,6 +473,42 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), wait).await.expect("dropped resolves");
     }
 
+    /// Redirect tells only the matching clients, with the role each had when it matched; a
+    /// second redirect before the first was taken replaces it (one slot, nothing queues).
+    #[tokio::test]
+    async fn redirect_where_fills_one_slot_per_matching_client() {
+        let clients = Arc::new(Clients::new(8));
+        let mut publisher = clients.register(addr(1, 1), Kind::Rtmp, 0).unwrap();
+        publisher.set_app("live");
+        publisher.set_stream("cam", Role::Publisher);
+        let mut player = clients.register(addr(2, 1), Kind::Rtmp, 0).unwrap();
+        player.set_app("live");
+        player.set_stream("cam", Role::Player);
+        let mut idle = clients.register(addr(3, 1), Kind::Rtmp, 0).unwrap();
+        idle.set_app("live");
+        let soon = Duration::from_millis(50);
+        let f = |m| Filter { app: Some("live".into()), ..Filter::new(m) };
+
+        assert_eq!(clients.redirect_where(&Filter { name: Some("other".into()), ..f(Method::Client) }, "x", ""), 0);
+        assert_eq!(clients.redirect_where(&f(Method::Subscriber), "first", ""), 1);
+        assert_eq!(clients.redirect_where(&f(Method::Subscriber), "second", "k=1"), 1);
+        let got = tokio::time::timeout(Duration::from_secs(5), player.redirected()).await.unwrap();
+        assert_eq!(
+            got,
+            Redirect { role: Role::Player, name: "second".into(), args: "k=1".into() },
+            "the last one wins"
+        );
+        assert!(tokio::time::timeout(soon, player.redirected()).await.is_err(), "taken: nothing left");
+        assert!(tokio::time::timeout(soon, publisher.redirected()).await.is_err(), "not a subscriber");
+
+        assert_eq!(clients.redirect_where(&f(Method::Client), "all", ""), 2, "a client in no stream is not counted");
+        let got = tokio::time::timeout(Duration::from_secs(5), publisher.redirected()).await.unwrap();
+        assert_eq!((got.role, got.name.as_str()), (Role::Publisher, "all"));
+        assert_eq!(tokio::time::timeout(soon, player.redirected()).await.unwrap().name, "all");
+        assert!(tokio::time::timeout(soon, idle.redirected()).await.is_err());
+        assert!(!publisher.is_dropped() && !player.is_dropped(), "a redirect drops no one");
+    }
+
     /// Polls the registry until `ok` holds for its list; the list it saw last otherwise.
     async fn until(clients: &Clients, ok: impl Fn(&[ClientSnapshot]) -> bool) -> Vec<ClientSnapshot> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -444,32 +532,10 @@ mod tests {
         use crate::client::RtmpClient;
         use rtmp::{MediaKind, Role as RtmpRole};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = crate::config::Config::parse("rtmp { server { application live { live on; } } }", "t").unwrap();
-        let shutdown = CancellationToken::new();
-        let shared = crate::server::Shared {
-            hub: crate::hub::Hub::new(),
-            hls: crate::hls::HlsStore::new(shutdown.clone()),
-            notices: Default::default(),
-            records: crate::record::Recorders::new(1),
-            access: Default::default(),
-            notifier: Default::default(),
-            modules: Arc::new([]),
-            clients: Default::default(),
-        };
-        let clients = shared.clients.clone();
-        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), 0, &shared, shutdown.clone()));
-        let tracker = tokio_util::task::TaskTracker::new();
-        tracker.spawn(crate::server::serve(listener, ctx, tracker.clone()));
-
+        let (addr, clients, stop) = start_server().await;
         let mut publisher = RtmpClient::connect(addr, "live", RtmpRole::Publish("cam".into())).await.unwrap();
         assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
-        let avc_seq: &[u8] = &[
-            0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00,
-            0x02, 0x68, 0xee,
-        ];
-        publisher.send_media(MediaKind::Video, 0, avc_seq).await.unwrap();
+        publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
         let mut player = RtmpClient::connect(addr, "live", RtmpRole::Play("cam".into())).await.unwrap();
         assert_eq!(player.next_status().await.unwrap(), "NetStream.Play.Start");
 
@@ -504,9 +570,139 @@ mod tests {
         assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), [s.id], "only the player is left");
 
         drop(player);
-        shutdown.cancel();
-        tracker.close();
-        tokio::time::timeout(Duration::from_secs(20), tracker.wait()).await.expect("server stops");
+        stop.await;
         assert!(clients.is_empty());
+    }
+
+    /// An H.264 sequence header (FLV video tag body).
+    const AVC_SEQ: &[u8] = &[
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
+        0x68, 0xee,
+    ];
+
+    /// A server with `application live { live on; }` on a free port: its address, its clients
+    /// registry and a future that stops it.
+    async fn start_server() -> (SocketAddr, Arc<Clients>, impl std::future::Future<Output = ()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = crate::config::Config::parse("rtmp { server { application live { live on; } } }", "t").unwrap();
+        let shutdown = CancellationToken::new();
+        let shared = crate::server::Shared {
+            hub: crate::hub::Hub::new(),
+            hls: crate::hls::HlsStore::new(shutdown.clone()),
+            notices: Default::default(),
+            records: crate::record::Recorders::new(1),
+            access: Default::default(),
+            notifier: Default::default(),
+            modules: Arc::new([]),
+            clients: Default::default(),
+        };
+        let clients = shared.clients.clone();
+        let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), 0, &shared, shutdown.clone()));
+        let tracker = tokio_util::task::TaskTracker::new();
+        tracker.spawn(crate::server::serve(listener, ctx, tracker.clone()));
+        let stop = async move {
+            shutdown.cancel();
+            tracker.close();
+            tokio::time::timeout(Duration::from_secs(20), tracker.wait()).await.expect("server stops");
+        };
+        (addr, clients, stop)
+    }
+
+    /// The events up to and including the next `onStatus` with `code`, media left out.
+    async fn events_until(c: &mut crate::client::RtmpClient, code: &str) -> Vec<rtmp::ClientEvent> {
+        let mut seen = Vec::new();
+        let wait = async {
+            loop {
+                let ev = c.next_event().await.expect("connection open");
+                let done = matches!(&ev, rtmp::ClientEvent::Status { code: c, .. } if c == code);
+                if !matches!(ev, rtmp::ClientEvent::Media { .. }) {
+                    seen.push(ev);
+                }
+                if done {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.unwrap_or_else(|_| panic!("no {code}"));
+        seen
+    }
+
+    /// The next video payload the client gets.
+    async fn next_video(c: &mut crate::client::RtmpClient) -> bytes::Bytes {
+        let wait = async {
+            loop {
+                if let rtmp::ClientEvent::Media { kind: rtmp::MediaKind::Video, payload, .. } =
+                    c.next_event().await.expect("connection open")
+                {
+                    return payload;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), wait).await.expect("a video message")
+    }
+
+    /// What nginx-rtmp's redirect puts on the wire, with sluice's own client: a player gets the
+    /// old stream's Stream EOF, then the new play's Stream Begin and Play.Start and the new
+    /// stream's sequence header and frames; a publisher gets Unpublish.Success then
+    /// Publish.Start, and its sequence header and next frames land in the new stream.
+    #[tokio::test]
+    async fn redirect_on_the_wire() {
+        use crate::client::RtmpClient;
+        use rtmp::message::user_control::{STREAM_BEGIN, STREAM_EOF};
+        use rtmp::{ClientEvent, MediaKind, Role as RtmpRole};
+
+        let (addr, clients, stop) = start_server().await;
+        let mut cam = RtmpClient::connect(addr, "live", RtmpRole::Publish("cam".into())).await.unwrap();
+        assert_eq!(cam.next_status().await.unwrap(), "NetStream.Publish.Start");
+        cam.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+        let mut news = RtmpClient::connect(addr, "live", RtmpRole::Publish("news".into())).await.unwrap();
+        assert_eq!(news.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let news_seq = [AVC_SEQ, &[0xAA]].concat();
+        news.send_media(MediaKind::Video, 0, &news_seq).await.unwrap();
+        let mut player = RtmpClient::connect(addr, "live", RtmpRole::Play("cam".into())).await.unwrap();
+        assert_eq!(player.next_status().await.unwrap(), "NetStream.Play.Start");
+        let playing = |l: &[ClientSnapshot]| l.iter().any(|c| c.role == Role::Player);
+        assert!(playing(&until(&clients, playing).await));
+
+        let subscriber = Filter { name: Some("cam".into()), ..Filter::new(Method::Subscriber) };
+        assert_eq!(clients.redirect_where(&subscriber, "news", ""), 1);
+        let seen = events_until(&mut player, "NetStream.Play.Start").await;
+        let sid = 1;
+        let status = |code: &str, description: &str| ClientEvent::Status {
+            level: "status".into(),
+            code: code.into(),
+            description: description.into(),
+        };
+        assert_eq!(
+            seen,
+            [
+                ClientEvent::StreamControl(STREAM_EOF, sid),
+                ClientEvent::StreamControl(STREAM_BEGIN, sid),
+                status("NetStream.Play.Start", "Started playing news.")
+            ]
+        );
+        assert_eq!(next_video(&mut player).await, news_seq, "news' sequence header first");
+        let frame = [&[0x17u8, 0x01, 0, 0, 0][..], &[0xBB; 100]].concat();
+        news.send_media(MediaKind::Video, 40, &frame).await.unwrap();
+        assert_eq!(next_video(&mut player).await, frame, "then news' frames");
+
+        let publisher = Filter { name: Some("cam".into()), ..Filter::new(Method::Publisher) };
+        assert_eq!(clients.redirect_where(&publisher, "cam2", ""), 1);
+        let seen = events_until(&mut cam, "NetStream.Publish.Start").await;
+        let codes: Vec<&str> = seen
+            .iter()
+            .filter_map(|e| if let ClientEvent::Status { code, .. } = e { Some(code.as_str()) } else { None })
+            .collect();
+        assert_eq!(codes, ["NetStream.Unpublish.Success", "NetStream.Publish.Start"]);
+        let mut viewer = RtmpClient::connect(addr, "live", RtmpRole::Play("cam2".into())).await.unwrap();
+        assert_eq!(viewer.next_status().await.unwrap(), "NetStream.Play.Start");
+        assert_eq!(next_video(&mut viewer).await, AVC_SEQ, "cam's sequence header came along");
+        cam.send_media(MediaKind::Video, 40, &frame).await.unwrap();
+        assert_eq!(next_video(&mut viewer).await, frame, "cam's frames land in cam2");
+        assert!(clients.list().iter().all(|c| c.name != "cam"), "cam is gone");
+
+        drop((cam, news, player, viewer));
+        stop.await;
     }
 }

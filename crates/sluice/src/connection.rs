@@ -261,6 +261,8 @@ impl Conn {
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
                 status = module_status(&mut self.publishing) => self.on_module_status(status),
+                // After a callback being waited for: the redirect stays in its slot till then.
+                to = self.handle.redirected(), if self.waiting.is_none() => self.on_redirect(to),
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
                     self.on_timer()?;
@@ -674,6 +676,64 @@ impl Conn {
         }
         if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
             self.stop_playing();
+        }
+    }
+
+    /// Control's `/control/redirect` (nginx-rtmp's `ngx_rtmp_control_redirect_handler`): end
+    /// the publish or play as the client's own closeStream does (`on_*_done` included), then
+    /// publish or play the new name through the client's own path (name check, access rules,
+    /// signed keys, `on_publish`/`on_play`; a refusal closes the client as it would then).
+    /// nginx-rtmp keeps a publisher's sequence headers and metadata per session, so they go on
+    /// to the new stream through the media path (after the callback when there is one). A
+    /// player first gets the old stream's stop as `ngx_rtmp_live_stop` sends it, then the new
+    /// play's Stream Begin and Play.Start.
+    fn on_redirect(&mut self, to: crate::clients::Redirect) {
+        let Some(app) = self.app.clone() else { return };
+        let crate::clients::Redirect { role, name, args } = to;
+        match role {
+            Role::Publisher => {
+                let Some(p) = &self.publishing else { return };
+                let (stream_id, pack) = (p.stream_id, p.publisher.stream().start_pack());
+                tracing::info!(client = %self.peer, app = %app.name, stream = %p.name, to = %name, "publish redirected by control");
+                self.on_close_stream(stream_id);
+                // nginx-rtmp's redirect publishes with an empty type.
+                self.on_publish(stream_id, name, args, String::new());
+                let headers = [pack.metadata, pack.video_header, pack.audio_header].into_iter().flatten();
+                let media = headers.map(|f| ServerEvent::Media {
+                    stream_id,
+                    kind: f.kind,
+                    timestamp: f.timestamp,
+                    payload: f.payload.clone(),
+                });
+                if self.waiting.is_some() {
+                    self.deferred.extend(media);
+                } else {
+                    media.for_each(|ev| self.handle(ev));
+                }
+            }
+            Role::Player => {
+                let Some(p) = &self.playing else { return };
+                let (stream_id, live) = (p.stream_id, p.sub.stream().is_live());
+                tracing::info!(client = %self.peer, app = %app.name, stream = %p.name, to = %name, "play redirected by control");
+                if live {
+                    self.session.send_user_control(user_control::STREAM_EOF, stream_id);
+                    if app.live.play_restart {
+                        self.session.send_status(stream_id, "status", "NetStream.Play.Stop", "Stop live");
+                    }
+                    if app.live.publish_notify {
+                        self.session.send_status(
+                            stream_id,
+                            "status",
+                            "NetStream.Play.UnpublishNotify",
+                            "Stop publishing",
+                        );
+                    }
+                }
+                self.on_close_stream(stream_id);
+                // nginx-rtmp's redirect plays from 0 for 0, without reset.
+                self.on_play(stream_id, name, args, 0.0, 0.0, false);
+            }
+            Role::None => {}
         }
     }
 

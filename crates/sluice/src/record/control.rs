@@ -12,11 +12,17 @@
 //! `.../drop/publisher|subscriber|client?srv=&app=&name=&addr=&clientid=` closes the matching
 //! publishers, players or both (exact matches, clients in a live stream of server block `srv`
 //! only) through the clients registry, and answers `200` with how many as a decimal number;
-//! `500 Undefined filter` for another method. The `redirect` section answers `501` until it is
-//! implemented.
+//! `500 Undefined filter` for another method.
+//!
+//! `.../redirect/publisher|subscriber|client?newname=NEW&srv=&app=&name=&addr=&clientid=` moves
+//! the matching clients to stream `NEW` (a `?` in it starts the new stream's arguments, as in
+//! nginx-rtmp): each ends its publish or play and starts it again under the new name through
+//! the same path as a client's own `publish`/`play` (access rules, signed keys, `on_publish`/
+//! `on_play`). Answers `200` with how many were told. `NEW` is client input: a missing,
+//! invalid or over-long one is refused with `500` naming why before any client is touched.
 
 use crate::form::percent_decode;
-use crate::untrusted::for_log;
+use crate::untrusted::{self, for_log, redact_query};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -38,9 +44,7 @@ pub async fn respond(
     match section {
         "record" if sections.record => Some(record(recorders, method, &Args::parse(query)).await),
         "drop" if sections.drop => Some(drop_clients(clients, recorders.servers, method, &Args::parse(query))),
-        "redirect" if sections.redirect => {
-            Some(text(StatusCode::NOT_IMPLEMENTED, "rtmp_control redirect is not implemented yet"))
-        }
+        "redirect" if sections.redirect => Some(redirect(clients, recorders.servers, method, &Args::parse(query))),
         _ => None,
     }
 }
@@ -90,32 +94,79 @@ fn server_index(args: &Args, servers: usize) -> Option<usize> {
 
 /// nginx-rtmp's `drop`: tell the matching clients to close, answer how many.
 fn drop_clients(clients: &Clients, servers: usize, method: &str, args: &Args) -> Response {
+    let filter = match filter(servers, method, args) {
+        Ok(Some(f)) => f,
+        Ok(None) => return text(StatusCode::OK, "0"),
+        Err(msg) => return error(msg),
+    };
+    let count = clients.drop_where(&filter);
+    tracing::info!(method = ?filter.method, srv = filter.srv, app = ?filter.app.as_deref().map(for_log), name = ?filter.name.as_deref().map(for_log), count, "control drop");
+    text(StatusCode::OK, &count.to_string())
+}
+
+/// Longest `newname` arguments (after `?`), nginx-rtmp's `NGX_RTMP_MAX_ARGS`.
+const MAX_NEWNAME_ARGS: usize = 512;
+
+/// nginx-rtmp's `redirect`: tell the matching clients to publish or play `newname` instead,
+/// answer how many.
+fn redirect(clients: &Clients, servers: usize, method: &str, args: &Args) -> Response {
+    let filter = match filter(servers, method, args) {
+        Ok(f) => f,
+        Err(msg) => return error(msg),
+    };
+    // Checked before any client is looked at (nginx-rtmp only notices a missing one when
+    // some client matched): a bad request is a 500 whoever is connected.
+    let (name, new_args) = match args.get("newname").map(split_newname) {
+        None => return error("newname not specified"),
+        Some(Err(why)) => return error(&format!("Bad newname: {why}")),
+        Some(Ok(parts)) => parts,
+    };
+    let Some(filter) = filter else { return text(StatusCode::OK, "0") };
+    let count = clients.redirect_where(&filter, name, new_args);
+    tracing::info!(method = ?filter.method, srv = filter.srv, app = ?filter.app.as_deref().map(for_log), name = ?filter.name.as_deref().map(for_log), newname = %name, args = %redact_query(new_args), count, "control redirect");
+    text(StatusCode::OK, &count.to_string())
+}
+
+/// `newname` as nginx-rtmp reads it (`ngx_rtmp_cmd_fill_args`: the name, then the arguments
+/// after the first `?`), with the name checked by [`untrusted::stream_name`] (nginx-rtmp cuts
+/// a long one at 255 bytes; a cut name is not what was asked, so it is refused here) and the
+/// arguments bounded.
+fn split_newname(newname: &str) -> Result<(&str, &str), String> {
+    let (name, args) = newname.split_once('?').unwrap_or((newname, ""));
+    let name = untrusted::stream_name(name).map_err(|e| e.to_string())?;
+    if args.len() > MAX_NEWNAME_ARGS {
+        return Err(format!("arguments longer than {MAX_NEWNAME_ARGS} bytes"));
+    }
+    if args.chars().any(char::is_control) {
+        return Err("a control character in the arguments".to_owned());
+    }
+    Ok((name, args))
+}
+
+/// The filter of a `drop` or `redirect` request: `Ok(None)` when it can match no one (a
+/// `clientid` that is no number: nginx-rtmp compares with `ngx_atoi`'s error value), `Err`
+/// with nginx-rtmp's message (a 500) for an unknown method or server.
+fn filter(servers: usize, method: &str, args: &Args) -> Result<Option<Filter>, &'static str> {
     let method = match method {
         "publisher" => Method::Publisher,
         "subscriber" => Method::Subscriber,
         "client" => Method::Client,
-        _ => return error("Undefined filter"),
+        _ => return Err("Undefined filter"),
     };
-    let Some(srv) = server_index(args, servers) else { return error("Server index out of range") };
-    let clientid = match args.get("clientid") {
-        // nginx-rtmp compares with ngx_atoi's result: a number that is no id matches no one.
-        Some(id) => match id.parse::<u64>() {
-            Ok(id) => Some(id),
-            Err(_) => return text(StatusCode::OK, "0"),
-        },
+    let Some(srv) = server_index(args, servers) else { return Err("Server index out of range") };
+    let clientid = match args.get("clientid").map(str::parse::<u64>) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Ok(None),
         None => None,
     };
-    let filter = Filter {
+    Ok(Some(Filter {
         method,
         srv,
         app: args.get("app").map(str::to_owned),
         name: args.get("name").map(str::to_owned),
         addr: args.get("addr").map(str::to_owned),
         clientid,
-    };
-    let count = clients.drop_where(&filter);
-    tracing::info!(?method, srv, app = ?filter.app.as_deref().map(for_log), name = ?filter.name.as_deref().map(for_log), count, "control drop");
-    text(StatusCode::OK, &count.to_string())
+    }))
 }
 
 /// nginx-rtmp answers errors with 500; the body says which.
@@ -172,6 +223,7 @@ mod tests {
         let r = Recorders::new(1);
         let c = Clients::default();
         let all = RtmpControl { record: true, drop: true, redirect: false };
+        let with_redirect = RtmpControl { redirect: true, ..all };
         let respond = |path, query| respond(&r, &c, all, path, query);
         let status = |res: Option<Response>| res.map(|r| r.status().as_u16());
         assert_eq!(status(respond("/control/record/start", Some("app=live&name=x")).await), Some(204));
@@ -183,6 +235,18 @@ mod tests {
         assert_eq!(status(respond("/control/drop/client", Some("srv=x")).await), Some(500));
         assert_eq!(status(respond("/control/redirect/publisher", None).await), None, "not enabled");
         assert_eq!(status(respond("/control/other/x", None).await), None);
+        let redirect = |query| super::respond(&r, &c, with_redirect, "/control/redirect/client", Some(query));
+        assert_eq!(status(redirect("newname=y").await), Some(200));
+        assert_eq!(status(redirect("newname=y?token=1").await), Some(200));
+        for bad in ["name=x", "newname=", "newname=../x", "newname=a%2Fb", "newname=..", "newname=a?b%0Ac"] {
+            assert_eq!(status(redirect(bad).await), Some(500), "{bad}");
+        }
+        let long = format!("newname={}", "a".repeat(129));
+        assert_eq!(status(redirect(&long).await), Some(500));
+        let long_args = format!("newname=a?{}", "k".repeat(513));
+        assert_eq!(status(redirect(&long_args).await), Some(500));
+        let other = |path| super::respond(&r, &c, with_redirect, path, Some("newname=y"));
+        assert_eq!(status(other("/control/redirect/player").await), Some(500), "Undefined filter");
         assert_eq!(status(respond("/", None).await), None);
     }
 }
