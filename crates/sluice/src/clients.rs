@@ -67,6 +67,7 @@ struct Entry {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     drop: CancellationToken,
+    relay: Mutex<Option<RelayState>>,
 }
 
 impl Entry {
@@ -83,6 +84,7 @@ impl Entry {
             uptime: self.since.elapsed(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            relay: lock(&self.relay).clone(),
         }
     }
 }
@@ -110,6 +112,21 @@ pub struct ClientSnapshot {
     pub bytes_in: u64,
     /// Bytes written to it.
     pub bytes_out: u64,
+    /// A relay leg's state ([`Kind::Relay`] only).
+    pub relay: Option<RelayState>,
+}
+
+/// What a relay leg reports about its remote (a sluice extension).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayState {
+    /// The remote, as the relay logs it (stream key and secrets in the query masked).
+    pub url: String,
+    /// Whether the remote accepted the publish (or play) and media flows.
+    pub connected: bool,
+    /// Attempts after the first.
+    pub reconnects: u64,
+    /// Why the last attempt ended, if one did.
+    pub last_error: Option<String>,
 }
 
 /// Which sessions nginx-rtmp's control `drop`/`redirect` method addresses: the path's last
@@ -205,6 +222,7 @@ impl Clients {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             drop: CancellationToken::new(),
+            relay: Mutex::new(None),
         });
         {
             let mut map = lock(&self.map);
@@ -312,6 +330,11 @@ impl ClientHandle {
     /// True once control asked to drop this client.
     pub fn is_dropped(&self) -> bool {
         self.entry.drop.is_cancelled()
+    }
+
+    /// Update a relay leg's state (see [`RelayState`]).
+    pub fn update_relay(&self, update: impl FnOnce(&mut RelayState)) {
+        update(lock(&self.entry.relay).get_or_insert_with(RelayState::default));
     }
 }
 

@@ -1,4 +1,4 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (exec, relay, VOD play,
+//! Directives of nginx-rtmp features sluice does not implement yet (exec, VOD play,
 //! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
@@ -41,13 +41,6 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("exec_kill_signal", RSA, ONE, Kind::Raw, "kill"),
     spec("respawn", RSA, ONE, Kind::Raw, "on"),
     spec("respawn_timeout", RSA, ONE, Kind::Raw, "5s"),
-    // relay
-    spec("push", RSA, ONE_UP, Kind::Raw, ""),
-    spec("pull", RSA, ONE_UP, Kind::Raw, ""),
-    spec("push_reconnect", RSA, ONE, Kind::Raw, "3s"),
-    spec("pull_reconnect", RSA, ONE, Kind::Raw, "3s"),
-    spec("relay_buffer", RSA, ONE, Kind::Raw, "5s"),
-    spec("session_relay", RSA, ONE, Kind::Raw, "off"),
     // play (VOD)
     spec("play", RSA, ONE_UP, Kind::Raw, ""),
     spec("play_temp_path", RSA, ONE, Kind::Raw, "/tmp"),
@@ -122,18 +115,12 @@ const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
 /// Features whose directives would serve a player a stream that nobody publishes here (in
 /// `extra` of its application), and what to tell that player: refused at once rather than
 /// left waiting for a publisher that will not come.
-pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[
-    ("pull", "pulling streams from other servers (\"pull\") is not implemented yet"),
-    ("play", "playing files (VOD, \"play\") is not implemented yet"),
-];
+pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[("play", "playing files (VOD, \"play\") is not implemented yet")];
 
 /// Why a [`DIRECTIVES`] row has no effect.
 fn why_later(name: &str) -> &'static str {
     match name {
         n if n.starts_with("exec") || n.starts_with("respawn") => "running programs (exec) is not implemented yet",
-        "push" | "pull" | "push_reconnect" | "pull_reconnect" | "relay_buffer" | "session_relay" => {
-            "relays (push, pull) are not implemented yet"
-        }
         "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
         n if n.starts_with("dash") => "DASH is not implemented yet",
         "access_log" | "log_format" | "log_interval" | "log_size" => {

@@ -1,0 +1,6 @@
+//! nginx-rtmp's relays: `push` sends every published stream to other servers, `pull` fetches
+//! streams from them. [`url`] resolves a target (sans-IO), [`conn`] is the outgoing RTMP or
+//! RTMPS connection both use.
+
+pub mod conn;
+pub mod url;
