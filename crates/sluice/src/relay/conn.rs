@@ -363,28 +363,81 @@ mod tests {
 
     const OPTS: Options = Options { tls_verify: true, buffer: Duration::from_secs(5) };
 
-    /// Publishes to a real sluice server and sees the remote accept it and count bytes.
-    #[tokio::test]
-    async fn publishes_to_a_sluice_server() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let text = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+    /// A sluice server on a free port; its port and the token that stops it.
+    async fn sluice() -> (u16, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let text = format!(
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+        );
         let config = crate::config::Config::parse(&text, "t").unwrap();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(crate::app::run(config, shutdown.clone()));
-        let p = plan_for(&format!("rtmp://127.0.0.1:{port}/live"));
-        let mut conn = loop {
-            match RelayConn::connect(&p, Direction::Publish, &OPTS).await {
-                Ok(c) => break c,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), conn.wait_started()).await.expect("in time").expect("publishing");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (port, shutdown, server)
+    }
+
+    /// Publishes through `url` and sees the remote accept it and count bytes.
+    async fn publish_through(url: &str, opts: &Options) -> Result<(), ConnError> {
+        let mut conn = RelayConn::connect(&plan_for(url), Direction::Publish, opts).await?;
+        tokio::time::timeout(Duration::from_secs(20), conn.wait_started()).await.expect("an answer in time")?;
         conn.send_media(MediaKind::Video, 0, &[0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0]);
-        assert!(conn.flush().await.unwrap() > 0);
+        assert!(conn.flush().await? > 0);
         assert!(conn.bytes_in() > 0 && conn.bytes_out() > 0);
         conn.close().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn publishes_to_a_sluice_server() {
+        let (port, shutdown, server) = sluice().await;
+        publish_through(&format!("rtmp://127.0.0.1:{port}/live"), &OPTS).await.expect("publishing");
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    /// TLS in front of `to` with a self-signed certificate for 127.0.0.1; returns its port.
+    async fn tls_proxy(to: u16) -> u16 {
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let cert = key.cert.der().clone();
+        let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], private)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut plain) = TcpStream::connect(("127.0.0.1", to)).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        port
+    }
+
+    /// `rtmps://` carries the relay over TLS; with `relay_tls_verify on` a self-signed
+    /// certificate is refused.
+    #[tokio::test]
+    async fn publishes_over_rtmps() {
+        let (port, shutdown, server) = sluice().await;
+        let tls = tls_proxy(port).await;
+        let url = format!("rtmps://127.0.0.1:{tls}/live");
+        publish_through(&url, &Options { tls_verify: false, ..OPTS }).await.expect("publishing over TLS");
+        match publish_through(&url, &OPTS).await {
+            Err(ConnError::Connect(e)) => assert!(e.to_string().to_lowercase().contains("certificate"), "{e}"),
+            other => panic!("a self-signed certificate must be refused: {other:?}"),
+        }
         shutdown.cancel();
         server.await.unwrap().unwrap();
     }
