@@ -332,3 +332,52 @@ fn dead_and_stalled_targets_slow_neither_players_nor_other_targets() {
     assert!(player.count() > 200, "the player kept decoding: {}", player.count());
     let _ = Command::new("kill").args(["-CONT", &stalled.child.id().to_string()]).status();
 }
+
+/// `GET path` on the server's http port: the body.
+fn http_get(s: &Server, path: &str) -> String {
+    let url = format!("http://127.0.0.1:{}{path}", s.http_port);
+    let out =
+        run_timeout(Command::new("curl").args(["-s", "-S", "--max-time", "10"]).arg(&url), Duration::from_secs(20));
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn count_lines(log: &str, what: &str) -> usize {
+    log.lines().filter(|l| l.contains(what)).count()
+}
+
+/// A publisher that leaves and comes back while a player keeps the stream alive gets one leg
+/// per target again, none left behind; the leg is in the clients registry, so control drops
+/// it like a subscriber, and it reconnects after push_reconnect.
+#[test]
+fn each_publish_gets_one_leg_and_control_drops_it() {
+    let target = Target::start(common::free_port(), "application live { live on; }");
+    let origin = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}};
+            application live {{ live on; push rtmp://127.0.0.1:{}/live; push_reconnect 1s; }} }} }}
+         http {{ server {{ listen 127.0.0.1:{{http}}; location /control {{ rtmp_control drop; }} }} }}",
+        target.port
+    ));
+    let first = ffmpeg_publish(&origin.url("cam"), 4, 25);
+    wait_published(&origin, "cam");
+    let player = Player::start(&origin.url("cam"));
+    poll("the first push", Duration::from_secs(20), || target.published("live", "cam", 0));
+    poll("the first publisher's end", Duration::from_secs(20), || {
+        count_lines(&origin.log(), "relay push: stopped, the publisher left") == 1
+    });
+    drop(first);
+    let _second = ffmpeg_publish(&origin.url("cam"), 60, 25);
+    let target = &target;
+    let pushes = |n| move || count_lines(&target.log(), ": publish ") == n;
+    poll("the second publish pushed", Duration::from_secs(20), pushes(2));
+    poll("the player decoding the second publisher", Duration::from_secs(20), || player.count() > 50);
+    std::thread::sleep(Duration::from_secs(2));
+    let log = target.log();
+    assert_eq!(count_lines(&log, "publish refused"), 0, "a leftover leg competed with the new one:\n{log}");
+
+    // The local player and exactly one leg are subscribers of live/cam.
+    assert_eq!(http_get(&origin, "/control/drop/subscriber?app=live&name=cam"), "2");
+    poll("the dropped leg publishing again", Duration::from_secs(3 + 2), pushes(3));
+    let log = origin.log();
+    assert!(log.contains("error=dropped by control"), "{log}");
+}

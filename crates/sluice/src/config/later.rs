@@ -100,6 +100,10 @@ const INERT_WHEN_OFF: &[(&str, &str)] = &[
     ("publish_time_fix", "sluice always reads extended timestamps in continuation chunks it receives (\"on\")"),
 ];
 
+/// Flags sluice always acts on as their default `off`: written `on`, they have no effect.
+const INERT_WHEN_ON: &[(&str, &str)] =
+    &[("session_relay", "sluice ends a stream's relays when its publisher stops, by closeStream or disconnect alike")];
+
 /// `listen` options (nginx's) that sluice accepts and does not apply, and why.
 const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
     ("reuseport", "sluice runs one process and binds each address once"),
@@ -183,6 +187,11 @@ pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
             Part::Rtmp if d.args.first().is_some_and(|a| a.value == "off") && inert_when_off(&d.name).is_some() => {
                 note(format!("{} off", d.name), d.span, inert_when_off(&d.name).unwrap_or_default());
             }
+            Part::Rtmp
+                if d.args.first().is_some_and(|a| a.value == "on") && inert_when(INERT_WHEN_ON, &d.name).is_some() =>
+            {
+                note(format!("{} on", d.name), d.span, inert_when(INERT_WHEN_ON, &d.name).unwrap_or_default());
+            }
             Part::Rtmp | Part::Top | Part::Http => {
                 if let Some(why) = inert_why(part, &d.name) {
                     note(d.name.clone(), d.span, why);
@@ -201,6 +210,11 @@ pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
         }
     }
     found
+}
+
+/// Why flag `name` listed in `table` has no effect, if it is listed.
+fn inert_when(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
 }
 
 /// Why flag `name` has no effect when it is `off`, if that is so.

@@ -300,4 +300,12 @@ mod tests {
         let e = app("push_reconnect 1s; push_reconnect 2s;").unwrap_err();
         assert!(e.contains("duplicate"), "{e}");
     }
+
+    #[test]
+    fn session_relay_on_has_no_effect_and_says_so() {
+        let text = "rtmp { session_relay off; server { application a { session_relay on; } } }";
+        let c = Config::parse(text, "t.conf").unwrap();
+        let names: Vec<_> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
+        assert_eq!(names, [("session_relay on", 1)]);
+    }
 }
