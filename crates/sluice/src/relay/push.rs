@@ -61,10 +61,6 @@ impl Module for Push {
         if targets.is_empty() {
             return;
         }
-        let publish = Arc::new(Publish { stop: CancellationToken::new() });
-        if let Some(old) = lock(&self.publishes).insert(ctx.stream.key.clone(), publish.clone()) {
-            old.stop.cancel();
-        }
         let vars = Vars { name: ctx.name, app: &ctx.app.name, args: ctx.args };
         let mut legs = Vec::new();
         for target in targets {
@@ -78,6 +74,15 @@ impl Module for Push {
                     "relay push: target skipped: {e}"
                 ),
             }
+        }
+        let publish = Arc::new(Publish { stop: CancellationToken::new() });
+        // Legs of an earlier publish of this stream stop, whether or not this one has any.
+        let old = match legs.is_empty() {
+            true => lock(&self.publishes).remove(&ctx.stream.key),
+            false => lock(&self.publishes).insert(ctx.stream.key.clone(), publish.clone()),
+        };
+        if let Some(old) = old {
+            old.stop.cancel();
         }
         let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(legs.len()));
         for plan in legs {
@@ -130,15 +135,21 @@ impl Leg {
         self.state.url = log_url(&self.plan);
         let addr = self.resolve().await;
         let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer };
+        let mut registered: Option<ClientHandle> = None;
         loop {
-            let Some(handle) = self.register(addr) else {
+            // One registry entry for the leg's life; a new one after control dropped it.
+            if registered.as_ref().is_none_or(ClientHandle::is_dropped) {
+                drop(registered.take());
+                registered = self.register(addr);
+            }
+            let Some(handle) = &registered else {
                 // The registry is full (it logged so): the leg waits like after a failure.
                 if self.pause(&mut sub).await {
                     return;
                 }
                 continue;
             };
-            let end = self.attempt(&mut sub, &handle, &opts).await;
+            let end = self.attempt(&mut sub, handle, &opts).await;
             match end {
                 End::Unpublished => {
                     tracing::info!(
@@ -160,9 +171,10 @@ impl Leg {
                     );
                     self.state.connected = false;
                     self.state.last_error = Some(error);
+                    let state = self.state.clone();
+                    handle.update_relay(|s| *s = state);
                 }
             }
-            drop(handle);
             if self.pause(&mut sub).await {
                 return;
             }
@@ -376,6 +388,49 @@ mod tests {
     fn plan_of(url: &str) -> Plan {
         let t = RelayTarget { url: url.into(), ..RelayTarget::default() };
         url::plan(&t, &Vars { name: "cam", app: "live", args: "" }).unwrap()
+    }
+
+    async fn until(clients: &Clients, ok: impl Fn(&[crate::clients::ClientSnapshot]) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if ok(&clients.list()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// A leg whose target refuses shows in the registry, retries every push_reconnect, and
+    /// leaves when the publisher does.
+    #[tokio::test]
+    async fn a_failing_leg_is_registered_retries_and_stops_with_its_publisher() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let app = crate::config::test_app(&format!(
+            "live on; push rtmp://127.0.0.1:{port}/live; push rtmp://127.0.0.1:{port}/other name=else; push_reconnect 50ms;"
+        ));
+        let clients = Arc::new(Clients::default());
+        let modules: Vec<Arc<dyn Module>> = vec![Arc::new(Push::new(clients.clone()))];
+        let hub = crate::hub::Hub::new();
+        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None };
+        let opts = crate::hub::StreamOptions { ring_len: 16, gop_cache: true };
+        let published = crate::streams::publish(&hub, &modules, &source, opts).unwrap();
+        let retried = |l: &[crate::clients::ClientSnapshot]| {
+            l.iter().any(|c| c.relay.as_ref().is_some_and(|r| r.reconnects >= 2 && r.last_error.is_some()))
+        };
+        assert!(until(&clients, retried).await, "{:?}", clients.list());
+        let list = clients.list();
+        assert_eq!(list.len(), 1, "name=else does not match cam: {list:?}");
+        let c = &list[0];
+        assert_eq!((c.kind, c.role, c.app.as_str(), c.name.as_str()), (Kind::Relay, Role::Player, "live", "cam"));
+        assert_eq!(c.addr, SocketAddr::from(([127, 0, 0, 1], port)));
+        let relay = c.relay.clone().unwrap();
+        assert!(!relay.connected);
+        assert_eq!(relay.url, format!("rtmp://127.0.0.1:{port}/live"));
+        assert!(relay.last_error.unwrap().contains("refused"));
+        drop(published);
+        assert!(until(&clients, |l| l.is_empty()).await, "the leg left with its publisher: {:?}", clients.list());
+        assert!(hub.is_empty(), "and released the stream");
     }
 
     #[test]
