@@ -1,5 +1,5 @@
 //! The client side of an RTMP connection as a state machine, used by sluice's tests, its load
-//! tool and (later) relays. It drives connect → createStream → publish/play by itself.
+//! tool and its relays. It drives connect → createStream → publish/play by itself.
 //!
 //! Call [`ClientSession::start`] once, then [`ClientSession::feed`] with socket input; write
 //! [`ClientSession::take_output`] to the socket after each call.
@@ -39,7 +39,31 @@ pub struct ClientConfig {
     pub chunk_size: u32,
     /// Buffer length to announce when playing, in milliseconds.
     pub buffer_ms: u32,
+    /// Speak as nginx-rtmp's relay does (its `connect` fields and `play` range); `None`: as
+    /// sluice's test client.
+    pub relay: Option<RelayFields>,
 }
+
+/// What nginx-rtmp's relay module sends that a plain client does not
+/// (`ngx_rtmp_relay_send_connect`, `ngx_rtmp_relay_send_play`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayFields {
+    /// `flashVer` (nginx-rtmp: `LNX.11,1,102,55`).
+    pub flash_ver: String,
+    /// `pageUrl`; empty: not sent.
+    pub page_url: String,
+    /// `swfUrl`; empty: not sent.
+    pub swf_url: String,
+    /// `play`'s start argument (ms).
+    pub play_start: f64,
+    /// `play`'s duration argument (ms).
+    pub play_duration: f64,
+}
+
+/// nginx-rtmp's relay `audioCodecs`.
+const RELAY_AUDIO_CODECS: f64 = 3575.0;
+/// nginx-rtmp's relay `videoCodecs`.
+const RELAY_VIDEO_CODECS: f64 = 252.0;
 
 /// What happened on the connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,7 +274,36 @@ impl ClientSession {
 
     fn send_connect(&mut self) {
         self.state = State::Connecting;
-        let obj = Value::Object(vec![
+        let obj = match &self.config.relay {
+            Some(relay) => self.relay_connect_object(relay),
+            None => self.connect_object(),
+        };
+        self.command(0, "connect", obj, vec![]);
+    }
+
+    /// nginx-rtmp's relay `connect`, plus the E-RTMP codec list so that HEVC and AV1 pass.
+    fn relay_connect_object(&self, relay: &RelayFields) -> Value {
+        let mut fields = vec![
+            ("app".into(), Value::String(self.config.app.clone())),
+            ("tcUrl".into(), Value::String(self.config.tc_url.clone())),
+        ];
+        if !relay.page_url.is_empty() {
+            fields.push(("pageUrl".into(), Value::String(relay.page_url.clone())));
+        }
+        if !relay.swf_url.is_empty() {
+            fields.push(("swfUrl".into(), Value::String(relay.swf_url.clone())));
+        }
+        fields.extend([
+            ("flashVer".into(), Value::String(relay.flash_ver.clone())),
+            ("audioCodecs".into(), Value::Number(RELAY_AUDIO_CODECS)),
+            ("videoCodecs".into(), Value::Number(RELAY_VIDEO_CODECS)),
+            ("fourCcList".into(), four_cc_list()),
+        ]);
+        Value::Object(fields)
+    }
+
+    fn connect_object(&self) -> Value {
+        Value::Object(vec![
             ("app".into(), Value::String(self.config.app.clone())),
             ("flashVer".into(), Value::String("FMLE/3.0 (compatible; sluice)".into())),
             ("tcUrl".into(), Value::String(self.config.tc_url.clone())),
@@ -259,14 +312,8 @@ impl ClientSession {
             ("audioCodecs".into(), Value::Number(4071.0)),
             ("videoCodecs".into(), Value::Number(252.0)),
             ("videoFunction".into(), Value::Number(1.0)),
-            (
-                "fourCcList".into(),
-                Value::StrictArray(
-                    ["av01", "vp09", "hvc1", "avc1"].iter().map(|s| Value::String((*s).into())).collect(),
-                ),
-            ),
-        ]);
-        self.command(0, "connect", obj, vec![]);
+            ("fourCcList".into(), four_cc_list()),
+        ])
     }
 
     fn handle_message(&mut self, msg: RawMessage, events: &mut Vec<ClientEvent>) -> Result<(), SessionError> {
@@ -328,8 +375,14 @@ impl ClientSession {
                         vec![Value::String(name), Value::String("live".into())],
                     ),
                     Role::Play(name) => {
+                        let range = match &self.config.relay {
+                            Some(r) => vec![Value::Number(r.play_start), Value::Number(r.play_duration)],
+                            None => vec![Value::Number(-2.0)],
+                        };
+                        let args = std::iter::once(Value::String(name)).chain(range).collect();
+                        self.command(id, "play", Value::Null, args);
+                        // After `play`, as nginx-rtmp's relay (`relay_buffer`) and librtmp do.
                         message::set_buffer_length(&mut self.out, id, self.config.buffer_ms);
-                        self.command(id, "play", Value::Null, vec![Value::String(name), Value::Number(-2.0)]);
                     }
                 }
             }
@@ -347,7 +400,118 @@ impl ClientSession {
     }
 }
 
+/// The E-RTMP codecs a client announces it can take.
+fn four_cc_list() -> Value {
+    Value::StrictArray(["av01", "vp09", "hvc1", "avc1"].iter().map(|s| Value::String((*s).into())).collect())
+}
+
 /// Decode a data message body (for example `onMetaData`) into AMF values.
 pub fn decode_data(payload: &[u8]) -> Result<Vec<Value>, SessionError> {
     Ok(decode_values(type_id::DATA_AMF0, payload, "data message")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{ServerConfig, ServerEvent, ServerSession};
+
+    fn relay_fields() -> RelayFields {
+        RelayFields {
+            flash_ver: "LNX.11,1,102,55".into(),
+            page_url: "http://page".into(),
+            swf_url: String::new(),
+            play_start: -1000.0,
+            play_duration: 5000.0,
+        }
+    }
+
+    /// Runs a client against a server that accepts everything; returns the server's events.
+    fn run(config: ClientConfig) -> (Vec<ServerEvent>, Vec<ClientEvent>, BytesMut) {
+        let mut rng = rand::thread_rng();
+        let mut client = ClientSession::new(config, 0, &mut rng);
+        let mut server = ServerSession::new(ServerConfig::default(), 0, &mut rng);
+        client.start();
+        let (mut server_events, mut client_events) = (Vec::new(), Vec::new());
+        let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
+        let mut raw = BytesMut::new();
+        for _ in 0..20 {
+            let out = client.take_output();
+            raw.extend_from_slice(&out);
+            to_server.extend_from_slice(&out);
+            let mut events = Vec::new();
+            server.feed(&mut to_server, &mut events).unwrap();
+            for e in &events {
+                match e {
+                    ServerEvent::Connect(_) => server.accept_connect(),
+                    ServerEvent::Publish { stream_id, name, .. } => server.accept_publish(*stream_id, name),
+                    ServerEvent::Play { stream_id, name, reset, .. } => server.accept_play(*stream_id, name, *reset),
+                    _ => {}
+                }
+            }
+            server_events.extend(events);
+            to_client.extend_from_slice(&server.take_output());
+            client.feed(&mut to_client, &mut client_events).unwrap();
+        }
+        (server_events, client_events, raw)
+    }
+
+    fn config(role: Role, relay: Option<RelayFields>) -> ClientConfig {
+        ClientConfig {
+            app: "live".into(),
+            tc_url: "rtmp://h/live".into(),
+            role,
+            complex_handshake: false,
+            chunk_size: 4096,
+            buffer_ms: 5000,
+            relay,
+        }
+    }
+
+    #[test]
+    fn a_relay_connects_and_plays_as_nginx_rtmp() {
+        let (events, client_events, raw) = run(config(Role::Play("cam".into()), Some(relay_fields())));
+        let connect = events.iter().find_map(|e| match e {
+            ServerEvent::Connect(info) => Some(info.clone()),
+            _ => None,
+        });
+        let connect = connect.expect("connect");
+        assert_eq!((connect.flash_ver.as_str(), connect.page_url.as_str()), ("LNX.11,1,102,55", "http://page"));
+        assert_eq!(
+            (connect.app.as_str(), connect.tc_url.as_str(), connect.swf_url.as_str()),
+            ("live", "rtmp://h/live", "")
+        );
+        let play = events.iter().find_map(|e| match e {
+            ServerEvent::Play { name, start, duration, .. } => Some((name.clone(), *start, *duration)),
+            _ => None,
+        });
+        assert_eq!(play, Some(("cam".into(), -1000.0, 5000.0)));
+        assert!(client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.Start")));
+        // SetBufferLength (user control 3) for stream 1 with 5000 ms, after play.
+        let set_buffer: &[u8] = &[0x00, 0x03, 0, 0, 0, 1, 0, 0, 0x13, 0x88];
+        assert!(raw.windows(set_buffer.len()).any(|w| w == set_buffer), "SetBufferLength sent");
+    }
+
+    #[test]
+    fn without_relay_fields_the_client_is_unchanged() {
+        let (events, _, _) = run(config(Role::Play("cam".into()), None));
+        let connect = events.iter().find_map(|e| match e {
+            ServerEvent::Connect(info) => Some(info.clone()),
+            _ => None,
+        });
+        assert_eq!(connect.unwrap().flash_ver, "FMLE/3.0 (compatible; sluice)");
+        let play = events.iter().find_map(|e| match e {
+            ServerEvent::Play { start, .. } => Some(*start),
+            _ => None,
+        });
+        assert_eq!(play, Some(-2.0));
+        let (events, client_events, _) = run(config(Role::Publish("cam".into()), Some(relay_fields())));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Publish { name, kind, .. } if name == "cam" && kind == "live")));
+        assert!(client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Publish.Start")));
+    }
 }

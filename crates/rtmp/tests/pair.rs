@@ -26,6 +26,7 @@ impl Pair {
             complex_handshake: complex,
             chunk_size: 4096,
             buffer_ms: 1000,
+            relay: None,
         };
         let mut client = ClientSession::new(cfg, 0, &mut rng);
         client.start();

@@ -40,6 +40,7 @@ impl RtmpClient {
             complex_handshake: true,
             chunk_size: 4096,
             buffer_ms: 1000,
+            relay: None,
         };
         let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         if let Some(size) = recv_buffer {

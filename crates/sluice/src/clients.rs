@@ -72,6 +72,7 @@ struct Entry {
     drop: CancellationToken,
     /// The last redirect control asked for; the connection's handle watches it.
     redirect: watch::Sender<Option<Redirect>>,
+    relay: Mutex<Option<RelayState>>,
 }
 
 impl Entry {
@@ -88,6 +89,7 @@ impl Entry {
             uptime: self.since.elapsed(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            relay: lock(&self.relay).clone(),
         }
     }
 }
@@ -115,6 +117,21 @@ pub struct ClientSnapshot {
     pub bytes_in: u64,
     /// Bytes written to it.
     pub bytes_out: u64,
+    /// A relay leg's state ([`Kind::Relay`] only).
+    pub relay: Option<RelayState>,
+}
+
+/// What a relay leg reports about its remote (a sluice extension).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayState {
+    /// The remote, as the relay logs it (stream key and secrets in the query masked).
+    pub url: String,
+    /// Whether the remote accepted the publish (or play) and media flows.
+    pub connected: bool,
+    /// Attempts after the first.
+    pub reconnects: u64,
+    /// Why the last attempt ended, if one did.
+    pub last_error: Option<String>,
 }
 
 /// What control's `/control/redirect` asks a client to do: end the publish or play it had when
@@ -227,6 +244,7 @@ impl Clients {
             bytes_out: AtomicU64::new(0),
             drop: CancellationToken::new(),
             redirect: watch::Sender::new(None),
+            relay: Mutex::new(None),
         });
         {
             let mut map = lock(&self.map);
@@ -364,6 +382,11 @@ impl ClientHandle {
                 return r;
             }
         }
+    }
+
+    /// Update a relay leg's state (see [`RelayState`]).
+    pub fn update_relay(&self, update: impl FnOnce(&mut RelayState)) {
+        update(lock(&self.entry.relay).get_or_insert_with(RelayState::default));
     }
 }
 

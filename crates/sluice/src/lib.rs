@@ -2,7 +2,7 @@
 //!
 //! Media flows one way: sources (`connection`, RTMP publish) → [`streams`] (one publish and one
 //! play entry for every source) → [`hub`] → outputs: players (`connection`, RTMP play) and the
-//! output [`modules`] (HLS, recording). See ARCHITECTURE.md for the map.
+//! output [`modules`] (HLS, recording, relay push). See ARCHITECTURE.md for the map.
 
 pub mod access;
 pub mod app;
@@ -21,6 +21,7 @@ pub mod modules;
 pub mod notify;
 pub mod policy;
 pub mod record;
+pub mod relay;
 pub mod server;
 pub mod streams;
 pub mod tls;

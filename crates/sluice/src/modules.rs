@@ -66,5 +66,6 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
     vec![
         Arc::new(crate::hls::Output::new(shared.hls.clone())),
         Arc::new(crate::record::Output::new(shared.records.clone(), shared.notices.clone())),
+        Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
     ]
 }

@@ -40,7 +40,7 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let apps = write(
         &dir,
         "rtmp.d/live.conf",
-        "application live {\n    live on;\n    push rtmp://backup/live;\n    exec ffmpeg -i x;\n    hls on;\n    hls_path /tmp/hls;\n    hls_variant _hi BANDWIDTH=1000;\n}\n",
+        "application live {\n    live on;\n    exec_push ffmpeg;\n    exec ffmpeg -i x;\n    hls on;\n    hls_path /tmp/hls;\n    hls_variant _hi BANDWIDTH=1000;\n}\n",
     );
     let main = write(
         &dir,
@@ -50,13 +50,13 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let (code, stderr) = check(&main);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    for (directive, line) in [("push", 3), ("exec", 4), ("hls_variant", 7)] {
+    for (directive, line) in [("exec_push", 3), ("exec", 4), ("hls_variant", 7)] {
         let warning = format!("sluice: [warn] \"{directive}\" has no effect: ");
         let found = lines.iter().find(|l| l.starts_with(&warning)).unwrap_or_else(|| panic!("{directive}: {stderr}"));
         assert!(found.ends_with(&format!(" in {apps}:{line}")), "{found}");
     }
     let summary = format!(
-        "sluice: 4 directives have no effect yet: push ({apps}:3), exec ({apps}:4), hls_variant ({apps}:7), rtmp_auto_push (line 5)"
+        "sluice: 4 directives have no effect yet: exec_push ({apps}:3), exec ({apps}:4), hls_variant ({apps}:7), rtmp_auto_push (line 5)"
     );
     assert!(lines.contains(&summary.as_str()), "{stderr}");
     assert_eq!(lines.last(), Some(&format!("sluice: configuration file {main} test is successful").as_str()));
@@ -105,12 +105,11 @@ async fn first_status(server: &Server, app: &str, role: Role) -> (String, String
     }
 }
 
-/// sluice with an HLS application, a VOD application and a pull application.
+/// sluice with an HLS application and a VOD application.
 fn server_with_missing_features(hls_dir: &TempDir) -> Server {
     let apps = format!(
         "application live {{ live on; hls on; hls_path {}; }}
-         application vod {{ play /var/videos; }}
-         application relay {{ live on; pull rtmp://origin.example/live; }}",
+         application vod {{ play /var/videos; }}",
         hls_dir.path("hls").display()
     );
     Server::start_with("", &apps)
@@ -122,7 +121,7 @@ fn start_up_warns_about_inert_directives_and_prints_the_hls_url() {
     let server = server_with_missing_features(&hls_dir);
     let log = wait_for_log(&server, "health:");
     assert!(log.contains("sluice: [warn] \"play\" has no effect: "), "{log}");
-    assert!(log.contains("sluice: 2 directives have no effect yet: play (line "), "{log}");
+    assert!(log.contains("sluice: 1 directive has no effect yet: play (line "), "{log}");
     let hls = format!("  hls:     http://127.0.0.1:{}/hls/STREAM.m3u8", server.http_port);
     assert!(log.contains(&hls), "the banner gives the HLS URL: {log}");
 }
@@ -135,9 +134,4 @@ async fn players_of_missing_features_are_told() {
     let (code, description) = first_status(&server, "vod", Role::Play("movie.mp4".into())).await;
     assert_eq!(code, "NetStream.Play.StreamNotFound");
     assert!(description.contains("VOD") && description.contains("not implemented"), "{description}");
-
-    // Before: the player waited for a local publisher forever.
-    let (code, description) = first_status(&server, "relay", Role::Play("cam".into())).await;
-    assert_eq!(code, "NetStream.Play.StreamNotFound");
-    assert!(description.contains("\"pull\") is not implemented"), "{description}");
 }

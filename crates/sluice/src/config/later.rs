@@ -1,4 +1,4 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (exec, relay, VOD play,
+//! Directives of nginx-rtmp features sluice does not implement yet (exec, VOD play,
 //! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
@@ -41,13 +41,6 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("exec_kill_signal", RSA, ONE, Kind::Raw, "kill"),
     spec("respawn", RSA, ONE, Kind::Raw, "on"),
     spec("respawn_timeout", RSA, ONE, Kind::Raw, "5s"),
-    // relay
-    spec("push", RSA, ONE_UP, Kind::Raw, ""),
-    spec("pull", RSA, ONE_UP, Kind::Raw, ""),
-    spec("push_reconnect", RSA, ONE, Kind::Raw, "3s"),
-    spec("pull_reconnect", RSA, ONE, Kind::Raw, "3s"),
-    spec("relay_buffer", RSA, ONE, Kind::Raw, "5s"),
-    spec("session_relay", RSA, ONE, Kind::Raw, "off"),
     // play (VOD)
     spec("play", RSA, ONE_UP, Kind::Raw, ""),
     spec("play_temp_path", RSA, ONE, Kind::Raw, "/tmp"),
@@ -106,6 +99,10 @@ const INERT_WHEN_OFF: &[(&str, &str)] = &[
     ("publish_time_fix", "sluice always reads extended timestamps in continuation chunks it receives (\"on\")"),
 ];
 
+/// Flags sluice always acts on as their default `off`: written `on`, they have no effect.
+const INERT_WHEN_ON: &[(&str, &str)] =
+    &[("session_relay", "sluice ends a stream's relays when its publisher stops, by closeStream or disconnect alike")];
+
 /// `listen` options (nginx's) that sluice accepts and does not apply, and why.
 const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
     ("reuseport", "sluice runs one process and binds each address once"),
@@ -121,18 +118,12 @@ const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
 /// Features whose directives would serve a player a stream that nobody publishes here (in
 /// `extra` of its application), and what to tell that player: refused at once rather than
 /// left waiting for a publisher that will not come.
-pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[
-    ("pull", "pulling streams from other servers (\"pull\") is not implemented yet"),
-    ("play", "playing files (VOD, \"play\") is not implemented yet"),
-];
+pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[("play", "playing files (VOD, \"play\") is not implemented yet")];
 
 /// Why a [`DIRECTIVES`] row has no effect.
 fn why_later(name: &str) -> &'static str {
     match name {
         n if n.starts_with("exec") || n.starts_with("respawn") => "running programs (exec) is not implemented yet",
-        "push" | "pull" | "push_reconnect" | "pull_reconnect" | "relay_buffer" | "session_relay" => {
-            "relays (push, pull) are not implemented yet"
-        }
         "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
         n if n.starts_with("dash") => "DASH is not implemented yet",
         "access_log" | "log_format" | "log_interval" | "log_size" => {
@@ -195,6 +186,11 @@ pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
             Part::Rtmp if d.args.first().is_some_and(|a| a.value == "off") && inert_when_off(&d.name).is_some() => {
                 note(format!("{} off", d.name), d.span, inert_when_off(&d.name).unwrap_or_default());
             }
+            Part::Rtmp
+                if d.args.first().is_some_and(|a| a.value == "on") && inert_when(INERT_WHEN_ON, &d.name).is_some() =>
+            {
+                note(format!("{} on", d.name), d.span, inert_when(INERT_WHEN_ON, &d.name).unwrap_or_default());
+            }
             Part::Rtmp | Part::Top | Part::Http => {
                 if let Some(why) = inert_why(part, &d.name) {
                     note(d.name.clone(), d.span, why);
@@ -213,6 +209,11 @@ pub(crate) fn find_inert(tree: &[Directive], files: &[String]) -> Vec<Inert> {
         }
     }
     found
+}
+
+/// Why flag `name` listed in `table` has no effect, if it is listed.
+fn inert_when(table: &[(&str, &'static str)], name: &str) -> Option<&'static str> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
 }
 
 /// Why flag `name` has no effect when it is `off`, if that is so.

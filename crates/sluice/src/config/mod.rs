@@ -20,6 +20,7 @@ mod later;
 mod live;
 mod notify;
 mod record;
+mod relay;
 mod value;
 
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ pub use self::http::{
 pub use self::live::{LiveConf, MetaMode};
 pub use self::notify::{NotifyConf, NotifyMethod};
 pub use self::record::{RecordConf, RecordFormat, RecordMode, Recorder};
+pub use self::relay::{RelayConf, RelayTarget};
 pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, DirectiveSpec, Kind};
 
 use self::access::AccessLayer;
@@ -45,6 +47,7 @@ use self::hls::HlsLayer;
 use self::live::LiveLayer;
 use self::notify::NotifyLayer;
 use self::record::RecordLayer;
+use self::relay::RelayLayer;
 use self::value::{check_shape, edit_distance, Fail};
 
 pub use self::later::Inert;
@@ -96,7 +99,9 @@ pub struct AppConf {
     pub access: AccessConf,
     /// HTTP callbacks (`on_publish`, ...), with the server's `on_connect`/`on_disconnect`.
     pub notify: NotifyConf,
-    /// Not yet implemented directives (on_publish, push, allow, exec, ...) as raw words:
+    /// Relays: `push` and `pull` targets and their settings.
+    pub relay: RelayConf,
+    /// Not yet implemented directives (exec, play, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
     pub extra: Vec<(String, Vec<String>)>,
@@ -105,7 +110,7 @@ pub struct AppConf {
 impl AppConf {
     /// Why a player of a stream that nobody publishes here is refused instead of waiting: a
     /// feature configured for this application would have served it, and is not implemented
-    /// yet (a `pull` relay, VOD `play`). `None` when no such feature is configured.
+    /// yet (VOD `play`). `None` when no such feature is configured.
     pub fn unserved_play(&self) -> Option<&'static str> {
         let configured = |name: &str| self.extra.iter().any(|(n, _)| n == name);
         later::PLAY_SOURCES.iter().find(|(name, _)| configured(name)).map(|(_, why)| *why)
@@ -227,6 +232,7 @@ enum Group {
     Http,
     Access,
     Notify,
+    Relay,
     Later,
 }
 
@@ -240,6 +246,7 @@ impl Group {
             Group::Http => "http",
             Group::Access => "access",
             Group::Notify => "notify",
+            Group::Relay => "relay",
             Group::Later => "later",
         }
     }
@@ -253,6 +260,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Http, http::RTMP_DIRECTIVES),
     (Group::Access, access::DIRECTIVES),
     (Group::Notify, notify::DIRECTIVES),
+    (Group::Relay, relay::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -300,6 +308,7 @@ struct Layer {
     hls: HlsLayer,
     access: AccessLayer,
     notify: NotifyLayer,
+    relay: RelayLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -312,6 +321,7 @@ impl Layer {
             Group::Hls => self.hls.set(d),
             Group::Access => self.access.set(d),
             Group::Notify => self.notify.set(d),
+            Group::Relay => self.relay.set(d),
             // `http_listen`, read by `read_rtmp` itself: it sets no application.
             Group::Http => Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name))),
             Group::Later => {
@@ -330,6 +340,7 @@ impl Layer {
             hls: self.hls.inherit(&outer.hls),
             access: self.access.inherit(&outer.access),
             notify: self.notify.inherit(&outer.notify),
+            relay: self.relay.inherit(&outer.relay),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -535,7 +546,8 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     let mut notify = merged.notify.build();
     notify.recorder_record_done =
         a.recorders.iter().filter_map(|r| Some((r.name.clone(), r.notify.on_record_done()?.to_owned()))).collect();
-    Ok(AppConf { name: a.name.clone(), live: merged.live.build(), record, hls, access, notify, extra: merged.extra })
+    let (live, relay) = (merged.live.build(), merged.relay.build());
+    Ok(AppConf { name: a.name.clone(), live, record, hls, access, notify, relay, extra: merged.extra })
 }
 
 /// Recording without `record_path` could only fail at the first publish: refuse it now.

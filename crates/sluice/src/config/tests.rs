@@ -151,6 +151,7 @@ fn table_defaults_are_the_real_defaults() {
             "auth_secret" => Some("s3cret"),
             "publish_key" => Some("stream key"),
             name if name.starts_with("on_") => Some("http://127.0.0.1/cb"),
+            "push" | "pull" => Some("rtmp://127.0.0.1/live"),
             _ => None,
         };
         let value = match (spec.kind, spec.default) {
@@ -260,7 +261,6 @@ fn later_directives_are_kept_raw() {
         "rtmp { notify_method get; server { listen 1935; on_connect http://h/c;
             application live {
                 live on;
-                push rtmp://host/$app/$name;
                 exec_publish curl http://x/auth?a=b;
                 exec ffmpeg -i rtmp://localhost/$app/$name -c copy -f flv rtmp://x/y;
             }
@@ -270,10 +270,9 @@ fn later_directives_are_kept_raw() {
     assert!(s.extra.is_empty(), "notify and access directives are typed: {:?}", s.extra);
     let extra = &s.apps[0].extra;
     let names: Vec<_> = extra.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["push", "exec_publish", "exec"]);
-    assert_eq!(extra[0].1, ["rtmp://host/$app/$name"]);
-    assert_eq!(extra[1].1, ["curl", "http://x/auth?a=b"]);
-    assert_eq!(extra[2].1.len(), 8);
+    assert_eq!(names, ["exec_publish", "exec"]);
+    assert_eq!(extra[0].1, ["curl", "http://x/auth?a=b"]);
+    assert_eq!(extra[1].1.len(), 8);
 }
 
 #[test]
@@ -457,7 +456,7 @@ fn includes_follow_the_debian_layout() {
     dir.write("modules-enabled/50-mod-rtmp.conf", "load_module modules/ngx_rtmp_module.so;\n");
     dir.write("modules-enabled/README", "not a .conf: not included\n");
     dir.write("modules-enabled/.hidden.conf", "this would not parse {");
-    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    push rtmp://elsewhere/live;\n}\n");
+    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    exec ffmpeg;\n}\n");
     dir.write("rtmp.d/tv.conf", "application tv { live on; }\n");
     dir.write(
         "conf.d/rtmp.conf",
@@ -480,14 +479,14 @@ fn includes_follow_the_debian_layout() {
     assert_eq!(
         c.inert,
         [Inert {
-            directive: "push".into(),
+            directive: "exec".into(),
             file: live.clone(),
             main_file: false,
             line: 3,
-            why: "relays (push, pull) are not implemented yet"
+            why: "running programs (exec) is not implemented yet"
         }]
     );
-    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: push ({live}:3)"));
+    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: exec ({live}:3)"));
 
     // Errors name the included file and its line.
     dir.write("rtmp.d/tv.conf", "application tv {\n    lve on;\n}\n");
@@ -564,9 +563,8 @@ fn players_are_told_which_feature_is_missing() {
     assert_eq!(app_conf("live on;").unserved_play(), None);
     let vod = app_conf("play /var/vod;");
     assert_eq!(vod.unserved_play(), Some("playing files (VOD, \"play\") is not implemented yet"));
-    let pull = app_conf("live on; pull rtmp://origin/live;");
-    assert_eq!(pull.unserved_play(), Some("pulling streams from other servers (\"pull\") is not implemented yet"));
-    let server_level = parse("rtmp { server { pull rtmp://origin/live; application a { live on; } } }");
+    assert_eq!(app_conf("live on; pull rtmp://origin/live;").unserved_play(), None, "pull serves players");
+    let server_level = parse("rtmp { server { play /var/vod; application a { live on; } } }");
     assert!(server_level.servers[0].apps[0].unserved_play().is_some(), "inherited from the server");
 }
 
