@@ -397,12 +397,21 @@ impl Conn {
 
     /// Claim the stream in the hub and start its outputs. `name` is where it lands (the
     /// callback may have renamed it), `asked` what the client asked for.
-    fn start_publish(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, kind: String) {
+    /// `push_to`: an `rtmp://` location `on_publish` redirected to, which the stream is pushed to.
+    fn start_publish(
+        &mut self,
+        app: &Arc<AppConf>,
+        stream_id: u32,
+        name: String,
+        asked: Asked,
+        kind: String,
+        push_to: Option<&str>,
+    ) {
         // Again here: `on_publish` may have renamed the stream.
         if !self.valid_name(Stage::Publish, stream_id, &name) {
             return;
         }
-        let source = streams::Source { app, name: &name, args: &asked.args, client: self.client.as_ref() };
+        let source = streams::Source { app, name: &name, args: &asked.args, client: self.client.as_ref(), push_to };
         match streams::publish(&self.ctx.hub, &self.ctx.modules, &source, self.stream_options()) {
             Ok(Published { publisher, status }) => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
@@ -550,12 +559,16 @@ impl Conn {
         let Some(app) = self.app.clone() else { return };
         match (then, admitted) {
             (Resume::Publish { stream_id, asked, kind }, Admit::Local { name }) => {
-                self.start_publish(&app, stream_id, name, asked, kind)
+                self.start_publish(&app, stream_id, name, asked, kind, None)
+            }
+            // nginx-rtmp: publish locally (under `local_name`) and push the stream to `url`.
+            (Resume::Publish { stream_id, asked, kind }, Admit::Relay { url, local_name }) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %local_name, url = %notify::log_url(&url), "publish relayed by on_publish");
+                self.start_publish(&app, stream_id, local_name, asked, kind, Some(&url))
             }
             (Resume::Play { stream_id, asked, reset }, Admit::Local { name }) => {
                 self.start_play(&app, stream_id, name, asked, reset)
             }
-            // `Policy::of` does not ask for relays yet, so the policy refused this already.
             (_, Admit::Relay { url, .. }) => {
                 tracing::info!(client = %self.peer, app = %app.name, url = %notify::log_url(&url), "{} refused: relays are not wired", stage.as_str());
                 self.tell_refused(stage, stream_id, "Relays (pull/push) are not implemented yet.");

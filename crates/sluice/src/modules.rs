@@ -44,6 +44,9 @@ pub struct PublishCtx<'a> {
     pub args: &'a str,
     /// The publishing client, when there is one (an RTMP connection).
     pub client: Option<&'a ClientInfo>,
+    /// An `rtmp://` location an `on_publish` callback redirected the publish to: the relay
+    /// push module pushes there too (`notify_relay_redirect`).
+    pub push_to: Option<&'a str>,
     /// Statuses for the publisher: clone it to send some.
     pub status: &'a StatusSender,
 }

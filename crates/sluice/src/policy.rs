@@ -46,8 +46,7 @@ pub struct Policy<'a> {
 impl<'a> Policy<'a> {
     /// The policy of one `server {}` block.
     pub fn of(ctx: &'a ServerCtx) -> Self {
-        // Relays (pull/push) are not implemented yet: an `rtmp://` redirect refuses.
-        Policy { notifier: &ctx.notifier, counters: &ctx.access, relays: false }
+        Policy { notifier: &ctx.notifier, counters: &ctx.access, relays: true }
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Source<'a> {
     pub args: &'a str,
     /// The publishing client, if a client publishes.
     pub client: Option<&'a ClientInfo>,
+    /// One more push target, besides the application's `push` lines: the `rtmp://` location
+    /// an `on_publish` callback redirected to (nginx-rtmp pushes the stream there).
+    pub push_to: Option<&'a str>,
 }
 
 /// A publish that succeeded.
@@ -49,6 +52,7 @@ pub fn publish(
         name: source.name,
         args: source.args,
         client: source.client,
+        push_to: source.push_to,
         status: &tx,
     };
     for module in modules {
@@ -113,7 +117,7 @@ mod tests {
         let (a, b) = (Arc::new(Dummy::default()), Arc::new(Dummy::default()));
         let modules: Vec<Arc<dyn Module>> = vec![a.clone(), b.clone()];
         let app = app("live on;");
-        let source = Source { app: &app, name: "cam", args: "k=v", client: None };
+        let source = Source { app: &app, name: "cam", args: "k=v", client: None, push_to: None };
         let mut published = publish(&hub, &modules, &source, OPTS).expect("published");
         assert!(published.publisher.stream().is_live());
         for m in [&a, &b] {

@@ -381,3 +381,36 @@ fn each_publish_gets_one_leg_and_control_drops_it() {
     let log = origin.log();
     assert!(log.contains("error=dropped by control"), "{log}");
 }
+
+/// A callback backend that answers every request `302` with `Location: location`.
+fn redirecting_backend(location: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let mut request = [0u8; 8192];
+            let _ = std::io::Read::read(&mut s, &mut request);
+            let reply = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+/// nginx-rtmp's `on_publish` answering 3xx with an `rtmp://` location: the stream is published
+/// locally (with `notify_relay_redirect on`, under the MD5 of the location) and pushed there.
+/// Before: the publish was refused ("relays are not implemented").
+#[test]
+fn on_publish_redirect_to_rtmp_pushes_there() {
+    use md5::Digest;
+    let target = Target::start(common::free_port(), "application live { live on; }");
+    let location = target.url("live", "fromcb");
+    let backend = redirecting_backend(location.clone());
+    let origin = Server::start(&format!("on_publish http://127.0.0.1:{backend}/publish; notify_relay_redirect on;"));
+    let _publisher = ffmpeg_publish(&origin.url("cam"), 30, 25);
+    let local: String = md5::Md5::digest(location.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    wait_published(&origin, &local);
+    poll("the redirect's push on the target", Duration::from_secs(20), || target.published("live", "fromcb", 0));
+    assert!(count_video_frames(&target.url("live", "fromcb"), 2) >= 15, "origin log:\n{}", origin.log());
+    assert!(count_video_frames(&origin.url(&local), 2) >= 15, "the local stream is named by the MD5");
+}

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{ConnError, Direction, Options, RelayConn};
 use super::url::{self, Plan, Vars};
 use crate::clients::{ClientHandle, Clients, Kind, RelayState, Role};
-use crate::config::{AppConf, LiveConf};
+use crate::config::{AppConf, LiveConf, RelayTarget};
 use crate::hub::{Entry, StreamKey, Subscriber};
 use crate::live::PlayerGate;
 use crate::modules::{Module, PublishCtx};
@@ -57,7 +57,9 @@ impl Module for Push {
     }
 
     fn on_publish(&self, ctx: &PublishCtx<'_>) {
-        let targets: Vec<_> = ctx.app.relay.push.iter().filter(|t| t.matches(ctx.name)).collect();
+        let redirect = ctx.push_to.map(|url| RelayTarget { url: url.to_owned(), ..RelayTarget::default() });
+        let targets: Vec<_> =
+            ctx.app.relay.push.iter().filter(|t| t.matches(ctx.name)).chain(redirect.as_ref()).collect();
         if targets.is_empty() {
             return;
         }
@@ -409,7 +411,7 @@ mod tests {
         let clients = Arc::new(Clients::default());
         let modules: Vec<Arc<dyn Module>> = vec![Arc::new(Push::new(clients.clone()))];
         let hub = crate::hub::Hub::new();
-        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None };
+        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None };
         let opts = crate::hub::StreamOptions { ring_len: 16, gop_cache: true };
         let published = crate::streams::publish(&hub, &modules, &source, opts).unwrap();
         let retried = |l: &[crate::clients::ClientSnapshot]| {
