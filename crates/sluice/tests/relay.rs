@@ -390,7 +390,8 @@ fn redirecting_backend(location: String) -> u16 {
         for mut s in listener.incoming().map_while(Result::ok) {
             let mut request = [0u8; 8192];
             let _ = std::io::Read::read(&mut s, &mut request);
-            let reply = format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let reply =
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = s.write_all(reply.as_bytes());
         }
     });
@@ -413,4 +414,43 @@ fn on_publish_redirect_to_rtmp_pushes_there() {
     poll("the redirect's push on the target", Duration::from_secs(20), || target.published("live", "fromcb", 0));
     assert!(count_video_frames(&target.url("live", "fromcb"), 2) >= 15, "origin log:\n{}", origin.log());
     assert!(count_video_frames(&origin.url(&local), 2) >= 15, "the local stream is named by the MD5");
+}
+
+/// A push to an `rtmps://` target: sluice's own `listen ... ssl` with a self-signed
+/// certificate (`relay_tls_verify off`) gets the stream; with verification on, the untrusted
+/// certificate is refused and nothing is published there.
+#[test]
+fn push_over_rtmps_reaches_an_ssl_listener() {
+    let certs = TempDir::new("relay-rtmps-cert");
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    std::fs::write(certs.path("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(certs.path("key.pem"), c.signing_key.serialize_pem()).unwrap();
+    let (plain, tls) = (common::free_port(), common::free_port());
+    let target = Target::start(
+        plain,
+        &format!(
+            "listen 127.0.0.1:{tls} ssl; ssl_certificate {}; ssl_certificate_key {}; application live {{ live on; }} application strict {{ live on; }}",
+            certs.path("cert.pem").display(),
+            certs.path("key.pem").display()
+        ),
+    );
+    let origin = Server::start_with(
+        "",
+        &format!(
+            "application live {{ live on; push rtmps://127.0.0.1:{tls}/live; relay_tls_verify off; }}
+             application checked {{ live on; push rtmps://127.0.0.1:{tls}/strict; }}"
+        ),
+    );
+    let _publisher = ffmpeg_publish(&origin.url("cam"), 30, 25);
+    let _checked = ffmpeg_publish(&format!("rtmp://{}/checked/cam", origin.addr()), 30, 25);
+    wait_published(&origin, "cam");
+    poll("the push over rtmps", Duration::from_secs(20), || target.published("live", "cam", 0));
+    assert!(count_video_frames(&target.url("live", "cam"), 2) >= 15, "origin log:\n{}", origin.log());
+    poll("the verified leg's certificate error", Duration::from_secs(20), || {
+        origin
+            .log()
+            .lines()
+            .any(|l| l.contains("relay push") && l.contains("app=checked") && l.to_lowercase().contains("certificate"))
+    });
+    assert!(!target.published("strict", "cam", 0), "an untrusted certificate must not be accepted:\n{}", target.log());
 }
