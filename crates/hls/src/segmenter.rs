@@ -14,8 +14,10 @@
 //! marked `#EXT-X-DISCONTINUITY`; each track's timestamps are made strictly increasing, so
 //! segment durations stay near `hls_fragment` and DTS never goes back within a track.
 //!
-//! Call [`Segmenter::push_video`] or [`Segmenter::push_audio`] for every message, then drain [`Segmenter::poll_event`]; the caller
-//! writes files, serves them and renders [`Segmenter::playlist`] when told it changed.
+//! Call [`Segmenter::push_video`] or [`Segmenter::push_audio`] for every message, with its tag
+//! header already parsed ([`flv::parse_video`], [`flv::parse_audio`]: sluice does it once per
+//! message, for every output), then drain [`Segmenter::poll_event`]; the caller writes files,
+//! serves them and renders [`Segmenter::playlist`] when told it changed.
 
 use std::collections::VecDeque;
 use std::time::Duration;
