@@ -3,4 +3,5 @@
 //! RTMPS connection both use.
 
 pub mod conn;
+pub mod pull;
 pub mod url;

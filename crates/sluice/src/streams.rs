@@ -11,6 +11,7 @@ use crate::config::AppConf;
 use crate::events::ClientInfo;
 use crate::hub::{Hub, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
 use crate::modules::{Module, PublishCtx, StatusReceiver};
+use crate::relay::pull::{self, Pulls};
 
 /// Who publishes what.
 pub struct Source<'a> {
@@ -61,9 +62,19 @@ pub fn publish(
 /// Subscribe a player to `name` in `app`. With `idle_streams on` a stream nobody publishes yet
 /// is created for the player to wait on; `None` when the application does not play live or
 /// there is no such stream (or no room for one).
+///
+/// Every player source calls this, and nothing else does (output modules subscribe to the hub
+/// directly), so it is where players are counted: in an application with a matching `pull`,
+/// the player joins the stream's relay pull, or starts one when nobody publishes the stream
+/// ([`crate::relay::pull`]), and the pull stops when its last player leaves. A player of a
+/// pull still starting waits for it even with `idle_streams off` (its `StartPack::live` is
+/// set: the source accepts it now).
 pub fn play(hub: &Arc<Hub>, app: &AppConf, name: &str, opts: StreamOptions) -> Option<(StartPack, Subscriber)> {
     if !app.live.live {
         return None;
+    }
+    if let (Some(target), Some(pulls)) = (pull::on_demand_target(app, name), Pulls::of(hub)) {
+        return pulls.play(hub, app, target, name, opts);
     }
     let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
     hub.subscribe(&key, app.live.idle_streams.then_some(opts))
