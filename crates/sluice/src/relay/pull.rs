@@ -670,3 +670,234 @@ async fn wait_or_shutdown(shutdown: &CancellationToken, every: std::time::Durati
         () = shutdown.cancelled() => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rtmp::MediaKind;
+
+    use super::*;
+    use crate::config::test_app;
+    use crate::hub::Entry;
+
+    const OPTS: StreamOptions = StreamOptions { ring_len: 64, gop_cache: true };
+    const AVC_SEQ: &[u8] = &[
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
+        0x68, 0xee,
+    ];
+
+    /// A hub with pulls and no output modules.
+    fn edge() -> (Arc<Hub>, Arc<Pulls>, Arc<Clients>, CancellationToken) {
+        let hub = Hub::new();
+        let clients = Arc::new(Clients::default());
+        let shutdown = CancellationToken::new();
+        let setup = Setup {
+            modules: Arc::new([]),
+            clients: clients.clone(),
+            servers: Vec::new(),
+            shutdown: shutdown.clone(),
+            tracker: TaskTracker::new(),
+        };
+        let pulls = Pulls::install(&hub, setup);
+        (hub, pulls, clients, shutdown)
+    }
+
+    /// A port that accepts TCP and then never answers: a pull to it stays "starting".
+    async fn silent_origin() -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        (port, task)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// An in-process sluice with `cam` published by our own client, which sends a keyframe
+    /// every 100 ms.
+    async fn origin() -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+        let port = free_port();
+        let text = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+        let config = crate::config::Config::parse(&text, "t").unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(crate::app::run(config, shutdown.clone()));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut publisher = loop {
+            match crate::client::RtmpClient::connect(addr, "live", rtmp::Role::Publish("cam".into())).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let feeding = tokio::spawn(async move {
+            publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+            for i in 0u32.. {
+                let mut key = vec![0x17, 0x01, 0, 0, 0];
+                key.resize(200, 0xAB);
+                if publisher.send_media(MediaKind::Video, i * 100, &key).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (port, shutdown, feeding)
+    }
+
+    /// Entries until a video keyframe arrives.
+    async fn until_keyframe(sub: &mut Subscriber) -> Vec<String> {
+        let mut seen = Vec::new();
+        let read = async {
+            loop {
+                for e in sub.next_batch(16).await.entries {
+                    match e {
+                        Entry::Published => seen.push("published".to_owned()),
+                        Entry::Unpublished => seen.push("unpublished".to_owned()),
+                        Entry::Frame(f) if f.keyframe => {
+                            seen.push("key".to_owned());
+                            return;
+                        }
+                        Entry::Frame(_) => seen.push("frame".to_owned()),
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read).await.unwrap_or_else(|_| panic!("no keyframe: {seen:?}"));
+        seen
+    }
+
+    #[tokio::test]
+    async fn start_for_url_pulls_a_remote_stream_until_its_last_player_leaves() {
+        let (port, origin_shutdown, _feeding) = origin().await;
+        let (hub, pulls, clients, _shutdown) = edge();
+        let app = test_app("live on;");
+        let url = format!("rtmp://127.0.0.1:{port}/live/cam?token=s3cret");
+        let (_, mut first) = start_for_url(&hub, &app, &url, "local", OPTS).expect("started");
+        let (_, mut second) = start_for_url(&hub, &app, &url, "local", OPTS).expect("joined");
+        assert_eq!((pulls.len(), pulls.players("live", "local")), (1, 2), "one pull, two players");
+        let seen = until_keyframe(&mut first).await;
+        assert!(seen.starts_with(&["published".to_owned()]), "{seen:?}");
+        until_keyframe(&mut second).await;
+        // The pull is a relay publisher in the registry, its secret masked.
+        let rows = clients.list();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let row = &rows[0];
+        assert_eq!((row.kind, row.role, row.app.as_str(), row.name.as_str()), (Kind::Relay, Role::Publisher, "live", "local"));
+        let relay = row.relay.clone().unwrap();
+        assert_eq!(relay.url, format!("rtmp://127.0.0.1:{port}/live/cam?token=***"));
+        assert!(relay.connected && row.bytes_in > 0);
+        // A module-like subscriber is not a player: it does not keep the pull.
+        let (_, module_sub) = first.stream().subscribe();
+        drop((first, second));
+        eventually("the pull to stop", || pulls.is_empty()).await;
+        eventually("its registry row to go", || clients.is_empty()).await;
+        drop(module_sub);
+        origin_shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn start_for_url_refuses_what_it_cannot_pull() {
+        let (hub, _pulls, _, _) = edge();
+        let app = test_app("live on;");
+        let err = |url: &str, name: &str| start_for_url(&hub, &app, url, name, OPTS).err().map(|e| e.to_string());
+        assert!(err("rtmp://h/live/x", "../x").unwrap().contains("bad stream name"));
+        assert!(err("http://h/live/x", "x").unwrap().contains("rtmp://"));
+        assert!(err("rtmp://h/live/$name", "x").unwrap().contains("\"$\""));
+        let off = test_app("live off;");
+        assert!(matches!(start_for_url(&hub, &off, "rtmp://h/live/x", "x", OPTS), Err(PullError::NotLive)));
+        let bare = Hub::new();
+        assert!(matches!(start_for_url(&bare, &app, "rtmp://h/live/x", "x", OPTS), Err(PullError::NotRunning)));
+    }
+
+    #[tokio::test]
+    async fn players_are_counted_and_a_player_of_a_starting_pull_waits_even_with_idle_streams_off() {
+        let (port, _origin) = silent_origin().await;
+        let (hub, pulls, _, _) = edge();
+        let app = test_app(&format!("live on; idle_streams off; pull rtmp://127.0.0.1:{port}/live;"));
+        let (pack, a) = streams::play(&hub, &app, "cam", OPTS).expect("a player of a starting pull");
+        assert!(pack.live, "accepted now although nobody publishes yet");
+        let (_, b) = streams::play(&hub, &app, "cam", OPTS).expect("a second player");
+        assert_eq!((pulls.len(), pulls.players("live", "cam")), (1, 2));
+        // Streams without a matching pull are unchanged: no idle stream with idle_streams off.
+        let other = test_app(&format!("live on; idle_streams off; pull rtmp://127.0.0.1:{port}/live name=x;"));
+        assert!(streams::play(&hub, &other, "cam2", OPTS).is_none());
+        drop(a);
+        assert_eq!(pulls.players("live", "cam"), 1);
+        drop(b);
+        eventually("the pull to stop with its last player", || pulls.is_empty()).await;
+        assert!(hub.is_empty(), "nothing left in the hub");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_player_arriving_while_the_pull_stops_is_not_lost() {
+        let (port, _origin) = silent_origin().await;
+        let (hub, pulls, _, _) = edge();
+        let app = test_app(&format!("live on; pull rtmp://127.0.0.1:{port}/live;"));
+        for i in 0..300 {
+            let (_, a) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+            drop(a);
+            // Sometimes the stopping session runs first, sometimes the new player comes first.
+            for _ in 0..i % 3 {
+                tokio::task::yield_now().await;
+            }
+            // Either the old pull is still running and counts this player, or a new one is.
+            let (_, b) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+            tokio::task::yield_now().await;
+            assert_eq!((pulls.len(), pulls.players("live", "cam")), (1, 1));
+            drop(b);
+        }
+        eventually("every pull to stop", || pulls.is_empty()).await;
+    }
+
+    #[tokio::test]
+    async fn a_pull_that_fails_ends_the_stream_for_its_waiting_players() {
+        let (hub, pulls, _, _) = edge();
+        let app = test_app(&format!("live on; pull rtmp://127.0.0.1:{}/live;", free_port()));
+        let (pack, mut sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+        assert!(!pack.live, "with idle_streams on the player waits as on any idle stream");
+        let ended = async {
+            loop {
+                if sub.next_batch(16).await.entries.iter().any(|e| matches!(e, Entry::Unpublished)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the end of the stream");
+        assert!(pulls.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stream_published_here_is_not_pulled() {
+        let (hub, pulls, _, _) = edge();
+        let app = test_app("live on; pull rtmp://127.0.0.1:1/live;");
+        let source = Source { app: &app, name: "cam", args: "", client: None };
+        let _published = streams::publish(&hub, &[], &source, OPTS).unwrap();
+        let (pack, _sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+        assert!(pack.live);
+        assert!(pulls.is_empty());
+    }
+
+    #[test]
+    fn the_first_matching_on_demand_target_is_used() {
+        let app = test_app(
+            "live on; pull rtmp://a/live name=x static; pull rtmp://b/live name=y; pull rtmp://c/live; pull rtmp://d/live;",
+        );
+        assert_eq!(on_demand_target(&app, "x").map(|t| t.url.as_str()), Some("rtmp://c/live"));
+        assert_eq!(on_demand_target(&app, "y").map(|t| t.url.as_str()), Some("rtmp://b/live"));
+        assert!(on_demand_target(&test_app("live on;"), "y").is_none());
+    }
+}
