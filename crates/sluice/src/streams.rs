@@ -156,7 +156,9 @@ mod tests {
     #[tokio::test]
     async fn a_registered_module_runs_for_an_rtmp_publisher() {
         let port = free_port();
-        let text = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+        let text = format!(
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+        );
         let config = crate::config::Config::parse(&text, "t").unwrap();
         let dummy = Arc::new(Dummy::default());
         let shutdown = CancellationToken::new();
@@ -186,5 +188,51 @@ mod tests {
         drop(client);
         shutdown.cancel();
         server.await.unwrap().unwrap();
+    }
+
+    /// The same module is started for a stream that a relay pull publishes: the pull is a
+    /// source like an RTMP publisher, its client the relay session (the origin's address).
+    #[tokio::test]
+    async fn a_registered_module_runs_for_a_relay_pulled_publisher() {
+        let (origin_port, edge_port) = (free_port(), free_port());
+        let conf = |port: u16, app: &str| {
+            let text = format!("rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; {app} }} }} }}");
+            crate::config::Config::parse(&text, "t").unwrap()
+        };
+        let shutdown = CancellationToken::new();
+        let origin = tokio::spawn(crate::app::run(conf(origin_port, ""), shutdown.clone()));
+        let dummy = Arc::new(Dummy::default());
+        let pull = format!("pull rtmp://127.0.0.1:{origin_port}/live;");
+        let edge =
+            tokio::spawn(crate::app::run_with_modules(conf(edge_port, &pull), shutdown.clone(), vec![dummy.clone()]));
+        let connect = |port: u16, role: Role| async move {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            loop {
+                match crate::client::RtmpClient::connect(addr, "live", role.clone()).await {
+                    Ok(c) => break c,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        };
+        let mut publisher = connect(origin_port, Role::Publish("cam".into())).await;
+        assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let mut player = connect(edge_port, Role::Play("cam".into())).await;
+        let media = async {
+            loop {
+                publisher.send_media(rtmp::MediaKind::Video, 0, &[0x17, 0x01, 0, 0, 0, 1, 2, 3]).await.unwrap();
+                let got = tokio::time::timeout(Duration::from_millis(200), player.next_event()).await;
+                if let Ok(Ok(ClientEvent::Media { kind: rtmp::MediaKind::Video, .. })) = got {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), media).await.expect("the pulled stream's media");
+        let seen = dummy.seen.lock().unwrap().clone();
+        let origin_addr: SocketAddr = ([127, 0, 0, 1], origin_port).into();
+        assert_eq!(seen, [("live".into(), "cam".into(), "".into(), Some(origin_addr))]);
+        drop((player, publisher));
+        shutdown.cancel();
+        origin.await.unwrap().unwrap();
+        edge.await.unwrap().unwrap();
     }
 }

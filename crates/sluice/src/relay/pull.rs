@@ -732,7 +732,9 @@ mod tests {
     /// every 100 ms.
     async fn origin() -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
         let port = free_port();
-        let text = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+        let text = format!(
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+        );
         let config = crate::config::Config::parse(&text, "t").unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(crate::app::run(config, shutdown.clone()));
@@ -796,7 +798,10 @@ mod tests {
         let rows = clients.list();
         assert_eq!(rows.len(), 1, "{rows:?}");
         let row = &rows[0];
-        assert_eq!((row.kind, row.role, row.app.as_str(), row.name.as_str()), (Kind::Relay, Role::Publisher, "live", "local"));
+        assert_eq!(
+            (row.kind, row.role, row.app.as_str(), row.name.as_str()),
+            (Kind::Relay, Role::Publisher, "live", "local")
+        );
         let relay = row.relay.clone().unwrap();
         assert_eq!(relay.url, format!("rtmp://127.0.0.1:{port}/live/cam?token=***"));
         assert!(relay.connected && row.bytes_in > 0);
