@@ -314,7 +314,7 @@ impl Pulls {
     /// `idle_streams off`, waiting with `on`).
     fn end(&self, key: &StreamKey, id: u64, drop_players: bool) {
         let mut slots = self.lock();
-        if !slots.get(key).is_some_and(|s| s.id == id) {
+        if slots.get(key).is_none_or(|s| s.id != id) {
             return;
         }
         let Some(slot) = slots.remove(key) else { return };
@@ -507,7 +507,7 @@ impl Leg {
                     // A dropped handle stays dropped: the next attempt registers anew.
                     handle = None;
                     tracing::info!(app = %app, stream = %name, url = %url, "static pull dropped by control; reconnecting in {every:?}");
-                    last_logged = None;
+                    last_logged = Some("dropped by control".to_owned());
                     "dropped by control".to_owned()
                 }
                 End::LocalPublisher => "the stream is published here".to_owned(),
