@@ -814,6 +814,29 @@ mod tests {
         origin_shutdown.cancel();
     }
 
+    /// nginx-rtmp: a pull whose remote dies ends its players' stream and is not retried.
+    #[tokio::test]
+    async fn an_on_demand_pull_whose_remote_dies_ends_and_is_not_retried() {
+        let (port, origin_shutdown, _feeding) = origin().await;
+        let (hub, pulls, _, _) = edge();
+        let app = test_app("live on;");
+        let url = format!("rtmp://127.0.0.1:{port}/live/cam");
+        let (_, mut sub) = start_for_url(&hub, &app, &url, "cam", OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        origin_shutdown.cancel();
+        let ended = async {
+            loop {
+                if sub.next_batch(16).await.entries.iter().any(|e| matches!(e, Entry::Unpublished)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the pulled stream ends");
+        eventually("the pull to go", || pulls.is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(pulls.is_empty(), "not retried");
+    }
+
     #[tokio::test]
     async fn start_for_url_refuses_what_it_cannot_pull() {
         let (hub, _pulls, _, _) = edge();
