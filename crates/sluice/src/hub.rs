@@ -650,8 +650,8 @@ impl Stream {
 }
 
 impl Hub {
-    /// Attach the one value of its type that the entry points of [`crate::streams`] need
-    /// besides the registry (the relay pulls); false if something is attached already.
+    /// Attach what the entry points of [`crate::streams`] need besides the registry (the relay
+    /// pulls), once at start-up; false if something is attached already.
     pub fn attach<T: std::any::Any + Send + Sync>(&self, value: Arc<T>) -> bool {
         self.attached.set(value).is_ok()
     }
