@@ -548,6 +548,9 @@ impl Leg {
             Ok::<_, ConnError>(conn)
         };
         tokio::pin!(start);
+        // Built once: a fresh future per remote read would register a waiter each time.
+        let (dropped, cancelled) = (handle.dropped(), shutdown.cancelled());
+        tokio::pin!(dropped, cancelled);
         let mut no_publisher = None;
         let mut conn = loop {
             tokio::select! {
@@ -560,8 +563,8 @@ impl Leg {
                         return End::NoPlayers;
                     }
                 }
-                () = handle.dropped() => return End::Dropped,
-                () = shutdown.cancelled() => return End::Shutdown,
+                () = &mut dropped => return End::Dropped,
+                () = &mut cancelled => return End::Shutdown,
             }
         };
         let (mut counted_in, mut counted_out) = (0, 0);
@@ -611,8 +614,8 @@ impl Leg {
                         break End::NoPlayers;
                     }
                 }
-                () = handle.dropped() => break End::Dropped,
-                () = shutdown.cancelled() => break End::Shutdown,
+                () = &mut dropped => break End::Dropped,
+                () = &mut cancelled => break End::Shutdown,
             }
         };
         drop(publisher);
