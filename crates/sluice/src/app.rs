@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::http::{self, HttpState, LiveContent};
 use crate::hub::Hub;
 use crate::modules::Module;
+use crate::relay::pull::{Pulls, ServerApps, Setup};
 use crate::server::{self, ServerCtx};
 
 /// How long shutdown waits for connections to say goodbye.
@@ -45,15 +46,33 @@ pub async fn run_with_modules(
     crate::hls::repair_on_start(&config);
     let tracker = TaskTracker::new();
     let mut rtmp_addrs = Vec::new();
+    let mut bound = Vec::new();
     for (index, conf) in config.servers.iter().enumerate() {
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
         let ctx = Arc::new(ServerCtx::new(conf.clone(), index, &shared, shutdown.clone()));
+        bound.push((listeners, ctx));
+    }
+    // Relay pulls, before the first connection: on demand from `streams::play`, `static`
+    // ones from now on.
+    let pull_setup = Setup {
+        modules: shared.modules.clone(),
+        clients: shared.clients.clone(),
+        servers: bound
+            .iter()
+            .map(|(_, ctx)| ServerApps { apps: ctx.apps.clone(), out_queue: ctx.conf.core.out_queue })
+            .collect(),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    let pulls = Pulls::install(&hub, pull_setup);
+    for (listeners, ctx) in bound {
         tracker.spawn(crate::notify::record_done_listener(ctx.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }
     }
+    pulls.start_static();
     // Live HLS playlists and segments are served from memory before the disk.
     let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
     let http_addrs = start_http(&config, &hub, &live, &shared, &shutdown, &tracker)?;

@@ -364,7 +364,7 @@ impl Stream {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let mut pack = st.start.clone();
         pack.live = st.publisher.is_some();
-        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None };
+        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None, held: None };
         (pack, sub)
     }
 
@@ -424,6 +424,8 @@ pub struct Subscriber {
     cursor: u64,
     /// The wake-up round this subscriber's waker is registered in.
     registered: Option<u64>,
+    /// Dropped with the subscriber (see [`Subscriber::hold`]).
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The result of one read.
@@ -524,6 +526,8 @@ pub struct Hub {
     max_streams: usize,
     /// Whether "registry full" was logged (once per episode).
     full_logged: AtomicBool,
+    /// See [`Hub::attach`].
+    attached: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Default for Hub {
@@ -587,6 +591,7 @@ impl Hub {
             next_publisher: AtomicU64::new(0),
             max_streams,
             full_logged: AtomicBool::new(false),
+            attached: OnceLock::new(),
         }
     }
 
@@ -680,6 +685,45 @@ impl Hub {
     /// All streams, for stats and shutdown.
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         self.lock().values().cloned().collect()
+    }
+}
+
+/// What the relay pull needs from the hub: a player count that module subscribers are not part
+/// of, a way to tell waiting players that a stream will not come, and the pull registry
+/// reachable from every source (they all hold the hub).
+impl Subscriber {
+    /// Keep `value` until this subscriber is dropped (after it left the stream): a source marks
+    /// its players with a guard whose `Drop` counts them out.
+    pub fn hold(&mut self, value: Box<dyn std::any::Any + Send + Sync>) {
+        self.held = Some(value);
+    }
+}
+
+impl Stream {
+    /// Players waiting on a stream nobody publishes read [`Entry::Unpublished`], as if a
+    /// publisher had left (a relay pull that failed to start); a no-op while someone publishes.
+    pub fn end_waiting(&self) {
+        {
+            let mut st = self.write();
+            if st.publisher.is_some() {
+                return;
+            }
+            push_entry(&mut st.ring, Entry::Unpublished);
+        }
+        self.waiters.wake_all();
+    }
+}
+
+impl Hub {
+    /// Attach what the entry points of [`crate::streams`] need besides the registry (the relay
+    /// pulls), once at start-up; false if something is attached already.
+    pub fn attach<T: std::any::Any + Send + Sync>(&self, value: Arc<T>) -> bool {
+        self.attached.set(value).is_ok()
+    }
+
+    /// What [`Hub::attach`] attached, if it is a `T`.
+    pub fn attached<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.attached.get()?.clone().downcast::<T>().ok()
     }
 }
 
