@@ -26,6 +26,8 @@ pub struct Source<'a> {
     /// One more push target, besides the application's `push` lines: the `rtmp://` location
     /// an `on_publish` callback redirected to (nginx-rtmp pushes the stream there).
     pub push_to: Option<&'a str>,
+    /// The index of the `server {}` block the stream is published in (control's `srv`).
+    pub srv: usize,
 }
 
 /// A publish that succeeded.
@@ -54,6 +56,7 @@ pub fn publish(
         args: source.args,
         client: source.client,
         push_to: source.push_to,
+        srv: source.srv,
         status: &tx,
     };
     for module in modules {
@@ -82,6 +85,18 @@ pub fn play(hub: &Arc<Hub>, app: &AppConf, name: &str, opts: StreamOptions) -> O
     }
     let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
     hub.subscribe(&key, app.live.idle_streams.then_some(opts))
+}
+
+/// Subscribe a player to `name` in `app`, pulled from `url` (started, or joined when it runs):
+/// an `on_play` callback's `rtmp://` redirect, which nginx-rtmp answers with a pull.
+pub fn play_pulled(
+    hub: &Arc<Hub>,
+    app: &AppConf,
+    url: &str,
+    name: &str,
+    opts: StreamOptions,
+) -> Result<(StartPack, Subscriber), pull::PullError> {
+    pull::start_for_url(hub, app, url, name, opts)
 }
 
 #[cfg(test)]
@@ -128,7 +143,7 @@ mod tests {
         let (a, b) = (Arc::new(Dummy::default()), Arc::new(Dummy::default()));
         let modules: Vec<Arc<dyn Module>> = vec![a.clone(), b.clone()];
         let app = app("live on;");
-        let source = Source { app: &app, name: "cam", args: "k=v", client: None, push_to: None };
+        let source = Source { app: &app, name: "cam", args: "k=v", client: None, push_to: None, srv: 0 };
         let mut published = publish(&hub, &modules, &source, OPTS).expect("published");
         assert!(published.publisher.stream().is_live());
         for m in [&a, &b] {

@@ -337,3 +337,41 @@ fn poll_file(dir: &Path, ext: &str) -> PathBuf {
     });
     found.unwrap()
 }
+
+/// A callback backend that answers every request `302` with `Location: location`.
+fn redirecting_backend(location: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let mut request = [0u8; 8192];
+            let _ = std::io::Read::read(&mut s, &mut request);
+            let reply =
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+/// nginx-rtmp's `on_play` answering 3xx with an `rtmp://` location: the edge pulls the stream
+/// from there (no `pull` line needed) and plays it under the asked name
+/// (`notify_relay_redirect off`). Before: the play was refused ("relays are not implemented").
+#[test]
+fn an_on_play_redirect_to_rtmp_pulls_from_there() {
+    let origin = Server::start("");
+    let _publisher = publish(&origin.url("cam"), "320x240", 60);
+    wait_published(&origin, "cam");
+    let backend = redirecting_backend(origin.url("cam"));
+    let edge = edge("", &format!("on_play http://127.0.0.1:{backend}/play;"));
+    let dir = TempDir::new("pull-redirect");
+    let out = dir.path("x.flv");
+    let mut player = record_play(&edge.url("asked"), 3, &out);
+    finishes(&mut player, Duration::from_secs(60));
+    let frames = video_frames(out.to_str().unwrap());
+    assert!(frames >= 40, "{frames} frames through the redirect's pull; edge log:\n{}", edge.log());
+    assert!(edge.log().contains("play relayed by on_play"), "{}", edge.log());
+    poll("the pull to stop after its player", Duration::from_secs(20), || {
+        edge.log().contains("pull stopped: no players left")
+    });
+}

@@ -636,7 +636,14 @@ impl Leg {
             tc_url: plan.connect.tc_url.clone(),
             page_url: plan.connect.page_url.clone(),
         };
-        let source = Source { app: &self.app, name: &self.key.name, args: "", client: Some(&client), push_to: None };
+        let source = Source {
+            app: &self.app,
+            name: &self.key.name,
+            args: "",
+            client: Some(&client),
+            push_to: None,
+            srv: self.srv,
+        };
         streams::publish(&self.hub, &self.pulls.setup.modules, &source, self.opts)
     }
 
@@ -915,7 +922,7 @@ mod tests {
     async fn a_stream_published_here_is_not_pulled() {
         let (hub, pulls, _, _) = edge();
         let app = test_app("live on; pull rtmp://127.0.0.1:1/live;");
-        let source = Source { app: &app, name: "cam", args: "", client: None, push_to: None };
+        let source = Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
         let _published = streams::publish(&hub, &[], &source, OPTS).unwrap();
         let (pack, _sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
         assert!(pack.live);

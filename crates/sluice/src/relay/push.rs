@@ -97,6 +97,7 @@ impl Module for Push {
                 clients: self.clients.clone(),
                 stop: publish.stop.clone(),
                 state: RelayState::default(),
+                srv: ctx.srv,
             };
             let (publishes, publish, remaining) = (self.publishes.clone(), publish.clone(), remaining.clone());
             tokio::spawn(async move {
@@ -130,6 +131,8 @@ struct Leg {
     clients: Arc<Clients>,
     stop: CancellationToken,
     state: RelayState,
+    /// The `server {}` block of the publish (control's `srv`).
+    srv: usize,
 }
 
 impl Leg {
@@ -192,7 +195,7 @@ impl Leg {
     }
 
     fn register(&self, addr: SocketAddr) -> Option<ClientHandle> {
-        let handle = self.clients.register(addr, Kind::Relay, 0)?;
+        let handle = self.clients.register(addr, Kind::Relay, self.srv)?;
         handle.set_app(&self.app.name);
         handle.set_stream(&self.name, Role::Player);
         let state = self.state.clone();
@@ -411,7 +414,7 @@ mod tests {
         let clients = Arc::new(Clients::default());
         let modules: Vec<Arc<dyn Module>> = vec![Arc::new(Push::new(clients.clone()))];
         let hub = crate::hub::Hub::new();
-        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None };
+        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
         let opts = crate::hub::StreamOptions { ring_len: 16, gop_cache: true };
         let published = crate::streams::publish(&hub, &modules, &source, opts).unwrap();
         let retried = |l: &[crate::clients::ClientSnapshot]| {
