@@ -135,17 +135,21 @@ fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
 }
 
 /// Print where to publish and play, as a newcomer needs it.
-fn announce(config: &Config, rtmp: &[SocketAddr], http: &[SocketAddr]) {
-    for addr in rtmp {
-        tracing::info!("rtmp listening on {addr}");
+fn announce(config: &Config, rtmp: &[(SocketAddr, &str)], http: &[SocketAddr]) {
+    for (addr, scheme) in rtmp {
+        tracing::info!("{scheme} listening on {addr}");
     }
     for addr in http {
         tracing::info!("http listening on {addr}");
     }
     let host = |a: &SocketAddr| if a.ip().is_unspecified() { "localhost".to_string() } else { a.ip().to_string() };
-    if let (Some(addr), Some(app)) = (rtmp.first(), config.servers.first().and_then(|s| s.apps.first())) {
-        let port = if addr.port() == 1935 { String::new() } else { format!(":{}", addr.port()) };
-        let url = format!("rtmp://{}{}/{}/STREAM", host(addr), port, app.name);
+    // A plain listener for the hint when there is one (ffplay of Debian checks no certificate,
+    // but a plain URL is what a newcomer tries first).
+    let hint = rtmp.iter().find(|(_, s)| *s == "rtmp").or(rtmp.first());
+    if let (Some((addr, scheme)), Some(app)) = (hint, config.servers.first().and_then(|s| s.apps.first())) {
+        let default_port = if *scheme == "rtmps" { 443 } else { 1935 };
+        let port = if addr.port() == default_port { String::new() } else { format!(":{}", addr.port()) };
+        let url = format!("{scheme}://{}{}/{}/STREAM", host(addr), port, app.name);
         eprintln!("sluice is ready.\n  publish: ffmpeg -re -i input.mp4 -c copy -f flv {url}\n  play:    ffplay {url}");
     }
     if let Some(addr) = http.first() {
