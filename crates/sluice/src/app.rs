@@ -60,7 +60,11 @@ pub async fn run_with_modules(
         clients: shared.clients.clone(),
         servers: bound
             .iter()
-            .map(|(_, ctx)| ServerApps { apps: ctx.apps.clone(), out_queue: ctx.conf.core.out_queue })
+            .map(|(_, ctx)| ServerApps {
+                apps: ctx.apps.clone(),
+                out_queue: ctx.conf.core.out_queue,
+                max_message: ctx.conf.core.max_message,
+            })
             .collect(),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),

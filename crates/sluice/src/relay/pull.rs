@@ -50,6 +50,8 @@ pub struct ServerApps {
     pub apps: Vec<Arc<AppConf>>,
     /// Its `out_queue` (ring length of the streams a static pull creates).
     pub out_queue: usize,
+    /// Its `max_message`: the largest message a pull takes from its remote.
+    pub max_message: u32,
 }
 
 /// What the pulls share with the rest of the server.
@@ -541,7 +543,8 @@ impl Leg {
     /// One remote session: connect, play, publish locally, forward until it ends.
     async fn session(&self, plan: &Plan, handle: &ClientHandle) -> End {
         let shutdown = self.pulls.setup.shutdown.clone();
-        let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer };
+        let max_message = self.pulls.setup.servers.get(self.srv).map_or(1 << 20, |s| s.max_message);
+        let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer, max_message };
         let start = async {
             let mut conn = RelayConn::connect(plan, Direction::Play, &opts).await?;
             conn.wait_started().await?;

@@ -26,6 +26,8 @@ use crate::live::PlayerGate;
 use crate::modules::{Module, PublishCtx};
 use crate::untrusted;
 
+/// The largest message a push target may send us: it only answers commands.
+const REPLY_MAX_MESSAGE: u32 = 64 * 1024;
 /// Most hub entries a leg takes at a time.
 const BATCH: usize = 64;
 /// Longest a leg waits for DNS when it registers (the registry shows the remote's address).
@@ -139,7 +141,11 @@ impl Leg {
     async fn run(mut self, mut sub: Subscriber) {
         self.state.url = log_url(&self.plan.url);
         let addr = self.resolve().await;
-        let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer };
+        let opts = Options {
+            tls_verify: self.app.relay.tls_verify,
+            buffer: self.app.relay.buffer,
+            max_message: REPLY_MAX_MESSAGE,
+        };
         let mut registered: Option<ClientHandle> = None;
         loop {
             // One registry entry for the leg's life; a new one after control dropped it.
