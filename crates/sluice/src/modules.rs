@@ -75,3 +75,20 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    /// The architecture's rule: sources reach outputs only through `streams` and this list.
+    /// A source that named an output module would start it only for its own publishers.
+    #[test]
+    fn sources_name_no_output_module() {
+        let sources =
+            [("connection.rs", include_str!("connection.rs")), ("relay/pull.rs", include_str!("relay/pull.rs"))];
+        for (file, text) in sources {
+            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+            for output in ["crate::hls", "crate::record", "crate::relay::push", "super::push"] {
+                assert!(!code.contains(output), "{file} names the output module {output}");
+            }
+        }
+    }
+}

@@ -419,19 +419,7 @@ async fn a_publisher_that_reads_nothing_does_not_hold_shutdown_past_its_grace() 
     let (mut socket, _, _) = publ.into_parts();
     // Commands whose replies it never reads: once both socket buffers are full, the server's
     // write to it blocks (for up to `timeout`).
-    let mut payload = Vec::new();
-    for v in [
-        amf0::Value::String("FCPublish".into()),
-        amf0::Value::Number(5.0),
-        amf0::Value::Null,
-        amf0::Value::String("stuck".into()),
-    ] {
-        amf0::encode(&v, &mut payload);
-    }
-    let mut out = bytes::BytesMut::new();
-    for _ in 0..20_000 {
-        rtmp::chunk::encode_message(&mut out, 4096, 3, 0, 20, 0, &payload);
-    }
+    let out = unanswered_commands("stuck");
     let flood = tokio::spawn(async move {
         for _ in 0..10 {
             if socket.write_all(&out).await.is_err() {

@@ -247,21 +247,9 @@ async fn idle_streams_off_closes_players_when_the_publisher_leaves() {
     assert!(server.log().contains("player closed: publisher left (idle_streams off)"));
 }
 
-/// Publish a `size` test pattern (H.264 + AAC) in real time for `secs` seconds.
+/// Publish a `size` test pattern (H.264 + AAC, a keyframe a second) in real time.
 fn publish(url: &str, size: &str, secs: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
-        .args(["-g", "25", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    ffmpeg_publish_pattern(url, size, secs, 25)
 }
 
 /// Start `program` with its stderr in `log`.

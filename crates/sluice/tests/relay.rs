@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ffmpeg_publish, run_timeout, wait_published, Proc, Server, TempDir};
+use common::{ffmpeg_publish, redirecting_backend, run_timeout, wait_published, Proc, Server, TempDir};
 
 /// A sluice on a given port (so it can be restarted on the same one), killed on drop.
 struct Target {
@@ -380,22 +380,6 @@ fn each_publish_gets_one_leg_and_control_drops_it() {
     poll("the dropped leg publishing again", Duration::from_secs(3 + 2), pushes(3));
     let log = origin.log();
     assert!(log.contains("error=dropped by control"), "{log}");
-}
-
-/// A callback backend that answers every request `302` with `Location: location`.
-fn redirecting_backend(location: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().map_while(Result::ok) {
-            let mut request = [0u8; 8192];
-            let _ = std::io::Read::read(&mut s, &mut request);
-            let reply =
-                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = s.write_all(reply.as_bytes());
-        }
-    });
-    port
 }
 
 /// nginx-rtmp's `on_publish` answering 3xx with an `rtmp://` location: the stream is published

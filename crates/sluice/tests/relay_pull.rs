@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -73,24 +72,10 @@ rtmp {{
 
 /// A sluice on a given RTMP port (to restart an origin where its edge expects it).
 fn sluice_on(port: u16, app_body: &str) -> Server {
-    let dir = TempDir::new("origin");
-    let conf = format!(
-        "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; {app_body} }} }} }}\n"
-    );
-    let path = dir.path("sluice.conf");
-    std::fs::File::create(&path).unwrap().write_all(conf.as_bytes()).unwrap();
-    let log = std::fs::File::create(dir.path("sluice.log")).unwrap();
-    let child = Command::new(sluice_bin())
-        .arg("-c")
-        .arg(&path)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start sluice");
-    let server = Server { child, port, http_port: 0, dir };
-    poll("the origin listening", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
-    server
+    Server::start_conf_on(
+        port,
+        &format!("rtmp {{ http_listen off; server {{ listen 127.0.0.1:{{rtmp}}; application live {{ live on; {app_body} }} }} }}\n"),
+    )
 }
 
 /// An edge sluice whose application `live` pulls with `pull_line`, plus `app_extra`.
@@ -112,19 +97,7 @@ fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 /// Publish a `size` test pattern (H.264 + AAC, a keyframe a second) in real time.
 fn publish(url: &str, size: &str, secs: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
-        .args(["-g", "25", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    ffmpeg_publish_pattern(url, size, secs, 25)
 }
 
 /// An ffmpeg player copying `secs` seconds of `url` into the FLV file `out`.
@@ -336,22 +309,6 @@ fn poll_file(dir: &Path, ext: &str) -> PathBuf {
         found.is_some()
     });
     found.unwrap()
-}
-
-/// A callback backend that answers every request `302` with `Location: location`.
-fn redirecting_backend(location: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().map_while(Result::ok) {
-            let mut request = [0u8; 8192];
-            let _ = std::io::Read::read(&mut s, &mut request);
-            let reply =
-                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = s.write_all(reply.as_bytes());
-        }
-    });
-    port
 }
 
 /// nginx-rtmp's `on_play` answering 3xx with an `rtmp://` location: the edge pulls the stream

@@ -193,19 +193,7 @@ async fn a_tls_player_that_reads_nothing_does_not_hold_shutdown() {
     // It reads nothing more, and sends commands whose replies it never reads: once the socket's
     // buffers and rustls's are full, the server's write to it waits (for up to `timeout`), and
     // so would its TLS close_notify.
-    let mut payload = Vec::new();
-    for v in [
-        amf0::Value::String("FCPublish".into()),
-        amf0::Value::Number(5.0),
-        amf0::Value::Null,
-        amf0::Value::String("x".into()),
-    ] {
-        amf0::encode(&v, &mut payload);
-    }
-    let mut out = bytes::BytesMut::new();
-    for _ in 0..20_000 {
-        rtmp::chunk::encode_message(&mut out, 4096, 3, 0, 20, 0, &payload);
-    }
+    let out = unanswered_commands("x");
     let flood = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         for _ in 0..10 {

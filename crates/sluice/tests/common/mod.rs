@@ -69,7 +69,11 @@ impl Server {
 
     /// Start sluice with a whole configuration; `{rtmp}` and `{http}` become free ports.
     pub fn start_conf(template: &str) -> Self {
-        let port = free_port();
+        Self::start_conf_on(free_port(), template)
+    }
+
+    /// [`Server::start_conf`] with RTMP on `port` (to start a server again where it was).
+    pub fn start_conf_on(port: u16, template: &str) -> Self {
         let http_port = free_port();
         let dir = TempDir::new("srv");
         let conf = template.replace("{rtmp}", &port.to_string()).replace("{http}", &http_port.to_string());
@@ -185,9 +189,15 @@ impl Drop for Proc {
 
 /// Start ffmpeg publishing a synthetic 640x360 H.264 + AAC stream for `secs` seconds in real time.
 pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Proc {
+    ffmpeg_publish_pattern(url, "640x360", secs, gop)
+}
+
+/// Publish a `size` test pattern (H.264 + AAC, a keyframe every `gop` frames at 25 fps) to
+/// `url` in real time for `secs` seconds.
+pub fn ffmpeg_publish_pattern(url: &str, size: &str, secs: u32, gop: u32) -> Proc {
     let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &secs.to_string()])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
@@ -198,6 +208,22 @@ pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Proc {
         .spawn()
         .expect("ffmpeg is installed (scripts/test installs it)");
     Proc(child)
+}
+
+/// A callback backend that answers every request `302` with `Location: location`; its port.
+pub fn redirecting_backend(location: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let mut request = [0u8; 8192];
+            let _ = std::io::Read::read(&mut s, &mut request);
+            let reply =
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    port
 }
 
 /// ffprobe a URL or file; returns "codec_name,width,height" per stream, sorted.
@@ -258,4 +284,23 @@ pub fn enhanced_ffmpeg() -> String {
         .unwrap_or_else(|e| panic!("{}: {e}; run scripts/test, which installs imageio-ffmpeg", python.display()));
     assert!(out.status.success(), "imageio-ffmpeg missing: run scripts/test");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// 20000 `FCPublish` commands for `name` in 4096-byte chunks: a client that sends them and reads
+/// no reply fills both socket buffers, so the server's writes to it block.
+pub fn unanswered_commands(name: &str) -> bytes::BytesMut {
+    let mut payload = Vec::new();
+    for v in [
+        amf0::Value::String("FCPublish".into()),
+        amf0::Value::Number(5.0),
+        amf0::Value::Null,
+        amf0::Value::String(name.into()),
+    ] {
+        amf0::encode(&v, &mut payload);
+    }
+    let mut out = bytes::BytesMut::new();
+    for _ in 0..20_000 {
+        rtmp::chunk::encode_message(&mut out, 4096, 3, 0, 20, 0, &payload);
+    }
+    out
 }
