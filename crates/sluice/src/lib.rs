@@ -12,6 +12,7 @@ pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod events;
+pub mod exec;
 pub mod form;
 pub mod hls;
 pub mod http;
