@@ -14,8 +14,8 @@
 //! What an exec'd ffmpeg publishes back (`-f flv rtmp://localhost/...`) comes in through RTMP
 //! like any publisher.
 
-pub mod command;
 mod child;
+pub mod command;
 mod limits;
 mod module;
 

@@ -401,11 +401,9 @@ fn signal(d: &Directive) -> Result<i32, Fail> {
             return Ok(n);
         }
     }
-    SIGNALS
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(&arg.value))
-        .map(|(_, s)| *s)
-        .ok_or_else(|| Fail::new(arg.span, format!("unknown signal \"{}\" in \"exec_kill_signal\" directive", arg.value)))
+    SIGNALS.iter().find(|(name, _)| name.eq_ignore_ascii_case(&arg.value)).map(|(_, s)| *s).ok_or_else(|| {
+        Fail::new(arg.span, format!("unknown signal \"{}\" in \"exec_kill_signal\" directive", arg.value))
+    })
 }
 
 /// What `-t` and start-up say about exec lines: programs not found on `PATH` now (it may
@@ -433,6 +431,11 @@ pub(crate) fn report(apps: &[&ExecConf], global: &ExecGlobal) -> Vec<String> {
                 out.push(format!(
                     "sluice: [warn] \"exec_static\" does not substitute variables: \"${var}\" is passed as written, {at}"
                 ));
+            } else if var.is_empty() {
+                out.push(format!(
+                    "sluice: [warn] \"{}\": a \"$\" not followed by a letter expands to nothing (write \"\\$\" for a \"$\"), {at}",
+                    l.directive
+                ));
             } else if !l.trigger.has_variable(var) {
                 out.push(format!(
                     "sluice: [warn] \"{}\" has no variable \"${var}\" (it expands to nothing; a variable name ends at the first character that is not a letter), {at}",
@@ -450,7 +453,9 @@ pub fn found(program: &str, path: &str) -> bool {
     if program.contains('/') {
         return executable(Path::new(program));
     }
-    path.split(':').map(|dir| if dir.is_empty() { "." } else { dir }).any(|dir| executable(&Path::new(dir).join(program)))
+    path.split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+        .any(|dir| executable(&Path::new(dir).join(program)))
 }
 
 fn executable(p: &Path) -> bool {
@@ -490,10 +495,8 @@ mod tests {
 
     #[test]
     fn every_directive_lands_in_its_list() {
-        let e = app(
-            "exec a; exec_push b $name; exec_pull c; exec_publish d; exec_publish_done e;
-             exec_play f; exec_play_done g; exec_record_done h;",
-        )
+        let e = app("exec a; exec_push b $name; exec_pull c; exec_publish d; exec_publish_done e;
+             exec_play f; exec_play_done g; exec_record_done h;")
         .unwrap();
         let programs = |l: &[ExecLine]| l.iter().map(|l| l.command.program().to_owned()).collect::<Vec<_>>();
         assert_eq!(programs(&e.push), ["a", "b"]);
@@ -512,17 +515,22 @@ mod tests {
     fn lines_accumulate_own_level_first() {
         let text = "rtmp { exec r; server { exec s; application a { exec a; } application b { } } }";
         let c = parse(text).unwrap();
-        let programs = |i: usize| c.servers[0].apps[i].exec.push.iter().map(|l| l.command.program()).collect::<Vec<_>>();
+        let programs =
+            |i: usize| c.servers[0].apps[i].exec.push.iter().map(|l| l.command.program()).collect::<Vec<_>>();
         assert_eq!(programs(0), ["a", "s", "r"]);
         assert_eq!(programs(1), ["s", "r"]);
     }
 
     #[test]
     fn exec_options_applies_to_later_lines_of_its_level() {
-        let e = app("exec a name=x; exec_options on; exec b name=cam name=other x=1; exec_publish c name=cam;").unwrap();
+        let e =
+            app("exec a name=x; exec_options on; exec b name=cam name=other x=1; exec_publish c name=cam;").unwrap();
         assert_eq!(args(&e.push[0]), ["name=x"], "before exec_options, name= is an argument");
         assert!(e.push[0].names.is_empty() && e.push[0].matches("anything"));
-        assert_eq!((args(&e.push[1]), &e.push[1].names), (vec!["x=1".to_string()], &vec!["cam".into(), "other".into()]));
+        assert_eq!(
+            (args(&e.push[1]), &e.push[1].names),
+            (vec!["x=1".to_string()], &vec!["cam".into(), "other".into()])
+        );
         assert!(e.push[1].matches("cam"));
         assert!(!e.push[1].matches("other"), "nginx-rtmp compares the first name= only");
         assert!(e.publish[0].matches("cam") && !e.publish[0].matches("x"));
@@ -563,11 +571,10 @@ mod tests {
 
     #[test]
     fn record_done_in_recorders() {
-        let e = app(
-            "exec_record_done all $path; recorder r { record all; record_path /rec; exec_record_done own $path; }
-             recorder q { record all; record_path /rec; }",
-        )
-        .unwrap();
+        let e =
+            app("exec_record_done all $path; recorder r { record all; record_path /rec; exec_record_done own $path; }
+             recorder q { record all; record_path /rec; }")
+            .unwrap();
         let programs = |rec: &str| e.record_done_for(rec).map(|l| l.command.program().to_owned()).collect::<Vec<_>>();
         assert_eq!(programs("r"), ["own", "all"]);
         assert_eq!(programs("q"), ["all"]);
@@ -579,7 +586,10 @@ mod tests {
     #[test]
     fn command_errors_name_the_line() {
         let e = app("live on;\nexec ffmpeg -i x > /tmp/log;").unwrap_err();
-        assert!(e.starts_with("t.conf:2:") && e.contains("invalid command in \"exec\" directive: redirect \">\""), "{e}");
+        assert!(
+            e.starts_with("t.conf:2:") && e.contains("invalid command in \"exec\" directive: redirect \">\""),
+            "{e}"
+        );
         let e = app("exec_publish x 3>/tmp/y;").unwrap_err();
         assert!(e.contains("fds 0, 1 and 2"), "{e}");
         let e = app("exec_options maybe;").unwrap_err();

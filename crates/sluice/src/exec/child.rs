@@ -104,7 +104,10 @@ pub fn spawn(cmd: &Resolved, managed: bool) -> Result<Child, SpawnError> {
                     Target::Append(_) => o.append(true).create(true),
                     _ => o.read(true),
                 };
-                let file = o.mode(0o644).open(p).map_err(|error| SpawnError::Redirect { path: p.display().to_string(), error })?;
+                let file = o
+                    .mode(0o644)
+                    .open(p)
+                    .map_err(|error| SpawnError::Redirect { path: p.display().to_string(), error })?;
                 let raw = file.as_raw_fd();
                 files.push(file.into());
                 raw
@@ -403,9 +406,15 @@ mod tests {
 
     #[test]
     fn labels_prefix_log_lines() {
-        let l = Label { origin: "exec_push (a.conf:3)".into(), directive: "exec_push".into(), app: Some("live".into()), stream: Some("x\ny".into()) };
+        let l = Label {
+            origin: "exec_push (a.conf:3)".into(),
+            directive: "exec_push".into(),
+            app: Some("live".into()),
+            stream: Some("x\ny".into()),
+        };
         assert_eq!(l.prefix(), "exec_push app=live stream=x\\ny");
-        let s = Label { origin: "exec_static (a.conf:1)".into(), directive: "exec_static".into(), app: None, stream: None };
+        let s =
+            Label { origin: "exec_static (a.conf:1)".into(), directive: "exec_static".into(), app: None, stream: None };
         assert_eq!(s.prefix(), "exec_static");
     }
 }

@@ -468,7 +468,10 @@ mod tests {
     fn hostile_values_are_refused() {
         let v = |name: &str| vars().with("name", name);
         assert_eq!(run("p $name", &v("-oX")), Err(ResolveError::Dash("name".into())));
-        assert_eq!(run("p $args$name", &vars().with("args", "").with("name", "-x")), Err(ResolveError::Dash("name".into())));
+        assert_eq!(
+            run("p $args$name", &vars().with("args", "").with("name", "-x")),
+            Err(ResolveError::Dash("name".into()))
+        );
         assert!(run("p x$name", &v("-oX")).is_ok(), "a dash inside an argument is harmless");
         assert_eq!(run("p $name", &v("a\nb")), Err(ResolveError::Control("name".into())));
         assert_eq!(run("p $name", &v("a\0b")), Err(ResolveError::Control("name".into())));

@@ -67,7 +67,13 @@ fn label(line: &ExecLine, app: &str, stream: &str) -> Label {
 }
 
 /// Runs the unmanaged `lines` matching `name`.
-fn run_lines<'a>(lines: impl IntoIterator<Item = &'a ExecLine>, values: &Values, app: &str, name: &str, limits: &Arc<Limits>) {
+fn run_lines<'a>(
+    lines: impl IntoIterator<Item = &'a ExecLine>,
+    values: &Values,
+    app: &str,
+    name: &str,
+    limits: &Arc<Limits>,
+) {
     for line in lines.into_iter().filter(|l| l.matches(name)) {
         let label = label(line, app, name);
         match line.command.resolve(Some(values)) {
@@ -144,10 +150,15 @@ async fn until_unpublished(mut sub: Subscriber, stop: &CancellationToken) {
 /// `exec_static` children (started now, stopped at shutdown) and `exec_record_done` (for
 /// every recording closed from now on). Subscribes to `notices` before returning, so no
 /// recording is missed; the future ends after shutdown once the static children are gone.
-pub fn start(config: &Config, notices: &Notices, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+pub fn start(
+    config: &Config,
+    notices: &Notices,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
     let apps: Vec<Arc<AppConf>> = config.servers.iter().flat_map(|s| &s.apps).cloned().map(Arc::new).collect();
-    let wants_record_done =
-        apps.iter().any(|a| !a.exec.record_done.is_empty() || a.exec.recorder_record_done.iter().any(|(_, l)| !l.is_empty()));
+    let wants_record_done = apps
+        .iter()
+        .any(|a| !a.exec.record_done.is_empty() || a.exec.recorder_record_done.iter().any(|(_, l)| !l.is_empty()));
     let mut rx = wants_record_done.then(|| notices.subscribe());
     let limits = limits::server();
     let stop = CancellationToken::new();
