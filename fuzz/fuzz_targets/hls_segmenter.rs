@@ -1,5 +1,6 @@
 //! The HLS segmenter fed arbitrary messages: each message is a kind byte, a 16-bit timestamp
-//! step and a 16-bit length, then the body.
+//! step and a 16-bit length, then the body, whose tag header is parsed first as sluice's
+//! ingest does.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -19,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
             ts = ts.wrapping_add(u32::from(u16::from_be_bytes([rest[1], rest[2]])));
             let len = (u16::from_be_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
             let body = bytes::Bytes::copy_from_slice(&rest[5..5 + len]);
-            seg.push(video, ts, &body, 0);
+            if video {
+                seg.push_video(ts, flv::parse_video(&body).ok().as_ref(), &body, 0);
+            } else {
+                seg.push_audio(ts, flv::parse_audio(&body).ok().as_ref(), &body, 0);
+            }
             while seg.poll_event().is_some() {}
             let _ = seg.playlist();
             rest = &rest[5 + len..];

@@ -36,6 +36,15 @@ fn audio(size: usize) -> Bytes {
     Bytes::from(b)
 }
 
+/// Feeds one tag body, its header parsed first (as sluice's ingest does).
+fn push(seg: &mut hls::Segmenter, video: bool, ts: u32, body: &Bytes) {
+    if video {
+        seg.push_video(ts, flv::parse_video(body).ok().as_ref(), body, 0);
+    } else {
+        seg.push_audio(ts, flv::parse_audio(body).ok().as_ref(), body, 0);
+    }
+}
+
 /// `b` after `a` on the 33-bit MPEG-TS clock.
 fn after(a: u64, b: u64) -> bool {
     let d = b.wrapping_sub(a) & ((1 << 33) - 1);
@@ -69,8 +78,8 @@ fuzz_target!(|data: &[u8]| {
             ..hls::Settings::default()
         };
         let Ok(mut seg) = hls::Segmenter::new(settings, "f", Box::new(|| [0; 16])) else { return };
-        seg.push(true, 0, &Bytes::from_static(&AVC_HEADER), 0);
-        seg.push(false, 0, &Bytes::from_static(&AAC_HEADER), 0);
+        push(&mut seg, true, 0, &Bytes::from_static(&AVC_HEADER));
+        push(&mut seg, false, 0, &Bytes::from_static(&AAC_HEADER));
         let limit = seg.max_segment_bytes();
         let mut ts = 0u32;
         let check = |seg: &mut hls::Segmenter| {
@@ -97,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
             let size = usize::from(rec[5]) * 16;
             let is_video = kind & 1 == 1;
             let body = if is_video { video(kind & 2 == 2, i32::from(rec[5]) - 64, size) } else { audio(size) };
-            seg.push(is_video, ts, &body, 0);
+            push(&mut seg, is_video, ts, &body);
             check(&mut seg);
         }
         seg.finish();

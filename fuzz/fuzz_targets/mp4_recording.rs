@@ -9,6 +9,8 @@
 //! payload length.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use bytes::Bytes;
+use sluice::hub::Frame;
 use sluice::record::mp4_file::{Mp4Mux, MAX_PENDING_BYTES, MAX_PENDING_SAMPLES};
 use sluice::record::timeline::Timeline;
 
@@ -24,8 +26,9 @@ const MAX_FRAMES: usize = 20_000;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&head, mut rest)) = data.split_first() else { return };
-    let mut m =
-        Mp4Mux::new((head & 1 == 1).then_some(AVC_HEADER), (head & 2 == 2).then_some(AAC_HEADER), head & 4 == 4);
+    let avc = Frame::video(0, Bytes::from_static(AVC_HEADER)).expect("an AVC sequence header");
+    let aac = Frame::audio(0, Bytes::from_static(AAC_HEADER));
+    let mut m = Mp4Mux::new((head & 1 == 1).then_some(&avc), (head & 2 == 2).then_some(&aac), head & 4 == 4);
     let through_timeline = head & 8 == 8;
     let mut timeline = Timeline::new(0);
     let mut out = Vec::new();
@@ -45,7 +48,13 @@ fuzz_target!(|data: &[u8]| {
             // Anything at all: sequence headers mid-stream, other codecs, garbage.
             _ => payload.to_vec(),
         };
-        let video = (op >> 2) & 1 == 0;
+        // Parsed once, as sluice's ingest does; video whose header does not parse never
+        // reaches a recorder.
+        let frame = if (op >> 2) & 1 == 0 {
+            Frame::video(0, Bytes::from(body))
+        } else {
+            Some(Frame::audio(0, Bytes::from(body)))
+        };
         for _ in 0..repeat {
             ms = match op >> 5 {
                 0 => ms,
@@ -58,14 +67,12 @@ fuzz_target!(|data: &[u8]| {
                 _ => ms.wrapping_add(40),
             };
             let at = if through_timeline { timeline.map(ms as u32) } else { ms };
-            if video {
-                m.push_video(at, &body, &mut out);
-            } else {
-                m.push_audio(at, &body, &mut out);
+            if let Some(frame) = &frame {
+                m.push(at, frame, &mut out);
             }
             let (samples, bytes) = m.pending();
             assert!(samples <= MAX_PENDING_SAMPLES, "{samples} samples waiting");
-            assert!(bytes <= MAX_PENDING_BYTES + body.len(), "{bytes} bytes waiting");
+            assert!(bytes <= MAX_PENDING_BYTES + len + 5, "{bytes} bytes waiting");
             frames += 1;
         }
         if op & 2 != 0 {

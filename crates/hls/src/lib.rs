@@ -7,8 +7,8 @@
 //! | ISO/IEC 13818-1 | MPEG-TS segments (through the `mpegts` crate) |
 //! | ISO/IEC 23000-19 (CMAF) | fMP4 segments (through the `fmp4` crate) |
 //!
-//! The [`segmenter`] takes a publisher's RTMP messages (FLV tag bodies with millisecond
-//! timestamps) and cuts them into segments as nginx-rtmp does; the [`playlist`] module renders
+//! The [`segmenter`] takes a publisher's RTMP messages (FLV tag bodies, their tag headers
+//! already parsed by the caller, with millisecond timestamps) and cuts them into segments as nginx-rtmp does; the [`playlist`] module renders
 //! and reads M3U8 text. Writing files, serving HTTP and timers are the caller's business.
 
 #![deny(missing_docs)]

@@ -14,8 +14,10 @@
 //! marked `#EXT-X-DISCONTINUITY`; each track's timestamps are made strictly increasing, so
 //! segment durations stay near `hls_fragment` and DTS never goes back within a track.
 //!
-//! Call [`Segmenter::push`] for every message, then drain [`Segmenter::poll_event`]; the caller
-//! writes files, serves them and renders [`Segmenter::playlist`] when told it changed.
+//! Call [`Segmenter::push_video`] or [`Segmenter::push_audio`] for every message, with its tag
+//! header already parsed ([`flv::parse_video`], [`flv::parse_audio`]: sluice does it once per
+//! message, for every output), then drain [`Segmenter::poll_event`]; the caller writes files,
+//! serves them and renders [`Segmenter::playlist`] when told it changed.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -384,6 +386,12 @@ struct CurrentKey {
     uses_left: u64,
 }
 
+/// The codec payload a caller-parsed header locates in `body`; `None` when the two do not
+/// belong together (a header from another body), rather than a slice out of bounds.
+fn codec_payload(offset: usize, end: usize, body: &Bytes) -> Option<Bytes> {
+    (offset <= end && end <= body.len()).then(|| body.slice(offset..end))
+}
+
 /// The media playlist's file name for stream `name`, relative to `hls_path`: `NAME.m3u8`, or
 /// `NAME/index.m3u8` with `hls_nested`.
 pub fn playlist_file(name: &str, nested: bool) -> String {
@@ -538,12 +546,35 @@ impl Segmenter {
         p.render()
     }
 
-    /// Feed one message: `video` tells audio from video, `timestamp` is the RTMP timestamp in
-    /// milliseconds, `body` the FLV tag body; `now_ms` is the wall clock (Unix ms) for
-    /// `hls_fragment_naming system` and program date-times.
-    pub fn push(&mut self, video: bool, timestamp: u32, body: &Bytes, now_ms: u64) {
+    /// Feed one video message whose tag header the caller parsed ([`flv::parse_video`]) from
+    /// `body`, the FLV tag body; `None` when it did not parse (the message is skipped with a
+    /// warning, its timestamp still counts). `timestamp` is the RTMP timestamp in milliseconds;
+    /// `now_ms` the wall clock (Unix ms) for `hls_fragment_naming system` and program
+    /// date-times.
+    pub fn push_video(&mut self, timestamp: u32, header: Option<&flv::VideoHeader>, body: &Bytes, now_ms: u64) {
+        let Some(ts) = self.arrive(true, timestamp) else { return };
+        let payload = header.and_then(|h| Some((h, codec_payload(h.payload_offset, h.payload_end, body)?)));
+        let Some((h, payload)) = payload else {
+            return self.warn("a video message could not be parsed; skipped");
+        };
+        self.add_video(ts, h, payload, now_ms);
+    }
+
+    /// Feed one audio message whose tag header the caller parsed ([`flv::parse_audio`]); as
+    /// [`Segmenter::push_video`].
+    pub fn push_audio(&mut self, timestamp: u32, header: Option<&flv::AudioHeader>, body: &Bytes, now_ms: u64) {
+        let Some(ts) = self.arrive(false, timestamp) else { return };
+        let payload = header.and_then(|h| Some((h, codec_payload(h.payload_offset, h.payload_end, body)?)));
+        let Some((h, payload)) = payload else {
+            return self.warn("an audio message could not be parsed; skipped");
+        };
+        self.add_audio(ts, h, payload, now_ms);
+    }
+
+    /// A message's place on the timeline (90 kHz), or `None` once the playlist ended.
+    fn arrive(&mut self, video: bool, timestamp: u32) -> Option<u64> {
         if self.ended {
-            return;
+            return None;
         }
         let resume_at = if video {
             self.video_clock.last().map(|t| (t + self.video_interval) / (HZ / 1000))
@@ -554,12 +585,7 @@ impl Segmenter {
         if jumped {
             self.jump_pending = true;
         }
-        let ts = ms * (HZ / 1000);
-        if video {
-            self.push_video(ts, body, now_ms);
-        } else {
-            self.push_audio(ts, body, now_ms);
-        }
+        Some(ms * (HZ / 1000))
     }
 
     /// The publisher left: close the open segment and end the playlist (`#EXT-X-ENDLIST`).
@@ -575,12 +601,10 @@ impl Segmenter {
         self.events.push_back(Event::Playlist);
     }
 
-    fn push_video(&mut self, ts: u64, body: &Bytes, now_ms: u64) {
-        let Ok(h) = flv::parse_video(body) else {
-            return self.warn("a video message could not be parsed; skipped");
-        };
+    /// A video message; `data` is its codec payload.
+    fn add_video(&mut self, ts: u64, h: &flv::VideoHeader, data: Bytes, now_ms: u64) {
         if h.is_sequence_header() {
-            return self.set_video(h.codec, Bytes::copy_from_slice(h.payload(body)));
+            return self.set_video(h.codec, Bytes::copy_from_slice(&data));
         }
         if h.packet != flv::VideoPacket::Coded || self.video.is_none() {
             return;
@@ -593,7 +617,6 @@ impl Segmenter {
         }
         let cts = (i64::from(h.composition_time) * (HZ / 1000) as i64).clamp(0, MAX_CTS);
         let pts = ts + cts as u64;
-        let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
         // The previous frame ends here, in the segment it belongs to.
         self.finish_video_sample(ts);
         self.update_segment(ts, key, 1, now_ms);
@@ -612,12 +635,10 @@ impl Segmenter {
         }
     }
 
-    fn push_audio(&mut self, ts: u64, body: &Bytes, now_ms: u64) {
-        let Ok(h) = flv::parse_audio(body) else {
-            return self.warn("an audio message could not be parsed; skipped");
-        };
+    /// An audio message; `data` is its codec payload.
+    fn add_audio(&mut self, ts: u64, h: &flv::AudioHeader, data: Bytes, now_ms: u64) {
         if h.is_sequence_header() {
-            return self.set_audio(h.codec, Bytes::copy_from_slice(h.payload(body)), h.sound_rate, h.channels);
+            return self.set_audio(h.codec, Bytes::copy_from_slice(&data), h.sound_rate, h.channels);
         }
         if h.packet != flv::AudioPacket::Coded {
             return;
@@ -628,7 +649,6 @@ impl Segmenter {
         if self.audio.is_none() {
             return;
         }
-        let data = body.slice(h.payload_offset..h.payload_end.max(h.payload_offset));
         let ts = self.audio_clock.next(ts, self.audio_interval());
         let audio_only = self.video.is_none();
         self.update_segment(ts, audio_only, 2, now_ms);

@@ -10,6 +10,22 @@ const AVC_HEADER: [u8; 52] = [
 /// AAC LC, 44100 Hz, stereo.
 const AAC_HEADER: [u8; 4] = [0xAF, 0x00, 0x12, 0x10];
 
+/// The tests feed FLV tag bodies: each is parsed here first, as sluice parses each message
+/// once when it arrives.
+trait PushBody {
+    fn push(&mut self, video: bool, timestamp: u32, body: &Bytes, now_ms: u64);
+}
+
+impl PushBody for Segmenter {
+    fn push(&mut self, video: bool, timestamp: u32, body: &Bytes, now_ms: u64) {
+        if video {
+            self.push_video(timestamp, flv::parse_video(body).ok().as_ref(), body, now_ms);
+        } else {
+            self.push_audio(timestamp, flv::parse_audio(body).ok().as_ref(), body, now_ms);
+        }
+    }
+}
+
 fn video_frame(key: bool) -> Bytes {
     let nal: &[u8] = if key { &[0x65, 0x88, 0x84, 0x00, 0x10] } else { &[0x41, 0x9a, 0x02, 0x03] };
     let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
@@ -963,4 +979,45 @@ fn an_interrupted_playlist_keeps_its_target_duration_and_date_times() {
     let dates: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")).collect();
     assert!(dates.len() > 5, "{text}");
     assert!(dates.windows(2).all(|w| w[0] < w[1]), "date-times never go back: {text}");
+}
+
+/// The segmenter goes by the header it is given and does not parse the body again: bodies
+/// that all say "inter frame" but come with keyframe headers are cut at those keyframes.
+#[test]
+fn the_header_given_is_the_one_used() {
+    let mut seg = started(settings(1), false);
+    let inter = video_frame(false);
+    let key_header = flv::parse_video(&video_frame(true)).unwrap();
+    let inter_header = flv::parse_video(&inter).unwrap();
+    assert_eq!(key_header.payload_end - key_header.payload_offset, 9, "the test frames' payload");
+    let key_body = {
+        let mut b = inter.to_vec();
+        b.resize(key_header.payload_end, 0);
+        Bytes::from(b)
+    };
+    for i in 0..100u32 {
+        let (h, body) = if i % 25 == 0 { (&key_header, &key_body) } else { (&inter_header, &inter) };
+        seg.push_video(i * 40, Some(h), body, 0);
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| seg.poll_event()).collect();
+    let durations: Vec<f64> = segments(&events).iter().map(|s| s.2).collect();
+    assert_eq!(durations, vec![1.0, 1.0, 1.0], "cut at the keyframes the headers name");
+}
+
+/// A header that does not belong to the body it comes with (its payload ends past the body)
+/// is skipped with a warning, not sliced out of bounds.
+#[test]
+fn a_header_from_another_body_is_skipped() {
+    let mut seg = started(settings(1), true);
+    let long = flv::parse_video(&video_frame(true)).unwrap();
+    let audio = flv::parse_audio(&audio_frame()).unwrap();
+    seg.push_video(0, Some(&long), &Bytes::from_static(&[0x17, 1, 0, 0, 0]), 0);
+    seg.push_audio(0, Some(&audio), &Bytes::from_static(&[0xAF, 1]), 0);
+    let warnings: Vec<String> = std::iter::from_fn(|| seg.poll_event())
+        .filter_map(|e| match e {
+            Event::Warning(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
 }

@@ -11,6 +11,16 @@ use hls::{Container, Event, Segmenter, Settings};
 
 const SECONDS: u32 = 8;
 
+/// Feeds an FLV file's tag to the segmenter, its header parsed first (as sluice parses each
+/// message once).
+fn push(seg: &mut Segmenter, tag: &flv::Tag, timestamp: u32) {
+    if tag.tag_type == flv::TAG_VIDEO {
+        seg.push_video(timestamp, flv::parse_video(&tag.body).ok().as_ref(), &tag.body, 0);
+    } else {
+        seg.push_audio(timestamp, flv::parse_audio(&tag.body).ok().as_ref(), &tag.body, 0);
+    }
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hls-ffprobe-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -61,7 +71,7 @@ fn segment(flv: Bytes, s: Settings, dir: &Path) -> usize {
     for tag in flv::FlvReader::new(flv).unwrap() {
         let tag = tag.unwrap();
         if tag.tag_type == flv::TAG_VIDEO || tag.tag_type == flv::TAG_AUDIO {
-            seg.push(tag.tag_type == flv::TAG_VIDEO, tag.timestamp, &tag.body, 0);
+            push(&mut seg, &tag, tag.timestamp);
             drain(&mut seg);
         }
     }
@@ -193,7 +203,7 @@ fn decode_each_segment(tag: &str, s: Settings, stamp: impl FnMut(u32) -> u32) ->
     for tag in flv::FlvReader::new(flv).unwrap() {
         let tag = tag.unwrap();
         if tag.tag_type == flv::TAG_VIDEO || tag.tag_type == flv::TAG_AUDIO {
-            seg.push(tag.tag_type == flv::TAG_VIDEO, stamp(tag.timestamp), &tag.body, 0);
+            push(&mut seg, &tag, stamp(tag.timestamp));
             drain(&mut seg);
         }
     }

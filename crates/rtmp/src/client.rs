@@ -116,6 +116,12 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
+    /// Refuse incoming messages over `max_message` bytes (64 MiB unless set), as the server
+    /// side's `max_message` does; call it before the first input.
+    pub fn set_max_message(&mut self, max_message: u32) {
+        self.decoder = ChunkDecoder::new(max_message, 1024);
+    }
+
     /// A client that has not sent anything yet.
     pub fn new(config: ClientConfig, epoch_ms: u32, rng: &mut impl rand::RngCore) -> Self {
         let hs = ClientHandshake::new(config.complex_handshake, epoch_ms, rng);

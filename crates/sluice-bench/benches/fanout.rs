@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtmp::MediaKind;
 use sluice::hub::{Entry, Frame, Hub, StreamKey, StreamOptions};
 
 const FRAMES: usize = 300;
@@ -47,7 +46,10 @@ impl Done {
 }
 
 fn frame(i: usize) -> Frame {
-    Frame::new(MediaKind::Video, i as u32 * 33, Bytes::from(vec![0u8; PAYLOAD]), i.is_multiple_of(60), false)
+    let mut payload = vec![0u8; PAYLOAD];
+    payload[0] = if i.is_multiple_of(60) { 0x17 } else { 0x27 };
+    payload[1] = 1;
+    Frame::video(i as u32 * 33, Bytes::from(payload)).expect("an AVC frame")
 }
 
 fn hub_ring(workers: usize, subscribers: usize) -> Duration {

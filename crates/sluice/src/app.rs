@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::http::{self, HttpState, LiveContent};
 use crate::hub::Hub;
 use crate::modules::Module;
+use crate::relay::pull::{Pulls, ServerApps, Setup};
 use crate::server::{self, ServerCtx};
 
 /// How long shutdown waits for connections to say goodbye.
@@ -46,15 +47,37 @@ pub async fn run_with_modules(
     let tracker = TaskTracker::new();
     tracker.spawn(crate::exec::start(&config, &shared.notices, shutdown.clone()));
     let mut rtmp_addrs = Vec::new();
+    let mut bound = Vec::new();
     for (index, conf) in config.servers.iter().enumerate() {
         let listeners = server::bind(conf).await?;
         rtmp_addrs.extend(server::local_addrs(&listeners));
         let ctx = Arc::new(ServerCtx::new(conf.clone(), index, &shared, shutdown.clone()));
+        bound.push((listeners, ctx));
+    }
+    // Relay pulls, before the first connection: on demand from `streams::play`, `static`
+    // ones from now on.
+    let pull_setup = Setup {
+        modules: shared.modules.clone(),
+        clients: shared.clients.clone(),
+        servers: bound
+            .iter()
+            .map(|(_, ctx)| ServerApps {
+                apps: ctx.apps.clone(),
+                out_queue: ctx.conf.core.out_queue,
+                max_message: ctx.conf.core.max_message,
+            })
+            .collect(),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    let pulls = Pulls::install(&hub, pull_setup);
+    for (listeners, ctx) in bound {
         tracker.spawn(crate::notify::record_done_listener(ctx.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }
     }
+    pulls.start_static();
     // Live HLS playlists and segments are served from memory before the disk.
     let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
     let http_addrs = start_http(&config, &hub, &live, &shared, &shutdown, &tracker)?;
@@ -117,17 +140,21 @@ fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
 }
 
 /// Print where to publish and play, as a newcomer needs it.
-fn announce(config: &Config, rtmp: &[SocketAddr], http: &[SocketAddr]) {
-    for addr in rtmp {
-        tracing::info!("rtmp listening on {addr}");
+fn announce(config: &Config, rtmp: &[(SocketAddr, &str)], http: &[SocketAddr]) {
+    for (addr, scheme) in rtmp {
+        tracing::info!("{scheme} listening on {addr}");
     }
     for addr in http {
         tracing::info!("http listening on {addr}");
     }
     let host = |a: &SocketAddr| if a.ip().is_unspecified() { "localhost".to_string() } else { a.ip().to_string() };
-    if let (Some(addr), Some(app)) = (rtmp.first(), config.servers.first().and_then(|s| s.apps.first())) {
-        let port = if addr.port() == 1935 { String::new() } else { format!(":{}", addr.port()) };
-        let url = format!("rtmp://{}{}/{}/STREAM", host(addr), port, app.name);
+    // A plain listener for the hint when there is one (ffplay of Debian checks no certificate,
+    // but a plain URL is what a newcomer tries first).
+    let hint = rtmp.iter().find(|(_, s)| *s == "rtmp").or(rtmp.first());
+    if let (Some((addr, scheme)), Some(app)) = (hint, config.servers.first().and_then(|s| s.apps.first())) {
+        let default_port = if *scheme == "rtmps" { 443 } else { 1935 };
+        let port = if addr.port() == default_port { String::new() } else { format!(":{}", addr.port()) };
+        let url = format!("{scheme}://{}{}/{}/STREAM", host(addr), port, app.name);
         eprintln!("sluice is ready.\n  publish: ffmpeg -re -i input.mp4 -c copy -f flv {url}\n  play:    ffplay {url}");
     }
     if let Some(addr) = http.first() {

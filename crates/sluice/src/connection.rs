@@ -411,7 +411,14 @@ impl Conn {
         if !self.valid_name(Stage::Publish, stream_id, &name) {
             return;
         }
-        let source = streams::Source { app, name: &name, args: &asked.args, client: self.client.as_ref(), push_to };
+        let source = streams::Source {
+            app,
+            name: &name,
+            args: &asked.args,
+            client: self.client.as_ref(),
+            push_to,
+            srv: self.ctx.index,
+        };
         match streams::publish(&self.ctx.hub, &self.ctx.modules, &source, self.stream_options()) {
             Ok(Published { publisher, status }) => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
@@ -446,7 +453,16 @@ impl Conn {
         self.decide(Box::pin(decision), Resume::Play { stream_id, asked: Asked { name, args }, reset });
     }
 
-    fn start_play(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, reset: bool) {
+    /// `pull_from`: an `rtmp://` location `on_play` redirected to, which the stream is pulled from.
+    fn start_play(
+        &mut self,
+        app: &Arc<AppConf>,
+        stream_id: u32,
+        name: String,
+        asked: Asked,
+        reset: bool,
+        pull_from: Option<&str>,
+    ) {
         // Again here: `on_play` may have redirected the stream.
         if !self.valid_name(Stage::Play, stream_id, &name) {
             return;
@@ -454,7 +470,16 @@ impl Conn {
         // One play per connection, as nginx-rtmp's live module: a new `play` ends the old one,
         // so repeated plays cannot pile up idle streams in the hub.
         self.stop_playing();
-        let found = streams::play(&self.ctx.hub, app, &name, self.stream_options());
+        let found = match pull_from {
+            None => streams::play(&self.ctx.hub, app, &name, self.stream_options()),
+            Some(url) => match streams::play_pulled(&self.ctx.hub, app, url, &name, self.stream_options()) {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %notify::log_url(url), "play refused: on_play's relay: {e}");
+                    return self.tell_refused(Stage::Play, stream_id, &format!("on_play relay: {e}"));
+                }
+            },
+        };
         // A feature configured to serve this name but not implemented (pull, VOD): say so
         // rather than wait for a publisher or answer "No such stream".
         let unserved = app.unserved_play();
@@ -567,12 +592,14 @@ impl Conn {
                 self.start_publish(&app, stream_id, local_name, asked, kind, Some(&url))
             }
             (Resume::Play { stream_id, asked, reset }, Admit::Local { name }) => {
-                self.start_play(&app, stream_id, name, asked, reset)
+                self.start_play(&app, stream_id, name, asked, reset, None)
             }
-            (_, Admit::Relay { url, .. }) => {
-                tracing::info!(client = %self.peer, app = %app.name, url = %notify::log_url(&url), "{} refused: relays are not wired", stage.as_str());
-                self.tell_refused(stage, stream_id, "Relays (pull/push) are not implemented yet.");
+            // nginx-rtmp: pull the stream from `url`, published here as `local_name`, and play it.
+            (Resume::Play { stream_id, asked, reset }, Admit::Relay { url, local_name }) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %local_name, url = %notify::log_url(&url), "play relayed by on_play");
+                self.start_play(&app, stream_id, local_name, asked, reset, Some(&url))
             }
+            // A connect is decided as `Decided::Connect`, above.
             (Resume::Connect, _) => {}
         }
     }

@@ -546,10 +546,11 @@ impl HlsTask {
             }
             for entry in batch.entries {
                 match entry {
-                    Entry::Frame(f) if f.kind != MediaKind::Data => {
-                        self.seg.push(f.kind == MediaKind::Video, f.timestamp, &f.payload, unix_ms());
-                    }
-                    Entry::Frame(_) => {}
+                    Entry::Frame(f) => match f.kind {
+                        MediaKind::Video => self.seg.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms()),
+                        MediaKind::Audio => self.seg.push_audio(f.timestamp, f.audio_header(), &f.payload, unix_ms()),
+                        MediaKind::Data => {}
+                    },
                     Entry::Published => {
                         if gap.take().is_some() {
                             tracing::info!(app = %self.app.name, stream = %self.name, "hls: publisher back; the playlist continues after a discontinuity");
@@ -872,6 +873,7 @@ fn random_key() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Frame;
 
     #[tokio::test]
     async fn expired_files_wait_their_grace_and_the_removal_queue_is_bounded() {
@@ -908,13 +910,16 @@ mod tests {
         ));
         let store = HlsStore::new(CancellationToken::new());
         let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into()).unwrap();
-        task.seg.push(true, 0, &Bytes::from_static(AVC_HEADER), 0);
+        let push = |task: &mut HlsTask, f: Frame, now: u64| {
+            task.seg.push_video(f.timestamp, f.video_header(), &f.payload, now)
+        };
+        push(&mut task, Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap(), 0);
         for i in 0..100u32 {
             let (tag, nal): (u8, &[u8]) =
                 if i % 25 == 0 { (0x17, &[0x65, 0x88, 0x84]) } else { (0x27, &[0x41, 0x9a, 0x02]) };
             let mut frame = vec![tag, 1, 0, 0, 0, 0, 0, 0, nal.len() as u8];
             frame.extend_from_slice(nal);
-            task.seg.push(true, i * 40, &Bytes::from(frame), u64::from(i * 40));
+            push(&mut task, Frame::video(i * 40, Bytes::from(frame)).unwrap(), u64::from(i * 40));
         }
         let events: Vec<Event> = std::iter::from_fn(|| task.seg.poll_event()).collect();
         assert!(events.iter().filter(|e| matches!(e, Event::Part { .. })).count() > 10, "a burst of parts");

@@ -30,8 +30,20 @@ const MAX_GOP_BYTES: usize = 64 << 20;
 /// Longest an audio frame waits for a video frame to wake subscribers together.
 const MAX_AUDIO_HOLD: Duration = Duration::from_millis(50);
 
+/// What a message's FLV tag header said, parsed once when the frame is made so that no output
+/// parses it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// A video message's header.
+    Video(flv::VideoHeader),
+    /// An audio message's header.
+    Audio(flv::AudioHeader),
+    /// A data message, or an audio message whose header did not parse (passed on as it came).
+    None,
+}
+
 /// One media message from a publisher, stored once and shared by every subscriber.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Frame {
     /// Audio, video or metadata.
     pub kind: MediaKind,
@@ -39,18 +51,71 @@ pub struct Frame {
     pub timestamp: u32,
     /// The FLV tag body (RTMP message payload).
     pub payload: Bytes,
-    /// A video keyframe (players may start here).
+    /// A video keyframe (players may start here); set from [`Frame::tag`].
     pub keyframe: bool,
-    /// An AVC/HEVC/AV1 sequence header or AAC config, to be resent to each new player.
+    /// An AVC/HEVC/AV1 sequence header, AAC config or `onMetaData`, to be resent to each new
+    /// player; set from [`Frame::tag`] (or by [`Frame::data`]).
     pub sequence_header: bool,
+    tag: Tag,
     /// The frame chunked for RTMP once, for the first chunk size asked for.
     chunked: OnceLock<(u32, Bytes)>,
 }
 
 impl Frame {
-    /// A frame; `keyframe` and `sequence_header` come from parsing the tag header.
-    pub fn new(kind: MediaKind, timestamp: u32, payload: Bytes, keyframe: bool, sequence_header: bool) -> Self {
-        Self { kind, timestamp, payload, keyframe, sequence_header, chunked: OnceLock::new() }
+    /// A video message; `None` when its tag header does not parse (no output could use it).
+    pub fn video(timestamp: u32, payload: Bytes) -> Option<Self> {
+        let h = flv::parse_video(&payload).ok()?;
+        let seq = h.is_sequence_header();
+        Some(Self::with_tag(MediaKind::Video, timestamp, payload, Tag::Video(h), h.is_keyframe() && !seq, seq))
+    }
+
+    /// An audio message. One whose tag header does not parse is still passed on (players and
+    /// FLV recordings take it as it came), with [`Tag::None`].
+    pub fn audio(timestamp: u32, payload: Bytes) -> Self {
+        match flv::parse_audio(&payload) {
+            Ok(h) => Self::with_tag(MediaKind::Audio, timestamp, payload, Tag::Audio(h), false, h.is_sequence_header()),
+            Err(_) => Self::with_tag(MediaKind::Audio, timestamp, payload, Tag::None, false, false),
+        }
+    }
+
+    /// A data message; `metadata` marks `onMetaData`, kept for new players and recordings.
+    pub fn data(timestamp: u32, payload: Bytes, metadata: bool) -> Self {
+        Self::with_tag(MediaKind::Data, timestamp, payload, Tag::None, false, metadata)
+    }
+
+    fn with_tag(kind: MediaKind, timestamp: u32, payload: Bytes, tag: Tag, keyframe: bool, seq: bool) -> Self {
+        Self { kind, timestamp, payload, keyframe, sequence_header: seq, tag, chunked: OnceLock::new() }
+    }
+
+    /// The parsed tag header.
+    pub fn tag(&self) -> &Tag {
+        &self.tag
+    }
+
+    /// The video tag header, for a video frame.
+    pub fn video_header(&self) -> Option<&flv::VideoHeader> {
+        match &self.tag {
+            Tag::Video(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The audio tag header, for an audio frame whose header parsed.
+    pub fn audio_header(&self) -> Option<&flv::AudioHeader> {
+        match &self.tag {
+            Tag::Audio(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The codec payload after the tag header (configuration record, NAL units, audio frame);
+    /// empty for [`Tag::None`].
+    pub fn codec_payload(&self) -> &[u8] {
+        match &self.tag {
+            Tag::Video(h) => h.payload(&self.payload),
+            Tag::Audio(h) => h.payload(&self.payload),
+            Tag::None => &[],
+        }
     }
 
     /// The RTMP chunks of this frame for message stream 1 and `chunk_size`: built once and shared
@@ -299,7 +364,7 @@ impl Stream {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let mut pack = st.start.clone();
         pack.live = st.publisher.is_some();
-        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None };
+        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None, held: None };
         (pack, sub)
     }
 
@@ -359,6 +424,8 @@ pub struct Subscriber {
     cursor: u64,
     /// The wake-up round this subscriber's waker is registered in.
     registered: Option<u64>,
+    /// Dropped with the subscriber (see [`Subscriber::hold`]).
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The result of one read.
@@ -459,6 +526,8 @@ pub struct Hub {
     max_streams: usize,
     /// Whether "registry full" was logged (once per episode).
     full_logged: AtomicBool,
+    /// See [`Hub::attach`].
+    attached: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Default for Hub {
@@ -522,6 +591,7 @@ impl Hub {
             next_publisher: AtomicU64::new(0),
             max_streams,
             full_logged: AtomicBool::new(false),
+            attached: OnceLock::new(),
         }
     }
 
@@ -618,6 +688,45 @@ impl Hub {
     }
 }
 
+/// What the relay pull needs from the hub: a player count that module subscribers are not part
+/// of, a way to tell waiting players that a stream will not come, and the pull registry
+/// reachable from every source (they all hold the hub).
+impl Subscriber {
+    /// Keep `value` until this subscriber is dropped (after it left the stream): a source marks
+    /// its players with a guard whose `Drop` counts them out.
+    pub fn hold(&mut self, value: Box<dyn std::any::Any + Send + Sync>) {
+        self.held = Some(value);
+    }
+}
+
+impl Stream {
+    /// Players waiting on a stream nobody publishes read [`Entry::Unpublished`], as if a
+    /// publisher had left (a relay pull that failed to start); a no-op while someone publishes.
+    pub fn end_waiting(&self) {
+        {
+            let mut st = self.write();
+            if st.publisher.is_some() {
+                return;
+            }
+            push_entry(&mut st.ring, Entry::Unpublished);
+        }
+        self.waiters.wake_all();
+    }
+}
+
+impl Hub {
+    /// Attach what the entry points of [`crate::streams`] need besides the registry (the relay
+    /// pulls), once at start-up; false if something is attached already.
+    pub fn attach<T: std::any::Any + Send + Sync>(&self, value: Arc<T>) -> bool {
+        self.attached.set(value).is_ok()
+    }
+
+    /// What [`Hub::attach`] attached, if it is a `T`.
+    pub fn attached<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.attached.get()?.clone().downcast::<T>().ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,7 +738,7 @@ mod tests {
     const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
 
     fn video(ts: u32, key: bool) -> Frame {
-        Frame::new(MediaKind::Video, ts, Bytes::from(vec![0u8; 10]), key, false)
+        Frame::video(ts, Bytes::from(vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65])).unwrap()
     }
 
     #[test]
@@ -708,8 +817,8 @@ mod tests {
     fn cue_points_do_not_replace_cached_metadata() {
         let hub = Hub::new();
         let p = hub.publish(key("a"), OPTS).unwrap();
-        p.stream().push(Frame::new(MediaKind::Data, 0, Bytes::from_static(b"meta"), false, true));
-        p.stream().push(Frame::new(MediaKind::Data, 0, Bytes::from_static(b"cue"), false, false));
+        p.stream().push(Frame::data(0, Bytes::from_static(b"meta"), true));
+        p.stream().push(Frame::data(0, Bytes::from_static(b"cue"), false));
         let (pack, _) = p.stream().subscribe();
         assert_eq!(&pack.metadata.unwrap().payload[..], b"meta");
     }
@@ -719,7 +828,7 @@ mod tests {
         let hub = Hub::new();
         let p = hub.publish(key("a"), OPTS).unwrap();
         let s = p.stream();
-        s.push(Frame::new(MediaKind::Video, 0, Bytes::from_static(b"hdr"), true, true));
+        s.push(Frame::video(0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f])).unwrap());
         s.push(video(0, true));
         s.push(video(33, false));
         s.push(video(66, true));
@@ -798,9 +907,37 @@ mod tests {
         assert_eq!(s.waiters.waiting.lock().unwrap().wakers.len(), 1);
     }
 
+    /// The frame keeps the header it was made from; the flags players read come from it.
+    #[test]
+    fn a_frame_carries_its_parsed_tag_header() {
+        let body = Bytes::from_static(&[0x17, 1, 0, 0, 0x28, 0, 0, 0, 1, 0x65]);
+        let f = Frame::video(0, body.clone()).unwrap();
+        assert_eq!(f.tag(), &Tag::Video(flv::parse_video(&body).unwrap()));
+        assert_eq!(f.video_header().map(|h| h.composition_time), Some(40));
+        assert_eq!(f.codec_payload(), &[0, 0, 0, 1, 0x65]);
+        assert!(f.keyframe && !f.sequence_header);
+        let config = Frame::video(0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64])).unwrap();
+        assert!(config.sequence_header && !config.keyframe, "a sequence header is not a keyframe");
+        let aac = Frame::audio(0, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]));
+        assert_eq!(aac.audio_header().map(|h| h.codec), Some(flv::AudioCodec::Aac));
+        assert!(aac.sequence_header);
+        assert_eq!(aac.codec_payload(), &[0x12, 0x10]);
+        let garbage = Frame::audio(0, Bytes::new());
+        assert_eq!((garbage.tag(), garbage.codec_payload()), (&Tag::None, &[][..]));
+        assert!(Frame::video(0, Bytes::new()).is_none(), "video without a header is not a frame");
+        assert!(Frame::data(0, Bytes::from_static(b"m"), true).sequence_header);
+    }
+
+    /// A frame is stored once per message in the ring: the parsed header (40 bytes) made it 136
+    /// bytes on 64-bit targets, from 88; keep it from growing further unnoticed.
+    #[test]
+    fn a_frame_stays_small() {
+        assert!(std::mem::size_of::<Frame>() <= 136, "{} bytes", std::mem::size_of::<Frame>());
+    }
+
     #[test]
     fn chunks_are_built_once_per_chunk_size() {
-        let f = Frame::new(MediaKind::Video, 5, Bytes::from(vec![1u8; 5000]), true, false);
+        let f = Frame::video(5, Bytes::from(vec![0x17; 5000])).unwrap();
         let a = f.rtmp_chunks(4096, 7);
         let b = f.rtmp_chunks(4096, 7);
         assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not rebuilt");

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use rtmp::MediaKind;
 
 use crate::config::{LiveConf, MetaMode};
-use crate::hub::Frame;
+use crate::hub::{Frame, Tag};
 
 /// Metadata fields kept by `meta on` (nginx-rtmp rebuilds metadata from what it parsed).
 const META_ON_FIELDS: &[&str] = &[
@@ -33,23 +33,17 @@ const META_ON_FIELDS: &[&str] = &[
     "level",
 ];
 
-/// Turn one message from a publisher into a hub frame; `None` means it is not forwarded.
+/// Turn one message from a publisher into a hub frame; `None` means it is not forwarded. The
+/// tag header is parsed here, once: the frame carries it to every output.
 pub fn ingest(conf: &LiveConf, kind: MediaKind, timestamp: u32, payload: Bytes) -> Option<Frame> {
     match kind {
-        MediaKind::Video => {
-            let h = flv::tag::parse_video(&payload).ok()?;
-            let seq = h.is_sequence_header();
-            Some(Frame::new(kind, timestamp, payload, h.is_keyframe() && !seq, seq))
-        }
-        MediaKind::Audio => {
-            let seq = flv::tag::parse_audio(&payload).map(|h| h.is_sequence_header()).unwrap_or(false);
-            Some(Frame::new(kind, timestamp, payload, false, seq))
-        }
+        MediaKind::Video => Frame::video(timestamp, payload),
+        MediaKind::Audio => Some(Frame::audio(timestamp, payload)),
         // `onMetaData` is flagged as the data stream's "sequence header": the one data message
         // kept for new players and recordings. Cue points and the rest only pass through.
         MediaKind::Data => {
             let (payload, is_metadata) = metadata(conf.meta, payload)?;
-            Some(Frame::new(kind, 0, payload, false, is_metadata))
+            Some(Frame::data(0, payload, is_metadata))
         }
     }
 }
@@ -80,19 +74,17 @@ fn metadata(mode: MetaMode, payload: Bytes) -> Option<(Bytes, bool)> {
 /// A one-line description of a sequence header ("video: H.264 High 3.1 1280x720"), for logs
 /// and stats; `Ok(None)` for codecs whose configuration is not parsed.
 pub fn describe_sequence_header(frame: &Frame) -> Result<Option<String>, flv::FlvError> {
-    match frame.kind {
-        MediaKind::Video => {
-            let h = flv::tag::parse_video(&frame.payload)?;
-            let Some(p) = flv::codec::parse_video_config(h.codec, h.payload(&frame.payload))? else { return Ok(None) };
+    match frame.tag() {
+        Tag::Video(h) => {
+            let Some(p) = flv::codec::parse_video_config(h.codec, frame.codec_payload())? else { return Ok(None) };
             let (codec, profile, level) = (p.codec.name(), p.profile_name(), p.level_name());
             Ok(Some(format!("video: {codec} {profile} {level} {}x{}", p.width, p.height)))
         }
-        MediaKind::Audio => {
-            let h = flv::tag::parse_audio(&frame.payload)?;
-            let Some(p) = flv::codec::parse_audio_config(h.codec, h.payload(&frame.payload))? else { return Ok(None) };
+        Tag::Audio(h) => {
+            let Some(p) = flv::codec::parse_audio_config(h.codec, frame.codec_payload())? else { return Ok(None) };
             Ok(Some(format!("audio: {} {} Hz {} ch", p.codec.name(), p.sample_rate, p.channels)))
         }
-        MediaKind::Data => Ok(None),
+        Tag::None => Ok(None),
     }
 }
 
@@ -202,15 +194,41 @@ mod tests {
         assert!(!cue.sequence_header, "a cue point passes through but is not kept as metadata");
     }
 
+    /// Ingest parses the tag header once and the frame carries it to every output; a video
+    /// message without one is not forwarded, an audio one is (as it came).
+    #[test]
+    fn ingest_gives_frames_their_parsed_header() {
+        let avc = Bytes::from_static(&[0x27, 1, 0, 0, 0x21, 0, 0, 0, 1, 0x41]);
+        let f = ingest(&conf(), MediaKind::Video, 80, avc.clone()).unwrap();
+        assert_eq!(f.tag(), &Tag::Video(flv::parse_video(&avc).unwrap()));
+        assert_eq!(f.video_header().map(|h| h.composition_time), Some(33));
+        assert!(!f.keyframe && !f.sequence_header);
+        let aac = ingest(&conf(), MediaKind::Audio, 80, Bytes::from_static(&[0xAF, 1, 0x21])).unwrap();
+        assert_eq!(aac.audio_header().map(|h| h.packet), Some(flv::AudioPacket::Coded));
+        assert_eq!(aac.codec_payload(), &[0x21]);
+        assert!(ingest(&conf(), MediaKind::Video, 0, Bytes::new()).is_none());
+        let empty = ingest(&conf(), MediaKind::Audio, 0, Bytes::new()).unwrap();
+        assert_eq!(empty.tag(), &Tag::None);
+        assert_eq!(ingest(&conf(), MediaKind::Data, 0, meta_payload()).unwrap().tag(), &Tag::None);
+    }
+
+    #[test]
+    fn describes_sequence_headers_from_the_frame() {
+        let aac = ingest(&conf(), MediaKind::Audio, 0, Bytes::from_static(&[0xAF, 0, 0x12, 0x10])).unwrap();
+        assert_eq!(describe_sequence_header(&aac).unwrap().as_deref(), Some("audio: AAC 44100 Hz 2 ch"));
+        let meta = ingest(&conf(), MediaKind::Data, 0, meta_payload()).unwrap();
+        assert_eq!(describe_sequence_header(&meta).unwrap(), None);
+    }
+
     #[test]
     fn wait_key_holds_video_until_keyframe_and_wait_video_holds_audio() {
         let mut c = conf();
         c.wait_key = true;
         c.wait_video = true;
         let mut gate = PlayerGate::new(&c);
-        let inter = Frame::new(MediaKind::Video, 0, Bytes::new(), false, false);
-        let key = Frame::new(MediaKind::Video, 0, Bytes::new(), true, false);
-        let audio = Frame::new(MediaKind::Audio, 0, Bytes::new(), false, false);
+        let inter = Frame::video(0, Bytes::from_static(&[0x27, 1, 0, 0, 0])).unwrap();
+        let key = Frame::video(0, Bytes::from_static(&[0x17, 1, 0, 0, 0])).unwrap();
+        let audio = Frame::audio(0, Bytes::from_static(&[0xAF, 1, 0x21]));
         assert!(!gate.admit(&audio, true));
         assert!(!gate.admit(&inter, true));
         assert!(gate.admit(&key, true));

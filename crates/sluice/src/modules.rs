@@ -47,6 +47,9 @@ pub struct PublishCtx<'a> {
     /// An `rtmp://` location an `on_publish` callback redirected the publish to: the relay
     /// push module pushes there too (`notify_relay_redirect`).
     pub push_to: Option<&'a str>,
+    /// The index of the `server {}` block the stream is published in: relay legs register
+    /// under it, so control's `srv=` finds them.
+    pub srv: usize,
     /// Statuses for the publisher: clone it to send some.
     pub status: &'a StatusSender,
 }

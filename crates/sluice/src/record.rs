@@ -280,7 +280,6 @@ mod tests {
     use crate::config::AppConf;
     use crate::hub::{Frame, Hub, StreamOptions};
     use bytes::Bytes;
-    use rtmp::MediaKind;
 
     const AVC_HEADER: &[u8] =
         &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
@@ -330,11 +329,11 @@ mod tests {
         tokio::task::yield_now().await;
         let (first, rest) = frames.split_at(frames.len() / 2);
         for f in first {
-            publisher.stream().push(Frame::new(f.kind, f.timestamp, f.payload.clone(), f.keyframe, f.sequence_header));
+            publisher.stream().push(f.clone());
         }
         control(&recorders).await;
         for f in rest {
-            publisher.stream().push(Frame::new(f.kind, f.timestamp, f.payload.clone(), f.keyframe, f.sequence_header));
+            publisher.stream().push(f.clone());
         }
         drop(publisher);
         running.await.unwrap();
@@ -350,23 +349,17 @@ mod tests {
     /// starts at 100 s and jumps back to 0 after 2 s.
     fn stream() -> Vec<Frame> {
         let mut f = vec![
-            Frame::new(MediaKind::Video, 100_000, Bytes::from_static(AVC_HEADER), false, true),
-            Frame::new(MediaKind::Audio, 100_000, Bytes::from_static(AAC_HEADER), false, true),
+            Frame::video(100_000, Bytes::from_static(AVC_HEADER)).unwrap(),
+            Frame::audio(100_000, Bytes::from_static(AAC_HEADER)),
         ];
         for i in 0..100u32 {
             let base = if i < 50 { 100_000 } else { 0 };
             let ts = base + (i % 50) * 40;
             let key = i % 25 == 0;
             let v = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
-            f.push(Frame::new(MediaKind::Video, ts, Bytes::from(v), key, false));
+            f.push(Frame::video(ts, Bytes::from(v)).unwrap());
             for a in 0..2 {
-                f.push(Frame::new(
-                    MediaKind::Audio,
-                    ts + 3 + a * 20,
-                    Bytes::from_static(&[0xAF, 1, 0x21, 0x10]),
-                    false,
-                    false,
-                ));
+                f.push(Frame::audio(ts + 3 + a * 20, Bytes::from_static(&[0xAF, 1, 0x21, 0x10])));
             }
         }
         f
@@ -476,8 +469,8 @@ mod tests {
         for i in 0..50u32 {
             let key = i % 25 == 0;
             let v = vec![if key { 0x14 } else { 0x24 }, 0, 1, 2, 3];
-            f.push(Frame::new(MediaKind::Video, i * 40, Bytes::from(v), key, false));
-            f.push(Frame::new(MediaKind::Audio, i * 40 + 3, Bytes::from_static(&[0x2F, 0xFF, 0xFB]), false, false));
+            f.push(Frame::video(i * 40, Bytes::from(v)).unwrap());
+            f.push(Frame::audio(i * 40 + 3, Bytes::from_static(&[0x2F, 0xFF, 0xFB])));
         }
         f
     }

@@ -3,5 +3,6 @@
 //! RTMPS connection both use, [`push`] is the output module that runs one leg per target.
 
 pub mod conn;
+pub mod pull;
 pub mod push;
 pub mod url;

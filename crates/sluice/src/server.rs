@@ -228,8 +228,9 @@ pub(crate) fn set_int_option(
 }
 
 /// The addresses a listener actually bound (port 0 resolved).
-pub fn local_addrs(listeners: &[Listener]) -> Vec<SocketAddr> {
-    listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+pub fn local_addrs(listeners: &[Listener]) -> Vec<(SocketAddr, &'static str)> {
+    let scheme = |l: &Listener| if l.tls.is_some() { "rtmps" } else { "rtmp" };
+    listeners.iter().filter_map(|l| Some((l.local_addr().ok()?, scheme(l)))).collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::config::AppConf;
 use crate::events::ClientInfo;
 use crate::hub::{Hub, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
 use crate::modules::{Module, PublishCtx, StatusReceiver};
+use crate::relay::pull::{self, Pulls};
 
 /// Who publishes what.
 pub struct Source<'a> {
@@ -25,6 +26,8 @@ pub struct Source<'a> {
     /// One more push target, besides the application's `push` lines: the `rtmp://` location
     /// an `on_publish` callback redirected to (nginx-rtmp pushes the stream there).
     pub push_to: Option<&'a str>,
+    /// The index of the `server {}` block the stream is published in (control's `srv`).
+    pub srv: usize,
 }
 
 /// A publish that succeeded.
@@ -53,6 +56,7 @@ pub fn publish(
         args: source.args,
         client: source.client,
         push_to: source.push_to,
+        srv: source.srv,
         status: &tx,
     };
     for module in modules {
@@ -65,12 +69,34 @@ pub fn publish(
 /// Subscribe a player to `name` in `app`. With `idle_streams on` a stream nobody publishes yet
 /// is created for the player to wait on; `None` when the application does not play live or
 /// there is no such stream (or no room for one).
+///
+/// Every player source calls this, and nothing else does (output modules subscribe to the hub
+/// directly), so it is where players are counted: in an application with a matching `pull`,
+/// the player joins the stream's relay pull, or starts one when nobody publishes the stream
+/// ([`crate::relay::pull`]), and the pull stops when its last player leaves. A player of a
+/// pull still starting waits for it even with `idle_streams off` (its `StartPack::live` is
+/// set: the source accepts it now).
 pub fn play(hub: &Arc<Hub>, app: &AppConf, name: &str, opts: StreamOptions) -> Option<(StartPack, Subscriber)> {
     if !app.live.live {
         return None;
     }
+    if let (Some(target), Some(pulls)) = (pull::on_demand_target(app, name), Pulls::of(hub)) {
+        return pulls.play(hub, app, target, name, opts);
+    }
     let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
     hub.subscribe(&key, app.live.idle_streams.then_some(opts))
+}
+
+/// Subscribe a player to `name` in `app`, pulled from `url` (started, or joined when it runs):
+/// an `on_play` callback's `rtmp://` redirect, which nginx-rtmp answers with a pull.
+pub fn play_pulled(
+    hub: &Arc<Hub>,
+    app: &AppConf,
+    url: &str,
+    name: &str,
+    opts: StreamOptions,
+) -> Result<(StartPack, Subscriber), pull::PullError> {
+    pull::start_for_url(hub, app, url, name, opts)
 }
 
 #[cfg(test)]
@@ -117,7 +143,7 @@ mod tests {
         let (a, b) = (Arc::new(Dummy::default()), Arc::new(Dummy::default()));
         let modules: Vec<Arc<dyn Module>> = vec![a.clone(), b.clone()];
         let app = app("live on;");
-        let source = Source { app: &app, name: "cam", args: "k=v", client: None, push_to: None };
+        let source = Source { app: &app, name: "cam", args: "k=v", client: None, push_to: None, srv: 0 };
         let mut published = publish(&hub, &modules, &source, OPTS).expect("published");
         assert!(published.publisher.stream().is_live());
         for m in [&a, &b] {
@@ -149,7 +175,9 @@ mod tests {
     #[tokio::test]
     async fn a_registered_module_runs_for_an_rtmp_publisher() {
         let port = free_port();
-        let text = format!("rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+        let text = format!(
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+        );
         let config = crate::config::Config::parse(&text, "t").unwrap();
         let dummy = Arc::new(Dummy::default());
         let shutdown = CancellationToken::new();
@@ -179,5 +207,51 @@ mod tests {
         drop(client);
         shutdown.cancel();
         server.await.unwrap().unwrap();
+    }
+
+    /// The same module is started for a stream that a relay pull publishes: the pull is a
+    /// source like an RTMP publisher, its client the relay session (the origin's address).
+    #[tokio::test]
+    async fn a_registered_module_runs_for_a_relay_pulled_publisher() {
+        let (origin_port, edge_port) = (free_port(), free_port());
+        let conf = |port: u16, app: &str| {
+            let text = format!("rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; {app} }} }} }}");
+            crate::config::Config::parse(&text, "t").unwrap()
+        };
+        let shutdown = CancellationToken::new();
+        let origin = tokio::spawn(crate::app::run(conf(origin_port, ""), shutdown.clone()));
+        let dummy = Arc::new(Dummy::default());
+        let pull = format!("pull rtmp://127.0.0.1:{origin_port}/live;");
+        let edge =
+            tokio::spawn(crate::app::run_with_modules(conf(edge_port, &pull), shutdown.clone(), vec![dummy.clone()]));
+        let connect = |port: u16, role: Role| async move {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            loop {
+                match crate::client::RtmpClient::connect(addr, "live", role.clone()).await {
+                    Ok(c) => break c,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        };
+        let mut publisher = connect(origin_port, Role::Publish("cam".into())).await;
+        assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let mut player = connect(edge_port, Role::Play("cam".into())).await;
+        let media = async {
+            loop {
+                publisher.send_media(rtmp::MediaKind::Video, 0, &[0x17, 0x01, 0, 0, 0, 1, 2, 3]).await.unwrap();
+                let got = tokio::time::timeout(Duration::from_millis(200), player.next_event()).await;
+                if let Ok(Ok(ClientEvent::Media { kind: rtmp::MediaKind::Video, .. })) = got {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), media).await.expect("the pulled stream's media");
+        let seen = dummy.seen.lock().unwrap().clone();
+        let origin_addr: SocketAddr = ([127, 0, 0, 1], origin_port).into();
+        assert_eq!(seen, [("live".into(), "cam".into(), "".into(), Some(origin_addr))]);
+        drop((player, publisher));
+        shutdown.cancel();
+        origin.await.unwrap().unwrap();
+        edge.await.unwrap().unwrap();
     }
 }

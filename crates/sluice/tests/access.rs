@@ -334,13 +334,15 @@ fn redirects_rename_publishers_and_send_players_elsewhere() {
 }
 
 #[tokio::test]
-async fn relay_redirects_are_refused_until_relays_exist() {
+async fn an_rtmp_redirect_starts_a_pull_and_an_unreachable_origin_ends_the_player() {
     let backend = Backend::start();
     let server = server(&format!("application live {{ live on; on_play {}; }}", backend.url("/relay")));
-    let (code, why) = first_status(&server, "live", play("x")).await;
-    assert_eq!(code, "NetStream.Play.Failed");
-    assert!(why.contains("relays (pull/push) are not implemented yet"), "{why}");
-    wait_log(&server, &["play refused", "rtmp://origin.example/live/x", "reason=callback_relay"]);
+    let mut c = RtmpClient::connect(server.addr(), "live", play("x")).await.unwrap();
+    // The player waits for the pull (as for a stream not published yet); when the origin cannot
+    // be reached the pull ends and so does the player, as nginx-rtmp drops a dead relay's players.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async { while c.next_event().await.is_ok() {} }).await;
+    assert!(ended.is_ok(), "the player is closed when the pull fails; log:\n{}", server.log());
+    wait_log(&server, &["play relayed by on_play", "rtmp://origin.example/live/x"]);
 }
 
 #[tokio::test]

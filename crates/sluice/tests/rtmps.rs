@@ -160,6 +160,7 @@ async fn play_until_started(tls: &mut tokio_rustls::client::TlsStream<tokio::net
         complex_handshake: true,
         chunk_size: 4096,
         buffer_ms: 1000,
+        relay: None,
     };
     let mut session = rtmp::ClientSession::new(config, 0, &mut rand::thread_rng());
     session.start();

@@ -7,10 +7,13 @@
 //! [`MARK_RECORDING_FASTSTART`]) or finished ([`MARK_FINISHED`]), then the fragments.
 //! Start-up repair looks for that mark.
 //!
-//! Pure logic, no I/O: frames in (FLV tag bodies with recording timestamps), bytes out.
+//! Pure logic, no I/O: hub frames in (with their parsed tag headers, at recording timestamps),
+//! bytes out.
 
 use bytes::Bytes;
 use flv::{AudioCodec, AudioPacket, VideoCodec, VideoPacket};
+
+use crate::hub::{Frame, Tag};
 
 /// Text of the mark box while the file is written.
 pub const MARK_RECORDING: &[u8; 16] = b"sluice recording";
@@ -128,10 +131,10 @@ pub struct Mp4Mux {
 }
 
 impl Mp4Mux {
-    /// A recording of the tracks these sequence headers (FLV tag bodies) describe; a codec MP4
+    /// A recording of the tracks these sequence header frames describe; a codec MP4
     /// recording cannot carry is left out with a warning ([`Self::take_warnings`]).
     /// `faststart` is recorded in the mark, for repair after a crash.
-    pub fn new(video_header: Option<&[u8]>, audio_header: Option<&[u8]>, faststart: bool) -> Self {
+    pub fn new(video_header: Option<&Frame>, audio_header: Option<&Frame>, faststart: bool) -> Self {
         let mut m = Mp4Mux {
             video: None,
             audio: None,
@@ -144,11 +147,11 @@ impl Mp4Mux {
             warnings: Vec::new(),
             bounded: false,
         };
-        if let Some(body) = video_header {
-            m.video = m.video_track(body);
+        if let Some((h, f)) = video_header.and_then(|f| Some((f.video_header()?, f))) {
+            m.video = m.video_track(h.codec, f.codec_payload());
         }
-        if let Some(body) = audio_header {
-            m.audio = m.audio_track(body);
+        if let Some((h, f)) = audio_header.and_then(|f| Some((f.audio_header()?, f))) {
+            m.audio = m.audio_track(h.codec, f.codec_payload());
         }
         m
     }
@@ -193,12 +196,11 @@ impl Mp4Mux {
         tracks.into_iter().flatten().fold((0, 0), |(n, b), p| (n + p.samples.len(), b + p.bytes))
     }
 
-    fn video_track(&mut self, body: &[u8]) -> Option<Video> {
-        let h = flv::parse_video(body).ok()?;
-        let config = Bytes::copy_from_slice(h.payload(body));
-        let dims = flv::codec::parse_video_config(h.codec, &config).ok().flatten();
+    fn video_track(&mut self, codec: VideoCodec, config: &[u8]) -> Option<Video> {
+        let config = Bytes::copy_from_slice(config);
+        let dims = flv::codec::parse_video_config(codec, &config).ok().flatten();
         let (width, height) = dims.map_or((0, 0), |p| (p.width as u16, p.height as u16));
-        let codec = match h.codec {
+        let codec = match codec {
             VideoCodec::Avc => fmp4::Codec::Avc { avcc: config.clone(), width, height },
             VideoCodec::Hevc => fmp4::Codec::Hevc { hvcc: config.clone(), width, height },
             VideoCodec::Av1 => fmp4::Codec::Av1 { av1c: config.clone(), width, height },
@@ -210,10 +212,9 @@ impl Mp4Mux {
         Some(Video { config, codec, pending: Pending::default(), interval: DEFAULT_VIDEO_DURATION_MS })
     }
 
-    fn audio_track(&mut self, body: &[u8]) -> Option<Audio> {
-        let h = flv::parse_audio(body).ok()?;
-        let config = Bytes::copy_from_slice(h.payload(body));
-        let (codec, timescale, frame) = match h.codec {
+    fn audio_track(&mut self, codec: AudioCodec, config: &[u8]) -> Option<Audio> {
+        let config = Bytes::copy_from_slice(config);
+        let (codec, timescale, frame) = match codec {
             AudioCodec::Aac => {
                 let Ok(p) = flv::parse_aac_config(&config) else {
                     self.warn("the AAC sequence header could not be parsed; audio left out".into());
@@ -241,11 +242,20 @@ impl Mp4Mux {
         Some(Audio { config, codec, timescale, frame, pending: Pending::default() })
     }
 
-    /// Adds a video tag body at decode time `ms`; bytes to append go to `out`.
-    pub fn push_video(&mut self, ms: u64, body: &[u8], out: &mut Vec<u8>) {
-        let Ok(h) = flv::parse_video(body) else { return };
+    /// Adds a frame at decode time `ms`; bytes to append go to `out`. Data frames, and audio
+    /// whose tag header did not parse, are not recorded.
+    pub fn push(&mut self, ms: u64, frame: &Frame, out: &mut Vec<u8>) {
+        match frame.tag() {
+            Tag::Video(h) => self.push_video(ms, h, frame.codec_payload(), out),
+            Tag::Audio(h) => self.push_audio(ms, h, frame.codec_payload(), out),
+            Tag::None => {}
+        }
+    }
+
+    /// Adds a video frame (`payload`: its codec payload) at decode time `ms`.
+    fn push_video(&mut self, ms: u64, h: &flv::VideoHeader, payload: &[u8], out: &mut Vec<u8>) {
         if h.is_sequence_header() {
-            if self.video.as_ref().is_some_and(|v| v.config[..] != *h.payload(body)) {
+            if self.video.as_ref().is_some_and(|v| v.config[..] != *payload) {
                 self.warn(
                     "the video configuration changed mid-recording; MP4 players may not decode what follows".into(),
                 );
@@ -267,7 +277,7 @@ impl Mp4Mux {
         }
         // Decode times run on from the durations (the same unless one was clamped).
         let dts = v.pending.end.unwrap_or(ms);
-        let data = Bytes::copy_from_slice(h.payload(body));
+        let data = Bytes::copy_from_slice(payload);
         let sample = fmp4::Sample { duration: 0, keyframe: h.is_keyframe(), cts_offset: h.composition_time, data };
         v.pending.hold(dts, sample);
         self.newest_ms = self.newest_ms.max(ms);
@@ -275,11 +285,10 @@ impl Mp4Mux {
         self.maybe_fragment(out);
     }
 
-    /// Adds an audio tag body at decode time `ms`.
-    pub fn push_audio(&mut self, ms: u64, body: &[u8], out: &mut Vec<u8>) {
-        let Ok(h) = flv::parse_audio(body) else { return };
+    /// Adds an audio frame (`payload`: its codec payload) at decode time `ms`.
+    fn push_audio(&mut self, ms: u64, h: &flv::AudioHeader, payload: &[u8], out: &mut Vec<u8>) {
         if h.is_sequence_header() {
-            if self.audio.as_ref().is_some_and(|a| a.config[..] != *h.payload(body)) {
+            if self.audio.as_ref().is_some_and(|a| a.config[..] != *payload) {
                 self.warn(
                     "the audio configuration changed mid-recording; MP4 players may not decode what follows".into(),
                 );
@@ -307,7 +316,7 @@ impl Mp4Mux {
             a.pending.settle(d as u32);
             dts = held.saturating_add(d);
         }
-        let data = Bytes::copy_from_slice(h.payload(body));
+        let data = Bytes::copy_from_slice(payload);
         let sample = fmp4::Sample { duration: 0, keyframe: true, cts_offset: 0, data };
         a.pending.hold(dts, sample);
         self.newest_ms = self.newest_ms.max(ms);
@@ -454,8 +463,12 @@ fn from_ms(ms: u64, timescale: u32) -> u64 {
 mod tests {
     use super::*;
 
-    /// AVC sequence header tag body with a 64x48 SPS.
-    fn avc_header() -> Vec<u8> {
+    fn video_frame(body: Vec<u8>) -> Frame {
+        Frame::video(0, Bytes::from(body)).expect("a video tag header")
+    }
+
+    /// AVC sequence header with a 64x48 SPS.
+    fn avc_header() -> Frame {
         let sps = [
             0x67, 0x42, 0xC0, 0x0A, 0xD9, 0x07, 0x3C, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0C, 0x83,
             0xC4, 0x89, 0x92,
@@ -464,19 +477,23 @@ mod tests {
         b.extend_from_slice(&(sps.len() as u16).to_be_bytes());
         b.extend_from_slice(&sps);
         b.extend_from_slice(&[1, 0, 4, 0x68, 0xCE, 0x3C, 0x80]);
-        b
+        video_frame(b)
     }
 
-    fn aac_header() -> Vec<u8> {
-        vec![0xAF, 0, 0x12, 0x10]
+    fn aac_header() -> Frame {
+        Frame::audio(0, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]))
     }
 
-    fn video(key: bool, cts: u8) -> Vec<u8> {
+    fn video_body(key: bool, cts: u8) -> Vec<u8> {
         vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, cts, 0, 0, 0, 2, 0x65, 0x88]
     }
 
-    fn audio() -> Vec<u8> {
-        vec![0xAF, 1, 0x21, 0x10, 0x04]
+    fn video(key: bool, cts: u8) -> Frame {
+        video_frame(video_body(key, cts))
+    }
+
+    fn audio() -> Frame {
+        Frame::audio(0, Bytes::from_static(&[0xAF, 1, 0x21, 0x10, 0x04]))
     }
 
     /// (track, base decode time, durations) of every run in `file`'s fragments.
@@ -498,10 +515,10 @@ mod tests {
         while v < 3000 {
             let a_ms = a * 1024 * 1000 / 44_100;
             if a_ms <= v {
-                m.push_audio(a_ms, &audio(), &mut out);
+                m.push(a_ms, &audio(), &mut out);
                 a += 1;
             } else {
-                m.push_video(v, &video(frames.is_multiple_of(25), 80), &mut out);
+                m.push(v, &video(frames.is_multiple_of(25), 80), &mut out);
                 frames += 1;
                 v += 40;
             }
@@ -545,7 +562,7 @@ mod tests {
         let mut m = Mp4Mux::new(None, Some(&aac_header()), false);
         let mut out = Vec::new();
         for ms in [0, 23, 46, 500, 523] {
-            m.push_audio(ms, &audio(), &mut out);
+            m.push(ms, &audio(), &mut out);
         }
         m.finish(&mut out);
         let durations: Vec<u32> = runs(&out).into_iter().flat_map(|r| r.2).collect();
@@ -554,15 +571,15 @@ mod tests {
 
     #[test]
     fn unsupported_codecs_are_left_out_with_a_warning() {
-        let vp6 = [0x14, 0, 1, 2];
-        let mp3 = [0x2F, 0xFF];
+        let vp6 = video_frame(vec![0x14, 0, 1, 2]);
+        let mp3 = Frame::audio(0, Bytes::from_static(&[0x2F, 0xFF]));
         let mut m = Mp4Mux::new(Some(&vp6), Some(&mp3), false);
         assert!(!m.has_tracks());
         let w = m.take_warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("VP6") && w[1].contains("MP3"), "{w:?}");
         let mut out = Vec::new();
-        m.push_video(0, &video(true, 0), &mut out);
+        m.push(0, &video(true, 0), &mut out);
         assert!(out.is_empty());
     }
 
@@ -582,14 +599,14 @@ mod tests {
     fn frozen_timestamps_cut_fragments_at_the_sample_bound() {
         for (has_video, push_video) in [(true, true), (true, false), (false, false)] {
             let vh = avc_header();
-            let mut m = Mp4Mux::new(has_video.then_some(&vh[..]), Some(&aac_header()), false);
+            let mut m = Mp4Mux::new(has_video.then_some(&vh), Some(&aac_header()), false);
             let mut out = Vec::new();
             let mut most = 0;
             for n in 0..3 * MAX_PENDING_SAMPLES {
                 if push_video {
-                    m.push_video(7000, &video(n % 50 == 0, 0), &mut out);
+                    m.push(7000, &video(n % 50 == 0, 0), &mut out);
                 }
-                m.push_audio(7000, &audio(), &mut out);
+                m.push(7000, &audio(), &mut out);
                 most = most.max(m.pending().0);
             }
             assert!(most <= MAX_PENDING_SAMPLES, "{most} samples waiting");
@@ -607,11 +624,12 @@ mod tests {
         let mut m = Mp4Mux::new(Some(&avc_header()), None, false);
         let mut out = Vec::new();
         let frame_len = 256 * 1024;
-        let mut body = video(true, 0);
+        let mut body = video_body(true, 0);
         body.resize(9 + frame_len, 0x88);
+        let body = video_frame(body);
         let (mut most, mut fragments) = (0, 0);
         for _ in 0..3 * (MAX_PENDING_BYTES / frame_len) {
-            m.push_video(0, &body, &mut out);
+            m.push(0, &body, &mut out);
             most = most.max(m.pending().1);
             fragments += fragment_sizes(&out).len();
             out.clear();
@@ -627,8 +645,8 @@ mod tests {
         let mut m = Mp4Mux::new(Some(&avc_header()), Some(&aac_header()), true);
         let mut out = Vec::new();
         for ms in [0, u64::MAX, u64::MAX - 1, 3, u64::MAX / 44_100, u64::MAX, 0, u64::MAX] {
-            m.push_video(ms, &video(true, 0), &mut out);
-            m.push_audio(ms, &audio(), &mut out);
+            m.push(ms, &video(true, 0), &mut out);
+            m.push(ms, &audio(), &mut out);
         }
         m.flush(&mut out);
         let _ = m.duration_ms();
@@ -640,11 +658,11 @@ mod tests {
     fn rewinding_before_the_header_writes_it_again() {
         let mut m = Mp4Mux::new(Some(&avc_header()), None, true);
         let mut out = Vec::new();
-        m.push_video(0, &video(true, 0), &mut out);
+        m.push(0, &video(true, 0), &mut out);
         assert!(out.windows(16).any(|w| w == MARK_RECORDING_FASTSTART));
         m.rewind(0);
         let mut again = Vec::new();
-        m.push_video(40, &video(false, 0), &mut again);
+        m.push(40, &video(false, 0), &mut again);
         assert_eq!(&again[4..8], b"ftyp");
         assert_eq!(m.len(), again.len() as u64);
     }

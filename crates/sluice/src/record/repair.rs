@@ -353,7 +353,9 @@ pub fn repair_dir(dir: &Path) -> Vec<Result<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Frame;
     use crate::record::mp4_file::Mp4Mux;
+    use bytes::Bytes;
 
     fn temp(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sluice-repair-{tag}-{}", std::process::id()));
@@ -423,12 +425,15 @@ mod tests {
     fn mp4(faststart: bool) -> Vec<u8> {
         let avc =
             [0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
-        let mut m = Mp4Mux::new(Some(&avc), Some(&[0xAF, 0, 0x12, 0x10]), faststart);
+        let avc = Frame::video(0, Bytes::copy_from_slice(&avc)).unwrap();
+        let aac = Frame::audio(0, Bytes::from_static(&[0xAF, 0, 0x12, 0x10]));
+        let mut m = Mp4Mux::new(Some(&avc), Some(&aac), faststart);
         let mut out = Vec::new();
         for i in 0..100u64 {
             let key = i % 25 == 0;
-            m.push_video(i * 40, &[if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65], &mut out);
-            m.push_audio(i * 40 + 3, &[0xAF, 1, 0x21, 0x10], &mut out);
+            let v = Bytes::copy_from_slice(&[if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+            m.push(i * 40, &Frame::video(0, v).unwrap(), &mut out);
+            m.push(i * 40 + 3, &Frame::audio(0, Bytes::from_static(&[0xAF, 1, 0x21, 0x10])), &mut out);
         }
         out
     }

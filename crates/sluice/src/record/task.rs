@@ -388,11 +388,7 @@ impl StreamTask {
         let mut warnings = Vec::new();
         match &mut open.mux {
             Mux::None if slot.conf.format == RecordFormat::Mp4 => {
-                let mut m = Mp4Mux::new(
-                    video_header.as_ref().map(|f| &f.payload[..]),
-                    audio_header.as_ref().map(|f| &f.payload[..]),
-                    slot.conf.mp4_faststart,
-                );
+                let mut m = Mp4Mux::new(video_header.as_deref(), audio_header.as_deref(), slot.conf.mp4_faststart);
                 warnings = m.take_warnings();
                 if !m.has_tracks() {
                     warnings.push("nothing this recorder records can go into MP4".into());
@@ -447,11 +443,7 @@ impl StreamTask {
                 w.write(&mut open.pending, tag, ts as u32, &frame.payload, key).map_err(|e| e.to_string())
             }
             Mux::Mp4(m) => {
-                if video {
-                    m.push_video(ts, &frame.payload, &mut open.pending);
-                } else {
-                    m.push_audio(ts, &frame.payload, &mut open.pending);
-                }
+                m.push(ts, frame, &mut open.pending);
                 let w = m.take_warnings();
                 if !w.is_empty() {
                     log_warnings(&self.app, &self.name, &label, w);

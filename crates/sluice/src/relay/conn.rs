@@ -78,6 +78,8 @@ pub struct Options {
     pub tls_verify: bool,
     /// The buffer length announced after `play` (`relay_buffer`).
     pub buffer: Duration,
+    /// The largest message taken from the remote (the server's `max_message` for a pull).
+    pub max_message: u32,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -128,6 +130,7 @@ impl RelayConn {
             }),
         };
         let mut session = ClientSession::new(config, 0, &mut rand::thread_rng());
+        session.set_max_message(opts.max_message);
         session.set_timeouts(Timeouts { connect: Some(CONNECT_TIMEOUT), ping: Some(PING), ping_timeout: PING_TIMEOUT });
         session.start();
         let mut conn = RelayConn {
@@ -361,7 +364,7 @@ mod tests {
         plan(&target, &Vars { name: "cam", app: "live", args: "" }).unwrap()
     }
 
-    const OPTS: Options = Options { tls_verify: true, buffer: Duration::from_secs(5) };
+    const OPTS: Options = Options { tls_verify: true, buffer: Duration::from_secs(5), max_message: 1 << 20 };
 
     /// A sluice server on a free port; its port and the token that stops it.
     async fn sluice() -> (u16, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {

@@ -26,6 +26,8 @@ use crate::live::PlayerGate;
 use crate::modules::{Module, PublishCtx};
 use crate::untrusted;
 
+/// The largest message a push target may send us: it only answers commands.
+const REPLY_MAX_MESSAGE: u32 = 64 * 1024;
 /// Most hub entries a leg takes at a time.
 const BATCH: usize = 64;
 /// Longest a leg waits for DNS when it registers (the registry shows the remote's address).
@@ -97,6 +99,7 @@ impl Module for Push {
                 clients: self.clients.clone(),
                 stop: publish.stop.clone(),
                 state: RelayState::default(),
+                srv: ctx.srv,
             };
             let (publishes, publish, remaining) = (self.publishes.clone(), publish.clone(), remaining.clone());
             tokio::spawn(async move {
@@ -130,13 +133,19 @@ struct Leg {
     clients: Arc<Clients>,
     stop: CancellationToken,
     state: RelayState,
+    /// The `server {}` block of the publish (control's `srv`).
+    srv: usize,
 }
 
 impl Leg {
     async fn run(mut self, mut sub: Subscriber) {
         self.state.url = log_url(&self.plan.url);
         let addr = self.resolve().await;
-        let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer };
+        let opts = Options {
+            tls_verify: self.app.relay.tls_verify,
+            buffer: self.app.relay.buffer,
+            max_message: REPLY_MAX_MESSAGE,
+        };
         let mut registered: Option<ClientHandle> = None;
         loop {
             // One registry entry for the leg's life; a new one after control dropped it.
@@ -192,7 +201,7 @@ impl Leg {
     }
 
     fn register(&self, addr: SocketAddr) -> Option<ClientHandle> {
-        let handle = self.clients.register(addr, Kind::Relay, 0)?;
+        let handle = self.clients.register(addr, Kind::Relay, self.srv)?;
         handle.set_app(&self.app.name);
         handle.set_stream(&self.name, Role::Player);
         let state = self.state.clone();
@@ -411,7 +420,7 @@ mod tests {
         let clients = Arc::new(Clients::default());
         let modules: Vec<Arc<dyn Module>> = vec![Arc::new(Push::new(clients.clone()))];
         let hub = crate::hub::Hub::new();
-        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None };
+        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
         let opts = crate::hub::StreamOptions { ring_len: 16, gop_cache: true };
         let published = crate::streams::publish(&hub, &modules, &source, opts).unwrap();
         let retried = |l: &[crate::clients::ClientSnapshot]| {

@@ -7,9 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before in this test binary (the
+/// kernel may offer a port again once its probe socket closed, and two tests running in
+/// parallel would then start servers on the same port).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A temporary directory removed on drop.
@@ -75,19 +85,23 @@ impl Server {
             .spawn()
             .expect("start sluice");
         let server = Server { child, port, http_port, dir };
-        server.wait_listening();
+        server.wait_listening(port);
+        // The HTTP listener opens after the RTMP one: a test's first request must not race it.
+        if template.contains("{http}") {
+            server.wait_listening(http_port);
+        }
         server
     }
 
-    fn wait_listening(&self) {
+    fn wait_listening(&self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("sluice did not listen on {}; log:\n{}", self.port, self.log());
+        panic!("sluice did not listen on {port}; log:\n{}", self.log());
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -1,0 +1,944 @@
+//! nginx-rtmp's `pull` (`ngx_rtmp_relay_module.c`): a stream nobody publishes here is played
+//! from another server and published locally. A pull is a source like an RTMP publisher: each
+//! remote message goes through [`live::ingest`], and the stream is published through
+//! [`streams::publish`], so every output module (HLS, record, push) runs on it.
+//!
+//! - **On demand:** the first player ([`streams::play`]) of a stream nobody publishes, in an
+//!   application with a matching non-`static` `pull` (the first one whose `name=` matches),
+//!   starts ONE remote session for the stream; later players join it. When the last player
+//!   leaves, the session ends. Module subscribers (HLS, record, push) are not players: they
+//!   subscribe to the hub directly, not through [`streams::play`], so they are not counted. A
+//!   session that fails to start, dies, or is dropped by control drops its players (as
+//!   nginx-rtmp) and is not retried; the next player starts a new one.
+//! - **`static`:** started with the server ([`Pulls::start_static`]), reconnecting every
+//!   `pull_reconnect` for ever with one log line per change of outcome. Its players stay
+//!   subscribed across the origin's death (with `idle_streams on`) and get the stream back.
+//!
+//! Counting is race-free: joining, leaving and the decision to stop are taken under one lock,
+//! and a stopping session drops its local publisher under it. A player that arrives before
+//! the decision keeps the session running; one that arrives after it finds no pull and starts
+//! a new one.
+//!
+//! Each pull is a row of the clients registry (kind relay, role publisher, the remote URL with
+//! its query redacted, bytes in, reconnects, last error), so `/control/drop` can drop it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use rtmp::ClientEvent;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::conn::{ConnError, Direction, Options, RelayConn};
+use super::url::{self, Plan, UrlError, Vars};
+use crate::clients::{ClientHandle, Clients, Filter, Kind, Method, Role};
+use crate::config::{AppConf, RelayTarget};
+use crate::events::ClientInfo;
+use crate::hub::{Hub, PublishError, Publisher, StartPack, Stream, StreamKey, StreamOptions, Subscriber, MAX_STREAMS};
+use crate::live;
+use crate::modules::Modules;
+use crate::streams::{self, Published, Source};
+use crate::untrusted::{self, for_log, redact_query, NameError};
+
+/// One `rtmp { server {} }` block as the pulls see it.
+#[derive(Clone)]
+pub struct ServerApps {
+    /// Its applications: the same `Arc`s its connections hold.
+    pub apps: Vec<Arc<AppConf>>,
+    /// Its `out_queue` (ring length of the streams a static pull creates).
+    pub out_queue: usize,
+    /// Its `max_message`: the largest message a pull takes from its remote.
+    pub max_message: u32,
+}
+
+/// What the pulls share with the rest of the server.
+pub struct Setup {
+    /// The output modules a pulled stream starts.
+    pub modules: Modules,
+    /// The clients registry a pull registers in.
+    pub clients: Arc<Clients>,
+    /// Every server block, by index (the registry's `srv`).
+    pub servers: Vec<ServerApps>,
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+    /// Where pull tasks run, so that shutdown waits for them.
+    pub tracker: TaskTracker,
+}
+
+/// Why [`start_for_url`] could not start a pull.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The local name is not a valid stream name.
+    #[error("bad stream name: {0}")]
+    Name(#[from] NameError),
+    /// The URL cannot be used.
+    #[error("bad relay URL: {0}")]
+    Url(#[from] UrlError),
+    /// A URL from a callback is taken literally: `$` would be read as a variable.
+    #[error("bad relay URL: it contains \"$\"")]
+    Variable,
+    /// The server runs no relays (a hub without [`Pulls`] attached, as in some unit tests).
+    #[error("relays are not running")]
+    NotRunning,
+    /// The application does not play live streams (`live off`).
+    #[error("the application does not play live streams")]
+    NotLive,
+    /// The pull or stream registry is full.
+    #[error("too many streams")]
+    Full,
+}
+
+/// One pulled stream, in the registry.
+struct Slot {
+    /// Which session owns the slot (a stopped one's players must not count for the next).
+    id: u64,
+    /// Players attached (on demand only; static pulls ignore it).
+    players: usize,
+    is_static: bool,
+    /// The session has published locally at least once.
+    published: bool,
+    /// Wakes the session when its last player left; it decides under the lock.
+    stop: Arc<Notify>,
+    /// The stream its first player subscribed to (to end it for waiting players on failure).
+    stream: Option<Arc<Stream>>,
+}
+
+/// The pull registry: at most one session per stream, bounded like the hub.
+pub struct Pulls {
+    hub: Weak<Hub>,
+    setup: Setup,
+    max: usize,
+    slots: Mutex<HashMap<StreamKey, Slot>>,
+    full_logged: AtomicBool,
+    next_id: AtomicU64,
+}
+
+impl Pulls {
+    /// The pull registry for `hub`, attached to it so that [`streams::play`] finds it; at most
+    /// [`MAX_STREAMS`] pulls.
+    pub fn install(hub: &Arc<Hub>, setup: Setup) -> Arc<Pulls> {
+        Self::install_with_limit(hub, setup, MAX_STREAMS)
+    }
+
+    /// [`Pulls::install`] with at most `max` pulls at once.
+    pub fn install_with_limit(hub: &Arc<Hub>, setup: Setup, max: usize) -> Arc<Pulls> {
+        let pulls = Arc::new(Pulls {
+            hub: Arc::downgrade(hub),
+            setup,
+            max,
+            slots: Mutex::default(),
+            full_logged: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+        });
+        if !hub.attach(pulls.clone()) {
+            tracing::warn!("relay pulls: the hub has another attachment; pulls are off");
+        }
+        pulls
+    }
+
+    /// The pull registry attached to `hub`, if any.
+    pub fn of(hub: &Hub) -> Option<Arc<Pulls>> {
+        hub.attached::<Pulls>()
+    }
+
+    /// Pulls running or starting now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no pull runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Players counted for `app`/`name`'s pull (0 when there is none).
+    pub fn players(&self, app: &str, name: &str) -> usize {
+        let key = StreamKey { app: app.to_owned(), name: name.to_owned() };
+        self.lock().get(&key).map_or(0, |s| s.players)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start every `pull ... static` of every server block (at start-up).
+    pub fn start_static(self: &Arc<Self>) {
+        let Some(hub) = self.hub.upgrade() else { return };
+        for (srv, server) in self.setup.servers.iter().enumerate() {
+            for app in &server.apps {
+                for target in app.relay.pull.iter().filter(|t| t.is_static) {
+                    // `static` requires `name=` (checked with the configuration).
+                    let Some(name) = target.name.as_deref() else { continue };
+                    if let Err(e) = untrusted::stream_name(name) {
+                        tracing::error!(app = %app.name, stream = %for_log(name), "static pull not started: {e}");
+                        continue;
+                    }
+                    let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
+                    let opts = StreamOptions { ring_len: server.out_queue, gop_cache: app.live.gop_cache };
+                    let Some(slot) = self.new_slot(&mut self.lock(), &key, true, None) else { continue };
+                    let leg = self.leg(&hub, app.clone(), srv, key, slot, target.clone(), opts);
+                    self.setup.tracker.spawn(leg.run_static());
+                }
+            }
+        }
+    }
+
+    /// A player of `name` in `app`, whose first matching on-demand pull target is `target`:
+    /// joins the stream's pull, or starts one if nobody publishes the stream. `None` when the
+    /// player cannot be served (registries full).
+    pub(crate) fn play(
+        self: &Arc<Self>,
+        hub: &Arc<Hub>,
+        app: &AppConf,
+        target: &RelayTarget,
+        name: &str,
+        opts: StreamOptions,
+    ) -> Option<(StartPack, Subscriber)> {
+        let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
+        let mut slots = self.lock();
+        // Under the lock: a stopping session drops its publisher under it too, so "live" here
+        // is never a pull that is going away.
+        let (mut pack, mut sub) = hub.subscribe(&key, Some(opts))?;
+        let id = match slots.get(&key) {
+            Some(slot) => slot.id,
+            // A local publisher has the stream: no pull (nginx-rtmp's relay only pulls
+            // streams nobody publishes).
+            None if pack.live => return Some((pack, sub)),
+            None => {
+                let Some(slot) = self.new_slot(&mut slots, &key, false, Some(sub.stream().clone())) else {
+                    drop(slots);
+                    return app.live.idle_streams.then_some((pack, sub));
+                };
+                let id = slot.0;
+                let (srv, app) = self.find_app(app);
+                let leg = self.leg(hub, app, srv, key.clone(), slot, target.clone(), opts);
+                self.setup.tracker.spawn(leg.run_on_demand());
+                id
+            }
+        };
+        let Some(entry) = slots.get_mut(&key) else { return Some((pack, sub)) };
+        entry.players += 1;
+        // The connection takes `live` as "accept the player now": with `idle_streams off`
+        // a player of a pull still starting must wait for it rather than be refused.
+        let starting = !entry.published && !entry.is_static;
+        drop(slots);
+        if starting && !app.live.idle_streams {
+            pack.live = true;
+        }
+        sub.hold(Box::new(PlayerGuard { pulls: self.clone(), key, id }));
+        Some((pack, sub))
+    }
+
+    /// A new slot for `key` (which has none), unless the registry is full.
+    fn new_slot(
+        &self,
+        slots: &mut HashMap<StreamKey, Slot>,
+        key: &StreamKey,
+        is_static: bool,
+        stream: Option<Arc<Stream>>,
+    ) -> Option<(u64, Arc<Notify>)> {
+        if slots.contains_key(key) {
+            tracing::warn!(app = %key.app, stream = %key.name, "a second static pull of this stream is not started");
+            return None;
+        }
+        if slots.len() >= self.max {
+            if !self.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(app = %key.app, stream = %key.name, max = self.max, "pull refused: too many pulls");
+            }
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let stop = Arc::new(Notify::new());
+        slots.insert(key.clone(), Slot { id, players: 0, is_static, published: false, stop: stop.clone(), stream });
+        Some((id, stop))
+    }
+
+    /// The server block index and shared `Arc` of `app` (the connection's own `Arc`, found by
+    /// address; by name in tests that build an application by hand).
+    fn find_app(&self, app: &AppConf) -> (usize, Arc<AppConf>) {
+        let servers = self.setup.servers.iter().enumerate();
+        let all = || servers.clone().flat_map(|(i, s)| s.apps.iter().map(move |a| (i, a)));
+        let found =
+            all().find(|(_, a)| std::ptr::eq(Arc::as_ptr(a), app)).or_else(|| all().find(|(_, a)| ***a == *app));
+        found.map_or_else(|| (0, Arc::new(app.clone())), |(i, a)| (i, a.clone()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn leg(
+        self: &Arc<Self>,
+        hub: &Arc<Hub>,
+        app: Arc<AppConf>,
+        srv: usize,
+        key: StreamKey,
+        (id, stop): (u64, Arc<Notify>),
+        target: RelayTarget,
+        opts: StreamOptions,
+    ) -> Leg {
+        Leg { pulls: self.clone(), hub: hub.clone(), app, srv, key, id, stop, target, opts }
+    }
+
+    /// A player left: the last one wakes an on-demand session to stop.
+    fn leave(&self, key: &StreamKey, id: u64) {
+        let mut slots = self.lock();
+        let Some(slot) = slots.get_mut(key).filter(|s| s.id == id) else { return };
+        slot.players = slot.players.saturating_sub(1);
+        if slot.players == 0 && !slot.is_static {
+            slot.stop.notify_one();
+        }
+    }
+
+    /// Whether session `id` must stop now: no player is left. Then its slot goes and its
+    /// publisher is dropped, under the lock (see the module's doc).
+    fn stop_if_unwatched(&self, key: &StreamKey, id: u64, publisher: &mut Option<Publisher>) -> bool {
+        let mut slots = self.lock();
+        let Some(slot) = slots.get(key).filter(|s| s.id == id) else { return true };
+        if slot.players > 0 || slot.is_static {
+            return false;
+        }
+        slots.remove(key);
+        drop(publisher.take());
+        true
+    }
+
+    fn mark_published(&self, key: &StreamKey, id: u64) {
+        if let Some(slot) = self.lock().get_mut(key).filter(|s| s.id == id) {
+            slot.published = true;
+        }
+    }
+
+    /// Session `id` is over for good: its slot goes. With `drop_players`, its players are
+    /// dropped as nginx-rtmp drops them, under the lock so that a player of the next session
+    /// cannot be taken for one of this one: through the clients registry, and those not yet
+    /// registered under the stream's name read the end of the stream (closed with
+    /// `idle_streams off`, waiting with `on`).
+    fn end(&self, key: &StreamKey, id: u64, drop_players: bool) {
+        let mut slots = self.lock();
+        if slots.get(key).is_none_or(|s| s.id != id) {
+            return;
+        }
+        let Some(slot) = slots.remove(key) else { return };
+        if slots.len() < self.max {
+            self.full_logged.store(false, Ordering::Relaxed);
+        }
+        if !drop_players {
+            return;
+        }
+        if let Some(stream) = &slot.stream {
+            stream.end_waiting();
+        }
+        let mut dropped = 0;
+        for srv in 0..self.setup.servers.len().max(1) {
+            let filter = Filter {
+                srv,
+                app: Some(key.app.clone()),
+                name: Some(key.name.clone()),
+                ..Filter::new(Method::Subscriber)
+            };
+            dropped += self.setup.clients.drop_where(&filter);
+        }
+        drop(slots);
+        if dropped > 0 {
+            tracing::info!(app = %key.app, stream = %key.name, players = dropped, "pull ended: its players are dropped");
+        }
+    }
+}
+
+/// Held by each player's subscriber: counts it out of its pull when it leaves.
+struct PlayerGuard {
+    pulls: Arc<Pulls>,
+    key: StreamKey,
+    id: u64,
+}
+
+impl Drop for PlayerGuard {
+    fn drop(&mut self) {
+        self.pulls.leave(&self.key, self.id);
+    }
+}
+
+/// The first on-demand (not `static`) `pull` of `app` that relays stream `name`, as
+/// nginx-rtmp picks it.
+pub fn on_demand_target<'a>(app: &'a AppConf, name: &str) -> Option<&'a RelayTarget> {
+    app.relay.pull.iter().filter(|t| !t.is_static).find(|t| t.matches(name))
+}
+
+/// Start (or join) an on-demand pull of `url` published locally as `local_name` in `app`,
+/// and subscribe a player to it, as an `on_play` callback's `rtmp://` redirect does in
+/// nginx-rtmp. App and play path come from the URL; the text is taken literally (no `$`
+/// variables). The caller plays what it returns exactly as [`streams::play`]'s result; the
+/// pull stops when its last player leaves. A stream already published or pulled here is
+/// joined as it is.
+pub fn start_for_url(
+    hub: &Arc<Hub>,
+    app: &AppConf,
+    url: &str,
+    local_name: &str,
+    opts: StreamOptions,
+) -> Result<(StartPack, Subscriber), PullError> {
+    untrusted::stream_name(local_name)?;
+    if url::has_variables(url) {
+        return Err(PullError::Variable);
+    }
+    let target = RelayTarget { url: url.to_owned(), ..RelayTarget::default() };
+    url::plan(&target, &Vars { name: local_name, app: &app.name, args: "" })?;
+    if !app.live.live {
+        return Err(PullError::NotLive);
+    }
+    let pulls = Pulls::of(hub).ok_or(PullError::NotRunning)?;
+    pulls.play(hub, app, &target, local_name, opts).ok_or(PullError::Full)
+}
+
+/// How a session ended.
+#[derive(Debug)]
+enum End {
+    /// On demand: the last player left (the slot is gone, the publisher dropped).
+    NoPlayers,
+    /// A local publisher had the stream first; its players watch that one.
+    LocalPublisher,
+    /// `/control/drop` dropped the pull.
+    Dropped,
+    /// The server shuts down.
+    Shutdown,
+    /// The remote could not be played.
+    Failed(String),
+    /// The remote played, then went away.
+    Lost(String),
+}
+
+/// One pull: its settings and the slot it owns.
+struct Leg {
+    pulls: Arc<Pulls>,
+    hub: Arc<Hub>,
+    app: Arc<AppConf>,
+    srv: usize,
+    key: StreamKey,
+    id: u64,
+    stop: Arc<Notify>,
+    target: RelayTarget,
+    opts: StreamOptions,
+}
+
+impl Leg {
+    /// The URL as logs and the registry show it: its query through `redact_query`.
+    fn shown_url(plan: &Plan) -> String {
+        match plan.text.split_once('?') {
+            Some((base, query)) => format!("{}?{}", for_log(base), redact_query(query)),
+            None => for_log(&plan.text).into_owned(),
+        }
+    }
+
+    fn plan(&self) -> Result<Plan, UrlError> {
+        url::plan(&self.target, &Vars { name: &self.key.name, app: &self.app.name, args: "" })
+    }
+
+    /// A registry row for this pull.
+    fn register(&self, plan: &Plan) -> Option<ClientHandle> {
+        let ip = plan.url.host.parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let handle = self.pulls.setup.clients.register(SocketAddr::new(ip, plan.url.port), Kind::Relay, self.srv)?;
+        handle.set_app(&self.app.name);
+        handle.set_stream(&self.key.name, Role::Publisher);
+        let url = Self::shown_url(plan);
+        handle.update_relay(|r| r.url = url);
+        Some(handle)
+    }
+
+    async fn run_on_demand(self) {
+        let (app, name) = (&self.app.name, &self.key.name);
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::warn!(app = %app, stream = %name, "pull not started: {e}");
+                return self.pulls.end(&self.key, self.id, true);
+            }
+        };
+        let url = Self::shown_url(&plan);
+        let Some(handle) = self.register(&plan) else { return self.pulls.end(&self.key, self.id, true) };
+        tracing::info!(app = %app, stream = %name, url = %url, "pull: playing the remote for a player");
+        let end = self.session(&plan, &handle).await;
+        match &end {
+            End::NoPlayers => tracing::info!(app = %app, stream = %name, url = %url, "pull stopped: no players left"),
+            End::LocalPublisher => {
+                tracing::info!(app = %app, stream = %name, url = %url, "pull stopped: the stream is published here")
+            }
+            End::Shutdown => {}
+            End::Dropped => tracing::info!(app = %app, stream = %name, url = %url, "pull dropped by control"),
+            End::Failed(e) => tracing::warn!(app = %app, stream = %name, url = %url, "pull failed: {e}"),
+            End::Lost(e) => tracing::warn!(app = %app, stream = %name, url = %url, "pull ended: {e}"),
+        }
+        let drop_players = matches!(end, End::Dropped | End::Failed(_) | End::Lost(_));
+        self.pulls.end(&self.key, self.id, drop_players);
+    }
+
+    async fn run_static(self) {
+        let (app, name) = (&self.app.name, &self.key.name);
+        let every = self.app.relay.pull_reconnect;
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(e) => {
+                tracing::error!(app = %app, stream = %name, "static pull not started: {e}");
+                return self.pulls.end(&self.key, self.id, false);
+            }
+        };
+        let url = Self::shown_url(&plan);
+        let shutdown = self.pulls.setup.shutdown.clone();
+        let mut handle: Option<ClientHandle> = None;
+        let mut reconnects = 0u64;
+        // The last failure logged: the same one again is not logged (no retry storm).
+        let mut last_logged: Option<String> = None;
+        loop {
+            if handle.is_none() {
+                handle = self.register(&plan);
+            }
+            let Some(h) = &handle else {
+                // The registry is full (it logs that): try again later.
+                if wait_or_shutdown(&shutdown, every).await {
+                    break;
+                }
+                continue;
+            };
+            h.update_relay(|r| r.reconnects = reconnects);
+            let end = self.session(&plan, h).await;
+            let why = match end {
+                End::Shutdown => break,
+                // Not for a static pull (players do not stop it), but harmless.
+                End::NoPlayers => "no players".to_owned(),
+                End::Dropped => {
+                    // A dropped handle stays dropped: the next attempt registers anew.
+                    handle = None;
+                    tracing::info!(app = %app, stream = %name, url = %url, "static pull dropped by control; reconnecting in {every:?}");
+                    last_logged = Some("dropped by control".to_owned());
+                    "dropped by control".to_owned()
+                }
+                End::LocalPublisher => "the stream is published here".to_owned(),
+                End::Lost(e) => {
+                    tracing::warn!(app = %app, stream = %name, url = %url, "static pull ended: {e}; reconnecting every {every:?}");
+                    last_logged = Some(e.clone());
+                    e
+                }
+                End::Failed(e) => e,
+            };
+            if last_logged.as_deref() != Some(why.as_str()) {
+                tracing::warn!(app = %app, stream = %name, url = %url, "static pull failed: {why}; retrying every {every:?} (logged again when this changes)");
+                last_logged = Some(why.clone());
+            } else {
+                tracing::debug!(app = %app, stream = %name, "static pull failed again: {why}");
+            }
+            if let Some(h) = &handle {
+                h.update_relay(|r| {
+                    r.connected = false;
+                    r.last_error = Some(why.clone());
+                });
+            }
+            if wait_or_shutdown(&shutdown, every).await {
+                break;
+            }
+            reconnects += 1;
+        }
+        self.pulls.end(&self.key, self.id, false);
+    }
+
+    /// One remote session: connect, play, publish locally, forward until it ends.
+    async fn session(&self, plan: &Plan, handle: &ClientHandle) -> End {
+        let shutdown = self.pulls.setup.shutdown.clone();
+        let max_message = self.pulls.setup.servers.get(self.srv).map_or(1 << 20, |s| s.max_message);
+        let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer, max_message };
+        let start = async {
+            let mut conn = RelayConn::connect(plan, Direction::Play, &opts).await?;
+            conn.wait_started().await?;
+            Ok::<_, ConnError>(conn)
+        };
+        tokio::pin!(start);
+        // Built once: a fresh future per remote read would register a waiter each time.
+        let (dropped, cancelled) = (handle.dropped(), shutdown.cancelled());
+        tokio::pin!(dropped, cancelled);
+        let mut no_publisher = None;
+        let mut conn = loop {
+            tokio::select! {
+                r = &mut start => match r {
+                    Ok(conn) => break conn,
+                    Err(e) => return End::Failed(e.to_string()),
+                },
+                () = self.stop.notified() => {
+                    if self.pulls.stop_if_unwatched(&self.key, self.id, &mut no_publisher) {
+                        return End::NoPlayers;
+                    }
+                }
+                () = &mut dropped => return End::Dropped,
+                () = &mut cancelled => return End::Shutdown,
+            }
+        };
+        let (mut counted_in, mut counted_out) = (0, 0);
+        let mut count = |conn: &RelayConn| {
+            handle.add_in((conn.bytes_in() - counted_in) as usize);
+            handle.add_out((conn.bytes_out() - counted_out) as usize);
+            (counted_in, counted_out) = (conn.bytes_in(), conn.bytes_out());
+        };
+        count(&conn);
+        let Published { publisher, mut status } = match self.publish(plan, handle) {
+            Ok(published) => published,
+            Err(e) => {
+                conn.close().await;
+                return match e {
+                    PublishError::AlreadyPublishing(_) => End::LocalPublisher,
+                    e => End::Failed(e.to_string()),
+                };
+            }
+        };
+        self.pulls.mark_published(&self.key, self.id);
+        handle.update_relay(|r| {
+            r.connected = true;
+            r.last_error = None;
+        });
+        tracing::info!(app = %self.app.name, stream = %self.key.name, url = %Leg::shown_url(plan), "pull started");
+        let mut publisher = Some(publisher);
+        let mut status_open = true;
+        let end = loop {
+            tokio::select! {
+                events = conn.next_events() => {
+                    let events = match events {
+                        Ok(events) => events,
+                        Err(e) => break End::Lost(e.to_string()),
+                    };
+                    for event in events {
+                        self.on_event(event, publisher.as_ref());
+                    }
+                    if let Err(e) = conn.flush().await {
+                        break End::Lost(e.to_string());
+                    }
+                    count(&conn);
+                }
+                // Modules' statuses are for a publishing client; a pull has none to tell.
+                st = status.recv(), if status_open => status_open = st.is_some(),
+                () = self.stop.notified() => {
+                    if self.pulls.stop_if_unwatched(&self.key, self.id, &mut publisher) {
+                        break End::NoPlayers;
+                    }
+                }
+                () = &mut dropped => break End::Dropped,
+                () = &mut cancelled => break End::Shutdown,
+            }
+        };
+        drop(publisher);
+        conn.close().await;
+        end
+    }
+
+    /// Publish the pulled stream here, with the relay session as its client (recordings and
+    /// their callbacks name the remote, as nginx-rtmp's relay session).
+    fn publish(&self, plan: &Plan, handle: &ClientHandle) -> Result<Published, PublishError> {
+        let ip = plan.url.host.parse::<IpAddr>().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let client = ClientInfo {
+            id: handle.id(),
+            addr: SocketAddr::new(ip, plan.url.port),
+            app: self.app.name.clone(),
+            flash_ver: plan.connect.flash_ver.clone(),
+            swf_url: plan.connect.swf_url.clone(),
+            tc_url: plan.connect.tc_url.clone(),
+            page_url: plan.connect.page_url.clone(),
+        };
+        let source = Source {
+            app: &self.app,
+            name: &self.key.name,
+            args: "",
+            client: Some(&client),
+            push_to: None,
+            srv: self.srv,
+        };
+        streams::publish(&self.hub, &self.pulls.setup.modules, &source, self.opts)
+    }
+
+    /// One message from the remote: media goes through `live::ingest` like an RTMP
+    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here.
+    fn on_event(&self, event: ClientEvent, publisher: Option<&Publisher>) {
+        let ClientEvent::Media { kind, timestamp, payload } = event else {
+            if let ClientEvent::Status { code, .. } = &event {
+                tracing::debug!(app = %self.app.name, stream = %self.key.name, code = %for_log(code), "pull: remote status");
+            }
+            return;
+        };
+        let (Some(publisher), Some(frame)) = (publisher, live::ingest(&self.app.live, kind, timestamp, payload)) else {
+            return;
+        };
+        if frame.sequence_header {
+            match live::describe_sequence_header(&frame) {
+                Ok(Some(desc)) => {
+                    tracing::info!(app = %self.app.name, stream = %self.key.name, "pull: {desc}");
+                    publisher.stream().set_codec_info(frame.kind, desc);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(stream = %self.key.name, "pull: sequence header not parsed: {e}"),
+            }
+        }
+        publisher.stream().push(frame);
+    }
+}
+
+/// Sleep `every`; true when the server shuts down meanwhile.
+async fn wait_or_shutdown(shutdown: &CancellationToken, every: std::time::Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(every) => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rtmp::MediaKind;
+
+    use super::*;
+    use crate::config::test_app;
+    use crate::hub::Entry;
+
+    const OPTS: StreamOptions = StreamOptions { ring_len: 64, gop_cache: true };
+    const AVC_SEQ: &[u8] = &[
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
+        0x68, 0xee,
+    ];
+
+    /// A hub with pulls and no output modules.
+    fn edge() -> (Arc<Hub>, Arc<Pulls>, Arc<Clients>, CancellationToken) {
+        let hub = Hub::new();
+        let clients = Arc::new(Clients::default());
+        let shutdown = CancellationToken::new();
+        let setup = Setup {
+            modules: Arc::new([]),
+            clients: clients.clone(),
+            servers: Vec::new(),
+            shutdown: shutdown.clone(),
+            tracker: TaskTracker::new(),
+        };
+        let pulls = Pulls::install(&hub, setup);
+        (hub, pulls, clients, shutdown)
+    }
+
+    /// A port that accepts TCP and then never answers: a pull to it stays "starting".
+    async fn silent_origin() -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        (port, task)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// An in-process sluice with `cam` published by our own client, which sends a keyframe
+    /// every 100 ms.
+    async fn origin() -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+        let port = free_port();
+        let text = format!(
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+        );
+        let config = crate::config::Config::parse(&text, "t").unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(crate::app::run(config, shutdown.clone()));
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut publisher = loop {
+            match crate::client::RtmpClient::connect(addr, "live", rtmp::Role::Publish("cam".into())).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
+        let feeding = tokio::spawn(async move {
+            publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+            for i in 0u32.. {
+                let mut key = vec![0x17, 0x01, 0, 0, 0];
+                key.resize(200, 0xAB);
+                if publisher.send_media(MediaKind::Video, i * 100, &key).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (port, shutdown, feeding)
+    }
+
+    /// Entries until a video keyframe arrives.
+    async fn until_keyframe(sub: &mut Subscriber) -> Vec<String> {
+        let mut seen = Vec::new();
+        let read = async {
+            loop {
+                for e in sub.next_batch(16).await.entries {
+                    match e {
+                        Entry::Published => seen.push("published".to_owned()),
+                        Entry::Unpublished => seen.push("unpublished".to_owned()),
+                        Entry::Frame(f) if f.keyframe => {
+                            seen.push("key".to_owned());
+                            return;
+                        }
+                        Entry::Frame(_) => seen.push("frame".to_owned()),
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read).await.unwrap_or_else(|_| panic!("no keyframe: {seen:?}"));
+        seen
+    }
+
+    #[tokio::test]
+    async fn start_for_url_pulls_a_remote_stream_until_its_last_player_leaves() {
+        let (port, origin_shutdown, _feeding) = origin().await;
+        let (hub, pulls, clients, _shutdown) = edge();
+        let app = test_app("live on;");
+        let url = format!("rtmp://127.0.0.1:{port}/live/cam?token=s3cret");
+        let (_, mut first) = start_for_url(&hub, &app, &url, "local", OPTS).expect("started");
+        let (_, mut second) = start_for_url(&hub, &app, &url, "local", OPTS).expect("joined");
+        assert_eq!((pulls.len(), pulls.players("live", "local")), (1, 2), "one pull, two players");
+        let seen = until_keyframe(&mut first).await;
+        assert!(seen.starts_with(&["published".to_owned()]), "{seen:?}");
+        until_keyframe(&mut second).await;
+        // The pull is a relay publisher in the registry, its secret masked.
+        let rows = clients.list();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let row = &rows[0];
+        assert_eq!(
+            (row.kind, row.role, row.app.as_str(), row.name.as_str()),
+            (Kind::Relay, Role::Publisher, "live", "local")
+        );
+        let relay = row.relay.clone().unwrap();
+        assert_eq!(relay.url, format!("rtmp://127.0.0.1:{port}/live/cam?token=***"));
+        assert!(relay.connected && row.bytes_in > 0);
+        // A module-like subscriber is not a player: it does not keep the pull.
+        let (_, module_sub) = first.stream().subscribe();
+        drop((first, second));
+        eventually("the pull to stop", || pulls.is_empty()).await;
+        eventually("its registry row to go", || clients.is_empty()).await;
+        drop(module_sub);
+        origin_shutdown.cancel();
+    }
+
+    /// nginx-rtmp: a pull whose remote dies ends its players' stream and is not retried.
+    #[tokio::test]
+    async fn an_on_demand_pull_whose_remote_dies_ends_and_is_not_retried() {
+        let (port, origin_shutdown, _feeding) = origin().await;
+        let (hub, pulls, _, _) = edge();
+        let app = test_app("live on;");
+        let url = format!("rtmp://127.0.0.1:{port}/live/cam");
+        let (_, mut sub) = start_for_url(&hub, &app, &url, "cam", OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        origin_shutdown.cancel();
+        let ended = async {
+            loop {
+                if sub.next_batch(16).await.entries.iter().any(|e| matches!(e, Entry::Unpublished)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the pulled stream ends");
+        eventually("the pull to go", || pulls.is_empty()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(pulls.is_empty(), "not retried");
+    }
+
+    #[tokio::test]
+    async fn start_for_url_refuses_what_it_cannot_pull() {
+        let (hub, _pulls, _, _) = edge();
+        let app = test_app("live on;");
+        let err = |url: &str, name: &str| start_for_url(&hub, &app, url, name, OPTS).err().map(|e| e.to_string());
+        assert!(err("rtmp://h/live/x", "../x").unwrap().contains("bad stream name"));
+        assert!(err("http://h/live/x", "x").unwrap().contains("rtmp://"));
+        assert!(err("rtmp://h/live/$name", "x").unwrap().contains("\"$\""));
+        let off = test_app("live off;");
+        assert!(matches!(start_for_url(&hub, &off, "rtmp://h/live/x", "x", OPTS), Err(PullError::NotLive)));
+        let bare = Hub::new();
+        assert!(matches!(start_for_url(&bare, &app, "rtmp://h/live/x", "x", OPTS), Err(PullError::NotRunning)));
+    }
+
+    #[tokio::test]
+    async fn players_are_counted_and_a_player_of_a_starting_pull_waits_even_with_idle_streams_off() {
+        let (port, _origin) = silent_origin().await;
+        let (hub, pulls, _, _) = edge();
+        let app = test_app(&format!("live on; idle_streams off; pull rtmp://127.0.0.1:{port}/live;"));
+        let (pack, a) = streams::play(&hub, &app, "cam", OPTS).expect("a player of a starting pull");
+        assert!(pack.live, "accepted now although nobody publishes yet");
+        let (_, b) = streams::play(&hub, &app, "cam", OPTS).expect("a second player");
+        assert_eq!((pulls.len(), pulls.players("live", "cam")), (1, 2));
+        // Streams without a matching pull are unchanged: no idle stream with idle_streams off.
+        let other = test_app(&format!("live on; idle_streams off; pull rtmp://127.0.0.1:{port}/live name=x;"));
+        assert!(streams::play(&hub, &other, "cam2", OPTS).is_none());
+        drop(a);
+        assert_eq!(pulls.players("live", "cam"), 1);
+        drop(b);
+        eventually("the pull to stop with its last player", || pulls.is_empty()).await;
+        assert!(hub.is_empty(), "nothing left in the hub");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_player_arriving_while_the_pull_stops_is_not_lost() {
+        let (port, _origin) = silent_origin().await;
+        let (hub, pulls, _, _) = edge();
+        let app = test_app(&format!("live on; pull rtmp://127.0.0.1:{port}/live;"));
+        for i in 0..300 {
+            let (_, a) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+            drop(a);
+            // Sometimes the stopping session runs first, sometimes the new player comes first.
+            for _ in 0..i % 3 {
+                tokio::task::yield_now().await;
+            }
+            // Either the old pull is still running and counts this player, or a new one is.
+            let (_, b) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+            tokio::task::yield_now().await;
+            assert_eq!((pulls.len(), pulls.players("live", "cam")), (1, 1));
+            drop(b);
+        }
+        eventually("every pull to stop", || pulls.is_empty()).await;
+    }
+
+    #[tokio::test]
+    async fn a_pull_that_fails_ends_the_stream_for_its_waiting_players() {
+        let (hub, pulls, _, _) = edge();
+        let app = test_app(&format!("live on; pull rtmp://127.0.0.1:{}/live;", free_port()));
+        let (pack, mut sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+        assert!(!pack.live, "with idle_streams on the player waits as on any idle stream");
+        let ended = async {
+            loop {
+                if sub.next_batch(16).await.entries.iter().any(|e| matches!(e, Entry::Unpublished)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the end of the stream");
+        assert!(pulls.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stream_published_here_is_not_pulled() {
+        let (hub, pulls, _, _) = edge();
+        let app = test_app("live on; pull rtmp://127.0.0.1:1/live;");
+        let source = Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
+        let _published = streams::publish(&hub, &[], &source, OPTS).unwrap();
+        let (pack, _sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+        assert!(pack.live);
+        assert!(pulls.is_empty());
+    }
+
+    #[test]
+    fn the_first_matching_on_demand_target_is_used() {
+        let app = test_app(
+            "live on; pull rtmp://a/live name=x static; pull rtmp://b/live name=y; pull rtmp://c/live; pull rtmp://d/live;",
+        );
+        assert_eq!(on_demand_target(&app, "x").map(|t| t.url.as_str()), Some("rtmp://c/live"));
+        assert_eq!(on_demand_target(&app, "y").map(|t| t.url.as_str()), Some("rtmp://b/live"));
+        assert!(on_demand_target(&test_app("live on;"), "y").is_none());
+    }
+}
