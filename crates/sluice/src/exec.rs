@@ -10,6 +10,8 @@
 //!   them and runs `exec_publish_done`.
 //! - [`start`]: `exec_static` children and `exec_record_done` (spawned once from
 //!   [`crate::app`]).
+//! - [`on_play`]: `exec_play`, `exec_play_done` and `exec_pull` (players counted per name),
+//!   called from [`crate::streams::play`].
 //!
 //! What an exec'd ffmpeg publishes back (`-f flv rtmp://localhost/...`) comes in through RTMP
 //! like any publisher.
@@ -18,7 +20,9 @@ mod child;
 pub mod command;
 mod limits;
 mod module;
+mod play;
 
 pub use child::{backoff, RateLimit, KILL_GRACE, LOG_LINES_PER_SEC, MAX_BACKOFF};
 pub use limits::{Limits, MAX_CHILDREN, MAX_CHILDREN_PER_APP};
 pub use module::{start, Exec};
+pub use play::{on_play, pull_players};

@@ -290,3 +290,43 @@ fn a_missing_program_is_reported() {
         "{line}"
     );
 }
+
+/// `exec_pull`: the first player of a name starts the child, which publishes the stream the
+/// player gets; the last player leaving stops it. `exec_play`/`exec_play_done` run per player.
+#[test]
+fn exec_pull_serves_players_and_stops_after_the_last() {
+    let dir = TempDir::new("exec-pull");
+    let (pids, plays) = (dir.path("pull.pids"), dir.path("plays.log"));
+    let pull = dir.path("pull.sh");
+    let text = format!(
+        "#!/bin/sh\necho $$ >> {}\nexec ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc=size=320x240:rate=25 -t 60 -c:v libx264 -preset ultrafast -g 25 -f flv \"$1\"\n",
+        pids.display()
+    );
+    std::fs::write(&pull, text).unwrap();
+    std::fs::set_permissions(&pull, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let note = script(&dir, "note.sh", &plays, false);
+    let server = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; application live {{ live on; idle_streams off;
+            exec_pull {p} rtmp://127.0.0.1:{{rtmp}}/$app/$name; exec_play {n} play $name $app; exec_play_done {n} done $name; }} }} }}
+         http {{ server {{ listen 127.0.0.1:{{http}}; }} }}\n",
+        p = pull.display(),
+        n = note.display()
+    ));
+    let streams = common::ffprobe_streams(&url(&server, "live", "cam"));
+    assert_eq!(streams, ["h264,320,240"], "the player got what the exec_pull child published");
+    let pid: i32 = wait_for("the exec_pull pid", Duration::from_secs(5), || {
+        std::fs::read_to_string(&pids).ok()?.lines().next()?.parse().ok()
+    });
+    wait_for("the exec_pull child to stop after the last player", Duration::from_secs(5), || {
+        (!alive(pid)).then_some(())
+    });
+    let noted: Vec<String> = wait_for("exec_play and exec_play_done", Duration::from_secs(10), || {
+        let n = noted(&plays);
+        (n.len() >= 2).then_some(n)
+    })
+    .into_iter()
+    .map(|(_, a)| a)
+    .collect();
+    assert_eq!(noted, ["[play] [cam] [live]", "[done] [cam]"]);
+    assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 1, "one child for one player");
+}

@@ -44,7 +44,7 @@ impl Exec {
 }
 
 /// The session variables (`$app $flashver $swfurl $tcurl $pageurl $addr`).
-fn session(app: &str, client: Option<&ClientInfo>) -> Values {
+pub(super) fn session(app: &str, client: Option<&ClientInfo>) -> Values {
     let v = Values::new().with("app", app);
     match client {
         Some(c) => v
@@ -67,7 +67,7 @@ fn label(line: &ExecLine, app: &str, stream: &str) -> Label {
 }
 
 /// Runs the unmanaged `lines` matching `name`.
-fn run_lines<'a>(
+pub(super) fn run_lines<'a>(
     lines: impl IntoIterator<Item = &'a ExecLine>,
     values: &Values,
     app: &str,
