@@ -330,3 +330,33 @@ fn exec_pull_serves_players_and_stops_after_the_last() {
     assert_eq!(noted, ["[play] [cam] [live]", "[done] [cam]"]);
     assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 1, "one child for one player");
 }
+
+/// The exec part of the nginx-rtmp wiki's ABR recipe, verbatim but for `-c:a aac` (Debian's
+/// ffmpeg has no libfdk_aac) and the port: one ffmpeg per published stream reads it back and
+/// publishes three renditions into another application.
+#[test]
+fn the_wiki_abr_recipe_publishes_three_renditions() {
+    let server = Server::start_with(
+        "",
+        "application src {
+            live on;
+            exec ffmpeg -i rtmp://localhost:{rtmp}/src/$name
+              -c:a aac -b:a 32k  -c:v libx264 -b:v 128K -f flv rtmp://localhost:{rtmp}/hls/$name_low
+              -c:a aac -b:a 64k  -c:v libx264 -b:v 256k -f flv rtmp://localhost:{rtmp}/hls/$name_mid
+              -c:a aac -b:a 128k -c:v libx264 -b:v 512K -f flv rtmp://localhost:{rtmp}/hls/$name_hi;
+        }
+        application hls { live on; }",
+    );
+    let _ffmpeg = ffmpeg_publish(&url(&server, "src", "mystream"), 40, 25);
+    for suffix in ["_low", "_mid", "_hi"] {
+        let name = format!("mystream{suffix}");
+        wait_for(&format!("{name} to be published"), Duration::from_secs(40), || {
+            let log = server.log();
+            log.lines().any(|l| l.contains(": publish ") && l.contains(&format!("stream={name} "))).then_some(())
+        });
+        let streams = common::ffprobe_streams(&url(&server, "hls", &name));
+        assert_eq!(streams, ["aac", "h264,640,360"], "{name}");
+    }
+    let log = server.log();
+    assert!(log.contains("exec app=src stream=mystream: started"), "{log}");
+}
