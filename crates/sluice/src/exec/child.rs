@@ -404,6 +404,47 @@ mod tests {
         assert_eq!(backoff(s(1), 100), MAX_BACKOFF);
     }
 
+    fn resolved(program: &str) -> Resolved {
+        Resolved { program: program.into(), args: vec![], redirects: vec![] }
+    }
+
+    #[tokio::test]
+    async fn a_program_that_cannot_run_says_why() {
+        let e = spawn(&resolved("no-such-program-sluice"), true).unwrap_err().to_string();
+        assert!(e.starts_with("cannot run \"no-such-program-sluice\": not found on PATH ("), "{e}");
+        let e = spawn(&resolved("/no/such/program"), true).unwrap_err().to_string();
+        assert_eq!(e, "cannot run \"/no/such/program\": no such file");
+        let plain = std::env::temp_dir().join(format!("sluice-exec-plain-{}", std::process::id()));
+        std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+        let e = spawn(&resolved(&plain.display().to_string()), false).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&plain);
+        assert_eq!(e, format!("cannot run \"{}\": not executable (permission denied)", plain.display()));
+        let mut cmd = resolved("true");
+        cmd.redirects.push((1, Target::Write("/no/such/dir/out".into())));
+        let e = spawn(&cmd, false).unwrap_err().to_string();
+        assert!(e.starts_with("cannot open \"/no/such/dir/out\" for a redirect"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_applied_in_order() {
+        let dir = std::env::temp_dir().join(format!("sluice-exec-redirect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (out, input) = (dir.join("out"), dir.join("in"));
+        std::fs::write(&input, "from stdin\n").unwrap();
+        let cmd = Resolved {
+            program: "sh".into(),
+            args: vec!["-c".into(), "cat; echo to stderr >&2".into()],
+            redirects: vec![(0, Target::Read(input)), (1, Target::Write(out.clone())), (2, Target::Dup(1))],
+        };
+        let status = spawn(&cmd, true).unwrap().wait().await.unwrap();
+        assert!(status.success());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "from stdin\nto stderr\n");
+        let append = Resolved { redirects: vec![(1, Target::Append(out.clone()))], ..resolved("echo") };
+        spawn(&append, false).unwrap().wait().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "from stdin\nto stderr\n\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn labels_prefix_log_lines() {
         let l = Label {

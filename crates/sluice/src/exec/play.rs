@@ -120,3 +120,51 @@ pub fn pull_players(hub: &Arc<Hub>, app: &str, name: &str) -> usize {
     let key = (Arc::as_ptr(hub) as usize, StreamKey { app: app.to_owned(), name: name.to_owned() });
     lock().get(&key).map_or(0, |e| e.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::hub::StreamOptions;
+
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The relay pull and exec both mark a player: dropping it drops both guards.
+    #[test]
+    fn a_subscriber_keeps_every_guard() {
+        let hub = Hub::new();
+        let key = StreamKey { app: "a".into(), name: "s".into() };
+        let (_, mut sub) = hub.subscribe(&key, Some(StreamOptions { ring_len: 16, gop_cache: true })).unwrap();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        sub.hold(Box::new(Counted(dropped.clone())));
+        sub.hold(Box::new(Counted(dropped.clone())));
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+        drop(sub);
+        assert_eq!(dropped.load(Ordering::Relaxed), 2);
+    }
+
+    /// Players are counted per name: the exec_pull children start with the first and stop with
+    /// the last.
+    #[tokio::test]
+    async fn exec_pull_counts_players_per_name() {
+        let app = crate::config::test_app("live on; exec_pull sleep 1000; exec_pull true name=x;");
+        let hub = Hub::new();
+        let play = |name: &str| crate::streams::play(&hub, &app, name, StreamOptions { ring_len: 16, gop_cache: true });
+        let (_, a) = play("cam").unwrap();
+        let (_, b) = play("cam").unwrap();
+        let (_, c) = play("other").unwrap();
+        assert_eq!((pull_players(&hub, "live", "cam"), pull_players(&hub, "live", "other")), (2, 1));
+        drop(a);
+        assert_eq!(pull_players(&hub, "live", "cam"), 1);
+        drop((b, c));
+        assert_eq!((pull_players(&hub, "live", "cam"), pull_players(&hub, "live", "other")), (0, 0));
+        assert!(!lock().keys().any(|(h, _)| *h == Arc::as_ptr(&hub) as usize), "forgotten after the last");
+    }
+}
