@@ -1,4 +1,4 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (exec, VOD play,
+//! Directives of nginx-rtmp features sluice does not implement yet (VOD play,
 //! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,

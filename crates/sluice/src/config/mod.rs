@@ -109,7 +109,7 @@ pub struct AppConf {
     pub relay: RelayConf,
     /// Programs run on stream events (`exec_*`).
     pub exec: ExecConf,
-    /// Not yet implemented directives (exec, play, ...) as raw words:
+    /// Not yet implemented directives (VOD play, DASH, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
     pub extra: Vec<(String, Vec<String>)>,

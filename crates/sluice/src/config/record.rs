@@ -130,7 +130,7 @@ pub struct Recorder {
     pub name: String,
     /// Its settings, inherited from the application.
     pub conf: RecordConf,
-    /// Directives of features not implemented yet (`on_record_done`, `exec_record_done`),
+    /// Directives of features not implemented yet (none today inside a recorder: `on_record_done` and `exec_record_done` are typed),
     /// the application's first.
     pub extra: Vec<(String, Vec<String>)>,
 }
