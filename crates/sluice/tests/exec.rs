@@ -360,3 +360,33 @@ fn the_wiki_abr_recipe_publishes_three_renditions() {
     let log = server.log();
     assert!(log.contains("exec app=src stream=mystream: started"), "{log}");
 }
+
+/// `exec_kill_signal TERM`: a child that ignores it is killed (SIGKILL) after the grace period;
+/// one that obeys it is gone at once.
+#[test]
+fn exec_kill_signal_then_sigkill_after_the_grace_period() {
+    let dir = TempDir::new("exec-kill-signal");
+    let (stubborn_out, obedient_out) = (dir.path("stubborn.pid"), dir.path("obedient.pid"));
+    let stubborn = dir.path("stubborn.sh");
+    let text = format!("#!/bin/sh\ntrap '' TERM\necho $$ >> {}\nexec sleep 1000\n", stubborn_out.display());
+    std::fs::write(&stubborn, text).unwrap();
+    std::fs::set_permissions(&stubborn, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let obedient = script(&dir, "obedient.sh", &obedient_out, true);
+    let server = Server::start_with(
+        "exec_kill_signal term;",
+        &format!("application live {{ live on; exec_push {}; exec_push {}; }}", stubborn.display(), obedient.display()),
+    );
+    let mut ffmpeg = ffmpeg_publish(&url(&server, "live", "cam"), 3, 25);
+    let pid = |out: &Path| noted(out).first().map(|(p, _)| *p);
+    let (stubborn_pid, obedient_pid) =
+        wait_for("both children", Duration::from_secs(20), || Some((pid(&stubborn_out)?, pid(&obedient_out)?)));
+    wait_timeout(&mut ffmpeg.0, Duration::from_secs(30)).expect("ffmpeg ends");
+    wait_for("the unpublish", Duration::from_secs(10), || server.log().contains("unpublish").then_some(()));
+    let unpublished = Instant::now();
+    wait_for("the obedient child to go", Duration::from_secs(1), || (!alive(obedient_pid)).then_some(()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(stubborn_pid), "SIGTERM ignored: still there within the grace period");
+    wait_for("SIGKILL after the grace period", Duration::from_secs(8), || (!alive(stubborn_pid)).then_some(()));
+    let gone = unpublished.elapsed();
+    assert!(gone >= Duration::from_secs(4), "killed after {gone:?}, before the 5 s grace");
+}
