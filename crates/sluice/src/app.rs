@@ -45,6 +45,7 @@ pub async fn run_with_modules(
     crate::record::repair_on_start(&config);
     crate::hls::repair_on_start(&config);
     let tracker = TaskTracker::new();
+    tracker.spawn(crate::exec::start(&config, &shared.notices, shutdown.clone()));
     let mut rtmp_addrs = Vec::new();
     let mut bound = Vec::new();
     for (index, conf) in config.servers.iter().enumerate() {

@@ -695,7 +695,11 @@ impl Subscriber {
     /// Keep `value` until this subscriber is dropped (after it left the stream): a source marks
     /// its players with a guard whose `Drop` counts them out.
     pub fn hold(&mut self, value: Box<dyn std::any::Any + Send + Sync>) {
-        self.held = Some(value);
+        // Several sources of guards (relay pull, exec) may mark one player: keep them all.
+        self.held = Some(match self.held.take() {
+            Some(earlier) => Box::new((earlier, value)),
+            None => value,
+        });
     }
 }
 

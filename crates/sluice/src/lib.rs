@@ -2,7 +2,7 @@
 //!
 //! Media flows one way: sources (`connection`, RTMP publish) → [`streams`] (one publish and one
 //! play entry for every source) → [`hub`] → outputs: players (`connection`, RTMP play) and the
-//! output [`modules`] (HLS, recording, relay push). See ARCHITECTURE.md for the map.
+//! output [`modules`] (HLS, recording, relay push, exec). See ARCHITECTURE.md for the map.
 
 pub mod access;
 pub mod app;
@@ -12,6 +12,7 @@ pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod events;
+pub mod exec;
 pub mod form;
 pub mod hls;
 pub mod http;

@@ -73,6 +73,7 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
         Arc::new(crate::hls::Output::new(shared.hls.clone())),
         Arc::new(crate::record::Output::new(shared.records.clone(), shared.notices.clone())),
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
+        Arc::new(crate::exec::Exec::new()),
     ]
 }
 

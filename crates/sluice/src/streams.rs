@@ -77,14 +77,38 @@ pub fn publish(
 /// pull still starting waits for it even with `idle_streams off` (its `StartPack::live` is
 /// set: the source accepts it now).
 pub fn play(hub: &Arc<Hub>, app: &AppConf, name: &str, opts: StreamOptions) -> Option<(StartPack, Subscriber)> {
+    play_as(hub, app, name, "", None, opts)
+}
+
+/// [`play`] for a player whose query string and client are known: `exec_play` and
+/// `exec_play_done` substitute them (`$args`, `$addr`, ...); also counts the player for
+/// `exec_pull` ([`crate::exec::on_play`]).
+pub fn play_as(
+    hub: &Arc<Hub>,
+    app: &AppConf,
+    name: &str,
+    args: &str,
+    client: Option<&ClientInfo>,
+    opts: StreamOptions,
+) -> Option<(StartPack, Subscriber)> {
     if !app.live.live {
         return None;
     }
-    if let (Some(target), Some(pulls)) = (pull::on_demand_target(app, name), Pulls::of(hub)) {
-        return pulls.play(hub, app, target, name, opts);
-    }
-    let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
-    hub.subscribe(&key, app.live.idle_streams.then_some(opts))
+    // A player of a name an `exec_pull` serves waits for it even with `idle_streams off`.
+    let exec_pull = app.exec.pull.iter().any(|l| l.matches(name));
+    let found = match (pull::on_demand_target(app, name), Pulls::of(hub)) {
+        (Some(target), Some(pulls)) => pulls.play(hub, app, target, name, opts),
+        _ => {
+            let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
+            hub.subscribe(&key, (app.live.idle_streams || exec_pull).then_some(opts))
+        }
+    };
+    found.map(|(mut pack, mut sub)| {
+        crate::exec::on_play(hub, app, name, args, client, &mut sub);
+        // As a relay pull still starting: the source takes `live` as "accept the player now".
+        pack.live |= exec_pull && !app.live.idle_streams;
+        (pack, sub)
+    })
 }
 
 /// Subscribe a player to `name` in `app`, pulled from `url` (started, or joined when it runs):

@@ -1,4 +1,4 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (exec, VOD play,
+//! Directives of nginx-rtmp features sluice does not implement yet (VOD play,
 //! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
@@ -27,20 +27,6 @@ const ONE_UP: Args = Args::AtLeast(1);
 pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     // notify (a fork's directive: answer redirects to the client instead of following them)
     spec("notify_send_redirect", RSA, ONE, Kind::Raw, "off"),
-    // exec
-    spec("exec", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_push", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_pull", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_static", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_options", RSA, ONE, Kind::Raw, "off"),
-    spec("exec_publish", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_publish_done", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_play", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_play_done", RSA, ONE_UP, Kind::Raw, ""),
-    spec("exec_record_done", RSAR, ONE_UP, Kind::Raw, ""),
-    spec("exec_kill_signal", RSA, ONE, Kind::Raw, "kill"),
-    spec("respawn", RSA, ONE, Kind::Raw, "on"),
-    spec("respawn_timeout", RSA, ONE, Kind::Raw, "5s"),
     // play (VOD)
     spec("play", RSA, ONE_UP, Kind::Raw, ""),
     spec("play_temp_path", RSA, ONE, Kind::Raw, "/tmp"),
@@ -123,7 +109,6 @@ pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[("play", "playing files (VOD,
 /// Why a [`DIRECTIVES`] row has no effect.
 fn why_later(name: &str) -> &'static str {
     match name {
-        n if n.starts_with("exec") || n.starts_with("respawn") => "running programs (exec) is not implemented yet",
         "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
         n if n.starts_with("dash") => "DASH is not implemented yet",
         "access_log" | "log_format" | "log_interval" | "log_size" => {

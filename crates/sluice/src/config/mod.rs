@@ -13,6 +13,7 @@
 
 mod access;
 mod core;
+mod exec;
 mod hls;
 mod http;
 mod include;
@@ -30,6 +31,7 @@ use nginx_conf::{Directive, Loader, Source, Span};
 
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
+pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
     parse_http_listen, AddHeader, Files, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf, Location, RtmpControl,
@@ -43,6 +45,7 @@ pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, Directive
 
 use self::access::AccessLayer;
 use self::core::CoreLayer;
+use self::exec::ExecLayer;
 use self::hls::HlsLayer;
 use self::live::LiveLayer;
 use self::notify::NotifyLayer;
@@ -62,6 +65,9 @@ pub struct Config {
     pub http: HttpConf,
     /// Every accepted directive that has no effect yet, in file order (see [`Config::inert_report`]).
     pub inert: Vec<Inert>,
+    /// What the exec module sets for the whole process: `exec_static`, `respawn_timeout`,
+    /// `exec_kill_signal`.
+    pub exec: ExecGlobal,
 }
 
 /// One `rtmp { server { } }` block.
@@ -101,7 +107,9 @@ pub struct AppConf {
     pub notify: NotifyConf,
     /// Relays: `push` and `pull` targets and their settings.
     pub relay: RelayConf,
-    /// Not yet implemented directives (exec, play, ...) as raw words:
+    /// Programs run on stream events (`exec_*`).
+    pub exec: ExecConf,
+    /// Not yet implemented directives (VOD play, DASH, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
     pub extra: Vec<(String, Vec<String>)>,
@@ -195,14 +203,22 @@ impl Config {
         let mut config =
             build(&parsed.directives, base).map_err(|f| ConfigError::invalid(&file_of(f.span), f.span, f.message))?;
         config.inert = later::find_inert(&parsed.directives, &parsed.files);
+        exec::name_global_files(&mut config.exec, &parsed.files);
+        for app in config.servers.iter_mut().flat_map(|s| &mut s.apps) {
+            exec::name_files(&mut app.exec, &parsed.files);
+        }
         Ok(config)
     }
 
-    /// What `-t` and start-up print about directives that have no effect yet: one warning
-    /// line per occurrence (`FILE:LINE`), then a summary line naming them all; nothing when
-    /// every directive acts.
+    /// What `-t` and start-up print: warnings about exec lines (a program not found on
+    /// `PATH` now, a variable the directive does not have), then one line per directive that
+    /// has no effect yet (`FILE:LINE`) and a summary line naming them all; nothing when all
+    /// is well.
     pub fn inert_report(&self) -> Vec<String> {
-        later::report(&self.inert)
+        let apps: Vec<&ExecConf> = self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.exec).collect();
+        let mut lines = exec::report(&apps, &self.exec);
+        lines.extend(later::report(&self.inert));
+        lines
     }
 
     /// The built-in configuration used when no file is given (nginx syntax, with comments).
@@ -233,6 +249,7 @@ enum Group {
     Access,
     Notify,
     Relay,
+    Exec,
     Later,
 }
 
@@ -247,6 +264,7 @@ impl Group {
             Group::Access => "access",
             Group::Notify => "notify",
             Group::Relay => "relay",
+            Group::Exec => "exec",
             Group::Later => "later",
         }
     }
@@ -261,6 +279,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Access, access::DIRECTIVES),
     (Group::Notify, notify::DIRECTIVES),
     (Group::Relay, relay::DIRECTIVES),
+    (Group::Exec, exec::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -309,6 +328,7 @@ struct Layer {
     access: AccessLayer,
     notify: NotifyLayer,
     relay: RelayLayer,
+    exec: ExecLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -322,6 +342,7 @@ impl Layer {
             Group::Access => self.access.set(d),
             Group::Notify => self.notify.set(d),
             Group::Relay => self.relay.set(d),
+            Group::Exec => self.exec.set(d),
             // `http_listen`, read by `read_rtmp` itself: it sets no application.
             Group::Http => Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name))),
             Group::Later => {
@@ -341,6 +362,7 @@ impl Layer {
             access: self.access.inherit(&outer.access),
             notify: self.notify.inherit(&outer.notify),
             relay: self.relay.inherit(&outer.relay),
+            exec: self.exec.inherit(&outer.exec),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -370,6 +392,8 @@ struct RawRecorder {
     record: RecordLayer,
     /// The recorder's own `on_record_done`.
     notify: NotifyLayer,
+    /// The recorder's own `exec_record_done`.
+    exec: ExecLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -393,11 +417,11 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
     }
-    let (servers, http_listen) = match rtmp {
+    let (servers, http_listen, exec) = match rtmp {
         Some(d) => read_rtmp(d, base)?,
         None => {
             tracing::warn!("the configuration has no \"rtmp\" block: no RTMP server will listen");
-            (Vec::new(), None)
+            (Vec::new(), None, ExecGlobal::default())
         }
     };
     let block = http_block.map(http::read_http).transpose()?;
@@ -410,7 +434,7 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
         block,
         hls: http::hls_locations(&servers, rtmp)?,
     };
-    Ok(Config { servers, http, inert: Vec::new() })
+    Ok(Config { servers, http, inert: Vec::new(), exec })
 }
 
 /// The children of a block directive; nginx's wording when it has none.
@@ -418,8 +442,9 @@ fn block(d: &Directive) -> Result<&[Directive], Fail> {
     d.block.as_deref().ok_or_else(|| Fail::new(d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
 }
 
-/// The rtmp block's servers, and `http_listen` with where it is written when set.
-type RtmpBlock = (Vec<ServerConf>, Option<(Option<SocketAddr>, Span)>);
+/// The rtmp block's servers, `http_listen` with where it is written when set, and the exec
+/// module's global settings.
+type RtmpBlock = (Vec<ServerConf>, Option<(Option<SocketAddr>, Span)>, ExecGlobal);
 
 fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     if !d.args.is_empty() {
@@ -437,8 +462,14 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
         }
     }
     check_listen_unique(&servers)?;
-    let servers = servers.iter().map(|s| resolve_server(s, &top, base)).collect::<Result<_, _>>()?;
-    Ok((servers, http_listen))
+    let levels = servers.iter().flat_map(|s| std::iter::once(&s.layer).chain(s.apps.iter().map(|a| &a.layer)));
+    let exec = exec::globals(std::iter::once(&top).chain(levels).map(|l| &l.exec))?;
+    let mut servers: Vec<ServerConf> =
+        servers.iter().map(|s| resolve_server(s, &top, base)).collect::<Result<_, _>>()?;
+    for app in servers.iter_mut().flat_map(|s| &mut s.apps) {
+        exec::apply_globals(&mut app.exec, &exec);
+    }
+    Ok((servers, http_listen, exec))
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
@@ -498,7 +529,7 @@ fn read_recorder(d: &Directive) -> Result<RawRecorder, Fail> {
         let group = check(c, ctx::RECORDER)?;
         layer.set(group, c)?;
     }
-    Ok(RawRecorder { name, record: layer.record, notify: layer.notify, extra: layer.extra })
+    Ok(RawRecorder { name, record: layer.record, notify: layer.notify, exec: layer.exec, extra: layer.extra })
 }
 
 /// Two servers (or two `listen`s) on one address would fail at bind time; say so now.
@@ -547,7 +578,9 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     notify.recorder_record_done =
         a.recorders.iter().filter_map(|r| Some((r.name.clone(), r.notify.on_record_done()?.to_owned()))).collect();
     let (live, relay) = (merged.live.build(), merged.relay.build());
-    Ok(AppConf { name: a.name.clone(), live, record, hls, access, notify, relay, extra: merged.extra })
+    let mut exec = merged.exec.build();
+    exec.recorder_record_done = a.recorders.iter().map(|r| (r.name.clone(), r.exec.record_done())).collect();
+    Ok(AppConf { name: a.name.clone(), live, record, hls, access, notify, relay, exec, extra: merged.extra })
 }
 
 /// Recording without `record_path` could only fail at the first publish: refuse it now.

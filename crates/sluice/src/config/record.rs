@@ -130,8 +130,8 @@ pub struct Recorder {
     pub name: String,
     /// Its settings, inherited from the application.
     pub conf: RecordConf,
-    /// Directives of features not implemented yet (`on_record_done`, `exec_record_done`),
-    /// the application's first.
+    /// Directives of features not implemented yet, the application's first (none today
+    /// inside a recorder: `on_record_done` and `exec_record_done` are typed).
     pub extra: Vec<(String, Vec<String>)>,
 }
 

@@ -152,6 +152,7 @@ fn table_defaults_are_the_real_defaults() {
             "publish_key" => Some("stream key"),
             name if name.starts_with("on_") => Some("http://127.0.0.1/cb"),
             "push" | "pull" => Some("rtmp://127.0.0.1/live"),
+            name if name.starts_with("exec") && spec.default.is_empty() => Some("true"),
             _ => None,
         };
         let value = match (spec.kind, spec.default) {
@@ -251,7 +252,7 @@ fn recorders_inherit_from_their_application() {
     assert!(recs[0].conf.mode.audio && !recs[0].conf.mode.video);
     assert_eq!(recs[0].conf.path, Some(PathBuf::from("/rec/audio")));
     assert_eq!(recs[0].conf.suffix, ".x.flv");
-    assert_eq!(recs[0].extra.len(), 2);
+    assert_eq!(app.exec.record_done_for("audio").count(), 2, "its own exec_record_done, then the application's");
     assert_eq!(recs[1].conf.path, Some(PathBuf::from("/rec")));
 }
 
@@ -261,8 +262,8 @@ fn later_directives_are_kept_raw() {
         "rtmp { notify_method get; server { listen 1935; on_connect http://h/c;
             application live {
                 live on;
-                exec_publish curl http://x/auth?a=b;
-                exec ffmpeg -i rtmp://localhost/$app/$name -c copy -f flv rtmp://x/y;
+                play /var/vod http://x/vod?a=b;
+                dash_path /tmp/$app/$name;
             }
         } }",
     );
@@ -270,9 +271,9 @@ fn later_directives_are_kept_raw() {
     assert!(s.extra.is_empty(), "notify and access directives are typed: {:?}", s.extra);
     let extra = &s.apps[0].extra;
     let names: Vec<_> = extra.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["exec_publish", "exec"]);
-    assert_eq!(extra[0].1, ["curl", "http://x/auth?a=b"]);
-    assert_eq!(extra[1].1.len(), 8);
+    assert_eq!(names, ["play", "dash_path"]);
+    assert_eq!(extra[0].1, ["/var/vod", "http://x/vod?a=b"]);
+    assert_eq!(extra[1].1, ["/tmp/$app/$name"]);
 }
 
 #[test]
@@ -456,7 +457,7 @@ fn includes_follow_the_debian_layout() {
     dir.write("modules-enabled/50-mod-rtmp.conf", "load_module modules/ngx_rtmp_module.so;\n");
     dir.write("modules-enabled/README", "not a .conf: not included\n");
     dir.write("modules-enabled/.hidden.conf", "this would not parse {");
-    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    exec ffmpeg;\n}\n");
+    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    dash on;\n}\n");
     dir.write("rtmp.d/tv.conf", "application tv { live on; }\n");
     dir.write(
         "conf.d/rtmp.conf",
@@ -479,14 +480,14 @@ fn includes_follow_the_debian_layout() {
     assert_eq!(
         c.inert,
         [Inert {
-            directive: "exec".into(),
+            directive: "dash".into(),
             file: live.clone(),
             main_file: false,
             line: 3,
-            why: "running programs (exec) is not implemented yet"
+            why: "DASH is not implemented yet"
         }]
     );
-    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: exec ({live}:3)"));
+    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: dash ({live}:3)"));
 
     // Errors name the included file and its line.
     dir.write("rtmp.d/tv.conf", "application tv {\n    lve on;\n}\n");
@@ -523,7 +524,7 @@ fn include_errors() {
 
 #[test]
 fn inert_directives_are_reported_with_file_and_line() {
-    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind;\n    application a {\n      live on;\n      exec ffmpeg -i x;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done x; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
+    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind;\n    application a {\n      live on;\n      dash on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
     let c = parse(text);
     let seen: Vec<(&str, u32)> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
     assert_eq!(
@@ -532,9 +533,8 @@ fn inert_directives_are_reported_with_file_and_line() {
             ("rtmp_auto_push", 1),
             ("out_cork", 3),
             ("listen backlog", 5),
-            ("exec", 8),
+            ("dash", 8),
             ("hls_variant", 10),
-            ("exec_record_done", 11),
             ("rtmp_stat", 15)
         ]
     );
@@ -546,7 +546,7 @@ fn inert_directives_are_reported_with_file_and_line() {
     );
     assert_eq!(
         report.last().unwrap(),
-        "sluice: 7 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), exec (line 8), hls_variant (line 10), exec_record_done (line 11), rtmp_stat (line 15)"
+        "sluice: 6 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash (line 8), hls_variant (line 10), rtmp_stat (line 15)"
     );
     assert!(parse(SEED).inert_report().is_empty(), "nothing to say when every directive acts");
 }
