@@ -77,7 +77,9 @@ impl Variant {
         for p in &self.params {
             add(p);
         }
-        if let Some(b) = self.average_bandwidth.filter(|_| !given("AVERAGE-BANDWIDTH")) {
+        // An average above the configured peak would contradict it (the configured value wins).
+        let peak = self.bandwidth().unwrap_or(u64::MAX);
+        if let Some(b) = self.average_bandwidth.filter(|b| !given("AVERAGE-BANDWIDTH") && *b <= peak) {
             add(&format!("AVERAGE-BANDWIDTH={b}"));
         }
         if let Some((w, h)) = self.media.resolution.filter(|_| !given("RESOLUTION")) {
@@ -302,10 +304,11 @@ mod tests {
     #[test]
     fn measured_attributes_fill_in_what_the_config_leaves_out_and_variants_sort_by_bandwidth() {
         let measured = |mut v: Variant| {
-            v.media = MediaInfo { codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()], resolution: Some((640, 360)) };
+            v.media =
+                MediaInfo { codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()], resolution: Some((640, 360)) };
             v.frame_rate = Some(25.0);
             v.peak_bandwidth = Some(700_123);
-            v.average_bandwidth = Some(500_000);
+            v.average_bandwidth = Some(150_000);
             v
         };
         let v = [
@@ -317,19 +320,23 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[3],
-            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=160000,CODECS=\"avc1.42c01e,mp4a.40.5\",AVERAGE-BANDWIDTH=500000,RESOLUTION=640x360,FRAME-RATE=25.000"
+            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=160000,CODECS=\"avc1.42c01e,mp4a.40.5\",AVERAGE-BANDWIDTH=150000,RESOLUTION=640x360,FRAME-RATE=25.000"
         );
         assert_eq!(lines[4], "low.m3u8");
         assert_eq!(
             lines[5],
-            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=640000,RESOLUTION=1280x720,AVERAGE-BANDWIDTH=500000,CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=25.000"
+            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=640000,RESOLUTION=1280x720,AVERAGE-BANDWIDTH=150000,CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=25.000"
         );
         assert_eq!(
             lines[7],
-            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=700123,AVERAGE-BANDWIDTH=500000,RESOLUTION=640x360,CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=25.000"
+            "#EXT-X-STREAM-INF:PROGRAM-ID=1,BANDWIDTH=700123,AVERAGE-BANDWIDTH=150000,RESOLUTION=640x360,CODECS=\"avc1.64001f,mp4a.40.2\",FRAME-RATE=25.000"
         );
         assert_eq!(lines[8], "auto.m3u8");
         assert_eq!(text.matches("BANDWIDTH=").count(), 6, "never repeated: {text}");
+        let mut low = measured(variant(&["BANDWIDTH=400000"], "low.m3u8"));
+        assert!(low.attributes(3).contains("AVERAGE-BANDWIDTH=150000"));
+        low.params = vec!["BANDWIDTH=100000".into()];
+        assert!(!low.attributes(3).contains("AVERAGE"), "not above the configured BANDWIDTH");
     }
 
     #[test]
@@ -355,8 +362,14 @@ mod tests {
         let hevc10 = [1, 0x22, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 120];
         assert_eq!(video_codec(VideoCodec::Hevc, &hevc10, Container::Fmp4).as_deref(), Some("hvc1.2.4.H120"));
         // Main profile, level 3.0 (idx 4), main tier, 8 bits.
-        assert_eq!(video_codec(VideoCodec::Av1, &[0x81, 0x04, 0x0C], Container::Fmp4).as_deref(), Some("av01.0.04M.08"));
-        assert_eq!(video_codec(VideoCodec::Av1, &[0x81, 0x28, 0x4C], Container::Fmp4).as_deref(), Some("av01.1.08M.10"));
+        assert_eq!(
+            video_codec(VideoCodec::Av1, &[0x81, 0x04, 0x0C], Container::Fmp4).as_deref(),
+            Some("av01.0.04M.08")
+        );
+        assert_eq!(
+            video_codec(VideoCodec::Av1, &[0x81, 0x28, 0x4C], Container::Fmp4).as_deref(),
+            Some("av01.1.08M.10")
+        );
         assert_eq!(aac_object_type(&[0x12, 0x10]), Some(2));
         assert_eq!(aac_object_type(&[0x2B, 0x92, 0x08, 0x00]), Some(5));
         assert_eq!(aac_object_type(&[0xF8, 0x20]), Some(33));

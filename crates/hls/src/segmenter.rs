@@ -595,9 +595,14 @@ impl Segmenter {
         let codecs = video
             .and_then(|v| crate::master::video_codec(v.codec, &v.config, self.s.container))
             .into_iter()
-            .chain(self.audio.as_ref().and_then(|a| crate::master::audio_codec(a.codec, crate::master::aac_object_type(&a.config))))
+            .chain(
+                self.audio
+                    .as_ref()
+                    .and_then(|a| crate::master::audio_codec(a.codec, crate::master::aac_object_type(&a.config))),
+            )
             .collect();
-        let resolution = video.filter(|v| v.width > 0 && v.height > 0).map(|v| (u32::from(v.width), u32::from(v.height)));
+        let resolution =
+            video.filter(|v| v.width > 0 && v.height > 0).map(|v| (u32::from(v.width), u32::from(v.height)));
         crate::master::MediaInfo { codecs, resolution }
     }
 

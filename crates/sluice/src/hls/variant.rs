@@ -132,7 +132,8 @@ pub fn update(
         }
         let (disk, rx) = watch::channel(Disk::Idle);
         store.tasks.spawn(writer(store.clone(), member.master.clone(), rx));
-        let master = Master { app: member.app.clone(), variants: Vec::new(), live: None, text: None, disk, wrote: false };
+        let master =
+            Master { app: member.app.clone(), variants: Vec::new(), live: None, text: None, disk, wrote: false };
         masters.insert(member.master.clone(), master);
     }
     let Some(m) = masters.get_mut(&member.master) else { return Ok(()) };
