@@ -175,3 +175,61 @@ fn shaka_low_latency_mode_plays_ts_fmp4_and_ll_hls_for_a_minute_without_gaps() {
     }
     assert!(failed.is_empty(), "Shaka did not play without gaps:\n{}\nconsole:\n{}", failed.join("\n"), verdicts[0].1);
 }
+
+/// hls.js plays an `hls_variant` master playlist of three renditions (three ffmpeg publishers)
+/// and, forced through its API, switches to each level in turn.
+#[test]
+fn hlsjs_plays_an_hls_variant_master_and_each_level() {
+    let dir = TempDir::new("browser-variant");
+    let hls = dir.path("hls");
+    let server = Server::start(&format!(
+        "hls on; hls_path {}; hls_fragment 1s; hls_nested on; \
+         hls_variant _low BANDWIDTH=160000; hls_variant _mid BANDWIDTH=320000; hls_variant _hi BANDWIDTH=640000;",
+        hls.display()
+    ));
+    let _publishers: Vec<Proc> = [("_low", "320x180"), ("_mid", "480x270"), ("_hi", "640x360")]
+        .iter()
+        .map(|(suffix, size)| {
+            let child = Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-re"])
+                .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "60"])
+                .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+                .args(["-g", "25", "-c:a", "aac", "-b:a", "32k", "-f", "flv", &server.url(&format!("x{suffix}"))])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("ffmpeg is installed");
+            Proc(child)
+        })
+        .collect();
+    // The master lists every rendition once each has a segment or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !std::fs::read_to_string(hls.join("x.m3u8")).is_ok_and(|t| t.matches("#EXT-X-STREAM-INF").count() == 3)
+        || !std::fs::read_to_string(hls.join("x_hi/index.m3u8")).is_ok_and(|t| t.matches("#EXTINF").count() >= 2)
+    {
+        assert!(std::time::Instant::now() < deadline, "no master with three variants; log:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = Page {
+        server: &server,
+        hls_dir: &hls,
+        stream: "x",
+        page: "player.html",
+        query: "secs=12&cycle=1".into(),
+        min_segments: 0,
+    };
+    let (verdict, console) = play_pages(&[page], Duration::from_secs(60)).remove(0);
+    eprintln!("hls.js, hls_variant master: {verdict}");
+    assert!(
+        verdict.contains("\"ok\":true"),
+        "hls.js did not play: {verdict}\nconsole:\n{console}\nlog:\n{}",
+        server.log()
+    );
+    assert_eq!(number(&verdict, "levels"), 3.0, "{verdict}");
+    for level in ["0", "1", "2"] {
+        let switched = verdict.split("\"switched\":[").nth(1).and_then(|s| s.split(']').next()).unwrap_or_default();
+        assert!(switched.split(',').any(|l| l == level), "level {level} never played: {verdict}");
+    }
+}
