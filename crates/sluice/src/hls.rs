@@ -14,6 +14,7 @@
 //! | `hls_sync`, `hls_muxdelay`, `hls_max_audio_delay`, `hls_audio_buffer_size` | MPEG-TS timing |
 //! | `hls_keys`, `hls_key_path`, `hls_key_url`, `hls_fragments_per_key` | AES-128 encryption |
 //! | `hls_fragment_type mpegts\|fmp4`, `hls_low_latency`, `hls_part_duration` | sluice extensions |
+//! | `hls_variant` | master playlists of the live variants (`variant`) |
 //!
 //! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
 //! sans-IO `hls` crate.
@@ -481,6 +482,8 @@ struct HlsTask {
     /// A publisher is live (between `Published` and `Unpublished`): only then is the stream
     /// listed as a variant.
     publishing: bool,
+    /// Listed in its master playlist now.
+    listed: bool,
 }
 
 impl HlsTask {
@@ -528,6 +531,7 @@ impl HlsTask {
             variant,
             meter: hls::master::Meter::default(),
             publishing: true,
+            listed: false,
         })
     }
 
@@ -777,9 +781,14 @@ impl HlsTask {
             .find_map(|l| l.strip_prefix("#EXT-X-VERSION:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(3);
-        if let Err(why) = variant::update(&self.store, member, measured, version) {
-            let master = member.master().display().to_string();
-            self.log_once(format!("not listed in the master playlist {master}: {why}"));
+        let master = member.master().display().to_string();
+        match variant::update(&self.store, member, measured, version) {
+            Ok(()) if !self.listed => {
+                self.listed = true;
+                tracing::info!(app = %self.app.name, stream = %self.name, master = %master, "hls: listed as a variant");
+            }
+            Ok(()) => {}
+            Err(why) => self.log_once(format!("not listed in the master playlist {master}: {why}")),
         }
     }
 
@@ -788,6 +797,10 @@ impl HlsTask {
         self.publishing = false;
         if let Some(member) = &self.variant {
             variant::withdraw(&self.store, member);
+            if std::mem::take(&mut self.listed) {
+                let master = member.master().display();
+                tracing::info!(app = %self.app.name, stream = %self.name, master = %master, "hls: no longer listed as a variant");
+            }
         }
     }
 
