@@ -48,7 +48,7 @@ use crate::hub::{Entry, Stream};
 use crate::untrusted::{self, NameError};
 
 mod repair;
-pub mod variant;
+mod variant;
 
 /// Ring entries the HLS task takes at a time.
 const MAX_BATCH: usize = 256;

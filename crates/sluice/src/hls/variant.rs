@@ -223,8 +223,12 @@ async fn writer(store: Arc<HlsStore>, path: PathBuf, mut rx: watch::Receiver<Dis
     let mut logged = false;
     loop {
         tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
+            biased;
             _ = store.shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        if store.shutdown.is_cancelled() {
+            return;
         }
         let next = rx.borrow_and_update().clone();
         let result = match next {
@@ -327,6 +331,48 @@ mod tests {
         assert!(store.get(&master, None).await.is_none(), "no variant left: out of memory");
         until("the master removed", || !master.exists()).await;
         until("the registry empty", || store.variants.masters().is_empty()).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Variant tasks race (joining, updating, leaving, on several threads): memory always
+    /// holds the text of the variants listed, and the disk ends with the newest text.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_variants_leave_neither_a_torn_nor_a_stale_master() {
+        let dir = std::env::temp_dir().join(format!("sluice-variant-race-{}", std::process::id()));
+        let conf = format!(
+            "live on; hls on; hls_path {}; hls_variant _a; hls_variant _b; hls_variant _c; hls_variant _d;",
+            dir.display()
+        );
+        let app = crate::config::test_app(&conf);
+        let store = HlsStore::new(CancellationToken::new());
+        let master = dir.join("x.m3u8");
+        let tasks: Vec<_> = ["x_a", "x_b", "x_c", "x_d"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let (store, member) = (store.clone(), Member::new(&app, &dir, name).unwrap());
+                tokio::spawn(async move {
+                    for round in 0..200u64 {
+                        update(&store, &member, measured(100_000 * (i as u64 + 1) + round), 3).unwrap();
+                        if round % 7 == i as u64 && round < 199 {
+                            withdraw(&store, &member);
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    // The last three stay listed; `x_a` leaves.
+                    if i == 0 {
+                        withdraw(&store, &member);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let text = String::from_utf8_lossy(&store.get(&master, None).await.unwrap().body).into_owned();
+        assert_eq!(text.matches("#EXT-X-STREAM-INF").count(), 3, "{text}");
+        assert!(!text.contains("x_a.m3u8") && text.contains("BANDWIDTH=400199"), "the newest: {text}");
+        until("the newest text on disk", || std::fs::read_to_string(&master).is_ok_and(|t| t == text)).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
