@@ -223,3 +223,42 @@ fn fmp4_and_low_latency_variants() {
     }
     assert_eq!(heights(&format!("http://127.0.0.1:{}/hls/x.m3u8", server.http_port)), [180, 270, 360]);
 }
+
+/// HEVC renditions (the Enhanced RTMP ffmpeg, libx265) in fMP4: `CODECS` names `hvc1` with the
+/// profile, compatibility flags, tier and level of the real HEVCDecoderConfigurationRecord.
+#[test]
+fn hevc_variants_in_fmp4_name_their_codec() {
+    let dir = TempDir::new("variant-hevc");
+    let hls = dir.path("hls");
+    let variants = "hls_variant _low BANDWIDTH=160000; hls_variant _hi BANDWIDTH=640000;";
+    let server = Server::start(&hls_app(&hls, "hls_fragment_type fmp4;", variants));
+    let ffmpeg = enhanced_ffmpeg();
+    let _publishers: Vec<Proc> = [("_low", "320x180"), ("_hi", "640x360")]
+        .iter()
+        .map(|(suffix, size)| {
+            let child = Command::new(&ffmpeg)
+                .args(["-hide_banner", "-loglevel", "error", "-re"])
+                .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "30"])
+                .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"])
+                .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-f", "flv"])
+                .arg(server.url(&format!("x{suffix}")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the Enhanced RTMP ffmpeg runs");
+            Proc(child)
+        })
+        .collect();
+    let master = master_with(&server, "/hls/x.m3u8", 2);
+    assert!(master.starts_with("#EXTM3U\n#EXT-X-VERSION:6\n"), "{master}");
+    for ((attrs, _), size) in entries(&master).iter().zip(["320x180", "640x360"]) {
+        // x265 Main profile: general_profile_compatibility_flags 1 and 2 (`6`), main tier.
+        let codecs = attr(attrs, "CODECS").unwrap_or_default();
+        assert!(codecs.starts_with("\"hvc1.1.6.L") && codecs.ends_with(",mp4a.40.2\""), "{master}");
+        assert_eq!(attr(attrs, "RESOLUTION").as_deref(), Some(size), "{master}");
+    }
+    let streams = ffprobe_streams(&format!("http://127.0.0.1:{}/hls/x.m3u8", server.http_port));
+    assert!(streams.iter().any(|s| s.starts_with("hevc,640,360")), "{streams:?}");
+}
