@@ -134,6 +134,17 @@ pub fn render(variants: &[Variant], version: u8) -> String {
     out
 }
 
+/// `#EXT-X-RENDITION-REPORT` (RFC 8216bis §4.4.5.4) for another variant of the same master at
+/// `position`, for a low-latency media playlist: the last part it has (`LAST-MSN`,
+/// `LAST-PART`), or its last complete segment; `None` before it has either.
+pub fn rendition_report(uri: &str, position: &crate::Position) -> Option<String> {
+    let last = match position.open {
+        Some((msn, parts)) if parts > 0 => format!("LAST-MSN={msn},LAST-PART={}", parts - 1),
+        _ => format!("LAST-MSN={}", position.last_complete?),
+    };
+    Some(format!("#EXT-X-RENDITION-REPORT:URI=\"{uri}\",{last}\n"))
+}
+
 /// The RFC 6381 string of a video track from its configuration record (the sequence header's
 /// payload); `None` when the record is too short.
 pub fn video_codec(codec: VideoCodec, config: &[u8], container: Container) -> Option<String> {
@@ -347,6 +358,22 @@ mod tests {
         assert!(text.contains("#EXT-X-STREAM-INF:BANDWIDTH=1\n"), "{text}");
         let v = [variant(&["PROGRAM-ID=2", "BANDWIDTH=1"], "a.m3u8")];
         assert!(render(&v, 3).contains(":PROGRAM-ID=2,BANDWIDTH=1\n"), "the configured one wins");
+    }
+
+    #[test]
+    fn rendition_reports() {
+        use crate::Position;
+        let p = Position { open: Some((7, 3)), last_complete: Some(6), ..Position::default() };
+        assert_eq!(
+            rendition_report("../x_hi/index.m3u8", &p).as_deref(),
+            Some("#EXT-X-RENDITION-REPORT:URI=\"../x_hi/index.m3u8\",LAST-MSN=7,LAST-PART=2\n")
+        );
+        let p = Position { open: Some((7, 0)), last_complete: Some(6), ..Position::default() };
+        assert_eq!(
+            rendition_report("x_hi.m3u8", &p).as_deref(),
+            Some("#EXT-X-RENDITION-REPORT:URI=\"x_hi.m3u8\",LAST-MSN=6\n")
+        );
+        assert_eq!(rendition_report("x_hi.m3u8", &Position::default()), None);
     }
 
     #[test]

@@ -697,6 +697,9 @@ impl HlsTask {
 
     async fn apply_events(&mut self) {
         let events: Vec<Event> = std::iter::from_fn(|| self.seg.poll_event()).collect();
+        if let Some(member) = self.variant.as_ref().filter(|_| self.listed && self.app.hls.low_latency) {
+            variant::set_position(&self.store, member, self.seg.position());
+        }
         // The playlist is rendered from the segmenter's state after ALL these events, so what
         // it names must be in memory before it is published, not only up to the current event.
         if self.stage_in_memory(&events) {
@@ -756,12 +759,24 @@ impl HlsTask {
         // ends its playlist after the next task took the path over: the file is the new one's.
         if playlist_changed && !self.replaced() {
             self.publish_playlist_in_memory();
-            let text = self.seg.playlist();
+            let text = self.media_playlist();
             self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
             if segment_written {
                 self.join_master(&text);
             }
         }
+    }
+
+    /// The media playlist; a low-latency variant's reports where the other variants of its
+    /// master are (`#EXT-X-RENDITION-REPORT`).
+    fn media_playlist(&self) -> String {
+        let mut text = self.seg.playlist();
+        if let Some(member) = self.variant.as_ref().filter(|_| self.listed && self.app.hls.low_latency) {
+            if !self.seg.ended() {
+                text.push_str(&variant::rendition_reports(&self.store, member));
+            }
+        }
+        text
     }
 
     /// After a media playlist write with a new segment: list (or update) this stream in its
@@ -830,7 +845,7 @@ impl HlsTask {
     }
 
     fn publish_playlist_in_memory(&self) {
-        self.live.update(self.seg.playlist(), self.seg.position(), !self.seg.ended());
+        self.live.update(self.media_playlist(), self.seg.position(), !self.seg.ended());
     }
 
     /// Keys only segments before `msn` used leave memory (a few stay for players behind the

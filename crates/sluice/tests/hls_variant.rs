@@ -222,6 +222,24 @@ fn fmp4_and_low_latency_variants() {
         assert!(attr(&attrs, "CODECS").is_some_and(|c| c.starts_with("\"avc1.")), "{master}");
     }
     assert_eq!(heights(&format!("http://127.0.0.1:{}/hls/x.m3u8", server.http_port)), [180, 270, 360]);
+
+    // Each low-latency variant reports where the others are (RFC 8216bis §4.4.5.4), and what
+    // it reports exists: a blocking request for it is answered at once.
+    let media = wait_for(&server, Duration::from_secs(10), "rendition reports in x_low", || {
+        let (_, t) = get(server.http_port, "/hls/x_low/index.m3u8");
+        (t.matches("#EXT-X-RENDITION-REPORT:").count() == 2).then_some(t)
+    });
+    assert!(!media.contains("URI=\"../x_low/"), "{media}");
+    let report = media
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-RENDITION-REPORT:URI=\"../x_hi/index.m3u8\","))
+        .unwrap_or_else(|| panic!("no report of x_hi: {media}"));
+    let (msn, part) = (attr(report, "LAST-MSN").unwrap(), attr(report, "LAST-PART"));
+    let query = format!("_HLS_msn={msn}") + &part.map(|p| format!("&_HLS_part={p}")).unwrap_or_default();
+    let asked = Instant::now();
+    let (status, hi) = get(server.http_port, &format!("/hls/x_hi/index.m3u8?{query}"));
+    assert_eq!(status, 200, "{query}: {hi}");
+    assert!(asked.elapsed() < Duration::from_millis(500), "{query} exists already: {hi}");
 }
 
 /// HEVC renditions (the Enhanced RTMP ffmpeg, libx265) in fMP4: `CODECS` names `hvc1` with the

@@ -70,6 +70,10 @@ struct Listed {
     variant: Variant,
     /// `#EXT-X-VERSION` of its media playlist.
     media_version: u8,
+    /// Its URI as the other variants' rendition reports name it.
+    report_uri: String,
+    /// How far its playlist has come (low-latency HLS: for the others' rendition reports).
+    position: Option<hls::Position>,
 }
 
 /// A stream that is a variant: which master it belongs to and how it is listed there.
@@ -81,6 +85,8 @@ pub struct Member {
     order: usize,
     params: Vec<String>,
     uri: String,
+    /// The URI relative to the other variants' media playlists.
+    report_uri: String,
 }
 
 impl Member {
@@ -95,13 +101,21 @@ impl Member {
             .enumerate()
             .find(|(_, v)| name.len() > v.suffix.len() && name.ends_with(&v.suffix))?;
         let base = untrusted::stream_name(&name[..name.len() - v.suffix.len()]).ok()?;
+        let file = hls::segmenter::playlist_file(name, app.hls.nested);
+        // Nested playlists sit one directory down, next to each other's directories.
+        let report_uri = match (app.hls.base_url.is_empty(), app.hls.nested) {
+            (false, _) => format!("{}{file}", app.hls.base_url),
+            (true, true) => format!("../{file}"),
+            (true, false) => file.clone(),
+        };
         Some(Member {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             app: app.clone(),
             master: dir.join(format!("{base}.m3u8")),
             order,
             params: v.params.clone(),
-            uri: format!("{}{}", app.hls.base_url, hls::segmenter::playlist_file(name, app.hls.nested)),
+            uri: format!("{}{file}", app.hls.base_url),
+            report_uri,
         })
     }
 
@@ -145,16 +159,37 @@ pub fn update(
         order: member.order,
         variant: Variant { params: member.params.clone(), uri: member.uri.clone(), ..measured },
         media_version,
+        report_uri: member.report_uri.clone(),
+        position: None,
     };
     // A later publish of the same name replaces its earlier task's entry.
     match m.variants.iter_mut().find(|l| l.order == member.order) {
-        Some(l) => *l = listed,
+        Some(l) => *l = Listed { position: l.position.filter(|_| l.member == member.id), ..listed },
         None => {
             m.variants.push(listed);
             m.variants.sort_by_key(|l| l.order);
         }
     }
     render(store, &member.master, m)
+}
+
+/// How far `member`'s playlist has come, for the other variants' rendition reports (nothing
+/// while it is not listed).
+pub fn set_position(store: &HlsStore, member: &Member, position: hls::Position) {
+    let mut masters = store.variants.masters();
+    let listed = masters.get_mut(&member.master).and_then(|m| m.variants.iter_mut().find(|l| l.member == member.id));
+    if let Some(l) = listed {
+        l.position = Some(position);
+    }
+}
+
+/// `#EXT-X-RENDITION-REPORT` lines for the other live variants of `member`'s master (RFC
+/// 8216bis §4.4.5.4: a low-latency media playlist reports every rendition of its master).
+pub fn rendition_reports(store: &HlsStore, member: &Member) -> String {
+    let masters = store.variants.masters();
+    let Some(m) = masters.get(&member.master) else { return String::new() };
+    let others = m.variants.iter().filter(|l| l.member != member.id);
+    others.filter_map(|l| hls::master::rendition_report(&l.report_uri, l.position.as_ref()?)).collect()
 }
 
 /// `member`'s variant leaves its master (its publisher left, or its playlist ended).
