@@ -510,7 +510,7 @@ impl HlsTask {
             changed: watch::channel(0).0,
         });
         store.playlists().insert(playlist_path.clone(), live.clone());
-        let variant = variant::Member::new(&app, &dir, &name);
+        let variant = variant::Member::new(&store, &app, &dir, &name);
         let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
         Ok(HlsTask {
             store,

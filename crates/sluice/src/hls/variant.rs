@@ -76,8 +76,10 @@ struct Listed {
     position: Option<hls::Position>,
 }
 
-/// A stream that is a variant: which master it belongs to and how it is listed there.
+/// A stream that is a variant: which master it belongs to and how it is listed there. Dropped
+/// (its task ended, however), it leaves the master.
 pub struct Member {
+    store: Arc<HlsStore>,
     id: u64,
     app: Arc<AppConf>,
     master: PathBuf,
@@ -92,7 +94,7 @@ pub struct Member {
 impl Member {
     /// The variant stream `name` of `app` is, if any: its name ends with a variant's suffix and
     /// is longer than it (the first such line wins, as in nginx-rtmp).
-    pub fn new(app: &Arc<AppConf>, dir: &Path, name: &str) -> Option<Self> {
+    pub fn new(store: &Arc<HlsStore>, app: &Arc<AppConf>, dir: &Path, name: &str) -> Option<Self> {
         static IDS: AtomicU64 = AtomicU64::new(0);
         let (order, v) = app
             .hls
@@ -109,6 +111,7 @@ impl Member {
             (true, false) => file.clone(),
         };
         Some(Member {
+            store: store.clone(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
             app: app.clone(),
             master: dir.join(format!("{base}.m3u8")),
@@ -122,6 +125,12 @@ impl Member {
     /// The master playlist's path.
     pub fn master(&self) -> &Path {
         &self.master
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        withdraw(&self.store.clone(), self);
     }
 }
 
@@ -340,10 +349,10 @@ mod tests {
         let app = crate::config::test_app(&conf);
         let other = crate::config::test_app(&conf);
         let store = HlsStore::new(CancellationToken::new());
-        assert!(Member::new(&app, &dir, "_low").is_none(), "longer than the suffix");
-        assert!(Member::new(&app, &dir, "x_mid").is_none());
-        let hi = Member::new(&app, &dir, "x_hi").unwrap();
-        let low = Member::new(&app, &dir, "x_low").unwrap();
+        assert!(Member::new(&store, &app, &dir, "_low").is_none(), "longer than the suffix");
+        assert!(Member::new(&store, &app, &dir, "x_mid").is_none());
+        let hi = Member::new(&store, &app, &dir, "x_hi").unwrap();
+        let low = Member::new(&store, &app, &dir, "x_low").unwrap();
         let master = dir.join("x.m3u8");
         assert_eq!(hi.master(), master);
 
@@ -356,7 +365,7 @@ mod tests {
         assert!(text.contains("BANDWIDTH=160000,AVERAGE-BANDWIDTH=100000,RESOLUTION=320x180"), "{text}");
         until("the master on disk", || std::fs::read_to_string(&master).is_ok_and(|t| t == text)).await;
 
-        let stranger = Member::new(&other, &dir, "x_low").unwrap();
+        let stranger = Member::new(&store, &other, &dir, "x_low").unwrap();
         assert!(update(&store, &stranger, measured(1), 3).is_err(), "one application per master");
 
         withdraw(&store, &low);
@@ -366,6 +375,25 @@ mod tests {
         assert!(store.get(&master, None).await.is_none(), "no variant left: out of memory");
         until("the master removed", || !master.exists()).await;
         until("the registry empty", || store.variants.masters().is_empty()).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A task that ends without withdrawing (a panic) still leaves; with `hls_cleanup off` the
+    /// master's last text stays on disk when no variant is left.
+    #[tokio::test]
+    async fn dropped_members_leave_and_cleanup_off_keeps_the_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-variant-keep-{}", std::process::id()));
+        let conf = format!("live on; hls on; hls_path {}; hls_cleanup off; hls_variant _a;", dir.display());
+        let app = crate::config::test_app(&conf);
+        let store = HlsStore::new(CancellationToken::new());
+        let master = dir.join("x.m3u8");
+        let member = Member::new(&store, &app, &dir, "x_a").unwrap();
+        update(&store, &member, measured(1000), 3).unwrap();
+        until("the master on disk", || master.exists()).await;
+        drop(member);
+        assert!(store.get(&master, None).await.is_none(), "out of memory");
+        until("the registry empty", || store.variants.masters().is_empty()).await;
+        assert!(std::fs::read_to_string(&master).unwrap().contains("x_a.m3u8"), "kept on disk");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -385,7 +413,7 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, name)| {
-                let (store, member) = (store.clone(), Member::new(&app, &dir, name).unwrap());
+                let (store, member) = (store.clone(), Member::new(&store, &app, &dir, name).unwrap());
                 tokio::spawn(async move {
                     for round in 0..200u64 {
                         update(&store, &member, measured(100_000 * (i as u64 + 1) + round), 3).unwrap();
@@ -394,20 +422,24 @@ mod tests {
                         }
                         tokio::task::yield_now().await;
                     }
-                    // The last three stay listed; `x_a` leaves.
+                    // The last three stay listed (while their members live); `x_a` leaves.
                     if i == 0 {
                         withdraw(&store, &member);
                     }
+                    member
                 })
             })
             .collect();
+        let mut members = Vec::new();
         for t in tasks {
-            t.await.unwrap();
+            members.push(t.await.unwrap());
         }
         let text = String::from_utf8_lossy(&store.get(&master, None).await.unwrap().body).into_owned();
         assert_eq!(text.matches("#EXT-X-STREAM-INF").count(), 3, "{text}");
         assert!(!text.contains("x_a.m3u8") && text.contains("BANDWIDTH=400199"), "the newest: {text}");
         until("the newest text on disk", || std::fs::read_to_string(&master).is_ok_and(|t| t == text)).await;
+        drop(members);
+        until("the master removed", || !master.exists()).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
