@@ -3,6 +3,7 @@
 //! | spec | what is used |
 //! |---|---|
 //! | RFC 8216 (HLS) | media playlists, `#EXT-X-KEY` AES-128, `#EXT-X-MAP`, discontinuities |
+//! | RFC 8216 §4.3.4.2, RFC 6381 | master playlists (`hls_variant`) with `CODECS`, `RESOLUTION`, `FRAME-RATE` |
 //! | RFC 8216bis §4.4.3–4.4.5 | low-latency HLS: parts, preload hints, blocking reload |
 //! | ISO/IEC 13818-1 | MPEG-TS segments (through the `mpegts` crate) |
 //! | ISO/IEC 23000-19 (CMAF) | fMP4 segments (through the `fmp4` crate) |
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod crypt;
+pub mod master;
 pub mod playlist;
 pub mod segmenter;
 mod timeline;

@@ -588,6 +588,24 @@ impl Segmenter {
         Some(ms * (HZ / 1000))
     }
 
+    /// The codecs and picture size of what the segments carry (tracks the container cannot carry
+    /// are left out), for a master playlist.
+    pub fn media_info(&self) -> crate::master::MediaInfo {
+        let video = self.video.as_ref();
+        let codecs = video
+            .and_then(|v| crate::master::video_codec(v.codec, &v.config, self.s.container))
+            .into_iter()
+            .chain(
+                self.audio
+                    .as_ref()
+                    .and_then(|a| crate::master::audio_codec(a.codec, crate::master::aac_object_type(&a.config))),
+            )
+            .collect();
+        let resolution =
+            video.filter(|v| v.width > 0 && v.height > 0).map(|v| (u32::from(v.width), u32::from(v.height)));
+        crate::master::MediaInfo { codecs, resolution }
+    }
+
     /// The publisher left: close the open segment and end the playlist (`#EXT-X-ENDLIST`).
     pub fn finish(&mut self) {
         if self.ended {

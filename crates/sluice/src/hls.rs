@@ -14,6 +14,7 @@
 //! | `hls_sync`, `hls_muxdelay`, `hls_max_audio_delay`, `hls_audio_buffer_size` | MPEG-TS timing |
 //! | `hls_keys`, `hls_key_path`, `hls_key_url`, `hls_fragments_per_key` | AES-128 encryption |
 //! | `hls_fragment_type mpegts\|fmp4`, `hls_low_latency`, `hls_part_duration` | sluice extensions |
+//! | `hls_variant` | master playlists of the live variants (`variant`) |
 //!
 //! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
 //! sans-IO `hls` crate.
@@ -47,6 +48,7 @@ use crate::hub::{Entry, Stream};
 use crate::untrusted::{self, NameError};
 
 mod repair;
+mod variant;
 
 /// Ring entries the HLS task takes at a time.
 const MAX_BATCH: usize = 256;
@@ -80,6 +82,8 @@ pub struct HlsStore {
     writers: Mutex<HashMap<PathBuf, Arc<Stream>>>,
     /// Server shutdown: ended streams then skip waiting for their cleanup.
     shutdown: CancellationToken,
+    /// The live variants of every `hls_variant` master playlist.
+    variants: variant::Registry,
 }
 
 #[derive(Clone)]
@@ -471,6 +475,15 @@ struct HlsTask {
     logged: Vec<String>,
     /// Removes expired segment files after their grace (`hls_cleanup`); started when needed.
     reaper: Option<Reaper>,
+    /// The master playlist this stream is a variant of (`hls_variant`).
+    variant: Option<variant::Member>,
+    /// Its frame rate and bit rates, for the master playlist.
+    meter: hls::master::Meter,
+    /// A publisher is live (between `Published` and `Unpublished`): only then is the stream
+    /// listed as a variant.
+    publishing: bool,
+    /// Listed in its master playlist now.
+    listed: bool,
 }
 
 impl HlsTask {
@@ -497,9 +510,7 @@ impl HlsTask {
             changed: watch::channel(0).0,
         });
         store.playlists().insert(playlist_path.clone(), live.clone());
-        if !app.hls.variants.is_empty() {
-            tracing::warn!(app = %app.name, stream = %name, "hls: hls_variant is not implemented yet; no master playlist");
-        }
+        let variant = variant::Member::new(&store, &app, &dir, &name);
         let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
         Ok(HlsTask {
             store,
@@ -517,6 +528,10 @@ impl HlsTask {
             resume_from_disk,
             logged: Vec::new(),
             reaper: None,
+            variant,
+            meter: hls::master::Meter::default(),
+            publishing: true,
+            listed: false,
         })
     }
 
@@ -547,23 +562,34 @@ impl HlsTask {
             for entry in batch.entries {
                 match entry {
                     Entry::Frame(f) => match f.kind {
-                        MediaKind::Video => self.seg.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms()),
+                        MediaKind::Video => {
+                            if self.variant.is_some() && !f.sequence_header {
+                                self.meter.video_frame(f.timestamp);
+                            }
+                            self.seg.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms())
+                        }
                         MediaKind::Audio => self.seg.push_audio(f.timestamp, f.audio_header(), &f.payload, unix_ms()),
                         MediaKind::Data => {}
                     },
                     Entry::Published => {
+                        self.publishing = true;
+                        self.meter.reset();
                         if gap.take().is_some() {
                             tracing::info!(app = %self.app.name, stream = %self.name, "hls: publisher back; the playlist continues after a discontinuity");
                         }
                     }
                     Entry::Unpublished if self.store.shutdown.is_cancelled() => return self.finish(sub).await,
-                    Entry::Unpublished => match self.seg.interrupt(Some(new_session(unix_ms()))) {
-                        Ok(()) => gap = Some(tokio::time::Instant::now() + self.reconnect_window()),
-                        Err(e) => {
-                            tracing::error!(app = %self.app.name, stream = %self.name, "hls: {e}");
-                            return self.finish(sub).await;
+                    Entry::Unpublished => {
+                        // Players must not be sent to a rendition that stopped.
+                        self.leave_master();
+                        match self.seg.interrupt(Some(new_session(unix_ms()))) {
+                            Ok(()) => gap = Some(tokio::time::Instant::now() + self.reconnect_window()),
+                            Err(e) => {
+                                tracing::error!(app = %self.app.name, stream = %self.name, "hls: {e}");
+                                return self.finish(sub).await;
+                            }
                         }
-                    },
+                    }
                 }
             }
             self.apply_events().await;
@@ -610,6 +636,7 @@ impl HlsTask {
 
     /// End the playlist (`#EXT-X-ENDLIST`), then linger and clean up.
     async fn finish(&mut self, sub: crate::hub::Subscriber) {
+        self.leave_master();
         self.stop_writing(&mut self.store.writers(), sub.stream());
         self.seg.finish();
         self.apply_events().await;
@@ -670,6 +697,9 @@ impl HlsTask {
 
     async fn apply_events(&mut self) {
         let events: Vec<Event> = std::iter::from_fn(|| self.seg.poll_event()).collect();
+        if let Some(member) = self.variant.as_ref().filter(|_| self.listed && self.app.hls.low_latency) {
+            variant::set_position(&self.store, member, self.seg.position());
+        }
         // The playlist is rendered from the segmenter's state after ALL these events, so what
         // it names must be in memory before it is published, not only up to the current event.
         if self.stage_in_memory(&events) {
@@ -677,6 +707,7 @@ impl HlsTask {
             self.publish_playlist_in_memory();
         }
         let mut playlist_changed = false;
+        let mut segment_written = false;
         for ev in events {
             match ev {
                 Event::Init { file, data } => {
@@ -689,7 +720,9 @@ impl HlsTask {
                     }
                 }
                 Event::Part { msn, file, .. } => self.parts.push_back((msn, self.dir.join(file))),
-                Event::Segment { msn, file, data, .. } => {
+                Event::Segment { msn, file, data, duration } => {
+                    self.meter.segment(data.len(), duration);
+                    segment_written = true;
                     let path = self.dir.join(file);
                     self.write_file(&path, &data).await;
                     self.in_memory.push_back(path);
@@ -726,8 +759,63 @@ impl HlsTask {
         // ends its playlist after the next task took the path over: the file is the new one's.
         if playlist_changed && !self.replaced() {
             self.publish_playlist_in_memory();
-            let text = self.seg.playlist();
+            let text = self.media_playlist();
             self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
+            if segment_written {
+                self.join_master(&text);
+            }
+        }
+    }
+
+    /// The media playlist; a low-latency variant's reports where the other variants of its
+    /// master are (`#EXT-X-RENDITION-REPORT`).
+    fn media_playlist(&self) -> String {
+        let mut text = self.seg.playlist();
+        if let Some(member) = self.variant.as_ref().filter(|_| self.listed && self.app.hls.low_latency) {
+            if !self.seg.ended() {
+                text.push_str(&variant::rendition_reports(&self.store, member));
+            }
+        }
+        text
+    }
+
+    /// After a media playlist write with a new segment: list (or update) this stream in its
+    /// master playlist, while its publisher is live.
+    fn join_master(&mut self, playlist: &str) {
+        let Some(member) = self.variant.as_ref().filter(|_| self.publishing && !self.seg.ended()) else { return };
+        let measured = hls::master::Variant {
+            params: Vec::new(),
+            uri: String::new(),
+            media: self.seg.media_info(),
+            frame_rate: self.meter.frame_rate(),
+            peak_bandwidth: self.meter.peak_bandwidth(),
+            average_bandwidth: self.meter.average_bandwidth(),
+        };
+        let version = playlist
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-VERSION:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(3);
+        let master = member.master().display().to_string();
+        match variant::update(&self.store, member, measured, version) {
+            Ok(()) if !self.listed => {
+                self.listed = true;
+                tracing::info!(app = %self.app.name, stream = %self.name, master = %master, "hls: listed as a variant");
+            }
+            Ok(()) => {}
+            Err(why) => self.log_once(format!("not listed in the master playlist {master}: {why}")),
+        }
+    }
+
+    /// This stream leaves its master playlist (its publisher left, or its playlist ended).
+    fn leave_master(&mut self) {
+        self.publishing = false;
+        if let Some(member) = &self.variant {
+            variant::withdraw(&self.store, member);
+            if std::mem::take(&mut self.listed) {
+                let master = member.master().display();
+                tracing::info!(app = %self.app.name, stream = %self.name, master = %master, "hls: no longer listed as a variant");
+            }
         }
     }
 
@@ -757,7 +845,7 @@ impl HlsTask {
     }
 
     fn publish_playlist_in_memory(&self) {
-        self.live.update(self.seg.playlist(), self.seg.position(), !self.seg.ended());
+        self.live.update(self.media_playlist(), self.seg.position(), !self.seg.ended());
     }
 
     /// Keys only segments before `msn` used leave memory (a few stay for players behind the

@@ -175,3 +175,81 @@ fn shaka_low_latency_mode_plays_ts_fmp4_and_ll_hls_for_a_minute_without_gaps() {
     }
     assert!(failed.is_empty(), "Shaka did not play without gaps:\n{}\nconsole:\n{}", failed.join("\n"), verdicts[0].1);
 }
+
+/// Starts one ffmpeg per `(suffix, size)`, publishing `x{suffix}` to `server` for `secs`.
+fn publish_renditions(server: &Server, renditions: &[(&str, &str)], secs: u32) -> Vec<Proc> {
+    renditions
+        .iter()
+        .map(|(suffix, size)| {
+            let child = Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-re"])
+                .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", &secs.to_string()])
+                .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+                .args(["-g", "25", "-c:a", "aac", "-b:a", "32k", "-f", "flv", &server.url(&format!("x{suffix}"))])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("ffmpeg is installed");
+            Proc(child)
+        })
+        .collect()
+}
+
+/// hls.js plays the master `x.m3u8` in `hls` once it lists `n` variants, switched to each level
+/// in turn through its API; returns its verdict.
+fn play_master(server: &Server, hls: &Path, n: usize, low_latency: bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !std::fs::read_to_string(hls.join("x.m3u8")).is_ok_and(|t| t.matches("#EXT-X-STREAM-INF").count() == n) {
+        assert!(std::time::Instant::now() < deadline, "no master with {n} variants; log:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A segment or two more in each variant.
+    std::thread::sleep(Duration::from_secs(2));
+    let query = format!("secs=12&cycle=1&ll={}", u8::from(low_latency));
+    let page = Page { server, hls_dir: hls, stream: "x", page: "player.html", query, min_segments: 0 };
+    let (verdict, console) = play_pages(&[page], Duration::from_secs(60)).remove(0);
+    eprintln!("hls.js, hls_variant master (low latency {low_latency}): {verdict}");
+    assert!(
+        verdict.contains("\"ok\":true"),
+        "hls.js did not play: {verdict}\nconsole:\n{console}\nlog:\n{}",
+        server.log()
+    );
+    assert_eq!(number(&verdict, "levels"), n as f64, "{verdict}");
+    let switched = verdict.split("\"switched\":[").nth(1).and_then(|s| s.split(']').next()).unwrap_or_default();
+    for level in 0..n {
+        assert!(switched.split(',').any(|l| l == level.to_string()), "level {level} never played: {verdict}");
+    }
+    verdict
+}
+
+/// hls.js plays an `hls_variant` master playlist of three renditions (three ffmpeg publishers)
+/// and, forced through its API, switches to each level in turn.
+#[test]
+fn hlsjs_plays_an_hls_variant_master_and_each_level() {
+    let dir = TempDir::new("browser-variant");
+    let hls = dir.path("hls");
+    let server = Server::start(&format!(
+        "hls on; hls_path {}; hls_fragment 1s; hls_nested on; \
+         hls_variant _low BANDWIDTH=160000; hls_variant _mid BANDWIDTH=320000; hls_variant _hi BANDWIDTH=640000;",
+        hls.display()
+    ));
+    let _publishers = publish_renditions(&server, &[("_low", "320x180"), ("_mid", "480x270"), ("_hi", "640x360")], 60);
+    play_master(&server, &hls, 3, false);
+}
+
+/// The same with fMP4 low-latency variants, hls.js in low-latency mode.
+#[test]
+fn hlsjs_low_latency_mode_plays_an_ll_hls_variant_master_and_each_level() {
+    let dir = TempDir::new("browser-variant-ll");
+    let hls = dir.path("hls");
+    let server = Server::start(&format!(
+        "hls on; hls_path {}; hls_fragment 1s; hls_nested on; hls_fragment_type fmp4; hls_low_latency on; \
+         hls_variant _low BANDWIDTH=160000; hls_variant _hi BANDWIDTH=640000;",
+        hls.display()
+    ));
+    let _publishers = publish_renditions(&server, &[("_low", "320x180"), ("_hi", "640x360")], 60);
+    let verdict = play_master(&server, &hls, 2, true);
+    assert!(verdict.contains("\"lowLatency\":true"), "{verdict}");
+}

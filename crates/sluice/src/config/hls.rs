@@ -335,8 +335,27 @@ fn part_duration(d: &Directive) -> Result<Duration, Fail> {
     Ok(t)
 }
 
+/// An empty suffix would make every stream a variant of itself (its master playlist would be its
+/// own media playlist).
 fn variant(d: &Directive) -> Result<HlsVariant, Fail> {
-    let suffix = first(d)?.value.clone();
+    let arg = first(d)?;
+    if arg.value.is_empty() {
+        return Err(invalid(d, arg, "a non-empty stream name suffix"));
+    }
+    let suffix = arg.value.clone();
     let params = d.args[1..].iter().map(|a| a.value.clone()).collect();
     Ok(HlsVariant { suffix, params })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn hls_variant_needs_a_suffix() {
+        let err =
+            Config::parse("rtmp { server { application a { hls_variant \"\" BANDWIDTH=1; } } }", "t").unwrap_err();
+        assert!(err.to_string().contains("a non-empty stream name suffix"), "{err}");
+        assert!(Config::parse("rtmp { server { application a { hls_variant _hi BANDWIDTH=1; } } }", "t").is_ok());
+    }
 }

@@ -70,7 +70,6 @@ pub(crate) fn accept(d: &Directive) -> (String, Vec<String>) {
 /// yet, and why. One row each: delete a row when its directive starts acting, add one when a
 /// directive is accepted but ignored.
 const INERT: &[(&str, &str)] = &[
-    ("hls_variant", "no master playlist is written yet"),
     ("out_cork", "sluice batches its writes by itself"),
     ("busy", "sluice sets no process title"),
     ("buflen", "sluice keeps no per-player buffer to size"),

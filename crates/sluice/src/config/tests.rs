@@ -534,7 +534,6 @@ fn inert_directives_are_reported_with_file_and_line() {
             ("out_cork", 3),
             ("listen backlog", 5),
             ("dash", 8),
-            ("hls_variant", 10),
             ("rtmp_stat", 15)
         ]
     );
@@ -546,7 +545,7 @@ fn inert_directives_are_reported_with_file_and_line() {
     );
     assert_eq!(
         report.last().unwrap(),
-        "sluice: 6 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash (line 8), hls_variant (line 10), rtmp_stat (line 15)"
+        "sluice: 5 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash (line 8), rtmp_stat (line 15)"
     );
     assert!(parse(SEED).inert_report().is_empty(), "nothing to say when every directive acts");
 }
