@@ -180,20 +180,7 @@ fn shaka_low_latency_mode_plays_ts_fmp4_and_ll_hls_for_a_minute_without_gaps() {
 fn publish_renditions(server: &Server, renditions: &[(&str, &str)], secs: u32) -> Vec<Proc> {
     renditions
         .iter()
-        .map(|(suffix, size)| {
-            let child = Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-re"])
-                .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
-                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", &secs.to_string()])
-                .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
-                .args(["-g", "25", "-c:a", "aac", "-b:a", "32k", "-f", "flv", &server.url(&format!("x{suffix}"))])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("ffmpeg is installed");
-            Proc(child)
-        })
+        .map(|(suffix, size)| ffmpeg_publish_pattern(&server.url(&format!("x{suffix}")), size, secs, 25))
         .collect()
 }
 
@@ -224,18 +211,15 @@ fn play_master(server: &Server, hls: &Path, n: usize, low_latency: bool) -> Stri
     verdict
 }
 
-/// hls.js plays an `hls_variant` master playlist of three renditions (three ffmpeg publishers)
-/// and, forced through its API, switches to each level in turn.
+/// The nginx-rtmp wiki's ABR recipe (`exec ffmpeg` making three renditions, `hls_variant`
+/// lines): hls.js plays the master playlist and, forced through its API, each level in turn.
 #[test]
-fn hlsjs_plays_an_hls_variant_master_and_each_level() {
+fn hlsjs_plays_the_wiki_abr_recipe_master_and_each_level() {
     let dir = TempDir::new("browser-variant");
     let hls = dir.path("hls");
-    let server = Server::start(&format!(
-        "hls on; hls_path {}; hls_fragment 1s; hls_nested on; \
-         hls_variant _low BANDWIDTH=160000; hls_variant _mid BANDWIDTH=320000; hls_variant _hi BANDWIDTH=640000;",
-        hls.display()
-    ));
-    let _publishers = publish_renditions(&server, &[("_low", "320x180"), ("_mid", "480x270"), ("_hi", "640x360")], 60);
+    let server =
+        Server::start_with("", &wiki_abr_recipe(&hls).replace("hls_nested on;", "hls_nested on; hls_fragment 1s;"));
+    let _publisher = ffmpeg_publish(&format!("rtmp://127.0.0.1:{}/src/x", server.port), 60, 25);
     play_master(&server, &hls, 3, false);
 }
 

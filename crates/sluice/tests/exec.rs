@@ -331,22 +331,15 @@ fn exec_pull_serves_players_and_stops_after_the_last() {
     assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 1, "one child for one player");
 }
 
-/// The exec part of the nginx-rtmp wiki's ABR recipe, verbatim but for `-c:a aac` (Debian's
-/// ffmpeg has no libfdk_aac) and the port: one ffmpeg per published stream reads it back and
-/// publishes three renditions into another application.
+/// The nginx-rtmp wiki's ABR recipe, verbatim but for `-c:a aac` (Debian's ffmpeg has no
+/// libfdk_aac), the port and `hls_path`: one ffmpeg per published stream reads it back and
+/// publishes three renditions into the `hls` application, whose `hls_variant` lines make the
+/// master playlist `mystream.m3u8` listing the three with their parameters.
 #[test]
-fn the_wiki_abr_recipe_publishes_three_renditions() {
-    let server = Server::start_with(
-        "",
-        "application src {
-            live on;
-            exec ffmpeg -i rtmp://localhost:{rtmp}/src/$name
-              -c:a aac -b:a 32k  -c:v libx264 -b:v 128K -f flv rtmp://localhost:{rtmp}/hls/$name_low
-              -c:a aac -b:a 64k  -c:v libx264 -b:v 256k -f flv rtmp://localhost:{rtmp}/hls/$name_mid
-              -c:a aac -b:a 128k -c:v libx264 -b:v 512K -f flv rtmp://localhost:{rtmp}/hls/$name_hi;
-        }
-        application hls { live on; }",
-    );
+fn the_wiki_abr_recipe_publishes_three_renditions_and_a_master_playlist() {
+    let dir = TempDir::new("exec-abr");
+    let hls = dir.path("hls");
+    let server = Server::start_with("", &common::wiki_abr_recipe(&hls));
     let _ffmpeg = ffmpeg_publish(&url(&server, "src", "mystream"), 40, 25);
     for suffix in ["_low", "_mid", "_hi"] {
         let name = format!("mystream{suffix}");
@@ -357,8 +350,25 @@ fn the_wiki_abr_recipe_publishes_three_renditions() {
         let streams = common::ffprobe_streams(&url(&server, "hls", &name));
         assert_eq!(streams, ["aac", "h264,640,360"], "{name}");
     }
-    let log = server.log();
-    assert!(log.contains("exec app=src stream=mystream: started"), "{log}");
+    assert!(server.log().contains("exec app=src stream=mystream: started"), "{}", server.log());
+    let master = wait_for("a master listing three variants", Duration::from_secs(40), || {
+        let text = std::fs::read_to_string(hls.join("mystream.m3u8")).ok()?;
+        (text.matches("#EXT-X-STREAM-INF").count() == 3).then_some(text)
+    });
+    let mut uris = Vec::new();
+    for (suffix, bandwidth) in [("_low", "160000"), ("_mid", "320000"), ("_hi", "640000")] {
+        let uri = format!("mystream{suffix}/index.m3u8");
+        let inf = master.lines().take_while(|l| *l != uri).last().unwrap_or_default();
+        assert!(inf.contains(&format!("BANDWIDTH={bandwidth}")) && inf.contains("RESOLUTION=640x360"), "{master}");
+        uris.push(uri);
+    }
+    for uri in uris {
+        let url = format!("http://127.0.0.1:{}/hls/{uri}", server.http_port);
+        // ffprobe lists an HLS playlist's streams once more under its program.
+        let mut streams = common::ffprobe_streams(&url);
+        streams.dedup();
+        assert_eq!(streams, ["aac", "h264,640,360"], "{url}");
+    }
 }
 
 /// `exec_kill_signal TERM`: a child that ignores it is killed (SIGKILL) after the grace period;

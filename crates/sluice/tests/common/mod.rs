@@ -304,3 +304,29 @@ pub fn unanswered_commands(name: &str) -> bytes::BytesMut {
     }
     out
 }
+
+/// The nginx-rtmp wiki's ABR recipe verbatim but for `-c:a aac` (Debian's ffmpeg has no
+/// libfdk_aac), `{rtmp}` for the server's port and `hls_path` `hls`: an `exec ffmpeg` publishes
+/// `$name_low`, `$name_mid` and `$name_hi` into application `hls`, whose `hls_variant` lines
+/// make the master playlist.
+pub fn wiki_abr_recipe(hls: &Path) -> String {
+    format!(
+        "application src {{
+            live on;
+            exec ffmpeg -i rtmp://localhost:{{rtmp}}/src/$name
+              -c:a aac -b:a 32k  -c:v libx264 -b:v 128K -f flv rtmp://localhost:{{rtmp}}/hls/$name_low
+              -c:a aac -b:a 64k  -c:v libx264 -b:v 256k -f flv rtmp://localhost:{{rtmp}}/hls/$name_mid
+              -c:a aac -b:a 128k -c:v libx264 -b:v 512K -f flv rtmp://localhost:{{rtmp}}/hls/$name_hi;
+        }}
+        application hls {{
+            live on;
+            hls on;
+            hls_path {};
+            hls_nested on;
+            hls_variant _low BANDWIDTH=160000;
+            hls_variant _mid BANDWIDTH=320000;
+            hls_variant _hi  BANDWIDTH=640000;
+        }}",
+        hls.display()
+    )
+}
