@@ -331,6 +331,35 @@ fn exec_pull_serves_players_and_stops_after_the_last() {
     assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 1, "one child for one player");
 }
 
+/// `exec_play`/`exec_play_done` of an RTMP player get its query string (`$args`) and its
+/// session variables (`$addr`, `$tcurl`), as nginx-rtmp gives them.
+#[test]
+fn exec_play_gets_the_players_args_and_client() {
+    let dir = TempDir::new("exec-play-vars");
+    let plays = dir.path("plays.log");
+    let note = script(&dir, "note.sh", &plays, false);
+    let server = Server::start(&format!(
+        "exec_play {n} play $name $app $args $addr $tcurl; exec_play_done {n} done $name $args $addr;",
+        n = note.display()
+    ));
+    let _ffmpeg = ffmpeg_publish(&url(&server, "live", "cam"), 30, 25);
+    common::wait_published(&server, "cam");
+    let streams = common::ffprobe_streams(&url(&server, "live", "cam?k=v"));
+    assert!(streams.iter().any(|s| s.starts_with("h264")), "{streams:?}");
+    let noted: Vec<String> = wait_for("exec_play and exec_play_done", Duration::from_secs(10), || {
+        let n = noted(&plays);
+        (n.len() >= 2).then_some(n)
+    })
+    .into_iter()
+    .map(|(_, a)| a)
+    .collect();
+    let tcurl = format!("rtmp://127.0.0.1:{}/live", server.port);
+    assert_eq!(
+        noted,
+        [format!("[play] [cam] [live] [k=v] [127.0.0.1] [{tcurl}]"), "[done] [cam] [k=v] [127.0.0.1]".to_owned()]
+    );
+}
+
 /// The exec part of the nginx-rtmp wiki's ABR recipe, verbatim but for `-c:a aac` (Debian's
 /// ffmpeg has no libfdk_aac) and the port: one ffmpeg per published stream reads it back and
 /// publishes three renditions into another application.
