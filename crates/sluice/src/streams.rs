@@ -288,7 +288,7 @@ mod tests {
         }
         drop(first);
         for m in [&a, &b] {
-            assert_eq!(*m.players.lock().unwrap(), [anon.clone()], "the first player's guards dropped");
+            assert_eq!(*m.players.lock().unwrap(), std::slice::from_ref(&anon), "the first player's guards dropped");
         }
         drop(second);
         let off = crate::config::test_app("live on; idle_streams off;");

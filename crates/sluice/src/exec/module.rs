@@ -56,11 +56,6 @@ impl Exec {
     pub fn pull_players(&self, app: &str, name: &str) -> usize {
         self.players.count(app, name)
     }
-
-    /// Children alive now.
-    pub fn children(&self) -> usize {
-        self.limits.alive()
-    }
 }
 
 /// The session variables (`$app $flashver $swfurl $tcurl $pageurl $addr`).
