@@ -296,6 +296,21 @@ mod tests {
         assert!(a.players.lock().unwrap().is_empty() && b.players.lock().unwrap().is_empty());
     }
 
+    /// A player an `on_play` callback redirected to an `rtmp://` pull is a player like any:
+    /// the modules' `on_play` run for it.
+    #[tokio::test]
+    async fn play_pulled_runs_every_module() {
+        let dummy = Arc::new(Dummy::default());
+        let streams = streams(vec![dummy.clone()]);
+        let app = app("live on;");
+        let url = format!("rtmp://127.0.0.1:{}/live/cam", free_port());
+        let p = Player { app: &app, name: "local", args: "k=v", client: None, srv: 0 };
+        let played = streams.play_pulled(&p, &url, OPTS).expect("a pull started");
+        assert_eq!(*dummy.players.lock().unwrap(), [("live".into(), "local".into(), "k=v".into(), None)]);
+        drop(played);
+        assert!(dummy.players.lock().unwrap().is_empty());
+    }
+
     /// A port nobody listens on now.
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
