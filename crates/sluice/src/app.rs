@@ -11,9 +11,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::http::{self, HttpState, LiveContent};
 use crate::hub::Hub;
-use crate::modules::Module;
-use crate::relay::pull::{Pulls, ServerApps, Setup};
+use crate::modules::{Module, Modules, StartCtx};
+use crate::relay::pull::{ServerApps, Setup};
 use crate::server::{self, ServerCtx};
+use crate::streams::Streams;
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -31,6 +32,7 @@ pub async fn run_with_modules(
 ) -> anyhow::Result<()> {
     let hub = Hub::new();
     let hls = crate::hls::HlsStore::new(shutdown.clone());
+    let tracker = TaskTracker::new();
     let mut shared = server::Shared {
         hub: hub.clone(),
         hls: hls.clone(),
@@ -38,14 +40,35 @@ pub async fn run_with_modules(
         records: crate::record::Recorders::new(config.servers.len()),
         access: Default::default(),
         notifier: Default::default(),
-        modules: Arc::new([]),
+        // A context without modules, replaced below: the modules are made from `shared`.
+        streams: Streams::new(hub.clone(), Arc::new([]), Setup::default()),
         clients: Default::default(),
     };
-    shared.modules = crate::modules::registered(&shared).into_iter().chain(extra).collect();
+    let modules: Modules = crate::modules::registered(&shared).into_iter().chain(extra).collect();
+    // Relay pulls: on demand from `Streams::play`, `static` ones once the listeners run.
+    let pulls = Setup {
+        clients: shared.clients.clone(),
+        servers: config
+            .servers
+            .iter()
+            .map(|conf| ServerApps {
+                apps: conf.apps.iter().cloned().map(Arc::new).collect(),
+                out_queue: conf.core.out_queue,
+                max_message: conf.core.max_message,
+            })
+            .collect(),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    shared.streams = Streams::new(hub.clone(), modules, pulls);
     crate::record::repair_on_start(&config);
     crate::hls::repair_on_start(&config);
-    let tracker = TaskTracker::new();
-    tracker.spawn(crate::exec::start(&config, &shared.notices, shutdown.clone()));
+    let start = StartCtx { config: &config, notices: &shared.notices, shutdown: shutdown.clone() };
+    for module in shared.streams.modules.iter() {
+        if let Some(task) = module.on_start(&start) {
+            tracker.spawn(task);
+        }
+    }
     let mut rtmp_addrs = Vec::new();
     let mut bound = Vec::new();
     for (index, conf) in config.servers.iter().enumerate() {
@@ -54,30 +77,13 @@ pub async fn run_with_modules(
         let ctx = Arc::new(ServerCtx::new(conf.clone(), index, &shared, shutdown.clone()));
         bound.push((listeners, ctx));
     }
-    // Relay pulls, before the first connection: on demand from `streams::play`, `static`
-    // ones from now on.
-    let pull_setup = Setup {
-        modules: shared.modules.clone(),
-        clients: shared.clients.clone(),
-        servers: bound
-            .iter()
-            .map(|(_, ctx)| ServerApps {
-                apps: ctx.apps.clone(),
-                out_queue: ctx.conf.core.out_queue,
-                max_message: ctx.conf.core.max_message,
-            })
-            .collect(),
-        shutdown: shutdown.clone(),
-        tracker: tracker.clone(),
-    };
-    let pulls = Pulls::install(&hub, pull_setup);
     for (listeners, ctx) in bound {
         tracker.spawn(crate::notify::record_done_listener(ctx.clone()));
         for l in listeners {
             tracker.spawn(server::serve(l, ctx.clone(), tracker.clone()));
         }
     }
-    pulls.start_static();
+    shared.streams.start_static_pulls();
     // Live HLS playlists and segments are served from memory before the disk.
     let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
     let http_addrs = start_http(&config, &hub, &live, &shared, &shutdown, &tracker)?;

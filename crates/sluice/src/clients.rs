@@ -610,14 +610,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let config = crate::config::Config::parse("rtmp { server { application live { live on; } } }", "t").unwrap();
         let shutdown = CancellationToken::new();
+        let hub = crate::hub::Hub::new();
         let shared = crate::server::Shared {
-            hub: crate::hub::Hub::new(),
+            hub: hub.clone(),
             hls: crate::hls::HlsStore::new(shutdown.clone()),
             notices: Default::default(),
             records: crate::record::Recorders::new(1),
             access: Default::default(),
             notifier: Default::default(),
-            modules: Arc::new([]),
+            streams: crate::streams::Streams::new(hub, Arc::new([]), Default::default()),
             clients: Default::default(),
         };
         let clients = shared.clients.clone();

@@ -419,7 +419,7 @@ impl Conn {
             push_to,
             srv: self.ctx.index,
         };
-        match streams::publish(&self.ctx.hub, &self.ctx.modules, &source, self.stream_options()) {
+        match self.ctx.streams.publish(&source, self.stream_options()) {
             Ok(Published { publisher, status }) => {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
                 self.session.accept_publish(stream_id, &name);
@@ -470,9 +470,11 @@ impl Conn {
         // One play per connection, as nginx-rtmp's live module: a new `play` ends the old one,
         // so repeated plays cannot pile up idle streams in the hub.
         self.stop_playing();
+        let player =
+            streams::Player { app, name: &name, args: &asked.args, client: self.client.as_ref(), srv: self.ctx.index };
         let found = match pull_from {
-            None => streams::play(&self.ctx.hub, app, &name, self.stream_options()),
-            Some(url) => match streams::play_pulled(&self.ctx.hub, app, url, &name, self.stream_options()) {
+            None => self.ctx.streams.play(&player, self.stream_options()),
+            Some(url) => match self.ctx.streams.play_pulled(&player, url, self.stream_options()) {
                 Ok(found) => Some(found),
                 Err(e) => {
                     tracing::info!(client = %self.peer, app = %app.name, stream = %name, url = %notify::log_url(url), "play refused: on_play's relay: {e}");

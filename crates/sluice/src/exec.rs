@@ -4,14 +4,13 @@
 //! - [`command`] (sans-IO): a command line, its variables and redirects, and the rules that
 //!   keep client values from reaching further than one argument.
 //! - `child`: spawning, stderr into the log, killing, respawning.
-//! - `limits`: how many children may be alive.
-//! - [`Exec`]: the output module (one line in [`crate::modules::registered`]): on publish it
-//!   starts `exec_push` children and runs `exec_publish`; when the publisher leaves it stops
-//!   them and runs `exec_publish_done`.
-//! - [`start`]: `exec_static` children and `exec_record_done` (spawned once from
-//!   [`crate::app`]).
-//! - [`on_play`]: `exec_play`, `exec_play_done` and `exec_pull` (players counted per name),
-//!   called from [`crate::streams::play`].
+//! - `limits`: how many children may be alive (one bound per [`Exec`] instance).
+//! - [`Exec`]: the output module (one line in [`crate::modules::registered`], one instance per
+//!   server, which owns the state below): on publish it starts `exec_push` children and runs
+//!   `exec_publish`; when the publisher leaves it stops them and runs `exec_publish_done`. Its
+//!   `on_start` runs `exec_static` children and `exec_record_done`.
+//! - `play`: the module's `on_play`: `exec_play`, `exec_play_done` and `exec_pull` (players
+//!   counted per name), for every player of [`crate::streams::Streams::play`].
 //!
 //! What an exec'd ffmpeg publishes back (`-f flv rtmp://localhost/...`) comes in through RTMP
 //! like any publisher.
@@ -24,5 +23,4 @@ mod play;
 
 pub use child::{backoff, RateLimit, KILL_GRACE, LOG_LINES_PER_SEC, MAX_BACKOFF};
 pub use limits::{Limits, MAX_CHILDREN, MAX_CHILDREN_PER_APP};
-pub use module::{start, Exec};
-pub use play::{on_play, pull_players};
+pub use module::Exec;

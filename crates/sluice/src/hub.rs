@@ -526,8 +526,6 @@ pub struct Hub {
     max_streams: usize,
     /// Whether "registry full" was logged (once per episode).
     full_logged: AtomicBool,
-    /// See [`Hub::attach`].
-    attached: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Default for Hub {
@@ -591,7 +589,6 @@ impl Hub {
             next_publisher: AtomicU64::new(0),
             max_streams,
             full_logged: AtomicBool::new(false),
-            attached: OnceLock::new(),
         }
     }
 
@@ -688,9 +685,9 @@ impl Hub {
     }
 }
 
-/// What the relay pull needs from the hub: a player count that module subscribers are not part
-/// of, a way to tell waiting players that a stream will not come, and the pull registry
-/// reachable from every source (they all hold the hub).
+/// What the relay pull and the modules' `on_play` need from the hub: guards a player holds
+/// until it leaves (a player count that module subscribers are not part of), and a way to tell
+/// waiting players that a stream will not come.
 impl Subscriber {
     /// Keep `value` until this subscriber is dropped (after it left the stream): a source marks
     /// its players with a guard whose `Drop` counts them out.
@@ -715,19 +712,6 @@ impl Stream {
             push_entry(&mut st.ring, Entry::Unpublished);
         }
         self.waiters.wake_all();
-    }
-}
-
-impl Hub {
-    /// Attach what the entry points of [`crate::streams`] need besides the registry (the relay
-    /// pulls), once at start-up; false if something is attached already.
-    pub fn attach<T: std::any::Any + Send + Sync>(&self, value: Arc<T>) -> bool {
-        self.attached.set(value).is_ok()
-    }
-
-    /// What [`Hub::attach`] attached, if it is a `T`.
-    pub fn attached<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.attached.get()?.clone().downcast::<T>().ok()
     }
 }
 

@@ -1,17 +1,22 @@
-//! Output modules: what a published stream starts, whoever publishes it (an RTMP client today,
-//! a relay pull or an exec'd process later). Each one implements [`Module`] and is listed once
-//! in [`registered`]; [`crate::streams::publish`] runs them all for every publisher. Adding an
-//! output (relay push, exec, DASH, stats) is one new module plus one line in [`registered`].
+//! Output modules: what a published stream starts, whoever publishes it (an RTMP client, a
+//! relay pull, an exec'd process), and what a player starts, whoever plays. Each one implements
+//! [`Module`] and is listed once in [`registered`]; [`crate::streams::Streams`] runs them all
+//! for every publisher ([`Module::on_publish`]) and every player ([`Module::on_play`]). Adding
+//! an output (relay push, exec, DASH, stats) is one new module plus one line in [`registered`].
 //!
 //! A module subscribes to the stream in the hub like a player and runs its own task: it never
 //! slows the publisher (see the invariant in [`crate::hub`]).
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::AppConf;
-use crate::events::ClientInfo;
+use crate::config::{AppConf, Config};
+use crate::events::{ClientInfo, Notices};
 use crate::hub::Stream;
 use crate::server::Shared;
 
@@ -54,7 +59,37 @@ pub struct PublishCtx<'a> {
     pub status: &'a StatusSender,
 }
 
-/// An output that every published stream of an application may start.
+/// What a module learns about a new player.
+pub struct PlayCtx<'a> {
+    /// The application played from.
+    pub app: &'a Arc<AppConf>,
+    /// The stream the player subscribed to (maybe not published yet).
+    pub stream: &'a Arc<Stream>,
+    /// The stream name (checked by [`crate::untrusted::stream_name`]).
+    pub name: &'a str,
+    /// The play query string.
+    pub args: &'a str,
+    /// The playing client, when there is one (an RTMP connection).
+    pub client: Option<&'a ClientInfo>,
+}
+
+/// What a module's [`Module::on_play`] gives the player to hold: dropped when the player leaves.
+pub type PlayGuard = Box<dyn Any + Send + Sync>;
+
+/// What a module learns when the server starts.
+pub struct StartCtx<'a> {
+    /// The whole configuration.
+    pub config: &'a Config,
+    /// Server-wide notices (recordings closed, ...).
+    pub notices: &'a Arc<Notices>,
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+}
+
+/// A task a module runs for the life of the server; shutdown waits for it.
+pub type ServerTask = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An output that every published stream, or every player, of an application may start.
 pub trait Module: Send + Sync {
     /// Short name, for logs.
     fn name(&self) -> &'static str;
@@ -62,6 +97,25 @@ pub trait Module: Send + Sync {
     /// A stream was published: start this output for it if the application wants it. Must not
     /// block: spawn a task that subscribes to `ctx.stream`.
     fn on_publish(&self, ctx: &PublishCtx<'_>);
+
+    /// A player started: do what the application wants done per player. What it returns is
+    /// held by the player's [`crate::hub::Subscriber`] and dropped when the player leaves (a
+    /// guard whose `Drop` does the "player left" part). Must not block.
+    fn on_play(&self, _ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
+        None
+    }
+
+    /// Whether this module brings `name` in `app` when a player comes (`exec_pull`): its
+    /// players wait for the stream even with `idle_streams off`, as for a relay pull.
+    fn publishes_on_play(&self, _app: &AppConf, _name: &str) -> bool {
+        false
+    }
+
+    /// The server started: a task this module runs until shutdown (`exec_static`), if any.
+    /// Called once, before the first connection.
+    fn on_start(&self, _ctx: &StartCtx<'_>) -> Option<ServerTask> {
+        None
+    }
 }
 
 /// The registered modules, shared by every source.
@@ -73,21 +127,35 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
         Arc::new(crate::hls::Output::new(shared.hls.clone())),
         Arc::new(crate::record::Output::new(shared.records.clone(), shared.notices.clone())),
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
+        // Its state (children alive, `exec_pull` players) lives in this one instance.
         Arc::new(crate::exec::Exec::new()),
     ]
 }
 
 #[cfg(test)]
 mod tests {
-    /// The architecture's rule: sources reach outputs only through `streams` and this list.
-    /// A source that named an output module would start it only for its own publishers.
+    /// The architecture's rule: sources reach outputs only through `streams` and this list,
+    /// and `streams` (and `app`, which starts them) only through the `Module` trait. A source
+    /// that named an output module would start it only for its own publishers or players.
     #[test]
     fn sources_name_no_output_module() {
-        let sources =
-            [("connection.rs", include_str!("connection.rs")), ("relay/pull.rs", include_str!("relay/pull.rs"))];
+        let sources = [
+            ("connection.rs", include_str!("connection.rs")),
+            ("relay/pull.rs", include_str!("relay/pull.rs")),
+            ("streams.rs", include_str!("streams.rs")),
+            ("app.rs", include_str!("app.rs")),
+        ];
+        let outputs = [
+            "crate::hls::Output",
+            "crate::record::Output",
+            "crate::relay::push",
+            "super::push",
+            "crate::exec",
+            ".exec.",
+        ];
         for (file, text) in sources {
             let code = text.split("#[cfg(test)]").next().unwrap_or(text);
-            for output in ["crate::hls", "crate::record", "crate::relay::push", "super::push"] {
+            for output in outputs {
                 assert!(!code.contains(output), "{file} names the output module {output}");
             }
         }

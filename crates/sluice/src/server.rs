@@ -18,7 +18,7 @@ use crate::connection;
 use crate::events::Notices;
 use crate::hls::HlsStore;
 use crate::hub::Hub;
-use crate::modules::Modules;
+use crate::streams::Streams;
 
 /// Everything a connection task shares with the rest of the server.
 pub struct ServerCtx {
@@ -36,8 +36,8 @@ pub struct ServerCtx {
     pub access: Arc<crate::access::Counters>,
     /// HTTP callbacks: pooled clients, bounded calls in flight.
     pub notifier: Arc<crate::notify::Notifier>,
-    /// The output modules every published stream starts.
-    pub modules: Modules,
+    /// The one publish and play entry ([`crate::streams`]).
+    pub streams: Arc<Streams>,
     /// Every connected client, server-wide (control, stats).
     pub clients: Arc<crate::clients::Clients>,
     /// This server block's `max_connections` count.
@@ -59,7 +59,7 @@ impl ServerCtx {
             notices: shared.notices.clone(),
             access: shared.access.clone(),
             notifier: shared.notifier.clone(),
-            modules: shared.modules.clone(),
+            streams: shared.streams.clone(),
             clients: shared.clients.clone(),
             limit,
             shutdown,
@@ -81,8 +81,9 @@ pub struct Shared {
     pub access: Arc<crate::access::Counters>,
     /// HTTP callbacks.
     pub notifier: Arc<crate::notify::Notifier>,
-    /// The output modules ([`crate::modules::registered`]).
-    pub modules: Modules,
+    /// The one publish and play entry: the hub, the output modules
+    /// ([`crate::modules::registered`]) and the relay pulls.
+    pub streams: Arc<Streams>,
     /// Every connected client ([`crate::clients`]): what control and stats act on.
     pub clients: Arc<crate::clients::Clients>,
 }

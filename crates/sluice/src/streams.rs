@@ -1,7 +1,10 @@
-//! The one publish and the one play entry that every source calls: the RTMP connection today,
-//! a relay pull, HTTP-FLV and exec later. [`publish`] claims the stream in the hub and starts
-//! every registered output module ([`crate::modules`]) on it; [`play`] subscribes a player.
-//! Access policy and callbacks are decided before, by the source.
+//! The one publish and the one play entry that every source calls: the RTMP connection, a
+//! relay pull, an exec'd process (through RTMP), HTTP-FLV later. Both are methods of
+//! [`Streams`], the context built once at start-up ([`crate::app`]) and held in
+//! [`crate::server::Shared`]: [`Streams::publish`] claims the stream in the hub and runs every
+//! registered output module's [`Module::on_publish`] ([`crate::modules`]);
+//! [`Streams::play`] subscribes a player, joins or starts its relay pull, and runs every
+//! module's [`Module::on_play`]. Access policy and callbacks are decided before, by the source.
 
 use std::sync::Arc;
 
@@ -10,8 +13,8 @@ use tokio::sync::mpsc;
 use crate::config::AppConf;
 use crate::events::ClientInfo;
 use crate::hub::{Hub, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
-use crate::modules::{Module, PublishCtx, StatusReceiver};
-use crate::relay::pull::{self, Pulls};
+use crate::modules::{Modules, PlayCtx, PublishCtx, StatusReceiver};
+use crate::relay::pull::{self, PullError, Pulls, Setup};
 
 /// Who publishes what.
 pub struct Source<'a> {
@@ -30,6 +33,20 @@ pub struct Source<'a> {
     pub srv: usize,
 }
 
+/// Who plays what.
+pub struct Player<'a> {
+    /// The application played from.
+    pub app: &'a Arc<AppConf>,
+    /// The stream name, already checked by [`crate::untrusted::stream_name`].
+    pub name: &'a str,
+    /// The play query string (`exec_play`'s `$args`).
+    pub args: &'a str,
+    /// The playing client, if a client plays (`exec_play`'s `$addr`, `$tcurl`, ...).
+    pub client: Option<&'a ClientInfo>,
+    /// The index of the `server {}` block played in (where a relay pull it starts registers).
+    pub srv: usize,
+}
+
 /// A publish that succeeded.
 pub struct Published {
     /// Proof of being the publisher: push frames to its stream; unpublishes when dropped.
@@ -39,88 +56,117 @@ pub struct Published {
     pub status: StatusReceiver,
 }
 
-/// Claim `source`'s stream in the hub and start every module on it, before the first frame.
-pub fn publish(
-    hub: &Arc<Hub>,
-    modules: &[Arc<dyn Module>],
-    source: &Source<'_>,
-    opts: StreamOptions,
-) -> Result<Published, PublishError> {
-    let key = StreamKey { app: source.app.name.clone(), name: source.name.to_owned() };
-    let publisher = hub.publish(key, opts)?;
-    let (tx, status) = mpsc::unbounded_channel();
-    let ctx = PublishCtx {
-        app: source.app,
-        stream: publisher.stream(),
-        name: source.name,
-        args: source.args,
-        client: source.client,
-        push_to: source.push_to,
-        srv: source.srv,
-        status: &tx,
-    };
-    for module in modules {
-        tracing::trace!(app = %source.app.name, stream = %source.name, module = module.name(), "on_publish");
-        module.on_publish(&ctx);
-    }
-    Ok(Published { publisher, status })
-}
-
-/// Subscribe a player to `name` in `app`. With `idle_streams on` a stream nobody publishes yet
-/// is created for the player to wait on; `None` when the application does not play live or
-/// there is no such stream (or no room for one).
+/// What every source publishes and plays through: the stream registry, the output modules and
+/// the relay pulls.
 ///
-/// Every player source calls this, and nothing else does (output modules subscribe to the hub
-/// directly), so it is where players are counted: in an application with a matching `pull`,
-/// the player joins the stream's relay pull, or starts one when nobody publishes the stream
-/// ([`crate::relay::pull`]), and the pull stops when its last player leaves. A player of a
-/// pull still starting waits for it even with `idle_streams off` (its `StartPack::live` is
-/// set: the source accepts it now).
-pub fn play(hub: &Arc<Hub>, app: &AppConf, name: &str, opts: StreamOptions) -> Option<(StartPack, Subscriber)> {
-    play_as(hub, app, name, "", None, opts)
+/// The pulls are a source that this context starts (for a player) and that publishes through
+/// it: they hold no reference to it, which would be a cycle; a call that may start a pull
+/// passes the context (`self: &Arc<Self>`), and a running pull's task keeps it until it ends.
+pub struct Streams {
+    /// The stream registry.
+    pub hub: Arc<Hub>,
+    /// The output modules ([`crate::modules::registered`]).
+    pub modules: Modules,
+    /// The relay pull registry.
+    pulls: Arc<Pulls>,
 }
 
-/// [`play`] for a player whose query string and client are known: `exec_play` and
-/// `exec_play_done` substitute them (`$args`, `$addr`, ...); also counts the player for
-/// `exec_pull` ([`crate::exec::on_play`]).
-pub fn play_as(
-    hub: &Arc<Hub>,
-    app: &AppConf,
-    name: &str,
-    args: &str,
-    client: Option<&ClientInfo>,
-    opts: StreamOptions,
-) -> Option<(StartPack, Subscriber)> {
-    if !app.live.live {
-        return None;
+impl Streams {
+    /// The context over `hub`, running `modules` for every publisher and player, with relay
+    /// pulls as `pulls` says (`Setup::default()`: no server blocks, no static pulls).
+    pub fn new(hub: Arc<Hub>, modules: Modules, pulls: Setup) -> Arc<Self> {
+        Arc::new(Streams { hub, modules, pulls: Pulls::new(pulls) })
     }
-    // A player of a name an `exec_pull` serves waits for it even with `idle_streams off`.
-    let exec_pull = app.exec.pull.iter().any(|l| l.matches(name));
-    let found = match (pull::on_demand_target(app, name), Pulls::of(hub)) {
-        (Some(target), Some(pulls)) => pulls.play(hub, app, target, name, opts),
-        _ => {
-            let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
-            hub.subscribe(&key, (app.live.idle_streams || exec_pull).then_some(opts))
-        }
-    };
-    found.map(|(mut pack, mut sub)| {
-        crate::exec::on_play(hub, app, name, args, client, &mut sub);
-        // As a relay pull still starting: the source takes `live` as "accept the player now".
-        pack.live |= exec_pull && !app.live.idle_streams;
-        (pack, sub)
-    })
-}
 
-/// Subscribe a player to `name` in `app`, pulled from `url` (started, or joined when it runs):
-/// an `on_play` callback's `rtmp://` redirect, which nginx-rtmp answers with a pull.
-pub fn play_pulled(
-    hub: &Arc<Hub>,
-    app: &AppConf,
-    url: &str,
-    name: &str,
-    opts: StreamOptions,
-) -> Result<(StartPack, Subscriber), pull::PullError> {
-    pull::start_for_url(hub, app, url, name, opts)
+    /// The relay pull registry.
+    pub fn pulls(&self) -> &Arc<Pulls> {
+        &self.pulls
+    }
+
+    /// Start every `pull ... static` of every server block (once, at start-up).
+    pub fn start_static_pulls(self: &Arc<Self>) {
+        self.pulls.start_static(self);
+    }
+
+    /// Claim `source`'s stream in the hub and start every module on it, before the first frame.
+    pub fn publish(&self, source: &Source<'_>, opts: StreamOptions) -> Result<Published, PublishError> {
+        let key = StreamKey { app: source.app.name.clone(), name: source.name.to_owned() };
+        let publisher = self.hub.publish(key, opts)?;
+        let (tx, status) = mpsc::unbounded_channel();
+        let ctx = PublishCtx {
+            app: source.app,
+            stream: publisher.stream(),
+            name: source.name,
+            args: source.args,
+            client: source.client,
+            push_to: source.push_to,
+            srv: source.srv,
+            status: &tx,
+        };
+        for module in self.modules.iter() {
+            tracing::trace!(app = %source.app.name, stream = %source.name, module = module.name(), "on_publish");
+            module.on_publish(&ctx);
+        }
+        Ok(Published { publisher, status })
+    }
+
+    /// Subscribe `player` to its stream. With `idle_streams on` a stream nobody publishes yet
+    /// is created for the player to wait on; `None` when the application does not play live or
+    /// there is no such stream (or no room for one).
+    ///
+    /// Every player source calls this (or [`Streams::play_pulled`]), and nothing else does
+    /// (output modules subscribe to the hub directly), so it is where players are counted: in
+    /// an application with a matching `pull`, the player joins the stream's relay pull, or
+    /// starts one when nobody publishes the stream ([`crate::relay::pull`]), and the pull stops
+    /// when its last player leaves. Then every module's [`crate::modules::Module::on_play`]
+    /// runs, and the player holds what they return until it leaves. A player of a pull still
+    /// starting, or of a name a module publishes on play (`exec_pull`), waits for it even with
+    /// `idle_streams off` (its `StartPack::live` is set: the source accepts it now).
+    pub fn play(self: &Arc<Self>, player: &Player<'_>, opts: StreamOptions) -> Option<(StartPack, Subscriber)> {
+        let (app, name) = (player.app, player.name);
+        if !app.live.live {
+            return None;
+        }
+        let on_play = self.modules.iter().any(|m| m.publishes_on_play(app, name));
+        let found = match pull::on_demand_target(app, name) {
+            Some(target) => self.pulls.play(self, player, target, opts),
+            None => {
+                let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
+                self.hub.subscribe(&key, (app.live.idle_streams || on_play).then_some(opts))
+            }
+        };
+        let (mut pack, sub) = found?;
+        // As a relay pull still starting: the source takes `live` as "accept the player now".
+        pack.live |= on_play && !app.live.idle_streams;
+        Some((pack, self.run_on_play(player, sub)))
+    }
+
+    /// Subscribe `player` to its stream, pulled from `url` (started, or joined when it runs):
+    /// an `on_play` callback's `rtmp://` redirect, which nginx-rtmp answers with a pull. The
+    /// modules' `on_play` run as for [`Streams::play`].
+    pub fn play_pulled(
+        self: &Arc<Self>,
+        player: &Player<'_>,
+        url: &str,
+        opts: StreamOptions,
+    ) -> Result<(StartPack, Subscriber), PullError> {
+        let (pack, sub) = pull::start_for_url(self, player, url, opts)?;
+        Ok((pack, self.run_on_play(player, sub)))
+    }
+
+    /// Every module's `on_play` for `player`, whose subscription `sub` keeps their guards.
+    fn run_on_play(&self, player: &Player<'_>, mut sub: Subscriber) -> Subscriber {
+        let stream = sub.stream().clone();
+        let ctx =
+            PlayCtx { app: player.app, stream: &stream, name: player.name, args: player.args, client: player.client };
+        for module in self.modules.iter() {
+            if let Some(guard) = module.on_play(&ctx) {
+                tracing::trace!(app = %player.app.name, stream = %player.name, module = module.name(), "on_play");
+                sub.hold(guard);
+            }
+        }
+        sub
+    }
 }
 
 #[cfg(test)]
@@ -134,17 +180,30 @@ mod tests {
 
     use super::*;
     use crate::config::test_app as app;
-    use crate::modules::Status;
+    use crate::modules::{Module, PlayGuard, Status};
 
     const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
 
     /// What the dummy module saw of a publish: app, name, args, client address.
     type Seen = (String, String, String, Option<SocketAddr>);
 
-    /// A module that notes who published and greets the publisher.
+    /// A module that notes who published and greets the publisher, and notes who played,
+    /// counting them out when they leave.
     #[derive(Default)]
     struct Dummy {
         seen: Mutex<Vec<Seen>>,
+        players: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    /// What a player holds for [`Dummy`].
+    struct Leaves(Arc<Mutex<Vec<Seen>>>, Seen);
+
+    impl Drop for Leaves {
+        fn drop(&mut self) {
+            let mut players = self.0.lock().unwrap();
+            let at = players.iter().position(|p| *p == self.1).expect("counted in");
+            players.remove(at);
+        }
     }
 
     impl Module for Dummy {
@@ -159,34 +218,97 @@ mod tests {
             let hello = Status { level: "status", code: "NetStream.Dummy.Hello", description: ctx.name.to_owned() };
             let _ = ctx.status.send(hello);
         }
+
+        fn on_play(&self, ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
+            let seen = (ctx.app.name.clone(), ctx.name.to_owned(), ctx.args.to_owned(), ctx.client.map(|c| c.addr));
+            self.players.lock().unwrap().push(seen.clone());
+            Some(Box::new(Leaves(self.players.clone(), seen)))
+        }
+    }
+
+    /// A context with `modules` and no relay pulls.
+    fn streams(modules: Vec<Arc<dyn Module>>) -> Arc<Streams> {
+        Streams::new(Hub::new(), modules.into(), Setup::default())
+    }
+
+    fn player<'a>(app: &'a Arc<AppConf>, name: &'a str) -> Player<'a> {
+        Player { app, name, args: "", client: None, srv: 0 }
     }
 
     #[tokio::test]
     async fn publish_claims_the_stream_and_runs_every_module() {
-        let hub = Hub::new();
         let (a, b) = (Arc::new(Dummy::default()), Arc::new(Dummy::default()));
-        let modules: Vec<Arc<dyn Module>> = vec![a.clone(), b.clone()];
+        let streams = streams(vec![a.clone(), b.clone()]);
         let app = app("live on;");
         let source = Source { app: &app, name: "cam", args: "k=v", client: None, push_to: None, srv: 0 };
-        let mut published = publish(&hub, &modules, &source, OPTS).expect("published");
+        let mut published = streams.publish(&source, OPTS).expect("published");
         assert!(published.publisher.stream().is_live());
         for m in [&a, &b] {
             assert_eq!(*m.seen.lock().unwrap(), [("live".into(), "cam".into(), "k=v".into(), None)]);
         }
         assert_eq!(published.status.recv().await.unwrap().code, "NetStream.Dummy.Hello");
-        assert!(matches!(publish(&hub, &modules, &source, OPTS), Err(PublishError::AlreadyPublishing(_))));
+        assert!(matches!(streams.publish(&source, OPTS), Err(PublishError::AlreadyPublishing(_))));
         assert_eq!(a.seen.lock().unwrap().len(), 1, "a refused publish starts no module");
     }
 
     #[test]
     fn play_creates_an_idle_stream_only_with_idle_streams() {
-        let hub = Hub::new();
-        assert!(play(&hub, &app("live on; idle_streams off;"), "x", OPTS).is_none());
-        let sub = play(&hub, &app("live on;"), "x", OPTS).expect("an idle stream to wait on");
-        assert_eq!(hub.len(), 1);
+        let streams = streams(Vec::new());
+        assert!(streams.play(&player(&app("live on; idle_streams off;"), "x"), OPTS).is_none());
+        let sub = streams.play(&player(&app("live on;"), "x"), OPTS).expect("an idle stream to wait on");
+        assert_eq!(streams.hub.len(), 1);
         drop(sub);
-        assert!(hub.is_empty());
-        assert!(play(&hub, &app("live off;"), "x", OPTS).is_none());
+        assert!(streams.hub.is_empty());
+        assert!(streams.play(&player(&app("live off;"), "x"), OPTS).is_none());
+    }
+
+    /// Every module's `on_play` sees the player (its args and client), and what it returns is
+    /// held until the player leaves; a player that is not served runs none.
+    #[test]
+    fn play_runs_every_module_and_the_player_holds_their_guards() {
+        let (a, b) = (Arc::new(Dummy::default()), Arc::new(Dummy::default()));
+        let streams = streams(vec![a.clone(), b.clone()]);
+        let app = app("live on;");
+        let client = ClientInfo {
+            id: 1,
+            addr: ([192, 0, 2, 7], 4000).into(),
+            app: "live".into(),
+            flash_ver: String::new(),
+            swf_url: String::new(),
+            tc_url: String::new(),
+            page_url: String::new(),
+        };
+        let p = Player { app: &app, name: "cam", args: "k=v", client: Some(&client), srv: 0 };
+        let first = streams.play(&p, OPTS).expect("played");
+        let second = streams.play(&player(&app, "cam"), OPTS).expect("played");
+        let seen: Seen = ("live".into(), "cam".into(), "k=v".into(), Some(client.addr));
+        let anon: Seen = ("live".into(), "cam".into(), "".into(), None);
+        for m in [&a, &b] {
+            assert_eq!(*m.players.lock().unwrap(), [seen.clone(), anon.clone()]);
+        }
+        drop(first);
+        for m in [&a, &b] {
+            assert_eq!(*m.players.lock().unwrap(), std::slice::from_ref(&anon), "the first player's guards dropped");
+        }
+        drop(second);
+        let off = crate::config::test_app("live on; idle_streams off;");
+        assert!(streams.play(&player(&off, "cam"), OPTS).is_none());
+        assert!(a.players.lock().unwrap().is_empty() && b.players.lock().unwrap().is_empty());
+    }
+
+    /// A player an `on_play` callback redirected to an `rtmp://` pull is a player like any:
+    /// the modules' `on_play` run for it.
+    #[tokio::test]
+    async fn play_pulled_runs_every_module() {
+        let dummy = Arc::new(Dummy::default());
+        let streams = streams(vec![dummy.clone()]);
+        let app = app("live on;");
+        let url = format!("rtmp://127.0.0.1:{}/live/cam", free_port());
+        let p = Player { app: &app, name: "local", args: "k=v", client: None, srv: 0 };
+        let played = streams.play_pulled(&p, &url, OPTS).expect("a pull started");
+        assert_eq!(*dummy.players.lock().unwrap(), [("live".into(), "local".into(), "k=v".into(), None)]);
+        drop(played);
+        assert!(dummy.players.lock().unwrap().is_empty());
     }
 
     /// A port nobody listens on now.

@@ -1,11 +1,12 @@
 //! The bound on children, so a flood of publishes cannot fork-bomb the machine: at most
-//! [`MAX_CHILDREN`] exec'd processes alive at once in the whole server, and at most
+//! [`MAX_CHILDREN`] exec'd processes alive at once in the whole server (one [`Limits`], owned
+//! by the exec module instance), and at most
 //! [`MAX_CHILDREN_PER_APP`] for one application (`exec_static` counts against the first
 //! only). A trigger past the bound starts nothing and logs it once per episode.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 /// Most children alive at once, server-wide.
 pub const MAX_CHILDREN: usize = 256;
@@ -33,13 +34,6 @@ struct State {
 pub struct Permit {
     limits: Arc<Limits>,
     app: Option<String>,
-}
-
-static SERVER: LazyLock<Arc<Limits>> = LazyLock::new(|| Arc::new(Limits::new(MAX_CHILDREN, MAX_CHILDREN_PER_APP)));
-
-/// The server-wide bound (the machine is one, whatever the configuration).
-pub fn server() -> Arc<Limits> {
-    SERVER.clone()
 }
 
 impl Limits {

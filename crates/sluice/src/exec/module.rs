@@ -1,5 +1,6 @@
-//! Where exec lines are triggered: the output module (publish and its end), start-up
-//! (`exec_static`) and closed recordings (`exec_record_done`).
+//! Where exec lines are triggered: the output module ([`Exec`]) on publish and its end, on
+//! play (in `play`), at start-up (`exec_static`) and for closed recordings
+//! (`exec_record_done`), all under the module instance's bound on children.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,22 +13,27 @@ use tokio_util::sync::CancellationToken;
 
 use super::child::{run_unmanaged, Label, Managed};
 use super::command::Values;
-use super::limits::{self, Limits};
+use super::limits::{Limits, MAX_CHILDREN, MAX_CHILDREN_PER_APP};
+use super::play::{self, Players};
 use crate::config::{AppConf, Config, ExecLine};
 use crate::events::{ClientInfo, Notice, Notices};
 use crate::hub::{Entry, StreamKey, Subscriber};
-use crate::modules::{Module, PublishCtx};
+use crate::modules::{Module, PlayCtx, PlayGuard, PublishCtx, ServerTask, StartCtx};
 use crate::untrusted;
 
 /// How long after shutdown `exec_record_done` still runs for recordings being closed.
 const RECORD_DONE_GRACE: Duration = Duration::from_secs(2);
 
-/// The exec output module.
+/// The exec output module: one per server process ([`crate::modules::registered`]), owning
+/// what the server's exec lines share: the bound on children and the `exec_pull` players.
 pub struct Exec {
+    /// Children alive, for every trigger (`exec_static` included): the machine is one.
     limits: Arc<Limits>,
     /// The stop token of each published stream's children: a new publish of the same stream
     /// stops the previous one's even if its end was missed.
     publishes: Arc<Mutex<HashMap<StreamKey, CancellationToken>>>,
+    /// Players counted per stream for `exec_pull`.
+    pub(super) players: Arc<Players>,
 }
 
 impl Default for Exec {
@@ -37,9 +43,18 @@ impl Default for Exec {
 }
 
 impl Exec {
-    /// The module, under the server-wide bound on children.
+    /// The module, with its bound on children ([`MAX_CHILDREN`], [`MAX_CHILDREN_PER_APP`]).
     pub fn new() -> Self {
-        Exec { limits: limits::server(), publishes: Arc::default() }
+        Exec {
+            limits: Arc::new(Limits::new(MAX_CHILDREN, MAX_CHILDREN_PER_APP)),
+            publishes: Arc::default(),
+            players: Arc::default(),
+        }
+    }
+
+    /// Players counted for `exec_pull` of `app`/`name` (0 when none).
+    pub fn pull_players(&self, app: &str, name: &str) -> usize {
+        self.players.count(app, name)
     }
 }
 
@@ -131,6 +146,20 @@ impl Module for Exec {
             run_lines(&app_conf.exec.publish_done, &values, &app_conf.name, &name, &limits);
         });
     }
+
+    /// `exec_play` now; `exec_play_done`, and the `exec_pull` count, when the guard drops.
+    fn on_play(&self, ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
+        play::on_play(&self.players, &self.limits, ctx)
+    }
+
+    fn publishes_on_play(&self, app: &AppConf, name: &str) -> bool {
+        app.exec.pull.iter().any(|l| l.matches(name))
+    }
+
+    /// `exec_static` and `exec_record_done`.
+    fn on_start(&self, ctx: &StartCtx<'_>) -> Option<ServerTask> {
+        Some(Box::pin(start(ctx.config, ctx.notices, ctx.shutdown.clone(), self.limits.clone())))
+    }
 }
 
 /// Reads the subscriber (discarding media) until the publish ends or `stop` is cancelled.
@@ -148,19 +177,20 @@ async fn until_unpublished(mut sub: Subscriber, stop: &CancellationToken) {
 }
 
 /// `exec_static` children (started now, stopped at shutdown) and `exec_record_done` (for
-/// every recording closed from now on). Subscribes to `notices` before returning, so no
-/// recording is missed; the future ends after shutdown once the static children are gone.
-pub fn start(
+/// every recording closed from now on), under `limits`. Subscribes to `notices` before
+/// returning, so no recording is missed; the future ends after shutdown once the static
+/// children are gone.
+fn start(
     config: &Config,
     notices: &Notices,
     shutdown: CancellationToken,
+    limits: Arc<Limits>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let apps: Vec<Arc<AppConf>> = config.servers.iter().flat_map(|s| &s.apps).cloned().map(Arc::new).collect();
     let wants_record_done = apps
         .iter()
         .any(|a| !a.exec.record_done.is_empty() || a.exec.recorder_record_done.iter().any(|(_, l)| !l.is_empty()));
     let mut rx = wants_record_done.then(|| notices.subscribe());
-    let limits = limits::server();
     let stop = CancellationToken::new();
     let mut statics = tokio::task::JoinSet::new();
     for line in &config.exec.statics {

@@ -1,13 +1,16 @@
 //! nginx-rtmp's `pull` (`ngx_rtmp_relay_module.c`): a stream nobody publishes here is played
 //! from another server and published locally. A pull is a source like an RTMP publisher: each
 //! remote message goes through [`live::ingest`], and the stream is published through
-//! [`streams::publish`], so every output module (HLS, record, push) runs on it.
+//! [`Streams::publish`], so every output module (HLS, record, push) runs on it.
 //!
-//! - **On demand:** the first player ([`streams::play`]) of a stream nobody publishes, in an
+//! The registry ([`Pulls`]) is a field of the [`Streams`] context; the context passes itself
+//! to the calls that may start a pull, so the registry holds no reference back to it.
+//!
+//! - **On demand:** the first player ([`Streams::play`]) of a stream nobody publishes, in an
 //!   application with a matching non-`static` `pull` (the first one whose `name=` matches),
 //!   starts ONE remote session for the stream; later players join it. When the last player
 //!   leaves, the session ends. Module subscribers (HLS, record, push) are not players: they
-//!   subscribe to the hub directly, not through [`streams::play`], so they are not counted. A
+//!   subscribe to the hub directly, not through [`Streams::play`], so they are not counted. A
 //!   session that fails to start, dies, or is dropped by control drops its players (as
 //!   nginx-rtmp) and is not retried; the next player starts a new one.
 //! - **`static`:** started with the server ([`Pulls::start_static`]), reconnecting every
@@ -25,7 +28,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use rtmp::ClientEvent;
 use tokio::sync::Notify;
@@ -37,16 +40,15 @@ use super::url::{self, Plan, UrlError, Vars};
 use crate::clients::{ClientHandle, Clients, Filter, Kind, Method, Role};
 use crate::config::{AppConf, RelayTarget};
 use crate::events::ClientInfo;
-use crate::hub::{Hub, PublishError, Publisher, StartPack, Stream, StreamKey, StreamOptions, Subscriber, MAX_STREAMS};
+use crate::hub::{PublishError, Publisher, StartPack, Stream, StreamKey, StreamOptions, Subscriber, MAX_STREAMS};
 use crate::live;
-use crate::modules::Modules;
-use crate::streams::{self, Published, Source};
+use crate::streams::{Player, Published, Source, Streams};
 use crate::untrusted::{self, for_log, redact_query, NameError};
 
 /// One `rtmp { server {} }` block as the pulls see it.
 #[derive(Clone)]
 pub struct ServerApps {
-    /// Its applications: the same `Arc`s its connections hold.
+    /// Its applications (those with a `static` pull matter).
     pub apps: Vec<Arc<AppConf>>,
     /// Its `out_queue` (ring length of the streams a static pull creates).
     pub out_queue: usize,
@@ -54,10 +56,10 @@ pub struct ServerApps {
     pub max_message: u32,
 }
 
-/// What the pulls share with the rest of the server.
+/// What the pulls share with the rest of the server (the default: no server blocks, as in
+/// unit tests).
+#[derive(Default)]
 pub struct Setup {
-    /// The output modules a pulled stream starts.
-    pub modules: Modules,
     /// The clients registry a pull registers in.
     pub clients: Arc<Clients>,
     /// Every server block, by index (the registry's `srv`).
@@ -80,9 +82,6 @@ pub enum PullError {
     /// A URL from a callback is taken literally: `$` would be read as a variable.
     #[error("bad relay URL: it contains \"$\"")]
     Variable,
-    /// The server runs no relays (a hub without [`Pulls`] attached, as in some unit tests).
-    #[error("relays are not running")]
-    NotRunning,
     /// The application does not play live streams (`live off`).
     #[error("the application does not play live streams")]
     NotLive,
@@ -108,7 +107,6 @@ struct Slot {
 
 /// The pull registry: at most one session per stream, bounded like the hub.
 pub struct Pulls {
-    hub: Weak<Hub>,
     setup: Setup,
     max: usize,
     slots: Mutex<HashMap<StreamKey, Slot>>,
@@ -117,31 +115,15 @@ pub struct Pulls {
 }
 
 impl Pulls {
-    /// The pull registry for `hub`, attached to it so that [`streams::play`] finds it; at most
-    /// [`MAX_STREAMS`] pulls.
-    pub fn install(hub: &Arc<Hub>, setup: Setup) -> Arc<Pulls> {
-        Self::install_with_limit(hub, setup, MAX_STREAMS)
-    }
-
-    /// [`Pulls::install`] with at most `max` pulls at once.
-    pub fn install_with_limit(hub: &Arc<Hub>, setup: Setup, max: usize) -> Arc<Pulls> {
-        let pulls = Arc::new(Pulls {
-            hub: Arc::downgrade(hub),
+    /// An empty pull registry (for [`Streams::new`]); at most [`MAX_STREAMS`] pulls.
+    pub(crate) fn new(setup: Setup) -> Arc<Pulls> {
+        Arc::new(Pulls {
             setup,
-            max,
+            max: MAX_STREAMS,
             slots: Mutex::default(),
             full_logged: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-        });
-        if !hub.attach(pulls.clone()) {
-            tracing::warn!("relay pulls: the hub has another attachment; pulls are off");
-        }
-        pulls
-    }
-
-    /// The pull registry attached to `hub`, if any.
-    pub fn of(hub: &Hub) -> Option<Arc<Pulls>> {
-        hub.attached::<Pulls>()
+        })
     }
 
     /// Pulls running or starting now.
@@ -164,9 +146,9 @@ impl Pulls {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Start every `pull ... static` of every server block (at start-up).
-    pub fn start_static(self: &Arc<Self>) {
-        let Some(hub) = self.hub.upgrade() else { return };
+    /// Start every `pull ... static` of every server block (at start-up), publishing through
+    /// `streams` (whose registry this is).
+    pub(crate) fn start_static(self: &Arc<Self>, streams: &Arc<Streams>) {
         for (srv, server) in self.setup.servers.iter().enumerate() {
             for app in &server.apps {
                 for target in app.relay.pull.iter().filter(|t| t.is_static) {
@@ -179,29 +161,29 @@ impl Pulls {
                     let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
                     let opts = StreamOptions { ring_len: server.out_queue, gop_cache: app.live.gop_cache };
                     let Some(slot) = self.new_slot(&mut self.lock(), &key, true, None) else { continue };
-                    let leg = self.leg(&hub, app.clone(), srv, key, slot, target.clone(), opts);
+                    let leg = self.leg(streams, app.clone(), srv, key, slot, target.clone(), opts);
                     self.setup.tracker.spawn(leg.run_static());
                 }
             }
         }
     }
 
-    /// A player of `name` in `app`, whose first matching on-demand pull target is `target`:
-    /// joins the stream's pull, or starts one if nobody publishes the stream. `None` when the
-    /// player cannot be served (registries full).
+    /// `player`, whose first matching on-demand pull target is `target`: joins the stream's
+    /// pull, or starts one (publishing through `streams`, whose registry this is) if nobody
+    /// publishes the stream. `None` when the player cannot be served (registries full).
     pub(crate) fn play(
         self: &Arc<Self>,
-        hub: &Arc<Hub>,
-        app: &AppConf,
+        streams: &Arc<Streams>,
+        player: &Player<'_>,
         target: &RelayTarget,
-        name: &str,
         opts: StreamOptions,
     ) -> Option<(StartPack, Subscriber)> {
+        let (app, name) = (player.app, player.name);
         let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
         let mut slots = self.lock();
         // Under the lock: a stopping session drops its publisher under it too, so "live" here
         // is never a pull that is going away.
-        let (mut pack, mut sub) = hub.subscribe(&key, Some(opts))?;
+        let (mut pack, mut sub) = streams.hub.subscribe(&key, Some(opts))?;
         let id = match slots.get(&key) {
             Some(slot) => slot.id,
             // A local publisher has the stream: no pull (nginx-rtmp's relay only pulls
@@ -213,8 +195,7 @@ impl Pulls {
                     return app.live.idle_streams.then_some((pack, sub));
                 };
                 let id = slot.0;
-                let (srv, app) = self.find_app(app);
-                let leg = self.leg(hub, app, srv, key.clone(), slot, target.clone(), opts);
+                let leg = self.leg(streams, app.clone(), player.srv, key.clone(), slot, target.clone(), opts);
                 self.setup.tracker.spawn(leg.run_on_demand());
                 id
             }
@@ -256,20 +237,10 @@ impl Pulls {
         Some((id, stop))
     }
 
-    /// The server block index and shared `Arc` of `app` (the connection's own `Arc`, found by
-    /// address; by name in tests that build an application by hand).
-    fn find_app(&self, app: &AppConf) -> (usize, Arc<AppConf>) {
-        let servers = self.setup.servers.iter().enumerate();
-        let all = || servers.clone().flat_map(|(i, s)| s.apps.iter().map(move |a| (i, a)));
-        let found =
-            all().find(|(_, a)| std::ptr::eq(Arc::as_ptr(a), app)).or_else(|| all().find(|(_, a)| ***a == *app));
-        found.map_or_else(|| (0, Arc::new(app.clone())), |(i, a)| (i, a.clone()))
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn leg(
         self: &Arc<Self>,
-        hub: &Arc<Hub>,
+        streams: &Arc<Streams>,
         app: Arc<AppConf>,
         srv: usize,
         key: StreamKey,
@@ -277,7 +248,7 @@ impl Pulls {
         target: RelayTarget,
         opts: StreamOptions,
     ) -> Leg {
-        Leg { pulls: self.clone(), hub: hub.clone(), app, srv, key, id, stop, target, opts }
+        Leg { pulls: self.clone(), streams: streams.clone(), app, srv, key, id, stop, target, opts }
     }
 
     /// A player left: the last one wakes an on-demand session to stop.
@@ -368,16 +339,16 @@ pub fn on_demand_target<'a>(app: &'a AppConf, name: &str) -> Option<&'a RelayTar
 /// Start (or join) an on-demand pull of `url` published locally as `local_name` in `app`,
 /// and subscribe a player to it, as an `on_play` callback's `rtmp://` redirect does in
 /// nginx-rtmp. App and play path come from the URL; the text is taken literally (no `$`
-/// variables). The caller plays what it returns exactly as [`streams::play`]'s result; the
+/// variables). The caller plays what it returns exactly as [`Streams::play`]'s result; the
 /// pull stops when its last player leaves. A stream already published or pulled here is
 /// joined as it is.
-pub fn start_for_url(
-    hub: &Arc<Hub>,
-    app: &AppConf,
+pub(crate) fn start_for_url(
+    streams: &Arc<Streams>,
+    player: &Player<'_>,
     url: &str,
-    local_name: &str,
     opts: StreamOptions,
 ) -> Result<(StartPack, Subscriber), PullError> {
+    let (app, local_name) = (player.app, player.name);
     untrusted::stream_name(local_name)?;
     if url::has_variables(url) {
         return Err(PullError::Variable);
@@ -387,8 +358,7 @@ pub fn start_for_url(
     if !app.live.live {
         return Err(PullError::NotLive);
     }
-    let pulls = Pulls::of(hub).ok_or(PullError::NotRunning)?;
-    pulls.play(hub, app, &target, local_name, opts).ok_or(PullError::Full)
+    streams.pulls().play(streams, player, &target, opts).ok_or(PullError::Full)
 }
 
 /// How a session ended.
@@ -411,7 +381,8 @@ enum End {
 /// One pull: its settings and the slot it owns.
 struct Leg {
     pulls: Arc<Pulls>,
-    hub: Arc<Hub>,
+    /// What it publishes through; held while the pull runs (the registry holds no legs).
+    streams: Arc<Streams>,
     app: Arc<AppConf>,
     srv: usize,
     key: StreamKey,
@@ -647,7 +618,7 @@ impl Leg {
             push_to: None,
             srv: self.srv,
         };
-        streams::publish(&self.hub, &self.pulls.setup.modules, &source, self.opts)
+        self.streams.publish(&source, self.opts)
     }
 
     /// One message from the remote: media goes through `live::ingest` like an RTMP
@@ -700,20 +671,24 @@ mod tests {
         0x68, 0xee,
     ];
 
-    /// A hub with pulls and no output modules.
-    fn edge() -> (Arc<Hub>, Arc<Pulls>, Arc<Clients>, CancellationToken) {
-        let hub = Hub::new();
+    /// A context with pulls and no output modules, and its pull registry.
+    fn edge() -> (Arc<Streams>, Arc<Pulls>, Arc<Clients>, CancellationToken) {
         let clients = Arc::new(Clients::default());
         let shutdown = CancellationToken::new();
         let setup = Setup {
-            modules: Arc::new([]),
             clients: clients.clone(),
             servers: Vec::new(),
             shutdown: shutdown.clone(),
             tracker: TaskTracker::new(),
         };
-        let pulls = Pulls::install(&hub, setup);
-        (hub, pulls, clients, shutdown)
+        let streams = Streams::new(crate::hub::Hub::new(), Arc::new([]), setup);
+        let pulls = streams.pulls().clone();
+        (streams, pulls, clients, shutdown)
+    }
+
+    /// A player of `name` in `app` with no client.
+    fn player<'a>(app: &'a Arc<AppConf>, name: &'a str) -> crate::streams::Player<'a> {
+        Player { app, name, args: "", client: None, srv: 0 }
     }
 
     /// A port that accepts TCP and then never answers: a pull to it stays "starting".
@@ -798,11 +773,11 @@ mod tests {
     #[tokio::test]
     async fn start_for_url_pulls_a_remote_stream_until_its_last_player_leaves() {
         let (port, origin_shutdown, _feeding) = origin().await;
-        let (hub, pulls, clients, _shutdown) = edge();
+        let (streams, pulls, clients, _shutdown) = edge();
         let app = test_app("live on;");
         let url = format!("rtmp://127.0.0.1:{port}/live/cam?token=s3cret");
-        let (_, mut first) = start_for_url(&hub, &app, &url, "local", OPTS).expect("started");
-        let (_, mut second) = start_for_url(&hub, &app, &url, "local", OPTS).expect("joined");
+        let (_, mut first) = streams.play_pulled(&player(&app, "local"), &url, OPTS).expect("started");
+        let (_, mut second) = streams.play_pulled(&player(&app, "local"), &url, OPTS).expect("joined");
         assert_eq!((pulls.len(), pulls.players("live", "local")), (1, 2), "one pull, two players");
         let seen = until_keyframe(&mut first).await;
         assert!(seen.starts_with(&["published".to_owned()]), "{seen:?}");
@@ -831,10 +806,10 @@ mod tests {
     #[tokio::test]
     async fn an_on_demand_pull_whose_remote_dies_ends_and_is_not_retried() {
         let (port, origin_shutdown, _feeding) = origin().await;
-        let (hub, pulls, _, _) = edge();
+        let (streams, pulls, _, _) = edge();
         let app = test_app("live on;");
         let url = format!("rtmp://127.0.0.1:{port}/live/cam");
-        let (_, mut sub) = start_for_url(&hub, &app, &url, "cam", OPTS).unwrap();
+        let (_, mut sub) = streams.play_pulled(&player(&app, "cam"), &url, OPTS).unwrap();
         until_keyframe(&mut sub).await;
         origin_shutdown.cancel();
         let ended = async {
@@ -852,51 +827,50 @@ mod tests {
 
     #[tokio::test]
     async fn start_for_url_refuses_what_it_cannot_pull() {
-        let (hub, _pulls, _, _) = edge();
+        let (streams, _pulls, _, _) = edge();
         let app = test_app("live on;");
-        let err = |url: &str, name: &str| start_for_url(&hub, &app, url, name, OPTS).err().map(|e| e.to_string());
+        let err =
+            |url: &str, name: &str| streams.play_pulled(&player(&app, name), url, OPTS).err().map(|e| e.to_string());
         assert!(err("rtmp://h/live/x", "../x").unwrap().contains("bad stream name"));
         assert!(err("http://h/live/x", "x").unwrap().contains("rtmp://"));
         assert!(err("rtmp://h/live/$name", "x").unwrap().contains("\"$\""));
         let off = test_app("live off;");
-        assert!(matches!(start_for_url(&hub, &off, "rtmp://h/live/x", "x", OPTS), Err(PullError::NotLive)));
-        let bare = Hub::new();
-        assert!(matches!(start_for_url(&bare, &app, "rtmp://h/live/x", "x", OPTS), Err(PullError::NotRunning)));
+        assert!(matches!(streams.play_pulled(&player(&off, "x"), "rtmp://h/live/x", OPTS), Err(PullError::NotLive)));
     }
 
     #[tokio::test]
     async fn players_are_counted_and_a_player_of_a_starting_pull_waits_even_with_idle_streams_off() {
         let (port, _origin) = silent_origin().await;
-        let (hub, pulls, _, _) = edge();
+        let (streams, pulls, _, _) = edge();
         let app = test_app(&format!("live on; idle_streams off; pull rtmp://127.0.0.1:{port}/live;"));
-        let (pack, a) = streams::play(&hub, &app, "cam", OPTS).expect("a player of a starting pull");
+        let (pack, a) = streams.play(&player(&app, "cam"), OPTS).expect("a player of a starting pull");
         assert!(pack.live, "accepted now although nobody publishes yet");
-        let (_, b) = streams::play(&hub, &app, "cam", OPTS).expect("a second player");
+        let (_, b) = streams.play(&player(&app, "cam"), OPTS).expect("a second player");
         assert_eq!((pulls.len(), pulls.players("live", "cam")), (1, 2));
         // Streams without a matching pull are unchanged: no idle stream with idle_streams off.
         let other = test_app(&format!("live on; idle_streams off; pull rtmp://127.0.0.1:{port}/live name=x;"));
-        assert!(streams::play(&hub, &other, "cam2", OPTS).is_none());
+        assert!(streams.play(&player(&other, "cam2"), OPTS).is_none());
         drop(a);
         assert_eq!(pulls.players("live", "cam"), 1);
         drop(b);
         eventually("the pull to stop with its last player", || pulls.is_empty()).await;
-        assert!(hub.is_empty(), "nothing left in the hub");
+        assert!(streams.hub.is_empty(), "nothing left in the hub");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_player_arriving_while_the_pull_stops_is_not_lost() {
         let (port, _origin) = silent_origin().await;
-        let (hub, pulls, _, _) = edge();
+        let (streams, pulls, _, _) = edge();
         let app = test_app(&format!("live on; pull rtmp://127.0.0.1:{port}/live;"));
         for i in 0..300 {
-            let (_, a) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+            let (_, a) = streams.play(&player(&app, "cam"), OPTS).unwrap();
             drop(a);
             // Sometimes the stopping session runs first, sometimes the new player comes first.
             for _ in 0..i % 3 {
                 tokio::task::yield_now().await;
             }
             // Either the old pull is still running and counts this player, or a new one is.
-            let (_, b) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+            let (_, b) = streams.play(&player(&app, "cam"), OPTS).unwrap();
             tokio::task::yield_now().await;
             assert_eq!((pulls.len(), pulls.players("live", "cam")), (1, 1));
             drop(b);
@@ -906,9 +880,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_pull_that_fails_ends_the_stream_for_its_waiting_players() {
-        let (hub, pulls, _, _) = edge();
+        let (streams, pulls, _, _) = edge();
         let app = test_app(&format!("live on; pull rtmp://127.0.0.1:{}/live;", free_port()));
-        let (pack, mut sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+        let (pack, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
         assert!(!pack.live, "with idle_streams on the player waits as on any idle stream");
         let ended = async {
             loop {
@@ -923,11 +897,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_published_here_is_not_pulled() {
-        let (hub, pulls, _, _) = edge();
+        let (streams, pulls, _, _) = edge();
         let app = test_app("live on; pull rtmp://127.0.0.1:1/live;");
         let source = Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
-        let _published = streams::publish(&hub, &[], &source, OPTS).unwrap();
-        let (pack, _sub) = streams::play(&hub, &app, "cam", OPTS).unwrap();
+        let _published = streams.publish(&source, OPTS).unwrap();
+        let (pack, _sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
         assert!(pack.live);
         assert!(pulls.is_empty());
     }

@@ -419,10 +419,10 @@ mod tests {
         ));
         let clients = Arc::new(Clients::default());
         let modules: Vec<Arc<dyn Module>> = vec![Arc::new(Push::new(clients.clone()))];
-        let hub = crate::hub::Hub::new();
+        let streams = crate::streams::Streams::new(crate::hub::Hub::new(), modules.into(), Default::default());
         let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
         let opts = crate::hub::StreamOptions { ring_len: 16, gop_cache: true };
-        let published = crate::streams::publish(&hub, &modules, &source, opts).unwrap();
+        let published = streams.publish(&source, opts).unwrap();
         let retried = |l: &[crate::clients::ClientSnapshot]| {
             l.iter().any(|c| c.relay.as_ref().is_some_and(|r| r.reconnects >= 2 && r.last_error.is_some()))
         };
@@ -438,7 +438,7 @@ mod tests {
         assert!(relay.last_error.unwrap().contains("refused"));
         drop(published);
         assert!(until(&clients, |l| l.is_empty()).await, "the leg left with its publisher: {:?}", clients.list());
-        assert!(hub.is_empty(), "and released the stream");
+        assert!(streams.hub.is_empty(), "and released the stream");
     }
 
     #[test]
