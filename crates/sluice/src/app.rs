@@ -42,6 +42,9 @@ pub async fn run_with_modules(
         clients: Default::default(),
     };
     shared.modules = crate::modules::registered(&shared).into_iter().chain(extra).collect();
+    for m in shared.modules.iter() {
+        m.bind(&shared.modules);
+    }
     crate::record::repair_on_start(&config);
     crate::hls::repair_on_start(&config);
     let tracker = TaskTracker::new();

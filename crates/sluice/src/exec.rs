@@ -23,6 +23,9 @@ mod module;
 mod play;
 
 pub use child::{backoff, RateLimit, KILL_GRACE, LOG_LINES_PER_SEC, MAX_BACKOFF};
+// The transcode module runs its ffmpeg under the same supervision and bound.
+pub(crate) use child::{Label, Managed, Pipes};
+pub(crate) use limits::server as child_limits;
 pub use limits::{Limits, MAX_CHILDREN, MAX_CHILDREN_PER_APP};
 pub use module::{start, Exec};
 pub use play::{on_play, pull_players};

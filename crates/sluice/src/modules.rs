@@ -62,6 +62,10 @@ pub trait Module: Send + Sync {
     /// A stream was published: start this output for it if the application wants it. Must not
     /// block: spawn a task that subscribes to `ctx.stream`.
     fn on_publish(&self, ctx: &PublishCtx<'_>);
+
+    /// Called once the list is built, with the whole list: for a module that publishes
+    /// streams itself (transcode's renditions) and must start every module on them.
+    fn bind(&self, _all: &Modules) {}
 }
 
 /// The registered modules, shared by every source.
@@ -74,6 +78,7 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
         Arc::new(crate::record::Output::new(shared.records.clone(), shared.notices.clone())),
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
         Arc::new(crate::exec::Exec::new()),
+        Arc::new(crate::transcode::Transcode::new(shared.hub.clone())),
     ]
 }
 
