@@ -363,7 +363,8 @@ async fn read_rendition(job: Job, label: String, mut rx: pipe::Receiver) {
             }
         }
     };
-    if let Err(e) = read.await {
+    let outcome: Result<(), ReadError> = read.await;
+    if let Err(e) = outcome {
         tracing::warn!("{prefix}: reading ffmpeg's output ended: {e}");
     }
     if publisher.is_some() {
