@@ -103,15 +103,15 @@ impl Module for Transcode {
         }
         let (app, stream) = (ctx.app.name.as_str(), for_log(ctx.name));
         if conf.is_rendition_name(ctx.name) {
-            tracing::debug!(app, stream = %stream, "transcode: a rendition is not transcoded again");
+            tracing::debug!(app = %app, stream = %stream, "transcode: a rendition is not transcoded again");
             return;
         }
         let Some(admitted) = self.admit(conf.max) else {
-            tracing::warn!(app, stream = %stream, max = conf.max, "transcode: not transcoded, transcode_max streams are being transcoded: players get the source only");
+            tracing::warn!(app = %app, stream = %stream, max = conf.max, "transcode: not transcoded, transcode_max streams are being transcoded: players get the source only");
             return;
         };
         let Some(modules) = self.modules.get().cloned() else {
-            tracing::warn!(app, stream = %stream, "transcode: not bound to the module list; not transcoded");
+            tracing::warn!(app = %app, stream = %stream, "transcode: not bound to the module list; not transcoded");
             return;
         };
         // Subscribed now, before the first frame: the end of this publish is in the ring.

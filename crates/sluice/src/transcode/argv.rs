@@ -24,10 +24,18 @@ fn is_vaapi(encoder: &str) -> bool {
 }
 
 /// ffmpeg's arguments (without the program) for `renditions` of `conf`: FLV on stdin, decoded
-/// once, each rendition encoded and written as FLV to its own pipe, in order. Timestamps are
-/// kept (`-copyts`) and keyframes forced where the source has them, so every rendition's
-/// keyframes, and so its HLS segments with `hls_fragment_slicing aligned`, fall at the source's
-/// times.
+/// once, each rendition encoded and written as FLV to its own pipe, in order. Every rendition's
+/// timestamps are the source's and its keyframes are where the source has them, so its HLS
+/// segments (with `hls_fragment_slicing aligned`) start at the source's times:
+/// - `-copyts` keeps the input timestamps;
+/// - `-enc_time_base:v -1` encodes in the input's millisecond time base (not 1/fps, which would
+///   round the timestamps to the frame grid);
+/// - `-bf 0`: no B-frames, so a frame's FLV timestamp (its decode time) is its presentation
+///   time, as in the source of a live encoder;
+/// - `asetpts=PTS+1024/SR/TB` delays the audio by the AAC encoder's priming (1024 samples),
+///   which otherwise starts at a negative time and makes the muxer shift every timestamp;
+/// - `-force_key_frames source` and `-sc_threshold 0`: keyframes where the source's are, and
+///   no others on scene changes.
 pub fn args(conf: &TranscodeConf, renditions: &[&Rendition]) -> Vec<String> {
     let mut a: Vec<String> = ["-hide_banner", "-loglevel", "warning", "-nostdin"].map(String::from).to_vec();
     if is_vaapi(&conf.encoder) {
@@ -60,6 +68,10 @@ fn output(conf: &TranscodeConf, r: &Rendition, fd: i32) -> Vec<String> {
         v.to_string(),
         "-bufsize".into(),
         (v * 2).to_string(),
+        "-bf".into(),
+        "0".into(),
+        "-enc_time_base:v".into(),
+        "-1".into(),
         "-force_key_frames".into(),
         "source".into(),
         "-sc_threshold".into(),
@@ -69,7 +81,8 @@ fn output(conf: &TranscodeConf, r: &Rendition, fd: i32) -> Vec<String> {
         o.extend(["-fpsmax".into(), fps.to_string()]);
     }
     let audio = r.audio_bitrate.unwrap_or(conf.audio_bitrate);
-    o.extend(["-c:a".into(), "aac".into(), "-b:a".into(), audio.to_string()]);
+    o.extend(["-af".into(), "asetpts=PTS+1024/SR/TB".into(), "-c:a".into(), "aac".into()]);
+    o.extend(["-b:a".into(), audio.to_string()]);
     o.extend(["-f".into(), "flv".into(), format!("pipe:{fd}")]);
     o
 }
@@ -94,9 +107,9 @@ mod tests {
         let a = line(&args(&c, &r));
         assert!(a.starts_with("-hide_banner -loglevel warning -nostdin -copyts -f flv -i pipe:0 "), "{a}");
         assert_eq!(a.matches("-i ").count(), 1, "decoded once: {a}");
-        let first = "-map 0:v:0 -map 0:a:0? -vf scale=-2:480 -c:v libx264 -preset veryfast -b:v 800000 -maxrate 800000 -bufsize 1600000 -force_key_frames source -sc_threshold 0 -c:a aac -b:a 128000 -f flv pipe:3";
+        let first = "-map 0:v:0 -map 0:a:0? -vf scale=-2:480 -c:v libx264 -preset veryfast -b:v 800000 -maxrate 800000 -bufsize 1600000 -bf 0 -enc_time_base:v -1 -force_key_frames source -sc_threshold 0 -af asetpts=PTS+1024/SR/TB -c:a aac -b:a 128000 -f flv pipe:3";
         assert!(a.contains(first), "{a}");
-        let second = "-vf scale=-2:240 -c:v libx264 -preset veryfast -b:v 300000 -maxrate 300000 -bufsize 600000 -force_key_frames source -sc_threshold 0 -fpsmax 15 -c:a aac -b:a 64000 -f flv pipe:4";
+        let second = "-vf scale=-2:240 -c:v libx264 -preset veryfast -b:v 300000 -maxrate 300000 -bufsize 600000 -bf 0 -enc_time_base:v -1 -force_key_frames source -sc_threshold 0 -fpsmax 15 -af asetpts=PTS+1024/SR/TB -c:a aac -b:a 64000 -f flv pipe:4";
         assert!(a.ends_with(second), "{a}");
     }
 
