@@ -161,7 +161,11 @@ impl Job {
         let conf = &self.app.transcode;
         let (kept, skipped) = ladder(&conf.renditions, height);
         for r in &skipped {
-            tracing::info!("{}: {} skipped: the source is {height} pixels high (never upscaled)", self.prefix(), r.label());
+            tracing::info!(
+                "{}: {} skipped: the source is {height} pixels high (never upscaled)",
+                self.prefix(),
+                r.label()
+            );
         }
         if kept.is_empty() {
             return;

@@ -222,8 +222,7 @@ impl Config {
     pub fn inert_report(&self) -> Vec<String> {
         let apps: Vec<&ExecConf> = self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.exec).collect();
         let mut lines = exec::report(&apps, &self.exec);
-        let ladders: Vec<&TranscodeConf> =
-            self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.transcode).collect();
+        let ladders: Vec<&TranscodeConf> = self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.transcode).collect();
         lines.extend(transcode::report(&ladders));
         lines.extend(later::report(&self.inert));
         lines

@@ -72,7 +72,8 @@ pub struct TranscodeConf {
     pub renditions: Vec<Rendition>,
     /// `transcode_encoder`.
     pub encoder: String,
-    /// `transcode_preset`, when set (see [`crate::transcode::argv::preset`] for the default).
+    /// `transcode_preset`; by default `veryfast` for libx264 and libx265, none (the encoder's
+    /// own) for the others.
     pub preset: Option<String>,
     /// `transcode_audio_bitrate`, bits per second.
     pub audio_bitrate: u64,
@@ -152,15 +153,22 @@ impl TranscodeLayer {
 
     /// Applies the defaults.
     pub(crate) fn build(&self) -> TranscodeConf {
+        let encoder = self.encoder.clone().unwrap_or_else(|| "libx264".into());
         TranscodeConf {
             renditions: self.renditions.clone(),
-            encoder: self.encoder.clone().unwrap_or_else(|| "libx264".into()),
-            preset: self.preset.clone(),
+            encoder: encoder.clone(),
+            preset: self.preset.clone().or_else(|| default_preset(&encoder).map(str::to_owned)),
             audio_bitrate: self.audio_bitrate.unwrap_or(DEFAULT_AUDIO),
             max: self.max.unwrap_or(DEFAULT_MAX),
             ffmpeg: self.ffmpeg.clone().unwrap_or_else(|| "ffmpeg".into()),
         }
     }
+}
+
+/// `veryfast` for the x264/x265 software encoders (whose preset names those are); hardware
+/// encoders keep their own default.
+fn default_preset(encoder: &str) -> Option<&'static str> {
+    matches!(encoder, "libx264" | "libx265").then_some("veryfast")
 }
 
 /// `HEIGHTp BITRATE [audio=BITRATE] [fps=N]`.
@@ -261,7 +269,7 @@ mod tests {
                 Rendition { height: 480, video_bitrate: 1_000_000, audio_bitrate: Some(96_000), fps: Some(30) },
             ]
         );
-        assert_eq!((c.encoder.as_str(), c.preset, c.ffmpeg.as_str()), ("libx264", None, "ffmpeg"));
+        assert_eq!((c.encoder.as_str(), c.preset, c.ffmpeg.as_str()), ("libx264", Some("veryfast".into()), "ffmpeg"));
         assert_eq!((c.audio_bitrate, c.max), (128_000, 4));
         assert!(app("").unwrap().renditions.is_empty());
     }

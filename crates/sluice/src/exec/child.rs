@@ -488,6 +488,39 @@ mod tests {
         assert!(e.starts_with("cannot open \"/no/such/dir/out\" for a redirect"), "{e}");
     }
 
+    /// A pipe: (read end, write end).
+    fn pipe_pair() -> (OwnedFd, OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills both on success; each is owned once, here.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    #[tokio::test]
+    async fn given_fds_replace_stdin_and_add_outputs() {
+        use std::io::{Read, Write};
+        let (in_r, in_w) = pipe_pair();
+        let (out3_r, out3_w) = pipe_pair();
+        let (out4_r, out4_w) = pipe_pair();
+        let cmd = Resolved {
+            program: "sh".into(),
+            args: vec!["-c".into(), "read x; echo \"$x three\" >&3; echo \"$x four\" >&4".into()],
+            redirects: Vec::new(),
+        };
+        let fds = vec![(0, in_r), (3, out3_w), (4, out4_w)];
+        let mut child = spawn_with(&cmd, true, fds).unwrap();
+        std::fs::File::from(in_w).write_all(b"hi\n").unwrap();
+        assert!(child.wait().await.unwrap().success());
+        let read = |fd: OwnedFd| {
+            let mut s = String::new();
+            std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+            s
+        };
+        // EOF comes: the parent kept no copy of the child's ends.
+        assert_eq!((read(out3_r), read(out4_r)), ("hi three\n".to_owned(), "hi four\n".to_owned()));
+    }
+
     #[tokio::test]
     async fn redirects_are_applied_in_order() {
         let dir = std::env::temp_dir().join(format!("sluice-exec-redirect-{}", std::process::id()));

@@ -9,16 +9,6 @@ pub const FIRST_OUTPUT_FD: i32 = 3;
 /// The VA-API device `h264_vaapi` and friends encode on.
 pub const VAAPI_DEVICE: &str = "/dev/dri/renderD128";
 
-/// The `-preset` passed to the encoder: `transcode_preset`, else `veryfast` for the x264/x265
-/// software encoders (whose preset names those are); hardware encoders keep their own default.
-pub fn preset(conf: &TranscodeConf) -> Option<&str> {
-    match (&conf.preset, conf.encoder.as_str()) {
-        (Some(p), _) => Some(p),
-        (None, "libx264" | "libx265") => Some("veryfast"),
-        (None, _) => None,
-    }
-}
-
 fn is_vaapi(encoder: &str) -> bool {
     encoder.ends_with("_vaapi")
 }
@@ -58,7 +48,7 @@ fn output(conf: &TranscodeConf, r: &Rendition, fd: i32) -> Vec<String> {
     let v = r.video_bitrate;
     let mut o: Vec<String> = vec!["-map".into(), "0:v:0".into(), "-map".into(), "0:a:0?".into()];
     o.extend(["-vf".into(), scale, "-c:v".into(), conf.encoder.clone()]);
-    if let Some(p) = preset(conf) {
+    if let Some(p) = &conf.preset {
         o.extend(["-preset".into(), p.to_owned()]);
     }
     o.extend([
