@@ -351,14 +351,17 @@ async fn read_rendition(job: Job, label: String, mut rx: pipe::Receiver) {
         read_header(&mut rx).await?;
         loop {
             let Some((kind, timestamp, body)) = read_tag(&mut rx).await? else { return Ok(()) };
-            if publisher.is_none() && !refused {
+            // Until it is published, tried at each tag: the previous child of a stream that was
+            // published again at once may still hold the name for a moment. Meanwhile the tags
+            // are read and dropped, so that ffmpeg never blocks on this pipe.
+            if publisher.is_none() {
                 match publish_rendition(&job, &name) {
                     Ok(p) => publisher = Some(p),
-                    Err(e) => {
-                        // ffmpeg must not block on this pipe: its tags are read and dropped.
-                        tracing::warn!("{prefix}: not published: {e}");
+                    Err(e) if !refused => {
+                        tracing::warn!("{prefix}: not published yet: {e}; trying again at each frame");
                         refused = true;
                     }
+                    Err(_) => {}
                 }
             }
             let Some(p) = &publisher else { continue };
