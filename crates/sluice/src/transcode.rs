@@ -366,6 +366,13 @@ async fn read_rendition(job: Job, label: String, mut rx: pipe::Receiver) {
             }
             let Some(p) = &publisher else { continue };
             if let Some(frame) = crate::live::ingest(&job.app.live, kind, timestamp, body) {
+                // As any source: what stats and master playlists show of the stream.
+                if frame.sequence_header {
+                    if let Ok(Some(desc)) = crate::live::describe_sequence_header(&frame) {
+                        tracing::info!("{prefix}: {desc}");
+                        p.stream().set_codec_info(frame.kind, desc);
+                    }
+                }
                 p.stream().push(frame);
             }
         }
