@@ -22,5 +22,7 @@ mod module;
 mod play;
 
 pub use child::{backoff, RateLimit, KILL_GRACE, LOG_LINES_PER_SEC, MAX_BACKOFF};
+// The transcode module runs its ffmpeg under the same supervision and bound.
+pub(crate) use child::{Label, Managed, Pipes};
 pub use limits::{Limits, MAX_CHILDREN, MAX_CHILDREN_PER_APP};
 pub use module::Exec;

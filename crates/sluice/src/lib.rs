@@ -26,5 +26,6 @@ pub mod relay;
 pub mod server;
 pub mod streams;
 pub mod tls;
+pub mod transcode;
 pub mod transport;
 pub mod untrusted;

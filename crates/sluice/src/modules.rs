@@ -55,6 +55,9 @@ pub struct PublishCtx<'a> {
     /// The index of the `server {}` block the stream is published in: relay legs register
     /// under it, so control's `srv=` finds them.
     pub srv: usize,
+    /// The publish path itself, for a module that publishes streams of its own (transcode's
+    /// renditions) so that every module runs on them too. A task may keep it while it runs.
+    pub streams: &'a Arc<crate::streams::Streams>,
     /// Statuses for the publisher: clone it to send some.
     pub status: &'a StatusSender,
 }
@@ -129,6 +132,7 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
         // Its state (children alive, `exec_pull` players) lives in this one instance.
         Arc::new(crate::exec::Exec::new()),
+        Arc::new(crate::transcode::Transcode::default()),
     ]
 }
 

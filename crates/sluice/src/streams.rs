@@ -89,7 +89,7 @@ impl Streams {
     }
 
     /// Claim `source`'s stream in the hub and start every module on it, before the first frame.
-    pub fn publish(&self, source: &Source<'_>, opts: StreamOptions) -> Result<Published, PublishError> {
+    pub fn publish(self: &Arc<Self>, source: &Source<'_>, opts: StreamOptions) -> Result<Published, PublishError> {
         let key = StreamKey { app: source.app.name.clone(), name: source.name.to_owned() };
         let publisher = self.hub.publish(key, opts)?;
         let (tx, status) = mpsc::unbounded_channel();
@@ -102,6 +102,7 @@ impl Streams {
             push_to: source.push_to,
             srv: source.srv,
             status: &tx,
+            streams: self,
         };
         for module in self.modules.iter() {
             tracing::trace!(app = %source.app.name, stream = %source.name, module = module.name(), "on_publish");

@@ -22,6 +22,7 @@ mod live;
 mod notify;
 mod record;
 mod relay;
+mod transcode;
 mod value;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub use self::live::{LiveConf, MetaMode};
 pub use self::notify::{NotifyConf, NotifyMethod};
 pub use self::record::{RecordConf, RecordFormat, RecordMode, Recorder};
 pub use self::relay::{RelayConf, RelayTarget};
+pub use self::transcode::{Rendition, TranscodeConf};
 pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, DirectiveSpec, Kind};
 
 use self::access::AccessLayer;
@@ -51,6 +53,7 @@ use self::live::LiveLayer;
 use self::notify::NotifyLayer;
 use self::record::RecordLayer;
 use self::relay::RelayLayer;
+use self::transcode::TranscodeLayer;
 use self::value::{check_shape, edit_distance, Fail};
 
 pub use self::later::Inert;
@@ -109,6 +112,8 @@ pub struct AppConf {
     pub relay: RelayConf,
     /// Programs run on stream events (`exec_*`).
     pub exec: ExecConf,
+    /// The built-in transcode ladder (`transcode ...`).
+    pub transcode: TranscodeConf,
     /// Not yet implemented directives (VOD play, DASH, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
@@ -217,6 +222,8 @@ impl Config {
     pub fn inert_report(&self) -> Vec<String> {
         let apps: Vec<&ExecConf> = self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.exec).collect();
         let mut lines = exec::report(&apps, &self.exec);
+        let ladders: Vec<&TranscodeConf> = self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.transcode).collect();
+        lines.extend(transcode::report(&ladders));
         lines.extend(later::report(&self.inert));
         lines
     }
@@ -250,6 +257,7 @@ enum Group {
     Notify,
     Relay,
     Exec,
+    Transcode,
     Later,
 }
 
@@ -265,6 +273,7 @@ impl Group {
             Group::Notify => "notify",
             Group::Relay => "relay",
             Group::Exec => "exec",
+            Group::Transcode => "transcode",
             Group::Later => "later",
         }
     }
@@ -280,6 +289,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Notify, notify::DIRECTIVES),
     (Group::Relay, relay::DIRECTIVES),
     (Group::Exec, exec::DIRECTIVES),
+    (Group::Transcode, transcode::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -329,6 +339,7 @@ struct Layer {
     notify: NotifyLayer,
     relay: RelayLayer,
     exec: ExecLayer,
+    transcode: TranscodeLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -343,6 +354,7 @@ impl Layer {
             Group::Notify => self.notify.set(d),
             Group::Relay => self.relay.set(d),
             Group::Exec => self.exec.set(d),
+            Group::Transcode => self.transcode.set(d),
             // `http_listen`, read by `read_rtmp` itself: it sets no application.
             Group::Http => Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name))),
             Group::Later => {
@@ -363,6 +375,7 @@ impl Layer {
             notify: self.notify.inherit(&outer.notify),
             relay: self.relay.inherit(&outer.relay),
             exec: self.exec.inherit(&outer.exec),
+            transcode: self.transcode.inherit(&outer.transcode),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -580,7 +593,8 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     let (live, relay) = (merged.live.build(), merged.relay.build());
     let mut exec = merged.exec.build();
     exec.recorder_record_done = a.recorders.iter().map(|r| (r.name.clone(), r.exec.record_done())).collect();
-    Ok(AppConf { name: a.name.clone(), live, record, hls, access, notify, relay, exec, extra: merged.extra })
+    let transcode = merged.transcode.build();
+    Ok(AppConf { name: a.name.clone(), live, record, hls, access, notify, relay, exec, transcode, extra: merged.extra })
 }
 
 /// Recording without `record_path` could only fail at the first publish: refuse it now.

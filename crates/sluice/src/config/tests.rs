@@ -152,6 +152,7 @@ fn table_defaults_are_the_real_defaults() {
             "publish_key" => Some("stream key"),
             name if name.starts_with("on_") => Some("http://127.0.0.1/cb"),
             "push" | "pull" => Some("rtmp://127.0.0.1/live"),
+            "transcode" => Some("720p 1m"),
             name if name.starts_with("exec") && spec.default.is_empty() => Some("true"),
             _ => None,
         };

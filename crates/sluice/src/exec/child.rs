@@ -86,8 +86,46 @@ pub enum SpawnError {
     Other { program: String, error: io::Error },
 }
 
+/// Most fds [`Pipes`] may give a child.
+pub const MAX_PIPES: usize = 16;
+
+/// Fds that sluice gives a managed child at each start, for a child sluice feeds and reads
+/// itself (the transcode module: its stdin and one pipe per rendition).
+pub trait Pipes: Send + Sync {
+    /// Called before each start: the child's ends, as (fd number in the child, fd), at most
+    /// [`MAX_PIPES`]. The parent's ends are the implementor's; they see EOF or EPIPE when the
+    /// child is gone.
+    fn open(&self) -> io::Result<Vec<(i32, OwnedFd)>>;
+}
+
+/// No extra fds: what exec's lines get.
+struct NoPipes;
+
+impl Pipes for NoPipes {
+    fn open(&self) -> io::Result<Vec<(i32, OwnedFd)>> {
+        Ok(Vec::new())
+    }
+}
+
 /// Starts `cmd`. `managed`: dies with sluice and when dropped.
 pub fn spawn(cmd: &Resolved, managed: bool) -> Result<Child, SpawnError> {
+    spawn_with(cmd, managed, Vec::new())
+}
+
+/// [`spawn`], with `fds` put in place in the child (fd number, fd) before the redirects; the
+/// parent's copies are closed once the child runs.
+pub fn spawn_with(cmd: &Resolved, managed: bool, fds: Vec<(i32, OwnedFd)>) -> Result<Child, SpawnError> {
+    if fds.len() > MAX_PIPES {
+        let error = io::Error::new(io::ErrorKind::InvalidInput, "too many fds for a child");
+        return Err(SpawnError::Other { program: cmd.program.clone(), error });
+    }
+    let mut given = [(-1, -1); MAX_PIPES];
+    for (slot, (dst, fd)) in given.iter_mut().zip(&fds) {
+        *slot = (*dst, fd.as_raw_fd());
+    }
+    // Sources are first copied above every target, so that placing one never overwrites
+    // another's source.
+    let floor = fds.iter().map(|(dst, _)| *dst).max().unwrap_or(0) + 1;
     let mut c = Command::new(&cmd.program);
     c.args(&cmd.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     c.process_group(0).kill_on_drop(managed);
@@ -117,7 +155,7 @@ pub fn spawn(cmd: &Resolved, managed: bool) -> Result<Child, SpawnError> {
     }
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls only async-signal-
-    // safe functions (prctl, getppid, _exit, dup2, fcntl) on a plan allocated before the fork.
+    // safe functions (prctl, getppid, _exit, dup2, fcntl) on plans allocated before the fork.
     unsafe {
         c.pre_exec(move || {
             if managed {
@@ -127,6 +165,18 @@ pub fn spawn(cmd: &Resolved, managed: bool) -> Result<Child, SpawnError> {
                 // sluice died between fork and prctl: the signal will never come.
                 if libc::getppid() != parent {
                     libc::_exit(1);
+                }
+            }
+            let mut moved = given;
+            for (_, src) in moved.iter_mut().filter(|(d, _)| *d >= 0) {
+                *src = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, floor);
+                if *src == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for &(dst, src) in moved.iter().filter(|(d, _)| *d >= 0) {
+                if libc::dup2(src, dst) == -1 {
+                    return Err(io::Error::last_os_error());
                 }
             }
             for &(dst, src) in &plan {
@@ -140,6 +190,7 @@ pub fn spawn(cmd: &Resolved, managed: bool) -> Result<Child, SpawnError> {
     }
     let child = c.spawn().map_err(|error| program_error(&cmd.program, error))?;
     drop(files);
+    drop(fds);
     Ok(child)
 }
 
@@ -199,10 +250,15 @@ enum Outcome {
 impl Managed {
     /// Runs until `stop` is cancelled (and the child is gone) or it dies without respawn.
     pub async fn run(self, stop: CancellationToken) {
+        self.run_with(stop, &NoPipes).await;
+    }
+
+    /// [`Managed::run`], giving the child `pipes`' fds at each start.
+    pub async fn run_with(self, stop: CancellationToken, pipes: &dyn Pipes) {
         let mut quick_deaths = 0;
         loop {
             let started = Instant::now();
-            if let Outcome::Stopped = self.once(&stop).await {
+            if let Outcome::Stopped = self.once(&stop, pipes).await {
                 return;
             }
             let Some(base) = self.respawn else {
@@ -219,7 +275,7 @@ impl Managed {
         }
     }
 
-    async fn once(&self, stop: &CancellationToken) -> Outcome {
+    async fn once(&self, stop: &CancellationToken, pipes: &dyn Pipes) -> Outcome {
         if stop.is_cancelled() {
             return Outcome::Stopped;
         }
@@ -227,7 +283,14 @@ impl Managed {
         let Some(permit) = self.limits.acquire(self.label.app.as_deref(), &self.label.origin) else {
             return Outcome::NotStarted;
         };
-        let mut child = match spawn(&self.cmd, true) {
+        let fds = match pipes.open() {
+            Ok(fds) => fds,
+            Err(e) => {
+                tracing::error!("{prefix}: {}: cannot make its pipes: {e}", self.label.origin);
+                return Outcome::NotStarted;
+            }
+        };
+        let mut child = match spawn_with(&self.cmd, true, fds) {
             Ok(child) => child,
             Err(e) => {
                 tracing::error!("{prefix}: {}: {e}", self.label.origin);
@@ -423,6 +486,39 @@ mod tests {
         cmd.redirects.push((1, Target::Write("/no/such/dir/out".into())));
         let e = spawn(&cmd, false).unwrap_err().to_string();
         assert!(e.starts_with("cannot open \"/no/such/dir/out\" for a redirect"), "{e}");
+    }
+
+    /// A pipe: (read end, write end).
+    fn pipe_pair() -> (OwnedFd, OwnedFd) {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills both on success; each is owned once, here.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    #[tokio::test]
+    async fn given_fds_replace_stdin_and_add_outputs() {
+        use std::io::{Read, Write};
+        let (in_r, in_w) = pipe_pair();
+        let (out3_r, out3_w) = pipe_pair();
+        let (out4_r, out4_w) = pipe_pair();
+        let cmd = Resolved {
+            program: "sh".into(),
+            args: vec!["-c".into(), "read x; echo \"$x three\" >&3; echo \"$x four\" >&4".into()],
+            redirects: Vec::new(),
+        };
+        let fds = vec![(0, in_r), (3, out3_w), (4, out4_w)];
+        let mut child = spawn_with(&cmd, true, fds).unwrap();
+        std::fs::File::from(in_w).write_all(b"hi\n").unwrap();
+        assert!(child.wait().await.unwrap().success());
+        let read = |fd: OwnedFd| {
+            let mut s = String::new();
+            std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+            s
+        };
+        // EOF comes: the parent kept no copy of the child's ends.
+        assert_eq!((read(out3_r), read(out4_r)), ("hi three\n".to_owned(), "hi four\n".to_owned()));
     }
 
     #[tokio::test]
