@@ -5,6 +5,7 @@
 //! publish-to-play latency. The report says how many players kept up, per step of a ramp.
 
 pub mod hostile;
+pub mod lag;
 pub mod players;
 pub mod procstat;
 pub mod report;

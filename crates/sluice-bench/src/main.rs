@@ -16,6 +16,7 @@ use sluice_bench::source::{FlvSource, Source, SyntheticSource};
 const USAGE: &str = "\
 Usage: sluice-bench [OPTIONS] rtmp://HOST[:PORT]/APP/STREAM
        sluice-bench hostile [--short] [--sluice PATH] [--rounds N] [--keep] [--skip LIST]
+       sluice-bench lag [--secs S] rtmp://HOST[:PORT]/APP/REFERENCE rtmp://HOST[:PORT]/APP/OTHER
 
 Publishes a stream to URL and plays it with many players; reports how many kept up.
 
@@ -48,7 +49,11 @@ attacks the server the ways issue #9 lists; prints a pass/FAIL table and exits 1
   --sluice PATH          the server binary to attack
   --rounds N             repeat the protocol and media attacks N times (long form; default 3)
   --keep                 keep the temporary directory (config, log, outputs)
-  --skip LIST            leave out phases: protocol,media,slowloris,signals (to measure one alone)";
+  --skip LIST            leave out phases: protocol,media,slowloris,signals (to measure one alone)
+
+sluice-bench lag plays both streams for S seconds (default 20) and prints how much later OTHER
+delivers each video timestamp than REFERENCE (p50, p99, max): e.g. what sluice's transcode
+ladder adds to a rendition (NAME_480p) over its source (NAME), whose timestamps it keeps.";
 
 struct Options {
     target: Target,
@@ -155,8 +160,10 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("hostile") {
-        std::process::exit(hostile_main());
+    match std::env::args().nth(1).as_deref() {
+        Some("hostile") => std::process::exit(hostile_main()),
+        Some("lag") => std::process::exit(lag_main()),
+        _ => {}
     }
     match parse_args() {
         Ok(Some(o)) => {
@@ -502,6 +509,31 @@ fn summarize_probes(step: &mut Step, probes: &[Arc<Mutex<ProbeResult>>]) {
 }
 
 /// `sluice-bench hostile ...`: the exit code (0 all checks passed, 1 one failed, 2 usage).
+fn lag_main() -> i32 {
+    let run = || -> anyhow::Result<()> {
+        let mut args = std::env::args().skip(2);
+        let (mut secs, mut urls) = (20, Vec::new());
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--secs" => secs = args.next().context("--secs needs a number")?.parse()?,
+                url if url.starts_with("rtmp://") => urls.push(parse_url(url)?),
+                other => bail!("unknown argument \"{other}\"\n\n{USAGE}"),
+            }
+        }
+        let [reference, other] =
+            <[Target; 2]>::try_from(urls).map_err(|_| anyhow::anyhow!("two URLs needed\n\n{USAGE}"))?;
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(sluice_bench::lag::run(reference, other, secs))
+    };
+    match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sluice-bench lag: {e:#}");
+            2
+        }
+    }
+}
+
 fn hostile_main() -> i32 {
     // 2100 slowloris connections and the rest need more than the usual 1024.
     raise_fd_limit();
