@@ -265,6 +265,7 @@ fn the_nested_ladder_master_lists_the_source_and_its_renditions() {
     let mut publisher = publish_cbr_720p(&server.url("cam"), 60);
     let url = format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port);
     let master = master_with(&server, &url, 3);
+    eprintln!("the ladder's master:\n{master}");
     let list = entries(&master);
     let uris: Vec<&str> = list.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(uris, ["cam_240p/index.m3u8", "cam_480p/index.m3u8", "cam/index.m3u8"], "{master}");
