@@ -14,7 +14,7 @@
 //! | `hls_sync`, `hls_muxdelay`, `hls_max_audio_delay`, `hls_audio_buffer_size` | MPEG-TS timing |
 //! | `hls_keys`, `hls_key_path`, `hls_key_url`, `hls_fragments_per_key` | AES-128 encryption |
 //! | `hls_fragment_type mpegts\|fmp4`, `hls_low_latency`, `hls_part_duration` | sluice extensions |
-//! | `hls_variant` | master playlists of the live variants (`variant`) |
+//! | `hls_variant` | master playlists of the live variants (`variant`; also the transcode ladder's) |
 //!
 //! The directives are parsed in `config::hls`. Everything here is I/O glue; the HLS logic is the
 //! sans-IO `hls` crate.

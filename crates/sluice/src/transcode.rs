@@ -23,6 +23,8 @@
 //!   source itself is the top rendition.
 //! - At most `transcode_max` streams are transcoded at once; a stream past it gets the source
 //!   only (one log line).
+//! - The master playlist listing the source and its renditions is not written here: with `hls
+//!   on`, the HLS tasks of those streams list themselves in it (`hls::variant`).
 
 pub mod argv;
 

@@ -237,3 +237,17 @@ fn hlsjs_low_latency_mode_plays_an_ll_hls_variant_master_and_each_level() {
     let verdict = play_master(&server, &hls, 2, true);
     assert!(verdict.contains("\"lowLatency\":true"), "{verdict}");
 }
+
+/// The built-in transcode ladder's master (`hls_nested on`: `x.m3u8`, the source `x` and its
+/// renditions `x_240p`, `x_180p`): hls.js plays it and, forced through its API, each level.
+#[test]
+fn hlsjs_plays_the_transcode_ladder_master_and_each_level() {
+    let dir = TempDir::new("browser-ladder");
+    let hls = dir.path("hls");
+    let server = Server::start(&format!(
+        "hls on; hls_path {}; hls_nested on; hls_fragment 1s; transcode 240p 300k; transcode 180p 200k;",
+        hls.display()
+    ));
+    let _publisher = ffmpeg_publish_pattern(&server.url("x"), "640x360", 60, 25);
+    play_master(&server, &hls, 3, false);
+}

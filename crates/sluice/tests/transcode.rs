@@ -3,10 +3,10 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ffmpeg_publish_pattern, run_timeout, Server, TempDir};
+use common::{ffmpeg_publish_pattern, ffprobe_streams, run_timeout, Proc, Server, TempDir};
 
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -187,4 +187,138 @@ fn past_transcode_max_a_stream_gets_the_source_only() {
     assert_eq!(log.matches(refused).count(), 1, "{log}");
     assert_eq!(transcode_pids(&server).len(), 1, "{log}");
     assert!(!log.contains("stream=cam2_240p"), "{log}");
+}
+
+/// A 1280x720 test pattern at a constant 2.5 Mbit/s (filler data: the pattern alone compresses
+/// below the renditions' rates), 25 fps, 1 s GOP.
+fn publish_cbr_720p(url: &str, secs: u32) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &secs.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "25"])
+        .args(["-b:v", "2500k", "-minrate", "2500k", "-maxrate", "2500k", "-bufsize", "2500k"])
+        .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed");
+    Proc(child)
+}
+
+/// `(status, body)` of `url` (curl).
+fn http_get(url: &str) -> (u16, String) {
+    let out = run_timeout(
+        Command::new("curl").args(["-s", "-m", "10", "-w", "\n%{http_code}", url]),
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The `(attributes, uri)` of each `#EXT-X-STREAM-INF` entry of a master playlist.
+fn entries(master: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = master.lines().collect();
+    let at = |i: usize| lines.get(i).copied().unwrap_or_default().to_owned();
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| Some((l.strip_prefix("#EXT-X-STREAM-INF:")?.to_owned(), at(i + 1))))
+        .collect()
+}
+
+/// An unquoted attribute's value (`BANDWIDTH`, `RESOLUTION`).
+fn attr<'a>(list: &'a str, name: &str) -> &'a str {
+    list.split(',').find_map(|a| a.strip_prefix(name)?.strip_prefix('=')).unwrap_or_else(|| panic!("{name} in {list}"))
+}
+
+/// The master at `url` once it lists `n` variants.
+fn master_with(server: &Server, url: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = http_get(url);
+        if status == 200 && entries(&body).len() == n {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no {n} variants in {url}: {status} {body}\nlog:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// With `hls_nested on` the ladder's master is `NAME.m3u8` (the media playlists are
+/// `NAME/index.m3u8`, `NAME_480p/index.m3u8`): the source and its renditions with their measured
+/// resolutions, ordered by BANDWIDTH (lowest first, so the source last), each rendition's at
+/// least its configured video + audio bit rate plus 10 %; ffprobe plays it; the banner names its
+/// URL; it goes when the publisher stops.
+#[test]
+fn the_nested_ladder_master_lists_the_source_and_its_renditions() {
+    let dir = TempDir::new("tc-master");
+    let hls = dir.path("hls");
+    let body = format!(
+        "hls on; hls_path {}; hls_nested on; hls_fragment 1s; hls_playlist_length 4s; transcode 480p 800k; transcode 240p 300k;",
+        hls.display()
+    );
+    let server = Server::start(&body);
+    let mut publisher = publish_cbr_720p(&server.url("cam"), 60);
+    let url = format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port);
+    let master = master_with(&server, &url, 3);
+    eprintln!("the ladder's master:\n{master}");
+    let list = entries(&master);
+    let uris: Vec<&str> = list.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(uris, ["cam_240p/index.m3u8", "cam_480p/index.m3u8", "cam/index.m3u8"], "{master}");
+    let resolutions: Vec<&str> = list.iter().map(|e| attr(&e.0, "RESOLUTION")).collect();
+    assert_eq!(resolutions, ["426x240", "854x480", "1280x720"], "{master}");
+    let bandwidth: Vec<u64> = list.iter().map(|e| attr(&e.0, "BANDWIDTH").parse().unwrap()).collect();
+    // (300k + 128k) and (800k + 128k) of AAC, plus 10 %.
+    assert!(bandwidth[0] >= 470_800 && bandwidth[1] >= 1_020_800, "{master}");
+    assert!(bandwidth.windows(2).all(|w| w[0] <= w[1]), "{master}");
+    assert!(list.iter().all(|e| e.0.contains("CODECS=\"avc1.") && e.0.contains("FRAME-RATE=25.000")), "{master}");
+    assert!(hls.join("cam/index.m3u8").exists() && !hls.join("cam_abr.m3u8").exists());
+    let on_disk = wait_for("the master on disk", Duration::from_secs(10), || {
+        std::fs::read_to_string(hls.join("cam.m3u8")).ok().filter(|t| entries(t).len() == 3)
+    });
+    assert_eq!(entries(&on_disk).iter().map(|e| e.1.as_str()).collect::<Vec<_>>(), uris);
+    let mut heights: Vec<u32> =
+        ffprobe_streams(&url).iter().filter_map(|l| l.split(',').nth(2)?.parse().ok()).collect();
+    heights.sort();
+    heights.dedup();
+    assert_eq!(heights, [240, 480, 720], "ffprobe reads every variant of the master");
+    let banner = format!("abr:     http://127.0.0.1:{}/hls/STREAM.m3u8", server.http_port);
+    assert!(server.log().contains(&banner), "{}", server.log());
+
+    let _ = publisher.0.kill();
+    let _ = publisher.0.wait();
+    wait_for("the master removed", Duration::from_secs(20), || {
+        (http_get(&url).0 == 404 && !hls.join("cam.m3u8").exists()).then_some(())
+    });
+}
+
+/// With the flat layout the master is `NAME_abr.m3u8` (`NAME.m3u8` is the source's media
+/// playlist); a rendition not below the source's height is never listed.
+#[test]
+fn the_flat_ladder_master_is_name_abr_and_lists_only_live_renditions() {
+    let dir = TempDir::new("tc-master-flat");
+    let hls = dir.path("hls");
+    let body =
+        format!("hls on; hls_path {}; hls_fragment 1s; transcode 360p 500k; transcode 180p 200k;", hls.display());
+    let server = Server::start(&body);
+    let _publisher = ffmpeg_publish_pattern(&server.url("cam"), "640x360", 40, 25);
+    let url = format!("http://127.0.0.1:{}/hls/cam_abr.m3u8", server.http_port);
+    let master = master_with(&server, &url, 2);
+    let mut uris: Vec<String> = entries(&master).into_iter().map(|e| e.1).collect();
+    uris.sort();
+    assert_eq!(uris, ["cam.m3u8", "cam_180p.m3u8"], "{master}");
+    assert!(master.contains("RESOLUTION=320x180") && master.contains("RESOLUTION=640x360"), "{master}");
+    let (status, media) = http_get(&format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port));
+    assert!(status == 200 && media.contains("#EXTINF"), "the source's media playlist: {media}");
+    assert!(server.log().contains("360p skipped"), "{}", server.log());
+    // Segments later, still the same two.
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, master) = http_get(&url);
+    assert_eq!(entries(&master).len(), 2, "{master}");
+    let banner = format!("abr:     http://127.0.0.1:{}/hls/STREAM_abr.m3u8", server.http_port);
+    assert!(server.log().contains(&banner), "{}", server.log());
 }

@@ -335,6 +335,26 @@ fn part_duration(d: &Directive) -> Result<Duration, Fail> {
     Ok(t)
 }
 
+impl super::AppConf {
+    /// The file name, in `hls_path`, of the transcode ladder's master playlist of source
+    /// `name`, when this application writes one: `transcode` lines, `hls on`, and no
+    /// `hls_variant` lines (those are used as given and the ladder adds no master). Nested
+    /// media playlists are `NAME/index.m3u8`, so the master takes `NAME.m3u8`; flat ones take
+    /// `NAME.m3u8` themselves, so the master is `NAME_abr.m3u8`.
+    pub fn ladder_master_file(&self, name: &str) -> Option<String> {
+        let writes = self.hls.enabled && self.hls.variants.is_empty() && !self.transcode.renditions.is_empty();
+        let file = if self.hls.nested { format!("{name}.m3u8") } else { format!("{name}_abr.m3u8") };
+        writes.then_some(file)
+    }
+
+    /// The HTTP path of the ladder's master playlist of source `name` (`/hls/NAME.m3u8`,
+    /// `/hls/NAME_abr.m3u8`), when this application writes one that sluice serves.
+    pub fn ladder_url_path(&self, name: &str) -> Option<String> {
+        let dir = super::http::served_name(self.hls.path.as_deref()?)?;
+        Some(format!("/{dir}/{}", self.ladder_master_file(name)?))
+    }
+}
+
 /// An empty suffix would make every stream a variant of itself (its master playlist would be its
 /// own media playlist).
 fn variant(d: &Directive) -> Result<HlsVariant, Fail> {
@@ -357,5 +377,22 @@ mod tests {
             Config::parse("rtmp { server { application a { hls_variant \"\" BANDWIDTH=1; } } }", "t").unwrap_err();
         assert!(err.to_string().contains("a non-empty stream name suffix"), "{err}");
         assert!(Config::parse("rtmp { server { application a { hls_variant _hi BANDWIDTH=1; } } }", "t").is_ok());
+    }
+
+    #[test]
+    fn the_ladder_master_is_named_apart_from_the_media_playlists() {
+        let app = |body: &str| {
+            let text = format!("rtmp {{ server {{ application a {{ hls_path /tmp/hls; {body} }} }} }}");
+            Config::parse(&text, "t").unwrap().servers[0].apps[0].clone()
+        };
+        let nested = app("hls on; hls_nested on; transcode 480p 800k;");
+        assert_eq!(nested.ladder_master_file("cam").as_deref(), Some("cam.m3u8"));
+        assert_eq!(nested.ladder_url_path("cam").as_deref(), Some("/hls/cam.m3u8"));
+        let flat = app("hls on; transcode 480p 800k;");
+        assert_eq!(flat.ladder_url_path("cam").as_deref(), Some("/hls/cam_abr.m3u8"));
+        // hls_variant lines win; no HLS or no ladder, no master.
+        assert_eq!(app("hls on; transcode 480p 800k; hls_variant _480p;").ladder_master_file("cam"), None);
+        assert_eq!(app("hls off; transcode 480p 800k;").ladder_master_file("cam"), None);
+        assert_eq!(app("hls on;").ladder_master_file("cam"), None);
     }
 }

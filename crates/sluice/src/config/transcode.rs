@@ -93,7 +93,13 @@ impl TranscodeConf {
     /// Whether `name` is one of this application's rendition streams (`*_720p` for a
     /// `transcode 720p` line): those are never transcoded again.
     pub fn is_rendition_name(&self, name: &str) -> bool {
-        self.renditions.iter().any(|r| name.strip_suffix(&r.label()).is_some_and(|base| base.ends_with('_')))
+        self.rendition_of(name).is_some()
+    }
+
+    /// The rendition `name` is (`cam_480p`: the `transcode 480p` line) and its source's name
+    /// (`cam`; empty for `_480p`).
+    pub fn rendition_of<'a>(&self, name: &'a str) -> Option<(&Rendition, &'a str)> {
+        self.renditions.iter().find_map(|r| Some((r, name.strip_suffix(&r.label())?.strip_suffix('_')?)))
     }
 }
 
@@ -309,6 +315,8 @@ mod tests {
         assert!(c.is_rendition_name("cam_720p") && c.is_rendition_name("a_b_480p"));
         assert!(!c.is_rendition_name("cam") && !c.is_rendition_name("cam720p") && !c.is_rendition_name("cam_360p"));
         assert!(!c.is_rendition_name("_720p_x"));
+        assert_eq!(c.rendition_of("a_b_480p").map(|(r, base)| (r.height, base)), Some((480, "a_b")));
+        assert_eq!(c.rendition_of("_720p").map(|(r, base)| (r.height, base)), Some((720, "")));
     }
 
     #[test]

@@ -11,9 +11,16 @@
 //! skipped, never written after a newer one). When no variant is left the master leaves memory
 //! and, with `hls_cleanup` (the default), the disk; with `hls_cleanup off` its last text stays.
 //!
+//! The transcode ladder (`transcode` lines, no `hls_variant` lines) lists its streams the same
+//! way: the source `NAME` and each rendition `NAME_<h>p` are variants of the master
+//! `NAME.m3u8` (`hls_nested on`) or `NAME_abr.m3u8` (flat: `NAME.m3u8` is the source's media
+//! playlist), see [`place`]. A rendition's `BANDWIDTH` is at least its configured bit rates
+//! plus [`LADDER_HEADROOM_PERCENT`]; the source's is measured.
+//!
 //! Bounds: one registry entry per master path, created only by a live HLS task and removed by
 //! its writer once no variant is left (so at most one per HLS task, and never more than
-//! [`MAX_MASTERS`]); per master one variant per `hls_variant` line.
+//! [`MAX_MASTERS`]); per master one variant per `hls_variant` line (ladder: the source and
+//! one per `transcode` line).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +36,10 @@ use crate::untrusted;
 
 /// Most master playlists at once (as many as the hub holds streams).
 pub const MAX_MASTERS: usize = crate::hub::MAX_STREAMS;
+/// A ladder rendition's `BANDWIDTH` is at least its configured video + audio bit rate plus
+/// this: an encoder's rate control overshoots its target per segment (RFC 8216 wants the
+/// peak), and the container adds its overhead.
+pub const LADDER_HEADROOM_PERCENT: u64 = 10;
 
 /// The live variants of every master playlist, by the master's path.
 #[derive(Default)]
@@ -83,26 +94,65 @@ pub struct Member {
     id: u64,
     app: Arc<AppConf>,
     master: PathBuf,
-    /// Index of its `hls_variant` line.
+    /// Its slot in the master: the index of its `hls_variant` line (ladder: 0 for the
+    /// source, 1 + the index of its `transcode` line).
     order: usize,
     params: Vec<String>,
+    /// The least `BANDWIDTH` (a ladder rendition's configured bit rates with headroom).
+    floor: Option<u64>,
     uri: String,
     /// The URI relative to the other variants' media playlists.
     report_uri: String,
 }
 
+/// Where a stream is listed, from the configuration and its name alone.
+#[derive(Debug, PartialEq, Eq)]
+struct Place {
+    /// The master playlist's file name in `hls_path`.
+    master_file: String,
+    /// See [`Member::order`].
+    order: usize,
+    /// Configured `#EXT-X-STREAM-INF` parameters, verbatim.
+    params: Vec<String>,
+    /// See [`Member::floor`].
+    floor: Option<u64>,
+}
+
+/// The master playlist stream `name` of `app` is a variant of, if any. With `hls_variant`
+/// lines: its name ends with a variant's suffix and is longer than it (the first such line
+/// wins, as in nginx-rtmp); the master is `<base>.m3u8`. Else, with a transcode ladder writing
+/// HLS: a rendition `NAME_<h>p` is a variant of `NAME`'s master, any other stream is the source
+/// of its own ([`AppConf::ladder_master_file`]).
+fn place(app: &AppConf, name: &str) -> Option<Place> {
+    if let Some((order, v)) =
+        app.hls.variants.iter().enumerate().find(|(_, v)| name.len() > v.suffix.len() && name.ends_with(&v.suffix))
+    {
+        let base = untrusted::stream_name(&name[..name.len() - v.suffix.len()]).ok()?;
+        return Some(Place { master_file: format!("{base}.m3u8"), order, params: v.params.clone(), floor: None });
+    }
+    let transcode = &app.transcode;
+    let (base, order, floor) = match transcode.rendition_of(name) {
+        Some((r, base)) => {
+            let order = 1 + transcode.renditions.iter().position(|o| o == r).unwrap_or(0);
+            let audio = r.audio_bitrate.unwrap_or(transcode.audio_bitrate);
+            (base, order, Some(ladder_bandwidth(r.video_bitrate + audio)))
+        }
+        None => (name, 0, None),
+    };
+    let base = untrusted::stream_name(base).ok()?;
+    Some(Place { master_file: app.ladder_master_file(base)?, order, params: Vec::new(), floor })
+}
+
+/// A ladder rendition's least `BANDWIDTH` for its configured bit rate.
+fn ladder_bandwidth(configured: u64) -> u64 {
+    configured.saturating_mul(100 + LADDER_HEADROOM_PERCENT) / 100
+}
+
 impl Member {
-    /// The variant stream `name` of `app` is, if any: its name ends with a variant's suffix and
-    /// is longer than it (the first such line wins, as in nginx-rtmp).
+    /// The variant stream `name` of `app` is, if any ([`place`]).
     pub fn new(store: &Arc<HlsStore>, app: &Arc<AppConf>, dir: &Path, name: &str) -> Option<Self> {
         static IDS: AtomicU64 = AtomicU64::new(0);
-        let (order, v) = app
-            .hls
-            .variants
-            .iter()
-            .enumerate()
-            .find(|(_, v)| name.len() > v.suffix.len() && name.ends_with(&v.suffix))?;
-        let base = untrusted::stream_name(&name[..name.len() - v.suffix.len()]).ok()?;
+        let place = place(app, name)?;
         let file = hls::segmenter::playlist_file(name, app.hls.nested);
         // Nested playlists sit one directory down, next to each other's directories.
         let report_uri = match (app.hls.base_url.is_empty(), app.hls.nested) {
@@ -114,9 +164,10 @@ impl Member {
             store: store.clone(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
             app: app.clone(),
-            master: dir.join(format!("{base}.m3u8")),
-            order,
-            params: v.params.clone(),
+            master: dir.join(place.master_file),
+            order: place.order,
+            params: place.params,
+            floor: place.floor,
             uri: format!("{}{file}", app.hls.base_url),
             report_uri,
         })
@@ -166,7 +217,13 @@ pub fn update(
     let listed = Listed {
         member: member.id,
         order: member.order,
-        variant: Variant { params: member.params.clone(), uri: member.uri.clone(), ..measured },
+        variant: Variant {
+            params: member.params.clone(),
+            uri: member.uri.clone(),
+            // RFC 8216 wants the peak: the configured rate unless more was measured.
+            peak_bandwidth: measured.peak_bandwidth.max(member.floor),
+            ..measured
+        },
         media_version,
         report_uri: member.report_uri.clone(),
         position: None,
@@ -375,6 +432,54 @@ mod tests {
         assert!(store.get(&master, None).await.is_none(), "no variant left: out of memory");
         until("the master removed", || !master.exists()).await;
         until("the registry empty", || store.variants.masters().is_empty()).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ladder_streams_are_placed_in_their_sources_master() {
+        let app = |body: &str| crate::config::test_app(&format!("live on; hls on; hls_path /tmp/h; {body}"));
+        let nested = app("hls_nested on; transcode 480p 800k; transcode 240p 300k audio=64k;");
+        let at = |app: &AppConf, name: &str| place(app, name).map(|p| (p.master_file, p.order, p.floor));
+        assert_eq!(at(&nested, "cam"), Some(("cam.m3u8".into(), 0, None)));
+        // (800k + 128k) and (300k + 64k), plus 10 %.
+        assert_eq!(at(&nested, "cam_480p"), Some(("cam.m3u8".into(), 1, Some(1_020_800))));
+        assert_eq!(at(&nested, "cam_240p"), Some(("cam.m3u8".into(), 2, Some(400_400))));
+        assert_eq!(at(&nested, "cam_360p"), Some(("cam_360p.m3u8".into(), 0, None)), "not a rendition: a source");
+        assert_eq!(at(&nested, "_480p"), None, "no source name");
+        let flat = app("transcode 480p 800k;");
+        assert_eq!(at(&flat, "cam"), Some(("cam_abr.m3u8".into(), 0, None)));
+        assert_eq!(at(&flat, "cam_480p").map(|p| p.0), Some("cam_abr.m3u8".into()));
+        // hls_variant lines are used as given: the source is no variant, no floor.
+        let both = app("transcode 480p 800k; hls_variant _480p BANDWIDTH=1;");
+        assert_eq!(at(&both, "cam"), None);
+        assert_eq!(at(&both, "cam_480p"), Some(("cam.m3u8".into(), 0, None)));
+        assert_eq!(at(&app("hls_variant _hi;"), "cam"), None);
+        assert_eq!(at(&app(""), "cam"), None);
+    }
+
+    /// A ladder master lists the source with its measured peak and a rendition with its
+    /// configured rate plus headroom, or its measured peak when that is higher.
+    #[tokio::test]
+    async fn ladder_renditions_take_the_larger_of_configured_and_measured_bandwidth() {
+        let dir = std::env::temp_dir().join(format!("sluice-variant-ladder-{}", std::process::id()));
+        let conf = format!("live on; hls on; hls_path {}; hls_nested on; transcode 480p 800k;", dir.display());
+        let app = crate::config::test_app(&conf);
+        let store = HlsStore::new(CancellationToken::new());
+        let source = Member::new(&store, &app, &dir, "cam").unwrap();
+        let rendition = Member::new(&store, &app, &dir, "cam_480p").unwrap();
+        let master = dir.join("cam.m3u8");
+        assert_eq!(source.master(), master);
+        update(&store, &source, measured(3_000_000), 3).unwrap();
+        update(&store, &rendition, measured(700_000), 3).unwrap();
+        let text = String::from_utf8_lossy(&store.get(&master, None).await.unwrap().body).into_owned();
+        let rendition_at = text.find("BANDWIDTH=1020800,AVERAGE-BANDWIDTH=350000").expect(&text);
+        assert!(rendition_at < text.find("BANDWIDTH=3000000").expect(&text), "by bandwidth: {text}");
+        assert!(text.find("cam_480p/index.m3u8").unwrap() < text.find("cam/index.m3u8").unwrap(), "{text}");
+        update(&store, &rendition, measured(1_500_000), 3).unwrap();
+        let text = String::from_utf8_lossy(&store.get(&master, None).await.unwrap().body).into_owned();
+        assert!(text.contains("BANDWIDTH=1500000,"), "measured above configured: {text}");
+        drop((source, rendition));
+        until("the master removed", || !master.exists()).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
