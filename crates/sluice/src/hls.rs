@@ -866,20 +866,8 @@ impl HlsTask {
         }
     }
 
-    /// Write atomically: a temporary file renamed over the target, so readers of the directory
-    /// (nginx, a CDN, scripts) never see half a file.
     async fn write_file(&mut self, path: &Path, data: &[u8]) {
-        let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
-        let result = async {
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::write(&tmp, data).await?;
-            tokio::fs::rename(&tmp, path).await
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if let Err(e) = write_atomically(path, data).await {
             self.log_once(format!("cannot write {}: {e}", path.display()));
         }
     }
@@ -891,6 +879,24 @@ impl HlsTask {
             self.logged.push(kind);
         }
     }
+}
+
+/// Write atomically: a temporary file (`NAME.EXT.tmp`) renamed over the target, so readers of
+/// the directory (nginx, a CDN, scripts) never see half a file; the temporary file goes on error.
+async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
+    let result = async {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&tmp, data).await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
 }
 
 /// The playlist of an earlier publish of the same stream still in memory (it ended moments

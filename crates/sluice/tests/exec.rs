@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ffmpeg_publish, run_timeout, sluice_bin, wait_timeout, Server, TempDir};
+use common::{alive, ffmpeg_publish, run_timeout, sluice_bin, wait_for, wait_timeout, Server, TempDir};
 
 /// A script that appends `PID [arg1][arg2]...` to `out`, then (with `stay`) sleeps as the
 /// same process, so the noted pid is the child sluice manages.
@@ -33,25 +33,6 @@ fn noted(out: &Path) -> Vec<(i32, String)> {
             (pid.parse().unwrap(), args.to_string())
         })
         .collect()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether `pid` is a live process (a zombie nobody reaped counts as gone).
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
 }
 
 fn kill(pid: i32, sig: &str) {

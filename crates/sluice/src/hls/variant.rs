@@ -333,7 +333,7 @@ async fn writer(store: Arc<HlsStore>, path: PathBuf, mut rx: watch::Receiver<Dis
         }
         let next = rx.borrow_and_update().clone();
         let result = match next {
-            Disk::Write(text) => write_atomically(&path, text.as_bytes()).await,
+            Disk::Write(text) => super::write_atomically(&path, text.as_bytes()).await,
             Disk::Remove => match tokio::fs::remove_file(&path).await {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -352,22 +352,6 @@ async fn writer(store: Arc<HlsStore>, path: PathBuf, mut rx: watch::Receiver<Dis
             return;
         }
     }
-}
-
-async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("m3u8.tmp");
-    let result = async {
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::write(&tmp, data).await?;
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
 }
 
 #[cfg(test)]
