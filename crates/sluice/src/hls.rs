@@ -421,7 +421,7 @@ impl crate::modules::Module for Output {
     }
 
     fn on_publish(&self, ctx: &crate::modules::PublishCtx<'_>) {
-        on_publish(&self.store, ctx.app, ctx.stream, ctx.name);
+        on_publish(&self.store, ctx.source.app, ctx.stream, ctx.source.name);
     }
 }
 

@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AppConf, Config};
-use crate::events::{ClientInfo, Notices};
+use crate::events::Notices;
 use crate::hub::Stream;
 use crate::server::Shared;
+use crate::streams::{Player, Source, Streams};
 
 /// An `onStatus` for the publisher, such as `record_notify`'s `NetStream.Record.Start`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,41 +40,23 @@ pub type StatusReceiver = mpsc::UnboundedReceiver<Status>;
 
 /// What a module learns about a new publisher.
 pub struct PublishCtx<'a> {
-    /// The application published to.
-    pub app: &'a Arc<AppConf>,
+    /// Who publishes what, as the source gave it to [`crate::streams::Streams::publish`].
+    pub source: &'a Source<'a>,
     /// The stream, already claimed in the hub: subscribe to it before the first frame.
     pub stream: &'a Arc<Stream>,
-    /// The stream name (checked by [`crate::untrusted::stream_name`]).
-    pub name: &'a str,
-    /// The publish query string.
-    pub args: &'a str,
-    /// The publishing client, when there is one (an RTMP connection).
-    pub client: Option<&'a ClientInfo>,
-    /// An `rtmp://` location an `on_publish` callback redirected the publish to: the relay
-    /// push module pushes there too (`notify_relay_redirect`).
-    pub push_to: Option<&'a str>,
-    /// The index of the `server {}` block the stream is published in: relay legs register
-    /// under it, so control's `srv=` finds them.
-    pub srv: usize,
     /// The publish path itself, for a module that publishes streams of its own (transcode's
     /// renditions) so that every module runs on them too. A task may keep it while it runs.
-    pub streams: &'a Arc<crate::streams::Streams>,
+    pub streams: &'a Arc<Streams>,
     /// Statuses for the publisher: clone it to send some.
     pub status: &'a StatusSender,
 }
 
 /// What a module learns about a new player.
 pub struct PlayCtx<'a> {
-    /// The application played from.
-    pub app: &'a Arc<AppConf>,
+    /// Who plays what, as the source gave it to [`crate::streams::Streams::play`].
+    pub player: &'a Player<'a>,
     /// The stream the player subscribed to (maybe not published yet).
     pub stream: &'a Arc<Stream>,
-    /// The stream name (checked by [`crate::untrusted::stream_name`]).
-    pub name: &'a str,
-    /// The play query string.
-    pub args: &'a str,
-    /// The playing client, when there is one (an RTMP connection).
-    pub client: Option<&'a ClientInfo>,
 }
 
 /// What a module's [`Module::on_play`] gives the player to hold: dropped when the player leaves.

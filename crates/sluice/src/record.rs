@@ -208,23 +208,23 @@ impl crate::modules::Module for Output {
     /// (recordings and their callbacks name the client). Recorders with `record_notify` report
     /// to the publisher through `ctx.status`.
     fn on_publish(&self, ctx: &PublishCtx<'_>) {
-        let Some(client) = ctx.client else { return };
-        let slots = task::slots_of(ctx.app);
+        let Some(client) = ctx.source.client else { return };
+        let slots = task::slots_of(ctx.source.app);
         if slots.is_empty() {
             return;
         }
         let status_tx = slots.iter().any(|(_, c)| c.notify).then(|| ctx.status.clone());
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let key = StreamKey { app: ctx.app.name.clone(), name: ctx.name.to_owned() };
+        let key = StreamKey { app: ctx.source.app.name.clone(), name: ctx.source.name.to_owned() };
         self.records.streams().insert(key, Registered { client: client.clone(), commands: tx });
         // Subscribed now, before the publisher's first frame.
         let (_, sub) = ctx.stream.subscribe();
         let task = task::StreamTask::new(
             self.records.clone(),
             self.notices.clone(),
-            ctx.app,
-            ctx.name,
-            ctx.args,
+            ctx.source.app,
+            ctx.source.name,
+            ctx.source.args,
             client,
             status_tx,
         );

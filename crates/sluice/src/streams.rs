@@ -93,17 +93,7 @@ impl Streams {
         let key = StreamKey { app: source.app.name.clone(), name: source.name.to_owned() };
         let publisher = self.hub.publish(key, opts)?;
         let (tx, status) = mpsc::unbounded_channel();
-        let ctx = PublishCtx {
-            app: source.app,
-            stream: publisher.stream(),
-            name: source.name,
-            args: source.args,
-            client: source.client,
-            push_to: source.push_to,
-            srv: source.srv,
-            status: &tx,
-            streams: self,
-        };
+        let ctx = PublishCtx { source, stream: publisher.stream(), streams: self, status: &tx };
         for module in self.modules.iter() {
             tracing::trace!(app = %source.app.name, stream = %source.name, module = module.name(), "on_publish");
             module.on_publish(&ctx);
@@ -158,8 +148,7 @@ impl Streams {
     /// Every module's `on_play` for `player`, whose subscription `sub` keeps their guards.
     fn run_on_play(&self, player: &Player<'_>, mut sub: Subscriber) -> Subscriber {
         let stream = sub.stream().clone();
-        let ctx =
-            PlayCtx { app: player.app, stream: &stream, name: player.name, args: player.args, client: player.client };
+        let ctx = PlayCtx { player, stream: &stream };
         for module in self.modules.iter() {
             if let Some(guard) = module.on_play(&ctx) {
                 tracing::trace!(app = %player.app.name, stream = %player.name, module = module.name(), "on_play");
@@ -214,14 +203,25 @@ mod tests {
 
         fn on_publish(&self, ctx: &PublishCtx<'_>) {
             assert!(ctx.stream.is_live(), "called once the stream is claimed");
-            let seen = (ctx.app.name.clone(), ctx.name.to_owned(), ctx.args.to_owned(), ctx.client.map(|c| c.addr));
+            let seen = (
+                ctx.source.app.name.clone(),
+                ctx.source.name.to_owned(),
+                ctx.source.args.to_owned(),
+                ctx.source.client.map(|c| c.addr),
+            );
             self.seen.lock().unwrap().push(seen);
-            let hello = Status { level: "status", code: "NetStream.Dummy.Hello", description: ctx.name.to_owned() };
+            let hello =
+                Status { level: "status", code: "NetStream.Dummy.Hello", description: ctx.source.name.to_owned() };
             let _ = ctx.status.send(hello);
         }
 
         fn on_play(&self, ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
-            let seen = (ctx.app.name.clone(), ctx.name.to_owned(), ctx.args.to_owned(), ctx.client.map(|c| c.addr));
+            let seen = (
+                ctx.player.app.name.clone(),
+                ctx.player.name.to_owned(),
+                ctx.player.args.to_owned(),
+                ctx.player.client.map(|c| c.addr),
+            );
             self.players.lock().unwrap().push(seen.clone());
             Some(Box::new(Leaves(self.players.clone(), seen)))
         }

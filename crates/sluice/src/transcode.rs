@@ -97,12 +97,12 @@ impl Module for Transcode {
     }
 
     fn on_publish(&self, ctx: &PublishCtx<'_>) {
-        let conf = &ctx.app.transcode;
+        let conf = &ctx.source.app.transcode;
         if conf.renditions.is_empty() {
             return;
         }
-        let (app, stream) = (ctx.app.name.as_str(), for_log(ctx.name));
-        if conf.is_rendition_name(ctx.name) {
+        let (app, stream) = (ctx.source.app.name.as_str(), for_log(ctx.source.name));
+        if conf.is_rendition_name(ctx.source.name) {
             tracing::debug!(app = %app, stream = %stream, "transcode: a rendition is not transcoded again");
             return;
         }
@@ -114,9 +114,9 @@ impl Module for Transcode {
         let (pack, sub) = ctx.stream.subscribe();
         let job = Job {
             streams: ctx.streams.clone(),
-            app: ctx.app.clone(),
-            name: ctx.name.to_owned(),
-            srv: ctx.srv,
+            app: ctx.source.app.clone(),
+            name: ctx.source.name.to_owned(),
+            srv: ctx.source.srv,
             stream: ctx.stream.clone(),
             limits: self.limits.clone(),
         };

@@ -104,20 +104,20 @@ impl Module for Exec {
     }
 
     fn on_publish(&self, ctx: &PublishCtx<'_>) {
-        let conf = &ctx.app.exec;
-        let any = |lines: &[ExecLine]| lines.iter().any(|l| l.matches(ctx.name));
+        let conf = &ctx.source.app.exec;
+        let any = |lines: &[ExecLine]| lines.iter().any(|l| l.matches(ctx.source.name));
         if !any(&conf.push) && !any(&conf.publish) && !any(&conf.publish_done) {
             return;
         }
-        let app = ctx.app.name.as_str();
-        let values = session(app, ctx.client).with("name", ctx.name).with("args", ctx.args);
-        run_lines(&conf.publish, &values, app, ctx.name, &self.limits);
+        let app = ctx.source.app.name.as_str();
+        let values = session(app, ctx.source.client).with("name", ctx.source.name).with("args", ctx.source.args);
+        run_lines(&conf.publish, &values, app, ctx.source.name, &self.limits);
         let stop = CancellationToken::new();
         if let Some(old) = lock(&self.publishes).insert(ctx.stream.key.clone(), stop.clone()) {
             old.cancel();
         }
-        for line in conf.push.iter().filter(|l| l.matches(ctx.name)) {
-            let label = label(line, app, ctx.name);
+        for line in conf.push.iter().filter(|l| l.matches(ctx.source.name)) {
+            let label = label(line, app, ctx.source.name);
             let cmd = match line.command.resolve(Some(&values)) {
                 Ok(cmd) => cmd,
                 Err(e) => {
@@ -132,7 +132,7 @@ impl Module for Exec {
         // Subscribed now, before the first frame: the end of this publish is in the ring.
         let (_, sub) = ctx.stream.subscribe();
         let (app_conf, name, limits, publishes) =
-            (ctx.app.clone(), ctx.name.to_owned(), self.limits.clone(), self.publishes.clone());
+            (ctx.source.app.clone(), ctx.source.name.to_owned(), self.limits.clone(), self.publishes.clone());
         tokio::spawn(async move {
             until_unpublished(sub, &stop).await;
             stop.cancel();

@@ -36,18 +36,18 @@ impl Players {
     }
 }
 
-/// A player of `ctx.name` in `ctx.app` started: runs `exec_play`, starts `exec_pull` for the
-/// first player of the name, and returns the guard whose drop runs `exec_play_done` and stops
-/// `exec_pull` after the last player. `None` when the application has no such lines.
+/// A player (`ctx.player`) started: runs `exec_play`, starts `exec_pull` for the first player of
+/// the name, and returns the guard whose drop runs `exec_play_done` and stops `exec_pull` after
+/// the last player. `None` when the application has no such lines.
 pub(super) fn on_play(players: &Arc<Players>, limits: &Arc<Limits>, ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
-    let (app, name) = (ctx.app, ctx.name);
+    let (app, name) = (ctx.player.app, ctx.player.name);
     let conf = &app.exec;
     let any = |lines: &[ExecLine]| lines.iter().any(|l| l.matches(name));
     if !any(&conf.play) && !any(&conf.play_done) && !any(&conf.pull) {
         return None;
     }
     tokio::runtime::Handle::try_current().ok()?;
-    let values = session(&app.name, ctx.client).with("name", name).with("args", ctx.args);
+    let values = session(&app.name, ctx.player.client).with("name", name).with("args", ctx.player.args);
     run_lines(&conf.play, &values, &app.name, name, limits);
     let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
     let pull = any(&conf.pull).then(|| {

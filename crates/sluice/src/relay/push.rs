@@ -59,21 +59,21 @@ impl Module for Push {
     }
 
     fn on_publish(&self, ctx: &PublishCtx<'_>) {
-        let redirect = ctx.push_to.map(|url| RelayTarget { url: url.to_owned(), ..RelayTarget::default() });
+        let redirect = ctx.source.push_to.map(|url| RelayTarget { url: url.to_owned(), ..RelayTarget::default() });
         let targets: Vec<_> =
-            ctx.app.relay.push.iter().filter(|t| t.matches(ctx.name)).chain(redirect.as_ref()).collect();
+            ctx.source.app.relay.push.iter().filter(|t| t.matches(ctx.source.name)).chain(redirect.as_ref()).collect();
         if targets.is_empty() {
             return;
         }
-        let vars = Vars { name: ctx.name, app: &ctx.app.name, args: ctx.args };
+        let vars = Vars { name: ctx.source.name, app: &ctx.source.app.name, args: ctx.source.args };
         let mut legs = Vec::new();
         for target in targets {
             match url::plan(target, &vars) {
                 Ok(plan) => legs.push(plan),
                 // A `$args` that makes the URL too long or invalid: this target is skipped.
                 Err(e) => tracing::warn!(
-                    app = %ctx.app.name,
-                    stream = %untrusted::for_log(ctx.name),
+                    app = %ctx.source.app.name,
+                    stream = %untrusted::for_log(ctx.source.name),
                     url = %url::parse(&target.url).map_or_else(|_| "(as configured)".into(), |u| log_url(&u)),
                     "relay push: target skipped: {e}"
                 ),
@@ -93,13 +93,13 @@ impl Module for Push {
             // Subscribed now, before the first frame of this publish.
             let (_, sub) = ctx.stream.subscribe();
             let leg = Leg {
-                app: ctx.app.clone(),
-                name: ctx.name.to_owned(),
+                app: ctx.source.app.clone(),
+                name: ctx.source.name.to_owned(),
                 plan,
                 clients: self.clients.clone(),
                 stop: publish.stop.clone(),
                 state: RelayState::default(),
-                srv: ctx.srv,
+                srv: ctx.source.srv,
             };
             let (publishes, publish, remaining) = (self.publishes.clone(), publish.clone(), remaining.clone());
             tokio::spawn(async move {
