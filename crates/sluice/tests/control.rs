@@ -14,17 +14,11 @@ const CONF: &str = "rtmp { server { listen 127.0.0.1:{rtmp}; application live { 
 http { server { listen 127.0.0.1:{http}; location /control { rtmp_control drop redirect; } } }
 ";
 
-/// `GET path` on the server's http port: (status, body).
+/// `GET path` on the server's http port: (status, body); the server must answer.
 fn get(s: &Server, path: &str) -> (u16, String) {
-    let url = format!("http://127.0.0.1:{}{path}", s.http_port);
-    let out = run_timeout(
-        Command::new("curl").args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"]).arg(&url),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_owned())
+    let (code, body) = http_get(s.http_port, path);
+    assert_ne!(code, 0, "no answer to GET {path}: {body}");
+    (code, body)
 }
 
 /// `ffmpeg -i URL -f null -`: a real player.

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,18 +15,6 @@ const LADDER: [(&str, &str, &str, u64); 3] =
     [("_low", "320x180", "80k", 160_000), ("_mid", "480x270", "200k", 320_000), ("_hi", "640x360", "400k", 640_000)];
 
 /// (status, body) of a GET.
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("http port");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
-}
-
 fn wait_for<T>(server: &Server, limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -94,7 +80,7 @@ fn attr(list: &str, name: &str) -> Option<String> {
 /// The master over HTTP once it lists `n` variants.
 fn master_with(server: &Server, path: &str, n: usize) -> String {
     wait_for(server, Duration::from_secs(40), &format!("{n} variants in {path}"), || {
-        let (status, body) = get(server.http_port, path);
+        let (status, body) = http_get(server.http_port, path);
         (status == 200 && entries(&body).len() == n).then_some(body)
     })
 }
@@ -172,7 +158,7 @@ fn nested_master_lists_live_variants_by_bandwidth_with_their_measured_attributes
         let _ = p.0.wait();
     }
     wait_for(&server, Duration::from_secs(10), "the master removed", || {
-        (get(server.http_port, "/hls/x.m3u8").0 == 404 && !hls.join("x.m3u8").exists()).then_some(())
+        (http_get(server.http_port, "/hls/x.m3u8").0 == 404 && !hls.join("x.m3u8").exists()).then_some(())
     });
 }
 
@@ -211,7 +197,7 @@ fn fmp4_and_low_latency_variants() {
     let _publishers = publish_ladder(&server, 40);
 
     let master = master_with(&server, "/hls/x.m3u8", 3);
-    let (_, media) = get(server.http_port, "/hls/x_low/index.m3u8");
+    let (_, media) = http_get(server.http_port, "/hls/x_low/index.m3u8");
     let version = |t: &str| t.lines().find_map(|l| l.strip_prefix("#EXT-X-VERSION:")).map(str::to_string);
     assert!(media.contains("#EXT-X-PART-INF") && media.contains("#EXT-X-MAP"), "{media}");
     // One version for master and media (RFC 8216 §7: PROGRAM-ID is gone from version 6).
@@ -226,7 +212,7 @@ fn fmp4_and_low_latency_variants() {
     // Each low-latency variant reports where the others are (RFC 8216bis §4.4.5.4), and what
     // it reports exists: a blocking request for it is answered at once.
     let media = wait_for(&server, Duration::from_secs(10), "rendition reports in x_low", || {
-        let (_, t) = get(server.http_port, "/hls/x_low/index.m3u8");
+        let (_, t) = http_get(server.http_port, "/hls/x_low/index.m3u8");
         (t.matches("#EXT-X-RENDITION-REPORT:").count() == 2).then_some(t)
     });
     assert!(!media.contains("URI=\"../x_low/"), "{media}");
@@ -237,7 +223,7 @@ fn fmp4_and_low_latency_variants() {
     let (msn, part) = (attr(report, "LAST-MSN").unwrap(), attr(report, "LAST-PART"));
     let query = format!("_HLS_msn={msn}") + &part.map(|p| format!("&_HLS_part={p}")).unwrap_or_default();
     let asked = Instant::now();
-    let (status, hi) = get(server.http_port, &format!("/hls/x_hi/index.m3u8?{query}"));
+    let (status, hi) = http_get(server.http_port, &format!("/hls/x_hi/index.m3u8?{query}"));
     assert_eq!(status, 200, "{query}: {hi}");
     assert!(asked.elapsed() < Duration::from_millis(500), "{query} exists already: {hi}");
 }

@@ -333,13 +333,11 @@ fn dead_and_stalled_targets_slow_neither_players_nor_other_targets() {
     let _ = Command::new("kill").args(["-CONT", &stalled.child.id().to_string()]).status();
 }
 
-/// `GET path` on the server's http port: the body.
-fn http_get(s: &Server, path: &str) -> String {
-    let url = format!("http://127.0.0.1:{}{path}", s.http_port);
-    let out =
-        run_timeout(Command::new("curl").args(["-s", "-S", "--max-time", "10"]).arg(&url), Duration::from_secs(20));
-    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `GET path` on the server's http port: the body; the server must answer.
+fn get_body(s: &Server, path: &str) -> String {
+    let (code, body) = common::http_get(s.http_port, path);
+    assert_ne!(code, 0, "no answer to GET {path}: {body}");
+    body
 }
 
 fn count_lines(log: &str, what: &str) -> usize {
@@ -376,7 +374,7 @@ fn each_publish_gets_one_leg_and_control_drops_it() {
     assert_eq!(count_lines(&log, "publish refused"), 0, "a leftover leg competed with the new one:\n{log}");
 
     // The local player and exactly one leg are subscribers of live/cam.
-    assert_eq!(http_get(&origin, "/control/drop/subscriber?app=live&name=cam"), "2");
+    assert_eq!(get_body(&origin, "/control/drop/subscriber?app=live&name=cam"), "2");
     poll("the dropped leg publishing again", Duration::from_secs(3 + 2), pushes(3));
     let log = origin.log();
     assert!(log.contains("error=dropped by control"), "{log}");

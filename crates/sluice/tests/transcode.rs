@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, ffmpeg_publish_pattern, ffprobe_streams, run_timeout, wait_for, Proc, Server, TempDir};
+use common::{alive, curl, ffmpeg_publish_pattern, ffprobe_streams, run_timeout, wait_for, Proc, Server, TempDir};
 
 /// The pids of the transcode children started so far, from the log.
 fn transcode_pids(server: &Server) -> Vec<i32> {
@@ -189,17 +189,6 @@ fn publish_cbr_720p(url: &str, secs: u32) -> Proc {
     Proc(child)
 }
 
-/// `(status, body)` of `url` (curl).
-fn http_get(url: &str) -> (u16, String) {
-    let out = run_timeout(
-        Command::new("curl").args(["-s", "-m", "10", "-w", "\n%{http_code}", url]),
-        Duration::from_secs(20),
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (status.trim().parse().unwrap_or(0), body.to_owned())
-}
-
 /// The `(attributes, uri)` of each `#EXT-X-STREAM-INF` entry of a master playlist.
 fn entries(master: &str) -> Vec<(String, String)> {
     let lines: Vec<&str> = master.lines().collect();
@@ -220,7 +209,7 @@ fn attr<'a>(list: &'a str, name: &str) -> &'a str {
 fn master_with(server: &Server, url: &str, n: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (status, body) = http_get(url);
+        let (status, body) = curl(url);
         if status == 200 && entries(&body).len() == n {
             return body;
         }
@@ -273,7 +262,7 @@ fn the_nested_ladder_master_lists_the_source_and_its_renditions() {
     let _ = publisher.0.kill();
     let _ = publisher.0.wait();
     wait_for("the master removed", Duration::from_secs(20), || {
-        (http_get(&url).0 == 404 && !hls.join("cam.m3u8").exists()).then_some(())
+        (curl(&url).0 == 404 && !hls.join("cam.m3u8").exists()).then_some(())
     });
 }
 
@@ -293,12 +282,12 @@ fn the_flat_ladder_master_is_name_abr_and_lists_only_live_renditions() {
     uris.sort();
     assert_eq!(uris, ["cam.m3u8", "cam_180p.m3u8"], "{master}");
     assert!(master.contains("RESOLUTION=320x180") && master.contains("RESOLUTION=640x360"), "{master}");
-    let (status, media) = http_get(&format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port));
+    let (status, media) = curl(&format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port));
     assert!(status == 200 && media.contains("#EXTINF"), "the source's media playlist: {media}");
     assert!(server.log().contains("360p skipped"), "{}", server.log());
     // Segments later, still the same two.
     std::thread::sleep(Duration::from_secs(3));
-    let (_, master) = http_get(&url);
+    let (_, master) = curl(&url);
     assert_eq!(entries(&master).len(), 2, "{master}");
     let banner = format!("abr:     http://127.0.0.1:{}/hls/STREAM_abr.m3u8", server.http_port);
     assert!(server.log().contains(&banner), "{}", server.log());

@@ -350,3 +350,20 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// `GET path` on 127.0.0.1:`port`: (status, body); status 0 when no answer came.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    curl(&format!("http://127.0.0.1:{port}{path}"))
+}
+
+/// `GET url` with curl: (status, body); status 0 when no answer came (nothing listening, or
+/// none within 30 s).
+pub fn curl(url: &str) -> (u16, String) {
+    let out = run_timeout(
+        Command::new("curl").args(["-s", "-S", "--max-time", "30", "-w", "\n%{http_code}"]).arg(url),
+        Duration::from_secs(40),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
