@@ -364,7 +364,7 @@ impl Stream {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         let mut pack = st.start.clone();
         pack.live = st.publisher.is_some();
-        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None, held: None };
+        let sub = Subscriber { stream: self.clone(), cursor: st.ring.head, registered: None, held: Vec::new() };
         (pack, sub)
     }
 
@@ -425,7 +425,7 @@ pub struct Subscriber {
     /// The wake-up round this subscriber's waker is registered in.
     registered: Option<u64>,
     /// Dropped with the subscriber (see [`Subscriber::hold`]).
-    held: Option<Box<dyn std::any::Any + Send + Sync>>,
+    held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The result of one read.
@@ -693,10 +693,7 @@ impl Subscriber {
     /// its players with a guard whose `Drop` counts them out.
     pub fn hold(&mut self, value: Box<dyn std::any::Any + Send + Sync>) {
         // Several sources of guards (relay pull, exec) may mark one player: keep them all.
-        self.held = Some(match self.held.take() {
-            Some(earlier) => Box::new((earlier, value)),
-            None => value,
-        });
+        self.held.push(value);
     }
 }
 
