@@ -30,6 +30,7 @@ pub async fn run_with_modules(
     shutdown: CancellationToken,
     extra: Vec<Arc<dyn Module>>,
 ) -> anyhow::Result<()> {
+    let (started, started_at) = (std::time::Instant::now(), std::time::SystemTime::now());
     let hub = Hub::new();
     let hls = crate::hls::HlsStore::new(shutdown.clone());
     let tracker = TaskTracker::new();
@@ -61,6 +62,7 @@ pub async fn run_with_modules(
         tracker: tracker.clone(),
     };
     shared.streams = Streams::new(hub.clone(), modules, pulls);
+    let shared = Arc::new(shared);
     crate::record::repair_on_start(&config);
     crate::hls::repair_on_start(&config);
     let start = StartCtx { config: &config, notices: &shared.notices, shutdown: shutdown.clone() };
@@ -77,6 +79,14 @@ pub async fn run_with_modules(
         let ctx = Arc::new(ServerCtx::new(conf.clone(), index, &shared, shutdown.clone()));
         bound.push((listeners, ctx));
     }
+    let running = Arc::new(server::Running {
+        shared: shared.clone(),
+        servers: bound.iter().map(|(_, ctx)| ctx.clone()).collect(),
+        config: Arc::new(config.clone()),
+        started,
+        started_at,
+        meters: Default::default(),
+    });
     for (listeners, ctx) in bound {
         tracker.spawn(crate::notify::record_done_listener(ctx.clone()));
         for l in listeners {
@@ -86,7 +96,7 @@ pub async fn run_with_modules(
     shared.streams.start_static_pulls();
     // Live HLS playlists and segments are served from memory before the disk.
     let live: Vec<Arc<dyn LiveContent>> = vec![hls.clone()];
-    let http_addrs = start_http(&config, &hub, &live, &shared, &shutdown, &tracker)?;
+    let http_addrs = start_http(&config, &hub, &live, &running, &shutdown, &tracker)?;
     announce(&config, &rtmp_addrs, &http_addrs);
     shutdown.cancelled().await;
     tracing::info!("shutting down");
@@ -104,14 +114,14 @@ fn start_http(
     config: &Config,
     hub: &Arc<Hub>,
     live: &[Arc<dyn LiveContent>],
-    shared: &crate::server::Shared,
+    running: &Arc<server::Running>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Vec<SocketAddr>> {
     let mut addrs = Vec::new();
     for site in config.http.servers() {
-        let state = HttpState::for_site(hub.clone(), live.to_vec(), site, shared.records.clone())
-            .with_clients(shared.clients.clone());
+        let state = HttpState::for_site(hub.clone(), live.to_vec(), site, running.shared.records.clone())
+            .with_running(running.clone());
         for addr in &state.site.listen {
             let l = bind_http(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http): {e}"))?;
             addrs.push(l.local_addr()?);

@@ -34,16 +34,34 @@ pub const DEFAULT_MAX: usize = 1 << 16;
 pub enum Kind {
     /// An RTMP connection accepted by a listener.
     Rtmp,
+    /// An RTMPS connection (`listen ... ssl`).
+    Rtmps,
     /// An outgoing relay leg (push or pull).
     Relay,
-    /// An HTTP player (HTTP-FLV and the like).
-    Http,
+    /// An HTTP-FLV player.
+    HttpFlv,
+    /// A WebSocket-FLV player.
+    WsFlv,
+}
+
+impl Kind {
+    /// The protocol's name in stats, the API and metrics labels.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Kind::Rtmp => "rtmp",
+            Kind::Rtmps => "rtmps",
+            Kind::Relay => "relay",
+            Kind::HttpFlv => "http-flv",
+            Kind::WsFlv => "ws-flv",
+        }
+    }
 }
 
 /// What a client does with its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
     /// Connected, neither publishing nor playing.
+    #[default]
     None,
     /// Publishing `name`.
     Publisher,
@@ -52,11 +70,27 @@ pub enum Role {
 }
 
 /// What changes seldom: behind a lock taken only at connect, publish, play and stop.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Meta {
     app: String,
     name: String,
     role: Role,
+    connect: ConnectMeta,
+}
+
+/// What the client said about itself in `connect` (RTMP) or its request (HTTP), for stats:
+/// nginx-rtmp's `flashver`, `swfurl`, `pageurl` and `tcurl`. Client text: shown escaped by
+/// whoever displays it, never trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectMeta {
+    /// `flashVer` (RTMP) or the `User-Agent` (HTTP).
+    pub flashver: String,
+    /// `swfUrl`.
+    pub swfurl: String,
+    /// `pageUrl` (RTMP) or the `Referer` (HTTP).
+    pub pageurl: String,
+    /// `tcUrl` (RTMP) or the request URL (HTTP).
+    pub tcurl: String,
 }
 
 struct Entry {
@@ -69,6 +103,10 @@ struct Entry {
     meta: Mutex<Meta>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Frames this player skipped because it fell behind.
+    dropped: AtomicU64,
+    /// The timestamp (ms) of the last media message sent or received.
+    timestamp: AtomicU64,
     drop: CancellationToken,
     /// The last redirect control asked for; the connection's handle watches it.
     redirect: watch::Sender<Option<Redirect>>,
@@ -89,6 +127,10 @@ impl Entry {
             uptime: self.since.elapsed(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            timestamp: self.timestamp.load(Ordering::Relaxed) as u32,
+            srv: self.srv,
+            connect: meta.connect,
             relay: lock(&self.relay).clone(),
         }
     }
@@ -117,6 +159,14 @@ pub struct ClientSnapshot {
     pub bytes_in: u64,
     /// Bytes written to it.
     pub bytes_out: u64,
+    /// Frames skipped because it fell behind (players).
+    pub dropped: u64,
+    /// The timestamp (ms) of the last media message it sent or was sent.
+    pub timestamp: u32,
+    /// The index of the `rtmp { server {} }` block it belongs to.
+    pub srv: usize,
+    /// What it said about itself when it connected.
+    pub connect: ConnectMeta,
     /// A relay leg's state ([`Kind::Relay`] only).
     pub relay: Option<RelayState>,
 }
@@ -239,9 +289,11 @@ impl Clients {
             srv,
             started: SystemTime::now(),
             since: Instant::now(),
-            meta: Mutex::new(Meta { app: String::new(), name: String::new(), role: Role::None }),
+            meta: Mutex::new(Meta::default()),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            timestamp: AtomicU64::new(0),
             drop: CancellationToken::new(),
             redirect: watch::Sender::new(None),
             relay: Mutex::new(None),
@@ -297,6 +349,12 @@ impl Clients {
             count += 1;
         }
         count
+    }
+
+    /// Ask the client with this id to close (the API's drop action); false when it is gone.
+    pub fn drop_id(&self, id: u64) -> bool {
+        let entry = lock(&self.map).get(&id).cloned();
+        entry.inspect(|e| e.drop.cancel()).is_some()
     }
 
     /// Clients registered now.
@@ -358,6 +416,21 @@ impl ClientHandle {
     /// Count bytes written to the client (once per write batch).
     pub fn add_out(&self, n: usize) {
         self.entry.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Count frames skipped because the player fell behind.
+    pub fn add_dropped(&self, n: u64) {
+        self.entry.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The timestamp of the last media message sent or received (once per batch).
+    pub fn set_timestamp(&self, ms: u32) {
+        self.entry.timestamp.store(u64::from(ms), Ordering::Relaxed);
+    }
+
+    /// What the client said about itself (RTMP `connect`, HTTP request headers).
+    pub fn set_connect_meta(&self, connect: ConnectMeta) {
+        lock(&self.entry.meta).connect = connect;
     }
 
     /// Resolves when control asked to drop this client; the connection then closes.

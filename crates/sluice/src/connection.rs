@@ -161,7 +161,8 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: 
         (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()) as u32;
     let session = ServerSession::new(config, epoch, &mut rand::thread_rng());
     // Over the registry's bound the connection is closed at once (the registry logs it).
-    let Some(handle) = ctx.clients.register(peer, Kind::Rtmp, ctx.index) else { return };
+    let kind = if tls.is_some() { Kind::Rtmps } else { Kind::Rtmp };
+    let Some(handle) = ctx.clients.register(peer, kind, ctx.index) else { return };
     let permit = ctx.limit.try_acquire();
     // Registered first: a connection in its TLS handshake counts against the registry's bound.
     let Some((mut reader, mut writer)) = crate::transport::open(socket, peer, tls.as_ref(), &ctx, &handle).await else {

@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::ConnectionLimit;
-use crate::config::{HttpServerConf, Location};
+use crate::config::{Handler, HttpServerConf, Location};
 use crate::hub::Hub;
 use crate::untrusted::for_log;
 
@@ -97,6 +97,9 @@ pub struct HttpState {
     pub connections: Arc<ConnectionLimit>,
     /// The clients registry, for `rtmp_control` locations' `drop`.
     pub clients: Arc<crate::clients::Clients>,
+    /// The running server, for sluice's own pages and HTTP players ([`Handler`]); `None` in
+    /// states made for files alone, where those locations answer `503`.
+    pub running: Option<Arc<crate::server::Running>>,
 }
 
 impl HttpState {
@@ -113,12 +116,19 @@ impl HttpState {
         records: Arc<crate::record::Recorders>,
     ) -> Self {
         let connections = Arc::new(ConnectionLimit::new(Some(site.limits.max_connections)));
-        HttpState { hub, live, site: Arc::new(site), records, connections, clients: Default::default() }
+        HttpState { hub, live, site: Arc::new(site), records, connections, clients: Default::default(), running: None }
     }
 
     /// The same state acting on this clients registry (the running server's).
     pub fn with_clients(mut self, clients: Arc<crate::clients::Clients>) -> Self {
         self.clients = clients;
+        self
+    }
+
+    /// The same state serving the running server's pages and players.
+    pub fn with_running(mut self, running: Arc<crate::server::Running>) -> Self {
+        self.clients = running.shared.clients.clone();
+        self.running = Some(running);
         self
     }
 }
@@ -217,7 +227,7 @@ fn peer_ip(req: &Request) -> Option<IpAddr> {
 }
 
 /// A response other origins may not read (no `Access-Control-Allow-Origin: *`).
-fn private(mut res: Response) -> Response {
+pub(crate) fn private(mut res: Response) -> Response {
     res.extensions_mut().insert(NoCors);
     res
 }
@@ -228,9 +238,12 @@ fn method_not_allowed() -> Response {
     res
 }
 
-/// The answer of an allowed request: the method decides, then the control API, live content
-/// and files.
+/// The answer of an allowed request: the location's handler when it has one; else the method
+/// decides, then the control API, live content and files.
 async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
+    if let Some(handler) = &loc.handler {
+        return decorate(loc, path, handle_with(handler, state, loc, path, req).await);
+    }
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -261,6 +274,21 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
     }
     let res = files::serve(loc, path, req.uri(), req.headers(), head).await;
     decorate(loc, path, res)
+}
+
+/// The one place sluice's own pages and players are registered: each [`Handler`] and the
+/// module answering it.
+async fn handle_with(handler: &Handler, state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
+    if state.running.is_none() {
+        return status_response(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    match handler {
+        Handler::Stat(_) => crate::rtmp_stat::respond(state, loc, path, req).await,
+        Handler::Api { .. } => crate::api::respond(state, loc, path, req).await,
+        Handler::Metrics => crate::metrics::respond(state, loc, path, req).await,
+        Handler::Dashboard => crate::dashboard::respond(state, loc, path, req).await,
+        Handler::FlvLive => crate::httpflv::respond(state, loc, path, req).await,
+    }
 }
 
 /// Live content is whole in memory: a `Range` request gets its slice (206) or 416.

@@ -5,25 +5,31 @@
 //! output [`modules`] (HLS, recording, relay push, exec). See ARCHITECTURE.md for the map.
 
 pub mod access;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod client;
 pub mod clients;
 pub mod config;
 pub mod connection;
+pub mod dashboard;
 pub mod events;
 pub mod exec;
 pub mod form;
 pub mod hls;
 pub mod http;
+pub mod httpflv;
 pub mod hub;
 pub mod live;
+pub mod metrics;
 pub mod modules;
 pub mod notify;
 pub mod policy;
 pub mod record;
 pub mod relay;
+pub mod rtmp_stat;
 pub mod server;
+pub mod stats;
 pub mod streams;
 pub mod tls;
 pub mod transcode;

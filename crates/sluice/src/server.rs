@@ -88,6 +88,24 @@ pub struct Shared {
     pub clients: Arc<crate::clients::Clients>,
 }
 
+/// The running server as sluice's own HTTP pages and HTTP players see it: the shared
+/// registries, every server block's context (HTTP-FLV players join through them) and the
+/// configuration it runs.
+pub struct Running {
+    /// What every server block shares.
+    pub shared: Arc<Shared>,
+    /// Each `rtmp { server {} }` block's context, by index.
+    pub servers: Vec<Arc<ServerCtx>>,
+    /// The configuration running.
+    pub config: Arc<crate::config::Config>,
+    /// When the server started.
+    pub started: Instant,
+    /// The same moment on the wall clock.
+    pub started_at: std::time::SystemTime,
+    /// What stats keep between snapshots.
+    pub meters: crate::stats::Meters,
+}
+
 /// A bound `listen` address: plain RTMP, or RTMPS (`ssl`) with the server's certificate.
 pub struct Listener {
     tcp: TcpListener,

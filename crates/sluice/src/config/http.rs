@@ -42,7 +42,7 @@ use nginx_conf::{Arg, Directive, Span};
 use super::access::{parse_addr as addr_match, ADDR_MUST};
 use super::core::parse_addr;
 use super::value::{
-    check_shape, ctx, edit_distance, first, invalid, number_in, put, spec, time, Args, DirectiveSpec, Fail, Kind,
+    check_shape, ctx, edit_distance, first, flag, invalid, number_in, put, spec, time, Args, DirectiveSpec, Fail, Kind,
 };
 use super::{AddrMatch, ServerConf};
 
@@ -72,8 +72,12 @@ const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 1024;
 
 /// Directives of this module that live inside `rtmp { }` (added to the rtmp tables).
-pub(crate) const RTMP_DIRECTIVES: &[DirectiveSpec] =
-    &[spec("http_listen", ctx::RTMP, Args::Exactly(1), Kind::Listen, "8080")];
+pub(crate) const RTMP_DIRECTIVES: &[DirectiveSpec] = &[
+    spec("http_listen", ctx::RTMP, Args::Exactly(1), Kind::Listen, "8080"),
+    spec("http_stats_public", ctx::RTMP, ONE, Kind::Flag, "off"),
+    spec("dashboard", ctx::RTMP, ONE, Kind::Flag, "on"),
+    spec("api_token", ctx::RTMP, ONE, Kind::Text, ""),
+];
 
 /// Where a directive may appear inside `http { }` (bits of [`DirectiveSpec::contexts`] in
 /// [`DIRECTIVES`], a table of its own, separate from the rtmp contexts).
@@ -101,10 +105,14 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("default_type", hctx::ANY, ONE, Kind::Text, DEFAULT_TYPE),
     spec("add_header", hctx::ANY, Args::Between(2, 3), Kind::Text, ""),
     spec("index", hctx::ANY, Args::AtLeast(1), Kind::Text, DEFAULT_INDEX),
-    // nginx-rtmp's http-side directives: accepted, not implemented yet.
-    spec("rtmp_stat", hctx::LOC, ONE, Kind::Raw, ""),
-    spec("rtmp_stat_stylesheet", hctx::LOC, ONE, Kind::Raw, ""),
-    spec("rtmp_stat_format", hctx::LOC, ONE, Kind::Raw, ""),
+    spec("rtmp_stat", hctx::LOC, Args::AtLeast(1), Kind::SomeOf(STAT_SECTIONS), ""),
+    spec("rtmp_stat_stylesheet", hctx::LOC, ONE, Kind::Text, ""),
+    spec("rtmp_stat_format", hctx::LOC, ONE, Kind::OneOf(&["xml", "json"]), "xml"),
+    spec("flv_live", hctx::LOC, ONE, Kind::Flag, "off"),
+    spec("api", hctx::LOC, ONE, Kind::Flag, "off"),
+    spec("metrics", hctx::LOC, ONE, Kind::Flag, "off"),
+    spec("dashboard", hctx::LOC, ONE, Kind::Flag, "off"),
+    spec("api_token", hctx::ANY, ONE, Kind::Text, ""),
     spec("rtmp_control", hctx::ANY, Args::AtLeast(1), Kind::SomeOf(CONTROL_SECTIONS), ""),
     spec("allow", hctx::ANY, ONE, Kind::Text, ""),
     spec("deny", hctx::ANY, ONE, Kind::Text, ""),
@@ -113,6 +121,9 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("send_timeout", hctx::MAIN | hctx::SRV, ONE, Kind::Time, "60s"),
     spec("max_connections", hctx::MAIN | hctx::SRV, ONE, Kind::Number, "1024"),
 ];
+
+/// `rtmp_stat` values.
+const STAT_SECTIONS: &[&str] = &["all", "global", "live", "clients"];
 
 /// `rtmp_control` values.
 const CONTROL_SECTIONS: &[&str] = &["all", "record", "drop", "redirect"];
@@ -187,6 +198,9 @@ pub struct HttpConf {
     /// `http_listen` (rtmp level; `--http-listen` overrides it): where the built-in server
     /// listens when the file has no `http { }` block. `None` is `off`.
     pub builtin_listen: Option<SocketAddr>,
+    /// The built-in server's rtmp-level switches (`http_stats_public`, `dashboard`,
+    /// `api_token`).
+    pub builtin: BuiltinHttp,
     /// The servers of the `http { }` block, in file order; `None` when the file has no block.
     pub block: Option<Vec<HttpServerConf>>,
     /// One location per distinct `hls_path` directory of applications with `hls on`.
@@ -207,6 +221,7 @@ impl HttpConf {
                     control.rtmp_control = RtmpControl::ALL;
                     control.access = builtin_control_rules();
                     server.control = Some(control);
+                    self.builtin.add_locations(&mut server);
                     server
                 })
                 .into_iter()
@@ -226,6 +241,97 @@ impl HttpConf {
             }
         }
         server
+    }
+}
+
+/// The built-in server's switches, written at the rtmp level (it has no block of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltinHttp {
+    /// `http_stats_public on`: `/`, `/stat`, the API's reads and `/metrics` answer every
+    /// address, not only loopback ones. The API's actions and `/control/` stay loopback-only.
+    pub public: bool,
+    /// `dashboard off` turns the page at `/` off.
+    pub dashboard: bool,
+    /// `api_token`: the bearer token the API asks for.
+    pub api_token: Option<String>,
+}
+
+impl Default for BuiltinHttp {
+    fn default() -> Self {
+        BuiltinHttp { public: false, dashboard: true, api_token: None }
+    }
+}
+
+impl BuiltinHttp {
+    /// The built-in server's own locations: the dashboard at `/`, `/stat`, `/api/`,
+    /// `/metrics`, and HTTP-FLV (`/APP/NAME.flv`) everywhere else. Loopback-only unless
+    /// `http_stats_public on`; API actions loopback-only always.
+    fn add_locations(&self, server: &mut HttpServerConf) {
+        let reads = if self.public { Vec::new() } else { builtin_control_rules() };
+        let mut add = |uri: &str, exact: bool, handler: Handler| {
+            let mut loc = HttpLayer::default().build(uri, exact);
+            loc.handler = Some(handler);
+            loc.access = reads.clone();
+            loc.api_token = self.api_token.clone();
+            server.locations.push(loc);
+        };
+        if self.dashboard {
+            add("/", true, Handler::Dashboard);
+            add(BUILTIN_DASHBOARD_URI, false, Handler::Dashboard);
+        }
+        add("/stat", false, Handler::Stat(StatConf::default()));
+        add("/api/", false, Handler::Api { action_access: builtin_control_rules() });
+        add("/metrics", true, Handler::Metrics);
+        server.fallback.handler = Some(Handler::FlvLive);
+    }
+}
+
+/// Where the built-in server serves the dashboard's files (the page at `/` loads them
+/// relative to itself: `dashboard/app.js`).
+pub const BUILTIN_DASHBOARD_URI: &str = "/dashboard/";
+
+/// What answers a location's requests besides files: sluice's own pages and APIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handler {
+    /// `rtmp_stat`: nginx-rtmp's statistics page.
+    Stat(StatConf),
+    /// `api on`: the JSON API (`.../v1/...` under the location).
+    Api {
+        /// Rules for the API's actions (changing requests) on top of the location's: the
+        /// built-in server's are loopback-only; `http { }` locations have none (their
+        /// `allow`/`deny` cover reads and actions alike).
+        action_access: Vec<HttpAccessRule>,
+    },
+    /// `metrics on`: Prometheus metrics.
+    Metrics,
+    /// `dashboard on`: the web dashboard.
+    Dashboard,
+    /// `flv_live on`: HTTP-FLV and WebSocket-FLV players (`?app=A&stream=S` as the
+    /// winshining fork, or `/APP/NAME.flv` under the location).
+    FlvLive,
+}
+
+/// `rtmp_stat`, `rtmp_stat_stylesheet`, `rtmp_stat_format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatConf {
+    /// `global`: the server-wide header (uptime, bytes, bandwidth).
+    pub global: bool,
+    /// `live`: live streams and their publishers.
+    pub live: bool,
+    /// `clients`: the clients of each stream.
+    pub clients: bool,
+    /// Only `all` lists `<play>` (VOD) sections.
+    pub play: bool,
+    /// `rtmp_stat_stylesheet`: the `<?xml-stylesheet?>` the page names.
+    pub stylesheet: Option<String>,
+    /// `rtmp_stat_format json` (the winshining fork's JSON).
+    pub json: bool,
+}
+
+impl Default for StatConf {
+    /// `rtmp_stat all`, XML, no stylesheet.
+    fn default() -> Self {
+        StatConf { global: true, live: true, clients: true, play: true, stylesheet: None, json: false }
     }
 }
 
@@ -395,6 +501,11 @@ pub struct Location {
     pub rtmp_control: RtmpControl,
     /// `allow`/`deny` rules in effect, in order (none: everyone is allowed).
     pub access: Vec<HttpAccessRule>,
+    /// What answers here besides files (`rtmp_stat`, `api`, `metrics`, `dashboard`,
+    /// `flv_live`); `None`: files and live HLS only.
+    pub handler: Option<Handler>,
+    /// `api_token`: requests to the API must carry `Authorization: Bearer TOKEN`.
+    pub api_token: Option<String>,
 }
 
 impl Location {
@@ -415,6 +526,14 @@ struct HttpLayer {
     index: Option<Vec<String>>,
     rtmp_control: Option<RtmpControl>,
     access: Option<Vec<HttpAccessRule>>,
+    stat: Option<StatConf>,
+    stat_stylesheet: Option<String>,
+    stat_json: Option<bool>,
+    flv_live: Option<bool>,
+    api: Option<bool>,
+    metrics: Option<bool>,
+    dashboard: Option<bool>,
+    api_token: Option<String>,
     header_timeout: Option<Duration>,
     keepalive_timeout: Option<Option<Duration>>,
     send_timeout: Option<Duration>,
@@ -432,6 +551,14 @@ impl HttpLayer {
             index: self.index.clone().or_else(|| outer.index.clone()),
             rtmp_control: self.rtmp_control.or(outer.rtmp_control),
             access: self.access.clone().or_else(|| outer.access.clone()),
+            stat: self.stat.clone().or_else(|| outer.stat.clone()),
+            stat_stylesheet: self.stat_stylesheet.clone().or_else(|| outer.stat_stylesheet.clone()),
+            stat_json: self.stat_json.or(outer.stat_json),
+            flv_live: self.flv_live.or(outer.flv_live),
+            api: self.api.or(outer.api),
+            metrics: self.metrics.or(outer.metrics),
+            dashboard: self.dashboard.or(outer.dashboard),
+            api_token: self.api_token.clone().or_else(|| outer.api_token.clone()),
             header_timeout: self.header_timeout.or(outer.header_timeout),
             keepalive_timeout: self.keepalive_timeout.or(outer.keepalive_timeout),
             send_timeout: self.send_timeout.or(outer.send_timeout),
@@ -463,7 +590,42 @@ impl HttpLayer {
             hls: false,
             rtmp_control: self.rtmp_control.unwrap_or_default(),
             access: self.access.clone().unwrap_or_default(),
+            handler: self.handler(),
+            api_token: self.api_token.clone(),
         }
+    }
+
+    /// The handler the location's switches name (one at most: [`HttpLayer::check_handlers`]).
+    fn handler(&self) -> Option<Handler> {
+        if let Some(stat) = &self.stat {
+            let stylesheet = self.stat_stylesheet.clone();
+            return Some(Handler::Stat(StatConf { stylesheet, json: self.stat_json.unwrap_or(false), ..stat.clone() }));
+        }
+        let on = |f: Option<bool>| f == Some(true);
+        if on(self.api) {
+            Some(Handler::Api { action_access: Vec::new() })
+        } else if on(self.metrics) {
+            Some(Handler::Metrics)
+        } else if on(self.dashboard) {
+            Some(Handler::Dashboard)
+        } else if on(self.flv_live) {
+            Some(Handler::FlvLive)
+        } else {
+            None
+        }
+    }
+
+    /// nginx gives a location one content handler: two of `rtmp_stat`, `api`, `metrics`,
+    /// `dashboard` and `flv_live` in one location is an error at the second.
+    fn check_handlers(&self, d: &Directive) -> Result<(), Fail> {
+        let on = |f: Option<bool>| usize::from(f == Some(true));
+        let count =
+            usize::from(self.stat.is_some()) + on(self.api) + on(self.metrics) + on(self.dashboard) + on(self.flv_live);
+        if count > 1 {
+            let msg = "only one of \"rtmp_stat\", \"api\", \"metrics\", \"dashboard\" and \"flv_live\" per location";
+            return Err(Fail::new(d.span, msg));
+        }
+        Ok(())
     }
 
     /// Applies `root`, `alias`, `types`, `default_type`, `add_header` or `index`; `location`
@@ -482,6 +644,14 @@ impl HttpLayer {
             "add_header" => self.headers.get_or_insert_with(Vec::new).push(add_header(d)?),
             "index" => self.index.get_or_insert_with(Vec::new).extend(index(d)?),
             "rtmp_control" => put(&mut self.rtmp_control, rtmp_control(d)?, d)?,
+            "rtmp_stat" => put(&mut self.stat, rtmp_stat(d)?, d)?,
+            "rtmp_stat_stylesheet" => put(&mut self.stat_stylesheet, non_empty(d)?, d)?,
+            "rtmp_stat_format" => put(&mut self.stat_json, first(d)?.value == "json", d)?,
+            "flv_live" => put(&mut self.flv_live, flag(d)?, d)?,
+            "api" => put(&mut self.api, flag(d)?, d)?,
+            "metrics" => put(&mut self.metrics, flag(d)?, d)?,
+            "dashboard" => put(&mut self.dashboard, flag(d)?, d)?,
+            "api_token" => put(&mut self.api_token, non_empty(d)?, d)?,
             "allow" | "deny" => self.access.get_or_insert_with(Vec::new).push(access_rule(d)?),
             "client_header_timeout" => put(&mut self.header_timeout, positive_time(d)?, d)?,
             "keepalive_timeout" => {
@@ -492,7 +662,7 @@ impl HttpLayer {
             "max_connections" => put(&mut self.max_connections, number_in(d, 1, u64::from(u32::MAX))?, d)?,
             other => return Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by http"))),
         }
-        Ok(())
+        self.check_handlers(d)
     }
 
     /// `root` and `alias` share one slot, as in nginx.
@@ -878,6 +1048,21 @@ fn index(d: &Directive) -> Result<Vec<String>, Fail> {
             }
         })
         .collect()
+}
+
+/// `rtmp_stat all|global|live|clients...`: the sections add up; only `all` shows `<play>`.
+fn rtmp_stat(d: &Directive) -> Result<StatConf, Fail> {
+    let mut c = StatConf { global: false, live: false, clients: false, play: false, ..StatConf::default() };
+    for arg in &d.args {
+        match arg.value.as_str() {
+            "all" => c = StatConf::default(),
+            "global" => c.global = true,
+            "live" => c.live = true,
+            "clients" => c.clients = true,
+            _ => return Err(invalid(d, arg, "\"all\", \"global\", \"live\" or \"clients\"")),
+        }
+    }
+    Ok(c)
 }
 
 /// `rtmp_control all|record|drop|redirect...`: the sections add up.

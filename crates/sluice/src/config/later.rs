@@ -214,7 +214,7 @@ fn inert_why(part: Part, name: &str) -> Option<&'static str> {
             typed.or_else(|| later.filter(|s| s.contexts & RSAR != 0).map(|s| why_later(s.name)))
         }
         Part::Top => later.filter(|s| s.contexts & TOP != 0).map(|s| why_later(s.name)),
-        Part::Http => name.starts_with("rtmp_stat").then(|| why_later(name)),
+        Part::Http => None,
         Part::Other => None,
     }
 }

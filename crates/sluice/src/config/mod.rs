@@ -35,8 +35,8 @@ pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
 pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
-    parse_http_listen, AddHeader, Files, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf, Location, RtmpControl,
-    DEFAULT_HTTP_PORT,
+    parse_http_listen, AddHeader, BuiltinHttp, Files, Handler, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf,
+    Location, RtmpControl, StatConf, BUILTIN_DASHBOARD_URI, DEFAULT_HTTP_PORT,
 };
 pub use self::live::{LiveConf, MetaMode};
 pub use self::notify::{NotifyConf, NotifyMethod};
@@ -430,11 +430,11 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
     }
-    let (servers, http_listen, exec) = match rtmp {
+    let (servers, (http_listen, builtin), exec) = match rtmp {
         Some(d) => read_rtmp(d, base)?,
         None => {
             tracing::warn!("the configuration has no \"rtmp\" block: no RTMP server will listen");
-            (Vec::new(), None, ExecGlobal::default())
+            (Vec::new(), (None, http::BuiltinHttp::default()), ExecGlobal::default())
         }
     };
     let block = http_block.map(http::read_http).transpose()?;
@@ -444,6 +444,7 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
     let default_listen = Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)));
     let http = HttpConf {
         builtin_listen: http_listen.map_or(default_listen, |(addr, _)| addr),
+        builtin,
         block,
         hls: http::hls_locations(&servers, rtmp)?,
     };
@@ -457,7 +458,7 @@ fn block(d: &Directive) -> Result<&[Directive], Fail> {
 
 /// The rtmp block's servers, `http_listen` with where it is written when set, and the exec
 /// module's global settings.
-type RtmpBlock = (Vec<ServerConf>, Option<(Option<SocketAddr>, Span)>, ExecGlobal);
+type RtmpBlock = (Vec<ServerConf>, (Option<(Option<SocketAddr>, Span)>, http::BuiltinHttp), ExecGlobal);
 
 fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     if !d.args.is_empty() {
@@ -466,11 +467,16 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     let mut top = Layer::default();
     let mut servers = Vec::new();
     let mut http_listen = None;
+    let mut builtin = http::BuiltinHttp::default();
+    let (mut public, mut dashboard, mut token) = (None, None, None);
     for c in block(d)? {
         let group = check(c, ctx::RTMP)?;
         match c.name.as_str() {
             "server" => servers.push(read_server(c)?),
             "http_listen" => value::put(&mut http_listen, (http::http_listen(c)?, c.span), c)?,
+            "http_stats_public" => value::put(&mut public, value::flag(c)?, c)?,
+            "dashboard" => value::put(&mut dashboard, value::flag(c)?, c)?,
+            "api_token" => value::put(&mut token, value::first(c)?.value.clone(), c)?,
             _ => top.set(group, c)?,
         }
     }
@@ -482,7 +488,10 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     for app in servers.iter_mut().flat_map(|s| &mut s.apps) {
         exec::apply_globals(&mut app.exec, &exec);
     }
-    Ok((servers, http_listen, exec))
+    builtin.public = public.unwrap_or(builtin.public);
+    builtin.dashboard = dashboard.unwrap_or(builtin.dashboard);
+    builtin.api_token = token.filter(|t: &String| !t.is_empty());
+    Ok((servers, (http_listen, builtin), exec))
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {

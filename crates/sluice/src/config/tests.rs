@@ -528,7 +528,7 @@ fn inert_directives_are_reported_with_file_and_line() {
     let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind;\n    application a {\n      live on;\n      dash on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
     let c = parse(text);
     let seen: Vec<(&str, u32)> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
-    assert_eq!(seen, [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash", 8), ("rtmp_stat", 15)]);
+    assert_eq!(seen, [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash", 8)], "rtmp_stat acts");
     let report = c.inert_report();
     assert_eq!(report.len(), seen.len() + 1);
     assert_eq!(
@@ -537,7 +537,7 @@ fn inert_directives_are_reported_with_file_and_line() {
     );
     assert_eq!(
         report.last().unwrap(),
-        "sluice: 5 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash (line 8), rtmp_stat (line 15)"
+        "sluice: 4 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash (line 8)"
     );
     assert!(parse(SEED).inert_report().is_empty(), "nothing to say when every directive acts");
 }
@@ -969,7 +969,7 @@ fn implicit_hls_locations_without_http_block() {
     );
     let s = &c.http.servers()[0];
     assert_eq!(s.listen, [addr("127.0.0.1:9090")]);
-    let uris: Vec<_> = s.locations.iter().map(|l| l.uri.as_str()).collect();
+    let uris: Vec<_> = s.locations.iter().filter(|l| l.hls).map(|l| l.uri.as_str()).collect();
     assert_eq!(uris, ["/hls/", "/hls-nested/"], "one per directory; hls off: none");
     let live = s.location("/hls/stream.m3u8");
     assert!(live.hls);
@@ -980,6 +980,65 @@ fn implicit_hls_locations_without_http_block() {
         Some(Files::Alias { dir: PathBuf::from("/var/lib/sluice/hls-nested/"), prefix: "/hls-nested/".into() })
     );
     assert_eq!(s.location("/other").files, None, "nothing else is served");
+}
+
+#[test]
+fn builtin_server_serves_sluice_pages_to_loopback_unless_public() {
+    let handler = |c: &Config, path: &str| c.http.servers()[0].location(path).handler.clone();
+    let c = parse("rtmp { server { application live { live on; } } }");
+    let s = &c.http.servers()[0];
+    assert_eq!(handler(&c, "/"), Some(Handler::Dashboard));
+    assert_eq!(handler(&c, "/dashboard/app.js"), Some(Handler::Dashboard));
+    assert_eq!(handler(&c, "/stat"), Some(Handler::Stat(StatConf::default())));
+    assert!(
+        matches!(handler(&c, "/api/v1/streams"), Some(Handler::Api { action_access }) if !action_access.is_empty())
+    );
+    assert_eq!(handler(&c, "/metrics"), Some(Handler::Metrics));
+    assert_eq!(handler(&c, "/live/cam.flv"), Some(Handler::FlvLive));
+    let remote: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    assert!(s.location("/stat").denied_by(remote).is_some(), "loopback only by default");
+    assert!(s.location("/live/cam.flv").denied_by(remote).is_none(), "players are not");
+    let open = parse("rtmp { http_stats_public on; dashboard off; api_token s3cret; server { } }");
+    let s = &open.http.servers()[0];
+    assert!(s.location("/stat").denied_by(remote).is_none());
+    assert_eq!(handler(&open, "/"), Some(Handler::FlvLive), "dashboard off: / is no page");
+    assert_eq!(s.location("/api/v1/x").api_token.as_deref(), Some("s3cret"));
+}
+
+#[test]
+fn http_block_locations_name_their_handler() {
+    let c = parse(
+        "rtmp { server { } }
+         http { api_token t; server { listen 8081;
+            location /stat { rtmp_stat live clients; rtmp_stat_stylesheet stat.xsl; rtmp_stat_format json; }
+            location /api/ { api on; allow 10.0.0.0/8; deny all; }
+            location = /metrics { metrics on; }
+            location /ui/ { dashboard on; }
+            location /live { flv_live on; }
+            location /files/ { root /www; }
+         } }",
+    );
+    let s = &c.http.servers()[0];
+    let stat = StatConf {
+        global: false,
+        live: true,
+        clients: true,
+        play: false,
+        stylesheet: Some("stat.xsl".into()),
+        json: true,
+    };
+    assert_eq!(s.location("/stat").handler, Some(Handler::Stat(stat)));
+    assert_eq!(s.location("/api/v1/streams").handler, Some(Handler::Api { action_access: Vec::new() }));
+    assert_eq!(s.location("/api/v1/streams").api_token.as_deref(), Some("t"), "inherited from http");
+    assert_eq!(s.location("/metrics").handler, Some(Handler::Metrics));
+    assert_eq!(s.location("/ui/").handler, Some(Handler::Dashboard));
+    assert_eq!(s.location("/live?app=a&stream=b").handler, Some(Handler::FlvLive));
+    assert_eq!(s.location("/files/x").handler, None);
+    assert_eq!(
+        error("http { server { location /x { api on; metrics on; } } }"),
+        "test.conf:1:39: only one of \"rtmp_stat\", \"api\", \"metrics\", \"dashboard\" and \"flv_live\" per location"
+    );
+    assert!(error("http { server { location /x { rtmp_stat some; } } }").contains("\"some\""));
 }
 
 #[test]

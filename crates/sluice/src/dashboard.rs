@@ -1,0 +1,15 @@
+//! The web dashboard (`/` on the built-in server, `dashboard on` in a location): one page with
+//! its script, style and players embedded in the binary.
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::config::Location;
+use crate::http::{status_response, HttpState};
+
+/// Answer a request to a location this module handles.
+pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
+    let _ = (state, loc, path, req);
+    status_response(StatusCode::NOT_IMPLEMENTED)
+}

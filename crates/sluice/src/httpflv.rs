@@ -1,0 +1,16 @@
+//! HTTP-FLV and WebSocket-FLV players: `/APP/NAME.flv` on the built-in server and
+//! `flv_live on` locations (`?app=A&stream=S`), joining streams through the same play path as
+//! RTMP players.
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::config::Location;
+use crate::http::{status_response, HttpState};
+
+/// Answer a request to a location this module handles.
+pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
+    let _ = (state, loc, path, req);
+    status_response(StatusCode::NOT_IMPLEMENTED)
+}
