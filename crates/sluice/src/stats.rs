@@ -63,6 +63,19 @@ pub struct ServerStats {
     pub memory_bytes: u64,
     /// Streams in the hub.
     pub streams: usize,
+    /// Where RTMP listens (for the URLs the dashboard shows).
+    pub rtmp: Vec<ListenInfo>,
+}
+
+/// One RTMP listen address.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenInfo {
+    /// `rtmp` or `rtmps`.
+    pub scheme: &'static str,
+    /// The port.
+    pub port: u16,
+    /// The `rtmp { server {} }` block index.
+    pub srv: usize,
 }
 
 /// One stream.
@@ -291,6 +304,7 @@ pub fn collect(ctx: &Running) -> Snapshot {
         cpu_percent: 0.0,
         memory_bytes: 0,
         streams: streams.len(),
+        rtmp: Vec::new(),
     };
     Snapshot { server, streams, clients }
 }
