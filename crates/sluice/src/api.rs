@@ -153,7 +153,7 @@ fn refuse(loc: &Location, req: &Request, path: &str) -> Option<Response> {
         _ => &[],
     };
     if let Some(rule) = action_denied(rules, client) {
-        tracing::info!(client = %client_text, path = %for_log(path), rule, "api: action refused by rule");
+        tracing::info!(client = %client_text, path = %for_log(path), rule = %rule, "api: action refused by rule");
         return Some(error(StatusCode::FORBIDDEN, "actions are not allowed from this address"));
     }
     if http::is_cross_site(req) && !http::opts_into_cors(loc) {
