@@ -105,7 +105,7 @@ async fn answer(state: &HttpState, loc: &Location, path: &str, req: &Parts, clie
     }
     let route = match route(pattern, &params) {
         Ok(r) => r,
-        Err(res) => return res,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
     };
     let Some(running) = state.running.as_deref() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the server is not running");
@@ -211,12 +211,11 @@ fn match_route(rest: &str) -> Option<(&'static str, Vec<&str>)> {
 }
 
 /// The [`Route`] of a matched pattern, its segments checked: ids are numbers, applications
-/// and names pass [`untrusted::stream_name`]; `400` otherwise.
-fn route<'a>(pattern: &str, params: &[&'a str]) -> Result<Route<'a>, Response> {
-    let bad = |what: &str, why: String| error(StatusCode::BAD_REQUEST, &format!("invalid {what}: {why}"));
-    let stream = || -> Result<(&'a str, &'a str), Response> {
-        let app = untrusted::stream_name(params[0]).map_err(|e| bad("application", e.to_string()))?;
-        let name = untrusted::stream_name(params[1]).map_err(|e| bad("stream name", e.to_string()))?;
+/// and names pass [`untrusted::stream_name`]; else why not (a `400`).
+fn route<'a>(pattern: &str, params: &[&'a str]) -> Result<Route<'a>, String> {
+    let stream = || -> Result<(&'a str, &'a str), String> {
+        let app = untrusted::stream_name(params[0]).map_err(|e| format!("invalid application: {e}"))?;
+        let name = untrusted::stream_name(params[1]).map_err(|e| format!("invalid stream name: {e}"))?;
         Ok((app, name))
     };
     Ok(match pattern {
@@ -231,9 +230,9 @@ fn route<'a>(pattern: &str, params: &[&'a str]) -> Result<Route<'a>, Response> {
             Route::Record { app, name, start: pattern.ends_with("/start") }
         }
         "/v1/clients" => Route::Clients,
-        "/v1/clients/{id}" => Route::Client(params[0].parse().map_err(|_| bad("client id", "not a number".into()))?),
+        "/v1/clients/{id}" => Route::Client(params[0].parse().map_err(|_| "invalid client id: not a number")?),
         "/v1/openapi.json" => Route::OpenApi,
-        _ => return Err(error(StatusCode::NOT_FOUND, "no such API path")),
+        other => return Err(format!("route {other} has no handler")),
     })
 }
 
@@ -360,7 +359,7 @@ mod tests {
     use crate::config::Config;
 
     fn route_of(rest: &str) -> Option<Result<Route<'_>, StatusCode>> {
-        match_route(rest).map(|(p, params)| route(p, &params).map_err(|r| r.status()))
+        match_route(rest).map(|(p, params)| route(p, &params).map_err(|_| StatusCode::BAD_REQUEST))
     }
 
     #[test]
@@ -377,6 +376,10 @@ mod tests {
         assert_eq!(route_of("/v1/streams/live/.."), Some(Err(StatusCode::BAD_REQUEST)));
         let long = format!("/v1/streams/live/{}", "n".repeat(200));
         assert_eq!(route_of(&long), Some(Err(StatusCode::BAD_REQUEST)));
+        for (pattern, _) in ROUTES {
+            let params = if pattern.contains("{id}") { vec!["1"] } else { vec!["live", "x"] };
+            assert!(route(pattern, &params).is_ok(), "{pattern} has a handler");
+        }
         for none in ["", "/", "/v1", "/v1/", "/v1/streams/", "/v1/streams/live", "/v1/streams//x", "/v2/server"] {
             assert_eq!(route_of(none), None, "{none:?}");
         }
