@@ -251,10 +251,13 @@ fn list<T: Serialize>(
     let (key, items) = pick(snapshot);
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(start).take(count.min(MAX_PAGE)).collect();
-    let mut body = serde_json::Map::new();
-    body.insert(key.to_owned(), serde_json::to_value(page).unwrap_or_default());
-    body.insert("total".to_owned(), total.into());
-    json(StatusCode::OK, &body)
+    match serde_json::to_value(page) {
+        Ok(items) => json(StatusCode::OK, &serde_json::json!({ key: items, "total": total })),
+        Err(e) => {
+            tracing::error!("api: {key} not serialisable: {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the list could not be written")
+        }
+    }
 }
 
 /// `DELETE /v1/clients/{id}`: the client is told to close through the clients registry.
@@ -282,16 +285,20 @@ async fn record(
     let recorder = args.get("rec").unwrap_or_default();
     let client = client.map(|ip| ip.to_string()).unwrap_or_default();
     let action = if start { "start" } else { "stop" };
-    let outcome = start_or_stop(&state.records, app, name, recorder, start).await;
-    tracing::info!(%client, app = %for_log(app), stream = %for_log(name), recorder = %for_log(recorder), action, ?outcome, "api: record");
-    match outcome {
+    let res = match start_or_stop(&state.records, app, name, recorder, start).await {
         RecordOutcome::Done(file) => json(StatusCode::OK, &serde_json::json!({ "file": display(&file) })),
         RecordOutcome::Unchanged => StatusCode::NO_CONTENT.into_response(),
         RecordOutcome::NotPublished(e) | RecordOutcome::UnknownRecorder(e) => {
             error(StatusCode::NOT_FOUND, &e.to_string())
         }
-        RecordOutcome::Failed(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+        RecordOutcome::Failed(e) => {
+            tracing::warn!(app = %for_log(app), stream = %for_log(name), recorder = %for_log(recorder), "api: record {action} failed: {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    };
+    let status = res.status().as_u16();
+    tracing::info!(%client, app = %for_log(app), stream = %for_log(name), recorder = %for_log(recorder), action, status, "api: record");
+    res
 }
 
 fn display(path: &Path) -> String {
