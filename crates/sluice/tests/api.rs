@@ -196,6 +196,122 @@ fn fill(route: &str, id: u64) -> String {
     route.replace("{app}", "live").replace("{name}", "x").replace("{id}", &id.to_string())
 }
 
+/// The walker is not vacuous: an undocumented, missing or mistyped property fails.
+#[test]
+fn the_schema_walker_refuses_what_does_not_fit() {
+    let doc: Value = serde_json::from_str(include_str!("../src/api/openapi.json")).unwrap();
+    let hls = serde_json::json!({ "$ref": "#/components/schemas/Hls" });
+    let good = serde_json::json!({ "playlist": "/hls/a.m3u8", "segments": 1 });
+    assert_eq!(check(&doc, &hls, &good, "hls"), Ok(()));
+    for bad in [
+        serde_json::json!({ "playlist": "/hls/a.m3u8", "segments": 1, "extra": 0 }),
+        serde_json::json!({ "playlist": "/hls/a.m3u8" }),
+        serde_json::json!({ "playlist": "/hls/a.m3u8", "segments": "1" }),
+        serde_json::json!({ "playlist": "/hls/a.m3u8", "segments": -1 }),
+        Value::Null,
+    ] {
+        assert!(check(&doc, &hls, &bad, "hls").is_err(), "{bad}");
+    }
+    let stream = serde_json::json!({ "$ref": "#/components/schemas/Stream" });
+    let mut s: Value = serde_json::from_str(
+        r#"{"app":"a","name":"b","live":true,"uptime_ms":0,"publisher":null,"video":null,"audio":null,
+        "bytes_in":0,"bytes_out":0,"bw_in":0,"bw_out":0,"bw_audio":0,"bw_video":0,"frames_in":0,
+        "dropped_frames":0,"players":{"rtmp":0,"http_flv":0,"ws_flv":0,"relay":0,"total":0},
+        "recordings":[],"hls":null,"relays":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(check(&doc, &stream, &s, "stream"), Ok(()));
+    s["hls"] = serde_json::json!({ "playlist": 1, "segments": 1 });
+    assert!(check(&doc, &stream, &s, "stream").is_err(), "nullable objects are still checked");
+}
+
+/// Every field of the stats types, filled (what a live server shows only with HLS, recordings,
+/// relays and codecs on), fits the document's schemas: a field added to `stats` without the
+/// document fails here (or does not compile).
+#[test]
+fn every_stats_field_is_documented() {
+    use sluice::stats::*;
+    let doc: Value = serde_json::from_str(include_str!("../src/api/openapi.json")).unwrap();
+    let addr: std::net::SocketAddr = "[2001:db8::1]:1935".parse().unwrap();
+    let server = ServerStats {
+        version: "1.0.0",
+        pid: 1,
+        uptime_s: 2,
+        started_unix: 3,
+        connections: 4,
+        naccepted: 5,
+        bytes_in: 6,
+        bytes_out: 7,
+        bw_in: 8,
+        bw_out: 9,
+        cpu_percent: 1.5,
+        memory_bytes: 10,
+        streams: 1,
+        rtmp: vec![ListenInfo { scheme: "rtmps", port: 1936, srv: 0 }],
+    };
+    let stream = StreamStats {
+        app: "live".into(),
+        name: "cam".into(),
+        live: true,
+        uptime_ms: 1,
+        publisher: Some(PublisherInfo { id: 1, addr, protocol: "rtmp" }),
+        video: Some(VideoInfo {
+            codec: "H264".into(),
+            profile: "High".into(),
+            compat: 0,
+            level: "3.1".into(),
+            width: 1280,
+            height: 720,
+            frame_rate: 29.97,
+        }),
+        audio: Some(AudioInfo { codec: "AAC".into(), profile: "LC".into(), channels: 2, sample_rate: 48000 }),
+        bytes_in: 1,
+        bytes_out: 2,
+        bw_in: 3,
+        bw_out: 4,
+        bw_audio: 5,
+        bw_video: 6,
+        frames_in: 7,
+        dropped_frames: 8,
+        players: PlayerCounts { rtmp: 1, http_flv: 2, ws_flv: 3, relay: 4, total: 10 },
+        recordings: vec![RecordingInfo { recorder: "".into(), file: "/r/cam.flv".into(), size: 1, time_ms: 2 }],
+        hls: Some(HlsInfo { playlist: "/hls/cam.m3u8".into(), segments: 3 }),
+        relays: vec![RelayInfo {
+            id: 2,
+            direction: "push",
+            url: "rtmp://example/app/***".into(),
+            connected: false,
+            reconnects: 1,
+            last_error: Some("refused".into()),
+        }],
+    };
+    let client = ClientStats {
+        id: 1,
+        addr,
+        protocol: "ws-flv",
+        role: "player",
+        app: "live".into(),
+        name: "cam".into(),
+        srv: 0,
+        bytes_in: 1,
+        bytes_out: 2,
+        uptime_ms: 3,
+        dropped: 4,
+        timestamp: 5,
+        flashver: "LNX 9,0,124,2".into(),
+        swfurl: "".into(),
+        pageurl: "".into(),
+    };
+    let schema = |name: &str| serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+    for (name, value) in [
+        ("Server", serde_json::to_value(&server).unwrap()),
+        ("Stream", serde_json::to_value(&stream).unwrap()),
+        ("Client", serde_json::to_value(&client).unwrap()),
+    ] {
+        check(&doc, &schema(name), &value, name).unwrap_or_else(|e| panic!("{e}\n{value:#}"));
+    }
+}
+
 /// A live stream, a player and the API: every GET answer fits the OpenAPI document and says
 /// what happens (server figures, the stream's app, name, publisher and players, the clients
 /// with their roles); every documented path and method is answered as documented; `DELETE`
