@@ -179,15 +179,7 @@ fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return false };
     let value = value.as_bytes();
     let Some((scheme, given)) = value.split_at_checked(7) else { return false };
-    scheme.eq_ignore_ascii_case(b"Bearer ") && constant_time_eq(given.trim_ascii(), token.as_bytes())
-}
-
-/// Equality whose time depends on the lengths only, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+    scheme.eq_ignore_ascii_case(b"Bearer ") && crate::auth::ct_eq(given.trim_ascii(), token.as_bytes())
 }
 
 /// The route pattern `rest` (the path after the location's URI) matches, and its `{x}` segments.
