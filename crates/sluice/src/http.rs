@@ -209,20 +209,20 @@ fn check_access(loc: &Location, req: &Request, path: &str) -> Option<Response> {
 
 /// Whether the location names, with `add_header`, origins that may read its answers: the
 /// operator's choice to let another site's page (a dashboard) use the control API.
-fn opts_into_cors(loc: &Location) -> bool {
+pub(crate) fn opts_into_cors(loc: &Location) -> bool {
     loc.headers.iter().any(|h| h.name.eq_ignore_ascii_case(header::ACCESS_CONTROL_ALLOW_ORIGIN.as_str()))
 }
 
 /// A browser request made by a page of another site (`Sec-Fetch-Site`, sent by every current
 /// browser; clients such as curl send none).
-fn is_cross_site(req: &Request) -> bool {
+pub(crate) fn is_cross_site(req: &Request) -> bool {
     req.headers().get("sec-fetch-site").is_some_and(|v| {
         v.as_bytes().eq_ignore_ascii_case(b"cross-site") || v.as_bytes().eq_ignore_ascii_case(b"same-site")
     })
 }
 
 /// The client's address, as the connection reported it.
-fn peer_ip(req: &Request) -> Option<IpAddr> {
+pub(crate) fn peer_ip(req: &Request) -> Option<IpAddr> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 

@@ -26,6 +26,8 @@ use crate::untrusted::{self, for_log, redact_query};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use std::path::PathBuf;
+
 use super::{RecordError, Recorders};
 use crate::clients::{Clients, Filter, Method};
 use crate::config::RtmpControl;
@@ -67,22 +69,53 @@ async fn record(recorders: &Recorders, method: &str, args: &Args) -> Response {
         if args.get("clientid").is_some_and(|id| id != client.id.to_string()) {
             continue;
         }
-        let result = if start {
-            recorders.start(&key.app, &key.name, recorder).await
-        } else {
-            recorders.stop(&key.app, &key.name, recorder).await
-        };
-        match result {
-            Ok(p) => path = Some(p),
+        match start_or_stop(recorders, &key.app, &key.name, recorder, start).await {
+            RecordOutcome::Done(p) => path = Some(p),
             // nginx-rtmp: already open or closed is no error, and no path.
-            Err(RecordError::AlreadyRecording(_) | RecordError::NotRecording | RecordError::NotPublished { .. }) => {}
-            Err(RecordError::UnknownRecorder(_)) => return error("Recorder not found"),
-            Err(e @ RecordError::Failed(_)) => return error(&format!("Recorder error: {e}")),
+            RecordOutcome::Unchanged | RecordOutcome::NotPublished(_) => {}
+            RecordOutcome::UnknownRecorder(_) => return error("Recorder not found"),
+            RecordOutcome::Failed(e) => return error(&format!("Recorder error: {e}")),
         }
     }
     match path {
         Some(p) => text(StatusCode::OK, &p.display().to_string()),
         None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// What starting or stopping one stream's recorder did: the one reading of [`RecordError`]
+/// that both this control API and the JSON API (`crate::api`) answer from.
+#[derive(Debug)]
+pub(crate) enum RecordOutcome {
+    /// The recorder's file was opened or closed: its path.
+    Done(PathBuf),
+    /// It was open or closed already (nginx-rtmp: no error, and no path).
+    Unchanged,
+    /// The stream is not published, or its application records nothing.
+    NotPublished(RecordError),
+    /// The application has no recorder of that name.
+    UnknownRecorder(RecordError),
+    /// Opening or closing the file failed.
+    Failed(RecordError),
+}
+
+/// Starts (`start`) or stops recorder `recorder` (`""`: the application's own) of the stream
+/// `app`/`name`.
+pub(crate) async fn start_or_stop(
+    recorders: &Recorders,
+    app: &str,
+    name: &str,
+    recorder: &str,
+    start: bool,
+) -> RecordOutcome {
+    let result =
+        if start { recorders.start(app, name, recorder).await } else { recorders.stop(app, name, recorder).await };
+    match result {
+        Ok(p) => RecordOutcome::Done(p),
+        Err(RecordError::AlreadyRecording(_) | RecordError::NotRecording) => RecordOutcome::Unchanged,
+        Err(e @ RecordError::NotPublished { .. }) => RecordOutcome::NotPublished(e),
+        Err(e @ RecordError::UnknownRecorder(_)) => RecordOutcome::UnknownRecorder(e),
+        Err(e @ RecordError::Failed(_)) => RecordOutcome::Failed(e),
     }
 }
 
@@ -180,10 +213,11 @@ fn text(status: StatusCode, body: &str) -> Response {
 }
 
 /// Query arguments, percent-decoded (`+` is a space, as in forms).
-struct Args(Vec<(String, String)>);
+pub(crate) struct Args(Vec<(String, String)>);
 
 impl Args {
-    fn parse(query: Option<&str>) -> Self {
+    /// The arguments of `query` (none when there is none).
+    pub(crate) fn parse(query: Option<&str>) -> Self {
         let pairs = query.unwrap_or_default().split('&').filter(|p| !p.is_empty());
         Args(
             pairs
@@ -196,7 +230,7 @@ impl Args {
     }
 
     /// The first value of `key`.
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
