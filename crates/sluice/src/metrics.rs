@@ -87,12 +87,24 @@ fn build() -> Option<PrometheusHandle> {
 
 /// HELP lines of the event metrics.
 fn describe() {
-    describe_counter!(CALLBACKS, Unit::Count, "Callbacks (notify) made, by call and result (ok, refused, error, timeout)");
+    describe_counter!(
+        CALLBACKS,
+        Unit::Count,
+        "Callbacks (notify) made, by call and result (ok, refused, error, timeout)"
+    );
     describe_counter!(HLS_SEGMENTS, Unit::Count, "HLS segments written, by application");
     describe_histogram!(HLS_WRITE, Unit::Seconds, "Time to write one HLS segment to hls_path, by application");
     describe_counter!(RECORDER_ERRORS, Unit::Count, "Recorder failures (open, write, finish), by application");
-    describe_counter!(RELAY_RECONNECTS, Unit::Count, "Relay legs started again after a failure, by application and direction");
-    describe_gauge!(CHILDREN, Unit::Count, "Child processes running now, by directive (transcode's ffmpeg: directive=\"transcode\")");
+    describe_counter!(
+        RELAY_RECONNECTS,
+        Unit::Count,
+        "Relay legs started again after a failure, by application and direction"
+    );
+    describe_gauge!(
+        CHILDREN,
+        Unit::Count,
+        "Child processes running now, by directive (transcode's ffmpeg: directive=\"transcode\")"
+    );
     describe_counter!(CHILDREN_STARTED, Unit::Count, "Child processes started, by directive");
     describe_counter!(CHILDREN_EXITED, Unit::Count, "Child processes that ended (exited or stopped), by directive");
 }
@@ -191,10 +203,12 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
     let mut out = Page::default();
     let s = &snap.server;
     out.family("sluice_build_info", "gauge", "sluice's version (always 1)", [(vec![("version", s.version)], 1)]);
-    out.family("sluice_start_time_seconds", "gauge", "When the server started, in seconds since the Unix epoch", [(
-        vec![],
-        s.started_unix,
-    )]);
+    out.family(
+        "sluice_start_time_seconds",
+        "gauge",
+        "When the server started, in seconds since the Unix epoch",
+        [(vec![], s.started_unix)],
+    );
 
     let mut connections: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for c in &snap.clients {
@@ -206,10 +220,12 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
         "Clients connected now, by application (empty before connect) and protocol",
         connections.into_iter().map(|((app, protocol), n)| (vec![("app", app), ("protocol", protocol)], n)),
     );
-    out.family("sluice_connections_accepted_total", "counter", "Connections accepted since start", [(
-        vec![],
-        s.naccepted,
-    )]);
+    out.family(
+        "sluice_connections_accepted_total",
+        "counter",
+        "Connections accepted since start",
+        [(vec![], s.naccepted)],
+    );
 
     let mut streams: BTreeMap<&str, u64> = BTreeMap::new();
     let mut players: BTreeMap<(&str, &str), u64> = BTreeMap::new();
@@ -344,7 +360,11 @@ mod tests {
     fn streams_are_summed_per_application_and_never_named() {
         let snap = Snapshot {
             server: server(),
-            streams: vec![stream("live", "a", true, 2, 3), stream("live", "b", false, 1, 4), stream("tv", "c", true, 0, 0)],
+            streams: vec![
+                stream("live", "a", true, 2, 3),
+                stream("live", "b", false, 1, 4),
+                stream("tv", "c", true, 0, 0),
+            ],
             clients: Vec::new(),
         };
         let page = render_snapshot(&snap, &Default::default());
@@ -367,7 +387,8 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let snap = Snapshot { server: server(), streams: vec![stream("a\"b\\c\nd", "x", true, 0, 0)], clients: Vec::new() };
+        let snap =
+            Snapshot { server: server(), streams: vec![stream("a\"b\\c\nd", "x", true, 0, 0)], clients: Vec::new() };
         let page = render_snapshot(&snap, &Default::default());
         assert!(page.contains("sluice_streams{app=\"a\\\"b\\\\c\\nd\"} 1"), "{page}");
     }

@@ -506,10 +506,11 @@ impl Notifier {
             let _slot = backend.blocking.acquire().await.map_err(|_| CallError::Unreachable("shutting down".into()))?;
             self.clients.exchange(call).await
         };
-        crate::metrics::callback(call.call, match tokio::time::timeout(call.timeout, attempt).await {
+        let result = match tokio::time::timeout(call.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(call.timeout)),
-        })
+        };
+        crate::metrics::callback(call.call, result)
     }
 
     /// Make calls nobody waits for (`*_done`, `disconnect`, `record_done`) in the background:
