@@ -261,3 +261,30 @@ fn metrics_count_streams_players_bytes_hls_and_refusals() {
         assert_eq!(status, 403, "/metrics from {ip}");
     }
 }
+
+/// In an `http {}` block, `metrics on;` serves the page in its location, behind the location's
+/// `allow`/`deny`; other methods than GET and HEAD get 405.
+#[test]
+fn metrics_on_serves_a_location_of_an_http_block() {
+    let server = Server::start_conf(
+        "rtmp { server { listen 127.0.0.1:{rtmp}; application live { live on; } } }
+         http { server { listen 127.0.0.1:{http};
+             location = /prometheus { metrics on; allow 127.0.0.1; deny all; }
+             location = /hidden { metrics on; deny all; }
+         } }",
+    );
+    let base = format!("http://127.0.0.1:{}", server.http_port);
+    let (status, content_type, body) = scrape(&format!("{base}/prometheus"));
+    assert_eq!((status, content_type.as_str()), (200, "text/plain; version=0.0.4; charset=utf-8"), "{body}");
+    let samples = parse(&body);
+    assert_eq!(value(&samples, "sluice_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert_eq!(value(&samples, "sluice_access_refused_total", &[("reason", "rule")]), Some(0.0));
+    assert_eq!(scrape(&format!("{base}/hidden")).0, 403);
+    let post = run_timeout(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .arg(format!("{base}/prometheus")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(String::from_utf8_lossy(&post.stdout), "405");
+}
