@@ -31,6 +31,7 @@ pub async fn run_with_modules(
     extra: Vec<Arc<dyn Module>>,
 ) -> anyhow::Result<()> {
     let (started, started_at) = (std::time::Instant::now(), std::time::SystemTime::now());
+    crate::metrics::install();
     let hub = Hub::new();
     let hls = crate::hls::HlsStore::new(shutdown.clone());
     let tracker = TaskTracker::new();

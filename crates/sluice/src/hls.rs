@@ -724,7 +724,9 @@ impl HlsTask {
                     self.meter.segment(data.len(), duration);
                     segment_written = true;
                     let path = self.dir.join(file);
+                    let started = std::time::Instant::now();
                     self.write_file(&path, &data).await;
+                    crate::metrics::hls_segment_written(&self.app.name, started);
                     self.in_memory.push_back(path);
                     while self.in_memory.len() > MEMORY_SEGMENTS {
                         if let Some(old) = self.in_memory.pop_front() {

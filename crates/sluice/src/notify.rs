@@ -353,7 +353,9 @@ impl Clients {
     /// One fire-and-forget call with its own `notify_timeout`; the outcome is only logged.
     async fn report(&self, call: &Call, client: &str) {
         let url = log_url(&call.url);
-        match tokio::time::timeout(call.timeout, self.exchange(call)).await {
+        let outcome = tokio::time::timeout(call.timeout, self.exchange(call)).await;
+        crate::metrics::callback_timed(call.call, &outcome);
+        match outcome {
             Ok(Ok(reply)) => tracing::debug!(client = %client, url = %url, "notify {}: {reply:?}", call.call),
             Ok(Err(e)) => tracing::warn!(client = %client, url = %url, "notify {} failed: {e}", call.call),
             Err(_) => {
@@ -504,10 +506,11 @@ impl Notifier {
             let _slot = backend.blocking.acquire().await.map_err(|_| CallError::Unreachable("shutting down".into()))?;
             self.clients.exchange(call).await
         };
-        match tokio::time::timeout(call.timeout, attempt).await {
+        let result = match tokio::time::timeout(call.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout(call.timeout)),
-        }
+        };
+        crate::metrics::callback(call.call, result)
     }
 
     /// Make calls nobody waits for (`*_done`, `disconnect`, `record_done`) in the background:

@@ -215,12 +215,13 @@ pub fn run_unmanaged(label: &Label, cmd: &Resolved, limits: &Arc<Limits>) {
         Err(e) => tracing::error!("{prefix}: {}: {e}", label.origin),
         Ok(mut child) => {
             tracing::info!(pid = child.id(), "{prefix}: started {}", label.origin);
+            let running = crate::metrics::child_started(&label.directive);
             let stderr = child.stderr.take();
             tokio::spawn(async move {
                 let pump = pump_stderr(stderr, prefix.clone());
                 let (status, ()) = tokio::join!(child.wait(), pump);
                 log_exit(&prefix, status);
-                drop(permit);
+                drop((permit, running));
             });
         }
     }
@@ -298,6 +299,7 @@ impl Managed {
             }
         };
         tracing::info!(pid = child.id(), "{prefix}: started {}", self.label.origin);
+        let _running = crate::metrics::child_started(&self.label.directive);
         let pump = tokio::spawn(pump_stderr(child.stderr.take(), prefix.clone()));
         let outcome = tokio::select! {
             status = child.wait() => {

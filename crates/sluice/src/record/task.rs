@@ -524,6 +524,7 @@ impl StreamTask {
         }
         let label = slot.label().to_owned();
         self.status(i, "error", "NetStream.Record.Failed", &label);
+        crate::metrics::recorder_error(&app, "write");
     }
 
     /// Opens the recorder (nginx-rtmp's `ngx_rtmp_record_node_open`): picks the file name
@@ -644,6 +645,7 @@ impl StreamTask {
     }
 
     fn open_failed(&mut self, i: usize, now: Instant, why: String) -> RecordError {
+        crate::metrics::recorder_error(&self.app, "open");
         let slot = &mut self.slots[i];
         slot.retry_at = Some(now + RETRY_AFTER);
         if !slot.error_logged {
@@ -699,6 +701,7 @@ impl StreamTask {
             problem = Some(e.to_string());
         }
         if let Some(e) = problem {
+            crate::metrics::recorder_error(&app, "finish");
             tracing::error!(app = %app, stream = %name, recorder = %slot.label(), "record: finishing {} failed: {e}; start-up repair finishes it", path.display());
         }
         let faststart = slot.conf.mp4_faststart && matches!(open.mux, Mux::Mp4(_)) && file.len() > 0;

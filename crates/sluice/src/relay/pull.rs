@@ -507,6 +507,7 @@ impl Leg {
                 break;
             }
             reconnects += 1;
+            crate::metrics::relay_reconnect(app, "pull");
         }
         self.pulls.end(&self.key, self.id, false);
     }

@@ -190,6 +190,7 @@ impl Leg {
                 return;
             }
             self.state.reconnects += 1;
+            crate::metrics::relay_reconnect(&self.app.name, "push");
         }
     }
 
