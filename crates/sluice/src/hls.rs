@@ -142,6 +142,16 @@ impl HlsStore {
         }
     }
 
+    /// Segments the live playlist of `app`/`name` has completed (its media sequence number
+    /// after the last complete one); `None` when the stream has no playlist in memory.
+    pub fn segments_written(&self, app: &AppConf, name: &str) -> Option<u64> {
+        let dir = app.hls.path.as_deref().filter(|_| app.hls.enabled)?;
+        let path = playlist_path(dir, name, app.hls.nested).ok()?;
+        let playlist = self.playlists().get(&path).cloned()?;
+        let position = playlist.state().position;
+        Some(position.last_complete.map_or(0, |msn| msn + 1))
+    }
+
     fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Stored>> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
