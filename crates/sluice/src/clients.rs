@@ -277,7 +277,6 @@ pub struct Totals {
     pub bytes_out: u64,
 }
 
-
 impl Default for Clients {
     fn default() -> Self {
         Self::new(DEFAULT_MAX)
@@ -393,7 +392,8 @@ impl Clients {
     /// Bytes read from and written to every client since start, connected or gone.
     pub fn totals(&self) -> Totals {
         let map = lock(&self.map);
-        let mut t = Totals { bytes_in: self.gone_in.load(Ordering::Relaxed), bytes_out: self.gone_out.load(Ordering::Relaxed) };
+        let mut t =
+            Totals { bytes_in: self.gone_in.load(Ordering::Relaxed), bytes_out: self.gone_out.load(Ordering::Relaxed) };
         for e in map.values() {
             t.bytes_in += e.bytes_in.load(Ordering::Relaxed);
             t.bytes_out += e.bytes_out.load(Ordering::Relaxed);

@@ -150,7 +150,12 @@ impl Recorders {
     /// A recorder opened `file` for the stream `app`/`name`.
     pub(crate) fn opened(&self, file: &Path, app: &str, name: &str, recorder: &str) {
         let stream = StreamKey { app: app.to_owned(), name: name.to_owned() };
-        let rec = Recording { stream, recorder: recorder.to_owned(), file: file.to_path_buf(), since: std::time::Instant::now() };
+        let rec = Recording {
+            stream,
+            recorder: recorder.to_owned(),
+            file: file.to_path_buf(),
+            since: std::time::Instant::now(),
+        };
         self.active().insert(file.to_path_buf(), rec);
     }
 

@@ -677,7 +677,10 @@ fn cpu_time(stat: &str, ticks_per_s: u64) -> Option<Duration> {
     let stime: u64 = fields.next()?.parse().ok()?;
     let ticks = utime + stime;
     let ticks_per_s = ticks_per_s.max(1);
-    Some(Duration::from_secs(ticks / ticks_per_s) + Duration::from_secs_f64((ticks % ticks_per_s) as f64 / ticks_per_s as f64))
+    Some(
+        Duration::from_secs(ticks / ticks_per_s)
+            + Duration::from_secs_f64((ticks % ticks_per_s) as f64 / ticks_per_s as f64),
+    )
 }
 
 /// Resident bytes of a `/proc/PID/statm` line (its 2nd field, in pages).
@@ -753,7 +756,10 @@ mod tests {
     fn avc_sequence_header() -> Bytes {
         // FLV video tag: keyframe + AVC, packet type 0, composition time 0, then an
         // AVCDecoderConfigurationRecord with one SPS (Baseline 3.0, 320x240; compat 0xC0).
-        let sps = [0x67, 0x42, 0xC0, 0x1E, 0xDA, 0x05, 0x07, 0xEC, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0C, 0x83, 0xC5, 0x8B, 0xA8];
+        let sps = [
+            0x67, 0x42, 0xC0, 0x1E, 0xDA, 0x05, 0x07, 0xEC, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0C,
+            0x83, 0xC5, 0x8B, 0xA8,
+        ];
         let mut v = vec![0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x42, 0xC0, 0x1E, 0xFF, 0xE1];
         v.extend_from_slice(&(sps.len() as u16).to_be_bytes());
         v.extend_from_slice(&sps);
