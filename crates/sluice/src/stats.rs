@@ -801,6 +801,92 @@ mod tests {
         assert_eq!(metadata_numbers(&junk), MetaNumbers::default());
     }
 
+    /// A running server without listeners: what `collect` reads.
+    fn running(conf: &str) -> Running {
+        let config = crate::config::Config::parse(conf, "t").unwrap();
+        let hub = crate::hub::Hub::new();
+        let shared = crate::server::Shared {
+            hub: hub.clone(),
+            hls: crate::hls::HlsStore::new(Default::default()),
+            notices: Default::default(),
+            records: crate::record::Recorders::new(1),
+            access: Default::default(),
+            notifier: Default::default(),
+            streams: crate::streams::Streams::new(hub, Arc::new([]), Default::default()),
+            clients: Default::default(),
+        };
+        let listen = listen_infos(&[(0, "127.0.0.1:1935".parse().unwrap(), "rtmp")]);
+        Running {
+            shared: Arc::new(shared),
+            servers: Vec::new(),
+            config: Arc::new(config),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            meters: Meters::new(listen),
+        }
+    }
+
+    #[test]
+    fn collect_reports_every_part_of_a_stream() {
+        let ctx = running("rtmp { server { application live { live on; hls on; hls_path /tmp/sluice-stats-test; } } }");
+        let shared = &ctx.shared;
+        let key = StreamKey { app: "live".into(), name: "cam".into() };
+        let opts = crate::hub::StreamOptions { ring_len: 64, gop_cache: false };
+        let publisher = shared.hub.publish(key.clone(), opts).unwrap();
+        publisher.stream().push(Frame::video(0, avc_sequence_header()).unwrap());
+        publisher.stream().push(Frame::audio(0, Bytes::from_static(&[0xAF, 0x00, 0x11, 0x90])));
+        let source = shared.clients.register("10.0.0.1:5000".parse().unwrap(), Kind::Rtmp, 0).unwrap();
+        source.set_app("live");
+        source.set_stream("cam", Role::Publisher);
+        source.add_in(1000);
+        let push = shared.clients.register("10.0.0.2:1935".parse().unwrap(), Kind::Relay, 0).unwrap();
+        push.set_app("live");
+        push.set_stream("cam", Role::Player);
+        push.add_out(300);
+        push.update_relay(|r| {
+            r.url = "rtmp://remote/live/cam".into();
+            r.connected = true;
+        });
+        let gone = shared.clients.register("10.0.0.3:5000".parse().unwrap(), Kind::Rtmp, 0).unwrap();
+        gone.add_in(50);
+        drop(gone);
+        shared.records.opened(std::path::Path::new("/tmp/sluice-stats-test/cam.flv"), "live", "cam", "");
+
+        let snap = collect(&ctx);
+        let s = &snap.server;
+        assert_eq!(
+            (s.naccepted, s.connections, s.bytes_in, s.bytes_out),
+            (2, 2, 1050, 300),
+            "the relay leg was not accepted"
+        );
+        assert_eq!(s.rtmp, [ListenInfo { scheme: "rtmp", port: 1935, srv: 0 }]);
+        assert!(s.memory_bytes > 0);
+        let st = &snap.streams[0];
+        assert!(st.live);
+        assert_eq!(st.bytes_in, avc_sequence_header().len() as u64 + 4);
+        assert_eq!(st.frames_in, 2);
+        assert_eq!(st.publisher.as_ref().map(|p| p.protocol), Some("rtmp"));
+        assert_eq!(st.video.as_ref().map(|v| (v.width, v.height)), Some((320, 240)));
+        assert_eq!(st.audio.as_ref().map(|a| a.codec.as_str()), Some("AAC"));
+        assert_eq!((st.players.relay, st.players.total, st.bytes_out), (1, 1, 300));
+        assert_eq!(st.relays.len(), 1);
+        let relay = &st.relays[0];
+        assert_eq!((relay.direction, relay.url.as_str(), relay.connected), ("push", "rtmp://remote/live/cam", true));
+        let hls = st.hls.as_ref().expect("hls on");
+        assert_eq!((hls.playlist.as_str(), hls.segments), ("/sluice-stats-test/cam.m3u8", 0));
+        assert_eq!(st.recordings.len(), 1);
+        assert_eq!(
+            (st.recordings[0].recorder.as_str(), st.recordings[0].file.as_str()),
+            ("", "/tmp/sluice-stats-test/cam.flv")
+        );
+
+        shared.records.closed(std::path::Path::new("/tmp/sluice-stats-test/cam.flv"));
+        drop(publisher);
+        let snap = collect(&ctx);
+        let st = &snap.streams;
+        assert!(st.is_empty() || (!st[0].live && st[0].video.is_none() && st[0].recordings.is_empty()), "{st:?}");
+    }
+
     #[test]
     fn audio_info_from_the_aac_config() {
         // AAC sequence header: SoundFormat 10, 44 kHz, 16 bit, stereo; AudioSpecificConfig

@@ -25,8 +25,12 @@ const HTTP_LOCATIONS: &str = "\
 const APPS: &str = "application live { live on; } application empty { live on; }";
 
 fn sluice() -> Server {
+    sluice_with(APPS)
+}
+
+fn sluice_with(apps: &str) -> Server {
     Server::start_conf(&format!(
-        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; {APPS} }} }}\n\
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; {apps} }} }}\n\
          http {{ server {{ listen 127.0.0.1:{{http}};\n{HTTP_LOCATIONS}\
          location /stat.json {{ rtmp_stat all; rtmp_stat_format json; }}\n }} }}\n"
     ))
@@ -232,7 +236,11 @@ fn stat_page_has_nginx_rtmps_tree_and_figures() {
 
 #[test]
 fn stat_json_is_the_winshining_forks() {
-    let server = sluice();
+    let recordings = TempDir::new("stat-rec");
+    let server = sluice_with(&format!(
+        "application live {{ live on; record all; record_path {}; }} application empty {{ live on; }}",
+        recordings.0.display()
+    ));
     let _publisher = ffmpeg_publish_pattern(&server.url("cam"), "320x240", 60, 25);
     wait_published(&server, "cam");
     let _player = rtmpdump_play(&server.url("cam"));
@@ -279,7 +287,11 @@ fn stat_json_is_the_winshining_forks() {
         (Some(320), Some(240), Some("H264"))
     );
     assert_eq!(stream["meta"]["audio"]["codec"], "AAC");
-    assert!(stream["records"].is_array());
+    let records = stream["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "the recording: {stream}");
+    let file = records[0]["file"].as_str().unwrap();
+    assert!(file.starts_with(&recordings.0.display().to_string()) && file.ends_with(".flv"), "{file}");
+    assert_eq!((records[0]["recorder"].as_str(), records[0]["recording"].as_bool()), (Some(""), Some(true)));
     let clients = stream["clients"].as_array().unwrap();
     let player = clients.iter().find(|c| c["publishing"] == false).unwrap();
     assert_eq!(
