@@ -18,9 +18,8 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::config::{AppConf, Handler, Location, StatConf};
+use crate::config::{AppConf, Config, Handler, Location, StatConf};
 use crate::http::{status_response, HttpState};
-use crate::server::Running;
 use crate::stats::{ClientStats, Snapshot, StreamStats};
 
 /// What nginx-rtmp 1.2 reports as its version (its stat format has not changed since).
@@ -32,7 +31,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     let Some(Handler::Stat(conf)) = &loc.handler else { return status_response(StatusCode::INTERNAL_SERVER_ERROR) };
     let Some(running) = &state.running else { return status_response(StatusCode::SERVICE_UNAVAILABLE) };
     let snapshot = crate::stats::collect(running);
-    let page = Page::new(&snapshot, running, conf);
+    let page = Page::new(&snapshot, &running.config, conf);
     let (body, content_type) = if conf.json { (page.json(), "application/json") } else { (page.xml(), "text/xml") };
     ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
 }
@@ -64,9 +63,8 @@ struct StreamPart<'a> {
 }
 
 impl<'a> Page<'a> {
-    fn new(snapshot: &'a Snapshot, running: &'a Running, conf: &'a StatConf) -> Self {
-        let servers = running
-            .config
+    fn new(snapshot: &'a Snapshot, config: &'a Config, conf: &'a StatConf) -> Self {
+        let servers = config
             .servers
             .iter()
             .enumerate()
@@ -428,6 +426,121 @@ impl std::fmt::Display for Esc<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::stats::{ClientStats, PlayerCounts, ServerStats, Snapshot, StreamStats};
+
+    fn snapshot() -> Snapshot {
+        let server = ServerStats {
+            version: "0.0.0",
+            pid: 1,
+            uptime_s: 2,
+            started_unix: 0,
+            connections: 1,
+            naccepted: 3,
+            bytes_in: 4,
+            bytes_out: 5,
+            bw_in: 6,
+            bw_out: 7,
+            cpu_percent: 0.0,
+            memory_bytes: 0,
+            streams: 1,
+            rtmp: Vec::new(),
+        };
+        // A stream nobody publishes, with a player waiting (`idle_streams on`).
+        let idle = StreamStats {
+            app: "live".into(),
+            name: "wait<&>".into(),
+            live: false,
+            uptime_ms: 0,
+            publisher: None,
+            video: None,
+            audio: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            bw_in: 0,
+            bw_out: 0,
+            bw_audio: 0,
+            bw_video: 0,
+            frames_in: 0,
+            dropped_frames: 0,
+            players: PlayerCounts::default(),
+            recordings: Vec::new(),
+            hls: None,
+            relays: Vec::new(),
+        };
+        let player = ClientStats {
+            id: 9,
+            addr: "[::1]:5000".parse().unwrap(),
+            protocol: "rtmp",
+            role: "player",
+            app: "live".into(),
+            name: "wait<&>".into(),
+            srv: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            uptime_ms: 10,
+            dropped: 0,
+            timestamp: 0,
+            flashver: "a\u{1}\"b".into(),
+            swfurl: String::new(),
+            pageurl: String::new(),
+        };
+        Snapshot { server, streams: vec![idle], clients: vec![player] }
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            "rtmp { server { application live { live on; interleave on; } application vod { } } \
+             server { listen 1936; application live { live on; } } }",
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_idle_stream_and_an_application_without_live() {
+        let (snap, config) = (snapshot(), config());
+        let conf = StatConf::default();
+        let xml = Page::new(&snap, &config, &conf).xml();
+        assert!(xml.contains("<name>wait&lt;&amp;&gt;</name>"), "{xml}");
+        assert!(xml.contains("<address>::1</address>") && xml.contains("<flashver>a &quot;b</flashver>"), "{xml}");
+        assert!(xml.contains("<avsync></avsync>"), "interleave on: no avsync, as nginx-rtmp: {xml}");
+        assert!(!xml.contains("<meta>") && !xml.contains("<publishing/>") && !xml.contains("<active/>"), "{xml}");
+        assert!(
+            xml.contains("<application>\r\n<name>vod</name>\r\n</application>"),
+            "no <live> without live on: {xml}"
+        );
+        assert_eq!(xml.matches("<server>").count(), 2);
+        assert_eq!(xml.matches("<client>").count(), 1, "the second server block's client list is its own: {xml}");
+        let json: serde_json::Value = serde_json::from_str(&Page::new(&snap, &config, &conf).json()).unwrap();
+        let servers = &json["http-flv"]["servers"];
+        let stream = &servers[0]["applications"][0]["live"]["streams"][0];
+        assert_eq!(stream["name"], "wait<&>");
+        assert_eq!((stream["publishing"].as_bool(), stream["nclients"].as_u64()), (Some(false), Some(1)));
+        assert!(stream.get("meta").is_none());
+        assert_eq!(stream["clients"][0]["flashver"], "a\u{1}\"b");
+        assert!(servers[0]["applications"][1].get("live").is_none());
+        assert_eq!(servers[1]["applications"][0]["live"]["streams"][0]["nclients"], 0);
+    }
+
+    #[test]
+    fn sections_follow_the_mask() {
+        let (snap, config) = (snapshot(), config());
+        let live = StatConf { global: false, clients: false, play: false, ..StatConf::default() };
+        let xml = Page::new(&snap, &config, &live).xml();
+        assert!(
+            xml.contains("<stream>") && !xml.contains("<client>") && xml.contains("<naccepted>3</naccepted>"),
+            "{xml}"
+        );
+        let global = StatConf { live: false, clients: false, play: false, ..StatConf::default() };
+        let xml = Page::new(&snap, &config, &global).xml();
+        assert!(!xml.contains("<live>") && xml.contains("<name>live</name>"), "{xml}");
+        let styled = StatConf { stylesheet: Some("s\"x.xsl".into()), ..StatConf::default() };
+        let xml = Page::new(&snap, &config, &styled).xml();
+        assert!(xml.contains("<?xml-stylesheet type=\"text/xsl\" href=\"s&quot;x.xsl\" ?>\r\n<rtmp>"), "{xml}");
+        let json = Page::new(&snap, &config, &live).json();
+        assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok() && !json.contains("clients\":["), "{json}");
+    }
 
     #[test]
     fn escapes_markup_and_control_characters() {
