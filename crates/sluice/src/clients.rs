@@ -724,6 +724,14 @@ mod tests {
         };
         let list = until(&clients, grown).await;
         assert!(grown(&list), "bytes grew: before {p:?} {s:?}, now {list:?}");
+        // What each said at connect, and the last media timestamp each sent or was sent.
+        let publisher_now = list.iter().find(|c| c.id == p.id).unwrap();
+        assert_eq!(publisher_now.connect.flashver, "FMLE/3.0 (compatible; sluice)");
+        assert_eq!(publisher_now.connect.tcurl, format!("rtmp://{addr}/live"));
+        assert_eq!(publisher_now.timestamp, 19 * 40);
+        let caught_up = |l: &[ClientSnapshot]| l.iter().find(|c| c.id == s.id).is_some_and(|c| c.timestamp == 19 * 40);
+        let list = until(&clients, caught_up).await;
+        assert!(caught_up(&list), "the player's timestamp: {list:?}");
 
         let filter = Filter { app: Some("live".into()), name: Some("cam".into()), ..Filter::new(Method::Publisher) };
         assert_eq!(clients.drop_where(&filter), 1);

@@ -417,3 +417,50 @@ fn element_order_matches_nginx_rtmp() {
     let (ours, theirs) = (live(server.http_port), live(nginx.http_port));
     assert_eq!(element_names(&ours), element_names(&theirs), "sluice:\n{ours}\nnginx-rtmp:\n{theirs}");
 }
+
+/// A player that fell a ring behind and skipped to a keyframe shows the frames it lost in
+/// `<dropped>`, and its stream's `<timestamp>`s are the media's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_players_dropped_frames_are_counted() {
+    use rtmp::{MediaKind, Role};
+    use sluice::client::RtmpClient;
+    const AVC_SEQ: &[u8] = &[
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02,
+        0x68, 0xee,
+    ];
+    let server = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; out_queue 32; {APPS} }} }}\n\
+         http {{ server {{ listen 127.0.0.1:{{http}};\n{HTTP_LOCATIONS} }} }}\n"
+    ));
+    let mut publisher = RtmpClient::connect(server.addr(), "live", Role::Publish("lag".into())).await.unwrap();
+    assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
+    // A player with a small receive window that reads nothing while 200 frames of 64 KiB go by.
+    let mut slow = RtmpClient::connect_with(server.addr(), "live", Role::Play("lag".into()), Some(8192)).await.unwrap();
+    assert_eq!(slow.next_status().await.unwrap(), "NetStream.Play.Start");
+    publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    for i in 0..200u32 {
+        let mut frame = vec![if i % 25 == 0 { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+        frame.resize(64 * 1024, 0xAB);
+        publisher.send_media(MediaKind::Video, i * 40, &frame).await.unwrap();
+    }
+    let reader = tokio::spawn(async move { while slow.next_event().await.is_ok() {} });
+    let stat = format!("http://127.0.0.1:{}/stat", server.http_port);
+    let xml = tokio::task::spawn_blocking(move || {
+        wait_page(&stat, "the player's dropped frames", |x| {
+            x.find("<publishing/>").is_some()
+                && x.split("<client>").any(|c| !c.contains("<publishing/>") && dropped(c) > 0)
+        })
+    })
+    .await
+    .unwrap();
+    let player = xml.split("<client>").find(|c| c.contains("<dropped>") && !c.contains("<publishing/>")).unwrap();
+    assert_eq!(text_of(player, "<id>", "timestamp"), "7960", "the last frame's timestamp: {xml}");
+    let publisher_element = xml.split("<client>").find(|c| c.contains("<id>") && c.contains("<publishing/>")).unwrap();
+    assert_eq!(text_of(publisher_element, "<id>", "timestamp"), "7960", "the publisher's: {xml}");
+    reader.abort();
+    drop(publisher);
+}
+
+fn dropped(client: &str) -> u64 {
+    client.find("<dropped>").map_or(0, |_| text_of(client, "<id>", "dropped").parse().unwrap_or(0))
+}
