@@ -481,7 +481,6 @@ mod tests {
             uptime_ms: 10,
             dropped: 0,
             timestamp: 0,
-            lag_ms: 0,
             flashver: "a\u{1}\"b".into(),
             swfurl: String::new(),
             pageurl: String::new(),

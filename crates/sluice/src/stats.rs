@@ -338,10 +338,6 @@ pub struct ClientStats {
     pub dropped: u64,
     /// The last media timestamp (ms).
     pub timestamp: u32,
-    /// How far a player is behind its stream's publisher: the publisher's last timestamp
-    /// minus the player's, in ms (0 for publishers, idle clients and players of a stream
-    /// nobody publishes).
-    pub lag_ms: u64,
     /// `flashVer` or `User-Agent` (client text).
     pub flashver: String,
     /// `swfUrl` (client text).
@@ -365,7 +361,6 @@ impl From<&ClientSnapshot> for ClientStats {
             uptime_ms: c.uptime.as_millis() as u64,
             dropped: c.dropped,
             timestamp: c.timestamp,
-            lag_ms: 0,
             flashver: c.connect.flashver.clone(),
             swfurl: c.connect.swfurl.clone(),
             pageurl: c.connect.pageurl.clone(),
@@ -388,7 +383,6 @@ pub fn collect(ctx: &Running) -> Snapshot {
     let snapshots = ctx.shared.clients.list();
     let mut clients: Vec<ClientStats> = snapshots.iter().map(ClientStats::from).collect();
     clients.sort_by_key(|c| c.id);
-    set_lags(&mut clients);
     let recordings = ctx.shared.records.recordings();
     let mut meters = ctx.meters.state();
     let hub_streams = ctx.shared.hub.streams();
@@ -429,26 +423,6 @@ pub fn collect(ctx: &Running) -> Snapshot {
         rtmp: ctx.meters.listen.clone(),
     };
     Snapshot { server, streams, clients }
-}
-
-/// Each player's lag behind its stream's publisher (sluice passes timestamps on unchanged,
-/// so both are on the publisher's clock).
-fn set_lags(clients: &mut [ClientStats]) {
-    let publishers: HashMap<(usize, &str, &str), u32> = clients
-        .iter()
-        .filter(|c| c.role == "publisher")
-        .map(|c| ((c.srv, c.app.as_str(), c.name.as_str()), c.timestamp))
-        .collect();
-    let lags: Vec<u64> = clients
-        .iter()
-        .map(|c| match publishers.get(&(c.srv, c.app.as_str(), c.name.as_str())) {
-            Some(&published) if c.role == "player" => u64::from(published.saturating_sub(c.timestamp)),
-            _ => 0,
-        })
-        .collect();
-    for (c, lag) in clients.iter_mut().zip(lags) {
-        c.lag_ms = lag;
-    }
 }
 
 /// The application a stream belongs to (the first server block's of that name).
@@ -878,11 +852,7 @@ mod tests {
         drop(gone);
         shared.records.opened(std::path::Path::new("/tmp/sluice-stats-test/cam.flv"), "live", "cam", "");
 
-        source.set_timestamp(5000);
-        push.set_timestamp(4200);
         let snap = collect(&ctx);
-        let lags: Vec<(&str, u64)> = snap.clients.iter().map(|c| (c.role, c.lag_ms)).collect();
-        assert_eq!(lags, [("publisher", 0), ("player", 800)]);
         let s = &snap.server;
         assert_eq!(
             (s.naccepted, s.connections, s.bytes_in, s.bytes_out),
