@@ -6,6 +6,12 @@
 //!
 //! Rates (`bw_*`) are bits per second over nginx-rtmp's window (`BANDWIDTH_WINDOW`): the
 //! bytes counted in the last completed window, as `ngx_rtmp_update_bandwidth` computes them.
+//! Windows are closed lazily, when a snapshot is taken at least a window after the last one
+//! closed (so with rare readers a window is longer than 10 s); before the first window of a
+//! counter closes, its open window's rate is shown once it is a second long. Server totals
+//! count from start, a stream's ingest counters from its publish; the totals include the
+//! bytes of clients that have left. CPU is the process's (`/proc/self/stat`) since the
+//! previous snapshot (at least 0.5 s before), memory its resident set (`/proc/self/statm`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
