@@ -1001,6 +1001,33 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Stats read how many segments a stream's live playlist completed.
+    #[tokio::test]
+    async fn segments_written_counts_the_live_playlists_complete_segments() {
+        const AVC_HEADER: &[u8] =
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+        let dir = std::env::temp_dir().join(format!("sluice-hls-count-{}", std::process::id()));
+        let app = crate::config::test_app(&format!("live on; hls on; hls_path {}; hls_fragment 1s;", dir.display()));
+        let store = HlsStore::new(CancellationToken::new());
+        let mut task = HlsTask::new(store.clone(), app.clone(), dir.clone(), "s".into()).unwrap();
+        assert_eq!(store.segments_written(&app, "s"), Some(0));
+        assert_eq!(store.segments_written(&app, "other"), None);
+        let header = Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
+        task.seg.push_video(0, header.video_header(), &header.payload, 0);
+        // A keyframe a second for 4 s: three segments complete, the fourth open.
+        for i in 0..100u32 {
+            let (tag, nal): (u8, &[u8]) =
+                if i % 25 == 0 { (0x17, &[0x65, 0x88, 0x84]) } else { (0x27, &[0x41, 0x9a, 0x02]) };
+            let mut frame = vec![tag, 1, 0, 0, 0, 0, 0, 0, nal.len() as u8];
+            frame.extend_from_slice(nal);
+            let f = Frame::video(i * 40, Bytes::from(frame)).unwrap();
+            task.seg.push_video(f.timestamp, f.video_header(), &f.payload, u64::from(i * 40));
+        }
+        task.publish_playlist_in_memory();
+        assert_eq!(store.segments_written(&app, "s"), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A task that fell behind gets many events at once; the playlist it publishes (rendered
     /// from the segmenter's state after all of them) must name only what is in memory.
     #[tokio::test]
