@@ -159,7 +159,7 @@ impl<'a> Page<'a> {
                 comma(&mut j, k);
                 let _ = write!(j, "{{\"name\":{}", json_str(&app.conf.name));
                 if let (true, Some(streams)) = (self.conf.live, &app.streams) {
-                    self.json_live(&mut j, app.conf, streams);
+                    self.json_live(&mut j, streams);
                 }
                 // `all` includes the fork's `record` bit: the application's recorders.
                 if self.conf.play {
@@ -173,7 +173,7 @@ impl<'a> Page<'a> {
         j
     }
 
-    fn json_live(&self, j: &mut String, app: &AppConf, streams: &[StreamPart<'_>]) {
+    fn json_live(&self, j: &mut String, streams: &[StreamPart<'_>]) {
         j.push_str(",\"live\":{\"streams\":[");
         for (i, st) in streams.iter().enumerate() {
             let s = st.stats;
@@ -189,7 +189,7 @@ impl<'a> Page<'a> {
                 j.push_str("\"clients\":[");
                 for (k, c) in st.clients.iter().enumerate() {
                     comma(j, k);
-                    json_client(j, c, s.live, app.live.interleave);
+                    json_client(j, c, s.live);
                 }
                 j.push_str("],");
             }
@@ -260,14 +260,15 @@ fn xml_client(x: &mut String, c: &ClientStats, live: bool, interleave: bool) {
     x.push_str("</client>\r\n");
 }
 
-fn json_client(j: &mut String, c: &ClientStats, live: bool, interleave: bool) {
+/// A client as the fork writes it (`avsync` a number even with `interleave on`, where the
+/// fork would write nothing and break its JSON).
+fn json_client(j: &mut String, c: &ClientStats, live: bool) {
     let _ = write!(j, "{{\"id\":{},\"address\":{},\"time\":{},", c.id, json_str(&c.addr.ip().to_string()), c.uptime_ms);
     for (key, text) in [("flashver", &c.flashver), ("pageurl", &c.pageurl), ("swfurl", &c.swfurl)] {
         if !text.is_empty() {
             let _ = write!(j, "\"{key}\":{},", json_str(text));
         }
     }
-    let _ = interleave;
     let _ = write!(
         j,
         "\"dropped\":{},\"avsync\":0,\"timestamp\":{},\"publishing\":{},\"active\":{}}}",
