@@ -73,10 +73,13 @@ pub async fn run_with_modules(
         }
     }
     let mut rtmp_addrs = Vec::new();
+    let mut bound_addrs = Vec::new();
     let mut bound = Vec::new();
     for (index, conf) in config.servers.iter().enumerate() {
         let listeners = server::bind(conf).await?;
-        rtmp_addrs.extend(server::local_addrs(&listeners));
+        let addrs = server::local_addrs(&listeners);
+        bound_addrs.extend(addrs.iter().map(|&(addr, scheme)| (index, addr, scheme)));
+        rtmp_addrs.extend(addrs);
         let ctx = Arc::new(ServerCtx::new(conf.clone(), index, &shared, shutdown.clone()));
         bound.push((listeners, ctx));
     }
@@ -86,7 +89,7 @@ pub async fn run_with_modules(
         config: Arc::new(config.clone()),
         started,
         started_at,
-        meters: Default::default(),
+        meters: crate::stats::Meters::new(crate::stats::listen_infos(&bound_addrs)),
     });
     for (listeners, ctx) in bound {
         tracker.spawn(crate::notify::record_done_listener(ctx.clone()));

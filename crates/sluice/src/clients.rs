@@ -259,6 +259,22 @@ pub struct Clients {
     max: usize,
     map: Mutex<HashMap<u64, Arc<Entry>>>,
     full: Mutex<LogEvery>,
+    /// Connections accepted since start (relay legs, which we open, are not counted).
+    accepted: AtomicU64,
+    /// Bytes read from the clients that left, added as each unregisters (under the map's
+    /// lock, so that [`Clients::totals`] counts each byte once).
+    gone_in: AtomicU64,
+    /// Bytes written to the clients that left.
+    gone_out: AtomicU64,
+}
+
+/// Bytes read from and written to clients.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Read from clients.
+    pub bytes_in: u64,
+    /// Written to clients.
+    pub bytes_out: u64,
 }
 
 impl Default for Clients {
@@ -276,12 +292,22 @@ impl std::fmt::Debug for Clients {
 impl Clients {
     /// A registry holding at most `max` clients at once.
     pub fn new(max: usize) -> Self {
-        Clients { max, map: Mutex::new(HashMap::new()), full: Mutex::new(LogEvery::new(Duration::from_secs(10))) }
+        Clients {
+            max,
+            map: Mutex::new(HashMap::new()),
+            full: Mutex::new(LogEvery::new(Duration::from_secs(10))),
+            accepted: AtomicU64::new(0),
+            gone_in: AtomicU64::new(0),
+            gone_out: AtomicU64::new(0),
+        }
     }
 
     /// Register a new client of the server block with index `srv`; `None` when the registry
     /// is full (the caller closes it).
     pub fn register(self: &Arc<Self>, addr: SocketAddr, kind: Kind, srv: usize) -> Option<ClientHandle> {
+        if kind != Kind::Relay {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+        }
         let entry = Arc::new(Entry {
             id: crate::events::next_client_id(),
             addr,
@@ -355,6 +381,24 @@ impl Clients {
     pub fn drop_id(&self, id: u64) -> bool {
         let entry = lock(&self.map).get(&id).cloned();
         entry.inspect(|e| e.drop.cancel()).is_some()
+    }
+
+    /// Connections accepted since start (nginx-rtmp's `naccepted`): every client that asked
+    /// to register, refused ones included; relay legs, which sluice opens, are not.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from and written to every client since start, connected or gone.
+    pub fn totals(&self) -> Totals {
+        let map = lock(&self.map);
+        let mut t =
+            Totals { bytes_in: self.gone_in.load(Ordering::Relaxed), bytes_out: self.gone_out.load(Ordering::Relaxed) };
+        for e in map.values() {
+            t.bytes_in += e.bytes_in.load(Ordering::Relaxed);
+            t.bytes_out += e.bytes_out.load(Ordering::Relaxed);
+        }
+        t
     }
 
     /// Clients registered now.
@@ -465,7 +509,11 @@ impl ClientHandle {
 
 impl Drop for ClientHandle {
     fn drop(&mut self) {
-        lock(&self.clients.map).remove(&self.entry.id);
+        let mut map = lock(&self.clients.map);
+        let e = &self.entry;
+        self.clients.gone_in.fetch_add(e.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.clients.gone_out.fetch_add(e.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+        map.remove(&e.id);
     }
 }
 
@@ -520,6 +568,25 @@ mod tests {
         assert_eq!(clients.len(), 2);
         drop(a);
         assert!(clients.register(addr(1, 4), Kind::Rtmp, 0).is_some(), "room again once one left");
+    }
+
+    #[test]
+    fn totals_keep_the_bytes_of_clients_that_left_and_count_accepted() {
+        let clients = Arc::new(Clients::new(2));
+        let a = clients.register(addr(1, 1), Kind::Rtmp, 0).unwrap();
+        let b = clients.register(addr(1, 2), Kind::HttpFlv, 0).unwrap();
+        assert!(clients.register(addr(1, 3), Kind::Relay, 0).is_none(), "full");
+        assert!(clients.register(addr(1, 4), Kind::Rtmp, 0).is_none(), "full");
+        a.add_in(10);
+        a.add_out(20);
+        b.add_out(5);
+        assert_eq!(clients.totals(), Totals { bytes_in: 10, bytes_out: 25 });
+        drop(a);
+        assert_eq!(clients.totals(), Totals { bytes_in: 10, bytes_out: 25 }, "a's bytes stay counted");
+        b.add_in(1);
+        drop(b);
+        assert_eq!(clients.totals(), Totals { bytes_in: 11, bytes_out: 25 });
+        assert_eq!(clients.accepted(), 3, "refused connections count; relay legs (ours) do not");
     }
 
     #[test]
@@ -657,6 +724,14 @@ mod tests {
         };
         let list = until(&clients, grown).await;
         assert!(grown(&list), "bytes grew: before {p:?} {s:?}, now {list:?}");
+        // What each said at connect, and the last media timestamp each sent or was sent.
+        let publisher_now = list.iter().find(|c| c.id == p.id).unwrap();
+        assert_eq!(publisher_now.connect.flashver, "FMLE/3.0 (compatible; sluice)");
+        assert_eq!(publisher_now.connect.tcurl, format!("rtmp://{addr}/live"));
+        assert_eq!(publisher_now.timestamp, 19 * 40);
+        let caught_up = |l: &[ClientSnapshot]| l.iter().find(|c| c.id == s.id).is_some_and(|c| c.timestamp == 19 * 40);
+        let list = until(&clients, caught_up).await;
+        assert!(caught_up(&list), "the player's timestamp: {list:?}");
 
         let filter = Filter { app: Some("live".into()), name: Some("cam".into()), ..Filter::new(Method::Publisher) };
         assert_eq!(clients.drop_where(&filter), 1);

@@ -345,6 +345,12 @@ impl Conn {
             tc_url: info.tc_url.clone(),
             page_url: info.page_url.clone(),
         };
+        self.handle.set_connect_meta(crate::clients::ConnectMeta {
+            flashver: info.flash_ver.clone(),
+            swfurl: info.swf_url.clone(),
+            pageurl: info.page_url.clone(),
+            tcurl: info.tc_url.clone(),
+        });
         let app = match policy::application(&policy, &self.ctx.apps, &client) {
             Ok(app) => app,
             Err(refused) => {
@@ -686,6 +692,7 @@ impl Conn {
         let (Some(app), Some(p)) = (&self.app, &mut self.publishing) else { return };
         p.last_media = Instant::now();
         self.last_timestamp = timestamp;
+        self.handle.set_timestamp(timestamp);
         if let Some(frame) = live::ingest(&app.live, kind, timestamp, payload) {
             if frame.sequence_header {
                 record_codec(&self.peer, p, &frame);
@@ -813,7 +820,13 @@ impl Conn {
 
     fn send_batch(&mut self, batch: crate::hub::Batch) {
         let Some(mut playing) = self.playing.take() else { return };
+        if let Some(ts) =
+            batch.entries.iter().rev().find_map(|e| if let Entry::Frame(f) = e { Some(f.timestamp) } else { None })
+        {
+            self.handle.set_timestamp(ts);
+        }
         if batch.skipped > 0 {
+            self.handle.add_dropped(batch.skipped);
             // Fell behind: resend headers so the resume point (a keyframe) decodes.
             tracing::debug!(client = %self.peer, stream = %playing.name, skipped = batch.skipped, "player lagging, skipped to keyframe");
             playing.gate.restart();

@@ -142,6 +142,16 @@ impl HlsStore {
         }
     }
 
+    /// Segments the live playlist of `app`/`name` has completed (its media sequence number
+    /// after the last complete one); `None` when the stream has no playlist in memory.
+    pub fn segments_written(&self, app: &AppConf, name: &str) -> Option<u64> {
+        let dir = app.hls.path.as_deref().filter(|_| app.hls.enabled)?;
+        let path = playlist_path(dir, name, app.hls.nested).ok()?;
+        let playlist = self.playlists().get(&path).cloned()?;
+        let position = playlist.state().position;
+        Some(position.last_complete.map_or(0, |msn| msn + 1))
+    }
+
     fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Stored>> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -990,6 +1000,33 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(!files[0].exists() && !files[1].exists(), "queued files are removed after the stream ends");
         assert!(files[3].exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Stats read how many segments a stream's live playlist completed.
+    #[tokio::test]
+    async fn segments_written_counts_the_live_playlists_complete_segments() {
+        const AVC_HEADER: &[u8] =
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+        let dir = std::env::temp_dir().join(format!("sluice-hls-count-{}", std::process::id()));
+        let app = crate::config::test_app(&format!("live on; hls on; hls_path {}; hls_fragment 1s;", dir.display()));
+        let store = HlsStore::new(CancellationToken::new());
+        let mut task = HlsTask::new(store.clone(), app.clone(), dir.clone(), "s".into()).unwrap();
+        assert_eq!(store.segments_written(&app, "s"), Some(0));
+        assert_eq!(store.segments_written(&app, "other"), None);
+        let header = Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
+        task.seg.push_video(0, header.video_header(), &header.payload, 0);
+        // A keyframe a second for 4 s: three segments complete, the fourth open.
+        for i in 0..100u32 {
+            let (tag, nal): (u8, &[u8]) =
+                if i % 25 == 0 { (0x17, &[0x65, 0x88, 0x84]) } else { (0x27, &[0x41, 0x9a, 0x02]) };
+            let mut frame = vec![tag, 1, 0, 0, 0, 0, 0, 0, nal.len() as u8];
+            frame.extend_from_slice(nal);
+            let f = Frame::video(i * 40, Bytes::from(frame)).unwrap();
+            task.seg.push_video(f.timestamp, f.video_header(), &f.payload, u64::from(i * 40));
+        }
+        task.publish_playlist_in_memory();
+        assert_eq!(store.segments_written(&app, "s"), Some(3));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

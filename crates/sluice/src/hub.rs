@@ -185,6 +185,8 @@ struct State {
     gop_bytes: usize,
     has_video: bool,
     publisher: Option<u64>,
+    /// When the current publisher started (for stats).
+    published_at: Option<Instant>,
     codecs: CodecInfo,
     last_wake: Instant,
 }
@@ -254,6 +256,61 @@ pub struct Stream {
     pub dropped: AtomicU64,
     /// Frames published.
     pub frames_in: AtomicU64,
+    /// What the current publisher sent, for stats (relaxed counters, reset at publish).
+    pub ingest: IngestCounters,
+}
+
+/// Bytes and frames a stream's publisher sent, by kind: two relaxed atomic adds per frame.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Audio payload bytes.
+    pub audio_bytes: AtomicU64,
+    /// Video payload bytes.
+    pub video_bytes: AtomicU64,
+    /// Data (metadata) payload bytes.
+    pub data_bytes: AtomicU64,
+    /// Video frames (sequence headers included).
+    pub video_frames: AtomicU64,
+}
+
+impl IngestCounters {
+    fn count(&self, frame: &Frame) {
+        let n = frame.payload.len() as u64;
+        match frame.kind {
+            MediaKind::Audio => self.audio_bytes.fetch_add(n, Ordering::Relaxed),
+            MediaKind::Video => {
+                self.video_frames.fetch_add(1, Ordering::Relaxed);
+                self.video_bytes.fetch_add(n, Ordering::Relaxed)
+            }
+            MediaKind::Data => self.data_bytes.fetch_add(n, Ordering::Relaxed),
+        };
+    }
+
+    fn reset(&self) {
+        for c in [&self.audio_bytes, &self.video_bytes, &self.data_bytes, &self.video_frames] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// All bytes published.
+    pub fn bytes(&self) -> u64 {
+        [&self.audio_bytes, &self.video_bytes, &self.data_bytes].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// What stats read about a stream's current publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishInfo {
+    /// The hub's id of the publish (a new one per publisher).
+    pub id: u64,
+    /// When it started.
+    pub since: Option<Instant>,
+    /// `onMetaData`, video and audio sequence headers, as kept for new players.
+    pub metadata: Option<Arc<Frame>>,
+    /// The video sequence header.
+    pub video_header: Option<Arc<Frame>>,
+    /// The audio sequence header.
+    pub audio_header: Option<Arc<Frame>>,
 }
 
 /// Why a publish was refused.
@@ -278,6 +335,7 @@ impl Stream {
                 gop_bytes: 0,
                 has_video: false,
                 publisher: None,
+                published_at: None,
                 codecs: CodecInfo::default(),
                 last_wake: Instant::now(),
             }),
@@ -287,7 +345,21 @@ impl Stream {
             hub,
             dropped: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
+            ingest: IngestCounters::default(),
         }
+    }
+
+    /// The current publish, `None` when nobody publishes (for stats; clones three `Arc`s).
+    pub fn publish_info(&self) -> Option<PublishInfo> {
+        let st = self.read();
+        let id = st.publisher?;
+        Some(PublishInfo {
+            id,
+            since: st.published_at,
+            metadata: st.start.metadata.clone(),
+            video_header: st.start.video_header.clone(),
+            audio_header: st.start.audio_header.clone(),
+        })
     }
 
     /// Whether a publisher is live.
@@ -312,6 +384,7 @@ impl Stream {
     pub fn push(&self, frame: Frame) {
         let frame = Arc::new(frame);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.ingest.count(&frame);
         let now = Instant::now();
         let wake = {
             let mut st = self.write();
@@ -565,6 +638,7 @@ impl Drop for Publisher {
                 return;
             }
             st.publisher = None;
+            st.published_at = None;
             st.start = StartPack::default();
             st.gop_bytes = 0;
             st.has_video = false;
@@ -622,6 +696,9 @@ impl Hub {
                 return Err(PublishError::AlreadyPublishing(key.name));
             }
             st.publisher = Some(id);
+            st.published_at = Some(Instant::now());
+            stream.frames_in.store(0, Ordering::Relaxed);
+            stream.ingest.reset();
             push_entry(&mut st.ring, Entry::Published);
             drop(st);
             stream

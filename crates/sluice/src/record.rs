@@ -98,6 +98,21 @@ pub struct Recorders {
     /// recorder never opens one of them (it takes another name), so two recordings never
     /// share a file.
     files: Mutex<HashSet<PathBuf>>,
+    /// The files recorders have open now, for stats.
+    active: Mutex<HashMap<PathBuf, Recording>>,
+}
+
+/// A file a recorder has open, as stats show it.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// The stream recorded.
+    pub stream: StreamKey,
+    /// The recorder's name (`""`: the application's own).
+    pub recorder: String,
+    /// The file.
+    pub file: PathBuf,
+    /// When the recorder opened it.
+    pub since: std::time::Instant,
 }
 
 /// A recording file's path, held while the file is written or rewritten; given back when
@@ -110,6 +125,7 @@ pub(crate) struct FileClaim {
 impl Drop for FileClaim {
     fn drop(&mut self) {
         self.recorders.files().remove(&self.path);
+        self.recorders.closed(&self.path);
     }
 }
 
@@ -125,6 +141,34 @@ impl Recorders {
 
     fn files(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Recording>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A recorder opened `file` for the stream `app`/`name`.
+    pub(crate) fn opened(&self, file: &Path, app: &str, name: &str, recorder: &str) {
+        let stream = StreamKey { app: app.to_owned(), name: name.to_owned() };
+        let rec = Recording {
+            stream,
+            recorder: recorder.to_owned(),
+            file: file.to_path_buf(),
+            since: std::time::Instant::now(),
+        };
+        self.active().insert(file.to_path_buf(), rec);
+    }
+
+    /// The recorder of `file` closed it (or gave it up).
+    pub(crate) fn closed(&self, file: &Path) {
+        self.active().remove(file);
+    }
+
+    /// The files recorders have open now (one per recorder writing), sorted by file.
+    pub fn recordings(&self) -> Vec<Recording> {
+        let mut out: Vec<Recording> = self.active().values().cloned().collect();
+        out.sort_by(|a, b| a.file.cmp(&b.file));
+        out
     }
 
     /// Claims `path` for one recording; `None` while another recording holds it.

@@ -556,6 +556,7 @@ impl StreamTask {
         slot.files_opened += 1;
         slot.open = Some(Open::new(path.clone(), claim));
         let label = slot.label().to_owned();
+        self.recorders.opened(&path, &self.app, &self.name, &self.slots[i].name);
         self.status(i, "status", "NetStream.Record.Start", &label);
         Ok(path)
     }
@@ -675,6 +676,7 @@ impl StreamTask {
         let slot = &mut self.slots[i];
         let mut open = slot.open.take()?;
         let path = open.path.clone();
+        self.recorders.closed(&path);
         let label = slot.label().to_owned();
         let Some(mut file) = open.file.take() else {
             // Nothing was written: no file, nothing to announce.
