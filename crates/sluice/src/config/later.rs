@@ -118,7 +118,6 @@ fn why_later(name: &str) -> &'static str {
         n if n.starts_with("rtmp_auto_push") || n == "rtmp_socket_dir" => {
             "sluice runs one process: there are no workers to push streams between"
         }
-        n if n.starts_with("rtmp_stat") => "the statistics page (rtmp_stat) is not implemented yet",
         _ => "it is not implemented yet",
     }
 }
