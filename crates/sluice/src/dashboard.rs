@@ -135,8 +135,12 @@ enum Route {
 
 /// The page at the location's URI, its files by their last path segment below it.
 fn route(loc: &Location, path: &str) -> Route {
+    let slashed = loc.exact || loc.uri.ends_with('/');
     if path == loc.uri {
-        return if loc.exact || loc.uri.ends_with('/') { Route::Asset(PAGE) } else { Route::AddSlash };
+        return if slashed { Route::Asset(PAGE) } else { Route::AddSlash };
+    }
+    if !slashed && path.strip_prefix(loc.uri.as_str()) == Some("/") {
+        return Route::Asset(PAGE);
     }
     let name = path.rsplit('/').next().unwrap_or_default();
     match ASSETS.iter().position(|a| !a.name.is_empty() && a.name == name) {
@@ -233,7 +237,10 @@ mod tests {
         assert_eq!(route(&ui, "/ui/"), Route::Asset(PAGE));
         assert_eq!(name(route(&ui, "/ui/dashboard/mpegts.js")), Some("mpegts.js"));
         assert_eq!(route(&ui, "/ui/other"), Route::NotFound);
-        assert_eq!(route(&location("/ui", false), "/ui"), Route::AddSlash);
+        let bare = location("/panel", false);
+        assert_eq!(route(&bare, "/panel"), Route::AddSlash);
+        assert_eq!(route(&bare, "/panel/"), Route::Asset(PAGE));
+        assert_eq!(name(route(&bare, "/panel/dashboard/app.css")), Some("app.css"));
     }
 
     #[test]

@@ -21,6 +21,14 @@
   const rows = new Map(); // client id -> <tr>
   let autoplayed = 0;
 
+  // Puts `el` right after `prev` (first when null) in `parent`, moving it only when it is not
+  // there already: a moved <video> may pause, a moved button may lose a click.
+  function place(parent, el, prev) {
+    const want = prev ? prev.nextSibling : parent.firstChild;
+    if (el !== want) parent.insertBefore(el, want);
+    return el;
+  }
+
   // ---- formatting ----------------------------------------------------------------------
 
   function bits(n) {
@@ -224,6 +232,7 @@
   function showStreams(list) {
     const live = list.filter((s) => s.live);
     const seen = new Set();
+    let prev = null;
     for (const s of live) {
       const key = keyOf(s);
       seen.add(key);
@@ -233,7 +242,7 @@
         cards.set(key, card);
       }
       updateCard(card, s);
-      streamsEl.append(card.el); // keeps the API's order (app, then name)
+      prev = place(streamsEl, card.el, prev); // the API's order: app, then name
     }
     for (const [key, card] of cards) {
       if (!seen.has(key)) {
@@ -398,6 +407,7 @@
 
   function showClients(list) {
     const seen = new Set();
+    let prev = null;
     for (const c of list) {
       const id = String(c.id);
       seen.add(id);
@@ -412,7 +422,7 @@
       ];
       cells.forEach((text, i) => { if (tr.cells[i].textContent !== text) tr.cells[i].textContent = text; });
       tr.cells[4].title = c.flashver ? `${c.flashver}` : '';
-      clientsBody.append(tr);
+      prev = place(clientsBody, tr, prev);
     }
     for (const [id, tr] of rows) {
       if (!seen.has(id)) { tr.remove(); rows.delete(id); }

@@ -1,0 +1,77 @@
+// Opens sluice's dashboard in headless Chromium and checks what a user would: the stream is
+// listed, its player plays, a client's Drop button drops it. Prints one JSON line:
+// {ok, listed, advanced, dropped, errors, progress}; `errors` has every console error and
+// uncaught exception of the page.
+// Usage: node dashboard.cjs PAGE_URL APP/NAME SCREENSHOT_PNG
+// Env: BROWSER_MODULES (node_modules holding playwright-core), CHROMIUM (default
+//      /usr/bin/chromium), DASHBOARD_TIMEOUT_MS (per step; default 40000).
+const path = require('path');
+const { chromium } = require(path.join(process.env.BROWSER_MODULES, 'playwright-core'));
+
+const [url, stream, screenshot] = process.argv.slice(2);
+const timeout = Number(process.env.DASHBOARD_TIMEOUT_MS || 40000);
+
+(async () => {
+  const errors = [];
+  const result = { ok: false, listed: false, advanced: 0, dropped: null, escaped: false, errors, progress: 'start' };
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console: ${m.text().slice(0, 500)}`);
+    });
+    page.on('pageerror', (e) => errors.push(`exception: ${String(e).slice(0, 500)}`));
+    page.on('dialog', (d) => { errors.push(`dialog: ${d.message()}`); d.dismiss(); });
+    await page.goto(url);
+
+    result.progress = 'waiting for the stream to be listed';
+    const card = `article.stream[data-stream="${stream}"]`;
+    await page.waitForSelector(card, { timeout });
+    result.listed = (await page.textContent(`${card} .name`)) === stream;
+
+    // The player's clock moves: it plays, not just loads.
+    result.progress = 'waiting for the player to play';
+    const video = `${card} video`;
+    await page.waitForFunction((sel) => document.querySelector(sel).currentTime > 0, video, { timeout, polling: 200 });
+    const start = await page.$eval(video, (v) => v.currentTime);
+    await page.waitForFunction(([sel, t]) => document.querySelector(sel).currentTime >= t + 3, [video, start],
+      { timeout, polling: 200 });
+    result.advanced = (await page.$eval(video, (v) => v.currentTime)) - start;
+
+    // Client text (the RTMP player's flashVer) is shown as text, never parsed as HTML.
+    result.progress = 'waiting for an RTMP player in the clients table';
+    const playerRow = await page.waitForFunction(() => [...document.querySelectorAll('#clients tbody tr')]
+      .find((tr) => tr.cells[2].textContent === 'rtmp' && tr.cells[3].textContent === 'player'),
+    null, { timeout, polling: 200 });
+    result.escaped = await page.evaluate(() => !window.__xss && !document.querySelector('#clients img'));
+    await page.screenshot({ path: screenshot, fullPage: true });
+
+    result.progress = 'dropping the player';
+    const id = await playerRow.evaluate((tr) => tr.dataset.clientId);
+    await page.click(`#clients tr[data-client-id="${id}"] button.drop`);
+    await page.waitForFunction((i) => !document.querySelector(`#clients tr[data-client-id="${i}"]`), id,
+      { timeout, polling: 200 });
+    // Polling brings the list back from the API: the client must stay gone.
+    await page.waitForTimeout(2500);
+    const back = await page.$(`#clients tr[data-client-id="${id}"]`);
+    result.dropped = back ? null : Number(id);
+    result.notice = await page.$eval('#notice', (n) => (n.hidden ? '' : n.textContent));
+    result.progress = 'done';
+    result.ok = result.listed && result.advanced >= 3 && result.dropped !== null && result.escaped;
+  } catch (e) {
+    result.error = String(e).slice(0, 1000);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(result));
+})().catch((e) => {
+  console.log(JSON.stringify({ ok: false, error: String(e) }));
+  process.exit(1);
+});
