@@ -55,7 +55,12 @@ const ASSETS: &[Asset] = &[
         cache_control: REVALIDATE,
         body: include_bytes!("../assets/dashboard/index.html"),
     },
-    Asset { name: "app.js", content_type: JS, cache_control: REVALIDATE, body: include_bytes!("../assets/dashboard/app.js") },
+    Asset {
+        name: "app.js",
+        content_type: JS,
+        cache_control: REVALIDATE,
+        body: include_bytes!("../assets/dashboard/app.js"),
+    },
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -101,9 +106,8 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// Each asset's `ETag` (a digest of its bytes), in [`ASSETS`] order, computed once.
-static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    ASSETS.iter().map(|a| format!("\"{}\"", hex16(&Sha256::digest(a.body)))).collect()
-});
+static ETAGS: LazyLock<Vec<String>> =
+    LazyLock::new(|| ASSETS.iter().map(|a| format!("\"{}\"", hex16(&Sha256::digest(a.body)))).collect());
 
 fn hex16(digest: &[u8]) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()

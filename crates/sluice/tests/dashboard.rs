@@ -138,8 +138,9 @@ fn dashboard_in_an_http_location_and_off_on_the_builtin_server() {
     for path in ["/", "/dashboard/app.js", "/dashboard/hls.min.js"] {
         let res = request(&format!("{base}{path}"), &[]);
         assert!(
-            !(res.status == 200 && (res.header("content-type").starts_with("text/html")
-                || res.header("content-type").starts_with("text/javascript"))),
+            !(res.status == 200
+                && (res.header("content-type").starts_with("text/html")
+                    || res.header("content-type").starts_with("text/javascript"))),
             "{path} is still served with dashboard off: {} {}",
             res.status,
             res.header("content-type")

@@ -102,7 +102,7 @@
 
   function streamUrls(s) {
     const urls = rtmpBase(s.app).map((base) => [base.split(':')[0].toUpperCase(), `${base}/${s.name}`]);
-    if (s.hls && s.hls.playlist) urls.push(['HLS', new URL(s.hls.playlist, location.origin).href]);
+    if (hasHls(s)) urls.push(['HLS', new URL(s.hls.playlist, location.origin).href]);
     urls.push(['HTTP-FLV', location.origin + path(s.app, s.name) + '.flv']);
     const ws = location.origin.replace(/^http/, 'ws');
     urls.push(['WS-FLV', ws + path(s.app, s.name) + '.flv']);
@@ -228,6 +228,8 @@
   // ---- streams and their players --------------------------------------------------------------
 
   const keyOf = (s) => `${s.app}/${s.name}`;
+  // HLS on, and its playlist served by this HTTP server (an empty path: not served here).
+  const hasHls = (s) => !!(s.hls && s.hls.playlist);
 
   function showStreams(list) {
     const live = list.filter((s) => s.live);
@@ -299,8 +301,8 @@
 
   // hls.js when the stream has HLS, else mpegts.js on HTTP-FLV; the Switch button overrides.
   function preferredKind(card) {
-    if (card.want === 'hls' && !card.stream.hls) return 'flv';
-    return card.want || (card.stream.hls ? 'hls' : 'flv');
+    if (card.want === 'hls' && !hasHls(card.stream)) return 'flv';
+    return card.want || (hasHls(card.stream) ? 'hls' : 'flv');
   }
 
   function otherKind(card) {
@@ -312,7 +314,7 @@
     $('.play', card.el).textContent = card.player ? 'Stop' : 'Play';
     const sw = $('.switch', card.el);
     sw.textContent = kind === 'hls' ? 'Use HTTP-FLV' : 'Use HLS';
-    sw.disabled = kind === 'flv' && !card.stream.hls;
+    sw.disabled = kind === 'flv' && !hasHls(card.stream);
   }
 
   function setState(card, text) {

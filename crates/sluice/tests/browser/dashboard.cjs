@@ -24,11 +24,11 @@ const timeout = Number(process.env.DASHBOARD_TIMEOUT_MS || 40000);
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(`console: ${m.text().slice(0, 500)}`);
-    });
-    page.on('pageerror', (e) => errors.push(`exception: ${String(e).slice(0, 500)}`));
-    page.on('dialog', (d) => { errors.push(`dialog: ${d.message()}`); d.dismiss(); });
+    // The first few are enough to say what went wrong.
+    const error = (text) => { if (errors.length < 10) errors.push(text.slice(0, 500)); };
+    page.on('console', (m) => { if (m.type() === 'error') error(`console: ${m.text()}`); });
+    page.on('pageerror', (e) => error(`exception: ${e}`));
+    page.on('dialog', (d) => { error(`dialog: ${d.message()}`); d.dismiss(); });
     await page.goto(url);
 
     result.progress = 'waiting for the stream to be listed';
