@@ -176,9 +176,39 @@ fn rtmp_player(url: &str) -> Proc {
     Proc(child)
 }
 
-#[test]
-fn dashboard_in_chromium_lists_plays_and_drops() {
+/// Runs `tests/browser/dashboard.cjs` on `server`'s dashboard for the stream `live/NAME`
+/// (`drop`: drop an RTMP player with its button too), saving `target/artifacts/SHOT`; returns
+/// its verdict and, for failure messages, the script's stderr and the server's log.
+fn open_dashboard(server: &Server, name: &str, drop: bool, shot: &str) -> (String, String) {
     let modules = browser_modules();
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join(shot);
+    let _ = std::fs::remove_file(&screenshot);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
+    let out = run_timeout(
+        Command::new("node")
+            .arg(script)
+            .arg(format!("http://127.0.0.1:{}/", server.http_port))
+            .arg(format!("live/{name}"))
+            .arg(&screenshot)
+            .env("BROWSER_MODULES", &modules)
+            .env("DASHBOARD_DROP", if drop { "1" } else { "0" }),
+        Duration::from_secs(180),
+    );
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let context = format!("{verdict}\nstderr:\n{}\nlog:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    assert!(verdict.contains("\"listed\":true"), "the stream is not listed: {context}");
+    assert!(verdict.contains("\"errors\":[]"), "the page logged errors: {context}");
+    assert!(verdict.contains("\"ok\":true"), "{context}");
+    assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
+    (verdict, context)
+}
+
+/// With `hls on` the page plays the stream's HLS with hls.js; a client's Drop button ends its
+/// connection; client text stays text.
+#[test]
+fn dashboard_in_chromium_lists_plays_hls_and_drops() {
     let dir = TempDir::new("dashboard");
     let hls = dir.path("hls");
     let server = builtin_server("", &format!("hls on; hls_path {}; hls_fragment 1s;", hls.display()));
@@ -187,32 +217,22 @@ fn dashboard_in_chromium_lists_plays_and_drops() {
         std::fs::read_to_string(hls.join("cam.m3u8")).ok().filter(|t| t.matches("#EXTINF").count() >= 2)
     });
     let mut player = rtmp_player(&server.url("cam"));
-
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("dashboard.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
-    let out = run_timeout(
-        Command::new("node")
-            .arg(script)
-            .arg(format!("http://127.0.0.1:{}/", server.http_port))
-            .arg("live/cam")
-            .arg(&screenshot)
-            .env("BROWSER_MODULES", &modules),
-        Duration::from_secs(180),
-    );
-    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let context = || format!("{verdict}\nstderr:\n{}\nlog:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
-    assert!(verdict.contains("\"listed\":true"), "the stream is not listed: {}", context());
-    assert!(verdict.contains("\"escaped\":true"), "client text reached the page as HTML: {}", context());
-    assert!(verdict.contains("\"errors\":[]"), "the page logged errors: {}", context());
-    assert!(verdict.contains("\"ok\":true"), "{}", context());
-    assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
+    let (verdict, context) = open_dashboard(&server, "cam", true, "dashboard.png");
+    assert!(verdict.contains("\"player\":\"HLS\""), "not hls.js: {context}");
+    assert!(verdict.contains("\"escaped\":true"), "client text reached the page as HTML: {context}");
     // The dropped player's connection ended: ffmpeg's input closed and it exited.
     assert!(
         wait_timeout(&mut player.0, Duration::from_secs(15)).is_some(),
-        "the dropped RTMP player is still connected: {}",
-        context()
+        "the dropped RTMP player is still connected: {context}"
     );
+}
+
+/// Without HLS the page plays the stream over HTTP-FLV with mpegts.js.
+#[test]
+fn dashboard_in_chromium_plays_http_flv_without_hls() {
+    let server = builtin_server("", "");
+    let _publisher = ffmpeg_publish(&server.url("flv"), 120, 25);
+    wait_published(&server, "flv");
+    let (verdict, context) = open_dashboard(&server, "flv", false, "dashboard-flv.png");
+    assert!(verdict.contains("\"player\":\"HTTP-FLV\""), "not mpegts.js: {context}");
 }

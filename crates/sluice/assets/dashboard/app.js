@@ -254,6 +254,11 @@
       }
     }
     $('#no-streams').hidden = live.length > 0;
+    // "How to publish" names a live stream's application until the user types another.
+    if (live.length && !pubAppEdited && $('#pub-app').value !== live[0].app) {
+      $('#pub-app').value = live[0].app;
+      updatePublishHelp();
+    }
   }
 
   function newCard(s) {
@@ -486,7 +491,8 @@
       'ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=25 -f lavfi -i sine=frequency=440 ' +
       `-c:v libx264 -preset veryfast -tune zerolatency -g 50 -pix_fmt yuv420p -c:a aac -f flv ${base}/${key}`;
   }
-  $('#pub-app').addEventListener('input', updatePublishHelp);
+  let pubAppEdited = false;
+  $('#pub-app').addEventListener('input', () => { pubAppEdited = true; updatePublishHelp(); });
   $('#pub-key').addEventListener('input', updatePublishHelp);
   updatePublishHelp();
 

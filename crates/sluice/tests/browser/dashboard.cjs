@@ -1,15 +1,18 @@
 // Opens sluice's dashboard in headless Chromium and checks what a user would: the stream is
 // listed, its player plays, a client's Drop button drops it. Prints one JSON line:
-// {ok, listed, advanced, dropped, errors, progress}; `errors` has every console error and
-// uncaught exception of the page.
+// {ok, listed, advanced, player, dropped, escaped, errors, progress}; `player` is what the
+// player says it plays (`HLS`, `HTTP-FLV`); `errors` has the page's console errors and uncaught
+// exceptions.
 // Usage: node dashboard.cjs PAGE_URL APP/NAME SCREENSHOT_PNG
 // Env: BROWSER_MODULES (node_modules holding playwright-core), CHROMIUM (default
-//      /usr/bin/chromium), DASHBOARD_TIMEOUT_MS (per step; default 40000).
+//      /usr/bin/chromium), DASHBOARD_TIMEOUT_MS (per step; default 40000), DASHBOARD_DROP
+//      (`0`: no client to drop, skip that step).
 const path = require('path');
 const { chromium } = require(path.join(process.env.BROWSER_MODULES, 'playwright-core'));
 
 const [url, stream, screenshot] = process.argv.slice(2);
 const timeout = Number(process.env.DASHBOARD_TIMEOUT_MS || 40000);
+const drop = process.env.DASHBOARD_DROP !== '0';
 
 (async () => {
   const errors = [];
@@ -44,6 +47,14 @@ const timeout = Number(process.env.DASHBOARD_TIMEOUT_MS || 40000);
     await page.waitForFunction(([sel, t]) => document.querySelector(sel).currentTime >= t + 3, [video, start],
       { timeout, polling: 200 });
     result.advanced = (await page.$eval(video, (v) => v.currentTime)) - start;
+    result.player = await page.textContent(`${card} .player-state`);
+    if (!drop) {
+      await page.screenshot({ path: screenshot, fullPage: true });
+      result.escaped = true;
+      result.progress = 'done';
+      result.ok = result.listed && result.advanced >= 3;
+      return;
+    }
 
     // Client text (the RTMP player's flashVer) is shown as text, never parsed as HTML.
     result.progress = 'waiting for an RTMP player in the clients table';
@@ -69,8 +80,8 @@ const timeout = Number(process.env.DASHBOARD_TIMEOUT_MS || 40000);
     result.error = String(e).slice(0, 1000);
   } finally {
     await browser.close();
+    console.log(JSON.stringify(result));
   }
-  console.log(JSON.stringify(result));
 })().catch((e) => {
   console.log(JSON.stringify({ ok: false, error: String(e) }));
   process.exit(1);
