@@ -176,32 +176,39 @@ fn rtmp_player(url: &str) -> Proc {
     Proc(child)
 }
 
-/// Runs `tests/browser/dashboard.cjs` on `server`'s dashboard for the stream `live/NAME`
-/// (`drop`: drop an RTMP player with its button too), saving `target/artifacts/SHOT`; returns
-/// its verdict and, for failure messages, the script's stderr and the server's log.
-fn open_dashboard(server: &Server, name: &str, drop: bool, shot: &str) -> (String, String) {
+/// Runs `tests/browser/dashboard.cjs` on the dashboard at `page` for the stream `live/NAME`
+/// with the script's `env` (see the script), saving `target/artifacts/SHOT`; returns its
+/// verdict and, for failure messages, that with the script's stderr and the server's log.
+fn run_dashboard_script(server: &Server, page: &str, name: &str, shot: &str, env: &[(&str, &str)]) -> (String, String) {
     let modules = browser_modules();
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join(shot);
     let _ = std::fs::remove_file(&screenshot);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
-    let out = run_timeout(
-        Command::new("node")
-            .arg(script)
-            .arg(format!("http://127.0.0.1:{}/", server.http_port))
-            .arg(format!("live/{name}"))
-            .arg(&screenshot)
-            .env("BROWSER_MODULES", &modules)
-            .env("DASHBOARD_DROP", if drop { "1" } else { "0" }),
-        Duration::from_secs(180),
-    );
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .arg(format!("http://127.0.0.1:{}{page}", server.http_port))
+        .arg(format!("live/{name}"))
+        .arg(&screenshot)
+        .env("BROWSER_MODULES", &modules);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run_timeout(&mut cmd, Duration::from_secs(180));
     let verdict = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let context = format!("{verdict}\nstderr:\n{}\nlog:\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+    assert!(screenshot.exists(), "no screenshot at {}: {context}", screenshot.display());
+    (verdict, context)
+}
+
+/// [`run_dashboard_script`] on the built-in server's `/`, which must list and play the stream
+/// without logging an error.
+fn open_dashboard(server: &Server, name: &str, shot: &str, env: &[(&str, &str)]) -> (String, String) {
+    let (verdict, context) = run_dashboard_script(server, "/", name, shot, env);
     assert!(verdict.contains("\"listed\":true"), "the stream is not listed: {context}");
     assert!(verdict.contains("\"errors\":[]"), "the page logged errors: {context}");
     assert!(verdict.contains("\"ok\":true"), "{context}");
-    assert!(screenshot.exists(), "no screenshot at {}", screenshot.display());
     (verdict, context)
 }
 
@@ -217,7 +224,7 @@ fn dashboard_in_chromium_lists_plays_hls_and_drops() {
         std::fs::read_to_string(hls.join("cam.m3u8")).ok().filter(|t| t.matches("#EXTINF").count() >= 2)
     });
     let mut player = rtmp_player(&server.url("cam"));
-    let (verdict, context) = open_dashboard(&server, "cam", true, "dashboard.png");
+    let (verdict, context) = open_dashboard(&server, "cam", "dashboard.png", &[]);
     assert!(verdict.contains("\"player\":\"HLS\""), "not hls.js: {context}");
     assert!(verdict.contains("\"escaped\":true"), "client text reached the page as HTML: {context}");
     // The dropped player's connection ended: ffmpeg's input closed and it exited.
@@ -233,6 +240,31 @@ fn dashboard_in_chromium_plays_http_flv_without_hls() {
     let server = builtin_server("", "");
     let _publisher = ffmpeg_publish(&server.url("flv"), 120, 25);
     wait_published(&server, "flv");
-    let (verdict, context) = open_dashboard(&server, "flv", false, "dashboard-flv.png");
+    let (verdict, context) = open_dashboard(&server, "flv", "dashboard-flv.png", &[("DASHBOARD_DROP", "0")]);
     assert!(verdict.contains("\"player\":\"HTTP-FLV\""), "not mpegts.js: {context}");
+}
+
+/// With `api_token`, the page asks for the token, sends it, and then works.
+#[test]
+fn dashboard_in_chromium_asks_for_the_api_token() {
+    let server = builtin_server("api_token s3cret-token;", "");
+    let _publisher = ffmpeg_publish(&server.url("tok"), 120, 25);
+    wait_published(&server, "tok");
+    let env = [("DASHBOARD_DROP", "0"), ("DASHBOARD_TOKEN", "s3cret-token")];
+    let (verdict, context) = open_dashboard(&server, "tok", "dashboard-token.png", &env);
+    assert!(verdict.contains("\"asked_token\":true"), "{context}");
+}
+
+/// A page whose API refuses it (here an `http {}` block denying the API to everyone) says so.
+#[test]
+fn dashboard_in_chromium_says_when_the_api_refuses_it() {
+    let server = Server::start_conf(
+        "rtmp { server { listen 127.0.0.1:{rtmp}; application live { live on; } } }\n\
+         http { server { listen 127.0.0.1:{http}; location /ui/ { dashboard on; } location /api/ { api on; deny all; } } }\n",
+    );
+    let (verdict, context) =
+        run_dashboard_script(&server, "/ui/", "none", "dashboard-refused.png", &[("DASHBOARD_REFUSED", "1")]);
+    assert!(verdict.contains("\"ok\":true"), "{context}");
+    assert!(verdict.contains("\"errors\":[]"), "the page logged errors: {context}");
+    assert!(verdict.contains("The API refused this address (403"), "{context}");
 }

@@ -182,6 +182,9 @@
     if (fromPoll) notice.dataset.fromPoll = '1'; else delete notice.dataset.fromPoll;
   }
 
+  // "403: why" from the API's error text, "403 Forbidden" from a bare status page.
+  const statusText = (err) => (err.message.startsWith(String(err.status)) ? err.message : `${err.status}: ${err.message}`);
+
   // What an API refusal means to the person looking at the page.
   function explain(err) {
     switch (err.status) {
@@ -190,12 +193,12 @@
         $('#token-form').hidden = false;
         return `The API needs a token (api_token): ${err.message}`;
       case 403:
-        return `The API refused this address (403: ${err.message}). The built-in server shows its pages and ` +
+        return `The API refused this address (${statusText(err)}). The built-in server shows its pages and ` +
           'API to loopback clients only, unless the configuration says "http_stats_public on;"; ' +
           'in an http {} block, allow this address in the API location.';
       case 404:
         return `No API at ${API} on this server (404). In an http {} block, add "location /api/ { api on; }".`;
-      default: return `The API answered ${err.status}: ${err.message}`;
+      default: return `The API answered ${statusText(err)}`;
     }
   }
 
@@ -466,7 +469,7 @@
       if (err.status === 404) {
         showNotice(`Client ${id} is already gone.`);
       } else if (err.status === 403) {
-        showNotice(`Dropping client ${id} was refused (403: ${err.message}). The API's actions are allowed ` +
+        showNotice(`Dropping client ${id} was refused (${statusText(err)}). The API's actions are allowed ` +
           'from permitted addresses only (loopback on the built-in server).');
       } else {
         showNotice(`Dropping client ${id}: ${explain(err)}`);

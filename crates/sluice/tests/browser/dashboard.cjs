@@ -1,18 +1,22 @@
 // Opens sluice's dashboard in headless Chromium and checks what a user would: the stream is
 // listed, its player plays, a client's Drop button drops it. Prints one JSON line:
-// {ok, listed, advanced, player, dropped, escaped, errors, progress}; `player` is what the
-// player says it plays (`HLS`, `HTTP-FLV`); `errors` has the page's console errors and uncaught
-// exceptions.
+// {ok, listed, advanced, player, dropped, escaped, asked_token, notice, errors, progress};
+// `player` is what the player says it plays (`HLS`, `HTTP-FLV`); `errors` has the page's
+// console errors and uncaught exceptions.
 // Usage: node dashboard.cjs PAGE_URL APP/NAME SCREENSHOT_PNG
 // Env: BROWSER_MODULES (node_modules holding playwright-core), CHROMIUM (default
 //      /usr/bin/chromium), DASHBOARD_TIMEOUT_MS (per step; default 40000), DASHBOARD_DROP
-//      (`0`: no client to drop, skip that step).
+//      (`0`: no client to drop, skip that step), DASHBOARD_TOKEN (the page must ask for the API
+//      token: give it this one), DASHBOARD_REFUSED (`1`: the API refuses the page; wait for the
+//      page to say so in its notice, and stop there).
 const path = require('path');
 const { chromium } = require(path.join(process.env.BROWSER_MODULES, 'playwright-core'));
 
 const [url, stream, screenshot] = process.argv.slice(2);
 const timeout = Number(process.env.DASHBOARD_TIMEOUT_MS || 40000);
 const drop = process.env.DASHBOARD_DROP !== '0';
+const token = process.env.DASHBOARD_TOKEN;
+const refused = process.env.DASHBOARD_REFUSED === '1';
 
 (async () => {
   const errors = [];
@@ -29,10 +33,30 @@ const drop = process.env.DASHBOARD_DROP !== '0';
     const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     // The first few are enough to say what went wrong.
     const error = (text) => { if (errors.length < 10) errors.push(text.slice(0, 500)); };
-    page.on('console', (m) => { if (m.type() === 'error') error(`console: ${m.text()}`); });
+    // Asking for the token, the page's requests were answered 401: those the browser logs are
+    // expected; so are the 403s of a refused page.
+    const expected = (text) => (token && / status of 401 /.test(text)) || (refused && / status of 403 /.test(text));
+    page.on('console', (m) => { if (m.type() === 'error' && !expected(m.text())) error(`console: ${m.text()}`); });
     page.on('pageerror', (e) => error(`exception: ${e}`));
     page.on('dialog', (d) => { error(`dialog: ${d.message()}`); d.dismiss(); });
     await page.goto(url);
+
+    if (refused) {
+      result.progress = 'waiting for the page to say the API refused it';
+      await page.waitForSelector('#notice:not([hidden])', { timeout });
+      result.notice = await page.textContent('#notice');
+      await page.screenshot({ path: screenshot, fullPage: true });
+      result.progress = 'done';
+      result.ok = true;
+      return;
+    }
+    if (token) {
+      result.progress = 'waiting for the page to ask for the API token';
+      await page.waitForSelector('#token-form:not([hidden])', { timeout });
+      result.asked_token = true;
+      await page.fill('#token', token);
+      await page.click('#token-form button[type=submit]');
+    }
 
     result.progress = 'waiting for the stream to be listed';
     const card = `article.stream[data-stream="${stream}"]`;
