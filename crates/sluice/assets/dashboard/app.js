@@ -208,6 +208,7 @@
     if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
     $('#token').value = '';
     $('#token-form').hidden = true;
+    showNotice('');
     poll();
   });
 
