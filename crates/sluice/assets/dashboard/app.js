@@ -19,7 +19,6 @@
   let rtmpPorts = []; // [{scheme, port}] from server.rtmp
   const cards = new Map(); // "app/name" -> card state
   const rows = new Map(); // client id -> <tr>
-  let autoplayed = 0;
 
   // Puts `el` right after `prev` (first when null) in `parent`, moving it only when it is not
   // there already: a moved <video> may pause, a moved button may lose a click.
@@ -234,6 +233,10 @@
   const keyOf = (s) => `${s.app}/${s.name}`;
   // HLS on, and its playlist served by this HTTP server (an empty path: not served here).
   const hasHls = (s) => !!(s.hls && s.hls.playlist);
+  // A stream just published has no playlist yet: its player waits for the first segment (a
+  // few polls at most), rather than starting with a 404.
+  const hlsReady = (s) => !hasHls(s) || s.hls.segments > 0;
+  const HLS_WAIT_POLLS = 5;
 
   function showStreams(list) {
     const live = list.filter((s) => s.live);
@@ -269,17 +272,15 @@
     const el = streamTpl.content.firstElementChild.cloneNode(true);
     el.dataset.stream = keyOf(s);
     $('.name', el).textContent = keyOf(s);
-    const card = { el, video: $('video', el), stream: s, player: null, kind: null, want: null, urls: '' };
+    const card = { el, video: $('video', el), stream: s, player: null, kind: null, want: null, urls: '', waited: 0 };
     $('.play', el).addEventListener('click', () => (card.player ? stopPlayer(card) : startPlayer(card)));
     $('.switch', el).addEventListener('click', () => {
       card.want = otherKind(card);
       if (card.player) startPlayer(card);
       updatePlayerBar(card);
     });
-    if (autoplayed < AUTOPLAY_MAX) {
-      autoplayed++;
-      card.autoplay = true;
-    }
+    const playing = [...cards.values()].filter((c) => c.player || c.autoplay).length;
+    card.autoplay = playing < AUTOPLAY_MAX;
     return card;
   }
 
@@ -301,7 +302,7 @@
       card.urls = sig;
       $('.urls', card.el).replaceChildren(...urls.map(([label, value]) => urlRow(label, value)));
     }
-    if (card.autoplay) {
+    if (card.autoplay && (hlsReady(s) || ++card.waited > HLS_WAIT_POLLS)) {
       card.autoplay = false;
       startPlayer(card);
     }
