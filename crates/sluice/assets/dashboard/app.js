@@ -9,6 +9,9 @@
   const POLL_MS = 2000;
   // Players started without a click: more would cost the viewer's bandwidth and CPU.
   const AUTOPLAY_MAX = 4;
+  // The page asks for at most this many of each list, every poll (a server may have thousands).
+  const MAX_STREAMS = 200;
+  const MAX_CLIENTS = 500;
   const TOKEN_KEY = 'sluice.api_token';
 
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -501,6 +504,15 @@
   $('#pub-key').addEventListener('input', updatePublishHelp);
   updatePublishHelp();
 
+  // A big server's lists are cut to their first page (the API sorts them): say so.
+  function showMore(sel, answer, key, what) {
+    const shown = answer && Array.isArray(answer[key]) ? answer[key].length : 0;
+    const total = answer && typeof answer.total === 'number' ? answer.total : shown;
+    const el = $(sel);
+    el.hidden = total <= shown;
+    el.textContent = `Showing the first ${shown} of ${total} ${what}; the API has them all (${API}/${key}).`;
+  }
+
   // ---- polling ------------------------------------------------------------------------------------
 
   let timer = null;
@@ -512,11 +524,13 @@
     polling = true;
     try {
       const [server, streams, clients] = await Promise.all([
-        api('GET', '/server'), api('GET', '/streams'), api('GET', '/clients'),
+        api('GET', '/server'), api('GET', `/streams?count=${MAX_STREAMS}`), api('GET', `/clients?count=${MAX_CLIENTS}`),
       ]);
       showServer(server || {});
       showStreams((streams && streams.streams) || []);
       showClients((clients && clients.clients) || []);
+      showMore('#streams-more', streams, 'streams', 'streams');
+      showMore('#clients-more', clients, 'clients', 'clients');
       if (notice.dataset.fromPoll) showNotice('');
       $('#status').textContent = `Updated ${new Date().toLocaleTimeString()}`;
       document.body.classList.remove('stale');
