@@ -114,8 +114,7 @@ fn hex16(digest: &[u8]) -> String {
 }
 
 /// Answer a request to a location this module handles.
-pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
-    let _ = state;
+pub async fn respond(_state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
