@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::{ConnectionLimit, ConnectionPermit};
 use crate::config::HttpLimits;
+use crate::httpflv::HeldPermit;
 use crate::server::{LogEvery, ACCEPT_BACKOFF, ACCEPT_ERROR_LOG_INTERVAL};
 
 /// How often refusals at the connection limit are logged while they go on.
@@ -81,13 +82,16 @@ async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
     limits: HttpLimits,
-    _permit: ConnectionPermit,
+    permit: ConnectionPermit,
     router: Router,
     shutdown: CancellationToken,
 ) {
     let io = TokioIo::new(SendTimeout::new(socket, limits.send_timeout));
+    // Held by the connection and by each request: a WebSocket player keeps it after the upgrade.
+    let permit = Arc::new(permit);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(HeldPermit(permit.clone()));
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req.map(Body::new))
     });
@@ -96,7 +100,8 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout())
         .keep_alive(limits.keepalive_timeout.is_some());
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: WebSocket-FLV players (`crate::httpflv`).
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -1,0 +1,141 @@
+//! One HTTP-FLV or WebSocket-FLV player's byte stream: what the RTMP connection's play side
+//! does (the start pack, the live gate, skip-to-keyframe, publish and unpublish), with FLV tags
+//! for RTMP chunks. Each [`FlvPlayer::next`] gives the bytes of one ring batch; the caller writes
+//! them before asking again, so a slow reader falls behind in the ring, never in a queue here.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flv::LiveMuxer;
+use rtmp::MediaKind;
+
+use super::Session;
+use crate::config::AppConf;
+use crate::hub::{Batch, Entry, Frame, StartPack, Subscriber};
+use crate::live::PlayerGate;
+
+/// Most ring entries taken per write, as the RTMP connection takes.
+const MAX_BATCH: usize = 64;
+
+/// A player of one stream, from its first bytes to its end.
+pub(crate) struct FlvPlayer {
+    sub: Subscriber,
+    app: Arc<AppConf>,
+    name: String,
+    gate: PlayerGate,
+    mux: LiveMuxer,
+    /// The header and start pack, given by the first [`FlvPlayer::next`].
+    first: Option<Bytes>,
+    /// Nothing more to send: the publisher left.
+    ended: bool,
+    /// Dropped last (fields drop in order): reports the end once the stream is left.
+    session: Session,
+}
+
+impl FlvPlayer {
+    /// A player that joined `sub` with `pack`; its first bytes are the FLV header and, when the
+    /// stream is live, the start pack.
+    pub(super) fn new(session: Session, app: Arc<AppConf>, name: String, pack: StartPack, sub: Subscriber) -> Self {
+        // Before the publisher, or before its headers came, both tracks may come.
+        let known = pack.live && (pack.video_header.is_some() || pack.audio_header.is_some());
+        let (audio, video) =
+            if known { (pack.audio_header.is_some(), pack.video_header.is_some()) } else { (true, true) };
+        let gate = PlayerGate::new(&app.live);
+        let mut p = FlvPlayer { sub, app, name, gate, mux: LiveMuxer::new(), first: None, ended: false, session };
+        let mut out = LiveMuxer::header(audio, video).to_vec();
+        if pack.live {
+            p.write_start_pack(&mut out, &pack);
+        }
+        p.first = Some(out.into());
+        p
+    }
+
+    /// The next bytes to send; `None` when the response ends: the publisher left, control
+    /// dropped the player, or the server shuts down.
+    pub(crate) async fn next(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            self.session.handle.add_out(first.len());
+            return Some(first);
+        }
+        loop {
+            if self.ended {
+                return None;
+            }
+            let ctx = self.session.ctx.clone();
+            let batch = tokio::select! {
+                biased;
+                _ = self.session.handle.dropped() => {
+                    tracing::info!(client = %self.session.client.addr, stream = %self.name, "player dropped by control");
+                    return None;
+                }
+                _ = ctx.shutdown.cancelled() => return None,
+                batch = self.sub.next_batch(MAX_BATCH) => batch,
+            };
+            let mut out = Vec::new();
+            self.write_batch(&mut out, batch);
+            if !out.is_empty() {
+                self.session.handle.add_out(out.len());
+                self.session.handle.set_timestamp(self.mux.last_timestamp());
+                return Some(out.into());
+            }
+        }
+    }
+
+    /// Whether the server is shutting down (a WebSocket then closes with "going away").
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.session.ctx.shutdown.is_cancelled()
+    }
+
+    /// One ring batch as FLV tags, as the RTMP connection's `send_batch` sends it.
+    fn write_batch(&mut self, out: &mut Vec<u8>, batch: Batch) {
+        if batch.skipped > 0 {
+            // Fell behind: resume at a keyframe, after the headers it needs.
+            tracing::debug!(client = %self.session.client.addr, stream = %self.name, skipped = batch.skipped, "player lagging, skipped to keyframe");
+            self.session.handle.add_dropped(batch.skipped);
+            self.gate.restart();
+            let mut pack = self.sub.stream().start_pack();
+            pack.gop.clear();
+            self.write_start_pack(out, &pack);
+        }
+        let has_video = self.sub.stream().has_video();
+        for entry in batch.entries {
+            match entry {
+                Entry::Frame(f) => {
+                    if self.gate.admit(&f, has_video) {
+                        self.write_frame(out, &f);
+                    }
+                }
+                // A new publisher: its metadata and sequence headers follow in the ring.
+                Entry::Published => {
+                    tracing::debug!(client = %self.session.client.addr, stream = %self.name, "player: stream published");
+                    self.gate.restart();
+                    self.mux.rebase();
+                }
+                Entry::Unpublished => {
+                    tracing::info!(client = %self.session.client.addr, app = %self.app.name, stream = %self.name, "player closed: publisher left");
+                    self.ended = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Metadata, sequence headers and the cached GOP.
+    fn write_start_pack(&mut self, out: &mut Vec<u8>, pack: &StartPack) {
+        let has_video = pack.video_header.is_some();
+        let frames = pack.metadata.iter().chain(&pack.video_header).chain(&pack.audio_header).chain(&pack.gop);
+        for f in frames {
+            if self.gate.admit(f, has_video) {
+                self.write_frame(out, f);
+            }
+        }
+    }
+
+    fn write_frame(&mut self, out: &mut Vec<u8>, f: &Frame) {
+        // Data messages (metadata, cue points) have no clock of their own.
+        let config = f.sequence_header || f.kind == MediaKind::Data;
+        if let Err(e) = self.mux.write(out, f.kind.type_id(), f.timestamp, &f.payload, config) {
+            tracing::debug!(client = %self.session.client.addr, stream = %self.name, "frame not sent: {e}");
+        }
+    }
+}
