@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::player::FlvPlayer;
 
 /// RFC 6455, 1.3: appended to the client's key before hashing.
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65";
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Longest frame a client may send (it has nothing to send but control frames).
 pub(crate) const MAX_IN_FRAME: usize = 64 * 1024;
 /// RFC 6455, 5.5: control frames carry at most 125 bytes.
