@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn the_accept_key_is_rfc_6455s_example() {
         // RFC 6455, 1.3.
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kKOGzzhZRbK+xOo=");
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
