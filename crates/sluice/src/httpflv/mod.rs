@@ -160,7 +160,7 @@ impl Drop for Session {
         let mut ended = Vec::with_capacity(2);
         if let Some((name, args)) = &self.asked {
             self.handle.clear_stream(Role::Player);
-            tracing::info!(client = %self.client.addr, app = %app.name, stream = %name, protocol = self.kind.protocol(), "play done");
+            tracing::info!(client = %self.client.addr, app = %app.name, stream = %name, protocol = %self.kind.protocol(), "play done");
             ended.push(Ended::Play { name, args });
         }
         ended.push(Ended::Disconnect { app_args: "" });
@@ -218,15 +218,17 @@ async fn admit(ctx: &Arc<ServerCtx>, target: &Target, req: Requested) -> Result<
         return Err((StatusCode::BAD_REQUEST, format!("bad stream name: {e}")));
     }
     let (pack, sub) = subscribe(ctx, &app, &client, &name, &target.args, pull_from.as_deref())?;
-    tracing::info!(client = %req.peer, app = %app.name, stream = %name, args = %redact_query(&target.args), protocol = req.kind.protocol(), "play");
+    tracing::info!(client = %req.peer, app = %app.name, stream = %name, args = %redact_query(&target.args), clientid = session.handle.id(), protocol = %req.kind.protocol(), "play");
     session.handle.set_stream(&name, Role::Player);
     session.asked = Some((target.name.clone(), target.args.clone()));
     Ok(player::FlvPlayer::new(session, app, name, pack, sub))
 }
 
-/// A policy refusal as the HTTP client is told it.
+/// A policy refusal as the HTTP client is told it: a bad name (no counted reason) is the
+/// request's fault, the rest are refusals.
 fn forbidden(refused: policy::Refused) -> Refusal {
-    (StatusCode::FORBIDDEN, refused.text)
+    let status = if refused.reason.is_some() { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    (status, refused.text)
 }
 
 /// Join the stream (or its pull) as the RTMP connection's `start_play` does; `404` when there
