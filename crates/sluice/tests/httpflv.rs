@@ -368,3 +368,29 @@ async fn a_slow_http_player_skips_and_does_not_slow_the_publisher_or_an_rtmp_pla
     let client = format!("client={slow_addr}");
     assert!(skipped.iter().all(|l| l.contains(&client)), "only the slow player skipped: {skipped:?}");
 }
+
+#[test]
+fn shutdown_ends_http_and_websocket_players() {
+    let mut s = builtin("", "");
+    let _publisher = publish(&s, "cam", 60);
+    let (mut http, status, _, _) = open(s.http_port, "/live/cam.flv", "");
+    assert_eq!(status, 200);
+    let (ws, status, _, rest) = open(
+        s.http_port,
+        "/live/cam.flv",
+        "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    );
+    assert_eq!(status, 101);
+    let mut reader = WsReader { s: ws, buf: rest };
+    assert_eq!(reader.frame().0, 2);
+    let status = s.terminate();
+    assert!(status.success(), "sluice exits cleanly with players connected: {status:?}");
+    assert!(ends_within(&mut http, Duration::from_secs(5)), "the HTTP response ended");
+    let close = loop {
+        let (op, payload) = reader.frame();
+        if op != 2 {
+            break (op, payload);
+        }
+    };
+    assert_eq!(close, (0x8, 1001u16.to_be_bytes().to_vec()), "going away");
+}
