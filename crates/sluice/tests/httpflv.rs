@@ -96,19 +96,15 @@ fn ffprobe_and_ffmpeg_play_http_flv_from_the_builtin_server() {
     let url = format!("http://127.0.0.1:{}/live/cam.flv", s.http_port);
     assert_eq!(ffprobe_streams(&url), ["aac", "h264,640,360"]);
     let out = run_timeout(
-        Command::new("ffmpeg").args(["-nostdin", "-hide_banner", "-rw_timeout", "15000000", "-i", &url]).args([
-            "-t", "3", "-f", "null", "-",
-        ]),
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-rw_timeout", "15000000", "-i", &url])
+            .args(["-t", "3", "-f", "null", "-"]),
         Duration::from_secs(60),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg failed: {err}");
-    let frames: u32 = err
-        .rsplit("frame=")
-        .next()
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let frames: u32 =
+        err.rsplit("frame=").next().and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(frames >= 50, "3 s at 25 fps decoded, got {frames}: {err}");
     // HEAD: the head alone; other methods are refused; other paths are not streams.
     let head = run_timeout(Command::new("curl").args(["-sI", "--max-time", "20", &url]), Duration::from_secs(30));

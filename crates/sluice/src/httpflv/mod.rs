@@ -42,8 +42,8 @@ use crate::access::ConnectionPermit;
 use crate::clients::{ClientHandle, ConnectMeta, Kind, Role};
 use crate::config::{AppConf, Location};
 use crate::events::ClientInfo;
-use crate::hub::{StartPack, StreamOptions, Subscriber};
 use crate::http::{status_response, HttpState};
+use crate::hub::{StartPack, StreamOptions, Subscriber};
 use crate::policy::{self, Admit, Ask, Ended, PlayArgs, Policy};
 use crate::server::ServerCtx;
 use crate::streams;
@@ -85,7 +85,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     };
     let upgrade = match ws::handshake(&req) {
         Ok(u) => u,
-        Err(res) => return res,
+        Err(refused) => return refused.into_response(),
     };
     let kind = if upgrade.is_some() { Kind::WsFlv } else { Kind::HttpFlv };
     let request = Requested { peer, meta: connect_meta(req.headers(), req.uri()), kind };
@@ -194,12 +194,17 @@ async fn admit(ctx: &Arc<ServerCtx>, target: &Target, req: Requested) -> Result<
         page_url: req.meta.pageurl,
     };
     let app = policy::application(&policy, &ctx.apps, &client).map_err(|r| (StatusCode::NOT_FOUND, r.text))?;
-    let mut session =
-        Session { ctx: ctx.clone(), handle, kind: req.kind, _permit: permit, client: client.clone(), app: Some(app.clone()), asked: None };
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u32;
+    let mut session = Session {
+        ctx: ctx.clone(),
+        handle,
+        kind: req.kind,
+        _permit: permit,
+        client: client.clone(),
+        app: Some(app.clone()),
+        asked: None,
+    };
+    let epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u32;
     let ok = policy::connect(&policy, &ctx.apps, app, client, "", epoch).await.map_err(forbidden)?;
     session.handle.set_app(&ok.app.name);
     session.app = Some(ok.app.clone());

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn the_path_form_names_app_and_stream() {
         assert_eq!(Target::parse("/live/cam.flv", ""), Ok(target("live", "cam", "", None)));
-        assert_eq!(Target::parse("/live/cam.flv", "token=x&port=1936"), Ok(target("live", "cam", "token=x", Some(1936))));
+        assert_eq!(
+            Target::parse("/live/cam.flv", "token=x&port=1936"),
+            Ok(target("live", "cam", "token=x", Some(1936)))
+        );
         // An application name with a slash, as nginx-rtmp allows.
         assert_eq!(Target::parse("/a/b/cam.flv", ""), Ok(target("a/b", "cam", "", None)));
         for bad in ["/cam.flv", "/live/.flv", "/live/cam", "/", "//cam.flv"] {

@@ -41,9 +41,31 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_TOO_BIG: u16 = 1009;
 
+/// A WebSocket handshake refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// Malformed: `400` with why.
+    Bad(&'static str),
+    /// Not version 13: `426` naming it (RFC 6455, 4.4).
+    Version,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Bad(why) => (StatusCode::BAD_REQUEST, format!("400 {why}\n")).into_response(),
+            Refused::Version => {
+                let mut res = (StatusCode::UPGRADE_REQUIRED, "426 WebSocket version 13 only\n").into_response();
+                res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                res
+            }
+        }
+    }
+}
+
 /// `Ok(None)`: not a WebSocket request. `Ok(Some(accept))`: a valid one, answered with
-/// `Sec-WebSocket-Accept: accept`. `Err`: a broken one, answered with this.
-pub(super) fn handshake(req: &Request) -> Result<Option<String>, Response> {
+/// `Sec-WebSocket-Accept: accept`. `Err`: a broken one.
+pub(super) fn handshake(req: &Request) -> Result<Option<String>, Refused> {
     let h = req.headers();
     let has_token = |name, token: &str| {
         h.get_all(name)
@@ -55,18 +77,15 @@ pub(super) fn handshake(req: &Request) -> Result<Option<String>, Response> {
     if !has_token(header::UPGRADE, "websocket") {
         return Ok(None);
     }
-    let bad = |why: &str| (StatusCode::BAD_REQUEST, format!("400 {why}\n")).into_response();
     if !has_token(header::CONNECTION, "upgrade") {
-        return Err(bad("WebSocket handshake without Connection: Upgrade"));
+        return Err(Refused::Bad("WebSocket handshake without Connection: Upgrade"));
     }
     if h.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-        let mut res = (StatusCode::UPGRADE_REQUIRED, "426 WebSocket version 13 only\n").into_response();
-        res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-        return Err(res);
+        return Err(Refused::Version);
     }
     let key = h.get(header::SEC_WEBSOCKET_KEY).and_then(|k| k.to_str().ok()).map(str::trim);
     let valid = key.filter(|k| base64::engine::general_purpose::STANDARD.decode(k).is_ok_and(|b| b.len() == 16));
-    let Some(key) = valid else { return Err(bad("WebSocket handshake without a valid Sec-WebSocket-Key")) };
+    let Some(key) = valid else { return Err(Refused::Bad("WebSocket handshake without a valid Sec-WebSocket-Key")) };
     Ok(Some(accept_key(key)))
 }
 
@@ -141,7 +160,8 @@ async fn answer<W: AsyncWrite + Unpin>(inbuf: &mut BytesMut, wr: &mut W) -> Resu
         };
         match frame.opcode {
             OP_PING => {
-                if send(wr, OP_PONG, &frame.payload).await.is_err() {
+                let sent = send(wr, OP_PONG, &frame.payload).await;
+                if sent.is_err() {
                     return Ok(false);
                 }
             }
@@ -264,6 +284,28 @@ mod tests {
     fn the_accept_key_is_rfc_6455s_example() {
         // RFC 6455, 1.3.
         assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut b = axum::http::Request::builder().uri("/live/cam.flv");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn handshakes_are_checked() {
+        let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+        let (up, conn, v13) =
+            (("Upgrade", "websocket"), ("Connection", "keep-alive, Upgrade"), ("Sec-WebSocket-Version", "13"));
+        assert_eq!(handshake(&request(&[])), Ok(None), "plain HTTP-FLV");
+        assert_eq!(handshake(&request(&[up, conn, v13, key])), Ok(Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".into())));
+        assert!(matches!(handshake(&request(&[up, v13, key])), Err(Refused::Bad(_))));
+        assert_eq!(handshake(&request(&[up, conn, ("Sec-WebSocket-Version", "8"), key])), Err(Refused::Version));
+        let short = ("Sec-WebSocket-Key", "c2hvcnQ=");
+        assert!(matches!(handshake(&request(&[up, conn, v13, short])), Err(Refused::Bad(_))));
+        assert_eq!(Refused::Version.into_response().headers()[header::SEC_WEBSOCKET_VERSION], "13");
     }
 
     #[test]
