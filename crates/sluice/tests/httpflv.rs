@@ -390,3 +390,22 @@ fn shutdown_ends_http_and_websocket_players() {
     };
     assert_eq!(close, (0x8, 1001u16.to_be_bytes().to_vec()), "going away");
 }
+
+#[test]
+fn a_player_that_comes_before_the_publisher_waits_for_it() {
+    let s = builtin("", "");
+    // idle_streams on (the default): the response starts at once with the FLV header.
+    let (mut early, status, _, rest) = open(s.http_port, "/live/later.flv", "");
+    assert_eq!(status, 200);
+    let _publisher = publish(&s, "later", 60);
+    let mut body = rest;
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !body.windows(2).any(|w| w == [0x17, 0x01]) {
+        assert!(Instant::now() < deadline, "a keyframe came after the publisher started");
+        let n = early.read(&mut chunk).unwrap();
+        assert!(n > 0, "the response ended");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert!(body.windows(4).any(|w| w == b"FLV\x01"), "the FLV header first");
+}
