@@ -253,14 +253,30 @@ fn rules_and_on_play_refuse_with_403() {
     let refusing = answering_backend(403);
     let s = builtin(
         "deny play 127.0.0.1;",
-        &format!("application cb {{ live on; on_play http://127.0.0.1:{refusing}/; }} application open {{ live on; }}"),
+        &format!(
+            "application cb {{ live on; on_play http://127.0.0.1:{refusing}/; }} application open {{ live on; }}
+             application signed {{ live on; idle_streams off; auth_secret s3cret; auth play; }}"
+        ),
     );
     assert_eq!(http_get(s.http_port, "/live/cam.flv").0, 403, "deny play");
     assert_eq!(http_get(s.http_port, "/cb/cam.flv").0, 403, "on_play answered 403");
     // A name the policy refuses is a bad request.
     assert_eq!(http_get(s.http_port, "/flv?app=open&stream=..").0, 400);
+    // Signed keys: the query is the stream's arguments, in both URL forms. Past the key there is
+    // no such stream (idle_streams off): 404.
+    let url = run_timeout(
+        Command::new(sluice_bin()).args(["token", "--play", "--secret", "s3cret", "--app", "signed", "--name", "cam"]),
+        Duration::from_secs(10),
+    );
+    let url = String::from_utf8_lossy(&url.stdout).trim().to_owned();
+    let query = url.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_else(|| panic!("a signed URL: {url}"));
+    assert_eq!(http_get(s.http_port, "/signed/cam.flv").0, 403, "no key");
+    assert_eq!(http_get(s.http_port, &format!("/signed/cam.flv?{query}")).0, 404);
+    assert_eq!(http_get(s.http_port, &format!("/flv?app=signed&stream=cam&{query}")).0, 404);
+    assert_eq!(http_get(s.http_port, &format!("/signed/other.flv?{query}")).0, 403, "the key of another stream");
     let log = s.log();
     assert!(log.contains("play refused") && log.contains("reason=rule"), "{log}");
+    assert!(log.contains("reason=token"), "{log}");
 }
 
 #[test]
