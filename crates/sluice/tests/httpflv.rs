@@ -235,17 +235,45 @@ impl WsReader {
 
 /// A callback backend answering every request with `status`; its port.
 fn answering_backend(status: u16) -> u16 {
+    refusing_backend(status, "")
+}
+
+/// A callback backend answering `status` to requests containing `refuse` and 200 to others;
+/// its port.
+fn refusing_backend(status: u16, refuse: &'static str) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut s in listener.incoming().map_while(Result::ok) {
-            let mut request = [0u8; 8192];
-            let _ = s.read(&mut request);
+            let request = read_request(&mut s);
+            let status = if request.contains(refuse) { status } else { 200 };
             let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = s.write_all(reply.as_bytes());
         }
     });
     port
+}
+
+/// A request's head and body (by its `Content-Length`).
+fn read_request(s: &mut TcpStream) -> String {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = s.read(&mut chunk) {
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[test]
@@ -424,4 +452,17 @@ fn a_player_that_comes_before_the_publisher_waits_for_it() {
         body.extend_from_slice(&chunk[..n]);
     }
     assert!(body.windows(4).any(|w| w == b"FLV\x01"), "the FLV header first");
+}
+
+#[test]
+fn on_update_refusing_ends_the_response() {
+    // The publisher's updates are allowed, the players' refused.
+    let refusing = refusing_backend(403, "call=update_play");
+    let s = builtin(&format!("on_update http://127.0.0.1:{refusing}/; notify_update_timeout 1s;"), "");
+    let _publisher = publish(&s, "cam", 60);
+    let (mut player, status, _, _) = open(s.http_port, "/live/cam.flv", "");
+    assert_eq!(status, 200);
+    assert!(ends_within(&mut player, Duration::from_secs(15)), "the response ended at the first on_update");
+    let log = s.log();
+    assert!(log.contains("player dropped by on_update"), "{log}");
 }

@@ -3,7 +3,10 @@
 //! for RTMP chunks. Each [`FlvPlayer::next`] gives the bytes of one ring batch; the caller writes
 //! them before asking again, so a slow reader falls behind in the ring, never in a queue here.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use flv::LiveMuxer;
@@ -13,9 +16,20 @@ use super::Session;
 use crate::config::AppConf;
 use crate::hub::{Batch, Entry, Frame, StartPack, Subscriber};
 use crate::live::PlayerGate;
+use crate::policy::{self, Ask, Policy, Refused};
 
 /// Most ring entries taken per write, as the RTMP connection takes.
 const MAX_BATCH: usize = 64;
+
+/// An `on_update` being asked; `Err` drops the player.
+type UpdateFuture = Pin<Box<dyn Future<Output = Result<(), Refused>> + Send>>;
+
+/// `on_update` every `notify_update_timeout` while playing, as for RTMP players.
+struct Updates {
+    started: Instant,
+    due: Instant,
+    in_flight: Option<UpdateFuture>,
+}
 
 /// A player of one stream, from its first bytes to its end.
 pub(crate) struct FlvPlayer {
@@ -28,6 +42,8 @@ pub(crate) struct FlvPlayer {
     first: Option<Bytes>,
     /// Nothing more to send: the publisher left.
     ended: bool,
+    /// `on_update` calls, when the application has them.
+    updates: Option<Updates>,
     /// Dropped last (fields drop in order): reports the end once the stream is left.
     session: Session,
 }
@@ -41,7 +57,15 @@ impl FlvPlayer {
         let (audio, video) =
             if known { (pack.audio_header.is_some(), pack.video_header.is_some()) } else { (true, true) };
         let gate = PlayerGate::new(&app.live);
-        let mut p = FlvPlayer { sub, app, name, gate, mux: LiveMuxer::new(), first: None, ended: false, session };
+        let n = &app.notify;
+        let now = Instant::now();
+        let updates = (n.on_update.is_some() && !n.update_timeout.is_zero()).then(|| Updates {
+            started: now,
+            due: now + n.update_timeout,
+            in_flight: None,
+        });
+        let mux = LiveMuxer::new();
+        let mut p = FlvPlayer { sub, app, name, gate, mux, first: None, ended: false, updates, session };
         let mut out = LiveMuxer::header(audio, video).to_vec();
         if pack.live {
             p.write_start_pack(&mut out, &pack);
@@ -62,6 +86,7 @@ impl FlvPlayer {
                 return None;
             }
             let ctx = self.session.ctx.clone();
+            let due = self.updates.as_ref().filter(|u| u.in_flight.is_none()).map(|u| u.due);
             let batch = tokio::select! {
                 biased;
                 _ = self.session.handle.dropped() => {
@@ -69,6 +94,18 @@ impl FlvPlayer {
                     return None;
                 }
                 _ = ctx.shutdown.cancelled() => return None,
+                answer = update_answered(&mut self.updates) => {
+                    if let Err(refused) = answer {
+                        tracing::info!(client = %self.session.client.addr, stream = %self.name, "player dropped by on_update ({})", refused.text);
+                        return None;
+                    }
+                    self.update_answered();
+                    continue;
+                }
+                () = update_due(due) => {
+                    self.start_update();
+                    continue;
+                }
                 batch = self.sub.next_batch(MAX_BATCH) => batch,
             };
             let mut out = Vec::new();
@@ -78,6 +115,26 @@ impl FlvPlayer {
                 self.session.handle.set_timestamp(self.mux.last_timestamp());
                 return Some(out.into());
             }
+        }
+    }
+
+    /// Ask `on_update` now (the stream as asked, the time played, the last timestamp sent).
+    fn start_update(&mut self) {
+        let Some(u) = &mut self.updates else { return };
+        let Some((name, args)) = self.session.asked.clone() else { return };
+        let (ctx, app, client) = (self.session.ctx.clone(), self.app.clone(), self.session.client.clone());
+        let (time, timestamp) = (u.started.elapsed().as_secs(), self.mux.last_timestamp());
+        u.in_flight = Some(Box::pin(async move {
+            let ask = Ask { client: &client, app: &app, app_args: "", name: &name, args: &args };
+            policy::update(&Policy::of(&ctx), &ask, false, time, timestamp).await
+        }));
+    }
+
+    /// `on_update` allowed: the next one is due `notify_update_timeout` from now.
+    fn update_answered(&mut self) {
+        if let Some(u) = &mut self.updates {
+            u.in_flight = None;
+            u.due = Instant::now() + self.app.notify.update_timeout;
         }
     }
 
@@ -137,5 +194,21 @@ impl FlvPlayer {
         if let Err(e) = self.mux.write(out, f.kind.type_id(), f.timestamp, &f.payload, config) {
             tracing::debug!(client = %self.session.client.addr, stream = %self.name, "frame not sent: {e}");
         }
+    }
+}
+
+/// The answer of the `on_update` call in flight; never, when none is.
+async fn update_answered(updates: &mut Option<Updates>) -> Result<(), Refused> {
+    match updates.as_mut().and_then(|u| u.in_flight.as_mut()) {
+        Some(f) => f.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When the next `on_update` is due; never, when none is.
+async fn update_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
     }
 }
