@@ -7,8 +7,9 @@
 //! `max_connections`, and goes through [`crate::policy`] (the application, `on_connect`, the
 //! name check, `allow`/`deny play`, signed keys, `on_play`), then [`Streams::play`] (or
 //! [`Streams::play_pulled`] for an `on_play` `rtmp://` redirect), exactly as the RTMP
-//! connection does. A refusal is `403`, no such application or stream `404`, a full server
-//! `503`. When the player goes, `on_play_done`, `on_done` and `on_disconnect` are reported.
+//! connection does. A refusal is `403` (a bad name `400`), no such application or stream `404`,
+//! a full server `503`. `on_update` is asked every `notify_update_timeout` while it plays; when
+//! the player goes, `on_play_done`, `on_done` and `on_disconnect` are reported.
 //!
 //! The response is `200 video/x-flv`, chunked (WebSocket: `101`, then binary messages); its
 //! bytes are made by [`player::FlvPlayer`]: the FLV header, metadata, sequence headers, the
