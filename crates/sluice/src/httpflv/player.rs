@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use flv::LiveMuxer;
 use rtmp::MediaKind;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::Session;
 use crate::config::AppConf;
@@ -44,6 +45,10 @@ pub(crate) struct FlvPlayer {
     ended: bool,
     /// `on_update` calls, when the application has them.
     updates: Option<Updates>,
+    /// Control's drop and the server's shutdown, each built once: a fresh waiter per batch
+    /// would register and unregister on the server-wide token for every player every frame.
+    dropped: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Dropped last (fields drop in order): reports the end once the stream is left.
     session: Session,
 }
@@ -65,7 +70,10 @@ impl FlvPlayer {
             in_flight: None,
         });
         let mux = LiveMuxer::new();
-        let mut p = FlvPlayer { sub, app, name, gate, mux, first: None, ended: false, updates, session };
+        let dropped = Box::pin(session.handle.dropped());
+        let shutdown = Box::pin(session.ctx.shutdown.clone().cancelled_owned());
+        let mut p =
+            FlvPlayer { sub, app, name, gate, mux, first: None, ended: false, updates, dropped, shutdown, session };
         let mut out = LiveMuxer::header(audio, video).to_vec();
         if pack.live {
             p.write_start_pack(&mut out, &pack);
@@ -85,15 +93,14 @@ impl FlvPlayer {
             if self.ended {
                 return None;
             }
-            let ctx = self.session.ctx.clone();
             let due = self.updates.as_ref().filter(|u| u.in_flight.is_none()).map(|u| u.due);
             let batch = tokio::select! {
                 biased;
-                _ = self.session.handle.dropped() => {
+                _ = self.dropped.as_mut() => {
                     tracing::info!(client = %self.session.client.addr, stream = %self.name, "player dropped by control");
                     return None;
                 }
-                _ = ctx.shutdown.cancelled() => return None,
+                _ = self.shutdown.as_mut() => return None,
                 answer = update_answered(&mut self.updates) => {
                     if let Err(refused) = answer {
                         tracing::info!(client = %self.session.client.addr, stream = %self.name, "player dropped by on_update ({})", refused.text);
