@@ -162,6 +162,9 @@ impl FlvPlayer {
             self.write_start_pack(out, &pack);
         }
         let has_video = self.sub.stream().has_video();
+        let size: usize =
+            batch.entries.iter().map(|e| if let Entry::Frame(f) = e { f.payload.len() + 15 } else { 0 }).sum();
+        out.reserve(size);
         for entry in batch.entries {
             match entry {
                 Entry::Frame(f) => {

@@ -180,8 +180,9 @@ async fn answer<W: AsyncWrite + Unpin>(inbuf: &mut BytesMut, wr: &mut W) -> Resu
 /// Write one unmasked frame (a server's frames are never masked).
 async fn send<W: AsyncWrite + Unpin>(wr: &mut W, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
     let (header, n) = encode_header(opcode, payload.len());
-    wr.write_all(&header[..n]).await?;
-    wr.write_all(payload).await?;
+    // One vectored write for header and payload: one packet, no copy.
+    let mut frame = Buf::chain(&header[..n], payload);
+    wr.write_all_buf(&mut frame).await?;
     wr.flush().await
 }
 
