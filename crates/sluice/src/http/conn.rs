@@ -21,9 +21,9 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access::{ConnectionLimit, ConnectionPermit};
+use crate::access::ConnectionLimit;
 use crate::config::HttpLimits;
-use crate::httpflv::HeldPermit;
+use crate::httpflv::Upgrades;
 use crate::server::{LogEvery, ACCEPT_BACKOFF, ACCEPT_ERROR_LOG_INTERVAL};
 
 /// How often refusals at the connection limit are logged while they go on.
@@ -70,7 +70,8 @@ pub(super) async fn accept_loop(
             drop(socket);
             continue;
         };
-        tracker.spawn(serve_connection(socket, peer, limits, permit, router.clone(), shutdown.clone()));
+        let upgrades = Upgrades { permit: Arc::new(permit), tracker: tracker.clone() };
+        tracker.spawn(serve_connection(socket, peer, limits, upgrades, router.clone(), shutdown.clone()));
     }
     tracker.close();
     tracker.wait().await;
@@ -82,16 +83,16 @@ async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
     limits: HttpLimits,
-    permit: ConnectionPermit,
+    upgrades: Upgrades,
     router: Router,
     shutdown: CancellationToken,
 ) {
     let io = TokioIo::new(SendTimeout::new(socket, limits.send_timeout));
-    // Held by the connection and by each request: a WebSocket player keeps it after the upgrade.
-    let permit = Arc::new(permit);
+    // The connection's place, held by the connection and lent to each request: a WebSocket
+    // player keeps it (and is tracked with the connections) after the upgrade.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        req.extensions_mut().insert(HeldPermit(permit.clone()));
+        req.extensions_mut().insert(upgrades.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req.map(Body::new))
     });

@@ -52,10 +52,16 @@ use crate::untrusted::{self, for_log, redact_query};
 
 pub use self::target::Target;
 
-/// An HTTP connection's place under the http server's `max_connections`, in each request's
-/// extensions: a WebSocket player takes it along, so the upgraded connection still counts.
+/// What a request's HTTP connection lends a WebSocket player (in the request's extensions): its
+/// place under the http server's `max_connections`, so the upgraded connection still counts, and
+/// the server's connection tracker, so shutdown waits for the player to close.
 #[derive(Clone)]
-pub struct HeldPermit(pub Arc<ConnectionPermit>);
+pub struct Upgrades {
+    /// The connection's place.
+    pub permit: Arc<ConnectionPermit>,
+    /// The http server's connection tasks.
+    pub tracker: tokio_util::task::TaskTracker,
+}
 
 /// What nginx-http-flv-module reports as the player's `flashver` when the request has no
 /// `User-Agent`.

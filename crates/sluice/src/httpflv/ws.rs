@@ -96,17 +96,22 @@ fn accept_key(key: &str) -> String {
 }
 
 /// Answer `101` and serve `player` over the upgraded connection in its own task, which keeps the
-/// HTTP connection's place under `max_connections` until it ends.
+/// HTTP connection's place under `max_connections` and is tracked with the HTTP connections.
 pub(super) fn upgrade(mut req: Request, accept: String, player: FlvPlayer) -> Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let held = req.extensions_mut().remove::<super::HeldPermit>();
-    tokio::spawn(async move {
-        let _held = held;
+    let lent = req.extensions_mut().remove::<super::Upgrades>();
+    let tracker = lent.as_ref().map(|l| l.tracker.clone());
+    let task = async move {
+        let _lent = lent;
         match on_upgrade.await {
             Ok(upgraded) => serve(TokioIo::new(upgraded), player).await,
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
-    });
+    };
+    match tracker {
+        Some(tracker) => drop(tracker.spawn(task)),
+        None => drop(tokio::spawn(task)),
+    }
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
