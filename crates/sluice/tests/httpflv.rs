@@ -466,3 +466,38 @@ fn on_update_refusing_ends_the_response() {
     let log = s.log();
     assert!(log.contains("player dropped by on_update"), "{log}");
 }
+
+#[tokio::test]
+async fn a_player_that_reads_nothing_is_cut_by_send_timeout() {
+    use rtmp::{MediaKind, Role};
+    use sluice::client::RtmpClient;
+    let s = Server::start_conf(
+        "rtmp { server { listen 127.0.0.1:{rtmp}; application live { live on; } } }
+         http { server { listen 127.0.0.1:{http}; send_timeout 2s; location /live { flv_live on; } } }",
+    );
+    let mut publ = RtmpClient::connect(s.addr(), "live", Role::Publish("cam".into())).await.unwrap();
+    assert_eq!(publ.next_status().await.unwrap(), "NetStream.Publish.Start");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8192).unwrap();
+    let mut stalled = socket.connect(([127, 0, 0, 1], s.http_port).into()).await.unwrap();
+    let client = format!("client={} ", stalled.local_addr().unwrap());
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, b"GET /live/cam.flv HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // 13 Mbit/s until the server lets the player go; the player never reads.
+    publ.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    let start = Instant::now();
+    let mut i = 0;
+    let cut = loop {
+        tokio::time::sleep_until((start + Duration::from_millis(40 * u64::from(i))).into()).await;
+        publ.send_media(MediaKind::Video, i * 40, &avc_frame(i % 25 == 0, i, 64 * 1024)).await.unwrap();
+        i += 1;
+        let log = s.log();
+        if log.lines().any(|l| l.contains(&client) && l.contains("play done")) {
+            break start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the stalled player was never cut:\n{log}");
+    };
+    assert!(cut >= Duration::from_secs(2), "not before send_timeout: {cut:?}");
+    let log = s.log();
+    assert!(log.lines().any(|l| l.contains(&client) && l.contains("send_timeout")), "{log}");
+    drop(stalled);
+}

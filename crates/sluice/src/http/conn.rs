@@ -113,8 +113,21 @@ async fn serve_connection(
     };
     if let Err(e) = result {
         // Timeouts and resets are routine (and a client can cause them at will): debug only.
-        tracing::debug!(client = %peer, error = %e, "http connection ended");
+        tracing::debug!(client = %peer, error = %chain(&e), "http connection ended");
     }
+}
+
+/// An error with its causes (hyper's own text says only what it was doing: "error writing a
+/// body to connection"; the cause says why, e.g. `send_timeout`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A socket whose writes fail once the client has taken nothing for `limit` (nginx's
