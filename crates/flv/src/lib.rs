@@ -4,6 +4,7 @@
 //! | Spec | Module |
 //! | --- | --- |
 //! | Adobe Flash Video File Format Specification v10.1, Annex E (FLV header, tags, `VideoTagHeader`, `AudioTagHeader`) | [`tag`], [`reader`], [`writer`] |
+//! | FLV spec v10.1, E.2–E.3, live (timestamps from 0 per player, as nginx-http-flv-module) | [`live`] |
 //! | FLV spec v10.1, E.5 (`onMetaData`); the yamdi/flvtool2 `keyframes` index | [`meta`] |
 //! | Enhanced RTMP v1 and v2 (veovera): `ExVideoTagHeader`, `ExAudioTagHeader`, FourCCs, ModEx, multitrack | [`tag`] |
 //! | ISO/IEC 14496-15: `AVCDecoderConfigurationRecord` (5.3.3.1), `HEVCDecoderConfigurationRecord` (8.3.3.1) | [`codec`] |
@@ -20,6 +21,7 @@
 mod bits;
 pub mod codec;
 mod error;
+pub mod live;
 pub mod meta;
 pub mod reader;
 pub mod tag;
@@ -30,6 +32,7 @@ pub use codec::{
     AudioParams, VideoParams,
 };
 pub use error::FlvError;
+pub use live::LiveMuxer;
 pub use meta::{Keyframe, RecordingMeta};
 pub use reader::{parse_file_header, FileHeader, FlvReader, Tag, TagHeader};
 pub use tag::{

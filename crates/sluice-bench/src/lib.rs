@@ -3,8 +3,10 @@
 //! thousands of players play it. Bulk players only drain and count bytes (cheaply, with
 //! `recv(MSG_TRUNC)`); a few probe players parse everything to measure time to first frame and
 //! publish-to-play latency. The report says how many players kept up, per step of a ramp.
+//! With `--http-flv URL` the players and probes play over HTTP-FLV ([`httpflv`]) instead.
 
 pub mod hostile;
+pub mod httpflv;
 pub mod lag;
 pub mod players;
 pub mod procstat;

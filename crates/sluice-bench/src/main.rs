@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sluice_bench::hostile;
+use sluice_bench::httpflv::{self, HttpTarget};
 use sluice_bench::players::{self, state, PlayerStats, ProbeResult, PublishStats, Target};
 use sluice_bench::procstat::{rss_kib, CpuMeter};
 use sluice_bench::report::{self, Latency, Report, Step, Ttff};
@@ -33,6 +34,8 @@ Options:
   --server-pid PID       report the server's CPU % and RSS from /proc/PID
   --label NAME           name in the report (default: the URL)
   --json FILE            also write the report as JSON
+  --http-flv URL         players and probes play http://HOST:PORT/APP/STREAM.flv (HTTP-FLV) instead
+                         of the RTMP URL, which is still published to
   --no-publish           only play; someone else publishes at --bitrate (keep-up is then judged
                          against the probes)
   --publishers N         instead of players: N synthetic publishers on STREAM-0..N-1, each at --bitrate;
@@ -74,6 +77,8 @@ struct Options {
     idle: Option<usize>,
     /// Bulk players' socket low-water mark, from the stream's rate.
     rcvlowat: u32,
+    /// `--http-flv`: players and probes play this over HTTP-FLV.
+    http_flv: Option<HttpTarget>,
 }
 
 fn parse_rate(s: &str) -> anyhow::Result<u64> {
@@ -126,6 +131,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         publishers: None,
         idle: None,
         rcvlowat: 0,
+        http_flv: None,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -149,6 +155,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--no-publish" => o.publish = false,
             "--publishers" => o.publishers = Some(value()?.parse()?),
             "--idle" => o.idle = Some(value()?.parse()?),
+            "--http-flv" => o.http_flv = Some(HttpTarget::parse(&value()?)?),
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -386,7 +393,10 @@ async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize
     let start = Instant::now();
     for i in 0..new {
         let stats = Arc::new(PlayerStats::default());
-        tokio::spawn(players::bulk_player(o.target.clone(), stats.clone(), o.rcvlowat));
+        match &o.http_flv {
+            Some(http) => tokio::spawn(httpflv::bulk_player(http.clone(), stats.clone(), o.rcvlowat)),
+            None => tokio::spawn(players::bulk_player(o.target.clone(), stats.clone(), o.rcvlowat)),
+        };
         players.push(stats);
         tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
     }
@@ -399,7 +409,10 @@ async fn measure(o: &Options, players: &[Arc<PlayerStats>], pub_stats: &PublishS
     let stop = Arc::new(AtomicBool::new(false));
     let probes: Vec<Arc<Mutex<ProbeResult>>> = (0..o.probes).map(|_| Arc::default()).collect();
     for p in &probes {
-        tokio::spawn(players::probe_player(o.target.clone(), p.clone(), stop.clone()));
+        match &o.http_flv {
+            Some(http) => tokio::spawn(httpflv::probe_player(http.clone(), p.clone(), stop.clone())),
+            None => tokio::spawn(players::probe_player(o.target.clone(), p.clone(), stop.clone())),
+        };
     }
     let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
     let mut tool_cpu = CpuMeter::new("self");

@@ -243,7 +243,22 @@ async fn drain_loop(
     }
 }
 
-fn set_rcvlowat(socket: &TcpStream, bytes: u32) {
+/// Drain a socket whose peer needs no answers (an HTTP response body), counting what came.
+pub async fn discard_loop(socket: &TcpStream, stats: &PlayerStats) -> anyhow::Result<()> {
+    loop {
+        socket.readable().await?;
+        let n = match socket.try_io(Interest::READABLE, || recv_discard(socket)) {
+            Ok(0) => anyhow::bail!("closed by server"),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        };
+        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Set the socket's low-water mark (see [`rcvlowat_for`]).
+pub fn set_rcvlowat(socket: &TcpStream, bytes: u32) {
     let fd = socket.as_raw_fd();
     let bytes = bytes as libc::c_int;
     // SAFETY: setsockopt on a valid socket fd with a pointer to a live c_int of the stated size.
@@ -300,48 +315,66 @@ async fn probe(target: Target, out: &Mutex<ProbeResult>, stop: &AtomicBool) -> a
     let connect = Instant::now();
     let joined_us = now_us();
     let mut c = start_play(&target).await?;
-    let mut nal_len = 4;
-    let mut last_video: Option<Instant> = None;
-    let mut seen_video = false;
-    let mut seen_coded = false;
+    let mut observer = VideoObserver::new(connect, joined_us);
     while !stop.load(Ordering::Relaxed) {
         let ev = match tokio::time::timeout(Duration::from_millis(200), c.next_event()).await {
             Ok(ev) => ev?,
             Err(_) => continue,
         };
         let ClientEvent::Media { kind: MediaKind::Video, payload, .. } = ev else { continue };
+        observer.video(&mut out.lock().unwrap(), &payload);
+    }
+    Ok(())
+}
+
+/// What a probe makes of the video messages it gets, whatever carried them (RTMP, HTTP-FLV).
+pub struct VideoObserver {
+    connect: Instant,
+    joined_us: u64,
+    nal_len: usize,
+    last_video: Option<Instant>,
+    seen_video: bool,
+    seen_coded: bool,
+}
+
+impl VideoObserver {
+    /// A probe that connected at `connect` (`joined_us` on the SEI clock).
+    pub fn new(connect: Instant, joined_us: u64) -> Self {
+        VideoObserver { connect, joined_us, nal_len: 4, last_video: None, seen_video: false, seen_coded: false }
+    }
+
+    /// One video message (an FLV video tag body) received now.
+    pub fn video(&mut self, r: &mut ProbeResult, payload: &[u8]) {
         let now = Instant::now();
-        let mut r = out.lock().unwrap();
         r.bytes += payload.len() as u64;
-        let header = flv::parse_video(&payload).ok();
+        let header = flv::parse_video(payload).ok();
         let is_seq = header.as_ref().is_some_and(|h| h.is_sequence_header());
         let is_key = header.as_ref().is_some_and(|h| h.is_keyframe()) && !is_seq;
-        if !seen_video {
-            seen_video = true;
-            r.first_video = Some(now - connect);
+        if !self.seen_video {
+            self.seen_video = true;
+            r.first_video = Some(now - self.connect);
             r.headers_first = is_seq;
         }
         if is_seq {
-            nal_len = sei::nal_length_size(&payload).unwrap_or(4);
-            continue;
+            self.nal_len = sei::nal_length_size(payload).unwrap_or(4);
+            return;
         }
-        if !seen_coded {
-            seen_coded = true;
+        if !self.seen_coded {
+            self.seen_coded = true;
             r.headers_first &= is_key;
         }
         if is_key && r.first_key.is_none() {
-            r.first_key = Some(now - connect);
+            r.first_key = Some(now - self.connect);
         }
-        if last_video.is_some_and(|t| now - t > STALL) {
+        if self.last_video.is_some_and(|t| now - t > STALL) {
             r.stalls += 1;
         }
-        last_video = Some(now);
-        if let Some((sent_us, _seq)) = sei::read_avc(&payload, nal_len) {
+        self.last_video = Some(now);
+        if let Some((sent_us, _seq)) = sei::read_avc(payload, self.nal_len) {
             // Frames from the GOP cache were sent before this probe joined: not latency.
-            if sent_us >= joined_us {
+            if sent_us >= self.joined_us {
                 r.latencies_us.push(now_us().saturating_sub(sent_us));
             }
         }
     }
-    Ok(())
 }

@@ -46,3 +46,39 @@ fn two_hundred_players_all_keep_up() {
     assert!(step["publish_mbps"].as_f64().unwrap() > 0.6, "{stdout}");
     assert_eq!(report["max_passed"], 200);
 }
+
+/// The same over HTTP-FLV (`--http-flv`): 100 players of the built-in HTTP server's
+/// `/live/NAME.flv`, and probes that decode the chunked FLV body.
+#[test]
+fn a_hundred_http_flv_players_all_keep_up() {
+    let (port, http) = (free_port(), free_port());
+    let conf = format!(
+        "rtmp {{ http_listen 127.0.0.1:{http}; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+    );
+    let config = Config::parse(&conf, "smoke.conf").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = rt.spawn(sluice::app::run(config, shutdown.clone()));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let json = std::env::temp_dir().join(format!("sluice-bench-smoke-flv-{port}.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
+        .args(["--players", "100", "--step-secs", "10", "--join-secs", "3", "--probes", "5", "--bitrate", "800k"])
+        .args(["--http-flv", &format!("http://127.0.0.1:{http}/live/smoke.flv"), "--label", "smoke-flv", "--json"])
+        .arg(&json)
+        .arg(format!("rtmp://127.0.0.1:{port}/live/smoke"))
+        .output()
+        .unwrap();
+    shutdown.cancel();
+    let _ = rt.block_on(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sluice-bench failed:\n{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    let step = &report["steps"][0];
+    assert_eq!(step["failed"], 0, "{stdout}\n{stderr}");
+    assert_eq!(step["kept_up"], 100, "every HTTP-FLV player got the whole stream:\n{stdout}\n{stderr}");
+    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{stdout}\n{stderr}");
+    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{stdout}");
+}

@@ -21,8 +21,9 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access::{ConnectionLimit, ConnectionPermit};
+use crate::access::ConnectionLimit;
 use crate::config::HttpLimits;
+use crate::httpflv::Upgrades;
 use crate::server::{LogEvery, ACCEPT_BACKOFF, ACCEPT_ERROR_LOG_INTERVAL};
 
 /// How often refusals at the connection limit are logged while they go on.
@@ -69,7 +70,8 @@ pub(super) async fn accept_loop(
             drop(socket);
             continue;
         };
-        tracker.spawn(serve_connection(socket, peer, limits, permit, router.clone(), shutdown.clone()));
+        let upgrades = Upgrades { permit: Arc::new(permit), tracker: tracker.clone() };
+        tracker.spawn(serve_connection(socket, peer, limits, upgrades, router.clone(), shutdown.clone()));
     }
     tracker.close();
     tracker.wait().await;
@@ -81,13 +83,16 @@ async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
     limits: HttpLimits,
-    _permit: ConnectionPermit,
+    upgrades: Upgrades,
     router: Router,
     shutdown: CancellationToken,
 ) {
     let io = TokioIo::new(SendTimeout::new(socket, limits.send_timeout));
+    // The connection's place, held by the connection and lent to each request: a WebSocket
+    // player keeps it (and is tracked with the connections) after the upgrade.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(upgrades.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req.map(Body::new))
     });
@@ -96,7 +101,8 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout())
         .keep_alive(limits.keepalive_timeout.is_some());
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: WebSocket-FLV players (`crate::httpflv`).
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -107,8 +113,21 @@ async fn serve_connection(
     };
     if let Err(e) = result {
         // Timeouts and resets are routine (and a client can cause them at will): debug only.
-        tracing::debug!(client = %peer, error = %e, "http connection ended");
+        tracing::debug!(client = %peer, error = %chain(&e), "http connection ended");
     }
+}
+
+/// An error with its causes (hyper's own text says only what it was doing: "error writing a
+/// body to connection"; the cause says why, e.g. `send_timeout`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// A socket whose writes fail once the client has taken nothing for `limit` (nginx's

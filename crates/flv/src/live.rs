@@ -1,0 +1,133 @@
+//! A live FLV byte stream for one player (HTTP-FLV, WebSocket-FLV): the FLV header, then tags
+//! whose timestamps start at 0 for this player, as nginx-http-flv-module sends them.
+//!
+//! Frames in, bytes out; no I/O, no clock. The first media frame after [`LiveMuxer::new`] or
+//! [`LiveMuxer::rebase`] sets the base: its timestamp becomes the last one written (0 at the
+//! start), so a player sees one timeline from 0 across a publisher that restarts its clock.
+//! Configuration tags (`onMetaData`, sequence headers) carry the last timestamp written: when
+//! they are sent again after a skip or a new publisher they do not jump back in time.
+//! Timestamps are 32-bit milliseconds; a stream playing for more than 49 days wraps as RTMP does.
+
+use crate::writer::{file_header, write_tag};
+use crate::FlvError;
+
+/// One player's tag timeline.
+#[derive(Debug, Clone, Default)]
+pub struct LiveMuxer {
+    /// Subtracted from the publisher's timestamps; `None` until the first media frame since
+    /// the start or the last [`LiveMuxer::rebase`].
+    base: Option<i64>,
+    /// The last timestamp written.
+    last: u32,
+}
+
+impl LiveMuxer {
+    /// A player starting now.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The FLV header (with PreviousTagSize0): the first 13 bytes the player gets.
+    pub fn header(has_audio: bool, has_video: bool) -> [u8; 13] {
+        file_header(has_audio, has_video)
+    }
+
+    /// The publisher's clock may have restarted (a new publisher): the next media frame goes on
+    /// from the last timestamp written.
+    pub fn rebase(&mut self) {
+        self.base = None;
+    }
+
+    /// The last timestamp written (ms, on the player's timeline).
+    pub fn last_timestamp(&self) -> u32 {
+        self.last
+    }
+
+    /// Append one tag of `tag_type` (8 audio, 9 video, 18 script) with `body`. `config` marks
+    /// `onMetaData` and sequence headers: they are written at the last timestamp written;
+    /// media frames at `timestamp` on the player's timeline (never before 0).
+    pub fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        tag_type: u8,
+        timestamp: u32,
+        body: &[u8],
+        config: bool,
+    ) -> Result<(), FlvError> {
+        let ts = if config { self.last } else { self.place(timestamp) };
+        write_tag(out, tag_type, ts, body)?;
+        self.last = ts;
+        Ok(())
+    }
+
+    /// A media frame's timestamp on the player's timeline.
+    fn place(&mut self, timestamp: u32) -> u32 {
+        let ts = i64::from(timestamp);
+        let base = *self.base.get_or_insert(ts - i64::from(self.last));
+        // An audio frame a little older than the keyframe that set the base: at 0, not before.
+        (ts - base).clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FlvReader, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+
+    /// (type, timestamp) of every tag in `bytes` after the header.
+    fn tags(bytes: &[u8]) -> Vec<(u8, u32)> {
+        let r = FlvReader::new(bytes::Bytes::copy_from_slice(bytes)).expect("a header");
+        r.map(|t| t.expect("a tag")).map(|t| (t.tag_type, t.timestamp)).collect()
+    }
+
+    #[test]
+    fn a_player_starts_at_zero_and_config_tags_do_not_jump_back() {
+        let mut m = LiveMuxer::new();
+        let mut out = LiveMuxer::header(true, true).to_vec();
+        assert_eq!(&out[..5], b"FLV\x01\x05");
+        m.write(&mut out, TAG_SCRIPT, 0, b"meta", true).unwrap();
+        m.write(&mut out, TAG_VIDEO, 0, b"avc-config", true).unwrap();
+        m.write(&mut out, TAG_VIDEO, 5000, b"key", false).unwrap();
+        m.write(&mut out, TAG_AUDIO, 4990, b"older audio", false).unwrap();
+        m.write(&mut out, TAG_VIDEO, 5040, b"inter", false).unwrap();
+        // A skip: the headers again, at the current time.
+        m.write(&mut out, TAG_VIDEO, 0, b"avc-config", true).unwrap();
+        m.write(&mut out, TAG_VIDEO, 9000, b"key", false).unwrap();
+        let expected = [
+            (TAG_SCRIPT, 0),
+            (TAG_VIDEO, 0),
+            (TAG_VIDEO, 0),
+            (TAG_AUDIO, 0),
+            (TAG_VIDEO, 40),
+            (TAG_VIDEO, 40),
+            (TAG_VIDEO, 4000),
+        ];
+        assert_eq!(tags(&out), expected);
+    }
+
+    #[test]
+    fn a_new_publisher_goes_on_from_the_last_timestamp() {
+        let mut m = LiveMuxer::new();
+        let mut out = LiveMuxer::header(false, true).to_vec();
+        m.write(&mut out, TAG_VIDEO, 100_000, b"key", false).unwrap();
+        m.write(&mut out, TAG_VIDEO, 101_000, b"inter", false).unwrap();
+        m.rebase();
+        m.write(&mut out, TAG_VIDEO, 0, b"avc-config", true).unwrap();
+        m.write(&mut out, TAG_VIDEO, 0, b"key", false).unwrap();
+        m.write(&mut out, TAG_VIDEO, 40, b"inter", false).unwrap();
+        assert_eq!(
+            tags(&out),
+            [(TAG_VIDEO, 0), (TAG_VIDEO, 1000), (TAG_VIDEO, 1000), (TAG_VIDEO, 1000), (TAG_VIDEO, 1040)]
+        );
+        assert_eq!(m.last_timestamp(), 1040);
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_and_writes_nothing() {
+        let mut m = LiveMuxer::new();
+        let mut out = Vec::new();
+        let big = vec![0; crate::writer::MAX_TAG_BODY + 1];
+        assert!(m.write(&mut out, TAG_VIDEO, 0, &big, false).is_err());
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+//! HTTP-FLV players (`--http-flv URL`): bulk players that send one GET and drain the chunked
+//! body like RTMP bulk players drain theirs, and probes that decode it (chunked coding, FLV tags)
+//! to measure time to first frame and latency from the same SEI stamps.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::players::{self, now_us, state, PlayerStats, ProbeResult};
+
+/// How long a player may take to get the response head.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest response head read.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// An HTTP-FLV URL: `http://HOST:PORT/PATH`.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// `Host` header.
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+}
+
+impl HttpTarget {
+    /// Parse `http://HOST[:PORT]/PATH`.
+    pub fn parse(url: &str) -> anyhow::Result<HttpTarget> {
+        let rest = url.strip_prefix("http://").with_context(|| format!("URL must start with http://: {url}"))?;
+        let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+        let hostport = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
+        let addr = hostport.to_socket_addrs()?.next().with_context(|| format!("cannot resolve {host}"))?;
+        Ok(HttpTarget { addr, host: host.to_owned(), path })
+    }
+}
+
+/// Connect, ask for the stream and read the response head; returns the socket and the body
+/// bytes that came with the head.
+async fn open(target: &HttpTarget) -> anyhow::Result<(TcpStream, Vec<u8>)> {
+    let mut s = TcpStream::connect(target.addr).await?;
+    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-bench\r\n\r\n", target.path, target.host);
+    s.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(4096);
+    let head = tokio::time::timeout(START_TIMEOUT, async {
+        loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(at);
+            }
+            anyhow::ensure!(buf.len() < MAX_HEAD, "response head too long");
+            let n = s.read_buf(&mut buf).await?;
+            anyhow::ensure!(n > 0, "closed before the response head");
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no response head within {START_TIMEOUT:?}"))??;
+    let status = String::from_utf8_lossy(&buf[..head]).split(' ').nth(1).unwrap_or_default().to_owned();
+    anyhow::ensure!(status == "200", "answered {status}");
+    Ok((s, buf.split_off(head + 4)))
+}
+
+/// A bulk HTTP-FLV player: drains the body with `recv(MSG_TRUNC)`, counting bytes (chunk
+/// headers included: a few bytes per write batch).
+pub async fn bulk_player(target: HttpTarget, stats: Arc<PlayerStats>, rcvlowat: u32) {
+    if drain(target, &stats, rcvlowat).await.is_err() {
+        stats.state.store(state::FAILED, Ordering::Relaxed);
+    }
+}
+
+async fn drain(target: HttpTarget, stats: &PlayerStats, rcvlowat: u32) -> anyhow::Result<()> {
+    let connect = Instant::now();
+    let (socket, leftover) = open(&target).await?;
+    stats.state.store(state::PLAYING, Ordering::Relaxed);
+    stats.bytes.store(leftover.len() as u64, Ordering::Relaxed);
+    if leftover.is_empty() {
+        socket.readable().await?;
+    }
+    stats.start_us.store(connect.elapsed().as_micros().max(1) as u64, Ordering::Relaxed);
+    players::set_rcvlowat(&socket, rcvlowat);
+    stats.fd.store(socket.as_raw_fd(), Ordering::Relaxed);
+    let result = players::discard_loop(&socket, stats).await;
+    stats.fd.store(-1, Ordering::Relaxed);
+    result
+}
+
+/// A probe: decodes the body until `stop`, recording into `out` as the RTMP probe does.
+pub async fn probe_player(target: HttpTarget, out: Arc<Mutex<ProbeResult>>, stop: Arc<AtomicBool>) {
+    if let Err(e) = probe(target, &out, &stop).await {
+        out.lock().unwrap().error = Some(format!("{e:#}"));
+    }
+}
+
+async fn probe(target: HttpTarget, out: &Mutex<ProbeResult>, stop: &AtomicBool) -> anyhow::Result<()> {
+    let connect = Instant::now();
+    let joined_us = now_us();
+    let (mut s, leftover) = open(&target).await?;
+    let mut body = Dechunk::default();
+    let mut flv = Vec::new();
+    body.feed(&leftover, &mut flv);
+    let mut observer = players::VideoObserver::new(connect, joined_us);
+    let mut at = 13; // after the FLV header and PreviousTagSize0
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        // Whole tags out of what came.
+        while flv.len() >= at + 11 {
+            let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
+            if flv.len() < at + 11 + size + 4 {
+                break;
+            }
+            if flv[at] & 0x1F == 9 {
+                observer.video(&mut out.lock().unwrap(), &flv[at + 11..at + 11 + size]);
+            }
+            at += 11 + size + 4;
+        }
+        flv.drain(..at.min(flv.len()));
+        at = 0;
+        let n = match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(n) => n?,
+            Err(_) => continue,
+        };
+        anyhow::ensure!(n > 0, "the response ended");
+        body.feed(&buf[..n], &mut flv);
+    }
+    Ok(())
+}
+
+/// The chunked transfer coding's decoder (RFC 9112, 7.1), extensions and trailers ignored.
+#[derive(Debug, Default)]
+struct Dechunk {
+    /// Bytes left in the current chunk's data.
+    left: usize,
+    /// A chunk-size line being read.
+    line: Vec<u8>,
+    /// The CRLF after a chunk's data is still to come (bytes of it).
+    crlf: usize,
+}
+
+impl Dechunk {
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while !input.is_empty() {
+            if self.crlf > 0 {
+                let n = self.crlf.min(input.len());
+                self.crlf -= n;
+                input = &input[n..];
+            } else if self.left > 0 {
+                let n = self.left.min(input.len());
+                out.extend_from_slice(&input[..n]);
+                self.left -= n;
+                input = &input[n..];
+                if self.left == 0 {
+                    self.crlf = 2;
+                }
+            } else {
+                let Some(end) = input.iter().position(|&b| b == b'\n') else {
+                    self.line.extend_from_slice(input);
+                    return;
+                };
+                self.line.extend_from_slice(&input[..end]);
+                input = &input[end + 1..];
+                let text = String::from_utf8_lossy(&self.line);
+                let size = text.split(';').next().unwrap_or_default().trim();
+                self.left = usize::from_str_radix(size, 16).unwrap_or(0);
+                self.line.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_are_decoded_across_reads() {
+        let wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+        for split in 0..wire.len() {
+            let mut d = Dechunk::default();
+            let mut out = Vec::new();
+            d.feed(&wire[..split], &mut out);
+            d.feed(&wire[split..], &mut out);
+            assert_eq!(out, b"hello world", "split at {split}");
+        }
+    }
+
+    #[test]
+    fn urls_name_host_port_and_path() {
+        let t = HttpTarget::parse("http://127.0.0.1:8080/live/b.flv").unwrap();
+        assert_eq!((t.addr.port(), t.host.as_str(), t.path.as_str()), (8080, "127.0.0.1:8080", "/live/b.flv"));
+        assert!(HttpTarget::parse("rtmp://x/live/b").is_err());
+    }
+}
