@@ -137,13 +137,8 @@ async fn answer(state: &HttpState, loc: &Location, path: &str, req: &Parts, clie
 fn refuse(loc: &Location, req: &Request, path: &str) -> Option<Response> {
     let client = http::peer_ip(req);
     let client_text = client.map(|ip| ip.to_string()).unwrap_or_default();
-    if let Some(token) = &loc.api_token {
-        if *req.method() != Method::OPTIONS && !bearer_ok(req.headers(), token) {
-            tracing::info!(client = %client_text, path = %for_log(path), "api: request without the right bearer token refused");
-            let mut res = error(StatusCode::UNAUTHORIZED, "this API needs Authorization: Bearer TOKEN");
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Some(res);
-        }
+    if let Some(refused) = token_refused(loc, req, path) {
+        return Some(refused);
     }
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
@@ -161,6 +156,20 @@ fn refuse(loc: &Location, req: &Request, path: &str) -> Option<Response> {
         return Some(error(StatusCode::FORBIDDEN, "actions are not allowed from other sites' pages"));
     }
     None
+}
+
+/// `401` when the location has an `api_token` and the request does not carry it (a CORS
+/// preflight needs none): the one bearer check of the API, `/metrics` and `/control/`.
+pub(crate) fn token_refused(loc: &Location, req: &Request, path: &str) -> Option<Response> {
+    let token = loc.api_token.as_ref()?;
+    if *req.method() == Method::OPTIONS || bearer_ok(req.headers(), token) {
+        return None;
+    }
+    let client = http::peer_ip(req).map(|ip| ip.to_string()).unwrap_or_default();
+    tracing::info!(%client, path = %for_log(path), "request without the right bearer token refused");
+    let mut res = error(StatusCode::UNAUTHORIZED, "this location needs Authorization: Bearer TOKEN");
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(res)
 }
 
 /// The rule (as written) refusing an action from `client`: the first of `rules` matching it,

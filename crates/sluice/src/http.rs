@@ -256,6 +256,11 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
         Method::OPTIONS => return decorate(loc, path, preflight()),
         _ => return method_not_allowed(),
     };
+    if loc.rtmp_control.any() {
+        if let Some(refused) = crate::api::token_refused(loc, &req, path) {
+            return decorate(loc, path, refused);
+        }
+    }
     let query = req.uri().query();
     if loc.rtmp_control.any() && !head {
         if let Some(res) =

@@ -178,7 +178,9 @@ impl Drop for ChildRunning {
 
 /// Answer a request to a location this module handles.
 pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) -> Response {
-    let _ = (loc, path);
+    if let Some(refused) = crate::api::token_refused(loc, &req, path) {
+        return private(refused);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut res = status_response(StatusCode::METHOD_NOT_ALLOWED);
         res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

@@ -576,7 +576,11 @@ fn api_token_is_required() {
     assert_eq!(request(port, "GET", "/api/v1/server", &good).status, 200);
     assert_eq!(request(port, "DELETE", "/api/v1/clients/1", &good).status, 404, "through to the action");
     assert_eq!(request(port, "OPTIONS", "/api/v1/server", &[]).status, 204, "preflights carry no credentials");
+    for path in ["/metrics", "/control/drop/client?app=live"] {
+        assert_eq!(request(port, "GET", path, &[]).status, 401, "{path} needs the token too");
+        assert_eq!(request(port, "GET", path, &good).status, 200, "{path} with it");
+    }
     let log = s.log();
-    assert!(log.contains("api: request without the right bearer token refused"), "{log}");
+    assert!(log.contains("request without the right bearer token refused"), "{log}");
     assert!(!log.contains("s3cret-token"), "the token is never logged: {log}");
 }

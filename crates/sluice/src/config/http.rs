@@ -282,6 +282,9 @@ impl BuiltinHttp {
         add("/stat", false, Handler::Stat(StatConf::default()));
         add("/api/", false, Handler::Api { action_access: builtin_control_rules() });
         add("/metrics", true, Handler::Metrics);
+        if let Some(control) = &mut server.control {
+            control.api_token = self.api_token.clone();
+        }
         server.fallback.handler = Some(Handler::FlvLive);
     }
 }
