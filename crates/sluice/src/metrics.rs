@@ -339,22 +339,9 @@ mod tests {
             app: app.into(),
             name: name.into(),
             live,
-            uptime_ms: 0,
-            publisher: None,
-            video: None,
-            audio: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            bw_in: 0,
-            bw_out: 0,
-            bw_audio: 0,
-            bw_video: 0,
-            frames_in: 0,
             dropped_frames: dropped,
             players: PlayerCounts { rtmp, total: rtmp, ..Default::default() },
-            recordings: Vec::new(),
-            hls: None,
-            relays: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -448,27 +448,7 @@ mod tests {
             rtmp: Vec::new(),
         };
         // A stream nobody publishes, with a player waiting (`idle_streams on`).
-        let idle = StreamStats {
-            app: "live".into(),
-            name: "wait<&>".into(),
-            live: false,
-            uptime_ms: 0,
-            publisher: None,
-            video: None,
-            audio: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            bw_in: 0,
-            bw_out: 0,
-            bw_audio: 0,
-            bw_video: 0,
-            frames_in: 0,
-            dropped_frames: 0,
-            players: PlayerCounts::default(),
-            recordings: Vec::new(),
-            hls: None,
-            relays: Vec::new(),
-        };
+        let idle = StreamStats { app: "live".into(), name: "wait<&>".into(), ..Default::default() };
         let player = ClientStats {
             id: 9,
             addr: "[::1]:5000".parse().unwrap(),

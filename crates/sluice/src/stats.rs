@@ -178,7 +178,7 @@ pub fn listen_infos(bound: &[(usize, SocketAddr, &'static str)]) -> Vec<ListenIn
 }
 
 /// One stream.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamStats {
     /// The application.
     pub app: String,

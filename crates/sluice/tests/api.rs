@@ -82,18 +82,6 @@ fn get_json(s: &Server, path: &str) -> Value {
     r.json()
 }
 
-/// `ffmpeg -i URL -f null -`: a real player.
-fn ffmpeg_play(url: &str) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i", url, "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
-}
-
 /// The stream `live/NAME` once the API shows `players` players of it.
 fn wait_players(s: &Server, name: &str, players: u64) -> Value {
     wait_for(&format!("{players} players of {name}"), Duration::from_secs(30), || {

@@ -21,18 +21,6 @@ fn get(s: &Server, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// `ffmpeg -i URL -f null -`: a real player.
-fn ffmpeg_play(url: &str) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-i", url, "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
-}
-
 /// Waits until the log shows a player of `name`.
 fn wait_playing(s: &Server, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -187,6 +187,18 @@ impl Drop for Proc {
     }
 }
 
+/// `ffmpeg -i URL -f null -`: a real player, until it is dropped or the stream ends.
+pub fn ffmpeg_play(url: &str) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i", url, "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed");
+    Proc(child)
+}
+
 /// Start ffmpeg publishing a synthetic 640x360 H.264 + AAC stream for `secs` seconds in real time.
 pub fn ffmpeg_publish(url: &str, secs: u32, gop: u32) -> Proc {
     ffmpeg_publish_pattern(url, "640x360", secs, gop)
