@@ -428,7 +428,7 @@ impl std::fmt::Display for Esc<'_> {
 mod tests {
     use super::*;
 
-    use crate::stats::{ClientStats, PlayerCounts, ServerStats, Snapshot, StreamStats};
+    use crate::stats::{ClientStats, ServerStats, Snapshot, StreamStats};
 
     fn snapshot() -> Snapshot {
         let server = ServerStats {
