@@ -159,6 +159,22 @@ fn set_v6only(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
     crate::server::set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)
 }
 
+/// The built-in server's own pages (an `http {}` block names its own locations).
+fn announce_builtin_pages(config: &Config, base: &str) {
+    if config.http.block.is_some() {
+        return;
+    }
+    if let Some(app) = config.servers.first().and_then(|s| s.apps.first()) {
+        eprintln!("  flv:     {base}/{}/STREAM.flv (HTTP-FLV; ws:// for WebSocket-FLV)", app.name);
+    }
+    let builtin = &config.http.builtin;
+    let who = if builtin.public { "" } else { " (from this machine; http_stats_public on opens them)" };
+    if builtin.dashboard {
+        eprintln!("  dashboard: {base}/{who}");
+    }
+    eprintln!("  stats:   {base}/stat  {base}/api/v1/streams  {base}/metrics");
+}
+
 /// Print where to publish and play, as a newcomer needs it.
 fn announce(config: &Config, rtmp: &[(SocketAddr, &str)], http: &[SocketAddr]) {
     for (addr, scheme) in rtmp {
@@ -197,5 +213,6 @@ fn announce(config: &Config, rtmp: &[(SocketAddr, &str)], http: &[SocketAddr]) {
             );
         }
         eprintln!("  health:  http://{}:{}/healthz", host(addr), addr.port());
+        announce_builtin_pages(config, &format!("http://{}:{}", host(addr), addr.port()));
     }
 }
