@@ -462,6 +462,7 @@ mod tests {
             uptime_ms: 10,
             dropped: 0,
             timestamp: 0,
+            lag_ms: None,
             flashver: "a\u{1}\"b".into(),
             swfurl: String::new(),
             pageurl: String::new(),

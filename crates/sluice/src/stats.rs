@@ -342,8 +342,13 @@ pub struct ClientStats {
     pub uptime_ms: u64,
     /// Frames it skipped because it fell behind.
     pub dropped: u64,
-    /// The last media timestamp (ms).
+    /// The last media timestamp (ms): received from a publisher; of the last frame taken from
+    /// the stream for a player (the publisher's timeline, also for HTTP-FLV players).
     pub timestamp: u32,
+    /// A player's distance behind its stream's publisher: the publisher's last timestamp minus
+    /// the player's (ms); `None` for publishers, idle clients and players of an unpublished
+    /// stream.
+    pub lag_ms: Option<u64>,
     /// `flashVer` or `User-Agent` (client text).
     pub flashver: String,
     /// `swfUrl` (client text).
@@ -367,10 +372,30 @@ impl From<&ClientSnapshot> for ClientStats {
             uptime_ms: c.uptime.as_millis() as u64,
             dropped: c.dropped,
             timestamp: c.timestamp,
+            lag_ms: None,
             flashver: c.connect.flashver.clone(),
             swfurl: c.connect.swfurl.clone(),
             pageurl: c.connect.pageurl.clone(),
         }
+    }
+}
+
+/// Each player's distance behind its stream's publisher, from the timestamps both last saw.
+fn measure_lag(clients: &mut [ClientStats]) {
+    let publishers: std::collections::HashMap<(&str, &str), u32> = clients
+        .iter()
+        .filter(|c| c.role == "publisher")
+        .map(|c| ((c.app.as_str(), c.name.as_str()), c.timestamp))
+        .collect();
+    let lags: Vec<Option<u64>> = clients
+        .iter()
+        .map(|c| {
+            let published = publishers.get(&(c.app.as_str(), c.name.as_str()))?;
+            (c.role == "player").then(|| u64::from(published.saturating_sub(c.timestamp)))
+        })
+        .collect();
+    for (c, lag) in clients.iter_mut().zip(lags) {
+        c.lag_ms = lag;
     }
 }
 
@@ -389,6 +414,7 @@ pub fn collect(ctx: &Running) -> Snapshot {
     let snapshots = ctx.shared.clients.list();
     let mut clients: Vec<ClientStats> = snapshots.iter().map(ClientStats::from).collect();
     clients.sort_by_key(|c| c.id);
+    measure_lag(&mut clients);
     let recordings = ctx.shared.records.recordings();
     let mut meters = ctx.meters.state();
     let hub_streams = ctx.shared.hub.streams();
@@ -718,6 +744,41 @@ fn page_size() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client(id: u64, role: &'static str, name: &str, timestamp: u32) -> ClientStats {
+        ClientStats {
+            id,
+            addr: ([127, 0, 0, 1], 1000).into(),
+            protocol: "rtmp",
+            role,
+            app: "live".into(),
+            name: name.into(),
+            srv: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            uptime_ms: 0,
+            dropped: 0,
+            timestamp,
+            lag_ms: None,
+            flashver: String::new(),
+            swfurl: String::new(),
+            pageurl: String::new(),
+        }
+    }
+
+    #[test]
+    fn players_lag_behind_their_publisher() {
+        let mut clients = vec![
+            client(1, "publisher", "cam", 10_000),
+            client(2, "player", "cam", 9_200),
+            client(3, "player", "cam", 10_400),
+            client(4, "player", "other", 5_000),
+            client(5, "idle", "", 0),
+        ];
+        measure_lag(&mut clients);
+        let lags: Vec<Option<u64>> = clients.iter().map(|c| c.lag_ms).collect();
+        assert_eq!(lags, [None, Some(800), Some(0), None, None], "ahead (a new publisher) is 0; unpublished: none");
+    }
 
     #[test]
     fn rate_reports_the_last_completed_window() {

@@ -286,6 +286,7 @@ fn every_stats_field_is_documented() {
         uptime_ms: 3,
         dropped: 4,
         timestamp: 5,
+        lag_ms: Some(6),
         flashver: "LNX 9,0,124,2".into(),
         swfurl: "".into(),
         pageurl: "".into(),
@@ -348,6 +349,9 @@ fn reads_fit_the_openapi_document_and_delete_drops_a_player() {
             (Some("live"), Some("x"), Some("rtmp"))
         );
     }
+    assert!(publisher["lag_ms"].is_null(), "a publisher lags nobody: {publisher}");
+    let lag = played["lag_ms"].as_u64().unwrap_or_else(|| panic!("a playing player has a lag: {played}"));
+    assert!(lag < 10_000, "a player keeping up is seconds at most behind: {lag} ms");
     let player_id = played["id"].as_u64().unwrap();
     let client = get_checked(&s, &doc, "/v1/clients/{id}", &format!("/v1/clients/{player_id}"));
     assert_eq!(client["role"], "player");

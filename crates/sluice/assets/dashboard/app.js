@@ -434,6 +434,7 @@
       const cells = [
         id, String(c.addr), c.protocol, c.role, c.app ? `${c.app}/${c.name}` : '',
         bytes(c.bytes_in), bytes(c.bytes_out), duration((c.uptime_ms || 0) / 1000), String(c.dropped || 0),
+        c.lag_ms == null ? '' : `${c.lag_ms} ms`,
       ];
       cells.forEach((text, i) => { if (tr.cells[i].textContent !== text) tr.cells[i].textContent = text; });
       tr.cells[4].title = c.flashver ? `${c.flashver}` : '';
@@ -447,7 +448,7 @@
   function newRow(c) {
     const tr = document.createElement('tr');
     tr.dataset.clientId = String(c.id);
-    for (let i = 0; i < 9; i++) {
+    for (let i = 0; i < 10; i++) {
       const td = document.createElement('td');
       if (i >= 5) td.className = 'num';
       tr.append(td);

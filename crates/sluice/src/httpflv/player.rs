@@ -116,10 +116,15 @@ impl FlvPlayer {
                 batch = self.sub.next_batch(MAX_BATCH) => batch,
             };
             let mut out = Vec::new();
+            // The stream's timeline, as RTMP players report it (stats measure lag with it).
+            let last =
+                batch.entries.iter().rev().find_map(|e| if let Entry::Frame(f) = e { Some(f.timestamp) } else { None });
             self.write_batch(&mut out, batch);
             if !out.is_empty() {
                 self.session.handle.add_out(out.len());
-                self.session.handle.set_timestamp(self.mux.last_timestamp());
+                if let Some(ts) = last {
+                    self.session.handle.set_timestamp(ts);
+                }
                 return Some(out.into());
             }
         }
