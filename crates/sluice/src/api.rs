@@ -357,7 +357,7 @@ fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
 }
 
 /// `{"error": "..."}` with `status`.
-fn error(status: StatusCode, text: &str) -> Response {
+pub(crate) fn error(status: StatusCode, text: &str) -> Response {
     json(status, &serde_json::json!({ "error": text }))
 }
 

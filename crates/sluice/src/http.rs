@@ -174,6 +174,10 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
     };
     let loc = state.site.location(&path);
     let res = match check_access(loc, &req, &path) {
+        // The API answers in JSON, and its refusals are no one else's to read.
+        Some(_) if matches!(loc.handler, Some(Handler::Api { .. })) => {
+            private(crate::api::error(StatusCode::FORBIDDEN, "not allowed from this address"))
+        }
         Some(refused) => refused,
         None => respond(&state, loc, &path, req).await,
     };

@@ -480,7 +480,10 @@ http { server { listen 127.0.0.1:{http};
     );
     let port = s.http_port;
     // 127.0.0.1 is not in 10.0.0.0/8: neither reads nor actions.
-    assert_eq!(request(port, "GET", "/closed/v1/server", &[]).status, 403);
+    let closed = request(port, "GET", "/closed/v1/server", &[]);
+    assert_eq!(closed.status, 403);
+    assert!(closed.error().contains("not allowed"), "the API refuses in JSON");
+    assert_eq!(closed.header("access-control-allow-origin"), None, "nor may other sites read it");
     assert_eq!(request(port, "DELETE", "/closed/v1/clients/1", &[]).status, 403);
 
     // No rules: anyone the location allows, but no other site's page.
