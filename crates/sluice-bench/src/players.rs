@@ -227,14 +227,7 @@ async fn drain_loop(
     stats: &PlayerStats,
 ) -> anyhow::Result<()> {
     loop {
-        socket.readable().await?;
-        let n = match socket.try_io(Interest::READABLE, || recv_discard(socket)) {
-            Ok(0) => anyhow::bail!("closed by server"),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e.into()),
-        };
-        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let n = drain_once(socket, stats).await?;
         session.skip_received(n);
         let out = session.take_output();
         if !out.is_empty() {
@@ -246,14 +239,23 @@ async fn drain_loop(
 /// Drain a socket whose peer needs no answers (an HTTP response body), counting what came.
 pub async fn discard_loop(socket: &TcpStream, stats: &PlayerStats) -> anyhow::Result<()> {
     loop {
+        drain_once(socket, stats).await?;
+    }
+}
+
+/// Wait for bytes and discard what came (at least one byte), counted in `stats`.
+async fn drain_once(socket: &TcpStream, stats: &PlayerStats) -> anyhow::Result<usize> {
+    loop {
         socket.readable().await?;
-        let n = match socket.try_io(Interest::READABLE, || recv_discard(socket)) {
+        match socket.try_io(Interest::READABLE, || recv_discard(socket)) {
             Ok(0) => anyhow::bail!("closed by server"),
-            Ok(n) => n,
+            Ok(n) => {
+                stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                return Ok(n);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e.into()),
-        };
-        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 }
 

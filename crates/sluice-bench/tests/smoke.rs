@@ -11,21 +11,20 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn two_hundred_players_all_keep_up() {
-    let port = free_port();
-    let conf =
-        format!("rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
-    let config = Config::parse(&conf, "smoke.conf").unwrap();
+/// A report of `sluice-bench ARGS... rtmp://127.0.0.1:PORT/live/smoke` against an in-process
+/// sluice run from `conf`, with the tool's stdout and stderr for messages.
+fn bench(conf: &str, port: u16, label: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let config = Config::parse(conf, "smoke.conf").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let shutdown = CancellationToken::new();
     let server = rt.spawn(sluice::app::run(config, shutdown.clone()));
     std::thread::sleep(Duration::from_millis(300));
 
-    let json = std::env::temp_dir().join(format!("sluice-bench-smoke-{port}.json"));
+    let json = std::env::temp_dir().join(format!("sluice-bench-{label}-{port}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
-        .args(["--players", "200", "--step-secs", "10", "--join-secs", "3", "--probes", "5", "--bitrate", "800k"])
-        .args(["--label", "smoke", "--json"])
+        .args(["--step-secs", "10", "--join-secs", "3", "--probes", "5", "--bitrate", "800k"])
+        .args(args)
+        .args(["--label", label, "--json"])
         .arg(&json)
         .arg(format!("rtmp://127.0.0.1:{port}/live/smoke"))
         .output()
@@ -34,16 +33,26 @@ fn two_hundred_players_all_keep_up() {
     let _ = rt.block_on(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sluice-bench failed:\n{stdout}\n{stderr}");
+    let text = format!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "sluice-bench failed:\n{text}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let _ = std::fs::remove_file(&json);
+    (report, text)
+}
+
+#[test]
+fn two_hundred_players_all_keep_up() {
+    let port = free_port();
+    let conf =
+        format!("rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}");
+    let (report, out) = bench(&conf, port, "smoke", &["--players", "200"]);
     let step = &report["steps"][0];
-    assert_eq!(step["players"], 200, "{stdout}");
-    assert_eq!(step["failed"], 0, "{stdout}\n{stderr}");
-    assert_eq!(step["kept_up"], 200, "every player got the whole stream:\n{stdout}\n{stderr}");
-    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{stdout}");
-    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{stdout}");
-    assert!(step["publish_mbps"].as_f64().unwrap() > 0.6, "{stdout}");
+    assert_eq!(step["players"], 200, "{out}");
+    assert_eq!(step["failed"], 0, "{out}");
+    assert_eq!(step["kept_up"], 200, "every player got the whole stream:\n{out}");
+    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{out}");
+    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{out}");
+    assert!(step["publish_mbps"].as_f64().unwrap() > 0.6, "{out}");
     assert_eq!(report["max_passed"], 200);
 }
 
@@ -55,30 +64,11 @@ fn a_hundred_http_flv_players_all_keep_up() {
     let conf = format!(
         "rtmp {{ http_listen 127.0.0.1:{http}; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
     );
-    let config = Config::parse(&conf, "smoke.conf").unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = rt.spawn(sluice::app::run(config, shutdown.clone()));
-    std::thread::sleep(Duration::from_millis(300));
-
-    let json = std::env::temp_dir().join(format!("sluice-bench-smoke-flv-{port}.json"));
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice-bench"))
-        .args(["--players", "100", "--step-secs", "10", "--join-secs", "3", "--probes", "5", "--bitrate", "800k"])
-        .args(["--http-flv", &format!("http://127.0.0.1:{http}/live/smoke.flv"), "--label", "smoke-flv", "--json"])
-        .arg(&json)
-        .arg(format!("rtmp://127.0.0.1:{port}/live/smoke"))
-        .output()
-        .unwrap();
-    shutdown.cancel();
-    let _ = rt.block_on(server);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sluice-bench failed:\n{stdout}\n{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&json);
+    let url = format!("http://127.0.0.1:{http}/live/smoke.flv");
+    let (report, out) = bench(&conf, port, "smoke-flv", &["--players", "100", "--http-flv", &url]);
     let step = &report["steps"][0];
-    assert_eq!(step["failed"], 0, "{stdout}\n{stderr}");
-    assert_eq!(step["kept_up"], 100, "every HTTP-FLV player got the whole stream:\n{stdout}\n{stderr}");
-    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{stdout}\n{stderr}");
-    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{stdout}");
+    assert_eq!(step["failed"], 0, "{out}");
+    assert_eq!(step["kept_up"], 100, "every HTTP-FLV player got the whole stream:\n{out}");
+    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{out}");
+    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{out}");
 }
