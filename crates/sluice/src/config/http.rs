@@ -269,6 +269,11 @@ impl BuiltinHttp {
     fn add_locations(&self, server: &mut HttpServerConf) {
         let reads = if self.public { Vec::new() } else { builtin_control_rules() };
         let mut add = |uri: &str, exact: bool, handler: Handler| {
+            // An `hls_path` directory of that name keeps its URL: the page is not served.
+            if server.locations.iter().any(|l| l.hls && l.uri == uri) {
+                tracing::warn!(uri, "an hls_path directory is served at {uri}: the built-in page there is off");
+                return;
+            }
             let mut loc = HttpLayer::default().build(uri, exact);
             loc.handler = Some(handler);
             loc.access = reads.clone();
@@ -279,7 +284,8 @@ impl BuiltinHttp {
             add("/", true, Handler::Dashboard);
             add(BUILTIN_DASHBOARD_URI, false, Handler::Dashboard);
         }
-        add("/stat", false, Handler::Stat(StatConf::default()));
+        // Exact: `/station/cam.flv` is a stream of application "station".
+        add("/stat", true, Handler::Stat(StatConf::default()));
         add("/api/", false, Handler::Api { action_access: builtin_control_rules() });
         add("/metrics", true, Handler::Metrics);
         if let Some(control) = &mut server.control {

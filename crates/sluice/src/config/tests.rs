@@ -995,6 +995,10 @@ fn builtin_server_serves_sluice_pages_to_loopback_unless_public() {
     );
     assert_eq!(handler(&c, "/metrics"), Some(Handler::Metrics));
     assert_eq!(handler(&c, "/live/cam.flv"), Some(Handler::FlvLive));
+    assert_eq!(handler(&c, "/station/cam.flv"), Some(Handler::FlvLive), "/stat is exact");
+    let hls = parse("rtmp { server { application a { hls on; hls_path /tmp/api; } } }");
+    assert_eq!(handler(&hls, "/api/cam.m3u8"), None, "an hls_path directory keeps its URL");
+    assert!(hls.http.servers()[0].location("/api/cam.m3u8").hls);
     let remote: std::net::IpAddr = "192.0.2.1".parse().unwrap();
     assert!(s.location("/stat").denied_by(remote).is_some(), "loopback only by default");
     assert!(s.location("/live/cam.flv").denied_by(remote).is_none(), "players are not");
