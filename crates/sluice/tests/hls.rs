@@ -156,8 +156,11 @@ fn mpegts_hls_is_served_probed_and_ended() {
         let t = get(server.http_port, "/hls/stream.m3u8").text();
         t.contains("#EXT-X-ENDLIST").then_some(t)
     });
-    let on_disk = std::fs::read_to_string(dir.path("hls/stream.m3u8")).unwrap();
-    assert_eq!(on_disk, text, "disk and memory agree");
+    // Memory is updated first and the file is written right after it: they agree once it is.
+    wait_for(&server, Duration::from_secs(5), "the ended playlist on disk", || {
+        let on_disk = std::fs::read_to_string(dir.path("hls/stream.m3u8")).unwrap_or_default();
+        (on_disk == text).then_some(())
+    });
     for u in uris(&text) {
         assert!(u.starts_with("stream-") && u.ends_with(".ts"), "{u}");
         assert!(file_exists_nonempty(&dir.path("hls").join(&u)), "{u} on disk");
