@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,17 +20,13 @@ fn builtin(rtmp_extra: &str, app_extra: &str) -> Server {
     Server::start_conf(&BUILTIN.replace("RTMP_EXTRA", rtmp_extra).replace("APP_EXTRA", app_extra))
 }
 
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+/// What API answers carry.
+trait JsonReply {
+    fn json(&self) -> Value;
+    fn error(&self) -> String;
 }
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
+impl JsonReply for Reply {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
@@ -46,28 +41,8 @@ impl Reply {
 
 /// `METHOD http://127.0.0.1:PORT PATH` with curl and `args` (headers): the whole reply.
 fn request(port: u16, method: &str, path: &str, args: &[&str]) -> Reply {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-S", "-i", "--path-as-is", "--max-time", "30"]);
-    if method == "HEAD" {
-        cmd.arg("-I");
-    } else {
-        cmd.args(["-X", method]);
-    }
-    let out = run_timeout(cmd.args(args).arg(format!("http://127.0.0.1:{port}{path}")), Duration::from_secs(40));
-    assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
-    parse_reply(&out.stdout)
-}
-
-fn parse_reply(raw: &[u8]) -> Reply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Reply { status, headers, body: raw[split + 4..].to_vec() }
+    let verb: &[&str] = if method == "HEAD" { &["-I"] } else { &["-X", method] };
+    curl_reply(&[verb, args].concat(), &format!("http://127.0.0.1:{port}{path}"))
 }
 
 fn get(s: &Server, path: &str) -> Reply {

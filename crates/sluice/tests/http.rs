@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -17,48 +16,10 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// One HTTP answer as curl saw it.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    /// Lower-case names; repeated headers joined with ", ".
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// `curl -s -i --path-as-is ARGS... URL`, parsed. `--path-as-is` keeps `..` for traversal tests.
 fn curl(url: &str, args: &[&str]) -> Reply {
-    let out = run_timeout(
-        Command::new("curl").args(["-s", "-S", "-i", "--path-as-is", "--max-time", "10"]).args(args).arg(url),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "curl {args:?} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
-    parse_reply(&out.stdout)
+    curl_reply(args, url)
 }
 
-fn parse_reply(raw: &[u8]) -> Reply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers: HashMap<String, String> = HashMap::new();
-    for line in lines {
-        let (name, value) = line.split_once(':').unwrap();
-        let value = value.trim().to_owned();
-        headers.entry(name.trim().to_ascii_lowercase()).and_modify(|v| *v = format!("{v}, {value}")).or_insert(value);
-    }
-    Reply { status, headers, body: raw[split + 4..].to_vec() }
-}
-
-/// A byte pattern that shows any misplaced range.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }

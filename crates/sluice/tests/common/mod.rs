@@ -1,6 +1,7 @@
 //! Test harness: start the real `sluice` binary on free ports and drive real clients.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -378,4 +379,48 @@ pub fn curl(url: &str) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// One HTTP answer as curl saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// Lower-case names; repeated headers joined with ", ".
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `curl -s -S -i --path-as-is ARGS... URL`, parsed; the test fails when curl does.
+pub fn curl_reply(args: &[&str], url: &str) -> Reply {
+    let out = run_timeout(
+        Command::new("curl").args(["-s", "-S", "-i", "--path-as-is", "--max-time", "30"]).args(args).arg(url),
+        Duration::from_secs(40),
+    );
+    assert!(out.status.success(), "curl {args:?} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    parse_reply(&out.stdout)
+}
+
+/// An HTTP/1.1 answer's status, headers and body.
+pub fn parse_reply(raw: &[u8]) -> Reply {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers: HashMap<String, String> = HashMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        let value = value.trim().to_owned();
+        headers.entry(name.trim().to_ascii_lowercase()).and_modify(|v| *v = format!("{v}, {value}")).or_insert(value);
+    }
+    Reply { status, headers, body: raw[split + 4..].to_vec() }
 }
