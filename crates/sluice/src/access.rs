@@ -63,6 +63,11 @@ impl ConnectionLimit {
         ConnectionLimit { max: max.map(|m| m as usize), current: Arc::new(AtomicUsize::new(0)) }
     }
 
+    /// The same count under a new `max` (a reload's `max_connections`).
+    pub fn with_max(&self, max: Option<u32>) -> Self {
+        ConnectionLimit { max: max.map(|m| m as usize), current: self.current.clone() }
+    }
+
     /// A place for one more connection, or `None` when `max_connections` are connected.
     pub fn try_acquire(&self) -> Option<ConnectionPermit> {
         let max = self.max.unwrap_or(usize::MAX);

@@ -31,6 +31,8 @@ mod mime;
 mod path;
 mod range;
 
+pub use conn::Site;
+
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -148,8 +150,25 @@ pub fn router(state: HttpState) -> Router {
 
 /// Serve HTTP on `listener` until shutdown, then let open connections finish their request.
 pub async fn serve(listener: TcpListener, state: HttpState, shutdown: CancellationToken) -> std::io::Result<()> {
-    conn::accept_loop(listener, state.site.limits, state.connections.clone(), router(state), shutdown).await;
+    let (_keep, current) = tokio::sync::watch::channel(Arc::new(site(state)));
+    serve_current(listener, current, shutdown.clone(), shutdown).await;
     Ok(())
+}
+
+/// A server's state ready to serve.
+pub fn site(state: HttpState) -> Site {
+    Site { limits: state.site.limits, connections: state.connections.clone(), router: router(state) }
+}
+
+/// Serve HTTP on `listener` with the [`Site`] current at each connection, until `stop` (the
+/// address is closed; open connections go on) or `shutdown` (they finish their request).
+pub async fn serve_current(
+    listener: TcpListener,
+    current: tokio::sync::watch::Receiver<Arc<Site>>,
+    stop: CancellationToken,
+    shutdown: CancellationToken,
+) {
+    conn::accept_loop(listener, current, stop, shutdown).await;
 }
 
 async fn healthz(State(state): State<HttpState>, req: Request) -> Response {

@@ -1,15 +1,20 @@
-//! `sluice [-c FILE] [-t] [--http-listen ADDR|off]`: the command line, like nginx's; and
-//! `sluice token ...`, which prints a signed publish or play URL.
+//! `sluice [-c FILE] [-t] [-s SIGNAL] [--http-listen ADDR|off]`: the command line, like
+//! nginx's; the signals the running process answers (as nginx's master: HUP reloads, QUIT
+//! stops gracefully, TERM/INT stop fast, USR1 reopens log files); and `sluice token ...`,
+//! which prints a signed publish or play URL.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use sluice::app::Control;
 use sluice::config::{parse_http_listen, parse_time, Action, Config};
+use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
-Usage: sluice [-c FILE] [-t] [--http-listen ADDR|off] [-h] [-V] [--print-default-config]
+Usage: sluice [-c FILE] [-t] [-s SIGNAL] [--http-listen ADDR|off] [-h] [-V]
+              [--print-default-config]
        sluice token --secret S --app APP --name STREAM [--publish|--play] [--ttl T]
                     [--url rtmp://HOST[:PORT]]
 
@@ -17,6 +22,11 @@ Options:
   -c FILE                  read the nginx-style configuration from FILE
                            (default: the embedded configuration: RTMP on 1935, HTTP on 8080)
   -t                       check the configuration and exit (0 when valid)
+  -s SIGNAL                send SIGNAL to the running sluice (its pid read from the file
+                           the configuration's pid directive names): reload (re-read the configuration; clients stay
+                           connected), quit (graceful stop: no new clients, the connected
+                           ones may stay up to worker_shutdown_timeout), stop (fast stop),
+                           reopen (reopen log files, after logrotate)
   --http-listen ADDR|off   the built-in HTTP server's address (8080, 127.0.0.1:8080,
                            [::1]:8080), or off; overrides http_listen. Unused when the
                            configuration has an http {} block
@@ -29,13 +39,41 @@ sluice token prints a URL signed for an application with auth_secret S, valid fo
 unless --url says otherwise. The URL publishes (--publish, the default) or plays (--play),
 never both.
 
+Signals, as nginx: SIGHUP reload, SIGQUIT graceful stop, SIGTERM and SIGINT fast stop,
+SIGUSR1 reopen log files.
+
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
 
 struct Args {
     config: Option<PathBuf>,
     test: bool,
+    /// `-s SIGNAL`.
+    signal: Option<Signal>,
     /// `--http-listen`: `Some(None)` is `off`.
     http_listen: Option<Option<SocketAddr>>,
+}
+
+/// What `-s` sends, by nginx's names.
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Reload,
+    Quit,
+    Stop,
+    Reopen,
+}
+
+impl Signal {
+    const NAMES: &'static [(&'static str, Signal)] =
+        &[("reload", Signal::Reload), ("quit", Signal::Quit), ("stop", Signal::Stop), ("reopen", Signal::Reopen)];
+
+    fn number(self) -> libc::c_int {
+        match self {
+            Signal::Reload => libc::SIGHUP,
+            Signal::Quit => libc::SIGQUIT,
+            Signal::Stop => libc::SIGTERM,
+            Signal::Reopen => libc::SIGUSR1,
+        }
+    }
 }
 
 enum Cli {
@@ -44,7 +82,7 @@ enum Cli {
 }
 
 fn parse_args() -> Cli {
-    let mut args = Args { config: None, test: false, http_listen: None };
+    let mut args = Args { config: None, test: false, signal: None, http_listen: None };
     let mut it = std::env::args().skip(1).peekable();
     if it.peek().map(String::as_str) == Some("token") {
         it.next();
@@ -57,6 +95,15 @@ fn parse_args() -> Cli {
                 None => return usage_error("option \"-c\" requires a file name"),
             },
             "-t" => args.test = true,
+            "-s" => {
+                let Some(v) = it.next() else {
+                    return usage_error("option \"-s\" requires parameter");
+                };
+                match Signal::NAMES.iter().find(|(name, _)| *name == v) {
+                    Some(&(_, signal)) => args.signal = Some(signal),
+                    None => return usage_error(&format!("invalid option: \"-s {v}\" (reload, quit, stop or reopen)")),
+                }
+            }
             "--http-listen" => {
                 let Some(v) = it.next() else {
                     return usage_error("option \"--http-listen\" requires an address");
@@ -147,43 +194,98 @@ fn main() -> ExitCode {
         Cli::Exit(code) => return code,
     };
     init_logging();
-    let (config, name) = match &args.config {
-        Some(path) => (Config::load(path), path.display().to_string()),
-        None => (Ok(Config::default_config()), "embedded default configuration".to_string()),
-    };
-    let mut config = match config {
+    let source = Source { path: args.config.clone(), http_listen: args.http_listen };
+    let config = match source.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sluice: {e}");
             if args.test {
-                eprintln!("sluice: configuration file {name} test failed");
+                eprintln!("sluice: configuration file {} test failed", source.name());
             }
             return ExitCode::FAILURE;
         }
     };
-    if let Some(addr) = args.http_listen {
-        if config.http.block.is_some() {
-            tracing::warn!("--http-listen has no effect: the configuration's \"http\" block says where to listen");
-        }
-        config.http.builtin_listen = addr;
+    if let Some(signal) = args.signal {
+        return send_signal(&config, &source, signal);
+    }
+    if args.http_listen.is_some() && config.http.block.is_some() {
+        tracing::warn!("--http-listen has no effect: the configuration's \"http\" block says where to listen");
     }
     // As nginx's `[warn]` lines: on stderr whatever RUST_LOG says, with `-t` and at start-up.
     for line in config.inert_report() {
         eprintln!("{line}");
     }
     if args.test {
+        let name = source.name();
         eprintln!(
             "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"
         );
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where the configuration comes from, to read it again on reload.
+#[derive(Clone)]
+struct Source {
+    path: Option<PathBuf>,
+    /// `--http-listen`, applied over every configuration read.
+    http_listen: Option<Option<SocketAddr>>,
+}
+
+impl Source {
+    fn name(&self) -> String {
+        self.path.as_ref().map_or_else(|| "embedded default configuration".to_string(), |p| p.display().to_string())
+    }
+
+    fn load(&self) -> Result<Config, sluice::config::ConfigError> {
+        let mut config = match &self.path {
+            Some(path) => Config::load(path)?,
+            None => Config::default_config(),
+        };
+        if let Some(addr) = self.http_listen {
+            config.http.builtin_listen = addr;
+        }
+        Ok(config)
+    }
+}
+
+/// `sluice -s SIGNAL`: signal the process whose id the configuration's pid file holds.
+fn send_signal(config: &Config, source: &Source, signal: Signal) -> ExitCode {
+    let Some(path) = &config.process.pid else {
+        eprintln!(
+            "sluice: {} has no \"pid\" directive: there is no pid file to find the running sluice by (add \"pid /run/sluice.pid;\" at the top level, or signal the process with kill)",
+            source.name()
+        );
+        return ExitCode::FAILURE;
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sluice: cannot read the pid file {}: {e} (is sluice running?)", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let pid = match text.trim().parse::<libc::pid_t>() {
+        Ok(pid) if pid > 0 => pid,
+        _ => {
+            eprintln!("sluice: invalid PID number \"{}\" in {}", text.trim(), path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: kill(2) with a positive pid and a valid signal number.
+    if unsafe { libc::kill(pid, signal.number()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        eprintln!("sluice: kill({pid}, {signal:?}) failed: {e} (pid from {})", path.display());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging() {
@@ -211,40 +313,86 @@ fn raise_fd_limit() {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, source: Source) -> anyhow::Result<()> {
     raise_fd_limit();
+    let pid_file = PidFile::write(config.process.pid.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            token.cancel();
-        });
-        sluice::app::run(config, shutdown).await
-    })
+    let result = rt.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let control = Control { stop: CancellationToken::new(), quit: CancellationToken::new(), reload: Some(rx) };
+        tokio::spawn(answer_signals(control.stop.clone(), control.quit.clone(), tx, source));
+        sluice::app::run_controlled(config, control, Vec::new()).await
+    });
+    drop(pid_file);
+    result
 }
 
-/// Waits for a signal that ends the process (SIGTERM, SIGINT, SIGQUIT: a graceful shutdown),
-/// answering the others nginx's users send on the way: SIGHUP (reload), SIGUSR1 (reopen log
-/// files, what logrotate sends) and SIGUSR2 (binary upgrade) are logged and the server keeps
-/// running, where the default action would kill it with nothing finalised.
-async fn wait_for_signal() {
+/// The `pid` file: written at start-up, removed at exit (when it still names this process).
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn write(path: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(path) = &path {
+            std::fs::write(path, format!("{}\n", std::process::id()))
+                .map_err(|e| anyhow::anyhow!("cannot write the pid file {}: {e}", path.display()))?;
+        }
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let Some(path) = &self.0 else { return };
+        let ours = std::fs::read_to_string(path).is_ok_and(|t| t.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Answers the signals nginx's users send, until a stop: SIGHUP reloads (a configuration that
+/// does not load is logged and the running one stays), SIGQUIT stops gracefully, SIGTERM and
+/// SIGINT stop fast (also during a graceful stop), SIGUSR1 reopens log files; SIGUSR2 (binary
+/// upgrade) is logged, where the default action would kill the process with nothing
+/// finalised.
+async fn answer_signals(stop: CancellationToken, quit: CancellationToken, reload: Sender<Config>, source: Source) {
     use tokio::signal::unix::{signal, SignalKind};
     let install = |kind: SignalKind| signal(kind).expect("installing a signal handler cannot fail at start-up");
     let mut int = install(SignalKind::interrupt());
     let mut term = install(SignalKind::terminate());
-    let mut quit = install(SignalKind::quit());
+    let mut quit_signal = install(SignalKind::quit());
     let mut hup = install(SignalKind::hangup());
     let mut usr1 = install(SignalKind::user_defined1());
     let mut usr2 = install(SignalKind::user_defined2());
     loop {
         tokio::select! {
-            _ = int.recv() => return tracing::info!(signal = "SIGINT", "shutting down gracefully"),
-            _ = term.recv() => return tracing::info!(signal = "SIGTERM", "shutting down gracefully"),
-            _ = quit.recv() => return tracing::info!(signal = "SIGQUIT", "shutting down gracefully"),
+            _ = int.recv() => {
+                tracing::info!(signal = "SIGINT", "fast shutdown");
+                return stop.cancel();
+            }
+            _ = term.recv() => {
+                tracing::info!(signal = "SIGTERM", "fast shutdown");
+                return stop.cancel();
+            }
+            _ = quit_signal.recv() => {
+                tracing::info!(signal = "SIGQUIT", "graceful shutdown");
+                quit.cancel();
+            }
             _ = hup.recv() => {
-                tracing::warn!(signal = "SIGHUP", "configuration reload is not supported yet; still running with the configuration read at start")
+                tracing::info!(signal = "SIGHUP", "reconfiguring: reading {}", source.name());
+                let source = source.clone();
+                match tokio::task::spawn_blocking(move || source.load()).await {
+                    Ok(Ok(config)) => {
+                        for line in config.inert_report() {
+                            tracing::warn!("{line}");
+                        }
+                        if reload.send(config).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Err(e)) => tracing::error!("reload refused, still running the previous configuration: {e}"),
+                    Err(e) => tracing::error!("reload failed: {e}"),
+                }
             }
             _ = usr1.recv() => {
                 tracing::info!(signal = "SIGUSR1", "no log files to reopen: sluice logs to stderr; still running")

@@ -68,7 +68,7 @@ pub struct StartCtx<'a> {
     pub config: &'a Config,
     /// Server-wide notices (recordings closed, ...).
     pub notices: &'a Arc<Notices>,
-    /// Cancelled on SIGTERM/SIGINT.
+    /// Cancelled at shutdown, or when a reload restarts the task ([`Module::start_changed`]).
     pub shutdown: CancellationToken,
 }
 
@@ -101,6 +101,12 @@ pub trait Module: Send + Sync {
     /// Called once, before the first connection.
     fn on_start(&self, _ctx: &StartCtx<'_>) -> Option<ServerTask> {
         None
+    }
+
+    /// Whether a reload from `old` to `new` changes what [`Module::on_start`]'s task does:
+    /// then its task is stopped (its `shutdown` cancelled) and started again with `new`.
+    fn start_changed(&self, _old: &Config, _new: &Config) -> bool {
+        false
     }
 }
 

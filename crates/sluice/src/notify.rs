@@ -560,20 +560,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Report finished recordings to `on_record_done` for this server's applications, until
-/// shutdown (and briefly after, while recorders close their files).
-pub async fn record_done_listener(ctx: Arc<ServerCtx>) {
-    if !ctx.apps.iter().any(|a| a.notify.on_record_done.is_some() || !a.notify.recorder_record_done.is_empty()) {
-        return;
-    }
-    let mut notices = ctx.notices.subscribe();
-    let shutdown = ctx.shutdown.clone();
+/// Report finished recordings to `on_record_done` of every server block's applications (as
+/// configured when the recording closes), until shutdown (and briefly after, while recorders
+/// close their files).
+pub async fn record_done_listener(servers: tokio::sync::watch::Receiver<Vec<Arc<ServerCtx>>>) {
+    let Some(first) = servers.borrow().first().cloned() else { return };
+    let mut notices = first.notices.subscribe();
+    let shutdown = first.shutdown.clone();
+    drop(first);
     let mut deadline = None;
     loop {
         let received = match deadline {
             None => tokio::select! {
                 n = notices.recv() => n,
                 _ = shutdown.cancelled() => {
+                    if !servers.borrow().iter().any(|ctx| wants_record_done(ctx)) {
+                        return;
+                    }
                     deadline = Some(tokio::time::Instant::now() + RECORD_DONE_GRACE);
                     continue;
                 }
@@ -584,13 +587,24 @@ pub async fn record_done_listener(ctx: Arc<ServerCtx>) {
             },
         };
         match received {
-            Ok(notice) => on_notice(&ctx, notice),
+            Ok(notice) => {
+                // The server blocks as configured now (a reload may have changed them).
+                let current = servers.borrow().clone();
+                for ctx in &current {
+                    on_notice(ctx, notice.clone());
+                }
+            }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!("notify: {n} record_done notices missed (too many at once)")
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// Whether an application of this server block calls `on_record_done`.
+fn wants_record_done(ctx: &ServerCtx) -> bool {
+    ctx.apps.iter().any(|a| a.notify.on_record_done.is_some() || !a.notify.recorder_record_done.is_empty())
 }
 
 fn on_notice(ctx: &ServerCtx, notice: Notice) {

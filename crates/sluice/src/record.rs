@@ -92,8 +92,8 @@ struct Registered {
 pub struct Recorders {
     streams: Mutex<HashMap<StreamKey, Registered>>,
     tasks: TaskTracker,
-    /// How many rtmp `server` blocks there are (the control API's `srv`).
-    servers: usize,
+    /// How many rtmp `server` blocks there are (the control API's `srv`); a reload may change it.
+    servers: std::sync::atomic::AtomicUsize,
     /// Recording files in use: open by a recorder, or being rewritten with `moov` first. A
     /// recorder never opens one of them (it takes another name), so two recordings never
     /// share a file.
@@ -132,7 +132,17 @@ impl Drop for FileClaim {
 impl Recorders {
     /// An empty registry for a configuration with `rtmp_servers` server blocks.
     pub fn new(rtmp_servers: usize) -> Arc<Self> {
-        Arc::new(Recorders { servers: rtmp_servers, ..Self::default() })
+        Arc::new(Recorders { servers: rtmp_servers.into(), ..Self::default() })
+    }
+
+    /// How many rtmp `server` blocks there are.
+    pub fn servers(&self) -> usize {
+        self.servers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A reload changed the number of server blocks.
+    pub fn set_servers(&self, n: usize) {
+        self.servers.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Registered>> {

@@ -49,8 +49,26 @@ pub struct ServerCtx {
 impl ServerCtx {
     /// The context of the server block with index `index`.
     pub fn new(conf: ServerConf, index: usize, shared: &Shared, shutdown: CancellationToken) -> Self {
-        let apps = conf.apps.iter().cloned().map(Arc::new).collect();
         let limit = crate::access::ConnectionLimit::new(conf.max_connections);
+        Self::with_limit(conf, index, shared, shutdown, limit)
+    }
+
+    /// The context of the same server block after a reload: `conf` for the connections that
+    /// come from now on, and the same count of connections (those connected stay counted,
+    /// against the new `max_connections`).
+    pub fn reconfigured(&self, conf: ServerConf, shared: &Shared) -> Self {
+        let limit = self.limit.with_max(conf.max_connections);
+        Self::with_limit(conf, self.index, shared, self.shutdown.clone(), limit)
+    }
+
+    fn with_limit(
+        conf: ServerConf,
+        index: usize,
+        shared: &Shared,
+        shutdown: CancellationToken,
+        limit: crate::access::ConnectionLimit,
+    ) -> Self {
+        let apps = conf.apps.iter().cloned().map(Arc::new).collect();
         Self {
             conf,
             index,
@@ -102,8 +120,8 @@ pub struct Running {
     pub started: Instant,
     /// The same moment on the wall clock.
     pub started_at: std::time::SystemTime,
-    /// What stats keep between snapshots.
-    pub meters: crate::stats::Meters,
+    /// What stats keep between snapshots (the same across reloads).
+    pub meters: Arc<crate::stats::Meters>,
 }
 
 /// A bound `listen` address: plain RTMP, or RTMPS (`ssl`) with the server's certificate.
@@ -124,22 +142,50 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
+
+    /// `rtmps` or `rtmp`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "rtmps"
+        } else {
+            "rtmp"
+        }
+    }
+}
+
+/// What a listener hands each connection it accepts: the server block's context and, on an
+/// `ssl` address, the TLS acceptor. A reload replaces it; connections keep the one they
+/// were accepted with.
+pub struct Accepting {
+    /// The server block's context.
+    pub ctx: Arc<ServerCtx>,
+    /// The block's certificate, on an `ssl` address.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// The server block's TLS acceptor, when it has `ssl` addresses.
+pub fn tls_acceptor(conf: &ServerConf) -> anyhow::Result<Option<TlsAcceptor>> {
+    match &conf.tls {
+        // The configuration checked the files already (`sluice -t`): this read fails only if
+        // they changed since.
+        Some(tls) if !conf.ssl_listen.is_empty() => Ok(Some(crate::tls::acceptor(tls)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Binds one `listen` address of a server block.
+pub async fn bind_addr(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (rtmp)"))
 }
 
 /// Bind every `listen` address of a server block; `ssl` ones with the block's certificate.
 pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<Listener>> {
-    let acceptor = match &conf.tls {
-        // Loaded once per block; the configuration checked it already (`sluice -t`), this
-        // read can fail only if the files changed since.
-        Some(tls) if !conf.ssl_listen.is_empty() => Some(crate::tls::acceptor(tls)?),
-        _ => None,
-    };
+    let acceptor = tls_acceptor(conf)?;
     let mut listeners = Vec::new();
     for addr in &conf.listen {
-        let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (rtmp)"))?;
+        let tcp = bind_addr(*addr).await?;
         let tls = if conf.ssl_listen.contains(addr) {
             let acceptor = acceptor.clone().with_context(|| format!("listen {addr} ssl: no ssl_certificate"))?;
-            tracing::debug!(%addr, "rtmps: TLS on this address");
             Some(acceptor)
         } else {
             None
@@ -183,20 +229,33 @@ impl LogEvery {
 
 /// Accept connections until shutdown; connection tasks are tracked so shutdown can wait for them.
 pub async fn serve(listener: impl Into<Listener>, ctx: Arc<ServerCtx>, tracker: TaskTracker) {
-    let listener = listener.into();
+    let Listener { tcp, tls } = listener.into();
+    let stop = ctx.shutdown.clone();
+    let (_keep, current) = tokio::sync::watch::channel(Arc::new(Accepting { ctx, tls }));
+    serve_current(tcp, current, stop, tracker).await
+}
+
+/// Accept connections until `stop`, handing each the [`Accepting`] current at that moment.
+pub async fn serve_current(
+    tcp: TcpListener,
+    current: tokio::sync::watch::Receiver<Arc<Accepting>>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     let mut failures = LogEvery::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
-            a = listener.tcp.accept() => a,
-            _ = ctx.shutdown.cancelled() => return,
+            a = tcp.accept() => a,
+            _ = stop.cancelled() => return,
         };
         match accepted {
             Ok((socket, peer)) => {
+                let accepting = current.borrow().clone();
+                let ctx = accepting.ctx.clone();
                 if let Err(e) = prepare(&socket, &ctx.conf.core) {
                     tracing::warn!(client = %peer, error = %e, "cannot set socket options");
                 }
-                let ctx = ctx.clone();
-                tracker.spawn(connection::run(socket, peer, ctx, listener.tls.clone()));
+                tracker.spawn(connection::run(socket, peer, ctx, accepting.tls.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, keep serving.
@@ -248,8 +307,7 @@ pub(crate) fn set_int_option(
 
 /// The addresses a listener actually bound (port 0 resolved).
 pub fn local_addrs(listeners: &[Listener]) -> Vec<(SocketAddr, &'static str)> {
-    let scheme = |l: &Listener| if l.tls.is_some() { "rtmps" } else { "rtmp" };
-    listeners.iter().filter_map(|l| Some((l.local_addr().ok()?, scheme(l)))).collect()
+    listeners.iter().filter_map(|l| Some((l.local_addr().ok()?, l.scheme()))).collect()
 }
 
 #[cfg(test)]

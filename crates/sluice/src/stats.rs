@@ -35,14 +35,23 @@ pub const BANDWIDTH_WINDOW: Duration = Duration::from_secs(10);
 /// taken.
 #[derive(Debug, Default)]
 pub struct Meters {
-    listen: Vec<ListenInfo>,
+    listen: Mutex<Vec<ListenInfo>>,
     state: Mutex<MeterState>,
 }
 
 impl Meters {
     /// Meters for a server whose RTMP listeners are `listen`.
     pub fn new(listen: Vec<ListenInfo>) -> Self {
-        Meters { listen, state: Mutex::default() }
+        Meters { listen: Mutex::new(listen), state: Mutex::default() }
+    }
+
+    /// The RTMP listeners after a reload (the rates carry on).
+    pub fn set_listen(&self, listen: Vec<ListenInfo>) {
+        *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = listen;
+    }
+
+    fn listen(&self) -> Vec<ListenInfo> {
+        self.listen.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, MeterState> {
@@ -452,7 +461,7 @@ pub fn collect(ctx: &Running) -> Snapshot {
         cpu_percent,
         memory_bytes,
         streams: streams.len(),
-        rtmp: ctx.meters.listen.clone(),
+        rtmp: ctx.meters.listen(),
     };
     Snapshot { server, streams, clients }
 }
@@ -889,7 +898,7 @@ mod tests {
             config: Arc::new(config),
             started: Instant::now(),
             started_at: SystemTime::now(),
-            meters: Meters::new(listen),
+            meters: Arc::new(Meters::new(listen)),
         }
     }
 

@@ -20,6 +20,7 @@ mod include;
 mod later;
 mod live;
 mod notify;
+mod process;
 mod record;
 mod relay;
 mod transcode;
@@ -40,6 +41,7 @@ pub use self::http::{
 };
 pub use self::live::{LiveConf, MetaMode};
 pub use self::notify::{NotifyConf, NotifyMethod};
+pub use self::process::{ProcessConf, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use self::record::{RecordConf, RecordFormat, RecordMode, Recorder};
 pub use self::relay::{RelayConf, RelayTarget};
 pub use self::transcode::{Rendition, TranscodeConf};
@@ -71,6 +73,8 @@ pub struct Config {
     /// What the exec module sets for the whole process: `exec_static`, `respawn_timeout`,
     /// `exec_kill_signal`.
     pub exec: ExecGlobal,
+    /// The process's own settings (main context): `pid`, `worker_shutdown_timeout`.
+    pub process: ProcessConf,
 }
 
 /// One `rtmp { server { } }` block.
@@ -258,6 +262,7 @@ enum Group {
     Relay,
     Exec,
     Transcode,
+    Process,
     Later,
 }
 
@@ -274,6 +279,7 @@ impl Group {
             Group::Relay => "relay",
             Group::Exec => "exec",
             Group::Transcode => "transcode",
+            Group::Process => "process",
             Group::Later => "later",
         }
     }
@@ -290,6 +296,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Relay, relay::DIRECTIVES),
     (Group::Exec, exec::DIRECTIVES),
     (Group::Transcode, transcode::DIRECTIVES),
+    (Group::Process, process::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -355,8 +362,11 @@ impl Layer {
             Group::Relay => self.relay.set(d),
             Group::Exec => self.exec.set(d),
             Group::Transcode => self.transcode.set(d),
-            // `http_listen`, read by `read_rtmp` itself: it sets no application.
-            Group::Http => Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name))),
+            // `http_listen`, read by `read_rtmp` itself, and the main context's: they set no
+            // application.
+            Group::Http | Group::Process => {
+                Err(Fail::new(d.span, format!("directive \"{}\" is not handled here", d.name)))
+            }
             Group::Later => {
                 self.extra.push(later::accept(d));
                 Ok(())
@@ -413,7 +423,11 @@ struct RawRecorder {
 fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
     let mut rtmp: Option<&Directive> = None;
     let mut http_block: Option<&Directive> = None;
+    let mut process = process::ProcessLayer::default();
     for d in tree {
+        if process.set(d, base)? {
+            continue;
+        }
         match d.name.as_str() {
             "rtmp" => {
                 if rtmp.is_some() {
@@ -448,7 +462,7 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
         block,
         hls: http::hls_locations(&servers, rtmp)?,
     };
-    Ok(Config { servers, http, inert: Vec::new(), exec })
+    Ok(Config { servers, http, inert: Vec::new(), exec, process: process.finish() })
 }
 
 /// The children of a block directive; nginx's wording when it has none.

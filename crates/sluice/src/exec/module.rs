@@ -160,6 +160,29 @@ impl Module for Exec {
     fn on_start(&self, ctx: &StartCtx<'_>) -> Option<ServerTask> {
         Some(Box::pin(start(ctx.config, ctx.notices, ctx.shutdown.clone(), self.limits.clone())))
     }
+
+    /// `exec_static` children restart only when a reload changes what the task runs.
+    fn start_changed(&self, old: &Config, new: &Config) -> bool {
+        let changed = server_task_part(old) != server_task_part(new);
+        if changed {
+            tracing::info!("reload: exec_static or exec_record_done changed; exec_static programs restart");
+        }
+        changed
+    }
+}
+
+/// The exec lines an application runs when a recording closes.
+type RecordDoneLines<'a> = (&'a [ExecLine], &'a [(String, Vec<ExecLine>)]);
+
+/// What the server task runs: the global exec settings and the applications'
+/// `exec_record_done` lines.
+fn server_task_part(config: &Config) -> (&crate::config::ExecGlobal, Vec<(&str, RecordDoneLines<'_>)>) {
+    let apps = config.servers.iter().flat_map(|s| &s.apps);
+    let lines = apps
+        .filter(|a| !a.exec.record_done.is_empty() || !a.exec.recorder_record_done.is_empty())
+        .map(|a| (a.name.as_str(), (a.exec.record_done.as_slice(), a.exec.recorder_record_done.as_slice())))
+        .collect();
+    (&config.exec, lines)
 }
 
 /// Reads the subscriber (discarding media) until the publish ends or `stop` is cancelled.

@@ -29,14 +29,25 @@ use crate::server::{LogEvery, ACCEPT_BACKOFF, ACCEPT_ERROR_LOG_INTERVAL};
 /// How often refusals at the connection limit are logged while they go on.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Accepts connections until `shutdown`, then waits for the open ones to finish their request.
+/// What an HTTP listener serves: a server's routes, limits and connection count. A reload
+/// replaces it; a connection keeps the one it was accepted with.
+pub struct Site {
+    /// The server's routes over its state.
+    pub router: Router,
+    /// Its timeouts and `max_connections`.
+    pub limits: HttpLimits,
+    /// Its open connections (shared by its addresses).
+    pub connections: Arc<ConnectionLimit>,
+}
+
+/// Accepts connections until `stop` (or `shutdown`), then waits for the open ones to finish
+/// (on `shutdown`, the request in progress).
 /// Past `max_connections` a new connection is closed at once: it never waits in the backlog
 /// for a place, and the RTMP listeners do not share this count.
 pub(super) async fn accept_loop(
     listener: TcpListener,
-    limits: HttpLimits,
-    connections: Arc<ConnectionLimit>,
-    router: Router,
+    current: tokio::sync::watch::Receiver<Arc<Site>>,
+    stop: CancellationToken,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -46,6 +57,7 @@ pub(super) async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            _ = stop.cancelled() => break,
             _ = shutdown.cancelled() => break,
         };
         let (socket, peer) = match accepted {
@@ -58,10 +70,11 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let Some(permit) = connections.try_acquire() else {
+        let site = current.borrow().clone();
+        let Some(permit) = site.connections.try_acquire() else {
             if let Some(refused) = refusals.hit() {
                 tracing::warn!(
-                    max_connections = limits.max_connections,
+                    max_connections = site.limits.max_connections,
                     client = %peer,
                     refused,
                     "http connection limit reached; new connections are closed until some end"
@@ -71,8 +84,9 @@ pub(super) async fn accept_loop(
             continue;
         };
         let upgrades = Upgrades { permit: Arc::new(permit), tracker: tracker.clone() };
-        tracker.spawn(serve_connection(socket, peer, limits, upgrades, router.clone(), shutdown.clone()));
+        tracker.spawn(serve_connection(socket, peer, site.limits, upgrades, site.router.clone(), shutdown.clone()));
     }
+    drop(listener);
     tracker.close();
     tracker.wait().await;
 }

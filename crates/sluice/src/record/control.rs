@@ -45,8 +45,8 @@ pub async fn respond(
     let (method, section) = (parts.next()?, parts.next()?);
     match section {
         "record" if sections.record => Some(record(recorders, method, &Args::parse(query)).await),
-        "drop" if sections.drop => Some(drop_clients(clients, recorders.servers, method, &Args::parse(query))),
-        "redirect" if sections.redirect => Some(redirect(clients, recorders.servers, method, &Args::parse(query))),
+        "drop" if sections.drop => Some(drop_clients(clients, recorders.servers(), method, &Args::parse(query))),
+        "redirect" if sections.redirect => Some(redirect(clients, recorders.servers(), method, &Args::parse(query))),
         _ => None,
     }
 }
@@ -57,7 +57,7 @@ async fn record(recorders: &Recorders, method: &str, args: &Args) -> Response {
         "stop" => false,
         _ => return error("Undefined method"),
     };
-    if server_index(args, recorders.servers).is_none() {
+    if server_index(args, recorders.servers()).is_none() {
         return error("Server index out of range");
     }
     let recorder = args.get("rec").unwrap_or_default();

@@ -62,8 +62,9 @@ pub struct ServerApps {
 pub struct Setup {
     /// The clients registry a pull registers in.
     pub clients: Arc<Clients>,
-    /// Every server block, by index (the registry's `srv`).
-    pub servers: Vec<ServerApps>,
+    /// Every server block, by index (the registry's `srv`); a reload replaces them
+    /// ([`Pulls::reconfigure`]).
+    pub servers: std::sync::RwLock<Vec<ServerApps>>,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
     /// Where pull tasks run, so that shutdown waits for them.
@@ -149,7 +150,44 @@ impl Pulls {
     /// Start every `pull ... static` of every server block (at start-up), publishing through
     /// `streams` (whose registry this is).
     pub(crate) fn start_static(self: &Arc<Self>, streams: &Arc<Streams>) {
-        for (srv, server) in self.setup.servers.iter().enumerate() {
+        for (srv, app, target, key) in self.static_targets() {
+            let opts = self.stream_options(srv, &app);
+            let Some(slot) = self.new_slot(&mut self.lock(), &key, true, None) else { continue };
+            let leg = self.leg(streams, app, srv, key, slot, target, opts);
+            self.setup.tracker.spawn(leg.run_static());
+        }
+    }
+
+    /// A reload: pulls read `servers` from now on. Static pulls the new configuration no
+    /// longer has become on-demand ones (they end with their last player, at once when they
+    /// have none); new ones start; those it still has run on untouched.
+    pub(crate) fn reconfigure(self: &Arc<Self>, streams: &Arc<Streams>, servers: Vec<ServerApps>) {
+        *self.setup.servers.write().unwrap_or_else(|e| e.into_inner()) = servers;
+        let targets = self.static_targets();
+        let mut slots = self.lock();
+        for (key, slot) in slots.iter_mut().filter(|(_, s)| s.is_static) {
+            if !targets.iter().any(|(_, _, _, k)| k == key) {
+                tracing::info!(app = %key.app, stream = %key.name, "reload: this static pull is gone from the configuration; it ends with its last player");
+                slot.is_static = false;
+                slot.stop.notify_one();
+            }
+        }
+        for (srv, app, target, key) in targets {
+            if slots.contains_key(&key) {
+                continue;
+            }
+            let opts = self.stream_options(srv, &app);
+            let Some(slot) = self.new_slot(&mut slots, &key, true, None) else { continue };
+            let leg = self.leg(streams, app, srv, key, slot, target, opts);
+            self.setup.tracker.spawn(leg.run_static());
+        }
+    }
+
+    /// Every `pull ... static` of every server block, with valid names.
+    fn static_targets(&self) -> Vec<(usize, Arc<AppConf>, RelayTarget, StreamKey)> {
+        let servers = self.setup.servers.read().unwrap_or_else(|e| e.into_inner());
+        let mut found = Vec::new();
+        for (srv, server) in servers.iter().enumerate() {
             for app in &server.apps {
                 for target in app.relay.pull.iter().filter(|t| t.is_static) {
                     // `static` requires `name=` (checked with the configuration).
@@ -159,13 +197,26 @@ impl Pulls {
                         continue;
                     }
                     let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
-                    let opts = StreamOptions { ring_len: server.out_queue, gop_cache: app.live.gop_cache };
-                    let Some(slot) = self.new_slot(&mut self.lock(), &key, true, None) else { continue };
-                    let leg = self.leg(streams, app.clone(), srv, key, slot, target.clone(), opts);
-                    self.setup.tracker.spawn(leg.run_static());
+                    found.push((srv, app.clone(), target.clone(), key));
                 }
             }
         }
+        found
+    }
+
+    fn stream_options(&self, srv: usize, app: &AppConf) -> StreamOptions {
+        let servers = self.setup.servers.read().unwrap_or_else(|e| e.into_inner());
+        let ring_len = servers.get(srv).map_or(crate::config::CoreConf::default().out_queue, |s| s.out_queue);
+        StreamOptions { ring_len, gop_cache: app.live.gop_cache }
+    }
+
+    fn server_count(&self) -> usize {
+        self.setup.servers.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn max_message(&self, srv: usize) -> u32 {
+        let servers = self.setup.servers.read().unwrap_or_else(|e| e.into_inner());
+        servers.get(srv).map_or(1 << 20, |s| s.max_message)
     }
 
     /// `player`, whose first matching on-demand pull target is `target`: joins the stream's
@@ -301,7 +352,7 @@ impl Pulls {
             stream.end_waiting();
         }
         let mut dropped = 0;
-        for srv in 0..self.setup.servers.len().max(1) {
+        for srv in 0..self.server_count().max(1) {
             let filter = Filter {
                 srv,
                 app: Some(key.app.clone()),
@@ -474,8 +525,8 @@ impl Leg {
             let end = self.session(&plan, h).await;
             let why = match end {
                 End::Shutdown => break,
-                // Not for a static pull (players do not stop it), but harmless.
-                End::NoPlayers => "no players".to_owned(),
+                // A static pull that a reload removed, once it has no players left.
+                End::NoPlayers => break,
                 End::Dropped => {
                     // A dropped handle stays dropped: the next attempt registers anew.
                     handle = None;
@@ -515,7 +566,7 @@ impl Leg {
     /// One remote session: connect, play, publish locally, forward until it ends.
     async fn session(&self, plan: &Plan, handle: &ClientHandle) -> End {
         let shutdown = self.pulls.setup.shutdown.clone();
-        let max_message = self.pulls.setup.servers.get(self.srv).map_or(1 << 20, |s| s.max_message);
+        let max_message = self.pulls.max_message(self.srv);
         let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer, max_message };
         let start = async {
             let mut conn = RelayConn::connect(plan, Direction::Play, &opts).await?;
@@ -678,7 +729,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let setup = Setup {
             clients: clients.clone(),
-            servers: Vec::new(),
+            servers: Default::default(),
             shutdown: shutdown.clone(),
             tracker: TaskTracker::new(),
         };
