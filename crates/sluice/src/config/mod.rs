@@ -13,6 +13,7 @@
 
 mod access;
 mod core;
+mod docs;
 mod exec;
 mod hls;
 mod http;
