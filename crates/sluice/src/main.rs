@@ -9,7 +9,7 @@ use sluice::config::{parse_http_listen, parse_time, Action, Config};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
-Usage: sluice [-c FILE] [-t] [--http-listen ADDR|off] [-h] [-V] [--print-default-config]
+Usage: sluice [-c FILE] [-t|-T] [--http-listen ADDR|off] [-h] [-V] [--print-default-config]
        sluice token --secret S --app APP --name STREAM [--publish|--play] [--ttl T]
                     [--url rtmp://HOST[:PORT]]
 
@@ -17,6 +17,8 @@ Options:
   -c FILE                  read the nginx-style configuration from FILE
                            (default: the embedded configuration: RTMP on 1935, HTTP on 8080)
   -t                       check the configuration and exit (0 when valid)
+  -T                       check the configuration, then print it as sluice uses it
+                           (includes expanded, inherited values and defaults filled in)
   --http-listen ADDR|off   the built-in HTTP server's address (8080, 127.0.0.1:8080,
                            [::1]:8080), or off; overrides http_listen. Unused when the
                            configuration has an http {} block
@@ -34,6 +36,8 @@ Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
 struct Args {
     config: Option<PathBuf>,
     test: bool,
+    /// `-T`: print the effective configuration after the test.
+    dump: bool,
     /// `--http-listen`: `Some(None)` is `off`.
     http_listen: Option<Option<SocketAddr>>,
 }
@@ -44,7 +48,7 @@ enum Cli {
 }
 
 fn parse_args() -> Cli {
-    let mut args = Args { config: None, test: false, http_listen: None };
+    let mut args = Args { config: None, test: false, dump: false, http_listen: None };
     let mut it = std::env::args().skip(1).peekable();
     if it.peek().map(String::as_str) == Some("token") {
         it.next();
@@ -57,6 +61,7 @@ fn parse_args() -> Cli {
                 None => return usage_error("option \"-c\" requires a file name"),
             },
             "-t" => args.test = true,
+            "-T" => (args.test, args.dump) = (true, true),
             "--http-listen" => {
                 let Some(v) = it.next() else {
                     return usage_error("option \"--http-listen\" requires an address");
@@ -175,12 +180,30 @@ fn main() -> ExitCode {
         eprintln!(
             "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"
         );
-        return ExitCode::SUCCESS;
+        return if args.dump { print_effective(args.config.as_deref()) } else { ExitCode::SUCCESS };
     }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-T`: the configuration as sluice uses it, on stdout.
+fn print_effective(path: Option<&std::path::Path>) -> ExitCode {
+    let text = match path {
+        Some(path) => Config::load_effective_text(path),
+        None => Config::effective_text(Config::default_text(), "<built-in>"),
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
             ExitCode::FAILURE
         }
     }

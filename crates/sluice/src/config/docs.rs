@@ -84,7 +84,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
         "Frames a player may fall behind before it skips to the next keyframe.",
         Differs("sluice's queue is one ring per stream that players read at their own position"),
     ),
-    doc("out_cork", "Messages to gather before a write.", Same),
+    doc("out_cork", "Messages to gather before a write.", Same).default_is("`out_queue` / 8"),
     doc("buflen", "Client buffer length assumed for players.", Same),
     doc("busy", "Mark busy connections in the process title.", Same),
     doc("play_time_fix", "Repeat the extended timestamp in continuation (type 3) chunks sent to clients; written in an application, it sets its whole server.", Same),
@@ -340,7 +340,8 @@ fn documented_in_http(spec: &DirectiveSpec) -> bool {
 }
 
 /// What is wrong between the tables and the doc rows, one line each.
-pub(crate) fn mismatches() -> Vec<String> {
+#[cfg(test)]
+fn mismatches() -> Vec<String> {
     let mut out = Vec::new();
     for (group, spec) in rtmp_specs() {
         if find(RTMP_DOCS, spec.name).is_none() {
