@@ -77,7 +77,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc(
         "max_message",
         "Largest incoming message; a bigger one closes the connection.",
-        Differs("sluice also closes connections at a command or shared-object message over 64 KiB and a data message over 1 MiB, whatever this says"),
+        Differs("sluice also closes connections at a command or shared-object message over 64 KiB and a data message over 1 MiB, whatever this says, and decoding one message may produce at most 1 MiB (commands) or 8 MiB (data) of AMF values"),
     ),
     doc(
         "out_queue",
@@ -134,12 +134,12 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("record_unique", "Add `-UNIXTIME` (when the file was opened) to the name.", Same),
     doc("record_append", "Continue an existing FLV file after its last whole tag.", Differs("same for FLV; MP4 files are replaced, with a warning")),
     doc("record_lock", "Hold an fcntl write lock on the file while it is written.", Same),
-    doc("record_max_size", "Close the file once it is this big; the next keyframe opens the next one.", Same),
+    doc("record_max_size", "Close the file once it is this big; the next keyframe opens the next one (without `record_unique`: the same name, replaced).", Same),
     doc("record_max_frames", "Close the file after this many frames (audio and video).", Same),
-    doc("record_interval", "Every interval, at a keyframe, close the file and open the next (`0`: never).", Same),
+    doc("record_interval", "Every interval, at a keyframe, close the file and open the next (`0`: never; without `record_unique` the same file is replaced, so it ends up holding the last interval).", Same),
     doc("record_notify", "Send `NetStream.Record.Start`/`Stop`/`Failed` to the publisher.", Same),
-    doc("record_format", "`mp4` writes fragmented MP4 (H.264, HEVC, AV1, AAC, Opus) instead of FLV.", SLUICE),
-    doc("record_mp4_faststart", "When an MP4 file is closed, rewrite it with `moov` first.", SLUICE),
+    doc("record_format", "`mp4` writes fragmented MP4 instead of FLV: H.264, HEVC, AV1, AAC and Opus; other codecs are left out with a warning, and a stream with nothing MP4 carries leaves no file.", SLUICE),
+    doc("record_mp4_faststart", "When an MP4 file is closed, rewrite it as a plain MP4 with `moov` first (through a temporary file renamed over it); `record_done` follows the rewrite. Files after the first of a publish are named `NAME-UNIXTIME[-N]SUFFIX`.", SLUICE),
     doc("recorder", "Another recorder of each stream, with its own `record*` settings on top of the application's.", Same).syntax("NAME { }"),
     // hls
     doc(
@@ -148,12 +148,12 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
         Differs("segment names carry the publish's session (`stream-SESSION-0.ts`), so a republished stream never reuses a URL"),
     ),
     doc("hls_path", "Directory of playlists and segments (created if missing); served at `/<last component>/`.", Same).syntax("DIR"),
-    doc("hls_fragment", "Target segment length: a segment is cut at the first keyframe after it.", Same),
-    doc("hls_max_fragment", "A segment this long is cut even without a keyframe.", Same).default_is("10 × `hls_fragment`"),
+    doc("hls_fragment", "Target segment length: a segment is cut at the first keyframe after it (audio-only streams: on audio).", Same),
+    doc("hls_max_fragment", "A segment this long is cut even without a keyframe (marked as a discontinuity); video then resumes at the next keyframe.", Same).default_is("10 × `hls_fragment`"),
     doc("hls_playlist_length", "How much the live playlist lists; also how long an ended stream's playlist waits for its publisher.", Same),
     doc("hls_muxdelay", "MPEG-TS timestamps run this far ahead of the PCR.", Same),
     doc("hls_sync", "MPEG-TS audio timestamps within this of the sample count are smoothed.", Same),
-    doc("hls_continuous", "A stream published again continues its playlist and numbering (after `#EXT-X-DISCONTINUITY`).", Same),
+    doc("hls_continuous", "A stream published again after its playlist ended (or after a restart) continues the playlist and its numbering (after `#EXT-X-DISCONTINUITY`), from memory or from the playlist left on disk.", Same),
     doc("hls_nested", "One directory per stream, `index.m3u8` inside.", Same),
     doc("hls_fragment_naming", "Segment ids: sequence number, stream time (90 kHz) or wall clock (ms).", Same),
     doc("hls_fragment_naming_granularity", "Round segment ids down to a multiple of this.", Same),
@@ -161,7 +161,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("hls_type", "`event`: segments are never dropped from the playlist (`#EXT-X-PLAYLIST-TYPE:EVENT`).", Same),
     doc("hls_max_audio_delay", "Buffered MPEG-TS audio is written at least this often.", Same),
     doc("hls_audio_buffer_size", "Most audio gathered into one MPEG-TS packet.", Same),
-    doc("hls_cleanup", "Delete segments that left the playlist, and ended playlists, `hls_playlist_length` later.", Same),
+    doc("hls_cleanup", "Segments that left the playlist are deleted after `hls_playlist_length`; after the playlist ends, the playlist and its segments too, `hls_playlist_length` later (unless the stream is published again first).", Same),
     doc(
         "hls_variant",
         "Streams named BASE + SUFFIX are variants of the master playlist `BASE.m3u8`, with the PARAMs in their `#EXT-X-STREAM-INF`; an inner level with any line replaces the outer list.",
@@ -169,12 +169,12 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     )
     .syntax("SUFFIX [PARAM...]"),
     doc("hls_base_url", "Prefix of segment URIs in the playlist (absolute URLs for a CDN).", Same).syntax("URL"),
-    doc("hls_keys", "AES-128 encrypt segments (`#EXT-X-KEY`).", Same),
+    doc("hls_keys", "AES-128 encrypt segments (`#EXT-X-KEY`, IV = key id); keys are files `NAME-SESSION-ID.key`.", Same),
     doc("hls_key_path", "Where keys are written.", Same).syntax("DIR").default_is("`hls_path`"),
     doc("hls_key_url", "Prefix of key URIs in the playlist.", Same).syntax("URL"),
     doc("hls_fragments_per_key", "A new key every this many segments (`0`: one per publish).", Same),
-    doc("hls_fragment_type", "`fmp4` writes CMAF segments (`.m4s`) with an init segment, and carries HEVC and AV1.", SLUICE),
-    doc("hls_low_latency", "Low-latency HLS: parts, blocking playlist reloads, preload hints (not with `hls_keys`).", SLUICE),
+    doc("hls_fragment_type", "`fmp4` writes CMAF segments (`.m4s`) with an init segment (`#EXT-X-MAP`). MPEG-TS carries H.264 and HEVC, AAC and MP3; fMP4 H.264, HEVC, AV1, AAC and Opus.", SLUICE),
+    doc("hls_low_latency", "Low-latency HLS: segments are also cut into parts (`#EXT-X-PART`, served from memory), with `#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`, `#EXT-X-PRELOAD-HINT` and `#EXT-X-PROGRAM-DATE-TIME`; requests with `_HLS_msn`/`_HLS_part` wait for that part (up to three target durations, then 503). Not with `hls_keys`.", SLUICE),
     doc("hls_part_duration", "The low-latency part target (50ms to 5s).", SLUICE),
     // http (rtmp level)
     doc(
@@ -189,8 +189,8 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     // access
     doc(
         "allow",
-        "Allow publishing, playing or both from an address, network or `all`; the first matching rule decides, no match allows. A level with any rule uses only its own.",
-        Differs("same; IPv4-mapped IPv6 rules and clients count as IPv4"),
+        "Allow publishing, playing or both (no `publish`/`play`) from an address, network (IPv4 or IPv6) or `all`; the first matching rule decides, no match allows. A level with any rule uses only its own.",
+        Differs("same; IPv4 clients of an IPv6 listener (`::ffff:10.0.0.1`) match IPv4 rules, and rules written IPv4-mapped (prefix 96 or more) are read as IPv4"),
     )
     .syntax("[publish|play] ADDRESS|CIDR|all"),
     doc("deny", "Refuse publishing, playing or both from an address, network or `all`.", Same).syntax("[publish|play] ADDRESS|CIDR|all"),
@@ -211,7 +211,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("notify_method", "Callback fields as a form body (`post`) or in the query string (`get`).", Same),
     doc("notify_update_timeout", "The `on_update` interval.", Same),
     doc("notify_update_strict", "`on`: any failed `on_update` (3xx, timeout, unreachable) drops the client too.", Same),
-    doc("notify_relay_redirect", "Name the local stream of an `rtmp://` callback redirect by the MD5 of the location.", Same),
+    doc("notify_relay_redirect", "When `on_publish`/`on_play` answers 3xx with an `rtmp://` location, name the local stream by the 32 hex digits of the location's MD5 instead of the asked name. Either way such an answer starts a relay (a push, or a pull).", Same),
     doc("notify_timeout", "A callback with no reply this soon refuses.", SLUICE),
     doc("notify_tls_verify", "Check `https://` callbacks' certificates against the system's roots.", SLUICE),
     // relay
@@ -240,25 +240,25 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     )
     .syntax("PROGRAM [ARG...]"),
     doc("exec_push", "Run and supervise a program while a stream is published.", Same).syntax("PROGRAM [ARG...]"),
-    doc("exec_pull", "Run and supervise a program while a stream has players.", Same).syntax("PROGRAM [ARG...]"),
+    doc("exec_pull", "Run and supervise a program while a stream has players: the first player starts it, the last one leaving stops it; its players wait for it even with `idle_streams off`.", Same).syntax("PROGRAM [ARG...]"),
     doc("exec_static", "Run and supervise a program from start-up to shutdown (global wherever written).", Same).syntax("PROGRAM [ARG...]"),
     doc("exec_publish", "Run a program when a stream is published.", Same).syntax("PROGRAM [ARG...]"),
     doc("exec_publish_done", "Run a program when a stream's publisher leaves.", Same).syntax("PROGRAM [ARG...]"),
     doc("exec_play", "Run a program when a player starts.", Same).syntax("PROGRAM [ARG...]"),
     doc("exec_play_done", "Run a program when a player leaves.", Same).syntax("PROGRAM [ARG...]"),
-    doc("exec_record_done", "Run a program when a recording file is closed.", Same).syntax("PROGRAM [ARG...]"),
+    doc("exec_record_done", "Run a program when a recording file is closed; in `recorder NAME {}`, for that recorder (its own lines, then the application's).", Same).syntax("PROGRAM [ARG...]"),
     doc("exec_options", "`on`: a trailing `name=X` word of the exec lines written after it, at the same level, runs the line for stream X only.", Same),
-    doc("exec_kill_signal", "What stops a managed child (a number 1-64 or a name such as `TERM`; global).", Same).syntax("SIGNAL"),
+    doc("exec_kill_signal", "What stops a managed child: a number 1-64 or a name (`HUP INT QUIT ILL ABRT FPE KILL SEGV PIPE ALRM TERM USR1 USR2 CHLD CONT STOP TSTP TTIN TTOU`, any case); global.", Same).syntax("SIGNAL"),
     doc("respawn", "Respawn managed children that die.", Same),
     doc("respawn_timeout", "Wait before a respawn (`0`: at once; global: one per configuration).", Same),
     // transcode
     doc(
         "transcode",
-        "One rendition of the ladder sluice runs with ffmpeg: `NAME_<HEIGHT>p` at that height and bit rate (at most 8 per application).",
+        "One rendition of the ladder sluice runs with ffmpeg (at most 8 per application): stream `NAME_<HEIGHT>p`, an even height from 64p to 4320p, at the video bit rate (`2500k`, `2m`, `800000`: bits/s), optionally its AAC bit rate and a frame-rate cap (ffmpeg's `-fpsmax`).",
         SLUICE,
     )
     .syntax("HEIGHTp BITRATE [audio=BITRATE] [fps=N]"),
-    doc("transcode_encoder", "ffmpeg's H.264 encoder (`libx264`, `h264_nvenc`, `h264_qsv`, `h264_vaapi`, ...).", SLUICE).syntax("NAME"),
+    doc("transcode_encoder", "ffmpeg's H.264 encoder: `libx264`, or `h264_nvenc`, `h264_qsv`, `h264_vaapi` (on `/dev/dri/renderD128`) when your ffmpeg and hardware have it.", SLUICE).syntax("NAME"),
     doc("transcode_preset", "The encoder's `-preset`.", SLUICE)
         .syntax("NAME")
         .default_is("`veryfast` for `libx264`/`libx265`, else the encoder's own"),
@@ -302,25 +302,25 @@ pub(crate) const HTTP_DOCS: &[Doc] = &[
     doc("location", "Prefix match (longest wins) or exact (`=`); nested locations allowed.", Differs("regex locations (`~`, `~*`) are an error")).syntax("[=|^~] URI { }"),
     doc("root", "File = root + URI.", Same).syntax("PATH"),
     doc("alias", "File = alias + URI without the location's prefix.", Same).syntax("PATH"),
-    doc("types", "Content-Type by extension (`MIME EXT...;` lines).", Differs("sluice's built-in map answers what it lacks; an empty `types {}` leaves only `default_type`")),
+    doc("types", "Content-Type by extension (`MIME EXT...;` lines).", Differs("sluice's built-in map (m3u8, ts, m4s, mp4, m4a, key, flv, html, css, js, json, xml, png, jpg, svg, txt, ...) answers what it lacks; an empty `types {}` leaves only `default_type`")),
     doc("default_type", "Content-Type of other extensions.", Same).syntax("MIME"),
     doc("add_header", "Extra header on 2xx/3xx answers, on all with `always`; inherited only into a level that has none.", Same).syntax("NAME VALUE [always]"),
     doc("index", "Files tried for a URI ending in `/`.", Same).syntax("FILE..."),
-    doc("rtmp_stat", "nginx-rtmp's statistics page in this location.", Same),
+    doc("rtmp_stat", "nginx-rtmp's statistics page in this location: `live` lists each application's streams, `live clients` their clients too, `all` is both.", Same),
     doc("rtmp_stat_stylesheet", "Adds `<?xml-stylesheet ... href=\"PATH\"?>` to the page.", Same).syntax("PATH"),
-    doc("rtmp_stat_format", "`json`: the page as nginx-http-flv-module's JSON.", Sluice("nginx-http-flv-module's (winshining)")),
+    doc("rtmp_stat_format", "`xml` (`text/xml`): nginx-rtmp's tree; `json` (`application/json`): nginx-http-flv-module's JSON.", Sluice("nginx-http-flv-module's (winshining)")),
     doc("flv_live", "Play live streams as HTTP-FLV and WebSocket-FLV in this location.", Sluice("nginx-http-flv-module's (winshining)")),
     doc("api", "sluice's JSON API (`/api/v1/...`) under this location.", SLUICE),
     doc("metrics", "Prometheus metrics in this location.", SLUICE),
-    doc("dashboard", "sluice's dashboard at this location's URI.", SLUICE),
+    doc("dashboard", "sluice's dashboard: the page at the location's URI (a prefix without its `/` is redirected to it), its files at `dashboard/NAME` below it.", SLUICE),
     doc("api_token", "The API, metrics and control API here need `Authorization: Bearer TOKEN`.", SLUICE).syntax("TOKEN"),
-    doc("rtmp_control", "nginx-rtmp's control API (record, drop, redirect) in this location.", Same),
-    doc("allow", "nginx's access module: the first matching `allow`/`deny` decides; a level without rules takes the enclosing level's.", Same).syntax("ADDRESS|CIDR|all"),
-    doc("deny", "A denied client gets 403.", Same).syntax("ADDRESS|CIDR|all"),
+    doc("rtmp_control", "nginx-rtmp's control API in this location: `.../record/start|stop`, `.../drop/publisher|subscriber|client`, `.../redirect/publisher|subscriber|client`.", Same),
+    doc("allow", "nginx's access module: the first `allow`/`deny` matching the client decides (none: allowed); a level without rules takes the enclosing level's. Applies to everything the location serves, `/healthz` included.", Same).syntax("ADDRESS|CIDR|all"),
+    doc("deny", "A denied client gets 403 (logged with the rule).", Same).syntax("ADDRESS|CIDR|all"),
     doc("client_header_timeout", "The whole request head must arrive within this of the connection's start or the previous response's end.", Differs("nginx's default is 60s")),
-    doc("keepalive_timeout", "Idle keep-alive connections close after this (`0`: no keep-alive).", Differs("the second value and location-level lines are accepted and ignored")),
+    doc("keepalive_timeout", "Idle keep-alive connections close after this or `client_header_timeout`, whichever is shorter (`0`: no keep-alive).", Differs("the second value and location-level lines are accepted and ignored")),
     doc("send_timeout", "A client that reads nothing of a response for this long is disconnected.", Same),
-    doc("max_connections", "HTTP connections a server keeps open at once; more are closed as soon as they are accepted.", SLUICE),
+    doc("max_connections", "HTTP connections a server keeps open at once (all its addresses together); more are closed as soon as they are accepted. RTMP's limits are separate.", SLUICE),
 ];
 
 /// The bits of the `http {}` table's contexts (`http::hctx`, private to that module).
@@ -541,7 +541,7 @@ pub(crate) fn markdown() -> String {
         }
     }
     out.push_str(
-        "\n## HTTP (`http {}`)\n\nThe subset of nginx's `http {}` block sluice serves. Directives stock nginx.conf files carry \
+        "\n## HTTP block\n\nThe subset of nginx's `http {}` block sluice serves. Directives stock nginx.conf files carry \
          that mean nothing to sluice (`sendfile`, `gzip*`, `ssl_*`, `access_log`, ...) are accepted with a warning; \
          `root`, `types`, `default_type` and `index` inherit http → server → location.\n\n",
     );
