@@ -159,7 +159,9 @@ fn sluice_capital_t_prints_the_effective_configuration() {
     assert!(stderr.contains(&format!("configuration file {main} test is successful")), "{stderr}");
     assert!(stdout.contains("        chunk_size 8192;  # inherited\n"), "{stdout}");
     assert!(stdout.contains("        application live {\n            live on;\n"), "the include is expanded: {stdout}");
-    assert!(stdout.contains("            hls_fragment 2s;\n            # hls_max_fragment: 10 × hls_fragment (default)\n"));
+    assert!(
+        stdout.contains("            hls_fragment 2s;\n            # hls_max_fragment: 10 × hls_fragment (default)\n")
+    );
     // What it prints is a configuration that passes -t.
     let effective = write(&dir, "effective.conf", &stdout);
     let (code, stderr) = check(&effective);

@@ -376,7 +376,10 @@ fn mismatches() -> Vec<String> {
 
 /// The rtmp tables' rows that docs/directives.md lists with their group.
 fn rtmp_specs() -> impl Iterator<Item = (Group, &'static DirectiveSpec)> {
-    TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (*group, s))).filter(|(_, s)| !documented_in_http(s))
+    TABLES
+        .iter()
+        .flat_map(|(group, table)| table.iter().map(move |s| (*group, s)))
+        .filter(|(_, s)| !documented_in_http(s))
 }
 
 /// A section's title and what it says first.
@@ -579,7 +582,9 @@ fn inert_section() -> String {
         let name = what.split(' ').next().unwrap_or_default();
         let place = match what.strip_prefix("listen ") {
             Some(_) => "server (`listen` option)".to_owned(),
-            None => rtmp_specs().find(|(_, s)| s.name == name).map(|(_, s)| rtmp_contexts(s.contexts)).unwrap_or_default(),
+            None => {
+                rtmp_specs().find(|(_, s)| s.name == name).map(|(_, s)| rtmp_contexts(s.contexts)).unwrap_or_default()
+            }
         };
         match rows.iter_mut().find(|(_, p, w)| *p == place && *w == why) {
             Some((names, _, _)) => names.push(what),

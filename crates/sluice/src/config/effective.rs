@@ -150,7 +150,8 @@ fn write_server(out: &mut String, server: &Directive, top: &[Directive]) {
     // Core settings an application writes set its whole server (nginx-rtmp's time fixes).
     let mut server_level: Vec<Directive> = own.to_vec();
     for app in &apps {
-        server_level.extend(children(app).iter().filter(|c| lookup(&c.name).is_some_and(|(g, _)| g == Group::Core)).cloned());
+        server_level
+            .extend(children(app).iter().filter(|c| lookup(&c.name).is_some_and(|(g, _)| g == Group::Core)).cloned());
     }
     for (_, spec) in settings(ctx::SERVER, |_, s| s.name == "listen") {
         write_setting(out, spec, &[&server_level, top], 2);
@@ -195,7 +196,8 @@ fn write_setting(out: &mut String, spec: &DirectiveSpec, levels: &[&[Directive]]
 
 /// `    name args;`, marked when inherited.
 fn line(d: &Directive, depth: usize, origin: Option<Origin>) -> String {
-    let words: Vec<String> = std::iter::once(&d.name).chain(d.args.iter().map(|a| &a.value)).map(|w| quote(w)).collect();
+    let words: Vec<String> =
+        std::iter::once(&d.name).chain(d.args.iter().map(|a| &a.value)).map(|w| quote(w)).collect();
     let mark = if origin == Some(Origin::Inherited) { "  # inherited" } else { "" };
     format!("{}{};{mark}\n", INDENT.repeat(depth), words.join(" "))
 }

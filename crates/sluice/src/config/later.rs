@@ -126,7 +126,8 @@ fn why_later(name: &str) -> &'static str {
 /// each not implemented directive (`dash`), each typed one nothing reads (`busy`), the flags
 /// inert in one state (`session_relay on`) and the `listen` options (`listen reuseport`).
 pub(crate) fn inert_rows() -> Vec<(String, &'static str)> {
-    let later = DIRECTIVES.iter().filter(|s| s.contexts & (RSAR | TOP) != 0).map(|s| (s.name.to_owned(), why_later(s.name)));
+    let later =
+        DIRECTIVES.iter().filter(|s| s.contexts & (RSAR | TOP) != 0).map(|s| (s.name.to_owned(), why_later(s.name)));
     let typed = INERT.iter().map(|(n, why)| (n.to_string(), *why));
     let off = INERT_WHEN_OFF.iter().map(|(n, why)| (format!("{n} off"), *why));
     let on = INERT_WHEN_ON.iter().map(|(n, why)| (format!("{n} on"), *why));
