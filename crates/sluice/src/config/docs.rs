@@ -492,8 +492,8 @@ fn compat_cell(name: &str, compat: Compat, with_inert: bool) -> String {
     let mut text = match compat {
         Same => "same".to_owned(),
         Differs(how) => how.to_owned(),
-        Sluice("") => "sluice only".to_owned(),
-        Sluice(origin) => format!("sluice only: {origin}"),
+        Sluice("") => "sluice extension".to_owned(),
+        Sluice(origin) => format!("not in nginx-rtmp: {origin}"),
     };
     match inert(name).filter(|_| with_inert) {
         Some((why, None)) => text.push_str(&format!("; **no effect in sluice**: {why}")),
