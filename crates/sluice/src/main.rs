@@ -13,7 +13,7 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
-Usage: sluice [-c FILE] [-t] [-s SIGNAL] [--http-listen ADDR|off] [-h] [-V]
+Usage: sluice [-c FILE] [-t|-T] [-s SIGNAL] [--http-listen ADDR|off] [-h] [-V]
               [--print-default-config]
        sluice token --secret S --app APP --name STREAM [--publish|--play] [--ttl T]
                     [--url rtmp://HOST[:PORT]]
@@ -22,6 +22,8 @@ Options:
   -c FILE                  read the nginx-style configuration from FILE
                            (default: the embedded configuration: RTMP on 1935, HTTP on 8080)
   -t                       check the configuration and exit (0 when valid)
+  -T                       check the configuration, then print it as sluice uses it
+                           (includes expanded, inherited values and defaults filled in)
   -s SIGNAL                send SIGNAL to the running sluice (its pid read from the file
                            the configuration's pid directive names): reload (re-read the configuration; clients stay
                            connected), quit (graceful stop: no new clients, the connected
@@ -49,6 +51,8 @@ struct Args {
     test: bool,
     /// `-s SIGNAL`.
     signal: Option<Signal>,
+    /// `-T`: print the effective configuration after the test.
+    dump: bool,
     /// `--http-listen`: `Some(None)` is `off`.
     http_listen: Option<Option<SocketAddr>>,
 }
@@ -82,7 +86,7 @@ enum Cli {
 }
 
 fn parse_args() -> Cli {
-    let mut args = Args { config: None, test: false, signal: None, http_listen: None };
+    let mut args = Args { config: None, test: false, dump: false, signal: None, http_listen: None };
     let mut it = std::env::args().skip(1).peekable();
     if it.peek().map(String::as_str) == Some("token") {
         it.next();
@@ -95,6 +99,7 @@ fn parse_args() -> Cli {
                 None => return usage_error("option \"-c\" requires a file name"),
             },
             "-t" => args.test = true,
+            "-T" => (args.test, args.dump) = (true, true),
             "-s" => {
                 let Some(v) = it.next() else {
                     return usage_error("option \"-s\" requires parameter");
@@ -220,7 +225,7 @@ fn main() -> ExitCode {
         eprintln!(
             "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"
         );
-        return ExitCode::SUCCESS;
+        return if args.dump { print_effective(args.config.as_deref()) } else { ExitCode::SUCCESS };
     }
     match run(config, source) {
         Ok(()) => ExitCode::SUCCESS,
@@ -286,6 +291,24 @@ fn send_signal(config: &Config, source: &Source, signal: Signal) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// `-T`: the configuration as sluice uses it, on stdout.
+fn print_effective(path: Option<&std::path::Path>) -> ExitCode {
+    let text = match path {
+        Some(path) => Config::load_effective_text(path),
+        None => Config::effective_text(Config::default_text(), "<built-in>"),
+    };
+    match text {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging() {

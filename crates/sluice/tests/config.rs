@@ -134,3 +134,47 @@ async fn players_of_missing_features_are_told() {
     assert_eq!(code, "NetStream.Play.StreamNotFound");
     assert!(description.contains("VOD") && description.contains("not implemented"), "{description}");
 }
+
+/// `sluice -T -c FILE`: exit code, stdout and stderr.
+fn dump(path: &str) -> (i32, String, String) {
+    let out = run_timeout(
+        Command::new(sluice_bin()).args(["-T", "-c", path]).env("RUST_LOG", "error"),
+        Duration::from_secs(10),
+    );
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn sluice_capital_t_prints_the_effective_configuration() {
+    let dir = TempDir::new("conf-T");
+    write(&dir, "apps.conf", "application live {\n    live on;\n    hls_fragment 2s;\n}\n");
+    let main = write(
+        &dir,
+        "sluice.conf",
+        "events { }\nrtmp {\n    chunk_size 8192;\n    server {\n        listen 1935;\n        include apps.conf;\n    }\n}\n",
+    );
+    let (code, stdout, stderr) = dump(&main);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(&format!("configuration file {main} test is successful")), "{stderr}");
+    assert!(stdout.contains("        chunk_size 8192;  # inherited\n"), "{stdout}");
+    assert!(stdout.contains("        application live {\n            live on;\n"), "the include is expanded: {stdout}");
+    assert!(
+        stdout.contains("            hls_fragment 2s;\n            # hls_max_fragment: 10 × hls_fragment (default)\n")
+    );
+    // What it prints is a configuration that passes -t.
+    let effective = write(&dir, "effective.conf", &stdout);
+    let (code, stderr) = check(&effective);
+    assert_eq!(code, 0, "{stderr}");
+
+    write(&dir, "apps.conf", "application live {\n    live maybe;\n}\n");
+    let (code, stdout, stderr) = dump(&main);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "", "nothing printed for an invalid file");
+    let apps = dir.path("apps.conf").display().to_string();
+    assert!(
+        stderr.contains(&format!("{apps}:2:10: invalid value \"maybe\" in \"live\" directive")),
+        "the error names file, line and column: {stderr}"
+    );
+    assert!(stderr.contains("test failed"), "{stderr}");
+}

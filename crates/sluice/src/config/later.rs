@@ -122,6 +122,19 @@ fn why_later(name: &str) -> &'static str {
     }
 }
 
+/// Everything accepted that has no effect, and why, for docs/directives.md (`config::docs`):
+/// each not implemented directive (`dash`), each typed one nothing reads (`busy`), the flags
+/// inert in one state (`session_relay on`) and the `listen` options (`listen reuseport`).
+pub(crate) fn inert_rows() -> Vec<(String, &'static str)> {
+    let later =
+        DIRECTIVES.iter().filter(|s| s.contexts & (RSAR | TOP) != 0).map(|s| (s.name.to_owned(), why_later(s.name)));
+    let typed = INERT.iter().map(|(n, why)| (n.to_string(), *why));
+    let off = INERT_WHEN_OFF.iter().map(|(n, why)| (format!("{n} off"), *why));
+    let on = INERT_WHEN_ON.iter().map(|(n, why)| (format!("{n} on"), *why));
+    let listen = INERT_LISTEN_OPTIONS.iter().map(|(n, why)| (format!("listen {n}"), *why));
+    later.chain(typed).chain(off).chain(on).chain(listen).collect()
+}
+
 /// One occurrence of a directive that is accepted and has no effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inert {

@@ -13,6 +13,8 @@
 
 mod access;
 mod core;
+mod docs;
+mod effective;
 mod exec;
 mod hls;
 mod http;
@@ -232,6 +234,28 @@ impl Config {
         lines
     }
 
+    /// `sluice -T` for config text: checks it as [`Config::parse`] does, then writes it out as
+    /// sluice uses it, every inherited value and default filled in (see `effective`).
+    pub fn effective_text(text: &str, file: &str) -> Result<String, ConfigError> {
+        Config::parse(text, file)?;
+        let main = Source { name: file.to_owned(), key: file.to_owned(), text: text.to_owned() };
+        let parsed = nginx_conf::parse_files(main, &mut include::NoFiles)
+            .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
+        Ok(effective::render(&parsed.directives, file))
+    }
+
+    /// [`Config::effective_text`] for a file and the files it includes (as [`Config::load`]).
+    pub fn load_effective_text(path: &Path) -> Result<String, ConfigError> {
+        Config::load(path)?;
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let key = std::fs::canonicalize(path).map_or_else(|_| file.clone(), |p| p.display().to_string());
+        let main = Source { name: file.clone(), key, text };
+        let parsed = nginx_conf::parse_files(main, &mut include::FsLoader::for_main(path))
+            .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
+        Ok(effective::render(&parsed.directives, &file))
+    }
+
     /// The built-in configuration used when no file is given (nginx syntax, with comments).
     pub fn default_text() -> &'static str {
         DEFAULT_TEXT
@@ -247,6 +271,12 @@ impl Config {
 /// owns it: for documentation and `--help`-style listings.
 pub fn directives() -> impl Iterator<Item = (&'static str, &'static DirectiveSpec)> {
     TABLES.iter().flat_map(|(group, table)| table.iter().map(move |s| (group.name(), s)))
+}
+
+/// docs/directives.md: every directive's contexts, arguments, default, meaning and nginx-rtmp
+/// compatibility, from the directive tables and config/docs.rs (a test keeps the file equal).
+pub fn directives_markdown() -> String {
+    docs::markdown()
 }
 
 /// Which module owns a directive.

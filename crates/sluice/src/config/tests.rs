@@ -1097,3 +1097,109 @@ fn hls_settings_that_cannot_work_are_errors() {
         (HlsFragmentType::Fmp4, true, Duration::from_millis(300))
     );
 }
+
+/// `text` with every number or quoted string after `line: `, `col: ` and `file: ` replaced:
+/// where a setting is written is not what it is.
+fn without_positions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'outer: while !rest.is_empty() {
+        for key in ["line: ", "col: ", "file: "] {
+            if let Some(after) = rest.strip_prefix(key) {
+                let skip = match after.strip_prefix('"') {
+                    Some(quoted) => quoted.find('"').map_or(after.len(), |end| end + 2),
+                    None => after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len()),
+                };
+                out.push_str(key);
+                out.push('_');
+                rest = &after[skip..];
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// What a config does: everything but positions, and which directives have no effect.
+fn meaning(c: &Config) -> (String, Vec<String>) {
+    let mut inert: Vec<String> = c.inert.iter().map(|i| i.directive.clone()).collect();
+    inert.sort();
+    inert.dedup();
+    let mut c = c.clone();
+    c.inert.clear();
+    (without_positions(&format!("{c:?}")), inert)
+}
+
+/// `sluice -T`'s text is a configuration that means exactly what the original means.
+fn assert_effective_same(text: &str) -> String {
+    let effective = Config::effective_text(text, "test.conf").unwrap_or_else(|e| panic!("{e}"));
+    let again = Config::parse(&effective, "test.conf").unwrap_or_else(|e| panic!("{e}\n{effective}"));
+    let (want, got) = (meaning(&parse(text)), meaning(&again));
+    assert!(want == got, "-T changed the configuration:\n{effective}\nwas {want:#?}\nnow {got:#?}");
+    effective
+}
+
+#[test]
+fn effective_text_of_the_built_in_config_means_the_same() {
+    let text = assert_effective_same(Config::default_text());
+    assert!(text.contains("        application live {\n            live on;\n"), "{text}");
+    assert!(text.contains("            hls_fragment 5s;  # default\n"), "{text}");
+    assert!(text.contains("    http_listen 8080;  # default\n"), "{text}");
+    assert!(!text.contains("stream_buckets"), "defaults of what has no effect are left out: {text}");
+}
+
+#[test]
+fn effective_text_fills_in_inheritance() {
+    let text = assert_effective_same(
+        "worker_processes auto;
+         events { worker_connections 1024; }
+         rtmp_auto_push on;
+         rtmp {
+             chunk_size 8192; hls_fragment 3s; allow publish 127.0.0.1; deny publish all;
+             exec_static /bin/true; exec_push echo rtmp; out_cork 8; dashboard off;
+             server {
+                 listen 1935; listen 127.0.0.1:1936;
+                 live on; hls_variant _hi BANDWIDTH=1000; exec_options on; exec_push echo server name=x;
+                 application a { hls on; hls_path /tmp/a; publish_time_fix off; dash on; }
+                 application b {
+                     live off; hls_fragment 2s; hls_max_fragment 4s; allow play all;
+                     record all; record_path /r; record_format mp4;
+                     recorder audio { record audio; record_suffix .a.flv; on_record_done http://x/; }
+                     push rtmp://127.0.0.1/x; respawn_timeout 2s; exec_kill_signal TERM;
+                     transcode 240p 300k; transcode_encoder h264_nvenc;
+                 }
+             }
+             server { listen 1937; timeout 10s; application c { } }
+         }",
+    );
+    let app_b = &text[text.find("application b").unwrap()..];
+    let app_b = &app_b[..app_b.find("\n        }\n").unwrap()];
+    assert!(!app_b.contains("chunk_size"), "core settings are the server's");
+    assert!(text.contains("        chunk_size 8192;  # inherited\n"), "{text}");
+    assert!(text.contains("            hls_fragment 3s;  # inherited\n"), "{text}");
+    assert!(app_b.contains("            hls_fragment 2s;\n"), "{text}");
+    assert!(app_b.contains("            allow play all;\n"), "own rules replace the inherited ones: {text}");
+    assert!(!app_b.contains("deny publish all"), "{text}");
+    assert!(text.contains("        publish_time_fix off;\n"), "an application's time fix sets its server: {text}");
+    assert!(text.contains("# Left out, as sluice ignores them: worker_processes, events.\n"), "{text}");
+    assert!(text.starts_with("# sluice -T"), "{text}");
+}
+
+#[test]
+fn effective_text_keeps_the_http_block() {
+    let text = assert_effective_same(
+        "rtmp { server { application live { live on; hls on; hls_path /tmp/hls; } } }
+         http { server { listen 8080; location /stat { rtmp_stat all; } location /control { rtmp_control all; allow 127.0.0.1; deny all; } } }",
+    );
+    assert!(text.contains("http {\n    server {\n        listen 8080;\n"), "{text}");
+    assert!(!text.contains("http_listen"), "the built-in server's settings mean nothing here: {text}");
+}
+
+#[test]
+fn effective_text_of_an_invalid_config_is_its_error() {
+    let e = Config::effective_text("rtmp { server { chunk_sise 1; } }", "bad.conf").unwrap_err().to_string();
+    assert!(e.starts_with("bad.conf:1:17: unknown directive \"chunk_sise\""), "{e}");
+}
