@@ -159,6 +159,7 @@ fn deb_installs_runs_as_its_user_and_purges_cleanly() {
     let (uid, gid) = check_user_and_dirs();
     check_unit();
     check_logrotate();
+    check_reinstall_keeps_changes(&deb, uid);
     serve_as_the_unit_would(&tmp, uid, gid);
 
     drop(guard);
@@ -224,6 +225,22 @@ fn check_unit() {
     }
     // deb-systemd-helper enabled it, as Debian packages do.
     assert!(Path::new("/etc/systemd/system/multi-user.target.wants/sluice.service").exists(), "the unit is enabled");
+}
+
+/// Installing again (an upgrade runs the same scripts) keeps the user, the data and an
+/// administrator's change to the conffile.
+fn check_reinstall_keeps_changes(deb: &Path, uid: u32) {
+    let seed = std::fs::read_to_string(CONF).unwrap();
+    let changed = seed.replace("hls_fragment 3s;", "hls_fragment 2s;");
+    assert_ne!(changed, seed, "the seed sets hls_fragment");
+    std::fs::write(CONF, &changed).unwrap();
+    std::fs::write("/var/lib/sluice/recordings/kept.flv", "data").unwrap();
+    run_ok(Command::new("dpkg").arg("-i").arg(deb));
+    assert_eq!(std::fs::read_to_string(CONF).unwrap(), changed, "the changed conffile is kept");
+    assert_eq!(sluice_user().map(|u| u.0), Some(uid), "the same sluice user");
+    assert!(Path::new("/var/lib/sluice/recordings/kept.flv").exists(), "recordings are kept");
+    std::fs::remove_file("/var/lib/sluice/recordings/kept.flv").unwrap();
+    std::fs::write(CONF, seed).unwrap();
 }
 
 /// logrotate accepts the file and rotates a log, when logrotate is installed (the package only
