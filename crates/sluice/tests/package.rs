@@ -184,6 +184,13 @@ fn check_installed_files() {
     assert_eq!(std::fs::read_to_string(CONF).unwrap(), seed, "the seed configuration");
     let (conffiles, _) = run_ok(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", "sluice"]));
     assert!(conffiles.contains(CONF), "{CONF} is a conffile: {conffiles}");
+    let (page, _) = run_ok(Command::new("zcat").arg("/usr/share/man/man8/sluice.8.gz"));
+    assert!(page.contains(&format!("\"sluice {}\"", env!("CARGO_PKG_VERSION"))), "the man page's version");
+    if have("man") {
+        let (text, warnings) =
+            run_ok(Command::new("man").args(["--warnings", "-l", "/usr/share/man/man8/sluice.8.gz"]));
+        assert!(text.contains("SIGQUIT") && warnings.is_empty(), "man sluice: {warnings}");
+    }
     let (version, _) = run_ok(Command::new("/usr/bin/sluice").arg("-V"));
     assert_eq!(version.trim(), format!("sluice {}", env!("CARGO_PKG_VERSION")));
 }
