@@ -171,6 +171,13 @@ fn main() -> ExitCode {
     for line in config.inert_report() {
         eprintln!("{line}");
     }
+    if let Err(e) = sluice::logs::init(&config) {
+        eprintln!("sluice: {e:#}");
+        if args.test {
+            eprintln!("sluice: configuration file {name} test failed");
+        }
+        return ExitCode::FAILURE;
+    }
     if args.test {
         eprintln!(
             "sluice: the configuration file {name} syntax is ok\nsluice: configuration file {name} test is successful"
@@ -186,10 +193,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Events go to stderr until the configuration's `error_log` applies (`sluice::logs::init`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    sluice::logs::install();
 }
 
 /// Raise the open-files limit to the hard limit: every player is a socket, and the usual soft
@@ -247,7 +253,7 @@ async fn wait_for_signal() {
                 tracing::warn!(signal = "SIGHUP", "configuration reload is not supported yet; still running with the configuration read at start")
             }
             _ = usr1.recv() => {
-                tracing::info!(signal = "SIGUSR1", "no log files to reopen: sluice logs to stderr; still running")
+                match sluice::logs::reopen() { Ok(()) => tracing::info!(signal = "SIGUSR1", "log files reopened"), Err(e) => tracing::error!(signal = "SIGUSR1", "{e:#}") }
             }
             _ = usr2.recv() => {
                 tracing::warn!(signal = "SIGUSR2", "binary upgrade is not supported; still running")
