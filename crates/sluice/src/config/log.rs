@@ -322,6 +322,82 @@ pub(crate) fn error_log(d: &Directive, base: &Path) -> Result<ErrorLogConf, Fail
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, "t.conf").map_err(|e| e.to_string())
+    }
+
+    fn paths(conf: &LogConf) -> Vec<(String, String)> {
+        conf.access.iter().map(|l| (l.path.display().to_string(), l.format.name.clone())).collect()
+    }
+
+    /// nginx-rtmp's merge: a level with its own `access_log` (or `off`) replaces the enclosing
+    /// one; formats are global to the rtmp block, wherever written.
+    #[test]
+    fn access_logs_merge_rtmp_server_application() {
+        let c = parse(
+            "rtmp { access_log /a.log;
+                server { application inherits { } application off { access_log off; }
+                    application own { access_log /b.log short; access_log /c.log; log_format short $app; } }
+                server { listen 1936; access_log off; application on { access_log /d.log; } application none { } } }",
+        )
+        .unwrap();
+        let (s0, s1) = (&c.servers[0], &c.servers[1]);
+        let combined = ("/a.log".to_string(), "combined".to_string());
+        assert_eq!(paths(&s0.log), [combined.clone()], "sessions with no application");
+        assert_eq!(paths(&s0.apps[0].log), [combined]);
+        assert_eq!(paths(&s0.apps[1].log), []);
+        assert_eq!(paths(&s0.apps[2].log), [("/b.log".into(), "short".into()), ("/c.log".into(), "combined".into())]);
+        assert_eq!(s0.apps[2].log.access[0].format.ops, [Op::Var(Var::App)]);
+        assert_eq!(
+            s0.apps[2].log.access[1].format.ops.len(),
+            compile("c", &[COMBINED.into()], Span::default()).unwrap().ops.len()
+        );
+        assert_eq!(paths(&s1.log), []);
+        assert_eq!(paths(&s1.apps[0].log), [("/d.log".into(), "combined".into())]);
+        assert_eq!(paths(&s1.apps[1].log), []);
+        let none = parse("rtmp { server { application a { } } }").unwrap();
+        assert_eq!(none.servers[0].apps[0].log, LogConf::default(), "no access_log: nothing is written");
+    }
+
+    #[test]
+    fn bad_formats_are_config_errors() {
+        let err = |text: &str| parse(text).unwrap_err();
+        assert_eq!(err("rtmp {\n server { access_log /a.log nope; } }"), "t.conf:2:29: unknown log format \"nope\"");
+        assert_eq!(
+            err("rtmp { log_format f $app; server { log_format f $name; } }"),
+            "t.conf:1:36: duplicate \"log_format\" name \"f\""
+        );
+        assert!(err("rtmp { log_format combined $app; }").contains("duplicate"));
+        assert!(err("rtmp { log_format f $app $nope; }").contains("unknown variable \"nope\""));
+        assert!(err("rtmp { log_format f; }").contains("invalid number of arguments"));
+        assert!(err("rtmp { server { application a { recorder r { access_log /x; } } } }").contains("not allowed here"));
+    }
+
+    #[test]
+    fn error_log_is_read_at_top_level() {
+        let c = parse("error_log logs/e.log warn; rtmp { }").unwrap();
+        assert_eq!(c.error_log, Some(ErrorLogConf { file: Some("logs/e.log".into()), level: ErrorLevel::Warn }));
+        let c = parse("error_log stderr;").unwrap();
+        assert_eq!(c.error_log, Some(ErrorLogConf { file: None, level: ErrorLevel::Error }), "nginx's default level");
+        assert_eq!(parse("events { }").unwrap().error_log, None);
+        for (level, want) in [("debug", ErrorLevel::Debug), ("notice", ErrorLevel::Info), ("crit", ErrorLevel::Error)] {
+            assert_eq!(parse(&format!("error_log stderr {level};")).unwrap().error_log.unwrap().level, want);
+        }
+        let err = |text: &str| parse(text).unwrap_err();
+        assert!(err("error_log stderr loud;").contains("invalid value \"loud\""), "{}", err("error_log stderr loud;"));
+        assert!(err("error_log syslog:server=x;").contains("no syslog"));
+        assert!(err("error_log a; error_log b;").contains("duplicate"));
+        assert!(err("rtmp { error_log a; }").contains("not allowed here"));
+    }
+
+    /// The log directives act now: `-t` no longer lists them as having no effect.
+    #[test]
+    fn log_directives_are_not_inert() {
+        let c = parse("error_log stderr; rtmp { log_format f $app; access_log /a.log f; server { } }").unwrap();
+        assert_eq!(c.inert_report(), Vec::<String>::new());
+    }
 
     fn compiled(text: &str) -> Result<Vec<Op>, String> {
         compile("f", &[text.to_owned()], Span::default()).map(|f| f.ops).map_err(|f| f.message)
