@@ -106,8 +106,10 @@ impl LogFile {
     }
 }
 
+/// Opened as nginx opens its logs: append, create with mode 0644 (less the umask).
 fn open_append(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new().append(true).create(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o644).open(path)
 }
 
 /// The logs' locks guard plain data: a poisoned lock is still good to use (and logging must
