@@ -25,13 +25,18 @@ fn lines_when(path: &Path, ok: impl Fn(&[&str]) -> bool) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-/// Publishes `name` (with `query`) to `app` for 3 s with ffmpeg, plays it once with ffprobe,
-/// and waits for the publisher to finish.
-fn publish_and_probe(server: &Server, app: &str, name: &str, query: &str) {
+/// Publishes `name` (with `query`) to `app` for 3 s with ffmpeg, plays it once with ffprobe
+/// (and with curl over HTTP-FLV, with `flv_query`, when given), and waits for the publisher
+/// to finish.
+fn publish_and_probe(server: &Server, app: &str, name: &str, query: &str, flv_query: Option<&str>) {
     let url = format!("rtmp://127.0.0.1:{}/{app}/{name}", server.port);
     let mut publisher = ffmpeg_publish(&format!("{url}{query}"), 3, 25);
     wait_published(server, name);
     assert!(!ffprobe_streams(&url).is_empty(), "ffprobe saw the stream");
+    if let Some(q) = flv_query {
+        let flv = format!("http://127.0.0.1:{}/{app}/{name}.flv{q}", server.http_port);
+        let _ = run_timeout(Command::new("curl").args(["-s", "-o", "/dev/null", "--max-time", "1", &flv]), WAIT);
+    }
     wait_timeout(&mut publisher.0, WAIT).expect("the publisher finishes");
 }
 
@@ -41,33 +46,39 @@ fn number(line: &str, field: usize) -> u64 {
     words[field].parse().unwrap_or_else(|_| panic!("field {field} of {line:?} is not a number"))
 }
 
-/// ffmpeg publishes and ffprobe plays: each session ends with one line in each of its
-/// application's access logs: nginx-rtmp's `combined` and a custom format with the other
-/// variables. Secrets in `$args` are redacted; an application with `access_log off` writes
-/// nothing; a server-level `access_log` is replaced by the application's own.
+/// ffmpeg publishes, ffprobe plays and curl plays over HTTP-FLV: each session ends with one
+/// line in each of its application's access logs: nginx-rtmp's `combined` and a custom format
+/// with the other variables. Secrets in `$args` are redacted; an application with `access_log
+/// off` writes nothing; a server-level `access_log` is replaced by the application's own.
 #[test]
 fn access_log_lines_for_ffmpeg_publish_and_play() {
     let dir = TempDir::new("access-log");
     let (combined, custom, server_log) = (dir.path("access.log"), dir.path("custom.log"), dir.path("server.log"));
-    let server = Server::start_with(
-        &format!("access_log {};", server_log.display()),
-        &format!(
-            "log_format custom '$connection|$remote_addr|$app|$name|$args|$command|' \
-                               '$bytes_received|$bytes_sent|$tcurl|$swfurl|$session_time|$time_local';
+    let server = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; access_log {};
+            log_format custom '$connection|$remote_addr|$app|$name|$args|$command|' \
+                              '$bytes_received|$bytes_sent|$tcurl|$swfurl|$session_time|$time_local';
             application live {{ live on; access_log {}; access_log {} custom; }}
-            application quiet {{ live on; access_log off; }}",
-            combined.display(),
-            custom.display()
-        ),
-    );
-    publish_and_probe(&server, "quiet", "hush", "");
-    publish_and_probe(&server, "live", "cam", "?token=s3cret&x=1");
+            application quiet {{ live on; access_log off; }} }} }}
+        http {{ server {{ listen 127.0.0.1:{{http}}; location / {{ flv_live on; }} }} }}",
+        server_log.display(),
+        combined.display(),
+        custom.display()
+    ));
+    publish_and_probe(&server, "quiet", "hush", "", None);
+    publish_and_probe(&server, "live", "cam", "?token=s3cret&x=1", Some("?pass=hunter2&y=2"));
 
-    let both = |l: &[&str]| l.iter().any(|l| l.contains(" PUBLISH ")) && l.iter().any(|l| l.contains(" PLAY "));
-    let lines = lines_when(&combined, both);
-    assert_eq!(lines.len(), 2, "one line per session: {lines:?}");
+    let all_three = |l: &[&str]| {
+        l.iter().any(|l| l.contains(" PUBLISH "))
+            && l.iter().any(|l| l.contains(" PLAY ") && l.contains("LNX"))
+            && l.iter().any(|l| l.contains(" PLAY ") && l.contains("curl/"))
+    };
+    let lines = lines_when(&combined, all_three);
+    assert_eq!(lines.len(), 3, "one line per session: {lines:?}");
     let publish = lines.iter().find(|l| l.contains(" PUBLISH ")).unwrap();
-    let play = lines.iter().find(|l| l.contains(" PLAY ")).unwrap();
+    let play = lines.iter().find(|l| l.contains(" PLAY ") && l.contains("LNX")).unwrap();
+    let flv = lines.iter().find(|l| l.contains("curl/")).unwrap();
+    assert!(flv.contains("] PLAY \"live\" \"cam\" \"pass=***&y=2\" - "), "HTTP-FLV, the User-Agent as flashver: {flv}");
     // $remote_addr [$time_local] $command "$app" "$name" "$args" - $bytes_received $bytes_sent
     // "$pageurl" "$flashver" ($session_readable_time)
     assert!(publish.starts_with("127.0.0.1 ["), "{publish}");
@@ -79,7 +90,7 @@ fn access_log_lines_for_ffmpeg_publish_and_play() {
     assert!(play.contains("] PLAY \"live\" \"cam\" \"\" - "), "{play}");
     assert!(number(&after_dash(play), 1) > 1000, "the player was sent media: {play}");
 
-    let custom = lines_when(&custom, |l| l.len() == 2);
+    let custom = lines_when(&custom, |l| l.len() == 3);
     let publish = custom.iter().find(|l| l.contains("|PUBLISH|")).expect("a publish line");
     let f: Vec<&str> = publish.split('|').collect();
     assert_eq!(f.len(), 12, "{publish}");
@@ -91,7 +102,7 @@ fn access_log_lines_for_ffmpeg_publish_and_play() {
     assert!(f[11].contains('/') && f[11].contains(':'), "$time_local: {publish}");
 
     let all = [read(&dir.path("access.log")), read(&dir.path("custom.log")), read(&server_log)].concat();
-    assert!(!all.contains("s3cret"), "no secret in any access log:\n{all}");
+    assert!(!all.contains("s3cret") && !all.contains("hunter2"), "no secret in any access log:\n{all}");
     assert!(!all.contains("hush") && !all.contains("quiet"), "access_log off writes nothing:\n{all}");
     // The harness's probes for the listening port connect to no application: the server
     // level's access_log has them (command NONE), and only them.

@@ -37,7 +37,10 @@ pub fn install() {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (filter, filter_handle) = reload::Layer::new(from_env.unwrap_or_else(|| DEFAULT_LEVEL.into()));
     let (layer, layer_handle) = reload::Layer::new(fmt::layer().with_ansi(terminal).with_writer(Writer));
-    tracing_subscriber::registry().with(filter).with(layer).init();
+    // A second call (or another subscriber installed first) leaves things as they are.
+    if tracing_subscriber::registry().with(filter).with(layer).try_init().is_err() {
+        return;
+    }
     let _ = CONTROL.set(Control {
         env_level,
         terminal,
