@@ -345,7 +345,7 @@ mod tests {
         .unwrap();
         let (s0, s1) = (&c.servers[0], &c.servers[1]);
         let combined = ("/a.log".to_string(), "combined".to_string());
-        assert_eq!(paths(&s0.log), [combined.clone()], "sessions with no application");
+        assert_eq!(paths(&s0.log), std::slice::from_ref(&combined), "sessions with no application");
         assert_eq!(paths(&s0.apps[0].log), [combined]);
         assert_eq!(paths(&s0.apps[1].log), []);
         assert_eq!(paths(&s0.apps[2].log), [("/b.log".into(), "short".into()), ("/c.log".into(), "combined".into())]);
