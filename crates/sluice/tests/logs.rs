@@ -110,27 +110,29 @@ fn access_log_lines_for_ffmpeg_publish_and_play() {
     assert!(probes.lines().all(|l| l.contains("] NONE \"\" \"\" \"\" - ")), "{probes}");
 }
 
-/// `sluice -c FILE` with RUST_LOG unset (so that `error_log`'s level decides).
-fn spawn(conf: &Path) -> Child {
-    Command::new(sluice_bin())
-        .arg("-c")
-        .arg(conf)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sluice")
+/// `sluice -c FILE` with RUST_LOG as given (unset: `error_log`'s level decides).
+fn spawn(conf: &Path, rust_log: Option<&str>) -> Child {
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("-c").arg(conf).env_remove("RUST_LOG");
+    if let Some(level) = rust_log {
+        cmd.env("RUST_LOG", level);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start sluice")
 }
 
 /// sluice with `error_log`, one `live` application with `app` in it, and RUST_LOG unset.
 fn start_own(dir: &TempDir, error_log: &str, app: &str) -> Server {
+    start_own_env(dir, error_log, app, None)
+}
+
+fn start_own_env(dir: &TempDir, error_log: &str, app: &str, rust_log: Option<&str>) -> Server {
     let port = free_port();
     let conf = dir.path("sluice.conf");
     let text = format!(
         "error_log {error_log};\nrtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; {app} }} }} }}\n"
     );
     std::fs::write(&conf, text).unwrap();
-    let child = spawn(&conf);
+    let child = spawn(&conf, rust_log);
     let server = Server { child, port, http_port: 0, dir: TempDir::new("own") };
     wait_for("sluice to listen", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
     server
@@ -169,6 +171,15 @@ fn error_log_goes_to_its_file_at_its_level() {
     assert!(warn.exists(), "the file is created at start");
     let text = read(&warn);
     assert!(!text.contains(" INFO "), "warn level: no info lines:\n{text}");
+
+    let env_dir = TempDir::new("error-log-env");
+    let debug = env_dir.path("debug.log");
+    let _own = start_own_env(&env_dir, &format!("{} error", debug.display()), "", Some("debug"));
+    let debug_lines = || {
+        let text = read(&debug);
+        (text.contains(" DEBUG ") && text.contains("listening on")).then_some(())
+    };
+    wait_for("RUST_LOG to decide over error_log (debug lines in the file)", WAIT, debug_lines);
 }
 
 /// logrotate's way: rename the files, send SIGUSR1; sluice creates the files again under their
