@@ -249,17 +249,23 @@ fn queue() -> &'static SyncSender<Line> {
 }
 
 fn enqueue(file: Arc<LogFile>, line: String) {
+    offer(queue(), (file, line));
+}
+
+/// Queues `line` without waiting; false when it was dropped (counted, and reported at most
+/// every 10 s).
+fn offer(queue: &SyncSender<Line>, line: Line) -> bool {
     PENDING.fetch_add(1, Ordering::SeqCst);
-    if let Err(e) = queue().try_send((file, line)) {
-        PENDING.fetch_sub(1, Ordering::SeqCst);
-        let why = match e {
-            TrySendError::Full(_) => "the queue is full (the disk is too slow)",
-            TrySendError::Disconnected(_) => "the writer is gone",
-        };
-        if let Some(dropped) = lock(&FULL).hit() {
-            tracing::warn!(dropped, "access log lines dropped: {why}");
-        }
+    let Err(e) = queue.try_send(line) else { return true };
+    PENDING.fetch_sub(1, Ordering::SeqCst);
+    let why = match e {
+        TrySendError::Full(_) => "the queue is full (the disk is too slow)",
+        TrySendError::Disconnected(_) => "the writer is gone",
+    };
+    if let Some(dropped) = lock(&FULL).hit() {
+        tracing::warn!(dropped, "access log lines dropped: {why}");
     }
+    false
 }
 
 /// The writer thread: writes each line to its file; a failing file is reported at most once a
@@ -343,6 +349,17 @@ mod tests {
         s.played = true;
         let line = render(&format("$flashver|$args|$command|$session_time|$connection"), &s, "");
         assert_eq!(line, "evil\\n10.0.0.9 fake|key=***|PLAY+PUBLISH|3725|7");
+    }
+
+    /// A full queue drops the line at once instead of waiting for the writer.
+    #[test]
+    fn a_full_queue_drops_lines_without_waiting() {
+        let (tx, _rx) = sync_channel(1);
+        let file =
+            Arc::new(LogFile { path: "/dev/null".into(), file: Mutex::new(std::fs::File::open("/dev/null").unwrap()) });
+        assert!(offer(&tx, (file.clone(), "one\n".into())));
+        assert!(!offer(&tx, (file, "two\n".into())), "dropped: the writer has not taken the first");
+        PENDING.fetch_sub(1, Ordering::SeqCst); // the first, which no writer will take
     }
 
     #[test]
