@@ -9,7 +9,8 @@
 //! and valid, because sluice owns that block; so must those inside `http { }`, which sluice
 //! serves (see `http`: what stock nginx.conf files carry and sluice has no use for is accepted
 //! with a warning). Outside both (`events`, `user`, ...) unknown content is skipped with a debug
-//! log, because it belongs to nginx and is none of our business.
+//! log, because it belongs to nginx and is none of our business; `error_log` there is read
+//! (`log`).
 
 mod access;
 mod core;
