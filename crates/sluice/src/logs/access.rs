@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{lock, open_error, LogFile};
 use crate::clients::ConnectMeta;
 use crate::config::{Config, LogConf, LogFormat, LogOp, LogVar};
+use crate::notify::log_url;
 use crate::server::LogEvery;
 use crate::untrusted::{for_log, redact_query};
 
@@ -146,8 +147,9 @@ pub struct Session<'a> {
 }
 
 /// `session`'s line in `format` (without the newline); `time` is `$time_local`. Client text
-/// goes through `untrusted::for_log` (no control characters: one line stays one line) and the
-/// query string through `untrusted::redact_query` (no secrets).
+/// goes through `untrusted::for_log` (no control characters: one line stays one line), the
+/// query string through `untrusted::redact_query` and URLs through `notify::log_url` (their
+/// queries redacted: no secrets).
 pub fn render(format: &LogFormat, s: &Session<'_>, time: &str) -> String {
     let mut out = String::with_capacity(256);
     for op in &format.ops {
@@ -165,9 +167,9 @@ pub fn render(format: &LogFormat, s: &Session<'_>, time: &str) -> String {
             LogVar::Name => write!(out, "{}", for_log(s.name)),
             LogVar::Args => write!(out, "{}", if s.args.is_empty() { String::new() } else { redact_query(s.args) }),
             LogVar::Flashver => write!(out, "{}", for_log(&s.connect.flashver)),
-            LogVar::Swfurl => write!(out, "{}", for_log(&s.connect.swfurl)),
-            LogVar::Tcurl => write!(out, "{}", for_log(&s.connect.tcurl)),
-            LogVar::Pageurl => write!(out, "{}", for_log(&s.connect.pageurl)),
+            LogVar::Swfurl => write!(out, "{}", log_url(&s.connect.swfurl)),
+            LogVar::Tcurl => write!(out, "{}", log_url(&s.connect.tcurl)),
+            LogVar::Pageurl => write!(out, "{}", log_url(&s.connect.pageurl)),
             LogVar::Command => write!(out, "{}", command(s)),
             LogVar::BytesSent => write!(out, "{}", s.bytes_out),
             LogVar::BytesReceived => write!(out, "{}", s.bytes_in),
@@ -343,12 +345,16 @@ mod tests {
     /// Client text cannot break a line (or the format) and secrets never show.
     #[test]
     fn client_text_is_escaped_and_args_redacted() {
-        let connect = ConnectMeta { flashver: "evil\n10.0.0.9 fake".into(), ..Default::default() };
+        let connect = ConnectMeta {
+            flashver: "evil\n10.0.0.9 fake".into(),
+            tcurl: "rtmp://h/live?token=abc&x=1".into(),
+            ..Default::default()
+        };
         let mut s = session(&connect);
         s.args = "key=abc\npass=1";
         s.played = true;
-        let line = render(&format("$flashver|$args|$command|$session_time|$connection"), &s, "");
-        assert_eq!(line, "evil\\n10.0.0.9 fake|key=***|PLAY+PUBLISH|3725|7");
+        let line = render(&format("$flashver|$args|$command|$session_time|$connection|$tcurl"), &s, "");
+        assert_eq!(line, "evil\\n10.0.0.9 fake|key=***|PLAY+PUBLISH|3725|7|rtmp://h/live?token=***&x=1");
     }
 
     /// A full queue drops the line at once instead of waiting for the writer.
