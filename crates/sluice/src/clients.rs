@@ -76,6 +76,12 @@ struct Meta {
     name: String,
     role: Role,
     connect: ConnectMeta,
+    /// For the access log, which outlives stops: the last stream published or played, its
+    /// query string, and whether the client ever played or published.
+    last_name: String,
+    last_args: String,
+    played: bool,
+    published: bool,
 }
 
 /// What the client said about itself in `connect` (RTMP) or its request (HTTP), for stats:
@@ -111,6 +117,8 @@ struct Entry {
     /// The last redirect control asked for; the connection's handle watches it.
     redirect: watch::Sender<Option<Redirect>>,
     relay: Mutex<Option<RelayState>>,
+    /// The access logs in force when it registered: where its line goes when it leaves.
+    access_logs: Arc<crate::logs::Table>,
 }
 
 impl Entry {
@@ -323,6 +331,7 @@ impl Clients {
             drop: CancellationToken::new(),
             redirect: watch::Sender::new(None),
             relay: Mutex::new(None),
+            access_logs: crate::logs::current(),
         });
         {
             let mut map = lock(&self.map);
@@ -441,6 +450,14 @@ impl ClientHandle {
         let mut meta = lock(&self.entry.meta);
         meta.name = name.to_owned();
         meta.role = role;
+        meta.last_name = name.to_owned();
+        meta.played |= role == Role::Player;
+        meta.published |= role == Role::Publisher;
+    }
+
+    /// The query string of the publish or play just started (the access log's `$args`).
+    pub fn set_args(&self, args: &str) {
+        lock(&self.entry.meta).last_args = args.to_owned();
     }
 
     /// The client stopped being `role` (unpublish, play done); a no-op if it is not.
@@ -509,11 +526,40 @@ impl ClientHandle {
 
 impl Drop for ClientHandle {
     fn drop(&mut self) {
-        let mut map = lock(&self.clients.map);
+        {
+            let mut map = lock(&self.clients.map);
+            let e = &self.entry;
+            self.clients.gone_in.fetch_add(e.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.clients.gone_out.fetch_add(e.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
+            map.remove(&e.id);
+        }
+        self.log_access();
+    }
+}
+
+impl ClientHandle {
+    /// The session's access log line (every session ends here). Relay legs are not logged,
+    /// as in nginx-rtmp.
+    fn log_access(&self) {
         let e = &self.entry;
-        self.clients.gone_in.fetch_add(e.bytes_in.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.clients.gone_out.fetch_add(e.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
-        map.remove(&e.id);
+        if e.kind == Kind::Relay || !e.access_logs.logs_server(e.srv) {
+            return;
+        }
+        let meta = lock(&e.meta);
+        let session = crate::logs::Session {
+            id: e.id,
+            addr: e.addr.ip(),
+            app: &meta.app,
+            name: &meta.last_name,
+            args: &meta.last_args,
+            connect: &meta.connect,
+            played: meta.played,
+            published: meta.published,
+            bytes_in: e.bytes_in.load(Ordering::Relaxed),
+            bytes_out: e.bytes_out.load(Ordering::Relaxed),
+            duration: e.since.elapsed(),
+        };
+        e.access_logs.session_ended(e.srv, &session);
     }
 }
 

@@ -431,6 +431,7 @@ impl Conn {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), kind = %for_log(&kind), "publish");
                 self.session.accept_publish(stream_id, &name);
                 self.handle.set_stream(&name, Role::Publisher);
+                self.handle.set_args(&asked.args);
                 self.publishing =
                     Some(Publishing { publisher, stream_id, name, last_media: Instant::now(), status: Some(status) });
                 self.asked_publish = Some(asked);
@@ -509,6 +510,7 @@ impl Conn {
         };
         tracing::info!(client = %self.peer, app = %app.name, stream = %name, args = %redact_query(&asked.args), "play");
         self.handle.set_stream(&name, Role::Player);
+        self.handle.set_args(&asked.args);
         // With `play_restart`, nginx-rtmp sends Play.Start when the stream starts, not before.
         if pack.live || !app.live.play_restart {
             self.session.accept_play(stream_id, &name, reset);

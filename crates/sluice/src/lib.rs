@@ -21,6 +21,7 @@ pub mod http;
 pub mod httpflv;
 pub mod hub;
 pub mod live;
+pub mod logs;
 pub mod metrics;
 pub mod modules;
 pub mod notify;

@@ -220,6 +220,13 @@ fn main() -> ExitCode {
     for line in config.inert_report() {
         eprintln!("{line}");
     }
+    if let Err(e) = sluice::logs::init(&config) {
+        eprintln!("sluice: {e:#}");
+        if args.test {
+            eprintln!("sluice: configuration file {} test failed", source.name());
+        }
+        return ExitCode::FAILURE;
+    }
     if args.test {
         let name = source.name();
         eprintln!(
@@ -311,10 +318,9 @@ fn print_effective(path: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// Events go to stderr until the configuration's `error_log` applies (`sluice::logs::init`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    sluice::logs::install();
 }
 
 /// Raise the open-files limit to the hard limit: every player is a socket, and the usual soft
@@ -373,6 +379,14 @@ impl Drop for PidFile {
     }
 }
 
+/// SIGUSR1, what logrotate sends: every log file is opened again under its name.
+fn reopen_logs() {
+    match sluice::logs::reopen() {
+        Ok(()) => tracing::info!(signal = "SIGUSR1", "log files reopened"),
+        Err(e) => tracing::error!(signal = "SIGUSR1", "{e:#}"),
+    }
+}
+
 /// Answers the signals nginx's users send, until a stop: SIGHUP reloads (a configuration that
 /// does not load is logged and the running one stays), SIGQUIT stops gracefully, SIGTERM and
 /// SIGINT stop fast (also during a graceful stop), SIGUSR1 reopens log files; SIGUSR2 (binary
@@ -409,6 +423,11 @@ async fn answer_signals(stop: CancellationToken, quit: CancellationToken, reload
                         for line in config.inert_report() {
                             tracing::warn!("{line}");
                         }
+                        // The log files first: one that cannot be opened refuses the reload.
+                        if let Err(e) = sluice::logs::apply(&config) {
+                            tracing::error!("reload refused, still running the previous configuration: {e:#}");
+                            continue;
+                        }
                         if reload.send(config).await.is_err() {
                             return;
                         }
@@ -418,7 +437,7 @@ async fn answer_signals(stop: CancellationToken, quit: CancellationToken, reload
                 }
             }
             _ = usr1.recv() => {
-                tracing::info!(signal = "SIGUSR1", "no log files to reopen: sluice logs to stderr; still running")
+                reopen_logs();
             }
             _ = usr2.recv() => {
                 tracing::warn!(signal = "SIGUSR2", "binary upgrade is not supported; still running")

@@ -650,7 +650,7 @@ http { server { listen 127.0.0.1:{http}; } }";
     let pid = s.proc.0.id().to_string();
     for (signal, line) in [
         ("HUP", "configuration reload is not supported yet"),
-        ("USR1", "no log files to reopen"),
+        ("USR1", "log files reopened"),
         ("USR2", "binary upgrade is not supported"),
     ] {
         assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());

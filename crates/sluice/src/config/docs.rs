@@ -279,8 +279,21 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("dash_repetition", "Compact the manifest's segment timeline with repetitions.", Same),
     doc("dash_clock_compensation", "How players synchronise their clock.", Same),
     doc("dash_clock_helper_uri", "The clock URI for `dash_clock_compensation`.", Same),
-    doc("access_log", "File of the RTMP access log (`off`: none).", Same),
-    doc("log_format", "A named format of access log lines.", Same),
+    doc(
+        "access_log",
+        "`access_log off|FILE [FORMAT];`: one line per client session (RTMP, RTMPS, HTTP-FLV, WebSocket-FLV) when it ends, in FORMAT (`combined` by default). Several at one level all write; a level that writes one replaces the enclosing level's. Reopened on SIGUSR1 / `sluice -s reopen`.",
+        Differs("nginx-rtmp's; off unless written (nginx-rtmp writes logs/access.log by default), `$args` and URL queries redacted of secrets"),
+    ),
+    doc(
+        "log_format",
+        "`log_format NAME TEXT...;`: a named access-log format of nginx-rtmp's variables (`$remote_addr $app $name $args $flashver $swfurl $tcurl $pageurl $command $bytes_sent $bytes_received $time_local $session_time $session_readable_time $connection`); `combined` is predefined.",
+        Same,
+    ),
+    doc(
+        "error_log",
+        "`error_log FILE|stderr [LEVEL];` (top level): where sluice's own log goes and from which level (debug, info, notice, warn, error, crit, alert, emerg; `error` when not given, as nginx). Not set: stderr at `info`. RUST_LOG, when set, overrides the level. Reopened on SIGUSR1.",
+        Differs("nginx's; one `error_log` only, no `syslog:`"),
+    ),
     doc("log_interval", "Write access log lines of long sessions this often.", Same),
     doc("log_size", "Buffer of the access log.", Same),
     doc("netcall_timeout", "Timeout of callback connections.", Same),
@@ -406,6 +419,10 @@ fn section(group: Group) -> (&'static str, &'static str) {
         Group::Relay => ("Relays", "nginx-rtmp's relay module (`push`, `pull`)."),
         Group::Exec => ("Exec", "nginx-rtmp's exec module; exec lines accumulate across levels (application, then server, then rtmp)."),
         Group::Transcode => ("Transcode ladder", "sluice's own adaptive-bitrate ladder."),
+        Group::Log => (
+            "Logs",
+            "nginx-rtmp's log module (access log) and nginx's `error_log`.",
+        ),
         Group::Process => (
             "Process",
             "nginx's main-context directives that sluice acts on, written outside `rtmp {}` (the rest of an nginx.conf's main context is nginx's and skipped).",

@@ -79,6 +79,8 @@ fn as_written(group: Group, name: &str) -> bool {
     match group {
         Group::Exec => name != "respawn",
         Group::Later => true,
+        // Formats are global and several `access_log` lines of one level all write.
+        Group::Log => true,
         _ => name == "listen",
     }
 }

@@ -1,5 +1,5 @@
 //! Directives of nginx-rtmp features sluice does not implement yet (VOD play,
-//! DASH, logging, and a notify fork's `notify_send_redirect`). They are accepted, so existing
+//! DASH, periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
 //! widened where forks add arguments).
@@ -41,9 +41,7 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("dash_repetition", RSA, ONE, Kind::Raw, "off"),
     spec("dash_clock_compensation", RSA, ONE, Kind::Raw, "off"),
     spec("dash_clock_helper_uri", RSA, ONE, Kind::Raw, ""),
-    // log, netcall
-    spec("access_log", RSA, Args::Between(1, 2), Kind::Raw, ""),
-    spec("log_format", RSA, ONE_UP, Kind::Raw, ""),
+    // a fork's periodic access log lines; netcall
     spec("log_interval", RSA, ONE, Kind::Raw, ""),
     spec("log_size", RSA, ONE, Kind::Raw, ""),
     spec("netcall_timeout", RSA, ONE, Kind::Raw, "7s"),
@@ -110,9 +108,7 @@ fn why_later(name: &str) -> &'static str {
     match name {
         "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
         n if n.starts_with("dash") => "DASH is not implemented yet",
-        "access_log" | "log_format" | "log_interval" | "log_size" => {
-            "the RTMP access log is not implemented yet (sluice logs each event to stderr)"
-        }
+        "log_interval" | "log_size" => "sluice writes one access log line per session, when it ends",
         "netcall_timeout" | "netcall_buffer" => "callbacks use notify_timeout and sluice's own limits",
         "notify_send_redirect" => "sending callback redirects to the client is not implemented yet",
         n if n.starts_with("rtmp_auto_push") || n == "rtmp_socket_dir" => {

@@ -9,7 +9,8 @@
 //! and valid, because sluice owns that block; so must those inside `http { }`, which sluice
 //! serves (see `http`: what stock nginx.conf files carry and sluice has no use for is accepted
 //! with a warning). Outside both (`events`, `user`, ...) unknown content is skipped with a debug
-//! log, because it belongs to nginx and is none of our business.
+//! log, because it belongs to nginx and is none of our business; `error_log` there is read
+//! (`log`).
 
 mod access;
 mod core;
@@ -21,6 +22,7 @@ mod http;
 mod include;
 mod later;
 mod live;
+mod log;
 mod notify;
 mod process;
 mod record;
@@ -42,6 +44,7 @@ pub use self::http::{
     Location, RtmpControl, StatConf, BUILTIN_DASHBOARD_URI, DEFAULT_HTTP_PORT,
 };
 pub use self::live::{LiveConf, MetaMode};
+pub use self::log::{AccessLog, ErrorLevel, ErrorLogConf, LogConf, LogFormat, Op as LogOp, Var as LogVar, COMBINED};
 pub use self::notify::{NotifyConf, NotifyMethod};
 pub use self::process::{ProcessConf, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use self::record::{RecordConf, RecordFormat, RecordMode, Recorder};
@@ -54,6 +57,7 @@ use self::core::CoreLayer;
 use self::exec::ExecLayer;
 use self::hls::HlsLayer;
 use self::live::LiveLayer;
+use self::log::LogLayer;
 use self::notify::NotifyLayer;
 use self::record::RecordLayer;
 use self::relay::RelayLayer;
@@ -77,6 +81,8 @@ pub struct Config {
     pub exec: ExecGlobal,
     /// The process's own settings (main context): `pid`, `worker_shutdown_timeout`.
     pub process: ProcessConf,
+    /// `error_log` (top level), when written.
+    pub error_log: Option<ErrorLogConf>,
 }
 
 /// One `rtmp { server { } }` block.
@@ -95,6 +101,8 @@ pub struct ServerConf {
     pub max_connections: Option<u32>,
     /// The server's applications, in file order.
     pub apps: Vec<AppConf>,
+    /// Access logs of sessions that connect to no application here (merged rtmp → server).
+    pub log: LogConf,
     /// Not yet implemented directives set at rtmp and server level (rtmp first), raw.
     pub extra: Vec<(String, Vec<String>)>,
 }
@@ -120,6 +128,8 @@ pub struct AppConf {
     pub exec: ExecConf,
     /// The built-in transcode ladder (`transcode ...`).
     pub transcode: TranscodeConf,
+    /// Access logs (`access_log`, with the `log_format` each names).
+    pub log: LogConf,
     /// Not yet implemented directives (VOD play, DASH, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
@@ -293,6 +303,7 @@ enum Group {
     Exec,
     Transcode,
     Process,
+    Log,
     Later,
 }
 
@@ -310,6 +321,7 @@ impl Group {
             Group::Exec => "exec",
             Group::Transcode => "transcode",
             Group::Process => "process",
+            Group::Log => "log",
             Group::Later => "later",
         }
     }
@@ -327,6 +339,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Exec, exec::DIRECTIVES),
     (Group::Transcode, transcode::DIRECTIVES),
     (Group::Process, process::DIRECTIVES),
+    (Group::Log, log::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -377,6 +390,7 @@ struct Layer {
     relay: RelayLayer,
     exec: ExecLayer,
     transcode: TranscodeLayer,
+    log: LogLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -392,6 +406,7 @@ impl Layer {
             Group::Relay => self.relay.set(d),
             Group::Exec => self.exec.set(d),
             Group::Transcode => self.transcode.set(d),
+            Group::Log => self.log.set(d),
             // `http_listen`, read by `read_rtmp` itself, and the main context's: they set no
             // application.
             Group::Http | Group::Process => {
@@ -416,6 +431,7 @@ impl Layer {
             relay: self.relay.inherit(&outer.relay),
             exec: self.exec.inherit(&outer.exec),
             transcode: self.transcode.inherit(&outer.transcode),
+            log: self.log.inherit(&outer.log),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -454,11 +470,16 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
     let mut rtmp: Option<&Directive> = None;
     let mut http_block: Option<&Directive> = None;
     let mut process = process::ProcessLayer::default();
+    let mut error_log = None;
     for d in tree {
         if process.set(d, base)? {
             continue;
         }
         match d.name.as_str() {
+            "error_log" => {
+                check(d, ctx::TOP)?;
+                value::put(&mut error_log, log::error_log(d, base)?, d)?;
+            }
             "rtmp" => {
                 if rtmp.is_some() {
                     return Err(Fail::new(d.span, "\"rtmp\" directive is duplicate"));
@@ -492,7 +513,7 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
         block,
         hls: http::hls_locations(&servers, rtmp)?,
     };
-    Ok(Config { servers, http, inert: Vec::new(), exec, process: process.finish() })
+    Ok(Config { servers, http, inert: Vec::new(), exec, process: process.finish(), error_log })
 }
 
 /// The children of a block directive; nginx's wording when it has none.
@@ -526,11 +547,18 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     }
     check_listen_unique(&servers)?;
     let levels = servers.iter().flat_map(|s| std::iter::once(&s.layer).chain(s.apps.iter().map(|a| &a.layer)));
-    let exec = exec::globals(std::iter::once(&top).chain(levels).map(|l| &l.exec))?;
+    let exec = exec::globals(std::iter::once(&top).chain(levels.clone()).map(|l| &l.exec))?;
+    let formats = log::formats(std::iter::once(&top).chain(levels).map(|l| &l.log))?;
     let mut servers: Vec<ServerConf> =
         servers.iter().map(|s| resolve_server(s, &top, base)).collect::<Result<_, _>>()?;
     for app in servers.iter_mut().flat_map(|s| &mut s.apps) {
         exec::apply_globals(&mut app.exec, &exec);
+    }
+    for s in &mut servers {
+        log::resolve(&mut s.log, &formats, base);
+        for app in &mut s.apps {
+            log::resolve(&mut app.log, &formats, base);
+        }
     }
     builtin.public = public.unwrap_or(builtin.public);
     builtin.dashboard = dashboard.unwrap_or(builtin.dashboard);
@@ -619,6 +647,7 @@ fn resolve_server(s: &RawServer, top: &Layer, base: &Path) -> Result<ServerConf,
         core: merged.core.build(),
         max_connections: merged.access.max_connections(),
         apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect::<Result<_, _>>()?,
+        log: merged.log.build(),
         extra: merged.extra,
     })
 }
@@ -647,7 +676,20 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     let mut exec = merged.exec.build();
     exec.recorder_record_done = a.recorders.iter().map(|r| (r.name.clone(), r.exec.record_done())).collect();
     let transcode = merged.transcode.build();
-    Ok(AppConf { name: a.name.clone(), live, record, hls, access, notify, relay, exec, transcode, extra: merged.extra })
+    let log = merged.log.build();
+    Ok(AppConf {
+        name: a.name.clone(),
+        live,
+        record,
+        hls,
+        access,
+        notify,
+        relay,
+        exec,
+        transcode,
+        log,
+        extra: merged.extra,
+    })
 }
 
 /// Recording without `record_path` could only fail at the first publish: refuse it now.

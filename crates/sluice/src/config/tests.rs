@@ -153,6 +153,7 @@ fn table_defaults_are_the_real_defaults() {
             name if name.starts_with("on_") => Some("http://127.0.0.1/cb"),
             "push" | "pull" => Some("rtmp://127.0.0.1/live"),
             "transcode" => Some("720p 1m"),
+            "log_format" => Some("f $app"),
             name if name.starts_with("exec") && spec.default.is_empty() => Some("true"),
             _ => None,
         };

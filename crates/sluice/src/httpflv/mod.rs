@@ -232,6 +232,7 @@ async fn admit(ctx: &Arc<ServerCtx>, target: &Target, req: Requested) -> Result<
     let (pack, sub) = subscribe(ctx, &app, &client, &name, &target.args, pull_from.as_deref())?;
     tracing::info!(client = %req.peer, app = %app.name, stream = %name, args = %redact_query(&target.args), clientid = session.handle.id(), protocol = %req.kind.protocol(), "play");
     session.handle.set_stream(&name, Role::Player);
+    session.handle.set_args(&target.args);
     session.asked = Some((target.name.clone(), target.args.clone()));
     Ok(player::FlvPlayer::new(session, app, name, pack, sub))
 }
