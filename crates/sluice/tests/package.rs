@@ -367,12 +367,18 @@ fn serve_as_the_unit_would(tmp: &TempDir, uid: u32, gid: u32) {
         assert!(server.0.try_wait().unwrap().is_none(), "sluice survives {step:?}; log:\n{}", log());
         assert!(std::net::TcpStream::connect(("127.0.0.1", rtmp_port)).is_ok(), "still listening after {step:?}");
     }
+    let log_text = log();
+    assert!(log_text.contains("reload: configuration applied"), "systemctl reload reloads; log:\n{log_text}");
+    assert!(log_text.contains("log files reopened"), "SIGUSR1 reopens the logs; log:\n{log_text}");
 
     // systemctl stop (SIGQUIT, KillSignal=): a clean exit, the recording closed.
     drop(publisher);
     signal(pid, libc::SIGQUIT);
     let status = wait_timeout(&mut server.0, Duration::from_secs(30)).expect("sluice exits on SIGQUIT");
     assert!(status.success(), "exit status {status} after SIGQUIT; log:\n{}", log());
+    // The seed configuration's access log got the publisher's session.
+    let access = std::fs::read_to_string("/var/log/sluice/access.log").unwrap_or_default();
+    assert!(access.contains("] PUBLISH \"live\""), "the publisher's line in /var/log/sluice/access.log: {access:?}");
 }
 
 fn check_purged() {
