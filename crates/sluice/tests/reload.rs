@@ -72,7 +72,14 @@ const BASE: &str = "rtmp {
 
 #[test]
 fn fifty_players_and_two_publishers_stay_through_ten_reloads() {
-    let server = Server::start_conf(BASE);
+    // The streams also write HLS and recordings, which must go on untouched.
+    let out = common::TempDir::new("reloadout");
+    let outputs = format!(
+        "live on; hls on; hls_path {0}/hls; hls_fragment 1s; record all; record_path {0}/rec;",
+        out.0.display()
+    );
+    let base = BASE.replace("live on;", &outputs);
+    let server = Server::start_conf(&base);
     let _publishers: Vec<Proc> =
         ["a", "b"].iter().map(|n| ffmpeg_publish_pattern(&server.url(n), "160x120", 90, 25)).collect();
     common::wait_published(&server, "a");
@@ -88,10 +95,11 @@ fn fifty_players_and_two_publishers_stay_through_ten_reloads() {
     for i in 1..=10 {
         // Each reload changes something: a new application, an HLS setting of `live` itself.
         let extra = format!("application extra{i} {{ live on; }}");
-        let text = BASE.replace(
-            "application live { live on; }",
-            &format!("application live {{ live on; sync {i}0ms; }}\n    {extra}"),
+        let text = base.replace(
+            &format!("application live {{ {outputs} }}"),
+            &format!("application live {{ {outputs} sync {i}0ms; }}\n    {extra}"),
         );
+        assert_ne!(text, base);
         rewrite(&server, &text, 0);
         hup(&server);
         wait_log(&server, "reload: configuration applied", i);
@@ -113,6 +121,14 @@ fn fifty_players_and_two_publishers_stay_through_ten_reloads() {
     assert_eq!(later.len(), 52);
     for p in &mut players {
         assert!(p.0.try_wait().unwrap().is_none(), "an ffmpeg player exited");
+    }
+    // One recording per stream (a reload that restarted the recorder would have opened a
+    // second file), and playlists that never broke.
+    let recordings = std::fs::read_dir(out.path("rec")).unwrap().count();
+    assert_eq!(recordings, 2, "one recording per stream");
+    for name in ["a", "b"] {
+        let playlist = std::fs::read_to_string(out.path(&format!("hls/{name}.m3u8"))).unwrap();
+        assert!(playlist.contains("#EXTINF") && !playlist.contains("DISCONTINUITY"), "{playlist}");
     }
 }
 
