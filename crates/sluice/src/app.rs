@@ -95,21 +95,14 @@ async fn next_reload(reload: &mut Option<mpsc::Receiver<Config>>) -> Option<Conf
     }
 }
 
-/// An RTMP listening address.
-struct RtmpListen {
+/// A listening address and what it hands new connections (an RTMP [`Accepting`], an HTTP
+/// [`Site`]).
+struct Listening<T> {
     /// Closes it (a reload that removes the address).
     stop: CancellationToken,
-    /// What it hands new connections.
-    current: watch::Sender<Arc<Accepting>>,
-    /// The address bound (port 0 resolved) and its scheme.
-    local: SocketAddr,
-    scheme: &'static str,
-}
-
-/// An HTTP listening address.
-struct HttpListen {
-    stop: CancellationToken,
-    current: watch::Sender<Arc<Site>>,
+    /// What it hands new connections; a reload replaces it.
+    current: watch::Sender<Arc<T>>,
+    /// The address bound (port 0 resolved).
     local: SocketAddr,
 }
 
@@ -131,8 +124,8 @@ struct Server {
     servers: Vec<Arc<ServerCtx>>,
     /// The server blocks, for the `on_record_done` listener.
     servers_tx: watch::Sender<Vec<Arc<ServerCtx>>>,
-    rtmp: HashMap<SocketAddr, RtmpListen>,
-    http: HashMap<SocketAddr, HttpListen>,
+    rtmp: HashMap<SocketAddr, Listening<Accepting>>,
+    http: HashMap<SocketAddr, Listening<Site>>,
     /// Ends each module's server task (`exec_static`, ...), by module.
     module_tasks: Vec<CancellationToken>,
 }
@@ -275,7 +268,7 @@ impl Server {
         config: &Config,
         servers: &[Arc<ServerCtx>],
         tls: &[Option<tokio_rustls::TlsAcceptor>],
-        mut bound: Vec<(SocketAddr, tokio::net::TcpListener)>,
+        bound: Vec<(SocketAddr, tokio::net::TcpListener)>,
     ) {
         let mut wanted = HashMap::new();
         for (index, conf) in config.servers.iter().enumerate() {
@@ -284,32 +277,12 @@ impl Server {
                 wanted.insert(*addr, Arc::new(Accepting { ctx: servers[index].clone(), tls }));
             }
         }
-        self.rtmp.retain(|addr, l| {
-            let keep = wanted.contains_key(addr);
-            if !keep {
-                tracing::info!(%addr, "reload: no longer listening (rtmp); connections on it go on");
-                l.stop.cancel();
-            }
-            keep
-        });
-        for (addr, accepting) in wanted {
-            if let Some(l) = self.rtmp.get_mut(&addr) {
-                l.scheme = scheme(&accepting);
-                l.current.send_replace(accepting);
-                continue;
-            }
-            let Some(i) = bound.iter().position(|(a, _)| *a == addr) else { continue };
-            let (_, tcp) = bound.swap_remove(i);
-            let Ok(local) = tcp.local_addr() else { continue };
-            let stop = self.accepting.child_token();
-            let sch = scheme(&accepting);
-            let (current, rx) = watch::channel(accepting);
-            self.tracker.spawn(server::serve_current(tcp, rx, stop.clone(), self.tracker.clone()));
-            if self.config.is_some() {
-                tracing::info!("reload: {sch} listening on {local}");
-            }
-            self.rtmp.insert(addr, RtmpListen { stop, current, local, scheme: sch });
-        }
+        let tracker = self.tracker.clone();
+        let serve = |tcp, current, stop| {
+            tracker.spawn(server::serve_current(tcp, current, stop, tracker.clone()));
+        };
+        let reload = self.config.is_some();
+        switch(&mut self.rtmp, wanted, bound, &self.accepting, "rtmp", serve, reload);
     }
 
     /// Every HTTP address of `config` serves its site, built anew; those it no longer has
@@ -318,7 +291,7 @@ impl Server {
         &mut self,
         config: &Config,
         running: &Arc<server::Running>,
-        mut bound: Vec<(SocketAddr, tokio::net::TcpListener)>,
+        bound: Vec<(SocketAddr, tokio::net::TcpListener)>,
     ) {
         let mut wanted: HashMap<SocketAddr, Arc<Site>> = HashMap::new();
         for conf in config.http.servers() {
@@ -336,30 +309,12 @@ impl Server {
                 wanted.entry(addr).or_insert_with(|| site.clone());
             }
         }
-        self.http.retain(|addr, l| {
-            let keep = wanted.contains_key(addr);
-            if !keep {
-                tracing::info!(%addr, "reload: no longer listening (http); open connections finish");
-                l.stop.cancel();
-            }
-            keep
-        });
-        for (addr, site) in wanted {
-            if let Some(l) = self.http.get(&addr) {
-                l.current.send_replace(site);
-                continue;
-            }
-            let Some(i) = bound.iter().position(|(a, _)| *a == addr) else { continue };
-            let (_, tcp) = bound.swap_remove(i);
-            let Ok(local) = tcp.local_addr() else { continue };
-            let stop = self.accepting.child_token();
-            let (current, rx) = watch::channel(site);
-            self.tracker.spawn(http::serve_current(tcp, rx, stop.clone(), self.shutdown.clone()));
-            if self.config.is_some() {
-                tracing::info!("reload: http listening on {local}");
-            }
-            self.http.insert(addr, HttpListen { stop, current, local });
-        }
+        let (tracker, shutdown) = (self.tracker.clone(), self.shutdown.clone());
+        let serve = |tcp, current, stop| {
+            tracker.spawn(http::serve_current(tcp, current, stop, shutdown.clone()));
+        };
+        let reload = self.config.is_some();
+        switch(&mut self.http, wanted, bound, &self.accepting, "http", serve, reload);
     }
 
     /// The modules' server tasks (`exec_static`, ...) start with the first configuration;
@@ -381,7 +336,7 @@ impl Server {
     }
 
     fn rtmp_addrs(&self) -> Vec<(SocketAddr, &'static str)> {
-        let mut addrs: Vec<_> = self.rtmp.values().map(|l| (l.local, l.scheme)).collect();
+        let mut addrs: Vec<_> = self.rtmp.values().map(|l| (l.local, scheme(&l.current.borrow()))).collect();
         addrs.sort();
         addrs
     }
@@ -398,7 +353,7 @@ impl Server {
         for (index, conf) in config.servers.iter().enumerate() {
             for addr in &conf.listen {
                 if let Some(l) = self.rtmp.get(addr) {
-                    infos.push((index, l.local, l.scheme));
+                    infos.push((index, l.local, scheme(&l.current.borrow())));
                 }
             }
         }
@@ -438,6 +393,43 @@ impl Server {
         }
         self.hls.drain(SHUTDOWN_GRACE).await;
         self.shared.records.drain(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// Hands every address in `wanted` its new state: a listener that stays gets it, a new address
+/// (bound in `bound`) starts serving it through `serve`; listeners of addresses not wanted close.
+fn switch<T>(
+    listeners: &mut HashMap<SocketAddr, Listening<T>>,
+    wanted: HashMap<SocketAddr, Arc<T>>,
+    mut bound: Vec<(SocketAddr, tokio::net::TcpListener)>,
+    accepting: &CancellationToken,
+    kind: &str,
+    serve: impl Fn(tokio::net::TcpListener, watch::Receiver<Arc<T>>, CancellationToken),
+    reload: bool,
+) {
+    listeners.retain(|addr, l| {
+        let keep = wanted.contains_key(addr);
+        if !keep {
+            tracing::info!(%addr, "reload: no longer listening ({kind}); connections accepted on it go on");
+            l.stop.cancel();
+        }
+        keep
+    });
+    for (addr, state) in wanted {
+        if let Some(l) = listeners.get(&addr) {
+            l.current.send_replace(state);
+            continue;
+        }
+        let Some(i) = bound.iter().position(|(a, _)| *a == addr) else { continue };
+        let (_, tcp) = bound.swap_remove(i);
+        let Ok(local) = tcp.local_addr() else { continue };
+        let stop = accepting.child_token();
+        let (current, rx) = watch::channel(state);
+        serve(tcp, rx, stop.clone());
+        if reload {
+            tracing::info!("reload: {kind} listening on {local}");
+        }
+        listeners.insert(addr, Listening { stop, current, local });
     }
 }
 

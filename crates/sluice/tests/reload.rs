@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{curl, ffmpeg_publish_pattern, free_port, run_timeout, sluice_bin, wait_for, wait_timeout, Proc, Server};
@@ -51,14 +51,7 @@ fn clients(server: &Server) -> BTreeMap<u64, Value> {
 
 /// A player that copies the stream without decoding it (cheap enough for fifty).
 fn copy_player(url: &str) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i", url, "-c", "copy", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    common::ffmpeg_quiet(&["-i", url, "-c", "copy", "-f", "null", "-"])
 }
 
 const BASE: &str = "rtmp {

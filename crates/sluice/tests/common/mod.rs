@@ -190,8 +190,14 @@ impl Drop for Proc {
 
 /// `ffmpeg -i URL -f null -`: a real player, until it is dropped or the stream ends.
 pub fn ffmpeg_play(url: &str) -> Proc {
+    ffmpeg_quiet(&["-i", url, "-f", "null", "-"])
+}
+
+/// `ffmpeg ARGS` with no console and errors only, until it is dropped or ends.
+pub fn ffmpeg_quiet(args: &[&str]) -> Proc {
     let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i", url, "-f", "null", "-"])
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
