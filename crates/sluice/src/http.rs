@@ -147,9 +147,18 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serve HTTP on `listener` until shutdown, then let open connections finish their request.
+/// On a `listen ... proxy_protocol` address each connection's PROXY protocol header is read
+/// first, within `client_header_timeout`, and names the client.
 pub async fn serve(listener: TcpListener, state: HttpState, shutdown: CancellationToken) -> std::io::Result<()> {
-    conn::accept_loop(listener, state.site.limits, state.connections.clone(), router(state), shutdown).await;
+    let proxy = is_proxy_listen(&state.site.proxy_listen, listener.local_addr()?);
+    conn::accept_loop(listener, state.site.limits, state.connections.clone(), router(state), shutdown, proxy).await;
     Ok(())
+}
+
+/// Whether the bound address `local` is one written with `proxy_protocol` (a port written as
+/// 0 matches the port the system chose).
+fn is_proxy_listen(proxy_listen: &[SocketAddr], local: SocketAddr) -> bool {
+    proxy_listen.iter().any(|a| a.ip() == local.ip() && (a.port() == local.port() || a.port() == 0))
 }
 
 async fn healthz(State(state): State<HttpState>, req: Request) -> Response {

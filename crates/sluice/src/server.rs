@@ -110,12 +110,14 @@ pub struct Running {
 pub struct Listener {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// `proxy_protocol`: connections start with a PROXY protocol header ([`crate::proxy_protocol`]).
+    proxy: bool,
 }
 
 impl From<TcpListener> for Listener {
     /// A plain RTMP listener.
     fn from(tcp: TcpListener) -> Self {
-        Listener { tcp, tls: None }
+        Listener { tcp, tls: None, proxy: false }
     }
 }
 
@@ -144,7 +146,7 @@ pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<Listener>> {
         } else {
             None
         };
-        listeners.push(Listener { tcp, tls });
+        listeners.push(Listener { tcp, tls, proxy: conf.proxy_listen.contains(addr) });
     }
     Ok(listeners)
 }
@@ -195,8 +197,12 @@ pub async fn serve(listener: impl Into<Listener>, ctx: Arc<ServerCtx>, tracker: 
                 if let Err(e) = prepare(&socket, &ctx.conf.core) {
                     tracing::warn!(client = %peer, error = %e, "cannot set socket options");
                 }
-                let ctx = ctx.clone();
-                tracker.spawn(connection::run(socket, peer, ctx, listener.tls.clone()));
+                let (ctx, tls) = (ctx.clone(), listener.tls.clone());
+                if listener.proxy {
+                    tracker.spawn(crate::proxy_protocol::read::run_rtmp(socket, peer, ctx, tls));
+                } else {
+                    tracker.spawn(connection::run(socket, peer, ctx, tls));
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, keep serving.

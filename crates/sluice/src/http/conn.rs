@@ -38,6 +38,7 @@ pub(super) async fn accept_loop(
     connections: Arc<ConnectionLimit>,
     router: Router,
     shutdown: CancellationToken,
+    proxy: bool,
 ) {
     let tracker = TaskTracker::new();
     // Floods must not flood the log: the first refusal or failure, then one line a minute.
@@ -71,7 +72,18 @@ pub(super) async fn accept_loop(
             continue;
         };
         let upgrades = Upgrades { permit: Arc::new(permit), tracker: tracker.clone() };
-        tracker.spawn(serve_connection(socket, peer, limits, upgrades, router.clone(), shutdown.clone()));
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut socket = socket;
+            // The header first, in the connection's task and under its place in `max_connections`.
+            let peer = match proxy {
+                true => crate::proxy_protocol::read::accept(&mut socket, peer, limits.header_timeout, &shutdown, "http").await,
+                false => Some(peer),
+            };
+            if let Some(peer) = peer {
+                serve_connection(socket, peer, limits, upgrades, router, shutdown).await;
+            }
+        });
     }
     tracker.close();
     tracker.wait().await;
