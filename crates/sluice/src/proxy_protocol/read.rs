@@ -146,17 +146,17 @@ pub async fn accept(
 /// balancer's TCP health check) at debug, and "too many waiting" at most once per interval.
 fn log_failure(balancer: SocketAddr, local: Option<SocketAddr>, scheme: &'static str, e: &Failure) {
     static BUSY: Mutex<LogEvery> = Mutex::new(LogEvery::new(BUSY_LOG_INTERVAL));
-    let listen = local.map(|a| a.to_string()).unwrap_or_default();
+    let listen = local.map_or_else(|| "?".to_owned(), |a| a.to_string());
     match e {
         Failure::Closed { received: 0 } => {
-            tracing::debug!(balancer = %balancer, listen, scheme, "proxy_protocol: closed before any byte")
+            tracing::debug!(balancer = %balancer, listen = %listen, scheme, "proxy_protocol: closed before any byte")
         }
         Failure::Busy => {
             if let Some(refused) = BUSY.lock().unwrap_or_else(|p| p.into_inner()).hit() {
-                tracing::warn!(balancer = %balancer, listen, scheme, refused, "proxy_protocol: connection closed: {e}");
+                tracing::warn!(balancer = %balancer, listen = %listen, scheme, refused, "proxy_protocol: connection closed: {e}");
             }
         }
-        _ => tracing::warn!(balancer = %balancer, listen, scheme, "proxy_protocol: connection closed: {e}"),
+        _ => tracing::warn!(balancer = %balancer, listen = %listen, scheme, "proxy_protocol: connection closed: {e}"),
     }
 }
 
