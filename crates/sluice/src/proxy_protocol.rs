@@ -342,7 +342,8 @@ mod tests {
 
     #[test]
     fn other_protocols_are_refused_at_their_first_byte_that_differs() {
-        for h in [&[3u8, 0, 0, 0][..], b"GET / HTTP/1.1\r\n", b"PROXX", b"\x16\x03\x01", b"\r\n\r\n\0\r\nQUIX", b"P R"] {
+        for h in [&[3u8, 0, 0, 0][..], b"GET / HTTP/1.1\r\n", b"PROXX", b"\x16\x03\x01", b"\r\n\r\n\0\r\nQUIX", b"P R"]
+        {
             assert_eq!(parse(h), Err(Error::Missing), "{h:?}");
         }
     }
@@ -396,7 +397,11 @@ mod tests {
             (1, 0x12, inet([203, 0, 113, 7], 1)),
         ] {
             let h = v2(command, fam_trans, &block);
-            assert_eq!(parse(&h), Ok(Parsed { consumed: h.len(), source: None, version: 2 }), "{command} {fam_trans:#x}");
+            assert_eq!(
+                parse(&h),
+                Ok(Parsed { consumed: h.len(), source: None, version: 2 }),
+                "{command} {fam_trans:#x}"
+            );
         }
     }
 

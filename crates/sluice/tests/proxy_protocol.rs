@@ -89,7 +89,9 @@ fn backend() -> (u16, Arc<Mutex<Vec<String>>>) {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                        })
                         .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0);
                     if body.len() >= len {
@@ -165,7 +167,8 @@ fn rtmp_clients_are_who_the_header_says() {
 
     // Straight to the proxy_protocol address, without a header: closed, and the log says why.
     assert!(!probes(&server.url("cam")), "no header, no stream");
-    let line = wait_log(&server, &["proxy_protocol: connection closed", "no PROXY protocol header", "balancer=127.0.0.1:"]);
+    let line =
+        wait_log(&server, &["proxy_protocol: connection closed", "no PROXY protocol header", "balancer=127.0.0.1:"]);
     assert!(line.contains("scheme=\"rtmp\"") || line.contains("scheme=rtmp"), "{line}");
 }
 
@@ -211,7 +214,10 @@ fn http_clients_are_who_the_header_says() {
     assert_eq!(http_get(as_denied, "/api/v1/server").0, 403, "203.0.113.7 is denied");
     assert_eq!(http_get(as_player, "/api/v1/server").0, 200, "198.51.100.9 is not");
     assert_eq!(http_get(proxied, "/api/v1/server").0, 0, "no header, no answer");
-    wait_log(&server, &["proxy_protocol: connection closed", "no PROXY protocol header", "received \"GET /api/v1/server"]);
+    wait_log(
+        &server,
+        &["proxy_protocol: connection closed", "no PROXY protocol header", "received \"GET /api/v1/server"],
+    );
 
     let _publisher = ffmpeg_publish(&server.url("cam"), 60, 25);
     wait_published(&server, "cam");
@@ -282,7 +288,11 @@ backend sluice_v2
     wait_published(&server, "cam");
     let addrs: Vec<String> = clients(server.http_port).into_iter().map(|(addr, ..)| addr).collect();
     assert!(addrs.iter().all(|a| a.starts_with("127.0.0.1:")), "the client's address, not HAProxy's: {addrs:?}");
-    assert!(probes(&format!("rtmp://127.0.0.1:{v2_port}/live/cam")), "plays through send-proxy-v2; log:\n{}", server.log());
+    assert!(
+        probes(&format!("rtmp://127.0.0.1:{v2_port}/live/cam")),
+        "plays through send-proxy-v2; log:\n{}",
+        server.log()
+    );
     assert!(
         server.log().contains("proxy_protocol: the header names the client"),
         "both connections came with headers; log:\n{}",

@@ -76,9 +76,10 @@ pub(super) async fn accept_loop(
         tracker.spawn(async move {
             let mut socket = socket;
             // The header first, in the connection's task and under its place in `max_connections`.
-            let peer = match proxy {
-                true => crate::proxy_protocol::read::accept(&mut socket, peer, limits.header_timeout, &shutdown, "http").await,
-                false => Some(peer),
+            let peer = if proxy {
+                crate::proxy_protocol::read::accept(&mut socket, peer, limits.header_timeout, &shutdown, "http").await
+            } else {
+                Some(peer)
             };
             if let Some(peer) = peer {
                 serve_connection(socket, peer, limits, upgrades, router, shutdown).await;

@@ -82,7 +82,11 @@ impl Drop for Waiting {
 /// Reads the header of a connection from `balancer` within `timeout`: the client it names,
 /// or `balancer` itself when it names none (v1 `UNKNOWN`, v2 `LOCAL`: the balancer's own
 /// health checks).
-pub async fn client_addr(socket: &mut TcpStream, balancer: SocketAddr, timeout: Duration) -> Result<SocketAddr, Failure> {
+pub async fn client_addr(
+    socket: &mut TcpStream,
+    balancer: SocketAddr,
+    timeout: Duration,
+) -> Result<SocketAddr, Failure> {
     let _place = Waiting::take().ok_or(Failure::Busy)?;
     let parsed = tokio::time::timeout(timeout, read_header(socket)).await.map_err(|_| Failure::TimedOut(timeout))??;
     Ok(parsed.source.unwrap_or(balancer))
