@@ -421,6 +421,16 @@ mod tests {
     use crate::config::AddHeader;
 
     #[test]
+    fn proxy_listen_matches_the_bound_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let written = [a("127.0.0.1:8081"), a("0.0.0.0:0")];
+        assert!(is_proxy_listen(&written, a("127.0.0.1:8081")));
+        assert!(!is_proxy_listen(&written, a("127.0.0.1:8082")));
+        assert!(is_proxy_listen(&written, a("0.0.0.0:40000")), "port 0: whatever the system chose");
+        assert!(!is_proxy_listen(&[], a("127.0.0.1:8081")));
+    }
+
+    #[test]
     fn hls_cache_rules() {
         assert_eq!(hls_cache_control("/hls/a.m3u8", StatusCode::OK), Some(NO_CACHE));
         assert_eq!(hls_cache_control("/hls/a.KEY", StatusCode::OK), Some(NO_CACHE));
