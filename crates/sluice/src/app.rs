@@ -274,7 +274,8 @@ impl Server {
         for (index, conf) in config.servers.iter().enumerate() {
             for addr in &conf.listen {
                 let tls = tls[index].clone().filter(|_| conf.ssl_listen.contains(addr));
-                wanted.insert(*addr, Arc::new(Accepting { ctx: servers[index].clone(), tls }));
+                let proxy = conf.proxy_listen.contains(addr);
+                wanted.insert(*addr, Arc::new(Accepting { ctx: servers[index].clone(), tls, proxy }));
             }
         }
         let tracker = self.tracker.clone();
@@ -311,7 +312,12 @@ impl Server {
         }
         let (tracker, shutdown) = (self.tracker.clone(), self.shutdown.clone());
         let serve = |tcp, current, stop| {
-            tracker.spawn(http::serve_current(tcp, current, stop, shutdown.clone()));
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                if let Err(e) = http::serve_current(tcp, current, stop, shutdown).await {
+                    tracing::error!("http server failed: {e}");
+                }
+            });
         };
         let reload = self.config.is_some();
         switch(&mut self.http, wanted, bound, &self.accepting, "http", serve, reload);

@@ -149,15 +149,21 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serve HTTP on `listener` until shutdown, then let open connections finish their request.
+/// On a `listen ... proxy_protocol` address each connection's PROXY protocol header is read
+/// first, within `client_header_timeout`, and names the client.
 pub async fn serve(listener: TcpListener, state: HttpState, shutdown: CancellationToken) -> std::io::Result<()> {
     let (_keep, current) = tokio::sync::watch::channel(Arc::new(site(state)));
-    serve_current(listener, current, shutdown.clone(), shutdown).await;
-    Ok(())
+    serve_current(listener, current, shutdown.clone(), shutdown).await
 }
 
 /// A server's state ready to serve.
 pub fn site(state: HttpState) -> Site {
-    Site { limits: state.site.limits, connections: state.connections.clone(), router: router(state) }
+    Site {
+        limits: state.site.limits,
+        connections: state.connections.clone(),
+        proxy_listen: state.site.proxy_listen.clone(),
+        router: router(state),
+    }
 }
 
 /// Serve HTTP on `listener` with the [`Site`] current at each connection, until `stop` (the
@@ -167,8 +173,16 @@ pub async fn serve_current(
     current: tokio::sync::watch::Receiver<Arc<Site>>,
     stop: CancellationToken,
     shutdown: CancellationToken,
-) {
-    conn::accept_loop(listener, current, stop, shutdown).await;
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    conn::accept_loop(listener, local, current, stop, shutdown).await;
+    Ok(())
+}
+
+/// Whether the bound address `local` is one written with `proxy_protocol` (a port written as
+/// 0 matches the port the system chose).
+fn is_proxy_listen(proxy_listen: &[SocketAddr], local: SocketAddr) -> bool {
+    proxy_listen.iter().any(|a| a.ip() == local.ip() && (a.port() == local.port() || a.port() == 0))
 }
 
 async fn healthz(State(state): State<HttpState>, req: Request) -> Response {
@@ -429,6 +443,16 @@ fn hls_cache_control(path: &str, status: StatusCode) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::config::AddHeader;
+
+    #[test]
+    fn proxy_listen_matches_the_bound_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let written = [a("127.0.0.1:8081"), a("0.0.0.0:0")];
+        assert!(is_proxy_listen(&written, a("127.0.0.1:8081")));
+        assert!(!is_proxy_listen(&written, a("127.0.0.1:8082")));
+        assert!(is_proxy_listen(&written, a("0.0.0.0:40000")), "port 0: whatever the system chose");
+        assert!(!is_proxy_listen(&[], a("127.0.0.1:8081")));
+    }
 
     #[test]
     fn hls_cache_rules() {

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod modules;
 pub mod notify;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod record;
 pub mod relay;
 pub mod rtmp_stat;

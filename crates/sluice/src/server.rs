@@ -128,12 +128,14 @@ pub struct Running {
 pub struct Listener {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
+    /// `proxy_protocol`: connections start with a PROXY protocol header ([`crate::proxy_protocol`]).
+    proxy: bool,
 }
 
 impl From<TcpListener> for Listener {
     /// A plain RTMP listener.
     fn from(tcp: TcpListener) -> Self {
-        Listener { tcp, tls: None }
+        Listener { tcp, tls: None, proxy: false }
     }
 }
 
@@ -161,6 +163,8 @@ pub struct Accepting {
     pub ctx: Arc<ServerCtx>,
     /// The block's certificate, on an `ssl` address.
     pub tls: Option<TlsAcceptor>,
+    /// `proxy_protocol`: connections start with a PROXY protocol header ([`crate::proxy_protocol`]).
+    pub proxy: bool,
 }
 
 /// The server block's TLS acceptor, when it has `ssl` addresses.
@@ -190,7 +194,7 @@ pub async fn bind(conf: &ServerConf) -> anyhow::Result<Vec<Listener>> {
         } else {
             None
         };
-        listeners.push(Listener { tcp, tls });
+        listeners.push(Listener { tcp, tls, proxy: conf.proxy_listen.contains(addr) });
     }
     Ok(listeners)
 }
@@ -229,9 +233,9 @@ impl LogEvery {
 
 /// Accept connections until shutdown; connection tasks are tracked so shutdown can wait for them.
 pub async fn serve(listener: impl Into<Listener>, ctx: Arc<ServerCtx>, tracker: TaskTracker) {
-    let Listener { tcp, tls } = listener.into();
+    let Listener { tcp, tls, proxy } = listener.into();
     let stop = ctx.shutdown.clone();
-    let (_keep, current) = tokio::sync::watch::channel(Arc::new(Accepting { ctx, tls }));
+    let (_keep, current) = tokio::sync::watch::channel(Arc::new(Accepting { ctx, tls, proxy }));
     serve_current(tcp, current, stop, tracker).await
 }
 
@@ -255,7 +259,12 @@ pub async fn serve_current(
                 if let Err(e) = prepare(&socket, &ctx.conf.core) {
                     tracing::warn!(client = %peer, error = %e, "cannot set socket options");
                 }
-                tracker.spawn(connection::run(socket, peer, ctx, accepting.tls.clone()));
+                let tls = accepting.tls.clone();
+                if accepting.proxy {
+                    tracker.spawn(crate::proxy_protocol::read::run_rtmp(socket, peer, ctx, tls));
+                } else {
+                    tracker.spawn(connection::run(socket, peer, ctx, tls));
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, keep serving.

@@ -228,8 +228,9 @@ fn queue_len(d: &Directive, min: u64) -> Result<usize, Fail> {
     Ok(n as usize)
 }
 
-/// Listen flags nginx accepts after the address. `ssl` makes the address speak RTMPS; sluice
-/// uses none of the others yet (`later::INERT_LISTEN_OPTIONS` says why for each; `bind` needs
+/// Listen flags nginx accepts after the address. `ssl` makes the address speak RTMPS,
+/// `proxy_protocol` makes its connections start with a PROXY protocol header; sluice uses
+/// none of the others yet (`later::INERT_LISTEN_OPTIONS` says why for each; `bind` needs
 /// nothing: every address is bound on its own anyway).
 const LISTEN_OPTIONS: &[&str] = &[
     "ssl",
@@ -244,8 +245,18 @@ const LISTEN_OPTIONS: &[&str] = &[
     "sndbuf",
 ];
 
-/// `listen ADDR [options];` inside `rtmp { server { } }`: the address, and whether it has `ssl`.
-pub(crate) fn listen(d: &Directive) -> Result<(SocketAddr, bool), Fail> {
+/// A `listen` line of an rtmp server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Listen {
+    pub(crate) addr: SocketAddr,
+    /// `ssl`: RTMPS.
+    pub(crate) ssl: bool,
+    /// `proxy_protocol`: a PROXY protocol header first (before TLS with `ssl`).
+    pub(crate) proxy: bool,
+}
+
+/// `listen ADDR [options];` inside `rtmp { server { } }`.
+pub(crate) fn listen(d: &Directive) -> Result<Listen, Fail> {
     let arg = first(d)?;
     let addr = parse_addr(&arg.value, DEFAULT_PORT)
         .ok_or_else(|| invalid(d, arg, "a port or address like 1935, 127.0.0.1:1935 or [::1]:1935"))?;
@@ -256,7 +267,8 @@ pub(crate) fn listen(d: &Directive) -> Result<(SocketAddr, bool), Fail> {
             return Err(Fail::new(opt.span, msg));
         }
     }
-    Ok((addr, d.args[1..].iter().any(|opt| opt.value == "ssl")))
+    let has = |flag: &str| d.args[1..].iter().any(|opt| opt.value == flag);
+    Ok(Listen { addr, ssl: has("ssl"), proxy: has("proxy_protocol") })
 }
 
 /// Parses nginx listen addresses: `1935`, `*:1935`, `127.0.0.1:1935`, `[::1]:1935`,

@@ -63,10 +63,10 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("server", "One RTMP server: its listening addresses, connection settings and applications.", Same),
     doc(
         "listen",
-        "Address to accept RTMP on (`1935`, `127.0.0.1:1935`, `[::1]:1935`); with `ssl`, RTMPS. A server without `listen` listens on `0.0.0.0:1935`.",
-        Differs("`ssl` (RTMPS) is a sluice extension; nginx's other options are accepted and have no effect (see [Accepted, not active yet](#accepted-not-active-yet))"),
+        "Address to accept RTMP on (`1935`, `127.0.0.1:1935`, `[::1]:1935`); with `ssl`, RTMPS; with `proxy_protocol`, each connection starts with a PROXY protocol (v1 or v2) header naming the client, read within `timeout`. A server without `listen` listens on `0.0.0.0:1935`.",
+        Differs("`ssl` (RTMPS) is a sluice extension; `proxy_protocol` as nginx's; nginx's other options are accepted and have no effect (see [Accepted, not active yet](#accepted-not-active-yet))"),
     )
-    .syntax("ADDRESS [ssl] [OPTION...]"),
+    .syntax("ADDRESS [ssl] [proxy_protocol] [OPTION...]"),
     doc("application", "An application: the path segment clients connect to, with its own settings.", Same).syntax("NAME { }"),
     doc("timeout", "A client that accepts no data for this long is dropped; also bounds the TLS handshake.", Same),
     doc("ping", "Ping a client silent for this long (`0`: never).", Same),
@@ -319,8 +319,8 @@ pub(crate) const HTTP_DOCS: &[Doc] = &[
     doc("server", "One virtual server; an address several servers list belongs to the `default_server` one, else the first.", Differs("`server_name` is not read: one server per address")),
     doc(
         "listen",
-        "Address to serve (`8080`, `127.0.0.1:8080`, `[::]:8080`).",
-        Differs("flags are accepted; `ssl` and `quic` addresses are skipped with a warning (no TLS on HTTP yet)"),
+        "Address to serve (`8080`, `127.0.0.1:8080`, `[::]:8080`); with `proxy_protocol`, each connection starts with a PROXY protocol (v1 or v2) header naming the client, read within `client_header_timeout`.",
+        Differs("`proxy_protocol` as nginx's; other flags are accepted; `ssl` and `quic` addresses are skipped with a warning (no TLS on HTTP yet)"),
     )
     .syntax("ADDRESS [FLAG...]"),
     doc("location", "Prefix match (longest wins) or exact (`=`); nested locations allowed.", Differs("regex locations (`~`, `~*`) are an error")).syntax("[=|^~] URI { }"),

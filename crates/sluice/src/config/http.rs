@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `http_listen ADDR\|off` | rtmp | sluice extension: the built-in server's address when the file has no `http { }` block (`8080`); `--http-listen` overrides it |
 //! | `server { }` | http | one virtual server (`server_name` is not read: one server per address) |
-//! | `listen ADDR [flags]` | server | address to serve (`80` when a server has none); flags are accepted and ignored, `ssl`/`quic` addresses are skipped |
+//! | `listen ADDR [flags]` | server | address to serve (`80` when a server has none); `proxy_protocol`: connections start with a PROXY protocol header naming the client; other flags are accepted and ignored, `ssl`/`quic` addresses are skipped |
 //! | `location [=\|^~] URI { }` | server, location | prefix (longest wins) or exact (`=`) match; regex (`~`, `~*`) is an error |
 //! | `root PATH` | http, server, location | file = root + URI |
 //! | `alias PATH` | location | file = alias + URI without the location's prefix |
@@ -166,8 +166,8 @@ const IGNORED: &[&str] = &[
 /// Prefixes of ignored directive families.
 const IGNORED_PREFIXES: &[&str] = &["gzip_", "ssl_"];
 
-/// `listen` flags nginx's http module accepts; sluice ignores them (`ssl` and `quic` make it
-/// skip the address, see [`UNSERVED_FLAGS`]).
+/// `listen` flags nginx's http module accepts; sluice acts on `proxy_protocol` and ignores the
+/// others (`ssl` and `quic` make it skip the address, see [`UNSERVED_FLAGS`]).
 const LISTEN_FLAGS: &[&str] = &[
     "default_server",
     "default",
@@ -350,6 +350,10 @@ pub struct HttpServerConf {
     /// The addresses this server answers on. An address several servers list belongs to the
     /// one marked `default_server`, else the first (sluice does not read `server_name`).
     pub listen: Vec<SocketAddr>,
+    /// Those of `listen` written with `proxy_protocol` (by any server listing the address):
+    /// each connection starts with a PROXY protocol header naming the client, read within
+    /// `client_header_timeout` ([`crate::proxy_protocol`]).
+    pub proxy_listen: Vec<SocketAddr>,
     /// Its locations (nested ones flattened, each with its inherited settings).
     pub locations: Vec<Location>,
     /// The server-level settings, used for URIs no location matches.
@@ -411,6 +415,7 @@ impl Default for HttpServerConf {
     fn default() -> Self {
         HttpServerConf {
             listen: Vec::new(),
+            proxy_listen: Vec::new(),
             locations: Vec::new(),
             fallback: HttpLayer::default().build("", false),
             control: None,
@@ -702,6 +707,8 @@ struct RawServer {
     layer: HttpLayer,
     /// Address, `default_server`, where.
     listen: Vec<(SocketAddr, bool, Span)>,
+    /// The `listen ... proxy_protocol` addresses.
+    proxy: Vec<SocketAddr>,
     locations: Vec<RawLocation>,
     span: Span,
 }
@@ -748,6 +755,8 @@ pub(crate) fn read_http(d: &Directive) -> Result<Vec<HttpServerConf>, Fail> {
         }
     }
     let owners = assign_listens(&servers)?;
+    // A socket option: it holds for the address, whichever server wrote it.
+    let proxy: Vec<SocketAddr> = servers.iter().flat_map(|s| s.proxy.iter().copied()).collect();
     Ok(servers
         .iter()
         .enumerate()
@@ -757,8 +766,10 @@ pub(crate) fn read_http(d: &Directive) -> Result<Vec<HttpServerConf>, Fail> {
             for loc in &s.locations {
                 flatten(loc, &merged, &mut locations);
             }
-            let listen = owners.iter().filter(|(_, owner)| *owner == i).map(|(addr, _)| *addr).collect();
+            let listen: Vec<SocketAddr> =
+                owners.iter().filter(|(_, owner)| *owner == i).map(|(addr, _)| *addr).collect();
             HttpServerConf {
+                proxy_listen: listen.iter().copied().filter(|a| proxy.contains(a)).collect(),
                 listen,
                 locations,
                 fallback: merged.build("", false),
@@ -821,18 +832,27 @@ fn unknown(d: &Directive) -> Fail {
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
-    let mut s = RawServer { layer: HttpLayer::default(), listen: Vec::new(), locations: Vec::new(), span: d.span };
+    let mut s = RawServer {
+        layer: HttpLayer::default(),
+        listen: Vec::new(),
+        proxy: Vec::new(),
+        locations: Vec::new(),
+        span: d.span,
+    };
     for c in d.block.as_deref().unwrap_or_default() {
         if !accept(c, hctx::SRV)? {
             continue;
         }
         match c.name.as_str() {
             "listen" => {
-                if let Some((addr, default)) = listen(c)? {
+                if let Some((addr, default, proxy)) = listen(c)? {
                     if s.listen.iter().any(|(a, _, _)| *a == addr) {
                         return Err(Fail::new(c.span, format!("duplicate \"{addr}\" address and port pair")));
                     }
                     s.listen.push((addr, default, c.span));
+                    if proxy {
+                        s.proxy.push(addr);
+                    }
                 }
             }
             "location" => {
@@ -850,9 +870,10 @@ fn read_server(d: &Directive) -> Result<RawServer, Fail> {
     Ok(s)
 }
 
-/// `listen ADDR [flags];` in an http server: the address and whether it is `default_server`,
-/// or `None` for an address sluice cannot serve (TLS, QUIC), with a warning.
-fn listen(d: &Directive) -> Result<Option<(SocketAddr, bool)>, Fail> {
+/// `listen ADDR [flags];` in an http server: the address, whether it is `default_server` and
+/// whether it has `proxy_protocol`, or `None` for an address sluice cannot serve (TLS, QUIC),
+/// with a warning.
+fn listen(d: &Directive) -> Result<Option<(SocketAddr, bool, bool)>, Fail> {
     let arg = first(d)?;
     if arg.value.starts_with("unix:") {
         return Err(Fail::new(arg.span, "unix sockets are not supported in \"listen\""));
@@ -872,7 +893,8 @@ fn listen(d: &Directive) -> Result<Option<(SocketAddr, bool)>, Fail> {
         }
         default |= key == "default_server" || key == "default";
     }
-    Ok(Some((addr, default)))
+    let proxy = d.args[1..].iter().any(|opt| opt.value == "proxy_protocol");
+    Ok(Some((addr, default, proxy)))
 }
 
 /// Reads `location [MODIFIER] URI { }`; `parent` is the enclosing location (URI, exact).

@@ -89,7 +89,6 @@ const INERT_WHEN_ON: &[(&str, &str)] =
 /// `listen` options (nginx's) that sluice accepts and does not apply, and why.
 const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
     ("reuseport", "sluice runs one process and binds each address once"),
-    ("proxy_protocol", "the PROXY protocol is not implemented yet"),
     ("deferred", "sluice does not set TCP_DEFER_ACCEPT"),
     ("ipv6only", "sluice binds IPv6 addresses with the system's default"),
     ("so_keepalive", "use the \"so_keepalive\" directive of the server block"),

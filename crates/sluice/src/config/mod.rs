@@ -92,6 +92,9 @@ pub struct ServerConf {
     pub listen: Vec<SocketAddr>,
     /// Those of `listen` written with `ssl`: they speak RTMPS, presenting `tls`.
     pub ssl_listen: Vec<SocketAddr>,
+    /// Those of `listen` written with `proxy_protocol`: each connection starts with a PROXY
+    /// protocol header naming the client ([`crate::proxy_protocol`]).
+    pub proxy_listen: Vec<SocketAddr>,
     /// `ssl_certificate` and `ssl_certificate_key`, read and checked (set whenever `ssl_listen`
     /// is not empty).
     pub tls: Option<TlsConf>,
@@ -443,6 +446,8 @@ struct RawServer {
     listen: Vec<(SocketAddr, Span)>,
     /// The `listen ... ssl` ones.
     ssl: Vec<(SocketAddr, Span)>,
+    /// The `listen ... proxy_protocol` ones.
+    proxy: Vec<SocketAddr>,
     apps: Vec<RawApp>,
 }
 
@@ -567,15 +572,19 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
-    let mut s = RawServer { layer: Layer::default(), listen: Vec::new(), ssl: Vec::new(), apps: Vec::new() };
+    let mut s =
+        RawServer { layer: Layer::default(), listen: Vec::new(), ssl: Vec::new(), proxy: Vec::new(), apps: Vec::new() };
     for c in block(d)? {
         let group = check(c, ctx::SERVER)?;
         match c.name.as_str() {
             "listen" => {
-                let (addr, ssl) = self::core::listen(c)?;
-                s.listen.push((addr, c.span));
-                if ssl {
-                    s.ssl.push((addr, c.span));
+                let l = self::core::listen(c)?;
+                s.listen.push((l.addr, c.span));
+                if l.ssl {
+                    s.ssl.push((l.addr, c.span));
+                }
+                if l.proxy {
+                    s.proxy.push(l.addr);
                 }
             }
             "application" => {
@@ -643,6 +652,7 @@ fn resolve_server(s: &RawServer, top: &Layer, base: &Path) -> Result<ServerConf,
     Ok(ServerConf {
         listen: s.listen.iter().map(|(a, _)| *a).collect(),
         ssl_listen: s.ssl.iter().map(|(a, _)| *a).collect(),
+        proxy_listen: s.proxy.clone(),
         tls: merged.core.tls(s.ssl.first().map(|(_, span)| *span), base)?,
         core: merged.core.build(),
         max_connections: merged.access.max_connections(),

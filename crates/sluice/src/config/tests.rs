@@ -288,6 +288,23 @@ fn listen_forms() {
     assert_eq!(c.servers[1].listen, [addr("0.0.0.0:1936")]);
 }
 
+/// `proxy_protocol` marks its own address, on RTMP (with or without `ssl`) and HTTP listens;
+/// on HTTP it is the address's, whichever server wrote it.
+#[test]
+fn listen_proxy_protocol_marks_its_address() {
+    let c = parse(
+        "rtmp { server { listen 127.0.0.1:1935 proxy_protocol; listen 1936; } }
+         http { server { listen 8081 proxy_protocol; listen 8082; }
+                server { listen 8083 default_server; }
+                server { listen 8083 proxy_protocol; } }",
+    );
+    assert_eq!(c.servers[0].proxy_listen, [addr("127.0.0.1:1935")]);
+    assert!(c.inert.is_empty(), "proxy_protocol acts: {:?}", c.inert);
+    let servers = c.http.servers();
+    let proxied: Vec<_> = servers.iter().map(|s| s.proxy_listen.clone()).collect();
+    assert_eq!(proxied, [vec![addr("0.0.0.0:8081")], vec![addr("0.0.0.0:8083")], vec![]]);
+}
+
 #[test]
 fn outside_rtmp_anything_goes() {
     let c = parse(
@@ -526,7 +543,7 @@ fn include_errors() {
 
 #[test]
 fn inert_directives_are_reported_with_file_and_line() {
-    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind;\n    application a {\n      live on;\n      dash on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
+    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind proxy_protocol;\n    application a {\n      live on;\n      dash on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
     let c = parse(text);
     let seen: Vec<(&str, u32)> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
     assert_eq!(seen, [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash", 8)], "rtmp_stat acts");

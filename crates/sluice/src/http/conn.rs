@@ -38,6 +38,8 @@ pub struct Site {
     pub limits: HttpLimits,
     /// Its open connections (shared by its addresses).
     pub connections: Arc<ConnectionLimit>,
+    /// Its `listen ... proxy_protocol` addresses.
+    pub proxy_listen: Vec<SocketAddr>,
 }
 
 /// Accepts connections until `stop` (or `shutdown`), then waits for the open ones to finish
@@ -46,6 +48,7 @@ pub struct Site {
 /// for a place, and the RTMP listeners do not share this count.
 pub(super) async fn accept_loop(
     listener: TcpListener,
+    local: SocketAddr,
     current: tokio::sync::watch::Receiver<Arc<Site>>,
     stop: CancellationToken,
     shutdown: CancellationToken,
@@ -84,7 +87,21 @@ pub(super) async fn accept_loop(
             continue;
         };
         let upgrades = Upgrades { permit: Arc::new(permit), tracker: tracker.clone() };
-        tracker.spawn(serve_connection(socket, peer, site.limits, upgrades, site.router.clone(), shutdown.clone()));
+        let (site, shutdown) = (site.clone(), shutdown.clone());
+        let proxy = super::is_proxy_listen(&site.proxy_listen, local);
+        tracker.spawn(async move {
+            let mut socket = socket;
+            // The header first, in the connection's task and under its place in `max_connections`.
+            let peer = if proxy {
+                let timeout = site.limits.header_timeout;
+                crate::proxy_protocol::read::accept(&mut socket, peer, timeout, &shutdown, "http").await
+            } else {
+                Some(peer)
+            };
+            if let Some(peer) = peer {
+                serve_connection(socket, peer, site.limits, upgrades, site.router.clone(), shutdown).await;
+            }
+        });
     }
     drop(listener);
     tracker.close();
