@@ -41,12 +41,14 @@ pub struct Policy<'a> {
     /// Whether the caller can start a relay when `on_publish`/`on_play` answers with an
     /// `rtmp://` location ([`Admit::Relay`]); when it cannot, such an answer refuses.
     pub relays: bool,
+    /// The server block's applications now (a reload may have removed the client's).
+    pub apps_now: Option<&'a crate::server::AppsNow>,
 }
 
 impl<'a> Policy<'a> {
     /// The policy of one `server {}` block.
     pub fn of(ctx: &'a ServerCtx) -> Self {
-        Policy { notifier: &ctx.notifier, counters: &ctx.access, relays: true }
+        Policy { notifier: &ctx.notifier, counters: &ctx.access, relays: true, apps_now: Some(&ctx.apps_now) }
     }
 }
 
@@ -202,6 +204,7 @@ pub async fn connect(
 /// `on_publish`.
 pub async fn publish(p: &Policy<'_>, ask: &Ask<'_>, kind: &str) -> Result<Admit, Refused> {
     let stage = Stage::Publish;
+    check_app_now(p, ask, stage)?;
     check_name(p, ask, stage, ask.name)?;
     check_access(p, ask, Action::Publish)?;
     let admit = match &ask.app.notify.on_publish {
@@ -219,6 +222,7 @@ pub async fn publish(p: &Policy<'_>, ask: &Ask<'_>, kind: &str) -> Result<Admit,
 /// Play `ask`: the name, rules, keys, then `on_play`.
 pub async fn play(p: &Policy<'_>, ask: &Ask<'_>, args: PlayArgs) -> Result<Admit, Refused> {
     let stage = Stage::Play;
+    check_app_now(p, ask, stage)?;
     check_name(p, ask, stage, ask.name)?;
     check_access(p, ask, Action::Play)?;
     let admit = match &ask.app.notify.on_play {
@@ -344,6 +348,17 @@ fn check_name(p: &Policy<'_>, ask: &Ask<'_>, stage: Stage, name: &str) -> Result
     let Err(e) = untrusted::stream_name(name) else { return Ok(()) };
     let by = By { addr: ask.client.addr, app: &ask.app.name, stream: name, stage };
     Err(refuse(p, &by, None, format!("Bad stream name: {e}."), e.to_string()))
+}
+
+/// The client's application is still configured: a reload may have removed it since the
+/// client connected.
+fn check_app_now(p: &Policy<'_>, ask: &Ask<'_>, stage: Stage) -> Result<(), Refused> {
+    if p.apps_now.is_none_or(|apps| apps.contains(&ask.app.name)) {
+        return Ok(());
+    }
+    let by = By { addr: ask.client.addr, app: &ask.app.name, stream: ask.name, stage };
+    let text = format!("application \"{}\" not found", for_log(&ask.app.name));
+    Err(refuse(p, &by, None, text, "the application was removed by a reload".into()))
 }
 
 /// `allow`/`deny` rules, then signed keys and publish keys.
@@ -480,7 +495,7 @@ mod tests {
         }
 
         fn policy(&self, relays: bool) -> Policy<'_> {
-            Policy { notifier: &self.notifier, counters: &self.counters, relays }
+            Policy { notifier: &self.notifier, counters: &self.counters, relays, apps_now: None }
         }
     }
 

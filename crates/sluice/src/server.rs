@@ -42,6 +42,10 @@ pub struct ServerCtx {
     pub clients: Arc<crate::clients::Clients>,
     /// This server block's `max_connections` count.
     pub limit: crate::access::ConnectionLimit,
+    /// The applications the configuration in force has, shared by every context of this
+    /// block (a reload updates it): a client connected before a reload removed its
+    /// application may no longer publish or play there.
+    pub apps_now: Arc<AppsNow>,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
 }
@@ -58,7 +62,10 @@ impl ServerCtx {
     /// against the new `max_connections`).
     pub fn reconfigured(&self, conf: ServerConf, shared: &Shared) -> Self {
         let limit = self.limit.with_max(conf.max_connections);
-        Self::with_limit(conf, self.index, shared, self.shutdown.clone(), limit)
+        let mut ctx = Self::with_limit(conf, self.index, shared, self.shutdown.clone(), limit);
+        ctx.apps_now = self.apps_now.clone();
+        ctx.apps_now.set(&ctx.conf);
+        ctx
     }
 
     fn with_limit(
@@ -69,7 +76,10 @@ impl ServerCtx {
         limit: crate::access::ConnectionLimit,
     ) -> Self {
         let apps = conf.apps.iter().cloned().map(Arc::new).collect();
+        let apps_now = Arc::new(AppsNow::default());
+        apps_now.set(&conf);
         Self {
+            apps_now,
             conf,
             index,
             apps,
@@ -82,6 +92,21 @@ impl ServerCtx {
             limit,
             shutdown,
         }
+    }
+}
+
+/// The names of a server block's applications in the configuration in force.
+#[derive(Debug, Default)]
+pub struct AppsNow(std::sync::RwLock<Vec<String>>);
+
+impl AppsNow {
+    fn set(&self, conf: &ServerConf) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = conf.apps.iter().map(|a| a.name.clone()).collect();
+    }
+
+    /// Whether the configuration in force still has application `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).iter().any(|a| a == name)
     }
 }
 

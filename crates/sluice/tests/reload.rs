@@ -292,3 +292,45 @@ fn exec_static_runs_on_through_reloads_that_do_not_change_it() {
     wait_log(&server, "reload: configuration applied", 2);
     wait_for("exec_static to restart", Duration::from_secs(10), || (pids() == 2).then_some(()));
 }
+
+/// A callback backend that answers `200` after `delay`; its port and a count of requests.
+fn slow_backend(delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = s.read(&mut [0u8; 8192]);
+                std::thread::sleep(delay);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            });
+        }
+    });
+    (port, asked)
+}
+
+#[test]
+fn a_client_connected_before_its_application_was_removed_cannot_publish_there() {
+    // `on_connect` holds the client's connect while the reload removes its application.
+    let (port, asked) = slow_backend(Duration::from_secs(3));
+    let conf = BASE.replace(
+        "listen 127.0.0.1:{rtmp};",
+        &format!("listen 127.0.0.1:{{rtmp}};\n    on_connect http://127.0.0.1:{port}/connect;"),
+    );
+    let server = Server::start_conf(&conf);
+    let mut publisher = ffmpeg_publish_pattern(&server.url("gone"), "160x120", 20, 25);
+    wait_for("the connect callback", Duration::from_secs(10), || {
+        (asked.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    });
+    rewrite(&server, &conf.replace("application live", "application other"), 0);
+    hup(&server);
+    wait_log(&server, "reload: configuration applied", 1);
+    wait_log(&server, "the application was removed by a reload", 1);
+    let status = wait_timeout(&mut publisher.0, Duration::from_secs(15)).expect("ffmpeg gives up");
+    assert!(!status.success(), "the publish was refused");
+    assert!(!server.log().contains("publish client="), "nothing was published:\n{}", server.log());
+}
