@@ -1,0 +1,455 @@
+//! Video on demand (`play`): FLV and MP4 files played to one RTMP player each, paced in real
+//! time. A file is a per-player source: the connection asks [`crate::streams::Streams::play_file`]
+//! and gets a [`Playback`], whose frames it writes as it writes a live player's.
+//!
+//! - Names map to files as in nginx-rtmp (`ngx_rtmp_play_module.c`): `NAME` plays `NAME.flv`,
+//!   `mp4:NAME` and `NAME.mp4` play `NAME.mp4` (`flv:NAME` and `NAME.flv` play `NAME.flv`),
+//!   looked for in each `play` location in order. The name is checked by
+//!   [`crate::untrusted::vod_name`] and the path built from its segments under the location.
+//! - Files are indexed once ([`media::Media`], in a blocking task) and shared: every player
+//!   of a file holds the same [`Opened`] (one open file, one index) while any plays it.
+//! - `http://` locations: the file is downloaded into `play_temp_path` first (kept under
+//!   `play_local_path` when set, deleted after playing otherwise), see [`fetch`].
+//! - Pacing ([`Playback`]): a task per player reads the samples due (real time from the play
+//!   start, plus the client's buffer length, capped at [`MAX_AHEAD`]) in batches of at most
+//!   [`READ_BATCH`] bytes, and hands them over a channel of [`QUEUE`] frames, so a player
+//!   holds a bounded amount of the file in memory whatever its client does.
+
+mod fetch;
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use media::{Kind, Media, ReadAt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::{PlayConf, PlayLocation};
+use crate::hub::Frame;
+use crate::untrusted::{self, NameError};
+
+/// Frames queued between a player's pacing task and its connection.
+const QUEUE: usize = 64;
+/// Most bytes read from the file in one go for a player.
+const READ_BATCH: usize = 512 * 1024;
+/// Largest sample sent (a frame bigger than this is skipped): RTMP's own message limit.
+const MAX_SAMPLE: u32 = 0xFF_FFFF;
+/// The buffer length assumed until the client sends its own (nginx-rtmp's `buflen` default).
+const DEFAULT_BUFFER: Duration = Duration::from_millis(1000);
+/// Most a player is sent ahead of real time, whatever buffer it asks for (rtmpdump asks for
+/// ten hours): bounds what a client can make the server read at once.
+pub const MAX_AHEAD: Duration = Duration::from_secs(10);
+/// Files indexed at once ([`Library`]'s table; forgotten when nobody plays them).
+const MAX_OPEN_FILES: usize = 1024;
+
+/// Why a name plays nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PlayError {
+    /// The name could leave the directory, or is not a name.
+    #[error("bad file name: {0}")]
+    BadName(#[from] NameError),
+    /// No location has the file (or could play it).
+    #[error("Video on demand stream not found")]
+    NotFound,
+}
+
+/// A file being played: open once, indexed once, shared by its players.
+pub struct Opened {
+    path: PathBuf,
+    file: std::fs::File,
+    /// The file's index.
+    pub media: Media,
+    /// Deleted when the last player leaves (a download into `play_temp_path`).
+    temp: bool,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if self.temp {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// [`ReadAt`] over an open file (positioned reads: players share the handle).
+struct FileReader<'a>(&'a std::fs::File, u64);
+
+impl ReadAt for FileReader<'_> {
+    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let len = len.min(self.1.saturating_sub(offset) as usize);
+        let mut buf = vec![0; len];
+        let mut done = 0;
+        while done < len {
+            match self.0.read_at(&mut buf[done..], offset + done as u64)? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    fn size(&self) -> u64 {
+        self.1
+    }
+}
+
+/// The files being played, by path: a second player of a file shares the first one's index.
+#[derive(Default)]
+pub struct Library {
+    open: Mutex<HashMap<PathBuf, (SystemTime, u64, Weak<Opened>)>>,
+    http: fetch::Http,
+}
+
+/// What the name asks for: its path segments and the suffix the file has.
+fn map_name(name: &str) -> Result<(Vec<&str>, &'static str), NameError> {
+    const FORMATS: [(&str, &str); 2] = [("flv:", ".flv"), ("mp4:", ".mp4")];
+    let lower = name.to_ascii_lowercase();
+    let (mut rest, mut suffix, mut has_suffix) = (name, ".flv", false);
+    for (prefix, sfx) in FORMATS {
+        if lower.starts_with(prefix) {
+            rest = &name[prefix.len()..];
+            suffix = sfx;
+            break;
+        }
+        if lower.ends_with(sfx) {
+            suffix = sfx;
+        }
+    }
+    if rest.to_ascii_lowercase().ends_with(suffix) {
+        has_suffix = true;
+    }
+    let segments = untrusted::vod_name(rest)?;
+    Ok((segments, if has_suffix { "" } else { suffix }))
+}
+
+/// Who asks, for a fetch's `addr=` and `ARGS`.
+pub struct Asker<'a> {
+    /// The client's address.
+    pub addr: std::net::IpAddr,
+    /// The play query string.
+    pub args: &'a str,
+}
+
+impl Library {
+    /// The file `name` names in `conf`'s locations, tried in order, opened and indexed.
+    pub async fn find(&self, conf: &PlayConf, name: &str, asker: &Asker<'_>) -> Result<Arc<Opened>, PlayError> {
+        let (segments, suffix) = map_name(name)?;
+        let mut relative = segments.join("/");
+        relative.push_str(suffix);
+        for location in &conf.locations {
+            let found = match location {
+                PlayLocation::Dir(dir) => self.open_local(&dir.join(&relative)).await,
+                PlayLocation::Http(url) => {
+                    match self.http.fetch(url, &relative, asker, &conf.temp_path, conf.local_path.as_deref()).await {
+                        Ok((path, temp)) => open_file(path, temp).await.map(Arc::new),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match found {
+                Ok(opened) => {
+                    tracing::debug!(file = %opened.path.display(), format = ?opened.media.format, codecs = %opened.media.describe(), "vod: file opened");
+                    return Ok(opened);
+                }
+                Err(e) => tracing::debug!(location = ?location, name = %untrusted::for_log(&relative), "vod: not played from here: {e}"),
+            }
+        }
+        Err(PlayError::NotFound)
+    }
+
+    /// A local file, shared with its other players when it has not changed since.
+    async fn open_local(&self, path: &Path) -> Result<Arc<Opened>, String> {
+        let meta = tokio::fs::metadata(path).await.map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("not a file".into());
+        }
+        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        if let Some(shared) = self.shared(path, stamp) {
+            return Ok(shared);
+        }
+        let opened = Arc::new(open_file(path.to_path_buf(), false).await?);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() >= MAX_OPEN_FILES {
+            open.retain(|_, (_, _, w)| w.strong_count() > 0);
+        }
+        if open.len() < MAX_OPEN_FILES {
+            open.insert(path.to_path_buf(), (stamp.0, stamp.1, Arc::downgrade(&opened)));
+        }
+        Ok(opened)
+    }
+
+    fn shared(&self, path: &Path, (mtime, len): (SystemTime, u64)) -> Option<Arc<Opened>> {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, l, weak) = open.get(path)?;
+        (*t == mtime && *l == len).then(|| weak.upgrade()).flatten()
+    }
+}
+
+/// Open and index `path` (blocking work, off the runtime's threads).
+async fn open_file(path: PathBuf, temp: bool) -> Result<Opened, String> {
+    let task = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let media = Media::open(&mut FileReader(&file, len)).map_err(|e| e.to_string());
+        match media {
+            Ok(media) => Ok(Opened { path, file, media, temp }),
+            Err(e) => {
+                if temp {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e)
+            }
+        }
+    });
+    task.await.map_err(|e| e.to_string())?
+}
+
+/// What a player gets from its [`Playback`].
+pub enum Out {
+    /// A frame to send.
+    Frame(Frame),
+    /// A seek was done: the frames that follow start at the keyframe before the time asked.
+    /// (Carries the task's count of seeks, so frames read before the last seek are dropped.)
+    Seeked(u64),
+    /// The file (or the duration asked) ended.
+    End,
+}
+
+/// What the connection asks of the pacing task; the latest wins.
+#[derive(Debug, Clone, Copy, Default)]
+struct Control {
+    paused: bool,
+    /// Seek requests, counted, and the last one's time (ms).
+    seeks: u64,
+    seek_to: u64,
+    buffer: Option<Duration>,
+}
+
+/// One player's playback of a file: frames paced in real time. Dropping it stops the task.
+pub struct Playback {
+    frames: mpsc::Receiver<Out>,
+    control: watch::Sender<Control>,
+    /// Seeks asked, and the last one the task has answered.
+    asked: u64,
+    answered: u64,
+    /// The file's duration, for logs.
+    pub duration_ms: u64,
+}
+
+impl Playback {
+    /// Play `opened` from `start_ms` for `duration_ms` (0: to the end), nginx-rtmp's `play`
+    /// start and duration arguments.
+    pub fn start(opened: Arc<Opened>, start_ms: u64, duration_ms: u64) -> Playback {
+        let (tx, frames) = mpsc::channel(QUEUE);
+        let (control, rx) = watch::channel(Control::default());
+        let total = opened.media.duration_ms;
+        let end = (duration_ms > 0).then(|| start_ms.saturating_add(duration_ms));
+        tokio::spawn(pace(opened, start_ms, end, tx, rx));
+        Playback { frames, control, asked: 0, answered: 0, duration_ms: total }
+    }
+
+    /// The next thing to send; `None` once the task is gone.
+    pub async fn next(&mut self) -> Option<Out> {
+        loop {
+            match self.frames.recv().await? {
+                Out::Seeked(n) => {
+                    self.answered = n;
+                    if n == self.asked {
+                        return Some(Out::Seeked(n));
+                    }
+                }
+                // Read before the last seek: not sent.
+                _ if self.answered < self.asked => {}
+                out => return Some(out),
+            }
+        }
+    }
+
+    /// Play from the keyframe at or before `ms`.
+    pub fn seek(&mut self, ms: u64) {
+        self.asked += 1;
+        self.control.send_modify(|c| {
+            c.seeks += 1;
+            c.seek_to = ms;
+        });
+    }
+
+    /// Pause or resume.
+    pub fn pause(&mut self, paused: bool) {
+        self.control.send_modify(|c| c.paused = paused);
+    }
+
+    /// The client's buffer length.
+    pub fn buffer(&mut self, millis: u32) {
+        let ahead = Duration::from_millis(u64::from(millis)).min(MAX_AHEAD);
+        self.control.send_if_modified(|c| {
+            let changed = c.buffer != Some(ahead);
+            c.buffer = Some(ahead);
+            changed
+        });
+    }
+}
+
+/// The headers every player gets first and after each seek, as frames at `ts`.
+fn header_frames(media: &Media, ts: u32) -> Vec<Frame> {
+    media.headers.iter().filter_map(|(kind, body)| frame(*kind, ts, body.clone())).collect()
+}
+
+fn frame(kind: Kind, ts: u32, payload: Bytes) -> Option<Frame> {
+    match kind {
+        Kind::Video => Frame::video(ts, payload),
+        Kind::Audio => Some(Frame::audio(ts, payload)),
+        Kind::Data => Some(Frame::data(ts, payload, false)),
+    }
+}
+
+/// The pacing task of one player: sends the samples of `opened` from `start_ms` on, each when
+/// its time comes (less the buffer), until `end_ms` or the end of the file.
+async fn pace(
+    opened: Arc<Opened>,
+    start_ms: u64,
+    end_ms: Option<u64>,
+    tx: mpsc::Sender<Out>,
+    mut control: watch::Receiver<Control>,
+) {
+    let media = &opened.media;
+    let mut pos = media.seek(start_ms);
+    let mut seen = Control::default();
+    // Where the clock stands: at `clock.0`, the sample time `clock.1` is due.
+    let first_ts = media.samples.get(pos).map_or(0, |s| s.dts);
+    let mut clock = (Instant::now(), u64::from(first_ts));
+    for f in header_frames(media, first_ts) {
+        if tx.send(Out::Frame(f)).await.is_err() {
+            return;
+        }
+    }
+    let mut ended = false;
+    loop {
+        let now = control.borrow_and_update().to_owned();
+        if now.seeks != seen.seeks {
+            pos = media.seek(now.seek_to);
+            let ts = media.samples.get(pos).map_or(0, |s| s.dts);
+            clock = (Instant::now(), u64::from(ts));
+            ended = false;
+            let mut out = vec![Out::Seeked(now.seeks)];
+            out.extend(header_frames(media, ts).into_iter().map(Out::Frame));
+            for o in out {
+                if tx.send(o).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if now.paused != seen.paused && !now.paused {
+            // Resume where the pause left off, not where the clock would be.
+            let ts = media.samples.get(pos).map_or(0, |s| s.dts);
+            clock = (Instant::now(), u64::from(ts));
+        }
+        seen = now;
+        let done = pos >= media.samples.len() || end_ms.is_some_and(|end| u64::from(media.samples[pos].dts) >= end);
+        if done && !ended {
+            ended = true;
+            if tx.send(Out::End).await.is_err() {
+                return;
+            }
+        }
+        if now.paused || done {
+            if control.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let ahead = now.buffer.unwrap_or(DEFAULT_BUFFER);
+        let sample_ts = u64::from(media.samples[pos].dts);
+        let due = clock.0 + Duration::from_millis(sample_ts.saturating_sub(clock.1)).saturating_sub(ahead);
+        if due > Instant::now() {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                changed = control.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        // Everything due by now (plus the buffer), up to a batch.
+        let horizon = clock.1 + (Instant::now() + ahead).saturating_duration_since(clock.0).as_millis() as u64;
+        let batch = due_batch(media, pos, horizon, end_ms);
+        let read = read_batch(opened.clone(), pos, batch).await;
+        pos += batch;
+        for f in read {
+            if tx.send(Out::Frame(f)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// How many samples from `pos` are due by `horizon` (ms), at least one, within a read batch.
+fn due_batch(media: &Media, pos: usize, horizon: u64, end_ms: Option<u64>) -> usize {
+    let mut bytes = 0usize;
+    let mut n = 0;
+    for s in &media.samples[pos..] {
+        let t = u64::from(s.dts);
+        if n > 0 && (t > horizon || bytes + s.size as usize > READ_BATCH || n >= QUEUE) {
+            break;
+        }
+        if end_ms.is_some_and(|end| t >= end) {
+            break;
+        }
+        bytes += s.size as usize;
+        n += 1;
+    }
+    n.max(1)
+}
+
+/// Read samples `pos..pos + n` (in a blocking task) and make them frames; a sample that
+/// cannot be read whole (the file changed, or lies about it) is skipped.
+async fn read_batch(opened: Arc<Opened>, pos: usize, n: usize) -> Vec<Frame> {
+    let task = tokio::task::spawn_blocking(move || {
+        let media = &opened.media;
+        let len = opened.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader = FileReader(&opened.file, len);
+        let mut out = Vec::with_capacity(n);
+        for s in media.samples.iter().skip(pos).take(n) {
+            if s.size > MAX_SAMPLE {
+                continue;
+            }
+            let Ok(data) = reader.read_at(s.offset, s.size as usize) else { continue };
+            if data.len() < s.size as usize {
+                continue;
+            }
+            let payload = media.payload(s, &data);
+            if let Some(f) = frame(media.kind(s), s.dts, payload) {
+                out.push(f);
+            }
+        }
+        out
+    });
+    task.await.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_files_as_in_nginx_rtmp() {
+        let map = |n: &str| map_name(n).map(|(s, sfx)| format!("{}{sfx}", s.join("/")));
+        assert_eq!(map("film").unwrap(), "film.flv");
+        assert_eq!(map("film.flv").unwrap(), "film.flv");
+        assert_eq!(map("film.mp4").unwrap(), "film.mp4");
+        assert_eq!(map("mp4:film").unwrap(), "film.mp4");
+        assert_eq!(map("MP4:film.mp4").unwrap(), "film.mp4");
+        assert_eq!(map("flv:film").unwrap(), "film.flv");
+        assert_eq!(map("/sub/film").unwrap(), "sub/film.flv");
+        assert!(map("../etc/passwd").is_err());
+        assert!(map("mp4:../x").is_err());
+        assert!(map("a/../../x").is_err());
+    }
+}
