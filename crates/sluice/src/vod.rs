@@ -295,9 +295,11 @@ impl Playback {
     }
 }
 
-/// The headers every player gets first and after each seek, as frames at `ts`.
-fn header_frames(media: &Media, ts: u32) -> Vec<Frame> {
-    media.headers.iter().filter_map(|(kind, body)| frame(*kind, ts, body.clone())).collect()
+/// The headers every player gets first, as frames at `ts`; after a seek (`again`) only the
+/// sequence headers (a second `onMetaData` reads to ffmpeg as a new data stream).
+fn header_frames(media: &Media, ts: u32, again: bool) -> Vec<Frame> {
+    let headers = media.headers.iter().filter(|(kind, _)| !(again && *kind == Kind::Data));
+    headers.filter_map(|(kind, body)| frame(*kind, ts, body.clone())).collect()
 }
 
 fn frame(kind: Kind, ts: u32, payload: Bytes) -> Option<Frame> {
@@ -323,7 +325,7 @@ async fn pace(
     // Where the clock stands: at `clock.0`, the sample time `clock.1` is due.
     let first_ts = media.samples.get(pos).map_or(0, |s| s.dts);
     let mut clock = (Instant::now(), u64::from(first_ts));
-    for f in header_frames(media, first_ts) {
+    for f in header_frames(media, first_ts, false) {
         if tx.send(Out::Frame(f)).await.is_err() {
             return;
         }
@@ -337,7 +339,7 @@ async fn pace(
             clock = (Instant::now(), u64::from(ts));
             ended = false;
             let mut out = vec![Out::Seeked(now.seeks)];
-            out.extend(header_frames(media, ts).into_iter().map(Out::Frame));
+            out.extend(header_frames(media, ts, true).into_iter().map(Out::Frame));
             for o in out {
                 if tx.send(o).await.is_err() {
                     return;
