@@ -138,5 +138,5 @@ fn metadata_duration(headers: &[(Kind, Bytes)]) -> Option<u64> {
         _ => return None,
     };
     let secs = props.iter().find(|(k, _)| k == "duration")?.1.as_f64()?;
-    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| (secs * 1000.0) as u64)
+    (secs.is_finite() && secs > 0.0 && secs < 1e9).then_some((secs * 1000.0) as u64)
 }

@@ -1,6 +1,7 @@
 use bytes::Bytes;
-use fmp4::{fragment, init_segment, progressive_head, Codec as F4Codec, Sample as F4Sample, TableBuilder, TrackInfo,
-    TrackRun};
+use fmp4::{
+    fragment, init_segment, progressive_head, Codec as F4Codec, Sample as F4Sample, TableBuilder, TrackInfo, TrackRun,
+};
 
 use super::*;
 
@@ -11,13 +12,26 @@ const ASC: &[u8] = &[0x12, 0x10];
 
 fn tracks() -> Vec<TrackInfo> {
     vec![
-        TrackInfo { id: 1, timescale: 1000, codec: F4Codec::Avc { avcc: Bytes::from_static(AVCC), width: 320, height: 240 } },
-        TrackInfo { id: 2, timescale: 1000, codec: F4Codec::Aac { asc: Bytes::from_static(ASC), channels: 2, sample_rate: 44100 } },
+        TrackInfo {
+            id: 1,
+            timescale: 1000,
+            codec: F4Codec::Avc { avcc: Bytes::from_static(AVCC), width: 320, height: 240 },
+        },
+        TrackInfo {
+            id: 2,
+            timescale: 1000,
+            codec: F4Codec::Aac { asc: Bytes::from_static(ASC), channels: 2, sample_rate: 44100 },
+        },
     ]
 }
 
 fn video(i: u32) -> F4Sample {
-    F4Sample { duration: 40, keyframe: i % 25 == 0, cts_offset: 80, data: Bytes::from(vec![i as u8; 100 + i as usize]) }
+    F4Sample {
+        duration: 40,
+        keyframe: i.is_multiple_of(25),
+        cts_offset: 80,
+        data: Bytes::from(vec![i as u8; 100 + i as usize]),
+    }
 }
 
 fn audio(i: u32) -> F4Sample {
@@ -154,7 +168,7 @@ fn flv_file(with_headers: bool) -> Vec<u8> {
         flv::write_tag(&mut out, flv::TAG_AUDIO, 0, &[&[0xAF, 0], ASC].concat()).unwrap();
     }
     for i in 0..50u32 {
-        let key = if i % 25 == 0 { 0x17 } else { 0x27 };
+        let key = if i.is_multiple_of(25) { 0x17 } else { 0x27 };
         flv::write_tag(&mut out, flv::TAG_VIDEO, i * 40, &[key, 1, 0, 0, 0, i as u8]).unwrap();
         flv::write_tag(&mut out, flv::TAG_AUDIO, i * 40, &[0xAF, 1, i as u8]).unwrap();
     }

@@ -615,7 +615,12 @@ impl Conn {
         self.handle.set_stream(&name, Role::Player);
         self.handle.set_args(&asked.args);
         if reset {
-            self.session.send_status(stream_id, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
+            self.session.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
         }
         self.session.send_user_control(user_control::STREAM_BEGIN, stream_id);
         self.session.send_status(stream_id, "status", "NetStream.Play.Start", "Start video on demand");

@@ -98,10 +98,13 @@ impl ReadAt for FileReader<'_> {
     }
 }
 
+/// A file's modification time and length when it was indexed, and its players' [`Opened`].
+type SharedFile = (SystemTime, u64, Weak<Opened>);
+
 /// The files being played, by path: a second player of a file shares the first one's index.
 #[derive(Default)]
 pub struct Library {
-    open: Mutex<HashMap<PathBuf, (SystemTime, u64, Weak<Opened>)>>,
+    open: Mutex<HashMap<PathBuf, SharedFile>>,
     http: fetch::Http,
 }
 
@@ -156,7 +159,9 @@ impl Library {
                     tracing::debug!(file = %opened.path.display(), format = ?opened.media.format, codecs = %opened.media.describe(), "vod: file opened");
                     return Ok(opened);
                 }
-                Err(e) => tracing::debug!(location = ?location, name = %untrusted::for_log(&relative), "vod: not played from here: {e}"),
+                Err(e) => {
+                    tracing::debug!(location = ?location, name = %untrusted::for_log(&relative), "vod: not played from here: {e}")
+                }
             }
         }
         Err(PlayError::NotFound)

@@ -103,16 +103,13 @@ fn ffmpeg_and_rtmpdump_play_a_file_to_the_end_in_real_time() {
     let server = server(&dir.0.display().to_string(), "");
     let copy = dir.path("copy.flv");
     let started = Instant::now();
-    let out = run_timeout(
-        Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-y", "-i", &url(&server, "clip.mp4")]).args([
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-            copy.to_str().unwrap(),
-        ]),
-        Duration::from_secs(60),
-    );
+    let out =
+        run_timeout(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-y", "-i", &url(&server, "clip.mp4")])
+                .args(["-c", "copy", "-f", "flv", copy.to_str().unwrap()]),
+            Duration::from_secs(60),
+        );
     let took = started.elapsed();
     assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
     let (codecs, duration) = probe(copy.to_str().unwrap());
@@ -170,7 +167,10 @@ fn first_video_pts(path: &Path) -> f64 {
         Duration::from_secs(30),
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines().next().and_then(|l| l.trim_end_matches(',').parse().ok()).unwrap_or_else(|| panic!("no packets: {text}"))
+    text.lines()
+        .next()
+        .and_then(|l| l.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no packets: {text}"))
 }
 
 /// ffmpeg's error output when playing `name` (sent as it is: ffmpeg would take a `/` for
@@ -241,8 +241,9 @@ fn file_server(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
             let file = path.strip_prefix("/files/").and_then(|f| std::fs::read(dir.join(f)).ok());
             let reply = match file {
                 Some(body) => {
-                    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
-                        .into_bytes();
+                    let mut r =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                            .into_bytes();
                     r.extend(body);
                     r
                 }
