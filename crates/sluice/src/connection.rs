@@ -872,6 +872,15 @@ impl Conn {
     }
 
     fn on_pause(&mut self, stream_id: u32, paused: bool) {
+        if let Some(p) = self.playing_file.as_mut().filter(|p| p.stream_id == stream_id) {
+            p.playback.pause(paused);
+            let (code, text) = match paused {
+                true => ("NetStream.Pause.Notify", "Paused video on demand"),
+                false => ("NetStream.Unpause.Notify", "Unpaused video on demand"),
+            };
+            self.session.send_status(stream_id, "status", code, text);
+            return;
+        }
         if let Some(p) = &mut self.playing {
             p.gate.set_paused(paused);
             let code = if paused { "NetStream.Pause.Notify" } else { "NetStream.Unpause.Notify" };
@@ -894,7 +903,8 @@ impl Conn {
                 self.notify_done(true);
             }
         }
-        if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+        let file = self.playing_file.as_ref().is_some_and(|p| p.stream_id == stream_id);
+        if file || self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
             self.stop_playing();
         }
     }

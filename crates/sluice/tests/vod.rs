@@ -274,3 +274,59 @@ fn http_locations_are_fetched_into_the_temp_path() {
     assert_plays(&server, "disk", 2.0);
     assert!(seen.lock().unwrap().iter().any(|r| r.starts_with("GET /files/disk.flv?")), "tried the URL first");
 }
+
+/// sluice's own MP4 recording (fragmented MP4, as `record_format mp4` writes it while the
+/// stream goes) plays back over RTMP from an application whose `play` is the `record_path`.
+#[test]
+fn a_sluice_mp4_recording_plays_back() {
+    let dir = TempDir::new("vod-rec");
+    let server = Server::start_with(
+        "",
+        &format!(
+            "application live {{ live on; record all; record_path {0}; record_format mp4; }}
+             application vod {{ play {0}; }}",
+            dir.0.display()
+        ),
+    );
+    let publisher = common::ffmpeg_publish(&server.url("rec"), 4, 25);
+    let mut child = publisher;
+    let status = common::wait_timeout(&mut child.0, Duration::from_secs(40)).expect("ffmpeg finishes");
+    assert!(status.success());
+    wait_for("the recording closed", Duration::from_secs(15), || server.log().contains("record: done").then_some(()));
+    let (codecs, duration) = probe(&url(&server, "rec.mp4"));
+    assert_eq!(codecs, ["aac", "h264"]);
+    assert!((duration - 4.0).abs() <= 0.3, "recording plays {duration} s");
+}
+
+/// HEVC in MP4 plays as Enhanced RTMP (`hvc1`), which an Enhanced-RTMP ffmpeg reads.
+#[test]
+fn hevc_mp4_plays_as_enhanced_rtmp() {
+    let dir = TempDir::new("vod-hevc");
+    let ffmpeg = common::enhanced_ffmpeg();
+    let path = dir.path("hevc.mp4");
+    let out = run_timeout(
+        Command::new(&ffmpeg)
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "3"])
+            .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"])
+            .args(["-pix_fmt", "yuv420p", "-tag:v", "hvc1", "-c:a", "aac", "-movflags", "+faststart"])
+            .arg(&path),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = server(&dir.0.display().to_string(), "");
+    let out = run_timeout(
+        Command::new(&ffmpeg).args(["-nostdin", "-hide_banner", "-i", &url(&server, "hevc.mp4")]).args([
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+        ]),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Video: hevc") && text.contains("Audio: aac"), "{text}");
+}
