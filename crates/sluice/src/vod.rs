@@ -444,6 +444,103 @@ async fn read_batch(opened: Arc<Opened>, pos: usize, n: usize) -> Vec<Frame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::test_app;
+
+    /// A 4 s FLV file: onMetaData, AVC and AAC headers, a keyframe a second at 25 fps, and
+    /// audio every 40 ms; in `dir` as `clip.flv`.
+    fn clip(dir: &Path) {
+        let mut out = flv::file_header(true, true).to_vec();
+        let meta = amf0::encode_all(&[
+            amf0::Value::String("onMetaData".into()),
+            amf0::Value::ecma_array([("duration", amf0::Value::Number(4.0))]),
+        ]);
+        flv::write_tag(&mut out, flv::TAG_SCRIPT, 0, &meta).unwrap();
+        flv::write_tag(&mut out, flv::TAG_VIDEO, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE0, 0]).unwrap();
+        flv::write_tag(&mut out, flv::TAG_AUDIO, 0, &[0xAF, 0, 0x12, 0x10]).unwrap();
+        for i in 0..100u32 {
+            let key = if i.is_multiple_of(25) { 0x17 } else { 0x27 };
+            flv::write_tag(&mut out, flv::TAG_VIDEO, i * 40, &[key, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]).unwrap();
+            flv::write_tag(&mut out, flv::TAG_AUDIO, i * 40, &[0xAF, 1, 0x21]).unwrap();
+        }
+        std::fs::write(dir.join("clip.flv"), out).unwrap();
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sluice-vod-unit-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        clip(&d);
+        d
+    }
+
+    async fn open(lib: &Library, d: &Path, name: &str) -> Result<Arc<Opened>, PlayError> {
+        let app = test_app(&format!("play {};", d.display()));
+        let asker = Asker { addr: [127, 0, 0, 1].into(), args: "" };
+        lib.find(&app.play, name, &asker).await
+    }
+
+    /// The next frame's (kind, timestamp, keyframe), skipping nothing.
+    async fn next_frame(p: &mut Playback) -> Option<(rtmp::MediaKind, u32, bool)> {
+        match p.next().await? {
+            Out::Frame(f) => Some((f.kind, f.timestamp, f.keyframe)),
+            Out::Seeked(_) => Some((rtmp::MediaKind::Data, u32::MAX, false)),
+            Out::End => None,
+        }
+    }
+
+    /// Two players of one file share its index; a changed or missing file is not.
+    #[tokio::test]
+    async fn players_of_a_file_share_one_index() {
+        let d = dir("share");
+        let lib = Library::default();
+        let a = open(&lib, &d, "clip").await.unwrap();
+        let b = open(&lib, &d, "clip.flv").await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one Opened for both");
+        assert!(matches!(open(&lib, &d, "other").await, Err(PlayError::NotFound)));
+        assert!(matches!(open(&lib, &d, "../clip").await, Err(PlayError::BadName(_))));
+        drop((a, b));
+        assert!(lib.shared(&d.join("clip.flv"), (SystemTime::UNIX_EPOCH, 0)).is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// `play` start and duration: from the keyframe at or before the start, headers first,
+    /// until start + duration, then the end.
+    #[tokio::test]
+    async fn start_and_duration_arguments() {
+        let d = dir("range");
+        let lib = Library::default();
+        let mut p = Playback::start(open(&lib, &d, "clip").await.unwrap(), 1500, 500);
+        p.buffer(u32::MAX);
+        use rtmp::MediaKind::{Audio, Data, Video};
+        let headers = [next_frame(&mut p).await, next_frame(&mut p).await, next_frame(&mut p).await];
+        assert_eq!(headers.map(|h| h.map(|(k, _, _)| k)), [Some(Data), Some(Video), Some(Audio)]);
+        assert_eq!(next_frame(&mut p).await, Some((Video, 1000, true)), "the keyframe before 1.5 s");
+        let mut last = 0;
+        while let Some((_, ts, _)) = next_frame(&mut p).await {
+            last = ts;
+        }
+        assert!((1900..2000).contains(&last), "stopped at 2 s: {last}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A seek drops what was read before it: after `Seeked` come the sequence headers (not
+    /// `onMetaData` again), then the keyframe at or before the time.
+    #[tokio::test]
+    async fn seek_goes_to_the_keyframe_before() {
+        let d = dir("seek");
+        let lib = Library::default();
+        let mut p = Playback::start(open(&lib, &d, "clip").await.unwrap(), 0, 0);
+        p.buffer(u32::MAX);
+        for _ in 0..10 {
+            next_frame(&mut p).await.unwrap();
+        }
+        p.seek(2700);
+        use rtmp::MediaKind::{Audio, Data, Video};
+        assert_eq!(next_frame(&mut p).await, Some((Data, u32::MAX, false)), "Seeked first");
+        assert_eq!(next_frame(&mut p).await.map(|f| f.0), Some(Video));
+        assert_eq!(next_frame(&mut p).await.map(|f| f.0), Some(Audio));
+        assert_eq!(next_frame(&mut p).await, Some((Video, 2000, true)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn names_map_to_files_as_in_nginx_rtmp() {

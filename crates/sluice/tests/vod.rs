@@ -317,13 +317,9 @@ fn hevc_mp4_plays_as_enhanced_rtmp() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server = server(&dir.0.display().to_string(), "");
     let out = run_timeout(
-        Command::new(&ffmpeg).args(["-nostdin", "-hide_banner", "-i", &url(&server, "hevc.mp4")]).args([
-            "-c",
-            "copy",
-            "-f",
-            "null",
-            "-",
-        ]),
+        Command::new(&ffmpeg)
+            .args(["-nostdin", "-hide_banner", "-i", &url(&server, "hevc.mp4")])
+            .args(["-c", "copy", "-f", "null", "-"]),
         Duration::from_secs(60),
     );
     let text = String::from_utf8_lossy(&out.stderr);
