@@ -89,8 +89,11 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
         .into_iter()
         .filter_map(|(k, b)| Some((k, b?)))
         .collect();
-    if let Some(d) = metadata_duration(&media.headers) {
-        media.duration_ms = media.duration_ms.max(d);
+    match metadata_duration(&media.headers) {
+        Some(d) => media.duration_ms = media.duration_ms.max(d),
+        // Players take the duration from `onMetaData`: say it when the file does not (a file
+        // written to a pipe has 0, a file without metadata nothing).
+        None => set_duration(&mut media.headers, media.duration_ms),
     }
     Ok(media)
 }
@@ -129,7 +132,28 @@ fn is_on_metadata(body: &[u8]) -> bool {
     matches!(amf0::decode(&mut rest), Ok(amf0::Value::String(s)) if s == "onMetaData")
 }
 
-/// `onMetaData`'s `duration`, in milliseconds.
+/// Sets (or adds) `duration` in the `onMetaData` of `headers` (adding one when there is none).
+fn set_duration(headers: &mut Vec<(Kind, Bytes)>, ms: u64) {
+    let duration = ("duration".to_owned(), amf0::Value::Number(ms as f64 / 1000.0));
+    let old = headers.iter().position(|(k, _)| *k == Kind::Data);
+    let mut props = match old.map(|i| amf0::decode_all(&headers[i].1)) {
+        Some(Ok(values)) => match values.into_iter().nth(1) {
+            Some(amf0::Value::EcmaArray(p) | amf0::Value::Object(p)) => p,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    props.retain(|(k, _)| k != "duration");
+    props.insert(0, duration);
+    let body =
+        Bytes::from(amf0::encode_all(&[amf0::Value::String("onMetaData".into()), amf0::Value::EcmaArray(props)]));
+    match old {
+        Some(i) => headers[i].1 = body,
+        None => headers.insert(0, (Kind::Data, body)),
+    }
+}
+
+/// `onMetaData`'s `duration`, in milliseconds (none when absent or 0).
 fn metadata_duration(headers: &[(Kind, Bytes)]) -> Option<u64> {
     let (_, meta) = headers.iter().find(|(k, _)| *k == Kind::Data)?;
     let values = amf0::decode_all(meta).ok()?;

@@ -191,9 +191,9 @@ impl Media {
         self.codecs.get(sample.track as usize).map_or(Kind::Data, |(k, _)| *k)
     }
 
-    /// Whether the file has a video track.
+    /// Whether the file has video keyframes to start at.
     pub fn has_video(&self) -> bool {
-        self.codecs.iter().any(|(k, _)| *k == Kind::Video)
+        self.samples.iter().any(|s| s.keyframe && self.kind(s) == Kind::Video)
     }
 
     /// The codecs of the file, for logs and tests (`h264+aac`, `flv`).

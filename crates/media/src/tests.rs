@@ -234,3 +234,45 @@ fn truncated_and_corrupted_files_never_panic() {
         }
     }
 }
+
+/// An FLV file without `onMetaData` gets one saying its duration (players read it there).
+#[test]
+fn flv_without_metadata_gets_its_duration() {
+    let mut out = flv::file_header(false, true).to_vec();
+    for i in 0..50u32 {
+        flv::write_tag(&mut out, flv::TAG_VIDEO, i * 40, &[0x17, 1, 0, 0, 0, i as u8]).unwrap();
+    }
+    let media = Media::open(&mut Slice(&out)).unwrap();
+    assert_eq!(media.headers[0].0, Kind::Data);
+    let values = amf0::decode_all(&media.headers[0].1).unwrap();
+    assert_eq!(values[0].as_str(), Some("onMetaData"));
+    let duration = values[1].get("duration").and_then(amf0::Value::as_f64);
+    assert_eq!(duration, Some(1.96));
+}
+
+proptest::proptest! {
+    /// Arbitrary bytes, and valid files with arbitrary bytes written over them, are indexed or
+    /// refused with a typed error, never a panic, within the bounds.
+    #[test]
+    fn hostile_files_are_refused_or_bounded(
+        junk in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        at in 0usize..100_000,
+        kind in 0usize..4,
+    ) {
+        let mut file = match kind {
+            0 => fragmented(),
+            1 => progressive(false),
+            2 => progressive(true),
+            _ => flv_file(true),
+        };
+        let at = at % file.len();
+        let end = (at + junk.len()).min(file.len());
+        file[at..end].copy_from_slice(&junk[..end - at]);
+        for input in [&file[..], &junk[..]] {
+            if let Ok(m) = Media::open(&mut Slice(input)) {
+                proptest::prop_assert!(m.samples.len() <= MAX_SAMPLES);
+                let _ = m.seek(m.duration_ms / 2);
+            }
+        }
+    }
+}
