@@ -54,7 +54,7 @@ impl Http {
         local_dir: Option<&Path>,
     ) -> Result<(PathBuf, bool), String> {
         let client = self.client()?;
-        let mut url = format!("{base}/{relative}?addr={}", asker.addr);
+        let mut url = format!("{base}/{}?addr={}", encode_path(relative), asker.addr);
         if !asker.args.is_empty() {
             url.push('&');
             url.push_str(asker.args);
@@ -86,6 +86,19 @@ impl Http {
     }
 }
 
+/// `path` with every byte but unreserved ones, `/` and `:` percent-encoded (a name's spaces,
+/// `#`, `%` stay part of the path).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 async fn download(response: &mut reqwest::Response, path: &Path) -> Result<(), String> {
     let mut file = tokio::fs::File::create(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
     let mut total = 0u64;
@@ -97,4 +110,13 @@ async fn download(response: &mut reqwest::Response, path: &Path) -> Result<(), S
         file.write_all(&chunk).await.map_err(|e| format!("{}: {e}", path.display()))?;
     }
     file.flush().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_percent_encoded_in_the_path() {
+        assert_eq!(super::encode_path("sub/my film#1.mp4"), "sub/my%20film%231.mp4");
+        assert_eq!(super::encode_path("caméra.flv"), "cam%C3%A9ra.flv");
+    }
 }
