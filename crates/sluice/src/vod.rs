@@ -522,6 +522,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// A pause holds the frames (what was read before it may still come); unpaused, playing
+    /// goes on from where it stopped, not from where the clock would be.
+    #[tokio::test]
+    async fn pause_holds_the_frames_until_unpaused() {
+        let d = dir("pause");
+        let lib = Library::default();
+        let mut p = Playback::start(open(&lib, &d, "clip").await.unwrap(), 0, 0);
+        p.buffer(0);
+        for _ in 0..4 {
+            next_frame(&mut p).await.unwrap();
+        }
+        p.pause(true);
+        let mut last = 0;
+        while let Ok(Some((_, ts, _))) = tokio::time::timeout(Duration::from_millis(300), next_frame(&mut p)).await {
+            last = ts;
+        }
+        assert!(last < 2000, "played on while paused: {last}");
+        p.pause(false);
+        let (_, ts, _) = next_frame(&mut p).await.unwrap();
+        assert!(ts >= last && ts <= last + 40, "resumed at {ts} after {last}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     /// A seek drops what was read before it: after `Seeked` come the sequence headers (not
     /// `onMetaData` again), then the keyframe at or before the time.
     #[tokio::test]
