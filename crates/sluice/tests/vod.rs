@@ -343,3 +343,29 @@ fn play_local_path_keeps_downloads() {
     let fetched = seen.lock().unwrap().iter().filter(|r| r.starts_with("GET /files/kept.flv?")).count();
     assert_eq!(fetched, 1, "the second play is served from play_local_path");
 }
+
+/// Access rules apply to files as to live streams: `deny play` refuses before any file is
+/// looked for.
+#[test]
+fn access_rules_apply_to_files() {
+    let dir = TempDir::new("vod-deny");
+    make(&dir.path("film.flv"), 1.0, None);
+    let server = server(&dir.0.display().to_string(), "deny play 127.0.0.1;");
+    let err = play_error(&server, "film");
+    assert!(err.contains("denied"), "{err}");
+    assert!(!server.log().contains("play file "), "{}", server.log());
+}
+
+/// With `live on` too, a name no location has plays the live stream of that name (as
+/// nginx-rtmp's live module takes the play); a file name plays the file.
+#[test]
+fn live_streams_play_where_no_file_is_found() {
+    let dir = TempDir::new("vod-live");
+    make(&dir.path("film.flv"), 2.0, None);
+    let server = server(&dir.0.display().to_string(), "live on;");
+    let _publisher = common::ffmpeg_publish(&url(&server, "cam"), 20, 25);
+    common::wait_published(&server, "cam");
+    let streams = common::ffprobe_streams(&url(&server, "cam"));
+    assert_eq!(streams, ["aac", "h264,640,360"], "the live stream");
+    assert_plays(&server, "film", 2.0);
+}
