@@ -55,7 +55,10 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     for b in boxes(moov_body) {
         let b = b.map_err(|_| MediaError::Malformed("moov"))?;
         if &b.kind == b"trak" {
-            if let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8)? {
+            // The first video and the first audio track play (nginx-rtmp's default
+            // `vindex=0`, `aindex=0`); a track of a codec not played is left out.
+            let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8)? else { continue };
+            if tracks.iter().all(|t: &Track| t.kind != track.kind) {
                 tracks.push(track);
                 add(&mut samples, table)?;
             }
@@ -267,7 +270,12 @@ fn trak(p: &[u8], index: u8) -> Result<Option<TrackTable>, MediaError> {
     }
     let stbl = child(mdia, b"minf").and_then(|m| child(m, b"stbl")).ok_or(MediaError::Malformed("no stbl"))?;
     let stsd = child(stbl, b"stsd").ok_or(MediaError::Malformed("stbl: no stsd"))?;
-    let Some((kind, codec, config, width, height)) = sample_entry(stsd)? else { return Ok(None) };
+    let entry = match sample_entry(stsd) {
+        Ok(Some(entry)) => entry,
+        Ok(None) | Err(MediaError::Unsupported(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (kind, codec, config, width, height) = entry;
     if index as usize >= u8::MAX as usize {
         return Err(MediaError::TooLarge("tracks"));
     }

@@ -276,3 +276,25 @@ proptest::proptest! {
         }
     }
 }
+
+/// Of several video tracks the first plays (nginx-rtmp's `vindex=0`); the others' samples are
+/// not sent.
+#[test]
+fn only_the_first_track_of_a_kind_plays() {
+    let mut t = tracks();
+    t.push(TrackInfo {
+        id: 3,
+        timescale: 1000,
+        codec: F4Codec::Avc { avcc: Bytes::from_static(AVCC), width: 64, height: 64 },
+    });
+    let mut file = init_segment(&t).unwrap();
+    let v: Vec<F4Sample> = (0..25).map(video).collect();
+    let runs = [
+        TrackRun { track_id: 1, base_decode_time: 0, samples: &v },
+        TrackRun { track_id: 3, base_decode_time: 0, samples: &v },
+    ];
+    file.extend(fragment(1, &runs).unwrap());
+    let media = Media::open(&mut Slice(&file)).unwrap();
+    assert_eq!(media.describe(), "h264+aac");
+    assert_eq!(media.samples.len(), 25);
+}
