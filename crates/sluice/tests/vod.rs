@@ -298,50 +298,48 @@ fn a_sluice_mp4_recording_plays_back() {
     assert!((duration - 4.0).abs() <= 0.3, "recording plays {duration} s");
 }
 
-/// HEVC in MP4 plays as Enhanced RTMP (`hvc1`), which an Enhanced-RTMP ffmpeg reads.
-#[test]
-fn hevc_mp4_plays_as_enhanced_rtmp() {
-    let dir = TempDir::new("vod-hevc");
+/// `video` in MP4 (made with `codec_args`) plays as Enhanced RTMP, which an Enhanced-RTMP
+/// ffmpeg reads back with that codec and AAC.
+fn enhanced_plays(codec_args: &[&str], video: &str) {
+    let dir = TempDir::new(&format!("vod-{video}"));
     let ffmpeg = common::enhanced_ffmpeg();
-    let path = dir.path("hevc.mp4");
+    let path = dir.path("clip.mp4");
     let out = run_timeout(
         Command::new(&ffmpeg)
             .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
             .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "3"])
-            .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"])
-            .args(["-pix_fmt", "yuv420p", "-tag:v", "hvc1", "-c:a", "aac", "-movflags", "+faststart"])
+            .args(codec_args)
+            .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart"])
             .arg(&path),
-        Duration::from_secs(60),
+        Duration::from_secs(120),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server = server(&dir.0.display().to_string(), "");
     let out = run_timeout(
         Command::new(&ffmpeg)
-            .args(["-nostdin", "-hide_banner", "-i", &url(&server, "hevc.mp4")])
+            .args(["-nostdin", "-hide_banner", "-i", &url(&server, "clip.mp4")])
             .args(["-c", "copy", "-f", "null", "-"]),
         Duration::from_secs(60),
     );
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("Video: hevc") && text.contains("Audio: aac"), "{text}");
+    assert!(text.contains(&format!("Video: {video}")) && text.contains("Audio: aac"), "{text}");
 }
 
-/// `play_local_path`: a downloaded file is kept there (under its name) instead of deleted, so
-/// a `play` location naming that directory before the URL serves it next time.
+/// HEVC in MP4 plays as Enhanced RTMP (`hvc1`).
 #[test]
-fn play_local_path_keeps_downloads() {
-    let (remote, temp, keep) = (TempDir::new("vod-remote2"), TempDir::new("vod-temp2"), TempDir::new("vod-keep"));
-    make(&remote.path("kept.flv"), 2.0, None);
-    let (port, seen) = file_server(&remote.0);
-    let locations = format!("{} http://127.0.0.1:{port}/files", keep.0.display());
-    let extra = format!("play_temp_path {}; play_local_path {};", temp.0.display(), keep.0.display());
-    let server = server(&locations, &extra);
-    assert_plays(&server, "kept", 2.0);
-    assert!(keep.path("kept.flv").exists(), "kept");
-    assert_plays(&server, "kept", 2.0);
-    let fetched = seen.lock().unwrap().iter().filter(|r| r.starts_with("GET /files/kept.flv?")).count();
-    assert_eq!(fetched, 1, "the second play is served from play_local_path");
+fn hevc_mp4_plays_as_enhanced_rtmp() {
+    enhanced_plays(
+        &["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25", "-tag:v", "hvc1"],
+        "hevc",
+    );
+}
+
+/// AV1 in MP4 plays as Enhanced RTMP (`av01`).
+#[test]
+fn av1_mp4_plays_as_enhanced_rtmp() {
+    enhanced_plays(&["-c:v", "libsvtav1", "-preset", "12", "-g", "25"], "av1");
 }
 
 /// Access rules apply to files as to live streams: `deny play` refuses before any file is
