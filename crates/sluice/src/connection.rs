@@ -941,6 +941,15 @@ impl Conn {
                     media.for_each(|ev| self.handle(ev));
                 }
             }
+            Role::Player if self.playing_file.is_some() => {
+                let Some(p) = &self.playing_file else { return };
+                let stream_id = p.stream_id;
+                tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&p.name), to = %name, "play file redirected by control");
+                self.session.send_user_control(user_control::STREAM_EOF, stream_id);
+                self.session.send_status(stream_id, "status", "NetStream.Play.Stop", "Stopped");
+                self.on_close_stream(stream_id);
+                self.on_play(stream_id, name, args, 0.0, 0.0, false);
+            }
             Role::Player => {
                 let Some(p) = &self.playing else { return };
                 let (stream_id, live) = (p.stream_id, p.sub.stream().is_live());
@@ -1164,6 +1173,11 @@ impl Conn {
             if self.ctx.shutdown.is_cancelled() {
                 self.on_server_shutdown(&p);
             }
+        }
+        // A file's player is told it ended, so it exits cleanly rather than on a reset.
+        if let Some(p) = self.playing_file.take().filter(|_| self.ctx.shutdown.is_cancelled()) {
+            self.session.send_user_control(user_control::STREAM_EOF, p.stream_id);
+            self.session.send_status(p.stream_id, "status", "NetStream.Play.Stop", "Stopped");
         }
         self.notify_end();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush(writer)).await;

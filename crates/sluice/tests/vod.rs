@@ -367,3 +367,25 @@ fn live_streams_play_where_no_file_is_found() {
     assert_eq!(streams, ["aac", "h264,640,360"], "the live stream");
     assert_plays(&server, "film", 2.0);
 }
+
+/// Control's `/control/redirect/subscriber` moves a file's player to another file (Stream EOF
+/// and Play.Stop for the old one, then a play of the new name).
+#[test]
+fn control_redirects_a_file_player() {
+    let dir = TempDir::new("vod-redirect");
+    make(&dir.path("a.flv"), SECS, None);
+    make(&dir.path("b.flv"), 2.0, None);
+    let server = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; application vod {{ play {}; }} }} }}
+         http {{ server {{ listen 127.0.0.1:{{http}}; location /control {{ rtmp_control redirect; }} }} }}",
+        dir.0.display()
+    ));
+    let _player = common::ffmpeg_play(&url(&server, "a"));
+    wait_for("a played", Duration::from_secs(20), || server.log().contains("stream=a args= duration_ms").then_some(()));
+    let (code, body) = common::http_get(server.http_port, "/control/redirect/subscriber?app=vod&name=a&newname=b");
+    assert_eq!((code, body.as_str()), (200, "1"));
+    wait_for("b played", Duration::from_secs(20), || {
+        let log = server.log();
+        (log.contains("play file redirected by control") && log.contains("stream=b args= duration_ms")).then_some(())
+    });
+}
