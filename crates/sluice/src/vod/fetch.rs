@@ -4,14 +4,16 @@
 //! `play_local_path` set, the file is then moved to `LOCAL/NAME.SFX` and kept there.
 //!
 //! Bounds: at most [`MAX_FETCH`] bytes per file, [`CONNECT_TIMEOUT`] to connect and
-//! [`IDLE_TIMEOUT`] between two reads; no redirects are followed.
+//! [`IDLE_TIMEOUT`] between two reads, [`MAX_DOWNLOADS`] downloads at once server-wide (a play
+//! over it tries the next location); no redirects are followed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
 use super::Asker;
 
@@ -19,13 +21,21 @@ use super::Asker;
 const MAX_FETCH: u64 = 64 << 30;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Downloads at once (each player of an `http://` location downloads its own copy).
+pub(super) const MAX_DOWNLOADS: usize = 64;
 
 /// The HTTP client, built on first use.
-#[derive(Default)]
 pub(super) struct Http {
     client: OnceLock<Result<reqwest::Client, String>>,
     /// Names temp files apart.
     next: AtomicU64,
+    downloads: Arc<Semaphore>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { client: OnceLock::new(), next: AtomicU64::new(0), downloads: Arc::new(Semaphore::new(MAX_DOWNLOADS)) }
+    }
 }
 
 impl Http {
@@ -53,6 +63,9 @@ impl Http {
         temp_dir: &Path,
         local_dir: Option<&Path>,
     ) -> Result<(PathBuf, bool), String> {
+        let Ok(_slot) = self.downloads.clone().try_acquire_owned() else {
+            return Err(format!("{MAX_DOWNLOADS} downloads already running"));
+        };
         let client = self.client()?;
         let mut url = format!("{base}/{}?addr={}", encode_path(relative), asker.addr);
         if !asker.args.is_empty() {
