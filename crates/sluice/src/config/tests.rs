@@ -1202,6 +1202,15 @@ fn effective_text_fills_in_inheritance() {
     assert!(text.starts_with("# sluice -T"), "{text}");
 }
 
+/// `play` lines accumulate across levels: -T writes them where they are, not inherited copies.
+#[test]
+fn effective_text_keeps_play_lines_where_written() {
+    let text = assert_effective_same(
+        "rtmp { play /srv/a; server { play /srv/s; application v { play /srv/b http://h/x; } application w { } } }",
+    );
+    assert_eq!(text.matches("play /srv/a;").count(), 1, "{text}");
+}
+
 #[test]
 fn effective_text_keeps_the_http_block() {
     let text = assert_effective_same(
