@@ -150,7 +150,7 @@ fn top_boxes(r: &mut dyn ReadAt) -> Result<Vec<Top>, MediaError> {
         }
         // A box cut short by the end of the file (an interrupted recording) ends the walk; the
         // samples it would hold are not indexed.
-        if pos + len > size {
+        if len > size - pos {
             break;
         }
         out.push(Top { kind, offset: pos, size: len, header });
@@ -418,7 +418,7 @@ fn sample_table(stbl: &[u8], t: &Track, track: u8) -> Result<Vec<(Sample, u64)>,
             keyframe,
             track,
         };
-        dts += duration;
+        dts = dts.saturating_add(duration);
         out.push((sample, u64::from(to_ms(dts, t.timescale))));
     }
     Ok(out)
@@ -504,7 +504,7 @@ fn sample_offsets(stbl: &[u8], sizes: &[u32]) -> Result<Vec<u64>, MediaError> {
                     return Ok(out);
                 }
                 out.push(offset);
-                offset += u64::from(sizes[out.len() - 1]);
+                offset = offset.saturating_add(u64::from(sizes[out.len() - 1]));
             }
         }
     }
@@ -651,8 +651,8 @@ fn moof_samples(moof: &[u8], moof_offset: u64, tracks: &mut [Track]) -> Result<V
                     keyframe: t.kind == Kind::Video && sflags & NON_SYNC == 0,
                     track: index as u8,
                 };
-                data_pos += u64::from(size);
-                t.next_dts += u64::from(duration);
+                data_pos = data_pos.saturating_add(u64::from(size));
+                t.next_dts = t.next_dts.saturating_add(u64::from(duration));
                 out.push((sample, u64::from(to_ms(t.next_dts, t.timescale))));
             }
         }

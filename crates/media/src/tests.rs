@@ -298,3 +298,30 @@ fn only_the_first_track_of_a_kind_plays() {
     assert_eq!(media.describe(), "h264+aac");
     assert_eq!(media.samples.len(), 25);
 }
+
+/// Found by the `media_file` fuzz target: a top-level box whose 64-bit size overflows when
+/// added to its offset.
+#[test]
+fn fuzz_top_box_size_overflow() {
+    let file = include_bytes!("../testdata/fuzz-top-box-size-overflow.bin");
+    let _ = Media::open(&mut Slice(file));
+}
+
+/// Chunk offsets, base data offsets and decode times near `u64::MAX` saturate instead of
+/// overflowing.
+#[test]
+fn huge_offsets_and_times_do_not_overflow() {
+    let mut file = fragmented();
+    let at = file.windows(4).position(|w| w == b"tfdt").unwrap();
+    // tfdt version 1: 64-bit base decode time.
+    if file[at + 4] == 1 {
+        file[at + 8..at + 16].copy_from_slice(&u64::MAX.to_be_bytes());
+    } else {
+        file[at + 8..at + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+    }
+    let _ = Media::open(&mut Slice(&file));
+    let mut file = progressive(false);
+    let at = file.windows(4).position(|w| w == b"co64").unwrap();
+    file[at + 12..at + 20].copy_from_slice(&(u64::MAX - 10).to_be_bytes());
+    let _ = Media::open(&mut Slice(&file));
+}
