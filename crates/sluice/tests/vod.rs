@@ -389,3 +389,20 @@ fn control_redirects_a_file_player() {
         (log.contains("play file redirected by control") && log.contains("stream=b args= duration_ms")).then_some(())
     });
 }
+
+/// `play_local_path`: a downloaded file is kept there (under its name) instead of deleted, so
+/// a `play` location naming that directory before the URL serves it next time.
+#[test]
+fn play_local_path_keeps_downloads() {
+    let (remote, temp, keep) = (TempDir::new("vod-remote2"), TempDir::new("vod-temp2"), TempDir::new("vod-keep"));
+    make(&remote.path("kept.flv"), 2.0, None);
+    let (port, seen) = file_server(&remote.0);
+    let locations = format!("{} http://127.0.0.1:{port}/files", keep.0.display());
+    let extra = format!("play_temp_path {}; play_local_path {};", temp.0.display(), keep.0.display());
+    let server = server(&locations, &extra);
+    assert_plays(&server, "kept", 2.0);
+    assert!(keep.path("kept.flv").exists(), "kept");
+    assert_plays(&server, "kept", 2.0);
+    let fetched = seen.lock().unwrap().iter().filter(|r| r.starts_with("GET /files/kept.flv?")).count();
+    assert_eq!(fetched, 1, "the second play is served from play_local_path");
+}
