@@ -101,11 +101,25 @@ impl ReadAt for FileReader<'_> {
 /// A file's modification time and length when it was indexed, and its players' [`Opened`].
 type SharedFile = (SystemTime, u64, Weak<Opened>);
 
+/// Files indexed at once: players of a file not indexed yet wait for a turn, and then mostly
+/// find it indexed by the first (a crowd joining a cold file indexes it once).
+const INDEXING: usize = 4;
+
 /// The files being played, by path: a second player of a file shares the first one's index.
-#[derive(Default)]
 pub struct Library {
     open: Mutex<HashMap<PathBuf, SharedFile>>,
+    indexing: tokio::sync::Semaphore,
     http: fetch::Http,
+}
+
+impl Default for Library {
+    fn default() -> Self {
+        Library {
+            open: Mutex::default(),
+            indexing: tokio::sync::Semaphore::new(INDEXING),
+            http: fetch::Http::default(),
+        }
+    }
 }
 
 /// What the name asks for: its path segments and the suffix the file has.
@@ -174,6 +188,10 @@ impl Library {
             return Err("not a file".into());
         }
         let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        if let Some(shared) = self.shared(path, stamp) {
+            return Ok(shared);
+        }
+        let _turn = self.indexing.acquire().await.map_err(|e| e.to_string())?;
         if let Some(shared) = self.shared(path, stamp) {
             return Ok(shared);
         }
@@ -449,6 +467,11 @@ mod tests {
     /// A 4 s FLV file: onMetaData, AVC and AAC headers, a keyframe a second at 25 fps, and
     /// audio every 40 ms; in `dir` as `clip.flv`.
     fn clip(dir: &Path) {
+        clip_of(dir, 100);
+    }
+
+    /// [`clip`] with `frames` frames (and as many audio frames).
+    fn clip_of(dir: &Path, frames: u32) {
         let mut out = flv::file_header(true, true).to_vec();
         let meta = amf0::encode_all(&[
             amf0::Value::String("onMetaData".into()),
@@ -457,7 +480,7 @@ mod tests {
         flv::write_tag(&mut out, flv::TAG_SCRIPT, 0, &meta).unwrap();
         flv::write_tag(&mut out, flv::TAG_VIDEO, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE0, 0]).unwrap();
         flv::write_tag(&mut out, flv::TAG_AUDIO, 0, &[0xAF, 0, 0x12, 0x10]).unwrap();
-        for i in 0..100u32 {
+        for i in 0..frames {
             let key = if i.is_multiple_of(25) { 0x17 } else { 0x27 };
             flv::write_tag(&mut out, flv::TAG_VIDEO, i * 40, &[key, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]).unwrap();
             flv::write_tag(&mut out, flv::TAG_AUDIO, i * 40, &[0xAF, 1, 0x21]).unwrap();
@@ -499,6 +522,30 @@ mod tests {
         assert!(matches!(open(&lib, &d, "../clip").await, Err(PlayError::BadName(_))));
         drop((a, b));
         assert!(lib.shared(&d.join("clip.flv"), (SystemTime::UNIX_EPOCH, 0)).is_none());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A crowd of players joining a file nobody plays yet indexes it at most once per turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crowd_on_a_cold_file_indexes_it_once() {
+        let d = dir("crowd");
+        // Long enough that indexing it takes a while.
+        clip_of(&d, 20_000);
+        let lib = Arc::new(Library::default());
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (lib, d) = (lib.clone(), d.clone());
+                tokio::spawn(async move { open(&lib, &d, "clip").await.unwrap() })
+            })
+            .collect();
+        let mut opened: Vec<Arc<Opened>> = Vec::new();
+        for t in tasks {
+            opened.push(t.await.unwrap());
+        }
+        let mut distinct: Vec<*const Opened> = opened.iter().map(Arc::as_ptr).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() <= INDEXING, "{} indexes for 20 players", distinct.len());
         let _ = std::fs::remove_dir_all(&d);
     }
 
