@@ -43,7 +43,9 @@ const DEFAULT_BUFFER: Duration = Duration::from_millis(1000);
 /// Most a player is sent ahead of real time, whatever buffer it asks for (rtmpdump asks for
 /// ten hours): bounds what a client can make the server read at once.
 pub const MAX_AHEAD: Duration = Duration::from_secs(10);
-/// Files indexed at once ([`Library`]'s table; forgotten when nobody plays them).
+/// How much a player is sent at each wake-up, beyond what is due.
+const TICK: Duration = Duration::from_millis(100);
+/// Files kept indexed ([`Library`]'s table; forgotten when nobody plays them).
 const MAX_OPEN_FILES: usize = 1024;
 
 /// Why a name plays nothing.
@@ -402,8 +404,9 @@ async fn pace(
                 }
             }
         }
-        // Everything due by now (plus the buffer), up to a batch.
-        let horizon = clock.1 + (Instant::now() + ahead).saturating_duration_since(clock.0).as_millis() as u64;
+        // Everything due by now (plus the buffer) and within the next tick, up to a batch: a
+        // player wakes about once a tick, not once a frame.
+        let horizon = clock.1 + (Instant::now() + ahead + TICK).saturating_duration_since(clock.0).as_millis() as u64;
         let batch = due_batch(media, pos, horizon, end_ms);
         let read = read_batch(opened.clone(), pos, batch).await;
         pos += batch;
