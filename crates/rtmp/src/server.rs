@@ -151,6 +151,21 @@ pub enum ServerEvent {
         /// Paused or resumed.
         paused: bool,
     },
+    /// The client asks to play from `millis` (`seek`): answer with `NetStream.Seek.Notify`.
+    Seek {
+        /// Message stream id.
+        stream_id: u32,
+        /// Where to play from, in milliseconds (negative and non-finite values read as 0).
+        millis: f64,
+    },
+    /// The client's buffer length (User Control `SetBufferLength`): how far ahead of real time
+    /// a recorded stream may be sent.
+    BufferLength {
+        /// Message stream id.
+        stream_id: u32,
+        /// Buffer length in milliseconds.
+        millis: u32,
+    },
     /// The client ended publishing or playing on the stream (FCUnpublish, closeStream, deleteStream).
     CloseStream {
         /// Message stream id.
@@ -378,6 +393,9 @@ impl ServerSession {
         match UserControl::parse(body) {
             Some(UserControl::PingRequest(t)) => message::user_control(&mut self.out, user_control::PING_RESPONSE, t),
             Some(UserControl::PingResponse(t)) => events.push(ServerEvent::PingResponse(t)),
+            Some(UserControl::SetBufferLength { stream_id, millis }) => {
+                events.push(ServerEvent::BufferLength { stream_id, millis })
+            }
             _ => {}
         }
     }
@@ -478,10 +496,8 @@ impl ServerSession {
                 events.push(ServerEvent::Pause { stream_id, paused });
             }
             "seek" => {
-                // Live streams cannot seek: acknowledge so clients don't hang, and keep playing.
-                let info =
-                    status_object("status", "NetStream.Seek.Notify", "Seeking is not possible in a live stream.");
-                self.reply(stream_id, "onStatus", 0.0, vec![info])?;
+                let millis = cmd.arg(0).and_then(Value::as_f64).filter(|m| m.is_finite() && *m > 0.0).unwrap_or(0.0);
+                events.push(ServerEvent::Seek { stream_id, millis });
             }
             "deleteStream" => {
                 let id = cmd.arg(0).and_then(Value::as_f64).map_or(stream_id, |n| n as u32);

@@ -358,3 +358,28 @@ fn pipelining_is_bounded_and_commands_before_connect_are_refused() {
     let err = server.feed(&mut bytes, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, rtmp::SessionError::NotConnected(_)), "{err}");
 }
+
+/// `seek` and Set Buffer Length reach the caller as events (a file's player acts on them); a
+/// negative seek time reads as 0.
+#[test]
+fn seek_and_buffer_length_reach_the_caller() {
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.run(|s, e| {
+        if let ServerEvent::Play { stream_id, name, .. } = e {
+            s.accept_play(*stream_id, name, false);
+        } else {
+            answer(s, e)
+        }
+    });
+    let buffer = ServerEvent::BufferLength { stream_id: 1, millis: 1000 };
+    assert!(p.server_events.contains(&buffer), "{:?}", p.server_events);
+    let mut raw = BytesMut::new();
+    command(&mut raw, 1, "seek", 0.0, vec![amf0::Value::Number(5000.0)]);
+    command(&mut raw, 1, "seek", 0.0, vec![amf0::Value::Number(-3.0)]);
+    let mut events = Vec::new();
+    p.server.feed(&mut raw, &mut events).unwrap();
+    assert_eq!(
+        events,
+        [ServerEvent::Seek { stream_id: 1, millis: 5000.0 }, ServerEvent::Seek { stream_id: 1, millis: 0.0 }]
+    );
+}

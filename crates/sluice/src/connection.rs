@@ -38,6 +38,7 @@ use crate::server::ServerCtx;
 use crate::streams::{self, Published};
 use crate::transport::{Reader, Writer};
 use crate::untrusted::{self, for_log, redact_query};
+use crate::vod::{self, Playback};
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
 const MAX_BATCH: usize = 64;
@@ -63,10 +64,19 @@ struct Playing {
     gate: PlayerGate,
 }
 
+/// A file played on demand ([`crate::vod`]).
+struct PlayingFile {
+    playback: Playback,
+    stream_id: u32,
+    name: String,
+}
+
 /// A policy decision, once it is made.
 enum Decided {
     Connect(Result<ConnectOk, Refused>),
     Stream(Result<Admit, Refused>),
+    /// A `play` file was looked for.
+    File(Result<Playback, vod::PlayError>),
 }
 
 /// A policy decision being made (a callback may be asked).
@@ -86,6 +96,7 @@ enum Resume {
     Connect,
     Publish { stream_id: u32, asked: Asked, kind: String },
     Play { stream_id: u32, asked: Asked, reset: bool },
+    PlayFile { stream_id: u32, name: String, asked: Asked, reset: bool },
 }
 
 /// A stream as the client asked for it: callbacks after the first report this name, as
@@ -131,6 +142,12 @@ struct Conn {
     last_timestamp: u32,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// A file played on demand (instead of `playing`).
+    playing_file: Option<PlayingFile>,
+    /// The play's start and duration arguments (ms), for a file.
+    play_range: (u64, u64),
+    /// The client's last `SetBufferLength` (ms).
+    buffer_ms: Option<u32>,
     /// Bytes to write, in order: session replies, then media.
     pending: Vec<Bytes>,
     /// When the session started: its timers (ping, connect timeout) count from here.
@@ -187,6 +204,9 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: 
         last_timestamp: 0,
         publishing: None,
         playing: None,
+        playing_file: None,
+        play_range: (0, 0),
+        buffer_ms: None,
         pending: Vec::new(),
         started: Instant::now(),
         closing: false,
@@ -261,6 +281,7 @@ impl Conn {
                 reply = decided(&mut self.waiting) => self.on_decided(reply),
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
                 batch = next_batch(&mut self.playing) => self.send_batch(batch),
+                out = next_file_frame(&mut self.playing_file) => self.on_file_out(out),
                 status = module_status(&mut self.publishing) => self.on_module_status(status),
                 // After a callback being waited for: the redirect stays in its slot till then.
                 to = self.handle.redirected(), if self.waiting.is_none() => self.on_redirect(to),
@@ -323,6 +344,8 @@ impl Conn {
             }
             ServerEvent::Media { kind, timestamp, payload, .. } => self.on_media(kind, timestamp, payload),
             ServerEvent::Pause { stream_id, paused } => self.on_pause(stream_id, paused),
+            ServerEvent::Seek { stream_id, millis } => self.on_seek(stream_id, millis),
+            ServerEvent::BufferLength { millis, .. } => self.on_buffer_length(millis),
             ServerEvent::CloseStream { stream_id } => self.on_close_stream(stream_id),
             ServerEvent::PingResponse(_) => {}
         }
@@ -452,6 +475,9 @@ impl Conn {
         let start = if start == -2.0 { 0.0 } else { start };
         let duration = if duration == -1.0 { 0.0 } else { duration };
         let play = PlayArgs { start, duration, reset };
+        // A file plays from `start` for `duration` (nginx-rtmp's arguments, in ms).
+        let ms = |v: f64| if v.is_finite() && v > 0.0 { v as u64 } else { 0 };
+        self.play_range = (ms(start), ms(duration));
         let (ctx, app_args) = (self.ctx.clone(), self.app_args.clone());
         let (n, a) = (name.clone(), args.clone());
         let decision = async move {
@@ -463,6 +489,24 @@ impl Conn {
 
     /// `pull_from`: an `rtmp://` location `on_play` redirected to, which the stream is pulled from.
     fn start_play(
+        &mut self,
+        app: &Arc<AppConf>,
+        stream_id: u32,
+        name: String,
+        asked: Asked,
+        reset: bool,
+        pull_from: Option<&str>,
+    ) {
+        // An application with `play` plays files first (nginx-rtmp's play module runs before
+        // its live module); file names are checked by `vod` ([`untrusted::vod_name`]).
+        if app.play.enabled() && pull_from.is_none() {
+            return self.find_file(app, stream_id, name, asked, reset);
+        }
+        self.start_live_play(app, stream_id, name, asked, reset, pull_from)
+    }
+
+    /// Play the live stream `name` (see [`Conn::start_play`]).
+    fn start_live_play(
         &mut self,
         app: &Arc<AppConf>,
         stream_id: u32,
@@ -525,9 +569,120 @@ impl Conn {
         self.start_updates(app);
     }
 
+    /// Look for the file `name` in the application's `play` locations, reading nothing more
+    /// from the client meanwhile; [`Conn::on_file_found`] carries on.
+    fn find_file(&mut self, app: &Arc<AppConf>, stream_id: u32, name: String, asked: Asked, reset: bool) {
+        self.stop_playing();
+        let (streams, app2, n, args, srv) =
+            (self.ctx.streams.clone(), app.clone(), name.clone(), asked.args.clone(), self.ctx.index);
+        let (addr, (start, duration)) = (self.peer.ip(), self.play_range);
+        let decision = async move {
+            let player = streams::Player { app: &app2, name: &n, args: &args, client: None, srv };
+            Decided::File(streams.play_file(&player, addr, start, duration).await)
+        };
+        self.decide(Box::pin(decision), Resume::PlayFile { stream_id, name, asked, reset });
+    }
+
+    /// The file looked for is found (or not): play it, or fall back to the live stream of
+    /// that name (as nginx-rtmp's live module takes a play its play module did not), or say
+    /// it is not there.
+    fn on_file_found(
+        &mut self,
+        app: &Arc<AppConf>,
+        found: Result<Playback, vod::PlayError>,
+        (stream_id, name, asked, reset): (u32, String, Asked, bool),
+    ) {
+        let mut playback = match found {
+            Ok(p) => p,
+            Err(vod::PlayError::NotFound) if app.live.live => {
+                return self.start_live_play(app, stream_id, name, asked, reset, None);
+            }
+            Err(e @ vod::PlayError::NotFound) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&name), "play refused: {e}");
+                self.session.send_status(stream_id, "error", "NetStream.Play.StreamNotFound", &e.to_string());
+                self.closing = true;
+                return;
+            }
+            Err(e @ vod::PlayError::BadName(_)) => {
+                tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&name), "play refused: {e}");
+                return self.tell_refused(Stage::Play, stream_id, &format!("Bad stream name: {e}."));
+            }
+        };
+        if let Some(ms) = self.buffer_ms {
+            playback.buffer(ms);
+        }
+        tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&name), args = %redact_query(&asked.args), duration_ms = playback.duration_ms, "play file");
+        self.handle.set_stream(&name, Role::Player);
+        self.handle.set_args(&asked.args);
+        if reset {
+            self.session.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
+        }
+        self.session.send_user_control(user_control::STREAM_BEGIN, stream_id);
+        self.session.send_status(stream_id, "status", "NetStream.Play.Start", "Start video on demand");
+        self.session.send_sample_access(stream_id);
+        self.playing_file = Some(PlayingFile { playback, stream_id, name });
+        self.asked_play = Some(asked);
+        self.start_updates(app);
+    }
+
+    /// What the file's playback has for the client.
+    fn on_file_out(&mut self, out: Option<vod::Out>) {
+        let Some(p) = &self.playing_file else { return };
+        let stream_id = p.stream_id;
+        match out {
+            Some(vod::Out::Frame(f)) => {
+                self.handle.set_timestamp(f.timestamp);
+                self.push_media(&f, stream_id);
+            }
+            Some(vod::Out::Seeked(_)) => {
+                self.session.send_status(stream_id, "status", "NetStream.Seek.Notify", "Seeking");
+                self.session.send_status(stream_id, "status", "NetStream.Play.Start", "Start video on demand");
+                self.session.send_user_control(user_control::STREAM_BEGIN, stream_id);
+            }
+            Some(vod::Out::End) => {
+                tracing::debug!(client = %self.peer, stream = %for_log(&p.name), "play file: end");
+                self.session.send_user_control(user_control::STREAM_EOF, stream_id);
+                self.session.send_status(stream_id, "status", "NetStream.Play.Stop", "Stopped");
+            }
+            None => self.stop_playing(),
+        }
+    }
+
+    /// `seek`: a file plays from the keyframe before the time asked; a live stream cannot seek.
+    fn on_seek(&mut self, stream_id: u32, millis: f64) {
+        match &mut self.playing_file {
+            Some(p) if p.stream_id == stream_id => p.playback.seek(millis as u64),
+            _ => self.session.send_status(
+                stream_id,
+                "status",
+                "NetStream.Seek.Notify",
+                "Seeking is not possible in a live stream.",
+            ),
+        }
+    }
+
+    /// `SetBufferLength`: how far ahead of real time a file is sent.
+    fn on_buffer_length(&mut self, millis: u32) {
+        self.buffer_ms = Some(millis);
+        if let Some(p) = &mut self.playing_file {
+            p.playback.buffer(millis);
+        }
+    }
+
     /// End the current play, if any: leave the stream (the hub forgets it when nobody is left)
     /// and report `on_play_done`.
     fn stop_playing(&mut self) {
+        if let Some(p) = self.playing_file.take() {
+            self.handle.clear_stream(Role::Player);
+            tracing::info!(client = %self.peer, stream = %for_log(&p.name), "play file done");
+            drop(p);
+            self.notify_done(false);
+        }
         let Some(p) = self.playing.take() else { return };
         self.handle.clear_stream(Role::Player);
         tracing::info!(client = %self.peer, stream = %p.name, "play done");
@@ -583,14 +738,27 @@ impl Conn {
         let (stage, stream_id) = match &then {
             Resume::Connect => (Stage::Connect, 0),
             Resume::Publish { stream_id, .. } => (Stage::Publish, *stream_id),
-            Resume::Play { stream_id, .. } => (Stage::Play, *stream_id),
+            Resume::Play { stream_id, .. } | Resume::PlayFile { stream_id, .. } => (Stage::Play, *stream_id),
         };
+        match (then, decided) {
+            (Resume::PlayFile { stream_id, name, asked, reset }, Decided::File(found)) => {
+                let Some(app) = self.app.clone() else { return };
+                self.on_file_found(&app, found, (stream_id, name, asked, reset));
+            }
+            (then, decided) => self.resume_decided(then, decided, stage, stream_id),
+        }
+    }
+
+    /// [`Conn::resume`] for a policy decision.
+    fn resume_decided(&mut self, then: Resume, decided: Decided, stage: Stage, stream_id: u32) {
         let admitted = match decided {
             Decided::Connect(Ok(ok)) => return self.accept_connect(ok),
             Decided::Stream(Ok(admit)) => admit,
             Decided::Connect(Err(refused)) | Decided::Stream(Err(refused)) => {
                 return self.tell_refused(stage, stream_id, &refused.text);
             }
+            // Paired with `Resume::PlayFile` in `resume`.
+            Decided::File(_) => return,
         };
         let Some(app) = self.app.clone() else { return };
         match (then, admitted) {
@@ -610,8 +778,8 @@ impl Conn {
                 tracing::info!(client = %self.peer, app = %app.name, stream = %local_name, url = %notify::log_url(&url), "play relayed by on_play");
                 self.start_play(&app, stream_id, local_name, asked, reset, Some(&url))
             }
-            // A connect is decided as `Decided::Connect`, above.
-            (Resume::Connect, _) => {}
+            // A connect is decided as `Decided::Connect`, above; a file as `Decided::File`.
+            (Resume::Connect | Resume::PlayFile { .. }, _) => {}
         }
     }
 
@@ -704,6 +872,15 @@ impl Conn {
     }
 
     fn on_pause(&mut self, stream_id: u32, paused: bool) {
+        if let Some(p) = self.playing_file.as_mut().filter(|p| p.stream_id == stream_id) {
+            p.playback.pause(paused);
+            let (code, text) = match paused {
+                true => ("NetStream.Pause.Notify", "Paused video on demand"),
+                false => ("NetStream.Unpause.Notify", "Unpaused video on demand"),
+            };
+            self.session.send_status(stream_id, "status", code, text);
+            return;
+        }
         if let Some(p) = &mut self.playing {
             p.gate.set_paused(paused);
             let code = if paused { "NetStream.Pause.Notify" } else { "NetStream.Unpause.Notify" };
@@ -726,7 +903,8 @@ impl Conn {
                 self.notify_done(true);
             }
         }
-        if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+        let file = self.playing_file.as_ref().is_some_and(|p| p.stream_id == stream_id);
+        if file || self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
             self.stop_playing();
         }
     }
@@ -762,6 +940,15 @@ impl Conn {
                 } else {
                     media.for_each(|ev| self.handle(ev));
                 }
+            }
+            Role::Player if self.playing_file.is_some() => {
+                let Some(p) = &self.playing_file else { return };
+                let stream_id = p.stream_id;
+                tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&p.name), to = %name, "play file redirected by control");
+                self.session.send_user_control(user_control::STREAM_EOF, stream_id);
+                self.session.send_status(stream_id, "status", "NetStream.Play.Stop", "Stopped");
+                self.on_close_stream(stream_id);
+                self.on_play(stream_id, name, args, 0.0, 0.0, false);
             }
             Role::Player => {
                 let Some(p) = &self.playing else { return };
@@ -987,6 +1174,11 @@ impl Conn {
                 self.on_server_shutdown(&p);
             }
         }
+        // A file's player is told it ended, so it exits cleanly rather than on a reset.
+        if let Some(p) = self.playing_file.take().filter(|_| self.ctx.shutdown.is_cancelled()) {
+            self.session.send_user_control(user_control::STREAM_EOF, p.stream_id);
+            self.session.send_status(p.stream_id, "status", "NetStream.Play.Stop", "Stopped");
+        }
         self.notify_end();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush(writer)).await;
         let _ = writer.shutdown().await;
@@ -1013,6 +1205,13 @@ async fn update_answered(updates: &mut Option<Updates>) -> Result<(), Refused> {
 async fn module_status(publishing: &mut Option<Publishing>) -> Option<Status> {
     match publishing.as_mut().and_then(|p| p.status.as_mut()) {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_file_frame(playing: &mut Option<PlayingFile>) -> Option<vod::Out> {
+    match playing {
+        Some(p) => p.playback.next().await,
         None => std::future::pending().await,
     }
 }

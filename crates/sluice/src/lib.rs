@@ -37,3 +37,4 @@ pub mod tls;
 pub mod transcode;
 pub mod transport;
 pub mod untrusted;
+pub mod vod;

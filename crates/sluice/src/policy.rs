@@ -343,9 +343,15 @@ fn refuse(p: &Policy<'_>, by: &By<'_>, reason: Option<Refusal>, text: String, de
     Refused { stage: by.stage, reason, text, detail }
 }
 
-/// The one check of a stream name before it is used (hub key, file names of outputs).
+/// The one check of a stream name before it is used (hub key, file names of outputs). A play
+/// in an application with `play` may name a file in a subdirectory ([`untrusted::vod_name`]);
+/// should no file be found, the live path checks the name again as a stream name.
 fn check_name(p: &Policy<'_>, ask: &Ask<'_>, stage: Stage, name: &str) -> Result<(), Refused> {
-    let Err(e) = untrusted::stream_name(name) else { return Ok(()) };
+    let checked = match stage {
+        Stage::Play if ask.app.play.enabled() => untrusted::vod_name(name).map(|_| ()),
+        _ => untrusted::stream_name(name).map(|_| ()),
+    };
+    let Err(e) = checked else { return Ok(()) };
     let by = By { addr: ask.client.addr, app: &ask.app.name, stream: name, stage };
     Err(refuse(p, &by, None, format!("Bad stream name: {e}."), e.to_string()))
 }

@@ -5,6 +5,8 @@
 //! registered output module's [`Module::on_publish`] ([`crate::modules`]);
 //! [`Streams::play`] subscribes a player, joins or starts its relay pull, and runs every
 //! module's [`Module::on_play`]. Access policy and callbacks are decided before, by the source.
+//! A file played on demand is a source of its own per player: [`Streams::play_file`] finds
+//! and opens it ([`crate::vod`]) and starts its paced playback.
 
 use std::sync::Arc;
 
@@ -69,13 +71,15 @@ pub struct Streams {
     pub modules: Modules,
     /// The relay pull registry.
     pulls: Arc<Pulls>,
+    /// Files played on demand, shared by their players.
+    vod: crate::vod::Library,
 }
 
 impl Streams {
     /// The context over `hub`, running `modules` for every publisher and player, with relay
     /// pulls as `pulls` says (`Setup::default()`: no server blocks, no static pulls).
     pub fn new(hub: Arc<Hub>, modules: Modules, pulls: Setup) -> Arc<Self> {
-        Arc::new(Streams { hub, modules, pulls: Pulls::new(pulls) })
+        Arc::new(Streams { hub, modules, pulls: Pulls::new(pulls), vod: crate::vod::Library::default() })
     }
 
     /// The relay pull registry.
@@ -143,6 +147,21 @@ impl Streams {
     ) -> Result<(StartPack, Subscriber), PullError> {
         let (pack, sub) = pull::start_for_url(self, player, url, opts)?;
         Ok((pack, self.run_on_play(player, sub)))
+    }
+
+    /// Play `player`'s name from the application's `play` locations (tried in order), from
+    /// `start_ms` for `duration_ms` (0: to the end): the file is opened and indexed once for all
+    /// its players, and this player's paced [`Playback`](crate::vod::Playback) starts.
+    pub async fn play_file(
+        &self,
+        player: &Player<'_>,
+        addr: std::net::IpAddr,
+        start_ms: u64,
+        duration_ms: u64,
+    ) -> Result<crate::vod::Playback, crate::vod::PlayError> {
+        let asker = crate::vod::Asker { addr, args: player.args };
+        let opened = self.vod.find(&player.app.play, player.name, &asker).await?;
+        Ok(crate::vod::Playback::start(opened, start_ms, duration_ms))
     }
 
     /// Every module's `on_play` for `player`, whose subscription `sub` keeps their guards.

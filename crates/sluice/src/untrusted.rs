@@ -3,6 +3,9 @@
 //! - Stream names become file names (HLS playlists and segments, recordings, keys, later DASH
 //!   and exec arguments): [`stream_name`] is the only gate, applied before a stream is claimed
 //!   or played, and again by every output that builds a path from a name.
+//! - Names of files played on demand (`play`, [`crate::vod`]) may name a subdirectory:
+//!   [`vod_name`] is their one gate, and the path is built from the segments it returns, so
+//!   no name can leave the configured directory.
 //! - Anything a client sent that reaches a log line (names, `flashVer`, `tcUrl`, arguments)
 //!   goes through [`for_log`]: control characters escaped, length capped, so a client can
 //!   neither forge log lines nor flood them.
@@ -57,6 +60,40 @@ pub fn stream_name(name: &str) -> Result<&str, NameError> {
         return Err(NameError::BadChar(bad));
     }
     Ok(name)
+}
+
+/// Longest name of a file played on demand, in bytes (nginx-rtmp's name buffer is 256).
+pub const MAX_VOD_NAME: usize = 255;
+
+/// Checks the name of a file to play on demand (`vod/sub/file.mp4` plays `sub/file.mp4` in a
+/// `play` directory) and returns its path segments, to be joined under that directory. Refuses
+/// what [`stream_name`] refuses except `/` between segments: any `.` or `..` segment (nginx-rtmp
+/// refuses `/../`; sluice refuses every form), `\`, NUL, control characters, more than
+/// [`MAX_VOD_NAME`] bytes. Empty segments (`//sub/f`, leading or doubled slashes) are dropped,
+/// so the path never becomes absolute.
+pub fn vod_name(name: &str) -> Result<Vec<&str>, NameError> {
+    if name.len() > MAX_VOD_NAME {
+        return Err(NameError::TooLong);
+    }
+    let segments: Vec<&str> = name.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.is_empty() {
+        return Err(NameError::Empty);
+    }
+    for seg in &segments {
+        if *seg == "." || *seg == ".." {
+            return Err(NameError::Dots);
+        }
+        for c in seg.chars() {
+            let bad = match c {
+                '\\' => "\"\\\"",
+                '\0' => "NUL",
+                c if c.is_control() => "a control character",
+                _ => continue,
+            };
+            return Err(NameError::BadChar(bad));
+        }
+    }
+    Ok(segments)
 }
 
 /// Client text made safe for one log field: control characters (newlines included) escaped
@@ -114,6 +151,17 @@ mod tests {
             assert!(stream_name(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(stream_name(&"x".repeat(MAX_STREAM_NAME + 1)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn vod_names_stay_under_their_directory() {
+        for bad in ["", "/", "..", "../x", "a/../../etc/passwd", "a/./b", "a\\b", "a\0b", "a\nb"] {
+            assert!(vod_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(vod_name("film.mp4"), Ok(vec!["film.mp4"]));
+        assert_eq!(vod_name("/sub//film"), Ok(vec!["sub", "film"]), "never absolute");
+        assert_eq!(vod_name("mp4:a..b"), Ok(vec!["mp4:a..b"]));
+        assert_eq!(vod_name(&"x".repeat(MAX_VOD_NAME + 1)), Err(NameError::TooLong));
     }
 
     #[test]

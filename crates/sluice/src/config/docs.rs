@@ -267,9 +267,9 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("transcode_ffmpeg", "The ffmpeg program, searched on `PATH` unless it holds a `/`.", SLUICE).syntax("PATH"),
     // later
     doc("notify_send_redirect", "Send a callback's redirect to the client instead of following it.", Sluice("a fork's directive (not in nginx-rtmp 1.2)")),
-    doc("play", "Play recorded files (VOD) from these directories or URLs.", Same),
+    doc("play", "Play FLV and MP4 files (VOD) from these directories or `http://` locations, tried in order; several lines merge (innermost first). `https://` is a sluice extension.", Same).syntax("DIR|URL..."),
     doc("play_temp_path", "Where files played from URLs are downloaded.", Same),
-    doc("play_local_path", "Where downloaded files are kept.", Same),
+    doc("play_local_path", "Where downloaded files are kept (empty: deleted after playing).", Same),
     doc("dash", "Write MPEG-DASH for the application's streams.", Same),
     doc("dash_path", "Directory of DASH manifests and fragments.", Same),
     doc("dash_fragment", "DASH fragment length.", Same),
@@ -419,6 +419,7 @@ fn section(group: Group) -> (&'static str, &'static str) {
         Group::Relay => ("Relays", "nginx-rtmp's relay module (`push`, `pull`)."),
         Group::Exec => ("Exec", "nginx-rtmp's exec module; exec lines accumulate across levels (application, then server, then rtmp)."),
         Group::Transcode => ("Transcode ladder", "sluice's own adaptive-bitrate ladder."),
+        Group::Play => ("Video on demand", "nginx-rtmp's play module: FLV and MP4 files played over RTMP."),
         Group::Log => (
             "Logs",
             "nginx-rtmp's log module (access log) and nginx's `error_log`.",

@@ -6,7 +6,7 @@
 //! added to a table shows up here with no change.
 //!
 //! Some directives do not merge one level into the next and are written where the file has
-//! them, in the file's order: exec lines accumulate across levels and `exec_options` applies
+//! them, in the file's order: exec and `play` lines accumulate across levels, `exec_options` applies
 //! to the lines after it; `exec_static`, `exec_kill_signal` and `respawn_timeout` are global;
 //! not implemented directives (`later`) accumulate as raw words. `recorder {}` and `http {}`
 //! blocks are written as they are (includes expanded). Defaults that depend on other settings
@@ -79,6 +79,8 @@ fn as_written(group: Group, name: &str) -> bool {
     match group {
         Group::Exec => name != "respawn",
         Group::Later => true,
+        // `play` lines accumulate (an application's locations, then its server's, then rtmp's).
+        Group::Play => name == "play",
         // Formats are global and several `access_log` lines of one level all write.
         Group::Log => true,
         _ => name == "listen",

@@ -1,5 +1,4 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (VOD play,
-//! DASH, periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
+//! Directives of nginx-rtmp features sluice does not implement yet (DASH, periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
 //! widened where forks add arguments).
@@ -21,16 +20,11 @@ use super::value::{
 };
 
 const ONE: Args = Args::Exactly(1);
-const ONE_UP: Args = Args::AtLeast(1);
 
 /// Not yet implemented directives, accepted and carried in `extra`.
 pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     // notify (a fork's directive: answer redirects to the client instead of following them)
     spec("notify_send_redirect", RSA, ONE, Kind::Raw, "off"),
-    // play (VOD)
-    spec("play", RSA, ONE_UP, Kind::Raw, ""),
-    spec("play_temp_path", RSA, ONE, Kind::Raw, "/tmp"),
-    spec("play_local_path", RSA, ONE, Kind::Raw, ""),
     // dash
     spec("dash", RSA, ONE, Kind::Raw, "off"),
     spec("dash_path", RSA, ONE, Kind::Raw, ""),
@@ -100,12 +94,11 @@ const INERT_LISTEN_OPTIONS: &[(&str, &str)] = &[
 /// Features whose directives would serve a player a stream that nobody publishes here (in
 /// `extra` of its application), and what to tell that player: refused at once rather than
 /// left waiting for a publisher that will not come.
-pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[("play", "playing files (VOD, \"play\") is not implemented yet")];
+pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[];
 
 /// Why a [`DIRECTIVES`] row has no effect.
 fn why_later(name: &str) -> &'static str {
     match name {
-        "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
         n if n.starts_with("dash") => "DASH is not implemented yet",
         "log_interval" | "log_size" => "sluice writes one access log line per session, when it ends",
         "netcall_timeout" | "netcall_buffer" => "callbacks use notify_timeout and sluice's own limits",

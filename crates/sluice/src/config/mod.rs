@@ -24,6 +24,7 @@ mod later;
 mod live;
 mod log;
 mod notify;
+mod play;
 mod process;
 mod record;
 mod relay;
@@ -46,6 +47,7 @@ pub use self::http::{
 pub use self::live::{LiveConf, MetaMode};
 pub use self::log::{AccessLog, ErrorLevel, ErrorLogConf, LogConf, LogFormat, Op as LogOp, Var as LogVar, COMBINED};
 pub use self::notify::{NotifyConf, NotifyMethod};
+pub use self::play::{PlayConf, PlayLocation};
 pub use self::process::{ProcessConf, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use self::record::{RecordConf, RecordFormat, RecordMode, Recorder};
 pub use self::relay::{RelayConf, RelayTarget};
@@ -59,6 +61,7 @@ use self::hls::HlsLayer;
 use self::live::LiveLayer;
 use self::log::LogLayer;
 use self::notify::NotifyLayer;
+use self::play::PlayLayer;
 use self::record::RecordLayer;
 use self::relay::RelayLayer;
 use self::transcode::TranscodeLayer;
@@ -133,7 +136,9 @@ pub struct AppConf {
     pub transcode: TranscodeConf,
     /// Access logs (`access_log`, with the `log_format` each names).
     pub log: LogConf,
-    /// Not yet implemented directives (VOD play, DASH, ...) as raw words:
+    /// Video on demand: `play` locations and where fetched files go.
+    pub play: PlayConf,
+    /// Not yet implemented directives (DASH, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
     pub extra: Vec<(String, Vec<String>)>,
@@ -142,7 +147,8 @@ pub struct AppConf {
 impl AppConf {
     /// Why a player of a stream that nobody publishes here is refused instead of waiting: a
     /// feature configured for this application would have served it, and is not implemented
-    /// yet (VOD `play`). `None` when no such feature is configured.
+    /// yet. `None` when no such feature is configured (none is, today: VOD `play` serves its
+    /// players itself, see [`crate::vod`]).
     pub fn unserved_play(&self) -> Option<&'static str> {
         let configured = |name: &str| self.extra.iter().any(|(n, _)| n == name);
         later::PLAY_SOURCES.iter().find(|(name, _)| configured(name)).map(|(_, why)| *why)
@@ -307,6 +313,7 @@ enum Group {
     Transcode,
     Process,
     Log,
+    Play,
     Later,
 }
 
@@ -325,6 +332,7 @@ impl Group {
             Group::Transcode => "transcode",
             Group::Process => "process",
             Group::Log => "log",
+            Group::Play => "play",
             Group::Later => "later",
         }
     }
@@ -343,6 +351,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Transcode, transcode::DIRECTIVES),
     (Group::Process, process::DIRECTIVES),
     (Group::Log, log::DIRECTIVES),
+    (Group::Play, play::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -394,6 +403,7 @@ struct Layer {
     exec: ExecLayer,
     transcode: TranscodeLayer,
     log: LogLayer,
+    play: PlayLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -410,6 +420,7 @@ impl Layer {
             Group::Exec => self.exec.set(d),
             Group::Transcode => self.transcode.set(d),
             Group::Log => self.log.set(d),
+            Group::Play => self.play.set(d),
             // `http_listen`, read by `read_rtmp` itself, and the main context's: they set no
             // application.
             Group::Http | Group::Process => {
@@ -435,6 +446,7 @@ impl Layer {
             exec: self.exec.inherit(&outer.exec),
             transcode: self.transcode.inherit(&outer.transcode),
             log: self.log.inherit(&outer.log),
+            play: self.play.inherit(&outer.play),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -687,6 +699,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     exec.recorder_record_done = a.recorders.iter().map(|r| (r.name.clone(), r.exec.record_done())).collect();
     let transcode = merged.transcode.build();
     let log = merged.log.build();
+    let play = merged.play.build();
     Ok(AppConf {
         name: a.name.clone(),
         live,
@@ -698,6 +711,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
         exec,
         transcode,
         log,
+        play,
         extra: merged.extra,
     })
 }

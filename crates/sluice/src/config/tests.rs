@@ -153,6 +153,7 @@ fn table_defaults_are_the_real_defaults() {
             name if name.starts_with("on_") => Some("http://127.0.0.1/cb"),
             "push" | "pull" => Some("rtmp://127.0.0.1/live"),
             "transcode" => Some("720p 1m"),
+            "play" => Some("/var/vod"),
             "log_format" => Some("f $app"),
             name if name.starts_with("exec") && spec.default.is_empty() => Some("true"),
             _ => None,
@@ -264,7 +265,6 @@ fn later_directives_are_kept_raw() {
         "rtmp { notify_method get; server { listen 1935; on_connect http://h/c;
             application live {
                 live on;
-                play /var/vod http://x/vod?a=b;
                 dash_path /tmp/$app/$name;
             }
         } }",
@@ -273,9 +273,8 @@ fn later_directives_are_kept_raw() {
     assert!(s.extra.is_empty(), "notify and access directives are typed: {:?}", s.extra);
     let extra = &s.apps[0].extra;
     let names: Vec<_> = extra.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["play", "dash_path"]);
-    assert_eq!(extra[0].1, ["/var/vod", "http://x/vod?a=b"]);
-    assert_eq!(extra[1].1, ["/tmp/$app/$name"]);
+    assert_eq!(names, ["dash_path"]);
+    assert_eq!(extra[0].1, ["/tmp/$app/$name"]);
 }
 
 #[test]
@@ -570,11 +569,8 @@ fn time_fix_off_is_reported_inert_and_on_is_not() {
 #[test]
 fn players_are_told_which_feature_is_missing() {
     assert_eq!(app_conf("live on;").unserved_play(), None);
-    let vod = app_conf("play /var/vod;");
-    assert_eq!(vod.unserved_play(), Some("playing files (VOD, \"play\") is not implemented yet"));
+    assert_eq!(app_conf("play /var/vod;").unserved_play(), None, "VOD serves its players");
     assert_eq!(app_conf("live on; pull rtmp://origin/live;").unserved_play(), None, "pull serves players");
-    let server_level = parse("rtmp { server { play /var/vod; application a { live on; } } }");
-    assert!(server_level.servers[0].apps[0].unserved_play().is_some(), "inherited from the server");
 }
 
 #[test]
@@ -1204,6 +1200,15 @@ fn effective_text_fills_in_inheritance() {
     assert!(text.contains("        publish_time_fix off;\n"), "an application's time fix sets its server: {text}");
     assert!(text.contains("# Left out, as sluice ignores them: worker_processes, events.\n"), "{text}");
     assert!(text.starts_with("# sluice -T"), "{text}");
+}
+
+/// `play` lines accumulate across levels: -T writes them where they are, not inherited copies.
+#[test]
+fn effective_text_keeps_play_lines_where_written() {
+    let text = assert_effective_same(
+        "rtmp { play /srv/a; server { play /srv/s; application v { play /srv/b http://h/x; } application w { } } }",
+    );
+    assert_eq!(text.matches("play /srv/a;").count(), 1, "{text}");
 }
 
 #[test]
