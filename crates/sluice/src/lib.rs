@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod events;
 pub mod exec;
 pub mod form;
+pub mod dash;
 pub mod hls;
 pub mod http;
 pub mod httpflv;

@@ -1,5 +1,5 @@
 //! Directives of nginx-rtmp features sluice does not implement yet (VOD play,
-//! DASH, periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
+//! DASH forks' extras, periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
 //! widened where forks add arguments).
@@ -31,13 +31,7 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("play", RSA, ONE_UP, Kind::Raw, ""),
     spec("play_temp_path", RSA, ONE, Kind::Raw, "/tmp"),
     spec("play_local_path", RSA, ONE, Kind::Raw, ""),
-    // dash
-    spec("dash", RSA, ONE, Kind::Raw, "off"),
-    spec("dash_path", RSA, ONE, Kind::Raw, ""),
-    spec("dash_fragment", RSA, ONE, Kind::Raw, "5s"),
-    spec("dash_playlist_length", RSA, ONE, Kind::Raw, "30s"),
-    spec("dash_nested", RSA, ONE, Kind::Raw, "off"),
-    spec("dash_cleanup", RSA, ONE, Kind::Raw, "on"),
+    // a DASH fork's extras (nginx-rtmp has the other dash_* directives: config/dash.rs)
     spec("dash_repetition", RSA, ONE, Kind::Raw, "off"),
     spec("dash_clock_compensation", RSA, ONE, Kind::Raw, "off"),
     spec("dash_clock_helper_uri", RSA, ONE, Kind::Raw, ""),
@@ -106,7 +100,7 @@ pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[("play", "playing files (VOD,
 fn why_later(name: &str) -> &'static str {
     match name {
         "play" | "play_temp_path" | "play_local_path" => "playing files (VOD) is not implemented yet",
-        n if n.starts_with("dash") => "DASH is not implemented yet",
+        n if n.starts_with("dash") => "this DASH fork's extension is not implemented",
         "log_interval" | "log_size" => "sluice writes one access log line per session, when it ends",
         "netcall_timeout" | "netcall_buffer" => "callbacks use notify_timeout and sluice's own limits",
         "notify_send_redirect" => "sending callback redirects to the client is not implemented yet",

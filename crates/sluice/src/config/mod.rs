@@ -17,6 +17,7 @@ mod core;
 mod docs;
 mod effective;
 mod exec;
+mod dash;
 mod hls;
 mod http;
 mod include;
@@ -38,6 +39,7 @@ use nginx_conf::{Directive, Loader, Source, Span};
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
 pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
+pub use self::dash::DashConf;
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
     parse_http_listen, AddHeader, BuiltinHttp, Files, Handler, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf,
@@ -55,6 +57,7 @@ pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, Directive
 use self::access::AccessLayer;
 use self::core::CoreLayer;
 use self::exec::ExecLayer;
+use self::dash::DashLayer;
 use self::hls::HlsLayer;
 use self::live::LiveLayer;
 use self::log::LogLayer;
@@ -121,6 +124,8 @@ pub struct AppConf {
     pub record: RecordConf,
     /// HLS settings.
     pub hls: HlsConf,
+    /// DASH settings.
+    pub dash: DashConf,
     /// Who may publish and play: IP rules, signed stream keys, publish keys.
     pub access: AccessConf,
     /// HTTP callbacks (`on_publish`, ...), with the server's `on_connect`/`on_disconnect`.
@@ -299,6 +304,7 @@ enum Group {
     Live,
     Record,
     Hls,
+    Dash,
     Http,
     Access,
     Notify,
@@ -317,6 +323,7 @@ impl Group {
             Group::Live => "live",
             Group::Record => "record",
             Group::Hls => "hls",
+            Group::Dash => "dash",
             Group::Http => "http",
             Group::Access => "access",
             Group::Notify => "notify",
@@ -335,6 +342,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Live, live::DIRECTIVES),
     (Group::Record, record::DIRECTIVES),
     (Group::Hls, hls::DIRECTIVES),
+    (Group::Dash, dash::DIRECTIVES),
     (Group::Http, http::RTMP_DIRECTIVES),
     (Group::Access, access::DIRECTIVES),
     (Group::Notify, notify::DIRECTIVES),
@@ -388,6 +396,7 @@ struct Layer {
     live: LiveLayer,
     record: RecordLayer,
     hls: HlsLayer,
+    dash: DashLayer,
     access: AccessLayer,
     notify: NotifyLayer,
     relay: RelayLayer,
@@ -404,6 +413,7 @@ impl Layer {
             Group::Live => self.live.set(d),
             Group::Record => self.record.set(d),
             Group::Hls => self.hls.set(d),
+            Group::Dash => self.dash.set(d),
             Group::Access => self.access.set(d),
             Group::Notify => self.notify.set(d),
             Group::Relay => self.relay.set(d),
@@ -429,6 +439,7 @@ impl Layer {
             live: self.live.inherit(&outer.live),
             record: self.record.inherit(&outer.record),
             hls: self.hls.inherit(&outer.hls),
+            dash: self.dash.inherit(&outer.dash),
             access: self.access.inherit(&outer.access),
             notify: self.notify.inherit(&outer.notify),
             relay: self.relay.inherit(&outer.relay),
@@ -677,6 +688,8 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     check_record_path(&record, a)?;
     let hls = merged.hls.build();
     hls.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
+    let dash = merged.dash.build();
+    dash.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
     merged.access.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
     let access = merged.access.build();
     let mut notify = merged.notify.build();
@@ -692,6 +705,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
         live,
         record,
         hls,
+        dash,
         access,
         notify,
         relay,

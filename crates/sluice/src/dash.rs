@@ -1,0 +1,409 @@
+//! nginx-rtmp's `dash` module: every published stream of an application with `dash on` gets a
+//! task that subscribes to it in the hub, packages it into fMP4 fragments (the sans-IO `dash`
+//! crate) and writes the MPD and fragments to `dash_path` as nginx-rtmp names them. The live
+//! MPD, the init segments and each track's newest fragments are also kept in memory and served
+//! from there by the HTTP server.
+//!
+//! | directive | meaning |
+//! |---|---|
+//! | `dash`, `dash_path` | write DASH for every stream of the application into this directory |
+//! | `dash_fragment` | where fragments are cut |
+//! | `dash_playlist_length` | the MPD's window |
+//! | `dash_nested` | `NAME/index.mpd` instead of `NAME.mpd` |
+//! | `dash_cleanup` | remove fragments that left the window, and everything after the stream ends |
+//!
+//! The directives are parsed in `config::dash`. Files are written atomically (a temporary file
+//! renamed over the target). When the publisher leaves, the MPD turns `type="static"` at once
+//! (a later publish of the name starts a new task and a new timeline); with `dash_cleanup` the
+//! stream's files go `dash_playlist_length` later unless the name was published again meanwhile.
+//! Stream names are checked again here (`untrusted::stream_name`) before they become paths.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dash::{Event, Packager, Settings};
+use rtmp::MediaKind;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AppConf;
+use crate::hub::Entry;
+use crate::untrusted::{self, NameError};
+
+/// Ring entries the DASH task takes at a time.
+const MAX_BATCH: usize = 256;
+/// Fragments per track kept in memory per stream: players fetch the newest; older ones are
+/// read from disk.
+const MEMORY_FRAGMENTS: usize = 3;
+/// Most expired files one stream waits to remove; past that a file is removed at once.
+const MAX_PENDING_REMOVALS: usize = 4096;
+
+/// Live DASH content in memory, keyed by the absolute path it has on disk, so any HTTP location
+/// that maps a URL to that file (a `root`, an `alias`, or the implicit `dash_path` location)
+/// serves it from memory first.
+#[derive(Default)]
+pub struct DashStore {
+    files: Mutex<HashMap<PathBuf, Bytes>>,
+    /// Which task writes each MPD (by its number): an ended stream's task cleans up only what
+    /// no later publish of the name took over.
+    writers: Mutex<HashMap<PathBuf, u64>>,
+    next_writer: AtomicU64,
+    /// The DASH tasks, so shutdown lets them write their static MPD.
+    tasks: TaskTracker,
+    /// Server shutdown: tasks finish their MPD and keep their files.
+    shutdown: CancellationToken,
+}
+
+impl DashStore {
+    /// An empty store; `shutdown` is the server's.
+    pub fn new(shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self { shutdown, ..Self::default() })
+    }
+
+    /// Wait (up to `grace`) for the DASH tasks to write their last MPD after shutdown.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some DASH writers did not finish within {grace:?}");
+        }
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Bytes>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, u64>> {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file at `path` from memory, or `None` to let the HTTP server read the disk.
+    pub fn get(&self, path: &Path) -> Option<axum::response::Response> {
+        let data = self.files().get(path).cloned()?;
+        Some(reply(path, data))
+    }
+}
+
+impl crate::http::LiveContent for DashStore {
+    fn get<'a>(
+        &'a self,
+        file: &'a Path,
+        _query: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<axum::response::Response>> + Send + 'a>> {
+        Box::pin(async move { DashStore::get(self, file) })
+    }
+}
+
+/// Names repeat from one publish of a stream to the next (as nginx-rtmp's), so nothing is
+/// cached without asking again.
+fn reply(path: &Path, data: Bytes) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut res = axum::response::Response::new(axum::body::Body::from(data));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// MIME types of what DASH writes.
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("mpd") => "application/dash+xml",
+        Some("m4a") => "audio/mp4",
+        _ => "video/mp4",
+    }
+}
+
+/// The packager settings for an application.
+fn settings(app: &AppConf) -> Settings {
+    Settings { fragment: app.dash.fragment, playlist_length: app.dash.playlist_length, nested: app.dash.nested }
+}
+
+/// Where a stream's MPD goes, relative names refused: `stream_name` was checked when the stream
+/// was published, and is checked again here, where the name becomes a path.
+fn manifest_path(dir: &Path, name: &str, nested: bool) -> Result<PathBuf, NameError> {
+    let name = untrusted::stream_name(name)?;
+    Ok(dir.join(dash::manifest_file(name, nested)))
+}
+
+/// The DASH output module.
+pub struct Output {
+    store: Arc<DashStore>,
+}
+
+impl Output {
+    /// The module, writing into `store` (shared with the HTTP server).
+    pub fn new(store: Arc<DashStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl crate::modules::Module for Output {
+    fn name(&self) -> &'static str {
+        "dash"
+    }
+
+    fn on_publish(&self, ctx: &crate::modules::PublishCtx<'_>) {
+        let app = ctx.source.app;
+        let name = ctx.source.name;
+        let Some(dir) = app.dash.path.clone().filter(|_| app.dash.enabled) else { return };
+        let mpd = match manifest_path(&dir, name, app.dash.nested) {
+            Ok(p) => p,
+            Err(e) => {
+                return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: {e}; no DASH for this stream")
+            }
+        };
+        let id = self.store.next_writer.fetch_add(1, Ordering::Relaxed);
+        self.store.writers().insert(mpd.clone(), id);
+        let (_, sub) = ctx.stream.subscribe();
+        let task = DashTask {
+            store: self.store.clone(),
+            app: app.clone(),
+            name: name.to_string(),
+            packager: Packager::new(settings(app), name),
+            dir,
+            mpd,
+            id,
+            in_memory: VecDeque::new(),
+            inits: Vec::new(),
+            expired: VecDeque::new(),
+            logged: Vec::new(),
+        };
+        self.store.tasks.spawn(task.run(sub));
+    }
+}
+
+/// One stream's DASH writer.
+struct DashTask {
+    store: Arc<DashStore>,
+    app: Arc<AppConf>,
+    name: String,
+    packager: Packager,
+    dir: PathBuf,
+    mpd: PathBuf,
+    /// This task's number in `store.writers`.
+    id: u64,
+    /// Fragments held in memory, oldest first.
+    in_memory: VecDeque<PathBuf>,
+    inits: Vec<PathBuf>,
+    /// Fragments that left the window, with when they may go.
+    expired: VecDeque<(tokio::time::Instant, PathBuf)>,
+    /// Errors already logged (a full disk is said once).
+    logged: Vec<String>,
+}
+
+impl DashTask {
+    async fn run(mut self, mut sub: crate::hub::Subscriber) {
+        tracing::info!(app = %self.app.name, stream = %self.name, path = %self.mpd.display(), "dash: start");
+        let shutdown = self.store.shutdown.clone();
+        loop {
+            let batch = tokio::select! {
+                batch = sub.next_batch(MAX_BATCH) => batch,
+                _ = shutdown.cancelled() => break,
+            };
+            if batch.skipped > 0 {
+                tracing::warn!(app = %self.app.name, stream = %self.name, skipped = batch.skipped, "dash: fell behind the stream; frames skipped");
+            }
+            let mut unpublished = false;
+            for entry in batch.entries {
+                match entry {
+                    Entry::Frame(f) => match f.kind {
+                        MediaKind::Video => self.packager.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms()),
+                        MediaKind::Audio => self.packager.push_audio(f.timestamp, f.audio_header(), &f.payload, unix_ms()),
+                        MediaKind::Data => {}
+                    },
+                    Entry::Published => {}
+                    Entry::Unpublished => {
+                        unpublished = true;
+                        break;
+                    }
+                }
+            }
+            self.apply_events().await;
+            self.remove_expired(false).await;
+            if unpublished {
+                break;
+            }
+        }
+        // Like a player that stops: the hub may forget the stream now.
+        drop(sub);
+        self.packager.finish();
+        self.apply_events().await;
+        tracing::info!(app = %self.app.name, stream = %self.name, "dash: end of stream; the MPD is static");
+        self.ended().await;
+    }
+
+    /// Another task (a later publish of the name) writes this MPD now.
+    fn replaced(&self) -> bool {
+        self.store.writers().get(&self.mpd) != Some(&self.id)
+    }
+
+    async fn apply_events(&mut self) {
+        let mut manifest = false;
+        while let Some(ev) = self.packager.poll_event() {
+            match ev {
+                Event::Init { file, data } => {
+                    let path = self.dir.join(file);
+                    self.write_file(&path, &data).await;
+                    self.store.files().insert(path.clone(), data);
+                    self.inits.push(path);
+                }
+                Event::Fragment { file, data } => {
+                    let path = self.dir.join(file);
+                    self.write_file(&path, &data).await;
+                    self.store.files().insert(path.clone(), data);
+                    self.in_memory.push_back(path);
+                    // Two tracks: a few fragments of each.
+                    while self.in_memory.len() > 2 * MEMORY_FRAGMENTS {
+                        if let Some(old) = self.in_memory.pop_front() {
+                            self.store.files().remove(&old);
+                        }
+                    }
+                }
+                Event::Expired { file } => {
+                    let path = self.dir.join(file);
+                    self.store.files().remove(&path);
+                    self.in_memory.retain(|p| *p != path);
+                    if self.app.dash.cleanup {
+                        self.schedule_removal(path).await;
+                    }
+                }
+                Event::Manifest => manifest = true,
+                Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "dash: {w}"),
+            }
+        }
+        if manifest && self.packager.has_fragments() && !self.replaced() {
+            let text = Bytes::from(self.packager.mpd(unix_ms()));
+            self.store.files().insert(self.mpd.clone(), text.clone());
+            let path = self.mpd.clone();
+            self.write_file(&path, &text).await;
+        }
+    }
+
+    /// An expired fragment stays on disk `dash_playlist_length` (a player that read the MPD just
+    /// before may still fetch it). The queue is bounded: past it, the file goes at once.
+    async fn schedule_removal(&mut self, path: PathBuf) {
+        if self.expired.len() >= MAX_PENDING_REMOVALS {
+            let _ = tokio::fs::remove_file(&path).await;
+            return;
+        }
+        let due = tokio::time::Instant::now() + self.app.dash.playlist_length;
+        self.expired.push_back((due, path));
+    }
+
+    /// Removes the expired fragments whose time came (all of them with `all`), unless a later
+    /// publish of the name writes these names now.
+    async fn remove_expired(&mut self, all: bool) {
+        let now = tokio::time::Instant::now();
+        while let Some((due, _)) = self.expired.front() {
+            if !all && *due > now {
+                break;
+            }
+            let Some((_, path)) = self.expired.pop_front() else { break };
+            if !self.replaced() {
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+        }
+    }
+
+    /// The stream ended: with `dash_cleanup` everything goes after `dash_playlist_length`,
+    /// unless the name is published again first (its new task then owns the names).
+    async fn ended(&mut self) {
+        let linger = self.app.dash.playlist_length.max(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            // Files stay after a shutdown, as HLS's.
+            _ = self.store.shutdown.cancelled() => return,
+        }
+        let replaced = self.replaced();
+        {
+            let mut files = self.store.files();
+            for path in self.in_memory.drain(..).chain(self.inits.drain(..)) {
+                if !replaced {
+                    files.remove(&path);
+                }
+            }
+            if !replaced {
+                files.remove(&self.mpd);
+            }
+        }
+        if replaced {
+            return;
+        }
+        self.store.writers().remove(&self.mpd);
+        if self.app.dash.cleanup {
+            self.remove_expired(true).await;
+            let files = self.packager.files().into_iter().map(|f| self.dir.join(f)).chain([self.mpd.clone()]);
+            for f in files {
+                let _ = tokio::fs::remove_file(&f).await;
+            }
+            if self.app.dash.nested {
+                // The stream's own directory, if nothing else is in it.
+                if let Some(parent) = self.mpd.parent() {
+                    let _ = tokio::fs::remove_dir(parent).await;
+                }
+            }
+            tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
+        }
+    }
+
+    async fn write_file(&mut self, path: &Path, data: &[u8]) {
+        if let Err(e) = write_atomically(path, data).await {
+            let what = format!("cannot write {}: {e}", path.display());
+            let kind = e.kind().to_string();
+            if !self.logged.contains(&kind) {
+                tracing::error!(app = %self.app.name, stream = %self.name, "dash: {what} (further errors like this are not logged; the stream goes on)");
+                self.logged.push(kind);
+            }
+        }
+    }
+}
+
+/// Write atomically: a temporary file (`NAME.EXT.tmp`) renamed over the target, so readers of
+/// the directory (nginx, a CDN, scripts) never see half a file; the temporary file goes on error.
+async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
+    let result = async {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&tmp, data).await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_leave_dash_path_get_no_path() {
+        let dir = Path::new("/srv/dash");
+        for nested in [false, true] {
+            for bad in ["../x", "/abs", "", "..", "a/b", "a\\b", "a\nb"] {
+                assert!(manifest_path(dir, bad, nested).is_err(), "{bad:?} nested={nested}");
+            }
+        }
+        assert_eq!(manifest_path(dir, "cam.1", false).unwrap(), Path::new("/srv/dash/cam.1.mpd"));
+        assert_eq!(manifest_path(dir, "cam", true).unwrap(), Path::new("/srv/dash/cam/index.mpd"));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type(Path::new("/d/a.mpd")), "application/dash+xml");
+        assert_eq!(content_type(Path::new("/d/a-0.m4a")), "audio/mp4");
+        assert_eq!(content_type(Path::new("/d/a/init.m4v")), "video/mp4");
+    }
+}
