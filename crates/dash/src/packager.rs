@@ -222,6 +222,20 @@ impl Packager {
         out
     }
 
+    /// The files of the fragments that follow the listed ones, while live: a player reading the
+    /// timeline ahead asks for these names before they exist (each track's timeline is
+    /// contiguous, so the next start is the last one's end).
+    pub fn next_files(&self) -> Vec<String> {
+        let Some((video, audio)) = self.started.filter(|_| !self.ended) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (on, ext, track) in [(video, "m4v", &self.v), (audio, "m4a", &self.a)] {
+            if let Some((t, d, _)) = track.listed.back().filter(|_| on) {
+                out.push(self.file(&(t + d).to_string(), ext));
+            }
+        }
+        out
+    }
+
     /// A video message: its parsed tag header and body.
     pub fn push_video(&mut self, timestamp: u32, header: Option<&VideoHeader>, body: &Bytes, now_ms: u64) {
         let Some(h) = header else { return };

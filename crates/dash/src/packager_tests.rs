@@ -79,6 +79,7 @@ fn fragments_are_cut_at_keyframes_and_named_by_their_start_in_ms() {
     assert_eq!(video, ["cam-0.m4v", "cam-2000.m4v", "cam-4000.m4v"]);
     // Audio before the first keyframe is not written: the first audio fragment starts with it.
     assert!(names.contains(&"cam-22.m4a".to_string()), "{names:?}");
+    assert!(p.next_files().contains(&"cam-6000.m4v".to_string()), "{:?}", p.next_files());
     let mpd = p.mpd(2_000_000);
     assert!(mpd.contains("<S t=\"0\" d=\"2000\"/>\n            <S d=\"2000\"/>\n            <S d=\"2000\"/>"), "{mpd}");
     assert!(mpd.contains("availabilityStartTime=\"1970-01-01T00:16:40.000Z\""), "{mpd}");
@@ -130,6 +131,7 @@ fn the_end_writes_the_open_fragment_and_makes_the_mpd_static() {
     let mpd = p.mpd(0);
     assert!(mpd.contains("type=\"static\"") && mpd.contains("mediaPresentationDuration=\"PT3.000S\""), "{mpd}");
     assert!(p.ended());
+    assert!(p.next_files().is_empty(), "nothing follows the end");
     assert!(p.files().contains(&"cam-init.m4a".to_string()));
 }
 

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dash::{Event, Packager, Settings};
 use rtmp::MediaKind;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,6 +42,8 @@ const MAX_BATCH: usize = 256;
 const MEMORY_FRAGMENTS: usize = 3;
 /// Most expired files one stream waits to remove; past that a file is removed at once.
 const MAX_PENDING_REMOVALS: usize = 4096;
+/// Longest a request for the next fragment waits for it.
+const MAX_WAIT: Duration = Duration::from_secs(15);
 
 /// Live DASH content in memory, keyed by the absolute path it has on disk, so any HTTP location
 /// that maps a URL to that file (a `root`, an `alias`, or the implicit `dash_path` location)
@@ -56,6 +59,16 @@ pub struct DashStore {
     tasks: TaskTracker,
     /// Server shutdown: tasks finish their MPD and keep their files.
     shutdown: CancellationToken,
+    /// The next fragment of each track of each live stream, before it exists: players that read
+    /// the timeline ahead (ffmpeg) ask for it early, and wait for it instead of getting a 404.
+    expected: Mutex<HashMap<PathBuf, Expected>>,
+}
+
+/// A fragment not written yet: its stream's task bumps `written` on every write.
+#[derive(Clone)]
+struct Expected {
+    written: Arc<watch::Sender<u64>>,
+    wait: Duration,
 }
 
 impl DashStore {
@@ -80,10 +93,31 @@ impl DashStore {
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The file at `path` from memory, or `None` to let the HTTP server read the disk.
-    pub fn get(&self, path: &Path) -> Option<axum::response::Response> {
-        let data = self.files().get(path).cloned()?;
-        Some(reply(path, data))
+    fn expected(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Expected>> {
+        self.expected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file at `path` from memory (the next fragment of a live stream once it is written,
+    /// up to two fragment lengths), or `None` to let the HTTP server read the disk.
+    pub async fn get(&self, path: &Path) -> Option<axum::response::Response> {
+        if let Some(data) = self.files().get(path).cloned() {
+            return Some(reply(path, data));
+        }
+        let expected = self.expected().get(path).cloned()?;
+        let mut rx = expected.written.subscribe();
+        let found = tokio::time::timeout(expected.wait, async {
+            loop {
+                if let Some(data) = self.files().get(path).cloned() {
+                    return Some(data);
+                }
+                // The stream ended, or went on without this name (a jump, a lost track).
+                if !self.expected().contains_key(path) || rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        found.ok().flatten().map(|data| reply(path, data))
     }
 }
 
@@ -93,7 +127,7 @@ impl crate::http::LiveContent for DashStore {
         file: &'a Path,
         _query: Option<&'a str>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<axum::response::Response>> + Send + 'a>> {
-        Box::pin(async move { DashStore::get(self, file) })
+        Box::pin(DashStore::get(self, file))
     }
 }
 
@@ -171,6 +205,8 @@ impl crate::modules::Module for Output {
             inits: Vec::new(),
             expired: VecDeque::new(),
             logged: Vec::new(),
+            written: Arc::new(watch::channel(0).0),
+            next: Vec::new(),
         };
         self.store.tasks.spawn(task.run(sub));
     }
@@ -193,6 +229,10 @@ struct DashTask {
     expired: VecDeque<(tokio::time::Instant, PathBuf)>,
     /// Errors already logged (a full disk is said once).
     logged: Vec<String>,
+    /// Bumped after every write: requests waiting for the next fragment look again.
+    written: Arc<watch::Sender<u64>>,
+    /// The next fragments' paths, registered in `store.expected`.
+    next: Vec<PathBuf>,
 }
 
 impl DashTask {
@@ -232,6 +272,8 @@ impl DashTask {
         drop(sub);
         self.packager.finish();
         self.apply_events().await;
+        // Nothing follows: requests waiting for a next fragment get their 404 now.
+        self.expect_next();
         tracing::info!(app = %self.app.name, stream = %self.name, "dash: end of stream; the MPD is static");
         self.ended().await;
     }
@@ -280,7 +322,25 @@ impl DashTask {
             self.store.files().insert(self.mpd.clone(), text.clone());
             let path = self.mpd.clone();
             self.write_file(&path, &text).await;
+            self.expect_next();
         }
+    }
+
+    /// Registers the fragments that come next (none once ended) and wakes the requests waiting.
+    fn expect_next(&mut self) {
+        let wait = (self.app.dash.fragment * 2).clamp(Duration::from_secs(1), MAX_WAIT);
+        let next: Vec<PathBuf> = self.packager.next_files().into_iter().map(|f| self.dir.join(f)).collect();
+        {
+            let mut expected = self.store.expected();
+            for old in self.next.drain(..) {
+                expected.remove(&old);
+            }
+            for path in &next {
+                expected.insert(path.clone(), Expected { written: self.written.clone(), wait });
+            }
+        }
+        self.next = next;
+        self.written.send_modify(|n| *n += 1);
     }
 
     /// An expired fragment stays on disk `dash_playlist_length` (a player that read the MPD just
@@ -333,7 +393,6 @@ impl DashTask {
         if replaced {
             return;
         }
-        self.store.writers().remove(&self.mpd);
         if self.app.dash.cleanup {
             self.remove_expired(true).await;
             let files = self.packager.files().into_iter().map(|f| self.dir.join(f)).chain([self.mpd.clone()]);
@@ -347,6 +406,10 @@ impl DashTask {
                 }
             }
             tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
+        }
+        let mut writers = self.store.writers();
+        if writers.get(&self.mpd) == Some(&self.id) {
+            writers.remove(&self.mpd);
         }
     }
 
