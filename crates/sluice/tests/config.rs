@@ -40,7 +40,7 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let apps = write(
         &dir,
         "rtmp.d/live.conf",
-        "application live {\n    live on;\n    dash on;\n    play /tmp/vod;\n    hls on;\n    hls_path /tmp/hls;\n    hls_variant _hi BANDWIDTH=1000;\n}\n",
+        "application live {\n    live on;\n    dash_repetition on;\n    play /tmp/vod;\n    hls on;\n    hls_path /tmp/hls;\n    hls_variant _hi BANDWIDTH=1000;\n}\n",
     );
     let main = write(
         &dir,
@@ -50,13 +50,13 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let (code, stderr) = check(&main);
     assert_eq!(code, 0, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    for (directive, line) in [("dash", 3), ("play", 4)] {
+    for (directive, line) in [("dash_repetition", 3), ("play", 4)] {
         let warning = format!("sluice: [warn] \"{directive}\" has no effect: ");
         let found = lines.iter().find(|l| l.starts_with(&warning)).unwrap_or_else(|| panic!("{directive}: {stderr}"));
         assert!(found.ends_with(&format!(" in {apps}:{line}")), "{found}");
     }
     let summary =
-        format!("sluice: 3 directives have no effect yet: dash ({apps}:3), play ({apps}:4), rtmp_auto_push (line 5)");
+        format!("sluice: 3 directives have no effect yet: dash_repetition ({apps}:3), play ({apps}:4), rtmp_auto_push (line 5)");
     assert!(lines.contains(&summary.as_str()), "{stderr}");
     assert_eq!(lines.last(), Some(&format!("sluice: configuration file {main} test is successful").as_str()));
 

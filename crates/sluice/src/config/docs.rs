@@ -611,8 +611,8 @@ fn row(spec: &DirectiveSpec, doc: &Doc, contexts: &str, with_inert: bool) -> Str
 fn inert_section() -> String {
     let mut out = String::from(
         "\n## Accepted, not active yet\n\nAccepted, so that nginx-rtmp configurations load, and validated, but with no effect. \
-         `sluice -t` and start-up print a warning for each one written (`sluice: [warn] \"dash\" has no effect: DASH is not \
-         implemented yet, in /etc/nginx/rtmp.conf:12`) and a summary line naming them all.\n\n\
+         `sluice -t` and start-up print a warning for each one written (`sluice: [warn] \"dash_repetition\" has no effect: \
+         this DASH fork's extension is not implemented, in /etc/nginx/rtmp.conf:12`) and a summary line naming them all.\n\n\
          | directive | where | why it has no effect |\n|---|---|---|\n",
     );
     let mut rows: Vec<(Vec<String>, String, &'static str)> = Vec::new();
