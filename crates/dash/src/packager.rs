@@ -429,7 +429,9 @@ impl Packager {
         }
         if let Some(a) = &self.audio {
             let codec = match a.codec {
-                AudioCodec::Opus => fmp4::Codec::Opus { channels: a.channels, pre_skip: 312, input_sample_rate: 48_000 },
+                AudioCodec::Opus => {
+                    fmp4::Codec::Opus { channels: a.channels, pre_skip: 312, input_sample_rate: 48_000 }
+                }
                 _ => fmp4::Codec::Aac { asc: a.config.clone(), sample_rate: a.sample_rate, channels: a.channels },
             };
             self.init("m4a", fmp4::TrackInfo { id: AUDIO_TRACK, timescale: a.sample_rate.max(1), codec });
@@ -515,7 +517,10 @@ impl Packager {
         }
         if let (Some(_), Some(v)) = (self.started, &self.video) {
             if v.config != config {
-                self.warn("video config", "the video configuration changed mid-stream; the init segment keeps the first");
+                self.warn(
+                    "video config",
+                    "the video configuration changed mid-stream; the init segment keeps the first",
+                );
             }
             return;
         }

@@ -251,8 +251,12 @@ impl DashTask {
             for entry in batch.entries {
                 match entry {
                     Entry::Frame(f) => match f.kind {
-                        MediaKind::Video => self.packager.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms()),
-                        MediaKind::Audio => self.packager.push_audio(f.timestamp, f.audio_header(), &f.payload, unix_ms()),
+                        MediaKind::Video => {
+                            self.packager.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms())
+                        }
+                        MediaKind::Audio => {
+                            self.packager.push_audio(f.timestamp, f.audio_header(), &f.payload, unix_ms())
+                        }
                         MediaKind::Data => {}
                     },
                     Entry::Published => {}

@@ -55,8 +55,9 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
         let found = lines.iter().find(|l| l.starts_with(&warning)).unwrap_or_else(|| panic!("{directive}: {stderr}"));
         assert!(found.ends_with(&format!(" in {apps}:{line}")), "{found}");
     }
-    let summary =
-        format!("sluice: 3 directives have no effect yet: dash_repetition ({apps}:3), play ({apps}:4), rtmp_auto_push (line 5)");
+    let summary = format!(
+        "sluice: 3 directives have no effect yet: dash_repetition ({apps}:3), play ({apps}:4), rtmp_auto_push (line 5)"
+    );
     assert!(lines.contains(&summary.as_str()), "{stderr}");
     assert_eq!(lines.last(), Some(&format!("sluice: configuration file {main} test is successful").as_str()));
 

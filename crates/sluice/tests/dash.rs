@@ -78,7 +78,8 @@ fn ffmpeg_reads_live_dash_for_the_whole_stream_then_it_turns_static_and_is_clean
     assert_eq!(attr(&mpd, "MPD", "type"), Some("dynamic"), "{mpd}");
     let out = dir.path("read.ts");
     let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
-    let mut reader = ffmpeg_quiet(&["-i", &mpd_url, "-map", "0", "-c", "copy", "-f", "mpegts", "-y", out.to_str().unwrap()]);
+    let mut reader =
+        ffmpeg_quiet(&["-i", &mpd_url, "-map", "0", "-c", "copy", "-f", "mpegts", "-y", out.to_str().unwrap()]);
     assert_eq!(dash_streams(&mpd_url), ["aac", "h264,640,360"]);
     // nginx-rtmp's names: NAME.mpd, NAME-init.m4v/.m4a, NAME-T.m4v/.m4a.
     let mpd = mpd_with(&server, "/dash/cam.mpd", 3);
@@ -182,7 +183,10 @@ fn the_live_mpd_passes_the_conformance_checks_that_run_offline() {
         assert_eq!(init_status, 200);
         let (t, d) = line[line.len() - 1];
         let end = (t + d) as i64;
-        assert!((end - elapsed_ms).abs() <= 1000, "{ext} ends at {end} ms, {elapsed_ms} ms after availabilityStartTime");
+        assert!(
+            (end - elapsed_ms).abs() <= 1000,
+            "{ext} ends at {end} ms, {elapsed_ms} ms after availabilityStartTime"
+        );
         for &(t, _) in &line {
             let body = fetch(server.http_port, &format!("/dash/cam-{t}.{ext}"));
             let moof = fmp4::find(&body, b"moof").expect("a moof");
@@ -233,7 +237,13 @@ fn gstreamer_dashdemux_plays_live_dash() {
     mpd_with(&server, "/dash/cam.mpd", 2);
     let uri = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
     let mut gst = Command::new("gst-launch-1.0")
-        .args(["-q", "playbin", &format!("uri={uri}"), "video-sink=fakesink sync=true", "audio-sink=fakesink sync=true"])
+        .args([
+            "-q",
+            "playbin",
+            &format!("uri={uri}"),
+            "video-sink=fakesink sync=true",
+            "audio-sink=fakesink sync=true",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -286,7 +296,11 @@ fn dashjs_plays_live_dash_in_chromium_for_30_seconds() {
     );
     let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let console = String::from_utf8_lossy(&out.stderr);
-    assert!(verdict.contains("\"ok\":true"), "dash.js did not play: {verdict}\nconsole:\n{console}\nlog:\n{}", server.log());
+    assert!(
+        verdict.contains("\"ok\":true"),
+        "dash.js did not play: {verdict}\nconsole:\n{console}\nlog:\n{}",
+        server.log()
+    );
     assert!(verdict.contains("\"width\":640") && verdict.contains("\"dynamic\":true"), "{verdict}");
     assert!(verdict.contains("\"audioTracks\":1"), "{verdict}");
 }

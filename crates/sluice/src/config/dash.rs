@@ -129,8 +129,10 @@ mod tests {
 
     #[test]
     fn dash_settings_merge_rtmp_server_application_with_nginx_rtmps_defaults() {
-        let a = app("rtmp { dash_fragment 2s; server { dash_path /tmp/dash; application a { dash on; dash_nested on; } } }")
-            .unwrap();
+        let a = app(
+            "rtmp { dash_fragment 2s; server { dash_path /tmp/dash; application a { dash on; dash_nested on; } } }",
+        )
+        .unwrap();
         assert!(a.dash.enabled && a.dash.nested && a.dash.cleanup);
         assert_eq!(a.dash.fragment.as_secs(), 2);
         assert_eq!(a.dash.playlist_length.as_secs(), 30);

@@ -1170,7 +1170,8 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
             match seen.iter().find(|(u, _, _, _)| *u == uri) {
                 Some((_, other_path, _, _)) if *other_path == path => continue,
                 Some((_, other_path, other_app, other)) => {
-                    let dirs = if *other == directive { format!("{directive} directories") } else { "directories".into() };
+                    let dirs =
+                        if *other == directive { format!("{directive} directories") } else { "directories".into() };
                     let msg = format!(
                         "applications \"{other_app}\" ({other} {}) and \"{}\" ({directive} {}) would both be served at \"{uri}\"; give their {dirs} different names",
                         other_path.display(),

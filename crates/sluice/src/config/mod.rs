@@ -14,10 +14,10 @@
 
 mod access;
 mod core;
+mod dash;
 mod docs;
 mod effective;
 mod exec;
-mod dash;
 mod hls;
 mod http;
 mod include;
@@ -38,8 +38,8 @@ use nginx_conf::{Directive, Loader, Source, Span};
 
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
-pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
 pub use self::dash::DashConf;
+pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
     parse_http_listen, AddHeader, BuiltinHttp, Files, Handler, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf,
@@ -56,8 +56,8 @@ pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, Directive
 
 use self::access::AccessLayer;
 use self::core::CoreLayer;
-use self::exec::ExecLayer;
 use self::dash::DashLayer;
+use self::exec::ExecLayer;
 use self::hls::HlsLayer;
 use self::live::LiveLayer;
 use self::log::LogLayer;

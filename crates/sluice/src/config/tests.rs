@@ -506,7 +506,10 @@ fn includes_follow_the_debian_layout() {
             why: "this DASH fork's extension is not implemented"
         }]
     );
-    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: dash_repetition ({live}:3)"));
+    assert_eq!(
+        c.inert_report().last().unwrap(),
+        &format!("sluice: 1 directive has no effect yet: dash_repetition ({live}:3)")
+    );
 
     // Errors name the included file and its line.
     dir.write("rtmp.d/tv.conf", "application tv {\n    lve on;\n}\n");
@@ -546,7 +549,11 @@ fn inert_directives_are_reported_with_file_and_line() {
     let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind proxy_protocol;\n    application a {\n      live on;\n      dash_repetition on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
     let c = parse(text);
     let seen: Vec<(&str, u32)> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
-    assert_eq!(seen, [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash_repetition", 8)], "rtmp_stat acts");
+    assert_eq!(
+        seen,
+        [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash_repetition", 8)],
+        "rtmp_stat acts"
+    );
     let report = c.inert_report();
     assert_eq!(report.len(), seen.len() + 1);
     assert_eq!(
