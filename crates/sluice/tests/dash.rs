@@ -304,3 +304,78 @@ fn dashjs_plays_live_dash_in_chromium_for_30_seconds() {
     assert!(verdict.contains("\"width\":640") && verdict.contains("\"dynamic\":true"), "{verdict}");
     assert!(verdict.contains("\"audioTracks\":1"), "{verdict}");
 }
+
+/// `ffmpeg ARGS... -f flv URL` with the Enhanced RTMP ffmpeg (HEVC, AV1, Opus in FLV).
+fn publish_enhanced(url: &str, args: &[&str], secs: u32) -> Proc {
+    let child = Command::new(enhanced_ffmpeg())
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args(args)
+        .args(["-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the Enhanced RTMP ffmpeg runs");
+    Proc(child)
+}
+
+/// Beyond nginx-rtmp: HEVC with Opus, and AV1 with AAC, from Enhanced RTMP, are packaged with
+/// their sample entries (`hvc1`, `av01`, `Opus`) and RFC 6381 codec strings, and read back.
+#[test]
+fn hevc_opus_and_av1_are_packaged_with_their_codec_strings() {
+    let dir = TempDir::new("dash-codecs");
+    let (server, _dash) = dash_server(&dir, "");
+    let hevc_opus = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error:keyint=25",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+    ];
+    let av1_aac =
+        ["-c:v", "libsvtav1", "-preset", "12", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"];
+    let _a = publish_enhanced(&server.url("hevc"), &hevc_opus, 10);
+    let _b = publish_enhanced(&server.url("av1"), &av1_aac, 10);
+    let cases = [
+        (
+            "hevc",
+            "id=\"hevc_H265\" codecs=\"hvc1.",
+            "id=\"hevc_OPUS\" codecs=\"opus\"",
+            ["hevc,hvc1,640,360", "opus,Opus"],
+        ),
+        (
+            "av1",
+            "id=\"av1_AV1\" codecs=\"av01.0.",
+            "id=\"av1_AAC\" codecs=\"mp4a.40.2\"",
+            ["aac,mp4a", "av1,av01,640,360"],
+        ),
+    ];
+    for (name, video, audio, probed) in cases {
+        let mpd = mpd_with(&server, &format!("/dash/{name}.mpd"), 2);
+        assert!(mpd.contains(video) && mpd.contains(audio), "{mpd}");
+        let out = run_timeout(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-show_entries", "stream=codec_name,codec_tag_string,width,height"])
+                .args(["-of", "csv=p=0", &format!("http://127.0.0.1:{}/dash/{name}.mpd", server.http_port)]),
+            Duration::from_secs(30),
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches(',').to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        lines.dedup();
+        assert_eq!(lines, probed, "{name}");
+    }
+}
