@@ -208,18 +208,37 @@ impl Packager {
         crate::manifest_file(&self.name, self.s.nested)
     }
 
-    /// Every file name this stream's fragments and inits may have now (for cleanup).
-    pub fn files(&self) -> Vec<String> {
+    /// The init segments' file names (for cleanup).
+    pub fn init_files(&self) -> Vec<String> {
+        let (video, audio) = self.started.unwrap_or_default();
+        [(video, "m4v"), (audio, "m4a")]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, ext)| self.file("init", ext))
+            .collect()
+    }
+
+    /// The file names of the fragments the MPD lists (for cleanup).
+    pub fn fragment_files(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some((video, audio)) = self.started {
-            for (on, ext, track) in [(video, "m4v", &self.v), (audio, "m4a", &self.a)] {
-                if on {
-                    out.push(self.file("init", ext));
-                    out.extend(track.listed.iter().map(|(t, _, _)| self.file(&t.to_string(), ext)));
-                }
-            }
+        for (ext, track) in [("m4v", &self.v), ("m4a", &self.a)] {
+            out.extend(track.listed.iter().map(|(t, _, _)| self.file(&t.to_string(), ext)));
         }
         out
+    }
+
+    /// Starts the timeline at `ms` instead of 0 (before the first message): a stream published
+    /// again continues after the previous publish, so no fragment name is used twice.
+    pub fn start_at(&mut self, ms: u64) {
+        if self.last_raw.is_none() {
+            self.now = ms;
+        }
+    }
+
+    /// Where the listed fragments end on the timeline (ms); before any, where it starts.
+    pub fn end(&self) -> u64 {
+        let ends = [&self.v, &self.a].into_iter().filter_map(|t| t.listed.back().map(|(t, d, _)| t + d));
+        ends.max().unwrap_or(self.now)
     }
 
     /// The files of the fragments that follow the listed ones, while live: a player reading the

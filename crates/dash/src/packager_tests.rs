@@ -132,7 +132,9 @@ fn the_end_writes_the_open_fragment_and_makes_the_mpd_static() {
     assert!(mpd.contains("type=\"static\"") && mpd.contains("mediaPresentationDuration=\"PT3.000S\""), "{mpd}");
     assert!(p.ended());
     assert!(p.next_files().is_empty(), "nothing follows the end");
-    assert!(p.files().contains(&"cam-init.m4a".to_string()));
+    assert_eq!(p.init_files(), ["cam-init.m4v", "cam-init.m4a"]);
+    assert!(p.fragment_files().contains(&"cam-2000.m4v".to_string()), "{:?}", p.fragment_files());
+    assert_eq!(p.end(), 3000);
 }
 
 #[test]
@@ -196,4 +198,17 @@ fn nothing_is_written_before_the_first_keyframe() {
     assert!(!p.has_fragments());
     push(&mut p, true, 60, &video_frame(true, 10), 5_000);
     assert!(matches!(p.poll_event(), Some(Event::Init { .. })));
+}
+
+#[test]
+fn a_timeline_may_start_after_an_earlier_publish() {
+    let mut p = packager(1000, 10_000, false);
+    p.start_at(60_000);
+    let names = files(&feed(&mut p, 0, 3, 25, false));
+    assert_eq!(names, ["cam-init.m4v", "cam-60000.m4v", "cam-61000.m4v"]);
+    assert_eq!(p.end(), 62_000);
+    assert!(
+        p.mpd(1_000_000).contains("availabilityStartTime=\"1970-01-01T00:15:40.000Z\""),
+        "media time 0 is 60 s before the first frame"
+    );
 }

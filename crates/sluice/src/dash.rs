@@ -51,9 +51,11 @@ const MAX_WAIT: Duration = Duration::from_secs(15);
 #[derive(Default)]
 pub struct DashStore {
     files: Mutex<HashMap<PathBuf, Bytes>>,
-    /// Which task writes each MPD (by its number): an ended stream's task cleans up only what
-    /// no later publish of the name took over.
-    writers: Mutex<HashMap<PathBuf, u64>>,
+    /// Which task writes each MPD, and where its timeline ends: an ended stream's task leaves
+    /// the MPD and init segments to a later publish of the name, whose timeline starts after
+    /// (so no fragment name is used twice while players may still fetch or cache the old ones).
+    /// One entry per stream with a task, live or lingering.
+    writers: Mutex<HashMap<PathBuf, Writer>>,
     next_writer: AtomicU64,
     /// The DASH tasks, so shutdown lets them write their static MPD.
     tasks: TaskTracker,
@@ -62,6 +64,13 @@ pub struct DashStore {
     /// The next fragment of each track of each live stream, before it exists: players that read
     /// the timeline ahead (ffmpeg) ask for it early, and wait for it instead of getting a 404.
     expected: Mutex<HashMap<PathBuf, Expected>>,
+}
+
+/// The task writing an MPD and where its timeline ends (ms).
+#[derive(Clone, Copy)]
+struct Writer {
+    id: u64,
+    end: u64,
 }
 
 /// A fragment not written yet: its stream's task bumps `written` on every write.
@@ -89,7 +98,7 @@ impl DashStore {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, u64>> {
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Writer>> {
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -191,13 +200,21 @@ impl crate::modules::Module for Output {
             }
         };
         let id = self.store.next_writer.fetch_add(1, Ordering::Relaxed);
-        self.store.writers().insert(mpd.clone(), id);
+        let mut packager = Packager::new(settings(app), name);
+        {
+            let mut writers = self.store.writers();
+            // A fragment after the previous publish's last one (which may still be written).
+            let gap = app.dash.fragment.as_millis() as u64 * 2;
+            let start = writers.get(&mpd).map_or(0, |w| w.end + gap);
+            packager.start_at(start);
+            writers.insert(mpd.clone(), Writer { id, end: start });
+        }
         let (_, sub) = ctx.stream.subscribe();
         let task = DashTask {
             store: self.store.clone(),
             app: app.clone(),
             name: name.to_string(),
-            packager: Packager::new(settings(app), name),
+            packager,
             dir,
             mpd,
             id,
@@ -284,7 +301,7 @@ impl DashTask {
 
     /// Another task (a later publish of the name) writes this MPD now.
     fn replaced(&self) -> bool {
-        self.store.writers().get(&self.mpd) != Some(&self.id)
+        self.store.writers().get(&self.mpd).is_none_or(|w| w.id != self.id)
     }
 
     async fn apply_events(&mut self) {
@@ -320,6 +337,9 @@ impl DashTask {
                 Event::Manifest => manifest = true,
                 Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "dash: {w}"),
             }
+        }
+        if let Some(w) = self.store.writers().get_mut(&self.mpd).filter(|w| w.id == self.id) {
+            w.end = self.packager.end();
         }
         if manifest && self.packager.has_fragments() && !self.replaced() {
             let text = Bytes::from(self.packager.mpd(unix_ms()));
@@ -358,8 +378,7 @@ impl DashTask {
         self.expired.push_back((due, path));
     }
 
-    /// Removes the expired fragments whose time came (all of them with `all`), unless a later
-    /// publish of the name writes these names now.
+    /// Removes the expired fragments whose time came (all of them with `all`).
     async fn remove_expired(&mut self, all: bool) {
         let now = tokio::time::Instant::now();
         while let Some((due, _)) = self.expired.front() {
@@ -367,14 +386,13 @@ impl DashTask {
                 break;
             }
             let Some((_, path)) = self.expired.pop_front() else { break };
-            if !self.replaced() {
-                let _ = tokio::fs::remove_file(&path).await;
-            }
+            let _ = tokio::fs::remove_file(&path).await;
         }
     }
 
-    /// The stream ended: with `dash_cleanup` everything goes after `dash_playlist_length`,
-    /// unless the name is published again first (its new task then owns the names).
+    /// The stream ended: with `dash_cleanup` everything goes after `dash_playlist_length`; the
+    /// MPD and init segments stay when the name was published again meanwhile (the new task
+    /// writes them now; its fragments have other names).
     async fn ended(&mut self) {
         let linger = self.app.dash.playlist_length.max(Duration::from_secs(1));
         tokio::select! {
@@ -383,27 +401,21 @@ impl DashTask {
             _ = self.store.shutdown.cancelled() => return,
         }
         let replaced = self.replaced();
+        let shared: Vec<PathBuf> =
+            if replaced { Vec::new() } else { self.inits.drain(..).chain([self.mpd.clone()]).collect() };
         {
             let mut files = self.store.files();
-            for path in self.in_memory.drain(..).chain(self.inits.drain(..)) {
-                if !replaced {
-                    files.remove(&path);
-                }
+            for path in self.in_memory.drain(..).chain(shared.iter().cloned()) {
+                files.remove(&path);
             }
-            if !replaced {
-                files.remove(&self.mpd);
-            }
-        }
-        if replaced {
-            return;
         }
         if self.app.dash.cleanup {
             self.remove_expired(true).await;
-            let files = self.packager.files().into_iter().map(|f| self.dir.join(f)).chain([self.mpd.clone()]);
-            for f in files {
+            let fragments = self.packager.fragment_files().into_iter().map(|f| self.dir.join(f));
+            for f in fragments.chain(shared) {
                 let _ = tokio::fs::remove_file(&f).await;
             }
-            if self.app.dash.nested {
+            if self.app.dash.nested && !replaced {
                 // The stream's own directory, if nothing else is in it.
                 if let Some(parent) = self.mpd.parent() {
                     let _ = tokio::fs::remove_dir(parent).await;
@@ -412,7 +424,7 @@ impl DashTask {
             tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
         }
         let mut writers = self.store.writers();
-        if writers.get(&self.mpd) == Some(&self.id) {
+        if writers.get(&self.mpd).is_some_and(|w| w.id == self.id) {
             writers.remove(&self.mpd);
         }
     }

@@ -379,3 +379,51 @@ fn hevc_opus_and_av1_are_packaged_with_their_codec_strings() {
         assert_eq!(lines, probed, "{name}");
     }
 }
+
+/// A name published again while the earlier publish's files linger: the new timeline starts
+/// after the old one (no fragment name is reused), the old task's cleanup leaves the new
+/// publish's MPD and init segments alone, and both publishes' files go once the last one ends.
+#[test]
+fn a_name_published_again_continues_after_the_earlier_timeline() {
+    let dir = TempDir::new("dash-again");
+    let (server, dash) = dash_server(&dir, "dash_playlist_length 3s;");
+    let mut first = ffmpeg_publish(&server.url("cam"), 4, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    assert!(wait_timeout(&mut first.0, Duration::from_secs(30)).is_some());
+    let old = wait_for("the first MPD static", Duration::from_secs(10), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(text)
+    });
+    let old_end = video_timeline(&old).last().map(|(t, d)| t + d).unwrap();
+    let mut second = ffmpeg_publish(&server.url("cam"), 8, 25);
+    let new = wait_for("the second publish's MPD", Duration::from_secs(30), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        (status == 200 && text.contains("type=\"dynamic\"") && video_timeline(&text).len() >= 2).then_some(text)
+    });
+    let new_start = video_timeline(&new)[0].0;
+    assert!(new_start > old_end, "the new timeline ({new_start}) starts after the old one ({old_end})");
+    // Past the first publish's linger: its cleanup ran, the second's files are whole.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(file_exists_nonempty(&dash.join("cam-init.m4v")) && file_exists_nonempty(&dash.join("cam.mpd")));
+    let url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(dash_streams(&url), ["aac", "h264,640,360"]);
+    assert!(wait_timeout(&mut second.0, Duration::from_secs(30)).is_some());
+    wait_for("everything cleaned up", Duration::from_secs(20), || {
+        std::fs::read_dir(&dash).unwrap().next().is_none().then_some(())
+    });
+}
+
+/// A shutdown writes the static MPD and leaves the files (as HLS does).
+#[test]
+fn shutdown_leaves_a_static_mpd() {
+    let dir = TempDir::new("dash-stop");
+    let (mut server, dash) = dash_server(&dir, "");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 30, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    assert!(server.terminate().success(), "log:\n{}", server.log());
+    let text = std::fs::read_to_string(dash.join("cam.mpd")).unwrap();
+    assert!(text.contains("type=\"static\""), "{text}");
+    for (t, _) in video_timeline(&text) {
+        assert!(file_exists_nonempty(&dash.join(format!("cam-{t}.m4v"))), "{t}");
+    }
+}
