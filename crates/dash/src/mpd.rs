@@ -1,5 +1,5 @@
 //! MPD rendering (ISO/IEC 23009-1 §5.3, the ISOBMFF live profile): one Period, a video and an
-//! audio AdaptationSet with one Representation each, `SegmentTemplate` with `$Time$` and a
+//! audio AdaptationSet with one Representation each (one per variant in a variant MPD), `SegmentTemplate` with `$Time$` and a
 //! `SegmentTimeline`, as nginx-rtmp writes it.
 //!
 //! While live the MPD is `type="dynamic"`: `availabilityStartTime` is the wall clock at media
@@ -15,6 +15,11 @@ pub type Timeline = Vec<(u64, u64)>;
 /// The video Representation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoRep {
+    /// What its file names start with relative to the MPD: `NAME-` flat, empty or `NAME/` nested.
+    pub prefix: String,
+    /// `presentationTimeOffset` (ms): where this Representation's timeline is at the MPD's
+    /// `availabilityStartTime` (variants of one MPD started at different moments).
+    pub offset: u64,
     /// `NAME_H264`.
     pub id: String,
     /// RFC 6381 codec string.
@@ -32,6 +37,10 @@ pub struct VideoRep {
 /// The audio Representation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioRep {
+    /// As [`VideoRep::prefix`].
+    pub prefix: String,
+    /// As [`VideoRep::offset`].
+    pub offset: u64,
     /// `NAME_AAC`.
     pub id: String,
     /// RFC 6381 codec string.
@@ -49,8 +58,6 @@ pub struct AudioRep {
 /// Everything an MPD says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    /// What file names start with relative to the MPD: `NAME-` flat, empty nested.
-    pub prefix: String,
     /// Live (`dynamic`) or ended (`static`).
     pub dynamic: bool,
     /// Wall clock (Unix ms) at media time 0.
@@ -61,10 +68,10 @@ pub struct Manifest {
     pub fragment_ms: u64,
     /// `dash_playlist_length` in ms.
     pub window_ms: u64,
-    /// The video track, if any.
-    pub video: Option<VideoRep>,
-    /// The audio track, if any.
-    pub audio: Option<AudioRep>,
+    /// The video Representations (one per variant), in one AdaptationSet.
+    pub video: Vec<VideoRep>,
+    /// The audio Representations, in one AdaptationSet.
+    pub audio: Vec<AudioRep>,
 }
 
 /// The MPD text.
@@ -91,37 +98,45 @@ pub fn render(m: &Manifest) -> String {
     out.push_str("  <Period id=\"dash\" start=\"PT0S\">\n");
     // A static presentation starts at its first listed fragment.
     let offset = if m.dynamic { 0 } else { first };
-    if let Some(v) = &m.video {
+    if !m.video.is_empty() {
         out.push_str("    <AdaptationSet id=\"1\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\"");
-        if v.width > 0 && v.height > 0 {
-            let _ = write!(out, " maxWidth=\"{}\" maxHeight=\"{}\"", v.width, v.height);
+        let (w, h) = m.video.iter().fold((0, 0), |(w, h), v| (w.max(v.width), h.max(v.height)));
+        if w > 0 && h > 0 {
+            let _ = write!(out, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
         }
         out.push_str(">\n");
-        let _ = write!(out, "      <Representation id=\"{}\" codecs=\"{}\"", rep_id(&v.id), xml(&v.codecs));
-        if v.width > 0 && v.height > 0 {
-            let _ = write!(out, " width=\"{}\" height=\"{}\" sar=\"1:1\"", v.width, v.height);
+        for v in &m.video {
+            let _ = write!(out, "      <Representation id=\"{}\" codecs=\"{}\"", rep_id(&v.id), xml(&v.codecs));
+            if v.width > 0 && v.height > 0 {
+                let _ = write!(out, " width=\"{}\" height=\"{}\" sar=\"1:1\"", v.width, v.height);
+            }
+            let _ = writeln!(out, " bandwidth=\"{}\">", v.bandwidth);
+            template(&mut out, &v.prefix, "m4v", offset + v.offset, &v.timeline);
+            out.push_str("      </Representation>\n");
         }
-        let _ = writeln!(out, " bandwidth=\"{}\">", v.bandwidth);
-        template(&mut out, &m.prefix, "m4v", offset, &v.timeline);
-        out.push_str("      </Representation>\n    </AdaptationSet>\n");
+        out.push_str("    </AdaptationSet>\n");
     }
-    if let Some(a) = &m.audio {
+    if !m.audio.is_empty() {
         out.push_str("    <AdaptationSet id=\"2\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+        let channels = m.audio.iter().map(|a| a.channels).max().unwrap_or(1);
         let _ = writeln!(
             out,
             "      <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
-            a.channels.max(1)
+            channels.max(1)
         );
-        let _ = writeln!(
-            out,
-            "      <Representation id=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\" bandwidth=\"{}\">",
-            rep_id(&a.id),
-            xml(&a.codecs),
-            a.sample_rate,
-            a.bandwidth
-        );
-        template(&mut out, &m.prefix, "m4a", offset, &a.timeline);
-        out.push_str("      </Representation>\n    </AdaptationSet>\n");
+        for a in &m.audio {
+            let _ = writeln!(
+                out,
+                "      <Representation id=\"{}\" codecs=\"{}\" audioSamplingRate=\"{}\" bandwidth=\"{}\">",
+                rep_id(&a.id),
+                xml(&a.codecs),
+                a.sample_rate,
+                a.bandwidth
+            );
+            template(&mut out, &a.prefix, "m4a", offset + a.offset, &a.timeline);
+            out.push_str("      </Representation>\n");
+        }
+        out.push_str("    </AdaptationSet>\n");
     }
     out.push_str("  </Period>\n</MPD>\n");
     out
@@ -211,28 +226,31 @@ mod tests {
 
     fn manifest(dynamic: bool) -> Manifest {
         Manifest {
-            prefix: "cam-".into(),
             dynamic,
             availability_start_ms: 1_765_000_000_000,
             publish_ms: 1_765_000_012_345,
             fragment_ms: 5000,
             window_ms: 30_000,
-            video: Some(VideoRep {
+            video: vec![VideoRep {
+                prefix: "cam-".into(),
+                offset: 0,
                 id: "cam_H264".into(),
                 codecs: "avc1.64001f".into(),
                 width: 1280,
                 height: 720,
                 bandwidth: 1_000_000,
                 timeline: vec![(5000, 5000), (10_000, 4960), (16_000, 5000)],
-            }),
-            audio: Some(AudioRep {
+            }],
+            audio: vec![AudioRep {
+                prefix: "cam-".into(),
+                offset: 0,
                 id: "cam_AAC".into(),
                 codecs: "mp4a.40.2".into(),
                 sample_rate: 44_100,
                 channels: 2,
                 bandwidth: 128_000,
                 timeline: vec![(4990, 5015)],
-            }),
+            }],
         }
     }
 
@@ -271,8 +289,42 @@ mod tests {
         assert_eq!(template_url("a b$c&\"<é-"), "a%20b$$c%26%22%3C%C3%A9-");
         assert_eq!(rep_id("a b&c_H264"), "a_b&amp;c_H264");
         let mut m = manifest(true);
-        m.prefix = String::new();
+        m.video[0].prefix = String::new();
         let text = render(&m);
         assert!(text.contains("media=\"$Time$.m4v\" initialization=\"init.m4v\""), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod variant_tests {
+    use super::*;
+
+    #[test]
+    fn variants_are_representations_of_one_adaptation_set_each_with_its_own_offset() {
+        let rep = |name: &str, w: u16, offset: u64| VideoRep {
+            prefix: format!("{name}-"),
+            offset,
+            id: format!("{name}_H264"),
+            codecs: "avc1.64001f".into(),
+            width: w,
+            height: w / 16 * 9,
+            bandwidth: u64::from(w) * 1000,
+            timeline: vec![(1000, 2000)],
+        };
+        let m = Manifest {
+            dynamic: true,
+            availability_start_ms: 0,
+            publish_ms: 0,
+            fragment_ms: 2000,
+            window_ms: 10_000,
+            video: vec![rep("cam_hi", 1280, 0), rep("cam_lo", 640, 350)],
+            audio: Vec::new(),
+        };
+        let text = render(&m);
+        assert_eq!(text.matches("<AdaptationSet").count(), 1, "{text}");
+        assert!(text.contains("maxWidth=\"1280\" maxHeight=\"720\""), "{text}");
+        assert!(text.contains("<Representation id=\"cam_lo_H264\""), "{text}");
+        assert!(text.contains("presentationTimeOffset=\"350\" media=\"cam_lo-$Time$.m4v\""), "{text}");
+        assert!(text.contains("timescale=\"1000\" media=\"cam_hi-$Time$.m4v\""), "{text}");
     }
 }

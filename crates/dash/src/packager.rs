@@ -371,9 +371,33 @@ impl Packager {
     /// The MPD: dynamic while the stream is live, static once it ended. `now_ms`: the wall
     /// clock (Unix ms), for `publishTime`.
     pub fn mpd(&self, now_ms: u64) -> String {
-        let (video_on, audio_on) = self.started.unwrap_or_default();
         let prefix = if self.s.nested { String::new() } else { format!("{}-", self.name) };
+        let (video, audio) = self.representations(&prefix, 0);
+        mpd::render(&mpd::Manifest {
+            dynamic: !self.ended,
+            availability_start_ms: self.anchor_ms,
+            publish_ms: now_ms,
+            fragment_ms: self.fragment_ms(),
+            window_ms: self.s.playlist_length.as_millis() as u64,
+            video: video.into_iter().collect(),
+            audio: audio.into_iter().collect(),
+        })
+    }
+
+    /// Wall clock (Unix ms) at this stream's timeline 0 (its MPD's `availabilityStartTime`);
+    /// `None` before the first fragment opened.
+    pub fn anchor_ms(&self) -> Option<u64> {
+        self.started.map(|_| self.anchor_ms)
+    }
+
+    /// This stream's Representations, for its own MPD or a variant MPD that lists it: file
+    /// names start with `prefix` there, and its timeline is at `offset` ms at that MPD's
+    /// `availabilityStartTime`.
+    pub fn representations(&self, prefix: &str, offset: u64) -> (Option<VideoRep>, Option<AudioRep>) {
+        let (video_on, audio_on) = self.started.unwrap_or_default();
         let video = self.video.as_ref().filter(|_| video_on).map(|v| VideoRep {
+            prefix: prefix.to_string(),
+            offset,
             id: format!("{}_{}", self.name, video_name(v.codec)),
             codecs: hls::master::video_codec(v.codec, &v.config, hls::Container::Fmp4).unwrap_or_default(),
             width: v.width,
@@ -382,6 +406,8 @@ impl Packager {
             timeline: self.v.timeline(),
         });
         let audio = self.audio.as_ref().filter(|_| audio_on).map(|a| AudioRep {
+            prefix: prefix.to_string(),
+            offset,
             id: format!("{}_{}", self.name, audio_name(a.codec)),
             codecs: hls::master::audio_codec(a.codec, hls::master::aac_object_type(&a.config)).unwrap_or_default(),
             sample_rate: a.sample_rate,
@@ -389,16 +415,7 @@ impl Packager {
             bandwidth: self.a.bandwidth(),
             timeline: self.a.timeline(),
         });
-        mpd::render(&mpd::Manifest {
-            prefix,
-            dynamic: !self.ended,
-            availability_start_ms: self.anchor_ms,
-            publish_ms: now_ms,
-            fragment_ms: self.fragment_ms(),
-            window_ms: self.s.playlist_length.as_millis() as u64,
-            video,
-            audio,
-        })
+        (video, audio)
     }
 
     fn fragment_ms(&self) -> u64 {
