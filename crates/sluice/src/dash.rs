@@ -35,6 +35,8 @@ use crate::config::AppConf;
 use crate::hub::Entry;
 use crate::untrusted::{self, NameError};
 
+mod variant;
+
 /// Ring entries the DASH task takes at a time.
 const MAX_BATCH: usize = 256;
 /// Fragments per track kept in memory per stream: players fetch the newest; older ones are
@@ -64,6 +66,8 @@ pub struct DashStore {
     /// The next fragment of each track of each live stream, before it exists: players that read
     /// the timeline ahead (ffmpeg) ask for it early, and wait for it instead of getting a 404.
     expected: Mutex<HashMap<PathBuf, Expected>>,
+    /// The live members of every variant MPD (`hls_variant`, transcode ladder).
+    variants: variant::Registry,
 }
 
 /// The task writing an MPD and where its timeline ends (ms).
@@ -210,6 +214,7 @@ impl crate::modules::Module for Output {
             writers.insert(mpd.clone(), Writer { id, end: start });
         }
         let (_, sub) = ctx.stream.subscribe();
+        let dir_for_variant = dir.clone();
         let task = DashTask {
             store: self.store.clone(),
             app: app.clone(),
@@ -224,6 +229,7 @@ impl crate::modules::Module for Output {
             logged: Vec::new(),
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
+            variant: variant::place(app, &dir_for_variant, name),
         };
         self.store.tasks.spawn(task.run(sub));
     }
@@ -250,6 +256,8 @@ struct DashTask {
     written: Arc<watch::Sender<u64>>,
     /// The next fragments' paths, registered in `store.expected`.
     next: Vec<PathBuf>,
+    /// The variant MPD this stream is listed in.
+    variant: Option<variant::Place>,
 }
 
 impl DashTask {
@@ -291,6 +299,10 @@ impl DashTask {
         }
         // Like a player that stops: the hub may forget the stream now.
         drop(sub);
+        if let Some(place) = &self.variant {
+            // Players must not be sent to a variant that stopped.
+            variant::withdraw(&self.store, place, self.mpd_settings(), unix_ms()).await;
+        }
         self.packager.finish();
         self.apply_events().await;
         // Nothing follows: requests waiting for a next fragment get their 404 now.
@@ -347,7 +359,15 @@ impl DashTask {
             let path = self.mpd.clone();
             self.write_file(&path, &text).await;
             self.expect_next();
+            if let Some(place) = self.variant.as_ref().filter(|_| !self.packager.ended()) {
+                variant::update(&self.store, place, &self.packager, self.mpd_settings(), unix_ms()).await;
+            }
         }
+    }
+
+    /// (`dash_fragment`, `dash_playlist_length`) in ms, for variant MPDs.
+    fn mpd_settings(&self) -> (u64, u64) {
+        (self.app.dash.fragment.as_millis() as u64, self.app.dash.playlist_length.as_millis() as u64)
     }
 
     /// Registers the fragments that come next (none once ended) and wakes the requests waiting.
