@@ -179,7 +179,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     // dash
     doc(
         "dash",
-        "Write MPEG-DASH (an MPD and fMP4 fragments in `dash_path`) for the application's streams; sluice serves them over HTTP too, the live MPD and recent fragments from memory.",
+        "Write MPEG-DASH (an MPD and fMP4 fragments in `dash_path`) for the application's streams; sluice serves them over HTTP too, the live MPD and recent fragments from memory. The streams of an `hls_variant` group or a transcode ladder are also Representations of one variant MPD, `BASE_abr.mpd` (nested: `BASE.mpd`).",
         Differs("H.264, HEVC and AV1 video, AAC and Opus audio (nginx-rtmp: H.264 and AAC only)"),
     ),
     doc("dash_path", "Directory of MPDs and fragments (created if missing); served at `/<last component>/`.", Same).syntax("DIR"),
