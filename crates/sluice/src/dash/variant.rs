@@ -40,10 +40,13 @@ struct Member {
     audio: Option<AudioRep>,
 }
 
+/// One variant MPD's live members, in order.
+type Members = BTreeMap<(usize, String), Member>;
+
 /// The live members of every variant MPD, by its path.
 #[derive(Default)]
 pub(super) struct Registry {
-    masters: Mutex<HashMap<PathBuf, BTreeMap<(usize, String), Member>>>,
+    masters: Mutex<HashMap<PathBuf, Members>>,
     /// One variant MPD written at a time, so the newest text is the last on disk.
     writing: tokio::sync::Mutex<()>,
 }
@@ -124,7 +127,7 @@ pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u
 }
 
 /// `settings`: (`dash_fragment`, `dash_playlist_length`) in ms.
-fn render(members: &BTreeMap<(usize, String), Member>, (fragment_ms, window_ms): (u64, u64), now_ms: u64) -> String {
+fn render(members: &Members, (fragment_ms, window_ms): (u64, u64), now_ms: u64) -> String {
     let start = members.values().map(|m| m.anchor_ms).max().unwrap_or(0);
     let mut video = Vec::new();
     let mut audio = Vec::new();
@@ -134,8 +137,8 @@ fn render(members: &BTreeMap<(usize, String), Member>, (fragment_ms, window_ms):
         audio.extend(m.audio.clone().map(|a| AudioRep { offset, ..a }));
     }
     // Highest bandwidth first, as players list them.
-    video.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
-    audio.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
+    video.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+    audio.sort_by_key(|a| std::cmp::Reverse(a.bandwidth));
     dash::mpd::render(&dash::mpd::Manifest {
         dynamic: true,
         availability_start_ms: start,
