@@ -562,6 +562,15 @@ fn announce(config: &Config, rtmp: &[(SocketAddr, &str)], http: &[SocketAddr]) {
             );
         }
         let mut apps = config.servers.iter().flat_map(|s| &s.apps);
+        if let Some((app, path)) = apps.find_map(|a| Some((a, a.dash_url_path("STREAM")?))) {
+            eprintln!(
+                "  dash:    http://{}:{}{path} (publish to application \"{}\")",
+                host(addr),
+                addr.port(),
+                app.name
+            );
+        }
+        let mut apps = config.servers.iter().flat_map(|s| &s.apps);
         if let Some((app, path)) = apps.find_map(|a| Some((a, a.ladder_url_path("STREAM")?))) {
             eprintln!(
                 "  abr:     http://{}:{}{path} (transcode ladder master of application \"{}\")",
