@@ -99,7 +99,11 @@ pub fn render(m: &Manifest) -> String {
     // A static presentation starts at its first listed fragment.
     let offset = if m.dynamic { 0 } else { first };
     if !m.video.is_empty() {
-        out.push_str("    <AdaptationSet id=\"1\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\"");
+        let _ = write!(
+            out,
+            "    <AdaptationSet id=\"1\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"{}\" startWithSAP=\"1\"",
+            aligned(m.video.len())
+        );
         let (w, h) = m.video.iter().fold((0, 0), |(w, h), v| (w.max(v.width), h.max(v.height)));
         if w > 0 && h > 0 {
             let _ = write!(out, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
@@ -117,7 +121,11 @@ pub fn render(m: &Manifest) -> String {
         out.push_str("    </AdaptationSet>\n");
     }
     if !m.audio.is_empty() {
-        out.push_str("    <AdaptationSet id=\"2\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+        let _ = writeln!(
+            out,
+            "    <AdaptationSet id=\"2\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"{}\" startWithSAP=\"1\">",
+            aligned(m.audio.len())
+        );
         let channels = m.audio.iter().map(|a| a.channels).max().unwrap_or(1);
         let _ = writeln!(
             out,
@@ -140,6 +148,12 @@ pub fn render(m: &Manifest) -> String {
     }
     out.push_str("  </Period>\n</MPD>\n");
     out
+}
+
+/// Variants are cut at their own keyframes: only a lone Representation's segments are aligned
+/// (ISO/IEC 23009-1 §5.3.3.2: `segmentAlignment` is about the Representations of a set).
+fn aligned(representations: usize) -> bool {
+    representations <= 1
 }
 
 fn template(out: &mut String, prefix: &str, ext: &str, offset: u64, timeline: &[(u64, u64)]) {
@@ -322,6 +336,7 @@ mod variant_tests {
         };
         let text = render(&m);
         assert_eq!(text.matches("<AdaptationSet").count(), 1, "{text}");
+        assert!(text.contains("segmentAlignment=\"false\""), "variants are not aligned: {text}");
         assert!(text.contains("maxWidth=\"1280\" maxHeight=\"720\""), "{text}");
         assert!(text.contains("<Representation id=\"cam_lo_H264\""), "{text}");
         assert!(text.contains("presentationTimeOffset=\"350\" media=\"cam_lo-$Time$.m4v\""), "{text}");
