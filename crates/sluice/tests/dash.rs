@@ -354,6 +354,9 @@ fn variants_are_representations_of_one_variant_mpd() {
     assert_eq!(mpd.matches("<AdaptationSet").count(), 2, "{mpd}");
     assert!(mpd.contains("id=\"cam_hi_H264\"") && mpd.contains("id=\"cam_lo_H264\""), "{mpd}");
     assert!(mpd.contains("media=\"cam_lo-$Time$.m4v\""), "{mpd}");
+    let xml = dir.path("cam_abr.mpd");
+    std::fs::write(&xml, &mpd).unwrap();
+    validate_against_the_xsd(&xml);
     let url = format!("http://127.0.0.1:{}/dash/cam_abr.mpd", server.http_port);
     let streams = dash_streams(&url);
     assert!(
