@@ -1420,7 +1420,7 @@ fn settings_target(s: &Settings) -> u64 {
 }
 
 /// Samples in one Opus packet at 48 kHz, from its TOC byte (RFC 6716 §3.1).
-fn opus_packet_samples(packet: &[u8]) -> Option<u64> {
+pub fn opus_packet_samples(packet: &[u8]) -> Option<u64> {
     let toc = *packet.first()?;
     let config = toc >> 3;
     // Frame sizes in units of 2.5 ms (120 samples).

@@ -145,10 +145,12 @@ impl Server {
         crate::metrics::install();
         let hub = Hub::new();
         let hls = crate::hls::HlsStore::new(shutdown.clone());
+        let dash = crate::dash::DashStore::new(shutdown.clone());
         let tracker = TaskTracker::new();
         let mut shared = server::Shared {
             hub: hub.clone(),
             hls: hls.clone(),
+            dash: dash.clone(),
             notices: Default::default(),
             records: crate::record::Recorders::new(config.servers.len()),
             access: Default::default(),
@@ -173,8 +175,9 @@ impl Server {
         let mut server = Server {
             shared,
             hls: hls.clone(),
-            // Live HLS playlists and segments are served from memory before the disk.
-            live: vec![hls],
+            // Live HLS playlists and segments, DASH MPDs and fragments, are served from memory
+            // before the disk.
+            live: vec![hls, dash],
             tracker,
             accepting: shutdown.child_token(),
             shutdown,
@@ -398,6 +401,7 @@ impl Server {
             tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
         }
         self.hls.drain(SHUTDOWN_GRACE).await;
+        self.shared.dash.drain(SHUTDOWN_GRACE).await;
         self.shared.records.drain(SHUTDOWN_GRACE).await;
     }
 }
@@ -552,6 +556,15 @@ fn announce(config: &Config, rtmp: &[(SocketAddr, &str)], http: &[SocketAddr]) {
         if let Some((app, path)) = apps.filter_map(|a| Some((a, a.hls_url_path("STREAM")?))).next() {
             eprintln!(
                 "  hls:     http://{}:{}{path} (publish to application \"{}\")",
+                host(addr),
+                addr.port(),
+                app.name
+            );
+        }
+        let mut apps = config.servers.iter().flat_map(|s| &s.apps);
+        if let Some((app, path)) = apps.find_map(|a| Some((a, a.dash_url_path("STREAM")?))) {
+            eprintln!(
+                "  dash:    http://{}:{}{path} (publish to application \"{}\")",
                 host(addr),
                 addr.port(),
                 app.name

@@ -808,6 +808,7 @@ mod tests {
         let shared = crate::server::Shared {
             hub: hub.clone(),
             hls: crate::hls::HlsStore::new(shutdown.clone()),
+            dash: crate::dash::DashStore::new(shutdown.clone()),
             notices: Default::default(),
             records: crate::record::Recorders::new(1),
             access: Default::default(),

@@ -12,6 +12,7 @@ pub mod client;
 pub mod clients;
 pub mod config;
 pub mod connection;
+pub mod dash;
 pub mod dashboard;
 pub mod events;
 pub mod exec;

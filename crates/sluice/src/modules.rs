@@ -117,6 +117,7 @@ pub type Modules = Arc<[Arc<dyn Module>]>;
 pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
     vec![
         Arc::new(crate::hls::Output::new(shared.hls.clone())),
+        Arc::new(crate::dash::Output::new(shared.dash.clone())),
         Arc::new(crate::record::Output::new(shared.records.clone(), shared.notices.clone())),
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),
         // Its state (children alive, `exec_pull` players) lives in this one instance.

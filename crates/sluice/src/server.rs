@@ -116,6 +116,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Live HLS content.
     pub hls: Arc<HlsStore>,
+    /// Live DASH content.
+    pub dash: Arc<crate::dash::DashStore>,
     /// Server-wide notices.
     pub notices: Arc<Notices>,
     /// The recorder registry.

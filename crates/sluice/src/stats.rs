@@ -884,6 +884,7 @@ mod tests {
         let shared = crate::server::Shared {
             hub: hub.clone(),
             hls: crate::hls::HlsStore::new(Default::default()),
+            dash: crate::dash::DashStore::new(Default::default()),
             notices: Default::default(),
             records: crate::record::Recorders::new(1),
             access: Default::default(),

@@ -40,7 +40,7 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let apps = write(
         &dir,
         "rtmp.d/live.conf",
-        "application live {\n    live on;\n    dash on;\n    play /tmp/vod;\n    hls on;\n    hls_path /tmp/hls;\n    hls_variant _hi BANDWIDTH=1000;\n}\n",
+        "application live {\n    live on;\n    dash_repetition on;\n    play /tmp/vod;\n    hls on;\n    hls_path /tmp/hls;\n    hls_variant _hi BANDWIDTH=1000;\n}\n",
     );
     let main = write(
         &dir,
@@ -52,10 +52,11 @@ fn sluice_t_follows_includes_and_names_inert_directives() {
     let lines: Vec<&str> = stderr.lines().collect();
     // `play` acts (VOD): no warning for it.
     assert!(!stderr.contains("\"play\" has no effect"), "{stderr}");
-    let warning = "sluice: [warn] \"dash\" has no effect: ";
-    let found = lines.iter().find(|l| l.starts_with(warning)).unwrap_or_else(|| panic!("dash: {stderr}"));
+    let warning = "sluice: [warn] \"dash_repetition\" has no effect: ";
+    let found = lines.iter().find(|l| l.starts_with(warning)).unwrap_or_else(|| panic!("dash_repetition: {stderr}"));
     assert!(found.ends_with(&format!(" in {apps}:3")), "{found}");
-    let summary = format!("sluice: 2 directives have no effect yet: dash ({apps}:3), rtmp_auto_push (line 5)");
+    let summary =
+        format!("sluice: 2 directives have no effect yet: dash_repetition ({apps}:3), rtmp_auto_push (line 5)");
     assert!(lines.contains(&summary.as_str()), "{stderr}");
     assert_eq!(lines.last(), Some(&format!("sluice: configuration file {main} test is successful").as_str()));
 

@@ -176,6 +176,17 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("hls_fragment_type", "`fmp4` writes CMAF segments (`.m4s`) with an init segment (`#EXT-X-MAP`). MPEG-TS carries H.264 and HEVC, AAC and MP3; fMP4 H.264, HEVC, AV1, AAC and Opus.", SLUICE),
     doc("hls_low_latency", "Low-latency HLS: segments are also cut into parts (`#EXT-X-PART`, served from memory), with `#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`, `#EXT-X-PRELOAD-HINT` and `#EXT-X-PROGRAM-DATE-TIME`; requests with `_HLS_msn`/`_HLS_part` wait for that part (up to three target durations, then 503). Not with `hls_keys`.", SLUICE),
     doc("hls_part_duration", "The low-latency part target (50ms to 5s).", SLUICE),
+    // dash
+    doc(
+        "dash",
+        "Write MPEG-DASH (an MPD and fMP4 fragments in `dash_path`) for the application's streams; sluice serves them over HTTP too, the live MPD and recent fragments from memory. The streams of an `hls_variant` group or a transcode ladder are also Representations of one variant MPD, `BASE_abr.mpd` (nested: `BASE.mpd`).",
+        Differs("H.264, HEVC and AV1 video, AAC and Opus audio (nginx-rtmp: H.264 and AAC only)"),
+    ),
+    doc("dash_path", "Directory of MPDs and fragments (created if missing); served at `/<last component>/`.", Same).syntax("DIR"),
+    doc("dash_fragment", "Target fragment length: a fragment is cut at the first keyframe after it (audio-only streams: on audio); at twice this, or 10 MB in a track, it is cut anyway.", Same),
+    doc("dash_playlist_length", "How much the live MPD lists (`dash_playlist_length / dash_fragment` fragments; its `timeShiftBufferDepth`); also how long an ended stream's files stay before `dash_cleanup` removes them.", Differs("`timeShiftBufferDepth` is this length (nginx-rtmp: 4 × `dash_fragment` + 1 s)")),
+    doc("dash_nested", "One directory per stream: `NAME/index.mpd`, `NAME/init.m4v`, `NAME/T.m4v`, ...", Same),
+    doc("dash_cleanup", "Fragments that left the MPD are deleted after `dash_playlist_length`; after the stream ends, its MPD (static by then), init segments and fragments too, `dash_playlist_length` later.", Same),
     // http (rtmp level)
     doc(
         "http_listen",
@@ -270,12 +281,6 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("play", "Play FLV and MP4 files (VOD) from these directories or `http://` locations, tried in order; several lines merge (innermost first). `https://` is a sluice extension.", Same).syntax("DIR|URL..."),
     doc("play_temp_path", "Where files played from URLs are downloaded.", Same),
     doc("play_local_path", "Where downloaded files are kept (empty: deleted after playing).", Same),
-    doc("dash", "Write MPEG-DASH for the application's streams.", Same),
-    doc("dash_path", "Directory of DASH manifests and fragments.", Same),
-    doc("dash_fragment", "DASH fragment length.", Same),
-    doc("dash_playlist_length", "How much the DASH manifest lists.", Same),
-    doc("dash_nested", "One directory per stream.", Same),
-    doc("dash_cleanup", "Delete old DASH fragments.", Same),
     doc("dash_repetition", "Compact the manifest's segment timeline with repetitions.", Same),
     doc("dash_clock_compensation", "How players synchronise their clock.", Same),
     doc("dash_clock_helper_uri", "The clock URI for `dash_clock_compensation`.", Same),
@@ -413,6 +418,7 @@ fn section(group: Group) -> (&'static str, &'static str) {
         Group::Live => ("Live", "nginx-rtmp's live module."),
         Group::Record => ("Recording", "nginx-rtmp's record module; `recorder` blocks take the `record*` directives too."),
         Group::Hls => ("HLS", "nginx-rtmp's hls module, and sluice's fMP4 and low-latency HLS."),
+        Group::Dash => ("DASH", "nginx-rtmp's dash module, with HEVC, AV1 and Opus too."),
         Group::Http => ("Built-in HTTP server", "Set inside `rtmp {}`; they apply when the file has no `http {}` block."),
         Group::Access => ("Access control", "nginx-rtmp's access and limit modules, and sluice's signed and publish keys."),
         Group::Notify => ("HTTP callbacks", "nginx-rtmp's notify module."),
@@ -606,8 +612,8 @@ fn row(spec: &DirectiveSpec, doc: &Doc, contexts: &str, with_inert: bool) -> Str
 fn inert_section() -> String {
     let mut out = String::from(
         "\n## Accepted, not active yet\n\nAccepted, so that nginx-rtmp configurations load, and validated, but with no effect. \
-         `sluice -t` and start-up print a warning for each one written (`sluice: [warn] \"dash\" has no effect: DASH is not \
-         implemented yet, in /etc/nginx/rtmp.conf:12`) and a summary line naming them all.\n\n\
+         `sluice -t` and start-up print a warning for each one written (`sluice: [warn] \"dash_repetition\" has no effect: \
+         this DASH fork's extension is not implemented, in /etc/nginx/rtmp.conf:12`) and a summary line naming them all.\n\n\
          | directive | where | why it has no effect |\n|---|---|---|\n",
     );
     let mut rows: Vec<(Vec<String>, String, &'static str)> = Vec::new();

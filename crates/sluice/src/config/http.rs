@@ -1148,25 +1148,32 @@ fn non_empty(d: &Directive) -> Result<String, Fail> {
     Ok(arg.value.clone())
 }
 
-/// The implicit locations serving each `hls_path` directory at `/<last component>/`. Two
+/// The implicit locations serving each `hls_path` and `dash_path` directory at `/<last component>/`. Two
 /// applications whose different directories share a last component would fight over one
 /// URL: an error at the second one's `application` line (found in `rtmp`).
 pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) -> Result<Vec<Location>, Fail> {
-    let mut seen: Vec<(String, &Path, &str)> = Vec::new();
+    let mut seen: Vec<(String, &Path, &str, &str)> = Vec::new();
     let mut out = Vec::new();
     for (i, server) in servers.iter().enumerate() {
-        for app in server.apps.iter().filter(|a| a.hls.enabled) {
-            let Some(path) = app.hls.path.as_deref() else { continue };
+        // The directories sluice writes live content into: `hls_path`, `dash_path`.
+        let written = server.apps.iter().flat_map(|a| {
+            let hls = a.hls.path.as_deref().filter(|_| a.hls.enabled).map(|p| (a, p, "hls_path", true));
+            let dash = a.dash.path.as_deref().filter(|_| a.dash.enabled).map(|p| (a, p, "dash_path", false));
+            hls.into_iter().chain(dash)
+        });
+        for (app, path, directive, is_hls) in written {
             let Some(name) = served_name(path) else {
-                tracing::warn!(app = %app.name, "hls_path \"{}\" has no directory name to serve it under; not served over HTTP", path.display());
+                tracing::warn!(app = %app.name, "{directive} \"{}\" has no directory name to serve it under; not served over HTTP", path.display());
                 continue;
             };
             let uri = format!("/{name}/");
-            match seen.iter().find(|(u, _, _)| *u == uri) {
-                Some((_, other_path, _)) if *other_path == path => continue,
-                Some((_, other_path, other_app)) => {
+            match seen.iter().find(|(u, _, _, _)| *u == uri) {
+                Some((_, other_path, _, _)) if *other_path == path => continue,
+                Some((_, other_path, other_app, other)) => {
+                    let dirs =
+                        if *other == directive { format!("{directive} directories") } else { "directories".into() };
                     let msg = format!(
-                        "applications \"{other_app}\" (hls_path {}) and \"{}\" (hls_path {}) would both be served at \"{uri}\"; give their hls_path directories different names",
+                        "applications \"{other_app}\" ({other} {}) and \"{}\" ({directive} {}) would both be served at \"{uri}\"; give their {dirs} different names",
                         other_path.display(),
                         app.name,
                         path.display()
@@ -1175,10 +1182,11 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
                 }
                 None => {}
             }
-            seen.push((uri.clone(), path, &app.name));
+            seen.push((uri.clone(), path, &app.name, directive));
             let mut loc = HttpLayer::default().build(&uri, false);
             loc.files = Some(Files::Alias { dir: path.to_path_buf(), prefix: uri });
-            loc.hls = true;
+            // HLS segment names are unique per publish (immutable); DASH's, as nginx-rtmp's, are not.
+            loc.hls = is_hls;
             out.push(loc);
         }
     }

@@ -1,4 +1,5 @@
-//! Directives of nginx-rtmp features sluice does not implement yet (DASH, periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
+//! Directives of nginx-rtmp features sluice does not implement yet (DASH forks' extras,
+//! periodic access log lines, and a notify fork's `notify_send_redirect`). They are accepted, so existing
 //! configs keep loading, kept as raw words in `extra` (on `ServerConf`, `AppConf` and `Recorder`) for the feature
 //! that implements them later. Argument counts are checked loosely (nginx-rtmp's own counts,
 //! widened where forks add arguments).
@@ -25,13 +26,7 @@ const ONE: Args = Args::Exactly(1);
 pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     // notify (a fork's directive: answer redirects to the client instead of following them)
     spec("notify_send_redirect", RSA, ONE, Kind::Raw, "off"),
-    // dash
-    spec("dash", RSA, ONE, Kind::Raw, "off"),
-    spec("dash_path", RSA, ONE, Kind::Raw, ""),
-    spec("dash_fragment", RSA, ONE, Kind::Raw, "5s"),
-    spec("dash_playlist_length", RSA, ONE, Kind::Raw, "30s"),
-    spec("dash_nested", RSA, ONE, Kind::Raw, "off"),
-    spec("dash_cleanup", RSA, ONE, Kind::Raw, "on"),
+    // a DASH fork's extras (nginx-rtmp has the other dash_* directives: config/dash.rs)
     spec("dash_repetition", RSA, ONE, Kind::Raw, "off"),
     spec("dash_clock_compensation", RSA, ONE, Kind::Raw, "off"),
     spec("dash_clock_helper_uri", RSA, ONE, Kind::Raw, ""),
@@ -99,7 +94,7 @@ pub(crate) const PLAY_SOURCES: &[(&str, &str)] = &[];
 /// Why a [`DIRECTIVES`] row has no effect.
 fn why_later(name: &str) -> &'static str {
     match name {
-        n if n.starts_with("dash") => "DASH is not implemented yet",
+        n if n.starts_with("dash") => "this DASH fork's extension is not implemented",
         "log_interval" | "log_size" => "sluice writes one access log line per session, when it ends",
         "netcall_timeout" | "netcall_buffer" => "callbacks use notify_timeout and sluice's own limits",
         "notify_send_redirect" => "sending callback redirects to the client is not implemented yet",

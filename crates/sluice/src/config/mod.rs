@@ -14,6 +14,7 @@
 
 mod access;
 mod core;
+mod dash;
 mod docs;
 mod effective;
 mod exec;
@@ -38,6 +39,7 @@ use nginx_conf::{Directive, Loader, Source, Span};
 
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
+pub use self::dash::DashConf;
 pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
@@ -56,6 +58,7 @@ pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, Directive
 
 use self::access::AccessLayer;
 use self::core::CoreLayer;
+use self::dash::DashLayer;
 use self::exec::ExecLayer;
 use self::hls::HlsLayer;
 use self::live::LiveLayer;
@@ -124,6 +127,8 @@ pub struct AppConf {
     pub record: RecordConf,
     /// HLS settings.
     pub hls: HlsConf,
+    /// DASH settings.
+    pub dash: DashConf,
     /// Who may publish and play: IP rules, signed stream keys, publish keys.
     pub access: AccessConf,
     /// HTTP callbacks (`on_publish`, ...), with the server's `on_connect`/`on_disconnect`.
@@ -305,6 +310,7 @@ enum Group {
     Live,
     Record,
     Hls,
+    Dash,
     Http,
     Access,
     Notify,
@@ -324,6 +330,7 @@ impl Group {
             Group::Live => "live",
             Group::Record => "record",
             Group::Hls => "hls",
+            Group::Dash => "dash",
             Group::Http => "http",
             Group::Access => "access",
             Group::Notify => "notify",
@@ -343,6 +350,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Live, live::DIRECTIVES),
     (Group::Record, record::DIRECTIVES),
     (Group::Hls, hls::DIRECTIVES),
+    (Group::Dash, dash::DIRECTIVES),
     (Group::Http, http::RTMP_DIRECTIVES),
     (Group::Access, access::DIRECTIVES),
     (Group::Notify, notify::DIRECTIVES),
@@ -397,6 +405,7 @@ struct Layer {
     live: LiveLayer,
     record: RecordLayer,
     hls: HlsLayer,
+    dash: DashLayer,
     access: AccessLayer,
     notify: NotifyLayer,
     relay: RelayLayer,
@@ -414,6 +423,7 @@ impl Layer {
             Group::Live => self.live.set(d),
             Group::Record => self.record.set(d),
             Group::Hls => self.hls.set(d),
+            Group::Dash => self.dash.set(d),
             Group::Access => self.access.set(d),
             Group::Notify => self.notify.set(d),
             Group::Relay => self.relay.set(d),
@@ -440,6 +450,7 @@ impl Layer {
             live: self.live.inherit(&outer.live),
             record: self.record.inherit(&outer.record),
             hls: self.hls.inherit(&outer.hls),
+            dash: self.dash.inherit(&outer.dash),
             access: self.access.inherit(&outer.access),
             notify: self.notify.inherit(&outer.notify),
             relay: self.relay.inherit(&outer.relay),
@@ -689,6 +700,8 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     check_record_path(&record, a)?;
     let hls = merged.hls.build();
     hls.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
+    let dash = merged.dash.build();
+    dash.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
     merged.access.check().map_err(|why| Fail::new(a.span, format!("application \"{}\": {why}", a.name)))?;
     let access = merged.access.build();
     let mut notify = merged.notify.build();
@@ -705,6 +718,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
         live,
         record,
         hls,
+        dash,
         access,
         notify,
         relay,

@@ -265,7 +265,7 @@ fn later_directives_are_kept_raw() {
         "rtmp { notify_method get; server { listen 1935; on_connect http://h/c;
             application live {
                 live on;
-                dash_path /tmp/$app/$name;
+                dash_clock_helper_uri /tmp/$app/$name;
             }
         } }",
     );
@@ -273,7 +273,7 @@ fn later_directives_are_kept_raw() {
     assert!(s.extra.is_empty(), "notify and access directives are typed: {:?}", s.extra);
     let extra = &s.apps[0].extra;
     let names: Vec<_> = extra.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["dash_path"]);
+    assert_eq!(names, ["dash_clock_helper_uri"]);
     assert_eq!(extra[0].1, ["/tmp/$app/$name"]);
 }
 
@@ -475,7 +475,7 @@ fn includes_follow_the_debian_layout() {
     dir.write("modules-enabled/50-mod-rtmp.conf", "load_module modules/ngx_rtmp_module.so;\n");
     dir.write("modules-enabled/README", "not a .conf: not included\n");
     dir.write("modules-enabled/.hidden.conf", "this would not parse {");
-    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    dash on;\n}\n");
+    dir.write("rtmp.d/live.conf", "application live {\n    live on;\n    dash_repetition on;\n}\n");
     dir.write("rtmp.d/tv.conf", "application tv { live on; }\n");
     dir.write(
         "conf.d/rtmp.conf",
@@ -498,14 +498,17 @@ fn includes_follow_the_debian_layout() {
     assert_eq!(
         c.inert,
         [Inert {
-            directive: "dash".into(),
+            directive: "dash_repetition".into(),
             file: live.clone(),
             main_file: false,
             line: 3,
-            why: "DASH is not implemented yet"
+            why: "this DASH fork's extension is not implemented"
         }]
     );
-    assert_eq!(c.inert_report().last().unwrap(), &format!("sluice: 1 directive has no effect yet: dash ({live}:3)"));
+    assert_eq!(
+        c.inert_report().last().unwrap(),
+        &format!("sluice: 1 directive has no effect yet: dash_repetition ({live}:3)")
+    );
 
     // Errors name the included file and its line.
     dir.write("rtmp.d/tv.conf", "application tv {\n    lve on;\n}\n");
@@ -542,10 +545,14 @@ fn include_errors() {
 
 #[test]
 fn inert_directives_are_reported_with_file_and_line() {
-    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind proxy_protocol;\n    application a {\n      live on;\n      dash on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
+    let text = "rtmp_auto_push on;\nrtmp {\n  out_cork 8;\n  server {\n    listen 1935 backlog=10 bind proxy_protocol;\n    application a {\n      live on;\n      dash_repetition on;\n      hls on; hls_path /tmp/a;\n      hls_variant _hi BANDWIDTH=1;\n      recorder r { record all; record_path /r; exec_record_done true; }\n    }\n  }\n}\nhttp { server { location /stat { rtmp_stat all; } } }\n";
     let c = parse(text);
     let seen: Vec<(&str, u32)> = c.inert.iter().map(|i| (i.directive.as_str(), i.line)).collect();
-    assert_eq!(seen, [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash", 8)], "rtmp_stat acts");
+    assert_eq!(
+        seen,
+        [("rtmp_auto_push", 1), ("out_cork", 3), ("listen backlog", 5), ("dash_repetition", 8)],
+        "rtmp_stat acts"
+    );
     let report = c.inert_report();
     assert_eq!(report.len(), seen.len() + 1);
     assert_eq!(
@@ -554,7 +561,7 @@ fn inert_directives_are_reported_with_file_and_line() {
     );
     assert_eq!(
         report.last().unwrap(),
-        "sluice: 4 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash (line 8)"
+        "sluice: 4 directives have no effect yet: rtmp_auto_push (line 1), out_cork (line 3), listen backlog (line 5), dash_repetition (line 8)"
     );
     assert!(parse(SEED).inert_report().is_empty(), "nothing to say when every directive acts");
 }
@@ -1177,7 +1184,7 @@ fn effective_text_fills_in_inheritance() {
              server {
                  listen 1935; listen 127.0.0.1:1936;
                  live on; hls_variant _hi BANDWIDTH=1000; exec_options on; exec_push echo server name=x;
-                 application a { hls on; hls_path /tmp/a; publish_time_fix off; dash on; }
+                 application a { hls on; hls_path /tmp/a; publish_time_fix off; dash_repetition on; }
                  application b {
                      live off; hls_fragment 2s; hls_max_fragment 4s; allow play all;
                      record all; record_path /r; record_format mp4;

@@ -1,0 +1,508 @@
+//! nginx-rtmp's `dash` module: every published stream of an application with `dash on` gets a
+//! task that subscribes to it in the hub, packages it into fMP4 fragments (the sans-IO `dash`
+//! crate) and writes the MPD and fragments to `dash_path` as nginx-rtmp names them. The live
+//! MPD, the init segments and each track's newest fragments are also kept in memory and served
+//! from there by the HTTP server.
+//!
+//! | directive | meaning |
+//! |---|---|
+//! | `dash`, `dash_path` | write DASH for every stream of the application into this directory |
+//! | `dash_fragment` | where fragments are cut |
+//! | `dash_playlist_length` | the MPD's window |
+//! | `dash_nested` | `NAME/index.mpd` instead of `NAME.mpd` |
+//! | `dash_cleanup` | remove fragments that left the window, and everything after the stream ends |
+//!
+//! The directives are parsed in `config::dash`. Files are written atomically (a temporary file
+//! renamed over the target). When the publisher leaves, the MPD turns `type="static"` at once
+//! (a later publish of the name starts a new task and a new timeline); with `dash_cleanup` the
+//! stream's files go `dash_playlist_length` later unless the name was published again meanwhile.
+//! Stream names are checked again here (`untrusted::stream_name`) before they become paths.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dash::{Event, Packager, Settings};
+use rtmp::MediaKind;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AppConf;
+use crate::hub::Entry;
+use crate::untrusted::{self, NameError};
+
+mod variant;
+
+/// Ring entries the DASH task takes at a time.
+const MAX_BATCH: usize = 256;
+/// Fragments per track kept in memory per stream: players fetch the newest; older ones are
+/// read from disk.
+const MEMORY_FRAGMENTS: usize = 3;
+/// Most expired files one stream waits to remove; past that a file is removed at once.
+const MAX_PENDING_REMOVALS: usize = 4096;
+/// Longest a request for the next fragment waits for it.
+const MAX_WAIT: Duration = Duration::from_secs(15);
+
+/// Live DASH content in memory, keyed by the absolute path it has on disk, so any HTTP location
+/// that maps a URL to that file (a `root`, an `alias`, or the implicit `dash_path` location)
+/// serves it from memory first.
+#[derive(Default)]
+pub struct DashStore {
+    files: Mutex<HashMap<PathBuf, Bytes>>,
+    /// Which task writes each MPD, and where its timeline ends: an ended stream's task leaves
+    /// the MPD and init segments to a later publish of the name, whose timeline starts after
+    /// (so no fragment name is used twice while players may still fetch or cache the old ones).
+    /// One entry per stream with a task, live or lingering.
+    writers: Mutex<HashMap<PathBuf, Writer>>,
+    next_writer: AtomicU64,
+    /// The DASH tasks, so shutdown lets them write their static MPD.
+    tasks: TaskTracker,
+    /// Server shutdown: tasks finish their MPD and keep their files.
+    shutdown: CancellationToken,
+    /// The next fragment of each track of each live stream, before it exists: players that read
+    /// the timeline ahead (ffmpeg) ask for it early, and wait for it instead of getting a 404.
+    expected: Mutex<HashMap<PathBuf, Expected>>,
+    /// The live members of every variant MPD (`hls_variant`, transcode ladder).
+    variants: variant::Registry,
+}
+
+/// The task writing an MPD and where its timeline ends (ms).
+#[derive(Clone, Copy)]
+struct Writer {
+    id: u64,
+    end: u64,
+}
+
+/// A fragment not written yet: its stream's task bumps `written` on every write.
+#[derive(Clone)]
+struct Expected {
+    written: Arc<watch::Sender<u64>>,
+    wait: Duration,
+}
+
+impl DashStore {
+    /// An empty store; `shutdown` is the server's.
+    pub fn new(shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self { shutdown, ..Self::default() })
+    }
+
+    /// Wait (up to `grace`) for the DASH tasks to write their last MPD after shutdown.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some DASH writers did not finish within {grace:?}");
+        }
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Bytes>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Writer>> {
+        self.writers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn expected(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Expected>> {
+        self.expected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file at `path` from memory (the next fragment of a live stream once it is written,
+    /// up to two fragment lengths), or `None` to let the HTTP server read the disk.
+    pub async fn get(&self, path: &Path) -> Option<axum::response::Response> {
+        if let Some(data) = self.files().get(path).cloned() {
+            return Some(reply(path, data));
+        }
+        let expected = self.expected().get(path).cloned()?;
+        let mut rx = expected.written.subscribe();
+        let found = tokio::time::timeout(expected.wait, async {
+            loop {
+                if let Some(data) = self.files().get(path).cloned() {
+                    return Some(data);
+                }
+                // The stream ended, or went on without this name (a jump, a lost track).
+                if !self.expected().contains_key(path) || rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        found.ok().flatten().map(|data| reply(path, data))
+    }
+}
+
+impl crate::http::LiveContent for DashStore {
+    fn get<'a>(
+        &'a self,
+        file: &'a Path,
+        _query: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<axum::response::Response>> + Send + 'a>> {
+        Box::pin(DashStore::get(self, file))
+    }
+}
+
+/// Names repeat from one publish of a stream to the next (as nginx-rtmp's), so nothing is
+/// cached without asking again.
+fn reply(path: &Path, data: Bytes) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut res = axum::response::Response::new(axum::body::Body::from(data));
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// MIME types of what DASH writes.
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("mpd") => "application/dash+xml",
+        Some("m4a") => "audio/mp4",
+        _ => "video/mp4",
+    }
+}
+
+/// The packager settings for an application.
+fn settings(app: &AppConf) -> Settings {
+    Settings { fragment: app.dash.fragment, playlist_length: app.dash.playlist_length, nested: app.dash.nested }
+}
+
+/// Where a stream's MPD goes, relative names refused: `stream_name` was checked when the stream
+/// was published, and is checked again here, where the name becomes a path.
+fn manifest_path(dir: &Path, name: &str, nested: bool) -> Result<PathBuf, NameError> {
+    let name = untrusted::stream_name(name)?;
+    Ok(dir.join(dash::manifest_file(name, nested)))
+}
+
+/// The DASH output module.
+pub struct Output {
+    store: Arc<DashStore>,
+}
+
+impl Output {
+    /// The module, writing into `store` (shared with the HTTP server).
+    pub fn new(store: Arc<DashStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl crate::modules::Module for Output {
+    fn name(&self) -> &'static str {
+        "dash"
+    }
+
+    fn on_publish(&self, ctx: &crate::modules::PublishCtx<'_>) {
+        let app = ctx.source.app;
+        let name = ctx.source.name;
+        let Some(dir) = app.dash.path.clone().filter(|_| app.dash.enabled) else { return };
+        let mpd = match manifest_path(&dir, name, app.dash.nested) {
+            Ok(p) => p,
+            Err(e) => {
+                return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: {e}; no DASH for this stream")
+            }
+        };
+        let id = self.store.next_writer.fetch_add(1, Ordering::Relaxed);
+        let mut packager = Packager::new(settings(app), name);
+        {
+            let mut writers = self.store.writers();
+            // A fragment after the previous publish's last one (which may still be written).
+            let gap = app.dash.fragment.as_millis() as u64 * 2;
+            let start = writers.get(&mpd).map_or(0, |w| w.end + gap);
+            packager.start_at(start);
+            writers.insert(mpd.clone(), Writer { id, end: start });
+        }
+        let (_, sub) = ctx.stream.subscribe();
+        let dir_for_variant = dir.clone();
+        let task = DashTask {
+            store: self.store.clone(),
+            app: app.clone(),
+            name: name.to_string(),
+            packager,
+            dir,
+            mpd,
+            id,
+            in_memory: VecDeque::new(),
+            inits: Vec::new(),
+            expired: VecDeque::new(),
+            logged: Vec::new(),
+            written: Arc::new(watch::channel(0).0),
+            next: Vec::new(),
+            variant: variant::place(app, &dir_for_variant, name),
+        };
+        self.store.tasks.spawn(task.run(sub));
+    }
+}
+
+/// One stream's DASH writer.
+struct DashTask {
+    store: Arc<DashStore>,
+    app: Arc<AppConf>,
+    name: String,
+    packager: Packager,
+    dir: PathBuf,
+    mpd: PathBuf,
+    /// This task's number in `store.writers`.
+    id: u64,
+    /// Fragments held in memory, oldest first.
+    in_memory: VecDeque<PathBuf>,
+    inits: Vec<PathBuf>,
+    /// Fragments that left the window, with when they may go.
+    expired: VecDeque<(tokio::time::Instant, PathBuf)>,
+    /// Errors already logged (a full disk is said once).
+    logged: Vec<String>,
+    /// Bumped after every write: requests waiting for the next fragment look again.
+    written: Arc<watch::Sender<u64>>,
+    /// The next fragments' paths, registered in `store.expected`.
+    next: Vec<PathBuf>,
+    /// The variant MPD this stream is listed in.
+    variant: Option<variant::Place>,
+}
+
+impl DashTask {
+    async fn run(mut self, mut sub: crate::hub::Subscriber) {
+        tracing::info!(app = %self.app.name, stream = %self.name, path = %self.mpd.display(), "dash: start");
+        let shutdown = self.store.shutdown.clone();
+        loop {
+            let batch = tokio::select! {
+                batch = sub.next_batch(MAX_BATCH) => batch,
+                _ = shutdown.cancelled() => break,
+            };
+            if batch.skipped > 0 {
+                tracing::warn!(app = %self.app.name, stream = %self.name, skipped = batch.skipped, "dash: fell behind the stream; frames skipped");
+            }
+            let mut unpublished = false;
+            for entry in batch.entries {
+                match entry {
+                    Entry::Frame(f) => match f.kind {
+                        MediaKind::Video => {
+                            self.packager.push_video(f.timestamp, f.video_header(), &f.payload, unix_ms())
+                        }
+                        MediaKind::Audio => {
+                            self.packager.push_audio(f.timestamp, f.audio_header(), &f.payload, unix_ms())
+                        }
+                        MediaKind::Data => {}
+                    },
+                    Entry::Published => {}
+                    Entry::Unpublished => {
+                        unpublished = true;
+                        break;
+                    }
+                }
+            }
+            self.apply_events().await;
+            self.remove_expired(false).await;
+            if unpublished {
+                break;
+            }
+        }
+        // Like a player that stops: the hub may forget the stream now.
+        drop(sub);
+        if let Some(place) = &self.variant {
+            // Players must not be sent to a variant that stopped.
+            variant::withdraw(&self.store, place, self.mpd_settings(), unix_ms()).await;
+        }
+        self.packager.finish();
+        self.apply_events().await;
+        // Nothing follows: requests waiting for a next fragment get their 404 now.
+        self.expect_next();
+        tracing::info!(app = %self.app.name, stream = %self.name, "dash: end of stream; the MPD is static");
+        self.ended().await;
+    }
+
+    /// Another task (a later publish of the name) writes this MPD now.
+    fn replaced(&self) -> bool {
+        self.store.writers().get(&self.mpd).is_none_or(|w| w.id != self.id)
+    }
+
+    async fn apply_events(&mut self) {
+        let mut manifest = false;
+        while let Some(ev) = self.packager.poll_event() {
+            match ev {
+                Event::Init { file, data } => {
+                    let path = self.dir.join(file);
+                    self.write_file(&path, &data).await;
+                    self.store.files().insert(path.clone(), data);
+                    self.inits.push(path);
+                }
+                Event::Fragment { file, data } => {
+                    let path = self.dir.join(file);
+                    self.write_file(&path, &data).await;
+                    self.store.files().insert(path.clone(), data);
+                    self.in_memory.push_back(path);
+                    // Two tracks: a few fragments of each.
+                    while self.in_memory.len() > 2 * MEMORY_FRAGMENTS {
+                        if let Some(old) = self.in_memory.pop_front() {
+                            self.store.files().remove(&old);
+                        }
+                    }
+                }
+                Event::Expired { file } => {
+                    let path = self.dir.join(file);
+                    self.store.files().remove(&path);
+                    self.in_memory.retain(|p| *p != path);
+                    if self.app.dash.cleanup {
+                        self.schedule_removal(path).await;
+                    }
+                }
+                Event::Manifest => manifest = true,
+                Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "dash: {w}"),
+            }
+        }
+        if let Some(w) = self.store.writers().get_mut(&self.mpd).filter(|w| w.id == self.id) {
+            w.end = self.packager.end();
+        }
+        if manifest && self.packager.has_fragments() && !self.replaced() {
+            let text = Bytes::from(self.packager.mpd(unix_ms()));
+            self.store.files().insert(self.mpd.clone(), text.clone());
+            let path = self.mpd.clone();
+            self.write_file(&path, &text).await;
+            self.expect_next();
+            if let Some(place) = self.variant.as_ref().filter(|_| !self.packager.ended()) {
+                variant::update(&self.store, place, &self.packager, self.mpd_settings(), unix_ms()).await;
+            }
+        }
+    }
+
+    /// (`dash_fragment`, `dash_playlist_length`) in ms, for variant MPDs.
+    fn mpd_settings(&self) -> (u64, u64) {
+        (self.app.dash.fragment.as_millis() as u64, self.app.dash.playlist_length.as_millis() as u64)
+    }
+
+    /// Registers the fragments that come next (none once ended) and wakes the requests waiting.
+    fn expect_next(&mut self) {
+        let wait = (self.app.dash.fragment * 2).clamp(Duration::from_secs(1), MAX_WAIT);
+        let next: Vec<PathBuf> = self.packager.next_files().into_iter().map(|f| self.dir.join(f)).collect();
+        {
+            let mut expected = self.store.expected();
+            for old in self.next.drain(..) {
+                expected.remove(&old);
+            }
+            for path in &next {
+                expected.insert(path.clone(), Expected { written: self.written.clone(), wait });
+            }
+        }
+        self.next = next;
+        self.written.send_modify(|n| *n += 1);
+    }
+
+    /// An expired fragment stays on disk `dash_playlist_length` (a player that read the MPD just
+    /// before may still fetch it). The queue is bounded: past it, the file goes at once.
+    async fn schedule_removal(&mut self, path: PathBuf) {
+        if self.expired.len() >= MAX_PENDING_REMOVALS {
+            let _ = tokio::fs::remove_file(&path).await;
+            return;
+        }
+        let due = tokio::time::Instant::now() + self.app.dash.playlist_length;
+        self.expired.push_back((due, path));
+    }
+
+    /// Removes the expired fragments whose time came (all of them with `all`).
+    async fn remove_expired(&mut self, all: bool) {
+        let now = tokio::time::Instant::now();
+        while let Some((due, _)) = self.expired.front() {
+            if !all && *due > now {
+                break;
+            }
+            let Some((_, path)) = self.expired.pop_front() else { break };
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+
+    /// The stream ended: with `dash_cleanup` everything goes after `dash_playlist_length`; the
+    /// MPD and init segments stay when the name was published again meanwhile (the new task
+    /// writes them now; its fragments have other names).
+    async fn ended(&mut self) {
+        let linger = self.app.dash.playlist_length.max(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            // Files stay after a shutdown, as HLS's.
+            _ = self.store.shutdown.cancelled() => return,
+        }
+        let replaced = self.replaced();
+        let shared: Vec<PathBuf> =
+            if replaced { Vec::new() } else { self.inits.drain(..).chain([self.mpd.clone()]).collect() };
+        {
+            let mut files = self.store.files();
+            for path in self.in_memory.drain(..).chain(shared.iter().cloned()) {
+                files.remove(&path);
+            }
+        }
+        if self.app.dash.cleanup {
+            self.remove_expired(true).await;
+            let fragments = self.packager.fragment_files().into_iter().map(|f| self.dir.join(f));
+            for f in fragments.chain(shared) {
+                let _ = tokio::fs::remove_file(&f).await;
+            }
+            if self.app.dash.nested && !replaced {
+                // The stream's own directory, if nothing else is in it.
+                if let Some(parent) = self.mpd.parent() {
+                    let _ = tokio::fs::remove_dir(parent).await;
+                }
+            }
+            tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
+        }
+        let mut writers = self.store.writers();
+        if writers.get(&self.mpd).is_some_and(|w| w.id == self.id) {
+            writers.remove(&self.mpd);
+        }
+    }
+
+    async fn write_file(&mut self, path: &Path, data: &[u8]) {
+        if let Err(e) = write_atomically(path, data).await {
+            let what = format!("cannot write {}: {e}", path.display());
+            let kind = e.kind().to_string();
+            if !self.logged.contains(&kind) {
+                tracing::error!(app = %self.app.name, stream = %self.name, "dash: {what} (further errors like this are not logged; the stream goes on)");
+                self.logged.push(kind);
+            }
+        }
+    }
+}
+
+/// Write atomically: a temporary file (`NAME.EXT.tmp`) renamed over the target, so readers of
+/// the directory (nginx, a CDN, scripts) never see half a file; the temporary file goes on error.
+async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
+    let result = async {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&tmp, data).await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_leave_dash_path_get_no_path() {
+        let dir = Path::new("/srv/dash");
+        for nested in [false, true] {
+            for bad in ["../x", "/abs", "", "..", "a/b", "a\\b", "a\nb"] {
+                assert!(manifest_path(dir, bad, nested).is_err(), "{bad:?} nested={nested}");
+            }
+        }
+        assert_eq!(manifest_path(dir, "cam.1", false).unwrap(), Path::new("/srv/dash/cam.1.mpd"));
+        assert_eq!(manifest_path(dir, "cam", true).unwrap(), Path::new("/srv/dash/cam/index.mpd"));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type(Path::new("/d/a.mpd")), "application/dash+xml");
+        assert_eq!(content_type(Path::new("/d/a-0.m4a")), "audio/mp4");
+        assert_eq!(content_type(Path::new("/d/a/init.m4v")), "video/mp4");
+    }
+}

@@ -1,0 +1,220 @@
+//! Variant MPDs: the streams of one `hls_variant` group (`NAME_hi`, `NAME_lo`, ...) or of one
+//! transcode ladder (`NAME` and its renditions `NAME_<h>p`) are listed as Representations of one
+//! video and one audio AdaptationSet in `NAME_abr.mpd` (nested: `NAME.mpd`, next to the
+//! streams' directories), so a DASH player switches between them by bandwidth.
+//!
+//! Each member's task updates its Representations after every fragment; the MPD is rendered
+//! from every live member under the registry lock and written by one writer at a time (the
+//! newest text last). Members started at different moments: the MPD's `availabilityStartTime`
+//! is the latest member's, each Representation's `presentationTimeOffset` says where its own
+//! timeline is then. A member that ends leaves it; the last one removes it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use dash::mpd::{AudioRep, VideoRep};
+
+use crate::config::AppConf;
+use crate::untrusted;
+
+use super::DashStore;
+
+/// Where a stream is listed: its variant MPD and its place in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Place {
+    /// The variant MPD's path.
+    pub master: PathBuf,
+    /// Sort key: the `hls_variant` line or ladder rung, then the name.
+    key: (usize, String),
+    /// What the member's file names start with, relative to the variant MPD.
+    prefix: String,
+}
+
+/// What a member last said.
+#[derive(Clone)]
+struct Member {
+    anchor_ms: u64,
+    video: Option<VideoRep>,
+    audio: Option<AudioRep>,
+}
+
+/// One variant MPD's live members, in order.
+type Members = BTreeMap<(usize, String), Member>;
+
+/// The live members of every variant MPD, by its path.
+#[derive(Default)]
+pub(super) struct Registry {
+    masters: Mutex<HashMap<PathBuf, Members>>,
+    /// One variant MPD written at a time, so the newest text is the last on disk.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// The variant MPD stream `name` of `app` belongs to, if any: with `hls_variant` lines, its
+/// name ends with a line's suffix (the first such line, as HLS); else with `transcode` lines,
+/// it is the source or a rendition of a ladder.
+pub(super) fn place(app: &AppConf, dir: &Path, name: &str) -> Option<Place> {
+    let line =
+        app.hls.variants.iter().enumerate().find(|(_, v)| name.len() > v.suffix.len() && name.ends_with(&v.suffix));
+    let (base, order) = match line {
+        Some((order, v)) => (&name[..name.len() - v.suffix.len()], order),
+        None if app.transcode.renditions.is_empty() => return None,
+        None => match app.transcode.rendition_of(name) {
+            Some((r, base)) => (base, 1 + app.transcode.renditions.iter().position(|o| o == r).unwrap_or(0)),
+            None => (name, 0),
+        },
+    };
+    let base = untrusted::stream_name(base).ok()?;
+    let (file, prefix) = if app.dash.nested {
+        (format!("{base}.mpd"), format!("{name}/"))
+    } else {
+        (format!("{base}_abr.mpd"), format!("{name}-"))
+    };
+    Some(Place { master: dir.join(file), key: (order, name.to_string()), prefix })
+}
+
+/// Lists (or updates) a member and writes the variant MPD.
+pub(super) async fn update(
+    store: &DashStore,
+    place: &Place,
+    packager: &dash::Packager,
+    settings: (u64, u64),
+    now_ms: u64,
+) {
+    let Some(anchor_ms) = packager.anchor_ms() else { return };
+    let (video, audio) = packager.representations(&place.prefix, 0);
+    let member = Member { anchor_ms, video, audio };
+    let _writing = store.variants.writing.lock().await;
+    let text = {
+        let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
+        let members = masters.entry(place.master.clone()).or_default();
+        members.insert(place.key.clone(), member);
+        render(members, settings, now_ms)
+    };
+    let text = Bytes::from(text);
+    store.files().insert(place.master.clone(), text.clone());
+    if let Err(e) = super::write_atomically(&place.master, &text).await {
+        tracing::debug!(path = %place.master.display(), "dash: cannot write the variant MPD: {e}");
+    }
+}
+
+/// A member left: the variant MPD without it, or gone with the last one.
+pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u64), now_ms: u64) {
+    let _writing = store.variants.writing.lock().await;
+    let text = {
+        let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(members) = masters.get_mut(&place.master) else { return };
+        members.remove(&place.key);
+        if members.is_empty() {
+            masters.remove(&place.master);
+            None
+        } else {
+            Some(render(members, settings, now_ms))
+        }
+    };
+    match text {
+        Some(text) => {
+            let text = Bytes::from(text);
+            store.files().insert(place.master.clone(), text.clone());
+            let _ = super::write_atomically(&place.master, &text).await;
+        }
+        None => {
+            store.files().remove(&place.master);
+            let _ = tokio::fs::remove_file(&place.master).await;
+        }
+    }
+}
+
+/// `settings`: (`dash_fragment`, `dash_playlist_length`) in ms.
+fn render(members: &Members, (fragment_ms, window_ms): (u64, u64), now_ms: u64) -> String {
+    let start = members.values().map(|m| m.anchor_ms).max().unwrap_or(0);
+    let mut video = Vec::new();
+    let mut audio = Vec::new();
+    for m in members.values() {
+        let offset = start - m.anchor_ms;
+        video.extend(m.video.clone().map(|v| VideoRep { offset, ..v }));
+        audio.extend(m.audio.clone().map(|a| AudioRep { offset, ..a }));
+    }
+    // Highest bandwidth first, as players list them.
+    video.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+    audio.sort_by_key(|a| std::cmp::Reverse(a.bandwidth));
+    dash::mpd::render(&dash::mpd::Manifest {
+        dynamic: true,
+        availability_start_ms: start,
+        publish_ms: now_ms,
+        fragment_ms,
+        window_ms,
+        video,
+        audio,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(body: &str) -> AppConf {
+        let text = format!("rtmp {{ server {{ application a {{ dash on; dash_path /d; {body} }} }} }}");
+        crate::config::Config::parse(&text, "t").unwrap().servers[0].apps[0].clone()
+    }
+
+    #[test]
+    fn variants_are_placed_by_hls_variant_suffix_or_transcode_ladder() {
+        let dir = Path::new("/d");
+        let v = app("hls_variant _hi BANDWIDTH=1; hls_variant _lo BANDWIDTH=2;");
+        let hi = place(&v, dir, "cam_hi").unwrap();
+        assert_eq!((hi.master.as_path(), hi.prefix.as_str()), (Path::new("/d/cam_abr.mpd"), "cam_hi-"));
+        assert!(place(&v, dir, "cam_lo").unwrap().key > hi.key);
+        assert_eq!(place(&v, dir, "cam"), None);
+        assert_eq!(place(&v, dir, "_hi"), None, "longer than the suffix");
+        let nested = app("dash_nested on; transcode 480p 800k;");
+        let r = place(&nested, dir, "cam_480p").unwrap();
+        assert_eq!((r.master.as_path(), r.prefix.as_str()), (Path::new("/d/cam.mpd"), "cam_480p/"));
+        assert_eq!(place(&nested, dir, "cam").unwrap().master, Path::new("/d/cam.mpd"), "the source too");
+        assert_eq!(place(&app(""), dir, "cam"), None);
+    }
+
+    #[tokio::test]
+    async fn members_come_and_go_and_the_last_removes_the_mpd() {
+        let dir = std::env::temp_dir().join(format!("sluice-dash-variant-{}", std::process::id()));
+        let store = DashStore::new(Default::default());
+        let v = app("hls_variant _hi BANDWIDTH=1; hls_variant _lo BANDWIDTH=2;");
+        let mut packagers = Vec::new();
+        for (name, started_ms) in [("cam_hi", 1_000_000), ("cam_lo", 1_000_500)] {
+            let s = dash::Settings {
+                fragment: std::time::Duration::from_secs(1),
+                playlist_length: std::time::Duration::from_secs(5),
+                nested: false,
+            };
+            let mut p = dash::Packager::new(s, name);
+            let header = crate::hub::Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
+            p.push_video(0, header.video_header(), &header.payload, started_ms);
+            for i in 0..60u32 {
+                let key = i % 25 == 0;
+                let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 3];
+                b.extend_from_slice(&[0x65, 0x88, 0x84]);
+                let f = crate::hub::Frame::video(i * 40, Bytes::from(b)).unwrap();
+                p.push_video(f.timestamp, f.video_header(), &f.payload, started_ms + u64::from(i) * 40);
+            }
+            packagers.push((place(&v, &dir, name).unwrap(), p));
+        }
+        for (place, p) in &packagers {
+            update(&store, place, p, (1000, 5000), 1_003_000).await;
+        }
+        let master = dir.join("cam_abr.mpd");
+        let text = std::fs::read_to_string(&master).unwrap();
+        assert_eq!(text.matches("<Representation").count(), 2, "{text}");
+        assert!(text.contains("availabilityStartTime=\"1970-01-01T00:16:40.500Z\""), "the latest member's: {text}");
+        assert!(text.contains("presentationTimeOffset=\"500\" media=\"cam_hi-$Time$.m4v\""), "{text}");
+        withdraw(&store, &packagers[0].0, (1000, 5000), 1_004_000).await;
+        let text = String::from_utf8(store.files().get(&master).unwrap().to_vec()).unwrap();
+        assert_eq!(text.matches("<Representation").count(), 1, "{text}");
+        withdraw(&store, &packagers[1].0, (1000, 5000), 1_004_000).await;
+        assert!(!master.exists() && store.files().get(&master).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const AVC_HEADER: &[u8] =
+        &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+}

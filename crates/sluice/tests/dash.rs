@@ -1,0 +1,499 @@
+//! DASH end to end: ffmpeg publishes over RTMP, sluice writes `dash_path` and serves it over
+//! HTTP, and ffmpeg/ffprobe, GStreamer's dashdemux and dash.js (headless Chromium) read it back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// `extra` may set `dash_fragment` (1s otherwise).
+fn dash_server(dir: &TempDir, extra: &str) -> (Server, PathBuf) {
+    let dash = dir.path("dash");
+    let fragment = if extra.contains("dash_fragment") { "" } else { "dash_fragment 1s;" };
+    let server = Server::start(&format!("dash on; dash_path {}; {fragment} {extra}", dash.display()));
+    (server, dash)
+}
+
+/// ffprobe's streams of an MPD (it lists each stream of the DASH program twice: once for the
+/// program, once on its own).
+fn dash_streams(url: &str) -> Vec<String> {
+    let mut streams = ffprobe_streams(url);
+    streams.dedup();
+    streams
+}
+
+/// The MPD over HTTP once it lists `min` video fragments.
+fn mpd_with(server: &Server, path: &str, min: usize) -> String {
+    wait_for(&format!("{min} fragments in {path}"), Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, path);
+        (status == 200 && video_timeline(&text).len() >= min).then_some(text)
+    })
+}
+
+/// An attribute of the first element named `element` (`<S` matches `<S ` only).
+fn attr<'a>(text: &'a str, element: &str, name: &str) -> Option<&'a str> {
+    let start = text.find(&format!("<{element} "))?;
+    let tag = &text[start..start + text[start..].find('>')?];
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+/// (t, d) of every `<S>` of one AdaptationSet's timeline (`m4v` or `m4a`), `t` filled in.
+fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
+    let Some(set) = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut next = 0;
+    for s in set.split("<S ").skip(1) {
+        let s = &format!("<S {s}");
+        let t = attr(s, "S", "t").map_or(next, |t| t.parse().unwrap());
+        let d: u64 = attr(s, "S", "d").unwrap().parse().unwrap();
+        out.push((t, d));
+        next = t + d;
+    }
+    out
+}
+
+fn video_timeline(mpd: &str) -> Vec<(u64, u64)> {
+    timeline(mpd, "m4v")
+}
+
+fn gone(files: &[PathBuf]) -> bool {
+    files.iter().all(|f| !f.exists())
+}
+
+/// ffmpeg reads the live MPD over HTTP from its first fragments to the end of the stream, and
+/// ffprobe sees H.264 and AAC; files are named as nginx-rtmp names them; when the publisher
+/// stops the MPD turns static, and `dash_cleanup` removes everything `dash_playlist_length` later.
+#[test]
+fn ffmpeg_reads_live_dash_for_the_whole_stream_then_it_turns_static_and_is_cleaned_up() {
+    let dir = TempDir::new("dash-flat");
+    let (server, dash) = dash_server(&dir, "dash_playlist_length 4s;");
+    let mut publisher = ffmpeg_publish(&server.url("cam"), 12, 25);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 1);
+    assert_eq!(attr(&mpd, "MPD", "type"), Some("dynamic"), "{mpd}");
+    let out = dir.path("read.ts");
+    let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    let mut reader =
+        ffmpeg_quiet(&["-i", &mpd_url, "-map", "0", "-c", "copy", "-f", "mpegts", "-y", out.to_str().unwrap()]);
+    assert_eq!(dash_streams(&mpd_url), ["aac", "h264,640,360"]);
+    // nginx-rtmp's names: NAME.mpd, NAME-init.m4v/.m4a, NAME-T.m4v/.m4a.
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 3);
+    for f in ["cam.mpd", "cam-init.m4v", "cam-init.m4a"] {
+        assert!(file_exists_nonempty(&dash.join(f)), "{f}");
+    }
+    let (t, _) = video_timeline(&mpd)[0];
+    assert!(file_exists_nonempty(&dash.join(format!("cam-{t}.m4v"))), "{mpd}");
+    let (t, _) = timeline(&mpd, "m4a")[0];
+    assert!(file_exists_nonempty(&dash.join(format!("cam-{t}.m4a"))), "{mpd}");
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).is_some_and(|s| s.success()), "publisher");
+    let static_mpd = wait_for("a static MPD", Duration::from_secs(10), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(text)
+    });
+    assert!(attr(&static_mpd, "MPD", "mediaPresentationDuration").is_some(), "{static_mpd}");
+    assert_eq!(std::fs::read_to_string(dash.join("cam.mpd")).unwrap(), static_mpd, "the file says the same");
+    // What is left to clean up: the MPD, the inits, the window's fragments.
+    let listed: Vec<PathBuf> = std::fs::read_dir(&dash).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(listed.len() >= 3 + 4, "{listed:?}");
+    // ffmpeg's DASH reader does not notice the end (it keeps asking for what would follow).
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill").arg("-INT").arg(reader.0.id().to_string()).status();
+    wait_timeout(&mut reader.0, Duration::from_secs(10));
+    let seconds = media_seconds(&out);
+    assert!(seconds >= 9.0, "ffmpeg read {seconds} s of 12 s");
+    wait_for("dash_cleanup", Duration::from_secs(15), || gone(&listed).then_some(()));
+    assert_eq!(http_get(server.http_port, "/dash/cam.mpd").0, 404);
+}
+
+/// What ffprobe says a media file lasts.
+fn media_seconds(file: &Path) -> f64 {
+    let out = run_timeout(
+        Command::new("ffprobe").args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"]).arg(file),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0)
+}
+
+/// `dash_nested`: NAME/index.mpd, NAME/init.m4v, NAME/T.m4v; ffprobe reads it over HTTP; with
+/// `dash_cleanup off` the files stay after the stream ends.
+#[test]
+fn nested_names_and_files_kept_without_cleanup() {
+    let dir = TempDir::new("dash-nested");
+    let (server, dash) = dash_server(&dir, "dash_nested on; dash_cleanup off; dash_playlist_length 2s;");
+    let mut publisher = ffmpeg_publish(&server.url("cam"), 6, 25);
+    let mpd = mpd_with(&server, "/dash/cam/index.mpd", 2);
+    assert!(mpd.contains("media=\"$Time$.m4v\" initialization=\"init.m4v\""), "{mpd}");
+    for f in ["cam/index.mpd", "cam/init.m4v", "cam/init.m4a"] {
+        assert!(file_exists_nonempty(&dash.join(f)), "{f}");
+    }
+    let (t, _) = video_timeline(&mpd)[0];
+    assert!(file_exists_nonempty(&dash.join(format!("cam/{t}.m4v"))));
+    let url = format!("http://127.0.0.1:{}/dash/cam/index.mpd", server.http_port);
+    assert_eq!(dash_streams(&url), ["aac", "h264,640,360"]);
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(30)).is_some());
+    wait_for("a static MPD", Duration::from_secs(10), || {
+        std::fs::read_to_string(dash.join("cam/index.mpd")).ok().filter(|t| t.contains("type=\"static\""))
+    });
+    // Past the window and the linger: still there.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(file_exists_nonempty(&dash.join("cam/index.mpd")) && file_exists_nonempty(&dash.join("cam/init.m4v")));
+    let fragments = std::fs::read_dir(dash.join("cam")).unwrap().count();
+    assert!(fragments > 6, "every fragment stays: {fragments} files");
+}
+
+/// The checks DASH-IF's conformance tool makes that can be run here (no network): the MPD
+/// validates against MPEG's XSD when it is given (`validate_against_the_xsd`); the
+/// MPD is well-formed XML (Python's parser), has the attributes the live profile requires, its
+/// timelines are contiguous, every listed segment and init segment is served, each media
+/// segment's `tfdt` is its `S@t`, video segments start with a sync sample (`startWithSAP="1"`),
+/// and the timeline agrees with the wall clock (`availabilityStartTime` + the end of the last
+/// segment is `publishTime` within a fragment: players find the live edge where it is).
+#[test]
+fn the_live_mpd_passes_the_conformance_checks_that_run_offline() {
+    let dir = TempDir::new("dash-conf");
+    let (server, _dash) = dash_server(&dir, "");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 15, 25);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 4);
+    let xml = dir.path("cam.mpd");
+    std::fs::write(&xml, &mpd).unwrap();
+    let parsed = run_timeout(
+        Command::new("python3").args(["-c", "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(d.documentElement.tagName, d.documentElement.namespaceURI)"]).arg(&xml),
+        Duration::from_secs(30),
+    );
+    assert!(parsed.status.success(), "not well-formed: {}\n{mpd}", String::from_utf8_lossy(&parsed.stderr));
+    assert_eq!(String::from_utf8_lossy(&parsed.stdout).trim(), "MPD urn:mpeg:dash:schema:mpd:2011");
+    validate_against_the_xsd(&xml);
+    for a in ["availabilityStartTime", "publishTime", "minimumUpdatePeriod", "minBufferTime", "timeShiftBufferDepth"] {
+        assert!(attr(&mpd, "MPD", a).is_some(), "MPD@{a}: {mpd}");
+    }
+    assert!(attr(&mpd, "MPD", "profiles").unwrap().contains("urn:mpeg:dash:profile:isoff-live:2011"));
+    let publish = attr(&mpd, "MPD", "publishTime").unwrap().to_string();
+    let start = attr(&mpd, "MPD", "availabilityStartTime").unwrap().to_string();
+    let elapsed_ms = iso_ms(&publish) - iso_ms(&start);
+    for (ext, timescale) in [("m4v", 1000u64), ("m4a", 44_100)] {
+        let line = timeline(&mpd, ext);
+        assert!(line.len() >= 4, "{ext}: {mpd}");
+        for w in line.windows(2) {
+            assert_eq!(w[0].0 + w[0].1, w[1].0, "{ext} timeline is contiguous: {line:?}");
+        }
+        let (init_status, _) = http_get(server.http_port, &format!("/dash/cam-init.{ext}"));
+        assert_eq!(init_status, 200);
+        let (t, d) = line[line.len() - 1];
+        let end = (t + d) as i64;
+        assert!(
+            (end - elapsed_ms).abs() <= 1000,
+            "{ext} ends at {end} ms, {elapsed_ms} ms after availabilityStartTime"
+        );
+        for &(t, _) in &line {
+            let body = fetch(server.http_port, &format!("/dash/cam-{t}.{ext}"));
+            let moof = fmp4::find(&body, b"moof").expect("a moof");
+            let runs = fmp4::parse_moof(&body[moof.offset..moof.end()]).unwrap();
+            let tfdt = runs[0].base_decode_time.unwrap();
+            assert!((tfdt * 1000 / timescale).abs_diff(t) <= 1, "{ext} {t}: tfdt {tfdt}");
+            if ext == "m4v" {
+                assert!(runs[0].samples[0].is_sync(), "video segment {t} starts with a SAP");
+            }
+        }
+    }
+}
+
+/// With `SLUICE_DASH_XSD` set (the path of MPEG's DASH-MPD.xsd, from github.com/MPEGGroup/DASHSchema,
+/// with its xlink.xsd import resolvable offline) and a Python with lxml (`SLUICE_XSD_PYTHON`,
+/// default `python3`): the MPD validates against the schema. Without them this step is skipped
+/// (the schema is not fetchable here: no network beyond package registries).
+fn validate_against_the_xsd(mpd: &Path) {
+    let Some(xsd) = std::env::var_os("SLUICE_DASH_XSD") else {
+        eprintln!("XSD validation skipped: SLUICE_DASH_XSD is not set");
+        return;
+    };
+    let python = std::env::var_os("SLUICE_XSD_PYTHON").unwrap_or_else(|| "python3".into());
+    let script = "import sys\nfrom lxml import etree\ns = etree.XMLSchema(etree.parse(sys.argv[1]))\nok = s.validate(etree.parse(sys.argv[2]))\nprint(s.error_log)\nsys.exit(0 if ok else 1)";
+    let out = run_timeout(Command::new(python).args(["-c", script]).arg(xsd).arg(mpd), Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "the MPD does not validate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` as Unix ms.
+fn iso_ms(s: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    ((days * 24 + n(11..13)) * 60 + n(14..16)) * 60_000 + n(17..19) * 1000 + n(20..23)
+}
+
+/// A body over HTTP, bytes as they are.
+fn fetch(port: u16, path: &str) -> Vec<u8> {
+    let out = run_timeout(
+        Command::new("curl").args(["-s", "-f", "--max-time", "20"]).arg(format!("http://127.0.0.1:{port}{path}")),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "GET {path}");
+    out.stdout
+}
+
+/// GStreamer's `dashdemux` (through playbin) plays the live stream for 8 s without an error.
+#[test]
+fn gstreamer_dashdemux_plays_live_dash() {
+    let has = Command::new("gst-inspect-1.0").arg("dashdemux").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !has.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: GStreamer's dashdemux is not installed");
+        return;
+    }
+    let dir = TempDir::new("dash-gst");
+    let (server, _dash) = dash_server(&dir, "");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 25, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    let uri = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    let mut gst = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "playbin",
+            &format!("uri={uri}"),
+            "video-sink=fakesink sync=true",
+            "audio-sink=fakesink sync=true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gst-launch-1.0");
+    let early = wait_timeout(&mut gst, Duration::from_secs(8));
+    let _ = gst.kill();
+    let out = gst.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(early.is_none(), "gst-launch stopped early ({early:?}): {text}\nlog:\n{}", server.log());
+    assert!(!text.contains("ERROR"), "{text}");
+}
+
+fn browser_modules() -> PathBuf {
+    let dir = std::env::var_os("SLUICE_BROWSER_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser/node_modules"));
+    assert!(
+        dir.join(DASHJS).exists() && dir.join("playwright-core").exists(),
+        "dashjs and playwright-core are not in {}: run scripts/test, which installs them with Chromium",
+        dir.display()
+    );
+    dir
+}
+
+const DASHJS: &str = "dashjs/dist/dash.all.min.js";
+
+/// dash.js (npm `dashjs@4`) in headless Chromium plays the live MPD for 30 s of media without
+/// stalling, video and audio.
+#[test]
+fn dashjs_plays_live_dash_in_chromium_for_30_seconds() {
+    let modules = browser_modules();
+    let dir = TempDir::new("dash-js");
+    let (server, dash) = dash_server(&dir, "dash_fragment 2s; dash_playlist_length 10s;");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 60, 25);
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    std::fs::create_dir_all(&dash).unwrap();
+    // Same origin: the page and the library are served from dash_path.
+    std::fs::copy(here.join("dashjs.html"), dash.join("dashjs.html")).unwrap();
+    std::fs::copy(modules.join(DASHJS), dash.join("dash.all.min.js")).unwrap();
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    let verdict = play_dashjs(&server, &modules, "cam.mpd", 30, true);
+    assert!(verdict.contains("\"width\":640") && verdict.contains("\"dynamic\":true"), "{verdict}");
+    assert!(verdict.contains("\"audioTracks\":1"), "{verdict}");
+}
+
+/// dash.js plays `mpd` (in dash_path, next to the page) for `secs` s of media; its verdict.
+/// `strict`: without a stall (else: without an error).
+fn play_dashjs(server: &Server, modules: &Path, mpd: &str, secs: u32, strict: bool) -> String {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let url = format!("http://127.0.0.1:{}/dash/dashjs.html?src={mpd}&secs={secs}", server.http_port);
+    let out = run_timeout(
+        Command::new("node")
+            .arg(here.join("play.cjs"))
+            .arg(&url)
+            .env("BROWSER_MODULES", modules)
+            .env("PLAY_TIMEOUT_MS", ((secs + 45) * 1000).to_string()),
+        Duration::from_secs(u64::from(secs) + 80),
+    );
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let console = String::from_utf8_lossy(&out.stderr);
+    let played = if strict {
+        verdict.contains("\"ok\":true")
+    } else {
+        !verdict.contains("\"error\"") && verdict.contains("\"advanced\"")
+    };
+    assert!(played, "dash.js did not play: {verdict}\nconsole:\n{console}\nlog:\n{}", server.log());
+    verdict
+}
+
+/// Variants (`hls_variant` groups, transcode ladders) are Representations of one AdaptationSet
+/// in `BASE_abr.mpd`: ffprobe sees both sizes, dash.js plays 10 s of it (switching between them
+/// by bandwidth), and a variant that stops leaves it.
+#[test]
+fn variants_are_representations_of_one_variant_mpd() {
+    let modules = browser_modules();
+    let dir = TempDir::new("dash-variants");
+    let (server, dash) =
+        dash_server(&dir, "dash_fragment 2s; hls_variant _hi BANDWIDTH=800000; hls_variant _lo BANDWIDTH=300000;");
+    let mut hi = ffmpeg_publish_pattern(&server.url("cam_hi"), "640x360", 40, 50);
+    let _lo = ffmpeg_publish_pattern(&server.url("cam_lo"), "320x180", 60, 50);
+    let mpd = wait_for("both variants in the variant MPD", Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam_abr.mpd");
+        (status == 200 && text.matches("<Representation").count() == 4).then_some(text)
+    });
+    assert_eq!(mpd.matches("<AdaptationSet").count(), 2, "{mpd}");
+    assert!(mpd.contains("id=\"cam_hi_H264\"") && mpd.contains("id=\"cam_lo_H264\""), "{mpd}");
+    assert!(mpd.contains("media=\"cam_lo-$Time$.m4v\""), "{mpd}");
+    let xml = dir.path("cam_abr.mpd");
+    std::fs::write(&xml, &mpd).unwrap();
+    validate_against_the_xsd(&xml);
+    let url = format!("http://127.0.0.1:{}/dash/cam_abr.mpd", server.http_port);
+    let streams = dash_streams(&url);
+    assert!(
+        streams.contains(&"h264,640,360".to_string()) && streams.contains(&"h264,320,180".to_string()),
+        "{streams:?}"
+    );
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    std::fs::copy(here.join("dashjs.html"), dash.join("dashjs.html")).unwrap();
+    std::fs::copy(modules.join(DASHJS), dash.join("dash.all.min.js")).unwrap();
+    // Variants are cut at their own keyframes (segments not aligned): switching may stall a moment.
+    play_dashjs(&server, &modules, "cam_abr.mpd", 10, false);
+    let _ = hi.0.kill();
+    wait_for("the stopped variant leaves", Duration::from_secs(20), || {
+        let (_, text) = http_get(server.http_port, "/dash/cam_abr.mpd");
+        (text.matches("<Representation").count() == 2 && !text.contains("cam_hi")).then_some(())
+    });
+}
+
+/// `ffmpeg ARGS... -f flv URL` with the Enhanced RTMP ffmpeg (HEVC, AV1, Opus in FLV).
+fn publish_enhanced(url: &str, args: &[&str], secs: u32) -> Proc {
+    let child = Command::new(enhanced_ffmpeg())
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string()])
+        .args(args)
+        .args(["-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the Enhanced RTMP ffmpeg runs");
+    Proc(child)
+}
+
+/// Beyond nginx-rtmp: HEVC with Opus, and AV1 with AAC, from Enhanced RTMP, are packaged with
+/// their sample entries (`hvc1`, `av01`, `Opus`) and RFC 6381 codec strings, and read back.
+#[test]
+fn hevc_opus_and_av1_are_packaged_with_their_codec_strings() {
+    let dir = TempDir::new("dash-codecs");
+    let (server, _dash) = dash_server(&dir, "");
+    let hevc_opus = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error:keyint=25",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "64k",
+    ];
+    let av1_aac =
+        ["-c:v", "libsvtav1", "-preset", "12", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"];
+    let _a = publish_enhanced(&server.url("hevc"), &hevc_opus, 10);
+    let _b = publish_enhanced(&server.url("av1"), &av1_aac, 10);
+    let cases = [
+        (
+            "hevc",
+            "id=\"hevc_H265\" codecs=\"hvc1.",
+            "id=\"hevc_OPUS\" codecs=\"opus\"",
+            ["hevc,hvc1,640,360", "opus,Opus"],
+        ),
+        (
+            "av1",
+            "id=\"av1_AV1\" codecs=\"av01.0.",
+            "id=\"av1_AAC\" codecs=\"mp4a.40.2\"",
+            ["aac,mp4a", "av1,av01,640,360"],
+        ),
+    ];
+    for (name, video, audio, probed) in cases {
+        let mpd = mpd_with(&server, &format!("/dash/{name}.mpd"), 2);
+        assert!(mpd.contains(video) && mpd.contains(audio), "{mpd}");
+        let out = run_timeout(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-show_entries", "stream=codec_name,codec_tag_string,width,height"])
+                .args(["-of", "csv=p=0", &format!("http://127.0.0.1:{}/dash/{name}.mpd", server.http_port)]),
+            Duration::from_secs(30),
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches(',').to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        lines.dedup();
+        assert_eq!(lines, probed, "{name}");
+    }
+}
+
+/// A name published again while the earlier publish's files linger: the new timeline starts
+/// after the old one (no fragment name is reused), the old task's cleanup leaves the new
+/// publish's MPD and init segments alone, and both publishes' files go once the last one ends.
+#[test]
+fn a_name_published_again_continues_after_the_earlier_timeline() {
+    let dir = TempDir::new("dash-again");
+    let (server, dash) = dash_server(&dir, "dash_playlist_length 3s;");
+    let mut first = ffmpeg_publish(&server.url("cam"), 4, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    assert!(wait_timeout(&mut first.0, Duration::from_secs(30)).is_some());
+    let old = wait_for("the first MPD static", Duration::from_secs(10), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(text)
+    });
+    let old_end = video_timeline(&old).last().map(|(t, d)| t + d).unwrap();
+    let mut second = ffmpeg_publish(&server.url("cam"), 8, 25);
+    let new = wait_for("the second publish's MPD", Duration::from_secs(30), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        (status == 200 && text.contains("type=\"dynamic\"") && video_timeline(&text).len() >= 2).then_some(text)
+    });
+    let new_start = video_timeline(&new)[0].0;
+    assert!(new_start > old_end, "the new timeline ({new_start}) starts after the old one ({old_end})");
+    // Past the first publish's linger: its cleanup ran, the second's files are whole.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(file_exists_nonempty(&dash.join("cam-init.m4v")) && file_exists_nonempty(&dash.join("cam.mpd")));
+    let url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(dash_streams(&url), ["aac", "h264,640,360"]);
+    assert!(wait_timeout(&mut second.0, Duration::from_secs(30)).is_some());
+    wait_for("everything cleaned up", Duration::from_secs(20), || {
+        std::fs::read_dir(&dash).unwrap().next().is_none().then_some(())
+    });
+}
+
+/// A shutdown writes the static MPD and leaves the files (as HLS does).
+#[test]
+fn shutdown_leaves_a_static_mpd() {
+    let dir = TempDir::new("dash-stop");
+    let (mut server, dash) = dash_server(&dir, "");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 30, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    assert!(server.terminate().success(), "log:\n{}", server.log());
+    let text = std::fs::read_to_string(dash.join("cam.mpd")).unwrap();
+    assert!(text.contains("type=\"static\""), "{text}");
+    for (t, _) in video_timeline(&text) {
+        assert!(file_exists_nonempty(&dash.join(format!("cam-{t}.m4v"))), "{t}");
+    }
+}
