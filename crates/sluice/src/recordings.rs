@@ -429,7 +429,11 @@ fn strip(res: Response) -> Response {
 
 fn text(status: StatusCode, text: &str) -> Response {
     let ct = HeaderValue::from_static("text/plain; charset=utf-8");
-    (status, [(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE))], format!("{} {text}\n", status.as_str()))
+    (
+        status,
+        [(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE))],
+        format!("{} {text}\n", status.as_str()),
+    )
         .into_response()
 }
 
@@ -444,7 +448,17 @@ mod tests {
         let a = parse("/recordings", "/recordings/a/b/cam-1.mp4/12.m4s").unwrap();
         assert_eq!((a.app, a.file, a.what), ("a/b", "cam-1.mp4", Resource::Segment(12)));
         assert_eq!(parse("/vod/", "/vod/live/x.mp4/init.mp4").unwrap().what, Resource::Init);
-        for missing in ["/vod/", "/vod/live/cam.flv", "/vod/cam.flv/index.m3u8", "/vod/live/cam.flv/x.ts", "/vod/live/cam.flv/-1.m4s", "/vod/live/cam.flv/+1.m4s", "/vod/live/cam.flv/99999999999.m4s", "/vodx/live/cam.flv/index.m3u8", "/other/live/cam.flv/index.m3u8"] {
+        for missing in [
+            "/vod/",
+            "/vod/live/cam.flv",
+            "/vod/cam.flv/index.m3u8",
+            "/vod/live/cam.flv/x.ts",
+            "/vod/live/cam.flv/-1.m4s",
+            "/vod/live/cam.flv/+1.m4s",
+            "/vod/live/cam.flv/99999999999.m4s",
+            "/vodx/live/cam.flv/index.m3u8",
+            "/other/live/cam.flv/index.m3u8",
+        ] {
             assert_eq!(parse("/vod/", missing), Err(BadRequest::NotFound), "{missing}");
         }
         for bad in ["/vod/live/cam.txt/index.m3u8", "/vod/live/passwd/index.m3u8", "/vod/live/.flv/index.m3u8"] {

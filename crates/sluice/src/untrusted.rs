@@ -148,7 +148,9 @@ mod tests {
         for good in ["cam.flv", "cam-1765000000.mp4", "a b.FLV", "x.y.mp4"] {
             assert_eq!(recording_file(good), Ok(good));
         }
-        for bad in ["", "..", ".flv", "cam", "cam.ts", "cam.flv.txt", "../cam.flv", "/etc/cam.flv", "a\\b.flv", "a\0.flv"] {
+        for bad in
+            ["", "..", ".flv", "cam", "cam.ts", "cam.flv.txt", "../cam.flv", "/etc/cam.flv", "a\\b.flv", "a\0.flv"]
+        {
             assert!(recording_file(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(recording_file("cam.m3u8"), Err(NameError::NotRecording));

@@ -1,0 +1,193 @@
+//! Recordings watched over HTTP as HLS VOD: sluice records a publish (FLV and fragmented MP4),
+//! then serves each file as a playlist, an init segment and keyframe-cut fMP4 segments, read
+//! by ffprobe/ffmpeg over HTTP; hostile names and files outside `record_path` are refused.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The publish: 8 s, a keyframe every 2 s (25 fps).
+const SECS: u32 = 8;
+const GOP: u32 = 50;
+
+/// `ffprobe` of a file or URL: (duration in seconds, video packets, codecs).
+fn probe(input: &str) -> (f64, usize, Vec<String>) {
+    let out = run_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "15000000", "-show_entries", "format=duration:stream=codec_name"])
+            .args(["-count_packets", "-show_entries", "stream=codec_type,nb_read_packets", "-of", "json", input]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok()).unwrap_or(0.0);
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .and_then(|s| s["nb_read_packets"].as_str()?.parse().ok())
+        .unwrap_or(0);
+    let mut codecs: Vec<String> = streams.iter().filter_map(|s| s["codec_name"].as_str().map(str::to_owned)).collect();
+    codecs.sort();
+    (duration, video, codecs)
+}
+
+/// `curl` of `path` on the server's HTTP port.
+fn get(server: &Server, path: &str) -> Reply {
+    curl_reply(&[], &format!("http://127.0.0.1:{}{path}", server.http_port))
+}
+
+fn wait_log(server: &Server, what: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if server.log().lines().filter(|l| l.contains(what)).count() >= count {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("never saw {count} x {what:?}; log:\n{}", server.log());
+}
+
+/// The EXTINF durations and segment URIs of a media playlist.
+fn segments(playlist: &str) -> Vec<(f64, String)> {
+    let lines: Vec<&str> = playlist.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let secs = w[0].strip_prefix("#EXTINF:")?.trim_end_matches(',').parse().ok()?;
+            Some((secs, w[1].to_owned()))
+        })
+        .collect()
+}
+
+/// `rtmp_extra`: rtmp-level directives (`http_listen` for the built-in server).
+fn rtmp_conf(dir: &Path, rtmp_extra: &str) -> String {
+    format!(
+        "rtmp {{ {rtmp_extra} server {{ listen 127.0.0.1:{{rtmp}};
+           application live {{ live on; record all; record_path {dir};
+             recorder mp4 {{ record all; record_format mp4; }} }}
+           application private {{ live on; deny play all; record all; record_path {dir}; }}
+           application vod {{ live on; }} }} }}",
+        dir = dir.display()
+    )
+}
+
+/// Everything on one recording session: FLV and MP4 played whole, segments at keyframes, the
+/// refusals, and an `http { }` location with `recordings on`.
+#[test]
+fn recordings_play_as_hls_vod() {
+    let dir = TempDir::new("recweb");
+    let conf = rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};");
+    let server = Server::start_conf(&conf);
+    let publisher = ffmpeg_publish(&server.url("stream"), SECS, GOP);
+    wait_published(&server, "stream");
+    wait_for("the FLV recording", Duration::from_secs(10), || {
+        file_exists_nonempty(&dir.path("stream.flv")).then_some(())
+    });
+    // A file a recorder is writing is refused.
+    let busy = get(&server, "/vod/live/stream.flv/index.m3u8");
+    assert_eq!(busy.status, 409, "{}", busy.text());
+    let mut publisher = publisher;
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).expect("ffmpeg finishes").success());
+    wait_log(&server, "record: done", 2);
+
+    for file in ["stream.flv", "stream.mp4"] {
+        plays_whole(&server, &dir.path(file), file);
+    }
+    segment_starts_with_a_keyframe(&server, "stream.mp4");
+    refusals(&server, &dir);
+
+    // An application named `vod` keeps its HTTP-FLV URL on the built-in server: the player
+    // gets the FLV header and waits for the stream.
+    let url = format!("http://127.0.0.1:{}/vod/nothing.flv", server.http_port);
+    let out = run_timeout(Command::new("curl").args(["-s", "--max-time", "2", &url]), Duration::from_secs(10));
+    assert!(out.stdout.starts_with(b"FLV"), "HTTP-FLV answered: {:?}", String::from_utf8_lossy(&out.stdout));
+
+    // The same files through an `http { }` location, whose allow/deny apply.
+    let block = format!(
+        "{}\nhttp {{ server {{ listen 127.0.0.1:{{http}};
+           location /rec/ {{ recordings on; }}
+           location /closed/ {{ recordings on; deny all; }} }} }}",
+        rtmp_conf(&dir.0, "")
+    );
+    let second = Server::start_conf(&block);
+    let list = get(&second, "/rec/live/stream.flv/index.m3u8");
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert_eq!(segments(&list.text()).len(), segments(&get(&server, "/vod/live/stream.flv/index.m3u8").text()).len());
+    assert_eq!(get(&second, "/closed/live/stream.flv/index.m3u8").status, 403);
+    assert_eq!(get(&second, "/vod/live/stream.flv/index.m3u8").status, 404, "no built-in /vod/ in an http block");
+}
+
+/// The playlist covers the file, and ffprobe/ffmpeg read it whole over HTTP.
+fn plays_whole(server: &Server, path: &Path, file: &str) {
+    let (file_secs, file_frames, file_codecs) = probe(path.to_str().unwrap());
+    assert_eq!(file_codecs, ["aac", "h264"]);
+    let url = format!("http://127.0.0.1:{}/vod/live/{file}/index.m3u8", server.http_port);
+    let list = get(server, &format!("/vod/live/{file}/index.m3u8"));
+    assert_eq!(list.status, 200, "{file}: {}", list.text());
+    assert_eq!(list.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    let text = list.text();
+    for line in ["#EXT-X-VERSION:7", "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-ENDLIST"] {
+        assert!(text.lines().any(|l| l == line), "{file}: no {line} in\n{text}");
+    }
+    assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4?v="), "{text}");
+    let segs = segments(&text);
+    let total: f64 = segs.iter().map(|s| s.0).sum();
+    assert!((total - file_secs).abs() <= 0.5, "{file}: playlist {total} s, file {file_secs} s\n{text}");
+    assert!(segs.len() >= 2 && segs.iter().all(|s| s.0 <= 6.5), "{file}: segments of about 4 s\n{text}");
+
+    let (secs, frames, codecs) = probe(&url);
+    assert_eq!(codecs, ["aac", "h264"], "{file} over HLS");
+    assert!((secs - file_secs).abs() <= 0.5, "{file}: HLS {secs} s, file {file_secs} s");
+    assert_eq!(frames, file_frames, "{file}: every video frame is served once");
+    let out = run_timeout(
+        Command::new("ffmpeg").args(["-v", "error", "-i", &url, "-f", "null", "-"]),
+        Duration::from_secs(90),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "decoding {file} over HLS: {stderr}");
+}
+
+/// Segment 1 (after the first cut) opens with a video keyframe.
+fn segment_starts_with_a_keyframe(server: &Server, file: &str) {
+    let text = get(server, &format!("/vod/live/{file}/index.m3u8")).text();
+    let (_, uri) = &segments(&text)[1];
+    let seg = get(server, &format!("/vod/live/{file}/{uri}"));
+    assert_eq!(seg.status, 200);
+    assert_eq!(seg.header("cache-control"), Some("public, max-age=31536000, immutable"), "a versioned segment");
+    let runs = fmp4::parse_moof(&seg.body).unwrap();
+    let video = runs.iter().find(|r| r.track_id == 1).expect("a video run");
+    assert!(video.samples[0].is_sync(), "segment 1 starts with a keyframe");
+    assert!(video.base_decode_time.unwrap() > 0);
+}
+
+/// Hostile and unknown names, other versions, applications that may not play, files outside
+/// `record_path`.
+fn refusals(server: &Server, dir: &TempDir) {
+    let status = |path: &str| get(server, path).status;
+    assert_eq!(status("/vod/live/sluice.conf/index.m3u8"), 400, "not a recording's name");
+    assert_eq!(status("/vod/live/stream.ts/index.m3u8"), 400);
+    assert_eq!(status("/vod/live/%2Fetc%2Fpasswd/index.m3u8"), 400, "an absolute path is no name");
+    assert_eq!(status("/vod/live/..%2fsluice.flv/index.m3u8"), 403, "decoded, it is a traversal");
+    assert_eq!(status("/vod/live/../sluice.flv/index.m3u8"), 403, "traversal, as everywhere");
+    assert_eq!(status("/vod/live/%2e%2e/index.m3u8"), 403);
+    assert_eq!(status("/vod/live/missing.flv/index.m3u8"), 404);
+    assert_eq!(status("/vod/nosuchapp/stream.flv/index.m3u8"), 404);
+    assert_eq!(status("/vod/live/stream.flv/99.m4s"), 404);
+    assert_eq!(status("/vod/live/stream.flv/0.ts"), 404);
+    assert_eq!(status("/vod/live/stream.flv/0.m4s?v=other"), 404, "another version of the file");
+    let private = get(server, "/vod/private/stream.flv/index.m3u8");
+    assert_eq!(private.status, 403, "deny play all: {}", private.text());
+
+    // A recording-looking file outside record_path, reached by a link inside it.
+    let outside = TempDir::new("recweb-outside");
+    std::fs::copy(dir.path("stream.flv"), outside.path("secret.flv")).unwrap();
+    std::os::unix::fs::symlink(outside.path("secret.flv"), dir.path("link.flv")).unwrap();
+    assert_eq!(status("/vod/live/link.flv/index.m3u8"), 404, "a link out of record_path is not followed");
+    assert!(server.log().contains("resolves outside its record_path"));
+    std::fs::remove_file(dir.path("link.flv")).unwrap();
+}
