@@ -191,3 +191,55 @@ fn refusals(server: &Server, dir: &TempDir) {
     assert!(server.log().contains("resolves outside its record_path"));
     std::fs::remove_file(dir.path("link.flv")).unwrap();
 }
+
+/// hls.js in headless Chromium plays an FLV and an MP4 recording, seeks into each and plays to
+/// the end. `scripts/test` installs Chromium, hls.js and playwright-core (see tests/browser.rs);
+/// the page is `tests/browser/vod.html`, served from an `hls_path` directory of the same server.
+#[test]
+fn hlsjs_plays_and_seeks_recordings() {
+    let modules = std::env::var_os("SLUICE_BROWSER_MODULES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser/node_modules"));
+    let hlsjs = modules.join("hls.js/dist/hls.min.js");
+    assert!(hlsjs.exists() && modules.join("playwright-core").exists(), "run scripts/test: no hls.js in {modules:?}");
+    let dir = TempDir::new("recweb-browser");
+    let pages = dir.path("hls");
+    std::fs::create_dir_all(&pages).unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    std::fs::copy(here.join("vod.html"), pages.join("vod.html")).unwrap();
+    std::fs::copy(&hlsjs, pages.join("hls.min.js")).unwrap();
+    let extra = format!("application pages {{ live on; hls on; hls_path {}; }}", pages.display());
+    let conf = rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};")
+        .replace("application vod", &format!("{extra} application vod"));
+    let server = Server::start_conf(&conf);
+    let mut publisher = ffmpeg_publish(&server.url("stream"), SECS, GOP);
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).expect("ffmpeg finishes").success());
+    wait_log(&server, "record: done", 2);
+
+    let urls: Vec<String> = ["stream.flv", "stream.mp4"]
+        .iter()
+        .map(|f| format!("http://127.0.0.1:{}/hls/vod.html?seek=5&src=/vod/live/{f}/index.m3u8", server.http_port))
+        .collect();
+    let out = run_timeout(
+        Command::new("node")
+            .arg(here.join("play.cjs"))
+            .args(&urls)
+            .env("BROWSER_MODULES", &modules)
+            .env("PLAY_TIMEOUT_MS", "60000"),
+        Duration::from_secs(90),
+    );
+    let console = String::from_utf8_lossy(&out.stderr);
+    let verdicts: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}\nconsole:\n{console}");
+    for (file, v) in ["stream.flv", "stream.mp4"].iter().zip(&verdicts) {
+        eprintln!("hls.js, {file}: {v}");
+        assert_eq!(v["ok"], true, "{file}: {v}\nconsole:\n{console}\nlog:\n{}", server.log());
+        let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let (file_secs, _, _) = probe(dir.path(file).to_str().unwrap());
+        assert!((num("duration") - file_secs).abs() <= 0.5, "{file}: hls.js duration vs {file_secs}: {v}");
+        assert!((4.5..=5.5).contains(&num("landed")), "{file}: the seek to 5 s landed at {v}");
+        assert!(num("end") >= file_secs - 0.5, "{file}: played to the end: {v}");
+        assert_eq!(num("width"), 640.0, "{v}");
+    }
+}
