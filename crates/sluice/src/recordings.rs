@@ -306,6 +306,8 @@ fn open_at(path: &Path) -> std::io::Result<FileAt> {
 /// Indexes, shared by every viewer: at most [`CACHE_FILES`] files and [`CACHE_BYTES`], the
 /// least recently used dropped first.
 struct Cache {
+    max_files: usize,
+    max_bytes: usize,
     entries: Mutex<HashMap<Key, Cached>>,
     /// One file indexed at a time: viewers arriving together wait for the first one's index
     /// instead of each reading the file.
@@ -325,16 +327,22 @@ struct Cached {
 
 fn cache() -> &'static Cache {
     static CACHE: OnceLock<Cache> = OnceLock::new();
-    CACHE.get_or_init(|| Cache {
-        entries: Mutex::new(HashMap::new()),
-        building: tokio::sync::Mutex::new(()),
-        segments: tokio::sync::Semaphore::new(CONCURRENT_SEGMENTS),
-        clock: Default::default(),
-        full: Default::default(),
-    })
+    CACHE.get_or_init(|| Cache::new(CACHE_FILES, CACHE_BYTES))
 }
 
 impl Cache {
+    fn new(max_files: usize, max_bytes: usize) -> Cache {
+        Cache {
+            max_files,
+            max_bytes,
+            entries: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
+            segments: tokio::sync::Semaphore::new(CONCURRENT_SEGMENTS),
+            clock: Default::default(),
+            full: Default::default(),
+        }
+    }
+
     fn get(&self, key: &Key) -> Option<Arc<Vod>> {
         let now = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -346,7 +354,7 @@ impl Cache {
 
     fn put(&self, key: Key, vod: Arc<Vod>) {
         let cost = vod.cost();
-        if cost > CACHE_BYTES {
+        if cost > self.max_bytes {
             return;
         }
         let now = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -354,15 +362,15 @@ impl Cache {
         // Older versions of the same file go first.
         map.retain(|k, _| k.0 != key.0);
         let mut total: usize = map.values().map(|c| c.vod.cost()).sum();
-        while !map.is_empty() && (map.len() >= CACHE_FILES || total + cost > CACHE_BYTES) {
+        while !map.is_empty() && (map.len() >= self.max_files || total + cost > self.max_bytes) {
             let Some(oldest) = map.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone()) else { break };
             if let Some(gone) = map.remove(&oldest) {
                 total -= gone.vod.cost();
             }
             if !self.full.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::info!(
-                    files = CACHE_FILES,
-                    bytes = CACHE_BYTES,
+                    files = self.max_files,
+                    bytes = self.max_bytes,
                     "recordings: index cache full; least recently watched files are indexed again when asked"
                 );
             }
@@ -440,6 +448,55 @@ fn text(status: StatusCode, text: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tiny FLV recording: an AVC header and `frames` keyframes 40 ms apart.
+    fn tiny_vod(frames: u32) -> Arc<Vod> {
+        let mut f = b"FLV\x01\x01\0\0\0\x09\0\0\0\0".to_vec();
+        let mut tag = |ts: u32, body: &[u8]| {
+            let len = body.len() as u32;
+            f.push(9);
+            f.extend_from_slice(&len.to_be_bytes()[1..]);
+            f.extend_from_slice(&ts.to_be_bytes()[1..]);
+            f.extend_from_slice(&[0, 0, 0, 0]);
+            f.extend_from_slice(body);
+            f.extend_from_slice(&(len + 11).to_be_bytes());
+        };
+        tag(0, &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE]);
+        for i in 0..frames {
+            tag(i * 40, &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]);
+        }
+        Arc::new(Vod::open(&mut media::Slice(&f)).unwrap())
+    }
+
+    fn key(name: &str, size: u64) -> Key {
+        (PathBuf::from(name), size, SystemTime::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn the_index_cache_is_bounded_in_files_and_bytes() {
+        let cache = Cache::new(2, 1 << 20);
+        let (a, b, c) = (tiny_vod(10), tiny_vod(10), tiny_vod(10));
+        cache.put(key("/r/a.flv", 1), a.clone());
+        cache.put(key("/r/b.flv", 1), b);
+        assert!(cache.get(&key("/r/a.flv", 1)).is_some_and(|v| Arc::ptr_eq(&v, &a)), "shared, not copied");
+        cache.put(key("/r/c.flv", 1), c);
+        assert!(cache.get(&key("/r/b.flv", 1)).is_none(), "the least recently used goes");
+        assert!(cache.get(&key("/r/a.flv", 1)).is_some() && cache.get(&key("/r/c.flv", 1)).is_some());
+        // A new version of a file replaces the old one; another size or time is another key.
+        cache.put(key("/r/a.flv", 2), tiny_vod(5));
+        assert!(cache.get(&key("/r/a.flv", 1)).is_none());
+        assert!(cache.get(&key("/r/a.flv", 2)).is_some());
+
+        let big = tiny_vod(1000);
+        let small = Cache::new(100, big.cost() + 10);
+        small.put(key("/r/x.flv", 1), tiny_vod(1000));
+        small.put(key("/r/y.flv", 1), tiny_vod(1000));
+        assert!(small.get(&key("/r/x.flv", 1)).is_none(), "bytes bound");
+        assert!(small.get(&key("/r/y.flv", 1)).is_some());
+        let none = Cache::new(100, 10);
+        none.put(key("/r/z.flv", 1), big);
+        assert!(none.get(&key("/r/z.flv", 1)).is_none(), "an index larger than the bound is not kept");
+    }
 
     #[test]
     fn urls_name_app_file_and_resource() {

@@ -69,7 +69,8 @@ fn rtmp_conf(dir: &Path, rtmp_extra: &str) -> String {
     format!(
         "rtmp {{ {rtmp_extra} server {{ listen 127.0.0.1:{{rtmp}};
            application live {{ live on; record all; record_path {dir};
-             recorder mp4 {{ record all; record_format mp4; }} }}
+             recorder mp4 {{ record all; record_format mp4; }}
+             recorder fast {{ record all; record_format mp4; record_mp4_faststart on; record_suffix .fast.mp4; }} }}
            application private {{ live on; deny play all; record all; record_path {dir}; }}
            application vod {{ live on; }} }} }}",
         dir = dir.display()
@@ -93,9 +94,10 @@ fn recordings_play_as_hls_vod() {
     assert_eq!(busy.status, 409, "{}", busy.text());
     let mut publisher = publisher;
     assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).expect("ffmpeg finishes").success());
-    wait_log(&server, "record: done", 2);
+    wait_log(&server, "record: done", 3);
 
-    for file in ["stream.flv", "stream.mp4"] {
+    // FLV, fragmented MP4, and progressive MP4 (`moov` first, rewritten after the publish).
+    for file in ["stream.flv", "stream.mp4", "stream.fast.mp4"] {
         plays_whole(&server, &dir.path(file), file);
     }
     segment_starts_with_a_keyframe(&server, "stream.mp4");
@@ -214,7 +216,7 @@ fn hlsjs_plays_and_seeks_recordings() {
     let server = Server::start_conf(&conf);
     let mut publisher = ffmpeg_publish(&server.url("stream"), SECS, GOP);
     assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).expect("ffmpeg finishes").success());
-    wait_log(&server, "record: done", 2);
+    wait_log(&server, "record: done", 3);
 
     let urls: Vec<String> = ["stream.flv", "stream.mp4"]
         .iter()

@@ -1343,3 +1343,41 @@ mod tests {
         assert!(error("http { server { send_timeout soon; } }").contains("invalid value \"soon\""));
     }
 }
+
+#[cfg(test)]
+mod recordings_tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn servers(text: &str) -> Vec<HttpServerConf> {
+        Config::parse(text, "t.conf").unwrap().http.servers()
+    }
+
+    #[test]
+    fn the_builtin_server_serves_recordings_at_vod_to_everyone() {
+        let s = &servers("rtmp { server { application live { live on; } } }")[0];
+        let loc = s.location("/vod/live/cam.flv/index.m3u8");
+        assert_eq!(loc.handler, Some(Handler::Recordings { flv_fallback: true }));
+        assert!(loc.denied_by("192.0.2.1".parse().unwrap()).is_none(), "content, not stats: no loopback rule");
+        assert_eq!(s.location("/vodka/cam.flv").handler, Some(Handler::FlvLive));
+        // An hls_path directory named vod keeps its URL.
+        let hls = &servers("rtmp { server { application a { hls on; hls_path /tmp/vod; } } }")[0];
+        assert_eq!(hls.location("/vod/cam.m3u8").handler, None);
+        assert!(hls.location("/vod/cam.m3u8").hls);
+    }
+
+    #[test]
+    fn recordings_on_names_the_handler_of_an_http_location() {
+        let s = &servers(
+            "rtmp { server { } } http { server { listen 8081; location /rec/ { recordings on; deny 10.0.0.0/8; } } }",
+        )[0];
+        let loc = s.location("/rec/live/cam.mp4/init.mp4");
+        assert_eq!(loc.handler, Some(Handler::Recordings { flv_fallback: false }));
+        assert!(loc.denied_by("10.1.2.3".parse().unwrap()).is_some());
+        assert_eq!(s.location("/vod/live/cam.mp4/init.mp4").handler, None, "no built-in /vod/ in a block");
+        let err = Config::parse("http { server { location /x { recordings on; flv_live on; } } }", "t.conf")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only one of"), "{err}");
+    }
+}
