@@ -48,6 +48,8 @@ use crate::untrusted::{self, for_log};
 pub const CACHE_FILES: usize = 64;
 /// Most bytes of indexes kept (an hour of 30 fps video with 44.1 kHz AAC costs about 6 MiB: 40 bytes a sample).
 pub const CACHE_BYTES: usize = 256 << 20;
+/// Most files one listing ([`list`], the API's `/v1/recordings`) looks at.
+pub const MAX_LISTED: usize = 10_000;
 /// Segments built at once, server-wide (each holds up to [`MAX_SEGMENT_BYTES`] of samples);
 /// more requests wait their turn.
 pub const CONCURRENT_SEGMENTS: usize = 8;
@@ -445,6 +447,89 @@ fn text(status: StatusCode, text: &str) -> Response {
         .into_response()
 }
 
+/// One recording file, as the API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordingFile {
+    /// The application whose `record_path` (or a recorder's) holds it.
+    pub app: String,
+    /// The file's name.
+    pub file: String,
+    /// Bytes.
+    pub size: u64,
+    /// Last modified, seconds since the Unix epoch.
+    pub modified_unix: u64,
+    /// A recorder is writing it now (its playlist answers `409` until it is closed).
+    pub writing: bool,
+    /// Its playlist's path on this HTTP server (`null` when no location serves recordings).
+    pub playlist: Option<String>,
+}
+
+/// The recordings (`.flv`, `.mp4` regular files) in every application's record directories,
+/// newest first; at most [`MAX_LISTED`] files are looked at.
+pub async fn list(state: &HttpState) -> Vec<RecordingFile> {
+    let Some(running) = &state.running else { return Vec::new() };
+    let prefix = state.site.locations.iter().find_map(|l| match l.handler {
+        Some(crate::config::Handler::Recordings { .. }) => Some(format!("{}/", l.uri.trim_end_matches('/'))),
+        _ => None,
+    });
+    let mut places: Vec<(String, PathBuf)> = Vec::new();
+    for app in running.config.servers.iter().flat_map(|s| &s.apps) {
+        for dir in record_dirs(&[app]) {
+            if !places.iter().any(|(a, d)| *a == app.name && *d == dir) {
+                places.push((app.name.clone(), dir));
+            }
+        }
+    }
+    let writing: Vec<PathBuf> = state.records.recordings().into_iter().map(|r| r.file).collect();
+    let scan = move || {
+        let writing: Vec<PathBuf> =
+            writing.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+        let mut out = Vec::new();
+        let mut looked = 0;
+        'dirs: for (app, dir) in places {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                looked += 1;
+                if looked > MAX_LISTED {
+                    break 'dirs;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() || untrusted::recording_file(&name).is_err() {
+                    continue;
+                }
+                let path = std::fs::canonicalize(entry.path()).unwrap_or_else(|_| entry.path());
+                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                let playlist = prefix.as_ref().map(|p| format!("{p}{}/{}/index.m3u8", url_path(&app), url_path(&name)));
+                out.push(RecordingFile {
+                    modified_unix: modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                    writing: writing.contains(&path),
+                    size: meta.len(),
+                    app: app.clone(),
+                    file: name,
+                    playlist,
+                });
+            }
+        }
+        out.sort_by(|a, b| b.modified_unix.cmp(&a.modified_unix).then_with(|| a.file.cmp(&b.file)));
+        out
+    };
+    tokio::task::spawn_blocking(scan).await.unwrap_or_default()
+}
+
+/// `text` percent-encoded for a URL path (`/` kept: application names may hold it).
+fn url_path(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,6 +581,11 @@ mod tests {
         let none = Cache::new(100, 10);
         none.put(key("/r/z.flv", 1), big);
         assert!(none.get(&key("/r/z.flv", 1)).is_none(), "an index larger than the bound is not kept");
+    }
+
+    #[test]
+    fn listed_playlists_are_percent_encoded() {
+        assert_eq!(url_path("a b/c%é.flv"), "a%20b/c%25%C3%A9.flv");
     }
 
     #[test]

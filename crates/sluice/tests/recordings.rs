@@ -52,6 +52,14 @@ fn wait_log(server: &Server, what: &str, count: usize) {
     panic!("never saw {count} x {what:?}; log:\n{}", server.log());
 }
 
+/// `GET /api/v1/recordings`: the list.
+fn listed(server: &Server) -> Vec<serde_json::Value> {
+    let reply = get(server, "/api/v1/recordings");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    v["recordings"].as_array().cloned().unwrap_or_default()
+}
+
 /// The EXTINF durations and segment URIs of a media playlist.
 fn segments(playlist: &str) -> Vec<(f64, String)> {
     let lines: Vec<&str> = playlist.lines().collect();
@@ -92,6 +100,8 @@ fn recordings_play_as_hls_vod() {
     // A file a recorder is writing is refused.
     let busy = get(&server, "/vod/live/stream.flv/index.m3u8");
     assert_eq!(busy.status, 409, "{}", busy.text());
+    let busy_list = listed(&server);
+    assert!(busy_list.iter().any(|r| r["file"] == "stream.flv" && r["writing"] == true), "{busy_list:?}");
     let mut publisher = publisher;
     assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).expect("ffmpeg finishes").success());
     wait_log(&server, "record: done", 3);
@@ -101,6 +111,15 @@ fn recordings_play_as_hls_vod() {
         plays_whole(&server, &dir.path(file), file);
     }
     segment_starts_with_a_keyframe(&server, "stream.mp4");
+
+    // The API lists them, with their playlists on this server.
+    let list = listed(&server);
+    for file in ["stream.flv", "stream.mp4", "stream.fast.mp4"] {
+        let r = list.iter().find(|r| r["file"] == file && r["app"] == "live").unwrap_or_else(|| panic!("{list:?}"));
+        assert_eq!(r["writing"], false);
+        assert_eq!(r["playlist"], format!("/vod/live/{file}/index.m3u8"));
+        assert_eq!(r["size"], std::fs::metadata(dir.path(file)).unwrap().len());
+    }
     refusals(&server, &dir);
 
     // An application named `vod` keeps its HTTP-FLV URL on the built-in server: the player
