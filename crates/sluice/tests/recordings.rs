@@ -214,7 +214,7 @@ fn refusals(server: &Server, dir: &TempDir) {
 }
 
 /// hls.js in headless Chromium plays an FLV and an MP4 recording, seeks into each and plays to
-/// the end. `scripts/test` installs Chromium, hls.js and playwright-core (see tests/browser.rs);
+/// the end; the dashboard lists them and plays one (`tests/browser/recordings.cjs`). `scripts/test` installs Chromium, hls.js and playwright-core (see tests/browser.rs);
 /// the page is `tests/browser/vod.html`, served from an `hls_path` directory of the same server.
 #[test]
 fn hlsjs_plays_and_seeks_recordings() {
@@ -263,4 +263,19 @@ fn hlsjs_plays_and_seeks_recordings() {
         assert!(num("end") >= file_secs - 0.5, "{file}: played to the end: {v}");
         assert_eq!(num("width"), 640.0, "{v}");
     }
+
+    // The dashboard lists the recordings and its Watch button plays one.
+    let dashboard = format!("http://127.0.0.1:{}/", server.http_port);
+    let out = run_timeout(
+        Command::new("node")
+            .arg(here.join("recordings.cjs"))
+            .args([dashboard.as_str(), "stream.mp4"])
+            .env("BROWSER_MODULES", &modules)
+            .env("PLAY_TIMEOUT_MS", "40000"),
+        Duration::from_secs(120),
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    eprintln!("dashboard: {verdict}");
+    assert_eq!(verdict["ok"], true, "dashboard: {verdict}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(verdict["errors"], serde_json::json!([]), "{verdict}");
 }
