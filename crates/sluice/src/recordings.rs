@@ -313,8 +313,8 @@ struct Cache {
     entries: Mutex<HashMap<Key, Cached>>,
     /// One file indexed at a time: viewers arriving together wait for the first one's index
     /// instead of each reading the file.
-    building: tokio::sync::Mutex<()>,
-    segments: tokio::sync::Semaphore,
+    building: Arc<tokio::sync::Mutex<()>>,
+    segments: Arc<tokio::sync::Semaphore>,
     clock: std::sync::atomic::AtomicU64,
     /// The bound was reached once (logged once).
     full: std::sync::atomic::AtomicBool,
@@ -338,8 +338,8 @@ impl Cache {
             max_files,
             max_bytes,
             entries: Mutex::new(HashMap::new()),
-            building: tokio::sync::Mutex::new(()),
-            segments: tokio::sync::Semaphore::new(CONCURRENT_SEGMENTS),
+            building: Arc::new(tokio::sync::Mutex::new(())),
+            segments: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SEGMENTS)),
             clock: Default::default(),
             full: Default::default(),
         }
@@ -381,42 +381,47 @@ impl Cache {
     }
 }
 
-/// The index of `found`, from the cache or built now (off the async threads).
+/// The index of `found`, from the cache or built now (off the async threads). The build holds
+/// the one build turn and fills the cache even when the request that started it goes away, so
+/// viewers who give up cannot start builds side by side.
 async fn index(found: &Found) -> Result<Arc<Vod>, VodError> {
     let key: Key = (found.path.clone(), found.size, found.modified);
     let cache = cache();
     if let Some(v) = cache.get(&key) {
         return Ok(v);
     }
-    let _one = cache.building.lock().await;
+    let turn = cache.building.clone().lock_owned().await;
     if let Some(v) = cache.get(&key) {
         return Ok(v);
     }
-    let path = found.path.clone();
-    let started = std::time::Instant::now();
-    let vod = tokio::task::spawn_blocking(move || Vod::open(&mut open_at(&path)?))
-        .await
-        .map_err(|e| VodError::Io(std::io::Error::other(e)))??;
-    tracing::info!(
-        file = %found.path.display(),
-        codecs = %vod.codecs,
-        duration_ms = vod.duration_ms,
-        segments = vod.segments(),
-        index_bytes = vod.cost(),
-        took_ms = started.elapsed().as_millis() as u64,
-        "recording indexed"
-    );
-    let vod = Arc::new(vod);
-    cache.put(key, vod.clone());
-    Ok(vod)
+    let build = move || {
+        let _turn = turn;
+        let started = std::time::Instant::now();
+        let vod = Arc::new(Vod::open(&mut open_at(&key.0)?)?);
+        tracing::info!(
+            file = %key.0.display(),
+            codecs = %vod.codecs,
+            duration_ms = vod.duration_ms,
+            segments = vod.segments(),
+            index_bytes = vod.cost(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "recording indexed"
+        );
+        cache.put(key, vod.clone());
+        Ok(vod)
+    };
+    tokio::task::spawn_blocking(build).await.map_err(|e| VodError::Io(std::io::Error::other(e)))?
 }
 
-/// Segment `k` of `vod`, read from `path` (off the async threads, [`CONCURRENT_SEGMENTS`] at once).
+/// Segment `k` of `vod`, read from `path` (off the async threads, [`CONCURRENT_SEGMENTS`] at
+/// once: the turn is held until the read ends, even when the request went away).
 async fn segment(vod: Arc<Vod>, k: usize, path: PathBuf) -> Result<Option<Vec<u8>>, VodError> {
-    let _turn = cache().segments.acquire().await.map_err(|e| VodError::Io(std::io::Error::other(e)))?;
-    tokio::task::spawn_blocking(move || vod.segment(k, &mut open_at(&path)?))
-        .await
-        .map_err(|e| VodError::Io(std::io::Error::other(e)))?
+    let turn = cache().segments.clone().acquire_owned().await.map_err(|e| VodError::Io(std::io::Error::other(e)))?;
+    let read = move || {
+        let _turn = turn;
+        vod.segment(k, &mut open_at(&path)?)
+    };
+    tokio::task::spawn_blocking(read).await.map_err(|e| VodError::Io(std::io::Error::other(e)))?
 }
 
 fn reply(content_type: &'static str, cache: &'static str, body: Body) -> Response {

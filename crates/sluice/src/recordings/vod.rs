@@ -169,7 +169,7 @@ impl Vod {
     }
 
     /// Segment `k` (`moof` + `mdat`, sequence number `k + 1`), its samples read through `r`;
-    /// `None` past the last segment.
+    /// `None` past the last segment, or when the file no longer holds any of its samples.
     pub fn segment(&self, k: usize, r: &mut dyn ReadAt) -> Result<Option<Vec<u8>>, VodError> {
         let Some(seg) = self.segments.get(k) else { return Ok(None) };
         let mut runs: Vec<(u32, u64, Vec<fmp4::Sample>)> = Vec::with_capacity(self.tracks.len());
@@ -179,6 +179,9 @@ impl Vod {
             if let Some((first, samples)) = samples {
                 runs.push((track.id, first, samples));
             }
+        }
+        if runs.is_empty() {
+            return Ok(None);
         }
         let runs: Vec<fmp4::TrackRun<'_>> = runs
             .iter()

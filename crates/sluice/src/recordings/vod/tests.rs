@@ -20,11 +20,20 @@ fn tag(out: &mut Vec<u8>, kind: u8, ts: u32, body: &[u8]) {
 /// payload is one NAL unit of `video_bytes` starting with `i`, behind its 4-byte length), and 44.1 kHz AAC frames at their
 /// rounded millisecond times.
 fn flv_file(secs: u32, gop: u32, video_bytes: usize) -> Vec<u8> {
+    flv_tracks(secs, gop, video_bytes, true, true)
+}
+
+/// [`flv_file`] with only the tracks asked for.
+fn flv_tracks(secs: u32, gop: u32, video_bytes: usize, video: bool, audio: bool) -> Vec<u8> {
     let mut out = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
-    tag(&mut out, 9, 0, AVC_HEADER);
-    tag(&mut out, 8, 0, AAC_HEADER);
-    let frames = secs * 25;
-    let audio_frames = (u64::from(secs) * 44_100 / 1024) as u32;
+    if video {
+        tag(&mut out, 9, 0, AVC_HEADER);
+    }
+    if audio {
+        tag(&mut out, 8, 0, AAC_HEADER);
+    }
+    let frames = if video { secs * 25 } else { 0 };
+    let audio_frames = if audio { (u64::from(secs) * 44_100 / 1024) as u32 } else { 0 };
     let (mut v, mut a) = (0u32, 0u32);
     while v < frames || a < audio_frames {
         let vt = v * 40;
@@ -134,4 +143,32 @@ fn files_without_a_carried_codec_are_refused() {
     tag(&mut out, 8, 26, &[0x2F, 0xFF, 0xFB]);
     assert!(matches!(Vod::open(&mut media::Slice(&out)), Err(VodError::NoTracks)));
     assert!(matches!(Vod::open(&mut media::Slice(b"not media at all")), Err(VodError::Media(_))));
+}
+
+#[test]
+fn audio_only_and_video_only_files_are_cut_too() {
+    let audio = flv_tracks(10, 25, 10, false, true);
+    let v = vod(&audio);
+    assert_eq!(v.codecs, "aac");
+    assert_eq!(v.segments(), 3, "every 4 s, at any frame");
+    let seg = v.segment(1, &mut media::Slice(&audio)).unwrap().unwrap();
+    let runs = fmp4::parse_moof(&seg).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].track_id, AUDIO_ID);
+
+    let video = flv_tracks(10, 50, 10, true, false);
+    let v = vod(&video);
+    assert_eq!(v.codecs, "h264");
+    assert_eq!(v.segments(), 3, "keyframes every 2 s: 0, 4, 8");
+    let total: f64 = (0..v.segments()).map(|k| v.segment_secs(k)).sum();
+    assert!((total - 10.0).abs() < 0.001, "{total}");
+}
+
+#[test]
+fn a_file_cut_short_after_indexing_gives_shorter_segments_not_errors() {
+    let file = flv_file(10, 25, 100);
+    let v = vod(&file);
+    let short = &file[..file.len() / 2];
+    assert!(v.segment(0, &mut media::Slice(short)).unwrap().is_some());
+    assert!(v.segment(2, &mut media::Slice(short)).unwrap().is_none(), "nothing left of the last segment");
 }
