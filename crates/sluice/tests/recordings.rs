@@ -279,3 +279,26 @@ fn hlsjs_plays_and_seeks_recordings() {
     assert_eq!(verdict["ok"], true, "dashboard: {verdict}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(verdict["errors"], serde_json::json!([]), "{verdict}");
 }
+
+/// Files sluice did not write play too: ffmpeg's MP4 (`moov` at the end) and FLV, H.264 with
+/// B-frames (composition offsets) and AAC, put in `record_path` by hand.
+#[test]
+fn files_from_other_tools_with_b_frames_play_whole() {
+    let dir = TempDir::new("recweb-other");
+    for file in ["other.mp4", "other.flv"] {
+        let out = run_timeout(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "7"])
+                .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "50", "-pix_fmt", "yuv420p"])
+                .args(["-c:a", "aac", "-b:a", "64k"])
+                .arg(dir.path(file)),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "ffmpeg {file}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let server = Server::start_conf(&rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};"));
+    for file in ["other.mp4", "other.flv"] {
+        plays_whole(&server, &dir.path(file), file);
+    }
+}
