@@ -145,8 +145,13 @@ fn recordings_play_as_hls_vod() {
 
 /// The playlist covers the file, and ffprobe/ffmpeg read it whole over HTTP.
 fn plays_whole(server: &Server, path: &Path, file: &str) {
+    plays_whole_as(server, path, file, ["aac", "h264"]);
+}
+
+/// [`plays_whole`] for a file of `codecs` (sorted); returns what ffprobe read over HLS.
+fn plays_whole_as(server: &Server, path: &Path, file: &str, codecs: [&str; 2]) -> (f64, usize) {
     let (file_secs, file_frames, file_codecs) = probe(path.to_str().unwrap());
-    assert_eq!(file_codecs, ["aac", "h264"]);
+    assert_eq!(file_codecs, codecs);
     let url = format!("http://127.0.0.1:{}/vod/live/{file}/index.m3u8", server.http_port);
     let list = get(server, &format!("/vod/live/{file}/index.m3u8"));
     assert_eq!(list.status, 200, "{file}: {}", list.text());
@@ -161,8 +166,8 @@ fn plays_whole(server: &Server, path: &Path, file: &str) {
     assert!((total - file_secs).abs() <= 0.5, "{file}: playlist {total} s, file {file_secs} s\n{text}");
     assert!(segs.len() >= 2 && segs.iter().all(|s| s.0 <= 6.5), "{file}: segments of about 4 s\n{text}");
 
-    let (secs, frames, codecs) = probe(&url);
-    assert_eq!(codecs, ["aac", "h264"], "{file} over HLS");
+    let (secs, frames, hls_codecs) = probe(&url);
+    assert_eq!(hls_codecs, codecs, "{file} over HLS");
     assert!((secs - file_secs).abs() <= 0.5, "{file}: HLS {secs} s, file {file_secs} s");
     assert_eq!(frames, file_frames, "{file}: every video frame is served once");
     let out = run_timeout(
@@ -171,6 +176,7 @@ fn plays_whole(server: &Server, path: &Path, file: &str) {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "decoding {file} over HLS: {stderr}");
+    (secs, frames)
 }
 
 /// Segment 1 (after the first cut) opens with a video keyframe.
@@ -301,4 +307,36 @@ fn files_from_other_tools_with_b_frames_play_whole() {
     for file in ["other.mp4", "other.flv"] {
         plays_whole(&server, &dir.path(file), file);
     }
+}
+
+/// HEVC published over Enhanced RTMP, recorded as MP4 and as (Enhanced) FLV, plays as `hvc1`
+/// fMP4 over HLS. Debian's ffprobe reads the MP4 but not the Enhanced FLV file: the FLV is
+/// compared with the MP4 of the same publish, over HLS.
+#[test]
+fn hevc_recordings_play_as_hvc1() {
+    let dir = TempDir::new("recweb-hevc");
+    let server = Server::start_conf(&rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};"));
+    let x265 =
+        ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=50", "-pix_fmt", "yuv420p"];
+    let mut child = Command::new(enhanced_ffmpeg())
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "6"])
+        .args(x265)
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", &server.url("hevc")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the Enhanced RTMP ffmpeg runs");
+    assert!(wait_timeout(&mut child, Duration::from_secs(40)).expect("ffmpeg finishes").success());
+    wait_log(&server, "record: done", 3);
+    let (mp4_secs, mp4_frames) = plays_whole_as(&server, &dir.path("hevc.mp4"), "hevc.mp4", ["aac", "hevc"]);
+    let init = get(&server, "/vod/live/hevc.flv/init.mp4");
+    assert_eq!(init.status, 200, "{}", init.text());
+    assert!(init.body.windows(4).any(|w| w == b"hvc1"), "an hvc1 sample entry");
+    let url = format!("http://127.0.0.1:{}/vod/live/hevc.flv/index.m3u8", server.http_port);
+    let (secs, frames, codecs) = probe(&url);
+    assert_eq!(codecs, ["aac", "hevc"]);
+    assert!((secs - mp4_secs).abs() <= 0.5, "FLV {secs} s, MP4 {mp4_secs} s");
+    assert!(frames.abs_diff(mp4_frames) <= 2, "FLV {frames} frames, MP4 {mp4_frames}");
 }

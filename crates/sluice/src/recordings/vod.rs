@@ -9,8 +9,12 @@ use bytes::Bytes;
 use flv::{AudioCodec, AudioPacket, VideoCodec, VideoPacket};
 use media::{Codec, Kind, Media, ReadAt};
 
-/// Segments are cut at the first video keyframe this long after the segment's start.
+/// Segments are cut at the first video keyframe about this long after the segment's start.
 pub const TARGET_SEGMENT_MS: u32 = 4000;
+/// How much sooner than [`TARGET_SEGMENT_MS`] a keyframe may come and still cut: decode times
+/// run ahead of presentation times by a frame or two with B-frames, so a keyframe every 2 s
+/// shows 3.96 s after the previous cut.
+const CUT_SLACK_MS: u32 = 500;
 /// A segment whose sample bytes reach this is cut at the next sample even without a keyframe
 /// (a stream with very long GOPs): the bound on what one request holds in memory.
 pub const MAX_SEGMENT_BYTES: u64 = 32 << 20;
@@ -312,7 +316,7 @@ fn fill_audio(media: &Media, track: &mut Track, rate: u32, frame: u32) {
 }
 
 /// Segment starts: the first track (video when there is one) is cut at the first keyframe
-/// [`TARGET_SEGMENT_MS`] after the segment's start, or at any sample once the segment holds
+/// [`TARGET_SEGMENT_MS`] (less [`CUT_SLACK_MS`]) after the segment's start, or at any sample once the segment holds
 /// `max_bytes` ([`MAX_SEGMENT_BYTES`]); the other tracks follow by time.
 fn cut(tracks: &[Track], max_bytes: u64) -> Vec<Segment> {
     let lead = &tracks[0];
@@ -320,7 +324,7 @@ fn cut(tracks: &[Track], max_bytes: u64) -> Vec<Segment> {
     let mut bytes = 0u64;
     for (i, e) in lead.entries.iter().enumerate() {
         let since = u64::from(e.ms).saturating_sub(starts.last().map_or(0, |s| s.0));
-        let at_key = (e.keyframe || !lead.video) && since >= u64::from(TARGET_SEGMENT_MS);
+        let at_key = (e.keyframe || !lead.video) && since >= u64::from(TARGET_SEGMENT_MS - CUT_SLACK_MS);
         if i > 0 && (at_key || bytes >= max_bytes) {
             starts.push((u64::from(e.ms), i));
             bytes = 0;

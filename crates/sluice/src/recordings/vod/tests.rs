@@ -146,6 +146,14 @@ fn files_without_a_carried_codec_are_refused() {
 }
 
 #[test]
+fn a_keyframe_a_little_before_the_target_still_cuts() {
+    // Keyframes every 1.96 s (49 frames): cut at 3.92 s, as B-frames' decode times would show.
+    let v = vod(&flv_file(10, 49, 10));
+    let secs: Vec<f64> = (0..v.segments()).map(|k| v.segment_secs(k)).collect();
+    assert_eq!(secs[..2], [3.92, 3.92], "{secs:?}");
+}
+
+#[test]
 fn audio_only_and_video_only_files_are_cut_too() {
     let audio = flv_tracks(10, 25, 10, false, true);
     let v = vod(&audio);
