@@ -267,6 +267,7 @@ fn hlsjs_plays_and_seeks_recordings() {
         assert!((num("duration") - file_secs).abs() <= 0.5, "{file}: hls.js duration vs {file_secs}: {v}");
         assert!((4.5..=5.5).contains(&num("landed")), "{file}: the seek to 5 s landed at {v}");
         assert!(num("end") >= file_secs - 0.5, "{file}: played to the end: {v}");
+        assert_eq!(v["ended"], true, "{file}: the player says it ended (no stall before the end): {v}");
         assert_eq!(num("width"), 640.0, "{v}");
     }
 

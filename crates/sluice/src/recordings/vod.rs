@@ -21,6 +21,12 @@ pub const MAX_SEGMENT_BYTES: u64 = 32 << 20;
 /// Bytes read in one go when a segment's samples lie together in the file; samples spread
 /// wider are read one by one.
 const MAX_SPAN: u64 = 2 * MAX_SEGMENT_BYTES;
+/// FLV video tags this short carry no frame: an end-of-sequence (`0x17 0x02` and a zero
+/// composition time, or an Enhanced RTMP SequenceEnd with its FourCC). FLV marks them as
+/// keyframes; kept, they would cut a segment of nothing at the end.
+const FLV_VIDEO_NO_FRAME: u32 = 5;
+/// The same for AAC tags: the two header bytes and no frame.
+const FLV_AUDIO_NO_FRAME: u32 = 2;
 /// fMP4 track ids.
 const VIDEO_ID: u32 = 1;
 const AUDIO_ID: u32 = 2;
@@ -256,10 +262,11 @@ fn audio_track(media: &Media) -> Option<(fmp4::TrackInfo, Track, u32)> {
 /// Video entries in decode order, each lasting until the next one.
 fn fill_video(media: &Media, track: &mut Track) {
     let Some((index, _)) = source_track(media, Kind::Video) else { return };
+    let min = if track.flv { FLV_VIDEO_NO_FRAME } else { 0 };
     let mut entries: Vec<Entry> = media
         .samples
         .iter()
-        .filter(|s| s.track == index)
+        .filter(|s| s.track == index && s.size > min)
         .map(|s| Entry {
             offset: s.offset,
             size: s.size,
@@ -290,7 +297,8 @@ fn fill_video(media: &Media, track: &mut Track) {
 /// gap keeps its time.
 fn fill_audio(media: &Media, track: &mut Track, rate: u32, frame: u32) {
     let Some((index, _)) = source_track(media, Kind::Audio) else { return };
-    let mut samples: Vec<&media::Sample> = media.samples.iter().filter(|s| s.track == index).collect();
+    let min = if track.flv { FLV_AUDIO_NO_FRAME } else { 0 };
+    let mut samples: Vec<&media::Sample> = media.samples.iter().filter(|s| s.track == index && s.size > min).collect();
     samples.sort_by_key(|s| s.dts);
     let frame64 = u64::from(frame);
     let mut entries: Vec<Entry> = Vec::with_capacity(samples.len());

@@ -146,6 +146,21 @@ fn files_without_a_carried_codec_are_refused() {
 }
 
 #[test]
+fn an_end_of_sequence_tag_is_no_frame_and_cuts_nothing() {
+    // What ffmpeg's FLV muxer writes last: an AVC end of sequence, flagged as a keyframe, at the
+    // last frame's time (the 100th frame of a 25-frame GOP file cut at 4 s: 3.96 s after it).
+    let mut file = flv_file(8, 50, 10);
+    tag(&mut file, 9, 7960, &[0x17, 2, 0, 0, 0]);
+    let v = vod(&file);
+    assert_eq!(v.segments(), 2, "no segment of nothing at the end");
+    let seg = v.segment(1, &mut media::Slice(&file)).unwrap().unwrap();
+    let runs = fmp4::parse_moof(&seg).unwrap();
+    let video = runs.iter().find(|r| r.track_id == VIDEO_ID).unwrap();
+    assert_eq!(video.samples.last().unwrap().duration, 40, "the last frame keeps its duration");
+    assert!((v.segment_secs(1) - 4.0).abs() < 0.05, "{}", v.segment_secs(1));
+}
+
+#[test]
 fn a_keyframe_a_little_before_the_target_still_cuts() {
     // Keyframes every 1.96 s (49 frames): cut at 3.92 s, as B-frames' decode times would show.
     let v = vod(&flv_file(10, 49, 10));
