@@ -122,9 +122,20 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
+        // CORS preflight: players on other origins may ask (the answers carry
+        // `Access-Control-Allow-Origin: *` as HLS files do).
+        Method::OPTIONS => {
+            let mut res = StatusCode::NO_CONTENT.into_response();
+            let h = res.headers_mut();
+            h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Range"));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+            return res;
+        }
         _ => {
             let mut res = status_response(StatusCode::METHOD_NOT_ALLOWED);
-            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
             return res;
         }
     };

@@ -186,6 +186,11 @@ fn segment_starts_with_a_keyframe(server: &Server, file: &str) {
     let seg = get(server, &format!("/vod/live/{file}/{uri}"));
     assert_eq!(seg.status, 200);
     assert_eq!(seg.header("cache-control"), Some("public, max-age=31536000, immutable"), "a versioned segment");
+    assert_eq!(seg.header("access-control-allow-origin"), Some("*"), "players on other origins");
+    let head = curl_reply(&["-I"], &format!("http://127.0.0.1:{}/vod/live/{file}/{uri}", server.http_port));
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some(seg.body.len().to_string().as_str()), "HEAD: the GET's length");
+    assert!(head.body.is_empty());
     let runs = fmp4::parse_moof(&seg.body).unwrap();
     let video = runs.iter().find(|r| r.track_id == 1).expect("a video run");
     assert!(video.samples[0].is_sync(), "segment 1 starts with a keyframe");
@@ -207,6 +212,13 @@ fn refusals(server: &Server, dir: &TempDir) {
     assert_eq!(status("/vod/live/stream.flv/99.m4s"), 404);
     assert_eq!(status("/vod/live/stream.flv/0.ts"), 404);
     assert_eq!(status("/vod/live/stream.flv/0.m4s?v=other"), 404, "another version of the file");
+    let post =
+        curl_reply(&["-X", "POST"], &format!("http://127.0.0.1:{}/vod/live/stream.flv/index.m3u8", server.http_port));
+    assert_eq!(post.status, 405);
+    let preflight =
+        curl_reply(&["-X", "OPTIONS"], &format!("http://127.0.0.1:{}/vod/live/stream.flv/0.m4s", server.http_port));
+    assert_eq!(preflight.status, 204);
+    assert!(preflight.header("access-control-allow-methods").is_some_and(|m| m.contains("GET")));
     let private = get(server, "/vod/private/stream.flv/index.m3u8");
     assert_eq!(private.status, 403, "deny play all: {}", private.text());
 
