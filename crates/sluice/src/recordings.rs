@@ -46,7 +46,8 @@ use crate::untrusted::{self, for_log};
 
 /// Most files whose index is kept.
 pub const CACHE_FILES: usize = 64;
-/// Most bytes of indexes kept (an hour of 30 fps video with 44.1 kHz AAC costs about 10 MiB: 40 bytes a sample).
+/// Most bytes of indexes kept (an hour of 30 fps video with 44.1 kHz AAC costs about 10 MiB:
+/// 40 bytes a sample).
 pub const CACHE_BYTES: usize = 256 << 20;
 /// Most files one listing ([`list`], the API's `/v1/recordings`) looks at.
 pub const MAX_LISTED: usize = 10_000;
