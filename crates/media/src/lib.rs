@@ -73,12 +73,7 @@ impl ReadAt for Slice<'_> {
 }
 
 /// Exactly `len` bytes at `offset`, or [`MediaError::Malformed`] (`what`) when the file ends first.
-pub(crate) fn read_exact(
-    r: &mut dyn ReadAt,
-    offset: u64,
-    len: usize,
-    what: &'static str,
-) -> Result<Vec<u8>, MediaError> {
+pub(crate) fn read_exact(r: &mut dyn ReadAt, offset: u64, len: usize, what: &'static str) -> Result<Vec<u8>, MediaError> {
     let data = r.read_at(offset, len)?;
     if data.len() < len {
         return Err(MediaError::Malformed(what));

@@ -1,7 +1,6 @@
 use bytes::Bytes;
-use fmp4::{
-    fragment, init_segment, progressive_head, Codec as F4Codec, Sample as F4Sample, TableBuilder, TrackInfo, TrackRun,
-};
+use fmp4::{fragment, init_segment, progressive_head, Codec as F4Codec, Sample as F4Sample, TableBuilder, TrackInfo,
+    TrackRun};
 
 use super::*;
 
@@ -12,16 +11,8 @@ const ASC: &[u8] = &[0x12, 0x10];
 
 fn tracks() -> Vec<TrackInfo> {
     vec![
-        TrackInfo {
-            id: 1,
-            timescale: 1000,
-            codec: F4Codec::Avc { avcc: Bytes::from_static(AVCC), width: 320, height: 240 },
-        },
-        TrackInfo {
-            id: 2,
-            timescale: 1000,
-            codec: F4Codec::Aac { asc: Bytes::from_static(ASC), channels: 2, sample_rate: 44100 },
-        },
+        TrackInfo { id: 1, timescale: 1000, codec: F4Codec::Avc { avcc: Bytes::from_static(AVCC), width: 320, height: 240 } },
+        TrackInfo { id: 2, timescale: 1000, codec: F4Codec::Aac { asc: Bytes::from_static(ASC), channels: 2, sample_rate: 44100 } },
     ]
 }
 
