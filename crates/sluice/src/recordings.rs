@@ -330,6 +330,9 @@ struct Cache {
     clock: std::sync::atomic::AtomicU64,
     /// The bound was reached once (logged once).
     full: std::sync::atomic::AtomicBool,
+    /// Files that could not be indexed, so that asking again does not read them again (at most
+    /// `max_files`; emptied when full).
+    failed: Mutex<HashMap<Key, Arc<VodError>>>,
 }
 
 type Key = (PathBuf, u64, SystemTime);
@@ -354,7 +357,29 @@ impl Cache {
             segments: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SEGMENTS)),
             clock: Default::default(),
             full: Default::default(),
+            failed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What indexing `key` gave before: the index, or why there is none.
+    fn known(&self, key: &Key) -> Option<Result<Arc<Vod>, Arc<VodError>>> {
+        if let Some(v) = self.get(key) {
+            return Some(Ok(v));
+        }
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get(key).map(|e| Err(e.clone()))
+    }
+
+    fn put_failure(&self, key: Key, e: Arc<VodError>) {
+        // A read error may pass; a file that is not playable stays so until it changes.
+        if matches!(&*e, VodError::Io(_) | VodError::Media(media::MediaError::Io(_))) {
+            return;
+        }
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.len() >= self.max_files {
+            failed.clear();
+        }
+        failed.insert(key, e);
     }
 
     fn get(&self, key: &Key) -> Option<Arc<Vod>> {
@@ -396,20 +421,28 @@ impl Cache {
 /// The index of `found`, from the cache or built now (off the async threads). The build holds
 /// the one build turn and fills the cache even when the request that started it goes away, so
 /// viewers who give up cannot start builds side by side.
-async fn index(found: &Found) -> Result<Arc<Vod>, VodError> {
+async fn index(found: &Found) -> Result<Arc<Vod>, Arc<VodError>> {
     let key: Key = (found.path.clone(), found.size, found.modified);
     let cache = cache();
-    if let Some(v) = cache.get(&key) {
-        return Ok(v);
+    if let Some(known) = cache.known(&key) {
+        return known;
     }
     let turn = cache.building.clone().lock_owned().await;
-    if let Some(v) = cache.get(&key) {
-        return Ok(v);
+    if let Some(known) = cache.known(&key) {
+        return known;
     }
     let build = move || {
         let _turn = turn;
         let started = std::time::Instant::now();
-        let vod = Arc::new(Vod::open(&mut open_at(&key.0)?)?);
+        let built = open_at(&key.0).map_err(VodError::from).and_then(|mut file| Vod::open(&mut file));
+        let vod = match built {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                let e = Arc::new(e);
+                cache.put_failure(key, e.clone());
+                return Err(e);
+            }
+        };
         tracing::info!(
             file = %key.0.display(),
             codecs = %vod.codecs,
@@ -422,7 +455,7 @@ async fn index(found: &Found) -> Result<Arc<Vod>, VodError> {
         cache.put(key, vod.clone());
         Ok(vod)
     };
-    tokio::task::spawn_blocking(build).await.map_err(|e| VodError::Io(std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(build).await.map_err(|e| Arc::new(VodError::Io(std::io::Error::other(e))))?
 }
 
 /// Segment `k` of `vod`, read from `path` (off the async threads, [`CONCURRENT_SEGMENTS`] at
@@ -598,6 +631,21 @@ mod tests {
         let none = Cache::new(100, 10);
         none.put(key("/r/z.flv", 1), big);
         assert!(none.get(&key("/r/z.flv", 1)).is_none(), "an index larger than the bound is not kept");
+    }
+
+    #[test]
+    fn files_that_are_not_playable_are_remembered_until_they_change() {
+        let cache = Cache::new(2, 1 << 20);
+        let junk = || Arc::new(VodError::Media(media::MediaError::UnknownFormat));
+        cache.put_failure(key("/r/junk.flv", 1), junk());
+        assert!(matches!(cache.known(&key("/r/junk.flv", 1)), Some(Err(_))));
+        assert!(cache.known(&key("/r/junk.flv", 2)).is_none(), "another version is tried");
+        let io = Arc::new(VodError::Io(std::io::Error::other("EIO")));
+        cache.put_failure(key("/r/eio.flv", 1), io);
+        assert!(cache.known(&key("/r/eio.flv", 1)).is_none(), "a read error may pass");
+        cache.put_failure(key("/r/b.flv", 1), junk());
+        cache.put_failure(key("/r/c.flv", 1), junk());
+        assert!(cache.failed.lock().unwrap().len() <= 2, "bounded");
     }
 
     #[test]

@@ -219,6 +219,11 @@ fn refusals(server: &Server, dir: &TempDir) {
         curl_reply(&["-X", "OPTIONS"], &format!("http://127.0.0.1:{}/vod/live/stream.flv/0.m4s", server.http_port));
     assert_eq!(preflight.status, 204);
     assert!(preflight.header("access-control-allow-methods").is_some_and(|m| m.contains("GET")));
+    std::fs::write(dir.path("junk.flv"), b"FLV but not really").unwrap();
+    for _ in 0..2 {
+        assert_eq!(status("/vod/live/junk.flv/index.m3u8"), 415, "not a playable file");
+    }
+    std::fs::remove_file(dir.path("junk.flv")).unwrap();
     let private = get(server, "/vod/private/stream.flv/index.m3u8");
     assert_eq!(private.status, 403, "deny play all: {}", private.text());
 
