@@ -305,7 +305,8 @@ fn hlsjs_plays_and_seeks_recordings() {
 }
 
 /// Files sluice did not write play too: ffmpeg's MP4 (`moov` at the end) and FLV, H.264 with
-/// B-frames (composition offsets) and AAC, put in `record_path` by hand.
+/// B-frames (composition offsets) and AAC, put in `record_path` by hand. Eight viewers asking at
+/// once share one index.
 #[test]
 fn files_from_other_tools_with_b_frames_play_whole() {
     let dir = TempDir::new("recweb-other");
@@ -322,6 +323,14 @@ fn files_from_other_tools_with_b_frames_play_whole() {
         assert!(out.status.success(), "ffmpeg {file}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let server = Server::start_conf(&rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};"));
+    // Viewers arriving together share one index: the file is read once.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let asks: Vec<_> = (0..8).map(|_| s.spawn(|| get(&server, "/vod/live/other.mp4/index.m3u8").status)).collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, [200; 8]);
+    let indexed = server.log().lines().filter(|l| l.contains("recording indexed") && l.contains("other.mp4")).count();
+    assert_eq!(indexed, 1, "one index for eight viewers; log:\n{}", server.log());
     for file in ["other.mp4", "other.flv"] {
         plays_whole(&server, &dir.path(file), file);
     }
