@@ -336,6 +336,21 @@ fn files_from_other_tools_with_b_frames_play_whole() {
     }
 }
 
+/// Publishes 6 s of `video` (encoder arguments) with AAC to `name` with the Enhanced RTMP ffmpeg.
+fn publish_enhanced(server: &Server, name: &str, video: &[&str]) {
+    let mut child = Command::new(enhanced_ffmpeg())
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "6"])
+        .args(video)
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", &server.url(name)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the Enhanced RTMP ffmpeg runs");
+    assert!(wait_timeout(&mut child, Duration::from_secs(60)).expect("ffmpeg finishes").success());
+}
+
 /// HEVC published over Enhanced RTMP, recorded as MP4 and as (Enhanced) FLV, plays as `hvc1`
 /// fMP4 over HLS. Debian's ffprobe reads the MP4 but not the Enhanced FLV file: the FLV is
 /// compared with the MP4 of the same publish, over HLS.
@@ -345,17 +360,7 @@ fn hevc_recordings_play_as_hvc1() {
     let server = Server::start_conf(&rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};"));
     let x265 =
         ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=50", "-pix_fmt", "yuv420p"];
-    let mut child = Command::new(enhanced_ffmpeg())
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "6"])
-        .args(x265)
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", &server.url("hevc")])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the Enhanced RTMP ffmpeg runs");
-    assert!(wait_timeout(&mut child, Duration::from_secs(40)).expect("ffmpeg finishes").success());
+    publish_enhanced(&server, "hevc", &x265);
     wait_log(&server, "record: done", 3);
     let (mp4_secs, mp4_frames) = plays_whole_as(&server, &dir.path("hevc.mp4"), "hevc.mp4", ["aac", "hevc"]);
     let init = get(&server, "/vod/live/hevc.flv/init.mp4");
@@ -366,4 +371,17 @@ fn hevc_recordings_play_as_hvc1() {
     assert_eq!(codecs, ["aac", "hevc"]);
     assert!((secs - mp4_secs).abs() <= 0.5, "FLV {secs} s, MP4 {mp4_secs} s");
     assert!(frames.abs_diff(mp4_frames) <= 2, "FLV {frames} frames, MP4 {mp4_frames}");
+}
+
+/// AV1 published over Enhanced RTMP and recorded as MP4 plays as `av01` fMP4 over HLS.
+#[test]
+fn av1_recordings_play_as_av01() {
+    let dir = TempDir::new("recweb-av1");
+    let server = Server::start_conf(&rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};"));
+    let svt = ["-c:v", "libsvtav1", "-preset", "12", "-g", "50", "-pix_fmt", "yuv420p", "-svtav1-params", "lp=1"];
+    publish_enhanced(&server, "av1", &svt);
+    wait_log(&server, "record: done", 3);
+    plays_whole_as(&server, &dir.path("av1.mp4"), "av1.mp4", ["aac", "av1"]);
+    let init = get(&server, "/vod/live/av1.mp4/init.mp4");
+    assert!(init.body.windows(4).any(|w| w == b"av01"), "an av01 sample entry");
 }
