@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/streams/{app}/{name}/record/stop", &["POST"]),
     ("/v1/clients", &["GET"]),
     ("/v1/clients/{id}", &["GET", "DELETE"]),
+    ("/v1/recordings", &["GET"]),
     ("/v1/openapi.json", &["GET"]),
 ];
 
@@ -61,6 +62,7 @@ enum Route<'a> {
     Record { app: &'a str, name: &'a str, start: bool },
     Clients,
     Client(u64),
+    Recordings,
     OpenApi,
 }
 
@@ -128,6 +130,7 @@ async fn answer(state: &HttpState, loc: &Location, path: &str, req: &Parts, clie
         },
         (Route::Client(id), false) => drop_client(state, client, id),
         (Route::Record { app, name, start }, _) => record(state, query, client, app, name, start).await,
+        (Route::Recordings, _) => page("recordings", crate::recordings::list(state).await, query),
         (Route::OpenApi, _) => json(StatusCode::OK, &openapi_for(loc)),
     }
 }
@@ -232,6 +235,7 @@ fn route<'a>(pattern: &str, params: &[&'a str]) -> Result<Route<'a>, String> {
         }
         "/v1/clients" => Route::Clients,
         "/v1/clients/{id}" => Route::Client(params[0].parse().map_err(|_| "invalid client id: not a number")?),
+        "/v1/recordings" => Route::Recordings,
         "/v1/openapi.json" => Route::OpenApi,
         other => return Err(format!("route {other} has no handler")),
     })
@@ -244,12 +248,17 @@ fn list<T: Serialize>(
     query: Option<&str>,
     pick: impl FnOnce(Snapshot) -> (&'static str, Vec<T>),
 ) -> Response {
+    let (key, items) = pick(snapshot);
+    page(key, items, query)
+}
+
+/// [`list`]'s answer for `items`.
+fn page<T: Serialize>(key: &'static str, items: Vec<T>, query: Option<&str>) -> Response {
     let args = Args::parse(query);
     let number = |key: &str, default: usize| args.get(key).map_or(Ok(default), |v| v.parse::<usize>());
     let (Ok(start), Ok(count)) = (number("start", 0), number("count", MAX_PAGE)) else {
         return error(StatusCode::BAD_REQUEST, "start and count are numbers");
     };
-    let (key, items) = pick(snapshot);
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(start).take(count.min(MAX_PAGE)).collect();
     match serde_json::to_value(page) {

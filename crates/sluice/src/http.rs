@@ -330,6 +330,7 @@ async fn handle_with(handler: &Handler, state: &HttpState, loc: &Location, path:
         Handler::Metrics => crate::metrics::respond(state, loc, path, req).await,
         Handler::Dashboard => crate::dashboard::respond(state, loc, path, req).await,
         Handler::FlvLive => crate::httpflv::respond(state, loc, path, req).await,
+        Handler::Recordings { flv_fallback } => crate::recordings::respond(state, loc, path, req, *flv_fallback).await,
     }
 }
 

@@ -29,6 +29,7 @@ pub mod notify;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod record;
+pub mod recordings;
 pub mod relay;
 pub mod rtmp_stat;
 pub mod server;

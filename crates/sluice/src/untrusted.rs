@@ -34,7 +34,12 @@ pub enum NameError {
     Dots,
     #[error("stream name contains {0}")]
     BadChar(&'static str),
+    #[error("not a recording: the name must end in .flv or .mp4")]
+    NotRecording,
 }
+
+/// Extensions of files [`recording_file`] accepts: what `record` writes (FLV, MP4).
+pub const RECORDING_EXTENSIONS: [&str; 2] = [".flv", ".mp4"];
 
 /// Checks a stream name that will be used as a file name. Refuses names that are empty, longer
 /// than [`MAX_STREAM_NAME`], `.` or `..`, or contain `/`, `\`, NUL or any control character.
@@ -94,6 +99,21 @@ pub fn vod_name(name: &str) -> Result<Vec<&str>, NameError> {
         }
     }
     Ok(segments)
+}
+
+/// Checks a recording's file name taken from a URL (`/vod/APP/FILE/...`): a [`stream_name`]
+/// (no `/`, `\\`, NUL, control characters, not `.` or `..`, bounded length; suffixes such as
+/// `-1765000000.flv` fit) that ends in `.flv` or `.mp4` (any case). The caller still checks
+/// that the file it opens is inside the `record_path` it looked in.
+pub fn recording_file(name: &str) -> Result<&str, NameError> {
+    let name = stream_name(name)?;
+    let lower = name.to_ascii_lowercase();
+    let known = RECORDING_EXTENSIONS.iter().any(|ext| lower.len() > ext.len() && lower.ends_with(ext));
+    if known {
+        Ok(name)
+    } else {
+        Err(NameError::NotRecording)
+    }
 }
 
 /// Client text made safe for one log field: control characters (newlines included) escaped
@@ -169,6 +189,19 @@ mod tests {
         for good in ["stream", "my.stream", "..x", "x..", "a b", "caméra-1", "KEY_123", &"x".repeat(MAX_STREAM_NAME)] {
             assert_eq!(stream_name(good), Ok(good));
         }
+    }
+
+    #[test]
+    fn recording_files_are_names_with_a_known_extension() {
+        for good in ["cam.flv", "cam-1765000000.mp4", "a b.FLV", "x.y.mp4"] {
+            assert_eq!(recording_file(good), Ok(good));
+        }
+        for bad in
+            ["", "..", ".flv", "cam", "cam.ts", "cam.flv.txt", "../cam.flv", "/etc/cam.flv", "a\\b.flv", "a\0.flv"]
+        {
+            assert!(recording_file(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(recording_file("cam.m3u8"), Err(NameError::NotRecording));
     }
 
     #[test]

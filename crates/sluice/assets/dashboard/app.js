@@ -12,6 +12,9 @@
   // The page asks for at most this many of each list, every poll (a server may have thousands).
   const MAX_STREAMS = 200;
   const MAX_CLIENTS = 500;
+  const MAX_RECORDINGS = 100;
+  // Recordings change seldom and are listed from the disk: every fifth poll.
+  const RECORDINGS_EVERY = 5;
   const TOKEN_KEY = 'sluice.api_token';
 
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -514,10 +517,72 @@
     el.textContent = `Showing the first ${shown} of ${total} ${what}; the API has them all (${API}/${key}).`;
   }
 
+  // ---- recordings (HLS VOD of record_path files) -----------------------------------------------
+
+  let recordingsSeen = null;
+  let recordingHls = null;
+
+  function showRecordings(answer) {
+    const list = (answer && answer.recordings) || [];
+    const key = JSON.stringify(list);
+    if (key === recordingsSeen) return;
+    recordingsSeen = key;
+    const body = $('#recordings tbody');
+    body.textContent = '';
+    $('#no-recordings').hidden = list.length > 0;
+    for (const r of list) {
+      const tr = document.createElement('tr');
+      const modified = new Date(r.modified_unix * 1000).toLocaleString();
+      for (const [text, num] of [[r.app, false], [r.file, false], [bytes(r.size), true], [modified, true]]) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        if (num) td.className = 'num';
+        tr.appendChild(td);
+      }
+      const td = document.createElement('td');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = r.writing ? 'Recording…' : 'Watch';
+      button.disabled = r.writing || !r.playlist;
+      if (!r.playlist) button.title = 'No HTTP location serves recordings here';
+      button.addEventListener('click', () => watchRecording(r));
+      td.appendChild(button);
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+    showMore('#recordings-more', answer, 'recordings', 'recordings');
+  }
+
+  function watchRecording(r) {
+    const box = $('#recording-player');
+    const video = $('video', box);
+    const state = $('.player-state', box);
+    box.hidden = false;
+    if (recordingHls) { recordingHls.destroy(); recordingHls = null; }
+    const src = new URL(r.playlist, location.origin).href;
+    state.textContent = `${r.app}/${r.file}`;
+    if (window.Hls && window.Hls.isSupported()) {
+      recordingHls = new window.Hls({ enableWorker: true });
+      recordingHls.on(window.Hls.Events.ERROR, (_, data) => {
+        if (data.fatal) state.textContent = `${r.app}/${r.file}: ${data.details}`;
+      });
+      recordingHls.loadSource(src);
+      recordingHls.attachMedia(video);
+    } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      video.src = src;
+    } else {
+      state.textContent = 'this browser plays no HLS';
+      return;
+    }
+    const p = video.play();
+    if (p && p.catch) p.catch(() => { state.textContent += ' (press play)'; });
+  }
+
   // ---- polling ------------------------------------------------------------------------------------
 
   let timer = null;
   let polling = false;
+  let polls = 0;
 
   async function poll() {
     clearTimeout(timer);
@@ -532,6 +597,10 @@
       showClients((clients && clients.clients) || []);
       showMore('#streams-more', streams, 'streams', 'streams');
       showMore('#clients-more', clients, 'clients', 'clients');
+      if (polls++ % RECORDINGS_EVERY === 0) {
+        // Older servers have no such route: the section stays empty.
+        showRecordings(await api('GET', `/recordings?count=${MAX_RECORDINGS}`).catch(() => null));
+      }
       if (notice.dataset.fromPoll) showNotice('');
       $('#status').textContent = `Updated ${new Date().toLocaleTimeString()}`;
       document.body.classList.remove('stale');

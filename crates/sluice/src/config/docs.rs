@@ -339,6 +339,7 @@ pub(crate) const HTTP_DOCS: &[Doc] = &[
     doc("rtmp_stat_stylesheet", "Adds `<?xml-stylesheet ... href=\"PATH\"?>` to the page.", Same).syntax("PATH"),
     doc("rtmp_stat_format", "`xml` (`text/xml`): nginx-rtmp's tree; `json` (`application/json`): nginx-http-flv-module's JSON.", Sluice("nginx-http-flv-module's (winshining)")),
     doc("flv_live", "Play live streams as HTTP-FLV and WebSocket-FLV in this location.", Sluice("nginx-http-flv-module's (winshining)")),
+    doc("recordings", "Recordings (FLV, MP4) of `record_path` watched as HLS VOD, no transcode: `APP/FILE/index.m3u8` under this location; the built-in server has it at `/vod/`.", SLUICE),
     doc("api", "sluice's JSON API (`/api/v1/...`) under this location.", SLUICE),
     doc("metrics", "Prometheus metrics in this location.", SLUICE),
     doc("dashboard", "sluice's dashboard: the page at the location's URI (a prefix without its `/` is redirected to it), its files at `dashboard/NAME` below it.", SLUICE),

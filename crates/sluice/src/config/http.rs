@@ -13,6 +13,7 @@
 //! | `default_type MIME` | http, server, location | Content-Type of unknown extensions (`text/plain`) |
 //! | `add_header NAME VALUE [always]` | http, server, location | extra response header (2xx/3xx only unless `always`) |
 //! | `index FILE...` | http, server, location | files tried for a URI ending in `/` (`index.html`) |
+//! | `recordings on\|off` | location | sluice extension: recordings of `record_path` as HLS VOD, `APP/FILE/index.m3u8` under the location |
 //! | `rtmp_control all\|record\|drop\|redirect...` | http, server, location | nginx-rtmp's control API in this location (`.../record/start?app=&name=&rec=`) |
 //! | `allow ADDR\|CIDR\|all`, `deny ...` | http, server, location | nginx's access module: the first matching rule decides, a denied client gets `403`; a level without rules inherits the enclosing level's |
 //! | `client_header_timeout T` | http, server | time to receive a request head, from the connection's start or the end of the previous response (`10s`) |
@@ -30,7 +31,8 @@
 //! `/<last path component>/` (the "implicit hls locations"), on the built-in server and on
 //! every `http { server { } }` that has no location of that prefix itself (they take the
 //! server's `allow`/`deny` rules). The built-in server also answers the control API at
-//! `/control/` (`rtmp_control all`), to loopback clients only.
+//! `/control/` (`rtmp_control all`), to loopback clients only, and recordings as HLS VOD at
+//! `/vod/` (`recordings on`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -109,6 +111,7 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("rtmp_stat_stylesheet", hctx::LOC, ONE, Kind::Text, ""),
     spec("rtmp_stat_format", hctx::LOC, ONE, Kind::OneOf(&["xml", "json"]), "xml"),
     spec("flv_live", hctx::LOC, ONE, Kind::Flag, "off"),
+    spec("recordings", hctx::LOC, ONE, Kind::Flag, "off"),
     spec("api", hctx::LOC, ONE, Kind::Flag, "off"),
     spec("metrics", hctx::LOC, ONE, Kind::Flag, "off"),
     spec("dashboard", hctx::LOC, ONE, Kind::Flag, "off"),
@@ -264,7 +267,8 @@ impl Default for BuiltinHttp {
 
 impl BuiltinHttp {
     /// The built-in server's own locations: the dashboard at `/`, `/stat`, `/api/`,
-    /// `/metrics`, and HTTP-FLV (`/APP/NAME.flv`) everywhere else. Loopback-only unless
+    /// `/metrics`, recordings at `/vod/` (public, as HLS), and HTTP-FLV (`/APP/NAME.flv`)
+    /// everywhere else. Loopback-only unless
     /// `http_stats_public on`; API actions loopback-only always.
     fn add_locations(&self, server: &mut HttpServerConf) {
         let reads = if self.public { Vec::new() } else { builtin_control_rules() };
@@ -288,12 +292,25 @@ impl BuiltinHttp {
         add("/stat", true, Handler::Stat(StatConf::default()));
         add("/api/", false, Handler::Api { action_access: builtin_control_rules() });
         add("/metrics", true, Handler::Metrics);
+        // Recordings are content, as HLS and HTTP-FLV are: no loopback rule (the
+        // applications' play rules apply, see `crate::recordings`).
+        if server.locations.iter().any(|l| l.hls && l.uri == BUILTIN_RECORDINGS_URI) {
+            tracing::warn!("an hls_path directory is served at {BUILTIN_RECORDINGS_URI}: recordings are not");
+        } else {
+            let mut loc = HttpLayer::default().build(BUILTIN_RECORDINGS_URI, false);
+            loc.handler = Some(Handler::Recordings { flv_fallback: true });
+            loc.access = server.fallback.access.clone();
+            server.locations.push(loc);
+        }
         if let Some(control) = &mut server.control {
             control.api_token = self.api_token.clone();
         }
         server.fallback.handler = Some(Handler::FlvLive);
     }
 }
+
+/// Where the built-in server serves recordings as HLS VOD (`/vod/APP/FILE/index.m3u8`).
+pub const BUILTIN_RECORDINGS_URI: &str = "/vod/";
 
 /// Where the built-in server serves the dashboard's files (the page at `/` loads them
 /// relative to itself: `dashboard/app.js`).
@@ -318,6 +335,13 @@ pub enum Handler {
     /// `flv_live on`: HTTP-FLV and WebSocket-FLV players (`?app=A&stream=S` as the
     /// winshining fork, or `/APP/NAME.flv` under the location).
     FlvLive,
+    /// `recordings on`: recordings as HLS VOD (`APP/FILE/index.m3u8` under the location,
+    /// [`crate::recordings`]).
+    Recordings {
+        /// The built-in `/vod/`: paths ending in `.flv` are HTTP-FLV (an application named
+        /// `vod` keeps `/vod/NAME.flv`).
+        flv_fallback: bool,
+    },
 }
 
 /// `rtmp_stat`, `rtmp_stat_stylesheet`, `rtmp_stat_format`.
@@ -544,6 +568,7 @@ struct HttpLayer {
     stat_stylesheet: Option<String>,
     stat_json: Option<bool>,
     flv_live: Option<bool>,
+    recordings: Option<bool>,
     api: Option<bool>,
     metrics: Option<bool>,
     dashboard: Option<bool>,
@@ -569,6 +594,7 @@ impl HttpLayer {
             stat_stylesheet: self.stat_stylesheet.clone().or_else(|| outer.stat_stylesheet.clone()),
             stat_json: self.stat_json.or(outer.stat_json),
             flv_live: self.flv_live.or(outer.flv_live),
+            recordings: self.recordings.or(outer.recordings),
             api: self.api.or(outer.api),
             metrics: self.metrics.or(outer.metrics),
             dashboard: self.dashboard.or(outer.dashboard),
@@ -624,19 +650,25 @@ impl HttpLayer {
             Some(Handler::Dashboard)
         } else if on(self.flv_live) {
             Some(Handler::FlvLive)
+        } else if on(self.recordings) {
+            Some(Handler::Recordings { flv_fallback: false })
         } else {
             None
         }
     }
 
     /// nginx gives a location one content handler: two of `rtmp_stat`, `api`, `metrics`,
-    /// `dashboard` and `flv_live` in one location is an error at the second.
+    /// `dashboard`, `flv_live` and `recordings` in one location is an error at the second.
     fn check_handlers(&self, d: &Directive) -> Result<(), Fail> {
         let on = |f: Option<bool>| usize::from(f == Some(true));
-        let count =
-            usize::from(self.stat.is_some()) + on(self.api) + on(self.metrics) + on(self.dashboard) + on(self.flv_live);
+        let count = usize::from(self.stat.is_some())
+            + on(self.api)
+            + on(self.metrics)
+            + on(self.dashboard)
+            + on(self.flv_live)
+            + on(self.recordings);
         if count > 1 {
-            let msg = "only one of \"rtmp_stat\", \"api\", \"metrics\", \"dashboard\" and \"flv_live\" per location";
+            let msg = "only one of \"rtmp_stat\", \"api\", \"metrics\", \"dashboard\", \"flv_live\" and \"recordings\" per location";
             return Err(Fail::new(d.span, msg));
         }
         Ok(())
@@ -662,6 +694,7 @@ impl HttpLayer {
             "rtmp_stat_stylesheet" => put(&mut self.stat_stylesheet, non_empty(d)?, d)?,
             "rtmp_stat_format" => put(&mut self.stat_json, first(d)?.value == "json", d)?,
             "flv_live" => put(&mut self.flv_live, flag(d)?, d)?,
+            "recordings" => put(&mut self.recordings, flag(d)?, d)?,
             "api" => put(&mut self.api, flag(d)?, d)?,
             "metrics" => put(&mut self.metrics, flag(d)?, d)?,
             "dashboard" => put(&mut self.dashboard, flag(d)?, d)?,
@@ -1316,5 +1349,43 @@ mod tests {
         assert!(error("http { server { max_connections 0; } }").contains("between 1 and"));
         assert!(error("http { server { location / { max_connections 3; } } }").contains("not allowed here"));
         assert!(error("http { server { send_timeout soon; } }").contains("invalid value \"soon\""));
+    }
+}
+
+#[cfg(test)]
+mod recordings_tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn servers(text: &str) -> Vec<HttpServerConf> {
+        Config::parse(text, "t.conf").unwrap().http.servers()
+    }
+
+    #[test]
+    fn the_builtin_server_serves_recordings_at_vod_to_everyone() {
+        let s = &servers("rtmp { server { application live { live on; } } }")[0];
+        let loc = s.location("/vod/live/cam.flv/index.m3u8");
+        assert_eq!(loc.handler, Some(Handler::Recordings { flv_fallback: true }));
+        assert!(loc.denied_by("192.0.2.1".parse().unwrap()).is_none(), "content, not stats: no loopback rule");
+        assert_eq!(s.location("/vodka/cam.flv").handler, Some(Handler::FlvLive));
+        // An hls_path directory named vod keeps its URL.
+        let hls = &servers("rtmp { server { application a { hls on; hls_path /tmp/vod; } } }")[0];
+        assert_eq!(hls.location("/vod/cam.m3u8").handler, None);
+        assert!(hls.location("/vod/cam.m3u8").hls);
+    }
+
+    #[test]
+    fn recordings_on_names_the_handler_of_an_http_location() {
+        let s = &servers(
+            "rtmp { server { } } http { server { listen 8081; location /rec/ { recordings on; deny 10.0.0.0/8; } } }",
+        )[0];
+        let loc = s.location("/rec/live/cam.mp4/init.mp4");
+        assert_eq!(loc.handler, Some(Handler::Recordings { flv_fallback: false }));
+        assert!(loc.denied_by("10.1.2.3".parse().unwrap()).is_some());
+        assert_eq!(s.location("/vod/live/cam.mp4/init.mp4").handler, None, "no built-in /vod/ in a block");
+        let err = Config::parse("http { server { location /x { recordings on; flv_live on; } } }", "t.conf")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only one of"), "{err}");
     }
 }

@@ -1061,7 +1061,7 @@ fn http_block_locations_name_their_handler() {
     assert_eq!(s.location("/files/x").handler, None);
     assert_eq!(
         error("http { server { location /x { api on; metrics on; } } }"),
-        "test.conf:1:39: only one of \"rtmp_stat\", \"api\", \"metrics\", \"dashboard\" and \"flv_live\" per location"
+        "test.conf:1:39: only one of \"rtmp_stat\", \"api\", \"metrics\", \"dashboard\", \"flv_live\" and \"recordings\" per location"
     );
     assert!(error("http { server { location /x { rtmp_stat some; } } }").contains("\"some\""));
 }
