@@ -275,6 +275,12 @@ fn parse_tfdt(p: &[u8]) -> Result<u64, Fmp4Error> {
     }
 }
 
+/// Most samples one `trun` may describe. A run whose samples all take their size and duration
+/// from the defaults has no entries to count against the box's length, so without this a
+/// hostile header could ask for billions of samples (a real fragment holds seconds of media:
+/// a few thousand at most).
+const MAX_TRUN_SAMPLES: usize = 1 << 20;
+
 fn parse_trun(p: &[u8], d: &TrackDefaults) -> Result<(u64, Vec<SampleInfo>), Fmp4Error> {
     let mut c = Fields { data: p, pos: 0, what: "trun" };
     let head = c.u32()?;
@@ -288,6 +294,9 @@ fn parse_trun(p: &[u8], d: &TrackDefaults) -> Result<(u64, Vec<SampleInfo>), Fmp
     // Every entry has to be there: refuse counts the box cannot hold before allocating.
     if count.saturating_mul(per_sample * 4) > p.len().saturating_sub(c.pos) {
         return Err(Fmp4Error::Malformed { what: "trun: more samples than entries" });
+    }
+    if count > MAX_TRUN_SAMPLES {
+        return Err(Fmp4Error::Unsupported { what: "trun: more samples than one fragment holds" });
     }
     let mut samples = Vec::with_capacity(count);
     for i in 0..count {
@@ -350,6 +359,17 @@ mod tests {
         v.extend_from_slice(kind);
         v.extend_from_slice(body);
         v
+    }
+
+    #[test]
+    fn a_trun_of_billions_of_default_sized_samples_is_refused_before_allocating() {
+        // No per-sample fields: every sample would take the defaults, so nothing in the box
+        // bounds the count.
+        let body = [0u32.to_be_bytes(), u32::MAX.to_be_bytes()].concat();
+        let defaults = TrackDefaults { track_id: 1, duration: Some(1024), size: Some(100), flags: None };
+        assert!(matches!(parse_trun(&body, &defaults), Err(Fmp4Error::Unsupported { .. })));
+        let few = [0u32.to_be_bytes(), 3u32.to_be_bytes()].concat();
+        assert_eq!(parse_trun(&few, &defaults).unwrap().1.len(), 3);
     }
 
     #[test]

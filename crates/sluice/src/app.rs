@@ -525,6 +525,10 @@ fn announce_builtin_pages(config: &Config, base: &str) {
     if let Some(app) = config.servers.first().and_then(|s| s.apps.first()) {
         eprintln!("  flv:     {base}/{}/STREAM.flv (HTTP-FLV; ws:// for WebSocket-FLV)", app.name);
     }
+    let mut apps = config.servers.iter().flat_map(|s| &s.apps);
+    if let Some(app) = apps.find(|a| a.record.path.is_some()) {
+        eprintln!("  recordings: {base}/vod/{}/FILE/index.m3u8 (HLS of a recorded file)", app.name);
+    }
     let builtin = &config.http.builtin;
     let who = if builtin.public { "" } else { " (from this machine; http_stats_public on opens them)" };
     if builtin.dashboard {

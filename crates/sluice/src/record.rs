@@ -181,6 +181,14 @@ impl Recorders {
         out
     }
 
+    /// Every file a recorder holds now: open, or still being finished after it closed (the
+    /// last metadata patches, the faststart rewrite). Readers of recordings leave these alone.
+    pub fn claimed(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.files().iter().cloned().collect();
+        out.sort();
+        out
+    }
+
     /// Claims `path` for one recording; `None` while another recording holds it.
     fn claim(self: &Arc<Self>, path: &Path) -> Option<FileClaim> {
         self.files().insert(path.to_path_buf()).then(|| FileClaim { recorders: self.clone(), path: path.to_path_buf() })
@@ -338,6 +346,20 @@ mod tests {
     const AVC_HEADER: &[u8] =
         &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
     const AAC_HEADER: &[u8] = &[0xAF, 0, 0x12, 0x10];
+
+    #[test]
+    fn a_file_stays_claimed_until_its_recorder_has_finished_it() {
+        let recorders = Recorders::new(1);
+        let path = PathBuf::from("/rec/live-1.flv");
+        let claim = recorders.claim(&path).unwrap();
+        recorders.opened(&path, "live", "s", "");
+        // Closed (no longer listed as recording), but still being patched and rewritten.
+        recorders.closed(&path);
+        assert!(recorders.recordings().is_empty());
+        assert_eq!(recorders.claimed(), std::slice::from_ref(&path));
+        drop(claim);
+        assert!(recorders.claimed().is_empty());
+    }
 
     fn temp(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sluice-record-{tag}-{}", std::process::id()));

@@ -263,10 +263,11 @@ async fn find(apps: &[&AppConf], file: &str) -> Option<Found> {
     None
 }
 
-/// Whether a recorder has `path` open now.
+/// Whether a recorder holds `path` now: writing it, or finishing it after closing (its last
+/// patches and faststart rewrite change the file under an index made meanwhile).
 async fn is_recording(state: &HttpState, path: &Path) -> bool {
-    for r in state.records.recordings() {
-        if r.file == path || tokio::fs::canonicalize(&r.file).await.is_ok_and(|p| p == path) {
+    for file in state.records.claimed() {
+        if file == path || tokio::fs::canonicalize(&file).await.is_ok_and(|p| p == path) {
             return true;
         }
     }
@@ -530,7 +531,7 @@ pub async fn list(state: &HttpState) -> Vec<RecordingFile> {
             }
         }
     }
-    let writing: Vec<PathBuf> = state.records.recordings().into_iter().map(|r| r.file).collect();
+    let writing = state.records.claimed();
     let scan = move || {
         let writing: Vec<PathBuf> =
             writing.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
