@@ -43,6 +43,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::atomic_file::write_atomically;
 use crate::config::{AppConf, HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType};
 use crate::hub::{Entry, Stream};
 use crate::untrusted::{self, NameError};
@@ -891,24 +892,6 @@ impl HlsTask {
             self.logged.push(kind);
         }
     }
-}
-
-/// Write atomically: a temporary file (`NAME.EXT.tmp`) renamed over the target, so readers of
-/// the directory (nginx, a CDN, scripts) never see half a file; the temporary file goes on error.
-async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
-    let result = async {
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::write(&tmp, data).await?;
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
 }
 
 /// The playlist of an earlier publish of the same stream still in memory (it ended moments

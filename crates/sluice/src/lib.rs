@@ -7,6 +7,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
+mod atomic_file;
 pub mod auth;
 pub mod client;
 pub mod clients;

@@ -392,7 +392,16 @@ fn reopen_logs() {
 /// SIGINT stop fast (also during a graceful stop), SIGUSR1 reopens log files; SIGUSR2 (binary
 /// upgrade) is logged, where the default action would kill the process with nothing
 /// finalised.
-async fn answer_signals(stop: CancellationToken, quit: CancellationToken, reload: Sender<Config>, source: Source) {
+///
+/// The handlers are installed before this returns its future (not when a task first polls
+/// it): a signal sent as soon as the listeners answer must not meet the default action, which
+/// for SIGHUP, SIGUSR1 and SIGQUIT ends the process.
+fn answer_signals(
+    stop: CancellationToken,
+    quit: CancellationToken,
+    reload: Sender<Config>,
+    source: Source,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let install = |kind: SignalKind| signal(kind).expect("installing a signal handler cannot fail at start-up");
     let mut int = install(SignalKind::interrupt());
@@ -401,46 +410,48 @@ async fn answer_signals(stop: CancellationToken, quit: CancellationToken, reload
     let mut hup = install(SignalKind::hangup());
     let mut usr1 = install(SignalKind::user_defined1());
     let mut usr2 = install(SignalKind::user_defined2());
-    loop {
-        tokio::select! {
-            _ = int.recv() => {
-                tracing::info!(signal = "SIGINT", "fast shutdown");
-                return stop.cancel();
-            }
-            _ = term.recv() => {
-                tracing::info!(signal = "SIGTERM", "fast shutdown");
-                return stop.cancel();
-            }
-            _ = quit_signal.recv() => {
-                tracing::info!(signal = "SIGQUIT", "graceful shutdown");
-                quit.cancel();
-            }
-            _ = hup.recv() => {
-                tracing::info!(signal = "SIGHUP", "reconfiguring: reading {}", source.name());
-                let source = source.clone();
-                match tokio::task::spawn_blocking(move || source.load()).await {
-                    Ok(Ok(config)) => {
-                        for line in config.inert_report() {
-                            tracing::warn!("{line}");
-                        }
-                        // The log files first: one that cannot be opened refuses the reload.
-                        if let Err(e) = sluice::logs::apply(&config) {
-                            tracing::error!("reload refused, still running the previous configuration: {e:#}");
-                            continue;
-                        }
-                        if reload.send(config).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Err(e)) => tracing::error!("reload refused, still running the previous configuration: {e}"),
-                    Err(e) => tracing::error!("reload failed: {e}"),
+    async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {
+                    tracing::info!(signal = "SIGINT", "fast shutdown");
+                    return stop.cancel();
                 }
-            }
-            _ = usr1.recv() => {
-                reopen_logs();
-            }
-            _ = usr2.recv() => {
-                tracing::warn!(signal = "SIGUSR2", "binary upgrade is not supported; still running")
+                _ = term.recv() => {
+                    tracing::info!(signal = "SIGTERM", "fast shutdown");
+                    return stop.cancel();
+                }
+                _ = quit_signal.recv() => {
+                    tracing::info!(signal = "SIGQUIT", "graceful shutdown");
+                    quit.cancel();
+                }
+                _ = hup.recv() => {
+                    tracing::info!(signal = "SIGHUP", "reconfiguring: reading {}", source.name());
+                    let source = source.clone();
+                    match tokio::task::spawn_blocking(move || source.load()).await {
+                        Ok(Ok(config)) => {
+                            for line in config.inert_report() {
+                                tracing::warn!("{line}");
+                            }
+                            // The log files first: one that cannot be opened refuses the reload.
+                            if let Err(e) = sluice::logs::apply(&config) {
+                                tracing::error!("reload refused, still running the previous configuration: {e:#}");
+                                continue;
+                            }
+                            if reload.send(config).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::error!("reload refused, still running the previous configuration: {e}"),
+                        Err(e) => tracing::error!("reload failed: {e}"),
+                    }
+                }
+                _ = usr1.recv() => {
+                    reopen_logs();
+                }
+                _ = usr2.recv() => {
+                    tracing::warn!(signal = "SIGUSR2", "binary upgrade is not supported; still running")
+                }
             }
         }
     }

@@ -44,22 +44,7 @@ fn url(server: &Server, name: &str) -> String {
 
 /// What ffprobe reads over RTMP: the streams' codec names (sorted) and the duration.
 fn probe(input: &str) -> (Vec<String>, f64) {
-    let out = run_timeout(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-rw_timeout",
-            "15000000",
-            "-show_entries",
-            "format=duration:stream=codec_name",
-            "-of",
-            "default=nw=1",
-            input,
-        ]),
-        Duration::from_secs(30),
-    );
-    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = common::ffprobe(input, "format=duration:stream=codec_name", "default=nw=1");
     let mut codecs: Vec<String> =
         text.lines().filter_map(|l| l.strip_prefix("codec_name=")).map(str::to_owned).collect();
     codecs.sort();

@@ -94,7 +94,7 @@ pub(super) async fn update(
     };
     let text = Bytes::from(text);
     store.files().insert(place.master.clone(), text.clone());
-    if let Err(e) = super::write_atomically(&place.master, &text).await {
+    if let Err(e) = crate::atomic_file::write_atomically(&place.master, &text).await {
         tracing::debug!(path = %place.master.display(), "dash: cannot write the variant MPD: {e}");
     }
 }
@@ -117,7 +117,7 @@ pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u
         Some(text) => {
             let text = Bytes::from(text);
             store.files().insert(place.master.clone(), text.clone());
-            let _ = super::write_atomically(&place.master, &text).await;
+            let _ = crate::atomic_file::write_atomically(&place.master, &text).await;
         }
         None => {
             store.files().remove(&place.master);

@@ -333,7 +333,7 @@ async fn writer(store: Arc<HlsStore>, path: PathBuf, mut rx: watch::Receiver<Dis
         }
         let next = rx.borrow_and_update().clone();
         let result = match next {
-            Disk::Write(text) => super::write_atomically(&path, text.as_bytes()).await,
+            Disk::Write(text) => crate::atomic_file::write_atomically(&path, text.as_bytes()).await,
             Disk::Remove => match tokio::fs::remove_file(&path).await {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),

@@ -245,8 +245,8 @@ pub fn redirecting_backend(location: String) -> u16 {
     port
 }
 
-/// ffprobe a URL or file; returns "codec_name,width,height" per stream, sorted.
-pub fn ffprobe_streams(input: &str) -> Vec<String> {
+/// `ffprobe -show_entries ENTRIES -of FORMAT INPUT`'s output (a URL waits up to 15 s for data).
+pub fn ffprobe(input: &str, entries: &str, format: &str) -> String {
     let out = run_timeout(
         Command::new("ffprobe").args([
             "-v",
@@ -254,19 +254,22 @@ pub fn ffprobe_streams(input: &str) -> Vec<String> {
             "-rw_timeout",
             "15000000",
             "-show_entries",
-            "stream=codec_name,width,height",
+            entries,
             "-of",
-            "csv=p=0",
+            format,
             input,
         ]),
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "ffprobe {input} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_end_matches(',').to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// ffprobe a URL or file; returns "codec_name,width,height" per stream, sorted.
+pub fn ffprobe_streams(input: &str) -> Vec<String> {
+    let text = ffprobe(input, "stream=codec_name,width,height", "csv=p=0");
+    let mut lines: Vec<String> =
+        text.lines().map(|l| l.trim_end_matches(',').to_string()).filter(|l| !l.is_empty()).collect();
     lines.sort();
     lines
 }
