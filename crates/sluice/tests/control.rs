@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,16 +85,13 @@ fn drop_needs_its_rtmp_control_section() {
 
 /// `ffmpeg -i URL -f null -` writing its progress (`frame=N` lines) to `progress`.
 fn ffmpeg_play_progress(url: &str, progress: &Path) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-stats_period", "0.2", "-progress"])
-        .arg(progress)
-        .args(["-i", url, "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    spawn_quiet(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-stats_period", "0.2", "-progress"])
+            .arg(progress)
+            .args(["-i", url, "-f", "null", "-"]),
+        "ffmpeg is installed",
+    )
 }
 
 /// The last `frame=N` ffmpeg reported in its progress file (0 before the first).

@@ -377,19 +377,16 @@ fn variants_are_representations_of_one_variant_mpd() {
 
 /// `ffmpeg ARGS... -f flv URL` with the Enhanced RTMP ffmpeg (HEVC, AV1, Opus in FLV).
 fn publish_enhanced(url: &str, args: &[&str], secs: u32) -> Proc {
-    let child = Command::new(enhanced_ffmpeg())
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string()])
-        .args(args)
-        .args(["-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the Enhanced RTMP ffmpeg runs");
-    Proc(child)
+    spawn_quiet(
+        Command::new(enhanced_ffmpeg())
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", &secs.to_string()])
+            .args(args)
+            .args(["-f", "flv", url]),
+        "the Enhanced RTMP ffmpeg runs",
+    )
 }
 
 /// Beyond nginx-rtmp: HEVC with Opus, and AV1 with AAC, from Enhanced RTMP, are packaged with

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -134,16 +134,13 @@ fn browser_modules() -> PathBuf {
 /// An RTMP player (ffmpeg reading `url` to nowhere) whose flashVer is markup: the page must
 /// show it as text.
 fn rtmp_player(url: &str) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(["-rtmp_flashver", "<img src=x onerror=\"window.__xss=1\">"])
-        .args(["-i", url, "-c", "copy", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    spawn_quiet(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+            .args(["-rtmp_flashver", "<img src=x onerror=\"window.__xss=1\">"])
+            .args(["-i", url, "-c", "copy", "-f", "null", "-"]),
+        "ffmpeg is installed",
+    )
 }
 
 /// Runs `tests/browser/dashboard.cjs` on the dashboard at `page` for the stream `live/NAME`

@@ -345,19 +345,16 @@ fn naming_by_system_time_and_hls_config_errors() {
 }
 
 fn publish_enhanced(url: &str, codec_args: &[&str], secs: u32) -> Proc {
-    let child = Command::new(enhanced_ffmpeg())
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &secs.to_string()])
-        .args(codec_args)
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the Enhanced RTMP ffmpeg runs");
-    Proc(child)
+    spawn_quiet(
+        Command::new(enhanced_ffmpeg())
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &secs.to_string()])
+            .args(codec_args)
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url]),
+        "the Enhanced RTMP ffmpeg runs",
+    )
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,20 +28,17 @@ fn wait_for<T>(server: &Server, limit: Duration, what: &str, mut f: impl FnMut()
 
 /// ffmpeg publishing a synthetic H.264 + AAC stream of `size` at `bitrate`, 25 fps, 1 s GOP.
 fn publish(url: &str, size: &str, bitrate: &str, secs: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
-        .args(["-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate, "-g", "25"])
-        .args(["-c:a", "aac", "-b:a", "32k", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    spawn_quiet(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &secs.to_string()])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
+            .args(["-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate, "-g", "25"])
+            .args(["-c:a", "aac", "-b:a", "32k", "-f", "flv", url]),
+        "ffmpeg is installed",
+    )
 }
 
 fn publish_ladder(server: &Server, secs: u32) -> Vec<Proc> {
@@ -240,19 +237,16 @@ fn hevc_variants_in_fmp4_name_their_codec() {
     let _publishers: Vec<Proc> = [("_low", "320x180"), ("_hi", "640x360")]
         .iter()
         .map(|(suffix, size)| {
-            let child = Command::new(&ffmpeg)
-                .args(["-hide_banner", "-loglevel", "error", "-re"])
-                .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
-                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "30"])
-                .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"])
-                .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-f", "flv"])
-                .arg(server.url(&format!("x{suffix}")))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("the Enhanced RTMP ffmpeg runs");
-            Proc(child)
+            spawn_quiet(
+                Command::new(&ffmpeg)
+                    .args(["-hide_banner", "-loglevel", "error", "-re"])
+                    .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+                    .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "30"])
+                    .args(["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25"])
+                    .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-f", "flv"])
+                    .arg(server.url(&format!("x{suffix}"))),
+                "the Enhanced RTMP ffmpeg runs",
+            )
         })
         .collect();
     let master = master_with(&server, "/hls/x.m3u8", 2);

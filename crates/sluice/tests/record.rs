@@ -338,19 +338,16 @@ fn hevc_from_enhanced_rtmp_records_to_mp4() {
     let server = Server::start(&format!("record all; record_path {}; record_format mp4;", dir.0.display()));
     let x265 =
         ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint=25", "-pix_fmt", "yuv420p"];
-    let child = Command::new(enhanced_ffmpeg())
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", "4"])
-        .args(x265)
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", &server.url("hevc")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the Enhanced RTMP ffmpeg runs");
-    finish(Proc(child));
+    finish(spawn_quiet(
+        Command::new(enhanced_ffmpeg())
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", "4"])
+            .args(x265)
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", &server.url("hevc")]),
+        "the Enhanced RTMP ffmpeg runs",
+    ));
     wait_log(&server, "record: done", 1, Duration::from_secs(10));
     let path = dir.path("hevc.mp4");
     let p = probe(&path);
@@ -578,17 +575,14 @@ fn each_disk_full_episode_and_its_recovery_are_logged_once() {
 fn mp4_recording_of_a_stream_mp4_cannot_carry_leaves_no_file() {
     let dir = TempDir::new("rec-mp4-nothing");
     let server = Server::start(&format!("record all; record_path {}; record_format mp4;", dir.0.display()));
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", "3", "-c:v", "flv", "-g", "25", "-c:a", "libmp3lame", "-f", "flv", &server.url("old")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    finish(Proc(child));
+    finish(spawn_quiet(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", "3", "-c:v", "flv", "-g", "25", "-c:a", "libmp3lame", "-f", "flv", &server.url("old")]),
+        "ffmpeg runs",
+    ));
     wait_log(&server, "nothing this recorder records can go into MP4", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
     assert!(files(&dir.0).is_empty(), "{:?}", files(&dir.0));

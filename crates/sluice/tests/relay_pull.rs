@@ -102,16 +102,13 @@ fn publish(url: &str, size: &str, secs: u32) -> Proc {
 
 /// An ffmpeg player copying `secs` seconds of `url` into the FLV file `out`.
 fn record_play(url: &str, secs: u32, out: &Path) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-rw_timeout", "30000000", "-i", url])
-        .args(["-t", &secs.to_string(), "-c", "copy", "-f", "flv", "-y"])
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    spawn_quiet(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-rw_timeout", "30000000", "-i", url])
+            .args(["-t", &secs.to_string(), "-c", "copy", "-f", "flv", "-y"])
+            .arg(out),
+        "ffmpeg is installed",
+    )
 }
 
 /// A player decoding `url` for ever, its `showinfo` lines in `log`.

@@ -38,14 +38,24 @@ fn sluice_with(apps: &str) -> Server {
 
 /// rtmpdump playing `url` with markup in its connect strings, for up to a minute.
 fn rtmpdump_play(url: &str) -> Proc {
-    let child = Command::new("rtmpdump")
-        .args(["-q", "-r", url, "-f", FLASHVER, "-p", PAGEURL, "-s", SWFURL, "-o", "/dev/null", "-B", "60"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rtmpdump is installed (scripts/test installs it)");
-    Proc(child)
+    spawn_quiet(
+        Command::new("rtmpdump").args([
+            "-q",
+            "-r",
+            url,
+            "-f",
+            FLASHVER,
+            "-p",
+            PAGEURL,
+            "-s",
+            SWFURL,
+            "-o",
+            "/dev/null",
+            "-B",
+            "60",
+        ]),
+        "rtmpdump is installed (scripts/test installs it)",
+    )
 }
 
 /// `GET url`: (status, Content-Type, body).

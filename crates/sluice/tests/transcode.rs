@@ -3,10 +3,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{alive, curl, ffmpeg_publish_pattern, ffprobe_streams, run_timeout, wait_for, Proc, Server, TempDir};
+use common::{
+    alive, curl, ffmpeg_publish_pattern, ffprobe_streams, run_timeout, spawn_quiet, wait_for, Proc, Server, TempDir,
+};
 
 /// The pids of the transcode children started so far, from the log.
 fn transcode_pids(server: &Server) -> Vec<i32> {
@@ -173,20 +175,28 @@ fn past_transcode_max_a_stream_gets_the_source_only() {
 /// A 1280x720 test pattern at a constant 2.5 Mbit/s (filler data: the pattern alone compresses
 /// below the renditions' rates), 25 fps, 1 s GOP.
 fn publish_cbr_720p(url: &str, secs: u32) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "25"])
-        .args(["-b:v", "2500k", "-minrate", "2500k", "-maxrate", "2500k", "-bufsize", "2500k"])
-        .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    spawn_quiet(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-t", &secs.to_string()])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "25",
+            ])
+            .args(["-b:v", "2500k", "-minrate", "2500k", "-maxrate", "2500k", "-bufsize", "2500k"])
+            .args(["-x264-params", "nal-hrd=cbr", "-c:a", "aac", "-b:a", "64k", "-f", "flv", url]),
+        "ffmpeg is installed",
+    )
 }
 
 /// The `(attributes, uri)` of each `#EXT-X-STREAM-INF` entry of a master playlist.

@@ -181,6 +181,12 @@ fn read_all<R: std::io::Read>(r: Option<R>) -> Vec<u8> {
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
 pub struct Proc(pub Child);
 
+/// Starts `cmd` with no console (stdin, stdout and stderr to /dev/null), killed when the
+/// [`Proc`] drops; `what` is the panic message when it cannot start (say how it is installed).
+pub fn spawn_quiet(cmd: &mut Command, what: &str) -> Proc {
+    Proc(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect(what))
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -195,15 +201,10 @@ pub fn ffmpeg_play(url: &str) -> Proc {
 
 /// `ffmpeg ARGS` with no console and errors only, until it is dropped or ends.
 pub fn ffmpeg_quiet(args: &[&str]) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
+    spawn_quiet(
+        Command::new("ffmpeg").args(["-nostdin", "-hide_banner", "-loglevel", "error"]).args(args),
+        "ffmpeg is installed",
+    )
 }
 
 /// Start ffmpeg publishing a synthetic 640x360 H.264 + AAC stream for `secs` seconds in real time.
