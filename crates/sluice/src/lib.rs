@@ -17,6 +17,7 @@ pub mod dash;
 pub mod dashboard;
 pub mod events;
 pub mod exec;
+mod file_at;
 pub mod form;
 pub mod hls;
 pub mod http;

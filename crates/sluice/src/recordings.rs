@@ -28,7 +28,6 @@ pub use vod::{Vod, VodError, MAX_SEGMENT_BYTES, TARGET_SEGMENT_MS};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -41,6 +40,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::access::{check_rules, RuleVerdict};
 use crate::config::{Action, AppConf, Location};
+use crate::file_at::FileAt;
 use crate::http::{peer_ip, status_response, HttpState};
 use crate::untrusted::{self, for_log};
 
@@ -284,40 +284,6 @@ fn status_of(e: &VodError) -> StatusCode {
     }
 }
 
-/// Reads byte ranges of an open file (`pread`: no shared cursor).
-struct FileAt {
-    file: std::fs::File,
-    len: u64,
-}
-
-impl media::ReadAt for FileAt {
-    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let len = usize::try_from(self.len.saturating_sub(offset)).unwrap_or(usize::MAX).min(len);
-        let mut buf = vec![0; len];
-        let mut done = 0;
-        while done < len {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
-    }
-
-    fn size(&self) -> u64 {
-        self.len
-    }
-}
-
-fn open_at(path: &Path) -> std::io::Result<FileAt> {
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    Ok(FileAt { file, len })
-}
-
 /// Indexes, shared by every viewer: at most [`CACHE_FILES`] files and [`CACHE_BYTES`], the
 /// least recently used dropped first.
 struct Cache {
@@ -435,7 +401,7 @@ async fn index(found: &Found) -> Result<Arc<Vod>, Arc<VodError>> {
     let build = move || {
         let _turn = turn;
         let started = std::time::Instant::now();
-        let built = open_at(&key.0).map_err(VodError::from).and_then(|mut file| Vod::open(&mut file));
+        let built = FileAt::open(&key.0).map_err(VodError::from).and_then(|mut file| Vod::open(&mut file));
         let vod = match built {
             Ok(v) => Arc::new(v),
             Err(e) => {
@@ -465,7 +431,7 @@ async fn segment(vod: Arc<Vod>, k: usize, path: PathBuf) -> Result<Option<Vec<u8
     let turn = cache().segments.clone().acquire_owned().await.map_err(|e| VodError::Io(std::io::Error::other(e)))?;
     let read = move || {
         let _turn = turn;
-        vod.segment(k, &mut open_at(&path)?)
+        vod.segment(k, &mut FileAt::open(&path)?)
     };
     tokio::task::spawn_blocking(read).await.map_err(|e| VodError::Io(std::io::Error::other(e)))?
 }

@@ -18,13 +18,14 @@
 mod fetch;
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use media::{Kind, Media, ReadAt};
+
+use crate::file_at::FileAt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -74,29 +75,6 @@ impl Drop for Opened {
         if self.temp {
             let _ = std::fs::remove_file(&self.path);
         }
-    }
-}
-
-/// [`ReadAt`] over an open file (positioned reads: players share the handle).
-struct FileReader<'a>(&'a std::fs::File, u64);
-
-impl ReadAt for FileReader<'_> {
-    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let len = len.min(self.1.saturating_sub(offset) as usize);
-        let mut buf = vec![0; len];
-        let mut done = 0;
-        while done < len {
-            match self.0.read_at(&mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
-    }
-
-    fn size(&self) -> u64 {
-        self.1
     }
 }
 
@@ -220,7 +198,7 @@ async fn open_file(path: PathBuf, temp: bool) -> Result<Opened, String> {
     let task = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let media = Media::open(&mut FileReader(&file, len)).map_err(|e| e.to_string());
+        let media = Media::open(&mut FileAt { file: &file, len }).map_err(|e| e.to_string());
         match media {
             Ok(media) => Ok(Opened { path, file, media, temp }),
             Err(e) => {
@@ -442,7 +420,7 @@ async fn read_batch(opened: Arc<Opened>, pos: usize, n: usize) -> Vec<Frame> {
     let task = tokio::task::spawn_blocking(move || {
         let media = &opened.media;
         let len = opened.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut reader = FileReader(&opened.file, len);
+        let mut reader = FileAt { file: &opened.file, len };
         let mut out = Vec::with_capacity(n);
         for s in media.samples.iter().skip(pos).take(n) {
             if s.size > MAX_SAMPLE {
