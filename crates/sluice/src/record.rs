@@ -297,7 +297,7 @@ impl crate::modules::Module for Output {
 /// Before serving: finish recordings a crash left unfinished in every `record_path`, and
 /// log what was done.
 pub fn repair_on_start(config: &Config) {
-    for dir in record_dirs(config) {
+    for dir in record_dirs(config.servers.iter().flat_map(|s| &s.apps)) {
         for line in repair::repair_dir(&dir) {
             match line {
                 Ok(what) => tracing::warn!("record: repaired {what}"),
@@ -307,19 +307,14 @@ pub fn repair_on_start(config: &Config) {
     }
 }
 
-/// Every `record_path` of every application and recorder, once.
-fn record_dirs(config: &Config) -> Vec<PathBuf> {
+/// The record directories of `apps` (each one's own, then its recorders'), once each.
+pub(crate) fn record_dirs<'a>(apps: impl IntoIterator<Item = &'a crate::config::AppConf>) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
-    let confs = config
-        .servers
-        .iter()
-        .flat_map(|s| &s.apps)
-        .flat_map(|a| std::iter::once(&a.record).chain(a.record.recorders.iter().map(|r| &r.conf)));
-    for c in confs {
-        if let Some(p) = c.path.as_deref() {
-            if !dirs.iter().any(|d| d == p) {
-                dirs.push(p.to_path_buf());
-            }
+    let confs =
+        apps.into_iter().flat_map(|a| std::iter::once(&a.record).chain(a.record.recorders.iter().map(|r| &r.conf)));
+    for dir in confs.filter_map(|c| c.path.as_deref()) {
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_path_buf());
         }
     }
     dirs

@@ -42,6 +42,7 @@ use crate::access::{check_rules, RuleVerdict};
 use crate::config::{Action, AppConf, Location};
 use crate::file_at::FileAt;
 use crate::http::{peer_ip, status_response, HttpState};
+use crate::record::record_dirs;
 use crate::untrusted::{self, for_log};
 
 /// Most files whose index is kept.
@@ -232,22 +233,10 @@ impl Found {
     }
 }
 
-/// The record directories of `apps` (their own, then their recorders'), once each.
-fn record_dirs(apps: &[&AppConf]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    let confs = apps.iter().flat_map(|a| std::iter::once(&a.record).chain(a.record.recorders.iter().map(|r| &r.conf)));
-    for dir in confs.filter_map(|c| c.path.clone()) {
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-    dirs
-}
-
 /// `file` in the first record directory holding it, as a regular file whose resolved path
 /// stays inside that directory (a symbolic link out of it is not followed).
 async fn find(apps: &[&AppConf], file: &str) -> Option<Found> {
-    for dir in record_dirs(apps) {
+    for dir in record_dirs(apps.iter().copied()) {
         let Ok(root) = tokio::fs::canonicalize(&dir).await else { continue };
         let Ok(path) = tokio::fs::canonicalize(root.join(file)).await else { continue };
         if !path.starts_with(&root) {
@@ -491,7 +480,7 @@ pub async fn list(state: &HttpState) -> Vec<RecordingFile> {
     });
     let mut places: Vec<(String, PathBuf)> = Vec::new();
     for app in running.config.servers.iter().flat_map(|s| &s.apps) {
-        for dir in record_dirs(&[app]) {
+        for dir in record_dirs([app]) {
             if !places.iter().any(|(a, d)| *a == app.name && *d == dir) {
                 places.push((app.name.clone(), dir));
             }
