@@ -121,8 +121,7 @@ struct Server {
     meters: Arc<crate::stats::Meters>,
     /// The configuration in force (`None` before the first).
     config: Option<Arc<Config>>,
-    servers: Vec<Arc<ServerCtx>>,
-    /// The server blocks, for the `on_record_done` listener.
+    /// The server blocks' contexts in force (for the `on_record_done` listener too).
     servers_tx: watch::Sender<Vec<Arc<ServerCtx>>>,
     rtmp: HashMap<SocketAddr, Listening<Accepting>>,
     http: HashMap<SocketAddr, Listening<Site>>,
@@ -185,7 +184,6 @@ impl Server {
             started_at,
             meters: Arc::new(crate::stats::Meters::new(Vec::new())),
             config: None,
-            servers: Vec::new(),
             servers_tx,
             rtmp: HashMap::new(),
             http: HashMap::new(),
@@ -207,12 +205,13 @@ impl Server {
         let tls = config.servers.iter().map(server::tls_acceptor).collect::<anyhow::Result<Vec<_>>>()?;
         let bound = self.bind_new(&config).await?;
         let config = Arc::new(config);
+        let previous = self.servers_tx.borrow().clone();
         let servers: Vec<Arc<ServerCtx>> = config
             .servers
             .iter()
             .enumerate()
             .map(|(index, conf)| {
-                Arc::new(match self.servers.get(index) {
+                Arc::new(match previous.get(index) {
                     Some(old) => old.reconfigured(conf.clone(), &self.shared),
                     None => ServerCtx::new(conf.clone(), index, &self.shared, self.shutdown.clone()),
                 })
@@ -234,13 +233,12 @@ impl Server {
             self.shared.streams.pulls().reconfigure(&self.shared.streams, server_apps(&config));
         }
         self.restart_module_tasks(old.as_deref(), &config);
-        self.servers_tx.send_replace(servers.clone());
+        self.servers_tx.send_replace(servers);
         if let Some(old) = &old {
             end_removed(old, &config, &self.shared.clients);
             log_changes(old, &config);
             tracing::info!("reload: configuration applied");
         }
-        self.servers = servers;
         self.config = Some(config);
         Ok(())
     }
