@@ -456,9 +456,12 @@ async fn a_lagging_players_dropped_frames_are_counted() {
     let reader = tokio::spawn(async move { while slow.next_event().await.is_ok() {} });
     let stat = format!("http://127.0.0.1:{}/stat", server.http_port);
     let xml = tokio::task::spawn_blocking(move || {
-        wait_page(&stat, "the player's dropped frames", |x| {
+        // The player reads on after it skipped: wait until it has read the last frame too.
+        wait_page(&stat, "the player's dropped frames and its last frame", |x| {
             x.find("<publishing/>").is_some()
-                && x.split("<client>").any(|c| !c.contains("<publishing/>") && dropped(c) > 0)
+                && x.split("<client>").any(|c| {
+                    !c.contains("<publishing/>") && dropped(c) > 0 && text_of(c, "<id>", "timestamp") == "7960"
+                })
         })
     })
     .await
