@@ -11,11 +11,15 @@
 //! `FILE` is checked by [`untrusted::recording_file`]; `APP` only selects configured
 //! applications, whose `record_path` directories (the application's and its recorders') are
 //! searched in order; the file opened must be inside one of them after symbolic links are
-//! resolved. A file a recorder is writing now is refused (`409`); a finished one is indexed
-//! once and the index shared by every viewer (a cache bounded in files and bytes, keyed by
-//! path, size and modification time, so a rewritten file is indexed again). The playlist's
-//! URIs carry `?v=VERSION` (size and time): a segment asked with another version is `404`, so a
-//! player never mixes two versions of one file name.
+//! resolved. A finished file is indexed once and the index shared by every viewer (a cache
+//! bounded in files and bytes, keyed by path, size and modification time, so a rewritten file
+//! is indexed again). The playlist's URIs carry `?v=VERSION` (size and time): a segment asked
+//! with another version is `404`, so a player never mixes two versions of one file name.
+//!
+//! A file a recorder is writing now is served as far as it is written
+//! ([`Vod::open_growing`]): an `EVENT` playlist of the segments that can no longer change,
+//! without a version in its URIs (those segments stay the same once the file is closed). Its
+//! index is built again at most every [`GROWING_REINDEX`], whatever the number of viewers.
 //!
 //! Who may watch: the location's `allow`/`deny` (checked by [`crate::http`]), then the
 //! application's `allow play`/`deny play` rules for the client's address. Applications whose
@@ -55,6 +59,8 @@ pub const MAX_LISTED: usize = 10_000;
 /// Segments built at once, server-wide (each holds up to [`MAX_SEGMENT_BYTES`] of samples);
 /// more requests wait their turn.
 pub const CONCURRENT_SEGMENTS: usize = 8;
+/// How long the index of a file being written is used before the file is indexed again.
+pub const GROWING_REINDEX: std::time::Duration = std::time::Duration::from_secs(2);
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MP4_TYPE: &str = "video/mp4";
@@ -161,26 +167,30 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
         return text(StatusCode::FORBIDDEN, why);
     }
     let Some(found) = find(&apps, asked.file).await else { return status_response(StatusCode::NOT_FOUND) };
-    if is_recording(state, &found.path).await {
-        return text(StatusCode::CONFLICT, "this recording is still being written");
-    }
-    let vod = match index(&found).await {
+    let growing = is_recording(state, &found.path).await;
+    let indexed = if growing { index_growing(&found.path).await } else { index(&found).await };
+    let vod = match indexed {
         Ok(v) => v,
+        // A recording just started holds no sequence header yet: players wait for segments.
+        Err(e) if growing && matches!(*e, VodError::NoTracks) && asked.what == Resource::Playlist => {
+            return reply(PLAYLIST_TYPE, NO_CACHE, Body::from(vod::EMPTY_GROWING_PLAYLIST));
+        }
         Err(e) => {
             tracing::info!(client = ?client, app = %asked.app, file = %for_log(asked.file), "recording not playable: {e}");
             return text(status_of(&e), &format!("not playable: {e}"));
         }
     };
-    let version = found.version();
+    // A file being written has no version yet: its listed segments are those it will keep.
+    let version = (!vod.growing()).then(|| found.version());
     let query = req.uri().query().unwrap_or("");
     let asked_version = query.split('&').find_map(|p| p.strip_prefix("v="));
-    if asked_version.is_some_and(|v| v != version) {
+    if asked_version.is_some_and(|v| Some(v) != version.as_deref()) {
         return text(StatusCode::NOT_FOUND, "this recording changed: reload the playlist");
     }
     let cache = if asked_version.is_some() { IMMUTABLE } else { NO_CACHE };
     let res = match asked.what {
         Resource::Playlist => {
-            let body = vod.playlist(&format!("?v={version}"));
+            let body = vod.playlist(&version.map(|v| format!("?v={v}")).unwrap_or_default());
             reply(PLAYLIST_TYPE, NO_CACHE, Body::from(body))
         }
         Resource::Init => reply(MP4_TYPE, cache, Body::from(vod.init.clone())),
@@ -289,9 +299,15 @@ struct Cache {
     /// Files that could not be indexed, so that asking again does not read them again (at most
     /// `max_files`; emptied when full).
     failed: Mutex<HashMap<Key, Arc<VodError>>>,
+    /// Indexes of files being written, and when each was made (at most `max_files`; the
+    /// oldest goes first).
+    growing: Mutex<HashMap<PathBuf, (std::time::Instant, Indexed)>>,
 }
 
 type Key = (PathBuf, u64, SystemTime);
+
+/// An index, or why a file has none.
+type Indexed = Result<Arc<Vod>, Arc<VodError>>;
 
 struct Cached {
     vod: Arc<Vod>,
@@ -314,7 +330,25 @@ impl Cache {
             clock: Default::default(),
             full: Default::default(),
             failed: Mutex::new(HashMap::new()),
+            growing: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The index of the growing file `path` made less than [`GROWING_REINDEX`] ago.
+    fn fresh_growing(&self, path: &Path) -> Option<Indexed> {
+        let map = self.growing.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(path).filter(|(made, _)| made.elapsed() < GROWING_REINDEX).map(|(_, v)| v.clone())
+    }
+
+    fn put_growing(&self, path: PathBuf, vod: Indexed) {
+        let mut map = self.growing.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (made, _)| made.elapsed() < GROWING_REINDEX);
+        if map.len() >= self.max_files {
+            if let Some(oldest) = map.iter().min_by_key(|(_, (made, _))| *made).map(|(p, _)| p.clone()) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(path, (std::time::Instant::now(), vod));
     }
 
     /// What indexing `key` gave before: the index, or why there is none.
@@ -377,7 +411,7 @@ impl Cache {
 /// The index of `found`, from the cache or built now (off the async threads). The build holds
 /// the one build turn and fills the cache even when the request that started it goes away, so
 /// viewers who give up cannot start builds side by side.
-async fn index(found: &Found) -> Result<Arc<Vod>, Arc<VodError>> {
+async fn index(found: &Found) -> Indexed {
     let key: Key = (found.path.clone(), found.size, found.modified);
     let cache = cache();
     if let Some(known) = cache.known(&key) {
@@ -410,6 +444,28 @@ async fn index(found: &Found) -> Result<Arc<Vod>, Arc<VodError>> {
         );
         cache.put(key, vod.clone());
         Ok(vod)
+    };
+    tokio::task::spawn_blocking(build).await.map_err(|e| Arc::new(VodError::Io(std::io::Error::other(e))))?
+}
+
+/// The index of `path`, a file a recorder is writing: made again when the last one is older
+/// than [`GROWING_REINDEX`], in the same one build turn as finished files' indexes.
+async fn index_growing(path: &Path) -> Indexed {
+    let cache = cache();
+    if let Some(known) = cache.fresh_growing(path) {
+        return known;
+    }
+    let turn = cache.building.clone().lock_owned().await;
+    if let Some(known) = cache.fresh_growing(path) {
+        return known;
+    }
+    let path = path.to_path_buf();
+    let build = move || {
+        let _turn = turn;
+        let built = FileAt::open(&path).map_err(VodError::from).and_then(|mut file| Vod::open_growing(&mut file));
+        let indexed = built.map(Arc::new).map_err(Arc::new);
+        cache.put_growing(path, indexed.clone());
+        indexed
     };
     tokio::task::spawn_blocking(build).await.map_err(|e| Arc::new(VodError::Io(std::io::Error::other(e))))?
 }
@@ -464,7 +520,7 @@ pub struct RecordingFile {
     pub size: u64,
     /// Last modified, seconds since the Unix epoch.
     pub modified_unix: u64,
-    /// A recorder is writing it now (its playlist answers `409` until it is closed).
+    /// A recorder is writing it now (its playlist lists what is written so far, without an end).
     pub writing: bool,
     /// Its playlist's path on this HTTP server (`null` when no location serves recordings).
     pub playlist: Option<String>,

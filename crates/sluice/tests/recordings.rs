@@ -97,9 +97,6 @@ fn recordings_play_as_hls_vod() {
     wait_for("the FLV recording", Duration::from_secs(10), || {
         file_exists_nonempty(&dir.path("stream.flv")).then_some(())
     });
-    // A file a recorder is writing is refused.
-    let busy = get(&server, "/vod/live/stream.flv/index.m3u8");
-    assert_eq!(busy.status, 409, "{}", busy.text());
     let busy_list = listed(&server);
     assert!(busy_list.iter().any(|r| r["file"] == "stream.flv" && r["writing"] == true), "{busy_list:?}");
     let mut publisher = publisher;
@@ -141,6 +138,48 @@ fn recordings_play_as_hls_vod() {
     assert_eq!(segments(&list.text()).len(), segments(&get(&server, "/vod/live/stream.flv/index.m3u8").text()).len());
     assert_eq!(get(&second, "/closed/live/stream.flv/index.m3u8").status, 403);
     assert_eq!(get(&second, "/vod/live/stream.flv/index.m3u8").status, 404, "no built-in /vod/ in an http block");
+}
+
+/// A file a recorder is still writing plays as far as it is written: an `EVENT` playlist of
+/// the segments that can no longer change, without an end or a version, whose segments are
+/// byte for byte the ones the closed file serves; then the closed file's playlist ends.
+#[test]
+fn recordings_being_written_play_as_far_as_written() {
+    let dir = TempDir::new("recgrow");
+    let server = Server::start_conf(&rtmp_conf(&dir.0, "http_listen 127.0.0.1:{http};"));
+    let mut publisher = ffmpeg_publish(&server.url("growing"), 14, GOP);
+    wait_published(&server, "growing");
+    let mut early = Vec::new();
+    for file in ["growing.flv", "growing.mp4"] {
+        let path = format!("/vod/live/{file}/index.m3u8");
+        let playlist = wait_for("a settled segment of the growing recording", Duration::from_secs(30), || {
+            let r = get(&server, &path);
+            assert!(r.status == 200 || r.status == 415, "{file}: {} {}", r.status, r.text());
+            (r.status == 200 && !segments(&r.text()).is_empty()).then(|| r.text())
+        });
+        assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{playlist}");
+        assert!(!playlist.contains("#EXT-X-ENDLIST") && !playlist.contains("?v="), "{playlist}");
+        let first = &segments(&playlist)[0];
+        assert!((3.5..4.5).contains(&first.0), "cut at the keyframe near 4 s: {playlist}");
+        let seg = get(&server, &format!("/vod/live/{file}/{}", first.1));
+        assert_eq!(seg.status, 200, "{file}: {}", seg.text());
+        let init = get(&server, &format!("/vod/live/{file}/init.mp4"));
+        assert_eq!(init.status, 200);
+        early.push((file, init.body, seg.body));
+    }
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(60)).expect("ffmpeg finishes").success());
+    wait_log(&server, "record: done", 3);
+    for (file, init, seg) in early {
+        let playlist = get(&server, &format!("/vod/live/{file}/index.m3u8")).text();
+        assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+        let all = segments(&playlist);
+        assert!(all.len() >= 3, "{playlist}");
+        let closed = get(&server, &format!("/vod/live/{file}/{}", all[0].1));
+        assert!(closed.body == seg, "{file}: segment 0 changed when the file was closed");
+        assert!(get(&server, &format!("/vod/live/{file}/init.mp4")).body == init, "{file}: init changed");
+        // The URI a player of the growing file kept (no version) still serves it.
+        assert!(get(&server, &format!("/vod/live/{file}/0.m4s")).body == seg);
+    }
 }
 
 /// The playlist covers the file, and ffprobe/ffmpeg read it whole over HTTP.

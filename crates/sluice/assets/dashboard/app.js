@@ -542,8 +542,9 @@
       const td = document.createElement('td');
       const button = document.createElement('button');
       button.type = 'button';
-      button.textContent = r.writing ? 'Recording…' : 'Watch';
-      button.disabled = r.writing || !r.playlist;
+      button.textContent = r.writing ? 'Watch (recording)' : 'Watch';
+      button.disabled = !r.playlist;
+      if (r.writing) button.title = 'Still being recorded: plays what is written so far';
       if (!r.playlist) button.title = 'No HTTP location serves recordings here';
       button.addEventListener('click', () => watchRecording(r));
       td.appendChild(button);

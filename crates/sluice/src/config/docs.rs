@@ -196,6 +196,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     .syntax("ADDRESS|off"),
     doc("http_stats_public", "`on`: the built-in server's dashboard, `/stat`, the API's reads and `/metrics` answer every address, not only loopback.", SLUICE),
     doc("dashboard", "The built-in server's dashboard at `/`; `off`: `/` is not served.", SLUICE),
+    doc("recordings", "The built-in server's recordings as HLS VOD at `/vod/APP/FILE/index.m3u8`; `off`: not served (`/vod/NAME.flv` stays HTTP-FLV).", SLUICE),
     doc("api_token", "The built-in server's API, `/metrics` and `/control/` need `Authorization: Bearer TOKEN`.", SLUICE).syntax("TOKEN"),
     // access
     doc(

@@ -78,6 +78,7 @@ pub(crate) const RTMP_DIRECTIVES: &[DirectiveSpec] = &[
     spec("http_listen", ctx::RTMP, Args::Exactly(1), Kind::Listen, "8080"),
     spec("http_stats_public", ctx::RTMP, ONE, Kind::Flag, "off"),
     spec("dashboard", ctx::RTMP, ONE, Kind::Flag, "on"),
+    spec("recordings", ctx::RTMP, ONE, Kind::Flag, "on"),
     spec("api_token", ctx::RTMP, ONE, Kind::Text, ""),
 ];
 
@@ -255,13 +256,15 @@ pub struct BuiltinHttp {
     pub public: bool,
     /// `dashboard off` turns the page at `/` off.
     pub dashboard: bool,
+    /// `recordings off` turns the recordings at `/vod/` off.
+    pub recordings: bool,
     /// `api_token`: the bearer token the API asks for.
     pub api_token: Option<String>,
 }
 
 impl Default for BuiltinHttp {
     fn default() -> Self {
-        BuiltinHttp { public: false, dashboard: true, api_token: None }
+        BuiltinHttp { public: false, dashboard: true, recordings: true, api_token: None }
     }
 }
 
@@ -294,9 +297,10 @@ impl BuiltinHttp {
         add("/metrics", true, Handler::Metrics);
         // Recordings are content, as HLS and HTTP-FLV are: no loopback rule (the
         // applications' play rules apply, see `crate::recordings`).
-        if server.locations.iter().any(|l| l.hls && l.uri == BUILTIN_RECORDINGS_URI) {
+        let hls_there = server.locations.iter().any(|l| l.hls && l.uri == BUILTIN_RECORDINGS_URI);
+        if self.recordings && hls_there {
             tracing::warn!("an hls_path directory is served at {BUILTIN_RECORDINGS_URI}: recordings are not");
-        } else {
+        } else if self.recordings {
             let mut loc = HttpLayer::default().build(BUILTIN_RECORDINGS_URI, false);
             loc.handler = Some(Handler::Recordings { flv_fallback: true });
             loc.access = server.fallback.access.clone();

@@ -391,8 +391,10 @@ fn unknown(d: &Directive) -> Fail {
         .map(|(_, s)| (edit_distance(&d.name, s.name), s.name))
         .min();
     let limit = if d.name.chars().count() <= 4 { 1 } else { 2 };
+    let in_http = http::DIRECTIVES.iter().any(|s| s.name == d.name);
     let hint = match best {
         Some((dist, name)) if dist <= limit => format!(" (did you mean \"{name}\"?)"),
+        _ if in_http => " in rtmp { } (it belongs in an http { } block)".to_owned(),
         _ => String::new(),
     };
     Fail::new(d.name_span, format!("unknown directive \"{}\"{hint}", d.name))
@@ -561,7 +563,7 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     let mut servers = Vec::new();
     let mut http_listen = None;
     let mut builtin = http::BuiltinHttp::default();
-    let (mut public, mut dashboard, mut token) = (None, None, None);
+    let (mut public, mut dashboard, mut recordings, mut token) = (None, None, None, None);
     for c in block(d)? {
         let group = check(c, ctx::RTMP)?;
         match c.name.as_str() {
@@ -569,6 +571,7 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
             "http_listen" => value::put(&mut http_listen, (http::http_listen(c)?, c.span), c)?,
             "http_stats_public" => value::put(&mut public, value::flag(c)?, c)?,
             "dashboard" => value::put(&mut dashboard, value::flag(c)?, c)?,
+            "recordings" => value::put(&mut recordings, value::flag(c)?, c)?,
             "api_token" => value::put(&mut token, value::first(c)?.value.clone(), c)?,
             _ => top.set(group, c)?,
         }
@@ -590,6 +593,7 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     }
     builtin.public = public.unwrap_or(builtin.public);
     builtin.dashboard = dashboard.unwrap_or(builtin.dashboard);
+    builtin.recordings = recordings.unwrap_or(builtin.recordings);
     builtin.api_token = token.filter(|t: &String| !t.is_empty());
     Ok((servers, (http_listen, builtin), exec))
 }

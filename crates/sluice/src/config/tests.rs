@@ -355,6 +355,10 @@ fn error_unknown_directive_with_hint() {
         "test.conf:1:33: unknown directive \"recrod\" (did you mean \"record\"?)"
     );
     assert_eq!(error("rtmp { frobnicate on; }"), "test.conf:1:8: unknown directive \"frobnicate\"");
+    assert_eq!(
+        error("rtmp { server { application live { api on; } } }"),
+        "test.conf:1:36: unknown directive \"api\" in rtmp { } (it belongs in an http { } block)"
+    );
 }
 
 #[test]
@@ -1028,6 +1032,10 @@ fn builtin_server_serves_sluice_pages_to_loopback_unless_public() {
     assert!(s.location("/stat").denied_by(remote).is_none());
     assert_eq!(handler(&open, "/"), Some(Handler::FlvLive), "dashboard off: / is no page");
     assert_eq!(s.location("/api/v1/x").api_token.as_deref(), Some("s3cret"));
+    let recordings = Some(Handler::Recordings { flv_fallback: true });
+    assert_eq!(handler(&c, "/vod/live/a.flv/index.m3u8"), recordings);
+    let no_vod = parse("rtmp { recordings off; server { } }");
+    assert_eq!(handler(&no_vod, "/vod/live/a.flv/index.m3u8"), Some(Handler::FlvLive), "recordings off");
 }
 
 #[test]

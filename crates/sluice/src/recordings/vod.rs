@@ -34,6 +34,13 @@ const AUDIO_ID: u32 = 2;
 const VIDEO_TIMESCALE: u32 = 1000;
 /// Duration of a last video frame when nothing better is known (25 fps).
 const DEFAULT_FRAME_MS: u32 = 40;
+/// A file still being written lists a segment once the newest sample written is this far past
+/// the segment's end: the tracks interleave in the file, so when one track's sample at time T
+/// is written another's just before T may not be yet.
+const GROWING_MARGIN_MS: u64 = 1000;
+/// The playlist of a file being written that holds no track yet.
+pub const EMPTY_GROWING_PLAYLIST: &str =
+    "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:EVENT\n";
 
 /// Why a file cannot be watched.
 #[derive(Debug, thiserror::Error)]
@@ -98,12 +105,43 @@ pub struct Vod {
     pub codecs: String,
     tracks: Vec<Track>,
     segments: Vec<Segment>,
+    /// Segments served: all of them, or for a file still being written the ones whose samples
+    /// are all written and can no longer change.
+    listed: usize,
+    /// The file is still being written: the playlist is an `EVENT` one without an end.
+    growing: bool,
 }
 
 impl Vod {
     /// Indexes the file `r` reads and cuts it into segments.
     pub fn open(r: &mut dyn ReadAt) -> Result<Vod, VodError> {
         Self::from_media(Media::open(r)?)
+    }
+
+    /// Indexes a file a recorder is still writing: samples the file does not hold whole yet
+    /// (and every later one) are left out, and only the segments that can no longer change
+    /// are listed. Cutting only looks backwards (a keyframe far enough from the segment's
+    /// start), so a listed segment stays the same as the file grows and once it is closed.
+    pub fn open_growing(r: &mut dyn ReadAt) -> Result<Vod, VodError> {
+        let size = r.size();
+        let mut media = Media::open(r)?;
+        written_only(&mut media, size);
+        let mut vod = Self::from_media(media)?;
+        vod.growing = true;
+        vod.listed = vod.settled_segments();
+        Ok(vod)
+    }
+
+    /// Whether this is the index of a file still being written.
+    pub fn growing(&self) -> bool {
+        self.growing
+    }
+
+    /// How many segments end [`GROWING_MARGIN_MS`] before the newest sample (the last one,
+    /// which the next keyframe has not closed yet, never does).
+    fn settled_segments(&self) -> usize {
+        let newest = self.tracks.iter().filter_map(|t| t.entries.last()).map(|e| u64::from(e.ms)).max().unwrap_or(0);
+        self.segments.windows(2).take_while(|w| w[1].start_ms + GROWING_MARGIN_MS <= newest).count()
     }
 
     /// The presentation of an indexed file.
@@ -137,12 +175,13 @@ impl Vod {
             .max()
             .unwrap_or(0);
         let segments = cut(&tracks, MAX_SEGMENT_BYTES);
-        Ok(Vod { init, duration_ms, codecs: names.join("+"), tracks, segments })
+        let listed = segments.len();
+        Ok(Vod { init, duration_ms, codecs: names.join("+"), tracks, segments, listed, growing: false })
     }
 
-    /// How many segments.
+    /// How many segments are served.
     pub fn segments(&self) -> usize {
-        self.segments.len()
+        self.listed
     }
 
     /// Bytes this index holds (the cache's bound counts them).
@@ -161,27 +200,34 @@ impl Vod {
         (end - start) as f64 / 1000.0
     }
 
-    /// The HLS VOD playlist; `query` (`?v=...`, or empty) is appended to every URI so that a
-    /// player never mixes segments of two versions of a file.
+    /// The HLS playlist; `query` (`?v=...`, or empty) is appended to every URI so that a
+    /// player never mixes segments of two versions of a file. A file still being written gets
+    /// an `EVENT` playlist without `EXT-X-ENDLIST`: players reload it and find the segments
+    /// written since, then the end once the recording is closed.
     pub fn playlist(&self, query: &str) -> String {
-        let secs: Vec<f64> = (0..self.segments.len()).map(|k| self.segment_secs(k)).collect();
-        let target = secs.iter().fold(1.0_f64, |m, s| m.max(*s)).ceil() as u64;
+        let secs: Vec<f64> = (0..self.listed).map(|k| self.segment_secs(k)).collect();
+        // A growing file's segments to come are as long as its longest so far, or the target.
+        let least = if self.growing { f64::from(TARGET_SEGMENT_MS) / 1000.0 } else { 1.0 };
+        let target = secs.iter().fold(least, |m, s| m.max(*s)).ceil() as u64;
+        let kind = if self.growing { "EVENT" } else { "VOD" };
         let mut out = String::with_capacity(64 + secs.len() * 32);
         out.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
         out.push_str(&format!("#EXT-X-TARGETDURATION:{target}\n"));
-        out.push_str("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        out.push_str(&format!("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:{kind}\n#EXT-X-INDEPENDENT-SEGMENTS\n"));
         out.push_str(&format!("#EXT-X-MAP:URI=\"init.mp4{query}\"\n"));
         for (k, s) in secs.iter().enumerate() {
             out.push_str(&format!("#EXTINF:{s:.3},\n{k}.m4s{query}\n"));
         }
-        out.push_str("#EXT-X-ENDLIST\n");
+        if !self.growing {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
         out
     }
 
     /// Segment `k` (`moof` + `mdat`, sequence number `k + 1`), its samples read through `r`;
     /// `None` past the last segment, or when the file no longer holds any of its samples.
     pub fn segment(&self, k: usize, r: &mut dyn ReadAt) -> Result<Option<Vec<u8>>, VodError> {
-        let Some(seg) = self.segments.get(k) else { return Ok(None) };
+        let Some(seg) = self.segments.get(k).filter(|_| k < self.listed) else { return Ok(None) };
         let mut runs: Vec<(u32, u64, Vec<fmp4::Sample>)> = Vec::with_capacity(self.tracks.len());
         for (track, range) in self.tracks.iter().zip(&seg.ranges) {
             let entries = &track.entries[range.clone()];
@@ -199,6 +245,16 @@ impl Vod {
             .collect();
         let sequence = u32::try_from(k + 1).unwrap_or(u32::MAX);
         Ok(Some(fmp4::fragment(sequence, &runs)?))
+    }
+}
+
+/// Leaves out the samples a file of `size` bytes does not hold whole (a fragment whose `mdat`
+/// is still being written), and every sample after the first such one: the index then stops
+/// where the file stops being readable.
+fn written_only(media: &mut Media, size: u64) {
+    let whole = media.samples.iter().position(|s| s.offset + u64::from(s.size) > size);
+    if let Some(first_missing) = whole {
+        media.samples.truncate(first_missing);
     }
 }
 

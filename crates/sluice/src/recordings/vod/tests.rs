@@ -195,3 +195,38 @@ fn a_file_cut_short_after_indexing_gives_shorter_segments_not_errors() {
     assert!(v.segment(0, &mut media::Slice(short)).unwrap().is_some());
     assert!(v.segment(2, &mut media::Slice(short)).unwrap().is_none(), "nothing left of the last segment");
 }
+
+#[test]
+fn a_growing_file_lists_only_the_segments_that_can_no_longer_change() {
+    let whole = flv_file(13, 50, 200);
+    let closed = vod(&whole);
+    // The file as a recorder has written it so far: up to about 8.5 s, the last tag cut short.
+    let cut_at = whole.len() * 85 / 130 + 7;
+    let growing = Vod::open_growing(&mut media::Slice(&whole[..cut_at])).unwrap();
+    assert!(growing.growing());
+    // Cuts at 4 s and 8 s; the one from 8 s is still open (the next keyframe is not written),
+    // and the one from 4 s ends less than a second before the newest sample: the first only.
+    assert_eq!(growing.segments(), 1);
+    let playlist = growing.playlist("");
+    assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && !playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert_eq!(playlist.matches("#EXTINF:").count(), 1, "{playlist}");
+    assert_eq!(growing.segment(1, &mut media::Slice(&whole[..cut_at])).unwrap(), None, "not listed, not served");
+    // What it lists is what the closed file serves, byte for byte.
+    let early = growing.segment(0, &mut media::Slice(&whole[..cut_at])).unwrap().unwrap();
+    assert_eq!(early, closed.segment(0, &mut media::Slice(&whole)).unwrap().unwrap());
+    assert_eq!(growing.init, closed.init);
+    assert_eq!(growing.segment_secs(0), closed.segment_secs(0));
+
+    let later = Vod::open_growing(&mut media::Slice(&whole[..whole.len() - 1000])).unwrap();
+    assert_eq!(later.segments(), 2, "the segment from 4 s settles as the file grows");
+}
+
+#[test]
+fn samples_past_the_end_of_a_growing_file_and_all_after_them_are_left_out() {
+    let mut m = media::Media::open(&mut media::Slice(&flv_file(2, 25, 100))).unwrap();
+    let total = m.samples.len();
+    let at = m.samples[total / 2].offset + 1;
+    written_only(&mut m, at);
+    assert_eq!(m.samples.len(), total / 2, "the half-written sample and everything after it");
+    assert!(m.samples.iter().all(|s| s.offset + u64::from(s.size) <= at));
+}
