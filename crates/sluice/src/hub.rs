@@ -599,6 +599,9 @@ pub struct Hub {
     max_streams: usize,
     /// Whether "registry full" was logged (once per episode).
     full_logged: AtomicBool,
+    /// Frames dropped for players of streams the registry forgot, by application (so the
+    /// server's totals never go down; applications are configured, so the map is bounded).
+    dropped_gone: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Default for Hub {
@@ -663,7 +666,18 @@ impl Hub {
             next_publisher: AtomicU64::new(0),
             max_streams,
             full_logged: AtomicBool::new(false),
+            dropped_gone: Mutex::default(),
         }
+    }
+
+    /// Frames dropped for lagging players since start, by application: the streams' in the
+    /// registry now and those of streams gone.
+    pub fn dropped_by_app(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = self.dropped_gone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for stream in self.streams() {
+            *out.entry(stream.key.app.clone()).or_default() += stream.dropped.load(Ordering::Relaxed);
+        }
+        out
     }
 
     /// Number of streams in the registry, live or idle.
@@ -750,6 +764,11 @@ impl Hub {
         let idle = !stream.is_live() && stream.subscriber_count() == 0;
         if idle && map.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
             map.remove(&stream.key);
+            let dropped = stream.dropped.load(Ordering::Relaxed);
+            if dropped > 0 {
+                let mut gone = self.dropped_gone.lock().unwrap_or_else(|e| e.into_inner());
+                *gone.entry(stream.key.app.clone()).or_default() += dropped;
+            }
             if map.len() < self.max_streams {
                 self.full_logged.store(false, Ordering::Relaxed);
             }
@@ -917,6 +936,11 @@ mod tests {
             other => panic!("expected a keyframe, got {other:?}"),
         }
         assert_eq!(s.dropped.load(Ordering::Relaxed), batch.skipped);
+        assert_eq!(hub.dropped_by_app()["live"], batch.skipped);
+        // The stream goes (publisher and player gone): its drops stay in the totals.
+        drop((p, sub, s));
+        assert_eq!(hub.len(), 0);
+        assert_eq!(hub.dropped_by_app()["live"], batch.skipped, "a counter never goes down");
     }
 
     #[test]

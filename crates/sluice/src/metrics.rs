@@ -231,11 +231,9 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
 
     let mut streams: BTreeMap<&str, u64> = BTreeMap::new();
     let mut players: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    let mut dropped: BTreeMap<&str, u64> = BTreeMap::new();
     for st in &snap.streams {
         let app = st.app.as_str();
         *streams.entry(app).or_default() += u64::from(st.live);
-        *dropped.entry(app).or_default() += st.dropped_frames;
         let p = &st.players;
         for (protocol, n) in [("rtmp", p.rtmp), ("http-flv", p.http_flv), ("ws-flv", p.ws_flv), ("relay", p.relay)] {
             *players.entry((app, protocol)).or_default() += n;
@@ -256,8 +254,8 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
     out.family(
         "sluice_player_dropped_frames_total",
         "counter",
-        "Frames skipped for players that fell behind, summed over the application's streams in the hub now",
-        dropped.into_iter().map(|(app, n)| (vec![("app", app)], n)),
+        "Frames skipped for players that fell behind since start, by application",
+        s.dropped_frames.iter().map(|(app, n)| (vec![("app", app.as_str())], *n)),
     );
     out.family("sluice_received_bytes_total", "counter", "Bytes read from clients since start", [(vec![], s.bytes_in)]);
     out.family("sluice_sent_bytes_total", "counter", "Bytes written to clients since start", [(vec![], s.bytes_out)]);
@@ -330,6 +328,7 @@ mod tests {
             cpu_percent: 0.0,
             memory_bytes: 0,
             streams: 1,
+            dropped_frames: [("live".to_owned(), 7)].into(),
             rtmp: Vec::new(),
         }
     }

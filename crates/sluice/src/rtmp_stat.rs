@@ -445,6 +445,7 @@ mod tests {
             cpu_percent: 0.0,
             memory_bytes: 0,
             streams: 1,
+            dropped_frames: Default::default(),
             rtmp: Vec::new(),
         };
         // A stream nobody publishes, with a player waiting (`idle_streams on`).

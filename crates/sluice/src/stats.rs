@@ -166,6 +166,9 @@ pub struct ServerStats {
     pub memory_bytes: u64,
     /// Streams in the hub.
     pub streams: usize,
+    /// Frames skipped for players that fell behind since start, by application (streams gone
+    /// included).
+    pub dropped_frames: std::collections::BTreeMap<String, u64>,
     /// Where RTMP listens (for the URLs the dashboard shows).
     pub rtmp: Vec<ListenInfo>,
 }
@@ -461,6 +464,7 @@ pub fn collect(ctx: &Running) -> Snapshot {
         cpu_percent,
         memory_bytes,
         streams: streams.len(),
+        dropped_frames: ctx.shared.hub.dropped_by_app(),
         rtmp: ctx.meters.listen(),
     };
     Snapshot { server, streams, clients }

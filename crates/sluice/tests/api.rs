@@ -210,6 +210,7 @@ fn every_stats_field_is_documented() {
         cpu_percent: 1.5,
         memory_bytes: 10,
         streams: 1,
+        dropped_frames: [("live".to_owned(), 11)].into(),
         rtmp: vec![ListenInfo { scheme: "rtmps", port: 1936, srv: 0 }],
     };
     let stream = StreamStats {
