@@ -575,9 +575,9 @@ impl Conn {
         self.stop_playing();
         let (streams, app2, n, args, srv) =
             (self.ctx.streams.clone(), app.clone(), name.clone(), asked.args.clone(), self.ctx.index);
-        let (addr, (start, duration)) = (self.peer.ip(), self.play_range);
+        let (addr, (start, duration), client) = (self.peer.ip(), self.play_range, self.client.clone());
         let decision = async move {
-            let player = streams::Player { app: &app2, name: &n, args: &args, client: None, srv };
+            let player = streams::Player { app: &app2, name: &n, args: &args, client: client.as_ref(), srv };
             Decided::File(streams.play_file(&player, addr, start, duration).await)
         };
         self.decide(Box::pin(decision), Resume::PlayFile { stream_id, name, asked, reset });
@@ -612,7 +612,7 @@ impl Conn {
             playback.buffer(ms);
         }
         tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&name), args = %redact_query(&asked.args), duration_ms = playback.duration_ms, "play file");
-        self.handle.set_stream(&name, Role::Player);
+        self.handle.set_file(&name);
         self.handle.set_args(&asked.args);
         if reset {
             self.session.send_status(

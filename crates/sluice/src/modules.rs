@@ -55,8 +55,9 @@ pub struct PublishCtx<'a> {
 pub struct PlayCtx<'a> {
     /// Who plays what, as the source gave it to [`crate::streams::Streams::play`].
     pub player: &'a Player<'a>,
-    /// The stream the player subscribed to (maybe not published yet).
-    pub stream: &'a Arc<Stream>,
+    /// The stream the player subscribed to (maybe not published yet); `None` for a file
+    /// played on demand ([`crate::vod`]), which is no stream in the hub.
+    pub stream: Option<&'a Arc<Stream>>,
 }
 
 /// What a module's [`Module::on_play`] gives the player to hold: dropped when the player leaves.

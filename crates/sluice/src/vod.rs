@@ -240,8 +240,10 @@ pub struct Playback {
     /// Seeks asked, and the last one the task has answered.
     asked: u64,
     answered: u64,
-    /// The file's duration, for logs.
+    /// The file's duration, for logs and `getStreamLength`.
     pub duration_ms: u64,
+    /// What the modules' `on_play` gave this player (`exec_play_done` runs when dropped).
+    guards: Vec<crate::modules::PlayGuard>,
 }
 
 impl Playback {
@@ -253,7 +255,7 @@ impl Playback {
         let total = opened.media.duration_ms;
         let end = (duration_ms > 0).then(|| start_ms.saturating_add(duration_ms));
         tokio::spawn(pace(opened, start_ms, end, tx, rx));
-        Playback { frames, control, asked: 0, answered: 0, duration_ms: total }
+        Playback { frames, control, asked: 0, answered: 0, duration_ms: total, guards: Vec::new() }
     }
 
     /// The next thing to send; `None` once the task is gone.
@@ -271,6 +273,11 @@ impl Playback {
                 out => return Some(out),
             }
         }
+    }
+
+    /// Keep `guard` while this playback lasts (a module's "player left" part).
+    pub fn hold(&mut self, guard: crate::modules::PlayGuard) {
+        self.guards.push(guard);
     }
 
     /// Play from the keyframe at or before `ms`.

@@ -391,3 +391,37 @@ fn play_local_path_keeps_downloads() {
     let fetched = seen.lock().unwrap().iter().filter(|r| r.starts_with("GET /files/kept.flv?")).count();
     assert_eq!(fetched, 1, "the second play is served from play_local_path");
 }
+
+/// A file's player is a player everywhere: `exec_play`/`exec_play_done` run for it (with
+/// `$name` and `$addr`), `/stat` lists it in the application's `<play>` section, and the JSON
+/// API and `/metrics` count it as a player of the name it asked for.
+#[test]
+fn a_file_player_is_a_player_everywhere() {
+    let dir = TempDir::new("vod-everywhere");
+    make(&dir.path("film.flv"), SECS, None);
+    let server = Server::start_conf(&format!(
+        "rtmp {{ http_listen 127.0.0.1:{{http}}; server {{ listen 127.0.0.1:{{rtmp}};
+            application vod {{ play {0}; exec_play touch {0}/play-$name-$addr; exec_play_done touch {0}/done-$name; }} }} }}",
+        dir.0.display()
+    ));
+    let player = common::ffmpeg_play(&url(&server, "film"));
+    wait_for("exec_play", Duration::from_secs(20), || dir.path("play-film-127.0.0.1").exists().then_some(()));
+    let stat = wait_for("the player in /stat", Duration::from_secs(10), || {
+        let (_, body) = common::http_get(server.http_port, "/stat");
+        body.contains("<play>").then_some(body)
+    });
+    let play = stat.split("<play>").nth(1).unwrap_or_default();
+    assert!(play.contains("<name>film</name>") && play.contains("<nclients>1</nclients>"), "{stat}");
+    assert!(play.contains("<address>127.0.0.1</address>"), "{stat}");
+    let (_, clients) = common::http_get(server.http_port, "/api/v1/clients");
+    let clients: serde_json::Value = serde_json::from_str(&clients).unwrap();
+    let players: Vec<_> = clients["clients"].as_array().unwrap().iter().filter(|c| c["role"] == "player").collect();
+    assert_eq!(players.len(), 1, "{clients}");
+    assert_eq!((players[0]["app"].as_str(), players[0]["name"].as_str()), (Some("vod"), Some("film")));
+    let (_, metrics) = common::http_get(server.http_port, "/metrics");
+    assert!(metrics.lines().any(|l| l == "sluice_players{app=\"vod\",protocol=\"rtmp\"} 1"), "{metrics}");
+    drop(player);
+    wait_for("exec_play_done", Duration::from_secs(20), || dir.path("done-film").exists().then_some(()));
+    let (_, stat) = common::http_get(server.http_port, "/stat");
+    assert!(stat.contains("<play>\r\n<nclients>0</nclients>\r\n</play>"), "{stat}");
+}
