@@ -170,6 +170,13 @@ impl Streams {
         Ok(playback)
     }
 
+    /// The file `name` plays in `app` from its `play` directories, opened and indexed (kept
+    /// while the caller holds it, so the play that follows finds it indexed); `None` when no
+    /// directory has it. No module runs: nobody plays it yet.
+    pub async fn find_local_file(&self, app: &AppConf, name: &str) -> Option<Arc<crate::vod::Opened>> {
+        self.vod.find_local(&app.play, name).await
+    }
+
     /// Every module's `on_play` for `player`, whose subscription `sub` keeps their guards.
     fn run_on_play(&self, player: &Player<'_>, mut sub: Subscriber) -> Subscriber {
         let stream = sub.stream().clone();

@@ -161,6 +161,21 @@ impl Library {
         Err(PlayError::NotFound)
     }
 
+    /// The file `name` names in `conf`'s directories (no `http://` location is asked: nothing
+    /// is downloaded for a question), opened and indexed: `getStreamLength`'s answer.
+    pub async fn find_local(&self, conf: &PlayConf, name: &str) -> Option<Arc<Opened>> {
+        let (segments, suffix) = map_name(name).ok()?;
+        let relative = format!("{}{suffix}", segments.join("/"));
+        for location in &conf.locations {
+            if let PlayLocation::Dir(dir) = location {
+                if let Ok(opened) = self.open_local(&dir.join(&relative)).await {
+                    return Some(opened);
+                }
+            }
+        }
+        None
+    }
+
     /// A local file, shared with its other players when it has not changed since.
     async fn open_local(&self, path: &Path) -> Result<Arc<Opened>, String> {
         let meta = tokio::fs::metadata(path).await.map_err(|e| e.to_string())?;

@@ -18,6 +18,12 @@ const SECS: f64 = 8.0;
 /// Make `path` (its container from the extension, `movflags` for MP4): `secs` of a 320x240
 /// H.264 test pattern (a keyframe a second, no B-frames) with 44.1 kHz AAC.
 fn make(path: &Path, secs: f64, movflags: Option<&str>) {
+    let flags = movflags.map(|f| vec!["-movflags", f]).unwrap_or_default();
+    make_with(path, secs, &flags);
+}
+
+/// [`make`] with `extra` output options.
+fn make_with(path: &Path, secs: f64, extra: &[&str]) {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
@@ -25,10 +31,7 @@ fn make(path: &Path, secs: f64, movflags: Option<&str>) {
         .args(["-t", &secs.to_string()])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25"])
         .args(["-c:a", "aac", "-b:a", "64k"]);
-    if let Some(flags) = movflags {
-        cmd.args(["-movflags", flags]);
-    }
-    cmd.arg(path);
+    cmd.args(extra).arg(path);
     let out = run_timeout(&mut cmd, Duration::from_secs(60));
     assert!(out.status.success(), "ffmpeg {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
 }
@@ -424,4 +427,67 @@ fn a_file_player_is_a_player_everywhere() {
     wait_for("exec_play_done", Duration::from_secs(20), || dir.path("done-film").exists().then_some(()));
     let (_, stat) = common::http_get(server.http_port, "/stat");
     assert!(stat.contains("<play>\r\n<nclients>0</nclients>\r\n</play>"), "{stat}");
+}
+
+/// A bare RTMP client (simple handshake, `connect` to `vod`) that asks `getStreamLength` for
+/// `name` and returns the number it gets back.
+fn stream_length(server: &Server, name: &str) -> f64 {
+    use bytes::BytesMut;
+    let mut sock = std::net::TcpStream::connect(server.addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.resize(1 + 1536, 0);
+    sock.write_all(&c0c1).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    sock.read_exact(&mut s0s1s2).unwrap();
+    sock.write_all(&s0s1s2[1..1537]).unwrap();
+    let command = |name: &str, txn: f64, object: amf0::Value, args: Vec<amf0::Value>| {
+        let cmd = rtmp::command::Command { name: name.into(), transaction_id: txn, object, args };
+        let mut out = BytesMut::new();
+        rtmp::chunk::encode_message(&mut out, 128, 3, 0, rtmp::message::type_id::COMMAND_AMF0, 0, &cmd.encode());
+        out
+    };
+    let tc_url = format!("rtmp://127.0.0.1:{}/vod", server.port);
+    let connect = amf0::Value::object([("app", "vod".into()), ("tcUrl", tc_url.as_str().into())]);
+    sock.write_all(&command("connect", 1.0, connect, vec![])).unwrap();
+    sock.write_all(&command("getStreamLength", 2.0, amf0::Value::Null, vec![name.into()])).unwrap();
+    let mut decoder = rtmp::ChunkDecoder::new(1 << 20, 32);
+    let mut buf = BytesMut::new();
+    loop {
+        while let Some(msg) = decoder.read(&mut buf).unwrap() {
+            match msg.type_id {
+                rtmp::message::type_id::SET_CHUNK_SIZE => {
+                    decoder.set_chunk_size(rtmp::message::parse_u32(&msg.payload).unwrap()).unwrap()
+                }
+                rtmp::message::type_id::COMMAND_AMF0 => {
+                    let cmd = rtmp::command::Command::parse(msg.type_id, &msg.payload).unwrap();
+                    if cmd.transaction_id == 2.0 {
+                        assert_eq!(cmd.name, "_result");
+                        return cmd.arg(0).and_then(amf0::Value::as_f64).expect("a number");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `getStreamLength` (ffmpeg asks it before `play`) answers a file's duration in seconds, by
+/// nginx-rtmp's name mapping; 0 for a name no directory has.
+#[test]
+fn get_stream_length_answers_the_files_duration() {
+    let dir = TempDir::new("vod-length");
+    make(&dir.path("film.mp4"), SECS, Some("+faststart"));
+    let server = server(&dir.0.display().to_string(), "");
+    for name in ["film.mp4", "mp4:film"] {
+        let secs = stream_length(&server, name);
+        assert!((secs - SECS).abs() <= 0.3, "{name}: {secs} s, not {SECS}");
+    }
+    assert_eq!(stream_length(&server, "nothing"), 0.0);
+    // And ffmpeg, which asks it too, plays on.
+    assert_plays(&server, "film.mp4", SECS);
 }
