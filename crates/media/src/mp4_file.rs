@@ -2,17 +2,18 @@
 //! is (start or end), each `moof` too. Sample tables (`stts`, `ctts`, `stss`, `stsz`/`stz2`,
 //! `stsc`, `stco`/`co64`) and fragments (`tfhd`, `tfdt`, `trun`, with `trex` defaults) become
 //! one [`Sample`] list in decode order. Codec configuration comes from the sample entry's
-//! `avcC`, `hvcC`, `av1C` or `esds`.
+//! `avcC`, `hvcC`, `av1C`, `esds` (AAC; MP3 as object type 0x6B or 0x69, or a `.mp3` entry)
+//! or `dOps` (Opus, made into the `OpusHead` Enhanced RTMP sends).
 //! Defined by: ISO/IEC 14496-12 (8.2.2 mvhd, 8.4.2 mdhd, 8.4.3 hdlr, 8.5.2 stsd, 8.6.1.2
 //! stts, 8.6.1.3 ctts, 8.6.2 stss, 8.7.3 stsz/stz2, 8.7.4 stsc, 8.7.5 stco/co64, 8.8.3 trex,
 //! 8.8.4-8.8.8 moof/tfhd/trun, 8.8.12 tfdt), ISO/IEC 14496-14 (esds), ISO/IEC 14496-15 (avcC,
-//! hvcC), AV1 ISOBMFF binding (av1C).
+//! hvcC), AV1 ISOBMFF binding (av1C), Opus in ISOBMFF (dOps), RFC 7845 5.1 (OpusHead).
 
 use fmp4::reader::{boxes, find, BoxRef};
 
 use crate::{
-    aac_header, metadata, read_exact, to_ms, video_header, Codec, Format, Kind, Media, MediaError, ReadAt, Sample,
-    MAX_BOX, MAX_HEADER, MAX_ITEMS, MAX_SAMPLES,
+    aac_header, metadata, mp3_tag_header, opus_header, read_exact, to_ms, video_header, Codec, Format, Kind, Media,
+    MediaError, ReadAt, Sample, MAX_BOX, MAX_HEADER, MAX_ITEMS, MAX_SAMPLES,
 };
 
 /// Whether `head` (the first 8+ bytes) starts like an MP4 file.
@@ -75,7 +76,7 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
         add(&mut samples, found)?;
     }
     if tracks.is_empty() {
-        return Err(MediaError::Unsupported("no H.264, HEVC, AV1 or AAC track"));
+        return Err(MediaError::Unsupported("no H.264, HEVC, AV1, AAC, MP3 or Opus track"));
     }
     // Decode order across tracks; a stable sort keeps each track's own order.
     samples.sort_by_key(|(s, _)| s.dts);
@@ -113,13 +114,21 @@ fn headers(tracks: &[Track], duration_ms: u64) -> Vec<(Kind, bytes::Bytes)> {
         };
         props.push(("videocodecid", amf0::Value::Number(id)));
     }
-    if tracks.iter().any(|t| t.kind == Kind::Audio) {
-        props.push(("audiocodecid", amf0::Value::Number(10.0)));
+    if let Some(a) = tracks.iter().find(|t| t.kind == Kind::Audio) {
+        let id = match a.codec {
+            Codec::Mp3 { .. } => 2.0,
+            Codec::Opus => f64::from(u32::from_be_bytes(*b"Opus")),
+            _ => 10.0,
+        };
+        props.push(("audiocodecid", amf0::Value::Number(id)));
     }
     let mut out = vec![(Kind::Data, metadata(props))];
     for t in tracks {
-        let body = match t.kind {
-            Kind::Video => video_header(t.codec, &t.config),
+        let body = match (t.kind, t.codec) {
+            (Kind::Video, _) => video_header(t.codec, &t.config),
+            (_, Codec::Opus) => opus_header(&t.config),
+            // MP3 has no sequence header: every frame says what it is.
+            (_, Codec::Mp3 { .. }) => continue,
             _ => aac_header(&t.config),
         };
         out.push((t.kind, body));
@@ -305,25 +314,73 @@ fn sample_entry(stsd: &[u8]) -> Result<Option<Entry>, MediaError> {
         b"avc1" | b"avc3" => video(Codec::Avc, b"avcC"),
         b"hvc1" | b"hev1" => video(Codec::Hevc, b"hvcC"),
         b"av01" => video(Codec::Av1, b"av1C"),
-        b"mp4a" => {
-            let mut c = Cursor::new(p, "audio sample entry");
-            c.skip(8)?;
-            let version = c.u16()?;
-            let skip = match version {
-                0 => 28,
-                1 => 28 + 16,
-                2 => 28 + 36,
-                _ => return Err(MediaError::Unsupported("audio sample entry version")),
-            };
-            let children = p.get(skip..).ok_or(MediaError::Malformed("audio sample entry"))?;
-            let esds = child(children, b"esds").ok_or(MediaError::Unsupported("mp4a without esds"))?;
-            match aac_config(esds)? {
-                Some(asc) => Ok(Some((Kind::Audio, Codec::Aac, asc, 0, 0))),
-                None => Ok(None),
-            }
-        }
+        b"mp4a" | b".mp3" | b"Opus" => audio_entry(&e.kind, p),
         _ => Ok(None),
     }
+}
+
+/// An audio sample entry (`p`, its payload) of type `kind`.
+fn audio_entry(kind: &[u8; 4], p: &[u8]) -> Result<Option<Entry>, MediaError> {
+    // SampleEntry (8), then version, revision, vendor, channels, sample size, compression id,
+    // packet size and the 16.16 rate (QuickTime version 1 and 2 entries add fields after).
+    let mut c = Cursor::new(p, "audio sample entry");
+    c.skip(8)?;
+    let version = c.u16()?;
+    c.skip(6)?;
+    let channels = c.u16()?;
+    c.skip(6)?;
+    let rate = c.u32()? >> 16;
+    let skip = match version {
+        0 => 28,
+        1 => 28 + 16,
+        2 => 28 + 36,
+        _ => return Err(MediaError::Unsupported("audio sample entry version")),
+    };
+    let children = p.get(skip..).ok_or(MediaError::Malformed("audio sample entry"))?;
+    let mp3 = || Ok(Some((Kind::Audio, Codec::Mp3 { header: mp3_tag_header(rate, channels) }, Vec::new(), 0, 0)));
+    match kind {
+        b".mp3" => mp3(),
+        b"Opus" => {
+            let dops = child(children, b"dOps").ok_or(MediaError::Unsupported("Opus without dOps"))?;
+            Ok(Some((Kind::Audio, Codec::Opus, opus_head(dops)?, 0, 0)))
+        }
+        _ => {
+            let esds = child(children, b"esds").ok_or(MediaError::Unsupported("mp4a without esds"))?;
+            match esds_audio(esds)? {
+                EsdsAudio::Aac(asc) => Ok(Some((Kind::Audio, Codec::Aac, asc, 0, 0))),
+                EsdsAudio::Mp3 => mp3(),
+                EsdsAudio::Other => Ok(None),
+            }
+        }
+    }
+}
+
+/// `dOps` (OpusSpecificBox, big-endian) as the `OpusHead` identification header (RFC 7845
+/// 5.1, little-endian) that Enhanced RTMP's Opus sequence start carries.
+fn opus_head(dops: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let mut c = Cursor::new(dops, "dOps");
+    if c.u8()? != 0 {
+        return Err(MediaError::Unsupported("dOps version"));
+    }
+    let channels = c.u8()?;
+    let pre_skip = c.u16()?;
+    let rate = c.u32()?;
+    let gain = c.u16()?;
+    let family = c.u8()?;
+    let mut head = b"OpusHead".to_vec();
+    head.push(1);
+    head.push(channels);
+    head.extend_from_slice(&pre_skip.to_le_bytes());
+    head.extend_from_slice(&rate.to_le_bytes());
+    head.extend_from_slice(&gain.to_le_bytes());
+    head.push(family);
+    if family != 0 {
+        // Stream count, coupled count, then one mapping byte per channel: same order.
+        let table = c.bytes(2 + usize::from(channels))?;
+        head.extend_from_slice(table);
+    }
+    check_header(&head)?;
+    Ok(head)
 }
 
 fn check_header(config: &[u8]) -> Result<(), MediaError> {
@@ -333,9 +390,19 @@ fn check_header(config: &[u8]) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// The AudioSpecificConfig in `esds` (ES_Descriptor → DecoderConfigDescriptor →
-/// DecoderSpecificInfo); `None` when the object type is not AAC (0x40).
-fn aac_config(esds: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
+/// What `esds` says its audio is.
+enum EsdsAudio {
+    /// AAC (object type 0x40) with its AudioSpecificConfig.
+    Aac(Vec<u8>),
+    /// MPEG-1 (0x6B) or MPEG-2 (0x69) audio: MP3.
+    Mp3,
+    /// Anything else.
+    Other,
+}
+
+/// The audio `esds` describes (ES_Descriptor → DecoderConfigDescriptor → for AAC its
+/// DecoderSpecificInfo).
+fn esds_audio(esds: &[u8]) -> Result<EsdsAudio, MediaError> {
     let mut c = Cursor::new(esds, "esds");
     c.skip(4)?;
     let (tag, _) = descriptor(&mut c)?;
@@ -358,9 +425,10 @@ fn aac_config(esds: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
     if tag != 4 {
         return Err(MediaError::Malformed("esds: no DecoderConfigDescriptor"));
     }
-    let object_type = c.u8()?;
-    if object_type != 0x40 {
-        return Ok(None);
+    match c.u8()? {
+        0x40 => {}
+        0x6B | 0x69 => return Ok(EsdsAudio::Mp3),
+        _ => return Ok(EsdsAudio::Other),
     }
     c.skip(12)?;
     let (tag, len) = descriptor(&mut c)?;
@@ -369,7 +437,7 @@ fn aac_config(esds: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
     }
     let asc = c.bytes(len)?;
     check_header(asc)?;
-    Ok(Some(asc.to_vec()))
+    Ok(EsdsAudio::Aac(asc.to_vec()))
 }
 
 /// A descriptor's tag and length (up to four 7-bit length bytes).

@@ -491,3 +491,36 @@ fn get_stream_length_answers_the_files_duration() {
     // And ffmpeg, which asks it too, plays on.
     assert_plays(&server, "film.mp4", SECS);
 }
+
+/// MP3 in MP4 plays as FLV MP3: ffprobe reads `mp3` and H.264, and the duration.
+#[test]
+fn mp3_in_mp4_plays_as_flv_mp3() {
+    let dir = TempDir::new("vod-mp3");
+    make_with(&dir.path("clip.mp4"), SECS, &["-c:a", "libmp3lame", "-b:a", "64k", "-movflags", "+faststart"]);
+    let server = server(&dir.0.display().to_string(), "");
+    let (codecs, duration) = probe(&url(&server, "clip.mp4"));
+    assert_eq!(codecs, ["h264", "mp3"]);
+    assert!((duration - SECS).abs() <= 0.3, "duration {duration}, not {SECS}");
+}
+
+/// Opus in MP4 plays as Enhanced RTMP Opus, which an Enhanced-RTMP ffmpeg reads back as `opus`
+/// with H.264, for the file's duration.
+#[test]
+fn opus_in_mp4_plays_as_enhanced_rtmp() {
+    let dir = TempDir::new("vod-opus");
+    make_with(&dir.path("clip.mp4"), SECS, &["-c:a", "libopus", "-b:a", "64k", "-movflags", "+faststart"]);
+    let server = server(&dir.0.display().to_string(), "");
+    let copy = dir.path("copy.mkv");
+    let out = run_timeout(
+        Command::new(common::enhanced_ffmpeg())
+            .args(["-nostdin", "-hide_banner", "-y", "-i", &url(&server, "clip.mp4")])
+            .args(["-c", "copy", copy.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Video: h264") && text.contains("Audio: opus"), "{text}");
+    let (codecs, duration) = probe(copy.to_str().unwrap());
+    assert_eq!(codecs, ["h264", "opus"]);
+    assert!((duration - SECS).abs() <= 0.3, "duration {duration}, not {SECS}");
+}
