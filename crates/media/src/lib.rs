@@ -170,6 +170,10 @@ pub struct Media {
     pub format: Format,
     /// Duration in milliseconds.
     pub duration_ms: u64,
+    /// Where the file's time 0 is on its samples' timeline (ms): past 0 when an MP4 edit list
+    /// starts a track into its media (B-frame video, primed AAC), which moved every sample
+    /// later so that none is before 0. A time asked for (seek, `play` start) is counted from it.
+    pub start_ms: u64,
     /// RTMP messages every player gets first, and again after a seek: `onMetaData`, the
     /// video and audio sequence headers.
     pub headers: Vec<(Kind, Bytes)>,
@@ -214,7 +218,13 @@ impl Media {
 
     /// Where to start playing at `ms`: the last video keyframe at or before it (the first
     /// sample when there is none), or, without video, the last sample at or before it.
+    /// Time 0 is the first sample, whatever it is (audio an edit list put before the first
+    /// keyframe plays too, and `onMetaData` goes at 0, where players take it for metadata).
     pub fn seek(&self, ms: u64) -> usize {
+        if ms == 0 {
+            return 0;
+        }
+        let ms = ms.saturating_add(self.start_ms);
         let video = self.has_video();
         let mut at = 0;
         for (i, s) in self.samples.iter().enumerate() {

@@ -35,6 +35,8 @@ struct Track {
     trex: (u32, u32, u32),
     /// Decode time where its next fragment's samples start, when `tfdt` is missing.
     next_dts: u64,
+    /// What its edit list (`elst`) moves its times by, in milliseconds.
+    shift_ms: i64,
 }
 
 /// A top-level box: where, how long, its header size.
@@ -58,7 +60,8 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
         if &b.kind == b"trak" {
             // The first video and the first audio track play (nginx-rtmp's default
             // `vindex=0`, `aindex=0`); a track of a codec not played is left out.
-            let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8)? else { continue };
+            let movie_scale = movie_timescale.map_or(1000, |(scale, _)| scale);
+            let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8, movie_scale)? else { continue };
             if tracks.iter().all(|t: &Track| t.kind != track.kind) {
                 tracks.push(track);
                 add(&mut samples, table)?;
@@ -78,6 +81,7 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     if tracks.is_empty() {
         return Err(MediaError::Unsupported("no H.264, HEVC, AV1, AAC, MP3 or Opus track"));
     }
+    let start_ms = apply_edits(&mut samples, &tracks);
     // Decode order across tracks; a stable sort keeps each track's own order.
     samples.sort_by_key(|(s, _)| s.dts);
     let end = samples.iter().map(|(_, end)| *end).max().unwrap_or(0);
@@ -87,10 +91,57 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     Ok(Media {
         format: if fragmented { Format::FragmentedMp4 } else { Format::Mp4 },
         duration_ms,
+        start_ms,
         headers,
         codecs: tracks.iter().map(|t| (t.kind, t.codec)).collect(),
         samples: samples.into_iter().map(|(s, _)| s).collect(),
     })
+}
+
+/// Each track's edit list shift applied to its samples, then every time moved so the earliest
+/// decode time is 0: B-frame video, whose edit starts it a frame or two into its media, would
+/// otherwise start before 0, which RTMP timestamps cannot say. Tracks keep their distance, so
+/// audio and video stay in sync (AAC priming, cut by its own edit, included). Returns where
+/// the file's time 0 ends up ([`Media::start_ms`]).
+fn apply_edits(samples: &mut [(Sample, u64)], tracks: &[Track]) -> u64 {
+    let shift = |s: &Sample| tracks.get(usize::from(s.track)).map_or(0, |t| t.shift_ms);
+    if tracks.iter().all(|t| t.shift_ms == 0) {
+        return 0;
+    }
+    let earliest = samples.iter().map(|(s, _)| i64::from(s.dts) + shift(s)).min().unwrap_or(0);
+    let base = earliest.min(0);
+    for (s, end) in samples.iter_mut() {
+        let by = shift(s) - base;
+        s.dts = (i64::from(s.dts) + by).clamp(0, i64::from(u32::MAX)) as u32;
+        *end = u64::try_from((*end as i64).saturating_add(by)).unwrap_or(0);
+    }
+    base.unsigned_abs()
+}
+
+/// `edts`/`elst` of a `trak`: how far its edits move its media, in milliseconds. Empty edits
+/// (media time -1) delay it by their duration (movie timescale); the first media edit's
+/// `media_time` (media timescale) is where its presentation starts. Later edits are not played.
+fn edit_shift(trak: &[u8], movie_scale: u32, media_scale: u32) -> Result<i64, MediaError> {
+    let Some(elst) = child(trak, b"edts").and_then(|e| child(e, b"elst")) else { return Ok(0) };
+    let ms = |v: i64, scale: u32| v.saturating_mul(1000) / i64::from(scale.max(1));
+    let mut c = Cursor::new(elst, "elst");
+    let version = c.u32()? >> 24;
+    let count = c.count(if version == 1 { 20 } else { 12 })?;
+    let mut delay = 0i64;
+    for _ in 0..count {
+        let (duration, media_time) = if version == 1 {
+            (c.u64()?.min(i64::MAX as u64) as i64, c.u64()? as i64)
+        } else {
+            (i64::from(c.u32()?), i64::from(c.u32()? as i32))
+        };
+        c.skip(4)?;
+        if media_time == -1 {
+            delay = delay.saturating_add(ms(duration, movie_scale));
+            continue;
+        }
+        return Ok(delay.saturating_sub(ms(media_time, media_scale)));
+    }
+    Ok(delay)
 }
 
 fn add(all: &mut Vec<(Sample, u64)>, more: Vec<(Sample, u64)>) -> Result<(), MediaError> {
@@ -265,7 +316,7 @@ fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
 /// A track we play, with its samples and where each ends (ms); `None` for other tracks.
 type TrackTable = (Track, Vec<(Sample, u64)>);
 
-fn trak(p: &[u8], index: u8) -> Result<Option<TrackTable>, MediaError> {
+fn trak(p: &[u8], index: u8, movie_scale: u32) -> Result<Option<TrackTable>, MediaError> {
     let tkhd = child(p, b"tkhd").ok_or(MediaError::Malformed("trak: no tkhd"))?;
     let mut c = Cursor::new(tkhd, "tkhd");
     let version = c.u32()? >> 24;
@@ -288,7 +339,8 @@ fn trak(p: &[u8], index: u8) -> Result<Option<TrackTable>, MediaError> {
     if index as usize >= u8::MAX as usize {
         return Err(MediaError::TooLarge("tracks"));
     }
-    let track = Track { id, kind, codec, timescale, config, width, height, trex: (0, 0, 0), next_dts: 0 };
+    let shift_ms = edit_shift(p, movie_scale, timescale)?;
+    let track = Track { id, kind, codec, timescale, config, width, height, trex: (0, 0, 0), next_dts: 0, shift_ms };
     let table = sample_table(stbl, &track, index)?;
     Ok(Some((track, table)))
 }
@@ -726,4 +778,39 @@ fn moof_samples(moof: &[u8], moof_offset: u64, tracks: &mut [Track]) -> Result<V
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `trak` body holding only `edts` with an `elst` (version 0) of `entries`.
+    fn trak_with_edits(entries: &[(u32, i32)]) -> Vec<u8> {
+        let mut elst = vec![0, 0, 0, 0];
+        elst.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        for (duration, media_time) in entries {
+            elst.extend_from_slice(&duration.to_be_bytes());
+            elst.extend_from_slice(&media_time.to_be_bytes());
+            elst.extend_from_slice(&[0, 1, 0, 0]);
+        }
+        let wrap = |kind: &[u8; 4], body: &[u8]| {
+            let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(kind);
+            b.extend_from_slice(body);
+            b
+        };
+        wrap(b"edts", &wrap(b"elst", &elst))
+    }
+
+    /// An empty edit delays the track; the first media edit's `media_time` moves it back;
+    /// later edits and tracks without edits move nothing.
+    #[test]
+    fn edit_lists_shift_their_track() {
+        assert_eq!(edit_shift(&trak_with_edits(&[(8000, 1024)]), 1000, 12800).unwrap(), -80);
+        assert_eq!(edit_shift(&trak_with_edits(&[(500, -1), (8000, 1024), (10, 9999)]), 1000, 12800).unwrap(), 420);
+        assert_eq!(edit_shift(&[], 1000, 12800).unwrap(), 0);
+        let mut huge = trak_with_edits(&[(1, 0)]);
+        huge[20] = 0xFF;
+        assert!(edit_shift(&huge, 1000, 1000).is_err(), "a count the box cannot hold");
+    }
 }

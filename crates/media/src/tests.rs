@@ -369,6 +369,7 @@ fn mp3_tag_headers() {
     let m = Media {
         format: Format::Mp4,
         duration_ms: 0,
+        start_ms: 0,
         headers: Vec::new(),
         codecs: vec![(Kind::Audio, Codec::Mp3 { header: 0x2F })],
         samples: Vec::new(),

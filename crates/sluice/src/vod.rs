@@ -346,6 +346,8 @@ async fn pace(
 ) {
     let media = &opened.media;
     let mut pos = media.seek(start_ms);
+    // On the samples' timeline, as `seek` counts.
+    let end_ms = end_ms.map(|end| end.saturating_add(media.start_ms));
     let mut seen = Control::default();
     // Where the clock stands: at `clock.0`, the sample time `clock.1` is due.
     let first_ts = media.samples.get(pos).map_or(0, |s| s.dts);
