@@ -183,14 +183,30 @@ pub struct Media {
     pub samples: Vec<Sample>,
 }
 
+/// Which tracks of an MP4 file play (nginx-rtmp's `?aindex=N&vindex=N`): the N-th audio and
+/// video track (0-based, counted by their handler, `soun` and `vide`, playable or not); `None`
+/// plays the first of that kind this reader plays. FLV files have one of each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Tracks {
+    /// The audio track's index.
+    pub audio: Option<u8>,
+    /// The video track's index.
+    pub video: Option<u8>,
+}
+
 impl Media {
     /// Reads the index of the file `r` reads: the format is recognised from its first bytes.
     pub fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
+        Self::open_tracks(r, Tracks::default())
+    }
+
+    /// [`Media::open`] with the MP4 tracks `tracks` chooses.
+    pub fn open_tracks(r: &mut dyn ReadAt, tracks: Tracks) -> Result<Media, MediaError> {
         let head = r.read_at(0, 12)?;
         let media = if head.starts_with(b"FLV") {
             flv_file::open(r)?
         } else if head.len() >= 8 && mp4_file::is_mp4(&head) {
-            mp4_file::open(r)?
+            mp4_file::open(r, tracks)?
         } else {
             return Err(MediaError::UnknownFormat);
         };

@@ -13,7 +13,7 @@ use fmp4::reader::{boxes, find, BoxRef};
 
 use crate::{
     aac_header, metadata, mp3_tag_header, opus_header, read_exact, to_ms, video_header, Codec, Format, Kind, Media,
-    MediaError, ReadAt, Sample, MAX_BOX, MAX_HEADER, MAX_ITEMS, MAX_SAMPLES,
+    MediaError, ReadAt, Sample, Tracks, MAX_BOX, MAX_HEADER, MAX_ITEMS, MAX_SAMPLES,
 };
 
 /// Whether `head` (the first 8+ bytes) starts like an MP4 file.
@@ -47,7 +47,7 @@ struct Top {
     header: u64,
 }
 
-pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
+pub(crate) fn open(r: &mut dyn ReadAt, chosen: Tracks) -> Result<Media, MediaError> {
     let tops = top_boxes(r)?;
     let moov_box = tops.iter().find(|b| &b.kind == b"moov").ok_or(MediaError::Malformed("no moov"))?;
     let moov = read_box(r, moov_box)?;
@@ -55,11 +55,16 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     let movie_timescale = find(moov_body, b"mvhd").map(|b| mvhd(b.payload(moov_body))).transpose()?;
     let mut tracks = Vec::new();
     let mut samples: Vec<(Sample, u64)> = Vec::new();
+    // Audio and video tracks seen so far, by their handler.
+    let mut seen = (0usize, 0usize);
     for b in boxes(moov_body) {
         let b = b.map_err(|_| MediaError::Malformed("moov"))?;
         if &b.kind == b"trak" {
-            // The first video and the first audio track play (nginx-rtmp's default
-            // `vindex=0`, `aindex=0`); a track of a codec not played is left out.
+            // The first video and the first audio track of a codec played play, or the ones
+            // `chosen` names (nginx-rtmp's `aindex`, `vindex`); the others are left out.
+            if !is_chosen(b.payload(moov_body), chosen, &mut seen) {
+                continue;
+            }
             let movie_scale = movie_timescale.map_or(1000, |(scale, _)| scale);
             let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8, movie_scale)? else { continue };
             if tracks.iter().all(|t: &Track| t.kind != track.kind) {
@@ -96,6 +101,20 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
         codecs: tracks.iter().map(|t| (t.kind, t.codec)).collect(),
         samples: samples.into_iter().map(|(s, _)| s).collect(),
     })
+}
+
+/// Whether the `trak` (`p`) is the audio or video track `chosen` names, counting it in `seen`
+/// (audio, video) by its handler; a kind `chosen` does not name takes any track.
+fn is_chosen(p: &[u8], chosen: Tracks, seen: &mut (usize, usize)) -> bool {
+    let handler = child(p, b"mdia").and_then(|m| child(m, b"hdlr")).and_then(|h| h.get(8..12));
+    let (count, wanted) = match handler {
+        Some(b"soun") => (&mut seen.0, chosen.audio),
+        Some(b"vide") => (&mut seen.1, chosen.video),
+        _ => return chosen == Tracks::default(),
+    };
+    let index = *count;
+    *count += 1;
+    wanted.is_none_or(|n| usize::from(n) == index)
 }
 
 /// Each track's edit list shift applied to its samples, then every time moved so the earliest

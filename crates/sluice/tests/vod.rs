@@ -560,3 +560,37 @@ fn edit_lists_keep_audio_and_video_in_sync() {
     assert_eq!(codecs, ["aac", "h264"]);
     assert!((duration - SECS).abs() <= 0.3, "duration {duration}, not {SECS}");
 }
+
+/// `?aindex=N&vindex=N` (nginx-rtmp's MP4 track choice, 0-based): an MP4 with two video tracks
+/// (320x240, 160x120) and two audio tracks (44.1 kHz, 22.05 kHz) plays the first of each by
+/// default and the ones named otherwise.
+#[test]
+fn aindex_and_vindex_choose_the_tracks_of_an_mp4() {
+    let dir = TempDir::new("vod-tracks");
+    let path = dir.path("two.mp4");
+    let out = run_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=22050"])
+            .args(["-map", "0:v", "-map", "1:v", "-map", "2:a", "-map", "3:a", "-t", "4"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25"])
+            .args(["-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart"])
+            .arg(&path),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = server(&dir.0.display().to_string(), "");
+    let streams = |query: &str| {
+        let text = common::ffprobe(&url(&server, &format!("two.mp4{query}")), "stream=width,sample_rate", "csv=p=0");
+        let mut lines: Vec<String> = text.lines().map(|l| l.trim_matches(',').to_owned()).collect();
+        lines.sort();
+        lines
+    };
+    // Sorted as text: the video's width and the audio's rate.
+    assert_eq!(streams(""), ["320", "44100"]);
+    assert_eq!(streams("?aindex=1"), ["22050", "320"]);
+    assert_eq!(streams("?vindex=1&aindex=0"), ["160", "44100"]);
+}
