@@ -86,8 +86,9 @@ pub trait Module: Send + Sync {
     fn on_publish(&self, ctx: &PublishCtx<'_>);
 
     /// A player started: do what the application wants done per player. What it returns is
-    /// held by the player's [`crate::hub::Subscriber`] and dropped when the player leaves (a
-    /// guard whose `Drop` does the "player left" part). Must not block.
+    /// held by the player's [`crate::hub::Subscriber`] (a file's player: its
+    /// [`crate::vod::Playback`]) and dropped when the player leaves (a guard whose `Drop` does
+    /// the "player left" part). Must not block.
     fn on_play(&self, _ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
         None
     }
