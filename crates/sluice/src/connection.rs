@@ -676,9 +676,15 @@ impl Conn {
 
     /// `getStreamLength` (ffmpeg asks it before `play`): a file's duration in seconds, from the
     /// application's `play` directories; 0 for anything else (live streams, nginx-rtmp's
-    /// answer). Decided like a play, so the play pipelined behind it waits for the answer.
+    /// answer), and for a client the `deny play` rules refuse (nothing is looked for for it).
+    /// Decided like a play, so the play pipelined behind it waits for the answer.
     fn on_stream_length(&mut self, txn: f64, name: String) {
-        let Some(app) = self.app.clone().filter(|a| a.play.enabled()) else {
+        let ip = self.peer.ip();
+        let denied = |a: &AppConf| {
+            let verdict = crate::access::check_rules(&a.access.rules, crate::config::Action::Play, ip);
+            matches!(verdict, crate::access::RuleVerdict::Denied(_))
+        };
+        let Some(app) = self.app.clone().filter(|a| a.play.enabled() && !denied(a)) else {
             return self.session.answer_stream_length(txn, 0.0);
         };
         let streams = self.ctx.streams.clone();

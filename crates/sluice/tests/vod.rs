@@ -490,6 +490,9 @@ fn get_stream_length_answers_the_files_duration() {
     assert_eq!(stream_length(&server, "nothing"), 0.0);
     // And ffmpeg, which asks it too, plays on.
     assert_plays(&server, "film.mp4", SECS);
+    // A client `deny play` refuses learns nothing.
+    let denied = self::server(&dir.0.display().to_string(), "deny play 127.0.0.1;");
+    assert_eq!(stream_length(&denied, "film.mp4"), 0.0);
 }
 
 /// MP3 in MP4 plays as FLV MP3: ffprobe reads `mp3` and H.264, and the duration.
