@@ -127,11 +127,12 @@ fn apply_edits(samples: &mut [(Sample, u64)], tracks: &[Track]) -> u64 {
     if tracks.iter().all(|t| t.shift_ms == 0) {
         return 0;
     }
-    let earliest = samples.iter().map(|(s, _)| i64::from(s.dts) + shift(s)).min().unwrap_or(0);
+    // Saturating: a hostile edit list may say anything.
+    let earliest = samples.iter().map(|(s, _)| i64::from(s.dts).saturating_add(shift(s))).min().unwrap_or(0);
     let base = earliest.min(0);
     for (s, end) in samples.iter_mut() {
-        let by = shift(s) - base;
-        s.dts = (i64::from(s.dts) + by).clamp(0, i64::from(u32::MAX)) as u32;
+        let by = shift(s).saturating_sub(base);
+        s.dts = i64::from(s.dts).saturating_add(by).clamp(0, i64::from(u32::MAX)) as u32;
         *end = u64::try_from((*end as i64).saturating_add(by)).unwrap_or(0);
     }
     base.unsigned_abs()
@@ -831,5 +832,28 @@ mod tests {
         let mut huge = trak_with_edits(&[(1, 0)]);
         huge[20] = 0xFF;
         assert!(edit_shift(&huge, 1000, 1000).is_err(), "a count the box cannot hold");
+    }
+
+    /// Edit lists that move tracks by the most they can say move nothing past the timeline's
+    /// ends, and never overflow.
+    #[test]
+    fn extreme_edits_saturate() {
+        let track = |shift_ms| Track {
+            id: 1,
+            kind: Kind::Audio,
+            codec: Codec::Aac,
+            timescale: 1000,
+            config: Vec::new(),
+            width: 0,
+            height: 0,
+            trex: (0, 0, 0),
+            next_dts: 0,
+            shift_ms,
+        };
+        let sample = |dts, track| Sample { offset: 0, size: 1, dts, cts: 0, keyframe: false, track };
+        let mut samples = vec![(sample(u32::MAX, 0), u64::MAX), (sample(0, 1), 0)];
+        let start = apply_edits(&mut samples, &[track(i64::MAX), track(i64::MIN)]);
+        assert_eq!(start, i64::MIN.unsigned_abs());
+        assert_eq!((samples[0].0.dts, samples[1].0.dts), (u32::MAX, 0));
     }
 }
