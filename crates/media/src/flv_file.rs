@@ -27,6 +27,7 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     let mut media = Media {
         format: Format::Flv,
         duration_ms: 0,
+        start_ms: 0,
         headers: Vec::new(),
         codecs: vec![(Kind::Video, Codec::Tag), (Kind::Audio, Codec::Tag), (Kind::Data, Codec::Tag)],
         samples: Vec::new(),

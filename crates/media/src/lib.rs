@@ -1,6 +1,7 @@
 //! Media files as a sample index, for playing them back: FLV, progressive MP4 (`moov` at the
 //! start or at the end) and fragmented MP4 (`moof` + `mdat`, as sluice's MP4 recordings are
-//! written), with H.264, HEVC or AV1 video and AAC audio.
+//! written), with H.264, HEVC or AV1 video and AAC, MP3 or Opus audio (MP4; an FLV file's
+//! tags are sent as they are).
 //!
 //! Sans-IO: [`Media::open`] reads the byte ranges it needs through [`ReadAt`], which the caller
 //! implements (a file, a buffer); the samples' own bytes are read by the caller later, a few at
@@ -110,6 +111,13 @@ pub enum Codec {
     Av1,
     /// AAC (FLV sound format 10).
     Aac,
+    /// MP3 (FLV sound format 2): `header` is the tag's first byte (rate, size, channels).
+    Mp3 {
+        /// The FLV audio tag header byte.
+        header: u8,
+    },
+    /// Opus (Enhanced RTMP, `Opus`).
+    Opus,
 }
 
 impl Codec {
@@ -121,6 +129,8 @@ impl Codec {
             Codec::Hevc => "hevc",
             Codec::Av1 => "av1",
             Codec::Aac => "aac",
+            Codec::Mp3 { .. } => "mp3",
+            Codec::Opus => "opus",
         }
     }
 }
@@ -160,6 +170,10 @@ pub struct Media {
     pub format: Format,
     /// Duration in milliseconds.
     pub duration_ms: u64,
+    /// Where the file's time 0 is on its samples' timeline (ms): past 0 when an MP4 edit list
+    /// starts a track into its media (B-frame video, primed AAC), which moved every sample
+    /// later so that none is before 0. A time asked for (seek, `play` start) is counted from it.
+    pub start_ms: u64,
     /// RTMP messages every player gets first, and again after a seek: `onMetaData`, the
     /// video and audio sequence headers.
     pub headers: Vec<(Kind, Bytes)>,
@@ -169,14 +183,30 @@ pub struct Media {
     pub samples: Vec<Sample>,
 }
 
+/// Which tracks of an MP4 file play (nginx-rtmp's `?aindex=N&vindex=N`): the N-th audio and
+/// video track (0-based, counted by their handler, `soun` and `vide`, playable or not); `None`
+/// plays the first of that kind this reader plays. FLV files have one of each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Tracks {
+    /// The audio track's index.
+    pub audio: Option<u8>,
+    /// The video track's index.
+    pub video: Option<u8>,
+}
+
 impl Media {
     /// Reads the index of the file `r` reads: the format is recognised from its first bytes.
     pub fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
+        Self::open_tracks(r, Tracks::default())
+    }
+
+    /// [`Media::open`] with the MP4 tracks `tracks` chooses.
+    pub fn open_tracks(r: &mut dyn ReadAt, tracks: Tracks) -> Result<Media, MediaError> {
         let head = r.read_at(0, 12)?;
         let media = if head.starts_with(b"FLV") {
             flv_file::open(r)?
         } else if head.len() >= 8 && mp4_file::is_mp4(&head) {
-            mp4_file::open(r)?
+            mp4_file::open(r, tracks)?
         } else {
             return Err(MediaError::UnknownFormat);
         };
@@ -204,7 +234,13 @@ impl Media {
 
     /// Where to start playing at `ms`: the last video keyframe at or before it (the first
     /// sample when there is none), or, without video, the last sample at or before it.
+    /// Time 0 is the first sample, whatever it is (audio an edit list put before the first
+    /// keyframe plays too, and `onMetaData` goes at 0, where players take it for metadata).
     pub fn seek(&self, ms: u64) -> usize {
+        if ms == 0 {
+            return 0;
+        }
+        let ms = ms.saturating_add(self.start_ms);
         let video = self.has_video();
         let mut at = 0;
         for (i, s) in self.samples.iter().enumerate() {
@@ -242,6 +278,12 @@ impl Media {
                 out.put_slice(b"av01");
             }
             Codec::Aac => out.put_slice(&[0xAF, 1]),
+            Codec::Mp3 { header } => out.put_u8(header),
+            Codec::Opus => {
+                // Enhanced RTMP audio: ExHeader (9), CodedFrames (1).
+                out.put_u8(0x91);
+                out.put_slice(b"Opus");
+            }
         }
         out.put_slice(data);
         out.freeze()
@@ -266,7 +308,7 @@ pub(crate) fn video_header(codec: Codec, config: &[u8]) -> Bytes {
             out.put_u8(0x90);
             out.put_slice(b"av01");
         }
-        Codec::Aac | Codec::Tag => {}
+        Codec::Aac | Codec::Tag | Codec::Mp3 { .. } | Codec::Opus => {}
     }
     out.put_slice(config);
     out.freeze()
@@ -277,6 +319,28 @@ pub(crate) fn aac_header(asc: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(asc.len() + 2);
     out.put_slice(&[0xAF, 0]);
     out.put_slice(asc);
+    out.freeze()
+}
+
+/// The FLV audio tag header byte of MP3 at `rate` Hz with `channels` channels (16-bit; a rate
+/// FLV has no code for, such as 48 kHz, says 44 kHz: decoders take the rate from the frames).
+pub(crate) fn mp3_tag_header(rate: u32, channels: u16) -> u8 {
+    let rate_code = match rate {
+        0 | 44_100.. => 3,
+        22_050.. => 2,
+        11_025.. => 1,
+        _ => 0,
+    };
+    0x20 | rate_code << 2 | 0x02 | u8::from(channels > 1)
+}
+
+/// The Enhanced RTMP Opus sequence start tag body for identification header `opus_head`.
+pub(crate) fn opus_header(opus_head: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(opus_head.len() + 5);
+    // ExHeader (9), SequenceStart (0).
+    out.put_u8(0x90);
+    out.put_slice(b"Opus");
+    out.put_slice(opus_head);
     out.freeze()
 }
 

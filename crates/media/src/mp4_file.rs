@@ -2,17 +2,18 @@
 //! is (start or end), each `moof` too. Sample tables (`stts`, `ctts`, `stss`, `stsz`/`stz2`,
 //! `stsc`, `stco`/`co64`) and fragments (`tfhd`, `tfdt`, `trun`, with `trex` defaults) become
 //! one [`Sample`] list in decode order. Codec configuration comes from the sample entry's
-//! `avcC`, `hvcC`, `av1C` or `esds`.
+//! `avcC`, `hvcC`, `av1C`, `esds` (AAC; MP3 as object type 0x6B or 0x69, or a `.mp3` entry)
+//! or `dOps` (Opus, made into the `OpusHead` Enhanced RTMP sends).
 //! Defined by: ISO/IEC 14496-12 (8.2.2 mvhd, 8.4.2 mdhd, 8.4.3 hdlr, 8.5.2 stsd, 8.6.1.2
 //! stts, 8.6.1.3 ctts, 8.6.2 stss, 8.7.3 stsz/stz2, 8.7.4 stsc, 8.7.5 stco/co64, 8.8.3 trex,
 //! 8.8.4-8.8.8 moof/tfhd/trun, 8.8.12 tfdt), ISO/IEC 14496-14 (esds), ISO/IEC 14496-15 (avcC,
-//! hvcC), AV1 ISOBMFF binding (av1C).
+//! hvcC), AV1 ISOBMFF binding (av1C), Opus in ISOBMFF (dOps), RFC 7845 5.1 (OpusHead).
 
 use fmp4::reader::{boxes, find, BoxRef};
 
 use crate::{
-    aac_header, metadata, read_exact, to_ms, video_header, Codec, Format, Kind, Media, MediaError, ReadAt, Sample,
-    MAX_BOX, MAX_HEADER, MAX_ITEMS, MAX_SAMPLES,
+    aac_header, metadata, mp3_tag_header, opus_header, read_exact, to_ms, video_header, Codec, Format, Kind, Media,
+    MediaError, ReadAt, Sample, Tracks, MAX_BOX, MAX_HEADER, MAX_ITEMS, MAX_SAMPLES,
 };
 
 /// Whether `head` (the first 8+ bytes) starts like an MP4 file.
@@ -34,6 +35,8 @@ struct Track {
     trex: (u32, u32, u32),
     /// Decode time where its next fragment's samples start, when `tfdt` is missing.
     next_dts: u64,
+    /// What its edit list (`elst`) moves its times by, in milliseconds.
+    shift_ms: i64,
 }
 
 /// A top-level box: where, how long, its header size.
@@ -44,7 +47,7 @@ struct Top {
     header: u64,
 }
 
-pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
+pub(crate) fn open(r: &mut dyn ReadAt, chosen: Tracks) -> Result<Media, MediaError> {
     let tops = top_boxes(r)?;
     let moov_box = tops.iter().find(|b| &b.kind == b"moov").ok_or(MediaError::Malformed("no moov"))?;
     let moov = read_box(r, moov_box)?;
@@ -52,12 +55,18 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     let movie_timescale = find(moov_body, b"mvhd").map(|b| mvhd(b.payload(moov_body))).transpose()?;
     let mut tracks = Vec::new();
     let mut samples: Vec<(Sample, u64)> = Vec::new();
+    // Audio and video tracks seen so far, by their handler.
+    let mut seen = (0usize, 0usize);
     for b in boxes(moov_body) {
         let b = b.map_err(|_| MediaError::Malformed("moov"))?;
         if &b.kind == b"trak" {
-            // The first video and the first audio track play (nginx-rtmp's default
-            // `vindex=0`, `aindex=0`); a track of a codec not played is left out.
-            let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8)? else { continue };
+            // The first video and the first audio track of a codec played play, or the ones
+            // `chosen` names (nginx-rtmp's `aindex`, `vindex`); the others are left out.
+            if !is_chosen(b.payload(moov_body), chosen, &mut seen) {
+                continue;
+            }
+            let movie_scale = movie_timescale.map_or(1000, |(scale, _)| scale);
+            let Some((track, table)) = trak(b.payload(moov_body), tracks.len() as u8, movie_scale)? else { continue };
             if tracks.iter().all(|t: &Track| t.kind != track.kind) {
                 tracks.push(track);
                 add(&mut samples, table)?;
@@ -75,8 +84,9 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
         add(&mut samples, found)?;
     }
     if tracks.is_empty() {
-        return Err(MediaError::Unsupported("no H.264, HEVC, AV1 or AAC track"));
+        return Err(MediaError::Unsupported("no H.264, HEVC, AV1, AAC, MP3 or Opus track"));
     }
+    let start_ms = apply_edits(&mut samples, &tracks);
     // Decode order across tracks; a stable sort keeps each track's own order.
     samples.sort_by_key(|(s, _)| s.dts);
     let end = samples.iter().map(|(_, end)| *end).max().unwrap_or(0);
@@ -86,10 +96,72 @@ pub(crate) fn open(r: &mut dyn ReadAt) -> Result<Media, MediaError> {
     Ok(Media {
         format: if fragmented { Format::FragmentedMp4 } else { Format::Mp4 },
         duration_ms,
+        start_ms,
         headers,
         codecs: tracks.iter().map(|t| (t.kind, t.codec)).collect(),
         samples: samples.into_iter().map(|(s, _)| s).collect(),
     })
+}
+
+/// Whether the `trak` (`p`) is the audio or video track `chosen` names, counting it in `seen`
+/// (audio, video) by its handler; a kind `chosen` does not name takes any track.
+fn is_chosen(p: &[u8], chosen: Tracks, seen: &mut (usize, usize)) -> bool {
+    let handler = child(p, b"mdia").and_then(|m| child(m, b"hdlr")).and_then(|h| h.get(8..12));
+    let (count, wanted) = match handler {
+        Some(b"soun") => (&mut seen.0, chosen.audio),
+        Some(b"vide") => (&mut seen.1, chosen.video),
+        _ => return chosen == Tracks::default(),
+    };
+    let index = *count;
+    *count += 1;
+    wanted.is_none_or(|n| usize::from(n) == index)
+}
+
+/// Each track's edit list shift applied to its samples, then every time moved so the earliest
+/// decode time is 0: B-frame video, whose edit starts it a frame or two into its media, would
+/// otherwise start before 0, which RTMP timestamps cannot say. Tracks keep their distance, so
+/// audio and video stay in sync (AAC priming, cut by its own edit, included). Returns where
+/// the file's time 0 ends up ([`Media::start_ms`]).
+fn apply_edits(samples: &mut [(Sample, u64)], tracks: &[Track]) -> u64 {
+    let shift = |s: &Sample| tracks.get(usize::from(s.track)).map_or(0, |t| t.shift_ms);
+    if tracks.iter().all(|t| t.shift_ms == 0) {
+        return 0;
+    }
+    // Saturating: a hostile edit list may say anything.
+    let earliest = samples.iter().map(|(s, _)| i64::from(s.dts).saturating_add(shift(s))).min().unwrap_or(0);
+    let base = earliest.min(0);
+    for (s, end) in samples.iter_mut() {
+        let by = shift(s).saturating_sub(base);
+        s.dts = i64::from(s.dts).saturating_add(by).clamp(0, i64::from(u32::MAX)) as u32;
+        *end = u64::try_from((*end as i64).saturating_add(by)).unwrap_or(0);
+    }
+    base.unsigned_abs()
+}
+
+/// `edts`/`elst` of a `trak`: how far its edits move its media, in milliseconds. Empty edits
+/// (media time -1) delay it by their duration (movie timescale); the first media edit's
+/// `media_time` (media timescale) is where its presentation starts. Later edits are not played.
+fn edit_shift(trak: &[u8], movie_scale: u32, media_scale: u32) -> Result<i64, MediaError> {
+    let Some(elst) = child(trak, b"edts").and_then(|e| child(e, b"elst")) else { return Ok(0) };
+    let ms = |v: i64, scale: u32| v.saturating_mul(1000) / i64::from(scale.max(1));
+    let mut c = Cursor::new(elst, "elst");
+    let version = c.u32()? >> 24;
+    let count = c.count(if version == 1 { 20 } else { 12 })?;
+    let mut delay = 0i64;
+    for _ in 0..count {
+        let (duration, media_time) = if version == 1 {
+            (c.u64()?.min(i64::MAX as u64) as i64, c.u64()? as i64)
+        } else {
+            (i64::from(c.u32()?), i64::from(c.u32()? as i32))
+        };
+        c.skip(4)?;
+        if media_time == -1 {
+            delay = delay.saturating_add(ms(duration, movie_scale));
+            continue;
+        }
+        return Ok(delay.saturating_sub(ms(media_time, media_scale)));
+    }
+    Ok(delay)
 }
 
 fn add(all: &mut Vec<(Sample, u64)>, more: Vec<(Sample, u64)>) -> Result<(), MediaError> {
@@ -113,13 +185,21 @@ fn headers(tracks: &[Track], duration_ms: u64) -> Vec<(Kind, bytes::Bytes)> {
         };
         props.push(("videocodecid", amf0::Value::Number(id)));
     }
-    if tracks.iter().any(|t| t.kind == Kind::Audio) {
-        props.push(("audiocodecid", amf0::Value::Number(10.0)));
+    if let Some(a) = tracks.iter().find(|t| t.kind == Kind::Audio) {
+        let id = match a.codec {
+            Codec::Mp3 { .. } => 2.0,
+            Codec::Opus => f64::from(u32::from_be_bytes(*b"Opus")),
+            _ => 10.0,
+        };
+        props.push(("audiocodecid", amf0::Value::Number(id)));
     }
     let mut out = vec![(Kind::Data, metadata(props))];
     for t in tracks {
-        let body = match t.kind {
-            Kind::Video => video_header(t.codec, &t.config),
+        let body = match (t.kind, t.codec) {
+            (Kind::Video, _) => video_header(t.codec, &t.config),
+            (_, Codec::Opus) => opus_header(&t.config),
+            // MP3 has no sequence header: every frame says what it is.
+            (_, Codec::Mp3 { .. }) => continue,
             _ => aac_header(&t.config),
         };
         out.push((t.kind, body));
@@ -256,7 +336,7 @@ fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
 /// A track we play, with its samples and where each ends (ms); `None` for other tracks.
 type TrackTable = (Track, Vec<(Sample, u64)>);
 
-fn trak(p: &[u8], index: u8) -> Result<Option<TrackTable>, MediaError> {
+fn trak(p: &[u8], index: u8, movie_scale: u32) -> Result<Option<TrackTable>, MediaError> {
     let tkhd = child(p, b"tkhd").ok_or(MediaError::Malformed("trak: no tkhd"))?;
     let mut c = Cursor::new(tkhd, "tkhd");
     let version = c.u32()? >> 24;
@@ -279,7 +359,8 @@ fn trak(p: &[u8], index: u8) -> Result<Option<TrackTable>, MediaError> {
     if index as usize >= u8::MAX as usize {
         return Err(MediaError::TooLarge("tracks"));
     }
-    let track = Track { id, kind, codec, timescale, config, width, height, trex: (0, 0, 0), next_dts: 0 };
+    let shift_ms = edit_shift(p, movie_scale, timescale)?;
+    let track = Track { id, kind, codec, timescale, config, width, height, trex: (0, 0, 0), next_dts: 0, shift_ms };
     let table = sample_table(stbl, &track, index)?;
     Ok(Some((track, table)))
 }
@@ -305,25 +386,73 @@ fn sample_entry(stsd: &[u8]) -> Result<Option<Entry>, MediaError> {
         b"avc1" | b"avc3" => video(Codec::Avc, b"avcC"),
         b"hvc1" | b"hev1" => video(Codec::Hevc, b"hvcC"),
         b"av01" => video(Codec::Av1, b"av1C"),
-        b"mp4a" => {
-            let mut c = Cursor::new(p, "audio sample entry");
-            c.skip(8)?;
-            let version = c.u16()?;
-            let skip = match version {
-                0 => 28,
-                1 => 28 + 16,
-                2 => 28 + 36,
-                _ => return Err(MediaError::Unsupported("audio sample entry version")),
-            };
-            let children = p.get(skip..).ok_or(MediaError::Malformed("audio sample entry"))?;
-            let esds = child(children, b"esds").ok_or(MediaError::Unsupported("mp4a without esds"))?;
-            match aac_config(esds)? {
-                Some(asc) => Ok(Some((Kind::Audio, Codec::Aac, asc, 0, 0))),
-                None => Ok(None),
-            }
-        }
+        b"mp4a" | b".mp3" | b"Opus" => audio_entry(&e.kind, p),
         _ => Ok(None),
     }
+}
+
+/// An audio sample entry (`p`, its payload) of type `kind`.
+fn audio_entry(kind: &[u8; 4], p: &[u8]) -> Result<Option<Entry>, MediaError> {
+    // SampleEntry (8), then version, revision, vendor, channels, sample size, compression id,
+    // packet size and the 16.16 rate (QuickTime version 1 and 2 entries add fields after).
+    let mut c = Cursor::new(p, "audio sample entry");
+    c.skip(8)?;
+    let version = c.u16()?;
+    c.skip(6)?;
+    let channels = c.u16()?;
+    c.skip(6)?;
+    let rate = c.u32()? >> 16;
+    let skip = match version {
+        0 => 28,
+        1 => 28 + 16,
+        2 => 28 + 36,
+        _ => return Err(MediaError::Unsupported("audio sample entry version")),
+    };
+    let children = p.get(skip..).ok_or(MediaError::Malformed("audio sample entry"))?;
+    let mp3 = || Ok(Some((Kind::Audio, Codec::Mp3 { header: mp3_tag_header(rate, channels) }, Vec::new(), 0, 0)));
+    match kind {
+        b".mp3" => mp3(),
+        b"Opus" => {
+            let dops = child(children, b"dOps").ok_or(MediaError::Unsupported("Opus without dOps"))?;
+            Ok(Some((Kind::Audio, Codec::Opus, opus_head(dops)?, 0, 0)))
+        }
+        _ => {
+            let esds = child(children, b"esds").ok_or(MediaError::Unsupported("mp4a without esds"))?;
+            match esds_audio(esds)? {
+                EsdsAudio::Aac(asc) => Ok(Some((Kind::Audio, Codec::Aac, asc, 0, 0))),
+                EsdsAudio::Mp3 => mp3(),
+                EsdsAudio::Other => Ok(None),
+            }
+        }
+    }
+}
+
+/// `dOps` (OpusSpecificBox, big-endian) as the `OpusHead` identification header (RFC 7845
+/// 5.1, little-endian) that Enhanced RTMP's Opus sequence start carries.
+fn opus_head(dops: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let mut c = Cursor::new(dops, "dOps");
+    if c.u8()? != 0 {
+        return Err(MediaError::Unsupported("dOps version"));
+    }
+    let channels = c.u8()?;
+    let pre_skip = c.u16()?;
+    let rate = c.u32()?;
+    let gain = c.u16()?;
+    let family = c.u8()?;
+    let mut head = b"OpusHead".to_vec();
+    head.push(1);
+    head.push(channels);
+    head.extend_from_slice(&pre_skip.to_le_bytes());
+    head.extend_from_slice(&rate.to_le_bytes());
+    head.extend_from_slice(&gain.to_le_bytes());
+    head.push(family);
+    if family != 0 {
+        // Stream count, coupled count, then one mapping byte per channel: same order.
+        let table = c.bytes(2 + usize::from(channels))?;
+        head.extend_from_slice(table);
+    }
+    check_header(&head)?;
+    Ok(head)
 }
 
 fn check_header(config: &[u8]) -> Result<(), MediaError> {
@@ -333,9 +462,19 @@ fn check_header(config: &[u8]) -> Result<(), MediaError> {
     Ok(())
 }
 
-/// The AudioSpecificConfig in `esds` (ES_Descriptor → DecoderConfigDescriptor →
-/// DecoderSpecificInfo); `None` when the object type is not AAC (0x40).
-fn aac_config(esds: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
+/// What `esds` says its audio is.
+enum EsdsAudio {
+    /// AAC (object type 0x40) with its AudioSpecificConfig.
+    Aac(Vec<u8>),
+    /// MPEG-1 (0x6B) or MPEG-2 (0x69) audio: MP3.
+    Mp3,
+    /// Anything else.
+    Other,
+}
+
+/// The audio `esds` describes (ES_Descriptor → DecoderConfigDescriptor → for AAC its
+/// DecoderSpecificInfo).
+fn esds_audio(esds: &[u8]) -> Result<EsdsAudio, MediaError> {
     let mut c = Cursor::new(esds, "esds");
     c.skip(4)?;
     let (tag, _) = descriptor(&mut c)?;
@@ -358,9 +497,10 @@ fn aac_config(esds: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
     if tag != 4 {
         return Err(MediaError::Malformed("esds: no DecoderConfigDescriptor"));
     }
-    let object_type = c.u8()?;
-    if object_type != 0x40 {
-        return Ok(None);
+    match c.u8()? {
+        0x40 => {}
+        0x6B | 0x69 => return Ok(EsdsAudio::Mp3),
+        _ => return Ok(EsdsAudio::Other),
     }
     c.skip(12)?;
     let (tag, len) = descriptor(&mut c)?;
@@ -369,7 +509,7 @@ fn aac_config(esds: &[u8]) -> Result<Option<Vec<u8>>, MediaError> {
     }
     let asc = c.bytes(len)?;
     check_header(asc)?;
-    Ok(Some(asc.to_vec()))
+    Ok(EsdsAudio::Aac(asc.to_vec()))
 }
 
 /// A descriptor's tag and length (up to four 7-bit length bytes).
@@ -658,4 +798,62 @@ fn moof_samples(moof: &[u8], moof_offset: u64, tracks: &mut [Track]) -> Result<V
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `trak` body holding only `edts` with an `elst` (version 0) of `entries`.
+    fn trak_with_edits(entries: &[(u32, i32)]) -> Vec<u8> {
+        let mut elst = vec![0, 0, 0, 0];
+        elst.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        for (duration, media_time) in entries {
+            elst.extend_from_slice(&duration.to_be_bytes());
+            elst.extend_from_slice(&media_time.to_be_bytes());
+            elst.extend_from_slice(&[0, 1, 0, 0]);
+        }
+        let wrap = |kind: &[u8; 4], body: &[u8]| {
+            let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(kind);
+            b.extend_from_slice(body);
+            b
+        };
+        wrap(b"edts", &wrap(b"elst", &elst))
+    }
+
+    /// An empty edit delays the track; the first media edit's `media_time` moves it back;
+    /// later edits and tracks without edits move nothing.
+    #[test]
+    fn edit_lists_shift_their_track() {
+        assert_eq!(edit_shift(&trak_with_edits(&[(8000, 1024)]), 1000, 12800).unwrap(), -80);
+        assert_eq!(edit_shift(&trak_with_edits(&[(500, -1), (8000, 1024), (10, 9999)]), 1000, 12800).unwrap(), 420);
+        assert_eq!(edit_shift(&[], 1000, 12800).unwrap(), 0);
+        let mut huge = trak_with_edits(&[(1, 0)]);
+        huge[20] = 0xFF;
+        assert!(edit_shift(&huge, 1000, 1000).is_err(), "a count the box cannot hold");
+    }
+
+    /// Edit lists that move tracks by the most they can say move nothing past the timeline's
+    /// ends, and never overflow.
+    #[test]
+    fn extreme_edits_saturate() {
+        let track = |shift_ms| Track {
+            id: 1,
+            kind: Kind::Audio,
+            codec: Codec::Aac,
+            timescale: 1000,
+            config: Vec::new(),
+            width: 0,
+            height: 0,
+            trex: (0, 0, 0),
+            next_dts: 0,
+            shift_ms,
+        };
+        let sample = |dts, track| Sample { offset: 0, size: 1, dts, cts: 0, keyframe: false, track };
+        let mut samples = vec![(sample(u32::MAX, 0), u64::MAX), (sample(0, 1), 0)];
+        let start = apply_edits(&mut samples, &[track(i64::MAX), track(i64::MIN)]);
+        assert_eq!(start, i64::MIN.unsigned_abs());
+        assert_eq!((samples[0].0.dts, samples[1].0.dts), (u32::MAX, 0));
+    }
 }

@@ -325,3 +325,55 @@ fn huge_offsets_and_times_do_not_overflow() {
     file[at + 12..at + 20].copy_from_slice(&(u64::MAX - 10).to_be_bytes());
     let _ = Media::open(&mut Slice(&file));
 }
+
+/// Opus in MP4 (`Opus` + `dOps`, as sluice's own recordings write it) plays as Enhanced RTMP:
+/// the sequence start carries the `OpusHead` made from `dOps`, each frame `Opus` CodedFrames.
+#[test]
+fn opus_in_mp4_plays_as_enhanced_rtmp() {
+    let mut info = tracks();
+    info[1] = TrackInfo {
+        id: 2,
+        timescale: 48000,
+        codec: F4Codec::Opus { channels: 2, pre_skip: 312, input_sample_rate: 44100 },
+    };
+    let mut file = init_segment(&info).unwrap();
+    let v: Vec<F4Sample> = (0..25).map(video).collect();
+    let a: Vec<F4Sample> = (0..50).map(|i| F4Sample { duration: 960, ..audio(i) }).collect();
+    let runs = [
+        TrackRun { track_id: 1, base_decode_time: 0, samples: &v },
+        TrackRun { track_id: 2, base_decode_time: 0, samples: &a },
+    ];
+    file.extend(fragment(1, &runs).unwrap());
+    let m = Media::open(&mut Slice(&file)).unwrap();
+    assert_eq!(m.describe(), "h264+opus");
+    let (_, head) = m.headers.iter().find(|(k, _)| *k == Kind::Audio).unwrap();
+    let mut want = b"\x90OpusOpusHead\x01\x02".to_vec();
+    want.extend_from_slice(&312u16.to_le_bytes());
+    want.extend_from_slice(&44100u32.to_le_bytes());
+    want.extend_from_slice(&[0, 0, 0]);
+    assert_eq!(&head[..], &want[..]);
+    let s = m.samples.iter().find(|s| m.kind(s) == Kind::Audio).unwrap();
+    assert_eq!(&m.payload(s, &[0xAB])[..], b"\x91Opus\xAB");
+    let (_, meta) = &m.headers[0];
+    assert!(meta.windows(12).any(|w| w == b"audiocodecid"), "onMetaData names the codec");
+}
+
+/// MP3 is sent as FLV sound format 2 with no sequence header; its tag byte says the rate
+/// (48 kHz, which FLV has no code for, as 44 kHz), 16-bit, and the channels.
+#[test]
+fn mp3_tag_headers() {
+    assert_eq!(mp3_tag_header(48000, 2), 0x2F);
+    assert_eq!(mp3_tag_header(44100, 1), 0x2E);
+    assert_eq!(mp3_tag_header(22050, 2), 0x2B);
+    assert_eq!(mp3_tag_header(8000, 1), 0x22);
+    let m = Media {
+        format: Format::Mp4,
+        duration_ms: 0,
+        start_ms: 0,
+        headers: Vec::new(),
+        codecs: vec![(Kind::Audio, Codec::Mp3 { header: 0x2F })],
+        samples: Vec::new(),
+    };
+    let s = Sample { offset: 0, size: 1, dts: 0, cts: 0, keyframe: false, track: 0 };
+    assert_eq!(&m.payload(&s, &[0xFF])[..], [0x2F, 0xFF]);
+}

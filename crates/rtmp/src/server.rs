@@ -173,6 +173,18 @@ pub enum ServerEvent {
     },
     /// The client answered one of our pings.
     PingResponse(u32),
+    /// `getStreamLength`: answer with [`ServerSession::answer_stream_length`] (a recorded
+    /// stream's duration; 0 for a live one).
+    StreamLength {
+        /// Message stream id.
+        stream_id: u32,
+        /// The command's transaction id, for the answer.
+        transaction_id: f64,
+        /// Stream name without query.
+        name: String,
+        /// Query string after `?`.
+        args: String,
+    },
 }
 
 /// Why the connection must be closed.
@@ -466,9 +478,10 @@ impl ServerSession {
                 self.next_stream_id = self.next_stream_id.saturating_add(1);
                 self.reply(0, "_result", txn, vec![Value::Number(id as f64)])?;
             }
-            "releaseStream" | "getStreamLength" => {
-                let result = if cmd.name == "getStreamLength" { Value::Number(0.0) } else { Value::Undefined };
-                self.reply(0, "_result", txn, vec![result])?;
+            "releaseStream" => self.reply(0, "_result", txn, vec![Value::Undefined])?,
+            "getStreamLength" => {
+                let (name, args) = split_stream_name(&string_arg(&cmd, 0));
+                events.push(ServerEvent::StreamLength { stream_id, transaction_id: txn, name, args });
             }
             "FCPublish" => {
                 let name = string_arg(&cmd, 0);
@@ -572,6 +585,11 @@ impl ServerSession {
         self.held.clear();
         let info = status_object("error", "NetConnection.Connect.Rejected", description);
         self.send_command(0, "_error", self.connect_transaction, Value::Null, vec![info]);
+    }
+
+    /// Answer `getStreamLength` (transaction `txn`) with a duration in seconds.
+    pub fn answer_stream_length(&mut self, txn: f64, seconds: f64) {
+        self.send_command(0, "_result", txn, Value::Null, vec![Value::Number(seconds)]);
     }
 
     /// Send an `onStatus` on `stream_id`.

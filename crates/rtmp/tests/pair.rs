@@ -383,3 +383,21 @@ fn seek_and_buffer_length_reach_the_caller() {
         [ServerEvent::Seek { stream_id: 1, millis: 5000.0 }, ServerEvent::Seek { stream_id: 1, millis: 0.0 }]
     );
 }
+
+/// `getStreamLength` reaches the caller with its name (a file's duration is the caller's to
+/// know), and the caller's answer is a `_result` with the number of seconds.
+#[test]
+fn get_stream_length_is_answered_by_the_caller() {
+    let mut p = Pair::new(Role::Play("cam".into()), false);
+    p.run(answer);
+    let mut raw = BytesMut::new();
+    command(&mut raw, 1, "getStreamLength", 7.0, vec!["mp4:film?k=v".into()]);
+    let mut events = Vec::new();
+    p.server.feed(&mut raw, &mut events).unwrap();
+    let asked =
+        ServerEvent::StreamLength { stream_id: 1, transaction_id: 7.0, name: "mp4:film".into(), args: "k=v".into() };
+    assert_eq!(events, [asked]);
+    p.server.take_output();
+    p.server.answer_stream_length(7.0, 12.5);
+    assert_eq!(replies(&p.server.take_output()), [("_result".to_string(), 7.0, "12.5".to_string())]);
+}

@@ -75,6 +75,8 @@ struct Meta {
     app: String,
     name: String,
     role: Role,
+    /// Whether `name` is a file played on demand (`play`), not a stream in the hub.
+    file: bool,
     connect: ConnectMeta,
     /// For the access log, which outlives stops: the last stream published or played, its
     /// query string, and whether the client ever played or published.
@@ -131,6 +133,7 @@ impl Entry {
             app: meta.app,
             name: meta.name,
             role: meta.role,
+            file: meta.file,
             started: self.started,
             uptime: self.since.elapsed(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
@@ -159,6 +162,8 @@ pub struct ClientSnapshot {
     pub name: String,
     /// What it does with `name`.
     pub role: Role,
+    /// Whether it plays `name` from a file (`play`) rather than from the hub.
+    pub file: bool,
     /// When it was accepted (wall clock, for display).
     pub started: SystemTime,
     /// How long it has been connected.
@@ -450,9 +455,16 @@ impl ClientHandle {
         let mut meta = lock(&self.entry.meta);
         meta.name = name.to_owned();
         meta.role = role;
+        meta.file = false;
         meta.last_name = name.to_owned();
         meta.played |= role == Role::Player;
         meta.published |= role == Role::Publisher;
+    }
+
+    /// The client plays the file `name` asks for (`play`): a player, of no stream in the hub.
+    pub fn set_file(&self, name: &str) {
+        self.set_stream(name, Role::Player);
+        lock(&self.entry.meta).file = true;
     }
 
     /// The query string of the publish or play just started (the access log's `$args`).
@@ -466,6 +478,7 @@ impl ClientHandle {
         if meta.role == role {
             meta.name.clear();
             meta.role = Role::None;
+            meta.file = false;
         }
     }
 

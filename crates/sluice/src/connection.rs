@@ -77,6 +77,8 @@ enum Decided {
     Stream(Result<Admit, Refused>),
     /// A `play` file was looked for.
     File(Result<Playback, vod::PlayError>),
+    /// A file was looked for to answer `getStreamLength`.
+    Length(Option<Arc<vod::Opened>>),
 }
 
 /// A policy decision being made (a callback may be asked).
@@ -97,6 +99,7 @@ enum Resume {
     Publish { stream_id: u32, asked: Asked, kind: String },
     Play { stream_id: u32, asked: Asked, reset: bool },
     PlayFile { stream_id: u32, name: String, asked: Asked, reset: bool },
+    StreamLength { txn: f64 },
 }
 
 /// A stream as the client asked for it: callbacks after the first report this name, as
@@ -148,6 +151,8 @@ struct Conn {
     play_range: (u64, u64),
     /// The client's last `SetBufferLength` (ms).
     buffer_ms: Option<u32>,
+    /// The file `getStreamLength` measured, kept indexed for the play that follows it.
+    measured: Option<Arc<vod::Opened>>,
     /// Bytes to write, in order: session replies, then media.
     pending: Vec<Bytes>,
     /// When the session started: its timers (ping, connect timeout) count from here.
@@ -207,6 +212,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: 
         playing_file: None,
         play_range: (0, 0),
         buffer_ms: None,
+        measured: None,
         pending: Vec::new(),
         started: Instant::now(),
         closing: false,
@@ -347,6 +353,7 @@ impl Conn {
             ServerEvent::Seek { stream_id, millis } => self.on_seek(stream_id, millis),
             ServerEvent::BufferLength { millis, .. } => self.on_buffer_length(millis),
             ServerEvent::CloseStream { stream_id } => self.on_close_stream(stream_id),
+            ServerEvent::StreamLength { transaction_id, name, .. } => self.on_stream_length(transaction_id, name),
             ServerEvent::PingResponse(_) => {}
         }
     }
@@ -575,9 +582,9 @@ impl Conn {
         self.stop_playing();
         let (streams, app2, n, args, srv) =
             (self.ctx.streams.clone(), app.clone(), name.clone(), asked.args.clone(), self.ctx.index);
-        let (addr, (start, duration)) = (self.peer.ip(), self.play_range);
+        let (addr, (start, duration), client) = (self.peer.ip(), self.play_range, self.client.clone());
         let decision = async move {
-            let player = streams::Player { app: &app2, name: &n, args: &args, client: None, srv };
+            let player = streams::Player { app: &app2, name: &n, args: &args, client: client.as_ref(), srv };
             Decided::File(streams.play_file(&player, addr, start, duration).await)
         };
         self.decide(Box::pin(decision), Resume::PlayFile { stream_id, name, asked, reset });
@@ -612,7 +619,7 @@ impl Conn {
             playback.buffer(ms);
         }
         tracing::info!(client = %self.peer, app = %app.name, stream = %for_log(&name), args = %redact_query(&asked.args), duration_ms = playback.duration_ms, "play file");
-        self.handle.set_stream(&name, Role::Player);
+        self.handle.set_file(&name);
         self.handle.set_args(&asked.args);
         if reset {
             self.session.send_status(
@@ -626,6 +633,7 @@ impl Conn {
         self.session.send_status(stream_id, "status", "NetStream.Play.Start", "Start video on demand");
         self.session.send_sample_access(stream_id);
         self.playing_file = Some(PlayingFile { playback, stream_id, name });
+        self.measured = None;
         self.asked_play = Some(asked);
         self.start_updates(app);
     }
@@ -664,6 +672,24 @@ impl Conn {
                 "Seeking is not possible in a live stream.",
             ),
         }
+    }
+
+    /// `getStreamLength` (ffmpeg asks it before `play`): a file's duration in seconds, from the
+    /// application's `play` directories; 0 for anything else (live streams, nginx-rtmp's
+    /// answer), and for a client the `deny play` rules refuse (nothing is looked for for it).
+    /// Decided like a play, so the play pipelined behind it waits for the answer.
+    fn on_stream_length(&mut self, txn: f64, name: String) {
+        let ip = self.peer.ip();
+        let denied = |a: &AppConf| {
+            let verdict = crate::access::check_rules(&a.access.rules, crate::config::Action::Play, ip);
+            matches!(verdict, crate::access::RuleVerdict::Denied(_))
+        };
+        let Some(app) = self.app.clone().filter(|a| a.play.enabled() && !denied(a)) else {
+            return self.session.answer_stream_length(txn, 0.0);
+        };
+        let streams = self.ctx.streams.clone();
+        let decision = async move { Decided::Length(streams.find_local_file(&app, &name).await) };
+        self.decide(Box::pin(decision), Resume::StreamLength { txn });
     }
 
     /// `SetBufferLength`: how far ahead of real time a file is sent.
@@ -739,8 +765,14 @@ impl Conn {
             Resume::Connect => (Stage::Connect, 0),
             Resume::Publish { stream_id, .. } => (Stage::Publish, *stream_id),
             Resume::Play { stream_id, .. } | Resume::PlayFile { stream_id, .. } => (Stage::Play, *stream_id),
+            Resume::StreamLength { .. } => (Stage::Play, 0),
         };
         match (then, decided) {
+            (Resume::StreamLength { txn }, Decided::Length(found)) => {
+                let secs = found.as_ref().map_or(0.0, |f| f.media.duration_ms as f64 / 1000.0);
+                self.session.answer_stream_length(txn, secs);
+                self.measured = found;
+            }
             (Resume::PlayFile { stream_id, name, asked, reset }, Decided::File(found)) => {
                 let Some(app) = self.app.clone() else { return };
                 self.on_file_found(&app, found, (stream_id, name, asked, reset));
@@ -757,8 +789,8 @@ impl Conn {
             Decided::Connect(Err(refused)) | Decided::Stream(Err(refused)) => {
                 return self.tell_refused(stage, stream_id, &refused.text);
             }
-            // Paired with `Resume::PlayFile` in `resume`.
-            Decided::File(_) => return,
+            // Paired with `Resume::PlayFile` and `Resume::StreamLength` in `resume`.
+            Decided::File(_) | Decided::Length(_) => return,
         };
         let Some(app) = self.app.clone() else { return };
         match (then, admitted) {
@@ -779,7 +811,7 @@ impl Conn {
                 self.start_play(&app, stream_id, local_name, asked, reset, Some(&url))
             }
             // A connect is decided as `Decided::Connect`, above; a file as `Decided::File`.
-            (Resume::Connect | Resume::PlayFile { .. }, _) => {}
+            (Resume::Connect | Resume::PlayFile { .. } | Resume::StreamLength { .. }, _) => {}
         }
     }
 

@@ -239,6 +239,10 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
             *players.entry((app, protocol)).or_default() += n;
         }
     }
+    // A file's players (`play`) are RTMP players of the application too.
+    for f in &snap.files {
+        *players.entry((f.app.as_str(), "rtmp")).or_default() += f.players.len() as u64;
+    }
     out.family(
         "sluice_streams",
         "gauge",
@@ -354,6 +358,14 @@ mod tests {
                 stream("tv", "c", true, 0, 0),
             ],
             clients: Vec::new(),
+            // Two players of one file (`play`), counted as the application's RTMP players.
+            files: vec![crate::stats::FileStats {
+                app: "vod".into(),
+                name: "film".into(),
+                srv: 0,
+                players: vec![9, 8],
+                bytes_out: 0,
+            }],
         };
         let page = render_snapshot(&snap, &Default::default());
         for line in [
@@ -362,6 +374,7 @@ mod tests {
             "sluice_streams{app=\"tv\"} 1",
             "sluice_players{app=\"live\",protocol=\"rtmp\"} 3",
             "sluice_players{app=\"tv\",protocol=\"http-flv\"} 0",
+            "sluice_players{app=\"vod\",protocol=\"rtmp\"} 2",
             "sluice_player_dropped_frames_total{app=\"live\"} 7",
             "sluice_received_bytes_total 1000",
             "sluice_sent_bytes_total 2000",
@@ -370,13 +383,17 @@ mod tests {
         ] {
             assert!(page.lines().any(|l| l == line), "{line} missing from:\n{page}");
         }
-        assert!(!page.contains("\"a\"") && !page.contains("\"b\""), "no stream names:\n{page}");
+        assert!(["\"a\"", "\"b\"", "\"film\""].iter().all(|n| !page.contains(n)), "no stream names:\n{page}");
     }
 
     #[test]
     fn label_values_are_escaped() {
-        let snap =
-            Snapshot { server: server(), streams: vec![stream("a\"b\\c\nd", "x", true, 0, 0)], clients: Vec::new() };
+        let snap = Snapshot {
+            server: server(),
+            streams: vec![stream("a\"b\\c\nd", "x", true, 0, 0)],
+            clients: Vec::new(),
+            files: Vec::new(),
+        };
         let page = render_snapshot(&snap, &Default::default());
         assert!(page.contains("sluice_streams{app=\"a\\\"b\\\\c\\nd\"} 1"), "{page}");
     }

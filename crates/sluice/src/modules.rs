@@ -55,8 +55,9 @@ pub struct PublishCtx<'a> {
 pub struct PlayCtx<'a> {
     /// Who plays what, as the source gave it to [`crate::streams::Streams::play`].
     pub player: &'a Player<'a>,
-    /// The stream the player subscribed to (maybe not published yet).
-    pub stream: &'a Arc<Stream>,
+    /// The stream the player subscribed to (maybe not published yet); `None` for a file
+    /// played on demand ([`crate::vod`]), which is no stream in the hub.
+    pub stream: Option<&'a Arc<Stream>>,
 }
 
 /// What a module's [`Module::on_play`] gives the player to hold: dropped when the player leaves.
@@ -85,8 +86,9 @@ pub trait Module: Send + Sync {
     fn on_publish(&self, ctx: &PublishCtx<'_>);
 
     /// A player started: do what the application wants done per player. What it returns is
-    /// held by the player's [`crate::hub::Subscriber`] and dropped when the player leaves (a
-    /// guard whose `Drop` does the "player left" part). Must not block.
+    /// held by the player's [`crate::hub::Subscriber`] (a file's player: its
+    /// [`crate::vod::Playback`]) and dropped when the player leaves (a guard whose `Drop` does
+    /// the "player left" part). Must not block.
     fn on_play(&self, _ctx: &PlayCtx<'_>) -> Option<PlayGuard> {
         None
     }

@@ -8,8 +8,9 @@
 //! {} }` block with every configured `<application>`; an application with `live on` has a
 //! `<live>` section with its streams and (with `clients` or `all`) their clients. As in
 //! nginx-rtmp the server-wide figures are always written (its `global` bit selects
-//! nothing), and `<play>` (VOD) sections are never written: nginx-rtmp writes one only for
-//! an application with `play` locations, and sluice has none. Client text (flashVer,
+//! nothing). An application with `play` locations has a `<play>` section (with `all`) listing
+//! the files played on demand by the name their players asked for, as nginx-rtmp's
+//! `ngx_rtmp_stat_play` does; a file's players are not in `<live>`. Client text (flashVer,
 //! pageUrl, swfUrl, names) is escaped; control characters become spaces.
 
 use std::fmt::Write as _;
@@ -20,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::{AppConf, Config, Handler, Location, StatConf};
 use crate::http::{status_response, HttpState};
-use crate::stats::{ClientStats, Snapshot, StreamStats};
+use crate::stats::{ClientStats, FileStats, Snapshot, StreamStats};
 
 /// What nginx-rtmp 1.2 reports as its version (its stat format has not changed since).
 const NGINX_RTMP_VERSION: &str = "1.1.4";
@@ -54,6 +55,14 @@ struct AppPart<'a> {
     conf: &'a AppConf,
     /// `None` without `live on` (no `<live>` section).
     streams: Option<Vec<StreamPart<'a>>>,
+    /// `None` without `play` locations (no `<play>` section).
+    files: Option<Vec<FilePart<'a>>>,
+}
+
+/// A file played on demand and its players, newest first.
+struct FilePart<'a> {
+    stats: &'a FileStats,
+    clients: Vec<&'a ClientStats>,
 }
 
 struct StreamPart<'a> {
@@ -103,6 +112,9 @@ impl<'a> Page<'a> {
                 if let (true, Some(streams)) = (self.conf.live, &app.streams) {
                     self.xml_live(&mut x, app.conf, streams);
                 }
+                if let (true, Some(files)) = (self.conf.play, &app.files) {
+                    self.xml_play(&mut x, files);
+                }
                 x.push_str("</application>\r\n");
             }
             x.push_str("</server>\r\n");
@@ -137,6 +149,50 @@ impl<'a> Page<'a> {
         let _ = write!(x, "<nclients>{total}</nclients>\r\n</live>\r\n");
     }
 
+    /// nginx-rtmp's `<play>`: each file with its clients (their `<timestamp>` included).
+    fn xml_play(&self, x: &mut String, files: &[FilePart<'_>]) {
+        x.push_str("<play>\r\n");
+        for f in files {
+            let _ = write!(x, "<stream>\r\n<name>{}</name>\r\n", Esc(&f.stats.name));
+            for c in f.clients.iter().filter(|_| self.conf.clients) {
+                let _ = write!(
+                    x,
+                    "<client><id>{}</id><address>{}</address><time>{}</time>",
+                    c.id,
+                    c.addr.ip(),
+                    c.uptime_ms
+                );
+                for (tag, text) in [("flashver", &c.flashver), ("pageurl", &c.pageurl), ("swfurl", &c.swfurl)] {
+                    optional(x, tag, text);
+                }
+                let _ = write!(x, "<timestamp>{}</timestamp></client>\r\n", c.timestamp);
+            }
+            let _ = write!(x, "<active/><nclients>{}</nclients>\r\n</stream>\r\n", f.clients.len());
+        }
+        let total: usize = files.iter().map(|f| f.clients.len()).sum();
+        let _ = write!(x, "<nclients>{total}</nclients>\r\n</play>\r\n");
+    }
+
+    /// The fork's `"play"`, laid out as its XML.
+    fn json_play(&self, j: &mut String, files: &[FilePart<'_>]) {
+        j.push_str(",\"play\":{\"streams\":[");
+        for (i, f) in files.iter().enumerate() {
+            comma(j, i);
+            let _ = write!(j, "{{\"name\":{},", json_str(&f.stats.name));
+            if self.conf.clients {
+                j.push_str("\"clients\":[");
+                for (k, c) in f.clients.iter().enumerate() {
+                    comma(j, k);
+                    json_client(j, c, true);
+                }
+                j.push_str("],");
+            }
+            let _ = write!(j, "\"active\":true,\"nclients\":{}}}", f.clients.len());
+        }
+        let total: usize = files.iter().map(|f| f.clients.len()).sum();
+        let _ = write!(j, "],\"nclients\":{total}}}");
+    }
+
     /// The winshining fork's JSON (`rtmp_stat_format json`).
     fn json(&self) -> String {
         let s = &self.snapshot.server;
@@ -160,6 +216,9 @@ impl<'a> Page<'a> {
                 let _ = write!(j, "{{\"name\":{}", json_str(&app.conf.name));
                 if let (true, Some(streams)) = (self.conf.live, &app.streams) {
                     self.json_live(&mut j, streams);
+                }
+                if let (true, Some(files)) = (self.conf.play, &app.files) {
+                    self.json_play(&mut j, files);
                 }
                 // `all` includes the fork's `record` bit: the application's recorders.
                 if self.conf.play {
@@ -220,8 +279,9 @@ impl<'a> Page<'a> {
 
 /// An application's streams and their clients, for the server block with index `srv`.
 fn app_part<'a>(snapshot: &'a Snapshot, srv: usize, app: &'a AppConf) -> AppPart<'a> {
+    let files = app.play.enabled().then(|| files_part(snapshot, srv, app));
     if !app.live.live {
-        return AppPart { conf: app, streams: None };
+        return AppPart { conf: app, streams: None, files };
     }
     let streams = snapshot
         .streams
@@ -232,12 +292,20 @@ fn app_part<'a>(snapshot: &'a Snapshot, srv: usize, app: &'a AppConf) -> AppPart
                 .clients
                 .iter()
                 .filter(|c| c.srv == srv && c.app == stats.app && c.name == stats.name && c.role != "idle")
+                .filter(|c| !snapshot.plays_file(c.id))
                 .collect();
             clients.sort_by_key(|c| std::cmp::Reverse(c.id));
             StreamPart { stats, clients }
         })
         .collect();
-    AppPart { conf: app, streams: Some(streams) }
+    AppPart { conf: app, streams: Some(streams), files }
+}
+
+/// The files an application's players play, in the server block with index `srv`.
+fn files_part<'a>(snapshot: &'a Snapshot, srv: usize, app: &AppConf) -> Vec<FilePart<'a>> {
+    let files = snapshot.files.iter().filter(|f| f.srv == srv && f.app == app.name);
+    let client = |id: &u64| snapshot.clients.iter().find(|c| c.id == *id);
+    files.map(|stats| FilePart { stats, clients: stats.players.iter().filter_map(client).collect() }).collect()
 }
 
 fn xml_client(x: &mut String, c: &ClientStats, live: bool, interleave: bool) {
@@ -428,7 +496,7 @@ impl std::fmt::Display for Esc<'_> {
 mod tests {
     use super::*;
 
-    use crate::stats::{ClientStats, ServerStats, Snapshot, StreamStats};
+    use crate::stats::{ClientStats, FileStats, ServerStats, Snapshot, StreamStats};
 
     fn snapshot() -> Snapshot {
         let server = ServerStats {
@@ -468,12 +536,17 @@ mod tests {
             swfurl: String::new(),
             pageurl: String::new(),
         };
-        Snapshot { server, streams: vec![idle], clients: vec![player] }
+        // A file played on demand in `vod`, with one player.
+        let film =
+            ClientStats { id: 11, name: "film.mp4".into(), app: "vod".into(), timestamp: 1500, ..player.clone() };
+        let files =
+            vec![FileStats { app: "vod".into(), name: "film.mp4".into(), srv: 0, players: vec![11], bytes_out: 0 }];
+        Snapshot { server, streams: vec![idle], clients: vec![player, film], files }
     }
 
     fn config() -> Config {
         Config::parse(
-            "rtmp { server { application live { live on; interleave on; } application vod { } } \
+            "rtmp { server { application live { live on; interleave on; } application vod { play /srv/vod; } } \
              server { listen 1936; application live { live on; } } }",
             "t",
         )
@@ -488,13 +561,15 @@ mod tests {
         assert!(xml.contains("<name>wait&lt;&amp;&gt;</name>"), "{xml}");
         assert!(xml.contains("<address>::1</address>") && xml.contains("<flashver>a &quot;b</flashver>"), "{xml}");
         assert!(xml.contains("<avsync></avsync>"), "interleave on: no avsync, as nginx-rtmp: {xml}");
-        assert!(!xml.contains("<meta>") && !xml.contains("<publishing/>") && !xml.contains("<active/>"), "{xml}");
-        assert!(
-            xml.contains("<application>\r\n<name>vod</name>\r\n</application>"),
-            "no <live> without live on: {xml}"
-        );
+        let live = xml.split("<play>").next().unwrap_or_default();
+        assert!(!live.contains("<meta>") && !live.contains("<publishing/>") && !live.contains("<active/>"), "{xml}");
+        let play = "<application>\r\n<name>vod</name>\r\n<play>\r\n<stream>\r\n<name>film.mp4</name>\r\n\
+                    <client><id>11</id><address>::1</address><time>10</time><flashver>a &quot;b</flashver>\
+                    <timestamp>1500</timestamp></client>\r\n<active/><nclients>1</nclients>\r\n</stream>\r\n\
+                    <nclients>1</nclients>\r\n</play>\r\n</application>";
+        assert!(xml.contains(play), "no <live> without live on; its file in <play>: {xml}");
         assert_eq!(xml.matches("<server>").count(), 2);
-        assert_eq!(xml.matches("<client>").count(), 1, "the second server block's client list is its own: {xml}");
+        assert_eq!(xml.matches("<client>").count(), 2, "the second server block's client list is its own: {xml}");
         let json: serde_json::Value = serde_json::from_str(&Page::new(&snap, &config, &conf).json()).unwrap();
         let servers = &json["http-flv"]["servers"];
         let stream = &servers[0]["applications"][0]["live"]["streams"][0];
@@ -503,6 +578,9 @@ mod tests {
         assert!(stream.get("meta").is_none());
         assert_eq!(stream["clients"][0]["flashver"], "a\u{1}\"b");
         assert!(servers[0]["applications"][1].get("live").is_none());
+        let play = &servers[0]["applications"][1]["play"];
+        assert_eq!((play["streams"][0]["name"].as_str(), play["nclients"].as_u64()), (Some("film.mp4"), Some(1)));
+        assert!(servers[1]["applications"][0].get("play").is_none(), "no play locations there");
         assert_eq!(servers[1]["applications"][0]["live"]["streams"][0]["nclients"], 0);
     }
 

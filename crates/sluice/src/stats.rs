@@ -135,6 +135,30 @@ pub struct Snapshot {
     pub streams: Vec<StreamStats>,
     /// Every client, sorted by id.
     pub clients: Vec<ClientStats>,
+    /// Files played on demand (`play`), sorted by server block, app and name.
+    pub files: Vec<FileStats>,
+}
+
+impl Snapshot {
+    /// Whether the client `id` plays a file (it is then a player of no stream in the hub).
+    pub fn plays_file(&self, id: u64) -> bool {
+        self.files.iter().any(|f| f.players.contains(&id))
+    }
+}
+
+/// A file played on demand (`play`), under the name its players asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStats {
+    /// The application.
+    pub app: String,
+    /// The name played (`film`, `mp4:film`, ...).
+    pub name: String,
+    /// The `rtmp { server {} }` block index.
+    pub srv: usize,
+    /// Its players' client ids, newest first (nginx-rtmp's list order).
+    pub players: Vec<u64>,
+    /// Bytes written to them.
+    pub bytes_out: u64,
 }
 
 /// Server-wide figures (`/api/v1/server`, the `rtmp_stat` header).
@@ -427,6 +451,12 @@ pub fn collect(ctx: &Running) -> Snapshot {
     let mut clients: Vec<ClientStats> = snapshots.iter().map(ClientStats::from).collect();
     clients.sort_by_key(|c| c.id);
     measure_lag(&mut clients);
+    let files = files_played(&snapshots);
+    let file_players: std::collections::HashSet<u64> = files.iter().flat_map(|f| f.players.iter().copied()).collect();
+    for c in clients.iter_mut().filter(|c| file_players.contains(&c.id)) {
+        // Behind no publisher: a file is its own timeline.
+        c.lag_ms = None;
+    }
     let recordings = ctx.shared.records.recordings();
     let mut meters = ctx.meters.state();
     let hub_streams = ctx.shared.hub.streams();
@@ -434,7 +464,13 @@ pub fn collect(ctx: &Running) -> Snapshot {
         .iter()
         .map(|s| {
             let app = find_app(ctx, &s.key.app);
-            let parts = StreamParts { clients: &clients, snapshots: &snapshots, recordings: &recordings, app };
+            let parts = StreamParts {
+                clients: &clients,
+                file_players: &file_players,
+                snapshots: &snapshots,
+                recordings: &recordings,
+                app,
+            };
             stream_stats(ctx, s, &parts, &mut meters, now)
         })
         .collect();
@@ -467,7 +503,28 @@ pub fn collect(ctx: &Running) -> Snapshot {
         dropped_frames: ctx.shared.hub.dropped_by_app(),
         rtmp: ctx.meters.listen(),
     };
-    Snapshot { server, streams, clients }
+    Snapshot { server, streams, clients, files }
+}
+
+/// The files being played, from the clients that play one.
+fn files_played(snapshots: &[ClientSnapshot]) -> Vec<FileStats> {
+    let mut files: std::collections::BTreeMap<(usize, &str, &str), FileStats> = Default::default();
+    for c in snapshots.iter().filter(|c| c.file && c.role == Role::Player) {
+        let f = files.entry((c.srv, &c.app, &c.name)).or_insert_with(|| FileStats {
+            app: c.app.clone(),
+            name: c.name.clone(),
+            srv: c.srv,
+            players: Vec::new(),
+            bytes_out: 0,
+        });
+        f.players.push(c.id);
+        f.bytes_out += c.bytes_out;
+    }
+    let mut files: Vec<FileStats> = files.into_values().collect();
+    for f in &mut files {
+        f.players.sort_by_key(|id| std::cmp::Reverse(*id));
+    }
+    files
 }
 
 /// The application a stream belongs to (the first server block's of that name).
@@ -478,6 +535,8 @@ fn find_app<'a>(ctx: &'a Running, name: &str) -> Option<&'a AppConf> {
 /// What a stream's figures are made from besides the stream itself.
 struct StreamParts<'a> {
     clients: &'a [ClientStats],
+    /// Clients that play a file of the same name, not this stream.
+    file_players: &'a std::collections::HashSet<u64>,
     snapshots: &'a [ClientSnapshot],
     recordings: &'a [crate::record::Recording],
     app: Option<&'a AppConf>,
@@ -491,7 +550,7 @@ fn stream_stats(
     now: Instant,
 ) -> StreamStats {
     let key = &stream.key;
-    let of_stream = |c: &&ClientStats| c.app == key.app && c.name == key.name;
+    let of_stream = |c: &&ClientStats| c.app == key.app && c.name == key.name && !parts.file_players.contains(&c.id);
     let publisher = parts.clients.iter().filter(of_stream).find(|c| c.role == "publisher").map(|c| PublisherInfo {
         id: c.id,
         addr: c.addr,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::config::AppConf;
 use crate::events::ClientInfo;
 use crate::hub::{Hub, PublishError, Publisher, StartPack, StreamKey, StreamOptions, Subscriber};
-use crate::modules::{Modules, PlayCtx, PublishCtx, StatusReceiver};
+use crate::modules::{Modules, PlayCtx, PlayGuard, PublishCtx, StatusReceiver};
 use crate::relay::pull::{self, PullError, Pulls, Setup};
 
 /// Who publishes what.
@@ -161,20 +161,42 @@ impl Streams {
     ) -> Result<crate::vod::Playback, crate::vod::PlayError> {
         let asker = crate::vod::Asker { addr, args: player.args };
         let opened = self.vod.find(&player.app.play, player.name, &asker).await?;
-        Ok(crate::vod::Playback::start(opened, start_ms, duration_ms))
+        let mut playback = crate::vod::Playback::start(opened, start_ms, duration_ms);
+        // A file's player is a player like any (nginx-rtmp's exec module runs `exec_play` for
+        // every play): the modules' guards go with its playback.
+        for guard in self.on_play_guards(&PlayCtx { player, stream: None }) {
+            playback.hold(guard);
+        }
+        Ok(playback)
+    }
+
+    /// The file `name` plays in `app` from its `play` directories, opened and indexed (kept
+    /// while the caller holds it, so the play that follows finds it indexed); `None` when no
+    /// directory has it. No module runs: nobody plays it yet.
+    pub async fn find_local_file(&self, app: &AppConf, name: &str) -> Option<Arc<crate::vod::Opened>> {
+        self.vod.find_local(&app.play, name).await
     }
 
     /// Every module's `on_play` for `player`, whose subscription `sub` keeps their guards.
     fn run_on_play(&self, player: &Player<'_>, mut sub: Subscriber) -> Subscriber {
         let stream = sub.stream().clone();
-        let ctx = PlayCtx { player, stream: &stream };
-        for module in self.modules.iter() {
-            if let Some(guard) = module.on_play(&ctx) {
-                tracing::trace!(app = %player.app.name, stream = %player.name, module = module.name(), "on_play");
-                sub.hold(guard);
-            }
+        for guard in self.on_play_guards(&PlayCtx { player, stream: Some(&stream) }) {
+            sub.hold(guard);
         }
         sub
+    }
+
+    /// What every module's `on_play` returns for the player in `ctx`.
+    fn on_play_guards(&self, ctx: &PlayCtx<'_>) -> Vec<PlayGuard> {
+        let player = ctx.player;
+        let mut guards = Vec::new();
+        for module in self.modules.iter() {
+            if let Some(guard) = module.on_play(ctx) {
+                tracing::trace!(app = %player.app.name, stream = %player.name, module = module.name(), "on_play");
+                guards.push(guard);
+            }
+        }
+        guards
     }
 }
 
@@ -189,7 +211,7 @@ mod tests {
 
     use super::*;
     use crate::config::test_app as app;
-    use crate::modules::{Module, PlayGuard, Status};
+    use crate::modules::{Module, Status};
 
     const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
 

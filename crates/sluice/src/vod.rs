@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use media::{Kind, Media, ReadAt};
+use media::{Kind, Media, ReadAt, Tracks};
 
 use crate::file_at::FileAt;
 use tokio::sync::{mpsc, watch};
@@ -87,7 +87,8 @@ const INDEXING: usize = 4;
 
 /// The files being played, by path: a second player of a file shares the first one's index.
 pub struct Library {
-    open: Mutex<HashMap<PathBuf, SharedFile>>,
+    /// By path and the tracks chosen (`?aindex=&vindex=` index the file apart).
+    open: Mutex<HashMap<(PathBuf, Tracks), SharedFile>>,
     indexing: tokio::sync::Semaphore,
     http: fetch::Http,
 }
@@ -124,6 +125,20 @@ fn map_name(name: &str) -> Result<(Vec<&str>, &'static str), NameError> {
     Ok((segments, if has_suffix { "" } else { suffix }))
 }
 
+/// The MP4 tracks the play's query string chooses: nginx-rtmp's `aindex=N` and `vindex=N`
+/// (0-based; not a number from 0 to 255: not chosen).
+fn chosen_tracks(args: &str) -> Tracks {
+    let mut tracks = Tracks::default();
+    for (key, value) in args.split('&').filter_map(|kv| kv.split_once('=')) {
+        match key {
+            "aindex" => tracks.audio = value.parse().ok(),
+            "vindex" => tracks.video = value.parse().ok(),
+            _ => {}
+        }
+    }
+    tracks
+}
+
 /// Who asks, for a fetch's `addr=` and `ARGS`.
 pub struct Asker<'a> {
     /// The client's address.
@@ -138,12 +153,13 @@ impl Library {
         let (segments, suffix) = map_name(name)?;
         let mut relative = segments.join("/");
         relative.push_str(suffix);
+        let tracks = chosen_tracks(asker.args);
         for location in &conf.locations {
             let found = match location {
-                PlayLocation::Dir(dir) => self.open_local(&dir.join(&relative)).await,
+                PlayLocation::Dir(dir) => self.open_local(&dir.join(&relative), tracks).await,
                 PlayLocation::Http(url) => {
                     match self.http.fetch(url, &relative, asker, &conf.temp_path, conf.local_path.as_deref()).await {
-                        Ok((path, temp)) => open_file(path, temp).await.map(Arc::new),
+                        Ok((path, temp)) => open_file(path, temp, tracks).await.map(Arc::new),
                         Err(e) => Err(e),
                     }
                 }
@@ -161,44 +177,61 @@ impl Library {
         Err(PlayError::NotFound)
     }
 
+    /// The file `name` names in `conf`'s directories (no `http://` location is asked: nothing
+    /// is downloaded for a question), opened and indexed: `getStreamLength`'s answer.
+    pub async fn find_local(&self, conf: &PlayConf, name: &str) -> Option<Arc<Opened>> {
+        let (segments, suffix) = map_name(name).ok()?;
+        let relative = format!("{}{suffix}", segments.join("/"));
+        for location in &conf.locations {
+            if let PlayLocation::Dir(dir) = location {
+                if let Ok(opened) = self.open_local(&dir.join(&relative), Tracks::default()).await {
+                    return Some(opened);
+                }
+            }
+        }
+        None
+    }
+
     /// A local file, shared with its other players when it has not changed since.
-    async fn open_local(&self, path: &Path) -> Result<Arc<Opened>, String> {
+    async fn open_local(&self, path: &Path, tracks: Tracks) -> Result<Arc<Opened>, String> {
         let meta = tokio::fs::metadata(path).await.map_err(|e| e.to_string())?;
         if !meta.is_file() {
             return Err("not a file".into());
         }
         let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
-        if let Some(shared) = self.shared(path, stamp) {
+        let key = (path.to_path_buf(), tracks);
+        if let Some(shared) = self.shared(&key, stamp) {
             return Ok(shared);
         }
         let _turn = self.indexing.acquire().await.map_err(|e| e.to_string())?;
-        if let Some(shared) = self.shared(path, stamp) {
+        let key = (path.to_path_buf(), tracks);
+        if let Some(shared) = self.shared(&key, stamp) {
             return Ok(shared);
         }
-        let opened = Arc::new(open_file(path.to_path_buf(), false).await?);
+        let opened = Arc::new(open_file(path.to_path_buf(), false, tracks).await?);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.len() >= MAX_OPEN_FILES {
             open.retain(|_, (_, _, w)| w.strong_count() > 0);
         }
         if open.len() < MAX_OPEN_FILES {
-            open.insert(path.to_path_buf(), (stamp.0, stamp.1, Arc::downgrade(&opened)));
+            open.insert(key, (stamp.0, stamp.1, Arc::downgrade(&opened)));
         }
         Ok(opened)
     }
 
-    fn shared(&self, path: &Path, (mtime, len): (SystemTime, u64)) -> Option<Arc<Opened>> {
+    fn shared(&self, key: &(PathBuf, Tracks), (mtime, len): (SystemTime, u64)) -> Option<Arc<Opened>> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let (t, l, weak) = open.get(path)?;
+        let (t, l, weak) = open.get(key)?;
         (*t == mtime && *l == len).then(|| weak.upgrade()).flatten()
     }
 }
 
 /// Open and index `path` (blocking work, off the runtime's threads).
-async fn open_file(path: PathBuf, temp: bool) -> Result<Opened, String> {
+async fn open_file(path: PathBuf, temp: bool, tracks: Tracks) -> Result<Opened, String> {
     let task = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
         let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let media = Media::open(&mut FileAt { file: &file, len }).map_err(|e| e.to_string());
+        let media = Media::open_tracks(&mut FileAt { file: &file, len }, tracks).map_err(|e| e.to_string());
         match media {
             Ok(media) => Ok(Opened { path, file, media, temp }),
             Err(e) => {
@@ -240,8 +273,10 @@ pub struct Playback {
     /// Seeks asked, and the last one the task has answered.
     asked: u64,
     answered: u64,
-    /// The file's duration, for logs.
+    /// The file's duration, for logs and `getStreamLength`.
     pub duration_ms: u64,
+    /// What the modules' `on_play` gave this player (`exec_play_done` runs when dropped).
+    guards: Vec<crate::modules::PlayGuard>,
 }
 
 impl Playback {
@@ -253,7 +288,7 @@ impl Playback {
         let total = opened.media.duration_ms;
         let end = (duration_ms > 0).then(|| start_ms.saturating_add(duration_ms));
         tokio::spawn(pace(opened, start_ms, end, tx, rx));
-        Playback { frames, control, asked: 0, answered: 0, duration_ms: total }
+        Playback { frames, control, asked: 0, answered: 0, duration_ms: total, guards: Vec::new() }
     }
 
     /// The next thing to send; `None` once the task is gone.
@@ -271,6 +306,11 @@ impl Playback {
                 out => return Some(out),
             }
         }
+    }
+
+    /// Keep `guard` while this playback lasts (a module's "player left" part).
+    pub fn hold(&mut self, guard: crate::modules::PlayGuard) {
+        self.guards.push(guard);
     }
 
     /// Play from the keyframe at or before `ms`.
@@ -324,6 +364,8 @@ async fn pace(
 ) {
     let media = &opened.media;
     let mut pos = media.seek(start_ms);
+    // On the samples' timeline, as `seek` counts.
+    let end_ms = end_ms.map(|end| end.saturating_add(media.start_ms));
     let mut seen = Control::default();
     // Where the clock stands: at `clock.0`, the sample time `clock.1` is due.
     let first_ts = media.samples.get(pos).map_or(0, |s| s.dts);
@@ -502,7 +544,7 @@ mod tests {
         assert!(matches!(open(&lib, &d, "other").await, Err(PlayError::NotFound)));
         assert!(matches!(open(&lib, &d, "../clip").await, Err(PlayError::BadName(_))));
         drop((a, b));
-        assert!(lib.shared(&d.join("clip.flv"), (SystemTime::UNIX_EPOCH, 0)).is_none());
+        assert!(lib.shared(&(d.join("clip.flv"), Tracks::default()), (SystemTime::UNIX_EPOCH, 0)).is_none());
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -591,6 +633,13 @@ mod tests {
         assert_eq!(next_frame(&mut p).await.map(|f| f.0), Some(Audio));
         assert_eq!(next_frame(&mut p).await, Some((Video, 2000, true)));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn aindex_and_vindex_choose_tracks() {
+        assert_eq!(chosen_tracks(""), Tracks::default());
+        assert_eq!(chosen_tracks("k=v&aindex=1&vindex=2"), Tracks { audio: Some(1), video: Some(2) });
+        assert_eq!(chosen_tracks("aindex=-1&vindex=300&aindex"), Tracks::default());
     }
 
     #[test]

@@ -18,6 +18,12 @@ const SECS: f64 = 8.0;
 /// Make `path` (its container from the extension, `movflags` for MP4): `secs` of a 320x240
 /// H.264 test pattern (a keyframe a second, no B-frames) with 44.1 kHz AAC.
 fn make(path: &Path, secs: f64, movflags: Option<&str>) {
+    let flags = movflags.map(|f| vec!["-movflags", f]).unwrap_or_default();
+    make_with(path, secs, &flags);
+}
+
+/// [`make`] with `extra` output options.
+fn make_with(path: &Path, secs: f64, extra: &[&str]) {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
@@ -25,10 +31,7 @@ fn make(path: &Path, secs: f64, movflags: Option<&str>) {
         .args(["-t", &secs.to_string()])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25"])
         .args(["-c:a", "aac", "-b:a", "64k"]);
-    if let Some(flags) = movflags {
-        cmd.args(["-movflags", flags]);
-    }
-    cmd.arg(path);
+    cmd.args(extra).arg(path);
     let out = run_timeout(&mut cmd, Duration::from_secs(60));
     assert!(out.status.success(), "ffmpeg {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
 }
@@ -390,4 +393,207 @@ fn play_local_path_keeps_downloads() {
     assert_plays(&server, "kept", 2.0);
     let fetched = seen.lock().unwrap().iter().filter(|r| r.starts_with("GET /files/kept.flv?")).count();
     assert_eq!(fetched, 1, "the second play is served from play_local_path");
+}
+
+/// A file's player is a player everywhere: `exec_play`/`exec_play_done` run for it (with
+/// `$name` and `$addr`), `/stat` lists it in the application's `<play>` section, and the JSON
+/// API and `/metrics` count it as a player of the name it asked for.
+#[test]
+fn a_file_player_is_a_player_everywhere() {
+    let dir = TempDir::new("vod-everywhere");
+    make(&dir.path("film.flv"), SECS, None);
+    let server = Server::start_conf(&format!(
+        "rtmp {{ http_listen 127.0.0.1:{{http}}; server {{ listen 127.0.0.1:{{rtmp}};
+            application vod {{ play {0}; exec_play touch {0}/play-$name-$addr; exec_play_done touch {0}/done-$name; }} }} }}",
+        dir.0.display()
+    ));
+    let player = common::ffmpeg_play(&url(&server, "film"));
+    wait_for("exec_play", Duration::from_secs(20), || dir.path("play-film-127.0.0.1").exists().then_some(()));
+    let stat = wait_for("the player in /stat", Duration::from_secs(10), || {
+        let (_, body) = common::http_get(server.http_port, "/stat");
+        body.contains("<play>").then_some(body)
+    });
+    let play = stat.split("<play>").nth(1).unwrap_or_default();
+    assert!(play.contains("<name>film</name>") && play.contains("<nclients>1</nclients>"), "{stat}");
+    assert!(play.contains("<address>127.0.0.1</address>"), "{stat}");
+    let (_, clients) = common::http_get(server.http_port, "/api/v1/clients");
+    let clients: serde_json::Value = serde_json::from_str(&clients).unwrap();
+    let players: Vec<_> = clients["clients"].as_array().unwrap().iter().filter(|c| c["role"] == "player").collect();
+    assert_eq!(players.len(), 1, "{clients}");
+    assert_eq!((players[0]["app"].as_str(), players[0]["name"].as_str()), (Some("vod"), Some("film")));
+    let (_, metrics) = common::http_get(server.http_port, "/metrics");
+    assert!(metrics.lines().any(|l| l == "sluice_players{app=\"vod\",protocol=\"rtmp\"} 1"), "{metrics}");
+    drop(player);
+    wait_for("exec_play_done", Duration::from_secs(20), || dir.path("done-film").exists().then_some(()));
+    let (_, stat) = common::http_get(server.http_port, "/stat");
+    assert!(stat.contains("<play>\r\n<nclients>0</nclients>\r\n</play>"), "{stat}");
+}
+
+/// A bare RTMP client (simple handshake, `connect` to `vod`) that asks `getStreamLength` for
+/// `name` and returns the number it gets back.
+fn stream_length(server: &Server, name: &str) -> f64 {
+    use bytes::BytesMut;
+    let mut sock = std::net::TcpStream::connect(server.addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c0c1 = vec![3u8];
+    c0c1.resize(1 + 1536, 0);
+    sock.write_all(&c0c1).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    sock.read_exact(&mut s0s1s2).unwrap();
+    sock.write_all(&s0s1s2[1..1537]).unwrap();
+    let command = |name: &str, txn: f64, object: amf0::Value, args: Vec<amf0::Value>| {
+        let cmd = rtmp::command::Command { name: name.into(), transaction_id: txn, object, args };
+        let mut out = BytesMut::new();
+        rtmp::chunk::encode_message(&mut out, 128, 3, 0, rtmp::message::type_id::COMMAND_AMF0, 0, &cmd.encode());
+        out
+    };
+    let tc_url = format!("rtmp://127.0.0.1:{}/vod", server.port);
+    let connect = amf0::Value::object([("app", "vod".into()), ("tcUrl", tc_url.as_str().into())]);
+    sock.write_all(&command("connect", 1.0, connect, vec![])).unwrap();
+    sock.write_all(&command("getStreamLength", 2.0, amf0::Value::Null, vec![name.into()])).unwrap();
+    let mut decoder = rtmp::ChunkDecoder::new(1 << 20, 32);
+    let mut buf = BytesMut::new();
+    loop {
+        while let Some(msg) = decoder.read(&mut buf).unwrap() {
+            match msg.type_id {
+                rtmp::message::type_id::SET_CHUNK_SIZE => {
+                    decoder.set_chunk_size(rtmp::message::parse_u32(&msg.payload).unwrap()).unwrap()
+                }
+                rtmp::message::type_id::COMMAND_AMF0 => {
+                    let cmd = rtmp::command::Command::parse(msg.type_id, &msg.payload).unwrap();
+                    if cmd.transaction_id == 2.0 {
+                        assert_eq!(cmd.name, "_result");
+                        return cmd.arg(0).and_then(amf0::Value::as_f64).expect("a number");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `getStreamLength` (ffmpeg asks it before `play`) answers a file's duration in seconds, by
+/// nginx-rtmp's name mapping; 0 for a name no directory has.
+#[test]
+fn get_stream_length_answers_the_files_duration() {
+    let dir = TempDir::new("vod-length");
+    make(&dir.path("film.mp4"), SECS, Some("+faststart"));
+    let server = server(&dir.0.display().to_string(), "");
+    for name in ["film.mp4", "mp4:film"] {
+        let secs = stream_length(&server, name);
+        assert!((secs - SECS).abs() <= 0.3, "{name}: {secs} s, not {SECS}");
+    }
+    assert_eq!(stream_length(&server, "nothing"), 0.0);
+    // And ffmpeg, which asks it too, plays on.
+    assert_plays(&server, "film.mp4", SECS);
+    // A client `deny play` refuses learns nothing.
+    let denied = self::server(&dir.0.display().to_string(), "deny play 127.0.0.1;");
+    assert_eq!(stream_length(&denied, "film.mp4"), 0.0);
+}
+
+/// MP3 in MP4 plays as FLV MP3: ffprobe reads `mp3` and H.264, and the duration.
+#[test]
+fn mp3_in_mp4_plays_as_flv_mp3() {
+    let dir = TempDir::new("vod-mp3");
+    make_with(&dir.path("clip.mp4"), SECS, &["-c:a", "libmp3lame", "-b:a", "64k", "-movflags", "+faststart"]);
+    let server = server(&dir.0.display().to_string(), "");
+    let (codecs, duration) = probe(&url(&server, "clip.mp4"));
+    assert_eq!(codecs, ["h264", "mp3"]);
+    assert!((duration - SECS).abs() <= 0.3, "duration {duration}, not {SECS}");
+}
+
+/// Opus in MP4 plays as Enhanced RTMP Opus, which an Enhanced-RTMP ffmpeg reads back as `opus`
+/// with H.264, for the file's duration.
+#[test]
+fn opus_in_mp4_plays_as_enhanced_rtmp() {
+    let dir = TempDir::new("vod-opus");
+    make_with(&dir.path("clip.mp4"), SECS, &["-c:a", "libopus", "-b:a", "64k", "-movflags", "+faststart"]);
+    let server = server(&dir.0.display().to_string(), "");
+    let copy = dir.path("copy.mkv");
+    let out = run_timeout(
+        Command::new(common::enhanced_ffmpeg())
+            .args(["-nostdin", "-hide_banner", "-y", "-i", &url(&server, "clip.mp4")])
+            .args(["-c", "copy", copy.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Video: h264") && text.contains("Audio: opus"), "{text}");
+    let (codecs, duration) = probe(copy.to_str().unwrap());
+    assert_eq!(codecs, ["h264", "opus"]);
+    assert!((duration - SECS).abs() <= 0.3, "duration {duration}, not {SECS}");
+}
+
+/// The first video and audio presentation times of `input` (seconds), from its first packets.
+fn first_pts(input: &str) -> (f64, f64) {
+    let out = run_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-read_intervals", "%+#40", "-show_entries", "packet=codec_type,pts_time"])
+            .args(["-of", "csv=p=0", input]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "ffprobe {input}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let first = |kind: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once(','))
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, t)| t.trim_end_matches(',').parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {kind} packet: {text}"))
+    };
+    (first("video"), first("audio"))
+}
+
+/// MP4 edit lists (`elst`): ffmpeg starts B-frame video two frames into its media and AAC
+/// after its priming; with the edits applied, the first video and audio presentation times
+/// over RTMP agree within a frame (without them video comes 80 ms late).
+#[test]
+fn edit_lists_keep_audio_and_video_in_sync() {
+    let dir = TempDir::new("vod-elst");
+    make_with(&dir.path("bf.mp4"), SECS, &["-bf", "2", "-movflags", "+faststart"]);
+    let server = server(&dir.0.display().to_string(), "");
+    let (video, audio) = first_pts(&url(&server, "bf.mp4"));
+    assert!((video - audio).abs() < 0.040, "first video at {video} s, audio at {audio} s");
+    assert!(video.min(audio) < 0.1, "starts near 0: {video}, {audio}");
+    let (codecs, duration) = probe(&url(&server, "bf.mp4"));
+    assert_eq!(codecs, ["aac", "h264"]);
+    assert!((duration - SECS).abs() <= 0.3, "duration {duration}, not {SECS}");
+}
+
+/// `?aindex=N&vindex=N` (nginx-rtmp's MP4 track choice, 0-based): an MP4 with two video tracks
+/// (320x240, 160x120) and two audio tracks (44.1 kHz, 22.05 kHz) plays the first of each by
+/// default and the ones named otherwise.
+#[test]
+fn aindex_and_vindex_choose_the_tracks_of_an_mp4() {
+    let dir = TempDir::new("vod-tracks");
+    let path = dir.path("two.mp4");
+    let out = run_timeout(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=22050"])
+            .args(["-map", "0:v", "-map", "1:v", "-map", "2:a", "-map", "3:a", "-t", "4"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25"])
+            .args(["-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart"])
+            .arg(&path),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = server(&dir.0.display().to_string(), "");
+    let streams = |query: &str| {
+        let text = common::ffprobe(&url(&server, &format!("two.mp4{query}")), "stream=width,sample_rate", "csv=p=0");
+        let mut lines: Vec<String> = text.lines().map(|l| l.trim_matches(',').to_owned()).collect();
+        lines.sort();
+        lines
+    };
+    // Sorted as text: the video's width and the audio's rate.
+    assert_eq!(streams(""), ["320", "44100"]);
+    assert_eq!(streams("?aindex=1"), ["22050", "320"]);
+    assert_eq!(streams("?vindex=1&aindex=0"), ["160", "44100"]);
 }

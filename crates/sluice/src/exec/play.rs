@@ -2,8 +2,9 @@
 //! `exec_play_done` when it leaves, and the managed `exec_pull` children, started by the first
 //! player of a name in an application and stopped when the last one leaves (nginx-rtmp counts
 //! them the same way). [`crate::streams::Streams::play`], the one entry every player source
-//! goes through, runs it; the player's `Subscriber` holds the returned guard, whose drop
-//! counts it out.
+//! goes through, runs it (and [`crate::streams::Streams::play_file`] for a file's player, as
+//! nginx-rtmp's exec module runs for any play); the player's `Subscriber` (or a file's
+//! `Playback`) holds the returned guard, whose drop counts it out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
