@@ -58,7 +58,7 @@ fn segment(flv: Bytes, s: Settings, dir: &Path) -> usize {
     let mut drain = |seg: &mut Segmenter| {
         while let Some(ev) = seg.poll_event() {
             match ev {
-                Event::Init { file, data } | Event::Segment { file, data, .. } => {
+                Event::Init { file, data, .. } | Event::Segment { file, data, .. } => {
                     segments += usize::from(file.ends_with(".ts") || file.ends_with(".m4s"));
                     std::fs::write(dir.join(file), data).unwrap();
                 }
