@@ -743,6 +743,16 @@ impl Segmenter {
         crate::master::MediaInfo { codecs, resolution }
     }
 
+    /// The RFC 6381 codec strings of the video and the audio track, each when it is carried.
+    pub fn track_codecs(&self) -> (Option<String>, Option<String>) {
+        let video = self.video.as_ref().and_then(|v| crate::master::video_codec(v.codec, &v.config, self.s.container));
+        let audio = self
+            .audio
+            .as_ref()
+            .and_then(|a| crate::master::audio_codec(a.codec, crate::master::aac_object_type(&a.config)));
+        (video, audio)
+    }
+
     /// The publisher left: close the open segment and end the playlist (`#EXT-X-ENDLIST`).
     pub fn finish(&mut self) {
         if self.ended {

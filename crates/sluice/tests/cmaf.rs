@@ -1,0 +1,258 @@
+//! One set of CMAF segments for HLS and DASH: with `hls_fragment_type fmp4` and `dash on`, the
+//! HLS writer splits video and audio into separate fMP4 tracks, `NAME.m3u8` becomes a master
+//! playlist, and the MPD lists the same files (hard links under `dash_path`). ffprobe reads both
+//! over HTTP, hls.js and dash.js play them in headless Chromium.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// A server with HLS fMP4 and DASH on in one application; `extra` adds directives (and may set
+/// `hls_fragment`, 1s otherwise).
+fn shared_server(dir: &TempDir, extra: &str) -> (Server, PathBuf, PathBuf) {
+    let (hls, dash) = (dir.path("hls"), dir.path("dash"));
+    let fragment = if extra.contains("hls_fragment ") { "" } else { "hls_fragment 1s;" };
+    let server = Server::start(&format!(
+        "hls on; hls_path {}; {fragment} hls_fragment_type fmp4; dash on; dash_path {}; {extra}",
+        hls.display(),
+        dash.display()
+    ));
+    (server, hls, dash)
+}
+
+/// An attribute of the first element named `element`.
+fn attr<'a>(text: &'a str, element: &str, name: &str) -> Option<&'a str> {
+    let start = text.find(&format!("<{element} "))?;
+    let tag = &text[start..start + text[start..].find('>')?];
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+/// (t, d) of every `<S>` of the AdaptationSet whose template ends in `ext`, `t` filled in.
+fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
+    let Some(set) = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut next = 0;
+    for s in set.split("<S ").skip(1) {
+        let s = &format!("<S {s}");
+        let t = attr(s, "S", "t").map_or(next, |t| t.parse().unwrap());
+        let d: u64 = attr(s, "S", "d").unwrap().parse().unwrap();
+        out.push((t, d));
+        next = t + d;
+    }
+    out
+}
+
+/// The MPD over HTTP once it lists `min` video segments.
+fn mpd_with(server: &Server, path: &str, min: usize) -> String {
+    wait_for(&format!("{min} segments in {path}"), Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, path);
+        (status == 200 && timeline(&text, "m4v").len() >= min).then_some(text)
+    })
+}
+
+/// The `media` template's prefix (`NAME-SESSION-`) of the AdaptationSet for `ext`.
+fn media_prefix(mpd: &str, ext: &str) -> String {
+    let set = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))).unwrap();
+    let media = attr(set, "SegmentTemplate", "media").unwrap();
+    media.trim_end_matches(&format!("$Time$.{ext}")).to_string()
+}
+
+/// ffprobe's streams of a URL, each once.
+fn streams(url: &str) -> Vec<String> {
+    let mut s = ffprobe_streams(url);
+    s.dedup();
+    s
+}
+
+/// The file in `dir` that is the same file (inode) as `file`.
+fn same_file_in(dir: &Path, file: &Path) -> Option<PathBuf> {
+    let ino = std::fs::metadata(file).ok()?.ino();
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino))
+}
+
+/// HLS: `NAME.m3u8` is a master playlist with the video playlist and an audio rendition, each
+/// listing single-track fMP4 segments; ffprobe reads video and audio from it. DASH: the MPD lists
+/// the same segments (no DASH packager runs: one log line says so), ffprobe reads both tracks
+/// from it; every segment under `dash_path` is the same file (inode) as one under `hls_path`,
+/// written once. When the publisher stops, the MPD turns static and the playlists end.
+#[test]
+fn hls_and_dash_serve_one_set_of_cmaf_segments() {
+    let dir = TempDir::new("cmaf");
+    let (server, hls, dash) = shared_server(&dir, "dash_playlist_length 20s;");
+    let mut publisher = ffmpeg_publish(&server.url("cam"), 14, 25);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 3);
+    assert_eq!(attr(&mpd, "MPD", "type"), Some("dynamic"), "{mpd}");
+    let log = server.log();
+    assert!(log.contains("dash: the MPD lists the HLS segments"), "{log}");
+    assert!(!log.contains("dash: start"), "no DASH packager of its own: {log}");
+
+    // HLS: a master playlist tying the video playlist to an audio rendition.
+    let (status, master) = http_get(server.http_port, "/hls/cam.m3u8");
+    assert_eq!(status, 200);
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\""), "{master}");
+    assert!(master.contains("URI=\"cam-audio.m3u8\""), "{master}");
+    assert!(master.contains("AUDIO=\"audio\"\ncam-video.m3u8\n"), "{master}");
+    let (_, video) = http_get(server.http_port, "/hls/cam-video.m3u8");
+    let (_, audio) = http_get(server.http_port, "/hls/cam-audio.m3u8");
+    assert!(video.contains("#EXT-X-MAP:URI=\"cam-") && video.contains("-init.mp4\""), "{video}");
+    assert!(audio.contains("-init.a.mp4\"") && audio.contains(".a.m4s\n"), "{audio}");
+    let hls_url = format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port);
+    assert_eq!(streams(&hls_url), ["aac", "h264,640,360"], "ffprobe reads both tracks from the master");
+
+    // DASH: the MPD's segments are the HLS files.
+    let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(streams(&mpd_url), ["aac", "h264,640,360"], "ffprobe reads both tracks from the MPD");
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 3);
+    for (ext, hls_ext) in [("m4v", ".m4s"), ("m4a", ".a.m4s")] {
+        let prefix = media_prefix(&mpd, ext);
+        assert!(prefix.starts_with("cam-") && prefix.len() > "cam-".len() + 1, "session in the names: {prefix}");
+        let init = dash.join(format!("{prefix}init.{ext}"));
+        let hls_init = same_file_in(&hls, &init).unwrap_or_else(|| panic!("{} is not an HLS file", init.display()));
+        assert!(hls_init.to_str().unwrap().ends_with(if ext == "m4v" { "-init.mp4" } else { "-init.a.mp4" }));
+        for (t, _) in timeline(&mpd, ext).into_iter().take(3) {
+            let seg = dash.join(format!("{prefix}{t}.{ext}"));
+            let meta = std::fs::metadata(&seg).unwrap_or_else(|e| panic!("{}: {e}", seg.display()));
+            let twin = same_file_in(&hls, &seg).unwrap_or_else(|| panic!("{} has no HLS twin", seg.display()));
+            assert!(twin.to_str().unwrap().ends_with(hls_ext), "{}", twin.display());
+            assert_eq!(meta.nlink(), 2, "one file, two names: {}", seg.display());
+            // Served from memory or disk, the bytes over HTTP are the file's.
+            let name = seg.file_name().unwrap().to_str().unwrap();
+            let body = fetch(server.http_port, &format!("/dash/{name}"));
+            assert_eq!(body, std::fs::read(&seg).unwrap());
+        }
+    }
+    let ok = wait_timeout(&mut publisher.0, Duration::from_secs(40)).is_some_and(|s| s.success());
+    assert!(ok, "publisher");
+    // The publisher gone: the MPD turns static (the playlist waits hls_playlist_length for it).
+    let ended = wait_for("a static MPD", Duration::from_secs(15), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(text)
+    });
+    assert!(timeline(&ended, "m4v").len() >= 10, "{ended}");
+}
+
+fn fetch(port: u16, path: &str) -> Vec<u8> {
+    let out = run_timeout(
+        Command::new("curl").args(["-s", "-f", "--max-time", "20"]).arg(format!("http://127.0.0.1:{port}{path}")),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "GET {path}");
+    out.stdout
+}
+
+/// Low-latency HLS in shared mode: the video and audio playlists list parts of their own files,
+/// with the same sequence numbers; a part is fetchable; ffprobe reads both tracks from the master.
+#[test]
+fn low_latency_parts_are_split_too() {
+    let dir = TempDir::new("cmaf-ll");
+    let (server, _hls, _dash) = shared_server(&dir, "hls_low_latency on; hls_part_duration 200ms;");
+    let _publisher = ffmpeg_publish(&server.url("ll"), 20, 25);
+    mpd_with(&server, "/dash/ll.mpd", 2);
+    let (_, video) = http_get(server.http_port, "/hls/ll-video.m3u8");
+    let (_, audio) = http_get(server.http_port, "/hls/ll-audio.m3u8");
+    let parts = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+            .filter_map(|a| a.split("URI=\"").nth(1)?.split('"').next().map(str::to_string))
+            .collect()
+    };
+    let (vp, ap) = (parts(&video), parts(&audio));
+    assert!(vp.len() > 3, "{video}");
+    assert!(ap.iter().all(|p| p.ends_with(".a.m4s")), "{audio}");
+    let renamed: Vec<String> = ap.iter().map(|p| p.replace(".a.m4s", ".m4s")).collect();
+    let common = renamed.iter().filter(|p| vp.contains(p)).count();
+    assert!(common + 2 >= vp.len().min(renamed.len()), "the same parts:\n{video}\n{audio}");
+    let part = fetch(server.http_port, &format!("/hls/{}", ap[0]));
+    assert!(part.windows(4).any(|w| w == b"moof"), "an audio part is a CMAF chunk");
+    let master_url = format!("http://127.0.0.1:{}/hls/ll.m3u8", server.http_port);
+    assert_eq!(streams(&master_url), ["aac", "h264,640,360"]);
+}
+
+/// Without DASH, fMP4 HLS stays one muxed playlist (video and audio in one moof).
+#[test]
+fn without_dash_fmp4_hls_stays_muxed() {
+    let dir = TempDir::new("cmaf-muxed");
+    let hls = dir.path("hls");
+    let server =
+        Server::start(&format!("hls on; hls_path {}; hls_fragment 1s; hls_fragment_type fmp4;", hls.display()));
+    let _publisher = ffmpeg_publish(&server.url("m"), 8, 25);
+    let playlist = wait_for("a segment", Duration::from_secs(30), || {
+        let (status, text) = http_get(server.http_port, "/hls/m.m3u8");
+        (status == 200 && text.contains("#EXTINF")).then_some(text)
+    });
+    assert!(!playlist.contains("#EXT-X-STREAM-INF") && !playlist.contains(".a.m4s"), "{playlist}");
+    assert!(!hls.join("m-video.m3u8").exists());
+}
+
+fn browser_modules() -> PathBuf {
+    let dir = std::env::var_os("SLUICE_BROWSER_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser/node_modules"));
+    assert!(
+        dir.join(DASHJS).exists() && dir.join(HLSJS).exists() && dir.join("playwright-core").exists(),
+        "dashjs, hls.js and playwright-core are not in {}: run scripts/test, which installs them with Chromium",
+        dir.display()
+    );
+    dir
+}
+
+const DASHJS: &str = "dashjs/dist/dash.all.min.js";
+const HLSJS: &str = "hls.js/dist/hls.min.js";
+
+/// Opens `page?src=SRC&secs=SECS[&ll=1]` served from `dir` (same origin as the stream) in
+/// headless Chromium; its JSON verdict, asserted to have played.
+fn play(server: &Server, modules: &Path, dir: &Path, location: &str, page: &str, query: &str, secs: u32) -> String {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(here.join(page), dir.join(page)).unwrap();
+    let library = if page == "dashjs.html" { DASHJS } else { HLSJS };
+    std::fs::copy(modules.join(library), dir.join(Path::new(library).file_name().unwrap())).unwrap();
+    let url = format!("http://127.0.0.1:{}/{location}/{page}?{query}&secs={secs}", server.http_port);
+    let out = run_timeout(
+        Command::new("node")
+            .arg(here.join("play.cjs"))
+            .arg(&url)
+            .env("BROWSER_MODULES", modules)
+            .env("PLAY_TIMEOUT_MS", ((secs + 45) * 1000).to_string()),
+        Duration::from_secs(u64::from(secs) + 80),
+    );
+    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let console = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        verdict.contains("\"ok\":true"),
+        "{page} did not play: {verdict}\nconsole:\n{console}\nlog:\n{}",
+        server.log()
+    );
+    verdict
+}
+
+/// dash.js plays the MPD made of the HLS segments (video and audio) and hls.js plays the master
+/// playlist, at the same time, from one set of files.
+#[test]
+fn dashjs_and_hlsjs_play_the_shared_segments_in_chromium() {
+    let modules = browser_modules();
+    let dir = TempDir::new("cmaf-browser");
+    let (server, hls, dash) =
+        shared_server(&dir, "hls_fragment 2s; hls_playlist_length 12s; dash_playlist_length 12s;");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 60, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    let dash_verdict = std::thread::scope(|s| {
+        let d = s.spawn(|| play(&server, &modules, &dash, "dash", "dashjs.html", "src=cam.mpd", 20));
+        let h = play(&server, &modules, &hls, "hls", "player.html", "src=cam.m3u8", 20);
+        assert!(h.contains("\"width\":640"), "hls.js: {h}");
+        d.join().unwrap()
+    });
+    assert!(dash_verdict.contains("\"width\":640") && dash_verdict.contains("\"audioTracks\":1"), "{dash_verdict}");
+}
