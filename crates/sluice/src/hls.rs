@@ -1168,7 +1168,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-hls-count-{}", std::process::id()));
         let app = crate::config::test_app(&format!("live on; hls on; hls_path {}; hls_fragment 1s;", dir.display()));
         let store = HlsStore::new(CancellationToken::new());
-        let mut task = HlsTask::new(store.clone(), app.clone(), dir.clone(), "s".into()).unwrap();
+        let mut task = HlsTask::new(store.clone(), app.clone(), dir.clone(), "s".into(), None).unwrap();
         assert_eq!(store.segments_written(&app, "s"), Some(0));
         assert_eq!(store.segments_written(&app, "other"), None);
         let header = Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
@@ -1199,7 +1199,7 @@ mod tests {
             dir.display()
         ));
         let store = HlsStore::new(CancellationToken::new());
-        let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into()).unwrap();
+        let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into(), None).unwrap();
         let push = |task: &mut HlsTask, f: Frame, now: u64| {
             task.seg.push_video(f.timestamp, f.video_header(), &f.payload, now)
         };
@@ -1226,6 +1226,54 @@ mod tests {
         for uri in named {
             assert!(store.files().contains_key(&dir.join(uri)), "{uri} is named before it is stored:\n{playlist}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// HLS fMP4 with DASH on: the DASH store holds the very allocations the HLS store holds
+    /// (one memory copy), under the MPD's names.
+    #[tokio::test]
+    async fn shared_segments_are_one_allocation_in_both_stores() {
+        const AVC_HEADER: &[u8] =
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+        let dir = std::env::temp_dir().join(format!("sluice-hls-shared-{}", std::process::id()));
+        let conf = format!(
+            "live on; hls on; hls_path {0}/hls; hls_fragment 1s; hls_fragment_type fmp4; dash on; dash_path {0}/dash;",
+            dir.display()
+        );
+        let app = crate::config::test_app(&conf);
+        assert!(crate::dash::shared::applies(&app, "s"));
+        let store = HlsStore::new(CancellationToken::new());
+        let dash = crate::dash::DashStore::new(CancellationToken::new());
+        let mut task = HlsTask::new(store.clone(), app, dir.join("hls"), "s".into(), Some(dash.clone())).unwrap();
+        let header = Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
+        task.seg.push_video(0, header.video_header(), &header.payload, 0);
+        let aac = Frame::audio(0, Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]));
+        task.seg.push_audio(0, aac.audio_header(), &aac.payload, 0);
+        for i in 0..100u32 {
+            let (tag, nal): (u8, &[u8]) =
+                if i % 25 == 0 { (0x17, &[0x65, 0x88, 0x84]) } else { (0x27, &[0x41, 0x9a, 0x02]) };
+            let mut frame = vec![tag, 1, 0, 0, 0, 0, 0, 0, nal.len() as u8];
+            frame.extend_from_slice(nal);
+            let f = Frame::video(i * 40, Bytes::from(frame)).unwrap();
+            task.seg.push_video(f.timestamp, f.video_header(), &f.payload, u64::from(i * 40));
+            let a = Frame::audio(i * 40 + 5, Bytes::from_static(&[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]));
+            task.seg.push_audio(a.timestamp, a.audio_header(), &a.payload, u64::from(i * 40));
+        }
+        task.apply_events().await;
+        assert!(task.seg.split());
+        let hls_segments: Vec<Bytes> = store
+            .files()
+            .values()
+            .filter(|s| matches!(s.kind, StoredKind::Segment | StoredKind::Init))
+            .map(|s| s.data.clone())
+            .collect();
+        let dash_files = crate::dash::shared::stored(&dash);
+        assert_eq!(hls_segments.len(), 2 + 2 * 3, "two inits, three segments of two tracks");
+        for data in &hls_segments {
+            let twin = dash_files.iter().find(|(_, d)| d.as_ptr() == data.as_ptr() && d.len() == data.len());
+            assert!(twin.is_some(), "a DASH name for each HLS file, same bytes in memory: {dash_files:?}");
+        }
+        assert!(dash_files.iter().any(|(p, _)| p.extension().is_some_and(|e| e == "mpd")), "the MPD");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

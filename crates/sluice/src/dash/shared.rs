@@ -426,3 +426,9 @@ async fn hard_link_over(from: &Path, to: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// What the DASH store holds now (for tests elsewhere in the crate).
+#[cfg(test)]
+pub(crate) fn stored(store: &DashStore) -> Vec<(PathBuf, Bytes)> {
+    store.files().iter().map(|(p, b)| (p.clone(), b.clone())).collect()
+}
