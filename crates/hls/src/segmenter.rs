@@ -609,25 +609,21 @@ impl Segmenter {
         let (video, audio) = split_playlist_files(&self.name, self.s.nested);
         let relative = |f: String| if self.s.nested { f.rsplit('/').next().unwrap_or(&f).to_string() } else { f };
         let info = self.media_info();
-        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
         let channels = self.audio.as_ref().map_or(2, |a| a.channels.max(1));
-        let _ = std::fmt::Write::write_fmt(
-            &mut out,
-            format_args!(
-                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{channels}\",URI=\"{}\"\n",
-                relative(audio)
-            ),
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        out += &format!(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{channels}\",URI=\"{}\"\n",
+            relative(audio)
         );
         // Before the first segment is complete there is no measure: a floor of 1 bit/s.
-        let _ =
-            std::fmt::Write::write_fmt(&mut out, format_args!("#EXT-X-STREAM-INF:BANDWIDTH={}", self.peak_bps.max(1)));
+        out += &format!("#EXT-X-STREAM-INF:BANDWIDTH={}", self.peak_bps.max(1));
         if !info.codecs.is_empty() {
-            let _ = std::fmt::Write::write_fmt(&mut out, format_args!(",CODECS=\"{}\"", info.codecs.join(",")));
+            out += &format!(",CODECS=\"{}\"", info.codecs.join(","));
         }
         if let Some((w, h)) = info.resolution {
-            let _ = std::fmt::Write::write_fmt(&mut out, format_args!(",RESOLUTION={w}x{h}"));
+            out += &format!(",RESOLUTION={w}x{h}");
         }
-        let _ = std::fmt::Write::write_fmt(&mut out, format_args!(",AUDIO=\"audio\"\n{}\n", relative(video)));
+        out += &format!(",AUDIO=\"audio\"\n{}\n", relative(video));
         Some(out)
     }
 

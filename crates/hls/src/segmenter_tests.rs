@@ -1032,8 +1032,10 @@ fn split_settings() -> Settings {
     }
 }
 
-/// (file, data, tracks, media_ms) of every complete segment file.
-fn segment_files(events: &[Event]) -> Vec<(String, Bytes, Tracks, Option<(u64, u64)>)> {
+/// A complete segment file: (file, data, tracks, media_ms).
+type SegmentFile = (String, Bytes, Tracks, Option<(u64, u64)>);
+
+fn segment_files(events: &[Event]) -> Vec<SegmentFile> {
     events
         .iter()
         .filter_map(|e| match e {

@@ -28,20 +28,14 @@ use tokio::sync::watch;
 
 use super::{manifest_path, DashStore, Expected, MAX_PENDING_REMOVALS, MAX_WAIT};
 use crate::atomic_file::write_atomically;
-use crate::config::{AppConf, HlsFragmentType};
+use crate::config::AppConf;
 
 /// Segments per track held in the DASH store (the HLS store holds the same ones).
 const MEMORY_SEGMENTS: usize = 3;
 
 /// Whether stream `name` of `app` is served to DASH from its HLS segments.
 pub(crate) fn applies(app: &AppConf, name: &str) -> bool {
-    let hls = &app.hls;
-    hls.enabled
-        && hls.path.is_some()
-        && hls.fragment_type == HlsFragmentType::Fmp4
-        && !hls.keys
-        && app.dash.enabled
-        && app.dash.path.is_some()
+    crate::config::shares_cmaf(app)
         // Variants stay muxed (their master lists NAME.m3u8 as a media playlist): DASH packages
         // them itself.
         && !crate::hls::is_variant(app, name)
