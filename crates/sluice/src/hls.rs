@@ -744,7 +744,7 @@ impl HlsTask {
             }
         }
         if let Some(sink) = &mut self.sink {
-            sink.cleanup(!replaced).await;
+            sink.cleanup(replaced).await;
         }
         for path in self.in_memory.drain(..) {
             self.store.remove(&path);

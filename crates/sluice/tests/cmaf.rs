@@ -143,6 +143,34 @@ fn hls_and_dash_serve_one_set_of_cmaf_segments() {
     assert!(timeline(&ended, "m4v").len() >= 10, "{ended}");
 }
 
+/// Nested names (`hls_nested`, `dash_nested`): the master `NAME/index.m3u8` points at
+/// `video.m3u8` and `audio.m3u8` next to it, the MPD `NAME/index.mpd` at hard links in
+/// `dash_path/NAME/`; after the stream ends both cleanups remove every file.
+#[test]
+fn nested_names_share_segments_and_both_cleanups_remove_them() {
+    let dir = TempDir::new("cmaf-nested");
+    let lengths = "hls_playlist_length 3s; dash_playlist_length 3s;";
+    let (server, hls, dash) = shared_server(&dir, &format!("hls_nested on; dash_nested on; {lengths}"));
+    let mut publisher = ffmpeg_publish(&server.url("n"), 7, 25);
+    let mpd = mpd_with(&server, "/dash/n/index.mpd", 2);
+    let (_, master) = http_get(server.http_port, "/hls/n/index.m3u8");
+    assert!(master.contains("URI=\"audio.m3u8\"") && master.contains("AUDIO=\"audio\"\nvideo.m3u8\n"), "{master}");
+    let (_, audio) = http_get(server.http_port, "/hls/n/audio.m3u8");
+    assert!(audio.contains(".a.m4s\n"), "{audio}");
+    let prefix = media_prefix(&mpd, "m4a");
+    let (t, _) = timeline(&mpd, "m4a")[0];
+    let seg = dash.join("n").join(format!("{prefix}{t}.m4a"));
+    let twin = same_file_in(&hls.join("n"), &seg).unwrap_or_else(|| panic!("{} has no HLS twin", seg.display()));
+    assert!(twin.to_str().unwrap().ends_with(".a.m4s"), "{}", twin.display());
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(30)).is_some_and(|s| s.success()), "publisher");
+    let media = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d).map_or(Vec::new(), |r| r.flatten().map(|e| e.path()).collect())
+    };
+    wait_for("both cleanups", Duration::from_secs(30), || {
+        (media(&hls.join("n")).is_empty() && media(&dash.join("n")).is_empty()).then_some(())
+    });
+}
+
 fn fetch(port: u16, path: &str) -> Vec<u8> {
     let out = run_timeout(
         Command::new("curl").args(["-s", "-f", "--max-time", "20"]).arg(format!("http://127.0.0.1:{port}{path}")),

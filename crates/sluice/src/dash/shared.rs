@@ -294,24 +294,29 @@ impl Sink {
         self.expect_next();
     }
 
-    /// After the stream's linger: its files leave memory and, with `dash_cleanup`, the disk.
-    pub(crate) async fn cleanup(&mut self, on_disk: bool) {
+    /// After the stream's linger: its segments leave memory and, with `dash_cleanup`, the disk.
+    /// `replaced`: a later publish of the name writes the MPD now (its segments have other
+    /// names), so the MPD stays.
+    pub(crate) async fn cleanup(&mut self, replaced: bool) {
+        self.live = false;
         self.expect_next();
-        let listed: Vec<PathBuf> = [&self.video, &self.audio]
+        let mut mine: Vec<PathBuf> = [&self.video, &self.audio]
             .into_iter()
             .flat_map(|l| l.listed.iter().map(|s| s.3.clone()).chain(l.init.clone()))
-            .chain([self.mpd.clone()])
             .collect();
+        if !replaced {
+            mine.push(self.mpd.clone());
+        }
         {
             let mut files = self.store.files();
-            for p in listed.iter().chain(&self.in_memory) {
+            for p in mine.iter().chain(&self.in_memory) {
                 files.remove(p);
             }
         }
         self.in_memory.clear();
-        if self.app.dash.cleanup && on_disk {
+        if self.app.dash.cleanup && !replaced {
             self.remove_expired(true).await;
-            for p in listed {
+            for p in mine {
                 let _ = tokio::fs::remove_file(&p).await;
             }
             tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
