@@ -284,3 +284,17 @@ fn dashjs_and_hlsjs_play_the_shared_segments_in_chromium() {
     });
     assert!(dash_verdict.contains("\"width\":640") && dash_verdict.contains("\"audioTracks\":1"), "{dash_verdict}");
 }
+
+/// hls.js in low-latency mode plays the split low-latency master (video parts and audio parts
+/// from two playlists, blocking reloads on both).
+#[test]
+fn hlsjs_low_latency_mode_plays_the_split_master() {
+    let modules = browser_modules();
+    let dir = TempDir::new("cmaf-ll-browser");
+    let (server, hls, _dash) = shared_server(&dir, "hls_low_latency on; hls_part_duration 200ms;");
+    let _publisher = ffmpeg_publish(&server.url("ll"), 40, 25);
+    mpd_with(&server, "/dash/ll.mpd", 2);
+    let verdict = play(&server, &modules, &hls, "hls", "player.html", "src=ll.m3u8&ll=1", 10);
+    assert!(verdict.contains("\"lowLatency\":true") && verdict.contains("\"width\":640"), "{verdict}");
+    eprintln!("hls.js low-latency, split: {verdict}");
+}
