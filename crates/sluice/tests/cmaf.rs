@@ -3,84 +3,15 @@
 //! playlist, and the MPD lists the same files (hard links under `dash_path`). ffprobe reads both
 //! over HTTP, hls.js and dash.js play them in headless Chromium.
 
+mod cmaf_util;
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use cmaf_util::*;
 use common::*;
-
-/// A server with HLS fMP4 and DASH on in one application; `extra` adds directives (and may set
-/// `hls_fragment`, 1s otherwise).
-fn shared_server(dir: &TempDir, extra: &str) -> (Server, PathBuf, PathBuf) {
-    let (hls, dash) = (dir.path("hls"), dir.path("dash"));
-    let fragment = if extra.contains("hls_fragment ") { "" } else { "hls_fragment 1s;" };
-    let server = Server::start(&format!(
-        "hls on; hls_path {}; {fragment} hls_fragment_type fmp4; dash on; dash_path {}; {extra}",
-        hls.display(),
-        dash.display()
-    ));
-    (server, hls, dash)
-}
-
-/// An attribute of the first element named `element`.
-fn attr<'a>(text: &'a str, element: &str, name: &str) -> Option<&'a str> {
-    let start = text.find(&format!("<{element} "))?;
-    let tag = &text[start..start + text[start..].find('>')?];
-    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-    Some(&tag[at..at + tag[at..].find('"')?])
-}
-
-/// (t, d) of every `<S>` of the AdaptationSet whose template ends in `ext`, `t` filled in.
-fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
-    let Some(set) = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut next = 0;
-    for s in set.split("<S ").skip(1) {
-        let s = &format!("<S {s}");
-        let t = attr(s, "S", "t").map_or(next, |t| t.parse().unwrap());
-        let d: u64 = attr(s, "S", "d").unwrap().parse().unwrap();
-        out.push((t, d));
-        next = t + d;
-    }
-    out
-}
-
-/// The MPD over HTTP once it lists `min` video segments.
-fn mpd_with(server: &Server, path: &str, min: usize) -> String {
-    wait_for(&format!("{min} segments in {path}"), Duration::from_secs(40), || {
-        let (status, text) = http_get(server.http_port, path);
-        (status == 200 && timeline(&text, "m4v").len() >= min).then_some(text)
-    })
-}
-
-/// The `media` template's prefix (`NAME-SESSION-`) of the AdaptationSet for `ext`.
-fn media_prefix(mpd: &str, ext: &str) -> String {
-    let set = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))).unwrap();
-    let media = attr(set, "SegmentTemplate", "media").unwrap();
-    media.trim_end_matches(&format!("$Time$.{ext}")).to_string()
-}
-
-/// ffprobe's streams of a URL, each once.
-fn streams(url: &str) -> Vec<String> {
-    let mut s = ffprobe_streams(url);
-    s.dedup();
-    s
-}
-
-/// The file in `dir` that is the same file (inode) as `file`.
-fn same_file_in(dir: &Path, file: &Path) -> Option<PathBuf> {
-    let ino = std::fs::metadata(file).ok()?.ino();
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino))
-}
 
 /// HLS: `NAME.m3u8` is a master playlist with the video playlist and an audio rendition, each
 /// listing single-track fMP4 segments; ffprobe reads video and audio from it. DASH: the MPD lists
@@ -171,15 +102,6 @@ fn nested_names_share_segments_and_both_cleanups_remove_them() {
     });
 }
 
-fn fetch(port: u16, path: &str) -> Vec<u8> {
-    let out = run_timeout(
-        Command::new("curl").args(["-s", "-f", "--max-time", "20"]).arg(format!("http://127.0.0.1:{port}{path}")),
-        Duration::from_secs(30),
-    );
-    assert!(out.status.success(), "GET {path}");
-    out.stdout
-}
-
 /// Low-latency HLS in shared mode: the video and audio playlists list parts of their own files,
 /// with the same sequence numbers; a part is fetchable; ffprobe reads both tracks from the master.
 #[test]
@@ -222,79 +144,4 @@ fn without_dash_fmp4_hls_stays_muxed() {
     });
     assert!(!playlist.contains("#EXT-X-STREAM-INF") && !playlist.contains(".a.m4s"), "{playlist}");
     assert!(!hls.join("m-video.m3u8").exists());
-}
-
-fn browser_modules() -> PathBuf {
-    let dir = std::env::var_os("SLUICE_BROWSER_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser/node_modules"));
-    assert!(
-        dir.join(DASHJS).exists() && dir.join(HLSJS).exists() && dir.join("playwright-core").exists(),
-        "dashjs, hls.js and playwright-core are not in {}: run scripts/test, which installs them with Chromium",
-        dir.display()
-    );
-    dir
-}
-
-const DASHJS: &str = "dashjs/dist/dash.all.min.js";
-const HLSJS: &str = "hls.js/dist/hls.min.js";
-
-/// Opens `page?src=SRC&secs=SECS[&ll=1]` served from `dir` (same origin as the stream) in
-/// headless Chromium; its JSON verdict, asserted to have played.
-fn play(server: &Server, modules: &Path, dir: &Path, location: &str, page: &str, query: &str, secs: u32) -> String {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::copy(here.join(page), dir.join(page)).unwrap();
-    let library = if page == "dashjs.html" { DASHJS } else { HLSJS };
-    std::fs::copy(modules.join(library), dir.join(Path::new(library).file_name().unwrap())).unwrap();
-    let url = format!("http://127.0.0.1:{}/{location}/{page}?{query}&secs={secs}", server.http_port);
-    let out = run_timeout(
-        Command::new("node")
-            .arg(here.join("play.cjs"))
-            .arg(&url)
-            .env("BROWSER_MODULES", modules)
-            .env("PLAY_TIMEOUT_MS", ((secs + 45) * 1000).to_string()),
-        Duration::from_secs(u64::from(secs) + 80),
-    );
-    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let console = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        verdict.contains("\"ok\":true"),
-        "{page} did not play: {verdict}\nconsole:\n{console}\nlog:\n{}",
-        server.log()
-    );
-    verdict
-}
-
-/// dash.js plays the MPD made of the HLS segments (video and audio) and hls.js plays the master
-/// playlist, at the same time, from one set of files.
-#[test]
-fn dashjs_and_hlsjs_play_the_shared_segments_in_chromium() {
-    let modules = browser_modules();
-    let dir = TempDir::new("cmaf-browser");
-    let (server, hls, dash) =
-        shared_server(&dir, "hls_fragment 2s; hls_playlist_length 12s; dash_playlist_length 12s;");
-    let _publisher = ffmpeg_publish(&server.url("cam"), 60, 25);
-    mpd_with(&server, "/dash/cam.mpd", 2);
-    let dash_verdict = std::thread::scope(|s| {
-        let d = s.spawn(|| play(&server, &modules, &dash, "dash", "dashjs.html", "src=cam.mpd", 20));
-        let h = play(&server, &modules, &hls, "hls", "player.html", "src=cam.m3u8", 20);
-        assert!(h.contains("\"width\":640"), "hls.js: {h}");
-        d.join().unwrap()
-    });
-    assert!(dash_verdict.contains("\"width\":640") && dash_verdict.contains("\"audioTracks\":1"), "{dash_verdict}");
-}
-
-/// hls.js in low-latency mode plays the split low-latency master (video parts and audio parts
-/// from two playlists, blocking reloads on both).
-#[test]
-fn hlsjs_low_latency_mode_plays_the_split_master() {
-    let modules = browser_modules();
-    let dir = TempDir::new("cmaf-ll-browser");
-    let (server, hls, _dash) = shared_server(&dir, "hls_low_latency on; hls_part_duration 200ms;");
-    let _publisher = ffmpeg_publish(&server.url("ll"), 40, 25);
-    mpd_with(&server, "/dash/ll.mpd", 2);
-    let verdict = play(&server, &modules, &hls, "hls", "player.html", "src=ll.m3u8&ll=1", 10);
-    assert!(verdict.contains("\"lowLatency\":true") && verdict.contains("\"width\":640"), "{verdict}");
-    eprintln!("hls.js low-latency, split: {verdict}");
 }
