@@ -145,3 +145,36 @@ fn without_dash_fmp4_hls_stays_muxed() {
     assert!(!playlist.contains("#EXT-X-STREAM-INF") && !playlist.contains(".a.m4s"), "{playlist}");
     assert!(!hls.join("m-video.m3u8").exists());
 }
+
+/// A publisher that comes back within `hls_playlist_length`: the HLS playlists (video and audio)
+/// go on after a discontinuity, the MPD turned static when it left and starts a new timeline
+/// with the new publish's names.
+#[test]
+fn a_publisher_coming_back_continues_hls_and_starts_a_new_mpd() {
+    let dir = TempDir::new("cmaf-again");
+    let (server, _hls, _dash) = shared_server(&dir, "hls_playlist_length 20s;");
+    let mut first = ffmpeg_publish(&server.url("r"), 5, 25);
+    let mpd = mpd_with(&server, "/dash/r.mpd", 2);
+    let old = media_prefix(&mpd, "m4v");
+    assert!(wait_timeout(&mut first.0, Duration::from_secs(30)).is_some_and(|s| s.success()), "first publisher");
+    wait_for("a static MPD", Duration::from_secs(15), || {
+        let (status, text) = http_get(server.http_port, "/dash/r.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(())
+    });
+    let _second = ffmpeg_publish(&server.url("r"), 20, 25);
+    let mpd = wait_for("the new publish's MPD", Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, "/dash/r.mpd");
+        let fresh = status == 200 && text.contains("type=\"dynamic\"") && media_prefix(&text, "m4v") != old;
+        (fresh && timeline(&text, "m4v").len() >= 2).then_some(text)
+    });
+    assert!(!mpd.contains(&old), "only the new publish is listed: {mpd}");
+    for playlist in ["/hls/r-video.m3u8", "/hls/r-audio.m3u8"] {
+        let text = wait_for("a discontinuity", Duration::from_secs(20), || {
+            let (_, text) = http_get(server.http_port, playlist);
+            text.contains("#EXT-X-DISCONTINUITY\n").then_some(text)
+        });
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "each publish's init: {text}");
+    }
+    let mpd_url = format!("http://127.0.0.1:{}/dash/r.mpd", server.http_port);
+    assert_eq!(streams(&mpd_url), ["aac", "h264,640,360"]);
+}
