@@ -431,3 +431,54 @@ async fn hard_link_over(from: &Path, to: &Path) -> std::io::Result<()> {
 pub(crate) fn stored(store: &DashStore) -> Vec<(PathBuf, Bytes)> {
     store.files().iter().map(|(p, b)| (p.clone(), b.clone())).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn links_copies_where_it_cannot_keeps_its_window_and_expects_the_next_segment() {
+        let dir = std::env::temp_dir().join(format!("sluice-dash-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("hls")).unwrap();
+        let conf = format!(
+            "live on; hls on; hls_path {0}/hls; hls_fragment 1s; hls_fragment_type fmp4; \
+             dash on; dash_path {0}/dash; dash_playlist_length 2s;",
+            dir.display()
+        );
+        let app = crate::config::test_app(&conf);
+        let store = DashStore::new(CancellationToken::new());
+        let mut sink = Sink::new(store.clone(), app, "s").unwrap();
+        let init = Bytes::from_static(b"init");
+        let hls_init = dir.join("hls/s-5-init.mp4");
+        std::fs::write(&hls_init, &init).unwrap();
+        sink.init(Tracks::Video, &hls_init, &init, Some(5)).await;
+        let dash_init = dir.join("dash/s-5-init.m4v");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&dash_init).unwrap().ino(), std::fs::metadata(&hls_init).unwrap().ino());
+        // No HLS file to link to (a failed write, another file system): the bytes are written.
+        for i in 0..4u64 {
+            let data = Bytes::from(format!("segment {i}"));
+            let missing = dir.join(format!("hls/s-5-{i}.m4s"));
+            sink.segment(Tracks::Video, &missing, &data, Some((i * 1000, i * 1000 + 1000)), 10_000).await;
+        }
+        assert_eq!(std::fs::read(dir.join("dash/s-5-3000.m4v")).unwrap(), b"segment 3");
+        assert_eq!(sink.logged, ["link"], "said once");
+        let media = Media { video: Some(("avc1.64001f".into(), 640, 360)), audio: None };
+        sink.publish(&media, 10_000).await;
+        let mpd = String::from_utf8(store.files().get(&dir.join("dash/s.mpd")).unwrap().to_vec()).unwrap();
+        assert!(mpd.contains("media=\"s-5-$Time$.m4v\" initialization=\"s-5-init.m4v\""), "{mpd}");
+        assert!(
+            mpd.contains("<S t=\"2000\" d=\"1000\"/>\n            <S d=\"1000\"/>\n          </SegmentTimeline>"),
+            "{mpd}"
+        );
+        assert!(!store.files().contains_key(&dir.join("dash/s-5-1000.m4v")), "left the window and memory");
+        assert!(store.expected().contains_key(&dir.join("dash/s-5-4000.m4v")), "the next one is expected");
+        sink.finish(11_000).await;
+        assert!(store.expected().is_empty(), "nothing comes after the end");
+        let mpd = String::from_utf8(std::fs::read(dir.join("dash/s.mpd")).unwrap()).unwrap();
+        assert!(mpd.contains("type=\"static\""), "{mpd}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
