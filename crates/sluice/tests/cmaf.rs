@@ -64,6 +64,32 @@ fn hls_and_dash_serve_one_set_of_cmaf_segments() {
             assert_eq!(body, std::fs::read(&seg).unwrap());
         }
     }
+    // DASH-IF's offline checks, as tests/dash.rs makes them: contiguous timelines ending near
+    // publishTime, each segment's tfdt its S@t, video segments starting with a sync sample.
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 4);
+    let elapsed_ms =
+        iso_ms(attr(&mpd, "MPD", "publishTime").unwrap()) - iso_ms(attr(&mpd, "MPD", "availabilityStartTime").unwrap());
+    for (ext, timescale) in [("m4v", 90_000u64), ("m4a", 44_100)] {
+        let line = timeline(&mpd, ext);
+        assert!(line.len() >= 4, "{ext}: {mpd}");
+        for w in line.windows(2) {
+            assert_eq!(w[0].0 + w[0].1, w[1].0, "{ext} timeline is contiguous: {line:?}");
+        }
+        let (t, d) = line[line.len() - 1];
+        assert!(((t + d) as i64 - elapsed_ms).abs() <= 1500, "{ext} ends at {} ms, {elapsed_ms} ms after AST", t + d);
+        let prefix = media_prefix(&mpd, ext);
+        for &(t, _) in &line {
+            let body = fetch(server.http_port, &format!("/dash/{prefix}{t}.{ext}"));
+            let moof = fmp4::find(&body, b"moof").expect("a moof");
+            let runs = fmp4::parse_moof(&body[moof.offset..moof.end()]).unwrap();
+            assert_eq!(runs.len(), 1, "one track a file");
+            let tfdt = runs[0].base_decode_time.unwrap();
+            assert_eq!(tfdt * 1000 / timescale, t, "{ext} {t}: tfdt {tfdt}");
+            if ext == "m4v" {
+                assert!(runs[0].samples[0].is_sync(), "video segment {t} starts with a SAP");
+            }
+        }
+    }
     let ok = wait_timeout(&mut publisher.0, Duration::from_secs(40)).is_some_and(|s| s.success());
     assert!(ok, "publisher");
     // The publisher gone: the MPD turns static (the playlist waits hls_playlist_length for it).
@@ -177,4 +203,18 @@ fn a_publisher_coming_back_continues_hls_and_starts_a_new_mpd() {
     }
     let mpd_url = format!("http://127.0.0.1:{}/dash/r.mpd", server.http_port);
     assert_eq!(streams(&mpd_url), ["aac", "h264,640,360"]);
+}
+
+/// Unix ms of an MPD date-time (`2026-12-06T19:30:00.123Z`).
+fn iso_ms(s: &str) -> i64 {
+    let n = |a: usize, b: usize| -> i64 { s[a..b].parse().unwrap() };
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let secs = days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19);
+    secs * 1000 + n(20, 23)
 }
