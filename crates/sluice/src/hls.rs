@@ -29,6 +29,12 @@
 //! meanwhile the same playlist goes on after `#EXT-X-DISCONTINUITY` under a new session
 //! (`Segmenter::interrupt`); `on_publish` then starts no second task. Otherwise, or at shutdown,
 //! the playlist ends (`#EXT-X-ENDLIST`) and, with `hls_cleanup`, its files go.
+//!
+//! With `hls_fragment_type fmp4` and `dash on` in the application (no `hls_keys`, not a variant),
+//! a stream's video and audio are split into separate CMAF tracks (`hls::Settings::demux`):
+//! `NAME.m3u8` is then a master playlist over `NAME-video.m3u8` and `NAME-audio.m3u8`, and the
+//! task hands every init segment and segment to a `dash::shared::Sink`, which serves DASH from the
+//! same files and the same `Bytes` (the DASH module runs no packager for that stream).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
