@@ -410,6 +410,8 @@ pub struct Segmenter {
     split: bool,
     /// The highest bit rate of a complete segment (all its files), for the master playlist.
     peak_bps: u64,
+    /// What this publish's init segment(s) carry, once written.
+    carried: Option<Tracks>,
     key: Option<CurrentKey>,
     new_key: Box<dyn FnMut() -> [u8; 16] + Send>,
     events: VecDeque<Event>,
@@ -499,6 +501,7 @@ impl Segmenter {
             ended: false,
             split: false,
             peak_bps: 0,
+            carried: None,
             key: None,
             new_key,
             events: VecDeque::new(),
@@ -1092,7 +1095,7 @@ impl Segmenter {
             parts: o.parts,
             map: self.map_uri(),
         };
-        let (tracks, media_ms) = match self.tracks() {
+        let (tracks, media_ms) = match self.carried.unwrap_or_else(|| self.tracks()) {
             _ if self.split => (Tracks::Video, video_ms),
             Tracks::Audio => (Tracks::Audio, audio_ms),
             t => (t, video_ms),
@@ -1371,6 +1374,7 @@ impl Segmenter {
         }
         self.mp4.init_written = true;
         self.split |= self.s.demux && tracks.len() == 2;
+        self.carried = Some(if tracks.len() == 2 { Tracks::Both } else { self.tracks() });
         let file = self.init_file().unwrap_or_default();
         let inits = if self.split {
             // One init segment per track (a later publish of a split playlist may lack one).
@@ -1416,6 +1420,16 @@ impl Segmenter {
         let audio_end = audio_base + audio.iter().map(|s| u64::from(s.duration)).sum::<u64>();
         m.video_base = Some(video_end);
         m.audio_base = Some(audio_end);
+        // Demuxed, a track that began after the init segment was written has no init segment
+        // (nor a playlist): its samples would be a track the files do not declare.
+        let (keep_video, keep_audio) = match (self.s.demux, self.carried) {
+            (true, Some(Tracks::Video)) => (true, false),
+            (true, Some(Tracks::Audio)) => (false, true),
+            _ => (true, true),
+        };
+        let dropped = (!keep_video && !video.is_empty()) || (!keep_audio && !audio.is_empty());
+        let video = if keep_video { video } else { Vec::new() };
+        let audio = if keep_audio { audio } else { Vec::new() };
         let video_run = (!video.is_empty()).then(|| fmp4::TrackRun {
             track_id: VIDEO_TRACK,
             base_decode_time: video_base,
@@ -1430,7 +1444,12 @@ impl Segmenter {
         let fragments: Vec<(Vec<fmp4::TrackRun<'_>>, bool)> = if self.split {
             video_run.into_iter().map(|r| (vec![r], false)).chain(audio_run.map(|r| (vec![r], true))).collect()
         } else {
-            vec![(video_run.into_iter().chain(audio_run).collect(), false)]
+            let runs: Vec<_> = video_run.into_iter().chain(audio_run).collect();
+            if runs.is_empty() {
+                Vec::new()
+            } else {
+                vec![(runs, false)]
+            }
         };
         let mut failed = None;
         for (runs, is_audio) in fragments {
@@ -1454,6 +1473,9 @@ impl Segmenter {
         }
         if let Some(e) = failed {
             self.warn(&format!("an fMP4 fragment could not be written: {e}"));
+        }
+        if dropped {
+            self.warn("a track that began after the first segment is left out until the next publish");
         }
     }
 

@@ -1165,3 +1165,20 @@ fn audio_names_put_a_before_the_extension() {
     assert_eq!(audio_name("s/1-5.2.m4s"), "s/1-5.2.a.m4s");
     assert_eq!(audio_name("http://cdn/x.y/s-init.mp4"), "http://cdn/x.y/s-init.a.mp4");
 }
+
+#[test]
+fn demuxed_a_track_that_comes_late_is_left_out_not_muxed_undeclared() {
+    // Video first: the init segment has video only; AAC's header comes a second later.
+    let mut seg = started(split_settings(), false);
+    let mut events = feed(&mut seg, 0, 1, 50, false);
+    seg.push(false, 1000, &Bytes::from_static(&AAC_HEADER), 1000);
+    events.extend(feed(&mut seg, 1000, 5, 50, true));
+    assert!(!seg.split());
+    let files = segment_files(&events);
+    assert!(files.len() >= 2, "{files:?}");
+    for (file, data, tracks, _) in &files {
+        assert_eq!(*tracks, Tracks::Video, "{file}");
+        assert_eq!(fmp4_runs(std::slice::from_ref(data)).keys().copied().collect::<Vec<_>>(), [VIDEO_TRACK], "{file}");
+    }
+    assert!(events.iter().any(|e| matches!(e, Event::Warning(w) if w.contains("began after the first segment"))));
+}
