@@ -21,4 +21,6 @@ pub mod segmenter;
 mod timeline;
 
 pub use playlist::PlaylistType;
-pub use segmenter::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, SettingsError, Slicing};
+pub use segmenter::{
+    Container, Event, KeySettings, Naming, Position, Segmenter, Settings, SettingsError, Slicing, Tracks,
+};

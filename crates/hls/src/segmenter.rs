@@ -137,6 +137,11 @@ pub struct Settings {
     /// part, init and key name (`NAME-SESSION-ID.ts`) so that a later publish of the same name
     /// never reuses a URL for other bytes. `None`: nginx-rtmp's names (`NAME-ID.ts`).
     pub session: Option<u64>,
+    /// fMP4 only: a stream with both video and audio is written as two CMAF tracks, one file
+    /// each (`NAME-ID.m4s` video, `NAME-ID.a.m4s` audio, each with its own init segment), cut at
+    /// the same moments, with a media playlist each and a master playlist that ties them
+    /// together ([`Segmenter::split`]): what DASH needs to serve the same files.
+    pub demux: bool,
 }
 
 impl Default for Settings {
@@ -160,6 +165,7 @@ impl Default for Settings {
             part_target: None,
             keys: None,
             session: None,
+            demux: false,
         }
     }
 }
@@ -175,6 +181,17 @@ pub enum SettingsError {
     ZeroFragment,
 }
 
+/// Which tracks a file carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracks {
+    /// Video and audio muxed together (MPEG-TS, or fMP4 not split).
+    Both,
+    /// Video only: a video-only stream, or the video half of a split one.
+    Video,
+    /// Audio only.
+    Audio,
+}
+
 /// What the segmenter produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -184,6 +201,8 @@ pub enum Event {
         file: String,
         /// Its bytes.
         data: Bytes,
+        /// What it initialises.
+        tracks: Tracks,
     },
     /// A low-latency partial segment, served from memory only.
     Part {
@@ -206,6 +225,11 @@ pub enum Event {
         data: Bytes,
         /// Seconds.
         duration: f64,
+        /// What it carries.
+        tracks: Tracks,
+        /// fMP4: the decode times its samples cover, in ms of the track's own clock (start,
+        /// end), consecutive segments of a track meeting exactly: a DASH `SegmentTimeline`.
+        media_ms: Option<(u64, u64)>,
     },
     /// A new AES-128 key; `file` is relative to `hls_key_path`.
     Key {
@@ -290,6 +314,12 @@ struct OpenSegment {
     part_start: u64,
     part_offset: usize,
     part_independent: bool,
+    /// Split fMP4: the audio track's file, cut with `data` (then the video's).
+    audio_data: Vec<u8>,
+    audio_part_offset: usize,
+    /// fMP4: the decode times (track timescale) the fragments written cover, per track.
+    video_span: Option<(u64, u64)>,
+    audio_span: Option<(u64, u64)>,
 }
 
 /// A segment in the playlist window.
@@ -374,6 +404,14 @@ pub struct Segmenter {
     last_ts: u64,
     video_interval: u64,
     ended: bool,
+    /// fMP4 video and audio are written as separate tracks ([`Settings::demux`], both present
+    /// when the first init segment was written); kept across [`Segmenter::interrupt`], as the
+    /// playlists that list the files are.
+    split: bool,
+    /// The highest bit rate of a complete segment (all its files), for the master playlist.
+    peak_bps: u64,
+    /// What this publish's init segment(s) carry, once written.
+    carried: Option<Tracks>,
     key: Option<CurrentKey>,
     new_key: Box<dyn FnMut() -> [u8; 16] + Send>,
     events: VecDeque<Event>,
@@ -390,6 +428,26 @@ struct CurrentKey {
 /// belong together (a header from another body), rather than a slice out of bounds.
 fn codec_payload(offset: usize, end: usize, body: &Bytes) -> Option<Bytes> {
     (offset <= end && end <= body.len()).then(|| body.slice(offset..end))
+}
+
+/// A split stream's audio file (or URI) for its video one: `.a` before the extension
+/// (`NAME-ID.a.m4s`, `NAME-ID.K.a.m4s` for parts, `NAME-init.a.mp4`).
+pub fn audio_name(video: &str) -> String {
+    match video.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains('/') => format!("{stem}.a.{ext}"),
+        _ => format!("{video}.a"),
+    }
+}
+
+/// A split stream's video and audio media playlists relative to `hls_path`: `NAME-video.m3u8`
+/// and `NAME-audio.m3u8`, nested `NAME/video.m3u8` and `NAME/audio.m3u8` (the master playlist
+/// takes [`playlist_file`]).
+pub fn split_playlist_files(name: &str, nested: bool) -> (String, String) {
+    if nested {
+        (format!("{name}/video.m3u8"), format!("{name}/audio.m3u8"))
+    } else {
+        (format!("{name}-video.m3u8"), format!("{name}-audio.m3u8"))
+    }
 }
 
 /// The media playlist's file name for stream `name`, relative to `hls_path`: `NAME.m3u8`, or
@@ -441,6 +499,9 @@ impl Segmenter {
             last_ts: 0,
             video_interval: HZ / 30,
             ended: false,
+            split: false,
+            peak_bps: 0,
+            carried: None,
             key: None,
             new_key,
             events: VecDeque::new(),
@@ -496,7 +557,7 @@ impl Segmenter {
     /// MPEG-TS audio, fMP4 samples). Stays below [`Segmenter::max_segment_bytes`] plus one frame,
     /// and below the audio buffer limit while no segment is open.
     pub fn held_bytes(&self) -> usize {
-        let open = self.open.as_ref().map_or(0, |o| o.data.len());
+        let open = self.open.as_ref().map_or(0, |o| o.data.len() + o.audio_data.len());
         let audio = self.ts.as_ref().map_or(0, |t| t.audio.len());
         open + audio + self.mp4.pending_bytes()
     }
@@ -523,12 +584,87 @@ impl Segmenter {
         (HZ * samples / rate).clamp(1, HZ / 4)
     }
 
-    /// The media playlist text now.
+    /// The media playlist text now (split: the video track's).
     pub fn playlist(&self) -> String {
-        let segments: Vec<SegmentEntry> = self.window.iter().map(|l| l.entry.clone()).collect();
-        let hint = self.preload_hint();
-        let open_parts = self.open.as_ref().map_or(&[][..], |o| &o.parts[..]);
-        let map = self.map_uri();
+        self.render_playlist(|uri| uri.to_string())
+    }
+
+    /// Whether video and audio are written as separate tracks ([`Settings::demux`]): then
+    /// [`Segmenter::playlist`] is the video playlist, [`Segmenter::audio_playlist`] lists the
+    /// audio files and [`Segmenter::master_playlist`] belongs at [`Segmenter::playlist_file`].
+    pub fn split(&self) -> bool {
+        self.split
+    }
+
+    /// Split: the audio track's media playlist: the same segments, parts and sequence numbers
+    /// as the video's, naming the audio files.
+    pub fn audio_playlist(&self) -> Option<String> {
+        self.split.then(|| self.render_playlist(audio_name))
+    }
+
+    /// Split: the master playlist tying the video playlist to the audio one as an
+    /// `#EXT-X-MEDIA` audio rendition (RFC 8216 §4.3.4.1), so players that open `NAME.m3u8` get
+    /// both.
+    pub fn master_playlist(&self) -> Option<String> {
+        if !self.split {
+            return None;
+        }
+        let (video, audio) = split_playlist_files(&self.name, self.s.nested);
+        let relative = |f: String| if self.s.nested { f.rsplit('/').next().unwrap_or(&f).to_string() } else { f };
+        let info = self.media_info();
+        let channels = self.audio.as_ref().map_or(2, |a| a.channels.max(1));
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        out += &format!(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{channels}\",URI=\"{}\"\n",
+            relative(audio)
+        );
+        // Before the first segment is complete there is no measure: a floor of 1 bit/s.
+        out += &format!("#EXT-X-STREAM-INF:BANDWIDTH={}", self.peak_bps.max(1));
+        if !info.codecs.is_empty() {
+            out += &format!(",CODECS=\"{}\"", info.codecs.join(","));
+        }
+        if let Some((w, h)) = info.resolution {
+            out += &format!(",RESOLUTION={w}x{h}");
+        }
+        out += &format!(",AUDIO=\"audio\"\n{}\n", relative(video));
+        Some(out)
+    }
+
+    /// Split: the video and audio media playlists' files relative to `hls_path`.
+    pub fn split_playlist_files(&self) -> Option<(String, String)> {
+        self.split.then(|| split_playlist_files(&self.name, self.s.nested))
+    }
+
+    /// The audio track's sample rate and channel count, once known.
+    pub fn audio_format(&self) -> Option<(u32, u16)> {
+        self.audio.as_ref().map(|a| (a.sample_rate, a.channels))
+    }
+
+    /// The publish's session number ([`Settings::session`]).
+    pub fn session(&self) -> Option<u64> {
+        self.s.session
+    }
+
+    /// The media playlist with every URI passed through `uri` (the audio playlist's names).
+    fn render_playlist(&self, uri: impl Fn(&str) -> String) -> String {
+        let segments: Vec<SegmentEntry> = self
+            .window
+            .iter()
+            .map(|l| {
+                let mut e = l.entry.clone();
+                e.uri = uri(&e.uri);
+                e.map = e.map.as_deref().map(&uri);
+                for p in &mut e.parts {
+                    p.uri = uri(&p.uri);
+                }
+                e
+            })
+            .collect();
+        let hint = self.preload_hint().map(|h| uri(&h));
+        let open_parts: Vec<PartEntry> =
+            self.open.iter().flat_map(|o| &o.parts).map(|p| PartEntry { uri: uri(&p.uri), ..p.clone() }).collect();
+        let open_parts = &open_parts[..];
+        let map = self.map_uri().map(|m| uri(&m));
         let part_target_ms = self.s.part_target.map(|t| (t.as_millis() as u64).max(self.longest_part_ms));
         let p = MediaPlaylist {
             min_target_duration: self.target_duration,
@@ -604,6 +740,16 @@ impl Segmenter {
         let resolution =
             video.filter(|v| v.width > 0 && v.height > 0).map(|v| (u32::from(v.width), u32::from(v.height)));
         crate::master::MediaInfo { codecs, resolution }
+    }
+
+    /// The RFC 6381 codec strings of the video and the audio track, each when it is carried.
+    pub fn track_codecs(&self) -> (Option<String>, Option<String>) {
+        let video = self.video.as_ref().and_then(|v| crate::master::video_codec(v.codec, &v.config, self.s.container));
+        let audio = self
+            .audio
+            .as_ref()
+            .and_then(|a| crate::master::audio_codec(a.codec, crate::master::aac_object_type(&a.config)));
+        (video, audio)
     }
 
     /// The publisher left: close the open segment and end the playlist (`#EXT-X-ENDLIST`).
@@ -855,6 +1001,10 @@ impl Segmenter {
             part_start: ts,
             part_offset: 0,
             part_independent: true,
+            audio_data: Vec::new(),
+            audio_part_offset: 0,
+            video_span: None,
+            audio_span: None,
         };
         match self.s.container {
             Container::Ts => {
@@ -864,6 +1014,9 @@ impl Segmenter {
             Container::Fmp4 => {
                 self.write_init();
                 seg.data.extend_from_slice(&fmp4::segment_type());
+                if self.split {
+                    seg.audio_data.extend_from_slice(&fmp4::segment_type());
+                }
             }
         }
         self.open = Some(seg);
@@ -926,6 +1079,11 @@ impl Segmenter {
         }
         // Segments are held for a while (memory, disk writes): without its growth slack.
         o.data.shrink_to_fit();
+        o.audio_data.shrink_to_fit();
+        let bytes = (o.data.len() + o.audio_data.len()) as u64;
+        self.peak_bps = self.peak_bps.max((bytes * 8 * 1000).checked_div(ms).unwrap_or(0));
+        let video_ms = self.span_in_ms(o.video_span, false);
+        let audio_ms = self.span_in_ms(o.audio_span, true);
         let file = self.segment_file(o.id);
         let entry = SegmentEntry {
             msn: o.msn,
@@ -937,7 +1095,18 @@ impl Segmenter {
             parts: o.parts,
             map: self.map_uri(),
         };
-        self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data: Bytes::from(o.data), duration });
+        let (tracks, media_ms) = match self.carried.unwrap_or_else(|| self.tracks()) {
+            _ if self.split => (Tracks::Video, video_ms),
+            Tracks::Audio => (Tracks::Audio, audio_ms),
+            t => (t, video_ms),
+        };
+        let data = Bytes::from(o.data);
+        self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data, duration, tracks, media_ms });
+        if self.split {
+            let (file, data) = (audio_name(&file), Bytes::from(o.audio_data));
+            let media_ms = audio_ms;
+            self.events.push_back(Event::Segment { msn: o.msn, file, data, duration, tracks: Tracks::Audio, media_ms });
+        }
         self.window.push_back(Listed { entry, file });
         self.next_msn = o.msn + 1;
         self.trim_window();
@@ -956,8 +1125,9 @@ impl Segmenter {
             self.flush_ts_audio();
         }
         let ext = self.extension();
+        let split = self.split;
         let Some(o) = &mut self.open else { return };
-        if o.data.len() == o.part_offset {
+        if o.data.len() == o.part_offset && o.audio_data.len() == o.audio_part_offset {
             return;
         }
         let index = o.parts.len() as u32;
@@ -965,6 +1135,9 @@ impl Segmenter {
         let file = part_name(&self.name, self.s.nested, &stem, index, ext, false, &self.s.base_url);
         let uri = part_name(&self.name, self.s.nested, &stem, index, ext, true, &self.s.base_url);
         let data = Bytes::copy_from_slice(&o.data[o.part_offset..]);
+        let audio_part =
+            split.then(|| (audio_name(&file), Bytes::copy_from_slice(&o.audio_data[o.audio_part_offset..])));
+        o.audio_part_offset = o.audio_data.len();
         // Whole milliseconds of the timeline, so that the parts add up to the segment exactly.
         let ms = span_ms(o.part_start, end);
         self.longest_part_ms = self.longest_part_ms.max(ms);
@@ -973,6 +1146,9 @@ impl Segmenter {
         o.part_offset = o.data.len();
         let msn = o.msn;
         self.events.push_back(Event::Part { msn, index, file, data });
+        if let Some((file, data)) = audio_part {
+            self.events.push_back(Event::Part { msn, index, file, data });
+        }
         self.events.push_back(Event::Playlist);
     }
 
@@ -988,12 +1164,18 @@ impl Segmenter {
             if self.window.front().is_some_and(|l| l.entry.discontinuity) {
                 self.discontinuity_sequence += 1;
             }
+            if self.split {
+                self.events.push_back(Event::Expired { msn: gone.entry.msn, file: audio_name(&gone.file) });
+            }
             self.events.push_back(Event::Expired { msn: gone.entry.msn, file: gone.file });
             // The last segment of an earlier publish (`hls_continuous`) takes its init segment.
             let current = self.map_uri();
             let next = self.window.front().and_then(|l| l.entry.map.clone());
             if let Some(map) = gone.entry.map.filter(|m| Some(m) != current.as_ref() && Some(m) != next.as_ref()) {
                 let file = self.file_from_uri(&map);
+                if self.split {
+                    self.events.push_back(Event::Expired { msn: gone.entry.msn, file: audio_name(&file) });
+                }
                 self.events.push_back(Event::Expired { msn: gone.entry.msn, file });
             }
         }
@@ -1191,12 +1373,33 @@ impl Segmenter {
             tracks.push(fmp4::TrackInfo { id: AUDIO_TRACK, timescale: a.sample_rate.max(1), codec });
         }
         self.mp4.init_written = true;
-        match fmp4::init_segment(&tracks) {
-            Ok(data) => {
-                let file = self.init_file().unwrap_or_default();
-                self.events.push_back(Event::Init { file, data: Bytes::from(data) });
+        self.split |= self.s.demux && tracks.len() == 2;
+        self.carried = Some(if tracks.len() == 2 { Tracks::Both } else { self.tracks() });
+        let file = self.init_file().unwrap_or_default();
+        let inits = if self.split {
+            // One init segment per track (a later publish of a split playlist may lack one).
+            let named = |t: fmp4::TrackInfo| match t.codec.is_video() {
+                true => (vec![t], file.clone(), Tracks::Video),
+                false => (vec![t], audio_name(&file), Tracks::Audio),
+            };
+            tracks.into_iter().map(named).collect()
+        } else {
+            vec![(tracks, file, self.tracks())]
+        };
+        for (tracks, file, kind) in inits {
+            match fmp4::init_segment(&tracks) {
+                Ok(data) => self.events.push_back(Event::Init { file, data: Bytes::from(data), tracks: kind }),
+                Err(e) => self.warn(&format!("the fMP4 init segment could not be written: {e}")),
             }
-            Err(e) => self.warn(&format!("the fMP4 init segment could not be written: {e}")),
+        }
+    }
+
+    /// What an unsplit stream's files carry.
+    fn tracks(&self) -> Tracks {
+        match (self.video.is_some(), self.audio.is_some()) {
+            (true, false) => Tracks::Video,
+            (false, true) => Tracks::Audio,
+            _ => Tracks::Both,
         }
     }
 
@@ -1209,26 +1412,77 @@ impl Segmenter {
         if m.video.is_empty() && m.audio.is_empty() {
             return;
         }
-        let mut runs = Vec::new();
         let video = std::mem::take(&mut m.video);
         let audio = std::mem::take(&mut m.audio);
         let video_base = m.video_base.unwrap_or(0);
         let audio_base = m.audio_base.unwrap_or(0);
-        if !video.is_empty() {
-            runs.push(fmp4::TrackRun { track_id: VIDEO_TRACK, base_decode_time: video_base, samples: &video });
+        let video_end = video_base + video.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+        let audio_end = audio_base + audio.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+        m.video_base = Some(video_end);
+        m.audio_base = Some(audio_end);
+        // Demuxed, a track that began after the init segment was written has no init segment
+        // (nor a playlist): its samples would be a track the files do not declare.
+        let (keep_video, keep_audio) = match (self.s.demux, self.carried) {
+            (true, Some(Tracks::Video)) => (true, false),
+            (true, Some(Tracks::Audio)) => (false, true),
+            _ => (true, true),
+        };
+        let dropped = (!keep_video && !video.is_empty()) || (!keep_audio && !audio.is_empty());
+        let video = if keep_video { video } else { Vec::new() };
+        let audio = if keep_audio { audio } else { Vec::new() };
+        let video_run = (!video.is_empty()).then(|| fmp4::TrackRun {
+            track_id: VIDEO_TRACK,
+            base_decode_time: video_base,
+            samples: &video,
+        });
+        let audio_run = (!audio.is_empty()).then(|| fmp4::TrackRun {
+            track_id: AUDIO_TRACK,
+            base_decode_time: audio_base,
+            samples: &audio,
+        });
+        // Split: one fragment per track, each in its own file; else one fragment with both.
+        let fragments: Vec<(Vec<fmp4::TrackRun<'_>>, bool)> = if self.split {
+            video_run.into_iter().map(|r| (vec![r], false)).chain(audio_run.map(|r| (vec![r], true))).collect()
+        } else {
+            let runs: Vec<_> = video_run.into_iter().chain(audio_run).collect();
+            if runs.is_empty() {
+                Vec::new()
+            } else {
+                vec![(runs, false)]
+            }
+        };
+        let mut failed = None;
+        for (runs, is_audio) in fragments {
+            m.sequence += 1;
+            match (fmp4::fragment(m.sequence, &runs), &mut self.open) {
+                (Ok(bytes), Some(o)) => {
+                    let out = if is_audio { &mut o.audio_data } else { &mut o.data };
+                    out.extend_from_slice(&bytes);
+                }
+                (Err(e), _) => failed = Some(e),
+                _ => {}
+            }
         }
-        if !audio.is_empty() {
-            runs.push(fmp4::TrackRun { track_id: AUDIO_TRACK, base_decode_time: audio_base, samples: &audio });
+        if let Some(o) = &mut self.open {
+            if !video.is_empty() {
+                o.video_span = Some((o.video_span.map_or(video_base, |s| s.0), video_end));
+            }
+            if !audio.is_empty() {
+                o.audio_span = Some((o.audio_span.map_or(audio_base, |s| s.0), audio_end));
+            }
         }
-        m.sequence += 1;
-        let bytes = fmp4::fragment(m.sequence, &runs);
-        m.video_base = Some(video_base + video.iter().map(|s| u64::from(s.duration)).sum::<u64>());
-        m.audio_base = Some(audio_base + audio.iter().map(|s| u64::from(s.duration)).sum::<u64>());
-        match (bytes, &mut self.open) {
-            (Ok(bytes), Some(o)) => o.data.extend_from_slice(&bytes),
-            (Err(e), _) => self.warn(&format!("an fMP4 fragment could not be written: {e}")),
-            _ => {}
+        if let Some(e) = failed {
+            self.warn(&format!("an fMP4 fragment could not be written: {e}"));
         }
+        if dropped {
+            self.warn("a track that began after the first segment is left out until the next publish");
+        }
+    }
+
+    /// A track's span (track timescale) in ms of its clock.
+    fn span_in_ms(&self, span: Option<(u64, u64)>, audio: bool) -> Option<(u64, u64)> {
+        let scale = if audio { u64::from(self.audio.as_ref()?.sample_rate.max(1)) } else { HZ };
+        span.map(|(start, end)| (start * 1000 / scale, end * 1000 / scale))
     }
 
     fn warn(&mut self, what: &str) {
@@ -1344,6 +1598,8 @@ impl Segmenter {
         next.target_duration = self.target_duration;
         next.longest_part_ms = self.longest_part_ms;
         next.pdt_end = self.pdt_end;
+        next.split = self.split;
+        next.peak_bps = self.peak_bps;
         // No `resume_discontinuity`: a stream's first segment after listed ones is one anyway.
         next.events = std::mem::take(&mut self.events);
         *self = next;

@@ -83,7 +83,7 @@ fn segments(events: &[Event]) -> Vec<(u64, String, f64, Bytes)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Segment { msn, file, duration, data } => Some((*msn, file.clone(), *duration, data.clone())),
+            Event::Segment { msn, file, duration, data, .. } => Some((*msn, file.clone(), *duration, data.clone())),
             _ => None,
         })
         .collect()
@@ -271,7 +271,7 @@ fn fmp4_writes_an_init_segment_then_styp_moof_mdat_segments() {
     let s = Settings { container: Container::Fmp4, part_target: Some(Duration::from_millis(500)), ..settings(2) };
     let mut seg = started(s, true);
     let events = feed(&mut seg, 0, 5, 50, true);
-    let Some(Event::Init { file, data }) = events.iter().find(|e| matches!(e, Event::Init { .. })) else {
+    let Some(Event::Init { file, data, .. }) = events.iter().find(|e| matches!(e, Event::Init { .. })) else {
         panic!("no init segment: {events:?}")
     };
     assert_eq!(file, "stream-init.mp4");
@@ -1020,4 +1020,165 @@ fn a_header_from_another_body_is_skipped() {
         })
         .collect();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
+}
+
+fn split_settings() -> Settings {
+    Settings {
+        container: Container::Fmp4,
+        demux: true,
+        part_target: Some(Duration::from_millis(500)),
+        session: Some(7),
+        ..settings(2)
+    }
+}
+
+/// A complete segment file: (file, data, tracks, media_ms).
+type SegmentFile = (String, Bytes, Tracks, Option<(u64, u64)>);
+
+fn segment_files(events: &[Event]) -> Vec<SegmentFile> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Segment { file, data, tracks, media_ms, .. } => {
+                Some((file.clone(), data.clone(), *tracks, *media_ms))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn demuxed_fmp4_writes_one_file_per_track_cut_together() {
+    let mut seg = started(split_settings(), true);
+    let events = feed(&mut seg, 0, 7, 50, true);
+    assert!(seg.split());
+    let inits: Vec<(&str, Tracks)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Init { file, tracks, .. } => Some((file.as_str(), *tracks)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inits, [("stream-7-init.mp4", Tracks::Video), ("stream-7-init.a.mp4", Tracks::Audio)]);
+    let files = segment_files(&events);
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "stream-7-0.m4s",
+            "stream-7-0.a.m4s",
+            "stream-7-1.m4s",
+            "stream-7-1.a.m4s",
+            "stream-7-2.m4s",
+            "stream-7-2.a.m4s"
+        ]
+    );
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    for (file, data, tracks, media_ms) in &files {
+        let runs = fmp4_runs(std::slice::from_ref(data));
+        let ids: Vec<u32> = runs.keys().copied().collect();
+        let want = if file.ends_with(".a.m4s") {
+            (vec![AUDIO_TRACK], Tracks::Audio)
+        } else {
+            (vec![VIDEO_TRACK], Tracks::Video)
+        };
+        assert_eq!((ids, *tracks), want, "{file}: one track each");
+        let (start, end) = media_ms.expect("fMP4 segments say their media time");
+        assert!(end > start + 1500, "{file}: {start}..{end}");
+        if *tracks == Tracks::Video {
+            video.push((start, end))
+        } else {
+            audio.push((start, end))
+        }
+    }
+    for spans in [&video, &audio] {
+        assert!(spans.windows(2).all(|w| w[0].1 == w[1].0), "consecutive segments meet: {spans:?}");
+    }
+    for (v, a) in video.iter().zip(&audio) {
+        assert!(v.0.abs_diff(a.0) < 50 && v.1.abs_diff(a.1) < 50, "cut together: {v:?} {a:?}");
+    }
+    check_fmp4_continuity(&segment_data(&events)).unwrap();
+    // Parts are split too: the audio part of each is named after the video one.
+    let parts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| if let Event::Part { file, .. } = e { Some(file.as_str()) } else { None })
+        .collect();
+    assert!(parts.contains(&"stream-7-0.0.m4s") && parts.contains(&"stream-7-0.0.a.m4s"), "{parts:?}");
+}
+
+#[test]
+fn demuxed_playlists_list_the_same_segments_and_a_master_ties_them() {
+    let mut seg = started(split_settings(), true);
+    feed(&mut seg, 0, 7, 50, true);
+    let video = seg.playlist();
+    let audio = seg.audio_playlist().expect("split");
+    assert!(
+        video.contains("#EXT-X-MAP:URI=\"stream-7-init.mp4\"\n") && video.contains("\nstream-7-1.m4s\n"),
+        "{video}"
+    );
+    assert!(
+        audio.contains("#EXT-X-MAP:URI=\"stream-7-init.a.mp4\"\n") && audio.contains("\nstream-7-1.a.m4s\n"),
+        "{audio}"
+    );
+    assert!(
+        audio.contains("URI=\"stream-7-0.0.a.m4s\"")
+            && audio.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"stream-7-3."),
+        "{audio}"
+    );
+    assert_eq!(video.replace(".a.", ".").len(), video.len());
+    assert_eq!(audio.replace(".a.m", ".m"), video, "same timeline, audio names");
+    let master = seg.master_playlist().unwrap();
+    assert!(master.contains(
+        "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"stream-audio.m3u8\"\n"
+    ), "{master}");
+    assert!(
+        master.contains(",CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,AUDIO=\"audio\"\nstream-video.m3u8\n"),
+        "{master}"
+    );
+    assert_eq!(seg.split_playlist_files(), Some(("stream-video.m3u8".into(), "stream-audio.m3u8".into())));
+    let expired = feed(&mut seg, 7040, 40, 50, true);
+    let gone: Vec<&str> = expired
+        .iter()
+        .filter_map(|e| if let Event::Expired { file, .. } = e { Some(file.as_str()) } else { None })
+        .collect();
+    assert!(gone.contains(&"stream-7-0.m4s") && gone.contains(&"stream-7-0.a.m4s"), "{gone:?}");
+}
+
+#[test]
+fn demux_leaves_single_track_and_muxed_streams_alone() {
+    let mut seg = started(split_settings(), false);
+    let events = feed(&mut seg, 0, 5, 50, false);
+    assert!(!seg.split() && seg.master_playlist().is_none() && seg.audio_playlist().is_none());
+    let files = segment_files(&events);
+    assert!(files.iter().all(|f| f.2 == Tracks::Video && !f.0.contains(".a.")), "{files:?}");
+    let mut muxed = started(Settings { demux: false, ..split_settings() }, true);
+    let events = feed(&mut muxed, 0, 5, 50, true);
+    assert!(!muxed.split());
+    let files = segment_files(&events);
+    assert!(files.iter().all(|f| f.2 == Tracks::Both), "{files:?}");
+    assert_eq!(fmp4_runs(std::slice::from_ref(&files[0].1)).len(), 2, "one moof with both tracks");
+}
+
+#[test]
+fn audio_names_put_a_before_the_extension() {
+    assert_eq!(audio_name("s-1-5.m4s"), "s-1-5.a.m4s");
+    assert_eq!(audio_name("s/1-5.2.m4s"), "s/1-5.2.a.m4s");
+    assert_eq!(audio_name("http://cdn/x.y/s-init.mp4"), "http://cdn/x.y/s-init.a.mp4");
+}
+
+#[test]
+fn demuxed_a_track_that_comes_late_is_left_out_not_muxed_undeclared() {
+    // Video first: the init segment has video only; AAC's header comes a second later.
+    let mut seg = started(split_settings(), false);
+    let mut events = feed(&mut seg, 0, 1, 50, false);
+    seg.push(false, 1000, &Bytes::from_static(&AAC_HEADER), 1000);
+    events.extend(feed(&mut seg, 1000, 5, 50, true));
+    assert!(!seg.split());
+    let files = segment_files(&events);
+    assert!(files.len() >= 2, "{files:?}");
+    for (file, data, tracks, _) in &files {
+        assert_eq!(*tracks, Tracks::Video, "{file}");
+        assert_eq!(fmp4_runs(std::slice::from_ref(data)).keys().copied().collect::<Vec<_>>(), [VIDEO_TRACK], "{file}");
+    }
+    assert!(events.iter().any(|e| matches!(e, Event::Warning(w) if w.contains("began after the first segment"))));
 }

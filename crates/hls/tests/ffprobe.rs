@@ -58,7 +58,7 @@ fn segment(flv: Bytes, s: Settings, dir: &Path) -> usize {
     let mut drain = |seg: &mut Segmenter| {
         while let Some(ev) = seg.poll_event() {
             match ev {
-                Event::Init { file, data } | Event::Segment { file, data, .. } => {
+                Event::Init { file, data, .. } | Event::Segment { file, data, .. } => {
                     segments += usize::from(file.ends_with(".ts") || file.ends_with(".m4s"));
                     std::fs::write(dir.join(file), data).unwrap();
                 }
@@ -276,4 +276,65 @@ fn segments_cut_without_a_keyframe_still_decode() {
         };
         decode_each_segment(&format!("forced-{container:?}"), s, |t| t);
     }
+}
+
+/// Demuxed fMP4 (`Settings::demux`, what DASH shares): every video segment probes as H.264
+/// alone and every audio segment as AAC alone (each after its own init segment), without a
+/// warning, and ffmpeg copies the whole duration of both tracks from the master playlist.
+#[test]
+fn demuxed_fmp4_tracks_probe_clean_and_the_master_copies_whole() {
+    let dir = temp_dir("demux");
+    let flv = make_flv(&dir, true, true);
+    let s =
+        Settings { container: Container::Fmp4, demux: true, fragment: Duration::from_secs(2), ..Settings::default() };
+    let mut seg = Segmenter::new(s, "stream", Box::new(|| [7; 16])).unwrap();
+    let mut files = Vec::new();
+    let drain = |seg: &mut Segmenter, files: &mut Vec<String>| {
+        while let Some(ev) = seg.poll_event() {
+            match ev {
+                Event::Init { file, data, .. } | Event::Segment { file, data, .. } => {
+                    std::fs::write(dir.join(&file), data).unwrap();
+                    files.push(file);
+                }
+                Event::Warning(w) => panic!("warning: {w}"),
+                _ => {}
+            }
+        }
+    };
+    for tag in flv::FlvReader::new(flv).unwrap() {
+        let tag = tag.unwrap();
+        if tag.tag_type == flv::TAG_VIDEO || tag.tag_type == flv::TAG_AUDIO {
+            push(&mut seg, &tag, tag.timestamp);
+            drain(&mut seg, &mut files);
+        }
+    }
+    seg.finish();
+    drain(&mut seg, &mut files);
+    assert!(seg.split());
+    let (video, audio) = seg.split_playlist_files().unwrap();
+    std::fs::write(dir.join(video), seg.playlist()).unwrap();
+    std::fs::write(dir.join(audio), seg.audio_playlist().unwrap()).unwrap();
+    std::fs::write(dir.join(seg.playlist_file()), seg.master_playlist().unwrap()).unwrap();
+    let segments: Vec<&String> = files.iter().filter(|f| f.ends_with(".m4s")).collect();
+    assert!(segments.len() >= 6, "{files:?}");
+    for (i, file) in segments.iter().enumerate() {
+        let is_audio = file.ends_with(".a.m4s");
+        let init = if is_audio { "stream-init.a.mp4" } else { "stream-init.mp4" };
+        let mut joined = std::fs::read(dir.join(init)).unwrap();
+        joined.extend(std::fs::read(dir.join(file)).unwrap());
+        let p = dir.join(format!("joined-{i}.mp4"));
+        std::fs::write(&p, joined).unwrap();
+        let (info, warnings) = probe(&p);
+        assert!(warnings.trim().is_empty(), "{file}: {warnings}");
+        assert_eq!(
+            (info.contains("codec_name=h264"), info.contains("codec_name=aac")),
+            (!is_audio, is_audio),
+            "{file}: {info}"
+        );
+    }
+    let duration = copy_duration(&dir.join("stream.m3u8"), &dir);
+    assert!((duration - f64::from(SECONDS)).abs() < 0.5, "copied {duration} s of {SECONDS}");
+    let (info, _) = probe(&dir.join("out.mp4"));
+    assert!(info.contains("codec_name=h264") && info.contains("codec_name=aac"), "both tracks: {info}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -36,6 +36,7 @@ use crate::config::AppConf;
 use crate::hub::Entry;
 use crate::untrusted::{self, NameError};
 
+pub(crate) mod shared;
 mod variant;
 
 /// Ring entries the DASH task takes at a time.
@@ -204,6 +205,10 @@ impl crate::modules::Module for Output {
                 return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: {e}; no DASH for this stream")
             }
         };
+        // The HLS task lists its segments in this MPD instead (`shared`).
+        if shared::applies(app, name) {
+            return;
+        }
         let id = self.store.next_writer.fetch_add(1, Ordering::Relaxed);
         let mut packager = Packager::new(settings(app), name);
         {

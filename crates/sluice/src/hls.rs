@@ -29,6 +29,12 @@
 //! meanwhile the same playlist goes on after `#EXT-X-DISCONTINUITY` under a new session
 //! (`Segmenter::interrupt`); `on_publish` then starts no second task. Otherwise, or at shutdown,
 //! the playlist ends (`#EXT-X-ENDLIST`) and, with `hls_cleanup`, its files go.
+//!
+//! With `hls_fragment_type fmp4` and `dash on` in the application (no `hls_keys`, not a variant),
+//! a stream's video and audio are split into separate CMAF tracks (`hls::Settings::demux`):
+//! `NAME.m3u8` is then a master playlist over `NAME-video.m3u8` and `NAME-audio.m3u8`, and the
+//! task hands every init segment and segment to a `dash::shared::Sink`, which serves DASH from the
+//! same files and the same `Bytes` (the DASH module runs no packager for that stream).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -37,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hls::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, Slicing};
+use hls::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, Slicing, Tracks};
 use rtmp::MediaKind;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -375,7 +381,13 @@ pub fn settings(conf: &HlsConf) -> Settings {
             .keys
             .then(|| KeySettings { fragments_per_key: conf.fragments_per_key, key_url: conf.key_url.clone() }),
         session: None,
+        demux: false,
     }
+}
+
+/// Whether stream `name` is a variant of an `hls_variant` (or transcode ladder) master playlist.
+pub(crate) fn is_variant(app: &AppConf, name: &str) -> bool {
+    variant::is_member(app, name)
 }
 
 /// The last session number given out.
@@ -417,12 +429,20 @@ pub fn repair_on_start(config: &crate::config::Config) {
 /// The HLS output module.
 pub struct Output {
     store: Arc<HlsStore>,
+    /// Where streams whose segments DASH shares (`dash::shared`) put them.
+    dash: Option<Arc<crate::dash::DashStore>>,
 }
 
 impl Output {
     /// The module, writing into `store` (shared with the HTTP server).
     pub fn new(store: Arc<HlsStore>) -> Self {
-        Self { store }
+        Self { store, dash: None }
+    }
+
+    /// Streams of applications with `hls_fragment_type fmp4` and `dash on` also serve DASH from
+    /// their segments, through `dash`.
+    pub fn sharing_with(self, dash: Arc<crate::dash::DashStore>) -> Self {
+        Self { dash: Some(dash), ..self }
     }
 }
 
@@ -432,14 +452,20 @@ impl crate::modules::Module for Output {
     }
 
     fn on_publish(&self, ctx: &crate::modules::PublishCtx<'_>) {
-        on_publish(&self.store, ctx.source.app, ctx.stream, ctx.source.name);
+        on_publish(&self.store, self.dash.as_ref(), ctx.source.app, ctx.stream, ctx.source.name);
     }
 }
 
 /// Start HLS for a stream just published, if the application has it on. A stream whose
 /// publisher came back while its task still waits keeps that task: it reads the new publish from
 /// the stream and continues the playlist.
-fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream>, name: &str) {
+fn on_publish(
+    store: &Arc<HlsStore>,
+    dash: Option<&Arc<crate::dash::DashStore>>,
+    app: &Arc<AppConf>,
+    stream: &Arc<Stream>,
+    name: &str,
+) {
     let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
     // Held until the new task is registered; a waiting task gives up under it too.
     let mut writers = store.writers();
@@ -449,7 +475,8 @@ fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream>, n
         return;
     }
     let (_, sub) = stream.subscribe();
-    match HlsTask::new(store.clone(), app.clone(), dir, name.to_string()) {
+    let dash = dash.filter(|_| crate::dash::shared::applies(app, name)).cloned();
+    match HlsTask::new(store.clone(), app.clone(), dir, name.to_string(), dash) {
         Ok(mut task) => {
             writers.insert(task.playlist_path.clone(), stream.clone());
             drop(writers);
@@ -459,6 +486,14 @@ fn on_publish(store: &Arc<HlsStore>, app: &Arc<AppConf>, stream: &Arc<Stream>, n
             tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "hls: {e:#}; no HLS for this stream")
         }
     }
+}
+
+/// A split stream's video and audio media playlists (`hls::Settings::demux`).
+struct SplitPlaylists {
+    video_path: PathBuf,
+    audio_path: PathBuf,
+    video: Arc<LivePlaylist>,
+    audio: Arc<LivePlaylist>,
 }
 
 /// One stream's HLS writer.
@@ -475,8 +510,12 @@ struct HlsTask {
     parts: VecDeque<(u64, PathBuf)>,
     /// Complete segments held in memory, oldest first.
     in_memory: VecDeque<PathBuf>,
-    /// The init segment in memory.
-    init: Option<PathBuf>,
+    /// The init segments in memory (two when video and audio are split).
+    inits: Vec<(Tracks, PathBuf)>,
+    /// Video and audio split: their media playlists (the master takes `playlist_path`).
+    split: Option<SplitPlaylists>,
+    /// DASH lists these segments too (`dash::shared`).
+    sink: Option<crate::dash::shared::Sink>,
     /// Keys in memory, oldest first, with the first segment that uses each (known once that
     /// segment is complete).
     keys: VecDeque<(Option<u64>, PathBuf)>,
@@ -498,15 +537,23 @@ struct HlsTask {
 }
 
 impl HlsTask {
-    fn new(store: Arc<HlsStore>, app: Arc<AppConf>, dir: PathBuf, name: String) -> anyhow::Result<Self> {
+    fn new(
+        store: Arc<HlsStore>,
+        app: Arc<AppConf>,
+        dir: PathBuf,
+        name: String,
+        dash: Option<Arc<crate::dash::DashStore>>,
+    ) -> anyhow::Result<Self> {
         let playlist_path = playlist_path(&dir, &name, app.hls.nested)?;
-        let s = Settings { session: Some(new_session(unix_ms())), ..settings(&app.hls) };
+        let sink = dash.and_then(|d| crate::dash::shared::Sink::new(d, app.clone(), &name));
+        let s = Settings { session: Some(new_session(unix_ms())), demux: sink.is_some(), ..settings(&app.hls) };
         let mut seg = Segmenter::new(s, &name, Box::new(random_key))?;
         let mut resume_from_disk = false;
         if app.hls.continuous {
             // The playlist of a publish that ended moments ago is in memory; one from before a
             // restart is read from disk in `run`, off the runtime's threads.
-            match previous_in_memory(&store, &playlist_path) {
+            let paths = resume_paths(&dir, &playlist_path, &name, &app, sink.is_some());
+            match paths.iter().find_map(|p| previous_in_memory(&store, p)) {
                 Some(previous) => seg.resume(previous),
                 None => resume_from_disk = true,
             }
@@ -534,7 +581,9 @@ impl HlsTask {
             live,
             parts: VecDeque::new(),
             in_memory: VecDeque::new(),
-            init: None,
+            inits: Vec::new(),
+            split: None,
+            sink,
             keys: VecDeque::new(),
             resume_from_disk,
             logged: Vec::new(),
@@ -549,7 +598,15 @@ impl HlsTask {
     async fn run(&mut self, mut sub: crate::hub::Subscriber) {
         tracing::info!(app = %self.app.name, stream = %self.name, path = %self.playlist_path.display(), "hls: start");
         if std::mem::take(&mut self.resume_from_disk) {
-            if let Some(previous) = previous_on_disk(&self.playlist_path).await {
+            let demux = self.sink.is_some();
+            let mut previous = None;
+            for path in resume_paths(&self.dir, &self.playlist_path, &self.name, &self.app, demux) {
+                previous = previous_on_disk(&path).await;
+                if previous.is_some() {
+                    break;
+                }
+            }
+            if let Some(previous) = previous {
                 self.seg.resume(previous);
                 self.publish_playlist_in_memory();
             }
@@ -594,7 +651,12 @@ impl HlsTask {
                         // Players must not be sent to a rendition that stopped.
                         self.leave_master();
                         match self.seg.interrupt(Some(new_session(unix_ms()))) {
-                            Ok(()) => gap = Some(tokio::time::Instant::now() + self.reconnect_window()),
+                            Ok(()) => {
+                                gap = Some(tokio::time::Instant::now() + self.reconnect_window());
+                                // DASH's timeline ends with the publish (the next one starts a
+                                // new one), after the segment the interruption closed.
+                                self.finish_mpd().await;
+                            }
                             Err(e) => {
                                 tracing::error!(app = %self.app.name, stream = %self.name, "hls: {e}");
                                 return self.finish(sub).await;
@@ -651,7 +713,17 @@ impl HlsTask {
         self.stop_writing(&mut self.store.writers(), sub.stream());
         self.seg.finish();
         self.apply_events().await;
+        self.finish_mpd().await;
         self.ended(sub).await
+    }
+
+    /// DASH's MPD turns static.
+    async fn finish_mpd(&mut self) {
+        // The segment the publisher's leaving closed is listed first.
+        self.apply_events().await;
+        if let Some(sink) = &mut self.sink {
+            sink.finish(unix_ms()).await;
+        }
     }
 
     /// The playlist ended: with `hls_cleanup` everything goes after `hls_playlist_length`,
@@ -670,7 +742,15 @@ impl HlsTask {
         }
         let replaced = self.replaced();
         if !replaced {
-            self.store.playlists().remove(&self.playlist_path);
+            let mut playlists = self.store.playlists();
+            playlists.remove(&self.playlist_path);
+            if let Some(split) = &self.split {
+                playlists.remove(&split.video_path);
+                playlists.remove(&split.audio_path);
+            }
+        }
+        if let Some(sink) = &mut self.sink {
+            sink.cleanup(replaced).await;
         }
         for path in self.in_memory.drain(..) {
             self.store.remove(&path);
@@ -678,12 +758,13 @@ impl HlsTask {
         for (_, path) in self.parts.drain(..) {
             self.store.remove(&path);
         }
-        for path in self.init.take().into_iter().chain(self.keys.drain(..).map(|(_, p)| p)) {
+        for path in self.inits.drain(..).map(|(_, p)| p).chain(self.keys.drain(..).map(|(_, p)| p)) {
             self.store.remove(&path);
         }
         if self.app.hls.cleanup && !replaced {
+            let split = self.split.iter().flat_map(|s| [s.video_path.clone(), s.audio_path.clone()]);
             let mut files: Vec<PathBuf> =
-                self.seg_files_on_disk().into_iter().chain([self.playlist_path.clone()]).collect();
+                self.seg_files_on_disk().into_iter().chain([self.playlist_path.clone()]).chain(split).collect();
             files.sort();
             files.dedup();
             for f in files {
@@ -703,6 +784,13 @@ impl HlsTask {
         let uris = list.segments.iter().flat_map(|s| std::iter::once(&s.uri).chain(&s.map));
         let mut files: Vec<PathBuf> = uris.map(|u| base.join(u.rsplit('/').next().unwrap_or(u))).collect();
         files.extend(self.seg.init_file().map(|f| self.dir.join(f)));
+        if self.seg.split() {
+            let audio: Vec<PathBuf> = files
+                .iter()
+                .filter_map(|f| Some(f.with_file_name(hls::segmenter::audio_name(f.file_name()?.to_str()?))))
+                .collect();
+            files.extend(audio);
+        }
         files
     }
 
@@ -721,25 +809,37 @@ impl HlsTask {
         let mut segment_written = false;
         for ev in events {
             match ev {
-                Event::Init { file, data } => {
+                Event::Init { file, data, tracks } => {
                     let path = self.dir.join(file);
                     self.write_file(&path, &data).await;
-                    // One per publish: its name carries the session. Segments of an earlier
-                    // publish still listed find theirs on disk.
-                    if let Some(old) = self.init.replace(path.clone()).filter(|old| *old != path) {
-                        self.store.remove(&old);
+                    // One per track and publish: its name carries the session. Segments of an
+                    // earlier publish still listed find theirs on disk.
+                    if self.inits.iter().any(|(t, p)| *t == tracks && *p != path) {
+                        for (_, old) in self.inits.drain(..) {
+                            self.store.remove(&old);
+                        }
+                    }
+                    self.inits.retain(|(_, p)| *p != path);
+                    self.inits.push((tracks, path.clone()));
+                    if let Some(sink) = &mut self.sink {
+                        sink.init(tracks, &path, &data, self.seg.session()).await;
                     }
                 }
                 Event::Part { msn, file, .. } => self.parts.push_back((msn, self.dir.join(file))),
-                Event::Segment { msn, file, data, duration } => {
+                Event::Segment { msn, file, data, duration, tracks, media_ms } => {
                     self.meter.segment(data.len(), duration);
                     segment_written = true;
                     let path = self.dir.join(file);
                     let started = std::time::Instant::now();
                     self.write_file(&path, &data).await;
                     crate::metrics::hls_segment_written(&self.app.name, started);
+                    if let Some(sink) = &mut self.sink {
+                        sink.segment(tracks, &path, &data, media_ms, unix_ms()).await;
+                    }
                     self.in_memory.push_back(path);
-                    while self.in_memory.len() > MEMORY_SEGMENTS {
+                    // A split stream has two files a segment.
+                    let held = if self.seg.split() { 2 * MEMORY_SEGMENTS } else { MEMORY_SEGMENTS };
+                    while self.in_memory.len() > held {
                         if let Some(old) = self.in_memory.pop_front() {
                             self.store.remove(&old);
                         }
@@ -773,10 +873,44 @@ impl HlsTask {
         if playlist_changed && !self.replaced() {
             self.publish_playlist_in_memory();
             let text = self.media_playlist();
-            self.write_file(&self.playlist_path.clone(), text.as_bytes()).await;
+            if let Some(split) = &self.split {
+                let (video, audio) = (split.video_path.clone(), split.audio_path.clone());
+                let audio_text = self.seg.audio_playlist().unwrap_or_default();
+                self.write_file(&video, text.as_bytes()).await;
+                self.write_file(&audio, audio_text.as_bytes()).await;
+            }
+            let top = self.top_playlist(text.clone());
+            self.write_file(&self.playlist_path.clone(), top.as_bytes()).await;
             if segment_written {
                 self.join_master(&text);
             }
+        }
+        if segment_written {
+            self.publish_mpd().await;
+        }
+    }
+
+    /// What `NAME.m3u8` says: the media playlist, or with video and audio split the master.
+    fn top_playlist(&self, media: String) -> String {
+        self.seg.master_playlist().unwrap_or(media)
+    }
+
+    /// DASH's MPD from the segments so far (`dash::shared`).
+    async fn publish_mpd(&mut self) {
+        let media = self.dash_media();
+        if let Some(sink) = &mut self.sink {
+            sink.publish(&media, unix_ms()).await;
+        }
+    }
+
+    /// The tracks as the MPD describes them.
+    fn dash_media(&self) -> crate::dash::shared::Media {
+        let (video, audio) = self.seg.track_codecs();
+        let (w, h) = self.seg.media_info().resolution.unwrap_or((0, 0));
+        let (rate, channels) = self.seg.audio_format().unwrap_or((0, 0));
+        crate::dash::shared::Media {
+            video: video.map(|c| (c, w as u16, h as u16)),
+            audio: audio.map(|c| (c, rate, channels)),
         }
     }
 
@@ -838,7 +972,7 @@ impl HlsTask {
         let mut part = false;
         for ev in events {
             let (path, data, kind) = match ev {
-                Event::Init { file, data } => (self.dir.join(file), data.clone(), StoredKind::Init),
+                Event::Init { file, data, .. } => (self.dir.join(file), data.clone(), StoredKind::Init),
                 Event::Part { file, data, .. } => {
                     part = true;
                     (self.dir.join(file), data.clone(), StoredKind::Part)
@@ -857,8 +991,46 @@ impl HlsTask {
         self.store.playlists().get(&self.playlist_path).is_some_and(|p| !Arc::ptr_eq(p, &self.live))
     }
 
-    fn publish_playlist_in_memory(&self) {
-        self.live.update(self.media_playlist(), self.seg.position(), !self.seg.ended());
+    fn publish_playlist_in_memory(&mut self) {
+        let (position, live) = (self.seg.position(), !self.seg.ended());
+        let media = self.media_playlist();
+        if self.seg.split() {
+            let audio = self.seg.audio_playlist().unwrap_or_default();
+            let split = self.split_playlists();
+            split.video.update(media.clone(), position, live);
+            split.audio.update(audio, position, live);
+        }
+        // With video and audio split the master: it also carries the position, so blocking
+        // requests and parts named by a preload hint (found by the stream's name) wait as before.
+        self.live.update(self.top_playlist(media), position, live);
+    }
+
+    /// The split media playlists, registered in the store the first time.
+    fn split_playlists(&mut self) -> &SplitPlaylists {
+        let (store, dir, app, name) = (&self.store, &self.dir, &self.app, &self.name);
+        self.split.get_or_insert_with(|| {
+            let (video, audio) = hls::segmenter::split_playlist_files(name, app.hls.nested);
+            let live = || {
+                Arc::new(LivePlaylist {
+                    state: Mutex::new(PlaylistState {
+                        part_target: app.hls.low_latency.then_some(app.hls.part_duration),
+                        live: true,
+                        ..PlaylistState::default()
+                    }),
+                    changed: watch::channel(0).0,
+                })
+            };
+            let split = SplitPlaylists {
+                video_path: dir.join(video),
+                audio_path: dir.join(audio),
+                video: live(),
+                audio: live(),
+            };
+            let mut playlists = store.playlists();
+            playlists.insert(split.video_path.clone(), split.video.clone());
+            playlists.insert(split.audio_path.clone(), split.audio.clone());
+            split
+        })
     }
 
     /// Keys only segments before `msn` used leave memory (a few stay for players behind the
@@ -892,6 +1064,14 @@ impl HlsTask {
             self.logged.push(kind);
         }
     }
+}
+
+/// The media playlists `hls_continuous` may continue, in order: with video and audio split,
+/// `NAME.m3u8` is the master and the video playlist holds the segments (a publish that was not split has
+/// them in `NAME.m3u8`).
+fn resume_paths(dir: &Path, playlist_path: &Path, name: &str, app: &AppConf, demux: bool) -> Vec<PathBuf> {
+    let video = demux.then(|| dir.join(hls::segmenter::split_playlist_files(name, app.hls.nested).0));
+    video.into_iter().chain([playlist_path.to_path_buf()]).collect()
 }
 
 /// The playlist of an earlier publish of the same stream still in memory (it ended moments
@@ -994,7 +1174,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-hls-count-{}", std::process::id()));
         let app = crate::config::test_app(&format!("live on; hls on; hls_path {}; hls_fragment 1s;", dir.display()));
         let store = HlsStore::new(CancellationToken::new());
-        let mut task = HlsTask::new(store.clone(), app.clone(), dir.clone(), "s".into()).unwrap();
+        let mut task = HlsTask::new(store.clone(), app.clone(), dir.clone(), "s".into(), None).unwrap();
         assert_eq!(store.segments_written(&app, "s"), Some(0));
         assert_eq!(store.segments_written(&app, "other"), None);
         let header = Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
@@ -1025,7 +1205,7 @@ mod tests {
             dir.display()
         ));
         let store = HlsStore::new(CancellationToken::new());
-        let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into()).unwrap();
+        let mut task = HlsTask::new(store.clone(), app, dir.clone(), "s".into(), None).unwrap();
         let push = |task: &mut HlsTask, f: Frame, now: u64| {
             task.seg.push_video(f.timestamp, f.video_header(), &f.payload, now)
         };
@@ -1052,6 +1232,54 @@ mod tests {
         for uri in named {
             assert!(store.files().contains_key(&dir.join(uri)), "{uri} is named before it is stored:\n{playlist}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// HLS fMP4 with DASH on: the DASH store holds the very allocations the HLS store holds
+    /// (one memory copy), under the MPD's names.
+    #[tokio::test]
+    async fn shared_segments_are_one_allocation_in_both_stores() {
+        const AVC_HEADER: &[u8] =
+            &[0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x0A, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x0A, 1, 0, 2, 0x68, 0xCE];
+        let dir = std::env::temp_dir().join(format!("sluice-hls-shared-{}", std::process::id()));
+        let conf = format!(
+            "live on; hls on; hls_path {0}/hls; hls_fragment 1s; hls_fragment_type fmp4; dash on; dash_path {0}/dash;",
+            dir.display()
+        );
+        let app = crate::config::test_app(&conf);
+        assert!(crate::dash::shared::applies(&app, "s"));
+        let store = HlsStore::new(CancellationToken::new());
+        let dash = crate::dash::DashStore::new(CancellationToken::new());
+        let mut task = HlsTask::new(store.clone(), app, dir.join("hls"), "s".into(), Some(dash.clone())).unwrap();
+        let header = Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
+        task.seg.push_video(0, header.video_header(), &header.payload, 0);
+        let aac = Frame::audio(0, Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]));
+        task.seg.push_audio(0, aac.audio_header(), &aac.payload, 0);
+        for i in 0..100u32 {
+            let (tag, nal): (u8, &[u8]) =
+                if i % 25 == 0 { (0x17, &[0x65, 0x88, 0x84]) } else { (0x27, &[0x41, 0x9a, 0x02]) };
+            let mut frame = vec![tag, 1, 0, 0, 0, 0, 0, 0, nal.len() as u8];
+            frame.extend_from_slice(nal);
+            let f = Frame::video(i * 40, Bytes::from(frame)).unwrap();
+            task.seg.push_video(f.timestamp, f.video_header(), &f.payload, u64::from(i * 40));
+            let a = Frame::audio(i * 40 + 5, Bytes::from_static(&[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60, 0x8c, 0x1c]));
+            task.seg.push_audio(a.timestamp, a.audio_header(), &a.payload, u64::from(i * 40));
+        }
+        task.apply_events().await;
+        assert!(task.seg.split());
+        let hls_segments: Vec<Bytes> = store
+            .files()
+            .values()
+            .filter(|s| matches!(s.kind, StoredKind::Segment | StoredKind::Init))
+            .map(|s| s.data.clone())
+            .collect();
+        let dash_files = crate::dash::shared::stored(&dash);
+        assert_eq!(hls_segments.len(), 2 + 2 * 3, "two inits, three segments of two tracks");
+        for data in &hls_segments {
+            let twin = dash_files.iter().find(|(_, d)| d.as_ptr() == data.as_ptr() && d.len() == data.len());
+            assert!(twin.is_some(), "a DASH name for each HLS file, same bytes in memory: {dash_files:?}");
+        }
+        assert!(dash_files.iter().any(|(p, _)| p.extension().is_some_and(|e| e == "mpd")), "the MPD");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

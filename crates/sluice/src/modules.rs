@@ -118,7 +118,7 @@ pub type Modules = Arc<[Arc<dyn Module>]>;
 /// THE registration list: every output module, in the order they start.
 pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
     vec![
-        Arc::new(crate::hls::Output::new(shared.hls.clone())),
+        Arc::new(crate::hls::Output::new(shared.hls.clone()).sharing_with(shared.dash.clone())),
         Arc::new(crate::dash::Output::new(shared.dash.clone())),
         Arc::new(crate::record::Output::new(shared.records.clone(), shared.notices.clone())),
         Arc::new(crate::relay::push::Push::new(shared.clients.clone())),

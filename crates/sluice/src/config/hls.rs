@@ -367,9 +367,57 @@ fn variant(d: &Directive) -> Result<HlsVariant, Fail> {
     Ok(HlsVariant { suffix, params })
 }
 
+/// Whether `app` has HLS and DASH share one set of CMAF segments (`dash::shared`): HLS with
+/// `hls_fragment_type fmp4` and no `hls_keys` (encrypted segments cannot serve DASH), and DASH,
+/// both with a path. (Variant streams stay apart: `dash::shared::applies`.)
+pub(crate) fn shares_cmaf(app: &super::AppConf) -> bool {
+    let hls = &app.hls;
+    hls.enabled
+        && hls.path.is_some()
+        && hls.fragment_type == HlsFragmentType::Fmp4
+        && !hls.keys
+        && app.dash.enabled
+        && app.dash.path.is_some()
+}
+
+/// `-t` warnings: a `dash_fragment` that differs from `hls_fragment` where the segments are
+/// shared (they are cut by `hls_fragment`).
+pub(crate) fn shared_report(apps: &[&super::AppConf]) -> Vec<String> {
+    apps.iter()
+        .filter(|a| shares_cmaf(a) && a.dash.fragment != a.hls.fragment)
+        .map(|a| {
+            format!(
+                "sluice: [warn] application \"{}\": \"dash_fragment\" {:?} is not used: HLS (fmp4) and DASH share one set of segments, cut by \"hls_fragment\" {:?}",
+                a.name, a.dash.fragment, a.hls.fragment
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
+
+    #[test]
+    fn shared_segments_warn_about_an_unused_dash_fragment() {
+        let app = |body: &str| {
+            crate::config::test_app(&format!("hls on; hls_path /tmp/h; dash on; dash_path /tmp/d; {body}"))
+        };
+        let shared = app("hls_fragment_type fmp4; hls_fragment 2s; dash_fragment 4s;");
+        assert!(super::shares_cmaf(&shared));
+        let lines = super::shared_report(&[&shared]);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("\"dash_fragment\" 4s is not used") && lines[0].contains("\"hls_fragment\" 2s"),
+            "{lines:?}"
+        );
+        let same = app("hls_fragment_type fmp4; hls_fragment 2s; dash_fragment 2s;");
+        assert!(super::shared_report(&[&same]).is_empty());
+        let ts = app("hls_fragment 2s; dash_fragment 4s;");
+        let keys = app("hls_fragment_type fmp4; hls_keys on; dash_fragment 4s;");
+        assert!(!super::shares_cmaf(&ts) && !super::shares_cmaf(&keys));
+        assert!(super::shared_report(&[&ts, &keys]).is_empty(), "MPEG-TS or encrypted HLS: DASH packages itself");
+    }
 
     #[test]
     fn hls_variant_needs_a_suffix() {

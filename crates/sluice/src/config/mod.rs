@@ -41,6 +41,7 @@ pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
 pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
 pub use self::dash::DashConf;
 pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
+pub(crate) use self::hls::shares_cmaf;
 pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
     parse_http_listen, AddHeader, BuiltinHttp, Files, Handler, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf,
@@ -254,6 +255,8 @@ impl Config {
         let mut lines = exec::report(&apps, &self.exec);
         let ladders: Vec<&TranscodeConf> = self.servers.iter().flat_map(|s| &s.apps).map(|a| &a.transcode).collect();
         lines.extend(transcode::report(&ladders));
+        let all: Vec<&AppConf> = self.servers.iter().flat_map(|s| &s.apps).collect();
+        lines.extend(hls::shared_report(&all));
         lines.extend(later::report(&self.inert));
         lines
     }

@@ -3,7 +3,8 @@
 //! `#EXT-X-ENDLIST` tells players the stream goes on; after a crash it does not.
 //!
 //! Only media playlists with segments where sluice writes them are touched: `NAME.m3u8` and
-//! `NAME/index.m3u8` directly in each `hls_path`. Blocking I/O: run before serving.
+//! `NAME/index.m3u8` directly in each `hls_path` (a split stream's `NAME-video.m3u8`,
+//! `NAME-audio.m3u8`, nested `NAME/video.m3u8`, `NAME/audio.m3u8`; its master has no segments). Blocking I/O: run before serving.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,18 +19,21 @@ pub fn repair_dir(dir: &Path) -> Vec<Result<PathBuf, String>> {
     for entry in entries.flatten() {
         let path = entry.path();
         let Ok(kind) = entry.file_type() else { continue };
-        let playlist = if kind.is_dir() {
-            path.join("index.m3u8")
+        // Nested: the media playlist, or a split stream's video and audio ones.
+        let playlists = if kind.is_dir() {
+            ["index.m3u8", "video.m3u8", "audio.m3u8"].map(|f| path.join(f)).to_vec()
         } else if kind.is_file() && path.extension().is_some_and(|e| e == "m3u8") {
-            path
+            vec![path]
         } else {
             continue;
         };
-        match finish(&playlist) {
-            Ok(true) => done.push(Ok(playlist)),
-            Ok(false) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => done.push(Err(format!("cannot finish {}: {e}", playlist.display()))),
+        for playlist in playlists {
+            match finish(&playlist) {
+                Ok(true) => done.push(Ok(playlist)),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => done.push(Err(format!("cannot finish {}: {e}", playlist.display()))),
+            }
         }
     }
     done
@@ -85,6 +89,12 @@ mod tests {
         std::fs::write(dir.path().join("a.m3u8"), open).unwrap();
         std::fs::create_dir(dir.path().join("b")).unwrap();
         std::fs::write(dir.path().join("b/index.m3u8"), open.trim_end()).unwrap();
+        // A split stream, nested: the master has no segments; its video and audio playlists do.
+        std::fs::create_dir(dir.path().join("s")).unwrap();
+        std::fs::write(dir.path().join("s/index.m3u8"), "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo.m3u8\n")
+            .unwrap();
+        std::fs::write(dir.path().join("s/video.m3u8"), open).unwrap();
+        std::fs::write(dir.path().join("s/audio.m3u8"), open).unwrap();
         let ended = format!("{open}#EXT-X-ENDLIST\n");
         std::fs::write(dir.path().join("c.m3u8"), &ended).unwrap();
         let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n";
@@ -95,7 +105,8 @@ mod tests {
 
         let mut done: Vec<PathBuf> = repair_dir(dir.path()).into_iter().map(Result::unwrap).collect();
         done.sort();
-        assert_eq!(done, [dir.path().join("a.m3u8"), dir.path().join("b/index.m3u8")]);
+        let want = ["a.m3u8", "b/index.m3u8", "s/audio.m3u8", "s/video.m3u8"].map(|f| dir.path().join(f));
+        assert_eq!(done, want);
         assert_eq!(std::fs::read_to_string(dir.path().join("a.m3u8")).unwrap(), ended);
         assert_eq!(std::fs::read_to_string(dir.path().join("b/index.m3u8")).unwrap(), ended);
         assert_eq!(std::fs::read_to_string(dir.path().join("c.m3u8")).unwrap(), ended);

@@ -123,6 +123,11 @@ struct Place {
 /// wins, as in nginx-rtmp); the master is `<base>.m3u8`. Else, with a transcode ladder writing
 /// HLS: a rendition `NAME_<h>p` is a variant of `NAME`'s master, any other stream is the source
 /// of its own ([`AppConf::ladder_master_file`]).
+/// Whether stream `name` is listed in a master playlist of `app`.
+pub(super) fn is_member(app: &AppConf, name: &str) -> bool {
+    place(app, name).is_some()
+}
+
 fn place(app: &AppConf, name: &str) -> Option<Place> {
     if let Some((order, v)) =
         app.hls.variants.iter().enumerate().find(|(_, v)| name.len() > v.suffix.len() && name.ends_with(&v.suffix))

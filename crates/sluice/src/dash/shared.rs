@@ -1,0 +1,484 @@
+//! One set of CMAF segments for HLS and DASH. When an application has HLS with
+//! `hls_fragment_type fmp4` and `dash on` (and no `hls_keys`: encrypted segments cannot serve
+//! DASH), the DASH module runs no packager of its own for a stream: the HLS task writes video
+//! and audio as separate CMAF tracks (`hls::Settings::demux`) and hands every init segment and
+//! segment to this [`Sink`], which lists them in an MPD (`dash::mpd::render`, `SegmentTemplate`
+//! + `SegmentTimeline` on each track's own media time).
+//!
+//! One write: each segment's bytes are made once (one `Bytes`) and written once, under
+//! `hls_path`; the names the MPD uses under `dash_path` are hard links to those files, so any
+//! `root` location (nginx's or the built-in server's) serves them. Where a hard link cannot be
+//! made (another file system), the bytes are written again and that is logged once.
+//! One memory copy: the DASH store holds clones of the same `Bytes` the HLS store holds.
+//!
+//! Segments are cut by `hls_fragment`; `dash_fragment` is not used. `dash_playlist_length` and
+//! `dash_cleanup` keep their meaning for the MPD's window and the files under `dash_path` (a hard
+//! link outlives the HLS name it came from). Names carry the HLS publish's session
+//! (`NAME-SESSION-T.m4v`, nested `NAME/SESSION-T.m4v`): a later publish never reuses a URL.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dash::mpd::{AudioRep, Manifest, VideoRep};
+use hls::Tracks;
+use tokio::sync::watch;
+
+use super::{manifest_path, DashStore, Expected, MAX_PENDING_REMOVALS, MAX_WAIT};
+use crate::atomic_file::write_atomically;
+use crate::config::AppConf;
+
+/// Segments per track held in the DASH store (the HLS store holds the same ones).
+const MEMORY_SEGMENTS: usize = 3;
+
+/// Whether stream `name` of `app` is served to DASH from its HLS segments.
+pub(crate) fn applies(app: &AppConf, name: &str) -> bool {
+    crate::config::shares_cmaf(app)
+        // Variants stay muxed (their master lists NAME.m3u8 as a media playlist): DASH packages
+        // them itself.
+        && !crate::hls::is_variant(app, name)
+}
+
+/// What the MPD says about the tracks, from the HLS segmenter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Media {
+    /// RFC 6381 codec string, width, height.
+    pub video: Option<(String, u16, u16)>,
+    /// RFC 6381 codec string, sample rate, channels.
+    pub audio: Option<(String, u32, u16)>,
+}
+
+/// One track's listed segments.
+#[derive(Default)]
+struct Line {
+    /// (start ms, duration ms, bytes, path under `dash_path`).
+    listed: VecDeque<(u64, u64, usize, PathBuf)>,
+    init: Option<PathBuf>,
+}
+
+impl Line {
+    fn timeline(&self) -> Vec<(u64, u64)> {
+        self.listed.iter().map(|(t, d, _, _)| (*t, *d)).collect()
+    }
+
+    fn bandwidth(&self) -> u64 {
+        let (ms, bytes) = self.listed.iter().fold((0, 0), |(ms, b), (_, d, n, _)| (ms + d, b + *n as u64));
+        (bytes * 8 * 1000).checked_div(ms).unwrap_or(0).max(1)
+    }
+
+    fn end(&self) -> Option<u64> {
+        self.listed.back().map(|(t, d, _, _)| t + d)
+    }
+}
+
+/// The DASH side of one stream whose HLS segments it shares.
+pub(crate) struct Sink {
+    store: Arc<DashStore>,
+    app: Arc<AppConf>,
+    name: String,
+    mpd: PathBuf,
+    /// The HLS publish whose segments are listed (each publish starts a new timeline).
+    session: Option<u64>,
+    /// Wall clock (Unix ms) at media time 0: `availabilityStartTime`.
+    anchor_ms: Option<u64>,
+    video: Line,
+    audio: Line,
+    live: bool,
+    /// The tracks as last described (the segmenter forgets them when its publisher leaves).
+    media: Media,
+    /// Segments in the DASH store, oldest first.
+    in_memory: VecDeque<PathBuf>,
+    /// Files that left the window, with when they may go (`dash_cleanup`).
+    expired: VecDeque<(tokio::time::Instant, PathBuf)>,
+    logged: Vec<&'static str>,
+    /// Bumped after every write: requests waiting for the next segment look again.
+    written: Arc<watch::Sender<u64>>,
+    next: Vec<PathBuf>,
+}
+
+impl Sink {
+    /// The sink for stream `name`; `None` (logged) when the name cannot be a path.
+    pub(crate) fn new(store: Arc<DashStore>, app: Arc<AppConf>, name: &str) -> Option<Self> {
+        let dir = app.dash.path.clone()?;
+        let mpd = match manifest_path(&dir, name, app.dash.nested) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(app = %app.name, stream = %crate::untrusted::for_log(name), "dash: {e}; no DASH for this stream");
+                return None;
+            }
+        };
+        tracing::info!(app = %app.name, stream = %name, path = %mpd.display(), "dash: the MPD lists the HLS segments (one set of CMAF segments; hls_fragment cuts them, dash_fragment is not used)");
+        Some(Sink {
+            store,
+            app,
+            name: name.to_string(),
+            mpd,
+            session: None,
+            anchor_ms: None,
+            video: Line::default(),
+            audio: Line::default(),
+            live: true,
+            media: Media::default(),
+            in_memory: VecDeque::new(),
+            expired: VecDeque::new(),
+            logged: Vec::new(),
+            written: Arc::new(watch::channel(0).0),
+            next: Vec::new(),
+        })
+    }
+
+    /// What file names start with, relative to the MPD: `NAME-SESSION-`, nested `SESSION-`.
+    fn prefix(&self) -> String {
+        let session = self.session.map_or_else(String::new, |s| format!("{s}-"));
+        if self.app.dash.nested {
+            session
+        } else {
+            format!("{}-{session}", self.name)
+        }
+    }
+
+    fn file(&self, stem: &str, audio: bool) -> PathBuf {
+        let dir = self.mpd.parent().unwrap_or(Path::new("."));
+        dir.join(format!("{}{stem}.{}", self.prefix(), if audio { "m4a" } else { "m4v" }))
+    }
+
+    /// An init segment the HLS task wrote at `hls_file`. A new session (the publisher came back)
+    /// starts a new timeline: what the previous one listed leaves the MPD.
+    pub(crate) async fn init(&mut self, tracks: Tracks, hls_file: &Path, data: &Bytes, session: Option<u64>) {
+        if session != self.session || !self.live {
+            self.restart(session).await;
+        }
+        let audio = match tracks {
+            Tracks::Video => false,
+            Tracks::Audio => true,
+            Tracks::Both => return,
+        };
+        let path = self.file("init", audio);
+        self.link(hls_file, &path, data).await;
+        self.store.files().insert(path.clone(), data.clone());
+        self.line(audio).init = Some(path);
+    }
+
+    /// A segment the HLS task wrote at `hls_file`, covering `media_ms` of its track's clock.
+    pub(crate) async fn segment(
+        &mut self,
+        tracks: Tracks,
+        hls_file: &Path,
+        data: &Bytes,
+        media_ms: Option<(u64, u64)>,
+        now_ms: u64,
+    ) {
+        let audio = match tracks {
+            Tracks::Video => false,
+            Tracks::Audio => true,
+            Tracks::Both => return,
+        };
+        let Some((start, end)) = media_ms.filter(|(s, e)| e > s) else { return };
+        // A track's timeline only goes forward (a segment without samples of it has no span).
+        if self.line(audio).end().is_some_and(|e| start < e) {
+            return;
+        }
+        self.anchor_ms.get_or_insert(now_ms.saturating_sub(end));
+        let path = self.file(&start.to_string(), audio);
+        self.link(hls_file, &path, data).await;
+        self.store.files().insert(path.clone(), data.clone());
+        self.in_memory.push_back(path.clone());
+        while self.in_memory.len() > 2 * MEMORY_SEGMENTS {
+            if let Some(old) = self.in_memory.pop_front() {
+                self.store.files().remove(&old);
+            }
+        }
+        self.line(audio).listed.push_back((start, end - start, data.len(), path));
+        self.trim_window(audio).await;
+        self.remove_expired(false).await;
+    }
+
+    fn line(&mut self, audio: bool) -> &mut Line {
+        if audio {
+            &mut self.audio
+        } else {
+            &mut self.video
+        }
+    }
+
+    /// Segments older than `dash_playlist_length` leave the MPD (and, with `dash_cleanup`, the
+    /// disk after that long again).
+    async fn trim_window(&mut self, audio: bool) {
+        let window = self.app.dash.playlist_length.as_millis() as u64;
+        let mut gone = Vec::new();
+        {
+            let line = self.line(audio);
+            let mut total: u64 = line.listed.iter().map(|s| s.1).sum();
+            while line.listed.len() > 1 && total - line.listed[0].1 >= window {
+                let Some((_, d, _, path)) = line.listed.pop_front() else { break };
+                total -= d;
+                gone.push(path);
+            }
+        }
+        for path in gone {
+            self.store.files().remove(&path);
+            self.in_memory.retain(|p| *p != path);
+            self.schedule_removal(path).await;
+        }
+    }
+
+    async fn schedule_removal(&mut self, path: PathBuf) {
+        if !self.app.dash.cleanup {
+            return;
+        }
+        if self.expired.len() >= MAX_PENDING_REMOVALS {
+            let _ = tokio::fs::remove_file(&path).await;
+            return;
+        }
+        let due = tokio::time::Instant::now() + self.app.dash.playlist_length;
+        self.expired.push_back((due, path));
+    }
+
+    async fn remove_expired(&mut self, all: bool) {
+        let now = tokio::time::Instant::now();
+        while let Some((due, _)) = self.expired.front() {
+            if !all && *due > now {
+                break;
+            }
+            let Some((_, path)) = self.expired.pop_front() else { break };
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+
+    /// A new timeline (a new HLS publish): the listed segments leave the MPD.
+    async fn restart(&mut self, session: Option<u64>) {
+        let old: Vec<PathBuf> = [&mut self.video, &mut self.audio]
+            .into_iter()
+            .flat_map(|l| l.listed.drain(..).map(|s| s.3).chain(l.init.take()))
+            .collect();
+        for path in old {
+            self.store.files().remove(&path);
+            self.schedule_removal(path).await;
+        }
+        self.in_memory.clear();
+        self.session = session;
+        self.anchor_ms = None;
+        self.live = true;
+    }
+
+    /// The MPD changed (a segment came): render, store and write it.
+    pub(crate) async fn publish(&mut self, media: &Media, now_ms: u64) {
+        if media.video.is_some() || media.audio.is_some() {
+            self.media = media.clone();
+        }
+        self.write_mpd(now_ms).await;
+    }
+
+    async fn write_mpd(&mut self, now_ms: u64) {
+        if self.video.listed.is_empty() && self.audio.listed.is_empty() {
+            return;
+        }
+        let text = Bytes::from(dash::mpd::render(&self.manifest(&self.media, now_ms)));
+        self.store.files().insert(self.mpd.clone(), text.clone());
+        if let Err(e) = write_atomically(&self.mpd, &text).await {
+            let what = format!("cannot write {}: {e}", self.mpd.display());
+            self.log_once("mpd", what);
+        }
+        self.expect_next();
+    }
+
+    /// The stream ended (or its publisher left): the MPD is static.
+    pub(crate) async fn finish(&mut self, now_ms: u64) {
+        if !self.live {
+            return;
+        }
+        self.live = false;
+        self.write_mpd(now_ms).await;
+        self.expect_next();
+    }
+
+    /// After the stream's linger: its segments leave memory and, with `dash_cleanup`, the disk.
+    /// `replaced`: a later publish of the name writes the MPD now (its segments have other
+    /// names), so the MPD stays.
+    pub(crate) async fn cleanup(&mut self, replaced: bool) {
+        self.live = false;
+        self.expect_next();
+        let mut mine: Vec<PathBuf> = [&self.video, &self.audio]
+            .into_iter()
+            .flat_map(|l| l.listed.iter().map(|s| s.3.clone()).chain(l.init.clone()))
+            .collect();
+        if !replaced {
+            mine.push(self.mpd.clone());
+        }
+        {
+            let mut files = self.store.files();
+            for p in mine.iter().chain(&self.in_memory) {
+                files.remove(p);
+            }
+        }
+        self.in_memory.clear();
+        if self.app.dash.cleanup && !replaced {
+            self.remove_expired(true).await;
+            for p in mine {
+                let _ = tokio::fs::remove_file(&p).await;
+            }
+            tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
+        }
+    }
+
+    fn manifest(&self, media: &Media, now_ms: u64) -> Manifest {
+        let prefix = self.prefix();
+        let video = media.video.as_ref().filter(|_| !self.video.listed.is_empty()).map(|(codecs, w, h)| VideoRep {
+            prefix: prefix.clone(),
+            offset: 0,
+            id: format!("{}_video", self.name),
+            codecs: codecs.clone(),
+            width: *w,
+            height: *h,
+            bandwidth: self.video.bandwidth(),
+            timeline: self.video.timeline(),
+        });
+        let audio = media.audio.as_ref().filter(|_| !self.audio.listed.is_empty()).map(|(codecs, rate, ch)| AudioRep {
+            prefix: prefix.clone(),
+            offset: 0,
+            id: format!("{}_audio", self.name),
+            codecs: codecs.clone(),
+            sample_rate: *rate,
+            channels: *ch,
+            bandwidth: self.audio.bandwidth(),
+            timeline: self.audio.timeline(),
+        });
+        Manifest {
+            dynamic: self.live,
+            availability_start_ms: self.anchor_ms.unwrap_or(now_ms),
+            publish_ms: now_ms,
+            fragment_ms: (self.app.hls.fragment.as_millis() as u64).max(1),
+            window_ms: self.app.dash.playlist_length.as_millis() as u64,
+            video: video.into_iter().collect(),
+            audio: audio.into_iter().collect(),
+        }
+    }
+
+    /// Registers each track's next segment (it starts where the last listed one ends), so a
+    /// player that reads the timeline ahead waits for it instead of getting a 404.
+    fn expect_next(&mut self) {
+        let wait = (self.app.hls.fragment * 2).clamp(Duration::from_secs(1), MAX_WAIT);
+        let mut next = Vec::new();
+        if self.live {
+            for audio in [false, true] {
+                let end = if audio { self.audio.end() } else { self.video.end() };
+                if let Some(end) = end {
+                    next.push(self.file(&end.to_string(), audio));
+                }
+            }
+        }
+        {
+            let mut expected = self.store.expected();
+            for old in self.next.drain(..) {
+                expected.remove(&old);
+            }
+            for path in &next {
+                expected.insert(path.clone(), Expected { written: self.written.clone(), wait });
+            }
+        }
+        self.next = next;
+        self.written.send_modify(|n| *n += 1);
+    }
+
+    /// `dash` names `hls` (one file on disk, two names); the bytes written again where a link
+    /// cannot be made.
+    async fn link(&mut self, hls: &Path, dash: &Path, data: &Bytes) {
+        if let Some(dir) = dash.parent() {
+            let _ = tokio::fs::create_dir_all(dir).await;
+        }
+        if let Err(e) = hard_link_over(hls, dash).await {
+            self.log_once(
+                "link",
+                format!(
+                    "cannot hard-link {} to {}: {e}; DASH segments are written again under dash_path",
+                    hls.display(),
+                    dash.display()
+                ),
+            );
+            if let Err(e) = write_atomically(dash, data).await {
+                self.log_once("write", format!("cannot write {}: {e}", dash.display()));
+            }
+        }
+    }
+
+    fn log_once(&mut self, kind: &'static str, what: String) {
+        if !self.logged.contains(&kind) {
+            self.logged.push(kind);
+            tracing::warn!(app = %self.app.name, stream = %self.name, "dash: {what} (said once)");
+        }
+    }
+}
+
+/// A hard link at `to` for `from`, replacing what `to` was (atomically: linked under a temporary
+/// name, then renamed over).
+async fn hard_link_over(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut tmp = to.as_os_str().to_owned();
+    tmp.push(".link");
+    let tmp = PathBuf::from(tmp);
+    let _ = tokio::fs::remove_file(&tmp).await;
+    tokio::fs::hard_link(from, &tmp).await?;
+    if let Err(e) = tokio::fs::rename(&tmp, to).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// What the DASH store holds now (for tests elsewhere in the crate).
+#[cfg(test)]
+pub(crate) fn stored(store: &DashStore) -> Vec<(PathBuf, Bytes)> {
+    store.files().iter().map(|(p, b)| (p.clone(), b.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn links_copies_where_it_cannot_keeps_its_window_and_expects_the_next_segment() {
+        let dir = std::env::temp_dir().join(format!("sluice-dash-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("hls")).unwrap();
+        let conf = format!(
+            "live on; hls on; hls_path {0}/hls; hls_fragment 1s; hls_fragment_type fmp4; \
+             dash on; dash_path {0}/dash; dash_playlist_length 2s;",
+            dir.display()
+        );
+        let app = crate::config::test_app(&conf);
+        let store = DashStore::new(CancellationToken::new());
+        let mut sink = Sink::new(store.clone(), app, "s").unwrap();
+        let init = Bytes::from_static(b"init");
+        let hls_init = dir.join("hls/s-5-init.mp4");
+        std::fs::write(&hls_init, &init).unwrap();
+        sink.init(Tracks::Video, &hls_init, &init, Some(5)).await;
+        let dash_init = dir.join("dash/s-5-init.m4v");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&dash_init).unwrap().ino(), std::fs::metadata(&hls_init).unwrap().ino());
+        // No HLS file to link to (a failed write, another file system): the bytes are written.
+        for i in 0..4u64 {
+            let data = Bytes::from(format!("segment {i}"));
+            let missing = dir.join(format!("hls/s-5-{i}.m4s"));
+            sink.segment(Tracks::Video, &missing, &data, Some((i * 1000, i * 1000 + 1000)), 10_000).await;
+        }
+        assert_eq!(std::fs::read(dir.join("dash/s-5-3000.m4v")).unwrap(), b"segment 3");
+        assert_eq!(sink.logged, ["link"], "said once");
+        let media = Media { video: Some(("avc1.64001f".into(), 640, 360)), audio: None };
+        sink.publish(&media, 10_000).await;
+        let mpd = String::from_utf8(store.files().get(&dir.join("dash/s.mpd")).unwrap().to_vec()).unwrap();
+        assert!(mpd.contains("media=\"s-5-$Time$.m4v\" initialization=\"s-5-init.m4v\""), "{mpd}");
+        assert!(
+            mpd.contains("<S t=\"2000\" d=\"1000\"/>\n            <S d=\"1000\"/>\n          </SegmentTimeline>"),
+            "{mpd}"
+        );
+        assert!(!store.files().contains_key(&dir.join("dash/s-5-1000.m4v")), "left the window and memory");
+        assert!(store.expected().contains_key(&dir.join("dash/s-5-4000.m4v")), "the next one is expected");
+        sink.finish(11_000).await;
+        assert!(store.expected().is_empty(), "nothing comes after the end");
+        let mpd = String::from_utf8(std::fs::read(dir.join("dash/s.mpd")).unwrap()).unwrap();
+        assert!(mpd.contains("type=\"static\""), "{mpd}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
