@@ -204,6 +204,9 @@ impl crate::modules::Module for Output {
                 return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: {e}; no DASH for this stream")
             }
         };
+        if variant::shadows_variant(app, name) {
+            return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: this stream's MPD would be at the path of another stream's variant MPD; no DASH for this stream");
+        }
         let id = self.store.next_writer.fetch_add(1, Ordering::Relaxed);
         let mut packager = Packager::new(settings(app), name);
         {

@@ -74,6 +74,17 @@ pub(super) fn place(app: &AppConf, dir: &Path, name: &str) -> Option<Place> {
     Some(Place { master: dir.join(file), key: (order, name.to_string()), prefix })
 }
 
+/// Whether stream `name`'s own MPD would be at a path `app`'s variant MPDs use: flat, stream
+/// `X_abr` writes `X_abr.mpd`, stream `X`'s variant MPD; nested, stream `X.mpd` has a directory
+/// named as stream `X`'s variant MPD file. Only in an application that has variant MPDs
+/// (`hls_variant` or `transcode` lines): such a stream gets no DASH, so neither file is ever the
+/// other's (decided by the name, not by which was published first).
+pub(super) fn shadows_variant(app: &AppConf, name: &str) -> bool {
+    let has_variants = !app.hls.variants.is_empty() || !app.transcode.renditions.is_empty();
+    let suffix = if app.dash.nested { ".mpd" } else { "_abr" };
+    has_variants && name.len() > suffix.len() && name.ends_with(suffix)
+}
+
 /// Lists (or updates) a member and writes the variant MPD.
 pub(super) async fn update(
     store: &DashStore,
@@ -173,6 +184,19 @@ mod tests {
         assert_eq!((r.master.as_path(), r.prefix.as_str()), (Path::new("/d/cam.mpd"), "cam_480p/"));
         assert_eq!(place(&nested, dir, "cam").unwrap().master, Path::new("/d/cam.mpd"), "the source too");
         assert_eq!(place(&app(""), dir, "cam"), None);
+    }
+
+    #[test]
+    fn a_stream_named_as_a_variant_mpd_is_refused_only_where_variant_mpds_exist() {
+        let flat = app("transcode 480p 800k;");
+        assert!(shadows_variant(&flat, "cam_abr"), "cam_abr.mpd is cam's variant MPD");
+        assert!(
+            !shadows_variant(&flat, "cam") && !shadows_variant(&flat, "_abr") && !shadows_variant(&flat, "cam.mpd")
+        );
+        let nested = app("dash_nested on; hls_variant _hi BANDWIDTH=1;");
+        assert!(shadows_variant(&nested, "cam.mpd"), "its directory cam.mpd/ is cam's variant MPD file");
+        assert!(!shadows_variant(&nested, "cam_abr"));
+        assert!(!shadows_variant(&app(""), "cam_abr"), "no variant MPDs: nginx-rtmp's names as they are");
     }
 
     #[tokio::test]
