@@ -424,33 +424,61 @@ impl DashTask {
             // Files stay after a shutdown, as HLS's.
             _ = self.store.shutdown.cancelled() => return,
         }
-        let replaced = self.replaced();
-        let shared: Vec<PathBuf> =
-            if replaced { Vec::new() } else { self.inits.drain(..).chain([self.mpd.clone()]).collect() };
+        self.clean_up().await;
+    }
+
+    async fn clean_up(&mut self) {
+        let replaced = !self.release_shared();
         {
             let mut files = self.store.files();
-            for path in self.in_memory.drain(..).chain(shared.iter().cloned()) {
+            for path in self.in_memory.drain(..) {
                 files.remove(&path);
             }
         }
         if self.app.dash.cleanup {
             self.remove_expired(true).await;
-            let fragments = self.packager.fragment_files().into_iter().map(|f| self.dir.join(f));
-            for f in fragments.chain(shared) {
-                let _ = tokio::fs::remove_file(&f).await;
+            // A later publish's fragments start after ours: these names are ours alone.
+            for f in self.packager.fragment_files() {
+                let _ = tokio::fs::remove_file(self.dir.join(f)).await;
             }
-            if self.app.dash.nested && !replaced {
-                // The stream's own directory, if nothing else is in it.
-                if let Some(parent) = self.mpd.parent() {
-                    let _ = tokio::fs::remove_dir(parent).await;
-                }
-            }
-            tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
+            tracing::info!(app = %self.app.name, stream = %self.name, replaced, "dash: cleaned up");
         }
         let mut writers = self.store.writers();
         if writers.get(&self.mpd).is_some_and(|w| w.id == self.id) {
             writers.remove(&self.mpd);
         }
+    }
+
+    /// Removes the MPD and init segments (memory, and disk with `dash_cleanup`) unless another
+    /// task writes them now; false when one does. The check and the removal are one step under
+    /// the writers lock, which a new publish takes to register (`on_publish`): a publish either
+    /// came before (its files are left alone) or comes after (it writes its files after these
+    /// are gone). Hence the blocking removals here: at most four small unlinks, no await.
+    fn release_shared(&mut self) -> bool {
+        let writers = self.store.writers();
+        if writers.get(&self.mpd).is_none_or(|w| w.id != self.id) {
+            return false;
+        }
+        let shared: Vec<PathBuf> = self.inits.drain(..).chain([self.mpd.clone()]).collect();
+        {
+            let mut files = self.store.files();
+            for path in &shared {
+                files.remove(path);
+            }
+        }
+        if self.app.dash.cleanup {
+            for path in &shared {
+                let _ = std::fs::remove_file(path);
+            }
+            if self.app.dash.nested {
+                // The stream's own directory, if nothing else is in it.
+                if let Some(parent) = self.mpd.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
+        drop(writers);
+        true
     }
 
     async fn write_file(&mut self, path: &Path, data: &[u8]) {
@@ -483,6 +511,56 @@ mod tests {
         }
         assert_eq!(manifest_path(dir, "cam.1", false).unwrap(), Path::new("/srv/dash/cam.1.mpd"));
         assert_eq!(manifest_path(dir, "cam", true).unwrap(), Path::new("/srv/dash/cam/index.mpd"));
+    }
+
+    /// An old task's cleanup and a new publish of the name, interleaved at the cleanup's first
+    /// await (a current-thread runtime runs the spawned publish there): the new publish's init
+    /// segment survives. Before, the old task decided "not replaced", awaited its first unlink,
+    /// the publish registered and wrote its init, and the old task then removed it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_old_cleanup_never_removes_a_new_publishs_init_segments() {
+        let dir = std::env::temp_dir().join(format!("sluice-dash-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!("rtmp {{ server {{ application a {{ dash on; dash_path {}; }} }} }}", dir.display());
+        let app = Arc::new(crate::config::Config::parse(&text, "t").unwrap().servers[0].apps[0].clone());
+        let store = DashStore::new(CancellationToken::new());
+        let (mpd, init) = (dir.join("cam.mpd"), dir.join("cam-init.m4v"));
+        for f in [&mpd, &init] {
+            std::fs::write(f, b"old").unwrap();
+            store.files().insert(f.clone(), Bytes::from_static(b"old"));
+        }
+        store.writers().insert(mpd.clone(), Writer { id: 1, end: 10_000 });
+        let mut old = DashTask {
+            store: store.clone(),
+            app: app.clone(),
+            name: "cam".into(),
+            packager: Packager::new(settings(&app), "cam"),
+            dir: dir.clone(),
+            mpd: mpd.clone(),
+            id: 1,
+            in_memory: VecDeque::new(),
+            inits: vec![init.clone()],
+            expired: VecDeque::new(),
+            logged: Vec::new(),
+            written: Arc::new(watch::channel(0).0),
+            next: Vec::new(),
+            variant: None,
+        };
+        let publish = {
+            let (store, init) = (store.clone(), init.clone());
+            tokio::spawn(async move {
+                // What on_publish and the new task's first init segment do.
+                store.writers().insert(init.with_file_name("cam.mpd"), Writer { id: 2, end: 12_000 });
+                std::fs::write(&init, b"new").unwrap();
+                store.files().insert(init, Bytes::from_static(b"new"));
+            })
+        };
+        old.clean_up().await;
+        publish.await.unwrap();
+        assert_eq!(std::fs::read(&init).unwrap(), b"new", "the new publish's init segment on disk");
+        assert_eq!(store.files().get(&init).map(|b| b.to_vec()), Some(b"new".to_vec()));
+        assert_eq!(store.writers().get(&mpd).map(|w| w.id), Some(2), "the new task writes the MPD");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
