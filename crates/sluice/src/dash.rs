@@ -17,6 +17,12 @@
 //! (a later publish of the name starts a new task and a new timeline); with `dash_cleanup` the
 //! stream's files go `dash_playlist_length` later unless the name was published again meanwhile.
 //! Stream names are checked again here (`untrusted::stream_name`) before they become paths.
+//!
+//! Low latency (`dash_low_latency`, a sluice extension): the fragment being written is held in
+//! memory as its CMAF chunks, and a GET of it is answered at once with chunked transfer
+//! encoding: the chunks so far, then each one as it comes, until the fragment is complete (then
+//! it is written to disk as before). At most [`MAX_WAITING`] such answers and waits for a next
+//! fragment run at once; past that a request gets 503.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -45,8 +51,11 @@ const MAX_BATCH: usize = 256;
 const MEMORY_FRAGMENTS: usize = 3;
 /// Most expired files one stream waits to remove; past that a file is removed at once.
 const MAX_PENDING_REMOVALS: usize = 4096;
-/// Longest a request for the next fragment waits for it.
+/// Longest a request for the next fragment waits for it, and a chunked answer for its next chunk.
 const MAX_WAIT: Duration = Duration::from_secs(15);
+/// Most requests waiting for a fragment or being answered chunk by chunk, for all streams: each
+/// holds a task and its connection open.
+const MAX_WAITING: usize = 1024;
 
 /// Live DASH content in memory, keyed by the absolute path it has on disk, so any HTTP location
 /// that maps a URL to that file (a `root`, an `alias`, or the implicit `dash_path` location)
@@ -69,6 +78,28 @@ pub struct DashStore {
     expected: Mutex<HashMap<PathBuf, Expected>>,
     /// The live members of every variant MPD (`hls_variant`, transcode ladder).
     variants: variant::Registry,
+    /// Low latency: the fragments being written, their chunks so far.
+    partial: Mutex<HashMap<PathBuf, Arc<watch::Sender<Chunks>>>>,
+    /// Requests waiting for a fragment or answered chunk by chunk, against [`MAX_WAITING`].
+    waiting: Waiting,
+    /// [`MAX_WAITING`] was reached (logged once).
+    full_logged: std::sync::atomic::AtomicBool,
+}
+
+/// [`MAX_WAITING`] permits.
+struct Waiting(Arc<tokio::sync::Semaphore>);
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Waiting(Arc::new(tokio::sync::Semaphore::new(MAX_WAITING)))
+    }
+}
+
+/// A fragment being written: its chunks so far, and whether it is complete.
+#[derive(Default)]
+struct Chunks {
+    data: Vec<Bytes>,
+    complete: bool,
 }
 
 /// The task writing an MPD and where its timeline ends (ms).
@@ -111,18 +142,43 @@ impl DashStore {
         self.expected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The file at `path` from memory (the next fragment of a live stream once it is written,
-    /// up to two fragment lengths), or `None` to let the HTTP server read the disk.
+    fn partial(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<watch::Sender<Chunks>>>> {
+        self.partial.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file at `path` from memory: complete, or (low latency) being written, answered chunk
+    /// by chunk; the next fragment of a live stream is waited for, up to two fragment lengths.
+    /// `None` lets the HTTP server read the disk.
     pub async fn get(&self, path: &Path) -> Option<axum::response::Response> {
         if let Some(data) = self.files().get(path).cloned() {
             return Some(reply(path, data));
         }
-        let expected = self.expected().get(path).cloned()?;
+        let partial = self.partial().get(path).map(|p| p.subscribe());
+        let expected = self.expected().get(path).cloned();
+        if partial.is_none() && expected.is_none() {
+            return None;
+        }
+        let Ok(permit) = self.waiting.0.clone().try_acquire_owned() else {
+            if !self.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limit = MAX_WAITING,
+                    "dash: too many requests waiting for fragments; answering 503 (said once)"
+                );
+            }
+            return Some(axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+        };
+        if let Some(chunks) = partial {
+            return Some(chunked(path, chunks, permit));
+        }
+        let expected = expected?;
         let mut rx = expected.written.subscribe();
         let found = tokio::time::timeout(expected.wait, async {
             loop {
                 if let Some(data) = self.files().get(path).cloned() {
-                    return Some(data);
+                    return Some(Ok(data));
+                }
+                if let Some(chunks) = self.partial().get(path).map(|p| p.subscribe()) {
+                    return Some(Err(chunks));
                 }
                 // The stream ended, or went on without this name (a jump, a lost track).
                 if !self.expected().contains_key(path) || rx.changed().await.is_err() {
@@ -131,7 +187,115 @@ impl DashStore {
             }
         })
         .await;
-        found.ok().flatten().map(|data| reply(path, data))
+        match found.ok().flatten()? {
+            Ok(data) => Some(reply(path, data)),
+            Err(chunks) => Some(chunked(path, chunks, permit)),
+        }
+    }
+
+    /// Low latency: a chunk of the fragment at `path` being written (the first one opens it).
+    fn append_part(&self, path: &Path, data: Bytes) -> bool {
+        let mut partial = self.partial();
+        let new = !partial.contains_key(path);
+        let chunks = partial.entry(path.to_path_buf()).or_default();
+        chunks.send_modify(|c| c.data.push(data));
+        new
+    }
+
+    /// The fragment at `path` is complete (in `files` by now): chunked answers end.
+    fn complete_part(&self, path: &Path) {
+        if let Some(chunks) = self.partial().remove(path) {
+            chunks.send_modify(|c| c.complete = true);
+        }
+    }
+}
+
+/// A fragment being written, as one chunked answer: the chunks so far at once, then each one as
+/// it comes. A fragment abandoned, or no chunk for [`MAX_WAIT`], breaks the answer off (the
+/// player sees a truncated body, not a short fragment).
+fn chunked(
+    path: &Path,
+    chunks: watch::Receiver<Chunks>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> axum::response::Response {
+    let mut res = axum::response::Response::new(axum::body::Body::new(ChunkedBody {
+        reader: Some(ChunkReader { chunks, at: 0, _permit: permit }),
+        next: None,
+    }));
+    set_headers(&mut res, path);
+    res
+}
+
+/// Where a chunked answer is in its fragment.
+struct ChunkReader {
+    chunks: watch::Receiver<Chunks>,
+    at: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ChunkReader {
+    /// The next chunk; `None` at the end of the complete fragment.
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        loop {
+            {
+                let c = self.chunks.borrow_and_update();
+                if let Some(data) = c.data.get(self.at).cloned() {
+                    self.at += 1;
+                    return Some(Ok(data));
+                }
+                if c.complete {
+                    return None;
+                }
+            }
+            match tokio::time::timeout(MAX_WAIT, self.chunks.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Some(Err(std::io::Error::other("the fragment was abandoned"))),
+                Err(_) => return Some(Err(std::io::Error::other("no chunk came in time"))),
+            }
+        }
+    }
+}
+
+type NextChunk =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (ChunkReader, Option<std::io::Result<Bytes>>)> + Send>>;
+
+/// The chunked body: hyper asks for the next chunk when it has written the last.
+struct ChunkedBody {
+    reader: Option<ChunkReader>,
+    next: Option<NextChunk>,
+}
+
+impl axum::body::HttpBody for ChunkedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<hyper::body::Frame<Bytes>>>> {
+        let this = self.get_mut();
+        if this.next.is_none() {
+            let Some(mut reader) = this.reader.take() else { return std::task::Poll::Ready(None) };
+            this.next = Some(Box::pin(async move {
+                let chunk = reader.next().await;
+                (reader, chunk)
+            }));
+        }
+        let next = this.next.as_mut().expect("set above");
+        let (reader, chunk) = std::task::ready!(next.as_mut().poll(cx));
+        this.next = None;
+        match chunk {
+            Some(Ok(data)) => {
+                this.reader = Some(reader);
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+            }
+            Some(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reader.is_none() && self.next.is_none()
     }
 }
 
@@ -148,12 +312,16 @@ impl crate::http::LiveContent for DashStore {
 /// Names repeat from one publish of a stream to the next (as nginx-rtmp's), so nothing is
 /// cached without asking again.
 fn reply(path: &Path, data: Bytes) -> axum::response::Response {
-    use axum::http::{header, HeaderValue};
     let mut res = axum::response::Response::new(axum::body::Body::from(data));
+    set_headers(&mut res, path);
+    res
+}
+
+fn set_headers(res: &mut axum::response::Response, path: &Path) {
+    use axum::http::{header, HeaderValue};
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
 }
 
 /// MIME types of what DASH writes.
@@ -167,7 +335,12 @@ fn content_type(path: &Path) -> &'static str {
 
 /// The packager settings for an application.
 fn settings(app: &AppConf) -> Settings {
-    Settings { fragment: app.dash.fragment, playlist_length: app.dash.playlist_length, nested: app.dash.nested }
+    Settings {
+        fragment: app.dash.fragment,
+        playlist_length: app.dash.playlist_length,
+        nested: app.dash.nested,
+        part: app.dash.part(),
+    }
 }
 
 /// Where a stream's MPD goes, relative names refused: `stream_name` was checked when the stream
@@ -234,6 +407,7 @@ impl crate::modules::Module for Output {
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
             variant: variant::place(app, &dir_for_variant, name),
+            partial: Vec::new(),
         };
         self.store.tasks.spawn(task.run(sub));
     }
@@ -262,6 +436,8 @@ struct DashTask {
     next: Vec<PathBuf>,
     /// The variant MPD this stream is listed in.
     variant: Option<variant::Place>,
+    /// Low latency: the fragments this task is writing, in `store.partial`.
+    partial: Vec<PathBuf>,
 }
 
 impl DashTask {
@@ -309,6 +485,11 @@ impl DashTask {
         }
         self.packager.finish();
         self.apply_events().await;
+        // Chunked answers of a fragment not completed end now (none is left normally: the end
+        // completes the open fragments).
+        for path in self.partial.drain(..) {
+            self.store.partial().remove(&path);
+        }
         // Nothing follows: requests waiting for a next fragment get their 404 now.
         self.expect_next();
         tracing::info!(app = %self.app.name, stream = %self.name, "dash: end of stream; the MPD is static");
@@ -330,10 +511,20 @@ impl DashTask {
                     self.store.files().insert(path.clone(), data);
                     self.inits.push(path);
                 }
+                Event::Part { file, data } => {
+                    let path = self.dir.join(file);
+                    if self.store.append_part(&path, data) {
+                        self.partial.push(path);
+                        // Requests waiting for this fragment are answered now.
+                        self.written.send_modify(|n| *n += 1);
+                    }
+                }
                 Event::Fragment { file, data } => {
                     let path = self.dir.join(file);
                     self.write_file(&path, &data).await;
                     self.store.files().insert(path.clone(), data);
+                    self.store.complete_part(&path);
+                    self.partial.retain(|p| *p != path);
                     self.in_memory.push_back(path);
                     // Two tracks: a few fragments of each.
                     while self.in_memory.len() > 2 * MEMORY_FRAGMENTS {
@@ -369,9 +560,13 @@ impl DashTask {
         }
     }
 
-    /// (`dash_fragment`, `dash_playlist_length`) in ms, for variant MPDs.
-    fn mpd_settings(&self) -> (u64, u64) {
-        (self.app.dash.fragment.as_millis() as u64, self.app.dash.playlist_length.as_millis() as u64)
+    /// What variant MPDs take from the application's settings.
+    fn mpd_settings(&self) -> variant::MpdSettings {
+        variant::MpdSettings {
+            fragment_ms: self.app.dash.fragment.as_millis() as u64,
+            window_ms: self.app.dash.playlist_length.as_millis() as u64,
+            low_latency: self.packager.low_latency(),
+        }
     }
 
     /// Registers the fragments that come next (none once ended) and wakes the requests waiting.
@@ -545,6 +740,7 @@ mod tests {
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
             variant: None,
+            partial: Vec::new(),
         };
         let publish = {
             let (store, init) = (store.clone(), init.clone());

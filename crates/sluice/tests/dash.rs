@@ -494,3 +494,137 @@ fn shutdown_leaves_a_static_mpd() {
         assert!(file_exists_nonempty(&dash.join(format!("cam-{t}.m4v"))), "{t}");
     }
 }
+
+/// The server for the low-latency tests: 4 s fragments in 200 ms chunks.
+fn low_latency_server(dir: &TempDir) -> (Server, PathBuf) {
+    dash_server(dir, "dash_fragment 4s; dash_playlist_length 20s; dash_low_latency on; dash_part_duration 200ms;")
+}
+
+/// The start of the video fragment being written, from a fresh MPD: its last `<S>` (listed at the
+/// nominal length before it is complete), while no file of it is on disk yet.
+fn fragment_in_progress(server: &Server, dash: &Path) -> u64 {
+    wait_for("a video fragment being written", Duration::from_secs(40), || {
+        let (status, mpd) = http_get(server.http_port, "/dash/cam.mpd");
+        let timeline = video_timeline(&mpd);
+        let (t, _) = *timeline.last().filter(|_| status == 200 && timeline.len() >= 2)?;
+        (!dash.join(format!("cam-{t}.m4v")).exists()).then_some(t)
+    })
+}
+
+/// An HTTP/1.1 chunked body decoded; `None` until it is complete (the `0` chunk came).
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line]).ok()?.trim(), 16).ok()?;
+        body = &body[line + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if body.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+/// Low-latency DASH (`dash_low_latency`): the MPD says `availabilityTimeOffset` (fragment − part),
+/// `availabilityTimeComplete="false"`, a latency target and the server's clock (`/utc`, which
+/// answers); a GET of the fragment being written is answered at once, chunked: its first chunks
+/// (`styp`, `moof`, `mdat`) arrive while the fragment is not complete (not on disk, nothing after
+/// it listed), the rest as they are written, and the whole answer is the file written at the end.
+/// A fragment two ahead is 404 at once; ffprobe reads the MPD.
+#[test]
+fn low_latency_dash_serves_the_fragment_being_written_chunk_by_chunk() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("dash-ll");
+    let (server, dash) = low_latency_server(&dir);
+    let _publisher = ffmpeg_publish(&server.url("cam"), 40, 50);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 2);
+    for want in [
+        "availabilityTimeOffset=\"3.800\" availabilityTimeComplete=\"false\"",
+        "<Latency target=\"1500\"",
+        "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"/utc\"/>",
+        "minimumUpdatePeriod=\"PT0.500S\"",
+    ] {
+        assert!(mpd.contains(want), "{want} missing: {mpd}");
+    }
+    let (status, utc) = http_get(server.http_port, "/utc");
+    assert!(status == 200 && utc.len() == 24 && utc.ends_with('Z') && utc.contains('T'), "{status} {utc}");
+    let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(dash_streams(&mpd_url), ["aac", "h264,640,360"]);
+
+    let t = fragment_in_progress(&server, &dash);
+    let file = dash.join(format!("cam-{t}.m4v"));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(conn, "GET /dash/cam-{t}.m4v HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    // The header block and the first chunk of the body.
+    let head = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() > end + 4 + 64 {
+                break end;
+            }
+        }
+    };
+    let complete_now = file.exists();
+    let (_, mpd_now) = http_get(server.http_port, "/dash/cam.mpd");
+    let headers = String::from_utf8_lossy(&raw[..head]).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains("transfer-encoding: chunked") && headers.contains("content-type: video/mp4"), "{headers}");
+    assert!(!complete_now, "bytes came before the fragment was complete");
+    assert!(video_timeline(&mpd_now).iter().all(|(s, _)| *s <= t), "nothing after it yet: {mpd_now}");
+    let first = dechunk_prefix(&raw[head + 4..]);
+    assert_eq!(&first[4..8], b"styp", "the fragment starts with its styp");
+    // Two ahead: not waited for.
+    let started = std::time::Instant::now();
+    assert_eq!(http_get(server.http_port, &format!("/dash/cam-{}.m4v", t + 8000)).0, 404);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // The rest, until the fragment is complete: exactly the file written then.
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = dechunk(&raw[head + 4..]).expect("a complete chunked body");
+    wait_for("the complete fragment on disk", Duration::from_secs(10), || file.exists().then_some(()));
+    assert_eq!(body, std::fs::read(&file).unwrap(), "the chunks are the fragment");
+    let kinds = mp4_boxes(&body);
+    assert!(kinds.len() > 3 && kinds.iter().filter(|k| *k == "moof").count() > 1, "chunks: {kinds:?}");
+}
+
+/// The data of the complete chunks at the start of a chunked body.
+fn dechunk_prefix(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line) = body.windows(2).position(|w| w == b"\r\n") {
+        let Ok(size) = usize::from_str_radix(String::from_utf8_lossy(&body[..line]).trim(), 16) else { break };
+        if size == 0 || body.len() < line + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&body[line + 2..line + 2 + size]);
+        body = &body[line + 2 + size + 2.min(body.len() - line - 2 - size)..];
+    }
+    out
+}
+
+/// The top-level box types of an MP4 byte string.
+fn mp4_boxes(mut data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while data.len() >= 8 {
+        let size = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        out.push(String::from_utf8_lossy(&data[4..8]).into_owned());
+        if size < 8 || size > data.len() {
+            break;
+        }
+        data = &data[size..];
+    }
+    out
+}

@@ -32,6 +32,16 @@ pub(super) struct Place {
     prefix: String,
 }
 
+/// What a variant MPD takes from the application's settings.
+pub(super) struct MpdSettings {
+    /// `dash_fragment` (ms).
+    pub fragment_ms: u64,
+    /// `dash_playlist_length` (ms).
+    pub window_ms: u64,
+    /// `dash_low_latency`.
+    pub low_latency: Option<dash::mpd::LowLatency>,
+}
+
 /// What a member last said.
 #[derive(Clone)]
 struct Member {
@@ -90,7 +100,7 @@ pub(super) async fn update(
     store: &DashStore,
     place: &Place,
     packager: &dash::Packager,
-    settings: (u64, u64),
+    settings: MpdSettings,
     now_ms: u64,
 ) {
     let Some(anchor_ms) = packager.anchor_ms() else { return };
@@ -101,7 +111,7 @@ pub(super) async fn update(
         let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
         let members = masters.entry(place.master.clone()).or_default();
         members.insert(place.key.clone(), member);
-        render(members, settings, now_ms)
+        render(members, &settings, now_ms)
     };
     let text = Bytes::from(text);
     store.files().insert(place.master.clone(), text.clone());
@@ -111,7 +121,7 @@ pub(super) async fn update(
 }
 
 /// A member left: the variant MPD without it, or gone with the last one.
-pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u64), now_ms: u64) {
+pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: MpdSettings, now_ms: u64) {
     let _writing = store.variants.writing.lock().await;
     let text = {
         let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
@@ -121,7 +131,7 @@ pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u
             masters.remove(&place.master);
             None
         } else {
-            Some(render(members, settings, now_ms))
+            Some(render(members, &settings, now_ms))
         }
     };
     match text {
@@ -137,8 +147,7 @@ pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u
     }
 }
 
-/// `settings`: (`dash_fragment`, `dash_playlist_length`) in ms.
-fn render(members: &Members, (fragment_ms, window_ms): (u64, u64), now_ms: u64) -> String {
+fn render(members: &Members, settings: &MpdSettings, now_ms: u64) -> String {
     let start = members.values().map(|m| m.anchor_ms).max().unwrap_or(0);
     let mut video = Vec::new();
     let mut audio = Vec::new();
@@ -154,10 +163,11 @@ fn render(members: &Members, (fragment_ms, window_ms): (u64, u64), now_ms: u64) 
         dynamic: true,
         availability_start_ms: start,
         publish_ms: now_ms,
-        fragment_ms,
-        window_ms,
+        fragment_ms: settings.fragment_ms,
+        window_ms: settings.window_ms,
         video,
         audio,
+        low_latency: settings.low_latency.clone(),
     })
 }
 
@@ -168,6 +178,10 @@ mod tests {
     fn app(body: &str) -> AppConf {
         let text = format!("rtmp {{ server {{ application a {{ dash on; dash_path /d; {body} }} }} }}");
         crate::config::Config::parse(&text, "t").unwrap().servers[0].apps[0].clone()
+    }
+
+    fn settings() -> MpdSettings {
+        MpdSettings { fragment_ms: 1000, window_ms: 5000, low_latency: None }
     }
 
     #[test]
@@ -209,7 +223,7 @@ mod tests {
             let s = dash::Settings {
                 fragment: std::time::Duration::from_secs(1),
                 playlist_length: std::time::Duration::from_secs(5),
-                nested: false,
+                ..Default::default()
             };
             let mut p = dash::Packager::new(s, name);
             let header = crate::hub::Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
@@ -224,17 +238,17 @@ mod tests {
             packagers.push((place(&v, &dir, name).unwrap(), p));
         }
         for (place, p) in &packagers {
-            update(&store, place, p, (1000, 5000), 1_003_000).await;
+            update(&store, place, p, settings(), 1_003_000).await;
         }
         let master = dir.join("cam_abr.mpd");
         let text = std::fs::read_to_string(&master).unwrap();
         assert_eq!(text.matches("<Representation").count(), 2, "{text}");
         assert!(text.contains("availabilityStartTime=\"1970-01-01T00:16:40.500Z\""), "the latest member's: {text}");
         assert!(text.contains("presentationTimeOffset=\"500\" media=\"cam_hi-$Time$.m4v\""), "{text}");
-        withdraw(&store, &packagers[0].0, (1000, 5000), 1_004_000).await;
+        withdraw(&store, &packagers[0].0, settings(), 1_004_000).await;
         let text = String::from_utf8(store.files().get(&master).unwrap().to_vec()).unwrap();
         assert_eq!(text.matches("<Representation").count(), 1, "{text}");
-        withdraw(&store, &packagers[1].0, (1000, 5000), 1_004_000).await;
+        withdraw(&store, &packagers[1].0, settings(), 1_004_000).await;
         assert!(!master.exists() && store.files().get(&master).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
