@@ -759,6 +759,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A fragment being written is answered with its chunks so far, then each new one, and
+    /// the answer ends when it is complete; past [`MAX_WAITING`] such answers, 503.
+    #[tokio::test]
+    async fn a_fragment_being_written_is_answered_chunk_by_chunk_and_such_answers_are_bounded() {
+        use axum::body::HttpBody;
+        async fn frame(body: &mut axum::body::Body) -> Option<Bytes> {
+            let f = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+            Some(f.unwrap().into_data().unwrap())
+        }
+        let store = DashStore::new(CancellationToken::new());
+        let path = Path::new("/d/cam-0.m4v");
+        assert!(store.get(path).await.is_none(), "neither written nor expected: the disk's");
+        store.append_part(path, Bytes::from_static(b"styp1"));
+        let mut body = store.get(path).await.unwrap().into_body();
+        assert_eq!(frame(&mut body).await.unwrap(), "styp1");
+        store.append_part(path, Bytes::from_static(b"2"));
+        assert_eq!(frame(&mut body).await.unwrap(), "2");
+        store.files().insert(path.to_path_buf(), Bytes::from_static(b"styp12"));
+        store.complete_part(path);
+        assert!(frame(&mut body).await.is_none(), "complete: the answer ends");
+        store.append_part(Path::new("/d/cam-1.m4v"), Bytes::from_static(b"s"));
+        let _all = store.waiting.0.clone().acquire_many_owned(MAX_WAITING as u32).await.unwrap();
+        let res = store.get(Path::new("/d/cam-1.m4v")).await.unwrap();
+        assert_eq!(res.status(), 503);
+    }
+
     #[test]
     fn content_types() {
         assert_eq!(content_type(Path::new("/d/a.mpd")), "application/dash+xml");

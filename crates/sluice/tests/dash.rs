@@ -550,6 +550,9 @@ fn low_latency_dash_serves_the_fragment_being_written_chunk_by_chunk() {
     ] {
         assert!(mpd.contains(want), "{want} missing: {mpd}");
     }
+    let xml = dir.path("ll.mpd");
+    std::fs::write(&xml, &mpd).unwrap();
+    validate_against_the_xsd(&xml);
     let (status, utc) = http_get(server.http_port, "/utc");
     assert!(status == 200 && utc.len() == 24 && utc.ends_with('Z') && utc.contains('T'), "{status} {utc}");
     let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
