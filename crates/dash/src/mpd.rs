@@ -7,8 +7,8 @@
 //! is `dash_playlist_length`. Once the stream ended it is `type="static"` with
 //! `mediaPresentationDuration`, the window's first time as `presentationTimeOffset`.
 //!
-//! Low latency ([`LowLatency`], DASH-IF "Low-latency Modes for DASH" §9.X.4 and ISO/IEC
-//! 23009-1:2022 §5.3.9.5.3, K.3): the SegmentTemplates say `availabilityTimeOffset` = fragment −
+//! Low latency ([`LowLatency`]; DASH-IF's "Low-latency Modes for DASH", ISO/IEC 23009-1 4th
+//! edition's `ServiceDescription`): the SegmentTemplates say `availabilityTimeOffset` = fragment −
 //! part (a fragment may be fetched one part after it starts: it comes as chunks while it is
 //! written) and `availabilityTimeComplete="false"`; a `ServiceDescription` gives the latency
 //! target and playback rates players (dash.js) steer to; `UTCTiming` points at the server's

@@ -139,7 +139,8 @@ impl HttpState {
 #[derive(Debug, Clone, Copy)]
 struct NoCors;
 
-/// The routes: `/healthz`, then live content and files for everything else.
+/// The routes: `/healthz`, `/utc` (the clock, for low-latency DASH), then live content and files for
+/// everything else.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz).options(|| async { preflight() }))
