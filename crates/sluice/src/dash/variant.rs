@@ -245,6 +245,14 @@ mod tests {
         assert_eq!(text.matches("<Representation").count(), 2, "{text}");
         assert!(text.contains("availabilityStartTime=\"1970-01-01T00:16:40.500Z\""), "the latest member's: {text}");
         assert!(text.contains("presentationTimeOffset=\"500\" media=\"cam_hi-$Time$.m4v\""), "{text}");
+        // Low latency: the variant MPD says it as the streams' own do.
+        let ll = MpdSettings { low_latency: Some(dash::mpd::LowLatency::new(1000, 200)), ..settings() };
+        let text = {
+            let masters = store.variants.masters.lock().unwrap();
+            render(&masters[&master], &ll, 1_003_000)
+        };
+        assert_eq!(text.matches("availabilityTimeOffset=\"0.800\" availabilityTimeComplete=\"false\"").count(), 2);
+        assert!(text.contains("<ServiceDescription") && text.contains("<UTCTiming"), "{text}");
         withdraw(&store, &packagers[0].0, settings(), 1_004_000).await;
         let text = String::from_utf8(store.files().get(&master).unwrap().to_vec()).unwrap();
         assert_eq!(text.matches("<Representation").count(), 1, "{text}");
