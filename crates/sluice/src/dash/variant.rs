@@ -153,8 +153,16 @@ fn render(members: &Members, settings: &MpdSettings, now_ms: u64) -> String {
     let mut audio = Vec::new();
     for m in members.values() {
         let offset = start - m.anchor_ms;
-        video.extend(m.video.clone().map(|v| VideoRep { offset, ..v }));
-        audio.extend(m.audio.clone().map(|a| AudioRep { offset, ..a }));
+        // Fragments that start before the presentation does are left out: a player starting
+        // at 0 (a variant MPD younger than its live delay) would get one straddling 0, whose
+        // frames before 0 the browser drops (MSE's append window), its keyframe first, so
+        // nothing of it plays and the player stalls (seen with dash.js). A member with nothing
+        // left waits for its next fragment.
+        let after = |t: &dash::mpd::Timeline| t.iter().copied().filter(|(s, _)| *s >= offset).collect::<Vec<_>>();
+        let v = m.video.clone().map(|v| VideoRep { offset, timeline: after(&v.timeline), ..v });
+        let a = m.audio.clone().map(|a| AudioRep { offset, timeline: after(&a.timeline), ..a });
+        video.extend(v.filter(|v| !v.timeline.is_empty()));
+        audio.extend(a.filter(|a| !a.timeline.is_empty()));
     }
     // Highest bandwidth first, as players list them.
     video.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
@@ -245,6 +253,9 @@ mod tests {
         assert_eq!(text.matches("<Representation").count(), 2, "{text}");
         assert!(text.contains("availabilityStartTime=\"1970-01-01T00:16:40.500Z\""), "the latest member's: {text}");
         assert!(text.contains("presentationTimeOffset=\"500\" media=\"cam_hi-$Time$.m4v\""), "{text}");
+        // cam_hi's first fragment starts 500 ms before the MPD's presentation: left out.
+        let hi = text.split("<Representation").find(|r| r.contains("cam_hi_H264")).unwrap();
+        assert!(hi.contains("<S t=\"1000\" d=\"1000\"/>") && !hi.contains("<S t=\"0\""), "{text}");
         // Low latency: the variant MPD says it as the streams' own do.
         let ll = MpdSettings { low_latency: Some(dash::mpd::LowLatency::new(1000, 200)), ..settings() };
         let text = {
