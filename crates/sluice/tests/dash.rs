@@ -500,14 +500,18 @@ fn low_latency_server(dir: &TempDir) -> (Server, PathBuf) {
     dash_server(dir, "dash_fragment 4s; dash_playlist_length 20s; dash_low_latency on; dash_part_duration 200ms;")
 }
 
-/// The start of the video fragment being written, from a fresh MPD: its last `<S>` (listed at the
-/// nominal length before it is complete), while no file of it is on disk yet.
+/// The start of a video fragment that has just begun being written: the last `<S>` of the MPD
+/// (listed at the nominal length before it is complete) the moment a new one appears, so the
+/// test has most of a fragment's length before it completes.
 fn fragment_in_progress(server: &Server, dash: &Path) -> u64 {
-    wait_for("a video fragment being written", Duration::from_secs(40), || {
+    let mut seen = None;
+    wait_for("a video fragment beginning", Duration::from_secs(40), || {
         let (status, mpd) = http_get(server.http_port, "/dash/cam.mpd");
         let timeline = video_timeline(&mpd);
         let (t, _) = *timeline.last().filter(|_| status == 200 && timeline.len() >= 2)?;
-        (!dash.join(format!("cam-{t}.m4v")).exists()).then_some(t)
+        let new = seen.is_some_and(|s| s != t);
+        seen = Some(t);
+        (new && !dash.join(format!("cam-{t}.m4v")).exists()).then_some(t)
     })
 }
 
