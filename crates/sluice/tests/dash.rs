@@ -645,8 +645,8 @@ fn verdict_number(verdict: &str, field: &str) -> Option<f64> {
 
 /// dash.js (4.7, in headless Chromium) turns its low-latency mode on for the low-latency MPD
 /// (`availabilityTimeComplete="false"`), follows its `ServiceDescription` and plays 20 s of media
-/// with a live latency it reports below 3 s, mean and worst over the last 10 s. The fragments
-/// are 4 s long: a player that gets each fragment only once it is complete cannot play less than
+/// with a live latency it reports below 3 s on average and 3.5 s at worst over the last 10 s. The
+/// fragments are 4 s long: a player that gets each fragment only once it is complete cannot play less than
 /// a fragment behind the live edge (the start of a fragment is shown at the earliest when its end
 /// has been written), so this holds only with chunked delivery.
 #[test]
@@ -664,7 +664,8 @@ fn dashjs_plays_low_latency_dash_less_than_a_fragment_behind_live() {
     eprintln!("dash.js low latency: {verdict}");
     let mean = verdict_number(&verdict, "latencyMean").unwrap_or(f64::MAX);
     let worst = verdict_number(&verdict, "latencyMax").unwrap_or(f64::MAX);
-    assert!(mean < 3.0 && worst < 3.0, "latency mean {mean} s, worst {worst} s (fragments: 4 s): {verdict}");
+    // 1.5 s is the target; dash.js seeks back to it past the MPD's maximum, 3 s.
+    assert!(mean < 3.0 && worst < 3.5, "latency mean {mean} s, worst {worst} s (fragments: 4 s): {verdict}");
     assert!(verdict.contains("\"width\":640") && verdict.contains("\"dynamic\":true"), "{verdict}");
 }
 
