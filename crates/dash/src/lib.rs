@@ -11,6 +11,9 @@
 //! `NAME/index.mpd`, `NAME/init.m4v`, `NAME/T.m4v`, .... Video and audio are separate tracks in
 //! separate files (one AdaptationSet each) and are cut together: both share one timeline.
 //!
+//! With [`Settings::part`] (low latency) each fragment is also given out as CMAF chunks while it
+//! is built ([`Event::Part`]), and the MPD announces it with `availabilityTimeOffset`.
+//!
 //! Call [`Packager::push_video`] / [`Packager::push_audio`] for every message (tag header parsed
 //! by the caller, once), drain [`Packager::poll_event`], and render [`Packager::mpd`] when an
 //! event says it changed. Time is passed in: media timestamps, and the wall clock in Unix ms.

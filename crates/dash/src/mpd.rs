@@ -6,6 +6,14 @@
 //! time 0, `minimumUpdatePeriod` and `minBufferTime` are `dash_fragment`, `timeShiftBufferDepth`
 //! is `dash_playlist_length`. Once the stream ended it is `type="static"` with
 //! `mediaPresentationDuration`, the window's first time as `presentationTimeOffset`.
+//!
+//! Low latency ([`LowLatency`]; DASH-IF's "Low-latency Modes for DASH", ISO/IEC 23009-1 4th
+//! edition's `ServiceDescription`): the SegmentTemplates say `availabilityTimeOffset` = fragment −
+//! part (a fragment may be fetched one part after it starts: it comes as chunks while it is
+//! written) and `availabilityTimeComplete="false"`; a `ServiceDescription` gives the latency
+//! target and playback rates players (dash.js) steer to; `UTCTiming` points at the server's
+//! clock (`urn:mpeg:dash:utc:http-iso:2014`, [`UTC_TIMING_URL`]), which the latency depends on;
+//! `minimumUpdatePeriod` is short, so a player learns of each new fragment soon after it starts.
 
 use std::fmt::Write as _;
 
@@ -55,8 +63,40 @@ pub struct AudioRep {
     pub timeline: Timeline,
 }
 
-/// Everything an MPD says.
+/// Where the server answers the time (ISO 8601, ms) for `UTCTiming`: an absolute path,
+/// resolved against the MPD's URL.
+pub const UTC_TIMING_URL: &str = "/utc";
+
+/// A low-latency MPD's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowLatency {
+    /// The CMAF chunk duration (ms).
+    pub part_ms: u64,
+    /// `availabilityTimeOffset` (ms): fragment − part.
+    pub availability_offset_ms: u64,
+    /// `ServiceDescription/Latency@target` (ms).
+    pub target_latency_ms: u64,
+    /// `minimumUpdatePeriod` (ms).
+    pub update_ms: u64,
+}
+
+impl LowLatency {
+    /// The settings for fragments of `fragment_ms` sent as chunks of `part_ms`: a latency target
+    /// of five parts and at least 1.5 s (a few chunks of buffer, plus the time a player needs to
+    /// learn of a new fragment: an MPD update a part, at least every half second).
+    pub fn new(fragment_ms: u64, part_ms: u64) -> Self {
+        let part_ms = part_ms.clamp(1, fragment_ms.max(1));
+        LowLatency {
+            part_ms,
+            availability_offset_ms: fragment_ms.saturating_sub(part_ms),
+            target_latency_ms: (5 * part_ms).max(1500),
+            update_ms: part_ms.max(500).min(fragment_ms.max(1)),
+        }
+    }
+}
+
+/// Everything an MPD says.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Manifest {
     /// Live (`dynamic`) or ended (`static`).
     pub dynamic: bool,
@@ -72,6 +112,8 @@ pub struct Manifest {
     pub video: Vec<VideoRep>,
     /// The audio Representations, in one AdaptationSet.
     pub audio: Vec<AudioRep>,
+    /// Low latency (chunked fragments), while live.
+    pub low_latency: Option<LowLatency>,
 }
 
 /// The MPD text.
@@ -80,6 +122,7 @@ pub fn render(m: &Manifest) -> String {
     let timelines = m.video.iter().map(|v| &v.timeline).chain(m.audio.iter().map(|a| &a.timeline));
     let first = timelines.clone().filter_map(|t| t.first().map(|s| s.0)).min().unwrap_or(0);
     let end = timelines.filter_map(|t| t.last().map(|(s, d)| s + d)).max().unwrap_or(first);
+    let ll = m.low_latency.as_ref().filter(|_| m.dynamic);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"");
     out.push_str(" profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:hbbtv:dash:profile:isoff-live:2012\"");
     if m.dynamic {
@@ -88,13 +131,16 @@ pub fn render(m: &Manifest) -> String {
             " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\"",
             hls::playlist::iso8601_utc(m.availability_start_ms),
             hls::playlist::iso8601_utc(m.publish_ms),
-            duration(m.fragment_ms),
+            duration(ll.map_or(m.fragment_ms, |l| l.update_ms)),
             duration(m.window_ms.max(m.fragment_ms)),
         );
     } else {
         let _ = write!(out, " type=\"static\" mediaPresentationDuration=\"{}\"", duration(end - first));
     }
     let _ = writeln!(out, " minBufferTime=\"{}\">", duration(m.fragment_ms));
+    if let Some(l) = ll {
+        service_description(&mut out, l);
+    }
     out.push_str("  <Period id=\"dash\" start=\"PT0S\">\n");
     // A static presentation starts at its first listed fragment.
     let offset = if m.dynamic { 0 } else { first };
@@ -115,7 +161,7 @@ pub fn render(m: &Manifest) -> String {
                 let _ = write!(out, " width=\"{}\" height=\"{}\" sar=\"1:1\"", v.width, v.height);
             }
             let _ = writeln!(out, " bandwidth=\"{}\">", v.bandwidth);
-            template(&mut out, &v.prefix, "m4v", offset + v.offset, &v.timeline);
+            template(&mut out, &v.prefix, "m4v", offset + v.offset, &v.timeline, ll);
             out.push_str("      </Representation>\n");
         }
         out.push_str("    </AdaptationSet>\n");
@@ -141,13 +187,30 @@ pub fn render(m: &Manifest) -> String {
                 a.sample_rate,
                 a.bandwidth
             );
-            template(&mut out, &a.prefix, "m4a", offset + a.offset, &a.timeline);
+            template(&mut out, &a.prefix, "m4a", offset + a.offset, &a.timeline, ll);
             out.push_str("      </Representation>\n");
         }
         out.push_str("    </AdaptationSet>\n");
     }
-    out.push_str("  </Period>\n</MPD>\n");
+    out.push_str("  </Period>\n");
+    if ll.is_some() {
+        let _ =
+            writeln!(out, "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{UTC_TIMING_URL}\"/>");
+    }
+    out.push_str("</MPD>\n");
     out
+}
+
+/// The latency a player aims at (ms, from the wall clock to what it shows), with room on both
+/// sides, and the playback rates it may use to get there (dash.js's low-latency catch-up).
+fn service_description(out: &mut String, l: &LowLatency) {
+    let target = l.target_latency_ms;
+    let _ = writeln!(
+        out,
+        "  <ServiceDescription id=\"0\">\n    <Latency target=\"{target}\" min=\"{}\" max=\"{}\"/>\n    <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>",
+        (target / 2).max(l.part_ms),
+        target * 2,
+    );
 }
 
 /// Variants are cut at their own keyframes: only a lone Representation's segments are aligned
@@ -156,11 +219,20 @@ fn aligned(representations: usize) -> bool {
     representations <= 1
 }
 
-fn template(out: &mut String, prefix: &str, ext: &str, offset: u64, timeline: &[(u64, u64)]) {
+fn template(out: &mut String, prefix: &str, ext: &str, offset: u64, timeline: &[(u64, u64)], ll: Option<&LowLatency>) {
     let p = template_url(prefix);
     let _ = write!(out, "        <SegmentTemplate timescale=\"1000\"");
     if offset > 0 {
         let _ = write!(out, " presentationTimeOffset=\"{offset}\"");
+    }
+    if let Some(l) = ll {
+        let ato = l.availability_offset_ms;
+        let _ = write!(
+            out,
+            " availabilityTimeOffset=\"{}.{:03}\" availabilityTimeComplete=\"false\"",
+            ato / 1000,
+            ato % 1000
+        );
     }
     let _ = writeln!(out, " media=\"{p}$Time$.{ext}\" initialization=\"{p}init.{ext}\">");
     out.push_str("          <SegmentTimeline>\n");
@@ -265,6 +337,7 @@ mod tests {
                 bandwidth: 128_000,
                 timeline: vec![(4990, 5015)],
             }],
+            low_latency: None,
         }
     }
 
@@ -296,6 +369,31 @@ mod tests {
         assert!(text.contains("type=\"static\" mediaPresentationDuration=\"PT16.010S\""), "{text}");
         assert!(text.contains("presentationTimeOffset=\"4990\""), "{text}");
         assert!(!text.contains("minimumUpdatePeriod") && !text.contains("availabilityStartTime"), "{text}");
+    }
+
+    #[test]
+    fn a_low_latency_mpd_says_when_chunks_are_there_what_latency_to_aim_at_and_whose_clock() {
+        let mut m = manifest(true);
+        m.low_latency = Some(LowLatency::new(5000, 200));
+        let text = render(&m);
+        for want in [
+            "minimumUpdatePeriod=\"PT0.500S\"",
+            "<ServiceDescription id=\"0\">\n    <Latency target=\"1500\" min=\"750\" max=\"3000\"/>\n    <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>\n  <Period",
+            "<SegmentTemplate timescale=\"1000\" availabilityTimeOffset=\"4.800\" availabilityTimeComplete=\"false\" media=\"cam-$Time$.m4v\"",
+            "availabilityTimeOffset=\"4.800\" availabilityTimeComplete=\"false\" media=\"cam-$Time$.m4a\"",
+            "</Period>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"/utc\"/>\n</MPD>\n",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+        assert_eq!(LowLatency::new(2000, 500).target_latency_ms, 2500);
+        assert_eq!(LowLatency::new(2000, 3000).availability_offset_ms, 0, "a part is at most a fragment");
+        // Once ended, nothing of it.
+        m.dynamic = false;
+        let text = render(&m);
+        assert!(
+            !text.contains("availabilityTime") && !text.contains("ServiceDescription") && !text.contains("UTCTiming")
+        );
+        assert_eq!(render(&Manifest { low_latency: None, ..manifest(true) }), render(&manifest(true)));
     }
 
     #[test]
@@ -333,6 +431,7 @@ mod variant_tests {
             window_ms: 10_000,
             video: vec![rep("cam_hi", 1280, 0), rep("cam_lo", 640, 350)],
             audio: Vec::new(),
+            low_latency: None,
         };
         let text = render(&m);
         assert_eq!(text.matches("<AdaptationSet").count(), 1, "{text}");

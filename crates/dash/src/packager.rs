@@ -7,6 +7,12 @@
 //! bounded whatever its publisher sends. Both tracks are cut at the same moment; each track
 //! lists its own fragments' exact times (`SegmentTimeline`), so the MPD says what the media holds.
 //!
+//! Low latency ([`Settings::part`]): each fragment is also given out while it is being built, as
+//! CMAF chunks ([`Event::Part`]: a `moof` + `mdat` every part duration, cut at any frame; the
+//! first one starts with the `styp` and, for video, the keyframe), and the fragment being built is
+//! listed in the MPD with the nominal `dash_fragment` duration once its first chunk is out. The
+//! finished fragment ([`Event::Fragment`]) is exactly its chunks one after the other.
+//!
 //! Publishers' clocks are not trusted: a timestamp more than [`MAX_STEP_MS`] ahead of or
 //! [`MAX_BACK_MS`] behind the previous one is a jump and is taken out of the timeline; each
 //! track's decode times only go forward.
@@ -50,6 +56,22 @@ pub struct Settings {
     pub playlist_length: Duration,
     /// `dash_nested`.
     pub nested: bool,
+    /// Low latency: the CMAF chunk duration (`dash_part_duration` with `dash_low_latency on`);
+    /// `None`: each fragment is given out once, finished.
+    pub part: Option<Duration>,
+}
+
+impl Default for Settings {
+    /// nginx-rtmp's defaults (`dash_fragment 5s`, `dash_playlist_length 30s`), flat, not low
+    /// latency.
+    fn default() -> Self {
+        Settings {
+            fragment: Duration::from_secs(5),
+            playlist_length: Duration::from_secs(30),
+            nested: false,
+            part: None,
+        }
+    }
 }
 
 /// What the caller has to do.
@@ -60,6 +82,15 @@ pub enum Event {
         /// `NAME-init.m4v`, nested `NAME/init.m4v`.
         file: String,
         /// `ftyp` + `moov`.
+        data: Bytes,
+    },
+    /// Low latency: a CMAF chunk of the fragment `file` being built; append `data` to what the
+    /// earlier parts of `file` gave (the first part starts with the `styp`). An
+    /// [`Event::Fragment`] of the same `file`, the parts one after the other, follows.
+    Part {
+        /// As the [`Event::Fragment`] that follows.
+        file: String,
+        /// `moof` + `mdat` (the first: `styp` + `moof` + `mdat`).
         data: Bytes,
     },
     /// Write a media fragment.
@@ -97,13 +128,29 @@ struct AudioTrack {
 /// One track's open fragment and listed ones.
 #[derive(Default)]
 struct TrackState {
+    /// Samples not in a chunk yet (all of the fragment's, without low latency).
     samples: Vec<fmp4::Sample>,
+    /// Sample bytes of the open fragment, chunks written included.
     bytes: usize,
+    /// Samples of the open fragment, chunks written included.
+    count: usize,
     /// Decode time (track timescale) of the first sample in `samples`.
     base: Option<u64>,
     sequence: u32,
+    /// The fragment being built, once its first chunk is encoded.
+    open: Option<OpenFragment>,
     /// The fragments the MPD lists: (start ms, duration ms, bytes).
     listed: VecDeque<(u64, u64, usize)>,
+}
+
+/// A fragment with chunks encoded.
+struct OpenFragment {
+    /// Its start on the timeline (ms): its name.
+    start: u64,
+    /// Where its last chunk ends (track timescale).
+    end: u64,
+    /// `styp` and the chunks so far.
+    data: Vec<u8>,
 }
 
 impl TrackState {
@@ -112,11 +159,17 @@ impl TrackState {
             self.base = Some(at);
         }
         self.bytes += sample.data.len();
+        self.count += 1;
         self.samples.push(sample);
     }
 
     fn full(&self) -> bool {
-        self.bytes >= MAX_FRAGMENT_BYTES || self.samples.len() >= MAX_FRAGMENT_SAMPLES
+        self.bytes >= MAX_FRAGMENT_BYTES || self.count >= MAX_FRAGMENT_SAMPLES
+    }
+
+    /// Duration of the samples not in a chunk yet (track timescale).
+    fn pending(&self) -> u64 {
+        self.samples.iter().map(|s| u64::from(s.duration)).sum()
     }
 
     fn timeline(&self) -> Timeline {
@@ -332,9 +385,9 @@ impl Packager {
         };
         let audio_only = self.started.is_some_and(|(video, _)| !video);
         if audio_only {
-            if t.saturating_sub(self.frag_start) >= self.fragment_ms() && !self.a.samples.is_empty() {
+            if t.saturating_sub(self.frag_start) >= self.fragment_ms() && self.a.count > 0 {
                 self.cut(t);
-            } else if self.must_force(t) && !self.a.samples.is_empty() {
+            } else if self.must_force(t) && self.a.count > 0 {
                 self.warn("forced", "a fragment reached its size limit; cut anyway");
                 self.cut(t);
             }
@@ -343,12 +396,15 @@ impl Packager {
         }
         let at = t * rate / 1000;
         let next = match self.audio_next {
-            Some(n) if !self.a.samples.is_empty() || n.abs_diff(at) <= AUDIO_RESYNC_FRAMES * samples => n,
+            Some(n) if self.a.count > 0 || n.abs_diff(at) <= AUDIO_RESYNC_FRAMES * samples => n,
             _ => at,
         };
         self.audio_next = Some(next + samples);
         let sample = fmp4::Sample { duration: samples as u32, keyframe: true, cts_offset: 0, data };
         self.a.push(next, sample);
+        if self.part_due(false) {
+            self.flush_chunk(false);
+        }
     }
 
     /// The stream ended: the open fragment is written and the MPD turns static.
@@ -381,6 +437,7 @@ impl Packager {
             window_ms: self.s.playlist_length.as_millis() as u64,
             video: video.into_iter().collect(),
             audio: audio.into_iter().collect(),
+            low_latency: self.low_latency(),
         })
     }
 
@@ -403,7 +460,7 @@ impl Packager {
             width: v.width,
             height: v.height,
             bandwidth: self.v.bandwidth(),
-            timeline: self.v.timeline(),
+            timeline: self.timeline(&self.v),
         });
         let audio = self.audio.as_ref().filter(|_| audio_on).map(|a| AudioRep {
             prefix: prefix.to_string(),
@@ -413,9 +470,25 @@ impl Packager {
             sample_rate: a.sample_rate,
             channels: a.channels,
             bandwidth: self.a.bandwidth(),
-            timeline: self.a.timeline(),
+            timeline: self.timeline(&self.a),
         });
         (video, audio)
+    }
+
+    /// A track's timeline in the MPD: the listed fragments, and with low latency the one being
+    /// built at its nominal duration (players fetch it while it grows; the next MPD has its
+    /// real duration).
+    fn timeline(&self, track: &TrackState) -> Timeline {
+        let mut t = track.timeline();
+        if let Some(open) = track.open.as_ref().filter(|_| self.s.part.is_some()) {
+            t.push((open.start, self.fragment_ms()));
+        }
+        t
+    }
+
+    /// The low-latency settings of this stream's MPD, if it is low latency.
+    pub fn low_latency(&self) -> Option<mpd::LowLatency> {
+        self.s.part.map(|part| mpd::LowLatency::new(self.fragment_ms(), part.as_millis() as u64))
     }
 
     fn fragment_ms(&self) -> u64 {
@@ -488,52 +561,88 @@ impl Packager {
             let d = next_dts.saturating_sub(dts);
             s.duration = if d == 0 || d > 1000 { self.video_interval as u32 } else { d as u32 };
             self.v.push(dts, s);
+            if self.part_due(true) {
+                self.flush_chunk(true);
+            }
         }
+    }
+
+    /// Low latency: whether a track's samples not in a chunk yet make a part.
+    fn part_due(&self, video: bool) -> bool {
+        let Some(part) = self.s.part else { return false };
+        let (track, rate) = if video { (&self.v, u64::from(MS)) } else { (&self.a, self.audio_rate()) };
+        track.pending() * 1000 >= part.as_millis() as u64 * rate
+    }
+
+    fn audio_rate(&self) -> u64 {
+        self.audio.as_ref().map_or(1, |a| u64::from(a.sample_rate.max(1)))
     }
 
     /// Closes the open fragment of each track at `at` (ms): its files, the window, the MPD.
     fn cut(&mut self, at: u64) {
-        if let Some(base) = self.v.base.filter(|_| !self.v.samples.is_empty()) {
-            let samples = std::mem::take(&mut self.v.samples);
-            let end = base + samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
-            self.write_fragment(true, base, end, base, &samples);
+        for video in [true, false] {
+            self.flush_chunk(video);
+            self.close_fragment(video);
         }
-        if let (Some(base), Some(a)) = (self.a.base.filter(|_| !self.a.samples.is_empty()), &self.audio) {
-            let rate = u64::from(a.sample_rate.max(1));
-            let samples = std::mem::take(&mut self.a.samples);
-            let end = base + samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
-            self.write_fragment(false, base * 1000 / rate, end * 1000 / rate, base, &samples);
-        }
-        self.v = TrackState { bytes: 0, base: None, samples: Vec::new(), ..std::mem::take(&mut self.v) };
-        self.a = TrackState { bytes: 0, base: None, samples: Vec::new(), ..std::mem::take(&mut self.a) };
+        self.v = TrackState { bytes: 0, count: 0, base: None, samples: Vec::new(), ..std::mem::take(&mut self.v) };
+        self.a = TrackState { bytes: 0, count: 0, base: None, samples: Vec::new(), ..std::mem::take(&mut self.a) };
         self.frag_start = at;
         self.events.push_back(Event::Manifest);
     }
 
-    /// One track's fragment from `start` to `end` (ms), its first decode time `base` (track
-    /// timescale).
-    fn write_fragment(&mut self, video: bool, start: u64, end: u64, base: u64, samples: &[fmp4::Sample]) {
-        let (track_id, ext) = if video { (VIDEO_TRACK, "m4v") } else { (AUDIO_TRACK, "m4a") };
-        let window = self.window();
+    /// Encodes a track's samples not in a chunk yet as one `moof` + `mdat`, appended to the open
+    /// fragment (opened here, with its `styp`, by the first chunk); with low latency given out
+    /// at once ([`Event::Part`]).
+    fn flush_chunk(&mut self, video: bool) {
+        let rate = if video { u64::from(MS) } else { self.audio_rate() };
         let state = if video { &mut self.v } else { &mut self.a };
-        state.sequence += 1;
-        let run = fmp4::TrackRun { track_id, base_decode_time: base, samples };
-        let Ok(moof) = fmp4::fragment(state.sequence, &[run]) else {
-            return self.warn("fragment", "a fragment could not be written; skipped");
-        };
-        let mut data = fmp4::segment_type();
-        data.extend_from_slice(&moof);
+        let Some(base) = state.base.filter(|_| !state.samples.is_empty()) else { return };
+        let samples = std::mem::take(&mut state.samples);
+        state.base = None;
+        let end = base + samples.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+        let start = base * 1000 / rate;
         // A start already listed (a track whose clock stood still) would overwrite its file.
-        if state.listed.back().is_some_and(|(t, d, _)| start < t + d) {
+        if state.open.is_none() && state.listed.back().is_some_and(|(t, d, _)| start < t + d) {
             return self.warn("overlap", "a fragment overlapping the previous one was dropped");
         }
-        state.listed.push_back((start, end.saturating_sub(start).max(1), data.len()));
+        let (track_id, ext) = if video { (VIDEO_TRACK, "m4v") } else { (AUDIO_TRACK, "m4a") };
+        let run = fmp4::TrackRun { track_id, base_decode_time: base, samples: &samples };
+        let Ok(chunk) = fmp4::fragment(state.sequence + 1, &[run]) else {
+            return self.warn("fragment", "a fragment could not be written; skipped");
+        };
+        state.sequence += 1;
+        let first = state.open.is_none();
+        let open = state.open.get_or_insert_with(|| OpenFragment { start, end, data: fmp4::segment_type() });
+        let from = if first { 0 } else { open.data.len() };
+        open.data.extend_from_slice(&chunk);
+        open.end = end;
+        if self.s.part.is_some() {
+            let data = Bytes::copy_from_slice(&open.data[from..]);
+            let start = open.start;
+            let file = self.file(&start.to_string(), ext);
+            self.events.push_back(Event::Part { file, data });
+            if first {
+                // The MPD lists the fragment being built.
+                self.events.push_back(Event::Manifest);
+            }
+        }
+    }
+
+    /// Lists a track's open fragment and gives it out whole; older ones leave the window.
+    fn close_fragment(&mut self, video: bool) {
+        let rate = if video { u64::from(MS) } else { self.audio_rate() };
+        let ext = if video { "m4v" } else { "m4a" };
+        let window = self.window();
+        let state = if video { &mut self.v } else { &mut self.a };
+        let Some(open) = state.open.take() else { return };
+        let end = open.end * 1000 / rate;
+        state.listed.push_back((open.start, end.saturating_sub(open.start).max(1), open.data.len()));
         let mut expired = Vec::new();
         while state.listed.len() > window {
             expired.extend(state.listed.pop_front().map(|(t, _, _)| t));
         }
-        let file = self.file(&start.to_string(), ext);
-        self.events.push_back(Event::Fragment { file, data: Bytes::from(data) });
+        let file = self.file(&open.start.to_string(), ext);
+        self.events.push_back(Event::Fragment { file, data: Bytes::from(open.data) });
         for t in expired {
             self.events.push_back(Event::Expired { file: self.file(&t.to_string(), ext) });
         }

@@ -34,6 +34,17 @@ fn packager(fragment_ms: u64, window_ms: u64, nested: bool) -> Packager {
         fragment: Duration::from_millis(fragment_ms),
         playlist_length: Duration::from_millis(window_ms),
         nested,
+        part: None,
+    };
+    Packager::new(s, "cam")
+}
+
+fn low_latency(fragment_ms: u64, part_ms: u64) -> Packager {
+    let s = Settings {
+        fragment: Duration::from_millis(fragment_ms),
+        playlist_length: Duration::from_millis(10_000),
+        part: Some(Duration::from_millis(part_ms)),
+        ..Settings::default()
     };
     Packager::new(s, "cam")
 }
@@ -211,4 +222,82 @@ fn a_timeline_may_start_after_an_earlier_publish() {
         p.mpd(1_000_000).contains("availabilityStartTime=\"1970-01-01T00:15:40.000Z\""),
         "media time 0 is 60 s before the first frame"
     );
+}
+
+/// Low latency: every fragment comes first as CMAF chunks, a `moof` + `mdat` per part (the first
+/// after the `styp`, video's starting with the keyframe), and the finished fragment is exactly
+/// its chunks one after the other; each chunk's decode time follows the previous one's.
+#[test]
+fn low_latency_fragments_are_their_chunks_one_after_the_other() {
+    let mut p = low_latency(2000, 200);
+    let events = feed(&mut p, 0, 7, 50, true);
+    let mut parts: std::collections::HashMap<String, Vec<Bytes>> = Default::default();
+    let mut whole = 0;
+    for e in &events {
+        match e {
+            Event::Part { file, data } => {
+                parts.entry(file.clone()).or_default().push(data.clone());
+            }
+            Event::Fragment { file, data } => {
+                whole += 1;
+                let chunks = parts.remove(file).unwrap_or_else(|| panic!("{file} had no parts"));
+                assert_eq!(chunks.concat(), data.to_vec(), "{file} is its chunks");
+                // 2 s of 25 fps video at 200 ms parts: 10 chunks (audio: 200 ms of frames or a little more).
+                if file.ends_with(".m4v") {
+                    assert_eq!(chunks.len(), 10, "{file}");
+                } else {
+                    assert!((8..=10).contains(&chunks.len()), "{file}: {}", chunks.len());
+                }
+                let kinds: Vec<[u8; 4]> = fmp4::boxes(data).map(|b| b.unwrap().kind).collect();
+                assert_eq!(kinds[0], *b"styp", "{file}");
+                assert_eq!(kinds.len(), 1 + 2 * chunks.len(), "{file}: {kinds:?}");
+                let mut next = None;
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let moof = fmp4::find(chunk, b"moof").unwrap();
+                    let runs = fmp4::parse_moof(&chunk[moof.offset..moof.end()]).unwrap();
+                    let base = runs[0].base_decode_time.unwrap();
+                    assert!(next.is_none_or(|n| n == base), "{file} chunk {i}: {base} after {next:?}");
+                    next = Some(base + runs[0].samples.iter().map(|s| u64::from(s.duration)).sum::<u64>());
+                    if file.ends_with(".m4v") {
+                        assert_eq!(runs[0].samples[0].is_sync(), i == 0, "{file} chunk {i}");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(whole >= 6, "three fragments of each track");
+    // The fragments being built have their first chunks out, and the MPD lists them.
+    assert_eq!(parts.keys().filter(|f| f.ends_with(".m4v")).collect::<Vec<_>>(), ["cam-6000.m4v"]);
+    let mpd = p.mpd(2_000_000);
+    assert!(mpd.contains("<S t=\"0\" d=\"2000\"/>\n            <S d=\"2000\"/>\n            <S d=\"2000\"/>\n            <S d=\"2000\"/>\n"), "{mpd}");
+    assert!(mpd.contains("availabilityTimeOffset=\"1.800\" availabilityTimeComplete=\"false\""), "{mpd}");
+    p.finish();
+    let events: Vec<Event> = std::iter::from_fn(|| p.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e, Event::Fragment { file, .. } if file == "cam-6000.m4v")));
+    let mpd = p.mpd(2_000_000);
+    assert!(mpd.contains("mediaPresentationDuration=\"PT7.000S\"") && !mpd.contains("availabilityTimeOffset"), "{mpd}");
+}
+
+/// Without low latency nothing changes: no parts, one `moof` per fragment.
+#[test]
+fn without_low_latency_there_are_no_parts() {
+    let mut p = packager(2000, 10_000, false);
+    let events = feed(&mut p, 0, 5, 50, true);
+    assert!(!events.iter().any(|e| matches!(e, Event::Part { .. })));
+    assert!(!p.mpd(0).contains("availabilityTimeOffset"));
+}
+
+/// An audio-only stream in low latency is still cut on audio.
+#[test]
+fn low_latency_audio_only_is_cut_on_audio() {
+    let mut p = low_latency(1000, 200);
+    push(&mut p, false, 0, &Bytes::from_static(&AAC_HEADER), 0);
+    for i in 0..200u32 {
+        push(&mut p, false, i * 1024 * 1000 / 44_100, &audio_frame(), 0);
+    }
+    let events: Vec<Event> = std::iter::from_fn(|| p.poll_event()).collect();
+    let whole = events.iter().filter(|e| matches!(e, Event::Fragment { .. })).count();
+    let parts = events.iter().filter(|e| matches!(e, Event::Part { .. })).count();
+    assert!(whole >= 3 && parts >= 4 * whole, "{whole} fragments, {parts} parts");
 }

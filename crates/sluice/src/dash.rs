@@ -17,6 +17,12 @@
 //! (a later publish of the name starts a new task and a new timeline); with `dash_cleanup` the
 //! stream's files go `dash_playlist_length` later unless the name was published again meanwhile.
 //! Stream names are checked again here (`untrusted::stream_name`) before they become paths.
+//!
+//! Low latency (`dash_low_latency`, a sluice extension): the fragment being written is held in
+//! memory as its CMAF chunks, and a GET of it is answered at once with chunked transfer
+//! encoding: the chunks so far, then each one as it comes, until the fragment is complete (then
+//! it is written to disk as before). At most [`MAX_WAITING`] such answers and waits for a next
+//! fragment run at once; past that a request gets 503.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -46,8 +52,11 @@ const MAX_BATCH: usize = 256;
 const MEMORY_FRAGMENTS: usize = 3;
 /// Most expired files one stream waits to remove; past that a file is removed at once.
 const MAX_PENDING_REMOVALS: usize = 4096;
-/// Longest a request for the next fragment waits for it.
+/// Longest a request for the next fragment waits for it, and a chunked answer for its next chunk.
 const MAX_WAIT: Duration = Duration::from_secs(15);
+/// Most requests waiting for a fragment or being answered chunk by chunk, for all streams: each
+/// holds a task and its connection open.
+const MAX_WAITING: usize = 1024;
 
 /// Live DASH content in memory, keyed by the absolute path it has on disk, so any HTTP location
 /// that maps a URL to that file (a `root`, an `alias`, or the implicit `dash_path` location)
@@ -70,6 +79,28 @@ pub struct DashStore {
     expected: Mutex<HashMap<PathBuf, Expected>>,
     /// The live members of every variant MPD (`hls_variant`, transcode ladder).
     variants: variant::Registry,
+    /// Low latency: the fragments being written, their chunks so far.
+    partial: Mutex<HashMap<PathBuf, Arc<watch::Sender<Chunks>>>>,
+    /// Requests waiting for a fragment or answered chunk by chunk, against [`MAX_WAITING`].
+    waiting: Waiting,
+    /// [`MAX_WAITING`] was reached (logged once).
+    full_logged: std::sync::atomic::AtomicBool,
+}
+
+/// [`MAX_WAITING`] permits.
+struct Waiting(Arc<tokio::sync::Semaphore>);
+
+impl Default for Waiting {
+    fn default() -> Self {
+        Waiting(Arc::new(tokio::sync::Semaphore::new(MAX_WAITING)))
+    }
+}
+
+/// A fragment being written: its chunks so far, and whether it is complete.
+#[derive(Default)]
+struct Chunks {
+    data: Vec<Bytes>,
+    complete: bool,
 }
 
 /// The task writing an MPD and where its timeline ends (ms).
@@ -112,18 +143,43 @@ impl DashStore {
         self.expected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The file at `path` from memory (the next fragment of a live stream once it is written,
-    /// up to two fragment lengths), or `None` to let the HTTP server read the disk.
+    fn partial(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<watch::Sender<Chunks>>>> {
+        self.partial.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The file at `path` from memory: complete, or (low latency) being written, answered chunk
+    /// by chunk; the next fragment of a live stream is waited for, up to two fragment lengths.
+    /// `None` lets the HTTP server read the disk.
     pub async fn get(&self, path: &Path) -> Option<axum::response::Response> {
         if let Some(data) = self.files().get(path).cloned() {
             return Some(reply(path, data));
         }
-        let expected = self.expected().get(path).cloned()?;
+        let partial = self.partial().get(path).map(|p| p.subscribe());
+        let expected = self.expected().get(path).cloned();
+        if partial.is_none() && expected.is_none() {
+            return None;
+        }
+        let Ok(permit) = self.waiting.0.clone().try_acquire_owned() else {
+            if !self.full_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limit = MAX_WAITING,
+                    "dash: too many requests waiting for fragments; answering 503 (said once)"
+                );
+            }
+            return Some(axum::response::IntoResponse::into_response(axum::http::StatusCode::SERVICE_UNAVAILABLE));
+        };
+        if let Some(chunks) = partial {
+            return Some(chunked(path, chunks, permit));
+        }
+        let expected = expected?;
         let mut rx = expected.written.subscribe();
         let found = tokio::time::timeout(expected.wait, async {
             loop {
                 if let Some(data) = self.files().get(path).cloned() {
-                    return Some(data);
+                    return Some(Ok(data));
+                }
+                if let Some(chunks) = self.partial().get(path).map(|p| p.subscribe()) {
+                    return Some(Err(chunks));
                 }
                 // The stream ended, or went on without this name (a jump, a lost track).
                 if !self.expected().contains_key(path) || rx.changed().await.is_err() {
@@ -132,7 +188,115 @@ impl DashStore {
             }
         })
         .await;
-        found.ok().flatten().map(|data| reply(path, data))
+        match found.ok().flatten()? {
+            Ok(data) => Some(reply(path, data)),
+            Err(chunks) => Some(chunked(path, chunks, permit)),
+        }
+    }
+
+    /// Low latency: a chunk of the fragment at `path` being written (the first one opens it).
+    fn append_part(&self, path: &Path, data: Bytes) -> bool {
+        let mut partial = self.partial();
+        let new = !partial.contains_key(path);
+        let chunks = partial.entry(path.to_path_buf()).or_default();
+        chunks.send_modify(|c| c.data.push(data));
+        new
+    }
+
+    /// The fragment at `path` is complete (in `files` by now): chunked answers end.
+    fn complete_part(&self, path: &Path) {
+        if let Some(chunks) = self.partial().remove(path) {
+            chunks.send_modify(|c| c.complete = true);
+        }
+    }
+}
+
+/// A fragment being written, as one chunked answer: the chunks so far at once, then each one as
+/// it comes. A fragment abandoned, or no chunk for [`MAX_WAIT`], breaks the answer off (the
+/// player sees a truncated body, not a short fragment).
+fn chunked(
+    path: &Path,
+    chunks: watch::Receiver<Chunks>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> axum::response::Response {
+    let mut res = axum::response::Response::new(axum::body::Body::new(ChunkedBody {
+        reader: Some(ChunkReader { chunks, at: 0, _permit: permit }),
+        next: None,
+    }));
+    set_headers(&mut res, path);
+    res
+}
+
+/// Where a chunked answer is in its fragment.
+struct ChunkReader {
+    chunks: watch::Receiver<Chunks>,
+    at: usize,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ChunkReader {
+    /// The next chunk; `None` at the end of the complete fragment.
+    async fn next(&mut self) -> Option<std::io::Result<Bytes>> {
+        loop {
+            {
+                let c = self.chunks.borrow_and_update();
+                if let Some(data) = c.data.get(self.at).cloned() {
+                    self.at += 1;
+                    return Some(Ok(data));
+                }
+                if c.complete {
+                    return None;
+                }
+            }
+            match tokio::time::timeout(MAX_WAIT, self.chunks.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Some(Err(std::io::Error::other("the fragment was abandoned"))),
+                Err(_) => return Some(Err(std::io::Error::other("no chunk came in time"))),
+            }
+        }
+    }
+}
+
+type NextChunk =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (ChunkReader, Option<std::io::Result<Bytes>>)> + Send>>;
+
+/// The chunked body: hyper asks for the next chunk when it has written the last.
+struct ChunkedBody {
+    reader: Option<ChunkReader>,
+    next: Option<NextChunk>,
+}
+
+impl axum::body::HttpBody for ChunkedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<hyper::body::Frame<Bytes>>>> {
+        let this = self.get_mut();
+        if this.next.is_none() {
+            let Some(mut reader) = this.reader.take() else { return std::task::Poll::Ready(None) };
+            this.next = Some(Box::pin(async move {
+                let chunk = reader.next().await;
+                (reader, chunk)
+            }));
+        }
+        let next = this.next.as_mut().expect("set above");
+        let (reader, chunk) = std::task::ready!(next.as_mut().poll(cx));
+        this.next = None;
+        match chunk {
+            Some(Ok(data)) => {
+                this.reader = Some(reader);
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(data))))
+            }
+            Some(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reader.is_none() && self.next.is_none()
     }
 }
 
@@ -149,12 +313,16 @@ impl crate::http::LiveContent for DashStore {
 /// Names repeat from one publish of a stream to the next (as nginx-rtmp's), so nothing is
 /// cached without asking again.
 fn reply(path: &Path, data: Bytes) -> axum::response::Response {
-    use axum::http::{header, HeaderValue};
     let mut res = axum::response::Response::new(axum::body::Body::from(data));
+    set_headers(&mut res, path);
+    res
+}
+
+fn set_headers(res: &mut axum::response::Response, path: &Path) {
+    use axum::http::{header, HeaderValue};
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
 }
 
 /// MIME types of what DASH writes.
@@ -168,7 +336,12 @@ fn content_type(path: &Path) -> &'static str {
 
 /// The packager settings for an application.
 fn settings(app: &AppConf) -> Settings {
-    Settings { fragment: app.dash.fragment, playlist_length: app.dash.playlist_length, nested: app.dash.nested }
+    Settings {
+        fragment: app.dash.fragment,
+        playlist_length: app.dash.playlist_length,
+        nested: app.dash.nested,
+        part: app.dash.part(),
+    }
 }
 
 /// Where a stream's MPD goes, relative names refused: `stream_name` was checked when the stream
@@ -205,6 +378,9 @@ impl crate::modules::Module for Output {
                 return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: {e}; no DASH for this stream")
             }
         };
+        if variant::shadows_variant(app, name) {
+            return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "dash: this stream's MPD would be at the path of another stream's variant MPD; no DASH for this stream");
+        }
         // The HLS task lists its segments in this MPD instead (`shared`).
         if shared::applies(app, name) {
             return;
@@ -236,6 +412,7 @@ impl crate::modules::Module for Output {
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
             variant: variant::place(app, &dir_for_variant, name),
+            partial: Vec::new(),
         };
         self.store.tasks.spawn(task.run(sub));
     }
@@ -264,6 +441,8 @@ struct DashTask {
     next: Vec<PathBuf>,
     /// The variant MPD this stream is listed in.
     variant: Option<variant::Place>,
+    /// Low latency: the fragments this task is writing, in `store.partial`.
+    partial: Vec<PathBuf>,
 }
 
 impl DashTask {
@@ -311,6 +490,11 @@ impl DashTask {
         }
         self.packager.finish();
         self.apply_events().await;
+        // Chunked answers of a fragment not completed end now (none is left normally: the end
+        // completes the open fragments).
+        for path in self.partial.drain(..) {
+            self.store.partial().remove(&path);
+        }
         // Nothing follows: requests waiting for a next fragment get their 404 now.
         self.expect_next();
         tracing::info!(app = %self.app.name, stream = %self.name, "dash: end of stream; the MPD is static");
@@ -332,10 +516,20 @@ impl DashTask {
                     self.store.files().insert(path.clone(), data);
                     self.inits.push(path);
                 }
+                Event::Part { file, data } => {
+                    let path = self.dir.join(file);
+                    if self.store.append_part(&path, data) {
+                        self.partial.push(path);
+                        // Requests waiting for this fragment are answered now.
+                        self.written.send_modify(|n| *n += 1);
+                    }
+                }
                 Event::Fragment { file, data } => {
                     let path = self.dir.join(file);
                     self.write_file(&path, &data).await;
                     self.store.files().insert(path.clone(), data);
+                    self.store.complete_part(&path);
+                    self.partial.retain(|p| *p != path);
                     self.in_memory.push_back(path);
                     // Two tracks: a few fragments of each.
                     while self.in_memory.len() > 2 * MEMORY_FRAGMENTS {
@@ -371,9 +565,13 @@ impl DashTask {
         }
     }
 
-    /// (`dash_fragment`, `dash_playlist_length`) in ms, for variant MPDs.
-    fn mpd_settings(&self) -> (u64, u64) {
-        (self.app.dash.fragment.as_millis() as u64, self.app.dash.playlist_length.as_millis() as u64)
+    /// What variant MPDs take from the application's settings.
+    fn mpd_settings(&self) -> variant::MpdSettings {
+        variant::MpdSettings {
+            fragment_ms: self.app.dash.fragment.as_millis() as u64,
+            window_ms: self.app.dash.playlist_length.as_millis() as u64,
+            low_latency: self.packager.low_latency(),
+        }
     }
 
     /// Registers the fragments that come next (none once ended) and wakes the requests waiting.
@@ -426,33 +624,61 @@ impl DashTask {
             // Files stay after a shutdown, as HLS's.
             _ = self.store.shutdown.cancelled() => return,
         }
-        let replaced = self.replaced();
-        let shared: Vec<PathBuf> =
-            if replaced { Vec::new() } else { self.inits.drain(..).chain([self.mpd.clone()]).collect() };
+        self.clean_up().await;
+    }
+
+    async fn clean_up(&mut self) {
+        let replaced = !self.release_shared();
         {
             let mut files = self.store.files();
-            for path in self.in_memory.drain(..).chain(shared.iter().cloned()) {
+            for path in self.in_memory.drain(..) {
                 files.remove(&path);
             }
         }
         if self.app.dash.cleanup {
             self.remove_expired(true).await;
-            let fragments = self.packager.fragment_files().into_iter().map(|f| self.dir.join(f));
-            for f in fragments.chain(shared) {
-                let _ = tokio::fs::remove_file(&f).await;
+            // A later publish's fragments start after ours: these names are ours alone.
+            for f in self.packager.fragment_files() {
+                let _ = tokio::fs::remove_file(self.dir.join(f)).await;
             }
-            if self.app.dash.nested && !replaced {
-                // The stream's own directory, if nothing else is in it.
-                if let Some(parent) = self.mpd.parent() {
-                    let _ = tokio::fs::remove_dir(parent).await;
-                }
-            }
-            tracing::info!(app = %self.app.name, stream = %self.name, "dash: cleaned up");
+            tracing::info!(app = %self.app.name, stream = %self.name, replaced, "dash: cleaned up");
         }
         let mut writers = self.store.writers();
         if writers.get(&self.mpd).is_some_and(|w| w.id == self.id) {
             writers.remove(&self.mpd);
         }
+    }
+
+    /// Removes the MPD and init segments (memory, and disk with `dash_cleanup`) unless another
+    /// task writes them now; false when one does. The check and the removal are one step under
+    /// the writers lock, which a new publish takes to register (`on_publish`): a publish either
+    /// came before (its files are left alone) or comes after (it writes its files after these
+    /// are gone). Hence the blocking removals here: at most four small unlinks, no await.
+    fn release_shared(&mut self) -> bool {
+        let writers = self.store.writers();
+        if writers.get(&self.mpd).is_none_or(|w| w.id != self.id) {
+            return false;
+        }
+        let shared: Vec<PathBuf> = self.inits.drain(..).chain([self.mpd.clone()]).collect();
+        {
+            let mut files = self.store.files();
+            for path in &shared {
+                files.remove(path);
+            }
+        }
+        if self.app.dash.cleanup {
+            for path in &shared {
+                let _ = std::fs::remove_file(path);
+            }
+            if self.app.dash.nested {
+                // The stream's own directory, if nothing else is in it.
+                if let Some(parent) = self.mpd.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
+        drop(writers);
+        true
     }
 
     async fn write_file(&mut self, path: &Path, data: &[u8]) {
@@ -485,6 +711,83 @@ mod tests {
         }
         assert_eq!(manifest_path(dir, "cam.1", false).unwrap(), Path::new("/srv/dash/cam.1.mpd"));
         assert_eq!(manifest_path(dir, "cam", true).unwrap(), Path::new("/srv/dash/cam/index.mpd"));
+    }
+
+    /// An old task's cleanup and a new publish of the name, interleaved at the cleanup's first
+    /// await (a current-thread runtime runs the spawned publish there): the new publish's init
+    /// segment survives. Before, the old task decided "not replaced", awaited its first unlink,
+    /// the publish registered and wrote its init, and the old task then removed it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_old_cleanup_never_removes_a_new_publishs_init_segments() {
+        let dir = std::env::temp_dir().join(format!("sluice-dash-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = format!("rtmp {{ server {{ application a {{ dash on; dash_path {}; }} }} }}", dir.display());
+        let app = Arc::new(crate::config::Config::parse(&text, "t").unwrap().servers[0].apps[0].clone());
+        let store = DashStore::new(CancellationToken::new());
+        let (mpd, init) = (dir.join("cam.mpd"), dir.join("cam-init.m4v"));
+        for f in [&mpd, &init] {
+            std::fs::write(f, b"old").unwrap();
+            store.files().insert(f.clone(), Bytes::from_static(b"old"));
+        }
+        store.writers().insert(mpd.clone(), Writer { id: 1, end: 10_000 });
+        let mut old = DashTask {
+            store: store.clone(),
+            app: app.clone(),
+            name: "cam".into(),
+            packager: Packager::new(settings(&app), "cam"),
+            dir: dir.clone(),
+            mpd: mpd.clone(),
+            id: 1,
+            in_memory: VecDeque::new(),
+            inits: vec![init.clone()],
+            expired: VecDeque::new(),
+            logged: Vec::new(),
+            written: Arc::new(watch::channel(0).0),
+            next: Vec::new(),
+            variant: None,
+            partial: Vec::new(),
+        };
+        let publish = {
+            let (store, init) = (store.clone(), init.clone());
+            tokio::spawn(async move {
+                // What on_publish and the new task's first init segment do.
+                store.writers().insert(init.with_file_name("cam.mpd"), Writer { id: 2, end: 12_000 });
+                std::fs::write(&init, b"new").unwrap();
+                store.files().insert(init, Bytes::from_static(b"new"));
+            })
+        };
+        old.clean_up().await;
+        publish.await.unwrap();
+        assert_eq!(std::fs::read(&init).unwrap(), b"new", "the new publish's init segment on disk");
+        assert_eq!(store.files().get(&init).map(|b| b.to_vec()), Some(b"new".to_vec()));
+        assert_eq!(store.writers().get(&mpd).map(|w| w.id), Some(2), "the new task writes the MPD");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fragment being written is answered with its chunks so far, then each new one, and
+    /// the answer ends when it is complete; past [`MAX_WAITING`] such answers, 503.
+    #[tokio::test]
+    async fn a_fragment_being_written_is_answered_chunk_by_chunk_and_such_answers_are_bounded() {
+        use axum::body::HttpBody;
+        async fn frame(body: &mut axum::body::Body) -> Option<Bytes> {
+            let f = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+            Some(f.unwrap().into_data().unwrap())
+        }
+        let store = DashStore::new(CancellationToken::new());
+        let path = Path::new("/d/cam-0.m4v");
+        assert!(store.get(path).await.is_none(), "neither written nor expected: the disk's");
+        store.append_part(path, Bytes::from_static(b"styp1"));
+        let mut body = store.get(path).await.unwrap().into_body();
+        assert_eq!(frame(&mut body).await.unwrap(), "styp1");
+        store.append_part(path, Bytes::from_static(b"2"));
+        assert_eq!(frame(&mut body).await.unwrap(), "2");
+        store.files().insert(path.to_path_buf(), Bytes::from_static(b"styp12"));
+        store.complete_part(path);
+        assert!(frame(&mut body).await.is_none(), "complete: the answer ends");
+        store.append_part(Path::new("/d/cam-1.m4v"), Bytes::from_static(b"s"));
+        let _all = store.waiting.0.clone().acquire_many_owned(MAX_WAITING as u32).await.unwrap();
+        let res = store.get(Path::new("/d/cam-1.m4v")).await.unwrap();
+        assert_eq!(res.status(), 503);
     }
 
     #[test]

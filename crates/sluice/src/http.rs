@@ -139,10 +139,12 @@ impl HttpState {
 #[derive(Debug, Clone, Copy)]
 struct NoCors;
 
-/// The routes: `/healthz`, then live content and files for everything else.
+/// The routes: `/healthz`, `/utc` (the clock, for low-latency DASH), then live content and files for
+/// everything else.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz).options(|| async { preflight() }))
+        .route(dash::mpd::UTC_TIMING_URL, get(utc).options(|| async { preflight() }))
         .fallback(handle)
         .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
@@ -190,6 +192,15 @@ async fn healthz(State(state): State<HttpState>, req: Request) -> Response {
         return res;
     }
     format!("ok\nstreams {}\n", state.hub.len()).into_response()
+}
+
+/// The wall clock (ISO 8601, ms), for low-latency DASH players (the MPD's `UTCTiming`): it says
+/// nothing a `Date` header does not, so every client gets it.
+async fn utc() -> Response {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let mut res = hls::playlist::iso8601_utc(ms as u64).into_response();
+    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    res
 }
 
 /// Everything but `/healthz`: the location's access rules, then the method decides, then

@@ -1,6 +1,8 @@
 //! nginx-rtmp's DASH module (`dash/ngx_rtmp_dash_module.c`): `dash`, `dash_path`,
 //! `dash_fragment`, `dash_playlist_length`, `dash_nested`, `dash_cleanup`, with the defaults of
-//! `ngx_rtmp_dash_merge_app_conf`. DASH is active when `dash on` and `dash_path` set.
+//! `ngx_rtmp_dash_merge_app_conf`. DASH is active when `dash on` and `dash_path` set. sluice's
+//! extensions `dash_low_latency` and `dash_part_duration` (as `hls_low_latency` and
+//! `hls_part_duration`) make it chunked low-latency DASH.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +21,8 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("dash_playlist_length", RSA, ONE, Kind::Time, "30s"),
     spec("dash_nested", RSA, ONE, Kind::Flag, "off"),
     spec("dash_cleanup", RSA, ONE, Kind::Flag, "on"),
+    spec("dash_low_latency", RSA, ONE, Kind::Flag, "off"),
+    spec("dash_part_duration", RSA, ONE, Kind::Time, "200ms"),
 ];
 
 /// nginx-rtmp's dash module settings, merged for one application.
@@ -36,6 +40,11 @@ pub struct DashConf {
     pub nested: bool,
     /// `dash_cleanup`: delete fragments that left the window, and everything after the end (on).
     pub cleanup: bool,
+    /// `dash_low_latency`: fragments also served as CMAF chunks while they are written (off;
+    /// sluice extension).
+    pub low_latency: bool,
+    /// `dash_part_duration`: the chunk duration (200ms, as `hls_part_duration`; sluice extension).
+    pub part_duration: Duration,
 }
 
 /// DASH settings as written at one level; `None` means "not set here".
@@ -47,6 +56,8 @@ pub(crate) struct DashLayer {
     playlist_length: Option<Duration>,
     nested: Option<bool>,
     cleanup: Option<bool>,
+    low_latency: Option<bool>,
+    part_duration: Option<Duration>,
 }
 
 impl DashLayer {
@@ -59,6 +70,8 @@ impl DashLayer {
             "dash_playlist_length" => put(&mut self.playlist_length, time(d)?, d),
             "dash_nested" => put(&mut self.nested, flag(d)?, d),
             "dash_cleanup" => put(&mut self.cleanup, flag(d)?, d),
+            "dash_low_latency" => put(&mut self.low_latency, flag(d)?, d),
+            "dash_part_duration" => put(&mut self.part_duration, part_duration(d)?, d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by dash"))),
         }
     }
@@ -72,6 +85,8 @@ impl DashLayer {
             playlist_length: self.playlist_length.or(outer.playlist_length),
             nested: self.nested.or(outer.nested),
             cleanup: self.cleanup.or(outer.cleanup),
+            low_latency: self.low_latency.or(outer.low_latency),
+            part_duration: self.part_duration.or(outer.part_duration),
         }
     }
 
@@ -84,6 +99,8 @@ impl DashLayer {
             playlist_length: self.playlist_length.unwrap_or(Duration::from_secs(30)),
             nested: self.nested.unwrap_or(false),
             cleanup: self.cleanup.unwrap_or(true),
+            low_latency: self.low_latency.unwrap_or(false),
+            part_duration: self.part_duration.unwrap_or(Duration::from_millis(200)),
         }
     }
 }
@@ -100,8 +117,27 @@ impl DashConf {
         if self.fragment.is_zero() {
             return Err("\"dash_fragment\" must be above zero".into());
         }
+        if self.low_latency && self.part_duration >= self.fragment {
+            return Err("\"dash_part_duration\" must be shorter than \"dash_fragment\"".into());
+        }
         Ok(())
     }
+
+    /// The chunk duration when low latency is on.
+    pub fn part(&self) -> Option<Duration> {
+        self.low_latency.then_some(self.part_duration)
+    }
+}
+
+/// Chunks shorter than a frame or longer than a typical fragment make no sense (as
+/// `hls_part_duration`).
+fn part_duration(d: &Directive) -> Result<Duration, Fail> {
+    let t = time(d)?;
+    if !(Duration::from_millis(50)..=Duration::from_secs(5)).contains(&t) {
+        let arg = super::value::first(d)?;
+        return Err(super::value::invalid(d, arg, "a part duration from 50ms to 5s"));
+    }
+    Ok(t)
 }
 
 impl Default for DashConf {
@@ -142,6 +178,21 @@ mod tests {
         assert_eq!(d.fragment.as_secs(), 5);
         let on = "rtmp { server { application a { dash on; dash_path /tmp/dash; dash_cleanup off; } } }";
         assert!(Config::parse(on, "t").unwrap().inert_report().is_empty(), "DASH directives act now");
+    }
+
+    #[test]
+    fn low_latency_is_off_by_default_and_its_parts_are_shorter_than_a_fragment() {
+        let d = app("rtmp { server { application a { dash on; dash_path /d; } } }").unwrap().dash;
+        assert!(!d.low_latency && d.part().is_none());
+        assert_eq!(d.part_duration.as_millis(), 200);
+        let on = app("rtmp { server { application a { dash on; dash_path /d; dash_low_latency on; dash_part_duration 300ms; } } }")
+            .unwrap()
+            .dash;
+        assert_eq!(on.part().map(|p| p.as_millis()), Some(300));
+        let e = app("rtmp { server { application a { dash on; dash_path /d; dash_fragment 1s; dash_low_latency on; dash_part_duration 1s; } } }").unwrap_err();
+        assert!(e.contains("shorter than \"dash_fragment\""), "{e}");
+        let e = app("rtmp { server { application a { dash_part_duration 10ms; } } }").unwrap_err();
+        assert!(e.contains("50ms to 5s"), "{e}");
     }
 
     #[test]

@@ -353,6 +353,7 @@ impl Sink {
             window_ms: self.app.dash.playlist_length.as_millis() as u64,
             video: video.into_iter().collect(),
             audio: audio.into_iter().collect(),
+            low_latency: None,
         }
     }
 

@@ -32,6 +32,16 @@ pub(super) struct Place {
     prefix: String,
 }
 
+/// What a variant MPD takes from the application's settings.
+pub(super) struct MpdSettings {
+    /// `dash_fragment` (ms).
+    pub fragment_ms: u64,
+    /// `dash_playlist_length` (ms).
+    pub window_ms: u64,
+    /// `dash_low_latency`.
+    pub low_latency: Option<dash::mpd::LowLatency>,
+}
+
 /// What a member last said.
 #[derive(Clone)]
 struct Member {
@@ -74,12 +84,23 @@ pub(super) fn place(app: &AppConf, dir: &Path, name: &str) -> Option<Place> {
     Some(Place { master: dir.join(file), key: (order, name.to_string()), prefix })
 }
 
+/// Whether stream `name`'s own MPD would be at a path `app`'s variant MPDs use: flat, stream
+/// `X_abr` writes `X_abr.mpd`, stream `X`'s variant MPD; nested, stream `X.mpd` has a directory
+/// named as stream `X`'s variant MPD file. Only in an application that has variant MPDs
+/// (`hls_variant` or `transcode` lines): such a stream gets no DASH, so neither file is ever the
+/// other's (decided by the name, not by which was published first).
+pub(super) fn shadows_variant(app: &AppConf, name: &str) -> bool {
+    let has_variants = !app.hls.variants.is_empty() || !app.transcode.renditions.is_empty();
+    let suffix = if app.dash.nested { ".mpd" } else { "_abr" };
+    has_variants && name.len() > suffix.len() && name.ends_with(suffix)
+}
+
 /// Lists (or updates) a member and writes the variant MPD.
 pub(super) async fn update(
     store: &DashStore,
     place: &Place,
     packager: &dash::Packager,
-    settings: (u64, u64),
+    settings: MpdSettings,
     now_ms: u64,
 ) {
     let Some(anchor_ms) = packager.anchor_ms() else { return };
@@ -90,7 +111,7 @@ pub(super) async fn update(
         let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
         let members = masters.entry(place.master.clone()).or_default();
         members.insert(place.key.clone(), member);
-        render(members, settings, now_ms)
+        render(members, &settings, now_ms)
     };
     let text = Bytes::from(text);
     store.files().insert(place.master.clone(), text.clone());
@@ -100,7 +121,7 @@ pub(super) async fn update(
 }
 
 /// A member left: the variant MPD without it, or gone with the last one.
-pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u64), now_ms: u64) {
+pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: MpdSettings, now_ms: u64) {
     let _writing = store.variants.writing.lock().await;
     let text = {
         let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
@@ -110,7 +131,7 @@ pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u
             masters.remove(&place.master);
             None
         } else {
-            Some(render(members, settings, now_ms))
+            Some(render(members, &settings, now_ms))
         }
     };
     match text {
@@ -126,15 +147,22 @@ pub(super) async fn withdraw(store: &DashStore, place: &Place, settings: (u64, u
     }
 }
 
-/// `settings`: (`dash_fragment`, `dash_playlist_length`) in ms.
-fn render(members: &Members, (fragment_ms, window_ms): (u64, u64), now_ms: u64) -> String {
+fn render(members: &Members, settings: &MpdSettings, now_ms: u64) -> String {
     let start = members.values().map(|m| m.anchor_ms).max().unwrap_or(0);
     let mut video = Vec::new();
     let mut audio = Vec::new();
     for m in members.values() {
         let offset = start - m.anchor_ms;
-        video.extend(m.video.clone().map(|v| VideoRep { offset, ..v }));
-        audio.extend(m.audio.clone().map(|a| AudioRep { offset, ..a }));
+        // Fragments that start before the presentation does are left out: a player starting
+        // at 0 (a variant MPD younger than its live delay) would get one straddling 0, whose
+        // frames before 0 the browser drops (MSE's append window), its keyframe first, so
+        // nothing of it plays and the player stalls (seen with dash.js). A member with nothing
+        // left waits for its next fragment.
+        let after = |t: &dash::mpd::Timeline| t.iter().copied().filter(|(s, _)| *s >= offset).collect::<Vec<_>>();
+        let v = m.video.clone().map(|v| VideoRep { offset, timeline: after(&v.timeline), ..v });
+        let a = m.audio.clone().map(|a| AudioRep { offset, timeline: after(&a.timeline), ..a });
+        video.extend(v.filter(|v| !v.timeline.is_empty()));
+        audio.extend(a.filter(|a| !a.timeline.is_empty()));
     }
     // Highest bandwidth first, as players list them.
     video.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
@@ -143,10 +171,11 @@ fn render(members: &Members, (fragment_ms, window_ms): (u64, u64), now_ms: u64) 
         dynamic: true,
         availability_start_ms: start,
         publish_ms: now_ms,
-        fragment_ms,
-        window_ms,
+        fragment_ms: settings.fragment_ms,
+        window_ms: settings.window_ms,
         video,
         audio,
+        low_latency: settings.low_latency.clone(),
     })
 }
 
@@ -157,6 +186,10 @@ mod tests {
     fn app(body: &str) -> AppConf {
         let text = format!("rtmp {{ server {{ application a {{ dash on; dash_path /d; {body} }} }} }}");
         crate::config::Config::parse(&text, "t").unwrap().servers[0].apps[0].clone()
+    }
+
+    fn settings() -> MpdSettings {
+        MpdSettings { fragment_ms: 1000, window_ms: 5000, low_latency: None }
     }
 
     #[test]
@@ -175,6 +208,19 @@ mod tests {
         assert_eq!(place(&app(""), dir, "cam"), None);
     }
 
+    #[test]
+    fn a_stream_named_as_a_variant_mpd_is_refused_only_where_variant_mpds_exist() {
+        let flat = app("transcode 480p 800k;");
+        assert!(shadows_variant(&flat, "cam_abr"), "cam_abr.mpd is cam's variant MPD");
+        assert!(
+            !shadows_variant(&flat, "cam") && !shadows_variant(&flat, "_abr") && !shadows_variant(&flat, "cam.mpd")
+        );
+        let nested = app("dash_nested on; hls_variant _hi BANDWIDTH=1;");
+        assert!(shadows_variant(&nested, "cam.mpd"), "its directory cam.mpd/ is cam's variant MPD file");
+        assert!(!shadows_variant(&nested, "cam_abr"));
+        assert!(!shadows_variant(&app(""), "cam_abr"), "no variant MPDs: nginx-rtmp's names as they are");
+    }
+
     #[tokio::test]
     async fn members_come_and_go_and_the_last_removes_the_mpd() {
         let dir = std::env::temp_dir().join(format!("sluice-dash-variant-{}", std::process::id()));
@@ -185,7 +231,7 @@ mod tests {
             let s = dash::Settings {
                 fragment: std::time::Duration::from_secs(1),
                 playlist_length: std::time::Duration::from_secs(5),
-                nested: false,
+                ..Default::default()
             };
             let mut p = dash::Packager::new(s, name);
             let header = crate::hub::Frame::video(0, Bytes::from_static(AVC_HEADER)).unwrap();
@@ -200,17 +246,28 @@ mod tests {
             packagers.push((place(&v, &dir, name).unwrap(), p));
         }
         for (place, p) in &packagers {
-            update(&store, place, p, (1000, 5000), 1_003_000).await;
+            update(&store, place, p, settings(), 1_003_000).await;
         }
         let master = dir.join("cam_abr.mpd");
         let text = std::fs::read_to_string(&master).unwrap();
         assert_eq!(text.matches("<Representation").count(), 2, "{text}");
         assert!(text.contains("availabilityStartTime=\"1970-01-01T00:16:40.500Z\""), "the latest member's: {text}");
         assert!(text.contains("presentationTimeOffset=\"500\" media=\"cam_hi-$Time$.m4v\""), "{text}");
-        withdraw(&store, &packagers[0].0, (1000, 5000), 1_004_000).await;
+        // cam_hi's first fragment starts 500 ms before the MPD's presentation: left out.
+        let hi = text.split("<Representation").find(|r| r.contains("cam_hi_H264")).unwrap();
+        assert!(hi.contains("<S t=\"1000\" d=\"1000\"/>") && !hi.contains("<S t=\"0\""), "{text}");
+        // Low latency: the variant MPD says it as the streams' own do.
+        let ll = MpdSettings { low_latency: Some(dash::mpd::LowLatency::new(1000, 200)), ..settings() };
+        let text = {
+            let masters = store.variants.masters.lock().unwrap();
+            render(&masters[&master], &ll, 1_003_000)
+        };
+        assert_eq!(text.matches("availabilityTimeOffset=\"0.800\" availabilityTimeComplete=\"false\"").count(), 2);
+        assert!(text.contains("<ServiceDescription") && text.contains("<UTCTiming"), "{text}");
+        withdraw(&store, &packagers[0].0, settings(), 1_004_000).await;
         let text = String::from_utf8(store.files().get(&master).unwrap().to_vec()).unwrap();
         assert_eq!(text.matches("<Representation").count(), 1, "{text}");
-        withdraw(&store, &packagers[1].0, (1000, 5000), 1_004_000).await;
+        withdraw(&store, &packagers[1].0, settings(), 1_004_000).await;
         assert!(!master.exists() && store.files().get(&master).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
