@@ -214,6 +214,11 @@ pub enum Event {
         file: String,
         /// Its bytes.
         data: Bytes,
+        /// What it carries (split: one part per track, with the same `msn` and `index`).
+        tracks: Tracks,
+        /// fMP4: where its segment starts on its track's own clock (ms), as the segment's
+        /// `media_ms` will say; `None` while the segment has no sample of the track yet.
+        media_start_ms: Option<u64>,
     },
     /// A complete segment (encrypted when `hls_keys` is on).
     Segment {
@@ -1145,9 +1150,18 @@ impl Segmenter {
         o.part_start = end;
         o.part_offset = o.data.len();
         let msn = o.msn;
-        self.events.push_back(Event::Part { msn, index, file, data });
+        let (video_span, audio_span) = (o.video_span, o.audio_span);
+        let video_start = self.span_in_ms(video_span, false).map(|s| s.0);
+        let audio_start = self.span_in_ms(audio_span, true).map(|s| s.0);
+        let (tracks, media_start_ms) = match self.carried.unwrap_or_else(|| self.tracks()) {
+            _ if split => (Tracks::Video, video_start),
+            Tracks::Audio => (Tracks::Audio, audio_start),
+            t => (t, video_start),
+        };
+        self.events.push_back(Event::Part { msn, index, file, data, tracks, media_start_ms });
         if let Some((file, data)) = audio_part {
-            self.events.push_back(Event::Part { msn, index, file, data });
+            let (tracks, media_start_ms) = (Tracks::Audio, audio_start);
+            self.events.push_back(Event::Part { msn, index, file, data, tracks, media_start_ms });
         }
         self.events.push_back(Event::Playlist);
     }

@@ -1106,6 +1106,36 @@ fn demuxed_fmp4_writes_one_file_per_track_cut_together() {
     assert!(parts.contains(&"stream-7-0.0.m4s") && parts.contains(&"stream-7-0.0.a.m4s"), "{parts:?}");
 }
 
+/// DASH serves a split segment being written as its parts (`dash::shared`): each track's parts,
+/// joined, are its segment file (`styp` first), and each part says where that segment starts on
+/// the track's clock, as the segment's `media_ms` will.
+#[test]
+fn demuxed_parts_join_into_each_tracks_segment_and_say_where_it_starts() {
+    let mut seg = started(split_settings(), true);
+    let events = feed(&mut seg, 0, 7, 50, true);
+    let mut checked = 0;
+    for (file, data, tracks, media_ms) in segment_files(&events) {
+        let msn: u64 = file.trim_start_matches("stream-7-").split('.').next().unwrap().parse().unwrap();
+        let parts: Vec<(&Bytes, Option<u64>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Part { msn: m, data, tracks: t, media_start_ms, .. } if *m == msn && *t == tracks => {
+                    Some((data, *media_start_ms))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(parts.len() >= 3, "{file}: 2 s in parts of 0.5 s: {}", parts.len());
+        let joined: Vec<u8> = parts.iter().flat_map(|(d, _)| d.iter().copied()).collect();
+        assert_eq!(&joined[..], &data[..], "{file}: the segment is its parts");
+        assert_eq!(&joined[4..8], b"styp", "{file}");
+        let start = media_ms.unwrap().0;
+        assert!(parts.iter().all(|(_, s)| *s == Some(start)), "{file}: {start} {parts:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
+
 #[test]
 fn demuxed_playlists_list_the_same_segments_and_a_master_ties_them() {
     let mut seg = started(split_settings(), true);

@@ -825,7 +825,12 @@ impl HlsTask {
                         sink.init(tracks, &path, &data, self.seg.session()).await;
                     }
                 }
-                Event::Part { msn, file, .. } => self.parts.push_back((msn, self.dir.join(file))),
+                Event::Part { msn, file, data, tracks, media_start_ms, .. } => {
+                    if let Some(sink) = &mut self.sink {
+                        sink.part(tracks, msn, &data, media_start_ms);
+                    }
+                    self.parts.push_back((msn, self.dir.join(file)));
+                }
                 Event::Segment { msn, file, data, duration, tracks, media_ms } => {
                     self.meter.segment(data.len(), duration);
                     segment_written = true;
