@@ -827,7 +827,7 @@ impl HlsTask {
                 }
                 Event::Part { msn, file, data, tracks, media_start_ms, .. } => {
                     if let Some(sink) = &mut self.sink {
-                        sink.part(tracks, msn, &data, media_start_ms);
+                        sink.part(tracks, msn, &data, media_start_ms, unix_ms()).await;
                     }
                     self.parts.push_back((msn, self.dir.join(file)));
                 }

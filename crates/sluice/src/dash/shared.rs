@@ -107,9 +107,9 @@ pub(crate) struct Sink {
 struct Open {
     /// The HLS segment it is.
     msn: u64,
-    /// Its DASH name, once its start on the track's clock is known (a part without samples of
+    /// Its start on the track's clock and DASH name, once known (a part without samples of
     /// the track does not say it).
-    path: Option<PathBuf>,
+    path: Option<(u64, PathBuf)>,
     /// Its parts before that: at most a segment's bytes, which the segmenter holds anyway.
     held: Vec<Bytes>,
 }
@@ -196,7 +196,17 @@ impl Sink {
     /// Low latency: a part of segment `msn` of a track (HLS's `Event::Part`), a chunk of the
     /// DASH segment being written. A GET of it is answered with the chunks so far, then each
     /// one as it comes (`DashStore::get`); [`Sink::segment`] completes it.
-    pub(crate) fn part(&mut self, tracks: Tracks, msn: u64, data: &Bytes, media_start_ms: Option<u64>) {
+    /// Once its first chunk is out, the segment is listed in the MPD at the nominal
+    /// `hls_fragment` duration (as DASH's own low-latency fragments): players read the timeline
+    /// for what to fetch; the next MPD has its real duration.
+    pub(crate) async fn part(
+        &mut self,
+        tracks: Tracks,
+        msn: u64,
+        data: &Bytes,
+        media_start_ms: Option<u64>,
+        now_ms: u64,
+    ) {
         let Some(audio) = track_index(tracks).filter(|_| self.low_latency.is_some()) else { return };
         if self.open[audio].as_ref().is_some_and(|o| o.msn != msn) {
             self.abandon(audio);
@@ -212,17 +222,18 @@ impl Sink {
             let Some(start) = media_start_ms.filter(|s| end.is_none_or(|e| *s >= e)) else { return };
             let path = self.file(&start.to_string(), audio == 1);
             if let Some(open) = &mut self.open[audio] {
-                open.path = Some(path);
+                open.path = Some((start, path));
             }
         }
         let Some(open) = &mut self.open[audio] else { return };
-        let Some(path) = open.path.clone() else { return };
+        let Some((_, path)) = open.path.clone() else { return };
         let mut opened = false;
         for chunk in open.held.drain(..) {
             opened |= self.store.append_part(&path, chunk);
         }
         if opened {
-            // Requests waiting for this segment (`expect_next`) are answered now.
+            // Listed now; requests waiting for this segment (`expect_next`) are answered.
+            self.write_mpd(now_ms).await;
             self.written.send_modify(|n| *n += 1);
         }
     }
@@ -230,7 +241,7 @@ impl Sink {
     /// A track's segment being written will not complete under its name: chunked answers of it
     /// break off (the player sees a truncated body, not a short segment).
     fn abandon(&mut self, track: usize) {
-        if let Some(path) = self.open[track].take().and_then(|o| o.path) {
+        if let Some((_, path)) = self.open[track].take().and_then(|o| o.path) {
             self.store.partial().remove(&path);
         }
     }
@@ -252,7 +263,7 @@ impl Sink {
             return self.abandon(track);
         };
         let path = self.file(&start.to_string(), audio);
-        let chunked = open.and_then(|o| o.path);
+        let chunked = open.and_then(|o| o.path).map(|(_, p)| p);
         if let Some(other) = chunked.as_ref().filter(|p| **p != path) {
             self.store.partial().remove(other);
         }
@@ -415,6 +426,18 @@ impl Sink {
         }
     }
 
+    /// A track's timeline in the MPD: its listed segments and, low-latency and live, the one
+    /// being written at the nominal `hls_fragment` duration.
+    fn timeline(&self, audio: bool) -> Vec<(u64, u64)> {
+        let line = if audio { &self.audio } else { &self.video };
+        let mut t = line.timeline();
+        let open = self.open[usize::from(audio)].as_ref().and_then(|o| o.path.as_ref());
+        if let Some((start, _)) = open.filter(|_| self.live && self.low_latency.is_some()) {
+            t.push((*start, (self.app.hls.fragment.as_millis() as u64).max(1)));
+        }
+        t
+    }
+
     fn manifest(&self, media: &Media, now_ms: u64) -> Manifest {
         let prefix = self.prefix();
         let video = media.video.as_ref().filter(|_| !self.video.listed.is_empty()).map(|(codecs, w, h)| VideoRep {
@@ -425,7 +448,7 @@ impl Sink {
             width: *w,
             height: *h,
             bandwidth: self.video.bandwidth(),
-            timeline: self.video.timeline(),
+            timeline: self.timeline(false),
         });
         let audio = media.audio.as_ref().filter(|_| !self.audio.listed.is_empty()).map(|(codecs, rate, ch)| AudioRep {
             prefix: prefix.clone(),
@@ -435,7 +458,7 @@ impl Sink {
             sample_rate: *rate,
             channels: *ch,
             bandwidth: self.audio.bandwidth(),
-            timeline: self.audio.timeline(),
+            timeline: self.timeline(true),
         });
         Manifest {
             dynamic: self.live,
@@ -609,13 +632,13 @@ mod tests {
         std::fs::write(&hls_init, &init).unwrap();
         sink.init(Tracks::Audio, &hls_init, &init, Some(5)).await;
         let path = dir.join("dash/s-5-2000.m4a");
-        sink.part(Tracks::Audio, 1, &Bytes::from_static(b"styp"), None);
+        sink.part(Tracks::Audio, 1, &Bytes::from_static(b"styp"), None, 9_000).await;
         assert!(store.get(&path).await.is_none(), "no start yet: not served");
-        sink.part(Tracks::Audio, 1, &Bytes::from_static(b"A"), Some(2000));
+        sink.part(Tracks::Audio, 1, &Bytes::from_static(b"A"), Some(2000), 9_000).await;
         let mut body = store.get(&path).await.unwrap().into_body();
         assert_eq!(frame(&mut body).await.unwrap(), "styp");
         assert_eq!(frame(&mut body).await.unwrap(), "A");
-        sink.part(Tracks::Audio, 1, &Bytes::from_static(b"B"), Some(2000));
+        sink.part(Tracks::Audio, 1, &Bytes::from_static(b"B"), Some(2000), 9_000).await;
         assert_eq!(frame(&mut body).await.unwrap(), "B");
         let data = Bytes::from_static(b"stypAB");
         let hls_file = dir.join("hls/s-5-1.a.m4s");
@@ -628,7 +651,9 @@ mod tests {
         let mpd = String::from_utf8(store.files().get(&dir.join("dash/s.mpd")).unwrap().to_vec()).unwrap();
         assert!(mpd.contains("availabilityTimeOffset=\"1.500\""), "hls_fragment - hls_part_duration: {mpd}");
         // The next segment's parts, then the publisher leaves: its chunked answer breaks off.
-        sink.part(Tracks::Audio, 2, &Bytes::from_static(b"styp"), Some(4000));
+        sink.part(Tracks::Audio, 2, &Bytes::from_static(b"styp"), Some(4000), 10_500).await;
+        let mpd = String::from_utf8(store.files().get(&dir.join("dash/s.mpd")).unwrap().to_vec()).unwrap();
+        assert!(mpd.contains("<S t=\"2000\" d=\"2000\"/>\n            <S d=\"2000\"/>"), "listed once begun: {mpd}");
         let mut body = store.get(&dir.join("dash/s-5-4000.m4a")).await.unwrap().into_body();
         assert_eq!(frame(&mut body).await.unwrap(), "styp");
         sink.finish(11_000).await;
