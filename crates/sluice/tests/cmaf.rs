@@ -156,6 +156,82 @@ fn low_latency_parts_are_split_too() {
     assert_eq!(streams(&master_url), ["aac", "h264,640,360"]);
 }
 
+/// Low-latency DASH on the shared segments (`dash_low_latency` with `hls_low_latency`): the MPD
+/// says `availabilityTimeOffset` (`hls_fragment` − `hls_part_duration`), a latency target and the
+/// server's clock; a GET of the video segment being written is answered at once, chunked, from
+/// its LL-HLS parts: its first chunks (`styp`, `moof`, `mdat`) arrive while the segment is not
+/// complete (not under `dash_path` yet), the rest as they are written, and the whole answer is
+/// the file written at the end, the same file (inode) as the HLS segment. ffprobe reads the MPD.
+#[test]
+fn low_latency_dash_serves_the_shared_segment_being_written_chunk_by_chunk() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("cmaf-lldash");
+    let (server, hls, dash) = shared_server(&dir, LOW_LATENCY);
+    let _publisher = ffmpeg_publish(&server.url("cam"), 40, 50);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 2);
+    for want in [
+        "availabilityTimeOffset=\"3.800\" availabilityTimeComplete=\"false\"",
+        "<Latency target=\"1500\"",
+        "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"/utc\"/>",
+    ] {
+        assert!(mpd.contains(want), "{want} missing: {mpd}");
+    }
+    let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(streams(&mpd_url), ["aac", "h264,640,360"]);
+
+    let (prefix, t) = segment_in_progress(&server, &dash, "/dash/cam.mpd");
+    let file = dash.join(format!("{prefix}{t}.m4v"));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(conn, "GET /dash/{prefix}{t}.m4v HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    // The header block and the first chunk of the body.
+    let head = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() > end + 4 + 64 {
+                break end;
+            }
+        }
+    };
+    let complete_now = file.exists();
+    let headers = String::from_utf8_lossy(&raw[..head]).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains("transfer-encoding: chunked") && headers.contains("content-type: video/mp4"), "{headers}");
+    assert!(!complete_now, "bytes came before the segment was complete");
+    let first = dechunk_prefix(&raw[head + 4..]);
+    assert_eq!(&first[4..8], b"styp", "the segment starts with its styp");
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = dechunk(&raw[head + 4..]).expect("a complete chunked body");
+    wait_for("the complete segment on disk", Duration::from_secs(10), || file.exists().then_some(()));
+    assert_eq!(body, std::fs::read(&file).unwrap(), "the chunks are the segment");
+    assert!(same_file_in(&hls, &file).is_some(), "one file for HLS and DASH");
+    let kinds = mp4_boxes(&body);
+    assert!(kinds.len() > 3 && kinds.iter().filter(|k| *k == "moof").count() > 1, "chunks: {kinds:?}");
+}
+
+/// `dash_low_latency` without `hls_low_latency` where the segments are shared has no parts to
+/// send: said at publish, and the MPD is not low-latency.
+#[test]
+fn shared_low_latency_dash_without_ll_hls_parts_says_so() {
+    let dir = TempDir::new("cmaf-lldash-off");
+    let (server, _hls, _dash) = shared_server(&dir, "dash_low_latency on;");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 10, 25);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 2);
+    assert!(!mpd.contains("availabilityTimeOffset"), "{mpd}");
+    let log = server.log();
+    assert!(log.contains("dash_low_latency needs hls_low_latency here"), "{log}");
+}
+
 /// Without DASH, fMP4 HLS stays one muxed playlist (video and audio in one moof).
 #[test]
 fn without_dash_fmp4_hls_stays_muxed() {
