@@ -1136,6 +1136,39 @@ fn demuxed_parts_join_into_each_tracks_segment_and_say_where_it_starts() {
     assert_eq!(checked, 6);
 }
 
+/// Split, a track with no samples for a whole segment (the publisher's audio stopped for a
+/// while): its file is not written (it would be only a `styp`), and its playlist lists a gap
+/// there (`#EXT-X-GAP`, version 8; its parts `GAP=YES`), which players do not load; the other
+/// track's playlist is unchanged. Said once.
+#[test]
+fn demuxed_a_track_without_samples_for_a_segment_is_a_gap_not_an_empty_file() {
+    let mut seg = started(split_settings(), true);
+    let mut events = feed(&mut seg, 0, 4, 50, true);
+    events.extend(feed(&mut seg, 4000, 2, 50, false));
+    // Open the segment after the gap and hold it there: its parts are listed in full.
+    events.extend(feed(&mut seg, 6000, 1, 50, true));
+    let files: Vec<String> = segment_files(&events).into_iter().map(|f| f.0).collect();
+    assert!(files.contains(&"stream-7-2.m4s".to_string()), "{files:?}");
+    assert!(!files.contains(&"stream-7-2.a.m4s".to_string()), "no empty audio file: {files:?}");
+    assert!(files.contains(&"stream-7-1.a.m4s".to_string()), "{files:?}");
+    let audio = seg.audio_playlist().unwrap();
+    assert!(audio.contains("#EXT-X-VERSION:8\n"), "{audio}");
+    let gap = audio.split("#EXTINF:").find(|s| s.contains("stream-7-1.a.m4s")).unwrap();
+    assert!(gap.ends_with("#EXT-X-GAP\n"), "the gap is the segment after stream-7-1: {audio}");
+    assert_eq!(audio.matches("#EXT-X-GAP\n").count(), 1, "{audio}");
+    let gap_parts: Vec<&str> =
+        audio.lines().filter(|l| l.contains("stream-7-2.") && l.starts_with("#EXT-X-PART:")).collect();
+    assert!(!gap_parts.is_empty() && gap_parts.iter().all(|l| l.ends_with(",GAP=YES")), "{audio}");
+    assert!(!audio.lines().any(|l| l.contains("stream-7-1.") && l.contains("GAP=YES")), "{audio}");
+    let video = seg.playlist();
+    assert!(!video.contains("GAP") && video.contains("#EXT-X-VERSION:6\n"), "{video}");
+    let warned = events.iter().filter(|e| matches!(e, Event::Warning(w) if w.contains("#EXT-X-GAP"))).count();
+    assert_eq!(warned, 1);
+    // The gap survives a reload of the playlist (`hls_continuous`).
+    let restored = crate::playlist::parse_media_playlist(&audio).unwrap();
+    assert_eq!(restored.segments.iter().filter(|s| s.gap).count(), 1);
+}
+
 #[test]
 fn demuxed_playlists_list_the_same_segments_and_a_master_ties_them() {
     let mut seg = started(split_settings(), true);
