@@ -467,6 +467,9 @@ fn on_publish(
     name: &str,
 ) {
     let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
+    if crate::dash::shared::shadows_split(app, name) {
+        return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "hls: this stream's playlist would be at the path of another stream's video or audio playlist (HLS fMP4 and DASH share segments: NAME-video.m3u8, NAME-audio.m3u8); no HLS for this stream (DASH packages it itself)");
+    }
     // Held until the new task is registered; a waiting task gives up under it too.
     let mut writers = store.writers();
     let path = playlist_path(&dir, name, app.hls.nested).ok();

@@ -232,6 +232,35 @@ fn shared_low_latency_dash_without_ll_hls_parts_says_so() {
     assert!(log.contains("dash_low_latency needs hls_low_latency here"), "{log}");
 }
 
+/// A stream named like another's split playlist (`cam-video` next to `cam`) gets no HLS (an
+/// error at its publish), published first or not; `cam-video.m3u8` stays `cam`'s video playlist,
+/// and DASH packages `cam-video` itself (its own MPD).
+#[test]
+fn a_stream_named_like_another_streams_split_playlist_gets_no_hls() {
+    let dir = TempDir::new("cmaf-collide");
+    let (server, _hls, _dash) = shared_server(&dir, "");
+    let _shadow = ffmpeg_publish(&server.url("cam-video"), 20, 25);
+    let own = wait_for("cam-video's own MPD", Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam-video.mpd");
+        (status == 200 && text.contains("cam-video-$Time$.m4v")).then_some(text)
+    });
+    assert!(own.contains("type=\"dynamic\""), "{own}");
+    let _cam = ffmpeg_publish(&server.url("cam"), 20, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    let log = server.log();
+    assert!(
+        log.contains("hls: this stream's playlist would be at the path of another stream's video or audio playlist"),
+        "{log}"
+    );
+    let (status, video) = http_get(server.http_port, "/hls/cam-video.m3u8");
+    assert_eq!(status, 200);
+    let uris: Vec<&str> = video.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert!(
+        !uris.is_empty() && uris.iter().all(|u| u.starts_with("cam-") && !u.starts_with("cam-video")),
+        "cam's: {video}"
+    );
+}
+
 /// Without DASH, fMP4 HLS stays one muxed playlist (video and audio in one moof).
 #[test]
 fn without_dash_fmp4_hls_stays_muxed() {

@@ -36,9 +36,22 @@ const MEMORY_SEGMENTS: usize = 3;
 /// Whether stream `name` of `app` is served to DASH from its HLS segments.
 pub(crate) fn applies(app: &AppConf, name: &str) -> bool {
     crate::config::shares_cmaf(app)
+        // It gets no HLS (see `shadows_split`): DASH packages it itself.
+        && !shadows_split(app, name)
         // Variants stay muxed (their master lists NAME.m3u8 as a media playlist): DASH packages
         // them itself.
         && !crate::hls::is_variant(app, name)
+}
+
+/// Whether stream `name`'s own playlist would be at the path of another stream's split
+/// playlist: flat, where the segments are shared, `X-video.m3u8` and `X-audio.m3u8` are stream
+/// `X`'s video and audio playlists, so a stream named `X-video` or `X-audio` (X not empty) gets no
+/// HLS, whichever was published first and whether `X` is published or not (the rule goes by the
+/// name alone, so the outcome never depends on the order). Nested names cannot collide
+/// (`X/video.m3u8`: stream names have no `/`).
+pub(crate) fn shadows_split(app: &AppConf, name: &str) -> bool {
+    let base = name.strip_suffix("-video").or_else(|| name.strip_suffix("-audio"));
+    crate::config::shares_cmaf(app) && !app.hls.nested && base.is_some_and(|b| !b.is_empty())
 }
 
 /// What the MPD says about the tracks, from the HLS segmenter.
@@ -561,6 +574,26 @@ pub(crate) fn stored(store: &DashStore) -> Vec<(PathBuf, Bytes)> {
 mod tests {
     use super::*;
     use tokio_util::sync::CancellationToken;
+
+    #[test]
+    fn names_of_another_streams_split_playlists_get_no_hls_by_name_alone() {
+        let app = |extra: &str| {
+            crate::config::test_app(&format!(
+                "hls on; hls_path /tmp/h; hls_fragment_type fmp4; dash on; dash_path /tmp/d; {extra}"
+            ))
+        };
+        let flat = app("");
+        for name in ["cam-video", "cam-audio", "a-b-video"] {
+            assert!(shadows_split(&flat, name) && !applies(&flat, name), "{name}");
+        }
+        for name in ["cam", "-video", "video", "cam-videos", "cam_video"] {
+            assert!(!shadows_split(&flat, name), "{name}");
+        }
+        assert!(applies(&flat, "cam"));
+        assert!(!shadows_split(&app("hls_nested on;"), "cam-video"), "nested: cam/video.m3u8");
+        let ts = crate::config::test_app("hls on; hls_path /tmp/h; dash on; dash_path /tmp/d;");
+        assert!(!shadows_split(&ts, "cam-video"), "not split: no collision");
+    }
 
     #[tokio::test]
     async fn links_copies_where_it_cannot_keeps_its_window_and_expects_the_next_segment() {
