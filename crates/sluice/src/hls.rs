@@ -810,7 +810,16 @@ impl HlsTask {
         }
         let mut playlist_changed = false;
         let mut segment_written = false;
+        // The segment whose files are being written: a split segment's video and audio files
+        // come one after the other and count as one segment written (`/metrics`).
+        let mut writing: Option<(u64, std::time::Instant)> = None;
         for ev in events {
+            let same_segment = matches!((&ev, &writing), (Event::Segment { msn, .. }, Some((m, _))) if msn == m);
+            if !same_segment {
+                if let Some((_, started)) = writing.take() {
+                    crate::metrics::hls_segment_written(&self.app.name, started);
+                }
+            }
             match ev {
                 Event::Init { file, data, tracks } => {
                     let path = self.dir.join(file);
@@ -838,9 +847,8 @@ impl HlsTask {
                     self.meter.segment(data.len(), duration);
                     segment_written = true;
                     let path = self.dir.join(file);
-                    let started = std::time::Instant::now();
+                    writing.get_or_insert((msn, std::time::Instant::now()));
                     self.write_file(&path, &data).await;
-                    crate::metrics::hls_segment_written(&self.app.name, started);
                     if let Some(sink) = &mut self.sink {
                         sink.segment(tracks, &path, &data, media_ms, unix_ms()).await;
                     }
@@ -875,6 +883,9 @@ impl HlsTask {
                 Event::Playlist => playlist_changed = true,
                 Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "hls: {w}"),
             }
+        }
+        if let Some((_, started)) = writing {
+            crate::metrics::hls_segment_written(&self.app.name, started);
         }
         // A task that gave up waiting for its publisher just as the name was published again
         // ends its playlist after the next task took the path over: the file is the new one's.

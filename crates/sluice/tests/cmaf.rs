@@ -261,6 +261,39 @@ fn a_stream_named_like_another_streams_split_playlist_gets_no_hls() {
     );
 }
 
+/// `/metrics` counts segments, not files: a split segment (a video file and an audio file)
+/// is one in `sluice_hls_segments_total` and one write in `sluice_hls_segment_write_seconds`.
+#[test]
+fn metrics_count_a_split_segment_once() {
+    let dir = TempDir::new("cmaf-metrics");
+    let (hls, dash) = (dir.path("hls"), dir.path("dash"));
+    let server = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; application live {{ live on; hls on; hls_path {}; \
+         hls_fragment 1s; hls_playlist_length 60s; hls_fragment_type fmp4; dash on; dash_path {}; }} }} }}\n\
+         http {{ server {{ listen 127.0.0.1:{{http}}; location /metrics {{ metrics on; }} }} }}\n",
+        hls.display(),
+        dash.display()
+    ));
+    let mut publisher = ffmpeg_publish(&server.url("m"), 6, 25);
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(30)).is_some_and(|s| s.success()), "publisher");
+    // The MPD turns static when the last segment is written.
+    wait_for("a static MPD", Duration::from_secs(20), || {
+        let (status, text) = http_get(server.http_port, "/dash/m.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(())
+    });
+    let (_, video) = http_get(server.http_port, "/hls/m-video.m3u8");
+    let segments = video.matches("#EXTINF:").count();
+    let (_, audio) = http_get(server.http_port, "/hls/m-audio.m3u8");
+    assert!(segments >= 4 && audio.matches("#EXTINF:").count() == segments, "{video}\n{audio}");
+    let (_, metrics) = http_get(server.http_port, "/metrics");
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name}{{")) && l.contains("app=\"live\""));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(-1.0)
+    };
+    assert_eq!(value("sluice_hls_segments_total"), segments as f64, "{video}\n{metrics}");
+    assert_eq!(value("sluice_hls_segment_write_seconds_count"), segments as f64, "{metrics}");
+}
+
 /// Without DASH, fMP4 HLS stays one muxed playlist (video and audio in one moof).
 #[test]
 fn without_dash_fmp4_hls_stays_muxed() {
