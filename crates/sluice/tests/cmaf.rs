@@ -294,6 +294,75 @@ fn metrics_count_a_split_segment_once() {
     assert_eq!(value("sluice_hls_segment_write_seconds_count"), segments as f64, "{metrics}");
 }
 
+/// A publisher whose audio stops for 3.5 s: the split segments of that time have no audio file
+/// (not on disk, not served); the audio playlist marks them `#EXT-X-GAP`, the video playlist has
+/// no gap, every audio file listed without one exists, and the MPD's audio timeline jumps over
+/// them (an `<S t=...>` after a hole of over a second).
+#[test]
+fn segments_without_audio_are_gaps_in_the_audio_playlist_and_the_mpd() {
+    let dir = TempDir::new("cmaf-gap");
+    let (server, hls, _dash) = shared_server(&dir, "hls_playlist_length 60s; dash_playlist_length 60s;");
+    let url = server.url("g");
+    let mut publisher = ffmpeg_quiet(&[
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "12",
+        "-af",
+        "aselect='not(between(t,4,7.5))'",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        "flv",
+        &url,
+    ]);
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).is_some_and(|s| s.success()), "publisher");
+    let mpd = wait_for("a static MPD", Duration::from_secs(20), || {
+        let (status, text) = http_get(server.http_port, "/dash/g.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(text)
+    });
+    let (_, audio) = http_get(server.http_port, "/hls/g-audio.m3u8");
+    let (_, video) = http_get(server.http_port, "/hls/g-video.m3u8");
+    assert!(!video.contains("GAP"), "{video}");
+    let mut gaps = 0;
+    let mut gap = false;
+    for line in audio.lines() {
+        if line == "#EXT-X-GAP" {
+            gap = true;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            assert_eq!(hls.join(line).exists(), !gap, "{line}: {audio}");
+            if gap {
+                gaps += 1;
+                assert_eq!(http_get(server.http_port, &format!("/hls/{line}")).0, 404, "{line}");
+            }
+            gap = false;
+        }
+    }
+    assert!(gaps >= 2, "3.5 s without audio at 1 s segments: {audio}");
+    let line = timeline(&mpd, "m4a");
+    let holes = line.windows(2).filter(|w| w[1].0 > w[0].0 + w[0].1 + 1000).count();
+    assert_eq!(holes, 1, "{line:?}\n{mpd}");
+}
+
 /// Without DASH, fMP4 HLS stays one muxed playlist (video and audio in one moof).
 #[test]
 fn without_dash_fmp4_hls_stays_muxed() {
