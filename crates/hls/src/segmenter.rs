@@ -541,6 +541,16 @@ impl Segmenter {
         self.trim_window();
     }
 
+    /// Split, after [`Segmenter::resume`] from the video playlist: the audio playlist of that
+    /// publish says which of the segments were gaps of audio (they have no audio file).
+    pub fn resume_audio_gaps(&mut self, audio: &Restored) {
+        for l in &mut self.window {
+            if audio.segments.iter().any(|s| s.msn == l.entry.msn && s.gap) {
+                l.audio_gaps.segment = true;
+            }
+        }
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

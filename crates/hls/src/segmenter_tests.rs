@@ -1164,9 +1164,14 @@ fn demuxed_a_track_without_samples_for_a_segment_is_a_gap_not_an_empty_file() {
     assert!(!video.contains("GAP") && video.contains("#EXT-X-VERSION:6\n"), "{video}");
     let warned = events.iter().filter(|e| matches!(e, Event::Warning(w) if w.contains("#EXT-X-GAP"))).count();
     assert_eq!(warned, 1);
-    // The gap survives a reload of the playlist (`hls_continuous`).
-    let restored = crate::playlist::parse_media_playlist(&audio).unwrap();
-    assert_eq!(restored.segments.iter().filter(|s| s.gap).count(), 1);
+    // The gap survives a resumed playlist (`hls_continuous`): the video playlist gives the
+    // segments, the audio one its gaps.
+    let mut next = segmenter(Settings { session: Some(8), ..split_settings() });
+    next.resume(crate::playlist::parse_media_playlist(&video).unwrap());
+    next.resume_audio_gaps(&crate::playlist::parse_media_playlist(&audio).unwrap());
+    let text = next.render_playlist(audio_name, true);
+    assert!(text.contains("#EXT-X-GAP\n#EXTINF:2.000,\nstream-7-2.a.m4s\n"), "{text}");
+    assert_eq!(text.matches("#EXT-X-GAP").count(), 1, "{text}");
 }
 
 #[test]

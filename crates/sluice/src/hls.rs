@@ -557,7 +557,14 @@ impl HlsTask {
             // restart is read from disk in `run`, off the runtime's threads.
             let paths = resume_paths(&dir, &playlist_path, &name, &app, sink.is_some());
             match paths.iter().find_map(|p| previous_in_memory(&store, p)) {
-                Some(previous) => seg.resume(previous),
+                Some(previous) => {
+                    seg.resume(previous);
+                    let audio =
+                        sink.as_ref().and_then(|_| previous_in_memory(&store, &split_audio_path(&dir, &name, &app)));
+                    if let Some(audio) = audio {
+                        seg.resume_audio_gaps(&audio);
+                    }
+                }
                 None => resume_from_disk = true,
             }
         }
@@ -611,6 +618,11 @@ impl HlsTask {
             }
             if let Some(previous) = previous {
                 self.seg.resume(previous);
+                if demux {
+                    if let Some(audio) = previous_on_disk(&split_audio_path(&self.dir, &self.name, &self.app)).await {
+                        self.seg.resume_audio_gaps(&audio);
+                    }
+                }
                 self.publish_playlist_in_memory();
             }
         }
@@ -1088,6 +1100,11 @@ impl HlsTask {
 /// The media playlists `hls_continuous` may continue, in order: with video and audio split,
 /// `NAME.m3u8` is the master and the video playlist holds the segments (a publish that was not split has
 /// them in `NAME.m3u8`).
+/// A split stream's audio playlist, whose `#EXT-X-GAP`s a resumed playlist keeps.
+fn split_audio_path(dir: &Path, name: &str, app: &AppConf) -> PathBuf {
+    dir.join(hls::segmenter::split_playlist_files(name, app.hls.nested).1)
+}
+
 fn resume_paths(dir: &Path, playlist_path: &Path, name: &str, app: &AppConf, demux: bool) -> Vec<PathBuf> {
     let video = demux.then(|| dir.join(hls::segmenter::split_playlist_files(name, app.hls.nested).0));
     video.into_iter().chain([playlist_path.to_path_buf()]).collect()
