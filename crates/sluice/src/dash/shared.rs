@@ -130,7 +130,7 @@ struct Open {
 /// The low-latency MPD settings for an application whose segments DASH shares: with
 /// `dash_low_latency on`, made of the LL-HLS parts (`hls_low_latency on`), so the part duration
 /// is `hls_part_duration` and the fragment `hls_fragment`. `dash_low_latency` without
-/// `hls_low_latency` has no parts to send: warned (`config::shared_report`, and at publish).
+/// `hls_low_latency` has no parts to send: warned (`config::hls::shared_report` at -t, and at publish).
 pub(crate) fn low_latency(app: &AppConf) -> Option<LowLatency> {
     let parts = app.dash.low_latency && app.hls.low_latency;
     let fragment_ms = (app.hls.fragment.as_millis() as u64).max(1);
