@@ -1,6 +1,6 @@
 //! One set of CMAF segments for HLS and DASH, played in headless Chromium: hls.js (also in
-//! low-latency mode) on the split master playlist and dash.js (also in low-latency mode) on the
-//! MPD made of the same files.
+//! low-latency mode, and across an audio gap) on the split master playlist and dash.js (also in
+//! low-latency mode) on the MPD made of the same files.
 //! A binary of its own so that `scripts/run-tests` runs it in its Chromium lane.
 
 mod cmaf_util;
@@ -61,4 +61,56 @@ fn dashjs_plays_the_shared_low_latency_mpd_less_than_a_segment_behind_live() {
     let worst = verdict_number(&verdict, "latencyMax").unwrap_or(f64::MAX);
     assert!(mean < 3.0 && worst < 3.5, "latency mean {mean} s, worst {worst} s (segments: 4 s): {verdict}");
     assert!(verdict.contains("\"width\":640") && verdict.contains("\"dynamic\":true"), "{verdict}");
+}
+
+/// hls.js plays the split master through an audio dropout: the audio playlist's `#EXT-X-GAP`
+/// segments are not loaded (they have no file), and playback goes on past them.
+#[test]
+fn hlsjs_plays_through_an_audio_gap() {
+    let modules = browser_modules();
+    let dir = TempDir::new("cmaf-gap-browser");
+    let (server, hls, _dash) = shared_server(&dir, "hls_playlist_length 30s;");
+    let url = server.url("g");
+    let _publisher = common::ffmpeg_quiet(&[
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "60",
+        "-af",
+        "aselect='not(between(t,14,17))'",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        "flv",
+        &url,
+    ]);
+    common::wait_for("two segments", std::time::Duration::from_secs(40), || {
+        let (status, text) = common::http_get(server.http_port, "/hls/g-video.m3u8");
+        (status == 200 && text.matches("#EXTINF").count() >= 2).then_some(())
+    });
+    // From about 4 s to 26 s of the stream: across the gap at 14-17 s.
+    let verdict = play_as(&server, &modules, (&hls, "hls"), "player.html", "src=g.m3u8", 18, false);
+    eprintln!("hls.js across an audio gap: {verdict}");
+    let (_, audio) = common::http_get(server.http_port, "/hls/g-audio.m3u8");
+    assert!(audio.contains("#EXT-X-GAP"), "{audio}");
+    assert!(verdict.contains("\"width\":640"), "{verdict}");
 }
