@@ -22,6 +22,8 @@ pub struct PartEntry {
     pub uri: String,
     /// Starts with a keyframe (or carries audio only): a player may start here.
     pub independent: bool,
+    /// Has no media of the playlist's track (`GAP=YES`: a player does not load it).
+    pub gap: bool,
 }
 
 /// A segment as the playlist lists it.
@@ -44,6 +46,9 @@ pub struct SegmentEntry {
     /// Its fMP4 initialisation segment (`#EXT-X-MAP`), when not the playlist's current one (a
     /// segment of an earlier publish, kept by `hls_continuous`).
     pub map: Option<String>,
+    /// Has no media of the playlist's track (`#EXT-X-GAP`: a player does not load it; a
+    /// split segment a track had no samples in).
+    pub gap: bool,
 }
 
 /// `#EXT-X-PLAYLIST-TYPE`.
@@ -100,9 +105,15 @@ impl MediaPlaylist<'_> {
     }
 
     /// `#EXT-X-VERSION`: 3 for decimal durations, 6 once `#EXT-X-MAP` is used without
-    /// I-frames-only (RFC 8216 §7).
+    /// I-frames-only (RFC 8216 §7), 8 with gaps.
     pub fn version(&self) -> u8 {
-        if self.map_uri.is_some() || self.segments.iter().any(|s| s.map.is_some()) {
+        let gap = |s: &SegmentEntry| s.gap || s.parts.iter().any(|p| p.gap);
+        if self.segments.iter().any(gap)
+            || self.low_latency.as_ref().is_some_and(|l| l.open_parts.iter().any(|p| p.gap))
+        {
+            // `#EXT-X-GAP` and `GAP=YES` (RFC 8216bis §4.4.4.7, §4.4.4.9).
+            8
+        } else if self.map_uri.is_some() || self.segments.iter().any(|s| s.map.is_some()) {
             6
         } else {
             3
@@ -164,6 +175,9 @@ impl MediaPlaylist<'_> {
                 write_parts(&mut out, &s.parts);
             }
             elapsed += s.duration;
+            if s.gap {
+                out.push_str("#EXT-X-GAP\n");
+            }
             let _ = writeln!(out, "#EXTINF:{:.3},\n{}", s.duration, s.uri);
         }
         if let Some(ll) = &self.low_latency {
@@ -197,6 +211,9 @@ fn write_parts(out: &mut String, parts: &[PartEntry]) {
         let _ = write!(out, "#EXT-X-PART:DURATION={:.3},URI=\"{}\"", p.duration, p.uri);
         if p.independent {
             out.push_str(",INDEPENDENT=YES");
+        }
+        if p.gap {
+            out.push_str(",GAP=YES");
         }
         out.push('\n');
     }
@@ -255,6 +272,7 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
     let mut discontinuity = false;
     let mut key: Option<KeyRef> = None;
     let mut map: Option<String> = None;
+    let mut gap = false;
     for line in lines {
         if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             msn = v.trim().parse().ok()?;
@@ -262,6 +280,8 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
             r.discontinuity_sequence = v.trim().parse().ok()?;
         } else if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
+        } else if line == "#EXT-X-GAP" {
+            gap = true;
         } else if line == "#EXT-X-ENDLIST" {
             r.ended = true;
         } else if let Some(v) = line.strip_prefix("#EXT-X-KEY:") {
@@ -281,6 +301,7 @@ pub fn parse_media_playlist(text: &str) -> Option<Restored> {
                 program_date_time_ms: None,
                 parts: Vec::new(),
                 map: map.clone(),
+                gap: std::mem::take(&mut gap),
             });
             msn += 1;
         }
@@ -322,6 +343,7 @@ mod tests {
             program_date_time_ms: None,
             parts: Vec::new(),
             map: None,
+            gap: false,
         }
     }
 
@@ -391,9 +413,9 @@ mod tests {
     fn low_latency_tags() {
         let mut segs: Vec<SegmentEntry> = (0..6).map(|i| seg(i, 2.0)).collect();
         for s in &mut segs {
-            s.parts = vec![PartEntry { duration: 1.0, uri: format!("p{}.0", s.msn), independent: true }];
+            s.parts = vec![PartEntry { duration: 1.0, uri: format!("p{}.0", s.msn), independent: true, gap: false }];
         }
-        let open = [PartEntry { duration: 0.2, uri: "stream-6.0.ts".into(), independent: true }];
+        let open = [PartEntry { duration: 0.2, uri: "stream-6.0.ts".into(), independent: true, gap: false }];
         let mut p = playlist(&segs);
         p.low_latency = Some(LowLatency { part_target: 0.2, open_parts: &open, preload_hint: Some("stream-6.1.ts") });
         let text = p.render();

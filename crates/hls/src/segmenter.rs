@@ -214,6 +214,11 @@ pub enum Event {
         file: String,
         /// Its bytes.
         data: Bytes,
+        /// What it carries (split: one part per track, with the same `msn` and `index`).
+        tracks: Tracks,
+        /// fMP4: where its segment starts on its track's own clock (ms), as the segment's
+        /// `media_ms` will say; `None` while the segment has no sample of the track yet.
+        media_start_ms: Option<u64>,
     },
     /// A complete segment (encrypted when `hls_keys` is on).
     Segment {
@@ -316,6 +321,8 @@ struct OpenSegment {
     part_independent: bool,
     /// Split fMP4: the audio track's file, cut with `data` (then the video's).
     audio_data: Vec<u8>,
+    /// Split: which of its parts have no audio samples.
+    audio_part_gaps: Vec<bool>,
     audio_part_offset: usize,
     /// fMP4: the decode times (track timescale) the fragments written cover, per track.
     video_span: Option<(u64, u64)>,
@@ -325,8 +332,19 @@ struct OpenSegment {
 /// A segment in the playlist window.
 #[derive(Debug, Clone)]
 struct Listed {
+    /// As the (video) playlist lists it; split, its `gap` flags are the video track's.
     entry: SegmentEntry,
     file: String,
+    /// Split: the audio track's gap flags, of the segment and of each part.
+    audio_gaps: Gaps,
+}
+
+/// Which of a segment's (or the open one's) files carry no samples of a track: listed with
+/// `#EXT-X-GAP` / `GAP=YES`, so players do not load them.
+#[derive(Debug, Clone, Default)]
+struct Gaps {
+    segment: bool,
+    parts: Vec<bool>,
 }
 
 /// MPEG-TS muxing state.
@@ -517,10 +535,20 @@ impl Segmenter {
         for entry in previous.segments {
             self.target_duration = self.target_duration.max(rounded_seconds(duration_ms(entry.duration)));
             let file = self.file_from_uri(&entry.uri);
-            self.window.push_back(Listed { entry, file });
+            self.window.push_back(Listed { entry, file, audio_gaps: Gaps::default() });
         }
         self.resume_discontinuity = !self.window.is_empty();
         self.trim_window();
+    }
+
+    /// Split, after [`Segmenter::resume`] from the video playlist: the audio playlist of that
+    /// publish says which of the segments were gaps of audio (they have no audio file).
+    pub fn resume_audio_gaps(&mut self, audio: &Restored) {
+        for l in &mut self.window {
+            if audio.segments.iter().any(|s| s.msn == l.entry.msn && s.gap) {
+                l.audio_gaps.segment = true;
+            }
+        }
     }
 
     /// The next event, if any.
@@ -586,7 +614,7 @@ impl Segmenter {
 
     /// The media playlist text now (split: the video track's).
     pub fn playlist(&self) -> String {
-        self.render_playlist(|uri| uri.to_string())
+        self.render_playlist(|uri| uri.to_string(), false)
     }
 
     /// Whether video and audio are written as separate tracks ([`Settings::demux`]): then
@@ -599,7 +627,7 @@ impl Segmenter {
     /// Split: the audio track's media playlist: the same segments, parts and sequence numbers
     /// as the video's, naming the audio files.
     pub fn audio_playlist(&self) -> Option<String> {
-        self.split.then(|| self.render_playlist(audio_name))
+        self.split.then(|| self.render_playlist(audio_name, true))
     }
 
     /// Split: the master playlist tying the video playlist to the audio one as an
@@ -646,7 +674,10 @@ impl Segmenter {
     }
 
     /// The media playlist with every URI passed through `uri` (the audio playlist's names).
-    fn render_playlist(&self, uri: impl Fn(&str) -> String) -> String {
+    /// A media playlist: the video one (or the only one), or with `audio` the split audio
+    /// one (its names and gaps).
+    fn render_playlist(&self, uri: impl Fn(&str) -> String, audio: bool) -> String {
+        let audio_gap = |gaps: &Gaps, i: usize| gaps.parts.get(i).copied().unwrap_or(false);
         let segments: Vec<SegmentEntry> = self
             .window
             .iter()
@@ -654,15 +685,26 @@ impl Segmenter {
                 let mut e = l.entry.clone();
                 e.uri = uri(&e.uri);
                 e.map = e.map.as_deref().map(&uri);
-                for p in &mut e.parts {
+                if audio {
+                    e.gap = l.audio_gaps.segment;
+                }
+                for (i, p) in e.parts.iter_mut().enumerate() {
                     p.uri = uri(&p.uri);
+                    if audio {
+                        p.gap = audio_gap(&l.audio_gaps, i);
+                    }
                 }
                 e
             })
             .collect();
         let hint = self.preload_hint().map(|h| uri(&h));
-        let open_parts: Vec<PartEntry> =
-            self.open.iter().flat_map(|o| &o.parts).map(|p| PartEntry { uri: uri(&p.uri), ..p.clone() }).collect();
+        let mut open_parts: Vec<PartEntry> = Vec::new();
+        if let Some(o) = &self.open {
+            for (i, p) in o.parts.iter().enumerate() {
+                let gap = if audio { o.audio_part_gaps.get(i).copied().unwrap_or(false) } else { p.gap };
+                open_parts.push(PartEntry { uri: uri(&p.uri), gap, ..p.clone() });
+            }
+        }
         let open_parts = &open_parts[..];
         let map = self.map_uri().map(|m| uri(&m));
         let part_target_ms = self.s.part_target.map(|t| (t.as_millis() as u64).max(self.longest_part_ms));
@@ -1002,6 +1044,7 @@ impl Segmenter {
             part_offset: 0,
             part_independent: true,
             audio_data: Vec::new(),
+            audio_part_gaps: Vec::new(),
             audio_part_offset: 0,
             video_span: None,
             audio_span: None,
@@ -1085,6 +1128,9 @@ impl Segmenter {
         let video_ms = self.span_in_ms(o.video_span, false);
         let audio_ms = self.span_in_ms(o.audio_span, true);
         let file = self.segment_file(o.id);
+        // Split, a track without samples in this segment: its file would be only a `styp`.
+        let (video_gap, audio_gap) = (self.split && video_ms.is_none(), self.split && audio_ms.is_none());
+        let audio_gaps = Gaps { segment: audio_gap, parts: std::mem::take(&mut o.audio_part_gaps) };
         let entry = SegmentEntry {
             msn: o.msn,
             duration,
@@ -1094,6 +1140,7 @@ impl Segmenter {
             program_date_time_ms: self.s.part_target.map(|_| o.program_date_time_ms),
             parts: o.parts,
             map: self.map_uri(),
+            gap: video_gap,
         };
         let (tracks, media_ms) = match self.carried.unwrap_or_else(|| self.tracks()) {
             _ if self.split => (Tracks::Video, video_ms),
@@ -1101,13 +1148,19 @@ impl Segmenter {
             t => (t, video_ms),
         };
         let data = Bytes::from(o.data);
-        self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data, duration, tracks, media_ms });
-        if self.split {
+        // A gap's file is not written (nor served): its playlist says not to load it.
+        if !video_gap {
+            self.events.push_back(Event::Segment { msn: o.msn, file: file.clone(), data, duration, tracks, media_ms });
+        }
+        if self.split && !audio_gap {
             let (file, data) = (audio_name(&file), Bytes::from(o.audio_data));
             let media_ms = audio_ms;
             self.events.push_back(Event::Segment { msn: o.msn, file, data, duration, tracks: Tracks::Audio, media_ms });
         }
-        self.window.push_back(Listed { entry, file });
+        if video_gap || audio_gap {
+            self.warn("a track had no samples for a whole segment; its playlist lists a gap there (#EXT-X-GAP)");
+        }
+        self.window.push_back(Listed { entry, file, audio_gaps });
         self.next_msn = o.msn + 1;
         self.trim_window();
         self.events.push_back(Event::Playlist);
@@ -1137,17 +1190,32 @@ impl Segmenter {
         let data = Bytes::copy_from_slice(&o.data[o.part_offset..]);
         let audio_part =
             split.then(|| (audio_name(&file), Bytes::copy_from_slice(&o.audio_data[o.audio_part_offset..])));
+        // Split, a part with no fragment of a track (at most the segment's `styp`) is a gap of it.
+        let empty = |bytes: &[u8]| split && bytes.len() <= if index == 0 { fmp4::segment_type().len() } else { 0 };
+        let gap = empty(&data);
+        if let Some((_, audio)) = &audio_part {
+            o.audio_part_gaps.push(empty(audio));
+        }
         o.audio_part_offset = o.audio_data.len();
         // Whole milliseconds of the timeline, so that the parts add up to the segment exactly.
         let ms = span_ms(o.part_start, end);
         self.longest_part_ms = self.longest_part_ms.max(ms);
-        o.parts.push(PartEntry { duration: ms as f64 / 1000.0, uri, independent: o.part_independent });
+        o.parts.push(PartEntry { duration: ms as f64 / 1000.0, uri, independent: o.part_independent, gap });
         o.part_start = end;
         o.part_offset = o.data.len();
         let msn = o.msn;
-        self.events.push_back(Event::Part { msn, index, file, data });
+        let (video_span, audio_span) = (o.video_span, o.audio_span);
+        let video_start = self.span_in_ms(video_span, false).map(|s| s.0);
+        let audio_start = self.span_in_ms(audio_span, true).map(|s| s.0);
+        let (tracks, media_start_ms) = match self.carried.unwrap_or_else(|| self.tracks()) {
+            _ if split => (Tracks::Video, video_start),
+            Tracks::Audio => (Tracks::Audio, audio_start),
+            t => (t, video_start),
+        };
+        self.events.push_back(Event::Part { msn, index, file, data, tracks, media_start_ms });
         if let Some((file, data)) = audio_part {
-            self.events.push_back(Event::Part { msn, index, file, data });
+            let (tracks, media_start_ms) = (Tracks::Audio, audio_start);
+            self.events.push_back(Event::Part { msn, index, file, data, tracks, media_start_ms });
         }
         self.events.push_back(Event::Playlist);
     }

@@ -1106,6 +1106,74 @@ fn demuxed_fmp4_writes_one_file_per_track_cut_together() {
     assert!(parts.contains(&"stream-7-0.0.m4s") && parts.contains(&"stream-7-0.0.a.m4s"), "{parts:?}");
 }
 
+/// DASH serves a split segment being written as its parts (`dash::shared`): each track's parts,
+/// joined, are its segment file (`styp` first), and each part says where that segment starts on
+/// the track's clock, as the segment's `media_ms` will.
+#[test]
+fn demuxed_parts_join_into_each_tracks_segment_and_say_where_it_starts() {
+    let mut seg = started(split_settings(), true);
+    let events = feed(&mut seg, 0, 7, 50, true);
+    let mut checked = 0;
+    for (file, data, tracks, media_ms) in segment_files(&events) {
+        let msn: u64 = file.trim_start_matches("stream-7-").split('.').next().unwrap().parse().unwrap();
+        let parts: Vec<(&Bytes, Option<u64>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Part { msn: m, data, tracks: t, media_start_ms, .. } if *m == msn && *t == tracks => {
+                    Some((data, *media_start_ms))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(parts.len() >= 3, "{file}: 2 s in parts of 0.5 s: {}", parts.len());
+        let joined: Vec<u8> = parts.iter().flat_map(|(d, _)| d.iter().copied()).collect();
+        assert_eq!(&joined[..], &data[..], "{file}: the segment is its parts");
+        assert_eq!(&joined[4..8], b"styp", "{file}");
+        let start = media_ms.unwrap().0;
+        assert!(parts.iter().all(|(_, s)| *s == Some(start)), "{file}: {start} {parts:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
+
+/// Split, a track with no samples for a whole segment (the publisher's audio stopped for a
+/// while): its file is not written (it would be only a `styp`), and its playlist lists a gap
+/// there (`#EXT-X-GAP`, version 8; its parts `GAP=YES`), which players do not load; the other
+/// track's playlist is unchanged. Said once.
+#[test]
+fn demuxed_a_track_without_samples_for_a_segment_is_a_gap_not_an_empty_file() {
+    let mut seg = started(split_settings(), true);
+    let mut events = feed(&mut seg, 0, 4, 50, true);
+    events.extend(feed(&mut seg, 4000, 2, 50, false));
+    // Open the segment after the gap and hold it there: its parts are listed in full.
+    events.extend(feed(&mut seg, 6000, 1, 50, true));
+    let files: Vec<String> = segment_files(&events).into_iter().map(|f| f.0).collect();
+    assert!(files.contains(&"stream-7-2.m4s".to_string()), "{files:?}");
+    assert!(!files.contains(&"stream-7-2.a.m4s".to_string()), "no empty audio file: {files:?}");
+    assert!(files.contains(&"stream-7-1.a.m4s".to_string()), "{files:?}");
+    let audio = seg.audio_playlist().unwrap();
+    assert!(audio.contains("#EXT-X-VERSION:8\n"), "{audio}");
+    let gap = audio.split("#EXTINF:").find(|s| s.contains("stream-7-1.a.m4s")).unwrap();
+    assert!(gap.ends_with("#EXT-X-GAP\n"), "the gap is the segment after stream-7-1: {audio}");
+    assert_eq!(audio.matches("#EXT-X-GAP\n").count(), 1, "{audio}");
+    let gap_parts: Vec<&str> =
+        audio.lines().filter(|l| l.contains("stream-7-2.") && l.starts_with("#EXT-X-PART:")).collect();
+    assert!(!gap_parts.is_empty() && gap_parts.iter().all(|l| l.ends_with(",GAP=YES")), "{audio}");
+    assert!(!audio.lines().any(|l| l.contains("stream-7-1.") && l.contains("GAP=YES")), "{audio}");
+    let video = seg.playlist();
+    assert!(!video.contains("GAP") && video.contains("#EXT-X-VERSION:6\n"), "{video}");
+    let warned = events.iter().filter(|e| matches!(e, Event::Warning(w) if w.contains("#EXT-X-GAP"))).count();
+    assert_eq!(warned, 1);
+    // The gap survives a resumed playlist (`hls_continuous`): the video playlist gives the
+    // segments, the audio one its gaps.
+    let mut next = segmenter(Settings { session: Some(8), ..split_settings() });
+    next.resume(crate::playlist::parse_media_playlist(&video).unwrap());
+    next.resume_audio_gaps(&crate::playlist::parse_media_playlist(&audio).unwrap());
+    let text = next.render_playlist(audio_name, true);
+    assert!(text.contains("#EXT-X-GAP\n#EXTINF:2.000,\nstream-7-2.a.m4s\n"), "{text}");
+    assert_eq!(text.matches("#EXT-X-GAP").count(), 1, "{text}");
+}
+
 #[test]
 fn demuxed_playlists_list_the_same_segments_and_a_master_ties_them() {
     let mut seg = started(split_settings(), true);

@@ -467,6 +467,9 @@ fn on_publish(
     name: &str,
 ) {
     let Some(dir) = app.hls.path.clone().filter(|_| app.hls.enabled) else { return };
+    if crate::dash::shared::shadows_split(app, name) {
+        return tracing::error!(app = %app.name, stream = %untrusted::for_log(name), "hls: this stream's playlist would be at the path of another stream's video or audio playlist (HLS fMP4 and DASH share segments: NAME-video.m3u8, NAME-audio.m3u8); no HLS for this stream (DASH packages it itself)");
+    }
     // Held until the new task is registered; a waiting task gives up under it too.
     let mut writers = store.writers();
     let path = playlist_path(&dir, name, app.hls.nested).ok();
@@ -554,7 +557,14 @@ impl HlsTask {
             // restart is read from disk in `run`, off the runtime's threads.
             let paths = resume_paths(&dir, &playlist_path, &name, &app, sink.is_some());
             match paths.iter().find_map(|p| previous_in_memory(&store, p)) {
-                Some(previous) => seg.resume(previous),
+                Some(previous) => {
+                    seg.resume(previous);
+                    let audio =
+                        sink.as_ref().and_then(|_| previous_in_memory(&store, &split_audio_path(&dir, &name, &app)));
+                    if let Some(audio) = audio {
+                        seg.resume_audio_gaps(&audio);
+                    }
+                }
                 None => resume_from_disk = true,
             }
         }
@@ -608,6 +618,11 @@ impl HlsTask {
             }
             if let Some(previous) = previous {
                 self.seg.resume(previous);
+                if demux {
+                    if let Some(audio) = previous_on_disk(&split_audio_path(&self.dir, &self.name, &self.app)).await {
+                        self.seg.resume_audio_gaps(&audio);
+                    }
+                }
                 self.publish_playlist_in_memory();
             }
         }
@@ -807,7 +822,16 @@ impl HlsTask {
         }
         let mut playlist_changed = false;
         let mut segment_written = false;
+        // The segment whose files are being written: a split segment's video and audio files
+        // come one after the other and count as one segment written (`/metrics`).
+        let mut writing: Option<(u64, std::time::Instant)> = None;
         for ev in events {
+            let same_segment = matches!((&ev, &writing), (Event::Segment { msn, .. }, Some((m, _))) if msn == m);
+            if !same_segment {
+                if let Some((_, started)) = writing.take() {
+                    crate::metrics::hls_segment_written(&self.app.name, started);
+                }
+            }
             match ev {
                 Event::Init { file, data, tracks } => {
                     let path = self.dir.join(file);
@@ -825,14 +849,18 @@ impl HlsTask {
                         sink.init(tracks, &path, &data, self.seg.session()).await;
                     }
                 }
-                Event::Part { msn, file, .. } => self.parts.push_back((msn, self.dir.join(file))),
+                Event::Part { msn, file, data, tracks, media_start_ms, .. } => {
+                    if let Some(sink) = &mut self.sink {
+                        sink.part(tracks, msn, &data, media_start_ms, unix_ms()).await;
+                    }
+                    self.parts.push_back((msn, self.dir.join(file)));
+                }
                 Event::Segment { msn, file, data, duration, tracks, media_ms } => {
                     self.meter.segment(data.len(), duration);
                     segment_written = true;
                     let path = self.dir.join(file);
-                    let started = std::time::Instant::now();
+                    writing.get_or_insert((msn, std::time::Instant::now()));
                     self.write_file(&path, &data).await;
-                    crate::metrics::hls_segment_written(&self.app.name, started);
                     if let Some(sink) = &mut self.sink {
                         sink.segment(tracks, &path, &data, media_ms, unix_ms()).await;
                     }
@@ -867,6 +895,9 @@ impl HlsTask {
                 Event::Playlist => playlist_changed = true,
                 Event::Warning(w) => tracing::warn!(app = %self.app.name, stream = %self.name, "hls: {w}"),
             }
+        }
+        if let Some((_, started)) = writing {
+            crate::metrics::hls_segment_written(&self.app.name, started);
         }
         // A task that gave up waiting for its publisher just as the name was published again
         // ends its playlist after the next task took the path over: the file is the new one's.
@@ -1069,6 +1100,11 @@ impl HlsTask {
 /// The media playlists `hls_continuous` may continue, in order: with video and audio split,
 /// `NAME.m3u8` is the master and the video playlist holds the segments (a publish that was not split has
 /// them in `NAME.m3u8`).
+/// A split stream's audio playlist, whose `#EXT-X-GAP`s a resumed playlist keeps.
+fn split_audio_path(dir: &Path, name: &str, app: &AppConf) -> PathBuf {
+    dir.join(hls::segmenter::split_playlist_files(name, app.hls.nested).1)
+}
+
 fn resume_paths(dir: &Path, playlist_path: &Path, name: &str, app: &AppConf, demux: bool) -> Vec<PathBuf> {
     let video = demux.then(|| dir.join(hls::segmenter::split_playlist_files(name, app.hls.nested).0));
     video.into_iter().chain([playlist_path.to_path_buf()]).collect()

@@ -156,6 +156,213 @@ fn low_latency_parts_are_split_too() {
     assert_eq!(streams(&master_url), ["aac", "h264,640,360"]);
 }
 
+/// Low-latency DASH on the shared segments (`dash_low_latency` with `hls_low_latency`): the MPD
+/// says `availabilityTimeOffset` (`hls_fragment` − `hls_part_duration`), a latency target and the
+/// server's clock; a GET of the video segment being written is answered at once, chunked, from
+/// its LL-HLS parts: its first chunks (`styp`, `moof`, `mdat`) arrive while the segment is not
+/// complete (not under `dash_path` yet), the rest as they are written, and the whole answer is
+/// the file written at the end, the same file (inode) as the HLS segment. ffprobe reads the MPD.
+#[test]
+fn low_latency_dash_serves_the_shared_segment_being_written_chunk_by_chunk() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("cmaf-lldash");
+    let (server, hls, dash) = shared_server(&dir, LOW_LATENCY);
+    let _publisher = ffmpeg_publish(&server.url("cam"), 40, 50);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 2);
+    for want in [
+        "availabilityTimeOffset=\"3.800\" availabilityTimeComplete=\"false\"",
+        "<Latency target=\"1500\"",
+        "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"/utc\"/>",
+    ] {
+        assert!(mpd.contains(want), "{want} missing: {mpd}");
+    }
+    let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(streams(&mpd_url), ["aac", "h264,640,360"]);
+
+    let (prefix, t) = segment_in_progress(&server, &dash, "/dash/cam.mpd");
+    let file = dash.join(format!("{prefix}{t}.m4v"));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(conn, "GET /dash/{prefix}{t}.m4v HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    // The header block and the first chunk of the body.
+    let head = loop {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() > end + 4 + 64 {
+                break end;
+            }
+        }
+    };
+    let complete_now = file.exists();
+    let headers = String::from_utf8_lossy(&raw[..head]).to_lowercase();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains("transfer-encoding: chunked") && headers.contains("content-type: video/mp4"), "{headers}");
+    assert!(!complete_now, "bytes came before the segment was complete");
+    let first = dechunk_prefix(&raw[head + 4..]);
+    assert_eq!(&first[4..8], b"styp", "the segment starts with its styp");
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = dechunk(&raw[head + 4..]).expect("a complete chunked body");
+    wait_for("the complete segment on disk", Duration::from_secs(10), || file.exists().then_some(()));
+    assert_eq!(body, std::fs::read(&file).unwrap(), "the chunks are the segment");
+    assert!(same_file_in(&hls, &file).is_some(), "one file for HLS and DASH");
+    let kinds = mp4_boxes(&body);
+    assert!(kinds.len() > 3 && kinds.iter().filter(|k| *k == "moof").count() > 1, "chunks: {kinds:?}");
+}
+
+/// `dash_low_latency` without `hls_low_latency` where the segments are shared has no parts to
+/// send: said at publish, and the MPD is not low-latency.
+#[test]
+fn shared_low_latency_dash_without_ll_hls_parts_says_so() {
+    let dir = TempDir::new("cmaf-lldash-off");
+    let (server, _hls, _dash) = shared_server(&dir, "dash_low_latency on;");
+    let _publisher = ffmpeg_publish(&server.url("cam"), 10, 25);
+    let mpd = mpd_with(&server, "/dash/cam.mpd", 2);
+    assert!(!mpd.contains("availabilityTimeOffset"), "{mpd}");
+    let log = server.log();
+    assert!(log.contains("dash_low_latency needs hls_low_latency here"), "{log}");
+}
+
+/// A stream named like another's split playlist (`cam-video` next to `cam`) gets no HLS (an
+/// error at its publish), published first or not; `cam-video.m3u8` stays `cam`'s video playlist,
+/// and DASH packages `cam-video` itself (its own MPD).
+#[test]
+fn a_stream_named_like_another_streams_split_playlist_gets_no_hls() {
+    let dir = TempDir::new("cmaf-collide");
+    let (server, _hls, _dash) = shared_server(&dir, "");
+    let _shadow = ffmpeg_publish(&server.url("cam-video"), 20, 25);
+    let own = wait_for("cam-video's own MPD", Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam-video.mpd");
+        (status == 200 && text.contains("cam-video-$Time$.m4v")).then_some(text)
+    });
+    assert!(own.contains("type=\"dynamic\""), "{own}");
+    let _cam = ffmpeg_publish(&server.url("cam"), 20, 25);
+    mpd_with(&server, "/dash/cam.mpd", 2);
+    let log = server.log();
+    assert!(
+        log.contains("hls: this stream's playlist would be at the path of another stream's video or audio playlist"),
+        "{log}"
+    );
+    let (status, video) = http_get(server.http_port, "/hls/cam-video.m3u8");
+    assert_eq!(status, 200);
+    let uris: Vec<&str> = video.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert!(
+        !uris.is_empty() && uris.iter().all(|u| u.starts_with("cam-") && !u.starts_with("cam-video")),
+        "cam's: {video}"
+    );
+}
+
+/// `/metrics` counts segments, not files: a split segment (a video file and an audio file)
+/// is one in `sluice_hls_segments_total` and one write in `sluice_hls_segment_write_seconds`.
+#[test]
+fn metrics_count_a_split_segment_once() {
+    let dir = TempDir::new("cmaf-metrics");
+    let (hls, dash) = (dir.path("hls"), dir.path("dash"));
+    let server = Server::start_conf(&format!(
+        "rtmp {{ server {{ listen 127.0.0.1:{{rtmp}}; application live {{ live on; hls on; hls_path {}; \
+         hls_fragment 1s; hls_playlist_length 60s; hls_fragment_type fmp4; dash on; dash_path {}; }} }} }}\n\
+         http {{ server {{ listen 127.0.0.1:{{http}}; location /metrics {{ metrics on; }} }} }}\n",
+        hls.display(),
+        dash.display()
+    ));
+    let mut publisher = ffmpeg_publish(&server.url("m"), 6, 25);
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(30)).is_some_and(|s| s.success()), "publisher");
+    // The MPD turns static when the last segment is written.
+    wait_for("a static MPD", Duration::from_secs(20), || {
+        let (status, text) = http_get(server.http_port, "/dash/m.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(())
+    });
+    let (_, video) = http_get(server.http_port, "/hls/m-video.m3u8");
+    let segments = video.matches("#EXTINF:").count();
+    let (_, audio) = http_get(server.http_port, "/hls/m-audio.m3u8");
+    assert!(segments >= 4 && audio.matches("#EXTINF:").count() == segments, "{video}\n{audio}");
+    let (_, metrics) = http_get(server.http_port, "/metrics");
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("{name}{{")) && l.contains("app=\"live\""));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(-1.0)
+    };
+    assert_eq!(value("sluice_hls_segments_total"), segments as f64, "{video}\n{metrics}");
+    assert_eq!(value("sluice_hls_segment_write_seconds_count"), segments as f64, "{metrics}");
+}
+
+/// A publisher whose audio stops for 3.5 s: the split segments of that time have no audio file
+/// (not on disk, not served); the audio playlist marks them `#EXT-X-GAP`, the video playlist has
+/// no gap, every audio file listed without one exists, and the MPD's audio timeline jumps over
+/// them (an `<S t=...>` after a hole of over a second).
+#[test]
+fn segments_without_audio_are_gaps_in_the_audio_playlist_and_the_mpd() {
+    let dir = TempDir::new("cmaf-gap");
+    let (server, hls, _dash) = shared_server(&dir, "hls_playlist_length 60s; dash_playlist_length 60s;");
+    let url = server.url("g");
+    let mut publisher = ffmpeg_quiet(&[
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=640x360:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        "12",
+        "-af",
+        "aselect='not(between(t,4,7.5))'",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        "flv",
+        &url,
+    ]);
+    assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).is_some_and(|s| s.success()), "publisher");
+    let mpd = wait_for("a static MPD", Duration::from_secs(20), || {
+        let (status, text) = http_get(server.http_port, "/dash/g.mpd");
+        (status == 200 && text.contains("type=\"static\"")).then_some(text)
+    });
+    let (_, audio) = http_get(server.http_port, "/hls/g-audio.m3u8");
+    let (_, video) = http_get(server.http_port, "/hls/g-video.m3u8");
+    assert!(!video.contains("GAP"), "{video}");
+    let mut gaps = 0;
+    let mut gap = false;
+    for line in audio.lines() {
+        if line == "#EXT-X-GAP" {
+            gap = true;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            assert_eq!(hls.join(line).exists(), !gap, "{line}: {audio}");
+            if gap {
+                gaps += 1;
+                assert_eq!(http_get(server.http_port, &format!("/hls/{line}")).0, 404, "{line}");
+            }
+            gap = false;
+        }
+    }
+    assert!(gaps >= 2, "3.5 s without audio at 1 s segments: {audio}");
+    let line = timeline(&mpd, "m4a");
+    let holes = line.windows(2).filter(|w| w[1].0 > w[0].0 + w[0].1 + 1000).count();
+    assert_eq!(holes, 1, "{line:?}\n{mpd}");
+}
+
 /// Without DASH, fMP4 HLS stays one muxed playlist (video and audio in one moof).
 #[test]
 fn without_dash_fmp4_hls_stays_muxed() {

@@ -380,18 +380,33 @@ pub(crate) fn shares_cmaf(app: &super::AppConf) -> bool {
         && app.dash.path.is_some()
 }
 
-/// `-t` warnings: a `dash_fragment` that differs from `hls_fragment` where the segments are
-/// shared (they are cut by `hls_fragment`).
+/// `-t` warnings where the segments are shared: a `dash_fragment` that differs from
+/// `hls_fragment` (they are cut by `hls_fragment`); `dash_low_latency` without
+/// `hls_low_latency` (DASH's chunks are the LL-HLS parts: without them the MPD is not
+/// low-latency), and a `dash_part_duration` that differs from `hls_part_duration`.
 pub(crate) fn shared_report(apps: &[&super::AppConf]) -> Vec<String> {
-    apps.iter()
-        .filter(|a| shares_cmaf(a) && a.dash.fragment != a.hls.fragment)
-        .map(|a| {
-            format!(
+    let mut lines = Vec::new();
+    for a in apps.iter().filter(|a| shares_cmaf(a)) {
+        let (dash, hls) = (&a.dash, &a.hls);
+        if dash.fragment != hls.fragment {
+            lines.push(format!(
                 "sluice: [warn] application \"{}\": \"dash_fragment\" {:?} is not used: HLS (fmp4) and DASH share one set of segments, cut by \"hls_fragment\" {:?}",
-                a.name, a.dash.fragment, a.hls.fragment
-            )
-        })
-        .collect()
+                a.name, dash.fragment, hls.fragment
+            ));
+        }
+        if dash.low_latency && !hls.low_latency {
+            lines.push(format!(
+                "sluice: [warn] application \"{}\": \"dash_low_latency\" needs \"hls_low_latency on\" here: HLS (fmp4) and DASH share one set of segments, whose LL-HLS parts are DASH's chunks; the MPD is not low-latency",
+                a.name
+            ));
+        } else if dash.low_latency && dash.part_duration != hls.part_duration {
+            lines.push(format!(
+                "sluice: [warn] application \"{}\": \"dash_part_duration\" {:?} is not used: DASH's chunks are the shared segments' LL-HLS parts, of \"hls_part_duration\" {:?}",
+                a.name, dash.part_duration, hls.part_duration
+            ));
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -417,6 +432,30 @@ mod tests {
         let keys = app("hls_fragment_type fmp4; hls_keys on; dash_fragment 4s;");
         assert!(!super::shares_cmaf(&ts) && !super::shares_cmaf(&keys));
         assert!(super::shared_report(&[&ts, &keys]).is_empty(), "MPEG-TS or encrypted HLS: DASH packages itself");
+    }
+
+    #[test]
+    fn shared_low_latency_dash_needs_ll_hls_parts_and_says_so() {
+        let app = |body: &str| {
+            crate::config::test_app(&format!(
+                "hls on; hls_path /tmp/h; hls_fragment_type fmp4; dash on; dash_path /tmp/d; {body}"
+            ))
+        };
+        let alone = app("dash_low_latency on;");
+        let lines = super::shared_report(&[&alone]);
+        assert!(
+            lines.len() == 1 && lines[0].contains("\"dash_low_latency\" needs \"hls_low_latency on\""),
+            "{lines:?}"
+        );
+        assert!(crate::dash::shared::low_latency(&alone).is_none());
+        let both = app("hls_low_latency on; hls_part_duration 300ms; dash_low_latency on;");
+        let lines = super::shared_report(&[&both]);
+        assert!(lines.len() == 1 && lines[0].contains("\"dash_part_duration\" 200ms is not used"), "{lines:?}");
+        let ll = crate::dash::shared::low_latency(&both).expect("low-latency from the parts");
+        assert_eq!((ll.part_ms, ll.availability_offset_ms), (300, 4700), "hls_part_duration, hls_fragment 5s");
+        let same = app("hls_low_latency on; dash_low_latency on;");
+        assert!(super::shared_report(&[&same]).is_empty());
+        assert!(crate::dash::shared::low_latency(&app("hls_low_latency on;")).is_none(), "DASH opts in");
     }
 
     #[test]
