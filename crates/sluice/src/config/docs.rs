@@ -187,8 +187,8 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("dash_playlist_length", "How much the live MPD lists (`dash_playlist_length / dash_fragment` fragments; its `timeShiftBufferDepth`); also how long an ended stream's files stay before `dash_cleanup` removes them.", Differs("`timeShiftBufferDepth` is this length (nginx-rtmp: 4 × `dash_fragment` + 1 s)")),
     doc("dash_nested", "One directory per stream: `NAME/index.mpd`, `NAME/init.m4v`, `NAME/T.m4v`, ...", Same),
     doc("dash_cleanup", "Fragments that left the MPD are deleted after `dash_playlist_length`; after the stream ends, its MPD (static by then), init segments and fragments too, `dash_playlist_length` later.", Same),
-    doc("dash_low_latency", "Low-latency (chunked) DASH: each fragment is also served while it is written, as CMAF chunks of `dash_part_duration` over one chunked HTTP response; the MPD says `availabilityTimeOffset`, `availabilityTimeComplete=\"false\"`, a `ServiceDescription` latency target and `UTCTiming` (the server's `/utc`).", SLUICE),
-    doc("dash_part_duration", "The low-latency chunk duration (50ms to 5s, shorter than `dash_fragment`).", SLUICE),
+    doc("dash_low_latency", "Low-latency (chunked) DASH: each fragment is also served while it is written, as CMAF chunks of `dash_part_duration` over one chunked HTTP response; the MPD says `availabilityTimeOffset`, `availabilityTimeComplete=\"false\"`, a `ServiceDescription` latency target and `UTCTiming` (the server's `/utc`). Where HLS fMP4 and DASH share segments, the chunks are the LL-HLS parts: it then needs `hls_low_latency on` (`-t` warns otherwise).", SLUICE),
+    doc("dash_part_duration", "The low-latency chunk duration (50ms to 5s, shorter than `dash_fragment`); where HLS fMP4 and DASH share segments, `hls_part_duration` is used instead.", SLUICE),
     // http (rtmp level)
     doc(
         "http_listen",
