@@ -35,10 +35,8 @@ const MEMORY_SEGMENTS: usize = 3;
 
 /// Whether stream `name` of `app` is served to DASH from its HLS segments.
 pub(crate) fn applies(app: &AppConf, name: &str) -> bool {
-    crate::config::shares_cmaf(app)
-        // Variants stay muxed (their master lists NAME.m3u8 as a media playlist): DASH packages
-        // them itself.
-        && !crate::hls::is_variant(app, name)
+    // A stream whose MPD would be another's variant MPD gets no DASH (`variant::shadows_variant`).
+    crate::config::shares_cmaf(app) && !super::variant::shadows_variant(app, name)
 }
 
 /// What the MPD says about the tracks, from the HLS segmenter.
@@ -96,6 +94,8 @@ pub(crate) struct Sink {
     /// Bumped after every write: requests waiting for the next segment look again.
     written: Arc<watch::Sender<u64>>,
     next: Vec<PathBuf>,
+    /// The variant MPD (`hls_variant`, transcode ladder) that lists this stream too.
+    variant: Option<super::variant::Place>,
 }
 
 impl Sink {
@@ -112,7 +112,6 @@ impl Sink {
         tracing::info!(app = %app.name, stream = %name, path = %mpd.display(), "dash: the MPD lists the HLS segments (one set of CMAF segments; hls_fragment cuts them, dash_fragment is not used)");
         Some(Sink {
             store,
-            app,
             name: name.to_string(),
             mpd,
             session: None,
@@ -126,6 +125,8 @@ impl Sink {
             logged: Vec::new(),
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
+            variant: super::variant::place(&app, &dir, name),
+            app,
         })
     }
 
@@ -269,6 +270,9 @@ impl Sink {
             self.media = media.clone();
         }
         self.write_mpd(now_ms).await;
+        if let Some(place) = self.variant.as_ref().filter(|_| self.live) {
+            super::variant::update_shared(&self.store, place, &self.manifest(&self.media, now_ms), now_ms).await;
+        }
     }
 
     async fn write_mpd(&mut self, now_ms: u64) {
@@ -290,6 +294,10 @@ impl Sink {
             return;
         }
         self.live = false;
+        if let Some(place) = &self.variant {
+            // Players must not be sent to a variant that stopped.
+            super::variant::withdraw_shared(&self.store, place, &self.manifest(&self.media, now_ms), now_ms).await;
+        }
         self.write_mpd(now_ms).await;
         self.expect_next();
     }
