@@ -32,7 +32,8 @@ fn representations(mpd: &str) -> Vec<(String, String, String, Vec<(u64, u64)>)> 
 /// The `(attributes, uri)` of each `#EXT-X-STREAM-INF` entry.
 fn entries(master: &str) -> Vec<(String, String)> {
     let lines: Vec<&str> = master.lines().collect();
-    let at = |(i, l): (usize, &&str)| Some((l.strip_prefix("#EXT-X-STREAM-INF:")?.to_string(), lines[i + 1].to_string()));
+    let at =
+        |(i, l): (usize, &&str)| Some((l.strip_prefix("#EXT-X-STREAM-INF:")?.to_string(), lines[i + 1].to_string()));
     lines.iter().enumerate().filter_map(at).collect()
 }
 
@@ -103,4 +104,32 @@ fn variants_share_one_set_of_cmaf_segments_between_the_master_and_the_variant_mp
     }
     let mpd_url = format!("http://127.0.0.1:{}/dash/x_abr.mpd", server.http_port);
     assert_eq!(streams(&mpd_url), ["aac", "h264,320,180", "h264,640,360"], "every Representation");
+}
+
+/// In headless Chromium, at the same time: hls.js plays the variant master, switched through
+/// every level (each with its own audio group: the audio follows the video's variant), and
+/// dash.js plays the variant MPD, both from the one set of files.
+#[test]
+fn hlsjs_and_dashjs_play_shared_variants_in_chromium() {
+    let modules = browser_modules();
+    let dir = TempDir::new("cmaf-variants-browser");
+    let conf = "hls_fragment 2s; hls_playlist_length 12s; dash_playlist_length 12s; \
+                hls_variant _lo BANDWIDTH=400000; hls_variant _hi BANDWIDTH=900000;";
+    let (server, hls, dash) = shared_server(&dir, conf);
+    let _hi = ffmpeg_publish_pattern(&server.url("x_hi"), "640x360", 70, 50);
+    let _lo = ffmpeg_publish_pattern(&server.url("x_lo"), "320x180", 70, 50);
+    wait_for("both variants in the variant MPD", Duration::from_secs(40), || {
+        let (status, text) = http_get(server.http_port, "/dash/x_abr.mpd");
+        let reps = representations(&text);
+        (status == 200 && reps.len() == 4 && reps.iter().all(|r| r.3.len() >= 2)).then_some(())
+    });
+    let dash_verdict = std::thread::scope(|s| {
+        let d = s.spawn(|| play(&server, &modules, &dash, "dash", "dashjs.html", "src=x_abr.mpd", 15));
+        let h = play(&server, &modules, &hls, "hls", "player.html", "src=x.m3u8&cycle=1", 15);
+        assert!(h.contains("\"levels\":2") && h.contains("\"switched\":["), "hls.js: {h}");
+        let switched = h.split("\"switched\":[").nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
+        assert_eq!(switched.split(',').count(), 2, "hls.js played both levels: {h}");
+        d.join().unwrap()
+    });
+    assert!(dash_verdict.contains("\"audioTracks\":1"), "dash.js: {dash_verdict}");
 }
