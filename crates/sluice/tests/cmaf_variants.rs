@@ -13,8 +13,11 @@ use std::time::Duration;
 use cmaf_util::*;
 use common::*;
 
-/// (id, media prefix, extension, timeline) of every Representation of an MPD.
-fn representations(mpd: &str) -> Vec<(String, String, String, Vec<(u64, u64)>)> {
+/// A Representation: id, media prefix, extension, timeline.
+type Rep = (String, String, String, Vec<(u64, u64)>);
+
+/// Every Representation of an MPD.
+fn representations(mpd: &str) -> Vec<Rep> {
     mpd.split("<Representation ")
         .skip(1)
         .map(|r| {

@@ -252,6 +252,18 @@ mod tests {
         assert!(!shadows_variant(&app(""), "cam_abr"), "no variant MPDs: nginx-rtmp's names as they are");
     }
 
+    /// Where HLS fMP4 and DASH share segments, variant members share them too; a stream whose
+    /// MPD would be a variant MPD does not (the DASH module refuses it DASH, and its sink would
+    /// write that MPD).
+    #[test]
+    fn variant_members_share_segments_and_a_stream_named_as_a_variant_mpd_does_not() {
+        let shared = app("hls on; hls_path /h; hls_fragment_type fmp4; transcode 480p 800k; hls_variant _hi;");
+        assert!(super::super::shared::applies(&shared, "cam_hi") && super::super::shared::applies(&shared, "cam"));
+        let ladder = app("hls on; hls_path /h; hls_fragment_type fmp4; transcode 480p 800k;");
+        assert!(super::super::shared::applies(&ladder, "cam_480p"));
+        assert!(!super::super::shared::applies(&ladder, "cam_abr"));
+    }
+
     #[tokio::test]
     async fn members_come_and_go_and_the_last_removes_the_mpd() {
         let dir = std::env::temp_dir().join(format!("sluice-dash-variant-{}", std::process::id()));
