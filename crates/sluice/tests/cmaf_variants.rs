@@ -136,3 +136,49 @@ fn hlsjs_and_dashjs_play_shared_variants_in_chromium() {
     });
     assert!(dash_verdict.contains("\"audioTracks\":1"), "dash.js: {dash_verdict}");
 }
+
+/// A nested transcode ladder (the source `cam` and `cam_180p`) in shared mode: the master
+/// `cam.m3u8` lists `cam_180p/video.m3u8` and `cam/video.m3u8` with their audio groups, the
+/// variant MPD `cam.mpd` both members' shared segments (`cam_180p/...`, the files their own
+/// MPDs name, hard links of the HLS ones); ffprobe reads every level from each.
+#[test]
+fn a_nested_transcode_ladder_shares_its_segments() {
+    let dir = TempDir::new("cmaf-ladder");
+    let conf = "hls_nested on; dash_nested on; dash_playlist_length 20s; transcode 180p 200k;";
+    let (server, hls, dash) = shared_server(&dir, conf);
+    let _source = ffmpeg_publish_pattern(&server.url("cam"), "640x360", 40, 25);
+    let master = wait_for("the ladder in the master", Duration::from_secs(60), || {
+        let (status, text) = http_get(server.http_port, "/hls/cam.m3u8");
+        (status == 200 && entries(&text).len() == 2).then_some(text)
+    });
+    // By BANDWIDTH: the rendition's floor (its configured rates) may be above the source's.
+    let listed = entries(&master);
+    let entry = |uri: &str| listed.iter().find(|e| e.1 == uri).unwrap_or_else(|| panic!("{uri}: {master}")).0.clone();
+    assert!(
+        entry("cam/video.m3u8").contains("RESOLUTION=640x360,") && entry("cam/video.m3u8").contains("AUDIO=\"audio0\"")
+    );
+    assert!(entry("cam_180p/video.m3u8").contains("AUDIO=\"audio1\""), "{master}");
+    assert!(master.contains("GROUP-ID=\"audio1\"") && master.contains("URI=\"cam_180p/audio.m3u8\""), "{master}");
+    assert!(master.contains("GROUP-ID=\"audio0\"") && master.contains("URI=\"cam/audio.m3u8\""), "{master}");
+    let master_url = format!("http://127.0.0.1:{}/hls/cam.m3u8", server.http_port);
+    assert_eq!(streams(&master_url), ["aac", "h264,320,180", "h264,640,360"], "every level and the audio");
+
+    let mpd = wait_for("the ladder in the variant MPD", Duration::from_secs(60), || {
+        let (status, text) = http_get(server.http_port, "/dash/cam.mpd");
+        let reps = representations(&text);
+        (status == 200 && reps.len() == 4 && reps.iter().all(|r| r.3.len() >= 2)).then_some(text)
+    });
+    for (id, prefix, ext, line) in representations(&mpd) {
+        let name = id.rsplit_once('_').unwrap().0;
+        let own = mpd_with(&server, &format!("/dash/{name}/index.mpd"), 2);
+        // The renderer percent-encodes the `/` of a name down in the member's directory.
+        assert_eq!(prefix, format!("{name}%2F{}", media_prefix(&own, &ext)), "{id} names its own MPD's files");
+        let (t, _) = line[0];
+        let seg = dash.join(name).join(format!("{}{t}.{ext}", media_prefix(&own, &ext)));
+        let meta = std::fs::metadata(&seg).unwrap_or_else(|e| panic!("{}: {e}", seg.display()));
+        assert_eq!(meta.nlink(), 2, "one file, two names: {}", seg.display());
+        assert!(same_file_in(&hls.join(name), &seg).is_some(), "{} has no HLS twin", seg.display());
+    }
+    let mpd_url = format!("http://127.0.0.1:{}/dash/cam.mpd", server.http_port);
+    assert_eq!(streams(&mpd_url), ["aac", "h264,320,180", "h264,640,360"], "every Representation");
+}
