@@ -51,7 +51,7 @@ fn variants_share_one_set_of_cmaf_segments_between_the_master_and_the_variant_mp
     let dir = TempDir::new("cmaf-variants");
     let variants = "hls_variant _lo BANDWIDTH=400000; hls_variant _hi BANDWIDTH=900000; dash_playlist_length 20s;";
     let (server, hls, dash) = shared_server(&dir, variants);
-    let _hi = ffmpeg_publish_pattern(&server.url("x_hi"), "640x360", 30, 25);
+    let mut hi = ffmpeg_publish_pattern(&server.url("x_hi"), "640x360", 30, 25);
     let _lo = ffmpeg_publish_pattern(&server.url("x_lo"), "320x180", 30, 25);
 
     // HLS: the variant master.
@@ -107,6 +107,15 @@ fn variants_share_one_set_of_cmaf_segments_between_the_master_and_the_variant_mp
     }
     let mpd_url = format!("http://127.0.0.1:{}/dash/x_abr.mpd", server.http_port);
     assert_eq!(streams(&mpd_url), ["aac", "h264,320,180", "h264,640,360"], "every Representation");
+
+    // A variant that stops leaves both at once.
+    let _ = hi.0.kill();
+    wait_for("x_hi leaves the master and the variant MPD", Duration::from_secs(30), || {
+        let (_, master) = http_get(server.http_port, "/hls/x.m3u8");
+        let (_, mpd) = http_get(server.http_port, "/dash/x_abr.mpd");
+        let mpd_left = representations(&mpd).iter().all(|r| r.0.starts_with("x_lo_")) && mpd.contains("x_lo_video");
+        (entries(&master).len() == 1 && !master.contains("x_hi") && mpd_left).then_some(())
+    });
 }
 
 /// In headless Chromium, at the same time: hls.js plays the variant master, switched through
