@@ -1,7 +1,9 @@
 //! Master (multivariant) playlists for `hls_variant`: nginx-rtmp's `#EXT-X-STREAM-INF` lines
 //! (`ngx_rtmp_hls_write_variant_playlist`), with what a player needs filled in from each
 //! variant's real stream: RFC 6381 `CODECS`, `RESOLUTION`, `FRAME-RATE`, `AVERAGE-BANDWIDTH`
-//! (RFC 8216 §4.3.4.2). A parameter the configuration gives wins and is never repeated.
+//! (RFC 8216 §4.3.4.2). A parameter the configuration gives wins and is never repeated. A
+//! variant whose video and audio are split ([`AudioRendition`]) is listed by its video playlist
+//! with an audio group of its own.
 //!
 //! [`Meter`] measures a variant's frame rate and segment bit rates; codec strings come from the
 //! sequence headers the segmenter carries ([`crate::Segmenter::media_info`]). Nothing here reads a
