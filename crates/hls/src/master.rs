@@ -1,7 +1,9 @@
 //! Master (multivariant) playlists for `hls_variant`: nginx-rtmp's `#EXT-X-STREAM-INF` lines
 //! (`ngx_rtmp_hls_write_variant_playlist`), with what a player needs filled in from each
 //! variant's real stream: RFC 6381 `CODECS`, `RESOLUTION`, `FRAME-RATE`, `AVERAGE-BANDWIDTH`
-//! (RFC 8216 §4.3.4.2). A parameter the configuration gives wins and is never repeated.
+//! (RFC 8216 §4.3.4.2). A parameter the configuration gives wins and is never repeated. A
+//! variant whose video and audio are split ([`AudioRendition`]) is listed by its video playlist
+//! with an audio group of its own.
 //!
 //! [`Meter`] measures a variant's frame rate and segment bit rates; codec strings come from the
 //! sequence headers the segmenter carries ([`crate::Segmenter::media_info`]). Nothing here reads a
@@ -23,6 +25,22 @@ pub struct MediaInfo {
     pub resolution: Option<(u32, u32)>,
 }
 
+/// A variant whose video and audio are separate media playlists (split CMAF tracks, shared
+/// with DASH): its audio playlist is an `#EXT-X-MEDIA` audio rendition in a group of its own,
+/// which its `#EXT-X-STREAM-INF` names (`AUDIO=`). One group per variant, not one for all:
+/// a variant's audio shares its video's timeline (one segmenter, the same sequence numbers),
+/// while `hls_variant` streams are published apart; so audio has to switch with the video
+/// (what hls.js 1.x does: its audio tracks are the active level's group's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioRendition {
+    /// `GROUP-ID`, unique in the master playlist.
+    pub group: String,
+    /// The audio media playlist's URI.
+    pub uri: String,
+    /// `CHANNELS`.
+    pub channels: u16,
+}
+
 /// One `#EXT-X-STREAM-INF` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
@@ -38,6 +56,8 @@ pub struct Variant {
     pub peak_bandwidth: Option<u64>,
     /// Measured average segment bit rate, bits a second.
     pub average_bandwidth: Option<u64>,
+    /// Split: `uri` is the video playlist, this the audio one.
+    pub audio: Option<AudioRendition>,
 }
 
 impl Variant {
@@ -91,7 +111,21 @@ impl Variant {
         if let Some(f) = self.frame_rate.filter(|_| !given("FRAME-RATE") && self.media.resolution.is_some()) {
             add(&format!("FRAME-RATE={f:.3}"));
         }
+        if let Some(a) = self.audio.as_ref().filter(|_| !given("AUDIO")) {
+            add(&format!("AUDIO=\"{}\"", a.group));
+        }
         out
+    }
+
+    /// The `#EXT-X-MEDIA` line of its audio rendition, when split.
+    fn audio_media(&self) -> Option<String> {
+        let a = self.audio.as_ref()?;
+        Some(format!(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}\"\n",
+            a.group,
+            a.channels.max(1),
+            a.uri
+        ))
     }
 }
 
@@ -118,16 +152,17 @@ fn attributes(list: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// Renders the master playlist: `version` is the highest `#EXT-X-VERSION` of the variants'
 /// media playlists (a master never claims less than what it leads to), variants ordered by
-/// `BANDWIDTH` (ties keep their order). Segments start at keyframes, hence
-/// `#EXT-X-INDEPENDENT-SEGMENTS`.
+/// `BANDWIDTH` (ties keep their order), split variants' audio renditions first. Segments start
+/// at keyframes, hence `#EXT-X-INDEPENDENT-SEGMENTS`.
 pub fn render(variants: &[Variant], version: u8) -> String {
     let version = version.max(3);
     let mut sorted: Vec<&Variant> = variants.iter().collect();
     sorted.sort_by_key(|v| v.bandwidth().unwrap_or(u64::MAX));
-    let mut out = String::with_capacity(64 + variants.len() * 160);
+    let mut out = String::with_capacity(64 + variants.len() * 320);
     out.push_str("#EXTM3U\n");
     let _ = writeln!(out, "#EXT-X-VERSION:{version}");
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    out.extend(sorted.iter().filter_map(|v| v.audio_media()));
     for v in sorted {
         let _ = writeln!(out, "#EXT-X-STREAM-INF:{}\n{}", v.attributes(version), v.uri);
     }
@@ -226,7 +261,8 @@ const COMMON_RATES: &[f64] = &[23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.9
 #[derive(Debug, Default, Clone)]
 pub struct Meter {
     frames: VecDeque<u32>,
-    segments: VecDeque<(u64, f64)>,
+    /// (media sequence number, bits, seconds).
+    segments: VecDeque<(u64, u64, f64)>,
 }
 
 impl Meter {
@@ -243,15 +279,21 @@ impl Meter {
         self.frames.push_back(timestamp);
     }
 
-    /// A segment of `bytes` lasting `seconds` was written.
-    pub fn segment(&mut self, bytes: usize, seconds: f64) {
+    /// Segment `msn`, `bytes` lasting `seconds`, was written. A split stream writes a file per
+    /// track for one segment: they add up (its rate is what video and audio take together).
+    pub fn segment(&mut self, msn: u64, bytes: usize, seconds: f64) {
         if seconds <= 0.0 {
+            return;
+        }
+        let bits = bytes as u64 * 8;
+        if let Some(last) = self.segments.back_mut().filter(|s| s.0 == msn) {
+            last.1 += bits;
             return;
         }
         if self.segments.len() == SEGMENT_WINDOW {
             self.segments.pop_front();
         }
-        self.segments.push_back((bytes as u64 * 8, seconds));
+        self.segments.push_back((msn, bits, seconds));
     }
 
     /// A new publisher: what the previous one sent says nothing about it.
@@ -276,13 +318,13 @@ impl Meter {
 
     /// The highest segment bit rate (RFC 8216 `BANDWIDTH`).
     pub fn peak_bandwidth(&self) -> Option<u64> {
-        self.segments.iter().map(|(bits, s)| (*bits as f64 / s).ceil() as u64).max()
+        self.segments.iter().map(|(_, bits, s)| (*bits as f64 / s).ceil() as u64).max()
     }
 
     /// The average bit rate over the segments (RFC 8216 `AVERAGE-BANDWIDTH`).
     pub fn average_bandwidth(&self) -> Option<u64> {
-        let bits: u64 = self.segments.iter().map(|(b, _)| b).sum();
-        let seconds: f64 = self.segments.iter().map(|(_, s)| s).sum();
+        let bits: u64 = self.segments.iter().map(|(_, b, _)| b).sum();
+        let seconds: f64 = self.segments.iter().map(|(_, _, s)| s).sum();
         (seconds > 0.0).then(|| (bits as f64 / seconds).ceil() as u64)
     }
 }
@@ -299,7 +341,37 @@ mod tests {
             frame_rate: None,
             peak_bandwidth: None,
             average_bandwidth: None,
+            audio: None,
         }
+    }
+
+    /// Split variants (CMAF shared with DASH): each lists its video playlist with an audio group
+    /// of its own, whose `#EXT-X-MEDIA` names its audio playlist; CODECS keeps both codecs (RFC
+    /// 8216 §4.3.4.2: every format in the variant and its renditions). A muxed variant beside
+    /// them is listed as before.
+    #[test]
+    fn split_variants_list_their_video_playlist_and_an_audio_group_each() {
+        let split = |params: &[&str], name: &str, group: &str| {
+            let mut v = variant(params, &format!("{name}-video.m3u8"));
+            v.media =
+                MediaInfo { codecs: vec!["avc1.64001e".into(), "mp4a.40.2".into()], resolution: Some((640, 360)) };
+            v.audio = Some(AudioRendition { group: group.into(), uri: format!("{name}-audio.m3u8"), channels: 2 });
+            v
+        };
+        let v = [
+            split(&["BANDWIDTH=900000"], "x_hi", "audio0"),
+            split(&["BANDWIDTH=300000"], "x_lo", "audio1"),
+            variant(&["BANDWIDTH=100000"], "x_muxed.m3u8"),
+        ];
+        assert_eq!(
+            render(&v, 7),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio1\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"x_lo-audio.m3u8\"\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio0\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"x_hi-audio.m3u8\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=100000\nx_muxed.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=300000,RESOLUTION=640x360,CODECS=\"avc1.64001e,mp4a.40.2\",AUDIO=\"audio1\"\nx_lo-video.m3u8\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=900000,RESOLUTION=640x360,CODECS=\"avc1.64001e,mp4a.40.2\",AUDIO=\"audio0\"\nx_hi-video.m3u8\n"
+        );
     }
 
     #[test]
@@ -435,12 +507,20 @@ mod tests {
     fn bandwidths_from_segments() {
         let mut m = Meter::default();
         assert_eq!((m.peak_bandwidth(), m.average_bandwidth()), (None, None));
-        m.segment(100_000, 2.0); // 400 kbit/s
-        m.segment(50_000, 2.0); // 200 kbit/s
-        m.segment(1, 0.0);
+        m.segment(0, 100_000, 2.0); // 400 kbit/s
+        m.segment(1, 50_000, 2.0); // 200 kbit/s
+        m.segment(2, 1, 0.0);
         assert_eq!((m.peak_bandwidth(), m.average_bandwidth()), (Some(400_000), Some(300_000)));
-        for _ in 0..SEGMENT_WINDOW {
-            m.segment(25_000, 1.0);
+        // Split: segment 3's video and audio files are one segment of the stream.
+        m.segment(3, 90_000, 2.0);
+        m.segment(3, 10_000, 2.0);
+        assert_eq!(
+            (m.peak_bandwidth(), m.average_bandwidth()),
+            (Some(400_000), Some(333_334)),
+            "100 kB in 2 s: 400 kbit/s"
+        );
+        for msn in 4..4 + SEGMENT_WINDOW as u64 {
+            m.segment(msn, 25_000, 1.0);
         }
         assert_eq!((m.peak_bandwidth(), m.average_bandwidth()), (Some(200_000), Some(200_000)), "a window");
         m.reset();

@@ -30,7 +30,7 @@
 //! (`Segmenter::interrupt`); `on_publish` then starts no second task. Otherwise, or at shutdown,
 //! the playlist ends (`#EXT-X-ENDLIST`) and, with `hls_cleanup`, its files go.
 //!
-//! With `hls_fragment_type fmp4` and `dash on` in the application (no `hls_keys`, not a variant),
+//! With `hls_fragment_type fmp4` and `dash on` in the application (no `hls_keys`),
 //! a stream's video and audio are split into separate CMAF tracks (`hls::Settings::demux`):
 //! `NAME.m3u8` is then a master playlist over `NAME-video.m3u8` and `NAME-audio.m3u8`, and the
 //! task hands every init segment and segment to a `dash::shared::Sink`, which serves DASH from the
@@ -383,11 +383,6 @@ pub fn settings(conf: &HlsConf) -> Settings {
         session: None,
         demux: false,
     }
-}
-
-/// Whether stream `name` is a variant of an `hls_variant` (or transcode ladder) master playlist.
-pub(crate) fn is_variant(app: &AppConf, name: &str) -> bool {
-    variant::is_member(app, name)
 }
 
 /// The last session number given out.
@@ -856,7 +851,7 @@ impl HlsTask {
                     self.parts.push_back((msn, self.dir.join(file)));
                 }
                 Event::Segment { msn, file, data, duration, tracks, media_ms } => {
-                    self.meter.segment(data.len(), duration);
+                    self.meter.segment(msn, data.len(), duration);
                     segment_written = true;
                     let path = self.dir.join(file);
                     writing.get_or_insert((msn, std::time::Instant::now()));
@@ -968,6 +963,11 @@ impl HlsTask {
             frame_rate: self.meter.frame_rate(),
             peak_bandwidth: self.meter.peak_bandwidth(),
             average_bandwidth: self.meter.average_bandwidth(),
+            // Split: listed by its video playlist, its audio playlist as an audio rendition.
+            audio: self.seg.split().then(|| {
+                let channels = self.seg.audio_format().map_or(2, |(_, c)| c);
+                hls::master::AudioRendition { channels, ..Default::default() }
+            }),
         };
         let version = playlist
             .lines()

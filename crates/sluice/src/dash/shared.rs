@@ -38,9 +38,8 @@ pub(crate) fn applies(app: &AppConf, name: &str) -> bool {
     crate::config::shares_cmaf(app)
         // It gets no HLS (see `shadows_split`): DASH packages it itself.
         && !shadows_split(app, name)
-        // Variants stay muxed (their master lists NAME.m3u8 as a media playlist): DASH packages
-        // them itself.
-        && !crate::hls::is_variant(app, name)
+        // A stream whose MPD would be another's variant MPD gets no DASH (`variant::shadows_variant`).
+        && !super::variant::shadows_variant(app, name)
 }
 
 /// Whether stream `name`'s own playlist would be at the path of another stream's split
@@ -109,6 +108,8 @@ pub(crate) struct Sink {
     /// Bumped after every write: requests waiting for the next segment look again.
     written: Arc<watch::Sender<u64>>,
     next: Vec<PathBuf>,
+    /// The variant MPD (`hls_variant`, transcode ladder) that lists this stream too.
+    variant: Option<super::variant::Place>,
     /// Low latency: the MPD's settings; `None` without parts (see [`low_latency`]).
     low_latency: Option<LowLatency>,
     /// Low latency: each track's segment being written (video, audio).
@@ -155,7 +156,6 @@ impl Sink {
         let low_latency = low_latency(&app);
         Some(Sink {
             store,
-            app,
             name: name.to_string(),
             mpd,
             session: None,
@@ -171,6 +171,8 @@ impl Sink {
             next: Vec::new(),
             low_latency,
             open: [None, None],
+            variant: super::variant::place(&app, &dir, name),
+            app,
         })
     }
 
@@ -383,6 +385,9 @@ impl Sink {
             self.media = media.clone();
         }
         self.write_mpd(now_ms).await;
+        if let Some(place) = self.variant.as_ref().filter(|_| self.live) {
+            super::variant::update_shared(&self.store, place, &self.manifest(&self.media, now_ms), now_ms).await;
+        }
     }
 
     async fn write_mpd(&mut self, now_ms: u64) {
@@ -404,6 +409,10 @@ impl Sink {
             return;
         }
         self.live = false;
+        if let Some(place) = &self.variant {
+            // Players must not be sent to a variant that stopped.
+            super::variant::withdraw_shared(&self.store, place, &self.manifest(&self.media, now_ms), now_ms).await;
+        }
         self.abandon_all();
         self.write_mpd(now_ms).await;
         self.expect_next();

@@ -8,13 +8,17 @@
 //! newest text last). Members started at different moments: the MPD's `availabilityStartTime`
 //! is the latest member's, each Representation's `presentationTimeOffset` says where its own
 //! timeline is then. A member that ends leaves it; the last one removes it.
+//!
+//! A member whose segments HLS and DASH share (`shared::Sink`) is listed from its own MPD's
+//! Representations ([`update_shared`]): the variant MPD names the same files (the hard links
+//! under `dash_path` its own MPD names), so an ABR ladder is one set of CMAF segments too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use dash::mpd::{AudioRep, VideoRep};
+use dash::mpd::{AudioRep, Manifest, VideoRep};
 
 use crate::config::AppConf;
 use crate::untrusted;
@@ -30,6 +34,8 @@ pub(super) struct Place {
     key: (usize, String),
     /// What the member's file names start with, relative to the variant MPD.
     prefix: String,
+    /// Where the member's own MPD is, relative to the variant MPD (nested: `NAME/`).
+    dir: String,
 }
 
 /// What a variant MPD takes from the application's settings.
@@ -76,12 +82,12 @@ pub(super) fn place(app: &AppConf, dir: &Path, name: &str) -> Option<Place> {
         },
     };
     let base = untrusted::stream_name(base).ok()?;
-    let (file, prefix) = if app.dash.nested {
-        (format!("{base}.mpd"), format!("{name}/"))
+    let (file, prefix, own_dir) = if app.dash.nested {
+        (format!("{base}.mpd"), format!("{name}/"), format!("{name}/"))
     } else {
-        (format!("{base}_abr.mpd"), format!("{name}-"))
+        (format!("{base}_abr.mpd"), format!("{name}-"), String::new())
     };
-    Some(Place { master: dir.join(file), key: (order, name.to_string()), prefix })
+    Some(Place { master: dir.join(file), key: (order, name.to_string()), prefix, dir: own_dir })
 }
 
 /// Whether stream `name`'s own MPD would be at a path `app`'s variant MPDs use: flat, stream
@@ -105,7 +111,32 @@ pub(super) async fn update(
 ) {
     let Some(anchor_ms) = packager.anchor_ms() else { return };
     let (video, audio) = packager.representations(&place.prefix, 0);
-    let member = Member { anchor_ms, video, audio };
+    list(store, place, Member { anchor_ms, video, audio }, settings, now_ms).await;
+}
+
+/// Lists (or updates) a member whose segments HLS and DASH share, from `own`, its own MPD's
+/// manifest: the same Representations, their names relative to the variant MPD.
+pub(super) async fn update_shared(store: &DashStore, place: &Place, own: &Manifest, now_ms: u64) {
+    if own.video.is_empty() && own.audio.is_empty() {
+        return;
+    }
+    let prefix = |p: &str| format!("{}{p}", place.dir);
+    let video = own.video.first().map(|v| VideoRep { prefix: prefix(&v.prefix), ..v.clone() });
+    let audio = own.audio.first().map(|a| AudioRep { prefix: prefix(&a.prefix), ..a.clone() });
+    let member = Member { anchor_ms: own.availability_start_ms, video, audio };
+    list(store, place, member, settings_of(own), now_ms).await;
+}
+
+/// A member whose segments HLS and DASH share left (`own`: its own MPD's manifest).
+pub(super) async fn withdraw_shared(store: &DashStore, place: &Place, own: &Manifest, now_ms: u64) {
+    withdraw(store, place, settings_of(own), now_ms).await;
+}
+
+fn settings_of(own: &Manifest) -> MpdSettings {
+    MpdSettings { fragment_ms: own.fragment_ms, window_ms: own.window_ms, low_latency: own.low_latency.clone() }
+}
+
+async fn list(store: &DashStore, place: &Place, member: Member, settings: MpdSettings, now_ms: u64) {
     let _writing = store.variants.writing.lock().await;
     let text = {
         let mut masters = store.variants.masters.lock().unwrap_or_else(|e| e.into_inner());
@@ -221,6 +252,18 @@ mod tests {
         assert!(!shadows_variant(&app(""), "cam_abr"), "no variant MPDs: nginx-rtmp's names as they are");
     }
 
+    /// Where HLS fMP4 and DASH share segments, variant members share them too; a stream whose
+    /// MPD would be a variant MPD does not (the DASH module refuses it DASH, and its sink would
+    /// write that MPD).
+    #[test]
+    fn variant_members_share_segments_and_a_stream_named_as_a_variant_mpd_does_not() {
+        let shared = app("hls on; hls_path /h; hls_fragment_type fmp4; transcode 480p 800k; hls_variant _hi;");
+        assert!(super::super::shared::applies(&shared, "cam_hi") && super::super::shared::applies(&shared, "cam"));
+        let ladder = app("hls on; hls_path /h; hls_fragment_type fmp4; transcode 480p 800k;");
+        assert!(super::super::shared::applies(&ladder, "cam_480p"));
+        assert!(!super::super::shared::applies(&ladder, "cam_abr"));
+    }
+
     #[tokio::test]
     async fn members_come_and_go_and_the_last_removes_the_mpd() {
         let dir = std::env::temp_dir().join(format!("sluice-dash-variant-{}", std::process::id()));
@@ -269,6 +312,63 @@ mod tests {
         assert_eq!(text.matches("<Representation").count(), 1, "{text}");
         withdraw(&store, &packagers[1].0, settings(), 1_004_000).await;
         assert!(!master.exists() && store.files().get(&master).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Shared members (`shared::Sink`) are listed with their own MPDs' Representations, named
+    /// from the variant MPD (nested: down in the member's directory), as one video and one audio
+    /// AdaptationSet; fragments before the presentation's start are left out as for the others.
+    #[tokio::test]
+    async fn shared_members_are_listed_with_their_own_mpds_representations() {
+        let dir = std::env::temp_dir().join(format!("sluice-dash-variant-shared-{}", std::process::id()));
+        let store = DashStore::new(Default::default());
+        let v = app("dash_nested on; hls_variant _hi BANDWIDTH=1; hls_variant _lo BANDWIDTH=2;");
+        let own = |name: &str, anchor_ms: u64, bandwidth: u64| Manifest {
+            dynamic: true,
+            availability_start_ms: anchor_ms,
+            publish_ms: 1_010_000,
+            fragment_ms: 2000,
+            window_ms: 10_000,
+            video: vec![VideoRep {
+                prefix: "77-".into(),
+                offset: 0,
+                id: format!("{name}_video"),
+                codecs: "avc1.64001e".into(),
+                width: 640,
+                height: 360,
+                bandwidth,
+                timeline: vec![(0, 2000), (2000, 2000), (4000, 2000)],
+            }],
+            audio: vec![AudioRep {
+                prefix: "77-".into(),
+                offset: 0,
+                id: format!("{name}_audio"),
+                codecs: "mp4a.40.2".into(),
+                sample_rate: 44_100,
+                channels: 2,
+                bandwidth: 64_000,
+                timeline: vec![(0, 2000), (2000, 2000), (4000, 2000)],
+            }],
+            low_latency: None,
+        };
+        let hi = place(&v, &dir, "cam_hi").unwrap();
+        let lo = place(&v, &dir, "cam_lo").unwrap();
+        let empty = Manifest { video: Vec::new(), audio: Vec::new(), ..own("cam_lo", 1_000_000, 1) };
+        update_shared(&store, &lo, &empty, 1_010_000).await;
+        assert!(store.files().get(&hi.master).is_none(), "nothing listed yet: no member");
+        update_shared(&store, &hi, &own("cam_hi", 1_000_000, 900_000), 1_010_000).await;
+        update_shared(&store, &lo, &own("cam_lo", 1_002_000, 300_000), 1_010_000).await;
+        let text = String::from_utf8(store.files().get(&hi.master).unwrap().to_vec()).unwrap();
+        assert_eq!(text.matches("<AdaptationSet").count(), 2, "{text}");
+        assert_eq!(text.matches("<Representation").count(), 4, "{text}");
+        // The renderer percent-encodes the `/` of a nested name, as for the packagers' members.
+        assert!(text.contains("media=\"cam_lo%2F77-$Time$.m4v\" initialization=\"cam_lo%2F77-init.m4v\""), "{text}");
+        assert!(text.contains("presentationTimeOffset=\"2000\" media=\"cam_hi%2F77-$Time$.m4a\""), "{text}");
+        let hi_video = text.split("<Representation").find(|r| r.contains("cam_hi_video")).unwrap();
+        assert!(hi_video.contains("<S t=\"2000\" d=\"2000\"") && !hi_video.contains("t=\"0\""), "{text}");
+        withdraw_shared(&store, &hi, &own("cam_hi", 1_000_000, 1), 1_011_000).await;
+        withdraw_shared(&store, &lo, &own("cam_lo", 1_000_000, 1), 1_011_000).await;
+        assert!(store.files().get(&hi.master).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

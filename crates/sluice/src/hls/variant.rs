@@ -103,6 +103,9 @@ pub struct Member {
     uri: String,
     /// The URI relative to the other variants' media playlists.
     report_uri: String,
+    /// Split (CMAF shared with DASH): the video and audio playlists' URIs, and the video one's
+    /// relative to the other variants' media playlists.
+    split: (String, String, String),
 }
 
 /// Where a stream is listed, from the configuration and its name alone.
@@ -123,11 +126,6 @@ struct Place {
 /// wins, as in nginx-rtmp); the master is `<base>.m3u8`. Else, with a transcode ladder writing
 /// HLS: a rendition `NAME_<h>p` is a variant of `NAME`'s master, any other stream is the source
 /// of its own ([`AppConf::ladder_master_file`]).
-/// Whether stream `name` is listed in a master playlist of `app`.
-pub(super) fn is_member(app: &AppConf, name: &str) -> bool {
-    place(app, name).is_some()
-}
-
 fn place(app: &AppConf, name: &str) -> Option<Place> {
     if let Some((order, v)) =
         app.hls.variants.iter().enumerate().find(|(_, v)| name.len() > v.suffix.len() && name.ends_with(&v.suffix))
@@ -160,11 +158,15 @@ impl Member {
         let place = place(app, name)?;
         let file = hls::segmenter::playlist_file(name, app.hls.nested);
         // Nested playlists sit one directory down, next to each other's directories.
-        let report_uri = match (app.hls.base_url.is_empty(), app.hls.nested) {
+        let report = |file: &str| match (app.hls.base_url.is_empty(), app.hls.nested) {
             (false, _) => format!("{}{file}", app.hls.base_url),
             (true, true) => format!("../{file}"),
-            (true, false) => file.clone(),
+            (true, false) => file.to_string(),
         };
+        let report_uri = report(&file);
+        let (video, audio) = hls::segmenter::split_playlist_files(name, app.hls.nested);
+        let base = &app.hls.base_url;
+        let split = (format!("{base}{video}"), format!("{base}{audio}"), report(&video));
         Some(Member {
             store: store.clone(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
@@ -175,6 +177,7 @@ impl Member {
             floor: place.floor,
             uri: format!("{}{file}", app.hls.base_url),
             report_uri,
+            split,
         })
     }
 
@@ -197,7 +200,8 @@ impl Registry {
 }
 
 /// Lists (or updates) `member`'s variant with what its stream showed; `Err` says why it cannot
-/// be listed (for the caller to log once).
+/// be listed (for the caller to log once). A split stream (`measured.audio` set: CMAF shared
+/// with DASH) is listed by its video playlist, its audio playlist in an audio group of its own.
 pub fn update(
     store: &Arc<HlsStore>,
     member: &Member,
@@ -219,18 +223,27 @@ pub fn update(
     if !Arc::ptr_eq(&m.app, &member.app) {
         return Err("another application writes this master playlist (same hls_path and base name)");
     }
+    let (uri, report_uri, audio) = match measured.audio {
+        Some(a) => {
+            let (video, audio, report) = member.split.clone();
+            let group = format!("audio{}", member.order);
+            (video, report, Some(hls::master::AudioRendition { group, uri: audio, ..a }))
+        }
+        None => (member.uri.clone(), member.report_uri.clone(), None),
+    };
     let listed = Listed {
         member: member.id,
         order: member.order,
         variant: Variant {
             params: member.params.clone(),
-            uri: member.uri.clone(),
+            uri,
             // RFC 8216 wants the peak: the configured rate unless more was measured.
             peak_bandwidth: measured.peak_bandwidth.max(member.floor),
+            audio,
             ..measured
         },
         media_version,
-        report_uri: member.report_uri.clone(),
+        report_uri,
         position: None,
     };
     // A later publish of the same name replaces its earlier task's entry.
@@ -372,7 +385,44 @@ mod tests {
             frame_rate: Some(25.0),
             peak_bandwidth: Some(peak),
             average_bandwidth: Some(peak / 2),
+            audio: None,
         }
+    }
+
+    /// Members whose video and audio are split (CMAF shared with DASH) are listed by their video
+    /// playlists, each with an audio group of its own naming its audio playlist; a muxed member
+    /// of the same master by its media playlist, as before.
+    #[tokio::test]
+    async fn split_members_list_their_video_playlist_and_their_own_audio_group() {
+        let dir = std::env::temp_dir().join(format!("sluice-variant-split-{}", std::process::id()));
+        let conf = format!(
+            "live on; hls on; hls_path {}; hls_nested on; hls_variant _lo BANDWIDTH=300000; hls_variant _hi BANDWIDTH=900000;",
+            dir.display()
+        );
+        let app = crate::config::test_app(&conf);
+        let store = HlsStore::new(CancellationToken::new());
+        let hi = Member::new(&store, &app, &dir, "x_hi").unwrap();
+        let lo = Member::new(&store, &app, &dir, "x_lo").unwrap();
+        let split = |peak| Variant {
+            audio: Some(hls::master::AudioRendition { channels: 2, ..Default::default() }),
+            ..measured(peak)
+        };
+        update(&store, &hi, split(900_000), 7).unwrap();
+        update(&store, &lo, measured(300_000), 7).unwrap();
+        let master = dir.join("x.m3u8");
+        let text = String::from_utf8_lossy(&store.get(&master, None).await.unwrap().body).into_owned();
+        assert!(
+            text.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio1\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"x_hi/audio.m3u8\"\n"),
+            "{text}"
+        );
+        assert!(text.contains(",AUDIO=\"audio1\"\nx_hi/video.m3u8\n"), "{text}");
+        assert!(text.contains("BANDWIDTH=300000,AVERAGE-BANDWIDTH=150000,RESOLUTION=320x180,CODECS=\"avc1.42c01e\",FRAME-RATE=25.000\nx_lo/index.m3u8\n"), "{text}");
+        assert_eq!(text.matches("#EXT-X-MEDIA").count(), 1, "{text}");
+        set_position(&store, &hi, hls::Position { last_complete: Some(4), ..Default::default() });
+        assert_eq!(rendition_reports(&store, &lo), "#EXT-X-RENDITION-REPORT:URI=\"../x_hi/video.m3u8\",LAST-MSN=4\n");
+        drop((hi, lo));
+        until("the master removed", || !master.exists()).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     async fn until(what: &str, mut f: impl FnMut() -> bool) {
