@@ -52,6 +52,35 @@ const MAX_BATCH: usize = 256;
 const MEMORY_FRAGMENTS: usize = 3;
 /// Most expired files one stream waits to remove; past that a file is removed at once.
 const MAX_PENDING_REMOVALS: usize = 4096;
+
+/// Files waiting to be removed until players had time to fetch them, in due order (every
+/// file of a stream waits the same grace); at most [`MAX_PENDING_REMOVALS`], past which a file
+/// is removed at once. The stream's task removes them as their time comes.
+#[derive(Debug, Default)]
+pub(crate) struct Removals(VecDeque<(tokio::time::Instant, PathBuf)>);
+
+impl Removals {
+    /// `path` goes `grace` from now.
+    pub(crate) async fn schedule(&mut self, path: PathBuf, grace: Duration) {
+        if self.0.len() >= MAX_PENDING_REMOVALS {
+            let _ = tokio::fs::remove_file(&path).await;
+            return;
+        }
+        self.0.push_back((tokio::time::Instant::now() + grace, path));
+    }
+
+    /// Removes the files whose time came (all of them with `all`).
+    pub(crate) async fn remove_due(&mut self, all: bool) {
+        let now = tokio::time::Instant::now();
+        while let Some((due, _)) = self.0.front() {
+            if !all && *due > now {
+                break;
+            }
+            let Some((_, path)) = self.0.pop_front() else { break };
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+}
 /// Longest a request for the next fragment waits for it, and a chunked answer for its next chunk.
 const MAX_WAIT: Duration = Duration::from_secs(15);
 /// Most requests waiting for a fragment or being answered chunk by chunk, for all streams: each
@@ -407,7 +436,7 @@ impl crate::modules::Module for Output {
             id,
             in_memory: VecDeque::new(),
             inits: Vec::new(),
-            expired: VecDeque::new(),
+            expired: Removals::default(),
             logged: Vec::new(),
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
@@ -432,7 +461,7 @@ struct DashTask {
     in_memory: VecDeque<PathBuf>,
     inits: Vec<PathBuf>,
     /// Fragments that left the window, with when they may go.
-    expired: VecDeque<(tokio::time::Instant, PathBuf)>,
+    expired: Removals,
     /// Errors already logged (a full disk is said once).
     logged: Vec<String>,
     /// Bumped after every write: requests waiting for the next fragment look again.
@@ -594,24 +623,12 @@ impl DashTask {
     /// An expired fragment stays on disk `dash_playlist_length` (a player that read the MPD just
     /// before may still fetch it). The queue is bounded: past it, the file goes at once.
     async fn schedule_removal(&mut self, path: PathBuf) {
-        if self.expired.len() >= MAX_PENDING_REMOVALS {
-            let _ = tokio::fs::remove_file(&path).await;
-            return;
-        }
-        let due = tokio::time::Instant::now() + self.app.dash.playlist_length;
-        self.expired.push_back((due, path));
+        self.expired.schedule(path, self.app.dash.playlist_length).await;
     }
 
     /// Removes the expired fragments whose time came (all of them with `all`).
     async fn remove_expired(&mut self, all: bool) {
-        let now = tokio::time::Instant::now();
-        while let Some((due, _)) = self.expired.front() {
-            if !all && *due > now {
-                break;
-            }
-            let Some((_, path)) = self.expired.pop_front() else { break };
-            let _ = tokio::fs::remove_file(&path).await;
-        }
+        self.expired.remove_due(all).await;
     }
 
     /// The stream ended: with `dash_cleanup` everything goes after `dash_playlist_length`; the
@@ -740,7 +757,7 @@ mod tests {
             id: 1,
             in_memory: VecDeque::new(),
             inits: vec![init.clone()],
-            expired: VecDeque::new(),
+            expired: Removals::default(),
             logged: Vec::new(),
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -57,16 +56,7 @@ fn play_pages(pages: &[Page], timeout: Duration) -> Vec<(String, String)> {
         }
         urls.push(format!("http://127.0.0.1:{}/hls/{}?src={}.m3u8&{}", p.server.http_port, p.page, p.stream, p.query));
     }
-    let out = run_timeout(
-        Command::new("node")
-            .arg(here.join("play.cjs"))
-            .args(&urls)
-            .env("BROWSER_MODULES", &modules)
-            .env("PLAY_TIMEOUT_MS", timeout.as_millis().to_string()),
-        timeout + Duration::from_secs(30),
-    );
-    let console = String::from_utf8_lossy(&out.stderr).to_string();
-    let verdicts: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect();
+    let (verdicts, console) = chromium_verdicts(&modules, &urls, timeout);
     assert_eq!(verdicts.len(), pages.len(), "one verdict per page: {verdicts:?}\nconsole:\n{console}");
     verdicts.into_iter().map(|v| (v, console.clone())).collect()
 }

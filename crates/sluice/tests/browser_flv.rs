@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -47,16 +46,7 @@ fn mpegts_js_plays_http_flv_and_websocket_flv() {
     let _publisher = ffmpeg_publish(&server.url("cam"), 90, 25);
     wait_published(&server, "cam");
     let page = |ws: u8| format!("http://127.0.0.1:{}/page/flv.html?src=/live/cam.flv&ws={ws}&secs=8", server.http_port);
-    let out = run_timeout(
-        Command::new("node")
-            .arg(here.join("play.cjs"))
-            .args([page(0), page(1)])
-            .env("BROWSER_MODULES", &modules)
-            .env("PLAY_TIMEOUT_MS", "60000"),
-        Duration::from_secs(90),
-    );
-    let console = String::from_utf8_lossy(&out.stderr).to_string();
-    let verdicts: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_owned()).collect();
+    let (verdicts, console) = chromium_verdicts(&modules, &[page(0), page(1)], Duration::from_secs(60));
     assert_eq!(verdicts.len(), 2, "one verdict per page: {verdicts:?}\nconsole:\n{console}");
     for (verdict, what) in verdicts.iter().zip(["HTTP-FLV", "WebSocket-FLV"]) {
         eprintln!("mpegts.js, {what}: {verdict}");

@@ -164,7 +164,7 @@ fn low_latency_parts_are_split_too() {
 /// the file written at the end, the same file (inode) as the HLS segment. ffprobe reads the MPD.
 #[test]
 fn low_latency_dash_serves_the_shared_segment_being_written_chunk_by_chunk() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = TempDir::new("cmaf-lldash");
     let (server, hls, dash) = shared_server(&dir, LOW_LATENCY);
     let _publisher = ffmpeg_publish(&server.url("cam"), 40, 50);
@@ -181,22 +181,8 @@ fn low_latency_dash_serves_the_shared_segment_being_written_chunk_by_chunk() {
 
     let (prefix, t) = segment_in_progress(&server, &dash, "/dash/cam.mpd");
     let file = dash.join(format!("{prefix}{t}.m4v"));
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(conn, "GET /dash/{prefix}{t}.m4v HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
     // The header block and the first chunk of the body.
-    let head = loop {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&raw));
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            if raw.len() > end + 4 + 64 {
-                break end;
-            }
-        }
-    };
+    let (mut conn, mut raw, head) = get_first_bytes(server.http_port, &format!("/dash/{prefix}{t}.m4v"));
     let complete_now = file.exists();
     let headers = String::from_utf8_lossy(&raw[..head]).to_lowercase();
     assert!(headers.starts_with("http/1.1 200"), "{headers}");
@@ -204,13 +190,7 @@ fn low_latency_dash_serves_the_shared_segment_being_written_chunk_by_chunk() {
     assert!(!complete_now, "bytes came before the segment was complete");
     let first = dechunk_prefix(&raw[head + 4..]);
     assert_eq!(&first[4..8], b"styp", "the segment starts with its styp");
-    loop {
-        let n = conn.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
+    conn.read_to_end(&mut raw).unwrap();
     let body = dechunk(&raw[head + 4..]).expect("a complete chunked body");
     wait_for("the complete segment on disk", Duration::from_secs(10), || file.exists().then_some(()));
     assert_eq!(body, std::fs::read(&file).unwrap(), "the chunks are the segment");
@@ -303,38 +283,7 @@ fn segments_without_audio_are_gaps_in_the_audio_playlist_and_the_mpd() {
     let dir = TempDir::new("cmaf-gap");
     let (server, hls, _dash) = shared_server(&dir, "hls_playlist_length 60s; dash_playlist_length 60s;");
     let url = server.url("g");
-    let mut publisher = ffmpeg_quiet(&[
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=640x360:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        "12",
-        "-af",
-        "aselect='not(between(t,4,7.5))'",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        "-f",
-        "flv",
-        &url,
-    ]);
+    let mut publisher = publish_with_audio_gap(&url, 12, (4.0, 7.5));
     assert!(wait_timeout(&mut publisher.0, Duration::from_secs(40)).is_some_and(|s| s.success()), "publisher");
     let mpd = wait_for("a static MPD", Duration::from_secs(20), || {
         let (status, text) = http_get(server.http_port, "/dash/g.mpd");

@@ -71,38 +71,7 @@ fn hlsjs_plays_through_an_audio_gap() {
     let dir = TempDir::new("cmaf-gap-browser");
     let (server, hls, _dash) = shared_server(&dir, "hls_playlist_length 30s;");
     let url = server.url("g");
-    let _publisher = common::ffmpeg_quiet(&[
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=640x360:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        "60",
-        "-af",
-        "aselect='not(between(t,14,17))'",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        "-f",
-        "flv",
-        &url,
-    ]);
+    let _publisher = publish_with_audio_gap(&url, 60, (14.0, 17.0));
     common::wait_for("two segments", std::time::Duration::from_secs(40), || {
         let (status, text) = common::http_get(server.http_port, "/hls/g-video.m3u8");
         (status == 200 && text.matches("#EXTINF").count() >= 2).then_some(())

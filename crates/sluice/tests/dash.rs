@@ -315,18 +315,9 @@ fn dashjs_plays_live_dash_in_chromium_for_30_seconds() {
 /// dash.js plays `mpd` (in dash_path, next to the page) for `secs` s of media; its verdict.
 /// `strict`: without a stall (else: without an error).
 fn play_dashjs(server: &Server, modules: &Path, mpd: &str, secs: u32, strict: bool) -> String {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let url = format!("http://127.0.0.1:{}/dash/dashjs.html?src={mpd}&secs={secs}", server.http_port);
-    let out = run_timeout(
-        Command::new("node")
-            .arg(here.join("play.cjs"))
-            .arg(&url)
-            .env("BROWSER_MODULES", modules)
-            .env("PLAY_TIMEOUT_MS", ((secs + 45) * 1000).to_string()),
-        Duration::from_secs(u64::from(secs) + 80),
-    );
-    let verdict = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let console = String::from_utf8_lossy(&out.stderr);
+    let (verdicts, console) = chromium_verdicts(modules, &[url], Duration::from_secs(u64::from(secs) + 45));
+    let verdict = verdicts.join("\n");
     let played = if strict {
         verdict.contains("\"ok\":true")
     } else {
@@ -541,7 +532,7 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
 /// A fragment two ahead is 404 at once; ffprobe reads the MPD.
 #[test]
 fn low_latency_dash_serves_the_fragment_being_written_chunk_by_chunk() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = TempDir::new("dash-ll");
     let (server, dash) = low_latency_server(&dir);
     let _publisher = ffmpeg_publish(&server.url("cam"), 40, 50);
@@ -564,22 +555,8 @@ fn low_latency_dash_serves_the_fragment_being_written_chunk_by_chunk() {
 
     let t = fragment_in_progress(&server, &dash);
     let file = dash.join(format!("cam-{t}.m4v"));
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(conn, "GET /dash/cam-{t}.m4v HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
     // The header block and the first chunk of the body.
-    let head = loop {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&raw));
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            if raw.len() > end + 4 + 64 {
-                break end;
-            }
-        }
-    };
+    let (mut conn, mut raw, head) = get_first_bytes(server.http_port, &format!("/dash/cam-{t}.m4v"));
     let complete_now = file.exists();
     let (_, mpd_now) = http_get(server.http_port, "/dash/cam.mpd");
     let headers = String::from_utf8_lossy(&raw[..head]).to_lowercase();
@@ -594,13 +571,7 @@ fn low_latency_dash_serves_the_fragment_being_written_chunk_by_chunk() {
     assert_eq!(http_get(server.http_port, &format!("/dash/cam-{}.m4v", t + 8000)).0, 404);
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     // The rest, until the fragment is complete: exactly the file written then.
-    loop {
-        let n = conn.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
+    conn.read_to_end(&mut raw).unwrap();
     let body = dechunk(&raw[head + 4..]).expect("a complete chunked body");
     wait_for("the complete fragment on disk", Duration::from_secs(10), || file.exists().then_some(()));
     assert_eq!(body, std::fs::read(&file).unwrap(), "the chunks are the fragment");

@@ -303,17 +303,8 @@ fn hlsjs_plays_and_seeks_recordings() {
         .iter()
         .map(|f| format!("http://127.0.0.1:{}/hls/vod.html?seek=5&src=/vod/live/{f}/index.m3u8", server.http_port))
         .collect();
-    let out = run_timeout(
-        Command::new("node")
-            .arg(here.join("play.cjs"))
-            .args(&urls)
-            .env("BROWSER_MODULES", &modules)
-            .env("PLAY_TIMEOUT_MS", "60000"),
-        Duration::from_secs(90),
-    );
-    let console = String::from_utf8_lossy(&out.stderr);
-    let verdicts: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let (lines, console) = chromium_verdicts(&modules, &urls, Duration::from_secs(60));
+    let verdicts: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert_eq!(verdicts.len(), 2, "{verdicts:?}\nconsole:\n{console}");
     for (file, v) in ["stream.flv", "stream.mp4"].iter().zip(&verdicts) {
         eprintln!("hls.js, {file}: {v}");

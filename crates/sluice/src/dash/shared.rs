@@ -26,7 +26,7 @@ use dash::mpd::{AudioRep, LowLatency, Manifest, VideoRep};
 use hls::Tracks;
 use tokio::sync::watch;
 
-use super::{manifest_path, DashStore, Expected, MAX_PENDING_REMOVALS, MAX_WAIT};
+use super::{manifest_path, DashStore, Expected, Removals, MAX_WAIT};
 use crate::atomic_file::write_atomically;
 use crate::config::AppConf;
 
@@ -103,7 +103,7 @@ pub(crate) struct Sink {
     /// Segments in the DASH store, oldest first.
     in_memory: VecDeque<PathBuf>,
     /// Files that left the window, with when they may go (`dash_cleanup`).
-    expired: VecDeque<(tokio::time::Instant, PathBuf)>,
+    expired: Removals,
     logged: Vec<&'static str>,
     /// Bumped after every write: requests waiting for the next segment look again.
     written: Arc<watch::Sender<u64>>,
@@ -165,7 +165,7 @@ impl Sink {
             live: true,
             media: Media::default(),
             in_memory: VecDeque::new(),
-            expired: VecDeque::new(),
+            expired: Removals::default(),
             logged: Vec::new(),
             written: Arc::new(watch::channel(0).0),
             next: Vec::new(),
@@ -343,23 +343,11 @@ impl Sink {
         if !self.app.dash.cleanup {
             return;
         }
-        if self.expired.len() >= MAX_PENDING_REMOVALS {
-            let _ = tokio::fs::remove_file(&path).await;
-            return;
-        }
-        let due = tokio::time::Instant::now() + self.app.dash.playlist_length;
-        self.expired.push_back((due, path));
+        self.expired.schedule(path, self.app.dash.playlist_length).await;
     }
 
     async fn remove_expired(&mut self, all: bool) {
-        let now = tokio::time::Instant::now();
-        while let Some((due, _)) = self.expired.front() {
-            if !all && *due > now {
-                break;
-            }
-            let Some((_, path)) = self.expired.pop_front() else { break };
-            let _ = tokio::fs::remove_file(&path).await;
-        }
+        self.expired.remove_due(all).await;
     }
 
     /// A new timeline (a new HLS publish): the listed segments leave the MPD.

@@ -153,6 +153,44 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::
     None
 }
 
+/// Opens each of `urls` in headless Chromium (`tests/browser/play.cjs`, with the npm players
+/// under `modules`) and waits up to `timeout` for the pages' verdicts: one JSON line per page
+/// that reported, and the browser's console.
+pub fn chromium_verdicts(modules: &Path, urls: &[String], timeout: Duration) -> (Vec<String>, String) {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let out = run_timeout(
+        Command::new("node")
+            .arg(here.join("play.cjs"))
+            .args(urls)
+            .env("BROWSER_MODULES", modules)
+            .env("PLAY_TIMEOUT_MS", timeout.as_millis().to_string()),
+        timeout + Duration::from_secs(35),
+    );
+    let verdicts = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_owned()).collect();
+    (verdicts, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Sends `GET path` on a new connection to `port` and reads until the header block and the
+/// first bytes of the body (more than 64) are in: the connection, what was read, and where the
+/// header block ends (its `\r\n\r\n`). For answers sent while they are being made.
+pub fn get_first_bytes(port: u16, path: &str) -> (TcpStream, Vec<u8>, usize) {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = std::io::Read::read(&mut conn, &mut buf).unwrap();
+        assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if raw.len() > end + 4 + 64 {
+                return (conn, raw, end);
+            }
+        }
+    }
+}
+
 /// Run a command to completion with a deadline.
 pub fn run_timeout(cmd: &mut Command, limit: Duration) -> Output {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
