@@ -29,6 +29,24 @@ pub enum RuleVerdict<'a> {
     Denied(&'a AccessRule),
 }
 
+/// Why a request that carries no play arguments (an HTTP GET of a recording, an RTMP
+/// `getStreamLength`) may not learn about the application's content, if so: its players are
+/// checked by callbacks or signed keys such a request cannot carry, or its play rules deny
+/// `client`.
+pub fn plain_request_refusal(app: &crate::config::AppConf, client: Option<IpAddr>) -> Option<&'static str> {
+    if app.notify.on_play.is_some() || app.notify.on_connect.is_some() {
+        return Some("the application's players are checked by on_connect/on_play");
+    }
+    if app.access.auth_secret.is_some() && app.access.auth.covers(Action::Play) {
+        return Some("the application's players need a signed key");
+    }
+    let Some(ip) = client else { return Some("no client address to check the play rules against") };
+    match check_rules(&app.access.rules, Action::Play, ip) {
+        RuleVerdict::Denied(_) => Some("denied by the application's play rules"),
+        _ => None,
+    }
+}
+
 /// The first rule covering `action` for `ip` decides.
 pub fn check_rules(rules: &[AccessRule], action: Action, ip: IpAddr) -> RuleVerdict<'_> {
     match rules.iter().find(|r| r.matches(action, ip)) {

@@ -676,15 +676,14 @@ impl Conn {
 
     /// `getStreamLength` (ffmpeg asks it before `play`): a file's duration in seconds, from the
     /// application's `play` directories; 0 for anything else (live streams, nginx-rtmp's
-    /// answer), and for a client the `deny play` rules refuse (nothing is looked for for it).
+    /// answer), and for a client a plain play would not reveal it to (`deny play`, or players checked
+    /// by `on_play`/`on_connect` or a signed key: nothing is looked for then).
     /// Decided like a play, so the play pipelined behind it waits for the answer.
     fn on_stream_length(&mut self, txn: f64, name: String) {
-        let ip = self.peer.ip();
-        let denied = |a: &AppConf| {
-            let verdict = crate::access::check_rules(&a.access.rules, crate::config::Action::Play, ip);
-            matches!(verdict, crate::access::RuleVerdict::Denied(_))
-        };
-        let Some(app) = self.app.clone().filter(|a| a.play.enabled() && !denied(a)) else {
+        // Only what a plain play could learn without its checks (signed key, `on_play`).
+        let ip = Some(self.peer.ip());
+        let refused = |a: &AppConf| crate::access::plain_request_refusal(a, ip).is_some();
+        let Some(app) = self.app.clone().filter(|a| a.play.enabled() && !refused(a)) else {
             return self.session.answer_stream_length(txn, 0.0);
         };
         let streams = self.ctx.streams.clone();

@@ -31,7 +31,6 @@ mod vod;
 pub use vod::{Vod, VodError, MAX_SEGMENT_BYTES, TARGET_SEGMENT_MS};
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -42,8 +41,8 @@ use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::access::{check_rules, RuleVerdict};
-use crate::config::{Action, AppConf, Location};
+use crate::access::plain_request_refusal;
+use crate::config::{AppConf, Location};
 use crate::file_at::FileAt;
 use crate::http::{peer_ip, status_response, HttpState};
 use crate::record::record_dirs;
@@ -162,7 +161,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     if apps.is_empty() {
         return status_response(StatusCode::NOT_FOUND);
     }
-    if let Some(why) = apps.iter().find_map(|a| refusal(a, client)) {
+    if let Some(why) = apps.iter().find_map(|a| plain_request_refusal(a, client)) {
         tracing::info!(client = ?client, app = %for_log(asked.app), file = %for_log(asked.file), "recording refused: {why}");
         return text(StatusCode::FORBIDDEN, why);
     }
@@ -208,21 +207,6 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
         strip(res)
     } else {
         res
-    }
-}
-
-/// Why the application's players may not watch its recordings over a plain GET, if so.
-fn refusal(app: &AppConf, client: Option<IpAddr>) -> Option<&'static str> {
-    if app.notify.on_play.is_some() || app.notify.on_connect.is_some() {
-        return Some("the application's players are checked by on_connect/on_play");
-    }
-    if app.access.auth_secret.is_some() && app.access.auth.covers(Action::Play) {
-        return Some("the application's players need a signed key");
-    }
-    let Some(ip) = client else { return Some("no client address to check the play rules against") };
-    match check_rules(&app.access.rules, Action::Play, ip) {
-        RuleVerdict::Denied(_) => Some("denied by the application's play rules"),
-        _ => None,
     }
 }
 

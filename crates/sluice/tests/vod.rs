@@ -493,6 +493,11 @@ fn get_stream_length_answers_the_files_duration() {
     // A client `deny play` refuses learns nothing.
     let denied = self::server(&dir.0.display().to_string(), "deny play 127.0.0.1;");
     assert_eq!(stream_length(&denied, "film.mp4"), 0.0);
+    // Nor one whose plays need a callback or a signed key it has not shown yet.
+    let checked = self::server(&dir.0.display().to_string(), "on_play http://127.0.0.1:9/;");
+    assert_eq!(stream_length(&checked, "film.mp4"), 0.0);
+    let keyed = self::server(&dir.0.display().to_string(), "auth_secret s3cret; auth play;");
+    assert_eq!(stream_length(&keyed, "film.mp4"), 0.0);
 }
 
 /// MP3 in MP4 plays as FLV MP3: ffprobe reads `mp3` and H.264, and the duration.
