@@ -233,8 +233,11 @@ impl Config {
 
     /// `base`: where relative certificate paths start (the main file's directory).
     fn from_files(main: Source, loader: &mut dyn Loader, base: &Path) -> Result<Config, ConfigError> {
-        let parsed = nginx_conf::parse_files(main, loader)
-            .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
+        Config::from_tree(&syntax_tree(main, loader)?, base)
+    }
+
+    /// The configuration a parsed file (with its includes) says.
+    fn from_tree(parsed: &nginx_conf::Parsed, base: &Path) -> Result<Config, ConfigError> {
         let file_of = |span: Span| parsed.files.get(span.file as usize).cloned().unwrap_or_default();
         let mut config =
             build(&parsed.directives, base).map_err(|f| ConfigError::invalid(&file_of(f.span), f.span, f.message))?;
@@ -264,22 +267,19 @@ impl Config {
     /// `sluice -T` for config text: checks it as [`Config::parse`] does, then writes it out as
     /// sluice uses it, every inherited value and default filled in (see `effective`).
     pub fn effective_text(text: &str, file: &str) -> Result<String, ConfigError> {
-        Config::parse(text, file)?;
         let main = Source { name: file.to_owned(), key: file.to_owned(), text: text.to_owned() };
-        let parsed = nginx_conf::parse_files(main, &mut include::NoFiles)
-            .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
+        let parsed = syntax_tree(main, &mut include::NoFiles)?;
+        Config::from_tree(&parsed, Path::new(""))?;
         Ok(effective::render(&parsed.directives, file))
     }
 
     /// [`Config::effective_text`] for a file and the files it includes (as [`Config::load`]).
     pub fn load_effective_text(path: &Path) -> Result<String, ConfigError> {
-        Config::load(path)?;
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
         let key = std::fs::canonicalize(path).map_or_else(|_| file.clone(), |p| p.display().to_string());
-        let main = Source { name: file.clone(), key, text };
-        let parsed = nginx_conf::parse_files(main, &mut include::FsLoader::for_main(path))
-            .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))?;
+        let parsed = syntax_tree(Source { name: file.clone(), key, text }, &mut include::FsLoader::for_main(path))?;
+        Config::from_tree(&parsed, path.parent().unwrap_or(Path::new("")))?;
         Ok(effective::render(&parsed.directives, &file))
     }
 
@@ -497,6 +497,12 @@ struct RawRecorder {
     /// The recorder's own `exec_record_done`.
     exec: ExecLayer,
     extra: Vec<(String, Vec<String>)>,
+}
+
+/// The syntax tree of `main` and the files it includes.
+fn syntax_tree(main: Source, loader: &mut dyn Loader) -> Result<nginx_conf::Parsed, ConfigError> {
+    nginx_conf::parse_files(main, loader)
+        .map_err(|e| ConfigError::invalid(&e.file, e.error.span, e.error.kind.to_string()))
 }
 
 fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
