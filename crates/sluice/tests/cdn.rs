@@ -174,7 +174,13 @@ http {{
         let path = dir.path("nginx.conf");
         std::fs::write(&path, conf).unwrap();
         let proc = spawn_quiet(
-            Command::new("/usr/sbin/nginx").arg("-e").arg(dir.path("error.log")).arg("-p").arg(&dir.0).arg("-c").arg(&path),
+            Command::new("/usr/sbin/nginx")
+                .arg("-e")
+                .arg(dir.path("error.log"))
+                .arg("-p")
+                .arg(&dir.0)
+                .arg("-c")
+                .arg(&path),
             "nginx is installed (/usr/sbin/nginx)",
         );
         let nginx = Nginx { _proc: proc, port, _dir: dir };
