@@ -226,7 +226,7 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
         Some(refused) => refused,
         None => respond(&state, loc, &path, req).await,
     };
-    if loc.rtmp_control.any() {
+    if loc.rtmp_control.any() || loc.no_cors {
         private(res)
     } else {
         res

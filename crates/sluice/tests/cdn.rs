@@ -249,3 +249,33 @@ fn live_hls_through_an_nginx_proxy_cache() {
     assert!(last_msn >= start_msn + 3, "advanced from {start_msn} to {last_msn} in 6 s");
     assert!(hits * 2 >= polls, "{hits} of {polls} polls from the cache");
 }
+
+#[test]
+fn hls_cors_names_one_origin_or_none() {
+    let dir = TempDir::new("cdn-cors");
+    let (a, b) = (dir.path("a"), dir.path("b"));
+    let server = Server::start_with(
+        "",
+        &format!(
+            "application a {{ live on; hls on; hls_path {}; hls_cors off; }}
+             application b {{ live on; hls on; hls_path {}; hls_cors https://player.example; }}",
+            a.display(),
+            b.display()
+        ),
+    );
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("s.m3u8"), "#EXTM3U\n").unwrap();
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", server.http_port);
+    let preflight =
+        ["-X", "OPTIONS", "-H", "Origin: https://other.example", "-H", "Access-Control-Request-Method: GET"];
+
+    let off = get(&url("/a/s.m3u8"), &[]);
+    assert_eq!(off.status, 200);
+    assert!(off.header("access-control-allow-origin").is_none(), "{off:?}");
+    assert!(curl_reply(&preflight, &url("/a/s.m3u8")).header("access-control-allow-origin").is_none());
+
+    let named = get(&url("/b/missing.m3u8"), &[]);
+    assert_eq!((named.status, header(&named, "access-control-allow-origin")), (404, "https://player.example"));
+    let pre = curl_reply(&preflight, &url("/b/s.m3u8"));
+    assert_eq!((pre.status, header(&pre, "access-control-allow-origin")), (204, "https://player.example"));
+}
