@@ -97,6 +97,8 @@ pub struct HlsStore {
 struct Stored {
     data: Bytes,
     kind: StoredKind,
+    /// When it came into memory: its `Last-Modified` and, with its length, its `ETag`.
+    modified: SystemTime,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,10 @@ struct PlaylistState {
     position: Position,
     part_target: Option<Duration>,
     live: bool,
+    /// When the text last changed (`Last-Modified` once ended).
+    modified: Option<SystemTime>,
+    /// Changes so far: with `modified`, the playlist's `ETag`.
+    version: u64,
 }
 
 /// What an HTTP request for a live HLS file gets.
@@ -129,10 +135,42 @@ pub struct Reply {
     pub status: u16,
     /// `Content-Type`.
     pub content_type: &'static str,
-    /// `Cache-Control`.
-    pub cache_control: &'static str,
+    /// `Cache-Control` ([`cache`] says which).
+    pub cache_control: String,
+    /// `ETag`: a strong validator (`If-None-Match` is answered `304` by the HTTP layer).
+    pub etag: Option<String>,
+    /// `Last-Modified`, on answers that cannot change within the second it names (not on live
+    /// playlists, which change several times a second: `If-Modified-Since` would then answer
+    /// `304` for a playlist the client has not seen).
+    pub last_modified: Option<SystemTime>,
     /// The body.
     pub body: Bytes,
+}
+
+/// `Cache-Control` of each kind of answer, for browsers and for CDNs in front (Apple's
+/// low-latency HLS guidance, RFC 8216bis §6.2.5.2, and what nginx `proxy_cache` obeys).
+pub mod cache {
+    /// Segments, parts and init segments: their names carry the publish's session and are never
+    /// given to other bytes.
+    pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    /// Keys (a CDN should not keep them), errors (`400`, `503`: the next try may succeed) and
+    /// missing files: asked again every time.
+    pub const NO_CACHE: &str = "no-cache";
+
+    /// A live playlist without a blocking request: at most half a target duration old (at
+    /// least 1 s, the header's unit), so a cache answers the crowd and a player polling
+    /// every target duration still sees every segment.
+    pub fn live_playlist(target_duration: u64) -> String {
+        format!("public, max-age={}", (target_duration / 2).max(1))
+    }
+
+    /// A blocking reload (`_HLS_msn`/`_HLS_part`) answered with the playlist holding that part,
+    /// and an ended playlist (`#EXT-X-ENDLIST`): the answer for that URL never gets more wrong
+    /// than the playlist it is, so six target durations (Apple's figure for blocking reloads).
+    /// An ended playlist is not kept longer, so a later publish of the name is seen soon.
+    pub fn settled_playlist(target_duration: u64) -> String {
+        format!("public, max-age={}", 6 * target_duration.max(1))
+    }
 }
 
 impl HlsStore {
@@ -222,7 +260,7 @@ impl HlsStore {
     }
 
     fn put(&self, path: PathBuf, data: Bytes, kind: StoredKind) {
-        self.files().insert(path, Stored { data, kind });
+        self.files().insert(path, Stored { data, kind, modified: SystemTime::now() });
     }
 
     fn remove(&self, path: &Path) {
@@ -247,17 +285,48 @@ impl Reply {
         *res.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(self.cache_control));
+        let text = |s: &str| HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static(cache::NO_CACHE));
+        h.insert(header::CACHE_CONTROL, text(&self.cache_control));
+        if let Some(etag) = &self.etag {
+            h.insert(header::ETAG, text(etag));
+        }
+        if let Some(modified) = self.last_modified {
+            h.insert(header::LAST_MODIFIED, text(&crate::http::http_date(modified)));
+        }
         res
     }
+
+    /// A short answer that no cache keeps.
+    fn error(status: u16, text: &'static str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain",
+            cache_control: cache::NO_CACHE.into(),
+            etag: None,
+            last_modified: None,
+            body: Bytes::from_static(text.as_bytes()),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, for validators.
+fn ms_since_epoch(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
 }
 
 fn stored_reply(path: &Path, s: &Stored) -> Reply {
     let cache_control = match s.kind {
-        StoredKind::Key => "no-cache",
-        _ => "public, max-age=31536000, immutable",
+        StoredKind::Key => cache::NO_CACHE,
+        StoredKind::Segment | StoredKind::Part | StoredKind::Init => cache::IMMUTABLE,
     };
-    Reply { status: 200, content_type: content_type(path), cache_control, body: s.data.clone() }
+    Reply {
+        status: 200,
+        content_type: content_type(path),
+        cache_control: cache_control.into(),
+        etag: Some(format!("\"{:x}-{:x}\"", ms_since_epoch(s.modified), s.data.len())),
+        last_modified: Some(s.modified),
+        body: s.data.clone(),
+    }
 }
 
 /// MIME types of what HLS writes.
@@ -279,6 +348,10 @@ impl LivePlaylist {
     fn update(&self, text: String, position: Position, live: bool) {
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.text != text || st.version == 0 {
+                st.version += 1;
+                st.modified = Some(SystemTime::now());
+            }
             st.text = text;
             st.position = position;
             st.live = live;
@@ -289,45 +362,45 @@ impl LivePlaylist {
     /// The playlist, after waiting for the segment/part a low-latency client asked for.
     async fn reply(&self, query: Option<&str>) -> Reply {
         let st = self.state();
-        let ok = |text: String| Reply {
-            status: 200,
-            content_type: "application/vnd.apple.mpegurl",
-            cache_control: "no-cache",
-            body: Bytes::from(text),
-        };
-        let Some((msn, part)) = st.part_target.and(blocking_request(query)) else { return ok(st.text) };
+        let Some((msn, part)) = st.part_target.and(blocking_request(query)) else { return st.ok(false) };
         // RFC 8216bis §6.2.5.2: a request more than two segments ahead is a client error.
         let next = st.position.open.map_or(st.position.last_complete.map_or(0, |m| m + 1), |(m, _)| m);
         if msn > next + 2 {
-            return Reply {
-                status: 400,
-                content_type: "text/plain",
-                cache_control: "no-cache",
-                body: Bytes::from_static(b"_HLS_msn is too far ahead\n"),
-            };
+            return Reply::error(400, "_HLS_msn is too far ahead\n");
         }
         let wait = Duration::from_secs(st.position.target_duration * 3).min(MAX_BLOCK);
         let mut rx = self.changed.subscribe();
         let ready = tokio::time::timeout(wait, async {
             loop {
                 let st = self.state();
-                if st.position.has(msn, part) || !st.live {
-                    return st.text;
-                }
-                if rx.changed().await.is_err() {
-                    return st.text;
+                if st.position.has(msn, part) || !st.live || rx.changed().await.is_err() {
+                    return st;
                 }
             }
         })
         .await;
         match ready {
-            Ok(text) => ok(text),
-            Err(_) => Reply {
-                status: 503,
-                content_type: "text/plain",
-                cache_control: "no-cache",
-                body: Bytes::from_static(b"the requested part did not come in time\n"),
-            },
+            Ok(st) => st.ok(true),
+            Err(_) => Reply::error(503, "the requested part did not come in time\n"),
+        }
+    }
+}
+
+impl PlaylistState {
+    /// The playlist as it is now; `settled` when it answers a blocking request it satisfies.
+    fn ok(self, settled: bool) -> Reply {
+        let target = self.position.target_duration;
+        let ended = !self.live;
+        let cache_control =
+            if settled || ended { cache::settled_playlist(target) } else { cache::live_playlist(target) };
+        let modified = self.modified.unwrap_or(UNIX_EPOCH);
+        Reply {
+            status: 200,
+            content_type: "application/vnd.apple.mpegurl",
+            cache_control,
+            etag: Some(format!("\"{:x}-{:x}\"", ms_since_epoch(modified), self.version)),
+            last_modified: ended.then_some(modified),
+            body: Bytes::from(self.text),
         }
     }
 }
@@ -569,6 +642,8 @@ impl HlsTask {
                 position: seg.position(),
                 part_target: app.hls.low_latency.then_some(app.hls.part_duration),
                 live: true,
+                modified: Some(SystemTime::now()),
+                version: 1,
             }),
             changed: watch::channel(0).0,
         });
@@ -1404,6 +1479,7 @@ mod tests {
                 part_target: Some(Duration::from_millis(200)),
                 live: true,
                 position: Position { open: Some((5, 2)), last_complete: Some(4), ended: false, target_duration: 1 },
+                ..PlaylistState::default()
             }),
             changed: watch::channel(0).0,
         };

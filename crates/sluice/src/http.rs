@@ -32,6 +32,7 @@ mod path;
 mod range;
 
 pub use conn::Site;
+pub(crate) use date::http_date;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -225,7 +226,7 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
         Some(refused) => refused,
         None => respond(&state, loc, &path, req).await,
     };
-    if loc.rtmp_control.any() {
+    if loc.rtmp_control.any() || loc.no_cors {
         private(res)
     } else {
         res
@@ -320,7 +321,7 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
     if let Ok(Some(file)) = path::file_path(loc, path) {
         for live in &state.live {
             if let Some(res) = live.get(&file, query).await {
-                let res = decorate(loc, path, live_range(req.headers(), res).await);
+                let res = decorate(loc, path, live_answer(req.headers(), res).await);
                 return if head { strip_body(res) } else { res };
             }
         }
@@ -343,6 +344,31 @@ async fn handle_with(handler: &Handler, state: &HttpState, loc: &Location, path:
         Handler::FlvLive => crate::httpflv::respond(state, loc, path, req).await,
         Handler::Recordings { flv_fallback } => crate::recordings::respond(state, loc, path, req, *flv_fallback).await,
     }
+}
+
+/// A live answer for this request: `304` when the client's validators still match it,
+/// else the whole answer or the range asked for.
+async fn live_answer(headers: &axum::http::HeaderMap, res: Response) -> Response {
+    if res.status() == StatusCode::OK {
+        if let Some(etag) = res.headers().get(header::ETAG).and_then(|v| v.to_str().ok()) {
+            let last_modified = res.headers().get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok());
+            if files::not_modified(headers, etag, last_modified) {
+                return not_modified(res);
+            }
+        }
+    }
+    live_range(headers, res).await
+}
+
+/// `304 Not Modified` for `res`: its validators and `Cache-Control` (RFC 9110 §15.4.5), no body.
+fn not_modified(res: Response) -> Response {
+    let mut out = StatusCode::NOT_MODIFIED.into_response();
+    for name in [header::ETAG, header::LAST_MODIFIED, header::CACHE_CONTROL] {
+        if let Some(v) = res.headers().get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 /// Live content is whole in memory: a `Range` request gets its slice (206) or 416.
@@ -409,12 +435,13 @@ pub(crate) fn status_response(status: StatusCode) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], text).into_response()
 }
 
-/// Adds the location's headers: sluice's caching rules in implicit hls locations, then
-/// `add_header` lines (the first line of a name replaces what sluice set, later ones add).
+/// Adds the location's headers: sluice's caching rules in implicit hls locations (unless the
+/// answer came from memory with its own), then `add_header` lines (the first line of a name
+/// replaces what sluice set, later ones add).
 fn decorate(loc: &Location, path: &str, mut res: Response) -> Response {
     if loc.hls {
         if let Some(value) = hls_cache_control(path, res.status()) {
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            res.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static(value));
         }
     }
     let status = res.status().as_u16();

@@ -129,7 +129,7 @@ fn mpegts_hls_is_served_probed_and_ended() {
     assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n"), "{text}");
     let r = get(server.http_port, "/hls/stream.m3u8");
     assert_eq!(r.header("content-type"), "application/vnd.apple.mpegurl");
-    assert_eq!(r.header("cache-control"), "no-cache");
+    assert_eq!(r.header("cache-control"), "public, max-age=1", "half a target duration (tests/cdn.rs)");
     assert_eq!(r.header("access-control-allow-origin"), "*");
     let seg = get(server.http_port, &format!("/hls/{}", uris(&text)[0]));
     assert_eq!((seg.status, seg.header("content-type")), (200, "video/mp2t"));

@@ -40,6 +40,7 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("hls_fragment_type", RSA, ONE, Kind::OneOf(FRAGMENT_TYPES), "mpegts"),
     spec("hls_low_latency", RSA, ONE, Kind::Flag, "off"),
     spec("hls_part_duration", RSA, ONE, Kind::Time, "200ms"),
+    spec("hls_cors", RSA, ONE, Kind::Text, "*"),
 ];
 
 const NAMING: &[&str] = &["sequential", "timestamp", "system"];
@@ -83,6 +84,19 @@ pub enum HlsType {
     Live,
     /// `#EXT-X-PLAYLIST-TYPE: EVENT`: fragments are never removed from the playlist.
     Event,
+}
+
+/// Who may read the `hls_path` location's answers from another site's page (`hls_cors`, a
+/// sluice extension): its `Access-Control-Allow-Origin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HlsCors {
+    /// `*`: any page.
+    #[default]
+    Any,
+    /// `off`: no `Access-Control-Allow-Origin` (pages of this server's own origin only).
+    Off,
+    /// One origin, `https://player.example[:port]`.
+    Origin(String),
 }
 
 /// One `hls_variant SUFFIX [PARAM...]` line of a master playlist.
@@ -149,6 +163,9 @@ pub struct HlsConf {
     pub low_latency: bool,
     /// `hls_part_duration`: low-latency part target (200ms; sluice extension).
     pub part_duration: Duration,
+    /// `hls_cors`: the `Access-Control-Allow-Origin` of the `hls_path` location (`*`; sluice
+    /// extension).
+    pub cors: HlsCors,
 }
 
 /// HLS settings as written at one level; `None` means "not set here".
@@ -179,6 +196,7 @@ pub(crate) struct HlsLayer {
     fragment_type: Option<HlsFragmentType>,
     low_latency: Option<bool>,
     part_duration: Option<Duration>,
+    cors: Option<HlsCors>,
 }
 
 impl HlsLayer {
@@ -213,6 +231,7 @@ impl HlsLayer {
             "hls_fragment_type" => put(&mut self.fragment_type, fragment_type(d)?, d),
             "hls_low_latency" => put(&mut self.low_latency, flag(d)?, d),
             "hls_part_duration" => put(&mut self.part_duration, part_duration(d)?, d),
+            "hls_cors" => put(&mut self.cors, cors(d)?, d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by hls"))),
         }
     }
@@ -245,6 +264,7 @@ impl HlsLayer {
             fragment_type: self.fragment_type.or(outer.fragment_type),
             low_latency: self.low_latency.or(outer.low_latency),
             part_duration: self.part_duration.or(outer.part_duration),
+            cors: self.cors.clone().or_else(|| outer.cors.clone()),
         }
     }
 
@@ -278,6 +298,7 @@ impl HlsLayer {
             fragment_type: self.fragment_type.unwrap_or(HlsFragmentType::Mpegts),
             low_latency: self.low_latency.unwrap_or(false),
             part_duration: self.part_duration.unwrap_or(Duration::from_millis(200)),
+            cors: self.cors.clone().unwrap_or_default(),
         }
     }
 }
@@ -323,6 +344,23 @@ fn playlist_type(d: &Directive) -> Result<HlsType, Fail> {
 
 fn fragment_type(d: &Directive) -> Result<HlsFragmentType, Fail> {
     one_of(d, first(d)?, &[("mpegts", HlsFragmentType::Mpegts), ("fmp4", HlsFragmentType::Fmp4)])
+}
+
+/// `*`, `off`, or one origin: `http[s]://HOST[:PORT]`, nothing else (it becomes a header value).
+fn cors(d: &Directive) -> Result<HlsCors, Fail> {
+    let arg = first(d)?;
+    match arg.value.as_str() {
+        "*" => return Ok(HlsCors::Any),
+        "off" => return Ok(HlsCors::Off),
+        _ => {}
+    }
+    let host = arg.value.strip_prefix("https://").or_else(|| arg.value.strip_prefix("http://"));
+    match host {
+        Some(h) if !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)) => {
+            Ok(HlsCors::Origin(arg.value.clone()))
+        }
+        _ => Err(invalid(d, arg, "*, off, or an origin like https://player.example")),
+    }
 }
 
 /// Parts shorter than a frame or longer than a typical segment make no sense.

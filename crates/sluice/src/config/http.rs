@@ -46,7 +46,7 @@ use super::core::parse_addr;
 use super::value::{
     check_shape, ctx, edit_distance, first, flag, invalid, number_in, put, spec, time, Args, DirectiveSpec, Fail, Kind,
 };
-use super::{AddrMatch, ServerConf};
+use super::{AddrMatch, HlsCors, ServerConf};
 
 /// The built-in HTTP server's port when `http_listen` is not set.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
@@ -548,6 +548,9 @@ pub struct Location {
     pub handler: Option<Handler>,
     /// `api_token`: requests to the API must carry `Authorization: Bearer TOKEN`.
     pub api_token: Option<String>,
+    /// No `Access-Control-Allow-Origin: *` on answers (`hls_cors off` in an implicit hls
+    /// location).
+    pub no_cors: bool,
 }
 
 impl Location {
@@ -636,6 +639,7 @@ impl HttpLayer {
             access: self.access.clone().unwrap_or_default(),
             handler: self.handler(),
             api_token: self.api_token.clone(),
+            no_cors: false,
         }
     }
 
@@ -1190,6 +1194,8 @@ fn non_empty(d: &Directive) -> Result<String, Fail> {
 /// URL: an error at the second one's `application` line (found in `rtmp`).
 pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) -> Result<Vec<Location>, Fail> {
     let mut seen: Vec<(String, &Path, &str, &str)> = Vec::new();
+    // The `hls_cors` each served `hls_path` got, so applications sharing one agree.
+    let mut cors_of: Vec<(&Path, &HlsCors, &str)> = Vec::new();
     let mut out = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         // The directories sluice writes live content into: `hls_path`, `dash_path`.
@@ -1203,6 +1209,17 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
                 tracing::warn!(app = %app.name, "{directive} \"{}\" has no directory name to serve it under; not served over HTTP", path.display());
                 continue;
             };
+            if is_hls {
+                if let Some((_, _, other_app)) = cors_of.iter().find(|(p, c, _)| *p == path && **c != app.hls.cors) {
+                    let msg = format!(
+                        "applications \"{other_app}\" and \"{}\" share hls_path {} with different hls_cors",
+                        app.name,
+                        path.display()
+                    );
+                    return Err(Fail::new(app_span(rtmp, i, &app.name), msg));
+                }
+                cors_of.push((path, &app.hls.cors, &app.name));
+            }
             let uri = format!("/{name}/");
             match seen.iter().find(|(u, _, _, _)| *u == uri) {
                 Some((_, other_path, _, _)) if *other_path == path => continue,
@@ -1224,10 +1241,26 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
             loc.files = Some(Files::Alias { dir: path.to_path_buf(), prefix: uri });
             // HLS segment names are unique per publish (immutable); DASH's, as nginx-rtmp's, are not.
             loc.hls = is_hls;
+            if is_hls {
+                apply_cors(&mut loc, &app.hls.cors);
+            }
             out.push(loc);
         }
     }
     Ok(out)
+}
+
+/// `hls_cors` on the implicit location of its `hls_path`.
+fn apply_cors(loc: &mut Location, cors: &HlsCors) {
+    match cors {
+        HlsCors::Any => {}
+        HlsCors::Off => loc.no_cors = true,
+        HlsCors::Origin(origin) => loc.headers.push(AddHeader {
+            name: "Access-Control-Allow-Origin".into(),
+            value: origin.clone(),
+            always: true,
+        }),
+    }
 }
 
 /// The last component of an `hls_path`, when it is a plain, URL-safe name.
@@ -1353,6 +1386,37 @@ mod tests {
         assert!(error("http { server { max_connections 0; } }").contains("between 1 and"));
         assert!(error("http { server { location / { max_connections 3; } } }").contains("not allowed here"));
         assert!(error("http { server { send_timeout soon; } }").contains("invalid value \"soon\""));
+    }
+
+    #[test]
+    fn hls_cors_sets_the_hls_locations_origin() {
+        let s = &servers(
+            "rtmp { server { hls on; \
+               application a { hls_path /tmp/a; hls_cors off; } \
+               application b { hls_path /tmp/b; hls_cors https://player.example:8443; } \
+               application c { hls_path /tmp/c; } } }",
+        )[0];
+        assert!(s.location("/a/x.m3u8").no_cors);
+        let b = s.location("/b/x.m3u8");
+        assert!(!b.no_cors);
+        assert_eq!(
+            b.headers,
+            [AddHeader {
+                name: "Access-Control-Allow-Origin".into(),
+                value: "https://player.example:8443".into(),
+                always: true
+            }]
+        );
+        let c = s.location("/c/x.m3u8");
+        assert!(!c.no_cors && c.headers.is_empty(), "* by default");
+        for bad in ["player.example", "https://a.example/path", "https://a b", "https://"] {
+            let text =
+                format!("rtmp {{ server {{ application a {{ hls on; hls_path /tmp/a; hls_cors \"{bad}\"; }} }} }}");
+            assert!(error(&text).contains("an origin like"), "{bad}");
+        }
+        let shared =
+            error("rtmp { server { hls on; hls_path /tmp/a; application a { hls_cors off; } application b { } } }");
+        assert!(shared.contains("different hls_cors"), "{shared}");
     }
 }
 

@@ -42,7 +42,7 @@ pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
 pub use self::dash::DashConf;
 pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
 pub(crate) use self::hls::shares_cmaf;
-pub use self::hls::{HlsConf, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
+pub use self::hls::{HlsConf, HlsCors, HlsFragmentType, HlsNaming, HlsSlicing, HlsType, HlsVariant};
 pub use self::http::{
     parse_http_listen, AddHeader, BuiltinHttp, Files, Handler, HttpAccessRule, HttpConf, HttpLimits, HttpServerConf,
     Location, RtmpControl, StatConf, BUILTIN_DASHBOARD_URI, DEFAULT_HTTP_PORT,

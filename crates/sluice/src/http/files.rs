@@ -165,7 +165,7 @@ fn header_value(s: &str) -> HeaderValue {
 
 /// `If-None-Match` (weak comparison) wins over `If-Modified-Since`, which matches when equal
 /// to `Last-Modified` (nginx's `if_modified_since exact`).
-fn not_modified(headers: &HeaderMap, etag: &str, last_modified: Option<&str>) -> bool {
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str, last_modified: Option<&str>) -> bool {
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         return inm.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag);
     }
