@@ -467,19 +467,85 @@ impl Leg {
         Some(handle)
     }
 
+    /// Every origin of the pull, planned (one for nginx-rtmp's one-URL lines).
+    fn plans(&self) -> Result<Vec<Plan>, UrlError> {
+        let vars = Vars { name: &self.key.name, app: &self.app.name, args: "" };
+        self.target
+            .origins()
+            .map(|origin| url::plan(&RelayTarget { url: origin.to_owned(), ..self.target.clone() }, &vars))
+            .collect()
+    }
+
+    /// An on-demand pull: the origins are tried in order until one plays the stream. A pull
+    /// whose upstream is lost mid-stream starts again from the first origin (failover, and
+    /// back) when it has several, keeping its players waiting, for at most
+    /// [`FAILOVER_ROUNDS`] rounds `pull_reconnect` apart; one round that finds the stream
+    /// nowhere ends it (its players dropped, as nginx-rtmp's failed pull).
     async fn run_on_demand(self) {
         let (app, name) = (&self.app.name, &self.key.name);
-        let plan = match self.plan() {
-            Ok(plan) => plan,
+        let plans = match self.plans() {
+            Ok(plans) => plans,
             Err(e) => {
                 tracing::warn!(app = %app, stream = %name, "pull not started: {e}");
                 return self.pulls.end(&self.key, self.id, true);
             }
         };
-        let url = Self::shown_url(&plan);
-        let Some(handle) = self.register(&plan) else { return self.pulls.end(&self.key, self.id, true) };
-        tracing::info!(app = %app, stream = %name, url = %url, "pull: playing the remote for a player");
-        let end = self.session(&plan, &handle).await;
+        let Some(handle) = self.register(&plans[0]) else { return self.pulls.end(&self.key, self.id, true) };
+        let failover = plans.len() > 1;
+        let mut attempts = 0u64;
+        let mut rounds_left = 1;
+        let end = 'pull: loop {
+            let mut lost = false;
+            for plan in &plans {
+                let url = Self::shown_url(plan);
+                if attempts > 0 {
+                    crate::metrics::relay_reconnect(app, "pull");
+                }
+                handle.update_relay(|r| {
+                    r.url = url.clone();
+                    r.reconnects = attempts;
+                });
+                attempts += 1;
+                tracing::info!(app = %app, stream = %name, url = %url, "pull: playing the remote for a player");
+                let began = tokio::time::Instant::now();
+                let why = match self.session(plan, &handle, failover).await {
+                    End::Failed(e) if failover => {
+                        tracing::warn!(app = %app, stream = %name, url = %url, "pull: origin skipped: {e}");
+                        e
+                    }
+                    End::Lost(e) if failover => {
+                        tracing::warn!(app = %app, stream = %name, url = %url, "pull: upstream lost: {e}; failing over, players kept");
+                        // Only an upstream that played a while earns a fresh set of rounds:
+                        // one that drops each session at once must not loop for ever.
+                        lost = began.elapsed() >= HEALTHY;
+                        e
+                    }
+                    end => break 'pull (end, url),
+                };
+                handle.update_relay(|r| {
+                    r.connected = false;
+                    r.last_error = Some(why);
+                });
+                if lost {
+                    break;
+                }
+            }
+            // A lost upstream retries at once from the first origin; a round with no origin
+            // playing the stream counts against the bound.
+            if lost {
+                rounds_left = FAILOVER_ROUNDS;
+                continue;
+            }
+            rounds_left -= 1;
+            if rounds_left == 0 {
+                let why = "no origin plays the stream".to_owned();
+                break (End::Failed(why), Self::shown_url(&plans[0]));
+            }
+            if let Some(end) = self.pause(&handle).await {
+                break (end, Self::shown_url(&plans[0]));
+            }
+        };
+        let (end, url) = end;
         match &end {
             End::NoPlayers => tracing::info!(app = %app, stream = %name, url = %url, "pull stopped: no players left"),
             End::LocalPublisher => {
@@ -492,6 +558,25 @@ impl Leg {
         }
         let drop_players = matches!(end, End::Dropped | End::Failed(_) | End::Lost(_));
         self.pulls.end(&self.key, self.id, drop_players);
+    }
+
+    /// `pull_reconnect` between failover rounds; `Some` when the pull ends meanwhile.
+    async fn pause(&self, handle: &ClientHandle) -> Option<End> {
+        let mut none = None;
+        let sleep = tokio::time::sleep(self.app.relay.pull_reconnect);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return None,
+                () = self.stop.notified() => {
+                    if self.pulls.stop_if_unwatched(&self.key, self.id, &mut none) {
+                        return Some(End::NoPlayers);
+                    }
+                }
+                () = handle.dropped() => return Some(End::Dropped),
+                () = self.pulls.setup.shutdown.cancelled() => return Some(End::Shutdown),
+            }
+        }
     }
 
     async fn run_static(self) {
@@ -522,7 +607,7 @@ impl Leg {
                 continue;
             };
             h.update_relay(|r| r.reconnects = reconnects);
-            let end = self.session(&plan, h).await;
+            let end = self.session(&plan, h, false).await;
             let why = match end {
                 End::Shutdown => break,
                 // A static pull that a reload removed, once it has no players left.
@@ -563,8 +648,10 @@ impl Leg {
         self.pulls.end(&self.key, self.id, false);
     }
 
-    /// One remote session: connect, play, publish locally, forward until it ends.
-    async fn session(&self, plan: &Plan, handle: &ClientHandle) -> End {
+    /// One remote session: connect, play, publish locally, forward until it ends. With
+    /// `failover` (several origins), an origin that accepts `play` but sends no media within
+    /// [`MEDIA_TIMEOUT`] (an origin with `idle_streams on` that lacks the stream) fails.
+    async fn session(&self, plan: &Plan, handle: &ClientHandle, failover: bool) -> End {
         let shutdown = self.pulls.setup.shutdown.clone();
         let max_message = self.pulls.max_message(self.srv);
         let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer, max_message };
@@ -578,13 +665,15 @@ impl Leg {
         let (dropped, cancelled) = (handle.dropped(), shutdown.cancelled());
         tokio::pin!(dropped, cancelled);
         let mut no_publisher = None;
+        let mut linger = Linger::new(self.app.relay.linger);
         let mut conn = loop {
             tokio::select! {
                 r = &mut start => match r {
                     Ok(conn) => break conn,
                     Err(e) => return End::Failed(e.to_string()),
                 },
-                () = self.stop.notified() => {
+                () = self.stop.notified() => linger.start(),
+                () = linger.expired() => {
                     if self.pulls.stop_if_unwatched(&self.key, self.id, &mut no_publisher) {
                         return End::NoPlayers;
                     }
@@ -618,6 +707,9 @@ impl Leg {
         tracing::info!(app = %self.app.name, stream = %self.key.name, url = %Leg::shown_url(plan), "pull started");
         let mut publisher = Some(publisher);
         let mut status_open = true;
+        let no_media = tokio::time::sleep(MEDIA_TIMEOUT);
+        tokio::pin!(no_media);
+        let mut media = false;
         let end = loop {
             tokio::select! {
                 events = conn.next_events() => {
@@ -626,7 +718,7 @@ impl Leg {
                         Err(e) => break End::Lost(e.to_string()),
                     };
                     for event in events {
-                        self.on_event(event, publisher.as_ref());
+                        media |= self.on_event(event, publisher.as_ref());
                     }
                     if let Err(e) = conn.flush().await {
                         break End::Lost(e.to_string());
@@ -635,7 +727,11 @@ impl Leg {
                 }
                 // Modules' statuses are for a publishing client; a pull has none to tell.
                 st = status.recv(), if status_open => status_open = st.is_some(),
-                () = self.stop.notified() => {
+                () = &mut no_media, if failover && !media => {
+                    break End::Failed(format!("no media {MEDIA_TIMEOUT:?} after play"));
+                }
+                () = self.stop.notified() => linger.start(),
+                () = linger.expired() => {
                     if self.pulls.stop_if_unwatched(&self.key, self.id, &mut publisher) {
                         break End::NoPlayers;
                     }
@@ -674,16 +770,16 @@ impl Leg {
     }
 
     /// One message from the remote: media goes through `live::ingest` like an RTMP
-    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here.
-    fn on_event(&self, event: ClientEvent, publisher: Option<&Publisher>) {
+    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here. True for media.
+    fn on_event(&self, event: ClientEvent, publisher: Option<&Publisher>) -> bool {
         let ClientEvent::Media { kind, timestamp, payload } = event else {
             if let ClientEvent::Status { code, .. } = &event {
                 tracing::debug!(app = %self.app.name, stream = %self.key.name, code = %for_log(code), "pull: remote status");
             }
-            return;
+            return false;
         };
         let (Some(publisher), Some(frame)) = (publisher, live::ingest(&self.app.live, kind, timestamp, payload)) else {
-            return;
+            return true;
         };
         if frame.sequence_header {
             match live::describe_sequence_header(&frame) {
@@ -696,6 +792,47 @@ impl Leg {
             }
         }
         publisher.stream().push(frame);
+        true
+    }
+}
+
+/// Rounds through the origins a pull with several makes after losing its upstream, before it
+/// gives up (a publisher reconnecting to any origin within them is found again).
+const FAILOVER_ROUNDS: u32 = 5;
+
+/// A session that played this long was healthy: losing it starts the failover rounds afresh.
+const HEALTHY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// With several origins: an origin that accepts `play` but sends nothing this long is skipped.
+const MEDIA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `pull_linger`: when an on-demand session whose last player left stops.
+struct Linger {
+    after: std::time::Duration,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Linger {
+    fn new(after: std::time::Duration) -> Self {
+        Linger { after, at: None }
+    }
+
+    /// The last player left (maybe again): the session stops `after` from now unless one
+    /// comes back.
+    fn start(&mut self) {
+        self.at = Some(tokio::time::Instant::now() + self.after);
+    }
+
+    /// Fires once when the linger ran out (never when none runs); the caller decides under
+    /// the registry's lock whether to stop.
+    async fn expired(&mut self) {
+        match self.at {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                self.at = None;
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 
