@@ -233,9 +233,7 @@ fn target(d: &Directive) -> Result<RelayTarget, Fail> {
     }
     let urls = t.origins().any(url::has_variables);
     let strings = [&t.app, &t.tc_url, &t.page_url, &t.swf_url, &t.flash_ver, &t.play_path, &t.name];
-    if t.is_static
-        && (urls || strings.iter().any(|s| s.as_deref().is_some_and(url::has_variables)))
-    {
+    if t.is_static && (urls || strings.iter().any(|s| s.as_deref().is_some_and(url::has_variables))) {
         return Err(Fail::new(d.span, format!("variable is not allowed with \"static\" in \"{}\" directive", d.name)));
     }
     url::check_template(&t.url).map_err(|e| {
@@ -359,8 +357,11 @@ mod tests {
         let e = app("pull rtmp://o1/live rtmp://$name/live;").unwrap_err();
         assert!(e.contains("invalid URL \"rtmp://$name/live\""), "{e}");
         assert_eq!(app("live on;").unwrap().linger, LINGER);
-        let c = Config::parse("rtmp { pull_linger 2s; server { application a { } application b { pull_linger 0s; } } }", "t")
-            .unwrap();
+        let c = Config::parse(
+            "rtmp { pull_linger 2s; server { application a { } application b { pull_linger 0s; } } }",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.servers[0].apps[0].relay.linger, Duration::from_secs(2));
         assert_eq!(c.servers[0].apps[1].relay.linger, Duration::ZERO);
     }

@@ -495,7 +495,8 @@ impl Leg {
         let mut attempts = 0u64;
         let mut rounds_left = 1;
         let end = 'pull: loop {
-            let mut lost = false;
+            // How long the session that lost its upstream had played.
+            let mut lost = None;
             for plan in &plans {
                 let url = Self::shown_url(plan);
                 if attempts > 0 {
@@ -514,10 +515,8 @@ impl Leg {
                         e
                     }
                     End::Lost(e) if failover => {
-                        tracing::warn!(app = %app, stream = %name, url = %url, "pull: upstream lost: {e}; failing over, players kept");
-                        // Only an upstream that played a while earns a fresh set of rounds:
-                        // one that drops each session at once must not loop for ever.
-                        lost = began.elapsed() >= HEALTHY;
+                        tracing::warn!(app = %app, stream = %name, url = %url, "pull: upstream lost: {e}; failing over from the first origin, players kept");
+                        lost = Some(began.elapsed());
                         e
                     }
                     end => break 'pull (end, url),
@@ -526,16 +525,23 @@ impl Leg {
                     r.connected = false;
                     r.last_error = Some(why);
                 });
-                if lost {
+                if lost.is_some() {
                     break;
                 }
             }
-            // A lost upstream retries at once from the first origin; a round with no origin
-            // playing the stream counts against the bound.
-            if lost {
+            // A lost upstream starts the rounds again from the first origin: at once after a
+            // session that played a while, after `pull_reconnect` after a short one (an origin
+            // that drops each session at once is not hammered).
+            if let Some(played) = lost {
                 rounds_left = FAILOVER_ROUNDS;
+                if played < HEALTHY {
+                    if let Some(end) = self.pause(&handle).await {
+                        break (end, Self::shown_url(&plans[0]));
+                    }
+                }
                 continue;
             }
+            // A round in which no origin played the stream counts against the bound.
             rounds_left -= 1;
             if rounds_left == 0 {
                 let why = "no origin plays the stream".to_owned();
@@ -800,7 +806,7 @@ impl Leg {
 /// gives up (a publisher reconnecting to any origin within them is found again).
 const FAILOVER_ROUNDS: u32 = 5;
 
-/// A session that played this long was healthy: losing it starts the failover rounds afresh.
+/// A session that played this long was healthy: losing it fails over at once.
 const HEALTHY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// With several origins: an origin that accepts `play` but sends nothing this long is skipped.
