@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rtmp::ClientEvent;
+use rtmp::{ClientEvent, MediaKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -776,7 +776,8 @@ impl Leg {
     }
 
     /// One message from the remote: media goes through `live::ingest` like an RTMP
-    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here. True for media.
+    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here. True for audio
+    /// or video (a server sends `|RtmpSampleAccess` data with its play answer, stream or not).
     fn on_event(&self, event: ClientEvent, publisher: Option<&Publisher>) -> bool {
         let ClientEvent::Media { kind, timestamp, payload } = event else {
             if let ClientEvent::Status { code, .. } = &event {
@@ -784,8 +785,9 @@ impl Leg {
             }
             return false;
         };
+        let audio_video = kind != MediaKind::Data;
         let (Some(publisher), Some(frame)) = (publisher, live::ingest(&self.app.live, kind, timestamp, payload)) else {
-            return true;
+            return audio_video;
         };
         if frame.sequence_header {
             match live::describe_sequence_header(&frame) {
@@ -798,7 +800,7 @@ impl Leg {
             }
         }
         publisher.stream().push(frame);
-        true
+        audio_video
     }
 }
 
@@ -1098,6 +1100,63 @@ mod tests {
         let _published = streams.publish(&source, OPTS).unwrap();
         let (pack, _sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
         assert!(pack.live);
+        assert!(pulls.is_empty());
+    }
+
+    /// An in-process sluice where nobody publishes; players of any stream wait there
+    /// (`idle_streams on`): it accepts `play` and sends no media.
+    async fn empty_origin() -> (u16, CancellationToken) {
+        let port = free_port();
+        let text = format!(
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(crate::app::run(crate::config::Config::parse(&text, "t").unwrap(), shutdown.clone()));
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (port, shutdown)
+    }
+
+    /// Several origins: one that cannot be reached and one that accepts `play` but has no
+    /// media are skipped; the third plays, and the registry row names it.
+    #[tokio::test]
+    async fn a_pull_skips_origins_that_are_down_or_lack_the_stream() {
+        let (empty, _empty_shutdown) = empty_origin().await;
+        let (port, origin_shutdown, _feeding) = origin().await;
+        let (streams, pulls, clients, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull rtmp://127.0.0.1:{}/live rtmp://127.0.0.1:{empty}/live rtmp://127.0.0.1:{port}/live;",
+            free_port()
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        assert_eq!(pulls.len(), 1);
+        let relay = clients.list()[0].relay.clone().unwrap();
+        assert_eq!(relay.url, format!("rtmp://127.0.0.1:{port}/live"));
+        assert_eq!((relay.connected, relay.reconnects), (true, 2));
+        drop(sub);
+        origin_shutdown.cancel();
+    }
+
+    /// A stream no origin has: one round, then its players' stream ends (no endless retries).
+    #[tokio::test]
+    async fn a_pull_no_origin_plays_gives_up_after_one_round() {
+        let (streams, pulls, _, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull rtmp://127.0.0.1:{}/live rtmp://127.0.0.1:{}/live;",
+            free_port(),
+            free_port()
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        let ended = async {
+            loop {
+                if sub.next_batch(16).await.entries.iter().any(|e| matches!(e, Entry::Unpublished)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the end of the stream");
         assert!(pulls.is_empty());
     }
 
