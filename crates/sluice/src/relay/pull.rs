@@ -9,10 +9,17 @@
 //! - **On demand:** the first player ([`Streams::play`]) of a stream nobody publishes, in an
 //!   application with a matching non-`static` `pull` (the first one whose `name=` matches),
 //!   starts ONE remote session for the stream; later players join it. When the last player
-//!   leaves, the session ends. Module subscribers (HLS, record, push) are not players: they
-//!   subscribe to the hub directly, not through [`Streams::play`], so they are not counted. A
-//!   session that fails to start, dies, or is dropped by control drops its players (as
-//!   nginx-rtmp) and is not retried; the next player starts a new one.
+//!   leaves, the session ends after `pull_linger` unless a player came back. Module subscribers
+//!   (HLS, record, push) are not players: they subscribe to the hub directly, not through
+//!   [`Streams::play`], so they are not counted. A one-URL session that fails to start, dies,
+//!   or is dropped by control drops its players (as nginx-rtmp) and is not retried; the next
+//!   player starts a new one.
+//! - **Several origins** (more URLs on the line, the edge): the task tries them in order,
+//!   skipping one that fails, refuses the play or sends no audio/video within
+//!   `MEDIA_TIMEOUT`; a lost upstream starts again from the first origin with its players kept
+//!   subscribed (the local stream unpublished meanwhile, like a static pull's), for at most
+//!   `FAILOVER_ROUNDS` rounds `pull_reconnect` apart; one round without the stream at the start
+//!   ends it as a failed one-URL pull.
 //! - **`static`:** started with the server ([`Pulls::start_static`]), reconnecting every
 //!   `pull_reconnect` for ever with one log line per change of outcome. Its players stay
 //!   subscribed across the origin's death (with `idle_streams on`) and get the stream back.
@@ -22,8 +29,9 @@
 //! the decision keeps the session running; one that arrives after it finds no pull and starts
 //! a new one.
 //!
-//! Each pull is a row of the clients registry (kind relay, role publisher, the remote URL with
-//! its query redacted, bytes in, reconnects, last error), so `/control/drop` can drop it.
+//! Each pull is a row of the clients registry (kind relay, role publisher, the URL of the origin
+//! it is on with its query redacted, bytes in, reconnects including failovers, last error), so
+//! `/control/drop` can drop it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -479,7 +487,7 @@ impl Leg {
     /// An on-demand pull: the origins are tried in order until one plays the stream. A pull
     /// whose upstream is lost mid-stream starts again from the first origin (failover, and
     /// back) when it has several, keeping its players waiting, for at most
-    /// [`FAILOVER_ROUNDS`] rounds `pull_reconnect` apart; one round that finds the stream
+    /// `FAILOVER_ROUNDS` rounds `pull_reconnect` apart; one round that finds the stream
     /// nowhere ends it (its players dropped, as nginx-rtmp's failed pull).
     async fn run_on_demand(self) {
         let (app, name) = (&self.app.name, &self.key.name);
@@ -656,7 +664,7 @@ impl Leg {
 
     /// One remote session: connect, play, publish locally, forward until it ends. With
     /// `failover` (several origins), an origin that accepts `play` but sends no media within
-    /// [`MEDIA_TIMEOUT`] (an origin with `idle_streams on` that lacks the stream) fails.
+    /// `MEDIA_TIMEOUT` (an origin with `idle_streams on` that lacks the stream) fails.
     async fn session(&self, plan: &Plan, handle: &ClientHandle, failover: bool) -> End {
         let shutdown = self.pulls.setup.shutdown.clone();
         let max_message = self.pulls.max_message(self.srv);
