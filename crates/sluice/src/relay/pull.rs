@@ -333,9 +333,11 @@ impl Pulls {
         true
     }
 
-    fn mark_published(&self, key: &StreamKey, id: u64) {
+    /// Whether session `id` has its stream published here (`false` again while it fails
+    /// over: new players then wait for it as for a starting pull).
+    fn mark_published(&self, key: &StreamKey, id: u64, published: bool) {
         if let Some(slot) = self.lock().get_mut(key).filter(|s| s.id == id) {
-            slot.published = true;
+            slot.published = published;
         }
     }
 
@@ -525,6 +527,7 @@ impl Leg {
                     End::Lost(e) if failover => {
                         tracing::warn!(app = %app, stream = %name, url = %url, "pull: upstream lost: {e}; failing over from the first origin, players kept");
                         lost = Some(began.elapsed());
+                        self.pulls.mark_published(&self.key, self.id, false);
                         e
                     }
                     end => break 'pull (end, url),
@@ -713,7 +716,7 @@ impl Leg {
                 };
             }
         };
-        self.pulls.mark_published(&self.key, self.id);
+        self.pulls.mark_published(&self.key, self.id, true);
         handle.update_relay(|r| {
             r.connected = true;
             r.last_error = None;
@@ -924,13 +927,26 @@ mod tests {
     /// An in-process sluice with `cam` published by our own client, which sends a keyframe
     /// every 100 ms.
     async fn origin() -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (port, shutdown) = sluice_with("").await;
+        (port, shutdown, feed(port).await)
+    }
+
+    /// An in-process sluice whose application `live` has `extra`; nobody publishes there yet.
+    async fn sluice_with(extra: &str) -> (u16, CancellationToken) {
         let port = free_port();
         let text = format!(
-            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; {extra} }} }} }}"
         );
-        let config = crate::config::Config::parse(&text, "t").unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(crate::app::run(config, shutdown.clone()));
+        tokio::spawn(crate::app::run(crate::config::Config::parse(&text, "t").unwrap(), shutdown.clone()));
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (port, shutdown)
+    }
+
+    /// Publishes `cam` on the sluice at `port` from our own client: a keyframe every 100 ms.
+    async fn feed(port: u16) -> tokio::task::JoinHandle<()> {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut publisher = loop {
             match crate::client::RtmpClient::connect(addr, "live", rtmp::Role::Publish("cam".into())).await {
@@ -939,7 +955,7 @@ mod tests {
             }
         };
         assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
-        let feeding = tokio::spawn(async move {
+        tokio::spawn(async move {
             publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
             for i in 0u32.. {
                 let mut key = vec![0x17, 0x01, 0, 0, 0];
@@ -949,8 +965,7 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        });
-        (port, shutdown, feeding)
+        })
     }
 
     /// Entries until a video keyframe arrives.
@@ -1111,26 +1126,13 @@ mod tests {
         assert!(pulls.is_empty());
     }
 
-    /// An in-process sluice where nobody publishes; players of any stream wait there
-    /// (`idle_streams on`): it accepts `play` and sends no media.
-    async fn empty_origin() -> (u16, CancellationToken) {
-        let port = free_port();
-        let text = format!(
-            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
-        );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(crate::app::run(crate::config::Config::parse(&text, "t").unwrap(), shutdown.clone()));
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (port, shutdown)
-    }
-
     /// Several origins: one that cannot be reached and one that accepts `play` but has no
     /// media are skipped; the third plays, and the registry row names it.
     #[tokio::test]
     async fn a_pull_skips_origins_that_are_down_or_lack_the_stream() {
-        let (empty, _empty_shutdown) = empty_origin().await;
+        // Nobody publishes there and players wait (`idle_streams on`): it accepts `play` and
+        // sends no media.
+        let (empty, _empty_shutdown) = sluice_with("").await;
         let (port, origin_shutdown, _feeding) = origin().await;
         let (streams, pulls, clients, _) = edge();
         let app = test_app(&format!(
@@ -1145,6 +1147,31 @@ mod tests {
         assert_eq!((relay.connected, relay.reconnects), (true, 2));
         drop(sub);
         origin_shutdown.cancel();
+    }
+
+    /// "And back": an upstream lost mid-stream is looked for from the first origin again, not
+    /// from the next one in the list; the players stay subscribed across the failover.
+    #[tokio::test]
+    async fn a_lost_upstream_fails_over_starting_from_the_first_origin() {
+        let (first, _first_shutdown) = sluice_with("idle_streams off;").await;
+        let (second, second_shutdown, _second_feed) = origin().await;
+        let (third, _third_shutdown, _third_feed) = origin().await;
+        let (streams, _pulls, clients, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull_reconnect 100ms; pull rtmp://127.0.0.1:{first}/live rtmp://127.0.0.1:{second}/live rtmp://127.0.0.1:{third}/live;"
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        let relay = || clients.list()[0].relay.clone().unwrap();
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{second}/live"), "the first refused it");
+        // The stream appears on the first origin; the second dies.
+        let _first_feed = feed(first).await;
+        second_shutdown.cancel();
+        // Frames of the second origin may come first; then the stream ends and comes back.
+        while !until_keyframe(&mut sub).await.contains(&"unpublished".to_owned()) {}
+        eventually("the pull on the first origin", || relay().connected).await;
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{first}/live"), "back to the first, not on to the third");
+        assert_eq!(relay().reconnects, 2);
     }
 
     /// A stream no origin has: one round, then its players' stream ends (no endless retries).
