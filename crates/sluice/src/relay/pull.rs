@@ -16,7 +16,8 @@
 //!   player starts a new one.
 //! - **Several origins** (more URLs on the line, the edge): the task tries them in order,
 //!   skipping one that fails, refuses the play or sends no audio/video within
-//!   `MEDIA_TIMEOUT`; a lost upstream starts again from the first origin with its players kept
+//!   `MEDIA_TIMEOUT`; a lost upstream (closed, or Stream EOF: the origin's publisher left)
+//!   starts again from the first origin with its players kept
 //!   subscribed (the local stream unpublished meanwhile, like a static pull's), for at most
 //!   `FAILOVER_ROUNDS` rounds `pull_reconnect` apart; one round without the stream at the start
 //!   ends it as a failed one-URL pull.
@@ -734,8 +735,16 @@ impl Leg {
                         Ok(events) => events,
                         Err(e) => break End::Lost(e.to_string()),
                     };
+                    // With several origins, the origin's publisher leaving (Stream EOF after
+                    // media; an origin with `idle_streams on` keeps the connection) fails over:
+                    // the publisher may come back on another origin.
+                    let mut ended = false;
                     for event in events {
+                        ended |= failover && media && is_stream_eof(&event);
                         media |= self.on_event(event, publisher.as_ref());
+                    }
+                    if ended {
+                        break End::Lost("the origin's stream ended (Stream EOF)".to_owned());
                     }
                     if let Err(e) = conn.flush().await {
                         break End::Lost(e.to_string());
@@ -813,6 +822,10 @@ impl Leg {
         publisher.stream().push(frame);
         audio_video
     }
+}
+
+fn is_stream_eof(event: &ClientEvent) -> bool {
+    matches!(event, ClientEvent::StreamControl(rtmp::message::user_control::STREAM_EOF, _))
 }
 
 /// Rounds through the origins a pull with several makes after losing its upstream, before it
@@ -1172,6 +1185,28 @@ mod tests {
         eventually("the pull on the first origin", || relay().connected).await;
         assert_eq!(relay().url, format!("rtmp://127.0.0.1:{first}/live"), "back to the first, not on to the third");
         assert_eq!(relay().reconnects, 2);
+    }
+
+    /// An origin that keeps the edge's connection when its publisher leaves (`idle_streams
+    /// on`) still fails the pull over: its Stream EOF ends the session, and the next round
+    /// skips it (no media) for the origin that has the stream.
+    #[tokio::test]
+    async fn the_origins_publisher_leaving_fails_over() {
+        let (first, _first_shutdown, first_feed) = origin().await;
+        let (second, _second_shutdown, _second_feed) = origin().await;
+        let (streams, _pulls, clients, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull_reconnect 100ms; pull rtmp://127.0.0.1:{first}/live rtmp://127.0.0.1:{second}/live;"
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        let relay = || clients.list()[0].relay.clone().unwrap();
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{first}/live"));
+        first_feed.abort();
+        while !until_keyframe(&mut sub).await.contains(&"unpublished".to_owned()) {}
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{second}/live"));
+        // The first origin again (it has no media now), then the second.
+        assert_eq!(relay().reconnects, 2, "{:?}", relay());
     }
 
     /// A stream no origin has: one round, then its players' stream ends (no endless retries).
