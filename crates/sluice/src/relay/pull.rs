@@ -510,6 +510,11 @@ impl Leg {
             let mut lost = None;
             for plan in &plans {
                 let url = Self::shown_url(plan);
+                // The last player may have left while the previous session lingered: its
+                // wake-up is spent, so nobody would stop the next one.
+                if self.pulls.stop_if_unwatched(&self.key, self.id, &mut None) {
+                    break 'pull (End::NoPlayers, url);
+                }
                 if attempts > 0 {
                     crate::metrics::relay_reconnect(app, "pull");
                 }
@@ -1207,6 +1212,25 @@ mod tests {
         assert_eq!(relay().url, format!("rtmp://127.0.0.1:{second}/live"));
         // The first origin again (it has no media now), then the second.
         assert_eq!(relay().reconnects, 2, "{:?}", relay());
+    }
+
+    /// The upstream is lost while the pull lingers with no player: it stops rather than fail
+    /// over to an origin for nobody.
+    #[tokio::test]
+    async fn a_lingering_pull_that_loses_its_upstream_stops() {
+        let (first, first_shutdown, _first_feed) = origin().await;
+        let (second, _second_shutdown, _second_feed) = origin().await;
+        let (streams, pulls, _, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull_linger 1h; pull rtmp://127.0.0.1:{first}/live rtmp://127.0.0.1:{second}/live;"
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        drop(sub);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pulls.len(), 1, "lingering");
+        first_shutdown.cancel();
+        eventually("the pull to stop", || pulls.is_empty()).await;
     }
 
     /// A stream no origin has: one round, then its players' stream ends (no endless retries).
