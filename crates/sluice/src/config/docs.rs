@@ -238,12 +238,13 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     .syntax("URL [PARAM=VALUE...]"),
     doc(
         "pull",
-        "Play streams from URL and publish them here: on demand for the first player, or always with `static`.",
-        Differs("`rtmps://` URLs are a sluice extension"),
+        "Play streams from URL and publish them here: on demand for the first player, or always with `static`. On demand, more URLs are origins tried in order: one that refuses the stream (`StreamNotFound`), cannot be reached or sends no media is skipped, and a lost upstream fails over (back to the first) while players wait.",
+        Differs("`rtmps://` URLs and several URLs (failover origins) are sluice extensions"),
     )
-    .syntax("URL [PARAM=VALUE...] [static]"),
+    .syntax("URL [URL...] [PARAM=VALUE...] [static]"),
     doc("push_reconnect", "Wait between a failed push attempt and the next.", Same),
-    doc("pull_reconnect", "Wait between a failed `static` pull attempt and the next.", Same),
+    doc("pull_reconnect", "Wait between a failed `static` pull attempt and the next (and between an on-demand pull's failover rounds).", Same),
+    doc("pull_linger", "How long an on-demand pull keeps its upstream after its last player left: a player back within it joins without a new upstream connection. `0s`: stop at once, as nginx-rtmp.", SLUICE),
     doc("relay_buffer", "The buffer length a pull announces after `play`.", Same),
     doc("session_relay", "`on`: end a stream's relays when its publisher's session ends rather than its stream.", Same),
     doc("relay_tls_verify", "Check `rtmps://` relay targets' certificates against the system's roots.", SLUICE),

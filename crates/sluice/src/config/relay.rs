@@ -25,12 +25,18 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     // nginx-rtmp: rtmp and server level only.
     spec("relay_buffer", RS, ONE, Kind::Time, "5s"),
     spec("session_relay", RSA, ONE, Kind::Flag, "off"),
+    // sluice extension: how long an on-demand pull outlives its last player.
+    spec("pull_linger", RSA, ONE, Kind::Time, "5s"),
     // sluice extension: check `rtmps://` targets' certificates against the system's roots.
     spec("relay_tls_verify", RSA, ONE, Kind::Flag, "on"),
 ];
 
 const RECONNECT: Duration = Duration::from_secs(3);
 const BUFFER: Duration = Duration::from_secs(5);
+/// A player that reconnects (a page reload, ffmpeg or OBS retrying, a quality switch) is
+/// usually back within a couple of seconds; holding an upstream for nobody costs 5 s of one
+/// stream's bandwidth at most.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// One `push` or `pull` line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,12 +65,20 @@ pub struct RelayTarget {
     pub stop: Option<i64>,
     /// `static`: a pull started at start-up that reconnects for ever.
     pub is_static: bool,
+    /// sluice extension: more `rtmp://` URLs after the first on a `pull` line, the origins
+    /// tried in order after `url` (failover). Empty for nginx-rtmp's one-URL lines.
+    pub fallbacks: Vec<String>,
 }
 
 impl RelayTarget {
     /// Whether this target relays the local stream `name` (`name=` filter).
     pub fn matches(&self, name: &str) -> bool {
         self.name.as_deref().is_none_or(|n| n == name)
+    }
+
+    /// Every origin of a pull, in the order they are tried: `url`, then the fallbacks.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.fallbacks.iter().map(String::as_str))
     }
 }
 
@@ -85,6 +99,9 @@ pub struct RelayConf {
     pub session_relay: bool,
     /// `relay_tls_verify` (on).
     pub tls_verify: bool,
+    /// `pull_linger` (5s): how long an on-demand pull keeps its upstream after its last
+    /// player left.
+    pub linger: Duration,
 }
 
 impl Default for RelayConf {
@@ -103,6 +120,7 @@ pub(crate) struct RelayLayer {
     buffer: Option<Duration>,
     session_relay: Option<bool>,
     tls_verify: Option<bool>,
+    linger: Option<Duration>,
 }
 
 impl RelayLayer {
@@ -114,6 +132,9 @@ impl RelayLayer {
                 if t.is_static {
                     return Err(Fail::new(d.span, "static push is not allowed"));
                 }
+                if !t.fallbacks.is_empty() {
+                    return Err(Fail::new(d.span, "\"push\" takes one URL; write one \"push\" line per remote"));
+                }
                 self.push.push(t);
                 Ok(())
             }
@@ -121,6 +142,9 @@ impl RelayLayer {
                 let t = target(d)?;
                 if t.is_static && t.name.is_none() {
                     return Err(Fail::new(d.span, "static pull needs \"name=\""));
+                }
+                if t.is_static && !t.fallbacks.is_empty() {
+                    return Err(Fail::new(d.span, "a static pull takes one URL"));
                 }
                 self.pull.push(t);
                 Ok(())
@@ -130,6 +154,7 @@ impl RelayLayer {
             "relay_buffer" => put(&mut self.buffer, time(d)?, d),
             "session_relay" => put(&mut self.session_relay, flag(d)?, d),
             "relay_tls_verify" => put(&mut self.tls_verify, flag(d)?, d),
+            "pull_linger" => put(&mut self.linger, time(d)?, d),
             other => Err(Fail::new(d.span, format!("directive \"{other}\" is not handled by relay"))),
         }
     }
@@ -145,6 +170,7 @@ impl RelayLayer {
             buffer: self.buffer.or(outer.buffer),
             session_relay: self.session_relay.or(outer.session_relay),
             tls_verify: self.tls_verify.or(outer.tls_verify),
+            linger: self.linger.or(outer.linger),
         }
     }
 
@@ -158,16 +184,26 @@ impl RelayLayer {
             buffer: self.buffer.unwrap_or(BUFFER),
             session_relay: self.session_relay.unwrap_or(false),
             tls_verify: self.tls_verify.unwrap_or(true),
+            linger: self.linger.unwrap_or(LINGER),
         }
     }
 }
 
-/// `URL [k=v ...]`, parameters as nginx-rtmp's `ngx_rtmp_relay_push_pull`: names
-/// case-insensitive, a bare word means `=1`.
+/// `URL [URL ...] [k=v ...]`, parameters as nginx-rtmp's `ngx_rtmp_relay_push_pull`: names
+/// case-insensitive, a bare word means `=1`. More `rtmp://`/`rtmps://` words after the first
+/// URL are sluice's failover origins (nginx-rtmp refuses them as unsupported parameters, so no
+/// nginx-rtmp configuration reads differently).
 fn target(d: &Directive) -> Result<RelayTarget, Fail> {
     let url_arg = &d.args[0];
     let mut t = RelayTarget { url: url_arg.value.clone(), ..RelayTarget::default() };
     for arg in &d.args[1..] {
+        if is_url(&arg.value) {
+            url::check_template(&arg.value).map_err(|e| {
+                Fail::new(arg.span, format!("invalid URL \"{}\" in \"{}\" directive: {e}", arg.value, d.name))
+            })?;
+            t.fallbacks.push(arg.value.clone());
+            continue;
+        }
         let (key, value) = arg.value.split_once('=').unwrap_or((arg.value.as_str(), "1"));
         let bad = |why: &str| Fail::new(arg.span, format!("{why} \"{}\" in \"{}\" directive", arg.value, d.name));
         let slot = match key.to_ascii_lowercase().as_str() {
@@ -195,16 +231,21 @@ fn target(d: &Directive) -> Result<RelayTarget, Fail> {
         }
         *slot = Some(value.to_owned());
     }
+    let urls = t.origins().any(url::has_variables);
     let strings = [&t.app, &t.tc_url, &t.page_url, &t.swf_url, &t.flash_ver, &t.play_path, &t.name];
-    if t.is_static
-        && (url::has_variables(&t.url) || strings.iter().any(|s| s.as_deref().is_some_and(url::has_variables)))
-    {
+    if t.is_static && (urls || strings.iter().any(|s| s.as_deref().is_some_and(url::has_variables))) {
         return Err(Fail::new(d.span, format!("variable is not allowed with \"static\" in \"{}\" directive", d.name)));
     }
     url::check_template(&t.url).map_err(|e| {
         Fail::new(url_arg.span, format!("invalid URL \"{}\" in \"{}\" directive: {e}", url_arg.value, d.name))
     })?;
     Ok(t)
+}
+
+/// Whether a `push`/`pull` word is a URL rather than a `k=v` parameter.
+fn is_url(word: &str) -> bool {
+    let lower = word.get(..8).unwrap_or(word).to_ascii_lowercase();
+    lower.starts_with("rtmp://") || lower.starts_with("rtmps://")
 }
 
 #[cfg(test)]
@@ -299,6 +340,30 @@ mod tests {
         assert!(e.contains("\"push\" directive is not allowed here"), "{e}");
         let e = app("push_reconnect 1s; push_reconnect 2s;").unwrap_err();
         assert!(e.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn a_pull_lists_failover_origins_and_lingers() {
+        let r = app("pull rtmp://o1/live RTMPS://o2:443/live name=cam rtmp://o3/live;").unwrap();
+        let p = &r.pull[0];
+        assert_eq!(p.origins().collect::<Vec<_>>(), ["rtmp://o1/live", "RTMPS://o2:443/live", "rtmp://o3/live"]);
+        assert_eq!(p.name.as_deref(), Some("cam"));
+        // nginx-rtmp's one-URL lines read as before.
+        assert!(app("pull rtmp://o/live live=1;").unwrap().pull[0].fallbacks.is_empty());
+        let e = app("pull rtmp://o1/live rtmp://o2/live name=cam static;").unwrap_err();
+        assert!(e.contains("a static pull takes one URL"), "{e}");
+        let e = app("push rtmp://o1/live rtmp://o2/live;").unwrap_err();
+        assert!(e.contains("\"push\" takes one URL"), "{e}");
+        let e = app("pull rtmp://o1/live rtmp://$name/live;").unwrap_err();
+        assert!(e.contains("invalid URL \"rtmp://$name/live\""), "{e}");
+        assert_eq!(app("live on;").unwrap().linger, LINGER);
+        let c = Config::parse(
+            "rtmp { pull_linger 2s; server { application a { } application b { pull_linger 0s; } } }",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.servers[0].apps[0].relay.linger, Duration::from_secs(2));
+        assert_eq!(c.servers[0].apps[1].relay.linger, Duration::ZERO);
     }
 
     #[test]

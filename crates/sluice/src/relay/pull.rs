@@ -9,10 +9,18 @@
 //! - **On demand:** the first player ([`Streams::play`]) of a stream nobody publishes, in an
 //!   application with a matching non-`static` `pull` (the first one whose `name=` matches),
 //!   starts ONE remote session for the stream; later players join it. When the last player
-//!   leaves, the session ends. Module subscribers (HLS, record, push) are not players: they
-//!   subscribe to the hub directly, not through [`Streams::play`], so they are not counted. A
-//!   session that fails to start, dies, or is dropped by control drops its players (as
-//!   nginx-rtmp) and is not retried; the next player starts a new one.
+//!   leaves, the session ends after `pull_linger` unless a player came back. Module subscribers
+//!   (HLS, record, push) are not players: they subscribe to the hub directly, not through
+//!   [`Streams::play`], so they are not counted. A one-URL session that fails to start, dies,
+//!   or is dropped by control drops its players (as nginx-rtmp) and is not retried; the next
+//!   player starts a new one.
+//! - **Several origins** (more URLs on the line, the edge): the task tries them in order,
+//!   skipping one that fails, refuses the play or sends no audio/video within
+//!   `MEDIA_TIMEOUT`; a lost upstream (closed, or Stream EOF: the origin's publisher left)
+//!   starts again from the first origin with its players kept
+//!   subscribed (the local stream unpublished meanwhile, like a static pull's), for at most
+//!   `FAILOVER_ROUNDS` rounds `pull_reconnect` apart; one round without the stream at the start
+//!   ends it as a failed one-URL pull.
 //! - **`static`:** started with the server ([`Pulls::start_static`]), reconnecting every
 //!   `pull_reconnect` for ever with one log line per change of outcome. Its players stay
 //!   subscribed across the origin's death (with `idle_streams on`) and get the stream back.
@@ -22,15 +30,16 @@
 //! the decision keeps the session running; one that arrives after it finds no pull and starts
 //! a new one.
 //!
-//! Each pull is a row of the clients registry (kind relay, role publisher, the remote URL with
-//! its query redacted, bytes in, reconnects, last error), so `/control/drop` can drop it.
+//! Each pull is a row of the clients registry (kind relay, role publisher, the URL of the origin
+//! it is on with its query redacted, bytes in, reconnects including failovers, last error), so
+//! `/control/drop` can drop it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rtmp::ClientEvent;
+use rtmp::{ClientEvent, MediaKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -325,9 +334,11 @@ impl Pulls {
         true
     }
 
-    fn mark_published(&self, key: &StreamKey, id: u64) {
+    /// Whether session `id` has its stream published here (`false` again while it fails
+    /// over: new players then wait for it as for a starting pull).
+    fn mark_published(&self, key: &StreamKey, id: u64, published: bool) {
         if let Some(slot) = self.lock().get_mut(key).filter(|s| s.id == id) {
-            slot.published = true;
+            slot.published = published;
         }
     }
 
@@ -467,19 +478,97 @@ impl Leg {
         Some(handle)
     }
 
+    /// Every origin of the pull, planned (one for nginx-rtmp's one-URL lines).
+    fn plans(&self) -> Result<Vec<Plan>, UrlError> {
+        let vars = Vars { name: &self.key.name, app: &self.app.name, args: "" };
+        self.target
+            .origins()
+            .map(|origin| url::plan(&RelayTarget { url: origin.to_owned(), ..self.target.clone() }, &vars))
+            .collect()
+    }
+
+    /// An on-demand pull: the origins are tried in order until one plays the stream. A pull
+    /// whose upstream is lost mid-stream starts again from the first origin (failover, and
+    /// back) when it has several, keeping its players waiting, for at most
+    /// `FAILOVER_ROUNDS` rounds `pull_reconnect` apart; one round that finds the stream
+    /// nowhere ends it (its players dropped, as nginx-rtmp's failed pull).
     async fn run_on_demand(self) {
         let (app, name) = (&self.app.name, &self.key.name);
-        let plan = match self.plan() {
-            Ok(plan) => plan,
+        let plans = match self.plans() {
+            Ok(plans) => plans,
             Err(e) => {
                 tracing::warn!(app = %app, stream = %name, "pull not started: {e}");
                 return self.pulls.end(&self.key, self.id, true);
             }
         };
-        let url = Self::shown_url(&plan);
-        let Some(handle) = self.register(&plan) else { return self.pulls.end(&self.key, self.id, true) };
-        tracing::info!(app = %app, stream = %name, url = %url, "pull: playing the remote for a player");
-        let end = self.session(&plan, &handle).await;
+        let Some(handle) = self.register(&plans[0]) else { return self.pulls.end(&self.key, self.id, true) };
+        let failover = plans.len() > 1;
+        let mut attempts = 0u64;
+        let mut rounds_left = 1;
+        let end = 'pull: loop {
+            // How long the session that lost its upstream had played.
+            let mut lost = None;
+            for plan in &plans {
+                let url = Self::shown_url(plan);
+                // The last player may have left while the previous session lingered: its
+                // wake-up is spent, so nobody would stop the next one.
+                if self.pulls.stop_if_unwatched(&self.key, self.id, &mut None) {
+                    break 'pull (End::NoPlayers, url);
+                }
+                if attempts > 0 {
+                    crate::metrics::relay_reconnect(app, "pull");
+                }
+                handle.update_relay(|r| {
+                    r.url = url.clone();
+                    r.reconnects = attempts;
+                });
+                attempts += 1;
+                tracing::info!(app = %app, stream = %name, url = %url, "pull: playing the remote for a player");
+                let began = tokio::time::Instant::now();
+                let why = match self.session(plan, &handle, failover).await {
+                    End::Failed(e) if failover => {
+                        tracing::warn!(app = %app, stream = %name, url = %url, "pull: origin skipped: {e}");
+                        e
+                    }
+                    End::Lost(e) if failover => {
+                        tracing::warn!(app = %app, stream = %name, url = %url, "pull: upstream lost: {e}; failing over from the first origin, players kept");
+                        lost = Some(began.elapsed());
+                        self.pulls.mark_published(&self.key, self.id, false);
+                        e
+                    }
+                    end => break 'pull (end, url),
+                };
+                handle.update_relay(|r| {
+                    r.connected = false;
+                    r.last_error = Some(why);
+                });
+                if lost.is_some() {
+                    break;
+                }
+            }
+            // A lost upstream starts the rounds again from the first origin: at once after a
+            // session that played a while, after `pull_reconnect` after a short one (an origin
+            // that drops each session at once is not hammered).
+            if let Some(played) = lost {
+                rounds_left = FAILOVER_ROUNDS;
+                if played < HEALTHY {
+                    if let Some(end) = self.pause(&handle).await {
+                        break (end, Self::shown_url(&plans[0]));
+                    }
+                }
+                continue;
+            }
+            // A round in which no origin played the stream counts against the bound.
+            rounds_left -= 1;
+            if rounds_left == 0 {
+                let why = "no origin plays the stream".to_owned();
+                break (End::Failed(why), Self::shown_url(&plans[0]));
+            }
+            if let Some(end) = self.pause(&handle).await {
+                break (end, Self::shown_url(&plans[0]));
+            }
+        };
+        let (end, url) = end;
         match &end {
             End::NoPlayers => tracing::info!(app = %app, stream = %name, url = %url, "pull stopped: no players left"),
             End::LocalPublisher => {
@@ -492,6 +581,25 @@ impl Leg {
         }
         let drop_players = matches!(end, End::Dropped | End::Failed(_) | End::Lost(_));
         self.pulls.end(&self.key, self.id, drop_players);
+    }
+
+    /// `pull_reconnect` between failover rounds; `Some` when the pull ends meanwhile.
+    async fn pause(&self, handle: &ClientHandle) -> Option<End> {
+        let mut none = None;
+        let sleep = tokio::time::sleep(self.app.relay.pull_reconnect);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return None,
+                () = self.stop.notified() => {
+                    if self.pulls.stop_if_unwatched(&self.key, self.id, &mut none) {
+                        return Some(End::NoPlayers);
+                    }
+                }
+                () = handle.dropped() => return Some(End::Dropped),
+                () = self.pulls.setup.shutdown.cancelled() => return Some(End::Shutdown),
+            }
+        }
     }
 
     async fn run_static(self) {
@@ -522,7 +630,7 @@ impl Leg {
                 continue;
             };
             h.update_relay(|r| r.reconnects = reconnects);
-            let end = self.session(&plan, h).await;
+            let end = self.session(&plan, h, false).await;
             let why = match end {
                 End::Shutdown => break,
                 // A static pull that a reload removed, once it has no players left.
@@ -563,8 +671,10 @@ impl Leg {
         self.pulls.end(&self.key, self.id, false);
     }
 
-    /// One remote session: connect, play, publish locally, forward until it ends.
-    async fn session(&self, plan: &Plan, handle: &ClientHandle) -> End {
+    /// One remote session: connect, play, publish locally, forward until it ends. With
+    /// `failover` (several origins), an origin that accepts `play` but sends no media within
+    /// `MEDIA_TIMEOUT` (an origin with `idle_streams on` that lacks the stream) fails.
+    async fn session(&self, plan: &Plan, handle: &ClientHandle, failover: bool) -> End {
         let shutdown = self.pulls.setup.shutdown.clone();
         let max_message = self.pulls.max_message(self.srv);
         let opts = Options { tls_verify: self.app.relay.tls_verify, buffer: self.app.relay.buffer, max_message };
@@ -578,13 +688,15 @@ impl Leg {
         let (dropped, cancelled) = (handle.dropped(), shutdown.cancelled());
         tokio::pin!(dropped, cancelled);
         let mut no_publisher = None;
+        let mut linger = Linger::new(self.app.relay.linger);
         let mut conn = loop {
             tokio::select! {
                 r = &mut start => match r {
                     Ok(conn) => break conn,
                     Err(e) => return End::Failed(e.to_string()),
                 },
-                () = self.stop.notified() => {
+                () = self.stop.notified() => linger.start(),
+                () = linger.expired() => {
                     if self.pulls.stop_if_unwatched(&self.key, self.id, &mut no_publisher) {
                         return End::NoPlayers;
                     }
@@ -610,7 +722,7 @@ impl Leg {
                 };
             }
         };
-        self.pulls.mark_published(&self.key, self.id);
+        self.pulls.mark_published(&self.key, self.id, true);
         handle.update_relay(|r| {
             r.connected = true;
             r.last_error = None;
@@ -618,6 +730,9 @@ impl Leg {
         tracing::info!(app = %self.app.name, stream = %self.key.name, url = %Leg::shown_url(plan), "pull started");
         let mut publisher = Some(publisher);
         let mut status_open = true;
+        let no_media = tokio::time::sleep(MEDIA_TIMEOUT);
+        tokio::pin!(no_media);
+        let mut media = false;
         let end = loop {
             tokio::select! {
                 events = conn.next_events() => {
@@ -625,8 +740,16 @@ impl Leg {
                         Ok(events) => events,
                         Err(e) => break End::Lost(e.to_string()),
                     };
+                    // With several origins, the origin's publisher leaving (Stream EOF after
+                    // media; an origin with `idle_streams on` keeps the connection) fails over:
+                    // the publisher may come back on another origin.
+                    let mut ended = false;
                     for event in events {
-                        self.on_event(event, publisher.as_ref());
+                        ended |= failover && media && is_stream_eof(&event);
+                        media |= self.on_event(event, publisher.as_ref());
+                    }
+                    if ended {
+                        break End::Lost("the origin's stream ended (Stream EOF)".to_owned());
                     }
                     if let Err(e) = conn.flush().await {
                         break End::Lost(e.to_string());
@@ -635,7 +758,11 @@ impl Leg {
                 }
                 // Modules' statuses are for a publishing client; a pull has none to tell.
                 st = status.recv(), if status_open => status_open = st.is_some(),
-                () = self.stop.notified() => {
+                () = &mut no_media, if failover && !media => {
+                    break End::Failed(format!("no media {MEDIA_TIMEOUT:?} after play"));
+                }
+                () = self.stop.notified() => linger.start(),
+                () = linger.expired() => {
                     if self.pulls.stop_if_unwatched(&self.key, self.id, &mut publisher) {
                         break End::NoPlayers;
                     }
@@ -674,16 +801,18 @@ impl Leg {
     }
 
     /// One message from the remote: media goes through `live::ingest` like an RTMP
-    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here.
-    fn on_event(&self, event: ClientEvent, publisher: Option<&Publisher>) {
+    /// publisher's; the rest (statuses, stream begin/EOF) changes nothing here. True for audio
+    /// or video (a server sends `|RtmpSampleAccess` data with its play answer, stream or not).
+    fn on_event(&self, event: ClientEvent, publisher: Option<&Publisher>) -> bool {
         let ClientEvent::Media { kind, timestamp, payload } = event else {
             if let ClientEvent::Status { code, .. } = &event {
                 tracing::debug!(app = %self.app.name, stream = %self.key.name, code = %for_log(code), "pull: remote status");
             }
-            return;
+            return false;
         };
+        let audio_video = kind != MediaKind::Data;
         let (Some(publisher), Some(frame)) = (publisher, live::ingest(&self.app.live, kind, timestamp, payload)) else {
-            return;
+            return audio_video;
         };
         if frame.sequence_header {
             match live::describe_sequence_header(&frame) {
@@ -696,6 +825,51 @@ impl Leg {
             }
         }
         publisher.stream().push(frame);
+        audio_video
+    }
+}
+
+fn is_stream_eof(event: &ClientEvent) -> bool {
+    matches!(event, ClientEvent::StreamControl(rtmp::message::user_control::STREAM_EOF, _))
+}
+
+/// Rounds through the origins a pull with several makes after losing its upstream, before it
+/// gives up (a publisher reconnecting to any origin within them is found again).
+const FAILOVER_ROUNDS: u32 = 5;
+
+/// A session that played this long was healthy: losing it fails over at once.
+const HEALTHY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// With several origins: an origin that accepts `play` but sends nothing this long is skipped.
+const MEDIA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `pull_linger`: when an on-demand session whose last player left stops.
+struct Linger {
+    after: std::time::Duration,
+    at: Option<tokio::time::Instant>,
+}
+
+impl Linger {
+    fn new(after: std::time::Duration) -> Self {
+        Linger { after, at: None }
+    }
+
+    /// The last player left (maybe again): the session stops `after` from now unless one
+    /// comes back.
+    fn start(&mut self) {
+        self.at = Some(tokio::time::Instant::now() + self.after);
+    }
+
+    /// Fires once when the linger ran out (never when none runs); the caller decides under
+    /// the registry's lock whether to stop.
+    async fn expired(&mut self) {
+        match self.at {
+            Some(at) => {
+                tokio::time::sleep_until(at).await;
+                self.at = None;
+            }
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -771,13 +945,26 @@ mod tests {
     /// An in-process sluice with `cam` published by our own client, which sends a keyframe
     /// every 100 ms.
     async fn origin() -> (u16, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (port, shutdown) = sluice_with("").await;
+        (port, shutdown, feed(port).await)
+    }
+
+    /// An in-process sluice whose application `live` has `extra`; nobody publishes there yet.
+    async fn sluice_with(extra: &str) -> (u16, CancellationToken) {
         let port = free_port();
         let text = format!(
-            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}"
+            "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; {extra} }} }} }}"
         );
-        let config = crate::config::Config::parse(&text, "t").unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(crate::app::run(config, shutdown.clone()));
+        tokio::spawn(crate::app::run(crate::config::Config::parse(&text, "t").unwrap(), shutdown.clone()));
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (port, shutdown)
+    }
+
+    /// Publishes `cam` on the sluice at `port` from our own client: a keyframe every 100 ms.
+    async fn feed(port: u16) -> tokio::task::JoinHandle<()> {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut publisher = loop {
             match crate::client::RtmpClient::connect(addr, "live", rtmp::Role::Publish("cam".into())).await {
@@ -786,7 +973,7 @@ mod tests {
             }
         };
         assert_eq!(publisher.next_status().await.unwrap(), "NetStream.Publish.Start");
-        let feeding = tokio::spawn(async move {
+        tokio::spawn(async move {
             publisher.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
             for i in 0u32.. {
                 let mut key = vec![0x17, 0x01, 0, 0, 0];
@@ -796,8 +983,7 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        });
-        (port, shutdown, feeding)
+        })
     }
 
     /// Entries until a video keyframe arrives.
@@ -955,6 +1141,116 @@ mod tests {
         let _published = streams.publish(&source, OPTS).unwrap();
         let (pack, _sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
         assert!(pack.live);
+        assert!(pulls.is_empty());
+    }
+
+    /// Several origins: one that cannot be reached and one that accepts `play` but has no
+    /// media are skipped; the third plays, and the registry row names it.
+    #[tokio::test]
+    async fn a_pull_skips_origins_that_are_down_or_lack_the_stream() {
+        // Nobody publishes there and players wait (`idle_streams on`): it accepts `play` and
+        // sends no media.
+        let (empty, _empty_shutdown) = sluice_with("").await;
+        let (port, origin_shutdown, _feeding) = origin().await;
+        let (streams, pulls, clients, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull rtmp://127.0.0.1:{}/live rtmp://127.0.0.1:{empty}/live rtmp://127.0.0.1:{port}/live;",
+            free_port()
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        assert_eq!(pulls.len(), 1);
+        let relay = clients.list()[0].relay.clone().unwrap();
+        assert_eq!(relay.url, format!("rtmp://127.0.0.1:{port}/live"));
+        assert_eq!((relay.connected, relay.reconnects), (true, 2));
+        drop(sub);
+        origin_shutdown.cancel();
+    }
+
+    /// "And back": an upstream lost mid-stream is looked for from the first origin again, not
+    /// from the next one in the list; the players stay subscribed across the failover.
+    #[tokio::test]
+    async fn a_lost_upstream_fails_over_starting_from_the_first_origin() {
+        let (first, _first_shutdown) = sluice_with("idle_streams off;").await;
+        let (second, second_shutdown, _second_feed) = origin().await;
+        let (third, _third_shutdown, _third_feed) = origin().await;
+        let (streams, _pulls, clients, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull_reconnect 100ms; pull rtmp://127.0.0.1:{first}/live rtmp://127.0.0.1:{second}/live rtmp://127.0.0.1:{third}/live;"
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        let relay = || clients.list()[0].relay.clone().unwrap();
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{second}/live"), "the first refused it");
+        // The stream appears on the first origin; the second dies.
+        let _first_feed = feed(first).await;
+        second_shutdown.cancel();
+        // Frames of the second origin may come first; then the stream ends and comes back.
+        while !until_keyframe(&mut sub).await.contains(&"unpublished".to_owned()) {}
+        eventually("the pull on the first origin", || relay().connected).await;
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{first}/live"), "back to the first, not on to the third");
+        assert_eq!(relay().reconnects, 2);
+    }
+
+    /// An origin that keeps the edge's connection when its publisher leaves (`idle_streams
+    /// on`) still fails the pull over: its Stream EOF ends the session, and the next round
+    /// skips it (no media) for the origin that has the stream.
+    #[tokio::test]
+    async fn the_origins_publisher_leaving_fails_over() {
+        let (first, _first_shutdown, first_feed) = origin().await;
+        let (second, _second_shutdown, _second_feed) = origin().await;
+        let (streams, _pulls, clients, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull_reconnect 100ms; pull rtmp://127.0.0.1:{first}/live rtmp://127.0.0.1:{second}/live;"
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        let relay = || clients.list()[0].relay.clone().unwrap();
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{first}/live"));
+        first_feed.abort();
+        while !until_keyframe(&mut sub).await.contains(&"unpublished".to_owned()) {}
+        assert_eq!(relay().url, format!("rtmp://127.0.0.1:{second}/live"));
+        // The first origin again (it has no media now), then the second.
+        assert_eq!(relay().reconnects, 2, "{:?}", relay());
+    }
+
+    /// The upstream is lost while the pull lingers with no player: it stops rather than fail
+    /// over to an origin for nobody.
+    #[tokio::test]
+    async fn a_lingering_pull_that_loses_its_upstream_stops() {
+        let (first, first_shutdown, _first_feed) = origin().await;
+        let (second, _second_shutdown, _second_feed) = origin().await;
+        let (streams, pulls, _, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull_linger 1h; pull rtmp://127.0.0.1:{first}/live rtmp://127.0.0.1:{second}/live;"
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        until_keyframe(&mut sub).await;
+        drop(sub);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pulls.len(), 1, "lingering");
+        first_shutdown.cancel();
+        eventually("the pull to stop", || pulls.is_empty()).await;
+    }
+
+    /// A stream no origin has: one round, then its players' stream ends (no endless retries).
+    #[tokio::test]
+    async fn a_pull_no_origin_plays_gives_up_after_one_round() {
+        let (streams, pulls, _, _) = edge();
+        let app = test_app(&format!(
+            "live on; pull rtmp://127.0.0.1:{}/live rtmp://127.0.0.1:{}/live;",
+            free_port(),
+            free_port()
+        ));
+        let (_, mut sub) = streams.play(&player(&app, "cam"), OPTS).unwrap();
+        let ended = async {
+            loop {
+                if sub.next_batch(16).await.entries.iter().any(|e| matches!(e, Entry::Unpublished)) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the end of the stream");
         assert!(pulls.is_empty());
     }
 

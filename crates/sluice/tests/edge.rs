@@ -1,0 +1,166 @@
+//! The edge: an application that pulls on demand from a list of origins
+//! (`pull rtmp://o1/live rtmp://o2/live;`), with several sluice processes on loopback. The
+//! origins run `idle_streams off`, so an origin without the stream refuses the play at once;
+//! ffmpeg publishes, ffmpeg players on the edge decode, and the origins' API and logs count the
+//! upstream connections.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// An origin: API on the built-in HTTP server, players of a stream nobody publishes refused.
+fn origin_on(port: u16) -> Server {
+    Server::start_conf_on(
+        port,
+        "rtmp { http_listen 127.0.0.1:{http};
+  server { listen 127.0.0.1:{rtmp}; application live { live on; idle_streams off; } } }",
+    )
+}
+
+/// An edge whose application `live` pulls on demand from `origins` in that order, plus
+/// `extra` in the application.
+fn edge(origins: &[u16], extra: &str) -> Server {
+    let urls: Vec<String> = origins.iter().map(|p| format!("rtmp://127.0.0.1:{p}/live")).collect();
+    Server::start_conf(&format!(
+        "rtmp {{ http_listen 127.0.0.1:{{http}};
+  server {{ listen 127.0.0.1:{{rtmp}}; application live {{ live on; pull {}; {extra} }} }} }}",
+        urls.join(" ")
+    ))
+}
+
+fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn get_json(s: &Server, path: &str) -> Option<Value> {
+    let r = curl_reply(&[], &format!("http://127.0.0.1:{}{path}", s.http_port));
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok()).flatten()
+}
+
+/// Players of `live/cam` connected to `s` now, from its API (an edge's pull is one of them).
+fn players_now(s: &Server) -> usize {
+    let Some(clients) = get_json(s, "/api/v1/clients") else { return 0 };
+    let list = clients["clients"].as_array().cloned().unwrap_or_default();
+    list.iter().filter(|c| c["role"] == "player" && c["app"] == "live" && c["name"] == "cam").count()
+}
+
+/// Plays of `cam` an origin accepted so far, from its log.
+fn plays_served(origin: &Server) -> usize {
+    origin.log().lines().filter(|l| l.contains(" play ") && l.contains("stream=cam")).count()
+}
+
+/// The edge's pull leg of `live/cam`, from its API.
+fn pull_leg(edge: &Server) -> Option<Value> {
+    let stream = get_json(edge, "/api/v1/streams/live/cam")?;
+    stream["relays"].as_array()?.iter().find(|r| r["direction"] == "pull").cloned()
+}
+
+/// A player decoding `url` for ever, its `showinfo` lines in `log`.
+fn showinfo_player(url: &str, log: &Path) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-i", url, "-vf", "showinfo", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("ffmpeg is installed");
+    Proc(child)
+}
+
+/// Video frame sizes ffmpeg's `showinfo` printed ("320x240" → count).
+fn showinfo_sizes(log: &Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut sizes = HashMap::new();
+    for line in text.lines().filter(|l| l.contains("Parsed_showinfo") && l.contains(" n:")) {
+        if let Some(size) = line.split_whitespace().find_map(|w| w.strip_prefix("s:")) {
+            *sizes.entry(size.to_owned()).or_default() += 1;
+        }
+    }
+    sizes
+}
+
+fn decoded(log: &Path, size: &str) -> usize {
+    showinfo_sizes(log).get(size).copied().unwrap_or(0)
+}
+
+/// The stream is only on the second origin: the first refuses it, the edge moves on, and five
+/// players share one upstream connection, which the API shows with the origin it is on.
+#[test]
+fn five_players_get_the_stream_from_the_second_origin_over_one_upstream() {
+    let (o1, o2) = (origin_on(free_port()), origin_on(free_port()));
+    let _publisher = ffmpeg_publish_pattern(&o2.url("cam"), "320x240", 120, 25);
+    wait_published(&o2, "cam");
+    let edge = edge(&[o1.port, o2.port], "");
+    let dir = TempDir::new("edge-five");
+    let log = dir.path("player.log");
+    let _watching = showinfo_player(&edge.url("cam"), &log);
+    poll("the first player decoding", Duration::from_secs(60), || decoded(&log, "320x240") >= 25);
+    let _others: Vec<Proc> = (0..4).map(|_| ffmpeg_play(&edge.url("cam"))).collect();
+    poll("five players on the edge", Duration::from_secs(30), || players_now(&edge) == 5);
+    assert_eq!(players_now(&o2), 1, "one upstream connection for five players; edge log:\n{}", edge.log());
+    assert_eq!(plays_served(&o2), 1, "one play reached the origin:\n{}", o2.log());
+    assert!(o1.log().contains("play refused"), "the first origin was asked and refused:\n{}", o1.log());
+    let leg = pull_leg(&edge).expect("the pull leg in the API");
+    assert_eq!(leg["url"], format!("rtmp://127.0.0.1:{}/live", o2.port), "{leg}");
+    assert_eq!((leg["connected"].as_bool(), leg["reconnects"].as_u64()), (Some(true), Some(1)), "{leg}");
+}
+
+/// The origin the edge plays from dies, and the publisher starts again on the other origin:
+/// the edge fails over without its player reconnecting; the same ffmpeg process decodes both.
+#[test]
+fn the_edge_fails_over_when_its_origin_dies_and_its_player_keeps_playing() {
+    let (o1, o2) = (origin_on(free_port()), origin_on(free_port()));
+    let first = ffmpeg_publish_pattern(&o1.url("cam"), "320x240", 120, 25);
+    wait_published(&o1, "cam");
+    let edge = edge(&[o1.port, o2.port], "pull_reconnect 500ms;");
+    let dir = TempDir::new("edge-failover");
+    let log = dir.path("player.log");
+    let mut player = showinfo_player(&edge.url("cam"), &log);
+    poll("the player decoding the first origin", Duration::from_secs(60), || decoded(&log, "320x240") >= 25);
+
+    drop((o1, first));
+    poll("the edge to notice", Duration::from_secs(20), || edge.log().contains("upstream lost"));
+    let _second = ffmpeg_publish_pattern(&o2.url("cam"), "160x120", 120, 25);
+    poll("the player decoding the second origin", Duration::from_secs(60), || decoded(&log, "160x120") >= 25);
+    assert!(player.0.try_wait().unwrap().is_none(), "the player never left");
+    assert_eq!(players_now(&o2), 1, "{}", edge.log());
+    let leg = pull_leg(&edge).expect("the pull leg in the API");
+    assert_eq!(leg["url"], format!("rtmp://127.0.0.1:{}/live", o2.port), "{leg}");
+    assert!(leg["reconnects"].as_u64().unwrap() >= 2, "{leg}");
+}
+
+/// A player leaves and another comes within `pull_linger`: both are served by one upstream
+/// connection, which closes once the linger is over.
+#[test]
+fn a_player_back_within_the_linger_reuses_the_upstream() {
+    let o1 = origin_on(free_port());
+    let _publisher = ffmpeg_publish_pattern(&o1.url("cam"), "320x240", 120, 25);
+    wait_published(&o1, "cam");
+    let edge = edge(&[o1.port], "pull_linger 10s;");
+    let play_for = |secs: &str| {
+        let url = edge.url("cam");
+        run_timeout(
+            Command::new("ffmpeg").args(["-nostdin", "-loglevel", "error", "-i", &url, "-t", secs, "-f", "null", "-"]),
+            Duration::from_secs(60),
+        )
+    };
+    assert!(play_for("2").status.success(), "{}", edge.log());
+    let left = Instant::now();
+    assert!(play_for("2").status.success(), "{}", edge.log());
+    assert_eq!(plays_served(&o1), 1, "one upstream connection for both players:\n{}", edge.log());
+    poll("the upstream to close after the linger", Duration::from_secs(40), || {
+        edge.log().contains("pull stopped: no players left")
+    });
+    assert!(left.elapsed() >= Duration::from_secs(10), "not before the linger ran out");
+    poll("the origin to lose its player", Duration::from_secs(20), || players_now(&o1) == 0);
+}
