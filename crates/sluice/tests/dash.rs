@@ -33,31 +33,6 @@ fn mpd_with(server: &Server, path: &str, min: usize) -> String {
     })
 }
 
-/// An attribute of the first element named `element` (`<S` matches `<S ` only).
-fn attr<'a>(text: &'a str, element: &str, name: &str) -> Option<&'a str> {
-    let start = text.find(&format!("<{element} "))?;
-    let tag = &text[start..start + text[start..].find('>')?];
-    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-    Some(&tag[at..at + tag[at..].find('"')?])
-}
-
-/// (t, d) of every `<S>` of one AdaptationSet's timeline (`m4v` or `m4a`), `t` filled in.
-fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
-    let Some(set) = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut next = 0;
-    for s in set.split("<S ").skip(1) {
-        let s = &format!("<S {s}");
-        let t = attr(s, "S", "t").map_or(next, |t| t.parse().unwrap());
-        let d: u64 = attr(s, "S", "d").unwrap().parse().unwrap();
-        out.push((t, d));
-        next = t + d;
-    }
-    out
-}
-
 fn video_timeline(mpd: &str) -> Vec<(u64, u64)> {
     timeline(mpd, "m4v")
 }

@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -63,30 +62,6 @@ fn plays_served(origin: &Server) -> usize {
 fn pull_leg(edge: &Server) -> Option<Value> {
     let stream = get_json(edge, "/api/v1/streams/live/cam")?;
     stream["relays"].as_array()?.iter().find(|r| r["direction"] == "pull").cloned()
-}
-
-/// A player decoding `url` for ever, its `showinfo` lines in `log`.
-fn showinfo_player(url: &str, log: &Path) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-i", url, "-vf", "showinfo", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
-}
-
-/// Video frame sizes ffmpeg's `showinfo` printed ("320x240" → count).
-fn showinfo_sizes(log: &Path) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut sizes = HashMap::new();
-    for line in text.lines().filter(|l| l.contains("Parsed_showinfo") && l.contains(" n:")) {
-        if let Some(size) = line.split_whitespace().find_map(|w| w.strip_prefix("s:")) {
-            *sizes.entry(size.to_owned()).or_default() += 1;
-        }
-    }
-    sizes
 }
 
 fn decoded(log: &Path, size: &str) -> usize {

@@ -281,18 +281,6 @@ fn frame_sizes(file: &Path) -> HashMap<String, usize> {
     sizes
 }
 
-/// Video frame sizes ffmpeg's `showinfo` printed ("s:320x240").
-fn showinfo_sizes(log: &Path) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut sizes = HashMap::new();
-    for line in text.lines().filter(|l| l.contains("Parsed_showinfo") && l.contains(" n:")) {
-        if let Some(size) = line.split_whitespace().find_map(|w| w.strip_prefix("s:")) {
-            *sizes.entry(size.to_owned()).or_default() += 1;
-        }
-    }
-    sizes
-}
-
 fn signal(p: &Proc, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(p.0.id().to_string()).status();
 }

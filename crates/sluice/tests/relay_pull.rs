@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -109,30 +108,6 @@ fn record_play(url: &str, secs: u32, out: &Path) -> Proc {
             .arg(out),
         "ffmpeg is installed",
     )
-}
-
-/// A player decoding `url` for ever, its `showinfo` lines in `log`.
-fn showinfo_player(url: &str, log: &Path) -> Proc {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-i", url, "-vf", "showinfo", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("ffmpeg is installed");
-    Proc(child)
-}
-
-/// Video frame sizes ffmpeg's `showinfo` printed ("320x240" → count).
-fn showinfo_sizes(log: &Path) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut sizes = HashMap::new();
-    for line in text.lines().filter(|l| l.contains("Parsed_showinfo") && l.contains(" n:")) {
-        if let Some(size) = line.split_whitespace().find_map(|w| w.strip_prefix("s:")) {
-            *sizes.entry(size.to_owned()).or_default() += 1;
-        }
-    }
-    sizes
 }
 
 /// Decoded video frames of a file or URL, counted by ffprobe.

@@ -22,31 +22,6 @@ pub fn shared_server(dir: &TempDir, extra: &str) -> (Server, PathBuf, PathBuf) {
     (server, hls, dash)
 }
 
-/// An attribute of the first element named `element`.
-pub fn attr<'a>(text: &'a str, element: &str, name: &str) -> Option<&'a str> {
-    let start = text.find(&format!("<{element} "))?;
-    let tag = &text[start..start + text[start..].find('>')?];
-    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
-    Some(&tag[at..at + tag[at..].find('"')?])
-}
-
-/// (t, d) of every `<S>` of the AdaptationSet whose template ends in `ext`, `t` filled in.
-pub fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
-    let Some(set) = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut next = 0;
-    for s in set.split("<S ").skip(1) {
-        let s = &format!("<S {s}");
-        let t = attr(s, "S", "t").map_or(next, |t| t.parse().unwrap());
-        let d: u64 = attr(s, "S", "d").unwrap().parse().unwrap();
-        out.push((t, d));
-        next = t + d;
-    }
-    out
-}
-
 /// The MPD over HTTP once it lists `min` video segments.
 pub fn mpd_with(server: &Server, path: &str, min: usize) -> String {
     wait_for(&format!("{min} segments in {path}"), Duration::from_secs(40), || {

@@ -472,3 +472,53 @@ pub fn parse_reply(raw: &[u8]) -> Reply {
     }
     Reply { status, headers, body: raw[split + 4..].to_vec() }
 }
+
+/// A player decoding `url` for ever, its `showinfo` lines in `log`.
+pub fn showinfo_player(url: &str, log: &Path) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-i", url, "-vf", "showinfo", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("ffmpeg is installed");
+    Proc(child)
+}
+
+/// Video frame sizes ffmpeg's `showinfo` printed ("320x240" → count).
+pub fn showinfo_sizes(log: &Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut sizes = HashMap::new();
+    for line in text.lines().filter(|l| l.contains("Parsed_showinfo") && l.contains(" n:")) {
+        if let Some(size) = line.split_whitespace().find_map(|w| w.strip_prefix("s:")) {
+            *sizes.entry(size.to_owned()).or_default() += 1;
+        }
+    }
+    sizes
+}
+
+/// An attribute of the first XML element named `element` in `text` (`<S` matches `<S ` only).
+pub fn attr<'a>(text: &'a str, element: &str, name: &str) -> Option<&'a str> {
+    let start = text.find(&format!("<{element} "))?;
+    let tag = &text[start..start + text[start..].find('>')?];
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+/// (t, d) of every `<S>` of an MPD's AdaptationSet whose template ends in `ext` (`m4v`,
+/// `m4a`), `t` filled in.
+pub fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
+    let Some(set) = mpd.split("<AdaptationSet").find(|s| s.contains(&format!("$Time$.{ext}"))) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut next = 0;
+    for s in set.split("<S ").skip(1) {
+        let s = &format!("<S {s}");
+        let t = attr(s, "S", "t").map_or(next, |t| t.parse().unwrap());
+        let d: u64 = attr(s, "S", "d").unwrap().parse().unwrap();
+        out.push((t, d));
+        next = t + d;
+    }
+    out
+}
