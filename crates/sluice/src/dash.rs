@@ -172,6 +172,29 @@ impl DashStore {
         self.expected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A stream's files to come: `next` replaces what `current` held (requests for those may
+    /// wait up to `wait` for `written` to say they exist), then the requests waiting are woken
+    /// to look again.
+    pub(crate) fn expect(
+        &self,
+        current: &mut Vec<PathBuf>,
+        next: Vec<PathBuf>,
+        written: &Arc<watch::Sender<u64>>,
+        wait: Duration,
+    ) {
+        {
+            let mut expected = self.expected();
+            for old in current.drain(..) {
+                expected.remove(&old);
+            }
+            for path in &next {
+                expected.insert(path.clone(), Expected { written: written.clone(), wait });
+            }
+        }
+        *current = next;
+        written.send_modify(|n| *n += 1);
+    }
+
     fn partial(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<watch::Sender<Chunks>>>> {
         self.partial.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -607,17 +630,7 @@ impl DashTask {
     fn expect_next(&mut self) {
         let wait = (self.app.dash.fragment * 2).clamp(Duration::from_secs(1), MAX_WAIT);
         let next: Vec<PathBuf> = self.packager.next_files().into_iter().map(|f| self.dir.join(f)).collect();
-        {
-            let mut expected = self.store.expected();
-            for old in self.next.drain(..) {
-                expected.remove(&old);
-            }
-            for path in &next {
-                expected.insert(path.clone(), Expected { written: self.written.clone(), wait });
-            }
-        }
-        self.next = next;
-        self.written.send_modify(|n| *n += 1);
+        self.store.expect(&mut self.next, next, &self.written, wait);
     }
 
     /// An expired fragment stays on disk `dash_playlist_length` (a player that read the MPD just

@@ -481,24 +481,6 @@ fn fragment_in_progress(server: &Server, dash: &Path) -> u64 {
     })
 }
 
-/// An HTTP/1.1 chunked body decoded; `None` until it is complete (the `0` chunk came).
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line = body.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line]).ok()?.trim(), 16).ok()?;
-        body = &body[line + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if body.len() < size + 2 {
-            return None;
-        }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
-    }
-}
-
 /// Low-latency DASH (`dash_low_latency`): the MPD says `availabilityTimeOffset` (fragment − part),
 /// `availabilityTimeComplete="false"`, a latency target and the server's clock (`/utc`, which
 /// answers); a GET of the fragment being written is answered at once, chunked: its first chunks
@@ -552,20 +534,6 @@ fn low_latency_dash_serves_the_fragment_being_written_chunk_by_chunk() {
     assert_eq!(body, std::fs::read(&file).unwrap(), "the chunks are the fragment");
     let kinds = mp4_boxes(&body);
     assert!(kinds.len() > 3 && kinds.iter().filter(|k| *k == "moof").count() > 1, "chunks: {kinds:?}");
-}
-
-/// The data of the complete chunks at the start of a chunked body.
-fn dechunk_prefix(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line) = body.windows(2).position(|w| w == b"\r\n") {
-        let Ok(size) = usize::from_str_radix(String::from_utf8_lossy(&body[..line]).trim(), 16) else { break };
-        if size == 0 || body.len() < line + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&body[line + 2..line + 2 + size]);
-        body = &body[line + 2 + size + 2.min(body.len() - line - 2 - size)..];
-    }
-    out
 }
 
 /// The top-level box types of an MP4 byte string.

@@ -26,7 +26,7 @@ use dash::mpd::{AudioRep, LowLatency, Manifest, VideoRep};
 use hls::Tracks;
 use tokio::sync::watch;
 
-use super::{manifest_path, DashStore, Expected, Removals, MAX_WAIT};
+use super::{manifest_path, DashStore, Removals, MAX_WAIT};
 use crate::atomic_file::write_atomically;
 use crate::config::AppConf;
 
@@ -495,17 +495,7 @@ impl Sink {
                 }
             }
         }
-        {
-            let mut expected = self.store.expected();
-            for old in self.next.drain(..) {
-                expected.remove(&old);
-            }
-            for path in &next {
-                expected.insert(path.clone(), Expected { written: self.written.clone(), wait });
-            }
-        }
-        self.next = next;
-        self.written.send_modify(|n| *n += 1);
+        self.store.expect(&mut self.next, next, &self.written, wait);
     }
 
     /// `dash` names `hls` (one file on disk, two names); the bytes written again where a link

@@ -522,3 +522,35 @@ pub fn timeline(mpd: &str, ext: &str) -> Vec<(u64, u64)> {
     }
     out
 }
+
+/// An HTTP/1.1 chunked body decoded; `None` until it is complete (the `0` chunk came).
+pub fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line]).ok()?.trim(), 16).ok()?;
+        body = &body[line + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if body.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+/// The data of the complete chunks at the start of a chunked body.
+pub fn dechunk_prefix(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line) = body.windows(2).position(|w| w == b"\r\n") {
+        let Ok(size) = usize::from_str_radix(String::from_utf8_lossy(&body[..line]).trim(), 16) else { break };
+        if size == 0 || body.len() < line + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&body[line + 2..line + 2 + size]);
+        body = &body[line + 2 + size + 2.min(body.len() - line - 2 - size)..];
+    }
+    out
+}
