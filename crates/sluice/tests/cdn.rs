@@ -279,3 +279,75 @@ fn hls_cors_names_one_origin_or_none() {
     let pre = curl_reply(&preflight, &url("/b/s.m3u8"));
     assert_eq!((pre.status, header(&pre, "access-control-allow-origin")), (204, "https://player.example"));
 }
+
+/// Asserts `name` under `base` is answered 200 with `cache_control`, an ETag and a
+/// Last-Modified, and `304` (with the same Cache-Control) to either validator.
+fn assert_validated(base: &str, name: &str, cache_control: &str) {
+    let r = get(&format!("{base}/{name}"), &[]);
+    assert_eq!((r.status, header(&r, "cache-control")), (200, cache_control), "{name}: {r:?}");
+    let (etag, modified) = (header(&r, "etag").to_owned(), header(&r, "last-modified").to_owned());
+    assert!(etag.starts_with('"') && modified.ends_with(" GMT"), "{name}: {r:?}");
+    let by_etag = get(&format!("{base}/{name}"), &[&format!("If-None-Match: {etag}")]);
+    assert_eq!((by_etag.status, by_etag.body.len()), (304, 0), "{name}");
+    assert_eq!((header(&by_etag, "etag"), header(&by_etag, "cache-control")), (etag.as_str(), cache_control));
+    let by_date = get(&format!("{base}/{name}"), &[&format!("If-Modified-Since: {modified}")]);
+    assert_eq!(by_date.status, 304, "{name}");
+    assert_eq!(get(&format!("{base}/{name}"), &["If-None-Match: \"other\""]).status, 200, "{name}");
+}
+
+/// DASH gets what HLS got: the MPD cached a second (an ETag, no Last-Modified: it changes
+/// within a second), fragments a minute (their nginx-rtmp names come back after a restart, so
+/// not immutable), init segments revalidated every time; validators and `304`s from memory and
+/// from disk; errors never cached; and the application's `hls_cors` on its `dash_path` answers.
+#[test]
+fn every_kind_of_dash_answer_carries_cache_headers_validators_and_the_apps_cors() {
+    let dir = TempDir::new("cdn-dash");
+    let dash = dir.path("dash");
+    // From an earlier run, on disk only.
+    std::fs::create_dir_all(&dash).unwrap();
+    std::fs::write(dash.join("old.mpd"), "<MPD/>").unwrap();
+    std::fs::write(dash.join("old-init.m4v"), "init").unwrap();
+    std::fs::write(dash.join("old-0.m4v"), "fragment").unwrap();
+    let server = Server::start(&format!(
+        "dash on; dash_path {}; dash_fragment 1s; hls_cors https://player.example;",
+        dash.display()
+    ));
+    let base = format!("http://127.0.0.1:{}/dash", server.http_port);
+    let _publisher = ffmpeg_publish(&server.url("s"), 20, 25);
+    let mpd = wait_for("an MPD listing 2 fragments", Duration::from_secs(40), || {
+        let r = get(&format!("{base}/s.mpd"), &[]);
+        (r.status == 200 && timeline(&r.text(), "m4v").len() >= 2).then_some(r)
+    });
+
+    // The live MPD, from memory.
+    assert_eq!(header(&mpd, "cache-control"), "public, max-age=1");
+    assert_eq!(header(&mpd, "content-type"), "application/dash+xml");
+    assert_eq!(header(&mpd, "access-control-allow-origin"), "https://player.example");
+    let etag = header(&mpd, "etag").to_owned();
+    assert!(etag.starts_with('"'), "{mpd:?}");
+    assert!(mpd.header("last-modified").is_none(), "{mpd:?}");
+    let again = get(&format!("{base}/s.mpd"), &[&format!("If-None-Match: {etag}")]);
+    assert!(again.status == 304 || header(&again, "etag") != etag, "304 while unchanged: {again:?}");
+    assert_eq!(header(&again, "cache-control"), "public, max-age=1");
+
+    // Init segment and a listed fragment, from memory.
+    let (t, _) = timeline(&mpd.text(), "m4v")[0];
+    assert_validated(&base, "s-init.m4v", "no-cache");
+    assert_validated(&base, &format!("s-{t}.m4v"), "public, max-age=60");
+
+    // The same kinds from disk.
+    let old = get(&format!("{base}/old.mpd"), &[]);
+    assert_eq!((old.status, header(&old, "cache-control")), (200, "public, max-age=1"));
+    assert_validated(&base, "old-init.m4v", "no-cache");
+    assert_validated(&base, "old-0.m4v", "public, max-age=60");
+
+    // Missing: never cached for long; CORS on errors too, and preflights.
+    let missing = get(&format!("{base}/s-999999999.m4v"), &[]);
+    assert_eq!((missing.status, header(&missing, "cache-control")), (404, "no-cache"));
+    assert_eq!(header(&missing, "access-control-allow-origin"), "https://player.example");
+    let pre = curl_reply(
+        &["-X", "OPTIONS", "-H", "Origin: https://other.example", "-H", "Access-Control-Request-Method: GET"],
+        &format!("{base}/s.mpd"),
+    );
+    assert_eq!((pre.status, header(&pre, "access-control-allow-origin")), (204, "https://player.example"));
+}
