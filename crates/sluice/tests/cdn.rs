@@ -1,6 +1,6 @@
 //! HLS behind a CDN: the cache headers and validators of every kind of answer (live and ended
 //! playlists, blocking reloads, parts, init segments, segments, misses), `304`s, CORS
-//! preflights, and a real cache in front (nginx `proxy_cache`, a CDN stand-in) that ffprobe
+//! preflights, the same for DASH, and a real cache in front (nginx `proxy_cache`, a CDN stand-in) that ffprobe
 //! reads through while the playlist keeps advancing.
 
 mod common;
@@ -350,4 +350,29 @@ fn every_kind_of_dash_answer_carries_cache_headers_validators_and_the_apps_cors(
         &format!("{base}/s.mpd"),
     );
     assert_eq!((pre.status, header(&pre, "access-control-allow-origin")), (204, "https://player.example"));
+}
+
+/// Live DASH through nginx `proxy_cache`: ffprobe reads the MPD through the cache, and a
+/// fragment's second fetch is the cache's (with `no-cache` on every DASH answer, as before, every
+/// fetch went upstream).
+#[test]
+fn live_dash_through_an_nginx_proxy_cache() {
+    let dir = TempDir::new("cdn-nginx-dash");
+    let server = Server::start(&format!("dash on; dash_path {}; dash_fragment 1s;", dir.path("dash").display()));
+    let cdn = Nginx::in_front_of(server.http_port);
+    let _publisher = ffmpeg_publish(&server.url("s"), 40, 25);
+    let mpd = wait_for("an MPD listing 2 fragments through the cache", Duration::from_secs(40), || {
+        let r = get(&cdn.url("/dash/s.mpd"), &[]);
+        (r.status == 200 && timeline(&r.text(), "m4v").len() >= 2).then(|| r.text())
+    });
+    let streams = ffprobe_streams(&cdn.url("/dash/s.mpd"));
+    assert!(streams.iter().any(|s| s.starts_with("h264")), "{streams:?}; nginx: {}", cdn.log());
+
+    let (t, _) = timeline(&mpd, "m4v")[0];
+    let name = format!("/dash/s-{t}.m4v");
+    let first = get(&cdn.url(&name), &[]);
+    assert_eq!(first.status, 200, "{name}");
+    let second = get(&cdn.url(&name), &[]);
+    assert_eq!((second.status, header(&second, "x-cache-status")), (200, "HIT"), "{name}");
+    assert_eq!(second.body, first.body);
 }
