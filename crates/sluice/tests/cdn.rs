@@ -1,7 +1,7 @@
-//! HLS behind a CDN: the cache headers and validators of every kind of answer (live and ended
-//! playlists, blocking reloads, parts, init segments, segments, misses), `304`s, CORS
-//! preflights, the same for DASH, and a real cache in front (nginx `proxy_cache`, a CDN stand-in) that ffprobe
-//! reads through while the playlist keeps advancing.
+//! HLS and DASH behind a CDN: the cache headers and validators of every kind of answer (live
+//! and ended playlists, blocking reloads, parts, init segments, segments, MPDs, fragments,
+//! misses), `304`s, CORS preflights, and a real cache in front (nginx `proxy_cache`, a CDN
+//! stand-in) that ffprobe reads through while the playlist keeps advancing.
 
 mod common;
 
