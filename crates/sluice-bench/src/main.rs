@@ -36,6 +36,10 @@ Options:
   --json FILE            also write the report as JSON
   --http-flv URL         players and probes play http://HOST:PORT/APP/STREAM.flv (HTTP-FLV) instead
                          of the RTMP URL, which is still published to
+  --play URL             players and probes play rtmp://HOST[:PORT]/APP/STREAM instead of the URL
+                         published to, e.g. an edge that pulls it from the origin published to;
+                         repeat it to spread them round-robin over several servers (latency is
+                         still measured from the publisher's stamps)
   --no-publish           only play; someone else publishes at --bitrate (keep-up is then judged
                          against the probes)
   --publishers N         instead of players: N synthetic publishers on STREAM-0..N-1, each at --bitrate;
@@ -79,6 +83,19 @@ struct Options {
     rcvlowat: u32,
     /// `--http-flv`: players and probes play this over HTTP-FLV.
     http_flv: Option<HttpTarget>,
+    /// `--play`: players and probes play these round-robin instead of `target`.
+    play: Vec<Target>,
+}
+
+impl Options {
+    /// Where the `i`th player (or probe) plays: round-robin over `--play`, else the published URL.
+    fn play_target(&self, i: usize) -> Target {
+        if self.play.is_empty() {
+            self.target.clone()
+        } else {
+            self.play[i % self.play.len()].clone()
+        }
+    }
 }
 
 fn parse_rate(s: &str) -> anyhow::Result<u64> {
@@ -132,6 +149,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         idle: None,
         rcvlowat: 0,
         http_flv: None,
+        play: Vec::new(),
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -156,6 +174,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--publishers" => o.publishers = Some(value()?.parse()?),
             "--idle" => o.idle = Some(value()?.parse()?),
             "--http-flv" => o.http_flv = Some(HttpTarget::parse(&value()?)?),
+            "--play" => o.play.push(parse_url(&value()?)?),
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -163,6 +182,9 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
     let url = url.with_context(|| format!("no URL given\n\n{USAGE}"))?;
     o.target = parse_url(&url)?;
     o.url = url;
+    if !o.play.is_empty() && o.http_flv.is_some() {
+        bail!("--play and --http-flv cannot be combined");
+    }
     Ok(Some(o))
 }
 
@@ -395,7 +417,7 @@ async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize
         let stats = Arc::new(PlayerStats::default());
         match &o.http_flv {
             Some(http) => tokio::spawn(httpflv::bulk_player(http.clone(), stats.clone(), o.rcvlowat)),
-            None => tokio::spawn(players::bulk_player(o.target.clone(), stats.clone(), o.rcvlowat)),
+            None => tokio::spawn(players::bulk_player(o.play_target(players.len()), stats.clone(), o.rcvlowat)),
         };
         players.push(stats);
         tokio::time::sleep_until((start + gap * (i as u32 + 1)).into()).await;
@@ -408,10 +430,10 @@ async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize
 async fn measure(o: &Options, players: &[Arc<PlayerStats>], pub_stats: &PublishStats) -> anyhow::Result<Step> {
     let stop = Arc::new(AtomicBool::new(false));
     let probes: Vec<Arc<Mutex<ProbeResult>>> = (0..o.probes).map(|_| Arc::default()).collect();
-    for p in &probes {
+    for (i, p) in probes.iter().enumerate() {
         match &o.http_flv {
             Some(http) => tokio::spawn(httpflv::probe_player(http.clone(), p.clone(), stop.clone())),
-            None => tokio::spawn(players::probe_player(o.target.clone(), p.clone(), stop.clone())),
+            None => tokio::spawn(players::probe_player(o.play_target(i), p.clone(), stop.clone())),
         };
     }
     let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
@@ -504,6 +526,7 @@ fn summarize_probes(step: &mut Step, probes: &[Arc<Mutex<ProbeResult>>]) {
     }
     step.latency_ms = Latency {
         p50: report::quantile(&lat, 0.5),
+        p95: report::quantile(&lat, 0.95),
         p99: report::quantile(&lat, 0.99),
         max: lat.last().copied().unwrap_or(0.0),
     };

@@ -18,6 +18,8 @@ pub const PASS_P99_MS: f64 = 1000.0;
 pub struct Latency {
     /// Median.
     pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
     /// Maximum.

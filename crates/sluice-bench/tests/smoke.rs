@@ -72,3 +72,22 @@ fn a_hundred_http_flv_players_all_keep_up() {
     assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{out}");
     assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{out}");
 }
+
+/// `--play`: published to one application, played from another that pulls it (an edge; here the
+/// same sluice pulling from itself): every player gets the stream and the probes still read the
+/// publisher's SEI stamps through the hop.
+#[test]
+fn players_on_an_edge_get_the_stream_published_to_its_origin() {
+    let port = free_port();
+    let conf = format!(
+        "rtmp {{ http_listen off; server {{ listen 127.0.0.1:{port}; application live {{ live on; }} \
+         application edge {{ live on; pull rtmp://127.0.0.1:{port}/live; }} }} }}"
+    );
+    let edge = format!("rtmp://127.0.0.1:{port}/edge/smoke");
+    let (report, out) = bench(&conf, port, "smoke-edge", &["--players", "50", "--play", &edge]);
+    let step = &report["steps"][0];
+    assert_eq!(step["failed"], 0, "{out}");
+    assert_eq!(step["kept_up"], 50, "every player on the edge got the whole stream:\n{out}");
+    assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{out}");
+    assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps crossed the hop:\n{out}");
+}

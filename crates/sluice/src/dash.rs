@@ -92,7 +92,7 @@ const MAX_WAITING: usize = 1024;
 /// serves it from memory first.
 #[derive(Default)]
 pub struct DashStore {
-    files: Mutex<HashMap<PathBuf, Bytes>>,
+    files: Mutex<MemFiles>,
     /// Which task writes each MPD, and where its timeline ends: an ended stream's task leaves
     /// the MPD and init segments to a later publish of the name, whose timeline starts after
     /// (so no fragment name is used twice while players may still fetch or cache the old ones).
@@ -132,6 +132,55 @@ struct Chunks {
     complete: bool,
 }
 
+/// The files in memory, each with when it came (its `Last-Modified`, and with a count of
+/// writes, its `ETag`).
+#[derive(Default)]
+pub(crate) struct MemFiles {
+    files: HashMap<PathBuf, MemFile>,
+    /// Files written so far: two writes of one name in the same millisecond get different ETags.
+    writes: u64,
+}
+
+#[derive(Clone)]
+struct MemFile {
+    data: Bytes,
+    modified: SystemTime,
+    etag: String,
+}
+
+impl MemFiles {
+    pub(crate) fn insert(&mut self, path: PathBuf, data: Bytes) {
+        self.writes += 1;
+        let modified = SystemTime::now();
+        let ms = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let etag = format!("\"{ms:x}-{:x}-{:x}\"", self.writes, data.len());
+        self.files.insert(path, MemFile { data, modified, etag });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn get(&self, path: &Path) -> Option<&Bytes> {
+        self.files.get(path).map(|f| &f.data)
+    }
+
+    pub(crate) fn remove(&mut self, path: &Path) -> Option<Bytes> {
+        self.files.remove(path).map(|f| f.data)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn contains_key(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&PathBuf, &Bytes)> {
+        self.files.iter().map(|(p, f)| (p, &f.data))
+    }
+
+    fn file(&self, path: &Path) -> Option<MemFile> {
+        self.files.get(path).cloned()
+    }
+}
+
 /// The task writing an MPD and where its timeline ends (ms).
 #[derive(Clone, Copy)]
 struct Writer {
@@ -160,7 +209,7 @@ impl DashStore {
         }
     }
 
-    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Bytes>> {
+    fn files(&self) -> std::sync::MutexGuard<'_, MemFiles> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -203,8 +252,8 @@ impl DashStore {
     /// by chunk; the next fragment of a live stream is waited for, up to two fragment lengths.
     /// `None` lets the HTTP server read the disk.
     pub async fn get(&self, path: &Path) -> Option<axum::response::Response> {
-        if let Some(data) = self.files().get(path).cloned() {
-            return Some(reply(path, data));
+        if let Some(file) = self.files().file(path) {
+            return Some(reply(path, file));
         }
         let partial = self.partial().get(path).map(|p| p.subscribe());
         let expected = self.expected().get(path).cloned();
@@ -227,8 +276,8 @@ impl DashStore {
         let mut rx = expected.written.subscribe();
         let found = tokio::time::timeout(expected.wait, async {
             loop {
-                if let Some(data) = self.files().get(path).cloned() {
-                    return Some(Ok(data));
+                if let Some(file) = self.files().file(path) {
+                    return Some(Ok(file));
                 }
                 if let Some(chunks) = self.partial().get(path).map(|p| p.subscribe()) {
                     return Some(Err(chunks));
@@ -241,7 +290,7 @@ impl DashStore {
         })
         .await;
         match found.ok().flatten()? {
-            Ok(data) => Some(reply(path, data)),
+            Ok(file) => Some(reply(path, file)),
             Err(chunks) => Some(chunked(path, chunks, permit)),
         }
     }
@@ -362,11 +411,21 @@ impl crate::http::LiveContent for DashStore {
     }
 }
 
-/// Names repeat from one publish of a stream to the next (as nginx-rtmp's), so nothing is
-/// cached without asking again.
-fn reply(path: &Path, data: Bytes) -> axum::response::Response {
-    let mut res = axum::response::Response::new(axum::body::Body::from(data));
+/// A file from memory, with its validators (`If-None-Match`/`If-Modified-Since` are answered
+/// `304` by the HTTP layer). A live MPD changes within a second: no `Last-Modified` on it.
+fn reply(path: &Path, file: MemFile) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let mut res = axum::response::Response::new(axum::body::Body::from(file.data));
     set_headers(&mut res, path);
+    let h = res.headers_mut();
+    if let Ok(etag) = HeaderValue::try_from(file.etag) {
+        h.insert(header::ETAG, etag);
+    }
+    if cache::kind(path) != cache::Kind::Mpd {
+        if let Ok(date) = HeaderValue::try_from(crate::http::http_date(file.modified)) {
+            h.insert(header::LAST_MODIFIED, date);
+        }
+    }
     res
 }
 
@@ -374,7 +433,57 @@ fn set_headers(res: &mut axum::response::Response, path: &Path) {
     use axum::http::{header, HeaderValue};
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache::control(path)));
+}
+
+/// `Cache-Control` of DASH answers, from memory or from disk (the `dash_path` location), for
+/// browsers and CDNs in front. Unlike HLS's, fragment names are nginx-rtmp's (the fragment's
+/// start in ms) and repeat after a restart, and init segments keep their name from one publish
+/// to the next: neither is `immutable`.
+pub mod cache {
+    use std::path::Path;
+
+    /// The MPD: a cache answers the crowd for a second, as HLS's live playlists.
+    pub const MPD: &str = "public, max-age=1";
+    /// Fragments: kept twice the default window (30 s), all the time a player asks for one, but
+    /// not long enough to outlive a restart that reuses its name.
+    pub const FRAGMENT: &str = "public, max-age=60";
+    /// Init segments (the same name for every publish, with that publish's codec setup),
+    /// errors and unknown files: asked again every time (a `304` when unchanged).
+    pub const NO_CACHE: &str = "no-cache";
+
+    /// What a DASH file is, by its name.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kind {
+        /// `NAME.mpd`, `NAME/index.mpd`, variant MPDs.
+        Mpd,
+        /// `NAME-init.m4v`, `NAME/init.m4a`.
+        Init,
+        /// `NAME-TIME.m4v`, `NAME/TIME.m4a`, ...
+        Fragment,
+        /// Anything else.
+        Other,
+    }
+
+    /// The kind of the file at `path`.
+    pub fn kind(path: &Path) -> Kind {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("mpd") => Kind::Mpd,
+            Some("m4v" | "m4a" | "m4s" | "mp4") if stem == "init" || stem.ends_with("-init") => Kind::Init,
+            Some("m4v" | "m4a" | "m4s" | "mp4") => Kind::Fragment,
+            _ => Kind::Other,
+        }
+    }
+
+    /// `Cache-Control` of a successful answer for the file at `path`.
+    pub fn control(path: &Path) -> &'static str {
+        match kind(path) {
+            Kind::Mpd => MPD,
+            Kind::Fragment => FRAGMENT,
+            Kind::Init | Kind::Other => NO_CACHE,
+        }
+    }
 }
 
 /// MIME types of what DASH writes.
@@ -818,6 +927,21 @@ mod tests {
         let _all = store.waiting.0.clone().acquire_many_owned(MAX_WAITING as u32).await.unwrap();
         let res = store.get(Path::new("/d/cam-1.m4v")).await.unwrap();
         assert_eq!(res.status(), 503);
+    }
+
+    #[test]
+    fn cache_control_by_kind() {
+        for (path, cc) in [
+            ("/d/cam.mpd", cache::MPD),
+            ("/d/cam/index.mpd", cache::MPD),
+            ("/d/cam-init.m4v", cache::NO_CACHE),
+            ("/d/cam/init.m4a", cache::NO_CACHE),
+            ("/d/cam-120000.m4v", cache::FRAGMENT),
+            ("/d/cam/0.m4a", cache::FRAGMENT),
+            ("/d/notes.txt", cache::NO_CACHE),
+        ] {
+            assert_eq!(cache::control(Path::new(path)), cc, "{path}");
+        }
     }
 
     #[test]

@@ -444,6 +444,14 @@ fn decorate(loc: &Location, path: &str, mut res: Response) -> Response {
             res.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static(value));
         }
     }
+    if loc.dash {
+        let value = if res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED {
+            crate::dash::cache::control(Path::new(path))
+        } else {
+            crate::dash::cache::NO_CACHE
+        };
+        res.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static(value));
+    }
     let status = res.status().as_u16();
     let mut added: Vec<&str> = Vec::new();
     for h in loc.headers.iter().filter(|h| !h.value.is_empty() && (h.always || ADD_HEADER_STATUSES.contains(&status))) {

@@ -1,7 +1,7 @@
-//! HLS behind a CDN: the cache headers and validators of every kind of answer (live and ended
-//! playlists, blocking reloads, parts, init segments, segments, misses), `304`s, CORS
-//! preflights, and a real cache in front (nginx `proxy_cache`, a CDN stand-in) that ffprobe
-//! reads through while the playlist keeps advancing.
+//! HLS and DASH behind a CDN: the cache headers and validators of every kind of answer (live
+//! and ended playlists, blocking reloads, parts, init segments, segments, MPDs, fragments,
+//! misses), `304`s, CORS preflights, and a real cache in front (nginx `proxy_cache`, a CDN
+//! stand-in) that ffprobe reads through while the playlist keeps advancing.
 
 mod common;
 
@@ -278,4 +278,101 @@ fn hls_cors_names_one_origin_or_none() {
     assert_eq!((named.status, header(&named, "access-control-allow-origin")), (404, "https://player.example"));
     let pre = curl_reply(&preflight, &url("/b/s.m3u8"));
     assert_eq!((pre.status, header(&pre, "access-control-allow-origin")), (204, "https://player.example"));
+}
+
+/// Asserts `name` under `base` is answered 200 with `cache_control`, an ETag and a
+/// Last-Modified, and `304` (with the same Cache-Control) to either validator.
+fn assert_validated(base: &str, name: &str, cache_control: &str) {
+    let r = get(&format!("{base}/{name}"), &[]);
+    assert_eq!((r.status, header(&r, "cache-control")), (200, cache_control), "{name}: {r:?}");
+    let (etag, modified) = (header(&r, "etag").to_owned(), header(&r, "last-modified").to_owned());
+    assert!(etag.starts_with('"') && modified.ends_with(" GMT"), "{name}: {r:?}");
+    let by_etag = get(&format!("{base}/{name}"), &[&format!("If-None-Match: {etag}")]);
+    assert_eq!((by_etag.status, by_etag.body.len()), (304, 0), "{name}");
+    assert_eq!((header(&by_etag, "etag"), header(&by_etag, "cache-control")), (etag.as_str(), cache_control));
+    let by_date = get(&format!("{base}/{name}"), &[&format!("If-Modified-Since: {modified}")]);
+    assert_eq!(by_date.status, 304, "{name}");
+    assert_eq!(get(&format!("{base}/{name}"), &["If-None-Match: \"other\""]).status, 200, "{name}");
+}
+
+/// DASH gets what HLS got: the MPD cached a second (an ETag, no Last-Modified: it changes
+/// within a second), fragments a minute (their nginx-rtmp names come back after a restart, so
+/// not immutable), init segments revalidated every time; validators and `304`s from memory and
+/// from disk; errors never cached; and the application's `hls_cors` on its `dash_path` answers.
+#[test]
+fn every_kind_of_dash_answer_carries_cache_headers_validators_and_the_apps_cors() {
+    let dir = TempDir::new("cdn-dash");
+    let dash = dir.path("dash");
+    // From an earlier run, on disk only.
+    std::fs::create_dir_all(&dash).unwrap();
+    std::fs::write(dash.join("old.mpd"), "<MPD/>").unwrap();
+    std::fs::write(dash.join("old-init.m4v"), "init").unwrap();
+    std::fs::write(dash.join("old-0.m4v"), "fragment").unwrap();
+    let server = Server::start(&format!(
+        "dash on; dash_path {}; dash_fragment 1s; hls_cors https://player.example;",
+        dash.display()
+    ));
+    let base = format!("http://127.0.0.1:{}/dash", server.http_port);
+    let _publisher = ffmpeg_publish(&server.url("s"), 20, 25);
+    let mpd = wait_for("an MPD listing 2 fragments", Duration::from_secs(40), || {
+        let r = get(&format!("{base}/s.mpd"), &[]);
+        (r.status == 200 && timeline(&r.text(), "m4v").len() >= 2).then_some(r)
+    });
+
+    // The live MPD, from memory.
+    assert_eq!(header(&mpd, "cache-control"), "public, max-age=1");
+    assert_eq!(header(&mpd, "content-type"), "application/dash+xml");
+    assert_eq!(header(&mpd, "access-control-allow-origin"), "https://player.example");
+    let etag = header(&mpd, "etag").to_owned();
+    assert!(etag.starts_with('"'), "{mpd:?}");
+    assert!(mpd.header("last-modified").is_none(), "{mpd:?}");
+    let again = get(&format!("{base}/s.mpd"), &[&format!("If-None-Match: {etag}")]);
+    assert!(again.status == 304 || header(&again, "etag") != etag, "304 while unchanged: {again:?}");
+    assert_eq!(header(&again, "cache-control"), "public, max-age=1");
+
+    // Init segment and a listed fragment, from memory.
+    let (t, _) = timeline(&mpd.text(), "m4v")[0];
+    assert_validated(&base, "s-init.m4v", "no-cache");
+    assert_validated(&base, &format!("s-{t}.m4v"), "public, max-age=60");
+
+    // The same kinds from disk.
+    let old = get(&format!("{base}/old.mpd"), &[]);
+    assert_eq!((old.status, header(&old, "cache-control")), (200, "public, max-age=1"));
+    assert_validated(&base, "old-init.m4v", "no-cache");
+    assert_validated(&base, "old-0.m4v", "public, max-age=60");
+
+    // Missing: never cached for long; CORS on errors too, and preflights.
+    let missing = get(&format!("{base}/s-999999999.m4v"), &[]);
+    assert_eq!((missing.status, header(&missing, "cache-control")), (404, "no-cache"));
+    assert_eq!(header(&missing, "access-control-allow-origin"), "https://player.example");
+    let pre = curl_reply(
+        &["-X", "OPTIONS", "-H", "Origin: https://other.example", "-H", "Access-Control-Request-Method: GET"],
+        &format!("{base}/s.mpd"),
+    );
+    assert_eq!((pre.status, header(&pre, "access-control-allow-origin")), (204, "https://player.example"));
+}
+
+/// Live DASH through nginx `proxy_cache`: ffprobe reads the MPD through the cache, and a
+/// fragment's second fetch is the cache's (with `no-cache` on every DASH answer, as before, every
+/// fetch went upstream).
+#[test]
+fn live_dash_through_an_nginx_proxy_cache() {
+    let dir = TempDir::new("cdn-nginx-dash");
+    let server = Server::start(&format!("dash on; dash_path {}; dash_fragment 1s;", dir.path("dash").display()));
+    let cdn = Nginx::in_front_of(server.http_port);
+    let _publisher = ffmpeg_publish(&server.url("s"), 40, 25);
+    let mpd = wait_for("an MPD listing 2 fragments through the cache", Duration::from_secs(40), || {
+        let r = get(&cdn.url("/dash/s.mpd"), &[]);
+        (r.status == 200 && timeline(&r.text(), "m4v").len() >= 2).then(|| r.text())
+    });
+    let streams = ffprobe_streams(&cdn.url("/dash/s.mpd"));
+    assert!(streams.iter().any(|s| s.starts_with("h264")), "{streams:?}; nginx: {}", cdn.log());
+
+    let (t, _) = timeline(&mpd, "m4v")[0];
+    let name = format!("/dash/s-{t}.m4v");
+    let first = get(&cdn.url(&name), &[]);
+    assert_eq!(first.status, 200, "{name}");
+    let second = get(&cdn.url(&name), &[]);
+    assert_eq!((second.status, header(&second, "x-cache-status")), (200, "HIT"), "{name}");
+    assert_eq!(second.body, first.body);
 }

@@ -139,3 +139,38 @@ fn a_player_back_within_the_linger_reuses_the_upstream() {
     assert!(left.elapsed() >= Duration::from_secs(10), "not before the linger ran out");
     poll("the origin to lose its player", Duration::from_secs(20), || players_now(&o1) == 0);
 }
+
+/// HLS on an edge: an edge application with `pull` and `hls on` writes and serves the HLS of
+/// the stream it pulls, while an RTMP player keeps the on-demand pull alive (an HLS request alone
+/// starts no pull: an edge serving HLS only pulls `static`, as the second edge here, which has
+/// no player at all). ffprobe reads both edges' playlists over HTTP.
+#[test]
+fn edges_serve_hls_of_the_streams_they_pull() {
+    let o1 = origin_on(free_port());
+    let _publisher = ffmpeg_publish_pattern(&o1.url("cam"), "320x240", 120, 25);
+    wait_published(&o1, "cam");
+    let dir = TempDir::new("edge-hls");
+    let hls = |name: &str| format!("hls on; hls_path {}; hls_fragment 1s;", dir.path(name).display());
+    let on_demand = edge(&[o1.port], &hls("hls"));
+    let static_pull = Server::start_conf(&format!(
+        "rtmp {{ http_listen 127.0.0.1:{{http}};
+  server {{ listen 127.0.0.1:{{rtmp}}; application live {{ live on;
+    pull rtmp://127.0.0.1:{}/live/cam name=cam static; {} }} }} }}",
+        o1.port,
+        hls("hls")
+    ));
+    let playlist = |s: &Server| format!("http://127.0.0.1:{}/hls/cam.m3u8", s.http_port);
+    let probe = |s: &Server| {
+        wait_for("two segments in the edge's playlist", Duration::from_secs(60), || {
+            let r = curl_reply(&[], &playlist(s));
+            (r.status == 200 && r.text().matches("#EXTINF").count() >= 2).then_some(())
+        });
+        ffprobe_streams(&playlist(s))
+    };
+
+    assert_eq!(curl_reply(&[], &playlist(&on_demand)).status, 404, "no player, no pull, no HLS");
+    let _player = ffmpeg_play(&on_demand.url("cam"));
+    assert!(probe(&on_demand).iter().any(|s| s == "h264,320,240"), "{}", on_demand.log());
+    assert!(probe(&static_pull).iter().any(|s| s == "h264,320,240"), "{}", static_pull.log());
+    assert_eq!(plays_served(&o1), 2, "one upstream per edge:\n{}", o1.log());
+}

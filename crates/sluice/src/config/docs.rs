@@ -176,7 +176,7 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("hls_fragment_type", "`fmp4` writes CMAF segments (`.m4s`) with an init segment (`#EXT-X-MAP`). MPEG-TS carries H.264 and HEVC, AAC and MP3; fMP4 H.264, HEVC, AV1, AAC and Opus.", SLUICE),
     doc("hls_low_latency", "Low-latency HLS: segments are also cut into parts (`#EXT-X-PART`, served from memory), with `#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES`, `#EXT-X-PRELOAD-HINT` and `#EXT-X-PROGRAM-DATE-TIME`; requests with `_HLS_msn`/`_HLS_part` wait for that part (up to three target durations, then 503). Not with `hls_keys`.", SLUICE),
     doc("hls_part_duration", "The low-latency part target (50ms to 5s).", SLUICE),
-    doc("hls_cors", "`Access-Control-Allow-Origin` of the `hls_path` location sluice serves: `*` (any page), `off` (none: pages of other sites cannot read the stream) or one origin (`https://player.example`, with `always`: on errors too). Applications sharing an `hls_path` must agree. In an `http {}` location of your own, `add_header Access-Control-Allow-Origin` does the same.", SLUICE),
+    doc("hls_cors", "`Access-Control-Allow-Origin` of the `hls_path` and `dash_path` locations sluice serves for the application: `*` (any page), `off` (none: pages of other sites cannot read the stream) or one origin (`https://player.example`, with `always`: on errors too). Applications sharing an `hls_path` (or `dash_path`) must agree. In an `http {}` location of your own, `add_header Access-Control-Allow-Origin` does the same.", SLUICE),
     // dash
     doc(
         "dash",

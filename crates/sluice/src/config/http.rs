@@ -539,6 +539,9 @@ pub struct Location {
     /// An implicit hls location: sluice sets `Cache-Control` per file type (playlists and keys
     /// `no-cache`, segments cached for a year).
     pub hls: bool,
+    /// An implicit dash location: sluice sets `Cache-Control` per file type
+    /// (`crate::dash::cache`).
+    pub dash: bool,
     /// `rtmp_control`: the control API sections answered here (none by default).
     pub rtmp_control: RtmpControl,
     /// `allow`/`deny` rules in effect, in order (none: everyone is allowed).
@@ -635,6 +638,7 @@ impl HttpLayer {
             headers: self.headers.clone().unwrap_or_default(),
             index: self.index.clone().unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()]),
             hls: false,
+            dash: false,
             rtmp_control: self.rtmp_control.unwrap_or_default(),
             access: self.access.clone().unwrap_or_default(),
             handler: self.handler(),
@@ -1194,7 +1198,7 @@ fn non_empty(d: &Directive) -> Result<String, Fail> {
 /// URL: an error at the second one's `application` line (found in `rtmp`).
 pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) -> Result<Vec<Location>, Fail> {
     let mut seen: Vec<(String, &Path, &str, &str)> = Vec::new();
-    // The `hls_cors` each served `hls_path` got, so applications sharing one agree.
+    // The `hls_cors` each served `hls_path` or `dash_path` got, so applications sharing one agree.
     let mut cors_of: Vec<(&Path, &HlsCors, &str)> = Vec::new();
     let mut out = Vec::new();
     for (i, server) in servers.iter().enumerate() {
@@ -1209,17 +1213,16 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
                 tracing::warn!(app = %app.name, "{directive} \"{}\" has no directory name to serve it under; not served over HTTP", path.display());
                 continue;
             };
-            if is_hls {
-                if let Some((_, _, other_app)) = cors_of.iter().find(|(p, c, _)| *p == path && **c != app.hls.cors) {
-                    let msg = format!(
-                        "applications \"{other_app}\" and \"{}\" share hls_path {} with different hls_cors",
-                        app.name,
-                        path.display()
-                    );
-                    return Err(Fail::new(app_span(rtmp, i, &app.name), msg));
-                }
-                cors_of.push((path, &app.hls.cors, &app.name));
+            // `hls_cors` is the application's: its dash_path location gets it too.
+            if let Some((_, _, other_app)) = cors_of.iter().find(|(p, c, _)| *p == path && **c != app.hls.cors) {
+                let msg = format!(
+                    "applications \"{other_app}\" and \"{}\" share {directive} {} with different hls_cors",
+                    app.name,
+                    path.display()
+                );
+                return Err(Fail::new(app_span(rtmp, i, &app.name), msg));
             }
+            cors_of.push((path, &app.hls.cors, &app.name));
             let uri = format!("/{name}/");
             match seen.iter().find(|(u, _, _, _)| *u == uri) {
                 Some((_, other_path, _, _)) if *other_path == path => continue,
@@ -1241,9 +1244,8 @@ pub(crate) fn hls_locations(servers: &[ServerConf], rtmp: Option<&Directive>) ->
             loc.files = Some(Files::Alias { dir: path.to_path_buf(), prefix: uri });
             // HLS segment names are unique per publish (immutable); DASH's, as nginx-rtmp's, are not.
             loc.hls = is_hls;
-            if is_hls {
-                apply_cors(&mut loc, &app.hls.cors);
-            }
+            loc.dash = !is_hls;
+            apply_cors(&mut loc, &app.hls.cors);
             out.push(loc);
         }
     }
