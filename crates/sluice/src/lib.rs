@@ -10,6 +10,7 @@ pub mod app;
 mod atomic_file;
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod clients;
 pub mod config;
 pub mod connection;
