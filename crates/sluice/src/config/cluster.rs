@@ -279,4 +279,57 @@ mod tests {
             assert!(parse_address(bad).is_err(), "{bad}");
         }
     }
+
+    fn parse(rtmp: &str) -> Result<crate::config::Config, String> {
+        crate::config::Config::parse(&format!("rtmp {{ {rtmp} }}"), "t.conf").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn directives_merge_and_default() {
+        let c = parse(
+            "cluster_redis redis://:pw@127.0.0.1:6379/1; cluster_ttl 2s; cluster_address rtmp://10.0.0.1:1935; \
+             server { application live { live on; } application local { live on; cluster off; } } \
+             server { listen 1936; cluster_address rtmp://10.0.0.1:1936; application live { live on; } }",
+        )
+        .unwrap();
+        assert_eq!(c.cluster.ttl, Duration::from_secs(2));
+        assert_eq!(c.cluster.redis.as_ref().map(RedisUrl::shown).as_deref(), Some("redis://:***@127.0.0.1:6379/1"));
+        assert_eq!(c.servers[0].cluster_address.as_deref(), Some("rtmp://10.0.0.1:1935"));
+        assert_eq!(c.servers[1].cluster_address.as_deref(), Some("rtmp://10.0.0.1:1936"));
+        assert!(c.servers[0].apps[0].cluster && !c.servers[0].apps[1].cluster);
+        assert!(c.inert_report().is_empty(), "{:?}", c.inert_report());
+        assert!(!format!("{c:?}").contains("pw@"), "the password is not in the config's Debug");
+        let c = parse("server { application live { live on; } }").unwrap();
+        assert_eq!((c.cluster.redis.as_ref(), c.cluster.ttl), (None, TTL));
+    }
+
+    #[test]
+    fn config_errors_name_what_is_wrong() {
+        let e = parse("cluster_redis http://h:6379; server { }").unwrap_err();
+        assert!(e.starts_with("t.conf:1:") && e.contains("invalid \"cluster_redis\": the URL must start with \"redis://\""), "{e}");
+        let e = parse("cluster_redis redis://:pw@h:x; server { }").unwrap_err();
+        assert!(e.contains("port") && !e.contains("pw"), "{e}");
+        let e = parse("cluster_ttl 500ms; server { }").unwrap_err();
+        assert!(e.contains("at least 1s"), "{e}");
+        let e = parse("server { cluster_redis redis://h; }").unwrap_err();
+        assert!(e.contains("not allowed here"), "{e}");
+        let e = parse("server { cluster_address 10.0.0.1:1935; }").unwrap_err();
+        assert!(e.contains("invalid \"cluster_address\""), "{e}");
+        // A live application in the cluster needs its server's address...
+        let e = parse("cluster_redis redis://h; server { application live { live on; } }").unwrap_err();
+        assert!(e.contains("application \"live\"") && e.contains("no \"cluster_address\""), "{e}");
+        // ... unless it takes no part.
+        assert!(parse("cluster_redis redis://h; server { application live { live on; cluster off; } }").is_ok());
+        assert!(parse("cluster_redis redis://h; server { application vod { } }").is_ok());
+    }
+
+    #[test]
+    fn cluster_on_without_a_directory_warns() {
+        let c = parse("server { application live { live on; cluster on; } }").unwrap();
+        let report = c.inert_report();
+        assert!(report.iter().any(|l| l.contains("\"cluster on\" (line 1) has no effect")), "{report:?}");
+        // The default (not written) says nothing, nor does `cluster off`.
+        assert!(parse("server { application live { live on; cluster off; } }").unwrap().inert_report().is_empty());
+        assert!(parse("server { application live { live on; } }").unwrap().inert_report().is_empty());
+    }
 }
