@@ -248,6 +248,7 @@ fn every_stats_field_is_documented() {
             reconnects: 1,
             last_error: Some("refused".into()),
         }],
+        origin: "local".into(),
     };
     let client = ClientStats {
         id: 1,

@@ -321,6 +321,14 @@ impl Pulls {
         Leg { pulls: self.clone(), streams: streams.clone(), app, srv, key, id, stop, target, directory, opts }
     }
 
+    /// Whether `key`'s stream has a publisher while session `id` publishes nothing (between
+    /// its sessions): a local publisher took it.
+    fn published_by_other(&self, key: &StreamKey, id: u64) -> bool {
+        let slots = self.lock();
+        let Some(slot) = slots.get(key).filter(|s| s.id == id) else { return false };
+        !slot.published && slot.stream.as_ref().is_some_and(|s| s.is_live())
+    }
+
     /// A player left: the last one wakes an on-demand session to stop.
     fn leave(&self, key: &StreamKey, id: u64) {
         let mut slots = self.lock();
@@ -604,6 +612,11 @@ impl Leg {
         let end = loop {
             if self.pulls.stop_if_unwatched(&self.key, self.id, &mut None) {
                 break End::NoPlayers;
+            }
+            // The publisher came back here (the stream's origin is now this node): its
+            // players watch that one.
+            if self.pulls.published_by_other(&self.key, self.id) {
+                break End::LocalPublisher;
             }
             let why = match self.find_origin(&directory).await {
                 Err(end) => break end,
