@@ -176,6 +176,8 @@ pub struct Directory {
     refused: AtomicU64,
     claim: redis::Script,
     release: redis::Script,
+    /// The streams' watchers (their unregistration): shutdown waits for those under way.
+    watchers: tokio_util::task::TaskTracker,
 }
 
 impl Directory {
@@ -211,6 +213,7 @@ impl Directory {
             refused: AtomicU64::new(0),
             claim: redis::Script::new(CLAIM),
             release: redis::Script::new(RELEASE),
+            watchers: tokio_util::task::TaskTracker::new(),
         };
         directory.set_servers(servers);
         tracing::info!(directory = %directory.shown, node = %directory.node, ttl = ?conf.ttl, "cluster: stream directory");
@@ -400,6 +403,9 @@ impl Directory {
         for (key, value) in regs {
             self.release_key(&key, &value).await;
         }
+        // Unregistrations already under way (their streams ended with the shutdown).
+        self.watchers.close();
+        let _ = tokio::time::timeout(2 * COMMAND_TIMEOUT, self.watchers.wait()).await;
     }
 
     /// One heartbeat: every registration (`all`) or the new ones. A failure ends the round
@@ -506,7 +512,7 @@ impl Module for Registrar {
         // Subscribed now: the stream's end is an `Unpublished` entry (or another publish id).
         let (_, mut sub) = ctx.stream.subscribe();
         let directory = directory.clone();
-        tokio::spawn(async move {
+        directory.clone().watchers.spawn(async move {
             loop {
                 let batch = sub.next_batch(256).await;
                 let ended = batch.entries.iter().any(|e| matches!(e, Entry::Unpublished));
