@@ -185,8 +185,9 @@ impl Directory {
     /// lazily: Redis down at start-up is a directory down, not a failed start.
     pub fn new(conf: &ClusterConf, servers: &[ServerConf]) -> anyhow::Result<Option<Arc<Directory>>> {
         let Some(url) = &conf.redis else { return Ok(None) };
-        let client = redis::Client::open(url.secret_url())
-            .map_err(|e| anyhow::anyhow!("cluster_redis {}: {}", url.shown(), scrub(&e.to_string(), url.secret_url(), &url.shown())))?;
+        let client = redis::Client::open(url.secret_url()).map_err(|e| {
+            anyhow::anyhow!("cluster_redis {}: {}", url.shown(), scrub(&e.to_string(), url.secret_url(), &url.shown()))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
@@ -248,7 +249,11 @@ impl Directory {
     }
 
     /// Run one command under [`COMMAND_TIMEOUT`], noting the directory's health.
-    async fn run<T: redis::FromRedisValue>(&self, what: &str, cmd: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, String> {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
         let result = match tokio::time::timeout(COMMAND_TIMEOUT, cmd).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(scrub(&e.to_string(), &self.secret, &self.shown)),
@@ -317,9 +322,10 @@ impl Directory {
                 return Err(e);
             }
         };
-        let address = found.as_deref().and_then(parse_value).filter(|(address, node)| {
-            *node != self.node && !self.is_own_address(address)
-        });
+        let address = found
+            .as_deref()
+            .and_then(parse_value)
+            .filter(|(address, node)| *node != self.node && !self.is_own_address(address));
         match address {
             Some((address, _)) => {
                 self.found.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +382,9 @@ impl Directory {
         invocation.arg(value);
         match self.run("unregister", invocation.invoke_async::<i64>(&mut conn)).await {
             Ok(_) => tracing::info!(app = %key.app, stream = %key.name, "cluster: unregistered"),
-            Err(e) => tracing::warn!(app = %key.app, stream = %key.name, "cluster: not unregistered (it expires within cluster_ttl): {e}"),
+            Err(e) => {
+                tracing::warn!(app = %key.app, stream = %key.name, "cluster: not unregistered (it expires within cluster_ttl): {e}")
+            }
         }
     }
 
@@ -413,7 +421,10 @@ impl Directory {
     async fn beat(&self, all: bool) {
         let due: Vec<(StreamKey, u64, String)> = {
             let regs = self.regs.lock().unwrap_or_else(|e| e.into_inner());
-            regs.iter().filter(|(_, r)| all || r.pending).map(|(k, r)| (k.clone(), r.generation, r.value.clone())).collect()
+            regs.iter()
+                .filter(|(_, r)| all || r.pending)
+                .map(|(k, r)| (k.clone(), r.generation, r.value.clone()))
+                .collect()
         };
         for (key, generation, value) in due {
             let answer = match self.claim_key(&self::key(&key.app, &key.name), &value).await {

@@ -302,7 +302,11 @@ pub fn render_cluster(view: &crate::cluster::ClusterView) -> String {
         "sluice_cluster_lookups_total",
         "counter",
         "Stream directory lookups by result (found, not_found, failed)",
-        [(vec![("result", "found")], l.found), (vec![("result", "not_found")], l.not_found), (vec![("result", "failed")], l.failed)],
+        [
+            (vec![("result", "found")], l.found),
+            (vec![("result", "not_found")], l.not_found),
+            (vec![("result", "failed")], l.failed),
+        ],
     );
     out.family(
         "sluice_cluster_publish_refused_total",

@@ -538,7 +538,14 @@ mod tests {
         }
 
         fn policy(&self, relays: bool) -> Policy<'_> {
-            Policy { notifier: &self.notifier, counters: &self.counters, relays, apps_now: None, directory: None, srv: 0 }
+            Policy {
+                notifier: &self.notifier,
+                counters: &self.counters,
+                relays,
+                apps_now: None,
+                directory: None,
+                srv: 0,
+            }
         }
     }
 

@@ -111,11 +111,20 @@ impl Streams {
     /// [`Streams::publish`] for a relay pull: the stream is a copy of another server's
     /// (modules that must not treat it as an origin's, the cluster's registration, see
     /// [`PublishCtx::pulled`]).
-    pub fn publish_pulled(self: &Arc<Self>, source: &Source<'_>, opts: StreamOptions) -> Result<Published, PublishError> {
+    pub fn publish_pulled(
+        self: &Arc<Self>,
+        source: &Source<'_>,
+        opts: StreamOptions,
+    ) -> Result<Published, PublishError> {
         self.publish_as(source, opts, true)
     }
 
-    fn publish_as(self: &Arc<Self>, source: &Source<'_>, opts: StreamOptions, pulled: bool) -> Result<Published, PublishError> {
+    fn publish_as(
+        self: &Arc<Self>,
+        source: &Source<'_>,
+        opts: StreamOptions,
+        pulled: bool,
+    ) -> Result<Published, PublishError> {
         let key = StreamKey { app: source.app.name.clone(), name: source.name.to_owned() };
         let publisher = self.hub.publish(key, opts)?;
         let (tx, status) = mpsc::unbounded_channel();

@@ -125,7 +125,11 @@ fn edges_find_streams_in_the_directory_and_follow_their_publisher() {
     let mut second = ffmpeg_publish_pattern(&b.url("cam"), "160x120", 120, 25);
     let status = wait_timeout(&mut second.0, Duration::from_secs(20)).expect("the refused ffmpeg exits");
     assert!(!status.success());
-    assert!(b.log().contains("publish refused: cluster: the stream is live on another origin (rtmp://127.0.0.1:"), "{}", b.log());
+    assert!(
+        b.log().contains("publish refused: cluster: the stream is live on another origin (rtmp://127.0.0.1:"),
+        "{}",
+        b.log()
+    );
     assert_eq!(cluster(&b)["publishes_refused"], 1);
     let metrics = curl(&format!("http://127.0.0.1:{}/metrics", b.http_port)).1;
     assert!(metrics.contains("sluice_cluster_publish_refused_total 1"), "{metrics}");

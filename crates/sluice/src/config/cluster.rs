@@ -19,7 +19,9 @@ pub(crate) const DIRECTIVES: &[DirectiveSpec] = &[
     spec("cluster_redis", RTMP, ONE, Kind::Text, ""),
     spec("cluster_ttl", RTMP, ONE, Kind::Time, "5s"),
     spec("cluster_address", RS, ONE, Kind::Text, ""),
-    spec("cluster", RSA, ONE, Kind::Flag, "on"),
+    // On by default; the table says "" so that `sluice -T` writes no `cluster on` line, which
+    // would be warned about without `cluster_redis` (the docs say "on").
+    spec("cluster", RSA, ONE, Kind::Flag, ""),
 ];
 
 /// A registration's expiry when `cluster_ttl` is not written.
@@ -306,7 +308,10 @@ mod tests {
     #[test]
     fn config_errors_name_what_is_wrong() {
         let e = parse("cluster_redis http://h:6379; server { }").unwrap_err();
-        assert!(e.starts_with("t.conf:1:") && e.contains("invalid \"cluster_redis\": the URL must start with \"redis://\""), "{e}");
+        assert!(
+            e.starts_with("t.conf:1:") && e.contains("invalid \"cluster_redis\": the URL must start with \"redis://\""),
+            "{e}"
+        );
         let e = parse("cluster_redis redis://:pw@h:x; server { }").unwrap_err();
         assert!(e.contains("port") && !e.contains("pw"), "{e}");
         let e = parse("cluster_ttl 500ms; server { }").unwrap_err();

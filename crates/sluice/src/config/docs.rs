@@ -258,7 +258,8 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("cluster_ttl", "How long a registration lives without its heartbeat (every third of it): how soon a dead node's streams leave the directory. At least `1s`.", SLUICE),
     doc("cluster_address", "Where other nodes pull this server's streams from, registered with each stream. Required with `cluster_redis` for a server with a live application in the cluster.", SLUICE)
         .syntax("rtmp://HOST:PORT"),
-    doc("cluster", "Whether the application's streams take part in the stream directory: registered when published here, refused when live on another node, pulled from their node when played here. Written `on` without `cluster_redis`: a warning.", SLUICE),
+    doc("cluster", "Whether the application's streams take part in the stream directory: registered when published here, refused when live on another node, pulled from their node when played here. Written `on` without `cluster_redis`: a warning.", SLUICE)
+        .default_is("on"),
     // exec
     doc(
         "exec",
