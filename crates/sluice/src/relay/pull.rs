@@ -690,7 +690,7 @@ impl Leg {
                     let url = crate::cluster::pull_url(&address, app, name);
                     let target = RelayTarget { url, ..RelayTarget::default() };
                     return match url::plan(&target, &Vars { name, app, args: "" }) {
-                        Ok(plan) => Ok(Found::Origin(plan)),
+                        Ok(plan) => Ok(Found::Origin(Box::new(plan))),
                         Err(e) => Ok(Found::Unreachable(format!("the directory's address is not usable: {e}"))),
                     };
                 }
@@ -1000,7 +1000,7 @@ fn directory_rounds(ttl: std::time::Duration, every: std::time::Duration) -> u32
 /// What a directory lookup found.
 enum Found {
     /// The origin to play, planned.
-    Origin(Plan),
+    Origin(Box<Plan>),
     /// No node (but this one) has the stream.
     Nowhere,
     /// Redis did not answer (after [`LOOKUP_TRIES`]).
@@ -1423,6 +1423,20 @@ mod tests {
         };
         tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the end of the stream");
         assert!(pulls.is_empty());
+    }
+
+    /// A directory pull that lost its origin keeps looking long enough for the dead origin's
+    /// key to expire (`cluster_ttl`) and its publisher to come back elsewhere.
+    #[test]
+    fn directory_rounds_cover_the_ttl_and_a_republish() {
+        let s = Duration::from_secs;
+        for (ttl, every) in [(s(5), s(3)), (s(2), Duration::from_millis(500)), (s(60), s(3)), (s(1), s(30))] {
+            let rounds = directory_rounds(ttl, every);
+            assert!(rounds >= FAILOVER_ROUNDS, "{ttl:?} {every:?}");
+            assert!(every * (rounds - 1) >= ttl + REPUBLISH_WITHIN, "{ttl:?} {every:?}: {rounds}");
+        }
+        // The defaults: 6 rounds 3 s apart (5 s ttl + 10 s).
+        assert_eq!(directory_rounds(s(5), s(3)), 6);
     }
 
     #[test]
