@@ -160,7 +160,7 @@ impl ClusterConf {
     pub fn report(&self) -> Vec<String> {
         match (self.inert_on, &self.redis) {
             (Some(line), None) => vec![format!(
-                "warning: \"cluster on\" (line {line}) has no effect: \"cluster_redis\" is not set, so there is no stream directory"
+                "sluice: [warn] \"cluster on\" has no effect: \"cluster_redis\" is not set, so there is no stream directory, at line {line}"
             )],
             _ => Vec::new(),
         }
@@ -332,7 +332,7 @@ mod tests {
     fn cluster_on_without_a_directory_warns() {
         let c = parse("server { application live { live on; cluster on; } }").unwrap();
         let report = c.inert_report();
-        assert!(report.iter().any(|l| l.contains("\"cluster on\" (line 1) has no effect")), "{report:?}");
+        assert!(report.iter().any(|l| l.starts_with("sluice: [warn] \"cluster on\" has no effect") && l.ends_with("line 1")), "{report:?}");
         // The default (not written) says nothing, nor does `cluster off`.
         assert!(parse("server { application live { live on; cluster off; } }").unwrap().inert_report().is_empty());
         assert!(parse("server { application live { live on; } }").unwrap().inert_report().is_empty());
