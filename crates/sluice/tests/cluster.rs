@@ -161,8 +161,10 @@ fn edges_find_streams_in_the_directory_and_follow_their_publisher() {
 }
 
 /// Redis stops: the running stream keeps flowing to the edge; a new play of a stream the edge
-/// does not have fails clearly; the API says the directory is down; Redis comes back (empty)
-/// and the origin registers its stream again within a heartbeat or two.
+/// does not have fails clearly; the API says the directory is down; publishes are allowed (the
+/// same name on two nodes, even). Redis comes back (empty): the origin registers its stream
+/// again within a heartbeat or two, and of the two publishes of one name one registers and the
+/// other node logs the conflict naming both.
 #[test]
 fn running_streams_survive_redis_and_registrations_come_back() {
     let mut redis = RedisServer::start();
@@ -195,12 +197,30 @@ fn running_streams_survive_redis_and_registrations_come_back() {
     assert!(view["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{view}");
     assert!(view["lookups"]["failed"].as_u64().unwrap() >= 1, "{view}");
 
+    // Publishes go on with Redis down (availability first), on both nodes for the same name.
+    let mut on_a = ffmpeg_publish_pattern(&a.url("dup"), "160x120", 120, 25);
+    let mut on_c = ffmpeg_publish_pattern(&c.url("dup"), "160x120", 120, 25);
+    wait_published(&a, "dup");
+    wait_published(&c, "dup");
+    assert!(on_a.0.try_wait().unwrap().is_none() && on_c.0.try_wait().unwrap().is_none());
+    assert!(c.log().contains("the stream directory is unreachable"), "{}", c.log());
+
     redis.restart();
     poll("A's registration again", Duration::from_secs(2 * TTL_SECS), || registered_by(&redis, "cam", &a));
+    // One of them registers "dup"; the other logs the conflict, naming both owners.
+    poll("dup's registration", Duration::from_secs(2 * TTL_SECS), || owner(&redis, "dup").is_some());
+    let a_won = registered_by(&redis, "dup", &a);
+    let (winner, loser) = if a_won { (&a, &c) } else { (&c, &a) };
+    assert!(registered_by(&redis, "dup", winner));
+    poll("the conflict logged", Duration::from_secs(2 * TTL_SECS), || loser.log().contains("cluster: conflict"));
+    let line = loser.log().lines().find(|l| l.contains("cluster: conflict")).unwrap().to_owned();
+    let ports = [winner.port, loser.port].map(|p| format!("rtmp://127.0.0.1:{p} "));
+    assert!(ports.iter().all(|p| line.contains(p.as_str())), "{line}");
     poll("A to see the directory up", Duration::from_secs(5), || cluster(&a)["up"] == true);
     assert!(a.log().contains("stream directory up"), "{}", a.log());
     let metrics = curl(&format!("http://127.0.0.1:{}/metrics", a.http_port)).1;
-    assert!(metrics.contains("sluice_cluster_registered_streams 1"), "{metrics}");
+    let registered = format!("sluice_cluster_registered_streams {}", if a_won { 2 } else { 1 });
+    assert!(metrics.contains(&registered), "{metrics}");
 }
 
 /// A graceful stop removes the node's registrations (SIGTERM), and the password of

@@ -332,7 +332,12 @@ mod tests {
     fn cluster_on_without_a_directory_warns() {
         let c = parse("server { application live { live on; cluster on; } }").unwrap();
         let report = c.inert_report();
-        assert!(report.iter().any(|l| l.starts_with("sluice: [warn] \"cluster on\" has no effect") && l.ends_with("line 1")), "{report:?}");
+        assert!(
+            report
+                .iter()
+                .any(|l| l.starts_with("sluice: [warn] \"cluster on\" has no effect") && l.ends_with("line 1")),
+            "{report:?}"
+        );
         // The default (not written) says nothing, nor does `cluster off`.
         assert!(parse("server { application live { live on; cluster off; } }").unwrap().inert_report().is_empty());
         assert!(parse("server { application live { live on; } }").unwrap().inert_report().is_empty());
