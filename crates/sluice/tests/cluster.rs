@@ -120,6 +120,9 @@ fn edges_find_streams_in_the_directory_and_follow_their_publisher() {
     assert_eq!((&legs[0]["url"], &stream["origin"]), (&Value::from(upstream.clone()), &Value::from(upstream)));
     assert_eq!(get_json(&a, "/api/v1/streams/live/cam").unwrap()["origin"], "local");
     assert!(cluster(&b)["lookups"]["found"].as_u64().unwrap() >= 1);
+    // The edges' pulled copies are not registered: the key stays the origin's.
+    assert_eq!((cluster(&b)["registered"].as_u64(), cluster(&c)["registered"].as_u64()), (Some(0), Some(0)));
+    assert!(registered_by(&redis, "cam", &a) && !b.log().contains("cluster: conflict"));
 
     // 2. The same name published to B while live on A: refused, and counted.
     let mut second = ffmpeg_publish_pattern(&b.url("cam"), "160x120", 120, 25);
