@@ -280,15 +280,16 @@ impl Directory {
         }
     }
 
-    /// The claim script for `key` and `value`: 1 refreshed, 2 set, else the other value.
-    async fn claim_key(&self, key: &str, value: &str) -> Result<Result<(), String>, String> {
+    /// The claim script for `key` and `value`: `Ok(true)` set now, `Ok(false)` refreshed
+    /// (it was ours), `Err` the other node's value.
+    async fn claim_key(&self, key: &str, value: &str) -> Result<Result<bool, String>, String> {
         let ttl_ms = self.ttl.as_millis() as u64;
         let mut conn = self.conn.clone();
         let mut invocation = self.claim.key(key);
         invocation.arg(value).arg(ttl_ms);
         let answer: redis::Value = self.run("claim", invocation.invoke_async(&mut conn)).await?;
         Ok(match answer {
-            redis::Value::Int(_) => Ok(()),
+            redis::Value::Int(n) => Ok(n == 2),
             redis::Value::BulkString(bytes) => Err(String::from_utf8_lossy(&bytes).into_owned()),
             redis::Value::SimpleString(s) => Err(s),
             other => Err(format!("{other:?}")),
@@ -300,7 +301,7 @@ impl Directory {
     pub async fn claim(&self, app: &str, name: &str, srv: usize) -> Claim {
         let Some(ours) = self.our_value(srv) else { return Claim::NotInCluster };
         match self.claim_key(&key(app, name), &ours).await {
-            Ok(Ok(())) => Claim::Ours,
+            Ok(Ok(_)) => Claim::Ours,
             Ok(Err(theirs)) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 let address = parse_value(&theirs).map_or(theirs.as_str(), |(a, _)| a);
@@ -437,9 +438,11 @@ impl Directory {
             let mut regs = self.regs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(reg) = regs.get_mut(&key).filter(|r| r.generation == generation) else { continue };
             match answer {
-                Ok(()) => {
+                Ok(set) => {
                     if reg.pending || reg.conflict.is_some() {
                         tracing::info!(app = %key.app, stream = %key.name, value = %value, "cluster: registered");
+                    } else if set {
+                        tracing::info!(app = %key.app, stream = %key.name, value = %value, "cluster: registered again (the directory had lost it: restarted, or unreachable past cluster_ttl)");
                     }
                     reg.pending = false;
                     reg.conflict = None;

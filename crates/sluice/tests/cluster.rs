@@ -221,6 +221,7 @@ fn running_streams_survive_redis_and_registrations_come_back() {
     assert!(ports.iter().all(|p| line.contains(p.as_str())), "{line}");
     poll("A to see the directory up", Duration::from_secs(5), || cluster(&a)["up"] == true);
     assert!(a.log().contains("stream directory up"), "{}", a.log());
+    assert!(a.log().contains("cluster: registered again"), "{}", a.log());
     let metrics = curl(&format!("http://127.0.0.1:{}/metrics", a.http_port)).1;
     let registered = format!("sluice_cluster_registered_streams {}", if a_won { 2 } else { 1 });
     assert!(metrics.contains(&registered), "{metrics}");
