@@ -427,6 +427,12 @@ impl Directory {
                 .map(|(k, r)| (k.clone(), r.generation, r.value.clone()))
                 .collect()
         };
+        // A node with nothing registered (an edge) still watches the directory's health.
+        if all && due.is_empty() {
+            let mut conn = self.conn.clone();
+            let _ = self.run::<String>("ping", redis::cmd("PING").query_async(&mut conn)).await;
+            return;
+        }
         for (key, generation, value) in due {
             let answer = match self.claim_key(&self::key(&key.app, &key.name), &value).await {
                 Ok(answer) => answer,

@@ -173,6 +173,8 @@ fn running_streams_survive_redis_and_registrations_come_back() {
     let mut redis = RedisServer::start();
     let a = node(&redis);
     let c = node(&redis);
+    // A node that has registered and looked up nothing yet still watches the directory.
+    poll("C to see the directory up", Duration::from_secs(10), || cluster(&c)["up"] == true);
     let _publisher = ffmpeg_publish_pattern(&a.url("cam"), "320x240", 120, 25);
     wait_published(&a, "cam");
     poll("A's registration", Duration::from_secs(10), || registered_by(&redis, "cam", &a));
