@@ -302,6 +302,9 @@ impl Directory {
         let Some(ours) = self.our_value(srv) else { return Claim::NotInCluster };
         match self.claim_key(&key(app, name), &ours).await {
             Ok(Ok(_)) => Claim::Ours,
+            // This node, under another server block's address: the hub decides, as for any
+            // local duplicate.
+            Ok(Err(theirs)) if parse_value(&theirs).is_some_and(|(_, node)| node == self.node) => Claim::Ours,
             Ok(Err(theirs)) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 let address = parse_value(&theirs).map_or(theirs.as_str(), |(a, _)| a);
