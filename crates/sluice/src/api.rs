@@ -43,6 +43,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// the OpenAPI document lists exactly these (a test checks both ways).
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/server", &["GET"]),
+    ("/v1/cluster", &["GET"]),
     ("/v1/streams", &["GET"]),
     ("/v1/streams/{app}/{name}", &["GET"]),
     ("/v1/streams/{app}/{name}/record/start", &["POST"]),
@@ -57,6 +58,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Server,
+    Cluster,
     Streams,
     Stream { app: &'a str, name: &'a str },
     Record { app: &'a str, name: &'a str, start: bool },
@@ -115,6 +117,7 @@ async fn answer(state: &HttpState, loc: &Location, path: &str, req: &Parts, clie
     let query = req.uri.query();
     match (route, get) {
         (Route::Server, _) => json(StatusCode::OK, &stats::collect(running).server),
+        (Route::Cluster, _) => json(StatusCode::OK, &cluster_view(running)),
         (Route::Streams, _) => list(stats::collect(running), query, |s| ("streams", s.streams)),
         (Route::Stream { app, name }, _) => {
             let snapshot = stats::collect(running);
@@ -224,6 +227,7 @@ fn route<'a>(pattern: &str, params: &[&'a str]) -> Result<Route<'a>, String> {
     };
     Ok(match pattern {
         "/v1/server" => Route::Server,
+        "/v1/cluster" => Route::Cluster,
         "/v1/streams" => Route::Streams,
         "/v1/streams/{app}/{name}" => {
             let (app, name) = stream()?;
@@ -239,6 +243,11 @@ fn route<'a>(pattern: &str, params: &[&'a str]) -> Result<Route<'a>, String> {
         "/v1/openapi.json" => Route::OpenApi,
         other => return Err(format!("route {other} has no handler")),
     })
+}
+
+/// The cluster's stream directory as this node sees it.
+pub(crate) fn cluster_view(running: &crate::server::Running) -> crate::cluster::ClusterView {
+    running.shared.directory.as_ref().map_or_else(crate::cluster::ClusterView::disabled, |d| d.view())
 }
 
 /// `{"KEY": [...], "total": N}` with the page `?start=&count=` asks for (all, up to

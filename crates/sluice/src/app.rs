@@ -146,6 +146,7 @@ impl Server {
         let hls = crate::hls::HlsStore::new(shutdown.clone());
         let dash = crate::dash::DashStore::new(shutdown.clone());
         let tracker = TaskTracker::new();
+        let directory = crate::cluster::Directory::new(&config.cluster, &config.servers)?;
         let mut shared = server::Shared {
             hub: hub.clone(),
             hls: hls.clone(),
@@ -157,6 +158,7 @@ impl Server {
             // A context without modules, replaced below: the modules are made from `shared`.
             streams: Streams::new(hub.clone(), Arc::new([]), Setup::default()),
             clients: Default::default(),
+            directory: directory.clone(),
         };
         let modules: Modules = crate::modules::registered(&shared).into_iter().chain(extra).collect();
         // Relay pulls: on demand from `Streams::play`, `static` ones once the listeners run.
@@ -165,6 +167,7 @@ impl Server {
             servers: server_apps(&config).into(),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
+            directory,
         };
         shared.streams = Streams::new(hub.clone(), modules, pulls);
         let shared = Arc::new(shared);
@@ -229,8 +232,14 @@ impl Server {
         self.switch_http(&config, &running, bound.http);
         self.meters.set_listen(crate::stats::listen_infos(&self.listen_infos(&config)));
         self.shared.records.set_servers(config.servers.len());
-        if old.is_some() {
+        if let Some(old) = &old {
             self.shared.streams.pulls().reconfigure(&self.shared.streams, server_apps(&config));
+            if old.cluster != config.cluster {
+                tracing::warn!("reload: \"cluster_redis\" and \"cluster_ttl\" changes take effect at the next start");
+            }
+        }
+        if let Some(directory) = &self.shared.directory {
+            directory.set_servers(&config.servers);
         }
         self.restart_module_tasks(old.as_deref(), &config);
         self.servers_tx.send_replace(servers);

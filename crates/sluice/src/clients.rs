@@ -828,6 +828,7 @@ mod tests {
             notifier: Default::default(),
             streams: crate::streams::Streams::new(hub, Arc::new([]), Default::default()),
             clients: Default::default(),
+            directory: None,
         };
         let clients = shared.clients.clone();
         let ctx = Arc::new(crate::server::ServerCtx::new(config.servers[0].clone(), 0, &shared, shutdown.clone()));

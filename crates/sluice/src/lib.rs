@@ -11,6 +11,7 @@ mod atomic_file;
 pub mod auth;
 pub mod client;
 pub mod clients;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dash;

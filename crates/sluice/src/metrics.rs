@@ -194,6 +194,9 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
 /// The whole page: the running server's figures, then the events.
 pub fn render(running: &Running) -> String {
     let mut page = render_snapshot(&crate::stats::collect(running), &running.shared.access.snapshot());
+    if let Some(directory) = &running.shared.directory {
+        page.push_str(&render_cluster(&directory.view()));
+    }
     if let Some(handle) = install() {
         page.push_str(&handle.render());
     }
@@ -275,6 +278,41 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
         "counter",
         "Clients refused, by reason (rule, max_connections, token, publish_key, callback_*)",
         access.refused.iter().map(|(reason, n)| (vec![("reason", *reason)], *n)),
+    );
+    out.text
+}
+
+/// The cluster's stream directory (only with `cluster_redis`), read at scrape time.
+pub fn render_cluster(view: &crate::cluster::ClusterView) -> String {
+    let mut out = Page::default();
+    out.family(
+        "sluice_cluster_directory_up",
+        "gauge",
+        "Whether the stream directory (cluster_redis) answered the last command",
+        [(vec![], u64::from(view.up))],
+    );
+    out.family(
+        "sluice_cluster_registered_streams",
+        "gauge",
+        "Streams this node has registered in the stream directory",
+        [(vec![], view.registered as u64)],
+    );
+    let l = &view.lookups;
+    out.family(
+        "sluice_cluster_lookups_total",
+        "counter",
+        "Stream directory lookups by result (found, not_found, failed)",
+        [
+            (vec![("result", "found")], l.found),
+            (vec![("result", "not_found")], l.not_found),
+            (vec![("result", "failed")], l.failed),
+        ],
+    );
+    out.family(
+        "sluice_cluster_publish_refused_total",
+        "counter",
+        "Publishes refused because another node publishes the stream",
+        [(vec![], view.publishes_refused)],
     );
     out.text
 }

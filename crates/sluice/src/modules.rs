@@ -49,6 +49,9 @@ pub struct PublishCtx<'a> {
     pub streams: &'a Arc<Streams>,
     /// Statuses for the publisher: clone it to send some.
     pub status: &'a StatusSender,
+    /// The stream is a relay pull's copy of another server's stream (the cluster's directory
+    /// registers only originals).
+    pub pulled: bool,
 }
 
 /// What a module learns about a new player.
@@ -125,6 +128,8 @@ pub fn registered(shared: &Shared) -> Vec<Arc<dyn Module>> {
         // Its state (children alive, `exec_pull` players) lives in this one instance.
         Arc::new(crate::exec::Exec::new()),
         Arc::new(crate::transcode::Transcode::default()),
+        // Registers the streams published here in the cluster's stream directory.
+        Arc::new(crate::cluster::Registrar::new(shared.directory.clone())),
     ]
 }
 

@@ -25,6 +25,7 @@ use md5::{Digest, Md5};
 
 use crate::access::{self, Counters, Refusal, RuleVerdict, Stage};
 use crate::auth::{self, AuthOk};
+use crate::cluster::Claim;
 use crate::config::{Action, AppConf, NotifyConf};
 use crate::events::ClientInfo;
 use crate::notify::{self, Call, CallError, Notifier, Reply};
@@ -43,12 +44,23 @@ pub struct Policy<'a> {
     pub relays: bool,
     /// The server block's applications now (a reload may have removed the client's).
     pub apps_now: Option<&'a crate::server::AppsNow>,
+    /// The cluster's stream directory: a publish is refused when another node has the stream.
+    pub directory: Option<&'a Arc<crate::cluster::Directory>>,
+    /// The server block's index (whose `cluster_address` a claim registers).
+    pub srv: usize,
 }
 
 impl<'a> Policy<'a> {
     /// The policy of one `server {}` block.
     pub fn of(ctx: &'a ServerCtx) -> Self {
-        Policy { notifier: &ctx.notifier, counters: &ctx.access, relays: true, apps_now: Some(&ctx.apps_now) }
+        Policy {
+            notifier: &ctx.notifier,
+            counters: &ctx.access,
+            relays: true,
+            apps_now: Some(&ctx.apps_now),
+            directory: ctx.streams.directory(),
+            srv: ctx.index,
+        }
     }
 }
 
@@ -201,7 +213,7 @@ pub async fn connect(
 }
 
 /// Publish `ask` (of `kind`: `live`, `record`, `append`): the name, rules, keys, then
-/// `on_publish`.
+/// `on_publish`, then (in a cluster application) the stream directory's claim of the final name.
 pub async fn publish(p: &Policy<'_>, ask: &Ask<'_>, kind: &str) -> Result<Admit, Refused> {
     let stage = Stage::Publish;
     check_app_now(p, ask, stage)?;
@@ -215,8 +227,33 @@ pub async fn publish(p: &Policy<'_>, ask: &Ask<'_>, kind: &str) -> Result<Admit,
             stream_reply(p, ask, stage, url, reply.await)?
         }
     };
+    let name = match &admit {
+        Admit::Local { name } => name,
+        Admit::Relay { local_name, .. } => local_name,
+    };
+    check_cluster(p, ask, name).await?;
     p.counters.accept(stage);
     Ok(admit)
+}
+
+/// Cluster-wide unique publish: the stream directory's key for `name` is taken for this node
+/// before the stream is claimed here, unless another node has it (refused like a local
+/// duplicate). Redis unreachable: allowed with a warning (availability first; the heartbeat
+/// registers the stream when Redis is back).
+async fn check_cluster(p: &Policy<'_>, ask: &Ask<'_>, name: &str) -> Result<(), Refused> {
+    let Some(directory) = p.directory.filter(|_| ask.app.cluster) else { return Ok(()) };
+    match directory.claim(&ask.app.name, name, p.srv).await {
+        Claim::Ours | Claim::NotInCluster => Ok(()),
+        Claim::Taken(origin) => {
+            let by = By { addr: ask.client.addr, app: &ask.app.name, stream: name, stage: Stage::Publish };
+            let text = format!("Stream {name} is already live on another origin: {origin}");
+            Err(refuse(p, &by, None, text, format!("cluster: the stream is live on another origin ({origin})")))
+        }
+        Claim::Unreachable(e) => {
+            tracing::warn!(client = %ask.client.addr, app = %ask.app.name, stream = %name, "cluster: the stream directory is unreachable ({e}): publish allowed, registered when it is back");
+            Ok(())
+        }
+    }
 }
 
 /// Play `ask`: the name, rules, keys, then `on_play`.
@@ -501,7 +538,14 @@ mod tests {
         }
 
         fn policy(&self, relays: bool) -> Policy<'_> {
-            Policy { notifier: &self.notifier, counters: &self.counters, relays, apps_now: None }
+            Policy {
+                notifier: &self.notifier,
+                counters: &self.counters,
+                relays,
+                apps_now: None,
+                directory: None,
+                srv: 0,
+            }
         }
     }
 

@@ -131,6 +131,8 @@ pub struct Shared {
     pub streams: Arc<Streams>,
     /// Every connected client ([`crate::clients`]): what control and stats act on.
     pub clients: Arc<crate::clients::Clients>,
+    /// The cluster's stream directory (`cluster_redis`), if any.
+    pub directory: Option<Arc<crate::cluster::Directory>>,
 }
 
 /// The running server as sluice's own HTTP pages and HTTP players see it: the shared

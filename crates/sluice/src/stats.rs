@@ -254,6 +254,9 @@ pub struct StreamStats {
     pub hls: Option<HlsInfo>,
     /// Relay legs of this stream (pushes out, the pull in).
     pub relays: Vec<RelayInfo>,
+    /// Where the stream comes from: `local` (published here), or the URL its relay pull plays
+    /// (an edge's upstream, found in `pull` or the cluster's stream directory).
+    pub origin: String,
 }
 
 /// The client publishing a stream.
@@ -597,7 +600,9 @@ fn stream_stats(
             segments: ctx.shared.hls.segments_written(app, &key.name).unwrap_or(0),
         }),
         relays: relays_of(key, parts.snapshots),
+        origin: String::new(),
     };
+    out.origin = origin_of(&out.relays);
     let Some(publish) = publish else { return out };
     let since = publish.since.unwrap_or(now);
     out.uptime_ms = now.saturating_duration_since(since).as_millis() as u64;
@@ -631,6 +636,11 @@ fn recordings_of(key: &StreamKey, all: &[crate::record::Recording], now: Instant
             time_ms: now.saturating_duration_since(r.since).as_millis() as u64,
         })
         .collect()
+}
+
+/// `local`, or the URL of the stream's pull leg.
+fn origin_of(relays: &[RelayInfo]) -> String {
+    relays.iter().find(|r| r.direction == "pull").map_or_else(|| "local".to_owned(), |r| r.url.clone())
 }
 
 fn relays_of(key: &StreamKey, snapshots: &[ClientSnapshot]) -> Vec<RelayInfo> {
@@ -954,6 +964,7 @@ mod tests {
             notifier: Default::default(),
             streams: crate::streams::Streams::new(hub, Arc::new([]), Default::default()),
             clients: Default::default(),
+            directory: None,
         };
         let listen = listen_infos(&[(0, "127.0.0.1:1935".parse().unwrap(), "rtmp")]);
         Running {

@@ -92,12 +92,43 @@ impl Streams {
         self.pulls.start_static(self);
     }
 
+    /// The cluster's stream directory, when `cluster_redis` is set ([`crate::cluster`]).
+    pub fn directory(&self) -> Option<&Arc<crate::cluster::Directory>> {
+        self.pulls.directory()
+    }
+
+    /// Whether plays of streams nobody publishes here in `app` are looked up in the stream
+    /// directory (and pulled from the node that has them).
+    fn clustered(&self, app: &AppConf) -> bool {
+        app.cluster && self.directory().is_some()
+    }
+
     /// Claim `source`'s stream in the hub and start every module on it, before the first frame.
     pub fn publish(self: &Arc<Self>, source: &Source<'_>, opts: StreamOptions) -> Result<Published, PublishError> {
+        self.publish_as(source, opts, false)
+    }
+
+    /// [`Streams::publish`] for a relay pull: the stream is a copy of another server's
+    /// (modules that must not treat it as an origin's, the cluster's registration, see
+    /// [`PublishCtx::pulled`]).
+    pub fn publish_pulled(
+        self: &Arc<Self>,
+        source: &Source<'_>,
+        opts: StreamOptions,
+    ) -> Result<Published, PublishError> {
+        self.publish_as(source, opts, true)
+    }
+
+    fn publish_as(
+        self: &Arc<Self>,
+        source: &Source<'_>,
+        opts: StreamOptions,
+        pulled: bool,
+    ) -> Result<Published, PublishError> {
         let key = StreamKey { app: source.app.name.clone(), name: source.name.to_owned() };
         let publisher = self.hub.publish(key, opts)?;
         let (tx, status) = mpsc::unbounded_channel();
-        let ctx = PublishCtx { source, stream: publisher.stream(), streams: self, status: &tx };
+        let ctx = PublishCtx { source, stream: publisher.stream(), streams: self, status: &tx, pulled };
         for module in self.modules.iter() {
             tracing::trace!(app = %source.app.name, stream = %source.name, module = module.name(), "on_publish");
             module.on_publish(&ctx);
@@ -124,7 +155,9 @@ impl Streams {
         }
         let on_play = self.modules.iter().any(|m| m.publishes_on_play(app, name));
         let found = match pull::on_demand_target(app, name) {
-            Some(target) => self.pulls.play(self, player, target, opts),
+            Some(target) => self.pulls.play(self, player, Some(target), opts),
+            // A cluster application: the stream directory says where to pull it from.
+            None if self.clustered(app) => self.pulls.play(self, player, None, opts),
             None => {
                 let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
                 self.hub.subscribe(&key, (app.live.idle_streams || on_play).then_some(opts))

@@ -180,7 +180,7 @@ fn the_schema_walker_refuses_what_does_not_fit() {
         r#"{"app":"a","name":"b","live":true,"uptime_ms":0,"publisher":null,"video":null,"audio":null,
         "bytes_in":0,"bytes_out":0,"bw_in":0,"bw_out":0,"bw_audio":0,"bw_video":0,"frames_in":0,
         "dropped_frames":0,"players":{"rtmp":0,"http_flv":0,"ws_flv":0,"relay":0,"total":0},
-        "recordings":[],"hls":null,"relays":[]}"#,
+        "recordings":[],"hls":null,"relays":[],"origin":"local"}"#,
     )
     .unwrap();
     assert_eq!(check(&doc, &stream, &s, "stream"), Ok(()));
@@ -248,6 +248,7 @@ fn every_stats_field_is_documented() {
             reconnects: 1,
             last_error: Some("refused".into()),
         }],
+        origin: "local".into(),
     };
     let client = ClientStats {
         id: 1,
@@ -297,6 +298,8 @@ fn reads_fit_the_openapi_document_and_delete_drops_a_player() {
     assert_eq!(server["pid"], s.child.id());
     assert_eq!(server["streams"], 1);
     assert!(server["connections"].as_u64().unwrap() >= 2, "{server}");
+    let cluster = get_checked(&s, &doc, "/v1/cluster", "/v1/cluster");
+    assert_eq!((cluster["enabled"].as_bool(), cluster["registered"].as_u64()), (Some(false), Some(0)), "{cluster}");
     assert!(!server["version"].as_str().unwrap().is_empty());
 
     let streams = get_checked(&s, &doc, "/v1/streams", "/v1/streams");

@@ -248,6 +248,18 @@ pub(crate) const RTMP_DOCS: &[Doc] = &[
     doc("relay_buffer", "The buffer length a pull announces after `play`.", Same),
     doc("session_relay", "`on`: end a stream's relays when its publisher's session ends rather than its stream.", Same),
     doc("relay_tls_verify", "Check `rtmps://` relay targets' certificates against the system's roots.", SLUICE),
+    // cluster
+    doc(
+        "cluster_redis",
+        "The cluster's stream directory: a Redis server where every node registers the streams published to it (`sluice:stream:APP/NAME`) and looks up the streams it is asked for and does not have. Only `redis://`; the password is never logged or shown. See README, \"Stream directory (Redis)\".",
+        SLUICE,
+    )
+    .syntax("redis://[:PASSWORD@]HOST[:PORT][/DB]"),
+    doc("cluster_ttl", "How long a registration lives without its heartbeat (every third of it): how soon a dead node's streams leave the directory. At least `1s`.", SLUICE),
+    doc("cluster_address", "Where other nodes pull this server's streams from, registered with each stream. Required with `cluster_redis` for a server with a live application in the cluster.", SLUICE)
+        .syntax("rtmp://HOST:PORT"),
+    doc("cluster", "Whether the application's streams take part in the stream directory: registered when published here, refused when live on another node, pulled from their node when played here. Written `on` without `cluster_redis`: a warning.", SLUICE)
+        .default_is("on"),
     // exec
     doc(
         "exec",
@@ -432,6 +444,7 @@ fn section(group: Group) -> (&'static str, &'static str) {
         Group::Exec => ("Exec", "nginx-rtmp's exec module; exec lines accumulate across levels (application, then server, then rtmp)."),
         Group::Transcode => ("Transcode ladder", "sluice's own adaptive-bitrate ladder."),
         Group::Play => ("Video on demand", "nginx-rtmp's play module: FLV and MP4 files played over RTMP."),
+        Group::Cluster => ("Cluster", "sluice's stream directory in Redis: origins register their streams, edges find them."),
         Group::Log => (
             "Logs",
             "nginx-rtmp's log module (access log) and nginx's `error_log`.",

@@ -13,6 +13,7 @@
 //! (`log`).
 
 mod access;
+mod cluster;
 mod core;
 mod dash;
 mod docs;
@@ -38,6 +39,7 @@ use std::path::Path;
 use nginx_conf::{Directive, Loader, Source, Span};
 
 pub use self::access::{AccessConf, AccessRule, Action, AddrMatch, AuthScope};
+pub use self::cluster::{ClusterConf, RedisUrl};
 pub use self::core::{parse_addr, CoreConf, TlsConf, DEFAULT_PORT};
 pub use self::dash::DashConf;
 pub use self::exec::{found as program_found, ExecConf, ExecGlobal, ExecLine, Trigger};
@@ -58,6 +60,7 @@ pub use self::transcode::{Rendition, TranscodeConf};
 pub use self::value::{ctx, parse_number, parse_size, parse_time, Args, DirectiveSpec, Kind};
 
 use self::access::AccessLayer;
+use self::cluster::ClusterLayer;
 use self::core::CoreLayer;
 use self::dash::DashLayer;
 use self::exec::ExecLayer;
@@ -90,6 +93,8 @@ pub struct Config {
     pub process: ProcessConf,
     /// `error_log` (top level), when written.
     pub error_log: Option<ErrorLogConf>,
+    /// The stream directory (`cluster_redis`, `cluster_ttl`): [`crate::cluster`].
+    pub cluster: ClusterConf,
 }
 
 /// One `rtmp { server { } }` block.
@@ -115,6 +120,9 @@ pub struct ServerConf {
     pub log: LogConf,
     /// Not yet implemented directives set at rtmp and server level (rtmp first), raw.
     pub extra: Vec<(String, Vec<String>)>,
+    /// `cluster_address` (merged rtmp → server): where other nodes pull this server's streams
+    /// from (`rtmp://HOST:PORT`).
+    pub cluster_address: Option<String>,
 }
 
 /// One `application NAME { }` block, with everything inherited from rtmp and server merged in.
@@ -144,6 +152,9 @@ pub struct AppConf {
     pub log: LogConf,
     /// Video on demand: `play` locations and where fetched files go.
     pub play: PlayConf,
+    /// `cluster` (on): the application's streams take part in the stream directory (when
+    /// `cluster_redis` is set).
+    pub cluster: bool,
     /// Not yet implemented directives (DASH, ...) as raw words:
     /// rtmp level first, then server, then application, each in file order. The feature that
     /// implements one decides how levels combine.
@@ -260,6 +271,7 @@ impl Config {
         lines.extend(transcode::report(&ladders));
         let all: Vec<&AppConf> = self.servers.iter().flat_map(|s| &s.apps).collect();
         lines.extend(hls::shared_report(&all));
+        lines.extend(self.cluster.report());
         lines.extend(later::report(&self.inert));
         lines
     }
@@ -323,6 +335,7 @@ enum Group {
     Process,
     Log,
     Play,
+    Cluster,
     Later,
 }
 
@@ -343,6 +356,7 @@ impl Group {
             Group::Process => "process",
             Group::Log => "log",
             Group::Play => "play",
+            Group::Cluster => "cluster",
             Group::Later => "later",
         }
     }
@@ -363,6 +377,7 @@ const TABLES: &[(Group, &[DirectiveSpec])] = &[
     (Group::Process, process::DIRECTIVES),
     (Group::Log, log::DIRECTIVES),
     (Group::Play, play::DIRECTIVES),
+    (Group::Cluster, cluster::DIRECTIVES),
     (Group::Later, later::DIRECTIVES),
 ];
 
@@ -418,6 +433,7 @@ struct Layer {
     transcode: TranscodeLayer,
     log: LogLayer,
     play: PlayLayer,
+    cluster: ClusterLayer,
     extra: Vec<(String, Vec<String>)>,
 }
 
@@ -436,6 +452,7 @@ impl Layer {
             Group::Transcode => self.transcode.set(d),
             Group::Log => self.log.set(d),
             Group::Play => self.play.set(d),
+            Group::Cluster => self.cluster.set(d),
             // `http_listen`, read by `read_rtmp` itself, and the main context's: they set no
             // application.
             Group::Http | Group::Process => {
@@ -463,6 +480,7 @@ impl Layer {
             transcode: self.transcode.inherit(&outer.transcode),
             log: self.log.inherit(&outer.log),
             play: self.play.inherit(&outer.play),
+            cluster: self.cluster.inherit(&outer.cluster),
             extra: outer.extra.iter().chain(&self.extra).cloned().collect(),
         }
     }
@@ -534,11 +552,11 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
             other => tracing::debug!(directive = other, line = d.span.line, "ignored (not rtmp)"),
         }
     }
-    let (servers, (http_listen, builtin), exec) = match rtmp {
+    let (servers, (http_listen, builtin), exec, cluster) = match rtmp {
         Some(d) => read_rtmp(d, base)?,
         None => {
             tracing::warn!("the configuration has no \"rtmp\" block: no RTMP server will listen");
-            (Vec::new(), (None, http::BuiltinHttp::default()), ExecGlobal::default())
+            (Vec::new(), (None, http::BuiltinHttp::default()), ExecGlobal::default(), ClusterConf::default())
         }
     };
     let block = http_block.map(http::read_http).transpose()?;
@@ -552,7 +570,7 @@ fn build(tree: &[Directive], base: &Path) -> Result<Config, Fail> {
         block,
         hls: http::hls_locations(&servers, rtmp)?,
     };
-    Ok(Config { servers, http, inert: Vec::new(), exec, process: process.finish(), error_log })
+    Ok(Config { servers, http, inert: Vec::new(), exec, process: process.finish(), error_log, cluster })
 }
 
 /// The children of a block directive; nginx's wording when it has none.
@@ -560,9 +578,9 @@ fn block(d: &Directive) -> Result<&[Directive], Fail> {
     d.block.as_deref().ok_or_else(|| Fail::new(d.span, format!("directive \"{}\" has no opening \"{{\"", d.name)))
 }
 
-/// The rtmp block's servers, `http_listen` with where it is written when set, and the exec
-/// module's global settings.
-type RtmpBlock = (Vec<ServerConf>, (Option<(Option<SocketAddr>, Span)>, http::BuiltinHttp), ExecGlobal);
+/// The rtmp block's servers, `http_listen` with where it is written when set, the exec
+/// module's global settings and the cluster's.
+type RtmpBlock = (Vec<ServerConf>, (Option<(Option<SocketAddr>, Span)>, http::BuiltinHttp), ExecGlobal, ClusterConf);
 
 fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     if !d.args.is_empty() {
@@ -587,6 +605,11 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     }
     check_listen_unique(&servers)?;
     let levels = servers.iter().flat_map(|s| std::iter::once(&s.layer).chain(s.apps.iter().map(|a| &a.layer)));
+    let mut cluster = top.cluster.global();
+    if cluster.redis.is_none() {
+        cluster.inert_on = std::iter::once(&top).chain(levels.clone()).find_map(|l| l.cluster.explicit_on());
+    }
+    check_cluster_addresses(&servers, &top, &cluster)?;
     let exec = exec::globals(std::iter::once(&top).chain(levels.clone()).map(|l| &l.exec))?;
     let formats = log::formats(std::iter::once(&top).chain(levels).map(|l| &l.log))?;
     let mut servers: Vec<ServerConf> =
@@ -604,7 +627,32 @@ fn read_rtmp(d: &Directive, base: &Path) -> Result<RtmpBlock, Fail> {
     builtin.dashboard = dashboard.unwrap_or(builtin.dashboard);
     builtin.recordings = recordings.unwrap_or(builtin.recordings);
     builtin.api_token = token.filter(|t: &String| !t.is_empty());
-    Ok((servers, (http_listen, builtin), exec))
+    Ok((servers, (http_listen, builtin), exec, cluster))
+}
+
+/// With a stream directory, a server whose live applications take part in it must say where
+/// other nodes pull its streams from.
+fn check_cluster_addresses(servers: &[RawServer], top: &Layer, cluster: &ClusterConf) -> Result<(), Fail> {
+    if cluster.redis.is_none() {
+        return Ok(());
+    }
+    for s in servers {
+        let merged = s.layer.inherit(top);
+        if merged.cluster.address().is_some() {
+            continue;
+        }
+        for a in &s.apps {
+            let app = a.layer.inherit(&merged);
+            if app.cluster.enabled() && app.live.build().live {
+                let msg = format!(
+                    "application \"{}\" takes part in the cluster (\"cluster_redis\" is set, \"cluster\" is on) but its server has no \"cluster_address\" (rtmp://HOST:PORT, where other nodes pull its streams from); write one, or \"cluster off;\"",
+                    a.name
+                );
+                return Err(Fail::new(a.span, msg));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_server(d: &Directive) -> Result<RawServer, Fail> {
@@ -695,6 +743,7 @@ fn resolve_server(s: &RawServer, top: &Layer, base: &Path) -> Result<ServerConf,
         apps: s.apps.iter().map(|a| resolve_app(a, &merged)).collect::<Result<_, _>>()?,
         log: merged.log.build(),
         extra: merged.extra,
+        cluster_address: merged.cluster.address(),
     })
 }
 
@@ -726,6 +775,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
     let transcode = merged.transcode.build();
     let log = merged.log.build();
     let play = merged.play.build();
+    let cluster = merged.cluster.enabled();
     Ok(AppConf {
         name: a.name.clone(),
         live,
@@ -739,6 +789,7 @@ fn resolve_app(a: &RawApp, server: &Layer) -> Result<AppConf, Fail> {
         transcode,
         log,
         play,
+        cluster,
         extra: merged.extra,
     })
 }

@@ -78,6 +78,8 @@ pub struct Setup {
     pub shutdown: CancellationToken,
     /// Where pull tasks run, so that shutdown waits for them.
     pub tracker: TaskTracker,
+    /// The cluster's stream directory: where a cluster application's pulls find their origin.
+    pub directory: Option<Arc<crate::cluster::Directory>>,
 }
 
 /// Why [`start_for_url`] could not start a pull.
@@ -146,6 +148,11 @@ impl Pulls {
         self.len() == 0
     }
 
+    /// The cluster's stream directory, if any.
+    pub fn directory(&self) -> Option<&Arc<crate::cluster::Directory>> {
+        self.setup.directory.as_ref()
+    }
+
     /// Players counted for `app`/`name`'s pull (0 when there is none).
     pub fn players(&self, app: &str, name: &str) -> usize {
         let key = StreamKey { app: app.to_owned(), name: name.to_owned() };
@@ -162,7 +169,7 @@ impl Pulls {
         for (srv, app, target, key) in self.static_targets() {
             let opts = self.stream_options(srv, &app);
             let Some(slot) = self.new_slot(&mut self.lock(), &key, true, None) else { continue };
-            let leg = self.leg(streams, app, srv, key, slot, target, opts);
+            let leg = self.leg(streams, app, srv, key, slot, Some(target), opts);
             self.setup.tracker.spawn(leg.run_static());
         }
     }
@@ -187,7 +194,7 @@ impl Pulls {
             }
             let opts = self.stream_options(srv, &app);
             let Some(slot) = self.new_slot(&mut slots, &key, true, None) else { continue };
-            let leg = self.leg(streams, app, srv, key, slot, target, opts);
+            let leg = self.leg(streams, app, srv, key, slot, Some(target), opts);
             self.setup.tracker.spawn(leg.run_static());
         }
     }
@@ -228,14 +235,15 @@ impl Pulls {
         servers.get(srv).map_or(1 << 20, |s| s.max_message)
     }
 
-    /// `player`, whose first matching on-demand pull target is `target`: joins the stream's
-    /// pull, or starts one (publishing through `streams`, whose registry this is) if nobody
-    /// publishes the stream. `None` when the player cannot be served (registries full).
+    /// `player`, whose first matching on-demand pull target is `target` (`None`: the stream
+    /// directory names the origin, [`crate::cluster`]): joins the stream's pull, or starts one
+    /// (publishing through `streams`, whose registry this is) if nobody publishes the stream.
+    /// `None` when the player cannot be served (registries full).
     pub(crate) fn play(
         self: &Arc<Self>,
         streams: &Arc<Streams>,
         player: &Player<'_>,
-        target: &RelayTarget,
+        target: Option<&RelayTarget>,
         opts: StreamOptions,
     ) -> Option<(StartPack, Subscriber)> {
         let (app, name) = (player.app, player.name);
@@ -255,7 +263,7 @@ impl Pulls {
                     return app.live.idle_streams.then_some((pack, sub));
                 };
                 let id = slot.0;
-                let leg = self.leg(streams, app.clone(), player.srv, key.clone(), slot, target.clone(), opts);
+                let leg = self.leg(streams, app.clone(), player.srv, key.clone(), slot, target.cloned(), opts);
                 self.setup.tracker.spawn(leg.run_on_demand());
                 id
             }
@@ -305,10 +313,20 @@ impl Pulls {
         srv: usize,
         key: StreamKey,
         (id, stop): (u64, Arc<Notify>),
-        target: RelayTarget,
+        target: Option<RelayTarget>,
         opts: StreamOptions,
     ) -> Leg {
-        Leg { pulls: self.clone(), streams: streams.clone(), app, srv, key, id, stop, target, opts }
+        let directory = target.is_none();
+        let target = target.unwrap_or_default();
+        Leg { pulls: self.clone(), streams: streams.clone(), app, srv, key, id, stop, target, directory, opts }
+    }
+
+    /// Whether `key`'s stream has a publisher while session `id` publishes nothing (between
+    /// its sessions): a local publisher took it.
+    fn published_by_other(&self, key: &StreamKey, id: u64) -> bool {
+        let slots = self.lock();
+        let Some(slot) = slots.get(key).filter(|s| s.id == id) else { return false };
+        !slot.published && slot.stream.as_ref().is_some_and(|s| s.is_live())
     }
 
     /// A player left: the last one wakes an on-demand session to stop.
@@ -420,7 +438,7 @@ pub(crate) fn start_for_url(
     if !app.live.live {
         return Err(PullError::NotLive);
     }
-    streams.pulls().play(streams, player, &target, opts).ok_or(PullError::Full)
+    streams.pulls().play(streams, player, Some(&target), opts).ok_or(PullError::Full)
 }
 
 /// How a session ended.
@@ -451,6 +469,8 @@ struct Leg {
     id: u64,
     stop: Arc<Notify>,
     target: RelayTarget,
+    /// The origin is looked up in the stream directory each round (`target` is unused).
+    directory: bool,
     opts: StreamOptions,
 }
 
@@ -493,6 +513,9 @@ impl Leg {
     /// `FAILOVER_ROUNDS` rounds `pull_reconnect` apart; one round that finds the stream
     /// nowhere ends it (its players dropped, as nginx-rtmp's failed pull).
     async fn run_on_demand(self) {
+        if self.directory {
+            return self.run_directory().await;
+        }
         let (app, name) = (&self.app.name, &self.key.name);
         let plans = match self.plans() {
             Ok(plans) => plans,
@@ -552,7 +575,7 @@ impl Leg {
             if let Some(played) = lost {
                 rounds_left = FAILOVER_ROUNDS;
                 if played < HEALTHY {
-                    if let Some(end) = self.pause(&handle).await {
+                    if let Some(end) = self.pause(Some(&handle)).await {
                         break (end, Self::shown_url(&plans[0]));
                     }
                 }
@@ -564,11 +587,126 @@ impl Leg {
                 let why = "no origin plays the stream".to_owned();
                 break (End::Failed(why), Self::shown_url(&plans[0]));
             }
-            if let Some(end) = self.pause(&handle).await {
+            if let Some(end) = self.pause(Some(&handle)).await {
                 break (end, Self::shown_url(&plans[0]));
             }
         };
-        let (end, url) = end;
+        self.finish(end);
+    }
+
+    /// A pull whose origin the stream directory names ([`crate::cluster`]), looked up at the
+    /// start of each round (a key naming this node counts as absent). The first round that
+    /// finds no origin ends it (its players dropped: "not in the stream directory"); a lost
+    /// upstream (the origin died, or its publisher left) looks the stream up again, its players
+    /// kept subscribed, for [`directory_rounds`] rounds `pull_reconnect` apart: long enough
+    /// for the dead origin's key to expire and its publisher to come back on another node.
+    async fn run_directory(self) {
+        let Some(directory) = self.streams.directory().cloned() else {
+            return self.pulls.end(&self.key, self.id, true);
+        };
+        let (app, name) = (self.app.name.clone(), self.key.name.clone());
+        let rounds = directory_rounds(directory.ttl(), self.app.relay.pull_reconnect);
+        let mut handle: Option<ClientHandle> = None;
+        let (mut attempts, mut rounds_left) = (0u64, 1);
+        let mut shown = "(stream directory)".to_owned();
+        let end = loop {
+            if self.pulls.stop_if_unwatched(&self.key, self.id, &mut None) {
+                break End::NoPlayers;
+            }
+            // The publisher came back here (the stream's origin is now this node): its
+            // players watch that one.
+            if self.pulls.published_by_other(&self.key, self.id) {
+                break End::LocalPublisher;
+            }
+            let why = match self.find_origin(&directory).await {
+                Err(end) => break end,
+                Ok(Found::Nowhere) => "not in the stream directory".to_owned(),
+                Ok(Found::Unreachable(e)) => format!("the stream directory is unreachable: {e}"),
+                Ok(Found::Origin(plan)) => {
+                    shown = Self::shown_url(&plan);
+                    if handle.is_none() {
+                        handle = self.register(&plan);
+                    }
+                    let Some(h) = &handle else { break End::Failed("too many clients".to_owned()) };
+                    if attempts > 0 {
+                        crate::metrics::relay_reconnect(&app, "pull");
+                    }
+                    h.update_relay(|r| {
+                        r.url = shown.clone();
+                        r.reconnects = attempts;
+                    });
+                    attempts += 1;
+                    tracing::info!(app = %app, stream = %name, url = %shown, "pull: playing the origin the stream directory names, for a player");
+                    let began = tokio::time::Instant::now();
+                    match self.session(&plan, h, true).await {
+                        End::Lost(e) => {
+                            tracing::warn!(app = %app, stream = %name, url = %shown, "pull: upstream lost: {e}; looking the stream up again, players kept");
+                            self.pulls.mark_published(&self.key, self.id, false);
+                            h.update_relay(|r| {
+                                r.connected = false;
+                                r.last_error = Some(e);
+                            });
+                            rounds_left = rounds;
+                            if began.elapsed() < HEALTHY {
+                                if let Some(end) = self.pause(Some(h)).await {
+                                    break end;
+                                }
+                            }
+                            continue;
+                        }
+                        End::Failed(e) => e,
+                        end => break end,
+                    }
+                }
+            };
+            if let Some(h) = &handle {
+                h.update_relay(|r| {
+                    r.connected = false;
+                    r.last_error = Some(why.clone());
+                });
+            }
+            rounds_left -= 1;
+            if rounds_left == 0 {
+                break End::Failed(why);
+            }
+            tracing::info!(app = %app, stream = %name, "pull: {why}; looking again in {:?} ({rounds_left} rounds left)", self.app.relay.pull_reconnect);
+            if let Some(end) = self.pause(handle.as_ref()).await {
+                break end;
+            }
+        };
+        self.finish((end, shown));
+    }
+
+    /// The origin the directory names now, as a plan. Redis unreachable: tried again
+    /// [`LOOKUP_TRIES`] times a second apart. `Err` when the pull ends meanwhile.
+    async fn find_origin(&self, directory: &crate::cluster::Directory) -> Result<Found, End> {
+        let (app, name) = (&self.app.name, &self.key.name);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match directory.lookup(app, name).await {
+                Ok(None) => return Ok(Found::Nowhere),
+                Ok(Some(address)) => {
+                    let url = crate::cluster::pull_url(&address, app, name);
+                    let target = RelayTarget { url, ..RelayTarget::default() };
+                    return match url::plan(&target, &Vars { name, app, args: "" }) {
+                        Ok(plan) => Ok(Found::Origin(Box::new(plan))),
+                        Err(e) => Ok(Found::Unreachable(format!("the directory's address is not usable: {e}"))),
+                    };
+                }
+                Err(e) if tries >= LOOKUP_TRIES => return Ok(Found::Unreachable(e)),
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(crate::cluster::COMMAND_TIMEOUT) => {}
+                () = self.pulls.setup.shutdown.cancelled() => return Err(End::Shutdown),
+            }
+        }
+    }
+
+    /// Log how an on-demand pull ended and free its slot.
+    fn finish(&self, (end, url): (End, String)) {
+        let (app, name) = (&self.app.name, &self.key.name);
         match &end {
             End::NoPlayers => tracing::info!(app = %app, stream = %name, url = %url, "pull stopped: no players left"),
             End::LocalPublisher => {
@@ -584,10 +722,17 @@ impl Leg {
     }
 
     /// `pull_reconnect` between failover rounds; `Some` when the pull ends meanwhile.
-    async fn pause(&self, handle: &ClientHandle) -> Option<End> {
+    async fn pause(&self, handle: Option<&ClientHandle>) -> Option<End> {
         let mut none = None;
         let sleep = tokio::time::sleep(self.app.relay.pull_reconnect);
         tokio::pin!(sleep);
+        let dropped = async {
+            match handle {
+                Some(h) => h.dropped().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(dropped);
         loop {
             tokio::select! {
                 () = &mut sleep => return None,
@@ -596,7 +741,7 @@ impl Leg {
                         return Some(End::NoPlayers);
                     }
                 }
-                () = handle.dropped() => return Some(End::Dropped),
+                () = &mut dropped => return Some(End::Dropped),
                 () = self.pulls.setup.shutdown.cancelled() => return Some(End::Shutdown),
             }
         }
@@ -797,7 +942,7 @@ impl Leg {
             push_to: None,
             srv: self.srv,
         };
-        self.streams.publish(&source, self.opts)
+        self.streams.publish_pulled(&source, self.opts)
     }
 
     /// One message from the remote: media goes through `live::ingest` like an RTMP
@@ -836,6 +981,31 @@ fn is_stream_eof(event: &ClientEvent) -> bool {
 /// Rounds through the origins a pull with several makes after losing its upstream, before it
 /// gives up (a publisher reconnecting to any origin within them is found again).
 const FAILOVER_ROUNDS: u32 = 5;
+
+/// How often a directory lookup is tried while Redis does not answer, a second apart.
+const LOOKUP_TRIES: u32 = 3;
+
+/// How long after its origin died a publisher may take to publish again on another node (OBS
+/// and ffmpeg retry within seconds), on top of the dead registration's expiry (`cluster_ttl`).
+const REPUBLISH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The rounds a directory pull makes after losing its upstream: at least `FAILOVER_ROUNDS`,
+/// and enough `pull_reconnect`s to cover `ttl` (the dead origin's key expiring) plus
+/// [`REPUBLISH_WITHIN`].
+fn directory_rounds(ttl: std::time::Duration, every: std::time::Duration) -> u32 {
+    let need = (ttl + REPUBLISH_WITHIN).as_millis().div_ceil(every.as_millis().max(1)) + 1;
+    FAILOVER_ROUNDS.max(u32::try_from(need).unwrap_or(u32::MAX))
+}
+
+/// What a directory lookup found.
+enum Found {
+    /// The origin to play, planned.
+    Origin(Box<Plan>),
+    /// No node (but this one) has the stream.
+    Nowhere,
+    /// Redis did not answer (after [`LOOKUP_TRIES`]).
+    Unreachable(String),
+}
 
 /// A session that played this long was healthy: losing it fails over at once.
 const HEALTHY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -906,6 +1076,7 @@ mod tests {
             servers: Default::default(),
             shutdown: shutdown.clone(),
             tracker: TaskTracker::new(),
+            directory: None,
         };
         let streams = Streams::new(crate::hub::Hub::new(), Arc::new([]), setup);
         let pulls = streams.pulls().clone();
@@ -1252,6 +1423,20 @@ mod tests {
         };
         tokio::time::timeout(Duration::from_secs(20), ended).await.expect("the end of the stream");
         assert!(pulls.is_empty());
+    }
+
+    /// A directory pull that lost its origin keeps looking long enough for the dead origin's
+    /// key to expire (`cluster_ttl`) and its publisher to come back elsewhere.
+    #[test]
+    fn directory_rounds_cover_the_ttl_and_a_republish() {
+        let s = Duration::from_secs;
+        for (ttl, every) in [(s(5), s(3)), (s(2), Duration::from_millis(500)), (s(60), s(3)), (s(1), s(30))] {
+            let rounds = directory_rounds(ttl, every);
+            assert!(rounds >= FAILOVER_ROUNDS, "{ttl:?} {every:?}");
+            assert!(every * (rounds - 1) >= ttl + REPUBLISH_WITHIN, "{ttl:?} {every:?}: {rounds}");
+        }
+        // The defaults: 6 rounds 3 s apart (5 s ttl + 10 s).
+        assert_eq!(directory_rounds(s(5), s(3)), 6);
     }
 
     #[test]

@@ -554,3 +554,120 @@ pub fn dechunk_prefix(mut body: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A real `redis-server` on a free loopback port (no persistence, in a temporary directory),
+/// killed when dropped; [`RedisServer::stop`] and [`RedisServer::restart`] (same port, empty)
+/// for the cluster's failure tests.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    /// Start one and wait until it answers `PING`.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments (`--requirepass`, ...).
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut redis = RedisServer {
+            port: free_port(),
+            child: None,
+            dir: TempDir::new("redis"),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = self.try_command(&["PING"]);
+            if answer.as_deref().is_some_and(|a| a.starts_with("+PONG") || a.starts_with("-NOAUTH")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer PING on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kill it (SIGKILL: nothing is saved).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stop it and start a new, empty one on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// One command's raw RESP answer (`+OK`, `$5\r\nvalue`, `$-1` ...); `None` when nothing
+    /// answers.
+    pub fn try_command(&self, args: &[&str]) -> Option<String> {
+        use std::io::Read;
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !resp_complete(&buf) {
+            let n = s.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// `GET key`: the value, `None` when the key is absent; panics when Redis does not answer.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let answer = self.try_command(&["GET", key]).expect("redis answers");
+        let (head, rest) = answer.split_once("\r\n").expect("a RESP line");
+        (head != "$-1").then(|| rest.trim_end_matches("\r\n").to_owned())
+    }
+}
+
+/// Whether `buf` holds one whole RESP answer of a simple kind (status, error, integer, bulk).
+fn resp_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else { return false };
+    if buf[0] != b'$' {
+        return true;
+    }
+    let len: i64 = String::from_utf8_lossy(&buf[1..end]).parse().unwrap_or(-1);
+    len < 0 || buf.len() >= end + 2 + len as usize + 2
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
