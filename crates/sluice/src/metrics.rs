@@ -233,10 +233,12 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
     );
 
     let mut streams: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut pulled: BTreeMap<&str, u64> = BTreeMap::new();
     let mut players: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for st in &snap.streams {
         let app = st.app.as_str();
         *streams.entry(app).or_default() += u64::from(st.live);
+        *pulled.entry(app).or_default() += u64::from(st.origin != "local" && !st.origin.is_empty());
         let p = &st.players;
         for (protocol, n) in [("rtmp", p.rtmp), ("http-flv", p.http_flv), ("ws-flv", p.ws_flv), ("relay", p.relay)] {
             *players.entry((app, protocol)).or_default() += n;
@@ -251,6 +253,12 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
         "gauge",
         "Streams with a live publisher, by application",
         streams.into_iter().map(|(app, n)| (vec![("app", app)], n)),
+    );
+    out.family(
+        "sluice_pulled_streams",
+        "gauge",
+        "Streams played from another server now (relay pulls: an edge's upstream connections), by application",
+        pulled.into_iter().map(|(app, n)| (vec![("app", app)], n)),
     );
     out.family(
         "sluice_players",
@@ -393,7 +401,7 @@ mod tests {
             streams: vec![
                 stream("live", "a", true, 2, 3),
                 stream("live", "b", false, 1, 4),
-                stream("tv", "c", true, 0, 0),
+                StreamStats { origin: "rtmp://10.0.0.1:1935/tv/c".into(), ..stream("tv", "c", true, 0, 0) },
             ],
             clients: Vec::new(),
             // Two players of one file (`play`), counted as the application's RTMP players.
@@ -410,6 +418,8 @@ mod tests {
             "sluice_build_info{version=\"1.2.3\"} 1",
             "sluice_streams{app=\"live\"} 1",
             "sluice_streams{app=\"tv\"} 1",
+            "sluice_pulled_streams{app=\"live\"} 0",
+            "sluice_pulled_streams{app=\"tv\"} 1",
             "sluice_players{app=\"live\",protocol=\"rtmp\"} 3",
             "sluice_players{app=\"tv\",protocol=\"http-flv\"} 0",
             "sluice_players{app=\"vod\",protocol=\"rtmp\"} 2",

@@ -245,6 +245,8 @@ fn origins_and_edges_in_network_namespaces_with_redis() {
         let stream = edge.api("/api/v1/streams/live/cam").unwrap();
         let origin = stream["origin"].as_str().unwrap_or_default().to_owned();
         assert!(origin.contains(&a.addr), "edge {name}'s stream comes from A ({}): {origin}", a.addr);
+        let (_, metrics) = curl(&format!("http://{}:8080/metrics", edge.addr));
+        assert!(metrics.lines().any(|l| l == "sluice_pulled_streams{app=\"live\"} 1"), "edge {name}: {metrics}");
     }
     let upstreams = a.api("/api/v1/clients").unwrap()["clients"]
         .as_array()
