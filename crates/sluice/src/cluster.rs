@@ -322,7 +322,9 @@ impl Directory {
             Ok(v) => v,
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(app = %app, stream = %name, "cluster: lookup failed: {e}");
+                // The directory's state change is logged once and a failed pull once: a
+                // line per try would repeat them.
+                tracing::debug!(app = %app, stream = %name, "cluster: lookup failed: {e}");
                 return Err(e);
             }
         };
