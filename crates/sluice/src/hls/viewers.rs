@@ -102,7 +102,7 @@ impl Viewers {
         let Some(name) = asked.playlist_of.as_deref() else { return Admission::Serve };
         let key = match held {
             Some(key) => key,
-            None => match self.start(streams, &asked, name, client, &store.shutdown) {
+            None => match self.start(streams, &asked.app, &asked.ctx, name, client, &store.shutdown) {
                 Ok(Some(key)) => key,
                 Ok(None) => return Admission::Serve,
                 Err(busy) => return busy,
@@ -125,16 +125,22 @@ impl Viewers {
         let names = asked.playlist_of.iter().chain(&asked.candidates);
         for name in names {
             let key = StreamKey { app: asked.app.name.clone(), name: name.clone() };
-            if !self.holds_pull(streams, &key) {
-                continue;
-            }
-            if let Some(hold) = self.holds().get_mut(&key) {
-                hold.last = Instant::now();
-                hold.client = client;
+            if self.touch(streams, &key) {
+                if let Some(hold) = self.holds().get_mut(&key) {
+                    hold.client = client;
+                }
                 return Some(key);
             }
         }
         None
+    }
+
+    /// Refresh `key`'s hold if it is held and its pull still runs: whether it was.
+    fn touch(&self, streams: &Streams, key: &StreamKey) -> bool {
+        if !self.holds_pull(streams, key) {
+            return false;
+        }
+        self.holds().get_mut(key).map(|hold| hold.last = Instant::now()).is_some()
     }
 
     /// Whether `key` is held and its pull is the session the hold joined (a stale hold is
@@ -159,12 +165,28 @@ impl Viewers {
     fn start(
         self: &Arc<Self>,
         streams: &Arc<Streams>,
-        asked: &Asked,
+        app: &Arc<AppConf>,
+        ctx: &ServerCtx,
         name: &str,
         client: SocketAddr,
         shutdown: &CancellationToken,
     ) -> Result<Option<StreamKey>, Admission> {
-        let app = &asked.app;
+        let opts = StreamOptions { ring_len: ctx.conf.core.out_queue, gop_cache: app.live.gop_cache };
+        self.hold(streams, app, ctx.index, opts, name, client, shutdown)
+    }
+
+    /// [`Viewers::start`] in server block `srv`, with the stream options of its players.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        self: &Arc<Self>,
+        streams: &Arc<Streams>,
+        app: &Arc<AppConf>,
+        srv: usize,
+        opts: StreamOptions,
+        name: &str,
+        client: SocketAddr,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<StreamKey>, Admission> {
         let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
         let pulls = streams.pulls();
         if pulls.on_demand_session(&app.name, name).is_none() && published_here(streams, &key) {
@@ -176,8 +198,7 @@ impl Viewers {
             }
             return Err(Admission::Busy);
         }
-        let opts = StreamOptions { ring_len: asked.ctx.conf.core.out_queue, gop_cache: app.live.gop_cache };
-        let player = Player { app, name, args: "", client: None, srv: asked.ctx.index };
+        let player = Player { app, name, args: "", client: None, srv };
         let Some((_, sub)) = streams.play(&player, opts) else { return Ok(None) };
         let Some(session) = pulls.on_demand_session(&app.name, name) else { return Ok(None) };
         let hold = Hold { _sub: sub, session, last: Instant::now(), keep: app.hls.playlist_length, client };
@@ -218,7 +239,8 @@ impl Viewers {
             if store.has_playlist(file) || store.shutdown.is_cancelled() || Instant::now() >= deadline {
                 return Admission::Serve;
             }
-            if !self.holds_pull(streams, key) {
+            // A waiting request is a request: the hold must not lapse under it.
+            if !self.touch(streams, key) {
                 tracing::info!(app = %key.app, stream = %key.name, "hls: the pull for an HLS viewer failed");
                 return Admission::NotFound;
             }
@@ -353,5 +375,70 @@ mod tests {
         assert_eq!(p("cam/index.m3u8", false), None, "not a file of a flat hls_path");
         assert_eq!(p("../x.m3u8", false), None);
         assert_eq!(p("..m3u8", false).unwrap().0, None, "`.` is no stream name");
+    }
+
+    const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
+
+    fn client() -> SocketAddr {
+        ([192, 0, 2, 7], 4000).into()
+    }
+
+    /// An application pulling on demand from `port`, holding HLS viewers for an hour.
+    fn edge_app(port: u16) -> Arc<AppConf> {
+        crate::config::test_app(&format!("live on; hls_playlist_length 1h; pull rtmp://127.0.0.1:{port}/live;"))
+    }
+
+    fn streams() -> Arc<Streams> {
+        Streams::new(crate::hub::Hub::new(), Vec::new().into(), crate::relay::pull::Setup::default())
+    }
+
+    /// The HLS viewers of a stream are one player of its pull however often they ask, kept
+    /// until `hls_playlist_length` passed without a request; then the pull has no player.
+    #[tokio::test]
+    async fn a_hold_is_one_player_of_the_pull_until_it_lapses() {
+        // Accepts connections and never answers: the pull stays connecting.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = edge_app(silent.local_addr().unwrap().port());
+        let (streams, viewers, shutdown) = (streams(), Arc::new(Viewers::default()), CancellationToken::new());
+        let key = viewers.hold(&streams, &app, 0, OPTS, "cam", client(), &shutdown).unwrap().expect("held");
+        assert_eq!(streams.pulls().players("live", "cam"), 1);
+        assert!(viewers.touch(&streams, &key), "a request refreshes it");
+        viewers.sweep(&streams, Instant::now());
+        assert_eq!((viewers.holds().len(), streams.pulls().players("live", "cam")), (1, 1));
+        viewers.sweep(&streams, Instant::now() + Duration::from_secs(7200));
+        assert_eq!((viewers.holds().len(), streams.pulls().players("live", "cam")), (0, 0), "lapsed");
+        assert!(!viewers.touch(&streams, &key));
+        shutdown.cancel();
+    }
+
+    /// A stream published here is served as it is: no hold, no pull.
+    #[tokio::test]
+    async fn a_stream_published_here_is_not_held() {
+        let app = edge_app(1);
+        let (streams, viewers, shutdown) = (streams(), Arc::new(Viewers::default()), CancellationToken::new());
+        let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
+        let _published = streams.publish(&source, OPTS).expect("published");
+        assert_eq!(viewers.hold(&streams, &app, 0, OPTS, "cam", client(), &shutdown).unwrap(), None);
+        assert!(streams.pulls().is_empty() && viewers.holds().is_empty());
+    }
+
+    /// A request waiting for the playlist of a pull that fails gets `404`; past the bound on
+    /// waiting requests, `503`.
+    #[tokio::test]
+    async fn a_waiting_request_gets_404_when_the_pull_fails_and_503_past_the_bound() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let app = edge_app(closed.local_addr().unwrap().port());
+        drop(closed);
+        let (streams, viewers, shutdown) = (streams(), Arc::new(Viewers::default()), CancellationToken::new());
+        let store = super::super::HlsStore::new(shutdown.clone());
+        let key = viewers.hold(&streams, &app, 0, OPTS, "cam", client(), &shutdown).unwrap().expect("held");
+        let file = Path::new("/nowhere/cam.m3u8");
+        viewers.waiting.store(MAX_WAITING, Ordering::Relaxed);
+        assert_eq!(viewers.wait(&store, &streams, &key, file, Duration::from_secs(600)).await, Admission::Busy);
+        viewers.waiting.store(0, Ordering::Relaxed);
+        let waited = viewers.wait(&store, &streams, &key, file, Duration::from_secs(600)).await;
+        assert_eq!(waited, Admission::NotFound, "nobody listens on the origin's port");
+        assert_eq!(viewers.waiting.load(Ordering::Relaxed), 0);
+        shutdown.cancel();
     }
 }
