@@ -200,16 +200,18 @@ impl HlsStore {
         Some(position.last_complete.map_or(0, |msn| msn + 1))
     }
 
-    /// Let an HLS request of `file` by `client` start or keep the on-demand pull of its stream
-    /// ([`viewers`]), and wait for a starting pull's first playlist; answered as usual unless
-    /// this says otherwise.
+    /// Let an HLS (or DASH) request of `file` by `client` start or keep the on-demand pull of
+    /// its stream ([`viewers`]), and wait for a starting pull's first playlist (MPD); answered as
+    /// usual unless this says otherwise.
     pub async fn admit_viewer(
         &self,
         servers: &[Arc<crate::server::ServerCtx>],
+        dash: &crate::dash::DashStore,
         file: &Path,
         client: std::net::SocketAddr,
     ) -> viewers::Admission {
-        self.viewers.admit(self, servers, file, client).await
+        let ready = viewers::Ready { hls: self, dash, shutdown: &self.shutdown };
+        self.viewers.admit(&ready, servers, file, client).await
     }
 
     /// Whether the playlist at `path` is in memory and lists a segment (or has ended): what a

@@ -334,11 +334,11 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
     decorate(loc, path, res)
 }
 
-/// An HLS request on an edge may start the on-demand pull of its stream, and its first
-/// playlist request waits for it ([`crate::hls::viewers`]): the refusal, if any.
+/// An HLS or DASH request on an edge may start the on-demand pull of its stream, and its first
+/// playlist (MPD) request waits for it ([`crate::hls::viewers`]): the refusal, if any.
 async fn hls_viewer(state: &HttpState, file: &Path, client: Option<SocketAddr>) -> Option<Response> {
     let (running, client) = (state.running.as_ref()?, client?);
-    match running.shared.hls.admit_viewer(&running.servers, file, client).await {
+    match running.shared.hls.admit_viewer(&running.servers, &running.shared.dash, file, client).await {
         crate::hls::viewers::Admission::Serve => None,
         crate::hls::viewers::Admission::NotFound => Some(status_response(StatusCode::NOT_FOUND)),
         crate::hls::viewers::Admission::Busy => Some(status_response(StatusCode::SERVICE_UNAVAILABLE)),

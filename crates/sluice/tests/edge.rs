@@ -211,3 +211,24 @@ fn an_hls_request_alone_starts_and_keeps_the_edges_pull() {
     assert!(edge.log().contains("hls: pull released"), "{}", edge.log());
     poll("the origin to lose its player", Duration::from_secs(20), || players_now(&o1) == 0);
 }
+
+/// DASH on an edge the same way: the first MPD request starts the pull, waits for an MPD that
+/// lists a fragment, and ffprobe plays it.
+#[test]
+fn a_dash_request_alone_starts_the_edges_pull() {
+    let o1 = origin_on(free_port());
+    let _publisher = ffmpeg_publish_pattern(&o1.url("cam"), "320x240", 120, 25);
+    wait_published(&o1, "cam");
+    let dir = TempDir::new("edge-dash-viewer");
+    let edge = edge(
+        &[o1.port],
+        &format!("dash on; dash_path {}; dash_fragment 1s; dash_playlist_length 4s;", dir.path("dash").display()),
+    );
+    let url = format!("http://127.0.0.1:{}/dash/cam.mpd", edge.http_port);
+    let first = curl_reply(&[], &url);
+    assert_eq!(first.status, 200, "the first request waits for the MPD; edge log:\n{}", edge.log());
+    assert!(first.text().contains("<S "), "{}", first.text());
+    assert!(edge.log().contains("hls: pull started for an HLS viewer"), "{}", edge.log());
+    assert!(ffprobe_streams(&url).iter().any(|s| s == "h264,320,240"), "{}", edge.log());
+    assert_eq!(plays_served(&o1), 1, "{}", o1.log());
+}

@@ -1,12 +1,12 @@
-//! HLS viewers on an edge: a request for the live playlist of a stream that an application
-//! pulls on demand (a non-`static` `pull`, or the cluster directory) starts that pull, as an
-//! RTMP player would, and the stream's HLS requests keep it.
+//! HLS viewers on an edge: a request for the live playlist (or DASH manifest) of a stream that
+//! an application pulls on demand (a non-`static` `pull`, or the cluster directory) starts that
+//! pull, as an RTMP player would, and the stream's HLS (DASH) requests keep it.
 //!
 //! The viewers of a stream are one player, the *hold*: a subscriber taken through
 //! [`Streams::play`] with no client (the pull counts it as any player). Every playlist or
 //! segment request of the stream refreshes it; one task sweeps the holds and drops those not
-//! asked for in `hls_playlist_length` (then the pull's own `pull_linger` runs) and those whose
-//! pull ended. A playlist request that started (or found) a hold while the playlist is not
+//! asked for in `hls_playlist_length` (DASH: `dash_playlist_length`; then the pull's own
+//! `pull_linger` runs) and those whose pull ended. A playlist request that started (or found) a hold while the playlist is not
 //! written yet waits for it, up to `2 × hls_fragment + 10 s`, and gets `404` when the pull
 //! fails first. Holds are at most [`MAX_HOLDS`], waiting requests [`MAX_WAITING`] server-wide;
 //! past either the request gets `503` (logged once until it is under the bound again).
@@ -85,13 +85,41 @@ struct Asked {
     /// Every stream the file may belong to (a segment `NAME-SESSION-ID.ts`: each prefix
     /// before a `-`), to refresh a hold with.
     candidates: Vec<String>,
+    /// `hls_fragment` (`dash_fragment`): how long the first segment takes.
+    fragment: Duration,
+    /// `hls_playlist_length` (`dash_playlist_length`): how long a hold outlives its last request.
+    keep: Duration,
+}
+
+/// Where a hold's player plays: its server block, its stream options, how long it is kept.
+struct Place {
+    srv: usize,
+    opts: StreamOptions,
+    keep: Duration,
+}
+
+/// Where the answers are: a request waits until its playlist (or MPD) is in memory.
+pub struct Ready<'a> {
+    /// Live HLS.
+    pub hls: &'a super::HlsStore,
+    /// Live DASH.
+    pub dash: &'a crate::dash::DashStore,
+    /// The server's shutdown: waiting ends.
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Ready<'_> {
+    /// Whether the playlist or MPD at `file` is in memory, listing a segment.
+    fn at(&self, file: &Path) -> bool {
+        self.hls.has_playlist(file) || self.dash.has_file(file)
+    }
 }
 
 impl Viewers {
     /// See the module's doc: `file` is what the URL maps to, `client` who asks.
     pub async fn admit(
         self: &Arc<Self>,
-        store: &super::HlsStore,
+        store: &Ready<'_>,
         servers: &[Arc<ServerCtx>],
         file: &Path,
         client: SocketAddr,
@@ -102,16 +130,16 @@ impl Viewers {
         let Some(name) = asked.playlist_of.as_deref() else { return Admission::Serve };
         let key = match held {
             Some(key) => key,
-            None => match self.start(streams, &asked.app, &asked.ctx, name, client, &store.shutdown) {
+            None => match self.start(streams, &asked, name, client, store.shutdown) {
                 Ok(Some(key)) => key,
                 Ok(None) => return Admission::Serve,
                 Err(busy) => return busy,
             },
         };
-        if store.has_playlist(file) {
+        if store.at(file) {
             return Admission::Serve;
         }
-        let limit = 2 * asked.app.hls.fragment + START_MARGIN;
+        let limit = 2 * asked.fragment + START_MARGIN;
         self.wait(store, streams, &key, file, limit).await
     }
 
@@ -165,24 +193,23 @@ impl Viewers {
     fn start(
         self: &Arc<Self>,
         streams: &Arc<Streams>,
-        app: &Arc<AppConf>,
-        ctx: &ServerCtx,
+        asked: &Asked,
         name: &str,
         client: SocketAddr,
         shutdown: &CancellationToken,
     ) -> Result<Option<StreamKey>, Admission> {
+        let (app, ctx) = (&asked.app, &asked.ctx);
         let opts = StreamOptions { ring_len: ctx.conf.core.out_queue, gop_cache: app.live.gop_cache };
-        self.hold(streams, app, ctx.index, opts, name, client, shutdown)
+        let place = Place { srv: ctx.index, opts, keep: asked.keep };
+        self.hold(streams, app, &place, name, client, shutdown)
     }
 
-    /// [`Viewers::start`] in server block `srv`, with the stream options of its players.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Viewers::start`] where `place` says.
     fn hold(
         self: &Arc<Self>,
         streams: &Arc<Streams>,
         app: &Arc<AppConf>,
-        srv: usize,
-        opts: StreamOptions,
+        place: &Place,
         name: &str,
         client: SocketAddr,
         shutdown: &CancellationToken,
@@ -198,10 +225,10 @@ impl Viewers {
             }
             return Err(Admission::Busy);
         }
-        let player = Player { app, name, args: "", client: None, srv };
-        let Some((_, sub)) = streams.play(&player, opts) else { return Ok(None) };
+        let player = Player { app, name, args: "", client: None, srv: place.srv };
+        let Some((_, sub)) = streams.play(&player, place.opts) else { return Ok(None) };
         let Some(session) = pulls.on_demand_session(&app.name, name) else { return Ok(None) };
-        let hold = Hold { _sub: sub, session, last: Instant::now(), keep: app.hls.playlist_length, client };
+        let hold = Hold { _sub: sub, session, last: Instant::now(), keep: place.keep, client };
         let mut holds = self.holds();
         if holds.contains_key(&key) {
             // Another request held it meanwhile: this player leaves again.
@@ -220,7 +247,7 @@ impl Viewers {
     /// the wait ends, `404` when the pull ends first.
     async fn wait(
         &self,
-        store: &super::HlsStore,
+        store: &Ready<'_>,
         streams: &Streams,
         key: &StreamKey,
         file: &Path,
@@ -236,7 +263,7 @@ impl Viewers {
         let _waiting = Waiting(self);
         let deadline = Instant::now() + limit;
         loop {
-            if store.has_playlist(file) || store.shutdown.is_cancelled() || Instant::now() >= deadline {
+            if store.at(file) || store.shutdown.is_cancelled() || Instant::now() >= deadline {
                 return Admission::Serve;
             }
             // A waiting request is a request: the hold must not lapse under it.
@@ -309,28 +336,36 @@ fn published_here(streams: &Streams, key: &StreamKey) -> bool {
     streams.hub.subscribe(key, None).is_some_and(|(_, sub)| sub.stream().is_live())
 }
 
-/// The application and stream of `file`, when it lies in the `hls_path` of an application
-/// that pulls that stream on demand.
+/// The application and stream of `file`, when it lies in the `hls_path` (or `dash_path`) of an
+/// application that pulls that stream on demand.
 fn locate(servers: &[Arc<ServerCtx>], file: &Path) -> Option<Asked> {
     for ctx in servers {
-        for app in &ctx.apps {
-            let Some(dir) = app.hls.path.as_deref().filter(|_| app.hls.enabled && app.live.live) else { continue };
-            let Ok(rel) = file.strip_prefix(dir) else { continue };
-            let Some((playlist_of, candidates)) = names_of(rel, app.hls.nested) else { continue };
-            let pulled = |n: &String| ctx.streams.pulls_on_play(app, n);
-            let playlist_of = playlist_of.filter(pulled);
-            let candidates: Vec<String> = candidates.into_iter().filter(pulled).collect();
-            if playlist_of.is_some() || !candidates.is_empty() {
-                return Some(Asked { ctx: ctx.clone(), app: app.clone(), playlist_of, candidates });
+        for app in ctx.apps.iter().filter(|a| a.live.live) {
+            let (hls, dash) = (&app.hls, &app.dash);
+            let sites = [
+                (hls.enabled, hls.path.as_deref(), hls.nested, "m3u8", hls.fragment, hls.playlist_length),
+                (dash.enabled, dash.path.as_deref(), dash.nested, "mpd", dash.fragment, dash.playlist_length),
+            ];
+            for (enabled, dir, nested, ext, fragment, keep) in sites {
+                let Some(rel) = dir.filter(|_| enabled).and_then(|d| file.strip_prefix(d).ok()) else { continue };
+                let Some((playlist_of, candidates)) = names_of(rel, nested, ext) else { continue };
+                let pulled = |n: &String| ctx.streams.pulls_on_play(app, n);
+                let playlist_of = playlist_of.filter(pulled);
+                let candidates: Vec<String> = candidates.into_iter().filter(pulled).collect();
+                if playlist_of.is_some() || !candidates.is_empty() {
+                    let (ctx, app) = (ctx.clone(), app.clone());
+                    return Some(Asked { ctx, app, playlist_of, candidates, fragment, keep });
+                }
             }
         }
     }
     None
 }
 
-/// The stream a playlist path (relative to `hls_path`) names, and the streams any of its files
-/// may belong to; every name is checked by [`untrusted::stream_name`].
-fn names_of(rel: &Path, nested: bool) -> Option<(Option<String>, Vec<String>)> {
+/// The stream a playlist (`ext`: `m3u8`, or `mpd`) path relative to its directory names, and
+/// the streams any of its files may belong to; every name is checked by
+/// [`untrusted::stream_name`].
+fn names_of(rel: &Path, nested: bool, ext: &str) -> Option<(Option<String>, Vec<String>)> {
     let parts: Vec<&str> = rel
         .components()
         .map(|c| match c {
@@ -343,12 +378,12 @@ fn names_of(rel: &Path, nested: bool) -> Option<(Option<String>, Vec<String>)> {
         // `NAME/index.m3u8`, and its other playlists and segments in `NAME/`.
         (true, [dir, file]) => {
             let name = valid(dir)?;
-            let playlist = (*file == "index.m3u8").then(|| name.clone());
+            let playlist = file.strip_prefix("index.").is_some_and(|e| e == ext).then(|| name.clone());
             Some((playlist, vec![name]))
         }
         // `NAME.m3u8`; `NAME-SESSION-ID.ts`, `NAME-video.m3u8`: each prefix before a `-`.
         (false, [file]) => {
-            let playlist = file.strip_suffix(".m3u8").and_then(valid);
+            let playlist = file.strip_suffix(ext).and_then(|f| f.strip_suffix('.')).and_then(valid);
             let candidates = file.match_indices('-').filter_map(|(at, _)| valid(&file[..at])).collect();
             Some((playlist, candidates))
         }
@@ -362,7 +397,7 @@ mod tests {
 
     #[test]
     fn names_of_playlists_and_segments() {
-        let p = |s: &str, nested| names_of(Path::new(s), nested);
+        let p = |s: &str, nested| names_of(Path::new(s), nested, "m3u8");
         assert_eq!(p("cam.m3u8", false), Some((Some("cam".into()), vec![])));
         assert_eq!(p("a-b.m3u8", false), Some((Some("a-b".into()), vec!["a".into()])));
         assert_eq!(
@@ -375,17 +410,21 @@ mod tests {
         assert_eq!(p("cam/index.m3u8", false), None, "not a file of a flat hls_path");
         assert_eq!(p("../x.m3u8", false), None);
         assert_eq!(p("..m3u8", false).unwrap().0, None, "`.` is no stream name");
+        assert_eq!(names_of(Path::new("cam.mpd"), false, "mpd"), Some((Some("cam".into()), vec![])));
+        assert_eq!(names_of(Path::new("cam/index.mpd"), true, "mpd").unwrap().0, Some("cam".into()));
+        assert_eq!(names_of(Path::new("cam.mpd"), false, "m3u8").unwrap().0, None);
     }
 
     const OPTS: StreamOptions = StreamOptions { ring_len: 16, gop_cache: true };
+    const PLACE: Place = Place { srv: 0, opts: OPTS, keep: Duration::from_secs(3600) };
 
     fn client() -> SocketAddr {
         ([192, 0, 2, 7], 4000).into()
     }
 
-    /// An application pulling on demand from `port`, holding HLS viewers for an hour.
+    /// An application pulling on demand from `port`.
     fn edge_app(port: u16) -> Arc<AppConf> {
-        crate::config::test_app(&format!("live on; hls_playlist_length 1h; pull rtmp://127.0.0.1:{port}/live;"))
+        crate::config::test_app(&format!("live on; pull rtmp://127.0.0.1:{port}/live;"))
     }
 
     fn streams() -> Arc<Streams> {
@@ -400,7 +439,7 @@ mod tests {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let app = edge_app(silent.local_addr().unwrap().port());
         let (streams, viewers, shutdown) = (streams(), Arc::new(Viewers::default()), CancellationToken::new());
-        let key = viewers.hold(&streams, &app, 0, OPTS, "cam", client(), &shutdown).unwrap().expect("held");
+        let key = viewers.hold(&streams, &app, &PLACE, "cam", client(), &shutdown).unwrap().expect("held");
         assert_eq!(streams.pulls().players("live", "cam"), 1);
         assert!(viewers.touch(&streams, &key), "a request refreshes it");
         viewers.sweep(&streams, Instant::now());
@@ -418,7 +457,7 @@ mod tests {
         let (streams, viewers, shutdown) = (streams(), Arc::new(Viewers::default()), CancellationToken::new());
         let source = crate::streams::Source { app: &app, name: "cam", args: "", client: None, push_to: None, srv: 0 };
         let _published = streams.publish(&source, OPTS).expect("published");
-        assert_eq!(viewers.hold(&streams, &app, 0, OPTS, "cam", client(), &shutdown).unwrap(), None);
+        assert_eq!(viewers.hold(&streams, &app, &PLACE, "cam", client(), &shutdown).unwrap(), None);
         assert!(streams.pulls().is_empty() && viewers.holds().is_empty());
     }
 
@@ -430,8 +469,10 @@ mod tests {
         let app = edge_app(closed.local_addr().unwrap().port());
         drop(closed);
         let (streams, viewers, shutdown) = (streams(), Arc::new(Viewers::default()), CancellationToken::new());
-        let store = super::super::HlsStore::new(shutdown.clone());
-        let key = viewers.hold(&streams, &app, 0, OPTS, "cam", client(), &shutdown).unwrap().expect("held");
+        let (hls, dash) =
+            (super::super::HlsStore::new(shutdown.clone()), crate::dash::DashStore::new(shutdown.clone()));
+        let store = Ready { hls: &hls, dash: &dash, shutdown: &shutdown };
+        let key = viewers.hold(&streams, &app, &PLACE, "cam", client(), &shutdown).unwrap().expect("held");
         let file = Path::new("/nowhere/cam.m3u8");
         viewers.waiting.store(MAX_WAITING, Ordering::Relaxed);
         assert_eq!(viewers.wait(&store, &streams, &key, file, Duration::from_secs(600)).await, Admission::Busy);
