@@ -214,6 +214,12 @@ impl HlsStore {
         self.viewers.admit(&ready, servers, file, client).await
     }
 
+    /// Whether `path` is an `hls_variant` master playlist with a live variant (its variants are
+    /// streams of their own: a request of the master starts no pull).
+    fn is_master(&self, path: &Path) -> bool {
+        self.variants.has_master(path)
+    }
+
     /// Whether the playlist at `path` is in memory and lists a segment (or has ended): what a
     /// player or a cache in front should get rather than an empty live playlist.
     fn has_playlist(&self, path: &Path) -> bool {

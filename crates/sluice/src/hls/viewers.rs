@@ -127,7 +127,9 @@ impl Viewers {
         let Some(asked) = locate(servers, file) else { return Admission::Serve };
         let streams = &asked.ctx.streams;
         let held = self.refresh(streams, &asked, client);
-        let Some(name) = asked.playlist_of.as_deref() else { return Admission::Serve };
+        let Some(name) = asked.playlist_of.as_deref().filter(|_| !store.hls.is_master(file)) else {
+            return Admission::Serve;
+        };
         let key = match held {
             Some(key) => key,
             None => match self.start(streams, &asked, name, client, store.shutdown) {
