@@ -298,25 +298,27 @@ impl Viewers {
 
     /// Drop the holds not asked for in their `hls_playlist_length`, and those whose pull ended.
     fn sweep(&self, streams: &Streams, now: Instant) {
-        let mut gone = Vec::new();
         let mut holds = self.holds();
-        holds.retain(|key, hold| {
-            let ended = streams.pulls().on_demand_session(&key.app, &key.name) != Some(hold.session);
-            let idle = now.saturating_duration_since(hold.last) >= hold.keep;
-            if ended || idle {
-                gone.push((key.clone(), hold.client, ended));
-            }
-            !(ended || idle)
-        });
+        let lapsed: Vec<(StreamKey, bool)> = holds
+            .iter()
+            .filter_map(|(key, hold)| {
+                let ended = streams.pulls().on_demand_session(&key.app, &key.name) != Some(hold.session);
+                let idle = now.saturating_duration_since(hold.last) >= hold.keep;
+                (ended || idle).then(|| (key.clone(), ended))
+            })
+            .collect();
+        let gone: Vec<(StreamKey, Hold, bool)> =
+            lapsed.into_iter().filter_map(|(key, ended)| holds.remove(&key).map(|h| (key, h, ended))).collect();
         if holds.len() < MAX_HOLDS {
             self.holds_full_logged.store(false, Ordering::Relaxed);
         }
         drop(holds);
-        for (key, client, ended) in gone {
+        // The players leave the pulls here, outside the lock.
+        for (key, hold, ended) in gone {
             if ended {
                 tracing::debug!(app = %key.app, stream = %key.name, "hls: the pull held for HLS viewers ended");
             } else {
-                tracing::info!(%client, app = %key.app, stream = %key.name, "hls: pull released: no HLS request within hls_playlist_length");
+                tracing::info!(client = %hold.client, app = %key.app, stream = %key.name, after = ?hold.keep, "hls: pull released: no HLS request within the playlist length");
             }
         }
     }
