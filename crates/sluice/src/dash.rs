@@ -209,6 +209,11 @@ impl DashStore {
         }
     }
 
+    /// Whether `path` (an MPD) is in memory (HLS viewers of an edge wait for it, [`crate::hls::viewers`]).
+    pub fn has_file(&self, path: &Path) -> bool {
+        self.files().files.contains_key(path)
+    }
+
     fn files(&self) -> std::sync::MutexGuard<'_, MemFiles> {
         self.files.lock().unwrap_or_else(|e| e.into_inner())
     }

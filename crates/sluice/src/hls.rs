@@ -56,6 +56,7 @@ use crate::untrusted::{self, NameError};
 
 mod repair;
 mod variant;
+pub mod viewers;
 
 /// Ring entries the HLS task takes at a time.
 const MAX_BATCH: usize = 256;
@@ -91,6 +92,8 @@ pub struct HlsStore {
     shutdown: CancellationToken,
     /// The live variants of every `hls_variant` master playlist.
     variants: variant::Registry,
+    /// Streams pulled on demand for HLS viewers ([`viewers`]).
+    viewers: Arc<viewers::Viewers>,
 }
 
 #[derive(Clone)]
@@ -195,6 +198,34 @@ impl HlsStore {
         let playlist = self.playlists().get(&path).cloned()?;
         let position = playlist.state().position;
         Some(position.last_complete.map_or(0, |msn| msn + 1))
+    }
+
+    /// Let an HLS (or DASH) request of `file` by `client` start or keep the on-demand pull of
+    /// its stream ([`viewers`]), and wait for a starting pull's first playlist (MPD); answered as
+    /// usual unless this says otherwise.
+    pub async fn admit_viewer(
+        &self,
+        servers: &[Arc<crate::server::ServerCtx>],
+        dash: &crate::dash::DashStore,
+        file: &Path,
+        client: std::net::SocketAddr,
+    ) -> viewers::Admission {
+        let ready = viewers::Ready { hls: self, dash, shutdown: &self.shutdown };
+        self.viewers.admit(&ready, servers, file, client).await
+    }
+
+    /// Whether `path` is an `hls_variant` master playlist with a live variant (its variants are
+    /// streams of their own: a request of the master starts no pull).
+    fn is_master(&self, path: &Path) -> bool {
+        self.variants.has_master(path)
+    }
+
+    /// Whether the playlist at `path` is in memory and lists a segment (or has ended): what a
+    /// player or a cache in front should get rather than an empty live playlist.
+    fn has_playlist(&self, path: &Path) -> bool {
+        let Some(playlist) = self.playlists().get(path).cloned() else { return false };
+        let st = playlist.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.position.last_complete.is_some() || !st.live
     }
 
     fn files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Stored>> {

@@ -319,6 +319,10 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
         }
     }
     if let Ok(Some(file)) = path::file_path(loc, path) {
+        let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        if let Some(refused) = hls_viewer(state, &file, client).await {
+            return decorate(loc, path, refused);
+        }
         for live in &state.live {
             if let Some(res) = live.get(&file, query).await {
                 let res = decorate(loc, path, live_answer(req.headers(), res).await);
@@ -328,6 +332,17 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
     }
     let res = files::serve(loc, path, req.uri(), req.headers(), head).await;
     decorate(loc, path, res)
+}
+
+/// An HLS or DASH request on an edge may start the on-demand pull of its stream, and its first
+/// playlist (MPD) request waits for it ([`crate::hls::viewers`]): the refusal, if any.
+async fn hls_viewer(state: &HttpState, file: &Path, client: Option<SocketAddr>) -> Option<Response> {
+    let (running, client) = (state.running.as_ref()?, client?);
+    match running.shared.hls.admit_viewer(&running.servers, &running.shared.dash, file, client).await {
+        crate::hls::viewers::Admission::Serve => None,
+        crate::hls::viewers::Admission::NotFound => Some(status_response(StatusCode::NOT_FOUND)),
+        crate::hls::viewers::Admission::Busy => Some(status_response(StatusCode::SERVICE_UNAVAILABLE)),
+    }
 }
 
 /// The one place sluice's own pages and players are registered: each [`Handler`] and the

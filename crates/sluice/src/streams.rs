@@ -103,6 +103,13 @@ impl Streams {
         app.cluster && self.directory().is_some()
     }
 
+    /// Whether a player of `name` in `app` would start an on-demand relay pull when nobody
+    /// publishes it here: a matching non-`static` `pull`, or the cluster's directory (what
+    /// [`Streams::play`] decides). HLS viewers start pulls only then ([`crate::hls`]).
+    pub fn pulls_on_play(&self, app: &AppConf, name: &str) -> bool {
+        app.live.live && (pull::on_demand_target(app, name).is_some() || self.clustered(app))
+    }
+
     /// Claim `source`'s stream in the hub and start every module on it, before the first frame.
     pub fn publish(self: &Arc<Self>, source: &Source<'_>, opts: StreamOptions) -> Result<Published, PublishError> {
         self.publish_as(source, opts, false)

@@ -18,12 +18,17 @@ const TTL_SECS: u64 = 3;
 
 /// A node of the cluster on `port`: API on the built-in HTTP server, `live` in the directory.
 fn node_on(port: u16, redis: &RedisServer) -> Server {
+    node_with(port, redis, "")
+}
+
+/// [`node_on`] with `extra` in the application.
+fn node_with(port: u16, redis: &RedisServer, extra: &str) -> Server {
     Server::start_conf_on(
         port,
         &format!(
             "rtmp {{ http_listen 127.0.0.1:{{http}}; cluster_redis {}/0; cluster_ttl {TTL_SECS}s;
   server {{ listen 127.0.0.1:{{rtmp}}; cluster_address rtmp://127.0.0.1:{{rtmp}};
-    application live {{ live on; pull_reconnect 500ms; pull_linger 1s; }} }} }}",
+    application live {{ live on; pull_reconnect 500ms; pull_linger 1s; {extra} }} }} }}",
             redis.url()
         ),
     )
@@ -286,4 +291,31 @@ fn authed_get(redis: &RedisServer, key: &str) -> Option<String> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// An edge in the cluster application serves the HLS of a stream published on another node
+/// from the first playlist request: the request starts the pull, the directory names the
+/// origin, the request gets the playlist once it lists a segment. A name nobody publishes gets
+/// `404`.
+#[test]
+fn an_edge_serves_hls_of_a_stream_on_another_node_from_the_first_request() {
+    let redis = RedisServer::start();
+    let a = node(&redis);
+    let dir = TempDir::new("cluster-hls");
+    let hls = format!("hls on; hls_path {}; hls_fragment 1s; hls_playlist_length 4s;", dir.path("hls").display());
+    let b = node_with(free_port(), &redis, &hls);
+    let _publisher = ffmpeg_publish_pattern(&a.url("cam"), "320x240", 120, 25);
+    wait_published(&a, "cam");
+    poll("A's registration", Duration::from_secs(10), || registered_by(&redis, "cam", &a));
+
+    let url = format!("http://127.0.0.1:{}/hls/cam.m3u8", b.http_port);
+    let first = curl_reply(&[], &url);
+    assert_eq!(first.status, 200, "B's log:\n{}", b.log());
+    assert!(first.text().contains("#EXTINF"), "{}", first.text());
+    assert!(b.log().contains("hls: pull started for an HLS viewer"), "{}", b.log());
+    assert!(ffprobe_streams(&url).iter().any(|s| s == "h264,320,240"), "{}", b.log());
+    assert_eq!(players_now(&a, "cam"), 1, "one upstream from B");
+
+    let missing = curl_reply(&[], &format!("http://127.0.0.1:{}/hls/nobody.m3u8", b.http_port));
+    assert_eq!(missing.status, 404, "{}", b.log());
 }

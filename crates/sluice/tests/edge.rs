@@ -141,9 +141,9 @@ fn a_player_back_within_the_linger_reuses_the_upstream() {
 }
 
 /// HLS on an edge: an edge application with `pull` and `hls on` writes and serves the HLS of
-/// the stream it pulls, while an RTMP player keeps the on-demand pull alive (an HLS request alone
-/// starts no pull: an edge serving HLS only pulls `static`, as the second edge here, which has
-/// no player at all). ffprobe reads both edges' playlists over HTTP.
+/// the stream it pulls, while an RTMP player keeps the on-demand pull alive, and so does a
+/// `static` pull with no player at all (the second edge). ffprobe reads both edges' playlists
+/// over HTTP.
 #[test]
 fn edges_serve_hls_of_the_streams_they_pull() {
     let o1 = origin_on(free_port());
@@ -168,9 +168,67 @@ fn edges_serve_hls_of_the_streams_they_pull() {
         ffprobe_streams(&playlist(s))
     };
 
-    assert_eq!(curl_reply(&[], &playlist(&on_demand)).status, 404, "no player, no pull, no HLS");
     let _player = ffmpeg_play(&on_demand.url("cam"));
     assert!(probe(&on_demand).iter().any(|s| s == "h264,320,240"), "{}", on_demand.log());
     assert!(probe(&static_pull).iter().any(|s| s == "h264,320,240"), "{}", static_pull.log());
     assert_eq!(plays_served(&o1), 2, "one upstream per edge:\n{}", o1.log());
+}
+
+/// An HLS request alone starts the edge's on-demand pull: the first playlist request waits for
+/// the playlist and gets it, ffprobe plays the edge's HLS, the requests keep one upstream past
+/// `hls_playlist_length + pull_linger`, and once they stop the pull ends after both.
+#[test]
+fn an_hls_request_alone_starts_and_keeps_the_edges_pull() {
+    let o1 = origin_on(free_port());
+    let _publisher = ffmpeg_publish_pattern(&o1.url("cam"), "320x240", 120, 25);
+    wait_published(&o1, "cam");
+    let dir = TempDir::new("edge-hls-viewer");
+    let hls = dir.path("hls");
+    let edge = edge(
+        &[o1.port],
+        &format!("hls on; hls_path {}; hls_fragment 1s; hls_playlist_length 4s; pull_linger 2s;", hls.display()),
+    );
+    let url = format!("http://127.0.0.1:{}/hls/cam.m3u8", edge.http_port);
+
+    let first = curl_reply(&[], &url);
+    assert_eq!(first.status, 200, "the first request waits for the playlist; edge log:\n{}", edge.log());
+    assert!(first.text().contains("#EXTINF"), "{}", first.text());
+    assert!(edge.log().contains("hls: pull started for an HLS viewer"), "{}", edge.log());
+    assert!(ffprobe_streams(&url).iter().any(|s| s == "h264,320,240"), "{}", edge.log());
+
+    // Requests every second for longer than the hold and the linger together keep the pull.
+    let keep_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < keep_until {
+        assert_eq!(curl_reply(&[], &url).status, 200, "{}", edge.log());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(plays_served(&o1), 1, "one upstream connection for every request:\n{}", o1.log());
+    assert!(pull_leg(&edge).is_some(), "the edge's API shows the pull leg");
+
+    let stopped = Instant::now();
+    poll("the pull to end after the last request", Duration::from_secs(4 + 2 + 20), || pull_leg(&edge).is_none());
+    assert!(stopped.elapsed() >= Duration::from_secs(4), "not before hls_playlist_length");
+    assert!(edge.log().contains("hls: pull released"), "{}", edge.log());
+    poll("the origin to lose its player", Duration::from_secs(20), || players_now(&o1) == 0);
+}
+
+/// DASH on an edge the same way: the first MPD request starts the pull, waits for an MPD that
+/// lists a fragment, and ffprobe plays it.
+#[test]
+fn a_dash_request_alone_starts_the_edges_pull() {
+    let o1 = origin_on(free_port());
+    let _publisher = ffmpeg_publish_pattern(&o1.url("cam"), "320x240", 120, 25);
+    wait_published(&o1, "cam");
+    let dir = TempDir::new("edge-dash-viewer");
+    let edge = edge(
+        &[o1.port],
+        &format!("dash on; dash_path {}; dash_fragment 1s; dash_playlist_length 4s;", dir.path("dash").display()),
+    );
+    let url = format!("http://127.0.0.1:{}/dash/cam.mpd", edge.http_port);
+    let first = curl_reply(&[], &url);
+    assert_eq!(first.status, 200, "the first request waits for the MPD; edge log:\n{}", edge.log());
+    assert!(first.text().contains("<S "), "{}", first.text());
+    assert!(edge.log().contains("hls: pull started for an HLS viewer"), "{}", edge.log());
+    assert!(ffprobe_streams(&url).iter().any(|s| s == "h264,320,240"), "{}", edge.log());
+    assert_eq!(plays_served(&o1), 1, "{}", o1.log());
 }

@@ -197,6 +197,11 @@ impl Registry {
     fn masters(&self) -> MutexGuard<'_, HashMap<PathBuf, Master>> {
         self.masters.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Whether a master playlist is kept at `path`.
+    pub(super) fn has_master(&self, path: &Path) -> bool {
+        self.masters().contains_key(path)
+    }
 }
 
 /// Lists (or updates) `member`'s variant with what its stream showed; `Err` says why it cannot

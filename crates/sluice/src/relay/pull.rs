@@ -159,6 +159,13 @@ impl Pulls {
         self.lock().get(&key).map_or(0, |s| s.players)
     }
 
+    /// The id of `app`/`name`'s on-demand pull session while it runs or lingers (an HLS
+    /// viewer's hold checks that the session it joined is still the one running).
+    pub fn on_demand_session(&self, app: &str, name: &str) -> Option<u64> {
+        let key = StreamKey { app: app.to_owned(), name: name.to_owned() };
+        self.lock().get(&key).filter(|s| !s.is_static).map(|s| s.id)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
