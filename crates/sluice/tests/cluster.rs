@@ -38,19 +38,6 @@ fn node(redis: &RedisServer) -> Server {
     node_on(free_port(), redis)
 }
 
-fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn get_json(s: &Server, path: &str) -> Option<Value> {
-    let r = curl_reply(&[], &format!("http://127.0.0.1:{}{path}", s.http_port));
-    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok()).flatten()
-}
-
 fn cluster(s: &Server) -> Value {
     get_json(s, "/api/v1/cluster").expect("GET /api/v1/cluster")
 }

@@ -33,19 +33,6 @@ fn edge(origins: &[u16], extra: &str) -> Server {
     ))
 }
 
-fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn get_json(s: &Server, path: &str) -> Option<Value> {
-    let r = curl_reply(&[], &format!("http://127.0.0.1:{}{path}", s.http_port));
-    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok()).flatten()
-}
-
 /// Players of `live/cam` connected to `s` now, from its API (an edge's pull is one of them).
 fn players_now(s: &Server) -> usize {
     let Some(clients) = get_json(s, "/api/v1/clients") else { return 0 };

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rtmp::message::user_control;
@@ -283,14 +283,6 @@ fn frame_sizes(file: &Path) -> HashMap<String, usize> {
 
 fn signal(p: &Proc, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(p.0.id().to_string()).status();
-}
-
-fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The scenario: an encoder is killed and reconnects under the same name a moment

@@ -7,7 +7,7 @@ mod common;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -84,14 +84,6 @@ fn edge(pull_line: &str, app_extra: &str) -> Server {
 http {{ server {{ listen 127.0.0.1:{{http}}; location /control {{ rtmp_control all; }} }} }}
 "
     ))
-}
-
-fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Publish a `size` test pattern (H.264 + AAC, a keyframe a second) in real time.

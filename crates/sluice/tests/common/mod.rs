@@ -671,3 +671,18 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Waits until `done` holds, checking every 100 ms; the test fails after `limit`.
+pub fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET path` on `s`'s HTTP port as JSON; `None` unless the answer is a 200 with JSON.
+pub fn get_json(s: &Server, path: &str) -> Option<serde_json::Value> {
+    let r = curl_reply(&[], &format!("http://127.0.0.1:{}{path}", s.http_port));
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok()).flatten()
+}
