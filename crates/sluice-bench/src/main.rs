@@ -31,6 +31,11 @@ Options:
   --step-secs S          seconds each step is measured after its players joined (default 20)
   --join-secs S          seconds over which a step's new players connect (default 5)
   --probes N             fully parsing probe players per step (default 20)
+  --spread-probes        the probes join evenly among each step's players and keep playing (a step
+                         measures all so far: 20 per step) instead of joining after them: the
+                         latency of every position in the server's fan-out order, not only the
+                         newest players' (latency is always reported per kind: video from SEI
+                         stamps, audio from send times kept by the publisher in this process)
   --server-pid PID       report the server's CPU % and RSS from /proc/PID
   --label NAME           name in the report (default: the URL)
   --json FILE            also write the report as JSON
@@ -85,6 +90,8 @@ struct Options {
     http_flv: Option<HttpTarget>,
     /// `--play`: players and probes play these round-robin instead of `target`.
     play: Vec<Target>,
+    /// `--spread-probes`: probes join among each step's players and stay (see [`join_players`]).
+    spread_probes: bool,
 }
 
 impl Options {
@@ -150,6 +157,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         rcvlowat: 0,
         http_flv: None,
         play: Vec::new(),
+        spread_probes: false,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -175,6 +183,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--idle" => o.idle = Some(value()?.parse()?),
             "--http-flv" => o.http_flv = Some(HttpTarget::parse(&value()?)?),
             "--play" => o.play.push(parse_url(&value()?)?),
+            "--spread-probes" => o.spread_probes = true,
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -329,7 +338,7 @@ fn run_idle(o: &Options, n: usize) -> anyhow::Result<()> {
     let report = rt.block_on(async {
         let rss_before = o.server_pid.as_deref().and_then(rss_kib);
         let mut players = Vec::new();
-        join_players(o, &mut players, n).await;
+        join_players(o, &mut players, n, &mut Spread::default()).await;
         let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
         let mut tool_cpu = CpuMeter::new("self");
         for sec in (5..=o.step_secs).step_by(5) {
@@ -381,11 +390,12 @@ async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Repo
     }
     let mut report = Report { label: o.label.clone().unwrap_or_else(|| o.url.clone()), ..Report::default() };
     let mut players: Vec<Arc<PlayerStats>> = Vec::new();
+    let mut spread = Spread::default();
     for &n in &o.steps {
         let first_new = players.len();
         let join_start = Instant::now();
-        join_players(o, &mut players, n).await;
-        let mut step = measure(o, &players, pub_stats).await?;
+        join_players(o, &mut players, n, &mut spread).await;
+        let mut step = measure(o, &players, pub_stats, &spread).await?;
         step.join = join_stats(&players[first_new..], o.join_secs, join_start.elapsed());
         eprintln!(
             "step {n}: connected {} failed {} kept up {} -> {}",
@@ -406,14 +416,57 @@ async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Repo
     Ok(report)
 }
 
-async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize) {
+/// `--spread-probes`: the probes that joined among the players so far, playing till the run ends.
+#[derive(Default)]
+struct Spread {
+    probes: Vec<Arc<Mutex<ProbeResult>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Spread {
+    fn spawn(&mut self, o: &Options) {
+        let p: Arc<Mutex<ProbeResult>> = Arc::default();
+        let i = self.probes.len();
+        match &o.http_flv {
+            Some(http) => tokio::spawn(httpflv::probe_player(http.clone(), p.clone(), self.stop.clone())),
+            None => tokio::spawn(players::probe_player(o.play_target(i), p.clone(), self.stop.clone())),
+        };
+        self.probes.push(p);
+    }
+}
+
+impl Drop for Spread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether a probe joins just before the `i`th of `new` players, for `probes` probes spread evenly
+/// (each in the middle of its share of the players; all of them when there are fewer players).
+fn probe_before(i: usize, new: usize, probes: usize) -> bool {
+    if probes == 0 {
+        return false;
+    }
+    let every = (new / probes).max(1);
+    i % every == every / 2 && i / every < probes
+}
+
+/// Join players up to `n`. With `--spread-probes`, `--probes` more probes join evenly among
+/// this step's new players and keep playing: a server serves its players in some order each
+/// round (nginx-rtmp the newest first, sluice the oldest first), so probes that all join after
+/// the players measure only one end of that order; spread, they measure every position.
+async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize, spread: &mut Spread) {
     let new = n.saturating_sub(players.len());
     if new == 0 {
         return;
     }
     let gap = Duration::from_secs_f64(o.join_secs / new as f64);
     let start = Instant::now();
+    let probes = if o.spread_probes { o.probes } else { 0 };
     for i in 0..new {
+        if probe_before(i, new, probes) {
+            spread.spawn(o);
+        }
         let stats = Arc::new(PlayerStats::default());
         match &o.http_flv {
             Some(http) => tokio::spawn(httpflv::bulk_player(http.clone(), stats.clone(), o.rcvlowat)),
@@ -427,10 +480,25 @@ async fn join_players(o: &Options, players: &mut Vec<Arc<PlayerStats>>, n: usize
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
-async fn measure(o: &Options, players: &[Arc<PlayerStats>], pub_stats: &PublishStats) -> anyhow::Result<Step> {
+async fn measure(
+    o: &Options,
+    players: &[Arc<PlayerStats>],
+    pub_stats: &PublishStats,
+    spread: &Spread,
+) -> anyhow::Result<Step> {
     let stop = Arc::new(AtomicBool::new(false));
-    let probes: Vec<Arc<Mutex<ProbeResult>>> = (0..o.probes).map(|_| Arc::default()).collect();
-    for (i, p) in probes.iter().enumerate() {
+    let probes: Vec<Arc<Mutex<ProbeResult>>> = if o.spread_probes {
+        // Only this step's latencies count.
+        for p in &spread.probes {
+            let mut r = p.lock().unwrap();
+            r.latencies_us.clear();
+            r.audio_latencies_us.clear();
+        }
+        spread.probes.clone()
+    } else {
+        (0..o.probes).map(|_| Arc::default()).collect()
+    };
+    for (i, p) in probes.iter().enumerate().filter(|_| !o.spread_probes) {
         match &o.http_flv {
             Some(http) => tokio::spawn(httpflv::probe_player(http.clone(), p.clone(), stop.clone())),
             None => tokio::spawn(players::probe_player(o.play_target(i), p.clone(), stop.clone())),
@@ -519,17 +587,15 @@ fn summarize_probes(step: &mut Step, probes: &[Arc<Mutex<ProbeResult>>]) {
     let results: Vec<ProbeResult> = probes.iter().map(|p| p.lock().unwrap().clone()).collect();
     let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
     let mut lat: Vec<f64> = results.iter().flat_map(|r| r.latencies_us.iter().map(|&u| u as f64 / 1000.0)).collect();
+    let mut audio: Vec<f64> =
+        results.iter().flat_map(|r| r.audio_latencies_us.iter().map(|&u| u as f64 / 1000.0)).collect();
     let mut video: Vec<f64> = results.iter().filter_map(|r| ms(r.first_video)).collect();
     let mut key: Vec<f64> = results.iter().filter_map(|r| ms(r.first_key)).collect();
-    for v in [&mut lat, &mut video, &mut key] {
+    for v in [&mut lat, &mut audio, &mut video, &mut key] {
         v.sort_by(f64::total_cmp);
     }
-    step.latency_ms = Latency {
-        p50: report::quantile(&lat, 0.5),
-        p95: report::quantile(&lat, 0.95),
-        p99: report::quantile(&lat, 0.99),
-        max: lat.last().copied().unwrap_or(0.0),
-    };
+    step.latency_ms = Latency::of(&lat);
+    step.audio_latency_ms = Latency::of(&audio);
     step.ttff_ms = Ttff {
         video_p50: report::quantile(&video, 0.5),
         video_p99: report::quantile(&video, 0.99),
@@ -605,4 +671,23 @@ fn parse_hostile_args() -> anyhow::Result<hostile::HostileOptions> {
     };
     let scale = if short { hostile::Scale::short() } else { hostile::Scale::long(rounds) };
     Ok(hostile::HostileOptions { sluice, scale, keep, skip })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_before;
+
+    fn positions(new: usize, probes: usize) -> Vec<usize> {
+        (0..new).filter(|&i| probe_before(i, new, probes)).collect()
+    }
+
+    #[test]
+    fn spread_probes_join_evenly_among_the_players() {
+        assert_eq!(positions(1000, 20).len(), 20);
+        assert_eq!(positions(1000, 20)[..3], [25, 75, 125]);
+        assert_eq!(*positions(1000, 20).last().unwrap(), 975);
+        assert_eq!(positions(1010, 20).len(), 20, "a remainder adds no probe");
+        assert_eq!(positions(5, 20), [0, 1, 2, 3, 4], "fewer players than probes: one before each");
+        assert!(positions(1000, 0).is_empty());
+    }
 }

@@ -85,6 +85,29 @@ pub struct PublishStats {
     pub error: Mutex<Option<String>>,
 }
 
+/// Audio messages the publisher sent, with their send times: AAC frames carry no SEI, so a probe in
+/// the same process finds an audio message's send time here by its RTMP timestamp (the publisher's
+/// timestamps only grow, looping included, and both servers pass them through unchanged).
+/// Bounded: the last [`AUDIO_SENDS_KEPT`] messages (about 20 s of AAC).
+static AUDIO_SENDS: Mutex<std::collections::VecDeque<(u32, u64)>> = Mutex::new(std::collections::VecDeque::new());
+/// Most audio send times kept.
+const AUDIO_SENDS_KEPT: usize = 1024;
+
+fn record_audio_send(timestamp: u32, sent_us: u64) {
+    let mut sends = AUDIO_SENDS.lock().unwrap();
+    if sends.len() == AUDIO_SENDS_KEPT {
+        sends.pop_front();
+    }
+    sends.push_back((timestamp, sent_us));
+}
+
+/// When the audio message with `timestamp` was sent by this process's publisher, if it was.
+fn audio_sent_us(timestamp: u32) -> Option<u64> {
+    let sends = AUDIO_SENDS.lock().unwrap();
+    let i = sends.partition_point(|&(ts, _)| ts < timestamp);
+    sends.get(i).filter(|&&(ts, _)| ts == timestamp).map(|&(_, us)| us)
+}
+
 /// Run the publisher on its own thread (so thousands of player tasks never delay it) until `stop`.
 pub fn spawn_publisher(
     target: Target,
@@ -140,6 +163,10 @@ async fn publish(
             MediaKind::Video if stamp && !f.header => {
                 seq += 1;
                 sei::stamp_avc(&f.payload, nal_len, now_us(), seq).unwrap_or(f.payload)
+            }
+            MediaKind::Audio if stamp && !f.header => {
+                record_audio_send(f.timestamp, now_us());
+                f.payload
             }
             _ => f.payload,
         };
@@ -296,8 +323,11 @@ pub struct ProbeResult {
     pub first_key: Option<Duration>,
     /// The first video message was a sequence header and the first coded frame a keyframe.
     pub headers_first: bool,
-    /// Publish-to-play latencies from SEI stamps, in microseconds.
+    /// Publish-to-play latencies of video messages from SEI stamps, in microseconds.
     pub latencies_us: Vec<u64>,
+    /// Publish-to-play latencies of audio messages (send times kept by this process's publisher,
+    /// so none with `--no-publish`), in microseconds.
+    pub audio_latencies_us: Vec<u64>,
     /// Gaps between video messages longer than [`STALL`].
     pub stalls: u32,
     /// Bytes received.
@@ -323,8 +353,15 @@ async fn probe(target: Target, out: &Mutex<ProbeResult>, stop: &AtomicBool) -> a
             Ok(ev) => ev?,
             Err(_) => continue,
         };
-        let ClientEvent::Media { kind: MediaKind::Video, payload, .. } = ev else { continue };
-        observer.video(&mut out.lock().unwrap(), &payload);
+        match ev {
+            ClientEvent::Media { kind: MediaKind::Video, payload, .. } => {
+                observer.video(&mut out.lock().unwrap(), &payload)
+            }
+            ClientEvent::Media { kind: MediaKind::Audio, timestamp, .. } => {
+                observer.audio(&mut out.lock().unwrap(), timestamp)
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -343,6 +380,15 @@ impl VideoObserver {
     /// A probe that connected at `connect` (`joined_us` on the SEI clock).
     pub fn new(connect: Instant, joined_us: u64) -> Self {
         VideoObserver { connect, joined_us, nal_len: 4, last_video: None, seen_video: false, seen_coded: false }
+    }
+
+    /// One audio message with `timestamp` received now.
+    pub fn audio(&mut self, r: &mut ProbeResult, timestamp: u32) {
+        let Some(sent_us) = audio_sent_us(timestamp) else { return };
+        // As for video: what was sent before this probe joined came from the GOP cache.
+        if sent_us >= self.joined_us {
+            r.audio_latencies_us.push(now_us().saturating_sub(sent_us));
+        }
     }
 
     /// One video message (an FLV video tag body) received now.
@@ -378,5 +424,21 @@ impl VideoObserver {
                 r.latencies_us.push(now_us().saturating_sub(sent_us));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_send_times_are_found_by_timestamp_and_bounded() {
+        for ts in 0..AUDIO_SENDS_KEPT as u32 + 10 {
+            record_audio_send(1_000_000 + ts * 21, u64::from(ts) + 7);
+        }
+        assert_eq!(AUDIO_SENDS.lock().unwrap().len(), AUDIO_SENDS_KEPT);
+        assert_eq!(audio_sent_us(1_000_000 + 500 * 21), Some(507));
+        assert_eq!(audio_sent_us(1_000_000 + 500 * 21 + 1), None, "no message with that timestamp");
+        assert_eq!(audio_sent_us(1_000_000), None, "the oldest were dropped");
     }
 }

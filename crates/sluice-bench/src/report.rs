@@ -26,6 +26,18 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// The percentiles of `sorted` milliseconds (zeros when empty).
+    pub fn of(sorted: &[f64]) -> Self {
+        Latency {
+            p50: quantile(sorted, 0.5),
+            p95: quantile(sorted, 0.95),
+            p99: quantile(sorted, 0.99),
+            max: sorted.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
 /// Time to first frame in milliseconds.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Ttff {
@@ -97,8 +109,11 @@ pub struct Step {
     pub kept_up: usize,
     /// The verdict.
     pub passed: bool,
-    /// Publish-to-play latency seen by the probes.
+    /// Publish-to-play latency of video messages seen by the probes.
     pub latency_ms: Latency,
+    /// Publish-to-play latency of audio messages seen by the probes (zeros with no publisher in
+    /// this process).
+    pub audio_latency_ms: Latency,
     /// Time to first frame seen by the probes.
     pub ttff_ms: Ttff,
     /// Probes whose first video was the sequence header followed by a keyframe.
@@ -180,13 +195,13 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Render the report as a text table.
 pub fn table(report: &Report) -> String {
     let mut out = format!("sluice-bench report: {}\n", report.label);
-    out += "players  connected  failed  kept_up  pass  lat_p50  lat_p99  lat_max  ttff_v50  ttff_k50  ttff_k99  srv_cpu%  srv_rss_MiB  tool_cpu%  Mbit/s/player\n";
+    out += "players  connected  failed  kept_up  pass  lat_p50  lat_p99  lat_max  alat_p50  alat_p99  ttff_v50  ttff_k50  ttff_k99  srv_cpu%  srv_rss_MiB  tool_cpu%  Mbit/s/player\n";
     for s in &report.steps {
         let cpu = s.server_cpu_pct.map_or("-".into(), |c| format!("{c:.0}"));
         let rss = s.server_rss_kb.map_or("-".into(), |r| format!("{:.1}", r as f64 / 1024.0));
         let tool = s.tool_cpu_pct.map_or("-".into(), |c| format!("{c:.0}"));
         out += &format!(
-            "{:>7}  {:>9}  {:>6}  {:>7}  {:>4}  {:>7.1}  {:>7.1}  {:>7.1}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8}  {:>11}  {:>9}  {:>13.2}\n",
+            "{:>7}  {:>9}  {:>6}  {:>7}  {:>4}  {:>7.1}  {:>7.1}  {:>7.1}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8}  {:>11}  {:>9}  {:>13.2}\n",
             s.players,
             s.connected,
             s.failed,
@@ -195,6 +210,8 @@ pub fn table(report: &Report) -> String {
             s.latency_ms.p50,
             s.latency_ms.p99,
             s.latency_ms.max,
+            s.audio_latency_ms.p50,
+            s.audio_latency_ms.p99,
             s.ttff_ms.video_p50,
             s.ttff_ms.key_p50,
             s.ttff_ms.key_p99,
