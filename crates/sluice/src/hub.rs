@@ -775,6 +775,11 @@ impl Hub {
         }
     }
 
+    /// Whether `key`'s stream has a live publisher now, without subscribing to it.
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        self.lock().get(key).is_some_and(|s| s.is_live())
+    }
+
     /// All streams, for stats and shutdown.
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         self.lock().values().cloned().collect()

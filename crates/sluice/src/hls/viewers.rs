@@ -218,7 +218,8 @@ impl Viewers {
     ) -> Result<Option<StreamKey>, Admission> {
         let key = StreamKey { app: app.name.clone(), name: name.to_owned() };
         let pulls = streams.pulls();
-        if pulls.on_demand_session(&app.name, name).is_none() && published_here(streams, &key) {
+        // Published here: by a client, or a `static` pull.
+        if pulls.on_demand_session(&app.name, name).is_none() && streams.hub.is_live(&key) {
             return Ok(None);
         }
         if self.holds().len() >= MAX_HOLDS {
@@ -333,11 +334,6 @@ impl Drop for Waiting<'_> {
             self.0.waiting_full_logged.store(false, Ordering::Relaxed);
         }
     }
-}
-
-/// Whether someone publishes `key` here (a client, or a `static` pull).
-fn published_here(streams: &Streams, key: &StreamKey) -> bool {
-    streams.hub.subscribe(key, None).is_some_and(|(_, sub)| sub.stream().is_live())
 }
 
 /// The application and stream of `file`, when it lies in the `hls_path` (or `dash_path`) of an
