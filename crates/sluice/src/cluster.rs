@@ -387,7 +387,9 @@ impl Directory {
         let mut invocation = self.release.key(self::key(&key.app, &key.name));
         invocation.arg(value);
         match self.run("unregister", invocation.invoke_async::<i64>(&mut conn)).await {
-            Ok(_) => tracing::info!(app = %key.app, stream = %key.name, "cluster: unregistered"),
+            Ok(1) => tracing::info!(app = %key.app, stream = %key.name, "cluster: unregistered"),
+            // Expired meanwhile (Redis was unreachable for a while) or taken by another node.
+            Ok(_) => tracing::info!(app = %key.app, stream = %key.name, "cluster: registration already gone"),
             Err(e) => {
                 tracing::warn!(app = %key.app, stream = %key.name, "cluster: not unregistered (it expires within cluster_ttl): {e}")
             }

@@ -135,10 +135,12 @@ fn edges_find_streams_in_the_directory_and_follow_their_publisher() {
     wait_published(&a, "other");
     poll("other's registration", Duration::from_secs(10), || registered_by(&redis, "other", &a));
     drop(other);
-    let gone = Instant::now();
     poll("other's key removed", Duration::from_secs(TTL_SECS), || owner(&redis, "other").is_none());
-    assert!(gone.elapsed() < Duration::from_millis(1800), "removed by the unpublish, not by expiry");
-    assert!(a.log().contains("cluster: unregistered"), "{}", a.log());
+    // Removed by the unpublish, not by expiry: the compare-and-delete found it ("unregistered"
+    // is logged only when it deleted the key). Not timed: under a loaded test run the unpublish
+    // itself can take over a second to be noticed.
+    let unregistered = |l: &&str| l.contains("cluster: unregistered") && l.contains("stream=other");
+    poll("other's unregistration", Duration::from_secs(5), || a.log().lines().any(|l| unregistered(&l)));
 
     // 3. A dies: its key expires, the publisher comes back on B, C's player resumes.
     let _ = a.child.kill();
