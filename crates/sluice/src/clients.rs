@@ -433,6 +433,22 @@ pub struct ClientHandle {
     redirect: watch::Receiver<Option<Redirect>>,
 }
 
+/// A client's output counters (see [`ClientHandle::counters`]).
+#[derive(Clone)]
+pub struct Counters(Arc<Entry>);
+
+impl Counters {
+    /// Count bytes sent to the client.
+    pub fn add_out(&self, n: usize) {
+        self.0.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The timestamp of the last media message sent.
+    pub fn set_timestamp(&self, ms: u32) {
+        self.0.timestamp.store(u64::from(ms), Ordering::Relaxed);
+    }
+}
+
 impl std::fmt::Debug for ClientHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientHandle").field("id", &self.entry.id).finish()
@@ -492,6 +508,12 @@ impl ClientHandle {
         self.entry.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// The byte and timestamp counters, for whoever writes to this client on its behalf
+    /// ([`crate::fanout`]).
+    pub fn counters(&self) -> Counters {
+        Counters(Arc::clone(&self.entry))
+    }
+
     /// Count frames skipped because the player fell behind.
     pub fn add_dropped(&self, n: u64) {
         self.entry.dropped.fetch_add(n, Ordering::Relaxed);
@@ -521,14 +543,33 @@ impl ClientHandle {
     /// stays in the slot).
     pub async fn redirected(&mut self) -> Redirect {
         loop {
-            // The sender lives in our own entry, so the channel never closes.
-            if self.redirect.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            if let Some(r) = self.redirect.borrow_and_update().clone() {
+            self.redirect_signal().await;
+            if let Some(r) = self.take_redirect() {
                 return r;
             }
         }
+    }
+
+    /// Resolves when control may have asked for a redirect since this handle last looked
+    /// ([`ClientHandle::take_redirect`]). Owned, so a loop can keep one waiting across its
+    /// turns instead of registering a waiter on every turn.
+    pub fn redirect_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // A clone starts from what this handle has seen: nothing sent since is missed.
+        let mut rx = self.redirect.clone();
+        async move {
+            // The sender lives in our own entry, so the channel never closes.
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The redirect waiting in the slot, if control sent one this handle has not taken.
+    pub fn take_redirect(&mut self) -> Option<Redirect> {
+        if !self.redirect.has_changed().unwrap_or(false) {
+            return None;
+        }
+        self.redirect.borrow_and_update().clone()
     }
 
     /// Update a relay leg's state (see [`RelayState`]).

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rtmp::message::user_control;
 use rtmp::{ConnectInfo, MediaKind, ServerConfig, ServerEvent, ServerSession};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -29,6 +28,7 @@ use crate::access::{ConnectionPermit, Stage};
 use crate::clients::{ClientHandle, Kind, Role};
 use crate::config::AppConf;
 use crate::events::ClientInfo;
+use crate::fanout::{self, Membership};
 use crate::hub::{Entry, Frame, PublishError, Publisher, StartPack, StreamOptions, Subscriber};
 use crate::live::{self, PlayerGate};
 use crate::modules::{Status, StatusReceiver};
@@ -39,6 +39,7 @@ use crate::streams::{self, Published};
 use crate::transport::{Reader, Writer};
 use crate::untrusted::{self, for_log, redact_query};
 use crate::vod::{self, Playback};
+use crate::wake_gate::{Gate, Gates};
 
 /// Most ring entries a player takes per write: bounds the batch a single writev carries.
 const MAX_BATCH: usize = 64;
@@ -61,7 +62,10 @@ struct Playing {
     sub: Subscriber,
     stream_id: u32,
     name: String,
+    /// Stale while `direct` holds the player's place (the shard keeps the gate then).
     gate: PlayerGate,
+    /// A fan-out shard writes the media while the player keeps up ([`crate::fanout`]).
+    direct: Option<Membership>,
 }
 
 /// A file played on demand ([`crate::vod`]).
@@ -155,6 +159,10 @@ struct Conn {
     measured: Option<Arc<vod::Opened>>,
     /// Bytes to write, in order: session replies, then media.
     pending: Vec<Bytes>,
+    /// A batch went out since the player last tried to join a fan-out shard.
+    may_join: bool,
+    /// A shard's write to this player failed: the connection ends with it.
+    write_error: Option<std::io::Error>,
     /// When the session started: its timers (ping, connect timeout) count from here.
     started: Instant,
     closing: bool,
@@ -214,6 +222,8 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: 
         buffer_ms: None,
         measured: None,
         pending: Vec::new(),
+        may_join: false,
+        write_error: None,
         started: Instant::now(),
         closing: false,
     };
@@ -244,6 +254,10 @@ impl Conn {
         tokio::pin!(cancelled);
         let dropped = self.handle.dropped();
         tokio::pin!(dropped);
+        let mut redirect = Box::pin(self.handle.redirect_signal());
+        // The rare branches wait behind gates: a player's media wake-up polls none of them.
+        let mut gates = Gates::new();
+        let [g_shutdown, g_dropped, g_redirect, g_read, g_timer] = std::array::from_fn(|_| gates.gate());
         loop {
             // A peer that reads nothing must not hold the connection past shutdown: the write
             // gives up when the server stops.
@@ -251,27 +265,34 @@ impl Conn {
                 // The write first: it almost always completes at once (no random draw per loop).
                 biased;
                 r = self.flush(writer) => r?,
-                _ = &mut cancelled => return Ok("server shutting down"),
-                _ = &mut dropped => return Ok("dropped by control"),
+                _ = gates.wait(&g_shutdown, cancelled.as_mut()) => return Ok("server shutting down"),
+                _ = gates.wait(&g_dropped, dropped.as_mut()) => return Ok("dropped by control"),
             }
             if self.closing {
                 return Ok("closed by server");
+            }
+            if std::mem::take(&mut self.may_join) {
+                self.join_direct(writer);
             }
             if let Some(due) = self.next_deadline() {
                 if armed.is_none_or(|a| due < a) {
                     timer.as_mut().reset(due.into());
                     armed = Some(due);
+                    gates.open(&g_timer);
                 }
             }
             tokio::select! {
                 // While a callback decides, the client's next messages wait in the socket.
-                n = reader.read_buf(&mut buf), if self.waiting.is_none() => {
+                n = read_through(&gates, &g_read, reader, &mut buf), if self.waiting.is_none() => {
                     let n = n?;
                     if n == 0 {
                         return Ok("closed by client");
                     }
                     self.handle.add_in(n);
                     self.session.handle_input(&mut buf, &mut events, self.started.elapsed())?;
+                    if !events.is_empty() {
+                        self.leave_direct();
+                    }
                     for ev in events.drain(..) {
                         if self.waiting.is_some() {
                             self.deferred.push_back(ev);
@@ -286,23 +307,40 @@ impl Conn {
                 }
                 reply = decided(&mut self.waiting) => self.on_decided(reply),
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
-                batch = next_batch(&mut self.playing) => self.send_batch(batch),
+                turn = next_batch(&mut self.playing) => match turn {
+                    Some(batch) => self.send_batch(batch),
+                    // The player's fan-out shard gave it back.
+                    None => self.leave_direct(),
+                },
                 out = next_file_frame(&mut self.playing_file) => self.on_file_out(out),
                 status = module_status(&mut self.publishing) => self.on_module_status(status),
                 // After a callback being waited for: the redirect stays in its slot till then.
-                to = self.handle.redirected(), if self.waiting.is_none() => self.on_redirect(to),
-                () = &mut timer, if armed.is_some() => {
+                () = gates.wait(&g_redirect, redirect.as_mut()), if self.waiting.is_none() => {
+                    redirect = Box::pin(self.handle.redirect_signal());
+                    self.leave_direct();
+                    if let Some(to) = self.handle.take_redirect() {
+                        self.on_redirect(to);
+                    }
+                }
+                () = gates.wait(&g_timer, timer.as_mut()), if armed.is_some() => {
                     armed = None;
                     self.on_timer()?;
                 }
-                _ = &mut cancelled => return Ok("server shutting down"),
-                _ = &mut dropped => return Ok("dropped by control"),
+                _ = gates.wait(&g_shutdown, cancelled.as_mut()) => return Ok("server shutting down"),
+                _ = gates.wait(&g_dropped, dropped.as_mut()) => return Ok("dropped by control"),
             }
         }
     }
 
     /// Write everything pending, giving up on a peer that accepts nothing for `timeout`.
     async fn flush(&mut self, writer: &mut Writer) -> anyhow::Result<()> {
+        if self.session.has_output() {
+            // The socket is a shard's while it writes media: take it back first.
+            self.leave_direct();
+        }
+        if let Some(e) = self.write_error.take() {
+            return Err(e.into());
+        }
         self.drain_session();
         if self.pending.is_empty() {
             return Ok(());
@@ -566,7 +604,7 @@ impl Conn {
         if pack.live || !app.live.play_restart {
             self.session.accept_play(stream_id, &name, reset);
         }
-        let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live) };
+        let mut playing = Playing { sub, stream_id, name, gate: PlayerGate::new(&app.live), direct: None };
         if pack.live {
             self.on_joined_live(app, &playing);
             self.send_start_pack(&mut playing, &pack);
@@ -1038,6 +1076,49 @@ impl Conn {
         out.freeze()
     }
 
+    /// Hand the player's media to a fan-out shard of its stream, when it is caught up with
+    /// nothing else to write: plain TCP, live, not paused (see [`crate::fanout`]).
+    fn join_direct(&mut self, writer: &Writer) {
+        if self.waiting.is_some() || !self.pending.is_empty() || self.session.has_output() {
+            return;
+        }
+        let Some(socket) = writer.tcp() else { return };
+        let interleave = self.app.as_ref().is_some_and(|a| a.live.interleave);
+        let chunk_size = self.session.chunk_size();
+        let counters = self.handle.counters();
+        let Some(p) = self.playing.as_mut().filter(|p| p.direct.is_none() && !p.gate.is_paused()) else { return };
+        let stream = p.sub.stream().clone();
+        let joining = fanout::Joining {
+            socket,
+            cursor: p.sub.cursor(),
+            gate: p.gate.clone(),
+            stream_id: p.stream_id,
+            chunk_size,
+            interleave,
+            counters,
+        };
+        p.direct = stream.direct.join(&stream, joining);
+    }
+
+    /// Take the player back from its fan-out shard: its own task writes from here, starting
+    /// with what the shard's last write left.
+    fn leave_direct(&mut self) {
+        let Some(p) = self.playing.as_mut() else { return };
+        let Some(membership) = p.direct.take() else { return };
+        let resume = membership.leave();
+        p.sub.set_cursor(resume.cursor);
+        p.gate = resume.gate;
+        if let Some(ts) = resume.last_timestamp {
+            self.last_timestamp = ts;
+        }
+        if !resume.unwritten.is_empty() {
+            self.pending.splice(0..0, resume.unwritten);
+        }
+        if let Some(e) = resume.error {
+            self.write_error = Some(e);
+        }
+    }
+
     fn send_batch(&mut self, batch: crate::hub::Batch) {
         let Some(mut playing) = self.playing.take() else { return };
         if let Some(ts) =
@@ -1055,6 +1136,7 @@ impl Conn {
             self.send_start_pack(&mut playing, &pack);
         }
         let has_video = playing.sub.stream().has_video();
+        self.may_join = true;
         for entry in batch.entries {
             match entry {
                 Entry::Frame(f) => {
@@ -1191,6 +1273,7 @@ impl Conn {
     /// End cleanly: publishers' streams are unpublished (players get UnpublishNotify), players
     /// are told the stream ended, then the socket is shut down.
     async fn finish(&mut self, writer: &mut Writer) {
+        self.leave_direct();
         if let Some(p) = self.publishing.take() {
             tracing::info!(client = %self.peer, stream = %p.name, "unpublish");
             self.session.send_status(
@@ -1247,9 +1330,23 @@ async fn next_file_frame(playing: &mut Option<PlayingFile>) -> Option<vod::Out> 
     }
 }
 
-async fn next_batch(playing: &mut Option<Playing>) -> crate::hub::Batch {
+/// The client's next bytes into `buf`, read through `gate` (a player's client sends little).
+async fn read_through(gates: &Gates, gate: &Gate, reader: &mut Reader, buf: &mut BytesMut) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        gates.poll(gate, cx, |g| tokio_util::io::poll_read_buf(Pin::new(&mut *reader), g, &mut *buf))
+    })
+    .await
+}
+
+/// The player's next batch; `None` when its fan-out shard, which reads the ring for it
+/// meanwhile, gave it back (see [`crate::fanout`]).
+async fn next_batch(playing: &mut Option<Playing>) -> Option<crate::hub::Batch> {
     match playing {
-        Some(p) => p.sub.next_batch(MAX_BATCH).await,
+        Some(Playing { direct: Some(m), .. }) => {
+            std::future::poll_fn(|cx| m.poll_given_back(cx)).await;
+            None
+        }
+        Some(p) => Some(p.sub.next_batch(MAX_BATCH).await),
         None => std::future::pending().await,
     }
 }

@@ -258,6 +258,8 @@ pub struct Stream {
     pub frames_in: AtomicU64,
     /// What the current publisher sent, for stats (relaxed counters, reset at publish).
     pub ingest: IngestCounters,
+    /// The shards writing directly to this stream's RTMP players that keep up.
+    pub direct: crate::fanout::Shards,
 }
 
 /// Bytes and frames a stream's publisher sent, by kind: two relaxed atomic adds per frame.
@@ -346,6 +348,7 @@ impl Stream {
             dropped: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
             ingest: IngestCounters::default(),
+            direct: Default::default(),
         }
     }
 
@@ -516,6 +519,23 @@ impl Batch {
 }
 
 impl Subscriber {
+    /// A subscriber reading the ring from `cursor` on, without a start pack: a fan-out shard
+    /// taking over from players at that position ([`crate::fanout`]).
+    pub fn at(stream: &Arc<Stream>, cursor: u64) -> Subscriber {
+        stream.subscribers.fetch_add(1, Ordering::Relaxed);
+        Subscriber { stream: stream.clone(), cursor, registered: None, held: Vec::new() }
+    }
+
+    /// The next ring position this subscriber reads.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Carry on from `cursor` (where a fan-out shard left this subscriber's player).
+    pub fn set_cursor(&mut self, cursor: u64) {
+        self.cursor = cursor;
+    }
+
     /// The stream subscribed to.
     pub fn stream(&self) -> &Arc<Stream> {
         &self.stream

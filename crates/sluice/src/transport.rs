@@ -8,6 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -30,8 +31,9 @@ pub enum Reader {
 
 /// The writing side of a connection.
 pub enum Writer {
-    /// Plain RTMP.
-    Tcp(OwnedWriteHalf),
+    /// Plain RTMP; shared with a fan-out shard while it writes media to this player
+    /// ([`crate::fanout`]), one side at a time.
+    Tcp(Arc<OwnedWriteHalf>),
     /// RTMPS.
     Tls(WriteHalf<TlsStream<TcpStream>>),
 }
@@ -48,7 +50,7 @@ pub async fn open(
 ) -> Option<(Reader, Writer)> {
     let Some(acceptor) = tls else {
         let (r, w) = socket.into_split();
-        return Some((Reader::Tcp(r), Writer::Tcp(w)));
+        return Some((Reader::Tcp(r), Writer::Tcp(Arc::new(w))));
     };
     let limit = ctx.conf.core.timeout;
     let shaken = tokio::select! {
@@ -96,10 +98,23 @@ impl Writer {
         }
     }
 
+    /// The plain TCP socket, for a fan-out shard to write to (`None` on TLS).
+    pub fn tcp(&self) -> Option<Arc<OwnedWriteHalf>> {
+        match self {
+            Writer::Tcp(w) => Some(Arc::clone(w)),
+            Writer::Tls(_) => None,
+        }
+    }
+
     /// Write all buffers, waiting for the socket as needed.
     pub async fn write_all_vectored(&mut self, bufs: &mut Vec<Bytes>) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => write_all_vectored(w, bufs).await,
+            Writer::Tcp(w) => loop {
+                if try_write_vectored(w, bufs)? {
+                    return Ok(());
+                }
+                w.writable().await?;
+            },
             Writer::Tls(w) => {
                 write_all_vectored(w, bufs).await?;
                 // rustls holds what the socket did not take yet.
@@ -113,13 +128,24 @@ impl Writer {
     /// makes (a plain FIN needs none).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Tcp(w) => shutdown_write(w),
             Writer::Tls(w) => match tokio::time::timeout(CLOSE_NOTIFY_GRACE, w.shutdown()).await {
                 Ok(r) => r,
                 Err(_) => Err(io::ErrorKind::TimedOut.into()),
             },
         }
     }
+}
+
+/// A FIN now, whoever else still holds the socket (a shard lets go of it at its next round).
+fn shutdown_write(w: &OwnedWriteHalf) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let stream: &TcpStream = w.as_ref();
+    // SAFETY: the descriptor is open: `w` holds the socket.
+    if unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// How long a TLS close_notify may wait for the peer to make room for it.
@@ -132,8 +158,9 @@ const MAX_IOVECS: usize = 64;
 fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
     let stream: &TcpStream = writer.as_ref();
     loop {
-        let slices: Vec<io::IoSlice<'_>> = bufs.iter().take(MAX_IOVECS).map(|b| io::IoSlice::new(b)).collect();
-        match stream.try_io(tokio::io::Interest::WRITABLE, || send_vectored(stream, &slices)) {
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+        let n = fill(&mut slices, bufs);
+        match stream.try_io(tokio::io::Interest::WRITABLE, || send_vectored(stream, &slices[..n])) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => consume(bufs, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -143,6 +170,38 @@ fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Res
             return Ok(true);
         }
     }
+}
+
+/// [`Writer::try_write_vectored`] for a fan-out shard ([`crate::fanout`]), without tokio's
+/// readiness bookkeeping, whose per-socket state showed as a cache miss per player in the
+/// profile. A shard never waits on a socket: when this returns false the player's own task
+/// takes over and waits through tokio, whose readiness is then at worst stale in the
+/// optimistic direction (one more try that finds the socket full).
+pub(crate) fn send_now(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
+    let stream: &TcpStream = writer.as_ref();
+    loop {
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+        let n = fill(&mut slices, bufs);
+        match send_vectored(stream, &slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => consume(bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if bufs.is_empty() {
+            return Ok(true);
+        }
+    }
+}
+
+/// Point `slices` at the first buffers; how many.
+fn fill<'a>(slices: &mut [io::IoSlice<'a>; MAX_IOVECS], bufs: &'a [Bytes]) -> usize {
+    let n = bufs.len().min(MAX_IOVECS);
+    for (slice, buf) in slices.iter_mut().zip(bufs) {
+        *slice = io::IoSlice::new(buf);
+    }
+    n
 }
 
 /// `sendmsg` rather than `writev`: the same gathered write without the file layer
