@@ -126,14 +126,14 @@ impl Shards {
                 continue;
             }
             room = true;
-            if m.cursor == joining.cursor {
+            // A player ahead of the shard (it ran first this round) skips what it already has;
+            // one behind catches up on its own first.
+            if m.cursor <= joining.cursor {
                 let member = Member::new(joining);
                 m.list.push(member.clone());
                 return Some(Membership { member, shard: shard.clone() });
             }
         }
-        // A shard with room but elsewhere in the ring: its members are caught up after its next
-        // round, and so is this player after its own; starting another shard would split them.
         if room {
             return None;
         }
@@ -256,20 +256,22 @@ fn deliver(m: &mut Members, batch: &Batch, stream: &Stream, scratch: &mut Vec<By
     // Only frames go out from here: a member stops before anything else, at its position.
     let frames = batch.entries.iter().take_while(|e| matches!(e, Entry::Frame(_))).count();
     let complete = batch.skipped == 0 && frames == batch.entries.len();
-    let start = m.cursor;
+    let (start, end) = (m.cursor, m.cursor + frames as u64);
     for member in &m.list {
         let mut st = lock(&member.state);
         if !st.active {
             continue;
         }
-        if batch.skipped > 0 {
-            // The shard fell behind the ring: each player skips on its own, from here.
+        // The shard fell behind the ring (each player skips on its own, from its position), or
+        // the player is already past what this batch can deliver.
+        if batch.skipped > 0 || st.cursor > end {
             give_back(&mut st);
             continue;
         }
-        write_frames(&mut st, &batch.entries[..frames], has_video, scratch);
+        let had = st.cursor.saturating_sub(start) as usize;
+        write_frames(&mut st, &batch.entries[had..frames], has_video, scratch);
         // Given back by a short write too: its unwritten rest covers these frames.
-        st.cursor = start + frames as u64;
+        st.cursor = end;
         if st.active && !complete {
             give_back(&mut st);
         }
@@ -469,5 +471,35 @@ mod tests {
         let delivered = (resume.cursor - start) as usize;
         assert!(delivered < frames.len(), "given back before the end");
         assert_eq!(written, chunked(&frames[..delivered]));
+    }
+
+    /// A player that joins ahead of the shard (it read the newest frame before the shard's
+    /// round) gets only what it does not have: nothing twice.
+    #[tokio::test]
+    async fn a_player_ahead_of_the_shard_gets_nothing_twice() {
+        let hub = Arc::new(Hub::new());
+        let clients = Arc::new(Clients::new(8));
+        let publisher = publish(&hub);
+        let stream = publisher.stream().clone();
+        let (s1, mut c1) = pair().await;
+        let (s2, mut c2) = pair().await;
+        let j1 = joining(&stream, s1, &clients);
+        let cursor = j1.cursor;
+        let _m1 = stream.direct.join(&stream, j1).unwrap();
+        let (f1, f2) = (video(0, true, 3000), video(33, false, 4000));
+        // The shard has not run yet (one thread, no await since): the second player already
+        // has f1.
+        stream.push(f1.clone());
+        let mut j2 = joining(&stream, s2, &clients);
+        j2.cursor = cursor + 1;
+        assert!(j2.gate.admit(&f1, true), "its own task sent f1");
+        let _m2 = stream.direct.join(&stream, j2).expect("joins the shard behind it");
+        stream.push(f2.clone());
+        let mut got = vec![0; chunked(&[f1.clone(), f2.clone()]).len()];
+        tokio::time::timeout(Duration::from_secs(10), c1.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, chunked(&[f1, f2.clone()]));
+        let mut got = vec![0; chunked(&[f2.clone()]).len()];
+        tokio::time::timeout(Duration::from_secs(10), c2.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, chunked(&[f2]), "only the frame it did not have");
     }
 }
