@@ -498,7 +498,7 @@ mod tests {
         let mut got = vec![0; chunked(&[f1.clone(), f2.clone()]).len()];
         tokio::time::timeout(Duration::from_secs(10), c1.read_exact(&mut got)).await.unwrap().unwrap();
         assert_eq!(got, chunked(&[f1, f2.clone()]));
-        let mut got = vec![0; chunked(&[f2.clone()]).len()];
+        let mut got = vec![0; chunked(std::slice::from_ref(&f2)).len()];
         tokio::time::timeout(Duration::from_secs(10), c2.read_exact(&mut got)).await.unwrap().unwrap();
         assert_eq!(got, chunked(&[f2]), "only the frame it did not have");
     }
