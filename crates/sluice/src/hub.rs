@@ -27,8 +27,24 @@ const MAX_GOP_FRAMES: usize = 4096;
 /// Most bytes the GOP cache keeps, for the same reason.
 const MAX_GOP_BYTES: usize = 64 << 20;
 
-/// Longest an audio frame waits for a video frame to wake subscribers together.
+/// Longest an audio frame waits for a video frame to wake subscribers together (while the
+/// stream's fan-out is [`Pacing::batching`]).
 const MAX_AUDIO_HOLD: Duration = Duration::from_millis(50);
+/// A subscriber picking up entries this long after the newest of them was pushed (or not
+/// reaching the ring's head) is late: the server did not get round to it before the next frame
+/// (about one audio frame's spacing).
+const LATE_PICKUP: Duration = Duration::from_millis(20);
+/// A round in which at least 1 pickup in this many was late makes the fan-out batch. Players
+/// busy with their own backlog (a slow link; the cached GOP sent to each of 200 players joining
+/// a second) are late without the server being busy, so a quarter: when the server falls
+/// behind, nearly every pickup is late.
+const BUSY_SHARE: u64 = 4;
+/// A round in which fewer than 1 pickup in this many was late is calm.
+const CALM_SHARE: u64 = 100;
+/// Calm rounds in a row that end batching (1 s of 30 fps video): batching makes rounds cheaper,
+/// so a server near the edge would otherwise flap between the two every few rounds; and not
+/// longer, so a burst (a join storm) does not hold audio back for long after it.
+const CALM_ROUNDS: u32 = 30;
 
 /// What a message's FLV tag header said, parsed once when the frame is made so that no output
 /// parses it again.
@@ -189,6 +205,62 @@ struct State {
     published_at: Option<Instant>,
     codecs: CodecInfo,
     last_wake: Instant,
+    /// When the newest ring entry was pushed: what pickups are timed against.
+    last_push: Instant,
+    pacing: Pacing,
+}
+
+/// Whether a stream's fan-out batches: decided from its own rounds, so that batching (audio
+/// held for the next video frame, Nagle's algorithm on player sockets) only costs latency while
+/// the server is busy. A pure state machine: [`Pacing::after_round`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    /// Batch: audio waits for video to wake players, and players let Nagle merge writes.
+    pub batching: bool,
+    /// Rounds in a row, while batching, without a late pickup.
+    calm_rounds: u32,
+}
+
+impl Pacing {
+    /// The pacing after a wake-up round in which subscribers picked up entries `picked` times,
+    /// `late` of them late ([`LATE_PICKUP`]). Batching starts when rounds fall behind (at least
+    /// one pickup in [`BUSY_SHARE`] late: a few slow players alone do not count) and ends after
+    /// [`CALM_ROUNDS`] calm rounds in a row (fewer than one pickup in [`CALM_SHARE`] late), so
+    /// it does not flap at the edge.
+    pub fn after_round(self, picked: u64, late: u64) -> Pacing {
+        if !self.batching {
+            let busy = late > 0 && late * BUSY_SHARE >= picked;
+            return Pacing { batching: busy, calm_rounds: 0 };
+        }
+        if late * CALM_SHARE >= picked.max(1) {
+            return Pacing { batching: true, calm_rounds: 0 };
+        }
+        let calm_rounds = self.calm_rounds + 1;
+        if calm_rounds >= CALM_ROUNDS {
+            Pacing::default()
+        } else {
+            Pacing { batching: true, calm_rounds }
+        }
+    }
+}
+
+/// Pickups since the last wake-up, for [`Pacing`]: all in the low 32 bits, late ones in the
+/// high 32 (one atomic add per pickup; the publisher takes and resets both at each wake-up).
+#[derive(Default)]
+struct Pickups(AtomicU64);
+
+impl Pickups {
+    const LATE: u64 = 1 << 32;
+
+    fn count(&self, late: bool) {
+        self.0.fetch_add(if late { Self::LATE + 1 } else { 1 }, Ordering::Relaxed);
+    }
+
+    /// (picked, late) since the last take.
+    fn take(&self) -> (u64, u64) {
+        let v = self.0.swap(0, Ordering::Relaxed);
+        (v & (Self::LATE - 1), v >> 32)
+    }
 }
 
 /// What the sequence headers said, for logs and stats.
@@ -248,6 +320,9 @@ pub struct Stream {
     pub key: StreamKey,
     state: RwLock<State>,
     waiters: WaitList,
+    pickups: Pickups,
+    /// [`Pacing::batching`], for players deciding on Nagle's algorithm per write.
+    batching: AtomicBool,
     gop_cache: bool,
     subscribers: AtomicU64,
     /// The registry holding it, which the last subscriber to leave an idle stream tells.
@@ -340,8 +415,12 @@ impl Stream {
                 published_at: None,
                 codecs: CodecInfo::default(),
                 last_wake: Instant::now(),
+                last_push: Instant::now(),
+                pacing: Pacing::default(),
             }),
             waiters: WaitList::default(),
+            pickups: Pickups::default(),
+            batching: AtomicBool::new(false),
             gop_cache,
             subscribers: AtomicU64::new(0),
             hub,
@@ -397,16 +476,34 @@ impl Stream {
             // keeping frames here would only hold memory (seconds of media per idle stream).
             if self.subscribers.load(Ordering::Relaxed) > 0 {
                 push_entry(&mut st.ring, Entry::Frame(frame));
+                st.last_push = now;
             }
-            let wake = should_wake(kind, st.has_video, now.saturating_duration_since(st.last_wake));
+            let wake = should_wake(kind, st.has_video, st.pacing.batching, now.saturating_duration_since(st.last_wake));
             if wake {
                 st.last_wake = now;
+                self.end_round(&mut st);
             }
             wake
         };
         if wake {
             self.waiters.wake_all();
         }
+    }
+
+    /// Judge the wake-up round that ends now from its pickups (see [`Pacing`]).
+    fn end_round(&self, st: &mut State) {
+        let (picked, late) = self.pickups.take();
+        let next = st.pacing.after_round(picked, late);
+        if next.batching != st.pacing.batching {
+            tracing::debug!(app = %self.key.app, stream = %self.key.name, picked, late, batching = next.batching, "fan-out pacing changed");
+            self.batching.store(next.batching, Ordering::Relaxed);
+        }
+        st.pacing = next;
+    }
+
+    /// Whether the fan-out batches now (see [`Pacing`]): players then leave Nagle's algorithm on.
+    pub fn batching(&self) -> bool {
+        self.batching.load(Ordering::Relaxed)
     }
 
     /// Keep what a new subscriber will need: metadata, sequence headers, the current GOP.
@@ -470,12 +567,13 @@ impl Stream {
     }
 }
 
-/// Whether a newly pushed frame wakes the subscribers. Video frames always do. In a stream with
-/// video, audio frames ride along with the next video frame (or wake after [`MAX_AUDIO_HOLD`]):
-/// each player then writes once per video frame instead of once per message, which halves the
-/// system calls of the fan-out without delaying video at all.
-fn should_wake(kind: MediaKind, has_video: bool, since_last_wake: Duration) -> bool {
-    kind != MediaKind::Audio || !has_video || since_last_wake >= MAX_AUDIO_HOLD
+/// Whether a newly pushed frame wakes the subscribers. Video frames always do, and so does
+/// everything while the fan-out keeps up. While it is `batching`, in a stream with video, audio
+/// frames ride along with the next video frame (or wake after [`MAX_AUDIO_HOLD`]): each player
+/// then writes once per video frame instead of once per message, which halves the system calls
+/// of the fan-out without delaying video at all.
+fn should_wake(kind: MediaKind, has_video: bool, batching: bool, since_last_wake: Duration) -> bool {
+    kind != MediaKind::Audio || !batching || !has_video || since_last_wake >= MAX_AUDIO_HOLD
 }
 
 fn cache_frame(st: &mut State, frame: &Arc<Frame>) {
@@ -576,8 +674,13 @@ impl Subscriber {
             self.cursor = resume;
         }
         let end = ring.head.min(self.cursor + max as u64);
-        let entries = (self.cursor..end).filter_map(|seq| ring.slots[(seq % len) as usize].clone()).collect();
+        let entries: Vec<Entry> =
+            (self.cursor..end).filter_map(|seq| ring.slots[(seq % len) as usize].clone()).collect();
         self.cursor = end;
+        if !entries.is_empty() {
+            let late = end < ring.head || st.last_push.elapsed() >= LATE_PICKUP;
+            self.stream.pickups.count(late);
+        }
         drop(st);
         if skipped > 0 {
             self.stream.dropped.fetch_add(skipped, Ordering::Relaxed);
@@ -983,11 +1086,69 @@ mod tests {
     #[test]
     fn audio_waits_for_video_to_wake_players_but_not_for_long() {
         let short = Duration::from_millis(10);
-        assert!(should_wake(MediaKind::Video, true, short));
-        assert!(!should_wake(MediaKind::Audio, true, short));
-        assert!(should_wake(MediaKind::Audio, true, MAX_AUDIO_HOLD));
-        assert!(should_wake(MediaKind::Audio, false, short), "audio-only streams wake on audio");
-        assert!(should_wake(MediaKind::Data, true, short));
+        assert!(should_wake(MediaKind::Video, true, true, short));
+        assert!(!should_wake(MediaKind::Audio, true, true, short));
+        assert!(should_wake(MediaKind::Audio, true, true, MAX_AUDIO_HOLD));
+        assert!(should_wake(MediaKind::Audio, false, true, short), "audio-only streams wake on audio");
+        assert!(should_wake(MediaKind::Data, true, true, short));
+        assert!(should_wake(MediaKind::Audio, true, false, short), "audio goes at once while the fan-out keeps up");
+    }
+
+    #[test]
+    fn pacing_batches_only_while_rounds_fall_behind() {
+        let calm = Pacing::default();
+        assert!(!calm.batching);
+        assert_eq!(calm.after_round(1000, 0), calm, "every pickup on time: write at once");
+        assert_eq!(calm.after_round(0, 0), calm, "a round nobody picked up from changes nothing");
+        assert!(!calm.after_round(1000, 249).batching, "slow players alone do not batch");
+        let busy = calm.after_round(1000, 250);
+        assert!(busy.batching, "one pickup in 4 late: rounds fall behind");
+        assert!(calm.after_round(1, 1).batching);
+
+        // Batching ends only after CALM_ROUNDS calm rounds in a row (under 1 % late).
+        let mut p = busy;
+        for _ in 0..CALM_ROUNDS - 1 {
+            p = p.after_round(1000, 9);
+            assert!(p.batching);
+        }
+        let almost = p;
+        assert!(!p.after_round(1000, 0).batching);
+        // A round 1 % late starts the count again.
+        let reset = almost.after_round(1000, 10);
+        assert!(reset.batching);
+        assert!(reset.after_round(1000, 0).batching);
+        assert!(reset.after_round(0, 0).batching, "a round nobody picked up from is calm");
+    }
+
+    #[test]
+    fn pickups_count_late_ones_apart() {
+        let p = Pickups::default();
+        p.count(false);
+        p.count(true);
+        p.count(false);
+        assert_eq!(p.take(), (3, 1));
+        assert_eq!(p.take(), (0, 0), "taken means reset");
+    }
+
+    #[test]
+    fn a_round_that_falls_behind_makes_the_stream_batch() {
+        let hub = Hub::new();
+        let p = hub.publish(key("a"), OPTS).unwrap();
+        let s = p.stream().clone();
+        let (_, mut sub) = s.subscribe();
+        s.push(video(0, true));
+        s.push(Frame::audio(1, Bytes::from_static(&[0xAF, 1, 0])));
+        assert!(!s.batching());
+        // Caught up at once: audio was written without waiting for video.
+        assert!(!sub.try_batch(100).entries.is_empty());
+        // A subscriber that does not reach the head is late; the next wake-up judges the round.
+        for i in 0..4 {
+            s.push(video(2 + i, false));
+        }
+        let _ = sub.try_batch(1);
+        s.push(video(10, false));
+        assert!(s.batching(), "the only pickup was late");
+        // (Leaving batching depends on pickups being on time: the pure test above covers it.)
     }
 
     #[tokio::test]
