@@ -235,11 +235,13 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
     let mut streams: BTreeMap<&str, u64> = BTreeMap::new();
     let mut pulled: BTreeMap<&str, u64> = BTreeMap::new();
     let mut players: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut fanout: BTreeMap<&str, u64> = BTreeMap::new();
     for st in &snap.streams {
         let app = st.app.as_str();
         *streams.entry(app).or_default() += u64::from(st.live);
         *pulled.entry(app).or_default() += u64::from(st.origin != "local" && !st.origin.is_empty());
         let p = &st.players;
+        *fanout.entry(app).or_default() += p.fanout;
         for (protocol, n) in [("rtmp", p.rtmp), ("http-flv", p.http_flv), ("ws-flv", p.ws_flv), ("relay", p.relay)] {
             *players.entry((app, protocol)).or_default() += n;
         }
@@ -265,6 +267,12 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
         "gauge",
         "Players connected now, by application and protocol (relay: push legs)",
         players.into_iter().map(|((app, protocol), n)| (vec![("app", app), ("protocol", protocol)], n)),
+    );
+    out.family(
+        "sluice_fanout_players",
+        "gauge",
+        "RTMP players written by fan-out shards now (keeping up, on plain TCP), by application",
+        fanout.into_iter().map(|(app, n)| (vec![("app", app)], n)),
     );
     out.family(
         "sluice_player_dropped_frames_total",

@@ -315,6 +315,9 @@ pub struct PlayerCounts {
     pub relay: u64,
     /// All of them.
     pub total: u64,
+    /// Of the RTMP players, those written by the stream's fan-out shards now (the ones keeping
+    /// up on plain TCP; see `fanout`).
+    pub fanout: u64,
 }
 
 /// A recorder writing a stream.
@@ -571,6 +574,7 @@ fn stream_stats(
         }
         players.total += 1;
     }
+    players.fanout = stream.direct.members() as u64;
     let publish = stream.publish_info();
     let ingest = &stream.ingest;
     let (audio_bytes, video_bytes) =

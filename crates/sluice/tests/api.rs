@@ -179,7 +179,7 @@ fn the_schema_walker_refuses_what_does_not_fit() {
     let mut s: Value = serde_json::from_str(
         r#"{"app":"a","name":"b","live":true,"uptime_ms":0,"publisher":null,"video":null,"audio":null,
         "bytes_in":0,"bytes_out":0,"bw_in":0,"bw_out":0,"bw_audio":0,"bw_video":0,"frames_in":0,
-        "dropped_frames":0,"players":{"rtmp":0,"http_flv":0,"ws_flv":0,"relay":0,"total":0},
+        "dropped_frames":0,"players":{"rtmp":0,"http_flv":0,"ws_flv":0,"relay":0,"total":0,"fanout":0},
         "recordings":[],"hls":null,"relays":[],"origin":"local"}"#,
     )
     .unwrap();
@@ -237,7 +237,7 @@ fn every_stats_field_is_documented() {
         bw_video: 6,
         frames_in: 7,
         dropped_frames: 8,
-        players: PlayerCounts { rtmp: 1, http_flv: 2, ws_flv: 3, relay: 4, total: 10 },
+        players: PlayerCounts { rtmp: 1, http_flv: 2, ws_flv: 3, relay: 4, total: 10, fanout: 1 },
         recordings: vec![RecordingInfo { recorder: "".into(), file: "/r/cam.flv".into(), size: 1, time_ms: 2 }],
         hls: Some(HlsInfo { playlist: "/hls/cam.m3u8".into(), segments: 3 }),
         relays: vec![RelayInfo {
@@ -557,4 +557,36 @@ fn api_token_is_required() {
     let log = s.log();
     assert!(log.contains("request without the right bearer token refused"), "{log}");
     assert!(!log.contains("s3cret-token"), "the token is never logged: {log}");
+}
+
+/// RTMP players that keep up are written by the stream's fan-out shards: the API and
+/// `/metrics` count them, their bytes keep flowing, and one that leaves is no longer counted.
+#[test]
+fn players_that_keep_up_are_written_by_fan_out_shards() {
+    let s = builtin("", "");
+    let _publisher = ffmpeg_publish(&s.url("x"), 120, 25);
+    wait_published(&s, "x");
+    let mut players: Vec<_> = (0..3).map(|_| ffmpeg_play(&s.url("x"))).collect();
+    let fanout = |want: u64| {
+        wait_for(&format!("{want} players written by shards"), Duration::from_secs(30), || {
+            let r = get(&s, "/api/v1/streams/live/x");
+            let stream = (r.status == 200).then(|| r.json())?;
+            (stream["players"]["fanout"] == want).then_some(stream)
+        })
+    };
+    let stream = fanout(3);
+    assert_eq!(stream["players"]["rtmp"], 3, "{stream}");
+    let metrics = String::from_utf8(get(&s, "/metrics").body).unwrap();
+    assert!(metrics.contains("sluice_fanout_players{app=\"live\"} 3"), "{metrics}");
+
+    // The shards' writes are the players' bytes.
+    let out = || -> u64 { get_json(&s, "/api/v1/streams/live/x")["bytes_out"].as_u64().unwrap() };
+    let before = out();
+    wait_for("the players' bytes to grow", Duration::from_secs(10), || (out() > before + 100_000).then_some(()));
+
+    players.pop();
+    fanout(2);
+    for p in &mut players {
+        assert!(p.0.try_wait().unwrap().is_none(), "the other players keep playing:\n{}", s.log());
+    }
 }
