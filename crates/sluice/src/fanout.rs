@@ -18,6 +18,7 @@
 //!
 //! So a socket is written by one side at a time, at message boundaries, under the member's lock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -43,6 +44,8 @@ pub struct Shards {
 
 struct Shard {
     members: Mutex<Members>,
+    /// `members.list.len()`, readable without waiting for a round (stats).
+    count: AtomicUsize,
     /// Wakes the shard's task when a member left (the last one ends it).
     left: tokio::sync::Notify,
 }
@@ -118,19 +121,24 @@ impl Shards {
     /// A shard is started when the stream has none with room.
     pub fn join(&self, stream: &Arc<Stream>, joining: Joining) -> Option<Membership> {
         let mut shards = lock(&self.shards);
-        shards.retain(|s| !lock(&s.members).closed);
+        shards.retain(|s| s.count.load(Ordering::Relaxed) > 0);
         let mut room = false;
         for shard in shards.iter() {
-            let mut m = lock(&shard.members);
-            if m.list.len() >= SHARD_MAX {
+            if shard.count.load(Ordering::Relaxed) >= SHARD_MAX {
                 continue;
             }
             room = true;
+            // A shard in the middle of its round: not worth a player task waiting for it.
+            let Ok(mut m) = shard.members.try_lock() else { continue };
+            if m.closed {
+                continue;
+            }
             // A player ahead of the shard (it ran first this round) skips what it already has;
             // one behind catches up on its own first.
             if m.cursor <= joining.cursor {
                 let member = Member::new(joining);
                 m.list.push(member.clone());
+                shard.count.store(m.list.len(), Ordering::Relaxed);
                 return Some(Membership { member, shard: shard.clone() });
             }
         }
@@ -141,6 +149,7 @@ impl Shards {
         let member = Member::new(joining);
         let shard = Arc::new(Shard {
             members: Mutex::new(Members { cursor, list: vec![member.clone()], closed: false }),
+            count: AtomicUsize::new(1),
             left: tokio::sync::Notify::new(),
         });
         shards.push(shard.clone());
@@ -150,7 +159,7 @@ impl Shards {
 
     /// Players written by shards now (for tests and stats).
     pub fn members(&self) -> usize {
-        lock(&self.shards).iter().map(|s| lock(&s.members).list.len()).sum()
+        lock(&self.shards).iter().map(|s| s.count.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -243,6 +252,7 @@ async fn run(shard: Arc<Shard>, mut sub: Subscriber) {
             m.cursor = sub.cursor();
         }
         m.list.retain(|member| lock(&member.state).active);
+        shard.count.store(m.list.len(), Ordering::Relaxed);
         if m.list.is_empty() {
             m.closed = true;
             return;
