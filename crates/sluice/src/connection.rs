@@ -44,8 +44,9 @@ use crate::vod::{self, Playback};
 const MAX_BATCH: usize = 64;
 /// Read buffer of a connection that is not publishing (handshake, commands, acks).
 const READ_SMALL: usize = 4096;
-/// Read buffer of a publisher.
-const READ_LARGE: usize = 64 * 1024;
+/// Read buffer of a publisher. The chunk decoder copies every payload out of it, so one buffer
+/// of this size (with room for a partial chunk) is reused in place for the connection's life.
+const READ_LARGE: usize = 16 * 1024;
 
 struct Publishing {
     publisher: Publisher,
