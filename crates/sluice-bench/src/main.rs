@@ -50,8 +50,8 @@ Options:
   --publishers N         instead of players: N synthetic publishers on STREAM-0..N-1, each at --bitrate;
                          reports how many kept real time (never over 1 s behind schedule)
   --gop-metrics URL      with --publishers: read sluice_gop_cache_bytes from this Prometheus page
-                         (http://HOST:PORT/metrics) when RSS is read, to report RSS per publisher
-                         against the GOP cache per publisher
+                         (http://HOST:PORT/metrics) every second of the step and report the RSS
+                         growth per publisher against the mean GOP cache per publisher
   --idle N               instead of players: N connections that play STREAM while nobody publishes
                          it, held for --step-secs; reports how many stayed and the server's RSS per
                          connection (with --server-pid)
@@ -326,7 +326,18 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
         let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
         let mut tool_cpu = CpuMeter::new("self");
         let bytes0: u64 = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
-        tokio::time::sleep(Duration::from_secs(o.step_secs)).await;
+        // The GOP caches swing between a keyframe and a whole GOP: their mean over the step.
+        let step_end = Instant::now() + Duration::from_secs(o.step_secs);
+        let mut gop_samples = Vec::new();
+        while Instant::now() < step_end {
+            tokio::time::sleep(Duration::from_secs(1).min(step_end - Instant::now())).await;
+            if let Some(page) = &o.gop_metrics {
+                match gop_cache_bytes(page).await {
+                    Ok(b) => gop_samples.push(b),
+                    Err(e) => eprintln!("  --gop-metrics: {e:#}"),
+                }
+            }
+        }
         let bytes1: u64 = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
         let live = stats.iter().filter(|s| s.live.load(Ordering::Relaxed)).count();
         let max_lag = PUBLISHER_MAX_LAG.as_micros() as u64;
@@ -338,10 +349,7 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
             eprintln!("  publisher failed: {e}");
         }
         let rss = o.server_pid.as_deref().and_then(rss_kib);
-        let gop = match &o.gop_metrics {
-            Some(page) => gop_cache_bytes(page).await.map_err(|e| eprintln!("  --gop-metrics: {e:#}")).ok(),
-            None => None,
-        };
+        let gop = (!gop_samples.is_empty()).then(|| gop_samples.iter().sum::<u64>() / gop_samples.len() as u64);
         let mut publishers = report::Publishers {
             publishers: n,
             live,

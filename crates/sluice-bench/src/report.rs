@@ -83,7 +83,7 @@ pub struct Publishers {
     pub server_rss_before_kb: Option<u64>,
     /// Server RSS growth per live publisher, KiB.
     pub rss_per_publisher_kb: Option<f64>,
-    /// The server's GOP caches per live publisher when RSS was read (`--gop-metrics`), KiB.
+    /// The server's GOP caches per live publisher, mean over the step (`--gop-metrics`), KiB.
     pub gop_cache_per_publisher_kb: Option<f64>,
     /// RSS growth per publisher over GOP cache per publisher.
     pub rss_per_gop: Option<f64>,
