@@ -18,10 +18,17 @@ pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
 pub const MAX_CSID: u32 = 65599;
 /// Timestamp field value that announces an extended timestamp (section 5.3.1.3).
 const EXTENDED_TS: u32 = 0xFF_FFFF;
-/// Smallest buffer started for a message that spans chunks. Buffers grow with what arrives
-/// (doubling, up to the announced length), never to the announced length up front: a peer
-/// announcing `max_message` on every chunk stream must send those bytes to make us hold them.
+/// Smallest buffer started for a message that spans chunks when it is not sized up front (see
+/// [`PREALLOC_BUDGET`]). Such buffers grow with what arrives (doubling, up to the announced
+/// length): a peer announcing `max_message` on every chunk stream must send those bytes to make
+/// us hold them.
 const MIN_PARTIAL: usize = 256;
+/// Bytes a decoder may hold announced but not yet received. A message that spans chunks gets a
+/// buffer of exactly its announced length (one allocation, one copy of each byte, no spare
+/// capacity kept by the GOP cache) while the unfilled room of all its half-read messages stays
+/// within this; beyond it, buffers grow with what arrives. Covers the keyframes of ordinary
+/// publishers (a 2.5 Mbit/s stream's are about 100 KB).
+pub const PREALLOC_BUDGET: usize = 1 << 20;
 
 /// Why a byte stream is not valid RTMP chunking.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -123,7 +130,7 @@ impl ChunkDecoder {
             if !self.streams.contains_key(&header.csid) && self.streams.len() >= self.max_streams {
                 return Err(ChunkError::TooManyChunkStreams { max: self.max_streams });
             }
-            let stream = self.streams.entry(header.csid).or_default();
+            let mut stream = self.streams.entry(header.csid).or_default();
             let starting = stream.partial.is_none();
             if let (Some(partial), 0..=2) = (&stream.partial, header.fmt) {
                 let (received, length) = (partial.len() as u32, stream.length);
@@ -143,9 +150,18 @@ impl ChunkDecoder {
                 apply_header(stream, &header, length);
             }
             if starting && body_len as u32 == length {
-                // The whole message is in one chunk: hand out the input bytes without copying.
-                let payload = buf.split_to(body_len).freeze();
+                // The whole message is in one chunk. It is copied out: a slice would keep the
+                // whole read buffer alive for as long as the frame lives (a GOP cache holding a
+                // 100-byte audio frame would pin tens of KiB), and the read buffer could then
+                // never be reused in place.
+                let payload = Bytes::copy_from_slice(&buf[..body_len]);
+                buf.advance(body_len);
                 return Ok(Some(message(header.csid, stream, payload)));
+            }
+            if starting {
+                let room = unfilled(&self.streams);
+                stream = self.streams.get_mut(&header.csid).expect("entry made above");
+                stream.partial = Some(start_partial(length as usize, room));
             }
             let partial = stream.partial.get_or_insert_with(BytesMut::new);
             grow(partial, body_len, length as usize);
@@ -156,6 +172,22 @@ impl ChunkDecoder {
                 return Ok(Some(message(header.csid, stream, payload)));
             }
         }
+    }
+}
+
+/// Bytes announced but not yet received by the half-read messages (their buffers' unfilled room).
+fn unfilled(streams: &HashMap<u32, ChunkStream>) -> usize {
+    streams.values().filter_map(|s| s.partial.as_ref()).map(|p| p.capacity() - p.len()).sum()
+}
+
+/// The buffer for a message of `length` bytes that spans chunks: exactly its length when that
+/// keeps the decoder's unfilled room (`room` now) within [`PREALLOC_BUDGET`], else empty (it then
+/// grows with what arrives).
+fn start_partial(length: usize, room: usize) -> BytesMut {
+    if room + length <= PREALLOC_BUDGET {
+        BytesMut::with_capacity(length)
+    } else {
+        BytesMut::new()
     }
 }
 
@@ -452,6 +484,26 @@ mod tests {
         assert!(bytes.is_empty());
         let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
         assert!(held <= 2 * received + 32 * MIN_PARTIAL, "{held} bytes reserved for {received} received");
+        // Messages sized up front stop at the budget: the unfilled room stays within it.
+        let mut dec = ChunkDecoder::new(16 << 20, 32);
+        let mut bytes = BytesMut::new();
+        let mut received = 0;
+        for csid in 3..35 {
+            bytes.put_u8(csid as u8);
+            bytes.put_uint(0, 3);
+            bytes.put_uint(300_000, 3);
+            bytes.put_u8(9);
+            bytes.put_u32_le(1);
+            bytes.put_slice(&[0x17; 128]);
+            received += 128;
+        }
+        assert_eq!(dec.read(&mut bytes), Ok(None));
+        let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
+        assert!(
+            held <= PREALLOC_BUDGET + 2 * received + 32 * MIN_PARTIAL,
+            "{held} bytes reserved for {received} received"
+        );
+        assert!(unfilled(&dec.streams) <= PREALLOC_BUDGET + 2 * received + 32 * MIN_PARTIAL);
         // A finished message carries no spare capacity.
         let mut whole = BytesMut::new();
         encode_message(&mut whole, 128, 40, 0, 9, 1, &[1; 1000]);
@@ -464,6 +516,87 @@ mod tests {
             partial.extend_from_slice(&[0; 128][..128.min(1000 - partial.len())]);
             assert!(partial.capacity() <= 1000);
         }
+    }
+
+    /// Whether `payload` points into the allocation `base..base + cap`.
+    fn inside(payload: &Bytes, base: *const u8, cap: usize) -> bool {
+        let p = payload.as_ptr() as usize;
+        (base as usize..base as usize + cap).contains(&p)
+    }
+
+    #[test]
+    fn a_small_payload_does_not_pin_the_read_buffer() {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let (base, cap) = (buf.as_ptr(), buf.capacity());
+        encode_message(&mut buf, 4096, 4, 0, 8, 1, &[0xAF; 100]);
+        encode_message(&mut buf, 4096, 6, 0, 9, 1, &[0x27; 3000]);
+        let mut dec = ChunkDecoder::new(1 << 20, 32);
+        dec.set_chunk_size(4096).unwrap();
+        let audio = dec.read(&mut buf).unwrap().unwrap();
+        let video = dec.read(&mut buf).unwrap().unwrap();
+        assert_eq!((audio.payload.len(), video.payload.len()), (100, 3000));
+        assert!(!inside(&audio.payload, base, cap) && !inside(&video.payload, base, cap));
+        // Nothing else holds the read buffer: the next read reuses the same allocation.
+        assert!(buf.is_empty());
+        buf.reserve(cap);
+        assert_eq!(buf.as_ptr(), base);
+    }
+
+    #[test]
+    fn a_message_that_spans_chunks_gets_one_buffer_of_its_length() {
+        let mut whole = BytesMut::new();
+        encode_message(&mut whole, 128, 6, 0, 9, 1, &[0x17; 1000]);
+        let mut dec = ChunkDecoder::new(1 << 20, 32);
+        let mut first = whole.split_to(12 + 128);
+        assert_eq!(dec.read(&mut first), Ok(None));
+        let partial = dec.streams[&6].partial.as_ref().unwrap();
+        assert_eq!((partial.len(), partial.capacity()), (128, 1000));
+        let buffer = partial.as_ptr();
+        let msg = decode_all(&mut dec, &whole).remove(0);
+        assert_eq!(msg.payload, Bytes::from(vec![0x17; 1000]));
+        assert_eq!(msg.payload.as_ptr(), buffer, "the payload is the buffer started with the message");
+    }
+
+    #[test]
+    fn a_message_that_ends_exactly_at_the_end_of_the_input() {
+        let mut dec = ChunkDecoder::new(1 << 20, 32);
+        let mut whole = BytesMut::new();
+        encode_message(&mut whole, 128, 6, 40, 9, 1, &[3; 300]);
+        let end = whole.len();
+        // The last chunk arrives alone and fills the input to its last byte.
+        let mut head = whole.split_to(end - 44 - 1);
+        assert_eq!(dec.read(&mut head), Ok(None));
+        assert!(head.is_empty());
+        let msg = dec.read(&mut whole).unwrap().unwrap();
+        assert_eq!((msg.timestamp, msg.payload.len()), (40, 300));
+        assert!(whole.is_empty());
+        assert_eq!(dec.read(&mut whole), Ok(None));
+        assert!(dec.streams[&6].partial.is_none());
+    }
+
+    #[test]
+    fn interleaved_chunk_streams_with_a_chunk_size_change() {
+        let mut dec = ChunkDecoder::new(1 << 20, 32);
+        // Video (csid 6) and audio (csid 4) chunks alternate at 128 bytes a chunk...
+        let mut video = BytesMut::new();
+        encode_message(&mut video, 128, 6, 0, 9, 1, &[1; 300]);
+        let mut audio = BytesMut::new();
+        encode_message(&mut audio, 128, 4, 0, 8, 1, &[2; 200]);
+        let mut input = BytesMut::new();
+        input.extend_from_slice(&video.split_to(12 + 128));
+        input.extend_from_slice(&audio.split_to(12 + 128));
+        input.extend_from_slice(&video.split_to(1 + 128));
+        input.extend_from_slice(&audio);
+        input.extend_from_slice(&video);
+        let got: Vec<_> = decode_all(&mut dec, &input).into_iter().map(|m| (m.csid, m.payload)).collect();
+        assert_eq!(got, vec![(4, Bytes::from(vec![2; 200])), (6, Bytes::from(vec![1; 300]))]);
+        // ...then the peer's Set Chunk Size takes effect for the next message.
+        dec.set_chunk_size(4096).unwrap();
+        let mut big = BytesMut::new();
+        encode_message(&mut big, 4096, 6, 33, 9, 1, &[5; 5000]);
+        encode_message(&mut big, 4096, 4, 33, 8, 1, &[6; 4096]);
+        let got: Vec<_> = decode_all(&mut dec, &big).into_iter().map(|m| (m.csid, m.payload.len())).collect();
+        assert_eq!(got, vec![(6, 5000), (4, 4096)]);
     }
 
     #[test]

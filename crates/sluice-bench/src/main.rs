@@ -49,6 +49,9 @@ Options:
                          against the probes)
   --publishers N         instead of players: N synthetic publishers on STREAM-0..N-1, each at --bitrate;
                          reports how many kept real time (never over 1 s behind schedule)
+  --gop-metrics URL      with --publishers: read sluice_gop_cache_bytes from this Prometheus page
+                         (http://HOST:PORT/metrics) every second of the step and report the RSS
+                         growth per publisher against the mean GOP cache per publisher
   --idle N               instead of players: N connections that play STREAM while nobody publishes
                          it, held for --step-secs; reports how many stayed and the server's RSS per
                          connection (with --server-pid)
@@ -83,6 +86,8 @@ struct Options {
     json: Option<PathBuf>,
     publish: bool,
     publishers: Option<usize>,
+    /// `--gop-metrics`: a sluice metrics page (address, path) read for the GOP caches' size.
+    gop_metrics: Option<(String, String)>,
     idle: Option<usize>,
     /// Bulk players' socket low-water mark, from the stream's rate.
     rcvlowat: u32,
@@ -125,6 +130,25 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
     Ok(Target { addr, app: app.into(), stream: stream.into() })
 }
 
+/// `http://HOST:PORT/PATH` as (`HOST:PORT`, `/PATH`).
+fn parse_http(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url.strip_prefix("http://").with_context(|| format!("not an http:// URL: {url}"))?;
+    let (addr, path) = rest.split_once('/').unwrap_or((rest, "metrics"));
+    Ok((addr.to_string(), format!("/{path}")))
+}
+
+/// The value of `sluice_gop_cache_bytes` on a sluice metrics page.
+async fn gop_cache_bytes((addr, path): &(String, String)) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr.as_str()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut page = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut page)).await??;
+    let page = String::from_utf8_lossy(&page);
+    let line = page.lines().find_map(|l| l.strip_prefix("sluice_gop_cache_bytes "));
+    Ok(line.context("no sluice_gop_cache_bytes on the metrics page")?.trim().parse()?)
+}
+
 fn parse_ramp(s: &str) -> anyhow::Result<Vec<usize>> {
     let v: Vec<usize> = s.split(',').map(str::parse).collect::<Result<_, _>>().context("--ramp START,STEP,MAX")?;
     let [start, step, max] = v[..] else { bail!("--ramp takes START,STEP,MAX") };
@@ -153,6 +177,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         json: None,
         publish: true,
         publishers: None,
+        gop_metrics: None,
         idle: None,
         rcvlowat: 0,
         http_flv: None,
@@ -180,6 +205,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--json" => o.json = Some(value()?.into()),
             "--no-publish" => o.publish = false,
             "--publishers" => o.publishers = Some(value()?.parse()?),
+            "--gop-metrics" => o.gop_metrics = Some(parse_http(&value()?)?),
             "--idle" => o.idle = Some(value()?.parse()?),
             "--http-flv" => o.http_flv = Some(HttpTarget::parse(&value()?)?),
             "--play" => o.play.push(parse_url(&value()?)?),
@@ -281,6 +307,7 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
     let gop = (o.gop_secs * o.fps as f64).round().max(1.0) as u32;
     let stats: Vec<Arc<PublishStats>> = (0..n).map(|_| Arc::default()).collect();
     let report = rt.block_on(async {
+        let rss_before = o.server_pid.as_deref().and_then(rss_kib);
         let join_start = Instant::now();
         for (i, s) in stats.iter().enumerate() {
             let target = Target { stream: format!("{}-{i}", o.target.stream), ..o.target.clone() };
@@ -299,7 +326,18 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
         let mut server_cpu = o.server_pid.as_deref().map(CpuMeter::new);
         let mut tool_cpu = CpuMeter::new("self");
         let bytes0: u64 = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
-        tokio::time::sleep(Duration::from_secs(o.step_secs)).await;
+        // The GOP caches swing between a keyframe and a whole GOP: their mean over the step.
+        let step_end = Instant::now() + Duration::from_secs(o.step_secs);
+        let mut gop_samples = Vec::new();
+        while Instant::now() < step_end {
+            tokio::time::sleep(Duration::from_secs(1).min(step_end - Instant::now())).await;
+            if let Some(page) = &o.gop_metrics {
+                match gop_cache_bytes(page).await {
+                    Ok(b) => gop_samples.push(b),
+                    Err(e) => eprintln!("  --gop-metrics: {e:#}"),
+                }
+            }
+        }
         let bytes1: u64 = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
         let live = stats.iter().filter(|s| s.live.load(Ordering::Relaxed)).count();
         let max_lag = PUBLISHER_MAX_LAG.as_micros() as u64;
@@ -310,16 +348,20 @@ fn run_publishers(o: &Options, n: usize) -> anyhow::Result<()> {
         for e in stats.iter().filter_map(|s| s.error.lock().unwrap().clone()).take(3) {
             eprintln!("  publisher failed: {e}");
         }
-        let publishers = report::Publishers {
+        let rss = o.server_pid.as_deref().and_then(rss_kib);
+        let gop = (!gop_samples.is_empty()).then(|| gop_samples.iter().sum::<u64>() / gop_samples.len() as u64);
+        let mut publishers = report::Publishers {
             publishers: n,
             live,
             kept_up,
             total_mbps: (bytes1 - bytes0) as f64 * 8.0 / o.step_secs.max(1) as f64 / 1e6,
+            ..Default::default()
         };
+        publishers.memory(rss_before, rss, gop);
         let step = Step {
             passed: kept_up == n,
             server_cpu_pct: server_cpu.as_mut().and_then(CpuMeter::lap),
-            server_rss_kb: o.server_pid.as_deref().and_then(rss_kib),
+            server_rss_kb: rss,
             tool_cpu_pct: tool_cpu.lap(),
             publishers: Some(publishers),
             ..Step::default()

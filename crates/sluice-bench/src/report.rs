@@ -79,6 +79,25 @@ pub struct Publishers {
     pub kept_up: usize,
     /// Total publish rate, Mbit/s.
     pub total_mbps: f64,
+    /// Server RSS before the publishers connected, KiB.
+    pub server_rss_before_kb: Option<u64>,
+    /// Server RSS growth per live publisher, KiB.
+    pub rss_per_publisher_kb: Option<f64>,
+    /// The server's GOP caches per live publisher, mean over the step (`--gop-metrics`), KiB.
+    pub gop_cache_per_publisher_kb: Option<f64>,
+    /// RSS growth per publisher over GOP cache per publisher.
+    pub rss_per_gop: Option<f64>,
+}
+
+impl Publishers {
+    /// Fill in the memory figures from RSS before and after (KiB) and the GOP caches' bytes.
+    pub fn memory(&mut self, rss_before: Option<u64>, rss: Option<u64>, gop_bytes: Option<u64>) {
+        let live = self.live.max(1) as f64;
+        self.server_rss_before_kb = rss_before;
+        self.rss_per_publisher_kb = rss.zip(rss_before).map(|(a, b)| a.saturating_sub(b) as f64 / live);
+        self.gop_cache_per_publisher_kb = gop_bytes.map(|g| g as f64 / 1024.0 / live);
+        self.rss_per_gop = self.rss_per_publisher_kb.zip(self.gop_cache_per_publisher_kb).map(|(r, g)| r / g);
+    }
 }
 
 /// Idle connections in `--idle` mode: players of a stream nobody publishes.
@@ -233,6 +252,15 @@ pub fn table(report: &Report) -> String {
             "publishers: {} asked, {} live, {} kept real time, {:.1} Mbit/s in all\n",
             p.publishers, p.live, p.kept_up, p.total_mbps
         );
+        let kib = |v: Option<f64>| v.map_or("-".into(), |k| format!("{k:.1} KiB"));
+        if p.rss_per_publisher_kb.is_some() {
+            let ratio = p.rss_per_gop.map_or("-".into(), |r| format!("{r:.2}"));
+            out += &format!(
+                "publishers' memory: server RSS growth per publisher {}, GOP cache per publisher {}, ratio {ratio}\n",
+                kib(p.rss_per_publisher_kb),
+                kib(p.gop_cache_per_publisher_kb)
+            );
+        }
     }
     for i in report.steps.iter().filter_map(|s| s.idle.as_ref()) {
         let per = i.rss_per_connection_kb.map_or("-".into(), |k| format!("{k:.1} KiB"));
@@ -279,6 +307,24 @@ mod tests {
         // A player that never gets the keyframe does fall behind.
         let lost: Vec<u64> = (0..=20u64).map(|i| i * 100_000).collect();
         assert!(!kept_up(&lost, &published));
+    }
+
+    #[test]
+    fn publishers_memory_is_rss_growth_against_the_gop_cache() {
+        let mut p = Publishers { publishers: 500, live: 500, ..Default::default() };
+        p.memory(Some(10 * 1024), Some(10 * 1024 + 500 * 400), Some(500 * 350 * 1024));
+        assert_eq!((p.rss_per_publisher_kb, p.gop_cache_per_publisher_kb), (Some(400.0), Some(350.0)));
+        assert!((p.rss_per_gop.unwrap() - 400.0 / 350.0).abs() < 1e-9);
+        let text =
+            table(&Report { steps: vec![Step { publishers: Some(p), ..Step::default() }], ..Default::default() });
+        assert!(
+            text.contains("RSS growth per publisher 400.0 KiB, GOP cache per publisher 350.0 KiB, ratio 1.14"),
+            "{text}"
+        );
+        // nginx-rtmp has no GOP cache to read.
+        let mut p = Publishers { publishers: 500, live: 500, ..Default::default() };
+        p.memory(Some(0), Some(500 * 100), None);
+        assert_eq!((p.rss_per_publisher_kb, p.rss_per_gop), (Some(100.0), None));
     }
 
     #[test]

@@ -45,8 +45,9 @@ use crate::wake_gate::{Gate, Gates};
 const MAX_BATCH: usize = 64;
 /// Read buffer of a connection that is not publishing (handshake, commands, acks).
 const READ_SMALL: usize = 4096;
-/// Read buffer of a publisher.
-const READ_LARGE: usize = 64 * 1024;
+/// Read buffer of a publisher. The chunk decoder copies every payload out of it, so one buffer
+/// of this size (with room for a partial chunk) is reused in place for the connection's life.
+const READ_LARGE: usize = 16 * 1024;
 
 struct Publishing {
     publisher: Publisher,
@@ -236,6 +237,16 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: 
     }
 }
 
+/// Room for the next read once less than a quarter of `want` is left. Asking for `want` bytes in
+/// all (not `want` more) lets the unread part of a chunk move to the front of the same
+/// allocation once it holds `want` bytes; asking for `want` more made a buffer holding a partial
+/// chunk double instead.
+fn make_room(buf: &mut BytesMut, want: usize) {
+    if buf.capacity() - buf.len() < want / 4 {
+        buf.reserve(want.saturating_sub(buf.len()).max(want / 4));
+    }
+}
+
 impl Conn {
     async fn serve(&mut self, reader: &mut Reader, writer: &mut Writer) -> Outcome {
         // Players send little: start small and grow only for a publisher's media.
@@ -300,10 +311,7 @@ impl Conn {
                             self.handle(ev);
                         }
                     }
-                    let want = if self.publishing.is_some() { READ_LARGE } else { READ_SMALL };
-                    if buf.capacity() - buf.len() < want / 4 {
-                        buf.reserve(want);
-                    }
+                    make_room(&mut buf, if self.publishing.is_some() { READ_LARGE } else { READ_SMALL });
                 }
                 reply = decided(&mut self.waiting) => self.on_decided(reply),
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
@@ -1366,4 +1374,24 @@ fn record_codec(peer: &SocketAddr, p: &Publishing, frame: &Frame) {
 /// Bytes not yet written.
 fn pending_len(bufs: &[Bytes]) -> usize {
     bufs.iter().map(Bytes::len).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Buf;
+
+    #[test]
+    fn a_publishers_read_buffer_stays_near_its_size() {
+        let mut buf = BytesMut::with_capacity(READ_SMALL);
+        for round in 0..200 {
+            // A read fills the buffer; the decoder leaves up to one 4096-byte chunk and its header.
+            buf.resize(buf.len() + (buf.capacity() - buf.len()), 0);
+            let partial = [0, 4107, 1, 4000][round % 4];
+            buf.advance(buf.len() - partial);
+            make_room(&mut buf, READ_LARGE);
+            // What is allocated: the capacity left plus what was consumed before it.
+            assert!(buf.capacity() <= READ_LARGE + 4096 + 12, "round {round}: {} bytes", buf.capacity());
+        }
+    }
 }

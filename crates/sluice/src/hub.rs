@@ -541,6 +541,11 @@ impl Stream {
         (pack, sub)
     }
 
+    /// Payload bytes the GOP cache holds now (for the `sluice_gop_cache_bytes` metric).
+    pub fn gop_cache_bytes(&self) -> usize {
+        self.read().gop_bytes
+    }
+
     /// Whether the stream carries video (audio is then held back by `wait_video`).
     pub fn has_video(&self) -> bool {
         self.read().has_video

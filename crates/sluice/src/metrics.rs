@@ -194,6 +194,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
 /// The whole page: the running server's figures, then the events.
 pub fn render(running: &Running) -> String {
     let mut page = render_snapshot(&crate::stats::collect(running), &running.shared.access.snapshot());
+    page.push_str(&render_gop_caches(&running.shared.hub));
     if let Some(directory) = &running.shared.directory {
         page.push_str(&render_cluster(&directory.view()));
     }
@@ -201,6 +202,19 @@ pub fn render(running: &Running) -> String {
         page.push_str(&handle.render());
     }
     page
+}
+
+/// What the GOP caches hold, summed over streams: ingest memory is judged against it.
+fn render_gop_caches(hub: &crate::hub::Hub) -> String {
+    let bytes: usize = hub.streams().iter().map(|s| s.gop_cache_bytes()).sum();
+    let mut out = Page::default();
+    out.family(
+        "sluice_gop_cache_bytes",
+        "gauge",
+        "Media payload bytes held by the GOP caches of all streams now",
+        [(vec![], bytes as u64)],
+    );
+    out.text
 }
 
 /// The scrape-time families.
@@ -370,6 +384,31 @@ impl Page {
 mod tests {
     use super::*;
     use crate::stats::{PlayerCounts, ServerStats, StreamStats};
+
+    #[test]
+    fn gop_cache_bytes_sum_over_streams() {
+        use crate::hub::{Frame, Hub, StreamKey, StreamOptions};
+        let hub = Hub::new();
+        let opts = StreamOptions { ring_len: 16, gop_cache: true };
+        let frame = |key: bool, len: usize| {
+            let mut p = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+            p.resize(len, 0);
+            Frame::video(0, bytes::Bytes::from(p)).unwrap()
+        };
+        let a = hub.publish(StreamKey { app: "live".into(), name: "a".into() }, opts).unwrap();
+        let b = hub.publish(StreamKey { app: "live".into(), name: "b".into() }, opts).unwrap();
+        a.stream().push(frame(true, 1000));
+        a.stream().push(frame(false, 100));
+        b.stream().push(frame(true, 500));
+        assert!(
+            render_gop_caches(&hub).lines().any(|l| l == "sluice_gop_cache_bytes 1600"),
+            "{}",
+            render_gop_caches(&hub)
+        );
+        // A keyframe starts the cache over.
+        a.stream().push(frame(true, 10));
+        assert!(render_gop_caches(&hub).lines().any(|l| l == "sluice_gop_cache_bytes 510"));
+    }
 
     fn server() -> ServerStats {
         ServerStats {
