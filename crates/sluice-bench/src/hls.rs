@@ -47,6 +47,13 @@ const LEDGER: usize = 256;
 const MAX_DELAYS: usize = 2048;
 /// Share of the step's segment bytes a viewer must download to keep up.
 pub const KEEP_UP_SHARE: f64 = 0.97;
+/// A step fails when the segments that appeared in it hold less media than this share of its
+/// judged time: the server (which also ingests and segments) fell behind real time, and viewers
+/// that kept up with it kept up with a stalled stream.
+pub const MIN_MEDIA_SHARE: f64 = 0.75;
+/// ...or when they carry less than this share of the publisher's rate over the step: the server
+/// dropped frames (sluice's segmenter skips frames when it falls behind its stream).
+pub const MIN_RATE_SHARE: f64 = 0.95;
 /// Segments a viewer may be behind the live edge and still keep up.
 pub const MAX_LAG_SEGMENTS: u64 = 1;
 
@@ -68,6 +75,8 @@ pub struct Segment {
     pub msn: u64,
     /// URI as written.
     pub uri: String,
+    /// `#EXTINF` duration, seconds.
+    pub duration: f64,
 }
 
 /// A low-latency part.
@@ -140,7 +149,7 @@ impl Playlist {
             } else if line == "#EXT-X-ENDLIST" {
                 pl.ended = true;
             } else if !line.starts_with('#') {
-                pl.segments.push(Segment { msn, uri: line.to_owned() });
+                pl.segments.push(Segment { msn, uri: line.to_owned(), duration: extinf.unwrap_or(0.0) });
                 // A segment without a date-time of its own starts where the previous one ended.
                 segment_start = segment_start.zip(extinf).map(|(s, d)| s + d * 1000.0);
                 part_start = segment_start;
@@ -341,34 +350,52 @@ pub fn resolve(playlist_path: &str, uri: &str) -> String {
 pub struct Edge {
     /// One more than the newest msn seen (0: none yet), to skip the lock when nothing is new.
     newest: AtomicU64,
+    /// One more than the newest complete segment seen (its duration is known from then on).
+    complete: AtomicU64,
     /// The latest target duration, ms.
     target_ms: AtomicU64,
-    first_listed: Mutex<BTreeMap<u64, Instant>>,
+    first_listed: Mutex<BTreeMap<u64, Listed>>,
+}
+
+/// When a segment first appeared, and its duration once a playlist listed it complete.
+#[derive(Clone, Copy)]
+struct Listed {
+    at: Instant,
+    duration: f64,
 }
 
 impl Edge {
     fn saw(&self, pl: &Playlist) {
         self.target_ms.store((pl.target_duration * 1000.0) as u64, Ordering::Relaxed);
         let Some(newest) = pl.newest_msn() else { return };
-        if newest < self.newest.load(Ordering::Relaxed) {
+        let complete = pl.segments.last().map_or(0, |s| s.msn + 1);
+        if newest < self.newest.load(Ordering::Relaxed) && complete <= self.complete.load(Ordering::Relaxed) {
             return;
         }
         let now = Instant::now();
         let mut map = self.first_listed.lock().unwrap();
         let oldest = pl.segments.first().map_or(newest, |s| s.msn).min(newest);
         for msn in oldest..=newest {
-            map.entry(msn).or_insert(now);
+            map.entry(msn).or_insert(Listed { at: now, duration: 0.0 });
+        }
+        for s in &pl.segments {
+            if let Some(l) = map.get_mut(&s.msn) {
+                l.duration = s.duration;
+            }
         }
         while map.len() > LEDGER * 4 {
             map.pop_first();
         }
         self.newest.fetch_max(newest + 1, Ordering::Relaxed);
+        self.complete.fetch_max(complete, Ordering::Relaxed);
     }
 
-    /// Segments that first appeared within `[from, to]`.
-    fn listed_between(&self, from: Instant, to: Instant) -> Vec<u64> {
+    /// Segments that first appeared within `[from, to]`, and their media duration in seconds.
+    fn listed_between(&self, from: Instant, to: Instant) -> (Vec<u64>, f64) {
         let map = self.first_listed.lock().unwrap();
-        map.iter().filter(|(_, &t)| t >= from && t <= to).map(|(&m, _)| m).collect()
+        let listed: Vec<(u64, f64)> =
+            map.iter().filter(|(_, l)| l.at >= from && l.at <= to).map(|(&m, l)| (m, l.duration)).collect();
+        (listed.iter().map(|l| l.0).collect(), listed.iter().map(|l| l.1).sum())
     }
 }
 
@@ -644,6 +671,15 @@ pub struct HlsStep {
     /// Segments the step judged (first listed between its start and two target durations
     /// before its end).
     pub segments: usize,
+    /// Their media duration (`#EXTINF`), seconds: about `judged_secs` when the server kept
+    /// ingesting and segmenting in real time.
+    pub media_secs: f64,
+    /// The time they were judged over (from the step's start to two target durations before its
+    /// end), seconds.
+    pub judged_secs: f64,
+    /// Their bit rate (bytes over media duration), Mbit/s: what the publisher sends plus the
+    /// container's overhead when the server segmented the whole stream.
+    pub media_mbps: f64,
     /// Their bytes (each the most any viewer downloaded of it).
     pub segment_bytes: u64,
     /// HTTP requests answered per second, all viewers.
@@ -662,7 +698,7 @@ pub struct HlsStep {
 
 /// The verdict of one step for `viewers`: (kept up, figures).
 pub fn judge(viewers: &[Arc<ViewerStats>], edge: &Edge, from: Instant, to: Instant) -> (usize, HlsStep) {
-    let msns = edge.listed_between(from, to);
+    let (msns, media_secs) = edge.listed_between(from, to);
     let sizes: Vec<u64> = msns.iter().map(|&m| viewers.iter().map(|v| v.bytes_of(m)).max().unwrap_or(0)).collect();
     let total: u64 = sizes.iter().sum();
     let mut fell_behind = 0;
@@ -682,6 +718,9 @@ pub fn judge(viewers: &[Arc<ViewerStats>], edge: &Edge, from: Instant, to: Insta
     delays.sort_by(f64::total_cmp);
     let step = HlsStep {
         segments: msns.len(),
+        media_secs,
+        media_mbps: if media_secs > 0.0 { total as f64 * 8.0 / media_secs / 1e6 } else { 0.0 },
+        judged_secs: to.saturating_duration_since(from).as_secs_f64(),
         segment_bytes: total,
         fell_behind,
         answer_delay_ms: crate::report::Latency::of(&delays),
@@ -725,7 +764,11 @@ pub struct RampOptions {
 
 /// Add viewers step by step until a step fails: a step passes when 99 % of its viewers kept up.
 /// `publisher_error` says whether the publisher failed (a failed publisher ends the run).
-pub async fn ramp(o: &RampOptions, publisher_error: impl Fn() -> Option<String>) -> anyhow::Result<Report> {
+pub async fn ramp(
+    o: &RampOptions,
+    publisher_error: impl Fn() -> Option<String>,
+    published: impl Fn() -> u64,
+) -> anyhow::Result<Report> {
     let shared = Arc::new(Shared {
         target: o.target.clone(),
         low_latency: o.low_latency,
@@ -748,7 +791,7 @@ pub async fn ramp(o: &RampOptions, publisher_error: impl Fn() -> Option<String>)
         eprintln!("joined {new} HLS viewers ({} in all) in {:.1} s", viewers.len(), join_start.elapsed().as_secs_f64());
         // Let the newest start: a playlist and their first segment.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let step = measure(o, &shared, &viewers).await;
+        let step = measure(o, &shared, &viewers, &published).await;
         if let Some(e) = publisher_error() {
             shared.stop.store(true, Ordering::Relaxed);
             bail!("publisher: {e}");
@@ -797,7 +840,8 @@ async fn wait_for_playlist(target: &HttpTarget) -> anyhow::Result<()> {
     }
 }
 
-async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>]) -> Step {
+async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>], published: impl Fn() -> u64) -> Step {
+    let published0 = published();
     reset(viewers);
     let errors0: u64 = viewers.iter().map(|v| v.errors.load(Ordering::Relaxed)).sum();
     let requests0: u64 = viewers.iter().map(|v| v.requests.load(Ordering::Relaxed)).sum();
@@ -812,6 +856,7 @@ async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>])
     }
     tokio::time::sleep_until((from + Duration::from_secs(o.step_secs)).into()).await;
     let secs = from.elapsed().as_secs_f64();
+    let publish_mbps = published().saturating_sub(published0) as f64 * 8.0 / secs / 1e6;
     let server_cpu_pct = server_cpu.as_mut().and_then(CpuMeter::lap);
     let tool_cpu_pct = tool_cpu.lap();
     // Segments listed in the last two target durations may still be on their way.
@@ -830,7 +875,10 @@ async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>])
         connected: viewers.iter().filter(|v| v.state.load(Ordering::Relaxed) == state::PLAYING).count(),
         failed: viewers.iter().filter(|v| v.state.load(Ordering::Relaxed) == state::FAILED).count(),
         kept_up,
-        passed: kept_up as f64 >= n as f64 * crate::report::PASS_SHARE,
+        passed: kept_up as f64 >= n as f64 * crate::report::PASS_SHARE
+            && hls.media_secs >= hls.judged_secs * MIN_MEDIA_SHARE
+            && hls.media_mbps >= publish_mbps * MIN_RATE_SHARE,
+        publish_mbps,
         player_mbps: (bytes - bytes0) as f64 * 8.0 / secs / 1e6 / n.max(1) as f64,
         server_cpu_pct,
         server_rss_kb: o.server_pid.as_deref().and_then(rss_kib),
@@ -950,5 +998,6 @@ mod tests {
         late.max_lag.store(2, Ordering::Relaxed);
         let (kept, step) = judge(&[good, short, late], &edge, from, to);
         assert_eq!((kept, step.segments, step.segment_bytes, step.fell_behind), (1, 3, 3000, 1));
+        assert_eq!(step.media_secs, 6.0, "the segments' durations");
     }
 }

@@ -449,7 +449,7 @@ async fn hls_ramp(o: &Options, target: &HttpTarget, pub_stats: &PublishStats) ->
         server_pid: o.server_pid.clone(),
         label: o.label.clone().unwrap_or_else(|| o.url.clone()),
     };
-    hls::ramp(&ramp, || pub_stats_error(pub_stats)).await
+    hls::ramp(&ramp, || pub_stats_error(pub_stats), || pub_stats.bytes.load(Ordering::Relaxed)).await
 }
 
 /// `--spread-probes`: the probes that joined among the players so far, playing till the run ends.

@@ -246,10 +246,14 @@ pub fn table(report: &Report) -> String {
     for (s, h) in report.steps.iter().filter_map(|s| Some((s, s.hls.as_ref()?))) {
         let threads = h.server_threads.map_or("-".into(), |t| t.to_string());
         out += &format!(
-            "hls at {}: {} segments judged ({:.1} MB), {:.0} requests/s, {} errors, {} fell behind, server threads {threads}",
+            "hls at {}: {} segments judged ({:.1} s of media in {:.1} s, {:.1} MB, {:.2} Mbit/s against {:.2} published), {:.0} requests/s, {} errors, {} fell behind, server threads {threads}",
             s.players,
             h.segments,
+            h.media_secs,
+            h.judged_secs,
             h.segment_bytes as f64 / 1e6,
+            h.media_mbps,
+            s.publish_mbps,
             h.requests_per_sec,
             h.errors,
             h.fell_behind
