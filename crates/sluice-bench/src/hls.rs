@@ -26,8 +26,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::io::Interest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::httpflv::HttpTarget;
@@ -581,6 +581,8 @@ pub struct Shared {
     pub target: HttpTarget,
     /// `--ll-hls`.
     pub low_latency: bool,
+    /// `--hls-reload-only`: only the playlist requests (blocking ones with `--ll-hls`), no media.
+    pub reload_only: bool,
     /// When segments appeared.
     pub edge: Edge,
     /// Set at the end of the run.
@@ -639,7 +641,7 @@ async fn play(shared: &Shared, stats: &ViewerStats, conn: &mut Conn, cursor: &mu
         last_text = text;
         let fetches = cursor.plan(&pl, shared.low_latency);
         stats.max_lag.fetch_max(cursor.lag(&pl), Ordering::Relaxed);
-        for f in fetches {
+        for f in fetches.into_iter().filter(|_| !shared.reload_only) {
             let (status, len, _) = conn.get(&resolve(&base, f.uri()), false).await?;
             stats.requests.fetch_add(1, Ordering::Relaxed);
             anyhow::ensure!(status == 200, "{} answered {status}", f.uri());
@@ -668,6 +670,8 @@ fn now_ms() -> f64 {
 pub struct HlsStep {
     /// Blocking reloads (`--ll-hls`) or plain ones.
     pub low_latency: bool,
+    /// `--hls-reload-only`: no media fetched.
+    pub reload_only: bool,
     /// Segments the step judged (first listed between its start and two target durations
     /// before its end).
     pub segments: usize,
@@ -697,7 +701,15 @@ pub struct HlsStep {
 }
 
 /// The verdict of one step for `viewers`: (kept up, figures).
-pub fn judge(viewers: &[Arc<ViewerStats>], edge: &Edge, from: Instant, to: Instant) -> (usize, HlsStep) {
+/// With `reload_only` the bytes are not judged (none are fetched): a viewer then kept up when its
+/// reloads never left it more than one segment behind and none failed.
+pub fn judge(
+    viewers: &[Arc<ViewerStats>],
+    edge: &Edge,
+    from: Instant,
+    to: Instant,
+    reload_only: bool,
+) -> (usize, HlsStep) {
     let (msns, media_secs) = edge.listed_between(from, to);
     let sizes: Vec<u64> = msns.iter().map(|&m| viewers.iter().map(|v| v.bytes_of(m)).max().unwrap_or(0)).collect();
     let total: u64 = sizes.iter().sum();
@@ -708,7 +720,8 @@ pub fn judge(viewers: &[Arc<ViewerStats>], edge: &Edge, from: Instant, to: Insta
             let got: u64 = msns.iter().map(|&m| v.bytes_of(m)).sum();
             let behind = v.max_lag.load(Ordering::Relaxed) > MAX_LAG_SEGMENTS;
             fell_behind += usize::from(behind);
-            total > 0 && got as f64 >= total as f64 * KEEP_UP_SHARE && !behind
+            let bytes_ok = reload_only || (total > 0 && got as f64 >= total as f64 * KEEP_UP_SHARE);
+            bytes_ok && !behind
         })
         .count();
     let mut delays: Vec<f64> = viewers
@@ -750,6 +763,8 @@ pub struct RampOptions {
     pub target: HttpTarget,
     /// `--ll-hls`.
     pub low_latency: bool,
+    /// `--hls-reload-only`.
+    pub reload_only: bool,
     /// Viewer counts, one per step.
     pub steps: Vec<usize>,
     /// Seconds each step is measured.
@@ -772,6 +787,7 @@ pub async fn ramp(
     let shared = Arc::new(Shared {
         target: o.target.clone(),
         low_latency: o.low_latency,
+        reload_only: o.reload_only,
         edge: Edge::default(),
         stop: AtomicBool::new(false),
     });
@@ -843,6 +859,7 @@ async fn wait_for_playlist(target: &HttpTarget) -> anyhow::Result<()> {
 async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>], published: impl Fn() -> u64) -> Step {
     let published0 = published();
     reset(viewers);
+    let errors_at_start: Vec<u64> = viewers.iter().map(|v| v.errors.load(Ordering::Relaxed)).collect();
     let errors0: u64 = viewers.iter().map(|v| v.errors.load(Ordering::Relaxed)).sum();
     let requests0: u64 = viewers.iter().map(|v| v.requests.load(Ordering::Relaxed)).sum();
     let bytes0: u64 = viewers.iter().map(|v| v.bytes.load(Ordering::Relaxed)).sum();
@@ -862,8 +879,15 @@ async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>],
     // Segments listed in the last two target durations may still be on their way.
     let target = shared.edge.target_ms.load(Ordering::Relaxed) as f64 / 1000.0;
     let judged_to = Instant::now() - Duration::from_secs_f64((2.0 * target).min(secs / 2.0));
-    let (kept_up, mut hls) = judge(viewers, &shared.edge, from, judged_to);
+    let errors_of: Vec<u64> = viewers.iter().map(|v| v.errors.load(Ordering::Relaxed)).collect();
+    let (mut kept_up, mut hls) = judge(viewers, &shared.edge, from, judged_to, o.reload_only);
+    if o.reload_only {
+        // No media to miss: a viewer whose reload failed in the step did not keep up.
+        let failed = errors_of.iter().zip(&errors_at_start).filter(|(now, then)| now > then).count();
+        kept_up = kept_up.saturating_sub(failed);
+    }
     hls.low_latency = o.low_latency;
+    hls.reload_only = o.reload_only;
     hls.errors = viewers.iter().map(|v| v.errors.load(Ordering::Relaxed)).sum::<u64>() - errors0;
     let requests: u64 = viewers.iter().map(|v| v.requests.load(Ordering::Relaxed)).sum();
     hls.requests_per_sec = (requests - requests0) as f64 / secs;
@@ -877,7 +901,7 @@ async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>],
         kept_up,
         passed: kept_up as f64 >= n as f64 * crate::report::PASS_SHARE
             && hls.media_secs >= hls.judged_secs * MIN_MEDIA_SHARE
-            && hls.media_mbps >= publish_mbps * MIN_RATE_SHARE,
+            && (o.reload_only || hls.media_mbps >= publish_mbps * MIN_RATE_SHARE),
         publish_mbps,
         player_mbps: (bytes - bytes0) as f64 * 8.0 / secs / 1e6 / n.max(1) as f64,
         server_cpu_pct,
@@ -943,7 +967,11 @@ mod tests {
         assert_eq!(c.plan(&pl, true), [Fetch::Part { msn: 5, uri: "b-5.1.ts".into() }], "starts at the newest part");
         assert_eq!(c.blocking_query().as_deref(), Some("_HLS_msn=5&_HLS_part=2"));
         // Segment 5 closes with no more parts: the next request is segment 6's first part.
-        let closed = Playlist::parse(&format!("{}#EXTINF:0.4,\nb-5.ts\n", LL.replace("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"b-5.2.ts\"\n", ""))).unwrap();
+        let closed = Playlist::parse(&format!(
+            "{}#EXTINF:0.4,\nb-5.ts\n",
+            LL.replace("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"b-5.2.ts\"\n", "")
+        ))
+        .unwrap();
         assert!(c.plan(&closed, true).is_empty());
         assert_eq!(c.blocking_query().as_deref(), Some("_HLS_msn=6&_HLS_part=0"));
     }
@@ -954,7 +982,10 @@ mod tests {
         let mut c = Cursor { next: Some((3, 0)) };
         let f = c.plan(&pl, true);
         assert_eq!(f[0], Fetch::Segment { msn: 3, uri: "b-3.ts".into() });
-        assert_eq!(f.iter().skip(1).map(Fetch::uri).collect::<Vec<_>>(), ["b-4.0.ts", "b-4.1.ts", "b-5.0.ts", "b-5.1.ts"]);
+        assert_eq!(
+            f.iter().skip(1).map(Fetch::uri).collect::<Vec<_>>(),
+            ["b-4.0.ts", "b-4.1.ts", "b-5.0.ts", "b-5.1.ts"]
+        );
         assert_eq!(c.next, Some((5, 2)));
     }
 
@@ -971,7 +1002,10 @@ mod tests {
         assert_eq!(parse_date_time_ms("1970-01-02T00:00:01.5Z"), Some(86_401_500.0));
         assert_eq!(parse_date_time_ms("2000-03-01T00:00:00Z"), Some(951_868_800_000.0));
         assert_eq!(Playlist::parse("nope"), Err(PlaylistError::NotM3u8));
-        assert_eq!(Playlist::parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n"), Err(PlaylistError::NoTargetDuration));
+        assert_eq!(
+            Playlist::parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n"),
+            Err(PlaylistError::NoTargetDuration)
+        );
     }
 
     #[test]
@@ -996,8 +1030,10 @@ mod tests {
             short.add_bytes(m, if m == 9 { 800 } else { 1000 });
         }
         late.max_lag.store(2, Ordering::Relaxed);
-        let (kept, step) = judge(&[good, short, late], &edge, from, to);
+        let (kept, step) = judge(&[good.clone(), short.clone(), late.clone()], &edge, from, to, false);
         assert_eq!((kept, step.segments, step.segment_bytes, step.fell_behind), (1, 3, 3000, 1));
         assert_eq!(step.media_secs, 6.0, "the segments' durations");
+        let (kept, _) = judge(&[good, short, late], &edge, from, to, true);
+        assert_eq!(kept, 2, "reload only: the bytes are not judged, the lag is");
     }
 }

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use sluice_bench::{hls, hostile};
 use sluice_bench::httpflv::{self, HttpTarget};
 use sluice_bench::players::{self, state, PlayerStats, ProbeResult, PublishStats, Target};
 use sluice_bench::procstat::{rss_kib, CpuMeter};
 use sluice_bench::report::{self, Latency, Report, Step, Ttff};
 use sluice_bench::source::{FlvSource, Source, SyntheticSource};
+use sluice_bench::{hls, hostile};
 
 const USAGE: &str = "\
 Usage: sluice-bench [OPTIONS] rtmp://HOST[:PORT]/APP/STREAM
@@ -49,6 +49,9 @@ Options:
                          bytes of the step's segments and never over one segment behind the edge
   --ll-hls               with --hls: fetch the low-latency parts and reload with blocking requests
                          (_HLS_msn/_HLS_part); reports the answer delay after each part's end
+  --hls-reload-only      with --hls: viewers only reload the playlist (blocking reloads with --ll-hls)
+                         and fetch no media: what holding many waiting viewers costs; kept up = no
+                         failed reload and never over one segment behind
   --play URL             players and probes play rtmp://HOST[:PORT]/APP/STREAM instead of the URL
                          published to, e.g. an edge that pulls it from the origin published to;
                          repeat it to spread them round-robin over several servers (latency is
@@ -104,6 +107,8 @@ struct Options {
     hls: Option<HttpTarget>,
     /// `--ll-hls`.
     ll_hls: bool,
+    /// `--hls-reload-only`.
+    hls_reload_only: bool,
 }
 
 impl Options {
@@ -172,6 +177,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         spread_probes: false,
         hls: None,
         ll_hls: false,
+        hls_reload_only: false,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -200,6 +206,7 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--spread-probes" => o.spread_probes = true,
             "--hls" => o.hls = Some(HttpTarget::parse(&value()?)?),
             "--ll-hls" => o.ll_hls = true,
+            "--hls-reload-only" => o.hls_reload_only = true,
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -210,8 +217,8 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
     if !o.play.is_empty() && o.http_flv.is_some() {
         bail!("--play and --http-flv cannot be combined");
     }
-    if o.ll_hls && o.hls.is_none() {
-        bail!("--ll-hls needs --hls URL");
+    if (o.ll_hls || o.hls_reload_only) && o.hls.is_none() {
+        bail!("--ll-hls and --hls-reload-only need --hls URL");
     }
     Ok(Some(o))
 }
@@ -443,6 +450,7 @@ async fn hls_ramp(o: &Options, target: &HttpTarget, pub_stats: &PublishStats) ->
     let ramp = hls::RampOptions {
         target: target.clone(),
         low_latency: o.ll_hls,
+        reload_only: o.hls_reload_only,
         steps: o.steps.clone(),
         step_secs: o.step_secs,
         join_secs: o.join_secs,

@@ -258,6 +258,9 @@ pub fn table(report: &Report) -> String {
             h.errors,
             h.fell_behind
         );
+        if h.reload_only {
+            out += "; playlist reloads only";
+        }
         if h.low_latency {
             let d = &h.answer_delay_ms;
             out += &format!(
