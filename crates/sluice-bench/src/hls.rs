@@ -743,6 +743,14 @@ pub fn judge(
     (kept_up, step)
 }
 
+/// A step's verdict: 99 % of its `viewers` kept up, and the server kept the stream whole and in
+/// real time (see [`MIN_MEDIA_SHARE`], [`MIN_RATE_SHARE`]; no bytes to judge with reloads only).
+pub fn passes(kept_up: usize, viewers: usize, hls: &HlsStep, publish_mbps: f64) -> bool {
+    kept_up as f64 >= viewers as f64 * crate::report::PASS_SHARE
+        && hls.media_secs >= hls.judged_secs * MIN_MEDIA_SHARE
+        && (hls.reload_only || hls.media_mbps >= publish_mbps * MIN_RATE_SHARE)
+}
+
 /// Start a step's measurement: forget lags and delays so far.
 pub fn reset(viewers: &[Arc<ViewerStats>]) {
     for v in viewers {
@@ -899,9 +907,7 @@ async fn measure(o: &RampOptions, shared: &Shared, viewers: &[Arc<ViewerStats>],
         connected: viewers.iter().filter(|v| v.state.load(Ordering::Relaxed) == state::PLAYING).count(),
         failed: viewers.iter().filter(|v| v.state.load(Ordering::Relaxed) == state::FAILED).count(),
         kept_up,
-        passed: kept_up as f64 >= n as f64 * crate::report::PASS_SHARE
-            && hls.media_secs >= hls.judged_secs * MIN_MEDIA_SHARE
-            && (o.reload_only || hls.media_mbps >= publish_mbps * MIN_RATE_SHARE),
+        passed: passes(kept_up, n, &hls, publish_mbps),
         publish_mbps,
         player_mbps: (bytes - bytes0) as f64 * 8.0 / secs / 1e6 / n.max(1) as f64,
         server_cpu_pct,
@@ -1006,6 +1012,20 @@ mod tests {
             Playlist::parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n"),
             Err(PlaylistError::NoTargetDuration)
         );
+    }
+
+    #[test]
+    fn a_step_fails_when_the_server_stalls_or_drops_frames_even_if_viewers_kept_up() {
+        let whole = HlsStep { media_secs: 16.0, judged_secs: 16.0, media_mbps: 2.6, ..HlsStep::default() };
+        assert!(passes(100, 100, &whole, 2.5));
+        assert!(passes(99, 100, &whole, 2.5));
+        assert!(!passes(98, 100, &whole, 2.5));
+        let stalled = HlsStep { media_secs: 10.0, ..whole.clone() };
+        assert!(!passes(100, 100, &stalled, 2.5), "segments came slower than real time");
+        let dropped = HlsStep { media_mbps: 2.0, ..whole.clone() };
+        assert!(!passes(100, 100, &dropped, 2.5), "segments lost frames");
+        let reloads = HlsStep { media_mbps: 0.0, reload_only: true, ..whole };
+        assert!(passes(100, 100, &reloads, 2.5), "no media fetched: the rate is not judged");
     }
 
     #[test]
