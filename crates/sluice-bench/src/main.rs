@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use sluice_bench::hostile;
 use sluice_bench::httpflv::{self, HttpTarget};
 use sluice_bench::players::{self, state, PlayerStats, ProbeResult, PublishStats, Target};
 use sluice_bench::procstat::{rss_kib, CpuMeter};
 use sluice_bench::report::{self, Latency, Report, Step, Ttff};
 use sluice_bench::source::{FlvSource, Source, SyntheticSource};
+use sluice_bench::{hls, hostile};
 
 const USAGE: &str = "\
 Usage: sluice-bench [OPTIONS] rtmp://HOST[:PORT]/APP/STREAM
@@ -41,6 +41,17 @@ Options:
   --json FILE            also write the report as JSON
   --http-flv URL         players and probes play http://HOST:PORT/APP/STREAM.flv (HTTP-FLV) instead
                          of the RTMP URL, which is still published to
+  --hls URL              instead of RTMP players: HLS viewers of the media playlist
+                         http://HOST:PORT/PATH.m3u8 (the stream is still published over RTMP to the URL
+                         at the end), each one keep-alive HTTP/1.1 connection behaving as hls.js:
+                         starts at the live edge, fetches every new segment whole, reloads the
+                         playlist every target duration (half when unchanged); kept up = >= 97% of the
+                         bytes of the step's segments and never over one segment behind the edge
+  --ll-hls               with --hls: fetch the low-latency parts and reload with blocking requests
+                         (_HLS_msn/_HLS_part); reports the answer delay after each part's end
+  --hls-reload-only      with --hls: viewers only reload the playlist (blocking reloads with --ll-hls)
+                         and fetch no media: what holding many waiting viewers costs; kept up = no
+                         failed reload and never over one segment behind
   --play URL             players and probes play rtmp://HOST[:PORT]/APP/STREAM instead of the URL
                          published to, e.g. an edge that pulls it from the origin published to;
                          repeat it to spread them round-robin over several servers (latency is
@@ -97,6 +108,12 @@ struct Options {
     play: Vec<Target>,
     /// `--spread-probes`: probes join among each step's players and stay (see [`join_players`]).
     spread_probes: bool,
+    /// `--hls`: HLS viewers of this playlist instead of players.
+    hls: Option<HttpTarget>,
+    /// `--ll-hls`.
+    ll_hls: bool,
+    /// `--hls-reload-only`.
+    hls_reload_only: bool,
 }
 
 impl Options {
@@ -183,6 +200,9 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
         http_flv: None,
         play: Vec::new(),
         spread_probes: false,
+        hls: None,
+        ll_hls: false,
+        hls_reload_only: false,
     };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -210,6 +230,9 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
             "--http-flv" => o.http_flv = Some(HttpTarget::parse(&value()?)?),
             "--play" => o.play.push(parse_url(&value()?)?),
             "--spread-probes" => o.spread_probes = true,
+            "--hls" => o.hls = Some(HttpTarget::parse(&value()?)?),
+            "--ll-hls" => o.ll_hls = true,
+            "--hls-reload-only" => o.hls_reload_only = true,
             other if other.starts_with("rtmp://") => url = Some(other.to_string()),
             other => bail!("unknown option \"{other}\"\n\n{USAGE}"),
         }
@@ -219,6 +242,9 @@ fn parse_args() -> anyhow::Result<Option<Options>> {
     o.url = url;
     if !o.play.is_empty() && o.http_flv.is_some() {
         bail!("--play and --http-flv cannot be combined");
+    }
+    if (o.ll_hls || o.hls_reload_only) && o.hls.is_none() {
+        bail!("--ll-hls and --hls-reload-only need --hls URL");
     }
     Ok(Some(o))
 }
@@ -287,7 +313,10 @@ fn run(mut o: Options) -> anyhow::Result<()> {
     let pub_stats = Arc::new(PublishStats::default());
     let publisher =
         o.publish.then(|| players::spawn_publisher(o.target.clone(), source, pub_stats.clone(), stop.clone()));
-    let report = rt.block_on(ramp(&o, &pub_stats));
+    let report = match &o.hls {
+        Some(target) => rt.block_on(hls_ramp(&o, target, &pub_stats)),
+        None => rt.block_on(ramp(&o, &pub_stats)),
+    };
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = publisher {
         let _ = p.join();
@@ -456,6 +485,21 @@ async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Repo
         }
     }
     Ok(report)
+}
+
+/// `--hls`: a ramp of HLS viewers (see [`hls`]) once the publisher is live.
+async fn hls_ramp(o: &Options, target: &HttpTarget, pub_stats: &PublishStats) -> anyhow::Result<Report> {
+    let ramp = hls::RampOptions {
+        target: target.clone(),
+        low_latency: o.ll_hls,
+        reload_only: o.hls_reload_only,
+        steps: o.steps.clone(),
+        step_secs: o.step_secs,
+        join_secs: o.join_secs,
+        server_pid: o.server_pid.clone(),
+        label: o.label.clone().unwrap_or_else(|| o.url.clone()),
+    };
+    hls::ramp(&ramp, || pub_stats_error(pub_stats), || pub_stats.bytes.load(Ordering::Relaxed)).await
 }
 
 /// `--spread-probes`: the probes that joined among the players so far, playing till the run ends.

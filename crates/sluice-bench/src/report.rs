@@ -151,6 +151,8 @@ pub struct Step {
     pub publishers: Option<Publishers>,
     /// Idle connection counts, in `--idle` mode.
     pub idle: Option<Idle>,
+    /// HLS figures, in `--hls` mode.
+    pub hls: Option<crate::hls::HlsStep>,
     /// Server CPU, % of one core.
     pub server_cpu_pct: Option<f64>,
     /// Server resident memory, KiB.
@@ -268,6 +270,33 @@ pub fn table(report: &Report) -> String {
             "idle connections: {} asked, {} held, {} failed; server RSS per connection {per}\n",
             i.connections, i.held, i.failed
         );
+    }
+    for (s, h) in report.steps.iter().filter_map(|s| Some((s, s.hls.as_ref()?))) {
+        let threads = h.server_threads.map_or("-".into(), |t| t.to_string());
+        out += &format!(
+            "hls at {}: {} segments judged ({:.1} s of media in {:.1} s, {:.1} MB, {:.2} Mbit/s against {:.2} published), {:.0} requests/s, {} errors, {} fell behind, server threads {threads}",
+            s.players,
+            h.segments,
+            h.media_secs,
+            h.judged_secs,
+            h.segment_bytes as f64 / 1e6,
+            h.media_mbps,
+            s.publish_mbps,
+            h.requests_per_sec,
+            h.errors,
+            h.fell_behind
+        );
+        if h.reload_only {
+            out += "; playlist reloads only";
+        }
+        if h.low_latency {
+            let d = &h.answer_delay_ms;
+            out += &format!(
+                "; blocking reloads {} answered, delay after the part's end p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+                h.answers, d.p50, d.p99, d.max
+            );
+        }
+        out += "\n";
     }
     out += &format!("max players kept up: {}\n", report.max_passed);
     out

@@ -91,3 +91,36 @@ fn players_on_an_edge_get_the_stream_published_to_its_origin() {
     assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{out}");
     assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps crossed the hop:\n{out}");
 }
+
+/// `--hls` and `--hls --ll-hls`: 5 HLS viewers of sluice's in-memory playlist fetch the step's
+/// segments (or their parts, with blocking reloads answered) and keep up.
+#[test]
+fn hls_viewers_fetch_every_segment_and_keep_up() {
+    for ll in [false, true] {
+        let (port, http) = (free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("sluice-bench-hls-{port}"));
+        let low = if ll { "hls_low_latency on;" } else { "" };
+        let conf = format!(
+            "rtmp {{ http_listen 127.0.0.1:{http}; server {{ listen 127.0.0.1:{port}; application live {{ live on; \
+             hls on; hls_path {}; hls_fragment 1s; {low} }} }} }}",
+            dir.display()
+        );
+        let url = format!("http://127.0.0.1:{http}/{}/smoke.m3u8", dir.file_name().unwrap().to_string_lossy());
+        let mut args = vec!["--players", "5", "--step-secs", "8", "--hls", &url];
+        if ll {
+            args.push("--ll-hls");
+        }
+        let (report, out) = bench(&conf, port, if ll { "smoke-llhls" } else { "smoke-hls" }, &args);
+        let _ = std::fs::remove_dir_all(&dir);
+        let step = &report["steps"][0];
+        let hls = &step["hls"];
+        assert_eq!(step["failed"], 0, "{out}");
+        assert!(hls["segments"].as_u64().unwrap() >= 2, "segments appeared during the step:\n{out}");
+        assert!(hls["segment_bytes"].as_u64().unwrap() > 0, "{out}");
+        assert_eq!(hls["errors"], 0, "{out}");
+        assert_eq!(step["kept_up"], 5, "every viewer fetched the step's segments:\n{out}");
+        if ll {
+            assert!(hls["answers"].as_u64().unwrap() > 0, "blocking reloads were answered:\n{out}");
+        }
+    }
+}
