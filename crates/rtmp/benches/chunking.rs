@@ -8,8 +8,8 @@
 //!   warm in cache as it is live; the copy is a small part (a `memcpy` of the bytes).
 //!
 //! 10 KB (an inter frame at 2.5 Mbit/s) and 100 KB (a keyframe) messages, at chunk size 4096
-//! (what ffmpeg and OBS set) and 128 (the protocol's default, which players that never send Set
-//! Chunk Size keep). Throughput is payload bytes.
+//! (what ffmpeg and OBS publish with, and `chunk_size 4096`) and 128 (the protocol's default: a
+//! publisher that never sends Set Chunk Size, or `chunk_size 128`). Throughput is payload bytes.
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
