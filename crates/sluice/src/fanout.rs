@@ -29,6 +29,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use crate::clients::Counters;
 use crate::hub::{Batch, Entry, Frame, Stream, Subscriber};
 use crate::live::PlayerGate;
+use crate::transport::{send_now, ShardSocket};
 
 /// Most players one shard writes to: a stream with more has more shards, which the runtime
 /// spreads over its worker threads.
@@ -67,7 +68,7 @@ pub struct Member {
 pub struct MemberState {
     /// Still written by the shard.
     active: bool,
-    socket: Option<Arc<OwnedWriteHalf>>,
+    socket: Option<ShardSocket>,
     /// The next ring entry for this player.
     cursor: u64,
     gate: PlayerGate,
@@ -168,7 +169,7 @@ impl Member {
         Arc::new(Self {
             state: Mutex::new(MemberState {
                 active: true,
-                socket: Some(j.socket),
+                socket: Some(ShardSocket::new(j.socket)),
                 cursor: j.cursor,
                 gate: j.gate,
                 stream_id: j.stream_id,
@@ -302,9 +303,10 @@ fn write_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, scratc
     if scratch.is_empty() {
         return;
     }
-    let Some(socket) = st.socket.clone() else { return };
+    let Some(socket) = st.socket.as_ref() else { return };
     let total: usize = scratch.iter().map(Bytes::len).sum();
-    match crate::transport::send_now(&socket, scratch) {
+    let sent = send_now(socket, scratch);
+    match sent {
         Ok(true) => st.counters.add_out(total),
         Ok(false) => {
             st.counters.add_out(total - scratch.iter().map(Bytes::len).sum::<usize>());

@@ -172,17 +172,33 @@ fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Res
     }
 }
 
-/// [`Writer::try_write_vectored`] for a fan-out shard ([`crate::fanout`]), without tokio's
-/// readiness bookkeeping, whose per-socket state showed as a cache miss per player in the
-/// profile. A shard never waits on a socket: when this returns false the player's own task
-/// takes over and waits through tokio, whose readiness is then at worst stale in the
-/// optimistic direction (one more try that finds the socket full).
-pub(crate) fn send_now(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
-    let stream: &TcpStream = writer.as_ref();
+/// A plain TCP socket a fan-out shard writes to ([`crate::fanout`]): the write half, held so the
+/// descriptor stays open, and the descriptor itself, looked up once (reaching it through tokio's
+/// socket on every write was a cache miss per player in the profile).
+pub(crate) struct ShardSocket {
+    fd: std::os::fd::RawFd,
+    _held: Arc<OwnedWriteHalf>,
+}
+
+impl ShardSocket {
+    pub(crate) fn new(socket: Arc<OwnedWriteHalf>) -> Self {
+        use std::os::fd::AsRawFd;
+        let half: &OwnedWriteHalf = &socket;
+        let stream: &TcpStream = half.as_ref();
+        Self { fd: stream.as_raw_fd(), _held: socket }
+    }
+}
+
+/// [`Writer::try_write_vectored`] for a fan-out shard, without tokio's readiness bookkeeping,
+/// whose per-socket state showed as a cache miss per player in the profile. A shard never waits
+/// on a socket: when this returns false the player's own task takes over and waits through
+/// tokio, whose readiness is then at worst stale in the optimistic direction (one more try
+/// that finds the socket full).
+pub(crate) fn send_now(socket: &ShardSocket, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
     loop {
         let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
         let n = fill(&mut slices, bufs);
-        match send_vectored(stream, &slices[..n]) {
+        match send_fd(socket.fd, &slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => consume(bufs, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -209,13 +225,19 @@ fn fill<'a>(slices: &mut [io::IoSlice<'a>; MAX_IOVECS], bufs: &'a [Bytes]) -> us
 /// that left gives an error, not SIGPIPE.
 fn send_vectored(stream: &TcpStream, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
+    send_fd(stream.as_raw_fd(), slices)
+}
+
+/// One non-blocking `sendmsg` of `slices` on `fd`.
+fn send_fd(fd: std::os::fd::RawFd, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees it); the msghdr
-    // points at `slices`, which outlive the call; no name or control data.
+    // points at `slices`, which outlive the call; no name or control data. The caller holds the
+    // socket `fd` belongs to.
     let n = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = slices.len() as _;
-        libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+        libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
     };
     if n < 0 {
         Err(io::Error::last_os_error())
