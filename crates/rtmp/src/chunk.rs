@@ -465,38 +465,33 @@ mod tests {
         assert_eq!(decode_all(&mut ChunkDecoder::new(1 << 20, 32), &media).len(), 2);
     }
 
+    /// The first 128-byte chunk of a `length`-byte video message on each of 32 chunk streams;
+    /// the bytes and how many payload bytes they carry.
+    fn first_chunks_of_32_streams(length: u64) -> (BytesMut, usize) {
+        let mut bytes = BytesMut::new();
+        for csid in 3..35u8 {
+            bytes.put_u8(csid);
+            bytes.put_uint(0, 3);
+            bytes.put_uint(length, 3);
+            bytes.put_u8(9);
+            bytes.put_u32_le(1);
+            bytes.put_slice(&[0x17; 128]);
+        }
+        (bytes, 32 * 128)
+    }
+
     #[test]
     fn buffers_grow_with_what_arrives_not_with_what_is_announced() {
         // 32 chunk streams each announce a 16 MiB message and send one 128-byte chunk.
         let mut dec = ChunkDecoder::new(16 << 20, 32);
-        let mut bytes = BytesMut::new();
-        let mut received = 0;
-        for csid in 3..35 {
-            bytes.put_u8(csid as u8);
-            bytes.put_uint(0, 3);
-            bytes.put_uint(0xFF_FFFF, 3);
-            bytes.put_u8(9);
-            bytes.put_u32_le(1);
-            bytes.put_slice(&[0x17; 128]);
-            received += 128;
-        }
+        let (mut bytes, received) = first_chunks_of_32_streams(0xFF_FFFF);
         assert_eq!(dec.read(&mut bytes), Ok(None));
         assert!(bytes.is_empty());
         let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
         assert!(held <= 2 * received + 32 * MIN_PARTIAL, "{held} bytes reserved for {received} received");
         // Messages sized up front stop at the budget: the unfilled room stays within it.
         let mut dec = ChunkDecoder::new(16 << 20, 32);
-        let mut bytes = BytesMut::new();
-        let mut received = 0;
-        for csid in 3..35 {
-            bytes.put_u8(csid as u8);
-            bytes.put_uint(0, 3);
-            bytes.put_uint(300_000, 3);
-            bytes.put_u8(9);
-            bytes.put_u32_le(1);
-            bytes.put_slice(&[0x17; 128]);
-            received += 128;
-        }
+        let (mut bytes, received) = first_chunks_of_32_streams(300_000);
         assert_eq!(dec.read(&mut bytes), Ok(None));
         let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
         assert!(

@@ -820,19 +820,7 @@ pub async fn ramp(
             shared.stop.store(true, Ordering::Relaxed);
             bail!("publisher: {e}");
         }
-        eprintln!(
-            "step {n}: playing {} failed {} kept up {} -> {}",
-            step.connected,
-            step.failed,
-            step.kept_up,
-            if step.passed { "pass" } else { "FAIL" }
-        );
-        let passed = step.passed;
-        if passed {
-            report.max_passed = n;
-        }
-        report.steps.push(step);
-        if !passed {
+        if !report.record_step(n, "playing", step) {
             break;
         }
     }

@@ -468,19 +468,7 @@ async fn ramp(o: &Options, pub_stats: &Arc<PublishStats>) -> anyhow::Result<Repo
         join_players(o, &mut players, n, &mut spread).await;
         let mut step = measure(o, &players, pub_stats, &spread).await?;
         step.join = join_stats(&players[first_new..], o.join_secs, join_start.elapsed());
-        eprintln!(
-            "step {n}: connected {} failed {} kept up {} -> {}",
-            step.connected,
-            step.failed,
-            step.kept_up,
-            if step.passed { "pass" } else { "FAIL" }
-        );
-        let passed = step.passed;
-        if passed {
-            report.max_passed = n;
-        }
-        report.steps.push(step);
-        if !passed {
+        if !report.record_step(n, "connected", step) {
             break;
         }
     }

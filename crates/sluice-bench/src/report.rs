@@ -172,6 +172,26 @@ pub struct Report {
     pub steps: Vec<Step>,
 }
 
+impl Report {
+    /// Add a ramp step's result, with its one-line verdict on stderr (`joined`: the word for
+    /// players that are in: "connected", "playing"); whether the ramp goes on.
+    pub fn record_step(&mut self, n: usize, joined: &str, step: Step) -> bool {
+        eprintln!(
+            "step {n}: {joined} {} failed {} kept up {} -> {}",
+            step.connected,
+            step.failed,
+            step.kept_up,
+            if step.passed { "pass" } else { "FAIL" }
+        );
+        let passed = step.passed;
+        if passed {
+            self.max_passed = n;
+        }
+        self.steps.push(step);
+        passed
+    }
+}
+
 /// Did one player keep up? `player` and `published` are cumulative byte counts sampled once a
 /// second over the step. A player is compared with what was published over the same window or the
 /// window one sample earlier, whichever it matches better: a keyframe published just before a

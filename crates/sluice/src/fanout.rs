@@ -395,17 +395,18 @@ mod tests {
             .expect("the shard gives the player back");
     }
 
-    fn publish(hub: &Arc<Hub>) -> Publisher {
-        hub.publish(StreamKey { app: "live".into(), name: "a".into() }, OPTS).unwrap()
+    /// A hub with one published stream, and a client registry for the players' counters.
+    fn fixture() -> (Arc<Hub>, Arc<Clients>, Publisher) {
+        let hub = Hub::new();
+        let publisher = hub.publish(StreamKey { app: "live".into(), name: "a".into() }, OPTS).unwrap();
+        (hub, Arc::new(Clients::new(8)), publisher)
     }
 
     /// Members of one shard get every frame, chunked once, written by the shard; an
     /// unpublish gives them back at its position, with nothing left unwritten.
     #[tokio::test]
     async fn a_shard_writes_frames_to_its_members_and_gives_them_back_at_an_event() {
-        let hub = Arc::new(Hub::new());
-        let clients = Arc::new(Clients::new(8));
-        let publisher = publish(&hub);
+        let (_hub, clients, publisher) = fixture();
         let stream = publisher.stream().clone();
         let (s1, mut c1) = pair().await;
         let (s2, mut c2) = pair().await;
@@ -439,9 +440,7 @@ mod tests {
     /// carries on from the exact byte; the other member is not held up.
     #[tokio::test]
     async fn a_full_socket_gives_the_player_back_with_the_unwritten_rest() {
-        let hub = Arc::new(Hub::new());
-        let clients = Arc::new(Clients::new(8));
-        let publisher = publish(&hub);
+        let (_hub, clients, publisher) = fixture();
         let stream = publisher.stream().clone();
         let (slow_socket, slow_client) = pair().await;
         let (fast_socket, mut fast_client) = pair().await;
@@ -489,9 +488,7 @@ mod tests {
     /// round) gets only what it does not have: nothing twice.
     #[tokio::test]
     async fn a_player_ahead_of_the_shard_gets_nothing_twice() {
-        let hub = Arc::new(Hub::new());
-        let clients = Arc::new(Clients::new(8));
-        let publisher = publish(&hub);
+        let (_hub, clients, publisher) = fixture();
         let stream = publisher.stream().clone();
         let (s1, mut c1) = pair().await;
         let (s2, mut c2) = pair().await;
