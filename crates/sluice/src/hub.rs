@@ -321,8 +321,6 @@ pub struct Stream {
     state: RwLock<State>,
     waiters: WaitList,
     pickups: Pickups,
-    /// [`Pacing::batching`], for players deciding on Nagle's algorithm per write.
-    batching: AtomicBool,
     gop_cache: bool,
     subscribers: AtomicU64,
     /// The registry holding it, which the last subscriber to leave an idle stream tells.
@@ -420,7 +418,6 @@ impl Stream {
             }),
             waiters: WaitList::default(),
             pickups: Pickups::default(),
-            batching: AtomicBool::new(false),
             gop_cache,
             subscribers: AtomicU64::new(0),
             hub,
@@ -496,14 +493,13 @@ impl Stream {
         let next = st.pacing.after_round(picked, late);
         if next.batching != st.pacing.batching {
             tracing::debug!(app = %self.key.app, stream = %self.key.name, picked, late, batching = next.batching, "fan-out pacing changed");
-            self.batching.store(next.batching, Ordering::Relaxed);
         }
         st.pacing = next;
     }
 
-    /// Whether the fan-out batches now (see [`Pacing`]): players then leave Nagle's algorithm on.
+    /// Whether the fan-out batches now (see [`Pacing`]).
     pub fn batching(&self) -> bool {
-        self.batching.load(Ordering::Relaxed)
+        self.read().pacing.batching
     }
 
     /// Keep what a new subscriber will need: metadata, sequence headers, the current GOP.
