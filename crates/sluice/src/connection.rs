@@ -1066,22 +1066,7 @@ impl Conn {
 
     fn chunks(&self, frame: &Frame, stream_id: u32) -> Bytes {
         let interleave = self.app.as_ref().is_some_and(|a| a.live.interleave);
-        let csid = if interleave { MediaKind::Video.csid() } else { frame.kind.csid() };
-        let chunk_size = self.session.chunk_size();
-        if stream_id == 1 {
-            return frame.rtmp_chunks(chunk_size, csid);
-        }
-        let mut out = BytesMut::new();
-        rtmp::chunk::encode_message(
-            &mut out,
-            chunk_size,
-            csid,
-            frame.timestamp,
-            frame.kind.type_id(),
-            stream_id,
-            &frame.payload,
-        );
-        out.freeze()
+        frame.player_chunks(self.session.chunk_size(), interleave, stream_id)
     }
 
     /// Hand the player's media to a fan-out shard of its stream, when it is caught up with

@@ -22,12 +22,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
-use rtmp::MediaKind;
+use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::clients::Counters;
-use crate::hub::{Batch, Entry, Frame, Stream, Subscriber};
+use crate::hub::{Batch, Entry, Stream, Subscriber};
 use crate::live::PlayerGate;
 use crate::transport::{send_now, ShardSocket};
 
@@ -74,7 +73,8 @@ pub struct MemberState {
     gate: PlayerGate,
     stream_id: u32,
     chunk_size: u32,
-    csid_video_only: bool,
+    /// `interleave on`: audio and video on one chunk stream.
+    interleave: bool,
     counters: Counters,
     /// What the socket did not take of the batch that ended the membership.
     unwritten: Vec<Bytes>,
@@ -174,7 +174,7 @@ impl Member {
                 gate: j.gate,
                 stream_id: j.stream_id,
                 chunk_size: j.chunk_size,
-                csid_video_only: j.interleave,
+                interleave: j.interleave,
                 counters: j.counters,
                 unwritten: Vec::new(),
                 last_timestamp: None,
@@ -296,7 +296,7 @@ fn write_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, scratc
     for entry in entries {
         let Entry::Frame(f) = entry else { continue };
         if st.gate.admit(f, has_video) {
-            scratch.push(chunks(st, f));
+            scratch.push(f.player_chunks(st.chunk_size, st.interleave, st.stream_id));
             last = Some(f.timestamp);
         }
     }
@@ -324,31 +324,13 @@ fn write_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, scratc
     }
 }
 
-/// The frame as RTMP chunks for this player (shared when the frame's cached chunking fits).
-fn chunks(st: &MemberState, frame: &Frame) -> Bytes {
-    let csid = if st.csid_video_only { MediaKind::Video.csid() } else { frame.kind.csid() };
-    if st.stream_id == 1 {
-        return frame.rtmp_chunks(st.chunk_size, csid);
-    }
-    let mut out = BytesMut::new();
-    rtmp::chunk::encode_message(
-        &mut out,
-        st.chunk_size,
-        csid,
-        frame.timestamp,
-        frame.kind.type_id(),
-        st.stream_id,
-        &frame.payload,
-    );
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clients::{Clients, Kind};
     use crate::config::LiveConf;
-    use crate::hub::{Hub, Publisher, StreamKey, StreamOptions};
+    use crate::hub::{Frame, Hub, Publisher, StreamKey, StreamOptions};
+    use rtmp::MediaKind;
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};

@@ -150,6 +150,21 @@ impl Frame {
             build()
         }
     }
+
+    /// The frame as RTMP chunks for one player: on its kind's chunk stream, or the video one for
+    /// all media with `interleave`, on message stream `stream_id`. Players' stream id is 1 (the
+    /// only one sluice hands out), which takes the chunking built once and shared; any other is
+    /// built for the player.
+    pub fn player_chunks(&self, chunk_size: u32, interleave: bool, stream_id: u32) -> Bytes {
+        let csid = if interleave { MediaKind::Video.csid() } else { self.kind.csid() };
+        if stream_id == 1 {
+            return self.rtmp_chunks(chunk_size, csid);
+        }
+        let mut out = BytesMut::new();
+        let ty = self.kind.type_id();
+        rtmp::chunk::encode_message(&mut out, chunk_size, csid, self.timestamp, ty, stream_id, &self.payload);
+        out.freeze()
+    }
 }
 
 /// What a subscriber reads from the ring, in order.
