@@ -157,10 +157,16 @@ const MAX_IOVECS: usize = 64;
 /// Write what the socket takes now without waiting; true when everything was written.
 fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
     let stream: &TcpStream = writer.as_ref();
+    write_now(bufs, |slices| stream.try_io(tokio::io::Interest::WRITABLE, || send_vectored(stream, slices)))
+}
+
+/// Hand `bufs` to `send` (one gathered, non-blocking write) until everything is written (true) or
+/// it would block (false), dropping what was written from `bufs`.
+fn write_now(bufs: &mut Vec<Bytes>, mut send: impl FnMut(&[io::IoSlice<'_>]) -> io::Result<usize>) -> io::Result<bool> {
     loop {
         let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
         let n = fill(&mut slices, bufs);
-        match stream.try_io(tokio::io::Interest::WRITABLE, || send_vectored(stream, &slices[..n])) {
+        match send(&slices[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => consume(bufs, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -195,20 +201,7 @@ impl ShardSocket {
 /// tokio, whose readiness is then at worst stale in the optimistic direction (one more try
 /// that finds the socket full).
 pub(crate) fn send_now(socket: &ShardSocket, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
-    loop {
-        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
-        let n = fill(&mut slices, bufs);
-        match send_fd(socket.fd, &slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => consume(bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        if bufs.is_empty() {
-            return Ok(true);
-        }
-    }
+    write_now(bufs, |slices| send_fd(socket.fd, slices))
 }
 
 /// Point `slices` at the first buffers; how many.
