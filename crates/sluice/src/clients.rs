@@ -124,6 +124,14 @@ struct Entry {
 }
 
 impl Entry {
+    fn add_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn set_timestamp(&self, ms: u32) {
+        self.timestamp.store(u64::from(ms), Ordering::Relaxed);
+    }
+
     fn snapshot(&self) -> ClientSnapshot {
         let meta = lock(&self.meta).clone();
         ClientSnapshot {
@@ -440,12 +448,12 @@ pub struct Counters(Arc<Entry>);
 impl Counters {
     /// Count bytes sent to the client.
     pub fn add_out(&self, n: usize) {
-        self.0.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        self.0.add_out(n);
     }
 
     /// The timestamp of the last media message sent.
     pub fn set_timestamp(&self, ms: u32) {
-        self.0.timestamp.store(u64::from(ms), Ordering::Relaxed);
+        self.0.set_timestamp(ms);
     }
 }
 
@@ -505,7 +513,7 @@ impl ClientHandle {
 
     /// Count bytes written to the client (once per write batch).
     pub fn add_out(&self, n: usize) {
-        self.entry.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        self.entry.add_out(n);
     }
 
     /// The byte and timestamp counters, for whoever writes to this client on its behalf
@@ -521,7 +529,7 @@ impl ClientHandle {
 
     /// The timestamp of the last media message sent or received (once per batch).
     pub fn set_timestamp(&self, ms: u32) {
-        self.entry.timestamp.store(u64::from(ms), Ordering::Relaxed);
+        self.entry.set_timestamp(ms);
     }
 
     /// What the client said about itself (RTMP `connect`, HTTP request headers).
