@@ -59,14 +59,13 @@ struct Members {
 }
 
 /// One player's place in a shard, shared by the shard's task and the player's.
-pub struct Member {
+struct Member {
     state: Mutex<MemberState>,
 }
 
 /// What the shard needs to write to one player, and where it stopped.
-pub struct MemberState {
-    /// Still written by the shard.
-    active: bool,
+struct MemberState {
+    /// While the shard writes to the player; `None` once the membership ended.
     socket: Option<ShardSocket>,
     /// The next ring entry for this player.
     cursor: u64,
@@ -168,7 +167,6 @@ impl Member {
     fn new(j: Joining) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(MemberState {
-                active: true,
                 socket: Some(ShardSocket::new(j.socket)),
                 cursor: j.cursor,
                 gate: j.gate,
@@ -187,7 +185,6 @@ impl Member {
 
 /// End the membership (the shard writes no more) and wake the player's task.
 fn give_back(st: &mut MemberState) {
-    st.active = false;
     st.socket = None;
     if let Some(task) = st.task.take() {
         task.wake();
@@ -199,7 +196,7 @@ impl Membership {
     /// does.
     pub fn poll_given_back(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = lock(&self.member.state);
-        if !st.active {
+        if st.socket.is_none() {
             return Poll::Ready(());
         }
         if !st.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
@@ -210,32 +207,33 @@ impl Membership {
 
     /// Leave the shard: from now on the player's own task writes to its socket.
     pub fn leave(self) -> Resume {
-        let resume = {
-            let mut st = lock(&self.member.state);
-            st.active = false;
-            st.socket = None;
-            Resume {
-                cursor: st.cursor,
-                gate: st.gate.clone(),
-                unwritten: std::mem::take(&mut st.unwritten),
-                last_timestamp: st.last_timestamp,
-                error: st.error.take(),
-            }
+        let mut st = lock(&self.member.state);
+        let resume = Resume {
+            cursor: st.cursor,
+            gate: st.gate.clone(),
+            unwritten: std::mem::take(&mut st.unwritten),
+            last_timestamp: st.last_timestamp,
+            error: st.error.take(),
         };
-        self.shard.left.notify_one();
+        // Under the same lock: the shard writes nothing after what `resume` says.
+        self.end(st);
         resume
+    }
+
+    /// End the membership; tell the shard when it still wrote to the player, so its task can
+    /// drop it (and end with its last member).
+    fn end(&self, mut st: MutexGuard<'_, MemberState>) {
+        let had = st.socket.take().is_some();
+        drop(st);
+        if had {
+            self.shard.left.notify_one();
+        }
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let mut st = lock(&self.member.state);
-        if st.active {
-            st.active = false;
-            st.socket = None;
-            drop(st);
-            self.shard.left.notify_one();
-        }
+        self.end(lock(&self.member.state));
     }
 }
 
@@ -252,7 +250,7 @@ async fn run(shard: Arc<Shard>, mut sub: Subscriber) {
             deliver(&mut m, &batch, sub.stream(), &mut scratch);
             m.cursor = sub.cursor();
         }
-        m.list.retain(|member| lock(&member.state).active);
+        m.list.retain(|member| lock(&member.state).socket.is_some());
         shard.count.store(m.list.len(), Ordering::Relaxed);
         if m.list.is_empty() {
             m.closed = true;
@@ -270,7 +268,7 @@ fn deliver(m: &mut Members, batch: &Batch, stream: &Stream, scratch: &mut Vec<By
     let (start, end) = (m.cursor, m.cursor + frames as u64);
     for member in &m.list {
         let mut st = lock(&member.state);
-        if !st.active {
+        if st.socket.is_none() {
             continue;
         }
         // The shard fell behind the ring (each player skips on its own, from its position), or
@@ -283,7 +281,7 @@ fn deliver(m: &mut Members, batch: &Batch, stream: &Stream, scratch: &mut Vec<By
         write_frames(&mut st, &batch.entries[had..frames], has_video, scratch);
         // Given back by a short write too: its unwritten rest covers these frames.
         st.cursor = end;
-        if st.active && !complete {
+        if st.socket.is_some() && !complete {
             give_back(&mut st);
         }
     }
