@@ -19,7 +19,6 @@
 //! interval), both the same for every viewer; what grows with load is the server's.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -549,23 +548,7 @@ fn parse_head(head: &[u8]) -> anyhow::Result<Head> {
 async fn discard(socket: &TcpStream, max: usize) -> anyhow::Result<usize> {
     loop {
         socket.readable().await?;
-        let r = socket.try_io(Interest::READABLE, || {
-            // SAFETY: with MSG_TRUNC on TCP, Linux discards the data and never writes to the
-            // (null) buffer.
-            let n = unsafe {
-                libc::recv(
-                    socket.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    max.min(1 << 20),
-                    libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
+        let r = socket.try_io(Interest::READABLE, || crate::players::recv_discard(socket, max.min(1 << 20)));
         match r {
             Ok(0) => bail!("closed in the body"),
             Ok(n) => return Ok(n),

@@ -274,7 +274,7 @@ pub async fn discard_loop(socket: &TcpStream, stats: &PlayerStats) -> anyhow::Re
 async fn drain_once(socket: &TcpStream, stats: &PlayerStats) -> anyhow::Result<usize> {
     loop {
         socket.readable().await?;
-        match socket.try_io(Interest::READABLE, || recv_discard(socket)) {
+        match socket.try_io(Interest::READABLE, || recv_discard(socket, 1 << 20)) {
             Ok(0) => anyhow::bail!("closed by server"),
             Ok(n) => {
                 stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -302,11 +302,10 @@ pub fn set_rcvlowat(socket: &TcpStream, bytes: u32) {
     }
 }
 
-/// Discard up to 1 MiB of queued data; returns how much there was.
-fn recv_discard(socket: &TcpStream) -> std::io::Result<usize> {
+/// Discard up to `max` bytes of queued data without copying them; returns how much there was.
+pub fn recv_discard(socket: &TcpStream, max: usize) -> std::io::Result<usize> {
     // SAFETY: with MSG_TRUNC on TCP, Linux discards the data and never writes to the (null) buffer.
-    let n =
-        unsafe { libc::recv(socket.as_raw_fd(), std::ptr::null_mut(), 1 << 20, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::recv(socket.as_raw_fd(), std::ptr::null_mut(), max, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
     } else {
