@@ -25,17 +25,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
+use tokio::io::AsyncReadExt;
 use tokio::io::Interest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::httpflv::HttpTarget;
+use crate::httpflv::{get_head, HttpTarget};
 use crate::players::state;
 use crate::procstat::{rss_kib, CpuMeter};
 use crate::report::{Report, Step};
 
-/// Largest response head read.
-const MAX_HEAD: usize = 16 * 1024;
 /// Largest playlist read.
 const MAX_PLAYLIST: usize = 1024 * 1024;
 /// How long one request may take (a blocking reload waits up to three target durations).
@@ -488,19 +486,9 @@ impl Conn {
             self.socket = Some(s);
         }
         let s = self.socket.as_mut().unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-bench\r\n\r\n", self.target.host);
-        s.write_all(request.as_bytes()).await?;
-        self.buf.clear();
-        let head = loop {
-            if let Some(at) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = parse_head(&self.buf[..at])?;
-                self.buf.drain(..at + 4);
-                break head;
-            }
-            anyhow::ensure!(self.buf.len() < MAX_HEAD, "response head too long");
-            let n = s.read_buf(&mut self.buf).await?;
-            anyhow::ensure!(n > 0, "closed before the response head");
-        };
+        let at = get_head(s, &self.target, path, &mut self.buf).await?;
+        let head = parse_head(&self.buf[..at])?;
+        self.buf.drain(..at + 4);
         let mut body = Vec::new();
         if keep {
             anyhow::ensure!(head.length <= MAX_PLAYLIST, "playlist of {} bytes", head.length);

@@ -45,24 +45,29 @@ impl HttpTarget {
 /// bytes that came with the head.
 async fn open(target: &HttpTarget) -> anyhow::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(target.addr).await?;
-    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-bench\r\n\r\n", target.path, target.host);
-    s.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(4096);
-    let head = tokio::time::timeout(START_TIMEOUT, async {
-        loop {
-            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Ok(at);
-            }
-            anyhow::ensure!(buf.len() < MAX_HEAD, "response head too long");
-            let n = s.read_buf(&mut buf).await?;
-            anyhow::ensure!(n > 0, "closed before the response head");
-        }
-    })
-    .await
-    .map_err(|_| anyhow::anyhow!("no response head within {START_TIMEOUT:?}"))??;
+    let head = tokio::time::timeout(START_TIMEOUT, get_head(&mut s, target, &target.path, &mut buf))
+        .await
+        .map_err(|_| anyhow::anyhow!("no response head within {START_TIMEOUT:?}"))??;
     let status = String::from_utf8_lossy(&buf[..head]).split(' ').nth(1).unwrap_or_default().to_owned();
     anyhow::ensure!(status == "200", "answered {status}");
     Ok((s, buf.split_off(head + 4)))
+}
+
+/// Send `GET path` on `s` and read into `buf` (emptied first) until the response head's end;
+/// returns the head's length (the body starts 4 bytes after it).
+pub async fn get_head(s: &mut TcpStream, target: &HttpTarget, path: &str, buf: &mut Vec<u8>) -> anyhow::Result<usize> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-bench\r\n\r\n", target.host);
+    s.write_all(request.as_bytes()).await?;
+    buf.clear();
+    loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(at);
+        }
+        anyhow::ensure!(buf.len() < MAX_HEAD, "response head too long");
+        let n = s.read_buf(buf).await?;
+        anyhow::ensure!(n > 0, "closed before the response head");
+    }
 }
 
 /// A bulk HTTP-FLV player: drains the body with `recv(MSG_TRUNC)`, counting bytes (chunk
