@@ -28,7 +28,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use crate::clients::Counters;
 use crate::hub::{Batch, Entry, Stream, Subscriber};
 use crate::live::PlayerGate;
-use crate::transport::{send_now, ShardSocket};
+use crate::transport::{send_now, send_rest, ShardSocket};
+use crate::uring::{self, SendRing, Sent, Target};
 
 /// Most players one shard writes to: a stream with more has more shards, which the runtime
 /// spreads over its worker threads.
@@ -40,6 +41,9 @@ const SHARD_BATCH: usize = 64;
 #[derive(Default)]
 pub struct Shards {
     shards: Mutex<Vec<Arc<Shard>>>,
+    /// Shards started from now on send with one `sendmsg` per member, as where io_uring is
+    /// unavailable (tests of that path).
+    plain: std::sync::atomic::AtomicBool,
 }
 
 struct Shard {
@@ -82,6 +86,8 @@ struct MemberState {
     error: Option<std::io::Error>,
     /// The player's task, woken when the shard gives the player back.
     task: Option<Waker>,
+    /// The socket's slot in the shard's ring, once registered there.
+    slot: Option<u32>,
 }
 
 /// A player's part in direct fan-out, until it leaves.
@@ -153,8 +159,15 @@ impl Shards {
             left: tokio::sync::Notify::new(),
         });
         shards.push(shard.clone());
-        tokio::spawn(run(shard.clone(), Subscriber::at(stream, cursor)));
+        let ring = if self.plain.load(Ordering::Relaxed) { None } else { SendRing::new(SHARD_MAX) };
+        tokio::spawn(run(shard.clone(), Subscriber::at(stream, cursor), Outbox::new(ring)));
         Some(Membership { member, shard })
+    }
+
+    /// Shards started from now on send without io_uring.
+    #[cfg(test)]
+    fn use_plain_sends(&self) {
+        self.plain.store(true, Ordering::Relaxed);
     }
 
     /// Players written by shards now (for tests and stats).
@@ -178,6 +191,7 @@ impl Member {
                 last_timestamp: None,
                 error: None,
                 task: None,
+                slot: None,
             }),
         })
     }
@@ -238,8 +252,7 @@ impl Drop for Membership {
 }
 
 /// A shard's task: one subscriber, writing each round to every member.
-async fn run(shard: Arc<Shard>, mut sub: Subscriber) {
-    let mut scratch = Vec::new();
+async fn run(shard: Arc<Shard>, mut sub: Subscriber, mut out: Outbox) {
     loop {
         let batch = tokio::select! {
             batch = sub.next_batch(SHARD_BATCH) => Some(batch),
@@ -247,10 +260,10 @@ async fn run(shard: Arc<Shard>, mut sub: Subscriber) {
         };
         let mut m = lock(&shard.members);
         if let Some(batch) = batch {
-            deliver(&mut m, &batch, sub.stream(), &mut scratch);
+            deliver(&mut m, &batch, sub.stream(), &mut out);
             m.cursor = sub.cursor();
         }
-        m.list.retain(|member| lock(&member.state).socket.is_some());
+        m.list.retain(|member| out.keep(&mut lock(&member.state)));
         shard.count.store(m.list.len(), Ordering::Relaxed);
         if m.list.is_empty() {
             m.closed = true;
@@ -259,56 +272,146 @@ async fn run(shard: Arc<Shard>, mut sub: Subscriber) {
     }
 }
 
+/// A shard's sending gear, kept from round to round: its ring (where io_uring works) and the
+/// buffers of one group of members.
+struct Outbox {
+    ring: Option<SendRing>,
+    /// Each member's part of the round, by its place in the group being sent.
+    bufs: Vec<Vec<Bytes>>,
+    results: Vec<Sent>,
+}
+
+impl Outbox {
+    fn new(ring: Option<SendRing>) -> Self {
+        Self { ring, bufs: (0..uring::GROUP).map(|_| Vec::new()).collect(), results: Vec::new() }
+    }
+
+    /// Whether a member stays; one that left (or was given back) leaves the ring too.
+    fn keep(&mut self, st: &mut MemberState) -> bool {
+        if st.socket.is_some() {
+            return true;
+        }
+        if let (Some(ring), Some(slot)) = (self.ring.as_mut(), st.slot.take()) {
+            ring.unregister(slot);
+        }
+        false
+    }
+}
+
+/// A member being written to this round, locked until its send is done: how many bytes it is
+/// sent, and the timestamp of the last frame.
+struct Held<'a> {
+    st: MutexGuard<'a, MemberState>,
+    total: usize,
+    last: Option<u32>,
+}
+
 /// Write `batch` to every member; give back those it cannot be written to whole.
-fn deliver(m: &mut Members, batch: &Batch, stream: &Stream, scratch: &mut Vec<Bytes>) {
+fn deliver(m: &mut Members, batch: &Batch, stream: &Stream, out: &mut Outbox) {
     let has_video = stream.has_video();
     // Only frames go out from here: a member stops before anything else, at its position.
     let frames = batch.entries.iter().take_while(|e| matches!(e, Entry::Frame(_))).count();
     let complete = batch.skipped == 0 && frames == batch.entries.len();
     let (start, end) = (m.cursor, m.cursor + frames as u64);
-    for member in &m.list {
-        let mut st = lock(&member.state);
-        if st.socket.is_none() {
-            continue;
+    for group in m.list.chunks(uring::GROUP) {
+        let mut held = Vec::with_capacity(group.len());
+        for member in group {
+            let mut st = lock(&member.state);
+            if st.socket.is_none() {
+                continue;
+            }
+            // The shard fell behind the ring (each player skips on its own, from its position),
+            // or the player is already past what this batch can deliver.
+            if batch.skipped > 0 || st.cursor > end {
+                give_back(&mut st);
+                continue;
+            }
+            let had = st.cursor.saturating_sub(start) as usize;
+            let bufs = &mut out.bufs[held.len()];
+            let last = admit_frames(&mut st, &batch.entries[had..frames], has_video, bufs);
+            let total = bufs.iter().map(Bytes::len).sum();
+            st.cursor = end;
+            held.push(Held { st, total, last });
         }
-        // The shard fell behind the ring (each player skips on its own, from its position), or
-        // the player is already past what this batch can deliver.
-        if batch.skipped > 0 || st.cursor > end {
-            give_back(&mut st);
-            continue;
-        }
-        let had = st.cursor.saturating_sub(start) as usize;
-        write_frames(&mut st, &batch.entries[had..frames], has_video, scratch);
-        // Given back by a short write too: its unwritten rest covers these frames.
-        st.cursor = end;
-        if st.socket.is_some() && !complete {
-            give_back(&mut st);
+        send_group(&mut held, out);
+        for (h, bufs) in held.iter_mut().zip(&mut out.bufs) {
+            bufs.clear();
+            // Given back by a short write too: its unwritten rest covers these frames.
+            if h.st.socket.is_some() && !complete {
+                give_back(&mut h.st);
+            }
         }
     }
 }
 
-/// The admitted frames, chunked for this member, in one gathered write.
-fn write_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, scratch: &mut Vec<Bytes>) {
-    scratch.clear();
+/// The admitted frames, chunked for this member, into `bufs`; the last one's timestamp.
+fn admit_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, bufs: &mut Vec<Bytes>) -> Option<u32> {
+    bufs.clear();
     let mut last = None;
     for entry in entries {
         let Entry::Frame(f) = entry else { continue };
         if st.gate.admit(f, has_video) {
-            scratch.push(f.player_chunks(st.chunk_size, st.interleave, st.stream_id));
+            bufs.push(f.player_chunks(st.chunk_size, st.interleave, st.stream_id));
             last = Some(f.timestamp);
         }
     }
-    if scratch.is_empty() {
+    last
+}
+
+/// Each held member's part of the round in one gathered write: the group's first writes in one
+/// ring submission where there is a ring, each by its own `sendmsg` otherwise.
+fn send_group(held: &mut [Held<'_>], out: &mut Outbox) {
+    let Outbox { ring, bufs, results } = out;
+    let Some(ring) = ring.as_mut() else {
+        for (h, bufs) in held.iter_mut().zip(bufs.iter_mut()) {
+            let sent = h.st.socket.as_ref().filter(|_| !bufs.is_empty()).map(|socket| send_now(socket, bufs));
+            finish(h, bufs, sent);
+        }
         return;
+    };
+    let mut jobs = Vec::with_capacity(held.len());
+    let mut targets = Vec::with_capacity(held.len());
+    for (i, h) in held.iter_mut().enumerate() {
+        let Some(fd) = h.st.socket.as_ref().map(ShardSocket::fd) else { continue };
+        if bufs[i].is_empty() {
+            continue;
+        }
+        let target = match h.st.slot {
+            Some(slot) => Target::Slot(slot),
+            None => {
+                h.st.slot = ring.register(fd);
+                h.st.slot.map_or(Target::Fd(fd), Target::Slot)
+            }
+        };
+        targets.push(i);
+        jobs.push((target, &bufs[i][..]));
     }
-    let Some(socket) = st.socket.as_ref() else { return };
-    let total: usize = scratch.iter().map(Bytes::len).sum();
-    let sent = send_now(socket, scratch);
+    ring.send(&jobs, results);
+    drop(jobs);
+    let mut firsts = targets.into_iter().zip(results.drain(..)).peekable();
+    for (i, (h, bufs)) in held.iter_mut().zip(bufs.iter_mut()).enumerate() {
+        let first = match firsts.peek() {
+            Some((at, _)) if *at == i => firsts.next().map(|(_, r)| r),
+            _ => None,
+        };
+        let sent = match (h.st.socket.as_ref(), first) {
+            (Some(socket), Some(first)) => Some(send_rest(socket, bufs, first)),
+            _ => None,
+        };
+        finish(h, bufs, sent);
+    }
+}
+
+/// Account for a member's write (`None`: nothing to write): its bytes and timestamp, or its
+/// give-back with the unwritten rest or the error.
+fn finish(h: &mut Held<'_>, bufs: &mut Vec<Bytes>, sent: Option<std::io::Result<bool>>) {
+    let st = &mut h.st;
+    let Some(sent) = sent else { return };
     match sent {
-        Ok(true) => st.counters.add_out(total),
+        Ok(true) => st.counters.add_out(h.total),
         Ok(false) => {
-            st.counters.add_out(total - scratch.iter().map(Bytes::len).sum::<usize>());
-            st.unwritten = std::mem::take(scratch);
+            st.counters.add_out(h.total - bufs.iter().map(Bytes::len).sum::<usize>());
+            st.unwritten = std::mem::take(bufs);
             give_back(st);
         }
         Err(e) => {
@@ -316,7 +419,7 @@ fn write_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, scratc
             give_back(st);
         }
     }
-    if let Some(ts) = last {
+    if let Some(ts) = h.last {
         st.counters.set_timestamp(ts);
         st.last_timestamp = Some(ts);
     }
@@ -375,18 +478,47 @@ mod tests {
             .expect("the shard gives the player back");
     }
 
-    /// A hub with one published stream, and a client registry for the players' counters.
-    fn fixture() -> (Arc<Hub>, Arc<Clients>, Publisher) {
+    /// A hub with one published stream, and a client registry for the players' counters;
+    /// `plain`: its shards send without io_uring.
+    fn fixture(plain: bool) -> (Arc<Hub>, Arc<Clients>, Publisher) {
         let hub = Hub::new();
         let publisher = hub.publish(StreamKey { app: "live".into(), name: "a".into() }, OPTS).unwrap();
+        if plain {
+            publisher.stream().direct.use_plain_sends();
+        }
         (hub, Arc::new(Clients::new(8)), publisher)
     }
 
+    /// Each test twice: with shards sending through io_uring (where this machine has it) and
+    /// with one `sendmsg` per member.
+    macro_rules! both_send_paths {
+        ($($name:ident),*) => {
+            mod uring_sends {
+                $(#[tokio::test]
+                async fn $name() {
+                    super::$name(false).await
+                })*
+            }
+            mod plain_sends {
+                $(#[tokio::test]
+                async fn $name() {
+                    super::$name(true).await
+                })*
+            }
+        };
+    }
+
+    both_send_paths!(
+        a_shard_writes_frames_to_its_members_and_gives_them_back_at_an_event,
+        a_full_socket_gives_the_player_back_with_the_unwritten_rest,
+        a_player_ahead_of_the_shard_gets_nothing_twice,
+        a_member_sent_nothing_in_a_round_stays_in_its_shard
+    );
+
     /// Members of one shard get every frame, chunked once, written by the shard; an
     /// unpublish gives them back at its position, with nothing left unwritten.
-    #[tokio::test]
-    async fn a_shard_writes_frames_to_its_members_and_gives_them_back_at_an_event() {
-        let (_hub, clients, publisher) = fixture();
+    async fn a_shard_writes_frames_to_its_members_and_gives_them_back_at_an_event(plain: bool) {
+        let (_hub, clients, publisher) = fixture(plain);
         let stream = publisher.stream().clone();
         let (s1, mut c1) = pair().await;
         let (s2, mut c2) = pair().await;
@@ -418,9 +550,8 @@ mod tests {
 
     /// A member whose socket is full is given back with the rest of the batch, so its own task
     /// carries on from the exact byte; the other member is not held up.
-    #[tokio::test]
-    async fn a_full_socket_gives_the_player_back_with_the_unwritten_rest() {
-        let (_hub, clients, publisher) = fixture();
+    async fn a_full_socket_gives_the_player_back_with_the_unwritten_rest(plain: bool) {
+        let (_hub, clients, publisher) = fixture(plain);
         let stream = publisher.stream().clone();
         let (slow_socket, slow_client) = pair().await;
         let (fast_socket, mut fast_client) = pair().await;
@@ -466,9 +597,8 @@ mod tests {
 
     /// A player that joins ahead of the shard (it read the newest frame before the shard's
     /// round) gets only what it does not have: nothing twice.
-    #[tokio::test]
-    async fn a_player_ahead_of_the_shard_gets_nothing_twice() {
-        let (_hub, clients, publisher) = fixture();
+    async fn a_player_ahead_of_the_shard_gets_nothing_twice(plain: bool) {
+        let (_hub, clients, publisher) = fixture(plain);
         let stream = publisher.stream().clone();
         let (s1, mut c1) = pair().await;
         let (s2, mut c2) = pair().await;
@@ -490,5 +620,27 @@ mod tests {
         let mut got = vec![0; chunked(std::slice::from_ref(&f2)).len()];
         tokio::time::timeout(Duration::from_secs(10), c2.read_exact(&mut got)).await.unwrap().unwrap();
         assert_eq!(got, chunked(&[f2]), "only the frame it did not have");
+    }
+
+    /// A round with nothing for a member (its gate waits for a keyframe) writes nothing to it
+    /// and keeps it in the shard, which writes it the keyframe when it comes.
+    async fn a_member_sent_nothing_in_a_round_stays_in_its_shard(plain: bool) {
+        let (_hub, clients, publisher) = fixture(plain);
+        let stream = publisher.stream().clone();
+        let (socket, mut client) = pair().await;
+        let m = stream.direct.join(&stream, joining(&stream, socket, &clients)).unwrap();
+        stream.push(video(0, false, 2000));
+        // Let the shard run its round.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let key = video(33, true, 3000);
+        stream.push(key.clone());
+        let mut got = vec![0; chunked(std::slice::from_ref(&key)).len()];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, chunked(&[key]), "the keyframe, and nothing before it");
+        assert_eq!(stream.direct.members(), 1, "still in its shard");
+        let resume = m.leave();
+        assert!(resume.error.is_none(), "no failed write: {:?}", resume.error);
     }
 }

@@ -43,5 +43,6 @@ pub mod tls;
 pub mod transcode;
 pub mod transport;
 pub mod untrusted;
+mod uring;
 pub mod vod;
 pub mod wake_gate;

@@ -193,6 +193,11 @@ impl ShardSocket {
         let stream: &TcpStream = half.as_ref();
         Self { fd: stream.as_raw_fd(), _held: socket }
     }
+
+    /// The descriptor, open while this is held.
+    pub(crate) fn fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
 }
 
 /// [`Writer::try_write_vectored`] for a fan-out shard, without tokio's readiness bookkeeping,
@@ -202,6 +207,21 @@ impl ShardSocket {
 /// that finds the socket full).
 pub(crate) fn send_now(socket: &ShardSocket, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
     write_now(bufs, |slices| send_fd(socket.fd, slices))
+}
+
+/// The rest of a send whose first `sendmsg` ran elsewhere (in a batch, see `crate::uring`):
+/// drop what `first` wrote from `bufs` and carry on as [`send_now`] does.
+pub(crate) fn send_rest(socket: &ShardSocket, bufs: &mut Vec<Bytes>, first: io::Result<usize>) -> io::Result<bool> {
+    match first {
+        Ok(0) if !bufs.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => consume(bufs, n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    if bufs.is_empty() {
+        return Ok(true);
+    }
+    send_now(socket, bufs)
 }
 
 /// Point `slices` at the first buffers; how many.
