@@ -6,8 +6,6 @@
 //! a type-0 chunk followed by type-3 continuation chunks; it keeps no state so the same bytes can be
 //! shared by every player that uses the same chunk size (the fan-out hot path).
 
-use std::collections::HashMap;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Chunk size every RTMP connection starts with (section 5.4.1).
@@ -85,20 +83,72 @@ struct ChunkStream {
     partial: Option<BytesMut>,
 }
 
+/// The chunk streams a peer has used, found without hashing: every chunk looks its stream up,
+/// and a SipHash lookup (three per chunk before) cost more than the rest of a chunk's header.
+/// Ids 2-63 (the one-byte basic header every real client uses) index `low` directly; the rare
+/// larger ids are searched linearly among at most `max_streams` entries.
+#[derive(Debug)]
+struct StreamTable {
+    /// For csid 0-63: 1 + its index in `entries`, 0 when unused (or when the index does not
+    /// fit: then it is searched for like a larger id).
+    low: [u8; 64],
+    entries: Vec<(u32, ChunkStream)>,
+}
+
+impl StreamTable {
+    fn new() -> Self {
+        Self { low: [0; 64], entries: Vec::new() }
+    }
+
+    fn find(&self, csid: u32) -> Option<usize> {
+        match csid {
+            0..=63 if self.low[csid as usize] > 0 => Some(usize::from(self.low[csid as usize] - 1)),
+            0..=63 if self.entries.len() < usize::from(u8::MAX) => None,
+            _ => self.entries.iter().position(|(id, _)| *id == csid),
+        }
+    }
+
+    fn get(&self, csid: u32) -> Option<&ChunkStream> {
+        self.find(csid).map(|i| &self.entries[i].1)
+    }
+
+    /// The entry for `csid`, added when new unless `max` streams are in use already.
+    fn find_or_add(&mut self, csid: u32, max: usize) -> Result<usize, ChunkError> {
+        if let Some(i) = self.find(csid) {
+            return Ok(i);
+        }
+        if self.entries.len() >= max {
+            return Err(ChunkError::TooManyChunkStreams { max });
+        }
+        let i = self.entries.len();
+        if let (0..=63, Ok(slot)) = (csid, u8::try_from(i + 1)) {
+            self.low[csid as usize] = slot;
+        }
+        self.entries.push((csid, ChunkStream::default()));
+        Ok(i)
+    }
+
+    /// Bytes announced but not yet received by the half-read messages (their buffers' unfilled
+    /// room).
+    fn unfilled(&self) -> usize {
+        self.entries.iter().filter_map(|(_, s)| s.partial.as_ref()).map(|p| p.capacity() - p.len()).sum()
+    }
+}
+
 /// Reassembles messages from incoming chunks.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     chunk_size: u32,
     max_message: u32,
     max_streams: usize,
-    streams: HashMap<u32, ChunkStream>,
+    streams: StreamTable,
 }
 
 impl ChunkDecoder {
     /// A decoder with the default chunk size, refusing messages over `max_message` bytes and more
     /// than `max_streams` chunk streams.
     pub fn new(max_message: u32, max_streams: usize) -> Self {
-        Self { chunk_size: DEFAULT_CHUNK_SIZE, max_message, max_streams, streams: HashMap::new() }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, max_message, max_streams, streams: StreamTable::new() }
     }
 
     /// Apply the peer's Set Chunk Size.
@@ -117,8 +167,8 @@ impl ChunkDecoder {
 
     /// Apply the peer's Abort Message: drop the partly received message on `csid`.
     pub fn abort(&mut self, csid: u32) {
-        if let Some(s) = self.streams.get_mut(&csid) {
-            s.partial = None;
+        if let Some(i) = self.streams.find(csid) {
+            self.streams.entries[i].1.partial = None;
         }
     }
 
@@ -127,10 +177,8 @@ impl ChunkDecoder {
     pub fn read(&mut self, buf: &mut BytesMut) -> Result<Option<RawMessage>, ChunkError> {
         loop {
             let Some(header) = peek_header(buf, &self.streams)? else { return Ok(None) };
-            if !self.streams.contains_key(&header.csid) && self.streams.len() >= self.max_streams {
-                return Err(ChunkError::TooManyChunkStreams { max: self.max_streams });
-            }
-            let mut stream = self.streams.entry(header.csid).or_default();
+            let index = self.streams.find_or_add(header.csid, self.max_streams)?;
+            let mut stream = &mut self.streams.entries[index].1;
             let starting = stream.partial.is_none();
             if let (Some(partial), 0..=2) = (&stream.partial, header.fmt) {
                 let (received, length) = (partial.len() as u32, stream.length);
@@ -159,8 +207,8 @@ impl ChunkDecoder {
                 return Ok(Some(message(header.csid, stream, payload)));
             }
             if starting {
-                let room = unfilled(&self.streams);
-                stream = self.streams.get_mut(&header.csid).expect("entry made above");
+                let room = self.streams.unfilled();
+                stream = &mut self.streams.entries[index].1;
                 stream.partial = Some(start_partial(length as usize, room));
             }
             let partial = stream.partial.get_or_insert_with(BytesMut::new);
@@ -173,11 +221,6 @@ impl ChunkDecoder {
             }
         }
     }
-}
-
-/// Bytes announced but not yet received by the half-read messages (their buffers' unfilled room).
-fn unfilled(streams: &HashMap<u32, ChunkStream>) -> usize {
-    streams.values().filter_map(|s| s.partial.as_ref()).map(|p| p.capacity() - p.len()).sum()
 }
 
 /// The buffer for a message of `length` bytes that spans chunks: exactly its length when that
@@ -251,7 +294,7 @@ fn apply_header(stream: &mut ChunkStream, h: &Header, length: u32) {
 }
 
 /// Parse the chunk header at the front of `buf` without consuming it.
-fn peek_header(buf: &[u8], streams: &HashMap<u32, ChunkStream>) -> Result<Option<Header>, ChunkError> {
+fn peek_header(buf: &[u8], streams: &StreamTable) -> Result<Option<Header>, ChunkError> {
     let Some(&first) = buf.first() else { return Ok(None) };
     let fmt = first >> 6;
     let (csid, mut pos) = match first & 0x3F {
@@ -260,7 +303,7 @@ fn peek_header(buf: &[u8], streams: &HashMap<u32, ChunkStream>) -> Result<Option
         0 | 1 => return Ok(None),
         id => (id as u32, 1),
     };
-    let prev = streams.get(&csid).filter(|s| s.has_header);
+    let prev = streams.get(csid).filter(|s| s.has_header);
     if fmt != 0 && prev.is_none() {
         return Err(ChunkError::NoPreviousHeader { csid, fmt });
     }
@@ -441,6 +484,98 @@ mod tests {
         }
     }
 
+    /// Chunks of `msgs` (csid, payload) interleaved one chunk at a time, as a muxer sends them.
+    fn interleave(chunk_size: u32, msgs: &[(u32, Vec<u8>)]) -> BytesMut {
+        let mut per_msg: Vec<Vec<BytesMut>> = msgs
+            .iter()
+            .map(|(csid, payload)| {
+                let mut one = BytesMut::new();
+                encode_message(&mut one, chunk_size, *csid, 40, 9, 1, payload);
+                let header = encoded_len(0, chunk_size, *csid, 40);
+                let basic =
+                    encoded_len(chunk_size as usize * 2, chunk_size, *csid, 40) - header - 2 * chunk_size as usize;
+                let mut chunks = vec![one.split_to(header + (chunk_size as usize).min(payload.len()))];
+                while !one.is_empty() {
+                    let n = (basic + chunk_size as usize).min(one.len());
+                    chunks.push(one.split_to(n));
+                }
+                chunks.reverse();
+                chunks
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        while per_msg.iter().any(|c| !c.is_empty()) {
+            for chunks in &mut per_msg {
+                if let Some(c) = chunks.pop() {
+                    out.extend_from_slice(&c);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chunk_stream_ids_of_every_header_size_interleave() {
+        let ids = [2, 63, 64, 319, 320, 65599, 3];
+        let msgs: Vec<(u32, Vec<u8>)> = ids.iter().map(|&id| (id, vec![id as u8; 300 + id as usize % 7])).collect();
+        let mut dec = ChunkDecoder::new(1 << 20, 32);
+        let mut got = decode_all(&mut dec, &interleave(128, &msgs));
+        got.sort_by_key(|m| m.csid);
+        let mut want = msgs.clone();
+        want.sort();
+        let got: Vec<(u32, Vec<u8>)> = got.into_iter().map(|m| (m.csid, m.payload.to_vec())).collect();
+        assert_eq!(got, want);
+        // A continuation header (type 3) finds each stream's previous header again.
+        let mut again = BytesMut::new();
+        for &id in &ids {
+            put_basic_header(&mut again, 3, id);
+            again.put_slice(&vec![9; 300 + id as usize % 7][..128]);
+        }
+        assert!(decode_all(&mut dec, &again).is_empty(), "type 3 chunks start 300-byte messages");
+    }
+
+    #[test]
+    fn chunk_streams_a_peer_opens_are_bounded() {
+        let mut dec = ChunkDecoder::new(1 << 20, 4);
+        let mut out = BytesMut::new();
+        for id in [2, 64, 65599, 5, 2, 64] {
+            encode_message(&mut out, 128, id, 0, 9, 1, b"x");
+        }
+        assert_eq!(decode_all(&mut dec, &out).len(), 6, "four streams, used again");
+        let mut fifth = BytesMut::new();
+        encode_message(&mut fifth, 128, 6, 0, 9, 1, b"x");
+        assert_eq!(dec.read(&mut fifth).unwrap_err(), ChunkError::TooManyChunkStreams { max: 4 });
+        let mut fifth_high = BytesMut::new();
+        encode_message(&mut fifth_high, 128, 1000, 0, 9, 1, b"x");
+        assert_eq!(dec.read(&mut fifth_high).unwrap_err(), ChunkError::TooManyChunkStreams { max: 4 });
+    }
+
+    #[test]
+    fn a_low_chunk_stream_id_opened_after_many_others_is_found_again() {
+        let mut dec = ChunkDecoder::new(1 << 20, 1024);
+        let mut out = BytesMut::new();
+        for id in (64..64 + 299).chain([MAX_CSID]) {
+            encode_message(&mut out, 128, id, 0, 9, 1, b"x");
+        }
+        // A 200-byte message on csid 7 (entry 301, past what the low table can index): its
+        // second chunk has a type 3 header.
+        encode_message(&mut out, 128, 7, 0, 9, 1, &[7; 200]);
+        let msgs = decode_all(&mut dec, &out);
+        assert_eq!(msgs.len(), 301);
+        assert_eq!((msgs[300].csid, msgs[300].payload.len()), (7, 200));
+        let mut next = BytesMut::new();
+        put_basic_header(&mut next, 3, 7);
+        next.put_slice(&[8; 200][..128]);
+        put_basic_header(&mut next, 3, 7);
+        next.put_slice(&[8; 72]);
+        let m = decode_all(&mut dec, &next);
+        assert_eq!((m[0].csid, m[0].payload.len(), m[0].timestamp), (7, 200, 0));
+        let mut high = BytesMut::new();
+        put_basic_header(&mut high, 3, MAX_CSID);
+        high.put_u8(b'x');
+        assert_eq!(decode_all(&mut dec, &high)[0].csid, MAX_CSID);
+    }
+
     #[test]
     fn oversized_message_is_refused() {
         let mut out = BytesMut::new();
@@ -487,18 +622,20 @@ mod tests {
         let (mut bytes, received) = first_chunks_of_32_streams(0xFF_FFFF);
         assert_eq!(dec.read(&mut bytes), Ok(None));
         assert!(bytes.is_empty());
-        let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
+        let held: usize =
+            dec.streams.entries.iter().filter_map(|(_, s)| s.partial.as_ref()).map(BytesMut::capacity).sum();
         assert!(held <= 2 * received + 32 * MIN_PARTIAL, "{held} bytes reserved for {received} received");
         // Messages sized up front stop at the budget: the unfilled room stays within it.
         let mut dec = ChunkDecoder::new(16 << 20, 32);
         let (mut bytes, received) = first_chunks_of_32_streams(300_000);
         assert_eq!(dec.read(&mut bytes), Ok(None));
-        let held: usize = dec.streams.values().filter_map(|s| s.partial.as_ref()).map(BytesMut::capacity).sum();
+        let held: usize =
+            dec.streams.entries.iter().filter_map(|(_, s)| s.partial.as_ref()).map(BytesMut::capacity).sum();
         assert!(
             held <= PREALLOC_BUDGET + 2 * received + 32 * MIN_PARTIAL,
             "{held} bytes reserved for {received} received"
         );
-        assert!(unfilled(&dec.streams) <= PREALLOC_BUDGET + 2 * received + 32 * MIN_PARTIAL);
+        assert!(dec.streams.unfilled() <= PREALLOC_BUDGET + 2 * received + 32 * MIN_PARTIAL);
         // A finished message carries no spare capacity.
         let mut whole = BytesMut::new();
         encode_message(&mut whole, 128, 40, 0, 9, 1, &[1; 1000]);
@@ -544,7 +681,7 @@ mod tests {
         let mut dec = ChunkDecoder::new(1 << 20, 32);
         let mut first = whole.split_to(12 + 128);
         assert_eq!(dec.read(&mut first), Ok(None));
-        let partial = dec.streams[&6].partial.as_ref().unwrap();
+        let partial = dec.streams.get(6).unwrap().partial.as_ref().unwrap();
         assert_eq!((partial.len(), partial.capacity()), (128, 1000));
         let buffer = partial.as_ptr();
         let msg = decode_all(&mut dec, &whole).remove(0);
@@ -566,7 +703,7 @@ mod tests {
         assert_eq!((msg.timestamp, msg.payload.len()), (40, 300));
         assert!(whole.is_empty());
         assert_eq!(dec.read(&mut whole), Ok(None));
-        assert!(dec.streams[&6].partial.is_none());
+        assert!(dec.streams.get(6).unwrap().partial.is_none());
     }
 
     #[test]

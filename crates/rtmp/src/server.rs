@@ -273,7 +273,7 @@ impl ServerSession {
             config,
             state: State::Handshake(Box::new(ServerHandshake::new(epoch_ms, rng))),
             decoder,
-            out: BytesMut::with_capacity(4096),
+            out: BytesMut::new(),
             scratch: Vec::new(),
             connect: Connect::Awaited,
             held: Vec::new(),
@@ -297,9 +297,17 @@ impl ServerSession {
         !self.out.is_empty()
     }
 
-    /// Take the bytes waiting to be written to the socket.
+    /// Take the bytes waiting to be written to the socket: the whole buffer, so that the
+    /// session holds none between its rare replies (a split kept the rest of a 4 KiB buffer
+    /// per connection, thousands of which add up).
     pub fn take_output(&mut self) -> Bytes {
-        self.out.split().freeze()
+        std::mem::take(&mut self.out).freeze()
+    }
+
+    /// Bytes of buffer the session holds between reads (its output and handshake buffers;
+    /// half-read messages not counted): none once the replies were taken.
+    pub fn held_capacity(&self) -> usize {
+        self.out.capacity() + self.scratch.capacity()
     }
 
     /// Total bytes received so far.
@@ -354,6 +362,8 @@ impl ServerSession {
                 return Ok(());
             }
             self.state = State::Connected;
+            // Only the handshake uses it (3 KiB): not kept for the connection's life.
+            self.scratch = Vec::new();
         }
         while let Some(msg) = self.decoder.read(input)? {
             self.handle_message(msg, events)?;

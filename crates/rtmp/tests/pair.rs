@@ -118,6 +118,16 @@ fn publish_flow_reaches_publish_start_and_media() {
 }
 
 #[test]
+fn a_session_holds_no_buffers_between_reads() {
+    let mut p = Pair::new(Role::Publish("cam".into()), true);
+    p.run(answer);
+    assert!(p.statuses().contains(&"NetStream.Publish.Start".to_string()));
+    p.client.send_media(MediaKind::Video, 40, &[0x17; 10_000]);
+    p.run(answer);
+    assert_eq!(p.server.held_capacity(), 0, "handshake and reply buffers given back");
+}
+
+#[test]
 fn metadata_loses_set_data_frame() {
     let mut p = Pair::new(Role::Publish("s".into()), false);
     p.run(answer);

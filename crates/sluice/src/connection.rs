@@ -46,7 +46,8 @@ const MAX_BATCH: usize = 64;
 /// Read buffer of a connection that is not publishing (handshake, commands, acks).
 const READ_SMALL: usize = 4096;
 /// Read buffer of a publisher. The chunk decoder copies every payload out of it, so one buffer
-/// of this size (with room for a partial chunk) is reused in place for the connection's life.
+/// of this size (with room for a partial chunk) serves each read; it is given back whenever a
+/// read left nothing in it (see [`read_through`]).
 const READ_LARGE: usize = 16 * 1024;
 
 struct Publishing {
@@ -166,6 +167,8 @@ struct Conn {
     write_error: Option<std::io::Error>,
     /// When the session started: its timers (ping, connect timeout) count from here.
     started: Instant,
+    /// When the bytes being handled were read: one clock read per socket read, not per message.
+    read_at: Instant,
     closing: bool,
 }
 
@@ -226,6 +229,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, ctx: Arc<ServerCtx>, tls: 
         may_join: false,
         write_error: None,
         started: Instant::now(),
+        read_at: Instant::now(),
         closing: false,
     };
     let outcome = conn.serve(&mut reader, &mut writer).await;
@@ -249,8 +253,8 @@ fn make_room(buf: &mut BytesMut, want: usize) {
 
 impl Conn {
     async fn serve(&mut self, reader: &mut Reader, writer: &mut Writer) -> Outcome {
-        // Players send little: start small and grow only for a publisher's media.
-        let mut buf = BytesMut::with_capacity(READ_SMALL);
+        // No buffer until the client sends (see `read_through`); a publisher reads in larger ones.
+        let mut buf = BytesMut::new();
         let mut events = Vec::new();
         // One timer for every deadline (ping, timeouts, on_update, idle publisher), moved only
         // earlier: a later deadline waits for this one to fire (a harmless early wake), so a
@@ -270,6 +274,7 @@ impl Conn {
         let mut gates = Gates::new();
         let [g_shutdown, g_dropped, g_redirect, g_read, g_timer] = std::array::from_fn(|_| gates.gate());
         loop {
+            let read_size = if self.publishing.is_some() { READ_LARGE } else { READ_SMALL };
             // A peer that reads nothing must not hold the connection past shutdown: the write
             // gives up when the server stops.
             tokio::select! {
@@ -294,13 +299,15 @@ impl Conn {
             }
             tokio::select! {
                 // While a callback decides, the client's next messages wait in the socket.
-                n = read_through(&gates, &g_read, reader, &mut buf), if self.waiting.is_none() => {
+                n = read_through(&gates, &g_read, reader, &mut buf, read_size), if self.waiting.is_none() => {
                     let n = n?;
                     if n == 0 {
                         return Ok("closed by client");
                     }
                     self.handle.add_in(n);
-                    self.session.handle_input(&mut buf, &mut events, self.started.elapsed())?;
+                    self.read_at = Instant::now();
+                    let since_start = self.read_at.saturating_duration_since(self.started);
+                    self.session.handle_input(&mut buf, &mut events, since_start)?;
                     if !events.is_empty() {
                         self.leave_direct();
                     }
@@ -311,7 +318,7 @@ impl Conn {
                             self.handle(ev);
                         }
                     }
-                    make_room(&mut buf, if self.publishing.is_some() { READ_LARGE } else { READ_SMALL });
+                    release_if_drained(&mut buf);
                 }
                 reply = decided(&mut self.waiting) => self.on_decided(reply),
                 reply = update_answered(&mut self.updates) => self.on_update_reply(reply)?,
@@ -937,14 +944,14 @@ impl Conn {
 
     fn on_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) {
         let (Some(app), Some(p)) = (&self.app, &mut self.publishing) else { return };
-        p.last_media = Instant::now();
+        p.last_media = self.read_at;
         self.last_timestamp = timestamp;
         self.handle.set_timestamp(timestamp);
         if let Some(frame) = live::ingest(&app.live, kind, timestamp, payload) {
             if frame.sequence_header {
                 record_codec(&self.peer, p, &frame);
             }
-            p.publisher.stream().push(frame);
+            p.publisher.stream().push_at(frame, self.read_at);
         }
     }
 
@@ -1324,11 +1331,40 @@ async fn next_file_frame(playing: &mut Option<PlayingFile>) -> Option<vod::Out> 
 }
 
 /// The client's next bytes into `buf`, read through `gate` (a player's client sends little).
-async fn read_through(gates: &Gates, gate: &Gate, reader: &mut Reader, buf: &mut BytesMut) -> std::io::Result<usize> {
+/// An empty `buf` gets its `size` bytes only once the socket is readable, and gives them back
+/// when the read finds nothing after all: a connection waiting for its client's next bytes
+/// holds no read buffer (500 publishers each holding 16 KiB between reads cost 8 MiB; one
+/// runtime thread reads one socket at a time, so freed buffers are reused at once).
+async fn read_through(
+    gates: &Gates,
+    gate: &Gate,
+    reader: &mut Reader,
+    buf: &mut BytesMut,
+    size: usize,
+) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| {
-        gates.poll(gate, cx, |g| tokio_util::io::poll_read_buf(Pin::new(&mut *reader), g, &mut *buf))
+        gates.poll(gate, cx, |g| {
+            if buf.is_empty() {
+                if let Reader::Tcp(r) = reader {
+                    std::task::ready!(r.as_ref().poll_read_ready(g))?;
+                }
+            }
+            make_room(buf, size);
+            let read = tokio_util::io::poll_read_buf(Pin::new(&mut *reader), g, &mut *buf);
+            if read.is_pending() {
+                release_if_drained(buf);
+            }
+            read
+        })
     })
     .await
+}
+
+/// Give the read buffer back when nothing is left in it to decode.
+fn release_if_drained(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
+    }
 }
 
 /// The player's next batch; `None` when its fan-out shard, which reads the ring for it
@@ -1378,5 +1414,42 @@ mod tests {
             // What is allocated: the capacity left plus what was consumed before it.
             assert!(buf.capacity() <= READ_LARGE + 4096 + 12, "round {round}: {} bytes", buf.capacity());
         }
+    }
+
+    /// Polls `f` once.
+    async fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        let mut f = std::pin::pin!(f);
+        std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_for_its_clients_bytes_holds_no_read_buffer() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read_half, _write_half) = server.into_split();
+        let mut reader = Reader::Tcp(read_half);
+        let mut gates = Gates::new();
+        let gate = gates.gate();
+        let mut buf = BytesMut::new();
+        let waiting = poll_once(read_through(&gates, &gate, &mut reader, &mut buf, READ_LARGE)).await;
+        assert!(waiting.is_pending());
+        assert_eq!(buf.capacity(), 0, "nothing to read: no buffer");
+
+        client.write_all(&[7; 100]).await.unwrap();
+        let n = read_through(&gates, &gate, &mut reader, &mut buf, READ_LARGE).await.unwrap();
+        assert_eq!((n, buf.len()), (100, 100));
+        assert!(buf.capacity() >= READ_LARGE);
+        // The decoder left part of a chunk: the buffer is kept for the rest of it.
+        buf.advance(60);
+        release_if_drained(&mut buf);
+        assert!(buf.capacity() >= 40);
+        buf.advance(40);
+        release_if_drained(&mut buf);
+        assert_eq!(buf.capacity(), 0, "everything decoded: the buffer is given back");
+        let waiting = poll_once(read_through(&gates, &gate, &mut reader, &mut buf, READ_LARGE)).await;
+        assert!(waiting.is_pending());
+        assert_eq!(buf.capacity(), 0);
     }
 }

@@ -476,10 +476,15 @@ impl Stream {
 
     /// Append a frame from the publisher and wake subscribers. Never blocks on a subscriber.
     pub fn push(&self, frame: Frame) {
+        self.push_at(frame, Instant::now());
+    }
+
+    /// [`Stream::push`] for a frame that arrived at `now`: a publisher's connection reads the
+    /// clock once per socket read, not once per message.
+    pub fn push_at(&self, frame: Frame, now: Instant) {
         let frame = Arc::new(frame);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
         self.ingest.count(&frame);
-        let now = Instant::now();
         let wake = {
             let mut st = self.write();
             self.remember(&mut st, &frame);
