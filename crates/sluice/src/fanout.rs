@@ -127,7 +127,7 @@ impl Wire {
 
 /// What a joining player brings.
 pub struct Joining {
-    pub socket: ShardSocket,
+    pub(crate) socket: ShardSocket,
     pub cursor: u64,
     pub gate: PlayerGate,
     pub wire: Wire,

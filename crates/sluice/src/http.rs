@@ -32,6 +32,7 @@ mod path;
 mod range;
 
 pub use conn::Site;
+pub(crate) use conn::HeadWatch;
 pub(crate) use date::http_date;
 
 use std::future::Future;

@@ -27,6 +27,7 @@
 //! | RFC 6455 (WebSocket: handshake, framing, ping/pong, close) | [`ws`] |
 
 mod body;
+mod direct;
 mod player;
 pub mod target;
 mod ws;
@@ -43,7 +44,7 @@ use crate::access::ConnectionPermit;
 use crate::clients::{ClientHandle, ConnectMeta, Kind, Role};
 use crate::config::{AppConf, Location};
 use crate::events::ClientInfo;
-use crate::http::{status_response, HttpState};
+use crate::http::{status_response, HeadWatch, HttpState};
 use crate::hub::{StartPack, StreamOptions, Subscriber};
 use crate::policy::{self, Admit, Ask, Ended, PlayArgs, Policy};
 use crate::server::ServerCtx;
@@ -90,6 +91,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0) else {
         return status_response(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    let direct = req.extensions().get::<HeadWatch>().cloned();
     let upgrade = match ws::handshake(&req) {
         Ok(u) => u,
         Err(refused) => return refused.into_response(),
@@ -103,10 +105,29 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     if head {
         return flv_headers(StatusCode::OK, axum::body::Body::empty());
     }
-    match upgrade {
-        Some(accept) => ws::upgrade(req, accept, player),
-        None => flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player))),
+    if let Some(accept) = upgrade {
+        return ws::upgrade(req, accept, player);
     }
+    let Some(head) = direct else {
+        return flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player)));
+    };
+    match head.arm() {
+        Ok(fd) => direct_response(body::FlvBody::direct(direct::run(player, head, fd))),
+        Err(e) => {
+            tracing::warn!(client = %peer, error = %e, "http-flv: socket not duplicated; served through hyper");
+            flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player)))
+        }
+    }
+}
+
+/// The head of a response whose body the player writes itself: `HTTP/1.0` with no length, so
+/// hyper frames nothing (the body is every byte until the server closes), and `Connection:
+/// close` for clients that speak HTTP/1.1.
+fn direct_response(body: body::FlvBody) -> Response {
+    let mut res = flv_headers(StatusCode::OK, axum::body::Body::new(body));
+    *res.version_mut() = axum::http::Version::HTTP_10;
+    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// The response's head: FLV, never cached.
