@@ -31,8 +31,8 @@ mod mime;
 mod path;
 mod range;
 
-pub use conn::Site;
 pub(crate) use conn::HeadWatch;
+pub use conn::Site;
 pub(crate) use date::http_date;
 
 use std::future::Future;

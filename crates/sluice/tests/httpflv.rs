@@ -572,7 +572,7 @@ async fn a_plain_http_flv_player_is_close_delimited_flv_through_a_shard_and_a_gi
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep_until((start + Duration::from_millis(40 * u64::from(i))).into()).await;
-                publ.send_media(MediaKind::Video, i * 40, &avc_frame(i % 25 == 0, i, 64 * 1024)).await.unwrap();
+                publ.send_media(MediaKind::Video, i * 40, &avc_frame(i.is_multiple_of(25), i, 64 * 1024)).await.unwrap();
                 i += 1;
             }
             drop(publ);

@@ -51,13 +51,19 @@ pub(super) async fn run(mut player: FlvPlayer, head: HeadWatch, fd: OwnedFd) {
 }
 
 /// Write all of `bufs`, waiting for the socket; fails once the client took nothing for `limit`.
-async fn write_all(fd: &AsyncFd<OwnedFd>, socket: &ShardSocket, bufs: &mut Vec<Bytes>, limit: Duration) -> io::Result<()> {
+async fn write_all(
+    fd: &AsyncFd<OwnedFd>,
+    socket: &ShardSocket,
+    bufs: &mut Vec<Bytes>,
+    limit: Duration,
+) -> io::Result<()> {
     if bufs.is_empty() {
         return Ok(());
     }
     loop {
         let waited = tokio::time::timeout(limit, fd.writable()).await;
-        let mut ready = waited.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout: the client read nothing"))??;
+        let mut ready =
+            waited.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout: the client read nothing"))??;
         // A full socket clears the readiness it was tried with, so the next wait is for room
         // (and, after progress, a new `send_timeout`).
         match ready.try_io(|_| match send_now(socket, bufs) {
