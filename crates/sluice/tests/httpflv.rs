@@ -95,17 +95,34 @@ fn ffprobe_and_ffmpeg_play_http_flv_from_the_builtin_server() {
     let _publisher = publish(&s, "cam", 60);
     let url = format!("http://127.0.0.1:{}/live/cam.flv", s.http_port);
     assert_eq!(ffprobe_streams(&url), ["aac", "h264,640,360"]);
-    let out = run_timeout(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-rw_timeout", "15000000", "-i", &url])
-            .args(["-t", "3", "-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
+    let decoding = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            run_timeout(
+                Command::new("ffmpeg")
+                    .args(["-nostdin", "-hide_banner", "-rw_timeout", "15000000", "-i", &url])
+                    .args(["-t", "3", "-f", "null", "-"]),
+                Duration::from_secs(60),
+            )
+        }
+    });
+    // A player that keeps up is written by the stream's fan-out shard.
+    wait_for("ffmpeg written by a shard", Duration::from_secs(30), || {
+        let stream = get_json(&s, "/api/v1/streams/live/cam")?;
+        (stream["players"]["http_flv"] == 1 && stream["players"]["fanout"] == 1).then_some(())
+    });
+    let out = decoding.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg failed: {err}");
     let frames: u32 =
         err.rsplit("frame=").next().and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(frames >= 50, "3 s at 25 fps decoded, got {frames}: {err}");
+    // curl reads the close-delimited body as a download.
+    let got = run_timeout(Command::new("curl").args(["-sv", "--max-time", "2", &url]), Duration::from_secs(30));
+    let verbose = String::from_utf8_lossy(&got.stderr).to_ascii_lowercase();
+    assert!(verbose.contains("< http/1.0 200") && verbose.contains("< connection: close"), "{verbose}");
+    let body = got.stdout;
+    assert!(body.starts_with(b"FLV\x01") && body.len() > 10_000, "2 s of FLV: {} bytes", body.len());
     // HEAD: the head alone; other methods are refused; other paths are not streams.
     let head = run_timeout(Command::new("curl").args(["-sI", "--max-time", "20", &url]), Duration::from_secs(30));
     let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
@@ -572,7 +589,9 @@ async fn a_plain_http_flv_player_is_close_delimited_flv_through_a_shard_and_a_gi
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep_until((start + Duration::from_millis(40 * u64::from(i))).into()).await;
-                publ.send_media(MediaKind::Video, i * 40, &avc_frame(i.is_multiple_of(25), i, 64 * 1024)).await.unwrap();
+                publ.send_media(MediaKind::Video, i * 40, &avc_frame(i.is_multiple_of(25), i, 64 * 1024))
+                    .await
+                    .unwrap();
                 i += 1;
             }
             drop(publ);

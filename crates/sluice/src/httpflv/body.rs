@@ -16,7 +16,7 @@ use super::player::FlvPlayer;
 /// The player's next bytes being made (the player moves into the future and comes back).
 type Next = Pin<Box<dyn Future<Output = (FlvPlayer, Option<Bytes>)> + Send>>;
 
-/// A chunked body of live FLV.
+/// A body of live FLV: pulled by hyper (chunked), or written directly.
 pub(super) struct FlvBody {
     player: Option<FlvPlayer>,
     next: Option<Next>,

@@ -11,11 +11,13 @@
 //! a full server `503`. `on_update` is asked every `notify_update_timeout` while it plays; when
 //! the player goes, `on_play_done`, `on_done` and `on_disconnect` are reported.
 //!
-//! The response is `200 video/x-flv`, chunked (WebSocket: `101`, then binary messages); its
-//! bytes are made by [`player::FlvPlayer`]: the FLV header, metadata, sequence headers, the
-//! GOP cache, then live frames, timestamps from 0 ([`flv::LiveMuxer`]). The body is pulled by
-//! hyper as the socket takes it, so a player that reads slowly falls behind in the stream's
-//! ring and skips to a keyframe as a slow RTMP player does (counted as dropped); one that reads
+//! The response is `200 video/x-flv` (WebSocket: `101`, then binary messages); its bytes are
+//! made by [`player::FlvPlayer`]: the FLV header, metadata, sequence headers, the GOP cache,
+//! then live frames, timestamps from 0 ([`flv::LiveMuxer`]). On plain HTTP the response is
+//! close-delimited `HTTP/1.0` and the player writes its tags to the socket itself, or a fan-out
+//! shard does while it keeps up ([`direct`]); a WebSocket's messages are pulled by hyper as the
+//! socket takes them. Either way a player that reads slowly falls behind in the stream's ring
+//! and skips to a keyframe as a slow RTMP player does (counted as dropped); one that reads
 //! nothing is cut by `send_timeout`. The response ends when the publisher leaves (as
 //! nginx-http-flv ends it; a player that came before the publisher waits for it under
 //! `idle_streams on`), when control drops the player, and at shutdown.
@@ -23,7 +25,7 @@
 //! | Spec | Where |
 //! | --- | --- |
 //! | nginx-http-flv-module `ngx_http_flv_live_module.c` (`flv_live`, `app`, `stream`, `port`) | [`target`] |
-//! | RFC 9112, 7.1 (chunked transfer coding) | hyper |
+//! | RFC 9112, 6.3 item 8 (a body delimited by the connection's close) | [`direct`], hyper |
 //! | RFC 6455 (WebSocket: handshake, framing, ping/pong, close) | [`ws`] |
 
 mod body;
