@@ -237,6 +237,23 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_body_is_refused_by_gather_and_changes_nothing() {
+        let mut m = LiveMuxer::new();
+        let mut g = Gathered::new();
+        m.gather(&mut g, TAG_VIDEO, 1000, &Bytes::from_static(b"key"), false).unwrap();
+        let big = Bytes::from(vec![0; crate::writer::MAX_TAG_BODY + 1]);
+        assert!(m.gather(&mut g, TAG_VIDEO, 9000, &big, false).is_err());
+        assert_eq!(g.len(), 15 + 3);
+        m.gather(&mut g, TAG_VIDEO, 1040, &Bytes::from_static(b"inter"), false).unwrap();
+        let mut pieces = Vec::new();
+        g.finish(&mut pieces);
+        let mut flv = LiveMuxer::header(false, true).to_vec();
+        flv.extend_from_slice(&pieces.concat());
+        assert_eq!(tags(&flv), [(TAG_VIDEO, 0), (TAG_VIDEO, 40)], "the refused tag left no trace");
+        assert_eq!(m.last_timestamp(), 40);
+    }
+
+    #[test]
     fn an_oversized_body_is_refused_and_writes_nothing() {
         let mut m = LiveMuxer::new();
         let mut out = Vec::new();

@@ -201,6 +201,16 @@ mod tests {
         }
     }
 
+    /// A close-delimited body (sluice's plain HTTP-FLV) is every byte, chunk-size-like or not.
+    #[test]
+    fn a_close_delimited_body_is_taken_as_it_is() {
+        let mut d = Dechunk { raw: true, ..Dechunk::default() };
+        let mut out = Vec::new();
+        d.feed(b"5\r\nFLV", &mut out);
+        d.feed(b"\x01", &mut out);
+        assert_eq!(out, b"5\r\nFLV\x01");
+    }
+
     #[test]
     fn urls_name_host_port_and_path() {
         let t = HttpTarget::parse("http://127.0.0.1:8080/live/b.flv").unwrap();
