@@ -5,8 +5,8 @@
 //! writes them instead ([`crate::fanout`]). When the player ends, so does the body, and hyper
 //! closes the connection.
 //!
-//! The socket is a duplicate of the connection's descriptor ([`HeadWatch::arm`]), registered
-//! with the reactor on its own; it is dropped when the body ends, before hyper closes.
+//! The socket is a duplicate of the connection's descriptor ([`HeadWatch::arm`]); it is dropped
+//! when the body ends, before hyper closes.
 //! `send_timeout` holds here as in hyper's writes: a client that takes nothing for that long is
 //! cut.
 
@@ -26,14 +26,7 @@ use crate::transport::{send_now, ShardSocket};
 /// Play `player` to the socket `fd` once hyper has sent the response head.
 pub(super) async fn run(mut player: FlvPlayer, head: HeadWatch, fd: OwnedFd) {
     std::future::poll_fn(|cx| head.poll_flushed(cx)).await;
-    // SAFETY: `fd` is an owned descriptor that the `AsyncFd` owns and closes.
-    let fd = match unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) } {
-        Ok(fd) => Arc::new(fd),
-        Err(e) => {
-            tracing::warn!(error = %e, "http-flv: socket not registered; response ended");
-            return;
-        }
-    };
+    let fd = Arc::new(fd);
     let socket = ShardSocket::held(fd.clone());
     let limit = head.send_timeout();
     let mut out = Vec::new();
@@ -51,17 +44,17 @@ pub(super) async fn run(mut player: FlvPlayer, head: HeadWatch, fd: OwnedFd) {
 }
 
 /// Write all of `bufs`, waiting for the socket; fails once the client took nothing for `limit`.
-async fn write_all(
-    fd: &AsyncFd<OwnedFd>,
-    socket: &ShardSocket,
-    bufs: &mut Vec<Bytes>,
-    limit: Duration,
-) -> io::Result<()> {
-    if bufs.is_empty() {
+/// The socket is registered with the reactor only while a write waits (a registration of its
+/// own, on one more duplicate): a player that keeps up costs the reactor nothing more than
+/// the connection's own registration.
+async fn write_all(fd: &OwnedFd, socket: &ShardSocket, bufs: &mut Vec<Bytes>, limit: Duration) -> io::Result<()> {
+    if bufs.is_empty() || send_now(socket, bufs)? {
         return Ok(());
     }
+    // SAFETY: the `AsyncFd` owns the duplicate and closes it.
+    let waiter = unsafe { AsyncFd::register_with_interest(fd.try_clone()?, Interest::WRITABLE) }?;
     loop {
-        let waited = tokio::time::timeout(limit, fd.writable()).await;
+        let waited = tokio::time::timeout(limit, waiter.writable()).await;
         let mut ready =
             waited.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout: the client read nothing"))??;
         // A full socket clears the readiness it was tried with, so the next wait is for room
