@@ -32,7 +32,7 @@ pub use codec::{
     AudioParams, VideoParams,
 };
 pub use error::FlvError;
-pub use live::LiveMuxer;
+pub use live::{Gathered, LiveMuxer};
 pub use meta::{Keyframe, RecordingMeta};
 pub use reader::{parse_file_header, FileHeader, FlvReader, Tag, TagHeader};
 pub use tag::{

@@ -7,9 +7,70 @@
 //! Configuration tags (`onMetaData`, sequence headers) carry the last timestamp written: when
 //! they are sent again after a skip or a new publisher they do not jump back in time.
 //! Timestamps are 32-bit milliseconds; a stream playing for more than 49 days wraps as RTMP does.
+//!
+//! [`LiveMuxer::gather`] makes the same tags for a gathered write ([`Gathered`]): the player's
+//! own bytes (tag headers, PreviousTagSize) in one small buffer, the bodies shared with every
+//! other player, never copied.
 
-use crate::writer::{file_header, write_tag};
+use bytes::Bytes;
+
+use crate::writer::{file_header, previous_tag_size, write_tag, write_tag_header};
 use crate::FlvError;
+
+/// Tags to send in one gathered write: the per-player bytes in one buffer, the bodies as they
+/// came (shared). [`Gathered::finish`] gives the pieces in wire order.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Tag headers and PreviousTagSizes, in order.
+    heads: Vec<u8>,
+    /// Each body, with where in `heads` it goes.
+    bodies: Vec<(usize, Bytes)>,
+    /// Bytes gathered so far.
+    len: usize,
+}
+
+impl Gathered {
+    /// Nothing gathered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether no tag was gathered since the last [`Gathered::finish`].
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes gathered since the last [`Gathered::finish`].
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Append the 13-byte FLV header (it goes before any tag gathered after it).
+    pub fn push_header(&mut self, has_audio: bool, has_video: bool) {
+        self.heads.extend_from_slice(&file_header(has_audio, has_video));
+        self.len += 13;
+    }
+
+    /// Move what was gathered to `out` as pieces in wire order (no empty piece), and start
+    /// again empty.
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        let heads = Bytes::from(std::mem::take(&mut self.heads));
+        let mut from = 0;
+        for (at, body) in self.bodies.drain(..) {
+            if at > from {
+                out.push(heads.slice(from..at));
+            }
+            if !body.is_empty() {
+                out.push(body);
+            }
+            from = at;
+        }
+        if heads.len() > from {
+            out.push(heads.slice(from..));
+        }
+        self.len = 0;
+    }
+}
 
 /// One player's tag timeline.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +117,29 @@ impl LiveMuxer {
     ) -> Result<(), FlvError> {
         let ts = if config { self.last } else { self.place(timestamp) };
         write_tag(out, tag_type, ts, body)?;
+        self.last = ts;
+        Ok(())
+    }
+
+    /// [`LiveMuxer::write`] into a gathered write: the same tag, its `body` shared.
+    pub fn gather(
+        &mut self,
+        out: &mut Gathered,
+        tag_type: u8,
+        timestamp: u32,
+        body: &Bytes,
+        config: bool,
+    ) -> Result<(), FlvError> {
+        // Checked before the clock moves: a refused tag changes nothing.
+        let before = self.clone();
+        let ts = if config { self.last } else { self.place(timestamp) };
+        if let Err(e) = write_tag_header(&mut out.heads, tag_type, ts, body.len()) {
+            *self = before;
+            return Err(e);
+        }
+        out.bodies.push((out.heads.len(), body.clone()));
+        out.heads.extend_from_slice(&previous_tag_size(body.len()));
+        out.len += 15 + body.len();
         self.last = ts;
         Ok(())
     }
@@ -120,6 +204,53 @@ mod tests {
             [(TAG_VIDEO, 0), (TAG_VIDEO, 1000), (TAG_VIDEO, 1000), (TAG_VIDEO, 1000), (TAG_VIDEO, 1040)]
         );
         assert_eq!(m.last_timestamp(), 1040);
+    }
+
+    /// Gathered tags are byte for byte the tags `write` makes, with the bodies not copied.
+    #[test]
+    fn gathered_tags_are_the_written_tags_with_shared_bodies() {
+        let frames: [(u8, u32, &[u8], bool); 5] = [
+            (TAG_SCRIPT, 0, b"meta", true),
+            (TAG_VIDEO, 7000, b"key", false),
+            (TAG_AUDIO, 7010, b"", false),
+            (TAG_AUDIO, 7030, b"aac", false),
+            (TAG_VIDEO, 7040, b"inter", false),
+        ];
+        let (mut a, mut b) = (LiveMuxer::new(), LiveMuxer::new());
+        let mut written = LiveMuxer::header(true, true).to_vec();
+        let mut g = Gathered::new();
+        g.push_header(true, true);
+        let bodies: Vec<Bytes> = frames.iter().map(|f| Bytes::from_static(f.2)).collect();
+        for (f, body) in frames.iter().zip(&bodies) {
+            a.write(&mut written, f.0, f.1, f.2, f.3).unwrap();
+            b.gather(&mut g, f.0, f.1, body, f.3).unwrap();
+        }
+        assert_eq!(g.len(), written.len());
+        let mut pieces = Vec::new();
+        g.finish(&mut pieces);
+        assert!(g.is_empty());
+        assert!(pieces.iter().all(|p| !p.is_empty()), "no empty piece for a writer to choke on");
+        assert_eq!(pieces.concat(), written);
+        let shared = pieces.iter().filter(|p| bodies.iter().any(|b| !b.is_empty() && p.as_ptr() == b.as_ptr()));
+        assert_eq!(shared.count(), 4, "every non-empty body is sent from where it is, not copied");
+        assert_eq!(a.last_timestamp(), b.last_timestamp());
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_by_gather_and_changes_nothing() {
+        let mut m = LiveMuxer::new();
+        let mut g = Gathered::new();
+        m.gather(&mut g, TAG_VIDEO, 1000, &Bytes::from_static(b"key"), false).unwrap();
+        let big = Bytes::from(vec![0; crate::writer::MAX_TAG_BODY + 1]);
+        assert!(m.gather(&mut g, TAG_VIDEO, 9000, &big, false).is_err());
+        assert_eq!(g.len(), 15 + 3);
+        m.gather(&mut g, TAG_VIDEO, 1040, &Bytes::from_static(b"inter"), false).unwrap();
+        let mut pieces = Vec::new();
+        g.finish(&mut pieces);
+        let mut flv = LiveMuxer::header(false, true).to_vec();
+        flv.extend_from_slice(&pieces.concat());
+        assert_eq!(tags(&flv), [(TAG_VIDEO, 0), (TAG_VIDEO, 40)], "the refused tag left no trace");
+        assert_eq!(m.last_timestamp(), 40);
     }
 
     #[test]

@@ -47,19 +47,32 @@ pub fn file_header(has_audio: bool, has_video: bool) -> [u8; 13] {
 /// full 32 bits survive. StreamID is always 0. Fails only if `body` is longer than
 /// [`MAX_TAG_BODY`] (which an RTMP message cannot be, its length being 24 bits too).
 pub fn write_tag(out: &mut Vec<u8>, tag_type: u8, timestamp_ms: u32, body: &[u8]) -> Result<(), FlvError> {
-    if body.len() > MAX_TAG_BODY {
-        return Err(FlvError::TagTooLarge(body.len()));
-    }
-    let size = (body.len() as u32).to_be_bytes();
-    let ts = timestamp_ms.to_be_bytes();
     out.reserve(TAG_HEADER_SIZE + body.len() + 4);
+    write_tag_header(out, tag_type, timestamp_ms, body.len())?;
+    out.extend_from_slice(body);
+    out.extend_from_slice(&previous_tag_size(body.len()));
+    Ok(())
+}
+
+/// Appends only the 11-byte header of a tag whose body is `body_len` bytes long: the body and
+/// its [`previous_tag_size`] are written by the caller (a live player's tags share the body).
+/// Fails only if `body_len` is over [`MAX_TAG_BODY`].
+pub fn write_tag_header(out: &mut Vec<u8>, tag_type: u8, timestamp_ms: u32, body_len: usize) -> Result<(), FlvError> {
+    if body_len > MAX_TAG_BODY {
+        return Err(FlvError::TagTooLarge(body_len));
+    }
+    let size = (body_len as u32).to_be_bytes();
+    let ts = timestamp_ms.to_be_bytes();
     out.push(tag_type);
     out.extend_from_slice(&size[1..]);
     out.extend_from_slice(&[ts[1], ts[2], ts[3], ts[0]]);
     out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(body);
-    out.extend_from_slice(&((TAG_HEADER_SIZE + body.len()) as u32).to_be_bytes());
     Ok(())
+}
+
+/// The PreviousTagSize that follows a tag whose body is `body_len` bytes long.
+pub fn previous_tag_size(body_len: usize) -> [u8; 4] {
+    ((TAG_HEADER_SIZE + body_len) as u32).to_be_bytes()
 }
 
 /// Bytes to write over a file at `offset` (the file does not grow).

@@ -1,6 +1,7 @@
-//! HTTP-FLV players (`--http-flv URL`): bulk players that send one GET and drain the chunked
-//! body like RTMP bulk players drain theirs, and probes that decode it (chunked coding, FLV tags)
-//! to measure time to first frame and latency from the same SEI stamps.
+//! HTTP-FLV players (`--http-flv URL`): bulk players that send one GET and drain the body
+//! (chunked, or close-delimited as sluice sends it on plain TCP) like RTMP bulk players drain
+//! theirs, and probes that decode it (chunked coding when the head says so, FLV tags) to measure
+//! time to first frame and latency from the same SEI stamps.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -42,8 +43,8 @@ impl HttpTarget {
 }
 
 /// Connect, ask for the stream and read the response head; returns the socket and the body
-/// bytes that came with the head.
-async fn open(target: &HttpTarget) -> anyhow::Result<(TcpStream, Vec<u8>)> {
+/// bytes that came with the head, and whether the body is chunked.
+async fn open(target: &HttpTarget) -> anyhow::Result<(TcpStream, Vec<u8>, bool)> {
     let mut s = TcpStream::connect(target.addr).await?;
     let mut buf = Vec::with_capacity(4096);
     let head = tokio::time::timeout(START_TIMEOUT, get_head(&mut s, target, &target.path, &mut buf))
@@ -51,7 +52,8 @@ async fn open(target: &HttpTarget) -> anyhow::Result<(TcpStream, Vec<u8>)> {
         .map_err(|_| anyhow::anyhow!("no response head within {START_TIMEOUT:?}"))??;
     let status = String::from_utf8_lossy(&buf[..head]).split(' ').nth(1).unwrap_or_default().to_owned();
     anyhow::ensure!(status == "200", "answered {status}");
-    Ok((s, buf.split_off(head + 4)))
+    let chunked = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase().contains("transfer-encoding: chunked");
+    Ok((s, buf.split_off(head + 4), chunked))
 }
 
 /// Send `GET path` on `s` and read into `buf` (emptied first) until the response head's end;
@@ -80,7 +82,7 @@ pub async fn bulk_player(target: HttpTarget, stats: Arc<PlayerStats>, rcvlowat: 
 
 async fn drain(target: HttpTarget, stats: &PlayerStats, rcvlowat: u32) -> anyhow::Result<()> {
     let connect = Instant::now();
-    let (socket, leftover) = open(&target).await?;
+    let (socket, leftover, _) = open(&target).await?;
     stats.state.store(state::PLAYING, Ordering::Relaxed);
     stats.bytes.store(leftover.len() as u64, Ordering::Relaxed);
     if leftover.is_empty() {
@@ -104,8 +106,8 @@ pub async fn probe_player(target: HttpTarget, out: Arc<Mutex<ProbeResult>>, stop
 async fn probe(target: HttpTarget, out: &Mutex<ProbeResult>, stop: &AtomicBool) -> anyhow::Result<()> {
     let connect = Instant::now();
     let joined_us = now_us();
-    let (mut s, leftover) = open(&target).await?;
-    let mut body = Dechunk::default();
+    let (mut s, leftover, chunked) = open(&target).await?;
+    let mut body = Dechunk { raw: !chunked, ..Dechunk::default() };
     let mut flv = Vec::new();
     body.feed(&leftover, &mut flv);
     let mut observer = players::VideoObserver::new(connect, joined_us);
@@ -144,10 +146,16 @@ struct Dechunk {
     line: Vec<u8>,
     /// The CRLF after a chunk's data is still to come (bytes of it).
     crlf: usize,
+    /// Not chunked: every byte is the body's.
+    raw: bool,
 }
 
 impl Dechunk {
     fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        if self.raw {
+            out.extend_from_slice(input);
+            return;
+        }
         while !input.is_empty() {
             if self.crlf > 0 {
                 let n = self.crlf.min(input.len());
@@ -191,6 +199,16 @@ mod tests {
             d.feed(&wire[split..], &mut out);
             assert_eq!(out, b"hello world", "split at {split}");
         }
+    }
+
+    /// A close-delimited body (sluice's plain HTTP-FLV) is every byte, chunk-size-like or not.
+    #[test]
+    fn a_close_delimited_body_is_taken_as_it_is() {
+        let mut d = Dechunk { raw: true, ..Dechunk::default() };
+        let mut out = Vec::new();
+        d.feed(b"5\r\nFLV", &mut out);
+        d.feed(b"\x01", &mut out);
+        assert_eq!(out, b"5\r\nFLV\x01");
     }
 
     #[test]

@@ -1089,12 +1089,10 @@ impl Conn {
         let Some(p) = self.playing.as_mut().filter(|p| p.direct.is_none() && !p.gate.is_paused()) else { return };
         let stream = p.sub.stream().clone();
         let joining = fanout::Joining {
-            socket,
+            socket: crate::transport::ShardSocket::new(socket),
             cursor: p.sub.cursor(),
             gate: p.gate.clone(),
-            stream_id: p.stream_id,
-            chunk_size,
-            interleave,
+            wire: fanout::Wire::Rtmp { chunk_size, interleave, stream_id: p.stream_id },
             counters,
         };
         p.direct = stream.direct.join(&stream, joining);

@@ -17,13 +17,16 @@
 //!   close): it leaves its shard first ([`Membership::leave`]).
 //!
 //! So a socket is written by one side at a time, at message boundaries, under the member's lock.
+//!
+//! A member's [`Wire`] says how frames go out to it: RTMP chunks (shared by every player with
+//! the same chunk size and stream id), or FLV tags for an HTTP-FLV player ([`crate::httpflv`]),
+//! whose 11-byte tag headers are its own (its timeline starts at 0) and whose bodies are shared.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::clients::Counters;
 use crate::hub::{Batch, Entry, Stream, Subscriber};
@@ -74,10 +77,7 @@ struct MemberState {
     /// The next ring entry for this player.
     cursor: u64,
     gate: PlayerGate,
-    stream_id: u32,
-    chunk_size: u32,
-    /// `interleave on`: audio and video on one chunk stream.
-    interleave: bool,
+    wire: Wire,
     counters: Counters,
     /// What the socket did not take of the batch that ended the membership.
     unwritten: Vec<Bytes>,
@@ -103,17 +103,40 @@ pub struct Resume {
     pub unwritten: Vec<Bytes>,
     pub last_timestamp: Option<u32>,
     pub error: Option<std::io::Error>,
+    /// The wire as the shard left it (an FLV player's timeline goes on from it).
+    pub wire: Wire,
+}
+
+/// How a member's frames go out.
+pub enum Wire {
+    /// RTMP chunks of the player's chunk size, on its message stream.
+    Rtmp {
+        chunk_size: u32,
+        /// `interleave on`: audio and video on one chunk stream.
+        interleave: bool,
+        stream_id: u32,
+    },
+    /// FLV tags on the player's own timeline (HTTP-FLV).
+    Flv {
+        mux: flv::LiveMuxer,
+        /// The round's tags, reused (its buffers are the member's).
+        tags: flv::Gathered,
+    },
+}
+
+impl Wire {
+    /// FLV tags going on from `mux`.
+    pub fn flv(mux: flv::LiveMuxer) -> Self {
+        Wire::Flv { mux, tags: flv::Gathered::new() }
+    }
 }
 
 /// What a joining player brings.
 pub struct Joining {
-    pub socket: Arc<OwnedWriteHalf>,
+    pub(crate) socket: ShardSocket,
     pub cursor: u64,
     pub gate: PlayerGate,
-    pub stream_id: u32,
-    pub chunk_size: u32,
-    /// `interleave on`: audio and video on one chunk stream.
-    pub interleave: bool,
+    pub wire: Wire,
     pub counters: Counters,
 }
 
@@ -180,12 +203,10 @@ impl Member {
     fn new(j: Joining) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(MemberState {
-                socket: Some(ShardSocket::new(j.socket)),
+                socket: Some(j.socket),
                 cursor: j.cursor,
                 gate: j.gate,
-                stream_id: j.stream_id,
-                chunk_size: j.chunk_size,
-                interleave: j.interleave,
+                wire: j.wire,
                 counters: j.counters,
                 unwritten: Vec::new(),
                 last_timestamp: None,
@@ -228,6 +249,7 @@ impl Membership {
             unwritten: std::mem::take(&mut st.unwritten),
             last_timestamp: st.last_timestamp,
             error: st.error.take(),
+            wire: std::mem::replace(&mut st.wire, Wire::Rtmp { chunk_size: 0, interleave: false, stream_id: 0 }),
         };
         // Under the same lock: the shard writes nothing after what `resume` says.
         self.end(st);
@@ -344,16 +366,30 @@ fn deliver(m: &mut Members, batch: &Batch, stream: &Stream, out: &mut Outbox) {
     }
 }
 
-/// The admitted frames, chunked for this member, into `bufs`; the last one's timestamp.
+/// The admitted frames, in the member's wire form, into `bufs`; the last one's timestamp.
 fn admit_frames(st: &mut MemberState, entries: &[Entry], has_video: bool, bufs: &mut Vec<Bytes>) -> Option<u32> {
     bufs.clear();
     let mut last = None;
+    let MemberState { gate, wire, .. } = st;
     for entry in entries {
         let Entry::Frame(f) = entry else { continue };
-        if st.gate.admit(f, has_video) {
-            bufs.push(f.player_chunks(st.chunk_size, st.interleave, st.stream_id));
+        if gate.admit(f, has_video) {
+            match wire {
+                Wire::Rtmp { chunk_size, interleave, stream_id } => {
+                    bufs.push(f.player_chunks(*chunk_size, *interleave, *stream_id))
+                }
+                Wire::Flv { mux, tags } => {
+                    // Data messages (metadata, cue points) have no clock of their own. A body
+                    // too large for a tag is not sent (an RTMP message cannot be one).
+                    let config = f.sequence_header || f.kind == rtmp::MediaKind::Data;
+                    let _ = mux.gather(tags, f.kind.type_id(), f.timestamp, &f.payload, config);
+                }
+            }
             last = Some(f.timestamp);
         }
+    }
+    if let Wire::Flv { tags, .. } = wire {
+        tags.finish(bufs);
     }
     last
 }
@@ -434,6 +470,7 @@ mod tests {
     use rtmp::MediaKind;
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
+    use tokio::net::tcp::OwnedWriteHalf;
     use tokio::net::{TcpListener, TcpStream};
 
     const OPTS: StreamOptions = StreamOptions { ring_len: 1024, gop_cache: true };
@@ -458,12 +495,10 @@ mod tests {
         let handle = clients.register("127.0.0.1:1".parse().unwrap(), Kind::Rtmp, 0).unwrap();
         let (_, sub) = stream.subscribe();
         Joining {
-            socket,
+            socket: ShardSocket::new(socket),
             cursor: sub.cursor(),
             gate: PlayerGate::new(&LiveConf::default()),
-            stream_id: 1,
-            chunk_size: 4096,
-            interleave: false,
+            wire: Wire::Rtmp { chunk_size: 4096, interleave: false, stream_id: 1 },
             counters: handle.counters(),
         }
     }
@@ -512,7 +547,8 @@ mod tests {
         a_shard_writes_frames_to_its_members_and_gives_them_back_at_an_event,
         a_full_socket_gives_the_player_back_with_the_unwritten_rest,
         a_player_ahead_of_the_shard_gets_nothing_twice,
-        a_member_sent_nothing_in_a_round_stays_in_its_shard
+        a_member_sent_nothing_in_a_round_stays_in_its_shard,
+        an_flv_member_gets_tags_on_its_own_timeline
     );
 
     /// Members of one shard get every frame, chunked once, written by the shard; an
@@ -593,6 +629,39 @@ mod tests {
         let delivered = (resume.cursor - start) as usize;
         assert!(delivered < frames.len(), "given back before the end");
         assert_eq!(written, chunked(&frames[..delivered]));
+    }
+
+    /// An FLV member gets FLV tags on its own timeline (from 0) in the same shard as an RTMP
+    /// member, counted as a member, and its timeline goes on after it is given back.
+    async fn an_flv_member_gets_tags_on_its_own_timeline(plain: bool) {
+        let (_hub, clients, publisher) = fixture(plain);
+        let stream = publisher.stream().clone();
+        let (s1, mut c1) = pair().await;
+        let (s2, mut c2) = pair().await;
+        let _rtmp = stream.direct.join(&stream, joining(&stream, s1, &clients)).unwrap();
+        let mut j = joining(&stream, s2, &clients);
+        j.wire = Wire::flv(flv::LiveMuxer::new());
+        let m = stream.direct.join(&stream, j).expect("joins the same shard");
+        assert_eq!(stream.direct.members(), 2, "FLV members count as fan-out players");
+        let frames = [video(5000, true, 100), video(5033, false, 70_000), video(5066, false, 9000)];
+        for f in &frames {
+            stream.push(f.clone());
+        }
+        let mut mux = flv::LiveMuxer::new();
+        let mut want = Vec::new();
+        for f in &frames {
+            mux.write(&mut want, 9, f.timestamp, &f.payload, false).unwrap();
+        }
+        let mut got = vec![0; want.len()];
+        tokio::time::timeout(Duration::from_secs(10), c2.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, want, "FLV tags from 0");
+        let mut got = vec![0; chunked(&frames).len()];
+        tokio::time::timeout(Duration::from_secs(10), c1.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, chunked(&frames), "the RTMP member is not disturbed");
+        drop(publisher);
+        given_back(&m).await;
+        let Wire::Flv { mux: left, .. } = m.leave().wire else { panic!("an FLV wire") };
+        assert_eq!(left.last_timestamp(), 66, "the timeline goes on where the shard left it");
     }
 
     /// A player that joins ahead of the shard (it read the newest frame before the shard's

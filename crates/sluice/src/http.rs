@@ -31,6 +31,7 @@ mod mime;
 mod path;
 mod range;
 
+pub(crate) use conn::HeadWatch;
 pub use conn::Site;
 pub(crate) use date::http_date;
 

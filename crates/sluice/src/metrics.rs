@@ -285,7 +285,7 @@ pub fn render_snapshot(snap: &Snapshot, access: &crate::access::CountersSnapshot
     out.family(
         "sluice_fanout_players",
         "gauge",
-        "RTMP players written by fan-out shards now (keeping up, on plain TCP), by application",
+        "RTMP and HTTP-FLV players written by fan-out shards now (keeping up, on plain TCP), by application",
         fanout.into_iter().map(|(app, n)| (vec![("app", app)], n)),
     );
     out.family(

@@ -315,8 +315,8 @@ pub struct PlayerCounts {
     pub relay: u64,
     /// All of them.
     pub total: u64,
-    /// Of the RTMP players, those written by the stream's fan-out shards now (the ones keeping
-    /// up on plain TCP; see `fanout`).
+    /// Of the RTMP and HTTP-FLV players, those written by the stream's fan-out shards now (the
+    /// ones keeping up on plain TCP; see `fanout`).
     pub fanout: u64,
 }
 

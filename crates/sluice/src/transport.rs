@@ -181,9 +181,10 @@ fn write_now(bufs: &mut Vec<Bytes>, mut send: impl FnMut(&[io::IoSlice<'_>]) -> 
 /// A plain TCP socket a fan-out shard writes to ([`crate::fanout`]): the write half, held so the
 /// descriptor stays open, and the descriptor itself, looked up once (reaching it through tokio's
 /// socket on every write was a cache miss per player in the profile).
+#[derive(Clone)]
 pub(crate) struct ShardSocket {
     fd: std::os::fd::RawFd,
-    _held: Arc<OwnedWriteHalf>,
+    _held: Arc<dyn Send + Sync>,
 }
 
 impl ShardSocket {
@@ -197,6 +198,12 @@ impl ShardSocket {
     /// The descriptor, open while this is held.
     pub(crate) fn fd(&self) -> std::os::fd::RawFd {
         self.fd
+    }
+
+    /// Any holder of an open socket descriptor (an HTTP-FLV player's duplicate of its
+    /// connection's, [`crate::httpflv`]): the descriptor stays open while this is held.
+    pub(crate) fn held<H: std::os::fd::AsRawFd + Send + Sync + 'static>(holder: Arc<H>) -> Self {
+        Self { fd: holder.as_raw_fd(), _held: holder }
     }
 }
 

@@ -95,17 +95,34 @@ fn ffprobe_and_ffmpeg_play_http_flv_from_the_builtin_server() {
     let _publisher = publish(&s, "cam", 60);
     let url = format!("http://127.0.0.1:{}/live/cam.flv", s.http_port);
     assert_eq!(ffprobe_streams(&url), ["aac", "h264,640,360"]);
-    let out = run_timeout(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-hide_banner", "-rw_timeout", "15000000", "-i", &url])
-            .args(["-t", "3", "-f", "null", "-"]),
-        Duration::from_secs(60),
-    );
+    let decoding = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            run_timeout(
+                Command::new("ffmpeg")
+                    .args(["-nostdin", "-hide_banner", "-rw_timeout", "15000000", "-i", &url])
+                    .args(["-t", "3", "-f", "null", "-"]),
+                Duration::from_secs(60),
+            )
+        }
+    });
+    // A player that keeps up is written by the stream's fan-out shard.
+    wait_for("ffmpeg written by a shard", Duration::from_secs(30), || {
+        let stream = get_json(&s, "/api/v1/streams/live/cam")?;
+        (stream["players"]["http_flv"] == 1 && stream["players"]["fanout"] == 1).then_some(())
+    });
+    let out = decoding.join().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "ffmpeg failed: {err}");
     let frames: u32 =
         err.rsplit("frame=").next().and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(frames >= 50, "3 s at 25 fps decoded, got {frames}: {err}");
+    // curl reads the close-delimited body as a download.
+    let got = run_timeout(Command::new("curl").args(["-sv", "--max-time", "2", &url]), Duration::from_secs(30));
+    let verbose = String::from_utf8_lossy(&got.stderr).to_ascii_lowercase();
+    assert!(verbose.contains("< http/1.0 200") && verbose.contains("< connection: close"), "{verbose}");
+    let body = got.stdout;
+    assert!(body.starts_with(b"FLV\x01") && body.len() > 10_000, "2 s of FLV: {} bytes", body.len());
     // HEAD: the head alone; other methods are refused; other paths are not streams.
     let head = run_timeout(Command::new("curl").args(["-sI", "--max-time", "20", &url]), Duration::from_secs(30));
     let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
@@ -500,4 +517,156 @@ async fn a_player_that_reads_nothing_is_cut_by_send_timeout() {
     let log = s.log();
     assert!(log.lines().any(|l| l.contains(&client) && l.contains("send_timeout")), "{log}");
     drop(stalled);
+}
+
+/// One FLV tag as a player got it.
+struct Tag {
+    kind: u8,
+    timestamp: u32,
+    body: Vec<u8>,
+}
+
+/// Every tag of a whole FLV byte stream; panics unless it is exactly a header and whole tags,
+/// each with the right PreviousTagSize.
+fn parse_flv(flv: &[u8]) -> Vec<Tag> {
+    assert!(flv.len() >= 13 && &flv[..3] == b"FLV", "an FLV header");
+    let mut out = Vec::new();
+    let mut at = 13;
+    while at < flv.len() {
+        assert!(at + 11 <= flv.len(), "a cut tag header at {at} of {}", flv.len());
+        let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
+        let timestamp = u32::from_be_bytes([flv[at + 7], flv[at + 4], flv[at + 5], flv[at + 6]]);
+        let end = at + 11 + size;
+        assert!(end + 4 <= flv.len(), "a cut tag at {at} of {}", flv.len());
+        let previous = u32::from_be_bytes(flv[end..end + 4].try_into().unwrap()) as usize;
+        assert_eq!(previous, 11 + size, "PreviousTagSize of the tag at {at}");
+        assert!(matches!(flv[at], 8 | 9 | 18), "a tag type at {at}: {}", flv[at]);
+        out.push(Tag { kind: flv[at], timestamp, body: flv[at + 11..end].to_vec() });
+        at = end + 4;
+    }
+    out
+}
+
+/// A plain HTTP-FLV player gets a close-delimited HTTP/1.0 response (no chunk framing), is
+/// written by a fan-out shard while it keeps up (counted in `players.fanout`), is given back
+/// when it stops reading (and skips to a keyframe in the ring), joins again once it reads again,
+/// and every byte it got is valid FLV: whole tags in order, one continuous timeline, a
+/// sequence header and a keyframe after each skip. The response ends when the publisher leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_flv_player_is_close_delimited_flv_through_a_shard_and_a_give_back() {
+    use rtmp::{MediaKind, Role};
+    use sluice::client::RtmpClient;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // A short ring (out_queue 32), so the player falls a whole ring behind while it stops.
+    let s = Arc::new(Server::start_conf(
+        "rtmp { http_listen 127.0.0.1:{http}; out_queue 32; server { listen 127.0.0.1:{rtmp}; application live { live on; } } }",
+    ));
+    let mut publ = RtmpClient::connect(s.addr(), "live", Role::Publish("cam".into())).await.unwrap();
+    assert_eq!(publ.next_status().await.unwrap(), "NetStream.Publish.Start");
+    publ.send_media(MediaKind::Video, 0, AVC_SEQ).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8192).unwrap();
+    let player = socket.connect(([127, 0, 0, 1], s.http_port).into()).await.unwrap();
+    let client = format!("client={} ", player.local_addr().unwrap());
+    let mut player = player.into_std().unwrap();
+    player.set_nonblocking(false).unwrap();
+    player.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(player, "GET /live/cam.flv HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (status, head, first) = read_head(&mut player);
+    assert_eq!(status, 200, "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.0 200"), "an HTTP/1.0 response: {head}");
+    assert!(lower.contains("connection: close"), "{head}");
+    assert!(!lower.contains("transfer-encoding") && !lower.contains("content-length"), "close-delimited: {head}");
+
+    // The publisher: 64 KiB frames at 25 a second (13 Mbit/s), a keyframe every 25, until told.
+    let stop_feed = Arc::new(AtomicBool::new(false));
+    let feed = tokio::spawn({
+        let stop = stop_feed.clone();
+        async move {
+            let start = Instant::now();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep_until((start + Duration::from_millis(40 * u64::from(i))).into()).await;
+                publ.send_media(MediaKind::Video, i * 40, &avc_frame(i.is_multiple_of(25), i, 64 * 1024))
+                    .await
+                    .unwrap();
+                i += 1;
+            }
+            drop(publ);
+        }
+    });
+    // The player: reads, stops for 5 s when told, then reads to the end.
+    let pause = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let pause = pause.clone();
+        move || {
+            let mut got = first;
+            let mut buf = vec![0u8; 1 << 16];
+            let mut paused = false;
+            loop {
+                if !paused && pause.load(Ordering::Relaxed) {
+                    paused = true;
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+                match player.read(&mut buf) {
+                    Ok(0) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("the response did not end cleanly: {e}"),
+                }
+            }
+        }
+    });
+    let fanout = |s: Arc<Server>, want: u64| {
+        tokio::task::spawn_blocking(move || {
+            wait_for(&format!("{want} players written by shards"), Duration::from_secs(30), || {
+                let stream = get_json(&s, "/api/v1/streams/live/cam")?;
+                (stream["players"]["fanout"] == want && stream["players"]["http_flv"] == 1).then_some(())
+            })
+        })
+    };
+    fanout(s.clone(), 1).await.unwrap();
+    pause.store(true, Ordering::Relaxed);
+    let skipped = |s: Arc<Server>, client: String| {
+        tokio::task::spawn_blocking(move || {
+            wait_for("the stalled player to skip", Duration::from_secs(30), || {
+                s.log().lines().any(|l| l.contains(&client) && l.contains("skipped to keyframe")).then_some(())
+            })
+        })
+    };
+    skipped(s.clone(), client.clone()).await.unwrap();
+    fanout(s.clone(), 1).await.expect("written by a shard again once it reads again");
+    stop_feed.store(true, Ordering::Relaxed);
+    feed.await.unwrap();
+    let got = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+
+    let tags = parse_flv(&got);
+    let mut last: Option<(u32, u32)> = None;
+    let (mut gaps, mut headers_before) = (0, false);
+    for t in &tags {
+        assert_eq!(t.kind, 9, "only video was published");
+        if t.body[1] == 0 {
+            headers_before = true;
+            continue;
+        }
+        let seq = u32::from_be_bytes(t.body[5..9].try_into().unwrap());
+        match last {
+            None => assert_eq!((seq, t.timestamp), (0, 0), "starts at the first frame, at 0"),
+            Some((prev, _)) => {
+                assert!(seq > prev, "frames in order: {seq} after {prev}");
+                if seq > prev + 1 {
+                    gaps += 1;
+                    assert_eq!(t.body[0], 0x17, "a skip resumes at a keyframe (frame {seq})");
+                    assert!(headers_before, "the sequence header again before frame {seq}");
+                }
+            }
+        }
+        assert_eq!(t.timestamp, seq * 40, "one continuous timeline (frame {seq})");
+        assert_eq!(t.body.len(), 64 * 1024, "whole frame {seq}");
+        last = Some((seq, t.timestamp));
+        headers_before = false;
+    }
+    assert!(gaps >= 1, "the stalled player skipped");
+    assert!(last.is_some_and(|(seq, _)| seq > 100), "it played on after the skip: {:?}", last);
 }

@@ -118,12 +118,16 @@ async fn serve_connection(
     router: Router,
     shutdown: CancellationToken,
 ) {
-    let io = TokioIo::new(SendTimeout::new(socket, limits.send_timeout));
+    let head = HeadWatch::new(&socket, limits.send_timeout);
+    let mut io = SendTimeout::new(socket, limits.send_timeout);
+    io.head = Some(head.clone());
+    let io = TokioIo::new(io);
     // The connection's place, held by the connection and lent to each request: a WebSocket
     // player keeps it (and is tracked with the connections) after the upgrade.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut().insert(upgrades.clone());
+        req.extensions_mut().insert(head.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req.map(Body::new))
     });
@@ -168,11 +172,20 @@ struct SendTimeout {
     limit: Duration,
     /// Running while a write waits for the client.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Told when a response head asked for is out ([`HeadWatch`]).
+    head: Option<HeadWatch>,
 }
 
 impl SendTimeout {
     fn new(inner: TcpStream, limit: Duration) -> Self {
-        SendTimeout { inner, limit, stalled: None }
+        SendTimeout { inner, limit, stalled: None, head: None }
+    }
+
+    /// hyper wrote something (after [`HeadWatch::arm`]: the response head).
+    fn wrote(&self, poll: &Poll<io::Result<usize>>) {
+        if let (Some(head), Poll::Ready(Ok(1..))) = (&self.head, poll) {
+            head.wrote();
+        }
     }
 
     /// Tracks a write's outcome: progress resets the clock, waiting runs it.
@@ -197,6 +210,7 @@ impl AsyncRead for SendTimeout {
 impl AsyncWrite for SendTimeout {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&poll);
         self.track(cx, poll)
     }
 
@@ -206,6 +220,7 @@ impl AsyncWrite for SendTimeout {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&poll);
         self.track(cx, poll)
     }
 
@@ -214,11 +229,99 @@ impl AsyncWrite for SendTimeout {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        if let (Some(head), Poll::Ready(Ok(()))) = (&self.head, &poll) {
+            head.flushed();
+        }
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.track(cx, poll)
+    }
+}
+
+/// Lets a response write its body to the socket itself, after hyper has sent the head (an
+/// HTTP-FLV player, [`crate::httpflv`]): in every request's extensions on a plain TCP
+/// connection. The handler [`arm`](HeadWatch::arm)s it (and gets its own descriptor for the
+/// socket); hyper then writes the head (the body stays pending) and, once its write buffer is
+/// empty, flushes the connection's IO, which [`SendTimeout`] reports here. From then on hyper
+/// writes nothing until the body ends, so the socket is the body's.
+#[derive(Clone)]
+pub struct HeadWatch(Arc<HeadState>);
+
+struct HeadState {
+    fd: std::os::fd::RawFd,
+    send_timeout: Duration,
+    /// IDLE, ARMED, WRITTEN (a write after arming: the head), FLUSHED.
+    stage: std::sync::atomic::AtomicU8,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+const IDLE: u8 = 0;
+const ARMED: u8 = 1;
+const WRITTEN: u8 = 2;
+const FLUSHED: u8 = 3;
+
+impl HeadWatch {
+    fn new(socket: &TcpStream, send_timeout: Duration) -> Self {
+        use std::os::fd::AsRawFd;
+        HeadWatch(Arc::new(HeadState {
+            fd: socket.as_raw_fd(),
+            send_timeout,
+            stage: IDLE.into(),
+            waker: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// The next response's head is to be watched; a descriptor of the connection's socket
+    /// (a duplicate: it keeps the socket open while held, and is registered with the reactor
+    /// on its own).
+    pub fn arm(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::{BorrowedFd, OwnedFd};
+        // SAFETY: called by a request's handler, while its connection (which owns the
+        // descriptor) is being served.
+        let fd: OwnedFd = unsafe { BorrowedFd::borrow_raw(self.0.fd) }.try_clone_to_owned()?;
+        self.0.stage.store(ARMED, std::sync::atomic::Ordering::Release);
+        Ok(fd)
+    }
+
+    /// The server's `send_timeout`, which a body written this way keeps to itself.
+    pub fn send_timeout(&self) -> Duration {
+        self.0.send_timeout
+    }
+
+    /// Ready once the head is written and flushed.
+    pub fn poll_flushed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stage() == FLUSHED {
+            return Poll::Ready(());
+        }
+        *self.0.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // Again: the flush may have come between the check and the waker.
+        if self.stage() == FLUSHED {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    fn stage(&self) -> u8 {
+        self.0.stage.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn wrote(&self) {
+        if self.stage() == ARMED {
+            self.0.stage.store(WRITTEN, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn flushed(&self) {
+        if self.stage() != WRITTEN {
+            return;
+        }
+        self.0.stage.store(FLUSHED, std::sync::atomic::Ordering::Release);
+        if let Some(w) = self.0.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
     }
 }

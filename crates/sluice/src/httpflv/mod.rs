@@ -11,11 +11,13 @@
 //! a full server `503`. `on_update` is asked every `notify_update_timeout` while it plays; when
 //! the player goes, `on_play_done`, `on_done` and `on_disconnect` are reported.
 //!
-//! The response is `200 video/x-flv`, chunked (WebSocket: `101`, then binary messages); its
-//! bytes are made by [`player::FlvPlayer`]: the FLV header, metadata, sequence headers, the
-//! GOP cache, then live frames, timestamps from 0 ([`flv::LiveMuxer`]). The body is pulled by
-//! hyper as the socket takes it, so a player that reads slowly falls behind in the stream's
-//! ring and skips to a keyframe as a slow RTMP player does (counted as dropped); one that reads
+//! The response is `200 video/x-flv` (WebSocket: `101`, then binary messages); its bytes are
+//! made by [`player::FlvPlayer`]: the FLV header, metadata, sequence headers, the GOP cache,
+//! then live frames, timestamps from 0 ([`flv::LiveMuxer`]). On plain HTTP the response is
+//! close-delimited `HTTP/1.0` and the player writes its tags to the socket itself, or a fan-out
+//! shard does while it keeps up ([`direct`]); a WebSocket's messages are pulled by hyper as the
+//! socket takes them. Either way a player that reads slowly falls behind in the stream's ring
+//! and skips to a keyframe as a slow RTMP player does (counted as dropped); one that reads
 //! nothing is cut by `send_timeout`. The response ends when the publisher leaves (as
 //! nginx-http-flv ends it; a player that came before the publisher waits for it under
 //! `idle_streams on`), when control drops the player, and at shutdown.
@@ -23,10 +25,11 @@
 //! | Spec | Where |
 //! | --- | --- |
 //! | nginx-http-flv-module `ngx_http_flv_live_module.c` (`flv_live`, `app`, `stream`, `port`) | [`target`] |
-//! | RFC 9112, 7.1 (chunked transfer coding) | hyper |
+//! | RFC 9112, 6.3 item 8 (a body delimited by the connection's close) | [`direct`], hyper |
 //! | RFC 6455 (WebSocket: handshake, framing, ping/pong, close) | [`ws`] |
 
 mod body;
+mod direct;
 mod player;
 pub mod target;
 mod ws;
@@ -43,7 +46,7 @@ use crate::access::ConnectionPermit;
 use crate::clients::{ClientHandle, ConnectMeta, Kind, Role};
 use crate::config::{AppConf, Location};
 use crate::events::ClientInfo;
-use crate::http::{status_response, HttpState};
+use crate::http::{status_response, HeadWatch, HttpState};
 use crate::hub::{StartPack, StreamOptions, Subscriber};
 use crate::policy::{self, Admit, Ask, Ended, PlayArgs, Policy};
 use crate::server::ServerCtx;
@@ -90,6 +93,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0) else {
         return status_response(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    let direct = req.extensions().get::<HeadWatch>().cloned();
     let upgrade = match ws::handshake(&req) {
         Ok(u) => u,
         Err(refused) => return refused.into_response(),
@@ -103,10 +107,29 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     if head {
         return flv_headers(StatusCode::OK, axum::body::Body::empty());
     }
-    match upgrade {
-        Some(accept) => ws::upgrade(req, accept, player),
-        None => flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player))),
+    if let Some(accept) = upgrade {
+        return ws::upgrade(req, accept, player);
     }
+    let Some(head) = direct else {
+        return flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player)));
+    };
+    match head.arm() {
+        Ok(fd) => direct_response(body::FlvBody::direct(direct::run(player, head, fd))),
+        Err(e) => {
+            tracing::warn!(client = %peer, error = %e, "http-flv: socket not duplicated; served through hyper");
+            flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player)))
+        }
+    }
+}
+
+/// The head of a response whose body the player writes itself: `HTTP/1.0` with no length, so
+/// hyper frames nothing (the body is every byte until the server closes), and `Connection:
+/// close` for clients that speak HTTP/1.1.
+fn direct_response(body: body::FlvBody) -> Response {
+    let mut res = flv_headers(StatusCode::OK, axum::body::Body::new(body));
+    *res.version_mut() = axum::http::Version::HTTP_10;
+    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// The response's head: FLV, never cached.
