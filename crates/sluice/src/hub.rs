@@ -39,6 +39,12 @@ const LATE_PICKUP: Duration = Duration::from_millis(20);
 /// a second) are late without the server being busy, so a quarter: when the server falls
 /// behind, nearly every pickup is late.
 const BUSY_SHARE: u64 = 4;
+/// Busy rounds in a row that start batching. A keyframe's round alone is late whenever a
+/// stream's shards take longer than [`LATE_PICKUP`] to write it (2000 players of a 2.5 Mbit/s
+/// stream on loopback), and so is the round after it; held audio would then cost a second of
+/// latency at each keyframe on a server that keeps up. A server that falls behind is late in
+/// every round, and batches a few rounds later.
+const BUSY_ROUNDS: u32 = 4;
 /// A round in which fewer than 1 pickup in this many was late is calm.
 const CALM_SHARE: u64 = 100;
 /// Calm rounds in a row that end batching (1 s of 30 fps video): batching makes rounds cheaper,
@@ -234,27 +240,36 @@ pub struct Pacing {
     pub batching: bool,
     /// Rounds in a row, while batching, without a late pickup.
     calm_rounds: u32,
+    /// Rounds in a row, while not batching, that fell behind.
+    busy_rounds: u32,
 }
 
 impl Pacing {
     /// The pacing after a wake-up round in which subscribers picked up entries `picked` times,
-    /// `late` of them late ([`LATE_PICKUP`]). Batching starts when rounds fall behind (at least
-    /// one pickup in [`BUSY_SHARE`] late: a few slow players alone do not count) and ends after
-    /// [`CALM_ROUNDS`] calm rounds in a row (fewer than one pickup in [`CALM_SHARE`] late), so
-    /// it does not flap at the edge.
+    /// `late` of them late ([`LATE_PICKUP`]). Batching starts when [`BUSY_ROUNDS`] rounds in a
+    /// row fall behind (at least one pickup in [`BUSY_SHARE`] late: a few slow players alone do
+    /// not count) and ends after [`CALM_ROUNDS`] calm rounds in a row (fewer than one pickup in
+    /// [`CALM_SHARE`] late), so it does not flap at the edge.
     pub fn after_round(self, picked: u64, late: u64) -> Pacing {
         if !self.batching {
+            if picked == 0 {
+                return self;
+            }
             let busy = late > 0 && late * BUSY_SHARE >= picked;
-            return Pacing { batching: busy, calm_rounds: 0 };
+            let busy_rounds = if busy { self.busy_rounds + 1 } else { 0 };
+            if busy_rounds >= BUSY_ROUNDS {
+                return Pacing { batching: true, ..Pacing::default() };
+            }
+            return Pacing { busy_rounds, ..Pacing::default() };
         }
         if late * CALM_SHARE >= picked.max(1) {
-            return Pacing { batching: true, calm_rounds: 0 };
+            return Pacing { batching: true, ..Pacing::default() };
         }
         let calm_rounds = self.calm_rounds + 1;
         if calm_rounds >= CALM_ROUNDS {
             Pacing::default()
         } else {
-            Pacing { batching: true, calm_rounds }
+            Pacing { batching: true, calm_rounds, busy_rounds: 0 }
         }
     }
 }
@@ -1122,9 +1137,23 @@ mod tests {
         assert_eq!(calm.after_round(1000, 0), calm, "every pickup on time: write at once");
         assert_eq!(calm.after_round(0, 0), calm, "a round nobody picked up from changes nothing");
         assert!(!calm.after_round(1000, 249).batching, "slow players alone do not batch");
-        let busy = calm.after_round(1000, 250);
-        assert!(busy.batching, "one pickup in 4 late: rounds fall behind");
-        assert!(calm.after_round(1, 1).batching);
+        let mut busy = calm;
+        for _ in 0..BUSY_ROUNDS - 1 {
+            busy = busy.after_round(1000, 250);
+            assert!(!busy.batching, "a late round alone (a keyframe's) does not batch");
+        }
+        assert!(!busy.after_round(1000, 249).after_round(1000, 250).batching, "a round on time starts the count again");
+        assert!(
+            busy.after_round(0, 0).after_round(1000, 250).batching,
+            "a round nobody picked up from changes nothing"
+        );
+        let busy = busy.after_round(1000, 250);
+        assert!(busy.batching, "one pickup in 4 late, BUSY_ROUNDS rounds in a row: rounds fall behind");
+        let mut one = calm;
+        for _ in 0..BUSY_ROUNDS {
+            one = one.after_round(1, 1);
+        }
+        assert!(one.batching);
 
         // Batching ends only after CALM_ROUNDS calm rounds in a row (under 1 % late).
         let mut p = busy;
@@ -1162,13 +1191,19 @@ mod tests {
         assert!(!s.batching());
         // Caught up at once: audio was written without waiting for video.
         assert!(!sub.try_batch(100).entries.is_empty());
-        // A subscriber that does not reach the head is late; the next wake-up judges the round.
-        for i in 0..4 {
-            s.push(video(2 + i, false));
+        // A subscriber that does not reach the head is late; the next wake-up judges the round,
+        // and BUSY_ROUNDS such rounds in a row make the stream batch.
+        let mut ts = 2;
+        for round in 0..BUSY_ROUNDS {
+            assert!(!s.batching(), "{round} late rounds do not batch yet");
+            for _ in 0..4 {
+                s.push(video(ts, false));
+                ts += 1;
+            }
+            let _ = sub.try_batch(1);
         }
-        let _ = sub.try_batch(1);
-        s.push(video(10, false));
-        assert!(s.batching(), "the only pickup was late");
+        s.push(video(ts, false));
+        assert!(s.batching(), "the only pickup was late in every round");
         // (Leaving batching depends on pickups being on time: the pure test above covers it.)
     }
 
