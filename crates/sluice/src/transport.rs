@@ -152,7 +152,7 @@ fn shutdown_write(w: &OwnedWriteHalf) -> io::Result<()> {
 const CLOSE_NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024).
-const MAX_IOVECS: usize = 64;
+pub(crate) const MAX_IOVECS: usize = 64;
 
 /// Write what the socket takes now without waiting; true when everything was written.
 fn try_write_vectored(writer: &OwnedWriteHalf, bufs: &mut Vec<Bytes>) -> io::Result<bool> {
@@ -166,16 +166,22 @@ fn write_now(bufs: &mut Vec<Bytes>, mut send: impl FnMut(&[io::IoSlice<'_>]) -> 
     loop {
         let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
         let n = fill(&mut slices, bufs);
-        match send(&slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => consume(bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        if bufs.is_empty() {
-            return Ok(true);
+        if let Some(done) = after_send(bufs, send(&slices[..n]))? {
+            return Ok(done);
         }
     }
+}
+
+/// Drop what one gathered send wrote from `bufs`: `Some(true)` when everything is written,
+/// `Some(false)` when the socket would block, `None` when there is more to send.
+fn after_send(bufs: &mut Vec<Bytes>, sent: io::Result<usize>) -> io::Result<Option<bool>> {
+    match sent {
+        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => consume(bufs, n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(false)),
+        Err(e) => return Err(e),
+    }
+    Ok(bufs.is_empty().then_some(true))
 }
 
 /// A plain TCP socket a fan-out shard writes to ([`crate::fanout`]): the write half, held so the
@@ -217,18 +223,13 @@ pub(crate) fn send_now(socket: &ShardSocket, bufs: &mut Vec<Bytes>) -> io::Resul
 }
 
 /// The rest of a send whose first `sendmsg` ran elsewhere (in a batch, see `crate::uring`):
-/// drop what `first` wrote from `bufs` and carry on as [`send_now`] does.
+/// drop what `first` wrote from `bufs` and carry on as [`send_now`] does. `bufs` was not empty
+/// (a shard sends no empty part).
 pub(crate) fn send_rest(socket: &ShardSocket, bufs: &mut Vec<Bytes>, first: io::Result<usize>) -> io::Result<bool> {
-    match first {
-        Ok(0) if !bufs.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
-        Ok(n) => consume(bufs, n),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-        Err(e) => return Err(e),
+    match after_send(bufs, first)? {
+        Some(done) => Ok(done),
+        None => send_now(socket, bufs),
     }
-    if bufs.is_empty() {
-        return Ok(true);
-    }
-    send_now(socket, bufs)
 }
 
 /// Point `slices` at the first buffers; how many.

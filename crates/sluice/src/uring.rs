@@ -23,11 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use io_uring::{opcode, types, IoUring};
 
+// The most buffers per send, as a plain gathered write takes (the rest of a member's round goes
+// by plain `sendmsg`).
+use crate::transport::MAX_IOVECS;
+
 /// Most sends submitted at once: the members whose state is locked while their sends run, so
 /// a player leaving its shard waits at most for this many sends.
 pub(crate) const GROUP: usize = 64;
-/// Most buffers per send (the rest of a member's round goes by plain `sendmsg`).
-const MAX_IOVECS: usize = 64;
 
 /// Whether "io_uring unavailable" was logged (once per process).
 static UNAVAILABLE_LOGGED: AtomicBool = AtomicBool::new(false);
