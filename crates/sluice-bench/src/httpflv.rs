@@ -108,33 +108,72 @@ async fn probe(target: HttpTarget, out: &Mutex<ProbeResult>, stop: &AtomicBool) 
     let joined_us = now_us();
     let (mut s, leftover, chunked) = open(&target).await?;
     let mut body = Dechunk { raw: !chunked, ..Dechunk::default() };
-    let mut flv = Vec::new();
-    body.feed(&leftover, &mut flv);
+    let mut tags = FlvTags::default();
     let mut observer = players::VideoObserver::new(connect, joined_us);
-    let mut at = 13; // after the FLV header and PreviousTagSize0
+    let mut on_tag = |tag: Tag<'_>| match tag.kind {
+        9 => observer.video(&mut out.lock().unwrap(), tag.timestamp, tag.body),
+        8 => observer.audio(&mut out.lock().unwrap(), tag.timestamp),
+        _ => {}
+    };
+    body.feed(&leftover, &mut tags.buf);
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
-        // Whole tags out of what came.
-        while flv.len() >= at + 11 {
-            let size = u32::from_be_bytes([0, flv[at + 1], flv[at + 2], flv[at + 3]]) as usize;
-            if flv.len() < at + 11 + size + 4 {
-                break;
-            }
-            if flv[at] & 0x1F == 9 {
-                observer.video(&mut out.lock().unwrap(), &flv[at + 11..at + 11 + size]);
-            }
-            at += 11 + size + 4;
-        }
-        flv.drain(..at.min(flv.len()));
-        at = 0;
+        tags.take(&mut on_tag);
         let n = match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
             Ok(n) => n?,
             Err(_) => continue,
         };
         anyhow::ensure!(n > 0, "the response ended");
-        body.feed(&buf[..n], &mut flv);
+        body.feed(&buf[..n], &mut tags.buf);
     }
     Ok(())
+}
+
+/// One FLV tag.
+struct Tag<'a> {
+    /// TagType (8 audio, 9 video, 18 script data).
+    kind: u8,
+    /// Timestamp, extension byte included.
+    timestamp: u32,
+    /// The tag's data.
+    body: &'a [u8],
+}
+
+/// An FLV body cut into tags as it comes: the file header first, then whole tags.
+struct FlvTags {
+    /// What came and was not taken yet.
+    buf: Vec<u8>,
+    /// Bytes of `buf` to skip before the next tag: the file header and PreviousTagSize0 until
+    /// they are past (they may come over several reads, the first of them empty).
+    skip: usize,
+}
+
+impl Default for FlvTags {
+    fn default() -> Self {
+        FlvTags { buf: Vec::new(), skip: 13 }
+    }
+}
+
+impl FlvTags {
+    /// Hand every whole tag in `buf` to `on_tag` and drop what was taken.
+    fn take(&mut self, mut on_tag: impl FnMut(Tag<'_>)) {
+        let mut at = self.skip;
+        while self.buf.len() >= at + 11 {
+            let head = &self.buf[at..at + 11];
+            let size = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
+            let Some(body) = self.buf.get(at + 11..at + 11 + size + 4) else { break };
+            on_tag(Tag { kind: head[0] & 0x1F, timestamp: tag_timestamp(head), body: &body[..size] });
+            at += 11 + size + 4;
+        }
+        let taken = at.min(self.buf.len());
+        self.buf.drain(..taken);
+        self.skip = at - taken;
+    }
+}
+
+/// An FLV tag header's timestamp: 24 bits, then the extension byte as the top 8.
+fn tag_timestamp(header: &[u8]) -> u32 {
+    u32::from_be_bytes([header[7], header[4], header[5], header[6]])
 }
 
 /// The chunked transfer coding's decoder (RFC 9112, 7.1), extensions and trailers ignored.
@@ -209,6 +248,36 @@ mod tests {
         d.feed(b"5\r\nFLV", &mut out);
         d.feed(b"\x01", &mut out);
         assert_eq!(out, b"5\r\nFLV\x01");
+    }
+
+    /// Tags come out whole and in order however the body is cut, the first read empty (sluice's
+    /// plain HTTP-FLV head comes alone) and the file header split included.
+    #[test]
+    fn tags_are_taken_whole_however_the_body_is_cut() {
+        let mut body = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+        let tags: [(u8, u32, &[u8]); 3] = [(9, 0, b"\x17\x00seq"), (8, 0x0100_0020, b"\xafaac"), (9, 40, b"\x27\x01")];
+        for (kind, ts, data) in tags {
+            let len = data.len() as u32;
+            body.push(kind);
+            body.extend_from_slice(&len.to_be_bytes()[1..]);
+            body.extend_from_slice(&ts.to_be_bytes()[1..]);
+            body.push((ts >> 24) as u8);
+            body.extend_from_slice(&[0, 0, 0]);
+            body.extend_from_slice(data);
+            body.extend_from_slice(&(11 + len).to_be_bytes());
+        }
+        for piece in [1, 2, 5, 13, 17, body.len()] {
+            let mut t = FlvTags::default();
+            let mut got = Vec::new();
+            t.take(|tag| got.push((tag.kind, tag.timestamp, tag.body.to_vec())));
+            for chunk in body.chunks(piece) {
+                t.buf.extend_from_slice(chunk);
+                t.take(|tag| got.push((tag.kind, tag.timestamp, tag.body.to_vec())));
+            }
+            let want: Vec<_> = tags.iter().map(|&(k, ts, d)| (k, ts, d.to_vec())).collect();
+            assert_eq!(got, want, "cut every {piece} bytes");
+            assert!(t.buf.is_empty());
+        }
     }
 
     #[test]

@@ -154,15 +154,13 @@ async fn publish(
         c.send_media(h.kind, h.timestamp, &h.payload).await?;
     }
     let start = Instant::now();
-    let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let f = source.next_frame();
         let due = start + Duration::from_millis(f.timestamp as u64);
         tokio::time::sleep_until(due.into()).await;
         let payload = match f.kind {
             MediaKind::Video if stamp && !f.header => {
-                seq += 1;
-                sei::stamp_avc(&f.payload, nal_len, now_us(), seq).unwrap_or(f.payload)
+                sei::stamp_avc(&f.payload, nal_len, now_us(), u64::from(f.timestamp)).unwrap_or(f.payload)
             }
             MediaKind::Audio if stamp && !f.header => {
                 record_audio_send(f.timestamp, now_us());
@@ -353,8 +351,8 @@ async fn probe(target: Target, out: &Mutex<ProbeResult>, stop: &AtomicBool) -> a
             Err(_) => continue,
         };
         match ev {
-            ClientEvent::Media { kind: MediaKind::Video, payload, .. } => {
-                observer.video(&mut out.lock().unwrap(), &payload)
+            ClientEvent::Media { kind: MediaKind::Video, timestamp, payload } => {
+                observer.video(&mut out.lock().unwrap(), timestamp, &payload)
             }
             ClientEvent::Media { kind: MediaKind::Audio, timestamp, .. } => {
                 observer.audio(&mut out.lock().unwrap(), timestamp)
@@ -373,25 +371,37 @@ pub struct VideoObserver {
     last_video: Option<Instant>,
     seen_video: bool,
     seen_coded: bool,
+    /// Publisher's timestamp minus this player's, learned from the first stamped video frame
+    /// (0 over RTMP; HTTP-FLV starts each player at 0).
+    offset: Option<u32>,
 }
 
 impl VideoObserver {
     /// A probe that connected at `connect` (`joined_us` on the SEI clock).
     pub fn new(connect: Instant, joined_us: u64) -> Self {
-        VideoObserver { connect, joined_us, nal_len: 4, last_video: None, seen_video: false, seen_coded: false }
+        VideoObserver {
+            connect,
+            joined_us,
+            nal_len: 4,
+            last_video: None,
+            seen_video: false,
+            seen_coded: false,
+            offset: None,
+        }
     }
 
     /// One audio message with `timestamp` received now.
     pub fn audio(&mut self, r: &mut ProbeResult, timestamp: u32) {
-        let Some(sent_us) = audio_sent_us(timestamp) else { return };
+        let Some(offset) = self.offset else { return };
+        let Some(sent_us) = audio_sent_us(timestamp.wrapping_add(offset)) else { return };
         // As for video: what was sent before this probe joined came from the GOP cache.
         if sent_us >= self.joined_us {
             r.audio_latencies_us.push(now_us().saturating_sub(sent_us));
         }
     }
 
-    /// One video message (an FLV video tag body) received now.
-    pub fn video(&mut self, r: &mut ProbeResult, payload: &[u8]) {
+    /// One video message (an FLV video tag body) with `timestamp` received now.
+    pub fn video(&mut self, r: &mut ProbeResult, timestamp: u32, payload: &[u8]) {
         let now = Instant::now();
         r.bytes += payload.len() as u64;
         let header = flv::parse_video(payload).ok();
@@ -417,7 +427,8 @@ impl VideoObserver {
             r.stalls += 1;
         }
         self.last_video = Some(now);
-        if let Some((sent_us, _seq)) = sei::read_avc(payload, self.nal_len) {
+        if let Some((sent_us, mark)) = sei::read_avc(payload, self.nal_len) {
+            self.offset.get_or_insert((mark as u32).wrapping_sub(timestamp));
             // Frames from the GOP cache were sent before this probe joined: not latency.
             if sent_us >= self.joined_us {
                 r.latencies_us.push(now_us().saturating_sub(sent_us));

@@ -2,7 +2,9 @@
 //!
 //! The publisher adds one SEI NAL unit (ITU-T H.264 7.3.2.3) to every video frame, holding a
 //! `user_data_unregistered` message (payload type 5, D.1.7): [`SEI_UUID`], then the send time
-//! in microseconds since the Unix epoch and a sequence number, both big-endian `u64`. The NAL is
+//! in microseconds since the Unix epoch and a mark, both big-endian `u64`. sluice-bench's
+//! publisher marks each frame with its RTMP timestamp, so a player that gets the stream on its
+//! own timeline (HTTP-FLV starts at 0) can map audio timestamps back to the publisher's. The NAL is
 //! escaped with emulation prevention bytes (7.4.1), so it survives remuxing to Annex B (HLS,
 //! MPEG-TS) and can be found there by [`read_annexb`] as well as in FLV/RTMP tags by
 //! [`read_avc`].
@@ -18,7 +20,7 @@ pub const SEI_UUID: [u8; 16] = *b"sluice-bench-lat";
 const NAL_SEI: u8 = 6;
 /// SEI payload type `user_data_unregistered`.
 const PAYLOAD_USER_DATA_UNREGISTERED: u8 = 5;
-/// UUID + send time + sequence number.
+/// UUID + send time + mark.
 const PAYLOAD_SIZE: usize = 16 + 8 + 8;
 /// Legacy FLV `CodecID` of AVC.
 const CODEC_AVC: u8 = 7;
@@ -37,12 +39,12 @@ const AVC_TAG_HEADER: usize = 5;
 /// place, as H.264 7.4.1.2.3 requires; in a frame holding only a slice, as encoders usually
 /// send, that makes it the first NAL unit. If the NAL units cannot be walked (bad lengths) it
 /// goes first.
-pub fn stamp_avc(tag_body: &[u8], nal_length_size: usize, send_time_us: u64, seq: u64) -> Option<Bytes> {
+pub fn stamp_avc(tag_body: &[u8], nal_length_size: usize, send_time_us: u64, mark: u64) -> Option<Bytes> {
     let nalus = avc_nalus(tag_body)?;
     if !(1..=4).contains(&nal_length_size) {
         return None;
     }
-    let sei = sei_nal(send_time_us, seq);
+    let sei = sei_nal(send_time_us, mark);
     // Fails only for nal_length_size 1 and an SEI over 255 bytes, which ours never is.
     let len = u32::try_from(sei.len()).ok().filter(|&l| nal_length_size == 4 || l >> (8 * nal_length_size) == 0)?;
 
@@ -57,7 +59,7 @@ pub fn stamp_avc(tag_body: &[u8], nal_length_size: usize, send_time_us: u64, seq
 }
 
 /// Finds our stamp in a legacy FLV/RTMP AVC video tag body and returns
-/// `(send_time_us, seq)`.
+/// `(send_time_us, mark)`.
 pub fn read_avc(tag_body: &[u8], nal_length_size: usize) -> Option<(u64, u64)> {
     let mut nalus = avc_nalus(tag_body)?;
     if !(1..=4).contains(&nal_length_size) {
@@ -76,7 +78,7 @@ pub fn read_avc(tag_body: &[u8], nal_length_size: usize) -> Option<(u64, u64)> {
 }
 
 /// Finds our stamp in an H.264 Annex B byte stream (NAL units after `00 00 01` or
-/// `00 00 00 01` start codes) and returns `(send_time_us, seq)`.
+/// `00 00 00 01` start codes) and returns `(send_time_us, mark)`.
 pub fn read_annexb(data: &[u8]) -> Option<(u64, u64)> {
     let mut pos = find_start_code(data, 0)?;
     loop {
@@ -132,13 +134,13 @@ fn first_vcl_offset(nalus: &[u8], nal_length_size: usize) -> Option<usize> {
 }
 
 /// Our SEI NAL unit, escaped: header, message, rbsp_trailing_bits.
-fn sei_nal(send_time_us: u64, seq: u64) -> Vec<u8> {
+fn sei_nal(send_time_us: u64, mark: u64) -> Vec<u8> {
     let mut rbsp = [0u8; 2 + PAYLOAD_SIZE + 1];
     rbsp[0] = PAYLOAD_USER_DATA_UNREGISTERED;
     rbsp[1] = PAYLOAD_SIZE as u8;
     rbsp[2..18].copy_from_slice(&SEI_UUID);
     rbsp[18..26].copy_from_slice(&send_time_us.to_be_bytes());
-    rbsp[26..34].copy_from_slice(&seq.to_be_bytes());
+    rbsp[26..34].copy_from_slice(&mark.to_be_bytes());
     rbsp[34] = 0x80;
 
     // nal_ref_idc 0, nal_unit_type 6.
@@ -174,8 +176,8 @@ fn read_sei_nal(nal: &[u8]) -> Option<(u64, u64)> {
             && payload[..16] == SEI_UUID
         {
             let time = u64::from_be_bytes(payload[16..24].try_into().ok()?);
-            let seq = u64::from_be_bytes(payload[24..32].try_into().ok()?);
-            return Some((time, seq));
+            let mark = u64::from_be_bytes(payload[24..32].try_into().ok()?);
+            return Some((time, mark));
         }
         pos += size;
     }
@@ -264,11 +266,11 @@ mod tests {
     #[test]
     fn round_trip_through_avcc_and_annexb() {
         for size in [1, 2, 4] {
-            for (time, seq) in AWKWARD {
+            for (time, mark) in AWKWARD {
                 let body = avc_tag(true, &[IDR], size);
-                let stamped = stamp_avc(&body, size, time, seq).unwrap();
-                assert_eq!(read_avc(&stamped, size), Some((time, seq)), "size {size} time {time:#x} seq {seq:#x}");
-                assert_eq!(read_annexb(&to_annexb(&stamped, size)), Some((time, seq)));
+                let stamped = stamp_avc(&body, size, time, mark).unwrap();
+                assert_eq!(read_avc(&stamped, size), Some((time, mark)), "size {size} time {time:#x} mark {mark:#x}");
+                assert_eq!(read_annexb(&to_annexb(&stamped, size)), Some((time, mark)));
                 // The frame is untouched after the SEI.
                 let nalus = split_nalus(&stamped, size);
                 assert_eq!(nalus.len(), 2);
@@ -281,14 +283,14 @@ mod tests {
 
     #[test]
     fn escaped_sei_has_no_start_code_emulation() {
-        for (time, seq) in AWKWARD {
-            let nal = sei_nal(time, seq);
+        for (time, mark) in AWKWARD {
+            let nal = sei_nal(time, mark);
             for w in nal.windows(3) {
                 assert!(!(w[0] == 0 && w[1] == 0 && w[2] <= 2), "{nal:02x?}");
             }
             assert_eq!(*nal.last().unwrap(), 0x80);
         }
-        // 00 00 01 in the sequence number is escaped.
+        // 00 00 01 in the mark is escaped.
         let nal = sei_nal(0, 0x0000_0100_0000_0001);
         assert!(nal.windows(4).any(|w| w == [0, 0, 3, 1]));
     }
@@ -360,14 +362,14 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip_any_values(time: u64, seq: u64, size in prop::sample::select(vec![1usize, 2, 3, 4]),
+        fn round_trip_any_values(time: u64, mark: u64, size in prop::sample::select(vec![1usize, 2, 3, 4]),
                                  slice in prop::collection::vec(any::<u8>(), 1..64)) {
             let mut slice = slice;
             slice[0] = 0x41;
             let body = avc_tag(false, &[&slice], size);
-            let stamped = stamp_avc(&body, size, time, seq).unwrap();
-            prop_assert_eq!(read_avc(&stamped, size), Some((time, seq)));
-            prop_assert_eq!(read_annexb(&to_annexb(&stamped, size)), Some((time, seq)));
+            let stamped = stamp_avc(&body, size, time, mark).unwrap();
+            prop_assert_eq!(read_avc(&stamped, size), Some((time, mark)));
+            prop_assert_eq!(read_annexb(&to_annexb(&stamped, size)), Some((time, mark)));
         }
 
         #[test]

@@ -71,6 +71,10 @@ fn a_hundred_http_flv_players_all_keep_up() {
     assert_eq!(step["kept_up"], 100, "every HTTP-FLV player got the whole stream:\n{out}");
     assert_eq!(step["probes_headers_first"], 5, "probes start with sequence header + keyframe:\n{out}");
     assert!(step["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "SEI latency stamps were read:\n{out}");
+    assert!(
+        step["audio_latency_ms"]["p50"].as_f64().unwrap() > 0.0,
+        "audio lined up with the publisher's timestamps though HTTP-FLV starts at 0:\n{out}"
+    );
 }
 
 /// `--play`: published to one application, played from another that pulls it (an edge; here the
