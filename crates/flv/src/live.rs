@@ -115,10 +115,7 @@ impl LiveMuxer {
         body: &[u8],
         config: bool,
     ) -> Result<(), FlvError> {
-        let ts = if config { self.last } else { self.place(timestamp) };
-        write_tag(out, tag_type, ts, body)?;
-        self.last = ts;
-        Ok(())
+        self.stamp(timestamp, config, |ts| write_tag(out, tag_type, ts, body))
     }
 
     /// [`LiveMuxer::write`] into a gathered write: the same tag, its `body` shared.
@@ -130,18 +127,35 @@ impl LiveMuxer {
         body: &Bytes,
         config: bool,
     ) -> Result<(), FlvError> {
-        // Checked before the clock moves: a refused tag changes nothing.
-        let before = self.clone();
+        self.stamp(timestamp, config, |ts| {
+            write_tag_header(&mut out.heads, tag_type, ts, body.len())?;
+            out.bodies.push((out.heads.len(), body.clone()));
+            out.heads.extend_from_slice(&previous_tag_size(body.len()));
+            out.len += 15 + body.len();
+            Ok(())
+        })
+    }
+
+    /// Place a tag on the player's timeline and `emit` it there; the clock moves only when
+    /// `emit` takes the tag, so a refused tag (too large) changes nothing.
+    fn stamp(
+        &mut self,
+        timestamp: u32,
+        config: bool,
+        emit: impl FnOnce(u32) -> Result<(), FlvError>,
+    ) -> Result<(), FlvError> {
+        let base = self.base;
         let ts = if config { self.last } else { self.place(timestamp) };
-        if let Err(e) = write_tag_header(&mut out.heads, tag_type, ts, body.len()) {
-            *self = before;
-            return Err(e);
+        match emit(ts) {
+            Ok(()) => {
+                self.last = ts;
+                Ok(())
+            }
+            Err(e) => {
+                self.base = base;
+                Err(e)
+            }
         }
-        out.bodies.push((out.heads.len(), body.clone()));
-        out.heads.extend_from_slice(&previous_tag_size(body.len()));
-        out.len += 15 + body.len();
-        self.last = ts;
-        Ok(())
     }
 
     /// A media frame's timestamp on the player's timeline.
@@ -254,11 +268,18 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_body_is_refused_and_writes_nothing() {
-        let mut m = LiveMuxer::new();
+    fn an_oversized_body_is_refused_and_changes_nothing() {
+        let (mut m, mut g) = (LiveMuxer::new(), Gathered::new());
         let mut out = Vec::new();
         let big = vec![0; crate::writer::MAX_TAG_BODY + 1];
-        assert!(m.write(&mut out, TAG_VIDEO, 0, &big, false).is_err());
-        assert!(out.is_empty());
+        // Refused as the first media frame: it must not set the player's base either.
+        assert!(m.write(&mut out, TAG_VIDEO, 9000, &big, false).is_err());
+        assert!(m.gather(&mut g, TAG_VIDEO, 9000, &Bytes::from(big), false).is_err());
+        assert!(out.is_empty() && g.is_empty());
+        m.write(&mut out, TAG_VIDEO, 1000, b"key", false).unwrap();
+        m.write(&mut out, TAG_VIDEO, 1040, b"inter", false).unwrap();
+        let mut flv = LiveMuxer::header(false, true).to_vec();
+        flv.extend_from_slice(&out);
+        assert_eq!(tags(&flv), [(TAG_VIDEO, 0), (TAG_VIDEO, 40)]);
     }
 }
