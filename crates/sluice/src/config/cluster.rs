@@ -93,31 +93,13 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
-/// `HOST[:PORT]` (`[V6]:PORT` too); `default` when no port is written.
+/// `HOST[:PORT]` (`[V6]:PORT` too) as relay URLs take it; `default` when no port is written.
 fn split_host_port(text: &str, default: u16) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(v6) = text.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or("an IPv6 address lacks its \"]\"")?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match text.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("the host is missing".into());
-    }
+    let (host, port) = crate::relay::url::split_host_port(text, default).map_err(|e| e.to_string())?;
     if host.contains(['/', '@', ' ']) {
         return Err(format!("the host {host:?} is not valid"));
     }
-    let port = match port {
-        None => default,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(format!("the port {p:?} is not a number from 1 to 65535")),
-        },
-    };
-    Ok((host.to_owned(), port))
+    Ok((host, port))
 }
 
 /// `cluster_address rtmp://HOST:PORT`: checked and written back as `rtmp://HOST:PORT`.
@@ -257,7 +239,8 @@ mod tests {
         for (text, says) in [
             ("http://h:6379", "must start with \"redis://\""),
             ("rediss://h", "must start with \"redis://\""),
-            ("redis://", "host is missing"),
+            ("redis://", "has no host"),
+            ("redis://::1", "brackets"),
             ("redis://h:0", "port"),
             ("redis://h:99999", "port"),
             ("redis://h/x", "database"),

@@ -30,6 +30,8 @@ pub enum UrlError {
     Port,
     #[error("the URL has an unterminated \"[\" IPv6 address")]
     Bracket,
+    #[error("the URL's IPv6 address must be written in brackets: [ADDRESS]:PORT")]
+    Unbracketed,
     #[error("the URL contains a space or a control character")]
     BadChar,
     #[error("the URL's host contains a variable: a client must not choose where sluice connects")]
@@ -103,7 +105,10 @@ fn strip_scheme(url: &str) -> Option<(bool, &str)> {
     None
 }
 
-fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), UrlError> {
+/// `HOST[:PORT]` or `[V6][:PORT]`: the host (an IPv6 address without its brackets) and the port,
+/// `default_port` when none is written. The one splitter of every URL sluice is told to
+/// connect to: relays, `cluster_redis`, `cluster_address`.
+pub(crate) fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), UrlError> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => {
             let (host, after) = v6.split_once(']').ok_or(UrlError::Bracket)?;
@@ -112,6 +117,7 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
                 _ => (host, Some(after.strip_prefix(':').ok_or(UrlError::Port)?)),
             }
         }
+        None if authority.matches(':').count() > 1 => return Err(UrlError::Unbracketed),
         None => match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
@@ -319,6 +325,8 @@ mod tests {
         assert_eq!(parse("rtmp://h:65536/live"), Err(UrlError::Port));
         assert_eq!(parse("rtmp://h:x/live"), Err(UrlError::Port));
         assert_eq!(parse("rtmp://[::1/live"), Err(UrlError::Bracket));
+        assert_eq!(parse("rtmp://::1/live"), Err(UrlError::Unbracketed));
+        assert_eq!(parse("rtmp://fe80::1:1935/live"), Err(UrlError::Unbracketed));
         assert_eq!(parse("rtmp://[::1]x/live"), Err(UrlError::Port));
         assert_eq!(parse("rtmp://[]/live"), Err(UrlError::NoHost));
         assert_eq!(parse("rtmp://h/live/a b"), Err(UrlError::BadChar));
