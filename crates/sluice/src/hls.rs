@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use hls::{Container, Event, KeySettings, Naming, Position, Segmenter, Settings, Slicing, Tracks};
 use rtmp::MediaKind;
@@ -96,12 +97,15 @@ pub struct HlsStore {
     viewers: Arc<viewers::Viewers>,
 }
 
+/// A file in memory, with the validators every answer for it carries, made once.
 #[derive(Clone)]
 struct Stored {
     data: Bytes,
     kind: StoredKind,
-    /// When it came into memory: its `Last-Modified` and, with its length, its `ETag`.
-    modified: SystemTime,
+    /// `"MS-LEN"`: when it came into memory and its length.
+    etag: HeaderValue,
+    /// When it came into memory.
+    last_modified: HeaderValue,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,7 +125,8 @@ pub struct LivePlaylist {
 
 #[derive(Default, Clone)]
 struct PlaylistState {
-    text: String,
+    /// Shared with every answer: a request or a wake-up copies no text.
+    text: Bytes,
     position: Position,
     part_target: Option<Duration>,
     live: bool,
@@ -129,6 +134,19 @@ struct PlaylistState {
     modified: Option<SystemTime>,
     /// Changes so far: with `modified`, the playlist's `ETag`.
     version: u64,
+    /// The answer headers made from the fields above, made again only when those change.
+    headers: PlaylistHeaders,
+}
+
+/// A playlist's `ETag` and `Cache-Control` values, made once per change rather than once per
+/// answer (thousands of blocking reloads are answered at each part).
+#[derive(Default, Clone)]
+struct PlaylistHeaders {
+    /// The `(modified, version)` and target duration they were made for.
+    made_for: Option<(Option<SystemTime>, u64, u64)>,
+    etag: Option<HeaderValue>,
+    live: Option<HeaderValue>,
+    settled: Option<HeaderValue>,
 }
 
 /// What an HTTP request for a live HLS file gets.
@@ -139,13 +157,13 @@ pub struct Reply {
     /// `Content-Type`.
     pub content_type: &'static str,
     /// `Cache-Control` ([`cache`] says which).
-    pub cache_control: String,
+    pub cache_control: HeaderValue,
     /// `ETag`: a strong validator (`If-None-Match` is answered `304` by the HTTP layer).
-    pub etag: Option<String>,
-    /// `Last-Modified`, on answers that cannot change within the second it names (not on live
-    /// playlists, which change several times a second: `If-Modified-Since` would then answer
-    /// `304` for a playlist the client has not seen).
-    pub last_modified: Option<SystemTime>,
+    pub etag: Option<HeaderValue>,
+    /// `Last-Modified` (an HTTP date), on answers that cannot change within the second it names
+    /// (not on live playlists, which change several times a second: `If-Modified-Since` would
+    /// then answer `304` for a playlist the client has not seen).
+    pub last_modified: Option<HeaderValue>,
     /// The body.
     pub body: Bytes,
 }
@@ -291,7 +309,10 @@ impl HlsStore {
     }
 
     fn put(&self, path: PathBuf, data: Bytes, kind: StoredKind) {
-        self.files().insert(path, Stored { data, kind, modified: SystemTime::now() });
+        let modified = SystemTime::now();
+        let etag = header_value(format!("\"{:x}-{:x}\"", ms_since_epoch(modified), data.len()));
+        let last_modified = header_value(crate::http::http_date(modified));
+        self.files().insert(path, Stored { data, kind, etag, last_modified });
     }
 
     fn remove(&self, path: &Path) {
@@ -311,18 +332,17 @@ impl crate::http::LiveContent for HlsStore {
 
 impl Reply {
     fn into_response(self) -> axum::response::Response {
-        use axum::http::{header, HeaderValue, StatusCode};
+        use axum::http::{header, StatusCode};
         let mut res = axum::response::Response::new(axum::body::Body::from(self.body));
         *res.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = res.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-        let text = |s: &str| HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static(cache::NO_CACHE));
-        h.insert(header::CACHE_CONTROL, text(&self.cache_control));
-        if let Some(etag) = &self.etag {
-            h.insert(header::ETAG, text(etag));
+        h.insert(header::CACHE_CONTROL, self.cache_control);
+        if let Some(etag) = self.etag {
+            h.insert(header::ETAG, etag);
         }
         if let Some(modified) = self.last_modified {
-            h.insert(header::LAST_MODIFIED, text(&crate::http::http_date(modified)));
+            h.insert(header::LAST_MODIFIED, modified);
         }
         res
     }
@@ -332,7 +352,7 @@ impl Reply {
         Reply {
             status,
             content_type: "text/plain",
-            cache_control: cache::NO_CACHE.into(),
+            cache_control: HeaderValue::from_static(cache::NO_CACHE),
             etag: None,
             last_modified: None,
             body: Bytes::from_static(text.as_bytes()),
@@ -345,6 +365,11 @@ fn ms_since_epoch(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
 }
 
+/// A header value made by sluice (digits, dates, fixed words): always valid.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""))
+}
+
 fn stored_reply(path: &Path, s: &Stored) -> Reply {
     let cache_control = match s.kind {
         StoredKind::Key => cache::NO_CACHE,
@@ -353,9 +378,9 @@ fn stored_reply(path: &Path, s: &Stored) -> Reply {
     Reply {
         status: 200,
         content_type: content_type(path),
-        cache_control: cache_control.into(),
-        etag: Some(format!("\"{:x}-{:x}\"", ms_since_epoch(s.modified), s.data.len())),
-        last_modified: Some(s.modified),
+        cache_control: HeaderValue::from_static(cache_control),
+        etag: Some(s.etag.clone()),
+        last_modified: Some(s.last_modified.clone()),
         body: s.data.clone(),
     }
 }
@@ -379,13 +404,14 @@ impl LivePlaylist {
     fn update(&self, text: String, position: Position, live: bool) {
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.text != text || st.version == 0 {
+            if st.text != text.as_bytes() || st.version == 0 {
                 st.version += 1;
                 st.modified = Some(SystemTime::now());
+                st.text = Bytes::from(text);
             }
-            st.text = text;
             st.position = position;
             st.live = live;
+            st.make_headers();
         }
         self.changed.send_modify(|v| *v += 1);
     }
@@ -418,20 +444,37 @@ impl LivePlaylist {
 }
 
 impl PlaylistState {
-    /// The playlist as it is now; `settled` when it answers a blocking request it satisfies.
-    fn ok(self, settled: bool) -> Reply {
+    /// Make the answer headers again if what they say changed.
+    fn make_headers(&mut self) {
         let target = self.position.target_duration;
+        let made_for = Some((self.modified, self.version, target));
+        if self.headers.made_for == made_for {
+            return;
+        }
+        let modified = self.modified.unwrap_or(UNIX_EPOCH);
+        self.headers = PlaylistHeaders {
+            made_for,
+            etag: Some(header_value(format!("\"{:x}-{:x}\"", ms_since_epoch(modified), self.version))),
+            live: Some(header_value(cache::live_playlist(target))),
+            settled: Some(header_value(cache::settled_playlist(target))),
+        };
+    }
+
+    /// The playlist as it is now; `settled` when it answers a blocking request it satisfies.
+    fn ok(mut self, settled: bool) -> Reply {
+        // Made already, unless the state was built without `update` or `make_headers`.
+        self.make_headers();
         let ended = !self.live;
-        let cache_control =
-            if settled || ended { cache::settled_playlist(target) } else { cache::live_playlist(target) };
+        let h = self.headers;
+        let cache_control = if settled || ended { h.settled } else { h.live };
         let modified = self.modified.unwrap_or(UNIX_EPOCH);
         Reply {
             status: 200,
             content_type: "application/vnd.apple.mpegurl",
-            cache_control,
-            etag: Some(format!("\"{:x}-{:x}\"", ms_since_epoch(modified), self.version)),
-            last_modified: ended.then_some(modified),
-            body: Bytes::from(self.text),
+            cache_control: cache_control.unwrap_or(HeaderValue::from_static(cache::NO_CACHE)),
+            etag: h.etag,
+            last_modified: ended.then(|| header_value(crate::http::http_date(modified))),
+            body: self.text,
         }
     }
 }
@@ -667,17 +710,17 @@ impl HlsTask {
                 None => resume_from_disk = true,
             }
         }
-        let live = Arc::new(LivePlaylist {
-            state: Mutex::new(PlaylistState {
-                text: seg.playlist(),
-                position: seg.position(),
-                part_target: app.hls.low_latency.then_some(app.hls.part_duration),
-                live: true,
-                modified: Some(SystemTime::now()),
-                version: 1,
-            }),
-            changed: watch::channel(0).0,
-        });
+        let mut first = PlaylistState {
+            text: Bytes::from(seg.playlist()),
+            position: seg.position(),
+            part_target: app.hls.low_latency.then_some(app.hls.part_duration),
+            live: true,
+            modified: Some(SystemTime::now()),
+            version: 1,
+            headers: PlaylistHeaders::default(),
+        };
+        first.make_headers();
+        let live = Arc::new(LivePlaylist { state: Mutex::new(first), changed: watch::channel(0).0 });
         store.playlists().insert(playlist_path.clone(), live.clone());
         let variant = variant::Member::new(&store, &app, &dir, &name);
         let key_dir = app.hls.key_path.clone().unwrap_or_else(|| dir.clone());
@@ -1220,7 +1263,7 @@ fn resume_paths(dir: &Path, playlist_path: &Path, name: &str, app: &AppConf, dem
 /// ago), as `hls_continuous` asks.
 fn previous_in_memory(store: &HlsStore, path: &Path) -> Option<hls::playlist::Restored> {
     let text = store.playlists().get(path).map(|p| p.state().text)?;
-    hls::playlist::parse_media_playlist(&text)
+    hls::playlist::parse_media_playlist(std::str::from_utf8(&text).ok()?)
 }
 
 /// The playlist of an earlier publish on disk (before a restart), read on the blocking pool.
@@ -1455,6 +1498,31 @@ mod tests {
         assert_eq!(later, u64::from(u32::MAX) * 1000);
     }
 
+    /// The answer headers are made once per change, and made again whenever the text or the
+    /// target duration changes.
+    #[test]
+    fn playlist_headers_follow_the_text_and_the_target_duration() {
+        let live = LivePlaylist { state: Mutex::new(PlaylistState::default()), changed: watch::channel(0).0 };
+        let at = |target_duration| Position { target_duration, last_complete: Some(1), ..Position::default() };
+        live.update("#EXTM3U\n#A\n".into(), at(2), true);
+        let a = live.state().ok(false);
+        assert_eq!((a.cache_control.to_str().unwrap(), &a.body[..]), ("public, max-age=1", &b"#EXTM3U\n#A\n"[..]));
+        live.update("#EXTM3U\n#A\n".into(), at(2), true);
+        assert_eq!(live.state().ok(false).etag, a.etag, "same text, same ETag");
+        live.update("#EXTM3U\n#A\n".into(), at(4), true);
+        let longer = live.state().ok(false);
+        assert_eq!((longer.cache_control.to_str().unwrap(), &longer.etag), ("public, max-age=2", &a.etag));
+        assert_eq!(live.state().ok(true).cache_control, "public, max-age=24", "a settled blocking reload");
+        live.update("#EXTM3U\n#B\n".into(), at(4), true);
+        let b = live.state().ok(false);
+        assert!(b.etag.is_some() && b.etag != a.etag, "new text, new ETag");
+        assert_eq!(b.last_modified, None, "a live playlist has no Last-Modified");
+        live.update("#EXTM3U\n#B\n#EXT-X-ENDLIST\n".into(), at(4), false);
+        let ended = live.state().ok(false);
+        assert!(ended.last_modified.unwrap().to_str().unwrap().ends_with(" GMT"));
+        assert_eq!(ended.cache_control, "public, max-age=24");
+    }
+
     #[tokio::test]
     async fn parts_named_by_a_preload_hint_wait_for_their_bytes() {
         let store = HlsStore::new(CancellationToken::new());
@@ -1506,7 +1574,7 @@ mod tests {
     async fn blocking_reload_waits_for_the_part_then_times_out() {
         let live = LivePlaylist {
             state: Mutex::new(PlaylistState {
-                text: "#EXTM3U\n".into(),
+                text: Bytes::from_static(b"#EXTM3U\n"),
                 part_target: Some(Duration::from_millis(200)),
                 live: true,
                 position: Position { open: Some((5, 2)), last_complete: Some(4), ended: false, target_duration: 1 },

@@ -149,7 +149,8 @@ pub fn router(state: HttpState) -> Router {
         .route(dash::mpd::UTC_TIMING_URL, get(utc).options(|| async { preflight() }))
         .fallback(handle)
         .layer(axum::middleware::map_response(allow_any_origin))
-        .with_state(state)
+        // Behind one `Arc`: axum clones the state for every request.
+        .with_state(Arc::new(state))
 }
 
 /// Serve HTTP on `listener` until shutdown, then let open connections finish their request.
@@ -189,7 +190,7 @@ fn is_proxy_listen(proxy_listen: &[SocketAddr], local: SocketAddr) -> bool {
     proxy_listen.iter().any(|a| a.ip() == local.ip() && (a.port() == local.port() || a.port() == 0))
 }
 
-async fn healthz(State(state): State<HttpState>, req: Request) -> Response {
+async fn healthz(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     if let Some(res) = check_access(state.site.location("/healthz"), &req, "/healthz") {
         return res;
     }
@@ -207,7 +208,7 @@ async fn utc() -> Response {
 
 /// Everything but `/healthz`: the location's access rules, then the method decides, then
 /// live content, then files.
-async fn handle(State(state): State<HttpState>, req: Request) -> Response {
+async fn handle(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let path = match path::normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
