@@ -24,7 +24,7 @@
 //! `keepalive_timeout` and `send_timeout`, at most `max_connections` at once per server (more
 //! are closed as soon as they are accepted).
 
-mod conn;
+pub(crate) mod conn;
 mod date;
 mod files;
 mod mime;
@@ -42,7 +42,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -272,9 +272,14 @@ pub(crate) fn is_cross_site(req: &Request) -> bool {
     })
 }
 
+/// The client's address and port, as the connection reported it.
+pub(crate) fn peer(req: &Request) -> Option<SocketAddr> {
+    req.extensions().get::<conn::ConnInfo>().map(|c| c.peer)
+}
+
 /// The client's address, as the connection reported it.
 pub(crate) fn peer_ip(req: &Request) -> Option<IpAddr> {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    peer(req).map(|p| p.ip())
 }
 
 /// A response other origins may not read (no `Access-Control-Allow-Origin: *`).
@@ -321,7 +326,7 @@ async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request) ->
         }
     }
     if let Ok(Some(file)) = path::file_path(loc, path) {
-        let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let client = peer(&req);
         if let Some(refused) = hls_viewer(state, &file, client).await {
             return decorate(loc, path, refused);
         }

@@ -11,7 +11,6 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -121,13 +120,12 @@ async fn serve_connection(
     let head = HeadWatch::new(&socket, limits.send_timeout);
     let mut io = SendTimeout::new(socket, limits.send_timeout);
     io.head = Some(head.clone());
+    let info = ConnInfo { peer, upgrades, head };
     let io = TokioIo::new(io);
     // The connection's place, held by the connection and lent to each request: a WebSocket
     // player keeps it (and is tracked with the connections) after the upgrade.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        req.extensions_mut().insert(upgrades.clone());
-        req.extensions_mut().insert(head.clone());
+        req.extensions_mut().insert(info.clone());
         let mut router = router.clone();
         tower_service::Service::call(&mut router, req.map(Body::new))
     });
@@ -150,6 +148,18 @@ async fn serve_connection(
         // Timeouts and resets are routine (and a client can cause them at will): debug only.
         tracing::debug!(client = %peer, error = %chain(&e), "http connection ended");
     }
+}
+
+/// What a request's connection tells the handlers, in one request extension (one allocation
+/// per request rather than one per item).
+#[derive(Clone)]
+pub struct ConnInfo {
+    /// The client.
+    pub peer: SocketAddr,
+    /// Lent to a WebSocket player ([`Upgrades`]).
+    pub upgrades: Upgrades,
+    /// The plain socket under the response ([`HeadWatch`]): HTTP-FLV players write to it.
+    pub head: HeadWatch,
 }
 
 /// An error with its causes (hyper's own text says only what it was doing: "error writing a

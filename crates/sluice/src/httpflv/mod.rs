@@ -37,7 +37,7 @@ mod ws;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::header::{self, HeaderValue};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +46,8 @@ use crate::access::ConnectionPermit;
 use crate::clients::{ClientHandle, ConnectMeta, Kind, Role};
 use crate::config::{AppConf, Location};
 use crate::events::ClientInfo;
-use crate::http::{status_response, HeadWatch, HttpState};
+use crate::http::conn::ConnInfo;
+use crate::http::{status_response, HttpState};
 use crate::hub::{StartPack, StreamOptions, Subscriber};
 use crate::policy::{self, Admit, Ask, Ended, PlayArgs, Policy};
 use crate::server::ServerCtx;
@@ -90,10 +91,10 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     let Some(ctx) = target.server(&running.servers) else {
         return text_response(StatusCode::NOT_FOUND, "no rtmp server listens on that port");
     };
-    let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0) else {
+    let Some(conn) = req.extensions().get::<ConnInfo>() else {
         return status_response(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let direct = req.extensions().get::<HeadWatch>().cloned();
+    let (peer, head_watch) = (conn.peer, conn.head.clone());
     let upgrade = match ws::handshake(&req) {
         Ok(u) => u,
         Err(refused) => return refused.into_response(),
@@ -110,11 +111,8 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     if let Some(accept) = upgrade {
         return ws::upgrade(req, accept, player);
     }
-    let Some(head) = direct else {
-        return flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player)));
-    };
-    match head.arm() {
-        Ok(fd) => direct_response(body::FlvBody::direct(direct::run(player, head, fd))),
+    match head_watch.arm() {
+        Ok(fd) => direct_response(body::FlvBody::direct(direct::run(player, head_watch, fd))),
         Err(e) => {
             tracing::warn!(client = %peer, error = %e, "http-flv: socket not duplicated; served through hyper");
             flv_headers(StatusCode::OK, axum::body::Body::new(body::FlvBody::new(player)))

@@ -99,7 +99,7 @@ fn accept_key(key: &str) -> String {
 /// HTTP connection's place under `max_connections` and is tracked with the HTTP connections.
 pub(super) fn upgrade(mut req: Request, accept: String, player: FlvPlayer) -> Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let lent = req.extensions_mut().remove::<super::Upgrades>();
+    let lent = req.extensions().get::<crate::http::conn::ConnInfo>().map(|c| c.upgrades.clone());
     let tracker = lent.as_ref().map(|l| l.tracker.clone());
     let task = async move {
         let _lent = lent;
