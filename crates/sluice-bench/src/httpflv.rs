@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use flv::writer::{FIRST_TAG_OFFSET, TAG_HEADER_SIZE};
+use flv::TagHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -110,9 +112,9 @@ async fn probe(target: HttpTarget, out: &Mutex<ProbeResult>, stop: &AtomicBool) 
     let mut body = Dechunk { raw: !chunked, ..Dechunk::default() };
     let mut tags = FlvTags::default();
     let mut observer = players::VideoObserver::new(connect, joined_us);
-    let mut on_tag = |tag: Tag<'_>| match tag.kind {
-        9 => observer.video(&mut out.lock().unwrap(), tag.timestamp, tag.body),
-        8 => observer.audio(&mut out.lock().unwrap(), tag.timestamp),
+    let mut on_tag = |tag: TagHeader, body: &[u8]| match tag.tag_type {
+        flv::TAG_VIDEO => observer.video(&mut out.lock().unwrap(), tag.timestamp, body),
+        flv::TAG_AUDIO => observer.audio(&mut out.lock().unwrap(), tag.timestamp),
         _ => {}
     };
     body.feed(&leftover, &mut tags.buf);
@@ -129,16 +131,6 @@ async fn probe(target: HttpTarget, out: &Mutex<ProbeResult>, stop: &AtomicBool) 
     Ok(())
 }
 
-/// One FLV tag.
-struct Tag<'a> {
-    /// TagType (8 audio, 9 video, 18 script data).
-    kind: u8,
-    /// Timestamp, extension byte included.
-    timestamp: u32,
-    /// The tag's data.
-    body: &'a [u8],
-}
-
 /// An FLV body cut into tags as it comes: the file header first, then whole tags.
 struct FlvTags {
     /// What came and was not taken yet.
@@ -150,30 +142,27 @@ struct FlvTags {
 
 impl Default for FlvTags {
     fn default() -> Self {
-        FlvTags { buf: Vec::new(), skip: 13 }
+        FlvTags { buf: Vec::new(), skip: FIRST_TAG_OFFSET as usize }
     }
 }
 
 impl FlvTags {
-    /// Hand every whole tag in `buf` to `on_tag` and drop what was taken.
-    fn take(&mut self, mut on_tag: impl FnMut(Tag<'_>)) {
+    /// Hand every whole tag in `buf` (its header and body) to `on_tag` and drop what was taken.
+    fn take(&mut self, mut on_tag: impl FnMut(TagHeader, &[u8])) {
         let mut at = self.skip;
-        while self.buf.len() >= at + 11 {
-            let head = &self.buf[at..at + 11];
-            let size = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
-            let Some(body) = self.buf.get(at + 11..at + 11 + size + 4) else { break };
-            on_tag(Tag { kind: head[0] & 0x1F, timestamp: tag_timestamp(head), body: &body[..size] });
-            at += 11 + size + 4;
+        while let Some(tag) = self.buf.get(at..).and_then(|rest| TagHeader::parse(rest).ok()) {
+            let end = at + tag.tag_len() as usize;
+            if self.buf.len() < end {
+                break;
+            }
+            let body = at + TAG_HEADER_SIZE;
+            on_tag(tag, &self.buf[body..body + tag.size as usize]);
+            at = end;
         }
         let taken = at.min(self.buf.len());
         self.buf.drain(..taken);
         self.skip = at - taken;
     }
-}
-
-/// An FLV tag header's timestamp: 24 bits, then the extension byte as the top 8.
-fn tag_timestamp(header: &[u8]) -> u32 {
-    u32::from_be_bytes([header[7], header[4], header[5], header[6]])
 }
 
 /// The chunked transfer coding's decoder (RFC 9112, 7.1), extensions and trailers ignored.
@@ -269,10 +258,10 @@ mod tests {
         for piece in [1, 2, 5, 13, 17, body.len()] {
             let mut t = FlvTags::default();
             let mut got = Vec::new();
-            t.take(|tag| got.push((tag.kind, tag.timestamp, tag.body.to_vec())));
+            t.take(|tag, data| got.push((tag.tag_type, tag.timestamp, data.to_vec())));
             for chunk in body.chunks(piece) {
                 t.buf.extend_from_slice(chunk);
-                t.take(|tag| got.push((tag.kind, tag.timestamp, tag.body.to_vec())));
+                t.take(|tag, data| got.push((tag.tag_type, tag.timestamp, data.to_vec())));
             }
             let want: Vec<_> = tags.iter().map(|&(k, ts, d)| (k, ts, d.to_vec())).collect();
             assert_eq!(got, want, "cut every {piece} bytes");
