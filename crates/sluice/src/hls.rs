@@ -135,18 +135,18 @@ struct PlaylistState {
     /// Changes so far: with `modified`, the playlist's `ETag`.
     version: u64,
     /// The answer headers made from the fields above, made again only when those change.
-    headers: PlaylistHeaders,
+    headers: Option<PlaylistHeaders>,
 }
 
 /// A playlist's `ETag` and `Cache-Control` values, made once per change rather than once per
 /// answer (thousands of blocking reloads are answered at each part).
-#[derive(Default, Clone)]
+#[derive(Clone)]
 struct PlaylistHeaders {
-    /// The `(modified, version)` and target duration they were made for.
-    made_for: Option<(Option<SystemTime>, u64, u64)>,
-    etag: Option<HeaderValue>,
-    live: Option<HeaderValue>,
-    settled: Option<HeaderValue>,
+    /// The `modified`, `version` and target duration they were made for.
+    made_for: (Option<SystemTime>, u64, u64),
+    etag: HeaderValue,
+    live: HeaderValue,
+    settled: HeaderValue,
 }
 
 /// What an HTTP request for a live HLS file gets.
@@ -310,7 +310,7 @@ impl HlsStore {
 
     fn put(&self, path: PathBuf, data: Bytes, kind: StoredKind) {
         let modified = SystemTime::now();
-        let etag = header_value(format!("\"{:x}-{:x}\"", ms_since_epoch(modified), data.len()));
+        let etag = etag(modified, data.len() as u64);
         let last_modified = header_value(crate::http::http_date(modified));
         self.files().insert(path, Stored { data, kind, etag, last_modified });
     }
@@ -360,9 +360,11 @@ impl Reply {
     }
 }
 
-/// Milliseconds since the Unix epoch, for validators.
-fn ms_since_epoch(t: SystemTime) -> u128 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+/// A strong validator: `"MS-N"`, milliseconds since the Unix epoch of `modified`, then what
+/// tells versions of the same moment apart (a file's length, a playlist's change count).
+fn etag(modified: SystemTime, n: u64) -> HeaderValue {
+    let ms = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    header_value(format!("\"{ms:x}-{n:x}\""))
 }
 
 /// A header value made by sluice (digits, dates, fixed words): always valid.
@@ -443,36 +445,41 @@ impl LivePlaylist {
     }
 }
 
-impl PlaylistState {
-    /// Make the answer headers again if what they say changed.
-    fn make_headers(&mut self) {
-        let target = self.position.target_duration;
-        let made_for = Some((self.modified, self.version, target));
-        if self.headers.made_for == made_for {
-            return;
-        }
-        let modified = self.modified.unwrap_or(UNIX_EPOCH);
-        self.headers = PlaylistHeaders {
+impl PlaylistHeaders {
+    fn new(made_for: (Option<SystemTime>, u64, u64)) -> Self {
+        let (modified, version, target) = made_for;
+        PlaylistHeaders {
             made_for,
-            etag: Some(header_value(format!("\"{:x}-{:x}\"", ms_since_epoch(modified), self.version))),
-            live: Some(header_value(cache::live_playlist(target))),
-            settled: Some(header_value(cache::settled_playlist(target))),
-        };
+            etag: etag(modified.unwrap_or(UNIX_EPOCH), version),
+            live: header_value(cache::live_playlist(target)),
+            settled: header_value(cache::settled_playlist(target)),
+        }
+    }
+}
+
+impl PlaylistState {
+    /// The answer headers, made again first if what they say changed.
+    fn make_headers(&mut self) -> &PlaylistHeaders {
+        let made_for = (self.modified, self.version, self.position.target_duration);
+        if self.headers.as_ref().is_none_or(|h| h.made_for != made_for) {
+            self.headers = Some(PlaylistHeaders::new(made_for));
+        }
+        self.headers.get_or_insert_with(|| PlaylistHeaders::new(made_for))
     }
 
     /// The playlist as it is now; `settled` when it answers a blocking request it satisfies.
     fn ok(mut self, settled: bool) -> Reply {
-        // Made already, unless the state was built without `update` or `make_headers`.
-        self.make_headers();
         let ended = !self.live;
-        let h = self.headers;
-        let cache_control = if settled || ended { h.settled } else { h.live };
+        // Made already, unless the state was built without `update` or `make_headers`.
+        let h = self.make_headers();
+        let cache_control = if settled || ended { h.settled.clone() } else { h.live.clone() };
+        let etag = h.etag.clone();
         let modified = self.modified.unwrap_or(UNIX_EPOCH);
         Reply {
             status: 200,
             content_type: "application/vnd.apple.mpegurl",
-            cache_control: cache_control.unwrap_or(HeaderValue::from_static(cache::NO_CACHE)),
-            etag: h.etag,
+            cache_control,
+            etag: Some(etag),
             last_modified: ended.then(|| header_value(crate::http::http_date(modified))),
             body: self.text,
         }
@@ -717,7 +724,7 @@ impl HlsTask {
             live: true,
             modified: Some(SystemTime::now()),
             version: 1,
-            headers: PlaylistHeaders::default(),
+            headers: None,
         };
         first.make_headers();
         let live = Arc::new(LivePlaylist { state: Mutex::new(first), changed: watch::channel(0).0 });
