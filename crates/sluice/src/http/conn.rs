@@ -118,10 +118,8 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let head = HeadWatch::new(&socket, limits.send_timeout);
-    let mut io = SendTimeout::new(socket, limits.send_timeout);
-    io.head = Some(head.clone());
+    let io = TokioIo::new(SendTimeout::new(socket, limits.send_timeout, head.clone()));
     let info = ConnInfo { peer, upgrades, head };
-    let io = TokioIo::new(io);
     // The connection's place, held by the connection and lent to each request: a WebSocket
     // player keeps it (and is tracked with the connections) after the upgrade.
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -183,18 +181,18 @@ struct SendTimeout {
     /// Running while a write waits for the client.
     stalled: Option<Pin<Box<Sleep>>>,
     /// Told when a response head asked for is out ([`HeadWatch`]).
-    head: Option<HeadWatch>,
+    head: HeadWatch,
 }
 
 impl SendTimeout {
-    fn new(inner: TcpStream, limit: Duration) -> Self {
-        SendTimeout { inner, limit, stalled: None, head: None }
+    fn new(inner: TcpStream, limit: Duration, head: HeadWatch) -> Self {
+        SendTimeout { inner, limit, stalled: None, head }
     }
 
     /// hyper wrote something (after [`HeadWatch::arm`]: the response head).
     fn wrote(&self, poll: &Poll<io::Result<usize>>) {
-        if let (Some(head), Poll::Ready(Ok(1..))) = (&self.head, poll) {
-            head.wrote();
+        if let Poll::Ready(Ok(1..)) = poll {
+            self.head.wrote();
         }
     }
 
@@ -240,8 +238,8 @@ impl AsyncWrite for SendTimeout {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        if let (Some(head), Poll::Ready(Ok(()))) = (&self.head, &poll) {
-            head.flushed();
+        if let Poll::Ready(Ok(())) = poll {
+            self.head.flushed();
         }
         poll
     }

@@ -94,7 +94,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
     let Some(conn) = req.extensions().get::<ConnInfo>() else {
         return status_response(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    let (peer, head_watch) = (conn.peer, conn.head.clone());
+    let (peer, head_watch, lent) = (conn.peer, conn.head.clone(), conn.upgrades.clone());
     let upgrade = match ws::handshake(&req) {
         Ok(u) => u,
         Err(refused) => return refused.into_response(),
@@ -109,7 +109,7 @@ pub async fn respond(state: &HttpState, loc: &Location, path: &str, req: Request
         return flv_headers(StatusCode::OK, axum::body::Body::empty());
     }
     if let Some(accept) = upgrade {
-        return ws::upgrade(req, accept, player);
+        return ws::upgrade(req, accept, player, lent);
     }
     match head_watch.arm() {
         Ok(fd) => direct_response(body::FlvBody::direct(direct::run(player, head_watch, fd))),

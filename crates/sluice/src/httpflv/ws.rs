@@ -96,11 +96,11 @@ fn accept_key(key: &str) -> String {
 }
 
 /// Answer `101` and serve `player` over the upgraded connection in its own task, which keeps the
-/// HTTP connection's place under `max_connections` and is tracked with the HTTP connections.
-pub(super) fn upgrade(mut req: Request, accept: String, player: FlvPlayer) -> Response {
+/// HTTP connection's place under `max_connections` (`lent`) and is tracked with the HTTP
+/// connections.
+pub(super) fn upgrade(mut req: Request, accept: String, player: FlvPlayer, lent: super::Upgrades) -> Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let lent = req.extensions().get::<crate::http::conn::ConnInfo>().map(|c| c.upgrades.clone());
-    let tracker = lent.as_ref().map(|l| l.tracker.clone());
+    let tracker = lent.tracker.clone();
     let task = async move {
         let _lent = lent;
         match on_upgrade.await {
@@ -108,10 +108,7 @@ pub(super) fn upgrade(mut req: Request, accept: String, player: FlvPlayer) -> Re
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
     };
-    match tracker {
-        Some(tracker) => drop(tracker.spawn(task)),
-        None => drop(tokio::spawn(task)),
-    }
+    drop(tracker.spawn(task));
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = res.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
